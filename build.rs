@@ -1,0 +1,23 @@
+//! Compiles `proto/sluis/v1/*.proto` with protox (pure Rust), so a fresh
+//! machine needs no `protoc` binary. The encoded descriptor set is kept in
+//! `OUT_DIR` for gRPC server reflection.
+
+use std::path::PathBuf;
+
+use prost::Message;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let protos = ["proto/sluis/v1/case.proto", "proto/sluis/v1/consent.proto"];
+    for p in &protos {
+        println!("cargo:rerun-if-changed={p}");
+    }
+    let fds = protox::compile(protos, ["proto"])?;
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    std::fs::write(out.join("sluis_descriptor.bin"), fds.encode_to_vec())?;
+    tonic_prost_build::configure()
+        // Identity must never reach a log line through `{:?}`: its Debug is
+        // written by hand in `src/proto.rs` and prints nothing personal.
+        .skip_debug([".sluis.v1.Identity"])
+        .compile_fds(fds)?;
+    Ok(())
+}

@@ -1,0 +1,670 @@
+//! The gRPC services: protobuf in, domain types to `exchange`, protobuf out.
+//!
+//! Every method goes through [`Api::call`], which gives the request its id,
+//! reads the typed peer that the TLS layer attached, checks size and
+//! metadata, converts the message, and maps the outcome to a status in one
+//! place ([`status`]). Every response, success or error, carries
+//! `x-request-id`, the same id as in the access record.
+
+use std::sync::Arc;
+
+use prost::Message;
+use tonic::metadata::MetadataValue;
+use tonic::{Request, Response, Status};
+
+use crate::consent::{Consent, ConsentState, EventKind, Millis, Recipient};
+use crate::exchange::{
+    CaseRef, Exchange, ExchangeError, FindCases, GetCase, NewConsent, RequestCtx, Scope,
+};
+use crate::identity::Peer;
+use crate::model::{Category, Role, WithholdReason};
+use crate::proto::v1 as pb;
+use crate::tls::ConnectionInfo;
+
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+pub const ACTOR_HEADER: &str = "x-sluis-actor";
+const MAX_ACTOR_LEN: usize = 128;
+const MAX_TEXT: usize = 4096;
+
+/// Shared by both services.
+#[derive(Clone)]
+pub struct Api {
+    ex: Arc<Exchange>,
+    max_message_bytes: usize,
+}
+
+impl Api {
+    pub fn new(ex: Arc<Exchange>, max_message_bytes: usize) -> Api {
+        Api {
+            ex,
+            max_message_bytes,
+        }
+    }
+
+    /// The one path of every method. `convert` turns the message into the
+    /// domain request (its errors are refused and audited like any other);
+    /// `run` calls the exchange, which audits itself.
+    async fn call<Req, Dom, Resp>(
+        &self,
+        method: &'static str,
+        req: Request<Req>,
+        convert: impl FnOnce(Req) -> Result<Dom, ExchangeError>,
+        run: impl AsyncFnOnce(&Exchange, &RequestCtx, Dom) -> Result<Resp, ExchangeError>,
+    ) -> Result<Response<Resp>, Status>
+    where
+        Req: Message,
+    {
+        let request_id = uuid::Uuid::now_v7().to_string();
+        let Some(info) = req.extensions().get::<ConnectionInfo>().cloned() else {
+            // Only reachable if the server is wired without our TLS layer.
+            return Err(with_id(
+                Status::unauthenticated("no authenticated connection"),
+                &request_id,
+            ));
+        };
+        let mut ctx = RequestCtx {
+            request_id: request_id.clone(),
+            peer: info.peer,
+            actor: None,
+        };
+        let outcome = async {
+            ctx.actor = actor(&req)?;
+            if matches!(ctx.peer, Peer::Unregistered { .. }) {
+                return Err(ExchangeError::Unregistered);
+            }
+            let size = req.get_ref().encoded_len();
+            if size > self.max_message_bytes {
+                return Err(ExchangeError::TooLarge(format!(
+                    "request is {size} bytes; this node accepts at most {} bytes per message",
+                    self.max_message_bytes
+                )));
+            }
+            convert(req.into_inner())
+        };
+        let dom = match outcome.await {
+            Ok(d) => d,
+            Err(e) => {
+                let e = self.ex.refuse(&ctx, method, e).await;
+                return Err(status(e, &request_id));
+            }
+        };
+        match run(&self.ex, &ctx, dom).await {
+            Ok(resp) => {
+                let mut r = Response::new(resp);
+                if let Ok(v) = MetadataValue::try_from(request_id.as_str()) {
+                    r.metadata_mut().insert(REQUEST_ID_HEADER, v);
+                }
+                Ok(r)
+            }
+            Err(e) => Err(status(e, &request_id)),
+        }
+    }
+}
+
+/// The acting employee from metadata: optional, printable ASCII, bounded.
+fn actor<T>(req: &Request<T>) -> Result<Option<String>, ExchangeError> {
+    let Some(v) = req.metadata().get(ACTOR_HEADER) else {
+        return Ok(None);
+    };
+    let bad = || {
+        ExchangeError::Invalid(format!(
+            "{ACTOR_HEADER} must be 1-{MAX_ACTOR_LEN} printable ASCII characters (an employee id)"
+        ))
+    };
+    let s = v.to_str().map_err(|_| bad())?;
+    if s.is_empty() || s.len() > MAX_ACTOR_LEN || !s.bytes().all(|b| (0x21..0x7f).contains(&b)) {
+        return Err(bad());
+    }
+    Ok(Some(s.to_string()))
+}
+
+/// Error → gRPC status, in one place.
+pub fn status(e: ExchangeError, request_id: &str) -> Status {
+    let msg = e.to_string();
+    let s = match e {
+        ExchangeError::Invalid(_) => Status::invalid_argument(msg),
+        ExchangeError::TooLarge(_) => Status::resource_exhausted(msg),
+        ExchangeError::Unregistered | ExchangeError::Forbidden(_) => Status::permission_denied(msg),
+        ExchangeError::NotFound(_) => Status::not_found(msg),
+        ExchangeError::FailedPrecondition(_) => Status::failed_precondition(msg),
+        ExchangeError::AuditUnavailable => Status::unavailable(msg),
+        ExchangeError::Internal(_) => Status::internal(msg),
+    };
+    with_id(s, request_id)
+}
+
+fn with_id(mut s: Status, request_id: &str) -> Status {
+    if let Ok(v) = MetadataValue::try_from(request_id) {
+        s.metadata_mut().insert(REQUEST_ID_HEADER, v);
+    }
+    s
+}
+
+// ---- conversions and validation ----
+
+fn invalid(msg: impl Into<String>) -> ExchangeError {
+    ExchangeError::Invalid(msg.into())
+}
+
+fn category(code: i32) -> Result<Category, ExchangeError> {
+    Category::from_code(code).ok_or_else(|| {
+        invalid(format!(
+            "unknown category {code}: use CATEGORY_IDENTITY (1) to CATEGORY_OUTCOME (8)"
+        ))
+    })
+}
+
+fn categories(codes: &[i32]) -> Result<Vec<Category>, ExchangeError> {
+    if codes.len() > 64 {
+        return Err(invalid("categories: at most 64 entries"));
+    }
+    codes.iter().map(|c| category(*c)).collect()
+}
+
+fn check_text(field: &str, s: &str, max: usize) -> Result<(), ExchangeError> {
+    if s.chars().count() > max {
+        return Err(invalid(format!("{field} is longer than {max} characters")));
+    }
+    Ok(())
+}
+
+fn check_date(field: &str, s: &str) -> Result<(), ExchangeError> {
+    if s.is_empty() {
+        return Ok(());
+    }
+    let fmt = time::macros::format_description!("[year]-[month]-[day]");
+    time::Date::parse(s, &fmt)
+        .map(|_| ())
+        .map_err(|_| invalid(format!("{field} must be a date written YYYY-MM-DD")))
+}
+
+/// The 11-check ("elfproef") every BSN passes.
+fn bsn_valid(bsn: &str) -> bool {
+    if bsn.len() != 9 || !bsn.bytes().all(|b| b.is_ascii_digit()) {
+        return false;
+    }
+    let sum: i32 = bsn
+        .bytes()
+        .enumerate()
+        .map(|(i, b)| {
+            let d = i32::from(b - b'0');
+            if i == 8 { -d } else { d * (9 - i as i32) }
+        })
+        .sum();
+    sum % 11 == 0 && bsn != "000000000"
+}
+
+/// Validates an identity without ever echoing its values.
+fn check_identity(id: &pb::Identity) -> Result<(), ExchangeError> {
+    if id.name.trim().is_empty() && id.v_number.is_empty() && id.bsn.is_empty() {
+        return Err(invalid(
+            "data.identity must have at least a name, a V-number or a BSN",
+        ));
+    }
+    check_text("data.identity.name", &id.name, 200)?;
+    check_date("data.identity.date_of_birth", &id.date_of_birth)?;
+    check_text("data.identity.nationality", &id.nationality, 64)?;
+    let v_ok = id.v_number.len() == 10 && id.v_number.bytes().all(|b| b.is_ascii_digit());
+    if !id.v_number.is_empty() && !v_ok {
+        return Err(invalid("data.identity.v_number must be 10 digits"));
+    }
+    if !id.bsn.is_empty() && !bsn_valid(&id.bsn) {
+        return Err(invalid(
+            "data.identity.bsn must be 9 digits that pass the 11-check",
+        ));
+    }
+    Ok(())
+}
+
+/// Splits case data into per-category payloads, validating each.
+fn case_payloads(data: pb::CaseData) -> Result<Vec<(Category, Vec<u8>)>, ExchangeError> {
+    let mut out = Vec::new();
+    if let Some(v) = data.identity {
+        check_identity(&v)?;
+        out.push((Category::Identity, v.encode_to_vec()));
+    }
+    if let Some(v) = data.residence_procedure {
+        check_text("data.residence_procedure.status", &v.status, MAX_TEXT)?;
+        check_date(
+            "data.residence_procedure.last_decision_date",
+            &v.last_decision_date,
+        )?;
+        out.push((Category::ResidenceProcedure, v.encode_to_vec()));
+    }
+    if let Some(v) = data.shelter {
+        check_text("data.shelter.location", &v.location, 200)?;
+        check_date("data.shelter.since", &v.since)?;
+        check_date("data.shelter.until", &v.until)?;
+        check_text("data.shelter.notes", &v.notes, MAX_TEXT)?;
+        if !v.since.is_empty() && !v.until.is_empty() && v.until < v.since {
+            return Err(invalid(
+                "data.shelter.until must not be before data.shelter.since",
+            ));
+        }
+        out.push((Category::Shelter, v.encode_to_vec()));
+    }
+    if let Some(v) = data.guidance {
+        check_text("data.guidance.organisation", &v.organisation, 200)?;
+        check_text("data.guidance.notes", &v.notes, MAX_TEXT)?;
+        out.push((Category::Guidance, v.encode_to_vec()));
+    }
+    if let Some(v) = data.perspective {
+        if pb::PerspectiveKind::try_from(v.kind).is_err() {
+            return Err(invalid(
+                "data.perspective.kind is not a known PerspectiveKind",
+            ));
+        }
+        if v.milestones.len() > 64 {
+            return Err(invalid("data.perspective.milestones: at most 64"));
+        }
+        for m in &v.milestones {
+            check_text(
+                "data.perspective.milestones.description",
+                &m.description,
+                512,
+            )?;
+            check_date("data.perspective.milestones.date", &m.date)?;
+        }
+        out.push((Category::Perspective, v.encode_to_vec()));
+    }
+    if let Some(v) = data.medical {
+        check_text("data.medical.notes", &v.notes, MAX_TEXT)?;
+        out.push((Category::Medical, v.encode_to_vec()));
+    }
+    if let Some(v) = data.safety {
+        check_text("data.safety.notes", &v.notes, MAX_TEXT)?;
+        out.push((Category::Safety, v.encode_to_vec()));
+    }
+    if let Some(v) = data.outcome {
+        if pb::PerspectiveKind::try_from(v.kind).is_err() {
+            return Err(invalid("data.outcome.kind is not a known PerspectiveKind"));
+        }
+        check_date("data.outcome.date", &v.date)?;
+        out.push((Category::Outcome, v.encode_to_vec()));
+    }
+    Ok(out)
+}
+
+/// Rebuilds case data from released payloads. A payload that fails to
+/// decode is an internal error: nothing half-decoded is sent.
+fn case_data(released: Vec<(Category, Vec<u8>)>) -> Result<pb::CaseData, ExchangeError> {
+    let mut d = pb::CaseData::default();
+    let corrupt = |_| ExchangeError::Internal("stored case data does not decode".into());
+    for (cat, bytes) in released {
+        let b = bytes.as_slice();
+        match cat {
+            Category::Identity => d.identity = Some(pb::Identity::decode(b).map_err(corrupt)?),
+            Category::ResidenceProcedure => {
+                d.residence_procedure = Some(pb::ResidenceProcedure::decode(b).map_err(corrupt)?)
+            }
+            Category::Shelter => d.shelter = Some(pb::Shelter::decode(b).map_err(corrupt)?),
+            Category::Guidance => d.guidance = Some(pb::Guidance::decode(b).map_err(corrupt)?),
+            Category::Perspective => {
+                d.perspective = Some(pb::Perspective::decode(b).map_err(corrupt)?)
+            }
+            Category::Medical => d.medical = Some(pb::Medical::decode(b).map_err(corrupt)?),
+            Category::Safety => d.safety = Some(pb::Safety::decode(b).map_err(corrupt)?),
+            Category::Outcome => d.outcome = Some(pb::Outcome::decode(b).map_err(corrupt)?),
+        }
+    }
+    Ok(d)
+}
+
+fn withhold_reason(r: WithholdReason) -> pb::WithholdReason {
+    use pb::WithholdReason as W;
+    match r {
+        WithholdReason::NotPermittedForRoleAndPurpose => W::NotPermittedForRoleAndPurpose,
+        WithholdReason::NoConsent => W::NoConsent,
+        WithholdReason::ConsentWithdrawn => W::ConsentWithdrawn,
+        WithholdReason::ConsentExpired => W::ConsentExpired,
+        WithholdReason::ConsentNotYetValid => W::ConsentNotYetValid,
+        WithholdReason::ActorRequired => W::ActorRequired,
+        WithholdReason::NotPresent => W::NotPresent,
+    }
+}
+
+pub fn timestamp(ms: Millis) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+    }
+}
+
+fn millis(field: &str, t: &prost_types::Timestamp) -> Result<Millis, ExchangeError> {
+    // Years 1970..=9999 are plenty for consent windows.
+    if !(0..=253_402_300_799).contains(&t.seconds) || !(0..1_000_000_000).contains(&t.nanos) {
+        return Err(invalid(format!("{field} is out of range")));
+    }
+    Ok(t.seconds * 1000 + i64::from(t.nanos / 1_000_000))
+}
+
+fn consent_pb(c: &Consent, now: Millis) -> pb::Consent {
+    pb::Consent {
+        consent_id: c.id.clone(),
+        case_id: c.case_id.clone(),
+        recipients: c
+            .recipients
+            .iter()
+            .map(|r| pb::Recipient {
+                recipient: Some(match r {
+                    Recipient::Participant(p) => pb::recipient::Recipient::Participant(p.clone()),
+                    Recipient::Role(role) => pb::recipient::Recipient::Role(role.to_string()),
+                }),
+            })
+            .collect(),
+        categories: c.categories.iter().map(|c| i32::from(c.code())).collect(),
+        purposes: c.purposes.clone(),
+        valid_from: Some(timestamp(c.valid_from)),
+        valid_until: c.valid_until.map(timestamp),
+        evidence_ref: c.evidence_ref.clone(),
+        recorded_by: c.recorded_by.clone(),
+        state: match c.state(now) {
+            ConsentState::Active => pb::ConsentState::Active,
+            ConsentState::NotYetValid => pb::ConsentState::NotYetValid,
+            ConsentState::Expired => pb::ConsentState::Expired,
+            ConsentState::Withdrawn => pb::ConsentState::Withdrawn,
+        } as i32,
+        events: c
+            .events
+            .iter()
+            .map(|e| pb::ConsentEvent {
+                kind: match e.kind {
+                    EventKind::Given => pb::consent_event::Kind::Given,
+                    EventKind::Withdrawn => pb::consent_event::Kind::Withdrawn,
+                } as i32,
+                at: Some(timestamp(e.at)),
+                by: e.by.clone(),
+                note: e.note.clone(),
+            })
+            .collect(),
+    }
+}
+
+// ---- CaseService ----
+
+#[tonic::async_trait]
+impl pb::case_service_server::CaseService for Api {
+    async fn register_case(
+        &self,
+        req: Request<pb::RegisterCaseRequest>,
+    ) -> Result<Response<pb::RegisterCaseResponse>, Status> {
+        self.call(
+            "RegisterCase",
+            req,
+            |m| {
+                let data = m
+                    .data
+                    .ok_or_else(|| invalid("data is required and must contain an identity"))?;
+                case_payloads(data)
+            },
+            async |ex, ctx, data| {
+                let r = ex.register_case(ctx, data).await?;
+                Ok(pb::RegisterCaseResponse {
+                    case_id: r.case_id,
+                    subject_pseudonym: r.pseudonym,
+                    request_id: ctx.request_id.clone(),
+                })
+            },
+        )
+        .await
+    }
+
+    async fn update_case(
+        &self,
+        req: Request<pb::UpdateCaseRequest>,
+    ) -> Result<Response<pb::UpdateCaseResponse>, Status> {
+        self.call(
+            "UpdateCase",
+            req,
+            |m| {
+                let data = case_payloads(m.data.unwrap_or_default())?;
+                Ok((m.case_id, data))
+            },
+            async |ex, ctx, (case_id, data)| {
+                let version = ex.update_case(ctx, case_id, data).await?;
+                Ok(pb::UpdateCaseResponse {
+                    version: version as u64,
+                    request_id: ctx.request_id.clone(),
+                })
+            },
+        )
+        .await
+    }
+
+    async fn get_case(
+        &self,
+        req: Request<pb::GetCaseRequest>,
+    ) -> Result<Response<pb::GetCaseResponse>, Status> {
+        self.call(
+            "GetCase",
+            req,
+            |m| {
+                let subject = match m.subject {
+                    Some(pb::get_case_request::Subject::CaseId(id)) => CaseRef::Id(id),
+                    Some(pb::get_case_request::Subject::SubjectPseudonym(p)) => {
+                        CaseRef::Pseudonym(p)
+                    }
+                    None => {
+                        return Err(invalid(
+                            "set case_id or subject_pseudonym to say which case",
+                        ));
+                    }
+                };
+                Ok(GetCase {
+                    subject,
+                    purpose: m.purpose,
+                    categories: categories(&m.categories)?,
+                })
+            },
+            async |ex, ctx, q| {
+                let view = ex.get_case(ctx, q).await?;
+                Ok(pb::GetCaseResponse {
+                    case_id: view.case_id.unwrap_or_default(),
+                    subject_pseudonym: view.pseudonym,
+                    released: view
+                        .released
+                        .iter()
+                        .map(|(c, _)| i32::from(c.code()))
+                        .collect(),
+                    data: Some(case_data(view.released)?),
+                    withheld: view
+                        .withheld
+                        .into_iter()
+                        .map(|w| pb::WithheldCategory {
+                            category: i32::from(w.category.code()),
+                            reason: withhold_reason(w.reason) as i32,
+                            detail: w.detail,
+                        })
+                        .collect(),
+                    request_id: ctx.request_id.clone(),
+                })
+            },
+        )
+        .await
+    }
+
+    async fn find_cases(
+        &self,
+        req: Request<pb::FindCasesRequest>,
+    ) -> Result<Response<pb::FindCasesResponse>, Status> {
+        self.call(
+            "FindCases",
+            req,
+            |m| {
+                let scope = match pb::find_cases_request::Scope::try_from(m.scope) {
+                    Ok(pb::find_cases_request::Scope::Own) => Scope::Own,
+                    Ok(pb::find_cases_request::Scope::Visible) => Scope::Visible,
+                    _ => return Err(invalid("scope must be SCOPE_OWN or SCOPE_VISIBLE")),
+                };
+                Ok(FindCases {
+                    scope,
+                    purpose: m.purpose,
+                    page_size: m.page_size,
+                    after: m.page_token,
+                })
+            },
+            async |ex, ctx, q| {
+                let (cases, next) = ex.find_cases(ctx, q).await?;
+                Ok(pb::FindCasesResponse {
+                    cases: cases
+                        .into_iter()
+                        .map(|c| pb::CaseSummary {
+                            case_id: c.case_id.unwrap_or_default(),
+                            subject_pseudonym: c.pseudonym,
+                            owner: c.owner,
+                            version: c.version as u64,
+                            updated_at: Some(timestamp(c.updated_at)),
+                        })
+                        .collect(),
+                    next_page_token: next,
+                    request_id: ctx.request_id.clone(),
+                })
+            },
+        )
+        .await
+    }
+}
+
+// ---- ConsentService ----
+
+fn recipients(rs: Vec<pb::Recipient>) -> Result<Vec<Recipient>, ExchangeError> {
+    if rs.len() > 64 {
+        return Err(invalid("recipients: at most 64"));
+    }
+    rs.into_iter()
+        .map(|r| match r.recipient {
+            Some(pb::recipient::Recipient::Participant(p)) => {
+                if crate::config::valid_participant_id(&p) {
+                    Ok(Recipient::Participant(p))
+                } else {
+                    Err(invalid("recipients: a participant id is malformed (a-z, 0-9, '-', '_', '.', at most 64)"))
+                }
+            }
+            Some(pb::recipient::Recipient::Role(role)) => role
+                .parse::<Role>()
+                .map(Recipient::Role)
+                .map_err(|_| invalid("recipients: unknown role; use municipality, ind, dtv, avim, ngo, monitor or privacy_officer")),
+            None => Err(invalid("recipients: each entry must set participant or role")),
+        })
+        .collect()
+}
+
+#[tonic::async_trait]
+impl pb::consent_service_server::ConsentService for Api {
+    async fn grant_consent(
+        &self,
+        req: Request<pb::GrantConsentRequest>,
+    ) -> Result<Response<pb::GrantConsentResponse>, Status> {
+        self.call(
+            "GrantConsent",
+            req,
+            |m| {
+                check_text("evidence_ref", &m.evidence_ref, 256)?;
+                if m.purposes.len() > 32 {
+                    return Err(invalid("purposes: at most 32"));
+                }
+                Ok(NewConsent {
+                    case_id: m.case_id,
+                    recipients: recipients(m.recipients)?,
+                    categories: categories(&m.categories)?,
+                    purposes: m.purposes,
+                    valid_from: m
+                        .valid_from
+                        .as_ref()
+                        .map(|t| millis("valid_from", t))
+                        .transpose()?,
+                    valid_until: m
+                        .valid_until
+                        .as_ref()
+                        .map(|t| millis("valid_until", t))
+                        .transpose()?,
+                    evidence_ref: m.evidence_ref,
+                })
+            },
+            async |ex, ctx, c| {
+                let consent = ex.grant_consent(ctx, c).await?;
+                Ok(pb::GrantConsentResponse {
+                    consent: Some(consent_pb(&consent, ex.now())),
+                    request_id: ctx.request_id.clone(),
+                })
+            },
+        )
+        .await
+    }
+
+    async fn withdraw_consent(
+        &self,
+        req: Request<pb::WithdrawConsentRequest>,
+    ) -> Result<Response<pb::WithdrawConsentResponse>, Status> {
+        self.call(
+            "WithdrawConsent",
+            req,
+            |m| {
+                check_text("note", &m.note, 512)?;
+                Ok((m.consent_id, m.note))
+            },
+            async |ex, ctx, (id, note)| {
+                let consent = ex.withdraw_consent(ctx, id, note).await?;
+                Ok(pb::WithdrawConsentResponse {
+                    consent: Some(consent_pb(&consent, ex.now())),
+                    request_id: ctx.request_id.clone(),
+                })
+            },
+        )
+        .await
+    }
+
+    async fn list_consents(
+        &self,
+        req: Request<pb::ListConsentsRequest>,
+    ) -> Result<Response<pb::ListConsentsResponse>, Status> {
+        self.call(
+            "ListConsents",
+            req,
+            |m| Ok(m.case_id),
+            async |ex, ctx, case_id| {
+                let consents = ex.list_consents(ctx, case_id).await?;
+                let now = ex.now();
+                Ok(pb::ListConsentsResponse {
+                    consents: consents.iter().map(|c| consent_pb(c, now)).collect(),
+                    request_id: ctx.request_id.clone(),
+                })
+            },
+        )
+        .await
+    }
+
+    async fn get_consent_receipt(
+        &self,
+        req: Request<pb::GetConsentReceiptRequest>,
+    ) -> Result<Response<pb::GetConsentReceiptResponse>, Status> {
+        self.call(
+            "GetConsentReceipt",
+            req,
+            |m| Ok(m.consent_id),
+            async |ex, ctx, id| {
+                let r = ex.consent_receipt(ctx, id).await?;
+                Ok(pb::GetConsentReceiptResponse {
+                    signed_note: r.signed_note,
+                    verifier_key: r.verifier_key,
+                    request_id: ctx.request_id.clone(),
+                })
+            },
+        )
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bsn_eleven_check() {
+        assert!(bsn_valid("111222333"));
+        assert!(bsn_valid("123456782"));
+        assert!(!bsn_valid("123456789"));
+        assert!(!bsn_valid("12345678"));
+        assert!(!bsn_valid("000000000"));
+    }
+}

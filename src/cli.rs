@@ -1,0 +1,248 @@
+//! The command line. Thin: every command calls into a module that does the work.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+use crate::devnode;
+use crate::node::Node;
+
+#[derive(Parser)]
+#[command(
+    name = "sluis",
+    version,
+    about = "Privacy-preserving exchange of LVV case data: consent-checked, pseudonymised, audited, over gRPC with mutual TLS.",
+    long_about = "sluis brokers consent-based sharing of case data between municipalities, IND, DT&V, AVIM and NGOs.\n\
+Each data category is released only when the node's policy and the migrant's consent allow it; the migrant\n\
+appears under a different pseudonym to every recipient; every access is recorded before any data leaves.\n\n\
+Start here:  sluis demo            (a complete scenario against a real node, nothing to set up)\n\
+             sluis serve --dev     (a development node in ./sluis-dev)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a node.
+    Serve {
+        /// Zero setup: create a development node in --dir on first run, then serve it.
+        #[arg(long, conflicts_with = "config")]
+        dev: bool,
+        /// Folder of the development node (with --dev).
+        #[arg(long, default_value = "sluis-dev")]
+        dir: PathBuf,
+        /// Configuration file of a real deployment.
+        #[arg(long, value_name = "FILE", required_unless_present = "dev")]
+        config: Option<PathBuf>,
+    },
+    /// Write a ready-to-run node directory (dev PKI, keys, policy, config, database) without serving.
+    Init {
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// Address the node will listen on.
+        #[arg(long, default_value = "127.0.0.1:7443")]
+        listen: SocketAddr,
+    },
+    /// Development certificates.
+    Certs {
+        #[command(subcommand)]
+        command: CertsCommand,
+    },
+    /// Run a realistic LVV scenario against a real node over mTLS and show who saw what.
+    Demo {
+        /// Keep the node's files in DIR (reused if it already holds a node).
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
+    /// Consent receipts.
+    Receipt {
+        #[command(subcommand)]
+        command: ReceiptCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertsCommand {
+    /// Write a dev CA, a node certificate, one client certificate per dev participant (OIN in the
+    /// subject serialNumber) and an empty CRL into DIR.
+    Init {
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// Host names and IP addresses the node certificate is valid for.
+        #[arg(long = "host", default_values = ["localhost", "127.0.0.1"])]
+        hosts: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReceiptCommand {
+    /// Verify a consent receipt offline against the node's verifier key.
+    Verify {
+        /// The node's verifier key (name+hash+key), as returned with the receipt.
+        #[arg(long)]
+        key: String,
+        /// The receipt file (a signed note).
+        file: PathBuf,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("SLUIS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve { dev, dir, config } => {
+            let path = if dev {
+                let path = dir.join(devnode::CONFIG_FILE);
+                if !path.exists() {
+                    devnode::init(&dir, "127.0.0.1:7443".parse()?).await?;
+                    eprintln!("created a development node in {}", dir.display());
+                }
+                path
+            } else {
+                config.expect("clap requires --config without --dev")
+            };
+            serve(&path, dev.then_some(dir.as_path())).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Init { dir, listen } => {
+            let path = devnode::init(&dir, listen).await?;
+            println!(
+                "wrote a node to {}; start it with: sluis serve --config {}",
+                dir.display(),
+                path.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Certs {
+            command: CertsCommand::Init { dir, hosts },
+        } => {
+            let participants: Vec<_> = devnode::DEV_PARTICIPANTS
+                .iter()
+                .map(|(id, name, _, oin)| (id.to_string(), name.to_string(), Some(oin.to_string())))
+                .collect();
+            let pki = crate::certs::write_dev_pki(&dir, &hosts, &participants)?;
+            println!("CA         {}", pki.ca_cert.display());
+            println!(
+                "node       {} (hosts: {})",
+                pki.node_cert.display(),
+                hosts.join(", ")
+            );
+            println!("CRL        {}", pki.crl.display());
+            for (id, cert, _) in &pki.clients {
+                println!("client     {} ({id})", cert.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo { data_dir } => {
+            let ok = crate::demo::run(data_dir.as_deref()).await?;
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Receipt {
+            command: ReceiptCommand::Verify { key, file },
+        } => {
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+            match crate::note::verify(&text, &key) {
+                Ok(body) => {
+                    print!("{body}");
+                    println!(
+                        "receipt verified: signed by {}",
+                        key.split('+').next().unwrap_or("")
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("receipt NOT verified: {e}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+    }
+}
+
+async fn serve(config_path: &Path, dev_dir: Option<&Path>) -> anyhow::Result<()> {
+    let config = Config::load(config_path)?;
+    let node = Node::start(&config).await?;
+    let addr = node.local_addr;
+    if let Some(dir) = dev_dir {
+        let d = dir.display();
+        eprintln!(
+            "\nsluis development node on {addr}. Call it as the municipality, e.g. with grpcurl:\n\n  \
+grpcurl -cacert {d}/pki/ca.pem -cert {d}/pki/clients/gemeente-utrecht.pem -key {d}/pki/clients/gemeente-utrecht.key \\\n    \
+-H 'x-sluis-actor: mw-0042' -d '{{\"scope\":\"SCOPE_OWN\"}}' localhost:{port} sluis.v1.CaseService/FindCases\n\n\
+Client certificates for every dev participant are in {d}/pki/clients/. Stop with Ctrl-C.\n",
+            port = addr.port()
+        );
+    }
+    wait_for_signals(&node).await;
+    eprintln!("shutting down");
+    node.shutdown().await?;
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM stops the node; SIGHUP reloads certificates and CRLs.
+async fn wait_for_signals(node: &Node) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut hup)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) else {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => return,
+                _ = term.recv() => return,
+                _ = hup.recv() => match node.reload_tls() {
+                    Ok(()) => tracing::info!("TLS certificates and CRLs reloaded"),
+                    Err(e) => tracing::error!(error = %e, "TLS reload failed; keeping the previous configuration"),
+                },
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

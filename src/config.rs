@@ -1,0 +1,243 @@
+//! The node's configuration file (`sluis.toml`).
+//!
+//! Relative paths in the file are resolved against the file's own folder, so
+//! a node directory can be moved or mounted anywhere and still work.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{DEFAULT_PURPOSES, Role};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config file {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub node: NodeConfig,
+    pub tls: TlsConfig,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default, rename = "participant")]
+    pub participants: Vec<Participant>,
+    /// Folder the relative paths are resolved against; not in the file.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// The node's name: origin of its signed notes (receipts, checkpoints).
+    pub name: String,
+    /// Address to listen on, e.g. "0.0.0.0:7443".
+    pub listen: SocketAddr,
+    /// Folder holding data.key, pseudonym.key and signing.key.
+    pub keys_dir: PathBuf,
+    /// "sqlite://sluis.db" (relative to this file) or an absolute sqlite path.
+    pub database: String,
+    /// The Cedar policy file.
+    pub policy: PathBuf,
+    /// Purposes callers may state. Defaults to the LVV purposes.
+    #[serde(default = "default_purposes")]
+    pub purposes: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The node's certificate chain (PEM).
+    pub cert: PathBuf,
+    /// The node's private key (PEM).
+    pub key: PathBuf,
+    /// CA certificates that issue client certificates (PEM, one or more).
+    pub client_ca: PathBuf,
+    /// Certificate revocation lists (PEM). Expired CRLs are refused.
+    #[serde(default)]
+    pub crl: Vec<PathBuf>,
+    /// A client that has not finished its handshake by then is dropped.
+    #[serde(default = "default_handshake_timeout_ms")]
+    pub handshake_timeout_ms: u64,
+    /// Connections are closed after this age, so a revoked certificate cannot
+    /// keep a connection open past a CRL or registry reload.
+    #[serde(default = "default_max_connection_age_secs")]
+    pub max_connection_age_secs: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Largest request accepted; larger ones get RESOURCE_EXHAUSTED.
+    #[serde(default = "default_max_message_bytes")]
+    pub max_message_bytes: usize,
+    /// TLS handshakes in progress at once; further clients wait in the backlog.
+    #[serde(default = "default_max_handshakes")]
+    pub max_handshakes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_message_bytes: default_max_message_bytes(),
+            max_handshakes: default_max_handshakes(),
+        }
+    }
+}
+
+/// A registered participant: an organisation allowed to call this node.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Participant {
+    /// Short stable id, e.g. "gemeente-utrecht". Used in consents and logs.
+    pub id: String,
+    /// Human name, e.g. "Gemeente Utrecht".
+    pub name: String,
+    pub role: String,
+    /// 20-digit OIN in the certificate subject serialNumber.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oin: Option<String>,
+    /// Pinned SHA-256 of the certificate's SubjectPublicKeyInfo, hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spki_sha256: Option<String>,
+}
+
+fn default_purposes() -> Vec<String> {
+    DEFAULT_PURPOSES.iter().map(|s| s.to_string()).collect()
+}
+fn default_handshake_timeout_ms() -> u64 {
+    10_000
+}
+fn default_max_connection_age_secs() -> u64 {
+    3_600
+}
+fn default_max_message_bytes() -> usize {
+    1024 * 1024
+}
+fn default_max_handshakes() -> usize {
+    10_000
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut config: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        config.base_dir = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        };
+        let mut seen = std::collections::HashSet::new();
+        for p in &self.participants {
+            if !valid_participant_id(&p.id) {
+                return Err(invalid(format!(
+                    "participant id '{}' must be 1-64 characters of a-z, 0-9, '-', '_' or '.'",
+                    p.id
+                )));
+            }
+            if !seen.insert(p.id.as_str()) {
+                return Err(invalid(format!(
+                    "participant id '{}' is listed twice",
+                    p.id
+                )));
+            }
+            p.role
+                .parse::<Role>()
+                .map_err(|e| invalid(format!("participant '{}': {e}", p.id)))?;
+            match (&p.oin, &p.spki_sha256) {
+                (None, None) => {
+                    return Err(invalid(format!(
+                        "participant '{}' needs an oin or an spki_sha256 to be recognised",
+                        p.id
+                    )));
+                }
+                (Some(oin), _) if !(oin.len() == 20 && oin.bytes().all(|b| b.is_ascii_digit())) => {
+                    return Err(invalid(format!(
+                        "participant '{}': oin must be 20 digits",
+                        p.id
+                    )));
+                }
+                (_, Some(fp)) if !(fp.len() == 64 && fp.bytes().all(|b| b.is_ascii_hexdigit())) => {
+                    return Err(invalid(format!(
+                        "participant '{}': spki_sha256 must be 64 hex digits",
+                        p.id
+                    )));
+                }
+                _ => {}
+            }
+        }
+        if self.limits.max_message_bytes < 1024 {
+            return Err(invalid(
+                "limits.max_message_bytes must be at least 1024".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Resolves a path from the file against the file's folder.
+    pub fn path(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+
+    /// The SQLite file the `database` setting names.
+    pub fn sqlite_path(&self) -> Result<PathBuf, ConfigError> {
+        let rest = self
+            .node
+            .database
+            .strip_prefix("sqlite://")
+            .ok_or_else(|| ConfigError::Invalid {
+                path: self.base_dir.join("sluis.toml"),
+                message: format!(
+                    "database '{}' is not supported: use sqlite://FILE",
+                    self.node.database
+                ),
+            })?;
+        Ok(self.path(Path::new(rest)))
+    }
+
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_millis(self.tls.handshake_timeout_ms)
+    }
+
+    pub fn max_connection_age(&self) -> Duration {
+        Duration::from_secs(self.tls.max_connection_age_secs)
+    }
+}
+
+pub fn valid_participant_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.')
+        })
+}

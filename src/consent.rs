@@ -1,0 +1,298 @@
+//! Consent: what the subject agreed to share, with whom, for what, and when.
+//!
+//! Consent history is append-only: withdrawal adds an event, nothing is ever
+//! deleted, and the state is computed from the events and the validity window
+//! at the moment of each request, so a withdrawal wins on the very next call.
+
+use crate::model::{Caller, Category, Role};
+
+/// Times are milliseconds since the Unix epoch, UTC.
+pub type Millis = i64;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Recipient {
+    Participant(String),
+    Role(Role),
+}
+
+impl Recipient {
+    fn covers(&self, caller: &Caller) -> bool {
+        match self {
+            Recipient::Participant(id) => *id == caller.participant,
+            Recipient::Role(role) => *role == caller.role,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    Given,
+    Withdrawn,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Given => "given",
+            EventKind::Withdrawn => "withdrawn",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsentEvent {
+    pub kind: EventKind,
+    pub at: Millis,
+    pub by: String,
+    pub note: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Consent {
+    pub id: String,
+    pub case_id: String,
+    pub recorded_by: String,
+    pub recipients: Vec<Recipient>,
+    pub categories: Vec<Category>,
+    pub purposes: Vec<String>,
+    pub valid_from: Millis,
+    pub valid_until: Option<Millis>,
+    pub evidence_ref: String,
+    pub created_at: Millis,
+    pub events: Vec<ConsentEvent>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConsentState {
+    Active,
+    NotYetValid,
+    Expired,
+    Withdrawn,
+}
+
+impl Consent {
+    pub fn state(&self, now: Millis) -> ConsentState {
+        if self.events.iter().any(|e| e.kind == EventKind::Withdrawn) {
+            ConsentState::Withdrawn
+        } else if now < self.valid_from {
+            ConsentState::NotYetValid
+        } else if self.valid_until.is_some_and(|until| now >= until) {
+            ConsentState::Expired
+        } else {
+            ConsentState::Active
+        }
+    }
+
+    /// Whether the consent's terms (ignoring its state) name this recipient,
+    /// category and purpose.
+    pub fn names(&self, caller: &Caller, category: Category, purpose: &str) -> bool {
+        self.categories.contains(&category)
+            && self.purposes.iter().any(|p| p == purpose)
+            && self.recipients.iter().any(|r| r.covers(caller))
+    }
+}
+
+/// The consent side of a release decision for one category.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// An active consent covers it; its id goes in the access record.
+    Covered(String),
+    Withdrawn(String),
+    Expired(String),
+    NotYetValid(String),
+    None,
+}
+
+/// Finds the consent that decides. An active one wins; otherwise the most
+/// telling reason is reported (withdrawn, then expired, then not yet valid),
+/// so a caller learns why access stopped rather than just that it did.
+pub fn evaluate(
+    consents: &[Consent],
+    caller: &Caller,
+    category: Category,
+    purpose: &str,
+    now: Millis,
+) -> Verdict {
+    let mut best = Verdict::None;
+    let rank = |v: &Verdict| match v {
+        Verdict::Covered(_) => 4,
+        Verdict::Withdrawn(_) => 3,
+        Verdict::Expired(_) => 2,
+        Verdict::NotYetValid(_) => 1,
+        Verdict::None => 0,
+    };
+    for c in consents
+        .iter()
+        .filter(|c| c.names(caller, category, purpose))
+    {
+        let v = match c.state(now) {
+            ConsentState::Active => return Verdict::Covered(c.id.clone()),
+            ConsentState::Withdrawn => Verdict::Withdrawn(c.id.clone()),
+            ConsentState::Expired => Verdict::Expired(c.id.clone()),
+            ConsentState::NotYetValid => Verdict::NotYetValid(c.id.clone()),
+        };
+        if rank(&v) > rank(&best) {
+            best = v;
+        }
+    }
+    best
+}
+
+/// The text body of a consent receipt (a C2SP signed note). It names no
+/// person: the subject keeps it next to their own papers, where the case id
+/// links it to them.
+pub fn receipt_body(node: &str, consent: &Consent, now: Millis) -> String {
+    use std::fmt::Write;
+    let mut b = String::new();
+    let _ = writeln!(b, "{node}/consent-receipt/v1");
+    let _ = writeln!(b, "consent {}", consent.id);
+    let _ = writeln!(b, "case {}", consent.case_id);
+    let _ = writeln!(b, "recorded-by {}", consent.recorded_by);
+    for r in &consent.recipients {
+        match r {
+            Recipient::Participant(p) => {
+                let _ = writeln!(b, "recipient participant {p}");
+            }
+            Recipient::Role(role) => {
+                let _ = writeln!(b, "recipient role {role}");
+            }
+        }
+    }
+    for c in &consent.categories {
+        let _ = writeln!(b, "category {c}");
+    }
+    for p in &consent.purposes {
+        let _ = writeln!(b, "purpose {p}");
+    }
+    let _ = writeln!(
+        b,
+        "valid-from {}",
+        crate::clock::rfc3339(consent.valid_from)
+    );
+    match consent.valid_until {
+        Some(u) => {
+            let _ = writeln!(b, "valid-until {}", crate::clock::rfc3339(u));
+        }
+        None => {
+            let _ = writeln!(b, "valid-until open");
+        }
+    }
+    let _ = writeln!(b, "evidence {}", consent.evidence_ref);
+    for e in &consent.events {
+        let _ = writeln!(
+            b,
+            "event {} {} by {}",
+            e.kind.as_str(),
+            crate::clock::rfc3339(e.at),
+            e.by
+        );
+    }
+    let state = match consent.state(now) {
+        ConsentState::Active => "active",
+        ConsentState::NotYetValid => "not-yet-valid",
+        ConsentState::Expired => "expired",
+        ConsentState::Withdrawn => "withdrawn",
+    };
+    let _ = writeln!(b, "state {state} at {}", crate::clock::rfc3339(now));
+    b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caller(id: &str, role: Role) -> Caller {
+        Caller {
+            participant: id.into(),
+            role,
+            oin: None,
+        }
+    }
+
+    fn consent(id: &str, from: Millis, until: Option<Millis>) -> Consent {
+        Consent {
+            id: id.into(),
+            case_id: "c".into(),
+            recorded_by: "gemeente".into(),
+            recipients: vec![
+                Recipient::Participant("ngo-1".into()),
+                Recipient::Role(Role::Dtv),
+            ],
+            categories: vec![Category::Perspective],
+            purposes: vec!["return".into()],
+            valid_from: from,
+            valid_until: until,
+            evidence_ref: "doc-1".into(),
+            created_at: from,
+            events: vec![],
+        }
+    }
+
+    #[test]
+    fn active_consent_covers_named_recipient_category_purpose_only() {
+        let cs = [consent("a", 0, None)];
+        let dtv = caller("dtv-1", Role::Dtv);
+        let ngo = caller("ngo-1", Role::Ngo);
+        let ind = caller("ind-1", Role::Ind);
+        assert_eq!(
+            evaluate(&cs, &dtv, Category::Perspective, "return", 5),
+            Verdict::Covered("a".into())
+        );
+        assert_eq!(
+            evaluate(&cs, &ngo, Category::Perspective, "return", 5),
+            Verdict::Covered("a".into())
+        );
+        assert_eq!(
+            evaluate(&cs, &ind, Category::Perspective, "return", 5),
+            Verdict::None
+        );
+        assert_eq!(
+            evaluate(&cs, &dtv, Category::Shelter, "return", 5),
+            Verdict::None
+        );
+        assert_eq!(
+            evaluate(&cs, &dtv, Category::Perspective, "shelter", 5),
+            Verdict::None
+        );
+    }
+
+    #[test]
+    fn validity_window_and_withdrawal() {
+        let dtv = caller("dtv-1", Role::Dtv);
+        let cs = [consent("a", 10, Some(20))];
+        assert_eq!(
+            evaluate(&cs, &dtv, Category::Perspective, "return", 5),
+            Verdict::NotYetValid("a".into())
+        );
+        assert_eq!(
+            evaluate(&cs, &dtv, Category::Perspective, "return", 15),
+            Verdict::Covered("a".into())
+        );
+        assert_eq!(
+            evaluate(&cs, &dtv, Category::Perspective, "return", 20),
+            Verdict::Expired("a".into())
+        );
+        let mut w = consent("b", 0, None);
+        w.events.push(ConsentEvent {
+            kind: EventKind::Withdrawn,
+            at: 3,
+            by: "g".into(),
+            note: String::new(),
+        });
+        assert_eq!(
+            evaluate(&[w.clone()], &dtv, Category::Perspective, "return", 5),
+            Verdict::Withdrawn("b".into())
+        );
+        // A second, active consent still covers.
+        assert_eq!(
+            evaluate(
+                &[w, consent("c", 0, None)],
+                &dtv,
+                Category::Perspective,
+                "return",
+                5
+            ),
+            Verdict::Covered("c".into())
+        );
+    }
+}

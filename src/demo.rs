@@ -1,0 +1,490 @@
+//! `sluis demo`: a realistic LVV scenario against a real node over mTLS.
+//!
+//! Every party acts with its own client certificate. The demo prints who saw
+//! what and the access log, and reports failure if any outcome differs from
+//! what the policy and the consents say it must be.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use tonic::{Code, Request};
+
+use crate::audit::AccessRecord;
+use crate::client::{self, ClientPem, Clients};
+use crate::config::Config;
+use crate::devnode;
+use crate::model::Category;
+use crate::node::Node;
+use crate::note;
+use crate::proto::v1 as pb;
+
+const GEMEENTE: &str = "gemeente-utrecht";
+const NGO: &str = "ngo-vluchtelingenwerk";
+
+struct Checks {
+    failed: Vec<String>,
+}
+
+impl Checks {
+    fn expect(&mut self, ok: bool, what: &str) {
+        if ok {
+            println!("    ✓ {what}");
+        } else {
+            println!("    ✗ {what}");
+            self.failed.push(what.to_string());
+        }
+    }
+}
+
+async fn clients_for(
+    dir: &Path,
+    config: &Config,
+    node: &Node,
+    id: &str,
+) -> anyhow::Result<Clients> {
+    let ca = std::fs::read_to_string(config.path(&config.tls.client_ca))?;
+    let cert = std::fs::read_to_string(dir.join("pki/clients").join(format!("{id}.pem")))?;
+    let key = std::fs::read_to_string(dir.join("pki/clients").join(format!("{id}.key")))?;
+    let channel = client::connect(
+        node.local_addr,
+        "localhost",
+        &ClientPem {
+            ca,
+            identity: Some((cert, key)),
+        },
+    )
+    .await?;
+    Ok(Clients::new(channel))
+}
+
+fn with_actor<T>(msg: T, actor: &str) -> Request<T> {
+    let mut r = Request::new(msg);
+    r.metadata_mut().insert(
+        crate::api::ACTOR_HEADER,
+        actor.parse().expect("ascii actor id"),
+    );
+    r
+}
+
+fn names(codes: &[i32]) -> BTreeSet<String> {
+    codes
+        .iter()
+        .filter_map(|c| Category::from_code(*c))
+        .map(|c| c.to_string())
+        .collect()
+}
+
+fn set(items: &[&str]) -> BTreeSet<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+fn reason_name(r: i32) -> String {
+    pb::WithholdReason::try_from(r)
+        .map(|r| {
+            r.as_str_name()
+                .trim_start_matches("WITHHOLD_REASON_")
+                .to_ascii_lowercase()
+        })
+        .unwrap_or_else(|_| r.to_string())
+}
+
+fn show(who: &str, purpose: &str, r: &pb::GetCaseResponse) {
+    println!("  {who} asks for everything, purpose '{purpose}'");
+    println!("    pseudonym it sees: {}", r.subject_pseudonym);
+    let released: Vec<String> = names(&r.released).into_iter().collect();
+    println!(
+        "    released: {}",
+        if released.is_empty() {
+            "nothing".to_string()
+        } else {
+            released.join(", ")
+        }
+    );
+    if let Some(id) = r.data.as_ref().and_then(|d| d.identity.as_ref()) {
+        // The demo shows which identity fields arrived, not their values.
+        let fields: Vec<&str> = [
+            ("name", !id.name.is_empty()),
+            ("date of birth", !id.date_of_birth.is_empty()),
+            ("V-number", !id.v_number.is_empty()),
+            ("BSN", !id.bsn.is_empty()),
+        ]
+        .iter()
+        .filter(|(_, present)| *present)
+        .map(|(n, _)| *n)
+        .collect();
+        println!("    identity fields received: {}", fields.join(", "));
+    }
+    for w in &r.withheld {
+        let cat = Category::from_code(w.category)
+            .map(|c| c.to_string())
+            .unwrap_or_default();
+        println!(
+            "    withheld {cat:<20} {:<36} {}",
+            reason_name(w.reason),
+            w.detail
+        );
+    }
+}
+
+async fn read(
+    c: &mut Clients,
+    case_id: &str,
+    purpose: &str,
+) -> Result<pb::GetCaseResponse, tonic::Status> {
+    c.cases
+        .get_case(pb::GetCaseRequest {
+            subject: Some(pb::get_case_request::Subject::CaseId(case_id.into())),
+            purpose: purpose.into(),
+            categories: vec![],
+        })
+        .await
+        .map(|r| r.into_inner())
+}
+
+fn demo_case() -> pb::CaseData {
+    pb::CaseData {
+        identity: Some(pb::Identity {
+            name: "Demo Persoon".into(),
+            date_of_birth: "1990-04-01".into(),
+            nationality: "ERI".into(),
+            v_number: "1234567890".into(),
+            bsn: String::new(),
+        }),
+        residence_procedure: Some(pb::ResidenceProcedure {
+            status: "regular application rejected; no procedure pending".into(),
+            last_decision_date: "2026-03-15".into(),
+            pending: false,
+        }),
+        shelter: Some(pb::Shelter {
+            location: "LVV Utrecht, locatie Oost".into(),
+            since: "2026-04-01".into(),
+            until: String::new(),
+            notes: "shares a room".into(),
+        }),
+        guidance: Some(pb::Guidance {
+            organisation: NGO.into(),
+            notes: "weekly talks about the future".into(),
+        }),
+        perspective: Some(pb::Perspective {
+            kind: pb::PerspectiveKind::Return as i32,
+            milestones: vec![pb::Milestone {
+                description: "travel document requested".into(),
+                date: "2026-10-01".into(),
+                reached: false,
+            }],
+        }),
+        medical: Some(pb::Medical {
+            notes: "needs regular care".into(),
+        }),
+        safety: Some(pb::Safety {
+            notes: "no incidents".into(),
+        }),
+        outcome: Some(pb::Outcome {
+            reached: false,
+            kind: pb::PerspectiveKind::Unspecified as i32,
+            date: String::new(),
+        }),
+    }
+}
+
+/// Runs the scenario. `data_dir` keeps the node's files; otherwise a
+/// temporary folder is used and removed. Returns whether every check passed.
+pub async fn run(data_dir: Option<&Path>) -> anyhow::Result<bool> {
+    let tmp;
+    let dir = match data_dir {
+        Some(d) => d.to_path_buf(),
+        None => {
+            tmp = tempfile::tempdir()?;
+            tmp.path().to_path_buf()
+        }
+    };
+    println!("sluis demo: an LVV case shared between five parties\n");
+    let config_path = if dir.join(devnode::CONFIG_FILE).exists() {
+        dir.join(devnode::CONFIG_FILE)
+    } else {
+        devnode::init(&dir, "127.0.0.1:0".parse()?).await?
+    };
+    let mut config = Config::load(&config_path)?;
+    config.node.listen = "127.0.0.1:0".parse()?;
+    let node = Node::start(&config).await?;
+    println!(
+        "node listening on {} (mTLS, TLS 1.3), files in {}\n",
+        node.local_addr,
+        dir.display()
+    );
+
+    let mut checks = Checks { failed: vec![] };
+    let log_before = node.store.access_log_len().await?;
+    let mut gemeente = clients_for(&dir, &config, &node, GEMEENTE).await?;
+    let mut ind = clients_for(&dir, &config, &node, "ind").await?;
+    let mut dtv = clients_for(&dir, &config, &node, "dtv").await?;
+    let mut avim = clients_for(&dir, &config, &node, "avim").await?;
+    let mut ngo = clients_for(&dir, &config, &node, NGO).await?;
+    let mut monitor = clients_for(&dir, &config, &node, "monitor-jenv").await?;
+
+    println!("1. Gemeente Utrecht registers a case (acting employee mw-0042)");
+    let reg = gemeente
+        .cases
+        .register_case(with_actor(
+            pb::RegisterCaseRequest {
+                data: Some(demo_case()),
+            },
+            "mw-0042",
+        ))
+        .await?
+        .into_inner();
+    let case_id = reg.case_id.clone();
+    println!(
+        "    case {case_id}, the municipality's pseudonym {}\n",
+        reg.subject_pseudonym
+    );
+
+    println!("2. The migrant consents, recorded by the municipality:");
+    println!(
+        "   a) identity, perspective and shelter to VluchtelingenWerk, for case consultation, shelter and guidance"
+    );
+    let c1 = gemeente
+        .consents
+        .grant_consent(with_actor(
+            pb::GrantConsentRequest {
+                case_id: case_id.clone(),
+                recipients: vec![pb::Recipient {
+                    recipient: Some(pb::recipient::Recipient::Participant(NGO.into())),
+                }],
+                categories: vec![
+                    Category::Identity.code().into(),
+                    Category::Perspective.code().into(),
+                    Category::Shelter.code().into(),
+                ],
+                purposes: vec![
+                    "case_consultation".into(),
+                    "shelter".into(),
+                    "guidance".into(),
+                ],
+                valid_from: None,
+                valid_until: None,
+                evidence_ref: "DMS-2026-0042 (signed consent form)".into(),
+            },
+            "mw-0042",
+        ))
+        .await?
+        .into_inner()
+        .consent
+        .unwrap_or_default();
+    println!("   b) perspective to DT&V (the role), for return");
+    gemeente
+        .consents
+        .grant_consent(with_actor(
+            pb::GrantConsentRequest {
+                case_id: case_id.clone(),
+                recipients: vec![pb::Recipient {
+                    recipient: Some(pb::recipient::Recipient::Role("dtv".into())),
+                }],
+                categories: vec![Category::Perspective.code().into()],
+                purposes: vec!["return".into()],
+                valid_from: None,
+                valid_until: None,
+                evidence_ref: "DMS-2026-0043 (signed consent form)".into(),
+            },
+            "mw-0042",
+        ))
+        .await?;
+    println!();
+
+    println!("3. Each party reads the case with its own certificate");
+    let mut pseudonyms = BTreeSet::new();
+    pseudonyms.insert(reg.subject_pseudonym.clone());
+    let r = read(&mut dtv, &case_id, "return").await?;
+    show("DT&V", "return", &r);
+    checks.expect(
+        names(&r.released) == set(&["perspective", "residence_procedure"]),
+        "DT&V receives perspective (consent) and residence procedure (legal basis), nothing else",
+    );
+    pseudonyms.insert(r.subject_pseudonym.clone());
+    let dtv_pseudonym = r.subject_pseudonym.clone();
+
+    let r = read(&mut ind, &case_id, "legalisation").await?;
+    show("IND", "legalisation", &r);
+    checks.expect(
+        names(&r.released) == set(&["residence_procedure"]),
+        "IND receives only the residence procedure (no consent for more)",
+    );
+    pseudonyms.insert(r.subject_pseudonym.clone());
+
+    let r = read(&mut avim, &case_id, "return").await?;
+    show("AVIM", "return", &r);
+    checks.expect(
+        names(&r.released) == set(&["safety"]),
+        "AVIM receives only safety (legal basis); identity needs consent",
+    );
+    pseudonyms.insert(r.subject_pseudonym.clone());
+
+    let r = read(&mut ngo, &case_id, "case_consultation").await?;
+    show("VluchtelingenWerk", "case_consultation", &r);
+    checks.expect(
+        names(&r.released) == set(&["identity", "perspective", "shelter"]),
+        "VluchtelingenWerk receives identity, perspective and shelter (consent)",
+    );
+    pseudonyms.insert(r.subject_pseudonym.clone());
+    let ngo_pseudonym = r.subject_pseudonym.clone();
+
+    let r = read(&mut monitor, &case_id, "monitoring").await?;
+    show("Monitor (JenV)", "monitoring", &r);
+    checks.expect(
+        r.released.is_empty(),
+        "the national monitor receives no personal data",
+    );
+    checks.expect(
+        pseudonyms.len() == 5,
+        "five parties, five different pseudonyms for the same migrant",
+    );
+    println!();
+
+    println!("4. DT&V asks without stating a purpose");
+    let e = read(&mut dtv, &case_id, "").await.err();
+    if let Some(s) = &e {
+        println!("    refused: {:?}: {}", s.code(), s.message());
+    }
+    checks.expect(
+        e.as_ref()
+            .is_some_and(|s| s.code() == Code::InvalidArgument),
+        "a read without a purpose is refused with INVALID_ARGUMENT",
+    );
+    println!("   VluchtelingenWerk tries DT&V's pseudonym");
+    let e = ngo
+        .cases
+        .get_case(pb::GetCaseRequest {
+            subject: Some(pb::get_case_request::Subject::SubjectPseudonym(
+                dtv_pseudonym,
+            )),
+            purpose: "case_consultation".into(),
+            categories: vec![],
+        })
+        .await
+        .err();
+    checks.expect(
+        e.as_ref().is_some_and(|s| s.code() == Code::NotFound),
+        "a pseudonym issued to another party is NOT_FOUND",
+    );
+    println!();
+
+    println!(
+        "5. The migrant withdraws consent (a); VluchtelingenWerk reads again by its pseudonym"
+    );
+    gemeente
+        .consents
+        .withdraw_consent(with_actor(
+            pb::WithdrawConsentRequest {
+                consent_id: c1.consent_id.clone(),
+                note: "withdrawn in conversation".into(),
+            },
+            "mw-0042",
+        ))
+        .await?;
+    let r = ngo
+        .cases
+        .get_case(pb::GetCaseRequest {
+            subject: Some(pb::get_case_request::Subject::SubjectPseudonym(
+                ngo_pseudonym.clone(),
+            )),
+            purpose: "case_consultation".into(),
+            categories: vec![],
+        })
+        .await?
+        .into_inner();
+    show("VluchtelingenWerk", "case_consultation", &r);
+    checks.expect(
+        r.released.is_empty(),
+        "after withdrawal nothing is released to the NGO",
+    );
+    checks.expect(
+        r.withheld
+            .iter()
+            .any(|w| w.reason == pb::WithholdReason::ConsentWithdrawn as i32),
+        "the NGO is told the consent was withdrawn",
+    );
+    checks.expect(
+        r.subject_pseudonym == ngo_pseudonym,
+        "the NGO's pseudonym is stable",
+    );
+    println!();
+
+    println!("6. The migrant's receipt for consent (a), signed by the node");
+    let receipt = gemeente
+        .consents
+        .get_consent_receipt(with_actor(
+            pb::GetConsentReceiptRequest {
+                consent_id: c1.consent_id.clone(),
+            },
+            "mw-0042",
+        ))
+        .await?
+        .into_inner();
+    for line in receipt.signed_note.lines() {
+        println!("    | {line}");
+    }
+    let verified = note::verify(&receipt.signed_note, &receipt.verifier_key).is_ok();
+    checks.expect(
+        verified,
+        "the receipt verifies offline with the node's public key",
+    );
+    println!();
+
+    println!("7. The access log (every request, allowed or not; subjects pseudonymised)");
+    let rows = node.store.access_log(log_before, 1000).await?;
+    println!(
+        "    {:>3}  {:<22} {:<16} {:<18} {:<18} {:<10} released / withheld",
+        "#", "caller", "role", "method", "purpose", "decision"
+    );
+    for row in &rows {
+        let rec = AccessRecord::decode(&row.record);
+        let (released, withheld) = rec
+            .as_ref()
+            .map(|r| {
+                (
+                    r.released
+                        .iter()
+                        .map(|c| c.to_string())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    r.withheld.len(),
+                )
+            })
+            .unwrap_or_default();
+        println!(
+            "    {:>3}  {:<22} {:<16} {:<18} {:<18} {:<10} {} / {} withheld",
+            row.seq,
+            row.caller,
+            row.role,
+            row.method,
+            row.purpose.as_deref().unwrap_or("-"),
+            row.decision,
+            if released.is_empty() {
+                "-".to_string()
+            } else {
+                released
+            },
+            withheld
+        );
+    }
+    checks.expect(
+        rows.len() == 13,
+        "each of the 13 requests above has exactly one access record",
+    );
+    println!();
+
+    node.shutdown().await?;
+    if checks.failed.is_empty() {
+        println!("demo passed: every party saw exactly what policy and consent allow.");
+        Ok(true)
+    } else {
+        println!(
+            "demo FAILED: {} expectation(s) not met:",
+            checks.failed.len()
+        );
+        for f in &checks.failed {
+            println!("  - {f}");
+        }
+        Ok(false)
+    }
+}

@@ -1,0 +1,962 @@
+//! The request path, in the order every call takes it:
+//! identify → validate → decide → pseudonymise → audit → respond.
+//!
+//! Handlers in `api` convert protobuf to the types here and back; everything
+//! that decides what leaves the node happens in this module, and every public
+//! method ends in [`Exchange::finish`], which makes the access record durable
+//! before a result can be returned. A write is applied only after its record
+//! is durable; a read's data is in memory only until then.
+
+use std::sync::Arc;
+
+use crate::audit::{AccessRecord, AuditLog, Decision};
+use crate::clock::now_millis;
+use crate::consent::{self, Consent, ConsentEvent, EventKind, Millis, Recipient, Verdict};
+use crate::identity::{Peer, Registry};
+use crate::model::{Caller, Category, Role, WithholdReason};
+use crate::note;
+use crate::policy::{DenyReason, Policy, Query};
+use crate::pseudonym::{self, AUDIT_DOMAIN, Pseudonymiser};
+use crate::store::{CaseMeta, NewCase, Store};
+use crate::tls::HandshakeFailure;
+use crate::vault::Keys;
+
+/// Errors a request can end in. Each maps to one gRPC status in `api`.
+/// Messages say what to fix and never repeat personal data from the request.
+#[derive(Debug, thiserror::Error)]
+pub enum ExchangeError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    TooLarge(String),
+    #[error(
+        "this client certificate is not registered with this node; ask the node operator to register your organisation's OIN or key fingerprint"
+    )]
+    Unregistered,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("the access log cannot be written, so nothing is released; try again later")]
+    AuditUnavailable,
+    #[error("internal error ({0}); nothing was released")]
+    Internal(String),
+}
+
+impl ExchangeError {
+    /// The gRPC status code name, for the access record.
+    pub fn code_name(&self) -> &'static str {
+        match self {
+            ExchangeError::Invalid(_) => "INVALID_ARGUMENT",
+            ExchangeError::TooLarge(_) => "RESOURCE_EXHAUSTED",
+            ExchangeError::Unregistered | ExchangeError::Forbidden(_) => "PERMISSION_DENIED",
+            ExchangeError::NotFound(_) => "NOT_FOUND",
+            ExchangeError::FailedPrecondition(_) => "FAILED_PRECONDITION",
+            ExchangeError::AuditUnavailable => "UNAVAILABLE",
+            ExchangeError::Internal(_) => "INTERNAL",
+        }
+    }
+
+    fn decision(&self) -> Decision {
+        match self {
+            ExchangeError::Invalid(_) | ExchangeError::TooLarge(_) => Decision::Invalid,
+            ExchangeError::Unregistered
+            | ExchangeError::Forbidden(_)
+            | ExchangeError::FailedPrecondition(_) => Decision::Denied,
+            ExchangeError::NotFound(_) => Decision::NotFound,
+            ExchangeError::AuditUnavailable | ExchangeError::Internal(_) => Decision::Error,
+        }
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> ExchangeError {
+    tracing::error!(error = %e, "internal error; failing closed");
+    ExchangeError::Internal("storage".into())
+}
+
+/// What the node knows about a request before it looks at the message.
+#[derive(Clone, Debug)]
+pub struct RequestCtx {
+    pub request_id: String,
+    pub peer: Peer,
+    /// The acting employee's id from `x-sluis-actor`, already checked for shape.
+    pub actor: Option<String>,
+}
+
+pub enum CaseRef {
+    Id(String),
+    Pseudonym(String),
+}
+
+pub struct GetCase {
+    pub subject: CaseRef,
+    pub purpose: String,
+    /// Empty: all categories.
+    pub categories: Vec<Category>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Withheld {
+    pub category: Category,
+    pub reason: WithholdReason,
+    pub detail: String,
+}
+
+/// What a reader receives. `released` holds plaintext category payloads
+/// (protobuf-encoded messages) for the API layer to decode.
+pub struct CaseView {
+    pub case_id: Option<String>,
+    pub pseudonym: String,
+    pub released: Vec<(Category, Vec<u8>)>,
+    pub withheld: Vec<Withheld>,
+}
+
+pub struct Registered {
+    pub case_id: String,
+    pub pseudonym: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    Own,
+    Visible,
+}
+
+pub struct FindCases {
+    pub scope: Scope,
+    pub purpose: String,
+    pub page_size: u32,
+    pub after: String,
+}
+
+pub struct CaseSummary {
+    pub case_id: Option<String>,
+    pub pseudonym: String,
+    pub owner: String,
+    pub version: i64,
+    pub updated_at: Millis,
+}
+
+pub struct NewConsent {
+    pub case_id: String,
+    pub recipients: Vec<Recipient>,
+    pub categories: Vec<Category>,
+    pub purposes: Vec<String>,
+    pub valid_from: Option<Millis>,
+    pub valid_until: Option<Millis>,
+    pub evidence_ref: String,
+}
+
+pub struct Receipt {
+    pub signed_note: String,
+    pub verifier_key: String,
+}
+
+pub struct Exchange {
+    pub(crate) node_name: String,
+    pub(crate) store: Store,
+    pub(crate) keys: Arc<Keys>,
+    pub(crate) policy: Arc<Policy>,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) pseudonyms: Pseudonymiser,
+    pub(crate) audit: AuditLog,
+}
+
+const MAX_PAGE: u32 = 500;
+const DEFAULT_PAGE: u32 = 50;
+
+impl Exchange {
+    pub fn new(
+        node_name: String,
+        store: Store,
+        keys: Arc<Keys>,
+        policy: Arc<Policy>,
+        registry: Arc<Registry>,
+        audit: AuditLog,
+    ) -> Exchange {
+        let pseudonyms = Pseudonymiser::new(keys.pseudonym_secret());
+        Exchange {
+            node_name,
+            store,
+            keys,
+            policy,
+            registry,
+            pseudonyms,
+            audit,
+        }
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// A new access record filled with what is known before the message is read.
+    fn record(&self, ctx: &RequestCtx, method: &str) -> AccessRecord {
+        let mut rec = AccessRecord::new(ctx.request_id.clone(), now_millis(), method);
+        match &ctx.peer {
+            Peer::Registered(c) => {
+                rec.caller = c.participant.clone();
+                rec.role = c.role.to_string();
+                rec.actor_hash = ctx
+                    .actor
+                    .as_deref()
+                    .map(|a| self.pseudonyms.actor_hash(&c.participant, a));
+            }
+            Peer::Unregistered { fingerprint } => {
+                rec.peer_fingerprint = Some(fingerprint.clone());
+            }
+        }
+        rec
+    }
+
+    /// Makes the access record durable, then lets the result through.
+    /// Fail closed: if the record cannot be written, the caller gets
+    /// `AuditUnavailable` instead of the result.
+    async fn finish<T>(
+        &self,
+        mut rec: AccessRecord,
+        result: Result<T, ExchangeError>,
+    ) -> Result<T, ExchangeError> {
+        match &result {
+            Ok(_) => rec.status = "OK".into(),
+            Err(e) => {
+                rec.status = e.code_name().into();
+                rec.decision = e.decision();
+                rec.detail = e.to_string();
+                rec.released.clear();
+            }
+        }
+        if let Err(e) = self.audit.append(&rec).await {
+            tracing::error!(request_id = %rec.request_id, error = %e, "refusing request: access record not durable");
+            return Err(ExchangeError::AuditUnavailable);
+        }
+        result
+    }
+
+    /// Records a write that failed after its access record was made durable.
+    async fn failed_after_record(
+        &self,
+        mut rec: AccessRecord,
+        e: impl std::fmt::Display,
+    ) -> ExchangeError {
+        let err = internal(e);
+        rec.at = now_millis();
+        rec.released.clear();
+        let _ = self
+            .finish::<()>(rec, Err(ExchangeError::Internal("storage".into())))
+            .await;
+        err
+    }
+
+    /// Refuses a request that failed before reaching a method (malformed
+    /// message, oversized, bad metadata, unregistered certificate), with an
+    /// access record like any other.
+    pub async fn refuse(
+        &self,
+        ctx: &RequestCtx,
+        method: &str,
+        err: ExchangeError,
+    ) -> ExchangeError {
+        let rec = self.record(ctx, method);
+        match self.finish::<()>(rec, Err(err)).await {
+            Err(e) => e,
+            Ok(()) => unreachable!("finish passes an error through"),
+        }
+    }
+
+    /// Records a refused TLS handshake (no request was read).
+    pub async fn handshake_failed(&self, f: HandshakeFailure) {
+        let mut rec = AccessRecord::new(
+            uuid::Uuid::now_v7().to_string(),
+            now_millis(),
+            "tls.handshake",
+        );
+        rec.peer_fingerprint = f.fingerprint;
+        rec.decision = Decision::HandshakeFailed;
+        rec.status = "UNAUTHENTICATED".into();
+        rec.detail = f.reason;
+        if let Err(e) = self.audit.append(&rec).await {
+            tracing::error!(error = %e, "failed handshake could not be recorded");
+        }
+    }
+
+    fn caller<'a>(&self, ctx: &'a RequestCtx) -> Result<&'a Caller, ExchangeError> {
+        match &ctx.peer {
+            Peer::Registered(c) => Ok(c),
+            Peer::Unregistered { .. } => Err(ExchangeError::Unregistered),
+        }
+    }
+
+    fn check_purpose(&self, purpose: &str) -> Result<(), ExchangeError> {
+        if purpose.is_empty() {
+            return Err(ExchangeError::Invalid(format!(
+                "purpose is required: state why you need the data, one of: {}",
+                self.policy.purposes().join(", ")
+            )));
+        }
+        if !self.policy.knows_purpose(purpose) {
+            // The value is not echoed: whatever a caller typed there stays
+            // out of logs and error messages.
+            return Err(ExchangeError::Invalid(format!(
+                "unknown purpose: use one of: {}",
+                self.policy.purposes().join(", ")
+            )));
+        }
+        Ok(())
+    }
+
+    async fn case_by_id(&self, case_id: &str) -> Result<CaseMeta, ExchangeError> {
+        check_uuid("case_id", case_id)?;
+        self.store
+            .case_meta(case_id)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| ExchangeError::NotFound("no case with this case_id".into()))
+    }
+
+    fn subject_for_audit(&self, case: &CaseMeta) -> String {
+        self.pseudonyms.pseudonym(AUDIT_DOMAIN, &case.subject_ref)
+    }
+
+    async fn pseudonym_for(
+        &self,
+        caller: &Caller,
+        case: &CaseMeta,
+    ) -> Result<String, ExchangeError> {
+        let p = self
+            .pseudonyms
+            .pseudonym(&caller.participant, &case.subject_ref);
+        self.store
+            .remember_pseudonym(&caller.participant, &p, &case.id)
+            .await
+            .map_err(internal)?;
+        Ok(p)
+    }
+
+    fn aad(case_id: &str, category: Category) -> Vec<u8> {
+        format!("sluis/v1/case/{case_id}/{category}").into_bytes()
+    }
+
+    fn seal_all(
+        &self,
+        case_id: &str,
+        data: &[(Category, Vec<u8>)],
+    ) -> Result<Vec<(Category, Vec<u8>)>, ExchangeError> {
+        data.iter()
+            .map(|(c, plain)| {
+                self.keys
+                    .seal(&Self::aad(case_id, *c), plain)
+                    .map(|s| (*c, s))
+                    .map_err(internal)
+            })
+            .collect()
+    }
+
+    // ---- CaseService ----
+
+    pub async fn register_case(
+        &self,
+        ctx: &RequestCtx,
+        data: Vec<(Category, Vec<u8>)>,
+    ) -> Result<Registered, ExchangeError> {
+        let mut rec = self.record(ctx, "RegisterCase");
+        let prepared = self.prepare_register(ctx, data, &mut rec);
+        let (new_case, registered) = self.finish(rec.clone(), prepared).await?;
+        match self.store.insert_case(new_case).await {
+            Ok(()) => {
+                if let Err(e) = self
+                    .store
+                    .remember_pseudonym(
+                        rec.caller.as_str(),
+                        &registered.pseudonym,
+                        &registered.case_id,
+                    )
+                    .await
+                {
+                    return Err(self.failed_after_record(rec, e).await);
+                }
+                Ok(registered)
+            }
+            Err(e) => Err(self.failed_after_record(rec, e).await),
+        }
+    }
+
+    fn prepare_register(
+        &self,
+        ctx: &RequestCtx,
+        data: Vec<(Category, Vec<u8>)>,
+        rec: &mut AccessRecord,
+    ) -> Result<(NewCase, Registered), ExchangeError> {
+        let caller = self.caller(ctx)?;
+        if matches!(caller.role, Role::Monitor | Role::PrivacyOfficer) {
+            return Err(ExchangeError::Forbidden(format!(
+                "role {} cannot register cases",
+                caller.role
+            )));
+        }
+        if !data.iter().any(|(c, _)| *c == Category::Identity) {
+            return Err(ExchangeError::Invalid(
+                "data.identity is required: give at least a name, V-number or BSN".into(),
+            ));
+        }
+        let case_id =
+            uuid::Builder::from_random_bytes(self.keys.random_bytes::<16>().map_err(internal)?)
+                .into_uuid()
+                .to_string();
+        let subject_ref = self.keys.random_bytes::<16>().map_err(internal)?.to_vec();
+        let sealed = self.seal_all(&case_id, &data)?;
+        let meta = CaseMeta {
+            id: case_id.clone(),
+            owner: caller.participant.clone(),
+            subject_ref: subject_ref.clone(),
+            version: 1,
+            updated_at: rec.at,
+        };
+        rec.case_id = Some(case_id.clone());
+        rec.subject = Some(self.subject_for_audit(&meta));
+        rec.released = vec![];
+        rec.asked = data.iter().map(|(c, _)| *c).collect();
+        rec.decision = Decision::Allowed;
+        rec.rules = vec!["register:any-participating-role".into()];
+        let pseudonym = self.pseudonyms.pseudonym(&caller.participant, &subject_ref);
+        Ok((
+            NewCase {
+                id: case_id.clone(),
+                owner: caller.participant.clone(),
+                subject_ref,
+                sealed,
+                now: rec.at,
+            },
+            Registered { case_id, pseudonym },
+        ))
+    }
+
+    pub async fn update_case(
+        &self,
+        ctx: &RequestCtx,
+        case_id: String,
+        data: Vec<(Category, Vec<u8>)>,
+    ) -> Result<i64, ExchangeError> {
+        let mut rec = self.record(ctx, "UpdateCase");
+        let prepared = async {
+            let caller = self.caller(ctx)?;
+            let case = self.case_by_id(&case_id).await?;
+            rec.case_id = Some(case.id.clone());
+            rec.subject = Some(self.subject_for_audit(&case));
+            rec.asked = data.iter().map(|(c, _)| *c).collect();
+            if case.owner != caller.participant {
+                return Err(ExchangeError::Forbidden(
+                    "only the case owner can update a case".into(),
+                ));
+            }
+            if data.is_empty() {
+                return Err(ExchangeError::Invalid(
+                    "data must set at least one category to update".into(),
+                ));
+            }
+            rec.decision = Decision::Allowed;
+            rec.rules = vec!["update:owner".into()];
+            self.seal_all(&case.id, &data)
+        }
+        .await;
+        let sealed = self.finish(rec.clone(), prepared).await?;
+        match self.store.update_case(&case_id, &sealed, rec.at).await {
+            Ok(Some(v)) => Ok(v),
+            Ok(None) => Err(self.failed_after_record(rec, "case vanished").await),
+            Err(e) => Err(self.failed_after_record(rec, e).await),
+        }
+    }
+
+    pub async fn get_case(
+        &self,
+        ctx: &RequestCtx,
+        req: GetCase,
+    ) -> Result<CaseView, ExchangeError> {
+        let mut rec = self.record(ctx, "GetCase");
+        let result = self.get_case_inner(ctx, req, &mut rec).await;
+        self.finish(rec, result).await
+    }
+
+    async fn get_case_inner(
+        &self,
+        ctx: &RequestCtx,
+        req: GetCase,
+        rec: &mut AccessRecord,
+    ) -> Result<CaseView, ExchangeError> {
+        let caller = self.caller(ctx)?;
+        self.check_purpose(&req.purpose)?;
+        rec.purpose = Some(req.purpose.clone());
+        let mut asked = if req.categories.is_empty() {
+            Category::ALL.to_vec()
+        } else {
+            req.categories.clone()
+        };
+        asked.sort();
+        asked.dedup();
+        rec.asked = asked.clone();
+        let (case, by_id) = match &req.subject {
+            CaseRef::Id(id) => (self.case_by_id(id).await?, true),
+            CaseRef::Pseudonym(p) => {
+                if !pseudonym::is_well_formed(p) {
+                    return Err(ExchangeError::Invalid(
+                        "subject_pseudonym is malformed: expected the 'ps1.' value this node issued to you".into(),
+                    ));
+                }
+                // A pseudonym issued to someone else resolves to nothing: the
+                // same answer as one that never existed.
+                let id = self
+                    .store
+                    .resolve_pseudonym(&caller.participant, p)
+                    .await
+                    .map_err(internal)?
+                    .ok_or_else(|| ExchangeError::NotFound("no case for this pseudonym".into()))?;
+                (self.case_by_id(&id).await?, false)
+            }
+        };
+        rec.case_id = Some(case.id.clone());
+        rec.subject = Some(self.subject_for_audit(&case));
+
+        let is_owner = case.owner == caller.participant;
+        let present = self
+            .store
+            .case_categories(&case.id)
+            .await
+            .map_err(internal)?;
+        let consents = self
+            .store
+            .consents_for_case(&case.id)
+            .await
+            .map_err(internal)?;
+        let now = rec.at;
+        let mut release = Vec::new();
+        let mut withheld = Vec::new();
+        let mut rules = Vec::new();
+        let mut used_consents = Vec::new();
+        for &category in &asked {
+            let d = self.policy.decide(&Query {
+                role: caller.role,
+                category,
+                purpose: &req.purpose,
+                is_owner,
+                actor_present: ctx.actor.is_some(),
+            });
+            rules.extend(d.rules.iter().cloned());
+            let mut withhold = |reason: WithholdReason, detail: String| {
+                withheld.push(Withheld {
+                    category,
+                    reason,
+                    detail,
+                })
+            };
+            if !d.allowed {
+                let reason = match d.deny_reason {
+                    Some(DenyReason::ActorRequired) => WithholdReason::ActorRequired,
+                    _ => WithholdReason::NotPermittedForRoleAndPurpose,
+                };
+                let detail = if d.rules.is_empty() {
+                    "no policy rule permits it (default deny)".to_string()
+                } else {
+                    format!("policy: {}", d.rules.join(", "))
+                };
+                withhold(reason, detail);
+                continue;
+            }
+            // Identity is never released on a legal basis alone: it needs the
+            // subject's explicit consent, except to the owner who registered it.
+            let legal = d.legal_basis.is_some() && (category != Category::Identity || is_owner);
+            if !legal {
+                match consent::evaluate(&consents, caller, category, &req.purpose, now) {
+                    Verdict::Covered(id) => used_consents.push(id),
+                    Verdict::Withdrawn(id) => {
+                        withhold(
+                            WithholdReason::ConsentWithdrawn,
+                            format!("consent {id} was withdrawn"),
+                        );
+                        continue;
+                    }
+                    Verdict::Expired(id) => {
+                        withhold(
+                            WithholdReason::ConsentExpired,
+                            format!("consent {id} has expired"),
+                        );
+                        continue;
+                    }
+                    Verdict::NotYetValid(id) => {
+                        withhold(
+                            WithholdReason::ConsentNotYetValid,
+                            format!("consent {id} is not valid yet"),
+                        );
+                        continue;
+                    }
+                    Verdict::None => {
+                        withhold(
+                            WithholdReason::NoConsent,
+                            "no consent covers this recipient, category and purpose".into(),
+                        );
+                        continue;
+                    }
+                }
+            }
+            if !present.contains(&category) {
+                withhold(
+                    WithholdReason::NotPresent,
+                    "the case holds no data in this category".into(),
+                );
+                continue;
+            }
+            release.push(category);
+        }
+        rules.sort();
+        rules.dedup();
+        used_consents.sort();
+        used_consents.dedup();
+        rec.rules = rules;
+        rec.consents = used_consents;
+        rec.released = release.clone();
+        rec.withheld = withheld
+            .iter()
+            .map(|w| (w.category, w.reason.as_str().to_string()))
+            .collect();
+        rec.decision = if release.is_empty() {
+            Decision::Denied
+        } else if withheld.is_empty() {
+            Decision::Allowed
+        } else {
+            Decision::Partial
+        };
+
+        let pseudonym = self.pseudonym_for(caller, &case).await?;
+        let mut released = Vec::with_capacity(release.len());
+        if !release.is_empty() {
+            for (cat, sealed) in self
+                .store
+                .case_data(&case.id, &release)
+                .await
+                .map_err(internal)?
+            {
+                let plain = self
+                    .keys
+                    .open(&Self::aad(&case.id, cat), &sealed)
+                    .map_err(internal)?;
+                released.push((cat, plain));
+            }
+            released.sort_by_key(|(c, _)| *c);
+        }
+        Ok(CaseView {
+            case_id: by_id.then(|| case.id.clone()),
+            pseudonym,
+            released,
+            withheld,
+        })
+    }
+
+    pub async fn find_cases(
+        &self,
+        ctx: &RequestCtx,
+        req: FindCases,
+    ) -> Result<(Vec<CaseSummary>, String), ExchangeError> {
+        let mut rec = self.record(ctx, "FindCases");
+        let result = async {
+            let caller = self.caller(ctx)?;
+            let limit = match req.page_size {
+                0 => DEFAULT_PAGE,
+                n if n > MAX_PAGE => {
+                    return Err(ExchangeError::Invalid(format!(
+                        "page_size must be at most {MAX_PAGE}"
+                    )));
+                }
+                n => n,
+            };
+            let after = self.open_page_token(caller, &req.after)?;
+            let rows = match req.scope {
+                Scope::Own => {
+                    self.store
+                        .own_cases(&caller.participant, &after, limit)
+                        .await
+                }
+                Scope::Visible => {
+                    self.check_purpose(&req.purpose)?;
+                    rec.purpose = Some(req.purpose.clone());
+                    self.store
+                        .visible_cases(
+                            &caller.participant,
+                            caller.role,
+                            &req.purpose,
+                            rec.at,
+                            &after,
+                            limit,
+                        )
+                        .await
+                }
+            }
+            .map_err(internal)?;
+            let next = match rows.last() {
+                Some(last) if rows.len() as u32 == limit => {
+                    self.seal_page_token(caller, &last.id)?
+                }
+                _ => String::new(),
+            };
+            let mut out = Vec::with_capacity(rows.len());
+            for case in rows {
+                out.push(CaseSummary {
+                    case_id: (req.scope == Scope::Own).then(|| case.id.clone()),
+                    pseudonym: self.pseudonym_for(caller, &case).await?,
+                    owner: case.owner.clone(),
+                    version: case.version,
+                    updated_at: case.updated_at,
+                });
+            }
+            rec.decision = Decision::Allowed;
+            rec.detail = format!("{} cases listed", out.len());
+            Ok((out, next))
+        }
+        .await;
+        self.finish(rec, result).await
+    }
+
+    /// Page tokens are sealed: a token for visible cases must not hand the
+    /// caller another owner's case id, and only its own caller can use it.
+    fn seal_page_token(&self, caller: &Caller, case_id: &str) -> Result<String, ExchangeError> {
+        use base64::Engine;
+        let aad = format!("sluis/v1/page-token/{}", caller.participant);
+        let sealed = self
+            .keys
+            .seal(aad.as_bytes(), case_id.as_bytes())
+            .map_err(internal)?;
+        Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sealed))
+    }
+
+    fn open_page_token(&self, caller: &Caller, token: &str) -> Result<String, ExchangeError> {
+        use base64::Engine;
+        if token.is_empty() {
+            return Ok(String::new());
+        }
+        let bad = || {
+            ExchangeError::Invalid("page_token is not one this node issued to you; start again with an empty page_token".into())
+        };
+        if token.len() > 256 {
+            return Err(bad());
+        }
+        let sealed = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token)
+            .map_err(|_| bad())?;
+        let aad = format!("sluis/v1/page-token/{}", caller.participant);
+        let plain = self.keys.open(aad.as_bytes(), &sealed).map_err(|_| bad())?;
+        String::from_utf8(plain).map_err(|_| bad())
+    }
+
+    // ---- ConsentService ----
+
+    /// The case, when the caller owns it; consent is managed by the owner.
+    async fn owned_case(
+        &self,
+        caller: &Caller,
+        case_id: &str,
+        rec: &mut AccessRecord,
+    ) -> Result<CaseMeta, ExchangeError> {
+        let case = self.case_by_id(case_id).await?;
+        rec.case_id = Some(case.id.clone());
+        rec.subject = Some(self.subject_for_audit(&case));
+        if case.owner != caller.participant {
+            return Err(ExchangeError::Forbidden(
+                "only the case owner records and reads consent for a case".into(),
+            ));
+        }
+        Ok(case)
+    }
+
+    pub async fn grant_consent(
+        &self,
+        ctx: &RequestCtx,
+        req: NewConsent,
+    ) -> Result<Consent, ExchangeError> {
+        let mut rec = self.record(ctx, "GrantConsent");
+        let prepared = async {
+            let caller = self.caller(ctx)?;
+            self.owned_case(caller, &req.case_id, &mut rec).await?;
+            if req.recipients.is_empty() {
+                return Err(ExchangeError::Invalid("recipients: name at least one participant or role".into()));
+            }
+            for r in &req.recipients {
+                if let Recipient::Participant(p) = r
+                    && self.registry.participant(p).is_none()
+                {
+                    return Err(ExchangeError::Invalid(
+                        "recipients: a participant named there is not registered with this node (see the node's participant list)".into(),
+                    ));
+                }
+            }
+            if req.categories.is_empty() {
+                return Err(ExchangeError::Invalid("categories: name at least one category".into()));
+            }
+            if req.purposes.is_empty() {
+                return Err(ExchangeError::Invalid(format!(
+                    "purposes: name at least one of: {}",
+                    self.policy.purposes().join(", ")
+                )));
+            }
+            for p in &req.purposes {
+                self.check_purpose(p)?;
+            }
+            let valid_from = req.valid_from.unwrap_or(rec.at);
+            if let Some(until) = req.valid_until
+                && until <= valid_from
+            {
+                return Err(ExchangeError::Invalid("valid_until must be after valid_from".into()));
+            }
+            let id = uuid::Builder::from_random_bytes(self.keys.random_bytes::<16>().map_err(internal)?)
+                .into_uuid()
+                .to_string();
+            let mut categories = req.categories.clone();
+            categories.sort();
+            categories.dedup();
+            let mut purposes = req.purposes.clone();
+            purposes.sort();
+            purposes.dedup();
+            rec.asked = categories.clone();
+            rec.consents = vec![id.clone()];
+            rec.decision = Decision::Allowed;
+            Ok(Consent {
+                id,
+                case_id: req.case_id.clone(),
+                recorded_by: caller.participant.clone(),
+                recipients: req.recipients.clone(),
+                categories,
+                purposes,
+                valid_from,
+                valid_until: req.valid_until,
+                evidence_ref: req.evidence_ref.clone(),
+                created_at: rec.at,
+                events: vec![ConsentEvent {
+                    kind: EventKind::Given,
+                    at: rec.at,
+                    by: caller.participant.clone(),
+                    note: String::new(),
+                }],
+            })
+        }
+        .await;
+        let consent = self.finish(rec.clone(), prepared).await?;
+        match self.store.insert_consent(&consent).await {
+            Ok(()) => Ok(consent),
+            Err(e) => Err(self.failed_after_record(rec, e).await),
+        }
+    }
+
+    async fn consent_of_owner(
+        &self,
+        ctx: &RequestCtx,
+        consent_id: &str,
+        rec: &mut AccessRecord,
+    ) -> Result<Consent, ExchangeError> {
+        let caller = self.caller(ctx)?;
+        check_uuid("consent_id", consent_id)?;
+        let consent = self
+            .store
+            .consent(consent_id)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| ExchangeError::NotFound("no consent with this consent_id".into()))?;
+        rec.consents = vec![consent.id.clone()];
+        self.owned_case(caller, &consent.case_id, rec).await?;
+        Ok(consent)
+    }
+
+    pub async fn withdraw_consent(
+        &self,
+        ctx: &RequestCtx,
+        consent_id: String,
+        note: String,
+    ) -> Result<Consent, ExchangeError> {
+        let mut rec = self.record(ctx, "WithdrawConsent");
+        let prepared = async {
+            let consent = self.consent_of_owner(ctx, &consent_id, &mut rec).await?;
+            if consent.state(rec.at) == consent::ConsentState::Withdrawn {
+                return Err(ExchangeError::FailedPrecondition(
+                    "this consent was already withdrawn".into(),
+                ));
+            }
+            rec.decision = Decision::Allowed;
+            Ok(consent)
+        }
+        .await;
+        let mut consent = self.finish(rec.clone(), prepared).await?;
+        let event = ConsentEvent {
+            kind: EventKind::Withdrawn,
+            at: rec.at,
+            by: rec.caller.clone(),
+            note,
+        };
+        match self.store.append_consent_event(&consent.id, &event).await {
+            Ok(()) => {
+                consent.events.push(event);
+                Ok(consent)
+            }
+            Err(e) => Err(self.failed_after_record(rec, e).await),
+        }
+    }
+
+    pub async fn list_consents(
+        &self,
+        ctx: &RequestCtx,
+        case_id: String,
+    ) -> Result<Vec<Consent>, ExchangeError> {
+        let mut rec = self.record(ctx, "ListConsents");
+        let result = async {
+            let caller = self.caller(ctx)?;
+            self.owned_case(caller, &case_id, &mut rec).await?;
+            let consents = self
+                .store
+                .consents_for_case(&case_id)
+                .await
+                .map_err(internal)?;
+            rec.consents = consents.iter().map(|c| c.id.clone()).collect();
+            rec.decision = Decision::Allowed;
+            Ok(consents)
+        }
+        .await;
+        self.finish(rec, result).await
+    }
+
+    pub async fn consent_receipt(
+        &self,
+        ctx: &RequestCtx,
+        consent_id: String,
+    ) -> Result<Receipt, ExchangeError> {
+        let mut rec = self.record(ctx, "GetConsentReceipt");
+        let result = async {
+            let consent = self.consent_of_owner(ctx, &consent_id, &mut rec).await?;
+            let body = consent::receipt_body(&self.node_name, &consent, rec.at);
+            rec.decision = Decision::Allowed;
+            Ok(Receipt {
+                signed_note: note::sign(&self.keys, &self.node_name, &body),
+                verifier_key: self.verifier_key(),
+            })
+        }
+        .await;
+        self.finish(rec, result).await
+    }
+
+    /// The node's signed-note verifier key.
+    pub fn verifier_key(&self) -> String {
+        note::verifier_key(&self.node_name, &self.keys.signing_public_key())
+    }
+
+    pub fn now(&self) -> Millis {
+        now_millis()
+    }
+}
+
+fn check_uuid(field: &str, s: &str) -> Result<(), ExchangeError> {
+    if s.is_empty() {
+        return Err(ExchangeError::Invalid(format!("{field} is required")));
+    }
+    match uuid::Uuid::try_parse(s) {
+        Ok(u) if u.hyphenated().to_string() == s => Ok(()),
+        _ => Err(ExchangeError::Invalid(format!(
+            "{field} is malformed: expected a lower-case UUID like 0190c4e2-7b1a-4c3e-9f00-1a2b3c4d5e6f"
+        ))),
+    }
+}

@@ -1,0 +1,190 @@
+//! The domain vocabulary shared by every layer: roles, categories, purposes
+//! and the typed caller. Kept free of protobuf and storage types so that the
+//! policy, consent and exchange logic read in the terms a privacy officer uses.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// The part a participant plays in the LVV. Decides, with the purpose, which
+/// categories the policy may release to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Role {
+    Municipality,
+    Ind,
+    Dtv,
+    Avim,
+    Ngo,
+    Monitor,
+    PrivacyOfficer,
+}
+
+impl Role {
+    pub const ALL: [Role; 7] = [
+        Role::Municipality,
+        Role::Ind,
+        Role::Dtv,
+        Role::Avim,
+        Role::Ngo,
+        Role::Monitor,
+        Role::PrivacyOfficer,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Municipality => "municipality",
+            Role::Ind => "ind",
+            Role::Dtv => "dtv",
+            Role::Avim => "avim",
+            Role::Ngo => "ngo",
+            Role::Monitor => "monitor",
+            Role::PrivacyOfficer => "privacy_officer",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "unknown role '{0}': expected one of municipality, ind, dtv, avim, ngo, monitor, privacy_officer"
+)]
+pub struct UnknownRole(pub String);
+
+impl FromStr for Role {
+    type Err = UnknownRole;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| UnknownRole(s.to_string()))
+    }
+}
+
+/// A group of case data that is released or withheld as a whole.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Category {
+    Identity,
+    ResidenceProcedure,
+    Shelter,
+    Guidance,
+    Perspective,
+    Medical,
+    Safety,
+    Outcome,
+}
+
+impl Category {
+    pub const ALL: [Category; 8] = [
+        Category::Identity,
+        Category::ResidenceProcedure,
+        Category::Shelter,
+        Category::Guidance,
+        Category::Perspective,
+        Category::Medical,
+        Category::Safety,
+        Category::Outcome,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::Identity => "identity",
+            Category::ResidenceProcedure => "residence_procedure",
+            Category::Shelter => "shelter",
+            Category::Guidance => "guidance",
+            Category::Perspective => "perspective",
+            Category::Medical => "medical",
+            Category::Safety => "safety",
+            Category::Outcome => "outcome",
+        }
+    }
+
+    /// A stable small number, used in the binary access-record encoding and
+    /// as the protobuf enum value.
+    pub fn code(self) -> u8 {
+        match self {
+            Category::Identity => 1,
+            Category::ResidenceProcedure => 2,
+            Category::Shelter => 3,
+            Category::Guidance => 4,
+            Category::Perspective => 5,
+            Category::Medical => 6,
+            Category::Safety => 7,
+            Category::Outcome => 8,
+        }
+    }
+
+    pub fn from_code(code: i32) -> Option<Category> {
+        Category::ALL
+            .into_iter()
+            .find(|c| i32::from(c.code()) == code)
+    }
+}
+
+impl fmt::Display for Category {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Category {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Category::ALL
+            .into_iter()
+            .find(|c| c.as_str() == s)
+            .ok_or_else(|| format!("unknown category '{s}'"))
+    }
+}
+
+/// The purposes a node knows when its configuration names none.
+pub const DEFAULT_PURPOSES: [&str; 7] = [
+    "case_consultation",
+    "return",
+    "onward_migration",
+    "legalisation",
+    "shelter",
+    "guidance",
+    "monitoring",
+];
+
+/// A registered participant, resolved from the TLS client certificate before
+/// any handler runs. Handlers see this, never a certificate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    /// Participant id from the node registry, e.g. `gemeente-utrecht`.
+    pub participant: String,
+    pub role: Role,
+    /// OIN when the participant is identified by one.
+    pub oin: Option<String>,
+}
+
+/// Why a category was not released. The names are the ones in the access log
+/// and (upper-cased, prefixed) in the protobuf `WithholdReason`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WithholdReason {
+    NotPermittedForRoleAndPurpose,
+    NoConsent,
+    ConsentWithdrawn,
+    ConsentExpired,
+    ConsentNotYetValid,
+    ActorRequired,
+    NotPresent,
+}
+
+impl WithholdReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WithholdReason::NotPermittedForRoleAndPurpose => "not_permitted_for_role_and_purpose",
+            WithholdReason::NoConsent => "no_consent",
+            WithholdReason::ConsentWithdrawn => "consent_withdrawn",
+            WithholdReason::ConsentExpired => "consent_expired",
+            WithholdReason::ConsentNotYetValid => "consent_not_yet_valid",
+            WithholdReason::ActorRequired => "actor_required",
+            WithholdReason::NotPresent => "not_present",
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! A running sluis node: loads its configuration, keys, policy and store,
+//! and serves the gRPC API behind the TLS acceptor.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Server;
+
+use crate::api::Api;
+use crate::audit::AuditLog;
+use crate::config::{Config, ConfigError};
+use crate::exchange::Exchange;
+use crate::identity::Registry;
+use crate::policy::{Policy, PolicyError};
+use crate::proto::{self, v1 as pb};
+use crate::store::{Store, StoreError};
+use crate::tls::{self, AcceptSettings, TlsError, TlsFiles};
+use crate::vault::{Keys, VaultError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("keys: {0}")]
+    Keys(#[from] VaultError),
+    #[error("policy: {0}")]
+    Policy(#[from] PolicyError),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("server: {0}")]
+    Serve(#[from] tonic::transport::Error),
+}
+
+/// A node serving in the background of the current tokio runtime.
+pub struct Node {
+    pub local_addr: SocketAddr,
+    pub exchange: Arc<Exchange>,
+    pub store: Store,
+    tls_files: TlsFiles,
+    tls_tx: watch::Sender<Arc<rustls::ServerConfig>>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), NodeError>>,
+}
+
+impl Node {
+    pub async fn start(config: &Config) -> Result<Node, NodeError> {
+        let keys = Arc::new(Keys::load(&config.path(&config.node.keys_dir))?);
+        let policy = Arc::new(Policy::load(
+            &config.path(&config.node.policy),
+            &config.node.purposes,
+        )?);
+        let registry = Arc::new(Registry::new(&config.participants));
+        let store = Store::open_sqlite(&config.sqlite_path()?).await?;
+        let audit = AuditLog::start(store.clone());
+        let exchange = Arc::new(Exchange::new(
+            config.node.name.clone(),
+            store.clone(),
+            keys,
+            policy.clone(),
+            registry.clone(),
+            audit,
+        ));
+        let tls_files = TlsFiles {
+            cert: config.path(&config.tls.cert),
+            key: config.path(&config.tls.key),
+            client_ca: config.path(&config.tls.client_ca),
+            crls: config.tls.crl.iter().map(|p| config.path(p)).collect(),
+        };
+        let (tls_tx, tls_rx) = watch::channel(tls::server_config(&tls_files)?);
+        let (_registry_tx, registry_rx) = watch::channel(registry);
+
+        let addr = config.node.listen;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| NodeError::Listen { addr, source })?;
+        let local_addr = listener
+            .local_addr()
+            .map_err(|source| NodeError::Listen { addr, source })?;
+
+        let ex = exchange.clone();
+        let on_failure = Arc::new(move |f: tls::HandshakeFailure| {
+            let ex = ex.clone();
+            tokio::spawn(async move { ex.handshake_failed(f).await });
+        });
+        let incoming = tls::serve_tls(
+            listener,
+            tls_rx,
+            registry_rx,
+            AcceptSettings {
+                handshake_timeout: config.handshake_timeout(),
+                max_handshakes: config.limits.max_handshakes,
+            },
+            on_failure,
+        );
+
+        let api = Api::new(exchange.clone(), config.limits.max_message_bytes);
+        // tonic refuses anything far beyond the limit before decoding it;
+        // below that, `Api` refuses oversized messages with
+        // RESOURCE_EXHAUSTED and an access record.
+        let hard_cap = config.limits.max_message_bytes.saturating_mul(4);
+        let (health_reporter, health) = tonic_health::server::health_reporter();
+        health_reporter
+            .set_serving::<pb::case_service_server::CaseServiceServer<Api>>()
+            .await;
+        health_reporter
+            .set_serving::<pb::consent_service_server::ConsentServiceServer<Api>>()
+            .await;
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|e| {
+                NodeError::Tls(TlsError::Empty {
+                    what: "reflection descriptors",
+                    path: e.to_string().into(),
+                })
+            })?;
+
+        let (shutdown, shutdown_rx) = oneshot::channel::<()>();
+        let max_age = config.max_connection_age();
+        let task = tokio::spawn(async move {
+            Server::builder()
+                .max_connection_age(max_age)
+                .max_connection_age_grace(Duration::from_secs(10))
+                .add_service(
+                    pb::case_service_server::CaseServiceServer::new(api.clone())
+                        .max_decoding_message_size(hard_cap),
+                )
+                .add_service(
+                    pb::consent_service_server::ConsentServiceServer::new(api)
+                        .max_decoding_message_size(hard_cap),
+                )
+                .add_service(health)
+                .add_service(reflection)
+                .serve_with_incoming_shutdown(ReceiverStream::new(incoming), async {
+                    let _ = shutdown_rx.await;
+                })
+                .await?;
+            Ok(())
+        });
+        tracing::info!(%local_addr, node = %config.node.name, participants = config.participants.len(), "sluis node serving");
+        Ok(Node {
+            local_addr,
+            exchange,
+            store,
+            tls_files,
+            tls_tx,
+            shutdown: Some(shutdown),
+            task,
+        })
+    }
+
+    /// Re-reads certificates, key and CRLs; new connections use them. Old
+    /// connections end by `max_connection_age_secs` at the latest.
+    pub fn reload_tls(&self) -> Result<(), TlsError> {
+        let config = tls::server_config(&self.tls_files)?;
+        self.tls_tx.send_replace(config);
+        Ok(())
+    }
+
+    /// Stops accepting, lets requests in flight finish, and waits.
+    pub async fn shutdown(mut self) -> Result<(), NodeError> {
+        if let Some(s) = self.shutdown.take() {
+            let _ = s.send(());
+        }
+        let result = match self.task.await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "server task ended abnormally");
+                Ok(())
+            }
+        };
+        self.store.close().await;
+        result
+    }
+
+    /// Waits until the server stops by itself (it normally does not).
+    pub async fn wait(&mut self) -> Result<(), NodeError> {
+        match (&mut self.task).await {
+            Ok(r) => r,
+            Err(_) => Ok(()),
+        }
+    }
+}

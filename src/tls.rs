@@ -1,0 +1,340 @@
+//! All of TLS lives here: the rustls server configuration, the accept loop,
+//! and the first look at the client certificate. Nothing else in the crate
+//! touches rustls on the server side.
+//!
+//! We run our own acceptor instead of tonic's TLS because tonic's has no CRL
+//! support, no reload and no handshake timeout, and logs failed handshakes
+//! only at debug level. Here each handshake runs in its own task under a
+//! timeout (one slow client cannot stall the others), CRLs are enforced
+//! including their expiry, the configuration can be swapped at run time, and
+//! every failed handshake is reported to the caller of [`serve_tls`] so it
+//! can be audited with the fingerprint of the certificate that was presented.
+
+use std::cell::RefCell;
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use rustls::DistinguishedName;
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::{ServerConfig, WebPkiClientVerifier};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+use tonic::transport::server::Connected;
+
+use crate::identity::{Peer, Registry};
+use crate::x509;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read {what} {path}: {source}")]
+    Read {
+        what: &'static str,
+        path: PathBuf,
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("{what} {path} holds no PEM item")]
+    Empty { what: &'static str, path: PathBuf },
+    #[error("TLS configuration refused: {0}")]
+    Rustls(#[from] rustls::Error),
+    #[error("client certificate verifier: {0}")]
+    Verifier(#[from] rustls::server::VerifierBuilderError),
+}
+
+/// The files a TLS server configuration is built from.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: PathBuf,
+    pub crls: Vec<PathBuf>,
+}
+
+/// The one crypto provider of the process: ring. Passed explicitly so that
+/// no process-wide default is needed (and none can be ambiguous).
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn read_certs(what: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|source| TlsError::Read {
+            what,
+            path: path.to_path_buf(),
+            source,
+        })?;
+    if certs.is_empty() {
+        return Err(TlsError::Empty {
+            what,
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(certs)
+}
+
+/// Builds the server configuration: TLS 1.3 only, a client certificate from
+/// one of the configured CAs required, CRLs enforced (expired CRLs refused).
+pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
+    let provider = provider();
+    let chain = read_certs("node certificate", &files.cert)?;
+    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|source| TlsError::Read {
+        what: "node key",
+        path: files.key.clone(),
+        source,
+    })?;
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in read_certs("client CA", &files.client_ca)? {
+        roots.add(ca)?;
+    }
+    let mut crls = Vec::new();
+    for path in &files.crls {
+        let items = CertificateRevocationListDer::pem_file_iter(path)
+            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+            .map_err(|source| TlsError::Read {
+                what: "CRL",
+                path: path.clone(),
+                source,
+            })?;
+        crls.extend(items);
+    }
+    let mut builder =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
+    if !crls.is_empty() {
+        builder = builder.with_crls(crls).enforce_revocation_expiration();
+    }
+    let verifier = Arc::new(Recording {
+        inner: builder.build()?,
+    });
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(config))
+}
+
+tokio::task_local! {
+    /// Fingerprint of the certificate the client presented during the
+    /// handshake running in this task, so that a refused handshake can be
+    /// audited with it. rustls gives the verifier no per-connection context;
+    /// a task-local set around each handshake is the narrowest place.
+    static PRESENTED: RefCell<Option<String>>;
+}
+
+/// Delegates to the webpki verifier and notes the presented certificate.
+#[derive(Debug)]
+struct Recording {
+    inner: Arc<dyn ClientCertVerifier>,
+}
+
+impl ClientCertVerifier for Recording {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let _ = PRESENTED.try_with(|p| *p.borrow_mut() = Some(x509::cert_sha256_hex(end_entity)));
+        self.inner
+            .verify_client_cert(end_entity, intermediates, now)
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// A refused TLS handshake, for the access log.
+#[derive(Clone, Debug)]
+pub struct HandshakeFailure {
+    pub remote: SocketAddr,
+    /// SHA-256 of the certificate presented, if one was.
+    pub fingerprint: Option<String>,
+    pub reason: String,
+}
+
+/// What a request's extensions carry about its connection.
+#[derive(Clone, Debug)]
+pub struct ConnectionInfo {
+    pub remote: SocketAddr,
+    pub peer: Peer,
+}
+
+/// A TLS stream whose client has been identified.
+pub struct IdentifiedStream {
+    inner: TlsStream<TcpStream>,
+    info: ConnectionInfo,
+}
+
+impl Connected for IdentifiedStream {
+    type ConnectInfo = ConnectionInfo;
+    fn connect_info(&self) -> ConnectionInfo {
+        self.info.clone()
+    }
+}
+
+impl AsyncRead for IdentifiedStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for IdentifiedStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+/// How the accept loop is tuned.
+#[derive(Clone, Debug)]
+pub struct AcceptSettings {
+    pub handshake_timeout: Duration,
+    pub max_handshakes: usize,
+}
+
+/// Accepts TCP connections, runs each TLS handshake in its own task, and
+/// yields identified streams for `serve_with_incoming`. The TLS config and
+/// the registry are read from watch channels at each accept, so a reload
+/// applies to the next connection. Failed handshakes go to `on_failure`.
+pub fn serve_tls(
+    listener: TcpListener,
+    config: watch::Receiver<Arc<ServerConfig>>,
+    registry: watch::Receiver<Arc<Registry>>,
+    settings: AcceptSettings,
+    on_failure: Arc<dyn Fn(HandshakeFailure) + Send + Sync>,
+) -> mpsc::Receiver<Result<IdentifiedStream, io::Error>> {
+    let (tx, rx) = mpsc::channel(128);
+    let slots = Arc::new(Semaphore::new(settings.max_handshakes.max(1)));
+    tokio::spawn(async move {
+        loop {
+            let Ok(permit) = slots.clone().acquire_owned().await else {
+                return;
+            };
+            let (tcp, remote) = match listener.accept().await {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off, go on.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            if tx.is_closed() {
+                return;
+            }
+            let _ = tcp.set_nodelay(true);
+            let acceptor = TlsAcceptor::from(config.borrow().clone());
+            let registry = registry.borrow().clone();
+            let tx = tx.clone();
+            let on_failure = on_failure.clone();
+            let timeout = settings.handshake_timeout;
+            tokio::spawn(async move {
+                let handshake = PRESENTED.scope(RefCell::new(None), async move {
+                    let result = tokio::time::timeout(timeout, acceptor.accept(tcp)).await;
+                    let presented = PRESENTED.with(|p| p.borrow_mut().take());
+                    (result, presented)
+                });
+                let (result, presented) = handshake.await;
+                let reason = match result {
+                    Ok(Ok(stream)) => {
+                        let peer = match stream.get_ref().1.peer_certificates() {
+                            Some([end_entity, ..]) => registry.identify(end_entity),
+                            // Unreachable with a mandatory client-auth verifier;
+                            // refuse rather than assume.
+                            _ => {
+                                on_failure(HandshakeFailure {
+                                    remote,
+                                    fingerprint: None,
+                                    reason: "no client certificate".into(),
+                                });
+                                return;
+                            }
+                        };
+                        let info = ConnectionInfo { remote, peer };
+                        let _ = tx
+                            .send(Ok(IdentifiedStream {
+                                inner: stream,
+                                info,
+                            }))
+                            .await;
+                        // The permit lives as long as the connection is being
+                        // handed over; tonic bounds the rest.
+                        drop(permit);
+                        return;
+                    }
+                    Ok(Err(e)) => e.to_string(),
+                    Err(_) => format!("handshake not finished within {} ms", timeout.as_millis()),
+                };
+                drop(permit);
+                tracing::info!(%remote, fingerprint = presented.as_deref().unwrap_or("-"), %reason, "TLS handshake refused");
+                on_failure(HandshakeFailure {
+                    remote,
+                    fingerprint: presented,
+                    reason,
+                });
+            });
+        }
+    });
+    rx
+}

@@ -1,0 +1,735 @@
+//! Just enough DER walking to read the few certificate fields sluis acts on.
+//!
+//! Chain, signature, validity and revocation checks are rustls/webpki's job and
+//! have already happened by the time a certificate gets here. What is left is
+//! pulling out identity (the OIN that PKIoverheid certificates carry in the
+//! subject `serialNumber`) and fingerprints for pinning and logging. A full
+//! X.509 parser would pull a large dependency tree into a security-sensitive
+//! binary for that, so this walks the structure by hand instead.
+//!
+//! Every function treats its input as hostile: any input, however truncated or
+//! garbled, yields an error rather than a panic, and nothing allocates in
+//! proportion to a length field before that many bytes are known to be present.
+
+/// Why a certificate could not be walked.
+///
+/// The message is static because the bytes come from a peer: echoing them
+/// back into logs or errors would hand that peer a way to inject text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum X509Error {
+    #[error("malformed certificate: {0}")]
+    Malformed(&'static str),
+}
+
+/// One attribute of a distinguished name, as encoded.
+///
+/// Kept at the encoding level (tag plus raw value) so that a caller that has
+/// to reproduce a name byte for byte, such as reloading a CA to issue under
+/// it, can do so without this module guessing at string conversions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameAttribute<'a> {
+    /// The attribute type's OID arcs, e.g. `[2, 5, 4, 3]` for commonName.
+    pub oid: Vec<u64>,
+    /// The DER tag of the value (0x0c UTF8String, 0x13 PrintableString, ...).
+    pub tag: u8,
+    /// The value's content octets.
+    pub value: &'a [u8],
+}
+
+/// DER encoding of 2.5.4.5 (serialNumber), compared raw to avoid decoding OIDs.
+const OID_SERIAL_NUMBER: &[u8] = &[0x55, 0x04, 0x05];
+/// DER encoding of 2.5.4.3 (commonName).
+const OID_COMMON_NAME: &[u8] = &[0x55, 0x04, 0x03];
+/// DER encoding of 2.5.29.14 (subjectKeyIdentifier).
+const OID_SUBJECT_KEY_IDENTIFIER: &[u8] = &[0x55, 0x1d, 0x0e];
+
+const TAG_BOOLEAN: u8 = 0x01;
+const TAG_INTEGER: u8 = 0x02;
+const TAG_OCTET_STRING: u8 = 0x04;
+const TAG_OID: u8 = 0x06;
+const TAG_UTF8_STRING: u8 = 0x0c;
+const TAG_PRINTABLE_STRING: u8 = 0x13;
+const TAG_SEQUENCE: u8 = 0x30;
+const TAG_SET: u8 = 0x31;
+const TAG_VERSION: u8 = 0xa0;
+const TAG_ISSUER_UID: u8 = 0x81;
+const TAG_SUBJECT_UID: u8 = 0x82;
+const TAG_EXTENSIONS: u8 = 0xa3;
+
+/// The subject `serialNumber` attribute (OID 2.5.4.5).
+///
+/// PKIoverheid certificates carry the organisation's OIN there, which is what
+/// sluis authorises on. `Ok(None)` means the certificate has no such
+/// attribute; more than one is an error rather than "take the first", because
+/// an identity that depends on attribute order is not an identity.
+pub fn subject_serial_number(cert_der: &[u8]) -> Result<Option<String>, X509Error> {
+    single_string_attribute(
+        cert_der,
+        OID_SERIAL_NUMBER,
+        "multiple subject serialNumber attributes",
+    )
+}
+
+/// The subject `commonName` attribute (OID 2.5.4.3), for human-facing logs.
+///
+/// Same rules as [`subject_serial_number`]: at most one, PrintableString or
+/// UTF8String.
+pub fn subject_common_name(cert_der: &[u8]) -> Result<Option<String>, X509Error> {
+    single_string_attribute(
+        cert_der,
+        OID_COMMON_NAME,
+        "multiple subject commonName attributes",
+    )
+}
+
+/// The DER SubjectPublicKeyInfo (the whole SEQUENCE, tag and length included).
+///
+/// Whole-SPKI bytes rather than just the key bits, so that a pin also commits
+/// to the algorithm and curve.
+pub fn subject_public_key_info(cert_der: &[u8]) -> Result<&[u8], X509Error> {
+    Ok(parse_tbs(cert_der)?.spki)
+}
+
+/// Lowercase hex SHA-256 of the SubjectPublicKeyInfo DER.
+///
+/// Pinning the key rather than the certificate lets a participant renew its
+/// certificate with the same key without a configuration change.
+pub fn spki_sha256_hex(cert_der: &[u8]) -> Result<String, X509Error> {
+    let spki = subject_public_key_info(cert_der)?;
+    Ok(sha256_hex(spki))
+}
+
+/// Lowercase hex SHA-256 of the whole certificate DER.
+///
+/// Infallible on purpose: it is meant for logging handshakes that failed,
+/// where the certificate may well be the very thing that is broken.
+pub fn cert_sha256_hex(cert_der: &[u8]) -> String {
+    sha256_hex(cert_der)
+}
+
+/// The certificate serial number's content octets, as they appear in CRLs.
+///
+/// Lets an operator revoke a certificate from its file alone.
+pub fn serial_number(cert_der: &[u8]) -> Result<&[u8], X509Error> {
+    Ok(parse_tbs(cert_der)?.serial)
+}
+
+/// The subject Name, DER encoded (the whole SEQUENCE).
+///
+/// Certificates issued under a CA must carry these exact bytes as their
+/// issuer, so reloading a CA needs them verbatim.
+pub fn subject_name_der(cert_der: &[u8]) -> Result<&[u8], X509Error> {
+    Ok(parse_tbs(cert_der)?.subject)
+}
+
+/// The issuer Name, DER encoded (the whole SEQUENCE).
+pub fn issuer_name_der(cert_der: &[u8]) -> Result<&[u8], X509Error> {
+    Ok(parse_tbs(cert_der)?.issuer)
+}
+
+/// The subject's attributes, grouped per RelativeDistinguishedName in order.
+///
+/// Most names have one attribute per RDN; the grouping is kept so a caller
+/// can tell when that is not so instead of silently flattening it.
+pub fn subject_attributes(cert_der: &[u8]) -> Result<Vec<Vec<NameAttribute<'_>>>, X509Error> {
+    let subject = parse_tbs(cert_der)?.subject;
+    let mut rdns = Vec::new();
+    for_each_attribute(subject, |rdn_index, oid_der, tag, value| {
+        let oid = decode_oid(oid_der)?;
+        if rdns.len() <= rdn_index {
+            rdns.push(Vec::new());
+        }
+        if let Some(rdn) = rdns.last_mut() {
+            rdn.push(NameAttribute { oid, tag, value });
+        }
+        Ok(())
+    })?;
+    Ok(rdns)
+}
+
+/// The subjectKeyIdentifier extension's key identifier, when present.
+///
+/// CRLs and issued certificates name their issuer's key by this value; a CA
+/// reloaded from disk has to reuse it rather than recompute it, because the
+/// tool that made the CA may have derived it differently.
+pub fn subject_key_identifier(cert_der: &[u8]) -> Result<Option<&[u8]>, X509Error> {
+    let Some(extensions) = parse_tbs(cert_der)?.extensions else {
+        return Ok(None);
+    };
+    let mut found = None;
+    let mut exts = Reader::new(extensions);
+    while !exts.is_empty() {
+        let mut ext = Reader::new(exts.expect(TAG_SEQUENCE, "extension is not a SEQUENCE")?);
+        let oid = ext.expect(TAG_OID, "extension without an OID")?;
+        if ext.peek_tag() == Some(TAG_BOOLEAN) {
+            ext.expect(TAG_BOOLEAN, "extension criticality")?;
+        }
+        let value = ext.expect(TAG_OCTET_STRING, "extension value is not an OCTET STRING")?;
+        ext.finish("trailing data in extension")?;
+        if oid == OID_SUBJECT_KEY_IDENTIFIER {
+            if found.is_some() {
+                return Err(X509Error::Malformed("duplicate subjectKeyIdentifier"));
+            }
+            let mut inner = Reader::new(value);
+            let key_id = inner.expect(
+                TAG_OCTET_STRING,
+                "subjectKeyIdentifier is not an OCTET STRING",
+            )?;
+            inner.finish("trailing data in subjectKeyIdentifier")?;
+            found = Some(key_id);
+        }
+    }
+    Ok(found)
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, data))
+}
+
+/// The fields of a TBSCertificate that this module hands out.
+struct Tbs<'a> {
+    serial: &'a [u8],
+    issuer: &'a [u8],
+    subject: &'a [u8],
+    spki: &'a [u8],
+    extensions: Option<&'a [u8]>,
+}
+
+fn parse_tbs(cert_der: &[u8]) -> Result<Tbs<'_>, X509Error> {
+    let mut outer = Reader::new(cert_der);
+    let cert = outer.expect(TAG_SEQUENCE, "certificate is not a SEQUENCE")?;
+    outer.finish("trailing data after certificate")?;
+
+    let mut cert = Reader::new(cert);
+    let tbs = cert.expect(TAG_SEQUENCE, "tbsCertificate is not a SEQUENCE")?;
+    cert.expect(TAG_SEQUENCE, "signatureAlgorithm is not a SEQUENCE")?;
+    cert.expect_any("missing signatureValue")?;
+    cert.finish("trailing data in certificate")?;
+
+    let mut tbs = Reader::new(tbs);
+    // Version is absent for v1 certificates; present ([0] EXPLICIT) otherwise.
+    if tbs.peek_tag() == Some(TAG_VERSION) {
+        tbs.expect(TAG_VERSION, "version")?;
+    }
+    let serial = tbs.expect(TAG_INTEGER, "serialNumber is not an INTEGER")?;
+    tbs.expect(TAG_SEQUENCE, "signature algorithm is not a SEQUENCE")?;
+    let issuer = tbs.expect_whole(TAG_SEQUENCE, "issuer is not a SEQUENCE")?;
+    tbs.expect(TAG_SEQUENCE, "validity is not a SEQUENCE")?;
+    let subject = tbs.expect_whole(TAG_SEQUENCE, "subject is not a SEQUENCE")?;
+    let spki = tbs.expect_whole(TAG_SEQUENCE, "subjectPublicKeyInfo is not a SEQUENCE")?;
+    if tbs.peek_tag() == Some(TAG_ISSUER_UID) {
+        tbs.expect(TAG_ISSUER_UID, "issuerUniqueID")?;
+    }
+    if tbs.peek_tag() == Some(TAG_SUBJECT_UID) {
+        tbs.expect(TAG_SUBJECT_UID, "subjectUniqueID")?;
+    }
+    let extensions = if tbs.peek_tag() == Some(TAG_EXTENSIONS) {
+        let mut explicit = Reader::new(tbs.expect(TAG_EXTENSIONS, "extensions")?);
+        let seq = explicit.expect(TAG_SEQUENCE, "extensions are not a SEQUENCE")?;
+        explicit.finish("trailing data after extensions")?;
+        Some(seq)
+    } else {
+        None
+    };
+    tbs.finish("unexpected field in tbsCertificate")?;
+
+    // Name fields are walked here, once, so every accessor rejects a
+    // structurally broken name rather than only the ones that look inside.
+    for_each_attribute(issuer, |_, _, _, _| Ok(()))?;
+    for_each_attribute(subject, |_, _, _, _| Ok(()))?;
+
+    Ok(Tbs {
+        serial,
+        issuer,
+        subject,
+        spki,
+        extensions,
+    })
+}
+
+/// Calls `f(rdn_index, oid_der, value_tag, value)` for every attribute of a
+/// Name given as its whole DER SEQUENCE.
+fn for_each_attribute<'a>(
+    name_der: &'a [u8],
+    mut f: impl FnMut(usize, &'a [u8], u8, &'a [u8]) -> Result<(), X509Error>,
+) -> Result<(), X509Error> {
+    let mut outer = Reader::new(name_der);
+    let mut rdns = Reader::new(outer.expect(TAG_SEQUENCE, "name is not a SEQUENCE")?);
+    outer.finish("trailing data after name")?;
+    let mut rdn_index = 0;
+    while !rdns.is_empty() {
+        let mut attrs =
+            Reader::new(rdns.expect(TAG_SET, "relative distinguished name is not a SET")?);
+        if attrs.is_empty() {
+            return Err(X509Error::Malformed("empty relative distinguished name"));
+        }
+        while !attrs.is_empty() {
+            let mut attr =
+                Reader::new(attrs.expect(TAG_SEQUENCE, "name attribute is not a SEQUENCE")?);
+            let oid = attr.expect(TAG_OID, "name attribute without an OID")?;
+            let value = attr.expect_any("name attribute without a value")?;
+            attr.finish("trailing data in name attribute")?;
+            f(rdn_index, oid, value.tag, value.value)?;
+        }
+        rdn_index += 1;
+    }
+    Ok(())
+}
+
+fn single_string_attribute(
+    cert_der: &[u8],
+    wanted_oid: &[u8],
+    duplicate: &'static str,
+) -> Result<Option<String>, X509Error> {
+    let subject = parse_tbs(cert_der)?.subject;
+    let mut found: Option<String> = None;
+    for_each_attribute(subject, |_, oid, tag, value| {
+        if oid != wanted_oid {
+            return Ok(());
+        }
+        if found.is_some() {
+            return Err(X509Error::Malformed(duplicate));
+        }
+        let text = match tag {
+            TAG_PRINTABLE_STRING => {
+                if !value.iter().all(|&b| is_printable_string_char(b)) {
+                    return Err(X509Error::Malformed("invalid PrintableString"));
+                }
+                // All PrintableString characters are ASCII, hence valid UTF-8.
+                std::str::from_utf8(value)
+                    .map_err(|_| X509Error::Malformed("invalid PrintableString"))?
+            }
+            TAG_UTF8_STRING => std::str::from_utf8(value)
+                .map_err(|_| X509Error::Malformed("invalid UTF8String"))?,
+            _ => {
+                return Err(X509Error::Malformed(
+                    "attribute is not a PrintableString or UTF8String",
+                ));
+            }
+        };
+        found = Some(text.to_owned());
+        Ok(())
+    })?;
+    Ok(found)
+}
+
+fn is_printable_string_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b" '()+,-./:=?".contains(&b)
+}
+
+/// Decodes OID content octets into arcs, rejecting arcs that overflow `u64`.
+fn decode_oid(der: &[u8]) -> Result<Vec<u64>, X509Error> {
+    if der.is_empty() {
+        return Err(X509Error::Malformed("empty OID"));
+    }
+    let mut arcs = Vec::new();
+    let mut acc: u64 = 0;
+    let mut in_arc = false;
+    for &b in der {
+        if !in_arc && b == 0x80 {
+            return Err(X509Error::Malformed("non-minimal OID arc"));
+        }
+        acc = acc
+            .checked_mul(128)
+            .and_then(|a| a.checked_add(u64::from(b & 0x7f)))
+            .ok_or(X509Error::Malformed("OID arc too large"))?;
+        in_arc = b & 0x80 != 0;
+        if !in_arc {
+            if arcs.is_empty() {
+                let (first, second) = match acc {
+                    0..=39 => (0, acc),
+                    40..=79 => (1, acc - 40),
+                    _ => (2, acc - 80),
+                };
+                arcs.push(first);
+                arcs.push(second);
+            } else {
+                arcs.push(acc);
+            }
+            acc = 0;
+        }
+    }
+    if in_arc {
+        return Err(X509Error::Malformed("truncated OID"));
+    }
+    Ok(arcs)
+}
+
+/// One decoded TLV: its tag, its content octets, and the whole encoding.
+struct Tlv<'a> {
+    tag: u8,
+    value: &'a [u8],
+    whole: &'a [u8],
+}
+
+/// A cursor over a sequence of DER TLVs.
+struct Reader<'a> {
+    input: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn new(input: &'a [u8]) -> Self {
+        Self { input }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.input.is_empty()
+    }
+
+    fn peek_tag(&self) -> Option<u8> {
+        self.input.first().copied()
+    }
+
+    fn finish(&self, what: &'static str) -> Result<(), X509Error> {
+        if self.input.is_empty() {
+            Ok(())
+        } else {
+            Err(X509Error::Malformed(what))
+        }
+    }
+
+    fn expect_any(&mut self, what: &'static str) -> Result<Tlv<'a>, X509Error> {
+        if self.input.is_empty() {
+            return Err(X509Error::Malformed(what));
+        }
+        let (tlv, rest) = read_tlv(self.input)?;
+        self.input = rest;
+        Ok(tlv)
+    }
+
+    /// The content octets of the next TLV, which must carry `tag`.
+    fn expect(&mut self, tag: u8, what: &'static str) -> Result<&'a [u8], X509Error> {
+        Ok(self.expect_tlv(tag, what)?.value)
+    }
+
+    /// The whole encoding (tag and length included) of the next TLV.
+    fn expect_whole(&mut self, tag: u8, what: &'static str) -> Result<&'a [u8], X509Error> {
+        Ok(self.expect_tlv(tag, what)?.whole)
+    }
+
+    fn expect_tlv(&mut self, tag: u8, what: &'static str) -> Result<Tlv<'a>, X509Error> {
+        if self.peek_tag() != Some(tag) {
+            return Err(X509Error::Malformed(what));
+        }
+        let (tlv, rest) = read_tlv(self.input)?;
+        self.input = rest;
+        Ok(tlv)
+    }
+}
+
+/// Splits one DER TLV off the front of `input`.
+///
+/// Multi-byte tags, indefinite lengths and lengths over four octets never
+/// occur in certificates and are rejected rather than supported.
+fn read_tlv(input: &[u8]) -> Result<(Tlv<'_>, &[u8]), X509Error> {
+    let (&tag, rest) = input
+        .split_first()
+        .ok_or(X509Error::Malformed("truncated tag"))?;
+    if tag & 0x1f == 0x1f {
+        return Err(X509Error::Malformed("multi-byte tag"));
+    }
+    let (&first, mut rest) = rest
+        .split_first()
+        .ok_or(X509Error::Malformed("truncated length"))?;
+    let len = if first < 0x80 {
+        usize::from(first)
+    } else {
+        let count = usize::from(first & 0x7f);
+        if count == 0 {
+            return Err(X509Error::Malformed("indefinite length"));
+        }
+        if count > 4 {
+            return Err(X509Error::Malformed("length too large"));
+        }
+        let (len_bytes, after) = rest
+            .split_at_checked(count)
+            .ok_or(X509Error::Malformed("truncated length"))?;
+        rest = after;
+        let mut len: usize = 0;
+        for &b in len_bytes {
+            len = len
+                .checked_mul(256)
+                .and_then(|l| l.checked_add(usize::from(b)))
+                .ok_or(X509Error::Malformed("length too large"))?;
+        }
+        len
+    };
+    let (value, rest) = rest
+        .split_at_checked(len)
+        .ok_or(X509Error::Malformed("truncated value"))?;
+    let header_len = input.len() - rest.len() - value.len();
+    let whole = input
+        .get(..header_len + value.len())
+        .ok_or(X509Error::Malformed("truncated value"))?;
+    Ok((Tlv { tag, value, whole }, rest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{CertificateParams, DnType, DnValue, KeyPair, PublicKeyData};
+
+    const OIN: &str = "00000001234567890000";
+
+    fn make_cert(serial_number: Option<&str>) -> (Vec<u8>, KeyPair) {
+        let key = KeyPair::generate().expect("key");
+        let mut params =
+            CertificateParams::new(vec!["client.example".to_string()]).expect("params");
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.distinguished_name.push(DnType::CountryName, "NL");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "Gemeente Voorbeeld");
+        if let Some(sn) = serial_number {
+            params.distinguished_name.push(
+                DnType::CustomDnType(vec![2, 5, 4, 5]),
+                DnValue::PrintableString(sn.try_into().expect("printable")),
+            );
+        }
+        let cert = params.self_signed(&key).expect("self-signed");
+        (cert.der().to_vec(), key)
+    }
+
+    #[test]
+    fn reads_serial_number_and_common_name() {
+        let (der, _) = make_cert(Some(OIN));
+        assert_eq!(subject_serial_number(&der).unwrap().as_deref(), Some(OIN));
+        assert_eq!(
+            subject_common_name(&der).unwrap().as_deref(),
+            Some("Gemeente Voorbeeld")
+        );
+    }
+
+    #[test]
+    fn missing_serial_number_is_none() {
+        let (der, _) = make_cert(None);
+        assert_eq!(subject_serial_number(&der).unwrap(), None);
+    }
+
+    #[test]
+    fn utf8_serial_number_is_accepted() {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(
+            DnType::CustomDnType(vec![2, 5, 4, 5]),
+            DnValue::Utf8String("oin-é".into()),
+        );
+        let der = params.self_signed(&key).unwrap().der().to_vec();
+        assert_eq!(
+            subject_serial_number(&der).unwrap().as_deref(),
+            Some("oin-é")
+        );
+    }
+
+    #[test]
+    fn duplicate_serial_number_is_rejected() {
+        // rcgen's DistinguishedName cannot hold a repeated type, so splice a
+        // second serialNumber RDN into the subject by hand.
+        let (der, _) = make_cert(Some(OIN));
+        let subject = subject_name_der(&der).unwrap();
+        let attr = [
+            &[
+                0x31, 0x0b, 0x30, 0x09, 0x06, 0x03, 0x55, 0x04, 0x05, 0x13, 0x02,
+            ][..],
+            b"42",
+        ]
+        .concat();
+        let body = [&subject[2..], &attr[..]].concat();
+        let new_subject = [&[0x30, body.len() as u8][..], &body].concat();
+        let spliced = replace_and_fix_lengths(&der, subject, &new_subject);
+        assert_eq!(
+            subject_serial_number(&spliced),
+            Err(X509Error::Malformed(
+                "multiple subject serialNumber attributes"
+            ))
+        );
+    }
+
+    /// Re-encodes `cert` with `old` (a sub-slice of the subject) replaced,
+    /// fixing up the tbsCertificate and Certificate lengths.
+    fn replace_and_fix_lengths(cert: &[u8], old: &[u8], new: &[u8]) -> Vec<u8> {
+        let mut outer = Reader::new(cert);
+        let mut c = Reader::new(outer.expect(TAG_SEQUENCE, "").unwrap());
+        let tbs = c.expect(TAG_SEQUENCE, "").unwrap();
+        let rest_of_cert = c.input;
+        let start = old.as_ptr() as usize - tbs.as_ptr() as usize;
+        let new_tbs = [&tbs[..start], new, &tbs[start + old.len()..]].concat();
+        let tbs_tlv = encode(TAG_SEQUENCE, &new_tbs);
+        encode(TAG_SEQUENCE, &[&tbs_tlv[..], rest_of_cert].concat())
+    }
+
+    fn encode(tag: u8, value: &[u8]) -> Vec<u8> {
+        let mut out = vec![tag];
+        let len = value.len();
+        if len < 0x80 {
+            out.push(len as u8);
+        } else if len < 0x100 {
+            out.extend([0x81, len as u8]);
+        } else {
+            out.extend([0x82, (len >> 8) as u8, len as u8]);
+        }
+        out.extend_from_slice(value);
+        out
+    }
+
+    #[test]
+    fn spki_matches_rcgen_key() {
+        let (der, key) = make_cert(Some(OIN));
+        let spki = subject_public_key_info(&der).unwrap();
+        assert_eq!(spki, key.subject_public_key_info().as_slice());
+        assert_eq!(
+            spki_sha256_hex(&der).unwrap(),
+            hex::encode(ring::digest::digest(&ring::digest::SHA256, spki))
+        );
+        let fp = cert_sha256_hex(&der);
+        assert_eq!(fp.len(), 64);
+        assert!(
+            fp.chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        );
+    }
+
+    #[test]
+    fn pins_differ_per_key_and_are_stable_per_key() {
+        let (a, _) = make_cert(None);
+        let (b, _) = make_cert(None);
+        assert_ne!(spki_sha256_hex(&a).unwrap(), spki_sha256_hex(&b).unwrap());
+        assert_eq!(spki_sha256_hex(&a).unwrap(), spki_sha256_hex(&a).unwrap());
+    }
+
+    #[test]
+    fn subject_attributes_and_names() {
+        let (der, _) = make_cert(Some(OIN));
+        let rdns = subject_attributes(&der).unwrap();
+        assert_eq!(rdns.len(), 3);
+        assert!(rdns.iter().all(|rdn| rdn.len() == 1));
+        assert_eq!(rdns[0][0].oid, vec![2, 5, 4, 6]);
+        assert_eq!(rdns[1][0].oid, vec![2, 5, 4, 3]);
+        assert_eq!(rdns[1][0].value, b"Gemeente Voorbeeld");
+        assert_eq!(rdns[2][0].tag, TAG_PRINTABLE_STRING);
+        // Self-signed: issuer and subject are the same bytes.
+        assert_eq!(
+            issuer_name_der(&der).unwrap(),
+            subject_name_der(&der).unwrap()
+        );
+        // No SKI on a non-CA rcgen certificate.
+        assert_eq!(subject_key_identifier(&der).unwrap(), None);
+    }
+
+    #[test]
+    fn ca_subject_key_identifier_and_serial() {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.serial_number = Some(rcgen::SerialNumber::from_slice(&[0x12, 0x34, 0x56]));
+        let der = params.self_signed(&key).unwrap().der().to_vec();
+        let ski = subject_key_identifier(&der).unwrap().expect("CA has SKI");
+        assert_eq!(ski, params.key_identifier(&key).as_slice());
+        assert_eq!(serial_number(&der).unwrap(), &[0x12, 0x34, 0x56]);
+    }
+
+    #[test]
+    fn decodes_oids() {
+        assert_eq!(decode_oid(&[0x55, 0x04, 0x05]).unwrap(), vec![2, 5, 4, 5]);
+        assert_eq!(
+            decode_oid(&[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0b]).unwrap(),
+            vec![1, 2, 840, 113549, 1, 1, 11]
+        );
+        assert!(decode_oid(&[]).is_err());
+        assert!(decode_oid(&[0x55, 0x84]).is_err());
+        assert!(decode_oid(&[0x55, 0x80, 0x01]).is_err());
+        assert!(decode_oid(&[0xff; 12]).is_err());
+    }
+
+    #[test]
+    fn rejects_handcrafted_garbage() {
+        let cases: &[&[u8]] = &[
+            &[],
+            &[0x30],
+            &[0x30, 0x80, 0x00, 0x00],
+            &[0x30, 0x85, 0xff, 0xff, 0xff, 0xff, 0xff],
+            &[0x30, 0x84, 0xff, 0xff, 0xff, 0xff],
+            &[0x3f, 0x01, 0x00],
+            &[0x30, 0x00],
+            &[0x30, 0x02, 0x30, 0x00],
+            &[0x04, 0x00],
+        ];
+        for case in cases {
+            assert!(subject_serial_number(case).is_err(), "{case:02x?}");
+            assert!(subject_public_key_info(case).is_err(), "{case:02x?}");
+            assert!(spki_sha256_hex(case).is_err(), "{case:02x?}");
+            assert_eq!(cert_sha256_hex(case).len(), 64);
+        }
+    }
+
+    #[test]
+    fn trailing_data_is_rejected() {
+        let (mut der, _) = make_cert(Some(OIN));
+        der.push(0);
+        assert!(subject_public_key_info(&der).is_err());
+    }
+
+    /// Runs every accessor; the point is that none of them panics.
+    fn poke(input: &[u8]) -> bool {
+        let a = subject_serial_number(input).is_ok();
+        let b = subject_public_key_info(input).is_ok();
+        let _ = spki_sha256_hex(input);
+        let _ = cert_sha256_hex(input);
+        let _ = subject_common_name(input);
+        let _ = subject_attributes(input);
+        let _ = subject_key_identifier(input);
+        let _ = serial_number(input);
+        let _ = issuer_name_der(input);
+        a && b
+    }
+
+    #[test]
+    fn truncations_never_panic_and_never_succeed() {
+        let (der, _) = make_cert(Some(OIN));
+        assert!(poke(&der));
+        for len in 0..der.len() {
+            assert!(!poke(&der[..len]), "truncated to {len} bytes parsed");
+        }
+    }
+
+    #[test]
+    fn garbled_inputs_never_panic() {
+        let (der, _) = make_cert(Some(OIN));
+        // xorshift: deterministic, so a failure reproduces.
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for i in 0..der.len() {
+            for flip in [0x01u8, 0x80, 0xff] {
+                let mut garbled = der.clone();
+                garbled[i] ^= flip;
+                poke(&garbled);
+            }
+        }
+        for _ in 0..3000 {
+            let mut garbled = der.clone();
+            for _ in 0..(next() % 8 + 1) {
+                let pos = (next() as usize) % garbled.len();
+                garbled[pos] = next() as u8;
+            }
+            if next() % 4 == 0 {
+                let cut = (next() as usize) % garbled.len();
+                garbled.truncate(cut);
+            }
+            poke(&garbled);
+        }
+        for _ in 0..3000 {
+            let len = (next() % 200) as usize;
+            let random: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            poke(&random);
+            // Random bytes behind a plausible header reach deeper.
+            let mut framed = vec![0x30, 0x82, (len >> 8) as u8, len as u8];
+            framed.extend_from_slice(&random);
+            poke(&framed);
+        }
+    }
+}
