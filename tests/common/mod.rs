@@ -1,0 +1,279 @@
+//! A real node for integration tests: `sluis init` into a temporary folder
+//! (dev PKI, keys, policy, SQLite), served on 127.0.0.1:0 over mTLS, and
+//! clients that connect with their own certificates.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use sluis::certs::{CertAuthority, ClientCertSpec, IssuedCert};
+use sluis::client::{self, ClientPem, Clients};
+use sluis::config::Config;
+use sluis::devnode;
+use sluis::node::Node;
+use sluis::proto::v1 as pb;
+use sluis::store::LogRow;
+use tonic::Request;
+
+pub const GEMEENTE: &str = "gemeente-utrecht";
+pub const NGO: &str = "ngo-vluchtelingenwerk";
+pub const ACTOR: &str = "mw-0042";
+
+pub struct TestNode {
+    pub dir: tempfile::TempDir,
+    pub config: Config,
+    pub node: Node,
+}
+
+impl TestNode {
+    pub async fn start() -> TestNode {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = devnode::init(dir.path(), "127.0.0.1:0".parse().unwrap())
+            .await
+            .expect("init a node directory");
+        let config = Config::load(&path).expect("load config");
+        let node = Node::start(&config).await.expect("start node");
+        TestNode { dir, config, node }
+    }
+
+    pub fn pki(&self) -> PathBuf {
+        self.dir.path().join("pki")
+    }
+
+    pub fn db_path(&self) -> PathBuf {
+        self.config.sqlite_path().unwrap()
+    }
+
+    pub fn ca_pem(&self) -> String {
+        std::fs::read_to_string(self.pki().join("ca.pem")).unwrap()
+    }
+
+    /// The node's CA, to issue odd certificates (expired, revoked, unregistered).
+    pub fn ca(&self) -> CertAuthority {
+        let cert = std::fs::read_to_string(self.pki().join("ca.pem")).unwrap();
+        let key = std::fs::read_to_string(self.pki().join("ca.key")).unwrap();
+        CertAuthority::from_pem(&cert, &key).unwrap()
+    }
+
+    pub fn issue(&self, spec: &ClientCertSpec) -> IssuedCert {
+        self.ca().issue_client(spec).unwrap()
+    }
+
+    /// Clients for a dev participant, with its own certificate.
+    pub async fn client(&self, participant: &str) -> Clients {
+        let cert =
+            std::fs::read_to_string(self.pki().join(format!("clients/{participant}.pem"))).unwrap();
+        let key =
+            std::fs::read_to_string(self.pki().join(format!("clients/{participant}.key"))).unwrap();
+        self.client_with(Some((cert, key))).await.expect("connect")
+    }
+
+    pub async fn client_with(
+        &self,
+        identity: Option<(String, String)>,
+    ) -> Result<Clients, tonic::transport::Error> {
+        let channel = client::connect(
+            self.node.local_addr,
+            "localhost",
+            &ClientPem {
+                ca: self.ca_pem(),
+                identity,
+            },
+        )
+        .await?;
+        Ok(Clients::new(channel))
+    }
+
+    pub async fn log(&self) -> Vec<LogRow> {
+        self.node.store.access_log(0, 100_000).await.unwrap()
+    }
+
+    pub async fn log_len(&self) -> i64 {
+        self.node.store.access_log_len().await.unwrap()
+    }
+
+    /// Waits for a record to appear (handshake failures are recorded by a
+    /// background task, after the client has already seen its error).
+    pub async fn wait_for_log(&self, pred: impl Fn(&LogRow) -> bool) -> LogRow {
+        for _ in 0..100 {
+            if let Some(r) = self.log().await.into_iter().find(&pred) {
+                return r;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("expected access record did not appear");
+    }
+
+    pub async fn digest(&self) -> String {
+        self.node.store.content_digest().await.unwrap()
+    }
+}
+
+pub fn with_actor<T>(msg: T) -> Request<T> {
+    let mut r = Request::new(msg);
+    r.metadata_mut()
+        .insert("x-sluis-actor", ACTOR.parse().unwrap());
+    r
+}
+
+/// A case with data in every category.
+pub fn full_case(name: &str, v_number: &str, bsn: &str) -> pb::CaseData {
+    pb::CaseData {
+        identity: Some(pb::Identity {
+            name: name.into(),
+            date_of_birth: "1988-02-29".into(),
+            nationality: "SDN".into(),
+            v_number: v_number.into(),
+            bsn: bsn.into(),
+        }),
+        residence_procedure: Some(pb::ResidenceProcedure {
+            status: "first application rejected".into(),
+            last_decision_date: "2025-11-01".into(),
+            pending: false,
+        }),
+        shelter: Some(pb::Shelter {
+            location: "LVV Oost".into(),
+            since: "2026-01-01".into(),
+            until: String::new(),
+            notes: String::new(),
+        }),
+        guidance: Some(pb::Guidance {
+            organisation: NGO.into(),
+            notes: "weekly".into(),
+        }),
+        perspective: Some(pb::Perspective {
+            kind: pb::PerspectiveKind::Undetermined as i32,
+            milestones: vec![],
+        }),
+        medical: Some(pb::Medical {
+            notes: "care".into(),
+        }),
+        safety: Some(pb::Safety {
+            notes: "none".into(),
+        }),
+        outcome: Some(pb::Outcome {
+            reached: false,
+            kind: 0,
+            date: String::new(),
+        }),
+    }
+}
+
+/// Registers a full case as the municipality; returns (case id, its pseudonym).
+pub async fn register(c: &mut Clients) -> (String, String) {
+    let r = c
+        .cases
+        .register_case(with_actor(pb::RegisterCaseRequest {
+            data: Some(full_case("Test Persoon", "1234567890", "111222333")),
+        }))
+        .await
+        .expect("register")
+        .into_inner();
+    (r.case_id, r.subject_pseudonym)
+}
+
+pub fn participant(id: &str) -> pb::Recipient {
+    pb::Recipient {
+        recipient: Some(pb::recipient::Recipient::Participant(id.into())),
+    }
+}
+
+pub fn role(r: &str) -> pb::Recipient {
+    pb::Recipient {
+        recipient: Some(pb::recipient::Recipient::Role(r.into())),
+    }
+}
+
+pub fn cats(cs: &[pb::Category]) -> Vec<i32> {
+    cs.iter().map(|c| *c as i32).collect()
+}
+
+pub async fn grant(
+    c: &mut Clients,
+    case_id: &str,
+    recipients: Vec<pb::Recipient>,
+    categories: &[pb::Category],
+    purposes: &[&str],
+) -> pb::Consent {
+    c.consents
+        .grant_consent(with_actor(pb::GrantConsentRequest {
+            case_id: case_id.into(),
+            recipients,
+            categories: cats(categories),
+            purposes: purposes.iter().map(|s| s.to_string()).collect(),
+            valid_from: None,
+            valid_until: None,
+            evidence_ref: "DMS-1".into(),
+        }))
+        .await
+        .expect("grant consent")
+        .into_inner()
+        .consent
+        .unwrap()
+}
+
+pub fn by_id(case_id: &str, purpose: &str) -> pb::GetCaseRequest {
+    pb::GetCaseRequest {
+        subject: Some(pb::get_case_request::Subject::CaseId(case_id.into())),
+        purpose: purpose.into(),
+        categories: vec![],
+    }
+}
+
+pub fn by_pseudonym(p: &str, purpose: &str) -> pb::GetCaseRequest {
+    pb::GetCaseRequest {
+        subject: Some(pb::get_case_request::Subject::SubjectPseudonym(p.into())),
+        purpose: purpose.into(),
+        categories: vec![],
+    }
+}
+
+/// Category names released in a response, sorted.
+pub fn released(r: &pb::GetCaseResponse) -> Vec<&'static str> {
+    let mut v: Vec<&'static str> = r
+        .released
+        .iter()
+        .map(|c| pb::Category::try_from(*c).unwrap().as_str_name())
+        .map(|s| match s {
+            "CATEGORY_IDENTITY" => "identity",
+            "CATEGORY_RESIDENCE_PROCEDURE" => "residence_procedure",
+            "CATEGORY_SHELTER" => "shelter",
+            "CATEGORY_GUIDANCE" => "guidance",
+            "CATEGORY_PERSPECTIVE" => "perspective",
+            "CATEGORY_MEDICAL" => "medical",
+            "CATEGORY_SAFETY" => "safety",
+            "CATEGORY_OUTCOME" => "outcome",
+            other => panic!("unexpected {other}"),
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// The reason a category was withheld, if it was.
+pub fn withheld_reason(r: &pb::GetCaseResponse, c: pb::Category) -> Option<pb::WithholdReason> {
+    r.withheld
+        .iter()
+        .find(|w| w.category == c as i32)
+        .map(|w| pb::WithholdReason::try_from(w.reason).unwrap())
+}
+
+/// Every set field of the released data matches a released category.
+pub fn data_matches_released(r: &pb::GetCaseResponse) -> bool {
+    let d = r.data.clone().unwrap_or_default();
+    let set = [
+        (d.identity.is_some(), pb::Category::Identity),
+        (
+            d.residence_procedure.is_some(),
+            pb::Category::ResidenceProcedure,
+        ),
+        (d.shelter.is_some(), pb::Category::Shelter),
+        (d.guidance.is_some(), pb::Category::Guidance),
+        (d.perspective.is_some(), pb::Category::Perspective),
+        (d.medical.is_some(), pb::Category::Medical),
+        (d.safety.is_some(), pb::Category::Safety),
+        (d.outcome.is_some(), pb::Category::Outcome),
+    ];
+    set.iter()
+        .all(|(present, c)| *present == r.released.contains(&(*c as i32)))
+}
