@@ -1,4 +1,475 @@
+//! Who is calling: mutual TLS and identification, over real TLS 1.3 with
+//! real certificates, against a real node on loopback.
+//!
+//! A client with a certificate the node does not accept must get no data and
+//! leave an access record with the certificate's fingerprint; a certificate
+//! the CA vouches for but no participant is registered for must be refused on
+//! every method; revocation must apply to new connections after a reload;
+//! and every answer must carry the request id that its access record holds.
+
 mod common;
 
-#[test]
-fn stub() {}
+use common::*;
+use sluis::audit::{AccessRecord, Decision};
+use sluis::certs::{CertAuthority, ClientCertSpec, IssuedCert};
+use sluis::config::Config;
+use sluis::devnode::{CONFIG_FILE, DEV_PARTICIPANTS};
+use sluis::node::Node;
+use sluis::proto::v1 as pb;
+use sluis::store::LogRow;
+use sluis::x509;
+use time::{Duration, OffsetDateTime};
+use tonic::{Code, Status};
+
+/// A well-formed case id that no node has issued.
+const UNKNOWN_CASE: &str = "0190c4e2-7b1a-4c3e-9f00-1a2b3c4d5e6f";
+/// An OIN that no participant is registered with.
+const UNREGISTERED_OIN: &str = "00000009999999999999";
+
+/// The OIN of a dev participant.
+fn oin(participant: &str) -> &'static str {
+    DEV_PARTICIPANTS
+        .iter()
+        .find(|(id, ..)| *id == participant)
+        .map(|(.., oin)| *oin)
+        .expect("a dev participant")
+}
+
+fn identity(cert: &IssuedCert) -> Option<(String, String)> {
+    Some((cert.cert_pem.clone(), cert.key_pem.clone()))
+}
+
+fn fingerprint(cert: &IssuedCert) -> String {
+    x509::cert_sha256_hex(&cert.cert_der)
+}
+
+/// How one attempt to reach the API over a fresh connection ended.
+#[derive(Debug)]
+enum Attempt {
+    /// The request reached the node's API, which answered (every answer of
+    /// the API, success or error, carries `x-request-id`).
+    Answered(Result<pb::GetCaseResponse, Status>),
+    /// No answer from the API: the connection failed at `connect()` or, as
+    /// TLS 1.3 allows, on the first call.
+    Refused(String),
+}
+
+/// Connects with `identity` on a new connection and makes one GetCase call.
+async fn attempt(node: &TestNode, identity: Option<(String, String)>) -> Attempt {
+    let mut c = match node.client_with(identity).await {
+        Ok(c) => c,
+        Err(e) => return Attempt::Refused(format!("connect: {e}")),
+    };
+    match c
+        .cases
+        .get_case(with_actor(by_id(UNKNOWN_CASE, "case_consultation")))
+        .await
+    {
+        Ok(r) => Attempt::Answered(Ok(r.into_inner())),
+        Err(s) if s.metadata().contains_key("x-request-id") => Attempt::Answered(Err(s)),
+        Err(s) => Attempt::Refused(format!("first call: {s}")),
+    }
+}
+
+/// Asserts the attempt got no answer from the API, and says where it failed.
+fn expect_refused(a: Attempt, what: &str) {
+    match a {
+        Attempt::Refused(at) => eprintln!("{what}: refused ({at})"),
+        Attempt::Answered(r) => panic!("{what}: served anyway: {r:?}"),
+    }
+}
+
+fn decode(row: &LogRow) -> AccessRecord {
+    AccessRecord::decode(&row.record).expect("access record decodes")
+}
+
+/// The record of the refused handshake of the certificate with `fp`
+/// (None: no certificate), waiting for it since it is written in the
+/// background. `why` is a word the recorded reason must contain.
+async fn handshake_record(node: &TestNode, fp: Option<&str>, why: &str) -> AccessRecord {
+    let row = node
+        .wait_for_log(|r| {
+            r.method == "tls.handshake"
+                && decode(r).peer_fingerprint.as_deref() == fp
+                && r.decision == "handshake_failed"
+        })
+        .await;
+    let rec = decode(&row);
+    assert_eq!(rec.decision, Decision::HandshakeFailed);
+    assert_eq!(rec.status, "UNAUTHENTICATED");
+    assert_eq!(rec.caller, "-", "a refused handshake names no participant");
+    assert!(rec.case_id.is_none() && rec.subject.is_none());
+    assert!(rec.released.is_empty());
+    assert!(
+        rec.detail.to_ascii_lowercase().contains(why),
+        "the record says why it was refused ({why}): {}",
+        rec.detail
+    );
+    rec
+}
+
+/// Asserts that no request reached the API: the log holds handshake records only.
+async fn no_request_reached_the_api(node: &TestNode) {
+    let methods: Vec<String> = node
+        .log()
+        .await
+        .into_iter()
+        .map(|r| r.method)
+        .filter(|m| m != "tls.handshake")
+        .collect();
+    assert!(
+        methods.is_empty(),
+        "a refused client reached the API: {methods:?}"
+    );
+}
+
+/// The access record of the request with this id.
+async fn record_of(node: &TestNode, request_id: &str) -> AccessRecord {
+    let rows: Vec<LogRow> = node
+        .log()
+        .await
+        .into_iter()
+        .filter(|r| r.request_id == request_id)
+        .collect();
+    assert_eq!(rows.len(), 1, "one access record per request id");
+    let rec = decode(&rows[0]);
+    assert_eq!(rec.request_id, request_id);
+    rec
+}
+
+fn request_id_of(md: &tonic::metadata::MetadataMap) -> String {
+    md.get("x-request-id")
+        .expect("x-request-id in the response metadata")
+        .to_str()
+        .expect("x-request-id is ASCII")
+        .to_string()
+}
+
+#[tokio::test]
+async fn certificate_from_an_unknown_ca_is_refused_and_audited() {
+    let node = TestNode::start().await;
+    let mut owner = node.client(GEMEENTE).await;
+    let (case_id, _) = register(&mut owner).await;
+    let digest = node.digest().await;
+
+    // A foreign CA copying a registered participant's OIN gets nowhere.
+    let rogue = CertAuthority::generate("rogue CA").unwrap();
+    let cert = rogue
+        .issue_client(&ClientCertSpec::new(
+            "Gemeente Utrecht",
+            Some(oin(GEMEENTE)),
+        ))
+        .unwrap();
+    expect_refused(
+        attempt(&node, identity(&cert)).await,
+        "certificate from an unknown CA",
+    );
+
+    let fp = fingerprint(&cert);
+    let rec = handshake_record(&node, Some(&fp), "unknownissuer").await;
+    assert_eq!(rec.method, "tls.handshake");
+    assert_eq!(rec.peer_fingerprint.as_deref(), Some(fp.as_str()));
+    assert_eq!(
+        uuid::Uuid::parse_str(&rec.request_id)
+            .unwrap()
+            .get_version_num(),
+        7
+    );
+    no_request_reached_the_api_except_owner(&node, &case_id).await;
+    assert_eq!(node.digest().await, digest, "nothing changed");
+}
+
+/// Like [`no_request_reached_the_api`], after the owner set up a case: only
+/// the owner's own records and handshake records are in the log.
+async fn no_request_reached_the_api_except_owner(node: &TestNode, case_id: &str) {
+    for row in node.log().await {
+        if row.method == "tls.handshake" {
+            continue;
+        }
+        let rec = decode(&row);
+        assert_eq!(
+            rec.caller, GEMEENTE,
+            "only the owner reached the API: {rec:?}"
+        );
+        assert_eq!(rec.case_id.as_deref(), Some(case_id));
+    }
+}
+
+#[tokio::test]
+async fn certificates_outside_their_validity_are_refused_and_audited() {
+    let node = TestNode::start().await;
+    let now = OffsetDateTime::now_utc();
+    let cases = [
+        ("expired", now - Duration::days(30), now - Duration::days(1)),
+        (
+            "not yet valid",
+            now + Duration::days(1),
+            now + Duration::days(30),
+        ),
+    ];
+    for (what, not_before, not_after) in cases {
+        // Right CA, registered OIN: only the dates are wrong.
+        let cert = node.issue(&ClientCertSpec {
+            not_before,
+            not_after,
+            ..ClientCertSpec::new("DT&V", Some(oin("dtv")))
+        });
+        expect_refused(attempt(&node, identity(&cert)).await, why);
+        let fp = fingerprint(&cert);
+        let rec = handshake_record(&node, Some(&fp), why).await;
+        assert_eq!(rec.peer_fingerprint.as_deref(), Some(fp.as_str()), "{why}");
+    }
+    no_request_reached_the_api(&node).await;
+}
+
+#[tokio::test]
+async fn a_client_without_certificate_is_refused_and_audited() {
+    let node = TestNode::start().await;
+    expect_refused(attempt(&node, None).await, "no client certificate");
+    let rec = handshake_record(&node, None, "no certificate").await;
+    assert_eq!(rec.peer_fingerprint, None, "no certificate, no fingerprint");
+    no_request_reached_the_api(&node).await;
+}
+
+#[tokio::test]
+async fn an_unregistered_certificate_is_denied_on_every_method() {
+    let node = TestNode::start().await;
+    let mut owner = node.client(GEMEENTE).await;
+    let (case_id, _) = register(&mut owner).await;
+
+    // The node's own CA vouches for it, but nobody registered its OIN.
+    let cert = node.issue(&ClientCertSpec::new(
+        "Stichting Onbekend",
+        Some(UNREGISTERED_OIN),
+    ));
+    let fp = fingerprint(&cert);
+    let mut c = node
+        .client_with(identity(&cert))
+        .await
+        .expect("TLS accepts it");
+    let digest = node.digest().await;
+    let log_len = node.log_len().await;
+
+    let identity_data = full_case("Iemand Anders", "2345678901", "123456782");
+    let answers: Vec<(&str, Result<(), Status>)> = vec![
+        (
+            "GetCase",
+            c.cases
+                .get_case(with_actor(by_id(&case_id, "case_consultation")))
+                .await
+                .map(drop),
+        ),
+        (
+            "RegisterCase",
+            c.cases
+                .register_case(with_actor(pb::RegisterCaseRequest {
+                    data: Some(identity_data),
+                }))
+                .await
+                .map(drop),
+        ),
+        (
+            "ListConsents",
+            c.consents
+                .list_consents(with_actor(pb::ListConsentsRequest {
+                    case_id: case_id.clone(),
+                }))
+                .await
+                .map(drop),
+        ),
+    ];
+
+    for (method, answer) in answers {
+        let status = answer.expect_err(method);
+        assert_eq!(
+            status.code(),
+            Code::PermissionDenied,
+            "{method}: {status:?}"
+        );
+        assert!(
+            status.message().contains("register"),
+            "{method}: the message says to get registered: {}",
+            status.message()
+        );
+        let rec = record_of(&node, &request_id_of(status.metadata())).await;
+        assert_eq!(rec.method, method);
+        assert_eq!(rec.caller, "-");
+        assert_eq!(rec.role, "-");
+        assert_eq!(rec.decision, Decision::Denied, "{method}");
+        assert_eq!(rec.status, "PERMISSION_DENIED");
+        assert_eq!(
+            rec.peer_fingerprint.as_deref(),
+            Some(fp.as_str()),
+            "{method}"
+        );
+        assert!(rec.released.is_empty());
+        assert!(
+            rec.case_id.is_none(),
+            "{method}: an unregistered caller learns nothing of the case"
+        );
+    }
+    assert_eq!(node.log_len().await, log_len + 3, "one record per call");
+    assert_eq!(node.digest().await, digest, "nothing stored");
+}
+
+#[tokio::test]
+async fn a_revoked_certificate_is_refused_on_new_connections_after_reload() {
+    let node = TestNode::start().await;
+    let second = node.issue(&ClientCertSpec::new(
+        "DT&V (second system)",
+        Some(oin("dtv")),
+    ));
+    let dtv_cert = std::fs::read_to_string(node.pki().join("clients/dtv.pem")).unwrap();
+    let dtv_key = std::fs::read_to_string(node.pki().join("clients/dtv.key")).unwrap();
+    let regular = Some((dtv_cert, dtv_key));
+
+    // Before: the second certificate is recognised as dtv.
+    assert_answered_as_dtv(&node, identity(&second)).await;
+
+    let crl = node
+        .ca()
+        .crl_pem(&[second.serial.clone()], Duration::days(7))
+        .unwrap();
+    std::fs::write(node.pki().join("crl.pem"), crl).unwrap();
+    node.node.reload_tls().expect("reload with the new CRL");
+
+    expect_refused(
+        attempt(&node, identity(&second)).await,
+        "revoked certificate",
+    );
+    let fp = fingerprint(&second);
+    handshake_record(&node, Some(&fp), "revoked").await;
+
+    // dtv's other certificate is not affected.
+    assert_answered_as_dtv(&node, regular).await;
+}
+
+/// One GetCase over a new connection reaches the API as participant dtv.
+async fn assert_answered_as_dtv(node: &TestNode, identity: Option<(String, String)>) {
+    let status = match attempt(node, identity).await {
+        Attempt::Answered(Err(s)) => s,
+        other => panic!("expected an answer from the API, got {other:?}"),
+    };
+    // Identified: the unknown case is NOT_FOUND, not PERMISSION_DENIED.
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    let rec = record_of(node, &request_id_of(status.metadata())).await;
+    assert_eq!(rec.caller, "dtv");
+    assert_eq!(rec.role, "dtv");
+    assert_eq!(rec.peer_fingerprint, None);
+}
+
+#[tokio::test]
+async fn a_participant_is_recognised_by_its_pinned_key() {
+    let first = TestNode::start().await;
+
+    // A certificate from the node's CA without an OIN (no PKIoverheid).
+    let cert = first.issue(&ClientCertSpec::new("Kerkelijke Opvang Utrecht", None));
+    let register_req = || {
+        with_actor(pb::RegisterCaseRequest {
+            data: Some(full_case("Test Persoon", "1234567890", "111222333")),
+        })
+    };
+
+    // Not pinned yet: unregistered.
+    {
+        let mut c = first.client_with(identity(&cert)).await.unwrap();
+        let status = c.cases.register_case(register_req()).await.unwrap_err();
+        assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    }
+
+    // The operator pins its key (written upper-case, as some tools print
+    // fingerprints) and restarts the node on the same directory.
+    let spki = x509::spki_sha256_hex(&cert.cert_der).unwrap();
+    let config_path = first.dir.path().join(CONFIG_FILE);
+    let mut text = std::fs::read_to_string(&config_path).unwrap();
+    text.push_str(&format!(
+        "\n[[participant]]\nid = \"kerk-opvang\"\nname = \"Kerkelijke Opvang Utrecht\"\nrole = \"ngo\"\nspki_sha256 = \"{}\"\n",
+        spki.to_ascii_uppercase()
+    ));
+    std::fs::write(&config_path, text).unwrap();
+    let TestNode { dir, node, .. } = first;
+    node.shutdown().await.expect("clean shutdown");
+    let config = Config::load(&config_path).expect("config with a pinned key loads");
+    let node = Node::start(&config).await.expect("restart");
+    let second = TestNode { dir, config, node };
+
+    let mut c = second.client_with(identity(&cert)).await.unwrap();
+    let resp = c
+        .cases
+        .register_case(register_req())
+        .await
+        .expect("registered by key");
+    let request_id = request_id_of(resp.metadata());
+    let r = resp.into_inner();
+    let rec = record_of(&second, &request_id).await;
+    assert_eq!(rec.method, "RegisterCase");
+    assert_eq!(rec.caller, "kerk-opvang");
+    assert_eq!(rec.role, "ngo");
+    assert_eq!(rec.decision, Decision::Allowed);
+    assert_eq!(
+        rec.peer_fingerprint, None,
+        "a registered caller is named, not fingerprinted"
+    );
+    assert_eq!(rec.case_id.as_deref(), Some(r.case_id.as_str()));
+
+    // The case is this participant's own: it can read it back.
+    let view = c
+        .cases
+        .get_case(with_actor(by_id(&r.case_id, "case_consultation")))
+        .await
+        .expect("owner reads its case")
+        .into_inner();
+    assert_eq!(view.subject_pseudonym, r.subject_pseudonym);
+}
+
+#[tokio::test]
+async fn every_answer_carries_a_uuidv7_request_id_matching_its_access_record() {
+    let node = TestNode::start().await;
+    let mut c = node.client(GEMEENTE).await;
+
+    let ok = c
+        .cases
+        .register_case(with_actor(pb::RegisterCaseRequest {
+            data: Some(full_case("Test Persoon", "1234567890", "111222333")),
+        }))
+        .await
+        .expect("register");
+    let ok_id = request_id_of(ok.metadata());
+    assert_eq!(ok.get_ref().request_id, ok_id, "body and metadata agree");
+    let case_id = ok.into_inner().case_id;
+
+    let err = c
+        .cases
+        .get_case(with_actor(by_id(&case_id, "no-such-purpose")))
+        .await
+        .expect_err("unknown purpose");
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let err_id = request_id_of(err.metadata());
+
+    let read = c
+        .cases
+        .get_case(with_actor(by_id(&case_id, "case_consultation")))
+        .await
+        .expect("owner reads");
+    let read_id = request_id_of(read.metadata());
+    assert_eq!(read.get_ref().request_id, read_id);
+
+    let ids = [
+        (ok_id, "RegisterCase", "OK"),
+        (err_id, "GetCase", "INVALID_ARGUMENT"),
+        (read_id, "GetCase", "OK"),
+    ];
+    for (id, method, status) in &ids {
+        let u = uuid::Uuid::try_parse(id).expect("a UUID");
+        assert_eq!(u.get_version_num(), 7, "{id} is a UUIDv7");
+        assert_eq!(&u.hyphenated().to_string(), id, "canonical lower-case form");
+        let rec = record_of(&node, id).await;
+        assert_eq!(rec.method, *method);
+        assert_eq!(rec.status, *status);
+        assert_eq!(rec.caller, GEMEENTE);
+    }
+    assert!(
+        ids[0].0 != ids[1].0 && ids[1].0 != ids[2].0 && ids[0].0 != ids[2].0,
+        "each request has its own id"
+    );
+}
