@@ -7,7 +7,11 @@ use std::path::PathBuf;
 use prost::Message;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["proto/sluis/v1/case.proto", "proto/sluis/v1/consent.proto"];
+    let protos = [
+        "proto/sluis/v1/case.proto",
+        "proto/sluis/v1/consent.proto",
+        "proto/sluis/v1/audit.proto",
+    ];
     for p in &protos {
         println!("cargo:rerun-if-changed={p}");
     }

@@ -12,13 +12,16 @@ use prost::Message;
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status};
 
+use crate::audit::AccessRecord;
 use crate::consent::{Consent, ConsentState, EventKind, Millis, Recipient};
 use crate::exchange::{
     CaseRef, Exchange, ExchangeError, FindCases, GetCase, NewConsent, RequestCtx, Scope,
 };
 use crate::identity::Peer;
 use crate::model::{Category, Role, WithholdReason};
+use crate::oversight::{LeafRef, SubjectRef};
 use crate::proto::v1 as pb;
+use crate::store::{LogFilter, StoredCheckpoint};
 use crate::tls::ConnectionInfo;
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -216,6 +219,29 @@ fn check_identity(id: &pb::Identity) -> Result<(), ExchangeError> {
     Ok(())
 }
 
+/// The subject's identifiers for the keyed-hash subject index.
+fn subject_keys(data: &pb::CaseData) -> Vec<(String, String)> {
+    let mut keys = Vec::new();
+    if let Some(id) = &data.identity {
+        if !id.v_number.is_empty() {
+            keys.push(("v_number".into(), id.v_number.clone()));
+        }
+        if !id.bsn.is_empty() {
+            keys.push(("bsn".into(), id.bsn.clone()));
+        }
+    }
+    keys
+}
+
+type Payloads = (Vec<(Category, Vec<u8>)>, Vec<(String, String)>);
+
+/// Validates case data and splits it into per-category payloads, plus the
+/// subject's identifiers for the index.
+fn case_input(data: pb::CaseData) -> Result<Payloads, ExchangeError> {
+    let keys = subject_keys(&data);
+    Ok((case_payloads(data)?, keys))
+}
+
 /// Splits case data into per-category payloads, validating each.
 fn case_payloads(data: pb::CaseData) -> Result<Vec<(Category, Vec<u8>)>, ExchangeError> {
     let mut out = Vec::new();
@@ -395,10 +421,10 @@ impl pb::case_service_server::CaseService for Api {
                 let data = m
                     .data
                     .ok_or_else(|| invalid("data is required and must contain an identity"))?;
-                case_payloads(data)
+                case_input(data)
             },
-            async |ex, ctx, data| {
-                let r = ex.register_case(ctx, data).await?;
+            async |ex, ctx, (data, keys)| {
+                let r = ex.register_case(ctx, data, keys).await?;
                 Ok(pb::RegisterCaseResponse {
                     case_id: r.case_id,
                     subject_pseudonym: r.pseudonym,
@@ -417,11 +443,11 @@ impl pb::case_service_server::CaseService for Api {
             "UpdateCase",
             req,
             |m| {
-                let data = case_payloads(m.data.unwrap_or_default())?;
-                Ok((m.case_id, data))
+                let (data, keys) = case_input(m.data.unwrap_or_default())?;
+                Ok((m.case_id, data, keys))
             },
-            async |ex, ctx, (case_id, data)| {
-                let version = ex.update_case(ctx, case_id, data).await?;
+            async |ex, ctx, (case_id, data, keys)| {
+                let version = ex.update_case(ctx, case_id, data, keys).await?;
                 Ok(pb::UpdateCaseResponse {
                     version: version as u64,
                     request_id: ctx.request_id.clone(),
@@ -647,6 +673,231 @@ impl pb::consent_service_server::ConsentService for Api {
                 Ok(pb::GetConsentReceiptResponse {
                     signed_note: r.signed_note,
                     verifier_key: r.verifier_key,
+                    request_id: ctx.request_id.clone(),
+                })
+            },
+        )
+        .await
+    }
+}
+
+// ---- AuditService ----
+
+fn entry_pb(index: i64, leaf: Vec<u8>) -> Result<pb::AccessEntry, ExchangeError> {
+    let r = AccessRecord::decode(&leaf)
+        .ok_or_else(|| ExchangeError::Internal("an access record does not decode".into()))?;
+    Ok(pb::AccessEntry {
+        index: index as u64,
+        request_id: r.request_id,
+        at: Some(timestamp(r.at)),
+        caller: r.caller,
+        role: r.role,
+        peer_fingerprint: r.peer_fingerprint.unwrap_or_default(),
+        actor_hash: r.actor_hash.unwrap_or_default(),
+        method: r.method,
+        case_id: r.case_id.unwrap_or_default(),
+        subject: r.subject.unwrap_or_default(),
+        purpose: r.purpose.unwrap_or_default(),
+        asked: r.asked.iter().map(|c| i32::from(c.code())).collect(),
+        released: r.released.iter().map(|c| i32::from(c.code())).collect(),
+        withheld: r
+            .withheld
+            .into_iter()
+            .map(|(c, reason)| pb::WithheldEntry {
+                category: i32::from(c.code()),
+                reason,
+            })
+            .collect(),
+        decision: r.decision.as_str().into(),
+        status: r.status,
+        detail: r.detail,
+        rules: r.rules,
+        consents: r.consents,
+        leaf,
+    })
+}
+
+fn checkpoint_pb(cp: StoredCheckpoint) -> pb::Checkpoint {
+    pb::Checkpoint {
+        size: cp.size as u64,
+        root_hash: cp.root,
+        signed_note: cp.note,
+        signed_at: Some(timestamp(cp.at)),
+    }
+}
+
+fn nonempty(s: String) -> Option<String> {
+    (!s.is_empty()).then_some(s)
+}
+
+type EntryStream =
+    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::AccessEntry, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::audit_service_server::AuditService for Api {
+    type QueryAccessStream = EntryStream;
+
+    async fn query_access(
+        &self,
+        req: Request<pb::QueryAccessRequest>,
+    ) -> Result<Response<EntryStream>, Status> {
+        self.call(
+            "QueryAccess",
+            req,
+            |m| {
+                let filter = LogFilter {
+                    since: m.since.as_ref().map(|t| millis("since", t)).transpose()?,
+                    until: m.until.as_ref().map(|t| millis("until", t)).transpose()?,
+                    caller: nonempty(m.caller),
+                    role: nonempty(m.role),
+                    method: nonempty(m.method),
+                    purpose: nonempty(m.purpose),
+                    decision: nonempty(m.decision),
+                    case_id: nonempty(m.case_id),
+                    subject: nonempty(m.subject),
+                };
+                if m.start_index > i64::MAX as u64 {
+                    return Err(invalid("start_index is out of range"));
+                }
+                Ok((filter, m.start_index as i64, i64::from(m.limit)))
+            },
+            async |ex, ctx, (filter, start, limit)| {
+                let rows = ex.query_access(ctx, filter, start, limit).await?;
+                let entries: Vec<Result<pb::AccessEntry, Status>> = rows
+                    .into_iter()
+                    .map(|r| entry_pb(r.seq, r.record).map_err(|e| status(e, &ctx.request_id)))
+                    .collect();
+                Ok(Box::pin(tokio_stream::iter(entries)) as EntryStream)
+            },
+        )
+        .await
+    }
+
+    async fn subject_access_report(
+        &self,
+        req: Request<pb::SubjectAccessReportRequest>,
+    ) -> Result<Response<pb::SubjectAccessReportResponse>, Status> {
+        self.call(
+            "SubjectAccessReport",
+            req,
+            |m| match m.subject {
+                Some(pb::subject_access_report_request::Subject::CaseId(id)) => {
+                    Ok(SubjectRef::CaseId(id))
+                }
+                Some(pb::subject_access_report_request::Subject::VNumber(v)) => {
+                    Ok(SubjectRef::VNumber(v))
+                }
+                Some(pb::subject_access_report_request::Subject::Bsn(b)) => Ok(SubjectRef::Bsn(b)),
+                None => Err(invalid("set case_id, v_number or bsn to say whose report")),
+            },
+            async |ex, ctx, subject| {
+                let report = ex.subject_access_report(ctx, subject).await?;
+                Ok(pb::SubjectAccessReportResponse {
+                    case_ids: report.case_ids,
+                    entries: report
+                        .entries
+                        .into_iter()
+                        .map(|e| pb::ReportEntry {
+                            index: e.index as u64,
+                            at: Some(timestamp(e.record.at)),
+                            participant: e.record.caller.clone(),
+                            organisation: e.organisation,
+                            role: e.record.role.clone(),
+                            method: e.record.method.clone(),
+                            purpose: e.record.purpose.clone().unwrap_or_default(),
+                            released: e
+                                .record
+                                .released
+                                .iter()
+                                .map(|c| i32::from(c.code()))
+                                .collect(),
+                            withheld: e
+                                .record
+                                .withheld
+                                .iter()
+                                .map(|(c, reason)| pb::WithheldEntry {
+                                    category: i32::from(c.code()),
+                                    reason: reason.clone(),
+                                })
+                                .collect(),
+                            decision: e.record.decision.as_str().into(),
+                            summary: e.summary,
+                        })
+                        .collect(),
+                    text: report.text,
+                    request_id: ctx.request_id.clone(),
+                })
+            },
+        )
+        .await
+    }
+
+    async fn get_checkpoint(
+        &self,
+        req: Request<pb::GetCheckpointRequest>,
+    ) -> Result<Response<pb::GetCheckpointResponse>, Status> {
+        self.call(
+            "GetCheckpoint",
+            req,
+            |m| Ok((m.size != 0).then_some(m.size)),
+            async |ex, ctx, size| {
+                let cp = ex.get_checkpoint(ctx, size).await?;
+                Ok(pb::GetCheckpointResponse {
+                    checkpoint: Some(checkpoint_pb(cp)),
+                    verifier_key: ex.verifier_key(),
+                    request_id: ctx.request_id.clone(),
+                })
+            },
+        )
+        .await
+    }
+
+    async fn get_inclusion_proof(
+        &self,
+        req: Request<pb::GetInclusionProofRequest>,
+    ) -> Result<Response<pb::GetInclusionProofResponse>, Status> {
+        self.call(
+            "GetInclusionProof",
+            req,
+            |m| {
+                let leaf = match m.entry {
+                    Some(pb::get_inclusion_proof_request::Entry::RequestId(id)) => {
+                        LeafRef::RequestId(id)
+                    }
+                    Some(pb::get_inclusion_proof_request::Entry::Index(i)) => LeafRef::Index(i),
+                    None => return Err(invalid("set request_id or index to say which entry")),
+                };
+                Ok((leaf, (m.tree_size != 0).then_some(m.tree_size)))
+            },
+            async |ex, ctx, (leaf, size)| {
+                let p = ex.get_inclusion_proof(ctx, leaf, size).await?;
+                Ok(pb::GetInclusionProofResponse {
+                    index: p.index,
+                    tree_size: p.tree_size,
+                    hashes: p.hashes.iter().map(|h| h.to_vec()).collect(),
+                    entry: Some(entry_pb(p.index as i64, p.leaf)?),
+                    checkpoint: Some(checkpoint_pb(p.checkpoint)),
+                    request_id: ctx.request_id.clone(),
+                })
+            },
+        )
+        .await
+    }
+
+    async fn get_consistency_proof(
+        &self,
+        req: Request<pb::GetConsistencyProofRequest>,
+    ) -> Result<Response<pb::GetConsistencyProofResponse>, Status> {
+        self.call(
+            "GetConsistencyProof",
+            req,
+            |m| Ok((m.old_size, (m.new_size != 0).then_some(m.new_size))),
+            async |ex, ctx, (old, new)| {
+                let p = ex.get_consistency_proof(ctx, old, new).await?;
+                Ok(pb::GetConsistencyProofResponse {
+                    old_size: p.old_size,
+                    new_size: p.new_size,
+                    hashes: p.hashes.iter().map(|h| h.to_vec()).collect(),
                     request_id: ctx.request_id.clone(),
                 })
             },

@@ -6,13 +6,23 @@
 //! for many records), and each caller waits only for the batch holding its
 //! record. If the write fails, the caller gets an error and must release
 //! nothing: the exchange maps it to `UNAVAILABLE`.
+//!
+//! The log is a Merkle tree (RFC 6962): each record's canonical encoding is a
+//! leaf, the writer keeps the tree's compact range in memory and stores the
+//! hash of every perfect subtree with the batch that completes it, and signs
+//! a checkpoint (size, root) at least every `checkpoint_interval` while
+//! entries arrive, in the same transaction as the entries it covers.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::checkpoint::Checkpoint;
+use crate::merkle::{self, Frontier};
 use crate::model::Category;
-use crate::store::{LogRow, Store};
+use crate::store::{LogRow, Store, StoreError, StoredCheckpoint};
+use crate::vault::Keys;
 
 /// Version of the canonical record encoding. Bumped on any change to
 /// [`AccessRecord::encode`]; old records keep their version byte.
@@ -290,6 +300,12 @@ impl<'a> Reader<'a> {
 #[error("the access log cannot be written: {0}")]
 pub struct AuditError(pub String);
 
+impl From<StoreError> for AuditError {
+    fn from(e: StoreError) -> Self {
+        AuditError(e.to_string())
+    }
+}
+
 type Pending = (LogRow, oneshot::Sender<Result<i64, AuditError>>);
 
 /// Handle to the single writer of the access log.
@@ -298,51 +314,77 @@ pub struct AuditLog {
     tx: mpsc::Sender<Pending>,
 }
 
+/// How the log signs its checkpoints.
+#[derive(Clone, Debug)]
+pub struct LogSettings {
+    /// Name of the node's signing key in signed notes.
+    pub key_name: String,
+    /// Origin line of checkpoints.
+    pub origin: String,
+    /// A new checkpoint at least this often while entries arrive.
+    pub checkpoint_interval: Duration,
+}
+
 /// Most records in one transaction.
-const MAX_BATCH: usize = 512;
-/// How long the writer waits for more records once it has one.
-const LINGER: Duration = Duration::from_micros(500);
+const MAX_BATCH: usize = 1024;
+
+/// The writer's state: the tree's compact range and the last checkpoint.
+struct Writer {
+    store: Store,
+    keys: Arc<Keys>,
+    settings: LogSettings,
+    frontier: Frontier,
+    signed_size: u64,
+    signed_at: Instant,
+}
 
 impl AuditLog {
-    /// Starts the writer task.
-    pub fn start(store: Store) -> AuditLog {
-        let (tx, mut rx) = mpsc::channel::<Pending>(4 * MAX_BATCH);
-        tokio::spawn(async move {
-            let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
-            while let Some(first) = rx.recv().await {
-                batch.push(first);
-                let deadline = tokio::time::Instant::now() + LINGER;
-                while batch.len() < MAX_BATCH {
-                    match rx.try_recv() {
-                        Ok(p) => batch.push(p),
-                        Err(_) => {
-                            if tokio::time::Instant::now() >= deadline {
-                                break;
-                            }
-                            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                                Ok(Some(p)) => batch.push(p),
-                                _ => break,
-                            }
-                        }
-                    }
+    /// Loads the tree's state, checks it against the latest checkpoint, and
+    /// starts the writer task. Refuses to start on a log that does not match
+    /// what the node signed: it would otherwise sign an inconsistent tree.
+    pub async fn start(
+        store: Store,
+        keys: Arc<Keys>,
+        settings: LogSettings,
+    ) -> Result<AuditLog, AuditError> {
+        let frontier = load_frontier(&store).await?;
+        let latest = store.latest_checkpoint().await?;
+        let signed_size = match &latest {
+            Some(cp) => {
+                let size = cp.size as u64;
+                if size > frontier.size() {
+                    return Err(AuditError(format!(
+                        "the log has {} entries but a checkpoint for {} was signed: entries were removed; run `sluis audit verify`",
+                        frontier.size(),
+                        size
+                    )));
                 }
-                let rows: Vec<LogRow> = batch.iter().map(|(r, _)| r.clone()).collect();
-                match store.append_access(&rows).await {
-                    Ok(first_seq) => {
-                        for (i, (_, done)) in batch.drain(..).enumerate() {
-                            let _ = done.send(Ok(first_seq + i as i64));
-                        }
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, records = batch.len(), "access log write failed; requests fail closed");
-                        for (_, done) in batch.drain(..) {
-                            let _ = done.send(Err(AuditError(e.to_string())));
-                        }
-                    }
+                let ids = Frontier::perfect_nodes_for(size);
+                let nodes = store.merkle_nodes(&ids).await?;
+                let at_cp =
+                    Frontier::from_nodes(size, |id| nodes.get(&id).copied()).ok_or_else(|| {
+                        AuditError("tree nodes are missing; run `sluis audit verify`".into())
+                    })?;
+                if at_cp.root().as_slice() != cp.root.as_slice() {
+                    return Err(AuditError(format!(
+                        "the log does not match its checkpoint at size {size}; run `sluis audit verify`"
+                    )));
                 }
+                size
             }
-        });
-        AuditLog { tx }
+            None => 0,
+        };
+        let (tx, rx) = mpsc::channel::<Pending>(4 * MAX_BATCH);
+        let writer = Writer {
+            store,
+            keys,
+            signed_at: Instant::now() - settings.checkpoint_interval,
+            settings,
+            frontier,
+            signed_size,
+        };
+        tokio::spawn(writer.run(rx));
+        Ok(AuditLog { tx })
     }
 
     /// Appends a record and waits until it is durable. Returns its position.
@@ -355,6 +397,160 @@ impl AuditLog {
         wait.await
             .map_err(|_| AuditError("the log writer has stopped".into()))?
     }
+}
+
+impl Writer {
+    async fn run(mut self, mut rx: mpsc::Receiver<Pending>) {
+        let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
+        loop {
+            // Entries not yet covered by a checkpoint get one within the
+            // interval even if no more entries arrive.
+            let first = if self.frontier.size() > self.signed_size {
+                let left = self
+                    .settings
+                    .checkpoint_interval
+                    .saturating_sub(self.signed_at.elapsed());
+                match tokio::time::timeout(left, rx.recv()).await {
+                    Ok(first) => first,
+                    Err(_) => {
+                        self.checkpoint_now().await;
+                        continue;
+                    }
+                }
+            } else {
+                rx.recv().await
+            };
+            let Some(first) = first else {
+                // All handles dropped: sign what is unsigned and stop.
+                if self.frontier.size() > self.signed_size {
+                    self.checkpoint_now().await;
+                }
+                return;
+            };
+            // Group commit: whatever queued while the last batch was being
+            // written goes into this one.
+            batch.push(first);
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(p) => batch.push(p),
+                    Err(_) => break,
+                }
+            }
+            self.write(&mut batch).await;
+        }
+    }
+
+    async fn write(&mut self, batch: &mut Vec<Pending>) {
+        let before = self.frontier.clone();
+        let first_seq = self.frontier.size() as i64;
+        let mut nodes = Vec::with_capacity(batch.len() * 2);
+        for (row, _) in batch.iter() {
+            let leaf = merkle::leaf_hash(&row.record);
+            self.frontier.push_with(leaf, |id, h| nodes.push((id, *h)));
+        }
+        let rows: Vec<LogRow> = batch.iter().map(|(r, _)| r.clone()).collect();
+        let checkpoint = (self.signed_at.elapsed() >= self.settings.checkpoint_interval)
+            .then(|| self.signed_checkpoint());
+        match self
+            .store
+            .append_log(first_seq, &rows, &nodes, checkpoint.as_ref())
+            .await
+        {
+            Ok(()) => {
+                if let Some(cp) = checkpoint {
+                    self.signed_size = cp.size as u64;
+                    self.signed_at = Instant::now();
+                }
+                for (i, (_, done)) in batch.drain(..).enumerate() {
+                    let _ = done.send(Ok(first_seq + i as i64));
+                }
+            }
+            Err(e) => {
+                // Nothing of the batch is in the log: forget it, so the next
+                // batch takes the same positions.
+                self.frontier = before;
+                tracing::error!(error = %e, records = batch.len(), "access log write failed; requests fail closed");
+                for (_, done) in batch.drain(..) {
+                    let _ = done.send(Err(AuditError(e.to_string())));
+                }
+            }
+        }
+    }
+
+    /// A checkpoint of the current tree. The tree only ever grows from the
+    /// state checked against the last checkpoint at start, so every
+    /// checkpoint the node signs is consistent with all earlier ones.
+    fn signed_checkpoint(&self) -> StoredCheckpoint {
+        let cp = Checkpoint {
+            origin: self.settings.origin.clone(),
+            size: self.frontier.size(),
+            root: self.frontier.root(),
+        };
+        StoredCheckpoint {
+            size: cp.size as i64,
+            root: cp.root.to_vec(),
+            at: crate::clock::now_millis(),
+            note: cp.sign(&self.keys, &self.settings.key_name),
+        }
+    }
+
+    async fn checkpoint_now(&mut self) {
+        let cp = self.signed_checkpoint();
+        match self.store.append_checkpoint(&cp).await {
+            Ok(()) => {
+                self.signed_size = cp.size as u64;
+                self.signed_at = Instant::now();
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "checkpoint could not be stored; will retry");
+                self.signed_at = Instant::now();
+            }
+        }
+    }
+}
+
+/// Rebuilds the compact range of the stored tree. A log written before the
+/// tree existed (or whose nodes are missing) is hashed from its leaves and
+/// the missing nodes are stored.
+async fn load_frontier(store: &Store) -> Result<Frontier, AuditError> {
+    let size = store.log_size().await? as u64;
+    let ids = Frontier::perfect_nodes_for(size);
+    let nodes = store.merkle_nodes(&ids).await?;
+    if let Some(f) = Frontier::from_nodes(size, |id| nodes.get(&id).copied()) {
+        return Ok(f);
+    }
+    tracing::warn!(
+        entries = size,
+        "building the log's Merkle tree from its entries"
+    );
+    let mut frontier = Frontier::new();
+    let mut from = 0i64;
+    loop {
+        let leaves = store.log_leaves(from, 10_000).await?;
+        if leaves.is_empty() {
+            break;
+        }
+        let mut new_nodes = Vec::new();
+        for (seq, record) in &leaves {
+            if *seq as u64 != frontier.size() {
+                return Err(AuditError(format!(
+                    "entry {} is missing from the log",
+                    frontier.size()
+                )));
+            }
+            frontier.push_with(merkle::leaf_hash(record), |id, h| new_nodes.push((id, *h)));
+        }
+        let have = store
+            .merkle_nodes(&new_nodes.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+            .await?;
+        let missing: Vec<_> = new_nodes
+            .into_iter()
+            .filter(|(id, _)| !have.contains_key(id))
+            .collect();
+        store.append_log(0, &[], &missing, None).await?;
+        from = leaves.last().map(|(s, _)| s + 1).unwrap_or(from);
+    }
+    Ok(frontier)
 }
 
 #[cfg(test)]

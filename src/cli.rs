@@ -59,6 +59,15 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
     },
+    /// The access log, for privacy officers: verify, export, checkpoint, prove, report.
+    /// These read the node's database directly (read-only) on the node's host.
+    Audit {
+        /// The node's configuration file.
+        #[arg(long, value_name = "FILE", default_value = "sluis.toml", global = true)]
+        config: PathBuf,
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Consent receipts.
     Receipt {
         #[command(subcommand)]
@@ -77,6 +86,62 @@ enum CertsCommand {
         #[arg(long = "host", default_values = ["localhost", "127.0.0.1"])]
         hosts: Vec<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Recompute the whole tree from the stored entries; check every tree node, every signed
+    /// checkpoint and, with --trusted-checkpoint, that the log still extends a checkpoint saved
+    /// earlier. Exit 0 when intact; otherwise non-zero, naming the first bad index.
+    Verify {
+        /// A signed checkpoint saved earlier (e.g. from `sluis audit checkpoint`).
+        #[arg(long, value_name = "FILE")]
+        trusted_checkpoint: Option<PathBuf>,
+        /// The node's verifier key; default: derived from the node's own signing key.
+        #[arg(long)]
+        key: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Export access records for spreadsheets and SIEMs.
+    Export {
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: ExportFormat,
+        /// Only records at or after this time (RFC 3339, e.g. 2026-11-01T00:00:00Z).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only records before this time (RFC 3339).
+        #[arg(long)]
+        until: Option<String>,
+        /// Write to FILE instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Print the latest signed checkpoint (to hand to another party).
+    Checkpoint {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print an inclusion proof for a request's access record and verify it.
+    Prove {
+        #[arg(long)]
+        request_id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The subject access report (GDPR art. 15) for a case.
+    Report {
+        #[arg(long = "case", value_name = "CASE_ID")]
+        case_id: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ExportFormat {
+    Jsonl,
+    Csv,
 }
 
 #[derive(Subcommand)]
@@ -175,6 +240,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
+        Command::Audit { config, command } => crate::audit_cli::run(&config, command.into()).await,
         Command::Receipt {
             command: ReceiptCommand::Verify { key, file },
         } => {
@@ -244,5 +310,36 @@ async fn wait_for_signals(node: &Node) {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+impl From<AuditCommand> for crate::audit_cli::Command {
+    fn from(c: AuditCommand) -> Self {
+        use crate::audit_cli::Command as C;
+        match c {
+            AuditCommand::Verify {
+                trusted_checkpoint,
+                key,
+                json,
+            } => C::Verify {
+                trusted_checkpoint,
+                key,
+                json,
+            },
+            AuditCommand::Export {
+                format,
+                since,
+                until,
+                out,
+            } => C::Export {
+                csv: matches!(format, ExportFormat::Csv),
+                since,
+                until,
+                out,
+            },
+            AuditCommand::Checkpoint { json } => C::Checkpoint { json },
+            AuditCommand::Prove { request_id, json } => C::Prove { request_id, json },
+            AuditCommand::Report { case_id, json } => C::Report { case_id, json },
+        }
     }
 }

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
+use crate::proto::v1::audit_service_client::AuditServiceClient;
 use crate::proto::v1::case_service_client::CaseServiceClient;
 use crate::proto::v1::consent_service_client::ConsentServiceClient;
 
@@ -39,13 +40,15 @@ pub async fn connect(
 pub struct Clients {
     pub cases: CaseServiceClient<Channel>,
     pub consents: ConsentServiceClient<Channel>,
+    pub audit: AuditServiceClient<Channel>,
 }
 
 impl Clients {
     pub fn new(channel: Channel) -> Clients {
         Clients {
             cases: CaseServiceClient::new(channel.clone()).max_encoding_message_size(64 << 20),
-            consents: ConsentServiceClient::new(channel),
+            consents: ConsentServiceClient::new(channel.clone()),
+            audit: AuditServiceClient::new(channel),
         }
     }
 }

@@ -54,6 +54,10 @@ pub struct NodeConfig {
     /// Purposes callers may state. Defaults to the LVV purposes.
     #[serde(default = "default_purposes")]
     pub purposes: Vec<String>,
+    /// The access log gets a signed checkpoint at least this often while
+    /// entries arrive.
+    #[serde(default = "default_checkpoint_interval_ms")]
+    pub checkpoint_interval_ms: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -116,6 +120,9 @@ pub struct Participant {
 
 fn default_purposes() -> Vec<String> {
     DEFAULT_PURPOSES.iter().map(|s| s.to_string()).collect()
+}
+fn default_checkpoint_interval_ms() -> u64 {
+    1_000
 }
 fn default_handshake_timeout_ms() -> u64 {
     10_000

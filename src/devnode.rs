@@ -130,6 +130,8 @@ database = "sqlite://sluis.db"
 # The Cedar policy: which role may receive which category for which purpose.
 policy = "policy.cedar"
 purposes = [{purposes}]
+# The access log signs a checkpoint at least this often while entries arrive.
+checkpoint_interval_ms = 1000
 
 [tls]
 cert = "pki/node.pem"

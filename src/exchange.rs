@@ -193,7 +193,7 @@ impl Exchange {
     }
 
     /// A new access record filled with what is known before the message is read.
-    fn record(&self, ctx: &RequestCtx, method: &str) -> AccessRecord {
+    pub(crate) fn record(&self, ctx: &RequestCtx, method: &str) -> AccessRecord {
         let mut rec = AccessRecord::new(ctx.request_id.clone(), now_millis(), method);
         match &ctx.peer {
             Peer::Registered(c) => {
@@ -214,7 +214,7 @@ impl Exchange {
     /// Makes the access record durable, then lets the result through.
     /// Fail closed: if the record cannot be written, the caller gets
     /// `AuditUnavailable` instead of the result.
-    async fn finish<T>(
+    pub(crate) async fn finish<T>(
         &self,
         mut rec: AccessRecord,
         result: Result<T, ExchangeError>,
@@ -282,7 +282,7 @@ impl Exchange {
         }
     }
 
-    fn caller<'a>(&self, ctx: &'a RequestCtx) -> Result<&'a Caller, ExchangeError> {
+    pub(crate) fn caller<'a>(&self, ctx: &'a RequestCtx) -> Result<&'a Caller, ExchangeError> {
         match &ctx.peer {
             Peer::Registered(c) => Ok(c),
             Peer::Unregistered { .. } => Err(ExchangeError::Unregistered),
@@ -307,7 +307,7 @@ impl Exchange {
         Ok(())
     }
 
-    async fn case_by_id(&self, case_id: &str) -> Result<CaseMeta, ExchangeError> {
+    pub(crate) async fn case_by_id(&self, case_id: &str) -> Result<CaseMeta, ExchangeError> {
         check_uuid("case_id", case_id)?;
         self.store
             .case_meta(case_id)
@@ -316,7 +316,7 @@ impl Exchange {
             .ok_or_else(|| ExchangeError::NotFound("no case with this case_id".into()))
     }
 
-    fn subject_for_audit(&self, case: &CaseMeta) -> String {
+    pub(crate) fn subject_for_audit(&self, case: &CaseMeta) -> String {
         self.pseudonyms.pseudonym(AUDIT_DOMAIN, &case.subject_ref)
     }
 
@@ -356,16 +356,27 @@ impl Exchange {
 
     // ---- CaseService ----
 
+    /// Registers a case. `subject_keys` are the subject's identifiers
+    /// (("v_number" | "bsn", value)) for the subject index; they are only
+    /// stored keyed-hashed.
     pub async fn register_case(
         &self,
         ctx: &RequestCtx,
         data: Vec<(Category, Vec<u8>)>,
+        subject_keys: Vec<(String, String)>,
     ) -> Result<Registered, ExchangeError> {
         let mut rec = self.record(ctx, "RegisterCase");
         let prepared = self.prepare_register(ctx, data, &mut rec);
         let (new_case, registered) = self.finish(rec.clone(), prepared).await?;
+        let index: Vec<(&str, String)> = subject_keys
+            .iter()
+            .map(|(kind, v)| (kind.as_str(), self.subject_digest(kind, v)))
+            .collect();
         match self.store.insert_case(new_case).await {
             Ok(()) => {
+                if let Err(e) = self.store.index_subject(&registered.case_id, &index).await {
+                    return Err(self.failed_after_record(rec, e).await);
+                }
                 if let Err(e) = self
                     .store
                     .remember_pseudonym(
@@ -438,6 +449,7 @@ impl Exchange {
         ctx: &RequestCtx,
         case_id: String,
         data: Vec<(Category, Vec<u8>)>,
+        subject_keys: Vec<(String, String)>,
     ) -> Result<i64, ExchangeError> {
         let mut rec = self.record(ctx, "UpdateCase");
         let prepared = async {
@@ -462,8 +474,17 @@ impl Exchange {
         }
         .await;
         let sealed = self.finish(rec.clone(), prepared).await?;
+        let index: Vec<(&str, String)> = subject_keys
+            .iter()
+            .map(|(kind, v)| (kind.as_str(), self.subject_digest(kind, v)))
+            .collect();
         match self.store.update_case(&case_id, &sealed, rec.at).await {
-            Ok(Some(v)) => Ok(v),
+            Ok(Some(v)) => {
+                if let Err(e) = self.store.index_subject(&case_id, &index).await {
+                    return Err(self.failed_after_record(rec, e).await);
+                }
+                Ok(v)
+            }
             Ok(None) => Err(self.failed_after_record(rec, "case vanished").await),
             Err(e) => Err(self.failed_after_record(rec, e).await),
         }
@@ -486,8 +507,6 @@ impl Exchange {
         rec: &mut AccessRecord,
     ) -> Result<CaseView, ExchangeError> {
         let caller = self.caller(ctx)?;
-        self.check_purpose(&req.purpose)?;
-        rec.purpose = Some(req.purpose.clone());
         let mut asked = if req.categories.is_empty() {
             Category::ALL.to_vec()
         } else {
@@ -517,6 +536,10 @@ impl Exchange {
         };
         rec.case_id = Some(case.id.clone());
         rec.subject = Some(self.subject_for_audit(&case));
+        // Checked after the case is known, so that even a refused attempt
+        // appears in the subject's access report.
+        self.check_purpose(&req.purpose)?;
+        rec.purpose = Some(req.purpose.clone());
 
         let is_owner = case.owner == caller.participant;
         let present = self
@@ -714,6 +737,12 @@ impl Exchange {
         }
         .await;
         self.finish(rec, result).await
+    }
+
+    /// Keyed hash of a V-number or BSN for the subject index: lets a
+    /// privacy officer find a subject's cases without storing identifiers.
+    pub(crate) fn subject_digest(&self, kind: &str, value: &str) -> String {
+        self.pseudonyms.index_digest(kind, value)
     }
 
     /// Page tokens are sealed: a token for visible cases must not hand the
@@ -949,7 +978,7 @@ impl Exchange {
     }
 }
 
-fn check_uuid(field: &str, s: &str) -> Result<(), ExchangeError> {
+pub(crate) fn check_uuid(field: &str, s: &str) -> Result<(), ExchangeError> {
     if s.is_empty() {
         return Err(ExchangeError::Invalid(format!("{field} is required")));
     }

@@ -9,7 +9,9 @@
 
 pub mod api;
 pub mod audit;
+pub mod audit_cli;
 pub mod certs;
+pub mod checkpoint;
 pub mod cli;
 pub mod client;
 pub mod clock;
@@ -19,13 +21,16 @@ pub mod demo;
 pub mod devnode;
 pub mod exchange;
 pub mod identity;
+pub mod merkle;
 pub mod model;
 pub mod node;
 pub mod note;
+pub mod oversight;
 pub mod policy;
 pub mod proto;
 pub mod pseudonym;
 pub mod store;
 pub mod tls;
 pub mod vault;
+pub mod verify;
 pub mod x509;

@@ -12,7 +12,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Server;
 
 use crate::api::Api;
-use crate::audit::AuditLog;
+use crate::audit::{AuditError, AuditLog, LogSettings};
 use crate::config::{Config, ConfigError};
 use crate::exchange::Exchange;
 use crate::identity::Registry;
@@ -32,6 +32,8 @@ pub enum NodeError {
     Policy(#[from] PolicyError),
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    #[error("access log: {0}")]
+    Audit(#[from] AuditError),
     #[error("TLS: {0}")]
     Tls(#[from] TlsError),
     #[error("cannot listen on {addr}: {source}")]
@@ -63,7 +65,16 @@ impl Node {
         )?);
         let registry = Arc::new(Registry::new(&config.participants));
         let store = Store::open_sqlite(&config.sqlite_path()?).await?;
-        let audit = AuditLog::start(store.clone());
+        let audit = AuditLog::start(
+            store.clone(),
+            keys.clone(),
+            LogSettings {
+                key_name: config.node.name.clone(),
+                origin: crate::checkpoint::origin(&config.node.name),
+                checkpoint_interval: Duration::from_millis(config.node.checkpoint_interval_ms),
+            },
+        )
+        .await?;
         let exchange = Arc::new(Exchange::new(
             config.node.name.clone(),
             store.clone(),
@@ -117,6 +128,9 @@ impl Node {
         health_reporter
             .set_serving::<pb::consent_service_server::ConsentServiceServer<Api>>()
             .await;
+        health_reporter
+            .set_serving::<pb::audit_service_server::AuditServiceServer<Api>>()
+            .await;
         let reflection = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -139,7 +153,11 @@ impl Node {
                         .max_decoding_message_size(hard_cap),
                 )
                 .add_service(
-                    pb::consent_service_server::ConsentServiceServer::new(api)
+                    pb::consent_service_server::ConsentServiceServer::new(api.clone())
+                        .max_decoding_message_size(hard_cap),
+                )
+                .add_service(
+                    pb::audit_service_server::AuditServiceServer::new(api)
                         .max_decoding_message_size(hard_cap),
                 )
                 .add_service(health)

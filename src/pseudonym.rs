@@ -66,6 +66,16 @@ impl Pseudonymiser {
     }
 }
 
+impl Pseudonymiser {
+    /// Keyed hash of a subject identifier (V-number, BSN) for the subject
+    /// index. Only the node can compute it, so the index reveals nothing.
+    pub fn index_digest(&self, kind: &str, value: &str) -> String {
+        let key = self.key_for(&format!("@subject-index/{kind}"));
+        let tag = hmac::sign(&key, value.trim().as_bytes());
+        format!("si1.{}", B64URL.encode(tag.as_ref()))
+    }
+}
+
 /// Whether `s` has the shape of a pseudonym this node issues. Used to refuse
 /// malformed input with a clear message before any lookup.
 pub fn is_well_formed(s: &str) -> bool {

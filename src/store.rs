@@ -13,7 +13,11 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Row, SqlStr};
+use sqlx::{AssertSqlSafe, Row, SqlStr};
+
+use std::collections::HashMap;
+
+use crate::merkle::{Hash, NodeId};
 
 use crate::consent::{Consent, ConsentEvent, EventKind, Millis, Recipient};
 use crate::model::{Category, Role};
@@ -34,13 +38,50 @@ pub struct Store {
 }
 
 fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        "initial".into(),
-        MigrationType::Simple,
-        SqlStr::from_static(include_str!("../migrations/sqlite/0001_initial.sql")),
-        false,
-    )])
+    let m = |version, name: &'static str, sql: &'static str| {
+        Migration::new(
+            version,
+            name.into(),
+            MigrationType::Simple,
+            SqlStr::from_static(sql),
+            false,
+        )
+    };
+    Migrator::with_migrations(vec![
+        m(
+            1,
+            "initial",
+            include_str!("../migrations/sqlite/0001_initial.sql"),
+        ),
+        m(
+            2,
+            "merkle log",
+            include_str!("../migrations/sqlite/0002_merkle_log.sql"),
+        ),
+    ])
+}
+
+/// A signed checkpoint as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredCheckpoint {
+    pub size: i64,
+    pub root: Vec<u8>,
+    pub at: Millis,
+    pub note: String,
+}
+
+/// Filters of a log query; empty fields match everything.
+#[derive(Clone, Debug, Default)]
+pub struct LogFilter {
+    pub since: Option<Millis>,
+    pub until: Option<Millis>,
+    pub caller: Option<String>,
+    pub role: Option<String>,
+    pub method: Option<String>,
+    pub purpose: Option<String>,
+    pub decision: Option<String>,
+    pub case_id: Option<String>,
+    pub subject: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -432,20 +473,25 @@ impl Store {
         Ok(rows.into_iter().map(meta).collect())
     }
 
-    /// Appends access records in one transaction: one fsync for the batch.
-    /// Positions are assigned here, contiguous from the current size.
-    pub async fn append_access(&self, rows: &[LogRow]) -> Result<i64, StoreError> {
+    /// Appends access records at positions `first_seq..`, the tree nodes
+    /// they complete and optionally a checkpoint, in one transaction: one
+    /// fsync for the batch, and the log, its tree and its checkpoints can
+    /// never disagree after a crash.
+    pub async fn append_log(
+        &self,
+        first_seq: i64,
+        rows: &[LogRow],
+        nodes: &[(NodeId, Hash)],
+        checkpoint: Option<&StoredCheckpoint>,
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        let next: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq) + 1, 0) FROM access_log")
-            .fetch_one(&mut *tx)
-            .await?;
         for (i, r) in rows.iter().enumerate() {
             sqlx::query(
                 "INSERT INTO access_log (seq, request_id, at, caller, role, method, case_id,
                                          subject, purpose, decision, record)
                  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             )
-            .bind(next + i as i64)
+            .bind(first_seq + i as i64)
             .bind(&r.request_id)
             .bind(r.at)
             .bind(&r.caller)
@@ -459,8 +505,199 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
+        for (id, hash) in nodes {
+            sqlx::query("INSERT INTO merkle_nodes (end_size, level, hash) VALUES (?, ?, ?)")
+                .bind(id.end() as i64)
+                .bind(i64::from(id.level))
+                .bind(hash.as_slice())
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let Some(cp) = checkpoint {
+            insert_checkpoint(&mut tx, cp).await?;
+        }
         tx.commit().await?;
-        Ok(next)
+        Ok(())
+    }
+
+    pub async fn append_checkpoint(&self, cp: &StoredCheckpoint) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        insert_checkpoint(&mut tx, cp).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Number of entries in the log (positions are 0..size, no gaps).
+    pub async fn log_size(&self) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT COALESCE(MAX(seq) + 1, 0) FROM access_log")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    /// The stored hashes of the given perfect subtrees (those present).
+    pub async fn merkle_nodes(&self, ids: &[NodeId]) -> Result<HashMap<NodeId, Hash>, StoreError> {
+        let mut out = HashMap::with_capacity(ids.len());
+        for chunk in ids.chunks(400) {
+            let placeholders = vec!["(?, ?)"; chunk.len()].join(", ");
+            let sql = format!(
+                "SELECT end_size, level, hash FROM merkle_nodes WHERE (end_size, level) IN (VALUES {placeholders})"
+            );
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for id in chunk {
+                q = q.bind(id.end() as i64).bind(i64::from(id.level));
+            }
+            for row in q.fetch_all(&self.pool).await? {
+                let end: i64 = row.get(0);
+                let level: i64 = row.get(1);
+                let hash: Vec<u8> = row.get(2);
+                let hash: Hash = hash
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| StoreError::Corrupt("tree node hash is not 32 bytes".into()))?;
+                out.insert(NodeId::from_end(end as u64, level as u32), hash);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Tree nodes in completion order (end_size, level), after the given one.
+    pub async fn merkle_node_range(
+        &self,
+        after: (i64, u32),
+        limit: i64,
+    ) -> Result<Vec<(i64, u32, Vec<u8>)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT end_size, level, hash FROM merkle_nodes WHERE (end_size, level) > (?, ?)
+             ORDER BY end_size, level LIMIT ?",
+        )
+        .bind(after.0)
+        .bind(i64::from(after.1))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.get(0), r.get::<i64, _>(1) as u32, r.get(2)))
+            .collect())
+    }
+
+    /// Leaves (position, record bytes) from `from` on, in order.
+    pub async fn log_leaves(
+        &self,
+        from: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
+        let rows =
+            sqlx::query("SELECT seq, record FROM access_log WHERE seq >= ? ORDER BY seq LIMIT ?")
+                .bind(from)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    pub async fn log_position(&self, request_id: &str) -> Result<Option<i64>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT MIN(seq) FROM access_log WHERE request_id = ?")
+                .bind(request_id)
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    pub async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
+        let row =
+            sqlx::query("SELECT size, root, at, note FROM checkpoints ORDER BY size DESC LIMIT 1")
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(checkpoint_row))
+    }
+
+    pub async fn checkpoint(&self, size: i64) -> Result<Option<StoredCheckpoint>, StoreError> {
+        let row = sqlx::query("SELECT size, root, at, note FROM checkpoints WHERE size = ?")
+            .bind(size)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(checkpoint_row))
+    }
+
+    /// Every stored checkpoint, smallest first.
+    pub async fn checkpoints(&self) -> Result<Vec<StoredCheckpoint>, StoreError> {
+        let rows = sqlx::query("SELECT size, root, at, note FROM checkpoints ORDER BY size")
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows.into_iter().map(checkpoint_row).collect())
+    }
+
+    /// Log rows matching `filter`, from position `start` on, at most `limit`.
+    pub async fn query_log(
+        &self,
+        filter: &LogFilter,
+        start: i64,
+        limit: i64,
+    ) -> Result<Vec<LogRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT seq, request_id, at, caller, role, method, case_id, subject, purpose,
+                    decision, record
+             FROM access_log
+             WHERE seq >= ?1
+               AND (?2 IS NULL OR at >= ?2) AND (?3 IS NULL OR at < ?3)
+               AND (?4 IS NULL OR caller = ?4) AND (?5 IS NULL OR role = ?5)
+               AND (?6 IS NULL OR method = ?6) AND (?7 IS NULL OR purpose = ?7)
+               AND (?8 IS NULL OR decision = ?8) AND (?9 IS NULL OR case_id = ?9)
+               AND (?10 IS NULL OR subject = ?10)
+             ORDER BY seq LIMIT ?11",
+        )
+        .bind(start)
+        .bind(filter.since)
+        .bind(filter.until)
+        .bind(&filter.caller)
+        .bind(&filter.role)
+        .bind(&filter.method)
+        .bind(&filter.purpose)
+        .bind(&filter.decision)
+        .bind(&filter.case_id)
+        .bind(&filter.subject)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(log_row).collect())
+    }
+
+    pub async fn index_subject(
+        &self,
+        case_id: &str,
+        entries: &[(&str, String)],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for (kind, digest) in entries {
+            sqlx::query(
+                "INSERT INTO subject_index (kind, digest, case_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+            )
+            .bind(*kind)
+            .bind(digest)
+            .bind(case_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn cases_by_subject(
+        &self,
+        kind: &str,
+        digest: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT case_id FROM subject_index WHERE kind = ? AND digest = ? ORDER BY case_id",
+        )
+        .bind(kind)
+        .bind(digest)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     /// Access-log rows from position `from` on, at most `limit`.
@@ -474,22 +711,7 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| LogRow {
-                seq: r.get(0),
-                request_id: r.get(1),
-                at: r.get(2),
-                caller: r.get(3),
-                role: r.get(4),
-                method: r.get(5),
-                case_id: r.get(6),
-                subject: r.get(7),
-                purpose: r.get(8),
-                decision: r.get(9),
-                record: r.get(10),
-            })
-            .collect())
+        Ok(rows.into_iter().map(log_row).collect())
     }
 
     pub async fn access_log_len(&self) -> Result<i64, StoreError> {
@@ -536,6 +758,45 @@ async fn insert_event(
     .bind(&e.note)
     .execute(&mut **tx)
     .await?;
+    Ok(())
+}
+
+fn log_row(r: sqlx::sqlite::SqliteRow) -> LogRow {
+    LogRow {
+        seq: r.get(0),
+        request_id: r.get(1),
+        at: r.get(2),
+        caller: r.get(3),
+        role: r.get(4),
+        method: r.get(5),
+        case_id: r.get(6),
+        subject: r.get(7),
+        purpose: r.get(8),
+        decision: r.get(9),
+        record: r.get(10),
+    }
+}
+
+fn checkpoint_row(r: sqlx::sqlite::SqliteRow) -> StoredCheckpoint {
+    StoredCheckpoint {
+        size: r.get(0),
+        root: r.get(1),
+        at: r.get(2),
+        note: r.get(3),
+    }
+}
+
+async fn insert_checkpoint(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    cp: &StoredCheckpoint,
+) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO checkpoints (size, root, at, note) VALUES (?, ?, ?, ?) ON CONFLICT (size) DO NOTHING")
+        .bind(cp.size)
+        .bind(&cp.root)
+        .bind(cp.at)
+        .bind(&cp.note)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 

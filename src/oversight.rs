@@ -1,0 +1,507 @@
+//! What privacy officers (and, through them, the migrant) get out of the
+//! access log: queries, the subject access report (GDPR art. 15), signed
+//! checkpoints, and inclusion and consistency proofs anyone can check
+//! offline.
+//!
+//! The functions here read the store only; the gRPC methods (on
+//! [`Exchange`]) add the role check and an access record of their own, and
+//! the `sluis audit` commands call them directly on a node's database.
+
+use std::fmt::Write as _;
+
+use crate::audit::AccessRecord;
+use crate::exchange::{Exchange, ExchangeError, RequestCtx};
+use crate::identity::Registry;
+use crate::merkle::{self, Frontier, Hash};
+use crate::model::{Category, Role};
+use crate::store::{LogFilter, LogRow, Store, StoreError, StoredCheckpoint};
+
+#[derive(Debug, thiserror::Error)]
+pub enum OversightError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    NotYet(String),
+    #[error("the log's tree is incomplete: {0}; run `sluis audit verify`")]
+    Tree(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub enum LeafRef {
+    RequestId(String),
+    Index(u64),
+}
+
+#[derive(Clone, Debug)]
+pub struct InclusionProof {
+    pub index: u64,
+    pub tree_size: u64,
+    pub hashes: Vec<Hash>,
+    /// The record's canonical encoding; its leaf hash is what the proof proves.
+    pub leaf: Vec<u8>,
+    pub checkpoint: StoredCheckpoint,
+}
+
+impl InclusionProof {
+    /// Checks the proof against the checkpoint's root (the signature is the
+    /// caller's to check, with the node's verifier key).
+    pub fn verify(&self) -> Result<(), merkle::ProofError> {
+        let root: Hash = self
+            .checkpoint
+            .root
+            .as_slice()
+            .try_into()
+            .map_err(|_| merkle::ProofError::RootMismatch)?;
+        merkle::verify_inclusion(
+            self.index,
+            self.tree_size,
+            &merkle::leaf_hash(&self.leaf),
+            &self.hashes,
+            &root,
+        )
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ConsistencyProof {
+    pub old_size: u64,
+    pub new_size: u64,
+    pub hashes: Vec<Hash>,
+}
+
+async fn nodes(
+    store: &Store,
+    ids: Vec<merkle::NodeId>,
+) -> Result<std::collections::HashMap<merkle::NodeId, Hash>, OversightError> {
+    Ok(store.merkle_nodes(&ids).await?)
+}
+
+/// The checkpoint of the given size, or the latest one.
+pub async fn checkpoint(
+    store: &Store,
+    size: Option<u64>,
+) -> Result<StoredCheckpoint, OversightError> {
+    let cp = match size {
+        None => store.latest_checkpoint().await?,
+        Some(s) => store.checkpoint(s as i64).await?,
+    };
+    cp.ok_or_else(|| match size {
+        None => OversightError::NotYet("no checkpoint has been signed yet; the first follows within a second of the first entry".into()),
+        Some(s) => OversightError::NotFound(format!("no checkpoint of size {s} was signed; ask for the latest")),
+    })
+}
+
+/// An inclusion proof for a record, against a signed checkpoint (the latest
+/// unless `tree_size` names one).
+pub async fn inclusion_proof(
+    store: &Store,
+    leaf: LeafRef,
+    tree_size: Option<u64>,
+) -> Result<InclusionProof, OversightError> {
+    let index = match leaf {
+        LeafRef::Index(i) => i,
+        LeafRef::RequestId(id) => store.log_position(&id).await?.ok_or_else(|| {
+            OversightError::NotFound("no access record with this request id".into())
+        })? as u64,
+    };
+    let cp = checkpoint(store, tree_size).await?;
+    let size = cp.size as u64;
+    if index >= size {
+        return Err(OversightError::NotYet(format!(
+            "entry {index} is not covered by the checkpoint of size {size} yet; retry in a second"
+        )));
+    }
+    let ids = merkle::inclusion_proof_nodes(index, size);
+    let have = nodes(store, ids).await?;
+    let hashes = merkle::inclusion_proof(index, size, |id| have.get(&id).copied())
+        .ok_or_else(|| OversightError::Tree("nodes for the proof are missing".into()))?;
+    let leaf = store
+        .log_leaves(index as i64, 1)
+        .await?
+        .into_iter()
+        .next()
+        .filter(|(seq, _)| *seq as u64 == index)
+        .map(|(_, r)| r)
+        .ok_or_else(|| OversightError::Tree(format!("entry {index} is missing")))?;
+    Ok(InclusionProof {
+        index,
+        tree_size: size,
+        hashes,
+        leaf,
+        checkpoint: cp,
+    })
+}
+
+/// A consistency proof from `old` to `new` (the latest checkpoint's size
+/// when None).
+pub async fn consistency_proof(
+    store: &Store,
+    old: u64,
+    new: Option<u64>,
+) -> Result<ConsistencyProof, OversightError> {
+    let new = match new {
+        Some(n) => n,
+        None => checkpoint(store, None).await?.size as u64,
+    };
+    let size = store.log_size().await? as u64;
+    if old > new || new > size {
+        return Err(OversightError::Invalid(format!(
+            "need old_size <= new_size <= {size} (the log's size); got {old} and {new}"
+        )));
+    }
+    let have = nodes(store, merkle::consistency_proof_nodes(old, new)).await?;
+    let hashes = merkle::consistency_proof(old, new, |id| have.get(&id).copied())
+        .ok_or_else(|| OversightError::Tree("nodes for the proof are missing".into()))?;
+    Ok(ConsistencyProof {
+        old_size: old,
+        new_size: new,
+        hashes,
+    })
+}
+
+/// The root of the stored tree at `size`, from its perfect nodes.
+pub async fn root_at(store: &Store, size: u64) -> Result<Hash, OversightError> {
+    let have = nodes(store, Frontier::perfect_nodes_for(size)).await?;
+    Frontier::from_nodes(size, |id| have.get(&id).copied())
+        .map(|f| f.root())
+        .ok_or_else(|| OversightError::Tree(format!("nodes for size {size} are missing")))
+}
+
+/// One line of a subject access report.
+#[derive(Clone, Debug)]
+pub struct ReportEntry {
+    pub index: i64,
+    pub record: AccessRecord,
+    /// The organisation's name from the node's registry.
+    pub organisation: String,
+    /// The entry in plain words.
+    pub summary: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct SubjectReport {
+    pub case_ids: Vec<String>,
+    pub entries: Vec<ReportEntry>,
+    /// The whole report, printable.
+    pub text: String,
+}
+
+fn category_words(c: Category) -> &'static str {
+    match c {
+        Category::Identity => "identity (name, date of birth, nationality, V-number, BSN)",
+        Category::ResidenceProcedure => "residence procedure",
+        Category::Shelter => "shelter",
+        Category::Guidance => "guidance",
+        Category::Perspective => "perspective",
+        Category::Medical => "medical information",
+        Category::Safety => "safety information",
+        Category::Outcome => "outcome",
+    }
+}
+
+fn reason_words(r: &str) -> &str {
+    match r {
+        "not_permitted_for_role_and_purpose" => "not permitted for this organisation and purpose",
+        "no_consent" => "you had not consented",
+        "consent_withdrawn" => "you had withdrawn your consent",
+        "consent_expired" => "your consent had expired",
+        "consent_not_yet_valid" => "your consent was not valid yet",
+        "actor_required" => "the employee was not named",
+        "not_present" => "no such information was recorded",
+        other => other,
+    }
+}
+
+fn method_words(m: &str) -> &str {
+    match m {
+        "RegisterCase" => "registered your case",
+        "UpdateCase" => "updated your case",
+        "GetCase" => "asked to see your case",
+        "FindCases" => "listed cases",
+        "GrantConsent" => "recorded your consent",
+        "WithdrawConsent" => "recorded the withdrawal of your consent",
+        "ListConsents" => "looked at your consents",
+        "GetConsentReceipt" => "made a receipt of your consent",
+        "SubjectAccessReport" => "made this kind of report about you",
+        other => other,
+    }
+}
+
+fn summary(rec: &AccessRecord, organisation: &str) -> String {
+    let mut s = format!(
+        "{organisation} ({}) {}",
+        rec.role,
+        method_words(&rec.method)
+    );
+    if let Some(p) = &rec.purpose {
+        let _ = write!(s, " for the purpose \"{p}\"");
+    }
+    s.push('.');
+    if rec.method == "GetCase" {
+        if rec.released.is_empty() {
+            s.push_str(" Nothing was shared.");
+        } else {
+            let shared: Vec<&str> = rec.released.iter().map(|c| category_words(*c)).collect();
+            let _ = write!(s, " Shared: {}.", shared.join(", "));
+        }
+        if !rec.withheld.is_empty() {
+            let held: Vec<String> = rec
+                .withheld
+                .iter()
+                .map(|(c, r)| format!("{} ({})", category_words(*c), reason_words(r)))
+                .collect();
+            let _ = write!(s, " Not shared: {}.", held.join("; "));
+        }
+    } else if rec.status != "OK" {
+        let _ = write!(s, " It was refused ({}).", rec.status);
+    }
+    s
+}
+
+/// Every access to the cases of one subject, in order, with the report text.
+pub async fn subject_report(
+    store: &Store,
+    registry: &Registry,
+    node_name: &str,
+    case_ids: Vec<String>,
+) -> Result<SubjectReport, OversightError> {
+    let mut entries = Vec::new();
+    for case_id in &case_ids {
+        let filter = LogFilter {
+            case_id: Some(case_id.clone()),
+            ..LogFilter::default()
+        };
+        let mut start = 0;
+        loop {
+            let rows = store.query_log(&filter, start, 1000).await?;
+            let Some(last) = rows.last() else { break };
+            start = last.seq + 1;
+            for row in rows {
+                entries.push(report_entry(row, registry)?);
+            }
+        }
+    }
+    entries.sort_by_key(|e| e.index);
+    let mut text = String::new();
+    let _ = writeln!(text, "Who saw my data — access report (GDPR art. 15)");
+    let _ = writeln!(text, "Node: {node_name}");
+    let _ = writeln!(
+        text,
+        "Made: {}",
+        crate::clock::rfc3339(crate::clock::now_millis())
+    );
+    let _ = writeln!(text, "Cases: {}", case_ids.join(", "));
+    let _ = writeln!(text, "Entries: {}\n", entries.len());
+    for e in &entries {
+        let _ = writeln!(
+            text,
+            "{}  #{}  {}",
+            crate::clock::rfc3339(e.record.at),
+            e.index,
+            e.summary
+        );
+    }
+    let _ = writeln!(
+        text,
+        "\nEvery entry is in the node's tamper-evident access log; #N is its position, \
+for which the node can prove inclusion against a signed checkpoint."
+    );
+    Ok(SubjectReport {
+        case_ids,
+        entries,
+        text,
+    })
+}
+
+fn report_entry(row: LogRow, registry: &Registry) -> Result<ReportEntry, OversightError> {
+    let record = AccessRecord::decode(&row.record)
+        .ok_or_else(|| OversightError::Tree(format!("entry {} does not decode", row.seq)))?;
+    let organisation = registry
+        .participant(&record.caller)
+        .map(|p| p.name.clone())
+        .unwrap_or_else(|| record.caller.clone());
+    Ok(ReportEntry {
+        index: row.seq,
+        summary: summary(&record, &organisation),
+        organisation,
+        record,
+    })
+}
+
+/// Who asks for a subject access report.
+pub enum SubjectRef {
+    CaseId(String),
+    VNumber(String),
+    Bsn(String),
+}
+
+/// Most entries one query returns; the caller resumes from the last index.
+pub const MAX_QUERY: i64 = 10_000;
+
+impl Exchange {
+    fn officer<'a>(&self, ctx: &'a RequestCtx) -> Result<&'a crate::model::Caller, ExchangeError> {
+        let caller = self.caller(ctx)?;
+        if caller.role != Role::PrivacyOfficer {
+            return Err(ExchangeError::Forbidden(
+                "only a privacy officer (role privacy_officer) may read this node's access log"
+                    .into(),
+            ));
+        }
+        Ok(caller)
+    }
+
+    pub async fn query_access(
+        &self,
+        ctx: &RequestCtx,
+        filter: LogFilter,
+        start: i64,
+        limit: i64,
+    ) -> Result<Vec<LogRow>, ExchangeError> {
+        let mut rec = self.record(ctx, "QueryAccess");
+        let result = async {
+            self.officer(ctx)?;
+            if !(0..=MAX_QUERY).contains(&limit) {
+                return Err(ExchangeError::Invalid(format!(
+                    "limit must be at most {MAX_QUERY}"
+                )));
+            }
+            let limit = if limit == 0 { 1000 } else { limit };
+            rec.case_id = filter.case_id.clone();
+            let rows = self
+                .store
+                .query_log(&filter, start, limit)
+                .await
+                .map_err(internal)?;
+            rec.decision = crate::audit::Decision::Allowed;
+            rec.detail = format!("{} entries from index {start}", rows.len());
+            Ok(rows)
+        }
+        .await;
+        self.finish(rec, result).await
+    }
+
+    pub async fn subject_access_report(
+        &self,
+        ctx: &RequestCtx,
+        subject: SubjectRef,
+    ) -> Result<SubjectReport, ExchangeError> {
+        let mut rec = self.record(ctx, "SubjectAccessReport");
+        let result = async {
+            self.officer(ctx)?;
+            let case_ids = match subject {
+                SubjectRef::CaseId(id) => {
+                    let case = self.case_by_id(&id).await?;
+                    vec![case.id]
+                }
+                SubjectRef::VNumber(v) => self
+                    .store
+                    .cases_by_subject("v_number", &self.subject_digest("v_number", &v))
+                    .await
+                    .map_err(internal)?,
+                SubjectRef::Bsn(b) => self
+                    .store
+                    .cases_by_subject("bsn", &self.subject_digest("bsn", &b))
+                    .await
+                    .map_err(internal)?,
+            };
+            if case_ids.is_empty() {
+                return Err(ExchangeError::NotFound(
+                    "no case is registered for this subject".into(),
+                ));
+            }
+            if let [only] = case_ids.as_slice() {
+                rec.case_id = Some(only.clone());
+                if let Some(meta) = self.store.case_meta(only).await.map_err(internal)? {
+                    rec.subject = Some(self.subject_for_audit(&meta));
+                }
+            }
+            let report = subject_report(&self.store, &self.registry, &self.node_name, case_ids)
+                .await
+                .map_err(oversight_error)?;
+            rec.decision = crate::audit::Decision::Allowed;
+            rec.detail = format!("{} entries reported", report.entries.len());
+            Ok(report)
+        }
+        .await;
+        self.finish(rec, result).await
+    }
+
+    pub async fn get_checkpoint(
+        &self,
+        ctx: &RequestCtx,
+        size: Option<u64>,
+    ) -> Result<StoredCheckpoint, ExchangeError> {
+        let mut rec = self.record(ctx, "GetCheckpoint");
+        let result = async {
+            self.officer(ctx)?;
+            let cp = checkpoint(&self.store, size)
+                .await
+                .map_err(oversight_error)?;
+            rec.decision = crate::audit::Decision::Allowed;
+            Ok(cp)
+        }
+        .await;
+        self.finish(rec, result).await
+    }
+
+    pub async fn get_inclusion_proof(
+        &self,
+        ctx: &RequestCtx,
+        leaf: LeafRef,
+        tree_size: Option<u64>,
+    ) -> Result<InclusionProof, ExchangeError> {
+        let mut rec = self.record(ctx, "GetInclusionProof");
+        let result = async {
+            self.officer(ctx)?;
+            if let LeafRef::RequestId(id) = &leaf {
+                crate::exchange::check_uuid("request_id", id)?;
+            }
+            let proof = inclusion_proof(&self.store, leaf, tree_size)
+                .await
+                .map_err(oversight_error)?;
+            rec.decision = crate::audit::Decision::Allowed;
+            rec.detail = format!("entry {} in tree of size {}", proof.index, proof.tree_size);
+            Ok(proof)
+        }
+        .await;
+        self.finish(rec, result).await
+    }
+
+    pub async fn get_consistency_proof(
+        &self,
+        ctx: &RequestCtx,
+        old: u64,
+        new: Option<u64>,
+    ) -> Result<ConsistencyProof, ExchangeError> {
+        let mut rec = self.record(ctx, "GetConsistencyProof");
+        let result = async {
+            self.officer(ctx)?;
+            let proof = consistency_proof(&self.store, old, new)
+                .await
+                .map_err(oversight_error)?;
+            rec.decision = crate::audit::Decision::Allowed;
+            Ok(proof)
+        }
+        .await;
+        self.finish(rec, result).await
+    }
+}
+
+fn internal(e: StoreError) -> ExchangeError {
+    oversight_error(OversightError::Store(e))
+}
+
+fn oversight_error(e: OversightError) -> ExchangeError {
+    match e {
+        OversightError::NotFound(m) => ExchangeError::NotFound(m),
+        OversightError::Invalid(m) => ExchangeError::Invalid(m),
+        OversightError::NotYet(m) => ExchangeError::FailedPrecondition(m),
+        e @ (OversightError::Tree(_) | OversightError::Store(_)) => {
+            tracing::error!(error = %e, "access log read failed");
+            ExchangeError::Internal("access log".into())
+        }
+    }
+}

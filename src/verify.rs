@@ -1,0 +1,310 @@
+//! `sluis audit verify`: recompute the whole access log from its entries and
+//! check everything stored against it — every entry, every tree node, every
+//! signed checkpoint — and, given a checkpoint saved earlier by someone else,
+//! that the log still extends it.
+//!
+//! It trusts nothing in the database: not the stored hashes, not the
+//! checkpoints' root column (only their signatures), not the query columns.
+
+use std::time::Instant;
+
+use crate::audit::AccessRecord;
+use crate::checkpoint::Checkpoint;
+use crate::merkle::{self, Frontier, Hash};
+use crate::store::{LogRow, Store, StoreError, StoredCheckpoint};
+
+/// Something wrong with the log, at the first entry it can concern.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Problem {
+    pub index: u64,
+    pub what: String,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct VerifyReport {
+    pub entries: u64,
+    pub checkpoints: usize,
+    pub tree_nodes: u64,
+    pub root: String,
+    /// The lowest-index problem first; at most [`MAX_PROBLEMS`] kept.
+    pub problems: Vec<Problem>,
+    pub trusted_checkpoint: Option<u64>,
+    pub seconds: f64,
+}
+
+impl VerifyReport {
+    pub fn intact(&self) -> bool {
+        self.problems.is_empty()
+    }
+    pub fn first_problem(&self) -> Option<&Problem> {
+        self.problems.first()
+    }
+    pub fn entries_per_second(&self) -> f64 {
+        if self.seconds > 0.0 {
+            self.entries as f64 / self.seconds
+        } else {
+            0.0
+        }
+    }
+}
+
+pub const MAX_PROBLEMS: usize = 100;
+const CHUNK: i64 = 50_000;
+
+struct Problems(Vec<Problem>);
+impl Problems {
+    fn add(&mut self, index: u64, what: String) {
+        if self.0.len() < MAX_PROBLEMS * 10 {
+            self.0.push(Problem { index, what });
+        }
+    }
+}
+
+/// Verifies the log. `verifier_key` is the node's signed-note key;
+/// `trusted` a signed checkpoint saved earlier (its signature is checked
+/// with the same key). `progress(done, total)` is called now and then.
+pub async fn verify_log(
+    store: &Store,
+    verifier_key: &str,
+    trusted: Option<&str>,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<VerifyReport, StoreError> {
+    let started = Instant::now();
+    let mut problems = Problems(Vec::new());
+    let total = store.log_size().await? as u64;
+
+    // Checkpoints: only their signed bodies count.
+    let mut checkpoints: Vec<(StoredCheckpoint, Option<Checkpoint>)> = Vec::new();
+    for cp in store.checkpoints().await? {
+        let parsed = match Checkpoint::verify(&cp.note, verifier_key) {
+            Ok(c) if c.size == cp.size as u64 && c.root.as_slice() == cp.root.as_slice() => Some(c),
+            Ok(_) => {
+                problems.add(
+                    0,
+                    format!(
+                        "checkpoint {}: its columns differ from its signed note",
+                        cp.size
+                    ),
+                );
+                None
+            }
+            Err(e) => {
+                problems.add(0, format!("checkpoint {}: {e}", cp.size));
+                None
+            }
+        };
+        checkpoints.push((cp, parsed));
+    }
+    let trusted = match trusted {
+        None => None,
+        Some(note) => match Checkpoint::verify(note, verifier_key) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                problems.add(0, format!("trusted checkpoint: {e}"));
+                None
+            }
+        },
+    };
+
+    let mut frontier = Frontier::new();
+    let mut cp_iter = checkpoints.iter().filter(|(_, p)| p.is_some()).peekable();
+    let mut last_good_cp = 0u64;
+    let mut node_buf: Vec<(i64, u32, Vec<u8>)> = Vec::new();
+    let mut node_pos = 0usize;
+    let mut last_node: (i64, u32) = (-1, 0);
+    let mut tree_nodes = 0u64;
+    let mut from = 0i64;
+    // A checkpoint at size 0 covers nothing but still must have the empty root.
+    while let Some((_, Some(c))) = cp_iter.peek() {
+        if c.size != 0 {
+            break;
+        }
+        if c.root != merkle::EMPTY_ROOT {
+            problems.add(0, "checkpoint 0 does not have the empty tree's root".into());
+        }
+        cp_iter.next();
+    }
+    loop {
+        let rows = store.access_log(from, CHUNK).await?;
+        if rows.is_empty() {
+            break;
+        }
+        for row in &rows {
+            let i = frontier.size();
+            if row.seq as u64 != i {
+                problems.add(
+                    i,
+                    format!(
+                        "entry {i} is missing (the next stored entry is {})",
+                        row.seq
+                    ),
+                );
+                // Resynchronising would only repeat the same finding.
+                return Ok(finish(
+                    problems,
+                    frontier,
+                    total,
+                    checkpoints.len(),
+                    tree_nodes,
+                    trusted.map(|t| t.size),
+                    started,
+                ));
+            }
+            check_columns(row, &mut problems);
+            let leaf = merkle::leaf_hash(&row.record);
+            let mut completed: Vec<(merkle::NodeId, Hash)> = Vec::with_capacity(2);
+            frontier.push_with(leaf, |id, h| completed.push((id, *h)));
+            for (id, h) in completed {
+                // Stored nodes arrive in the order the tree completes them.
+                if node_pos >= node_buf.len() {
+                    node_buf = store.merkle_node_range(last_node, CHUNK * 2).await?;
+                    node_pos = 0;
+                }
+                let first_leaf = id.index << id.level;
+                match node_buf.get(node_pos) {
+                    Some((end, level, hash)) if *end as u64 == id.end() && *level == id.level => {
+                        tree_nodes += 1;
+                        if hash.as_slice() != h.as_slice() {
+                            let what = if id.level == 0 {
+                                format!(
+                                    "entry {first_leaf} does not match its stored leaf hash (the entry or the tree was changed)"
+                                )
+                            } else {
+                                format!(
+                                    "tree node at level {} over entries {first_leaf}..{} does not match the entries",
+                                    id.level,
+                                    id.end() - 1
+                                )
+                            };
+                            problems.add(first_leaf, what);
+                        }
+                        node_pos += 1;
+                        last_node = (*end, *level);
+                    }
+                    _ => {
+                        problems.add(
+                            first_leaf,
+                            format!(
+                                "tree node at level {} over entries {first_leaf}..{} is missing",
+                                id.level,
+                                id.end() - 1
+                            ),
+                        );
+                    }
+                }
+            }
+            let size = frontier.size();
+            while let Some((_, Some(c))) = cp_iter.peek() {
+                if c.size > size {
+                    break;
+                }
+                if c.root != frontier.root() {
+                    problems.add(last_good_cp, format!(
+                        "the entries do not match the signed checkpoint of size {size}: an entry at or after {last_good_cp} was changed after it was signed"
+                    ));
+                } else {
+                    last_good_cp = size;
+                }
+                cp_iter.next();
+            }
+            if let Some(t) = &trusted
+                && t.size == size
+                && t.root != frontier.root()
+            {
+                problems.add(0, format!(
+                    "the log does not extend the trusted checkpoint of size {size}: it was rewritten"
+                ));
+            }
+        }
+        from = rows.last().map(|r| r.seq + 1).unwrap_or(from);
+        progress(frontier.size(), total);
+    }
+    let size = frontier.size();
+    for (c, _) in cp_iter {
+        problems.add(size, format!(
+            "a checkpoint of size {} was signed but the log has only {size} entries: entries were removed",
+            c.size
+        ));
+    }
+    // Nodes stored beyond the entries: the tail was cut.
+    if node_pos < node_buf.len() || !store.merkle_node_range(last_node, 1).await?.is_empty() {
+        problems.add(
+            size,
+            format!("the tree has nodes for entries after {size}: entries were removed"),
+        );
+    }
+    if let Some(t) = &trusted
+        && t.size > size
+    {
+        problems.add(size, format!(
+            "the log has {size} entries, fewer than the trusted checkpoint's {}: entries were removed",
+            t.size
+        ));
+    }
+    if let Some(t) = &trusted
+        && t.size == 0
+        && t.root != merkle::EMPTY_ROOT
+    {
+        problems.add(
+            0,
+            "the trusted checkpoint of size 0 is not the empty tree".into(),
+        );
+    }
+    Ok(finish(
+        problems,
+        frontier,
+        total,
+        checkpoints.len(),
+        tree_nodes,
+        trusted.map(|t| t.size),
+        started,
+    ))
+}
+
+/// The queryable columns must say what the signed record says: otherwise a
+/// changed column could hide an access from a privacy officer's query.
+fn check_columns(row: &LogRow, problems: &mut Problems) {
+    let i = row.seq as u64;
+    let Some(r) = AccessRecord::decode(&row.record) else {
+        problems.add(i, format!("entry {i} is not a valid access record"));
+        return;
+    };
+    let same = r.request_id == row.request_id
+        && r.at == row.at
+        && r.caller == row.caller
+        && r.role == row.role
+        && r.method == row.method
+        && r.case_id == row.case_id
+        && r.subject == row.subject
+        && r.purpose == row.purpose
+        && r.decision.as_str() == row.decision;
+    if !same {
+        problems.add(
+            i,
+            format!("entry {i}: its query columns differ from the recorded entry"),
+        );
+    }
+}
+
+fn finish(
+    mut problems: Problems,
+    frontier: Frontier,
+    total: u64,
+    checkpoints: usize,
+    tree_nodes: u64,
+    trusted: Option<u64>,
+    started: Instant,
+) -> VerifyReport {
+    problems.0.sort_by_key(|p| p.index);
+    problems.0.truncate(MAX_PROBLEMS);
+    let _ = total;
+    VerifyReport {
+        entries: frontier.size(),
+        checkpoints,
+        tree_nodes,
+        root: hex::encode(frontier.root()),
+        problems: problems.0,
+        trusted_checkpoint: trusted,
+        seconds: started.elapsed().as_secs_f64(),
+    }
+}
