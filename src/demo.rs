@@ -478,8 +478,8 @@ pub async fn run(data_dir: Option<&Path>) -> anyhow::Result<bool> {
     let report = officer
         .audit
         .subject_access_report(pb::SubjectAccessReportRequest {
-            subject: Some(pb::subject_access_report_request::Subject::VNumber(
-                "1234567890".into(),
+            subject: Some(pb::subject_access_report_request::Subject::CaseId(
+                case_id.clone(),
             )),
         })
         .await?
@@ -489,7 +489,20 @@ pub async fn run(data_dir: Option<&Path>) -> anyhow::Result<bool> {
     }
     checks.expect(
         report.entries.len() == 12,
-        "the report lists the 12 accesses to this migrant's case (found by V-number through the keyed index)",
+        "the report lists the 12 accesses to this migrant's case",
+    );
+    let by_v_number = officer
+        .audit
+        .subject_access_report(pb::SubjectAccessReportRequest {
+            subject: Some(pb::subject_access_report_request::Subject::VNumber(
+                "1234567890".into(),
+            )),
+        })
+        .await?
+        .into_inner();
+    checks.expect(
+        by_v_number.case_ids.contains(&case_id),
+        "asked by V-number, the node finds the case through its keyed-hash index",
     );
     let denied = dtv
         .audit
