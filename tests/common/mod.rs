@@ -27,13 +27,23 @@ pub struct TestNode {
 
 impl TestNode {
     pub async fn start() -> TestNode {
+        TestNode::start_with(|_| {}).await
+    }
+
+    /// A node whose configuration `edit` adjusts before it starts.
+    pub async fn start_with(edit: impl FnOnce(&mut Config)) -> TestNode {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = devnode::init(dir.path(), "127.0.0.1:0".parse().unwrap())
             .await
             .expect("init a node directory");
-        let config = Config::load(&path).expect("load config");
+        let mut config = Config::load(&path).expect("load config");
+        edit(&mut config);
         let node = Node::start(&config).await.expect("start node");
         TestNode { dir, config, node }
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join(devnode::CONFIG_FILE)
     }
 
     pub fn pki(&self) -> PathBuf {

@@ -1,0 +1,352 @@
+//! Privacy officers over mTLS: query the access log, get a subject access
+//! report that lists exactly the accesses made, and proofs that verify
+//! offline against the node's signed checkpoints. Other roles are refused,
+//! and the refusal is itself recorded.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use sluis::checkpoint::Checkpoint;
+use sluis::client::Clients;
+use sluis::merkle::{self, Hash};
+use sluis::proto::v1 as pb;
+use tokio_stream::StreamExt;
+use tonic::Code;
+
+use pb::Category as C;
+
+const OFFICER: &str = "fg-utrecht";
+
+async fn query(officer: &mut Clients, req: pb::QueryAccessRequest) -> Vec<pb::AccessEntry> {
+    let mut stream = officer.audit.query_access(req).await.unwrap().into_inner();
+    let mut out = Vec::new();
+    while let Some(e) = stream.next().await {
+        out.push(e.unwrap());
+    }
+    out
+}
+
+/// Waits until a checkpoint covers `size` entries (one is signed within the
+/// configured interval).
+async fn checkpoint_covering(officer: &mut Clients, size: u64) -> (pb::Checkpoint, String) {
+    for _ in 0..100 {
+        if let Ok(r) = officer
+            .audit
+            .get_checkpoint(pb::GetCheckpointRequest { size: 0 })
+            .await
+        {
+            let r = r.into_inner();
+            let cp = r.checkpoint.unwrap();
+            if cp.size >= size {
+                return (cp, r.verifier_key);
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no checkpoint covering {size} entries");
+}
+
+fn hashes(v: &[Vec<u8>]) -> Vec<Hash> {
+    v.iter().map(|h| h.as_slice().try_into().unwrap()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn officer_queries_reports_and_proves_others_are_refused() {
+    let node = TestNode::start_with(|c| c.node.checkpoint_interval_ms = 50).await;
+    let mut gemeente = node.client(GEMEENTE).await;
+    let (case_a, _) = register(&mut gemeente).await;
+    let (case_b, _) = register(&mut gemeente).await;
+    grant(
+        &mut gemeente,
+        &case_a,
+        vec![participant(NGO)],
+        &[C::Shelter],
+        &["shelter"],
+    )
+    .await;
+    let mut ngo = node.client(NGO).await;
+    let mut dtv = node.client("dtv").await;
+    let read = ngo.cases.get_case(by_id(&case_a, "shelter")).await.unwrap();
+    let read_id = read
+        .metadata()
+        .get("x-request-id")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    dtv.cases.get_case(by_id(&case_a, "return")).await.unwrap();
+    dtv.cases.get_case(by_id(&case_b, "return")).await.unwrap();
+    let _ = dtv.cases.get_case(by_id(&case_a, "")).await.unwrap_err();
+
+    // A non-officer is refused on every method, and each refusal is recorded.
+    let before = node.log_len().await;
+    let e = dtv
+        .audit
+        .get_checkpoint(pb::GetCheckpointRequest { size: 0 })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+    let e = ngo
+        .audit
+        .subject_access_report(pb::SubjectAccessReportRequest {
+            subject: Some(pb::subject_access_report_request::Subject::CaseId(
+                case_a.clone(),
+            )),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+    let e = gemeente
+        .audit
+        .query_access(pb::QueryAccessRequest::default())
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(e.code(), Code::PermissionDenied);
+    assert_eq!(node.log_len().await, before + 3);
+    let denied = node.log().await;
+    assert!(
+        denied[before as usize..]
+            .iter()
+            .all(|r| r.decision == "denied")
+    );
+
+    // The subject access report lists exactly the accesses to case A.
+    let mut officer = node.client(OFFICER).await;
+    let report = officer
+        .audit
+        .subject_access_report(pb::SubjectAccessReportRequest {
+            subject: Some(pb::subject_access_report_request::Subject::CaseId(
+                case_a.clone(),
+            )),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let got: Vec<(String, String, String)> = report
+        .entries
+        .iter()
+        .map(|e| (e.participant.clone(), e.method.clone(), e.purpose.clone()))
+        .collect();
+    let want = [
+        (GEMEENTE, "RegisterCase", ""),
+        (GEMEENTE, "GrantConsent", ""),
+        (NGO, "GetCase", "shelter"),
+        ("dtv", "GetCase", "return"),
+        ("dtv", "GetCase", ""),
+    ]
+    .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()));
+    assert_eq!(got, want);
+    assert!(report.text.contains("VluchtelingenWerk Midden-Nederland (ngo) asked to see your case for the purpose \"shelter\". Shared: shelter."));
+    assert!(!report.text.contains("Test Persoon") && !report.text.contains("1234567890"));
+    // By V-number, through the keyed index: both cases of this subject.
+    let by_v = officer
+        .audit
+        .subject_access_report(pb::SubjectAccessReportRequest {
+            subject: Some(pb::subject_access_report_request::Subject::VNumber(
+                "1234567890".into(),
+            )),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut ids = by_v.case_ids.clone();
+    ids.sort();
+    let mut both = vec![case_a.clone(), case_b.clone()];
+    both.sort();
+    assert_eq!(ids, both);
+    let e = officer
+        .audit
+        .subject_access_report(pb::SubjectAccessReportRequest {
+            subject: Some(pb::subject_access_report_request::Subject::Bsn(
+                "123456782".into(),
+            )),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+
+    // Query with filters, and resume from an index.
+    let dtv_reads = query(
+        &mut officer,
+        pb::QueryAccessRequest {
+            caller: "dtv".into(),
+            method: "GetCase".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(dtv_reads.len(), 3);
+    let denied_only = query(
+        &mut officer,
+        pb::QueryAccessRequest {
+            decision: "denied".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(denied_only.len(), 3);
+    let page = query(
+        &mut officer,
+        pb::QueryAccessRequest {
+            limit: 2,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(page.iter().map(|e| e.index).collect::<Vec<_>>(), [0, 1]);
+    let next = query(
+        &mut officer,
+        pb::QueryAccessRequest {
+            limit: 2,
+            start_index: page[1].index + 1,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(next.iter().map(|e| e.index).collect::<Vec<_>>(), [2, 3]);
+
+    // An inclusion proof for the NGO's read, by request id, verifies offline
+    // against the signed checkpoint.
+    let size_now = node.log_len().await as u64;
+    let (_, key) = checkpoint_covering(&mut officer, size_now).await;
+    let p = officer
+        .audit
+        .get_inclusion_proof(pb::GetInclusionProofRequest {
+            entry: Some(pb::get_inclusion_proof_request::Entry::RequestId(
+                read_id.clone(),
+            )),
+            tree_size: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let entry = p.entry.unwrap();
+    assert_eq!(entry.request_id, read_id);
+    assert_eq!(entry.caller, NGO);
+    let cp =
+        Checkpoint::verify(&p.checkpoint.unwrap().signed_note, &key).expect("signed by the node");
+    assert_eq!(cp.size, p.tree_size);
+    merkle::verify_inclusion(
+        p.index,
+        p.tree_size,
+        &merkle::leaf_hash(&entry.leaf),
+        &hashes(&p.hashes),
+        &cp.root,
+    )
+    .expect("inclusion proof verifies");
+    // A changed leaf does not.
+    let mut forged = entry.leaf.clone();
+    forged[20] ^= 1;
+    assert!(
+        merkle::verify_inclusion(
+            p.index,
+            p.tree_size,
+            &merkle::leaf_hash(&forged),
+            &hashes(&p.hashes),
+            &cp.root
+        )
+        .is_err()
+    );
+
+    // A consistency proof between an early checkpoint and a later one.
+    let early = cp.clone();
+    for _ in 0..3 {
+        dtv.cases.get_case(by_id(&case_b, "return")).await.unwrap();
+    }
+    let later_size = node.log_len().await as u64;
+    let (later_cp, key) = checkpoint_covering(&mut officer, later_size).await;
+    let later = Checkpoint::verify(&later_cp.signed_note, &key).unwrap();
+    assert!(later.size > early.size);
+    let c = officer
+        .audit
+        .get_consistency_proof(pb::GetConsistencyProofRequest {
+            old_size: early.size,
+            new_size: later.size,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    merkle::verify_consistency(
+        early.size,
+        later.size,
+        &early.root,
+        &later.root,
+        &hashes(&c.hashes),
+    )
+    .expect("the later log extends the earlier one");
+    let e = officer
+        .audit
+        .get_consistency_proof(pb::GetConsistencyProofRequest {
+            old_size: later.size + 1_000,
+            new_size: later.size,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+
+    // The officer's own calls are in the log too.
+    let officer_calls = query(
+        &mut officer,
+        pb::QueryAccessRequest {
+            caller: OFFICER.into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(officer_calls.len() >= 8);
+
+    // Offline, on the node's files: export (JSONL and CSV), prove, report, verify.
+    let config = node.config_path();
+    let total = node.log_len().await;
+    node.node.shutdown().await.unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluis"))
+            .arg("audit")
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+        )
+    };
+    let (ok, jsonl) = run(&["export", "--format", "jsonl"]);
+    assert!(ok);
+    let lines: Vec<serde_json::Value> = jsonl
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len() as i64, total, "one line per access record");
+    assert!(
+        lines
+            .iter()
+            .any(|v| v["request_id"] == read_id.as_str() && v["released"][0] == "shelter")
+    );
+    let (ok, csv) = run(&["export", "--format", "csv"]);
+    assert!(ok);
+    assert_eq!(
+        csv.lines().count(),
+        lines.len() + 1,
+        "a header and one line per record"
+    );
+    assert!(
+        csv.lines()
+            .next()
+            .unwrap()
+            .starts_with("index,request_id,at,caller")
+    );
+    let (ok, proved) = run(&["prove", "--request-id", &read_id]);
+    assert!(ok, "{proved}");
+    assert!(proved.contains("verified: the entry is in the log the node signed"));
+    let (ok, text) = run(&["report", "--case", &case_a]);
+    assert!(ok);
+    assert!(text.contains("Who saw my data"));
+    let (ok, verified) = run(&["verify"]);
+    assert!(ok, "{verified}");
+    assert!(verified.starts_with("log intact"));
+}
