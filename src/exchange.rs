@@ -320,19 +320,29 @@ impl Exchange {
         self.pseudonyms.pseudonym(AUDIT_DOMAIN, &case.subject_ref)
     }
 
-    async fn pseudonym_for(
+    fn pseudonym_for(&self, caller: &Caller, case: &CaseMeta) -> String {
+        self.pseudonyms
+            .pseudonym(&caller.participant, &case.subject_ref)
+    }
+
+    /// Stores the pseudonyms a response hands out, so their recipient can
+    /// come back with them. Runs after the access record is durable, like
+    /// every other write.
+    async fn remember_pseudonyms(
         &self,
-        caller: &Caller,
-        case: &CaseMeta,
-    ) -> Result<String, ExchangeError> {
-        let p = self
-            .pseudonyms
-            .pseudonym(&caller.participant, &case.subject_ref);
-        self.store
-            .remember_pseudonym(&caller.participant, &p, &case.id)
-            .await
-            .map_err(internal)?;
-        Ok(p)
+        rec: &AccessRecord,
+        issued: &[(String, String)],
+    ) -> Result<(), ExchangeError> {
+        for (pseudonym, case_id) in issued {
+            if let Err(e) = self
+                .store
+                .remember_pseudonym(&rec.caller, pseudonym, case_id)
+                .await
+            {
+                return Err(self.failed_after_record(rec.clone(), e).await);
+            }
+        }
+        Ok(())
     }
 
     fn aad(case_id: &str, category: Category) -> Vec<u8> {
@@ -497,7 +507,12 @@ impl Exchange {
     ) -> Result<CaseView, ExchangeError> {
         let mut rec = self.record(ctx, "GetCase");
         let result = self.get_case_inner(ctx, req, &mut rec).await;
-        self.finish(rec, result).await
+        let view = self.finish(rec.clone(), result).await?;
+        if let Some(case_id) = rec.case_id.clone() {
+            self.remember_pseudonyms(&rec, &[(view.pseudonym.clone(), case_id)])
+                .await?;
+        }
+        Ok(view)
     }
 
     async fn get_case_inner(
@@ -650,7 +665,7 @@ impl Exchange {
             Decision::Partial
         };
 
-        let pseudonym = self.pseudonym_for(caller, &case).await?;
+        let pseudonym = self.pseudonym_for(caller, &case);
         let mut released = Vec::with_capacity(release.len());
         if !release.is_empty() {
             for (cat, sealed) in self
@@ -722,10 +737,13 @@ impl Exchange {
                 _ => String::new(),
             };
             let mut out = Vec::with_capacity(rows.len());
+            let mut issued = Vec::with_capacity(rows.len());
             for case in rows {
+                let pseudonym = self.pseudonym_for(caller, &case);
+                issued.push((pseudonym.clone(), case.id.clone()));
                 out.push(CaseSummary {
                     case_id: (req.scope == Scope::Own).then(|| case.id.clone()),
-                    pseudonym: self.pseudonym_for(caller, &case).await?,
+                    pseudonym,
                     owner: case.owner.clone(),
                     version: case.version,
                     updated_at: case.updated_at,
@@ -733,10 +751,12 @@ impl Exchange {
             }
             rec.decision = Decision::Allowed;
             rec.detail = format!("{} cases listed", out.len());
-            Ok((out, next))
+            Ok((out, next, issued))
         }
         .await;
-        self.finish(rec, result).await
+        let (out, next, issued) = self.finish(rec.clone(), result).await?;
+        self.remember_pseudonyms(&rec, &issued).await?;
+        Ok((out, next))
     }
 
     /// Keyed hash of a V-number or BSN for the subject index: lets a

@@ -142,10 +142,13 @@ impl Node {
                 })
             })?;
 
+        let refusals =
+            crate::api::TransportRefusals::new(exchange.clone(), config.limits.max_message_bytes);
         let (shutdown, shutdown_rx) = oneshot::channel::<()>();
         let max_age = config.max_connection_age();
         let task = tokio::spawn(async move {
             Server::builder()
+                .layer(refusals)
                 .max_connection_age(max_age)
                 .max_connection_age_grace(Duration::from_secs(10))
                 .add_service(

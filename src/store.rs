@@ -731,6 +731,7 @@ impl Store {
             "SELECT consent_id || kind || value FROM consent_recipients ORDER BY consent_id, kind, value",
             "SELECT seq || consent_id || kind || at FROM consent_events ORDER BY seq",
             "SELECT recipient || pseudonym || case_id FROM pseudonyms ORDER BY recipient, pseudonym",
+            "SELECT kind || digest || case_id FROM subject_index ORDER BY kind, digest, case_id",
         ] {
             for row in sqlx::query(sql).fetch_all(&self.pool).await? {
                 let s: String = row.get(0);

@@ -268,10 +268,20 @@ pub fn serve_tls(
     let slots = Arc::new(Semaphore::new(settings.max_handshakes.max(1)));
     tokio::spawn(async move {
         loop {
-            let Ok(permit) = slots.clone().acquire_owned().await else {
-                return;
+            // When the server stops (the receiver is dropped), stop
+            // accepting at once, so the port closes with it.
+            let permit = tokio::select! {
+                _ = tx.closed() => return,
+                p = slots.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => return,
+                },
             };
-            let (tcp, remote) = match listener.accept().await {
+            let accepted = tokio::select! {
+                _ = tx.closed() => return,
+                a = listener.accept() => a,
+            };
+            let (tcp, remote) = match accepted {
                 Ok(c) => c,
                 Err(e) => {
                     // Out of file descriptors and the like: back off, go on.
@@ -280,9 +290,6 @@ pub fn serve_tls(
                     continue;
                 }
             };
-            if tx.is_closed() {
-                return;
-            }
             let _ = tcp.set_nodelay(true);
             let acceptor = TlsAcceptor::from(config.borrow().clone());
             let registry = registry.borrow().clone();

@@ -325,6 +325,17 @@ async fn register_case_bad_input() {
             ..full_case("Test Persoon", "1234567890", "111222333")
         }),
     };
+    // Beyond the transport's decoding cap (4 × the limit): refused before
+    // decoding, and still answered with a request id and recorded.
+    let eight_mib_of_notes = pb::RegisterCaseRequest {
+        data: Some(pb::CaseData {
+            guidance: Some(pb::Guidance {
+                organisation: NGO.into(),
+                notes: "x".repeat(8 << 20),
+            }),
+            ..full_case("Test Persoon", "1234567890", "111222333")
+        }),
+    };
     let cases = [
         bad(
             "no data",
@@ -402,6 +413,12 @@ async fn register_case_bad_input() {
             Call::Register(Box::new(two_mib_of_notes)),
             Code::ResourceExhausted,
             "this node accepts at most 1048576 bytes per message",
+        ),
+        bad(
+            "8 MiB of notes",
+            Call::Register(Box::new(eight_mib_of_notes)),
+            Code::ResourceExhausted,
+            "at most 1048576 bytes per message",
         ),
         bad(
             "the monitor registering",
