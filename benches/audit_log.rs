@@ -1,0 +1,207 @@
+//! Access-log benchmarks (not tests): durable appends per second through the
+//! group-commit writer, whole-log verification speed, and inclusion-proof
+//! latency, at the log sizes given.
+//!
+//! ```sh
+//! cargo bench --bench audit_log                       # 1 M entries
+//! cargo bench --bench audit_log -- --sizes 1000000,10000000 --appends 200000
+//! ```
+//! Every figure is printed; nothing is asserted.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sluis::audit::{AccessRecord, AuditLog, Decision, LogSettings};
+use sluis::checkpoint::{self, Checkpoint};
+use sluis::merkle::{self, Frontier};
+use sluis::model::Category;
+use sluis::oversight::{self, LeafRef};
+use sluis::store::{LogRow, Store, StoredCheckpoint};
+use sluis::vault::Keys;
+
+fn record(i: u64) -> AccessRecord {
+    let mut r = AccessRecord::new(
+        uuid::Uuid::now_v7().to_string(),
+        1_764_000_000_000 + i as i64,
+        "GetCase",
+    );
+    r.caller = "ngo-vluchtelingenwerk".into();
+    r.role = "ngo".into();
+    r.case_id = Some(uuid::Uuid::from_u128(u128::from(i % 100_000)).to_string());
+    r.subject = Some("ps1.AAAAAAAAAAAAAAAAAAAAAAAAAAA".into());
+    r.purpose = Some("case_consultation".into());
+    r.asked = Category::ALL.to_vec();
+    r.released = vec![Category::Shelter, Category::Perspective];
+    r.withheld = vec![(Category::Medical, "no_consent".into())];
+    r.decision = Decision::Partial;
+    r.status = "OK".into();
+    r.rules = vec!["ngo-guidance-consent".into()];
+    r.consents = vec!["0190c4e2-7b1a-4c3e-9f00-1a2b3c4d5e6f".into()];
+    r
+}
+
+fn row(r: &AccessRecord) -> LogRow {
+    LogRow {
+        seq: 0,
+        request_id: r.request_id.clone(),
+        at: r.at,
+        caller: r.caller.clone(),
+        role: r.role.clone(),
+        method: r.method.clone(),
+        case_id: r.case_id.clone(),
+        subject: r.subject.clone(),
+        purpose: r.purpose.clone(),
+        decision: r.decision.as_str().into(),
+        record: r.encode(),
+    }
+}
+
+fn arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+async fn durable_appends(total: u64, concurrency: u64) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    Keys::create(&dir.path().join("keys"))?;
+    let keys = Arc::new(Keys::load(&dir.path().join("keys"))?);
+    let store = Store::open_sqlite(&dir.path().join("bench.db")).await?;
+    let log = AuditLog::start(
+        store.clone(),
+        keys,
+        LogSettings {
+            key_name: "bench".into(),
+            origin: checkpoint::origin("bench"),
+            checkpoint_interval: Duration::from_secs(1),
+        },
+    )
+    .await?;
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for t in 0..concurrency {
+        let log = log.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut i = t;
+            while i < total {
+                log.append(&record(i)).await.expect("append");
+                i += concurrency;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await?;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "durable appends (SQLite WAL, synchronous=FULL, group commit, {concurrency} concurrent writers): \
+{total} in {secs:.2}s = {:.0}/s",
+        total as f64 / secs
+    );
+    Ok(())
+}
+
+/// Fills a log of `size` entries quickly (big transactions, as a bulk
+/// import would), with the tree and a signed checkpoint.
+async fn build(size: u64) -> anyhow::Result<(tempfile::TempDir, Store, String)> {
+    let dir = tempfile::tempdir()?;
+    Keys::create(&dir.path().join("keys"))?;
+    let keys = Keys::load(&dir.path().join("keys"))?;
+    let store = Store::open_sqlite(&dir.path().join("bench.db")).await?;
+    let mut frontier = Frontier::new();
+    let started = Instant::now();
+    let batch = 20_000u64;
+    let mut i = 0;
+    while i < size {
+        let n = batch.min(size - i);
+        let rows: Vec<LogRow> = (i..i + n).map(|k| row(&record(k))).collect();
+        let mut nodes = Vec::with_capacity(n as usize * 2);
+        for r in &rows {
+            frontier.push_with(merkle::leaf_hash(&r.record), |id, h| nodes.push((id, *h)));
+        }
+        store.append_log(i as i64, &rows, &nodes, None).await?;
+        i += n;
+        if i % 1_000_000 == 0 {
+            eprint!("\r  building: {i}/{size}");
+        }
+    }
+    let cp = Checkpoint {
+        origin: checkpoint::origin("bench"),
+        size,
+        root: frontier.root(),
+    };
+    store
+        .append_checkpoint(&StoredCheckpoint {
+            size: size as i64,
+            root: cp.root.to_vec(),
+            at: 0,
+            note: cp.sign(&keys, "bench"),
+        })
+        .await?;
+    eprintln!(
+        "\r  built {size} entries in {:.1}s ({:.0} entries/s in bulk)",
+        started.elapsed().as_secs_f64(),
+        size as f64 / started.elapsed().as_secs_f64()
+    );
+    let key = sluis::note::verifier_key("bench", &keys.signing_public_key());
+    Ok((dir, store, key))
+}
+
+async fn at_size(size: u64) -> anyhow::Result<()> {
+    println!("log of {size} entries:");
+    let (_dir, store, key) = build(size).await?;
+    let report = sluis::verify::verify_log(&store, &key, None, |_, _| {}).await?;
+    assert!(report.intact(), "benchmark log must verify");
+    println!(
+        "  verify: {} entries + {} tree nodes + {} checkpoint in {:.2}s = {:.0} entries/s",
+        report.entries,
+        report.tree_nodes,
+        report.checkpoints,
+        report.seconds,
+        report.entries_per_second()
+    );
+    let mut lat = Vec::new();
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    for _ in 0..2_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let index = x % size;
+        let t = Instant::now();
+        let p = oversight::inclusion_proof(&store, LeafRef::Index(index), None).await?;
+        lat.push(t.elapsed());
+        p.verify().expect("proof verifies");
+    }
+    lat.sort();
+    let pct = |q: f64| lat[((lat.len() as f64 - 1.0) * q) as usize].as_secs_f64() * 1e3;
+    println!(
+        "  inclusion proof (fetch nodes + leaf, build; verified separately): p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
+        pct(0.5),
+        pct(0.99),
+        pct(1.0)
+    );
+    store.close().await;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let appends: u64 = arg("--appends")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100_000);
+    let sizes: Vec<u64> = arg("--sizes")
+        .map(|s| s.split(',').filter_map(|p| p.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![1_000_000]);
+    println!(
+        "machine: {} cores; sluis audit-log benchmark",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    );
+    durable_appends(appends, 512).await?;
+    for size in sizes {
+        at_size(size).await?;
+    }
+    Ok(())
+}
