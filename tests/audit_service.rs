@@ -102,8 +102,7 @@ async fn officer_queries_reports_and_proves_others_are_refused() {
         .audit
         .query_access(pb::QueryAccessRequest::default())
         .await
-        .err()
-        .expect("refused");
+        .expect_err("refused");
     assert_eq!(e.code(), Code::PermissionDenied);
     assert_eq!(node.log_len().await, before + 3);
     let denied = node.log().await;
