@@ -308,10 +308,17 @@ impl From<StoreError> for AuditError {
 
 type Pending = (LogRow, oneshot::Sender<Result<i64, AuditError>>);
 
+/// What the writer task receives: records to append, or a request to sign
+/// whatever is not yet covered by a checkpoint (on shutdown).
+enum Msg {
+    Append(Box<Pending>),
+    Sign(oneshot::Sender<()>),
+}
+
 /// Handle to the single writer of the access log.
 #[derive(Clone)]
 pub struct AuditLog {
-    tx: mpsc::Sender<Pending>,
+    tx: mpsc::Sender<Msg>,
 }
 
 /// How the log signs its checkpoints.
@@ -327,6 +334,8 @@ pub struct LogSettings {
 
 /// Most records in one transaction.
 const MAX_BATCH: usize = 1024;
+/// How often a batch may lose the race to another replica before it fails.
+const MAX_RACES: u32 = 32;
 
 /// The writer's state: the tree's compact range and the last checkpoint.
 struct Writer {
@@ -347,8 +356,10 @@ impl AuditLog {
         keys: Arc<Keys>,
         settings: LogSettings,
     ) -> Result<AuditLog, AuditError> {
-        let frontier = load_frontier(&store).await?;
+        // The checkpoint first: another replica may append (and sign) in
+        // between, and a checkpoint must never look newer than the log.
         let latest = store.latest_checkpoint().await?;
+        let frontier = load_frontier(&store).await?;
         let signed_size = match &latest {
             Some(cp) => {
                 let size = cp.size as u64;
@@ -374,7 +385,7 @@ impl AuditLog {
             }
             None => 0,
         };
-        let (tx, rx) = mpsc::channel::<Pending>(4 * MAX_BATCH);
+        let (tx, rx) = mpsc::channel::<Msg>(4 * MAX_BATCH);
         let writer = Writer {
             store,
             keys,
@@ -391,7 +402,7 @@ impl AuditLog {
     pub async fn append(&self, record: &AccessRecord) -> Result<i64, AuditError> {
         let (done, wait) = oneshot::channel();
         self.tx
-            .send((record.to_row(), done))
+            .send(Msg::Append(Box::new((record.to_row(), done))))
             .await
             .map_err(|_| AuditError("the log writer has stopped".into()))?;
         wait.await
@@ -399,8 +410,19 @@ impl AuditLog {
     }
 }
 
+impl AuditLog {
+    /// Signs a checkpoint over every entry written so far, if any is not
+    /// yet covered; called on a clean stop so no tail stays unsigned.
+    pub async fn sign_pending(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Msg::Sign(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
+}
+
 impl Writer {
-    async fn run(mut self, mut rx: mpsc::Receiver<Pending>) {
+    async fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
         let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
         loop {
             // Entries not yet covered by a checkpoint get one within the
@@ -420,61 +442,113 @@ impl Writer {
             } else {
                 rx.recv().await
             };
-            let Some(first) = first else {
-                // All handles dropped: sign what is unsigned and stop.
-                if self.frontier.size() > self.signed_size {
-                    self.checkpoint_now().await;
+            let first = match first {
+                Some(Msg::Append(p)) => *p,
+                Some(Msg::Sign(done)) => {
+                    if self.frontier.size() > self.signed_size {
+                        self.checkpoint_now().await;
+                    }
+                    let _ = done.send(());
+                    continue;
                 }
-                return;
+                None => {
+                    // All handles dropped: sign what is unsigned and stop.
+                    if self.frontier.size() > self.signed_size {
+                        self.checkpoint_now().await;
+                    }
+                    return;
+                }
             };
             // Group commit: whatever queued while the last batch was being
             // written goes into this one.
             batch.push(first);
+            let mut sign = None;
             while batch.len() < MAX_BATCH {
                 match rx.try_recv() {
-                    Ok(p) => batch.push(p),
+                    Ok(Msg::Append(p)) => batch.push(*p),
+                    Ok(Msg::Sign(done)) => {
+                        sign = Some(done);
+                        break;
+                    }
                     Err(_) => break,
                 }
             }
             self.write(&mut batch).await;
+            if let Some(done) = sign {
+                if self.frontier.size() > self.signed_size {
+                    self.checkpoint_now().await;
+                }
+                let _ = done.send(());
+            }
         }
     }
 
     async fn write(&mut self, batch: &mut Vec<Pending>) {
-        let before = self.frontier.clone();
-        let first_seq = self.frontier.size() as i64;
-        let mut nodes = Vec::with_capacity(batch.len() * 2);
-        for (row, _) in batch.iter() {
-            let leaf = merkle::leaf_hash(&row.record);
-            self.frontier.push_with(leaf, |id, h| nodes.push((id, *h)));
-        }
         let rows: Vec<LogRow> = batch.iter().map(|(r, _)| r.clone()).collect();
-        let checkpoint = (self.signed_at.elapsed() >= self.settings.checkpoint_interval)
-            .then(|| self.signed_checkpoint());
-        match self
-            .store
-            .append_log(first_seq, &rows, &nodes, checkpoint.as_ref())
-            .await
-        {
-            Ok(()) => {
-                if let Some(cp) = checkpoint {
-                    self.signed_size = cp.size as u64;
-                    self.signed_at = Instant::now();
+        let leaves: Vec<merkle::Hash> = rows.iter().map(|r| merkle::leaf_hash(&r.record)).collect();
+        let mut attempt = 0;
+        let outcome = loop {
+            attempt += 1;
+            let before = self.frontier.clone();
+            let first_seq = self.frontier.size() as i64;
+            let mut nodes = Vec::with_capacity(batch.len() * 2);
+            for leaf in &leaves {
+                self.frontier.push_with(*leaf, |id, h| nodes.push((id, *h)));
+            }
+            let checkpoint = (self.signed_at.elapsed() >= self.settings.checkpoint_interval)
+                .then(|| self.signed_checkpoint());
+            match self
+                .store
+                .append_log(first_seq, &rows, &nodes, checkpoint.as_ref())
+                .await
+            {
+                Ok(()) => {
+                    if let Some(cp) = checkpoint {
+                        self.signed_size = cp.size as u64;
+                        self.signed_at = Instant::now();
+                    }
+                    break Ok(first_seq);
                 }
+                Err(StoreError::Raced { size }) if attempt < MAX_RACES => {
+                    // Another replica appended first: catch up with the
+                    // stored tree and take the next positions.
+                    self.frontier = before;
+                    if let Err(e) = self.catch_up(size as u64).await {
+                        break Err(e);
+                    }
+                }
+                Err(e) => {
+                    // Nothing of the batch is in the log: forget it, so the
+                    // next batch takes the same positions.
+                    self.frontier = before;
+                    break Err(AuditError(e.to_string()));
+                }
+            }
+        };
+        match outcome {
+            Ok(first_seq) => {
                 for (i, (_, done)) in batch.drain(..).enumerate() {
                     let _ = done.send(Ok(first_seq + i as i64));
                 }
             }
             Err(e) => {
-                // Nothing of the batch is in the log: forget it, so the next
-                // batch takes the same positions.
-                self.frontier = before;
                 tracing::error!(error = %e, records = batch.len(), "access log write failed; requests fail closed");
                 for (_, done) in batch.drain(..) {
-                    let _ = done.send(Err(AuditError(e.to_string())));
+                    let _ = done.send(Err(AuditError(e.0.clone())));
                 }
             }
         }
+    }
+
+    /// Rebuilds the compact range at `size` from the stored tree (written by
+    /// another replica). The stored nodes up to the last checkpoint this
+    /// writer checked are trusted; what others appended since extends them.
+    async fn catch_up(&mut self, size: u64) -> Result<(), AuditError> {
+        let ids = Frontier::perfect_nodes_for(size);
+        let nodes = self.store.merkle_nodes(&ids).await?;
+        self.frontier = Frontier::from_nodes(size, |id| nodes.get(&id).copied())
+            .ok_or_else(|| AuditError(format!("tree nodes for size {size} are missing")))?;
+        Ok(())
     }
 
     /// A checkpoint of the current tree. The tree only ever grows from the

@@ -53,11 +53,17 @@ struct Node {
 async fn open(config_path: &Path) -> anyhow::Result<Node> {
     let config = Config::load(config_path)
         .with_context(|| format!("no node at {} (use --config FILE)", config_path.display()))?;
-    let db = config.sqlite_path()?;
-    if !db.exists() {
+    if let Ok(db) = config.sqlite_path()
+        && !db.exists()
+    {
         anyhow::bail!("the node's database {} does not exist", db.display());
     }
-    let store = Store::open_sqlite(&db).await?;
+    // Read-only use: no migrations, a small pool.
+    let settings = crate::store::PoolSettings {
+        max_connections: 2,
+        ..config.pool_settings()
+    };
+    let store = Store::open(&config.database_url()?, &settings, false).await?;
     Ok(Node { config, store })
 }
 

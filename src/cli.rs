@@ -68,6 +68,12 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Apply the database migrations embedded in this binary and exit (a node also applies them
+    /// when it starts; some operators prefer to do it explicitly).
+    Migrate {
+        #[arg(long, value_name = "FILE", default_value = "sluis.toml")]
+        config: PathBuf,
+    },
     /// Consent receipts.
     Receipt {
         #[command(subcommand)]
@@ -239,6 +245,18 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::FAILURE
             })
+        }
+        Command::Migrate { config } => {
+            let config = Config::load(&config)?;
+            let store =
+                crate::store::Store::open(&config.database_url()?, &config.pool_settings(), true)
+                    .await?;
+            store.close().await;
+            println!(
+                "database {} is at the current schema",
+                crate::config::redact_url(&config.node.database)
+            );
+            Ok(ExitCode::SUCCESS)
         }
         Command::Audit { config, command } => crate::audit_cli::run(&config, command.into()).await,
         Command::Receipt {

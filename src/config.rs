@@ -31,6 +31,8 @@ pub struct Config {
     pub tls: TlsConfig,
     #[serde(default)]
     pub limits: Limits,
+    #[serde(default)]
+    pub database: DatabaseConfig,
     #[serde(default, rename = "participant")]
     pub participants: Vec<Participant>,
     /// Folder the relative paths are resolved against; not in the file.
@@ -99,6 +101,35 @@ impl Default for Limits {
             max_handshakes: default_max_handshakes(),
         }
     }
+}
+
+/// Connection pool of the database named by `node.database`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// Connections per node process.
+    #[serde(default = "default_max_db_connections")]
+    pub max_connections: u32,
+    /// A request that cannot get a connection within this time fails
+    /// closed with UNAVAILABLE.
+    #[serde(default = "default_acquire_timeout_ms")]
+    pub acquire_timeout_ms: u64,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            max_connections: default_max_db_connections(),
+            acquire_timeout_ms: default_acquire_timeout_ms(),
+        }
+    }
+}
+
+fn default_max_db_connections() -> u32 {
+    16
+}
+fn default_acquire_timeout_ms() -> u64 {
+    3_000
 }
 
 /// A registered participant: an organisation allowed to call this node.
@@ -216,7 +247,7 @@ impl Config {
         }
     }
 
-    /// The SQLite file the `database` setting names.
+    /// The SQLite file the `database` setting names (an error for PostgreSQL).
     pub fn sqlite_path(&self) -> Result<PathBuf, ConfigError> {
         let rest = self
             .node
@@ -225,11 +256,33 @@ impl Config {
             .ok_or_else(|| ConfigError::Invalid {
                 path: self.base_dir.join("sluis.toml"),
                 message: format!(
-                    "database '{}' is not supported: use sqlite://FILE",
-                    self.node.database
+                    "database '{}' is not a sqlite:// file",
+                    redact_url(&self.node.database)
                 ),
             })?;
         Ok(self.path(Path::new(rest)))
+    }
+
+    /// The database URL with a relative SQLite path resolved.
+    pub fn database_url(&self) -> Result<String, ConfigError> {
+        let db = &self.node.database;
+        if db.starts_with("postgres://") || db.starts_with("postgresql://") {
+            Ok(db.clone())
+        } else if db.starts_with("sqlite://") {
+            Ok(crate::store::sqlite_url(&self.sqlite_path()?))
+        } else {
+            Err(ConfigError::Invalid {
+                path: self.base_dir.join("sluis.toml"),
+                message: "node.database must be sqlite://FILE or postgres://USER@HOST/DB".into(),
+            })
+        }
+    }
+
+    pub fn pool_settings(&self) -> crate::store::PoolSettings {
+        crate::store::PoolSettings {
+            max_connections: self.database.max_connections,
+            acquire_timeout: Duration::from_millis(self.database.acquire_timeout_ms),
+        }
     }
 
     pub fn handshake_timeout(&self) -> Duration {
@@ -247,4 +300,16 @@ pub fn valid_participant_id(id: &str) -> bool {
         && id.bytes().all(|b| {
             b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.')
         })
+}
+
+/// A database URL without its password, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_string(),
+    }
 }

@@ -573,7 +573,8 @@ pub async fn run(data_dir: Option<&Path>) -> anyhow::Result<bool> {
     checks.expect(included, "DT&V's read is provably in the signed log");
     node.shutdown().await?;
     // As a privacy officer would: offline, on the node's files.
-    let store = crate::store::Store::open_sqlite(&config.sqlite_path()?).await?;
+    let store =
+        crate::store::Store::open(&config.database_url()?, &config.pool_settings(), false).await?;
     let report = crate::verify::verify_log(&store, &key, Some(&cp.signed_note), |_, _| {}).await?;
     println!(
         "    recomputed {} entries and {} tree nodes, checked {} signed checkpoints",

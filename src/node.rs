@@ -54,6 +54,52 @@ pub struct Node {
     tls_tx: watch::Sender<Arc<rustls::ServerConfig>>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), NodeError>>,
+    health_task: JoinHandle<()>,
+}
+
+/// Reports the database's reachability through grpc.health.v1, so a load
+/// balancer stops sending requests that would fail closed anyway.
+async fn watch_database(store: Store, reporter: tonic_health::server::HealthReporter) {
+    let mut serving = true;
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let up = tokio::time::timeout(Duration::from_secs(2), store.ping())
+            .await
+            .unwrap_or(false);
+        if up == serving {
+            continue;
+        }
+        serving = up;
+        if up {
+            tracing::info!("database reachable again; serving");
+            reporter
+                .set_service_status("", tonic_health::ServingStatus::Serving)
+                .await;
+            reporter
+                .set_serving::<pb::case_service_server::CaseServiceServer<Api>>()
+                .await;
+            reporter
+                .set_serving::<pb::consent_service_server::ConsentServiceServer<Api>>()
+                .await;
+            reporter
+                .set_serving::<pb::audit_service_server::AuditServiceServer<Api>>()
+                .await;
+        } else {
+            tracing::error!("database unreachable; requests fail closed until it returns");
+            reporter
+                .set_service_status("", tonic_health::ServingStatus::NotServing)
+                .await;
+            reporter
+                .set_not_serving::<pb::case_service_server::CaseServiceServer<Api>>()
+                .await;
+            reporter
+                .set_not_serving::<pb::consent_service_server::ConsentServiceServer<Api>>()
+                .await;
+            reporter
+                .set_not_serving::<pb::audit_service_server::AuditServiceServer<Api>>()
+                .await;
+        }
+    }
 }
 
 impl Node {
@@ -64,7 +110,7 @@ impl Node {
             &config.node.purposes,
         )?);
         let registry = Arc::new(Registry::new(&config.participants));
-        let store = Store::open_sqlite(&config.sqlite_path()?).await?;
+        let store = Store::open(&config.database_url()?, &config.pool_settings(), true).await?;
         let audit = AuditLog::start(
             store.clone(),
             keys.clone(),
@@ -144,6 +190,7 @@ impl Node {
 
         let refusals =
             crate::api::TransportRefusals::new(exchange.clone(), config.limits.max_message_bytes);
+        let health_task = tokio::spawn(watch_database(store.clone(), health_reporter));
         let (shutdown, shutdown_rx) = oneshot::channel::<()>();
         let max_age = config.max_connection_age();
         let task = tokio::spawn(async move {
@@ -180,6 +227,7 @@ impl Node {
             tls_tx,
             shutdown: Some(shutdown),
             task,
+            health_task,
         })
     }
 
@@ -193,6 +241,7 @@ impl Node {
 
     /// Stops accepting, lets requests in flight finish, and waits.
     pub async fn shutdown(mut self) -> Result<(), NodeError> {
+        self.health_task.abort();
         if let Some(s) = self.shutdown.take() {
             let _ = s.send(());
         }
@@ -203,6 +252,8 @@ impl Node {
                 Ok(())
             }
         };
+        // Requests have drained: cover the log's tail with a checkpoint.
+        self.exchange.audit.sign_pending().await;
         self.store.close().await;
         result
     }

@@ -9,10 +9,10 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
+use sqlx::Executor;
+use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::{AnyPool, SqlSafeStr};
 use sqlx::{AssertSqlSafe, Row, SqlStr};
 
 use std::collections::HashMap;
@@ -30,14 +30,104 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
+    #[error("another writer appended to the log first (it now has {size} entries)")]
+    Raced { size: i64 },
+}
+
+/// Which database a store talks to. Both run the same queries; this decides
+/// the placeholder syntax, the migrations and how appends are sequenced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn of_url(url: &str) -> Option<Backend> {
+        if url.starts_with("sqlite:") {
+            Some(Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Backend::Postgres)
+        } else {
+            None
+        }
+    }
+
+    /// Queries are written once with `?` / `?N` placeholders; PostgreSQL
+    /// wants `$N`.
+    fn q(self, sql: &'static str) -> SqlStr {
+        match self {
+            Backend::Sqlite => SqlStr::from_static(sql),
+            Backend::Postgres => AssertSqlSafe(to_dollar_placeholders(sql)).into_sql_str(),
+        }
+    }
+
+    fn q_owned(self, sql: &str) -> SqlStr {
+        match self {
+            Backend::Sqlite => AssertSqlSafe(sql.to_string()).into_sql_str(),
+            Backend::Postgres => AssertSqlSafe(to_dollar_placeholders(sql)).into_sql_str(),
+        }
+    }
+}
+
+/// `?` → `$1, $2, …` and `?N` → `$N`, outside string literals.
+fn to_dollar_placeholders(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut n = 0;
+    let mut in_str = false;
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                in_str = !in_str;
+                out.push(c);
+            }
+            '?' if !in_str => {
+                out.push('$');
+                if chars.peek().is_some_and(|d| d.is_ascii_digit()) {
+                    while let Some(d) = chars.peek().copied().filter(|d| d.is_ascii_digit()) {
+                        out.push(d);
+                        chars.next();
+                    }
+                } else {
+                    n += 1;
+                    out.push_str(&n.to_string());
+                }
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// Pool sizes and timeouts (the `[database]` section of the config).
+#[derive(Clone, Debug)]
+pub struct PoolSettings {
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        PoolSettings {
+            max_connections: 8,
+            acquire_timeout: Duration::from_secs(3),
+        }
+    }
 }
 
 #[derive(Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: AnyPool,
+    backend: Backend,
 }
 
-fn migrator() -> Migrator {
+/// Held for the length of a log-append transaction on PostgreSQL, so that
+/// replicas sharing one database append one after the other: whoever holds
+/// it is the log's sequencer for that batch.
+const LOG_LOCK: i64 = 0x736c_7569_735f_6c6f; // "sluis_lo"
+
+fn migrator(backend: Backend) -> Migrator {
     let m = |version, name: &'static str, sql: &'static str| {
         Migration::new(
             version,
@@ -47,18 +137,32 @@ fn migrator() -> Migrator {
             false,
         )
     };
-    Migrator::with_migrations(vec![
-        m(
-            1,
-            "initial",
-            include_str!("../migrations/sqlite/0001_initial.sql"),
-        ),
-        m(
-            2,
-            "merkle log",
-            include_str!("../migrations/sqlite/0002_merkle_log.sql"),
-        ),
-    ])
+    Migrator::with_migrations(match backend {
+        Backend::Sqlite => vec![
+            m(
+                1,
+                "initial",
+                include_str!("../migrations/sqlite/0001_initial.sql"),
+            ),
+            m(
+                2,
+                "merkle log",
+                include_str!("../migrations/sqlite/0002_merkle_log.sql"),
+            ),
+        ],
+        Backend::Postgres => vec![
+            m(
+                1,
+                "initial",
+                include_str!("../migrations/postgres/0001_initial.sql"),
+            ),
+            m(
+                2,
+                "merkle log",
+                include_str!("../migrations/postgres/0002_merkle_log.sql"),
+            ),
+        ],
+    })
 }
 
 /// A signed checkpoint as stored.
@@ -118,22 +222,62 @@ pub struct LogRow {
 }
 
 impl Store {
-    /// Opens (creating if needed) the SQLite database: WAL with
-    /// `synchronous=FULL`, so a committed transaction survives power loss.
+    /// Opens (creating if needed) a SQLite database file with default pool
+    /// settings and applies the migrations.
     pub async fn open_sqlite(path: &Path) -> Result<Store, StoreError> {
-        let options = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .connect_with(options)
-            .await?;
-        migrator().run(&pool).await?;
-        Ok(Store { pool })
+        Store::open(&sqlite_url(path), &PoolSettings::default(), true).await
+    }
+
+    /// Opens the database at `url` (`sqlite://FILE` or `postgres://…`).
+    /// SQLite runs in WAL mode with `synchronous=FULL`, so a committed
+    /// transaction survives power loss. `migrate` applies the embedded
+    /// migrations first.
+    pub async fn open(
+        url: &str,
+        settings: &PoolSettings,
+        migrate: bool,
+    ) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::of_url(url).ok_or_else(|| {
+            StoreError::Corrupt("database must be a sqlite:// or postgres:// URL".into())
+        })?;
+        let mut options = AnyPoolOptions::new()
+            .max_connections(settings.max_connections.max(1))
+            .acquire_timeout(settings.acquire_timeout);
+        if backend == Backend::Sqlite {
+            options = options.after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute(
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                         PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+                    )
+                    .await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = options.connect(url).await?;
+        let store = Store { pool, backend };
+        if migrate {
+            store.migrate().await?;
+        }
+        Ok(store)
+    }
+
+    /// Applies the embedded migrations (PostgreSQL takes an advisory lock,
+    /// so replicas starting together migrate once).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        migrator(self.backend).run(&self.pool).await?;
+        Ok(())
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Whether the database answers, for health reporting.
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
     }
 
     pub async fn close(&self) {
@@ -142,10 +286,10 @@ impl Store {
 
     pub async fn insert_case(&self, case: NewCase) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
+        sqlx::query(self.backend.q(
             "INSERT INTO cases (id, owner, subject_ref, version, created_at, updated_at)
              VALUES (?, ?, ?, 1, ?, ?)",
-        )
+        ))
         .bind(&case.id)
         .bind(&case.owner)
         .bind(&case.subject_ref)
@@ -154,12 +298,15 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         for (cat, sealed) in &case.sealed {
-            sqlx::query("INSERT INTO case_data (case_id, category, sealed) VALUES (?, ?, ?)")
-                .bind(&case.id)
-                .bind(i64::from(cat.code()))
-                .bind(sealed)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                self.backend
+                    .q("INSERT INTO case_data (case_id, category, sealed) VALUES (?, ?, ?)"),
+            )
+            .bind(&case.id)
+            .bind(i64::from(cat.code()))
+            .bind(sealed)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -174,9 +321,9 @@ impl Store {
         now: Millis,
     ) -> Result<Option<i64>, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let row = sqlx::query(
+        let row = sqlx::query(self.backend.q(
             "UPDATE cases SET version = version + 1, updated_at = ? WHERE id = ? RETURNING version",
-        )
+        ))
         .bind(now)
         .bind(case_id)
         .fetch_optional(&mut *tx)
@@ -185,10 +332,10 @@ impl Store {
             return Ok(None);
         };
         for (cat, blob) in sealed {
-            sqlx::query(
+            sqlx::query(self.backend.q(
                 "INSERT INTO case_data (case_id, category, sealed) VALUES (?, ?, ?)
                  ON CONFLICT (case_id, category) DO UPDATE SET sealed = excluded.sealed",
-            )
+            ))
             .bind(case_id)
             .bind(i64::from(cat.code()))
             .bind(blob)
@@ -201,7 +348,8 @@ impl Store {
 
     pub async fn case_meta(&self, case_id: &str) -> Result<Option<CaseMeta>, StoreError> {
         let row = sqlx::query(
-            "SELECT id, owner, subject_ref, version, updated_at FROM cases WHERE id = ?",
+            self.backend
+                .q("SELECT id, owner, subject_ref, version, updated_at FROM cases WHERE id = ?"),
         )
         .bind(case_id)
         .fetch_optional(&self.pool)
@@ -217,10 +365,13 @@ impl Store {
 
     /// The categories the case holds data in.
     pub async fn case_categories(&self, case_id: &str) -> Result<Vec<Category>, StoreError> {
-        let rows = sqlx::query("SELECT category FROM case_data WHERE case_id = ?")
-            .bind(case_id)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            self.backend
+                .q("SELECT category FROM case_data WHERE case_id = ?"),
+        )
+        .bind(case_id)
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter()
             .map(|r| {
                 let code: i64 = r.get(0);
@@ -236,10 +387,13 @@ impl Store {
         case_id: &str,
         categories: &[Category],
     ) -> Result<Vec<(Category, Vec<u8>)>, StoreError> {
-        let rows = sqlx::query("SELECT category, sealed FROM case_data WHERE case_id = ?")
-            .bind(case_id)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            self.backend
+                .q("SELECT category, sealed FROM case_data WHERE case_id = ?"),
+        )
+        .bind(case_id)
+        .fetch_all(&self.pool)
+        .await?;
         let mut out = Vec::new();
         for r in rows {
             let code: i64 = r.get(0);
@@ -257,12 +411,14 @@ impl Store {
         recipient: &str,
         pseudonym: &str,
     ) -> Result<Option<String>, StoreError> {
-        let row =
-            sqlx::query("SELECT case_id FROM pseudonyms WHERE recipient = ? AND pseudonym = ?")
-                .bind(recipient)
-                .bind(pseudonym)
-                .fetch_optional(&self.pool)
-                .await?;
+        let row = sqlx::query(
+            self.backend
+                .q("SELECT case_id FROM pseudonyms WHERE recipient = ? AND pseudonym = ?"),
+        )
+        .bind(recipient)
+        .bind(pseudonym)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(row.map(|r| r.get(0)))
     }
 
@@ -272,10 +428,10 @@ impl Store {
         pseudonym: &str,
         case_id: &str,
     ) -> Result<(), StoreError> {
-        sqlx::query(
+        sqlx::query(self.backend.q(
             "INSERT INTO pseudonyms (recipient, pseudonym, case_id) VALUES (?, ?, ?)
              ON CONFLICT DO NOTHING",
-        )
+        ))
         .bind(recipient)
         .bind(pseudonym)
         .bind(case_id)
@@ -286,11 +442,11 @@ impl Store {
 
     pub async fn insert_consent(&self, c: &Consent) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
+        sqlx::query(self.backend.q(
             "INSERT INTO consents (id, case_id, recorded_by, categories, purposes, valid_from,
                                    valid_until, evidence_ref, created_at)
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
+        ))
         .bind(&c.id)
         .bind(&c.case_id)
         .bind(&c.recorded_by)
@@ -307,10 +463,10 @@ impl Store {
                 Recipient::Participant(p) => ("participant", p.as_str()),
                 Recipient::Role(role) => ("role", role.as_str()),
             };
-            sqlx::query(
+            sqlx::query(self.backend.q(
                 "INSERT INTO consent_recipients (consent_id, kind, value) VALUES (?, ?, ?)
                  ON CONFLICT DO NOTHING",
-            )
+            ))
             .bind(&c.id)
             .bind(kind)
             .bind(value)
@@ -318,7 +474,7 @@ impl Store {
             .await?;
         }
         for e in &c.events {
-            insert_event(&mut tx, &c.id, e).await?;
+            insert_event(self.backend, &mut tx, &c.id, e).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -330,7 +486,7 @@ impl Store {
         event: &ConsentEvent,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        insert_event(&mut tx, consent_id, event).await?;
+        insert_event(self.backend, &mut tx, consent_id, event).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -353,7 +509,10 @@ impl Store {
         sql: &'static str,
         key: &str,
     ) -> Result<Vec<Consent>, StoreError> {
-        let rows = sqlx::query(sql).bind(key).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(self.backend.q(sql))
+            .bind(key)
+            .fetch_all(&self.pool)
+            .await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
             let id: String = r.get(0);
@@ -362,7 +521,7 @@ impl Store {
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(StoreError::Corrupt)?;
             let recipients = sqlx::query(
-                "SELECT kind, value FROM consent_recipients WHERE consent_id = ? ORDER BY kind, value",
+                self.backend.q("SELECT kind, value FROM consent_recipients WHERE consent_id = ? ORDER BY kind, value"),
             )
             .bind(&id)
             .fetch_all(&self.pool)
@@ -380,9 +539,9 @@ impl Store {
                 }
             })
             .collect::<Result<Vec<_>, _>>()?;
-            let events = sqlx::query(
+            let events = sqlx::query(self.backend.q(
                 "SELECT kind, at, by, note FROM consent_events WHERE consent_id = ? ORDER BY seq",
-            )
+            ))
             .bind(&id)
             .fetch_all(&self.pool)
             .await?
@@ -422,10 +581,10 @@ impl Store {
         after: &str,
         limit: u32,
     ) -> Result<Vec<CaseMeta>, StoreError> {
-        let rows = sqlx::query(
+        let rows = sqlx::query(self.backend.q(
             "SELECT id, owner, subject_ref, version, updated_at FROM cases
              WHERE owner = ? AND id > ? ORDER BY id LIMIT ?",
-        )
+        ))
         .bind(owner)
         .bind(after)
         .bind(i64::from(limit))
@@ -446,7 +605,7 @@ impl Store {
         after: &str,
         limit: u32,
     ) -> Result<Vec<CaseMeta>, StoreError> {
-        let rows = sqlx::query(
+        let rows = sqlx::query(self.backend.q(
             "SELECT DISTINCT c.id, c.owner, c.subject_ref, c.version, c.updated_at
              FROM consent_recipients r
              JOIN consents k ON k.id = r.consent_id
@@ -459,7 +618,7 @@ impl Store {
                                WHERE e.consent_id = k.id AND e.kind = 'withdrawn')
                AND c.id > ?
              ORDER BY c.id LIMIT ?",
-        )
+        ))
         .bind(participant)
         .bind(role.as_str())
         .bind(participant)
@@ -477,6 +636,12 @@ impl Store {
     /// they complete and optionally a checkpoint, in one transaction: one
     /// fsync for the batch, and the log, its tree and its checkpoints can
     /// never disagree after a crash.
+    ///
+    /// The batch must start where the log ends: if another replica appended
+    /// in between, nothing is written and [`StoreError::Raced`] tells the
+    /// caller the log's real size, so it can catch up and try again. On
+    /// PostgreSQL the check and the insert run under an advisory lock, which
+    /// makes replicas on one database take turns as the log's sequencer.
     pub async fn append_log(
         &self,
         first_seq: i64,
@@ -485,12 +650,29 @@ impl Store {
         checkpoint: Option<&StoredCheckpoint>,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(LOG_LOCK)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if !rows.is_empty() {
+            let size: i64 = sqlx::query_scalar(
+                self.backend
+                    .q("SELECT COALESCE(MAX(seq) + 1, 0) FROM access_log"),
+            )
+            .fetch_one(&mut *tx)
+            .await?;
+            if size != first_seq {
+                return Err(StoreError::Raced { size });
+            }
+        }
         for (i, r) in rows.iter().enumerate() {
-            sqlx::query(
+            sqlx::query(self.backend.q(
                 "INSERT INTO access_log (seq, request_id, at, caller, role, method, case_id,
                                          subject, purpose, decision, record)
                  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
+            ))
             .bind(first_seq + i as i64)
             .bind(&r.request_id)
             .bind(r.at)
@@ -506,15 +688,18 @@ impl Store {
             .await?;
         }
         for (id, hash) in nodes {
-            sqlx::query("INSERT INTO merkle_nodes (end_size, level, hash) VALUES (?, ?, ?)")
-                .bind(id.end() as i64)
-                .bind(i64::from(id.level))
-                .bind(hash.as_slice())
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                self.backend
+                    .q("INSERT INTO merkle_nodes (end_size, level, hash) VALUES (?, ?, ?)"),
+            )
+            .bind(id.end() as i64)
+            .bind(i64::from(id.level))
+            .bind(hash.as_slice())
+            .execute(&mut *tx)
+            .await?;
         }
         if let Some(cp) = checkpoint {
-            insert_checkpoint(&mut tx, cp).await?;
+            insert_checkpoint(self.backend, &mut tx, cp).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -522,18 +707,19 @@ impl Store {
 
     pub async fn append_checkpoint(&self, cp: &StoredCheckpoint) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        insert_checkpoint(&mut tx, cp).await?;
+        insert_checkpoint(self.backend, &mut tx, cp).await?;
         tx.commit().await?;
         Ok(())
     }
 
     /// Number of entries in the log (positions are 0..size, no gaps).
     pub async fn log_size(&self) -> Result<i64, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT COALESCE(MAX(seq) + 1, 0) FROM access_log")
-                .fetch_one(&self.pool)
-                .await?,
+        Ok(sqlx::query_scalar(
+            self.backend
+                .q("SELECT COALESCE(MAX(seq) + 1, 0) FROM access_log"),
         )
+        .fetch_one(&self.pool)
+        .await?)
     }
 
     /// The stored hashes of the given perfect subtrees (those present).
@@ -544,7 +730,7 @@ impl Store {
             let sql = format!(
                 "SELECT end_size, level, hash FROM merkle_nodes WHERE (end_size, level) IN (VALUES {placeholders})"
             );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
+            let mut q = sqlx::query(self.backend.q_owned(&sql));
             for id in chunk {
                 q = q.bind(id.end() as i64).bind(i64::from(id.level));
             }
@@ -568,10 +754,10 @@ impl Store {
         after: (i64, u32),
         limit: i64,
     ) -> Result<Vec<(i64, u32, Vec<u8>)>, StoreError> {
-        let rows = sqlx::query(
+        let rows = sqlx::query(self.backend.q(
             "SELECT end_size, level, hash FROM merkle_nodes WHERE (end_size, level) > (?, ?)
              ORDER BY end_size, level LIMIT ?",
-        )
+        ))
         .bind(after.0)
         .bind(i64::from(after.1))
         .bind(limit)
@@ -589,45 +775,56 @@ impl Store {
         from: i64,
         limit: i64,
     ) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
-        let rows =
-            sqlx::query("SELECT seq, record FROM access_log WHERE seq >= ? ORDER BY seq LIMIT ?")
-                .bind(from)
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = sqlx::query(
+            self.backend
+                .q("SELECT seq, record FROM access_log WHERE seq >= ? ORDER BY seq LIMIT ?"),
+        )
+        .bind(from)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
         Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
     pub async fn log_position(&self, request_id: &str) -> Result<Option<i64>, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT MIN(seq) FROM access_log WHERE request_id = ?")
-                .bind(request_id)
-                .fetch_one(&self.pool)
-                .await?,
+        Ok(sqlx::query_scalar(
+            self.backend
+                .q("SELECT MIN(seq) FROM access_log WHERE request_id = ?"),
         )
+        .bind(request_id)
+        .fetch_one(&self.pool)
+        .await?)
     }
 
     pub async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
-        let row =
-            sqlx::query("SELECT size, root, at, note FROM checkpoints ORDER BY size DESC LIMIT 1")
-                .fetch_optional(&self.pool)
-                .await?;
+        let row = sqlx::query(
+            self.backend
+                .q("SELECT size, root, at, note FROM checkpoints ORDER BY size DESC LIMIT 1"),
+        )
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(row.map(checkpoint_row))
     }
 
     pub async fn checkpoint(&self, size: i64) -> Result<Option<StoredCheckpoint>, StoreError> {
-        let row = sqlx::query("SELECT size, root, at, note FROM checkpoints WHERE size = ?")
-            .bind(size)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(
+            self.backend
+                .q("SELECT size, root, at, note FROM checkpoints WHERE size = ?"),
+        )
+        .bind(size)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(row.map(checkpoint_row))
     }
 
     /// Every stored checkpoint, smallest first.
     pub async fn checkpoints(&self) -> Result<Vec<StoredCheckpoint>, StoreError> {
-        let rows = sqlx::query("SELECT size, root, at, note FROM checkpoints ORDER BY size")
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            self.backend
+                .q("SELECT size, root, at, note FROM checkpoints ORDER BY size"),
+        )
+        .fetch_all(&self.pool)
+        .await?;
         Ok(rows.into_iter().map(checkpoint_row).collect())
     }
 
@@ -638,7 +835,7 @@ impl Store {
         start: i64,
         limit: i64,
     ) -> Result<Vec<LogRow>, StoreError> {
-        let rows = sqlx::query(
+        let rows = sqlx::query(self.backend.q(
             "SELECT seq, request_id, at, caller, role, method, case_id, subject, purpose,
                     decision, record
              FROM access_log
@@ -649,7 +846,7 @@ impl Store {
                AND (?8 IS NULL OR decision = ?8) AND (?9 IS NULL OR case_id = ?9)
                AND (?10 IS NULL OR subject = ?10)
              ORDER BY seq LIMIT ?11",
-        )
+        ))
         .bind(start)
         .bind(filter.since)
         .bind(filter.until)
@@ -674,7 +871,7 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         for (kind, digest) in entries {
             sqlx::query(
-                "INSERT INTO subject_index (kind, digest, case_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+                self.backend.q("INSERT INTO subject_index (kind, digest, case_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING"),
             )
             .bind(*kind)
             .bind(digest)
@@ -692,7 +889,9 @@ impl Store {
         digest: &str,
     ) -> Result<Vec<String>, StoreError> {
         Ok(sqlx::query_scalar(
-            "SELECT case_id FROM subject_index WHERE kind = ? AND digest = ? ORDER BY case_id",
+            self.backend.q(
+                "SELECT case_id FROM subject_index WHERE kind = ? AND digest = ? ORDER BY case_id",
+            ),
         )
         .bind(kind)
         .bind(digest)
@@ -702,11 +901,11 @@ impl Store {
 
     /// Access-log rows from position `from` on, at most `limit`.
     pub async fn access_log(&self, from: i64, limit: i64) -> Result<Vec<LogRow>, StoreError> {
-        let rows = sqlx::query(
+        let rows = sqlx::query(self.backend.q(
             "SELECT seq, request_id, at, caller, role, method, case_id, subject, purpose,
                     decision, record
              FROM access_log WHERE seq >= ? ORDER BY seq LIMIT ?",
-        )
+        ))
         .bind(from)
         .bind(limit)
         .fetch_all(&self.pool)
@@ -715,25 +914,44 @@ impl Store {
     }
 
     pub async fn access_log_len(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM access_log")
-            .fetch_one(&self.pool)
-            .await?)
+        Ok(
+            sqlx::query_scalar(self.backend.q("SELECT COUNT(*) FROM access_log"))
+                .fetch_one(&self.pool)
+                .await?,
+        )
     }
 
     /// A fingerprint of everything but the access log, for tests that show
     /// a refused request changed nothing.
     pub async fn content_digest(&self) -> Result<String, StoreError> {
         let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        let hex = match self.backend {
+            Backend::Sqlite => "hex",
+            Backend::Postgres => "encode",
+        };
+        let (a, b) = match self.backend {
+            Backend::Sqlite => ("", ""),
+            Backend::Postgres => ("", ", 'hex'"),
+        };
+        let cases = format!(
+            "SELECT id || owner || {hex}({a}subject_ref{b}) || version || updated_at FROM cases ORDER BY id"
+        );
+        let data = format!(
+            "SELECT case_id || category || {hex}({a}sealed{b}) FROM case_data ORDER BY case_id, category"
+        );
         for sql in [
-            "SELECT id || owner || hex(subject_ref) || version || updated_at FROM cases ORDER BY id",
-            "SELECT case_id || category || hex(sealed) FROM case_data ORDER BY case_id, category",
-            "SELECT id || case_id || categories || purposes || valid_from || COALESCE(valid_until, '') FROM consents ORDER BY id",
+            cases.as_str(),
+            data.as_str(),
+            "SELECT id || case_id || categories || purposes || valid_from || COALESCE(CAST(valid_until AS TEXT), '') FROM consents ORDER BY id",
             "SELECT consent_id || kind || value FROM consent_recipients ORDER BY consent_id, kind, value",
             "SELECT seq || consent_id || kind || at FROM consent_events ORDER BY seq",
             "SELECT recipient || pseudonym || case_id FROM pseudonyms ORDER BY recipient, pseudonym",
             "SELECT kind || digest || case_id FROM subject_index ORDER BY kind, digest, case_id",
         ] {
-            for row in sqlx::query(sql).fetch_all(&self.pool).await? {
+            for row in sqlx::query(self.backend.q_owned(sql))
+                .fetch_all(&self.pool)
+                .await?
+            {
                 let s: String = row.get(0);
                 ctx.update(s.as_bytes());
                 ctx.update(b"\n");
@@ -745,12 +963,15 @@ impl Store {
 }
 
 async fn insert_event(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    backend: Backend,
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     consent_id: &str,
     e: &ConsentEvent,
 ) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO consent_events (consent_id, kind, at, by, note) VALUES (?, ?, ?, ?, ?)",
+        backend.q(
+            "INSERT INTO consent_events (consent_id, kind, at, by, note) VALUES (?, ?, ?, ?, ?)",
+        ),
     )
     .bind(consent_id)
     .bind(e.kind.as_str())
@@ -762,7 +983,7 @@ async fn insert_event(
     Ok(())
 }
 
-fn log_row(r: sqlx::sqlite::SqliteRow) -> LogRow {
+fn log_row(r: AnyRow) -> LogRow {
     LogRow {
         seq: r.get(0),
         request_id: r.get(1),
@@ -778,7 +999,7 @@ fn log_row(r: sqlx::sqlite::SqliteRow) -> LogRow {
     }
 }
 
-fn checkpoint_row(r: sqlx::sqlite::SqliteRow) -> StoredCheckpoint {
+fn checkpoint_row(r: AnyRow) -> StoredCheckpoint {
     StoredCheckpoint {
         size: r.get(0),
         root: r.get(1),
@@ -788,10 +1009,11 @@ fn checkpoint_row(r: sqlx::sqlite::SqliteRow) -> StoredCheckpoint {
 }
 
 async fn insert_checkpoint(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    backend: Backend,
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     cp: &StoredCheckpoint,
 ) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO checkpoints (size, root, at, note) VALUES (?, ?, ?, ?) ON CONFLICT (size) DO NOTHING")
+    sqlx::query(backend.q("INSERT INTO checkpoints (size, root, at, note) VALUES (?, ?, ?, ?) ON CONFLICT (size) DO NOTHING"))
         .bind(cp.size)
         .bind(&cp.root)
         .bind(cp.at)
@@ -801,7 +1023,11 @@ async fn insert_checkpoint(
     Ok(())
 }
 
-fn meta(r: sqlx::sqlite::SqliteRow) -> CaseMeta {
+pub fn sqlite_url(path: &Path) -> String {
+    format!("sqlite://{}?mode=rwc", path.display())
+}
+
+fn meta(r: AnyRow) -> CaseMeta {
     CaseMeta {
         id: r.get(0),
         owner: r.get(1),

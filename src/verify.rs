@@ -58,6 +58,14 @@ impl Problems {
             self.0.push(Problem { index, what });
         }
     }
+    /// The lowest index of a problem already found in `from..to`.
+    fn lowest_in(&self, from: u64, to: u64) -> Option<u64> {
+        self.0
+            .iter()
+            .map(|p| p.index)
+            .filter(|i| (from..to).contains(i))
+            .min()
+    }
 }
 
 /// Verifies the log. `verifier_key` is the node's signed-note key;
@@ -176,14 +184,21 @@ pub async fn verify_log(
                                     id.end() - 1
                                 )
                             };
-                            problems.add(first_leaf, what);
+                            // A node over changed entries is wrong because of
+                            // them: point at the first changed entry found.
+                            let at = problems
+                                .lowest_in(first_leaf, id.end())
+                                .unwrap_or(first_leaf);
+                            problems.add(at, what);
                         }
                         node_pos += 1;
                         last_node = (*end, *level);
                     }
                     _ => {
+                        // The node would have been stored with its last entry:
+                        // that entry is the first the node did not write.
                         problems.add(
-                            first_leaf,
+                            id.end() - 1,
                             format!(
                                 "tree node at level {} over entries {first_leaf}..{} is missing",
                                 id.level,
@@ -199,7 +214,10 @@ pub async fn verify_log(
                     break;
                 }
                 if c.root != frontier.root() {
-                    problems.add(last_good_cp, format!(
+                    let at = problems
+                        .lowest_in(last_good_cp, size)
+                        .unwrap_or(last_good_cp);
+                    problems.add(at, format!(
                         "the entries do not match the signed checkpoint of size {size}: an entry at or after {last_good_cp} was changed after it was signed"
                     ));
                 } else {

@@ -1,0 +1,141 @@
+//! `bench`: what does a sluis gateway cost compared with the bare stack it
+//! is built on?
+//!
+//! A gateway every agency request passes through must cost almost nothing,
+//! and absolute figures on a shared machine drift. So the main command,
+//! `bench compare`, starts a real sluis node and a bare tonic server on the
+//! same TLS 1.3 mTLS settings that answers with a response of the same size,
+//! and loads them alternately, several rounds in one run, with the same load
+//! generator: the ratios it prints are measured side by side.
+//!
+//! ```sh
+//! cargo run --release --bin bench -- compare            # ~1.5 min, prints the table
+//! cargo run --release --bin bench -- compare --json     # the same, machine-readable
+//! cargo run --release --bin bench -- scale --cases 10000,100000,1000000 --log-entries 10000000
+//! cargo run --release --bin bench -- setup --dir /tmp/n # a node with cases for `loadgen`
+//! cargo run --release --bin bench -- loadgen --workload /tmp/n/workload.json --rate 1000
+//! ```
+//!
+//! Servers run as child processes of this binary (hidden `serve-*`
+//! subcommands) so that they can be pinned to other CPUs than the load
+//! generator and their peak memory read from `/proc`. Everything listens and
+//! connects on 127.0.0.1 only.
+#![forbid(unsafe_code)]
+
+// The modules live in src/bin/bench/ (a binary's root looks beside itself).
+#[path = "bench/baseline.rs"]
+mod baseline;
+#[path = "bench/compare.rs"]
+mod compare;
+#[path = "bench/loadgen.rs"]
+mod loadgen;
+#[path = "bench/procs.rs"]
+mod procs;
+#[path = "bench/report.rs"]
+mod report;
+#[path = "bench/scale.rs"]
+mod scale;
+#[path = "bench/setup.rs"]
+mod setup;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "bench",
+    about = "Benchmarks for sluis: load generator, gateway vs bare tonic mTLS, scaling runs"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start a sluis node and a bare tonic mTLS server, load them alternately
+    /// (closed loop and fixed rate) and print the table and the ratios.
+    Compare(compare::Args),
+    /// The load generator alone, against any node (see `setup`).
+    Loadgen(loadgen::CliArgs),
+    /// Write a dev node with cases and consents, and the workload file
+    /// `loadgen --workload` reads.
+    Setup(setup::Args),
+    /// Latency and throughput of the gateway as cases and the access log
+    /// grow (bulk-loaded), printed as a curve.
+    Scale(scale::Args),
+    /// (internal) Serve a sluis node as `sluis serve` does; prints
+    /// `listening ADDR`, stops when stdin closes.
+    #[command(hide = true)]
+    ServeGateway {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// (internal) Serve the bare baseline; prints `listening ADDR`, stops
+    /// when stdin closes.
+    #[command(hide = true)]
+    ServeBaseline {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        answers: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Pin the load generator before the runtime starts its threads, so
+    // that every one of them inherits the CPU set.
+    let pinned = match &cli.command {
+        Command::Compare(a) => procs::pin_self(a.pinning.client_cpus().as_deref()),
+        Command::Scale(a) => procs::pin_self(a.pinning.client_cpus().as_deref()),
+        Command::Loadgen(a) => procs::pin_self(a.cpus.as_deref()),
+        _ => None,
+    };
+    if matches!(
+        cli.command,
+        Command::ServeGateway { .. } | Command::ServeBaseline { .. }
+    ) {
+        init_tracing();
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Compare(a) => compare::run(a, pinned).await,
+            Command::Loadgen(a) => loadgen::run_cli(a).await,
+            Command::Setup(a) => setup::run_cli(a).await,
+            Command::Scale(a) => scale::run(a, pinned).await,
+            Command::ServeGateway { config } => procs::serve_gateway(&config).await,
+            Command::ServeBaseline { config, answers } => baseline::serve(&config, &answers).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The same logging as `sluis serve`: the gateway child should cost what a
+/// real node costs, including its subscriber.
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("SLUIS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,711 @@
+//! Someone with write access to the database edits the access log directly
+//! (after dropping the append-only triggers), and `sluis audit verify`
+//! catches every edit with a non-zero exit and the index of the first entry
+//! it concerns. A log rebuilt from scratch and re-signed with the node's own
+//! key passes on its own, but not against a checkpoint saved earlier.
+//!
+//! Everything is real: a node over mTLS writes the log, the edits go to the
+//! SQLite file of a copy of the node's folder, and the verifier is the
+//! `sluis` binary.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use sluis::audit::{AccessRecord, Decision};
+use sluis::config::Config;
+use sluis::node::Node;
+use sluis::proto::v1 as pb;
+use sluis::store::Store;
+use sqlx::{Connection, Row, SqliteConnection};
+
+use pb::Category as C;
+
+/// Checkpoints every 20 ms, so a short run of requests gets several.
+const CHECKPOINT_MS: u64 = 20;
+
+/// A stopped node whose log was written by real requests.
+struct Pristine {
+    dir: tempfile::TempDir,
+    /// Entries in the log.
+    n: i64,
+    /// Sizes of the signed checkpoints, smallest first.
+    checkpoints: Vec<i64>,
+    /// The latest checkpoint's signed note, as a privacy officer saves it.
+    saved_note: PathBuf,
+}
+
+impl Pristine {
+    fn config_path(&self) -> PathBuf {
+        self.dir.path().join("sluis.toml")
+    }
+}
+
+/// Writes [`PRISTINE_SIZE`] access records through a real node: registrations,
+/// consents, reads by several participants and some refusals, in rounds
+/// with pauses between them so that several checkpoints get signed.
+async fn build_pristine() -> Pristine {
+    let node = TestNode::start_with(|c| c.node.checkpoint_interval_ms = CHECKPOINT_MS).await;
+    traffic(&node, PRISTINE_SIZE).await;
+    let (n, checkpoints) = wait_until_signed(&node.node.store).await;
+    let cp = node.node.store.latest_checkpoint().await.unwrap().unwrap();
+    assert_eq!(cp.size, n);
+    let saved_note = node.dir.path().join("saved-checkpoint.note");
+    std::fs::write(&saved_note, &cp.note).unwrap();
+    let TestNode { dir, node, .. } = node;
+    node.shutdown().await.unwrap();
+    checkpoint_wal(&dir.path().join("sluis.db")).await;
+    Pristine {
+        dir,
+        n,
+        checkpoints,
+        saved_note,
+    }
+}
+
+/// Entries in the pristine log: 2^6 - 1, so that one more entry completes
+/// the tree's largest subtree, over entries 0..63. An entry forged at the
+/// end must still be reported at its own index, not at the first entry of
+/// the subtree it completes.
+const PRISTINE_SIZE: i64 = 63;
+
+/// Real requests until the log holds exactly `exact` entries: rounds of
+/// registrations, consents, reads by several participants and refusals,
+/// with pauses longer than the checkpoint interval between them, then
+/// single reads to reach the exact size.
+async fn traffic(node: &TestNode, exact: i64) {
+    let mut gemeente = node.client(GEMEENTE).await;
+    let mut ngo = node.client(NGO).await;
+    let mut dtv = node.client("dtv").await;
+    let mut ind = node.client("ind").await;
+    let mut avim = node.client("avim").await;
+    let mut last_case = None;
+    for _round in 0..exact {
+        // A round writes 9 entries; leave room to end on the exact size.
+        if node.log_len().await + 12 > exact {
+            break;
+        }
+        let (case_id, _) = register(&mut gemeente).await;
+        grant(
+            &mut gemeente,
+            &case_id,
+            vec![participant(NGO)],
+            &[C::Identity, C::Shelter, C::Guidance],
+            &["shelter", "guidance"],
+        )
+        .await;
+        grant(
+            &mut gemeente,
+            &case_id,
+            vec![role("dtv")],
+            &[C::Perspective, C::ResidenceProcedure],
+            &["return"],
+        )
+        .await;
+        ngo.cases
+            .get_case(by_id(&case_id, "shelter"))
+            .await
+            .unwrap();
+        dtv.cases.get_case(by_id(&case_id, "return")).await.unwrap();
+        // Reads without consent or permission: recorded as refused.
+        let _ = ind.cases.get_case(by_id(&case_id, "legalisation")).await;
+        let _ = avim.cases.get_case(by_id(&case_id, "return")).await;
+        // Malformed and unknown: refused before any decision, still recorded.
+        let bad_purpose = ngo.cases.get_case(by_id(&case_id, "curiosity")).await;
+        assert!(bad_purpose.is_err());
+        let unknown = dtv
+            .cases
+            .get_case(by_id("0190f2a0-0000-7000-8000-000000000000", "return"))
+            .await;
+        assert!(unknown.is_err());
+        last_case = Some(case_id);
+        // A pause longer than the checkpoint interval between rounds.
+        tokio::time::sleep(Duration::from_millis(2 * CHECKPOINT_MS)).await;
+    }
+    let case_id = last_case.expect("at least one round");
+    for _ in 0..exact {
+        let n = node.log_len().await;
+        assert!(n <= exact, "the log has {n} entries, more than {exact}");
+        if n == exact {
+            return;
+        }
+        ngo.cases
+            .get_case(by_id(&case_id, "guidance"))
+            .await
+            .unwrap();
+    }
+    panic!("the log did not reach {exact} entries");
+}
+
+/// Waits (bounded) until the latest checkpoint covers the whole log; returns
+/// the log's size and the checkpoint sizes.
+async fn wait_until_signed(store: &Store) -> (i64, Vec<i64>) {
+    for _ in 0..200 {
+        let n = store.log_size().await.unwrap();
+        let latest = store.latest_checkpoint().await.unwrap().map(|c| c.size);
+        if n > 0 && latest == Some(n) {
+            let sizes = store
+                .checkpoints()
+                .await
+                .unwrap()
+                .iter()
+                .map(|c| c.size)
+                .collect();
+            return (n, sizes);
+        }
+        tokio::time::sleep(Duration::from_millis(CHECKPOINT_MS)).await;
+    }
+    panic!("no checkpoint covering the whole log was signed");
+}
+
+async fn connect(db: &Path) -> SqliteConnection {
+    SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap()
+}
+
+/// Folds the WAL into the database file, so a copy of the file is complete.
+async fn checkpoint_wal(db: &Path) {
+    let mut conn = connect(db).await;
+    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// A copy of the whole node folder (config, keys, PKI, policy, database).
+fn copy_node(from: &Path) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(from, dir.path());
+    dir
+}
+
+/// What an attacker with file access does first.
+async fn attacker(db: &Path) -> SqliteConnection {
+    let mut conn = connect(db).await;
+    for trigger in [
+        "access_log_append_only_u",
+        "access_log_append_only_d",
+        "merkle_nodes_append_only_u",
+        "merkle_nodes_append_only_d",
+    ] {
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP TRIGGER {trigger}")))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    conn
+}
+
+struct Verdict {
+    code: Option<i32>,
+    json: serde_json::Value,
+    stdout: String,
+    stderr: String,
+}
+
+impl Verdict {
+    fn intact(&self) -> bool {
+        self.json["intact"] == serde_json::Value::Bool(true)
+    }
+    fn first_bad_index(&self) -> Option<u64> {
+        self.json["first_bad_index"].as_u64()
+    }
+    fn problems(&self) -> Vec<String> {
+        self.json["problems"]
+            .as_array()
+            .map(|ps| {
+                ps.iter()
+                    .map(|p| format!("{}: {}", p["index"], p["what"].as_str().unwrap_or("")))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {:?}, stdout: {}, stderr: {}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+/// `sluis audit verify --config CONFIG [--trusted-checkpoint NOTE] [--json]`.
+fn run_verify(config: &Path, trusted: Option<&Path>, json: bool) -> Verdict {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluis"));
+    cmd.args(["audit", "verify", "--config"]).arg(config);
+    if let Some(t) = trusted {
+        cmd.arg("--trusted-checkpoint").arg(t);
+    }
+    if json {
+        cmd.arg("--json");
+    }
+    let out = cmd.output().expect("run sluis audit verify");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let json = if json {
+        serde_json::from_str(stdout.trim())
+            .unwrap_or_else(|e| panic!("verify --json printed no JSON ({e}): {stdout}"))
+    } else {
+        serde_json::Value::Null
+    };
+    Verdict {
+        code: out.status.code(),
+        json,
+        stdout,
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn verify_json(config: &Path, trusted: Option<&Path>) -> Verdict {
+    run_verify(config, trusted, true)
+}
+
+/// A row of the access log, every column.
+#[derive(Clone, Debug)]
+struct Entry {
+    request_id: String,
+    at: i64,
+    caller: String,
+    role: String,
+    method: String,
+    case_id: Option<String>,
+    subject: Option<String>,
+    purpose: Option<String>,
+    decision: String,
+    record: Vec<u8>,
+}
+
+impl Entry {
+    /// A plausible record nobody made: a DT&V read that never happened.
+    fn forged(seq: i64) -> Entry {
+        let mut r = AccessRecord::new(
+            format!("0190f2a0-0000-7000-8000-{seq:012}"),
+            1_767_225_600_000 + seq,
+            "GetCase",
+        );
+        r.caller = "dtv".into();
+        r.role = "dtv".into();
+        r.case_id = Some("0190f2a0-1111-7000-8000-000000000001".into());
+        r.subject = Some("ps1.forged".into());
+        r.purpose = Some("return".into());
+        r.decision = Decision::Allowed;
+        r.status = "OK".into();
+        r.rules = vec!["dtv-return-residence".into()];
+        Entry {
+            request_id: r.request_id.clone(),
+            at: r.at,
+            caller: r.caller.clone(),
+            role: r.role.clone(),
+            method: r.method.clone(),
+            case_id: r.case_id.clone(),
+            subject: r.subject.clone(),
+            purpose: r.purpose.clone(),
+            decision: r.decision.as_str().into(),
+            record: r.encode(),
+        }
+    }
+}
+
+async fn read_entry(conn: &mut SqliteConnection, seq: i64) -> Entry {
+    let r = sqlx::query(
+        "SELECT request_id, at, caller, role, method, case_id, subject, purpose, decision, record
+         FROM access_log WHERE seq = ?",
+    )
+    .bind(seq)
+    .fetch_one(&mut *conn)
+    .await
+    .unwrap();
+    Entry {
+        request_id: r.get(0),
+        at: r.get(1),
+        caller: r.get(2),
+        role: r.get(3),
+        method: r.get(4),
+        case_id: r.get(5),
+        subject: r.get(6),
+        purpose: r.get(7),
+        decision: r.get(8),
+        record: r.get(9),
+    }
+}
+
+async fn write_entry(conn: &mut SqliteConnection, seq: i64, e: &Entry) {
+    sqlx::query(
+        "INSERT INTO access_log (seq, request_id, at, caller, role, method, case_id, subject,
+                                 purpose, decision, record)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (seq) DO UPDATE SET
+           request_id = excluded.request_id, at = excluded.at, caller = excluded.caller,
+           role = excluded.role, method = excluded.method, case_id = excluded.case_id,
+           subject = excluded.subject, purpose = excluded.purpose,
+           decision = excluded.decision, record = excluded.record",
+    )
+    .bind(seq)
+    .bind(&e.request_id)
+    .bind(e.at)
+    .bind(&e.caller)
+    .bind(&e.role)
+    .bind(&e.method)
+    .bind(&e.case_id)
+    .bind(&e.subject)
+    .bind(&e.purpose)
+    .bind(&e.decision)
+    .bind(&e.record)
+    .execute(&mut *conn)
+    .await
+    .unwrap();
+}
+
+async fn exec(conn: &mut SqliteConnection, sql: &'static str, seq: i64) -> u64 {
+    sqlx::query(sql)
+        .bind(seq)
+        .execute(&mut *conn)
+        .await
+        .unwrap()
+        .rows_affected()
+}
+
+/// An index in the middle of the log that is not the size of a signed
+/// checkpoint: the verifier must find the exact entry, not only the
+/// checkpoint interval it falls in.
+fn middle_index(p: &Pristine, near: i64) -> i64 {
+    (near..p.n - 1)
+        .find(|i| *i > 0 && !p.checkpoints.contains(i))
+        .expect("an index between checkpoints")
+}
+
+/// One way of editing the log, and where the verifier must say it starts.
+enum Tamper {
+    FlipRecordByte(i64),
+    Delete(i64),
+    Swap(i64, i64),
+    AppendForged,
+    TruncateAndAppend { from: i64, forged: i64 },
+    RewriteLeafHash(i64),
+    RewriteNodeHash { level: u32, first: i64 },
+    ChangeCaller(i64),
+}
+
+impl Tamper {
+    fn name(&self) -> String {
+        match self {
+            Tamper::FlipRecordByte(i) => format!("flip a byte in the record of entry {i}"),
+            Tamper::Delete(i) => format!("delete entry {i}"),
+            Tamper::Swap(i, j) => format!("swap entries {i} and {j}"),
+            Tamper::AppendForged => "append a forged entry".into(),
+            Tamper::TruncateAndAppend { from, forged } => {
+                format!("cut the log at {from} and append {forged} forged entries")
+            }
+            Tamper::RewriteLeafHash(i) => format!("rewrite the stored leaf hash of entry {i}"),
+            Tamper::RewriteNodeHash { level, first } => {
+                format!("rewrite the stored level-{level} tree node starting at entry {first}")
+            }
+            Tamper::ChangeCaller(i) => format!("change the caller column of entry {i}"),
+        }
+    }
+
+    /// Edits the copy's database; returns the index verify must report.
+    async fn apply(&self, conn: &mut SqliteConnection, n: i64) -> i64 {
+        match *self {
+            Tamper::FlipRecordByte(i) => {
+                let mut e = read_entry(conn, i).await;
+                let at = e.record.len() / 2;
+                e.record[at] ^= 0x01;
+                write_entry(conn, i, &e).await;
+                i
+            }
+            Tamper::Delete(i) => {
+                let gone = exec(conn, "DELETE FROM access_log WHERE seq = ?", i).await;
+                assert_eq!(gone, 1);
+                i
+            }
+            Tamper::Swap(i, j) => {
+                let (a, b) = (read_entry(conn, i).await, read_entry(conn, j).await);
+                write_entry(conn, i, &b).await;
+                write_entry(conn, j, &a).await;
+                i
+            }
+            Tamper::AppendForged => {
+                write_entry(conn, n, &Entry::forged(n)).await;
+                n
+            }
+            Tamper::TruncateAndAppend { from, forged } => {
+                let gone = exec(conn, "DELETE FROM access_log WHERE seq >= ?", from).await;
+                assert!(forged > gone as i64, "more appended than removed");
+                for seq in from..from + forged {
+                    write_entry(conn, seq, &Entry::forged(seq)).await;
+                }
+                from
+            }
+            Tamper::RewriteLeafHash(i) => {
+                flip_node(conn, i + 1, 0).await;
+                i
+            }
+            Tamper::RewriteNodeHash { level, first } => {
+                flip_node(conn, first + (1 << level), level).await;
+                first
+            }
+            Tamper::ChangeCaller(i) => {
+                let e = read_entry(conn, i).await;
+                let other = if e.caller == "avim" { "ind" } else { "avim" };
+                let changed = sqlx::query("UPDATE access_log SET caller = ? WHERE seq = ?")
+                    .bind(other)
+                    .bind(i)
+                    .execute(&mut *conn)
+                    .await
+                    .unwrap()
+                    .rows_affected();
+                assert_eq!(changed, 1);
+                i
+            }
+        }
+    }
+}
+
+/// Replaces a stored tree node's hash with a different one.
+async fn flip_node(conn: &mut SqliteConnection, end_size: i64, level: u32) {
+    let hash: Vec<u8> =
+        sqlx::query_scalar("SELECT hash FROM merkle_nodes WHERE end_size = ? AND level = ?")
+            .bind(end_size)
+            .bind(i64::from(level))
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap_or_else(|e| panic!("no tree node ({end_size}, {level}): {e}"));
+    let mut forged = hash.clone();
+    forged[7] ^= 0x80;
+    sqlx::query("UPDATE merkle_nodes SET hash = ? WHERE end_size = ? AND level = ?")
+        .bind(forged)
+        .bind(end_size)
+        .bind(i64::from(level))
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+}
+
+/// Copies the pristine node, applies one edit to the copy's database, and
+/// runs the verifier on it. Returns a description of what went wrong, if
+/// anything did.
+async fn caught(p: &Pristine, tamper: &Tamper) -> Result<(), String> {
+    let copy = copy_node(p.dir.path());
+    let db = copy.path().join("sluis.db");
+    let mut conn = attacker(&db).await;
+    let expected = tamper.apply(&mut conn, p.n).await;
+    conn.close().await.unwrap();
+    let v = verify_json(&copy.path().join("sluis.toml"), None);
+    let name = tamper.name();
+    if v.code != Some(2) || v.intact() {
+        return Err(format!("{name}: not caught: {v}"));
+    }
+    if v.first_bad_index() != Some(expected as u64) {
+        return Err(format!(
+            "{name}: first bad index {:?}, expected {expected}; problems: {:#?}",
+            v.first_bad_index(),
+            v.problems()
+        ));
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_edit_of_the_log_is_caught_at_its_index() {
+    let p = build_pristine().await;
+    assert_eq!(p.n, PRISTINE_SIZE);
+    assert!(
+        p.checkpoints.len() >= 3,
+        "several checkpoints were signed: {:?}",
+        p.checkpoints
+    );
+
+    let v = verify_json(&p.config_path(), None);
+    assert_eq!(v.code, Some(0), "{v}");
+    assert!(v.intact(), "{v}");
+    assert_eq!(v.json["entries"], p.n);
+    assert_eq!(v.json["first_bad_index"], serde_json::Value::Null);
+
+    let i = middle_index(&p, p.n / 2);
+    let j = middle_index(&p, i + 7);
+    // A level-3 node (8 entries) in the middle of the log.
+    let first8 = (p.n / 2) / 8 * 8;
+    assert!(first8 + 8 <= p.n);
+    let cut = middle_index(&p, p.n - 12);
+    let cases = [
+        Tamper::FlipRecordByte(i),
+        Tamper::Delete(i),
+        Tamper::Swap(i, j),
+        Tamper::AppendForged,
+        Tamper::TruncateAndAppend {
+            from: cut,
+            forged: p.n - cut + 5,
+        },
+        Tamper::RewriteLeafHash(i),
+        Tamper::RewriteNodeHash {
+            level: 3,
+            first: first8,
+        },
+        Tamper::RewriteNodeHash { level: 1, first: 2 },
+        Tamper::ChangeCaller(i),
+    ];
+    let mut failures = Vec::new();
+    for case in &cases {
+        if let Err(e) = caught(&p, case).await {
+            failures.push(e);
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "checkpoints at {:?}, {} entries:\n{}",
+        p.checkpoints,
+        p.n,
+        failures.join("\n")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_signed_entries_is_caught() {
+    let p = build_pristine().await;
+    // Cut below the newest checkpoint, append nothing.
+    let cut = middle_index(&p, p.n - 10);
+    let copy = copy_node(p.dir.path());
+    let db = copy.path().join("sluis.db");
+    let mut conn = attacker(&db).await;
+    exec(&mut conn, "DELETE FROM access_log WHERE seq >= ?", cut).await;
+    conn.close().await.unwrap();
+    let v = verify_json(&copy.path().join("sluis.toml"), None);
+    assert_eq!(v.code, Some(2), "{v}");
+    assert!(!v.intact());
+    let first = v.first_bad_index().expect("an index");
+    assert!(first <= cut as u64, "first bad index {first} > cut {cut}");
+    assert!(
+        v.problems().iter().any(|p| p.contains("removed")),
+        "{:#?}",
+        v.problems()
+    );
+
+    // A careful attacker also removes the tree nodes and the checkpoints
+    // past the cut: the database is then consistent with itself, and only a
+    // checkpoint saved elsewhere shows that entries are gone.
+    let copy = copy_node(p.dir.path());
+    let db = copy.path().join("sluis.db");
+    let mut conn = attacker(&db).await;
+    exec(&mut conn, "DELETE FROM access_log WHERE seq >= ?", cut).await;
+    exec(
+        &mut conn,
+        "DELETE FROM merkle_nodes WHERE end_size > ?",
+        cut,
+    )
+    .await;
+    exec(&mut conn, "DELETE FROM checkpoints WHERE size > ?", cut).await;
+    conn.close().await.unwrap();
+    let config = copy.path().join("sluis.toml");
+    let v = verify_json(&config, Some(&p.saved_note));
+    assert_eq!(v.code, Some(2), "{v}");
+    assert!(!v.intact());
+    assert_eq!(v.first_bad_index(), Some(cut as u64), "{v}");
+    assert!(
+        v.problems()
+            .iter()
+            .any(|p| p.contains("trusted checkpoint")),
+        "{:#?}",
+        v.problems()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_rebuilt_and_resigned_with_the_key_is_caught_by_a_saved_checkpoint() {
+    let p = build_pristine().await;
+
+    // The saved checkpoint holds for the real log.
+    let v = verify_json(&p.config_path(), Some(&p.saved_note));
+    assert_eq!(v.code, Some(0), "{v}");
+    assert!(v.intact(), "{v}");
+    assert_eq!(v.json["trusted_checkpoint"], p.n);
+    let human = run_verify(&p.config_path(), Some(&p.saved_note), false);
+    assert_eq!(human.code, Some(0), "{human}");
+    assert!(human.stdout.contains("log intact"), "{human}");
+
+    // Someone with the node's folder, keys included, starts over: a new
+    // database, other requests, checkpoints signed with the same key.
+    let copy = copy_node(p.dir.path());
+    for f in ["sluis.db", "sluis.db-wal", "sluis.db-shm"] {
+        let _ = std::fs::remove_file(copy.path().join(f));
+    }
+    let config_path = copy.path().join("sluis.toml");
+    let mut config = Config::load(&config_path).unwrap();
+    config.node.checkpoint_interval_ms = CHECKPOINT_MS;
+    let node = Node::start(&config).await.expect("start the rebuilt node");
+    let rebuilt = TestNode {
+        dir: copy,
+        config,
+        node,
+    };
+    traffic(&rebuilt, p.n + 5).await;
+    let (m, _) = wait_until_signed(&rebuilt.node.store).await;
+    assert!(m >= p.n);
+    let TestNode {
+        dir: copy, node, ..
+    } = rebuilt;
+    node.shutdown().await.unwrap();
+
+    // On its own, the rebuilt log is consistent and signed by the node's key.
+    let v = verify_json(&config_path, None);
+    assert_eq!(v.code, Some(0), "{v}");
+    assert!(v.intact(), "{v}");
+    // Against the checkpoint saved from the real log, it is not.
+    let v = verify_json(&config_path, Some(&p.saved_note));
+    assert_ne!(v.code, Some(0), "{v}");
+    assert!(!v.intact(), "{v}");
+    assert!(
+        v.problems()
+            .iter()
+            .any(|p| p.contains("trusted checkpoint")),
+        "{:#?}",
+        v.problems()
+    );
+    drop(copy);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_human_report_names_the_first_bad_index() {
+    let p = build_pristine().await;
+    let human = run_verify(&p.config_path(), None, false);
+    assert_eq!(human.code, Some(0), "{human}");
+    assert!(
+        human
+            .stdout
+            .contains(&format!("log intact: {} entries", p.n)),
+        "{human}"
+    );
+
+    let i = middle_index(&p, p.n / 3);
+    let copy = copy_node(p.dir.path());
+    let mut conn = attacker(&copy.path().join("sluis.db")).await;
+    Tamper::ChangeCaller(i).apply(&mut conn, p.n).await;
+    conn.close().await.unwrap();
+    let human = run_verify(&copy.path().join("sluis.toml"), None, false);
+    assert_eq!(human.code, Some(2), "{human}");
+    assert!(
+        human.stdout.contains(&format!("first bad index {i}")),
+        "{human}"
+    );
+    assert!(human.stdout.contains("LOG NOT INTACT"), "{human}");
+}
