@@ -5,23 +5,27 @@ mod common;
 
 use common::*;
 use sluis::proto::v1 as pb;
-use sqlx::Connection;
 use tonic::Code;
 
 use pb::Category as C;
 
-/// Makes the real SQLite access-log table refuse writes, from a second
-/// connection, as a full disk or a broken volume would.
-async fn block_log(db: &std::path::Path, blocked: bool) {
-    let url = format!("sqlite://{}", db.display());
-    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
-    let sql = if blocked {
-        "CREATE TRIGGER block_log BEFORE INSERT ON access_log BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+/// Makes the real access-log table refuse writes, over a connection of its
+/// own, as a full disk or a broken volume would.
+async fn block_log(node: &TestNode, blocked: bool) {
+    if blocked {
+        node.sql(
+            "CREATE TRIGGER block_log BEFORE INSERT ON access_log BEGIN SELECT RAISE(ABORT, 'disk full'); END",
+            "CREATE FUNCTION block_log() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'disk full'; END; $$;
+             CREATE TRIGGER block_log BEFORE INSERT ON access_log FOR EACH ROW EXECUTE FUNCTION block_log();",
+        )
+        .await;
     } else {
-        "DROP TRIGGER block_log"
-    };
-    sqlx::query(sql).execute(&mut conn).await.unwrap();
-    conn.close().await.unwrap();
+        node.sql(
+            "DROP TRIGGER block_log",
+            "DROP TRIGGER block_log ON access_log; DROP FUNCTION block_log();",
+        )
+        .await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -51,7 +55,7 @@ async fn no_data_leaves_and_nothing_changes_when_the_log_cannot_be_written() {
     let log_before = node.log_len().await;
     let digest_before = node.digest().await;
 
-    block_log(&node.db_path(), true).await;
+    block_log(&node, true).await;
 
     let err = ngo
         .cases
@@ -95,7 +99,7 @@ async fn no_data_leaves_and_nothing_changes_when_the_log_cannot_be_written() {
     assert_eq!(node.log_len().await, log_before);
 
     // The node recovers by itself once the log can be written again.
-    block_log(&node.db_path(), false).await;
+    block_log(&node, false).await;
     let r = ngo
         .cases
         .get_case(by_id(&case_id, "shelter"))

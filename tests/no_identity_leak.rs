@@ -112,28 +112,63 @@ async fn identities_never_appear_in_clear_in_files_or_logs() {
     assert!(log_rows.len() >= 10);
 
     let dir = node.dir.path().to_path_buf();
-    let db = node.db_path();
+    let url = node.database_url();
     node.node.shutdown().await.unwrap();
 
-    // Every file of the database (main file, WAL, shared memory).
-    let mut checked = 0;
-    for entry in std::fs::read_dir(db.parent().unwrap()).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_string_lossy().to_string();
-        if !name.starts_with(db.file_name().unwrap().to_str().unwrap()) {
-            continue;
+    if url.starts_with("postgres") {
+        // Every row of every table, as PostgreSQL renders it (bytea as hex).
+        use sqlx::{Connection, Row};
+        let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+        let tables: Vec<String> =
+            sqlx::query_scalar("SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'")
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
+        assert!(tables.len() >= 10, "{tables:?}");
+        for t in tables {
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "SELECT CAST(t AS TEXT) FROM {t} t"
+            )))
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+            for row in rows {
+                let text: String = row.get(0);
+                for needle in [NAME, V_NUMBER, BSN] {
+                    assert!(!text.contains(needle), "{needle} in clear in table {t}");
+                    assert!(
+                        !text.contains(&hex::encode(needle)),
+                        "{needle} in clear (bytea) in {t}"
+                    );
+                }
+            }
         }
-        let bytes = std::fs::read(&path).unwrap();
-        for needle in [NAME, V_NUMBER, BSN] {
-            assert!(
-                !contains(&bytes, needle),
-                "{needle} in clear in {}",
-                path.display()
-            );
+    } else {
+        // Every file of the database (main file, WAL, shared memory).
+        let db = url
+            .strip_prefix("sqlite://")
+            .and_then(|p| p.split('?').next())
+            .map(std::path::PathBuf::from)
+            .unwrap();
+        let mut checked = 0;
+        for entry in std::fs::read_dir(db.parent().unwrap()).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            if !name.starts_with(db.file_name().unwrap().to_str().unwrap()) {
+                continue;
+            }
+            let bytes = std::fs::read(&path).unwrap();
+            for needle in [NAME, V_NUMBER, BSN] {
+                assert!(
+                    !contains(&bytes, needle),
+                    "{needle} in clear in {}",
+                    path.display()
+                );
+            }
+            checked += 1;
         }
-        checked += 1;
+        assert!(checked >= 1);
     }
-    assert!(checked >= 1);
     // And every other file the node wrote (config, policy, PKI, keys).
     for entry in walk(&dir) {
         let bytes = std::fs::read(&entry).unwrap();

@@ -36,6 +36,7 @@ impl TestNode {
         let path = devnode::init(dir.path(), "127.0.0.1:0".parse().unwrap())
             .await
             .expect("init a node directory");
+        use_test_database(dir.path()).await;
         let mut config = Config::load(&path).expect("load config");
         edit(&mut config);
         let node = Node::start(&config).await.expect("start node");
@@ -52,6 +53,16 @@ impl TestNode {
 
     pub fn db_path(&self) -> PathBuf {
         self.config.sqlite_path().unwrap()
+    }
+
+    pub fn database_url(&self) -> String {
+        self.config.database_url().unwrap()
+    }
+
+    /// Runs SQL on the node's database over a connection of its own (as an
+    /// operator, or an attacker with database access, would).
+    pub async fn sql(&self, sqlite: &str, postgres: &str) {
+        exec_sql(&self.database_url(), sqlite, postgres).await;
     }
 
     pub fn ca_pem(&self) -> String {
@@ -286,4 +297,73 @@ pub fn data_matches_released(r: &pb::GetCaseResponse) -> bool {
     ];
     set.iter()
         .all(|(present, c)| *present == r.released.contains(&(*c as i32)))
+}
+
+/// Which database the integration tests run on: SQLite (default) or, with
+/// `SLUIS_TEST_BACKEND=postgres`, a fresh database per test on the server
+/// at `SLUIS_TEST_POSTGRES_URL` (e.g. postgres://postgres@127.0.0.1:5432/test).
+pub fn postgres_admin_url() -> Option<String> {
+    match std::env::var("SLUIS_TEST_BACKEND").as_deref() {
+        Ok("postgres") => Some(
+            std::env::var("SLUIS_TEST_POSTGRES_URL")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into()),
+        ),
+        _ => None,
+    }
+}
+
+pub fn on_postgres() -> bool {
+    postgres_admin_url().is_some()
+}
+
+/// A new, empty PostgreSQL database; returns its URL.
+pub async fn fresh_postgres_database(admin_url: &str) -> String {
+    use sqlx::Connection;
+    let name = format!("sluis_t_{}", uuid::Uuid::now_v7().simple());
+    let mut admin = sqlx::PgConnection::connect(admin_url)
+        .await
+        .expect("connect to the test PostgreSQL server (SLUIS_TEST_POSTGRES_URL)");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .expect("create a test database");
+    admin.close().await.ok();
+    let base = admin_url
+        .rsplit_once('/')
+        .map(|(b, _)| b)
+        .unwrap_or(admin_url);
+    format!("{base}/{name}")
+}
+
+/// Points a node folder made by `sluis init` at the test database: nothing
+/// changes on SQLite; on PostgreSQL its sluis.toml names a fresh database,
+/// so the CLI commands run on the folder see the same data as the node.
+pub async fn use_test_database(dir: &std::path::Path) {
+    let Some(admin) = postgres_admin_url() else {
+        return;
+    };
+    let url = fresh_postgres_database(&admin).await;
+    let path = dir.join(devnode::CONFIG_FILE);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let text = text.replace(
+        "database = \"sqlite://sluis.db\"",
+        &format!("database = \"{url}\""),
+    );
+    std::fs::write(&path, text).unwrap();
+}
+
+pub async fn exec_sql(url: &str, sqlite: &str, postgres: &str) {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let sql = if url.starts_with("postgres") {
+        postgres
+    } else {
+        sqlite
+    };
+    let mut conn = sqlx::AnyConnection::connect(url).await.expect("connect");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+        .execute(&mut conn)
+        .await
+        .expect("run SQL");
+    conn.close().await.ok();
 }
