@@ -1,0 +1,301 @@
+//! PostgreSQL restarted under load, on a private server this test starts
+//! itself (initdb + pg_ctl, its own data directory and port), so the shared
+//! server and the other tests are untouched. While the database is down,
+//! requests fail closed (UNAVAILABLE, nothing released) and health says
+//! NOT_SERVING; when it returns, the node recovers by itself, and no
+//! acknowledged record is lost.
+
+mod common;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use sluis::client::{self, ClientPem};
+use sluis::config::Config;
+use sluis::devnode;
+use sluis::node::Node;
+use sluis::proto::v1 as pb;
+use tonic::Code;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+fn pg_bin() -> Option<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
+        .filter(|p| p.join("initdb").exists() && p.join("pg_ctl").exists())
+        .collect();
+    dirs.sort();
+    dirs.pop()
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0"))
+        .unwrap_or(false)
+}
+
+/// Runs a PostgreSQL tool, as the `postgres` user when we are root (the
+/// server refuses to run as root).
+fn pg(bin: &Path, tool: &str, args: &[&str]) {
+    let exe = bin.join(tool);
+    let status = if is_root() {
+        Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(&exe)
+            .args(args)
+            .status()
+    } else {
+        Command::new(&exe).args(args).status()
+    }
+    .unwrap();
+    assert!(status.success(), "{tool} {args:?} failed");
+}
+
+struct PrivatePg {
+    bin: PathBuf,
+    data: String,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl PrivatePg {
+    fn init() -> PrivatePg {
+        let bin = pg_bin().expect("PostgreSQL server binaries");
+        let dir = tempfile::Builder::new()
+            .prefix("sluis-pg")
+            .tempdir_in("/tmp")
+            .unwrap();
+        if is_root() {
+            assert!(
+                Command::new("chown")
+                    .args(["-R", "postgres:postgres"])
+                    .arg(dir.path())
+                    .status()
+                    .unwrap()
+                    .success()
+            );
+        }
+        let data = dir.path().join("data").display().to_string();
+        pg(
+            &bin,
+            "initdb",
+            &["-D", &data, "-A", "trust", "-U", "postgres", "--no-sync"],
+        );
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let pg = PrivatePg {
+            bin,
+            data,
+            port,
+            _dir: dir,
+        };
+        pg.start();
+        pg
+    }
+
+    fn start(&self) {
+        let opts = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={}",
+            self.port,
+            Path::new(&self.data).parent().unwrap().display()
+        );
+        let log = format!("{}/../server.log", self.data);
+        pg(
+            &self.bin,
+            "pg_ctl",
+            &["-D", &self.data, "-o", &opts, "-l", &log, "-w", "start"],
+        );
+    }
+
+    fn stop(&self) {
+        pg(
+            &self.bin,
+            "pg_ctl",
+            &["-D", &self.data, "-m", "fast", "-w", "stop"],
+        );
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for PrivatePg {
+    fn drop(&mut self) {
+        let _ = Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join("pg_ctl"))
+            .args(["-D", &self.data, "-m", "immediate", "stop"])
+            .status();
+    }
+}
+
+async fn health(channel: tonic::transport::Channel) -> Option<ServingStatus> {
+    let r = HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .ok()?;
+    ServingStatus::try_from(r.into_inner().status).ok()
+}
+
+async fn wait_health(channel: &tonic::transport::Channel, want: ServingStatus) {
+    for _ in 0..100 {
+        if health(channel.clone()).await == Some(want) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("health never became {want:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_restart_fails_closed_and_recovers_by_itself() {
+    if !on_postgres() || pg_bin().is_none() {
+        eprintln!("skipped: needs SLUIS_TEST_BACKEND=postgres and the PostgreSQL server binaries");
+        return;
+    }
+    let server = PrivatePg::init();
+    let dir = tempfile::tempdir().unwrap();
+    let path = devnode::init(dir.path(), "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let mut config = Config::load(&path).unwrap();
+    config.node.database = server.url();
+    config.database.acquire_timeout_ms = 500;
+    let node = Node::start(&config).await.unwrap();
+    let pki = dir.path().join("pki");
+    let read = |p: PathBuf| std::fs::read_to_string(p).unwrap();
+    let pem = |who: &str| ClientPem {
+        ca: read(pki.join("ca.pem")),
+        identity: Some((
+            read(pki.join(format!("clients/{who}.pem"))),
+            read(pki.join(format!("clients/{who}.key"))),
+        )),
+    };
+    let channel = client::connect(node.local_addr, "localhost", &pem(GEMEENTE))
+        .await
+        .unwrap();
+    let mut gemeente = sluis::client::Clients::new(channel.clone());
+    let mut ngo = sluis::client::Clients::new(
+        client::connect(node.local_addr, "localhost", &pem(NGO))
+            .await
+            .unwrap(),
+    );
+    let (case_id, _) = register(&mut gemeente).await;
+    grant(
+        &mut gemeente,
+        &case_id,
+        vec![participant(NGO)],
+        &[pb::Category::Shelter],
+        &["shelter"],
+    )
+    .await;
+    let mut acked = Vec::new();
+    for _ in 0..20 {
+        let r = ngo
+            .cases
+            .get_case(by_id(&case_id, "shelter"))
+            .await
+            .unwrap();
+        acked.push(
+            r.metadata()
+                .get("x-request-id")
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    assert_eq!(health(channel.clone()).await, Some(ServingStatus::Serving));
+
+    server.stop();
+    // Fail closed: no data, UNAVAILABLE, and health says so.
+    for _ in 0..10 {
+        let e = ngo
+            .cases
+            .get_case(by_id(&case_id, "shelter"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+        let e = gemeente
+            .cases
+            .register_case(with_actor(pb::RegisterCaseRequest {
+                data: Some(full_case("Uitval Test", "3234567890", "")),
+            }))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+    }
+    wait_health(&channel, ServingStatus::NotServing).await;
+
+    server.start();
+    // Recovers by itself: the same node, the same connections.
+    let mut recovered = false;
+    for _ in 0..100 {
+        if let Ok(r) = ngo.cases.get_case(by_id(&case_id, "shelter")).await {
+            assert_eq!(r.get_ref().released.len(), 1);
+            acked.push(
+                r.metadata()
+                    .get("x-request-id")
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .to_string(),
+            );
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        recovered,
+        "the node answers again once the database is back"
+    );
+    for _ in 0..20 {
+        let r = ngo
+            .cases
+            .get_case(by_id(&case_id, "shelter"))
+            .await
+            .unwrap();
+        acked.push(
+            r.metadata()
+                .get("x-request-id")
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    wait_health(&channel, ServingStatus::Serving).await;
+
+    // No acknowledged record lost, and the log verifies.
+    let rows = node.store.access_log(0, 100_000).await.unwrap();
+    for id in &acked {
+        assert!(
+            rows.iter().any(|r| &r.request_id == id),
+            "acknowledged {id} is in the log"
+        );
+    }
+    let key = node.exchange.verifier_key();
+    node.shutdown().await.unwrap();
+    let store = sluis::store::Store::open(&server.url(), &Default::default(), false)
+        .await
+        .unwrap();
+    let report = sluis::verify::verify_log(&store, &key, None, |_, _| {})
+        .await
+        .unwrap();
+    assert!(report.intact(), "{:?}", report.problems);
+    store.close().await;
+}
