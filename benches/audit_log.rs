@@ -5,6 +5,7 @@
 //! ```sh
 //! cargo bench --bench audit_log                       # 1 M entries
 //! cargo bench --bench audit_log -- --sizes 1000000,10000000 --appends 200000
+//! cargo bench --bench audit_log -- --postgres postgres://postgres@127.0.0.1:5432/test
 //! ```
 //! Every figure is printed; nothing is asserted.
 
@@ -63,11 +64,40 @@ fn arg(name: &str) -> Option<String> {
         .and_then(|i| args.get(i + 1).cloned())
 }
 
-async fn durable_appends(total: u64, concurrency: u64) -> anyhow::Result<()> {
+/// A fresh PostgreSQL database on the server of `admin_url`.
+async fn fresh_postgres(admin_url: &str) -> anyhow::Result<String> {
+    use sqlx::Connection;
+    let name = format!("sluis_bench_{}", uuid::Uuid::now_v7().simple());
+    let mut admin = sqlx::PgConnection::connect(admin_url).await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await?;
+    let base = admin_url
+        .rsplit_once('/')
+        .map(|(b, _)| b)
+        .unwrap_or(admin_url);
+    Ok(format!("{base}/{name}"))
+}
+
+async fn open(dir: &std::path::Path, postgres: Option<&str>) -> anyhow::Result<Store> {
+    Ok(match postgres {
+        None => Store::open_sqlite(&dir.join("bench.db")).await?,
+        Some(admin) => {
+            let url = fresh_postgres(admin).await?;
+            Store::open(&url, &sluis::store::PoolSettings::default(), true).await?
+        }
+    })
+}
+
+async fn durable_appends(
+    total: u64,
+    concurrency: u64,
+    postgres: Option<&str>,
+) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     Keys::create(&dir.path().join("keys"))?;
     let keys = Arc::new(Keys::load(&dir.path().join("keys"))?);
-    let store = Store::open_sqlite(&dir.path().join("bench.db")).await?;
+    let store = open(dir.path(), postgres).await?;
     let log = AuditLog::start(
         store.clone(),
         keys,
@@ -94,8 +124,13 @@ async fn durable_appends(total: u64, concurrency: u64) -> anyhow::Result<()> {
         t.await?;
     }
     let secs = started.elapsed().as_secs_f64();
+    let db = if postgres.is_some() {
+        "PostgreSQL"
+    } else {
+        "SQLite WAL, synchronous=FULL"
+    };
     println!(
-        "durable appends (SQLite WAL, synchronous=FULL, group commit, {concurrency} concurrent writers): \
+        "durable appends ({db}, group commit, {concurrency} concurrent writers): \
 {total} in {secs:.2}s = {:.0}/s",
         total as f64 / secs
     );
@@ -104,11 +139,14 @@ async fn durable_appends(total: u64, concurrency: u64) -> anyhow::Result<()> {
 
 /// Fills a log of `size` entries quickly (big transactions, as a bulk
 /// import would), with the tree and a signed checkpoint.
-async fn build(size: u64) -> anyhow::Result<(tempfile::TempDir, Store, String)> {
+async fn build(
+    size: u64,
+    postgres: Option<&str>,
+) -> anyhow::Result<(tempfile::TempDir, Store, String)> {
     let dir = tempfile::tempdir()?;
     Keys::create(&dir.path().join("keys"))?;
     let keys = Keys::load(&dir.path().join("keys"))?;
-    let store = Store::open_sqlite(&dir.path().join("bench.db")).await?;
+    let store = open(dir.path(), postgres).await?;
     let mut frontier = Frontier::new();
     let started = Instant::now();
     let batch = 20_000u64;
@@ -148,9 +186,9 @@ async fn build(size: u64) -> anyhow::Result<(tempfile::TempDir, Store, String)> 
     Ok((dir, store, key))
 }
 
-async fn at_size(size: u64) -> anyhow::Result<()> {
+async fn at_size(size: u64, postgres: Option<&str>) -> anyhow::Result<()> {
     println!("log of {size} entries:");
-    let (_dir, store, key) = build(size).await?;
+    let (_dir, store, key) = build(size, postgres).await?;
     let report = sluis::verify::verify_log(&store, &key, None, |_, _| {}).await?;
     assert!(report.intact(), "benchmark log must verify");
     println!(
@@ -199,9 +237,15 @@ async fn main() -> anyhow::Result<()> {
             .map(|n| n.get())
             .unwrap_or(1)
     );
-    durable_appends(appends, 512).await?;
+    // --postgres URL: the same figures on a PostgreSQL server (a fresh
+    // database is made on it for each part).
+    let postgres = arg("--postgres");
+    if let Some(url) = &postgres {
+        println!("database: PostgreSQL at {}", sluis::config::redact_url(url));
+    }
+    durable_appends(appends, 512, postgres.as_deref()).await?;
     for size in sizes {
-        at_size(size).await?;
+        at_size(size, postgres.as_deref()).await?;
     }
     Ok(())
 }
