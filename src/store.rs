@@ -649,7 +649,14 @@ impl Store {
         nodes: &[(NodeId, Hash)],
         checkpoint: Option<&StoredCheckpoint>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = match self.backend {
+            // Take SQLite's write lock up front: a deferred transaction that
+            // reads the log size and then writes fails at once with
+            // SQLITE_BUSY (no busy wait) when another connection committed
+            // in between, e.g. a case registered during the batch.
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        };
         if self.backend == Backend::Postgres {
             sqlx::query("SELECT pg_advisory_xact_lock($1)")
                 .bind(LOG_LOCK)

@@ -3,7 +3,10 @@
 //! log has no gaps, and `sluis audit verify` finds it intact.
 //!
 //! The node is the real binary (`sluis serve`) in a child process, the load
-//! real gRPC over mTLS from several participants, the log a real SQLite file.
+//! real gRPC over mTLS from several participants, the log a real SQLite file
+//! or, with `SLUIS_TEST_BACKEND=postgres`, a real PostgreSQL database.
+
+mod common;
 
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener};
@@ -12,10 +15,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::{connect_database, database_url_of, use_test_database};
 use sluis::api::REQUEST_ID_HEADER;
 use sluis::client::{self, ClientPem, Clients};
 use sluis::proto::v1 as pb;
-use sqlx::{Connection, Row, SqliteConnection};
+use sqlx::{AnyConnection, Connection, Row};
 use tonic::metadata::MetadataMap;
 use tonic::{Code, Request, Response, Status};
 
@@ -32,7 +36,8 @@ fn free_port() -> u16 {
     l.local_addr().unwrap().port()
 }
 
-/// A stopped node directory made by `sluis init`, with its own port.
+/// A stopped node directory made by `sluis init`, with its own port, on the
+/// test database (its SQLite file, or a fresh PostgreSQL database).
 struct NodeDir {
     dir: tempfile::TempDir,
     addr: SocketAddr,
@@ -41,7 +46,7 @@ struct NodeDir {
 }
 
 impl NodeDir {
-    fn init(checkpoint_ms: u64) -> NodeDir {
+    async fn init(checkpoint_ms: u64) -> NodeDir {
         let dir = tempfile::tempdir().unwrap();
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let out = sluis()
@@ -64,6 +69,7 @@ impl NodeDir {
         );
         assert!(text.contains(&format!("checkpoint_interval_ms = {checkpoint_ms}")));
         std::fs::write(&config, text).unwrap();
+        use_test_database(dir.path()).await;
         NodeDir { dir, addr, runs: 0 }
     }
 
@@ -73,10 +79,6 @@ impl NodeDir {
 
     fn config(&self) -> PathBuf {
         self.path().join("sluis.toml")
-    }
-
-    fn db(&self) -> PathBuf {
-        self.path().join("sluis.db")
     }
 
     /// `sluis serve` in a child process; returns once it completes an mTLS
@@ -129,15 +131,14 @@ impl NodeDir {
         ))
     }
 
-    async fn sqlite(&self) -> SqliteConnection {
-        SqliteConnection::connect(&format!("sqlite://{}", self.db().display()))
-            .await
-            .unwrap()
+    /// A connection of the test's own to the node's database.
+    async fn database(&self) -> AnyConnection {
+        connect_database(&database_url_of(self.path())).await
     }
 
     /// Every (seq, request_id) of the access log, in order.
     async fn log(&self) -> Vec<(i64, String)> {
-        let mut conn = self.sqlite().await;
+        let mut conn = self.database().await;
         let rows = sqlx::query("SELECT seq, request_id FROM access_log ORDER BY seq")
             .fetch_all(&mut conn)
             .await
@@ -148,7 +149,7 @@ impl NodeDir {
 
     /// The size of the latest signed checkpoint.
     async fn signed_size(&self) -> Option<i64> {
-        let mut conn = self.sqlite().await;
+        let mut conn = self.database().await;
         let size = sqlx::query_scalar("SELECT MAX(size) FROM checkpoints")
             .fetch_one(&mut conn)
             .await
@@ -355,7 +356,7 @@ async fn load(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_answered_request_survives_sigkill_and_the_log_verifies() {
-    let mut node = NodeDir::init(CHECKPOINT_MS);
+    let mut node = NodeDir::init(CHECKPOINT_MS).await;
     let served = node.serve().await;
 
     // Eight back-ends, each on its own mTLS connection.
@@ -471,7 +472,7 @@ async fn every_answered_request_survives_sigkill_and_the_log_verifies() {
 async fn a_clean_stop_signs_the_unsigned_tail() {
     // One checkpoint an hour: only the first batch (at start) and the stop
     // itself get one.
-    let mut node = NodeDir::init(3_600_000);
+    let mut node = NodeDir::init(3_600_000).await;
     let served = node.serve().await;
     let mut gemeente = node.client(GEMEENTE).await.expect("connect");
     for _ in 0..5 {

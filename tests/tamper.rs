@@ -5,8 +5,10 @@
 //! key passes on its own, but not against a checkpoint saved earlier.
 //!
 //! Everything is real: a node over mTLS writes the log, the edits go to the
-//! SQLite file of a copy of the node's folder, and the verifier is the
-//! `sluis` binary.
+//! database of a copy of the node's folder, and the verifier is the `sluis`
+//! binary. On SQLite the copy's database is a copy of the file; on
+//! PostgreSQL (`SLUIS_TEST_BACKEND=postgres`) it is a copy of the node's
+//! database (`CREATE DATABASE … TEMPLATE`) that the copied sluis.toml names.
 
 mod common;
 
@@ -20,12 +22,18 @@ use sluis::config::Config;
 use sluis::node::Node;
 use sluis::proto::v1 as pb;
 use sluis::store::Store;
-use sqlx::{Connection, Row, SqliteConnection};
+use sqlx::{AnyConnection, AssertSqlSafe, Connection, Row};
 
 use pb::Category as C;
 
-/// Checkpoints every 20 ms, so a short run of requests gets several.
-const CHECKPOINT_MS: u64 = 20;
+/// Checkpoints every 20 ms, so a short run of requests gets several. On
+/// PostgreSQL, whose commits may take longer than that (an fsync on the
+/// server), every 100 ms: the tests need entries between checkpoints, and a
+/// node whose every request outlasts the interval signs a checkpoint over
+/// every entry.
+fn checkpoint_ms() -> u64 {
+    if on_postgres() { 100 } else { 20 }
+}
 
 /// A stopped node whose log was written by real requests.
 struct Pristine {
@@ -48,7 +56,7 @@ impl Pristine {
 /// consents, reads by several participants and some refusals, in rounds
 /// with pauses between them so that several checkpoints get signed.
 async fn build_pristine() -> Pristine {
-    let node = TestNode::start_with(|c| c.node.checkpoint_interval_ms = CHECKPOINT_MS).await;
+    let node = TestNode::start_with(|c| c.node.checkpoint_interval_ms = checkpoint_ms()).await;
     traffic(&node, PRISTINE_SIZE).await;
     let (n, checkpoints) = wait_until_signed(&node.node.store).await;
     let cp = node.node.store.latest_checkpoint().await.unwrap().unwrap();
@@ -57,7 +65,7 @@ async fn build_pristine() -> Pristine {
     std::fs::write(&saved_note, &cp.note).unwrap();
     let TestNode { dir, node, .. } = node;
     node.shutdown().await.unwrap();
-    checkpoint_wal(&dir.path().join("sluis.db")).await;
+    checkpoint_wal(dir.path()).await;
     Pristine {
         dir,
         n,
@@ -123,7 +131,7 @@ async fn traffic(node: &TestNode, exact: i64) {
         assert!(unknown.is_err());
         last_case = Some(case_id);
         // A pause longer than the checkpoint interval between rounds.
-        tokio::time::sleep(Duration::from_millis(2 * CHECKPOINT_MS)).await;
+        tokio::time::sleep(Duration::from_millis(2 * checkpoint_ms())).await;
     }
     let case_id = last_case.expect("at least one round");
     for _ in 0..exact {
@@ -156,25 +164,53 @@ async fn wait_until_signed(store: &Store) -> (i64, Vec<i64>) {
                 .collect();
             return (n, sizes);
         }
-        tokio::time::sleep(Duration::from_millis(CHECKPOINT_MS)).await;
+        tokio::time::sleep(Duration::from_millis(checkpoint_ms())).await;
     }
     panic!("no checkpoint covering the whole log was signed");
 }
 
-async fn connect(db: &Path) -> SqliteConnection {
-    SqliteConnection::connect(&format!("sqlite://{}", db.display()))
-        .await
-        .unwrap()
+/// A connection to a node's database: the SQLite file or the PostgreSQL
+/// database its sluis.toml names.
+struct Db {
+    conn: AnyConnection,
+    url: String,
 }
 
-/// Folds the WAL into the database file, so a copy of the file is complete.
-async fn checkpoint_wal(db: &Path) {
-    let mut conn = connect(db).await;
+impl Db {
+    async fn of_node(dir: &Path) -> Db {
+        let url = database_url_of(dir);
+        Db {
+            conn: connect_database(&url).await,
+            url,
+        }
+    }
+
+    fn postgres(&self) -> bool {
+        self.url.starts_with("postgres")
+    }
+
+    /// SQL written with `?` placeholders, in this backend's syntax.
+    fn sql(&self, sql: &str) -> AssertSqlSafe<String> {
+        placeholders(&self.url, sql)
+    }
+
+    async fn close(self) {
+        self.conn.close().await.unwrap();
+    }
+}
+
+/// Folds the WAL into the database file, so a copy of the file is complete
+/// (SQLite; a PostgreSQL database is copied by the server).
+async fn checkpoint_wal(node_dir: &Path) {
+    if on_postgres() {
+        return;
+    }
+    let mut db = Db::of_node(node_dir).await;
     sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-        .execute(&mut conn)
+        .execute(&mut db.conn)
         .await
         .unwrap();
-    conn.close().await.unwrap();
+    db.close().await;
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -190,28 +226,48 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// A copy of the whole node folder (config, keys, PKI, policy, database).
-fn copy_node(from: &Path) -> tempfile::TempDir {
+/// A copy of the node folder's files (config, keys, PKI, policy and, on
+/// SQLite, the database file).
+fn copy_folder(from: &Path) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     copy_dir(from, dir.path());
     dir
 }
 
-/// What an attacker with file access does first.
-async fn attacker(db: &Path) -> SqliteConnection {
-    let mut conn = connect(db).await;
-    for trigger in [
-        "access_log_append_only_u",
-        "access_log_append_only_d",
-        "merkle_nodes_append_only_u",
-        "merkle_nodes_append_only_d",
-    ] {
-        sqlx::query(sqlx::AssertSqlSafe(format!("DROP TRIGGER {trigger}")))
-            .execute(&mut conn)
-            .await
-            .unwrap();
+/// A copy of the whole node: its folder and its database. On PostgreSQL
+/// the database is copied on the server and the copied sluis.toml points at
+/// the copy, so edits never reach the original. The original's node must be
+/// stopped and every connection to its database closed.
+async fn copy_node(from: &Path) -> tempfile::TempDir {
+    let dir = copy_folder(from);
+    if on_postgres() {
+        let copy = copy_postgres_database(&database_url_of(from)).await;
+        set_database(dir.path(), &copy);
     }
-    conn
+    dir
+}
+
+/// What an attacker with write access to the database does first: drop the
+/// append-only triggers.
+async fn attacker(node_dir: &Path) -> Db {
+    let mut db = Db::of_node(node_dir).await;
+    let drops: &[&str] = if db.postgres() {
+        &[
+            "DROP TRIGGER access_log_append_only ON access_log",
+            "DROP TRIGGER merkle_nodes_append_only ON merkle_nodes",
+        ]
+    } else {
+        &[
+            "DROP TRIGGER access_log_append_only_u",
+            "DROP TRIGGER access_log_append_only_d",
+            "DROP TRIGGER merkle_nodes_append_only_u",
+            "DROP TRIGGER merkle_nodes_append_only_d",
+        ]
+    };
+    for sql in drops {
+        sqlx::query(*sql).execute(&mut db.conn).await.unwrap();
+    }
+    db
 }
 
 struct Verdict {
@@ -326,13 +382,13 @@ impl Entry {
     }
 }
 
-async fn read_entry(conn: &mut SqliteConnection, seq: i64) -> Entry {
-    let r = sqlx::query(
+async fn read_entry(db: &mut Db, seq: i64) -> Entry {
+    let r = sqlx::query(db.sql(
         "SELECT request_id, at, caller, role, method, case_id, subject, purpose, decision, record
          FROM access_log WHERE seq = ?",
-    )
+    ))
     .bind(seq)
-    .fetch_one(&mut *conn)
+    .fetch_one(&mut db.conn)
     .await
     .unwrap();
     Entry {
@@ -349,8 +405,8 @@ async fn read_entry(conn: &mut SqliteConnection, seq: i64) -> Entry {
     }
 }
 
-async fn write_entry(conn: &mut SqliteConnection, seq: i64, e: &Entry) {
-    sqlx::query(
+async fn write_entry(db: &mut Db, seq: i64, e: &Entry) {
+    sqlx::query(db.sql(
         "INSERT INTO access_log (seq, request_id, at, caller, role, method, case_id, subject,
                                  purpose, decision, record)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -359,7 +415,7 @@ async fn write_entry(conn: &mut SqliteConnection, seq: i64, e: &Entry) {
            role = excluded.role, method = excluded.method, case_id = excluded.case_id,
            subject = excluded.subject, purpose = excluded.purpose,
            decision = excluded.decision, record = excluded.record",
-    )
+    ))
     .bind(seq)
     .bind(&e.request_id)
     .bind(e.at)
@@ -371,15 +427,15 @@ async fn write_entry(conn: &mut SqliteConnection, seq: i64, e: &Entry) {
     .bind(&e.purpose)
     .bind(&e.decision)
     .bind(&e.record)
-    .execute(&mut *conn)
+    .execute(&mut db.conn)
     .await
     .unwrap();
 }
 
-async fn exec(conn: &mut SqliteConnection, sql: &'static str, seq: i64) -> u64 {
-    sqlx::query(sql)
+async fn exec(db: &mut Db, sql: &'static str, seq: i64) -> u64 {
+    sqlx::query(db.sql(sql))
         .bind(seq)
-        .execute(&mut *conn)
+        .execute(&mut db.conn)
         .await
         .unwrap()
         .rows_affected()
@@ -425,53 +481,53 @@ impl Tamper {
     }
 
     /// Edits the copy's database; returns the index verify must report.
-    async fn apply(&self, conn: &mut SqliteConnection, n: i64) -> i64 {
+    async fn apply(&self, db: &mut Db, n: i64) -> i64 {
         match *self {
             Tamper::FlipRecordByte(i) => {
-                let mut e = read_entry(conn, i).await;
+                let mut e = read_entry(db, i).await;
                 let at = e.record.len() / 2;
                 e.record[at] ^= 0x01;
-                write_entry(conn, i, &e).await;
+                write_entry(db, i, &e).await;
                 i
             }
             Tamper::Delete(i) => {
-                let gone = exec(conn, "DELETE FROM access_log WHERE seq = ?", i).await;
+                let gone = exec(db, "DELETE FROM access_log WHERE seq = ?", i).await;
                 assert_eq!(gone, 1);
                 i
             }
             Tamper::Swap(i, j) => {
-                let (a, b) = (read_entry(conn, i).await, read_entry(conn, j).await);
-                write_entry(conn, i, &b).await;
-                write_entry(conn, j, &a).await;
+                let (a, b) = (read_entry(db, i).await, read_entry(db, j).await);
+                write_entry(db, i, &b).await;
+                write_entry(db, j, &a).await;
                 i
             }
             Tamper::AppendForged => {
-                write_entry(conn, n, &Entry::forged(n)).await;
+                write_entry(db, n, &Entry::forged(n)).await;
                 n
             }
             Tamper::TruncateAndAppend { from, forged } => {
-                let gone = exec(conn, "DELETE FROM access_log WHERE seq >= ?", from).await;
+                let gone = exec(db, "DELETE FROM access_log WHERE seq >= ?", from).await;
                 assert!(forged > gone as i64, "more appended than removed");
                 for seq in from..from + forged {
-                    write_entry(conn, seq, &Entry::forged(seq)).await;
+                    write_entry(db, seq, &Entry::forged(seq)).await;
                 }
                 from
             }
             Tamper::RewriteLeafHash(i) => {
-                flip_node(conn, i + 1, 0).await;
+                flip_node(db, i + 1, 0).await;
                 i
             }
             Tamper::RewriteNodeHash { level, first } => {
-                flip_node(conn, first + (1 << level), level).await;
+                flip_node(db, first + (1 << level), level).await;
                 first
             }
             Tamper::ChangeCaller(i) => {
-                let e = read_entry(conn, i).await;
+                let e = read_entry(db, i).await;
                 let other = if e.caller == "avim" { "ind" } else { "avim" };
-                let changed = sqlx::query("UPDATE access_log SET caller = ? WHERE seq = ?")
+                let changed = sqlx::query(db.sql("UPDATE access_log SET caller = ? WHERE seq = ?"))
                     .bind(other)
                     .bind(i)
-                    .execute(&mut *conn)
+                    .execute(&mut db.conn)
                     .await
                     .unwrap()
                     .rows_affected();
@@ -483,21 +539,22 @@ impl Tamper {
 }
 
 /// Replaces a stored tree node's hash with a different one.
-async fn flip_node(conn: &mut SqliteConnection, end_size: i64, level: u32) {
-    let hash: Vec<u8> =
-        sqlx::query_scalar("SELECT hash FROM merkle_nodes WHERE end_size = ? AND level = ?")
-            .bind(end_size)
-            .bind(i64::from(level))
-            .fetch_one(&mut *conn)
-            .await
-            .unwrap_or_else(|e| panic!("no tree node ({end_size}, {level}): {e}"));
+async fn flip_node(db: &mut Db, end_size: i64, level: u32) {
+    let hash: Vec<u8> = sqlx::query_scalar(
+        db.sql("SELECT hash FROM merkle_nodes WHERE end_size = ? AND level = ?"),
+    )
+    .bind(end_size)
+    .bind(i64::from(level))
+    .fetch_one(&mut db.conn)
+    .await
+    .unwrap_or_else(|e| panic!("no tree node ({end_size}, {level}): {e}"));
     let mut forged = hash.clone();
     forged[7] ^= 0x80;
-    sqlx::query("UPDATE merkle_nodes SET hash = ? WHERE end_size = ? AND level = ?")
+    sqlx::query(db.sql("UPDATE merkle_nodes SET hash = ? WHERE end_size = ? AND level = ?"))
         .bind(forged)
         .bind(end_size)
         .bind(i64::from(level))
-        .execute(&mut *conn)
+        .execute(&mut db.conn)
         .await
         .unwrap();
 }
@@ -506,11 +563,10 @@ async fn flip_node(conn: &mut SqliteConnection, end_size: i64, level: u32) {
 /// runs the verifier on it. Returns a description of what went wrong, if
 /// anything did.
 async fn caught(p: &Pristine, tamper: &Tamper) -> Result<(), String> {
-    let copy = copy_node(p.dir.path());
-    let db = copy.path().join("sluis.db");
-    let mut conn = attacker(&db).await;
-    let expected = tamper.apply(&mut conn, p.n).await;
-    conn.close().await.unwrap();
+    let copy = copy_node(p.dir.path()).await;
+    let mut db = attacker(copy.path()).await;
+    let expected = tamper.apply(&mut db, p.n).await;
+    db.close().await;
     let v = verify_json(&copy.path().join("sluis.toml"), None);
     let name = tamper.name();
     if v.code != Some(2) || v.intact() {
@@ -585,11 +641,10 @@ async fn removing_signed_entries_is_caught() {
     let p = build_pristine().await;
     // Cut below the newest checkpoint, append nothing.
     let cut = middle_index(&p, p.n - 10);
-    let copy = copy_node(p.dir.path());
-    let db = copy.path().join("sluis.db");
-    let mut conn = attacker(&db).await;
-    exec(&mut conn, "DELETE FROM access_log WHERE seq >= ?", cut).await;
-    conn.close().await.unwrap();
+    let copy = copy_node(p.dir.path()).await;
+    let mut db = attacker(copy.path()).await;
+    exec(&mut db, "DELETE FROM access_log WHERE seq >= ?", cut).await;
+    db.close().await;
     let v = verify_json(&copy.path().join("sluis.toml"), None);
     assert_eq!(v.code, Some(2), "{v}");
     assert!(!v.intact());
@@ -604,18 +659,12 @@ async fn removing_signed_entries_is_caught() {
     // A careful attacker also removes the tree nodes and the checkpoints
     // past the cut: the database is then consistent with itself, and only a
     // checkpoint saved elsewhere shows that entries are gone.
-    let copy = copy_node(p.dir.path());
-    let db = copy.path().join("sluis.db");
-    let mut conn = attacker(&db).await;
-    exec(&mut conn, "DELETE FROM access_log WHERE seq >= ?", cut).await;
-    exec(
-        &mut conn,
-        "DELETE FROM merkle_nodes WHERE end_size > ?",
-        cut,
-    )
-    .await;
-    exec(&mut conn, "DELETE FROM checkpoints WHERE size > ?", cut).await;
-    conn.close().await.unwrap();
+    let copy = copy_node(p.dir.path()).await;
+    let mut db = attacker(copy.path()).await;
+    exec(&mut db, "DELETE FROM access_log WHERE seq >= ?", cut).await;
+    exec(&mut db, "DELETE FROM merkle_nodes WHERE end_size > ?", cut).await;
+    exec(&mut db, "DELETE FROM checkpoints WHERE size > ?", cut).await;
+    db.close().await;
     let config = copy.path().join("sluis.toml");
     let v = verify_json(&config, Some(&p.saved_note));
     assert_eq!(v.code, Some(2), "{v}");
@@ -645,13 +694,16 @@ async fn a_log_rebuilt_and_resigned_with_the_key_is_caught_by_a_saved_checkpoint
 
     // Someone with the node's folder, keys included, starts over: a new
     // database, other requests, checkpoints signed with the same key.
-    let copy = copy_node(p.dir.path());
+    let copy = copy_folder(p.dir.path());
     for f in ["sluis.db", "sluis.db-wal", "sluis.db-shm"] {
         let _ = std::fs::remove_file(copy.path().join(f));
     }
+    if let Some(admin) = postgres_admin_url() {
+        set_database(copy.path(), &fresh_postgres_database(&admin).await);
+    }
     let config_path = copy.path().join("sluis.toml");
     let mut config = Config::load(&config_path).unwrap();
-    config.node.checkpoint_interval_ms = CHECKPOINT_MS;
+    config.node.checkpoint_interval_ms = checkpoint_ms();
     let node = Node::start(&config).await.expect("start the rebuilt node");
     let rebuilt = TestNode {
         dir: copy,
@@ -697,10 +749,10 @@ async fn the_human_report_names_the_first_bad_index() {
     );
 
     let i = middle_index(&p, p.n / 3);
-    let copy = copy_node(p.dir.path());
-    let mut conn = attacker(&copy.path().join("sluis.db")).await;
-    Tamper::ChangeCaller(i).apply(&mut conn, p.n).await;
-    conn.close().await.unwrap();
+    let copy = copy_node(p.dir.path()).await;
+    let mut db = attacker(copy.path()).await;
+    Tamper::ChangeCaller(i).apply(&mut db, p.n).await;
+    db.close().await;
     let human = run_verify(&copy.path().join("sluis.toml"), None, false);
     assert_eq!(human.code, Some(2), "{human}");
     assert!(

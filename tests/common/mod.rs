@@ -367,3 +367,101 @@ pub async fn exec_sql(url: &str, sqlite: &str, postgres: &str) {
         .expect("run SQL");
     conn.close().await.ok();
 }
+
+/// The database URL a node folder's sluis.toml names (a relative SQLite
+/// path resolved against the folder).
+pub fn database_url_of(dir: &std::path::Path) -> String {
+    Config::load(&dir.join(devnode::CONFIG_FILE))
+        .expect("load config")
+        .database_url()
+        .expect("a database URL")
+}
+
+/// Points a node folder's sluis.toml at the database `url`.
+pub fn set_database(dir: &std::path::Path, url: &str) {
+    let path = dir.join(devnode::CONFIG_FILE);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut found = false;
+    let lines: Vec<String> = text
+        .lines()
+        .map(|line| {
+            if !found && line.starts_with("database = \"") {
+                found = true;
+                format!("database = \"{url}\"")
+            } else {
+                line.to_string()
+            }
+        })
+        .collect();
+    assert!(found, "no database line in {}", path.display());
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+}
+
+/// A copy of the PostgreSQL database at `url` (`CREATE DATABASE … TEMPLATE`),
+/// on the test server; returns the copy's URL. Nobody may be connected to
+/// the original: stop its node and close every connection first.
+pub async fn copy_postgres_database(url: &str) -> String {
+    use sqlx::Connection;
+    let admin = postgres_admin_url().expect("copying a database needs PostgreSQL");
+    let (base, original) = url.rsplit_once('/').expect("a database URL");
+    let original = original.split('?').next().unwrap();
+    assert!(
+        original
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_'),
+        "unexpected database name {original}"
+    );
+    let name = format!("sluis_t_{}", uuid::Uuid::now_v7().simple());
+    let mut conn = sqlx::PgConnection::connect(&admin)
+        .await
+        .expect("connect to the test PostgreSQL server");
+    // The server waits a few seconds for sessions that are ending (a node
+    // that just stopped, a CLI that just exited); try a few times more.
+    let mut attempt = 0;
+    loop {
+        let sql = format!("CREATE DATABASE {name} TEMPLATE {original}");
+        match sqlx::query(sqlx::AssertSqlSafe(sql))
+            .execute(&mut conn)
+            .await
+        {
+            Ok(_) => break,
+            Err(e) if attempt < 3 => {
+                attempt += 1;
+                eprintln!("copying database {original} (attempt {attempt}): {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("copy database {original}: {e}"),
+        }
+    }
+    conn.close().await.ok();
+    format!("{base}/{name}")
+}
+
+/// A connection of the test's own to a node's database (SQLite or PostgreSQL).
+pub async fn connect_database(url: &str) -> sqlx::AnyConnection {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    sqlx::AnyConnection::connect(url)
+        .await
+        .unwrap_or_else(|e| panic!("connect to {}: {e}", sluis::config::redact_url(url)))
+}
+
+/// SQL written with `?` placeholders, as the backend of `url` wants it:
+/// unchanged for SQLite, `$1, $2, …` for PostgreSQL. (Placeholders only;
+/// the SQL must have no `?` inside string literals.)
+pub fn placeholders(url: &str, sql: &str) -> sqlx::AssertSqlSafe<String> {
+    if !url.starts_with("postgres") {
+        return sqlx::AssertSqlSafe(sql.to_string());
+    }
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut n = 0;
+    for c in sql.chars() {
+        if c == '?' {
+            n += 1;
+            out.push_str(&format!("${n}"));
+        } else {
+            out.push(c);
+        }
+    }
+    sqlx::AssertSqlSafe(out)
+}
