@@ -391,7 +391,10 @@ async fn every_answered_request_survives_sigkill_and_the_log_verifies() {
     // Every back-end was still being served when the kill came: none was
     // turned away (e.g. by a refused log write) while the node was up.
     let stopped_early = tasks.iter().filter(|t| t.is_finished()).count();
-    assert_eq!(stopped_early, 0, "load tasks stopped before the kill; node log:\n{node_log}");
+    assert_eq!(
+        stopped_early, 0,
+        "load tasks stopped before the kill; node log:\n{node_log}"
+    );
     served.kill_9();
     for t in tasks {
         tokio::time::timeout(Duration::from_secs(30), t)
