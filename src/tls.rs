@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -124,6 +125,14 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
         .with_single_cert(chain, key)?;
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// Connections that closed or stayed silent without starting a TLS
+/// handshake, since the process started.
+static SILENT_CONNECTIONS: AtomicU64 = AtomicU64::new(0);
+
+pub fn silent_connections() -> u64 {
+    SILENT_CONNECTIONS.load(Ordering::Relaxed)
 }
 
 tokio::task_local! {
@@ -297,6 +306,21 @@ pub fn serve_tls(
             let on_failure = on_failure.clone();
             let timeout = settings.handshake_timeout;
             tokio::spawn(async move {
+                // A TLS client speaks first. A connection that closes or
+                // stays silent without sending a byte (a load balancer's TCP
+                // check, a port scan) is no handshake: it is counted and
+                // dropped, not written to the access log, which it would
+                // otherwise grow without bound.
+                let mut first = [0u8; 1];
+                match tokio::time::timeout(timeout, tcp.peek(&mut first)).await {
+                    Ok(Ok(n)) if n > 0 => {}
+                    _ => {
+                        let n = SILENT_CONNECTIONS.fetch_add(1, Ordering::Relaxed) + 1;
+                        tracing::debug!(%remote, total = n, "connection closed without a TLS handshake");
+                        drop(permit);
+                        return;
+                    }
+                }
                 let handshake = PRESENTED.scope(RefCell::new(None), async move {
                     let result = tokio::time::timeout(timeout, acceptor.accept(tcp)).await;
                     let presented = PRESENTED.with(|p| p.borrow_mut().take());

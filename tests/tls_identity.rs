@@ -463,3 +463,39 @@ async fn every_answer_carries_a_uuidv7_request_id_matching_its_access_record() {
         "each request has its own id"
     );
 }
+
+/// A TCP connection that closes without a ClientHello (a load balancer's
+/// port check, a scan) is counted but not written to the access log, which
+/// it would otherwise grow without bound; a real handshake attempt still is.
+#[tokio::test]
+async fn a_connection_without_a_handshake_is_counted_not_logged() {
+    let node = TestNode::start().await;
+    let before = node.log_len().await;
+    let silent = sluis::tls::silent_connections();
+    for _ in 0..3 {
+        let s = tokio::net::TcpStream::connect(node.node.local_addr)
+            .await
+            .unwrap();
+        drop(s);
+    }
+    for _ in 0..100 {
+        if sluis::tls::silent_connections() >= silent + 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(sluis::tls::silent_connections() >= silent + 3);
+    assert_eq!(
+        node.log_len().await,
+        before,
+        "no access record for a bare TCP connect"
+    );
+    // Without a certificate the client does start a handshake: recorded.
+    if let Ok(mut c) = node.client_with(None).await {
+        let _ = c
+            .cases
+            .get_case(by_id("0190c4e2-7b1a-4c3e-9f00-1a2b3c4d5e6f", "return"))
+            .await;
+    }
+    node.wait_for_log(|r| r.method == "tls.handshake").await;
+}
