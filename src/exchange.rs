@@ -7,7 +7,8 @@
 //! before a result can be returned. A write is applied only after its record
 //! is durable; a read's data is in memory only until then.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
 use crate::audit::{AccessRecord, AuditLog, Decision};
 use crate::clock::now_millis;
@@ -162,7 +163,14 @@ pub struct Exchange {
     pub(crate) registry: Arc<Registry>,
     pub(crate) pseudonyms: Pseudonymiser,
     pub(crate) audit: AuditLog,
+    /// (recipient, pseudonym) pairs known to be stored. Rows are never
+    /// deleted, so a hit is always true; it saves a read per `GetCase`.
+    /// Bounded: emptied when full.
+    remembered: Mutex<HashSet<(String, String)>>,
 }
+
+/// Most entries in `Exchange::remembered` (a few MiB).
+const REMEMBERED_MAX: usize = 65_536;
 
 const MAX_PAGE: u32 = 500;
 const DEFAULT_PAGE: u32 = 50;
@@ -185,6 +193,7 @@ impl Exchange {
             registry,
             pseudonyms,
             audit,
+            remembered: Mutex::default(),
         }
     }
 
@@ -316,6 +325,19 @@ impl Exchange {
             .ok_or_else(|| ExchangeError::NotFound("no case with this case_id".into()))
     }
 
+    /// The case and all its sealed data in one read, for `GetCase`.
+    async fn case_with_data(
+        &self,
+        case_id: &str,
+    ) -> Result<(CaseMeta, Vec<(Category, Vec<u8>)>), ExchangeError> {
+        check_uuid("case_id", case_id)?;
+        self.store
+            .case_with_data(case_id)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| ExchangeError::NotFound("no case with this case_id".into()))
+    }
+
     pub(crate) fn subject_for_audit(&self, case: &CaseMeta) -> String {
         self.pseudonyms.pseudonym(AUDIT_DOMAIN, &case.subject_ref)
     }
@@ -334,12 +356,33 @@ impl Exchange {
         issued: &[(String, String)],
     ) -> Result<(), ExchangeError> {
         for (pseudonym, case_id) in issued {
-            if let Err(e) = self
-                .store
-                .remember_pseudonym(&rec.caller, pseudonym, case_id)
-                .await
+            let key = (rec.caller.clone(), pseudonym.clone());
+            if self.remembered.lock().is_ok_and(|r| r.contains(&key)) {
+                continue;
+            }
+            // Nearly every read comes from a recipient that already holds
+            // this pseudonym. A read says so without SQLite's write lock:
+            // the INSERT … ON CONFLICT DO NOTHING below is a write
+            // transaction even when it changes nothing, and under load it
+            // queued behind access-log batches in SQLite's busy handler,
+            // which sleeps in steps of milliseconds.
+            let known = matches!(
+                self.store.resolve_pseudonym(&rec.caller, pseudonym).await,
+                Ok(Some(ref id)) if id == case_id
+            );
+            if !known
+                && let Err(e) = self
+                    .store
+                    .remember_pseudonym(&rec.caller, pseudonym, case_id)
+                    .await
             {
                 return Err(self.failed_after_record(rec.clone(), e).await);
+            }
+            if let Ok(mut r) = self.remembered.lock() {
+                if r.len() >= REMEMBERED_MAX {
+                    r.clear();
+                }
+                r.insert(key);
             }
         }
         Ok(())
@@ -530,8 +573,11 @@ impl Exchange {
         asked.sort();
         asked.dedup();
         rec.asked = asked.clone();
-        let (case, by_id) = match &req.subject {
-            CaseRef::Id(id) => (self.case_by_id(id).await?, true),
+        let (case, mut sealed, by_id) = match &req.subject {
+            CaseRef::Id(id) => {
+                let (case, sealed) = self.case_with_data(id).await?;
+                (case, sealed, true)
+            }
             CaseRef::Pseudonym(p) => {
                 if !pseudonym::is_well_formed(p) {
                     return Err(ExchangeError::Invalid(
@@ -546,7 +592,8 @@ impl Exchange {
                     .await
                     .map_err(internal)?
                     .ok_or_else(|| ExchangeError::NotFound("no case for this pseudonym".into()))?;
-                (self.case_by_id(&id).await?, false)
+                let (case, sealed) = self.case_with_data(&id).await?;
+                (case, sealed, false)
             }
         };
         rec.case_id = Some(case.id.clone());
@@ -557,11 +604,9 @@ impl Exchange {
         rec.purpose = Some(req.purpose.clone());
 
         let is_owner = case.owner == caller.participant;
-        let present = self
-            .store
-            .case_categories(&case.id)
-            .await
-            .map_err(internal)?;
+        // Read with the case: which categories it holds, and their sealed
+        // data. Only the categories released below are opened.
+        let present: Vec<Category> = sealed.iter().map(|(c, _)| *c).collect();
         let consents = self
             .store
             .consents_for_case(&case.id)
@@ -668,12 +713,8 @@ impl Exchange {
         let pseudonym = self.pseudonym_for(caller, &case);
         let mut released = Vec::with_capacity(release.len());
         if !release.is_empty() {
-            for (cat, sealed) in self
-                .store
-                .case_data(&case.id, &release)
-                .await
-                .map_err(internal)?
-            {
+            sealed.retain(|(c, _)| release.contains(c));
+            for (cat, sealed) in sealed {
                 let plain = self
                     .keys
                     .open(&Self::aad(&case.id, cat), &sealed)

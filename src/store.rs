@@ -221,6 +221,14 @@ pub struct LogRow {
     pub record: Vec<u8>,
 }
 
+/// Consents joined with their recipients and events: one row per
+/// (consent, recipient, event), in the order `load_consents` folds them
+/// (recipients by kind and value, events by sequence). Every consent has at
+/// least one of each, written with it; the LEFT JOINs keep a damaged one
+/// visible instead of dropping it.
+const CONSENT_BY_ID: &str = "SELECT c.id, c.case_id, c.recorded_by, c.categories, c.purposes, c.valid_from, c.valid_until, c.evidence_ref, c.created_at, r.kind, r.value, e.seq, e.kind, e.at, e.by, e.note FROM consents c LEFT JOIN consent_recipients r ON r.consent_id = c.id LEFT JOIN consent_events e ON e.consent_id = c.id WHERE c.id = ? ORDER BY c.created_at, c.id, r.kind, r.value, e.seq";
+const CONSENTS_BY_CASE: &str = "SELECT c.id, c.case_id, c.recorded_by, c.categories, c.purposes, c.valid_from, c.valid_until, c.evidence_ref, c.created_at, r.kind, r.value, e.seq, e.kind, e.at, e.by, e.note FROM consents c LEFT JOIN consent_recipients r ON r.consent_id = c.id LEFT JOIN consent_events e ON e.consent_id = c.id WHERE c.case_id = ? ORDER BY c.created_at, c.id, r.kind, r.value, e.seq";
+
 impl Store {
     /// Opens (creating if needed) a SQLite database file with default pool
     /// settings and applies the migrations.
@@ -245,6 +253,11 @@ impl Store {
             .max_connections(settings.max_connections.max(1))
             .acquire_timeout(settings.acquire_timeout);
         if backend == Backend::Sqlite {
+            // A SQLite connection is a file handle in this process: pinging
+            // it before every use (sqlx's default) tests nothing and costs a
+            // round trip to its worker thread per query. It is still pinged
+            // when it goes back to the pool.
+            options = options.test_before_acquire(false);
             options = options.after_connect(|conn, _| {
                 Box::pin(async move {
                     conn.execute(
@@ -361,6 +374,40 @@ impl Store {
             version: r.get(3),
             updated_at: r.get(4),
         }))
+    }
+
+    /// A case's metadata and all its sealed data in one query: a read needs
+    /// both, and each query is a round trip to the database.
+    pub async fn case_with_data(
+        &self,
+        case_id: &str,
+    ) -> Result<Option<(CaseMeta, Vec<(Category, Vec<u8>)>)>, StoreError> {
+        let rows = sqlx::query(self.backend.q(
+            "SELECT c.id, c.owner, c.subject_ref, c.version, c.updated_at, d.category, d.sealed
+             FROM cases c LEFT JOIN case_data d ON d.case_id = c.id WHERE c.id = ?",
+        ))
+        .bind(case_id)
+        .fetch_all(&self.pool)
+        .await?;
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let meta = CaseMeta {
+            id: first.get(0),
+            owner: first.get(1),
+            subject_ref: first.get(2),
+            version: first.get(3),
+            updated_at: first.get(4),
+        };
+        let mut data = Vec::with_capacity(rows.len());
+        for r in &rows {
+            if let Some(code) = r.get::<Option<i64>, _>(5) {
+                let cat = Category::from_code(code as i32)
+                    .ok_or_else(|| StoreError::Corrupt(format!("unknown category code {code}")))?;
+                data.push((cat, r.get(6)));
+            }
+        }
+        Ok(Some((meta, data)))
     }
 
     /// The categories the case holds data in.
@@ -492,18 +539,18 @@ impl Store {
     }
 
     pub async fn consent(&self, id: &str) -> Result<Option<Consent>, StoreError> {
-        let rows = self
-            .load_consents("SELECT id, case_id, recorded_by, categories, purposes, valid_from, valid_until, evidence_ref, created_at FROM consents WHERE id = ?", id)
-            .await?;
+        let rows = self.load_consents(CONSENT_BY_ID, id).await?;
         Ok(rows.into_iter().next())
     }
 
     /// All consents of a case with their recipients and events, oldest first.
     pub async fn consents_for_case(&self, case_id: &str) -> Result<Vec<Consent>, StoreError> {
-        self.load_consents("SELECT id, case_id, recorded_by, categories, purposes, valid_from, valid_until, evidence_ref, created_at FROM consents WHERE case_id = ? ORDER BY created_at, id", case_id)
-            .await
+        self.load_consents(CONSENTS_BY_CASE, case_id).await
     }
 
+    /// Consents with their recipients and events in one query (it runs on
+    /// every read: one round trip instead of one plus two per consent). The
+    /// rows are one per (consent, recipient, event), folded here in order.
     async fn load_consents(
         &self,
         sql: &'static str,
@@ -513,63 +560,61 @@ impl Store {
             .bind(key)
             .fetch_all(&self.pool)
             .await?;
-        let mut out = Vec::with_capacity(rows.len());
+        let mut out: Vec<Consent> = Vec::new();
+        let mut event_seqs: Vec<i64> = Vec::new();
         for r in rows {
             let id: String = r.get(0);
-            let categories = split(&r.get::<String, _>(3))
-                .map(Category::from_str)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(StoreError::Corrupt)?;
-            let recipients = sqlx::query(
-                self.backend.q("SELECT kind, value FROM consent_recipients WHERE consent_id = ? ORDER BY kind, value"),
-            )
-            .bind(&id)
-            .fetch_all(&self.pool)
-            .await?
-            .into_iter()
-            .map(|r| {
-                let kind: String = r.get(0);
-                let value: String = r.get(1);
-                match kind.as_str() {
-                    "participant" => Ok(Recipient::Participant(value)),
+            if out.last().is_none_or(|c| c.id != id) {
+                let categories = split(&r.get::<String, _>(3))
+                    .map(Category::from_str)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(StoreError::Corrupt)?;
+                event_seqs.clear();
+                out.push(Consent {
+                    id,
+                    case_id: r.get(1),
+                    recorded_by: r.get(2),
+                    recipients: Vec::new(),
+                    categories,
+                    purposes: split(&r.get::<String, _>(4)).map(String::from).collect(),
+                    valid_from: r.get(5),
+                    valid_until: r.get(6),
+                    evidence_ref: r.get(7),
+                    created_at: r.get(8),
+                    events: Vec::new(),
+                });
+            }
+            let Some(c) = out.last_mut() else { continue };
+            if let (Some(kind), Some(value)) = (
+                r.get::<Option<String>, _>(9),
+                r.get::<Option<String>, _>(10),
+            ) {
+                let recipient = match kind.as_str() {
+                    "participant" => Recipient::Participant(value),
                     _ => value
                         .parse::<Role>()
                         .map(Recipient::Role)
-                        .map_err(|e| StoreError::Corrupt(e.to_string())),
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                };
+                if !c.recipients.contains(&recipient) {
+                    c.recipients.push(recipient);
                 }
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-            let events = sqlx::query(self.backend.q(
-                "SELECT kind, at, by, note FROM consent_events WHERE consent_id = ? ORDER BY seq",
-            ))
-            .bind(&id)
-            .fetch_all(&self.pool)
-            .await?
-            .into_iter()
-            .map(|r| ConsentEvent {
-                kind: if r.get::<String, _>(0) == "withdrawn" {
-                    EventKind::Withdrawn
-                } else {
-                    EventKind::Given
-                },
-                at: r.get(1),
-                by: r.get(2),
-                note: r.get(3),
-            })
-            .collect();
-            out.push(Consent {
-                id,
-                case_id: r.get(1),
-                recorded_by: r.get(2),
-                recipients,
-                categories,
-                purposes: split(&r.get::<String, _>(4)).map(String::from).collect(),
-                valid_from: r.get(5),
-                valid_until: r.get(6),
-                evidence_ref: r.get(7),
-                created_at: r.get(8),
-                events,
-            });
+            }
+            if let Some(seq) = r.get::<Option<i64>, _>(11)
+                && !event_seqs.contains(&seq)
+            {
+                event_seqs.push(seq);
+                c.events.push(ConsentEvent {
+                    kind: if r.get::<String, _>(12) == "withdrawn" {
+                        EventKind::Withdrawn
+                    } else {
+                        EventKind::Given
+                    },
+                    at: r.get(13),
+                    by: r.get(14),
+                    note: r.get(15),
+                });
+            }
         }
         Ok(out)
     }
@@ -674,36 +719,50 @@ impl Store {
                 return Err(StoreError::Raced { size });
             }
         }
-        for (i, r) in rows.iter().enumerate() {
-            sqlx::query(self.backend.q(
-                "INSERT INTO access_log (seq, request_id, at, caller, role, method, case_id,
-                                         subject, purpose, decision, record)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            ))
-            .bind(first_seq + i as i64)
-            .bind(&r.request_id)
-            .bind(r.at)
-            .bind(&r.caller)
-            .bind(&r.role)
-            .bind(&r.method)
-            .bind(&r.case_id)
-            .bind(&r.subject)
-            .bind(&r.purpose)
-            .bind(&r.decision)
-            .bind(&r.record)
-            .execute(&mut *tx)
-            .await?;
+        // Multi-row INSERTs: a batch takes a handful of statements instead
+        // of three per record (each statement is a round trip to the
+        // database's worker thread, which dominated the cost of a read).
+        // Chunks have power-of-two sizes, so each size is one cached
+        // prepared statement.
+        let mut done = 0;
+        while done < rows.len() {
+            let n = insert_chunk(rows.len() - done);
+            let sql = multi_row_insert(
+                "access_log (seq, request_id, at, caller, role, method, case_id, subject, purpose, decision, record)",
+                11,
+                n,
+            );
+            let mut q = sqlx::query(self.backend.q_owned(&sql));
+            for (i, r) in rows[done..done + n].iter().enumerate() {
+                q = q
+                    .bind(first_seq + (done + i) as i64)
+                    .bind(&r.request_id)
+                    .bind(r.at)
+                    .bind(&r.caller)
+                    .bind(&r.role)
+                    .bind(&r.method)
+                    .bind(&r.case_id)
+                    .bind(&r.subject)
+                    .bind(&r.purpose)
+                    .bind(&r.decision)
+                    .bind(&r.record);
+            }
+            q.execute(&mut *tx).await?;
+            done += n;
         }
-        for (id, hash) in nodes {
-            sqlx::query(
-                self.backend
-                    .q("INSERT INTO merkle_nodes (end_size, level, hash) VALUES (?, ?, ?)"),
-            )
-            .bind(id.end() as i64)
-            .bind(i64::from(id.level))
-            .bind(hash.as_slice())
-            .execute(&mut *tx)
-            .await?;
+        let mut done = 0;
+        while done < nodes.len() {
+            let n = insert_chunk(nodes.len() - done);
+            let sql = multi_row_insert("merkle_nodes (end_size, level, hash)", 3, n);
+            let mut q = sqlx::query(self.backend.q_owned(&sql));
+            for (id, hash) in &nodes[done..done + n] {
+                q = q
+                    .bind(id.end() as i64)
+                    .bind(i64::from(id.level))
+                    .bind(hash.as_slice());
+            }
+            q.execute(&mut *tx).await?;
+            done += n;
         }
         if let Some(cp) = checkpoint {
             insert_checkpoint(self.backend, &mut tx, cp).await?;
@@ -1042,6 +1101,24 @@ fn meta(r: AnyRow) -> CaseMeta {
         version: r.get(3),
         updated_at: r.get(4),
     }
+}
+
+/// Rows in the next multi-row INSERT: the largest power of two up to 64
+/// that fits what is left (64 × 11 parameters stays far below the limits of
+/// both SQLite and PostgreSQL).
+fn insert_chunk(left: usize) -> usize {
+    let cap = left.min(64);
+    1 << (usize::BITS - 1 - cap.leading_zeros())
+}
+
+/// `INSERT INTO <table_and_columns> VALUES (?, …), …` with `rows` tuples
+/// of `columns` placeholders.
+fn multi_row_insert(table_and_columns: &str, columns: usize, rows: usize) -> String {
+    let tuple = format!("({})", vec!["?"; columns].join(", "));
+    format!(
+        "INSERT INTO {table_and_columns} VALUES {}",
+        vec![tuple; rows].join(", ")
+    )
 }
 
 fn join<'a>(items: impl Iterator<Item = &'a str>) -> String {

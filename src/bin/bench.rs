@@ -88,11 +88,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // Pin the load generator before the runtime starts its threads, so
     // that every one of them inherits the CPU set.
-    let pinned = match &cli.command {
-        Command::Compare(a) => procs::pin_self(a.pinning.client_cpus().as_deref()),
-        Command::Scale(a) => procs::pin_self(a.pinning.client_cpus().as_deref()),
-        Command::Loadgen(a) => procs::pin_self(a.cpus.as_deref()),
-        _ => None,
+    let cpus = match &cli.command {
+        Command::Compare(a) => a.pinning.apply(),
+        Command::Scale(a) => a.pinning.apply(),
+        Command::Loadgen(a) => procs::Cpus {
+            server: None,
+            client: procs::pin_self(a.cpus.as_deref()),
+        },
+        _ => procs::Cpus::default(),
     };
     if matches!(
         cli.command,
@@ -112,10 +115,10 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Compare(a) => compare::run(a, pinned).await,
+            Command::Compare(a) => compare::run(a, cpus).await,
             Command::Loadgen(a) => loadgen::run_cli(a).await,
             Command::Setup(a) => setup::run_cli(a).await,
-            Command::Scale(a) => scale::run(a, pinned).await,
+            Command::Scale(a) => scale::run(a, cpus).await,
             Command::ServeGateway { config } => procs::serve_gateway(&config).await,
             Command::ServeBaseline { config, answers } => baseline::serve(&config, &answers).await,
         }

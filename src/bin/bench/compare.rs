@@ -213,7 +213,11 @@ fn say(quiet_json: bool, msg: impl AsRef<str>) {
     }
 }
 
-pub async fn run(mut a: Args, client_cpus: Option<String>) -> anyhow::Result<()> {
+pub async fn run(mut a: Args, cpus: crate::procs::Cpus) -> anyhow::Result<()> {
+    let crate::procs::Cpus {
+        server: server_cpus,
+        client: client_cpus,
+    } = cpus;
     if a.smoke {
         a.duration = Duration::from_millis(500);
         a.warmup = Duration::from_millis(200);
@@ -244,7 +248,6 @@ pub async fn run(mut a: Args, client_cpus: Option<String>) -> anyhow::Result<()>
         None => tmp.path().to_path_buf(),
     };
     let dir = base.join("node");
-    let server_cpus = a.pinning.server_cpus();
     let j = a.json;
     say(j, format!("sluis bench compare on {machine}"));
     say(

@@ -33,7 +33,23 @@ pub struct Pinning {
     pub no_pin: bool,
 }
 
+/// CPU lists decided once, before this process pins itself (afterwards it
+/// would only see its own share).
+#[derive(Clone, Debug, Default)]
+pub struct Cpus {
+    pub server: Option<String>,
+    pub client: Option<String>,
+}
+
 impl Pinning {
+    /// Decides both CPU lists and pins this process (the load generator)
+    /// to its own. Call before the runtime starts its threads.
+    pub fn apply(&self) -> Cpus {
+        let server = self.server_cpus();
+        let client = pin_self(self.client_cpus().as_deref());
+        Cpus { server, client }
+    }
+
     fn split(&self) -> Option<(String, String)> {
         if self.no_pin || !taskset_available() {
             return None;
@@ -52,7 +68,7 @@ impl Pinning {
         Some((list(&cpus[..half]), list(&cpus[half..])))
     }
 
-    pub fn server_cpus(&self) -> Option<String> {
+    fn server_cpus(&self) -> Option<String> {
         if self.no_pin || !taskset_available() {
             return None;
         }
@@ -61,7 +77,7 @@ impl Pinning {
             .or_else(|| self.split().map(|(s, _)| s))
     }
 
-    pub fn client_cpus(&self) -> Option<String> {
+    fn client_cpus(&self) -> Option<String> {
         if self.no_pin || !taskset_available() {
             return None;
         }

@@ -78,6 +78,7 @@ pub struct Args {
 #[derive(Serialize)]
 struct Stage {
     cases: u64,
+    /// Access-log entries when the stage's runs began.
     log_entries: i64,
     database_mib: f64,
     /// Seconds it took to bulk-load this stage's additions.
@@ -469,7 +470,11 @@ async fn log_size(config: &Config) -> anyhow::Result<i64> {
     Ok(n)
 }
 
-pub async fn run(a: Args, client_cpus: Option<String>) -> anyhow::Result<()> {
+pub async fn run(a: Args, cpus: crate::procs::Cpus) -> anyhow::Result<()> {
+    let crate::procs::Cpus {
+        server: server_cpus,
+        client: client_cpus,
+    } = cpus;
     let mut sizes = a.cases.clone();
     if sizes.is_empty() || sizes.contains(&0) || sizes.windows(2).any(|w| w[0] >= w[1]) {
         bail!("--cases takes increasing counts, e.g. 10000,100000,1000000");
@@ -491,7 +496,6 @@ pub async fn run(a: Args, client_cpus: Option<String>) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| tmp.path().to_path_buf())
         .join("node");
-    let server_cpus = a.pinning.server_cpus();
     let say = |m: String| {
         if a.json {
             eprintln!("{m}");
@@ -552,6 +556,17 @@ pub async fn run(a: Args, client_cpus: Option<String>) -> anyhow::Result<()> {
             .map(|j| case_id(mix(j ^ 0x0f0f_0f0f) % loaded))
             .collect();
         let workload = Workload::standard(&dir, sample);
+        if stages.is_empty() {
+            // The bulk-loaded cases must read like registered ones: each
+            // participant gets its categories (sealed data opens, consents
+            // count).
+            for (who, r) in setup::capture_answers(gateway.addr, &workload).await? {
+                say(format!(
+                    "  {who:<22} receives {}",
+                    setup::category_names(&r.released)
+                ));
+            }
+        }
         let mut closed: Option<Summary> = None;
         let mut open_summary: Option<Summary> = None;
         let mut cpu_per_req = None;
@@ -654,12 +669,13 @@ pub async fn run(a: Args, client_cpus: Option<String>) -> anyhow::Result<()> {
 fn print_header(rate: f64) {
     println!();
     println!(
-        "{:>10} {:>12} {:>8} | {:>9} {:>8} | at {rate:.0} req/s: {:>7} {:>7} {:>7} {:>7} | {:>7} {:>7}",
+        "{:>10} {:>12} {:>8} | {:>9} {:>8} | {:>16} {:>7} {:>7} {:>7} {:>7} | {:>7} {:>7}",
         "cases",
-        "log entries",
+        "log before",
         "db MiB",
         "closed/s",
         "µs CPU",
+        format!("at {rate:.0} req/s:"),
         "p50 ms",
         "p90 ms",
         "p99 ms",
