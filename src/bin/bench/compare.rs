@@ -260,6 +260,7 @@ pub async fn run(mut a: Args, cpus: crate::procs::Cpus) -> anyhow::Result<()> {
     );
 
     let config = sluis::devnode::init(&dir, "127.0.0.1:0".parse()?).await?;
+    crate::procs::use_copy_of_self(&base)?;
     let gateway = Server::spawn(
         "gateway",
         &[

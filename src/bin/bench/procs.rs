@@ -148,6 +148,34 @@ pub fn pin_self(cpus: Option<&str>) -> Option<String> {
     }
 }
 
+static SERVER_EXE: OnceLock<PathBuf> = OnceLock::new();
+
+/// Servers run from a copy of this program made in `dir` (the run's
+/// folder): a `cargo build` during a long run replaces the binary, and every
+/// server of a run must be the same code.
+pub fn use_copy_of_self(dir: &Path) -> anyhow::Result<()> {
+    let exe = std::env::current_exe().context("cannot find this program's path")?;
+    // Linux names a replaced binary "… (deleted)"; the copy must come from
+    // this very process, which /proc/self/exe still is.
+    let source = if exe.to_string_lossy().ends_with(" (deleted)") {
+        PathBuf::from("/proc/self/exe")
+    } else {
+        exe
+    };
+    let copy = dir.join("bench-server");
+    std::fs::copy(&source, &copy)
+        .with_context(|| format!("cannot copy this program to {}", copy.display()))?;
+    let _ = SERVER_EXE.set(copy);
+    Ok(())
+}
+
+fn server_exe() -> anyhow::Result<PathBuf> {
+    match SERVER_EXE.get() {
+        Some(p) => Ok(p.clone()),
+        None => std::env::current_exe().context("cannot find this program's path"),
+    }
+}
+
 /// A server running as a child process of this binary.
 pub struct Server {
     child: std::process::Child,
@@ -166,7 +194,7 @@ impl Server {
         cpus: Option<&str>,
         log: &Path,
     ) -> anyhow::Result<Server> {
-        let exe = std::env::current_exe().context("cannot find this program's path")?;
+        let exe = server_exe()?;
         let mut cmd = match cpus {
             Some(c) => {
                 let mut cmd = Command::new("taskset");

@@ -463,6 +463,19 @@ fn file_mib(db: &Path) -> f64 {
     (size(db.to_path_buf()) + size(wal)) as f64 / (1024.0 * 1024.0)
 }
 
+/// Cases already in the database (bulk-loaded ids are `case_id(0..n)`).
+async fn case_count(config: &Config) -> anyhow::Result<u64> {
+    let mut conn = SqliteConnectOptions::new()
+        .filename(config.sqlite_path()?)
+        .connect()
+        .await?;
+    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM cases")
+        .fetch_one(&mut conn)
+        .await?;
+    conn.close().await?;
+    Ok(n as u64)
+}
+
 async fn log_size(config: &Config) -> anyhow::Result<i64> {
     let store = Store::open_sqlite(&config.sqlite_path()?).await?;
     let n = store.log_size().await?;
@@ -509,19 +522,36 @@ pub async fn run(a: Args, cpus: crate::procs::Cpus) -> anyhow::Result<()> {
         server_cpus.as_deref().unwrap_or("(unpinned)"),
         client_cpus.as_deref().unwrap_or("(unpinned)")
     ));
-    let config_path = sluis::devnode::init(&dir, "127.0.0.1:0".parse()?).await?;
+    // With --keep, a node left by an earlier run is reused: its cases and
+    // log stay, and only what is missing is loaded.
+    let existing = dir.join(sluis::devnode::CONFIG_FILE);
+    let config_path = if existing.exists() {
+        say(format!("reusing the node in {}", dir.display()));
+        existing
+    } else {
+        sluis::devnode::init(&dir, "127.0.0.1:0".parse()?).await?
+    };
+    crate::procs::use_copy_of_self(dir.parent().unwrap_or(&dir))?;
     let config = Config::load(&config_path)?;
     let keys = Keys::load(&config.path(&config.node.keys_dir))?;
     let db = config.sqlite_path()?;
 
     let mut stages: Vec<Stage> = Vec::new();
     let mut rate = fixed_rate;
-    let mut loaded = 0u64;
+    let mut loaded = case_count(&config).await?;
     let mut plan_steps: Vec<(u64, u64)> = sizes.iter().map(|&n| (n, 0)).collect();
     if a.log_entries > 0 {
         plan_steps.push((*sizes.last().unwrap_or(&0), a.log_entries));
     }
     for (cases, log_target) in plan_steps {
+        if cases < loaded {
+            say(format!(
+                "skipping {} cases: the reused node holds {}",
+                report::thousands(cases as f64),
+                report::thousands(loaded as f64)
+            ));
+            continue;
+        }
         let t = Instant::now();
         if cases > loaded {
             say(format!(
