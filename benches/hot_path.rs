@@ -305,6 +305,20 @@ async fn store_with_case(dir: &std::path::Path, keys: &Keys) -> (Store, String) 
 fn store_benches(rt: &tokio::runtime::Runtime, dir: &std::path::Path, keys: &Keys) {
     let (store, case_id) = rt.block_on(store_with_case(dir, keys));
     let (s, id) = (&store, case_id.as_str());
+    bench_async(
+        rt,
+        "store: ping (SELECT 1: the floor of any query)",
+        || async move {
+            black_box(s.ping().await);
+        },
+    );
+    bench_async(
+        rt,
+        "store: case_with_data (what GetCase reads)",
+        || async move {
+            black_box(s.case_with_data(id).await.expect("read"));
+        },
+    );
     bench_async(rt, "store: case_meta (one row by id)", || async move {
         black_box(s.case_meta(id).await.expect("read"));
     });

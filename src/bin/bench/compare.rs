@@ -6,8 +6,9 @@
 //! in odd rounds, baseline first in even ones) so that a machine drifting
 //! during the run — a neighbour waking up, the page cache, thermal limits —
 //! touches both sides alike. Each round measures maximum throughput
-//! (closed loop) and then latency at one fixed rate (open loop) that is the
-//! same for both. The headline ratio is the median of the per-round ratios.
+//! (closed loop) and then latency at one or more fixed rates (open loop),
+//! the same for both. The headline ratio is the median of the per-round
+//! ratios; the added latency is that at the first rate given.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -47,8 +48,9 @@ pub struct Args {
     /// Closed loop: requests in flight per connection.
     #[arg(long, default_value_t = 4)]
     pub in_flight: usize,
-    /// Open-loop rate in requests/s, or "auto": half the gateway's
-    /// closed-loop throughput in round 1 (the same rate for both servers).
+    /// Open-loop rates in requests/s, comma-separated; "auto" is a quarter
+    /// of the gateway's closed-loop throughput in round 1. Both servers get
+    /// the same rates; the verdict uses the first.
     #[arg(long, default_value = "auto")]
     pub rate: String,
     /// Cases registered (with consents) before the runs.
@@ -133,7 +135,7 @@ fn aggregate(
     runs: &[Run],
     hists: &[hdrhistogram::Histogram<u64>],
     target: Target,
-    open: bool,
+    rate: Option<f64>,
 ) -> Aggregate {
     let mut merged = report::histogram();
     let mut errors = 0;
@@ -143,7 +145,11 @@ fn aggregate(
     let mut server_cpu = Some(0.0);
     let mut client_cpu = Some(0.0);
     for (r, h) in runs.iter().zip(hists) {
-        if r.target != target || matches!(r.mode, Mode::Open { .. }) != open {
+        let run_rate = match r.mode {
+            Mode::Open { rate } => Some(rate),
+            Mode::Closed { .. } => None,
+        };
+        if r.target != target || run_rate != rate {
             continue;
         }
         let _ = merged.add(h);
@@ -166,11 +172,23 @@ fn aggregate(
     }
 }
 
+/// Both servers at one fixed rate.
+#[derive(Serialize)]
+struct AtRate {
+    rate: f64,
+    gateway: Aggregate,
+    baseline: Aggregate,
+    added_p50_ms: f64,
+    added_p90_ms: f64,
+    added_p99_ms: f64,
+}
+
 #[derive(Serialize)]
 struct Verdict {
     /// Median of per-round gateway/baseline closed-loop throughput.
     throughput_ratio: f64,
     throughput_ratio_per_round: Vec<f64>,
+    /// The (first) fixed rate the added latency is judged at.
     open_loop_rate: f64,
     added_p50_ms: f64,
     added_p90_ms: f64,
@@ -197,8 +215,7 @@ struct Report {
     runs: Vec<Run>,
     gateway_closed: Aggregate,
     baseline_closed: Aggregate,
-    gateway_open: Aggregate,
-    baseline_open: Aggregate,
+    fixed_rates: Vec<AtRate>,
     verdict: Verdict,
     gateway_peak_rss_mib: Option<f64>,
     baseline_peak_rss_mib: Option<f64>,
@@ -229,15 +246,19 @@ pub async fn run(mut a: Args, cpus: crate::procs::Cpus) -> anyhow::Result<()> {
             a.rate = "200".into();
         }
     }
-    let fixed_rate = match a.rate.as_str() {
-        "auto" => None,
-        r => Some(
-            r.parse::<f64>()
-                .ok()
-                .filter(|r| r.is_finite() && *r > 0.0)
-                .context("--rate is a number of requests per second, or auto")?,
-        ),
-    };
+    // None: auto, decided after the first closed-loop runs.
+    let mut rates: Vec<Option<f64>> = Vec::new();
+    for r in a.rate.split(',').map(str::trim) {
+        rates.push(match r {
+            "auto" => None,
+            r => Some(
+                r.parse::<f64>()
+                    .ok()
+                    .filter(|r| r.is_finite() && *r > 0.0)
+                    .context("--rate takes requests per second (comma-separated), or auto")?,
+            ),
+        });
+    }
     if a.rounds == 0 || a.connections == 0 || a.in_flight == 0 || a.cases == 0 {
         bail!("--rounds, --connections, --in-flight and --cases must be at least 1");
     }
@@ -328,35 +349,37 @@ pub async fn run(mut a: Args, cpus: crate::procs::Cpus) -> anyhow::Result<()> {
 
     let mut runs: Vec<Run> = Vec::new();
     let mut hists = Vec::new();
-    let mut rate = fixed_rate;
-    let total_runs = a.rounds * 4;
+    let total_runs = a.rounds * 2 * (1 + rates.len());
     for round in 1..=a.rounds {
         let order = if round % 2 == 1 {
             [Target::Gateway, Target::Baseline]
         } else {
             [Target::Baseline, Target::Gateway]
         };
-        for open in [false, true] {
-            if open && rate.is_none() {
-                let gw = runs
-                    .iter()
-                    .find(|r| r.target == Target::Gateway)
-                    .map_or(100.0, |r| r.summary.req_per_s);
-                rate = Some(round_rate(gw / 2.0));
-            }
+        // Slot 0 is the closed loop, slot k the k-th fixed rate.
+        for slot in 0..=rates.len() {
+            let rate = match slot {
+                0 => None,
+                k => Some(*rates[k - 1].get_or_insert_with(|| {
+                    // Auto, decided once from round 1's closed loop and
+                    // kept for every later round.
+                    let gw = runs
+                        .iter()
+                        .find(|r| r.target == Target::Gateway)
+                        .map_or(400.0, |r| r.summary.req_per_s);
+                    round_rate(gw / 4.0)
+                })),
+            };
             for target in order {
                 let server = match target {
                     Target::Gateway => &gateway,
                     Target::Baseline => &baseline,
                 };
-                let mode = if open {
-                    Mode::Open {
-                        rate: rate.unwrap_or(100.0),
-                    }
-                } else {
-                    Mode::Closed {
+                let mode = match rate {
+                    Some(rate) => Mode::Open { rate },
+                    None => Mode::Closed {
                         in_flight: a.in_flight,
-                    }
+                    },
                 };
                 let plan = Plan {
                     mode,
@@ -404,10 +427,21 @@ pub async fn run(mut a: Args, cpus: crate::procs::Cpus) -> anyhow::Result<()> {
     gateway.stop()?;
     baseline.stop()?;
 
-    let gateway_closed = aggregate(&runs, &hists, Target::Gateway, false);
-    let baseline_closed = aggregate(&runs, &hists, Target::Baseline, false);
-    let gateway_open = aggregate(&runs, &hists, Target::Gateway, true);
-    let baseline_open = aggregate(&runs, &hists, Target::Baseline, true);
+    let gateway_closed = aggregate(&runs, &hists, Target::Gateway, None);
+    let baseline_closed = aggregate(&runs, &hists, Target::Baseline, None);
+    let mut fixed_rates = Vec::new();
+    for rate in rates.iter().flatten().copied() {
+        let gateway = aggregate(&runs, &hists, Target::Gateway, Some(rate));
+        let baseline = aggregate(&runs, &hists, Target::Baseline, Some(rate));
+        fixed_rates.push(AtRate {
+            rate,
+            added_p50_ms: gateway.merged.p50_ms - baseline.merged.p50_ms,
+            added_p90_ms: gateway.merged.p90_ms - baseline.merged.p90_ms,
+            added_p99_ms: gateway.merged.p99_ms - baseline.merged.p99_ms,
+            gateway,
+            baseline,
+        });
+    }
     let per_round: Vec<f64> = gateway_closed
         .per_round_req_per_s
         .iter()
@@ -415,13 +449,14 @@ pub async fn run(mut a: Args, cpus: crate::procs::Cpus) -> anyhow::Result<()> {
         .map(|(g, b)| if *b > 0.0 { g / b } else { 0.0 })
         .collect();
     let ratio = median(per_round.clone());
-    let added_p50 = gateway_open.merged.p50_ms - baseline_open.merged.p50_ms;
-    let added_p90 = gateway_open.merged.p90_ms - baseline_open.merged.p90_ms;
-    let added_p99 = gateway_open.merged.p99_ms - baseline_open.merged.p99_ms;
+    let first = fixed_rates.first();
+    let added_p50 = first.map_or(0.0, |f| f.added_p50_ms);
+    let added_p90 = first.map_or(0.0, |f| f.added_p90_ms);
+    let added_p99 = first.map_or(0.0, |f| f.added_p99_ms);
     let verdict = Verdict {
         throughput_ratio: ratio,
         throughput_ratio_per_round: per_round,
-        open_loop_rate: rate.unwrap_or(0.0),
+        open_loop_rate: first.map_or(0.0, |f| f.rate),
         added_p50_ms: added_p50,
         added_p90_ms: added_p90,
         added_p99_ms: added_p99,
@@ -448,8 +483,7 @@ pub async fn run(mut a: Args, cpus: crate::procs::Cpus) -> anyhow::Result<()> {
         runs,
         gateway_closed,
         baseline_closed,
-        gateway_open,
-        baseline_open,
+        fixed_rates,
         verdict,
         gateway_peak_rss_mib: gateway_rss,
         baseline_peak_rss_mib: baseline_rss,
@@ -483,14 +517,8 @@ fn print_table(r: &Report, a: &Args) {
     let fmt_busy = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{:.0}%", v * 100.0));
     println!();
     println!(
-        "{} rounds × {:.1} s per run ({:.1} s warm-up); closed loop {} connections × {} in flight; open loop {} req/s over {} connections",
-        r.rounds,
-        r.duration_s,
-        r.warmup_s,
-        r.connections,
-        r.in_flight,
-        r.verdict.open_loop_rate,
-        r.connections
+        "{} rounds × {:.1} s per run ({:.1} s warm-up); closed loop {} connections × {} in flight; fixed rates over {} connections",
+        r.rounds, r.duration_s, r.warmup_s, r.connections, r.in_flight, r.connections
     );
     println!();
     println!(
@@ -500,17 +528,20 @@ fn print_table(r: &Report, a: &Args) {
         "server CPU",
         "loadgen CPU"
     );
-    for (label, agg) in [
-        ("gateway  closed loop", &r.gateway_closed),
-        ("baseline closed loop", &r.baseline_closed),
-        ("gateway  fixed rate", &r.gateway_open),
-        ("baseline fixed rate", &r.baseline_open),
-    ] {
+    let mut rows = vec![
+        ("gateway  closed loop".to_string(), &r.gateway_closed),
+        ("baseline closed loop".to_string(), &r.baseline_closed),
+    ];
+    for f in &r.fixed_rates {
+        rows.push((format!("gateway  at {:.0}/s", f.rate), &f.gateway));
+        rows.push((format!("baseline at {:.0}/s", f.rate), &f.baseline));
+    }
+    for (label, agg) in rows {
         let mut s = agg.merged.clone();
         s.req_per_s = agg.median_req_per_s;
         println!(
             "{} {:>10} {:>10} {:>10}",
-            report::row(label, &s),
+            report::row(&label, &s),
             fmt_cpu(agg.server_cpu_us_per_req),
             fmt_busy(agg.server_cpus_busy),
             fmt_busy(agg.client_cpus_busy)
@@ -531,15 +562,17 @@ fn print_table(r: &Report, a: &Args) {
         mark(r.verdict.meets_throughput_bar),
         BAR_THROUGHPUT * 100.0
     );
-    println!(
-        "added latency at {} req/s: p50 {:+.3} ms ({} ≤ {BAR_ADDED_P50_MS} ms), p90 {:+.3} ms, p99 {:+.3} ms ({} ≤ {BAR_ADDED_P99_MS} ms)",
-        r.verdict.open_loop_rate,
-        r.verdict.added_p50_ms,
-        mark(r.verdict.meets_p50_bar),
-        r.verdict.added_p90_ms,
-        r.verdict.added_p99_ms,
-        mark(r.verdict.meets_p99_bar),
-    );
+    for f in &r.fixed_rates {
+        println!(
+            "added latency at {:.0} req/s: p50 {:+.3} ms ({} ≤ {BAR_ADDED_P50_MS} ms), p90 {:+.3} ms, p99 {:+.3} ms ({} ≤ {BAR_ADDED_P99_MS} ms)",
+            f.rate,
+            f.added_p50_ms,
+            mark(f.added_p50_ms <= BAR_ADDED_P50_MS),
+            f.added_p90_ms,
+            f.added_p99_ms,
+            mark(f.added_p99_ms <= BAR_ADDED_P99_MS),
+        );
+    }
     let mib = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.1} MiB"));
     println!(
         "peak RSS: gateway {}, baseline {}",

@@ -428,7 +428,7 @@ async fn load_log(
         }
         store.append_log(i as i64, &rows, &new_nodes, None).await?;
         i += n;
-        if !quiet && (i.is_multiple_of(200_000) || i == target) {
+        if !quiet && (i / 200_000 != (i - n) / 200_000 || i == target) {
             eprint!(
                 "\r  filling the access log: {}/{} ({:.0}/s)   ",
                 report::thousands(i as f64),
