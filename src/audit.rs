@@ -152,65 +152,7 @@ impl AccessRecord {
 
     /// Inverse of [`encode`](Self::encode), for export and verification.
     pub fn decode(bytes: &[u8]) -> Option<AccessRecord> {
-        let mut r = Reader { b: bytes };
-        if r.u8()? != RECORD_VERSION {
-            return None;
-        }
-        let request_id = r.str()?;
-        let at = i64::from_be_bytes(r.take(8)?.try_into().ok()?);
-        let caller = r.str()?;
-        let role = r.str()?;
-        let peer_fingerprint = r.opt()?;
-        let actor_hash = r.opt()?;
-        let method = r.str()?;
-        let case_id = r.opt()?;
-        let subject = r.opt()?;
-        let purpose = r.opt()?;
-        let asked = r.cats()?;
-        let released = r.cats()?;
-        let n = r.u32()?;
-        let mut withheld = Vec::new();
-        for _ in 0..n {
-            let c = Category::from_code(i32::from(r.u8()?))?;
-            withheld.push((c, r.str()?));
-        }
-        let decision = match r.str()?.as_str() {
-            "allowed" => Decision::Allowed,
-            "partial" => Decision::Partial,
-            "denied" => Decision::Denied,
-            "invalid" => Decision::Invalid,
-            "not_found" => Decision::NotFound,
-            "handshake_failed" => Decision::HandshakeFailed,
-            "error" => Decision::Error,
-            _ => return None,
-        };
-        let status = r.str()?;
-        let detail = r.str()?;
-        let rules = r.list()?;
-        let consents = r.list()?;
-        if !r.b.is_empty() {
-            return None;
-        }
-        Some(AccessRecord {
-            request_id,
-            at,
-            caller,
-            role,
-            peer_fingerprint,
-            actor_hash,
-            method,
-            case_id,
-            subject,
-            purpose,
-            asked,
-            released,
-            withheld,
-            decision,
-            status,
-            detail,
-            rules,
-            consents,
-        })
+        RecordView::parse(bytes).map(|v| v.to_record())
     }
 
     fn to_row(&self) -> LogRow {
@@ -254,6 +196,139 @@ fn put_list(b: &mut Vec<u8>, items: &[String]) {
     }
 }
 
+/// A record's fields borrowed from its encoding, checked as strictly as
+/// [`AccessRecord::decode`] but without allocating: verification reads
+/// every record of the log and only compares a few fields.
+#[derive(Clone, Debug)]
+pub struct RecordView<'a> {
+    pub request_id: &'a str,
+    pub at: i64,
+    pub caller: &'a str,
+    pub role: &'a str,
+    pub peer_fingerprint: Option<&'a str>,
+    pub actor_hash: Option<&'a str>,
+    pub method: &'a str,
+    pub case_id: Option<&'a str>,
+    pub subject: Option<&'a str>,
+    pub purpose: Option<&'a str>,
+    pub decision: Decision,
+    pub status: &'a str,
+    pub detail: &'a str,
+    // Lists, already checked; read again only by `to_record`.
+    asked: &'a [u8],
+    released: &'a [u8],
+    withheld: (u32, &'a [u8]),
+    rules: (u32, &'a [u8]),
+    consents: (u32, &'a [u8]),
+}
+
+impl<'a> RecordView<'a> {
+    /// Parses a whole encoded record; `None` when it is not one.
+    pub fn parse(bytes: &'a [u8]) -> Option<RecordView<'a>> {
+        let mut r = Reader { b: bytes };
+        if r.u8()? != RECORD_VERSION {
+            return None;
+        }
+        let request_id = r.str()?;
+        let at = i64::from_be_bytes(r.take(8)?.try_into().ok()?);
+        let caller = r.str()?;
+        let role = r.str()?;
+        let peer_fingerprint = r.opt()?;
+        let actor_hash = r.opt()?;
+        let method = r.str()?;
+        let case_id = r.opt()?;
+        let subject = r.opt()?;
+        let purpose = r.opt()?;
+        let asked = r.cats()?;
+        let released = r.cats()?;
+        let withheld = r.counted(|r| {
+            Category::from_code(i32::from(r.u8()?))?;
+            r.str().map(drop)
+        })?;
+        let decision = match r.str()? {
+            "allowed" => Decision::Allowed,
+            "partial" => Decision::Partial,
+            "denied" => Decision::Denied,
+            "invalid" => Decision::Invalid,
+            "not_found" => Decision::NotFound,
+            "handshake_failed" => Decision::HandshakeFailed,
+            "error" => Decision::Error,
+            _ => return None,
+        };
+        let status = r.str()?;
+        let detail = r.str()?;
+        let rules = r.counted(|r| r.str().map(drop))?;
+        let consents = r.counted(|r| r.str().map(drop))?;
+        if !r.b.is_empty() {
+            return None;
+        }
+        Some(RecordView {
+            request_id,
+            at,
+            caller,
+            role,
+            peer_fingerprint,
+            actor_hash,
+            method,
+            case_id,
+            subject,
+            purpose,
+            decision,
+            status,
+            detail,
+            asked,
+            released,
+            withheld,
+            rules,
+            consents,
+        })
+    }
+
+    pub fn to_record(&self) -> AccessRecord {
+        // The lists were checked by `parse`: reading them again cannot fail.
+        let cats = |b: &[u8]| -> Vec<Category> {
+            b.iter()
+                .filter_map(|c| Category::from_code(i32::from(*c)))
+                .collect()
+        };
+        let strings = |(n, b): (u32, &[u8])| -> Vec<String> {
+            let mut r = Reader { b };
+            (0..n).filter_map(|_| r.str().map(String::from)).collect()
+        };
+        let mut withheld = Vec::with_capacity(self.withheld.0 as usize);
+        let mut r = Reader { b: self.withheld.1 };
+        for _ in 0..self.withheld.0 {
+            if let (Some(c), Some(reason)) = (
+                r.u8().and_then(|c| Category::from_code(i32::from(c))),
+                r.str(),
+            ) {
+                withheld.push((c, reason.to_string()));
+            }
+        }
+        let owned = |s: Option<&str>| s.map(String::from);
+        AccessRecord {
+            request_id: self.request_id.into(),
+            at: self.at,
+            caller: self.caller.into(),
+            role: self.role.into(),
+            peer_fingerprint: owned(self.peer_fingerprint),
+            actor_hash: owned(self.actor_hash),
+            method: self.method.into(),
+            case_id: owned(self.case_id),
+            subject: owned(self.subject),
+            purpose: owned(self.purpose),
+            asked: cats(self.asked),
+            released: cats(self.released),
+            withheld,
+            decision: self.decision,
+            status: self.status.into(),
+            detail: self.detail.into(),
+            rules: strings(self.rules),
+            consents: strings(self.consents),
+        }
+    }
+}
+
 struct Reader<'a> {
     b: &'a [u8],
 }
@@ -272,27 +347,34 @@ impl<'a> Reader<'a> {
     fn u32(&mut self) -> Option<u32> {
         Some(u32::from_be_bytes(self.take(4)?.try_into().ok()?))
     }
-    fn str(&mut self) -> Option<String> {
+    fn str(&mut self) -> Option<&'a str> {
         let n = self.u32()? as usize;
-        String::from_utf8(self.take(n)?.to_vec()).ok()
+        std::str::from_utf8(self.take(n)?).ok()
     }
-    fn opt(&mut self) -> Option<Option<String>> {
+    fn opt(&mut self) -> Option<Option<&'a str>> {
         match self.u8()? {
             0 => Some(None),
             1 => Some(Some(self.str()?)),
             _ => None,
         }
     }
-    fn cats(&mut self) -> Option<Vec<Category>> {
+    /// A category list, checked; the raw codes.
+    fn cats(&mut self) -> Option<&'a [u8]> {
         let n = self.u32()? as usize;
-        self.take(n)?
+        let codes = self.take(n)?;
+        codes
             .iter()
-            .map(|c| Category::from_code(i32::from(*c)))
-            .collect()
+            .all(|c| Category::from_code(i32::from(*c)).is_some())
+            .then_some(codes)
     }
-    fn list(&mut self) -> Option<Vec<String>> {
+    /// A counted list whose items `item` checks; the count and raw bytes.
+    fn counted(&mut self, item: impl Fn(&mut Self) -> Option<()>) -> Option<(u32, &'a [u8])> {
         let n = self.u32()?;
-        (0..n).map(|_| self.str()).collect()
+        let start = self.b;
+        for _ in 0..n {
+            item(self)?;
+        }
+        Some((n, &start[..start.len() - self.b.len()]))
     }
 }
 
@@ -647,12 +729,24 @@ mod tests {
         )];
         r.decision = Decision::Partial;
         r.status = "OK".into();
-        r.rules = vec!["dtv-return".into()];
+        r.rules = vec!["dtv-return".into(), "dtv-base".into()];
         r.consents = vec!["k1".into()];
+        r.withheld.push((Category::Identity, "no_consent".into()));
+        r.actor_hash = Some("a1".into());
         let bytes = r.encode();
         assert_eq!(bytes[0], RECORD_VERSION);
         assert_eq!(AccessRecord::decode(&bytes), Some(r.clone()));
         assert_eq!(bytes, r.encode());
-        assert_eq!(AccessRecord::decode(&bytes[..bytes.len() - 1]), None);
+        // Verification reads the same fields without allocating.
+        let view = RecordView::parse(&bytes).expect("view");
+        assert_eq!((view.caller, view.case_id), ("dtv", Some("c1")));
+        assert_eq!(view.to_record(), r);
+        // No cut-off or padded encoding is a record.
+        for n in 0..bytes.len() {
+            assert_eq!(AccessRecord::decode(&bytes[..n]), None, "prefix {n}");
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_eq!(AccessRecord::decode(&longer), None);
     }
 }

@@ -21,6 +21,7 @@ pub mod demo;
 pub mod devnode;
 pub mod exchange;
 pub mod identity;
+pub mod log_scan;
 pub mod merkle;
 pub mod model;
 pub mod node;

@@ -120,6 +120,8 @@ impl Default for PoolSettings {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// The database file, for the bulk log reader (SQLite only).
+    sqlite_file: Option<std::sync::Arc<std::path::PathBuf>>,
 }
 
 /// Held for the length of a log-append transaction on PostgreSQL, so that
@@ -269,8 +271,20 @@ impl Store {
                 })
             });
         }
+        let sqlite_file = match backend {
+            Backend::Sqlite => Some(std::sync::Arc::new(
+                sqlx::sqlite::SqliteConnectOptions::from_str(url)?
+                    .get_filename()
+                    .to_path_buf(),
+            )),
+            Backend::Postgres => None,
+        };
         let pool = options.connect(url).await?;
-        let store = Store { pool, backend };
+        let store = Store {
+            pool,
+            backend,
+            sqlite_file,
+        };
         if migrate {
             store.migrate().await?;
         }
@@ -286,6 +300,11 @@ impl Store {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// The SQLite database file, when this store is one.
+    pub fn sqlite_file(&self) -> Option<&Path> {
+        self.sqlite_file.as_deref().map(|p| p.as_path())
     }
 
     /// Whether the database answers, for health reporting.
@@ -832,6 +851,32 @@ impl Store {
         Ok(rows
             .into_iter()
             .map(|r| (r.get(0), r.get::<i64, _>(1) as u32, r.get(2)))
+            .collect())
+    }
+
+    /// Tree nodes after `after` with end sizes up to `up_to`, in completion
+    /// order (end_size, level).
+    pub async fn merkle_nodes_between(
+        &self,
+        after: (i64, i64),
+        up_to: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, i64, Vec<u8>)>, StoreError> {
+        let rows = sqlx::query(
+            self.backend
+                .q("SELECT end_size, level, hash FROM merkle_nodes
+             WHERE (end_size, level) > (?, ?) AND end_size <= ?
+             ORDER BY end_size, level LIMIT ?"),
+        )
+        .bind(after.0)
+        .bind(after.1)
+        .bind(up_to)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
             .collect())
     }
 

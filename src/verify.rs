@@ -8,10 +8,11 @@
 
 use std::time::Instant;
 
-use crate::audit::AccessRecord;
+use crate::audit::RecordView;
 use crate::checkpoint::Checkpoint;
+use crate::log_scan::{self, Chunk, Entry, Field, Node, Value};
 use crate::merkle::{self, Frontier, Hash};
-use crate::store::{LogRow, Store, StoreError, StoredCheckpoint};
+use crate::store::{Store, StoreError, StoredCheckpoint};
 
 /// Something wrong with the log, at the first entry it can concern.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -49,7 +50,6 @@ impl VerifyReport {
 }
 
 pub const MAX_PROBLEMS: usize = 100;
-const CHUNK: i64 = 50_000;
 
 struct Problems(Vec<Problem>);
 impl Problems {
@@ -117,11 +117,8 @@ pub async fn verify_log(
     let mut frontier = Frontier::new();
     let mut cp_iter = checkpoints.iter().filter(|(_, p)| p.is_some()).peekable();
     let mut last_good_cp = 0u64;
-    let mut node_buf: Vec<(i64, u32, Vec<u8>)> = Vec::new();
-    let mut node_pos = 0usize;
-    let mut last_node: (i64, u32) = (-1, 0);
     let mut tree_nodes = 0u64;
-    let mut from = 0i64;
+    let mut completed: Vec<(merkle::NodeId, Hash)> = Vec::with_capacity(64);
     // A checkpoint at size 0 covers nothing but still must have the empty root.
     while let Some((_, Some(c))) = cp_iter.peek() {
         if c.size != 0 {
@@ -132,47 +129,69 @@ pub async fn verify_log(
         }
         cp_iter.next();
     }
-    loop {
-        let rows = store.access_log(from, CHUNK).await?;
-        if rows.is_empty() {
-            break;
+    let mut chunks = log_scan::scan(store);
+    while let Some(chunk) = chunks.recv().await {
+        let chunk = chunk?;
+        if let Some(end) = chunk.excess_nodes_from {
+            problems.add(
+                index_before(end),
+                format!("the tree table holds more nodes than any tree has, from size {end}: nodes were added"),
+            );
         }
-        for row in &rows {
+        if chunk.entries.is_empty() {
+            // Nodes stored past the last entry: the tail was cut.
+            if !chunk.nodes.is_empty() {
+                let size = frontier.size();
+                problems.add(
+                    size,
+                    format!("the tree has nodes for entries after {size}: entries were removed"),
+                );
+            }
+            continue;
+        }
+        // Stored nodes arrive in the order the tree completes them.
+        let mut next_node = 0usize;
+        for entry in &chunk.entries {
             let i = frontier.size();
-            if row.seq as u64 != i {
+            if entry.seq != i as i64 {
                 problems.add(
                     i,
                     format!(
                         "entry {i} is missing (the next stored entry is {})",
-                        row.seq
+                        entry.seq
                     ),
                 );
                 // Resynchronising would only repeat the same finding.
                 return Ok(finish(
                     problems,
                     frontier,
-                    total,
                     checkpoints.len(),
                     tree_nodes,
                     trusted.map(|t| t.size),
                     started,
                 ));
             }
-            check_columns(row, &mut problems);
-            let leaf = merkle::leaf_hash(&row.record);
-            let mut completed: Vec<(merkle::NodeId, Hash)> = Vec::with_capacity(2);
-            frontier.push_with(leaf, |id, h| completed.push((id, *h)));
-            for (id, h) in completed {
-                // Stored nodes arrive in the order the tree completes them.
-                if node_pos >= node_buf.len() {
-                    node_buf = store.merkle_node_range(last_node, CHUNK * 2).await?;
-                    node_pos = 0;
-                }
+            check_columns(&chunk, entry, &mut problems);
+            let record = match chunk.field(entry, Field::Record) {
+                Value::Bytes(b) => b,
+                _ => &[],
+            };
+            completed.clear();
+            frontier.push_with(merkle::leaf_hash(record), |id, h| completed.push((id, *h)));
+            for (id, h) in &completed {
+                let want = (id.end() as i64, i64::from(id.level));
                 let first_leaf = id.index << id.level;
-                match node_buf.get(node_pos) {
-                    Some((end, level, hash)) if *end as u64 == id.end() && *level == id.level => {
+                while let Some(n) = chunk.nodes.get(next_node)
+                    && (n.end, n.level) < want
+                {
+                    problems.add(index_before(n.end), stray(n));
+                    next_node += 1;
+                }
+                match chunk.nodes.get(next_node) {
+                    Some(n) if (n.end, n.level) == want => {
+                        next_node += 1;
                         tree_nodes += 1;
-                        if hash.as_slice() != h.as_slice() {
+                        if chunk.node_hash(n) != Value::Bytes(h) {
                             let what = if id.level == 0 {
                                 format!(
                                     "entry {first_leaf} does not match its stored leaf hash (the entry or the tree was changed)"
@@ -191,8 +210,6 @@ pub async fn verify_log(
                                 .unwrap_or(first_leaf);
                             problems.add(at, what);
                         }
-                        node_pos += 1;
-                        last_node = (*end, *level);
                     }
                     _ => {
                         // The node would have been stored with its last entry:
@@ -234,7 +251,9 @@ pub async fn verify_log(
                 ));
             }
         }
-        from = rows.last().map(|r| r.seq + 1).unwrap_or(from);
+        for n in &chunk.nodes[next_node..] {
+            problems.add(index_before(n.end), stray(n));
+        }
         progress(frontier.size(), total);
     }
     let size = frontier.size();
@@ -243,13 +262,6 @@ pub async fn verify_log(
             "a checkpoint of size {} was signed but the log has only {size} entries: entries were removed",
             c.size
         ));
-    }
-    // Nodes stored beyond the entries: the tail was cut.
-    if node_pos < node_buf.len() || !store.merkle_node_range(last_node, 1).await?.is_empty() {
-        problems.add(
-            size,
-            format!("the tree has nodes for entries after {size}: entries were removed"),
-        );
     }
     if let Some(t) = &trusted
         && t.size > size
@@ -271,7 +283,6 @@ pub async fn verify_log(
     Ok(finish(
         problems,
         frontier,
-        total,
         checkpoints.len(),
         tree_nodes,
         trusted.map(|t| t.size),
@@ -281,21 +292,31 @@ pub async fn verify_log(
 
 /// The queryable columns must say what the signed record says: otherwise a
 /// changed column could hide an access from a privacy officer's query.
-fn check_columns(row: &LogRow, problems: &mut Problems) {
-    let i = row.seq as u64;
-    let Some(r) = AccessRecord::decode(&row.record) else {
+fn check_columns(chunk: &Chunk, e: &Entry, problems: &mut Problems) {
+    let i = e.seq as u64;
+    let Some(r) = chunk
+        .field(e, Field::Record)
+        .bytes()
+        .and_then(RecordView::parse)
+    else {
         problems.add(i, format!("entry {i} is not a valid access record"));
         return;
     };
-    let same = r.request_id == row.request_id
-        && r.at == row.at
-        && r.caller == row.caller
-        && r.role == row.role
-        && r.method == row.method
-        && r.case_id == row.case_id
-        && r.subject == row.subject
-        && r.purpose == row.purpose
-        && r.decision.as_str() == row.decision;
+    let text = |f| chunk.field(e, f).text();
+    // NULL is "absent"; anything else must be text.
+    let opt = |f| match chunk.field(e, f) {
+        Value::Null => Some(None),
+        v => v.text().map(Some),
+    };
+    let same = text(Field::RequestId) == Some(r.request_id)
+        && e.at == Some(r.at)
+        && text(Field::Caller) == Some(r.caller)
+        && text(Field::Role) == Some(r.role)
+        && text(Field::Method) == Some(r.method)
+        && opt(Field::CaseId) == Some(r.case_id)
+        && opt(Field::Subject) == Some(r.subject)
+        && opt(Field::Purpose) == Some(r.purpose)
+        && text(Field::Decision) == Some(r.decision.as_str());
     if !same {
         problems.add(
             i,
@@ -304,10 +325,21 @@ fn check_columns(row: &LogRow, problems: &mut Problems) {
     }
 }
 
+/// The entry a stored node at end size `end` was written with.
+fn index_before(end: i64) -> u64 {
+    end.max(1) as u64 - 1
+}
+
+fn stray(n: &Node) -> String {
+    format!(
+        "the tree table holds a node (level {}, size {}) that is not part of the tree",
+        n.level, n.end
+    )
+}
+
 fn finish(
     mut problems: Problems,
     frontier: Frontier,
-    total: u64,
     checkpoints: usize,
     tree_nodes: u64,
     trusted: Option<u64>,
@@ -315,7 +347,6 @@ fn finish(
 ) -> VerifyReport {
     problems.0.sort_by_key(|p| p.index);
     problems.0.truncate(MAX_PROBLEMS);
-    let _ = total;
     VerifyReport {
         entries: frontier.size(),
         checkpoints,

@@ -456,10 +456,24 @@ enum Tamper {
     Delete(i64),
     Swap(i64, i64),
     AppendForged,
-    TruncateAndAppend { from: i64, forged: i64 },
+    TruncateAndAppend {
+        from: i64,
+        forged: i64,
+    },
     RewriteLeafHash(i64),
-    RewriteNodeHash { level: u32, first: i64 },
+    RewriteNodeHash {
+        level: u32,
+        first: i64,
+    },
     ChangeCaller(i64),
+    /// Blank the case column of an entry about a case, hiding it from
+    /// queries by case.
+    NullCaseColumn(i64),
+    /// Add a tree node no tree has (a level far above the log's height).
+    StrayNode(i64),
+    /// Store a number where the record belongs (SQLite only: PostgreSQL's
+    /// columns are typed).
+    RecordNotBlob(i64),
 }
 
 impl Tamper {
@@ -477,6 +491,11 @@ impl Tamper {
                 format!("rewrite the stored level-{level} tree node starting at entry {first}")
             }
             Tamper::ChangeCaller(i) => format!("change the caller column of entry {i}"),
+            Tamper::NullCaseColumn(i) => {
+                format!("blank the case column of the first entry about a case from {i}")
+            }
+            Tamper::StrayNode(i) => format!("add a stray tree node at entry {i}"),
+            Tamper::RecordNotBlob(i) => format!("store a number as the record of entry {i}"),
         }
     }
 
@@ -531,6 +550,36 @@ impl Tamper {
                     .await
                     .unwrap()
                     .rows_affected();
+                assert_eq!(changed, 1);
+                i
+            }
+            Tamper::NullCaseColumn(from) => {
+                let i: i64 =
+                    sqlx::query_scalar(db.sql(
+                        "SELECT MIN(seq) FROM access_log WHERE seq >= ? AND case_id IS NOT NULL",
+                    ))
+                    .bind(from)
+                    .fetch_one(&mut db.conn)
+                    .await
+                    .unwrap();
+                let changed =
+                    exec(db, "UPDATE access_log SET case_id = NULL WHERE seq = ?", i).await;
+                assert_eq!(changed, 1);
+                i
+            }
+            Tamper::StrayNode(i) => {
+                sqlx::query(
+                    db.sql("INSERT INTO merkle_nodes (end_size, level, hash) VALUES (?, 40, ?)"),
+                )
+                .bind(i + 1)
+                .bind(vec![0u8; 32])
+                .execute(&mut db.conn)
+                .await
+                .unwrap();
+                i
+            }
+            Tamper::RecordNotBlob(i) => {
+                let changed = exec(db, "UPDATE access_log SET record = 42 WHERE seq = ?", i).await;
                 assert_eq!(changed, 1);
                 i
             }
@@ -620,9 +669,15 @@ async fn every_edit_of_the_log_is_caught_at_its_index() {
         },
         Tamper::RewriteNodeHash { level: 1, first: 2 },
         Tamper::ChangeCaller(i),
+        Tamper::NullCaseColumn(i),
+        Tamper::StrayNode(j),
     ];
+    let sqlite_only = [Tamper::RecordNotBlob(i)];
+    let cases = cases
+        .iter()
+        .chain(sqlite_only.iter().filter(|_| !on_postgres()));
     let mut failures = Vec::new();
-    for case in &cases {
+    for case in cases {
         if let Err(e) = caught(&p, case).await {
             failures.push(e);
         }
