@@ -114,6 +114,11 @@ pub struct DatabaseConfig {
     /// closed with UNAVAILABLE.
     #[serde(default = "default_acquire_timeout_ms")]
     pub acquire_timeout_ms: u64,
+    /// Cases (and as many consent lists) kept in memory for reads, on
+    /// SQLite only, where the node is the file's only writer; 0 turns it
+    /// off. PostgreSQL replicas always read the database.
+    #[serde(default = "default_cache_entries")]
+    pub cache_entries: usize,
 }
 
 impl Default for DatabaseConfig {
@@ -121,6 +126,7 @@ impl Default for DatabaseConfig {
         DatabaseConfig {
             max_connections: default_max_db_connections(),
             acquire_timeout_ms: default_acquire_timeout_ms(),
+            cache_entries: default_cache_entries(),
         }
     }
 }
@@ -130,6 +136,9 @@ fn default_max_db_connections() -> u32 {
 }
 fn default_acquire_timeout_ms() -> u64 {
     3_000
+}
+fn default_cache_entries() -> usize {
+    10_000
 }
 
 /// A registered participant: an organisation allowed to call this node.

@@ -30,6 +30,7 @@ pub mod oversight;
 pub mod policy;
 pub mod proto;
 pub mod pseudonym;
+pub mod read_cache;
 pub mod store;
 pub mod tls;
 pub mod vault;

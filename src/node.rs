@@ -43,6 +43,16 @@ pub enum NodeError {
     },
     #[error("server: {0}")]
     Serve(#[from] tonic::transport::Error),
+    #[error(
+        "another sluis node is serving the database {}: one node per SQLite file (use PostgreSQL for several)",
+        .0.display()
+    )]
+    DatabaseInUse(std::path::PathBuf),
+    #[error("cannot lock {}: {source}", .path.display())]
+    Lock {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// A node serving in the background of the current tokio runtime.
@@ -55,6 +65,28 @@ pub struct Node {
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), NodeError>>,
     health_task: JoinHandle<()>,
+}
+
+/// Takes the lock that makes this process the only node on a SQLite file.
+/// The lock file sits beside the database; the lock goes with the process.
+fn lock_sqlite(db: &std::path::Path) -> Result<std::fs::File, NodeError> {
+    let mut name = db.as_os_str().to_owned();
+    name.push(".node-lock");
+    let path = std::path::PathBuf::from(name);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| NodeError::Lock {
+            path: path.clone(),
+            source,
+        })?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(NodeError::DatabaseInUse(db.to_path_buf())),
+        Err(std::fs::TryLockError::Error(source)) => Err(NodeError::Lock { path, source }),
+    }
 }
 
 /// Reports the database's reachability through grpc.health.v1, so a load
@@ -110,7 +142,15 @@ impl Node {
             &config.node.purposes,
         )?);
         let registry = Arc::new(Registry::new(&config.participants));
-        let store = Store::open(&config.database_url()?, &config.pool_settings(), true).await?;
+        let mut store = Store::open(&config.database_url()?, &config.pool_settings(), true).await?;
+        let sqlite_lock = match store.sqlite_file() {
+            Some(file) => {
+                let lock = lock_sqlite(file)?;
+                store = store.with_read_cache(config.database.cache_entries);
+                Some(lock)
+            }
+            None => None,
+        };
         let audit = AuditLog::start(
             store.clone(),
             keys.clone(),
@@ -194,6 +234,9 @@ impl Node {
         let (shutdown, shutdown_rx) = oneshot::channel::<()>();
         let max_age = config.max_connection_age();
         let task = tokio::spawn(async move {
+            // Held while the node serves a SQLite file: the node is then the
+            // file's only writer, which its read cache relies on.
+            let _sqlite_lock = sqlite_lock;
             Server::builder()
                 .layer(refusals)
                 .max_connection_age(max_age)

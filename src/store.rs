@@ -18,6 +18,7 @@ use sqlx::{AssertSqlSafe, Row, SqlStr};
 use std::collections::HashMap;
 
 use crate::merkle::{Hash, NodeId};
+use crate::read_cache::{CaseWithData, ReadCache};
 
 use crate::consent::{Consent, ConsentEvent, EventKind, Millis, Recipient};
 use crate::model::{Category, Role};
@@ -122,6 +123,9 @@ pub struct Store {
     backend: Backend,
     /// The database file, for the bulk log reader (SQLite only).
     sqlite_file: Option<std::sync::Arc<std::path::PathBuf>>,
+    /// Cases and consents in memory, when this process is the database's
+    /// only writer (see `read_cache`).
+    cache: Option<std::sync::Arc<ReadCache>>,
 }
 
 /// Held for the length of a log-append transaction on PostgreSQL, so that
@@ -284,6 +288,7 @@ impl Store {
             pool,
             backend,
             sqlite_file,
+            cache: None,
         };
         if migrate {
             store.migrate().await?;
@@ -302,6 +307,21 @@ impl Store {
         self.backend
     }
 
+    /// Keeps up to `max_entries` cases and consent lists in memory. Only for
+    /// a process that is the only writer of cases and consents: a node on
+    /// its own SQLite file (never PostgreSQL replicas, which change the
+    /// data behind each other's backs).
+    pub fn with_read_cache(mut self, max_entries: usize) -> Store {
+        self.cache = Some(std::sync::Arc::new(ReadCache::new(max_entries)));
+        self
+    }
+
+    fn forget_case(&self, case_id: &str) {
+        if let Some(c) = &self.cache {
+            c.forget_case(case_id);
+        }
+    }
+
     /// The SQLite database file, when this store is one.
     pub fn sqlite_file(&self) -> Option<&Path> {
         self.sqlite_file.as_deref().map(|p| p.as_path())
@@ -317,6 +337,13 @@ impl Store {
     }
 
     pub async fn insert_case(&self, case: NewCase) -> Result<(), StoreError> {
+        let id = case.id.clone();
+        let result = self.insert_case_tx(case).await;
+        self.forget_case(&id);
+        result
+    }
+
+    async fn insert_case_tx(&self, case: NewCase) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(self.backend.q(
             "INSERT INTO cases (id, owner, subject_ref, version, created_at, updated_at)
@@ -347,6 +374,17 @@ impl Store {
     /// Replaces the given categories and bumps the version. Returns the new
     /// version, or None if the case does not exist.
     pub async fn update_case(
+        &self,
+        case_id: &str,
+        sealed: &[(Category, Vec<u8>)],
+        now: Millis,
+    ) -> Result<Option<i64>, StoreError> {
+        let result = self.update_case_tx(case_id, sealed, now).await;
+        self.forget_case(case_id);
+        result
+    }
+
+    async fn update_case_tx(
         &self,
         case_id: &str,
         sealed: &[(Category, Vec<u8>)],
@@ -397,10 +435,21 @@ impl Store {
 
     /// A case's metadata and all its sealed data in one query: a read needs
     /// both, and each query is a round trip to the database.
-    pub async fn case_with_data(
-        &self,
-        case_id: &str,
-    ) -> Result<Option<(CaseMeta, Vec<(Category, Vec<u8>)>)>, StoreError> {
+    pub async fn case_with_data(&self, case_id: &str) -> Result<Option<CaseWithData>, StoreError> {
+        let Some(cache) = &self.cache else {
+            return self.read_case_with_data(case_id).await;
+        };
+        if let Some(hit) = cache.case(case_id) {
+            return Ok(Some((*hit).clone()));
+        }
+        let read_at = cache.generation();
+        Ok(self
+            .read_case_with_data(case_id)
+            .await?
+            .map(|c| (*cache.keep_case(read_at, c)).clone()))
+    }
+
+    async fn read_case_with_data(&self, case_id: &str) -> Result<Option<CaseWithData>, StoreError> {
         let rows = sqlx::query(self.backend.q(
             "SELECT c.id, c.owner, c.subject_ref, c.version, c.updated_at, d.category, d.sealed
              FROM cases c LEFT JOIN case_data d ON d.case_id = c.id WHERE c.id = ?",
@@ -507,6 +556,12 @@ impl Store {
     }
 
     pub async fn insert_consent(&self, c: &Consent) -> Result<(), StoreError> {
+        let result = self.insert_consent_tx(c).await;
+        self.forget_case(&c.case_id);
+        result
+    }
+
+    async fn insert_consent_tx(&self, c: &Consent) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(self.backend.q(
             "INSERT INTO consents (id, case_id, recorded_by, categories, purposes, valid_from,
@@ -551,10 +606,19 @@ impl Store {
         consent_id: &str,
         event: &ConsentEvent,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        insert_event(self.backend, &mut tx, consent_id, event).await?;
-        tx.commit().await?;
-        Ok(())
+        let result = async {
+            let mut tx = self.pool.begin().await?;
+            insert_event(self.backend, &mut tx, consent_id, event).await?;
+            tx.commit().await?;
+            Ok::<(), StoreError>(())
+        }
+        .await;
+        // Which case the consent belongs to is not at hand; events are
+        // rare next to reads, so all cached consents go.
+        if let Some(c) = &self.cache {
+            c.forget_all_consents();
+        }
+        result
     }
 
     pub async fn consent(&self, id: &str) -> Result<Option<Consent>, StoreError> {
@@ -564,7 +628,15 @@ impl Store {
 
     /// All consents of a case with their recipients and events, oldest first.
     pub async fn consents_for_case(&self, case_id: &str) -> Result<Vec<Consent>, StoreError> {
-        self.load_consents(CONSENTS_BY_CASE, case_id).await
+        let Some(cache) = &self.cache else {
+            return self.load_consents(CONSENTS_BY_CASE, case_id).await;
+        };
+        if let Some(hit) = cache.consents(case_id) {
+            return Ok((*hit).clone());
+        }
+        let read_at = cache.generation();
+        let read = self.load_consents(CONSENTS_BY_CASE, case_id).await?;
+        Ok((*cache.keep_consents(read_at, case_id, read)).clone())
     }
 
     /// Consents with their recipients and events in one query (it runs on

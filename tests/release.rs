@@ -553,3 +553,44 @@ async fn consent_receipt_verifies_offline_and_detects_edits() {
         .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_is_what_the_next_read_sees() {
+    let node = TestNode::start().await;
+    let mut gemeente = node.client(GEMEENTE).await;
+    let (case_id, _) = register(&mut gemeente).await;
+    let name = |r: pb::GetCaseResponse| r.data.unwrap().identity.unwrap().name;
+    let read = || with_actor(by_id(&case_id, "case_consultation"));
+    let before = gemeente.cases.get_case(read()).await.unwrap().into_inner();
+    assert_eq!(name(before), "Test Persoon");
+    gemeente
+        .cases
+        .update_case(with_actor(pb::UpdateCaseRequest {
+            case_id: case_id.clone(),
+            data: Some(full_case("Ander Persoon", "1234567890", "111222333")),
+        }))
+        .await
+        .unwrap();
+    let after = gemeente.cases.get_case(read()).await.unwrap().into_inner();
+    assert_eq!(name(after), "Ander Persoon");
+}
+
+/// A SQLite file has one node: a second one would change cases and
+/// consents behind the first one's back (and its read cache).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_node_on_the_same_sqlite_file_is_refused() {
+    if on_postgres() {
+        return;
+    }
+    let node = TestNode::start().await;
+    let second = sluis::node::Node::start(&node.config).await;
+    let err = second.err().expect("the second node must not start");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("another sluis node is serving the database"),
+        "{msg}"
+    );
+    // The first one still answers.
+    let mut gemeente = node.client(GEMEENTE).await;
+    register(&mut gemeente).await;
+}
