@@ -31,6 +31,7 @@ pub mod policy;
 pub mod proto;
 pub mod pseudonym;
 pub mod read_cache;
+pub mod sqlite_log;
 pub mod store;
 pub mod tls;
 pub mod vault;

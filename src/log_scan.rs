@@ -210,7 +210,7 @@ impl Owned {
 }
 
 fn sqlite_err(e: rusqlite::Error) -> StoreError {
-    StoreError::Corrupt(format!("reading the log: {e}"))
+    StoreError::Sqlite(e)
 }
 
 fn value(v: ValueRef<'_>) -> Value<'_> {

@@ -65,6 +65,7 @@ pub struct Node {
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), NodeError>>,
     health_task: JoinHandle<()>,
+    wal_task: Option<JoinHandle<()>>,
 }
 
 /// Takes the lock that makes this process the only node on a SQLite file.
@@ -231,6 +232,19 @@ impl Node {
         let refusals =
             crate::api::TransportRefusals::new(exchange.clone(), config.limits.max_message_bytes);
         let health_task = tokio::spawn(watch_database(store.clone(), health_reporter));
+        let wal_task = store.sqlite_file().is_some().then(|| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(250));
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    if let Err(e) = store.checkpoint_wal().await {
+                        tracing::debug!(error = %e, "background WAL checkpoint failed; SQLite's own takes over");
+                    }
+                }
+            })
+        });
         let (shutdown, shutdown_rx) = oneshot::channel::<()>();
         let max_age = config.max_connection_age();
         let task = tokio::spawn(async move {
@@ -271,6 +285,7 @@ impl Node {
             shutdown: Some(shutdown),
             task,
             health_task,
+            wal_task,
         })
     }
 
@@ -285,6 +300,9 @@ impl Node {
     /// Stops accepting, lets requests in flight finish, and waits.
     pub async fn shutdown(mut self) -> Result<(), NodeError> {
         self.health_task.abort();
+        if let Some(t) = &self.wal_task {
+            t.abort();
+        }
         if let Some(s) = self.shutdown.take() {
             let _ = s.send(());
         }

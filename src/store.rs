@@ -19,6 +19,7 @@ use std::collections::HashMap;
 
 use crate::merkle::{Hash, NodeId};
 use crate::read_cache::{CaseWithData, ReadCache};
+use crate::sqlite_log::SqliteAppender;
 
 use crate::consent::{Consent, ConsentEvent, EventKind, Millis, Recipient};
 use crate::model::{Category, Role};
@@ -27,6 +28,8 @@ use crate::model::{Category, Role};
 pub enum StoreError {
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("database migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is inconsistent: {0}")]
@@ -126,6 +129,14 @@ pub struct Store {
     /// Cases and consents in memory, when this process is the database's
     /// only writer (see `read_cache`).
     cache: Option<std::sync::Arc<ReadCache>>,
+    /// Log appends on SQLite (see `sqlite_log`).
+    appender: Option<std::sync::Arc<SqliteAppender>>,
+    /// Taken by every write on SQLite, in arrival order. SQLite has one
+    /// writer at a time and makes the others poll (busy_timeout, up to
+    /// 100 ms between tries); with the log appended back to back, a write
+    /// that polls can miss every gap and wait a second or more. Queuing
+    /// here instead hands the file's write lock over in order.
+    write_gate: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Held for the length of a log-append transaction on PostgreSQL, so that
@@ -268,7 +279,8 @@ impl Store {
                 Box::pin(async move {
                     conn.execute(
                         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                         PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+                         PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; \
+                         PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = 8000;",
                     )
                     .await?;
                     Ok(())
@@ -287,8 +299,12 @@ impl Store {
         let store = Store {
             pool,
             backend,
+            appender: sqlite_file
+                .as_ref()
+                .map(|f| std::sync::Arc::new(SqliteAppender::start(f.to_path_buf()))),
             sqlite_file,
             cache: None,
+            write_gate: Default::default(),
         };
         if migrate {
             store.migrate().await?;
@@ -316,6 +332,15 @@ impl Store {
         self
     }
 
+    /// Held for the length of a write (SQLite only; PostgreSQL has row
+    /// locks and queues writers itself).
+    async fn gate(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match self.backend {
+            Backend::Sqlite => Some(self.write_gate.lock().await),
+            Backend::Postgres => None,
+        }
+    }
+
     fn forget_case(&self, case_id: &str) {
         if let Some(c) = &self.cache {
             c.forget_case(case_id);
@@ -327,12 +352,30 @@ impl Store {
         self.sqlite_file.as_deref().map(|p| p.as_path())
     }
 
+    /// Copies what the SQLite write-ahead log holds into the database file,
+    /// as far as readers allow, without waiting for them. A node runs this
+    /// in the background, so that a log append seldom pays for it (SQLite
+    /// otherwise checkpoints in whichever commit crosses the WAL limit,
+    /// which is then the slowest request of its second). No-op on
+    /// PostgreSQL.
+    pub async fn checkpoint_wal(&self) -> Result<(), StoreError> {
+        if self.backend == Backend::Sqlite {
+            sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Whether the database answers, for health reporting.
     pub async fn ping(&self) -> bool {
         sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
     }
 
     pub async fn close(&self) {
+        if let Some(a) = &self.appender {
+            a.close().await;
+        }
         self.pool.close().await;
     }
 
@@ -344,6 +387,7 @@ impl Store {
     }
 
     async fn insert_case_tx(&self, case: NewCase) -> Result<(), StoreError> {
+        let _gate = self.gate().await;
         let mut tx = self.pool.begin().await?;
         sqlx::query(self.backend.q(
             "INSERT INTO cases (id, owner, subject_ref, version, created_at, updated_at)
@@ -390,6 +434,7 @@ impl Store {
         sealed: &[(Category, Vec<u8>)],
         now: Millis,
     ) -> Result<Option<i64>, StoreError> {
+        let _gate = self.gate().await;
         let mut tx = self.pool.begin().await?;
         let row = sqlx::query(self.backend.q(
             "UPDATE cases SET version = version + 1, updated_at = ? WHERE id = ? RETURNING version",
@@ -543,6 +588,7 @@ impl Store {
         pseudonym: &str,
         case_id: &str,
     ) -> Result<(), StoreError> {
+        let _gate = self.gate().await;
         sqlx::query(self.backend.q(
             "INSERT INTO pseudonyms (recipient, pseudonym, case_id) VALUES (?, ?, ?)
              ON CONFLICT DO NOTHING",
@@ -562,6 +608,7 @@ impl Store {
     }
 
     async fn insert_consent_tx(&self, c: &Consent) -> Result<(), StoreError> {
+        let _gate = self.gate().await;
         let mut tx = self.pool.begin().await?;
         sqlx::query(self.backend.q(
             "INSERT INTO consents (id, case_id, recorded_by, categories, purposes, valid_from,
@@ -606,6 +653,7 @@ impl Store {
         consent_id: &str,
         event: &ConsentEvent,
     ) -> Result<(), StoreError> {
+        let _gate = self.gate().await;
         let result = async {
             let mut tx = self.pool.begin().await?;
             insert_event(self.backend, &mut tx, consent_id, event).await?;
@@ -785,14 +833,12 @@ impl Store {
         nodes: &[(NodeId, Hash)],
         checkpoint: Option<&StoredCheckpoint>,
     ) -> Result<(), StoreError> {
-        let mut tx = match self.backend {
-            // Take SQLite's write lock up front: a deferred transaction that
-            // reads the log size and then writes fails at once with
-            // SQLITE_BUSY (no busy wait) when another connection committed
-            // in between, e.g. a case registered during the batch.
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
-        };
+        let _gate = self.gate().await;
+        if let Some(a) = &self.appender {
+            return a.append(first_seq, rows, nodes, checkpoint).await;
+        }
+        // PostgreSQL (SQLite appends went to the appender above).
+        let mut tx = self.pool.begin().await?;
         if self.backend == Backend::Postgres {
             sqlx::query("SELECT pg_advisory_xact_lock($1)")
                 .bind(LOG_LOCK)
@@ -863,6 +909,7 @@ impl Store {
     }
 
     pub async fn append_checkpoint(&self, cp: &StoredCheckpoint) -> Result<(), StoreError> {
+        let _gate = self.gate().await;
         let mut tx = self.pool.begin().await?;
         insert_checkpoint(self.backend, &mut tx, cp).await?;
         tx.commit().await?;
@@ -1051,6 +1098,7 @@ impl Store {
         case_id: &str,
         entries: &[(&str, String)],
     ) -> Result<(), StoreError> {
+        let _gate = self.gate().await;
         let mut tx = self.pool.begin().await?;
         for (kind, digest) in entries {
             sqlx::query(
