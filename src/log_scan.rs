@@ -7,8 +7,8 @@
 //! allocation; here SQLite rows are read on one plain connection in a
 //! blocking thread and packed into one buffer per chunk. The reader runs
 //! ahead of the checker (a channel of a few chunks), so reading and hashing
-//! use both cores. On PostgreSQL the same chunks are filled from paged
-//! queries in a task of their own.
+//! use both cores. On PostgreSQL the server packs each chunk's entries and
+//! nodes into one value per query (`string_agg`), read in a task of its own.
 //!
 //! Nothing read here is trusted: a column may hold NULL or a value of the
 //! wrong type where the schema says otherwise (someone edited the file), and
@@ -164,16 +164,22 @@ impl Chunk {
 /// stops the reader.
 pub fn scan(store: &Store) -> mpsc::Receiver<Result<Chunk, StoreError>> {
     let (tx, rx) = mpsc::channel(AHEAD);
-    match (store.backend(), store.sqlite_file()) {
-        (Backend::Sqlite, Some(file)) => {
-            let file = file.to_path_buf();
+    match store.backend() {
+        Backend::Sqlite => {
+            let file = store.sqlite_file().map(|f| f.to_path_buf());
             tokio::task::spawn_blocking(move || {
-                if let Err(e) = scan_sqlite(file, &tx) {
+                let result = match file {
+                    Some(file) => scan_sqlite(file, &tx),
+                    None => Err(StoreError::Corrupt(
+                        "the SQLite database has no file to read the log from".into(),
+                    )),
+                };
+                if let Err(e) = result {
                     let _ = tx.blocking_send(Err(e));
                 }
             });
         }
-        _ => {
+        Backend::Postgres => {
             let store = store.clone();
             tokio::spawn(async move {
                 if let Err(e) = scan_paged(&store, &tx).await {
@@ -317,7 +323,9 @@ fn scan_sqlite(
     }
 }
 
-/// The portable reader: paged queries through the store's pool.
+/// The PostgreSQL reader: each chunk is two queries whose single result
+/// the server packs (see `Store::access_log_packed`), instead of a row per
+/// entry and per node through the pool.
 async fn scan_paged(
     store: &Store,
     tx: &mpsc::Sender<Result<Chunk, StoreError>>,
@@ -325,59 +333,87 @@ async fn scan_paged(
     let mut from = i64::MIN;
     let mut after: (i64, i64) = (i64::MIN, i64::MIN);
     loop {
-        let rows = store.access_log(from, CHUNK as i64).await?;
         let mut chunk = Chunk::default();
-        for r in &rows {
-            fn b(s: &str) -> Value<'_> {
-                Value::Bytes(s.as_bytes())
-            }
-            fn o(s: &Option<String>) -> Value<'_> {
-                s.as_deref().map_or(Value::Null, b)
-            }
-            chunk.push_entry(
-                r.seq,
-                Some(r.at),
-                [
-                    b(&r.request_id),
-                    b(&r.caller),
-                    b(&r.role),
-                    b(&r.method),
-                    o(&r.case_id),
-                    o(&r.subject),
-                    o(&r.purpose),
-                    b(&r.decision),
-                    Value::Bytes(&r.record),
-                ],
-            );
-        }
-        let bound = rows.last().map(|r| r.seq.saturating_add(1));
+        let packed = store.access_log_packed(from, CHUNK as i64).await?;
+        unpack_entries(packed.as_deref().unwrap_or_default(), &mut chunk)?;
+        let bound = chunk.entries.last().map(|e| e.seq.saturating_add(1));
         let cap = match bound {
-            Some(_) => Chunk::node_cap(rows.len()),
+            Some(_) => Chunk::node_cap(chunk.entries.len()),
             None => 4,
         };
-        let nodes = store
-            .merkle_nodes_between(after, bound.unwrap_or(i64::MAX), cap as i64 + 1)
+        let packed = store
+            .merkle_nodes_packed(after, bound.unwrap_or(i64::MAX), cap as i64 + 1)
             .await?;
-        for (end, level, hash) in &nodes {
-            if chunk.nodes.len() >= cap {
-                chunk.excess_nodes_from = Some(*end);
-                break;
-            }
-            chunk.push_node(*end, *level, Value::Bytes(hash));
-        }
+        unpack_nodes(packed.as_deref().unwrap_or_default(), cap, &mut chunk)?;
         // Whatever lies in this chunk's range has been read or counted as
         // excess: the next chunk starts after it.
-        after = match bound {
-            Some(b) => (b, i64::MAX),
-            None => after,
-        };
-        let done = rows.is_empty();
+        if let Some(b) = bound {
+            after = (b, i64::MAX);
+        }
+        let done = chunk.entries.is_empty();
         if (!done || !chunk.nodes.is_empty()) && tx.send(Ok(chunk)).await.is_err() {
             return Ok(());
         }
-        if done {
+        let Some(b) = bound else {
             return Ok(());
-        }
-        from = bound.unwrap_or(i64::MAX);
+        };
+        from = b;
     }
+}
+
+/// Reads the packed values of `access_log_packed` / `merkle_nodes_packed`.
+struct Packed<'a>(&'a [u8]);
+
+impl<'a> Packed<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], StoreError> {
+        if self.0.len() < n {
+            return Err(StoreError::Corrupt(
+                "the packed log read from the server is cut short".into(),
+            ));
+        }
+        let (h, t) = self.0.split_at(n);
+        self.0 = t;
+        Ok(h)
+    }
+    fn i64(&mut self) -> Result<i64, StoreError> {
+        let b = self.take(8)?;
+        Ok(i64::from_be_bytes(b.try_into().unwrap_or_default()))
+    }
+    fn value(&mut self) -> Result<Value<'a>, StoreError> {
+        let b = self.take(4)?;
+        let n = i32::from_be_bytes(b.try_into().unwrap_or_default());
+        Ok(match usize::try_from(n) {
+            Ok(n) => Value::Bytes(self.take(n)?),
+            Err(_) => Value::Null,
+        })
+    }
+}
+
+fn unpack_entries(packed: &[u8], chunk: &mut Chunk) -> Result<(), StoreError> {
+    let mut p = Packed(packed);
+    while !p.0.is_empty() {
+        let seq = p.i64()?;
+        let at = p.i64()?;
+        let mut fields = [Value::Null; FIELDS];
+        for f in &mut fields {
+            *f = p.value()?;
+        }
+        chunk.push_entry(seq, Some(at), fields);
+    }
+    Ok(())
+}
+
+fn unpack_nodes(packed: &[u8], cap: usize, chunk: &mut Chunk) -> Result<(), StoreError> {
+    let mut p = Packed(packed);
+    while !p.0.is_empty() {
+        let end = p.i64()?;
+        let level = p.i64()?;
+        let hash = p.value()?;
+        if chunk.nodes.len() >= cap {
+            chunk.excess_nodes_from = Some(end);
+            break;
+        }
+        chunk.push_node(end, level, hash);
+    }
+    Ok(())
 }

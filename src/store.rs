@@ -952,51 +952,60 @@ impl Store {
         Ok(out)
     }
 
-    /// Tree nodes in completion order (end_size, level), after the given one.
-    pub async fn merkle_node_range(
+    /// PostgreSQL only: up to `limit` log entries from `from` on, packed
+    /// into one value by the server (one row to fetch instead of one per
+    /// entry, see `log_scan`). Per entry: seq and at (i64), then
+    /// request_id, caller, role, method, case_id, subject, purpose,
+    /// decision and record, each as an i32 length (-1 for NULL) and bytes;
+    /// big-endian. `None` when there are none.
+    pub async fn access_log_packed(
         &self,
-        after: (i64, u32),
+        from: i64,
         limit: i64,
-    ) -> Result<Vec<(i64, u32, Vec<u8>)>, StoreError> {
-        let rows = sqlx::query(self.backend.q(
-            "SELECT end_size, level, hash FROM merkle_nodes WHERE (end_size, level) > (?, ?)
-             ORDER BY end_size, level LIMIT ?",
-        ))
-        .bind(after.0)
-        .bind(i64::from(after.1))
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT string_agg(
+                 int8send(seq) || int8send(at)
+                 || int4send(octet_length(request_id)) || convert_to(request_id, 'UTF8')
+                 || int4send(octet_length(caller)) || convert_to(caller, 'UTF8')
+                 || int4send(octet_length(role)) || convert_to(role, 'UTF8')
+                 || int4send(octet_length(method)) || convert_to(method, 'UTF8')
+                 || COALESCE(int4send(octet_length(case_id)) || convert_to(case_id, 'UTF8'), '\\xffffffff'::bytea)
+                 || COALESCE(int4send(octet_length(subject)) || convert_to(subject, 'UTF8'), '\\xffffffff'::bytea)
+                 || COALESCE(int4send(octet_length(purpose)) || convert_to(purpose, 'UTF8'), '\\xffffffff'::bytea)
+                 || int4send(octet_length(decision)) || convert_to(decision, 'UTF8')
+                 || int4send(length(record)) || record,
+                 ''::bytea ORDER BY seq)
+             FROM (SELECT * FROM access_log WHERE seq >= $1 ORDER BY seq LIMIT $2) t",
+        )
+        .bind(from)
         .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| (r.get(0), r.get::<i64, _>(1) as u32, r.get(2)))
-            .collect())
+        .fetch_one(&self.pool)
+        .await?)
     }
 
-    /// Tree nodes after `after` with end sizes up to `up_to`, in completion
-    /// order (end_size, level).
-    pub async fn merkle_nodes_between(
+    /// PostgreSQL only: tree nodes after `after` with end sizes up to
+    /// `up_to`, in completion order (end_size, level), packed by the server:
+    /// end_size and level (i64), an i32 length and the hash, per node.
+    pub async fn merkle_nodes_packed(
         &self,
         after: (i64, i64),
         up_to: i64,
         limit: i64,
-    ) -> Result<Vec<(i64, i64, Vec<u8>)>, StoreError> {
-        let rows = sqlx::query(
-            self.backend
-                .q("SELECT end_size, level, hash FROM merkle_nodes
-             WHERE (end_size, level) > (?, ?) AND end_size <= ?
-             ORDER BY end_size, level LIMIT ?"),
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT string_agg(int8send(end_size) || int8send(level) || int4send(length(hash)) || hash,
+                               ''::bytea ORDER BY end_size, level)
+             FROM (SELECT end_size, level, hash FROM merkle_nodes
+                   WHERE (end_size, level) > ($1, $2) AND end_size <= $3
+                   ORDER BY end_size, level LIMIT $4) t",
         )
         .bind(after.0)
         .bind(after.1)
         .bind(up_to)
         .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2)))
-            .collect())
+        .fetch_one(&self.pool)
+        .await?)
     }
 
     /// Leaves (position, record bytes) from `from` on, in order.
