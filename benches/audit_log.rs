@@ -158,7 +158,7 @@ async fn build(
         for r in &rows {
             frontier.push_with(merkle::leaf_hash(&r.record), |id, h| nodes.push((id, *h)));
         }
-        store.append_log(i as i64, &rows, &nodes, None).await?;
+        store.append_log(i as i64, &rows, &[], &nodes, None).await?;
         i += n;
         if i % 1_000_000 == 0 {
             eprint!("\r  building: {i}/{size}");

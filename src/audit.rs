@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::checkpoint::Checkpoint;
 use crate::merkle::{self, Frontier};
 use crate::model::Category;
-use crate::store::{LogRow, Store, StoreError, StoredCheckpoint};
+use crate::store::{IssuedPseudonym, LogRow, Store, StoreError, StoredCheckpoint};
 use crate::vault::Keys;
 
 /// Version of the canonical record encoding. Bumped on any change to
@@ -388,7 +388,12 @@ impl From<StoreError> for AuditError {
     }
 }
 
-type Pending = (LogRow, oneshot::Sender<Result<i64, AuditError>>);
+/// A record, the pseudonyms its request issued, and who waits for it.
+struct Pending {
+    row: LogRow,
+    issued: Vec<IssuedPseudonym>,
+    done: oneshot::Sender<Result<i64, AuditError>>,
+}
 
 /// What the writer task receives: records to append, or a request to sign
 /// whatever is not yet covered by a checkpoint (on shutdown).
@@ -482,9 +487,26 @@ impl AuditLog {
 
     /// Appends a record and waits until it is durable. Returns its position.
     pub async fn append(&self, record: &AccessRecord) -> Result<i64, AuditError> {
+        self.append_issuing(record, Vec::new()).await
+    }
+
+    /// Appends a record together with the pseudonyms its request hands out:
+    /// they are stored in the same transaction, so an answer never carries
+    /// a pseudonym that a later request could not resolve, and issuing one
+    /// costs no write of its own.
+    pub async fn append_issuing(
+        &self,
+        record: &AccessRecord,
+        issued: Vec<IssuedPseudonym>,
+    ) -> Result<i64, AuditError> {
         let (done, wait) = oneshot::channel();
+        let pending = Pending {
+            row: record.to_row(),
+            issued,
+            done,
+        };
         self.tx
-            .send(Msg::Append(Box::new((record.to_row(), done))))
+            .send(Msg::Append(Box::new(pending)))
             .await
             .map_err(|_| AuditError("the log writer has stopped".into()))?;
         wait.await
@@ -566,7 +588,11 @@ impl Writer {
     }
 
     async fn write(&mut self, batch: &mut Vec<Pending>) {
-        let rows: Vec<LogRow> = batch.iter().map(|(r, _)| r.clone()).collect();
+        let rows: Vec<LogRow> = batch.iter().map(|p| p.row.clone()).collect();
+        let issued: Vec<IssuedPseudonym> = batch
+            .iter()
+            .flat_map(|p| p.issued.iter().cloned())
+            .collect();
         let leaves: Vec<merkle::Hash> = rows.iter().map(|r| merkle::leaf_hash(&r.record)).collect();
         let mut attempt = 0;
         let outcome = loop {
@@ -581,7 +607,7 @@ impl Writer {
                 .then(|| self.signed_checkpoint());
             match self
                 .store
-                .append_log(first_seq, &rows, &nodes, checkpoint.as_ref())
+                .append_log(first_seq, &rows, &issued, &nodes, checkpoint.as_ref())
                 .await
             {
                 Ok(()) => {
@@ -609,14 +635,14 @@ impl Writer {
         };
         match outcome {
             Ok(first_seq) => {
-                for (i, (_, done)) in batch.drain(..).enumerate() {
-                    let _ = done.send(Ok(first_seq + i as i64));
+                for (i, p) in batch.drain(..).enumerate() {
+                    let _ = p.done.send(Ok(first_seq + i as i64));
                 }
             }
             Err(e) => {
                 tracing::error!(error = %e, records = batch.len(), "access log write failed; requests fail closed");
-                for (_, done) in batch.drain(..) {
-                    let _ = done.send(Err(AuditError(e.0.clone())));
+                for p in batch.drain(..) {
+                    let _ = p.done.send(Err(AuditError(e.0.clone())));
                 }
             }
         }
@@ -703,7 +729,7 @@ async fn load_frontier(store: &Store) -> Result<Frontier, AuditError> {
             .into_iter()
             .filter(|(id, _)| !have.contains_key(id))
             .collect();
-        store.append_log(0, &[], &missing, None).await?;
+        store.append_log(0, &[], &[], &missing, None).await?;
         from = leaves.last().map(|(s, _)| s + 1).unwrap_or(from);
     }
     Ok(frontier)

@@ -18,7 +18,7 @@ use crate::model::{Caller, Category, Role, WithholdReason};
 use crate::note;
 use crate::policy::{DenyReason, Policy, Query};
 use crate::pseudonym::{self, AUDIT_DOMAIN, Pseudonymiser};
-use crate::store::{CaseMeta, NewCase, Store};
+use crate::store::{CaseMeta, IssuedPseudonym, NewCase, Store};
 use crate::tls::HandshakeFailure;
 use crate::vault::Keys;
 
@@ -164,8 +164,9 @@ pub struct Exchange {
     pub(crate) pseudonyms: Pseudonymiser,
     pub(crate) audit: AuditLog,
     /// (recipient, pseudonym) pairs known to be stored. Rows are never
-    /// deleted, so a hit is always true; it saves a read per `GetCase`.
-    /// Bounded: emptied when full.
+    /// deleted, so a hit is always true; it saves an insert in the log
+    /// batch per `GetCase` (a miss costs only that: the insert is
+    /// idempotent). Bounded: emptied when full.
     remembered: Mutex<HashSet<(String, String)>>,
 }
 
@@ -225,9 +226,36 @@ impl Exchange {
     /// `AuditUnavailable` instead of the result.
     pub(crate) async fn finish<T>(
         &self,
-        mut rec: AccessRecord,
+        rec: AccessRecord,
         result: Result<T, ExchangeError>,
     ) -> Result<T, ExchangeError> {
+        self.finish_issuing(rec, result, &[]).await
+    }
+
+    /// [`finish`](Self::finish) for a request that hands out pseudonyms
+    /// ((pseudonym, case id), to the caller): those not known to be stored
+    /// are stored with the access record, in its transaction, so that the
+    /// recipient can come back with them.
+    async fn finish_issuing<T>(
+        &self,
+        mut rec: AccessRecord,
+        result: Result<T, ExchangeError>,
+        issued: &[(String, String)],
+    ) -> Result<T, ExchangeError> {
+        let mut new = Vec::new();
+        if result.is_ok()
+            && let Ok(known) = self.remembered.lock()
+        {
+            for (pseudonym, case_id) in issued {
+                if !known.contains(&(rec.caller.clone(), pseudonym.clone())) {
+                    new.push(IssuedPseudonym {
+                        recipient: rec.caller.clone(),
+                        pseudonym: pseudonym.clone(),
+                        case_id: case_id.clone(),
+                    });
+                }
+            }
+        }
         match &result {
             Ok(_) => rec.status = "OK".into(),
             Err(e) => {
@@ -237,9 +265,17 @@ impl Exchange {
                 rec.released.clear();
             }
         }
-        if let Err(e) = self.audit.append(&rec).await {
+        if let Err(e) = self.audit.append_issuing(&rec, new.clone()).await {
             tracing::error!(request_id = %rec.request_id, error = %e, "refusing request: access record not durable");
             return Err(ExchangeError::AuditUnavailable);
+        }
+        if !new.is_empty()
+            && let Ok(mut known) = self.remembered.lock()
+        {
+            if known.len() + new.len() > REMEMBERED_MAX {
+                known.clear();
+            }
+            known.extend(new.into_iter().map(|i| (i.recipient, i.pseudonym)));
         }
         result
     }
@@ -345,47 +381,6 @@ impl Exchange {
     fn pseudonym_for(&self, caller: &Caller, case: &CaseMeta) -> String {
         self.pseudonyms
             .pseudonym(&caller.participant, &case.subject_ref)
-    }
-
-    /// Stores the pseudonyms a response hands out, so their recipient can
-    /// come back with them. Runs after the access record is durable, like
-    /// every other write.
-    async fn remember_pseudonyms(
-        &self,
-        rec: &AccessRecord,
-        issued: &[(String, String)],
-    ) -> Result<(), ExchangeError> {
-        for (pseudonym, case_id) in issued {
-            let key = (rec.caller.clone(), pseudonym.clone());
-            if self.remembered.lock().is_ok_and(|r| r.contains(&key)) {
-                continue;
-            }
-            // Nearly every read comes from a recipient that already holds
-            // this pseudonym. A read says so without SQLite's write lock:
-            // the INSERT … ON CONFLICT DO NOTHING below is a write
-            // transaction even when it changes nothing, and under load it
-            // queued behind access-log batches in SQLite's busy handler,
-            // which sleeps in steps of milliseconds.
-            let known = matches!(
-                self.store.resolve_pseudonym(&rec.caller, pseudonym).await,
-                Ok(Some(ref id)) if id == case_id
-            );
-            if !known
-                && let Err(e) = self
-                    .store
-                    .remember_pseudonym(&rec.caller, pseudonym, case_id)
-                    .await
-            {
-                return Err(self.failed_after_record(rec.clone(), e).await);
-            }
-            if let Ok(mut r) = self.remembered.lock() {
-                if r.len() >= REMEMBERED_MAX {
-                    r.clear();
-                }
-                r.insert(key);
-            }
-        }
-        Ok(())
     }
 
     fn aad(case_id: &str, category: Category) -> Vec<u8> {
@@ -550,12 +545,11 @@ impl Exchange {
     ) -> Result<CaseView, ExchangeError> {
         let mut rec = self.record(ctx, "GetCase");
         let result = self.get_case_inner(ctx, req, &mut rec).await;
-        let view = self.finish(rec.clone(), result).await?;
-        if let Some(case_id) = rec.case_id.clone() {
-            self.remember_pseudonyms(&rec, &[(view.pseudonym.clone(), case_id)])
-                .await?;
-        }
-        Ok(view)
+        let issued: Vec<(String, String)> = match (&result, &rec.case_id) {
+            (Ok(view), Some(case_id)) => vec![(view.pseudonym.clone(), case_id.clone())],
+            _ => vec![],
+        };
+        self.finish_issuing(rec, result, &issued).await
     }
 
     async fn get_case_inner(
@@ -795,8 +789,11 @@ impl Exchange {
             Ok((out, next, issued))
         }
         .await;
-        let (out, next, issued) = self.finish(rec.clone(), result).await?;
-        self.remember_pseudonyms(&rec, &issued).await?;
+        let issued = match &result {
+            Ok((_, _, issued)) => issued.clone(),
+            Err(_) => vec![],
+        };
+        let (out, next, _) = self.finish_issuing(rec, result, &issued).await?;
         Ok((out, next))
     }
 

@@ -12,8 +12,9 @@
 //!
 //! The transaction is the same as on the pool: `BEGIN IMMEDIATE`, refuse
 //! with [`StoreError::Raced`] unless the log ends at `first_seq`, insert
-//! entries, tree nodes and the checkpoint, commit (fsync: the connection
-//! runs with `synchronous = FULL`).
+//! entries, the pseudonyms their requests issued, tree nodes and the
+//! checkpoint, commit (fsync: the connection runs with
+//! `synchronous = FULL`).
 
 use std::path::PathBuf;
 use std::sync::mpsc as std_mpsc;
@@ -21,7 +22,7 @@ use std::sync::mpsc as std_mpsc;
 use tokio::sync::oneshot;
 
 use crate::merkle::{Hash, NodeId};
-use crate::store::{LogRow, StoreError, StoredCheckpoint};
+use crate::store::{INSERT_ISSUED, IssuedPseudonym, LogRow, StoreError, StoredCheckpoint};
 
 enum Msg {
     Append(Batch),
@@ -33,6 +34,7 @@ enum Msg {
 struct Batch {
     first_seq: i64,
     rows: Vec<LogRow>,
+    issued: Vec<IssuedPseudonym>,
     nodes: Vec<(NodeId, Hash)>,
     checkpoint: Option<StoredCheckpoint>,
     done: oneshot::Sender<Result<(), StoreError>>,
@@ -58,6 +60,7 @@ impl SqliteAppender {
         &self,
         first_seq: i64,
         rows: &[LogRow],
+        issued: &[IssuedPseudonym],
         nodes: &[(NodeId, Hash)],
         checkpoint: Option<&StoredCheckpoint>,
     ) -> Result<(), StoreError> {
@@ -65,6 +68,7 @@ impl SqliteAppender {
         let batch = Batch {
             first_seq,
             rows: rows.to_vec(),
+            issued: issued.to_vec(),
             nodes: nodes.to_vec(),
             checkpoint: checkpoint.cloned(),
             done,
@@ -165,6 +169,10 @@ fn append(conn: &rusqlite::Connection, b: &Batch) -> Result<(), StoreError> {
             r.decision,
             r.record,
         ])?;
+    }
+    let mut issue = conn.prepare_cached(INSERT_ISSUED)?;
+    for i in &b.issued {
+        issue.execute(params![i.recipient, i.pseudonym, i.case_id])?;
     }
     let mut node =
         conn.prepare_cached("INSERT INTO merkle_nodes (end_size, level, hash) VALUES (?, ?, ?)")?;

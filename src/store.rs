@@ -222,6 +222,22 @@ pub struct NewCase {
     pub now: Millis,
 }
 
+/// A pseudonym a request handed out, stored in the same transaction as that
+/// request's access record, so its recipient can come back with it.
+#[derive(Clone, Debug)]
+pub struct IssuedPseudonym {
+    pub recipient: String,
+    pub pseudonym: String,
+    pub case_id: String,
+}
+
+/// Stores an issued pseudonym unless it is known; a case that does not
+/// exist (it never is deleted, but the batch must not fail for it) stores
+/// nothing.
+pub(crate) const INSERT_ISSUED: &str = "INSERT INTO pseudonyms (recipient, pseudonym, case_id)
+     SELECT ?, ?, ? WHERE EXISTS (SELECT 1 FROM cases WHERE id = ?3)
+     ON CONFLICT DO NOTHING";
+
 /// A row of the access log as stored.
 #[derive(Clone, Debug)]
 pub struct LogRow {
@@ -582,6 +598,8 @@ impl Store {
         Ok(row.map(|r| r.get(0)))
     }
 
+    /// The owner's pseudonym of a case just registered (pseudonyms issued
+    /// by reads are stored with their access record instead).
     pub async fn remember_pseudonym(
         &self,
         recipient: &str,
@@ -830,12 +848,13 @@ impl Store {
         &self,
         first_seq: i64,
         rows: &[LogRow],
+        issued: &[IssuedPseudonym],
         nodes: &[(NodeId, Hash)],
         checkpoint: Option<&StoredCheckpoint>,
     ) -> Result<(), StoreError> {
         let _gate = self.gate().await;
         if let Some(a) = &self.appender {
-            return a.append(first_seq, rows, nodes, checkpoint).await;
+            return a.append(first_seq, rows, issued, nodes, checkpoint).await;
         }
         // PostgreSQL (SQLite appends went to the appender above).
         let mut tx = self.pool.begin().await?;
@@ -886,6 +905,14 @@ impl Store {
             }
             q.execute(&mut *tx).await?;
             done += n;
+        }
+        for i in issued {
+            sqlx::query(self.backend.q(INSERT_ISSUED))
+                .bind(&i.recipient)
+                .bind(&i.pseudonym)
+                .bind(&i.case_id)
+                .execute(&mut *tx)
+                .await?;
         }
         let mut done = 0;
         while done < nodes.len() {

@@ -426,7 +426,9 @@ async fn load_log(
                 new_nodes.push((id, *h))
             });
         }
-        store.append_log(i as i64, &rows, &new_nodes, None).await?;
+        store
+            .append_log(i as i64, &rows, &[], &new_nodes, None)
+            .await?;
         i += n;
         if !quiet && (i / 200_000 != (i - n) / 200_000 || i == target) {
             eprint!(
