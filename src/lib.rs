@@ -32,6 +32,7 @@ pub mod proto;
 pub mod pseudonym;
 pub mod read_cache;
 pub mod sqlite_log;
+pub mod sqlite_read;
 pub mod store;
 pub mod tls;
 pub mod vault;

@@ -20,6 +20,7 @@ use std::collections::HashMap;
 use crate::merkle::{Hash, NodeId};
 use crate::read_cache::{CaseWithData, ReadCache};
 use crate::sqlite_log::SqliteAppender;
+use crate::sqlite_read::SqliteReader;
 
 use crate::consent::{Consent, ConsentEvent, EventKind, Millis, Recipient};
 use crate::model::{Category, Role};
@@ -131,6 +132,8 @@ pub struct Store {
     cache: Option<std::sync::Arc<ReadCache>>,
     /// Log appends on SQLite (see `sqlite_log`).
     appender: Option<std::sync::Arc<SqliteAppender>>,
+    /// The request path's point reads on SQLite (see `sqlite_read`).
+    reader: Option<std::sync::Arc<SqliteReader>>,
     /// Taken by every write on SQLite, in arrival order. SQLite has one
     /// writer at a time and makes the others poll (busy_timeout, up to
     /// 100 ms between tries); with the log appended back to back, a write
@@ -259,6 +262,15 @@ pub struct LogRow {
 /// (recipients by kind and value, events by sequence). Every consent has at
 /// least one of each, written with it; the LEFT JOINs keep a damaged one
 /// visible instead of dropping it.
+const CASE_WITH_DATA: &str =
+    "SELECT c.id, c.owner, c.subject_ref, c.version, c.updated_at, d.category, d.sealed
+     FROM cases c LEFT JOIN case_data d ON d.case_id = c.id WHERE c.id = ?";
+
+fn category_of(code: i64) -> Result<Category, StoreError> {
+    Category::from_code(code as i32)
+        .ok_or_else(|| StoreError::Corrupt(format!("unknown category code {code}")))
+}
+
 const CONSENT_BY_ID: &str = "SELECT c.id, c.case_id, c.recorded_by, c.categories, c.purposes, c.valid_from, c.valid_until, c.evidence_ref, c.created_at, r.kind, r.value, e.seq, e.kind, e.at, e.by, e.note FROM consents c LEFT JOIN consent_recipients r ON r.consent_id = c.id LEFT JOIN consent_events e ON e.consent_id = c.id WHERE c.id = ? ORDER BY c.created_at, c.id, r.kind, r.value, e.seq";
 const CONSENTS_BY_CASE: &str = "SELECT c.id, c.case_id, c.recorded_by, c.categories, c.purposes, c.valid_from, c.valid_until, c.evidence_ref, c.created_at, r.kind, r.value, e.seq, e.kind, e.at, e.by, e.note FROM consents c LEFT JOIN consent_recipients r ON r.consent_id = c.id LEFT JOIN consent_events e ON e.consent_id = c.id WHERE c.case_id = ? ORDER BY c.created_at, c.id, r.kind, r.value, e.seq";
 
@@ -318,6 +330,9 @@ impl Store {
             appender: sqlite_file
                 .as_ref()
                 .map(|f| std::sync::Arc::new(SqliteAppender::start(f.to_path_buf()))),
+            reader: sqlite_file
+                .as_ref()
+                .map(|f| std::sync::Arc::new(SqliteReader::start(f.to_path_buf()))),
             sqlite_file,
             cache: None,
             write_gate: Default::default(),
@@ -511,13 +526,38 @@ impl Store {
     }
 
     async fn read_case_with_data(&self, case_id: &str) -> Result<Option<CaseWithData>, StoreError> {
-        let rows = sqlx::query(self.backend.q(
-            "SELECT c.id, c.owner, c.subject_ref, c.version, c.updated_at, d.category, d.sealed
-             FROM cases c LEFT JOIN case_data d ON d.case_id = c.id WHERE c.id = ?",
-        ))
-        .bind(case_id)
-        .fetch_all(&self.pool)
-        .await?;
+        if let Some(reader) = &self.reader {
+            let id = case_id.to_string();
+            return reader
+                .read(move |conn| {
+                    let mut q = conn.prepare_cached(CASE_WITH_DATA)?;
+                    let mut rows = q.query([&id])?;
+                    let mut out: Option<CaseWithData> = None;
+                    while let Some(r) = rows.next()? {
+                        let (_, data) = out.get_or_insert_with(|| {
+                            (
+                                CaseMeta {
+                                    id: r.get(0).unwrap_or_default(),
+                                    owner: r.get(1).unwrap_or_default(),
+                                    subject_ref: r.get(2).unwrap_or_default(),
+                                    version: r.get(3).unwrap_or_default(),
+                                    updated_at: r.get(4).unwrap_or_default(),
+                                },
+                                Vec::new(),
+                            )
+                        });
+                        if let Some(code) = r.get::<_, Option<i64>>(5)? {
+                            data.push((category_of(code)?, r.get(6)?));
+                        }
+                    }
+                    Ok(out)
+                })
+                .await;
+        }
+        let rows = sqlx::query(self.backend.q(CASE_WITH_DATA))
+            .bind(case_id)
+            .fetch_all(&self.pool)
+            .await?;
         let Some(first) = rows.first() else {
             return Ok(None);
         };
@@ -531,9 +571,7 @@ impl Store {
         let mut data = Vec::with_capacity(rows.len());
         for r in &rows {
             if let Some(code) = r.get::<Option<i64>, _>(5) {
-                let cat = Category::from_code(code as i32)
-                    .ok_or_else(|| StoreError::Corrupt(format!("unknown category code {code}")))?;
-                data.push((cat, r.get(6)));
+                data.push((category_of(code)?, r.get(6)));
             }
         }
         Ok(Some((meta, data)))
@@ -713,67 +751,64 @@ impl Store {
         sql: &'static str,
         key: &str,
     ) -> Result<Vec<Consent>, StoreError> {
+        if let Some(reader) = &self.reader {
+            let key = key.to_string();
+            return reader
+                .read(move |conn| {
+                    let mut q = conn.prepare_cached(sql)?;
+                    let mut rows = q.query([&key])?;
+                    let mut joined = Vec::new();
+                    while let Some(r) = rows.next()? {
+                        joined.push(ConsentJoinRow {
+                            id: r.get(0)?,
+                            case_id: r.get(1)?,
+                            recorded_by: r.get(2)?,
+                            categories: r.get(3)?,
+                            purposes: r.get(4)?,
+                            valid_from: r.get(5)?,
+                            valid_until: r.get(6)?,
+                            evidence_ref: r.get(7)?,
+                            created_at: r.get(8)?,
+                            recipient: match (r.get(9)?, r.get(10)?) {
+                                (Some(kind), Some(value)) => Some((kind, value)),
+                                _ => None,
+                            },
+                            event: match r.get::<_, Option<i64>>(11)? {
+                                Some(seq) => {
+                                    Some((seq, r.get(12)?, r.get(13)?, r.get(14)?, r.get(15)?))
+                                }
+                                None => None,
+                            },
+                        });
+                    }
+                    fold_consents(joined)
+                })
+                .await;
+        }
         let rows = sqlx::query(self.backend.q(sql))
             .bind(key)
             .fetch_all(&self.pool)
             .await?;
-        let mut out: Vec<Consent> = Vec::new();
-        let mut event_seqs: Vec<i64> = Vec::new();
-        for r in rows {
-            let id: String = r.get(0);
-            if out.last().is_none_or(|c| c.id != id) {
-                let categories = split(&r.get::<String, _>(3))
-                    .map(Category::from_str)
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(StoreError::Corrupt)?;
-                event_seqs.clear();
-                out.push(Consent {
-                    id,
-                    case_id: r.get(1),
-                    recorded_by: r.get(2),
-                    recipients: Vec::new(),
-                    categories,
-                    purposes: split(&r.get::<String, _>(4)).map(String::from).collect(),
-                    valid_from: r.get(5),
-                    valid_until: r.get(6),
-                    evidence_ref: r.get(7),
-                    created_at: r.get(8),
-                    events: Vec::new(),
-                });
+        fold_consents(rows.iter().map(|r| {
+            ConsentJoinRow {
+                id: r.get(0),
+                case_id: r.get(1),
+                recorded_by: r.get(2),
+                categories: r.get(3),
+                purposes: r.get(4),
+                valid_from: r.get(5),
+                valid_until: r.get(6),
+                evidence_ref: r.get(7),
+                created_at: r.get(8),
+                recipient: match (r.get(9), r.get(10)) {
+                    (Some(kind), Some(value)) => Some((kind, value)),
+                    _ => None,
+                },
+                event: r
+                    .get::<Option<i64>, _>(11)
+                    .map(|seq| (seq, r.get(12), r.get(13), r.get(14), r.get(15))),
             }
-            let Some(c) = out.last_mut() else { continue };
-            if let (Some(kind), Some(value)) = (
-                r.get::<Option<String>, _>(9),
-                r.get::<Option<String>, _>(10),
-            ) {
-                let recipient = match kind.as_str() {
-                    "participant" => Recipient::Participant(value),
-                    _ => value
-                        .parse::<Role>()
-                        .map(Recipient::Role)
-                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                };
-                if !c.recipients.contains(&recipient) {
-                    c.recipients.push(recipient);
-                }
-            }
-            if let Some(seq) = r.get::<Option<i64>, _>(11)
-                && !event_seqs.contains(&seq)
-            {
-                event_seqs.push(seq);
-                c.events.push(ConsentEvent {
-                    kind: if r.get::<String, _>(12) == "withdrawn" {
-                        EventKind::Withdrawn
-                    } else {
-                        EventKind::Given
-                    },
-                    at: r.get(13),
-                    by: r.get(14),
-                    note: r.get(15),
-                });
-            }
-        }
-        Ok(out)
+        }))
     }
 
     /// The caller's own cases, by id, after `after` (exclusive).
@@ -1248,6 +1283,83 @@ async fn insert_event(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// One row of the consents query (`CONSENTS_BY_CASE`, `CONSENT_BY_ID`):
+/// a consent with one of its recipients and one of its events.
+struct ConsentJoinRow {
+    id: String,
+    case_id: String,
+    recorded_by: String,
+    categories: String,
+    purposes: String,
+    valid_from: Millis,
+    valid_until: Option<Millis>,
+    evidence_ref: String,
+    created_at: Millis,
+    /// (kind, value)
+    recipient: Option<(String, String)>,
+    /// (seq, kind, at, by, note)
+    event: Option<(i64, String, Millis, String, String)>,
+}
+
+/// Folds the joined rows, in the query's order, into consents.
+fn fold_consents(
+    rows: impl IntoIterator<Item = ConsentJoinRow>,
+) -> Result<Vec<Consent>, StoreError> {
+    let mut out: Vec<Consent> = Vec::new();
+    let mut event_seqs: Vec<i64> = Vec::new();
+    for r in rows {
+        if out.last().is_none_or(|c| c.id != r.id) {
+            let categories = split(&r.categories)
+                .map(Category::from_str)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(StoreError::Corrupt)?;
+            event_seqs.clear();
+            out.push(Consent {
+                id: r.id,
+                case_id: r.case_id,
+                recorded_by: r.recorded_by,
+                recipients: Vec::new(),
+                categories,
+                purposes: split(&r.purposes).map(String::from).collect(),
+                valid_from: r.valid_from,
+                valid_until: r.valid_until,
+                evidence_ref: r.evidence_ref,
+                created_at: r.created_at,
+                events: Vec::new(),
+            });
+        }
+        let Some(c) = out.last_mut() else { continue };
+        if let Some((kind, value)) = r.recipient {
+            let recipient = match kind.as_str() {
+                "participant" => Recipient::Participant(value),
+                _ => value
+                    .parse::<Role>()
+                    .map(Recipient::Role)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            };
+            if !c.recipients.contains(&recipient) {
+                c.recipients.push(recipient);
+            }
+        }
+        if let Some((seq, kind, at, by, note)) = r.event
+            && !event_seqs.contains(&seq)
+        {
+            event_seqs.push(seq);
+            c.events.push(ConsentEvent {
+                kind: if kind == "withdrawn" {
+                    EventKind::Withdrawn
+                } else {
+                    EventKind::Given
+                },
+                at,
+                by,
+                note,
+            });
+        }
+    }
+    Ok(out)
 }
 
 fn log_row(r: AnyRow) -> LogRow {
