@@ -79,6 +79,8 @@ async fn fresh_postgres(admin_url: &str) -> anyhow::Result<String> {
     Ok(format!("{base}/{name}"))
 }
 
+/// A store to fill: a SQLite file in `dir`, or a fresh PostgreSQL
+/// database (dropped again by [`done`]).
 async fn open(dir: &std::path::Path, postgres: Option<&str>) -> anyhow::Result<Store> {
     Ok(match postgres {
         None => Store::open_sqlite(&dir.join("bench.db")).await?,
@@ -87,6 +89,23 @@ async fn open(dir: &std::path::Path, postgres: Option<&str>) -> anyhow::Result<S
             Store::open(&url, &sluis::store::PoolSettings::default(), true).await?
         }
     })
+}
+
+/// Closes the store and drops the database it was given on PostgreSQL: a
+/// log of 10 M entries is gigabytes.
+async fn done(store: Store, postgres: Option<&str>) -> anyhow::Result<()> {
+    let name = store.postgres_database().await?;
+    store.close().await;
+    if let (Some(admin), Some(name)) = (postgres, name) {
+        use sqlx::Connection;
+        let mut admin = sqlx::PgConnection::connect(admin).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .execute(&mut admin)
+        .await?;
+    }
+    Ok(())
 }
 
 async fn durable_appends(
@@ -134,7 +153,8 @@ async fn durable_appends(
 {total} in {secs:.2}s = {:.0}/s",
         total as f64 / secs
     );
-    Ok(())
+    drop(log);
+    done(store, postgres).await
 }
 
 /// Fills a log of `size` entries quickly (big transactions, as a bulk
@@ -219,8 +239,7 @@ async fn at_size(size: u64, postgres: Option<&str>) -> anyhow::Result<()> {
         pct(0.99),
         pct(1.0)
     );
-    store.close().await;
-    Ok(())
+    done(store, postgres).await
 }
 
 #[tokio::main]

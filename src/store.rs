@@ -1,6 +1,9 @@
 //! Persistence: cases (sealed), consents with their append-only events, the
-//! pseudonyms issued, and the access log. SQLite through sqlx; the schema is
-//! embedded in the binary and applied on open.
+//! pseudonyms issued, and the access log, in SQLite or PostgreSQL through
+//! sqlx; the schema is embedded in the binary and applied on open. On SQLite
+//! the three paths that run per request or per entry bypass sqlx's
+//! per-statement thread hops: log appends (`sqlite_log`), point reads of the
+//! request path (`sqlite_read`) and the verifier's bulk read (`log_scan`).
 //!
 //! Queries are plain `sqlx::query` calls rather than the `query!` macros, so
 //! building needs neither a live database nor committed offline data.
@@ -401,6 +404,18 @@ impl Store {
     /// Whether the database answers, for health reporting.
     pub async fn ping(&self) -> bool {
         sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+    }
+
+    /// The PostgreSQL database this store works in (`None` on SQLite).
+    pub async fn postgres_database(&self) -> Result<Option<String>, StoreError> {
+        Ok(match self.backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(
+                sqlx::query_scalar("SELECT current_database()::text")
+                    .fetch_one(&self.pool)
+                    .await?,
+            ),
+        })
     }
 
     pub async fn close(&self) {
