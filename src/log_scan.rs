@@ -323,25 +323,27 @@ fn scan_sqlite(
     }
 }
 
-/// The PostgreSQL reader: each chunk is two queries whose single result
-/// the server packs (see `Store::access_log_packed`), instead of a row per
-/// entry and per node through the pool.
+/// The PostgreSQL reader: in one snapshot of the log, each chunk is two
+/// queries whose single result the server packs (see
+/// `LogSnapshot::access_log_packed`), instead of a row per entry and per
+/// node through the pool.
 async fn scan_paged(
     store: &Store,
     tx: &mpsc::Sender<Result<Chunk, StoreError>>,
 ) -> Result<(), StoreError> {
+    let mut snapshot = store.log_snapshot().await?;
     let mut from = i64::MIN;
     let mut after: (i64, i64) = (i64::MIN, i64::MIN);
     loop {
         let mut chunk = Chunk::default();
-        let packed = store.access_log_packed(from, CHUNK as i64).await?;
+        let packed = snapshot.access_log_packed(from, CHUNK as i64).await?;
         unpack_entries(packed.as_deref().unwrap_or_default(), &mut chunk)?;
         let bound = chunk.entries.last().map(|e| e.seq.saturating_add(1));
         let cap = match bound {
             Some(_) => Chunk::node_cap(chunk.entries.len()),
             None => 4,
         };
-        let packed = store
+        let packed = snapshot
             .merkle_nodes_packed(after, bound.unwrap_or(i64::MAX), cap as i64 + 1)
             .await?;
         unpack_nodes(packed.as_deref().unwrap_or_default(), cap, &mut chunk)?;

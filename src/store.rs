@@ -1029,60 +1029,16 @@ impl Store {
         Ok(out)
     }
 
-    /// PostgreSQL only: up to `limit` log entries from `from` on, packed
-    /// into one value by the server (one row to fetch instead of one per
-    /// entry, see `log_scan`). Per entry: seq and at (i64), then
-    /// request_id, caller, role, method, case_id, subject, purpose,
-    /// decision and record, each as an i32 length (-1 for NULL) and bytes;
-    /// big-endian. `None` when there are none.
-    pub async fn access_log_packed(
-        &self,
-        from: i64,
-        limit: i64,
-    ) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(sqlx::query_scalar(
-            "SELECT string_agg(
-                 int8send(seq) || int8send(at)
-                 || int4send(octet_length(request_id)) || convert_to(request_id, 'UTF8')
-                 || int4send(octet_length(caller)) || convert_to(caller, 'UTF8')
-                 || int4send(octet_length(role)) || convert_to(role, 'UTF8')
-                 || int4send(octet_length(method)) || convert_to(method, 'UTF8')
-                 || COALESCE(int4send(octet_length(case_id)) || convert_to(case_id, 'UTF8'), '\\xffffffff'::bytea)
-                 || COALESCE(int4send(octet_length(subject)) || convert_to(subject, 'UTF8'), '\\xffffffff'::bytea)
-                 || COALESCE(int4send(octet_length(purpose)) || convert_to(purpose, 'UTF8'), '\\xffffffff'::bytea)
-                 || int4send(octet_length(decision)) || convert_to(decision, 'UTF8')
-                 || int4send(length(record)) || record,
-                 ''::bytea ORDER BY seq)
-             FROM (SELECT * FROM access_log WHERE seq >= $1 ORDER BY seq LIMIT $2) t",
-        )
-        .bind(from)
-        .bind(limit)
-        .fetch_one(&self.pool)
-        .await?)
-    }
-
-    /// PostgreSQL only: tree nodes after `after` with end sizes up to
-    /// `up_to`, in completion order (end_size, level), packed by the server:
-    /// end_size and level (i64), an i32 length and the hash, per node.
-    pub async fn merkle_nodes_packed(
-        &self,
-        after: (i64, i64),
-        up_to: i64,
-        limit: i64,
-    ) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(sqlx::query_scalar(
-            "SELECT string_agg(int8send(end_size) || int8send(level) || int4send(length(hash)) || hash,
-                               ''::bytea ORDER BY end_size, level)
-             FROM (SELECT end_size, level, hash FROM merkle_nodes
-                   WHERE (end_size, level) > ($1, $2) AND end_size <= $3
-                   ORDER BY end_size, level LIMIT $4) t",
-        )
-        .bind(after.0)
-        .bind(after.1)
-        .bind(up_to)
-        .bind(limit)
-        .fetch_one(&self.pool)
-        .await?)
+    /// PostgreSQL only: a read-only view of the log that stays as it was
+    /// when taken (one REPEATABLE READ transaction), for reading it whole
+    /// while replicas keep appending: entries and tree nodes are read by
+    /// separate queries, which must see the same state.
+    pub async fn log_snapshot(&self) -> Result<LogSnapshot, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+        Ok(LogSnapshot { tx })
     }
 
     /// Leaves (position, record bytes) from `from` on, in order.
@@ -1298,6 +1254,69 @@ async fn insert_event(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// See [`Store::log_snapshot`].
+pub struct LogSnapshot {
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+}
+
+impl LogSnapshot {
+    /// PostgreSQL only: up to `limit` log entries from `from` on, packed
+    /// into one value by the server (one row to fetch instead of one per
+    /// entry, see `log_scan`). Per entry: seq and at (i64), then
+    /// request_id, caller, role, method, case_id, subject, purpose,
+    /// decision and record, each as an i32 length (-1 for NULL) and bytes;
+    /// big-endian. `None` when there are none.
+    pub async fn access_log_packed(
+        &mut self,
+        from: i64,
+        limit: i64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT string_agg(
+                 int8send(seq) || int8send(at)
+                 || int4send(octet_length(request_id)) || convert_to(request_id, 'UTF8')
+                 || int4send(octet_length(caller)) || convert_to(caller, 'UTF8')
+                 || int4send(octet_length(role)) || convert_to(role, 'UTF8')
+                 || int4send(octet_length(method)) || convert_to(method, 'UTF8')
+                 || COALESCE(int4send(octet_length(case_id)) || convert_to(case_id, 'UTF8'), '\\xffffffff'::bytea)
+                 || COALESCE(int4send(octet_length(subject)) || convert_to(subject, 'UTF8'), '\\xffffffff'::bytea)
+                 || COALESCE(int4send(octet_length(purpose)) || convert_to(purpose, 'UTF8'), '\\xffffffff'::bytea)
+                 || int4send(octet_length(decision)) || convert_to(decision, 'UTF8')
+                 || int4send(length(record)) || record,
+                 ''::bytea ORDER BY seq)
+             FROM (SELECT * FROM access_log WHERE seq >= $1 ORDER BY seq LIMIT $2) t",
+        )
+        .bind(from)
+        .bind(limit)
+        .fetch_one(&mut *self.tx)
+        .await?)
+    }
+
+    /// PostgreSQL only: tree nodes after `after` with end sizes up to
+    /// `up_to`, in completion order (end_size, level), packed by the server:
+    /// end_size and level (i64), an i32 length and the hash, per node.
+    pub async fn merkle_nodes_packed(
+        &mut self,
+        after: (i64, i64),
+        up_to: i64,
+        limit: i64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT string_agg(int8send(end_size) || int8send(level) || int4send(length(hash)) || hash,
+                               ''::bytea ORDER BY end_size, level)
+             FROM (SELECT end_size, level, hash FROM merkle_nodes
+                   WHERE (end_size, level) > ($1, $2) AND end_size <= $3
+                   ORDER BY end_size, level LIMIT $4) t",
+        )
+        .bind(after.0)
+        .bind(after.1)
+        .bind(up_to)
+        .bind(limit)
+        .fetch_one(&mut *self.tx)
+        .await?)
+    }
 }
 
 /// One row of the consents query (`CONSENTS_BY_CASE`, `CONSENT_BY_ID`):

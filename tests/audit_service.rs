@@ -349,3 +349,42 @@ async fn officer_queries_reports_and_proves_others_are_refused() {
     assert!(ok, "{verified}");
     assert!(verified.starts_with("log intact"));
 }
+
+/// `sluis audit verify` may run while the node serves: the log grows under
+/// it, and every pass must still see one consistent state (a prefix of the
+/// log with its tree), never a torn one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_verifies_while_the_node_keeps_appending() {
+    let node = TestNode::start_with(|c| c.node.checkpoint_interval_ms = 20).await;
+    let mut gemeente = node.client(GEMEENTE).await;
+    let (case_id, _) = register(&mut gemeente).await;
+    let writing = tokio::spawn(async move {
+        for _ in 0..300 {
+            let _ = gemeente
+                .cases
+                .get_case(with_actor(by_id(&case_id, "case_consultation")))
+                .await
+                .unwrap();
+        }
+    });
+    let key = node.node.exchange.verifier_key();
+    let mut sizes = Vec::new();
+    while !writing.is_finished() {
+        let report = sluis::verify::verify_log(&node.node.store, &key, None, |_, _| {})
+            .await
+            .unwrap();
+        assert!(report.intact(), "{:?}", report.problems);
+        sizes.push(report.entries);
+    }
+    writing.await.unwrap();
+    let last = sluis::verify::verify_log(&node.node.store, &key, None, |_, _| {})
+        .await
+        .unwrap();
+    assert!(last.intact(), "{:?}", last.problems);
+    // The registration and the 300 reads.
+    assert_eq!(last.entries, 301, "every request was recorded");
+    assert!(
+        sizes.len() >= 2 && sizes.windows(2).all(|w| w[0] <= w[1]),
+        "verified several growing states: {sizes:?}"
+    );
+}
