@@ -415,29 +415,10 @@ impl Exchange {
     ) -> Result<Registered, ExchangeError> {
         let mut rec = self.record(ctx, "RegisterCase");
         let prepared = self.prepare_register(ctx, data, &mut rec);
-        let (new_case, registered) = self.finish(rec.clone(), prepared).await?;
-        let index: Vec<(&str, String)> = subject_keys
-            .iter()
-            .map(|(kind, v)| (kind.as_str(), self.subject_digest(kind, v)))
-            .collect();
+        let (mut new_case, registered) = self.finish(rec.clone(), prepared).await?;
+        new_case.subject_index = self.subject_index(&subject_keys);
         match self.store.insert_case(new_case).await {
-            Ok(()) => {
-                if let Err(e) = self.store.index_subject(&registered.case_id, &index).await {
-                    return Err(self.failed_after_record(rec, e).await);
-                }
-                if let Err(e) = self
-                    .store
-                    .remember_pseudonym(
-                        rec.caller.as_str(),
-                        &registered.pseudonym,
-                        &registered.case_id,
-                    )
-                    .await
-                {
-                    return Err(self.failed_after_record(rec, e).await);
-                }
-                Ok(registered)
-            }
+            Ok(()) => Ok(registered),
             Err(e) => Err(self.failed_after_record(rec, e).await),
         }
     }
@@ -487,6 +468,8 @@ impl Exchange {
                 subject_ref,
                 sealed,
                 now: rec.at,
+                subject_index: Vec::new(),
+                owner_pseudonym: pseudonym.clone(),
             },
             Registered { case_id, pseudonym },
         ))
@@ -522,17 +505,13 @@ impl Exchange {
         }
         .await;
         let sealed = self.finish(rec.clone(), prepared).await?;
-        let index: Vec<(&str, String)> = subject_keys
-            .iter()
-            .map(|(kind, v)| (kind.as_str(), self.subject_digest(kind, v)))
-            .collect();
-        match self.store.update_case(&case_id, &sealed, rec.at).await {
-            Ok(Some(v)) => {
-                if let Err(e) = self.store.index_subject(&case_id, &index).await {
-                    return Err(self.failed_after_record(rec, e).await);
-                }
-                Ok(v)
-            }
+        let index = self.subject_index(&subject_keys);
+        match self
+            .store
+            .update_case(&case_id, &sealed, &index, rec.at)
+            .await
+        {
+            Ok(Some(v)) => Ok(v),
             Ok(None) => Err(self.failed_after_record(rec, "case vanished").await),
             Err(e) => Err(self.failed_after_record(rec, e).await),
         }
@@ -795,6 +774,14 @@ impl Exchange {
         };
         let (out, next, _) = self.finish_issuing(rec, result, &issued).await?;
         Ok((out, next))
+    }
+
+    /// The subject index entries for a subject's identifiers
+    /// (("v_number" | "bsn", value)): kind and keyed hash.
+    fn subject_index(&self, keys: &[(String, String)]) -> Vec<(String, String)> {
+        keys.iter()
+            .map(|(kind, v)| (kind.clone(), self.subject_digest(kind, v)))
+            .collect()
     }
 
     /// Keyed hash of a V-number or BSN for the subject index: lets a

@@ -226,6 +226,10 @@ pub struct NewCase {
     pub subject_ref: Vec<u8>,
     pub sealed: Vec<(Category, Vec<u8>)>,
     pub now: Millis,
+    /// (kind, keyed hash) of the subject's identifiers (`subject_index`).
+    pub subject_index: Vec<(String, String)>,
+    /// The pseudonym the owner receives for the case.
+    pub owner_pseudonym: String,
 }
 
 /// A pseudonym a request handed out, stored in the same transaction as that
@@ -457,6 +461,16 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
+        insert_subject_index(self.backend, &mut tx, &case.id, &case.subject_index).await?;
+        sqlx::query(self.backend.q(
+            "INSERT INTO pseudonyms (recipient, pseudonym, case_id) VALUES (?, ?, ?)
+             ON CONFLICT DO NOTHING",
+        ))
+        .bind(&case.owner)
+        .bind(&case.owner_pseudonym)
+        .bind(&case.id)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -467,9 +481,12 @@ impl Store {
         &self,
         case_id: &str,
         sealed: &[(Category, Vec<u8>)],
+        subject_index: &[(String, String)],
         now: Millis,
     ) -> Result<Option<i64>, StoreError> {
-        let result = self.update_case_tx(case_id, sealed, now).await;
+        let result = self
+            .update_case_tx(case_id, sealed, subject_index, now)
+            .await;
         self.forget_case(case_id);
         result
     }
@@ -478,6 +495,7 @@ impl Store {
         &self,
         case_id: &str,
         sealed: &[(Category, Vec<u8>)],
+        subject_index: &[(String, String)],
         now: Millis,
     ) -> Result<Option<i64>, StoreError> {
         let _gate = self.gate().await;
@@ -503,6 +521,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
+        insert_subject_index(self.backend, &mut tx, case_id, subject_index).await?;
         tx.commit().await?;
         Ok(Some(row.get::<i64, _>(0)))
     }
@@ -649,27 +668,6 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.map(|r| r.get(0)))
-    }
-
-    /// The owner's pseudonym of a case just registered (pseudonyms issued
-    /// by reads are stored with their access record instead).
-    pub async fn remember_pseudonym(
-        &self,
-        recipient: &str,
-        pseudonym: &str,
-        case_id: &str,
-    ) -> Result<(), StoreError> {
-        let _gate = self.gate().await;
-        sqlx::query(self.backend.q(
-            "INSERT INTO pseudonyms (recipient, pseudonym, case_id) VALUES (?, ?, ?)
-             ON CONFLICT DO NOTHING",
-        ))
-        .bind(recipient)
-        .bind(pseudonym)
-        .bind(case_id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
     }
 
     pub async fn insert_consent(&self, c: &Consent) -> Result<(), StoreError> {
@@ -1135,27 +1133,6 @@ impl Store {
         Ok(rows.into_iter().map(log_row).collect())
     }
 
-    pub async fn index_subject(
-        &self,
-        case_id: &str,
-        entries: &[(&str, String)],
-    ) -> Result<(), StoreError> {
-        let _gate = self.gate().await;
-        let mut tx = self.pool.begin().await?;
-        for (kind, digest) in entries {
-            sqlx::query(
-                self.backend.q("INSERT INTO subject_index (kind, digest, case_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING"),
-            )
-            .bind(*kind)
-            .bind(digest)
-            .bind(case_id)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
     pub async fn cases_by_subject(
         &self,
         kind: &str,
@@ -1419,6 +1396,28 @@ fn checkpoint_row(r: AnyRow) -> StoredCheckpoint {
         at: r.get(2),
         note: r.get(3),
     }
+}
+
+/// Keyed hashes of a subject's identifiers, in the transaction that
+/// registers or updates the case: the index never misses a case that a
+/// crash between two transactions would have left out.
+async fn insert_subject_index(
+    backend: Backend,
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    case_id: &str,
+    entries: &[(String, String)],
+) -> Result<(), StoreError> {
+    for (kind, digest) in entries {
+        sqlx::query(backend.q(
+            "INSERT INTO subject_index (kind, digest, case_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+        ))
+        .bind(kind)
+        .bind(digest)
+        .bind(case_id)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
 }
 
 async fn insert_checkpoint(
