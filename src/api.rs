@@ -71,6 +71,9 @@ impl Api {
             actor: None,
         };
         let outcome = async {
+            info.cert
+                .still_valid()
+                .map_err(ExchangeError::CertificateNoLongerValid)?;
             ctx.actor = actor(&req)?;
             if matches!(ctx.peer, Peer::Unregistered { .. }) {
                 return Err(ExchangeError::Unregistered);
@@ -128,6 +131,7 @@ pub fn status(e: ExchangeError, request_id: &str) -> Status {
         ExchangeError::Invalid(_) => Status::invalid_argument(msg),
         ExchangeError::TooLarge(_) => Status::resource_exhausted(msg),
         ExchangeError::Unregistered | ExchangeError::Forbidden(_) => Status::permission_denied(msg),
+        ExchangeError::CertificateNoLongerValid(_) => Status::unauthenticated(msg),
         ExchangeError::NotFound(_) => Status::not_found(msg),
         ExchangeError::FailedPrecondition(_) => Status::failed_precondition(msg),
         ExchangeError::AuditUnavailable => Status::unavailable(msg),

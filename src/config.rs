@@ -77,8 +77,10 @@ pub struct TlsConfig {
     /// A client that has not finished its handshake by then is dropped.
     #[serde(default = "default_handshake_timeout_ms")]
     pub handshake_timeout_ms: u64,
-    /// Connections are closed after this age, so a revoked certificate cannot
-    /// keep a connection open past a CRL or registry reload.
+    /// Connections are closed after this age. A reloaded CRL or CA applies
+    /// to open connections on their next request; a changed participant
+    /// registry applies to new connections, so this bounds how long an open
+    /// one keeps the identity it was given.
     #[serde(default = "default_max_connection_age_secs")]
     pub max_connection_age_secs: u64,
 }

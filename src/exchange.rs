@@ -34,6 +34,12 @@ pub enum ExchangeError {
         "this client certificate is not registered with this node; ask the node operator to register your organisation's OIN or key fingerprint"
     )]
     Unregistered,
+    /// The connection's certificate passed when it opened but not under the
+    /// configuration reloaded since (revoked, or its CA removed).
+    #[error(
+        "this connection's client certificate is no longer accepted ({0}); it may have been revoked — connect again with a valid certificate"
+    )]
+    CertificateNoLongerValid(String),
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
@@ -53,6 +59,7 @@ impl ExchangeError {
             ExchangeError::Invalid(_) => "INVALID_ARGUMENT",
             ExchangeError::TooLarge(_) => "RESOURCE_EXHAUSTED",
             ExchangeError::Unregistered | ExchangeError::Forbidden(_) => "PERMISSION_DENIED",
+            ExchangeError::CertificateNoLongerValid(_) => "UNAUTHENTICATED",
             ExchangeError::NotFound(_) => "NOT_FOUND",
             ExchangeError::FailedPrecondition(_) => "FAILED_PRECONDITION",
             ExchangeError::AuditUnavailable => "UNAVAILABLE",
@@ -64,6 +71,7 @@ impl ExchangeError {
         match self {
             ExchangeError::Invalid(_) | ExchangeError::TooLarge(_) => Decision::Invalid,
             ExchangeError::Unregistered
+            | ExchangeError::CertificateNoLongerValid(_)
             | ExchangeError::Forbidden(_)
             | ExchangeError::FailedPrecondition(_) => Decision::Denied,
             ExchangeError::NotFound(_) => Decision::NotFound,

@@ -61,7 +61,7 @@ pub struct Node {
     pub exchange: Arc<Exchange>,
     pub store: Store,
     tls_files: TlsFiles,
-    tls_tx: watch::Sender<Arc<rustls::ServerConfig>>,
+    tls_tx: watch::Sender<Arc<tls::TlsConfig>>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), NodeError>>,
     health_task: JoinHandle<()>,
@@ -289,8 +289,9 @@ impl Node {
         })
     }
 
-    /// Re-reads certificates, key and CRLs; new connections use them. Old
-    /// connections end by `max_connection_age_secs` at the latest.
+    /// Re-reads certificates, key and CRLs; new connections use them, and
+    /// open connections are checked against them on their next request
+    /// (`tls::CertCheck`).
     pub fn reload_tls(&self) -> Result<(), TlsError> {
         let config = tls::server_config(&self.tls_files)?;
         self.tls_tx.send_replace(config);

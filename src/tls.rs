@@ -86,9 +86,18 @@ fn read_certs(what: &'static str, path: &Path) -> Result<Vec<CertificateDer<'sta
     Ok(certs)
 }
 
+/// A server configuration and the client-certificate verifier inside it,
+/// kept at hand so that connections opened under an earlier configuration
+/// can be checked again (see [`CertCheck`]).
+#[derive(Debug)]
+pub struct TlsConfig {
+    pub server: Arc<ServerConfig>,
+    client_verifier: Arc<dyn ClientCertVerifier>,
+}
+
 /// Builds the server configuration: TLS 1.3 only, a client certificate from
 /// one of the configured CAs required, CRLs enforced (expired CRLs refused).
-pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
+pub fn server_config(files: &TlsFiles) -> Result<Arc<TlsConfig>, TlsError> {
     let provider = provider();
     let chain = read_certs("node certificate", &files.cert)?;
     let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|source| TlsError::Read {
@@ -116,15 +125,57 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
     if !crls.is_empty() {
         builder = builder.with_crls(crls).enforce_revocation_expiration();
     }
+    let client_verifier = builder.build()?;
     let verifier = Arc::new(Recording {
-        inner: builder.build()?,
+        inner: client_verifier.clone(),
     });
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain, key)?;
     config.alpn_protocols = vec![b"h2".to_vec()];
-    Ok(Arc::new(config))
+    Ok(Arc::new(TlsConfig {
+        server: Arc::new(config),
+        client_verifier,
+    }))
+}
+
+/// Keeps a connection's client certificate answerable to the node's current
+/// TLS configuration. A reload (new CRLs, a CA removed) applies to new
+/// handshakes at once; an open connection is checked again, with the
+/// configuration then current, on its first request after the reload, and
+/// refused from then on if its certificate no longer passes.
+#[derive(Clone, Debug)]
+pub struct CertCheck {
+    chain: Arc<[CertificateDer<'static>]>,
+    current: watch::Receiver<Arc<TlsConfig>>,
+    /// The configuration the chain last passed under.
+    passed: Arc<std::sync::Mutex<Arc<TlsConfig>>>,
+}
+
+impl CertCheck {
+    /// `Err` with the verifier's reason when the certificate no longer
+    /// passes the current configuration.
+    pub fn still_valid(&self) -> Result<(), String> {
+        let current = self.current.borrow().clone();
+        let mut passed = self.passed.lock().unwrap_or_else(|p| p.into_inner());
+        if Arc::ptr_eq(&current, &passed) {
+            return Ok(());
+        }
+        let Some((end_entity, intermediates)) = self.chain.split_first() else {
+            return Err("no client certificate".into());
+        };
+        match current
+            .client_verifier
+            .verify_client_cert(end_entity, intermediates, UnixTime::now())
+        {
+            Ok(_) => {
+                *passed = current;
+                Ok(())
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
 }
 
 /// Connections that closed or stayed silent without starting a TLS
@@ -204,6 +255,8 @@ pub struct HandshakeFailure {
 pub struct ConnectionInfo {
     pub remote: SocketAddr,
     pub peer: Peer,
+    /// The client certificate, checked again after a TLS reload.
+    pub cert: CertCheck,
 }
 
 /// A TLS stream whose client has been identified.
@@ -268,7 +321,7 @@ pub struct AcceptSettings {
 /// applies to the next connection. Failed handshakes go to `on_failure`.
 pub fn serve_tls(
     listener: TcpListener,
-    config: watch::Receiver<Arc<ServerConfig>>,
+    config: watch::Receiver<Arc<TlsConfig>>,
     registry: watch::Receiver<Arc<Registry>>,
     settings: AcceptSettings,
     on_failure: Arc<dyn Fn(HandshakeFailure) + Send + Sync>,
@@ -300,7 +353,9 @@ pub fn serve_tls(
                 }
             };
             let _ = tcp.set_nodelay(true);
-            let acceptor = TlsAcceptor::from(config.borrow().clone());
+            let tls = config.borrow().clone();
+            let acceptor = TlsAcceptor::from(tls.server.clone());
+            let current = config.clone();
             let registry = registry.borrow().clone();
             let tx = tx.clone();
             let on_failure = on_failure.clone();
@@ -329,8 +384,16 @@ pub fn serve_tls(
                 let (result, presented) = handshake.await;
                 let reason = match result {
                     Ok(Ok(stream)) => {
-                        let peer = match stream.get_ref().1.peer_certificates() {
-                            Some([end_entity, ..]) => registry.identify(end_entity),
+                        let chain: Arc<[CertificateDer<'static>]> = stream
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .unwrap_or_default()
+                            .iter()
+                            .map(|c| c.clone().into_owned())
+                            .collect();
+                        let peer = match chain.first() {
+                            Some(end_entity) => registry.identify(end_entity),
                             // Unreachable with a mandatory client-auth verifier;
                             // refuse rather than assume.
                             _ => {
@@ -342,7 +405,12 @@ pub fn serve_tls(
                                 return;
                             }
                         };
-                        let info = ConnectionInfo { remote, peer };
+                        let cert = CertCheck {
+                            chain,
+                            current,
+                            passed: Arc::new(std::sync::Mutex::new(tls)),
+                        };
+                        let info = ConnectionInfo { remote, peer, cert };
                         let _ = tx
                             .send(Ok(IdentifiedStream {
                                 inner: stream,

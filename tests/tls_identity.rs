@@ -310,12 +310,7 @@ async fn a_revoked_certificate_is_refused_on_new_connections_after_reload() {
     // Before: the second certificate is recognised as dtv.
     assert_answered_as_dtv(&node, identity(&second)).await;
 
-    let crl = node
-        .ca()
-        .crl_pem(std::slice::from_ref(&second.serial), Duration::days(7))
-        .unwrap();
-    std::fs::write(node.pki().join("crl.pem"), crl).unwrap();
-    node.node.reload_tls().expect("reload with the new CRL");
+    revoke_and_reload(&node, &second);
     let served = api_records(&node).await;
 
     expect_refused(
@@ -332,6 +327,70 @@ async fn a_revoked_certificate_is_refused_on_new_connections_after_reload() {
 
     // dtv's other certificate is not affected.
     assert_answered_as_dtv(&node, regular).await;
+}
+
+/// A connection opened before the CRL that revokes its certificate is not
+/// cut off at the TLS layer (the handshake is done), but its very next
+/// request is refused, recorded, and nothing is released.
+#[tokio::test]
+async fn a_connection_opened_before_its_certificate_was_revoked_is_refused_after_reload() {
+    let node = TestNode::start().await;
+    let mut gemeente = node.client(GEMEENTE).await;
+    let (case_id, _) = register(&mut gemeente).await;
+    let second = node.issue(&ClientCertSpec::new(
+        "Gemeente Utrecht (second system)",
+        Some(oin("gemeente-utrecht")),
+    ));
+    let mut open = node.client_with(identity(&second)).await.expect("connect");
+    let read = || with_actor(by_id(&case_id, "case_consultation"));
+    open.cases
+        .get_case(read())
+        .await
+        .expect("served before the revocation");
+
+    revoke_and_reload(&node, &second);
+
+    // The same connection, the same call: refused now, and recorded.
+    for _ in 0..2 {
+        let refused = open
+            .cases
+            .get_case(read())
+            .await
+            .expect_err("a revoked certificate must not be served");
+        assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
+        assert!(
+            refused.message().contains("no longer accepted"),
+            "{}",
+            refused.message()
+        );
+        let id = refused
+            .metadata()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .expect("a request id")
+            .to_string();
+        let rec = record_of(&node, &id).await;
+        assert_eq!(rec.status, "UNAUTHENTICATED");
+        assert!(rec.released.is_empty());
+    }
+
+    // The node's other connection, with a certificate not revoked, goes on.
+    gemeente
+        .cases
+        .get_case(read())
+        .await
+        .expect("an unrevoked connection is still served");
+}
+
+/// Publishes a CRL that revokes `cert` and reloads the node's TLS (what
+/// SIGHUP does).
+fn revoke_and_reload(node: &TestNode, cert: &IssuedCert) {
+    let crl = node
+        .ca()
+        .crl_pem(std::slice::from_ref(&cert.serial), Duration::days(7))
+        .unwrap();
+    std::fs::write(node.pki().join("crl.pem"), crl).unwrap();
+    node.node.reload_tls().expect("reload with the new CRL");
 }
 
 /// One GetCase over a new connection reaches the API as participant dtv.
