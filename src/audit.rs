@@ -155,19 +155,22 @@ impl AccessRecord {
         RecordView::parse(bytes).map(|v| v.to_record())
     }
 
-    fn to_row(&self) -> LogRow {
+    /// The row as stored: the encoding and the query columns, moved out of
+    /// the record (it is not needed after).
+    fn into_row(self) -> LogRow {
+        let record = self.encode();
         LogRow {
             seq: 0,
-            request_id: self.request_id.clone(),
+            request_id: self.request_id,
             at: self.at,
-            caller: self.caller.clone(),
-            role: self.role.clone(),
-            method: self.method.clone(),
-            case_id: self.case_id.clone(),
-            subject: self.subject.clone(),
-            purpose: self.purpose.clone(),
+            caller: self.caller,
+            role: self.role,
+            method: self.method,
+            case_id: self.case_id,
+            subject: self.subject,
+            purpose: self.purpose,
             decision: self.decision.as_str().into(),
-            record: self.encode(),
+            record,
         }
     }
 }
@@ -487,7 +490,7 @@ impl AuditLog {
 
     /// Appends a record and waits until it is durable. Returns its position.
     pub async fn append(&self, record: &AccessRecord) -> Result<i64, AuditError> {
-        self.append_issuing(record, Vec::new()).await
+        self.append_issuing(record.clone(), Vec::new()).await
     }
 
     /// Appends a record together with the pseudonyms its request hands out:
@@ -496,12 +499,12 @@ impl AuditLog {
     /// costs no write of its own.
     pub async fn append_issuing(
         &self,
-        record: &AccessRecord,
+        record: AccessRecord,
         issued: Vec<IssuedPseudonym>,
     ) -> Result<i64, AuditError> {
         let (done, wait) = oneshot::channel();
         let pending = Pending {
-            row: record.to_row(),
+            row: record.into_row(),
             issued,
             done,
         };
@@ -588,18 +591,21 @@ impl Writer {
     }
 
     async fn write(&mut self, batch: &mut Vec<Pending>) {
-        let rows: Vec<LogRow> = batch.iter().map(|p| p.row.clone()).collect();
-        let issued: Vec<IssuedPseudonym> = batch
-            .iter()
-            .flat_map(|p| p.issued.iter().cloned())
-            .collect();
+        let mut rows: Vec<LogRow> = Vec::with_capacity(batch.len());
+        let mut issued: Vec<IssuedPseudonym> = Vec::new();
+        let mut waiting = Vec::with_capacity(batch.len());
+        for p in batch.drain(..) {
+            rows.push(p.row);
+            issued.extend(p.issued);
+            waiting.push(p.done);
+        }
         let leaves: Vec<merkle::Hash> = rows.iter().map(|r| merkle::leaf_hash(&r.record)).collect();
         let mut attempt = 0;
         let outcome = loop {
             attempt += 1;
             let before = self.frontier.clone();
             let first_seq = self.frontier.size() as i64;
-            let mut nodes = Vec::with_capacity(batch.len() * 2);
+            let mut nodes = Vec::with_capacity(rows.len() * 2);
             for leaf in &leaves {
                 self.frontier.push_with(*leaf, |id, h| nodes.push((id, *h)));
             }
@@ -635,14 +641,14 @@ impl Writer {
         };
         match outcome {
             Ok(first_seq) => {
-                for (i, p) in batch.drain(..).enumerate() {
-                    let _ = p.done.send(Ok(first_seq + i as i64));
+                for (i, done) in waiting.into_iter().enumerate() {
+                    let _ = done.send(Ok(first_seq + i as i64));
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, records = batch.len(), "access log write failed; requests fail closed");
-                for p in batch.drain(..) {
-                    let _ = p.done.send(Err(AuditError(e.0.clone())));
+                tracing::error!(error = %e, records = waiting.len(), "access log write failed; requests fail closed");
+                for done in waiting {
+                    let _ = done.send(Err(AuditError(e.0.clone())));
                 }
             }
         }

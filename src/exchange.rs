@@ -273,8 +273,9 @@ impl Exchange {
                 rec.released.clear();
             }
         }
-        if let Err(e) = self.audit.append_issuing(&rec, new.clone()).await {
-            tracing::error!(request_id = %rec.request_id, error = %e, "refusing request: access record not durable");
+        let request_id = rec.request_id.clone();
+        if let Err(e) = self.audit.append_issuing(rec, new.clone()).await {
+            tracing::error!(%request_id, error = %e, "refusing request: access record not durable");
             return Err(ExchangeError::AuditUnavailable);
         }
         if !new.is_empty()

@@ -22,7 +22,15 @@ pub const MAX_LEN: usize = 64;
 
 pub struct Pseudonymiser {
     prk: hkdf::Prk,
+    /// Derived keys by recipient: every request needs two or three, and the
+    /// HKDF expansion cost as much as the HMAC itself. Recipients are the
+    /// registered participants and a few fixed domains, never request
+    /// input; the map is still bounded.
+    keys: std::sync::RwLock<std::collections::HashMap<String, hmac::Key>>,
 }
+
+/// Most derived keys kept (emptied when full).
+const MAX_KEYS: usize = 4096;
 
 struct HmacKeyLen;
 impl hkdf::KeyType for HmacKeyLen {
@@ -36,10 +44,30 @@ impl Pseudonymiser {
         let salt = hkdf::Salt::new(hkdf::HKDF_SHA256, b"sluis pseudonym v1");
         Pseudonymiser {
             prk: salt.extract(secret),
+            keys: Default::default(),
         }
     }
 
     fn key_for(&self, recipient: &str) -> hmac::Key {
+        if let Some(k) = self
+            .keys
+            .read()
+            .ok()
+            .and_then(|m| m.get(recipient).cloned())
+        {
+            return k;
+        }
+        let key = self.derive(recipient);
+        if let Ok(mut m) = self.keys.write() {
+            if m.len() >= MAX_KEYS {
+                m.clear();
+            }
+            m.insert(recipient.to_string(), key.clone());
+        }
+        key
+    }
+
+    fn derive(&self, recipient: &str) -> hmac::Key {
         let info = [recipient.as_bytes()];
         let okm = self
             .prk
@@ -104,5 +132,13 @@ mod tests {
         assert!(!is_well_formed("xx1.aaaaaaaaaaaaaaaaaaaaaaaaaaa"));
         let other = Pseudonymiser::new(&[8u8; 32]);
         assert_ne!(a1, other.pseudonym("dtv", b"subject-1"));
+        // A key kept from an earlier request derives what a fresh one does,
+        // and a node restarted with the same secret issues the same values.
+        let restarted = Pseudonymiser::new(&[7u8; 32]);
+        assert_eq!(restarted.pseudonym("dtv", b"subject-1"), a1);
+        assert_eq!(
+            p.actor_hash("dtv", "medewerker-17"),
+            restarted.actor_hash("dtv", "medewerker-17")
+        );
     }
 }
