@@ -146,7 +146,7 @@ fn append(conn: &rusqlite::Connection, b: &Batch) -> Result<(), StoreError> {
             .prepare_cached("SELECT COALESCE(MAX(seq) + 1, 0) FROM access_log")?
             .query_row([], |r| r.get(0))?;
         if size != b.first_seq {
-            conn.execute_batch("ROLLBACK")?;
+            // `run` rolls back, as after any failure.
             return Err(StoreError::Raced { size });
         }
     }

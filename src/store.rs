@@ -568,18 +568,17 @@ impl Store {
                     let mut rows = q.query([&id])?;
                     let mut out: Option<CaseWithData> = None;
                     while let Some(r) = rows.next()? {
-                        let (_, data) = out.get_or_insert_with(|| {
-                            (
-                                CaseMeta {
-                                    id: r.get(0).unwrap_or_default(),
-                                    owner: r.get(1).unwrap_or_default(),
-                                    subject_ref: r.get(2).unwrap_or_default(),
-                                    version: r.get(3).unwrap_or_default(),
-                                    updated_at: r.get(4).unwrap_or_default(),
-                                },
-                                Vec::new(),
-                            )
-                        });
+                        if out.is_none() {
+                            let meta = CaseMeta {
+                                id: r.get(0)?,
+                                owner: r.get(1)?,
+                                subject_ref: r.get(2)?,
+                                version: r.get(3)?,
+                                updated_at: r.get(4)?,
+                            };
+                            out = Some((meta, Vec::new()));
+                        }
+                        let Some((_, data)) = out.as_mut() else { break };
                         if let Some(code) = r.get::<_, Option<i64>>(5)? {
                             data.push((category_of(code)?, r.get(6)?));
                         }
