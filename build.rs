@@ -20,7 +20,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::write(out.join("sluis_descriptor.bin"), fds.encode_to_vec())?;
     tonic_prost_build::configure()
         // Identity must never reach a log line through `{:?}`: its Debug is
-        // written by hand in `src/proto.rs` and prints nothing personal.
+        // written by hand in `src/rpc/proto.rs` and prints nothing personal.
         .skip_debug([".sluis.v1.Identity"])
         .compile_fds(fds)?;
     Ok(())

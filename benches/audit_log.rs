@@ -12,13 +12,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sluis::audit::{AccessRecord, AuditLog, Decision, LogSettings};
-use sluis::checkpoint::{self, Checkpoint};
-use sluis::merkle::{self, Frontier};
+use sluis::gateway::oversight::{self, LeafRef};
+use sluis::gateway::vault::Keys;
 use sluis::model::Category;
-use sluis::oversight::{self, LeafRef};
 use sluis::store::{LogRow, Store, StoredCheckpoint};
-use sluis::vault::Keys;
+use sluis::tlog::checkpoint::{self, Checkpoint};
+use sluis::tlog::merkle::{self, Frontier};
+use sluis::tlog::{AccessRecord, AuditLog, Decision, LogSettings};
 
 fn record(i: u64) -> AccessRecord {
     let mut r = AccessRecord::new(
@@ -202,14 +202,14 @@ async fn build(
         started.elapsed().as_secs_f64(),
         size as f64 / started.elapsed().as_secs_f64()
     );
-    let key = sluis::note::verifier_key("bench", &keys.signing_public_key());
+    let key = sluis::tlog::note::verifier_key("bench", &keys.signing_public_key());
     Ok((dir, store, key))
 }
 
 async fn at_size(size: u64, postgres: Option<&str>) -> anyhow::Result<()> {
     println!("log of {size} entries:");
     let (_dir, store, key) = build(size, postgres).await?;
-    let report = sluis::verify::verify_log(&store, &key, None, |_, _| {}).await?;
+    let report = sluis::tlog::verify::verify_log(&store, &key, None, |_, _| {}).await?;
     assert!(report.intact(), "benchmark log must verify");
     println!(
         "  verify: {} entries + {} tree nodes + {} checkpoint in {:.2}s = {:.0} entries/s",

@@ -16,14 +16,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use prost::Message;
-use sluis::audit::{AccessRecord, AuditLog, Decision, LogSettings};
-use sluis::consent::{self, Consent, ConsentEvent, EventKind, Recipient};
+use sluis::gateway::pseudonym::Pseudonymiser;
+use sluis::gateway::vault::Keys;
+use sluis::model::consent::{self, Consent, ConsentEvent, EventKind, Recipient};
 use sluis::model::{Caller, Category, DEFAULT_PURPOSES, Role};
 use sluis::policy::{DEFAULT_POLICY, Policy, Query};
-use sluis::proto::v1 as pb;
-use sluis::pseudonym::Pseudonymiser;
+use sluis::rpc::proto::v1 as pb;
 use sluis::store::{NewCase, Store};
-use sluis::vault::Keys;
+use sluis::tlog::{AccessRecord, AuditLog, Decision, LogSettings};
 
 /// Median nanoseconds per call of `f`.
 fn measure(mut f: impl FnMut()) -> f64 {
@@ -201,7 +201,7 @@ fn policy_benches() {
         "policy: decide one category, first time (Cedar evaluates)",
         t.elapsed().as_nanos() as f64 / f64::from(n),
     );
-    let now = sluis::clock::now_millis();
+    let now = sluis::model::clock::now_millis();
     let consents = consents(now);
     let caller = caller();
     bench("consent: evaluate one category against 2 consents", || {
@@ -258,7 +258,7 @@ fn crypto_benches(keys: &Keys) {
         },
     );
     bench("audit: Merkle leaf hash of the record", || {
-        black_box(sluis::merkle::leaf_hash(black_box(&encoded)));
+        black_box(sluis::tlog::merkle::leaf_hash(black_box(&encoded)));
     });
     bench("request id: UUIDv7 as text", || {
         black_box(uuid::Uuid::now_v7().to_string());
@@ -289,7 +289,7 @@ async fn store_with_case(dir: &std::path::Path, keys: &Keys) -> (Store, String) 
         })
         .await
         .expect("insert case");
-    for mut c in consents(sluis::clock::now_millis()) {
+    for mut c in consents(sluis::model::clock::now_millis()) {
         c.case_id = case_id.clone();
         store.insert_consent(&c).await.expect("insert consent");
     }
@@ -350,7 +350,7 @@ async fn appends(dir: &std::path::Path, keys: Arc<Keys>, concurrency: usize, tot
         keys,
         LogSettings {
             key_name: "bench".into(),
-            origin: sluis::checkpoint::origin("bench"),
+            origin: sluis::tlog::checkpoint::origin("bench"),
             checkpoint_interval: Duration::from_secs(1),
         },
     )

@@ -7,34 +7,14 @@
 //! data leaves. See ARCHITECTURE.md for the map.
 #![forbid(unsafe_code)]
 
-pub mod api;
-pub mod audit;
-pub mod audit_cli;
-pub mod certs;
-pub mod checkpoint;
 pub mod cli;
-pub mod client;
-pub mod clock;
 pub mod config;
-pub mod consent;
-pub mod demo;
-pub mod devnode;
-pub mod exchange;
-pub mod identity;
-pub mod log_scan;
-pub mod merkle;
+pub mod dev;
+pub mod gateway;
 pub mod model;
+pub mod net;
 pub mod node;
-pub mod note;
-pub mod oversight;
 pub mod policy;
-pub mod proto;
-pub mod pseudonym;
-pub mod read_cache;
-pub mod sqlite_log;
-pub mod sqlite_read;
+pub mod rpc;
 pub mod store;
-pub mod tls;
-pub mod vault;
-pub mod verify;
-pub mod x509;
+pub mod tlog;

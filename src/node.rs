@@ -11,16 +11,16 @@ use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Server;
 
-use crate::api::Api;
-use crate::audit::{AuditError, AuditLog, LogSettings};
 use crate::config::{Config, ConfigError};
-use crate::exchange::Exchange;
-use crate::identity::Registry;
+use crate::gateway::Exchange;
+use crate::gateway::vault::{Keys, VaultError};
+use crate::net::identity::Registry;
+use crate::net::tls::{self, AcceptSettings, TlsError, TlsFiles};
 use crate::policy::{Policy, PolicyError};
-use crate::proto::{self, v1 as pb};
+use crate::rpc::Api;
+use crate::rpc::proto::{self, v1 as pb};
 use crate::store::{Store, StoreError};
-use crate::tls::{self, AcceptSettings, TlsError, TlsFiles};
-use crate::vault::{Keys, VaultError};
+use crate::tlog::{AuditError, AuditLog, LogSettings};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -157,7 +157,7 @@ impl Node {
             keys.clone(),
             LogSettings {
                 key_name: config.node.name.clone(),
-                origin: crate::checkpoint::origin(&config.node.name),
+                origin: crate::tlog::checkpoint::origin(&config.node.name),
                 checkpoint_interval: Duration::from_millis(config.node.checkpoint_interval_ms),
             },
         )
@@ -230,7 +230,7 @@ impl Node {
             })?;
 
         let refusals =
-            crate::api::TransportRefusals::new(exchange.clone(), config.limits.max_message_bytes);
+            crate::rpc::TransportRefusals::new(exchange.clone(), config.limits.max_message_bytes);
         let health_task = tokio::spawn(watch_database(store.clone(), health_reporter));
         let wal_task = store.sqlite_file().is_some().then(|| {
             let store = store.clone();

@@ -8,10 +8,10 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use sluis::checkpoint::Checkpoint;
-use sluis::client::Clients;
-use sluis::merkle::{self, Hash};
-use sluis::proto::v1 as pb;
+use sluis::net::client::Clients;
+use sluis::rpc::proto::v1 as pb;
+use sluis::tlog::checkpoint::Checkpoint;
+use sluis::tlog::merkle::{self, Hash};
 use tokio_stream::StreamExt;
 use tonic::Code;
 
@@ -370,14 +370,14 @@ async fn the_log_verifies_while_the_node_keeps_appending() {
     let key = node.node.exchange.verifier_key();
     let mut sizes = Vec::new();
     while !writing.is_finished() {
-        let report = sluis::verify::verify_log(&node.node.store, &key, None, |_, _| {})
+        let report = sluis::tlog::verify::verify_log(&node.node.store, &key, None, |_, _| {})
             .await
             .unwrap();
         assert!(report.intact(), "{:?}", report.problems);
         sizes.push(report.entries);
     }
     writing.await.unwrap();
-    let last = sluis::verify::verify_log(&node.node.store, &key, None, |_, _| {})
+    let last = sluis::tlog::verify::verify_log(&node.node.store, &key, None, |_, _| {})
         .await
         .unwrap();
     assert!(last.intact(), "{:?}", last.problems);

@@ -8,9 +8,9 @@ mod common;
 
 use common::*;
 use prost_types::Timestamp;
-use sluis::audit::{AccessRecord, Decision};
-use sluis::client::Clients;
-use sluis::proto::v1 as pb;
+use sluis::net::client::Clients;
+use sluis::rpc::proto::v1 as pb;
+use sluis::tlog::{AccessRecord, Decision};
 use tonic::metadata::MetadataValue;
 use tonic::{Code, Request, Status};
 

@@ -16,9 +16,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{connect_database, database_url_of, use_test_database};
-use sluis::api::REQUEST_ID_HEADER;
-use sluis::client::{self, ClientPem, Clients};
-use sluis::proto::v1 as pb;
+use sluis::net::client::{self, ClientPem, Clients};
+use sluis::rpc::REQUEST_ID_HEADER;
+use sluis::rpc::proto::v1 as pb;
 use sqlx::{AnyConnection, Connection, Row};
 use tonic::metadata::MetadataMap;
 use tonic::{Code, Request, Response, Status};

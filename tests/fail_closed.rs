@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use sluis::proto::v1 as pb;
+use sluis::rpc::proto::v1 as pb;
 use tonic::Code;
 
 use pb::Category as C;

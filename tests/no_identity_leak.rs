@@ -8,7 +8,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use common::*;
-use sluis::proto::v1 as pb;
+use sluis::rpc::proto::v1 as pb;
 
 use pb::Category as C;
 
@@ -98,7 +98,7 @@ async fn identities_never_appear_in_clear_in_files_or_logs() {
         .await
         .unwrap();
     // An unregistered certificate whose subject carries the name.
-    let stranger = node.issue(&sluis::certs::ClientCertSpec::new(
+    let stranger = node.issue(&sluis::net::pki::ClientCertSpec::new(
         "stranger",
         Some("00000009999999999999"),
     ));

@@ -13,11 +13,11 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use sluis::client::{self, ClientPem};
 use sluis::config::Config;
-use sluis::devnode;
+use sluis::dev::init;
+use sluis::net::client::{self, ClientPem};
 use sluis::node::Node;
-use sluis::proto::v1 as pb;
+use sluis::rpc::proto::v1 as pb;
 use tonic::Code;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -168,7 +168,7 @@ async fn database_restart_fails_closed_and_recovers_by_itself() {
     }
     let server = PrivatePg::init();
     let dir = tempfile::tempdir().unwrap();
-    let path = devnode::init(dir.path(), "127.0.0.1:0".parse().unwrap())
+    let path = init::init(dir.path(), "127.0.0.1:0".parse().unwrap())
         .await
         .unwrap();
     let mut config = Config::load(&path).unwrap();
@@ -187,8 +187,8 @@ async fn database_restart_fails_closed_and_recovers_by_itself() {
     let channel = client::connect(node.local_addr, "localhost", &pem(GEMEENTE))
         .await
         .unwrap();
-    let mut gemeente = sluis::client::Clients::new(channel.clone());
-    let mut ngo = sluis::client::Clients::new(
+    let mut gemeente = sluis::net::client::Clients::new(channel.clone());
+    let mut ngo = sluis::net::client::Clients::new(
         client::connect(node.local_addr, "localhost", &pem(NGO))
             .await
             .unwrap(),
@@ -293,7 +293,7 @@ async fn database_restart_fails_closed_and_recovers_by_itself() {
     let store = sluis::store::Store::open(&server.url(), &Default::default(), false)
         .await
         .unwrap();
-    let report = sluis::verify::verify_log(&store, &key, None, |_, _| {})
+    let report = sluis::tlog::verify::verify_log(&store, &key, None, |_, _| {})
         .await
         .unwrap();
     assert!(report.intact(), "{:?}", report.problems);

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use sluis::proto::v1 as pb;
+use sluis::rpc::proto::v1 as pb;
 use tonic::Code;
 
 use pb::Category as C;
@@ -133,7 +133,7 @@ async fn owner_needs_an_acting_person_and_then_sees_everything() {
     assert_eq!(r.released.len(), 8);
     // The acting person is in the access record only as a keyed hash.
     let rows = node.log().await;
-    let rec = sluis::audit::AccessRecord::decode(&rows.last().unwrap().record).unwrap();
+    let rec = sluis::tlog::AccessRecord::decode(&rows.last().unwrap().record).unwrap();
     let hash = rec.actor_hash.expect("actor recorded");
     assert!(hash.starts_with("ah1.") && !hash.contains(ACTOR));
 }
@@ -292,7 +292,7 @@ async fn consent_validity_window_is_honoured() {
     let node = TestNode::start().await;
     let mut gemeente = node.client(GEMEENTE).await;
     let (case_id, _) = register(&mut gemeente).await;
-    let now = sluis::clock::now_millis();
+    let now = sluis::model::clock::now_millis();
     let hour = 3_600_000;
     let window = |from: i64, until: i64, cat: C| pb::GrantConsentRequest {
         case_id: case_id.clone(),
@@ -374,7 +374,7 @@ async fn every_request_has_one_access_record_without_identity() {
         .iter()
         .find(|r| r.request_id == request_id)
         .expect("record of the read");
-    let rec = sluis::audit::AccessRecord::decode(&row.record).unwrap();
+    let rec = sluis::tlog::AccessRecord::decode(&row.record).unwrap();
     assert_eq!(rec.caller, NGO);
     assert_eq!(rec.role, "ngo");
     assert_eq!(rec.method, "GetCase");
@@ -512,14 +512,15 @@ async fn consent_receipt_verifies_offline_and_detects_edits() {
         .await
         .unwrap()
         .into_inner();
-    let body = sluis::note::verify(&r.signed_note, &r.verifier_key).expect("receipt verifies");
+    let body =
+        sluis::tlog::note::verify(&r.signed_note, &r.verifier_key).expect("receipt verifies");
     assert!(body.contains(&format!("consent {}", consent.consent_id)));
     assert!(body.contains("recipient participant ngo-vluchtelingenwerk"));
     assert!(!body.contains("Test Persoon") && !body.contains("1234567890"));
     let forged = r
         .signed_note
         .replace("category shelter", "category medical");
-    assert!(sluis::note::verify(&forged, &r.verifier_key).is_err());
+    assert!(sluis::tlog::note::verify(&forged, &r.verifier_key).is_err());
 
     // `sluis receipt verify` checks the same offline.
     let file = node.dir.path().join("receipt.txt");

@@ -18,8 +18,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{on_postgres, use_test_database};
-use sluis::client::{self, ClientPem, Clients};
-use sluis::proto::v1 as pb;
+use sluis::net::client::{self, ClientPem, Clients};
+use sluis::rpc::proto::v1 as pb;
 use sqlx::{Connection, Row};
 use tonic::Request;
 

@@ -17,11 +17,11 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use sluis::audit::{AccessRecord, Decision};
 use sluis::config::Config;
 use sluis::node::Node;
-use sluis::proto::v1 as pb;
+use sluis::rpc::proto::v1 as pb;
 use sluis::store::Store;
+use sluis::tlog::{AccessRecord, Decision};
 use sqlx::{AnyConnection, AssertSqlSafe, Connection, Row};
 
 use pb::Category as C;

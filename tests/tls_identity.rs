@@ -10,14 +10,14 @@
 mod common;
 
 use common::*;
-use sluis::audit::{AccessRecord, Decision};
-use sluis::certs::{CertAuthority, ClientCertSpec, IssuedCert};
 use sluis::config::Config;
-use sluis::devnode::{CONFIG_FILE, DEV_PARTICIPANTS};
+use sluis::dev::init::{CONFIG_FILE, DEV_PARTICIPANTS};
+use sluis::net::pki::{CertAuthority, ClientCertSpec, IssuedCert};
+use sluis::net::x509;
 use sluis::node::Node;
-use sluis::proto::v1 as pb;
+use sluis::rpc::proto::v1 as pb;
 use sluis::store::LogRow;
-use sluis::x509;
+use sluis::tlog::{AccessRecord, Decision};
 use time::{Duration, OffsetDateTime};
 use tonic::{Code, Status};
 
@@ -530,7 +530,7 @@ async fn every_answer_carries_a_uuidv7_request_id_matching_its_access_record() {
 async fn a_connection_without_a_handshake_is_counted_not_logged() {
     let node = TestNode::start().await;
     let before = node.log_len().await;
-    let silent = sluis::tls::silent_connections();
+    let silent = sluis::net::tls::silent_connections();
     for _ in 0..3 {
         let s = tokio::net::TcpStream::connect(node.node.local_addr)
             .await
@@ -538,12 +538,12 @@ async fn a_connection_without_a_handshake_is_counted_not_logged() {
         drop(s);
     }
     for _ in 0..100 {
-        if sluis::tls::silent_connections() >= silent + 3 {
+        if sluis::net::tls::silent_connections() >= silent + 3 {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    assert!(sluis::tls::silent_connections() >= silent + 3);
+    assert!(sluis::net::tls::silent_connections() >= silent + 3);
     assert_eq!(
         node.log_len().await,
         before,

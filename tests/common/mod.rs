@@ -6,12 +6,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use sluis::certs::{CertAuthority, ClientCertSpec, IssuedCert};
-use sluis::client::{self, ClientPem, Clients};
 use sluis::config::Config;
-use sluis::devnode;
+use sluis::dev::init;
+use sluis::net::client::{self, ClientPem, Clients};
+use sluis::net::pki::{CertAuthority, ClientCertSpec, IssuedCert};
 use sluis::node::Node;
-use sluis::proto::v1 as pb;
+use sluis::rpc::proto::v1 as pb;
 use sluis::store::LogRow;
 use tonic::Request;
 
@@ -33,7 +33,7 @@ impl TestNode {
     /// A node whose configuration `edit` adjusts before it starts.
     pub async fn start_with(edit: impl FnOnce(&mut Config)) -> TestNode {
         let dir = tempfile::tempdir().expect("temp dir");
-        let path = devnode::init(dir.path(), "127.0.0.1:0".parse().unwrap())
+        let path = init::init(dir.path(), "127.0.0.1:0".parse().unwrap())
             .await
             .expect("init a node directory");
         use_test_database(dir.path()).await;
@@ -44,7 +44,7 @@ impl TestNode {
     }
 
     pub fn config_path(&self) -> PathBuf {
-        self.dir.path().join(devnode::CONFIG_FILE)
+        self.dir.path().join(init::CONFIG_FILE)
     }
 
     pub fn pki(&self) -> PathBuf {
@@ -343,7 +343,7 @@ pub async fn use_test_database(dir: &std::path::Path) {
         return;
     };
     let url = fresh_postgres_database(&admin).await;
-    let path = dir.join(devnode::CONFIG_FILE);
+    let path = dir.join(init::CONFIG_FILE);
     let text = std::fs::read_to_string(&path).unwrap();
     let text = text.replace(
         "database = \"sqlite://sluis.db\"",
@@ -371,7 +371,7 @@ pub async fn exec_sql(url: &str, sqlite: &str, postgres: &str) {
 /// The database URL a node folder's sluis.toml names (a relative SQLite
 /// path resolved against the folder).
 pub fn database_url_of(dir: &std::path::Path) -> String {
-    Config::load(&dir.join(devnode::CONFIG_FILE))
+    Config::load(&dir.join(init::CONFIG_FILE))
         .expect("load config")
         .database_url()
         .expect("a database URL")
@@ -379,7 +379,7 @@ pub fn database_url_of(dir: &std::path::Path) -> String {
 
 /// Points a node folder's sluis.toml at the database `url`.
 pub fn set_database(dir: &std::path::Path, url: &str) {
-    let path = dir.join(devnode::CONFIG_FILE);
+    let path = dir.join(init::CONFIG_FILE);
     let text = std::fs::read_to_string(&path).unwrap();
     let mut found = false;
     let lines: Vec<String> = text

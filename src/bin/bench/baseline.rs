@@ -1,7 +1,7 @@
 //! The baseline: bare tonic serving `sluis.v1.CaseService/GetCase` behind
-//! the very same TLS as the gateway — `sluis::tls::server_config` (TLS 1.3
+//! the very same TLS as the gateway — `sluis::net::tls::server_config` (TLS 1.3
 //! only, client certificate required, CRLs enforced) and the same accept
-//! loop (`sluis::tls::serve_tls`: handshake per task under a timeout, the
+//! loop (`sluis::net::tls::serve_tls`: handshake per task under a timeout, the
 //! certificate mapped to a participant once per connection) — and answering
 //! every call with the answer the gateway gave that participant, byte for
 //! byte the same size, plus the same `x-request-id` header.
@@ -26,9 +26,9 @@ use tonic::metadata::MetadataValue;
 use tonic::transport::Server;
 use tonic::{Request, Response, Status};
 
-use sluis::identity::{Peer, Registry};
-use sluis::proto::v1 as pb;
-use sluis::tls::{self, AcceptSettings, ConnectionInfo, TlsFiles};
+use sluis::net::identity::{Peer, Registry};
+use sluis::net::tls::{self, AcceptSettings, ConnectionInfo, TlsFiles};
+use sluis::rpc::proto::v1 as pb;
 
 /// The answers to replay, per participant id (protobuf, base64), as the
 /// gateway gave them.
@@ -81,7 +81,7 @@ impl pb::case_service_server::CaseService for Baseline {
         .unwrap_or(&self.fallback);
         let mut r = Response::new(answer.clone());
         r.metadata_mut()
-            .insert(sluis::api::REQUEST_ID_HEADER, self.request_id.clone());
+            .insert(sluis::rpc::REQUEST_ID_HEADER, self.request_id.clone());
         Ok(r)
     }
 

@@ -18,7 +18,7 @@ use anyhow::{Context, bail};
 use prost::Message;
 use serde::Serialize;
 
-use sluis::proto::v1 as pb;
+use sluis::rpc::proto::v1 as pb;
 
 use crate::baseline::Answers;
 use crate::loadgen::{self, Mode, Plan, Progress};
@@ -280,7 +280,7 @@ pub async fn run(mut a: Args, cpus: crate::procs::Cpus) -> anyhow::Result<()> {
         ),
     );
 
-    let config = sluis::devnode::init(&dir, "127.0.0.1:0".parse()?).await?;
+    let config = sluis::dev::init::init(&dir, "127.0.0.1:0".parse()?).await?;
     crate::procs::use_copy_of_self(&base)?;
     let gateway = Server::spawn(
         "gateway",

@@ -27,7 +27,7 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 use tonic::transport::Channel;
 
-use sluis::proto::v1::case_service_client::CaseServiceClient;
+use sluis::rpc::proto::v1::case_service_client::CaseServiceClient;
 
 use crate::report::{self, Summary};
 use crate::setup::{self, ClientSpec, Workload};

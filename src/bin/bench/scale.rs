@@ -24,15 +24,15 @@ use serde::Serialize;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection};
 
-use sluis::audit::{AccessRecord, Decision};
-use sluis::checkpoint::{self, Checkpoint};
 use sluis::config::Config;
-use sluis::merkle::{self, Frontier};
+use sluis::gateway::pseudonym::{AUDIT_DOMAIN, Pseudonymiser};
+use sluis::gateway::vault::Keys;
 use sluis::model::Category;
-use sluis::proto::v1 as pb;
-use sluis::pseudonym::{AUDIT_DOMAIN, Pseudonymiser};
+use sluis::rpc::proto::v1 as pb;
 use sluis::store::{LogRow, Store, StoredCheckpoint};
-use sluis::vault::Keys;
+use sluis::tlog::checkpoint::{self, Checkpoint};
+use sluis::tlog::merkle::{self, Frontier};
+use sluis::tlog::{AccessRecord, Decision};
 
 use crate::loadgen::{self, Mode, Plan, Progress};
 use crate::procs::{Pinning, Server};
@@ -181,7 +181,7 @@ async fn load_cases(db: &Path, keys: &Keys, from: u64, to: u64, quiet: bool) -> 
         .synchronous(SqliteSynchronous::Off)
         .connect()
         .await?;
-    let now = sluis::clock::now_millis();
+    let now = sluis::model::clock::now_millis();
     let terms = setup::consent_terms();
     let started = Instant::now();
     let mut i = from;
@@ -398,7 +398,7 @@ async fn load_log(
         .context("the node's log tree is incomplete")?;
     let pseudonyms = Pseudonymiser::new(keys.pseudonym_secret());
     let started = Instant::now();
-    let at = sluis::clock::now_millis() - 86_400_000;
+    let at = sluis::model::clock::now_millis() - 86_400_000;
     let mut i = size;
     while i < target {
         let n = 20_000.min(target - i);
@@ -448,7 +448,7 @@ async fn load_log(
         .append_checkpoint(&StoredCheckpoint {
             size: cp.size as i64,
             root: cp.root.to_vec(),
-            at: sluis::clock::now_millis(),
+            at: sluis::model::clock::now_millis(),
             note: cp.sign(keys, &config.node.name),
         })
         .await?;
@@ -526,12 +526,12 @@ pub async fn run(a: Args, cpus: crate::procs::Cpus) -> anyhow::Result<()> {
     ));
     // With --keep, a node left by an earlier run is reused: its cases and
     // log stay, and only what is missing is loaded.
-    let existing = dir.join(sluis::devnode::CONFIG_FILE);
+    let existing = dir.join(sluis::dev::init::CONFIG_FILE);
     let config_path = if existing.exists() {
         say(format!("reusing the node in {}", dir.display()));
         existing
     } else {
-        sluis::devnode::init(&dir, "127.0.0.1:0".parse()?).await?
+        sluis::dev::init::init(&dir, "127.0.0.1:0".parse()?).await?
     };
     crate::procs::use_copy_of_self(dir.parent().unwrap_or(&dir))?;
     let config = Config::load(&config_path)?;

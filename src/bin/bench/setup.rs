@@ -1,4 +1,4 @@
-//! A node worth measuring: a dev node (`sluis::devnode`) with cases
+//! A node worth measuring: a dev node (`sluis::dev::init`) with cases
 //! registered through the API by their owner, consents that make several
 //! participants' reads release some categories and withhold others, and the
 //! workload file that tells the load generator who reads what.
@@ -18,9 +18,9 @@ use serde::{Deserialize, Serialize};
 use tonic::Request;
 use tonic::transport::Channel;
 
-use sluis::client::{self, ClientPem, Clients};
 use sluis::model::Category;
-use sluis::proto::v1 as pb;
+use sluis::net::client::{self, ClientPem, Clients};
+use sluis::rpc::proto::v1 as pb;
 
 /// The owner of every benchmark case, and the employee acting for it.
 pub const OWNER: &str = "gemeente-utrecht";
@@ -121,7 +121,7 @@ fn with_actor<T>(msg: T, actor: Option<&str>) -> Request<T> {
     if let Some(a) = actor
         && let Ok(v) = a.parse()
     {
-        r.metadata_mut().insert(sluis::api::ACTOR_HEADER, v);
+        r.metadata_mut().insert(sluis::rpc::ACTOR_HEADER, v);
     }
     r
 }
@@ -329,7 +329,7 @@ pub async fn run_cli(args: Args) -> anyhow::Result<()> {
     if !args.listen.ip().is_loopback() {
         bail!("the benchmark node listens on 127.0.0.1 only");
     }
-    let config_path = sluis::devnode::init(&args.dir, args.listen).await?;
+    let config_path = sluis::dev::init::init(&args.dir, args.listen).await?;
     let mut config = sluis::config::Config::load(&config_path)?;
     config.node.listen = "127.0.0.1:0".parse()?;
     let node = sluis::node::Node::start(&config).await?;

@@ -167,11 +167,11 @@ pub fn receipt_body(node: &str, consent: &Consent, now: Millis) -> String {
     let _ = writeln!(
         b,
         "valid-from {}",
-        crate::clock::rfc3339(consent.valid_from)
+        crate::model::clock::rfc3339(consent.valid_from)
     );
     match consent.valid_until {
         Some(u) => {
-            let _ = writeln!(b, "valid-until {}", crate::clock::rfc3339(u));
+            let _ = writeln!(b, "valid-until {}", crate::model::clock::rfc3339(u));
         }
         None => {
             let _ = writeln!(b, "valid-until open");
@@ -183,7 +183,7 @@ pub fn receipt_body(node: &str, consent: &Consent, now: Millis) -> String {
             b,
             "event {} {} by {}",
             e.kind.as_str(),
-            crate::clock::rfc3339(e.at),
+            crate::model::clock::rfc3339(e.at),
             e.by
         );
     }
@@ -193,7 +193,7 @@ pub fn receipt_body(node: &str, consent: &Consent, now: Millis) -> String {
         ConsentState::Expired => "expired",
         ConsentState::Withdrawn => "withdrawn",
     };
-    let _ = writeln!(b, "state {state} at {}", crate::clock::rfc3339(now));
+    let _ = writeln!(b, "state {state} at {}", crate::model::clock::rfc3339(now));
     b
 }
 

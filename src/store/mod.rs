@@ -8,6 +8,9 @@
 //! Queries are plain `sqlx::query` calls rather than the `query!` macros, so
 //! building needs neither a live database nor committed offline data.
 
+pub mod scan;
+pub mod sqlite;
+
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -20,12 +23,12 @@ use sqlx::{AssertSqlSafe, Row, SqlStr};
 
 use std::collections::HashMap;
 
-use crate::merkle::{Hash, NodeId};
-use crate::read_cache::{CaseWithData, ReadCache};
-use crate::sqlite_log::SqliteAppender;
-use crate::sqlite_read::SqliteReader;
+use crate::store::sqlite::cache::{CaseWithData, ReadCache};
+use crate::store::sqlite::read::SqliteReader;
+use crate::store::sqlite::writer::SqliteAppender;
+use crate::tlog::merkle::{Hash, NodeId};
 
-use crate::consent::{Consent, ConsentEvent, EventKind, Millis, Recipient};
+use crate::model::consent::{Consent, ConsentEvent, EventKind, Millis, Recipient};
 use crate::model::{Category, Role};
 
 #[derive(Debug, thiserror::Error)]
@@ -165,24 +168,24 @@ fn migrator(backend: Backend) -> Migrator {
             m(
                 1,
                 "initial",
-                include_str!("../migrations/sqlite/0001_initial.sql"),
+                include_str!("../../migrations/sqlite/0001_initial.sql"),
             ),
             m(
                 2,
                 "merkle log",
-                include_str!("../migrations/sqlite/0002_merkle_log.sql"),
+                include_str!("../../migrations/sqlite/0002_merkle_log.sql"),
             ),
         ],
         Backend::Postgres => vec![
             m(
                 1,
                 "initial",
-                include_str!("../migrations/postgres/0001_initial.sql"),
+                include_str!("../../migrations/postgres/0001_initial.sql"),
             ),
             m(
                 2,
                 "merkle log",
-                include_str!("../migrations/postgres/0002_merkle_log.sql"),
+                include_str!("../../migrations/postgres/0002_merkle_log.sql"),
             ),
         ],
     })

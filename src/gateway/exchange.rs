@@ -10,17 +10,17 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-use crate::audit::{AccessRecord, AuditLog, Decision};
-use crate::clock::now_millis;
-use crate::consent::{self, Consent, ConsentEvent, EventKind, Millis, Recipient, Verdict};
-use crate::identity::{Peer, Registry};
+use crate::gateway::pseudonym::{self, AUDIT_DOMAIN, Pseudonymiser};
+use crate::gateway::vault::Keys;
+use crate::model::clock::now_millis;
+use crate::model::consent::{self, Consent, ConsentEvent, EventKind, Millis, Recipient, Verdict};
 use crate::model::{Caller, Category, Role, WithholdReason};
-use crate::note;
+use crate::net::identity::{Peer, Registry};
+use crate::net::tls::HandshakeFailure;
 use crate::policy::{DenyReason, Policy, Query};
-use crate::pseudonym::{self, AUDIT_DOMAIN, Pseudonymiser};
 use crate::store::{CaseMeta, IssuedPseudonym, NewCase, Store};
-use crate::tls::HandshakeFailure;
-use crate::vault::Keys;
+use crate::tlog::note;
+use crate::tlog::{AccessRecord, AuditLog, Decision};
 
 /// Errors a request can end in. Each maps to one gRPC status in `api`.
 /// Messages say what to fix and never repeat personal data from the request.

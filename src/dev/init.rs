@@ -6,12 +6,12 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use crate::certs::{self, CertError};
 use crate::config::{Config, ConfigError};
+use crate::gateway::vault::{Keys, VaultError};
 use crate::model::DEFAULT_PURPOSES;
+use crate::net::pki::{self, CertError};
 use crate::policy::DEFAULT_POLICY;
 use crate::store::{Store, StoreError};
-use crate::vault::{Keys, VaultError};
 
 pub const CONFIG_FILE: &str = "sluis.toml";
 
@@ -95,7 +95,7 @@ pub async fn init(dir: &Path, listen: SocketAddr) -> Result<PathBuf, InitError> 
         .iter()
         .map(|(id, name, _, oin)| (id.to_string(), name.to_string(), Some(oin.to_string())))
         .collect();
-    certs::write_dev_pki(
+    pki::write_dev_pki(
         &dir.join("pki"),
         &["localhost".to_string(), "127.0.0.1".to_string()],
         &participants,

@@ -24,7 +24,7 @@ use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use time::{Duration, OffsetDateTime};
 
-use crate::x509;
+use crate::net::x509;
 
 /// OID arcs of the X.520 `serialNumber` attribute, where PKIoverheid puts the OIN.
 const OID_SERIAL_NUMBER: &[u64] = &[2, 5, 4, 5];

@@ -9,14 +9,14 @@ use std::path::Path;
 
 use tonic::{Code, Request};
 
-use crate::audit::AccessRecord;
-use crate::client::{self, ClientPem, Clients};
 use crate::config::Config;
-use crate::devnode;
+use crate::dev::init;
 use crate::model::Category;
+use crate::net::client::{self, ClientPem, Clients};
 use crate::node::Node;
-use crate::note;
-use crate::proto::v1 as pb;
+use crate::rpc::proto::v1 as pb;
+use crate::tlog::AccessRecord;
+use crate::tlog::note;
 
 const GEMEENTE: &str = "gemeente-utrecht";
 const NGO: &str = "ngo-vluchtelingenwerk";
@@ -60,7 +60,7 @@ async fn clients_for(
 fn with_actor<T>(msg: T, actor: &str) -> Request<T> {
     let mut r = Request::new(msg);
     r.metadata_mut().insert(
-        crate::api::ACTOR_HEADER,
+        crate::rpc::ACTOR_HEADER,
         actor.parse().expect("ascii actor id"),
     );
     r
@@ -199,10 +199,10 @@ pub async fn run(data_dir: Option<&Path>) -> anyhow::Result<bool> {
         }
     };
     println!("sluis demo: an LVV case shared between five parties\n");
-    let config_path = if dir.join(devnode::CONFIG_FILE).exists() {
-        dir.join(devnode::CONFIG_FILE)
+    let config_path = if dir.join(init::CONFIG_FILE).exists() {
+        dir.join(init::CONFIG_FILE)
     } else {
-        devnode::init(&dir, "127.0.0.1:0".parse()?).await?
+        init::init(&dir, "127.0.0.1:0".parse()?).await?
     };
     let mut config = Config::load(&config_path)?;
     config.node.listen = "127.0.0.1:0".parse()?;
@@ -539,8 +539,8 @@ pub async fn run(data_dir: Option<&Path>) -> anyhow::Result<bool> {
         }
     };
     let cp = proof.checkpoint.clone().unwrap_or_default();
-    let signed = crate::checkpoint::Checkpoint::verify(&cp.signed_note, &key);
-    let hashes: Vec<crate::merkle::Hash> = proof
+    let signed = crate::tlog::checkpoint::Checkpoint::verify(&cp.signed_note, &key);
+    let hashes: Vec<crate::tlog::merkle::Hash> = proof
         .hashes
         .iter()
         .filter_map(|h| h.as_slice().try_into().ok())
@@ -551,10 +551,10 @@ pub async fn run(data_dir: Option<&Path>) -> anyhow::Result<bool> {
         .map(|e| e.leaf.clone())
         .unwrap_or_default();
     let included = signed.as_ref().is_ok_and(|c| {
-        crate::merkle::verify_inclusion(
+        crate::tlog::merkle::verify_inclusion(
             proof.index,
             c.size,
-            &crate::merkle::leaf_hash(&leaf),
+            &crate::tlog::merkle::leaf_hash(&leaf),
             &hashes,
             &c.root,
         )
@@ -575,7 +575,8 @@ pub async fn run(data_dir: Option<&Path>) -> anyhow::Result<bool> {
     // As a privacy officer would: offline, on the node's files.
     let store =
         crate::store::Store::open(&config.database_url()?, &config.pool_settings(), false).await?;
-    let report = crate::verify::verify_log(&store, &key, Some(&cp.signed_note), |_, _| {}).await?;
+    let report =
+        crate::tlog::verify::verify_log(&store, &key, Some(&cp.signed_note), |_, _| {}).await?;
     println!(
         "    recomputed {} entries and {} tree nodes, checked {} signed checkpoints",
         report.entries, report.tree_nodes, report.checkpoints

@@ -1,5 +1,7 @@
 //! The command line. Thin: every command calls into a module that does the work.
 
+pub mod audit;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -7,7 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::config::Config;
-use crate::devnode;
+use crate::dev::init;
 use crate::node::Node;
 
 #[derive(Parser)]
@@ -197,9 +199,9 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve { dev, dir, config } => {
             let path = if dev {
-                let path = dir.join(devnode::CONFIG_FILE);
+                let path = dir.join(init::CONFIG_FILE);
                 if !path.exists() {
-                    devnode::init(&dir, "127.0.0.1:7443".parse()?).await?;
+                    init::init(&dir, "127.0.0.1:7443".parse()?).await?;
                     eprintln!("created a development node in {}", dir.display());
                 }
                 path
@@ -210,7 +212,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Init { dir, listen } => {
-            let path = devnode::init(&dir, listen).await?;
+            let path = init::init(&dir, listen).await?;
             println!(
                 "wrote a node to {}; start it with: sluis serve --config {}",
                 dir.display(),
@@ -221,11 +223,11 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Certs {
             command: CertsCommand::Init { dir, hosts },
         } => {
-            let participants: Vec<_> = devnode::DEV_PARTICIPANTS
+            let participants: Vec<_> = init::DEV_PARTICIPANTS
                 .iter()
                 .map(|(id, name, _, oin)| (id.to_string(), name.to_string(), Some(oin.to_string())))
                 .collect();
-            let pki = crate::certs::write_dev_pki(&dir, &hosts, &participants)?;
+            let pki = crate::net::pki::write_dev_pki(&dir, &hosts, &participants)?;
             println!("CA         {}", pki.ca_cert.display());
             println!(
                 "node       {} (hosts: {})",
@@ -239,7 +241,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { data_dir } => {
-            let ok = crate::demo::run(data_dir.as_deref()).await?;
+            let ok = crate::dev::demo::run(data_dir.as_deref()).await?;
             Ok(if ok {
                 ExitCode::SUCCESS
             } else {
@@ -258,13 +260,13 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Audit { config, command } => crate::audit_cli::run(&config, command.into()).await,
+        Command::Audit { config, command } => crate::cli::audit::run(&config, command.into()).await,
         Command::Receipt {
             command: ReceiptCommand::Verify { key, file },
         } => {
             let text = std::fs::read_to_string(&file)
                 .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
-            match crate::note::verify(&text, &key) {
+            match crate::tlog::note::verify(&text, &key) {
                 Ok(body) => {
                     print!("{body}");
                     println!(
@@ -331,9 +333,9 @@ async fn wait_for_signals(node: &Node) {
     }
 }
 
-impl From<AuditCommand> for crate::audit_cli::Command {
+impl From<AuditCommand> for crate::cli::audit::Command {
     fn from(c: AuditCommand) -> Self {
-        use crate::audit_cli::Command as C;
+        use crate::cli::audit::Command as C;
         match c {
             AuditCommand::Verify {
                 trusted_checkpoint,

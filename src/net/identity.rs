@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use crate::config::Participant;
 use crate::model::{Caller, Role};
-use crate::x509;
+use crate::net::x509;
 
 /// Who is on the other end of a connection.
 #[derive(Clone, Debug)]

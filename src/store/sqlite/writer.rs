@@ -21,8 +21,8 @@ use std::sync::mpsc as std_mpsc;
 
 use tokio::sync::oneshot;
 
-use crate::merkle::{Hash, NodeId};
 use crate::store::{INSERT_ISSUED, IssuedPseudonym, LogRow, StoreError, StoredCheckpoint};
+use crate::tlog::merkle::{Hash, NodeId};
 
 enum Msg {
     Append(Batch),

@@ -12,17 +12,17 @@ use prost::Message;
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status};
 
-use crate::audit::AccessRecord;
-use crate::consent::{Consent, ConsentState, EventKind, Millis, Recipient};
-use crate::exchange::{
+use crate::gateway::oversight::{LeafRef, SubjectRef};
+use crate::gateway::{
     CaseRef, Exchange, ExchangeError, FindCases, GetCase, NewConsent, RequestCtx, Scope,
 };
-use crate::identity::Peer;
+use crate::model::consent::{Consent, ConsentState, EventKind, Millis, Recipient};
 use crate::model::{Category, Role, WithholdReason};
-use crate::oversight::{LeafRef, SubjectRef};
-use crate::proto::v1 as pb;
+use crate::net::identity::Peer;
+use crate::net::tls::ConnectionInfo;
+use crate::rpc::proto::v1 as pb;
 use crate::store::{LogFilter, StoredCheckpoint};
-use crate::tls::ConnectionInfo;
+use crate::tlog::AccessRecord;
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 pub const ACTOR_HEADER: &str = "x-sluis-actor";

@@ -24,8 +24,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::consent::Consent;
 use crate::model::Category;
+use crate::model::consent::Consent;
 use crate::store::CaseMeta;
 
 /// A case with its sealed category data, as `Store::case_with_data` reads it.

@@ -37,7 +37,7 @@ use crate::model::{Category, Role};
 
 /// The policy `sluis init` writes for a development node. Kept as a file in
 /// the repository so that it is reviewed as Cedar, not as a Rust string.
-pub const DEFAULT_POLICY: &str = include_str!("../policy/default.cedar");
+pub const DEFAULT_POLICY: &str = include_str!("default.cedar");
 
 /// Cedar entity type names used in the schema and in policies. They are the
 /// words a privacy officer types, so they are the domain's words.

@@ -10,15 +10,15 @@ use anyhow::Context;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 
-use crate::audit::AccessRecord;
-use crate::checkpoint::Checkpoint;
 use crate::config::Config;
-use crate::identity::Registry;
-use crate::note;
-use crate::oversight::{self, LeafRef};
+use crate::gateway::oversight::{self, LeafRef};
+use crate::gateway::vault::Keys;
+use crate::net::identity::Registry;
 use crate::store::{LogFilter, Store};
-use crate::vault::Keys;
-use crate::verify;
+use crate::tlog::AccessRecord;
+use crate::tlog::checkpoint::Checkpoint;
+use crate::tlog::note;
+use crate::tlog::verify;
 
 pub enum Command {
     Verify {
@@ -99,7 +99,7 @@ pub async fn run(config_path: &Path, command: Command) -> anyhow::Result<ExitCod
                     serde_json::json!({
                         "size": cp.size,
                         "root_hash": B64.encode(&cp.root),
-                        "signed_at": crate::clock::rfc3339(cp.at),
+                        "signed_at": crate::model::clock::rfc3339(cp.at),
                         "signed_note": cp.note,
                         "verifier_key": key,
                     })
@@ -124,7 +124,7 @@ pub async fn run(config_path: &Path, command: Command) -> anyhow::Result<ExitCod
                     serde_json::json!({
                         "index": proof.index,
                         "tree_size": proof.tree_size,
-                        "leaf_hash": B64.encode(crate::merkle::leaf_hash(&proof.leaf)),
+                        "leaf_hash": B64.encode(crate::tlog::merkle::leaf_hash(&proof.leaf)),
                         "hashes": proof.hashes.iter().map(|h| B64.encode(h)).collect::<Vec<_>>(),
                         "checkpoint": proof.checkpoint.note,
                         "verifier_key": key,
@@ -138,7 +138,7 @@ pub async fn run(config_path: &Path, command: Command) -> anyhow::Result<ExitCod
                 );
                 println!(
                     "leaf hash  {}",
-                    B64.encode(crate::merkle::leaf_hash(&proof.leaf))
+                    B64.encode(crate::tlog::merkle::leaf_hash(&proof.leaf))
                 );
                 for (i, h) in proof.hashes.iter().enumerate() {
                     println!("proof[{i:>2}]  {}", B64.encode(h));
@@ -174,7 +174,7 @@ pub async fn run(config_path: &Path, command: Command) -> anyhow::Result<ExitCod
                     .map(|e| {
                         serde_json::json!({
                             "index": e.index,
-                            "at": crate::clock::rfc3339(e.record.at),
+                            "at": crate::model::clock::rfc3339(e.record.at),
                             "organisation": e.organisation,
                             "participant": e.record.caller,
                             "role": e.record.role,
@@ -345,7 +345,7 @@ async fn export(
                 let fields = [
                     row.seq.to_string(),
                     r.request_id,
-                    crate::clock::rfc3339(r.at),
+                    crate::model::clock::rfc3339(r.at),
                     r.caller,
                     r.role,
                     r.method,
@@ -368,7 +368,7 @@ async fn export(
                 let v = serde_json::json!({
                     "index": row.seq,
                     "request_id": r.request_id,
-                    "at": crate::clock::rfc3339(r.at),
+                    "at": crate::model::clock::rfc3339(r.at),
                     "caller": r.caller,
                     "role": r.role,
                     "method": r.method,

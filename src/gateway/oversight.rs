@@ -9,12 +9,12 @@
 
 use std::fmt::Write as _;
 
-use crate::audit::AccessRecord;
-use crate::exchange::{Exchange, ExchangeError, RequestCtx};
-use crate::identity::Registry;
-use crate::merkle::{self, Frontier, Hash};
+use crate::gateway::{Exchange, ExchangeError, RequestCtx};
 use crate::model::{Category, Role};
+use crate::net::identity::Registry;
 use crate::store::{LogFilter, LogRow, Store, StoreError, StoredCheckpoint};
+use crate::tlog::AccessRecord;
+use crate::tlog::merkle::{self, Frontier, Hash};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OversightError {
@@ -291,7 +291,7 @@ pub async fn subject_report(
     let _ = writeln!(
         text,
         "Made: {}",
-        crate::clock::rfc3339(crate::clock::now_millis())
+        crate::model::clock::rfc3339(crate::model::clock::now_millis())
     );
     let _ = writeln!(text, "Cases: {}", case_ids.join(", "));
     let _ = writeln!(text, "Entries: {}\n", entries.len());
@@ -299,7 +299,7 @@ pub async fn subject_report(
         let _ = writeln!(
             text,
             "{}  #{}  {}",
-            crate::clock::rfc3339(e.record.at),
+            crate::model::clock::rfc3339(e.record.at),
             e.index,
             e.summary
         );
@@ -375,7 +375,7 @@ impl Exchange {
                 .query_log(&filter, start, limit)
                 .await
                 .map_err(internal)?;
-            rec.decision = crate::audit::Decision::Allowed;
+            rec.decision = crate::tlog::Decision::Allowed;
             rec.detail = format!("{} entries from index {start}", rows.len());
             Ok(rows)
         }
@@ -421,7 +421,7 @@ impl Exchange {
             let report = subject_report(&self.store, &self.registry, &self.node_name, case_ids)
                 .await
                 .map_err(oversight_error)?;
-            rec.decision = crate::audit::Decision::Allowed;
+            rec.decision = crate::tlog::Decision::Allowed;
             rec.detail = format!("{} entries reported", report.entries.len());
             Ok(report)
         }
@@ -440,7 +440,7 @@ impl Exchange {
             let cp = checkpoint(&self.store, size)
                 .await
                 .map_err(oversight_error)?;
-            rec.decision = crate::audit::Decision::Allowed;
+            rec.decision = crate::tlog::Decision::Allowed;
             Ok(cp)
         }
         .await;
@@ -457,12 +457,12 @@ impl Exchange {
         let result = async {
             self.officer(ctx)?;
             if let LeafRef::RequestId(id) = &leaf {
-                crate::exchange::check_uuid("request_id", id)?;
+                crate::gateway::check_uuid("request_id", id)?;
             }
             let proof = inclusion_proof(&self.store, leaf, tree_size)
                 .await
                 .map_err(oversight_error)?;
-            rec.decision = crate::audit::Decision::Allowed;
+            rec.decision = crate::tlog::Decision::Allowed;
             rec.detail = format!("entry {} in tree of size {}", proof.index, proof.tree_size);
             Ok(proof)
         }
@@ -482,7 +482,7 @@ impl Exchange {
             let proof = consistency_proof(&self.store, old, new)
                 .await
                 .map_err(oversight_error)?;
-            rec.decision = crate::audit::Decision::Allowed;
+            rec.decision = crate::tlog::Decision::Allowed;
             Ok(proof)
         }
         .await;

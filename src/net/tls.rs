@@ -35,8 +35,8 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tonic::transport::server::Connected;
 
-use crate::identity::{Peer, Registry};
-use crate::x509;
+use crate::net::identity::{Peer, Registry};
+use crate::net::x509;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {

@@ -4,9 +4,9 @@ use std::net::SocketAddr;
 
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
-use crate::proto::v1::audit_service_client::AuditServiceClient;
-use crate::proto::v1::case_service_client::CaseServiceClient;
-use crate::proto::v1::consent_service_client::ConsentServiceClient;
+use crate::rpc::proto::v1::audit_service_client::AuditServiceClient;
+use crate::rpc::proto::v1::case_service_client::CaseServiceClient;
+use crate::rpc::proto::v1::consent_service_client::ConsentServiceClient;
 
 /// PEM material a participant's back-end holds.
 #[derive(Clone, Debug)]

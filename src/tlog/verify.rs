@@ -8,11 +8,11 @@
 
 use std::time::Instant;
 
-use crate::audit::RecordView;
-use crate::checkpoint::Checkpoint;
-use crate::log_scan::{self, Chunk, Entry, Field, Node, Value};
-use crate::merkle::{self, Frontier, Hash};
+use crate::store::scan::{self, Chunk, Entry, Field, Node, Value};
 use crate::store::{Store, StoreError, StoredCheckpoint};
+use crate::tlog::RecordView;
+use crate::tlog::checkpoint::Checkpoint;
+use crate::tlog::merkle::{self, Frontier, Hash};
 
 /// Something wrong with the log, at the first entry it can concern.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -129,7 +129,7 @@ pub async fn verify_log(
         }
         cp_iter.next();
     }
-    let mut chunks = log_scan::scan(store);
+    let mut chunks = scan::scan(store);
     while let Some(chunk) = chunks.recv().await {
         let chunk = chunk?;
         if let Some(end) = chunk.excess_nodes_from {

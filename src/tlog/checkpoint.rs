@@ -6,9 +6,9 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 
-use crate::merkle::Hash;
-use crate::note::{self, NoteError};
-use crate::vault::Keys;
+use crate::gateway::vault::Keys;
+use crate::tlog::merkle::Hash;
+use crate::tlog::note::{self, NoteError};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Checkpoint {

@@ -2,6 +2,9 @@
 //! and the typed caller. Kept free of protobuf and storage types so that the
 //! policy, consent and exchange logic read in the terms a privacy officer uses.
 
+pub mod clock;
+pub mod consent;
+
 use std::fmt;
 use std::str::FromStr;
 

@@ -10,7 +10,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use ring::digest::{SHA256, digest};
 use ring::signature::{ED25519, UnparsedPublicKey};
 
-use crate::vault::Keys;
+use crate::gateway::vault::Keys;
 
 const ALG_ED25519: u8 = 0x01;
 const EM_DASH: &str = "\u{2014}";

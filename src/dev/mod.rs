@@ -1,0 +1,4 @@
+//! Development tooling.
+
+pub mod demo;
+pub mod init;

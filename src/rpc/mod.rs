@@ -1,0 +1,6 @@
+//! The gRPC face of a node.
+
+pub mod proto;
+mod service;
+
+pub use service::*;

@@ -1,0 +1,5 @@
+//! SQLite.
+
+pub mod cache;
+pub mod read;
+pub mod writer;
