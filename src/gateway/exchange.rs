@@ -1014,7 +1014,7 @@ impl Exchange {
             let body = consent::receipt_body(&self.node_name, &consent, rec.at);
             rec.decision = Decision::Allowed;
             Ok(Receipt {
-                signed_note: note::sign(&self.keys, &self.node_name, &body),
+                signed_note: note::sign(self.keys.as_ref(), &self.node_name, &body),
                 verifier_key: self.verifier_key(),
             })
         }

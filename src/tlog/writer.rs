@@ -18,11 +18,11 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::gateway::vault::Keys;
 use crate::store::{IssuedPseudonym, LogRow, Store, StoreError, StoredCheckpoint};
 use crate::tlog::AccessRecord;
 use crate::tlog::checkpoint::Checkpoint;
 use crate::tlog::merkle::{self, Frontier};
+use crate::tlog::note::Signer;
 
 #[derive(Debug, thiserror::Error)]
 #[error("the access log cannot be written: {0}")]
@@ -73,7 +73,7 @@ const MAX_RACES: u32 = 32;
 /// The writer's state: the tree's compact range and the last checkpoint.
 struct Writer {
     store: Store,
-    keys: Arc<Keys>,
+    signer: Arc<dyn Signer>,
     settings: LogSettings,
     frontier: Frontier,
     signed_size: u64,
@@ -86,7 +86,7 @@ impl AuditLog {
     /// what the node signed: it would otherwise sign an inconsistent tree.
     pub async fn start(
         store: Store,
-        keys: Arc<Keys>,
+        signer: Arc<dyn Signer>,
         settings: LogSettings,
     ) -> Result<AuditLog, AuditError> {
         // The checkpoint first: another replica may append (and sign) in
@@ -121,7 +121,7 @@ impl AuditLog {
         let (tx, rx) = mpsc::channel::<Msg>(4 * MAX_BATCH);
         let writer = Writer {
             store,
-            keys,
+            signer,
             signed_at: Instant::now() - settings.checkpoint_interval,
             settings,
             frontier,
@@ -321,7 +321,7 @@ impl Writer {
             size: cp.size as i64,
             root: cp.root.to_vec(),
             at: crate::model::clock::now_millis(),
-            note: cp.sign(&self.keys, &self.settings.key_name),
+            note: cp.sign(self.signer.as_ref(), &self.settings.key_name),
         }
     }
 
