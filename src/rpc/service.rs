@@ -12,7 +12,7 @@ use prost::Message;
 use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status};
 
-use crate::gateway::oversight::{LeafRef, SubjectRef};
+use crate::gateway::oversight::SubjectRef;
 use crate::gateway::{
     CaseRef, Exchange, ExchangeError, FindCases, GetCase, NewConsent, RequestCtx, Scope,
 };
@@ -23,6 +23,7 @@ use crate::net::tls::ConnectionInfo;
 use crate::rpc::proto::v1 as pb;
 use crate::store::{LogFilter, StoredCheckpoint};
 use crate::tlog::AccessRecord;
+use crate::tlog::proof::LeafRef;
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 pub const ACTOR_HEADER: &str = "x-sluis-actor";

@@ -3,6 +3,7 @@
 pub mod checkpoint;
 pub mod merkle;
 pub mod note;
+pub mod proof;
 mod record;
 pub mod verify;
 mod writer;
