@@ -10,6 +10,7 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
+use crate::gateway::error::{Code, ExchangeError};
 use crate::gateway::pseudonym::{self, AUDIT_DOMAIN, Pseudonymiser};
 use crate::gateway::vault::Keys;
 use crate::model::clock::now_millis;
@@ -22,67 +23,8 @@ use crate::store::{CaseMeta, IssuedPseudonym, NewCase, Store};
 use crate::tlog::note;
 use crate::tlog::{AccessRecord, AuditLog, Decision};
 
-/// Errors a request can end in. Each maps to one gRPC status in `api`.
-/// Messages say what to fix and never repeat personal data from the request.
-#[derive(Debug, thiserror::Error)]
-pub enum ExchangeError {
-    #[error("{0}")]
-    Invalid(String),
-    #[error("{0}")]
-    TooLarge(String),
-    #[error(
-        "this client certificate is not registered with this node; ask the node operator to register your organisation's OIN or key fingerprint"
-    )]
-    Unregistered,
-    /// The connection's certificate passed when it opened but not under the
-    /// configuration reloaded since (revoked, or its CA removed).
-    #[error(
-        "this connection's client certificate is no longer accepted ({0}); it may have been revoked — connect again with a valid certificate"
-    )]
-    CertificateNoLongerValid(String),
-    #[error("{0}")]
-    Forbidden(String),
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    FailedPrecondition(String),
-    #[error("the access log cannot be written, so nothing is released; try again later")]
-    AuditUnavailable,
-    #[error("internal error ({0}); nothing was released")]
-    Internal(String),
-}
-
-impl ExchangeError {
-    /// The gRPC status code name, for the access record.
-    pub fn code_name(&self) -> &'static str {
-        match self {
-            ExchangeError::Invalid(_) => "INVALID_ARGUMENT",
-            ExchangeError::TooLarge(_) => "RESOURCE_EXHAUSTED",
-            ExchangeError::Unregistered | ExchangeError::Forbidden(_) => "PERMISSION_DENIED",
-            ExchangeError::CertificateNoLongerValid(_) => "UNAUTHENTICATED",
-            ExchangeError::NotFound(_) => "NOT_FOUND",
-            ExchangeError::FailedPrecondition(_) => "FAILED_PRECONDITION",
-            ExchangeError::AuditUnavailable => "UNAVAILABLE",
-            ExchangeError::Internal(_) => "INTERNAL",
-        }
-    }
-
-    fn decision(&self) -> Decision {
-        match self {
-            ExchangeError::Invalid(_) | ExchangeError::TooLarge(_) => Decision::Invalid,
-            ExchangeError::Unregistered
-            | ExchangeError::CertificateNoLongerValid(_)
-            | ExchangeError::Forbidden(_)
-            | ExchangeError::FailedPrecondition(_) => Decision::Denied,
-            ExchangeError::NotFound(_) => Decision::NotFound,
-            ExchangeError::AuditUnavailable | ExchangeError::Internal(_) => Decision::Error,
-        }
-    }
-}
-
 fn internal(e: impl std::fmt::Display) -> ExchangeError {
-    tracing::error!(error = %e, "internal error; failing closed");
-    ExchangeError::Internal("storage".into())
+    ExchangeError::internal("storage", &e)
 }
 
 /// What the node knows about a request before it looks at the message.
@@ -265,9 +207,9 @@ impl Exchange {
             }
         }
         match &result {
-            Ok(_) => rec.status = "OK".into(),
+            Ok(_) => rec.status = Code::Ok.name().into(),
             Err(e) => {
-                rec.status = e.code_name().into();
+                rec.status = e.code().name().into();
                 rec.decision = e.decision();
                 rec.detail = e.to_string();
                 rec.released.clear();
@@ -299,7 +241,7 @@ impl Exchange {
         rec.at = now_millis();
         rec.released.clear();
         let _ = self
-            .finish::<()>(rec, Err(ExchangeError::Internal("storage".into())))
+            .finish::<()>(rec, Err(ExchangeError::Internal("storage")))
             .await;
         err
     }
@@ -329,7 +271,7 @@ impl Exchange {
         );
         rec.peer_fingerprint = f.fingerprint;
         rec.decision = Decision::HandshakeFailed;
-        rec.status = "UNAUTHENTICATED".into();
+        rec.status = Code::Unauthenticated.name().into();
         rec.detail = f.reason;
         if let Err(e) = self.audit.append(&rec).await {
             tracing::error!(error = %e, "failed handshake could not be recorded");

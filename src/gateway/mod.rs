@@ -1,8 +1,10 @@
 //! The request path.
 
+mod error;
 mod exchange;
 pub mod oversight;
 pub mod pseudonym;
 pub mod vault;
 
+pub use error::{Code, ExchangeError};
 pub use exchange::*;

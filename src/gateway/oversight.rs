@@ -353,8 +353,7 @@ fn internal(e: StoreError) -> ExchangeError {
 
 /// A failed read of the log fails closed without saying more than that.
 fn log_read_failed(e: &dyn std::error::Error) -> ExchangeError {
-    tracing::error!(error = %e, "access log read failed");
-    ExchangeError::Internal("access log".into())
+    ExchangeError::internal("access log", &e)
 }
 
 fn report_error(e: ReportError) -> ExchangeError {

@@ -125,20 +125,11 @@ fn actor<T>(req: &Request<T>) -> Result<Option<String>, ExchangeError> {
     Ok(Some(s.to_string()))
 }
 
-/// Error → gRPC status, in one place.
+/// Error → gRPC status: the gateway's code, by its gRPC number, with the
+/// error's message and the request id.
 pub fn status(e: ExchangeError, request_id: &str) -> Status {
-    let msg = e.to_string();
-    let s = match e {
-        ExchangeError::Invalid(_) => Status::invalid_argument(msg),
-        ExchangeError::TooLarge(_) => Status::resource_exhausted(msg),
-        ExchangeError::Unregistered | ExchangeError::Forbidden(_) => Status::permission_denied(msg),
-        ExchangeError::CertificateNoLongerValid(_) => Status::unauthenticated(msg),
-        ExchangeError::NotFound(_) => Status::not_found(msg),
-        ExchangeError::FailedPrecondition(_) => Status::failed_precondition(msg),
-        ExchangeError::AuditUnavailable => Status::unavailable(msg),
-        ExchangeError::Internal(_) => Status::internal(msg),
-    };
-    with_id(s, request_id)
+    let code = tonic::Code::from_i32(e.code() as i32);
+    with_id(Status::new(code, e.to_string()), request_id)
 }
 
 fn with_id(mut s: Status, request_id: &str) -> Status {
@@ -320,7 +311,7 @@ fn case_payloads(data: pb::CaseData) -> Result<Vec<(Category, Vec<u8>)>, Exchang
 /// decode is an internal error: nothing half-decoded is sent.
 fn case_data(released: Vec<(Category, Vec<u8>)>) -> Result<pb::CaseData, ExchangeError> {
     let mut d = pb::CaseData::default();
-    let corrupt = |_| ExchangeError::Internal("stored case data does not decode".into());
+    let corrupt = |_| ExchangeError::Internal("stored case data does not decode");
     for (cat, bytes) in released {
         let b = bytes.as_slice();
         match cat {
@@ -690,7 +681,7 @@ impl pb::consent_service_server::ConsentService for Api {
 
 fn entry_pb(index: i64, leaf: Vec<u8>) -> Result<pb::AccessEntry, ExchangeError> {
     let r = AccessRecord::decode(&leaf)
-        .ok_or_else(|| ExchangeError::Internal("an access record does not decode".into()))?;
+        .ok_or(ExchangeError::Internal("an access record does not decode"))?;
     Ok(pb::AccessEntry {
         index: index as u64,
         request_id: r.request_id,
