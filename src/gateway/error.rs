@@ -5,6 +5,7 @@
 //! the code itself; both read [`ExchangeError::code`], so a record never
 //! says one thing while the caller is told another.
 
+use crate::gateway::validate::Invalid;
 use crate::tlog::Decision;
 
 /// Errors a request can end in. Messages say what to fix and never repeat
@@ -114,5 +115,11 @@ impl ExchangeError {
     pub(crate) fn internal(part: &'static str, cause: &dyn std::fmt::Display) -> ExchangeError {
         tracing::error!(error = %cause, part, "internal error; failing closed");
         ExchangeError::Internal(part)
+    }
+}
+
+impl From<Invalid> for ExchangeError {
+    fn from(e: Invalid) -> Self {
+        ExchangeError::Invalid(e.to_string())
     }
 }

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::gateway::error::{Code, ExchangeError};
 use crate::gateway::pseudonym::{self, AUDIT_DOMAIN, Pseudonymiser};
+use crate::gateway::validate::{self, SubjectKey};
 use crate::gateway::vault::Keys;
 use crate::model::clock::now_millis;
 use crate::model::consent::{self, Consent, ConsentEvent, EventKind, Millis, Recipient, Verdict};
@@ -304,7 +305,7 @@ impl Exchange {
     }
 
     pub(crate) async fn case_by_id(&self, case_id: &str) -> Result<CaseMeta, ExchangeError> {
-        check_uuid("case_id", case_id)?;
+        validate::uuid("case_id", case_id)?;
         self.store
             .case_meta(case_id)
             .await
@@ -317,7 +318,7 @@ impl Exchange {
         &self,
         case_id: &str,
     ) -> Result<(CaseMeta, Vec<(Category, Vec<u8>)>), ExchangeError> {
-        check_uuid("case_id", case_id)?;
+        validate::uuid("case_id", case_id)?;
         self.store
             .case_with_data(case_id)
             .await
@@ -355,14 +356,13 @@ impl Exchange {
 
     // ---- CaseService ----
 
-    /// Registers a case. `subject_keys` are the subject's identifiers
-    /// (("v_number" | "bsn", value)) for the subject index; they are only
-    /// stored keyed-hashed.
+    /// Registers a case. `subject_keys` are the subject's identifiers for
+    /// the subject index; they are only stored keyed-hashed.
     pub async fn register_case(
         &self,
         ctx: &RequestCtx,
         data: Vec<(Category, Vec<u8>)>,
-        subject_keys: Vec<(String, String)>,
+        subject_keys: Vec<SubjectKey>,
     ) -> Result<Registered, ExchangeError> {
         let mut rec = self.record(ctx, "RegisterCase");
         let prepared = self.prepare_register(ctx, data, &mut rec);
@@ -431,7 +431,7 @@ impl Exchange {
         ctx: &RequestCtx,
         case_id: String,
         data: Vec<(Category, Vec<u8>)>,
-        subject_keys: Vec<(String, String)>,
+        subject_keys: Vec<SubjectKey>,
     ) -> Result<i64, ExchangeError> {
         let mut rec = self.record(ctx, "UpdateCase");
         let prepared = async {
@@ -727,18 +727,18 @@ impl Exchange {
         Ok((out, next))
     }
 
-    /// The subject index entries for a subject's identifiers
-    /// (("v_number" | "bsn", value)): kind and keyed hash.
-    fn subject_index(&self, keys: &[(String, String)]) -> Vec<(String, String)> {
+    /// The subject index entries for a subject's identifiers: kind and
+    /// keyed hash.
+    fn subject_index(&self, keys: &[SubjectKey]) -> Vec<(String, String)> {
         keys.iter()
-            .map(|(kind, v)| (kind.clone(), self.subject_digest(kind, v)))
+            .map(|k| (k.kind().to_string(), self.subject_digest(k)))
             .collect()
     }
 
     /// Keyed hash of a V-number or BSN for the subject index: lets a
     /// privacy officer find a subject's cases without storing identifiers.
-    pub(crate) fn subject_digest(&self, kind: &str, value: &str) -> String {
-        self.pseudonyms.index_digest(kind, value)
+    pub(crate) fn subject_digest(&self, key: &SubjectKey) -> String {
+        self.pseudonyms.index_digest(key.kind(), key.value())
     }
 
     /// Page tokens are sealed: a token for visible cases must not hand the
@@ -877,7 +877,7 @@ impl Exchange {
         rec: &mut AccessRecord,
     ) -> Result<Consent, ExchangeError> {
         let caller = self.caller(ctx)?;
-        check_uuid("consent_id", consent_id)?;
+        validate::uuid("consent_id", consent_id)?;
         let consent = self
             .store
             .consent(consent_id)
@@ -971,17 +971,5 @@ impl Exchange {
 
     pub fn now(&self) -> Millis {
         now_millis()
-    }
-}
-
-pub(crate) fn check_uuid(field: &str, s: &str) -> Result<(), ExchangeError> {
-    if s.is_empty() {
-        return Err(ExchangeError::Invalid(format!("{field} is required")));
-    }
-    match uuid::Uuid::try_parse(s) {
-        Ok(u) if u.hyphenated().to_string() == s => Ok(()),
-        _ => Err(ExchangeError::Invalid(format!(
-            "{field} is malformed: expected a lower-case UUID like 0190c4e2-7b1a-4c3e-9f00-1a2b3c4d5e6f"
-        ))),
     }
 }

@@ -4,6 +4,7 @@ mod error;
 mod exchange;
 pub mod oversight;
 pub mod pseudonym;
+pub mod validate;
 pub mod vault;
 
 pub use error::{Code, ExchangeError};

@@ -11,6 +11,7 @@
 
 use std::fmt::Write as _;
 
+use crate::gateway::validate::{self, SubjectKey};
 use crate::gateway::{Exchange, ExchangeError, RequestCtx};
 use crate::model::{Category, Role};
 use crate::net::identity::Registry;
@@ -188,7 +189,8 @@ fn report_entry(row: LogRow, registry: &Registry) -> Result<ReportEntry, ReportE
     })
 }
 
-/// Who asks for a subject access report.
+/// Whose access report is asked for. A V-number or BSN is checked as on
+/// registration ([`SubjectKey`]) after the caller is known to be an officer.
 pub enum SubjectRef {
     CaseId(String),
     VNumber(String),
@@ -208,6 +210,14 @@ impl Exchange {
             ));
         }
         Ok(caller)
+    }
+
+    /// The cases registered for a subject, through the keyed index.
+    async fn cases_of(&self, key: &SubjectKey) -> Result<Vec<String>, ExchangeError> {
+        self.store
+            .cases_by_subject(key.kind(), &self.subject_digest(key))
+            .await
+            .map_err(internal)
     }
 
     pub async fn query_access(
@@ -253,16 +263,11 @@ impl Exchange {
                     let case = self.case_by_id(&id).await?;
                     vec![case.id]
                 }
-                SubjectRef::VNumber(v) => self
-                    .store
-                    .cases_by_subject("v_number", &self.subject_digest("v_number", &v))
-                    .await
-                    .map_err(internal)?,
-                SubjectRef::Bsn(b) => self
-                    .store
-                    .cases_by_subject("bsn", &self.subject_digest("bsn", &b))
-                    .await
-                    .map_err(internal)?,
+                SubjectRef::VNumber(v) => {
+                    self.cases_of(&SubjectKey::v_number("v_number", &v)?)
+                        .await?
+                }
+                SubjectRef::Bsn(b) => self.cases_of(&SubjectKey::bsn("bsn", &b)?).await?,
             };
             if case_ids.is_empty() {
                 return Err(ExchangeError::NotFound(
@@ -314,7 +319,7 @@ impl Exchange {
         let result = async {
             self.officer(ctx)?;
             if let LeafRef::RequestId(id) = &leaf {
-                crate::gateway::check_uuid("request_id", id)?;
+                validate::uuid("request_id", id)?;
             }
             let proof = proof::inclusion_proof(&self.store, leaf, tree_size)
                 .await

@@ -13,6 +13,7 @@ use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status};
 
 use crate::gateway::oversight::SubjectRef;
+use crate::gateway::validate::{self, MAX_TEXT, SubjectKey};
 use crate::gateway::{
     CaseRef, Exchange, ExchangeError, FindCases, GetCase, NewConsent, RequestCtx, Scope,
 };
@@ -28,7 +29,6 @@ use crate::tlog::proof::LeafRef;
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 pub const ACTOR_HEADER: &str = "x-sluis-actor";
 const MAX_ACTOR_LEN: usize = 128;
-const MAX_TEXT: usize = 4096;
 
 /// Shared by both services.
 #[derive(Clone)]
@@ -160,114 +160,51 @@ fn categories(codes: &[i32]) -> Result<Vec<Category>, ExchangeError> {
     codes.iter().map(|c| category(*c)).collect()
 }
 
-fn check_text(field: &str, s: &str, max: usize) -> Result<(), ExchangeError> {
-    if s.chars().count() > max {
-        return Err(invalid(format!("{field} is longer than {max} characters")));
-    }
-    Ok(())
+/// The identity's fields, checked, and the subject keys it carries.
+fn identity(id: &pb::Identity) -> Result<Vec<SubjectKey>, ExchangeError> {
+    Ok(validate::identity(
+        "data.identity",
+        &validate::Identity {
+            name: &id.name,
+            date_of_birth: &id.date_of_birth,
+            nationality: &id.nationality,
+            v_number: &id.v_number,
+            bsn: &id.bsn,
+        },
+    )?)
 }
 
-fn check_date(field: &str, s: &str) -> Result<(), ExchangeError> {
-    if s.is_empty() {
-        return Ok(());
-    }
-    let fmt = time::macros::format_description!("[year]-[month]-[day]");
-    time::Date::parse(s, &fmt)
-        .map(|_| ())
-        .map_err(|_| invalid(format!("{field} must be a date written YYYY-MM-DD")))
-}
+type Payloads = (Vec<(Category, Vec<u8>)>, Vec<SubjectKey>);
 
-/// The 11-check ("elfproef") every BSN passes.
-fn bsn_valid(bsn: &str) -> bool {
-    if bsn.len() != 9 || !bsn.bytes().all(|b| b.is_ascii_digit()) {
-        return false;
-    }
-    let sum: i32 = bsn
-        .bytes()
-        .enumerate()
-        .map(|(i, b)| {
-            let d = i32::from(b - b'0');
-            if i == 8 { -d } else { d * (9 - i as i32) }
-        })
-        .sum();
-    sum % 11 == 0 && bsn != "000000000"
-}
-
-/// Validates an identity without ever echoing its values.
-fn check_identity(id: &pb::Identity) -> Result<(), ExchangeError> {
-    if id.name.trim().is_empty() && id.v_number.is_empty() && id.bsn.is_empty() {
-        return Err(invalid(
-            "data.identity must have at least a name, a V-number or a BSN",
-        ));
-    }
-    check_text("data.identity.name", &id.name, 200)?;
-    check_date("data.identity.date_of_birth", &id.date_of_birth)?;
-    check_text("data.identity.nationality", &id.nationality, 64)?;
-    let v_ok = id.v_number.len() == 10 && id.v_number.bytes().all(|b| b.is_ascii_digit());
-    if !id.v_number.is_empty() && !v_ok {
-        return Err(invalid("data.identity.v_number must be 10 digits"));
-    }
-    if !id.bsn.is_empty() && !bsn_valid(&id.bsn) {
-        return Err(invalid(
-            "data.identity.bsn must be 9 digits that pass the 11-check",
-        ));
-    }
-    Ok(())
-}
-
-/// The subject's identifiers for the keyed-hash subject index.
-fn subject_keys(data: &pb::CaseData) -> Vec<(String, String)> {
-    let mut keys = Vec::new();
-    if let Some(id) = &data.identity {
-        if !id.v_number.is_empty() {
-            keys.push(("v_number".into(), id.v_number.clone()));
-        }
-        if !id.bsn.is_empty() {
-            keys.push(("bsn".into(), id.bsn.clone()));
-        }
-    }
-    keys
-}
-
-type Payloads = (Vec<(Category, Vec<u8>)>, Vec<(String, String)>);
-
-/// Validates case data and splits it into per-category payloads, plus the
+/// Checks case data and splits it into per-category payloads, plus the
 /// subject's identifiers for the index.
 fn case_input(data: pb::CaseData) -> Result<Payloads, ExchangeError> {
-    let keys = subject_keys(&data);
-    Ok((case_payloads(data)?, keys))
-}
-
-/// Splits case data into per-category payloads, validating each.
-fn case_payloads(data: pb::CaseData) -> Result<Vec<(Category, Vec<u8>)>, ExchangeError> {
     let mut out = Vec::new();
+    let mut keys = Vec::new();
     if let Some(v) = data.identity {
-        check_identity(&v)?;
+        keys = identity(&v)?;
         out.push((Category::Identity, v.encode_to_vec()));
     }
     if let Some(v) = data.residence_procedure {
-        check_text("data.residence_procedure.status", &v.status, MAX_TEXT)?;
-        check_date(
+        validate::text("data.residence_procedure.status", &v.status, MAX_TEXT)?;
+        validate::date(
             "data.residence_procedure.last_decision_date",
             &v.last_decision_date,
         )?;
         out.push((Category::ResidenceProcedure, v.encode_to_vec()));
     }
     if let Some(v) = data.shelter {
-        check_text("data.shelter.location", &v.location, 200)?;
-        check_date("data.shelter.since", &v.since)?;
-        check_date("data.shelter.until", &v.until)?;
-        check_text("data.shelter.notes", &v.notes, MAX_TEXT)?;
-        if !v.since.is_empty() && !v.until.is_empty() && v.until < v.since {
-            return Err(invalid(
-                "data.shelter.until must not be before data.shelter.since",
-            ));
-        }
+        validate::text("data.shelter.location", &v.location, 200)?;
+        validate::date_range(
+            ("data.shelter.since", &v.since),
+            ("data.shelter.until", &v.until),
+        )?;
+        validate::text("data.shelter.notes", &v.notes, MAX_TEXT)?;
         out.push((Category::Shelter, v.encode_to_vec()));
     }
     if let Some(v) = data.guidance {
-        check_text("data.guidance.organisation", &v.organisation, 200)?;
-        check_text("data.guidance.notes", &v.notes, MAX_TEXT)?;
+        validate::text("data.guidance.organisation", &v.organisation, 200)?;
+        validate::text("data.guidance.notes", &v.notes, MAX_TEXT)?;
         out.push((Category::Guidance, v.encode_to_vec()));
     }
     if let Some(v) = data.perspective {
@@ -280,31 +217,31 @@ fn case_payloads(data: pb::CaseData) -> Result<Vec<(Category, Vec<u8>)>, Exchang
             return Err(invalid("data.perspective.milestones: at most 64"));
         }
         for m in &v.milestones {
-            check_text(
+            validate::text(
                 "data.perspective.milestones.description",
                 &m.description,
                 512,
             )?;
-            check_date("data.perspective.milestones.date", &m.date)?;
+            validate::date("data.perspective.milestones.date", &m.date)?;
         }
         out.push((Category::Perspective, v.encode_to_vec()));
     }
     if let Some(v) = data.medical {
-        check_text("data.medical.notes", &v.notes, MAX_TEXT)?;
+        validate::text("data.medical.notes", &v.notes, MAX_TEXT)?;
         out.push((Category::Medical, v.encode_to_vec()));
     }
     if let Some(v) = data.safety {
-        check_text("data.safety.notes", &v.notes, MAX_TEXT)?;
+        validate::text("data.safety.notes", &v.notes, MAX_TEXT)?;
         out.push((Category::Safety, v.encode_to_vec()));
     }
     if let Some(v) = data.outcome {
         if pb::PerspectiveKind::try_from(v.kind).is_err() {
             return Err(invalid("data.outcome.kind is not a known PerspectiveKind"));
         }
-        check_date("data.outcome.date", &v.date)?;
+        validate::date("data.outcome.date", &v.date)?;
         out.push((Category::Outcome, v.encode_to_vec()));
     }
-    Ok(out)
+    Ok((out, keys))
 }
 
 /// Rebuilds case data from released payloads. A payload that fails to
@@ -581,7 +518,7 @@ impl pb::consent_service_server::ConsentService for Api {
             "GrantConsent",
             req,
             |m| {
-                check_text("evidence_ref", &m.evidence_ref, 256)?;
+                validate::text("evidence_ref", &m.evidence_ref, 256)?;
                 if m.purposes.len() > 32 {
                     return Err(invalid("purposes: at most 32"));
                 }
@@ -622,7 +559,7 @@ impl pb::consent_service_server::ConsentService for Api {
             "WithdrawConsent",
             req,
             |m| {
-                check_text("note", &m.note, 512)?;
+                validate::text("note", &m.note, 512)?;
                 Ok((m.consent_id, m.note))
             },
             async |ex, ctx, (id, note)| {
@@ -1006,19 +943,5 @@ where
                 .await;
             Ok(status(e, &request_id).into_http())
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bsn_eleven_check() {
-        assert!(bsn_valid("111222333"));
-        assert!(bsn_valid("123456782"));
-        assert!(!bsn_valid("123456789"));
-        assert!(!bsn_valid("12345678"));
-        assert!(!bsn_valid("000000000"));
     }
 }
