@@ -12,14 +12,16 @@ use std::sync::{Arc, Mutex};
 
 use crate::gateway::error::{Code, ExchangeError};
 use crate::gateway::pseudonym::{self, AUDIT_DOMAIN, Pseudonymiser};
+pub use crate::gateway::release::Withheld;
+use crate::gateway::release::{self, Asker, Holdings};
 use crate::gateway::validate::{self, SubjectKey};
 use crate::gateway::vault::Keys;
 use crate::model::clock::now_millis;
-use crate::model::consent::{self, Consent, ConsentEvent, EventKind, Millis, Recipient, Verdict};
-use crate::model::{Caller, Category, Role, WithholdReason};
+use crate::model::consent::{self, Consent, ConsentEvent, EventKind, Millis, Recipient};
+use crate::model::{Caller, Category, Role};
 use crate::net::identity::{Peer, Registry};
 use crate::net::tls::HandshakeFailure;
-use crate::policy::{DenyReason, Policy, Query};
+use crate::policy::Policy;
 use crate::store::{CaseMeta, IssuedPseudonym, NewCase, Store};
 use crate::tlog::note;
 use crate::tlog::{AccessRecord, AuditLog, Decision};
@@ -47,13 +49,6 @@ pub struct GetCase {
     pub purpose: String,
     /// Empty: all categories.
     pub categories: Vec<Category>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Withheld {
-    pub category: Category,
-    pub reason: WithholdReason,
-    pub detail: String,
 }
 
 /// What a reader receives. `released` holds plaintext category payloads
@@ -474,7 +469,7 @@ impl Exchange {
         req: GetCase,
     ) -> Result<CaseView, ExchangeError> {
         let mut rec = self.record(ctx, "GetCase");
-        let result = self.get_case_inner(ctx, req, &mut rec).await;
+        let result = self.read_case(ctx, req, &mut rec).await;
         let issued: Vec<(String, String)> = match (&result, &rec.case_id) {
             (Ok(view), Some(case_id)) => vec![(view.pseudonym.clone(), case_id.clone())],
             _ => vec![],
@@ -482,25 +477,81 @@ impl Exchange {
         self.finish_issuing(rec, result, &issued).await
     }
 
-    async fn get_case_inner(
+    /// A read, in the order of the request path: load → plan →
+    /// pseudonymise → open. Fills in `rec` as it learns; the caller records.
+    async fn read_case(
         &self,
         ctx: &RequestCtx,
         req: GetCase,
         rec: &mut AccessRecord,
     ) -> Result<CaseView, ExchangeError> {
         let caller = self.caller(ctx)?;
-        let mut asked = if req.categories.is_empty() {
-            Category::ALL.to_vec()
-        } else {
-            req.categories.clone()
-        };
-        asked.sort();
-        asked.dedup();
+        let asked = release::asked(&req.categories);
         rec.asked = asked.clone();
-        let (case, mut sealed, by_id) = match &req.subject {
+
+        // Load: the case with its sealed data, then its consents.
+        let (case, sealed, by_id) = self.load_case(caller, &req.subject).await?;
+        rec.case_id = Some(case.id.clone());
+        rec.subject = Some(self.subject_for_audit(&case));
+        // Checked after the case is known, so that even a refused attempt
+        // appears in the subject's access report.
+        self.check_purpose(&req.purpose)?;
+        rec.purpose = Some(req.purpose.clone());
+        let consents = self
+            .store
+            .consents_for_case(&case.id)
+            .await
+            .map_err(internal)?;
+
+        // Plan: per category, policy × consent × presence.
+        let present: Vec<Category> = sealed.iter().map(|(c, _)| *c).collect();
+        let plan = release::plan(
+            &self.policy,
+            &Asker {
+                caller,
+                purpose: &req.purpose,
+                is_owner: case.owner == caller.participant,
+                actor_present: ctx.actor.is_some(),
+                now: rec.at,
+            },
+            &Holdings {
+                present: &present,
+                consents: &consents,
+            },
+            &asked,
+        );
+        rec.rules = plan.rules;
+        rec.consents = plan.consents;
+        rec.released = plan.released.clone();
+        rec.withheld = plan
+            .withheld
+            .iter()
+            .map(|w| (w.category, w.reason.as_str().to_string()))
+            .collect();
+        rec.decision = plan.decision;
+
+        // Pseudonymise, then open only what is released.
+        let pseudonym = self.pseudonym_for(caller, &case);
+        let released = self.open_released(&case.id, sealed, &plan.released)?;
+        Ok(CaseView {
+            case_id: by_id.then(|| case.id.clone()),
+            pseudonym,
+            released,
+            withheld: plan.withheld,
+        })
+    }
+
+    /// The case a read names, with its sealed data, and whether it was named
+    /// by id (a reader by pseudonym is not told the case id).
+    async fn load_case(
+        &self,
+        caller: &Caller,
+        subject: &CaseRef,
+    ) -> Result<(CaseMeta, Vec<(Category, Vec<u8>)>, bool), ExchangeError> {
+        match subject {
             CaseRef::Id(id) => {
                 let (case, sealed) = self.case_with_data(id).await?;
-                (case, sealed, true)
+                Ok((case, sealed, true))
             }
             CaseRef::Pseudonym(p) => {
                 if !pseudonym::is_well_formed(p) {
@@ -517,142 +568,30 @@ impl Exchange {
                     .map_err(internal)?
                     .ok_or_else(|| ExchangeError::NotFound("no case for this pseudonym".into()))?;
                 let (case, sealed) = self.case_with_data(&id).await?;
-                (case, sealed, false)
+                Ok((case, sealed, false))
             }
-        };
-        rec.case_id = Some(case.id.clone());
-        rec.subject = Some(self.subject_for_audit(&case));
-        // Checked after the case is known, so that even a refused attempt
-        // appears in the subject's access report.
-        self.check_purpose(&req.purpose)?;
-        rec.purpose = Some(req.purpose.clone());
-
-        let is_owner = case.owner == caller.participant;
-        // Read with the case: which categories it holds, and their sealed
-        // data. Only the categories released below are opened.
-        let present: Vec<Category> = sealed.iter().map(|(c, _)| *c).collect();
-        let consents = self
-            .store
-            .consents_for_case(&case.id)
-            .await
-            .map_err(internal)?;
-        let now = rec.at;
-        let mut release = Vec::new();
-        let mut withheld = Vec::new();
-        let mut rules = Vec::new();
-        let mut used_consents = Vec::new();
-        for &category in &asked {
-            let d = self.policy.decide(&Query {
-                role: caller.role,
-                category,
-                purpose: &req.purpose,
-                is_owner,
-                actor_present: ctx.actor.is_some(),
-            });
-            rules.extend(d.rules.iter().cloned());
-            let mut withhold = |reason: WithholdReason, detail: String| {
-                withheld.push(Withheld {
-                    category,
-                    reason,
-                    detail,
-                })
-            };
-            if !d.allowed {
-                let reason = match d.deny_reason {
-                    Some(DenyReason::ActorRequired) => WithholdReason::ActorRequired,
-                    _ => WithholdReason::NotPermittedForRoleAndPurpose,
-                };
-                let detail = if d.rules.is_empty() {
-                    "no policy rule permits it (default deny)".to_string()
-                } else {
-                    format!("policy: {}", d.rules.join(", "))
-                };
-                withhold(reason, detail);
-                continue;
-            }
-            // Identity is never released on a legal basis alone: it needs the
-            // subject's explicit consent, except to the owner who registered it.
-            let legal = d.legal_basis.is_some() && (category != Category::Identity || is_owner);
-            if !legal {
-                match consent::evaluate(&consents, caller, category, &req.purpose, now) {
-                    Verdict::Covered(id) => used_consents.push(id),
-                    Verdict::Withdrawn(id) => {
-                        withhold(
-                            WithholdReason::ConsentWithdrawn,
-                            format!("consent {id} was withdrawn"),
-                        );
-                        continue;
-                    }
-                    Verdict::Expired(id) => {
-                        withhold(
-                            WithholdReason::ConsentExpired,
-                            format!("consent {id} has expired"),
-                        );
-                        continue;
-                    }
-                    Verdict::NotYetValid(id) => {
-                        withhold(
-                            WithholdReason::ConsentNotYetValid,
-                            format!("consent {id} is not valid yet"),
-                        );
-                        continue;
-                    }
-                    Verdict::None => {
-                        withhold(
-                            WithholdReason::NoConsent,
-                            "no consent covers this recipient, category and purpose".into(),
-                        );
-                        continue;
-                    }
-                }
-            }
-            if !present.contains(&category) {
-                withhold(
-                    WithholdReason::NotPresent,
-                    "the case holds no data in this category".into(),
-                );
-                continue;
-            }
-            release.push(category);
         }
-        rules.sort();
-        rules.dedup();
-        used_consents.sort();
-        used_consents.dedup();
-        rec.rules = rules;
-        rec.consents = used_consents;
-        rec.released = release.clone();
-        rec.withheld = withheld
-            .iter()
-            .map(|w| (w.category, w.reason.as_str().to_string()))
-            .collect();
-        rec.decision = if release.is_empty() {
-            Decision::Denied
-        } else if withheld.is_empty() {
-            Decision::Allowed
-        } else {
-            Decision::Partial
-        };
+    }
 
-        let pseudonym = self.pseudonym_for(caller, &case);
-        let mut released = Vec::with_capacity(release.len());
-        if !release.is_empty() {
-            sealed.retain(|(c, _)| release.contains(c));
-            for (cat, sealed) in sealed {
-                let plain = self
-                    .keys
-                    .open(&Self::aad(&case.id, cat), &sealed)
-                    .map_err(internal)?;
-                released.push((cat, plain));
-            }
-            released.sort_by_key(|(c, _)| *c);
-        }
-        Ok(CaseView {
-            case_id: by_id.then(|| case.id.clone()),
-            pseudonym,
-            released,
-            withheld,
-        })
+    /// Opens the released categories' data, in category order.
+    fn open_released(
+        &self,
+        case_id: &str,
+        mut sealed: Vec<(Category, Vec<u8>)>,
+        release: &[Category],
+    ) -> Result<Vec<(Category, Vec<u8>)>, ExchangeError> {
+        sealed.retain(|(c, _)| release.contains(c));
+        let mut released = sealed
+            .into_iter()
+            .map(|(cat, sealed)| {
+                self.keys
+                    .open(&Self::aad(case_id, cat), &sealed)
+                    .map(|plain| (cat, plain))
+                    .map_err(internal)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        released.sort_by_key(|(c, _)| *c);
+        Ok(released)
     }
 
     pub async fn find_cases(
