@@ -24,7 +24,7 @@ use crate::net::tls::HandshakeFailure;
 use crate::policy::Policy;
 use crate::store::{CaseMeta, IssuedPseudonym, NewCase, Store};
 use crate::tlog::note;
-use crate::tlog::{AccessRecord, AuditLog, Decision};
+use crate::tlog::{AccessRecord, AuditLog, Decision, Recorded};
 
 fn internal(e: impl std::fmt::Display) -> ExchangeError {
     ExchangeError::internal("storage", &e)
@@ -167,14 +167,15 @@ impl Exchange {
         rec
     }
 
-    /// Makes the access record durable, then lets the result through.
-    /// Fail closed: if the record cannot be written, the caller gets
-    /// `AuditUnavailable` instead of the result.
+    /// Makes the access record durable, then lets the result through, as
+    /// [`Recorded`]: the only way an answer leaves the gateway. Fail closed:
+    /// if the record cannot be written, the caller gets `AuditUnavailable`
+    /// instead of the result.
     pub(crate) async fn finish<T>(
         &self,
         rec: AccessRecord,
         result: Result<T, ExchangeError>,
-    ) -> Result<T, ExchangeError> {
+    ) -> Result<Recorded<T>, ExchangeError> {
         self.finish_issuing(rec, result, &[]).await
     }
 
@@ -187,7 +188,7 @@ impl Exchange {
         mut rec: AccessRecord,
         result: Result<T, ExchangeError>,
         issued: &[(String, String)],
-    ) -> Result<T, ExchangeError> {
+    ) -> Result<Recorded<T>, ExchangeError> {
         let mut new = Vec::new();
         if result.is_ok()
             && let Ok(known) = self.remembered.lock()
@@ -212,10 +213,13 @@ impl Exchange {
             }
         }
         let request_id = rec.request_id.clone();
-        if let Err(e) = self.audit.append_issuing(rec, new.clone()).await {
-            tracing::error!(%request_id, error = %e, "refusing request: access record not durable");
-            return Err(ExchangeError::AuditUnavailable);
-        }
+        let durable = match self.audit.append_issuing(rec, new.clone()).await {
+            Ok(durable) => durable,
+            Err(e) => {
+                tracing::error!(%request_id, error = %e, "refusing request: access record not durable");
+                return Err(ExchangeError::AuditUnavailable);
+            }
+        };
         if !new.is_empty()
             && let Ok(mut known) = self.remembered.lock()
         {
@@ -224,7 +228,7 @@ impl Exchange {
             }
             known.extend(new.into_iter().map(|i| (i.recipient, i.pseudonym)));
         }
-        result
+        result.map(|value| durable.map(|()| value))
     }
 
     /// Records a write that failed after its access record was made durable.
@@ -254,7 +258,7 @@ impl Exchange {
         let rec = self.record(ctx, method);
         match self.finish::<()>(rec, Err(err)).await {
             Err(e) => e,
-            Ok(()) => unreachable!("finish passes an error through"),
+            Ok(_) => unreachable!("finish passes an error through"),
         }
     }
 
@@ -358,13 +362,14 @@ impl Exchange {
         ctx: &RequestCtx,
         data: Vec<(Category, Vec<u8>)>,
         subject_keys: Vec<SubjectKey>,
-    ) -> Result<Registered, ExchangeError> {
+    ) -> Result<Recorded<Registered>, ExchangeError> {
         let mut rec = self.record(ctx, "RegisterCase");
         let prepared = self.prepare_register(ctx, data, &mut rec);
-        let (mut new_case, registered) = self.finish(rec.clone(), prepared).await?;
+        let ((mut new_case, registered), durable) =
+            self.finish(rec.clone(), prepared).await?.into_parts();
         new_case.subject_index = self.subject_index(&subject_keys);
         match self.store.insert_case(new_case).await {
-            Ok(()) => Ok(registered),
+            Ok(()) => Ok(durable.map(|()| registered)),
             Err(e) => Err(self.failed_after_record(rec, e).await),
         }
     }
@@ -427,7 +432,7 @@ impl Exchange {
         case_id: String,
         data: Vec<(Category, Vec<u8>)>,
         subject_keys: Vec<SubjectKey>,
-    ) -> Result<i64, ExchangeError> {
+    ) -> Result<Recorded<i64>, ExchangeError> {
         let mut rec = self.record(ctx, "UpdateCase");
         let prepared = async {
             let caller = self.caller(ctx)?;
@@ -450,14 +455,14 @@ impl Exchange {
             self.seal_all(&case.id, &data)
         }
         .await;
-        let sealed = self.finish(rec.clone(), prepared).await?;
+        let (sealed, durable) = self.finish(rec.clone(), prepared).await?.into_parts();
         let index = self.subject_index(&subject_keys);
         match self
             .store
             .update_case(&case_id, &sealed, &index, rec.at)
             .await
         {
-            Ok(Some(v)) => Ok(v),
+            Ok(Some(v)) => Ok(durable.map(|()| v)),
             Ok(None) => Err(self.failed_after_record(rec, "case vanished").await),
             Err(e) => Err(self.failed_after_record(rec, e).await),
         }
@@ -467,7 +472,7 @@ impl Exchange {
         &self,
         ctx: &RequestCtx,
         req: GetCase,
-    ) -> Result<CaseView, ExchangeError> {
+    ) -> Result<Recorded<CaseView>, ExchangeError> {
         let mut rec = self.record(ctx, "GetCase");
         let result = self.read_case(ctx, req, &mut rec).await;
         let issued: Vec<(String, String)> = match (&result, &rec.case_id) {
@@ -598,7 +603,7 @@ impl Exchange {
         &self,
         ctx: &RequestCtx,
         req: FindCases,
-    ) -> Result<(Vec<CaseSummary>, String), ExchangeError> {
+    ) -> Result<Recorded<(Vec<CaseSummary>, String)>, ExchangeError> {
         let mut rec = self.record(ctx, "FindCases");
         let result = async {
             let caller = self.caller(ctx)?;
@@ -662,8 +667,10 @@ impl Exchange {
             Ok((_, _, issued)) => issued.clone(),
             Err(_) => vec![],
         };
-        let (out, next, _) = self.finish_issuing(rec, result, &issued).await?;
-        Ok((out, next))
+        Ok(self
+            .finish_issuing(rec, result, &issued)
+            .await?
+            .map(|(out, next, _)| (out, next)))
     }
 
     /// The subject index entries for a subject's identifiers: kind and
@@ -735,7 +742,7 @@ impl Exchange {
         &self,
         ctx: &RequestCtx,
         req: NewConsent,
-    ) -> Result<Consent, ExchangeError> {
+    ) -> Result<Recorded<Consent>, ExchangeError> {
         let mut rec = self.record(ctx, "GrantConsent");
         let prepared = async {
             let caller = self.caller(ctx)?;
@@ -802,9 +809,9 @@ impl Exchange {
             })
         }
         .await;
-        let consent = self.finish(rec.clone(), prepared).await?;
+        let (consent, durable) = self.finish(rec.clone(), prepared).await?.into_parts();
         match self.store.insert_consent(&consent).await {
-            Ok(()) => Ok(consent),
+            Ok(()) => Ok(durable.map(|()| consent)),
             Err(e) => Err(self.failed_after_record(rec, e).await),
         }
     }
@@ -833,7 +840,7 @@ impl Exchange {
         ctx: &RequestCtx,
         consent_id: String,
         note: String,
-    ) -> Result<Consent, ExchangeError> {
+    ) -> Result<Recorded<Consent>, ExchangeError> {
         let mut rec = self.record(ctx, "WithdrawConsent");
         let prepared = async {
             let consent = self.consent_of_owner(ctx, &consent_id, &mut rec).await?;
@@ -846,7 +853,7 @@ impl Exchange {
             Ok(consent)
         }
         .await;
-        let mut consent = self.finish(rec.clone(), prepared).await?;
+        let (mut consent, durable) = self.finish(rec.clone(), prepared).await?.into_parts();
         let event = ConsentEvent {
             kind: EventKind::Withdrawn,
             at: rec.at,
@@ -856,7 +863,7 @@ impl Exchange {
         match self.store.append_consent_event(&consent.id, &event).await {
             Ok(()) => {
                 consent.events.push(event);
-                Ok(consent)
+                Ok(durable.map(|()| consent))
             }
             Err(e) => Err(self.failed_after_record(rec, e).await),
         }
@@ -866,7 +873,7 @@ impl Exchange {
         &self,
         ctx: &RequestCtx,
         case_id: String,
-    ) -> Result<Vec<Consent>, ExchangeError> {
+    ) -> Result<Recorded<Vec<Consent>>, ExchangeError> {
         let mut rec = self.record(ctx, "ListConsents");
         let result = async {
             let caller = self.caller(ctx)?;
@@ -888,7 +895,7 @@ impl Exchange {
         &self,
         ctx: &RequestCtx,
         consent_id: String,
-    ) -> Result<Receipt, ExchangeError> {
+    ) -> Result<Recorded<Receipt>, ExchangeError> {
         let mut rec = self.record(ctx, "GetConsentReceipt");
         let result = async {
             let consent = self.consent_of_owner(ctx, &consent_id, &mut rec).await?;

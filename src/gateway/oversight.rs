@@ -16,8 +16,8 @@ use crate::gateway::{Exchange, ExchangeError, RequestCtx};
 use crate::model::{Category, Role};
 use crate::net::identity::Registry;
 use crate::store::{LogFilter, LogRow, Store, StoreError, StoredCheckpoint};
-use crate::tlog::AccessRecord;
 use crate::tlog::proof::{self, ConsistencyProof, InclusionProof, LeafRef, ProofError};
+use crate::tlog::{AccessRecord, Recorded};
 
 /// Why a subject access report could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -226,7 +226,7 @@ impl Exchange {
         filter: LogFilter,
         start: i64,
         limit: i64,
-    ) -> Result<Vec<LogRow>, ExchangeError> {
+    ) -> Result<Recorded<Vec<LogRow>>, ExchangeError> {
         let mut rec = self.record(ctx, "QueryAccess");
         let result = async {
             self.officer(ctx)?;
@@ -254,7 +254,7 @@ impl Exchange {
         &self,
         ctx: &RequestCtx,
         subject: SubjectRef,
-    ) -> Result<SubjectReport, ExchangeError> {
+    ) -> Result<Recorded<SubjectReport>, ExchangeError> {
         let mut rec = self.record(ctx, "SubjectAccessReport");
         let result = async {
             self.officer(ctx)?;
@@ -295,7 +295,7 @@ impl Exchange {
         &self,
         ctx: &RequestCtx,
         size: Option<u64>,
-    ) -> Result<StoredCheckpoint, ExchangeError> {
+    ) -> Result<Recorded<StoredCheckpoint>, ExchangeError> {
         let mut rec = self.record(ctx, "GetCheckpoint");
         let result = async {
             self.officer(ctx)?;
@@ -314,7 +314,7 @@ impl Exchange {
         ctx: &RequestCtx,
         leaf: LeafRef,
         tree_size: Option<u64>,
-    ) -> Result<InclusionProof, ExchangeError> {
+    ) -> Result<Recorded<InclusionProof>, ExchangeError> {
         let mut rec = self.record(ctx, "GetInclusionProof");
         let result = async {
             self.officer(ctx)?;
@@ -337,7 +337,7 @@ impl Exchange {
         ctx: &RequestCtx,
         old: u64,
         new: Option<u64>,
-    ) -> Result<ConsistencyProof, ExchangeError> {
+    ) -> Result<Recorded<ConsistencyProof>, ExchangeError> {
         let mut rec = self.record(ctx, "GetConsistencyProof");
         let result = async {
             self.officer(ctx)?;

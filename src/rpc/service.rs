@@ -23,8 +23,8 @@ use crate::net::identity::Peer;
 use crate::net::tls::ConnectionInfo;
 use crate::rpc::proto::v1 as pb;
 use crate::store::{LogFilter, StoredCheckpoint};
-use crate::tlog::AccessRecord;
 use crate::tlog::proof::LeafRef;
+use crate::tlog::{AccessRecord, Recorded};
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 pub const ACTOR_HEADER: &str = "x-sluis-actor";
@@ -47,13 +47,15 @@ impl Api {
 
     /// The one path of every method. `convert` turns the message into the
     /// domain request (its errors are refused and audited like any other);
-    /// `run` calls the exchange, which audits itself.
+    /// `run` calls the exchange, which audits itself, and must answer with
+    /// what the exchange returned as [`Recorded`]: a response whose access
+    /// record is not durable does not type-check.
     async fn call<Req, Dom, Resp>(
         &self,
         method: &'static str,
         req: Request<Req>,
         convert: impl FnOnce(Req) -> Result<Dom, ExchangeError>,
-        run: impl AsyncFnOnce(&Exchange, &RequestCtx, Dom) -> Result<Resp, ExchangeError>,
+        run: impl AsyncFnOnce(&Exchange, &RequestCtx, Dom) -> Result<Recorded<Resp>, ExchangeError>,
     ) -> Result<Response<Resp>, Status>
     where
         Req: Message,
@@ -97,7 +99,7 @@ impl Api {
         };
         match run(&self.ex, &ctx, dom).await {
             Ok(resp) => {
-                let mut r = Response::new(resp);
+                let mut r = Response::new(resp.into_inner());
                 if let Ok(v) = MetadataValue::try_from(request_id.as_str()) {
                     r.metadata_mut().insert(REQUEST_ID_HEADER, v);
                 }
@@ -357,11 +359,12 @@ impl pb::case_service_server::CaseService for Api {
                 case_input(data)
             },
             async |ex, ctx, (data, keys)| {
-                let r = ex.register_case(ctx, data, keys).await?;
-                Ok(pb::RegisterCaseResponse {
-                    case_id: r.case_id,
-                    subject_pseudonym: r.pseudonym,
-                    request_id: ctx.request_id.clone(),
+                ex.register_case(ctx, data, keys).await?.try_map(|r| {
+                    Ok(pb::RegisterCaseResponse {
+                        case_id: r.case_id,
+                        subject_pseudonym: r.pseudonym,
+                        request_id: ctx.request_id.clone(),
+                    })
                 })
             },
         )
@@ -380,11 +383,14 @@ impl pb::case_service_server::CaseService for Api {
                 Ok((m.case_id, data, keys))
             },
             async |ex, ctx, (case_id, data, keys)| {
-                let version = ex.update_case(ctx, case_id, data, keys).await?;
-                Ok(pb::UpdateCaseResponse {
-                    version: version as u64,
-                    request_id: ctx.request_id.clone(),
-                })
+                ex.update_case(ctx, case_id, data, keys)
+                    .await?
+                    .try_map(|version| {
+                        Ok(pb::UpdateCaseResponse {
+                            version: version as u64,
+                            request_id: ctx.request_id.clone(),
+                        })
+                    })
             },
         )
         .await
@@ -416,26 +422,27 @@ impl pb::case_service_server::CaseService for Api {
                 })
             },
             async |ex, ctx, q| {
-                let view = ex.get_case(ctx, q).await?;
-                Ok(pb::GetCaseResponse {
-                    case_id: view.case_id.unwrap_or_default(),
-                    subject_pseudonym: view.pseudonym,
-                    released: view
-                        .released
-                        .iter()
-                        .map(|(c, _)| i32::from(c.code()))
-                        .collect(),
-                    data: Some(case_data(view.released)?),
-                    withheld: view
-                        .withheld
-                        .into_iter()
-                        .map(|w| pb::WithheldCategory {
-                            category: i32::from(w.category.code()),
-                            reason: withhold_reason(w.reason) as i32,
-                            detail: w.detail,
-                        })
-                        .collect(),
-                    request_id: ctx.request_id.clone(),
+                ex.get_case(ctx, q).await?.try_map(|view| {
+                    Ok(pb::GetCaseResponse {
+                        case_id: view.case_id.unwrap_or_default(),
+                        subject_pseudonym: view.pseudonym,
+                        released: view
+                            .released
+                            .iter()
+                            .map(|(c, _)| i32::from(c.code()))
+                            .collect(),
+                        data: Some(case_data(view.released)?),
+                        withheld: view
+                            .withheld
+                            .into_iter()
+                            .map(|w| pb::WithheldCategory {
+                                category: i32::from(w.category.code()),
+                                reason: withhold_reason(w.reason) as i32,
+                                detail: w.detail,
+                            })
+                            .collect(),
+                        request_id: ctx.request_id.clone(),
+                    })
                 })
             },
         )
@@ -463,20 +470,21 @@ impl pb::case_service_server::CaseService for Api {
                 })
             },
             async |ex, ctx, q| {
-                let (cases, next) = ex.find_cases(ctx, q).await?;
-                Ok(pb::FindCasesResponse {
-                    cases: cases
-                        .into_iter()
-                        .map(|c| pb::CaseSummary {
-                            case_id: c.case_id.unwrap_or_default(),
-                            subject_pseudonym: c.pseudonym,
-                            owner: c.owner,
-                            version: c.version as u64,
-                            updated_at: Some(timestamp(c.updated_at)),
-                        })
-                        .collect(),
-                    next_page_token: next,
-                    request_id: ctx.request_id.clone(),
+                ex.find_cases(ctx, q).await?.try_map(|(cases, next)| {
+                    Ok(pb::FindCasesResponse {
+                        cases: cases
+                            .into_iter()
+                            .map(|c| pb::CaseSummary {
+                                case_id: c.case_id.unwrap_or_default(),
+                                subject_pseudonym: c.pseudonym,
+                                owner: c.owner,
+                                version: c.version as u64,
+                                updated_at: Some(timestamp(c.updated_at)),
+                            })
+                            .collect(),
+                        next_page_token: next,
+                        request_id: ctx.request_id.clone(),
+                    })
                 })
             },
         )
@@ -541,10 +549,11 @@ impl pb::consent_service_server::ConsentService for Api {
                 })
             },
             async |ex, ctx, c| {
-                let consent = ex.grant_consent(ctx, c).await?;
-                Ok(pb::GrantConsentResponse {
-                    consent: Some(consent_pb(&consent, ex.now())),
-                    request_id: ctx.request_id.clone(),
+                ex.grant_consent(ctx, c).await?.try_map(|consent| {
+                    Ok(pb::GrantConsentResponse {
+                        consent: Some(consent_pb(&consent, ex.now())),
+                        request_id: ctx.request_id.clone(),
+                    })
                 })
             },
         )
@@ -563,11 +572,14 @@ impl pb::consent_service_server::ConsentService for Api {
                 Ok((m.consent_id, m.note))
             },
             async |ex, ctx, (id, note)| {
-                let consent = ex.withdraw_consent(ctx, id, note).await?;
-                Ok(pb::WithdrawConsentResponse {
-                    consent: Some(consent_pb(&consent, ex.now())),
-                    request_id: ctx.request_id.clone(),
-                })
+                ex.withdraw_consent(ctx, id, note)
+                    .await?
+                    .try_map(|consent| {
+                        Ok(pb::WithdrawConsentResponse {
+                            consent: Some(consent_pb(&consent, ex.now())),
+                            request_id: ctx.request_id.clone(),
+                        })
+                    })
             },
         )
         .await
@@ -582,11 +594,12 @@ impl pb::consent_service_server::ConsentService for Api {
             req,
             |m| Ok(m.case_id),
             async |ex, ctx, case_id| {
-                let consents = ex.list_consents(ctx, case_id).await?;
-                let now = ex.now();
-                Ok(pb::ListConsentsResponse {
-                    consents: consents.iter().map(|c| consent_pb(c, now)).collect(),
-                    request_id: ctx.request_id.clone(),
+                ex.list_consents(ctx, case_id).await?.try_map(|consents| {
+                    let now = ex.now();
+                    Ok(pb::ListConsentsResponse {
+                        consents: consents.iter().map(|c| consent_pb(c, now)).collect(),
+                        request_id: ctx.request_id.clone(),
+                    })
                 })
             },
         )
@@ -602,11 +615,12 @@ impl pb::consent_service_server::ConsentService for Api {
             req,
             |m| Ok(m.consent_id),
             async |ex, ctx, id| {
-                let r = ex.consent_receipt(ctx, id).await?;
-                Ok(pb::GetConsentReceiptResponse {
-                    signed_note: r.signed_note,
-                    verifier_key: r.verifier_key,
-                    request_id: ctx.request_id.clone(),
+                ex.consent_receipt(ctx, id).await?.try_map(|r| {
+                    Ok(pb::GetConsentReceiptResponse {
+                        signed_note: r.signed_note,
+                        verifier_key: r.verifier_key,
+                        request_id: ctx.request_id.clone(),
+                    })
                 })
             },
         )
@@ -695,12 +709,17 @@ impl pb::audit_service_server::AuditService for Api {
                 Ok((filter, m.start_index as i64, i64::from(m.limit)))
             },
             async |ex, ctx, (filter, start, limit)| {
-                let rows = ex.query_access(ctx, filter, start, limit).await?;
-                let entries: Vec<Result<pb::AccessEntry, Status>> = rows
-                    .into_iter()
-                    .map(|r| entry_pb(r.seq, r.record).map_err(|e| status(e, &ctx.request_id)))
-                    .collect();
-                Ok(Box::pin(tokio_stream::iter(entries)) as EntryStream)
+                ex.query_access(ctx, filter, start, limit)
+                    .await?
+                    .try_map(|rows| {
+                        let entries: Vec<Result<pb::AccessEntry, Status>> = rows
+                            .into_iter()
+                            .map(|r| {
+                                entry_pb(r.seq, r.record).map_err(|e| status(e, &ctx.request_id))
+                            })
+                            .collect();
+                        Ok(Box::pin(tokio_stream::iter(entries)) as EntryStream)
+                    })
             },
         )
         .await
@@ -724,42 +743,45 @@ impl pb::audit_service_server::AuditService for Api {
                 None => Err(invalid("set case_id, v_number or bsn to say whose report")),
             },
             async |ex, ctx, subject| {
-                let report = ex.subject_access_report(ctx, subject).await?;
-                Ok(pb::SubjectAccessReportResponse {
-                    case_ids: report.case_ids,
-                    entries: report
-                        .entries
-                        .into_iter()
-                        .map(|e| pb::ReportEntry {
-                            index: e.index as u64,
-                            at: Some(timestamp(e.record.at)),
-                            participant: e.record.caller.clone(),
-                            organisation: e.organisation,
-                            role: e.record.role.clone(),
-                            method: e.record.method.clone(),
-                            purpose: e.record.purpose.clone().unwrap_or_default(),
-                            released: e
-                                .record
-                                .released
-                                .iter()
-                                .map(|c| i32::from(c.code()))
-                                .collect(),
-                            withheld: e
-                                .record
-                                .withheld
-                                .iter()
-                                .map(|(c, reason)| pb::WithheldEntry {
-                                    category: i32::from(c.code()),
-                                    reason: reason.clone(),
+                ex.subject_access_report(ctx, subject)
+                    .await?
+                    .try_map(|report| {
+                        Ok(pb::SubjectAccessReportResponse {
+                            case_ids: report.case_ids,
+                            entries: report
+                                .entries
+                                .into_iter()
+                                .map(|e| pb::ReportEntry {
+                                    index: e.index as u64,
+                                    at: Some(timestamp(e.record.at)),
+                                    participant: e.record.caller.clone(),
+                                    organisation: e.organisation,
+                                    role: e.record.role.clone(),
+                                    method: e.record.method.clone(),
+                                    purpose: e.record.purpose.clone().unwrap_or_default(),
+                                    released: e
+                                        .record
+                                        .released
+                                        .iter()
+                                        .map(|c| i32::from(c.code()))
+                                        .collect(),
+                                    withheld: e
+                                        .record
+                                        .withheld
+                                        .iter()
+                                        .map(|(c, reason)| pb::WithheldEntry {
+                                            category: i32::from(c.code()),
+                                            reason: reason.clone(),
+                                        })
+                                        .collect(),
+                                    decision: e.record.decision.as_str().into(),
+                                    summary: e.summary,
                                 })
                                 .collect(),
-                            decision: e.record.decision.as_str().into(),
-                            summary: e.summary,
+                            text: report.text,
+                            request_id: ctx.request_id.clone(),
                         })
-                        .collect(),
-                    text: report.text,
-                    request_id: ctx.request_id.clone(),
-                })
+                    })
             },
         )
         .await
@@ -774,11 +796,12 @@ impl pb::audit_service_server::AuditService for Api {
             req,
             |m| Ok((m.size != 0).then_some(m.size)),
             async |ex, ctx, size| {
-                let cp = ex.get_checkpoint(ctx, size).await?;
-                Ok(pb::GetCheckpointResponse {
-                    checkpoint: Some(checkpoint_pb(cp)),
-                    verifier_key: ex.verifier_key(),
-                    request_id: ctx.request_id.clone(),
+                ex.get_checkpoint(ctx, size).await?.try_map(|cp| {
+                    Ok(pb::GetCheckpointResponse {
+                        checkpoint: Some(checkpoint_pb(cp)),
+                        verifier_key: ex.verifier_key(),
+                        request_id: ctx.request_id.clone(),
+                    })
                 })
             },
         )
@@ -803,14 +826,15 @@ impl pb::audit_service_server::AuditService for Api {
                 Ok((leaf, (m.tree_size != 0).then_some(m.tree_size)))
             },
             async |ex, ctx, (leaf, size)| {
-                let p = ex.get_inclusion_proof(ctx, leaf, size).await?;
-                Ok(pb::GetInclusionProofResponse {
-                    index: p.index,
-                    tree_size: p.tree_size,
-                    hashes: p.hashes.iter().map(|h| h.to_vec()).collect(),
-                    entry: Some(entry_pb(p.index as i64, p.leaf)?),
-                    checkpoint: Some(checkpoint_pb(p.checkpoint)),
-                    request_id: ctx.request_id.clone(),
+                ex.get_inclusion_proof(ctx, leaf, size).await?.try_map(|p| {
+                    Ok(pb::GetInclusionProofResponse {
+                        index: p.index,
+                        tree_size: p.tree_size,
+                        hashes: p.hashes.iter().map(|h| h.to_vec()).collect(),
+                        entry: Some(entry_pb(p.index as i64, p.leaf)?),
+                        checkpoint: Some(checkpoint_pb(p.checkpoint)),
+                        request_id: ctx.request_id.clone(),
+                    })
                 })
             },
         )
@@ -826,12 +850,13 @@ impl pb::audit_service_server::AuditService for Api {
             req,
             |m| Ok((m.old_size, (m.new_size != 0).then_some(m.new_size))),
             async |ex, ctx, (old, new)| {
-                let p = ex.get_consistency_proof(ctx, old, new).await?;
-                Ok(pb::GetConsistencyProofResponse {
-                    old_size: p.old_size,
-                    new_size: p.new_size,
-                    hashes: p.hashes.iter().map(|h| h.to_vec()).collect(),
-                    request_id: ctx.request_id.clone(),
+                ex.get_consistency_proof(ctx, old, new).await?.try_map(|p| {
+                    Ok(pb::GetConsistencyProofResponse {
+                        old_size: p.old_size,
+                        new_size: p.new_size,
+                        hashes: p.hashes.iter().map(|h| h.to_vec()).collect(),
+                        request_id: ctx.request_id.clone(),
+                    })
                 })
             },
         )

@@ -24,6 +24,9 @@ use crate::tlog::checkpoint::Checkpoint;
 use crate::tlog::merkle::{self, Frontier};
 use crate::tlog::note::Signer;
 
+mod recorded;
+pub use recorded::Recorded;
+
 /// Why the log could not take a record, or refuses to start. Either way
 /// nothing may be released: the exchange answers `UNAVAILABLE`.
 #[derive(Clone, Debug, thiserror::Error)]
@@ -149,8 +152,9 @@ impl AuditLog {
         Ok(AuditLog { tx })
     }
 
-    /// Appends a record and waits until it is durable. Returns its position.
-    pub async fn append(&self, record: &AccessRecord) -> Result<i64, AuditError> {
+    /// Appends a record and waits until it is durable: the proof of that,
+    /// with the record's position, to attach an answer to.
+    pub async fn append(&self, record: &AccessRecord) -> Result<Recorded<()>, AuditError> {
         self.append_issuing(record.clone(), Vec::new()).await
     }
 
@@ -162,7 +166,7 @@ impl AuditLog {
         &self,
         record: AccessRecord,
         issued: Vec<IssuedPseudonym>,
-    ) -> Result<i64, AuditError> {
+    ) -> Result<Recorded<()>, AuditError> {
         let (done, wait) = oneshot::channel();
         let pending = Pending {
             row: record.into_row(),
@@ -173,7 +177,8 @@ impl AuditLog {
             .send(Msg::Append(Box::new(pending)))
             .await
             .map_err(|_| AuditError::WriterStopped)?;
-        wait.await.map_err(|_| AuditError::WriterStopped)?
+        let index = wait.await.map_err(|_| AuditError::WriterStopped)??;
+        Ok(Recorded::new(index as u64))
     }
 }
 
