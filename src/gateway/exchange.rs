@@ -1,11 +1,12 @@
-//! The request path, in the order every call takes it:
-//! identify → validate → decide → pseudonymise → audit → respond.
+//! The request path for case and consent methods, in the order every call
+//! takes it: identify → validate → decide → pseudonymise → audit → respond.
 //!
-//! Handlers in `api` convert protobuf to the types here and back; everything
-//! that decides what leaves the node happens in this module, and every public
+//! The gRPC layer converts protobuf to the types here and back; everything
+//! that decides what leaves the node happens in the gateway. Every public
 //! method ends in [`Exchange::finish`], which makes the access record durable
-//! before a result can be returned. A write is applied only after its record
-//! is durable; a read's data is in memory only until then.
+//! and only then hands back the result as [`Recorded`]. A write is applied
+//! only after its record is durable; a read's data is in memory only until
+//! then.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -102,12 +103,13 @@ pub struct Receipt {
 }
 
 pub struct Exchange {
-    pub(crate) node_name: String,
-    pub(crate) store: Store,
-    pub(crate) keys: Arc<Keys>,
-    pub(crate) policy: Arc<Policy>,
-    pub(crate) registry: Arc<Registry>,
-    pub(crate) pseudonyms: Pseudonymiser,
+    pub(super) node_name: String,
+    pub(super) store: Store,
+    keys: Arc<Keys>,
+    policy: Arc<Policy>,
+    pub(super) registry: Arc<Registry>,
+    pseudonyms: Pseudonymiser,
+    /// The node stops through it too: it signs the log's tail.
     pub(crate) audit: AuditLog,
     /// (recipient, pseudonym) pairs known to be stored. Rows are never
     /// deleted, so a hit is always true; it saves an insert in the log
@@ -123,7 +125,7 @@ const MAX_PAGE: u32 = 500;
 const DEFAULT_PAGE: u32 = 50;
 
 impl Exchange {
-    pub fn new(
+    pub(crate) fn new(
         node_name: String,
         store: Store,
         keys: Arc<Keys>,
@@ -144,12 +146,8 @@ impl Exchange {
         }
     }
 
-    pub fn policy(&self) -> &Policy {
-        &self.policy
-    }
-
     /// A new access record filled with what is known before the message is read.
-    pub(crate) fn record(&self, ctx: &RequestCtx, method: &str) -> AccessRecord {
+    pub(super) fn record(&self, ctx: &RequestCtx, method: &str) -> AccessRecord {
         let mut rec = AccessRecord::new(ctx.request_id.clone(), now_millis(), method);
         match &ctx.peer {
             Peer::Registered(c) => {
@@ -171,7 +169,7 @@ impl Exchange {
     /// [`Recorded`]: the only way an answer leaves the gateway. Fail closed:
     /// if the record cannot be written, the caller gets `AuditUnavailable`
     /// instead of the result.
-    pub(crate) async fn finish<T>(
+    pub(super) async fn finish<T>(
         &self,
         rec: AccessRecord,
         result: Result<T, ExchangeError>,
@@ -249,7 +247,7 @@ impl Exchange {
     /// Refuses a request that failed before reaching a method (malformed
     /// message, oversized, bad metadata, unregistered certificate), with an
     /// access record like any other.
-    pub async fn refuse(
+    pub(crate) async fn refuse(
         &self,
         ctx: &RequestCtx,
         method: &str,
@@ -263,7 +261,7 @@ impl Exchange {
     }
 
     /// Records a refused TLS handshake (no request was read).
-    pub async fn handshake_failed(&self, f: HandshakeFailure) {
+    pub(crate) async fn handshake_failed(&self, f: HandshakeFailure) {
         let mut rec = AccessRecord::new(
             uuid::Uuid::now_v7().to_string(),
             now_millis(),
@@ -278,7 +276,7 @@ impl Exchange {
         }
     }
 
-    pub(crate) fn caller<'a>(&self, ctx: &'a RequestCtx) -> Result<&'a Caller, ExchangeError> {
+    pub(super) fn caller<'a>(&self, ctx: &'a RequestCtx) -> Result<&'a Caller, ExchangeError> {
         match &ctx.peer {
             Peer::Registered(c) => Ok(c),
             Peer::Unregistered { .. } => Err(ExchangeError::Unregistered),
@@ -303,7 +301,7 @@ impl Exchange {
         Ok(())
     }
 
-    pub(crate) async fn case_by_id(&self, case_id: &str) -> Result<CaseMeta, ExchangeError> {
+    pub(super) async fn case_by_id(&self, case_id: &str) -> Result<CaseMeta, ExchangeError> {
         validate::uuid("case_id", case_id)?;
         self.store
             .case_meta(case_id)
@@ -325,7 +323,7 @@ impl Exchange {
             .ok_or_else(|| ExchangeError::NotFound("no case with this case_id".into()))
     }
 
-    pub(crate) fn subject_for_audit(&self, case: &CaseMeta) -> String {
+    pub(super) fn subject_for_audit(&self, case: &CaseMeta) -> String {
         self.pseudonyms.pseudonym(AUDIT_DOMAIN, &case.subject_ref)
     }
 
@@ -683,7 +681,7 @@ impl Exchange {
 
     /// Keyed hash of a V-number or BSN for the subject index: lets a
     /// privacy officer find a subject's cases without storing identifiers.
-    pub(crate) fn subject_digest(&self, key: &SubjectKey) -> String {
+    pub(super) fn subject_digest(&self, key: &SubjectKey) -> String {
         self.pseudonyms.index_digest(key.kind(), key.value())
     }
 
@@ -910,12 +908,14 @@ impl Exchange {
         self.finish(rec, result).await
     }
 
-    /// The node's signed-note verifier key.
+    /// The node's signed-note verifier key (`<name>+<key id>+<base64 key>`,
+    /// C2SP signed-note), to check receipts and checkpoints with. Public
+    /// key material only, so reading it is not an access to record.
     pub fn verifier_key(&self) -> String {
         note::verifier_key(&self.node_name, &self.keys.signing_public_key())
     }
 
-    pub fn now(&self) -> Millis {
+    pub(crate) fn now(&self) -> Millis {
         now_millis()
     }
 }

@@ -198,7 +198,7 @@ pub enum SubjectRef {
 }
 
 /// Most entries one query returns; the caller resumes from the last index.
-pub const MAX_QUERY: i64 = 10_000;
+const MAX_QUERY: i64 = 10_000;
 
 impl Exchange {
     fn officer<'a>(&self, ctx: &'a RequestCtx) -> Result<&'a crate::model::Caller, ExchangeError> {

@@ -3,10 +3,10 @@
 //!
 //! What it promises:
 //!
-//! - every method takes one path, [`Api::call`]: a request id; the typed
+//! - every method takes one path, `Api::call`: a request id; the typed
 //!   peer the TLS layer attached (never a certificate); metadata and size;
 //!   the message's *shape* (presence, enum codes, counts, timestamps in
-//!   range); the gateway; and one status map ([`status`]);
+//!   range); the gateway; and one status map (`status.rs`);
 //! - what a value means (a BSN, a date, an id) is not decided here but by
 //!   the gateway ([`crate::gateway::validate`]), the same for every method;
 //! - a response is built only from a [`Recorded`] answer, so none leaves
@@ -154,7 +154,7 @@ pub type Routes = Router<Stack<TransportRefusals, Identity>>;
 /// The node's gRPC services on `server`: the three `sluis.v1` services,
 /// `grpc.health.v1` and server reflection, behind [`TransportRefusals`].
 /// tonic refuses a message beyond 4 × `max_message_bytes` before decoding
-/// it (the layer records that); below, [`Api::call`] refuses oversized
+/// it (the layer records that); below, `Api::call` refuses oversized
 /// messages with `RESOURCE_EXHAUSTED` and an access record.
 ///
 /// Errors: only if the embedded descriptors cannot be read for reflection.
