@@ -13,8 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::gateway::error::{Code, ExchangeError};
 use crate::gateway::pseudonym::{self, AUDIT_DOMAIN, Pseudonymiser};
-pub use crate::gateway::release::Withheld;
-use crate::gateway::release::{self, Asker, Holdings};
+use crate::gateway::release::{self, Asker, Holdings, Withheld};
 use crate::gateway::validate::{self, SubjectKey};
 use crate::gateway::vault::Keys;
 use crate::model::clock::now_millis;
@@ -40,11 +39,14 @@ pub struct RequestCtx {
     pub actor: Option<String>,
 }
 
+/// Which case a read names: its id (a lower-case UUID), or the caller's own
+/// pseudonym for its subject (`ps1.…`, as this node issued it to the caller).
 pub enum CaseRef {
     Id(String),
     Pseudonym(String),
 }
 
+/// A read: which case, why (a purpose the policy knows), which categories.
 pub struct GetCase {
     pub subject: CaseRef,
     pub purpose: String,
@@ -52,8 +54,10 @@ pub struct GetCase {
     pub categories: Vec<Category>,
 }
 
-/// What a reader receives. `released` holds plaintext category payloads
-/// (protobuf-encoded messages) for the API layer to decode.
+/// What a reader receives: the case id only if it named the case by id, its
+/// own pseudonym, the released categories' plaintext payloads (opaque bytes
+/// here, encoded messages to the gRPC layer), in category order, and the
+/// withheld ones with reasons.
 pub struct CaseView {
     pub case_id: Option<String>,
     pub pseudonym: String,
@@ -61,24 +65,31 @@ pub struct CaseView {
     pub withheld: Vec<Withheld>,
 }
 
+/// A registered case: its id and the owner's pseudonym for its subject.
 pub struct Registered {
     pub case_id: String,
     pub pseudonym: String,
 }
 
+/// Which cases a listing covers: the caller's own (with ids), or those a
+/// consent names it for (by its pseudonyms only).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scope {
     Own,
     Visible,
 }
 
+/// A listing. `purpose` is required for [`Scope::Visible`].
 pub struct FindCases {
     pub scope: Scope,
     pub purpose: String,
+    /// 0: 50; at most 500.
     pub page_size: u32,
+    /// The previous page's token, empty for the first page.
     pub after: String,
 }
 
+/// One case of a listing; `case_id` only for the caller's own cases.
 pub struct CaseSummary {
     pub case_id: Option<String>,
     pub pseudonym: String,
@@ -87,6 +98,8 @@ pub struct CaseSummary {
     pub updated_at: Millis,
 }
 
+/// Consent terms as the case owner records them. Times are ms since the
+/// epoch (UTC); no `valid_from` means from now.
 pub struct NewConsent {
     pub case_id: String,
     pub recipients: Vec<Recipient>,
@@ -97,11 +110,16 @@ pub struct NewConsent {
     pub evidence_ref: String,
 }
 
+/// A consent receipt: a C2SP signed note the subject can keep, and the key
+/// that verifies it offline.
 pub struct Receipt {
     pub signed_note: String,
     pub verifier_key: String,
 }
 
+/// The gateway of one node: the request path, with what it needs to decide
+/// (policy, registry, store), to seal and pseudonymise (keys), and to record
+/// (the log writer).
 pub struct Exchange {
     pub(super) node_name: String,
     pub(super) store: Store,
@@ -353,8 +371,11 @@ impl Exchange {
 
     // ---- CaseService ----
 
-    /// Registers a case. `subject_keys` are the subject's identifiers for
-    /// the subject index; they are only stored keyed-hashed.
+    /// Registers a case; the caller becomes its owner. `data` holds the
+    /// categories' payloads (identity required), `subject_keys` the
+    /// subject's identifiers for the subject index, stored keyed-hashed
+    /// only. Errors: `Forbidden` for monitor and privacy-officer roles,
+    /// `Invalid` without identity, `AuditUnavailable`, `Internal`.
     pub async fn register_case(
         &self,
         ctx: &RequestCtx,
@@ -424,6 +445,9 @@ impl Exchange {
         ))
     }
 
+    /// Replaces the categories `data` sets, by the owner; answers the new
+    /// version. Errors: `Invalid` (id, no data), `NotFound`, `Forbidden`
+    /// (not the owner), `AuditUnavailable`, `Internal`.
     pub async fn update_case(
         &self,
         ctx: &RequestCtx,
@@ -466,6 +490,10 @@ impl Exchange {
         }
     }
 
+    /// A read (see `read_case` for its order). Withheld categories are not
+    /// errors: they are in the answer with their reasons. Errors: `Invalid`
+    /// (purpose, id, pseudonym), `NotFound` (also for another recipient's
+    /// pseudonym), `AuditUnavailable`, `Internal`.
     pub async fn get_case(
         &self,
         ctx: &RequestCtx,
@@ -597,6 +625,10 @@ impl Exchange {
         Ok(released)
     }
 
+    /// A page of cases and the next page's token (empty when done); hands
+    /// out the caller's pseudonyms and stores them with the record. Errors:
+    /// `Invalid` (page size, token, purpose for visible cases),
+    /// `AuditUnavailable`, `Internal`.
     pub async fn find_cases(
         &self,
         ctx: &RequestCtx,
@@ -736,6 +768,10 @@ impl Exchange {
         Ok(case)
     }
 
+    /// Records consent for a case, by its owner; answers it with its new
+    /// id. Errors: `Invalid` (no recipients, categories or purposes, an
+    /// unknown participant or purpose, an empty window), `NotFound`,
+    /// `Forbidden` (not the owner), `AuditUnavailable`, `Internal`.
     pub async fn grant_consent(
         &self,
         ctx: &RequestCtx,
@@ -833,6 +869,10 @@ impl Exchange {
         Ok(consent)
     }
 
+    /// Appends a withdrawal to a consent, by the case owner; it holds from
+    /// the next request on. Errors: `Invalid`, `NotFound`, `Forbidden`,
+    /// `FailedPrecondition` (already withdrawn), `AuditUnavailable`,
+    /// `Internal`.
     pub async fn withdraw_consent(
         &self,
         ctx: &RequestCtx,
@@ -867,6 +907,8 @@ impl Exchange {
         }
     }
 
+    /// Every consent of a case with its events, for its owner. Errors:
+    /// `Invalid`, `NotFound`, `Forbidden`, `AuditUnavailable`, `Internal`.
     pub async fn list_consents(
         &self,
         ctx: &RequestCtx,
@@ -889,6 +931,8 @@ impl Exchange {
         self.finish(rec, result).await
     }
 
+    /// A signed receipt of a consent's terms and state now, for its case's
+    /// owner to hand to the subject. Errors as for `list_consents`.
     pub async fn consent_receipt(
         &self,
         ctx: &RequestCtx,

@@ -220,6 +220,9 @@ impl Exchange {
             .map_err(internal)
     }
 
+    /// Up to `limit` (0: 1000; at most 10,000) log rows matching `filter`
+    /// from index `start` on. Errors: `Forbidden` (not a privacy officer),
+    /// `Invalid`, `AuditUnavailable`, `Internal`.
     pub async fn query_access(
         &self,
         ctx: &RequestCtx,
@@ -250,6 +253,10 @@ impl Exchange {
         self.finish(rec, result).await
     }
 
+    /// Every access to a subject's cases (GDPR art. 15), found by case id
+    /// or through the keyed index by V-number or BSN. Errors: `Forbidden`,
+    /// `Invalid` (checked as on registration), `NotFound`,
+    /// `AuditUnavailable`, `Internal`.
     pub async fn subject_access_report(
         &self,
         ctx: &RequestCtx,
@@ -291,6 +298,9 @@ impl Exchange {
         self.finish(rec, result).await
     }
 
+    /// The signed checkpoint of `size`, or the latest. Errors: `Forbidden`,
+    /// `NotFound` (no such size), `FailedPrecondition` (none yet),
+    /// `AuditUnavailable`, `Internal`.
     pub async fn get_checkpoint(
         &self,
         ctx: &RequestCtx,
@@ -309,6 +319,10 @@ impl Exchange {
         self.finish(rec, result).await
     }
 
+    /// An inclusion proof for an entry (by request id or index) against a
+    /// signed checkpoint. Errors: `Forbidden`, `Invalid`, `NotFound`,
+    /// `FailedPrecondition` (not covered yet), `AuditUnavailable`,
+    /// `Internal`.
     pub async fn get_inclusion_proof(
         &self,
         ctx: &RequestCtx,
@@ -332,6 +346,9 @@ impl Exchange {
         self.finish(rec, result).await
     }
 
+    /// A consistency proof from `old` to `new` (default: the latest
+    /// checkpoint's size). Errors: `Forbidden`, `Invalid` (range),
+    /// `FailedPrecondition`, `AuditUnavailable`, `Internal`.
     pub async fn get_consistency_proof(
         &self,
         ctx: &RequestCtx,
