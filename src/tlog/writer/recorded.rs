@@ -66,11 +66,6 @@ impl<T> Recorded<T> {
         self.index
     }
 
-    /// The value, to read.
-    pub fn get(&self) -> &T {
-        &self.value
-    }
-
     /// The same record, carrying `f(value)`.
     pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Recorded<U> {
         Recorded {
