@@ -12,12 +12,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sluis::gateway::oversight::{self, LeafRef};
 use sluis::gateway::vault::Keys;
 use sluis::model::Category;
 use sluis::store::{LogRow, Store, StoredCheckpoint};
 use sluis::tlog::checkpoint::{self, Checkpoint};
 use sluis::tlog::merkle::{self, Frontier};
+use sluis::tlog::proof::{self, LeafRef};
 use sluis::tlog::{AccessRecord, AuditLog, Decision, LogSettings};
 
 fn record(i: u64) -> AccessRecord {
@@ -227,7 +227,7 @@ async fn at_size(size: u64, postgres: Option<&str>) -> anyhow::Result<()> {
         x ^= x << 17;
         let index = x % size;
         let t = Instant::now();
-        let p = oversight::inclusion_proof(&store, LeafRef::Index(index), None).await?;
+        let p = proof::inclusion_proof(&store, LeafRef::Index(index), None).await?;
         lat.push(t.elapsed());
         p.verify().expect("proof verifies");
     }

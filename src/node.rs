@@ -17,8 +17,6 @@ use crate::gateway::vault::{Keys, VaultError};
 use crate::net::identity::Registry;
 use crate::net::tls::{self, AcceptSettings, TlsError, TlsFiles};
 use crate::policy::{Policy, PolicyError};
-use crate::rpc::Api;
-use crate::rpc::proto::{self, v1 as pb};
 use crate::store::{Store, StoreError};
 use crate::tlog::{AuditError, AuditLog, LogSettings};
 
@@ -92,7 +90,7 @@ fn lock_sqlite(db: &std::path::Path) -> Result<std::fs::File, NodeError> {
 
 /// Reports the database's reachability through grpc.health.v1, so a load
 /// balancer stops sending requests that would fail closed anyway.
-async fn watch_database(store: Store, reporter: tonic_health::server::HealthReporter) {
+async fn watch_database(store: Store, health: crate::rpc::Health) {
     let mut serving = true;
     loop {
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -105,33 +103,10 @@ async fn watch_database(store: Store, reporter: tonic_health::server::HealthRepo
         serving = up;
         if up {
             tracing::info!("database reachable again; serving");
-            reporter
-                .set_service_status("", tonic_health::ServingStatus::Serving)
-                .await;
-            reporter
-                .set_serving::<pb::case_service_server::CaseServiceServer<Api>>()
-                .await;
-            reporter
-                .set_serving::<pb::consent_service_server::ConsentServiceServer<Api>>()
-                .await;
-            reporter
-                .set_serving::<pb::audit_service_server::AuditServiceServer<Api>>()
-                .await;
         } else {
             tracing::error!("database unreachable; requests fail closed until it returns");
-            reporter
-                .set_service_status("", tonic_health::ServingStatus::NotServing)
-                .await;
-            reporter
-                .set_not_serving::<pb::case_service_server::CaseServiceServer<Api>>()
-                .await;
-            reporter
-                .set_not_serving::<pb::consent_service_server::ConsentServiceServer<Api>>()
-                .await;
-            reporter
-                .set_not_serving::<pb::audit_service_server::AuditServiceServer<Api>>()
-                .await;
         }
+        health.set(up).await;
     }
 }
 
@@ -203,35 +178,20 @@ impl Node {
             on_failure,
         );
 
-        let api = Api::new(exchange.clone(), config.limits.max_message_bytes);
-        // tonic refuses anything far beyond the limit before decoding it;
-        // below that, `Api` refuses oversized messages with
-        // RESOURCE_EXHAUSTED and an access record.
-        let hard_cap = config.limits.max_message_bytes.saturating_mul(4);
-        let (health_reporter, health) = tonic_health::server::health_reporter();
-        health_reporter
-            .set_serving::<pb::case_service_server::CaseServiceServer<Api>>()
-            .await;
-        health_reporter
-            .set_serving::<pb::consent_service_server::ConsentServiceServer<Api>>()
-            .await;
-        health_reporter
-            .set_serving::<pb::audit_service_server::AuditServiceServer<Api>>()
-            .await;
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()
-            .map_err(|e| {
-                NodeError::Tls(TlsError::Empty {
-                    what: "reflection descriptors",
-                    path: e.to_string().into(),
-                })
-            })?;
-
-        let refusals =
-            crate::rpc::TransportRefusals::new(exchange.clone(), config.limits.max_message_bytes);
-        let health_task = tokio::spawn(watch_database(store.clone(), health_reporter));
+        let max_age = config.max_connection_age();
+        let server = Server::builder()
+            .max_connection_age(max_age)
+            .max_connection_age_grace(Duration::from_secs(10));
+        let (routes, health) =
+            crate::rpc::router(server, exchange.clone(), config.limits.max_message_bytes)
+                .await
+                .map_err(|e| {
+                    NodeError::Tls(TlsError::Empty {
+                        what: "reflection descriptors",
+                        path: e.to_string().into(),
+                    })
+                })?;
+        let health_task = tokio::spawn(watch_database(store.clone(), health));
         let wal_task = store.sqlite_file().is_some().then(|| {
             let store = store.clone();
             tokio::spawn(async move {
@@ -246,29 +206,11 @@ impl Node {
             })
         });
         let (shutdown, shutdown_rx) = oneshot::channel::<()>();
-        let max_age = config.max_connection_age();
         let task = tokio::spawn(async move {
             // Held while the node serves a SQLite file: the node is then the
             // file's only writer, which its read cache relies on.
             let _sqlite_lock = sqlite_lock;
-            Server::builder()
-                .layer(refusals)
-                .max_connection_age(max_age)
-                .max_connection_age_grace(Duration::from_secs(10))
-                .add_service(
-                    pb::case_service_server::CaseServiceServer::new(api.clone())
-                        .max_decoding_message_size(hard_cap),
-                )
-                .add_service(
-                    pb::consent_service_server::ConsentServiceServer::new(api.clone())
-                        .max_decoding_message_size(hard_cap),
-                )
-                .add_service(
-                    pb::audit_service_server::AuditServiceServer::new(api)
-                        .max_decoding_message_size(hard_cap),
-                )
-                .add_service(health)
-                .add_service(reflection)
+            routes
                 .serve_with_incoming_shutdown(ReceiverStream::new(incoming), async {
                     let _ = shutdown_rx.await;
                 })

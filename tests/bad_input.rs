@@ -25,6 +25,7 @@ enum Call {
     Register(Box<pb::RegisterCaseRequest>),
     Grant(pb::GrantConsentRequest),
     Withdraw(pb::WithdrawConsentRequest),
+    Report(pb::SubjectAccessReportRequest),
 }
 
 impl Call {
@@ -34,6 +35,7 @@ impl Call {
             Call::Register(_) => "RegisterCase",
             Call::Grant(_) => "GrantConsent",
             Call::Withdraw(_) => "WithdrawConsent",
+            Call::Report(_) => "SubjectAccessReport",
         }
     }
 }
@@ -56,6 +58,11 @@ async fn send(c: &mut Clients, call: Call, actor: Option<&[u8]>) -> Result<(), S
         Call::Withdraw(m) => c
             .consents
             .withdraw_consent(request(m, actor))
+            .await
+            .map(drop),
+        Call::Report(m) => c
+            .audit
+            .subject_access_report(request(m, actor))
             .await
             .map(drop),
     }
@@ -694,4 +701,64 @@ async fn bad_actor_metadata_is_refused() {
         ))
         .await
         .expect("128 characters are accepted");
+}
+
+fn report(subject: pb::subject_access_report_request::Subject) -> Call {
+    Call::Report(pb::SubjectAccessReportRequest {
+        subject: Some(subject),
+    })
+}
+
+/// A subject access report names its subject as registration does: a BSN
+/// or V-number that could not have been registered is refused as invalid,
+/// with the message registration gives, not answered "not found".
+#[tokio::test]
+async fn subject_access_report_bad_input() {
+    use pb::subject_access_report_request::Subject;
+    let (node, _, _) = node_with_case().await;
+    let officer = "fg-utrecht";
+    let cases = [
+        bad(
+            "BSN failing the 11-check",
+            report(Subject::Bsn("123456789".into())),
+            Code::InvalidArgument,
+            "bsn must be 9 digits that pass the 11-check",
+        )
+        .by(officer)
+        .never_echo("123456789"),
+        bad(
+            "V-number of 11 digits",
+            report(Subject::VNumber("12345678901".into())),
+            Code::InvalidArgument,
+            "v_number must be 10 digits",
+        )
+        .by(officer)
+        .never_echo("12345678901"),
+        bad(
+            "malformed case id",
+            report(Subject::CaseId("not-a-uuid".into())),
+            Code::InvalidArgument,
+            "case_id is malformed",
+        )
+        .by(officer),
+        // A well-formed BSN nobody registered: not found, as before.
+        bad(
+            "unregistered BSN",
+            report(Subject::Bsn(BSN_LIKE.into())),
+            Code::NotFound,
+            "no case is registered for this subject",
+        )
+        .by(officer)
+        .never_echo(BSN_LIKE),
+        // Checked only for an officer: anyone else learns nothing.
+        bad(
+            "not an officer",
+            report(Subject::Bsn("123456789".into())),
+            Code::PermissionDenied,
+            "only a privacy officer",
+        ),
+    ];
+    for b in cases {
+        check(&node, b).await;
+    }
 }

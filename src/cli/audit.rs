@@ -11,13 +11,14 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 
 use crate::config::Config;
-use crate::gateway::oversight::{self, LeafRef};
+use crate::gateway::oversight;
 use crate::gateway::vault::Keys;
 use crate::net::identity::Registry;
 use crate::store::{LogFilter, Store};
 use crate::tlog::AccessRecord;
 use crate::tlog::checkpoint::Checkpoint;
 use crate::tlog::note;
+use crate::tlog::proof::{self, LeafRef};
 use crate::tlog::verify;
 
 pub enum Command {
@@ -91,7 +92,7 @@ pub async fn run(config_path: &Path, command: Command) -> anyhow::Result<ExitCod
             out,
         } => export(&node, csv, since, until, out).await?,
         Command::Checkpoint { json } => {
-            let cp = oversight::checkpoint(&node.store, None).await?;
+            let cp = proof::checkpoint(&node.store, None).await?;
             let key = own_verifier_key(&node.config)?;
             if json {
                 println!(
@@ -112,8 +113,7 @@ pub async fn run(config_path: &Path, command: Command) -> anyhow::Result<ExitCod
         }
         Command::Prove { request_id, json } => {
             let proof =
-                oversight::inclusion_proof(&node.store, LeafRef::RequestId(request_id), None)
-                    .await?;
+                proof::inclusion_proof(&node.store, LeafRef::RequestId(request_id), None).await?;
             let key = own_verifier_key(&node.config)?;
             let signed = Checkpoint::verify(&proof.checkpoint.note, &key);
             let verified = proof.verify();

@@ -1,88 +1,33 @@
-//! The request path, in the order every call takes it:
-//! identify → validate → decide → pseudonymise → audit → respond.
+//! The request path for case and consent methods, in the order every call
+//! takes it: identify → validate → decide → pseudonymise → audit → respond.
 //!
-//! Handlers in `api` convert protobuf to the types here and back; everything
-//! that decides what leaves the node happens in this module, and every public
+//! The gRPC layer converts protobuf to the types here and back; everything
+//! that decides what leaves the node happens in the gateway. Every public
 //! method ends in [`Exchange::finish`], which makes the access record durable
-//! before a result can be returned. A write is applied only after its record
-//! is durable; a read's data is in memory only until then.
+//! and only then hands back the result as [`Recorded`]. A write is applied
+//! only after its record is durable; a read's data is in memory only until
+//! then.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
+use crate::gateway::error::{Code, ExchangeError};
 use crate::gateway::pseudonym::{self, AUDIT_DOMAIN, Pseudonymiser};
+use crate::gateway::release::{self, Asker, Holdings, Withheld};
+use crate::gateway::validate::{self, SubjectKey};
 use crate::gateway::vault::Keys;
 use crate::model::clock::now_millis;
-use crate::model::consent::{self, Consent, ConsentEvent, EventKind, Millis, Recipient, Verdict};
-use crate::model::{Caller, Category, Role, WithholdReason};
+use crate::model::consent::{self, Consent, ConsentEvent, EventKind, Millis, Recipient};
+use crate::model::{Caller, Category, Role};
 use crate::net::identity::{Peer, Registry};
 use crate::net::tls::HandshakeFailure;
-use crate::policy::{DenyReason, Policy, Query};
+use crate::policy::Policy;
 use crate::store::{CaseMeta, IssuedPseudonym, NewCase, Store};
 use crate::tlog::note;
-use crate::tlog::{AccessRecord, AuditLog, Decision};
-
-/// Errors a request can end in. Each maps to one gRPC status in `api`.
-/// Messages say what to fix and never repeat personal data from the request.
-#[derive(Debug, thiserror::Error)]
-pub enum ExchangeError {
-    #[error("{0}")]
-    Invalid(String),
-    #[error("{0}")]
-    TooLarge(String),
-    #[error(
-        "this client certificate is not registered with this node; ask the node operator to register your organisation's OIN or key fingerprint"
-    )]
-    Unregistered,
-    /// The connection's certificate passed when it opened but not under the
-    /// configuration reloaded since (revoked, or its CA removed).
-    #[error(
-        "this connection's client certificate is no longer accepted ({0}); it may have been revoked — connect again with a valid certificate"
-    )]
-    CertificateNoLongerValid(String),
-    #[error("{0}")]
-    Forbidden(String),
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    FailedPrecondition(String),
-    #[error("the access log cannot be written, so nothing is released; try again later")]
-    AuditUnavailable,
-    #[error("internal error ({0}); nothing was released")]
-    Internal(String),
-}
-
-impl ExchangeError {
-    /// The gRPC status code name, for the access record.
-    pub fn code_name(&self) -> &'static str {
-        match self {
-            ExchangeError::Invalid(_) => "INVALID_ARGUMENT",
-            ExchangeError::TooLarge(_) => "RESOURCE_EXHAUSTED",
-            ExchangeError::Unregistered | ExchangeError::Forbidden(_) => "PERMISSION_DENIED",
-            ExchangeError::CertificateNoLongerValid(_) => "UNAUTHENTICATED",
-            ExchangeError::NotFound(_) => "NOT_FOUND",
-            ExchangeError::FailedPrecondition(_) => "FAILED_PRECONDITION",
-            ExchangeError::AuditUnavailable => "UNAVAILABLE",
-            ExchangeError::Internal(_) => "INTERNAL",
-        }
-    }
-
-    fn decision(&self) -> Decision {
-        match self {
-            ExchangeError::Invalid(_) | ExchangeError::TooLarge(_) => Decision::Invalid,
-            ExchangeError::Unregistered
-            | ExchangeError::CertificateNoLongerValid(_)
-            | ExchangeError::Forbidden(_)
-            | ExchangeError::FailedPrecondition(_) => Decision::Denied,
-            ExchangeError::NotFound(_) => Decision::NotFound,
-            ExchangeError::AuditUnavailable | ExchangeError::Internal(_) => Decision::Error,
-        }
-    }
-}
+use crate::tlog::{AccessRecord, AuditLog, Decision, Recorded};
 
 fn internal(e: impl std::fmt::Display) -> ExchangeError {
-    tracing::error!(error = %e, "internal error; failing closed");
-    ExchangeError::Internal("storage".into())
+    ExchangeError::internal("storage", &e)
 }
 
 /// What the node knows about a request before it looks at the message.
@@ -94,11 +39,14 @@ pub struct RequestCtx {
     pub actor: Option<String>,
 }
 
+/// Which case a read names: its id (a lower-case UUID), or the caller's own
+/// pseudonym for its subject (`ps1.…`, as this node issued it to the caller).
 pub enum CaseRef {
     Id(String),
     Pseudonym(String),
 }
 
+/// A read: which case, why (a purpose the policy knows), which categories.
 pub struct GetCase {
     pub subject: CaseRef,
     pub purpose: String,
@@ -106,15 +54,10 @@ pub struct GetCase {
     pub categories: Vec<Category>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Withheld {
-    pub category: Category,
-    pub reason: WithholdReason,
-    pub detail: String,
-}
-
-/// What a reader receives. `released` holds plaintext category payloads
-/// (protobuf-encoded messages) for the API layer to decode.
+/// What a reader receives: the case id only if it named the case by id, its
+/// own pseudonym, the released categories' plaintext payloads (opaque bytes
+/// here, encoded messages to the gRPC layer), in category order, and the
+/// withheld ones with reasons.
 pub struct CaseView {
     pub case_id: Option<String>,
     pub pseudonym: String,
@@ -122,24 +65,31 @@ pub struct CaseView {
     pub withheld: Vec<Withheld>,
 }
 
+/// A registered case: its id and the owner's pseudonym for its subject.
 pub struct Registered {
     pub case_id: String,
     pub pseudonym: String,
 }
 
+/// Which cases a listing covers: the caller's own (with ids), or those a
+/// consent names it for (by its pseudonyms only).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scope {
     Own,
     Visible,
 }
 
+/// A listing. `purpose` is required for [`Scope::Visible`].
 pub struct FindCases {
     pub scope: Scope,
     pub purpose: String,
+    /// 0: 50; at most 500.
     pub page_size: u32,
+    /// The previous page's token, empty for the first page.
     pub after: String,
 }
 
+/// One case of a listing; `case_id` only for the caller's own cases.
 pub struct CaseSummary {
     pub case_id: Option<String>,
     pub pseudonym: String,
@@ -148,6 +98,8 @@ pub struct CaseSummary {
     pub updated_at: Millis,
 }
 
+/// Consent terms as the case owner records them. Times are ms since the
+/// epoch (UTC); no `valid_from` means from now.
 pub struct NewConsent {
     pub case_id: String,
     pub recipients: Vec<Recipient>,
@@ -158,18 +110,24 @@ pub struct NewConsent {
     pub evidence_ref: String,
 }
 
+/// A consent receipt: a C2SP signed note the subject can keep, and the key
+/// that verifies it offline.
 pub struct Receipt {
     pub signed_note: String,
     pub verifier_key: String,
 }
 
+/// The gateway of one node: the request path, with what it needs to decide
+/// (policy, registry, store), to seal and pseudonymise (keys), and to record
+/// (the log writer).
 pub struct Exchange {
-    pub(crate) node_name: String,
-    pub(crate) store: Store,
-    pub(crate) keys: Arc<Keys>,
-    pub(crate) policy: Arc<Policy>,
-    pub(crate) registry: Arc<Registry>,
-    pub(crate) pseudonyms: Pseudonymiser,
+    pub(super) node_name: String,
+    pub(super) store: Store,
+    keys: Arc<Keys>,
+    policy: Arc<Policy>,
+    pub(super) registry: Arc<Registry>,
+    pseudonyms: Pseudonymiser,
+    /// The node stops through it too: it signs the log's tail.
     pub(crate) audit: AuditLog,
     /// (recipient, pseudonym) pairs known to be stored. Rows are never
     /// deleted, so a hit is always true; it saves an insert in the log
@@ -185,7 +143,7 @@ const MAX_PAGE: u32 = 500;
 const DEFAULT_PAGE: u32 = 50;
 
 impl Exchange {
-    pub fn new(
+    pub(crate) fn new(
         node_name: String,
         store: Store,
         keys: Arc<Keys>,
@@ -206,12 +164,8 @@ impl Exchange {
         }
     }
 
-    pub fn policy(&self) -> &Policy {
-        &self.policy
-    }
-
     /// A new access record filled with what is known before the message is read.
-    pub(crate) fn record(&self, ctx: &RequestCtx, method: &str) -> AccessRecord {
+    pub(super) fn record(&self, ctx: &RequestCtx, method: &str) -> AccessRecord {
         let mut rec = AccessRecord::new(ctx.request_id.clone(), now_millis(), method);
         match &ctx.peer {
             Peer::Registered(c) => {
@@ -229,14 +183,15 @@ impl Exchange {
         rec
     }
 
-    /// Makes the access record durable, then lets the result through.
-    /// Fail closed: if the record cannot be written, the caller gets
-    /// `AuditUnavailable` instead of the result.
-    pub(crate) async fn finish<T>(
+    /// Makes the access record durable, then lets the result through, as
+    /// [`Recorded`]: the only way an answer leaves the gateway. Fail closed:
+    /// if the record cannot be written, the caller gets `AuditUnavailable`
+    /// instead of the result.
+    pub(super) async fn finish<T>(
         &self,
         rec: AccessRecord,
         result: Result<T, ExchangeError>,
-    ) -> Result<T, ExchangeError> {
+    ) -> Result<Recorded<T>, ExchangeError> {
         self.finish_issuing(rec, result, &[]).await
     }
 
@@ -249,7 +204,7 @@ impl Exchange {
         mut rec: AccessRecord,
         result: Result<T, ExchangeError>,
         issued: &[(String, String)],
-    ) -> Result<T, ExchangeError> {
+    ) -> Result<Recorded<T>, ExchangeError> {
         let mut new = Vec::new();
         if result.is_ok()
             && let Ok(known) = self.remembered.lock()
@@ -265,19 +220,22 @@ impl Exchange {
             }
         }
         match &result {
-            Ok(_) => rec.status = "OK".into(),
+            Ok(_) => rec.status = Code::Ok.name().into(),
             Err(e) => {
-                rec.status = e.code_name().into();
+                rec.status = e.code().name().into();
                 rec.decision = e.decision();
                 rec.detail = e.to_string();
                 rec.released.clear();
             }
         }
         let request_id = rec.request_id.clone();
-        if let Err(e) = self.audit.append_issuing(rec, new.clone()).await {
-            tracing::error!(%request_id, error = %e, "refusing request: access record not durable");
-            return Err(ExchangeError::AuditUnavailable);
-        }
+        let durable = match self.audit.append_issuing(rec, new.clone()).await {
+            Ok(durable) => durable,
+            Err(e) => {
+                tracing::error!(%request_id, error = %e, "refusing request: access record not durable");
+                return Err(ExchangeError::AuditUnavailable);
+            }
+        };
         if !new.is_empty()
             && let Ok(mut known) = self.remembered.lock()
         {
@@ -286,7 +244,7 @@ impl Exchange {
             }
             known.extend(new.into_iter().map(|i| (i.recipient, i.pseudonym)));
         }
-        result
+        result.map(|value| durable.map(|()| value))
     }
 
     /// Records a write that failed after its access record was made durable.
@@ -299,7 +257,7 @@ impl Exchange {
         rec.at = now_millis();
         rec.released.clear();
         let _ = self
-            .finish::<()>(rec, Err(ExchangeError::Internal("storage".into())))
+            .finish::<()>(rec, Err(ExchangeError::Internal("storage")))
             .await;
         err
     }
@@ -307,7 +265,7 @@ impl Exchange {
     /// Refuses a request that failed before reaching a method (malformed
     /// message, oversized, bad metadata, unregistered certificate), with an
     /// access record like any other.
-    pub async fn refuse(
+    pub(crate) async fn refuse(
         &self,
         ctx: &RequestCtx,
         method: &str,
@@ -316,12 +274,12 @@ impl Exchange {
         let rec = self.record(ctx, method);
         match self.finish::<()>(rec, Err(err)).await {
             Err(e) => e,
-            Ok(()) => unreachable!("finish passes an error through"),
+            Ok(_) => unreachable!("finish passes an error through"),
         }
     }
 
     /// Records a refused TLS handshake (no request was read).
-    pub async fn handshake_failed(&self, f: HandshakeFailure) {
+    pub(crate) async fn handshake_failed(&self, f: HandshakeFailure) {
         let mut rec = AccessRecord::new(
             uuid::Uuid::now_v7().to_string(),
             now_millis(),
@@ -329,14 +287,14 @@ impl Exchange {
         );
         rec.peer_fingerprint = f.fingerprint;
         rec.decision = Decision::HandshakeFailed;
-        rec.status = "UNAUTHENTICATED".into();
+        rec.status = Code::Unauthenticated.name().into();
         rec.detail = f.reason;
         if let Err(e) = self.audit.append(&rec).await {
             tracing::error!(error = %e, "failed handshake could not be recorded");
         }
     }
 
-    pub(crate) fn caller<'a>(&self, ctx: &'a RequestCtx) -> Result<&'a Caller, ExchangeError> {
+    pub(super) fn caller<'a>(&self, ctx: &'a RequestCtx) -> Result<&'a Caller, ExchangeError> {
         match &ctx.peer {
             Peer::Registered(c) => Ok(c),
             Peer::Unregistered { .. } => Err(ExchangeError::Unregistered),
@@ -361,8 +319,8 @@ impl Exchange {
         Ok(())
     }
 
-    pub(crate) async fn case_by_id(&self, case_id: &str) -> Result<CaseMeta, ExchangeError> {
-        check_uuid("case_id", case_id)?;
+    pub(super) async fn case_by_id(&self, case_id: &str) -> Result<CaseMeta, ExchangeError> {
+        validate::uuid("case_id", case_id)?;
         self.store
             .case_meta(case_id)
             .await
@@ -375,7 +333,7 @@ impl Exchange {
         &self,
         case_id: &str,
     ) -> Result<(CaseMeta, Vec<(Category, Vec<u8>)>), ExchangeError> {
-        check_uuid("case_id", case_id)?;
+        validate::uuid("case_id", case_id)?;
         self.store
             .case_with_data(case_id)
             .await
@@ -383,7 +341,7 @@ impl Exchange {
             .ok_or_else(|| ExchangeError::NotFound("no case with this case_id".into()))
     }
 
-    pub(crate) fn subject_for_audit(&self, case: &CaseMeta) -> String {
+    pub(super) fn subject_for_audit(&self, case: &CaseMeta) -> String {
         self.pseudonyms.pseudonym(AUDIT_DOMAIN, &case.subject_ref)
     }
 
@@ -413,21 +371,24 @@ impl Exchange {
 
     // ---- CaseService ----
 
-    /// Registers a case. `subject_keys` are the subject's identifiers
-    /// (("v_number" | "bsn", value)) for the subject index; they are only
-    /// stored keyed-hashed.
+    /// Registers a case; the caller becomes its owner. `data` holds the
+    /// categories' payloads (identity required), `subject_keys` the
+    /// subject's identifiers for the subject index, stored keyed-hashed
+    /// only. Errors: `Forbidden` for monitor and privacy-officer roles,
+    /// `Invalid` without identity, `AuditUnavailable`, `Internal`.
     pub async fn register_case(
         &self,
         ctx: &RequestCtx,
         data: Vec<(Category, Vec<u8>)>,
-        subject_keys: Vec<(String, String)>,
-    ) -> Result<Registered, ExchangeError> {
+        subject_keys: Vec<SubjectKey>,
+    ) -> Result<Recorded<Registered>, ExchangeError> {
         let mut rec = self.record(ctx, "RegisterCase");
         let prepared = self.prepare_register(ctx, data, &mut rec);
-        let (mut new_case, registered) = self.finish(rec.clone(), prepared).await?;
+        let ((mut new_case, registered), durable) =
+            self.finish(rec.clone(), prepared).await?.into_parts();
         new_case.subject_index = self.subject_index(&subject_keys);
         match self.store.insert_case(new_case).await {
-            Ok(()) => Ok(registered),
+            Ok(()) => Ok(durable.map(|()| registered)),
             Err(e) => Err(self.failed_after_record(rec, e).await),
         }
     }
@@ -484,13 +445,16 @@ impl Exchange {
         ))
     }
 
+    /// Replaces the categories `data` sets, by the owner; answers the new
+    /// version. Errors: `Invalid` (id, no data), `NotFound`, `Forbidden`
+    /// (not the owner), `AuditUnavailable`, `Internal`.
     pub async fn update_case(
         &self,
         ctx: &RequestCtx,
         case_id: String,
         data: Vec<(Category, Vec<u8>)>,
-        subject_keys: Vec<(String, String)>,
-    ) -> Result<i64, ExchangeError> {
+        subject_keys: Vec<SubjectKey>,
+    ) -> Result<Recorded<i64>, ExchangeError> {
         let mut rec = self.record(ctx, "UpdateCase");
         let prepared = async {
             let caller = self.caller(ctx)?;
@@ -513,26 +477,30 @@ impl Exchange {
             self.seal_all(&case.id, &data)
         }
         .await;
-        let sealed = self.finish(rec.clone(), prepared).await?;
+        let (sealed, durable) = self.finish(rec.clone(), prepared).await?.into_parts();
         let index = self.subject_index(&subject_keys);
         match self
             .store
             .update_case(&case_id, &sealed, &index, rec.at)
             .await
         {
-            Ok(Some(v)) => Ok(v),
+            Ok(Some(v)) => Ok(durable.map(|()| v)),
             Ok(None) => Err(self.failed_after_record(rec, "case vanished").await),
             Err(e) => Err(self.failed_after_record(rec, e).await),
         }
     }
 
+    /// A read (see `read_case` for its order). Withheld categories are not
+    /// errors: they are in the answer with their reasons. Errors: `Invalid`
+    /// (purpose, id, pseudonym), `NotFound` (also for another recipient's
+    /// pseudonym), `AuditUnavailable`, `Internal`.
     pub async fn get_case(
         &self,
         ctx: &RequestCtx,
         req: GetCase,
-    ) -> Result<CaseView, ExchangeError> {
+    ) -> Result<Recorded<CaseView>, ExchangeError> {
         let mut rec = self.record(ctx, "GetCase");
-        let result = self.get_case_inner(ctx, req, &mut rec).await;
+        let result = self.read_case(ctx, req, &mut rec).await;
         let issued: Vec<(String, String)> = match (&result, &rec.case_id) {
             (Ok(view), Some(case_id)) => vec![(view.pseudonym.clone(), case_id.clone())],
             _ => vec![],
@@ -540,25 +508,81 @@ impl Exchange {
         self.finish_issuing(rec, result, &issued).await
     }
 
-    async fn get_case_inner(
+    /// A read, in the order of the request path: load → plan →
+    /// pseudonymise → open. Fills in `rec` as it learns; the caller records.
+    async fn read_case(
         &self,
         ctx: &RequestCtx,
         req: GetCase,
         rec: &mut AccessRecord,
     ) -> Result<CaseView, ExchangeError> {
         let caller = self.caller(ctx)?;
-        let mut asked = if req.categories.is_empty() {
-            Category::ALL.to_vec()
-        } else {
-            req.categories.clone()
-        };
-        asked.sort();
-        asked.dedup();
+        let asked = release::asked(&req.categories);
         rec.asked = asked.clone();
-        let (case, mut sealed, by_id) = match &req.subject {
+
+        // Load: the case with its sealed data, then its consents.
+        let (case, sealed, by_id) = self.load_case(caller, &req.subject).await?;
+        rec.case_id = Some(case.id.clone());
+        rec.subject = Some(self.subject_for_audit(&case));
+        // Checked after the case is known, so that even a refused attempt
+        // appears in the subject's access report.
+        self.check_purpose(&req.purpose)?;
+        rec.purpose = Some(req.purpose.clone());
+        let consents = self
+            .store
+            .consents_for_case(&case.id)
+            .await
+            .map_err(internal)?;
+
+        // Plan: per category, policy × consent × presence.
+        let present: Vec<Category> = sealed.iter().map(|(c, _)| *c).collect();
+        let plan = release::plan(
+            &self.policy,
+            &Asker {
+                caller,
+                purpose: &req.purpose,
+                is_owner: case.owner == caller.participant,
+                actor_present: ctx.actor.is_some(),
+                now: rec.at,
+            },
+            &Holdings {
+                present: &present,
+                consents: &consents,
+            },
+            &asked,
+        );
+        rec.rules = plan.rules;
+        rec.consents = plan.consents;
+        rec.released = plan.released.clone();
+        rec.withheld = plan
+            .withheld
+            .iter()
+            .map(|w| (w.category, w.reason.as_str().to_string()))
+            .collect();
+        rec.decision = plan.decision;
+
+        // Pseudonymise, then open only what is released.
+        let pseudonym = self.pseudonym_for(caller, &case);
+        let released = self.open_released(&case.id, sealed, &plan.released)?;
+        Ok(CaseView {
+            case_id: by_id.then(|| case.id.clone()),
+            pseudonym,
+            released,
+            withheld: plan.withheld,
+        })
+    }
+
+    /// The case a read names, with its sealed data, and whether it was named
+    /// by id (a reader by pseudonym is not told the case id).
+    async fn load_case(
+        &self,
+        caller: &Caller,
+        subject: &CaseRef,
+    ) -> Result<(CaseMeta, Vec<(Category, Vec<u8>)>, bool), ExchangeError> {
+        match subject {
             CaseRef::Id(id) => {
                 let (case, sealed) = self.case_with_data(id).await?;
-                (case, sealed, true)
+                Ok((case, sealed, true))
             }
             CaseRef::Pseudonym(p) => {
                 if !pseudonym::is_well_formed(p) {
@@ -575,149 +599,41 @@ impl Exchange {
                     .map_err(internal)?
                     .ok_or_else(|| ExchangeError::NotFound("no case for this pseudonym".into()))?;
                 let (case, sealed) = self.case_with_data(&id).await?;
-                (case, sealed, false)
+                Ok((case, sealed, false))
             }
-        };
-        rec.case_id = Some(case.id.clone());
-        rec.subject = Some(self.subject_for_audit(&case));
-        // Checked after the case is known, so that even a refused attempt
-        // appears in the subject's access report.
-        self.check_purpose(&req.purpose)?;
-        rec.purpose = Some(req.purpose.clone());
-
-        let is_owner = case.owner == caller.participant;
-        // Read with the case: which categories it holds, and their sealed
-        // data. Only the categories released below are opened.
-        let present: Vec<Category> = sealed.iter().map(|(c, _)| *c).collect();
-        let consents = self
-            .store
-            .consents_for_case(&case.id)
-            .await
-            .map_err(internal)?;
-        let now = rec.at;
-        let mut release = Vec::new();
-        let mut withheld = Vec::new();
-        let mut rules = Vec::new();
-        let mut used_consents = Vec::new();
-        for &category in &asked {
-            let d = self.policy.decide(&Query {
-                role: caller.role,
-                category,
-                purpose: &req.purpose,
-                is_owner,
-                actor_present: ctx.actor.is_some(),
-            });
-            rules.extend(d.rules.iter().cloned());
-            let mut withhold = |reason: WithholdReason, detail: String| {
-                withheld.push(Withheld {
-                    category,
-                    reason,
-                    detail,
-                })
-            };
-            if !d.allowed {
-                let reason = match d.deny_reason {
-                    Some(DenyReason::ActorRequired) => WithholdReason::ActorRequired,
-                    _ => WithholdReason::NotPermittedForRoleAndPurpose,
-                };
-                let detail = if d.rules.is_empty() {
-                    "no policy rule permits it (default deny)".to_string()
-                } else {
-                    format!("policy: {}", d.rules.join(", "))
-                };
-                withhold(reason, detail);
-                continue;
-            }
-            // Identity is never released on a legal basis alone: it needs the
-            // subject's explicit consent, except to the owner who registered it.
-            let legal = d.legal_basis.is_some() && (category != Category::Identity || is_owner);
-            if !legal {
-                match consent::evaluate(&consents, caller, category, &req.purpose, now) {
-                    Verdict::Covered(id) => used_consents.push(id),
-                    Verdict::Withdrawn(id) => {
-                        withhold(
-                            WithholdReason::ConsentWithdrawn,
-                            format!("consent {id} was withdrawn"),
-                        );
-                        continue;
-                    }
-                    Verdict::Expired(id) => {
-                        withhold(
-                            WithholdReason::ConsentExpired,
-                            format!("consent {id} has expired"),
-                        );
-                        continue;
-                    }
-                    Verdict::NotYetValid(id) => {
-                        withhold(
-                            WithholdReason::ConsentNotYetValid,
-                            format!("consent {id} is not valid yet"),
-                        );
-                        continue;
-                    }
-                    Verdict::None => {
-                        withhold(
-                            WithholdReason::NoConsent,
-                            "no consent covers this recipient, category and purpose".into(),
-                        );
-                        continue;
-                    }
-                }
-            }
-            if !present.contains(&category) {
-                withhold(
-                    WithholdReason::NotPresent,
-                    "the case holds no data in this category".into(),
-                );
-                continue;
-            }
-            release.push(category);
         }
-        rules.sort();
-        rules.dedup();
-        used_consents.sort();
-        used_consents.dedup();
-        rec.rules = rules;
-        rec.consents = used_consents;
-        rec.released = release.clone();
-        rec.withheld = withheld
-            .iter()
-            .map(|w| (w.category, w.reason.as_str().to_string()))
-            .collect();
-        rec.decision = if release.is_empty() {
-            Decision::Denied
-        } else if withheld.is_empty() {
-            Decision::Allowed
-        } else {
-            Decision::Partial
-        };
-
-        let pseudonym = self.pseudonym_for(caller, &case);
-        let mut released = Vec::with_capacity(release.len());
-        if !release.is_empty() {
-            sealed.retain(|(c, _)| release.contains(c));
-            for (cat, sealed) in sealed {
-                let plain = self
-                    .keys
-                    .open(&Self::aad(&case.id, cat), &sealed)
-                    .map_err(internal)?;
-                released.push((cat, plain));
-            }
-            released.sort_by_key(|(c, _)| *c);
-        }
-        Ok(CaseView {
-            case_id: by_id.then(|| case.id.clone()),
-            pseudonym,
-            released,
-            withheld,
-        })
     }
 
+    /// Opens the released categories' data, in category order.
+    fn open_released(
+        &self,
+        case_id: &str,
+        mut sealed: Vec<(Category, Vec<u8>)>,
+        release: &[Category],
+    ) -> Result<Vec<(Category, Vec<u8>)>, ExchangeError> {
+        sealed.retain(|(c, _)| release.contains(c));
+        let mut released = sealed
+            .into_iter()
+            .map(|(cat, sealed)| {
+                self.keys
+                    .open(&Self::aad(case_id, cat), &sealed)
+                    .map(|plain| (cat, plain))
+                    .map_err(internal)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        released.sort_by_key(|(c, _)| *c);
+        Ok(released)
+    }
+
+    /// A page of cases and the next page's token (empty when done); hands
+    /// out the caller's pseudonyms and stores them with the record. Errors:
+    /// `Invalid` (page size, token, purpose for visible cases),
+    /// `AuditUnavailable`, `Internal`.
     pub async fn find_cases(
         &self,
         ctx: &RequestCtx,
         req: FindCases,
-    ) -> Result<(Vec<CaseSummary>, String), ExchangeError> {
+    ) -> Result<Recorded<(Vec<CaseSummary>, String)>, ExchangeError> {
         let mut rec = self.record(ctx, "FindCases");
         let result = async {
             let caller = self.caller(ctx)?;
@@ -781,22 +697,24 @@ impl Exchange {
             Ok((_, _, issued)) => issued.clone(),
             Err(_) => vec![],
         };
-        let (out, next, _) = self.finish_issuing(rec, result, &issued).await?;
-        Ok((out, next))
+        Ok(self
+            .finish_issuing(rec, result, &issued)
+            .await?
+            .map(|(out, next, _)| (out, next)))
     }
 
-    /// The subject index entries for a subject's identifiers
-    /// (("v_number" | "bsn", value)): kind and keyed hash.
-    fn subject_index(&self, keys: &[(String, String)]) -> Vec<(String, String)> {
+    /// The subject index entries for a subject's identifiers: kind and
+    /// keyed hash.
+    fn subject_index(&self, keys: &[SubjectKey]) -> Vec<(String, String)> {
         keys.iter()
-            .map(|(kind, v)| (kind.clone(), self.subject_digest(kind, v)))
+            .map(|k| (k.kind().to_string(), self.subject_digest(k)))
             .collect()
     }
 
     /// Keyed hash of a V-number or BSN for the subject index: lets a
     /// privacy officer find a subject's cases without storing identifiers.
-    pub(crate) fn subject_digest(&self, kind: &str, value: &str) -> String {
-        self.pseudonyms.index_digest(kind, value)
+    pub(super) fn subject_digest(&self, key: &SubjectKey) -> String {
+        self.pseudonyms.index_digest(key.kind(), key.value())
     }
 
     /// Page tokens are sealed: a token for visible cases must not hand the
@@ -850,11 +768,15 @@ impl Exchange {
         Ok(case)
     }
 
+    /// Records consent for a case, by its owner; answers it with its new
+    /// id. Errors: `Invalid` (no recipients, categories or purposes, an
+    /// unknown participant or purpose, an empty window), `NotFound`,
+    /// `Forbidden` (not the owner), `AuditUnavailable`, `Internal`.
     pub async fn grant_consent(
         &self,
         ctx: &RequestCtx,
         req: NewConsent,
-    ) -> Result<Consent, ExchangeError> {
+    ) -> Result<Recorded<Consent>, ExchangeError> {
         let mut rec = self.record(ctx, "GrantConsent");
         let prepared = async {
             let caller = self.caller(ctx)?;
@@ -921,9 +843,9 @@ impl Exchange {
             })
         }
         .await;
-        let consent = self.finish(rec.clone(), prepared).await?;
+        let (consent, durable) = self.finish(rec.clone(), prepared).await?.into_parts();
         match self.store.insert_consent(&consent).await {
-            Ok(()) => Ok(consent),
+            Ok(()) => Ok(durable.map(|()| consent)),
             Err(e) => Err(self.failed_after_record(rec, e).await),
         }
     }
@@ -935,7 +857,7 @@ impl Exchange {
         rec: &mut AccessRecord,
     ) -> Result<Consent, ExchangeError> {
         let caller = self.caller(ctx)?;
-        check_uuid("consent_id", consent_id)?;
+        validate::uuid("consent_id", consent_id)?;
         let consent = self
             .store
             .consent(consent_id)
@@ -947,12 +869,16 @@ impl Exchange {
         Ok(consent)
     }
 
+    /// Appends a withdrawal to a consent, by the case owner; it holds from
+    /// the next request on. Errors: `Invalid`, `NotFound`, `Forbidden`,
+    /// `FailedPrecondition` (already withdrawn), `AuditUnavailable`,
+    /// `Internal`.
     pub async fn withdraw_consent(
         &self,
         ctx: &RequestCtx,
         consent_id: String,
         note: String,
-    ) -> Result<Consent, ExchangeError> {
+    ) -> Result<Recorded<Consent>, ExchangeError> {
         let mut rec = self.record(ctx, "WithdrawConsent");
         let prepared = async {
             let consent = self.consent_of_owner(ctx, &consent_id, &mut rec).await?;
@@ -965,7 +891,7 @@ impl Exchange {
             Ok(consent)
         }
         .await;
-        let mut consent = self.finish(rec.clone(), prepared).await?;
+        let (mut consent, durable) = self.finish(rec.clone(), prepared).await?.into_parts();
         let event = ConsentEvent {
             kind: EventKind::Withdrawn,
             at: rec.at,
@@ -975,17 +901,19 @@ impl Exchange {
         match self.store.append_consent_event(&consent.id, &event).await {
             Ok(()) => {
                 consent.events.push(event);
-                Ok(consent)
+                Ok(durable.map(|()| consent))
             }
             Err(e) => Err(self.failed_after_record(rec, e).await),
         }
     }
 
+    /// Every consent of a case with its events, for its owner. Errors:
+    /// `Invalid`, `NotFound`, `Forbidden`, `AuditUnavailable`, `Internal`.
     pub async fn list_consents(
         &self,
         ctx: &RequestCtx,
         case_id: String,
-    ) -> Result<Vec<Consent>, ExchangeError> {
+    ) -> Result<Recorded<Vec<Consent>>, ExchangeError> {
         let mut rec = self.record(ctx, "ListConsents");
         let result = async {
             let caller = self.caller(ctx)?;
@@ -1003,18 +931,20 @@ impl Exchange {
         self.finish(rec, result).await
     }
 
+    /// A signed receipt of a consent's terms and state now, for its case's
+    /// owner to hand to the subject. Errors as for `list_consents`.
     pub async fn consent_receipt(
         &self,
         ctx: &RequestCtx,
         consent_id: String,
-    ) -> Result<Receipt, ExchangeError> {
+    ) -> Result<Recorded<Receipt>, ExchangeError> {
         let mut rec = self.record(ctx, "GetConsentReceipt");
         let result = async {
             let consent = self.consent_of_owner(ctx, &consent_id, &mut rec).await?;
             let body = consent::receipt_body(&self.node_name, &consent, rec.at);
             rec.decision = Decision::Allowed;
             Ok(Receipt {
-                signed_note: note::sign(&self.keys, &self.node_name, &body),
+                signed_note: note::sign(self.keys.as_ref(), &self.node_name, &body),
                 verifier_key: self.verifier_key(),
             })
         }
@@ -1022,24 +952,14 @@ impl Exchange {
         self.finish(rec, result).await
     }
 
-    /// The node's signed-note verifier key.
+    /// The node's signed-note verifier key (`<name>+<key id>+<base64 key>`,
+    /// C2SP signed-note), to check receipts and checkpoints with. Public
+    /// key material only, so reading it is not an access to record.
     pub fn verifier_key(&self) -> String {
         note::verifier_key(&self.node_name, &self.keys.signing_public_key())
     }
 
-    pub fn now(&self) -> Millis {
+    pub(crate) fn now(&self) -> Millis {
         now_millis()
-    }
-}
-
-pub(crate) fn check_uuid(field: &str, s: &str) -> Result<(), ExchangeError> {
-    if s.is_empty() {
-        return Err(ExchangeError::Invalid(format!("{field} is required")));
-    }
-    match uuid::Uuid::try_parse(s) {
-        Ok(u) if u.hyphenated().to_string() == s => Ok(()),
-        _ => Err(ExchangeError::Invalid(format!(
-            "{field} is malformed: expected a lower-case UUID like 0190c4e2-7b1a-4c3e-9f00-1a2b3c4d5e6f"
-        ))),
     }
 }

@@ -1,8 +1,56 @@
-//! The request path.
+//! The gateway: what a request may get, decided and recorded before
+//! anything leaves.
+//!
+//! Every data request takes this path, in this order ([`Exchange`]):
+//!
+//! 1. **identify** — the typed caller the TLS layer resolved (a registered
+//!    participant with a role, or an unregistered fingerprint), never a
+//!    certificate;
+//! 2. **validate** — purpose mandatory and known; ids, BSN, V-number, dates
+//!    and text checked for meaning ([`validate`]); bad input is refused with
+//!    `INVALID_ARGUMENT` before anything is stored or released;
+//! 3. **decide** — per category, policy × consent × presence, as a pure
+//!    function (`release::plan`);
+//! 4. **pseudonymise** — the subject as the caller's own pseudonym
+//!    ([`pseudonym`]); in the log, as the audit domain's pseudonym;
+//! 5. **record** — the access record is appended and made durable by the
+//!    log writer before the answer is handed back;
+//! 6. **respond** — released categories (opened from the [`vault`] only
+//!    now), withheld ones with reasons, and the request id.
+//!
+//! Invariants it holds:
+//!
+//! - **Nothing leaves before its record is durable.** Every public request
+//!   method of [`Exchange`] returns `Result<Recorded<T>, ExchangeError>`;
+//!   only the log writer makes a [`Recorded`](crate::tlog::Recorded). A
+//!   write is applied after its record is durable; if applying fails, a
+//!   second record says so. If the record cannot be written, the answer is
+//!   `UNAVAILABLE` and nothing is released (fail closed).
+//! - **Every request is recorded**, refused ones too, and failed TLS
+//!   handshakes.
+//! - **Default deny per category**; `identity` needs consent except for
+//!   the case owner; consent is evaluated at request time.
+//! - **No raw identity leaves the vault**: records carry pseudonyms and
+//!   keyed hashes; error messages never echo request values.
+//! - **One status table**: [`ExchangeError::code`] gives the code the
+//!   record names and the gRPC layer answers with.
+//!
+//! It exposes [`Exchange`] with its request and answer types, the error and
+//! [`Code`] table, [`validate`] for the gRPC layer's calls on meaning,
+//! [`oversight`] for the `sluis audit` report, and the [`vault`] keys and
+//! [`pseudonym`] derivation the node and benchmarks load.
 
+mod error;
 mod exchange;
 pub mod oversight;
 pub mod pseudonym;
+mod release;
+pub mod validate;
 pub mod vault;
 
-pub use exchange::*;
+pub use error::{Code, ExchangeError};
+pub use exchange::{
+    CaseRef, CaseSummary, CaseView, Exchange, FindCases, GetCase, NewConsent, Receipt, Registered,
+    RequestCtx, Scope,
+};
+pub use release::Withheld;

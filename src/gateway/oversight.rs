@@ -3,171 +3,29 @@
 //! checkpoints, and inclusion and consistency proofs anyone can check
 //! offline.
 //!
-//! The functions here read the store only; the gRPC methods (on
-//! [`Exchange`]) add the role check and an access record of their own, and
-//! the `sluis audit` commands call them directly on a node's database.
+//! The proofs themselves are the log's ([`crate::tlog::proof`]); the report
+//! is made here from stored records and the node's registry. The methods on
+//! [`Exchange`] add the role check and an access record of their own; the
+//! `sluis audit` commands call the report and proofs directly on a node's
+//! database.
 
 use std::fmt::Write as _;
 
+use crate::gateway::validate::{self, SubjectKey};
 use crate::gateway::{Exchange, ExchangeError, RequestCtx};
 use crate::model::{Category, Role};
 use crate::net::identity::Registry;
 use crate::store::{LogFilter, LogRow, Store, StoreError, StoredCheckpoint};
-use crate::tlog::AccessRecord;
-use crate::tlog::merkle::{self, Frontier, Hash};
+use crate::tlog::proof::{self, ConsistencyProof, InclusionProof, LeafRef, ProofError};
+use crate::tlog::{AccessRecord, Recorded};
 
+/// Why a subject access report could not be made.
 #[derive(Debug, thiserror::Error)]
-pub enum OversightError {
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    Invalid(String),
-    #[error("{0}")]
-    NotYet(String),
-    #[error("the log's tree is incomplete: {0}; run `sluis audit verify`")]
-    Tree(String),
+pub enum ReportError {
+    #[error("entry {index} does not decode; run `sluis audit verify`")]
+    Undecodable { index: i64 },
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-pub enum LeafRef {
-    RequestId(String),
-    Index(u64),
-}
-
-#[derive(Clone, Debug)]
-pub struct InclusionProof {
-    pub index: u64,
-    pub tree_size: u64,
-    pub hashes: Vec<Hash>,
-    /// The record's canonical encoding; its leaf hash is what the proof proves.
-    pub leaf: Vec<u8>,
-    pub checkpoint: StoredCheckpoint,
-}
-
-impl InclusionProof {
-    /// Checks the proof against the checkpoint's root (the signature is the
-    /// caller's to check, with the node's verifier key).
-    pub fn verify(&self) -> Result<(), merkle::ProofError> {
-        let root: Hash = self
-            .checkpoint
-            .root
-            .as_slice()
-            .try_into()
-            .map_err(|_| merkle::ProofError::RootMismatch)?;
-        merkle::verify_inclusion(
-            self.index,
-            self.tree_size,
-            &merkle::leaf_hash(&self.leaf),
-            &self.hashes,
-            &root,
-        )
-    }
-}
-
-#[derive(Clone, Debug)]
-pub struct ConsistencyProof {
-    pub old_size: u64,
-    pub new_size: u64,
-    pub hashes: Vec<Hash>,
-}
-
-async fn nodes(
-    store: &Store,
-    ids: Vec<merkle::NodeId>,
-) -> Result<std::collections::HashMap<merkle::NodeId, Hash>, OversightError> {
-    Ok(store.merkle_nodes(&ids).await?)
-}
-
-/// The checkpoint of the given size, or the latest one.
-pub async fn checkpoint(
-    store: &Store,
-    size: Option<u64>,
-) -> Result<StoredCheckpoint, OversightError> {
-    let cp = match size {
-        None => store.latest_checkpoint().await?,
-        Some(s) => store.checkpoint(s as i64).await?,
-    };
-    cp.ok_or_else(|| match size {
-        None => OversightError::NotYet("no checkpoint has been signed yet; the first follows within a second of the first entry".into()),
-        Some(s) => OversightError::NotFound(format!("no checkpoint of size {s} was signed; ask for the latest")),
-    })
-}
-
-/// An inclusion proof for a record, against a signed checkpoint (the latest
-/// unless `tree_size` names one).
-pub async fn inclusion_proof(
-    store: &Store,
-    leaf: LeafRef,
-    tree_size: Option<u64>,
-) -> Result<InclusionProof, OversightError> {
-    let index = match leaf {
-        LeafRef::Index(i) => i,
-        LeafRef::RequestId(id) => store.log_position(&id).await?.ok_or_else(|| {
-            OversightError::NotFound("no access record with this request id".into())
-        })? as u64,
-    };
-    let cp = checkpoint(store, tree_size).await?;
-    let size = cp.size as u64;
-    if index >= size {
-        return Err(OversightError::NotYet(format!(
-            "entry {index} is not covered by the checkpoint of size {size} yet; retry in a second"
-        )));
-    }
-    let ids = merkle::inclusion_proof_nodes(index, size);
-    let have = nodes(store, ids).await?;
-    let hashes = merkle::inclusion_proof(index, size, |id| have.get(&id).copied())
-        .ok_or_else(|| OversightError::Tree("nodes for the proof are missing".into()))?;
-    let leaf = store
-        .log_leaves(index as i64, 1)
-        .await?
-        .into_iter()
-        .next()
-        .filter(|(seq, _)| *seq as u64 == index)
-        .map(|(_, r)| r)
-        .ok_or_else(|| OversightError::Tree(format!("entry {index} is missing")))?;
-    Ok(InclusionProof {
-        index,
-        tree_size: size,
-        hashes,
-        leaf,
-        checkpoint: cp,
-    })
-}
-
-/// A consistency proof from `old` to `new` (the latest checkpoint's size
-/// when None).
-pub async fn consistency_proof(
-    store: &Store,
-    old: u64,
-    new: Option<u64>,
-) -> Result<ConsistencyProof, OversightError> {
-    let new = match new {
-        Some(n) => n,
-        None => checkpoint(store, None).await?.size as u64,
-    };
-    let size = store.log_size().await? as u64;
-    if old > new || new > size {
-        return Err(OversightError::Invalid(format!(
-            "need old_size <= new_size <= {size} (the log's size); got {old} and {new}"
-        )));
-    }
-    let have = nodes(store, merkle::consistency_proof_nodes(old, new)).await?;
-    let hashes = merkle::consistency_proof(old, new, |id| have.get(&id).copied())
-        .ok_or_else(|| OversightError::Tree("nodes for the proof are missing".into()))?;
-    Ok(ConsistencyProof {
-        old_size: old,
-        new_size: new,
-        hashes,
-    })
-}
-
-/// The root of the stored tree at `size`, from its perfect nodes.
-pub async fn root_at(store: &Store, size: u64) -> Result<Hash, OversightError> {
-    let have = nodes(store, Frontier::perfect_nodes_for(size)).await?;
-    Frontier::from_nodes(size, |id| have.get(&id).copied())
-        .map(|f| f.root())
-        .ok_or_else(|| OversightError::Tree(format!("nodes for size {size} are missing")))
 }
 
 /// One line of a subject access report.
@@ -267,7 +125,7 @@ pub async fn subject_report(
     registry: &Registry,
     node_name: &str,
     case_ids: Vec<String>,
-) -> Result<SubjectReport, OversightError> {
+) -> Result<SubjectReport, ReportError> {
     let mut entries = Vec::new();
     for case_id in &case_ids {
         let filter = LogFilter {
@@ -316,9 +174,9 @@ for which the node can prove inclusion against a signed checkpoint."
     })
 }
 
-fn report_entry(row: LogRow, registry: &Registry) -> Result<ReportEntry, OversightError> {
-    let record = AccessRecord::decode(&row.record)
-        .ok_or_else(|| OversightError::Tree(format!("entry {} does not decode", row.seq)))?;
+fn report_entry(row: LogRow, registry: &Registry) -> Result<ReportEntry, ReportError> {
+    let record =
+        AccessRecord::decode(&row.record).ok_or(ReportError::Undecodable { index: row.seq })?;
     let organisation = registry
         .participant(&record.caller)
         .map(|p| p.name.clone())
@@ -331,7 +189,8 @@ fn report_entry(row: LogRow, registry: &Registry) -> Result<ReportEntry, Oversig
     })
 }
 
-/// Who asks for a subject access report.
+/// Whose access report is asked for. A V-number or BSN is checked as on
+/// registration ([`SubjectKey`]) after the caller is known to be an officer.
 pub enum SubjectRef {
     CaseId(String),
     VNumber(String),
@@ -339,7 +198,7 @@ pub enum SubjectRef {
 }
 
 /// Most entries one query returns; the caller resumes from the last index.
-pub const MAX_QUERY: i64 = 10_000;
+const MAX_QUERY: i64 = 10_000;
 
 impl Exchange {
     fn officer<'a>(&self, ctx: &'a RequestCtx) -> Result<&'a crate::model::Caller, ExchangeError> {
@@ -353,13 +212,24 @@ impl Exchange {
         Ok(caller)
     }
 
+    /// The cases registered for a subject, through the keyed index.
+    async fn cases_of(&self, key: &SubjectKey) -> Result<Vec<String>, ExchangeError> {
+        self.store
+            .cases_by_subject(key.kind(), &self.subject_digest(key))
+            .await
+            .map_err(internal)
+    }
+
+    /// Up to `limit` (0: 1000; at most 10,000) log rows matching `filter`
+    /// from index `start` on. Errors: `Forbidden` (not a privacy officer),
+    /// `Invalid`, `AuditUnavailable`, `Internal`.
     pub async fn query_access(
         &self,
         ctx: &RequestCtx,
         filter: LogFilter,
         start: i64,
         limit: i64,
-    ) -> Result<Vec<LogRow>, ExchangeError> {
+    ) -> Result<Recorded<Vec<LogRow>>, ExchangeError> {
         let mut rec = self.record(ctx, "QueryAccess");
         let result = async {
             self.officer(ctx)?;
@@ -383,11 +253,15 @@ impl Exchange {
         self.finish(rec, result).await
     }
 
+    /// Every access to a subject's cases (GDPR art. 15), found by case id
+    /// or through the keyed index by V-number or BSN. Errors: `Forbidden`,
+    /// `Invalid` (checked as on registration), `NotFound`,
+    /// `AuditUnavailable`, `Internal`.
     pub async fn subject_access_report(
         &self,
         ctx: &RequestCtx,
         subject: SubjectRef,
-    ) -> Result<SubjectReport, ExchangeError> {
+    ) -> Result<Recorded<SubjectReport>, ExchangeError> {
         let mut rec = self.record(ctx, "SubjectAccessReport");
         let result = async {
             self.officer(ctx)?;
@@ -396,16 +270,11 @@ impl Exchange {
                     let case = self.case_by_id(&id).await?;
                     vec![case.id]
                 }
-                SubjectRef::VNumber(v) => self
-                    .store
-                    .cases_by_subject("v_number", &self.subject_digest("v_number", &v))
-                    .await
-                    .map_err(internal)?,
-                SubjectRef::Bsn(b) => self
-                    .store
-                    .cases_by_subject("bsn", &self.subject_digest("bsn", &b))
-                    .await
-                    .map_err(internal)?,
+                SubjectRef::VNumber(v) => {
+                    self.cases_of(&SubjectKey::v_number("v_number", &v)?)
+                        .await?
+                }
+                SubjectRef::Bsn(b) => self.cases_of(&SubjectKey::bsn("bsn", &b)?).await?,
             };
             if case_ids.is_empty() {
                 return Err(ExchangeError::NotFound(
@@ -420,7 +289,7 @@ impl Exchange {
             }
             let report = subject_report(&self.store, &self.registry, &self.node_name, case_ids)
                 .await
-                .map_err(oversight_error)?;
+                .map_err(report_error)?;
             rec.decision = crate::tlog::Decision::Allowed;
             rec.detail = format!("{} entries reported", report.entries.len());
             Ok(report)
@@ -429,17 +298,20 @@ impl Exchange {
         self.finish(rec, result).await
     }
 
+    /// The signed checkpoint of `size`, or the latest. Errors: `Forbidden`,
+    /// `NotFound` (no such size), `FailedPrecondition` (none yet),
+    /// `AuditUnavailable`, `Internal`.
     pub async fn get_checkpoint(
         &self,
         ctx: &RequestCtx,
         size: Option<u64>,
-    ) -> Result<StoredCheckpoint, ExchangeError> {
+    ) -> Result<Recorded<StoredCheckpoint>, ExchangeError> {
         let mut rec = self.record(ctx, "GetCheckpoint");
         let result = async {
             self.officer(ctx)?;
-            let cp = checkpoint(&self.store, size)
+            let cp = proof::checkpoint(&self.store, size)
                 .await
-                .map_err(oversight_error)?;
+                .map_err(proof_error)?;
             rec.decision = crate::tlog::Decision::Allowed;
             Ok(cp)
         }
@@ -447,21 +319,25 @@ impl Exchange {
         self.finish(rec, result).await
     }
 
+    /// An inclusion proof for an entry (by request id or index) against a
+    /// signed checkpoint. Errors: `Forbidden`, `Invalid`, `NotFound`,
+    /// `FailedPrecondition` (not covered yet), `AuditUnavailable`,
+    /// `Internal`.
     pub async fn get_inclusion_proof(
         &self,
         ctx: &RequestCtx,
         leaf: LeafRef,
         tree_size: Option<u64>,
-    ) -> Result<InclusionProof, ExchangeError> {
+    ) -> Result<Recorded<InclusionProof>, ExchangeError> {
         let mut rec = self.record(ctx, "GetInclusionProof");
         let result = async {
             self.officer(ctx)?;
             if let LeafRef::RequestId(id) = &leaf {
-                crate::gateway::check_uuid("request_id", id)?;
+                validate::uuid("request_id", id)?;
             }
-            let proof = inclusion_proof(&self.store, leaf, tree_size)
+            let proof = proof::inclusion_proof(&self.store, leaf, tree_size)
                 .await
-                .map_err(oversight_error)?;
+                .map_err(proof_error)?;
             rec.decision = crate::tlog::Decision::Allowed;
             rec.detail = format!("entry {} in tree of size {}", proof.index, proof.tree_size);
             Ok(proof)
@@ -470,18 +346,21 @@ impl Exchange {
         self.finish(rec, result).await
     }
 
+    /// A consistency proof from `old` to `new` (default: the latest
+    /// checkpoint's size). Errors: `Forbidden`, `Invalid` (range),
+    /// `FailedPrecondition`, `AuditUnavailable`, `Internal`.
     pub async fn get_consistency_proof(
         &self,
         ctx: &RequestCtx,
         old: u64,
         new: Option<u64>,
-    ) -> Result<ConsistencyProof, ExchangeError> {
+    ) -> Result<Recorded<ConsistencyProof>, ExchangeError> {
         let mut rec = self.record(ctx, "GetConsistencyProof");
         let result = async {
             self.officer(ctx)?;
-            let proof = consistency_proof(&self.store, old, new)
+            let proof = proof::consistency_proof(&self.store, old, new)
                 .await
-                .map_err(oversight_error)?;
+                .map_err(proof_error)?;
             rec.decision = crate::tlog::Decision::Allowed;
             Ok(proof)
         }
@@ -491,17 +370,31 @@ impl Exchange {
 }
 
 fn internal(e: StoreError) -> ExchangeError {
-    oversight_error(OversightError::Store(e))
+    report_error(ReportError::Store(e))
 }
 
-fn oversight_error(e: OversightError) -> ExchangeError {
+/// A failed read of the log fails closed without saying more than that.
+fn log_read_failed(e: &dyn std::error::Error) -> ExchangeError {
+    ExchangeError::internal("access log", &e)
+}
+
+fn report_error(e: ReportError) -> ExchangeError {
+    log_read_failed(&e)
+}
+
+/// What the asker can act on keeps its message; a damaged log does not
+/// explain itself to the caller (the node's log says it).
+fn proof_error(e: ProofError) -> ExchangeError {
     match e {
-        OversightError::NotFound(m) => ExchangeError::NotFound(m),
-        OversightError::Invalid(m) => ExchangeError::Invalid(m),
-        OversightError::NotYet(m) => ExchangeError::FailedPrecondition(m),
-        e @ (OversightError::Tree(_) | OversightError::Store(_)) => {
-            tracing::error!(error = %e, "access log read failed");
-            ExchangeError::Internal("access log".into())
+        ProofError::NoCheckpointOfSize { .. } | ProofError::NoSuchRecord => {
+            ExchangeError::NotFound(e.to_string())
+        }
+        ProofError::BadRange { .. } => ExchangeError::Invalid(e.to_string()),
+        ProofError::NoCheckpointYet | ProofError::NotCoveredYet { .. } => {
+            ExchangeError::FailedPrecondition(e.to_string())
+        }
+        ProofError::NodesMissing | ProofError::EntryMissing { .. } | ProofError::Store(_) => {
+            log_read_failed(&e)
         }
     }
 }

@@ -11,14 +11,14 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use ring::{hkdf, hmac};
 
-pub const PREFIX_V1: &str = "ps1.";
+const PREFIX_V1: &str = "ps1.";
 /// Recipient name for pseudonyms in the access log: privacy officers can
 /// group accesses per subject without learning who the subject is.
 pub const AUDIT_DOMAIN: &str = "@audit";
 /// Domain for hashing the acting person's id into the access log.
 const ACTOR_DOMAIN: &str = "@actor";
 /// Longest pseudonym we accept as input; anything else is malformed.
-pub const MAX_LEN: usize = 64;
+const MAX_LEN: usize = 64;
 
 pub struct Pseudonymiser {
     prk: hkdf::Prk,
@@ -106,7 +106,7 @@ impl Pseudonymiser {
 
 /// Whether `s` has the shape of a pseudonym this node issues. Used to refuse
 /// malformed input with a clear message before any lookup.
-pub fn is_well_formed(s: &str) -> bool {
+pub(crate) fn is_well_formed(s: &str) -> bool {
     s.len() <= MAX_LEN
         && s.strip_prefix(PREFIX_V1).is_some_and(|rest| {
             rest.len() == 27

@@ -14,6 +14,8 @@ use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::rand::{SecureRandom, SystemRandom};
 use ring::signature::{Ed25519KeyPair, KeyPair};
 
+use crate::tlog::note::Signer;
+
 /// First byte of every sealed value: lets the key or algorithm change later
 /// without guessing what an old row holds.
 const SEAL_V1: u8 = 1;
@@ -156,13 +158,6 @@ impl Keys {
         &self.pseudonym_secret
     }
 
-    pub fn sign(&self, msg: &[u8]) -> [u8; 64] {
-        let sig = self.signing.sign(msg);
-        let mut out = [0u8; 64];
-        out.copy_from_slice(sig.as_ref());
-        out
-    }
-
     pub fn signing_public_key(&self) -> [u8; 32] {
         let mut out = [0u8; 32];
         out.copy_from_slice(self.signing.public_key().as_ref());
@@ -173,6 +168,20 @@ impl Keys {
         let mut out = [0u8; N];
         self.rng.fill(&mut out).map_err(|_| VaultError::Random)?;
         Ok(out)
+    }
+}
+
+/// The node's signing key signs checkpoints and receipts (C2SP signed notes).
+impl Signer for Keys {
+    fn sign(&self, msg: &[u8]) -> [u8; 64] {
+        let sig = self.signing.sign(msg);
+        let mut out = [0u8; 64];
+        out.copy_from_slice(sig.as_ref());
+        out
+    }
+
+    fn public_key(&self) -> [u8; 32] {
+        self.signing_public_key()
     }
 }
 

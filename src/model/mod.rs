@@ -1,6 +1,11 @@
 //! The domain vocabulary shared by every layer: roles, categories, purposes
 //! and the typed caller. Kept free of protobuf and storage types so that the
-//! policy, consent and exchange logic read in the terms a privacy officer uses.
+//! policy, consent and gateway logic read in the terms a privacy officer uses.
+//!
+//! It exposes [`Role`], [`Category`], [`Caller`], [`WithholdReason`], the
+//! default purposes, consent terms and their evaluation at an instant
+//! ([`consent`]), and the clock ([`clock`]). Every subsystem may use it; it
+//! uses none of them.
 
 pub mod clock;
 pub mod consent;

@@ -17,8 +17,12 @@
 //! - fail-closed evaluation: Cedar skips a policy that errors and may still
 //!   allow; here any error denies.
 //!
-//! Cedar decides per request, not per field, so the exchange layer calls
+//! Cedar decides per request, not per field, so the gateway calls
 //! [`Policy::decide`] once per category.
+//!
+//! It exposes [`Policy`] (load, decide, the node's purposes), the
+//! [`Query`] and its [`Decision`], and [`DEFAULT_POLICY`], the file
+//! `sluis init` writes.
 
 use std::collections::HashMap;
 use std::fmt;

@@ -6,9 +6,8 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 
-use crate::gateway::vault::Keys;
 use crate::tlog::merkle::Hash;
-use crate::tlog::note::{self, NoteError};
+use crate::tlog::note::{self, NoteError, Signer};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Checkpoint {
@@ -63,8 +62,9 @@ impl Checkpoint {
         })
     }
 
-    pub fn sign(&self, keys: &Keys, key_name: &str) -> String {
-        note::sign(keys, key_name, &self.body())
+    /// The checkpoint as a signed note by key `key_name`.
+    pub fn sign(&self, signer: &dyn Signer, key_name: &str) -> String {
+        note::sign(signer, key_name, &self.body())
     }
 
     /// Verifies a signed checkpoint note and parses its body.
@@ -85,10 +85,8 @@ mod tests {
 
     #[test]
     fn signed_checkpoint_round_trips_and_rejects_edits() {
-        let dir = tempfile::tempdir().unwrap();
-        Keys::create(dir.path()).unwrap();
-        let keys = Keys::load(dir.path()).unwrap();
-        let vk = note::verifier_key("node.example", &keys.signing_public_key());
+        let keys = note::TestSigner::new(3);
+        let vk = note::verifier_key("node.example", &keys.public_key());
         let cp = Checkpoint {
             origin: origin("node.example"),
             size: 42,

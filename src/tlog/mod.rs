@@ -1,11 +1,35 @@
-//! The access log.
+//! The access log: one record per request, allowed or not, in a Merkle
+//! tree (RFC 6962 / RFC 9162) that nobody, not even the node's operator, can
+//! rewrite unnoticed.
+//!
+//! What it promises:
+//!
+//! - **One writer.** [`AuditLog`] is the only way in: a single task
+//!   group-commits records (one fsync for many) and extends the tree and
+//!   its signed checkpoints in the same transaction, so log, tree and
+//!   checkpoints never disagree after a crash.
+//! - **Durable before answered.** An append resolves to a [`Recorded`] only
+//!   once its batch has committed, and only the writer can make one; the
+//!   gateway answers with nothing else.
+//! - **Consistent with itself.** On start the writer checks the stored tree
+//!   against the latest checkpoint and refuses a log that no longer matches
+//!   ([`AuditError`]), so every checkpoint it signs extends all earlier ones.
+//! - **Checkable by anyone.** Checkpoints are C2SP signed notes
+//!   ([`checkpoint`], [`note`]); inclusion and consistency proofs come from
+//!   stored subtrees ([`proof`]); [`verify`] recomputes everything and
+//!   trusts nothing stored but the signatures.
+//!
+//! It depends on the store below it and on nothing above: it signs through
+//! [`note::Signer`], which the gateway's vault implements.
 
 pub mod checkpoint;
 pub mod merkle;
 pub mod note;
+pub mod proof;
 mod record;
 pub mod verify;
 mod writer;
 
-pub use record::*;
-pub use writer::*;
+pub(crate) use record::RecordView;
+pub use record::{AccessRecord, Decision};
+pub use writer::{AuditError, AuditLog, LogSettings, Recorded};

@@ -10,8 +10,6 @@ use base64::engine::general_purpose::STANDARD as B64;
 use ring::digest::{SHA256, digest};
 use ring::signature::{ED25519, UnparsedPublicKey};
 
-use crate::gateway::vault::Keys;
-
 const ALG_ED25519: u8 = 0x01;
 const EM_DASH: &str = "\u{2014}";
 
@@ -25,6 +23,17 @@ pub enum NoteError {
     NoSignature(String),
     #[error("the signature by '{0}' does not verify")]
     BadSignature(String),
+}
+
+/// Whatever holds the node's Ed25519 signing key (RFC 8032). The log signs
+/// its checkpoints and the gateway its receipts through this, so the log
+/// needs no access to the node's other secrets and does not depend on where
+/// the key is kept.
+pub trait Signer: Send + Sync {
+    /// The Ed25519 signature (64 bytes) of `msg`.
+    fn sign(&self, msg: &[u8]) -> [u8; 64];
+    /// The Ed25519 public key (32 bytes) that verifies [`Signer::sign`].
+    fn public_key(&self) -> [u8; 32];
 }
 
 /// The 4-byte key id: SHA-256(name ‖ '\n' ‖ alg ‖ public key)[..4].
@@ -51,11 +60,12 @@ pub fn verifier_key(name: &str, public_key: &[u8; 32]) -> String {
     )
 }
 
-/// Signs `body` (which must end in a newline) as key `name`.
-pub fn sign(keys: &Keys, name: &str, body: &str) -> String {
+/// Signs `body` (which must end in a newline) as key `name`: the body, a
+/// blank line, and one signature line `— <name> <base64(key id ‖ sig)>`.
+pub fn sign(signer: &dyn Signer, name: &str, body: &str) -> String {
     debug_assert!(body.ends_with('\n'));
-    let sig = keys.sign(body.as_bytes());
-    let mut blob = key_hash(name, &keys.signing_public_key()).to_vec();
+    let sig = signer.sign(body.as_bytes());
+    let mut blob = key_hash(name, &signer.public_key()).to_vec();
     blob.extend_from_slice(&sig);
     format!("{body}\n{EM_DASH} {name} {}\n", B64.encode(blob))
 }
@@ -102,16 +112,39 @@ pub fn verify<'a>(note: &'a str, verifier: &str) -> Result<&'a str, NoteError> {
     Err(NoteError::NoSignature(name.to_string()))
 }
 
+/// A signer over a fixed key, for tests in the log's own modules.
+#[cfg(test)]
+pub(crate) struct TestSigner(ring::signature::Ed25519KeyPair);
+
+#[cfg(test)]
+impl TestSigner {
+    pub(crate) fn new(seed: u8) -> TestSigner {
+        TestSigner(
+            ring::signature::Ed25519KeyPair::from_seed_unchecked(&[seed; 32])
+                .expect("any 32 bytes are a seed"),
+        )
+    }
+}
+
+#[cfg(test)]
+impl Signer for TestSigner {
+    fn sign(&self, msg: &[u8]) -> [u8; 64] {
+        self.0.sign(msg).as_ref().try_into().expect("64 bytes")
+    }
+    fn public_key(&self) -> [u8; 32] {
+        use ring::signature::KeyPair;
+        self.0.public_key().as_ref().try_into().expect("32 bytes")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn signs_and_verifies_and_catches_edits() {
-        let dir = tempfile::tempdir().unwrap();
-        Keys::create(dir.path()).unwrap();
-        let keys = Keys::load(dir.path()).unwrap();
-        let vk = verifier_key("sluis.example", &keys.signing_public_key());
+        let keys = TestSigner::new(7);
+        let vk = verifier_key("sluis.example", &keys.public_key());
         let note = sign(&keys, "sluis.example", "hello\nworld\n");
         assert_eq!(verify(&note, &vk).unwrap(), "hello\nworld\n");
         let edited = note.replace("world", "w0rld");

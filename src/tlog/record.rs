@@ -9,7 +9,7 @@ use crate::store::LogRow;
 
 /// Version of the canonical record encoding. Bumped on any change to
 /// [`AccessRecord::encode`]; old records keep their version byte.
-pub const RECORD_VERSION: u8 = 1;
+const RECORD_VERSION: u8 = 1;
 
 /// How a request ended, as privacy officers read it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -186,7 +186,7 @@ fn put_list(b: &mut Vec<u8>, items: &[String]) {
 /// [`AccessRecord::decode`] but without allocating: verification reads
 /// every record of the log and only compares a few fields.
 #[derive(Clone, Debug)]
-pub struct RecordView<'a> {
+pub(crate) struct RecordView<'a> {
     pub request_id: &'a str,
     pub at: i64,
     pub caller: &'a str,

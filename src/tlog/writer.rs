@@ -18,19 +18,45 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::gateway::vault::Keys;
 use crate::store::{IssuedPseudonym, LogRow, Store, StoreError, StoredCheckpoint};
 use crate::tlog::AccessRecord;
 use crate::tlog::checkpoint::Checkpoint;
 use crate::tlog::merkle::{self, Frontier};
+use crate::tlog::note::Signer;
 
-#[derive(Debug, thiserror::Error)]
-#[error("the access log cannot be written: {0}")]
-pub struct AuditError(pub String);
+mod recorded;
+pub use recorded::Recorded;
+
+/// Why the log could not take a record, or refuses to start. Either way
+/// nothing may be released: the exchange answers `UNAVAILABLE`.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum AuditError {
+    /// The writer task is gone (the node is stopping, or it panicked).
+    #[error("the access log writer has stopped; restart the node")]
+    WriterStopped,
+    /// The database refused the batch. Shared: one failed batch fails every
+    /// record in it.
+    #[error("the access log cannot be written: {0}")]
+    Store(#[source] Arc<StoreError>),
+    /// The log is shorter than a checkpoint the node signed.
+    #[error(
+        "the log has {log_size} entries but a checkpoint for {checkpoint_size} was signed: entries were removed; run `sluis audit verify`"
+    )]
+    EntriesRemoved { log_size: u64, checkpoint_size: u64 },
+    /// The stored tree's root at a signed size is not the signed root.
+    #[error("the log does not match its checkpoint at size {size}; run `sluis audit verify`")]
+    TreeMismatch { size: u64 },
+    /// Tree nodes needed to continue the tree at `size` are not stored.
+    #[error("the log's tree nodes for size {size} are missing; run `sluis audit verify`")]
+    NodesMissing { size: u64 },
+    /// An entry below the log's size is not stored.
+    #[error("entry {index} is missing from the log; run `sluis audit verify`")]
+    EntryMissing { index: u64 },
+}
 
 impl From<StoreError> for AuditError {
     fn from(e: StoreError) -> Self {
-        AuditError(e.to_string())
+        AuditError::Store(Arc::new(e))
     }
 }
 
@@ -73,7 +99,7 @@ const MAX_RACES: u32 = 32;
 /// The writer's state: the tree's compact range and the last checkpoint.
 struct Writer {
     store: Store,
-    keys: Arc<Keys>,
+    signer: Arc<dyn Signer>,
     settings: LogSettings,
     frontier: Frontier,
     signed_size: u64,
@@ -86,7 +112,7 @@ impl AuditLog {
     /// what the node signed: it would otherwise sign an inconsistent tree.
     pub async fn start(
         store: Store,
-        keys: Arc<Keys>,
+        signer: Arc<dyn Signer>,
         settings: LogSettings,
     ) -> Result<AuditLog, AuditError> {
         // The checkpoint first: another replica may append (and sign) in
@@ -97,22 +123,17 @@ impl AuditLog {
             Some(cp) => {
                 let size = cp.size as u64;
                 if size > frontier.size() {
-                    return Err(AuditError(format!(
-                        "the log has {} entries but a checkpoint for {} was signed: entries were removed; run `sluis audit verify`",
-                        frontier.size(),
-                        size
-                    )));
+                    return Err(AuditError::EntriesRemoved {
+                        log_size: frontier.size(),
+                        checkpoint_size: size,
+                    });
                 }
                 let ids = Frontier::perfect_nodes_for(size);
                 let nodes = store.merkle_nodes(&ids).await?;
-                let at_cp =
-                    Frontier::from_nodes(size, |id| nodes.get(&id).copied()).ok_or_else(|| {
-                        AuditError("tree nodes are missing; run `sluis audit verify`".into())
-                    })?;
+                let at_cp = Frontier::from_nodes(size, |id| nodes.get(&id).copied())
+                    .ok_or(AuditError::NodesMissing { size })?;
                 if at_cp.root().as_slice() != cp.root.as_slice() {
-                    return Err(AuditError(format!(
-                        "the log does not match its checkpoint at size {size}; run `sluis audit verify`"
-                    )));
+                    return Err(AuditError::TreeMismatch { size });
                 }
                 size
             }
@@ -121,7 +142,7 @@ impl AuditLog {
         let (tx, rx) = mpsc::channel::<Msg>(4 * MAX_BATCH);
         let writer = Writer {
             store,
-            keys,
+            signer,
             signed_at: Instant::now() - settings.checkpoint_interval,
             settings,
             frontier,
@@ -131,8 +152,9 @@ impl AuditLog {
         Ok(AuditLog { tx })
     }
 
-    /// Appends a record and waits until it is durable. Returns its position.
-    pub async fn append(&self, record: &AccessRecord) -> Result<i64, AuditError> {
+    /// Appends a record and waits until it is durable: the proof of that,
+    /// with the record's position, to attach an answer to.
+    pub async fn append(&self, record: &AccessRecord) -> Result<Recorded<()>, AuditError> {
         self.append_issuing(record.clone(), Vec::new()).await
     }
 
@@ -144,7 +166,7 @@ impl AuditLog {
         &self,
         record: AccessRecord,
         issued: Vec<IssuedPseudonym>,
-    ) -> Result<i64, AuditError> {
+    ) -> Result<Recorded<()>, AuditError> {
         let (done, wait) = oneshot::channel();
         let pending = Pending {
             row: record.into_row(),
@@ -154,9 +176,9 @@ impl AuditLog {
         self.tx
             .send(Msg::Append(Box::new(pending)))
             .await
-            .map_err(|_| AuditError("the log writer has stopped".into()))?;
-        wait.await
-            .map_err(|_| AuditError("the log writer has stopped".into()))?
+            .map_err(|_| AuditError::WriterStopped)?;
+        let index = wait.await.map_err(|_| AuditError::WriterStopped)??;
+        Ok(Recorded::new(index as u64))
     }
 }
 
@@ -278,7 +300,7 @@ impl Writer {
                     // Nothing of the batch is in the log: forget it, so the
                     // next batch takes the same positions.
                     self.frontier = before;
-                    break Err(AuditError(e.to_string()));
+                    break Err(AuditError::from(e));
                 }
             }
         };
@@ -291,7 +313,7 @@ impl Writer {
             Err(e) => {
                 tracing::error!(error = %e, records = waiting.len(), "access log write failed; requests fail closed");
                 for done in waiting {
-                    let _ = done.send(Err(AuditError(e.0.clone())));
+                    let _ = done.send(Err(e.clone()));
                 }
             }
         }
@@ -304,7 +326,7 @@ impl Writer {
         let ids = Frontier::perfect_nodes_for(size);
         let nodes = self.store.merkle_nodes(&ids).await?;
         self.frontier = Frontier::from_nodes(size, |id| nodes.get(&id).copied())
-            .ok_or_else(|| AuditError(format!("tree nodes for size {size} are missing")))?;
+            .ok_or(AuditError::NodesMissing { size })?;
         Ok(())
     }
 
@@ -321,7 +343,7 @@ impl Writer {
             size: cp.size as i64,
             root: cp.root.to_vec(),
             at: crate::model::clock::now_millis(),
-            note: cp.sign(&self.keys, &self.settings.key_name),
+            note: cp.sign(self.signer.as_ref(), &self.settings.key_name),
         }
     }
 
@@ -364,10 +386,9 @@ async fn load_frontier(store: &Store) -> Result<Frontier, AuditError> {
         let mut new_nodes = Vec::new();
         for (seq, record) in &leaves {
             if *seq as u64 != frontier.size() {
-                return Err(AuditError(format!(
-                    "entry {} is missing from the log",
-                    frontier.size()
-                )));
+                return Err(AuditError::EntryMissing {
+                    index: frontier.size(),
+                });
             }
             frontier.push_with(merkle::leaf_hash(record), |id, h| new_nodes.push((id, *h)));
         }

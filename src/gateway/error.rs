@@ -1,0 +1,125 @@
+//! How a request ends when it does not succeed, and the one table that
+//! gives each ending its status code and its decision in the access log.
+//!
+//! The access record needs the status code's name and the gRPC layer needs
+//! the code itself; both read [`ExchangeError::code`], so a record never
+//! says one thing while the caller is told another.
+
+use crate::gateway::validate::Invalid;
+use crate::tlog::Decision;
+
+/// Errors a request can end in. Messages say what to fix and never repeat
+/// personal data from the request.
+#[derive(Debug, thiserror::Error)]
+pub enum ExchangeError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    TooLarge(String),
+    #[error(
+        "this client certificate is not registered with this node; ask the node operator to register your organisation's OIN or key fingerprint"
+    )]
+    Unregistered,
+    /// The connection's certificate passed when it opened but not under the
+    /// configuration reloaded since (revoked, or its CA removed).
+    #[error(
+        "this connection's client certificate is no longer accepted ({0}); it may have been revoked — connect again with a valid certificate"
+    )]
+    CertificateNoLongerValid(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("the access log cannot be written, so nothing is released; try again later")]
+    AuditUnavailable,
+    /// The node failed (a store, a key, stored data that does not decode).
+    /// Names only the part that failed; the cause is in the node's log.
+    #[error("internal error ({0}); nothing was released")]
+    Internal(&'static str),
+}
+
+/// The canonical status codes a request can end with: gRPC's, with their
+/// numbers (<https://grpc.github.io/grpc/core/md_doc_statuscodes.html>,
+/// `google.rpc.Code`), so the gRPC layer converts by number, not by a
+/// second table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(i32)]
+pub enum Code {
+    Ok = 0,
+    InvalidArgument = 3,
+    NotFound = 5,
+    PermissionDenied = 7,
+    ResourceExhausted = 8,
+    FailedPrecondition = 9,
+    Internal = 13,
+    Unavailable = 14,
+    Unauthenticated = 16,
+}
+
+impl Code {
+    /// The code's canonical name, as the access record's `status` holds it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Code::Ok => "OK",
+            Code::InvalidArgument => "INVALID_ARGUMENT",
+            Code::NotFound => "NOT_FOUND",
+            Code::PermissionDenied => "PERMISSION_DENIED",
+            Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+            Code::FailedPrecondition => "FAILED_PRECONDITION",
+            Code::Internal => "INTERNAL",
+            Code::Unavailable => "UNAVAILABLE",
+            Code::Unauthenticated => "UNAUTHENTICATED",
+        }
+    }
+
+    /// How a privacy officer reads a request that ended with this code.
+    /// (`Ok` is decided by the request itself: allowed, partial or denied.)
+    fn decision(self) -> Decision {
+        match self {
+            Code::Ok => Decision::Allowed,
+            Code::InvalidArgument | Code::ResourceExhausted => Decision::Invalid,
+            Code::PermissionDenied | Code::Unauthenticated | Code::FailedPrecondition => {
+                Decision::Denied
+            }
+            Code::NotFound => Decision::NotFound,
+            Code::Internal | Code::Unavailable => Decision::Error,
+        }
+    }
+}
+
+impl ExchangeError {
+    /// The one error → status table.
+    pub fn code(&self) -> Code {
+        match self {
+            ExchangeError::Invalid(_) => Code::InvalidArgument,
+            ExchangeError::TooLarge(_) => Code::ResourceExhausted,
+            ExchangeError::Unregistered | ExchangeError::Forbidden(_) => Code::PermissionDenied,
+            ExchangeError::CertificateNoLongerValid(_) => Code::Unauthenticated,
+            ExchangeError::NotFound(_) => Code::NotFound,
+            ExchangeError::FailedPrecondition(_) => Code::FailedPrecondition,
+            ExchangeError::AuditUnavailable => Code::Unavailable,
+            ExchangeError::Internal(_) => Code::Internal,
+        }
+    }
+
+    /// The decision the access record of a request ending in this error holds.
+    pub(crate) fn decision(&self) -> Decision {
+        self.code().decision()
+    }
+
+    /// A failure of the node itself: logged here with its cause, answered
+    /// with only the failing part's name, so a cause that could carry
+    /// request content never reaches the caller.
+    pub(crate) fn internal(part: &'static str, cause: &dyn std::fmt::Display) -> ExchangeError {
+        tracing::error!(error = %cause, part, "internal error; failing closed");
+        ExchangeError::Internal(part)
+    }
+}
+
+impl From<Invalid> for ExchangeError {
+    fn from(e: Invalid) -> Self {
+        ExchangeError::Invalid(e.to_string())
+    }
+}

@@ -1,0 +1,263 @@
+//! What a value must be to mean something here: a BSN that passes the
+//! 11-check, a V-number of ten digits, dates written `YYYY-MM-DD` and in
+//! order, ids in their one canonical spelling, text within its bounds.
+//!
+//! The checks take plain values and the name of the field as the caller
+//! wrote it, so that every entry point that takes a field checks it the same
+//! way and says the same thing about it. Messages name the field and what
+//! it must be, never the value: a mistyped BSN is still personal data.
+
+use std::fmt;
+
+/// Longest free text (notes, statuses) a case category holds, in characters.
+pub const MAX_TEXT: usize = 4096;
+
+/// A value that does not mean what its field needs. The message names the
+/// field and what to fix; it becomes `INVALID_ARGUMENT`.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(String);
+
+/// Text of at most `max` characters (Unicode scalar values).
+pub fn text(field: &str, s: &str, max: usize) -> Result<(), Invalid> {
+    if s.chars().count() > max {
+        return Err(Invalid(format!("{field} is longer than {max} characters")));
+    }
+    Ok(())
+}
+
+/// A calendar date written `YYYY-MM-DD` (ISO 8601 extended, complete), or
+/// empty for "not known".
+pub fn date(field: &str, s: &str) -> Result<(), Invalid> {
+    if s.is_empty() {
+        return Ok(());
+    }
+    let fmt = time::macros::format_description!("[year]-[month]-[day]");
+    time::Date::parse(s, &fmt)
+        .map(|_| ())
+        .map_err(|_| Invalid(format!("{field} must be a date written YYYY-MM-DD")))
+}
+
+/// Two dates that are each valid ([`date`]) and, when both are given, in
+/// order: `until` not before `since`.
+pub fn date_range(
+    (since_field, since): (&str, &str),
+    (until_field, until): (&str, &str),
+) -> Result<(), Invalid> {
+    date(since_field, since)?;
+    date(until_field, until)?;
+    // Valid YYYY-MM-DD dates order as their text does.
+    if !since.is_empty() && !until.is_empty() && until < since {
+        return Err(Invalid(format!(
+            "{until_field} must not be before {since_field}"
+        )));
+    }
+    Ok(())
+}
+
+/// An id this node issued: a UUID (RFC 9562) in its lower-case hyphenated
+/// form, the only spelling the node stores, so no two spellings name one row.
+pub fn uuid(field: &str, s: &str) -> Result<(), Invalid> {
+    if s.is_empty() {
+        return Err(Invalid(format!("{field} is required")));
+    }
+    match uuid::Uuid::try_parse(s) {
+        Ok(u) if u.hyphenated().to_string() == s => Ok(()),
+        _ => Err(Invalid(format!(
+            "{field} is malformed: expected a lower-case UUID like 0190c4e2-7b1a-4c3e-9f00-1a2b3c4d5e6f"
+        ))),
+    }
+}
+
+/// The 11-check ("elfproef") every BSN passes: nine digits d1..d9 with
+/// 9·d1 + 8·d2 + … + 2·d8 − d9 ≡ 0 (mod 11), and not all zero.
+fn bsn_passes_11_check(bsn: &str) -> bool {
+    if bsn.len() != 9 || !bsn.bytes().all(|b| b.is_ascii_digit()) {
+        return false;
+    }
+    let sum: i32 = bsn
+        .bytes()
+        .enumerate()
+        .map(|(i, b)| {
+            let d = i32::from(b - b'0');
+            if i == 8 { -d } else { d * (9 - i as i32) }
+        })
+        .sum();
+    sum % 11 == 0 && bsn != "000000000"
+}
+
+/// A subject's identifier, checked: the keys of the subject index through
+/// which a privacy officer finds a person's cases. Its `Debug` is redacted.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SubjectKey {
+    kind: SubjectKeyKind,
+    value: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SubjectKeyKind {
+    VNumber,
+    Bsn,
+}
+
+impl SubjectKey {
+    /// A V-number (the immigration services' person number): 10 digits.
+    pub fn v_number(field: &str, s: &str) -> Result<SubjectKey, Invalid> {
+        if s.len() != 10 || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(Invalid(format!("{field} must be 10 digits")));
+        }
+        Ok(SubjectKey {
+            kind: SubjectKeyKind::VNumber,
+            value: s.to_string(),
+        })
+    }
+
+    /// A BSN (Dutch citizen service number): 9 digits passing the 11-check.
+    pub fn bsn(field: &str, s: &str) -> Result<SubjectKey, Invalid> {
+        if !bsn_passes_11_check(s) {
+            return Err(Invalid(format!(
+                "{field} must be 9 digits that pass the 11-check"
+            )));
+        }
+        Ok(SubjectKey {
+            kind: SubjectKeyKind::Bsn,
+            value: s.to_string(),
+        })
+    }
+
+    /// The kind as the subject index stores it: `v_number` or `bsn`.
+    pub(crate) fn kind(&self) -> &'static str {
+        match self.kind {
+            SubjectKeyKind::VNumber => "v_number",
+            SubjectKeyKind::Bsn => "bsn",
+        }
+    }
+
+    /// The identifier itself, only to be keyed-hashed.
+    pub(crate) fn value(&self) -> &str {
+        &self.value
+    }
+}
+
+impl fmt::Debug for SubjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SubjectKey({:?}, <redacted>)", self.kind)
+    }
+}
+
+/// The identity category's fields, as plain text.
+pub struct Identity<'a> {
+    pub name: &'a str,
+    pub date_of_birth: &'a str,
+    pub nationality: &'a str,
+    pub v_number: &'a str,
+    pub bsn: &'a str,
+}
+
+/// Checks an identity (`field` names it, e.g. `data.identity`) and returns
+/// the subject keys it carries. It must name the person somehow: a name, a
+/// V-number or a BSN.
+pub fn identity(field: &str, id: &Identity<'_>) -> Result<Vec<SubjectKey>, Invalid> {
+    if id.name.trim().is_empty() && id.v_number.is_empty() && id.bsn.is_empty() {
+        return Err(Invalid(format!(
+            "{field} must have at least a name, a V-number or a BSN"
+        )));
+    }
+    text(&format!("{field}.name"), id.name, 200)?;
+    date(&format!("{field}.date_of_birth"), id.date_of_birth)?;
+    text(&format!("{field}.nationality"), id.nationality, 64)?;
+    let mut keys = Vec::new();
+    if !id.v_number.is_empty() {
+        keys.push(SubjectKey::v_number(
+            &format!("{field}.v_number"),
+            id.v_number,
+        )?);
+    }
+    if !id.bsn.is_empty() {
+        keys.push(SubjectKey::bsn(&format!("{field}.bsn"), id.bsn)?);
+    }
+    Ok(keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bsn_eleven_check() {
+        assert!(bsn_passes_11_check("111222333"));
+        assert!(bsn_passes_11_check("123456782"));
+        assert!(!bsn_passes_11_check("123456789"));
+        assert!(!bsn_passes_11_check("12345678"));
+        assert!(!bsn_passes_11_check("000000000"));
+        assert!(!bsn_passes_11_check("12345678a"));
+    }
+
+    #[test]
+    fn subject_keys_check_their_shape_and_never_echo() {
+        assert_eq!(SubjectKey::bsn("bsn", "123456782").unwrap().kind(), "bsn");
+        let e = SubjectKey::bsn("bsn", "123456789").unwrap_err().to_string();
+        assert_eq!(e, "bsn must be 9 digits that pass the 11-check");
+        let v = SubjectKey::v_number("v_number", "1234567890").unwrap();
+        assert_eq!((v.kind(), v.value()), ("v_number", "1234567890"));
+        assert!(!format!("{v:?}").contains("1234567890"));
+        for bad in ["123456789", "V123456789", "12345678901"] {
+            let e = SubjectKey::v_number("v_number", bad).unwrap_err();
+            assert_eq!(e.to_string(), "v_number must be 10 digits");
+        }
+    }
+
+    #[test]
+    fn dates_are_iso_and_in_order() {
+        assert!(date("d", "").is_ok());
+        assert!(date("d", "2026-02-28").is_ok());
+        assert!(date("d", "2026-02-30").is_err());
+        assert!(date("d", "28-02-2026").is_err());
+        assert!(date_range(("a", "2026-01-01"), ("b", "2026-01-01")).is_ok());
+        assert!(date_range(("a", ""), ("b", "2026-01-01")).is_ok());
+        let e = date_range(("a", "2026-01-02"), ("b", "2026-01-01")).unwrap_err();
+        assert_eq!(e.to_string(), "b must not be before a");
+    }
+
+    #[test]
+    fn uuids_have_one_spelling() {
+        assert!(uuid("id", "0190c4e2-7b1a-4c3e-9f00-1a2b3c4d5e6f").is_ok());
+        assert!(uuid("id", "0190C4E2-7B1A-4C3E-9F00-1A2B3C4D5E6F").is_err());
+        assert!(uuid("id", "0190c4e27b1a4c3e9f001a2b3c4d5e6f").is_err());
+        assert_eq!(uuid("id", "").unwrap_err().to_string(), "id is required");
+    }
+
+    #[test]
+    fn identity_needs_a_name_or_an_identifier() {
+        let empty = Identity {
+            name: " ",
+            date_of_birth: "",
+            nationality: "",
+            v_number: "",
+            bsn: "",
+        };
+        let e = identity("data.identity", &empty).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "data.identity must have at least a name, a V-number or a BSN"
+        );
+        let full = Identity {
+            name: "",
+            v_number: "1234567890",
+            bsn: "123456782",
+            ..empty
+        };
+        let keys = identity("data.identity", &full).unwrap();
+        let kinds: Vec<_> = keys.iter().map(|k| k.kind()).collect();
+        assert_eq!(kinds, ["v_number", "bsn"]);
+        let bad = Identity {
+            bsn: "123456789",
+            ..full
+        };
+        let e = identity("data.identity", &bad).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "data.identity.bsn must be 9 digits that pass the 11-check"
+        );
+    }
+}

@@ -1,0 +1,199 @@
+//! `AuditService`: the access log for this node's privacy officers —
+//! queries, the subject access report, checkpoints and proofs.
+
+use tonic::{Request, Response, Status};
+
+use crate::gateway::oversight::SubjectRef;
+use crate::rpc::Api;
+use crate::rpc::convert::{checkpoint_pb, entry_pb, invalid, millis, nonempty, timestamp};
+use crate::rpc::proto::v1 as pb;
+use crate::rpc::status::status;
+use crate::store::LogFilter;
+use crate::tlog::proof::LeafRef;
+
+type EntryStream =
+    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::AccessEntry, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::audit_service_server::AuditService for Api {
+    type QueryAccessStream = EntryStream;
+
+    async fn query_access(
+        &self,
+        req: Request<pb::QueryAccessRequest>,
+    ) -> Result<Response<EntryStream>, Status> {
+        self.call(
+            "QueryAccess",
+            req,
+            |m| {
+                let filter = LogFilter {
+                    since: m.since.as_ref().map(|t| millis("since", t)).transpose()?,
+                    until: m.until.as_ref().map(|t| millis("until", t)).transpose()?,
+                    caller: nonempty(m.caller),
+                    role: nonempty(m.role),
+                    method: nonempty(m.method),
+                    purpose: nonempty(m.purpose),
+                    decision: nonempty(m.decision),
+                    case_id: nonempty(m.case_id),
+                    subject: nonempty(m.subject),
+                };
+                if m.start_index > i64::MAX as u64 {
+                    return Err(invalid("start_index is out of range"));
+                }
+                Ok((filter, m.start_index as i64, i64::from(m.limit)))
+            },
+            async |ex, ctx, (filter, start, limit)| {
+                ex.query_access(ctx, filter, start, limit)
+                    .await?
+                    .try_map(|rows| {
+                        let entries: Vec<Result<pb::AccessEntry, Status>> = rows
+                            .into_iter()
+                            .map(|r| {
+                                entry_pb(r.seq, r.record).map_err(|e| status(e, &ctx.request_id))
+                            })
+                            .collect();
+                        Ok(Box::pin(tokio_stream::iter(entries)) as EntryStream)
+                    })
+            },
+        )
+        .await
+    }
+
+    async fn subject_access_report(
+        &self,
+        req: Request<pb::SubjectAccessReportRequest>,
+    ) -> Result<Response<pb::SubjectAccessReportResponse>, Status> {
+        self.call(
+            "SubjectAccessReport",
+            req,
+            |m| match m.subject {
+                Some(pb::subject_access_report_request::Subject::CaseId(id)) => {
+                    Ok(SubjectRef::CaseId(id))
+                }
+                Some(pb::subject_access_report_request::Subject::VNumber(v)) => {
+                    Ok(SubjectRef::VNumber(v))
+                }
+                Some(pb::subject_access_report_request::Subject::Bsn(b)) => Ok(SubjectRef::Bsn(b)),
+                None => Err(invalid("set case_id, v_number or bsn to say whose report")),
+            },
+            async |ex, ctx, subject| {
+                ex.subject_access_report(ctx, subject)
+                    .await?
+                    .try_map(|report| {
+                        Ok(pb::SubjectAccessReportResponse {
+                            case_ids: report.case_ids,
+                            entries: report
+                                .entries
+                                .into_iter()
+                                .map(|e| pb::ReportEntry {
+                                    index: e.index as u64,
+                                    at: Some(timestamp(e.record.at)),
+                                    participant: e.record.caller.clone(),
+                                    organisation: e.organisation,
+                                    role: e.record.role.clone(),
+                                    method: e.record.method.clone(),
+                                    purpose: e.record.purpose.clone().unwrap_or_default(),
+                                    released: e
+                                        .record
+                                        .released
+                                        .iter()
+                                        .map(|c| i32::from(c.code()))
+                                        .collect(),
+                                    withheld: e
+                                        .record
+                                        .withheld
+                                        .iter()
+                                        .map(|(c, reason)| pb::WithheldEntry {
+                                            category: i32::from(c.code()),
+                                            reason: reason.clone(),
+                                        })
+                                        .collect(),
+                                    decision: e.record.decision.as_str().into(),
+                                    summary: e.summary,
+                                })
+                                .collect(),
+                            text: report.text,
+                            request_id: ctx.request_id.clone(),
+                        })
+                    })
+            },
+        )
+        .await
+    }
+
+    async fn get_checkpoint(
+        &self,
+        req: Request<pb::GetCheckpointRequest>,
+    ) -> Result<Response<pb::GetCheckpointResponse>, Status> {
+        self.call(
+            "GetCheckpoint",
+            req,
+            |m| Ok((m.size != 0).then_some(m.size)),
+            async |ex, ctx, size| {
+                ex.get_checkpoint(ctx, size).await?.try_map(|cp| {
+                    Ok(pb::GetCheckpointResponse {
+                        checkpoint: Some(checkpoint_pb(cp)),
+                        verifier_key: ex.verifier_key(),
+                        request_id: ctx.request_id.clone(),
+                    })
+                })
+            },
+        )
+        .await
+    }
+
+    async fn get_inclusion_proof(
+        &self,
+        req: Request<pb::GetInclusionProofRequest>,
+    ) -> Result<Response<pb::GetInclusionProofResponse>, Status> {
+        self.call(
+            "GetInclusionProof",
+            req,
+            |m| {
+                let leaf = match m.entry {
+                    Some(pb::get_inclusion_proof_request::Entry::RequestId(id)) => {
+                        LeafRef::RequestId(id)
+                    }
+                    Some(pb::get_inclusion_proof_request::Entry::Index(i)) => LeafRef::Index(i),
+                    None => return Err(invalid("set request_id or index to say which entry")),
+                };
+                Ok((leaf, (m.tree_size != 0).then_some(m.tree_size)))
+            },
+            async |ex, ctx, (leaf, size)| {
+                ex.get_inclusion_proof(ctx, leaf, size).await?.try_map(|p| {
+                    Ok(pb::GetInclusionProofResponse {
+                        index: p.index,
+                        tree_size: p.tree_size,
+                        hashes: p.hashes.iter().map(|h| h.to_vec()).collect(),
+                        entry: Some(entry_pb(p.index as i64, p.leaf)?),
+                        checkpoint: Some(checkpoint_pb(p.checkpoint)),
+                        request_id: ctx.request_id.clone(),
+                    })
+                })
+            },
+        )
+        .await
+    }
+
+    async fn get_consistency_proof(
+        &self,
+        req: Request<pb::GetConsistencyProofRequest>,
+    ) -> Result<Response<pb::GetConsistencyProofResponse>, Status> {
+        self.call(
+            "GetConsistencyProof",
+            req,
+            |m| Ok((m.old_size, (m.new_size != 0).then_some(m.new_size))),
+            async |ex, ctx, (old, new)| {
+                ex.get_consistency_proof(ctx, old, new).await?.try_map(|p| {
+                    Ok(pb::GetConsistencyProofResponse {
+                        old_size: p.old_size,
+                        new_size: p.new_size,
+                        hashes: p.hashes.iter().map(|h| h.to_vec()).collect(),
+                        request_id: ctx.request_id.clone(),
+                    })
+                })
+            },
+        )
+        .await
+    }
+}

@@ -1,0 +1,157 @@
+//! `CaseService`: register, update, read and list cases.
+
+use tonic::{Request, Response, Status};
+
+use crate::gateway::{CaseRef, FindCases, GetCase, Scope};
+use crate::rpc::Api;
+use crate::rpc::convert::{case_data, case_input, categories, invalid, timestamp, withhold_reason};
+use crate::rpc::proto::v1 as pb;
+
+#[tonic::async_trait]
+impl pb::case_service_server::CaseService for Api {
+    async fn register_case(
+        &self,
+        req: Request<pb::RegisterCaseRequest>,
+    ) -> Result<Response<pb::RegisterCaseResponse>, Status> {
+        self.call(
+            "RegisterCase",
+            req,
+            |m| {
+                let data = m
+                    .data
+                    .ok_or_else(|| invalid("data is required and must contain an identity"))?;
+                case_input(data)
+            },
+            async |ex, ctx, (data, keys)| {
+                ex.register_case(ctx, data, keys).await?.try_map(|r| {
+                    Ok(pb::RegisterCaseResponse {
+                        case_id: r.case_id,
+                        subject_pseudonym: r.pseudonym,
+                        request_id: ctx.request_id.clone(),
+                    })
+                })
+            },
+        )
+        .await
+    }
+
+    async fn update_case(
+        &self,
+        req: Request<pb::UpdateCaseRequest>,
+    ) -> Result<Response<pb::UpdateCaseResponse>, Status> {
+        self.call(
+            "UpdateCase",
+            req,
+            |m| {
+                let (data, keys) = case_input(m.data.unwrap_or_default())?;
+                Ok((m.case_id, data, keys))
+            },
+            async |ex, ctx, (case_id, data, keys)| {
+                ex.update_case(ctx, case_id, data, keys)
+                    .await?
+                    .try_map(|version| {
+                        Ok(pb::UpdateCaseResponse {
+                            version: version as u64,
+                            request_id: ctx.request_id.clone(),
+                        })
+                    })
+            },
+        )
+        .await
+    }
+
+    async fn get_case(
+        &self,
+        req: Request<pb::GetCaseRequest>,
+    ) -> Result<Response<pb::GetCaseResponse>, Status> {
+        self.call(
+            "GetCase",
+            req,
+            |m| {
+                let subject = match m.subject {
+                    Some(pb::get_case_request::Subject::CaseId(id)) => CaseRef::Id(id),
+                    Some(pb::get_case_request::Subject::SubjectPseudonym(p)) => {
+                        CaseRef::Pseudonym(p)
+                    }
+                    None => {
+                        return Err(invalid(
+                            "set case_id or subject_pseudonym to say which case",
+                        ));
+                    }
+                };
+                Ok(GetCase {
+                    subject,
+                    purpose: m.purpose,
+                    categories: categories(&m.categories)?,
+                })
+            },
+            async |ex, ctx, q| {
+                ex.get_case(ctx, q).await?.try_map(|view| {
+                    Ok(pb::GetCaseResponse {
+                        case_id: view.case_id.unwrap_or_default(),
+                        subject_pseudonym: view.pseudonym,
+                        released: view
+                            .released
+                            .iter()
+                            .map(|(c, _)| i32::from(c.code()))
+                            .collect(),
+                        data: Some(case_data(view.released)?),
+                        withheld: view
+                            .withheld
+                            .into_iter()
+                            .map(|w| pb::WithheldCategory {
+                                category: i32::from(w.category.code()),
+                                reason: withhold_reason(w.reason) as i32,
+                                detail: w.detail,
+                            })
+                            .collect(),
+                        request_id: ctx.request_id.clone(),
+                    })
+                })
+            },
+        )
+        .await
+    }
+
+    async fn find_cases(
+        &self,
+        req: Request<pb::FindCasesRequest>,
+    ) -> Result<Response<pb::FindCasesResponse>, Status> {
+        self.call(
+            "FindCases",
+            req,
+            |m| {
+                let scope = match pb::find_cases_request::Scope::try_from(m.scope) {
+                    Ok(pb::find_cases_request::Scope::Own) => Scope::Own,
+                    Ok(pb::find_cases_request::Scope::Visible) => Scope::Visible,
+                    _ => return Err(invalid("scope must be SCOPE_OWN or SCOPE_VISIBLE")),
+                };
+                Ok(FindCases {
+                    scope,
+                    purpose: m.purpose,
+                    page_size: m.page_size,
+                    after: m.page_token,
+                })
+            },
+            async |ex, ctx, q| {
+                ex.find_cases(ctx, q).await?.try_map(|(cases, next)| {
+                    Ok(pb::FindCasesResponse {
+                        cases: cases
+                            .into_iter()
+                            .map(|c| pb::CaseSummary {
+                                case_id: c.case_id.unwrap_or_default(),
+                                subject_pseudonym: c.pseudonym,
+                                owner: c.owner,
+                                version: c.version as u64,
+                                updated_at: Some(timestamp(c.updated_at)),
+                            })
+                            .collect(),
+                        next_page_token: next,
+                        request_id: ctx.request_id.clone(),
+                    })
+                })
+            },
+        )
+        .await
+    }
+}

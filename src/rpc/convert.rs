@@ -1,0 +1,282 @@
+//! Protobuf ↔ domain: messages become the gateway's types and its answers
+//! become messages. Shape is checked on the way in (presence, enum codes,
+//! counts, timestamps in range); meaning is asked of the gateway
+//! ([`validate`]). Category payloads stay encoded: the gateway seals and
+//! releases them as opaque bytes.
+
+use prost::Message;
+
+use crate::gateway::ExchangeError;
+use crate::gateway::validate::{self, MAX_TEXT, SubjectKey};
+use crate::model::consent::{Consent, ConsentState, EventKind, Millis, Recipient};
+use crate::model::{Category, Role, WithholdReason};
+use crate::rpc::proto::v1 as pb;
+use crate::store::StoredCheckpoint;
+use crate::tlog::AccessRecord;
+
+pub(crate) fn invalid(msg: impl Into<String>) -> ExchangeError {
+    ExchangeError::Invalid(msg.into())
+}
+
+pub(crate) fn category(code: i32) -> Result<Category, ExchangeError> {
+    Category::from_code(code).ok_or_else(|| {
+        invalid(format!(
+            "unknown category {code}: use CATEGORY_IDENTITY (1) to CATEGORY_OUTCOME (8)"
+        ))
+    })
+}
+
+pub(crate) fn categories(codes: &[i32]) -> Result<Vec<Category>, ExchangeError> {
+    if codes.len() > 64 {
+        return Err(invalid("categories: at most 64 entries"));
+    }
+    codes.iter().map(|c| category(*c)).collect()
+}
+
+/// The identity's fields, checked, and the subject keys it carries.
+pub(crate) fn identity(id: &pb::Identity) -> Result<Vec<SubjectKey>, ExchangeError> {
+    Ok(validate::identity(
+        "data.identity",
+        &validate::Identity {
+            name: &id.name,
+            date_of_birth: &id.date_of_birth,
+            nationality: &id.nationality,
+            v_number: &id.v_number,
+            bsn: &id.bsn,
+        },
+    )?)
+}
+
+pub(crate) type Payloads = (Vec<(Category, Vec<u8>)>, Vec<SubjectKey>);
+
+/// Checks case data and splits it into per-category payloads, plus the
+/// subject's identifiers for the index.
+pub(crate) fn case_input(data: pb::CaseData) -> Result<Payloads, ExchangeError> {
+    let mut out = Vec::new();
+    let mut keys = Vec::new();
+    if let Some(v) = data.identity {
+        keys = identity(&v)?;
+        out.push((Category::Identity, v.encode_to_vec()));
+    }
+    if let Some(v) = data.residence_procedure {
+        validate::text("data.residence_procedure.status", &v.status, MAX_TEXT)?;
+        validate::date(
+            "data.residence_procedure.last_decision_date",
+            &v.last_decision_date,
+        )?;
+        out.push((Category::ResidenceProcedure, v.encode_to_vec()));
+    }
+    if let Some(v) = data.shelter {
+        validate::text("data.shelter.location", &v.location, 200)?;
+        validate::date_range(
+            ("data.shelter.since", &v.since),
+            ("data.shelter.until", &v.until),
+        )?;
+        validate::text("data.shelter.notes", &v.notes, MAX_TEXT)?;
+        out.push((Category::Shelter, v.encode_to_vec()));
+    }
+    if let Some(v) = data.guidance {
+        validate::text("data.guidance.organisation", &v.organisation, 200)?;
+        validate::text("data.guidance.notes", &v.notes, MAX_TEXT)?;
+        out.push((Category::Guidance, v.encode_to_vec()));
+    }
+    if let Some(v) = data.perspective {
+        if pb::PerspectiveKind::try_from(v.kind).is_err() {
+            return Err(invalid(
+                "data.perspective.kind is not a known PerspectiveKind",
+            ));
+        }
+        if v.milestones.len() > 64 {
+            return Err(invalid("data.perspective.milestones: at most 64"));
+        }
+        for m in &v.milestones {
+            validate::text(
+                "data.perspective.milestones.description",
+                &m.description,
+                512,
+            )?;
+            validate::date("data.perspective.milestones.date", &m.date)?;
+        }
+        out.push((Category::Perspective, v.encode_to_vec()));
+    }
+    if let Some(v) = data.medical {
+        validate::text("data.medical.notes", &v.notes, MAX_TEXT)?;
+        out.push((Category::Medical, v.encode_to_vec()));
+    }
+    if let Some(v) = data.safety {
+        validate::text("data.safety.notes", &v.notes, MAX_TEXT)?;
+        out.push((Category::Safety, v.encode_to_vec()));
+    }
+    if let Some(v) = data.outcome {
+        if pb::PerspectiveKind::try_from(v.kind).is_err() {
+            return Err(invalid("data.outcome.kind is not a known PerspectiveKind"));
+        }
+        validate::date("data.outcome.date", &v.date)?;
+        out.push((Category::Outcome, v.encode_to_vec()));
+    }
+    Ok((out, keys))
+}
+
+/// Rebuilds case data from released payloads. A payload that fails to
+/// decode is an internal error: nothing half-decoded is sent.
+pub(crate) fn case_data(released: Vec<(Category, Vec<u8>)>) -> Result<pb::CaseData, ExchangeError> {
+    let mut d = pb::CaseData::default();
+    let corrupt = |_| ExchangeError::Internal("stored case data does not decode");
+    for (cat, bytes) in released {
+        let b = bytes.as_slice();
+        match cat {
+            Category::Identity => d.identity = Some(pb::Identity::decode(b).map_err(corrupt)?),
+            Category::ResidenceProcedure => {
+                d.residence_procedure = Some(pb::ResidenceProcedure::decode(b).map_err(corrupt)?)
+            }
+            Category::Shelter => d.shelter = Some(pb::Shelter::decode(b).map_err(corrupt)?),
+            Category::Guidance => d.guidance = Some(pb::Guidance::decode(b).map_err(corrupt)?),
+            Category::Perspective => {
+                d.perspective = Some(pb::Perspective::decode(b).map_err(corrupt)?)
+            }
+            Category::Medical => d.medical = Some(pb::Medical::decode(b).map_err(corrupt)?),
+            Category::Safety => d.safety = Some(pb::Safety::decode(b).map_err(corrupt)?),
+            Category::Outcome => d.outcome = Some(pb::Outcome::decode(b).map_err(corrupt)?),
+        }
+    }
+    Ok(d)
+}
+
+pub(crate) fn withhold_reason(r: WithholdReason) -> pb::WithholdReason {
+    use pb::WithholdReason as W;
+    match r {
+        WithholdReason::NotPermittedForRoleAndPurpose => W::NotPermittedForRoleAndPurpose,
+        WithholdReason::NoConsent => W::NoConsent,
+        WithholdReason::ConsentWithdrawn => W::ConsentWithdrawn,
+        WithholdReason::ConsentExpired => W::ConsentExpired,
+        WithholdReason::ConsentNotYetValid => W::ConsentNotYetValid,
+        WithholdReason::ActorRequired => W::ActorRequired,
+        WithholdReason::NotPresent => W::NotPresent,
+    }
+}
+
+pub(crate) fn timestamp(ms: Millis) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+    }
+}
+
+pub(crate) fn millis(field: &str, t: &prost_types::Timestamp) -> Result<Millis, ExchangeError> {
+    // Years 1970..=9999 are plenty for consent windows.
+    if !(0..=253_402_300_799).contains(&t.seconds) || !(0..1_000_000_000).contains(&t.nanos) {
+        return Err(invalid(format!("{field} is out of range")));
+    }
+    Ok(t.seconds * 1000 + i64::from(t.nanos / 1_000_000))
+}
+
+pub(crate) fn consent_pb(c: &Consent, now: Millis) -> pb::Consent {
+    pb::Consent {
+        consent_id: c.id.clone(),
+        case_id: c.case_id.clone(),
+        recipients: c
+            .recipients
+            .iter()
+            .map(|r| pb::Recipient {
+                recipient: Some(match r {
+                    Recipient::Participant(p) => pb::recipient::Recipient::Participant(p.clone()),
+                    Recipient::Role(role) => pb::recipient::Recipient::Role(role.to_string()),
+                }),
+            })
+            .collect(),
+        categories: c.categories.iter().map(|c| i32::from(c.code())).collect(),
+        purposes: c.purposes.clone(),
+        valid_from: Some(timestamp(c.valid_from)),
+        valid_until: c.valid_until.map(timestamp),
+        evidence_ref: c.evidence_ref.clone(),
+        recorded_by: c.recorded_by.clone(),
+        state: match c.state(now) {
+            ConsentState::Active => pb::ConsentState::Active,
+            ConsentState::NotYetValid => pb::ConsentState::NotYetValid,
+            ConsentState::Expired => pb::ConsentState::Expired,
+            ConsentState::Withdrawn => pb::ConsentState::Withdrawn,
+        } as i32,
+        events: c
+            .events
+            .iter()
+            .map(|e| pb::ConsentEvent {
+                kind: match e.kind {
+                    EventKind::Given => pb::consent_event::Kind::Given,
+                    EventKind::Withdrawn => pb::consent_event::Kind::Withdrawn,
+                } as i32,
+                at: Some(timestamp(e.at)),
+                by: e.by.clone(),
+                note: e.note.clone(),
+            })
+            .collect(),
+    }
+}
+
+pub(crate) fn recipients(rs: Vec<pb::Recipient>) -> Result<Vec<Recipient>, ExchangeError> {
+    if rs.len() > 64 {
+        return Err(invalid("recipients: at most 64"));
+    }
+    rs.into_iter()
+        .map(|r| match r.recipient {
+            Some(pb::recipient::Recipient::Participant(p)) => {
+                if crate::config::valid_participant_id(&p) {
+                    Ok(Recipient::Participant(p))
+                } else {
+                    Err(invalid("recipients: a participant id is malformed (a-z, 0-9, '-', '_', '.', at most 64)"))
+                }
+            }
+            Some(pb::recipient::Recipient::Role(role)) => role
+                .parse::<Role>()
+                .map(Recipient::Role)
+                .map_err(|_| invalid("recipients: unknown role; use municipality, ind, dtv, avim, ngo, monitor or privacy_officer")),
+            None => Err(invalid("recipients: each entry must set participant or role")),
+        })
+        .collect()
+}
+
+pub(crate) fn entry_pb(index: i64, leaf: Vec<u8>) -> Result<pb::AccessEntry, ExchangeError> {
+    let r = AccessRecord::decode(&leaf)
+        .ok_or(ExchangeError::Internal("an access record does not decode"))?;
+    Ok(pb::AccessEntry {
+        index: index as u64,
+        request_id: r.request_id,
+        at: Some(timestamp(r.at)),
+        caller: r.caller,
+        role: r.role,
+        peer_fingerprint: r.peer_fingerprint.unwrap_or_default(),
+        actor_hash: r.actor_hash.unwrap_or_default(),
+        method: r.method,
+        case_id: r.case_id.unwrap_or_default(),
+        subject: r.subject.unwrap_or_default(),
+        purpose: r.purpose.unwrap_or_default(),
+        asked: r.asked.iter().map(|c| i32::from(c.code())).collect(),
+        released: r.released.iter().map(|c| i32::from(c.code())).collect(),
+        withheld: r
+            .withheld
+            .into_iter()
+            .map(|(c, reason)| pb::WithheldEntry {
+                category: i32::from(c.code()),
+                reason,
+            })
+            .collect(),
+        decision: r.decision.as_str().into(),
+        status: r.status,
+        detail: r.detail,
+        rules: r.rules,
+        consents: r.consents,
+        leaf,
+    })
+}
+
+pub(crate) fn checkpoint_pb(cp: StoredCheckpoint) -> pb::Checkpoint {
+    pb::Checkpoint {
+        size: cp.size as u64,
+        root_hash: cp.root,
+        signed_note: cp.note,
+        signed_at: Some(timestamp(cp.at)),
+    }
+}
+
+pub(crate) fn nonempty(s: String) -> Option<String> {
+    (!s.is_empty()).then_some(s)
+}
