@@ -9,11 +9,11 @@
 //! generator: the ratios it prints are measured side by side.
 //!
 //! ```sh
-//! cargo run --release --bin bench -- compare            # ~1.5 min, prints the table
-//! cargo run --release --bin bench -- compare --json     # the same, machine-readable
-//! cargo run --release --bin bench -- scale --cases 10000,100000,1000000 --log-entries 10000000
-//! cargo run --release --bin bench -- setup --dir /tmp/n # a node with cases for `loadgen`
-//! cargo run --release --bin bench -- loadgen --workload /tmp/n/workload.json --rate 1000
+//! cargo run --release -p sluis-bench -- compare            # ~1.5 min, prints the table
+//! cargo run --release -p sluis-bench -- compare --json     # the same, machine-readable
+//! cargo run --release -p sluis-bench -- scale --cases 10000,100000,1000000 --log-entries 10000000
+//! cargo run --release -p sluis-bench -- setup --dir /tmp/n # a node with cases for `loadgen`
+//! cargo run --release -p sluis-bench -- loadgen --workload /tmp/n/workload.json --rate 1000
 //! ```
 //!
 //! Servers run as child processes of this binary (hidden `serve-*`
@@ -22,20 +22,12 @@
 //! connects on 127.0.0.1 only.
 #![forbid(unsafe_code)]
 
-// The modules live in src/bin/bench/ (a binary's root looks beside itself).
-#[path = "bench/baseline.rs"]
 mod baseline;
-#[path = "bench/compare.rs"]
 mod compare;
-#[path = "bench/loadgen.rs"]
 mod loadgen;
-#[path = "bench/procs.rs"]
 mod procs;
-#[path = "bench/report.rs"]
 mod report;
-#[path = "bench/scale.rs"]
 mod scale;
-#[path = "bench/setup.rs"]
 mod setup;
 
 use std::path::PathBuf;

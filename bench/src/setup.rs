@@ -345,7 +345,7 @@ pub async fn run_cli(args: Args) -> anyhow::Result<()> {
     workload.save(&path)?;
     let d = args.dir.display();
     println!(
-        "node in {d}, workload in {}\n\nserve it:  cargo run --release -- serve --config {d}/sluis.toml\nload it:   cargo run --release --bin bench -- loadgen --workload {} --rate 1000",
+        "node in {d}, workload in {}\n\nserve it:  cargo run --release -- serve --config {d}/sluis.toml\nload it:   cargo run --release -p sluis-bench -- loadgen --workload {} --rate 1000",
         path.display(),
         path.display()
     );
