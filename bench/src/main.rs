@@ -14,7 +14,14 @@
 //! cargo run --release -p sluis-bench -- scale --cases 10000,100000,1000000 --log-entries 10000000
 //! cargo run --release -p sluis-bench -- setup --dir /tmp/n # a node with cases for `loadgen`
 //! cargo run --release -p sluis-bench -- loadgen --workload /tmp/n/workload.json --rate 1000
+//! cargo run --release -p sluis-bench -- audit-log --sizes 1000000,10000000
+//! cargo run --release -p sluis-bench -- hot-path
 //! ```
+//!
+//! All of sluis's performance tooling lives in this package, apart from the
+//! gateway: what only measurements need (histograms, temporary folders,
+//! bulk loading) never becomes a dependency of the node, and the figures in
+//! BENCHMARKS.md all come from one program.
 //!
 //! Servers run as child processes of this binary (hidden `serve-*`
 //! subcommands) so that they can be pinned to other CPUs than the load
@@ -22,8 +29,11 @@
 //! connects on 127.0.0.1 only.
 #![forbid(unsafe_code)]
 
+mod audit_log;
 mod baseline;
+mod bulk;
 mod compare;
+mod hot_path;
 mod loadgen;
 mod procs;
 mod report;
@@ -38,7 +48,7 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(
     name = "bench",
-    about = "Benchmarks for sluis: load generator, gateway vs bare tonic mTLS, scaling runs"
+    about = "Benchmarks for sluis: load generator, gateway vs bare tonic mTLS, scaling runs, access log, hot path"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -58,6 +68,12 @@ enum Command {
     /// Latency and throughput of the gateway as cases and the access log
     /// grow (bulk-loaded), printed as a curve.
     Scale(scale::Args),
+    /// The access log: durable appends per second, whole-log verification
+    /// speed and inclusion-proof latency, at the log sizes given.
+    AuditLog(audit_log::Args),
+    /// Micro-benchmarks of the request path's pieces (policy, consent,
+    /// pseudonyms, AEAD, record encoding, store reads, durable appends).
+    HotPath,
     /// (internal) Serve a sluis node as `sluis serve` does; prints
     /// `listening ADDR`, stops when stdin closes.
     #[command(hide = true)]
@@ -105,16 +121,22 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async move {
-        match cli.command {
-            Command::Compare(a) => compare::run(a, cpus).await,
-            Command::Loadgen(a) => loadgen::run_cli(a).await,
-            Command::Setup(a) => setup::run_cli(a).await,
-            Command::Scale(a) => scale::run(a, cpus).await,
-            Command::ServeGateway { config } => procs::serve_gateway(&config).await,
-            Command::ServeBaseline { config, answers } => baseline::serve(&config, &answers).await,
+    let result = match cli.command {
+        Command::Compare(a) => runtime.block_on(compare::run(a, cpus)),
+        Command::Loadgen(a) => runtime.block_on(loadgen::run_cli(a)),
+        Command::Setup(a) => runtime.block_on(setup::run_cli(a)),
+        Command::Scale(a) => runtime.block_on(scale::run(a, cpus)),
+        Command::AuditLog(a) => runtime.block_on(audit_log::run(a)),
+        // It times each async operation as one `block_on` of its own.
+        Command::HotPath => {
+            hot_path::run(&runtime);
+            Ok(())
         }
-    });
+        Command::ServeGateway { config } => runtime.block_on(procs::serve_gateway(&config)),
+        Command::ServeBaseline { config, answers } => {
+            runtime.block_on(baseline::serve(&config, &answers))
+        }
+    };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -6,8 +6,8 @@
 //! large transactions — sealed exactly as `exchange` seals them (AES-256-GCM
 //! under the node's data key, bound to case and category), with the owner's
 //! pseudonym and subject-index entries `RegisterCase` writes, and the two
-//! consents every benchmark case has. The access log is filled the way
-//! `benches/audit_log.rs` does (`Store::append_log` in big batches, the
+//! consents every benchmark case has. The access log is filled in bulk
+//! (`bulk::bulk_append`, as `bench audit-log` does: big transactions, the
 //! Merkle tree extended, a checkpoint signed with the node's key) so the
 //! node starts on it as on its own. Between stages the gateway (a child
 //! process, pinned) is restarted on the grown database and loaded with reads
@@ -29,11 +29,10 @@ use sluis::gateway::pseudonym::{AUDIT_DOMAIN, Pseudonymiser};
 use sluis::gateway::vault::Keys;
 use sluis::model::Category;
 use sluis::rpc::proto::v1 as pb;
-use sluis::store::{LogRow, Store, StoredCheckpoint};
-use sluis::tlog::checkpoint::{self, Checkpoint};
-use sluis::tlog::merkle::{self, Frontier};
+use sluis::store::Store;
 use sluis::tlog::{AccessRecord, Decision};
 
+use crate::bulk::bulk_append;
 use crate::loadgen::{self, Mode, Plan, Progress};
 use crate::procs::{Pinning, Server};
 use crate::report::{self, Summary};
@@ -377,8 +376,8 @@ fn log_record(i: u64, k: u64, pseudonyms: &Pseudonymiser, at: i64) -> AccessReco
     r
 }
 
-/// Extends the node's access log to `target` entries: tree nodes stored,
-/// then a checkpoint signed with the node's key over the whole log.
+/// Extends the node's access log to `target` entries of GetCase records
+/// over the `cases` bulk-loaded cases, signed with the node's key.
 async fn load_log(
     config: &Config,
     keys: &Keys,
@@ -388,70 +387,29 @@ async fn load_log(
 ) -> anyhow::Result<()> {
     let store = Store::open_sqlite(&config.sqlite_path()?).await?;
     let size = store.log_size().await? as u64;
-    if size >= target {
-        store.close().await;
-        return Ok(());
-    }
-    let ids = Frontier::perfect_nodes_for(size);
-    let nodes = store.merkle_nodes(&ids).await?;
-    let mut frontier = Frontier::from_nodes(size, |id| nodes.get(&id).copied())
-        .context("the node's log tree is incomplete")?;
     let pseudonyms = Pseudonymiser::new(keys.pseudonym_secret());
     let started = Instant::now();
     let at = sluis::model::clock::now_millis() - 86_400_000;
-    let mut i = size;
-    while i < target {
-        let n = 20_000.min(target - i);
-        let rows: Vec<LogRow> = (i..i + n)
-            .map(|k| {
-                let r = log_record(k, mix(k) % cases.max(1), &pseudonyms, at + (k / 100) as i64);
-                LogRow {
-                    seq: 0,
-                    request_id: r.request_id.clone(),
-                    at: r.at,
-                    caller: r.caller.clone(),
-                    role: r.role.clone(),
-                    method: r.method.clone(),
-                    case_id: r.case_id.clone(),
-                    subject: r.subject.clone(),
-                    purpose: r.purpose.clone(),
-                    decision: r.decision.as_str().into(),
-                    record: r.encode(),
-                }
-            })
-            .collect();
-        let mut new_nodes = Vec::with_capacity(rows.len() * 2);
-        for r in &rows {
-            frontier.push_with(merkle::leaf_hash(&r.record), |id, h| {
-                new_nodes.push((id, *h))
-            });
-        }
-        store
-            .append_log(i as i64, &rows, &[], &new_nodes, None)
-            .await?;
-        i += n;
-        if !quiet && (i / 200_000 != (i - n) / 200_000 || i == target) {
-            eprint!(
-                "\r  filling the access log: {}/{} ({:.0}/s)   ",
-                report::thousands(i as f64),
-                report::thousands(target as f64),
-                (i - size) as f64 / started.elapsed().as_secs_f64().max(1e-9)
-            );
-        }
-    }
-    let cp = Checkpoint {
-        origin: checkpoint::origin(&config.node.name),
-        size: frontier.size(),
-        root: frontier.root(),
-    };
-    store
-        .append_checkpoint(&StoredCheckpoint {
-            size: cp.size as i64,
-            root: cp.root.to_vec(),
-            at: sluis::model::clock::now_millis(),
-            note: cp.sign(keys, &config.node.name),
-        })
-        .await?;
+    let mut last = size;
+    bulk_append(
+        &store,
+        keys,
+        &config.node.name,
+        target,
+        |k| log_record(k, mix(k) % cases.max(1), &pseudonyms, at + (k / 100) as i64),
+        |i| {
+            if !quiet && (i / 200_000 != last / 200_000 || i == target) {
+                eprint!(
+                    "\r  filling the access log: {}/{} ({:.0}/s)   ",
+                    report::thousands(i as f64),
+                    report::thousands(target as f64),
+                    (i - size) as f64 / started.elapsed().as_secs_f64().max(1e-9)
+                );
+            }
+            last = i;
+        },
+    )
+    .await?;
     store.close().await;
     if !quiet {
         eprint!("\r{:<70}\r", "");
