@@ -43,6 +43,7 @@ mod setup;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -93,7 +94,16 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     // Pin the load generator before the runtime starts its threads, so
     // that every one of them inherits the CPU set.
     let cpus = match &cli.command {
@@ -109,19 +119,14 @@ fn main() -> ExitCode {
         cli.command,
         Command::ServeGateway { .. } | Command::ServeBaseline { .. }
     ) {
-        init_tracing();
+        // The same logging as `sluis serve`: the gateway child should cost
+        // what a real node costs, including its subscriber.
+        sluis::cli::init_tracing();
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = match cli.command {
+    // The servers run on the runtime `sluis serve` runs on; the load
+    // generator too, so that both sides are tuned alike.
+    let runtime = sluis::cli::runtime().context("cannot start the async runtime")?;
+    match cli.command {
         Command::Compare(a) => runtime.block_on(compare::run(a, cpus)),
         Command::Loadgen(a) => runtime.block_on(loadgen::run_cli(a)),
         Command::Setup(a) => runtime.block_on(setup::run_cli(a)),
@@ -136,23 +141,5 @@ fn main() -> ExitCode {
         Command::ServeBaseline { config, answers } => {
             runtime.block_on(baseline::serve(&config, &answers))
         }
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
     }
-}
-
-/// The same logging as `sluis serve`: the gateway child should cost what a
-/// real node costs, including its subscriber.
-fn init_tracing() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("SLUIS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
 }
