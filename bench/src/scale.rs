@@ -25,6 +25,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection};
 
 use sluis::config::Config;
+use sluis::dev::sample::{self, OWNER};
 use sluis::gateway::pseudonym::{AUDIT_DOMAIN, Pseudonymiser};
 use sluis::gateway::vault::Keys;
 use sluis::model::Category;
@@ -36,7 +37,7 @@ use crate::bulk::bulk_append;
 use crate::loadgen::{self, Mode, Plan, Progress};
 use crate::procs::{Pinning, Server};
 use crate::report::{self, Summary};
-use crate::setup::{self, OWNER, Workload};
+use crate::setup::{self, Workload};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -181,7 +182,7 @@ async fn load_cases(db: &Path, keys: &Keys, from: u64, to: u64, quiet: bool) -> 
         .connect()
         .await?;
     let now = sluis::model::clock::now_millis();
-    let terms = setup::consent_terms();
+    let terms = sample::consents();
     let started = Instant::now();
     let mut i = from;
     while i < to {
@@ -218,7 +219,7 @@ async fn load_cases(db: &Path, keys: &Keys, from: u64, to: u64, quiet: bool) -> 
 
             let mut data = Vec::new();
             for (k, id) in range.clone().zip(&ids) {
-                for (cat, plain) in payloads(&setup::case_data(k)) {
+                for (cat, plain) in payloads(&sample::case_data(k)) {
                     // The associated data `exchange` binds a sealed category to.
                     let aad = format!("sluis/v1/case/{id}/{cat}");
                     data.push((id.clone(), cat, keys.seal(aad.as_bytes(), &plain)?));
@@ -233,15 +234,15 @@ async fn load_cases(db: &Path, keys: &Keys, from: u64, to: u64, quiet: bool) -> 
 
             let mut consents = Vec::new();
             for (k, id) in range.clone().zip(&ids) {
-                for (j, (recipient, categories, purposes)) in terms.iter().enumerate() {
+                for (j, t) in terms.iter().enumerate() {
                     let consent_id =
                         case_id(k.wrapping_mul(4).wrapping_add(j as u64 + 1) ^ (1 << 62));
-                    let (kind, value) = match recipient {
+                    let (kind, value) = match &t.recipient {
                         pb::recipient::Recipient::Participant(p) => ("participant", p.clone()),
                         pb::recipient::Recipient::Role(r) => ("role", r.clone()),
                     };
-                    let cats: Vec<&str> = categories.iter().map(|c| c.as_str()).collect();
-                    let mut purposes = purposes.clone();
+                    let cats: Vec<&str> = t.categories.iter().map(|c| c.as_str()).collect();
+                    let mut purposes = t.purposes.clone();
                     purposes.sort();
                     consents.push((
                         consent_id,
@@ -327,13 +328,9 @@ async fn load_cases(db: &Path, keys: &Keys, from: u64, to: u64, quiet: bool) -> 
             let sql = insert_sql("subject_index", &["kind", "digest", "case_id"], n as usize);
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for (k, id) in range.zip(&ids) {
-                let v = setup::case_data(k)
-                    .identity
-                    .map(|i| i.v_number)
-                    .unwrap_or_default();
                 q = q
                     .bind("v_number")
-                    .bind(pseudonyms.index_digest("v_number", &v))
+                    .bind(pseudonyms.index_digest("v_number", &sample::v_number(k)))
                     .bind(id.clone());
             }
             q.execute(&mut *tx).await?;
