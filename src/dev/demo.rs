@@ -5,7 +5,7 @@
 //! what the policy and the consents say it must be.
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use tonic::Code;
 
@@ -133,15 +133,40 @@ async fn read(
         .map(|r| r.into_inner())
 }
 
+/// A fresh folder for a throw-away node, removed with all in it when
+/// dropped. Written here instead of taken from a temporary-folder crate so
+/// that the gateway binary carries no dependency for the demo alone.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new() -> std::io::Result<Scratch> {
+        let name = format!("sluis-demo-{}", uuid::Uuid::now_v7().simple());
+        let path = std::env::temp_dir().join(name);
+        let mut builder = std::fs::DirBuilder::new();
+        // The node's keys go in here: for this user only.
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        // Not `recursive`: creating fails if the name exists, even as a link.
+        builder.create(&path)?;
+        Ok(Scratch(path))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// Runs the scenario. `data_dir` keeps the node's files; otherwise a
 /// temporary folder is used and removed. Returns whether every check passed.
 pub async fn run(data_dir: Option<&Path>) -> anyhow::Result<bool> {
-    let tmp;
+    let scratch;
     let dir = match data_dir {
         Some(d) => d.to_path_buf(),
         None => {
-            tmp = tempfile::tempdir()?;
-            tmp.path().to_path_buf()
+            scratch = Scratch::new()?;
+            scratch.0.clone()
         }
     };
     println!("sluis demo: an LVV case shared between five parties\n");
