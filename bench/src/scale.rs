@@ -14,11 +14,10 @@
 //! of cases drawn uniformly from all of them, so no cache makes a large
 //! table look small.
 
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use prost::Message;
 use serde::Serialize;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
@@ -34,12 +33,16 @@ use sluis::store::Store;
 use sluis::tlog::{AccessRecord, Decision};
 
 use crate::bulk::bulk_append;
-use crate::loadgen::{self, Mode, Plan, Progress};
+use crate::loadgen::{self, Load};
 use crate::procs::{Pinning, Server};
-use crate::report::{self, Summary};
+use crate::report::{self, Rate, Summary};
 use crate::setup::{self, Workload};
 
 #[derive(clap::Args, Debug)]
+#[command(
+    mut_arg("duration", |a| a.default_value("4s")),
+    mut_arg("warmup", |a| a.default_value("1s"))
+)]
 pub struct Args {
     /// Case counts to measure at, increasing (cases are added between stages).
     #[arg(long, value_delimiter = ',', default_values_t = [10_000u64, 100_000])]
@@ -48,19 +51,12 @@ pub struct Args {
     /// at the largest case count (0: skip).
     #[arg(long, default_value_t = 1_000_000)]
     pub log_entries: u64,
-    /// Measured time of each run.
-    #[arg(long, default_value = "4s", value_parser = report::parse_duration)]
-    pub duration: Duration,
-    #[arg(long, default_value = "1s", value_parser = report::parse_duration)]
-    pub warmup: Duration,
-    #[arg(long, default_value_t = 10)]
-    pub connections: usize,
-    #[arg(long, default_value_t = 4)]
-    pub in_flight: usize,
+    #[command(flatten)]
+    pub load: Load,
     /// Fixed rate for the latency runs, or "auto": half the first stage's
     /// closed-loop throughput (then the same for every stage).
-    #[arg(long, default_value = "auto")]
-    pub rate: String,
+    #[arg(long, default_value = "auto", value_parser = report::parse_rate)]
+    pub rate: Rate,
     /// Cases drawn (uniformly, from all) for the reads at each stage.
     #[arg(long, default_value_t = 20_000)]
     pub sample: usize,
@@ -450,15 +446,7 @@ pub async fn run(a: Args, cpus: crate::procs::Cpus) -> anyhow::Result<()> {
         bail!("--cases takes increasing counts, e.g. 10000,100000,1000000");
     }
     sizes.dedup();
-    let fixed_rate = match a.rate.as_str() {
-        "auto" => None,
-        r => Some(
-            r.parse::<f64>()
-                .ok()
-                .filter(|r| r.is_finite() && *r > 0.0)
-                .context("--rate is a number of requests per second, or auto")?,
-        ),
-    };
+    let fixed_rate = a.rate.fixed();
     let machine = report::machine();
     let tmp = tempfile::tempdir()?;
     let dir = a
@@ -529,16 +517,7 @@ pub async fn run(a: Args, cpus: crate::procs::Cpus) -> anyhow::Result<()> {
         let load_seconds = t.elapsed().as_secs_f64();
         let log_entries = log_size(&config).await?;
 
-        let gateway = Server::spawn(
-            "gateway",
-            &[
-                OsString::from("serve-gateway"),
-                "--config".into(),
-                config_path.clone().into(),
-            ],
-            server_cpus.as_deref(),
-            &dir.join("gateway.log"),
-        )?;
+        let gateway = Server::gateway(&config_path, server_cpus.as_deref(), &dir)?;
         let sample: Vec<String> = (0..a.sample.max(1) as u64)
             .map(|j| case_id(mix(j ^ 0x0f0f_0f0f) % loaded))
             .collect();
@@ -562,38 +541,17 @@ pub async fn run(a: Args, cpus: crate::procs::Cpus) -> anyhow::Result<()> {
                 let r = closed.as_ref().map_or(200.0, |c| c.req_per_s);
                 rate = Some((r / 2.0).max(1.0).round());
             }
-            let mode = if open {
-                Mode::Open {
-                    rate: rate.unwrap_or(100.0),
-                }
-            } else {
-                Mode::Closed {
-                    in_flight: a.in_flight,
-                }
-            };
-            let plan = Plan {
-                mode,
-                connections: a.connections,
-                warmup: a.warmup,
-                duration: a.duration,
-                timeout: Duration::from_secs(10),
-                server_pid: Some(gateway.pid()),
-            };
+            let plan = a
+                .load
+                .plan(open.then(|| rate.unwrap_or(100.0)), Some(gateway.pid()));
             let label = format!(
                 "{} cases, {} log: {}",
                 report::thousands(loaded as f64),
                 report::thousands(log_entries as f64),
                 if open { "fixed rate" } else { "closed loop" }
             );
-            let progress = Progress::new(label, a.warmup + a.duration, !a.quiet);
-            let out = loadgen::run(gateway.addr, &workload, &plan, progress).await?;
-            if out.errors > 0 {
-                eprintln!(
-                    "warning: {} errors ({})",
-                    out.errors,
-                    out.first_error.as_deref().unwrap_or("?")
-                );
-            }
+            let out =
+                loadgen::measure(gateway.addr, &workload, &plan, "gateway", label, a.quiet).await?;
             let s = out.summary();
             if open {
                 open_summary = Some(s);
@@ -628,10 +586,10 @@ pub async fn run(a: Args, cpus: crate::procs::Cpus) -> anyhow::Result<()> {
             "machine": machine,
             "server_cpus": server_cpus,
             "client_cpus": client_cpus,
-            "connections": a.connections,
-            "in_flight": a.in_flight,
+            "connections": a.load.connections,
+            "in_flight": a.load.in_flight,
             "open_loop_rate": rate,
-            "duration_s": a.duration.as_secs_f64(),
+            "duration_s": a.load.duration.as_secs_f64(),
             "stages": stages,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
