@@ -233,11 +233,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Certs {
             command: CertsCommand::Init { dir, hosts },
         } => {
-            let participants: Vec<_> = init::DEV_PARTICIPANTS
-                .iter()
-                .map(|(id, name, _, oin)| (id.to_string(), name.to_string(), Some(oin.to_string())))
-                .collect();
-            let pki = crate::net::pki::write_dev_pki(&dir, &hosts, &participants)?;
+            let pki = crate::net::pki::write_dev_pki(&dir, &hosts, &init::pki_participants())?;
             println!("CA         {}", pki.ca_cert.display());
             println!(
                 "node       {} (hosts: {})",
