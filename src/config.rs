@@ -300,6 +300,26 @@ impl Config {
         Duration::from_millis(self.tls.handshake_timeout_ms)
     }
 
+    /// The files the node's TLS server is built from, resolved. The
+    /// benchmark's bare server reads them here too, so that it runs behind
+    /// the very TLS the node does.
+    pub fn tls_files(&self) -> crate::net::tls::TlsFiles {
+        crate::net::tls::TlsFiles {
+            cert: self.path(&self.tls.cert),
+            key: self.path(&self.tls.key),
+            client_ca: self.path(&self.tls.client_ca),
+            crls: self.tls.crl.iter().map(|p| self.path(p)).collect(),
+        }
+    }
+
+    /// How the node's accept loop is tuned (handshake timeout and limit).
+    pub fn accept_settings(&self) -> crate::net::tls::AcceptSettings {
+        crate::net::tls::AcceptSettings {
+            handshake_timeout: self.handshake_timeout(),
+            max_handshakes: self.limits.max_handshakes,
+        }
+    }
+
     pub fn max_connection_age(&self) -> Duration {
         Duration::from_secs(self.tls.max_connection_age_secs)
     }

@@ -15,7 +15,7 @@ use crate::config::{Config, ConfigError};
 use crate::gateway::Exchange;
 use crate::gateway::vault::{Keys, VaultError};
 use crate::net::identity::Registry;
-use crate::net::tls::{self, AcceptSettings, TlsError, TlsFiles};
+use crate::net::tls::{self, TlsError, TlsFiles};
 use crate::policy::{Policy, PolicyError};
 use crate::store::{Store, StoreError};
 use crate::tlog::{AuditError, AuditLog, LogSettings};
@@ -145,12 +145,7 @@ impl Node {
             registry.clone(),
             audit,
         ));
-        let tls_files = TlsFiles {
-            cert: config.path(&config.tls.cert),
-            key: config.path(&config.tls.key),
-            client_ca: config.path(&config.tls.client_ca),
-            crls: config.tls.crl.iter().map(|p| config.path(p)).collect(),
-        };
+        let tls_files = config.tls_files();
         let (tls_tx, tls_rx) = watch::channel(tls::server_config(&tls_files)?);
         let (_registry_tx, registry_rx) = watch::channel(registry);
 
@@ -171,10 +166,7 @@ impl Node {
             listener,
             tls_rx,
             registry_rx,
-            AcceptSettings {
-                handshake_timeout: config.handshake_timeout(),
-                max_handshakes: config.limits.max_handshakes,
-            },
+            config.accept_settings(),
             on_failure,
         );
 

@@ -167,10 +167,7 @@ enum ReceiptCommand {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -186,7 +183,20 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_tracing() {
+/// The async runtime every command runs on: multi-threaded, one worker per
+/// CPU. Public, like [`init_tracing`], so that the benchmark's gateway runs
+/// on the very runtime `sluis serve` has.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+}
+
+/// The process's log output: `SLUIS_LOG` as an `EnvFilter` (default
+/// `info`), to stderr. Public so that the benchmark's gateway runs with the
+/// very subscriber `sluis serve` has: a node measured without its logging
+/// would look cheaper than it is.
+pub fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("SLUIS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
@@ -223,11 +233,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Certs {
             command: CertsCommand::Init { dir, hosts },
         } => {
-            let participants: Vec<_> = init::DEV_PARTICIPANTS
-                .iter()
-                .map(|(id, name, _, oin)| (id.to_string(), name.to_string(), Some(oin.to_string())))
-                .collect();
-            let pki = crate::net::pki::write_dev_pki(&dir, &hosts, &participants)?;
+            let pki = crate::net::pki::write_dev_pki(&dir, &hosts, &init::pki_participants())?;
             println!("CA         {}", pki.ca_cert.display());
             println!(
                 "node       {} (hosts: {})",

@@ -5,12 +5,13 @@
 //! what the policy and the consents say it must be.
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use tonic::{Code, Request};
+use tonic::Code;
 
 use crate::config::Config;
 use crate::dev::init;
+use crate::dev::sample::{self, NGO, OWNER, OWNER_ACTOR, with_actor};
 use crate::model::Category;
 use crate::net::client::{self, ClientPem, Clients};
 use crate::node::Node;
@@ -18,8 +19,8 @@ use crate::rpc::proto::v1 as pb;
 use crate::tlog::AccessRecord;
 use crate::tlog::note;
 
-const GEMEENTE: &str = "gemeente-utrecht";
-const NGO: &str = "ngo-vluchtelingenwerk";
+/// Which sample case the demo registers (any has the same shape).
+const CASE: u64 = 1;
 
 struct Checks {
     failed: Vec<String>,
@@ -55,15 +56,6 @@ async fn clients_for(
     )
     .await?;
     Ok(Clients::new(channel))
-}
-
-fn with_actor<T>(msg: T, actor: &str) -> Request<T> {
-    let mut r = Request::new(msg);
-    r.metadata_mut().insert(
-        crate::rpc::ACTOR_HEADER,
-        actor.parse().expect("ascii actor id"),
-    );
-    r
 }
 
 fn names(codes: &[i32]) -> BTreeSet<String> {
@@ -141,61 +133,40 @@ async fn read(
         .map(|r| r.into_inner())
 }
 
-fn demo_case() -> pb::CaseData {
-    pb::CaseData {
-        identity: Some(pb::Identity {
-            name: "Demo Persoon".into(),
-            date_of_birth: "1990-04-01".into(),
-            nationality: "ERI".into(),
-            v_number: "1234567890".into(),
-            bsn: String::new(),
-        }),
-        residence_procedure: Some(pb::ResidenceProcedure {
-            status: "regular application rejected; no procedure pending".into(),
-            last_decision_date: "2026-03-15".into(),
-            pending: false,
-        }),
-        shelter: Some(pb::Shelter {
-            location: "LVV Utrecht, locatie Oost".into(),
-            since: "2026-04-01".into(),
-            until: String::new(),
-            notes: "shares a room".into(),
-        }),
-        guidance: Some(pb::Guidance {
-            organisation: NGO.into(),
-            notes: "weekly talks about the future".into(),
-        }),
-        perspective: Some(pb::Perspective {
-            kind: pb::PerspectiveKind::Return as i32,
-            milestones: vec![pb::Milestone {
-                description: "travel document requested".into(),
-                date: "2026-10-01".into(),
-                reached: false,
-            }],
-        }),
-        medical: Some(pb::Medical {
-            notes: "needs regular care".into(),
-        }),
-        safety: Some(pb::Safety {
-            notes: "no incidents".into(),
-        }),
-        outcome: Some(pb::Outcome {
-            reached: false,
-            kind: pb::PerspectiveKind::Unspecified as i32,
-            date: String::new(),
-        }),
+/// A fresh folder for a throw-away node, removed with all in it when
+/// dropped. Written here instead of taken from a temporary-folder crate so
+/// that the gateway binary carries no dependency for the demo alone.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new() -> std::io::Result<Scratch> {
+        let name = format!("sluis-demo-{}", uuid::Uuid::now_v7().simple());
+        let path = std::env::temp_dir().join(name);
+        let mut builder = std::fs::DirBuilder::new();
+        // The node's keys go in here: for this user only.
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        // Not `recursive`: creating fails if the name exists, even as a link.
+        builder.create(&path)?;
+        Ok(Scratch(path))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
 /// Runs the scenario. `data_dir` keeps the node's files; otherwise a
 /// temporary folder is used and removed. Returns whether every check passed.
 pub async fn run(data_dir: Option<&Path>) -> anyhow::Result<bool> {
-    let tmp;
+    let scratch;
     let dir = match data_dir {
         Some(d) => d.to_path_buf(),
         None => {
-            tmp = tempfile::tempdir()?;
-            tmp.path().to_path_buf()
+            scratch = Scratch::new()?;
+            scratch.0.clone()
         }
     };
     println!("sluis demo: an LVV case shared between five parties\n");
@@ -215,21 +186,21 @@ pub async fn run(data_dir: Option<&Path>) -> anyhow::Result<bool> {
 
     let mut checks = Checks { failed: vec![] };
     let log_before = node.store.access_log_len().await?;
-    let mut gemeente = clients_for(&dir, &config, &node, GEMEENTE).await?;
+    let mut gemeente = clients_for(&dir, &config, &node, OWNER).await?;
     let mut ind = clients_for(&dir, &config, &node, "ind").await?;
     let mut dtv = clients_for(&dir, &config, &node, "dtv").await?;
     let mut avim = clients_for(&dir, &config, &node, "avim").await?;
     let mut ngo = clients_for(&dir, &config, &node, NGO).await?;
     let mut monitor = clients_for(&dir, &config, &node, "monitor-jenv").await?;
 
-    println!("1. Gemeente Utrecht registers a case (acting employee mw-0042)");
+    println!("1. Gemeente Utrecht registers a case (acting employee {OWNER_ACTOR})");
     let reg = gemeente
         .cases
         .register_case(with_actor(
             pb::RegisterCaseRequest {
-                data: Some(demo_case()),
+                data: Some(sample::case_data(CASE)),
             },
-            "mw-0042",
+            Some(OWNER_ACTOR),
         ))
         .await?
         .into_inner();
@@ -243,29 +214,12 @@ pub async fn run(data_dir: Option<&Path>) -> anyhow::Result<bool> {
     println!(
         "   a) identity, perspective and shelter to VluchtelingenWerk, for case consultation, shelter and guidance"
     );
+    let [to_ngo, to_dtv] = sample::consents();
     let c1 = gemeente
         .consents
         .grant_consent(with_actor(
-            pb::GrantConsentRequest {
-                case_id: case_id.clone(),
-                recipients: vec![pb::Recipient {
-                    recipient: Some(pb::recipient::Recipient::Participant(NGO.into())),
-                }],
-                categories: vec![
-                    Category::Identity.code().into(),
-                    Category::Perspective.code().into(),
-                    Category::Shelter.code().into(),
-                ],
-                purposes: vec![
-                    "case_consultation".into(),
-                    "shelter".into(),
-                    "guidance".into(),
-                ],
-                valid_from: None,
-                valid_until: None,
-                evidence_ref: "DMS-2026-0042 (signed consent form)".into(),
-            },
-            "mw-0042",
+            to_ngo.request(&case_id, "DMS-2026-0042 (signed consent form)".into()),
+            Some(OWNER_ACTOR),
         ))
         .await?
         .into_inner()
@@ -275,18 +229,8 @@ pub async fn run(data_dir: Option<&Path>) -> anyhow::Result<bool> {
     gemeente
         .consents
         .grant_consent(with_actor(
-            pb::GrantConsentRequest {
-                case_id: case_id.clone(),
-                recipients: vec![pb::Recipient {
-                    recipient: Some(pb::recipient::Recipient::Role("dtv".into())),
-                }],
-                categories: vec![Category::Perspective.code().into()],
-                purposes: vec!["return".into()],
-                valid_from: None,
-                valid_until: None,
-                evidence_ref: "DMS-2026-0043 (signed consent form)".into(),
-            },
-            "mw-0042",
+            to_dtv.request(&case_id, "DMS-2026-0043 (signed consent form)".into()),
+            Some(OWNER_ACTOR),
         ))
         .await?;
     println!();
@@ -378,7 +322,7 @@ pub async fn run(data_dir: Option<&Path>) -> anyhow::Result<bool> {
                 consent_id: c1.consent_id.clone(),
                 note: "withdrawn in conversation".into(),
             },
-            "mw-0042",
+            Some(OWNER_ACTOR),
         ))
         .await?;
     let r = ngo
@@ -416,7 +360,7 @@ pub async fn run(data_dir: Option<&Path>) -> anyhow::Result<bool> {
             pb::GetConsentReceiptRequest {
                 consent_id: c1.consent_id.clone(),
             },
-            "mw-0042",
+            Some(OWNER_ACTOR),
         ))
         .await?
         .into_inner();
@@ -495,7 +439,7 @@ pub async fn run(data_dir: Option<&Path>) -> anyhow::Result<bool> {
         .audit
         .subject_access_report(pb::SubjectAccessReportRequest {
             subject: Some(pb::subject_access_report_request::Subject::VNumber(
-                "1234567890".into(),
+                sample::v_number(CASE),
             )),
         })
         .await?

@@ -61,6 +61,15 @@ pub const DEV_PARTICIPANTS: [(&str, &str, &str, &str); 7] = [
     ),
 ];
 
+/// The dev participants as `net::pki::write_dev_pki` takes them: (id,
+/// common name, OIN), one client certificate each.
+pub fn pki_participants() -> Vec<(String, String, Option<String>)> {
+    DEV_PARTICIPANTS
+        .iter()
+        .map(|(id, name, _, oin)| (id.to_string(), name.to_string(), Some(oin.to_string())))
+        .collect()
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {
     #[error("{0} already holds a node (sluis.toml exists); use it, or pick another --dir")]
@@ -91,14 +100,10 @@ pub async fn init(dir: &Path, listen: SocketAddr) -> Result<PathBuf, InitError> 
         move |source| InitError::Io { path, source }
     };
     std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let participants: Vec<(String, String, Option<String>)> = DEV_PARTICIPANTS
-        .iter()
-        .map(|(id, name, _, oin)| (id.to_string(), name.to_string(), Some(oin.to_string())))
-        .collect();
     pki::write_dev_pki(
         &dir.join("pki"),
         &["localhost".to_string(), "127.0.0.1".to_string()],
-        &participants,
+        &pki_participants(),
     )?;
     Keys::create(&dir.join("keys"))?;
     let policy_path = dir.join("policy.cedar");

@@ -18,14 +18,10 @@ use serde::{Deserialize, Serialize};
 use tonic::Request;
 use tonic::transport::Channel;
 
+use sluis::dev::sample::{self, NGO, OWNER, OWNER_ACTOR, with_actor};
 use sluis::model::Category;
 use sluis::net::client::{self, ClientPem, Clients};
 use sluis::rpc::proto::v1 as pb;
-
-/// The owner of every benchmark case, and the employee acting for it.
-pub const OWNER: &str = "gemeente-utrecht";
-pub const OWNER_ACTOR: &str = "mw-0042";
-const NGO: &str = "ngo-vluchtelingenwerk";
 
 /// Who reads, for what purpose; each releases a different set of categories.
 const READERS: [(&str, &str, Option<&str>); 5] = [
@@ -116,16 +112,6 @@ pub async fn connect(
         .with_context(|| format!("cannot connect to {addr} as {}", spec.participant))
 }
 
-fn with_actor<T>(msg: T, actor: Option<&str>) -> Request<T> {
-    let mut r = Request::new(msg);
-    if let Some(a) = actor
-        && let Ok(v) = a.parse()
-    {
-        r.metadata_mut().insert(sluis::rpc::ACTOR_HEADER, v);
-    }
-    r
-}
-
 /// A GetCase request as `spec` sends it.
 pub fn get_case_request(spec: &ClientSpec, case_id: &str) -> Request<pb::GetCaseRequest> {
     with_actor(
@@ -136,73 +122,6 @@ pub fn get_case_request(spec: &ClientSpec, case_id: &str) -> Request<pb::GetCase
         },
         spec.actor.as_deref(),
     )
-}
-
-/// Case `i`: every category filled, fields of fixed width so that every
-/// case encodes to the same size (and every answer to a participant too).
-/// The identity is fictional; it is never printed.
-pub fn case_data(i: u64) -> pb::CaseData {
-    pb::CaseData {
-        identity: Some(pb::Identity {
-            name: format!("Bench Persoon {i:08}"),
-            date_of_birth: "1990-04-01".into(),
-            nationality: "ERI".into(),
-            v_number: format!("{:010}", 3_000_000_000u64 + i % 1_000_000_000),
-            bsn: String::new(),
-        }),
-        residence_procedure: Some(pb::ResidenceProcedure {
-            status: "regular application rejected; no procedure pending".into(),
-            last_decision_date: "2026-03-15".into(),
-            pending: false,
-        }),
-        shelter: Some(pb::Shelter {
-            location: "LVV Utrecht, locatie Oost".into(),
-            since: "2026-04-01".into(),
-            until: String::new(),
-            notes: "shares a room".into(),
-        }),
-        guidance: Some(pb::Guidance {
-            organisation: NGO.into(),
-            notes: "weekly talks about the future".into(),
-        }),
-        perspective: Some(pb::Perspective {
-            kind: pb::PerspectiveKind::Return as i32,
-            milestones: vec![pb::Milestone {
-                description: "travel document requested".into(),
-                date: "2026-10-01".into(),
-                reached: false,
-            }],
-        }),
-        medical: Some(pb::Medical {
-            notes: "needs regular care".into(),
-        }),
-        safety: Some(pb::Safety {
-            notes: "no incidents".into(),
-        }),
-        outcome: Some(pb::Outcome {
-            reached: false,
-            kind: pb::PerspectiveKind::Unspecified as i32,
-            date: String::new(),
-        }),
-    }
-}
-
-/// The two consents every benchmark case gets, as (recipient, categories,
-/// purposes): the NGO by name for identity, perspective and shelter; DT&V
-/// as a role for perspective on return.
-pub fn consent_terms() -> [(pb::recipient::Recipient, Vec<Category>, Vec<&'static str>); 2] {
-    [
-        (
-            pb::recipient::Recipient::Participant(NGO.into()),
-            vec![Category::Identity, Category::Perspective, Category::Shelter],
-            vec!["case_consultation", "shelter", "guidance"],
-        ),
-        (
-            pb::recipient::Recipient::Role("dtv".into()),
-            vec![Category::Perspective],
-            vec!["return"],
-        ),
-    ]
 }
 
 /// Registers `n` cases as their owner, with the two consents each, through
@@ -232,26 +151,16 @@ pub async fn populate(
                     .cases
                     .register_case(with_actor(
                         pb::RegisterCaseRequest {
-                            data: Some(case_data(i as u64)),
+                            data: Some(sample::case_data(i as u64)),
                         },
                         Some(OWNER_ACTOR),
                     ))
                     .await?
                     .into_inner();
-                for (recipient, categories, purposes) in consent_terms() {
+                for terms in sample::consents() {
                     c.consents
                         .grant_consent(with_actor(
-                            pb::GrantConsentRequest {
-                                case_id: reg.case_id.clone(),
-                                recipients: vec![pb::Recipient {
-                                    recipient: Some(recipient),
-                                }],
-                                categories: categories.iter().map(|c| c.code().into()).collect(),
-                                purposes: purposes.iter().map(|p| p.to_string()).collect(),
-                                valid_from: None,
-                                valid_until: None,
-                                evidence_ref: format!("BENCH-{i:08}"),
-                            },
+                            terms.request(&reg.case_id, format!("BENCH-{i:08}")),
                             Some(OWNER_ACTOR),
                         ))
                         .await?;
@@ -345,7 +254,7 @@ pub async fn run_cli(args: Args) -> anyhow::Result<()> {
     workload.save(&path)?;
     let d = args.dir.display();
     println!(
-        "node in {d}, workload in {}\n\nserve it:  cargo run --release -- serve --config {d}/sluis.toml\nload it:   cargo run --release --bin bench -- loadgen --workload {} --rate 1000",
+        "node in {d}, workload in {}\n\nserve it:  cargo run --release -- serve --config {d}/sluis.toml\nload it:   cargo run --release -p sluis-bench -- loadgen --workload {} --rate 1000",
         path.display(),
         path.display()
     );

@@ -1,24 +1,43 @@
-//! Access-log benchmarks (not tests): durable appends per second through the
-//! group-commit writer, whole-log verification speed, and inclusion-proof
-//! latency, at the log sizes given.
+//! `bench audit-log`: what the access log costs, at the log sizes given —
+//! durable appends per second through the node's log writer (group commit,
+//! fsync per batch), whole-log verification speed, and inclusion-proof
+//! latency.
 //!
 //! ```sh
-//! cargo bench --bench audit_log                       # 1 M entries
-//! cargo bench --bench audit_log -- --sizes 1000000,10000000 --appends 200000
-//! cargo bench --bench audit_log -- --postgres postgres://postgres@127.0.0.1:5432/test
+//! cargo run --release -p sluis-bench -- audit-log              # 1 M entries
+//! cargo run --release -p sluis-bench -- audit-log --sizes 1000000,10000000 --appends 200000
+//! cargo run --release -p sluis-bench -- audit-log --postgres postgres://postgres@127.0.0.1:5432/test
 //! ```
 //! Every figure is printed; nothing is asserted.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use anyhow::bail;
+
+use sluis::tlog::proof::{self, LeafRef};
 use sluis::gateway::vault::Keys;
 use sluis::model::Category;
-use sluis::store::{LogRow, Store, StoredCheckpoint};
-use sluis::tlog::checkpoint::{self, Checkpoint};
-use sluis::tlog::merkle::{self, Frontier};
-use sluis::tlog::proof::{self, LeafRef};
+use sluis::store::Store;
+use sluis::tlog::checkpoint;
 use sluis::tlog::{AccessRecord, AuditLog, Decision, LogSettings};
+
+use crate::bulk::bulk_append;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Durable appends to time through the log writer, 512 waiting at once.
+    #[arg(long, default_value_t = 100_000)]
+    pub appends: u64,
+    /// Log sizes to build (in bulk), then verify in full and take 2,000
+    /// random inclusion proofs from, comma-separated.
+    #[arg(long, value_delimiter = ',', default_values_t = [1_000_000u64])]
+    pub sizes: Vec<u64>,
+    /// The same figures on the PostgreSQL server of this URL: a fresh
+    /// database is made on it for each part, and dropped after.
+    #[arg(long, value_name = "URL")]
+    pub postgres: Option<String>,
+}
 
 fn record(i: u64) -> AccessRecord {
     let mut r = AccessRecord::new(
@@ -39,29 +58,6 @@ fn record(i: u64) -> AccessRecord {
     r.rules = vec!["ngo-guidance-consent".into()];
     r.consents = vec!["0190c4e2-7b1a-4c3e-9f00-1a2b3c4d5e6f".into()];
     r
-}
-
-fn row(r: &AccessRecord) -> LogRow {
-    LogRow {
-        seq: 0,
-        request_id: r.request_id.clone(),
-        at: r.at,
-        caller: r.caller.clone(),
-        role: r.role.clone(),
-        method: r.method.clone(),
-        case_id: r.case_id.clone(),
-        subject: r.subject.clone(),
-        purpose: r.purpose.clone(),
-        decision: r.decision.as_str().into(),
-        record: r.encode(),
-    }
-}
-
-fn arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
 }
 
 /// A fresh PostgreSQL database on the server of `admin_url`.
@@ -167,36 +163,13 @@ async fn build(
     Keys::create(&dir.path().join("keys"))?;
     let keys = Keys::load(&dir.path().join("keys"))?;
     let store = open(dir.path(), postgres).await?;
-    let mut frontier = Frontier::new();
     let started = Instant::now();
-    let batch = 20_000u64;
-    let mut i = 0;
-    while i < size {
-        let n = batch.min(size - i);
-        let rows: Vec<LogRow> = (i..i + n).map(|k| row(&record(k))).collect();
-        let mut nodes = Vec::with_capacity(n as usize * 2);
-        for r in &rows {
-            frontier.push_with(merkle::leaf_hash(&r.record), |id, h| nodes.push((id, *h)));
-        }
-        store.append_log(i as i64, &rows, &[], &nodes, None).await?;
-        i += n;
+    bulk_append(&store, &keys, "bench", size, record, |i| {
         if i % 1_000_000 == 0 {
             eprint!("\r  building: {i}/{size}");
         }
-    }
-    let cp = Checkpoint {
-        origin: checkpoint::origin("bench"),
-        size,
-        root: frontier.root(),
-    };
-    store
-        .append_checkpoint(&StoredCheckpoint {
-            size: size as i64,
-            root: cp.root.to_vec(),
-            at: 0,
-            note: cp.sign(&keys, "bench"),
-        })
-        .await?;
+    })
+    .await?;
     eprintln!(
         "\r  built {size} entries in {:.1}s ({:.0} entries/s in bulk)",
         started.elapsed().as_secs_f64(),
@@ -242,29 +215,23 @@ async fn at_size(size: u64, postgres: Option<&str>) -> anyhow::Result<()> {
     done(store, postgres).await
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let appends: u64 = arg("--appends")
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(100_000);
-    let sizes: Vec<u64> = arg("--sizes")
-        .map(|s| s.split(',').filter_map(|p| p.trim().parse().ok()).collect())
-        .unwrap_or_else(|| vec![1_000_000]);
+pub async fn run(a: Args) -> anyhow::Result<()> {
+    if a.sizes.contains(&0) {
+        bail!("--sizes takes log sizes of at least 1");
+    }
     println!(
         "machine: {} cores; sluis audit-log benchmark",
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
     );
-    // --postgres URL: the same figures on a PostgreSQL server (a fresh
-    // database is made on it for each part).
-    let postgres = arg("--postgres");
-    if let Some(url) = &postgres {
+    let postgres = a.postgres.as_deref();
+    if let Some(url) = postgres {
         println!("database: PostgreSQL at {}", sluis::config::redact_url(url));
     }
-    durable_appends(appends, 512, postgres.as_deref()).await?;
-    for size in sizes {
-        at_size(size, postgres.as_deref()).await?;
+    durable_appends(a.appends, 512, postgres).await?;
+    for size in a.sizes {
+        at_size(size, postgres).await?;
     }
     Ok(())
 }

@@ -10,20 +10,19 @@
 //! the same for both. The headline ratio is the median of the per-round
 //! ratios; the added latency is that at the first rate given.
 
-use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use prost::Message;
 use serde::Serialize;
 
 use sluis::rpc::proto::v1 as pb;
 
 use crate::baseline::Answers;
-use crate::loadgen::{self, Mode, Plan, Progress};
+use crate::loadgen::{self, Load, Mode};
 use crate::procs::{Pinning, Server};
-use crate::report::{self, Summary};
+use crate::report::{self, Rate, Summary};
 use crate::setup::{self, Workload};
 
 /// The bar from the product brief.
@@ -32,27 +31,21 @@ const BAR_ADDED_P50_MS: f64 = 0.3;
 const BAR_ADDED_P99_MS: f64 = 2.0;
 
 #[derive(clap::Args, Debug)]
+#[command(
+    mut_arg("duration", |a| a.default_value("5s")),
+    mut_arg("warmup", |a| a.default_value("1s"))
+)]
 pub struct Args {
-    /// Measured time of each run (after warm-up).
-    #[arg(long, default_value = "5s", value_parser = report::parse_duration)]
-    pub duration: Duration,
-    /// Warm-up before each run, not counted.
-    #[arg(long, default_value = "1s", value_parser = report::parse_duration)]
-    pub warmup: Duration,
+    #[command(flatten)]
+    pub load: Load,
     /// Rounds; each loads both servers closed-loop and then open-loop.
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
-    /// TLS connections, spread over five participants.
-    #[arg(long, default_value_t = 10)]
-    pub connections: usize,
-    /// Closed loop: requests in flight per connection.
-    #[arg(long, default_value_t = 4)]
-    pub in_flight: usize,
     /// Open-loop rates in requests/s, comma-separated; "auto" is a quarter
     /// of the gateway's closed-loop throughput in round 1. Both servers get
     /// the same rates; the verdict uses the first.
-    #[arg(long, default_value = "auto")]
-    pub rate: String,
+    #[arg(long, value_delimiter = ',', default_value = "auto", value_parser = report::parse_rate)]
+    pub rate: Vec<Rate>,
     /// Cases registered (with consents) before the runs.
     #[arg(long, default_value_t = 100)]
     pub cases: usize,
@@ -236,30 +229,19 @@ pub async fn run(mut a: Args, cpus: crate::procs::Cpus) -> anyhow::Result<()> {
         client: client_cpus,
     } = cpus;
     if a.smoke {
-        a.duration = Duration::from_millis(500);
-        a.warmup = Duration::from_millis(200);
+        a.load.duration = Duration::from_millis(500);
+        a.load.warmup = Duration::from_millis(200);
         a.rounds = 1;
         a.cases = 5;
-        a.connections = a.connections.min(5);
-        a.in_flight = a.in_flight.min(2);
-        if a.rate == "auto" {
-            a.rate = "200".into();
+        a.load.connections = a.load.connections.min(5);
+        a.load.in_flight = a.load.in_flight.min(2);
+        if a.rate == [Rate::Auto] {
+            a.rate = vec![Rate::PerSecond(200.0)];
         }
     }
     // None: auto, decided after the first closed-loop runs.
-    let mut rates: Vec<Option<f64>> = Vec::new();
-    for r in a.rate.split(',').map(str::trim) {
-        rates.push(match r {
-            "auto" => None,
-            r => Some(
-                r.parse::<f64>()
-                    .ok()
-                    .filter(|r| r.is_finite() && *r > 0.0)
-                    .context("--rate takes requests per second (comma-separated), or auto")?,
-            ),
-        });
-    }
-    if a.rounds == 0 || a.connections == 0 || a.in_flight == 0 || a.cases == 0 {
+    let mut rates: Vec<Option<f64>> = a.rate.iter().map(|r| r.fixed()).collect();
+    if a.rounds == 0 || a.load.connections == 0 || a.load.in_flight == 0 || a.cases == 0 {
         bail!("--rounds, --connections, --in-flight and --cases must be at least 1");
     }
     let machine = report::machine();
@@ -282,16 +264,7 @@ pub async fn run(mut a: Args, cpus: crate::procs::Cpus) -> anyhow::Result<()> {
 
     let config = sluis::dev::init::init(&dir, "127.0.0.1:0".parse()?).await?;
     crate::procs::use_copy_of_self(&base)?;
-    let gateway = Server::spawn(
-        "gateway",
-        &[
-            OsString::from("serve-gateway"),
-            "--config".into(),
-            config.clone().into(),
-        ],
-        server_cpus.as_deref(),
-        &dir.join("gateway.log"),
-    )?;
+    let gateway = Server::gateway(&config, server_cpus.as_deref(), &dir)?;
     let mut workload = Workload::standard(&dir, Vec::new());
     say(
         j,
@@ -307,18 +280,7 @@ pub async fn run(mut a: Args, cpus: crate::procs::Cpus) -> anyhow::Result<()> {
         &answers_path,
         serde_json::to_string(&Answers::new(&answers))?,
     )?;
-    let baseline = Server::spawn(
-        "baseline",
-        &[
-            OsString::from("serve-baseline"),
-            "--config".into(),
-            config.into(),
-            "--answers".into(),
-            answers_path.into(),
-        ],
-        server_cpus.as_deref(),
-        &dir.join("baseline.log"),
-    )?;
+    let baseline = Server::baseline(&config, &answers_path, server_cpus.as_deref(), &dir)?;
     // The baseline must send what the gateway sends, size for size.
     let mut answer_bytes = Vec::new();
     for (spec, (who, gw)) in workload.clients.iter().zip(&answers) {
@@ -375,20 +337,8 @@ pub async fn run(mut a: Args, cpus: crate::procs::Cpus) -> anyhow::Result<()> {
                     Target::Gateway => &gateway,
                     Target::Baseline => &baseline,
                 };
-                let mode = match rate {
-                    Some(rate) => Mode::Open { rate },
-                    None => Mode::Closed {
-                        in_flight: a.in_flight,
-                    },
-                };
-                let plan = Plan {
-                    mode,
-                    connections: a.connections,
-                    warmup: a.warmup,
-                    duration: a.duration,
-                    timeout: Duration::from_secs(10),
-                    server_pid: Some(server.pid()),
-                };
+                let plan = a.load.plan(rate, Some(server.pid()));
+                let mode = plan.mode;
                 let label = format!(
                     "[{}/{total_runs}] {} {}",
                     runs.len() + 1,
@@ -398,17 +348,10 @@ pub async fn run(mut a: Args, cpus: crate::procs::Cpus) -> anyhow::Result<()> {
                         Mode::Open { rate } => format!("at {rate:.0}/s"),
                     }
                 );
-                let progress = Progress::new(label, a.warmup + a.duration, !a.quiet);
-                let out = loadgen::run(server.addr, &workload, &plan, progress).await?;
+                let out =
+                    loadgen::measure(server.addr, &workload, &plan, target.name(), label, a.quiet)
+                        .await?;
                 let summary = out.summary();
-                if summary.errors > 0 {
-                    eprintln!(
-                        "warning: {} errors against the {} ({})",
-                        summary.errors,
-                        target.name(),
-                        out.first_error.as_deref().unwrap_or("?")
-                    );
-                }
                 runs.push(Run {
                     target,
                     mode,
@@ -475,11 +418,11 @@ pub async fn run(mut a: Args, cpus: crate::procs::Cpus) -> anyhow::Result<()> {
             .map(|c| c.participant.clone())
             .collect(),
         answer_bytes,
-        connections: a.connections,
-        in_flight: a.in_flight,
+        connections: a.load.connections,
+        in_flight: a.load.in_flight,
         rounds: a.rounds,
-        warmup_s: a.warmup.as_secs_f64(),
-        duration_s: a.duration.as_secs_f64(),
+        warmup_s: a.load.warmup.as_secs_f64(),
+        duration_s: a.load.duration.as_secs_f64(),
         runs,
         gateway_closed,
         baseline_closed,

@@ -118,6 +118,37 @@ impl std::fmt::Display for Machine {
     }
 }
 
+/// The rate of an open-loop run: requests per second, or chosen from the
+/// closed-loop throughput of the same run (`auto`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Rate {
+    Auto,
+    PerSecond(f64),
+}
+
+impl Rate {
+    /// The fixed rate, if one was given.
+    pub fn fixed(self) -> Option<f64> {
+        match self {
+            Rate::Auto => None,
+            Rate::PerSecond(r) => Some(r),
+        }
+    }
+}
+
+/// "auto", or a positive number of requests per second.
+pub fn parse_rate(s: &str) -> Result<Rate, String> {
+    match s.trim() {
+        "auto" => Ok(Rate::Auto),
+        r => r
+            .parse::<f64>()
+            .ok()
+            .filter(|r| r.is_finite() && *r > 0.0)
+            .map(Rate::PerSecond)
+            .ok_or_else(|| format!("{r:?} is not a number of requests per second, nor auto")),
+    }
+}
+
 /// "1.5s", "500ms", "2m" or a bare number of seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();

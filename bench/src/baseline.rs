@@ -12,7 +12,6 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use base64::Engine;
@@ -27,7 +26,7 @@ use tonic::transport::Server;
 use tonic::{Request, Response, Status};
 
 use sluis::net::identity::{Peer, Registry};
-use sluis::net::tls::{self, AcceptSettings, ConnectionInfo, TlsFiles};
+use sluis::net::tls::{self, ConnectionInfo};
 use sluis::rpc::proto::v1 as pb;
 
 /// The answers to replay, per participant id (protobuf, base64), as the
@@ -120,13 +119,7 @@ pub async fn serve(config: &Path, answers: &Path) -> anyhow::Result<()> {
         request_id,
     };
 
-    let files = TlsFiles {
-        cert: config.path(&config.tls.cert),
-        key: config.path(&config.tls.key),
-        client_ca: config.path(&config.tls.client_ca),
-        crls: config.tls.crl.iter().map(|p| config.path(p)).collect(),
-    };
-    let (_tls_tx, tls_rx) = watch::channel(tls::server_config(&files)?);
+    let (_tls_tx, tls_rx) = watch::channel(tls::server_config(&config.tls_files())?);
     let (_reg_tx, reg_rx) = watch::channel(Arc::new(Registry::new(&config.participants)));
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
@@ -134,10 +127,7 @@ pub async fn serve(config: &Path, answers: &Path) -> anyhow::Result<()> {
         listener,
         tls_rx,
         reg_rx,
-        AcceptSettings {
-            handshake_timeout: Duration::from_millis(config.tls.handshake_timeout_ms),
-            max_handshakes: config.limits.max_handshakes,
-        },
+        config.accept_settings(),
         Arc::new(|_| {}),
     );
     crate::procs::announce(addr)?;

@@ -6,40 +6,43 @@
 //! large transactions — sealed exactly as `exchange` seals them (AES-256-GCM
 //! under the node's data key, bound to case and category), with the owner's
 //! pseudonym and subject-index entries `RegisterCase` writes, and the two
-//! consents every benchmark case has. The access log is filled the way
-//! `benches/audit_log.rs` does (`Store::append_log` in big batches, the
+//! consents every benchmark case has. The access log is filled in bulk
+//! (`bulk::bulk_append`, as `bench audit-log` does: big transactions, the
 //! Merkle tree extended, a checkpoint signed with the node's key) so the
 //! node starts on it as on its own. Between stages the gateway (a child
 //! process, pinned) is restarted on the grown database and loaded with reads
 //! of cases drawn uniformly from all of them, so no cache makes a large
 //! table look small.
 
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use prost::Message;
 use serde::Serialize;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection};
 
 use sluis::config::Config;
+use sluis::dev::sample::{self, OWNER};
 use sluis::gateway::pseudonym::{AUDIT_DOMAIN, Pseudonymiser};
 use sluis::gateway::vault::Keys;
 use sluis::model::Category;
 use sluis::rpc::proto::v1 as pb;
-use sluis::store::{LogRow, Store, StoredCheckpoint};
-use sluis::tlog::checkpoint::{self, Checkpoint};
-use sluis::tlog::merkle::{self, Frontier};
+use sluis::store::Store;
 use sluis::tlog::{AccessRecord, Decision};
 
-use crate::loadgen::{self, Mode, Plan, Progress};
+use crate::bulk::bulk_append;
+use crate::loadgen::{self, Load};
 use crate::procs::{Pinning, Server};
-use crate::report::{self, Summary};
-use crate::setup::{self, OWNER, Workload};
+use crate::report::{self, Rate, Summary};
+use crate::setup::{self, Workload};
 
 #[derive(clap::Args, Debug)]
+#[command(
+    mut_arg("duration", |a| a.default_value("4s")),
+    mut_arg("warmup", |a| a.default_value("1s"))
+)]
 pub struct Args {
     /// Case counts to measure at, increasing (cases are added between stages).
     #[arg(long, value_delimiter = ',', default_values_t = [10_000u64, 100_000])]
@@ -48,19 +51,12 @@ pub struct Args {
     /// at the largest case count (0: skip).
     #[arg(long, default_value_t = 1_000_000)]
     pub log_entries: u64,
-    /// Measured time of each run.
-    #[arg(long, default_value = "4s", value_parser = report::parse_duration)]
-    pub duration: Duration,
-    #[arg(long, default_value = "1s", value_parser = report::parse_duration)]
-    pub warmup: Duration,
-    #[arg(long, default_value_t = 10)]
-    pub connections: usize,
-    #[arg(long, default_value_t = 4)]
-    pub in_flight: usize,
+    #[command(flatten)]
+    pub load: Load,
     /// Fixed rate for the latency runs, or "auto": half the first stage's
     /// closed-loop throughput (then the same for every stage).
-    #[arg(long, default_value = "auto")]
-    pub rate: String,
+    #[arg(long, default_value = "auto", value_parser = report::parse_rate)]
+    pub rate: Rate,
     /// Cases drawn (uniformly, from all) for the reads at each stage.
     #[arg(long, default_value_t = 20_000)]
     pub sample: usize,
@@ -182,7 +178,7 @@ async fn load_cases(db: &Path, keys: &Keys, from: u64, to: u64, quiet: bool) -> 
         .connect()
         .await?;
     let now = sluis::model::clock::now_millis();
-    let terms = setup::consent_terms();
+    let terms = sample::consents();
     let started = Instant::now();
     let mut i = from;
     while i < to {
@@ -219,7 +215,7 @@ async fn load_cases(db: &Path, keys: &Keys, from: u64, to: u64, quiet: bool) -> 
 
             let mut data = Vec::new();
             for (k, id) in range.clone().zip(&ids) {
-                for (cat, plain) in payloads(&setup::case_data(k)) {
+                for (cat, plain) in payloads(&sample::case_data(k)) {
                     // The associated data `exchange` binds a sealed category to.
                     let aad = format!("sluis/v1/case/{id}/{cat}");
                     data.push((id.clone(), cat, keys.seal(aad.as_bytes(), &plain)?));
@@ -234,15 +230,15 @@ async fn load_cases(db: &Path, keys: &Keys, from: u64, to: u64, quiet: bool) -> 
 
             let mut consents = Vec::new();
             for (k, id) in range.clone().zip(&ids) {
-                for (j, (recipient, categories, purposes)) in terms.iter().enumerate() {
+                for (j, t) in terms.iter().enumerate() {
                     let consent_id =
                         case_id(k.wrapping_mul(4).wrapping_add(j as u64 + 1) ^ (1 << 62));
-                    let (kind, value) = match recipient {
+                    let (kind, value) = match &t.recipient {
                         pb::recipient::Recipient::Participant(p) => ("participant", p.clone()),
                         pb::recipient::Recipient::Role(r) => ("role", r.clone()),
                     };
-                    let cats: Vec<&str> = categories.iter().map(|c| c.as_str()).collect();
-                    let mut purposes = purposes.clone();
+                    let cats: Vec<&str> = t.categories.iter().map(|c| c.as_str()).collect();
+                    let mut purposes = t.purposes.clone();
                     purposes.sort();
                     consents.push((
                         consent_id,
@@ -328,13 +324,9 @@ async fn load_cases(db: &Path, keys: &Keys, from: u64, to: u64, quiet: bool) -> 
             let sql = insert_sql("subject_index", &["kind", "digest", "case_id"], n as usize);
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for (k, id) in range.zip(&ids) {
-                let v = setup::case_data(k)
-                    .identity
-                    .map(|i| i.v_number)
-                    .unwrap_or_default();
                 q = q
                     .bind("v_number")
-                    .bind(pseudonyms.index_digest("v_number", &v))
+                    .bind(pseudonyms.index_digest("v_number", &sample::v_number(k)))
                     .bind(id.clone());
             }
             q.execute(&mut *tx).await?;
@@ -377,8 +369,8 @@ fn log_record(i: u64, k: u64, pseudonyms: &Pseudonymiser, at: i64) -> AccessReco
     r
 }
 
-/// Extends the node's access log to `target` entries: tree nodes stored,
-/// then a checkpoint signed with the node's key over the whole log.
+/// Extends the node's access log to `target` entries of GetCase records
+/// over the `cases` bulk-loaded cases, signed with the node's key.
 async fn load_log(
     config: &Config,
     keys: &Keys,
@@ -388,70 +380,29 @@ async fn load_log(
 ) -> anyhow::Result<()> {
     let store = Store::open_sqlite(&config.sqlite_path()?).await?;
     let size = store.log_size().await? as u64;
-    if size >= target {
-        store.close().await;
-        return Ok(());
-    }
-    let ids = Frontier::perfect_nodes_for(size);
-    let nodes = store.merkle_nodes(&ids).await?;
-    let mut frontier = Frontier::from_nodes(size, |id| nodes.get(&id).copied())
-        .context("the node's log tree is incomplete")?;
     let pseudonyms = Pseudonymiser::new(keys.pseudonym_secret());
     let started = Instant::now();
     let at = sluis::model::clock::now_millis() - 86_400_000;
-    let mut i = size;
-    while i < target {
-        let n = 20_000.min(target - i);
-        let rows: Vec<LogRow> = (i..i + n)
-            .map(|k| {
-                let r = log_record(k, mix(k) % cases.max(1), &pseudonyms, at + (k / 100) as i64);
-                LogRow {
-                    seq: 0,
-                    request_id: r.request_id.clone(),
-                    at: r.at,
-                    caller: r.caller.clone(),
-                    role: r.role.clone(),
-                    method: r.method.clone(),
-                    case_id: r.case_id.clone(),
-                    subject: r.subject.clone(),
-                    purpose: r.purpose.clone(),
-                    decision: r.decision.as_str().into(),
-                    record: r.encode(),
-                }
-            })
-            .collect();
-        let mut new_nodes = Vec::with_capacity(rows.len() * 2);
-        for r in &rows {
-            frontier.push_with(merkle::leaf_hash(&r.record), |id, h| {
-                new_nodes.push((id, *h))
-            });
-        }
-        store
-            .append_log(i as i64, &rows, &[], &new_nodes, None)
-            .await?;
-        i += n;
-        if !quiet && (i / 200_000 != (i - n) / 200_000 || i == target) {
-            eprint!(
-                "\r  filling the access log: {}/{} ({:.0}/s)   ",
-                report::thousands(i as f64),
-                report::thousands(target as f64),
-                (i - size) as f64 / started.elapsed().as_secs_f64().max(1e-9)
-            );
-        }
-    }
-    let cp = Checkpoint {
-        origin: checkpoint::origin(&config.node.name),
-        size: frontier.size(),
-        root: frontier.root(),
-    };
-    store
-        .append_checkpoint(&StoredCheckpoint {
-            size: cp.size as i64,
-            root: cp.root.to_vec(),
-            at: sluis::model::clock::now_millis(),
-            note: cp.sign(keys, &config.node.name),
-        })
-        .await?;
+    let mut last = size;
+    bulk_append(
+        &store,
+        keys,
+        &config.node.name,
+        target,
+        |k| log_record(k, mix(k) % cases.max(1), &pseudonyms, at + (k / 100) as i64),
+        |i| {
+            if !quiet && (i / 200_000 != last / 200_000 || i == target) {
+                eprint!(
+                    "\r  filling the access log: {}/{} ({:.0}/s)   ",
+                    report::thousands(i as f64),
+                    report::thousands(target as f64),
+                    (i - size) as f64 / started.elapsed().as_secs_f64().max(1e-9)
+                );
+            }
+            last = i;
+        },
+    )
+    .await?;
     store.close().await;
     if !quiet {
         eprint!("\r{:<70}\r", "");
@@ -495,15 +446,7 @@ pub async fn run(a: Args, cpus: crate::procs::Cpus) -> anyhow::Result<()> {
         bail!("--cases takes increasing counts, e.g. 10000,100000,1000000");
     }
     sizes.dedup();
-    let fixed_rate = match a.rate.as_str() {
-        "auto" => None,
-        r => Some(
-            r.parse::<f64>()
-                .ok()
-                .filter(|r| r.is_finite() && *r > 0.0)
-                .context("--rate is a number of requests per second, or auto")?,
-        ),
-    };
+    let fixed_rate = a.rate.fixed();
     let machine = report::machine();
     let tmp = tempfile::tempdir()?;
     let dir = a
@@ -574,16 +517,7 @@ pub async fn run(a: Args, cpus: crate::procs::Cpus) -> anyhow::Result<()> {
         let load_seconds = t.elapsed().as_secs_f64();
         let log_entries = log_size(&config).await?;
 
-        let gateway = Server::spawn(
-            "gateway",
-            &[
-                OsString::from("serve-gateway"),
-                "--config".into(),
-                config_path.clone().into(),
-            ],
-            server_cpus.as_deref(),
-            &dir.join("gateway.log"),
-        )?;
+        let gateway = Server::gateway(&config_path, server_cpus.as_deref(), &dir)?;
         let sample: Vec<String> = (0..a.sample.max(1) as u64)
             .map(|j| case_id(mix(j ^ 0x0f0f_0f0f) % loaded))
             .collect();
@@ -607,38 +541,17 @@ pub async fn run(a: Args, cpus: crate::procs::Cpus) -> anyhow::Result<()> {
                 let r = closed.as_ref().map_or(200.0, |c| c.req_per_s);
                 rate = Some((r / 2.0).max(1.0).round());
             }
-            let mode = if open {
-                Mode::Open {
-                    rate: rate.unwrap_or(100.0),
-                }
-            } else {
-                Mode::Closed {
-                    in_flight: a.in_flight,
-                }
-            };
-            let plan = Plan {
-                mode,
-                connections: a.connections,
-                warmup: a.warmup,
-                duration: a.duration,
-                timeout: Duration::from_secs(10),
-                server_pid: Some(gateway.pid()),
-            };
+            let plan = a
+                .load
+                .plan(open.then(|| rate.unwrap_or(100.0)), Some(gateway.pid()));
             let label = format!(
                 "{} cases, {} log: {}",
                 report::thousands(loaded as f64),
                 report::thousands(log_entries as f64),
                 if open { "fixed rate" } else { "closed loop" }
             );
-            let progress = Progress::new(label, a.warmup + a.duration, !a.quiet);
-            let out = loadgen::run(gateway.addr, &workload, &plan, progress).await?;
-            if out.errors > 0 {
-                eprintln!(
-                    "warning: {} errors ({})",
-                    out.errors,
-                    out.first_error.as_deref().unwrap_or("?")
-                );
-            }
+            let out =
+                loadgen::measure(gateway.addr, &workload, &plan, "gateway", label, a.quiet).await?;
             let s = out.summary();
             if open {
                 open_summary = Some(s);
@@ -673,10 +586,10 @@ pub async fn run(a: Args, cpus: crate::procs::Cpus) -> anyhow::Result<()> {
             "machine": machine,
             "server_cpus": server_cpus,
             "client_cpus": client_cpus,
-            "connections": a.connections,
-            "in_flight": a.in_flight,
+            "connections": a.load.connections,
+            "in_flight": a.load.in_flight,
             "open_loop_rate": rate,
-            "duration_s": a.duration.as_secs_f64(),
+            "duration_s": a.load.duration.as_secs_f64(),
             "stages": stages,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);

@@ -1,11 +1,11 @@
-//! Micro-benchmarks of what one `GetCase` does besides TLS and HTTP/2, so a
-//! profile of the whole gateway can be read against the price of each part:
-//! the policy decision, consent evaluation, pseudonym derivation, opening a
-//! sealed category, encoding the access record, the store's reads, and the
-//! durable, group-committed audit append.
+//! `bench hot-path`: micro-benchmarks of what one `GetCase` does besides TLS
+//! and HTTP/2, so a profile of the whole gateway can be read against the
+//! price of each part: the policy decision, consent evaluation, pseudonym
+//! derivation, opening a sealed category, encoding the access record, the
+//! store's reads, and the durable, group-committed audit append.
 //!
 //! ```sh
-//! cargo bench --bench hot_path
+//! cargo run --release -p sluis-bench -- hot-path
 //! ```
 //! A small hand-rolled harness (no criterion: the dependency tree stays
 //! lean): each figure is the median of 7 samples of a loop calibrated to
@@ -391,7 +391,9 @@ async fn appends(dir: &std::path::Path, keys: Arc<Keys>, concurrency: usize, tot
     store.close().await;
 }
 
-fn main() {
+/// Runs every micro-benchmark and prints its figure. Async operations are
+/// timed as one `rt.block_on` each, so this runs outside the runtime.
+pub fn run(rt: &tokio::runtime::Runtime) {
     let dir = tempfile::tempdir().expect("temp dir");
     Keys::create(&dir.path().join("keys")).expect("keys");
     let keys = Arc::new(Keys::load(&dir.path().join("keys")).expect("keys load"));
@@ -401,11 +403,7 @@ fn main() {
     );
     policy_benches();
     crypto_benches(&keys);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    store_benches(&rt, dir.path(), &keys);
+    store_benches(rt, dir.path(), &keys);
     for (concurrency, total) in [(1, 300), (16, 5_000), (256, 50_000)] {
         rt.block_on(appends(dir.path(), keys.clone(), concurrency, total));
     }

@@ -186,9 +186,34 @@ pub struct Server {
 }
 
 impl Server {
+    /// A sluis node serving `config` as `sluis serve` does (the hidden
+    /// `serve-gateway` command), its log in `dir`/gateway.log.
+    pub fn gateway(config: &Path, cpus: Option<&str>, dir: &Path) -> anyhow::Result<Server> {
+        let args = ["serve-gateway".into(), "--config".into(), config.into()];
+        Server::spawn("gateway", &args, cpus, &dir.join("gateway.log"))
+    }
+
+    /// The bare baseline behind the TLS of `config`, replaying `answers`
+    /// (the hidden `serve-baseline` command), its log in `dir`/baseline.log.
+    pub fn baseline(
+        config: &Path,
+        answers: &Path,
+        cpus: Option<&str>,
+        dir: &Path,
+    ) -> anyhow::Result<Server> {
+        let args = [
+            "serve-baseline".into(),
+            "--config".into(),
+            config.into(),
+            "--answers".into(),
+            answers.into(),
+        ];
+        Server::spawn("baseline", &args, cpus, &dir.join("baseline.log"))
+    }
+
     /// Starts `<this binary> args…` (under `taskset -c cpus` when given),
     /// stderr to `log`, and waits for its `listening ADDR` line.
-    pub fn spawn(
+    fn spawn(
         name: &str,
         args: &[OsString],
         cpus: Option<&str>,

@@ -44,6 +44,46 @@ pub enum Mode {
     Open { rate: f64 },
 }
 
+/// How hard and how long each run loads a server: the options every
+/// command that loads one shares. The defaults of `--duration` and
+/// `--warmup` are the load generator's; `compare` and `scale`, which make
+/// many runs, set shorter ones (`mut_arg` on their arguments).
+#[derive(clap::Args, Clone, Debug)]
+pub struct Load {
+    /// TLS connections (HTTP/2), spread over the participants.
+    #[arg(long, default_value_t = 10)]
+    pub connections: usize,
+    /// Closed loop: requests in flight per connection.
+    #[arg(long, default_value_t = 4)]
+    pub in_flight: usize,
+    /// Measured time of each run (after warm-up).
+    #[arg(long, default_value = "10s", value_parser = report::parse_duration)]
+    pub duration: Duration,
+    /// Warm-up before each run, not counted.
+    #[arg(long, default_value = "2s", value_parser = report::parse_duration)]
+    pub warmup: Duration,
+}
+
+impl Load {
+    /// One run: closed loop without a rate, open loop at `rate` with one.
+    /// A request not answered within 10 s counts as an error.
+    pub fn plan(&self, rate: Option<f64>, server_pid: Option<u32>) -> Plan {
+        Plan {
+            mode: match rate {
+                Some(rate) => Mode::Open { rate },
+                None => Mode::Closed {
+                    in_flight: self.in_flight,
+                },
+            },
+            connections: self.connections,
+            warmup: self.warmup,
+            duration: self.duration,
+            timeout: Duration::from_secs(10),
+            server_pid,
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Plan {
     pub mode: Mode,
@@ -233,6 +273,28 @@ pub async fn run(
     };
     progress.finish(ticker).await;
     result
+}
+
+/// [`run`] with a progress line labelled `label` (unless `quiet`), warning
+/// on stderr when the server (`name`) answered with errors.
+pub async fn measure(
+    addr: SocketAddr,
+    workload: &Workload,
+    plan: &Plan,
+    name: &str,
+    label: String,
+    quiet: bool,
+) -> anyhow::Result<Outcome> {
+    let progress = Progress::new(label, plan.warmup + plan.duration, !quiet);
+    let out = run(addr, workload, plan, progress).await?;
+    if out.errors > 0 {
+        eprintln!(
+            "warning: {} errors against the {name} ({})",
+            out.errors,
+            out.first_error.as_deref().unwrap_or("?")
+        );
+    }
+    Ok(out)
 }
 
 async fn closed(
@@ -462,16 +524,8 @@ pub struct CliArgs {
     /// Open loop at this many requests per second.
     #[arg(long)]
     pub rate: Option<f64>,
-    /// TLS connections (HTTP/2), spread over the participants.
-    #[arg(long, default_value_t = 10)]
-    pub connections: usize,
-    /// Closed loop: requests in flight per connection.
-    #[arg(long, default_value_t = 4)]
-    pub in_flight: usize,
-    #[arg(long, default_value = "10s", value_parser = report::parse_duration)]
-    pub duration: Duration,
-    #[arg(long, default_value = "2s", value_parser = report::parse_duration)]
-    pub warmup: Duration,
+    #[command(flatten)]
+    pub load: Load,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -548,34 +602,22 @@ pub async fn run_cli(a: CliArgs) -> anyhow::Result<()> {
     if !target.ip().is_loopback() {
         bail!("this load generator only loads 127.0.0.1 (a machine you measure on)");
     }
-    let mode = match a.rate {
-        Some(rate) => Mode::Open { rate },
-        None => Mode::Closed {
-            in_flight: a.in_flight,
-        },
-    };
-    let plan = Plan {
-        mode,
-        connections: a.connections,
-        warmup: a.warmup,
-        duration: a.duration,
-        timeout: Duration::from_secs(10),
-        server_pid: None,
-    };
+    let plan = a.load.plan(a.rate, None);
+    let mode = plan.mode;
     let label = match mode {
         Mode::Closed { in_flight } => {
-            format!("closed {}x{in_flight}", a.connections)
+            format!("closed {}x{in_flight}", plan.connections)
         }
         Mode::Open { rate } => format!("open {rate:.0}/s"),
     };
-    let progress = Progress::new(label.clone(), a.warmup + a.duration, !a.quiet);
+    let progress = Progress::new(label.clone(), plan.warmup + plan.duration, !a.quiet);
     let outcome = run(target, &workload, &plan, progress).await?;
     let summary = outcome.summary();
     if a.json {
         let out = serde_json::json!({
             "target": target.to_string(),
-            "plan": { "mode": mode, "connections": a.connections,
-                      "warmup_s": a.warmup.as_secs_f64(), "duration_s": a.duration.as_secs_f64() },
+            "plan": { "mode": mode, "connections": plan.connections,
+                      "warmup_s": plan.warmup.as_secs_f64(), "duration_s": plan.duration.as_secs_f64() },
             "participants": workload.clients.iter().map(|c| c.participant.clone()).collect::<Vec<_>>(),
             "result": summary,
             "client_cpu_s": outcome.client_cpu_s,
