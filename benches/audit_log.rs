@@ -15,9 +15,8 @@ use std::time::{Duration, Instant};
 use sluis::gateway::oversight::{self, LeafRef};
 use sluis::gateway::vault::Keys;
 use sluis::model::Category;
-use sluis::store::{LogRow, Store, StoredCheckpoint};
-use sluis::tlog::checkpoint::{self, Checkpoint};
-use sluis::tlog::merkle::{self, Frontier};
+use sluis::store::{LogSink, Store};
+use sluis::tlog::checkpoint;
 use sluis::tlog::{AccessRecord, AuditLog, Decision, LogSettings};
 
 fn record(i: u64) -> AccessRecord {
@@ -39,22 +38,6 @@ fn record(i: u64) -> AccessRecord {
     r.rules = vec!["ngo-guidance-consent".into()];
     r.consents = vec!["0190c4e2-7b1a-4c3e-9f00-1a2b3c4d5e6f".into()];
     r
-}
-
-fn row(r: &AccessRecord) -> LogRow {
-    LogRow {
-        seq: 0,
-        request_id: r.request_id.clone(),
-        at: r.at,
-        caller: r.caller.clone(),
-        role: r.role.clone(),
-        method: r.method.clone(),
-        case_id: r.case_id.clone(),
-        subject: r.subject.clone(),
-        purpose: r.purpose.clone(),
-        decision: r.decision.as_str().into(),
-        record: r.encode(),
-    }
 }
 
 fn arg(name: &str) -> Option<String> {
@@ -81,7 +64,7 @@ async fn fresh_postgres(admin_url: &str) -> anyhow::Result<String> {
 
 /// A store to fill: a SQLite file in `dir`, or a fresh PostgreSQL
 /// database (dropped again by [`done`]).
-async fn open(dir: &std::path::Path, postgres: Option<&str>) -> anyhow::Result<Store> {
+async fn open(dir: &std::path::Path, postgres: Option<&str>) -> anyhow::Result<(Store, LogSink)> {
     Ok(match postgres {
         None => Store::open_sqlite(&dir.join("bench.db")).await?,
         Some(admin) => {
@@ -116,9 +99,10 @@ async fn durable_appends(
     let dir = tempfile::tempdir()?;
     Keys::create(&dir.path().join("keys"))?;
     let keys = Arc::new(Keys::load(&dir.path().join("keys"))?);
-    let store = open(dir.path(), postgres).await?;
+    let (store, sink) = open(dir.path(), postgres).await?;
     let log = AuditLog::start(
         store.clone(),
+        sink,
         keys,
         LogSettings {
             key_name: "bench".into(),
@@ -157,52 +141,47 @@ async fn durable_appends(
     done(store, postgres).await
 }
 
-/// Fills a log of `size` entries quickly (big transactions, as a bulk
-/// import would), with the tree and a signed checkpoint.
+/// Fills a log of `size` entries through the log writer, with many
+/// appends in flight so that it commits full batches, and has it sign a
+/// checkpoint over the whole log.
 async fn build(
     size: u64,
     postgres: Option<&str>,
 ) -> anyhow::Result<(tempfile::TempDir, Store, String)> {
     let dir = tempfile::tempdir()?;
     Keys::create(&dir.path().join("keys"))?;
-    let keys = Keys::load(&dir.path().join("keys"))?;
-    let store = open(dir.path(), postgres).await?;
-    let mut frontier = Frontier::new();
+    let keys = Arc::new(Keys::load(&dir.path().join("keys"))?);
+    let key = sluis::tlog::note::verifier_key("bench", &keys.signing_public_key());
+    let (store, sink) = open(dir.path(), postgres).await?;
+    let settings = LogSettings {
+        key_name: "bench".into(),
+        origin: checkpoint::origin("bench"),
+        checkpoint_interval: Duration::from_secs(3600),
+    };
+    let log = AuditLog::start(store.clone(), sink, keys, settings).await?;
     let started = Instant::now();
-    let batch = 20_000u64;
     let mut i = 0;
     while i < size {
-        let n = batch.min(size - i);
-        let rows: Vec<LogRow> = (i..i + n).map(|k| row(&record(k))).collect();
-        let mut nodes = Vec::with_capacity(n as usize * 2);
-        for r in &rows {
-            frontier.push_with(merkle::leaf_hash(&r.record), |id, h| nodes.push((id, *h)));
+        let n = 20_000.min(size - i);
+        let mut appends = tokio::task::JoinSet::new();
+        for k in i..i + n {
+            let log = log.clone();
+            appends.spawn(async move { log.append(&record(k)).await });
         }
-        store.append_log(i as i64, &rows, &[], &nodes, None).await?;
+        while let Some(appended) = appends.join_next().await {
+            appended??;
+        }
         i += n;
         if i % 1_000_000 == 0 {
             eprint!("\r  building: {i}/{size}");
         }
     }
-    let cp = Checkpoint {
-        origin: checkpoint::origin("bench"),
-        size,
-        root: frontier.root(),
-    };
-    store
-        .append_checkpoint(&StoredCheckpoint {
-            size: size as i64,
-            root: cp.root.to_vec(),
-            at: 0,
-            note: cp.sign(&keys, "bench"),
-        })
-        .await?;
+    log.sign_pending().await;
     eprintln!(
-        "\r  built {size} entries in {:.1}s ({:.0} entries/s in bulk)",
+        "\r  built {size} entries in {:.1}s ({:.0} entries/s through the log writer)",
         started.elapsed().as_secs_f64(),
         size as f64 / started.elapsed().as_secs_f64()
     );
-    let key = sluis::tlog::note::verifier_key("bench", &keys.signing_public_key());
     Ok((dir, store, key))
 }
 

@@ -6,13 +6,12 @@
 //! large transactions — sealed exactly as `exchange` seals them (AES-256-GCM
 //! under the node's data key, bound to case and category), with the owner's
 //! pseudonym and subject-index entries `RegisterCase` writes, and the two
-//! consents every benchmark case has. The access log is filled the way
-//! `benches/audit_log.rs` does (`Store::append_log` in big batches, the
-//! Merkle tree extended, a checkpoint signed with the node's key) so the
-//! node starts on it as on its own. Between stages the gateway (a child
-//! process, pinned) is restarted on the grown database and loaded with reads
-//! of cases drawn uniformly from all of them, so no cache makes a large
-//! table look small.
+//! consents every benchmark case has. The access log is filled through the
+//! node's own log writer (the Merkle tree extended, a checkpoint signed
+//! with the node's key) so the node starts on it as on its own. Between
+//! stages the gateway (a child process, pinned) is restarted on the grown
+//! database and loaded with reads of cases drawn uniformly from all of
+//! them, so no cache makes a large table look small.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -21,18 +20,15 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use prost::Message;
 use serde::Serialize;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
-use sqlx::{AssertSqlSafe, ConnectOptions, Connection};
 
 use sluis::config::Config;
 use sluis::gateway::pseudonym::{AUDIT_DOMAIN, Pseudonymiser};
 use sluis::gateway::vault::Keys;
 use sluis::model::Category;
 use sluis::rpc::proto::v1 as pb;
-use sluis::store::{LogRow, Store, StoredCheckpoint};
-use sluis::tlog::checkpoint::{self, Checkpoint};
-use sluis::tlog::merkle::{self, Frontier};
-use sluis::tlog::{AccessRecord, Decision};
+use sluis::store::Store;
+use sluis::tlog::checkpoint;
+use sluis::tlog::{AccessRecord, AuditLog, Decision, LogSettings};
 
 use crate::loadgen::{self, Mode, Plan, Progress};
 use crate::procs::{Pinning, Server};
@@ -159,6 +155,31 @@ fn payloads(d: &pb::CaseData) -> Vec<(Category, Vec<u8>)> {
     out
 }
 
+/// A multi-row INSERT and its values, for the bulk-load connection.
+struct Insert {
+    sql: String,
+    values: Vec<Box<dyn rusqlite::ToSql>>,
+}
+
+impl Insert {
+    fn new(sql: String) -> Insert {
+        Insert {
+            sql,
+            values: Vec::new(),
+        }
+    }
+
+    fn bind(mut self, v: impl rusqlite::ToSql + 'static) -> Insert {
+        self.values.push(Box::new(v));
+        self
+    }
+
+    fn execute(self, tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<usize> {
+        tx.prepare_cached(&self.sql)?
+            .execute(rusqlite::params_from_iter(&self.values))
+    }
+}
+
 fn insert_sql(table: &str, columns: &[&str], rows: usize) -> String {
     let one = format!("({})", vec!["?"; columns.len()].join(", "));
     format!(
@@ -175,18 +196,14 @@ async fn load_cases(db: &Path, keys: &Keys, from: u64, to: u64, quiet: bool) -> 
     const PER_STATEMENT: u64 = 100;
     const PER_TX: u64 = 5_000;
     let pseudonyms = Pseudonymiser::new(keys.pseudonym_secret());
-    let mut conn = SqliteConnectOptions::new()
-        .filename(db)
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Off)
-        .connect()
-        .await?;
+    let mut conn = rusqlite::Connection::open(db)?;
+    conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = OFF;")?;
     let now = sluis::model::clock::now_millis();
     let terms = setup::consent_terms();
     let started = Instant::now();
     let mut i = from;
     while i < to {
-        let mut tx = conn.begin().await?;
+        let tx = conn.transaction()?;
         let tx_end = (i + PER_TX).min(to);
         while i < tx_end {
             let n = PER_STATEMENT.min(tx_end - i);
@@ -205,7 +222,7 @@ async fn load_cases(db: &Path, keys: &Keys, from: u64, to: u64, quiet: bool) -> 
                 ],
                 n as usize,
             );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
+            let mut q = Insert::new(sql);
             for (k, id) in range.clone().zip(&ids) {
                 q = q
                     .bind(id.clone())
@@ -215,7 +232,7 @@ async fn load_cases(db: &Path, keys: &Keys, from: u64, to: u64, quiet: bool) -> 
                     .bind(now)
                     .bind(now);
             }
-            q.execute(&mut *tx).await?;
+            q.execute(&tx)?;
 
             let mut data = Vec::new();
             for (k, id) in range.clone().zip(&ids) {
@@ -226,11 +243,11 @@ async fn load_cases(db: &Path, keys: &Keys, from: u64, to: u64, quiet: bool) -> 
                 }
             }
             let sql = insert_sql("case_data", &["case_id", "category", "sealed"], data.len());
-            let mut q = sqlx::query(AssertSqlSafe(sql));
+            let mut q = Insert::new(sql);
             for (id, cat, sealed) in data {
                 q = q.bind(id).bind(i64::from(cat.code())).bind(sealed);
             }
-            q.execute(&mut *tx).await?;
+            q.execute(&tx)?;
 
             let mut consents = Vec::new();
             for (k, id) in range.clone().zip(&ids) {
@@ -270,7 +287,7 @@ async fn load_cases(db: &Path, keys: &Keys, from: u64, to: u64, quiet: bool) -> 
                 ],
                 consents.len(),
             );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
+            let mut q = Insert::new(sql);
             for (cid, case, cats, purposes, _, _, k) in &consents {
                 q = q
                     .bind(cid.clone())
@@ -283,23 +300,23 @@ async fn load_cases(db: &Path, keys: &Keys, from: u64, to: u64, quiet: bool) -> 
                     .bind(format!("BENCH-{k:08}"))
                     .bind(now - 60_000);
             }
-            q.execute(&mut *tx).await?;
+            q.execute(&tx)?;
             let sql = insert_sql(
                 "consent_recipients",
                 &["consent_id", "kind", "value"],
                 consents.len(),
             );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
+            let mut q = Insert::new(sql);
             for (cid, _, _, _, kind, value, _) in &consents {
                 q = q.bind(cid.clone()).bind(*kind).bind(value.clone());
             }
-            q.execute(&mut *tx).await?;
+            q.execute(&tx)?;
             let sql = insert_sql(
                 "consent_events",
                 &["consent_id", "kind", "at", "by", "note"],
                 consents.len(),
             );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
+            let mut q = Insert::new(sql);
             for (cid, ..) in &consents {
                 q = q
                     .bind(cid.clone())
@@ -308,7 +325,7 @@ async fn load_cases(db: &Path, keys: &Keys, from: u64, to: u64, quiet: bool) -> 
                     .bind(OWNER)
                     .bind("");
             }
-            q.execute(&mut *tx).await?;
+            q.execute(&tx)?;
 
             // What RegisterCase writes besides the case: the owner's
             // pseudonym and the keyed-hash subject index.
@@ -317,16 +334,16 @@ async fn load_cases(db: &Path, keys: &Keys, from: u64, to: u64, quiet: bool) -> 
                 &["recipient", "pseudonym", "case_id"],
                 n as usize,
             );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
+            let mut q = Insert::new(sql);
             for (k, id) in range.clone().zip(&ids) {
                 q = q
                     .bind(OWNER)
                     .bind(pseudonyms.pseudonym(OWNER, &subject_ref(k)))
                     .bind(id.clone());
             }
-            q.execute(&mut *tx).await?;
+            q.execute(&tx)?;
             let sql = insert_sql("subject_index", &["kind", "digest", "case_id"], n as usize);
-            let mut q = sqlx::query(AssertSqlSafe(sql));
+            let mut q = Insert::new(sql);
             for (k, id) in range.zip(&ids) {
                 let v = setup::case_data(k)
                     .identity
@@ -337,10 +354,10 @@ async fn load_cases(db: &Path, keys: &Keys, from: u64, to: u64, quiet: bool) -> 
                     .bind(pseudonyms.index_digest("v_number", &v))
                     .bind(id.clone());
             }
-            q.execute(&mut *tx).await?;
+            q.execute(&tx)?;
             i += n;
         }
-        tx.commit().await?;
+        tx.commit()?;
         if !quiet {
             let done = i - from;
             eprint!(
@@ -354,7 +371,7 @@ async fn load_cases(db: &Path, keys: &Keys, from: u64, to: u64, quiet: bool) -> 
     if !quiet {
         eprint!("\r{:<70}\r", "");
     }
-    conn.close().await?;
+    conn.close().map_err(|(_, e)| e)?;
     Ok(())
 }
 
@@ -377,58 +394,39 @@ fn log_record(i: u64, k: u64, pseudonyms: &Pseudonymiser, at: i64) -> AccessReco
     r
 }
 
-/// Extends the node's access log to `target` entries: tree nodes stored,
-/// then a checkpoint signed with the node's key over the whole log.
-async fn load_log(
-    config: &Config,
-    keys: &Keys,
-    cases: u64,
-    target: u64,
-    quiet: bool,
-) -> anyhow::Result<()> {
-    let store = Store::open_sqlite(&config.sqlite_path()?).await?;
+/// Extends the node's access log to `target` entries through the node's
+/// own log writer (which stores the tree nodes), then has it sign a
+/// checkpoint over the whole log with the node's key.
+async fn load_log(config: &Config, cases: u64, target: u64, quiet: bool) -> anyhow::Result<()> {
+    let (store, sink) = Store::open_sqlite(&config.sqlite_path()?).await?;
     let size = store.log_size().await? as u64;
     if size >= target {
         store.close().await;
         return Ok(());
     }
-    let ids = Frontier::perfect_nodes_for(size);
-    let nodes = store.merkle_nodes(&ids).await?;
-    let mut frontier = Frontier::from_nodes(size, |id| nodes.get(&id).copied())
-        .context("the node's log tree is incomplete")?;
+    let keys = std::sync::Arc::new(Keys::load(&config.path(&config.node.keys_dir))?);
     let pseudonyms = Pseudonymiser::new(keys.pseudonym_secret());
+    let settings = LogSettings {
+        key_name: config.node.name.clone(),
+        origin: checkpoint::origin(&config.node.name),
+        checkpoint_interval: Duration::from_secs(3600),
+    };
+    let log = AuditLog::start(store.clone(), sink, keys, settings).await?;
     let started = Instant::now();
     let at = sluis::model::clock::now_millis() - 86_400_000;
     let mut i = size;
     while i < target {
+        // Enough appends in flight that the writer fills whole batches.
         let n = 20_000.min(target - i);
-        let rows: Vec<LogRow> = (i..i + n)
-            .map(|k| {
-                let r = log_record(k, mix(k) % cases.max(1), &pseudonyms, at + (k / 100) as i64);
-                LogRow {
-                    seq: 0,
-                    request_id: r.request_id.clone(),
-                    at: r.at,
-                    caller: r.caller.clone(),
-                    role: r.role.clone(),
-                    method: r.method.clone(),
-                    case_id: r.case_id.clone(),
-                    subject: r.subject.clone(),
-                    purpose: r.purpose.clone(),
-                    decision: r.decision.as_str().into(),
-                    record: r.encode(),
-                }
-            })
-            .collect();
-        let mut new_nodes = Vec::with_capacity(rows.len() * 2);
-        for r in &rows {
-            frontier.push_with(merkle::leaf_hash(&r.record), |id, h| {
-                new_nodes.push((id, *h))
-            });
+        let mut appends = tokio::task::JoinSet::new();
+        for k in i..i + n {
+            let r = log_record(k, mix(k) % cases.max(1), &pseudonyms, at + (k / 100) as i64);
+            let log = log.clone();
+            appends.spawn(async move { log.append(&r).await });
         }
-        store
-            .append_log(i as i64, &rows, &[], &new_nodes, None)
-            .await?;
+        while let Some(appended) = appends.join_next().await {
+            appended??;
+        }
         i += n;
         if !quiet && (i / 200_000 != (i - n) / 200_000 || i == target) {
             eprint!(
@@ -439,19 +437,8 @@ async fn load_log(
             );
         }
     }
-    let cp = Checkpoint {
-        origin: checkpoint::origin(&config.node.name),
-        size: frontier.size(),
-        root: frontier.root(),
-    };
-    store
-        .append_checkpoint(&StoredCheckpoint {
-            size: cp.size as i64,
-            root: cp.root.to_vec(),
-            at: sluis::model::clock::now_millis(),
-            note: cp.sign(keys, &config.node.name),
-        })
-        .await?;
+    log.sign_pending().await;
+    drop(log);
     store.close().await;
     if !quiet {
         eprint!("\r{:<70}\r", "");
@@ -467,19 +454,13 @@ fn file_mib(db: &Path) -> f64 {
 
 /// Cases already in the database (bulk-loaded ids are `case_id(0..n)`).
 async fn case_count(config: &Config) -> anyhow::Result<u64> {
-    let mut conn = SqliteConnectOptions::new()
-        .filename(config.sqlite_path()?)
-        .connect()
-        .await?;
-    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM cases")
-        .fetch_one(&mut conn)
-        .await?;
-    conn.close().await?;
+    let conn = rusqlite::Connection::open(config.sqlite_path()?)?;
+    let n: i64 = conn.query_row("SELECT COUNT(*) FROM cases", [], |r| r.get(0))?;
     Ok(n as u64)
 }
 
 async fn log_size(config: &Config) -> anyhow::Result<i64> {
-    let store = Store::open_sqlite(&config.sqlite_path()?).await?;
+    let (store, _) = Store::open_sqlite(&config.sqlite_path()?).await?;
     let n = store.log_size().await?;
     store.close().await;
     Ok(n)
@@ -569,7 +550,7 @@ pub async fn run(a: Args, cpus: crate::procs::Cpus) -> anyhow::Result<()> {
                 "filling the access log to {} entries",
                 report::thousands(log_target as f64)
             ));
-            load_log(&config, &keys, loaded, log_target, a.quiet).await?;
+            load_log(&config, loaded, log_target, a.quiet).await?;
         }
         let load_seconds = t.elapsed().as_secs_f64();
         let log_entries = log_size(&config).await?;
