@@ -262,6 +262,16 @@ pub struct LogSink {
     backend: Backend,
 }
 
+/// What [`Store::visible_cases`] asks, as the backends take it.
+struct Visible<'a> {
+    participant: &'a str,
+    role: Role,
+    purpose: &'a str,
+    now: Millis,
+    after: &'a str,
+    limit: u32,
+}
+
 /// A log append as the backends take it (see [`LogSink::append`]).
 struct Append<'a> {
     first_seq: i64,
@@ -466,7 +476,15 @@ impl Store {
         after: &str,
         limit: u32,
     ) -> Result<Vec<CaseMeta>, StoreError> {
-        on_backend!(&self.backend, b => b.visible_cases(participant, role, purpose, now, after, limit).await)
+        let query = Visible {
+            participant,
+            role,
+            purpose,
+            now,
+            after,
+            limit,
+        };
+        on_backend!(&self.backend, b => b.visible_cases(&query).await)
     }
 
     /// Case ids whose subject has this keyed hash of an identifier

@@ -21,8 +21,8 @@ use sqlx::query::Query;
 use sqlx::{PgPool, Postgres, Row, SqlStr};
 use tokio::sync::mpsc;
 
+use crate::model::Category;
 use crate::model::consent::{Consent, ConsentEvent, Millis};
-use crate::model::{Category, Role};
 use crate::store::rows::{
     self, CaseFold, Columns, ConsentFold, Digest, categories_column, purposes_column,
     recipient_columns,
@@ -30,7 +30,7 @@ use crate::store::rows::{
 use crate::store::scan::{AHEAD, Chunk};
 use crate::store::{
     Append, CaseMeta, CaseWithData, LogFilter, LogRow, NewCase, PoolSettings, StoreError,
-    StoredCheckpoint, migrations, redact_url, sql,
+    StoredCheckpoint, Visible, migrations, redact_url, sql,
 };
 use crate::tlog::merkle::{Hash, NodeId};
 
@@ -413,22 +413,14 @@ impl PgStore {
         self.all(q, rows::case_meta).await
     }
 
-    pub(super) async fn visible_cases(
-        &self,
-        participant: &str,
-        role: Role,
-        purpose: &str,
-        now: Millis,
-        after: &str,
-        limit: u32,
-    ) -> Result<Vec<CaseMeta>, StoreError> {
+    pub(super) async fn visible_cases(&self, v: &Visible<'_>) -> Result<Vec<CaseMeta>, StoreError> {
         let q = sqlx::query(sql::VISIBLE_CASES)
-            .bind(participant)
-            .bind(role.as_str())
-            .bind(purpose)
-            .bind(now)
-            .bind(after)
-            .bind(i64::from(limit));
+            .bind(v.participant)
+            .bind(v.role.as_str())
+            .bind(v.purpose)
+            .bind(v.now)
+            .bind(v.after)
+            .bind(i64::from(v.limit));
         self.all(q, rows::case_meta).await
     }
 

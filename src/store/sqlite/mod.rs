@@ -27,13 +27,13 @@ use std::sync::Arc;
 use rusqlite::{Connection, OpenFlags, Params, params};
 use tokio::sync::mpsc;
 
+use crate::model::Category;
 use crate::model::consent::{Consent, ConsentEvent, Millis};
-use crate::model::{Category, Role};
 use crate::store::rows::{self, CaseFold, Columns, ConsentFold, Digest};
 use crate::store::scan::{AHEAD, Chunk};
 use crate::store::{
     Append, CaseMeta, CaseWithData, DbError, LogFilter, LogRow, NewCase, StoreError,
-    StoredCheckpoint, sql,
+    StoredCheckpoint, Visible, sql,
 };
 use crate::tlog::merkle::{Hash, NodeId};
 
@@ -394,17 +394,9 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn visible_cases(
-        &self,
-        participant: &str,
-        role: Role,
-        purpose: &str,
-        now: Millis,
-        after: &str,
-        limit: u32,
-    ) -> Result<Vec<CaseMeta>, StoreError> {
-        let (participant, purpose, after) =
-            (participant.to_owned(), purpose.to_owned(), after.to_owned());
+    pub(super) async fn visible_cases(&self, v: &Visible<'_>) -> Result<Vec<CaseMeta>, StoreError> {
+        let (participant, role, purpose) = (v.participant.to_owned(), v.role, v.purpose.to_owned());
+        let (now, after, limit) = (v.now, v.after.to_owned(), v.limit);
         self.read(move |c| {
             let p = params![participant, role.as_str(), purpose, now, after, limit];
             all(c, sql::VISIBLE_CASES, p, rows::case_meta)
