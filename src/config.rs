@@ -333,15 +333,5 @@ pub fn valid_participant_id(id: &str) -> bool {
         })
 }
 
-/// A database URL without its password, for messages and logs:
-/// `postgres://u:secret@h/db` → `postgres://u:***@h/db`.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme && url[scheme + 3..at].contains(':') => {
-            let userinfo = &url[scheme + 3..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
-        }
-        _ => url.to_string(),
-    }
-}
+/// Masks a database URL's password (the store owns database URLs).
+pub use crate::store::redact_url;

@@ -118,7 +118,8 @@ impl Node {
             &config.node.purposes,
         )?);
         let registry = Arc::new(Registry::new(&config.participants));
-        let mut store = Store::open(&config.database_url()?, &config.pool_settings(), true).await?;
+        let (mut store, log_sink) =
+            Store::open(&config.database_url()?, &config.pool_settings(), true).await?;
         let sqlite_lock = match store.sqlite_file() {
             Some(file) => {
                 let lock = lock_sqlite(file)?;
@@ -129,6 +130,7 @@ impl Node {
         };
         let audit = AuditLog::start(
             store.clone(),
+            log_sink,
             keys.clone(),
             LogSettings {
                 key_name: config.node.name.clone(),

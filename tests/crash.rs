@@ -15,11 +15,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{connect_database, database_url_of, use_test_database};
+use common::{Database, connect_database, database_url_of, use_test_database};
 use sluis::net::client::{self, ClientPem, Clients};
 use sluis::rpc::REQUEST_ID_HEADER;
 use sluis::rpc::proto::v1 as pb;
-use sqlx::{AnyConnection, Connection, Row};
 use tonic::metadata::MetadataMap;
 use tonic::{Code, Request, Response, Status};
 
@@ -132,29 +131,28 @@ impl NodeDir {
     }
 
     /// A connection of the test's own to the node's database.
-    async fn database(&self) -> AnyConnection {
+    async fn database(&self) -> Database {
         connect_database(&database_url_of(self.path())).await
     }
 
     /// Every (seq, request_id) of the access log, in order.
     async fn log(&self) -> Vec<(i64, String)> {
         let mut conn = self.database().await;
-        let rows = sqlx::query("SELECT seq, request_id FROM access_log ORDER BY seq")
-            .fetch_all(&mut conn)
-            .await
-            .unwrap();
-        conn.close().await.unwrap();
-        rows.iter().map(|r| (r.get(0), r.get(1))).collect()
+        let rows = conn
+            .query("SELECT seq, request_id FROM access_log ORDER BY seq", &[])
+            .await;
+        conn.close().await;
+        rows.iter().map(|r| (r[0].int(), r[1].text())).collect()
     }
 
     /// The size of the latest signed checkpoint.
     async fn signed_size(&self) -> Option<i64> {
         let mut conn = self.database().await;
-        let size = sqlx::query_scalar("SELECT MAX(size) FROM checkpoints")
-            .fetch_one(&mut conn)
-            .await
-            .unwrap();
-        conn.close().await.unwrap();
+        let size = conn
+            .query_one("SELECT MAX(size) FROM checkpoints", &[])
+            .await[0]
+            .opt_int();
+        conn.close().await;
         size
     }
 

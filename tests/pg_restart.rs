@@ -290,7 +290,7 @@ async fn database_restart_fails_closed_and_recovers_by_itself() {
     }
     let key = node.exchange.verifier_key();
     node.shutdown().await.unwrap();
-    let store = sluis::store::Store::open(&server.url(), &Default::default(), false)
+    let (store, _) = sluis::store::Store::open(&server.url(), &Default::default(), false)
         .await
         .unwrap();
     let report = sluis::tlog::verify::verify_log(&store, &key, None, |_, _| {})

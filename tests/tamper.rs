@@ -22,7 +22,6 @@ use sluis::node::Node;
 use sluis::rpc::proto::v1 as pb;
 use sluis::store::Store;
 use sluis::tlog::{AccessRecord, Decision};
-use sqlx::{AnyConnection, AssertSqlSafe, Connection, Row};
 
 use pb::Category as C;
 
@@ -172,30 +171,22 @@ async fn wait_until_signed(store: &Store) -> (i64, Vec<i64>) {
 /// A connection to a node's database: the SQLite file or the PostgreSQL
 /// database its sluis.toml names.
 struct Db {
-    conn: AnyConnection,
-    url: String,
+    conn: Database,
 }
 
 impl Db {
     async fn of_node(dir: &Path) -> Db {
-        let url = database_url_of(dir);
         Db {
-            conn: connect_database(&url).await,
-            url,
+            conn: connect_database(&database_url_of(dir)).await,
         }
     }
 
     fn postgres(&self) -> bool {
-        self.url.starts_with("postgres")
-    }
-
-    /// SQL written with `?` placeholders, in this backend's syntax.
-    fn sql(&self, sql: &str) -> AssertSqlSafe<String> {
-        placeholders(&self.url, sql)
+        self.conn.is_postgres()
     }
 
     async fn close(self) {
-        self.conn.close().await.unwrap();
+        self.conn.close().await;
     }
 }
 
@@ -206,10 +197,9 @@ async fn checkpoint_wal(node_dir: &Path) {
         return;
     }
     let mut db = Db::of_node(node_dir).await;
-    sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-        .execute(&mut db.conn)
-        .await
-        .unwrap();
+    db.conn
+        .execute("PRAGMA wal_checkpoint(TRUNCATE)", &[])
+        .await;
     db.close().await;
 }
 
@@ -265,7 +255,7 @@ async fn attacker(node_dir: &Path) -> Db {
         ]
     };
     for sql in drops {
-        sqlx::query(*sql).execute(&mut db.conn).await.unwrap();
+        db.conn.execute(sql, &[]).await;
     }
     db
 }
@@ -383,31 +373,32 @@ impl Entry {
 }
 
 async fn read_entry(db: &mut Db, seq: i64) -> Entry {
-    let r = sqlx::query(db.sql(
-        "SELECT request_id, at, caller, role, method, case_id, subject, purpose, decision, record
-         FROM access_log WHERE seq = ?",
-    ))
-    .bind(seq)
-    .fetch_one(&mut db.conn)
-    .await
-    .unwrap();
+    let r = db
+        .conn
+        .query_one(
+            "SELECT request_id, at, caller, role, method, case_id, subject, purpose, decision, record
+             FROM access_log WHERE seq = ?",
+            &[seq.into()],
+        )
+        .await;
     Entry {
-        request_id: r.get(0),
-        at: r.get(1),
-        caller: r.get(2),
-        role: r.get(3),
-        method: r.get(4),
-        case_id: r.get(5),
-        subject: r.get(6),
-        purpose: r.get(7),
-        decision: r.get(8),
-        record: r.get(9),
+        request_id: r[0].text(),
+        at: r[1].int(),
+        caller: r[2].text(),
+        role: r[3].text(),
+        method: r[4].text(),
+        case_id: r[5].opt_text(),
+        subject: r[6].opt_text(),
+        purpose: r[7].opt_text(),
+        decision: r[8].text(),
+        record: r[9].blob(),
     }
 }
 
 async fn write_entry(db: &mut Db, seq: i64, e: &Entry) {
-    sqlx::query(db.sql(
-        "INSERT INTO access_log (seq, request_id, at, caller, role, method, case_id, subject,
+    db.conn
+        .execute(
+            "INSERT INTO access_log (seq, request_id, at, caller, role, method, case_id, subject,
                                  purpose, decision, record)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (seq) DO UPDATE SET
@@ -415,30 +406,25 @@ async fn write_entry(db: &mut Db, seq: i64, e: &Entry) {
            role = excluded.role, method = excluded.method, case_id = excluded.case_id,
            subject = excluded.subject, purpose = excluded.purpose,
            decision = excluded.decision, record = excluded.record",
-    ))
-    .bind(seq)
-    .bind(&e.request_id)
-    .bind(e.at)
-    .bind(&e.caller)
-    .bind(&e.role)
-    .bind(&e.method)
-    .bind(&e.case_id)
-    .bind(&e.subject)
-    .bind(&e.purpose)
-    .bind(&e.decision)
-    .bind(&e.record)
-    .execute(&mut db.conn)
-    .await
-    .unwrap();
+            &[
+                seq.into(),
+                (&e.request_id).into(),
+                e.at.into(),
+                (&e.caller).into(),
+                (&e.role).into(),
+                (&e.method).into(),
+                (&e.case_id).into(),
+                (&e.subject).into(),
+                (&e.purpose).into(),
+                (&e.decision).into(),
+                (&e.record).into(),
+            ],
+        )
+        .await;
 }
 
 async fn exec(db: &mut Db, sql: &'static str, seq: i64) -> u64 {
-    sqlx::query(db.sql(sql))
-        .bind(seq)
-        .execute(&mut db.conn)
-        .await
-        .unwrap()
-        .rows_affected()
+    db.conn.execute(sql, &[seq.into()]).await
 }
 
 /// An index in the middle of the log that is not the size of a signed
@@ -543,39 +529,37 @@ impl Tamper {
             Tamper::ChangeCaller(i) => {
                 let e = read_entry(db, i).await;
                 let other = if e.caller == "avim" { "ind" } else { "avim" };
-                let changed = sqlx::query(db.sql("UPDATE access_log SET caller = ? WHERE seq = ?"))
-                    .bind(other)
-                    .bind(i)
-                    .execute(&mut db.conn)
-                    .await
-                    .unwrap()
-                    .rows_affected();
+                let changed = db
+                    .conn
+                    .execute(
+                        "UPDATE access_log SET caller = ? WHERE seq = ?",
+                        &[other.into(), i.into()],
+                    )
+                    .await;
                 assert_eq!(changed, 1);
                 i
             }
             Tamper::NullCaseColumn(from) => {
-                let i: i64 =
-                    sqlx::query_scalar(db.sql(
+                let i: i64 = db
+                    .conn
+                    .query_one(
                         "SELECT MIN(seq) FROM access_log WHERE seq >= ? AND case_id IS NOT NULL",
-                    ))
-                    .bind(from)
-                    .fetch_one(&mut db.conn)
-                    .await
-                    .unwrap();
+                        &[from.into()],
+                    )
+                    .await[0]
+                    .int();
                 let changed =
                     exec(db, "UPDATE access_log SET case_id = NULL WHERE seq = ?", i).await;
                 assert_eq!(changed, 1);
                 i
             }
             Tamper::StrayNode(i) => {
-                sqlx::query(
-                    db.sql("INSERT INTO merkle_nodes (end_size, level, hash) VALUES (?, 40, ?)"),
-                )
-                .bind(i + 1)
-                .bind(vec![0u8; 32])
-                .execute(&mut db.conn)
-                .await
-                .unwrap();
+                db.conn
+                    .execute(
+                        "INSERT INTO merkle_nodes (end_size, level, hash) VALUES (?, 40, ?)",
+                        &[(i + 1).into(), vec![0u8; 32].into()],
+                    )
+                    .await;
                 i
             }
             Tamper::RecordNotBlob(i) => {
@@ -589,23 +573,25 @@ impl Tamper {
 
 /// Replaces a stored tree node's hash with a different one.
 async fn flip_node(db: &mut Db, end_size: i64, level: u32) {
-    let hash: Vec<u8> = sqlx::query_scalar(
-        db.sql("SELECT hash FROM merkle_nodes WHERE end_size = ? AND level = ?"),
-    )
-    .bind(end_size)
-    .bind(i64::from(level))
-    .fetch_one(&mut db.conn)
-    .await
-    .unwrap_or_else(|e| panic!("no tree node ({end_size}, {level}): {e}"));
+    let rows = db
+        .conn
+        .query(
+            "SELECT hash FROM merkle_nodes WHERE end_size = ? AND level = ?",
+            &[end_size.into(), i64::from(level).into()],
+        )
+        .await;
+    let hash: Vec<u8> = rows
+        .first()
+        .unwrap_or_else(|| panic!("no tree node ({end_size}, {level})"))[0]
+        .blob();
     let mut forged = hash.clone();
     forged[7] ^= 0x80;
-    sqlx::query(db.sql("UPDATE merkle_nodes SET hash = ? WHERE end_size = ? AND level = ?"))
-        .bind(forged)
-        .bind(end_size)
-        .bind(i64::from(level))
-        .execute(&mut db.conn)
-        .await
-        .unwrap();
+    db.conn
+        .execute(
+            "UPDATE merkle_nodes SET hash = ? WHERE end_size = ? AND level = ?",
+            &[forged.into(), end_size.into(), i64::from(level).into()],
+        )
+        .await;
 }
 
 /// Copies the pristine node, applies one edit to the copy's database, and

@@ -15,11 +15,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 
-use sluis::tlog::proof::{self, LeafRef};
 use sluis::gateway::vault::Keys;
 use sluis::model::Category;
-use sluis::store::Store;
+use sluis::store::{LogSink, Store};
 use sluis::tlog::checkpoint;
+use sluis::tlog::proof::{self, LeafRef};
 use sluis::tlog::{AccessRecord, AuditLog, Decision, LogSettings};
 
 use crate::bulk::bulk_append;
@@ -77,7 +77,7 @@ async fn fresh_postgres(admin_url: &str) -> anyhow::Result<String> {
 
 /// A store to fill: a SQLite file in `dir`, or a fresh PostgreSQL
 /// database (dropped again by [`done`]).
-async fn open(dir: &std::path::Path, postgres: Option<&str>) -> anyhow::Result<Store> {
+async fn open(dir: &std::path::Path, postgres: Option<&str>) -> anyhow::Result<(Store, LogSink)> {
     Ok(match postgres {
         None => Store::open_sqlite(&dir.join("bench.db")).await?,
         Some(admin) => {
@@ -112,9 +112,10 @@ async fn durable_appends(
     let dir = tempfile::tempdir()?;
     Keys::create(&dir.path().join("keys"))?;
     let keys = Arc::new(Keys::load(&dir.path().join("keys"))?);
-    let store = open(dir.path(), postgres).await?;
+    let (store, sink) = open(dir.path(), postgres).await?;
     let log = AuditLog::start(
         store.clone(),
+        sink,
         keys,
         LogSettings {
             key_name: "bench".into(),
@@ -153,29 +154,30 @@ async fn durable_appends(
     done(store, postgres).await
 }
 
-/// Fills a log of `size` entries quickly (big transactions, as a bulk
-/// import would), with the tree and a signed checkpoint.
+/// Fills a log of `size` entries through the log writer, with many
+/// appends in flight so that it commits full batches, and has it sign a
+/// checkpoint over the whole log.
 async fn build(
     size: u64,
     postgres: Option<&str>,
 ) -> anyhow::Result<(tempfile::TempDir, Store, String)> {
     let dir = tempfile::tempdir()?;
     Keys::create(&dir.path().join("keys"))?;
-    let keys = Keys::load(&dir.path().join("keys"))?;
-    let store = open(dir.path(), postgres).await?;
+    let keys = Arc::new(Keys::load(&dir.path().join("keys"))?);
+    let key = sluis::tlog::note::verifier_key("bench", &keys.signing_public_key());
+    let (store, sink) = open(dir.path(), postgres).await?;
     let started = Instant::now();
-    bulk_append(&store, &keys, "bench", size, record, |i| {
+    bulk_append(&store, sink, keys, "bench", size, record, |i| {
         if i % 1_000_000 == 0 {
             eprint!("\r  building: {i}/{size}");
         }
     })
     .await?;
     eprintln!(
-        "\r  built {size} entries in {:.1}s ({:.0} entries/s in bulk)",
+        "\r  built {size} entries in {:.1}s ({:.0} entries/s through the log writer)",
         started.elapsed().as_secs_f64(),
         size as f64 / started.elapsed().as_secs_f64()
     );
-    let key = sluis::tlog::note::verifier_key("bench", &keys.signing_public_key());
     Ok((dir, store, key))
 }
 

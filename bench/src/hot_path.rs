@@ -266,7 +266,7 @@ fn crypto_benches(keys: &Keys) {
 }
 
 async fn store_with_case(dir: &std::path::Path, keys: &Keys) -> (Store, String) {
-    let store = Store::open_sqlite(&dir.join("hot.db"))
+    let (store, _) = Store::open_sqlite(&dir.join("hot.db"))
         .await
         .expect("store opens");
     let case_id = "0190c4e2-7b1a-4c3e-9f00-1a2b3c4d5e6f".to_string();
@@ -316,19 +316,9 @@ fn store_benches(rt: &tokio::runtime::Runtime, dir: &std::path::Path, keys: &Key
     bench_async(rt, "store: case_meta (one row by id)", || async move {
         black_box(s.case_meta(id).await.expect("read"));
     });
-    bench_async(rt, "store: case_categories", || async move {
-        black_box(s.case_categories(id).await.expect("read"));
-    });
     bench_async(rt, "store: consents_for_case (2 consents)", || async move {
         black_box(s.consents_for_case(id).await.expect("read"));
     });
-    bench_async(
-        rt,
-        "store: case_data (8 sealed categories)",
-        || async move {
-            black_box(s.case_data(id, &Category::ALL).await.expect("read"));
-        },
-    );
     bench_async(rt, "store: resolve_pseudonym", || async move {
         black_box(
             s.resolve_pseudonym("gemeente-utrecht", "ps1.AAAAAAAAAAAAAAAAAAAAAAAAAAA")
@@ -342,11 +332,12 @@ fn store_benches(rt: &tokio::runtime::Runtime, dir: &std::path::Path, keys: &Key
 /// Durable appends through the one group-commit writer with `concurrency`
 /// callers waiting at once: per-append latency and appends per second.
 async fn appends(dir: &std::path::Path, keys: Arc<Keys>, concurrency: usize, total: usize) {
-    let store = Store::open_sqlite(&dir.join(format!("append-{concurrency}.db")))
+    let (store, sink) = Store::open_sqlite(&dir.join(format!("append-{concurrency}.db")))
         .await
         .expect("store opens");
     let log = AuditLog::start(
         store.clone(),
+        sink,
         keys,
         LogSettings {
             key_name: "bench".into(),

@@ -15,13 +15,12 @@
 //! table look small.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::bail;
 use prost::Message;
 use serde::Serialize;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
-use sqlx::{AssertSqlSafe, ConnectOptions, Connection};
 
 use sluis::config::Config;
 use sluis::dev::sample::{self, OWNER};
@@ -155,6 +154,31 @@ fn payloads(d: &pb::CaseData) -> Vec<(Category, Vec<u8>)> {
     out
 }
 
+/// A multi-row INSERT and its values, for the bulk-load connection.
+struct Insert {
+    sql: String,
+    values: Vec<Box<dyn rusqlite::ToSql>>,
+}
+
+impl Insert {
+    fn new(sql: String) -> Insert {
+        Insert {
+            sql,
+            values: Vec::new(),
+        }
+    }
+
+    fn bind(mut self, v: impl rusqlite::ToSql + 'static) -> Insert {
+        self.values.push(Box::new(v));
+        self
+    }
+
+    fn execute(self, tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<usize> {
+        tx.prepare_cached(&self.sql)?
+            .execute(rusqlite::params_from_iter(&self.values))
+    }
+}
+
 fn insert_sql(table: &str, columns: &[&str], rows: usize) -> String {
     let one = format!("({})", vec!["?"; columns.len()].join(", "));
     format!(
@@ -171,18 +195,14 @@ async fn load_cases(db: &Path, keys: &Keys, from: u64, to: u64, quiet: bool) -> 
     const PER_STATEMENT: u64 = 100;
     const PER_TX: u64 = 5_000;
     let pseudonyms = Pseudonymiser::new(keys.pseudonym_secret());
-    let mut conn = SqliteConnectOptions::new()
-        .filename(db)
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Off)
-        .connect()
-        .await?;
+    let mut conn = rusqlite::Connection::open(db)?;
+    conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = OFF;")?;
     let now = sluis::model::clock::now_millis();
     let terms = sample::consents();
     let started = Instant::now();
     let mut i = from;
     while i < to {
-        let mut tx = conn.begin().await?;
+        let tx = conn.transaction()?;
         let tx_end = (i + PER_TX).min(to);
         while i < tx_end {
             let n = PER_STATEMENT.min(tx_end - i);
@@ -201,7 +221,7 @@ async fn load_cases(db: &Path, keys: &Keys, from: u64, to: u64, quiet: bool) -> 
                 ],
                 n as usize,
             );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
+            let mut q = Insert::new(sql);
             for (k, id) in range.clone().zip(&ids) {
                 q = q
                     .bind(id.clone())
@@ -211,7 +231,7 @@ async fn load_cases(db: &Path, keys: &Keys, from: u64, to: u64, quiet: bool) -> 
                     .bind(now)
                     .bind(now);
             }
-            q.execute(&mut *tx).await?;
+            q.execute(&tx)?;
 
             let mut data = Vec::new();
             for (k, id) in range.clone().zip(&ids) {
@@ -222,11 +242,11 @@ async fn load_cases(db: &Path, keys: &Keys, from: u64, to: u64, quiet: bool) -> 
                 }
             }
             let sql = insert_sql("case_data", &["case_id", "category", "sealed"], data.len());
-            let mut q = sqlx::query(AssertSqlSafe(sql));
+            let mut q = Insert::new(sql);
             for (id, cat, sealed) in data {
                 q = q.bind(id).bind(i64::from(cat.code())).bind(sealed);
             }
-            q.execute(&mut *tx).await?;
+            q.execute(&tx)?;
 
             let mut consents = Vec::new();
             for (k, id) in range.clone().zip(&ids) {
@@ -266,7 +286,7 @@ async fn load_cases(db: &Path, keys: &Keys, from: u64, to: u64, quiet: bool) -> 
                 ],
                 consents.len(),
             );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
+            let mut q = Insert::new(sql);
             for (cid, case, cats, purposes, _, _, k) in &consents {
                 q = q
                     .bind(cid.clone())
@@ -279,23 +299,23 @@ async fn load_cases(db: &Path, keys: &Keys, from: u64, to: u64, quiet: bool) -> 
                     .bind(format!("BENCH-{k:08}"))
                     .bind(now - 60_000);
             }
-            q.execute(&mut *tx).await?;
+            q.execute(&tx)?;
             let sql = insert_sql(
                 "consent_recipients",
                 &["consent_id", "kind", "value"],
                 consents.len(),
             );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
+            let mut q = Insert::new(sql);
             for (cid, _, _, _, kind, value, _) in &consents {
                 q = q.bind(cid.clone()).bind(*kind).bind(value.clone());
             }
-            q.execute(&mut *tx).await?;
+            q.execute(&tx)?;
             let sql = insert_sql(
                 "consent_events",
                 &["consent_id", "kind", "at", "by", "note"],
                 consents.len(),
             );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
+            let mut q = Insert::new(sql);
             for (cid, ..) in &consents {
                 q = q
                     .bind(cid.clone())
@@ -304,7 +324,7 @@ async fn load_cases(db: &Path, keys: &Keys, from: u64, to: u64, quiet: bool) -> 
                     .bind(OWNER)
                     .bind("");
             }
-            q.execute(&mut *tx).await?;
+            q.execute(&tx)?;
 
             // What RegisterCase writes besides the case: the owner's
             // pseudonym and the keyed-hash subject index.
@@ -313,26 +333,26 @@ async fn load_cases(db: &Path, keys: &Keys, from: u64, to: u64, quiet: bool) -> 
                 &["recipient", "pseudonym", "case_id"],
                 n as usize,
             );
-            let mut q = sqlx::query(AssertSqlSafe(sql));
+            let mut q = Insert::new(sql);
             for (k, id) in range.clone().zip(&ids) {
                 q = q
                     .bind(OWNER)
                     .bind(pseudonyms.pseudonym(OWNER, &subject_ref(k)))
                     .bind(id.clone());
             }
-            q.execute(&mut *tx).await?;
+            q.execute(&tx)?;
             let sql = insert_sql("subject_index", &["kind", "digest", "case_id"], n as usize);
-            let mut q = sqlx::query(AssertSqlSafe(sql));
+            let mut q = Insert::new(sql);
             for (k, id) in range.zip(&ids) {
                 q = q
                     .bind("v_number")
                     .bind(pseudonyms.index_digest("v_number", &sample::v_number(k)))
                     .bind(id.clone());
             }
-            q.execute(&mut *tx).await?;
+            q.execute(&tx)?;
             i += n;
         }
-        tx.commit().await?;
+        tx.commit()?;
         if !quiet {
             let done = i - from;
             eprint!(
@@ -346,7 +366,7 @@ async fn load_cases(db: &Path, keys: &Keys, from: u64, to: u64, quiet: bool) -> 
     if !quiet {
         eprint!("\r{:<70}\r", "");
     }
-    conn.close().await?;
+    conn.close().map_err(|(_, e)| e)?;
     Ok(())
 }
 
@@ -373,12 +393,12 @@ fn log_record(i: u64, k: u64, pseudonyms: &Pseudonymiser, at: i64) -> AccessReco
 /// over the `cases` bulk-loaded cases, signed with the node's key.
 async fn load_log(
     config: &Config,
-    keys: &Keys,
+    keys: Arc<Keys>,
     cases: u64,
     target: u64,
     quiet: bool,
 ) -> anyhow::Result<()> {
-    let store = Store::open_sqlite(&config.sqlite_path()?).await?;
+    let (store, sink) = Store::open_sqlite(&config.sqlite_path()?).await?;
     let size = store.log_size().await? as u64;
     let pseudonyms = Pseudonymiser::new(keys.pseudonym_secret());
     let started = Instant::now();
@@ -386,6 +406,7 @@ async fn load_log(
     let mut last = size;
     bulk_append(
         &store,
+        sink,
         keys,
         &config.node.name,
         target,
@@ -418,19 +439,13 @@ fn file_mib(db: &Path) -> f64 {
 
 /// Cases already in the database (bulk-loaded ids are `case_id(0..n)`).
 async fn case_count(config: &Config) -> anyhow::Result<u64> {
-    let mut conn = SqliteConnectOptions::new()
-        .filename(config.sqlite_path()?)
-        .connect()
-        .await?;
-    let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM cases")
-        .fetch_one(&mut conn)
-        .await?;
-    conn.close().await?;
+    let conn = rusqlite::Connection::open(config.sqlite_path()?)?;
+    let n: i64 = conn.query_row("SELECT COUNT(*) FROM cases", [], |r| r.get(0))?;
     Ok(n as u64)
 }
 
 async fn log_size(config: &Config) -> anyhow::Result<i64> {
-    let store = Store::open_sqlite(&config.sqlite_path()?).await?;
+    let (store, _) = Store::open_sqlite(&config.sqlite_path()?).await?;
     let n = store.log_size().await?;
     store.close().await;
     Ok(n)
@@ -478,7 +493,7 @@ pub async fn run(a: Args, cpus: crate::procs::Cpus) -> anyhow::Result<()> {
     };
     crate::procs::use_copy_of_self(dir.parent().unwrap_or(&dir))?;
     let config = Config::load(&config_path)?;
-    let keys = Keys::load(&config.path(&config.node.keys_dir))?;
+    let keys = Arc::new(Keys::load(&config.path(&config.node.keys_dir))?);
     let db = config.sqlite_path()?;
 
     let mut stages: Vec<Stage> = Vec::new();
@@ -512,7 +527,7 @@ pub async fn run(a: Args, cpus: crate::procs::Cpus) -> anyhow::Result<()> {
                 "filling the access log to {} entries",
                 report::thousands(log_target as f64)
             ));
-            load_log(&config, &keys, loaded, log_target, a.quiet).await?;
+            load_log(&config, keys.clone(), loaded, log_target, a.quiet).await?;
         }
         let load_seconds = t.elapsed().as_secs_f64();
         let log_entries = log_size(&config).await?;

@@ -64,7 +64,7 @@ async fn open(config_path: &Path) -> anyhow::Result<Node> {
         max_connections: 2,
         ..config.pool_settings()
     };
-    let store = Store::open(&config.database_url()?, &settings, false).await?;
+    let (store, _) = Store::open(&config.database_url()?, &settings, false).await?;
     Ok(Node { config, store })
 }
 

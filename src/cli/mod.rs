@@ -256,7 +256,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Migrate { config } => {
             let config = Config::load(&config)?;
-            let store =
+            let (store, _) =
                 crate::store::Store::open(&config.database_url()?, &config.pool_settings(), true)
                     .await?;
             store.close().await;

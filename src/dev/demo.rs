@@ -517,7 +517,7 @@ pub async fn run(data_dir: Option<&Path>) -> anyhow::Result<bool> {
     checks.expect(included, "DT&V's read is provably in the signed log");
     node.shutdown().await?;
     // As a privacy officer would: offline, on the node's files.
-    let store =
+    let (store, _) =
         crate::store::Store::open(&config.database_url()?, &config.pool_settings(), false).await?;
     let report =
         crate::tlog::verify::verify_log(&store, &key, Some(&cp.signed_note), |_, _| {}).await?;

@@ -110,7 +110,7 @@ pub async fn init(dir: &Path, listen: SocketAddr) -> Result<PathBuf, InitError> 
     std::fs::write(&policy_path, DEFAULT_POLICY).map_err(io(&policy_path))?;
     std::fs::write(&config_path, config_text(listen)).map_err(io(&config_path))?;
     let config = Config::load(&config_path)?;
-    let store = Store::open_sqlite(&config.sqlite_path()?).await?;
+    let (store, _) = Store::open_sqlite(&config.sqlite_path()?).await?;
     store.close().await;
     Ok(config_path)
 }

@@ -1,120 +1,140 @@
 //! Persistence: cases (sealed), consents with their append-only events, the
-//! pseudonyms issued, and the access log, in SQLite or PostgreSQL through
-//! sqlx; the schema is embedded in the binary and applied on open. On SQLite
-//! the three paths that run per request or per entry bypass sqlx's
-//! per-statement thread hops: log appends (`sqlite_log`), point reads of the
-//! request path (`sqlite_read`) and the verifier's bulk read (`log_scan`).
+//! pseudonyms issued, and the access log with its Merkle tree and signed
+//! checkpoints, in SQLite (the embedded default) or PostgreSQL (production,
+//! shared by replicas).
 //!
-//! Queries are plain `sqlx::query` calls rather than the `query!` macros, so
-//! building needs neither a live database nor committed offline data.
+//! This file is the interface the rest of the node uses: the row types, the
+//! typed [`StoreError`], [`Store`] for reads and for case and consent
+//! writes, and [`LogSink`], the only way to append to the access log. Each
+//! backend lives in a folder of its own with one driver: `sqlite/`
+//! (rusqlite) and `postgres/` (sqlx). No module outside `store/` names
+//! either driver. The schema of each backend is embedded in the binary
+//! (`migrations/sqlite/`, `migrations/postgres/`) and applied on open.
+//!
+//! What the store promises:
+//!
+//! - **Durable when it returns.** A write returns after its transaction has
+//!   committed. SQLite runs in WAL mode with `synchronous=FULL`, so a
+//!   commit survives a power cut; PostgreSQL as its server is configured
+//!   (`synchronous_commit` is on by default).
+//! - **One writer per SQLite file.** Every write to a SQLite file (log
+//!   appends, cases, consents) runs in arrival order on one thread with one
+//!   connection, so writers never poll for SQLite's lock; reads run on
+//!   reader threads and do not wait for writes (WAL). A node locks its file
+//!   (see `node`), so the process is the file's only writer, which is what
+//!   lets it keep cases and consents in memory ([`Store::with_read_cache`]).
+//! - **A log append is one transaction**: the access records, the tree nodes
+//!   they complete, an optional signed checkpoint and the pseudonyms their
+//!   requests issued. After a crash the log, its tree and its checkpoints
+//!   agree, and no answer carried a pseudonym that was not stored.
+//! - **One log writer.** Only [`LogSink`] appends, and [`Store::open`] makes
+//!   one per store; the node hands it to the access log's writer task.
+//! - **Replicas race, the log does not fork.** An append names the position
+//!   it starts at. If the log is longer (another replica on the same
+//!   PostgreSQL database appended first), nothing is written and
+//!   [`StoreError::Raced`] carries the log's real size, so the writer can
+//!   catch up from the stored tree and try again. On PostgreSQL the check
+//!   and the insert hold an advisory lock, so replicas take turns as the
+//!   log's sequencer.
 
-pub mod scan;
-pub mod sqlite;
-
-use std::path::Path;
-use std::str::FromStr;
-use std::time::Duration;
-
-use sqlx::Executor;
-use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::{AnyPool, SqlSafeStr};
-use sqlx::{AssertSqlSafe, Row, SqlStr};
+mod migrations;
+mod postgres;
+mod rows;
+pub(crate) mod scan;
+mod sql;
+mod sqlite;
 
 use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
 
-use crate::store::sqlite::cache::{CaseWithData, ReadCache};
-use crate::store::sqlite::read::SqliteReader;
-use crate::store::sqlite::writer::SqliteAppender;
+use tokio::sync::mpsc;
+
+use crate::model::consent::{Consent, ConsentEvent, Millis};
+use crate::model::{Category, Role};
 use crate::tlog::merkle::{Hash, NodeId};
 
-use crate::model::consent::{Consent, ConsentEvent, EventKind, Millis, Recipient};
-use crate::model::{Category, Role};
+use scan::Chunk;
 
+/// Why the store could not do what was asked. Messages say what to fix and
+/// never carry a database password.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The `database` setting is not a URL the store can open.
+    #[error("database URL '{url}': {problem}")]
+    BadUrl {
+        /// The URL with its password masked.
+        url: String,
+        problem: String,
+    },
+    /// The database file could not be opened or the server not reached.
+    #[error("cannot open the database {target}: {source}")]
+    Open {
+        /// The file, or the URL with its password masked.
+        target: String,
+        source: DbError,
+    },
+    /// A statement failed: I/O, a full disk, a lost connection, a refused
+    /// write (a trigger, a constraint).
     #[error("database: {0}")]
-    Db(#[from] sqlx::Error),
-    #[error("database: {0}")]
-    Sqlite(#[from] rusqlite::Error),
-    #[error("database migration: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
+    Db(#[from] DbError),
+    /// The schema could not be brought to the version this binary needs.
+    #[error("database schema: {0}")]
+    Schema(String),
+    /// A thread the SQLite store runs its statements on gave no answer:
+    /// it has stopped, or the call panicked (the thread then goes on with a
+    /// fresh connection).
+    #[error(
+        "the SQLite {0} thread gave no answer (it stopped or the call panicked; see the node's log)"
+    )]
+    WorkerStopped(&'static str),
+    /// Stored data that the store did not write that way (someone edited
+    /// the database).
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
+    /// A log append did not start where the log ends: another writer
+    /// appended first. Nothing was written.
     #[error("another writer appended to the log first (it now has {size} entries)")]
     Raced { size: i64 },
 }
 
-/// Which database a store talks to. Both run the same queries; this decides
-/// the placeholder syntax, the migrations and how appends are sequenced.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
+/// A database driver's error, opaque outside the store.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct DbError(Box<dyn std::error::Error + Send + Sync>);
 
-impl Backend {
-    pub fn of_url(url: &str) -> Option<Backend> {
-        if url.starts_with("sqlite:") {
-            Some(Backend::Sqlite)
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Some(Backend::Postgres)
-        } else {
-            None
-        }
-    }
-
-    /// Queries are written once with `?` / `?N` placeholders; PostgreSQL
-    /// wants `$N`.
-    fn q(self, sql: &'static str) -> SqlStr {
-        match self {
-            Backend::Sqlite => SqlStr::from_static(sql),
-            Backend::Postgres => AssertSqlSafe(to_dollar_placeholders(sql)).into_sql_str(),
-        }
-    }
-
-    fn q_owned(self, sql: &str) -> SqlStr {
-        match self {
-            Backend::Sqlite => AssertSqlSafe(sql.to_string()).into_sql_str(),
-            Backend::Postgres => AssertSqlSafe(to_dollar_placeholders(sql)).into_sql_str(),
-        }
+impl From<rusqlite::Error> for DbError {
+    fn from(e: rusqlite::Error) -> Self {
+        DbError(Box::new(e))
     }
 }
 
-/// `?` → `$1, $2, …` and `?N` → `$N`, outside string literals.
-fn to_dollar_placeholders(sql: &str) -> String {
-    let mut out = String::with_capacity(sql.len() + 16);
-    let mut n = 0;
-    let mut in_str = false;
-    let mut chars = sql.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\'' => {
-                in_str = !in_str;
-                out.push(c);
-            }
-            '?' if !in_str => {
-                out.push('$');
-                if chars.peek().is_some_and(|d| d.is_ascii_digit()) {
-                    while let Some(d) = chars.peek().copied().filter(|d| d.is_ascii_digit()) {
-                        out.push(d);
-                        chars.next();
-                    }
-                } else {
-                    n += 1;
-                    out.push_str(&n.to_string());
-                }
-            }
-            _ => out.push(c),
-        }
+impl From<sqlx::Error> for DbError {
+    fn from(e: sqlx::Error) -> Self {
+        DbError(Box::new(e))
     }
-    out
 }
 
-/// Pool sizes and timeouts (the `[database]` section of the config).
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Db(e.into())
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Db(e.into())
+    }
+}
+
+/// Connection pool limits (the `[database]` section of the config). On
+/// PostgreSQL they size the pool; a SQLite store works on a fixed set of
+/// threads (one writer, two readers) and ignores them.
 #[derive(Clone, Debug)]
 pub struct PoolSettings {
     pub max_connections: u32,
+    /// How long a statement may wait for a free connection before it fails
+    /// (and the request with it, closed).
     pub acquire_timeout: Duration,
 }
 
@@ -127,106 +147,29 @@ impl Default for PoolSettings {
     }
 }
 
-#[derive(Clone)]
-pub struct Store {
-    pool: AnyPool,
-    backend: Backend,
-    /// The database file, for the bulk log reader (SQLite only).
-    sqlite_file: Option<std::sync::Arc<std::path::PathBuf>>,
-    /// Cases and consents in memory, when this process is the database's
-    /// only writer (see `read_cache`).
-    cache: Option<std::sync::Arc<ReadCache>>,
-    /// Log appends on SQLite (see `sqlite_log`).
-    appender: Option<std::sync::Arc<SqliteAppender>>,
-    /// The request path's point reads on SQLite (see `sqlite_read`).
-    reader: Option<std::sync::Arc<SqliteReader>>,
-    /// Taken by every write on SQLite, in arrival order. SQLite has one
-    /// writer at a time and makes the others poll (busy_timeout, up to
-    /// 100 ms between tries); with the log appended back to back, a write
-    /// that polls can miss every gap and wait a second or more. Queuing
-    /// here instead hands the file's write lock over in order.
-    write_gate: std::sync::Arc<tokio::sync::Mutex<()>>,
-}
-
-/// Held for the length of a log-append transaction on PostgreSQL, so that
-/// replicas sharing one database append one after the other: whoever holds
-/// it is the log's sequencer for that batch.
-const LOG_LOCK: i64 = 0x736c_7569_735f_6c6f; // "sluis_lo"
-
-fn migrator(backend: Backend) -> Migrator {
-    let m = |version, name: &'static str, sql: &'static str| {
-        Migration::new(
-            version,
-            name.into(),
-            MigrationType::Simple,
-            SqlStr::from_static(sql),
-            false,
-        )
-    };
-    Migrator::with_migrations(match backend {
-        Backend::Sqlite => vec![
-            m(
-                1,
-                "initial",
-                include_str!("../../migrations/sqlite/0001_initial.sql"),
-            ),
-            m(
-                2,
-                "merkle log",
-                include_str!("../../migrations/sqlite/0002_merkle_log.sql"),
-            ),
-        ],
-        Backend::Postgres => vec![
-            m(
-                1,
-                "initial",
-                include_str!("../../migrations/postgres/0001_initial.sql"),
-            ),
-            m(
-                2,
-                "merkle log",
-                include_str!("../../migrations/postgres/0002_merkle_log.sql"),
-            ),
-        ],
-    })
-}
-
-/// A signed checkpoint as stored.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StoredCheckpoint {
-    pub size: i64,
-    pub root: Vec<u8>,
-    pub at: Millis,
-    pub note: String,
-}
-
-/// Filters of a log query; empty fields match everything.
-#[derive(Clone, Debug, Default)]
-pub struct LogFilter {
-    pub since: Option<Millis>,
-    pub until: Option<Millis>,
-    pub caller: Option<String>,
-    pub role: Option<String>,
-    pub method: Option<String>,
-    pub purpose: Option<String>,
-    pub decision: Option<String>,
-    pub case_id: Option<String>,
-    pub subject: Option<String>,
-}
-
+/// A case's row, without its data.
 #[derive(Clone, Debug)]
 pub struct CaseMeta {
     pub id: String,
+    /// Participant id of the owner (who registered it).
     pub owner: String,
+    /// Random bytes the case's pseudonyms are derived from.
     pub subject_ref: Vec<u8>,
+    /// 1 at registration, +1 per update.
     pub version: i64,
     pub updated_at: Millis,
 }
 
+/// A case with its sealed category data, as [`Store::case_with_data`]
+/// reads it.
+pub type CaseWithData = (CaseMeta, Vec<(Category, Vec<u8>)>);
+
+/// A case to register.
 pub struct NewCase {
     pub id: String,
     pub owner: String,
     pub subject_ref: Vec<u8>,
+    /// Per category, the sealed data (`vault::Keys::seal`).
     pub sealed: Vec<(Category, Vec<u8>)>,
     pub now: Millis,
     /// (kind, keyed hash) of the subject's identifiers (`subject_index`).
@@ -244,16 +187,12 @@ pub struct IssuedPseudonym {
     pub case_id: String,
 }
 
-/// Stores an issued pseudonym unless it is known; a case that does not
-/// exist (it never is deleted, but the batch must not fail for it) stores
-/// nothing.
-pub(crate) const INSERT_ISSUED: &str = "INSERT INTO pseudonyms (recipient, pseudonym, case_id)
-     SELECT ?, ?, ? WHERE EXISTS (SELECT 1 FROM cases WHERE id = ?3)
-     ON CONFLICT DO NOTHING";
-
-/// A row of the access log as stored.
+/// A row of the access log as stored: the signed `record` (the canonical
+/// encoding of `tlog::AccessRecord`) and copies of its fields for queries.
 #[derive(Clone, Debug)]
 pub struct LogRow {
+    /// Position in the log, from 0 (on append, the position is given by
+    /// the batch and this field is ignored).
     pub seq: i64,
     pub request_id: String,
     pub at: Millis,
@@ -267,130 +206,162 @@ pub struct LogRow {
     pub record: Vec<u8>,
 }
 
-/// Consents joined with their recipients and events: one row per
-/// (consent, recipient, event), in the order `load_consents` folds them
-/// (recipients by kind and value, events by sequence). Every consent has at
-/// least one of each, written with it; the LEFT JOINs keep a damaged one
-/// visible instead of dropping it.
-const CASE_WITH_DATA: &str =
-    "SELECT c.id, c.owner, c.subject_ref, c.version, c.updated_at, d.category, d.sealed
-     FROM cases c LEFT JOIN case_data d ON d.case_id = c.id WHERE c.id = ?";
-
-fn category_of(code: i64) -> Result<Category, StoreError> {
-    Category::from_code(code as i32)
-        .ok_or_else(|| StoreError::Corrupt(format!("unknown category code {code}")))
+/// A signed checkpoint as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredCheckpoint {
+    /// Entries covered.
+    pub size: i64,
+    /// The tree's root at that size (32 bytes).
+    pub root: Vec<u8>,
+    pub at: Millis,
+    /// The signed note (C2SP tlog-checkpoint).
+    pub note: String,
 }
 
-const CONSENT_BY_ID: &str = "SELECT c.id, c.case_id, c.recorded_by, c.categories, c.purposes, c.valid_from, c.valid_until, c.evidence_ref, c.created_at, r.kind, r.value, e.seq, e.kind, e.at, e.by, e.note FROM consents c LEFT JOIN consent_recipients r ON r.consent_id = c.id LEFT JOIN consent_events e ON e.consent_id = c.id WHERE c.id = ? ORDER BY c.created_at, c.id, r.kind, r.value, e.seq";
-const CONSENTS_BY_CASE: &str = "SELECT c.id, c.case_id, c.recorded_by, c.categories, c.purposes, c.valid_from, c.valid_until, c.evidence_ref, c.created_at, r.kind, r.value, e.seq, e.kind, e.at, e.by, e.note FROM consents c LEFT JOIN consent_recipients r ON r.consent_id = c.id LEFT JOIN consent_events e ON e.consent_id = c.id WHERE c.case_id = ? ORDER BY c.created_at, c.id, r.kind, r.value, e.seq";
+/// Filters of a log query; empty fields match everything.
+#[derive(Clone, Debug, Default)]
+pub struct LogFilter {
+    /// From this instant on (inclusive).
+    pub since: Option<Millis>,
+    /// Before this instant (exclusive).
+    pub until: Option<Millis>,
+    pub caller: Option<String>,
+    pub role: Option<String>,
+    pub method: Option<String>,
+    pub purpose: Option<String>,
+    pub decision: Option<String>,
+    pub case_id: Option<String>,
+    pub subject: Option<String>,
+}
+
+/// The open database: reads, and writes of cases and consents. Cheap to
+/// clone (all clones share the connections).
+#[derive(Clone)]
+pub struct Store {
+    backend: Backend,
+}
+
+/// The one thing that appends to the access log. [`Store::open`] makes one
+/// per store and it cannot be cloned: the node gives it to the log's writer
+/// task (`tlog::AuditLog::start`), so no other code in the process can
+/// append. Outside this crate it has no methods at all:
+///
+/// ```compile_fail
+/// # async fn try_it(sink: sluis::store::LogSink) {
+/// sink.append_checkpoint(&sluis::store::StoredCheckpoint {
+///     size: 0,
+///     root: vec![0; 32],
+///     at: 0,
+///     note: String::new(),
+/// })
+/// .await
+/// .unwrap();
+/// # }
+/// ```
+pub struct LogSink {
+    backend: Backend,
+}
+
+/// What [`Store::visible_cases`] asks, as the backends take it.
+struct Visible<'a> {
+    participant: &'a str,
+    role: Role,
+    purpose: &'a str,
+    now: Millis,
+    after: &'a str,
+    limit: u32,
+}
+
+/// A log append as the backends take it (see [`LogSink::append`]).
+struct Append<'a> {
+    first_seq: i64,
+    rows: &'a [LogRow],
+    issued: &'a [IssuedPseudonym],
+    nodes: &'a [(NodeId, Hash)],
+    checkpoint: Option<&'a StoredCheckpoint>,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Sqlite(sqlite::SqliteStore),
+    Postgres(postgres::PgStore),
+}
+
+/// Runs the same call on whichever backend this is. The only place that
+/// tells the backends apart.
+macro_rules! on_backend {
+    ($backend:expr, $b:ident => $call:expr) => {
+        match $backend {
+            Backend::Sqlite($b) => $call,
+            Backend::Postgres($b) => $call,
+        }
+    };
+}
 
 impl Store {
-    /// Opens (creating if needed) a SQLite database file with default pool
-    /// settings and applies the migrations.
-    pub async fn open_sqlite(path: &Path) -> Result<Store, StoreError> {
+    /// Opens (creating if needed) a SQLite database file and brings its
+    /// schema up to date.
+    pub async fn open_sqlite(path: &Path) -> Result<(Store, LogSink), StoreError> {
         Store::open(&sqlite_url(path), &PoolSettings::default(), true).await
     }
 
-    /// Opens the database at `url` (`sqlite://FILE` or `postgres://…`).
-    /// SQLite runs in WAL mode with `synchronous=FULL`, so a committed
-    /// transaction survives power loss. `migrate` applies the embedded
-    /// migrations first.
+    /// Opens the database at `url`: `sqlite://FILE` (`?mode=rwc` creates a
+    /// missing file) or `postgres://USER@HOST[:PORT]/DB`. `migrate` applies
+    /// the embedded migrations first (PostgreSQL under an advisory lock, so
+    /// replicas starting together migrate once).
+    ///
+    /// Returns the store and its [`LogSink`]; code that only reads drops
+    /// the sink. Errors: [`StoreError::BadUrl`] for a URL of another kind,
+    /// [`StoreError::Open`] when the file cannot be opened or the server
+    /// not reached, [`StoreError::Schema`] when the schema cannot be
+    /// brought up to date.
     pub async fn open(
         url: &str,
         settings: &PoolSettings,
         migrate: bool,
-    ) -> Result<Store, StoreError> {
-        sqlx::any::install_default_drivers();
-        let backend = Backend::of_url(url).ok_or_else(|| {
-            StoreError::Corrupt("database must be a sqlite:// or postgres:// URL".into())
-        })?;
-        let mut options = AnyPoolOptions::new()
-            .max_connections(settings.max_connections.max(1))
-            .acquire_timeout(settings.acquire_timeout);
-        if backend == Backend::Sqlite {
-            // A SQLite connection is a file handle in this process: pinging
-            // it before every use (sqlx's default) tests nothing and costs a
-            // round trip to its worker thread per query. It is still pinged
-            // when it goes back to the pool.
-            options = options.test_before_acquire(false);
-            options = options.after_connect(|conn, _| {
-                Box::pin(async move {
-                    conn.execute(
-                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                         PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; \
-                         PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = 8000;",
-                    )
-                    .await?;
-                    Ok(())
-                })
+    ) -> Result<(Store, LogSink), StoreError> {
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite(sqlite::SqliteStore::open(url, migrate).await?)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres(postgres::PgStore::open(url, settings, migrate).await?)
+        } else {
+            return Err(StoreError::BadUrl {
+                url: redact_url(url),
+                problem: "use sqlite://FILE or postgres://USER@HOST/DB".into(),
             });
-        }
-        let sqlite_file = match backend {
-            Backend::Sqlite => Some(std::sync::Arc::new(
-                sqlx::sqlite::SqliteConnectOptions::from_str(url)?
-                    .get_filename()
-                    .to_path_buf(),
-            )),
-            Backend::Postgres => None,
         };
-        let pool = options.connect(url).await?;
-        let store = Store {
-            pool,
-            backend,
-            appender: sqlite_file
-                .as_ref()
-                .map(|f| std::sync::Arc::new(SqliteAppender::start(f.to_path_buf()))),
-            reader: sqlite_file
-                .as_ref()
-                .map(|f| std::sync::Arc::new(SqliteReader::start(f.to_path_buf()))),
-            sqlite_file,
-            cache: None,
-            write_gate: Default::default(),
+        let sink = LogSink {
+            backend: backend.clone(),
         };
-        if migrate {
-            store.migrate().await?;
-        }
-        Ok(store)
+        Ok((Store { backend }, sink))
     }
 
-    /// Applies the embedded migrations (PostgreSQL takes an advisory lock,
-    /// so replicas starting together migrate once).
-    pub async fn migrate(&self) -> Result<(), StoreError> {
-        migrator(self.backend).run(&self.pool).await?;
-        Ok(())
-    }
-
-    pub fn backend(&self) -> Backend {
-        self.backend
-    }
-
-    /// Keeps up to `max_entries` cases and consent lists in memory. Only for
-    /// a process that is the only writer of cases and consents: a node on
-    /// its own SQLite file (never PostgreSQL replicas, which change the
-    /// data behind each other's backs).
+    /// Keeps up to `max_entries` cases and consent lists in memory (0: none),
+    /// forgotten the moment a change to them commits. SQLite only, and only
+    /// for a process that is the file's only writer (a node holding its
+    /// lock); on PostgreSQL, where replicas change the data behind each
+    /// other's backs, this does nothing and every request reads.
     pub fn with_read_cache(mut self, max_entries: usize) -> Store {
-        self.cache = Some(std::sync::Arc::new(ReadCache::new(max_entries)));
+        if let Backend::Sqlite(s) = &mut self.backend {
+            s.keep_cache(max_entries);
+        }
         self
-    }
-
-    /// Held for the length of a write (SQLite only; PostgreSQL has row
-    /// locks and queues writers itself).
-    async fn gate(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
-        match self.backend {
-            Backend::Sqlite => Some(self.write_gate.lock().await),
-            Backend::Postgres => None,
-        }
-    }
-
-    fn forget_case(&self, case_id: &str) {
-        if let Some(c) = &self.cache {
-            c.forget_case(case_id);
-        }
     }
 
     /// The SQLite database file, when this store is one.
     pub fn sqlite_file(&self) -> Option<&Path> {
-        self.sqlite_file.as_deref().map(|p| p.as_path())
+        match &self.backend {
+            Backend::Sqlite(s) => Some(s.file()),
+            Backend::Postgres(_) => None,
+        }
+    }
+
+    /// The PostgreSQL database this store works in (`None` on SQLite).
+    pub async fn postgres_database(&self) -> Result<Option<String>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(None),
+            Backend::Postgres(p) => p.database_name().await.map(Some),
+        }
     }
 
     /// Copies what the SQLite write-ahead log holds into the database file,
@@ -400,86 +371,33 @@ impl Store {
     /// which is then the slowest request of its second). No-op on
     /// PostgreSQL.
     pub async fn checkpoint_wal(&self) -> Result<(), StoreError> {
-        if self.backend == Backend::Sqlite {
-            sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-                .execute(&self.pool)
-                .await?;
+        match &self.backend {
+            Backend::Sqlite(s) => s.checkpoint_wal().await,
+            Backend::Postgres(_) => Ok(()),
         }
-        Ok(())
     }
 
     /// Whether the database answers, for health reporting.
     pub async fn ping(&self) -> bool {
-        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+        on_backend!(&self.backend, b => b.ping().await)
     }
 
-    /// The PostgreSQL database this store works in (`None` on SQLite).
-    pub async fn postgres_database(&self) -> Result<Option<String>, StoreError> {
-        Ok(match self.backend {
-            Backend::Sqlite => None,
-            Backend::Postgres => Some(
-                sqlx::query_scalar("SELECT current_database()::text")
-                    .fetch_one(&self.pool)
-                    .await?,
-            ),
-        })
-    }
-
+    /// Closes every connection and waits until they are closed (SQLite then
+    /// folds its WAL into the file). A store used after this opens them
+    /// again.
     pub async fn close(&self) {
-        if let Some(a) = &self.appender {
-            a.close().await;
-        }
-        self.pool.close().await;
+        on_backend!(&self.backend, b => b.close().await)
     }
 
+    /// Registers a case with its data, subject index and the owner's
+    /// pseudonym, in one transaction.
     pub async fn insert_case(&self, case: NewCase) -> Result<(), StoreError> {
-        let id = case.id.clone();
-        let result = self.insert_case_tx(case).await;
-        self.forget_case(&id);
-        result
+        on_backend!(&self.backend, b => b.insert_case(case).await)
     }
 
-    async fn insert_case_tx(&self, case: NewCase) -> Result<(), StoreError> {
-        let _gate = self.gate().await;
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(self.backend.q(
-            "INSERT INTO cases (id, owner, subject_ref, version, created_at, updated_at)
-             VALUES (?, ?, ?, 1, ?, ?)",
-        ))
-        .bind(&case.id)
-        .bind(&case.owner)
-        .bind(&case.subject_ref)
-        .bind(case.now)
-        .bind(case.now)
-        .execute(&mut *tx)
-        .await?;
-        for (cat, sealed) in &case.sealed {
-            sqlx::query(
-                self.backend
-                    .q("INSERT INTO case_data (case_id, category, sealed) VALUES (?, ?, ?)"),
-            )
-            .bind(&case.id)
-            .bind(i64::from(cat.code()))
-            .bind(sealed)
-            .execute(&mut *tx)
-            .await?;
-        }
-        insert_subject_index(self.backend, &mut tx, &case.id, &case.subject_index).await?;
-        sqlx::query(self.backend.q(
-            "INSERT INTO pseudonyms (recipient, pseudonym, case_id) VALUES (?, ?, ?)
-             ON CONFLICT DO NOTHING",
-        ))
-        .bind(&case.owner)
-        .bind(&case.owner_pseudonym)
-        .bind(&case.id)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Replaces the given categories and bumps the version. Returns the new
-    /// version, or None if the case does not exist.
+    /// Replaces the given categories, adds subject-index entries and bumps
+    /// the version, in one transaction. Returns the new version, or `None`
+    /// (nothing written) if the case does not exist.
     pub async fn update_case(
         &self,
         case_id: &str,
@@ -487,367 +405,68 @@ impl Store {
         subject_index: &[(String, String)],
         now: Millis,
     ) -> Result<Option<i64>, StoreError> {
-        let result = self
-            .update_case_tx(case_id, sealed, subject_index, now)
-            .await;
-        self.forget_case(case_id);
-        result
+        on_backend!(&self.backend, b => b.update_case(case_id, sealed, subject_index, now).await)
     }
 
-    async fn update_case_tx(
-        &self,
-        case_id: &str,
-        sealed: &[(Category, Vec<u8>)],
-        subject_index: &[(String, String)],
-        now: Millis,
-    ) -> Result<Option<i64>, StoreError> {
-        let _gate = self.gate().await;
-        let mut tx = self.pool.begin().await?;
-        let row = sqlx::query(self.backend.q(
-            "UPDATE cases SET version = version + 1, updated_at = ? WHERE id = ? RETURNING version",
-        ))
-        .bind(now)
-        .bind(case_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        for (cat, blob) in sealed {
-            sqlx::query(self.backend.q(
-                "INSERT INTO case_data (case_id, category, sealed) VALUES (?, ?, ?)
-                 ON CONFLICT (case_id, category) DO UPDATE SET sealed = excluded.sealed",
-            ))
-            .bind(case_id)
-            .bind(i64::from(cat.code()))
-            .bind(blob)
-            .execute(&mut *tx)
-            .await?;
-        }
-        insert_subject_index(self.backend, &mut tx, case_id, subject_index).await?;
-        tx.commit().await?;
-        Ok(Some(row.get::<i64, _>(0)))
+    /// Stores a consent with its recipients and events.
+    pub async fn insert_consent(&self, consent: &Consent) -> Result<(), StoreError> {
+        on_backend!(&self.backend, b => b.insert_consent(consent).await)
     }
 
-    pub async fn case_meta(&self, case_id: &str) -> Result<Option<CaseMeta>, StoreError> {
-        let row = sqlx::query(
-            self.backend
-                .q("SELECT id, owner, subject_ref, version, updated_at FROM cases WHERE id = ?"),
-        )
-        .bind(case_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(|r| CaseMeta {
-            id: r.get(0),
-            owner: r.get(1),
-            subject_ref: r.get(2),
-            version: r.get(3),
-            updated_at: r.get(4),
-        }))
-    }
-
-    /// A case's metadata and all its sealed data in one query: a read needs
-    /// both, and each query is a round trip to the database.
-    pub async fn case_with_data(&self, case_id: &str) -> Result<Option<CaseWithData>, StoreError> {
-        let Some(cache) = &self.cache else {
-            return self.read_case_with_data(case_id).await;
-        };
-        if let Some(hit) = cache.case(case_id) {
-            return Ok(Some((*hit).clone()));
-        }
-        let read_at = cache.generation();
-        Ok(self
-            .read_case_with_data(case_id)
-            .await?
-            .map(|c| (*cache.keep_case(read_at, c)).clone()))
-    }
-
-    async fn read_case_with_data(&self, case_id: &str) -> Result<Option<CaseWithData>, StoreError> {
-        if let Some(reader) = &self.reader {
-            let id = case_id.to_string();
-            return reader
-                .read(move |conn| {
-                    let mut q = conn.prepare_cached(CASE_WITH_DATA)?;
-                    let mut rows = q.query([&id])?;
-                    let mut out: Option<CaseWithData> = None;
-                    while let Some(r) = rows.next()? {
-                        if out.is_none() {
-                            let meta = CaseMeta {
-                                id: r.get(0)?,
-                                owner: r.get(1)?,
-                                subject_ref: r.get(2)?,
-                                version: r.get(3)?,
-                                updated_at: r.get(4)?,
-                            };
-                            out = Some((meta, Vec::new()));
-                        }
-                        let Some((_, data)) = out.as_mut() else { break };
-                        if let Some(code) = r.get::<_, Option<i64>>(5)? {
-                            data.push((category_of(code)?, r.get(6)?));
-                        }
-                    }
-                    Ok(out)
-                })
-                .await;
-        }
-        let rows = sqlx::query(self.backend.q(CASE_WITH_DATA))
-            .bind(case_id)
-            .fetch_all(&self.pool)
-            .await?;
-        let Some(first) = rows.first() else {
-            return Ok(None);
-        };
-        let meta = CaseMeta {
-            id: first.get(0),
-            owner: first.get(1),
-            subject_ref: first.get(2),
-            version: first.get(3),
-            updated_at: first.get(4),
-        };
-        let mut data = Vec::with_capacity(rows.len());
-        for r in &rows {
-            if let Some(code) = r.get::<Option<i64>, _>(5) {
-                data.push((category_of(code)?, r.get(6)));
-            }
-        }
-        Ok(Some((meta, data)))
-    }
-
-    /// The categories the case holds data in.
-    pub async fn case_categories(&self, case_id: &str) -> Result<Vec<Category>, StoreError> {
-        let rows = sqlx::query(
-            self.backend
-                .q("SELECT category FROM case_data WHERE case_id = ?"),
-        )
-        .bind(case_id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let code: i64 = r.get(0);
-                Category::from_code(code as i32)
-                    .ok_or_else(|| StoreError::Corrupt(format!("unknown category code {code}")))
-            })
-            .collect()
-    }
-
-    /// Sealed data of the given categories (only those present).
-    pub async fn case_data(
-        &self,
-        case_id: &str,
-        categories: &[Category],
-    ) -> Result<Vec<(Category, Vec<u8>)>, StoreError> {
-        let rows = sqlx::query(
-            self.backend
-                .q("SELECT category, sealed FROM case_data WHERE case_id = ?"),
-        )
-        .bind(case_id)
-        .fetch_all(&self.pool)
-        .await?;
-        let mut out = Vec::new();
-        for r in rows {
-            let code: i64 = r.get(0);
-            let cat = Category::from_code(code as i32)
-                .ok_or_else(|| StoreError::Corrupt(format!("unknown category code {code}")))?;
-            if categories.contains(&cat) {
-                out.push((cat, r.get(1)));
-            }
-        }
-        Ok(out)
-    }
-
-    pub async fn resolve_pseudonym(
-        &self,
-        recipient: &str,
-        pseudonym: &str,
-    ) -> Result<Option<String>, StoreError> {
-        let row = sqlx::query(
-            self.backend
-                .q("SELECT case_id FROM pseudonyms WHERE recipient = ? AND pseudonym = ?"),
-        )
-        .bind(recipient)
-        .bind(pseudonym)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(|r| r.get(0)))
-    }
-
-    pub async fn insert_consent(&self, c: &Consent) -> Result<(), StoreError> {
-        let result = self.insert_consent_tx(c).await;
-        self.forget_case(&c.case_id);
-        result
-    }
-
-    async fn insert_consent_tx(&self, c: &Consent) -> Result<(), StoreError> {
-        let _gate = self.gate().await;
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(self.backend.q(
-            "INSERT INTO consents (id, case_id, recorded_by, categories, purposes, valid_from,
-                                   valid_until, evidence_ref, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        ))
-        .bind(&c.id)
-        .bind(&c.case_id)
-        .bind(&c.recorded_by)
-        .bind(join(c.categories.iter().map(|c| c.as_str())))
-        .bind(join(c.purposes.iter().map(String::as_str)))
-        .bind(c.valid_from)
-        .bind(c.valid_until)
-        .bind(&c.evidence_ref)
-        .bind(c.created_at)
-        .execute(&mut *tx)
-        .await?;
-        for r in &c.recipients {
-            let (kind, value) = match r {
-                Recipient::Participant(p) => ("participant", p.as_str()),
-                Recipient::Role(role) => ("role", role.as_str()),
-            };
-            sqlx::query(self.backend.q(
-                "INSERT INTO consent_recipients (consent_id, kind, value) VALUES (?, ?, ?)
-                 ON CONFLICT DO NOTHING",
-            ))
-            .bind(&c.id)
-            .bind(kind)
-            .bind(value)
-            .execute(&mut *tx)
-            .await?;
-        }
-        for e in &c.events {
-            insert_event(self.backend, &mut tx, &c.id, e).await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
+    /// Appends an event (e.g. a withdrawal) to a consent.
     pub async fn append_consent_event(
         &self,
         consent_id: &str,
         event: &ConsentEvent,
     ) -> Result<(), StoreError> {
-        let _gate = self.gate().await;
-        let result = async {
-            let mut tx = self.pool.begin().await?;
-            insert_event(self.backend, &mut tx, consent_id, event).await?;
-            tx.commit().await?;
-            Ok::<(), StoreError>(())
-        }
-        .await;
-        // Which case the consent belongs to is not at hand; events are
-        // rare next to reads, so all cached consents go.
-        if let Some(c) = &self.cache {
-            c.forget_all_consents();
-        }
-        result
+        on_backend!(&self.backend, b => b.append_consent_event(consent_id, event).await)
+    }
+
+    pub async fn case_meta(&self, case_id: &str) -> Result<Option<CaseMeta>, StoreError> {
+        on_backend!(&self.backend, b => b.case_meta(case_id).await)
+    }
+
+    /// A case's metadata and all its sealed data in one query: a read needs
+    /// both, and each query is a round trip to the database.
+    pub async fn case_with_data(&self, case_id: &str) -> Result<Option<CaseWithData>, StoreError> {
+        on_backend!(&self.backend, b => b.case_with_data(case_id).await)
+    }
+
+    /// The case a recipient's pseudonym stands for, if it was issued to
+    /// that recipient.
+    pub async fn resolve_pseudonym(
+        &self,
+        recipient: &str,
+        pseudonym: &str,
+    ) -> Result<Option<String>, StoreError> {
+        on_backend!(&self.backend, b => b.resolve_pseudonym(recipient, pseudonym).await)
     }
 
     pub async fn consent(&self, id: &str) -> Result<Option<Consent>, StoreError> {
-        let rows = self.load_consents(CONSENT_BY_ID, id).await?;
-        Ok(rows.into_iter().next())
+        let found = on_backend!(&self.backend, b => b.load_consents(sql::CONSENT_BY_ID, id).await)?;
+        Ok(found.into_iter().next())
     }
 
-    /// All consents of a case with their recipients and events, oldest first.
+    /// All consents of a case with their recipients and events, oldest
+    /// first, in one query.
     pub async fn consents_for_case(&self, case_id: &str) -> Result<Vec<Consent>, StoreError> {
-        let Some(cache) = &self.cache else {
-            return self.load_consents(CONSENTS_BY_CASE, case_id).await;
-        };
-        if let Some(hit) = cache.consents(case_id) {
-            return Ok((*hit).clone());
-        }
-        let read_at = cache.generation();
-        let read = self.load_consents(CONSENTS_BY_CASE, case_id).await?;
-        Ok((*cache.keep_consents(read_at, case_id, read)).clone())
+        on_backend!(&self.backend, b => b.consents_for_case(case_id).await)
     }
 
-    /// Consents with their recipients and events in one query (it runs on
-    /// every read: one round trip instead of one plus two per consent). The
-    /// rows are one per (consent, recipient, event), folded here in order.
-    async fn load_consents(
-        &self,
-        sql: &'static str,
-        key: &str,
-    ) -> Result<Vec<Consent>, StoreError> {
-        if let Some(reader) = &self.reader {
-            let key = key.to_string();
-            return reader
-                .read(move |conn| {
-                    let mut q = conn.prepare_cached(sql)?;
-                    let mut rows = q.query([&key])?;
-                    let mut joined = Vec::new();
-                    while let Some(r) = rows.next()? {
-                        joined.push(ConsentJoinRow {
-                            id: r.get(0)?,
-                            case_id: r.get(1)?,
-                            recorded_by: r.get(2)?,
-                            categories: r.get(3)?,
-                            purposes: r.get(4)?,
-                            valid_from: r.get(5)?,
-                            valid_until: r.get(6)?,
-                            evidence_ref: r.get(7)?,
-                            created_at: r.get(8)?,
-                            recipient: match (r.get(9)?, r.get(10)?) {
-                                (Some(kind), Some(value)) => Some((kind, value)),
-                                _ => None,
-                            },
-                            event: match r.get::<_, Option<i64>>(11)? {
-                                Some(seq) => {
-                                    Some((seq, r.get(12)?, r.get(13)?, r.get(14)?, r.get(15)?))
-                                }
-                                None => None,
-                            },
-                        });
-                    }
-                    fold_consents(joined)
-                })
-                .await;
-        }
-        let rows = sqlx::query(self.backend.q(sql))
-            .bind(key)
-            .fetch_all(&self.pool)
-            .await?;
-        fold_consents(rows.iter().map(|r| {
-            ConsentJoinRow {
-                id: r.get(0),
-                case_id: r.get(1),
-                recorded_by: r.get(2),
-                categories: r.get(3),
-                purposes: r.get(4),
-                valid_from: r.get(5),
-                valid_until: r.get(6),
-                evidence_ref: r.get(7),
-                created_at: r.get(8),
-                recipient: match (r.get(9), r.get(10)) {
-                    (Some(kind), Some(value)) => Some((kind, value)),
-                    _ => None,
-                },
-                event: r
-                    .get::<Option<i64>, _>(11)
-                    .map(|seq| (seq, r.get(12), r.get(13), r.get(14), r.get(15))),
-            }
-        }))
-    }
-
-    /// The caller's own cases, by id, after `after` (exclusive).
+    /// The owner's cases by id, after `after` (exclusive), at most `limit`.
     pub async fn own_cases(
         &self,
         owner: &str,
         after: &str,
         limit: u32,
     ) -> Result<Vec<CaseMeta>, StoreError> {
-        let rows = sqlx::query(self.backend.q(
-            "SELECT id, owner, subject_ref, version, updated_at FROM cases
-             WHERE owner = ? AND id > ? ORDER BY id LIMIT ?",
-        ))
-        .bind(owner)
-        .bind(after)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().map(meta).collect())
+        on_backend!(&self.backend, b => b.own_cases(owner, after, limit).await)
     }
 
     /// Cases of other owners with a consent that names this participant or
     /// its role for the purpose and has not been withdrawn. Validity windows
-    /// are checked here too; the per-category check at read time still decides.
+    /// are checked here too; the per-category check at read time still
+    /// decides.
     pub async fn visible_cases(
         &self,
         participant: &str,
@@ -857,44 +476,115 @@ impl Store {
         after: &str,
         limit: u32,
     ) -> Result<Vec<CaseMeta>, StoreError> {
-        let rows = sqlx::query(self.backend.q(
-            "SELECT DISTINCT c.id, c.owner, c.subject_ref, c.version, c.updated_at
-             FROM consent_recipients r
-             JOIN consents k ON k.id = r.consent_id
-             JOIN cases c ON c.id = k.case_id
-             WHERE ((r.kind = 'participant' AND r.value = ?) OR (r.kind = 'role' AND r.value = ?))
-               AND c.owner <> ?
-               AND (',' || k.purposes || ',') LIKE ('%,' || ? || ',%')
-               AND k.valid_from <= ? AND (k.valid_until IS NULL OR k.valid_until > ?)
-               AND NOT EXISTS (SELECT 1 FROM consent_events e
-                               WHERE e.consent_id = k.id AND e.kind = 'withdrawn')
-               AND c.id > ?
-             ORDER BY c.id LIMIT ?",
-        ))
-        .bind(participant)
-        .bind(role.as_str())
-        .bind(participant)
-        .bind(purpose)
-        .bind(now)
-        .bind(now)
-        .bind(after)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().map(meta).collect())
+        let query = Visible {
+            participant,
+            role,
+            purpose,
+            now,
+            after,
+            limit,
+        };
+        on_backend!(&self.backend, b => b.visible_cases(&query).await)
     }
 
-    /// Appends access records at positions `first_seq..`, the tree nodes
-    /// they complete and optionally a checkpoint, in one transaction: one
-    /// fsync for the batch, and the log, its tree and its checkpoints can
-    /// never disagree after a crash.
+    /// Case ids whose subject has this keyed hash of an identifier
+    /// (`kind`: `v_number` or `bsn`).
+    pub async fn cases_by_subject(
+        &self,
+        kind: &str,
+        digest: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        on_backend!(&self.backend, b => b.cases_by_subject(kind, digest).await)
+    }
+
+    /// Number of entries in the log (positions are 0..size, no gaps).
+    pub async fn log_size(&self) -> Result<i64, StoreError> {
+        on_backend!(&self.backend, b => b.log_size().await)
+    }
+
+    /// The stored hashes of the given perfect subtrees (those present).
+    pub async fn merkle_nodes(&self, ids: &[NodeId]) -> Result<HashMap<NodeId, Hash>, StoreError> {
+        on_backend!(&self.backend, b => b.merkle_nodes(ids).await)
+    }
+
+    /// Leaves (position, record bytes) from `from` on, at most `limit`, in
+    /// order.
+    pub async fn log_leaves(
+        &self,
+        from: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
+        on_backend!(&self.backend, b => b.log_leaves(from, limit).await)
+    }
+
+    /// The position of a request's access record.
+    pub async fn log_position(&self, request_id: &str) -> Result<Option<i64>, StoreError> {
+        on_backend!(&self.backend, b => b.log_position(request_id).await)
+    }
+
+    pub async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
+        on_backend!(&self.backend, b => b.latest_checkpoint().await)
+    }
+
+    /// The checkpoint signed at exactly `size` entries.
+    pub async fn checkpoint(&self, size: i64) -> Result<Option<StoredCheckpoint>, StoreError> {
+        on_backend!(&self.backend, b => b.checkpoint(size).await)
+    }
+
+    /// Every stored checkpoint, smallest first.
+    pub async fn checkpoints(&self) -> Result<Vec<StoredCheckpoint>, StoreError> {
+        on_backend!(&self.backend, b => b.checkpoints().await)
+    }
+
+    /// Log rows matching `filter`, from position `start` on, at most
+    /// `limit`, in order.
+    pub async fn query_log(
+        &self,
+        filter: &LogFilter,
+        start: i64,
+        limit: i64,
+    ) -> Result<Vec<LogRow>, StoreError> {
+        on_backend!(&self.backend, b => b.query_log(filter, start, limit).await)
+    }
+
+    /// Access-log rows from position `from` on, at most `limit`.
+    pub async fn access_log(&self, from: i64, limit: i64) -> Result<Vec<LogRow>, StoreError> {
+        self.query_log(&LogFilter::default(), from, limit).await
+    }
+
+    /// Rows in the access log (counted; [`Store::log_size`] is the next
+    /// position).
+    pub async fn access_log_len(&self) -> Result<i64, StoreError> {
+        on_backend!(&self.backend, b => b.access_log_len().await)
+    }
+
+    /// Reads the whole log and its stored tree in bulk, for `sluis audit
+    /// verify`: chunks arrive in order on the returned channel, which closes
+    /// after the last; dropping the receiver stops the reader. The scan
+    /// sees one state of the log even while the node appends. See
+    /// [`scan`] for what a chunk holds.
+    pub(crate) fn scan_log(&self) -> mpsc::Receiver<Result<Chunk, StoreError>> {
+        on_backend!(&self.backend, b => b.scan_log())
+    }
+
+    /// A fingerprint of everything but the access log, for tests that show
+    /// a refused request changed nothing.
+    pub async fn content_digest(&self) -> Result<String, StoreError> {
+        on_backend!(&self.backend, b => b.content_digest().await)
+    }
+}
+
+impl LogSink {
+    /// Appends access records at positions `first_seq..`, the pseudonyms
+    /// their requests issued, the tree nodes they complete and optionally a
+    /// checkpoint, in one transaction: one fsync for the batch, and the
+    /// log, its tree and its checkpoints never disagree after a crash.
+    /// With no rows, only the nodes and the checkpoint are stored (the
+    /// writer repairing a tree).
     ///
-    /// The batch must start where the log ends: if another replica appended
-    /// in between, nothing is written and [`StoreError::Raced`] tells the
-    /// caller the log's real size, so it can catch up and try again. On
-    /// PostgreSQL the check and the insert run under an advisory lock, which
-    /// makes replicas on one database take turns as the log's sequencer.
-    pub async fn append_log(
+    /// Errors: [`StoreError::Raced`] (nothing written) when the log does
+    /// not end at `first_seq`; any other error also writes nothing.
+    pub(crate) async fn append(
         &self,
         first_seq: i64,
         rows: &[LogRow],
@@ -902,577 +592,63 @@ impl Store {
         nodes: &[(NodeId, Hash)],
         checkpoint: Option<&StoredCheckpoint>,
     ) -> Result<(), StoreError> {
-        let _gate = self.gate().await;
-        if let Some(a) = &self.appender {
-            return a.append(first_seq, rows, issued, nodes, checkpoint).await;
-        }
-        // PostgreSQL (SQLite appends went to the appender above).
-        let mut tx = self.pool.begin().await?;
-        if self.backend == Backend::Postgres {
-            sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                .bind(LOG_LOCK)
-                .execute(&mut *tx)
-                .await?;
-        }
-        if !rows.is_empty() {
-            let size: i64 = sqlx::query_scalar(
-                self.backend
-                    .q("SELECT COALESCE(MAX(seq) + 1, 0) FROM access_log"),
-            )
-            .fetch_one(&mut *tx)
-            .await?;
-            if size != first_seq {
-                return Err(StoreError::Raced { size });
-            }
-        }
-        // Multi-row INSERTs: a batch takes a handful of statements instead
-        // of three per record (each statement is a round trip to the
-        // database's worker thread, which dominated the cost of a read).
-        // Chunks have power-of-two sizes, so each size is one cached
-        // prepared statement.
-        let mut done = 0;
-        while done < rows.len() {
-            let n = insert_chunk(rows.len() - done);
-            let sql = multi_row_insert(
-                "access_log (seq, request_id, at, caller, role, method, case_id, subject, purpose, decision, record)",
-                11,
-                n,
-            );
-            let mut q = sqlx::query(self.backend.q_owned(&sql));
-            for (i, r) in rows[done..done + n].iter().enumerate() {
-                q = q
-                    .bind(first_seq + (done + i) as i64)
-                    .bind(&r.request_id)
-                    .bind(r.at)
-                    .bind(&r.caller)
-                    .bind(&r.role)
-                    .bind(&r.method)
-                    .bind(&r.case_id)
-                    .bind(&r.subject)
-                    .bind(&r.purpose)
-                    .bind(&r.decision)
-                    .bind(&r.record);
-            }
-            q.execute(&mut *tx).await?;
-            done += n;
-        }
-        for i in issued {
-            sqlx::query(self.backend.q(INSERT_ISSUED))
-                .bind(&i.recipient)
-                .bind(&i.pseudonym)
-                .bind(&i.case_id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        let mut done = 0;
-        while done < nodes.len() {
-            let n = insert_chunk(nodes.len() - done);
-            let sql = multi_row_insert("merkle_nodes (end_size, level, hash)", 3, n);
-            let mut q = sqlx::query(self.backend.q_owned(&sql));
-            for (id, hash) in &nodes[done..done + n] {
-                q = q
-                    .bind(id.end() as i64)
-                    .bind(i64::from(id.level))
-                    .bind(hash.as_slice());
-            }
-            q.execute(&mut *tx).await?;
-            done += n;
-        }
-        if let Some(cp) = checkpoint {
-            insert_checkpoint(self.backend, &mut tx, cp).await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
-
-    pub async fn append_checkpoint(&self, cp: &StoredCheckpoint) -> Result<(), StoreError> {
-        let _gate = self.gate().await;
-        let mut tx = self.pool.begin().await?;
-        insert_checkpoint(self.backend, &mut tx, cp).await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Number of entries in the log (positions are 0..size, no gaps).
-    pub async fn log_size(&self) -> Result<i64, StoreError> {
-        Ok(sqlx::query_scalar(
-            self.backend
-                .q("SELECT COALESCE(MAX(seq) + 1, 0) FROM access_log"),
-        )
-        .fetch_one(&self.pool)
-        .await?)
-    }
-
-    /// The stored hashes of the given perfect subtrees (those present).
-    pub async fn merkle_nodes(&self, ids: &[NodeId]) -> Result<HashMap<NodeId, Hash>, StoreError> {
-        let mut out = HashMap::with_capacity(ids.len());
-        for chunk in ids.chunks(400) {
-            let placeholders = vec!["(?, ?)"; chunk.len()].join(", ");
-            let sql = format!(
-                "SELECT end_size, level, hash FROM merkle_nodes WHERE (end_size, level) IN (VALUES {placeholders})"
-            );
-            let mut q = sqlx::query(self.backend.q_owned(&sql));
-            for id in chunk {
-                q = q.bind(id.end() as i64).bind(i64::from(id.level));
-            }
-            for row in q.fetch_all(&self.pool).await? {
-                let end: i64 = row.get(0);
-                let level: i64 = row.get(1);
-                let hash: Vec<u8> = row.get(2);
-                let hash: Hash = hash
-                    .as_slice()
-                    .try_into()
-                    .map_err(|_| StoreError::Corrupt("tree node hash is not 32 bytes".into()))?;
-                out.insert(NodeId::from_end(end as u64, level as u32), hash);
-            }
-        }
-        Ok(out)
-    }
-
-    /// PostgreSQL only: a read-only view of the log that stays as it was
-    /// when taken (one REPEATABLE READ transaction), for reading it whole
-    /// while replicas keep appending: entries and tree nodes are read by
-    /// separate queries, which must see the same state.
-    pub async fn log_snapshot(&self) -> Result<LogSnapshot, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            .execute(&mut *tx)
-            .await?;
-        Ok(LogSnapshot { tx })
-    }
-
-    /// Leaves (position, record bytes) from `from` on, in order.
-    pub async fn log_leaves(
-        &self,
-        from: i64,
-        limit: i64,
-    ) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
-        let rows = sqlx::query(
-            self.backend
-                .q("SELECT seq, record FROM access_log WHERE seq >= ? ORDER BY seq LIMIT ?"),
-        )
-        .bind(from)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
-    }
-
-    pub async fn log_position(&self, request_id: &str) -> Result<Option<i64>, StoreError> {
-        Ok(sqlx::query_scalar(
-            self.backend
-                .q("SELECT MIN(seq) FROM access_log WHERE request_id = ?"),
-        )
-        .bind(request_id)
-        .fetch_one(&self.pool)
-        .await?)
-    }
-
-    pub async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
-        let row = sqlx::query(
-            self.backend
-                .q("SELECT size, root, at, note FROM checkpoints ORDER BY size DESC LIMIT 1"),
-        )
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(checkpoint_row))
-    }
-
-    pub async fn checkpoint(&self, size: i64) -> Result<Option<StoredCheckpoint>, StoreError> {
-        let row = sqlx::query(
-            self.backend
-                .q("SELECT size, root, at, note FROM checkpoints WHERE size = ?"),
-        )
-        .bind(size)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(checkpoint_row))
-    }
-
-    /// Every stored checkpoint, smallest first.
-    pub async fn checkpoints(&self) -> Result<Vec<StoredCheckpoint>, StoreError> {
-        let rows = sqlx::query(
-            self.backend
-                .q("SELECT size, root, at, note FROM checkpoints ORDER BY size"),
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().map(checkpoint_row).collect())
-    }
-
-    /// Log rows matching `filter`, from position `start` on, at most `limit`.
-    pub async fn query_log(
-        &self,
-        filter: &LogFilter,
-        start: i64,
-        limit: i64,
-    ) -> Result<Vec<LogRow>, StoreError> {
-        let rows = sqlx::query(self.backend.q(
-            "SELECT seq, request_id, at, caller, role, method, case_id, subject, purpose,
-                    decision, record
-             FROM access_log
-             WHERE seq >= ?1
-               AND (?2 IS NULL OR at >= ?2) AND (?3 IS NULL OR at < ?3)
-               AND (?4 IS NULL OR caller = ?4) AND (?5 IS NULL OR role = ?5)
-               AND (?6 IS NULL OR method = ?6) AND (?7 IS NULL OR purpose = ?7)
-               AND (?8 IS NULL OR decision = ?8) AND (?9 IS NULL OR case_id = ?9)
-               AND (?10 IS NULL OR subject = ?10)
-             ORDER BY seq LIMIT ?11",
-        ))
-        .bind(start)
-        .bind(filter.since)
-        .bind(filter.until)
-        .bind(&filter.caller)
-        .bind(&filter.role)
-        .bind(&filter.method)
-        .bind(&filter.purpose)
-        .bind(&filter.decision)
-        .bind(&filter.case_id)
-        .bind(&filter.subject)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().map(log_row).collect())
-    }
-
-    pub async fn cases_by_subject(
-        &self,
-        kind: &str,
-        digest: &str,
-    ) -> Result<Vec<String>, StoreError> {
-        Ok(sqlx::query_scalar(
-            self.backend.q(
-                "SELECT case_id FROM subject_index WHERE kind = ? AND digest = ? ORDER BY case_id",
-            ),
-        )
-        .bind(kind)
-        .bind(digest)
-        .fetch_all(&self.pool)
-        .await?)
-    }
-
-    /// Access-log rows from position `from` on, at most `limit`.
-    pub async fn access_log(&self, from: i64, limit: i64) -> Result<Vec<LogRow>, StoreError> {
-        let rows = sqlx::query(self.backend.q(
-            "SELECT seq, request_id, at, caller, role, method, case_id, subject, purpose,
-                    decision, record
-             FROM access_log WHERE seq >= ? ORDER BY seq LIMIT ?",
-        ))
-        .bind(from)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows.into_iter().map(log_row).collect())
-    }
-
-    pub async fn access_log_len(&self) -> Result<i64, StoreError> {
-        Ok(
-            sqlx::query_scalar(self.backend.q("SELECT COUNT(*) FROM access_log"))
-                .fetch_one(&self.pool)
-                .await?,
-        )
-    }
-
-    /// A fingerprint of everything but the access log, for tests that show
-    /// a refused request changed nothing.
-    pub async fn content_digest(&self) -> Result<String, StoreError> {
-        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-        let hex = match self.backend {
-            Backend::Sqlite => "hex",
-            Backend::Postgres => "encode",
+        let append = Append {
+            first_seq,
+            rows,
+            issued,
+            nodes,
+            checkpoint,
         };
-        let (a, b) = match self.backend {
-            Backend::Sqlite => ("", ""),
-            Backend::Postgres => ("", ", 'hex'"),
-        };
-        let cases = format!(
-            "SELECT id || owner || {hex}({a}subject_ref{b}) || version || updated_at FROM cases ORDER BY id"
+        on_backend!(&self.backend, b => b.append_log(&append).await)
+    }
+
+    /// Stores a checkpoint on its own (one signed after the last append).
+    pub(crate) async fn append_checkpoint(&self, cp: &StoredCheckpoint) -> Result<(), StoreError> {
+        self.append(0, &[], &[], &[], Some(cp)).await
+    }
+}
+
+/// The URL of a SQLite file, created if missing.
+pub(crate) fn sqlite_url(path: &Path) -> String {
+    sqlite::url_of(path)
+}
+
+/// A database URL without its password, for messages and logs:
+/// `postgres://u:secret@h/db` → `postgres://u:***@h/db`.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme && url[scheme + 3..at].contains(':') => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_never_shows() {
+        assert_eq!(
+            redact_url("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
         );
-        let data = format!(
-            "SELECT case_id || category || {hex}({a}sealed{b}) FROM case_data ORDER BY case_id, category"
-        );
-        for sql in [
-            cases.as_str(),
-            data.as_str(),
-            "SELECT id || case_id || categories || purposes || valid_from || COALESCE(CAST(valid_until AS TEXT), '') FROM consents ORDER BY id",
-            "SELECT consent_id || kind || value FROM consent_recipients ORDER BY consent_id, kind, value",
-            "SELECT seq || consent_id || kind || at FROM consent_events ORDER BY seq",
-            "SELECT recipient || pseudonym || case_id FROM pseudonyms ORDER BY recipient, pseudonym",
-            "SELECT kind || digest || case_id FROM subject_index ORDER BY kind, digest, case_id",
-        ] {
-            for row in sqlx::query(self.backend.q_owned(sql))
-                .fetch_all(&self.pool)
-                .await?
-            {
-                let s: String = row.get(0);
-                ctx.update(s.as_bytes());
-                ctx.update(b"\n");
-            }
-            ctx.update(b"--\n");
-        }
-        Ok(hex::encode(ctx.finish()))
-    }
-}
-
-async fn insert_event(
-    backend: Backend,
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    consent_id: &str,
-    e: &ConsentEvent,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        backend.q(
-            "INSERT INTO consent_events (consent_id, kind, at, by, note) VALUES (?, ?, ?, ?, ?)",
-        ),
-    )
-    .bind(consent_id)
-    .bind(e.kind.as_str())
-    .bind(e.at)
-    .bind(&e.by)
-    .bind(&e.note)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-/// See [`Store::log_snapshot`].
-pub struct LogSnapshot {
-    tx: sqlx::Transaction<'static, sqlx::Any>,
-}
-
-impl LogSnapshot {
-    /// PostgreSQL only: up to `limit` log entries from `from` on, packed
-    /// into one value by the server (one row to fetch instead of one per
-    /// entry, see `log_scan`). Per entry: seq and at (i64), then
-    /// request_id, caller, role, method, case_id, subject, purpose,
-    /// decision and record, each as an i32 length (-1 for NULL) and bytes;
-    /// big-endian. `None` when there are none.
-    pub async fn access_log_packed(
-        &mut self,
-        from: i64,
-        limit: i64,
-    ) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(sqlx::query_scalar(
-            "SELECT string_agg(
-                 int8send(seq) || int8send(at)
-                 || int4send(octet_length(request_id)) || convert_to(request_id, 'UTF8')
-                 || int4send(octet_length(caller)) || convert_to(caller, 'UTF8')
-                 || int4send(octet_length(role)) || convert_to(role, 'UTF8')
-                 || int4send(octet_length(method)) || convert_to(method, 'UTF8')
-                 || COALESCE(int4send(octet_length(case_id)) || convert_to(case_id, 'UTF8'), '\\xffffffff'::bytea)
-                 || COALESCE(int4send(octet_length(subject)) || convert_to(subject, 'UTF8'), '\\xffffffff'::bytea)
-                 || COALESCE(int4send(octet_length(purpose)) || convert_to(purpose, 'UTF8'), '\\xffffffff'::bytea)
-                 || int4send(octet_length(decision)) || convert_to(decision, 'UTF8')
-                 || int4send(length(record)) || record,
-                 ''::bytea ORDER BY seq)
-             FROM (SELECT * FROM access_log WHERE seq >= $1 ORDER BY seq LIMIT $2) t",
-        )
-        .bind(from)
-        .bind(limit)
-        .fetch_one(&mut *self.tx)
-        .await?)
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
     }
 
-    /// PostgreSQL only: tree nodes after `after` with end sizes up to
-    /// `up_to`, in completion order (end_size, level), packed by the server:
-    /// end_size and level (i64), an i32 length and the hash, per node.
-    pub async fn merkle_nodes_packed(
-        &mut self,
-        after: (i64, i64),
-        up_to: i64,
-        limit: i64,
-    ) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(sqlx::query_scalar(
-            "SELECT string_agg(int8send(end_size) || int8send(level) || int4send(length(hash)) || hash,
-                               ''::bytea ORDER BY end_size, level)
-             FROM (SELECT end_size, level, hash FROM merkle_nodes
-                   WHERE (end_size, level) > ($1, $2) AND end_size <= $3
-                   ORDER BY end_size, level LIMIT $4) t",
-        )
-        .bind(after.0)
-        .bind(after.1)
-        .bind(up_to)
-        .bind(limit)
-        .fetch_one(&mut *self.tx)
-        .await?)
+    #[tokio::test]
+    async fn a_url_of_another_kind_is_refused_without_its_password() {
+        let e = Store::open("mysql://u:hunter2@h/db", &PoolSettings::default(), false)
+            .await
+            .err()
+            .expect("refused");
+        assert!(matches!(e, StoreError::BadUrl { .. }), "{e:?}");
+        let text = e.to_string();
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("sqlite://FILE"), "{text}");
     }
-}
-
-/// One row of the consents query (`CONSENTS_BY_CASE`, `CONSENT_BY_ID`):
-/// a consent with one of its recipients and one of its events.
-struct ConsentJoinRow {
-    id: String,
-    case_id: String,
-    recorded_by: String,
-    categories: String,
-    purposes: String,
-    valid_from: Millis,
-    valid_until: Option<Millis>,
-    evidence_ref: String,
-    created_at: Millis,
-    /// (kind, value)
-    recipient: Option<(String, String)>,
-    /// (seq, kind, at, by, note)
-    event: Option<(i64, String, Millis, String, String)>,
-}
-
-/// Folds the joined rows, in the query's order, into consents.
-fn fold_consents(
-    rows: impl IntoIterator<Item = ConsentJoinRow>,
-) -> Result<Vec<Consent>, StoreError> {
-    let mut out: Vec<Consent> = Vec::new();
-    let mut event_seqs: Vec<i64> = Vec::new();
-    for r in rows {
-        if out.last().is_none_or(|c| c.id != r.id) {
-            let categories = split(&r.categories)
-                .map(Category::from_str)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(StoreError::Corrupt)?;
-            event_seqs.clear();
-            out.push(Consent {
-                id: r.id,
-                case_id: r.case_id,
-                recorded_by: r.recorded_by,
-                recipients: Vec::new(),
-                categories,
-                purposes: split(&r.purposes).map(String::from).collect(),
-                valid_from: r.valid_from,
-                valid_until: r.valid_until,
-                evidence_ref: r.evidence_ref,
-                created_at: r.created_at,
-                events: Vec::new(),
-            });
-        }
-        let Some(c) = out.last_mut() else { continue };
-        if let Some((kind, value)) = r.recipient {
-            let recipient = match kind.as_str() {
-                "participant" => Recipient::Participant(value),
-                _ => value
-                    .parse::<Role>()
-                    .map(Recipient::Role)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-            };
-            if !c.recipients.contains(&recipient) {
-                c.recipients.push(recipient);
-            }
-        }
-        if let Some((seq, kind, at, by, note)) = r.event
-            && !event_seqs.contains(&seq)
-        {
-            event_seqs.push(seq);
-            c.events.push(ConsentEvent {
-                kind: if kind == "withdrawn" {
-                    EventKind::Withdrawn
-                } else {
-                    EventKind::Given
-                },
-                at,
-                by,
-                note,
-            });
-        }
-    }
-    Ok(out)
-}
-
-fn log_row(r: AnyRow) -> LogRow {
-    LogRow {
-        seq: r.get(0),
-        request_id: r.get(1),
-        at: r.get(2),
-        caller: r.get(3),
-        role: r.get(4),
-        method: r.get(5),
-        case_id: r.get(6),
-        subject: r.get(7),
-        purpose: r.get(8),
-        decision: r.get(9),
-        record: r.get(10),
-    }
-}
-
-fn checkpoint_row(r: AnyRow) -> StoredCheckpoint {
-    StoredCheckpoint {
-        size: r.get(0),
-        root: r.get(1),
-        at: r.get(2),
-        note: r.get(3),
-    }
-}
-
-/// Keyed hashes of a subject's identifiers, in the transaction that
-/// registers or updates the case: the index never misses a case that a
-/// crash between two transactions would have left out.
-async fn insert_subject_index(
-    backend: Backend,
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    case_id: &str,
-    entries: &[(String, String)],
-) -> Result<(), StoreError> {
-    for (kind, digest) in entries {
-        sqlx::query(backend.q(
-            "INSERT INTO subject_index (kind, digest, case_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-        ))
-        .bind(kind)
-        .bind(digest)
-        .bind(case_id)
-        .execute(&mut **tx)
-        .await?;
-    }
-    Ok(())
-}
-
-async fn insert_checkpoint(
-    backend: Backend,
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    cp: &StoredCheckpoint,
-) -> Result<(), StoreError> {
-    sqlx::query(backend.q("INSERT INTO checkpoints (size, root, at, note) VALUES (?, ?, ?, ?) ON CONFLICT (size) DO NOTHING"))
-        .bind(cp.size)
-        .bind(&cp.root)
-        .bind(cp.at)
-        .bind(&cp.note)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
-
-pub fn sqlite_url(path: &Path) -> String {
-    format!("sqlite://{}?mode=rwc", path.display())
-}
-
-fn meta(r: AnyRow) -> CaseMeta {
-    CaseMeta {
-        id: r.get(0),
-        owner: r.get(1),
-        subject_ref: r.get(2),
-        version: r.get(3),
-        updated_at: r.get(4),
-    }
-}
-
-/// Rows in the next multi-row INSERT: the largest power of two up to 64
-/// that fits what is left (64 × 11 parameters stays far below the limits of
-/// both SQLite and PostgreSQL).
-fn insert_chunk(left: usize) -> usize {
-    let cap = left.min(64);
-    1 << (usize::BITS - 1 - cap.leading_zeros())
-}
-
-/// `INSERT INTO <table_and_columns> VALUES (?, …), …` with `rows` tuples
-/// of `columns` placeholders.
-fn multi_row_insert(table_and_columns: &str, columns: usize, rows: usize) -> String {
-    let tuple = format!("({})", vec!["?"; columns].join(", "));
-    format!(
-        "INSERT INTO {table_and_columns} VALUES {}",
-        vec![tuple; rows].join(", ")
-    )
-}
-
-fn join<'a>(items: impl Iterator<Item = &'a str>) -> String {
-    items.collect::<Vec<_>>().join(",")
-}
-
-fn split(s: &str) -> impl Iterator<Item = &str> {
-    s.split(',').filter(|p| !p.is_empty())
 }

@@ -8,7 +8,7 @@
 
 use std::time::Instant;
 
-use crate::store::scan::{self, Chunk, Entry, Field, Node, Value};
+use crate::store::scan::{Chunk, Entry, Field, Node, Value};
 use crate::store::{Store, StoreError, StoredCheckpoint};
 use crate::tlog::RecordView;
 use crate::tlog::checkpoint::Checkpoint;
@@ -129,7 +129,7 @@ pub async fn verify_log(
         }
         cp_iter.next();
     }
-    let mut chunks = scan::scan(store);
+    let mut chunks = store.scan_log();
     while let Some(chunk) = chunks.recv().await {
         let chunk = chunk?;
         if let Some(end) = chunk.excess_nodes_from {

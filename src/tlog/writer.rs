@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::store::{IssuedPseudonym, LogRow, Store, StoreError, StoredCheckpoint};
+use crate::store::{IssuedPseudonym, LogRow, LogSink, Store, StoreError, StoredCheckpoint};
 use crate::tlog::AccessRecord;
 use crate::tlog::checkpoint::Checkpoint;
 use crate::tlog::merkle::{self, Frontier};
@@ -99,6 +99,8 @@ const MAX_RACES: u32 = 32;
 /// The writer's state: the tree's compact range and the last checkpoint.
 struct Writer {
     store: Store,
+    /// The store's only way to append.
+    sink: LogSink,
     signer: Arc<dyn Signer>,
     settings: LogSettings,
     frontier: Frontier,
@@ -108,17 +110,19 @@ struct Writer {
 
 impl AuditLog {
     /// Loads the tree's state, checks it against the latest checkpoint, and
-    /// starts the writer task. Refuses to start on a log that does not match
-    /// what the node signed: it would otherwise sign an inconsistent tree.
+    /// starts the writer task, which from then on is the only holder of the
+    /// store's `sink`. Refuses to start on a log that does not match what
+    /// the node signed: it would otherwise sign an inconsistent tree.
     pub async fn start(
         store: Store,
+        sink: LogSink,
         signer: Arc<dyn Signer>,
         settings: LogSettings,
     ) -> Result<AuditLog, AuditError> {
         // The checkpoint first: another replica may append (and sign) in
         // between, and a checkpoint must never look newer than the log.
         let latest = store.latest_checkpoint().await?;
-        let frontier = load_frontier(&store).await?;
+        let frontier = load_frontier(&store, &sink).await?;
         let signed_size = match &latest {
             Some(cp) => {
                 let size = cp.size as u64;
@@ -142,6 +146,7 @@ impl AuditLog {
         let (tx, rx) = mpsc::channel::<Msg>(4 * MAX_BATCH);
         let writer = Writer {
             store,
+            sink,
             signer,
             signed_at: Instant::now() - settings.checkpoint_interval,
             settings,
@@ -277,8 +282,8 @@ impl Writer {
             let checkpoint = (self.signed_at.elapsed() >= self.settings.checkpoint_interval)
                 .then(|| self.signed_checkpoint());
             match self
-                .store
-                .append_log(first_seq, &rows, &issued, &nodes, checkpoint.as_ref())
+                .sink
+                .append(first_seq, &rows, &issued, &nodes, checkpoint.as_ref())
                 .await
             {
                 Ok(()) => {
@@ -349,7 +354,7 @@ impl Writer {
 
     async fn checkpoint_now(&mut self) {
         let cp = self.signed_checkpoint();
-        match self.store.append_checkpoint(&cp).await {
+        match self.sink.append_checkpoint(&cp).await {
             Ok(()) => {
                 self.signed_size = cp.size as u64;
                 self.signed_at = Instant::now();
@@ -365,7 +370,7 @@ impl Writer {
 /// Rebuilds the compact range of the stored tree. A log written before the
 /// tree existed (or whose nodes are missing) is hashed from its leaves and
 /// the missing nodes are stored.
-async fn load_frontier(store: &Store) -> Result<Frontier, AuditError> {
+async fn load_frontier(store: &Store, sink: &LogSink) -> Result<Frontier, AuditError> {
     let size = store.log_size().await? as u64;
     let ids = Frontier::perfect_nodes_for(size);
     let nodes = store.merkle_nodes(&ids).await?;
@@ -399,7 +404,7 @@ async fn load_frontier(store: &Store) -> Result<Frontier, AuditError> {
             .into_iter()
             .filter(|(id, _)| !have.contains_key(id))
             .collect();
-        store.append_log(0, &[], &[], &missing, None).await?;
+        sink.append(0, &[], &[], &missing, None).await?;
         from = leaves.last().map(|(s, _)| s + 1).unwrap_or(from);
     }
     Ok(frontier)

@@ -353,19 +353,17 @@ pub async fn use_test_database(dir: &std::path::Path) {
 }
 
 pub async fn exec_sql(url: &str, sqlite: &str, postgres: &str) {
-    use sqlx::Connection;
-    sqlx::any::install_default_drivers();
-    let sql = if url.starts_with("postgres") {
-        postgres
-    } else {
-        sqlite
-    };
-    let mut conn = sqlx::AnyConnection::connect(url).await.expect("connect");
-    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
-        .execute(&mut conn)
-        .await
-        .expect("run SQL");
-    conn.close().await.ok();
+    match connect_database(url).await {
+        Database::Sqlite(conn) => conn.execute_batch(sqlite).expect("run SQL"),
+        Database::Postgres(mut conn) => {
+            use sqlx::Connection;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(postgres.to_string()))
+                .execute(&mut conn)
+                .await
+                .expect("run SQL");
+            conn.close().await.ok();
+        }
+    }
 }
 
 /// The database URL a node folder's sluis.toml names (a relative SQLite
@@ -437,22 +435,252 @@ pub async fn copy_postgres_database(url: &str) -> String {
     format!("{base}/{name}")
 }
 
-/// A connection of the test's own to a node's database (SQLite or PostgreSQL).
-pub async fn connect_database(url: &str) -> sqlx::AnyConnection {
-    use sqlx::Connection;
-    sqlx::any::install_default_drivers();
-    sqlx::AnyConnection::connect(url)
-        .await
-        .unwrap_or_else(|e| panic!("connect to {}: {e}", sluis::config::redact_url(url)))
+/// A connection of the test's own to a node's database: the SQLite file
+/// (rusqlite) or the PostgreSQL database (sqlx), as an operator or an
+/// attacker with database access would open it.
+pub enum Database {
+    Sqlite(rusqlite::Connection),
+    Postgres(sqlx::PgConnection),
 }
 
-/// SQL written with `?` placeholders, as the backend of `url` wants it:
-/// unchanged for SQLite, `$1, $2, …` for PostgreSQL. (Placeholders only;
-/// the SQL must have no `?` inside string literals.)
-pub fn placeholders(url: &str, sql: &str) -> sqlx::AssertSqlSafe<String> {
-    if !url.starts_with("postgres") {
-        return sqlx::AssertSqlSafe(sql.to_string());
+/// A value to bind or a column read, whichever the database.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Val {
+    Null,
+    Int(i64),
+    Text(String),
+    Blob(Vec<u8>),
+}
+
+impl Val {
+    pub fn int(&self) -> i64 {
+        match self {
+            Val::Int(i) => *i,
+            v => panic!("not an integer: {v:?}"),
+        }
     }
+    pub fn opt_int(&self) -> Option<i64> {
+        match self {
+            Val::Null => None,
+            v => Some(v.int()),
+        }
+    }
+    pub fn text(&self) -> String {
+        match self {
+            Val::Text(t) => t.clone(),
+            v => panic!("not text: {v:?}"),
+        }
+    }
+    pub fn opt_text(&self) -> Option<String> {
+        match self {
+            Val::Null => None,
+            v => Some(v.text()),
+        }
+    }
+    pub fn blob(&self) -> Vec<u8> {
+        match self {
+            Val::Blob(b) => b.clone(),
+            v => panic!("not a blob: {v:?}"),
+        }
+    }
+}
+
+impl From<i64> for Val {
+    fn from(i: i64) -> Val {
+        Val::Int(i)
+    }
+}
+impl From<&str> for Val {
+    fn from(s: &str) -> Val {
+        Val::Text(s.to_string())
+    }
+}
+impl From<&String> for Val {
+    fn from(s: &String) -> Val {
+        Val::Text(s.clone())
+    }
+}
+impl From<&Option<String>> for Val {
+    fn from(s: &Option<String>) -> Val {
+        s.as_ref().map_or(Val::Null, Val::from)
+    }
+}
+impl From<Vec<u8>> for Val {
+    fn from(b: Vec<u8>) -> Val {
+        Val::Blob(b)
+    }
+}
+impl From<&Vec<u8>> for Val {
+    fn from(b: &Vec<u8>) -> Val {
+        Val::Blob(b.clone())
+    }
+}
+
+impl Database {
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, Database::Postgres(_))
+    }
+
+    /// Runs one statement written with `?` placeholders; returns the rows
+    /// it changed.
+    pub async fn execute(&mut self, sql: &str, params: &[Val]) -> u64 {
+        match self {
+            Database::Sqlite(conn) => {
+                let mut q = conn.prepare(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+                // Stepped through, so a statement that returns rows (a
+                // PRAGMA) runs too.
+                let mut rows = q
+                    .query(rusqlite::params_from_iter(params.iter().map(sqlite_value)))
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+                while rows
+                    .next()
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"))
+                    .is_some()
+                {}
+                drop(rows);
+                drop(q);
+                conn.changes()
+            }
+            Database::Postgres(conn) => postgres_query(sql, params)
+                .execute(&mut *conn)
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"))
+                .rows_affected(),
+        }
+    }
+
+    /// Every row of a query written with `?` placeholders.
+    pub async fn query(&mut self, sql: &str, params: &[Val]) -> Vec<Vec<Val>> {
+        match self {
+            Database::Sqlite(conn) => {
+                use rusqlite::types::ValueRef;
+                let mut q = conn.prepare(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+                let n = q.column_count();
+                let mut rows = q
+                    .query(rusqlite::params_from_iter(params.iter().map(sqlite_value)))
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+                let mut out = Vec::new();
+                while let Some(r) = rows.next().unwrap_or_else(|e| panic!("{sql}: {e}")) {
+                    out.push(
+                        (0..n)
+                            .map(|i| match r.get_ref(i).unwrap() {
+                                ValueRef::Null => Val::Null,
+                                ValueRef::Integer(i) => Val::Int(i),
+                                ValueRef::Real(f) => panic!("unexpected real {f}"),
+                                ValueRef::Text(t) => Val::Text(String::from_utf8_lossy(t).into()),
+                                ValueRef::Blob(b) => Val::Blob(b.to_vec()),
+                            })
+                            .collect(),
+                    );
+                }
+                out
+            }
+            Database::Postgres(conn) => {
+                use sqlx::{Column, Row, TypeInfo};
+                let rows = postgres_query(sql, params)
+                    .fetch_all(&mut *conn)
+                    .await
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+                rows.iter()
+                    .map(|r| {
+                        r.columns()
+                            .iter()
+                            .map(|c| {
+                                let i = c.ordinal();
+                                let v = match c.type_info().name() {
+                                    "INT8" | "INT4" | "INT2" => {
+                                        r.try_get::<Option<i64>, _>(i).map(|v| v.map(Val::Int))
+                                    }
+                                    "BYTEA" => {
+                                        r.try_get::<Option<Vec<u8>>, _>(i).map(|v| v.map(Val::Blob))
+                                    }
+                                    _ => {
+                                        r.try_get::<Option<String>, _>(i).map(|v| v.map(Val::Text))
+                                    }
+                                };
+                                v.unwrap_or_else(|e| panic!("{sql}: column {i}: {e}"))
+                                    .unwrap_or(Val::Null)
+                            })
+                            .collect()
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// The one row of a query.
+    pub async fn query_one(&mut self, sql: &str, params: &[Val]) -> Vec<Val> {
+        let mut rows = self.query(sql, params).await;
+        assert_eq!(rows.len(), 1, "{sql}: {} rows", rows.len());
+        rows.remove(0)
+    }
+
+    pub async fn close(self) {
+        match self {
+            Database::Sqlite(conn) => conn.close().map_err(|(_, e)| e).unwrap(),
+            Database::Postgres(conn) => {
+                use sqlx::Connection;
+                conn.close().await.unwrap()
+            }
+        }
+    }
+}
+
+fn sqlite_value(v: &Val) -> rusqlite::types::Value {
+    use rusqlite::types::Value;
+    match v {
+        Val::Null => Value::Null,
+        Val::Int(i) => Value::Integer(*i),
+        Val::Text(t) => Value::Text(t.clone()),
+        Val::Blob(b) => Value::Blob(b.clone()),
+    }
+}
+
+fn postgres_query<'q>(
+    sql: &str,
+    params: &[Val],
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(placeholders(sql)));
+    for v in params {
+        q = match v {
+            Val::Null => q.bind(None::<String>),
+            Val::Int(i) => q.bind(*i),
+            Val::Text(t) => q.bind(t.clone()),
+            Val::Blob(b) => q.bind(b.clone()),
+        };
+    }
+    q
+}
+
+/// The SQLite file a `sqlite://FILE?…` URL names.
+pub fn sqlite_file(url: &str) -> Option<PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    Some(PathBuf::from(rest.split('?').next().unwrap_or(rest)))
+}
+
+/// A connection of the test's own to a node's database (SQLite or PostgreSQL).
+pub async fn connect_database(url: &str) -> Database {
+    if let Some(file) = sqlite_file(url) {
+        let conn = rusqlite::Connection::open_with_flags(
+            &file,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE,
+        )
+        .unwrap_or_else(|e| panic!("open {}: {e}", file.display()));
+        conn.busy_timeout(Duration::from_secs(5)).unwrap();
+        return Database::Sqlite(conn);
+    }
+    use sqlx::Connection;
+    let conn = sqlx::PgConnection::connect(url)
+        .await
+        .unwrap_or_else(|e| panic!("connect to {}: {e}", sluis::config::redact_url(url)));
+    Database::Postgres(conn)
+}
+
+/// SQL written with `?` placeholders as PostgreSQL wants it: `$1, $2, …`.
+/// (Placeholders only; the SQL must have no `?` inside string literals.)
+pub fn placeholders(sql: &str) -> String {
     let mut out = String::with_capacity(sql.len() + 8);
     let mut n = 0;
     for c in sql.chars() {
@@ -463,5 +691,5 @@ pub fn placeholders(url: &str, sql: &str) -> sqlx::AssertSqlSafe<String> {
             out.push(c);
         }
     }
-    sqlx::AssertSqlSafe(out)
+    out
 }

@@ -1,11 +1,10 @@
 //! Cases (sealed) and their consents kept in memory for the request path,
 //! on a node that is the only writer of its database.
 //!
-//! Every `GetCase` reads its case and the case's consents. On SQLite each
-//! read is a hop to sqlx's worker thread and, because the access log is
-//! written between any two reads, a fresh read transaction whose page cache
-//! starts empty: profiling put two thirds of a request's database time
-//! there. A SQLite file belongs to one node (the node holds a lock on it),
+//! Every `GetCase` reads its case and the case's consents. Each read is a
+//! hop to a reader thread and, because the access log is written between
+//! any two reads, a fresh read transaction whose page cache starts empty:
+//! profiling put two thirds of a request's database time there. A SQLite file belongs to one node (the node holds a lock on it),
 //! so the node sees every change to cases and consents: the store forgets
 //! an entry right after the transaction that changed it commits, before the
 //! change is answered. A request that starts after a withdrawal was
@@ -24,14 +23,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::model::Category;
 use crate::model::consent::Consent;
-use crate::store::CaseMeta;
+use crate::store::CaseWithData;
 
-/// A case with its sealed category data, as `Store::case_with_data` reads it.
-pub type CaseWithData = (CaseMeta, Vec<(Category, Vec<u8>)>);
-
-pub struct ReadCache {
+pub(super) struct ReadCache {
     max_entries: usize,
     inner: Mutex<Inner>,
 }
@@ -46,11 +41,11 @@ struct Inner {
 /// Taken before a database read; the result may be kept only if nothing
 /// changed since.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Generation(u64);
+pub(super) struct Generation(u64);
 
 impl ReadCache {
     /// A cache of at most `max_entries` cases and as many consent lists.
-    pub fn new(max_entries: usize) -> ReadCache {
+    pub(super) fn new(max_entries: usize) -> ReadCache {
         ReadCache {
             max_entries,
             inner: Mutex::default(),
@@ -64,21 +59,21 @@ impl ReadCache {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn generation(&self) -> Generation {
+    pub(super) fn generation(&self) -> Generation {
         Generation(self.lock().generation)
     }
 
-    pub fn case(&self, case_id: &str) -> Option<Arc<CaseWithData>> {
+    pub(super) fn case(&self, case_id: &str) -> Option<Arc<CaseWithData>> {
         self.lock().cases.get(case_id).cloned()
     }
 
-    pub fn consents(&self, case_id: &str) -> Option<Arc<Vec<Consent>>> {
+    pub(super) fn consents(&self, case_id: &str) -> Option<Arc<Vec<Consent>>> {
         self.lock().consents.get(case_id).cloned()
     }
 
     /// Keeps a case read at generation `read_at`, unless something changed
     /// since.
-    pub fn keep_case(&self, read_at: Generation, case: CaseWithData) -> Arc<CaseWithData> {
+    pub(super) fn keep_case(&self, read_at: Generation, case: CaseWithData) -> Arc<CaseWithData> {
         let case = Arc::new(case);
         let mut inner = self.lock();
         if inner.generation == read_at.0 && self.max_entries > 0 {
@@ -89,7 +84,7 @@ impl ReadCache {
         case
     }
 
-    pub fn keep_consents(
+    pub(super) fn keep_consents(
         &self,
         read_at: Generation,
         case_id: &str,
@@ -106,7 +101,7 @@ impl ReadCache {
     }
 
     /// After a change to a case or to its consents has committed.
-    pub fn forget_case(&self, case_id: &str) {
+    pub(super) fn forget_case(&self, case_id: &str) {
         let mut inner = self.lock();
         inner.generation += 1;
         inner.cases.remove(case_id);
@@ -114,7 +109,7 @@ impl ReadCache {
     }
 
     /// After a change to a consent whose case is not at hand.
-    pub fn forget_all_consents(&self) {
+    pub(super) fn forget_all_consents(&self) {
         let mut inner = self.lock();
         inner.generation += 1;
         inner.consents.clear();
@@ -132,6 +127,7 @@ fn make_room<V>(map: &mut HashMap<String, V>, max: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::CaseMeta;
 
     fn case(id: &str, version: i64) -> CaseWithData {
         (

@@ -1,5 +1,627 @@
-//! SQLite.
+//! SQLite, through rusqlite: the embedded default, one node per file.
+//!
+//! Every statement runs on a thread that owns a plain connection
+//! (`worker`): all writes on one writer thread, in arrival order (log
+//! appends and case and consent changes alike, so writers never poll for
+//! SQLite's file lock); reads on two reader threads with read-only
+//! connections that map the file (`mmap_size`, so the pages a read must
+//! fetch again after each log commit are not copied through `pread`);
+//! background WAL checkpoints on a thread of their own, so they never
+//! queue behind a write. A caller waits once per call, however many
+//! statements it runs. The verifier's bulk read has its own connection
+//! (`scan`); cases and consents can be kept in memory (`cache`).
+//!
+//! Connections run in WAL mode with `synchronous = FULL`: a commit is on
+//! disk when it returns, and readers never block the writer.
 
-pub mod cache;
-pub mod read;
-pub mod writer;
+mod cache;
+mod migrate;
+mod scan;
+mod worker;
+mod write;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rusqlite::{Connection, OpenFlags, Params, params};
+use tokio::sync::mpsc;
+
+use crate::model::Category;
+use crate::model::consent::{Consent, ConsentEvent, Millis};
+use crate::store::rows::{self, CaseFold, Columns, ConsentFold, Digest};
+use crate::store::scan::{AHEAD, Chunk};
+use crate::store::{
+    Append, CaseMeta, CaseWithData, DbError, LogFilter, LogRow, NewCase, StoreError,
+    StoredCheckpoint, Visible, sql,
+};
+use crate::tlog::merkle::{Hash, NodeId};
+
+use cache::ReadCache;
+use worker::Workers;
+use write::Batch;
+
+/// Reader threads: enough to keep both cores busy while one waits on a
+/// page.
+const READERS: usize = 2;
+
+#[derive(Clone)]
+pub(super) struct SqliteStore {
+    file: Arc<PathBuf>,
+    writer: Arc<Workers>,
+    readers: Arc<Workers>,
+    wal: Arc<Workers>,
+    /// Cases and consents in memory, when this process is the file's only
+    /// writer (see `cache`).
+    cache: Option<Arc<ReadCache>>,
+}
+
+/// `sqlite://FILE?mode=rwc`: `%`, `?` and `#` in the path are
+/// percent-encoded, so any file name survives the trip.
+pub(super) fn url_of(path: &Path) -> String {
+    let mut out = String::from("sqlite://");
+    for c in path.display().to_string().chars() {
+        match c {
+            '%' | '?' | '#' => out.push_str(&format!("%{:02X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push_str("?mode=rwc");
+    out
+}
+
+/// What a `sqlite:` URL names: the file, and whether to create it.
+#[derive(Debug, PartialEq, Eq)]
+struct Target {
+    file: PathBuf,
+    create: bool,
+}
+
+fn parse_url(url: &str) -> Result<Target, StoreError> {
+    let bad = |problem: &str| StoreError::BadUrl {
+        url: crate::store::redact_url(url),
+        problem: problem.into(),
+    };
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .ok_or_else(|| bad("not a sqlite: URL"))?;
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path.is_empty() || path == ":memory:" {
+        return Err(bad(
+            "name a database file (sqlite://FILE); an in-memory database cannot hold a node's data",
+        ));
+    }
+    let mut create = false;
+    for param in query.split('&').filter(|p| !p.is_empty()) {
+        match param {
+            "mode=rwc" => create = true,
+            "mode=rw" => create = false,
+            _ => {
+                return Err(bad(&format!(
+                    "unknown parameter '{param}' (sqlite:// takes mode=rw or mode=rwc)"
+                )));
+            }
+        }
+    }
+    let file = percent_decode(path).ok_or_else(|| bad("the file name is not valid UTF-8"))?;
+    Ok(Target {
+        file: PathBuf::from(file),
+        create,
+    })
+}
+
+/// `%XX` → the byte; `None` if the result is not UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The pragmas of a connection that writes. `wal_autocheckpoint` is high
+/// because the node checkpoints in the background (`checkpoint_wal`).
+const WRITER_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; \
+     PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = 8000;";
+
+fn open_writer(file: &Path) -> Result<Connection, StoreError> {
+    open_with(
+        file,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        WRITER_PRAGMAS,
+    )
+}
+
+fn open_reader(file: &Path) -> Result<Connection, StoreError> {
+    open_with(
+        file,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        "PRAGMA busy_timeout = 5000; PRAGMA mmap_size = 268435456;",
+    )
+}
+
+fn open_with(file: &Path, flags: OpenFlags, pragmas: &str) -> Result<Connection, StoreError> {
+    let opened =
+        Connection::open_with_flags(file, flags).and_then(|c| c.execute_batch(pragmas).map(|()| c));
+    opened.map_err(|e| StoreError::Open {
+        target: file.display().to_string(),
+        source: DbError::from(e),
+    })
+}
+
+impl SqliteStore {
+    pub(super) async fn open(url: &str, migrate: bool) -> Result<SqliteStore, StoreError> {
+        let target = parse_url(url)?;
+        let file = target.file.clone();
+        // Create the file (only here: a connection reopened later must not
+        // make an empty database where a deleted one was), switch it to
+        // WAL, and bring its schema up to date, before any thread opens it.
+        tokio::task::spawn_blocking(move || {
+            let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+            if target.create {
+                flags |= OpenFlags::SQLITE_OPEN_CREATE;
+            }
+            let mut conn = open_with(&target.file, flags, WRITER_PRAGMAS)?;
+            if migrate {
+                migrate::migrate(&mut conn)?;
+            }
+            Ok::<_, StoreError>(())
+        })
+        .await
+        .map_err(|_| StoreError::WorkerStopped("opening"))??;
+        Ok(SqliteStore {
+            writer: Arc::new(Workers::start("writer", 1, &file, open_writer)?),
+            readers: Arc::new(Workers::start("reader", READERS, &file, open_reader)?),
+            wal: Arc::new(Workers::start("wal", 1, &file, open_writer)?),
+            file: Arc::new(file),
+            cache: None,
+        })
+    }
+
+    pub(super) fn keep_cache(&mut self, max_entries: usize) {
+        self.cache = Some(Arc::new(ReadCache::new(max_entries)));
+    }
+
+    pub(super) fn file(&self) -> &Path {
+        &self.file
+    }
+
+    pub(super) async fn checkpoint_wal(&self) -> Result<(), StoreError> {
+        self.wal
+            .run(|c| Ok(c.execute_batch("PRAGMA wal_checkpoint(PASSIVE)")?))
+            .await
+    }
+
+    pub(super) async fn ping(&self) -> bool {
+        self.readers
+            .run(|c| Ok(c.execute_batch("SELECT 1")?))
+            .await
+            .is_ok()
+    }
+
+    pub(super) async fn close(&self) {
+        self.writer.close().await;
+        self.wal.close().await;
+        self.readers.close().await;
+    }
+
+    /// Runs a read on a reader thread.
+    async fn read<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.readers.run(read).await
+    }
+
+    /// Runs a write on the writer thread.
+    async fn write<T: Send + 'static>(
+        &self,
+        write: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.writer.run(write).await
+    }
+
+    /// Forgets what the cache holds of a case, after a change to it
+    /// committed (or failed: it may have committed before the failure was
+    /// seen) and before the change is answered.
+    fn forget_case(&self, case_id: &str) {
+        if let Some(c) = &self.cache {
+            c.forget_case(case_id);
+        }
+    }
+
+    pub(super) async fn insert_case(&self, case: NewCase) -> Result<(), StoreError> {
+        let id = case.id.clone();
+        let result = self.write(move |c| write::insert_case(c, &case)).await;
+        self.forget_case(&id);
+        result
+    }
+
+    pub(super) async fn update_case(
+        &self,
+        case_id: &str,
+        sealed: &[(Category, Vec<u8>)],
+        subject_index: &[(String, String)],
+        now: Millis,
+    ) -> Result<Option<i64>, StoreError> {
+        let (id, sealed, index) = (case_id.to_owned(), sealed.to_vec(), subject_index.to_vec());
+        let result = self
+            .write(move |c| write::update_case(c, &id, &sealed, &index, now))
+            .await;
+        self.forget_case(case_id);
+        result
+    }
+
+    pub(super) async fn insert_consent(&self, consent: &Consent) -> Result<(), StoreError> {
+        let owned = consent.clone();
+        let result = self.write(move |c| write::insert_consent(c, &owned)).await;
+        self.forget_case(&consent.case_id);
+        result
+    }
+
+    pub(super) async fn append_consent_event(
+        &self,
+        consent_id: &str,
+        event: &ConsentEvent,
+    ) -> Result<(), StoreError> {
+        let (id, event) = (consent_id.to_owned(), event.clone());
+        let result = self
+            .write(move |c| write::append_consent_event(c, &id, &event))
+            .await;
+        // Which case the consent belongs to is not at hand; events are
+        // rare next to reads, so all cached consents go.
+        if let Some(c) = &self.cache {
+            c.forget_all_consents();
+        }
+        result
+    }
+
+    pub(super) async fn append_log(&self, a: &Append<'_>) -> Result<(), StoreError> {
+        let batch = Batch {
+            first_seq: a.first_seq,
+            rows: a.rows.to_vec(),
+            issued: a.issued.to_vec(),
+            nodes: a.nodes.to_vec(),
+            checkpoint: a.checkpoint.cloned(),
+        };
+        self.write(move |c| write::append(c, &batch)).await
+    }
+
+    pub(super) async fn case_meta(&self, case_id: &str) -> Result<Option<CaseMeta>, StoreError> {
+        let id = case_id.to_owned();
+        self.read(move |c| first(c, sql::CASE_META, [id], rows::case_meta))
+            .await
+    }
+
+    pub(super) async fn case_with_data(
+        &self,
+        case_id: &str,
+    ) -> Result<Option<CaseWithData>, StoreError> {
+        let Some(cache) = &self.cache else {
+            return self.read_case_with_data(case_id).await;
+        };
+        if let Some(hit) = cache.case(case_id) {
+            return Ok(Some((*hit).clone()));
+        }
+        let read_at = cache.generation();
+        Ok(self
+            .read_case_with_data(case_id)
+            .await?
+            .map(|c| (*cache.keep_case(read_at, c)).clone()))
+    }
+
+    async fn read_case_with_data(&self, case_id: &str) -> Result<Option<CaseWithData>, StoreError> {
+        let id = case_id.to_owned();
+        self.read(move |c| {
+            let mut fold = CaseFold::default();
+            each(c, sql::CASE_WITH_DATA, [id], |r| fold.add(r))?;
+            Ok(fold.finish())
+        })
+        .await
+    }
+
+    pub(super) async fn resolve_pseudonym(
+        &self,
+        recipient: &str,
+        pseudonym: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let key = [recipient.to_owned(), pseudonym.to_owned()];
+        self.read(move |c| first(c, sql::RESOLVE_PSEUDONYM, key, rows::text))
+            .await
+    }
+
+    pub(super) async fn consents_for_case(
+        &self,
+        case_id: &str,
+    ) -> Result<Vec<Consent>, StoreError> {
+        let Some(cache) = &self.cache else {
+            return self.load_consents(sql::CONSENTS_BY_CASE, case_id).await;
+        };
+        if let Some(hit) = cache.consents(case_id) {
+            return Ok((*hit).clone());
+        }
+        let read_at = cache.generation();
+        let read = self.load_consents(sql::CONSENTS_BY_CASE, case_id).await?;
+        Ok((*cache.keep_consents(read_at, case_id, read)).clone())
+    }
+
+    pub(super) async fn load_consents(
+        &self,
+        statement: &'static str,
+        key: &str,
+    ) -> Result<Vec<Consent>, StoreError> {
+        let key = key.to_owned();
+        self.read(move |c| {
+            let mut fold = ConsentFold::default();
+            each(c, statement, [key], |r| fold.add(r))?;
+            Ok(fold.finish())
+        })
+        .await
+    }
+
+    pub(super) async fn own_cases(
+        &self,
+        owner: &str,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<CaseMeta>, StoreError> {
+        let (owner, after) = (owner.to_owned(), after.to_owned());
+        self.read(move |c| {
+            all(
+                c,
+                sql::OWN_CASES,
+                params![owner, after, limit],
+                rows::case_meta,
+            )
+        })
+        .await
+    }
+
+    pub(super) async fn visible_cases(&self, v: &Visible<'_>) -> Result<Vec<CaseMeta>, StoreError> {
+        let (participant, role, purpose) = (v.participant.to_owned(), v.role, v.purpose.to_owned());
+        let (now, after, limit) = (v.now, v.after.to_owned(), v.limit);
+        self.read(move |c| {
+            let p = params![participant, role.as_str(), purpose, now, after, limit];
+            all(c, sql::VISIBLE_CASES, p, rows::case_meta)
+        })
+        .await
+    }
+
+    pub(super) async fn cases_by_subject(
+        &self,
+        kind: &str,
+        digest: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let key = [kind.to_owned(), digest.to_owned()];
+        self.read(move |c| all(c, sql::CASES_BY_SUBJECT, key, rows::text))
+            .await
+    }
+
+    pub(super) async fn log_size(&self) -> Result<i64, StoreError> {
+        self.read(|c| one(c, sql::LOG_SIZE, [], rows::int)).await
+    }
+
+    pub(super) async fn access_log_len(&self) -> Result<i64, StoreError> {
+        self.read(|c| one(c, sql::LOG_COUNT, [], rows::int)).await
+    }
+
+    /// One cached point lookup per node: in-process, a few microseconds
+    /// each.
+    pub(super) async fn merkle_nodes(
+        &self,
+        ids: &[NodeId],
+    ) -> Result<HashMap<NodeId, Hash>, StoreError> {
+        let ids = ids.to_vec();
+        self.read(move |c| {
+            let mut q = c.prepare_cached(
+                "SELECT end_size, level, hash FROM merkle_nodes WHERE end_size = ?1 AND level = ?2",
+            )?;
+            let mut out = HashMap::with_capacity(ids.len());
+            for id in ids {
+                let mut rows = q.query(params![id.end() as i64, i64::from(id.level)])?;
+                if let Some(r) = rows.next()? {
+                    let (id, hash) = rows::tree_node(r)?;
+                    out.insert(id, hash);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    pub(super) async fn log_leaves(
+        &self,
+        from: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
+        self.read(move |c| all(c, sql::LOG_LEAVES, [from, limit], rows::leaf))
+            .await
+    }
+
+    pub(super) async fn log_position(&self, request_id: &str) -> Result<Option<i64>, StoreError> {
+        let id = request_id.to_owned();
+        self.read(move |c| one(c, sql::LOG_POSITION, [id], rows::opt_int))
+            .await
+    }
+
+    pub(super) async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
+        self.read(|c| first(c, sql::LATEST_CHECKPOINT, [], rows::checkpoint))
+            .await
+    }
+
+    pub(super) async fn checkpoint(
+        &self,
+        size: i64,
+    ) -> Result<Option<StoredCheckpoint>, StoreError> {
+        self.read(move |c| first(c, sql::CHECKPOINT_AT, [size], rows::checkpoint))
+            .await
+    }
+
+    pub(super) async fn checkpoints(&self) -> Result<Vec<StoredCheckpoint>, StoreError> {
+        self.read(|c| all(c, sql::CHECKPOINTS, [], rows::checkpoint))
+            .await
+    }
+
+    pub(super) async fn query_log(
+        &self,
+        filter: &LogFilter,
+        start: i64,
+        limit: i64,
+    ) -> Result<Vec<LogRow>, StoreError> {
+        let f = filter.clone();
+        self.read(move |c| {
+            let p = params![
+                start, f.since, f.until, f.caller, f.role, f.method, f.purpose, f.decision,
+                f.case_id, f.subject, limit
+            ];
+            all(c, sql::QUERY_LOG, p, rows::log_row)
+        })
+        .await
+    }
+
+    pub(super) fn scan_log(&self) -> mpsc::Receiver<Result<Chunk, StoreError>> {
+        let (tx, rx) = mpsc::channel(AHEAD);
+        let file = self.file.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = scan::scan(&file, &tx) {
+                let _ = tx.blocking_send(Err(e));
+            }
+        });
+        rx
+    }
+
+    pub(super) async fn content_digest(&self) -> Result<String, StoreError> {
+        self.read(|c| {
+            let mut digest = Digest::new();
+            for (statement, with_blob) in sql::DIGEST {
+                each(c, statement, [], |r| digest.add(r, with_blob))?;
+                digest.end_table();
+            }
+            Ok(digest.finish())
+        })
+        .await
+    }
+}
+
+rows::columns_by!(rusqlite::Row<'_>, get);
+
+/// Runs a query (its statement cached on the connection) and hands each
+/// row to `f`.
+fn each(
+    c: &Connection,
+    statement: &str,
+    params: impl Params,
+    mut f: impl FnMut(&dyn Columns) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let mut q = c.prepare_cached(statement)?;
+    let mut rows = q.query(params)?;
+    while let Some(r) = rows.next()? {
+        f(r)?;
+    }
+    Ok(())
+}
+
+fn all<T>(
+    c: &Connection,
+    statement: &str,
+    params: impl Params,
+    map: fn(&dyn Columns) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    let mut out = Vec::new();
+    each(c, statement, params, |r| {
+        out.push(map(r)?);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+fn first<T>(
+    c: &Connection,
+    statement: &str,
+    params: impl Params,
+    map: fn(&dyn Columns) -> Result<T, StoreError>,
+) -> Result<Option<T>, StoreError> {
+    let mut q = c.prepare_cached(statement)?;
+    let mut rows = q.query(params)?;
+    rows.next()?.map(|r| map(r)).transpose()
+}
+
+/// A query that always returns a row (an aggregate).
+fn one<T>(
+    c: &Connection,
+    statement: &str,
+    params: impl Params,
+    map: fn(&dyn Columns) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    first(c, statement, params, map)?
+        .ok_or_else(|| StoreError::Corrupt(format!("no row from: {statement}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_name_files_and_nothing_else() {
+        let t = parse_url(&url_of(Path::new("/var/lib/sluis/odd ?#%.db"))).unwrap();
+        assert_eq!(t.file, PathBuf::from("/var/lib/sluis/odd ?#%.db"));
+        assert!(t.create);
+        let t = parse_url("sqlite:relative.db").unwrap();
+        assert_eq!(t.file, PathBuf::from("relative.db"));
+        assert!(!t.create);
+        for bad in [
+            "sqlite://",
+            "sqlite::memory:",
+            "sqlite://x.db?mode=memory",
+            "sqlite://x.db?cache=shared",
+        ] {
+            let e = parse_url(bad).unwrap_err();
+            assert!(matches!(e, StoreError::BadUrl { .. }), "{bad}: {e}");
+        }
+    }
+
+    /// The shared statements use `$N` parameters, which SQLite numbers in
+    /// order of first appearance: each must introduce them in order.
+    #[test]
+    fn shared_statements_number_their_parameters_in_order() {
+        let mut c = Connection::open_in_memory().unwrap();
+        migrate::migrate(&mut c).unwrap();
+        for statement in sql::WITH_PARAMETERS {
+            let q = c.prepare(statement).unwrap();
+            let n = q.parameter_count();
+            assert!(n > 0, "{statement}");
+            for i in 1..=n {
+                assert_eq!(
+                    q.parameter_name(i),
+                    Some(format!("${i}").as_str()),
+                    "{statement}"
+                );
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_missing_file_without_create_is_an_open_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("none.db").display());
+        let e = SqliteStore::open(&url, true).await.err().unwrap();
+        assert!(matches!(e, StoreError::Open { .. }), "{e}");
+    }
+}

@@ -1,0 +1,73 @@
+//! The schema of each backend, embedded: the files of `migrations/sqlite/`
+//! and `migrations/postgres/`, in order. Each backend applies its own list
+//! on open (`sqlite::migrate`, sqlx's migrator on PostgreSQL). A test
+//! checks both lists against their folders, so a file added there and
+//! forgotten here fails the build's tests.
+
+/// A schema version and the SQL that reaches it from the one before.
+pub(super) struct Migration {
+    pub version: i64,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+pub(super) const SQLITE: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial",
+        sql: include_str!("../../migrations/sqlite/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "merkle log",
+        sql: include_str!("../../migrations/sqlite/0002_merkle_log.sql"),
+    },
+];
+
+pub(super) const POSTGRES: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial",
+        sql: include_str!("../../migrations/postgres/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "merkle log",
+        sql: include_str!("../../migrations/postgres/0002_merkle_log.sql"),
+    },
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(folder: &str, list: &[Migration]) {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(folder);
+        let mut files: Vec<(String, String)> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "sql"))
+            .map(|p| {
+                let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                (name, std::fs::read_to_string(&p).unwrap())
+            })
+            .collect();
+        files.sort();
+        assert_eq!(files.len(), list.len(), "{folder}: {files:?}");
+        for (i, ((name, sql), m)) in files.iter().zip(list).enumerate() {
+            assert_eq!(m.version, i as i64 + 1, "{folder}: versions count from 1");
+            assert!(
+                name.starts_with(&format!("{:04}_", m.version)),
+                "{folder}/{name} is migration {}",
+                m.version
+            );
+            assert_eq!(sql, m.sql, "{folder}/{name}");
+        }
+    }
+
+    #[test]
+    fn every_file_of_each_folder_is_embedded_in_order() {
+        check("migrations/sqlite", SQLITE);
+        check("migrations/postgres", POSTGRES);
+    }
+}

@@ -1,0 +1,563 @@
+//! PostgreSQL, through sqlx's `PgPool`: the production store, which several
+//! node processes (replicas) may share.
+//!
+//! Replicas change the data behind each other's backs, so nothing is kept
+//! in memory: every read is a query, one round trip each. Log appends are
+//! sequenced across replicas by an advisory lock held for the append's
+//! transaction ([`LOG_LOCK`]); inside it, the append checks that it starts
+//! where the log ends (`StoreError::Raced` otherwise) and inserts the
+//! whole batch with one statement per table (arrays, `UNNEST`), whatever
+//! its size. The verifier reads one snapshot of the log, packed by the
+//! server (`scan`).
+
+mod scan;
+
+use std::collections::HashMap;
+use std::str::FromStr;
+
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::query::Query;
+use sqlx::{PgPool, Postgres, Row, SqlStr};
+use tokio::sync::mpsc;
+
+use crate::model::Category;
+use crate::model::consent::{Consent, ConsentEvent, Millis};
+use crate::store::rows::{
+    self, CaseFold, Columns, ConsentFold, Digest, categories_column, purposes_column,
+    recipient_columns,
+};
+use crate::store::scan::{AHEAD, Chunk};
+use crate::store::{
+    Append, CaseMeta, CaseWithData, LogFilter, LogRow, NewCase, PoolSettings, StoreError,
+    StoredCheckpoint, Visible, migrations, redact_url, sql,
+};
+use crate::tlog::merkle::{Hash, NodeId};
+
+/// Held for the length of a log-append transaction, so that replicas
+/// sharing one database append one after the other: whoever holds it is the
+/// log's sequencer for that batch.
+const LOG_LOCK: i64 = 0x736c_7569_735f_6c6f; // "sluis_lo"
+
+const INSERT_ENTRIES: &str = "INSERT INTO access_log
+         (seq, request_id, at, caller, role, method, case_id, subject, purpose, decision, record)
+     SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[],
+                          $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
+                          $11::bytea[])";
+/// Stores the issued pseudonyms not yet known; one whose case does not
+/// exist (cases are never deleted, but the batch must not fail for one)
+/// is skipped.
+const INSERT_ISSUED: &str = "INSERT INTO pseudonyms (recipient, pseudonym, case_id)
+     SELECT t.r, t.p, t.c FROM UNNEST($1::text[], $2::text[], $3::text[]) AS t(r, p, c)
+     WHERE EXISTS (SELECT 1 FROM cases WHERE id = t.c)
+     ON CONFLICT DO NOTHING";
+const INSERT_NODES: &str = "INSERT INTO merkle_nodes (end_size, level, hash)
+     SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::bytea[])";
+const NODES_AT: &str = "SELECT n.end_size, n.level, n.hash
+     FROM UNNEST($1::bigint[], $2::bigint[]) AS k(end_size, level)
+     JOIN merkle_nodes n ON n.end_size = k.end_size AND n.level = k.level";
+
+type PgQuery = Query<'static, Postgres, PgArguments>;
+
+#[derive(Clone)]
+pub(super) struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    pub(super) async fn open(
+        url: &str,
+        settings: &PoolSettings,
+        migrate: bool,
+    ) -> Result<PgStore, StoreError> {
+        let options = PgConnectOptions::from_str(url).map_err(|e| StoreError::BadUrl {
+            url: redact_url(url),
+            problem: e.to_string(),
+        })?;
+        let pool = PgPoolOptions::new()
+            .max_connections(settings.max_connections.max(1))
+            .acquire_timeout(settings.acquire_timeout)
+            .connect_with(options)
+            .await
+            .map_err(|e| StoreError::Open {
+                target: redact_url(url),
+                source: e.into(),
+            })?;
+        let store = PgStore { pool };
+        if migrate {
+            store.migrate().await?;
+        }
+        Ok(store)
+    }
+
+    /// Applies the embedded migrations with sqlx's migrator, which takes an
+    /// advisory lock, so replicas starting together migrate once.
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let migrations = migrations::POSTGRES
+            .iter()
+            .map(|m| {
+                Migration::new(
+                    m.version,
+                    m.name.into(),
+                    MigrationType::Simple,
+                    SqlStr::from_static(m.sql),
+                    false,
+                )
+            })
+            .collect();
+        Migrator::with_migrations(migrations)
+            .run(&self.pool)
+            .await
+            .map_err(|e| StoreError::Schema(e.to_string()))
+    }
+
+    pub(super) async fn database_name(&self) -> Result<String, StoreError> {
+        self.one(sqlx::query("SELECT current_database()::text"), rows::text)
+            .await
+    }
+
+    pub(super) async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+    }
+
+    pub(super) async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn all<T>(
+        &self,
+        q: PgQuery,
+        map: fn(&dyn Columns) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        let rows = q.fetch_all(&self.pool).await?;
+        rows.iter().map(|r| map(r)).collect()
+    }
+
+    async fn first<T>(
+        &self,
+        q: PgQuery,
+        map: fn(&dyn Columns) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        let row = q.fetch_optional(&self.pool).await?;
+        row.as_ref().map(|r| map(r)).transpose()
+    }
+
+    /// A query that always returns a row (an aggregate).
+    async fn one<T>(
+        &self,
+        q: PgQuery,
+        map: fn(&dyn Columns) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let row = q.fetch_one(&self.pool).await?;
+        map(&row)
+    }
+
+    pub(super) async fn insert_case(&self, case: NewCase) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(sql::INSERT_CASE)
+            .bind(&case.id)
+            .bind(&case.owner)
+            .bind(&case.subject_ref)
+            .bind(case.now)
+            .execute(&mut *tx)
+            .await?;
+        for (cat, sealed) in &case.sealed {
+            sqlx::query(sql::INSERT_CASE_DATA)
+                .bind(&case.id)
+                .bind(i64::from(cat.code()))
+                .bind(sealed)
+                .execute(&mut *tx)
+                .await?;
+        }
+        put_subject_index(&mut tx, &case.id, &case.subject_index).await?;
+        sqlx::query(sql::INSERT_OWNER_PSEUDONYM)
+            .bind(&case.owner)
+            .bind(&case.owner_pseudonym)
+            .bind(&case.id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(super) async fn update_case(
+        &self,
+        case_id: &str,
+        sealed: &[(Category, Vec<u8>)],
+        subject_index: &[(String, String)],
+        now: Millis,
+    ) -> Result<Option<i64>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let version: Option<i64> = sqlx::query_scalar(sql::BUMP_CASE)
+            .bind(now)
+            .bind(case_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(version) = version else {
+            return Ok(None);
+        };
+        for (cat, blob) in sealed {
+            sqlx::query(sql::UPSERT_CASE_DATA)
+                .bind(case_id)
+                .bind(i64::from(cat.code()))
+                .bind(blob)
+                .execute(&mut *tx)
+                .await?;
+        }
+        put_subject_index(&mut tx, case_id, subject_index).await?;
+        tx.commit().await?;
+        Ok(Some(version))
+    }
+
+    pub(super) async fn insert_consent(&self, c: &Consent) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(sql::INSERT_CONSENT)
+            .bind(&c.id)
+            .bind(&c.case_id)
+            .bind(&c.recorded_by)
+            .bind(categories_column(c))
+            .bind(purposes_column(c))
+            .bind(c.valid_from)
+            .bind(c.valid_until)
+            .bind(&c.evidence_ref)
+            .bind(c.created_at)
+            .execute(&mut *tx)
+            .await?;
+        for r in &c.recipients {
+            let (kind, value) = recipient_columns(r);
+            sqlx::query(sql::INSERT_RECIPIENT)
+                .bind(&c.id)
+                .bind(kind)
+                .bind(value)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for e in &c.events {
+            insert_event(&mut tx, &c.id, e).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(super) async fn append_consent_event(
+        &self,
+        consent_id: &str,
+        event: &ConsentEvent,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        insert_event(&mut tx, consent_id, event).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// See `LogSink::append`.
+    pub(super) async fn append_log(&self, a: &Append<'_>) -> Result<(), StoreError> {
+        let Append {
+            first_seq,
+            rows,
+            issued,
+            nodes,
+            checkpoint,
+        } = *a;
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(LOG_LOCK)
+            .execute(&mut *tx)
+            .await?;
+        if !rows.is_empty() {
+            let size: i64 = sqlx::query_scalar(sql::LOG_SIZE)
+                .fetch_one(&mut *tx)
+                .await?;
+            if size != first_seq {
+                // Dropping the transaction rolls it back and frees the lock.
+                return Err(StoreError::Raced { size });
+            }
+            let column = |f: fn(&LogRow) -> Option<&str>| rows.iter().map(f).collect::<Vec<_>>();
+            sqlx::query(INSERT_ENTRIES)
+                .bind((first_seq..).take(rows.len()).collect::<Vec<i64>>())
+                .bind(
+                    rows.iter()
+                        .map(|r| r.request_id.as_str())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(rows.iter().map(|r| r.at).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.caller.as_str()).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.role.as_str()).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.method.as_str()).collect::<Vec<_>>())
+                .bind(column(|r| r.case_id.as_deref()))
+                .bind(column(|r| r.subject.as_deref()))
+                .bind(column(|r| r.purpose.as_deref()))
+                .bind(rows.iter().map(|r| r.decision.as_str()).collect::<Vec<_>>())
+                .bind(rows.iter().map(|r| r.record.as_slice()).collect::<Vec<_>>())
+                .execute(&mut *tx)
+                .await?;
+        }
+        if !issued.is_empty() {
+            sqlx::query(INSERT_ISSUED)
+                .bind(
+                    issued
+                        .iter()
+                        .map(|i| i.recipient.as_str())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(
+                    issued
+                        .iter()
+                        .map(|i| i.pseudonym.as_str())
+                        .collect::<Vec<_>>(),
+                )
+                .bind(
+                    issued
+                        .iter()
+                        .map(|i| i.case_id.as_str())
+                        .collect::<Vec<_>>(),
+                )
+                .execute(&mut *tx)
+                .await?;
+        }
+        if !nodes.is_empty() {
+            sqlx::query(INSERT_NODES)
+                .bind(
+                    nodes
+                        .iter()
+                        .map(|(id, _)| id.end() as i64)
+                        .collect::<Vec<_>>(),
+                )
+                .bind(
+                    nodes
+                        .iter()
+                        .map(|(id, _)| i64::from(id.level))
+                        .collect::<Vec<_>>(),
+                )
+                .bind(nodes.iter().map(|(_, h)| h.as_slice()).collect::<Vec<_>>())
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let Some(cp) = checkpoint {
+            sqlx::query(sql::INSERT_CHECKPOINT)
+                .bind(cp.size)
+                .bind(&cp.root)
+                .bind(cp.at)
+                .bind(&cp.note)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(super) async fn case_meta(&self, case_id: &str) -> Result<Option<CaseMeta>, StoreError> {
+        self.first(sqlx::query(sql::CASE_META).bind(case_id), rows::case_meta)
+            .await
+    }
+
+    pub(super) async fn case_with_data(
+        &self,
+        case_id: &str,
+    ) -> Result<Option<CaseWithData>, StoreError> {
+        let rows = sqlx::query(sql::CASE_WITH_DATA)
+            .bind(case_id)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut fold = CaseFold::default();
+        for r in &rows {
+            fold.add(r)?;
+        }
+        Ok(fold.finish())
+    }
+
+    pub(super) async fn resolve_pseudonym(
+        &self,
+        recipient: &str,
+        pseudonym: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let q = sqlx::query(sql::RESOLVE_PSEUDONYM)
+            .bind(recipient)
+            .bind(pseudonym);
+        self.first(q, rows::text).await
+    }
+
+    pub(super) async fn consents_for_case(
+        &self,
+        case_id: &str,
+    ) -> Result<Vec<Consent>, StoreError> {
+        self.load_consents(sql::CONSENTS_BY_CASE, case_id).await
+    }
+
+    pub(super) async fn load_consents(
+        &self,
+        statement: &'static str,
+        key: &str,
+    ) -> Result<Vec<Consent>, StoreError> {
+        let rows = sqlx::query(statement)
+            .bind(key)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut fold = ConsentFold::default();
+        for r in &rows {
+            fold.add(r)?;
+        }
+        Ok(fold.finish())
+    }
+
+    pub(super) async fn own_cases(
+        &self,
+        owner: &str,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<CaseMeta>, StoreError> {
+        let q = sqlx::query(sql::OWN_CASES)
+            .bind(owner)
+            .bind(after)
+            .bind(i64::from(limit));
+        self.all(q, rows::case_meta).await
+    }
+
+    pub(super) async fn visible_cases(&self, v: &Visible<'_>) -> Result<Vec<CaseMeta>, StoreError> {
+        let q = sqlx::query(sql::VISIBLE_CASES)
+            .bind(v.participant)
+            .bind(v.role.as_str())
+            .bind(v.purpose)
+            .bind(v.now)
+            .bind(v.after)
+            .bind(i64::from(v.limit));
+        self.all(q, rows::case_meta).await
+    }
+
+    pub(super) async fn cases_by_subject(
+        &self,
+        kind: &str,
+        digest: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let q = sqlx::query(sql::CASES_BY_SUBJECT).bind(kind).bind(digest);
+        self.all(q, rows::text).await
+    }
+
+    pub(super) async fn log_size(&self) -> Result<i64, StoreError> {
+        self.one(sqlx::query(sql::LOG_SIZE), rows::int).await
+    }
+
+    pub(super) async fn access_log_len(&self) -> Result<i64, StoreError> {
+        self.one(sqlx::query(sql::LOG_COUNT), rows::int).await
+    }
+
+    /// All the nodes in one query, whatever their number.
+    pub(super) async fn merkle_nodes(
+        &self,
+        ids: &[NodeId],
+    ) -> Result<HashMap<NodeId, Hash>, StoreError> {
+        let q = sqlx::query(NODES_AT)
+            .bind(ids.iter().map(|id| id.end() as i64).collect::<Vec<_>>())
+            .bind(ids.iter().map(|id| i64::from(id.level)).collect::<Vec<_>>());
+        Ok(self.all(q, rows::tree_node).await?.into_iter().collect())
+    }
+
+    pub(super) async fn log_leaves(
+        &self,
+        from: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
+        let q = sqlx::query(sql::LOG_LEAVES).bind(from).bind(limit);
+        self.all(q, rows::leaf).await
+    }
+
+    pub(super) async fn log_position(&self, request_id: &str) -> Result<Option<i64>, StoreError> {
+        let q = sqlx::query(sql::LOG_POSITION).bind(request_id);
+        self.one(q, rows::opt_int).await
+    }
+
+    pub(super) async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
+        self.first(sqlx::query(sql::LATEST_CHECKPOINT), rows::checkpoint)
+            .await
+    }
+
+    pub(super) async fn checkpoint(
+        &self,
+        size: i64,
+    ) -> Result<Option<StoredCheckpoint>, StoreError> {
+        let q = sqlx::query(sql::CHECKPOINT_AT).bind(size);
+        self.first(q, rows::checkpoint).await
+    }
+
+    pub(super) async fn checkpoints(&self) -> Result<Vec<StoredCheckpoint>, StoreError> {
+        self.all(sqlx::query(sql::CHECKPOINTS), rows::checkpoint)
+            .await
+    }
+
+    pub(super) async fn query_log(
+        &self,
+        filter: &LogFilter,
+        start: i64,
+        limit: i64,
+    ) -> Result<Vec<LogRow>, StoreError> {
+        let q = sqlx::query(sql::QUERY_LOG)
+            .bind(start)
+            .bind(filter.since)
+            .bind(filter.until)
+            .bind(&filter.caller)
+            .bind(&filter.role)
+            .bind(&filter.method)
+            .bind(&filter.purpose)
+            .bind(&filter.decision)
+            .bind(&filter.case_id)
+            .bind(&filter.subject)
+            .bind(limit);
+        self.all(q, rows::log_row).await
+    }
+
+    pub(super) fn scan_log(&self) -> mpsc::Receiver<Result<Chunk, StoreError>> {
+        let (tx, rx) = mpsc::channel(AHEAD);
+        let pool = self.pool.clone();
+        tokio::spawn(async move {
+            if let Err(e) = scan::scan(&pool, &tx).await {
+                let _ = tx.send(Err(e)).await;
+            }
+        });
+        rx
+    }
+
+    pub(super) async fn content_digest(&self) -> Result<String, StoreError> {
+        let mut digest = Digest::new();
+        for (statement, with_blob) in sql::DIGEST {
+            for r in sqlx::query(statement).fetch_all(&self.pool).await? {
+                digest.add(&r, with_blob)?;
+            }
+            digest.end_table();
+        }
+        Ok(digest.finish())
+    }
+}
+
+async fn put_subject_index(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    case_id: &str,
+    entries: &[(String, String)],
+) -> Result<(), StoreError> {
+    for (kind, digest) in entries {
+        sqlx::query(sql::INSERT_SUBJECT_INDEX)
+            .bind(kind)
+            .bind(digest)
+            .bind(case_id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn insert_event(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    consent_id: &str,
+    e: &ConsentEvent,
+) -> Result<(), StoreError> {
+    sqlx::query(sql::INSERT_EVENT)
+        .bind(consent_id)
+        .bind(e.kind.as_str())
+        .bind(e.at)
+        .bind(&e.by)
+        .bind(&e.note)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+rows::columns_by!(PgRow, try_get);

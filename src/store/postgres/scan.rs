@@ -1,0 +1,175 @@
+//! The access log read in bulk for `sluis audit verify` (see
+//! `store::scan`): the server packs each chunk of entries and of tree nodes
+//! into one value (`string_agg`), so a chunk is two rows to fetch instead
+//! of one per entry and per node; all from one snapshot, while replicas
+//! keep appending.
+
+use sqlx::{PgPool, Postgres, Transaction};
+use tokio::sync::mpsc;
+
+use crate::store::StoreError;
+use crate::store::scan::{CHUNK, Chunk, FIELDS, Value};
+
+/// A read-only view of the log that stays as it was when taken (one
+/// REPEATABLE READ transaction): entries and tree nodes are read by
+/// separate queries, which must see the same state.
+struct Snapshot {
+    tx: Transaction<'static, Postgres>,
+}
+
+impl Snapshot {
+    async fn take(pool: &PgPool) -> Result<Snapshot, StoreError> {
+        let mut tx = pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+        Ok(Snapshot { tx })
+    }
+
+    /// Up to `limit` log entries from `from` on, packed into one value by
+    /// the server. Per entry: seq and at (i64), then request_id, caller,
+    /// role, method, case_id, subject, purpose, decision and record, each
+    /// as an i32 length (-1 for NULL) and bytes; big-endian. `None` when
+    /// there are none.
+    async fn entries(&mut self, from: i64, limit: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT string_agg(
+                 int8send(seq) || int8send(at)
+                 || int4send(octet_length(request_id)) || convert_to(request_id, 'UTF8')
+                 || int4send(octet_length(caller)) || convert_to(caller, 'UTF8')
+                 || int4send(octet_length(role)) || convert_to(role, 'UTF8')
+                 || int4send(octet_length(method)) || convert_to(method, 'UTF8')
+                 || COALESCE(int4send(octet_length(case_id)) || convert_to(case_id, 'UTF8'), '\\xffffffff'::bytea)
+                 || COALESCE(int4send(octet_length(subject)) || convert_to(subject, 'UTF8'), '\\xffffffff'::bytea)
+                 || COALESCE(int4send(octet_length(purpose)) || convert_to(purpose, 'UTF8'), '\\xffffffff'::bytea)
+                 || int4send(octet_length(decision)) || convert_to(decision, 'UTF8')
+                 || int4send(length(record)) || record,
+                 ''::bytea ORDER BY seq)
+             FROM (SELECT * FROM access_log WHERE seq >= $1 ORDER BY seq LIMIT $2) t",
+        )
+        .bind(from)
+        .bind(limit)
+        .fetch_one(&mut *self.tx)
+        .await?)
+    }
+
+    /// Tree nodes after `after` with end sizes up to `up_to`, in completion
+    /// order (end_size, level), packed by the server: end_size and level
+    /// (i64), an i32 length and the hash, per node.
+    async fn nodes(
+        &mut self,
+        after: (i64, i64),
+        up_to: i64,
+        limit: i64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT string_agg(int8send(end_size) || int8send(level) || int4send(length(hash)) || hash,
+                               ''::bytea ORDER BY end_size, level)
+             FROM (SELECT end_size, level, hash FROM merkle_nodes
+                   WHERE (end_size, level) > ($1, $2) AND end_size <= $3
+                   ORDER BY end_size, level LIMIT $4) t",
+        )
+        .bind(after.0)
+        .bind(after.1)
+        .bind(up_to)
+        .bind(limit)
+        .fetch_one(&mut *self.tx)
+        .await?)
+    }
+}
+
+/// Reads the log into `tx` until the end or until the receiver is
+/// dropped: in one snapshot of the log, each chunk is two queries whose
+/// single result the server packs, instead of a row per entry and per node.
+pub(super) async fn scan(
+    pool: &PgPool,
+    tx: &mpsc::Sender<Result<Chunk, StoreError>>,
+) -> Result<(), StoreError> {
+    let mut snapshot = Snapshot::take(pool).await?;
+    let mut from = i64::MIN;
+    let mut after: (i64, i64) = (i64::MIN, i64::MIN);
+    loop {
+        let mut chunk = Chunk::default();
+        let packed = snapshot.entries(from, CHUNK as i64).await?;
+        unpack_entries(packed.as_deref().unwrap_or_default(), &mut chunk)?;
+        let bound = chunk.entries.last().map(|e| e.seq.saturating_add(1));
+        let cap = match bound {
+            Some(_) => Chunk::node_cap(chunk.entries.len()),
+            None => 4,
+        };
+        let packed = snapshot
+            .nodes(after, bound.unwrap_or(i64::MAX), cap as i64 + 1)
+            .await?;
+        unpack_nodes(packed.as_deref().unwrap_or_default(), cap, &mut chunk)?;
+        // Whatever lies in this chunk's range has been read or counted as
+        // excess: the next chunk starts after it.
+        if let Some(b) = bound {
+            after = (b, i64::MAX);
+        }
+        let done = chunk.entries.is_empty();
+        if (!done || !chunk.nodes.is_empty()) && tx.send(Ok(chunk)).await.is_err() {
+            return Ok(());
+        }
+        let Some(b) = bound else {
+            return Ok(());
+        };
+        from = b;
+    }
+}
+
+/// Reads the packed values of [`Snapshot::entries`] and [`Snapshot::nodes`].
+struct Packed<'a>(&'a [u8]);
+
+impl<'a> Packed<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], StoreError> {
+        if self.0.len() < n {
+            return Err(StoreError::Corrupt(
+                "the packed log read from the server is cut short".into(),
+            ));
+        }
+        let (h, t) = self.0.split_at(n);
+        self.0 = t;
+        Ok(h)
+    }
+    fn i64(&mut self) -> Result<i64, StoreError> {
+        let b = self.take(8)?;
+        Ok(i64::from_be_bytes(b.try_into().unwrap_or_default()))
+    }
+    fn value(&mut self) -> Result<Value<'a>, StoreError> {
+        let b = self.take(4)?;
+        let n = i32::from_be_bytes(b.try_into().unwrap_or_default());
+        Ok(match usize::try_from(n) {
+            Ok(n) => Value::Bytes(self.take(n)?),
+            Err(_) => Value::Null,
+        })
+    }
+}
+
+fn unpack_entries(packed: &[u8], chunk: &mut Chunk) -> Result<(), StoreError> {
+    let mut p = Packed(packed);
+    while !p.0.is_empty() {
+        let seq = p.i64()?;
+        let at = p.i64()?;
+        let mut fields = [Value::Null; FIELDS];
+        for f in &mut fields {
+            *f = p.value()?;
+        }
+        chunk.push_entry(seq, Some(at), fields);
+    }
+    Ok(())
+}
+
+fn unpack_nodes(packed: &[u8], cap: usize, chunk: &mut Chunk) -> Result<(), StoreError> {
+    let mut p = Packed(packed);
+    while !p.0.is_empty() {
+        let end = p.i64()?;
+        let level = p.i64()?;
+        let hash = p.value()?;
+        if chunk.nodes.len() >= cap {
+            chunk.excess_nodes_from = Some(end);
+            break;
+        }
+        chunk.push_node(end, level, hash);
+    }
+    Ok(())
+}

@@ -1,0 +1,282 @@
+//! Result rows of either driver, mapped to the domain types once, and the
+//! few column encodings both backends share (comma-joined lists, recipient
+//! kinds).
+//!
+//! The queries that feed these mappers are in `sql`; column positions here
+//! follow their SELECT lists.
+
+use std::str::FromStr;
+
+use crate::model::Category;
+use crate::model::Role;
+use crate::model::consent::{Consent, ConsentEvent, EventKind, Recipient};
+use crate::store::{CaseMeta, CaseWithData, LogRow, StoreError, StoredCheckpoint};
+use crate::tlog::merkle::{Hash, NodeId};
+
+/// A result row, read by column position. Each backend implements it for
+/// its driver's row type; a value of another type than asked for is an
+/// error, never a panic.
+pub(super) trait Columns {
+    fn int(&self, i: usize) -> Result<i64, StoreError>;
+    fn opt_int(&self, i: usize) -> Result<Option<i64>, StoreError>;
+    fn text(&self, i: usize) -> Result<String, StoreError>;
+    fn opt_text(&self, i: usize) -> Result<Option<String>, StoreError>;
+    fn blob(&self, i: usize) -> Result<Vec<u8>, StoreError>;
+}
+
+/// Implements [`Columns`] for a driver's row type whose method `$get`
+/// reads a column by position into any type the driver decodes.
+macro_rules! columns_by {
+    ($row:ty, $get:ident) => {
+        impl $crate::store::rows::Columns for $row {
+            fn int(&self, i: usize) -> Result<i64, $crate::store::StoreError> {
+                Ok(self.$get(i)?)
+            }
+            fn opt_int(&self, i: usize) -> Result<Option<i64>, $crate::store::StoreError> {
+                Ok(self.$get(i)?)
+            }
+            fn text(&self, i: usize) -> Result<String, $crate::store::StoreError> {
+                Ok(self.$get(i)?)
+            }
+            fn opt_text(&self, i: usize) -> Result<Option<String>, $crate::store::StoreError> {
+                Ok(self.$get(i)?)
+            }
+            fn blob(&self, i: usize) -> Result<Vec<u8>, $crate::store::StoreError> {
+                Ok(self.$get(i)?)
+            }
+        }
+    };
+}
+pub(super) use columns_by;
+
+/// `id, owner, subject_ref, version, updated_at`.
+pub(super) fn case_meta(r: &dyn Columns) -> Result<CaseMeta, StoreError> {
+    Ok(CaseMeta {
+        id: r.text(0)?,
+        owner: r.text(1)?,
+        subject_ref: r.blob(2)?,
+        version: r.int(3)?,
+        updated_at: r.int(4)?,
+    })
+}
+
+/// `seq, request_id, at, caller, role, method, case_id, subject, purpose,
+/// decision, record`.
+pub(super) fn log_row(r: &dyn Columns) -> Result<LogRow, StoreError> {
+    Ok(LogRow {
+        seq: r.int(0)?,
+        request_id: r.text(1)?,
+        at: r.int(2)?,
+        caller: r.text(3)?,
+        role: r.text(4)?,
+        method: r.text(5)?,
+        case_id: r.opt_text(6)?,
+        subject: r.opt_text(7)?,
+        purpose: r.opt_text(8)?,
+        decision: r.text(9)?,
+        record: r.blob(10)?,
+    })
+}
+
+/// `size, root, at, note`.
+pub(super) fn checkpoint(r: &dyn Columns) -> Result<StoredCheckpoint, StoreError> {
+    Ok(StoredCheckpoint {
+        size: r.int(0)?,
+        root: r.blob(1)?,
+        at: r.int(2)?,
+        note: r.text(3)?,
+    })
+}
+
+/// `end_size, level, hash`.
+pub(super) fn tree_node(r: &dyn Columns) -> Result<(NodeId, Hash), StoreError> {
+    let (end, level) = (r.int(0)?, r.int(1)?);
+    let hash: Hash = r
+        .blob(2)?
+        .as_slice()
+        .try_into()
+        .map_err(|_| StoreError::Corrupt("tree node hash is not 32 bytes".into()))?;
+    // `NodeId::from_end` panics on an address no perfect node has.
+    match (u64::try_from(end), u32::try_from(level)) {
+        (Ok(end), Ok(level)) if level < 64 && end != 0 && end.trailing_zeros() >= level => {
+            Ok((NodeId::from_end(end, level), hash))
+        }
+        _ => Err(StoreError::Corrupt(format!(
+            "no tree node of level {level} ends at size {end}"
+        ))),
+    }
+}
+
+/// `seq, record`.
+pub(super) fn leaf(r: &dyn Columns) -> Result<(i64, Vec<u8>), StoreError> {
+    Ok((r.int(0)?, r.blob(1)?))
+}
+
+pub(super) fn text(r: &dyn Columns) -> Result<String, StoreError> {
+    r.text(0)
+}
+
+pub(super) fn int(r: &dyn Columns) -> Result<i64, StoreError> {
+    r.int(0)
+}
+
+pub(super) fn opt_int(r: &dyn Columns) -> Result<Option<i64>, StoreError> {
+    r.opt_int(0)
+}
+
+pub(super) fn category(code: i64) -> Result<Category, StoreError> {
+    i32::try_from(code)
+        .ok()
+        .and_then(Category::from_code)
+        .ok_or_else(|| StoreError::Corrupt(format!("unknown category code {code}")))
+}
+
+/// Folds the rows of `sql::CASE_WITH_DATA` (the case's columns as in
+/// [`case_meta`], then `category, sealed`, NULL for a case without data).
+#[derive(Default)]
+pub(super) struct CaseFold(Option<CaseWithData>);
+
+impl CaseFold {
+    pub(super) fn add(&mut self, r: &dyn Columns) -> Result<(), StoreError> {
+        let (_, data) = match &mut self.0 {
+            Some(c) => c,
+            None => self.0.insert((case_meta(r)?, Vec::new())),
+        };
+        if let Some(code) = r.opt_int(5)? {
+            data.push((category(code)?, r.blob(6)?));
+        }
+        Ok(())
+    }
+
+    pub(super) fn finish(self) -> Option<CaseWithData> {
+        self.0
+    }
+}
+
+/// Folds the rows of `sql::CONSENTS_BY_CASE` / `sql::CONSENT_BY_ID`: one
+/// per (consent, recipient, event), consents in order, recipients by kind
+/// and value, events by sequence. Every consent has at least one recipient
+/// and one event, written with it; the query's LEFT JOINs keep a damaged
+/// one visible instead of dropping it.
+#[derive(Default)]
+pub(super) struct ConsentFold {
+    out: Vec<Consent>,
+    /// Event sequence numbers of the last consent, to skip the repeats the
+    /// join makes (one per recipient).
+    event_seqs: Vec<i64>,
+}
+
+impl ConsentFold {
+    pub(super) fn add(&mut self, r: &dyn Columns) -> Result<(), StoreError> {
+        let id = r.text(0)?;
+        if self.out.last().is_none_or(|c| c.id != id) {
+            let categories = split(&r.text(3)?)
+                .map(Category::from_str)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(StoreError::Corrupt)?;
+            self.event_seqs.clear();
+            self.out.push(Consent {
+                id,
+                case_id: r.text(1)?,
+                recorded_by: r.text(2)?,
+                recipients: Vec::new(),
+                categories,
+                purposes: split(&r.text(4)?).map(String::from).collect(),
+                valid_from: r.int(5)?,
+                valid_until: r.opt_int(6)?,
+                evidence_ref: r.text(7)?,
+                created_at: r.int(8)?,
+                events: Vec::new(),
+            });
+        }
+        let Some(c) = self.out.last_mut() else {
+            return Ok(());
+        };
+        if let (Some(kind), Some(value)) = (r.opt_text(9)?, r.opt_text(10)?) {
+            let recipient = match kind.as_str() {
+                "participant" => Recipient::Participant(value),
+                _ => value
+                    .parse::<Role>()
+                    .map(Recipient::Role)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            };
+            if !c.recipients.contains(&recipient) {
+                c.recipients.push(recipient);
+            }
+        }
+        if let Some(seq) = r.opt_int(11)?
+            && !self.event_seqs.contains(&seq)
+        {
+            self.event_seqs.push(seq);
+            c.events.push(ConsentEvent {
+                kind: if r.text(12)? == "withdrawn" {
+                    EventKind::Withdrawn
+                } else {
+                    EventKind::Given
+                },
+                at: r.int(13)?,
+                by: r.text(14)?,
+                note: r.text(15)?,
+            });
+        }
+        Ok(())
+    }
+
+    pub(super) fn finish(self) -> Vec<Consent> {
+        self.out
+    }
+}
+
+/// Folds the rows of `sql::DIGEST` into one SHA-256, as hex.
+pub(super) struct Digest(ring::digest::Context);
+
+impl Digest {
+    pub(super) fn new() -> Digest {
+        Digest(ring::digest::Context::new(&ring::digest::SHA256))
+    }
+
+    /// A row: its text, and its blob when `with_blob`.
+    pub(super) fn add(&mut self, r: &dyn Columns, with_blob: bool) -> Result<(), StoreError> {
+        self.0.update(r.text(0)?.as_bytes());
+        if with_blob {
+            self.0.update(hex::encode(r.blob(1)?).as_bytes());
+        }
+        self.0.update(b"\n");
+        Ok(())
+    }
+
+    /// After each table's rows.
+    pub(super) fn end_table(&mut self) {
+        self.0.update(b"--\n");
+    }
+
+    pub(super) fn finish(self) -> String {
+        hex::encode(self.0.finish())
+    }
+}
+
+/// The `consent_recipients` columns (kind, value) of a recipient.
+pub(super) fn recipient_columns(r: &Recipient) -> (&'static str, &str) {
+    match r {
+        Recipient::Participant(p) => ("participant", p.as_str()),
+        Recipient::Role(role) => ("role", role.as_str()),
+    }
+}
+
+/// A consent's categories as stored: names, comma-separated.
+pub(super) fn categories_column(c: &Consent) -> String {
+    join(c.categories.iter().map(|c| c.as_str()))
+}
+
+/// A consent's purposes as stored, comma-separated.
+pub(super) fn purposes_column(c: &Consent) -> String {
+    join(c.purposes.iter().map(String::as_str))
+}
+
+fn join<'a>(items: impl Iterator<Item = &'a str>) -> String {
+    items.collect::<Vec<_>>().join(",")
+}
+
+fn split(s: &str) -> impl Iterator<Item = &str> {
+    s.split(',').filter(|p| !p.is_empty())
+}

@@ -1,0 +1,205 @@
+//! The statements both backends run unchanged, written once.
+//!
+//! Parameters are `$1`, `$2`, …: PostgreSQL's own form. SQLite reads `$1`
+//! as a named parameter and numbers named parameters in the order they
+//! first appear, so in a statement that introduces `$1, $2, …` in that
+//! order, SQLite's positions are PostgreSQL's numbers and both drivers bind
+//! by position. Every statement here introduces them in order; a test in
+//! `sqlite` prepares each one and checks. Statements one dialect cannot
+//! run (bulk inserts, the packed scan, the digest) live in that backend.
+//!
+//! Column lists match the mappers in `rows`.
+
+/// A case's columns as `rows::case_meta` reads them.
+macro_rules! case_columns {
+    ($p:literal) => {
+        concat!(
+            $p,
+            ".id, ",
+            $p,
+            ".owner, ",
+            $p,
+            ".subject_ref, ",
+            $p,
+            ".version, ",
+            $p,
+            ".updated_at"
+        )
+    };
+}
+
+/// An access-log row's columns as `rows::log_row` reads them.
+macro_rules! log_columns {
+    () => {
+        "seq, request_id, at, caller, role, method, case_id, subject, purpose, decision, record"
+    };
+}
+
+/// A consent joined with its recipients and events, as `rows::ConsentFold`
+/// folds them.
+macro_rules! consents_where {
+    ($cond:literal) => {
+        concat!(
+            "SELECT c.id, c.case_id, c.recorded_by, c.categories, c.purposes, c.valid_from,
+                    c.valid_until, c.evidence_ref, c.created_at, r.kind, r.value,
+                    e.seq, e.kind, e.at, e.by, e.note
+             FROM consents c
+             LEFT JOIN consent_recipients r ON r.consent_id = c.id
+             LEFT JOIN consent_events e ON e.consent_id = c.id
+             WHERE ",
+            $cond,
+            " ORDER BY c.created_at, c.id, r.kind, r.value, e.seq"
+        )
+    };
+}
+
+pub(super) const INSERT_CASE: &str =
+    "INSERT INTO cases (id, owner, subject_ref, version, created_at, updated_at)
+     VALUES ($1, $2, $3, 1, $4, $4)";
+pub(super) const INSERT_CASE_DATA: &str =
+    "INSERT INTO case_data (case_id, category, sealed) VALUES ($1, $2, $3)";
+pub(super) const UPSERT_CASE_DATA: &str =
+    "INSERT INTO case_data (case_id, category, sealed) VALUES ($1, $2, $3)
+     ON CONFLICT (case_id, category) DO UPDATE SET sealed = excluded.sealed";
+pub(super) const BUMP_CASE: &str =
+    "UPDATE cases SET version = version + 1, updated_at = $1 WHERE id = $2 RETURNING version";
+pub(super) const INSERT_SUBJECT_INDEX: &str =
+    "INSERT INTO subject_index (kind, digest, case_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
+pub(super) const INSERT_OWNER_PSEUDONYM: &str =
+    "INSERT INTO pseudonyms (recipient, pseudonym, case_id) VALUES ($1, $2, $3)
+     ON CONFLICT DO NOTHING";
+pub(super) const INSERT_CONSENT: &str =
+    "INSERT INTO consents (id, case_id, recorded_by, categories, purposes, valid_from,
+                           valid_until, evidence_ref, created_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+pub(super) const INSERT_RECIPIENT: &str =
+    "INSERT INTO consent_recipients (consent_id, kind, value) VALUES ($1, $2, $3)
+     ON CONFLICT DO NOTHING";
+pub(super) const INSERT_EVENT: &str =
+    "INSERT INTO consent_events (consent_id, kind, at, by, note) VALUES ($1, $2, $3, $4, $5)";
+pub(super) const INSERT_CHECKPOINT: &str = "INSERT INTO checkpoints (size, root, at, note)
+     VALUES ($1, $2, $3, $4) ON CONFLICT (size) DO NOTHING";
+
+pub(super) const CASE_META: &str = concat!(
+    "SELECT ",
+    case_columns!("c"),
+    " FROM cases c WHERE c.id = $1"
+);
+pub(super) const CASE_WITH_DATA: &str = concat!(
+    "SELECT ",
+    case_columns!("c"),
+    ", d.category, d.sealed FROM cases c LEFT JOIN case_data d ON d.case_id = c.id
+     WHERE c.id = $1"
+);
+pub(super) const OWN_CASES: &str = concat!(
+    "SELECT ",
+    case_columns!("c"),
+    " FROM cases c WHERE c.owner = $1 AND c.id > $2 ORDER BY c.id LIMIT $3"
+);
+pub(super) const VISIBLE_CASES: &str = concat!(
+    "SELECT DISTINCT ",
+    case_columns!("c"),
+    " FROM consent_recipients r
+     JOIN consents k ON k.id = r.consent_id
+     JOIN cases c ON c.id = k.case_id
+     WHERE ((r.kind = 'participant' AND r.value = $1) OR (r.kind = 'role' AND r.value = $2))
+       AND c.owner <> $1
+       AND (',' || k.purposes || ',') LIKE ('%,' || $3 || ',%')
+       AND k.valid_from <= $4 AND (k.valid_until IS NULL OR k.valid_until > $4)
+       AND NOT EXISTS (SELECT 1 FROM consent_events e
+                       WHERE e.consent_id = k.id AND e.kind = 'withdrawn')
+       AND c.id > $5
+     ORDER BY c.id LIMIT $6"
+);
+pub(super) const RESOLVE_PSEUDONYM: &str =
+    "SELECT case_id FROM pseudonyms WHERE recipient = $1 AND pseudonym = $2";
+pub(super) const CASES_BY_SUBJECT: &str =
+    "SELECT case_id FROM subject_index WHERE kind = $1 AND digest = $2 ORDER BY case_id";
+pub(super) const CONSENT_BY_ID: &str = consents_where!("c.id = $1");
+pub(super) const CONSENTS_BY_CASE: &str = consents_where!("c.case_id = $1");
+
+pub(super) const LOG_SIZE: &str = "SELECT COALESCE(MAX(seq) + 1, 0) FROM access_log";
+pub(super) const LOG_COUNT: &str = "SELECT COUNT(*) FROM access_log";
+pub(super) const LOG_LEAVES: &str =
+    "SELECT seq, record FROM access_log WHERE seq >= $1 ORDER BY seq LIMIT $2";
+pub(super) const LOG_POSITION: &str = "SELECT MIN(seq) FROM access_log WHERE request_id = $1";
+pub(super) const QUERY_LOG: &str = concat!(
+    "SELECT ",
+    log_columns!(),
+    " FROM access_log
+     WHERE seq >= $1
+       AND ($2 IS NULL OR at >= $2) AND ($3 IS NULL OR at < $3)
+       AND ($4 IS NULL OR caller = $4) AND ($5 IS NULL OR role = $5)
+       AND ($6 IS NULL OR method = $6) AND ($7 IS NULL OR purpose = $7)
+       AND ($8 IS NULL OR decision = $8) AND ($9 IS NULL OR case_id = $9)
+       AND ($10 IS NULL OR subject = $10)
+     ORDER BY seq LIMIT $11"
+);
+pub(super) const LATEST_CHECKPOINT: &str =
+    "SELECT size, root, at, note FROM checkpoints ORDER BY size DESC LIMIT 1";
+pub(super) const CHECKPOINT_AT: &str =
+    "SELECT size, root, at, note FROM checkpoints WHERE size = $1";
+pub(super) const CHECKPOINTS: &str = "SELECT size, root, at, note FROM checkpoints ORDER BY size";
+
+/// What `Store::content_digest` covers: everything but the access log, a
+/// row a text (and, where the table has one, a blob) in a fixed order.
+pub(super) const DIGEST: [(&str, bool); 7] = [
+    (
+        "SELECT id || owner || version || updated_at, subject_ref FROM cases ORDER BY id",
+        true,
+    ),
+    (
+        "SELECT case_id || category, sealed FROM case_data ORDER BY case_id, category",
+        true,
+    ),
+    (
+        "SELECT id || case_id || categories || purposes || valid_from
+                || COALESCE(CAST(valid_until AS TEXT), '') FROM consents ORDER BY id",
+        false,
+    ),
+    (
+        "SELECT consent_id || kind || value FROM consent_recipients
+         ORDER BY consent_id, kind, value",
+        false,
+    ),
+    (
+        "SELECT seq || consent_id || kind || at FROM consent_events ORDER BY seq",
+        false,
+    ),
+    (
+        "SELECT recipient || pseudonym || case_id FROM pseudonyms ORDER BY recipient, pseudonym",
+        false,
+    ),
+    (
+        "SELECT kind || digest || case_id FROM subject_index ORDER BY kind, digest, case_id",
+        false,
+    ),
+];
+
+/// Every statement above that takes parameters, for the test that checks
+/// their order on SQLite.
+#[cfg(test)]
+pub(super) const WITH_PARAMETERS: &[&str] = &[
+    INSERT_CASE,
+    INSERT_CASE_DATA,
+    UPSERT_CASE_DATA,
+    BUMP_CASE,
+    INSERT_SUBJECT_INDEX,
+    INSERT_OWNER_PSEUDONYM,
+    INSERT_CONSENT,
+    INSERT_RECIPIENT,
+    INSERT_EVENT,
+    INSERT_CHECKPOINT,
+    CASE_META,
+    CASE_WITH_DATA,
+    OWN_CASES,
+    VISIBLE_CASES,
+    RESOLVE_PSEUDONYM,
+    CASES_BY_SUBJECT,
+    CONSENT_BY_ID,
+    CONSENTS_BY_CASE,
+    LOG_LEAVES,
+    LOG_POSITION,
+    QUERY_LOG,
+    CHECKPOINT_AT,
+];

@@ -1,0 +1,212 @@
+//! The write transactions, as they run on the writer thread's connection.
+//!
+//! Each starts with `BEGIN IMMEDIATE`: the file's write lock is taken up
+//! front, so a transaction that reads before it writes (the log size check)
+//! cannot fail half-way with `SQLITE_BUSY` because another connection
+//! committed in between (only tools outside the node write to the file, but
+//! the busy timeout then waits for them instead of failing). A transaction
+//! that fails is rolled back when rusqlite's `Transaction` drops; the
+//! commit is an fsync (`synchronous = FULL`).
+//!
+//! Statements are single-row and cached on the connection: in-process
+//! they cost microseconds, and a batch of log appends is a loop of them.
+
+use rusqlite::{Connection, Transaction, TransactionBehavior, params};
+
+use crate::model::Category;
+use crate::model::consent::{Consent, ConsentEvent, Millis};
+use crate::store::rows::{categories_column, purposes_column, recipient_columns};
+use crate::store::{IssuedPseudonym, LogRow, NewCase, StoreError, StoredCheckpoint, sql};
+use crate::tlog::merkle::{Hash, NodeId};
+
+/// A log append, owned so it can cross to the writer thread.
+pub(super) struct Batch {
+    pub first_seq: i64,
+    pub rows: Vec<LogRow>,
+    pub issued: Vec<IssuedPseudonym>,
+    pub nodes: Vec<(NodeId, Hash)>,
+    pub checkpoint: Option<StoredCheckpoint>,
+}
+
+/// Stores an issued pseudonym unless it is known; a case that does not
+/// exist (cases are never deleted, but the batch must not fail for one)
+/// stores nothing.
+const INSERT_ISSUED: &str = "INSERT INTO pseudonyms (recipient, pseudonym, case_id)
+     SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM cases WHERE id = ?3)
+     ON CONFLICT DO NOTHING";
+const INSERT_ENTRY: &str =
+    "INSERT INTO access_log (seq, request_id, at, caller, role, method, case_id, subject,
+                             purpose, decision, record)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
+const INSERT_NODE: &str = "INSERT INTO merkle_nodes (end_size, level, hash) VALUES (?1, ?2, ?3)";
+
+fn begin(conn: &mut Connection) -> Result<Transaction<'_>, StoreError> {
+    Ok(conn.transaction_with_behavior(TransactionBehavior::Immediate)?)
+}
+
+/// See `LogSink::append`.
+pub(super) fn append(conn: &mut Connection, b: &Batch) -> Result<(), StoreError> {
+    let tx = begin(conn)?;
+    if !b.rows.is_empty() {
+        let size: i64 = tx
+            .prepare_cached(sql::LOG_SIZE)?
+            .query_row([], |r| r.get(0))?;
+        if size != b.first_seq {
+            return Err(StoreError::Raced { size });
+        }
+    }
+    let mut insert = tx.prepare_cached(INSERT_ENTRY)?;
+    for (i, r) in b.rows.iter().enumerate() {
+        insert.execute(params![
+            b.first_seq + i as i64,
+            r.request_id,
+            r.at,
+            r.caller,
+            r.role,
+            r.method,
+            r.case_id,
+            r.subject,
+            r.purpose,
+            r.decision,
+            r.record,
+        ])?;
+    }
+    let mut issue = tx.prepare_cached(INSERT_ISSUED)?;
+    for i in &b.issued {
+        issue.execute(params![i.recipient, i.pseudonym, i.case_id])?;
+    }
+    let mut node = tx.prepare_cached(INSERT_NODE)?;
+    for (id, hash) in &b.nodes {
+        node.execute(params![
+            id.end() as i64,
+            i64::from(id.level),
+            hash.as_slice()
+        ])?;
+    }
+    if let Some(cp) = &b.checkpoint {
+        tx.prepare_cached(sql::INSERT_CHECKPOINT)?
+            .execute(params![cp.size, cp.root, cp.at, cp.note])?;
+    }
+    drop((insert, issue, node));
+    tx.commit()?;
+    Ok(())
+}
+
+pub(super) fn insert_case(conn: &mut Connection, case: &NewCase) -> Result<(), StoreError> {
+    let tx = begin(conn)?;
+    tx.prepare_cached(sql::INSERT_CASE)?.execute(params![
+        case.id,
+        case.owner,
+        case.subject_ref,
+        case.now
+    ])?;
+    put_case_data(&tx, sql::INSERT_CASE_DATA, &case.id, &case.sealed)?;
+    put_subject_index(&tx, &case.id, &case.subject_index)?;
+    tx.prepare_cached(sql::INSERT_OWNER_PSEUDONYM)?
+        .execute(params![case.owner, case.owner_pseudonym, case.id])?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// See `Store::update_case`.
+pub(super) fn update_case(
+    conn: &mut Connection,
+    case_id: &str,
+    sealed: &[(Category, Vec<u8>)],
+    subject_index: &[(String, String)],
+    now: Millis,
+) -> Result<Option<i64>, StoreError> {
+    let tx = begin(conn)?;
+    let version = tx
+        .prepare_cached(sql::BUMP_CASE)?
+        .query_map(params![now, case_id], |r| r.get::<_, i64>(0))?
+        .next()
+        .transpose()?;
+    let Some(version) = version else {
+        return Ok(None);
+    };
+    put_case_data(&tx, sql::UPSERT_CASE_DATA, case_id, sealed)?;
+    put_subject_index(&tx, case_id, subject_index)?;
+    tx.commit()?;
+    Ok(Some(version))
+}
+
+fn put_case_data(
+    tx: &Transaction<'_>,
+    statement: &str,
+    case_id: &str,
+    sealed: &[(Category, Vec<u8>)],
+) -> Result<(), StoreError> {
+    let mut q = tx.prepare_cached(statement)?;
+    for (cat, blob) in sealed {
+        q.execute(params![case_id, i64::from(cat.code()), blob])?;
+    }
+    Ok(())
+}
+
+/// Keyed hashes of a subject's identifiers, in the transaction that
+/// registers or updates the case: the index never misses a case that a
+/// crash between two transactions would have left out.
+fn put_subject_index(
+    tx: &Transaction<'_>,
+    case_id: &str,
+    entries: &[(String, String)],
+) -> Result<(), StoreError> {
+    let mut q = tx.prepare_cached(sql::INSERT_SUBJECT_INDEX)?;
+    for (kind, digest) in entries {
+        q.execute(params![kind, digest, case_id])?;
+    }
+    Ok(())
+}
+
+pub(super) fn insert_consent(conn: &mut Connection, c: &Consent) -> Result<(), StoreError> {
+    let tx = begin(conn)?;
+    tx.prepare_cached(sql::INSERT_CONSENT)?.execute(params![
+        c.id,
+        c.case_id,
+        c.recorded_by,
+        categories_column(c),
+        purposes_column(c),
+        c.valid_from,
+        c.valid_until,
+        c.evidence_ref,
+        c.created_at
+    ])?;
+    let mut q = tx.prepare_cached(sql::INSERT_RECIPIENT)?;
+    for r in &c.recipients {
+        let (kind, value) = recipient_columns(r);
+        q.execute(params![c.id, kind, value])?;
+    }
+    drop(q);
+    for e in &c.events {
+        insert_event(&tx, &c.id, e)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+pub(super) fn append_consent_event(
+    conn: &mut Connection,
+    consent_id: &str,
+    event: &ConsentEvent,
+) -> Result<(), StoreError> {
+    let tx = begin(conn)?;
+    insert_event(&tx, consent_id, event)?;
+    tx.commit()?;
+    Ok(())
+}
+
+fn insert_event(
+    tx: &Transaction<'_>,
+    consent_id: &str,
+    e: &ConsentEvent,
+) -> Result<(), StoreError> {
+    tx.prepare_cached(sql::INSERT_EVENT)?.execute(params![
+        consent_id,
+        e.kind.as_str(),
+        e.at,
+        e.by,
+        e.note
+    ])?;
+    Ok(())
+}
