@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use sluis::net::client::Clients;
+use sluis::rpc::Clients;
 use sluis::rpc::proto::v1 as pb;
 use sluis::tlog::checkpoint::Checkpoint;
 use sluis::tlog::merkle::{self, Hash};

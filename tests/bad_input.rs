@@ -8,7 +8,7 @@ mod common;
 
 use common::*;
 use prost_types::Timestamp;
-use sluis::net::client::Clients;
+use sluis::rpc::Clients;
 use sluis::rpc::proto::v1 as pb;
 use sluis::tlog::{AccessRecord, Decision};
 use tonic::metadata::MetadataValue;

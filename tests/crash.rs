@@ -16,7 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{Database, connect_database, database_url_of, use_test_database};
-use sluis::net::client::{self, ClientPem, Clients};
+use sluis::net::client::{self, ClientPem};
+use sluis::rpc::Clients;
 use sluis::rpc::REQUEST_ID_HEADER;
 use sluis::rpc::proto::v1 as pb;
 use tonic::metadata::MetadataMap;

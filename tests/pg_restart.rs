@@ -187,8 +187,8 @@ async fn database_restart_fails_closed_and_recovers_by_itself() {
     let channel = client::connect(node.local_addr, "localhost", &pem(GEMEENTE))
         .await
         .unwrap();
-    let mut gemeente = sluis::net::client::Clients::new(channel.clone());
-    let mut ngo = sluis::net::client::Clients::new(
+    let mut gemeente = sluis::rpc::Clients::new(channel.clone());
+    let mut ngo = sluis::rpc::Clients::new(
         client::connect(node.local_addr, "localhost", &pem(NGO))
             .await
             .unwrap(),

@@ -18,7 +18,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{on_postgres, use_test_database};
-use sluis::net::client::{self, ClientPem, Clients};
+use sluis::net::client::{self, ClientPem};
+use sluis::rpc::Clients;
 use sluis::rpc::proto::v1 as pb;
 use sqlx::{Connection, Row};
 use tonic::Request;

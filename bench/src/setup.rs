@@ -20,7 +20,8 @@ use tonic::transport::Channel;
 
 use sluis::dev::sample::{self, NGO, OWNER, OWNER_ACTOR, with_actor};
 use sluis::model::Category;
-use sluis::net::client::{self, ClientPem, Clients};
+use sluis::net::client::{self, ClientPem};
+use sluis::rpc::Clients;
 use sluis::rpc::proto::v1 as pb;
 
 /// Who reads, for what purpose; each releases a different set of categories.

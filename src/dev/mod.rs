@@ -7,7 +7,7 @@
 //!
 //! A node serving an operator's configuration (`sluis serve --config`)
 //! never runs this code. The certificates themselves are made in `net::pki` and
-//! the mTLS client lives in `net::client`, because all certificate code
+//! the mTLS channel lives in `net::client` (typed clients in `rpc::Clients`), because all certificate code
 //! stays in `net/`.
 
 pub mod demo;

@@ -1,12 +1,10 @@
-//! A gRPC client over mutual TLS, for the demo, the tests and tools.
+//! The client side of mutual TLS: a channel to a node, for the demo, the
+//! tests and tools. The typed service clients on top of it are in
+//! `rpc::Clients`.
 
 use std::net::SocketAddr;
 
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
-
-use crate::rpc::proto::v1::audit_service_client::AuditServiceClient;
-use crate::rpc::proto::v1::case_service_client::CaseServiceClient;
-use crate::rpc::proto::v1::consent_service_client::ConsentServiceClient;
 
 /// PEM material a participant's back-end holds.
 #[derive(Clone, Debug)]
@@ -33,22 +31,4 @@ pub async fn connect(
         .tls_config(tls)?
         .connect()
         .await
-}
-
-/// Both service clients on one channel.
-#[derive(Clone)]
-pub struct Clients {
-    pub cases: CaseServiceClient<Channel>,
-    pub consents: ConsentServiceClient<Channel>,
-    pub audit: AuditServiceClient<Channel>,
-}
-
-impl Clients {
-    pub fn new(channel: Channel) -> Clients {
-        Clients {
-            cases: CaseServiceClient::new(channel.clone()).max_encoding_message_size(64 << 20),
-            consents: ConsentServiceClient::new(channel.clone()),
-            audit: AuditServiceClient::new(channel),
-        }
-    }
 }

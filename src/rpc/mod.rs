@@ -22,6 +22,7 @@
 
 mod audit;
 mod case;
+mod client;
 mod consent;
 mod convert;
 pub mod proto;
@@ -44,6 +45,7 @@ use crate::rpc::proto::v1 as pb;
 use crate::rpc::status::{status, with_id};
 use crate::tlog::Recorded;
 
+pub use client::Clients;
 pub use refusals::TransportRefusals;
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";

@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use sluis::config::Config;
 use sluis::dev::init;
-use sluis::net::client::{self, ClientPem, Clients};
+use sluis::net::client::{self, ClientPem};
 use sluis::net::pki::{CertAuthority, ClientCertSpec, IssuedCert};
 use sluis::node::Node;
+use sluis::rpc::Clients;
 use sluis::rpc::proto::v1 as pb;
 use sluis::store::LogRow;
 use tonic::Request;

@@ -1,0 +1,26 @@
+//! The node's three services as clients on one channel, for the demo, the
+//! tests and tools (the channel itself comes from `net::client::connect`).
+
+use tonic::transport::Channel;
+
+use crate::rpc::proto::v1::audit_service_client::AuditServiceClient;
+use crate::rpc::proto::v1::case_service_client::CaseServiceClient;
+use crate::rpc::proto::v1::consent_service_client::ConsentServiceClient;
+
+/// The case, consent and audit service clients on one channel.
+#[derive(Clone)]
+pub struct Clients {
+    pub cases: CaseServiceClient<Channel>,
+    pub consents: ConsentServiceClient<Channel>,
+    pub audit: AuditServiceClient<Channel>,
+}
+
+impl Clients {
+    pub fn new(channel: Channel) -> Clients {
+        Clients {
+            cases: CaseServiceClient::new(channel.clone()).max_encoding_message_size(64 << 20),
+            consents: ConsentServiceClient::new(channel.clone()),
+            audit: AuditServiceClient::new(channel),
+        }
+    }
+}
