@@ -41,16 +41,8 @@ pub enum NodeError {
     },
     #[error("server: {0}")]
     Serve(#[from] tonic::transport::Error),
-    #[error(
-        "another sluis node is serving the database {}: one node per SQLite file (use PostgreSQL for several)",
-        .0.display()
-    )]
-    DatabaseInUse(std::path::PathBuf),
-    #[error("cannot lock {}: {source}", .path.display())]
-    Lock {
-        path: std::path::PathBuf,
-        source: std::io::Error,
-    },
+    #[error("gRPC server reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
 }
 
 /// A node serving in the background of the current tokio runtime.
@@ -63,51 +55,6 @@ pub struct Node {
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), NodeError>>,
     health_task: JoinHandle<()>,
-    wal_task: Option<JoinHandle<()>>,
-}
-
-/// Takes the lock that makes this process the only node on a SQLite file.
-/// The lock file sits beside the database; the lock goes with the process.
-fn lock_sqlite(db: &std::path::Path) -> Result<std::fs::File, NodeError> {
-    let mut name = db.as_os_str().to_owned();
-    name.push(".node-lock");
-    let path = std::path::PathBuf::from(name);
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|source| NodeError::Lock {
-            path: path.clone(),
-            source,
-        })?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(NodeError::DatabaseInUse(db.to_path_buf())),
-        Err(std::fs::TryLockError::Error(source)) => Err(NodeError::Lock { path, source }),
-    }
-}
-
-/// Reports the database's reachability through grpc.health.v1, so a load
-/// balancer stops sending requests that would fail closed anyway.
-async fn watch_database(store: Store, health: crate::rpc::Health) {
-    let mut serving = true;
-    loop {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let up = tokio::time::timeout(Duration::from_secs(2), store.ping())
-            .await
-            .unwrap_or(false);
-        if up == serving {
-            continue;
-        }
-        serving = up;
-        if up {
-            tracing::info!("database reachable again; serving");
-        } else {
-            tracing::error!("database unreachable; requests fail closed until it returns");
-        }
-        health.set(up).await;
-    }
 }
 
 impl Node {
@@ -118,16 +65,9 @@ impl Node {
             &config.node.purposes,
         )?);
         let registry = Arc::new(Registry::new(&config.participants));
-        let (mut store, log_sink) =
+        let (store, log_sink) =
             Store::open(&config.database_url()?, &config.pool_settings(), true).await?;
-        let sqlite_lock = match store.sqlite_file() {
-            Some(file) => {
-                let lock = lock_sqlite(file)?;
-                store = store.with_read_cache(config.database.cache_entries);
-                Some(lock)
-            }
-            None => None,
-        };
+        let store = store.claim_for_node(config.database.cache_entries)?;
         let audit = AuditLog::start(
             store.clone(),
             log_sink,
@@ -177,33 +117,10 @@ impl Node {
             .max_connection_age(max_age)
             .max_connection_age_grace(Duration::from_secs(10));
         let (routes, health) =
-            crate::rpc::router(server, exchange.clone(), config.limits.max_message_bytes)
-                .await
-                .map_err(|e| {
-                    NodeError::Tls(TlsError::Empty {
-                        what: "reflection descriptors",
-                        path: e.to_string().into(),
-                    })
-                })?;
-        let health_task = tokio::spawn(watch_database(store.clone(), health));
-        let wal_task = store.sqlite_file().is_some().then(|| {
-            let store = store.clone();
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_millis(250));
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tick.tick().await;
-                    if let Err(e) = store.checkpoint_wal().await {
-                        tracing::debug!(error = %e, "background WAL checkpoint failed; SQLite's own takes over");
-                    }
-                }
-            })
-        });
+            crate::rpc::router(server, exchange.clone(), config.limits.max_message_bytes).await?;
+        let health_task = tokio::spawn(health.follow(store.clone()));
         let (shutdown, shutdown_rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            // Held while the node serves a SQLite file: the node is then the
-            // file's only writer, which its read cache relies on.
-            let _sqlite_lock = sqlite_lock;
             routes
                 .serve_with_incoming_shutdown(ReceiverStream::new(incoming), async {
                     let _ = shutdown_rx.await;
@@ -221,7 +138,6 @@ impl Node {
             shutdown: Some(shutdown),
             task,
             health_task,
-            wal_task,
         })
     }
 
@@ -237,9 +153,6 @@ impl Node {
     /// Stops accepting, lets requests in flight finish, and waits.
     pub async fn shutdown(mut self) -> Result<(), NodeError> {
         self.health_task.abort();
-        if let Some(t) = &self.wal_task {
-            t.abort();
-        }
         if let Some(s) = self.shutdown.take() {
             let _ = s.send(());
         }

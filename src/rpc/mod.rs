@@ -199,6 +199,29 @@ pub async fn router(
 pub struct Health(tonic_health::server::HealthReporter);
 
 impl Health {
+    /// Follows the database's reachability, checked every second, so that a
+    /// load balancer stops sending requests that would fail closed anyway.
+    /// Runs until the task is dropped.
+    pub async fn follow(self, store: crate::store::Store) {
+        let mut serving = true;
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            let up = tokio::time::timeout(std::time::Duration::from_secs(2), store.ping())
+                .await
+                .unwrap_or(false);
+            if up == serving {
+                continue;
+            }
+            serving = up;
+            if up {
+                tracing::info!("database reachable again; serving");
+            } else {
+                tracing::error!("database unreachable; requests fail closed until it returns");
+            }
+            self.set(up).await;
+        }
+    }
+
     /// Reports the node (service "") and each `sluis.v1` service as
     /// serving or not.
     pub async fn set(&self, serving: bool) {

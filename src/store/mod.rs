@@ -92,6 +92,18 @@ pub enum StoreError {
     /// the database).
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
+    /// Another node serves this SQLite file.
+    #[error(
+        "another sluis node is serving the database {}: one node per SQLite file (use PostgreSQL for several)",
+        .0.display()
+    )]
+    InUse(std::path::PathBuf),
+    /// The lock file that marks a SQLite file's node cannot be made.
+    #[error("cannot lock {}: {source}", .path.display())]
+    Lock {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     /// A log append did not start where the log ends: another writer
     /// appended first. Nothing was written.
     #[error("another writer appended to the log first (it now has {size} entries)")]
@@ -336,16 +348,21 @@ impl Store {
         Ok((Store { backend }, sink))
     }
 
-    /// Keeps up to `max_entries` cases and consent lists in memory (0: none),
-    /// forgotten the moment a change to them commits. SQLite only, and only
-    /// for a process that is the file's only writer (a node holding its
-    /// lock); on PostgreSQL, where replicas change the data behind each
-    /// other's backs, this does nothing and every request reads.
-    pub fn with_read_cache(mut self, max_entries: usize) -> Store {
+    /// Makes this process the database's node. On SQLite a file has one
+    /// node: this takes an exclusive lock on `<database>.node-lock` (held
+    /// until [`close`](Self::close)), checkpoints the WAL in the background
+    /// so that a log append seldom pays for it, and keeps up to
+    /// `cache_entries` cases and consent lists in memory (0: none),
+    /// forgotten the moment a change to them commits — safe only because
+    /// the node sees every change. On PostgreSQL, where replicas change the
+    /// data behind each other's backs, this does nothing and every request
+    /// reads. Errors: [`StoreError::InUse`] when another node serves the
+    /// file, [`StoreError::Lock`] when the lock file cannot be made.
+    pub fn claim_for_node(mut self, cache_entries: usize) -> Result<Store, StoreError> {
         if let Backend::Sqlite(s) = &mut self.backend {
-            s.keep_cache(max_entries);
+            s.claim_for_node(cache_entries)?;
         }
-        self
+        Ok(self)
     }
 
     /// The SQLite database file, when this store is one.
@@ -361,19 +378,6 @@ impl Store {
         match &self.backend {
             Backend::Sqlite(_) => Ok(None),
             Backend::Postgres(p) => p.database_name().await.map(Some),
-        }
-    }
-
-    /// Copies what the SQLite write-ahead log holds into the database file,
-    /// as far as readers allow, without waiting for them. A node runs this
-    /// in the background, so that a log append seldom pays for it (SQLite
-    /// otherwise checkpoints in whichever commit crosses the WAL limit,
-    /// which is then the slowest request of its second). No-op on
-    /// PostgreSQL.
-    pub async fn checkpoint_wal(&self) -> Result<(), StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.checkpoint_wal().await,
-            Backend::Postgres(_) => Ok(()),
         }
     }
 

@@ -15,6 +15,7 @@
 //! disk when it returns, and readers never block the writer.
 
 mod cache;
+mod claim;
 mod migrate;
 mod scan;
 mod worker;
@@ -54,6 +55,8 @@ pub(super) struct SqliteStore {
     /// Cases and consents in memory, when this process is the file's only
     /// writer (see `cache`).
     cache: Option<Arc<ReadCache>>,
+    /// Held while a node serves the file (see `claim`).
+    claim: Arc<std::sync::Mutex<Option<claim::Claim>>>,
 }
 
 /// `sqlite://FILE?mode=rwc`: `%`, `?` and `#` in the path are
@@ -192,11 +195,24 @@ impl SqliteStore {
             wal: Arc::new(Workers::start("wal", 1, &file, open_writer)?),
             file: Arc::new(file),
             cache: None,
+            claim: Arc::default(),
         })
     }
 
-    pub(super) fn keep_cache(&mut self, max_entries: usize) {
-        self.cache = Some(Arc::new(ReadCache::new(max_entries)));
+    /// Makes this process the file's one node: takes its lock (see
+    /// `claim`), checkpoints the WAL in the background, and keeps up to
+    /// `cache_entries` cases and consent lists in memory (0: none).
+    pub(super) fn claim_for_node(&mut self, cache_entries: usize) -> Result<(), StoreError> {
+        let store = self.clone();
+        let held = claim::claim(&self.file, move || {
+            let store = store.clone();
+            async move { store.checkpoint_wal().await }
+        })?;
+        *self.claim.lock().unwrap_or_else(|p| p.into_inner()) = Some(held);
+        if cache_entries > 0 {
+            self.cache = Some(Arc::new(ReadCache::new(cache_entries)));
+        }
+        Ok(())
     }
 
     pub(super) fn file(&self) -> &Path {
@@ -217,6 +233,8 @@ impl SqliteStore {
     }
 
     pub(super) async fn close(&self) {
+        // Release the file for the next node once this one has stopped.
+        drop(self.claim.lock().unwrap_or_else(|p| p.into_inner()).take());
         self.writer.close().await;
         self.wal.close().await;
         self.readers.close().await;
