@@ -4,7 +4,26 @@
 //! with mutual TLS. Each category of a case is released only when the
 //! node's policy and the subject's consent allow it, the subject appears
 //! under a pseudonym per recipient, and every access is recorded before any
-//! data leaves. See ARCHITECTURE.md for the map.
+//! data leaves. ARCHITECTURE.md has the code map and the invariants, each
+//! with the type or module that enforces it.
+//!
+//! The crate is a binary first. The library exposes the subsystems, each
+//! through its `mod.rs`, for three users and no others:
+//!
+//! - **the `sluis` binary**: [`cli::main`];
+//! - **the integration tests** (`tests/`), which start real nodes and check
+//!   them from outside: [`node::Node`] and [`config::Config`], a dev node
+//!   ([`dev`]), certificates made on the fly and the mTLS channel ([`net`]),
+//!   the API and its clients ([`rpc`]), and what a privacy officer checks
+//!   offline — records, proofs, checkpoints, verification ([`tlog`]) and
+//!   the node's database read as an officer would ([`store`]);
+//! - **the benchmark package** (`bench/`), which also times the pieces of
+//!   the request path on their own: the [`policy`], consent evaluation
+//!   ([`model`]), pseudonyms and the vault ([`gateway`]).
+//!
+//! Dependencies point down: `cli → node → rpc → gateway → {policy, tlog}
+//! → store`; `net` beside them for the transport; everything may use
+//! `model`, the shared vocabulary.
 #![forbid(unsafe_code)]
 
 pub mod cli;
