@@ -35,5 +35,6 @@ pub mod net;
 pub mod node;
 pub mod policy;
 pub mod rpc;
+pub mod stats;
 pub mod store;
 pub mod tlog;

@@ -52,6 +52,7 @@ pub fn case_data(i: u64) -> pb::CaseData {
                 date: "2026-10-01".into(),
                 reached: false,
             }],
+            ..Default::default()
         }),
         medical: Some(pb::Medical {
             notes: "needs regular care".into(),
@@ -63,6 +64,7 @@ pub fn case_data(i: u64) -> pb::CaseData {
             reached: false,
             kind: pb::PerspectiveKind::Unspecified as i32,
             date: String::new(),
+            ..Default::default()
         }),
     }
 }
