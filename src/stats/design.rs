@@ -8,6 +8,7 @@
 //! differently protected versions of the same figures.
 
 use std::fmt;
+use std::str::FromStr;
 
 use crate::model::outcome::{OutcomeKind, Scenario};
 use crate::stats::facts::{CaseFacts, Quarter, months_between, sheltered_on};
@@ -30,6 +31,15 @@ pub enum Dim {
 }
 
 impl Dim {
+    pub const ALL: [Dim; 6] = [
+        Dim::Municipality,
+        Dim::IntakeScenario,
+        Dim::Perspective,
+        Dim::Shelter,
+        Dim::OutcomeKind,
+        Dim::TimeToOutcome,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Dim::Municipality => "municipality",
@@ -50,6 +60,16 @@ impl Dim {
             Dim::OutcomeKind => "outcome",
             Dim::TimeToOutcome => "time from intake to outcome",
         }
+    }
+}
+
+impl FromStr for Dim {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Dim::ALL
+            .into_iter()
+            .find(|d| d.as_str() == s)
+            .ok_or_else(|| format!("unknown classification '{s}'"))
     }
 }
 
@@ -316,6 +336,19 @@ impl TableKind {
             TableKind::TimeToOutcome => &[Dim::TimeToOutcome],
             TableKind::IntakeVsOutcome => &[Dim::IntakeScenario, Dim::OutcomeKind],
         }
+    }
+}
+
+impl FromStr for TableKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        TableKind::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = TableKind::ALL.iter().map(|t| t.as_str()).collect();
+                format!("unknown table '{s}': use one of {}", names.join(", "))
+            })
     }
 }
 

@@ -133,6 +133,10 @@ pub struct Family {
     status: Vec<Status>,
 }
 
+/// Boxes added one by one for a cell boxes cannot certify, before the
+/// suppression widens to whole municipalities.
+const MAX_WIDENING: usize = 24;
+
 /// What a box costs: new suppressions, their total, and minus what it gains.
 type Cost = (usize, u64, i64);
 
@@ -333,39 +337,56 @@ impl Family {
         Ok(())
     }
 
-    /// For a small cell whose neighbourhood is too sparse for boxes: widen
-    /// the suppression step by step — every published corner of every box
-    /// through it; every published figure of its municipality (or of the
-    /// node total); every published figure — and after each step bound the
-    /// cell as an attacker would, by linear programming over all figures of
-    /// the family ([`audit::bounds`]), until it is open to `protection`
-    /// values besides its own.
+    /// For a small cell whose neighbourhood is too sparse for boxes to
+    /// certify on their own: suppress the published corners of one more box
+    /// through it at a time, cheapest first, and after each bound the cell as
+    /// an attacker would, by linear programming over all figures of the
+    /// family ([`audit::bounds`]), until it is open to `protection` values
+    /// besides its own. Should that not do, suppress every published figure
+    /// of its municipality (or of the node total), then every figure.
     fn widen(&mut self, p: usize) -> Result<(), Unprotectable> {
+        let need = f64::from(self.settings.protection) - 1e-6;
+        let wide = |fam: &Family| {
+            let (lo, hi) = audit::bounds(fam, p);
+            hi - lo >= need
+        };
+        let boxes = self.boxes_through(p);
+        for _ in 0..MAX_WIDENING {
+            if wide(self) {
+                return Ok(());
+            }
+            let cheapest = boxes
+                .iter()
+                .filter_map(|b| {
+                    let new: Vec<usize> = b
+                        .iter()
+                        .map(|&(idx, _)| idx)
+                        .filter(|&idx| self.status[idx] == Status::Published)
+                        .collect();
+                    let total: u64 = new.iter().map(|&i| self.value[i]).sum();
+                    (!new.is_empty()).then_some(((new.len(), total), new))
+                })
+                .min_by_key(|(cost, _)| *cost);
+            let Some((_, new)) = cheapest else { break };
+            for idx in new {
+                self.status[idx] = Status::Secondary;
+            }
+        }
         let m = self.dim_index(Dim::Municipality).unwrap_or(0);
         let key = self.key(p);
         let members = self.members();
-        let steps: [Vec<usize>; 3] = [
-            self.boxes_through(p)
-                .into_iter()
-                .flatten()
-                .map(|(idx, _)| idx)
-                .collect(),
-            members
-                .iter()
-                .copied()
-                .filter(|&i| self.key(i)[m] == key[m])
-                .collect(),
-            members,
-        ];
-        let need = f64::from(self.settings.protection) - 1e-6;
-        for step in steps {
+        let same_municipality: Vec<usize> = members
+            .iter()
+            .copied()
+            .filter(|&i| self.key(i)[m] == key[m])
+            .collect();
+        for step in [same_municipality, members] {
             for idx in step {
                 if self.status[idx] == Status::Published {
                     self.status[idx] = Status::Secondary;
                 }
             }
-            let (lo, hi) = audit::bounds(self, p);
-            if hi - lo >= need {
+            if wide(self) {
                 return Ok(());
             }
         }

@@ -247,7 +247,7 @@ impl Publication {
         s.push('\n');
         let _ = writeln!(
             s,
-            "< {t}: fewer than {t} cases (none included). x: suppressed so that no \"< {t}\" can be worked out from the other figures."
+            "< {t}: fewer than {t} cases (zero included). x: suppressed so that no \"< {t}\" can be worked out from the other figures."
         );
         if self.settings.rounding_base > 1 {
             let _ = writeln!(
