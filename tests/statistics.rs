@@ -502,3 +502,62 @@ async fn refused_statistics_requests_are_recorded_and_say_what_to_fix() {
     assert_eq!(rows.len(), 8, "every refusal is recorded");
     assert!(rows.iter().all(|r| r.decision != "allowed"));
 }
+
+/// `sluis stats` as the monitor would run it: a table as text, as CSV, and
+/// a refusal that says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sluis_stats_prints_the_protected_table() {
+    let node = TestNode::start().await;
+    let pki = node.pki();
+    let addr = node.node.local_addr.to_string();
+    let run = move |extra: &[&str]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sluis"));
+        cmd.arg("stats")
+            .arg("--node")
+            .arg(&addr)
+            .arg("--ca")
+            .arg(pki.join("ca.pem"))
+            .arg("--cert")
+            .arg(pki.join("clients/monitor-jenv.pem"))
+            .arg("--key")
+            .arg(pki.join("clients/monitor-jenv.key"))
+            .args(["--year", "2025", "--quarter", "2"])
+            .args(extra);
+        cmd.output().unwrap()
+    };
+    let out = tokio::task::spawn_blocking(move || {
+        (
+            run(&["--table", "outcomes"]),
+            run(&["--table", "inflow", "--format", "csv"]),
+            run(&["--table", "outcomes", "--purpose", "return"]),
+        )
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.0.stdout);
+    assert!(
+        out.0.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.0.stderr)
+    );
+    assert!(
+        text.contains("Outflow: outcomes by kind, 2025 Q2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("< 10"),
+        "an empty node shows only small cells:\n{text}"
+    );
+    assert!(String::from_utf8_lossy(&out.0.stderr).contains("request id"));
+    let csv = String::from_utf8_lossy(&out.1.stdout);
+    assert!(
+        csv.starts_with("table,quarter,block,row,column,figure\n"),
+        "{csv}"
+    );
+    assert!(
+        csv.contains("inflow,2025 Q2,,legalisation,total,< 10"),
+        "{csv}"
+    );
+    assert!(!out.2.status.success());
+    assert!(String::from_utf8_lossy(&out.2.stderr).contains("PermissionDenied"));
+}

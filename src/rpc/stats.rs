@@ -125,6 +125,8 @@ pub struct StatisticsAsk {
     pub quarter: u32,
     pub by_municipality: bool,
     pub purpose: String,
+    /// Sent as `x-sluis-actor`: the employee asking.
+    pub actor: Option<String>,
 }
 
 /// Asks a node for a table over `channel` (mTLS as the caller) and returns
@@ -136,16 +138,20 @@ pub async fn get_statistics(
     ask: StatisticsAsk,
 ) -> Result<(Publication, String), Status> {
     let mut client = pb::statistics_service_client::StatisticsServiceClient::new(channel);
-    let r = client
-        .get_statistics(pb::GetStatisticsRequest {
-            table: table_pb(ask.table) as i32,
-            year: ask.year,
-            quarter: ask.quarter,
-            by_municipality: ask.by_municipality,
-            purpose: ask.purpose,
-        })
-        .await?
-        .into_inner();
+    let mut req = Request::new(pb::GetStatisticsRequest {
+        table: table_pb(ask.table) as i32,
+        year: ask.year,
+        quarter: ask.quarter,
+        by_municipality: ask.by_municipality,
+        purpose: ask.purpose,
+    });
+    if let Some(actor) = ask.actor {
+        let v = actor
+            .parse()
+            .map_err(|_| Status::invalid_argument("the actor must be printable ASCII"))?;
+        req.metadata_mut().insert(crate::rpc::ACTOR_HEADER, v);
+    }
+    let r = client.get_statistics(req).await?.into_inner();
     let bad = || Status::internal("the node's answer is not a table this binary can read");
     let axis = |a: Option<pb::StatisticsAxis>| -> Result<Axis, Status> {
         let a = a.unwrap_or_default();

@@ -266,7 +266,7 @@ impl Publication {
         {
             let _ = writeln!(
                 s,
-                "Totals also count cases whose category was not recorded."
+                "Totals also count cases in no listed category (not recorded, or registered by a participant that is not a municipality)."
             );
         }
         s
