@@ -250,6 +250,7 @@ async fn protected_tables_for_the_monitor_and_a_municipality() {
 
     // The answers an attacker collects about 2025 Q3's outcomes.
     let mut answers: Vec<pb::GetStatisticsResponse> = Vec::new();
+    let started = std::time::Instant::now();
     for (table, by) in [
         (T::DurableSolutions, false),
         (T::Outcomes, true),
@@ -275,6 +276,10 @@ async fn protected_tables_for_the_monitor_and_a_municipality() {
             .into_inner(),
     );
     let requests = answers.len();
+    println!(
+        "{requests} statistics requests over {CASES} cases: {:?}",
+        started.elapsed()
+    );
     println!("{}", answers[0].text);
     assert!(
         answers[0]
