@@ -79,43 +79,7 @@ enum Command {
     },
     /// Ask a node for a protected statistics table over mTLS, as the national monitor or a
     /// municipality (its own cases). The node protects the figures and records the request.
-    Stats {
-        /// The node's address.
-        #[arg(long, default_value = "127.0.0.1:7443")]
-        node: SocketAddr,
-        /// The name the node's certificate is issued for.
-        #[arg(long, default_value = "localhost")]
-        server_name: String,
-        /// CA certificate that issued the node's certificate (PEM).
-        #[arg(long, value_name = "FILE")]
-        ca: PathBuf,
-        /// Your client certificate (PEM), e.g. the monitor's.
-        #[arg(long, value_name = "FILE")]
-        cert: PathBuf,
-        /// Its private key (PEM).
-        #[arg(long, value_name = "FILE")]
-        key: PathBuf,
-        /// The employee asking (sent as x-sluis-actor).
-        #[arg(long)]
-        actor: Option<String>,
-        /// inflow, perspective, shelter, outcomes, durable_solutions, time_to_outcome or
-        /// intake_vs_outcome.
-        #[arg(long, default_value = "durable_solutions")]
-        table: crate::stats::TableKind,
-        /// Calendar year (2019 or later).
-        #[arg(long)]
-        year: u32,
-        /// Quarter 1-4 (one that has ended).
-        #[arg(long)]
-        quarter: u32,
-        /// The monitor only: a column per municipality besides the total.
-        #[arg(long)]
-        by_municipality: bool,
-        #[arg(long, default_value = "monitoring")]
-        purpose: String,
-        #[arg(long, value_enum, default_value = "text")]
-        format: StatsFormat,
-    },
+    Stats(crate::cli::stats::Command),
     /// Consent receipts.
     Receipt {
         #[command(subcommand)]
@@ -190,13 +154,6 @@ enum AuditCommand {
 enum ExportFormat {
     Jsonl,
     Csv,
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum StatsFormat {
-    Text,
-    Csv,
-    Json,
 }
 
 #[derive(Subcommand)]
@@ -314,40 +271,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit { config, command } => crate::cli::audit::run(&config, command.into()).await,
-        Command::Stats {
-            node,
-            server_name,
-            ca,
-            cert,
-            key,
-            actor,
-            table,
-            year,
-            quarter,
-            by_municipality,
-            purpose,
-            format,
-        } => {
-            crate::cli::stats::run(crate::cli::stats::Command {
-                node,
-                server_name,
-                ca,
-                cert,
-                key,
-                actor,
-                table,
-                year,
-                quarter,
-                by_municipality,
-                purpose,
-                format: match format {
-                    StatsFormat::Text => crate::cli::stats::Format::Text,
-                    StatsFormat::Csv => crate::cli::stats::Format::Csv,
-                    StatsFormat::Json => crate::cli::stats::Format::Json,
-                },
-            })
-            .await
-        }
+        Command::Stats(c) => crate::cli::stats::run(c).await,
         Command::Receipt {
             command: ReceiptCommand::Verify { key, file },
         } => {

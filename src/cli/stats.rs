@@ -14,7 +14,7 @@ use crate::rpc::{StatisticsAsk, get_statistics};
 use crate::stats::{Publication, TableKind};
 
 /// How to print a table.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum Format {
     /// The table with its notes, as a report would quote it.
     Text,
@@ -24,19 +24,43 @@ pub enum Format {
     Json,
 }
 
-/// What `sluis stats` was asked.
+/// What `sluis stats` takes.
+#[derive(clap::Args)]
 pub struct Command {
+    /// The node's address.
+    #[arg(long, default_value = "127.0.0.1:7443")]
     pub node: SocketAddr,
+    /// The name the node's certificate is issued for.
+    #[arg(long, default_value = "localhost")]
     pub server_name: String,
+    /// CA certificate that issued the node's certificate (PEM).
+    #[arg(long, value_name = "FILE")]
     pub ca: PathBuf,
+    /// Your client certificate (PEM), e.g. the monitor's.
+    #[arg(long, value_name = "FILE")]
     pub cert: PathBuf,
+    /// Its private key (PEM).
+    #[arg(long, value_name = "FILE")]
     pub key: PathBuf,
+    /// The employee asking (sent as x-sluis-actor).
+    #[arg(long)]
     pub actor: Option<String>,
+    /// inflow, perspective, shelter, outcomes, durable_solutions, time_to_outcome or
+    /// intake_vs_outcome.
+    #[arg(long, default_value = "durable_solutions")]
     pub table: TableKind,
+    /// Calendar year (2019 or later).
+    #[arg(long)]
     pub year: u32,
+    /// Quarter 1-4 (one that has ended).
+    #[arg(long)]
     pub quarter: u32,
+    /// The monitor only: a column per municipality besides the total.
+    #[arg(long)]
     pub by_municipality: bool,
+    #[arg(long, default_value = "monitoring")]
     pub purpose: String,
+    #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
 }
 

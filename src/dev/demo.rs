@@ -483,15 +483,16 @@ pub async fn run(data_dir: Option<&Path>) -> anyhow::Result<bool> {
         "    (Gemeente Utrecht has registered {POPULATION} more cases with intakes in the last half year; fictional)"
     );
     let stats_before = node.store.access_log_len().await?;
+    let durable_solutions = pb::GetStatisticsRequest {
+        table: pb::StatisticsTable::DurableSolutions as i32,
+        year: last.year as u32,
+        quarter: u32::from(last.q),
+        by_municipality: false,
+        purpose: "monitoring".into(),
+    };
     let table = monitor
         .stats
-        .get_statistics(pb::GetStatisticsRequest {
-            table: pb::StatisticsTable::DurableSolutions as i32,
-            year: last.year as u32,
-            quarter: u32::from(last.q),
-            by_municipality: false,
-            purpose: "monitoring".into(),
-        })
+        .get_statistics(durable_solutions.clone())
         .await?
         .into_inner();
     for line in table.text.lines() {
@@ -523,17 +524,7 @@ pub async fn run(data_dir: Option<&Path>) -> anyhow::Result<bool> {
             .any(|r| r.method == "GetStatistics" && r.caller == "monitor-jenv"),
         "the statistics request is in the access log",
     );
-    let e = dtv
-        .stats
-        .get_statistics(pb::GetStatisticsRequest {
-            table: pb::StatisticsTable::DurableSolutions as i32,
-            year: last.year as u32,
-            quarter: u32::from(last.q),
-            by_municipality: false,
-            purpose: "monitoring".into(),
-        })
-        .await
-        .err();
+    let e = dtv.stats.get_statistics(durable_solutions).await.err();
     checks.expect(
         e.is_some_and(|s| s.code() == Code::PermissionDenied),
         "DT&V gets no statistics (no rule with a legal basis for it)",

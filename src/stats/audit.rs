@@ -24,13 +24,13 @@ pub(crate) fn bounds(fam: &Family, p: usize) -> (f64, f64) {
     }
 }
 
-/// The finest cells of table `t`: one leaf per classification of the table,
-/// the total elsewhere.
-fn finest(fam: &Family, t: usize) -> Vec<Vec<usize>> {
-    let dims = fam.dims();
-    let mut combos = vec![vec![0; dims.len()]];
-    for &j in &fam.tables()[t] {
-        let leaves = dims[j].leaves_under(0);
+/// Every combination of one leaf per classification in `dims` (residuals
+/// included), the total elsewhere: the finest cells of a table, or the
+/// finest margins two tables share.
+fn finest(fam: &Family, dims: &[usize]) -> Vec<Vec<usize>> {
+    let mut combos = vec![vec![0; fam.dims().len()]];
+    for &j in dims {
+        let leaves = fam.dims()[j].leaves_under(0);
         combos = combos
             .into_iter()
             .flat_map(|c| {
@@ -69,7 +69,7 @@ fn solve(fam: &Family, p: usize, dir: OptimizationDirection) -> Option<f64> {
     // Unknowns: (table, finest cell) → variable.
     let mut vars: Vec<(usize, Vec<usize>, Variable)> = Vec::new();
     for t in 0..fam.tables().len() {
-        for leaf in finest(fam, t) {
+        for leaf in finest(fam, &fam.tables()[t]) {
             let coeff = if t == target_table && inside(fam, t, &leaf, &target) {
                 1.0
             } else {
@@ -109,20 +109,7 @@ fn solve(fam: &Family, p: usize, dir: OptimizationDirection) -> Option<f64> {
                 .copied()
                 .filter(|j| fam.tables()[b].contains(j))
                 .collect();
-            let mut combos = vec![vec![0; fam.dims().len()]];
-            for &j in &shared {
-                let leaves = fam.dims()[j].leaves_under(0);
-                combos = combos
-                    .into_iter()
-                    .flat_map(|c| {
-                        leaves.iter().map(move |&l| {
-                            let mut c = c.clone();
-                            c[j] = l;
-                            c
-                        })
-                    })
-                    .collect();
-            }
+            let combos = finest(fam, &shared);
             for c in combos {
                 let mut e = LinearExpr::empty();
                 expr(a, &c, 1.0, &mut e);

@@ -95,23 +95,28 @@ impl<'a> Attack<'a> {
             .unwrap_or_else(|| panic!("cell {cell:?} is in no table"))
     }
 
+    /// Every combination of one leaf per dim in `dims`, the total elsewhere.
+    fn combos(&self, dims: &[usize]) -> Vec<Vec<usize>> {
+        let mut combos: Vec<Vec<usize>> = vec![vec![0; self.model.dims.len()]];
+        for &j in dims {
+            let mut next = Vec::new();
+            for c in &combos {
+                for l in self.model.dims[j].leaves() {
+                    let mut c = c.clone();
+                    c[j] = l;
+                    next.push(c);
+                }
+            }
+            combos = next;
+        }
+        combos
+    }
+
     /// The finest cells of each table, as (table, leaf per dim of the table).
     fn unknowns(&self) -> Vec<(usize, Vec<usize>)> {
         let mut out = Vec::new();
         for (t, dims) in self.model.tables.iter().enumerate() {
-            let mut combos: Vec<Vec<usize>> = vec![vec![0; self.model.dims.len()]];
-            for &j in dims {
-                let mut next = Vec::new();
-                for c in &combos {
-                    for l in self.model.dims[j].leaves() {
-                        let mut c = c.clone();
-                        c[j] = l;
-                        next.push(c);
-                    }
-                }
-                combos = next;
-            }
-            out.extend(combos.into_iter().map(|c| (t, c)));
+            out.extend(self.combos(dims).into_iter().map(|c| (t, c)));
         }
         out
     }
@@ -182,18 +187,7 @@ impl<'a> Attack<'a> {
                     .copied()
                     .filter(|j| self.model.tables[b].contains(j))
                     .collect();
-                let mut combos: Vec<Vec<usize>> = vec![vec![0; self.model.dims.len()]];
-                for &j in &shared {
-                    let mut next = Vec::new();
-                    for c in &combos {
-                        for l in self.model.dims[j].leaves() {
-                            let mut c = c.clone();
-                            c[j] = l;
-                            next.push(c);
-                        }
-                    }
-                    combos = next;
-                }
+                let combos = self.combos(&shared);
                 for c in combos {
                     let mut e = LinearExpr::empty();
                     for ((t, leaves), v) in unknowns.iter().zip(&vars) {
