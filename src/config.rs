@@ -33,6 +33,8 @@ pub struct Config {
     pub limits: Limits,
     #[serde(default)]
     pub database: DatabaseConfig,
+    #[serde(default)]
+    pub statistics: StatisticsConfig,
     #[serde(default, rename = "participant")]
     pub participants: Vec<Participant>,
     /// Folder the relative paths are resolved against; not in the file.
@@ -131,6 +133,54 @@ impl Default for DatabaseConfig {
             cache_entries: default_cache_entries(),
         }
     }
+}
+
+/// Disclosure control of the statistics this node publishes (see
+/// `docs/statistics.md`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatisticsConfig {
+    /// Counts below this are shown as "< threshold" (zero included).
+    #[serde(default = "default_stats_threshold")]
+    pub threshold: u32,
+    /// No combination of published figures narrows a "< threshold" cell to
+    /// fewer than this many values besides its true one (1 to threshold - 1).
+    #[serde(default = "default_stats_protection")]
+    pub protection: u32,
+    /// Published counts are rounded to a multiple of this (1: exact); it
+    /// must divide the threshold.
+    #[serde(default = "default_stats_rounding_base")]
+    pub rounding_base: u32,
+}
+
+impl Default for StatisticsConfig {
+    fn default() -> Self {
+        StatisticsConfig {
+            threshold: default_stats_threshold(),
+            protection: default_stats_protection(),
+            rounding_base: default_stats_rounding_base(),
+        }
+    }
+}
+
+impl StatisticsConfig {
+    pub fn settings(&self) -> crate::stats::Settings {
+        crate::stats::Settings {
+            threshold: self.threshold,
+            protection: self.protection,
+            rounding_base: self.rounding_base,
+        }
+    }
+}
+
+fn default_stats_threshold() -> u32 {
+    crate::stats::Settings::default().threshold
+}
+fn default_stats_protection() -> u32 {
+    crate::stats::Settings::default().protection
+}
+fn default_stats_rounding_base() -> u32 {
+    crate::stats::Settings::default().rounding_base
 }
 
 fn default_max_db_connections() -> u32 {
@@ -241,6 +291,7 @@ impl Config {
                 _ => {}
             }
         }
+        self.statistics.settings().check().map_err(invalid)?;
         if self.limits.max_message_bytes < 1024 {
             return Err(invalid(
                 "limits.max_message_bytes must be at least 1024".into(),

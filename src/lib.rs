@@ -21,8 +21,8 @@
 //!   the request path on their own: the [`policy`], consent evaluation
 //!   ([`model`]), pseudonyms and the vault ([`gateway`]).
 //!
-//! Dependencies point down: `cli → node → rpc → gateway → {policy, tlog}
-//! → store`; `net` beside them for the transport; everything may use
+//! Dependencies point down: `cli → node → rpc → gateway → {policy, tlog,
+//! stats} → store`; `net` beside them for the transport; everything may use
 //! `model`, the shared vocabulary.
 #![forbid(unsafe_code)]
 
@@ -35,5 +35,6 @@ pub mod net;
 pub mod node;
 pub mod policy;
 pub mod rpc;
+pub mod stats;
 pub mod store;
 pub mod tlog;

@@ -79,14 +79,17 @@ impl Node {
             },
         )
         .await?;
-        let exchange = Arc::new(Exchange::new(
-            config.node.name.clone(),
-            store.clone(),
-            keys,
-            policy.clone(),
-            registry.clone(),
-            audit,
-        ));
+        let exchange = Arc::new(
+            Exchange::new(
+                config.node.name.clone(),
+                store.clone(),
+                keys,
+                policy.clone(),
+                registry.clone(),
+                audit,
+            )
+            .with_statistics(config.statistics.settings()),
+        );
         let tls_files = config.tls_files();
         let (tls_tx, tls_rx) = watch::channel(tls::server_config(&tls_files)?);
         let (_registry_tx, registry_rx) = watch::channel(registry);

@@ -246,7 +246,7 @@ fn new_case() -> pb::CaseData {
         }),
         perspective: Some(pb::Perspective {
             kind: pb::PerspectiveKind::Undetermined as i32,
-            milestones: vec![],
+            ..Default::default()
         }),
         ..Default::default()
     }

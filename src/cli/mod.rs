@@ -1,6 +1,7 @@
 //! The command line. Thin: every command calls into a module that does the work.
 
 pub mod audit;
+pub mod stats;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -76,6 +77,9 @@ enum Command {
         #[arg(long, value_name = "FILE", default_value = "sluis.toml")]
         config: PathBuf,
     },
+    /// Ask a node for a protected statistics table over mTLS, as the national monitor or a
+    /// municipality (its own cases). The node protects the figures and records the request.
+    Stats(crate::cli::stats::Command),
     /// Consent receipts.
     Receipt {
         #[command(subcommand)]
@@ -267,6 +271,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit { config, command } => crate::cli::audit::run(&config, command.into()).await,
+        Command::Stats(c) => crate::cli::stats::run(c).await,
         Command::Receipt {
             command: ReceiptCommand::Verify { key, file },
         } => {

@@ -17,11 +17,15 @@ use crate::net::client::{self, ClientPem};
 use crate::node::Node;
 use crate::rpc::Clients;
 use crate::rpc::proto::v1 as pb;
+use crate::stats::Quarter;
 use crate::tlog::AccessRecord;
 use crate::tlog::note;
 
 /// Which sample case the demo registers (any has the same shape).
 const CASE: u64 = 1;
+
+/// Cases registered for the statistics step.
+const POPULATION: u64 = 400;
 
 struct Checks {
     failed: Vec<String>,
@@ -460,8 +464,75 @@ pub async fn run(data_dir: Option<&Path>) -> anyhow::Result<bool> {
     );
     println!();
 
+    println!("9. The national monitor asks for last quarter's durable solutions");
+    let today = time::OffsetDateTime::now_utc().date();
+    let this_quarter = Quarter::of(today);
+    let last = Quarter::of(this_quarter.first_day() - time::Duration::days(1));
+    for i in 0..POPULATION {
+        gemeente
+            .cases
+            .register_case(with_actor(
+                pb::RegisterCaseRequest {
+                    data: Some(sample::population_case(i, this_quarter.first_day())),
+                },
+                Some(OWNER_ACTOR),
+            ))
+            .await?;
+    }
     println!(
-        "9. The log is verified: a signed checkpoint, an inclusion proof, and a full recomputation"
+        "    (Gemeente Utrecht has registered {POPULATION} more cases with intakes in the last half year; fictional)"
+    );
+    let stats_before = node.store.access_log_len().await?;
+    let durable_solutions = pb::GetStatisticsRequest {
+        table: pb::StatisticsTable::DurableSolutions as i32,
+        year: last.year as u32,
+        quarter: u32::from(last.q),
+        by_municipality: false,
+        purpose: "monitoring".into(),
+    };
+    let table = monitor
+        .stats
+        .get_statistics(durable_solutions.clone())
+        .await?
+        .into_inner();
+    for line in table.text.lines() {
+        println!("    | {line}");
+    }
+    let shown_safely = table.figures.iter().all(|f| {
+        f.shown == "< 10" || f.shown == "x" || f.shown.parse::<u64>().is_ok_and(|n| n >= 10)
+    });
+    checks.expect(
+        shown_safely && !table.figures.is_empty(),
+        "the monitor gets a protected table: every figure is at least 10, \"< 10\" or suppressed",
+    );
+    let recorded = node.store.access_log(stats_before, 10).await?;
+    if let Some(rec) = recorded
+        .iter()
+        .filter(|r| r.method == "GetStatistics")
+        .find_map(|r| AccessRecord::decode(&r.record))
+    {
+        println!(
+            "    access record: {} ({}): {}",
+            rec.caller,
+            rec.decision.as_str(),
+            rec.detail
+        );
+    }
+    checks.expect(
+        recorded
+            .iter()
+            .any(|r| r.method == "GetStatistics" && r.caller == "monitor-jenv"),
+        "the statistics request is in the access log",
+    );
+    let e = dtv.stats.get_statistics(durable_solutions).await.err();
+    checks.expect(
+        e.is_some_and(|s| s.code() == Code::PermissionDenied),
+        "DT&V gets no statistics (no rule with a legal basis for it)",
+    );
+    println!();
+
+    println!(
+        "10. The log is verified: a signed checkpoint, an inclusion proof, and a full recomputation"
     );
     let key = node.exchange.verifier_key();
     let proof = loop {

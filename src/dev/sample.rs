@@ -52,6 +52,7 @@ pub fn case_data(i: u64) -> pb::CaseData {
                 date: "2026-10-01".into(),
                 reached: false,
             }],
+            ..Default::default()
         }),
         medical: Some(pb::Medical {
             notes: "needs regular care".into(),
@@ -63,8 +64,50 @@ pub fn case_data(i: u64) -> pb::CaseData {
             reached: false,
             kind: pb::PerspectiveKind::Unspecified as i32,
             date: String::new(),
+            ..Default::default()
         }),
     }
+}
+
+/// Case `i` of a population for the statistics demo: sample case data with
+/// an intake in the 180 days before `end` and, for about two in three, an
+/// outcome between intake and `end`, skewed as LVV outcomes are (many
+/// legalisations and independent departures, few forced departures and
+/// onward migrations). The identities are fictional.
+pub fn population_case(i: u64, end: time::Date) -> pb::CaseData {
+    use pb::OutcomeKind as K;
+    use pb::PerspectiveKind as P;
+    let h = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 13;
+    let mut d = case_data(1_000_000 + i);
+    let intake = end - time::Duration::days(1 + (h % 180) as i64);
+    let scenario = [
+        P::Undetermined,
+        P::Return,
+        P::Legalisation,
+        P::Legalisation,
+        P::OnwardMigration,
+    ][(h / 180 % 5) as usize];
+    d.perspective = Some(pb::Perspective {
+        kind: scenario as i32,
+        intake_scenario: scenario as i32,
+        intake_date: intake.to_string(),
+        milestones: vec![],
+    });
+    let kind = match h / 900 % 20 {
+        0..=5 => K::Legalisation,
+        6..=9 => K::DepartureIndependent,
+        10..=13 => K::OutOfSight,
+        14..=16 => K::DepartureUnsupervised,
+        17..=18 => K::OnwardMigration,
+        _ => K::DepartureForced,
+    };
+    let days_left = (end - intake).whole_days().max(1);
+    d.outcome = (!(h / 9000).is_multiple_of(3)).then(|| pb::Outcome {
+        outcome_kind: kind as i32,
+        date: (intake + time::Duration::days((h / 27_000) as i64 % days_left)).to_string(),
+        ..Default::default()
+    });
+    d
 }
 
 /// The V-number of sample case `i`: ten digits, distinct for the first

@@ -123,8 +123,8 @@ pub struct Receipt {
 pub struct Exchange {
     pub(super) node_name: String,
     pub(super) store: Store,
-    keys: Arc<Keys>,
-    policy: Arc<Policy>,
+    pub(super) keys: Arc<Keys>,
+    pub(super) policy: Arc<Policy>,
     pub(super) registry: Arc<Registry>,
     pseudonyms: Pseudonymiser,
     /// The node stops through it too: it signs the log's tail.
@@ -134,6 +134,9 @@ pub struct Exchange {
     /// batch per `GetCase` (a miss costs only that: the insert is
     /// idempotent). Bounded: emptied when full.
     remembered: Mutex<HashSet<(String, String)>>,
+    /// Disclosure control of statistics, and the gate that lets one
+    /// statistics computation run at a time (each reads every case).
+    pub(super) statistics: (crate::stats::Settings, tokio::sync::Semaphore),
 }
 
 /// Most entries in `Exchange::remembered` (a few MiB).
@@ -161,7 +164,18 @@ impl Exchange {
             pseudonyms,
             audit,
             remembered: Mutex::default(),
+            statistics: (
+                crate::stats::Settings::default(),
+                tokio::sync::Semaphore::new(1),
+            ),
         }
+    }
+
+    /// The disclosure-control settings of the statistics this node answers
+    /// (the configuration's `[statistics]`; checked there).
+    pub(crate) fn with_statistics(mut self, settings: crate::stats::Settings) -> Exchange {
+        self.statistics.0 = settings;
+        self
     }
 
     /// A new access record filled with what is known before the message is read.
@@ -301,7 +315,7 @@ impl Exchange {
         }
     }
 
-    fn check_purpose(&self, purpose: &str) -> Result<(), ExchangeError> {
+    pub(super) fn check_purpose(&self, purpose: &str) -> Result<(), ExchangeError> {
         if purpose.is_empty() {
             return Err(ExchangeError::Invalid(format!(
                 "purpose is required: state why you need the data, one of: {}",
@@ -350,7 +364,7 @@ impl Exchange {
             .pseudonym(&caller.participant, &case.subject_ref)
     }
 
-    fn aad(case_id: &str, category: Category) -> Vec<u8> {
+    pub(super) fn aad(case_id: &str, category: Category) -> Vec<u8> {
         format!("sluis/v1/case/{case_id}/{category}").into_bytes()
     }
 

@@ -35,6 +35,10 @@
 //! - **One status table**: [`ExchangeError::code`] gives the code the
 //!   record names and the gRPC layer answers with.
 //!
+//! Statistics take the same path ([`Exchange::statistics`]): the policy
+//! (a rule with a legal basis), the figures computed and protected inside
+//! the node ([`crate::stats`]), an access record, then the table.
+//!
 //! It exposes [`Exchange`] with its request and answer types, the error and
 //! [`Code`] table, [`validate`] for the gRPC layer's calls on meaning,
 //! [`oversight`] for the `sluis audit` report, and the [`vault`] keys and
@@ -45,6 +49,7 @@ mod exchange;
 pub mod oversight;
 pub mod pseudonym;
 mod release;
+mod statistics;
 pub mod validate;
 pub mod vault;
 
@@ -54,3 +59,4 @@ pub use exchange::{
     RequestCtx, Scope,
 };
 pub use release::Withheld;
+pub use statistics::{FactsReader, StatisticsQuery};

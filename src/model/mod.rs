@@ -4,11 +4,13 @@
 //!
 //! It exposes [`Role`], [`Category`], [`Caller`], [`WithholdReason`], the
 //! default purposes, consent terms and their evaluation at an instant
-//! ([`consent`]), and the clock ([`clock`]). Every subsystem may use it; it
-//! uses none of them.
+//! ([`consent`]), how the LVV counts scenarios and outcomes ([`outcome`]),
+//! and the clock ([`clock`]). Every subsystem may use it; it uses none of
+//! them.
 
 pub mod clock;
 pub mod consent;
+pub mod outcome;
 
 use std::fmt;
 use std::str::FromStr;

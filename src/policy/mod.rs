@@ -49,9 +49,13 @@ const ROLE_TYPE: &str = "Role";
 const CATEGORY_TYPE: &str = "Category";
 const PURPOSE_TYPE: &str = "Purpose";
 const ACTION_TYPE: &str = "Action";
-/// The single action: releasing a category to a caller. One action keeps the
-/// policy about who and why, not about verbs.
+/// The action of every case read: releasing a category of one case to a
+/// caller. Keeping to it keeps the policy about who and why, not about verbs.
 const ACTION_ID: &str = "receive";
+/// The one other action: counting cases by a category for protected
+/// statistics (no person's data leaves). Separate, so that no rule written
+/// for releasing a case's data ever allows statistics, or the reverse.
+const AGGREGATE_ID: &str = "aggregate";
 
 /// Annotations the module understands. Anything else is refused: a misspelt
 /// `@legal_basis` would otherwise silently turn a legal-basis rule into a
@@ -186,6 +190,7 @@ pub struct Policy {
     /// no entity data to decide.
     entities: Entities,
     action: EntityUid,
+    aggregate: EntityUid,
     /// In the order of `Role::ALL` / `Category::ALL`.
     roles: Vec<EntityUid>,
     categories: Vec<EntityUid>,
@@ -368,9 +373,51 @@ impl Policy {
         decision
     }
 
+    /// Decides whether the node may count cases by `category` for a caller
+    /// in `role` asking for protected statistics for `purpose` (the action
+    /// `aggregate`). Statistics need a permit that declares `@legal_basis`:
+    /// there is no consent of each person for a count, so a permit without
+    /// one allows nothing here. Fails closed like [`decide`](Self::decide).
+    /// Not remembered: statistics are rare and costly for other reasons.
+    pub fn decide_aggregate(
+        &self,
+        role: Role,
+        category: Category,
+        purpose: &str,
+        actor_present: bool,
+    ) -> Decision {
+        let (Some(purpose), Some(role), Some(category)) = (
+            self.purposes.iter().position(|p| p == purpose),
+            Role::ALL.iter().position(|r| *r == role),
+            Category::ALL.iter().position(|c| *c == category),
+        ) else {
+            return Decision::default_deny();
+        };
+        let context = purpose * 4 + usize::from(actor_present);
+        let (decision, _) = self.evaluate_action(&self.aggregate, role, category, context);
+        if decision.allowed && decision.legal_basis.is_none() {
+            return Decision {
+                allowed: false,
+                deny_reason: Some(DenyReason::NotPermittedForRoleAndPurpose),
+                ..decision
+            };
+        }
+        decision
+    }
+
     /// Asks Cedar; the flag says whether the answer is free of errors and so
     /// may be remembered.
     fn evaluate(&self, role: usize, category: usize, context: usize) -> (Decision, bool) {
+        self.evaluate_action(&self.action, role, category, context)
+    }
+
+    fn evaluate_action(
+        &self,
+        action: &EntityUid,
+        role: usize,
+        category: usize,
+        context: usize,
+    ) -> (Decision, bool) {
         let (Some(principal), Some(resource), Some(context)) = (
             self.roles.get(role),
             self.categories.get(category),
@@ -381,7 +428,7 @@ impl Policy {
         // No schema here: the parts were checked against it at load.
         let request = match Request::new(
             principal.clone(),
-            self.action.clone(),
+            action.clone(),
             resource.clone(),
             context.clone(),
             None,
@@ -587,6 +634,7 @@ impl Vocabulary {
         let action_type = EntityTypeName::from_str(ACTION_TYPE)
             .map_err(|e| PolicyError::Schema(e.to_string()))?;
         let action = self.uid(&action_type, ACTION_ID);
+        let aggregate = self.uid(&action_type, AGGREGATE_ID);
         let roles: Vec<EntityUid> = Role::ALL
             .iter()
             .map(|r| self.uid(&self.role_type, r.as_str()))
@@ -616,14 +664,16 @@ impl Vocabulary {
                     .map_err(|e| PolicyError::Schema(e.to_string()))?;
                     // Checked once here so that `decide` can skip the schema.
                     for (principal, resource) in roles.iter().zip(categories.iter()) {
-                        Request::new(
-                            principal.clone(),
-                            action.clone(),
-                            resource.clone(),
-                            ctx.clone(),
-                            Some(&self.schema),
-                        )
-                        .map_err(|e| PolicyError::Schema(e.to_string()))?;
+                        for act in [&action, &aggregate] {
+                            Request::new(
+                                principal.clone(),
+                                act.clone(),
+                                resource.clone(),
+                                ctx.clone(),
+                                Some(&self.schema),
+                            )
+                            .map_err(|e| PolicyError::Schema(e.to_string()))?;
+                        }
                     }
                     contexts.push(ctx);
                 }
@@ -635,6 +685,7 @@ impl Vocabulary {
             authorizer: Authorizer::new(),
             entities: Entities::empty(),
             action,
+            aggregate,
             roles,
             categories,
             purposes: self.purposes,
@@ -660,7 +711,7 @@ fn schema_text(purposes: &[String]) -> String {
         "entity {ROLE_TYPE} enum [{roles}];\n\
          entity {CATEGORY_TYPE} enum [{categories}];\n\
          entity {PURPOSE_TYPE} enum [{purposes}];\n\
-         action {ACTION_ID} appliesTo {{\n  \
+         action {ACTION_ID}, {AGGREGATE_ID} appliesTo {{\n  \
            principal: {ROLE_TYPE},\n  \
            resource: {CATEGORY_TYPE},\n  \
            context: {{ purpose: {PURPOSE_TYPE}, is_owner: Bool, actor_present: Bool }}\n\
@@ -873,7 +924,7 @@ mod tests {
     #[test]
     fn default_policy_loads() {
         let p = default_policy();
-        assert_eq!(p.len(), 12);
+        assert_eq!(p.len(), 13);
         assert!(!p.is_empty());
         assert!(p.rule_ids().contains(&"owner"));
         assert!(p.schema_text().contains("entity Purpose enum"));
@@ -998,6 +1049,52 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn statistics_go_to_the_monitor_and_municipalities_on_a_legal_basis() {
+        let p = default_policy();
+        for role in [Role::Monitor, Role::Municipality] {
+            for category in [Category::Perspective, Category::Outcome, Category::Shelter] {
+                let d = p.decide_aggregate(role, category, "monitoring", false);
+                assert!(d.allowed, "{role} {category}");
+                assert_eq!(d.rules, vec!["statistics-monitoring"]);
+                assert!(d.legal_basis.is_some());
+                // Another purpose, or a category the tables do not use: no.
+                assert!(!p.decide_aggregate(role, category, "return", false).allowed);
+            }
+            for category in [Category::Identity, Category::Medical, Category::Safety] {
+                assert!(
+                    !p.decide_aggregate(role, category, "monitoring", true)
+                        .allowed
+                );
+            }
+        }
+        for role in [
+            Role::Dtv,
+            Role::Ind,
+            Role::Avim,
+            Role::Ngo,
+            Role::PrivacyOfficer,
+        ] {
+            let d = p.decide_aggregate(role, Category::Outcome, "monitoring", true);
+            assert!(!d.allowed, "{role}");
+        }
+        // A rule for statistics releases nothing of a case, and the reverse.
+        let d = ask(&p, Role::Monitor, Category::Outcome, "monitoring");
+        assert!(!d.allowed);
+        let d = p.decide_aggregate(Role::Ind, Category::Outcome, "legalisation", true);
+        assert!(!d.allowed, "ind-legalisation-consent permits receive only");
+    }
+
+    #[test]
+    fn statistics_need_a_legal_basis() {
+        let text = "@id(\"stats-without-basis\")\n\
+                    permit (principal == Role::\"monitor\", action == Action::\"aggregate\", resource);\n";
+        let p = Policy::from_text(text, "test.cedar", &purposes()).unwrap();
+        let d = p.decide_aggregate(Role::Monitor, Category::Outcome, "monitoring", false);
+        assert!(!d.allowed);
+        assert_eq!(d.rules, vec!["stats-without-basis"]);
     }
 
     #[test]
@@ -1204,7 +1301,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("policy.cedar");
         std::fs::write(&path, DEFAULT_POLICY).unwrap();
-        assert_eq!(Policy::load(&path, &purposes()).unwrap().len(), 12);
+        assert_eq!(Policy::load(&path, &purposes()).unwrap().len(), 13);
         let e = Policy::load(&dir.join("missing.cedar"), &purposes()).unwrap_err();
         assert!(matches!(e, PolicyError::Read { .. }));
         assert!(e.to_string().contains("missing.cedar"), "{e}");

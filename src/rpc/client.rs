@@ -1,4 +1,4 @@
-//! The node's three services as clients on one channel, for the demo, the
+//! The node's four services as clients on one channel, for the demo, the
 //! tests and tools (the channel itself comes from `net::client::connect`).
 
 use tonic::transport::Channel;
@@ -6,13 +6,15 @@ use tonic::transport::Channel;
 use crate::rpc::proto::v1::audit_service_client::AuditServiceClient;
 use crate::rpc::proto::v1::case_service_client::CaseServiceClient;
 use crate::rpc::proto::v1::consent_service_client::ConsentServiceClient;
+use crate::rpc::proto::v1::statistics_service_client::StatisticsServiceClient;
 
-/// The case, consent and audit service clients on one channel.
+/// The case, consent, audit and statistics service clients on one channel.
 #[derive(Clone)]
 pub struct Clients {
     pub cases: CaseServiceClient<Channel>,
     pub consents: ConsentServiceClient<Channel>,
     pub audit: AuditServiceClient<Channel>,
+    pub stats: StatisticsServiceClient<Channel>,
 }
 
 impl Clients {
@@ -20,7 +22,8 @@ impl Clients {
         Clients {
             cases: CaseServiceClient::new(channel.clone()).max_encoding_message_size(64 << 20),
             consents: ConsentServiceClient::new(channel.clone()),
-            audit: AuditServiceClient::new(channel),
+            audit: AuditServiceClient::new(channel.clone()),
+            stats: StatisticsServiceClient::new(channel),
         }
     }
 }

@@ -9,8 +9,10 @@ use prost::Message;
 use crate::gateway::ExchangeError;
 use crate::gateway::validate::{self, MAX_TEXT, SubjectKey};
 use crate::model::consent::{Consent, ConsentState, EventKind, Millis, Recipient};
+use crate::model::outcome::{Outcome, OutcomeKind, Scenario, parse_date};
 use crate::model::{Category, Role, WithholdReason};
 use crate::rpc::proto::v1 as pb;
+use crate::stats::CaseFacts;
 use crate::store::StoredCheckpoint;
 use crate::tlog::AccessRecord;
 
@@ -86,6 +88,12 @@ pub(crate) fn case_input(data: pb::CaseData) -> Result<Payloads, ExchangeError> 
                 "data.perspective.kind is not a known PerspectiveKind",
             ));
         }
+        if pb::PerspectiveKind::try_from(v.intake_scenario).is_err() {
+            return Err(invalid(
+                "data.perspective.intake_scenario is not a known PerspectiveKind",
+            ));
+        }
+        validate::date("data.perspective.intake_date", &v.intake_date)?;
         if v.milestones.len() > 64 {
             return Err(invalid("data.perspective.milestones: at most 64"));
         }
@@ -108,13 +116,92 @@ pub(crate) fn case_input(data: pb::CaseData) -> Result<Payloads, ExchangeError> 
         out.push((Category::Safety, v.encode_to_vec()));
     }
     if let Some(v) = data.outcome {
-        if pb::PerspectiveKind::try_from(v.kind).is_err() {
-            return Err(invalid("data.outcome.kind is not a known PerspectiveKind"));
-        }
-        validate::date("data.outcome.date", &v.date)?;
-        out.push((Category::Outcome, v.encode_to_vec()));
+        out.push((Category::Outcome, outcome(v)?.encode_to_vec()));
     }
     Ok((out, keys))
+}
+
+/// Checks an outcome and, for one written with `outcome_kind`, fills in
+/// the former model's `reached` and `kind` so that readers of that model
+/// still understand it (a client that sets them must agree with the kind).
+fn outcome(mut v: pb::Outcome) -> Result<pb::Outcome, ExchangeError> {
+    if pb::PerspectiveKind::try_from(v.kind).is_err() {
+        return Err(invalid("data.outcome.kind is not a known PerspectiveKind"));
+    }
+    validate::date("data.outcome.date", &v.date)?;
+    if v.outcome_kind == 0 {
+        return Ok(v);
+    }
+    let kind = OutcomeKind::from_code(v.outcome_kind)
+        .ok_or_else(|| invalid("data.outcome.outcome_kind is not a known OutcomeKind"))?;
+    if v.date.is_empty() {
+        return Err(invalid(
+            "data.outcome.date is required with outcome_kind: the day the outcome was reached",
+        ));
+    }
+    let reached = kind.is_durable();
+    let realised = kind.realises().map_or(0, |s| s.code());
+    if (v.reached && !reached) || (v.kind != 0 && v.kind != realised) {
+        return Err(invalid(
+            "data.outcome.reached and data.outcome.kind follow from outcome_kind; leave them unset",
+        ));
+    }
+    v.reached = reached;
+    v.kind = realised;
+    Ok(v)
+}
+
+/// The facts statistics count, from a case's opened categories (perspective,
+/// outcome, shelter; others are ignored). `owner` and `registered` (ms since
+/// the epoch) come from the case's row; the intake is the perspective's
+/// `intake_date` when set, else the registration day. A payload that does
+/// not decode is an internal error, as for a read.
+pub(crate) fn case_facts(
+    owner: &str,
+    registered: Millis,
+    payloads: &[(Category, Vec<u8>)],
+) -> Result<CaseFacts, ExchangeError> {
+    let corrupt = |_| ExchangeError::Internal("stored case data does not decode");
+    let registered_day = time::OffsetDateTime::from_unix_timestamp(registered.div_euclid(1000))
+        .map(|t| t.date())
+        .map_err(|_| ExchangeError::Internal("a case's registration time is out of range"))?;
+    let mut facts = CaseFacts {
+        owner: owner.to_string(),
+        intake: registered_day,
+        intake_scenario: None,
+        perspective: None,
+        outcome: None,
+        shelter: None,
+    };
+    for (cat, bytes) in payloads {
+        match cat {
+            Category::Perspective => {
+                let p = pb::Perspective::decode(bytes.as_slice()).map_err(corrupt)?;
+                facts.perspective = Scenario::from_code(p.kind);
+                facts.intake_scenario = Scenario::from_code(p.intake_scenario);
+                if let Some(d) = parse_date(&p.intake_date) {
+                    facts.intake = d;
+                }
+            }
+            Category::Outcome => {
+                let o = pb::Outcome::decode(bytes.as_slice()).map_err(corrupt)?;
+                facts.outcome = match (OutcomeKind::from_code(o.outcome_kind), parse_date(&o.date))
+                {
+                    (Some(kind), Some(date)) => Some(Outcome { kind, date }),
+                    (Some(_), None) => None,
+                    (None, date) => {
+                        Outcome::from_legacy(o.reached, Scenario::from_code(o.kind), date)
+                    }
+                };
+            }
+            Category::Shelter => {
+                let s = pb::Shelter::decode(bytes.as_slice()).map_err(corrupt)?;
+                facts.shelter = Some((parse_date(&s.since), parse_date(&s.until)));
+            }
+            _ => {}
+        }
+    }
+    Ok(facts)
 }
 
 /// Rebuilds case data from released payloads. A payload that fails to

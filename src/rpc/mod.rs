@@ -1,5 +1,6 @@
 //! The gRPC face of a node: the `sluis.v1` services (`CaseService`,
-//! `ConsentService`, `AuditService`) with `grpc.health.v1` and reflection.
+//! `ConsentService`, `AuditService`, `StatisticsService`) with
+//! `grpc.health.v1` and reflection.
 //!
 //! What it promises:
 //!
@@ -27,6 +28,7 @@ mod consent;
 mod convert;
 pub mod proto;
 mod refusals;
+mod stats;
 mod status;
 
 use std::sync::Arc;
@@ -47,6 +49,7 @@ use crate::tlog::Recorded;
 
 pub use client::Clients;
 pub use refusals::TransportRefusals;
+pub use stats::{StatisticsAsk, get_statistics};
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 pub const ACTOR_HEADER: &str = "x-sluis-actor";
@@ -153,7 +156,7 @@ fn actor<T>(req: &Request<T>) -> Result<Option<String>, ExchangeError> {
 /// the transport.
 pub type Routes = Router<Stack<TransportRefusals, Identity>>;
 
-/// The node's gRPC services on `server`: the three `sluis.v1` services,
+/// The node's gRPC services on `server`: the four `sluis.v1` services,
 /// `grpc.health.v1` and server reflection, behind [`TransportRefusals`].
 /// tonic refuses a message beyond 4 × `max_message_bytes` before decoding
 /// it (the layer records that); below, `Api::call` refuses oversized
@@ -185,7 +188,11 @@ pub async fn router(
                 .max_decoding_message_size(hard_cap),
         )
         .add_service(
-            pb::audit_service_server::AuditServiceServer::new(api)
+            pb::audit_service_server::AuditServiceServer::new(api.clone())
+                .max_decoding_message_size(hard_cap),
+        )
+        .add_service(
+            pb::statistics_service_server::StatisticsServiceServer::new(api)
                 .max_decoding_message_size(hard_cap),
         )
         .add_service(health_service)
@@ -228,6 +235,7 @@ impl Health {
         use pb::audit_service_server::AuditServiceServer as Audit;
         use pb::case_service_server::CaseServiceServer as Cases;
         use pb::consent_service_server::ConsentServiceServer as Consents;
+        use pb::statistics_service_server::StatisticsServiceServer as Statistics;
         let r = &self.0;
         if serving {
             r.set_service_status("", tonic_health::ServingStatus::Serving)
@@ -235,12 +243,14 @@ impl Health {
             r.set_serving::<Cases<Api>>().await;
             r.set_serving::<Consents<Api>>().await;
             r.set_serving::<Audit<Api>>().await;
+            r.set_serving::<Statistics<Api>>().await;
         } else {
             r.set_service_status("", tonic_health::ServingStatus::NotServing)
                 .await;
             r.set_not_serving::<Cases<Api>>().await;
             r.set_not_serving::<Consents<Api>>().await;
             r.set_not_serving::<Audit<Api>>().await;
+            r.set_not_serving::<Statistics<Api>>().await;
         }
     }
 }

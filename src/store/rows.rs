@@ -10,7 +10,7 @@ use std::str::FromStr;
 use crate::model::Category;
 use crate::model::Role;
 use crate::model::consent::{Consent, ConsentEvent, EventKind, Recipient};
-use crate::store::{CaseMeta, CaseWithData, LogRow, StoreError, StoredCheckpoint};
+use crate::store::{CaseMeta, CaseWithData, LogRow, SealedCase, StoreError, StoredCheckpoint};
 use crate::tlog::merkle::{Hash, NodeId};
 
 /// A result row, read by column position. Each backend implements it for
@@ -149,6 +149,33 @@ impl CaseFold {
     }
 
     pub(super) fn finish(self) -> Option<CaseWithData> {
+        self.0
+    }
+}
+
+/// Folds the rows of `sql::STATISTICS_PAGE` (`id, owner, created_at,
+/// category, sealed`) into one entry per case, in order.
+#[derive(Default)]
+pub(super) struct StatisticsFold(Vec<SealedCase>);
+
+impl StatisticsFold {
+    pub(super) fn add(&mut self, r: &dyn Columns) -> Result<(), StoreError> {
+        let id = r.text(0)?;
+        if self.0.last().is_none_or(|c| c.id != id) {
+            self.0.push(SealedCase {
+                id,
+                owner: r.text(1)?,
+                registered: r.int(2)?,
+                sealed: Vec::new(),
+            });
+        }
+        if let (Some(code), Some(case)) = (r.opt_int(3)?, self.0.last_mut()) {
+            case.sealed.push((category(code)?, r.blob(4)?));
+        }
+        Ok(())
+    }
+
+    pub(super) fn finish(self) -> Vec<SealedCase> {
         self.0
     }
 }

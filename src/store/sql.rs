@@ -111,6 +111,13 @@ pub(super) const VISIBLE_CASES: &str = concat!(
        AND c.id > $5
      ORDER BY c.id LIMIT $6"
 );
+/// A page of cases (by id, after $1, at most $2) with their sealed data in
+/// the categories $3, $4, $5, for statistics: one row per (case, category),
+/// NULL data for a case without any of them.
+pub(super) const STATISTICS_PAGE: &str = "SELECT c.id, c.owner, c.created_at, d.category, d.sealed
+     FROM (SELECT id, owner, created_at FROM cases WHERE id > $1 ORDER BY id LIMIT $2) c
+     LEFT JOIN case_data d ON d.case_id = c.id AND d.category IN ($3, $4, $5)
+     ORDER BY c.id, d.category";
 pub(super) const RESOLVE_PSEUDONYM: &str =
     "SELECT case_id FROM pseudonyms WHERE recipient = $1 AND pseudonym = $2";
 pub(super) const CASES_BY_SUBJECT: &str =
@@ -194,6 +201,7 @@ pub(super) const WITH_PARAMETERS: &[&str] = &[
     CASE_WITH_DATA,
     OWN_CASES,
     VISIBLE_CASES,
+    STATISTICS_PAGE,
     RESOLVE_PSEUDONYM,
     CASES_BY_SUBJECT,
     CONSENT_BY_ID,

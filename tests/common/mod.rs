@@ -166,6 +166,7 @@ pub fn full_case(name: &str, v_number: &str, bsn: &str) -> pb::CaseData {
         perspective: Some(pb::Perspective {
             kind: pb::PerspectiveKind::Undetermined as i32,
             milestones: vec![],
+            ..Default::default()
         }),
         medical: Some(pb::Medical {
             notes: "care".into(),
@@ -177,6 +178,7 @@ pub fn full_case(name: &str, v_number: &str, bsn: &str) -> pb::CaseData {
             reached: false,
             kind: 0,
             date: String::new(),
+            ..Default::default()
         }),
     }
 }

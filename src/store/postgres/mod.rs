@@ -24,13 +24,13 @@ use tokio::sync::mpsc;
 use crate::model::Category;
 use crate::model::consent::{Consent, ConsentEvent, Millis};
 use crate::store::rows::{
-    self, CaseFold, Columns, ConsentFold, Digest, categories_column, purposes_column,
-    recipient_columns,
+    self, CaseFold, Columns, ConsentFold, Digest, StatisticsFold, categories_column,
+    purposes_column, recipient_columns,
 };
 use crate::store::scan::{AHEAD, Chunk};
 use crate::store::{
-    Append, CaseMeta, CaseWithData, LogFilter, LogRow, NewCase, PoolSettings, StoreError,
-    StoredCheckpoint, Visible, migrations, redact_url, sql,
+    Append, CaseMeta, CaseWithData, LogFilter, LogRow, NewCase, PoolSettings, SealedCase,
+    StoreError, StoredCheckpoint, Visible, migrations, redact_url, sql,
 };
 use crate::tlog::merkle::{Hash, NodeId};
 
@@ -411,6 +411,28 @@ impl PgStore {
             .bind(after)
             .bind(i64::from(limit));
         self.all(q, rows::case_meta).await
+    }
+
+    pub(super) async fn cases_for_statistics(
+        &self,
+        categories: [Category; 3],
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<SealedCase>, StoreError> {
+        let [a, b, c] = categories.map(|c| i64::from(c.code()));
+        let rows = sqlx::query(sql::STATISTICS_PAGE)
+            .bind(after)
+            .bind(i64::from(limit))
+            .bind(a)
+            .bind(b)
+            .bind(c)
+            .fetch_all(&self.pool)
+            .await?;
+        let mut fold = StatisticsFold::default();
+        for r in &rows {
+            fold.add(r)?;
+        }
+        Ok(fold.finish())
     }
 
     pub(super) async fn visible_cases(&self, v: &Visible<'_>) -> Result<Vec<CaseMeta>, StoreError> {

@@ -30,10 +30,10 @@ use tokio::sync::mpsc;
 
 use crate::model::Category;
 use crate::model::consent::{Consent, ConsentEvent, Millis};
-use crate::store::rows::{self, CaseFold, Columns, ConsentFold, Digest};
+use crate::store::rows::{self, CaseFold, Columns, ConsentFold, Digest, StatisticsFold};
 use crate::store::scan::{AHEAD, Chunk};
 use crate::store::{
-    Append, CaseMeta, CaseWithData, DbError, LogFilter, LogRow, NewCase, StoreError,
+    Append, CaseMeta, CaseWithData, DbError, LogFilter, LogRow, NewCase, SealedCase, StoreError,
     StoredCheckpoint, Visible, sql,
 };
 use crate::tlog::merkle::{Hash, NodeId};
@@ -408,6 +408,27 @@ impl SqliteStore {
                 params![owner, after, limit],
                 rows::case_meta,
             )
+        })
+        .await
+    }
+
+    pub(super) async fn cases_for_statistics(
+        &self,
+        categories: [Category; 3],
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<SealedCase>, StoreError> {
+        let after = after.to_owned();
+        let [a, b, c] = categories.map(Category::code);
+        self.read(move |conn| {
+            let mut fold = StatisticsFold::default();
+            each(
+                conn,
+                sql::STATISTICS_PAGE,
+                params![after, limit, a, b, c],
+                |r| fold.add(r),
+            )?;
+            Ok(fold.finish())
         })
         .await
     }

@@ -1,0 +1,214 @@
+//! `StatisticsService`: protected tables for the monitor and for
+//! municipalities. The gateway decides and records; this file converts the
+//! request, gives the gateway the reader of the case payloads it counts
+//! from, and turns the protected table into a message. The client side
+//! ([`get_statistics`]) converts back, for `sluis stats`.
+
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status};
+
+use crate::gateway::StatisticsQuery;
+use crate::rpc::Api;
+use crate::rpc::convert::{case_facts, invalid};
+use crate::rpc::proto::v1 as pb;
+use crate::stats::{Axis, Dim, Figure, Label, Publication, Quarter, Settings, TableKind};
+
+fn table_pb(t: TableKind) -> pb::StatisticsTable {
+    use pb::StatisticsTable as P;
+    match t {
+        TableKind::Inflow => P::Inflow,
+        TableKind::Perspective => P::Perspective,
+        TableKind::Shelter => P::Shelter,
+        TableKind::Outcomes => P::Outcomes,
+        TableKind::DurableSolutions => P::DurableSolutions,
+        TableKind::TimeToOutcome => P::TimeToOutcome,
+        TableKind::IntakeVsOutcome => P::IntakeVsOutcome,
+    }
+}
+
+fn table(code: i32) -> Option<TableKind> {
+    TableKind::ALL
+        .into_iter()
+        .find(|t| table_pb(*t) as i32 == code)
+}
+
+fn axis_pb(a: &Axis) -> pb::StatisticsAxis {
+    pb::StatisticsAxis {
+        dimension: a.dim.map(|d| d.as_str().to_string()).unwrap_or_default(),
+        labels: a
+            .labels
+            .iter()
+            .map(|l| pb::StatisticsLabel {
+                key: l.key.clone(),
+                words: l.words.clone(),
+                parts: l.parts.clone(),
+                includes_unlisted: l.includes_unlisted,
+            })
+            .collect(),
+    }
+}
+
+fn publication_pb(p: &Publication, request_id: &str) -> pb::GetStatisticsResponse {
+    use pb::statistics_figure::Kind;
+    let t = p.settings.threshold;
+    pb::GetStatisticsResponse {
+        table: table_pb(p.table) as i32,
+        title: p.table.title().to_string(),
+        year: p.quarter.year as u32,
+        quarter: u32::from(p.quarter.q),
+        scope: p.scope_words.clone(),
+        rows: Some(axis_pb(&p.rows)),
+        columns: Some(axis_pb(&p.columns)),
+        blocks: Some(axis_pb(&p.blocks)),
+        figures: p
+            .figures
+            .iter()
+            .map(|f| {
+                let (kind, count) = match f {
+                    Figure::Count(n) => (Kind::Count, *n),
+                    Figure::Small => (Kind::BelowThreshold, 0),
+                    Figure::Suppressed => (Kind::Suppressed, 0),
+                };
+                pb::StatisticsFigure {
+                    kind: kind as i32,
+                    count,
+                    shown: f.shown(t),
+                }
+            })
+            .collect(),
+        disclosure: Some(pb::Disclosure {
+            threshold: p.settings.threshold,
+            protection: p.settings.protection,
+            rounding_base: p.settings.rounding_base,
+        }),
+        text: p.render(),
+        request_id: request_id.to_string(),
+    }
+}
+
+#[tonic::async_trait]
+impl pb::statistics_service_server::StatisticsService for Api {
+    async fn get_statistics(
+        &self,
+        req: Request<pb::GetStatisticsRequest>,
+    ) -> Result<Response<pb::GetStatisticsResponse>, Status> {
+        self.call(
+            "GetStatistics",
+            req,
+            |m| {
+                let table = table(m.table).ok_or_else(|| {
+                    invalid("table must be one of STATISTICS_TABLE_INFLOW (1) to STATISTICS_TABLE_INTAKE_VS_OUTCOME (7)")
+                })?;
+                Ok(StatisticsQuery {
+                    table,
+                    year: i32::try_from(m.year).unwrap_or(i32::MAX),
+                    quarter: m.quarter,
+                    by_municipality: m.by_municipality,
+                    purpose: m.purpose,
+                })
+            },
+            async |ex, ctx, q| {
+                ex.statistics(ctx, q, case_facts)
+                    .await?
+                    .try_map(|p| Ok(publication_pb(&p, &ctx.request_id)))
+            },
+        )
+        .await
+    }
+}
+
+/// What `sluis stats` asks.
+#[derive(Clone, Debug)]
+pub struct StatisticsAsk {
+    pub table: TableKind,
+    pub year: u32,
+    pub quarter: u32,
+    pub by_municipality: bool,
+    pub purpose: String,
+    /// Sent as `x-sluis-actor`: the employee asking.
+    pub actor: Option<String>,
+}
+
+/// Asks a node for a table over `channel` (mTLS as the caller) and returns
+/// it as the node protected it, with the request id of its access record.
+/// Errors: the node's status (its message says what to fix), or a reply
+/// this binary cannot read.
+pub async fn get_statistics(
+    channel: Channel,
+    ask: StatisticsAsk,
+) -> Result<(Publication, String), Status> {
+    let mut client = pb::statistics_service_client::StatisticsServiceClient::new(channel);
+    let mut req = Request::new(pb::GetStatisticsRequest {
+        table: table_pb(ask.table) as i32,
+        year: ask.year,
+        quarter: ask.quarter,
+        by_municipality: ask.by_municipality,
+        purpose: ask.purpose,
+    });
+    if let Some(actor) = ask.actor {
+        let v = actor
+            .parse()
+            .map_err(|_| Status::invalid_argument("the actor must be printable ASCII"))?;
+        req.metadata_mut().insert(crate::rpc::ACTOR_HEADER, v);
+    }
+    let r = client.get_statistics(req).await?.into_inner();
+    let bad = || Status::internal("the node's answer is not a table this binary can read");
+    let axis = |a: Option<pb::StatisticsAxis>| -> Result<Axis, Status> {
+        let a = a.unwrap_or_default();
+        let dim = if a.dimension.is_empty() {
+            None
+        } else {
+            Some(a.dimension.parse::<Dim>().map_err(|_| bad())?)
+        };
+        Ok(Axis {
+            dim,
+            labels: a
+                .labels
+                .into_iter()
+                .map(|l| Label {
+                    key: l.key,
+                    words: l.words,
+                    parts: l.parts,
+                    includes_unlisted: l.includes_unlisted,
+                })
+                .collect(),
+        })
+    };
+    let d = r.disclosure.unwrap_or_default();
+    let figures = r
+        .figures
+        .iter()
+        .map(|f| match pb::statistics_figure::Kind::try_from(f.kind) {
+            Ok(pb::statistics_figure::Kind::Count) => Ok(Figure::Count(f.count)),
+            Ok(pb::statistics_figure::Kind::BelowThreshold) => Ok(Figure::Small),
+            Ok(pb::statistics_figure::Kind::Suppressed) => Ok(Figure::Suppressed),
+            _ => Err(bad()),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let publication = Publication {
+        table: table(r.table).ok_or_else(bad)?,
+        quarter: u8::try_from(r.quarter)
+            .ok()
+            .and_then(|q| Quarter::new(i32::try_from(r.year).ok()?, q))
+            .ok_or_else(bad)?,
+        scope_words: r.scope,
+        rows: axis(r.rows)?,
+        columns: axis(r.columns)?,
+        blocks: axis(r.blocks)?,
+        figures,
+        settings: Settings {
+            threshold: d.threshold,
+            protection: d.protection,
+            rounding_base: d.rounding_base,
+        },
+        small: vec![],
+        suppressed: vec![],
+    };
+    let cells = publication.rows.labels.len()
+        * publication.columns.labels.len()
+        * publication.blocks.labels.len();
+    if cells != publication.figures.len() {
+        return Err(bad());
+    }
+    Ok((publication, r.request_id))
+}

@@ -1,0 +1,123 @@
+//! The attacker's bound on one cell, computed the way a statistician would
+//! attack a suppression pattern (the audit τ-ARGUS runs; Hundepool et al.
+//! 2012, §4.2.4): every published figure is an equation, every "< T" and
+//! "x" an inequality, every finest cell of every table an unknown ≥ 0, and
+//! tables of the family agree on the margins they share. Two linear
+//! programs give the least and greatest value the cell can take.
+//!
+//! The node uses it only where boxes (`protect`) cannot certify a cell: it
+//! costs two solves per cell, where a box costs a few additions.
+
+use microlp::{ComparisonOp, LinearExpr, OptimizationDirection, Problem, Variable};
+
+use crate::stats::protect::{Family, Status};
+
+/// (least, greatest) value of cell `p` given what the family shows now.
+/// Returns (0, 0) — no protection — if the solver fails, so that a failure
+/// can only suppress more.
+pub(crate) fn bounds(fam: &Family, p: usize) -> (f64, f64) {
+    let lo = solve(fam, p, OptimizationDirection::Minimize);
+    let hi = solve(fam, p, OptimizationDirection::Maximize);
+    match (lo, hi) {
+        (Some(lo), Some(hi)) => (lo, hi),
+        _ => (0.0, 0.0),
+    }
+}
+
+/// Every combination of one leaf per classification in `dims` (residuals
+/// included), the total elsewhere: the finest cells of a table, or the
+/// finest margins two tables share.
+fn finest(fam: &Family, dims: &[usize]) -> Vec<Vec<usize>> {
+    let mut combos = vec![vec![0; fam.dims().len()]];
+    for &j in dims {
+        let leaves = fam.dims()[j].leaves_under(0);
+        combos = combos
+            .into_iter()
+            .flat_map(|c| {
+                leaves.iter().map(move |&l| {
+                    let mut c = c.clone();
+                    c[j] = l;
+                    c
+                })
+            })
+            .collect();
+    }
+    combos
+}
+
+/// Whether finest cell `leaf` of a table adds into cell `key`.
+fn inside(fam: &Family, t: usize, leaf: &[usize], key: &[usize]) -> bool {
+    fam.tables()[t]
+        .iter()
+        .all(|&j| fam.dims()[j].path(leaf[j], 0).contains(&key[j]))
+}
+
+/// The first table that has every classification `key` fixes.
+fn table_of(fam: &Family, key: &[usize]) -> Option<usize> {
+    fam.tables().iter().position(|t| {
+        key.iter()
+            .enumerate()
+            .all(|(j, &n)| n == 0 || t.contains(&j))
+    })
+}
+
+fn solve(fam: &Family, p: usize, dir: OptimizationDirection) -> Option<f64> {
+    let target = fam.key(p);
+    let target_table = table_of(fam, &target)?;
+    let threshold = f64::from(fam.settings.threshold);
+    let mut problem = Problem::new(dir);
+    // Unknowns: (table, finest cell) → variable.
+    let mut vars: Vec<(usize, Vec<usize>, Variable)> = Vec::new();
+    for t in 0..fam.tables().len() {
+        for leaf in finest(fam, &fam.tables()[t]) {
+            let coeff = if t == target_table && inside(fam, t, &leaf, &target) {
+                1.0
+            } else {
+                0.0
+            };
+            let v = problem.add_var(coeff, (0.0, f64::INFINITY));
+            vars.push((t, leaf, v));
+        }
+    }
+    let expr = |t: usize, key: &[usize], sign: f64, e: &mut LinearExpr| {
+        for (tt, leaf, v) in &vars {
+            if *tt == t && inside(fam, t, leaf, key) {
+                e.add(*v, sign);
+            }
+        }
+    };
+    for idx in fam.members() {
+        let key = fam.key(idx);
+        let t = table_of(fam, &key)?;
+        let (op, rhs) = match fam.status(idx) {
+            Status::Published => (ComparisonOp::Eq, fam.value(idx) as f64),
+            Status::Small => (ComparisonOp::Le, threshold - 1.0),
+            Status::Secondary => (ComparisonOp::Ge, threshold),
+            Status::Hidden => continue,
+        };
+        let mut e = LinearExpr::empty();
+        expr(t, &key, 1.0, &mut e);
+        problem.add_constraint(e, op, rhs);
+    }
+    // Tables agree on the margins they share (every combination of leaves
+    // of the shared classifications, residuals included).
+    let n = fam.tables().len();
+    for a in 0..n {
+        for b in a + 1..n {
+            let shared: Vec<usize> = fam.tables()[a]
+                .iter()
+                .copied()
+                .filter(|j| fam.tables()[b].contains(j))
+                .collect();
+            let combos = finest(fam, &shared);
+            for c in combos {
+                let mut e = LinearExpr::empty();
+                expr(a, &c, 1.0, &mut e);
+                expr(b, &c, -1.0, &mut e);
+                problem.add_constraint(e, ComparisonOp::Eq, 0.0);
+            }
+        }
+    }
+    let outcome = problem.solve().ok()?;
+    outcome.solution().map(|s| s.objective())
+}

@@ -1,0 +1,509 @@
+//! The fixed, documented set of tables: which cases each counts (its
+//! population), by which classifications, with which subtotals.
+//!
+//! A caller picks a table from [`TableKind`]; it cannot compose its own.
+//! Every table of one population and quarter is a view of the same
+//! protected *family* of cells (see `protect`), so asking for two tables,
+//! or for a table and a municipality's slice of it, never shows two
+//! differently protected versions of the same figures.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::model::outcome::{OutcomeKind, Scenario};
+use crate::stats::facts::{CaseFacts, Quarter, months_between, sheltered_on};
+
+/// A classification the tables break cases down by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Dim {
+    /// The municipality that registered the case.
+    Municipality,
+    /// The guidance scenario agreed at intake.
+    IntakeScenario,
+    /// The perspective worked on now.
+    Perspective,
+    /// Shelter status at the end of the quarter.
+    Shelter,
+    /// How the case left the LVV (with durable / not durable subtotals).
+    OutcomeKind,
+    /// Time from intake to outcome, in bins of whole months.
+    TimeToOutcome,
+}
+
+impl Dim {
+    pub const ALL: [Dim; 6] = [
+        Dim::Municipality,
+        Dim::IntakeScenario,
+        Dim::Perspective,
+        Dim::Shelter,
+        Dim::OutcomeKind,
+        Dim::TimeToOutcome,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dim::Municipality => "municipality",
+            Dim::IntakeScenario => "intake_scenario",
+            Dim::Perspective => "perspective",
+            Dim::Shelter => "shelter",
+            Dim::OutcomeKind => "outcome",
+            Dim::TimeToOutcome => "time_to_outcome",
+        }
+    }
+
+    pub fn words(self) -> &'static str {
+        match self {
+            Dim::Municipality => "municipality",
+            Dim::IntakeScenario => "scenario agreed at intake",
+            Dim::Perspective => "perspective now",
+            Dim::Shelter => "shelter at the end of the quarter",
+            Dim::OutcomeKind => "outcome",
+            Dim::TimeToOutcome => "time from intake to outcome",
+        }
+    }
+}
+
+impl FromStr for Dim {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Dim::ALL
+            .into_iter()
+            .find(|d| d.as_str() == s)
+            .ok_or_else(|| format!("unknown classification '{s}'"))
+    }
+}
+
+impl fmt::Display for Dim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One category of a classification, or a subtotal, or the total.
+#[derive(Clone, Debug)]
+pub struct Node {
+    pub key: String,
+    pub words: String,
+    pub parent: Option<usize>,
+    /// A residual that is counted in its parent but never shown as a figure
+    /// of its own (e.g. "scenario not recorded", cases registered by a
+    /// participant that is not a municipality). Leaving such a category out
+    /// of the tables keeps structural zeros from forcing suppressions, while
+    /// the totals still count every case.
+    pub shown: bool,
+}
+
+/// A classification as a tree: node 0 is the total, then subtotals, then
+/// the categories (leaves). Every leaf's path ends at the total, and every
+/// parent is the sum of its children.
+#[derive(Clone, Debug)]
+pub struct Classification {
+    pub dim: Dim,
+    pub nodes: Vec<Node>,
+}
+
+impl Classification {
+    fn new(dim: Dim, total_words: &str) -> Classification {
+        Classification {
+            dim,
+            nodes: vec![Node {
+                key: "total".into(),
+                words: total_words.into(),
+                parent: None,
+                shown: true,
+            }],
+        }
+    }
+
+    fn add(&mut self, key: &str, words: &str, parent: usize, shown: bool) -> usize {
+        self.nodes.push(Node {
+            key: key.into(),
+            words: words.into(),
+            parent: Some(parent),
+            shown,
+        });
+        self.nodes.len() - 1
+    }
+
+    pub fn children(&self, n: usize) -> impl Iterator<Item = usize> + '_ {
+        (0..self.nodes.len()).filter(move |&c| self.nodes[c].parent == Some(n))
+    }
+
+    pub fn is_leaf(&self, n: usize) -> bool {
+        self.children(n).next().is_none()
+    }
+
+    /// The leaves under `n` (`n` itself if it is one), in index order.
+    pub fn leaves_under(&self, n: usize) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|&l| self.is_leaf(l) && self.path(l, 0).contains(&n))
+            .collect()
+    }
+
+    /// The other children of `n`'s parent.
+    pub fn siblings(&self, n: usize) -> Vec<usize> {
+        match self.nodes[n].parent {
+            None => vec![],
+            Some(p) => self.children(p).filter(|&c| c != n).collect(),
+        }
+    }
+
+    /// From `from` up to `to` (both included); `to` must be an ancestor of
+    /// `from` or `from` itself.
+    pub fn path(&self, from: usize, to: usize) -> Vec<usize> {
+        let mut out = vec![from];
+        let mut n = from;
+        while n != to {
+            match self.nodes[n].parent {
+                Some(p) => {
+                    out.push(p);
+                    n = p;
+                }
+                None => break,
+            }
+        }
+        out
+    }
+
+    /// The leaf with this key.
+    pub fn leaf(&self, key: &str) -> Option<usize> {
+        (0..self.nodes.len()).find(|&l| self.nodes[l].key == key && self.is_leaf(l))
+    }
+
+    /// Shown nodes in reading order: each subtotal after its members, the
+    /// total last.
+    pub fn reading_order(&self, under: usize) -> Vec<usize> {
+        let mut out = Vec::new();
+        for c in self.children(under) {
+            out.extend(self.reading_order(c));
+        }
+        if self.nodes[under].shown {
+            out.push(under);
+        }
+        out
+    }
+
+    /// The shown children of `n`, and whether `n` also counts a residual
+    /// that is not shown.
+    pub fn parts(&self, n: usize) -> (Vec<usize>, bool) {
+        let all: Vec<usize> = self.children(n).collect();
+        let shown: Vec<usize> = all
+            .iter()
+            .copied()
+            .filter(|&c| self.nodes[c].shown)
+            .collect();
+        let residual = shown.len() < all.len();
+        (shown, residual)
+    }
+}
+
+/// Where a table's cases come from: each case counts once per table, in the
+/// quarter of its event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Population {
+    /// Cases whose intake was in the quarter (inflow).
+    Intakes,
+    /// Cases whose outcome was in the quarter (outflow).
+    Outcomes,
+}
+
+impl Population {
+    /// The classifications of the population's family, in a fixed order;
+    /// the municipality is always first.
+    pub fn dims(self) -> &'static [Dim] {
+        match self {
+            Population::Intakes => &[
+                Dim::Municipality,
+                Dim::IntakeScenario,
+                Dim::Perspective,
+                Dim::Shelter,
+            ],
+            Population::Outcomes => &[
+                Dim::Municipality,
+                Dim::IntakeScenario,
+                Dim::OutcomeKind,
+                Dim::TimeToOutcome,
+            ],
+        }
+    }
+
+    /// The tables of the family, as sets of its dims. They share only the
+    /// municipality margin (for outcomes, the municipality × outcome table
+    /// is a margin of the intake × outcome one), so the set is decomposable:
+    /// tables that agree on their shared margins always come from some set
+    /// of cases. That is what lets the protection reason table by table.
+    pub fn tables(self) -> &'static [&'static [Dim]] {
+        match self {
+            Population::Intakes => &[
+                &[Dim::Municipality, Dim::IntakeScenario],
+                &[Dim::Municipality, Dim::Perspective],
+                &[Dim::Municipality, Dim::Shelter],
+            ],
+            Population::Outcomes => &[
+                &[Dim::Municipality, Dim::IntakeScenario, Dim::OutcomeKind],
+                &[Dim::Municipality, Dim::TimeToOutcome],
+            ],
+        }
+    }
+
+    /// Whether a case belongs to the population of `quarter`.
+    pub fn counts(self, f: &CaseFacts, quarter: Quarter) -> bool {
+        match self {
+            Population::Intakes => quarter.contains(f.intake),
+            Population::Outcomes => f.outcome.is_some_and(|o| quarter.contains(o.date)),
+        }
+    }
+
+    /// The case categories its figures are computed from.
+    pub fn categories(self) -> &'static [crate::model::Category] {
+        use crate::model::Category;
+        match self {
+            Population::Intakes => &[Category::Perspective, Category::Shelter],
+            Population::Outcomes => &[Category::Perspective, Category::Outcome],
+        }
+    }
+}
+
+/// The tables a caller may ask for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TableKind {
+    /// Intakes in the quarter by the scenario agreed at intake.
+    Inflow,
+    /// Intakes in the quarter by the perspective worked on now.
+    Perspective,
+    /// Intakes in the quarter by shelter status at the end of the quarter.
+    Shelter,
+    /// Outcomes in the quarter by kind, with durable / not durable subtotals.
+    Outcomes,
+    /// Outcomes in the quarter that are durable solutions, by kind.
+    DurableSolutions,
+    /// Outcomes in the quarter by time from intake.
+    TimeToOutcome,
+    /// Outcomes in the quarter: scenario agreed at intake × outcome.
+    IntakeVsOutcome,
+}
+
+impl TableKind {
+    pub const ALL: [TableKind; 7] = [
+        TableKind::Inflow,
+        TableKind::Perspective,
+        TableKind::Shelter,
+        TableKind::Outcomes,
+        TableKind::DurableSolutions,
+        TableKind::TimeToOutcome,
+        TableKind::IntakeVsOutcome,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TableKind::Inflow => "inflow",
+            TableKind::Perspective => "perspective",
+            TableKind::Shelter => "shelter",
+            TableKind::Outcomes => "outcomes",
+            TableKind::DurableSolutions => "durable_solutions",
+            TableKind::TimeToOutcome => "time_to_outcome",
+            TableKind::IntakeVsOutcome => "intake_vs_outcome",
+        }
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            TableKind::Inflow => "Inflow: intakes by the scenario agreed at intake",
+            TableKind::Perspective => "Intakes by the perspective worked on now",
+            TableKind::Shelter => "Intakes by shelter at the end of the quarter",
+            TableKind::Outcomes => "Outflow: outcomes by kind",
+            TableKind::DurableSolutions => "Durable solutions reached",
+            TableKind::TimeToOutcome => "Outcomes by time from intake",
+            TableKind::IntakeVsOutcome => "Outcomes: scenario agreed at intake against outcome",
+        }
+    }
+
+    pub fn population(self) -> Population {
+        match self {
+            TableKind::Inflow | TableKind::Perspective | TableKind::Shelter => Population::Intakes,
+            _ => Population::Outcomes,
+        }
+    }
+
+    /// The classifications shown (besides the municipality): rows, then
+    /// columns if there are two.
+    pub fn shown(self) -> &'static [Dim] {
+        match self {
+            TableKind::Inflow => &[Dim::IntakeScenario],
+            TableKind::Perspective => &[Dim::Perspective],
+            TableKind::Shelter => &[Dim::Shelter],
+            TableKind::Outcomes | TableKind::DurableSolutions => &[Dim::OutcomeKind],
+            TableKind::TimeToOutcome => &[Dim::TimeToOutcome],
+            TableKind::IntakeVsOutcome => &[Dim::IntakeScenario, Dim::OutcomeKind],
+        }
+    }
+}
+
+impl FromStr for TableKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        TableKind::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = TableKind::ALL.iter().map(|t| t.as_str()).collect();
+                format!("unknown table '{s}': use one of {}", names.join(", "))
+            })
+    }
+}
+
+impl fmt::Display for TableKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The key of the residual "not recorded" categories.
+const NOT_RECORDED: &str = "not_recorded";
+
+/// The node of the durable-solutions subtotal in the outcome classification.
+pub(crate) const DURABLE_KEY: &str = "durable";
+
+/// Builds a classification. `municipalities` are (participant id, name) of
+/// the node's registered municipalities, in a fixed order.
+pub fn classification(dim: Dim, municipalities: &[(String, String)]) -> Classification {
+    match dim {
+        Dim::Municipality => {
+            let mut c = Classification::new(dim, "all municipalities of this node");
+            for (id, name) in municipalities {
+                c.add(id, name, 0, true);
+            }
+            c.add("other_registrants", "registered by others", 0, false);
+            c
+        }
+        Dim::IntakeScenario | Dim::Perspective => {
+            let mut c = Classification::new(dim, "total");
+            for s in Scenario::ALL {
+                c.add(s.as_str(), s.words(), 0, true);
+            }
+            c.add(NOT_RECORDED, "not recorded", 0, false);
+            c
+        }
+        Dim::Shelter => {
+            let mut c = Classification::new(dim, "total");
+            c.add("in_shelter", "in LVV shelter", 0, true);
+            c.add("shelter_ended", "shelter ended", 0, true);
+            c.add("no_shelter", "no shelter recorded", 0, false);
+            c
+        }
+        Dim::OutcomeKind => {
+            let mut c = Classification::new(dim, "all outcomes");
+            let durable = c.add(DURABLE_KEY, "durable solutions", 0, true);
+            let other = c.add("not_durable", "left without a durable solution", 0, true);
+            for k in OutcomeKind::ALL {
+                c.add(
+                    k.as_str(),
+                    k.words(),
+                    if k.is_durable() { durable } else { other },
+                    true,
+                );
+            }
+            c
+        }
+        Dim::TimeToOutcome => {
+            let mut c = Classification::new(dim, "total");
+            for (key, words) in TIME_BINS {
+                c.add(key, words, 0, true);
+            }
+            c
+        }
+    }
+}
+
+/// Bins of whole months from intake to outcome: lower bound included.
+const TIME_BINS: [(&str, &str); 5] = [
+    ("under_3_months", "less than 3 months"),
+    ("3_to_6_months", "3 to 6 months"),
+    ("6_to_12_months", "6 to 12 months"),
+    ("12_to_24_months", "1 to 2 years"),
+    ("24_months_or_more", "2 years or more"),
+];
+
+fn time_bin(months: u32) -> &'static str {
+    match months {
+        0..3 => TIME_BINS[0].0,
+        3..6 => TIME_BINS[1].0,
+        6..12 => TIME_BINS[2].0,
+        12..24 => TIME_BINS[3].0,
+        _ => TIME_BINS[4].0,
+    }
+}
+
+/// The leaf a case falls in for a classification, or `None` when the
+/// classification does not apply (it is counted in no table of that dim).
+pub(crate) fn leaf_of(c: &Classification, f: &CaseFacts, quarter: Quarter) -> Option<usize> {
+    let key: &str = match c.dim {
+        Dim::Municipality => {
+            return c.leaf(&f.owner).or_else(|| c.leaf("other_registrants"));
+        }
+        Dim::IntakeScenario => f.intake_scenario.map_or(NOT_RECORDED, Scenario::as_str),
+        Dim::Perspective => f.perspective.map_or(NOT_RECORDED, Scenario::as_str),
+        Dim::Shelter => match f.shelter {
+            None => "no_shelter",
+            Some((since, until)) => {
+                let last_day = quarter.end().previous_day().unwrap_or(quarter.end());
+                if sheltered_on(since, until, last_day) {
+                    "in_shelter"
+                } else {
+                    "shelter_ended"
+                }
+            }
+        },
+        Dim::OutcomeKind => f.outcome?.kind.as_str(),
+        Dim::TimeToOutcome => time_bin(months_between(f.intake, f.outcome?.date)),
+    };
+    c.leaf(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trees_sum_up_to_the_total() {
+        let m = vec![("gemeente-a".to_string(), "A".to_string())];
+        for p in [Population::Intakes, Population::Outcomes] {
+            for &d in p.dims() {
+                let c = classification(d, &m);
+                for (i, n) in c.nodes.iter().enumerate().skip(1) {
+                    assert!(c.path(i, 0).ends_with(&[0]), "{d} {}", n.key);
+                }
+            }
+        }
+        let k = classification(Dim::OutcomeKind, &m);
+        let durable = k.nodes.iter().position(|n| n.key == DURABLE_KEY).unwrap();
+        assert_eq!(k.leaves_under(durable).len(), 4);
+        assert_eq!(k.siblings(durable).len(), 1);
+        let order: Vec<&str> = k
+            .reading_order(0)
+            .iter()
+            .map(|&n| k.nodes[n].key.as_str())
+            .collect();
+        assert_eq!(order.last(), Some(&"total"));
+        assert_eq!(order[4], DURABLE_KEY);
+        let s = classification(Dim::IntakeScenario, &m);
+        assert_eq!(s.parts(0).0.len(), 4);
+        assert!(s.parts(0).1, "not recorded is a residual");
+    }
+
+    #[test]
+    fn every_table_is_in_its_population() {
+        for t in TableKind::ALL {
+            let p = t.population();
+            for d in t.shown() {
+                assert!(p.dims().contains(d), "{t}");
+            }
+            assert!(
+                p.tables()
+                    .iter()
+                    .any(|tab| t.shown().iter().all(|d| tab.contains(d))),
+                "{t} is a view of one table of its family"
+            );
+        }
+    }
+}

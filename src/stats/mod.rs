@@ -1,0 +1,68 @@
+//! Figures for the LVV without singling anyone out: counts of cases by
+//! intake scenario, perspective, shelter, outcome and time to outcome, per
+//! municipality and quarter, protected by the node before they leave it.
+//!
+//! What it promises:
+//!
+//! - **A fixed set of tables** ([`TableKind`]), each over one population
+//!   (intakes or outcomes in a quarter) with fixed classifications and
+//!   subtotals; no caller composes its own. No table uses the identity
+//!   category, nationality or any free text.
+//! - **Protected as one publication per population and quarter**
+//!   ([`Family`]): small cells (below the threshold, zero included) are
+//!   shown as "< T"; enough further cells are suppressed ("x") that no
+//!   combination of figures — within a table, across the tables of the same
+//!   quarter, between the node total and a municipality's own slice — narrows
+//!   a small cell to fewer than `protection` + 1 values; counts are rounded.
+//!   The method, its guarantee and its sources are in `protect.rs`.
+//! - **Pure**: no I/O, no clock, no keys. The gateway decides who may ask,
+//!   opens the sealed categories, records the request and hands the facts
+//!   here; nothing in a [`CaseFacts`] leaves the node.
+//!
+//! It exposes [`compute`], the request and answer types, the settings, and
+//! the family itself for tests that attack it.
+
+mod audit;
+mod design;
+mod facts;
+mod protect;
+mod publish;
+
+pub use design::{Classification, Dim, Node, Population, TableKind};
+pub use facts::{CaseFacts, Quarter, months_between};
+pub use protect::{Family, Settings, Status, Unprotectable};
+pub use publish::{Axis, Figure, Label, NotAMunicipality, Publication, Request, Scope};
+
+/// Why a table could not be computed.
+#[derive(Debug, thiserror::Error)]
+pub enum StatsError {
+    #[error(transparent)]
+    Unprotectable(#[from] Unprotectable),
+    #[error(transparent)]
+    NotAMunicipality(#[from] NotAMunicipality),
+}
+
+/// The protected table a request asks for. `facts` are every case of the
+/// node (those outside the table's population and quarter are skipped);
+/// `municipalities` the node's municipalities as (participant id, name), in
+/// a fixed order. The same inputs always give the same table.
+///
+/// Errors: [`StatsError::NotAMunicipality`] for an own-cases scope that names
+/// none of them; [`StatsError::Unprotectable`] if some small cell cannot be
+/// protected (then nothing may be shown).
+pub fn compute(
+    facts: &[CaseFacts],
+    municipalities: &[(String, String)],
+    req: &Request,
+    settings: Settings,
+) -> Result<Publication, StatsError> {
+    let mut fam = Family::count(
+        req.table.population(),
+        req.quarter,
+        municipalities,
+        facts,
+        settings,
+    );
+    fam.protect()?;
+    Ok(publish::cut(&fam, req)?)
+}

@@ -1,0 +1,274 @@
+//! One table cut from a protected family, for one caller: its axes, its
+//! figures, and a text rendering a ministry report could quote.
+
+use std::fmt::Write as _;
+
+use crate::stats::design::{DURABLE_KEY, Dim, TableKind};
+use crate::stats::facts::Quarter;
+use crate::stats::protect::{Family, Settings, Status};
+
+/// Whose cases a table covers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// All municipalities of the node, as one total (the monitor).
+    Node,
+    /// Each municipality of the node and their total (the monitor).
+    ByMunicipality,
+    /// One municipality's own cases (that municipality).
+    Own(String),
+}
+
+/// What a caller asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    pub table: TableKind,
+    pub quarter: Quarter,
+    pub scope: Scope,
+}
+
+/// What is shown in a cell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Figure {
+    /// A count of at least the threshold, rounded to the rounding base.
+    Count(u64),
+    /// Fewer than the threshold (zero included): shown as "< T".
+    Small,
+    /// At least the threshold, but suppressed so that no small cell can be
+    /// worked out from the other figures: shown as "x".
+    Suppressed,
+}
+
+impl Figure {
+    /// How the figure is printed, e.g. "40", "< 10", "x".
+    pub fn shown(self, threshold: u32) -> String {
+        match self {
+            Figure::Count(n) => n.to_string(),
+            Figure::Small => format!("< {threshold}"),
+            Figure::Suppressed => "x".into(),
+        }
+    }
+}
+
+/// A row, column or block heading.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Label {
+    /// Stable key, e.g. `legalisation`, `durable`, `total`, a participant id.
+    pub key: String,
+    pub words: String,
+    /// For a subtotal or total: the keys of the shown categories it adds up;
+    /// empty for a category.
+    pub parts: Vec<String>,
+    /// The subtotal also counts cases in no shown category (e.g. scenario
+    /// not recorded, or registered by a participant that is not a
+    /// municipality), so it may exceed the sum of its parts.
+    pub includes_unlisted: bool,
+}
+
+/// The labels along one direction of a table, and what they classify.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Axis {
+    /// `None` for an axis of one unnamed entry (a table with one block).
+    pub dim: Option<Dim>,
+    pub labels: Vec<Label>,
+}
+
+/// A protected table for one caller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Publication {
+    pub table: TableKind,
+    pub quarter: Quarter,
+    /// Whose cases, in words.
+    pub scope_words: String,
+    pub rows: Axis,
+    pub columns: Axis,
+    /// One block per municipality (and their total) for a two-way table
+    /// asked by municipality; otherwise one unnamed block.
+    pub blocks: Axis,
+    /// Block by block, row by row: `figures[(b * rows + r) * columns + c]`.
+    pub figures: Vec<Figure>,
+    pub settings: Settings,
+    /// Cells shown as "< T" and as "x", by name (no counts), for the access
+    /// record.
+    pub small: Vec<String>,
+    pub suppressed: Vec<String>,
+}
+
+/// The scope names no municipality of this node.
+#[derive(Debug, thiserror::Error)]
+#[error("not a municipality of this node")]
+pub struct NotAMunicipality;
+
+/// Cuts the requested table out of a protected family.
+pub(crate) fn cut(fam: &Family, req: &Request) -> Result<Publication, NotAMunicipality> {
+    let m = fam.dim_index(Dim::Municipality).ok_or(NotAMunicipality)?;
+    let mc = &fam.dims()[m];
+    let municipalities: Vec<usize> = match &req.scope {
+        Scope::Node => vec![0],
+        Scope::ByMunicipality => mc.reading_order(0),
+        Scope::Own(id) => vec![
+            mc.leaf(id)
+                .filter(|&l| mc.nodes[l].shown)
+                .ok_or(NotAMunicipality)?,
+        ],
+    };
+    let shown = req.table.shown();
+    let axis_nodes = |d: Dim| -> (usize, Vec<usize>) {
+        let j = fam.dim_index(d).unwrap_or(0);
+        let c = &fam.dims()[j];
+        let top = if req.table == TableKind::DurableSolutions && d == Dim::OutcomeKind {
+            (0..c.nodes.len())
+                .find(|&n| c.nodes[n].key == DURABLE_KEY)
+                .unwrap_or(0)
+        } else {
+            0
+        };
+        (j, c.reading_order(top))
+    };
+    let label = |j: usize, n: usize| -> Label {
+        let c = &fam.dims()[j];
+        let (parts, residual) = c.parts(n);
+        Label {
+            key: c.nodes[n].key.clone(),
+            words: c.nodes[n].words.clone(),
+            parts: parts.iter().map(|&p| c.nodes[p].key.clone()).collect(),
+            includes_unlisted: residual,
+        }
+    };
+    let (row_j, row_nodes) = axis_nodes(shown[0]);
+    let (col_j, col_nodes, block_j, block_nodes) = if let Some(&second) = shown.get(1) {
+        let (j, nodes) = axis_nodes(second);
+        (Some(j), nodes, Some(m), municipalities)
+    } else {
+        (Some(m), municipalities, None, vec![0])
+    };
+    let axis = |j: Option<usize>, nodes: &[usize]| Axis {
+        dim: j.map(|j| fam.dims()[j].dim),
+        labels: match j {
+            Some(j) => nodes.iter().map(|&n| label(j, n)).collect(),
+            None => vec![Label {
+                key: String::new(),
+                words: String::new(),
+                parts: vec![],
+                includes_unlisted: false,
+            }],
+        },
+    };
+    let mut figures = Vec::new();
+    let (mut small, mut suppressed) = (Vec::new(), Vec::new());
+    for &b in &block_nodes {
+        for &r in &row_nodes {
+            for &c in &col_nodes {
+                let mut key = vec![0; fam.dims().len()];
+                if let Some(bj) = block_j {
+                    key[bj] = b;
+                }
+                key[row_j] = r;
+                if let Some(cj) = col_j {
+                    key[cj] = c;
+                }
+                let idx = fam.index(&key);
+                match fam.status(idx) {
+                    Status::Small => small.push(fam.name(idx)),
+                    Status::Secondary => suppressed.push(fam.name(idx)),
+                    _ => {}
+                }
+                figures.push(fam.figure(idx));
+            }
+        }
+    }
+    let scope_words = match &req.scope {
+        Scope::Node => "all municipalities of this node".to_string(),
+        Scope::ByMunicipality => "each municipality of this node, and their total".to_string(),
+        Scope::Own(id) => format!(
+            "the cases of {}",
+            mc.leaf(id)
+                .map_or(id.as_str(), |l| mc.nodes[l].words.as_str())
+        ),
+    };
+    Ok(Publication {
+        table: req.table,
+        quarter: req.quarter,
+        scope_words,
+        rows: axis(Some(row_j), &row_nodes),
+        columns: axis(col_j, &col_nodes),
+        blocks: axis(block_j, &block_nodes),
+        figures,
+        settings: fam.settings,
+        small,
+        suppressed,
+    })
+}
+
+impl Publication {
+    pub fn figure(&self, block: usize, row: usize, column: usize) -> Figure {
+        let (r, c) = (self.rows.labels.len(), self.columns.labels.len());
+        self.figures[(block * r + row) * c + column]
+    }
+
+    /// The table as text: title, one grid per block, and the notes a reader
+    /// needs to read it right.
+    pub fn render(&self) -> String {
+        let t = self.settings.threshold;
+        let mut s = String::new();
+        let _ = writeln!(s, "{}, {}", self.table.title(), self.quarter);
+        let _ = writeln!(s, "cases of {}", self.scope_words);
+        let width = self
+            .rows
+            .labels
+            .iter()
+            .map(|l| l.words.chars().count())
+            .max()
+            .unwrap_or(0)
+            .max(12);
+        let col_width: Vec<usize> = self
+            .columns
+            .labels
+            .iter()
+            .map(|l| l.words.chars().count().max(6))
+            .collect();
+        for (b, block) in self.blocks.labels.iter().enumerate() {
+            s.push('\n');
+            if self.blocks.dim.is_some() {
+                let _ = writeln!(s, "{}", block.words);
+            }
+            let _ = write!(s, "{:width$}", "");
+            for (c, l) in self.columns.labels.iter().enumerate() {
+                let _ = write!(s, "  {:>w$}", l.words, w = col_width[c]);
+            }
+            s.push('\n');
+            for (r, row) in self.rows.labels.iter().enumerate() {
+                let _ = write!(s, "{:width$}", row.words);
+                for (c, w) in col_width.iter().enumerate() {
+                    let _ = write!(s, "  {:>w$}", self.figure(b, r, c).shown(t), w = *w);
+                }
+                s.push('\n');
+            }
+        }
+        s.push('\n');
+        let _ = writeln!(
+            s,
+            "< {t}: fewer than {t} cases (zero included). x: suppressed so that no \"< {t}\" can be worked out from the other figures."
+        );
+        if self.settings.rounding_base > 1 {
+            let _ = writeln!(
+                s,
+                "Counts are rounded to multiples of {}; totals may differ from the sum of their parts.",
+                self.settings.rounding_base
+            );
+        }
+        if self
+            .rows
+            .labels
+            .iter()
+            .chain(&self.columns.labels)
+            .chain(&self.blocks.labels)
+            .any(|l| l.includes_unlisted)
+        {
+            let _ = writeln!(
+                s,
+                "Totals also count cases in no listed category (not recorded, or registered by a participant that is not a municipality)."
+            );
+        }
+        s
+    }
+}

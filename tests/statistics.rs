@@ -1,0 +1,568 @@
+//! `StatisticsService` end to end: a real node over mTLS with a generated
+//! population of 1,600 cases in three municipalities' worth of owners,
+//! asked by the monitor and by a municipality. Every answer is checked
+//! against the truth (no figure below the threshold; every count within the
+//! rounding bound of the true one), and all answers about one quarter are
+//! attacked together — the node total, the table per municipality, a
+//! municipality's own figures, a two-way table: every overlap between them
+//! is a difference an attacker can take — by a linear program per cell
+//! shown as "< 10". Every request, refused ones too, is in the access log.
+
+mod common;
+mod stats_attack;
+
+use std::collections::BTreeMap;
+
+use common::*;
+use sluis::config::Participant;
+use sluis::net::pki::ClientCertSpec;
+use sluis::rpc::Clients;
+use sluis::rpc::proto::v1 as pb;
+use sluis::stats::{Population, months_between};
+use stats_attack::{Attack, Model, Tree};
+use tonic::Code;
+
+const TILBURG: &str = "gemeente-tilburg";
+const TILBURG_OIN: &str = "00000001000000000011";
+const CASES: usize = 1600;
+
+/// One generated case: who owns it and its categories, as keys of the
+/// statistics' classifications.
+#[derive(Clone, Debug)]
+struct Truth {
+    owner: &'static str,
+    intake: time::Date,
+    intake_scenario: Option<pb::PerspectiveKind>,
+    outcome: Option<(pb::OutcomeKind, time::Date)>,
+}
+
+fn date(s: &str) -> time::Date {
+    sluis::model::outcome::parse_date(s).unwrap()
+}
+
+fn generate(i: usize) -> Truth {
+    // A fixed, skewed mix: Utrecht twice Tilburg, a few NGO-registered.
+    let h = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 17;
+    let owner = match h % 20 {
+        0 => NGO,
+        1..=6 => TILBURG,
+        _ => GEMEENTE,
+    };
+    let intake = date("2025-01-01") + time::Duration::days((h / 20 % 365) as i64);
+    use pb::PerspectiveKind as P;
+    let intake_scenario = match h / 7300 % 20 {
+        0 => None,
+        1 => Some(P::OnwardMigration),
+        2..=4 => Some(P::Return),
+        5..=11 => Some(P::Legalisation),
+        _ => Some(P::Undetermined),
+    };
+    use pb::OutcomeKind as K;
+    let outcome = match h / 146_000 % 20 {
+        0..=4 => Some(K::Legalisation),
+        5..=7 => Some(K::DepartureIndependent),
+        8 => Some(K::DepartureForced),
+        9 => Some(K::OnwardMigration),
+        10..=11 => Some(K::DepartureUnsupervised),
+        12..=14 => Some(K::OutOfSight),
+        _ => None,
+    }
+    .map(|k| {
+        let days = [20, 60, 120, 200, 300][(h / 2_920_000 % 5) as usize];
+        (k, intake + time::Duration::days(days))
+    });
+    Truth {
+        owner,
+        intake,
+        intake_scenario,
+        outcome,
+    }
+}
+
+fn case_data(i: usize, t: &Truth) -> pb::CaseData {
+    let mut d = full_case(
+        &format!("Gegenereerd Persoon {i:05}"),
+        &format!("{:010}", 7_000_000_000u64 + i as u64),
+        "",
+    );
+    d.perspective = Some(pb::Perspective {
+        kind: t
+            .intake_scenario
+            .unwrap_or(pb::PerspectiveKind::Unspecified) as i32,
+        intake_scenario: t
+            .intake_scenario
+            .unwrap_or(pb::PerspectiveKind::Unspecified) as i32,
+        intake_date: t.intake.to_string(),
+        ..Default::default()
+    });
+    d.outcome = t.outcome.map(|(k, day)| pb::Outcome {
+        outcome_kind: k as i32,
+        date: day.to_string(),
+        ..Default::default()
+    });
+    d
+}
+
+async fn start() -> (TestNode, Clients) {
+    let node = TestNode::start_with(|c| {
+        c.participants.push(Participant {
+            id: TILBURG.into(),
+            name: "Gemeente Tilburg".into(),
+            role: "municipality".into(),
+            oin: Some(TILBURG_OIN.into()),
+            spki_sha256: None,
+        })
+    })
+    .await;
+    let cert = node.issue(&ClientCertSpec::new("Gemeente Tilburg", Some(TILBURG_OIN)));
+    let tilburg = node
+        .client_with(Some((cert.cert_pem, cert.key_pem)))
+        .await
+        .unwrap();
+    (node, tilburg)
+}
+
+async fn register_all(node: &TestNode, tilburg: &Clients) -> Vec<Truth> {
+    let truths: Vec<Truth> = (0..CASES).map(generate).collect();
+    let utrecht = node.client(GEMEENTE).await;
+    let ngo = node.client(NGO).await;
+    let mut tasks = Vec::new();
+    for lane in 0..8 {
+        let (mut u, mut t, mut n) = (utrecht.clone(), tilburg.clone(), ngo.clone());
+        let truths = truths.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in (lane..CASES).step_by(8) {
+                let c = match truths[i].owner {
+                    GEMEENTE => &mut u,
+                    TILBURG => &mut t,
+                    _ => &mut n,
+                };
+                c.cases
+                    .register_case(with_actor(pb::RegisterCaseRequest {
+                        data: Some(case_data(i, &truths[i])),
+                    }))
+                    .await
+                    .expect("register");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    truths
+}
+
+fn ask(
+    table: pb::StatisticsTable,
+    quarter: u32,
+    by_municipality: bool,
+) -> pb::GetStatisticsRequest {
+    pb::GetStatisticsRequest {
+        table: table as i32,
+        year: 2025,
+        quarter,
+        by_municipality,
+        purpose: "monitoring".into(),
+    }
+}
+
+/// The classification trees as the answers describe them (labels and their
+/// parts; a subtotal that counts unlisted cases gets an unknown residual).
+#[derive(Default)]
+struct Shapes(BTreeMap<String, BTreeMap<String, (Vec<String>, bool)>>);
+
+impl Shapes {
+    fn learn(&mut self, a: &pb::StatisticsAxis) {
+        if a.dimension.is_empty() {
+            return;
+        }
+        let d = self.0.entry(a.dimension.clone()).or_default();
+        for l in &a.labels {
+            d.insert(l.key.clone(), (l.parts.clone(), l.includes_unlisted));
+        }
+    }
+
+    fn tree(&self, dim: &str) -> Tree {
+        let labels = &self.0[dim];
+        let mut keys = vec!["total".to_string()];
+        let mut parent = vec![None];
+        // Breadth first from the total.
+        let mut i = 0;
+        while i < keys.len() {
+            let (parts, unlisted) = labels.get(&keys[i]).cloned().unwrap_or_default();
+            for p in parts {
+                keys.push(p);
+                parent.push(Some(i));
+            }
+            if unlisted {
+                keys.push(format!("unlisted-in-{}", keys[i]));
+                parent.push(Some(i));
+            }
+            i += 1;
+        }
+        Tree { keys, parent }
+    }
+}
+
+fn outcome_key(k: pb::OutcomeKind) -> &'static str {
+    use pb::OutcomeKind as K;
+    match k {
+        K::DepartureIndependent => "departure_independent",
+        K::DepartureForced => "departure_forced",
+        K::DepartureUnsupervised => "departure_unsupervised",
+        K::Legalisation => "legalisation",
+        K::OnwardMigration => "onward_migration",
+        K::OutOfSight => "out_of_sight",
+        K::Unspecified => "",
+    }
+}
+
+fn scenario_key(s: Option<pb::PerspectiveKind>) -> String {
+    match s {
+        Some(pb::PerspectiveKind::Undetermined) => "undetermined".into(),
+        Some(pb::PerspectiveKind::Return) => "return".into(),
+        Some(pb::PerspectiveKind::OnwardMigration) => "onward_migration".into(),
+        Some(pb::PerspectiveKind::Legalisation) => "legalisation".into(),
+        _ => "unlisted-in-total".into(),
+    }
+}
+
+fn time_key(months: u32) -> &'static str {
+    match months {
+        0..3 => "under_3_months",
+        3..6 => "3_to_6_months",
+        6..12 => "6_to_12_months",
+        12..24 => "12_to_24_months",
+        _ => "24_months_or_more",
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protected_tables_for_the_monitor_and_a_municipality() {
+    let (node, tilburg_client) = start().await;
+    let truths = register_all(&node, &tilburg_client).await;
+    let mut monitor = node.client("monitor-jenv").await;
+    let mut tilburg = tilburg_client.clone();
+    let log_before = node.log_len().await;
+    let quarter = 3;
+    let q = sluis::stats::Quarter::new(2025, quarter as u8).unwrap();
+    use pb::StatisticsTable as T;
+
+    // The answers an attacker collects about 2025 Q3's outcomes.
+    let mut answers: Vec<pb::GetStatisticsResponse> = Vec::new();
+    let started = std::time::Instant::now();
+    for (table, by) in [
+        (T::DurableSolutions, false),
+        (T::Outcomes, true),
+        (T::IntakeVsOutcome, true),
+        (T::TimeToOutcome, true),
+        (T::Outcomes, false),
+    ] {
+        answers.push(
+            monitor
+                .stats
+                .get_statistics(ask(table, quarter, by))
+                .await
+                .expect("the monitor gets its table")
+                .into_inner(),
+        );
+    }
+    answers.push(
+        tilburg
+            .stats
+            .get_statistics(with_actor(ask(T::IntakeVsOutcome, quarter, false)))
+            .await
+            .expect("a municipality gets its own figures")
+            .into_inner(),
+    );
+    let requests = answers.len();
+    println!(
+        "{requests} statistics requests over {CASES} cases: {:?}",
+        started.elapsed()
+    );
+    println!("{}", answers[0].text);
+    assert!(
+        answers[0]
+            .text
+            .contains("Durable solutions reached, 2025 Q3")
+    );
+    assert_eq!(answers[5].scope, "the cases of Gemeente Tilburg");
+
+    // The classifications, as the answers describe them.
+    let mut shapes = Shapes::default();
+    for a in &answers {
+        for axis in [&a.rows, &a.columns, &a.blocks].into_iter().flatten() {
+            shapes.learn(axis);
+        }
+    }
+    let dims: Vec<&str> = vec![
+        "municipality",
+        "intake_scenario",
+        "outcome",
+        "time_to_outcome",
+    ];
+    let model = Model {
+        dims: dims.iter().map(|d| shapes.tree(d)).collect(),
+        tables: Population::Outcomes
+            .tables()
+            .iter()
+            .map(|t| {
+                t.iter()
+                    .map(|d| dims.iter().position(|x| *x == d.as_str()).unwrap())
+                    .collect()
+            })
+            .collect(),
+    };
+    // Each case's category per classification (its leaf).
+    let leaves = |t: &Truth| -> Option<Vec<usize>> {
+        let (kind, day) = t.outcome?;
+        if !q.contains(day) {
+            return None;
+        }
+        let m = match t.owner {
+            NGO => "unlisted-in-total".to_string(),
+            o => o.to_string(),
+        };
+        Some(vec![
+            model.dims[0].node(&m),
+            model.dims[1].node(&scenario_key(t.intake_scenario)),
+            model.dims[2].node(outcome_key(kind)),
+            model.dims[3].node(time_key(months_between(t.intake, day))),
+        ])
+    };
+    let in_quarter: Vec<Vec<usize>> = truths.iter().filter_map(leaves).collect();
+    assert!(
+        in_quarter.len() > 100,
+        "{} outcomes in the quarter",
+        in_quarter.len()
+    );
+
+    let mut attack = Attack::new(&model);
+    let mut small_cells = Vec::new();
+    let (mut counts, mut small, mut suppressed) = (0, 0, 0);
+    for a in &answers {
+        let d = a.disclosure.unwrap();
+        assert_eq!((d.threshold, d.protection, d.rounding_base), (10, 5, 5));
+        let axes = [
+            a.blocks.clone().unwrap(),
+            a.rows.clone().unwrap(),
+            a.columns.clone().unwrap(),
+        ];
+        let (nb, nr, nc) = (
+            axes[0].labels.len(),
+            axes[1].labels.len(),
+            axes[2].labels.len(),
+        );
+        assert_eq!(a.figures.len(), nb * nr * nc);
+        for b in 0..nb {
+            for r in 0..nr {
+                for c in 0..nc {
+                    let mut cell = vec![0; dims.len()];
+                    for (axis, i) in axes.iter().zip([b, r, c]) {
+                        if let Some(j) = dims.iter().position(|d| *d == axis.dimension) {
+                            cell[j] = model.dims[j].node(&axis.labels[i].key);
+                        }
+                    }
+                    let truth = in_quarter
+                        .iter()
+                        .filter(|l| (0..dims.len()).all(|j| model.dims[j].under(l[j], cell[j])))
+                        .count() as u64;
+                    let f = &a.figures[(b * nr + r) * nc + c];
+                    use pb::statistics_figure::Kind;
+                    match Kind::try_from(f.kind).unwrap() {
+                        Kind::Count => {
+                            counts += 1;
+                            assert!(f.count >= 10, "published below the threshold");
+                            assert!(f.count.abs_diff(truth) <= 2, "{} for {truth}", f.count);
+                            assert_eq!(f.shown, f.count.to_string());
+                            attack.learn(cell, f.count as f64 - 2.0, f.count as f64 + 2.0);
+                        }
+                        Kind::BelowThreshold => {
+                            small += 1;
+                            assert!(truth < 10);
+                            assert_eq!(f.shown, "< 10");
+                            attack.learn(cell.clone(), 0.0, 9.0);
+                            small_cells.push((cell, truth));
+                        }
+                        Kind::Suppressed => {
+                            suppressed += 1;
+                            assert!(truth >= 10);
+                            assert_eq!(f.shown, "x");
+                            attack.learn(cell, 10.0, f64::INFINITY);
+                        }
+                        Kind::Unspecified => panic!("a figure without a kind"),
+                    }
+                }
+            }
+        }
+    }
+    println!("{counts} counts, {small} cells < 10, {suppressed} suppressed besides");
+    assert!(small > 10 && counts > 10);
+    small_cells.sort();
+    small_cells.dedup();
+    for (cell, truth) in &small_cells {
+        let (lo, hi) = attack.interval(cell);
+        assert!(lo <= *truth as f64 + 1e-6 && *truth as f64 <= hi + 1e-6);
+        assert!(hi - lo >= 5.0 - 1e-6, "{cell:?} narrowed to [{lo}, {hi}]");
+    }
+
+    // Every request is in the access log, with the table and no count.
+    let rows: Vec<_> = node
+        .log()
+        .await
+        .into_iter()
+        .skip(log_before as usize)
+        .filter(|r| r.method == "GetStatistics")
+        .collect();
+    assert_eq!(rows.len(), requests);
+    for r in &rows {
+        let rec = sluis::tlog::AccessRecord::decode(&r.record).unwrap();
+        assert_eq!(rec.decision.as_str(), "allowed");
+        assert_eq!(rec.purpose.as_deref(), Some("monitoring"));
+        assert!(rec.rules.contains(&"statistics-monitoring".to_string()));
+        assert!(
+            rec.released.is_empty(),
+            "no category of any case is released"
+        );
+        assert!(rec.case_id.is_none() && rec.subject.is_none());
+        assert!(rec.detail.starts_with("table "), "{}", rec.detail);
+        assert!(rec.detail.contains("2025 Q3"), "{}", rec.detail);
+    }
+    assert!(rows.iter().any(|r| r.caller == TILBURG));
+}
+
+async fn refused(c: &mut Clients, req: pb::GetStatisticsRequest, code: Code, says: &str) {
+    let e = c.stats.get_statistics(req).await.expect_err("refused");
+    assert_eq!(e.code(), code, "{}", e.message());
+    assert!(e.message().contains(says), "{}", e.message());
+    assert!(e.metadata().get("x-request-id").is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_statistics_requests_are_recorded_and_say_what_to_fix() {
+    let (node, mut tilburg) = start().await;
+    let mut monitor = node.client("monitor-jenv").await;
+    let mut dtv = node.client("dtv").await;
+    let before = node.log_len().await;
+    use pb::StatisticsTable as T;
+    let mut no_purpose = ask(T::Outcomes, 1, false);
+    no_purpose.purpose.clear();
+    refused(
+        &mut monitor,
+        no_purpose,
+        Code::InvalidArgument,
+        "purpose is required",
+    )
+    .await;
+    refused(
+        &mut monitor,
+        ask(T::Unspecified, 1, false),
+        Code::InvalidArgument,
+        "table must be",
+    )
+    .await;
+    refused(
+        &mut monitor,
+        ask(T::Outcomes, 5, false),
+        Code::InvalidArgument,
+        "quarter from 1 to 4",
+    )
+    .await;
+    let mut old = ask(T::Outcomes, 1, false);
+    old.year = 2018;
+    refused(&mut monitor, old, Code::InvalidArgument, "year must be").await;
+    let mut current = ask(T::Outcomes, 1, false);
+    current.year = 9999;
+    refused(
+        &mut monitor,
+        current,
+        Code::FailedPrecondition,
+        "has not ended",
+    )
+    .await;
+    let mut other = ask(T::Outcomes, 1, false);
+    other.purpose = "return".into();
+    refused(&mut monitor, other, Code::PermissionDenied, "legal basis").await;
+    refused(
+        &mut dtv,
+        ask(T::Outcomes, 1, false),
+        Code::PermissionDenied,
+        "legal basis",
+    )
+    .await;
+    refused(
+        &mut tilburg,
+        ask(T::Outcomes, 1, true),
+        Code::InvalidArgument,
+        "by_municipality",
+    )
+    .await;
+    let rows: Vec<_> = node
+        .log()
+        .await
+        .into_iter()
+        .skip(before as usize)
+        .filter(|r| r.method == "GetStatistics")
+        .collect();
+    assert_eq!(rows.len(), 8, "every refusal is recorded");
+    assert!(rows.iter().all(|r| r.decision != "allowed"));
+}
+
+/// `sluis stats` as the monitor would run it: a table as text, as CSV, and
+/// a refusal that says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sluis_stats_prints_the_protected_table() {
+    let node = TestNode::start().await;
+    let pki = node.pki();
+    let addr = node.node.local_addr.to_string();
+    let run = move |extra: &[&str]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sluis"));
+        cmd.arg("stats")
+            .arg("--node")
+            .arg(&addr)
+            .arg("--ca")
+            .arg(pki.join("ca.pem"))
+            .arg("--cert")
+            .arg(pki.join("clients/monitor-jenv.pem"))
+            .arg("--key")
+            .arg(pki.join("clients/monitor-jenv.key"))
+            .args(["--year", "2025", "--quarter", "2"])
+            .args(extra);
+        cmd.output().unwrap()
+    };
+    let out = tokio::task::spawn_blocking(move || {
+        (
+            run(&["--table", "outcomes"]),
+            run(&["--table", "inflow", "--format", "csv"]),
+            run(&["--table", "outcomes", "--purpose", "return"]),
+        )
+    })
+    .await
+    .unwrap();
+    let text = String::from_utf8_lossy(&out.0.stdout);
+    assert!(
+        out.0.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.0.stderr)
+    );
+    assert!(
+        text.contains("Outflow: outcomes by kind, 2025 Q2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("< 10"),
+        "an empty node shows only small cells:\n{text}"
+    );
+    assert!(String::from_utf8_lossy(&out.0.stderr).contains("request id"));
+    let csv = String::from_utf8_lossy(&out.1.stdout);
+    assert!(
+        csv.starts_with("table,quarter,block,row,column,figure\n"),
+        "{csv}"
+    );
+    assert!(
+        csv.contains("inflow,2025 Q2,,legalisation,total,< 10"),
+        "{csv}"
+    );
+    assert!(!out.2.status.success());
+    assert!(String::from_utf8_lossy(&out.2.stderr).contains("PermissionDenied"));
+}

@@ -1,0 +1,326 @@
+//! The disclosure control of `sluis::stats` under attack, on generated LVV
+//! populations: thousands of cases over four municipalities of very
+//! different size, skewed scenarios and outcomes, so that small cells occur
+//! everywhere (pilot municipalities had between 33 and 287 people).
+//!
+//! For every quarter and both populations the whole family of figures is
+//! attacked — every cell of every table, every municipality and the total,
+//! which is everything any number of overlapping requests could show — by
+//! a linear program that bounds each cell shown as "< 10" from all the
+//! others (`stats_attack`). No such cell may be narrowed to fewer than
+//! `protection` + 1 values; width 0 would be a recovered cell.
+
+mod stats_attack;
+
+use sluis::model::outcome::{Outcome, OutcomeKind, Scenario, parse_date};
+use sluis::stats::{
+    CaseFacts, Family, Figure, Population, Quarter, Request, Scope, Settings, Status, TableKind,
+    compute,
+};
+use stats_attack::{Attack, Model, Tree};
+use time::Date;
+
+/// splitmix64: a fixed, dependency-free generator, so a failure reproduces.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    /// An index drawn with the given weights.
+    fn pick(&mut self, weights: &[u64]) -> usize {
+        let mut x = self.below(weights.iter().sum());
+        for (i, w) in weights.iter().enumerate() {
+            if x < *w {
+                return i;
+            }
+            x -= w;
+        }
+        weights.len() - 1
+    }
+}
+
+pub const MUNICIPALITIES: [&str; 4] = [
+    "gemeente-utrecht",
+    "gemeente-eindhoven",
+    "gemeente-groningen",
+    "gemeente-rotterdam",
+];
+
+fn municipalities() -> Vec<(String, String)> {
+    MUNICIPALITIES
+        .iter()
+        .map(|m| (m.to_string(), m.replace("gemeente-", "Gemeente ")))
+        .collect()
+}
+
+/// `n` cases with intakes from 2022 to 2025, skewed everywhere.
+fn population(seed: u64, n: usize) -> Vec<CaseFacts> {
+    let mut rng = Rng(seed);
+    let start = parse_date("2022-01-01").unwrap();
+    let scenarios = [
+        Some(Scenario::Undetermined),
+        Some(Scenario::Return),
+        Some(Scenario::OnwardMigration),
+        Some(Scenario::Legalisation),
+        None,
+    ];
+    (0..n)
+        .map(|_| {
+            // Very different municipalities; a few cases registered by an NGO.
+            let owner = match rng.pick(&[50, 25, 14, 8, 3]) {
+                4 => "ngo-vluchtelingenwerk".to_string(),
+                i => MUNICIPALITIES[i].to_string(),
+            };
+            let intake = start + time::Duration::days(rng.below(4 * 365) as i64);
+            let intake_scenario = scenarios[rng.pick(&[35, 15, 4, 40, 6])];
+            let perspective = if rng.below(10) < 7 {
+                intake_scenario
+            } else {
+                scenarios[rng.pick(&[30, 30, 10, 25, 5])]
+            };
+            let outcome = (rng.below(10) < 6).then(|| {
+                let kind = match intake_scenario {
+                    Some(Scenario::Legalisation) => rng.pick(&[10, 2, 60, 3, 10, 15]),
+                    Some(Scenario::Return) => rng.pick(&[45, 8, 5, 2, 25, 15]),
+                    _ => rng.pick(&[15, 2, 25, 8, 20, 30]),
+                };
+                let months = [1, 2, 4, 8, 14, 30][rng.pick(&[20, 25, 25, 15, 10, 5])];
+                Outcome {
+                    kind: OutcomeKind::ALL[kind],
+                    date: intake + time::Duration::days(months * 30 + rng.below(30) as i64),
+                }
+            });
+            let shelter = (rng.below(10) < 9).then(|| {
+                let until: Option<Date> = (rng.below(10) < 3)
+                    .then(|| intake + time::Duration::days(rng.below(200) as i64));
+                (Some(intake), until)
+            });
+            CaseFacts {
+                owner,
+                intake,
+                intake_scenario,
+                perspective,
+                outcome,
+                shelter,
+            }
+        })
+        .collect()
+}
+
+/// The attacker's picture of a family's shape: its classifications and
+/// tables, residual categories included (they are unknowns too).
+fn model_of(fam: &Family) -> Model {
+    Model {
+        dims: fam
+            .dims()
+            .iter()
+            .map(|c| Tree {
+                keys: c.nodes.iter().map(|n| n.key.clone()).collect(),
+                parent: c.nodes.iter().map(|n| n.parent).collect(),
+            })
+            .collect(),
+        tables: fam.tables().to_vec(),
+    }
+}
+
+const EXACT: Settings = Settings {
+    threshold: 10,
+    protection: 5,
+    rounding_base: 1,
+};
+
+/// Protects one family and attacks it with what it shows: published
+/// figures exactly, "< 10" as 0..=9, "x" as at least 10. Returns (small
+/// cells, secondary suppressions, narrowest interval).
+fn attack_family(facts: &[CaseFacts], pop: Population, q: Quarter) -> (usize, usize, f64) {
+    let mut fam = Family::count(pop, q, &municipalities(), facts, EXACT);
+    fam.protect().expect("every quarter can be protected");
+    let model = model_of(&fam);
+    let mut attack = Attack::new(&model);
+    let t = f64::from(EXACT.threshold);
+    let members = fam.members();
+    for &i in &members {
+        let key = fam.key(i);
+        match (fam.status(i), fam.figure(i)) {
+            (Status::Published, Figure::Count(n)) => {
+                assert!(
+                    n >= 10,
+                    "{q} {}: published below the threshold",
+                    fam.name(i)
+                );
+                assert_eq!(n, fam.value(i), "exact figures equal the true count");
+                attack.learn(key, n as f64, n as f64);
+            }
+            (Status::Small, Figure::Small) => {
+                assert!(fam.value(i) < 10);
+                attack.learn(key, 0.0, t - 1.0);
+            }
+            (Status::Secondary, Figure::Suppressed) => {
+                assert!(fam.value(i) >= 10);
+                attack.learn(key, t, f64::INFINITY);
+            }
+            other => panic!("{}: {other:?}", fam.name(i)),
+        }
+    }
+    let mut narrowest = f64::INFINITY;
+    let mut small = 0;
+    for &i in &members {
+        if fam.status(i) != Status::Small {
+            continue;
+        }
+        small += 1;
+        let (lo, hi) = attack.interval(&fam.key(i));
+        let v = fam.value(i) as f64;
+        assert!(
+            lo <= v + 1e-6 && v <= hi + 1e-6,
+            "{q} {}: the truth is inside",
+            fam.name(i)
+        );
+        assert!(
+            hi - lo >= f64::from(EXACT.protection) - 1e-6,
+            "{q} {pop:?} {}: narrowed to [{lo}, {hi}]",
+            fam.name(i)
+        );
+        narrowest = narrowest.min(hi - lo);
+    }
+    let secondary = members
+        .iter()
+        .filter(|&&i| fam.status(i) == Status::Secondary)
+        .count();
+    (small, secondary, narrowest)
+}
+
+#[test]
+fn no_small_cell_is_recoverable_from_any_combination_of_figures() {
+    let facts = population(17, 4000);
+    let mut total_small = 0;
+    for (year, q) in [(2022, 1), (2023, 2), (2024, 3), (2025, 4)] {
+        let q = Quarter::new(year, q).unwrap();
+        for pop in [Population::Intakes, Population::Outcomes] {
+            let (small, secondary, narrowest) = attack_family(&facts, pop, q);
+            println!(
+                "{q} {pop:?}: {small} cells below 10, {secondary} suppressed besides, narrowest interval {narrowest}"
+            );
+            total_small += small;
+        }
+    }
+    assert!(total_small > 100, "the population must have small cells");
+}
+
+#[test]
+fn other_populations_hold_too() {
+    // Smaller and larger, other seeds: a node of one municipality's size
+    // and one of a region.
+    for (seed, n) in [(3, 1200), (99, 6000)] {
+        let facts = population(seed, n);
+        let q = Quarter::new(2023, 3).unwrap();
+        for pop in [Population::Intakes, Population::Outcomes] {
+            attack_family(&facts, pop, q);
+        }
+    }
+}
+
+#[test]
+fn rounded_figures_stay_within_their_bound_and_above_the_threshold() {
+    let facts = population(5, 4000);
+    let settings = Settings::default();
+    for pop in [Population::Intakes, Population::Outcomes] {
+        let mut fam = Family::count(
+            pop,
+            Quarter::new(2024, 2).unwrap(),
+            &municipalities(),
+            &facts,
+            settings,
+        );
+        fam.protect().unwrap();
+        for i in fam.members() {
+            if let Figure::Count(n) = fam.figure(i) {
+                let v = fam.value(i);
+                assert!(n >= u64::from(settings.threshold));
+                assert_eq!(n % 5, 0);
+                assert!(n.abs_diff(v) <= 2, "{}: {n} for {v}", fam.name(i));
+            }
+        }
+    }
+}
+
+/// Differencing needs two answers that show the same cell differently. Any
+/// two requests of one quarter are cut from the same protected family, so
+/// every cell they share is shown the same way: the monitor's table by
+/// municipality, the node total, and each municipality's own slice.
+#[test]
+fn overlapping_requests_show_every_shared_cell_the_same_way() {
+    let facts = population(11, 4000);
+    let q = Quarter::new(2024, 1).unwrap();
+    let muns = municipalities();
+    let mut seen: std::collections::HashMap<(String, String), Figure> = Default::default();
+    let mut shared = 0;
+    for table in TableKind::ALL {
+        let mut scopes = vec![Scope::Node, Scope::ByMunicipality];
+        scopes.extend(MUNICIPALITIES.iter().map(|m| Scope::Own(m.to_string())));
+        for scope in scopes {
+            let p = compute(
+                &facts,
+                &muns,
+                &Request {
+                    table,
+                    quarter: q,
+                    scope,
+                },
+                EXACT,
+            )
+            .unwrap();
+            for (b, block) in p.blocks.labels.iter().enumerate() {
+                for (r, row) in p.rows.labels.iter().enumerate() {
+                    for (c, col) in p.columns.labels.iter().enumerate() {
+                        // Name the cell by population and categories.
+                        let mut coords = vec![
+                            (p.rows.dim, row.key.clone()),
+                            (p.columns.dim, col.key.clone()),
+                            (p.blocks.dim, block.key.clone()),
+                        ];
+                        // A total is the same cell whichever table shows it.
+                        coords.retain(|(d, k)| d.is_some() && k != "total");
+                        coords.sort();
+                        let key = (format!("{:?}", table.population()), format!("{coords:?}"));
+                        let f = p.figure(b, r, c);
+                        if let Some(before) = seen.insert(key, f) {
+                            shared += 1;
+                            assert_eq!(before, f, "one cell, two figures");
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(shared > 100, "the requests overlap ({shared} shared cells)");
+}
+
+#[test]
+fn thousands_of_cases_are_protected_in_reasonable_time() {
+    let facts = population(23, 20_000);
+    let started = std::time::Instant::now();
+    for pop in [Population::Intakes, Population::Outcomes] {
+        let mut fam = Family::count(
+            pop,
+            Quarter::new(2024, 4).unwrap(),
+            &municipalities(),
+            &facts,
+            Settings::default(),
+        );
+        fam.protect().unwrap();
+    }
+    let took = started.elapsed();
+    println!("20,000 cases, both populations of a quarter: {took:?} (debug build)");
+    assert!(took < std::time::Duration::from_secs(30), "{took:?}");
+}
