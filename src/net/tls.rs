@@ -6,7 +6,8 @@
 //! support, no reload and no handshake timeout, and logs failed handshakes
 //! only at debug level. Here each handshake runs in its own task under a
 //! timeout (one slow client cannot stall the others), CRLs are enforced
-//! including their expiry, the configuration can be swapped at run time, and
+//! including their expiry (the newest per issuer decides, [`crate::net::crl`]),
+//! the configuration can be swapped at run time, and
 //! every failed handshake is reported to the caller of [`serve_tls`] so it
 //! can be audited with the fingerprint of the certificate that was presented.
 
@@ -24,7 +25,7 @@ use rustls::DistinguishedName;
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ServerConfig, WebPkiClientVerifier};
 use rustls::{DigitallySignedStruct, SignatureScheme};
@@ -35,6 +36,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tonic::transport::server::Connected;
 
+use crate::net::crl::{self, CrlError};
 use crate::net::identity::{Peer, Registry};
 use crate::net::x509;
 
@@ -52,6 +54,8 @@ pub enum TlsError {
     Rustls(#[from] rustls::Error),
     #[error("client certificate verifier: {0}")]
     Verifier(#[from] rustls::server::VerifierBuilderError),
+    #[error(transparent)]
+    Crl(#[from] CrlError),
 }
 
 /// The files a TLS server configuration is built from.
@@ -96,7 +100,9 @@ pub struct TlsConfig {
 }
 
 /// Builds the server configuration: TLS 1.3 only, a client certificate from
-/// one of the configured CAs required, CRLs enforced (expired CRLs refused).
+/// one of the configured CAs required, CRLs enforced (expired CRLs refused;
+/// of several CRLs from one issuer the newest decides, and which one does
+/// is logged — see [`crl`]).
 pub fn server_config(files: &TlsFiles) -> Result<Arc<TlsConfig>, TlsError> {
     let provider = provider();
     let chain = read_certs("node certificate", &files.cert)?;
@@ -105,25 +111,21 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<TlsConfig>, TlsError> {
         path: files.key.clone(),
         source,
     })?;
+    let cas = read_certs("client CA", &files.client_ca)?;
     let mut roots = rustls::RootCertStore::empty();
-    for ca in read_certs("client CA", &files.client_ca)? {
-        roots.add(ca)?;
+    for ca in &cas {
+        roots.add(ca.clone())?;
     }
-    let mut crls = Vec::new();
-    for path in &files.crls {
-        let items = CertificateRevocationListDer::pem_file_iter(path)
-            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-            .map_err(|source| TlsError::Read {
-                what: "CRL",
-                path: path.clone(),
-                source,
-            })?;
-        crls.extend(items);
+    let deciding = crl::select(&crl::read(&files.crls)?, &cas, &provider)?;
+    for d in &deciding {
+        d.log();
     }
     let mut builder =
         WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
-    if !crls.is_empty() {
-        builder = builder.with_crls(crls).enforce_revocation_expiration();
+    if !deciding.is_empty() {
+        builder = builder
+            .with_crls(deciding.into_iter().map(|d| d.der))
+            .enforce_revocation_expiration();
     }
     let client_verifier = builder.build()?;
     let verifier = Arc::new(Recording {
