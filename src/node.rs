@@ -42,8 +42,8 @@ pub enum NodeError {
     },
     #[error("server: {0}")]
     Serve(#[from] tonic::transport::Error),
-    #[error("gRPC server reflection: {0}")]
-    Reflection(#[from] tonic_reflection::server::Error),
+    #[error(transparent)]
+    Router(#[from] crate::rpc::RouterError),
 }
 
 /// A node serving in the background of the current tokio runtime.

@@ -82,7 +82,7 @@ async fn new_connection_as_dtv(node: &TestNode) -> Result<(), String> {
 /// The example: `pki/crl.pem` holds the original empty CRL followed
 /// by a newer CRL from the same CA revoking dtv's serial; after SIGHUP dtv
 /// is refused on new connections, and its open connection is refused on
-/// its next request. (Before, webpki
+/// its next request — data service and health alike. (Before, webpki
 /// consulted only the first CRL of the issuer and dtv went on.)
 #[tokio::test]
 async fn a_newer_crl_appended_to_the_same_file_revokes_on_new_and_open_connections() {
@@ -116,6 +116,11 @@ async fn a_newer_crl_appended_to_the_same_file_revokes_on_new_and_open_connectio
         .await
         .expect_err("the open connection's next request is refused");
     assert!(on_open.contains("Unauthenticated"), "{on_open}");
+    let health = tonic_health::pb::health_client::HealthClient::new(open.channel())
+        .check(tonic_health::pb::HealthCheckRequest::default())
+        .await
+        .expect_err("no service answers a revoked certificate");
+    assert_eq!(health.code(), Code::Unauthenticated, "{health:?}");
 
     // Others of the same CA are not affected.
     let mut gemeente = node.client(GEMEENTE).await;

@@ -279,6 +279,19 @@ impl Exchange {
         }
     }
 
+    /// Records a call to a service outside `sluis.v1` (health, reflection)
+    /// that a registered caller made: it releases no case data, but every
+    /// request has its record.
+    pub(crate) async fn admit(
+        &self,
+        ctx: &RequestCtx,
+        method: &str,
+    ) -> Result<Recorded<()>, ExchangeError> {
+        let mut rec = self.record(ctx, method);
+        rec.decision = Decision::Allowed;
+        self.finish(rec, Ok(())).await
+    }
+
     /// Records what one source did without an accepted certificate in one
     /// interval: one record, however many connections.
     pub(crate) async fn unauthenticated(&self, s: &Summary) -> Result<(), ExchangeError> {

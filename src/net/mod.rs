@@ -27,7 +27,7 @@
 //! It exposes the acceptor ([`tls`]), the CRL choice ([`crl`]), the
 //! per-source accounting ([`sources`]), the registry ([`identity`]), the DER
 //! reading of certificates and CRLs ([`x509`]: OIN, SPKI, fingerprints, CRL
-//! fields), the mTLS client channel ([`client`]) and a small certificate
+//! fields), the mTLS client side ([`client`]) and a small certificate
 //! authority ([`pki`]) that issues the development PKI and the tests'
 //! certificates.
 

@@ -13,6 +13,7 @@ pub struct Clients {
     pub cases: CaseServiceClient<Channel>,
     pub consents: ConsentServiceClient<Channel>,
     pub audit: AuditServiceClient<Channel>,
+    channel: Channel,
 }
 
 impl Clients {
@@ -20,7 +21,14 @@ impl Clients {
         Clients {
             cases: CaseServiceClient::new(channel.clone()).max_encoding_message_size(64 << 20),
             consents: ConsentServiceClient::new(channel.clone()),
-            audit: AuditServiceClient::new(channel),
+            audit: AuditServiceClient::new(channel.clone()),
+            channel,
         }
+    }
+
+    /// The channel itself, for other services on the same connection
+    /// (`grpc.health.v1`, reflection).
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
     }
 }
