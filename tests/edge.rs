@@ -12,7 +12,7 @@ use common::*;
 use sluis::net::client::{ClientPem, connect_h2_stream};
 use sluis::net::pki::{ClientCertSpec, IssuedCert};
 use sluis::net::x509;
-use sluis::tlog::{AccessRecord, Decision};
+use sluis::tlog::Decision;
 use tonic::Code;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
@@ -33,32 +33,6 @@ fn unregistered(node: &TestNode) -> IssuedCert {
         "Stichting Onbekend",
         Some(UNREGISTERED_OIN),
     ))
-}
-
-/// The one access record with this request id. Answers outside
-/// `sluis.v1` are recorded without holding the answer: wait for it.
-async fn record_of(node: &TestNode, request_id: &str) -> AccessRecord {
-    node.wait_for_log(|r| r.request_id == request_id).await;
-    let rows: Vec<_> = node
-        .log()
-        .await
-        .into_iter()
-        .filter(|r| r.request_id == request_id)
-        .collect();
-    assert_eq!(rows.len(), 1, "one access record for request {request_id}");
-    AccessRecord::decode(&rows[0].record).unwrap()
-}
-
-fn request_id(md: &tonic::metadata::MetadataMap) -> String {
-    let id = md
-        .get("x-request-id")
-        .expect("x-request-id")
-        .to_str()
-        .unwrap()
-        .to_string();
-    let uuid = uuid::Uuid::parse_str(&id).expect("a UUID");
-    assert_eq!(uuid.get_version_num(), 7);
-    id
 }
 
 /// A reflection request listing the services, in either version.
@@ -122,18 +96,7 @@ async fn health_and_reflection_refuse_an_unregistered_certificate_and_record_it(
             .map(drop),
     ));
     for (method, answer) in answers {
-        let status = answer.expect_err(method);
-        assert_eq!(
-            status.code(),
-            Code::PermissionDenied,
-            "{method}: {status:?}"
-        );
-        assert!(status.message().contains("register"), "{method}");
-        let rec = record_of(&node, &request_id(status.metadata())).await;
-        assert_eq!(rec.method, method);
-        assert_eq!(rec.decision, Decision::Denied);
-        assert_eq!(rec.status, "PERMISSION_DENIED");
-        assert_eq!(rec.peer_fingerprint.as_deref(), Some(fp.as_str()));
+        expect_unregistered(&node, method, answer, &fp).await;
     }
     // A path nobody serves: the same refusal, not a hint at what exists.
     let a = raw(
@@ -160,7 +123,7 @@ async fn health_and_reflection_answer_a_participant_with_a_request_id_and_a_reco
         .check(HealthCheckRequest::default())
         .await
         .expect("health");
-    let rec = record_of(&node, &request_id(ok.metadata())).await;
+    let rec = record_of(&node, &request_id_of(ok.metadata())).await;
     assert_eq!(ok.into_inner().status, ServingStatus::Serving as i32);
     assert_eq!(rec.method, "grpc.health.v1.Health/Check");
     assert_eq!(
@@ -176,14 +139,14 @@ async fn health_and_reflection_answer_a_participant_with_a_request_id_and_a_reco
         .await
         .expect_err("an unknown service has no health");
     assert_eq!(unknown.code(), Code::NotFound);
-    let rec = record_of(&node, &request_id(unknown.metadata())).await;
+    let rec = record_of(&node, &request_id_of(unknown.metadata())).await;
     assert_eq!(rec.status, "NOT_FOUND");
 
     let listed = v1::server_reflection_client::ServerReflectionClient::new(channel.clone())
         .server_reflection_info(tokio_stream::iter(vec![list_v1()]))
         .await
         .expect("reflection v1");
-    let rec = record_of(&node, &request_id(listed.metadata())).await;
+    let rec = record_of(&node, &request_id_of(listed.metadata())).await;
     assert_eq!(
         rec.method,
         "grpc.reflection.v1.ServerReflection/ServerReflectionInfo"
@@ -202,7 +165,7 @@ async fn health_and_reflection_answer_a_participant_with_a_request_id_and_a_reco
         .server_reflection_info(tokio_stream::iter(vec![list_v1alpha()]))
         .await
         .expect("reflection v1alpha");
-    record_of(&node, &request_id(alpha.metadata())).await;
+    record_of(&node, &request_id_of(alpha.metadata())).await;
 }
 
 /// The example and its kind: a registered participant's requests

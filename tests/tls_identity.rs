@@ -119,28 +119,6 @@ async fn api_records(node: &TestNode) -> usize {
         .count()
 }
 
-/// The access record of the request with this id.
-async fn record_of(node: &TestNode, request_id: &str) -> AccessRecord {
-    let rows: Vec<LogRow> = node
-        .log()
-        .await
-        .into_iter()
-        .filter(|r| r.request_id == request_id)
-        .collect();
-    assert_eq!(rows.len(), 1, "one access record per request id");
-    let rec = decode(&rows[0]);
-    assert_eq!(rec.request_id, request_id);
-    rec
-}
-
-fn request_id_of(md: &tonic::metadata::MetadataMap) -> String {
-    md.get("x-request-id")
-        .expect("x-request-id in the response metadata")
-        .to_str()
-        .expect("x-request-id is ASCII")
-        .to_string()
-}
-
 #[tokio::test]
 async fn certificate_from_an_unknown_ca_is_refused_and_audited() {
     let node = TestNode::start().await;
@@ -280,33 +258,7 @@ async fn an_unregistered_certificate_is_denied_on_every_method() {
     ];
 
     for (method, answer) in answers {
-        let status = answer.expect_err(method);
-        assert_eq!(
-            status.code(),
-            Code::PermissionDenied,
-            "{method}: {status:?}"
-        );
-        assert!(
-            status.message().contains("register"),
-            "{method}: the message says to get registered: {}",
-            status.message()
-        );
-        let rec = record_of(&node, &request_id_of(status.metadata())).await;
-        assert_eq!(rec.method, method);
-        assert_eq!(rec.caller, "-");
-        assert_eq!(rec.role, "-");
-        assert_eq!(rec.decision, Decision::Denied, "{method}");
-        assert_eq!(rec.status, "PERMISSION_DENIED");
-        assert_eq!(
-            rec.peer_fingerprint.as_deref(),
-            Some(fp.as_str()),
-            "{method}"
-        );
-        assert!(rec.released.is_empty());
-        assert!(
-            rec.case_id.is_none(),
-            "{method}: an unregistered caller learns nothing of the case"
-        );
+        expect_unregistered(&node, method, answer, &fp).await;
     }
     assert_eq!(node.log_len().await, log_len + 3, "one record per call");
     assert_eq!(node.digest().await, digest, "nothing stored");
