@@ -79,6 +79,12 @@ pub struct TlsConfig {
     /// A client that has not finished its handshake by then is dropped.
     #[serde(default = "default_handshake_timeout_ms")]
     pub handshake_timeout_ms: u64,
+    /// A connection that sends nothing for this long after it is accepted
+    /// is closed (and counted, not recorded one by one). A TLS client
+    /// speaks first, at once, so this can be short; it bounds how long a
+    /// silent connection holds a handshake slot.
+    #[serde(default = "default_first_byte_timeout_ms")]
+    pub first_byte_timeout_ms: u64,
     /// Connections are closed after this age. A reloaded CRL or CA applies
     /// to open connections on their next request; a changed participant
     /// registry applies to new connections, so this bounds how long an open
@@ -96,6 +102,21 @@ pub struct Limits {
     /// TLS handshakes in progress at once; further clients wait in the backlog.
     #[serde(default = "default_max_handshakes")]
     pub max_handshakes: usize,
+    /// TLS handshakes in progress at once from one source (an IPv4 address
+    /// or an IPv6 /64); a further connection from it is closed at once, so
+    /// that no source can hold the node's handshake slots.
+    #[serde(default = "default_max_handshakes_per_source")]
+    pub max_handshakes_per_source: usize,
+    /// Connections that never present a client certificate are summed per
+    /// source and written as one access record per source per this many
+    /// seconds (and at shutdown).
+    #[serde(default = "default_unauthenticated_report_secs")]
+    pub unauthenticated_report_secs: u64,
+    /// Refused handshakes that presented a certificate get a record each,
+    /// with its fingerprint: this many distinct certificates per source per
+    /// report interval; further ones are counted in the source's summary.
+    #[serde(default = "default_refused_certificate_records_per_source")]
+    pub refused_certificate_records_per_source: usize,
 }
 
 impl Default for Limits {
@@ -103,6 +124,10 @@ impl Default for Limits {
         Limits {
             max_message_bytes: default_max_message_bytes(),
             max_handshakes: default_max_handshakes(),
+            max_handshakes_per_source: default_max_handshakes_per_source(),
+            unauthenticated_report_secs: default_unauthenticated_report_secs(),
+            refused_certificate_records_per_source: default_refused_certificate_records_per_source(
+            ),
         }
     }
 }
@@ -228,6 +253,18 @@ fn default_max_message_bytes() -> usize {
 fn default_max_handshakes() -> usize {
     10_000
 }
+fn default_first_byte_timeout_ms() -> u64 {
+    2_000
+}
+fn default_max_handshakes_per_source() -> usize {
+    64
+}
+fn default_unauthenticated_report_secs() -> u64 {
+    60
+}
+fn default_refused_certificate_records_per_source() -> usize {
+    16
+}
 
 impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -297,6 +334,28 @@ impl Config {
                 "limits.max_message_bytes must be at least 1024".into(),
             ));
         }
+        for (name, value) in [
+            ("tls.first_byte_timeout_ms", self.tls.first_byte_timeout_ms),
+            ("tls.handshake_timeout_ms", self.tls.handshake_timeout_ms),
+            (
+                "limits.unauthenticated_report_secs",
+                self.limits.unauthenticated_report_secs,
+            ),
+            ("limits.max_handshakes", self.limits.max_handshakes as u64),
+            (
+                "limits.max_handshakes_per_source",
+                self.limits.max_handshakes_per_source as u64,
+            ),
+        ] {
+            if value == 0 {
+                return Err(invalid(format!("{name} must be at least 1")));
+            }
+        }
+        if self.limits.unauthenticated_report_secs > 86_400 {
+            return Err(invalid(
+                "limits.unauthenticated_report_secs must be at most 86400 (a day)".into(),
+            ));
+        }
         Ok(())
     }
 
@@ -363,12 +422,29 @@ impl Config {
         }
     }
 
-    /// How the node's accept loop is tuned (handshake timeout and limit).
+    /// How the node's accept loop is tuned (timeouts and the global limit).
     pub fn accept_settings(&self) -> crate::net::tls::AcceptSettings {
         crate::net::tls::AcceptSettings {
             handshake_timeout: self.handshake_timeout(),
+            first_byte_timeout: Duration::from_millis(self.tls.first_byte_timeout_ms),
             max_handshakes: self.limits.max_handshakes,
         }
+    }
+
+    /// The per-source limits of the accept loop.
+    pub fn source_limits(&self) -> crate::net::sources::SourceLimits {
+        crate::net::sources::SourceLimits {
+            max_handshakes_per_source: self.limits.max_handshakes_per_source,
+            refused_certificate_records_per_source: self
+                .limits
+                .refused_certificate_records_per_source,
+        }
+    }
+
+    /// How often connections without a certificate are summarised in the
+    /// access log.
+    pub fn unauthenticated_report_interval(&self) -> Duration {
+        Duration::from_secs(self.limits.unauthenticated_report_secs)
     }
 
     pub fn max_connection_age(&self) -> Duration {

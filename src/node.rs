@@ -15,6 +15,7 @@ use crate::config::{Config, ConfigError};
 use crate::gateway::Exchange;
 use crate::gateway::vault::{Keys, VaultError};
 use crate::net::identity::Registry;
+use crate::net::sources::Sources;
 use crate::net::tls::{self, TlsError, TlsFiles};
 use crate::policy::{Policy, PolicyError};
 use crate::store::{Store, StoreError};
@@ -41,8 +42,8 @@ pub enum NodeError {
     },
     #[error("server: {0}")]
     Serve(#[from] tonic::transport::Error),
-    #[error("gRPC server reflection: {0}")]
-    Reflection(#[from] tonic_reflection::server::Error),
+    #[error(transparent)]
+    Router(#[from] crate::rpc::RouterError),
 }
 
 /// A node serving in the background of the current tokio runtime.
@@ -50,11 +51,42 @@ pub struct Node {
     pub local_addr: SocketAddr,
     pub exchange: Arc<Exchange>,
     pub store: Store,
+    /// Connections without an accepted certificate, per source, until the
+    /// next summary (see [`Node::report_unauthenticated`]).
+    pub sources: Arc<Sources>,
     tls_files: TlsFiles,
     tls_tx: watch::Sender<Arc<tls::TlsConfig>>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), NodeError>>,
     health_task: JoinHandle<()>,
+    report_task: JoinHandle<()>,
+}
+
+/// Writes the summaries of connections without an accepted certificate,
+/// one access record per source, every `interval`.
+async fn report_unauthenticated_every(
+    interval: Duration,
+    exchange: Arc<Exchange>,
+    sources: Arc<Sources>,
+) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        report_unauthenticated(&exchange, &sources).await;
+    }
+}
+
+async fn report_unauthenticated(exchange: &Exchange, sources: &Sources) -> usize {
+    let summaries = sources.take();
+    for s in &summaries {
+        tracing::info!(summary = %s, "connections without an accepted client certificate");
+        // A failure is logged by the exchange; the counts stay in the
+        // node's log line above.
+        let _ = exchange.unauthenticated(s).await;
+    }
+    summaries.len()
 }
 
 impl Node {
@@ -107,13 +139,20 @@ impl Node {
             let ex = ex.clone();
             tokio::spawn(async move { ex.handshake_failed(f).await });
         });
+        let sources = Sources::new(config.source_limits());
         let incoming = tls::serve_tls(
             listener,
             tls_rx,
             registry_rx,
             config.accept_settings(),
+            sources.clone(),
             on_failure,
         );
+        let report_task = tokio::spawn(report_unauthenticated_every(
+            config.unauthenticated_report_interval(),
+            exchange.clone(),
+            sources.clone(),
+        ));
 
         let max_age = config.max_connection_age();
         let server = Server::builder()
@@ -136,11 +175,13 @@ impl Node {
             local_addr,
             exchange,
             store,
+            sources,
             tls_files,
             tls_tx,
             shutdown: Some(shutdown),
             task,
             health_task,
+            report_task,
         })
     }
 
@@ -153,9 +194,18 @@ impl Node {
         Ok(())
     }
 
+    /// Ends the current interval of connections without an accepted
+    /// certificate now: writes one access record per source that had any
+    /// (what the node otherwise does every `unauthenticated_report_secs`,
+    /// and at shutdown). Returns how many records it wrote.
+    pub async fn report_unauthenticated(&self) -> usize {
+        report_unauthenticated(&self.exchange, &self.sources).await
+    }
+
     /// Stops accepting, lets requests in flight finish, and waits.
     pub async fn shutdown(mut self) -> Result<(), NodeError> {
         self.health_task.abort();
+        self.report_task.abort();
         if let Some(s) = self.shutdown.take() {
             let _ = s.send(());
         }
@@ -166,7 +216,9 @@ impl Node {
                 Ok(())
             }
         };
-        // Requests have drained: cover the log's tail with a checkpoint.
+        // Requests have drained: summarise the last interval's connections
+        // without a certificate, and cover the log's tail with a checkpoint.
+        report_unauthenticated(&self.exchange, &self.sources).await;
         self.exchange.audit.sign_pending().await;
         self.store.close().await;
         result

@@ -83,14 +83,14 @@ fn decode(row: &LogRow) -> AccessRecord {
     AccessRecord::decode(&row.record).expect("access record decodes")
 }
 
-/// The record of the refused handshake of the certificate with `fp`
-/// (None: no certificate), waiting for it since it is written in the
-/// background. `why` is a word the recorded reason must contain.
-async fn handshake_record(node: &TestNode, fp: Option<&str>, why: &str) -> AccessRecord {
+/// The record of the refused handshake of the certificate with `fp`,
+/// waiting for it since it is written in the background. `why` is a word
+/// the recorded reason must contain.
+async fn handshake_record(node: &TestNode, fp: &str, why: &str) -> AccessRecord {
     let row = node
         .wait_for_log(|r| {
             r.method == "tls.handshake"
-                && decode(r).peer_fingerprint.as_deref() == fp
+                && decode(r).peer_fingerprint.as_deref() == Some(fp)
                 && r.decision == "handshake_failed"
         })
         .await;
@@ -108,36 +108,15 @@ async fn handshake_record(node: &TestNode, fp: Option<&str>, why: &str) -> Acces
     rec
 }
 
-/// How many requests reached the API (records other than refused handshakes).
-/// A refused client must not add to it.
+/// How many requests reached the API (records other than refused
+/// handshakes and summaries of connections without a certificate). A
+/// refused client must not add to it.
 async fn api_records(node: &TestNode) -> usize {
     node.log()
         .await
         .iter()
-        .filter(|r| r.method != "tls.handshake")
+        .filter(|r| !r.method.starts_with("tls."))
         .count()
-}
-
-/// The access record of the request with this id.
-async fn record_of(node: &TestNode, request_id: &str) -> AccessRecord {
-    let rows: Vec<LogRow> = node
-        .log()
-        .await
-        .into_iter()
-        .filter(|r| r.request_id == request_id)
-        .collect();
-    assert_eq!(rows.len(), 1, "one access record per request id");
-    let rec = decode(&rows[0]);
-    assert_eq!(rec.request_id, request_id);
-    rec
-}
-
-fn request_id_of(md: &tonic::metadata::MetadataMap) -> String {
-    md.get("x-request-id")
-        .expect("x-request-id in the response metadata")
-        .to_str()
-        .expect("x-request-id is ASCII")
-        .to_string()
 }
 
 #[tokio::test]
@@ -162,7 +141,7 @@ async fn certificate_from_an_unknown_ca_is_refused_and_audited() {
     );
 
     let fp = fingerprint(&cert);
-    let rec = handshake_record(&node, Some(&fp), "unknownissuer").await;
+    let rec = handshake_record(&node, &fp, "unknownissuer").await;
     assert_eq!(rec.method, "tls.handshake");
     assert_eq!(rec.peer_fingerprint.as_deref(), Some(fp.as_str()));
     assert_eq!(
@@ -200,18 +179,33 @@ async fn certificates_outside_their_validity_are_refused_and_audited() {
         });
         expect_refused(attempt(&node, identity(&cert)).await, why);
         let fp = fingerprint(&cert);
-        let rec = handshake_record(&node, Some(&fp), why).await;
+        let rec = handshake_record(&node, &fp, why).await;
         assert_eq!(rec.peer_fingerprint.as_deref(), Some(fp.as_str()), "{why}");
     }
     assert_eq!(api_records(&node).await, 0, "no request reached the API");
 }
 
+/// A client without a certificate is refused and counted; it leaves no
+/// record of its own (a peer without a certificate could otherwise write
+/// the permanent log once per connection) but is in its source's summary.
 #[tokio::test]
-async fn a_client_without_certificate_is_refused_and_audited() {
+async fn a_client_without_certificate_is_refused_and_summarised() {
     let node = TestNode::start().await;
     expect_refused(attempt(&node, None).await, "no client certificate");
-    let rec = handshake_record(&node, None, "no certificate").await;
+    assert_eq!(node.log_len().await, 0, "no record per connection");
+    assert_eq!(node.node.report_unauthenticated().await, 1);
+    let row = node
+        .wait_for_log(|r| r.method == "tls.unauthenticated")
+        .await;
+    let rec = decode(&row);
+    assert_eq!(rec.decision, Decision::HandshakeFailed);
+    assert_eq!(rec.status, "UNAUTHENTICATED");
     assert_eq!(rec.peer_fingerprint, None, "no certificate, no fingerprint");
+    assert!(
+        rec.detail.contains("no client certificate"),
+        "{}",
+        rec.detail
+    );
     assert_eq!(api_records(&node).await, 0, "no request reached the API");
 }
 
@@ -264,33 +258,7 @@ async fn an_unregistered_certificate_is_denied_on_every_method() {
     ];
 
     for (method, answer) in answers {
-        let status = answer.expect_err(method);
-        assert_eq!(
-            status.code(),
-            Code::PermissionDenied,
-            "{method}: {status:?}"
-        );
-        assert!(
-            status.message().contains("register"),
-            "{method}: the message says to get registered: {}",
-            status.message()
-        );
-        let rec = record_of(&node, &request_id_of(status.metadata())).await;
-        assert_eq!(rec.method, method);
-        assert_eq!(rec.caller, "-");
-        assert_eq!(rec.role, "-");
-        assert_eq!(rec.decision, Decision::Denied, "{method}");
-        assert_eq!(rec.status, "PERMISSION_DENIED");
-        assert_eq!(
-            rec.peer_fingerprint.as_deref(),
-            Some(fp.as_str()),
-            "{method}"
-        );
-        assert!(rec.released.is_empty());
-        assert!(
-            rec.case_id.is_none(),
-            "{method}: an unregistered caller learns nothing of the case"
-        );
+        expect_unregistered(&node, method, answer, &fp).await;
     }
     assert_eq!(node.log_len().await, log_len + 3, "one record per call");
     assert_eq!(node.digest().await, digest, "nothing stored");
@@ -318,7 +286,7 @@ async fn a_revoked_certificate_is_refused_on_new_connections_after_reload() {
         "revoked certificate",
     );
     let fp = fingerprint(&second);
-    handshake_record(&node, Some(&fp), "revoked").await;
+    handshake_record(&node, &fp, "revoked").await;
     assert_eq!(
         api_records(&node).await,
         served,
@@ -524,13 +492,14 @@ async fn every_answer_carries_a_uuidv7_request_id_matching_its_access_record() {
 }
 
 /// A TCP connection that closes without a ClientHello (a load balancer's
-/// port check, a scan) is counted but not written to the access log, which
-/// it would otherwise grow without bound; a real handshake attempt still is.
+/// port check, a scan) is counted but not written to the access log one by
+/// one; a refused certificate still is.
 #[tokio::test]
 async fn a_connection_without_a_handshake_is_counted_not_logged() {
+    use sluis::net::sources::Unauthenticated;
     let node = TestNode::start().await;
     let before = node.log_len().await;
-    let silent = sluis::net::tls::silent_connections();
+    let silent = || node.node.sources.total(Unauthenticated::Silent);
     for _ in 0..3 {
         let s = tokio::net::TcpStream::connect(node.node.local_addr)
             .await
@@ -538,23 +507,21 @@ async fn a_connection_without_a_handshake_is_counted_not_logged() {
         drop(s);
     }
     for _ in 0..100 {
-        if sluis::net::tls::silent_connections() >= silent + 3 {
+        if silent() >= 3 {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    assert!(sluis::net::tls::silent_connections() >= silent + 3);
+    assert_eq!(silent(), 3);
     assert_eq!(
         node.log_len().await,
         before,
         "no access record for a bare TCP connect"
     );
-    // Without a certificate the client does start a handshake: recorded.
-    if let Ok(mut c) = node.client_with(None).await {
-        let _ = c
-            .cases
-            .get_case(by_id("0190c4e2-7b1a-4c3e-9f00-1a2b3c4d5e6f", "return"))
-            .await;
-    }
+    let rogue = CertAuthority::generate("rogue CA")
+        .unwrap()
+        .issue_client(&ClientCertSpec::new("Rogue", None))
+        .unwrap();
+    expect_refused(attempt(&node, identity(&rogue)).await, "unknown CA");
     node.wait_for_log(|r| r.method == "tls.handshake").await;
 }

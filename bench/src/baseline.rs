@@ -128,6 +128,7 @@ pub async fn serve(config: &Path, answers: &Path) -> anyhow::Result<()> {
         tls_rx,
         reg_rx,
         config.accept_settings(),
+        sluis::net::sources::Sources::new(config.source_limits()),
         Arc::new(|_| {}),
     );
     crate::procs::announce(addr)?;

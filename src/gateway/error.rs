@@ -32,6 +32,10 @@ pub enum ExchangeError {
     NotFound(String),
     #[error("{0}")]
     FailedPrecondition(String),
+    /// A service or method this node does not serve, or a request encoding
+    /// it does not support (refused by the transport before any handler).
+    #[error("{0}")]
+    Unimplemented(String),
     #[error("the access log cannot be written, so nothing is released; try again later")]
     AuditUnavailable,
     /// The node failed (a store, a key, stored data that does not decode).
@@ -53,6 +57,7 @@ pub enum Code {
     PermissionDenied = 7,
     ResourceExhausted = 8,
     FailedPrecondition = 9,
+    Unimplemented = 12,
     Internal = 13,
     Unavailable = 14,
     Unauthenticated = 16,
@@ -68,6 +73,7 @@ impl Code {
             Code::PermissionDenied => "PERMISSION_DENIED",
             Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
             Code::FailedPrecondition => "FAILED_PRECONDITION",
+            Code::Unimplemented => "UNIMPLEMENTED",
             Code::Internal => "INTERNAL",
             Code::Unavailable => "UNAVAILABLE",
             Code::Unauthenticated => "UNAUTHENTICATED",
@@ -79,7 +85,9 @@ impl Code {
     fn decision(self) -> Decision {
         match self {
             Code::Ok => Decision::Allowed,
-            Code::InvalidArgument | Code::ResourceExhausted => Decision::Invalid,
+            Code::InvalidArgument | Code::ResourceExhausted | Code::Unimplemented => {
+                Decision::Invalid
+            }
             Code::PermissionDenied | Code::Unauthenticated | Code::FailedPrecondition => {
                 Decision::Denied
             }
@@ -99,6 +107,7 @@ impl ExchangeError {
             ExchangeError::CertificateNoLongerValid(_) => Code::Unauthenticated,
             ExchangeError::NotFound(_) => Code::NotFound,
             ExchangeError::FailedPrecondition(_) => Code::FailedPrecondition,
+            ExchangeError::Unimplemented(_) => Code::Unimplemented,
             ExchangeError::AuditUnavailable => Code::Unavailable,
             ExchangeError::Internal(_) => Code::Internal,
         }

@@ -20,6 +20,7 @@ use crate::model::clock::now_millis;
 use crate::model::consent::{self, Consent, ConsentEvent, EventKind, Millis, Recipient};
 use crate::model::{Caller, Category, Role};
 use crate::net::identity::{Peer, Registry};
+use crate::net::sources::Summary;
 use crate::net::tls::HandshakeFailure;
 use crate::policy::Policy;
 use crate::store::{CaseMeta, IssuedPseudonym, NewCase, Store};
@@ -292,14 +293,46 @@ impl Exchange {
         }
     }
 
-    /// Records a refused TLS handshake (no request was read).
+    /// Records a call to a service outside `sluis.v1` (health, reflection)
+    /// that a registered caller made: it releases no case data, but every
+    /// request has its record.
+    pub(crate) async fn admit(
+        &self,
+        ctx: &RequestCtx,
+        method: &str,
+    ) -> Result<Recorded<()>, ExchangeError> {
+        let mut rec = self.record(ctx, method);
+        rec.decision = Decision::Allowed;
+        self.finish(rec, Ok(())).await
+    }
+
+    /// Records what one source did without an accepted certificate in one
+    /// interval: one record, however many connections.
+    pub(crate) async fn unauthenticated(&self, s: &Summary) -> Result<(), ExchangeError> {
+        let mut rec = AccessRecord::new(
+            uuid::Uuid::now_v7().to_string(),
+            now_millis(),
+            "tls.unauthenticated",
+        );
+        rec.decision = Decision::HandshakeFailed;
+        rec.status = Code::Unauthenticated.name().into();
+        rec.detail = s.to_string();
+        self.audit.append(&rec).await.map_err(|e| {
+            tracing::error!(error = %e, "connections without a certificate could not be recorded");
+            ExchangeError::AuditUnavailable
+        })?;
+        Ok(())
+    }
+
+    /// Records a refused TLS handshake that presented a certificate (no
+    /// request was read).
     pub(crate) async fn handshake_failed(&self, f: HandshakeFailure) {
         let mut rec = AccessRecord::new(
             uuid::Uuid::now_v7().to_string(),
             now_millis(),
             "tls.handshake",
         );
-        rec.peer_fingerprint = f.fingerprint;
+        rec.peer_fingerprint = Some(f.fingerprint);
         rec.decision = Decision::HandshakeFailed;
         rec.status = Code::Unauthenticated.name().into();
         rec.detail = f.reason;

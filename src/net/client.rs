@@ -3,7 +3,13 @@
 //! `rpc::Clients`.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 /// PEM material a participant's back-end holds.
@@ -30,5 +36,48 @@ pub async fn connect(
     Endpoint::from_shared(format!("https://{addr}"))?
         .tls_config(tls)?
         .connect()
+        .await
+}
+
+/// A bare mTLS stream to a node (TLS 1.3, ALPN `h2`), for speaking HTTP/2
+/// by hand: tests and tools that must send what a gRPC client never would
+/// (broken framing, a wrong content-type, bytes that do not decode).
+///
+/// Errors: bad PEM (`InvalidInput`), or the connection or handshake failing.
+pub async fn connect_h2_stream(
+    addr: SocketAddr,
+    server_name: &str,
+    pem: &ClientPem,
+) -> std::io::Result<TlsStream<TcpStream>> {
+    let invalid = |e: &dyn std::fmt::Display| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string())
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in CertificateDer::pem_slice_iter(pem.ca.as_bytes()) {
+        roots
+            .add(ca.map_err(|e| invalid(&e))?)
+            .map_err(|e| invalid(&e))?;
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(crate::net::tls::provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| invalid(&e))?
+        .with_root_certificates(roots);
+    let mut config = match &pem.identity {
+        Some((cert, key)) => {
+            let chain = CertificateDer::pem_slice_iter(cert.as_bytes())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| invalid(&e))?;
+            let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).map_err(|e| invalid(&e))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|e| invalid(&e))?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let name = ServerName::try_from(server_name.to_string()).map_err(|e| invalid(&e))?;
+    let tcp = TcpStream::connect(addr).await?;
+    TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
         .await
 }

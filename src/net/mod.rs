@@ -4,10 +4,16 @@
 //! What it promises:
 //!
 //! - **mTLS or no connection.** [`tls`] accepts TLS 1.3 only, with a client
-//!   certificate from a configured CA, CRLs enforced including their expiry;
-//!   each handshake runs in its own task under a timeout, and every refused
-//!   handshake is reported (with the presented certificate's fingerprint)
-//!   so the gateway can record it.
+//!   certificate from a configured CA, CRLs enforced including their expiry
+//!   (of several CRLs from one issuer the newest decides: [`crl`]); each
+//!   handshake runs in its own task under a timeout, and every refused
+//!   handshake that presented a certificate is reported (with its
+//!   fingerprint) so the gateway can record it.
+//! - **Peers without a certificate cannot flood the log or the handshake
+//!   slots.** Connections that never present a certificate are counted per
+//!   source and interval ([`sources`]), for one access record per source
+//!   and interval; a source has a bounded number of handshakes in progress
+//!   and a short time to send its first byte.
 //! - **Handlers never see certificates.** [`identity`] turns the client
 //!   certificate into a typed [`identity::Peer`] once per connection: a
 //!   registered participant (by the OIN in the subject `serialNumber`, as
@@ -18,13 +24,17 @@
 //!   connection's certificate is checked again on its next request
 //!   ([`tls::CertCheck`]).
 //!
-//! It exposes the acceptor ([`tls`]), the registry ([`identity`]), the DER
-//! reading of certificates ([`x509`]: OIN, SPKI, fingerprints), the mTLS
-//! client channel ([`client`]) and a small certificate authority
-//! ([`pki`]) that issues the development PKI and the tests' certificates.
+//! It exposes the acceptor ([`tls`]), the CRL choice ([`crl`]), the
+//! per-source accounting ([`sources`]), the registry ([`identity`]), the DER
+//! reading of certificates and CRLs ([`x509`]: OIN, SPKI, fingerprints, CRL
+//! fields), the mTLS client side ([`client`]) and a small certificate
+//! authority ([`pki`]) that issues the development PKI and the tests'
+//! certificates.
 
 pub mod client;
+pub mod crl;
 pub mod identity;
 pub mod pki;
+pub mod sources;
 pub mod tls;
 pub mod x509;

@@ -13,6 +13,7 @@
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName,
@@ -265,13 +266,36 @@ impl CertAuthority {
     /// [`IssuedCert::serial`]), valid from a minute ago for `valid_for`.
     ///
     /// This update is backdated a little for clock skew. The CRL number is
-    /// the current Unix time, so CRLs made in later runs without shared state
-    /// still number upwards.
+    /// the current Unix time in milliseconds, and above any this process
+    /// made before, so a newer CRL always has the higher number (the node
+    /// lets the highest decide, `net::crl`) — also when two are made within
+    /// a second, or in later runs without shared state.
     pub fn crl_pem(&self, revoked: &[Vec<u8>], valid_for: Duration) -> Result<String, CertError> {
+        static LAST_CRL_NUMBER: AtomicU64 = AtomicU64::new(0);
         let now = OffsetDateTime::now_utc();
         let this_update = checked_time(now.checked_sub(Duration::minutes(1)))?;
         let next_update = checked_time(now.checked_add(valid_for))?;
-        let crl_number = u64::try_from(now.unix_timestamp()).unwrap_or(0);
+        let millis = u64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+        let previous = LAST_CRL_NUMBER
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |last| {
+                Some(millis.max(last + 1))
+            })
+            .unwrap_or(0);
+        let crl_number = millis.max(previous + 1);
+        self.crl_pem_numbered(revoked, crl_number, this_update, next_update)
+    }
+
+    /// A PEM CRL signed by this CA revoking `revoked`, with the CRL number
+    /// and update times given (tests that need CRLs out of order).
+    pub fn crl_pem_numbered(
+        &self,
+        revoked: &[Vec<u8>],
+        crl_number: u64,
+        this_update: OffsetDateTime,
+        next_update: OffsetDateTime,
+    ) -> Result<String, CertError> {
+        let this_update = encodable(this_update)?;
+        let next_update = encodable(next_update)?;
         let params = CertificateRevocationListParams {
             this_update,
             next_update,

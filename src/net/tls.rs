@@ -5,10 +5,14 @@
 //! We run our own acceptor instead of tonic's TLS because tonic's has no CRL
 //! support, no reload and no handshake timeout, and logs failed handshakes
 //! only at debug level. Here each handshake runs in its own task under a
-//! timeout (one slow client cannot stall the others), CRLs are enforced
-//! including their expiry, the configuration can be swapped at run time, and
-//! every failed handshake is reported to the caller of [`serve_tls`] so it
-//! can be audited with the fingerprint of the certificate that was presented.
+//! timeout (one slow client cannot stall the others), a source has a bounded
+//! number of handshakes in progress and a short time to send its first
+//! byte, CRLs are enforced including their expiry (the newest per issuer
+//! decides, [`crate::net::crl`]), the configuration can be swapped at run
+//! time, and every refused handshake that presented a certificate is
+//! reported to the caller of [`serve_tls`] so it can be audited with that
+//! certificate's fingerprint. Connections that never present one are
+//! counted per source ([`crate::net::sources`]), not reported one by one.
 
 use std::cell::RefCell;
 use std::io;
@@ -16,7 +20,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -24,7 +27,7 @@ use rustls::DistinguishedName;
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ServerConfig, WebPkiClientVerifier};
 use rustls::{DigitallySignedStruct, SignatureScheme};
@@ -35,7 +38,9 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tonic::transport::server::Connected;
 
+use crate::net::crl::{self, CrlError};
 use crate::net::identity::{Peer, Registry};
+use crate::net::sources::{Source, Sources, Unauthenticated};
 use crate::net::x509;
 
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +57,8 @@ pub enum TlsError {
     Rustls(#[from] rustls::Error),
     #[error("client certificate verifier: {0}")]
     Verifier(#[from] rustls::server::VerifierBuilderError),
+    #[error(transparent)]
+    Crl(#[from] CrlError),
 }
 
 /// The files a TLS server configuration is built from.
@@ -96,7 +103,9 @@ pub struct TlsConfig {
 }
 
 /// Builds the server configuration: TLS 1.3 only, a client certificate from
-/// one of the configured CAs required, CRLs enforced (expired CRLs refused).
+/// one of the configured CAs required, CRLs enforced (expired CRLs refused;
+/// of several CRLs from one issuer the newest decides, and which one does
+/// is logged — see [`crl`]).
 pub fn server_config(files: &TlsFiles) -> Result<Arc<TlsConfig>, TlsError> {
     let provider = provider();
     let chain = read_certs("node certificate", &files.cert)?;
@@ -105,25 +114,21 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<TlsConfig>, TlsError> {
         path: files.key.clone(),
         source,
     })?;
+    let cas = read_certs("client CA", &files.client_ca)?;
     let mut roots = rustls::RootCertStore::empty();
-    for ca in read_certs("client CA", &files.client_ca)? {
-        roots.add(ca)?;
+    for ca in &cas {
+        roots.add(ca.clone())?;
     }
-    let mut crls = Vec::new();
-    for path in &files.crls {
-        let items = CertificateRevocationListDer::pem_file_iter(path)
-            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-            .map_err(|source| TlsError::Read {
-                what: "CRL",
-                path: path.clone(),
-                source,
-            })?;
-        crls.extend(items);
+    let deciding = crl::select(&crl::read(&files.crls)?, &cas, &provider)?;
+    for d in &deciding {
+        d.log();
     }
     let mut builder =
         WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
-    if !crls.is_empty() {
-        builder = builder.with_crls(crls).enforce_revocation_expiration();
+    if !deciding.is_empty() {
+        builder = builder
+            .with_crls(deciding.into_iter().map(|d| d.der))
+            .enforce_revocation_expiration();
     }
     let client_verifier = builder.build()?;
     let verifier = Arc::new(Recording {
@@ -176,14 +181,6 @@ impl CertCheck {
             Err(e) => Err(e.to_string()),
         }
     }
-}
-
-/// Connections that closed or stayed silent without starting a TLS
-/// handshake, since the process started.
-static SILENT_CONNECTIONS: AtomicU64 = AtomicU64::new(0);
-
-pub fn silent_connections() -> u64 {
-    SILENT_CONNECTIONS.load(Ordering::Relaxed)
 }
 
 tokio::task_local! {
@@ -241,12 +238,14 @@ impl ClientCertVerifier for Recording {
     }
 }
 
-/// A refused TLS handshake, for the access log.
+/// A refused TLS handshake in which the client presented a certificate,
+/// for the access log: evidence of who tried. (Connections that never
+/// present one are summarised per source instead: [`Sources`].)
 #[derive(Clone, Debug)]
 pub struct HandshakeFailure {
     pub remote: SocketAddr,
-    /// SHA-256 of the certificate presented, if one was.
-    pub fingerprint: Option<String>,
+    /// Lowercase hex SHA-256 of the certificate presented.
+    pub fingerprint: String,
     pub reason: String,
 }
 
@@ -311,19 +310,38 @@ impl AsyncWrite for IdentifiedStream {
 /// How the accept loop is tuned.
 #[derive(Clone, Debug)]
 pub struct AcceptSettings {
+    /// From the first byte to a finished handshake.
     pub handshake_timeout: Duration,
+    /// From accepting the connection to its first byte. A TLS client
+    /// speaks first, at once; waiting longer only lets silent connections
+    /// hold handshake slots.
+    pub first_byte_timeout: Duration,
+    /// Handshakes in progress at once, from all sources; further
+    /// connections wait in the listen backlog.
     pub max_handshakes: usize,
 }
+
+/// The first byte of a TLS record that carries a handshake message
+/// (RFC 8446 §5.1, ContentType handshake(22)): what a ClientHello starts with.
+const TLS_HANDSHAKE_RECORD: u8 = 0x16;
 
 /// Accepts TCP connections, runs each TLS handshake in its own task, and
 /// yields identified streams for `serve_with_incoming`. The TLS config and
 /// the registry are read from watch channels at each accept, so a reload
-/// applies to the next connection. Failed handshakes go to `on_failure`.
+/// applies to the next connection.
+///
+/// A source beyond its handshakes in progress is closed at once; a
+/// connection silent for `first_byte_timeout`, or whose first byte is not
+/// TLS, is closed; every connection that ends without presenting a
+/// certificate is counted in `sources`. Refused handshakes that presented a
+/// certificate go to `on_failure` (as many per source and interval as
+/// `sources` allows; the rest are counted there too).
 pub fn serve_tls(
     listener: TcpListener,
     config: watch::Receiver<Arc<TlsConfig>>,
     registry: watch::Receiver<Arc<Registry>>,
     settings: AcceptSettings,
+    sources: Arc<Sources>,
     on_failure: Arc<dyn Fn(HandshakeFailure) + Send + Sync>,
 ) -> mpsc::Receiver<Result<IdentifiedStream, io::Error>> {
     let (tx, rx) = mpsc::channel(128);
@@ -352,88 +370,140 @@ pub fn serve_tls(
                     continue;
                 }
             };
+            let source = Source::of(remote.ip());
+            let Some(in_progress) = sources.begin(source) else {
+                // Closed here, before any task: a flood from one source
+                // costs an accept and a close, and holds nothing.
+                sources.count(source, Unauthenticated::OverLimit);
+                tracing::debug!(%remote, "too many handshakes in progress from this source; closed");
+                continue;
+            };
             let _ = tcp.set_nodelay(true);
-            let tls = config.borrow().clone();
-            let acceptor = TlsAcceptor::from(tls.server.clone());
-            let current = config.clone();
-            let registry = registry.borrow().clone();
+            let handshake = Handshake {
+                tls: config.borrow().clone(),
+                current: config.clone(),
+                registry: registry.borrow().clone(),
+                settings: settings.clone(),
+                sources: sources.clone(),
+                on_failure: on_failure.clone(),
+                remote,
+                source,
+            };
             let tx = tx.clone();
-            let on_failure = on_failure.clone();
-            let timeout = settings.handshake_timeout;
             tokio::spawn(async move {
-                // A TLS client speaks first. A connection that closes or
-                // stays silent without sending a byte (a load balancer's TCP
-                // check, a port scan) is no handshake: it is counted and
-                // dropped, not written to the access log, which it would
-                // otherwise grow without bound.
-                let mut first = [0u8; 1];
-                match tokio::time::timeout(timeout, tcp.peek(&mut first)).await {
-                    Ok(Ok(n)) if n > 0 => {}
-                    _ => {
-                        let n = SILENT_CONNECTIONS.fetch_add(1, Ordering::Relaxed) + 1;
-                        tracing::debug!(%remote, total = n, "connection closed without a TLS handshake");
-                        drop(permit);
-                        return;
-                    }
+                if let Some(stream) = handshake.run(tcp).await {
+                    let _ = tx.send(Ok(stream)).await;
                 }
-                let handshake = PRESENTED.scope(RefCell::new(None), async move {
-                    let result = tokio::time::timeout(timeout, acceptor.accept(tcp)).await;
-                    let presented = PRESENTED.with(|p| p.borrow_mut().take());
-                    (result, presented)
-                });
-                let (result, presented) = handshake.await;
-                let reason = match result {
-                    Ok(Ok(stream)) => {
-                        let chain: Arc<[CertificateDer<'static>]> = stream
-                            .get_ref()
-                            .1
-                            .peer_certificates()
-                            .unwrap_or_default()
-                            .iter()
-                            .map(|c| c.clone().into_owned())
-                            .collect();
-                        let peer = match chain.first() {
-                            Some(end_entity) => registry.identify(end_entity),
-                            // Unreachable with a mandatory client-auth verifier;
-                            // refuse rather than assume.
-                            _ => {
-                                on_failure(HandshakeFailure {
-                                    remote,
-                                    fingerprint: None,
-                                    reason: "no client certificate".into(),
-                                });
-                                return;
-                            }
-                        };
-                        let cert = CertCheck {
-                            chain,
-                            current,
-                            passed: Arc::new(std::sync::Mutex::new(tls)),
-                        };
-                        let info = ConnectionInfo { remote, peer, cert };
-                        let _ = tx
-                            .send(Ok(IdentifiedStream {
-                                inner: stream,
-                                info,
-                            }))
-                            .await;
-                        // The permit lives as long as the connection is being
-                        // handed over; tonic bounds the rest.
-                        drop(permit);
-                        return;
-                    }
-                    Ok(Err(e)) => e.to_string(),
-                    Err(_) => format!("handshake not finished within {} ms", timeout.as_millis()),
-                };
+                // The slots are held until the stream is handed over;
+                // tonic bounds the rest.
+                drop(in_progress);
                 drop(permit);
-                tracing::info!(%remote, fingerprint = presented.as_deref().unwrap_or("-"), %reason, "TLS handshake refused");
-                on_failure(HandshakeFailure {
-                    remote,
-                    fingerprint: presented,
-                    reason,
-                });
             });
         }
     });
     rx
+}
+
+/// One connection's way from accepted to identified (or refused).
+struct Handshake {
+    tls: Arc<TlsConfig>,
+    current: watch::Receiver<Arc<TlsConfig>>,
+    registry: Arc<Registry>,
+    settings: AcceptSettings,
+    sources: Arc<Sources>,
+    on_failure: Arc<dyn Fn(HandshakeFailure) + Send + Sync>,
+    remote: SocketAddr,
+    source: Source,
+}
+
+impl Handshake {
+    async fn run(self, tcp: TcpStream) -> Option<IdentifiedStream> {
+        let remote = self.remote;
+        // A TLS client speaks first. A connection that closes or stays
+        // silent (a load balancer's TCP check, a port scan, a slot
+        // squatter), or whose first byte is no TLS handshake, is counted
+        // and closed without running TLS at all.
+        let mut first = [0u8; 1];
+        let peeked = tokio::time::timeout(self.settings.first_byte_timeout, tcp.peek(&mut first));
+        match peeked.await {
+            Ok(Ok(n)) if n > 0 && first[0] == TLS_HANDSHAKE_RECORD => {}
+            Ok(Ok(n)) if n > 0 => return self.unauthenticated(Unauthenticated::NotTls, "not TLS"),
+            _ => return self.unauthenticated(Unauthenticated::Silent, "no byte"),
+        }
+        let acceptor = TlsAcceptor::from(self.tls.server.clone());
+        let timeout = self.settings.handshake_timeout;
+        let (result, presented) = PRESENTED
+            .scope(RefCell::new(None), async move {
+                let result = tokio::time::timeout(timeout, acceptor.accept(tcp)).await;
+                (result, PRESENTED.with(|p| p.borrow_mut().take()))
+            })
+            .await;
+        let error = match result {
+            Ok(Ok(stream)) => {
+                let chain: Arc<[CertificateDer<'static>]> = stream
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|c| c.clone().into_owned())
+                    .collect();
+                // None is unreachable with a mandatory client-auth
+                // verifier; refuse rather than assume.
+                let Some(end_entity) = chain.first() else {
+                    return self.unauthenticated(Unauthenticated::NoCertificate, "no certificate");
+                };
+                let peer = self.registry.identify(end_entity);
+                let cert = CertCheck {
+                    chain,
+                    current: self.current,
+                    passed: Arc::new(std::sync::Mutex::new(self.tls)),
+                };
+                let info = ConnectionInfo { remote, peer, cert };
+                return Some(IdentifiedStream {
+                    inner: stream,
+                    info,
+                });
+            }
+            Ok(Err(e)) => Some(e),
+            Err(_) => None,
+        };
+        let reason = match &error {
+            Some(e) => e.to_string(),
+            None => format!("handshake not finished within {} ms", timeout.as_millis()),
+        };
+        let Some(fingerprint) = presented else {
+            let kind = match error.as_ref().and_then(rustls_error) {
+                Some(rustls::Error::NoCertificatesPresented) => Unauthenticated::NoCertificate,
+                Some(_) => Unauthenticated::TlsRefused,
+                None => Unauthenticated::Incomplete,
+            };
+            return self.unauthenticated(kind, &reason);
+        };
+        if self
+            .sources
+            .record_refused_certificate(self.source, &fingerprint)
+        {
+            tracing::info!(%remote, %fingerprint, %reason, "TLS handshake refused");
+            (self.on_failure)(HandshakeFailure {
+                remote,
+                fingerprint,
+                reason,
+            });
+        } else {
+            tracing::debug!(%remote, %fingerprint, %reason, "TLS handshake refused; counted, already recorded");
+        }
+        None
+    }
+
+    fn unauthenticated(&self, kind: Unauthenticated, why: &str) -> Option<IdentifiedStream> {
+        self.sources.count(self.source, kind);
+        tracing::debug!(remote = %self.remote, kind = kind.as_str(), why, "connection without a client certificate closed");
+        None
+    }
+}
+
+/// The rustls error inside an I/O error from tokio-rustls, if it is one.
+fn rustls_error(e: &io::Error) -> Option<&rustls::Error> {
+    e.get_ref()?.downcast_ref::<rustls::Error>()
 }

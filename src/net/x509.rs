@@ -1,11 +1,17 @@
-//! Just enough DER walking to read the few certificate fields sluis acts on.
+//! Just enough DER walking to read the few certificate and CRL fields sluis
+//! acts on.
 //!
 //! Chain, signature, validity and revocation checks are rustls/webpki's job and
 //! have already happened by the time a certificate gets here. What is left is
 //! pulling out identity (the OIN that PKIoverheid certificates carry in the
-//! subject `serialNumber`) and fingerprints for pinning and logging. A full
-//! X.509 parser would pull a large dependency tree into a security-sensitive
-//! binary for that, so this walks the structure by hand instead.
+//! subject `serialNumber`) and fingerprints for pinning and logging; and, for
+//! CRLs, the fields that say which of several CRLs from one issuer is the
+//! newest (RFC 5280 §5.1: issuer, thisUpdate, nextUpdate, cRLNumber,
+//! issuingDistributionPoint) and what their signature covers. webpki uses
+//! the first CRL of an issuer it finds, so choosing among several is ours
+//! (`net::crl`). A full X.509 parser would pull a large dependency tree into
+//! a security-sensitive binary for that, so this walks the structure by hand
+//! instead.
 //!
 //! Every function treats its input as hostile: any input, however truncated or
 //! garbled, yields an error rather than a panic, and nothing allocates in
@@ -42,16 +48,27 @@ const OID_SERIAL_NUMBER: &[u8] = &[0x55, 0x04, 0x05];
 const OID_COMMON_NAME: &[u8] = &[0x55, 0x04, 0x03];
 /// DER encoding of 2.5.29.14 (subjectKeyIdentifier).
 const OID_SUBJECT_KEY_IDENTIFIER: &[u8] = &[0x55, 0x1d, 0x0e];
+/// DER encoding of 2.5.29.20 (cRLNumber, RFC 5280 §5.2.3).
+const OID_CRL_NUMBER: &[u8] = &[0x55, 0x1d, 0x14];
+/// DER encoding of 2.5.29.27 (deltaCRLIndicator, RFC 5280 §5.2.4).
+const OID_DELTA_CRL_INDICATOR: &[u8] = &[0x55, 0x1d, 0x1b];
+/// DER encoding of 2.5.29.28 (issuingDistributionPoint, RFC 5280 §5.2.5).
+const OID_ISSUING_DISTRIBUTION_POINT: &[u8] = &[0x55, 0x1d, 0x1c];
 
 const TAG_BOOLEAN: u8 = 0x01;
 const TAG_INTEGER: u8 = 0x02;
+const TAG_BIT_STRING: u8 = 0x03;
 const TAG_OCTET_STRING: u8 = 0x04;
 const TAG_OID: u8 = 0x06;
 const TAG_UTF8_STRING: u8 = 0x0c;
 const TAG_PRINTABLE_STRING: u8 = 0x13;
+const TAG_UTC_TIME: u8 = 0x17;
+const TAG_GENERALIZED_TIME: u8 = 0x18;
 const TAG_SEQUENCE: u8 = 0x30;
 const TAG_SET: u8 = 0x31;
 const TAG_VERSION: u8 = 0xa0;
+/// `crlExtensions [0] EXPLICIT` in a TBSCertList.
+const TAG_CRL_EXTENSIONS: u8 = 0xa0;
 const TAG_ISSUER_UID: u8 = 0x81;
 const TAG_SUBJECT_UID: u8 = 0x82;
 const TAG_EXTENSIONS: u8 = 0xa3;
@@ -159,13 +176,7 @@ pub fn subject_key_identifier(cert_der: &[u8]) -> Result<Option<&[u8]>, X509Erro
     let mut found = None;
     let mut exts = Reader::new(extensions);
     while !exts.is_empty() {
-        let mut ext = Reader::new(exts.expect(TAG_SEQUENCE, "extension is not a SEQUENCE")?);
-        let oid = ext.expect(TAG_OID, "extension without an OID")?;
-        if ext.peek_tag() == Some(TAG_BOOLEAN) {
-            ext.expect(TAG_BOOLEAN, "extension criticality")?;
-        }
-        let value = ext.expect(TAG_OCTET_STRING, "extension value is not an OCTET STRING")?;
-        ext.finish("trailing data in extension")?;
+        let (oid, value) = extension(&mut exts)?;
         if oid == OID_SUBJECT_KEY_IDENTIFIER {
             if found.is_some() {
                 return Err(X509Error::Malformed("duplicate subjectKeyIdentifier"));
@@ -180,6 +191,262 @@ pub fn subject_key_identifier(cert_der: &[u8]) -> Result<Option<&[u8]>, X509Erro
         }
     }
     Ok(found)
+}
+
+/// The algorithm and key of a certificate's SubjectPublicKeyInfo, as a
+/// signature check needs them (RFC 5280 §4.1.2.7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PublicKey<'a> {
+    /// The AlgorithmIdentifier's content octets (no outer SEQUENCE), as
+    /// `rustls_pki_types::AlgorithmIdentifier` holds them.
+    pub algorithm: &'a [u8],
+    /// The subjectPublicKey BIT STRING's bits (the unused-bits octet, which
+    /// must be 0, removed).
+    pub key: &'a [u8],
+}
+
+/// The public key of a certificate (a CA's, to check what it signed).
+pub fn public_key(cert_der: &[u8]) -> Result<PublicKey<'_>, X509Error> {
+    let mut outer = Reader::new(subject_public_key_info(cert_der)?);
+    let mut spki = Reader::new(outer.expect(TAG_SEQUENCE, "subjectPublicKeyInfo")?);
+    let algorithm = spki.expect(TAG_SEQUENCE, "public key algorithm is not a SEQUENCE")?;
+    let key = bit_string_bytes(spki.expect(TAG_BIT_STRING, "subjectPublicKey")?)?;
+    spki.finish("trailing data in subjectPublicKeyInfo")?;
+    Ok(PublicKey { algorithm, key })
+}
+
+/// The fields of a CRL (RFC 5280 §5.1) that decide which of several CRLs
+/// from one issuer applies, and what its signature covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrlFields<'a> {
+    /// The issuer Name, DER encoded (the whole SEQUENCE). webpki matches it
+    /// byte for byte against a certificate's issuer; so does `net::crl`
+    /// against the CAs' subjects.
+    pub issuer: &'a [u8],
+    /// The cRLNumber extension (§5.2.3): the INTEGER's content octets,
+    /// non-negative and minimally encoded. Compare with [`cmp_crl_numbers`].
+    pub crl_number: Option<&'a [u8]>,
+    /// thisUpdate (§5.1.2.4), seconds since the Unix epoch (UTC).
+    pub this_update: i64,
+    /// nextUpdate (§5.1.2.5), seconds since the Unix epoch (UTC).
+    pub next_update: Option<i64>,
+    /// The issuingDistributionPoint extension's value (§5.2.5), DER, when
+    /// present: two CRLs of one issuer with different values cover
+    /// different certificates.
+    pub issuing_distribution_point: Option<&'a [u8]>,
+    /// Whether it carries deltaCRLIndicator (§5.2.4): a delta CRL lists
+    /// only changes since a base CRL.
+    pub delta: bool,
+    /// How many certificates it revokes.
+    pub revoked: usize,
+    /// What the signature covers: the tbsCertList, whole (tag and length
+    /// included).
+    pub signed: &'a [u8],
+    /// The signatureAlgorithm's AlgorithmIdentifier content octets.
+    pub signature_algorithm: &'a [u8],
+    /// The signatureValue BIT STRING's bits.
+    pub signature: &'a [u8],
+}
+
+/// Reads a DER CertificateList (RFC 5280 §5.1).
+///
+/// Checks the structure, not the signature (see [`CrlFields::signed`]).
+/// Errors: any deviation from the DER structure of §5.1, an extension
+/// listed twice, a negative or non-minimal cRLNumber, a time that is not
+/// `YYMMDDHHMMSSZ` (UTCTime) or `YYYYMMDDHHMMSSZ` (GeneralizedTime).
+pub fn crl_fields(crl_der: &[u8]) -> Result<CrlFields<'_>, X509Error> {
+    let mut outer = Reader::new(crl_der);
+    let list = outer.expect(TAG_SEQUENCE, "CRL is not a SEQUENCE")?;
+    outer.finish("trailing data after CRL")?;
+
+    let mut list = Reader::new(list);
+    let signed = list.expect_whole(TAG_SEQUENCE, "tbsCertList is not a SEQUENCE")?;
+    let signature_algorithm =
+        list.expect(TAG_SEQUENCE, "CRL signatureAlgorithm is not a SEQUENCE")?;
+    let signature = bit_string_bytes(list.expect(TAG_BIT_STRING, "CRL signatureValue")?)?;
+    list.finish("trailing data in CRL")?;
+
+    let mut tbs = Reader::new(Reader::new(signed).expect(TAG_SEQUENCE, "tbsCertList")?);
+    // version is absent (v1) or INTEGER 1 (v2): not [0] as in certificates.
+    if tbs.peek_tag() == Some(TAG_INTEGER) {
+        let version = tbs.expect(TAG_INTEGER, "CRL version")?;
+        if version != [1] {
+            return Err(X509Error::Malformed("CRL version is not v2"));
+        }
+    }
+    let inner_algorithm = tbs.expect(TAG_SEQUENCE, "CRL signature algorithm is not a SEQUENCE")?;
+    if inner_algorithm != signature_algorithm {
+        return Err(X509Error::Malformed(
+            "CRL signature algorithms inside and outside tbsCertList differ",
+        ));
+    }
+    let issuer = tbs.expect_whole(TAG_SEQUENCE, "CRL issuer is not a SEQUENCE")?;
+    for_each_attribute(issuer, |_, _, _, _| Ok(()))?;
+    let this_update = time(tbs.expect_any("CRL without thisUpdate")?)?;
+    let next_update = match tbs.peek_tag() {
+        Some(TAG_UTC_TIME | TAG_GENERALIZED_TIME) => Some(time(tbs.expect_any("CRL nextUpdate")?)?),
+        _ => None,
+    };
+    let mut revoked = 0;
+    if tbs.peek_tag() == Some(TAG_SEQUENCE) {
+        let mut entries = Reader::new(tbs.expect(TAG_SEQUENCE, "revokedCertificates")?);
+        while !entries.is_empty() {
+            let mut entry =
+                Reader::new(entries.expect(TAG_SEQUENCE, "revoked entry is not a SEQUENCE")?);
+            entry.expect(TAG_INTEGER, "revoked entry without a serial number")?;
+            time(entry.expect_any("revoked entry without a revocation date")?)?;
+            if !entry.is_empty() {
+                entry.expect(TAG_SEQUENCE, "revoked entry extensions")?;
+            }
+            entry.finish("trailing data in revoked entry")?;
+            revoked += 1;
+        }
+    }
+    let mut crl_number = None;
+    let mut issuing_distribution_point = None;
+    let mut delta = false;
+    if tbs.peek_tag() == Some(TAG_CRL_EXTENSIONS) {
+        let mut explicit = Reader::new(tbs.expect(TAG_CRL_EXTENSIONS, "crlExtensions")?);
+        let mut exts =
+            Reader::new(explicit.expect(TAG_SEQUENCE, "crlExtensions are not a SEQUENCE")?);
+        explicit.finish("trailing data after crlExtensions")?;
+        let mut seen: Vec<&[u8]> = Vec::new();
+        while !exts.is_empty() {
+            let (oid, value) = extension(&mut exts)?;
+            if seen.contains(&oid) {
+                return Err(X509Error::Malformed("CRL extension listed twice"));
+            }
+            seen.push(oid);
+            match oid {
+                OID_CRL_NUMBER => {
+                    let mut inner = Reader::new(value);
+                    let number = inner.expect(TAG_INTEGER, "cRLNumber is not an INTEGER")?;
+                    inner.finish("trailing data in cRLNumber")?;
+                    crl_number = Some(non_negative_integer(number)?);
+                }
+                OID_DELTA_CRL_INDICATOR => delta = true,
+                OID_ISSUING_DISTRIBUTION_POINT => issuing_distribution_point = Some(value),
+                _ => {}
+            }
+        }
+    }
+    tbs.finish("unexpected field in tbsCertList")?;
+    Ok(CrlFields {
+        issuer,
+        crl_number,
+        this_update,
+        next_update,
+        issuing_distribution_point,
+        delta,
+        revoked,
+        signed,
+        signature_algorithm,
+        signature,
+    })
+}
+
+/// Orders two cRLNumbers ([`CrlFields::crl_number`]) as the integers they
+/// encode (RFC 5280 §5.2.3: a CA's CRL numbers increase).
+pub fn cmp_crl_numbers(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    let strip = |x: &[u8]| -> usize { x.iter().take_while(|&&b| b == 0).count() };
+    let (a, b) = (&a[strip(a)..], &b[strip(b)..]);
+    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
+}
+
+/// The `commonName` of a DER Name (the whole SEQUENCE), for logs that name
+/// a CA. `None` when absent, repeated or not a string.
+pub fn name_common_name(name_der: &[u8]) -> Option<String> {
+    name_string_attribute(name_der, OID_COMMON_NAME, "multiple commonName attributes")
+        .ok()
+        .flatten()
+}
+
+/// One Extension (RFC 5280 §4.1): its OID and the extnValue's content.
+fn extension<'a>(exts: &mut Reader<'a>) -> Result<(&'a [u8], &'a [u8]), X509Error> {
+    let mut ext = Reader::new(exts.expect(TAG_SEQUENCE, "extension is not a SEQUENCE")?);
+    let oid = ext.expect(TAG_OID, "extension without an OID")?;
+    if ext.peek_tag() == Some(TAG_BOOLEAN) {
+        ext.expect(TAG_BOOLEAN, "extension criticality")?;
+    }
+    let value = ext.expect(TAG_OCTET_STRING, "extension value is not an OCTET STRING")?;
+    ext.finish("trailing data in extension")?;
+    Ok((oid, value))
+}
+
+/// The bits of a BIT STRING whose length is a whole number of octets (all
+/// keys and signatures in X.509).
+fn bit_string_bytes(content: &[u8]) -> Result<&[u8], X509Error> {
+    match content.split_first() {
+        Some((0, bits)) => Ok(bits),
+        _ => Err(X509Error::Malformed("BIT STRING with unused bits")),
+    }
+}
+
+/// An INTEGER's content octets, checked to be minimal and non-negative.
+fn non_negative_integer(content: &[u8]) -> Result<&[u8], X509Error> {
+    match content {
+        [] => Err(X509Error::Malformed("empty INTEGER")),
+        [b, ..] if b & 0x80 != 0 => Err(X509Error::Malformed("negative INTEGER")),
+        [0, b, ..] if b & 0x80 == 0 => Err(X509Error::Malformed("non-minimal INTEGER")),
+        _ if content.len() > 21 => Err(X509Error::Malformed("INTEGER longer than 20 octets")),
+        _ => Ok(content),
+    }
+}
+
+/// A Time (RFC 5280 §4.1.2.5): UTCTime `YYMMDDHHMMSSZ` (years 1950-2049)
+/// or GeneralizedTime `YYYYMMDDHHMMSSZ`, as seconds since the Unix epoch.
+fn time(tlv: Tlv<'_>) -> Result<i64, X509Error> {
+    let bad = X509Error::Malformed("invalid time");
+    let digits = |s: &[u8]| -> Result<i64, X509Error> {
+        s.iter().try_fold(0i64, |acc, &b| {
+            if b.is_ascii_digit() {
+                Ok(acc * 10 + i64::from(b - b'0'))
+            } else {
+                Err(X509Error::Malformed("invalid time"))
+            }
+        })
+    };
+    let (year, rest) = match (tlv.tag, tlv.value.len()) {
+        (TAG_UTC_TIME, 13) => {
+            let yy = digits(&tlv.value[..2])?;
+            (
+                if yy >= 50 { 1900 + yy } else { 2000 + yy },
+                &tlv.value[2..],
+            )
+        }
+        (TAG_GENERALIZED_TIME, 15) => (digits(&tlv.value[..4])?, &tlv.value[4..]),
+        _ => return Err(bad),
+    };
+    if rest.last() != Some(&b'Z') {
+        return Err(bad);
+    }
+    let field = |i: usize| digits(&rest[i..i + 2]);
+    let (month, day, hour, minute, second) =
+        (field(0)?, field(2)?, field(4)?, field(6)?, field(8)?);
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let days_in_month = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return Err(bad),
+    };
+    if !(1..=days_in_month).contains(&day) || hour > 23 || minute > 59 || second > 59 {
+        return Err(bad);
+    }
+    Ok(days_from_civil(year, month, day) * 86_400 + hour * 3_600 + minute * 60 + second)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
+/// `days_from_civil`).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 fn sha256_hex(data: &[u8]) -> String {
@@ -281,9 +548,16 @@ fn single_string_attribute(
     wanted_oid: &[u8],
     duplicate: &'static str,
 ) -> Result<Option<String>, X509Error> {
-    let subject = parse_tbs(cert_der)?.subject;
+    name_string_attribute(parse_tbs(cert_der)?.subject, wanted_oid, duplicate)
+}
+
+fn name_string_attribute(
+    name_der: &[u8],
+    wanted_oid: &[u8],
+    duplicate: &'static str,
+) -> Result<Option<String>, X509Error> {
     let mut found: Option<String> = None;
-    for_each_attribute(subject, |_, oid, tag, value| {
+    for_each_attribute(name_der, |_, oid, tag, value| {
         if oid != wanted_oid {
             return Ok(());
         }
@@ -669,6 +943,119 @@ mod tests {
         assert!(subject_public_key_info(&der).is_err());
     }
 
+    fn tlv(tag: u8, value: &[u8]) -> Tlv<'_> {
+        Tlv {
+            tag,
+            value,
+            whole: value,
+        }
+    }
+
+    #[test]
+    fn reads_times_as_rfc_5280_writes_them() {
+        let utc = |s: &str| time(tlv(TAG_UTC_TIME, s.as_bytes()));
+        let generalized = |s: &str| time(tlv(TAG_GENERALIZED_TIME, s.as_bytes()));
+        assert_eq!(utc("700101000000Z"), Ok(0));
+        assert_eq!(utc("491231235959Z"), Ok(2_524_607_999), "YY < 50 is 20YY");
+        assert_eq!(utc("500101000000Z"), Ok(-631_152_000), "YY >= 50 is 19YY");
+        assert_eq!(generalized("20500101000000Z"), Ok(2_524_608_000));
+        assert_eq!(
+            generalized("20240229120000Z"),
+            Ok(1_709_208_000),
+            "a leap day"
+        );
+        for bad in [
+            "20230229120000Z",
+            "20241301000000Z",
+            "20240100000000Z",
+            "20240101240000Z",
+            "20240101000060Z",
+            "20240101000000",
+            "2024010100000Z",
+            "20240101000000+0100",
+            "2024-1-01000000Z",
+        ] {
+            assert!(generalized(bad).is_err(), "{bad}");
+        }
+        assert!(
+            utc("20240101000000Z").is_err(),
+            "a GeneralizedTime as UTCTime"
+        );
+    }
+
+    #[test]
+    fn orders_crl_numbers_as_integers() {
+        use std::cmp::Ordering::*;
+        assert_eq!(cmp_crl_numbers(&[0x01, 0x00], &[0x7f]), Greater);
+        assert_eq!(cmp_crl_numbers(&[0x00, 0x80], &[0x7f]), Greater);
+        assert_eq!(cmp_crl_numbers(&[0x00, 0x80], &[0x00, 0x80]), Equal);
+        assert_eq!(cmp_crl_numbers(&[0x02], &[0x03]), Less);
+        assert!(non_negative_integer(&[0x80]).is_err());
+        assert!(non_negative_integer(&[0x00, 0x01]).is_err());
+        assert!(non_negative_integer(&[]).is_err());
+        assert!(non_negative_integer(&[0x00, 0x80]).is_ok());
+    }
+
+    fn test_crl(revoked: &[Vec<u8>], number: u64) -> (Vec<u8>, crate::net::pki::CertAuthority) {
+        use rustls_pki_types::pem::PemObject;
+        let ca = crate::net::pki::CertAuthority::generate("CRL Test CA").unwrap();
+        let this_update = time::macros::datetime!(2026-01-02 03:04:05 UTC);
+        let pem = ca
+            .crl_pem_numbered(
+                revoked,
+                number,
+                this_update,
+                this_update + time::Duration::days(7),
+            )
+            .unwrap();
+        let der =
+            rustls_pki_types::CertificateRevocationListDer::from_pem_slice(pem.as_bytes()).unwrap();
+        (der.to_vec(), ca)
+    }
+
+    #[test]
+    fn reads_the_fields_of_a_crl() {
+        let (der, ca) = test_crl(&[vec![0x11, 0x22], vec![0x33]], 1_747_000_000_123);
+        let f = crl_fields(&der).unwrap();
+        assert_eq!(f.issuer, subject_name_der(&ca.cert_der()).unwrap());
+        assert_eq!(f.crl_number, Some(&1_747_000_000_123u64.to_be_bytes()[2..]));
+        assert_eq!(f.this_update, 1_767_323_045);
+        assert_eq!(f.next_update, Some(1_767_323_045 + 7 * 86_400));
+        assert_eq!(f.revoked, 2);
+        assert!(!f.delta);
+        assert_eq!(f.issuing_distribution_point, None);
+        assert_eq!(name_common_name(f.issuer).as_deref(), Some("CRL Test CA"));
+        // What the signature covers verifies with the CA's key.
+        let ca_der = ca.cert_der();
+        let key = public_key(&ca_der).unwrap();
+        let verified = rustls::crypto::ring::default_provider()
+            .signature_verification_algorithms
+            .all
+            .iter()
+            .filter(|a| {
+                a.public_key_alg_id().as_ref() == key.algorithm
+                    && a.signature_alg_id().as_ref() == f.signature_algorithm
+            })
+            .any(|a| a.verify_signature(key.key, f.signed, f.signature).is_ok());
+        assert!(verified);
+    }
+
+    #[test]
+    fn crl_truncations_and_garbles_never_panic_and_truncations_never_parse() {
+        let (der, _) = test_crl(&[vec![0x01]], 7);
+        assert!(crl_fields(&der).is_ok());
+        for len in 0..der.len() {
+            assert!(crl_fields(&der[..len]).is_err(), "truncated to {len}");
+        }
+        for i in 0..der.len() {
+            for flip in [0x01u8, 0x80, 0xff] {
+                let mut garbled = der.clone();
+                garbled[i] ^= flip;
+                let _ = crl_fields(&garbled);
+            }
+        }
+    }
+
     /// Runs every accessor; the point is that none of them panics.
     fn poke(input: &[u8]) -> bool {
         let a = subject_serial_number(input).is_ok();
@@ -680,6 +1067,8 @@ mod tests {
         let _ = subject_key_identifier(input);
         let _ = serial_number(input);
         let _ = issuer_name_der(input);
+        let _ = public_key(input);
+        let _ = crl_fields(input);
         a && b
     }
 

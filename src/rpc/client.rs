@@ -15,6 +15,7 @@ pub struct Clients {
     pub consents: ConsentServiceClient<Channel>,
     pub audit: AuditServiceClient<Channel>,
     pub stats: StatisticsServiceClient<Channel>,
+    channel: Channel,
 }
 
 impl Clients {
@@ -23,7 +24,14 @@ impl Clients {
             cases: CaseServiceClient::new(channel.clone()).max_encoding_message_size(64 << 20),
             consents: ConsentServiceClient::new(channel.clone()),
             audit: AuditServiceClient::new(channel.clone()),
-            stats: StatisticsServiceClient::new(channel),
+            stats: StatisticsServiceClient::new(channel.clone()),
+            channel,
         }
+    }
+
+    /// The channel itself, for other services on the same connection
+    /// (`grpc.health.v1`, reflection).
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
     }
 }

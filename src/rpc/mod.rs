@@ -12,9 +12,12 @@
 //!   the gateway ([`crate::gateway::validate`]), the same for every method;
 //! - a response is built only from a [`Recorded`] answer, so none leaves
 //!   before its access record is durable;
-//! - every response, success or error, carries `x-request-id`, the id of
-//!   its access record; refusals by the transport itself are recorded too
-//!   ([`TransportRefusals`]);
+//! - every response on the listener, success or error, from any service,
+//!   carries `x-request-id`, the id of its one access record; every service
+//!   (health and reflection too) applies the same identity rules; answers
+//!   tonic gives by itself before a handler runs (undecodable messages,
+//!   unknown methods, unsupported compression, oversized messages) are
+//!   refusals with the right status, recorded like any other ([`Edge`]);
 //! - no module outside `rpc` names a protobuf type: the gateway receives
 //!   domain values and category payloads as opaque bytes.
 //!
@@ -48,7 +51,7 @@ use crate::rpc::status::{status, with_id};
 use crate::tlog::Recorded;
 
 pub use client::Clients;
-pub use refusals::TransportRefusals;
+pub use refusals::Edge;
 pub use stats::{StatisticsAsk, get_statistics};
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -152,33 +155,57 @@ fn actor<T>(req: &Request<T>) -> Result<Option<String>, ExchangeError> {
     Ok(Some(s.to_string()))
 }
 
-/// The services a node serves, behind the layer that records refusals by
-/// the transport.
-pub type Routes = Router<Stack<TransportRefusals, Identity>>;
+/// The services a node serves, behind [`Edge`].
+pub type Routes = Router<Stack<Edge, Identity>>;
+
+/// The encoded descriptors of every service [`router`] serves: reflection
+/// serves them, and [`Edge`] names every method in its records by them.
+const DESCRIPTOR_SETS: &[&[u8]] = &[
+    proto::FILE_DESCRIPTOR_SET,
+    tonic_health::pb::FILE_DESCRIPTOR_SET,
+    tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+    tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+];
+
+/// Why the router could not be built: the embedded descriptors did not
+/// read (a build defect).
+#[derive(Debug, thiserror::Error)]
+pub enum RouterError {
+    #[error("gRPC server reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("embedded service descriptors: {0}")]
+    Descriptors(#[from] prost::DecodeError),
+}
 
 /// The node's gRPC services on `server`: the four `sluis.v1` services,
-/// `grpc.health.v1` and server reflection, behind [`TransportRefusals`].
-/// tonic refuses a message beyond 4 × `max_message_bytes` before decoding
-/// it (the layer records that); below, `Api::call` refuses oversized
-/// messages with `RESOURCE_EXHAUSTED` and an access record.
+/// `grpc.health.v1` and server reflection (v1 and v1alpha), all behind
+/// [`Edge`], which applies the identity rules to every service and records
+/// every answer that does not come from [`Api::call`]. tonic refuses a
+/// message beyond 4 × `max_message_bytes` before decoding it (the edge
+/// records that as `RESOURCE_EXHAUSTED`); below, `Api::call` refuses
+/// oversized messages with `RESOURCE_EXHAUSTED` and an access record.
 ///
-/// Errors: only if the embedded descriptors cannot be read for reflection.
+/// Errors: only if the embedded descriptors cannot be read.
 pub async fn router(
     server: Server,
     ex: Arc<Exchange>,
     max_message_bytes: usize,
-) -> Result<(Routes, Health), tonic_reflection::server::Error> {
+) -> Result<(Routes, Health), RouterError> {
     let api = Api::new(ex.clone(), max_message_bytes);
     let hard_cap = max_message_bytes.saturating_mul(4);
     let (reporter, health_service) = tonic_health::server::health_reporter();
     let health = Health(reporter);
     health.set(true).await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
+    let edge = Edge::new(ex, max_message_bytes, DESCRIPTOR_SETS)?;
     let routes = server
-        .layer(TransportRefusals::new(ex, max_message_bytes))
+        .layer(edge)
         .add_service(
             pb::case_service_server::CaseServiceServer::new(api.clone())
                 .max_decoding_message_size(hard_cap),
@@ -196,7 +223,8 @@ pub async fn router(
                 .max_decoding_message_size(hard_cap),
         )
         .add_service(health_service)
-        .add_service(reflection);
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha);
     Ok((routes, health))
 }
 

@@ -14,6 +14,7 @@ use sluis::node::Node;
 use sluis::rpc::Clients;
 use sluis::rpc::proto::v1 as pb;
 use sluis::store::LogRow;
+use sluis::tlog::{AccessRecord, Decision};
 use tonic::Request;
 
 pub const GEMEENTE: &str = "gemeente-utrecht";
@@ -129,6 +130,71 @@ impl TestNode {
     pub async fn digest(&self) -> String {
         self.node.store.content_digest().await.unwrap()
     }
+}
+
+/// The one access record of the request with this id. Waits for it:
+/// answers outside `sluis.v1` (health, reflection) are recorded without
+/// holding the answer.
+pub async fn record_of(node: &TestNode, request_id: &str) -> AccessRecord {
+    node.wait_for_log(|r| r.request_id == request_id).await;
+    let rows: Vec<LogRow> = node
+        .log()
+        .await
+        .into_iter()
+        .filter(|r| r.request_id == request_id)
+        .collect();
+    assert_eq!(rows.len(), 1, "one access record per request id");
+    let rec = AccessRecord::decode(&rows[0].record).expect("access record decodes");
+    assert_eq!(rec.request_id, request_id);
+    rec
+}
+
+/// The `x-request-id` of an answer (a UUIDv7).
+pub fn request_id_of(md: &tonic::metadata::MetadataMap) -> String {
+    let id = md
+        .get("x-request-id")
+        .expect("x-request-id in the response metadata")
+        .to_str()
+        .expect("x-request-id is ASCII")
+        .to_string();
+    let uuid = uuid::Uuid::parse_str(&id).expect("x-request-id is a UUID");
+    assert_eq!(uuid.get_version_num(), 7, "x-request-id is a UUIDv7");
+    id
+}
+
+/// Asserts that `answer` refuses a certificate no participant is registered
+/// for (PERMISSION_DENIED, saying to get registered) on `method`, and that
+/// its one access record says so, names the certificate by `fp`, and holds
+/// nothing of a case.
+pub async fn expect_unregistered(
+    node: &TestNode,
+    method: &str,
+    answer: Result<(), tonic::Status>,
+    fp: &str,
+) -> AccessRecord {
+    let status = answer.expect_err(method);
+    assert_eq!(
+        status.code(),
+        tonic::Code::PermissionDenied,
+        "{method}: {status:?}"
+    );
+    assert!(
+        status.message().contains("register"),
+        "{method}: the message says to get registered: {}",
+        status.message()
+    );
+    let rec = record_of(node, &request_id_of(status.metadata())).await;
+    assert_eq!(rec.method, method);
+    assert_eq!((rec.caller.as_str(), rec.role.as_str()), ("-", "-"));
+    assert_eq!(rec.decision, Decision::Denied, "{method}");
+    assert_eq!(rec.status, "PERMISSION_DENIED");
+    assert_eq!(rec.peer_fingerprint.as_deref(), Some(fp), "{method}");
+    assert!(rec.released.is_empty());
+    assert!(
+        rec.case_id.is_none(),
+        "{method}: an unregistered caller learns nothing of the case"
+    );
+    rec
 }
 
 pub fn with_actor<T>(msg: T) -> Request<T> {
