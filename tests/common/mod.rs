@@ -33,11 +33,23 @@ impl TestNode {
 
     /// A node whose configuration `edit` adjusts before it starts.
     pub async fn start_with(edit: impl FnOnce(&mut Config)) -> TestNode {
+        TestNode::start_in(true, edit).await
+    }
+
+    /// A node on a SQLite file whichever backend the other tests use: for
+    /// what only SQLite has (the file's lock, its WAL).
+    pub async fn start_on_sqlite(edit: impl FnOnce(&mut Config)) -> TestNode {
+        TestNode::start_in(false, edit).await
+    }
+
+    async fn start_in(test_database: bool, edit: impl FnOnce(&mut Config)) -> TestNode {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = init::init(dir.path(), "127.0.0.1:0".parse().unwrap())
             .await
             .expect("init a node directory");
-        use_test_database(dir.path()).await;
+        if test_database {
+            use_test_database(dir.path()).await;
+        }
         let mut config = Config::load(&path).expect("load config");
         edit(&mut config);
         let node = Node::start(&config).await.expect("start node");
@@ -315,6 +327,16 @@ pub fn postgres_admin_url() -> Option<String> {
 
 pub fn on_postgres() -> bool {
     postgres_admin_url().is_some()
+}
+
+/// Why a PostgreSQL-only test is ignored, and how it is run: the
+/// PostgreSQL pass selects these tests by their module, `postgres_only`.
+pub const NEEDS_POSTGRES: &str = "needs PostgreSQL: run with SLUIS_TEST_BACKEND=postgres and `-- --ignored postgres_only` (as .ci/run does)";
+
+/// Fails, rather than passing without running, when a PostgreSQL-only test
+/// is run without PostgreSQL.
+pub fn require_postgres() {
+    assert!(on_postgres(), "this test {NEEDS_POSTGRES}");
 }
 
 /// A new, empty PostgreSQL database; returns its URL.
