@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{DEFAULT_PURPOSES, Role};
+use crate::model::{DEFAULT_PURPOSES, Role, is_name};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -202,9 +202,26 @@ impl Config {
             path: path.to_path_buf(),
             message,
         };
+        // The name signs receipts and checkpoints: a signed-note key name
+        // (C2SP), and the first line of each note.
+        if !crate::tlog::note::valid_key_name(&self.node.name)
+            || !self.node.name.chars().all(crate::model::printable_in_line)
+        {
+            return Err(invalid(
+                "node.name must be a name without spaces, '+' or control characters, e.g. sluis.gemeente.example".into(),
+            ));
+        }
+        for p in &self.node.purposes {
+            if !is_name(p) {
+                return Err(invalid(format!(
+                    "purpose '{}' must be 1-64 characters of a-z, 0-9, '-', '_' or '.'",
+                    p.escape_debug()
+                )));
+            }
+        }
         let mut seen = std::collections::HashSet::new();
         for p in &self.participants {
-            if !valid_participant_id(&p.id) {
+            if !is_name(&p.id) {
                 return Err(invalid(format!(
                     "participant id '{}' must be 1-64 characters of a-z, 0-9, '-', '_' or '.'",
                     p.id
@@ -325,13 +342,41 @@ impl Config {
     }
 }
 
-pub fn valid_participant_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && id.bytes().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.')
-        })
-}
-
 /// Masks a database URL's password (the store owns database URLs).
 pub use crate::store::redact_url;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(node_extra: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sluis.toml");
+        let text = format!(
+            "[node]\nlisten = \"127.0.0.1:0\"\nkeys_dir = \"keys\"\ndatabase = \"sqlite://x.db\"\n\
+             policy = \"policy.cedar\"\n{node_extra}\n\
+             [tls]\ncert = \"a.pem\"\nkey = \"a.key\"\nclient_ca = \"ca.pem\"\n"
+        );
+        std::fs::write(&path, text).unwrap();
+        Config::load(&path)
+    }
+
+    /// The node's name and purposes go into signed notes, line by line: a
+    /// name that is no signed-note key name, or a purpose that is no name,
+    /// is refused at load.
+    #[test]
+    fn names_that_reach_signed_notes_are_checked_at_load() {
+        assert!(load("name = \"sluis.gemeente.example\"").is_ok());
+        for bad in [
+            "name = \"\"",
+            "name = \"two words\"",
+            "name = \"a+b\"",
+            "name = \"a\\nstate active\"",
+            "name = \"ok\"\npurposes = [\"return\", \"return\\ncategory medical\"]",
+            "name = \"ok\"\npurposes = [\"Return\"]",
+        ] {
+            let e = load(bad).err().unwrap_or_else(|| panic!("{bad}: accepted"));
+            assert!(matches!(e, ConfigError::Invalid { .. }), "{bad}: {e}");
+        }
+    }
+}

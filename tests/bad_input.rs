@@ -573,6 +573,24 @@ async fn grant_consent_bad_input() {
             "recipients: unknown role; use municipality, ind, dtv, avim, ngo, monitor or privacy_officer",
         ),
         bad(
+            "evidence_ref planting lines in the signed receipt",
+            grant(
+                |m| {
+                    m.evidence_ref =
+                        "DMS-1\ncategory medical\nstate active at 2030-01-01T00:00:00Z".into()
+                },
+                &id,
+            ),
+            Code::InvalidArgument,
+            "evidence_ref must be a single line of printable text",
+        ),
+        bad(
+            "evidence_ref with a terminal escape",
+            grant(|m| m.evidence_ref = "DMS-1\u{1b}[2K".into(), &id),
+            Code::InvalidArgument,
+            "evidence_ref must be a single line of printable text",
+        ),
+        bad(
             "malformed case id",
             grant(|_| {}, "not-a-uuid"),
             Code::InvalidArgument,
@@ -615,6 +633,15 @@ async fn withdraw_consent_bad_input() {
             withdraw(""),
             Code::InvalidArgument,
             "consent_id is required",
+        ),
+        bad(
+            "a note of two lines",
+            Call::Withdraw(pb::WithdrawConsentRequest {
+                consent_id: consent.clone(),
+                note: "withdrawn\nstate active".into(),
+            }),
+            Code::InvalidArgument,
+            "note must be a single line of printable text",
         ),
         bad(
             "unknown consent",

@@ -942,9 +942,11 @@ impl Exchange {
         let result = async {
             let consent = self.consent_of_owner(ctx, &consent_id, &mut rec).await?;
             let body = consent::receipt_body(&self.node_name, &consent, rec.at);
+            let signed_note = note::sign(self.keys.as_ref(), &self.node_name, &body)
+                .map_err(|e| ExchangeError::internal("signing", &e))?;
             rec.decision = Decision::Allowed;
             Ok(Receipt {
-                signed_note: note::sign(self.keys.as_ref(), &self.node_name, &body),
+                signed_note,
                 verifier_key: self.verifier_key(),
             })
         }

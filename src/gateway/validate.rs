@@ -9,6 +9,8 @@
 
 use std::fmt;
 
+use crate::model::printable_in_line;
+
 /// Longest free text (notes, statuses) a case category holds, in characters.
 pub const MAX_TEXT: usize = 4096;
 
@@ -22,6 +24,21 @@ pub struct Invalid(String);
 pub fn text(field: &str, s: &str, max: usize) -> Result<(), Invalid> {
     if s.chars().count() > max {
         return Err(Invalid(format!("{field} is longer than {max} characters")));
+    }
+    Ok(())
+}
+
+/// One line of printable text of at most `max` characters: no newline or
+/// other control character, no line separator, no bidirectional override
+/// ([`printable_in_line`]). For free text that a signed note may carry
+/// (a consent's evidence reference, a withdrawal note): a newline there would
+/// let its writer add lines the node then signs.
+pub fn line(field: &str, s: &str, max: usize) -> Result<(), Invalid> {
+    text(field, s, max)?;
+    if !s.chars().all(printable_in_line) {
+        return Err(Invalid(format!(
+            "{field} must be a single line of printable text (no newlines, control characters or direction overrides)"
+        )));
     }
     Ok(())
 }
@@ -205,6 +222,29 @@ mod tests {
             let e = SubjectKey::v_number("v_number", bad).unwrap_err();
             assert_eq!(e.to_string(), "v_number must be 10 digits");
         }
+    }
+
+    #[test]
+    fn a_line_is_one_printable_line() {
+        assert!(line("evidence_ref", "DMS-2026/0042 (scan, p. 3) — ok", 256).is_ok());
+        for bad in [
+            "DMS-1\ncategory medical",
+            "DMS-1\r",
+            "a\u{0}b",
+            "a\u{7f}",
+            "a\u{85}b",
+            "a\u{2028}b",
+            "a\u{202e}b",
+            "\u{1b}[2K",
+        ] {
+            let e = line("evidence_ref", bad, 256).unwrap_err().to_string();
+            assert!(
+                e.starts_with("evidence_ref must be a single line"),
+                "{bad:?}: {e}"
+            );
+        }
+        let e = line("note", &"x".repeat(513), 512).unwrap_err();
+        assert_eq!(e.to_string(), "note is longer than 512 characters");
     }
 
     #[test]

@@ -219,7 +219,7 @@ pub(crate) fn recipients(rs: Vec<pb::Recipient>) -> Result<Vec<Recipient>, Excha
     rs.into_iter()
         .map(|r| match r.recipient {
             Some(pb::recipient::Recipient::Participant(p)) => {
-                if crate::config::valid_participant_id(&p) {
+                if crate::model::is_name(&p) {
                     Ok(Recipient::Participant(p))
                 } else {
                     Err(invalid("recipients: a participant id is malformed (a-z, 0-9, '-', '_', '.', at most 64)"))
