@@ -564,13 +564,13 @@ async fn grant_consent_bad_input() {
                 &id,
             ),
             Code::InvalidArgument,
-            "recipients: a participant id is malformed",
+            "recipients must be a participant id",
         ),
         bad(
             "unknown role",
             grant(|m| m.recipients = vec![role("burgemeester")], &id),
             Code::InvalidArgument,
-            "recipients: unknown role; use municipality, ind, dtv, avim, ngo, monitor or privacy_officer",
+            "recipients: unknown role; use municipality, ind, dtv, avim, ngo, monitor, privacy_officer",
         ),
         bad(
             "evidence_ref planting lines in the signed receipt",

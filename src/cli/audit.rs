@@ -11,8 +11,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 
 use crate::config::Config;
-use crate::gateway::oversight;
 use crate::gateway::vault::Keys;
+use crate::gateway::{oversight, validate};
 use crate::net::identity::Registry;
 use crate::store::{LogFilter, Store};
 use crate::tlog::AccessRecord;
@@ -112,6 +112,7 @@ pub async fn run(config_path: &Path, command: Command) -> anyhow::Result<ExitCod
             ExitCode::SUCCESS
         }
         Command::Prove { request_id, json } => {
+            validate::uuid("--request-id", &request_id)?;
             let proof =
                 proof::inclusion_proof(&node.store, LeafRef::RequestId(request_id), None).await?;
             let key = own_verifier_key(&node.config)?;
@@ -159,6 +160,10 @@ pub async fn run(config_path: &Path, command: Command) -> anyhow::Result<ExitCod
             }
         }
         Command::Report { case_id, json } => {
+            validate::uuid("--case", &case_id)?;
+            if node.store.case_meta(&case_id).await?.is_none() {
+                anyhow::bail!("no case with this case_id on this node (--case)");
+            }
             let registry = Registry::new(&node.config.participants);
             let report = oversight::subject_report(
                 &node.store,
@@ -277,17 +282,12 @@ async fn verify(
     })
 }
 
+/// An optional `--since`/`--until`, checked as every entry point checks
+/// an instant.
 fn parse_time(field: &str, s: &Option<String>) -> anyhow::Result<Option<i64>> {
-    use time::format_description::well_known::Rfc3339;
-    s.as_deref()
-        .map(|t| {
-            time::OffsetDateTime::parse(t, &Rfc3339)
-                .map(|d| (d.unix_timestamp_nanos() / 1_000_000) as i64)
-                .with_context(|| {
-                    format!("--{field} must be an RFC 3339 time like 2026-11-01T00:00:00Z")
-                })
-        })
-        .transpose()
+    Ok(s.as_deref()
+        .map(|t| validate::rfc3339(field, t))
+        .transpose()?)
 }
 
 fn csv_field(s: &str) -> String {
@@ -306,10 +306,11 @@ async fn export(
     out: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
     let filter = LogFilter {
-        since: parse_time("since", &since)?,
-        until: parse_time("until", &until)?,
+        since: parse_time("--since", &since)?,
+        until: parse_time("--until", &until)?,
         ..LogFilter::default()
     };
+    validate::time_range(("--since", filter.since), ("--until", filter.until))?;
     let mut w: Box<dyn Write> = match &out {
         Some(p) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,

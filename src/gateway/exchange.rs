@@ -12,7 +12,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use crate::gateway::error::{Code, ExchangeError};
-use crate::gateway::pseudonym::{self, AUDIT_DOMAIN, Pseudonymiser};
+use crate::gateway::pseudonym::{AUDIT_DOMAIN, Pseudonymiser};
 use crate::gateway::release::{self, Asker, Holdings, Withheld};
 use crate::gateway::validate::{self, SubjectKey};
 use crate::gateway::vault::Keys;
@@ -301,7 +301,7 @@ impl Exchange {
         }
     }
 
-    fn check_purpose(&self, purpose: &str) -> Result<(), ExchangeError> {
+    pub(super) fn check_purpose(&self, purpose: &str) -> Result<(), ExchangeError> {
         if purpose.is_empty() {
             return Err(ExchangeError::Invalid(format!(
                 "purpose is required: state why you need the data, one of: {}",
@@ -585,11 +585,7 @@ impl Exchange {
                 Ok((case, sealed, true))
             }
             CaseRef::Pseudonym(p) => {
-                if !pseudonym::is_well_formed(p) {
-                    return Err(ExchangeError::Invalid(
-                        "subject_pseudonym is malformed: expected the 'ps1.' value this node issued to you".into(),
-                    ));
-                }
+                validate::pseudonym("subject_pseudonym", p)?;
                 // A pseudonym issued to someone else resolves to nothing: the
                 // same answer as one that never existed.
                 let id = self

@@ -233,6 +233,7 @@ impl Exchange {
         let mut rec = self.record(ctx, "QueryAccess");
         let result = async {
             self.officer(ctx)?;
+            self.check_filter(&filter)?;
             if !(0..=MAX_QUERY).contains(&limit) {
                 return Err(ExchangeError::Invalid(format!(
                     "limit must be at most {MAX_QUERY}"
@@ -251,6 +252,35 @@ impl Exchange {
         }
         .await;
         self.finish(rec, result).await
+    }
+
+    /// Each filter value checked as the field is everywhere else, so a typo
+    /// is an error rather than an empty answer that reads as "no accesses".
+    /// `-` stands for "not registered" as caller and role.
+    fn check_filter(&self, f: &LogFilter) -> Result<(), ExchangeError> {
+        if let Some(c) = f.caller.as_deref().filter(|c| *c != "-") {
+            validate::participant_id("caller", c)?;
+        }
+        if let Some(r) = f.role.as_deref().filter(|r| *r != "-") {
+            validate::role("role", r)?;
+        }
+        if let Some(m) = &f.method {
+            validate::method("method", m)?;
+        }
+        if let Some(p) = &f.purpose {
+            self.check_purpose(p)?;
+        }
+        if let Some(d) = &f.decision {
+            validate::decision("decision", d)?;
+        }
+        if let Some(id) = &f.case_id {
+            validate::uuid("case_id", id)?;
+        }
+        if let Some(s) = &f.subject {
+            validate::pseudonym("subject", s)?;
+        }
+        validate::time_range(("since", f.since), ("until", f.until))?;
+        Ok(())
     }
 
     /// Every access to a subject's cases (GDPR art. 15), found by case id

@@ -31,6 +31,21 @@ pub enum Decision {
 }
 
 impl Decision {
+    pub const ALL: [Decision; 7] = [
+        Decision::Allowed,
+        Decision::Partial,
+        Decision::Denied,
+        Decision::Invalid,
+        Decision::NotFound,
+        Decision::HandshakeFailed,
+        Decision::Error,
+    ];
+
+    /// The decision a name in the log stands for ([`Decision::as_str`]).
+    pub fn parse(name: &str) -> Option<Decision> {
+        Decision::ALL.into_iter().find(|d| d.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Decision::Allowed => "allowed",
@@ -231,16 +246,7 @@ impl<'a> RecordView<'a> {
             Category::from_code(i32::from(r.u8()?))?;
             r.str().map(drop)
         })?;
-        let decision = match r.str()? {
-            "allowed" => Decision::Allowed,
-            "partial" => Decision::Partial,
-            "denied" => Decision::Denied,
-            "invalid" => Decision::Invalid,
-            "not_found" => Decision::NotFound,
-            "handshake_failed" => Decision::HandshakeFailed,
-            "error" => Decision::Error,
-            _ => return None,
-        };
+        let decision = Decision::parse(r.str()?)?;
         let status = r.str()?;
         let detail = r.str()?;
         let rules = r.counted(|r| r.str().map(drop))?;
