@@ -1,6 +1,12 @@
 //! What `Store::scan_log` delivers: the whole access log and its stored
 //! tree in order, in chunks, for `sluis audit verify`.
 //!
+//! A scan reads the log as it was when it started without holding one
+//! snapshot throughout (which would keep SQLite from checkpointing its WAL
+//! and PostgreSQL from vacuuming): it fixes the log's size first, then reads
+//! each chunk below it with statements of its own ([`Window`]). The log and
+//! its tree are append-only, so below that size nothing changes.
+//!
 //! Verification touches every entry and about two tree nodes per entry, so
 //! the per-row cost decides its speed. A chunk therefore keeps the text and
 //! blob columns of thousands of entries in one buffer instead of one
@@ -149,5 +155,62 @@ impl Chunk {
     /// Most nodes a chunk of `entries` entries can honestly hold.
     pub(super) fn node_cap(entries: usize) -> usize {
         2 * entries + 64
+    }
+
+    /// Most nodes the chunk after the last entry carries: one is proof
+    /// enough that the tail was cut.
+    pub(super) const TAIL_NODES: usize = 4;
+}
+
+/// Where a scan stands: the log's size, fixed when the scan started; the
+/// first position the next chunk reads; the end size up to which tree
+/// nodes have been read.
+#[derive(Debug)]
+pub(super) struct Window {
+    size: i64,
+    from: i64,
+    nodes_after: i64,
+    done: bool,
+}
+
+impl Window {
+    /// A scan of the first `size` entries (positions below `size`).
+    pub(super) fn new(size: i64) -> Window {
+        Window {
+            size,
+            from: i64::MIN,
+            nodes_after: i64::MIN,
+            done: false,
+        }
+    }
+
+    /// The log's size the scan reads up to.
+    pub(super) fn size(&self) -> i64 {
+        self.size
+    }
+
+    /// The first position the next chunk reads from, up to [`CHUNK`]
+    /// entries below [`size`](Self::size); `None` once the entries are
+    /// read.
+    pub(super) fn next_entry(&self) -> Option<i64> {
+        (!self.done).then_some(self.from)
+    }
+
+    /// Once a chunk's entries are read: which tree nodes come with them —
+    /// end sizes in `(after, up_to]`, at most `cap` — or `None` when the
+    /// chunk has no entries and the scan is done.
+    pub(super) fn nodes_for(&mut self, chunk: &Chunk) -> Option<(i64, i64, usize)> {
+        let Some(last) = chunk.entries.last() else {
+            self.done = true;
+            return None;
+        };
+        let bound = last.seq.saturating_add(1);
+        let after = self.nodes_after;
+        // A position that does not advance (a column that is no integer)
+        // would read the same rows again: stop after this chunk.
+        self.done = bound <= self.from;
+        self.from = bound;
+        self.nodes_after = bound;
+        Some((after, bound, Chunk::node_cap(chunk.entries.len())))
     }
 }

@@ -1,120 +1,116 @@
 //! The access log read in bulk for `sluis audit verify` (see
 //! `store::scan`): the server packs each chunk of entries and of tree nodes
 //! into one value (`string_agg`), so a chunk is two rows to fetch instead
-//! of one per entry and per node; all from one snapshot, while replicas
-//! keep appending.
+//! of one per entry and per node.
+//!
+//! No transaction spans the scan (a long snapshot holds back vacuum on a
+//! busy server): the log's size is fixed in one short snapshot at the
+//! start, and each chunk is read below it by statements of their own, while
+//! replicas keep appending above it.
 
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::PgPool;
 use tokio::sync::mpsc;
 
 use crate::store::StoreError;
-use crate::store::scan::{CHUNK, Chunk, FIELDS, Value};
+use crate::store::scan::{CHUNK, Chunk, FIELDS, Value, Window};
 
-/// A read-only view of the log that stays as it was when taken (one
-/// REPEATABLE READ transaction): entries and tree nodes are read by
-/// separate queries, which must see the same state.
-struct Snapshot {
-    tx: Transaction<'static, Postgres>,
+/// Up to `limit` log entries in `[from, to)`, packed into one value by
+/// the server. Per entry: seq and at (i64), then request_id, caller, role,
+/// method, case_id, subject, purpose, decision and record, each as an i32
+/// length (-1 for NULL) and bytes; big-endian. `None` when there are none.
+async fn entries(
+    pool: &PgPool,
+    from: i64,
+    to: i64,
+    limit: i64,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT string_agg(
+             int8send(seq) || int8send(at)
+             || int4send(octet_length(request_id)) || convert_to(request_id, 'UTF8')
+             || int4send(octet_length(caller)) || convert_to(caller, 'UTF8')
+             || int4send(octet_length(role)) || convert_to(role, 'UTF8')
+             || int4send(octet_length(method)) || convert_to(method, 'UTF8')
+             || COALESCE(int4send(octet_length(case_id)) || convert_to(case_id, 'UTF8'), '\\xffffffff'::bytea)
+             || COALESCE(int4send(octet_length(subject)) || convert_to(subject, 'UTF8'), '\\xffffffff'::bytea)
+             || COALESCE(int4send(octet_length(purpose)) || convert_to(purpose, 'UTF8'), '\\xffffffff'::bytea)
+             || int4send(octet_length(decision)) || convert_to(decision, 'UTF8')
+             || int4send(length(record)) || record,
+             ''::bytea ORDER BY seq)
+         FROM (SELECT * FROM access_log WHERE seq >= $1 AND seq < $2 ORDER BY seq LIMIT $3) t",
+    )
+    .bind(from)
+    .bind(to)
+    .bind(limit)
+    .fetch_one(pool)
+    .await?)
 }
 
-impl Snapshot {
-    async fn take(pool: &PgPool) -> Result<Snapshot, StoreError> {
-        let mut tx = pool.begin().await?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            .execute(&mut *tx)
-            .await?;
-        Ok(Snapshot { tx })
-    }
-
-    /// Up to `limit` log entries from `from` on, packed into one value by
-    /// the server. Per entry: seq and at (i64), then request_id, caller,
-    /// role, method, case_id, subject, purpose, decision and record, each
-    /// as an i32 length (-1 for NULL) and bytes; big-endian. `None` when
-    /// there are none.
-    async fn entries(&mut self, from: i64, limit: i64) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(sqlx::query_scalar(
-            "SELECT string_agg(
-                 int8send(seq) || int8send(at)
-                 || int4send(octet_length(request_id)) || convert_to(request_id, 'UTF8')
-                 || int4send(octet_length(caller)) || convert_to(caller, 'UTF8')
-                 || int4send(octet_length(role)) || convert_to(role, 'UTF8')
-                 || int4send(octet_length(method)) || convert_to(method, 'UTF8')
-                 || COALESCE(int4send(octet_length(case_id)) || convert_to(case_id, 'UTF8'), '\\xffffffff'::bytea)
-                 || COALESCE(int4send(octet_length(subject)) || convert_to(subject, 'UTF8'), '\\xffffffff'::bytea)
-                 || COALESCE(int4send(octet_length(purpose)) || convert_to(purpose, 'UTF8'), '\\xffffffff'::bytea)
-                 || int4send(octet_length(decision)) || convert_to(decision, 'UTF8')
-                 || int4send(length(record)) || record,
-                 ''::bytea ORDER BY seq)
-             FROM (SELECT * FROM access_log WHERE seq >= $1 ORDER BY seq LIMIT $2) t",
-        )
-        .bind(from)
-        .bind(limit)
-        .fetch_one(&mut *self.tx)
-        .await?)
-    }
-
-    /// Tree nodes after `after` with end sizes up to `up_to`, in completion
-    /// order (end_size, level), packed by the server: end_size and level
-    /// (i64), an i32 length and the hash, per node.
-    async fn nodes(
-        &mut self,
-        after: (i64, i64),
-        up_to: i64,
-        limit: i64,
-    ) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(sqlx::query_scalar(
-            "SELECT string_agg(int8send(end_size) || int8send(level) || int4send(length(hash)) || hash,
-                               ''::bytea ORDER BY end_size, level)
-             FROM (SELECT end_size, level, hash FROM merkle_nodes
-                   WHERE (end_size, level) > ($1, $2) AND end_size <= $3
-                   ORDER BY end_size, level LIMIT $4) t",
-        )
-        .bind(after.0)
-        .bind(after.1)
-        .bind(up_to)
-        .bind(limit)
-        .fetch_one(&mut *self.tx)
-        .await?)
-    }
+/// Tree nodes with end sizes in `(after, up_to]`, in completion order
+/// (end_size, level), at most `limit`, packed by the server: end_size and
+/// level (i64), an i32 length and the hash, per node.
+async fn nodes<'e>(
+    conn: impl sqlx::PgExecutor<'e>,
+    after: i64,
+    up_to: i64,
+    limit: i64,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT string_agg(int8send(end_size) || int8send(level) || int4send(length(hash)) || hash,
+                           ''::bytea ORDER BY end_size, level)
+         FROM (SELECT end_size, level, hash FROM merkle_nodes
+               WHERE end_size > $1 AND end_size <= $2
+               ORDER BY end_size, level LIMIT $3) t",
+    )
+    .bind(after)
+    .bind(up_to)
+    .bind(limit)
+    .fetch_one(conn)
+    .await?)
 }
 
 /// Reads the log into `tx` until the end or until the receiver is
-/// dropped: in one snapshot of the log, each chunk is two queries whose
-/// single result the server packs, instead of a row per entry and per node.
+/// dropped: the log as it was when the scan started, each chunk two
+/// queries whose single result the server packs.
 pub(super) async fn scan(
     pool: &PgPool,
     tx: &mpsc::Sender<Result<Chunk, StoreError>>,
 ) -> Result<(), StoreError> {
-    let mut snapshot = Snapshot::take(pool).await?;
-    let mut from = i64::MIN;
-    let mut after: (i64, i64) = (i64::MIN, i64::MIN);
-    loop {
+    // The size, and the nodes stored beyond it, in one snapshot.
+    let mut snapshot = pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *snapshot)
+        .await?;
+    let size: i64 = sqlx::query_scalar(crate::store::sql::LOG_SIZE)
+        .fetch_one(&mut *snapshot)
+        .await?;
+    let mut tail = Chunk::default();
+    let packed = nodes(&mut *snapshot, size, i64::MAX, Chunk::TAIL_NODES as i64 + 1).await?;
+    unpack_nodes(
+        packed.as_deref().unwrap_or_default(),
+        Chunk::TAIL_NODES,
+        &mut tail,
+    )?;
+    snapshot.commit().await?;
+
+    let mut window = Window::new(size);
+    while let Some(from) = window.next_entry() {
         let mut chunk = Chunk::default();
-        let packed = snapshot.entries(from, CHUNK as i64).await?;
+        let packed = entries(pool, from, window.size(), CHUNK as i64).await?;
         unpack_entries(packed.as_deref().unwrap_or_default(), &mut chunk)?;
-        let bound = chunk.entries.last().map(|e| e.seq.saturating_add(1));
-        let cap = match bound {
-            Some(_) => Chunk::node_cap(chunk.entries.len()),
-            None => 4,
+        let Some((after, up_to, cap)) = window.nodes_for(&chunk) else {
+            break;
         };
-        let packed = snapshot
-            .nodes(after, bound.unwrap_or(i64::MAX), cap as i64 + 1)
-            .await?;
+        let packed = nodes(pool, after, up_to, cap as i64 + 1).await?;
         unpack_nodes(packed.as_deref().unwrap_or_default(), cap, &mut chunk)?;
-        // Whatever lies in this chunk's range has been read or counted as
-        // excess: the next chunk starts after it.
-        if let Some(b) = bound {
-            after = (b, i64::MAX);
-        }
-        let done = chunk.entries.is_empty();
-        if (!done || !chunk.nodes.is_empty()) && tx.send(Ok(chunk)).await.is_err() {
+        if tx.send(Ok(chunk)).await.is_err() {
             return Ok(());
         }
-        let Some(b) = bound else {
-            return Ok(());
-        };
-        from = b;
     }
+    if !tail.nodes.is_empty() {
+        let _ = tx.send(Ok(tail)).await;
+    }
+    Ok(())
 }
 
 /// Reads the packed values of [`Snapshot::entries`] and [`Snapshot::nodes`].
