@@ -161,15 +161,18 @@ pub async fn run(config_path: &Path, command: Command) -> anyhow::Result<ExitCod
         }
         Command::Report { case_id, json } => {
             validate::uuid("--case", &case_id)?;
-            if node.store.case_meta(&case_id).await?.is_none() {
+            let Some(case) = node.store.case_meta(&case_id).await? else {
                 anyhow::bail!("no case with this case_id on this node (--case)");
-            }
+            };
+            let keys = Keys::load(&node.config.path(&node.config.node.keys_dir)).context(
+                "the report names the subject as the log does, with the node's pseudonym key",
+            )?;
             let registry = Registry::new(&node.config.participants);
             let report = oversight::subject_report(
                 &node.store,
                 &registry,
                 &node.config.node.name,
-                vec![case_id],
+                &[oversight::ReportedCase::of(&case, keys.pseudonym_secret())],
             )
             .await?;
             if json {
@@ -320,7 +323,7 @@ async fn export(
     if csv {
         writeln!(
             w,
-            "index,request_id,at,caller,role,method,case_id,subject,purpose,decision,status,released,withheld,rules,consents,actor_hash,peer_fingerprint,detail"
+            "index,request_id,at,caller,role,method,case_id,subject,purpose,decision,status,released,withheld,rules,consents,actor_hash,peer_fingerprint,detail,subjects"
         )?;
     }
     let mut start = 0;
@@ -362,6 +365,7 @@ async fn export(
                     r.actor_hash.unwrap_or_default(),
                     r.peer_fingerprint.unwrap_or_default(),
                     r.detail,
+                    r.subjects.join(";"),
                 ];
                 let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
                 writeln!(w, "{}", line.join(","))?;
@@ -386,6 +390,7 @@ async fn export(
                     "consents": r.consents,
                     "actor_hash": r.actor_hash,
                     "peer_fingerprint": r.peer_fingerprint,
+                    "subjects": r.subjects,
                 });
                 writeln!(w, "{v}")?;
             }

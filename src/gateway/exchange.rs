@@ -673,6 +673,9 @@ impl Exchange {
             };
             let mut out = Vec::with_capacity(rows.len());
             let mut issued = Vec::with_capacity(rows.len());
+            // Each case listed is an access to its subject: the record names
+            // them all, so each subject's report shows the listing.
+            rec.subjects = rows.iter().map(|c| self.subject_for_audit(c)).collect();
             for case in rows {
                 let pseudonym = self.pseudonym_for(caller, &case);
                 issued.push((pseudonym.clone(), case.id.clone()));

@@ -11,13 +11,14 @@
 
 use std::fmt::Write as _;
 
+use crate::gateway::pseudonym::{AUDIT_DOMAIN, Pseudonymiser};
 use crate::gateway::validate::{self, SubjectKey};
 use crate::gateway::{Exchange, ExchangeError, RequestCtx};
 use crate::model::{Category, Role};
 use crate::net::identity::Registry;
-use crate::store::{LogFilter, LogRow, Store, StoreError, StoredCheckpoint};
+use crate::store::{CaseMeta, LogFilter, LogRow, Store, StoreError, StoredCheckpoint};
 use crate::tlog::proof::{self, ConsistencyProof, InclusionProof, LeafRef, ProofError};
-use crate::tlog::{AccessRecord, Recorded};
+use crate::tlog::{AccessRecord, RecordView, Recorded};
 
 /// Why a subject access report could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -78,7 +79,9 @@ fn method_words(m: &str) -> &str {
         "RegisterCase" => "registered your case",
         "UpdateCase" => "updated your case",
         "GetCase" => "asked to see your case",
-        "FindCases" => "listed cases",
+        "FindCases" => "listed cases, yours among them",
+        "QueryAccess" => "read entries of this access log about you",
+        "GetInclusionProof" => "proved an entry about you is in this access log",
         "GrantConsent" => "recorded your consent",
         "WithdrawConsent" => "recorded the withdrawal of your consent",
         "ListConsents" => "looked at your consents",
@@ -119,22 +122,40 @@ fn summary(rec: &AccessRecord, organisation: &str) -> String {
     s
 }
 
-/// Every access to the cases of one subject, in order, with the report text.
+/// A case a report covers: its id and its subject's pseudonym in the audit
+/// domain, under which the log names the subject.
+#[derive(Clone, Debug)]
+pub struct ReportedCase {
+    pub case_id: String,
+    pub subject: String,
+}
+
+impl ReportedCase {
+    /// The case as a report covers it; `secret` is the node's pseudonym key.
+    pub fn of(case: &CaseMeta, secret: &[u8; 32]) -> ReportedCase {
+        ReportedCase {
+            case_id: case.id.clone(),
+            subject: Pseudonymiser::new(secret).pseudonym(AUDIT_DOMAIN, &case.subject_ref),
+        }
+    }
+}
+
+/// Every access to the cases of one subject, in order, with the report
+/// text: each entry of a case, and each entry that names its subject among
+/// others (a listing that returned it, an officer's read of the log).
 pub async fn subject_report(
     store: &Store,
     registry: &Registry,
     node_name: &str,
-    case_ids: Vec<String>,
+    cases: &[ReportedCase],
 ) -> Result<SubjectReport, ReportError> {
     let mut entries = Vec::new();
-    for case_id in &case_ids {
-        let filter = LogFilter {
-            case_id: Some(case_id.clone()),
-            ..LogFilter::default()
-        };
+    for case in cases {
         let mut start = 0;
         loop {
-            let rows = store.query_log(&filter, start, 1000).await?;
+            let rows = store
+                .subject_log(&case.case_id, &case.subject, start, 1000)
+                .await?;
             let Some(last) = rows.last() else { break };
             start = last.seq + 1;
             for row in rows {
@@ -143,6 +164,8 @@ pub async fn subject_report(
         }
     }
     entries.sort_by_key(|e| e.index);
+    entries.dedup_by_key(|e| e.index);
+    let case_ids: Vec<String> = cases.iter().map(|c| c.case_id.clone()).collect();
     let mut text = String::new();
     let _ = writeln!(text, "Who saw my data — access report (GDPR art. 15)");
     let _ = writeln!(text, "Node: {node_name}");
@@ -246,6 +269,12 @@ impl Exchange {
                 .query_log(&filter, start, limit)
                 .await
                 .map_err(internal)?;
+            // The entries handed out name subjects: each of their reports
+            // shows that an officer read them.
+            rec.subjects = rows
+                .iter()
+                .flat_map(|r| subjects_named(&r.record))
+                .collect();
             rec.decision = crate::tlog::Decision::Allowed;
             rec.detail = format!("{} entries from index {start}", rows.len());
             Ok(rows)
@@ -311,13 +340,23 @@ impl Exchange {
                     "no case is registered for this subject".into(),
                 ));
             }
-            if let [only] = case_ids.as_slice() {
-                rec.case_id = Some(only.clone());
-                if let Some(meta) = self.store.case_meta(only).await.map_err(internal)? {
-                    rec.subject = Some(self.subject_for_audit(&meta));
+            let mut cases = Vec::with_capacity(case_ids.len());
+            for id in &case_ids {
+                if let Some(meta) = self.store.case_meta(id).await.map_err(internal)? {
+                    cases.push(ReportedCase {
+                        case_id: meta.id.clone(),
+                        subject: self.subject_for_audit(&meta),
+                    });
                 }
             }
-            let report = subject_report(&self.store, &self.registry, &self.node_name, case_ids)
+            match cases.as_slice() {
+                [only] => {
+                    rec.case_id = Some(only.case_id.clone());
+                    rec.subject = Some(only.subject.clone());
+                }
+                all => rec.subjects = all.iter().map(|c| c.subject.clone()).collect(),
+            }
+            let report = subject_report(&self.store, &self.registry, &self.node_name, &cases)
                 .await
                 .map_err(report_error)?;
             rec.decision = crate::tlog::Decision::Allowed;
@@ -368,6 +407,7 @@ impl Exchange {
             let proof = proof::inclusion_proof(&self.store, leaf, tree_size)
                 .await
                 .map_err(proof_error)?;
+            rec.subjects = subjects_named(&proof.leaf);
             rec.decision = crate::tlog::Decision::Allowed;
             rec.detail = format!("entry {} in tree of size {}", proof.index, proof.tree_size);
             Ok(proof)
@@ -397,6 +437,19 @@ impl Exchange {
         .await;
         self.finish(rec, result).await
     }
+}
+
+/// Every subject an encoded access record names: its own and its others.
+fn subjects_named(record: &[u8]) -> Vec<String> {
+    RecordView::parse(record)
+        .map(|v| {
+            v.subject
+                .into_iter()
+                .chain(v.subjects())
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn internal(e: StoreError) -> ExchangeError {

@@ -259,6 +259,7 @@ pub(crate) fn entry_pb(index: i64, leaf: Vec<u8>) -> Result<pb::AccessEntry, Exc
         rules: r.rules,
         consents: r.consents,
         leaf,
+        subjects: r.subjects,
     })
 }
 

@@ -217,6 +217,10 @@ pub struct LogRow {
     pub purpose: Option<String>,
     pub decision: String,
     pub record: Vec<u8>,
+    /// The record's other subjects (`tlog::AccessRecord::subjects`), to
+    /// index on append, so that a subject's report finds the entry. Rows
+    /// read back leave it empty: the record holds them.
+    pub subjects: Vec<String>,
 }
 
 /// A signed checkpoint as stored.
@@ -550,6 +554,19 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<LogRow>, StoreError> {
         on_backend!(&self.backend, b => b.query_log(filter, start, limit).await)
+    }
+
+    /// Log rows that name a subject, from position `start` on, at most
+    /// `limit`, in order: those of its case (`case_id`) and those that name
+    /// its audit-domain pseudonym among their other subjects.
+    pub async fn subject_log(
+        &self,
+        case_id: &str,
+        subject: &str,
+        start: i64,
+        limit: i64,
+    ) -> Result<Vec<LogRow>, StoreError> {
+        on_backend!(&self.backend, b => b.subject_log(case_id, subject, start, limit).await)
     }
 
     /// Access-log rows from position `from` on, at most `limit`.

@@ -94,11 +94,20 @@ pub struct Node {
     hash: Span,
 }
 
-/// A run of entries in `seq` order, and the tree nodes stored for them:
+/// One row of the subject index (`access_log_subjects`): an entry's
+/// position and a subject it names.
+#[derive(Debug)]
+pub struct Named {
+    pub seq: i64,
+    subject: Span,
+}
+
+/// A run of entries in `seq` order, with the tree nodes stored for them —
 /// those completed at sizes after the previous chunk's entries, up to this
-/// chunk's last entry (`seq + 1`), in `(end_size, level)` order. A chunk
-/// without entries carries the nodes stored past the last entry (at most a
-/// few: one is proof enough that the tail was cut).
+/// chunk's last entry (`seq + 1`), in `(end_size, level)` order — and the
+/// subject-index rows of the positions in between, in `(seq, subject)`
+/// order. A chunk without entries carries what is stored past the last
+/// entry (at most a few rows: one is proof enough that the tail was cut).
 #[derive(Debug, Default)]
 pub struct Chunk {
     buf: Vec<u8>,
@@ -108,6 +117,10 @@ pub struct Chunk {
     /// tree has (two per entry plus one per level): the first end size of
     /// those left unread.
     pub excess_nodes_from: Option<i64>,
+    pub named: Vec<Named>,
+    /// Set when the subject index held more rows in this chunk's range than
+    /// its records could name: the first position of those left unread.
+    pub excess_named_from: Option<i64>,
 }
 
 impl Chunk {
@@ -117,6 +130,10 @@ impl Chunk {
 
     pub fn node_hash(&self, n: &Node) -> Value<'_> {
         self.value(n.hash)
+    }
+
+    pub fn named_subject(&self, n: &Named) -> Value<'_> {
+        self.value(n.subject)
     }
 
     fn value(&self, s: Span) -> Value<'_> {
@@ -152,14 +169,46 @@ impl Chunk {
         self.nodes.push(Node { end, level, hash });
     }
 
+    pub(super) fn push_named(&mut self, seq: i64, subject: Value<'_>) {
+        let subject = self.keep(subject);
+        self.named.push(Named { seq, subject });
+    }
+
+    /// Most subject-index rows this chunk's entries can honestly have: a
+    /// subject takes at least 5 bytes of its record (a length and a byte).
+    fn named_cap(&self) -> usize {
+        let record_bytes: usize = self
+            .entries
+            .iter()
+            .map(|e| match e.spans[Field::Record as usize] {
+                Span::Bytes { start, end } => (end - start) as usize,
+                _ => 0,
+            })
+            .sum();
+        record_bytes / 5 + 64
+    }
+
     /// Most nodes a chunk of `entries` entries can honestly hold.
     pub(super) fn node_cap(entries: usize) -> usize {
         2 * entries + 64
     }
 
-    /// Most nodes the chunk after the last entry carries: one is proof
-    /// enough that the tail was cut.
-    pub(super) const TAIL_NODES: usize = 4;
+    /// Most rows of each kind the chunk after the last entry carries: one
+    /// is proof enough that the tail was cut.
+    pub(super) const TAIL_ROWS: usize = 4;
+}
+
+/// What a backend reads with a chunk's entries: tree nodes with end sizes
+/// in `nodes.0 ..= nodes.1` exclusive of the first (`(after, up_to]`), at
+/// most `node_cap`; subject-index rows with positions in `named.0 ..
+/// named.1`, at most `named_cap`. One more row than the cap is asked for,
+/// to see that the table holds too many.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Ranges {
+    pub nodes: (i64, i64),
+    pub node_cap: usize,
+    pub named: (i64, i64),
+    pub named_cap: usize,
 }
 
 /// Where a scan stands: the log's size, fixed when the scan started; the
@@ -196,21 +245,35 @@ impl Window {
         (!self.done).then_some(self.from)
     }
 
-    /// Once a chunk's entries are read: which tree nodes come with them —
-    /// end sizes in `(after, up_to]`, at most `cap` — or `None` when the
-    /// chunk has no entries and the scan is done.
-    pub(super) fn nodes_for(&mut self, chunk: &Chunk) -> Option<(i64, i64, usize)> {
+    /// Once a chunk's entries are read: what comes with them ([`Ranges`]),
+    /// or `None` when the chunk has no entries and the scan is done.
+    pub(super) fn ranges_for(&mut self, chunk: &Chunk) -> Option<Ranges> {
         let Some(last) = chunk.entries.last() else {
             self.done = true;
             return None;
         };
         let bound = last.seq.saturating_add(1);
-        let after = self.nodes_after;
+        let ranges = Ranges {
+            nodes: (self.nodes_after, bound),
+            node_cap: Chunk::node_cap(chunk.entries.len()),
+            named: (self.from, bound),
+            named_cap: chunk.named_cap(),
+        };
         // A position that does not advance (a column that is no integer)
         // would read the same rows again: stop after this chunk.
         self.done = bound <= self.from;
         self.from = bound;
         self.nodes_after = bound;
-        Some((after, bound, Chunk::node_cap(chunk.entries.len())))
+        Some(ranges)
+    }
+
+    /// What is stored past the log's end (the chunk without entries).
+    pub(super) fn tail(size: i64) -> Ranges {
+        Ranges {
+            nodes: (size, i64::MAX),
+            node_cap: Chunk::TAIL_ROWS,
+            named: (size, i64::MAX),
+            named_cap: Chunk::TAIL_ROWS,
+        }
     }
 }

@@ -53,6 +53,8 @@ const INSERT_ISSUED: &str = "INSERT INTO pseudonyms (recipient, pseudonym, case_
      ON CONFLICT DO NOTHING";
 const INSERT_NODES: &str = "INSERT INTO merkle_nodes (end_size, level, hash)
      SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::bytea[])";
+const INSERT_SUBJECTS: &str = "INSERT INTO access_log_subjects (seq, subject)
+     SELECT * FROM UNNEST($1::bigint[], $2::text[])";
 const NODES_AT: &str = "SELECT n.end_size, n.level, n.hash
      FROM UNNEST($1::bigint[], $2::bigint[]) AS k(end_size, level)
      JOIN merkle_nodes n ON n.end_size = k.end_size AND n.level = k.level";
@@ -291,6 +293,17 @@ impl PgStore {
                 .bind(rows.iter().map(|r| r.record.as_slice()).collect::<Vec<_>>())
                 .execute(&mut *tx)
                 .await?;
+            let named: Vec<(i64, &str)> = (first_seq..)
+                .zip(rows)
+                .flat_map(|(seq, r)| r.subjects.iter().map(move |s| (seq, s.as_str())))
+                .collect();
+            if !named.is_empty() {
+                sqlx::query(INSERT_SUBJECTS)
+                    .bind(named.iter().map(|(seq, _)| *seq).collect::<Vec<_>>())
+                    .bind(named.iter().map(|(_, s)| *s).collect::<Vec<_>>())
+                    .execute(&mut *tx)
+                    .await?;
+            }
         }
         if !issued.is_empty() {
             sqlx::query(INSERT_ISSUED)
@@ -501,6 +514,21 @@ impl PgStore {
             .bind(&filter.decision)
             .bind(&filter.case_id)
             .bind(&filter.subject)
+            .bind(limit);
+        self.all(q, rows::log_row).await
+    }
+
+    pub(super) async fn subject_log(
+        &self,
+        case_id: &str,
+        subject: &str,
+        start: i64,
+        limit: i64,
+    ) -> Result<Vec<LogRow>, StoreError> {
+        let q = sqlx::query(sql::SUBJECT_LOG)
+            .bind(start)
+            .bind(case_id)
+            .bind(subject)
             .bind(limit);
         self.all(q, rows::log_row).await
     }

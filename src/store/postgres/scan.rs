@@ -8,18 +8,18 @@
 //! start, and each chunk is read below it by statements of their own, while
 //! replicas keep appending above it.
 
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use tokio::sync::mpsc;
 
 use crate::store::StoreError;
-use crate::store::scan::{CHUNK, Chunk, FIELDS, Value, Window};
+use crate::store::scan::{CHUNK, Chunk, FIELDS, Ranges, Value, Window};
 
 /// Up to `limit` log entries in `[from, to)`, packed into one value by
 /// the server. Per entry: seq and at (i64), then request_id, caller, role,
 /// method, case_id, subject, purpose, decision and record, each as an i32
 /// length (-1 for NULL) and bytes; big-endian. `None` when there are none.
-async fn entries(
-    pool: &PgPool,
+async fn entries<'e>(
+    conn: impl sqlx::PgExecutor<'e>,
     from: i64,
     to: i64,
     limit: i64,
@@ -42,7 +42,7 @@ async fn entries(
     .bind(from)
     .bind(to)
     .bind(limit)
-    .fetch_one(pool)
+    .fetch_one(conn)
     .await?)
 }
 
@@ -69,14 +69,48 @@ async fn nodes<'e>(
     .await?)
 }
 
+/// Subject-index rows with positions in `[from, to)`, in `(seq, subject)`
+/// order, at most `limit`, packed by the server: seq (i64), an i32 length
+/// and the subject, per row.
+async fn named<'e>(
+    conn: impl sqlx::PgExecutor<'e>,
+    (from, to): (i64, i64),
+    limit: i64,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT string_agg(int8send(seq) || int4send(octet_length(subject)) || convert_to(subject, 'UTF8'),
+                           ''::bytea ORDER BY seq, subject)
+         FROM (SELECT seq, subject FROM access_log_subjects
+               WHERE seq >= $1 AND seq < $2
+               ORDER BY seq, subject LIMIT $3) t",
+    )
+    .bind(from)
+    .bind(to)
+    .bind(limit)
+    .fetch_one(conn)
+    .await?)
+}
+
+/// The tree nodes and subject-index rows in `r`'s ranges into `chunk`.
+async fn with_entries(
+    conn: &mut PgConnection,
+    r: Ranges,
+    chunk: &mut Chunk,
+) -> Result<(), StoreError> {
+    let packed = nodes(&mut *conn, r.nodes.0, r.nodes.1, r.node_cap as i64 + 1).await?;
+    unpack_nodes(packed.as_deref().unwrap_or_default(), r.node_cap, chunk)?;
+    let packed = named(&mut *conn, r.named, r.named_cap as i64 + 1).await?;
+    unpack_named(packed.as_deref().unwrap_or_default(), r.named_cap, chunk)
+}
+
 /// Reads the log into `tx` until the end or until the receiver is
-/// dropped: the log as it was when the scan started, each chunk two
+/// dropped: the log as it was when the scan started, each chunk three
 /// queries whose single result the server packs.
 pub(super) async fn scan(
     pool: &PgPool,
     tx: &mpsc::Sender<Result<Chunk, StoreError>>,
 ) -> Result<(), StoreError> {
-    // The size, and the nodes stored beyond it, in one snapshot.
+    // The size, and what is stored beyond it, in one snapshot.
     let mut snapshot = pool.begin().await?;
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .execute(&mut *snapshot)
@@ -85,35 +119,30 @@ pub(super) async fn scan(
         .fetch_one(&mut *snapshot)
         .await?;
     let mut tail = Chunk::default();
-    let packed = nodes(&mut *snapshot, size, i64::MAX, Chunk::TAIL_NODES as i64 + 1).await?;
-    unpack_nodes(
-        packed.as_deref().unwrap_or_default(),
-        Chunk::TAIL_NODES,
-        &mut tail,
-    )?;
+    with_entries(&mut snapshot, Window::tail(size), &mut tail).await?;
     snapshot.commit().await?;
 
+    let mut conn = pool.acquire().await?;
     let mut window = Window::new(size);
     while let Some(from) = window.next_entry() {
         let mut chunk = Chunk::default();
-        let packed = entries(pool, from, window.size(), CHUNK as i64).await?;
+        let packed = entries(&mut *conn, from, window.size(), CHUNK as i64).await?;
         unpack_entries(packed.as_deref().unwrap_or_default(), &mut chunk)?;
-        let Some((after, up_to, cap)) = window.nodes_for(&chunk) else {
+        let Some(ranges) = window.ranges_for(&chunk) else {
             break;
         };
-        let packed = nodes(pool, after, up_to, cap as i64 + 1).await?;
-        unpack_nodes(packed.as_deref().unwrap_or_default(), cap, &mut chunk)?;
+        with_entries(&mut conn, ranges, &mut chunk).await?;
         if tx.send(Ok(chunk)).await.is_err() {
             return Ok(());
         }
     }
-    if !tail.nodes.is_empty() {
+    if !tail.nodes.is_empty() || !tail.named.is_empty() {
         let _ = tx.send(Ok(tail)).await;
     }
     Ok(())
 }
 
-/// Reads the packed values of [`Snapshot::entries`] and [`Snapshot::nodes`].
+/// Reads the packed values of [`entries`], [`nodes`] and [`named`].
 struct Packed<'a>(&'a [u8]);
 
 impl<'a> Packed<'a> {
@@ -166,6 +195,20 @@ fn unpack_nodes(packed: &[u8], cap: usize, chunk: &mut Chunk) -> Result<(), Stor
             break;
         }
         chunk.push_node(end, level, hash);
+    }
+    Ok(())
+}
+
+fn unpack_named(packed: &[u8], cap: usize, chunk: &mut Chunk) -> Result<(), StoreError> {
+    let mut p = Packed(packed);
+    while !p.0.is_empty() {
+        let seq = p.i64()?;
+        let subject = p.value()?;
+        if chunk.named.len() >= cap {
+            chunk.excess_named_from = Some(seq);
+            break;
+        }
+        chunk.push_named(seq, subject);
     }
     Ok(())
 }

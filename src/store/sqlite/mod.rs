@@ -514,6 +514,21 @@ impl SqliteStore {
         .await
     }
 
+    pub(super) async fn subject_log(
+        &self,
+        case_id: &str,
+        subject: &str,
+        start: i64,
+        limit: i64,
+    ) -> Result<Vec<LogRow>, StoreError> {
+        let (case_id, subject) = (case_id.to_owned(), subject.to_owned());
+        self.read(move |c| {
+            let p = params![start, case_id, subject, limit];
+            all(c, sql::SUBJECT_LOG, p, rows::log_row)
+        })
+        .await
+    }
+
     pub(super) fn scan_log(&self) -> mpsc::Receiver<Result<Chunk, StoreError>> {
         let (tx, rx) = mpsc::channel(AHEAD);
         let file = self.file.clone();

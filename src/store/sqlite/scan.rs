@@ -16,7 +16,7 @@ use rusqlite::{Connection, params};
 use tokio::sync::mpsc;
 
 use crate::store::StoreError;
-use crate::store::scan::{CHUNK, Chunk, Value, Window};
+use crate::store::scan::{CHUNK, Chunk, Ranges, Value, Window};
 
 fn value(v: ValueRef<'_>) -> Value<'_> {
     match v {
@@ -38,6 +38,8 @@ const ENTRIES: &str = "SELECT seq, at, request_id, caller, role, method, case_id
      FROM access_log WHERE seq >= ?1 AND seq < ?2 ORDER BY seq LIMIT ?3";
 const NODES: &str = "SELECT end_size, level, hash FROM merkle_nodes
      WHERE end_size > ?1 AND end_size <= ?2 ORDER BY end_size, level LIMIT ?3";
+const NAMED: &str = "SELECT seq, subject FROM access_log_subjects
+     WHERE seq >= ?1 AND seq < ?2 ORDER BY seq, subject LIMIT ?3";
 
 /// Reads the log of `file` into `tx` until the end or until the receiver
 /// is dropped: the log as it was when the scan started, even while the
@@ -52,11 +54,11 @@ pub(super) fn scan(
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
-    // The size, and the nodes stored beyond it, in one snapshot.
+    // The size, and what is stored beyond it, in one snapshot.
     conn.execute_batch("BEGIN")?;
     let size: i64 = conn.query_row(crate::store::sql::LOG_SIZE, [], |r| r.get(0))?;
     let mut tail = Chunk::default();
-    nodes(&conn, size, i64::MAX, Chunk::TAIL_NODES, &mut tail)?;
+    with_entries(&conn, Window::tail(size), &mut tail)?;
     conn.execute_batch("COMMIT")?;
 
     let mut window = Window::new(size);
@@ -82,39 +84,44 @@ pub(super) fn scan(
             chunk.push_entry(seq, at, fields);
         }
         drop(rows);
-        let Some((after, up_to, cap)) = window.nodes_for(&chunk) else {
+        let Some(ranges) = window.ranges_for(&chunk) else {
             break;
         };
-        nodes(&conn, after, up_to, cap, &mut chunk)?;
+        with_entries(&conn, ranges, &mut chunk)?;
         if tx.blocking_send(Ok(chunk)).is_err() {
             return Ok(());
         }
     }
-    if !tail.nodes.is_empty() {
+    if !tail.nodes.is_empty() || !tail.named.is_empty() {
         let _ = tx.blocking_send(Ok(tail));
     }
     Ok(())
 }
 
-/// Tree nodes with end sizes in `(after, up_to]`, in completion order, at
-/// most `cap` of them (the first one beyond is noted as excess).
-fn nodes(
-    conn: &Connection,
-    after: i64,
-    up_to: i64,
-    cap: usize,
-    chunk: &mut Chunk,
-) -> Result<(), StoreError> {
+/// The tree nodes and subject-index rows in `r`'s ranges, in order, at most
+/// its caps (the first row beyond is noted as excess).
+fn with_entries(conn: &Connection, r: Ranges, chunk: &mut Chunk) -> Result<(), StoreError> {
     let mut q = conn.prepare_cached(NODES)?;
-    let mut rows = q.query(params![after, up_to, cap as i64 + 1])?;
+    let mut rows = q.query(params![r.nodes.0, r.nodes.1, r.node_cap as i64 + 1])?;
     while let Some(row) = rows.next()? {
         let end = int(row.get_ref(0)?).unwrap_or(i64::MAX);
         let level = int(row.get_ref(1)?).unwrap_or(-1);
-        if chunk.nodes.len() == cap {
+        if chunk.nodes.len() == r.node_cap {
             chunk.excess_nodes_from = Some(end);
             break;
         }
         chunk.push_node(end, level, value(row.get_ref(2)?));
+    }
+    drop(rows);
+    let mut q = conn.prepare_cached(NAMED)?;
+    let mut rows = q.query(params![r.named.0, r.named.1, r.named_cap as i64 + 1])?;
+    while let Some(row) = rows.next()? {
+        let seq = int(row.get_ref(0)?).unwrap_or(i64::MAX);
+        if chunk.named.len() == r.named_cap {
+            chunk.excess_named_from = Some(seq);
+            break;
+        }
+        chunk.push_named(seq, value(row.get_ref(1)?));
     }
     Ok(())
 }
