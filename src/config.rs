@@ -121,6 +121,14 @@ pub struct DatabaseConfig {
     /// off. PostgreSQL replicas always read the database.
     #[serde(default = "default_cache_entries")]
     pub cache_entries: usize,
+    /// SQLite only: the size (MiB) the write-ahead log is cut back to once
+    /// checkpoints have copied it into the database file.
+    #[serde(default = "default_wal_limit_mb")]
+    pub wal_limit_mb: u64,
+    /// SQLite only: above this size (MiB) of write-ahead log the node logs
+    /// a warning: a reader holding an old snapshot keeps it from shrinking.
+    #[serde(default = "default_wal_warn_mb")]
+    pub wal_warn_mb: u64,
 }
 
 impl Default for DatabaseConfig {
@@ -129,6 +137,8 @@ impl Default for DatabaseConfig {
             max_connections: default_max_db_connections(),
             acquire_timeout_ms: default_acquire_timeout_ms(),
             cache_entries: default_cache_entries(),
+            wal_limit_mb: default_wal_limit_mb(),
+            wal_warn_mb: default_wal_warn_mb(),
         }
     }
 }
@@ -141,6 +151,12 @@ fn default_acquire_timeout_ms() -> u64 {
 }
 fn default_cache_entries() -> usize {
     10_000
+}
+fn default_wal_limit_mb() -> u64 {
+    64
+}
+fn default_wal_warn_mb() -> u64 {
+    256
 }
 
 /// A registered participant: an organisation allowed to call this node.
@@ -258,6 +274,13 @@ impl Config {
                 _ => {}
             }
         }
+        if self.database.wal_limit_mb == 0 || self.database.wal_warn_mb < self.database.wal_limit_mb
+        {
+            return Err(invalid(
+                "database.wal_limit_mb must be at least 1, and wal_warn_mb at least wal_limit_mb"
+                    .into(),
+            ));
+        }
         if self.limits.max_message_bytes < 1024 {
             return Err(invalid(
                 "limits.max_message_bytes must be at least 1024".into(),
@@ -310,6 +333,8 @@ impl Config {
         crate::store::PoolSettings {
             max_connections: self.database.max_connections,
             acquire_timeout: Duration::from_millis(self.database.acquire_timeout_ms),
+            wal_limit_bytes: self.database.wal_limit_mb.saturating_mul(1024 * 1024),
+            wal_warn_bytes: self.database.wal_warn_mb.saturating_mul(1024 * 1024),
         }
     }
 

@@ -140,15 +140,23 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
-/// Connection pool limits (the `[database]` section of the config). On
-/// PostgreSQL they size the pool; a SQLite store works on a fixed set of
-/// threads (one writer, two readers) and ignores them.
+/// How the store uses its database (the `[database]` section of the
+/// config). On PostgreSQL the pool limits size the pool; a SQLite store
+/// works on a fixed set of threads (one writer, two readers) and ignores
+/// them, but bounds its write-ahead log.
 #[derive(Clone, Debug)]
 pub struct PoolSettings {
     pub max_connections: u32,
     /// How long a statement may wait for a free connection before it fails
     /// (and the request with it, closed).
     pub acquire_timeout: Duration,
+    /// SQLite: the size, in bytes, the WAL file is cut back to once a
+    /// checkpoint has copied it all (`journal_size_limit`, and a truncating
+    /// checkpoint when readers allow).
+    pub wal_limit_bytes: u64,
+    /// SQLite: above this many bytes of WAL a node logs a warning (once a
+    /// minute): something holds an old snapshot and the WAL cannot shrink.
+    pub wal_warn_bytes: u64,
 }
 
 impl Default for PoolSettings {
@@ -156,6 +164,8 @@ impl Default for PoolSettings {
         PoolSettings {
             max_connections: 8,
             acquire_timeout: Duration::from_secs(3),
+            wal_limit_bytes: 64 * 1024 * 1024,
+            wal_warn_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -338,7 +348,7 @@ impl Store {
         migrate: bool,
     ) -> Result<(Store, LogSink), StoreError> {
         let backend = if url.starts_with("sqlite:") {
-            Backend::Sqlite(sqlite::SqliteStore::open(url, migrate).await?)
+            Backend::Sqlite(sqlite::SqliteStore::open(url, settings, migrate).await?)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Backend::Postgres(postgres::PgStore::open(url, settings, migrate).await?)
         } else {
