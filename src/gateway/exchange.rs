@@ -22,12 +22,18 @@ use crate::model::{Caller, Category, Role};
 use crate::net::identity::{Peer, Registry};
 use crate::net::tls::HandshakeFailure;
 use crate::policy::Policy;
-use crate::store::{CaseMeta, IssuedPseudonym, NewCase, Store};
+use crate::store::{CaseMeta, IssuedPseudonym, NewCase, Store, StoreError};
 use crate::tlog::note;
 use crate::tlog::{AccessRecord, AuditLog, Decision, Recorded};
 
 fn internal(e: impl std::fmt::Display) -> ExchangeError {
     ExchangeError::internal("storage", &e)
+}
+
+/// A store error: `UNAVAILABLE` when the database cannot be reached,
+/// internal otherwise.
+fn stored(e: StoreError) -> ExchangeError {
+    ExchangeError::store("storage", &e)
 }
 
 /// What the node knows about a request before it looks at the message.
@@ -232,7 +238,8 @@ impl Exchange {
         let durable = match self.audit.append_issuing(rec, new.clone()).await {
             Ok(durable) => durable,
             Err(e) => {
-                tracing::error!(%request_id, error = %e, "refusing request: access record not durable");
+                // The writer logs each failed batch; here only the request.
+                tracing::debug!(%request_id, error = %e, "refusing request: access record not durable");
                 return Err(ExchangeError::AuditUnavailable);
             }
         };
@@ -247,18 +254,20 @@ impl Exchange {
         result.map(|value| durable.map(|()| value))
     }
 
-    /// Records a write that failed after its access record was made durable.
+    /// Records a write that failed after its access record was made
+    /// durable, with the way it failed, and answers that.
     async fn failed_after_record(
         &self,
         mut rec: AccessRecord,
-        e: impl std::fmt::Display,
+        err: ExchangeError,
     ) -> ExchangeError {
-        let err = internal(e);
         rec.at = now_millis();
         rec.released.clear();
-        let _ = self
-            .finish::<()>(rec, Err(ExchangeError::Internal("storage")))
-            .await;
+        let recorded = match err {
+            ExchangeError::DatabaseUnavailable => ExchangeError::DatabaseUnavailable,
+            _ => ExchangeError::Internal("storage"),
+        };
+        let _ = self.finish::<()>(rec, Err(recorded)).await;
         err
     }
 
@@ -324,7 +333,7 @@ impl Exchange {
         self.store
             .case_meta(case_id)
             .await
-            .map_err(internal)?
+            .map_err(stored)?
             .ok_or_else(|| ExchangeError::NotFound("no case with this case_id".into()))
     }
 
@@ -337,7 +346,7 @@ impl Exchange {
         self.store
             .case_with_data(case_id)
             .await
-            .map_err(internal)?
+            .map_err(stored)?
             .ok_or_else(|| ExchangeError::NotFound("no case with this case_id".into()))
     }
 
@@ -389,7 +398,7 @@ impl Exchange {
         new_case.subject_index = self.subject_index(&subject_keys);
         match self.store.insert_case(new_case).await {
             Ok(()) => Ok(durable.map(|()| registered)),
-            Err(e) => Err(self.failed_after_record(rec, e).await),
+            Err(e) => Err(self.failed_after_record(rec, stored(e)).await),
         }
     }
 
@@ -485,8 +494,11 @@ impl Exchange {
             .await
         {
             Ok(Some(v)) => Ok(durable.map(|()| v)),
-            Ok(None) => Err(self.failed_after_record(rec, "case vanished").await),
-            Err(e) => Err(self.failed_after_record(rec, e).await),
+            Ok(None) => {
+                let err = internal("the case vanished before its update");
+                Err(self.failed_after_record(rec, err).await)
+            }
+            Err(e) => Err(self.failed_after_record(rec, stored(e)).await),
         }
     }
 
@@ -532,7 +544,7 @@ impl Exchange {
             .store
             .consents_for_case(&case.id)
             .await
-            .map_err(internal)?;
+            .map_err(stored)?;
 
         // Plan: per category, policy × consent × presence.
         let present: Vec<Category> = sealed.iter().map(|(c, _)| *c).collect();
@@ -592,7 +604,7 @@ impl Exchange {
                     .store
                     .resolve_pseudonym(&caller.participant, p)
                     .await
-                    .map_err(internal)?
+                    .map_err(stored)?
                     .ok_or_else(|| ExchangeError::NotFound("no case for this pseudonym".into()))?;
                 let (case, sealed) = self.case_with_data(&id).await?;
                 Ok((case, sealed, false))
@@ -664,7 +676,7 @@ impl Exchange {
                         .await
                 }
             }
-            .map_err(internal)?;
+            .map_err(stored)?;
             let next = match rows.last() {
                 Some(last) if rows.len() as u32 == limit => {
                     self.seal_page_token(caller, &last.id)?
@@ -845,7 +857,7 @@ impl Exchange {
         let (consent, durable) = self.finish(rec.clone(), prepared).await?.into_parts();
         match self.store.insert_consent(&consent).await {
             Ok(()) => Ok(durable.map(|()| consent)),
-            Err(e) => Err(self.failed_after_record(rec, e).await),
+            Err(e) => Err(self.failed_after_record(rec, stored(e)).await),
         }
     }
 
@@ -861,7 +873,7 @@ impl Exchange {
             .store
             .consent(consent_id)
             .await
-            .map_err(internal)?
+            .map_err(stored)?
             .ok_or_else(|| ExchangeError::NotFound("no consent with this consent_id".into()))?;
         rec.consents = vec![consent.id.clone()];
         self.owned_case(caller, &consent.case_id, rec).await?;
@@ -902,7 +914,7 @@ impl Exchange {
                 consent.events.push(event);
                 Ok(durable.map(|()| consent))
             }
-            Err(e) => Err(self.failed_after_record(rec, e).await),
+            Err(e) => Err(self.failed_after_record(rec, stored(e)).await),
         }
     }
 
@@ -921,7 +933,7 @@ impl Exchange {
                 .store
                 .consents_for_case(&case_id)
                 .await
-                .map_err(internal)?;
+                .map_err(stored)?;
             rec.consents = consents.iter().map(|c| c.id.clone()).collect();
             rec.decision = Decision::Allowed;
             Ok(consents)

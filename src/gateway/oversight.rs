@@ -453,7 +453,7 @@ fn subjects_named(record: &[u8]) -> Vec<String> {
 }
 
 fn internal(e: StoreError) -> ExchangeError {
-    report_error(ReportError::Store(e))
+    ExchangeError::store("access log", &e)
 }
 
 /// A failed read of the log fails closed without saying more than that.
@@ -462,7 +462,10 @@ fn log_read_failed(e: &dyn std::error::Error) -> ExchangeError {
 }
 
 fn report_error(e: ReportError) -> ExchangeError {
-    log_read_failed(&e)
+    match e {
+        ReportError::Store(e) => internal(e),
+        e => log_read_failed(&e),
+    }
 }
 
 /// What the asker can act on keeps its message; a damaged log does not
@@ -476,8 +479,7 @@ fn proof_error(e: ProofError) -> ExchangeError {
         ProofError::NoCheckpointYet | ProofError::NotCoveredYet { .. } => {
             ExchangeError::FailedPrecondition(e.to_string())
         }
-        ProofError::NodesMissing | ProofError::EntryMissing { .. } | ProofError::Store(_) => {
-            log_read_failed(&e)
-        }
+        ProofError::Store(e) => internal(e),
+        ProofError::NodesMissing | ProofError::EntryMissing { .. } => log_read_failed(&e),
     }
 }

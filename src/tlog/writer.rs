@@ -106,6 +106,39 @@ struct Writer {
     frontier: Frontier,
     signed_size: u64,
     signed_at: Instant,
+    failures: Failures,
+}
+
+/// Failed batches, logged at most once a second: while the database is
+/// unreachable requests fail at once, and each batch would log a line.
+#[derive(Default)]
+struct Failures {
+    logged_at: Option<Instant>,
+    batches: u64,
+    records: u64,
+}
+
+impl Failures {
+    fn note(&mut self, e: &AuditError, records: usize) {
+        self.batches += 1;
+        self.records += records as u64;
+        if self
+            .logged_at
+            .is_some_and(|at| at.elapsed() < Duration::from_secs(1))
+        {
+            return;
+        }
+        tracing::error!(
+            error = %e,
+            batches = self.batches,
+            records = self.records,
+            "access log write failed; requests fail closed (counts since the last such line)"
+        );
+        *self = Failures {
+            logged_at: Some(Instant::now()),
+            ..Failures::default()
+        };
+    }
 }
 
 impl AuditLog {
@@ -152,6 +185,7 @@ impl AuditLog {
             settings,
             frontier,
             signed_size,
+            failures: Failures::default(),
         };
         tokio::spawn(writer.run(rx));
         Ok(AuditLog { tx })
@@ -317,7 +351,7 @@ impl Writer {
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, records = waiting.len(), "access log write failed; requests fail closed");
+                self.failures.note(&e, waiting.len());
                 for done in waiting {
                     let _ = done.send(Err(e.clone()));
                 }

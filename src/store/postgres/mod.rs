@@ -10,6 +10,7 @@
 //! its size. The verifier reads one snapshot of the log, packed by the
 //! server (`scan`).
 
+mod reachable;
 mod scan;
 
 use std::collections::HashMap;
@@ -64,6 +65,7 @@ type PgQuery = Query<'static, Postgres, PgArguments>;
 #[derive(Clone)]
 pub(super) struct PgStore {
     pool: PgPool,
+    reachable: std::sync::Arc<reachable::Reachable>,
 }
 
 impl PgStore {
@@ -85,7 +87,10 @@ impl PgStore {
                 target: redact_url(url),
                 source: e.into(),
             })?;
-        let store = PgStore { pool };
+        let store = PgStore {
+            pool,
+            reachable: Default::default(),
+        };
         if migrate {
             store.migrate().await?;
         }
@@ -118,8 +123,21 @@ impl PgStore {
             .await
     }
 
+    /// The server's reachability, which every statement passes (see
+    /// `reachable`).
+    pub(super) fn reachable(&self) -> &reachable::Reachable {
+        &self.reachable
+    }
+
+    /// Whether the server answers. Always tries it (it is the health
+    /// check's probe) and tells the reachability guard.
     pub(super) async fn ping(&self) -> bool {
-        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+        let result = sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::from);
+        self.reachable.observe(&result);
+        result.is_ok()
     }
 
     pub(super) async fn close(&self) {
