@@ -222,6 +222,9 @@ pub enum SubjectRef {
 
 /// Most entries one query returns; the caller resumes from the last index.
 const MAX_QUERY: i64 = 10_000;
+/// Most subjects one `QueryAccess` record names (beyond those of its first
+/// entry): a bound on the record's size.
+const MAX_NAMED: usize = 10_000;
 
 impl Exchange {
     fn officer<'a>(&self, ctx: &'a RequestCtx) -> Result<&'a crate::model::Caller, ExchangeError> {
@@ -264,17 +267,28 @@ impl Exchange {
             }
             let limit = if limit == 0 { 1000 } else { limit };
             rec.case_id = filter.case_id.clone();
-            let rows = self
+            let mut rows = self
                 .store
                 .query_log(&filter, start, limit)
                 .await
                 .map_err(internal)?;
             // The entries handed out name subjects: each of their reports
-            // shows that an officer read them.
-            rec.subjects = rows
-                .iter()
-                .flat_map(|r| subjects_named(&r.record))
-                .collect();
+            // shows that an officer read them. One record names at most
+            // MAX_NAMED: the page stops before the entry that would pass it
+            // (the officer resumes from there); the first entry always goes.
+            let mut named = std::collections::BTreeSet::new();
+            let mut keep = 0;
+            for r in &rows {
+                let subjects = subjects_named(&r.record);
+                let new = subjects.iter().filter(|s| !named.contains(*s)).count();
+                if keep > 0 && named.len() + new > MAX_NAMED {
+                    break;
+                }
+                named.extend(subjects);
+                keep += 1;
+            }
+            rows.truncate(keep);
+            rec.subjects = named.into_iter().collect();
             rec.decision = crate::tlog::Decision::Allowed;
             rec.detail = format!("{} entries from index {start}", rows.len());
             Ok(rows)

@@ -47,8 +47,18 @@ impl Decision {
     ];
 
     /// The decision a name in the log stands for ([`Decision::as_str`]).
+    /// A match, not a search: the verifier parses every record's.
     pub fn parse(name: &str) -> Option<Decision> {
-        Decision::ALL.into_iter().find(|d| d.as_str() == name)
+        Some(match name {
+            "allowed" => Decision::Allowed,
+            "partial" => Decision::Partial,
+            "denied" => Decision::Denied,
+            "invalid" => Decision::Invalid,
+            "not_found" => Decision::NotFound,
+            "handshake_failed" => Decision::HandshakeFailed,
+            "error" => Decision::Error,
+            _ => return None,
+        })
     }
 
     pub fn as_str(self) -> &'static str {
@@ -315,6 +325,11 @@ impl<'a> RecordView<'a> {
         })
     }
 
+    /// How many other subjects the record names.
+    pub fn subject_count(&self) -> u32 {
+        self.subjects.0
+    }
+
     /// The record's other subjects (`AccessRecord::subjects`), in order.
     pub fn subjects(&self) -> impl Iterator<Item = &'a str> + use<'a> {
         let (n, b) = self.subjects;
@@ -494,6 +509,14 @@ mod tests {
         assert!(AccessRecord::decode(&v2).is_some());
         v2[0] = 3;
         assert_eq!(AccessRecord::decode(&v2), None, "an unknown version");
+    }
+
+    #[test]
+    fn decision_names_parse_back() {
+        for d in Decision::ALL {
+            assert_eq!(Decision::parse(d.as_str()), Some(d));
+        }
+        assert_eq!(Decision::parse("granted"), None);
     }
 
     /// Subjects have one encoding: sorted, without repeats.

@@ -353,11 +353,15 @@ fn check_columns(chunk: &Chunk, e: &Entry, named: &mut usize, problems: &mut Pro
             format!("entry {i}: its query columns differ from the recorded entry"),
         );
     }
-    let mut subjects = r.subjects();
-    let indexed = rows
-        .iter()
-        .all(|n| chunk.named_subject(n).text() == subjects.next())
-        && subjects.next().is_none();
+    // Most entries name no other subject and have no index rows.
+    let indexed = if rows.is_empty() {
+        r.subject_count() == 0
+    } else {
+        let mut subjects = r.subjects();
+        rows.iter()
+            .all(|n| chunk.named_subject(n).text() == subjects.next())
+            && subjects.next().is_none()
+    };
     if !indexed {
         problems.add(
             i,
