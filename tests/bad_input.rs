@@ -448,15 +448,7 @@ async fn register_case_bad_input() {
 }
 
 fn grant(f: impl FnOnce(&mut pb::GrantConsentRequest), case_id: &str) -> Call {
-    let mut m = pb::GrantConsentRequest {
-        case_id: case_id.into(),
-        recipients: vec![participant("dtv")],
-        categories: cats(&[pb::Category::Perspective]),
-        purposes: vec!["return".into()],
-        valid_from: None,
-        valid_until: None,
-        evidence_ref: "DMS-1".into(),
-    };
+    let mut m = consent_request(case_id);
     f(&mut m);
     Call::Grant(m)
 }

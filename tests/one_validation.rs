@@ -127,15 +127,7 @@ fn at(seconds: i64) -> Option<Timestamp> {
 }
 
 fn grant(case_id: &str, edit: impl FnOnce(&mut pb::GrantConsentRequest)) -> Call {
-    let mut m = pb::GrantConsentRequest {
-        case_id: case_id.into(),
-        recipients: vec![participant("dtv")],
-        categories: cats(&[pb::Category::Perspective]),
-        purposes: vec!["return".into()],
-        valid_from: None,
-        valid_until: None,
-        evidence_ref: "DMS-1".into(),
-    };
+    let mut m = consent_request(case_id);
     edit(&mut m);
     Call::Grant(m)
 }

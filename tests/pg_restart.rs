@@ -219,14 +219,7 @@ async fn database_restart_fails_closed_and_recovers_by_itself() {
             .get_case(by_id(&case_id, "shelter"))
             .await
             .unwrap();
-        acked.push(
-            r.metadata()
-                .get("x-request-id")
-                .unwrap()
-                .to_str()
-                .unwrap()
-                .to_string(),
-        );
+        acked.push(request_id(&r));
     }
     assert_eq!(health(channel.clone()).await, Some(ServingStatus::Serving));
 
@@ -301,14 +294,7 @@ async fn database_restart_fails_closed_and_recovers_by_itself() {
         match ngo.cases.get_case(by_id(&case_id, "shelter")).await {
             Ok(r) => {
                 assert_eq!(r.get_ref().released.len(), 1);
-                acked.push(
-                    r.metadata()
-                        .get("x-request-id")
-                        .unwrap()
-                        .to_str()
-                        .unwrap()
-                        .to_string(),
-                );
+                acked.push(request_id(&r));
                 recovered = true;
                 break;
             }
@@ -326,14 +312,7 @@ async fn database_restart_fails_closed_and_recovers_by_itself() {
             .get_case(by_id(&case_id, "shelter"))
             .await
             .unwrap();
-        acked.push(
-            r.metadata()
-                .get("x-request-id")
-                .unwrap()
-                .to_str()
-                .unwrap()
-                .to_string(),
-        );
+        acked.push(request_id(&r));
     }
     wait_health(&channel, ServingStatus::Serving).await;
 

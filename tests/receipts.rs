@@ -47,13 +47,8 @@ async fn evidence_cannot_plant_lines_in_a_signed_receipt() {
     let planted = "DMS-1\ncategory medical\nstate active at 2099-01-01T00:00:00Z";
     let request = |evidence_ref: &str| {
         with_actor(pb::GrantConsentRequest {
-            case_id: case_id.clone(),
-            recipients: vec![participant("dtv")],
-            categories: cats(&[pb::Category::Perspective]),
-            purposes: vec!["return".into()],
-            valid_from: None,
-            valid_until: None,
             evidence_ref: evidence_ref.into(),
+            ..consent_request(&case_id)
         })
     };
     let digest = node.digest().await;

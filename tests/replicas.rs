@@ -17,7 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{require_postgres, use_test_database};
+use common::{request_id, require_postgres, use_test_database};
 use sluis::net::client::{self, ClientPem};
 use sluis::rpc::Clients;
 use sluis::rpc::proto::v1 as pb;
@@ -131,15 +131,6 @@ fn actor<T>(msg: T) -> Request<T> {
     r.metadata_mut()
         .insert("x-sluis-actor", "mw-0042".parse().unwrap());
     r
-}
-
-fn request_id<T>(r: &tonic::Response<T>) -> String {
-    r.metadata()
-        .get("x-request-id")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_string()
 }
 
 fn case(n: usize) -> pb::CaseData {

@@ -137,13 +137,7 @@ async fn officers_reads_of_the_log_are_in_the_report_and_the_index_verifies() {
     .await;
     let mut ngo = node.client(NGO).await;
     let read = ngo.cases.get_case(by_id(&a, "shelter")).await.unwrap();
-    let read_id = read
-        .metadata()
-        .get("x-request-id")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_string();
+    let read_id = request_id(&read);
 
     let mut officer = node.client(OFFICER).await;
     // Entries of the NGO's reads: about case A only.

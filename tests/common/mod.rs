@@ -143,6 +143,68 @@ impl TestNode {
     }
 }
 
+/// The `x-request-id` a response carries: the id of its access record.
+pub fn request_id<T>(r: &tonic::Response<T>) -> String {
+    r.metadata()
+        .get("x-request-id")
+        .expect("every response carries x-request-id")
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+/// The node's log lines, captured: a `tracing` writer that keeps what is
+/// written, for tests that check what the node logs.
+#[derive(Clone, Default)]
+pub struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    /// Installs a subscriber at `level` that writes here, for the whole
+    /// test binary (one such test per file).
+    pub fn install(level: &str) -> Captured {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(level))
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .init();
+        captured
+    }
+
+    pub fn bytes(&self) -> Vec<u8> {
+        self.0.lock().unwrap().clone()
+    }
+
+    pub fn has(&self, text: &str) -> bool {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).contains(text)
+    }
+}
+
+/// A consent request of the owner's for `case_id`: DT&V may see the
+/// perspective for `return`, evidence `DMS-1`; tests change what they test.
+pub fn consent_request(case_id: &str) -> pb::GrantConsentRequest {
+    pb::GrantConsentRequest {
+        case_id: case_id.into(),
+        recipients: vec![participant("dtv")],
+        categories: cats(&[pb::Category::Perspective]),
+        purposes: vec!["return".into()],
+        valid_from: None,
+        valid_until: None,
+        evidence_ref: "DMS-1".into(),
+    }
+}
+
 pub fn with_actor<T>(msg: T) -> Request<T> {
     let mut r = Request::new(msg);
     r.metadata_mut()
