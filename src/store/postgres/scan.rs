@@ -15,7 +15,10 @@ use crate::store::StoreError;
 use crate::store::scan::{CHUNK, Chunk, FIELDS, Ranges, Value, Window};
 
 /// Up to `limit` log entries in `[from, to)`, packed into one value by
-/// the server. Per entry: seq and at (i64), then request_id, caller, role,
+/// the server. The upper bound is applied outside the limited scan: with
+/// both bounds in one range, a planner without statistics (a log just
+/// loaded) sorts the whole range for each chunk instead of walking the
+/// index. Per entry: seq and at (i64), then request_id, caller, role,
 /// method, case_id, subject, purpose, decision and record, each as an i32
 /// length (-1 for NULL) and bytes; big-endian. `None` when there are none.
 async fn entries<'e>(
@@ -37,7 +40,8 @@ async fn entries<'e>(
              || int4send(octet_length(decision)) || convert_to(decision, 'UTF8')
              || int4send(length(record)) || record,
              ''::bytea ORDER BY seq)
-         FROM (SELECT * FROM access_log WHERE seq >= $1 AND seq < $2 ORDER BY seq LIMIT $3) t",
+         FROM (SELECT * FROM access_log WHERE seq >= $1 ORDER BY seq LIMIT $3) t
+         WHERE seq < $2",
     )
     .bind(from)
     .bind(to)
@@ -48,7 +52,9 @@ async fn entries<'e>(
 
 /// Tree nodes with end sizes in `(after, up_to]`, in completion order
 /// (end_size, level), at most `limit`, packed by the server: end_size and
-/// level (i64), an i32 length and the hash, per node.
+/// level (i64), an i32 length and the hash, per node. The upper bound is
+/// applied outside the limited scan, as in [`entries`]; a chunk's limit is
+/// about the nodes its range holds, so little is read beyond it.
 async fn nodes<'e>(
     conn: impl sqlx::PgExecutor<'e>,
     after: i64,
@@ -59,8 +65,8 @@ async fn nodes<'e>(
         "SELECT string_agg(int8send(end_size) || int8send(level) || int4send(length(hash)) || hash,
                            ''::bytea ORDER BY end_size, level)
          FROM (SELECT end_size, level, hash FROM merkle_nodes
-               WHERE end_size > $1 AND end_size <= $2
-               ORDER BY end_size, level LIMIT $3) t",
+               WHERE end_size > $1 ORDER BY end_size, level LIMIT $3) t
+         WHERE end_size <= $2",
     )
     .bind(after)
     .bind(up_to)
