@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{DEFAULT_PURPOSES, Role};
+use crate::model::{DEFAULT_PURPOSES, Role, is_name};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -148,6 +148,14 @@ pub struct DatabaseConfig {
     /// off. PostgreSQL replicas always read the database.
     #[serde(default = "default_cache_entries")]
     pub cache_entries: usize,
+    /// SQLite only: the size (MiB) the write-ahead log is cut back to once
+    /// checkpoints have copied it into the database file.
+    #[serde(default = "default_wal_limit_mb")]
+    pub wal_limit_mb: u64,
+    /// SQLite only: above this size (MiB) of write-ahead log the node logs
+    /// a warning: a reader holding an old snapshot keeps it from shrinking.
+    #[serde(default = "default_wal_warn_mb")]
+    pub wal_warn_mb: u64,
 }
 
 impl Default for DatabaseConfig {
@@ -156,6 +164,8 @@ impl Default for DatabaseConfig {
             max_connections: default_max_db_connections(),
             acquire_timeout_ms: default_acquire_timeout_ms(),
             cache_entries: default_cache_entries(),
+            wal_limit_mb: default_wal_limit_mb(),
+            wal_warn_mb: default_wal_warn_mb(),
         }
     }
 }
@@ -216,6 +226,12 @@ fn default_acquire_timeout_ms() -> u64 {
 }
 fn default_cache_entries() -> usize {
     10_000
+}
+fn default_wal_limit_mb() -> u64 {
+    64
+}
+fn default_wal_warn_mb() -> u64 {
+    256
 }
 
 /// A registered participant: an organisation allowed to call this node.
@@ -289,9 +305,26 @@ impl Config {
             path: path.to_path_buf(),
             message,
         };
+        // The name signs receipts and checkpoints: a signed-note key name
+        // (C2SP), and the first line of each note.
+        if !crate::tlog::note::valid_key_name(&self.node.name)
+            || !self.node.name.chars().all(crate::model::printable_in_line)
+        {
+            return Err(invalid(
+                "node.name must be a name without spaces, '+' or control characters, e.g. sluis.gemeente.example".into(),
+            ));
+        }
+        for p in &self.node.purposes {
+            if !is_name(p) {
+                return Err(invalid(format!(
+                    "purpose '{}' must be 1-64 characters of a-z, 0-9, '-', '_' or '.'",
+                    p.escape_debug()
+                )));
+            }
+        }
         let mut seen = std::collections::HashSet::new();
         for p in &self.participants {
-            if !valid_participant_id(&p.id) {
+            if !is_name(&p.id) {
                 return Err(invalid(format!(
                     "participant id '{}' must be 1-64 characters of a-z, 0-9, '-', '_' or '.'",
                     p.id
@@ -329,6 +362,13 @@ impl Config {
             }
         }
         self.statistics.settings().check().map_err(invalid)?;
+        if self.database.wal_limit_mb == 0 || self.database.wal_warn_mb < self.database.wal_limit_mb
+        {
+            return Err(invalid(
+                "database.wal_limit_mb must be at least 1, and wal_warn_mb at least wal_limit_mb"
+                    .into(),
+            ));
+        }
         if self.limits.max_message_bytes < 1024 {
             return Err(invalid(
                 "limits.max_message_bytes must be at least 1024".into(),
@@ -403,6 +443,8 @@ impl Config {
         crate::store::PoolSettings {
             max_connections: self.database.max_connections,
             acquire_timeout: Duration::from_millis(self.database.acquire_timeout_ms),
+            wal_limit_bytes: self.database.wal_limit_mb.saturating_mul(1024 * 1024),
+            wal_warn_bytes: self.database.wal_warn_mb.saturating_mul(1024 * 1024),
         }
     }
 
@@ -452,13 +494,41 @@ impl Config {
     }
 }
 
-pub fn valid_participant_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && id.bytes().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.')
-        })
-}
-
 /// Masks a database URL's password (the store owns database URLs).
 pub use crate::store::redact_url;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(node_extra: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sluis.toml");
+        let text = format!(
+            "[node]\nlisten = \"127.0.0.1:0\"\nkeys_dir = \"keys\"\ndatabase = \"sqlite://x.db\"\n\
+             policy = \"policy.cedar\"\n{node_extra}\n\
+             [tls]\ncert = \"a.pem\"\nkey = \"a.key\"\nclient_ca = \"ca.pem\"\n"
+        );
+        std::fs::write(&path, text).unwrap();
+        Config::load(&path)
+    }
+
+    /// The node's name and purposes go into signed notes, line by line: a
+    /// name that is no signed-note key name, or a purpose that is no name,
+    /// is refused at load.
+    #[test]
+    fn names_that_reach_signed_notes_are_checked_at_load() {
+        assert!(load("name = \"sluis.gemeente.example\"").is_ok());
+        for bad in [
+            "name = \"\"",
+            "name = \"two words\"",
+            "name = \"a+b\"",
+            "name = \"a\\nstate active\"",
+            "name = \"ok\"\npurposes = [\"return\", \"return\\ncategory medical\"]",
+            "name = \"ok\"\npurposes = [\"Return\"]",
+        ] {
+            let e = load(bad).err().unwrap_or_else(|| panic!("{bad}: accepted"));
+            assert!(matches!(e, ConfigError::Invalid { .. }), "{bad}: {e}");
+        }
+    }
+}

@@ -69,13 +69,7 @@ async fn officer_queries_reports_and_proves_others_are_refused() {
     let mut ngo = node.client(NGO).await;
     let mut dtv = node.client("dtv").await;
     let read = ngo.cases.get_case(by_id(&case_a, "shelter")).await.unwrap();
-    let read_id = read
-        .metadata()
-        .get("x-request-id")
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .to_string();
+    let read_id = request_id(&read);
     dtv.cases.get_case(by_id(&case_a, "return")).await.unwrap();
     dtv.cases.get_case(by_id(&case_b, "return")).await.unwrap();
     let _ = dtv.cases.get_case(by_id(&case_a, "")).await.unwrap_err();

@@ -448,15 +448,7 @@ async fn register_case_bad_input() {
 }
 
 fn grant(f: impl FnOnce(&mut pb::GrantConsentRequest), case_id: &str) -> Call {
-    let mut m = pb::GrantConsentRequest {
-        case_id: case_id.into(),
-        recipients: vec![participant("dtv")],
-        categories: cats(&[pb::Category::Perspective]),
-        purposes: vec!["return".into()],
-        valid_from: None,
-        valid_until: None,
-        evidence_ref: "DMS-1".into(),
-    };
+    let mut m = consent_request(case_id);
     f(&mut m);
     Call::Grant(m)
 }
@@ -564,13 +556,31 @@ async fn grant_consent_bad_input() {
                 &id,
             ),
             Code::InvalidArgument,
-            "recipients: a participant id is malformed",
+            "recipients must be a participant id",
         ),
         bad(
             "unknown role",
             grant(|m| m.recipients = vec![role("burgemeester")], &id),
             Code::InvalidArgument,
-            "recipients: unknown role; use municipality, ind, dtv, avim, ngo, monitor or privacy_officer",
+            "recipients: unknown role; use municipality, ind, dtv, avim, ngo, monitor, privacy_officer",
+        ),
+        bad(
+            "evidence_ref planting lines in the signed receipt",
+            grant(
+                |m| {
+                    m.evidence_ref =
+                        "DMS-1\ncategory medical\nstate active at 2030-01-01T00:00:00Z".into()
+                },
+                &id,
+            ),
+            Code::InvalidArgument,
+            "evidence_ref must be a single line of printable text",
+        ),
+        bad(
+            "evidence_ref with a terminal escape",
+            grant(|m| m.evidence_ref = "DMS-1\u{1b}[2K".into(), &id),
+            Code::InvalidArgument,
+            "evidence_ref must be a single line of printable text",
         ),
         bad(
             "malformed case id",
@@ -615,6 +625,15 @@ async fn withdraw_consent_bad_input() {
             withdraw(""),
             Code::InvalidArgument,
             "consent_id is required",
+        ),
+        bad(
+            "a note of two lines",
+            Call::Withdraw(pb::WithdrawConsentRequest {
+                consent_id: consent.clone(),
+                note: "withdrawn\nstate active".into(),
+            }),
+            Code::InvalidArgument,
+            "note must be a single line of printable text",
         ),
         bad(
             "unknown consent",

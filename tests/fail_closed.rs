@@ -64,7 +64,7 @@ async fn no_data_leaves_and_nothing_changes_when_the_log_cannot_be_written() {
         .unwrap_err();
     assert_eq!(err.code(), Code::Unavailable);
     assert!(
-        err.message().contains("nothing is released"),
+        err.message().contains("nothing was released") && err.message().contains("retry in"),
         "{}",
         err.message()
     );

@@ -4,9 +4,6 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
 use common::*;
 use sluis::rpc::proto::v1 as pb;
 
@@ -16,19 +13,6 @@ const NAME: &str = "Zebulon Quaxwell";
 const V_NUMBER: &str = "8675309012";
 const BSN: &str = "246813532";
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 fn contains(haystack: &[u8], needle: &str) -> bool {
     haystack
         .windows(needle.len())
@@ -37,13 +21,7 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn identities_never_appear_in_clear_in_files_or_logs() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("trace"))
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .init();
+    let captured = Captured::install("trace");
     let node = TestNode::start().await;
     let mut gemeente = node.client(GEMEENTE).await;
     let reg = gemeente
@@ -181,7 +159,7 @@ async fn identities_never_appear_in_clear_in_files_or_logs() {
         }
     }
 
-    let logs = captured.0.lock().unwrap().clone();
+    let logs = captured.bytes();
     assert!(
         logs.len() > 1000,
         "trace logging was captured ({} bytes)",

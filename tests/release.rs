@@ -580,10 +580,7 @@ async fn an_update_is_what_the_next_read_sees() {
 /// consents behind the first one's back (and its read cache).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_node_on_the_same_sqlite_file_is_refused() {
-    if on_postgres() {
-        return;
-    }
-    let node = TestNode::start().await;
+    let node = TestNode::start_on_sqlite(|_| {}).await;
     let second = sluis::node::Node::start(&node.config).await;
     let err = second.err().expect("the second node must not start");
     let msg = err.to_string();

@@ -193,13 +193,12 @@ impl Db {
 /// Folds the WAL into the database file, so a copy of the file is complete
 /// (SQLite; a PostgreSQL database is copied by the server).
 async fn checkpoint_wal(node_dir: &Path) {
-    if on_postgres() {
-        return;
-    }
     let mut db = Db::of_node(node_dir).await;
-    db.conn
-        .execute("PRAGMA wal_checkpoint(TRUNCATE)", &[])
-        .await;
+    if !db.postgres() {
+        db.conn
+            .execute("PRAGMA wal_checkpoint(TRUNCATE)", &[])
+            .await;
+    }
     db.close().await;
 }
 

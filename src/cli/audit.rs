@@ -11,8 +11,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 
 use crate::config::Config;
-use crate::gateway::oversight;
 use crate::gateway::vault::Keys;
+use crate::gateway::{oversight, validate};
 use crate::net::identity::Registry;
 use crate::store::{LogFilter, Store};
 use crate::tlog::AccessRecord;
@@ -112,6 +112,7 @@ pub async fn run(config_path: &Path, command: Command) -> anyhow::Result<ExitCod
             ExitCode::SUCCESS
         }
         Command::Prove { request_id, json } => {
+            validate::uuid("--request-id", &request_id)?;
             let proof =
                 proof::inclusion_proof(&node.store, LeafRef::RequestId(request_id), None).await?;
             let key = own_verifier_key(&node.config)?;
@@ -159,12 +160,19 @@ pub async fn run(config_path: &Path, command: Command) -> anyhow::Result<ExitCod
             }
         }
         Command::Report { case_id, json } => {
+            validate::uuid("--case", &case_id)?;
+            let Some(case) = node.store.case_meta(&case_id).await? else {
+                anyhow::bail!("no case with this case_id on this node (--case)");
+            };
+            let keys = Keys::load(&node.config.path(&node.config.node.keys_dir)).context(
+                "the report names the subject as the log does, with the node's pseudonym key",
+            )?;
             let registry = Registry::new(&node.config.participants);
             let report = oversight::subject_report(
                 &node.store,
                 &registry,
                 &node.config.node.name,
-                vec![case_id],
+                &[oversight::ReportedCase::of(&case, keys.pseudonym_secret())],
             )
             .await?;
             if json {
@@ -277,17 +285,12 @@ async fn verify(
     })
 }
 
+/// An optional `--since`/`--until`, checked as every entry point checks
+/// an instant.
 fn parse_time(field: &str, s: &Option<String>) -> anyhow::Result<Option<i64>> {
-    use time::format_description::well_known::Rfc3339;
-    s.as_deref()
-        .map(|t| {
-            time::OffsetDateTime::parse(t, &Rfc3339)
-                .map(|d| (d.unix_timestamp_nanos() / 1_000_000) as i64)
-                .with_context(|| {
-                    format!("--{field} must be an RFC 3339 time like 2026-11-01T00:00:00Z")
-                })
-        })
-        .transpose()
+    Ok(s.as_deref()
+        .map(|t| validate::rfc3339(field, t))
+        .transpose()?)
 }
 
 fn csv_field(s: &str) -> String {
@@ -306,10 +309,11 @@ async fn export(
     out: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
     let filter = LogFilter {
-        since: parse_time("since", &since)?,
-        until: parse_time("until", &until)?,
+        since: parse_time("--since", &since)?,
+        until: parse_time("--until", &until)?,
         ..LogFilter::default()
     };
+    validate::time_range(("--since", filter.since), ("--until", filter.until))?;
     let mut w: Box<dyn Write> = match &out {
         Some(p) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
@@ -319,7 +323,7 @@ async fn export(
     if csv {
         writeln!(
             w,
-            "index,request_id,at,caller,role,method,case_id,subject,purpose,decision,status,released,withheld,rules,consents,actor_hash,peer_fingerprint,detail"
+            "index,request_id,at,caller,role,method,case_id,subject,purpose,decision,status,released,withheld,rules,consents,actor_hash,peer_fingerprint,detail,subjects"
         )?;
     }
     let mut start = 0;
@@ -361,6 +365,7 @@ async fn export(
                     r.actor_hash.unwrap_or_default(),
                     r.peer_fingerprint.unwrap_or_default(),
                     r.detail,
+                    r.subjects.join(";"),
                 ];
                 let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
                 writeln!(w, "{}", line.join(","))?;
@@ -385,6 +390,7 @@ async fn export(
                     "consents": r.consents,
                     "actor_hash": r.actor_hash,
                     "peer_fingerprint": r.peer_fingerprint,
+                    "subjects": r.subjects,
                 });
                 writeln!(w, "{v}")?;
             }

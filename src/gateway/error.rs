@@ -6,7 +6,14 @@
 //! says one thing while the caller is told another.
 
 use crate::gateway::validate::Invalid;
+use crate::store::StoreError;
 use crate::tlog::Decision;
+
+/// How long a client should wait before it tries again after `UNAVAILABLE`,
+/// in seconds: the node checks its database's reachability about this
+/// often. (Machine-readable `RetryInfo` details come with the API's error
+/// model; until then the message says it.)
+pub const RETRY_AFTER_SECS: u64 = 1;
 
 /// Errors a request can end in. Messages say what to fix and never repeat
 /// personal data from the request.
@@ -36,8 +43,16 @@ pub enum ExchangeError {
     /// it does not support (refused by the transport before any handler).
     #[error("{0}")]
     Unimplemented(String),
-    #[error("the access log cannot be written, so nothing is released; try again later")]
+    #[error(
+        "the access log cannot be written, so nothing was released or changed; retry in {RETRY_AFTER_SECS} s"
+    )]
     AuditUnavailable,
+    /// The database cannot be reached (or cannot take work) now: a store
+    /// error that is [`StoreError::is_unavailable`].
+    #[error(
+        "the node's database cannot be reached, so nothing was released or changed; retry in {RETRY_AFTER_SECS} s"
+    )]
+    DatabaseUnavailable,
     /// The node failed (a store, a key, stored data that does not decode).
     /// Names only the part that failed; the cause is in the node's log.
     #[error("internal error ({0}); nothing was released")]
@@ -108,7 +123,9 @@ impl ExchangeError {
             ExchangeError::NotFound(_) => Code::NotFound,
             ExchangeError::FailedPrecondition(_) => Code::FailedPrecondition,
             ExchangeError::Unimplemented(_) => Code::Unimplemented,
-            ExchangeError::AuditUnavailable => Code::Unavailable,
+            ExchangeError::AuditUnavailable | ExchangeError::DatabaseUnavailable => {
+                Code::Unavailable
+            }
             ExchangeError::Internal(_) => Code::Internal,
         }
     }
@@ -125,10 +142,47 @@ impl ExchangeError {
         tracing::error!(error = %cause, part, "internal error; failing closed");
         ExchangeError::Internal(part)
     }
+
+    /// A store error of `part`: [`ExchangeError::DatabaseUnavailable`] when
+    /// the database cannot take work now (the store has logged that once),
+    /// an internal error otherwise.
+    pub(crate) fn store(part: &'static str, e: &StoreError) -> ExchangeError {
+        if e.is_unavailable() {
+            tracing::debug!(error = %e, part, "database unavailable; failing closed");
+            ExchangeError::DatabaseUnavailable
+        } else {
+            ExchangeError::internal(part, e)
+        }
+    }
 }
 
 impl From<Invalid> for ExchangeError {
     fn from(e: Invalid) -> Self {
         ExchangeError::Invalid(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database that cannot be reached is UNAVAILABLE with advice to
+    /// retry, never INTERNAL; other store failures stay internal.
+    #[test]
+    fn an_unreachable_database_is_unavailable_with_retry_advice() {
+        let down = StoreError::unavailable("no connection within the acquire timeout");
+        let e = ExchangeError::store("storage", &down);
+        assert_eq!(e.code(), Code::Unavailable);
+        assert!(e.to_string().contains("retry in 1 s"), "{e}");
+        assert!(
+            ExchangeError::AuditUnavailable
+                .to_string()
+                .contains("retry in 1 s")
+        );
+        let broken = StoreError::Corrupt("x".into());
+        assert_eq!(
+            ExchangeError::store("storage", &broken).code(),
+            Code::Internal
+        );
     }
 }

@@ -12,7 +12,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use crate::gateway::error::{Code, ExchangeError};
-use crate::gateway::pseudonym::{self, AUDIT_DOMAIN, Pseudonymiser};
+use crate::gateway::pseudonym::{AUDIT_DOMAIN, Pseudonymiser};
 use crate::gateway::release::{self, Asker, Holdings, Withheld};
 use crate::gateway::validate::{self, SubjectKey};
 use crate::gateway::vault::Keys;
@@ -23,12 +23,18 @@ use crate::net::identity::{Peer, Registry};
 use crate::net::sources::Summary;
 use crate::net::tls::HandshakeFailure;
 use crate::policy::Policy;
-use crate::store::{CaseMeta, IssuedPseudonym, NewCase, Store};
+use crate::store::{CaseMeta, IssuedPseudonym, NewCase, Store, StoreError};
 use crate::tlog::note;
 use crate::tlog::{AccessRecord, AuditLog, Decision, Recorded};
 
 fn internal(e: impl std::fmt::Display) -> ExchangeError {
     ExchangeError::internal("storage", &e)
+}
+
+/// A store error: `UNAVAILABLE` when the database cannot be reached,
+/// internal otherwise.
+fn stored(e: StoreError) -> ExchangeError {
+    ExchangeError::store("storage", &e)
 }
 
 /// What the node knows about a request before it looks at the message.
@@ -247,7 +253,8 @@ impl Exchange {
         let durable = match self.audit.append_issuing(rec, new.clone()).await {
             Ok(durable) => durable,
             Err(e) => {
-                tracing::error!(%request_id, error = %e, "refusing request: access record not durable");
+                // The writer logs each failed batch; here only the request.
+                tracing::debug!(%request_id, error = %e, "refusing request: access record not durable");
                 return Err(ExchangeError::AuditUnavailable);
             }
         };
@@ -262,18 +269,20 @@ impl Exchange {
         result.map(|value| durable.map(|()| value))
     }
 
-    /// Records a write that failed after its access record was made durable.
+    /// Records a write that failed after its access record was made
+    /// durable, with the way it failed, and answers that.
     async fn failed_after_record(
         &self,
         mut rec: AccessRecord,
-        e: impl std::fmt::Display,
+        err: ExchangeError,
     ) -> ExchangeError {
-        let err = internal(e);
         rec.at = now_millis();
         rec.released.clear();
-        let _ = self
-            .finish::<()>(rec, Err(ExchangeError::Internal("storage")))
-            .await;
+        let recorded = match err {
+            ExchangeError::DatabaseUnavailable => ExchangeError::DatabaseUnavailable,
+            _ => ExchangeError::Internal("storage"),
+        };
+        let _ = self.finish::<()>(rec, Err(recorded)).await;
         err
     }
 
@@ -371,7 +380,7 @@ impl Exchange {
         self.store
             .case_meta(case_id)
             .await
-            .map_err(internal)?
+            .map_err(stored)?
             .ok_or_else(|| ExchangeError::NotFound("no case with this case_id".into()))
     }
 
@@ -384,7 +393,7 @@ impl Exchange {
         self.store
             .case_with_data(case_id)
             .await
-            .map_err(internal)?
+            .map_err(stored)?
             .ok_or_else(|| ExchangeError::NotFound("no case with this case_id".into()))
     }
 
@@ -436,7 +445,7 @@ impl Exchange {
         new_case.subject_index = self.subject_index(&subject_keys);
         match self.store.insert_case(new_case).await {
             Ok(()) => Ok(durable.map(|()| registered)),
-            Err(e) => Err(self.failed_after_record(rec, e).await),
+            Err(e) => Err(self.failed_after_record(rec, stored(e)).await),
         }
     }
 
@@ -532,8 +541,11 @@ impl Exchange {
             .await
         {
             Ok(Some(v)) => Ok(durable.map(|()| v)),
-            Ok(None) => Err(self.failed_after_record(rec, "case vanished").await),
-            Err(e) => Err(self.failed_after_record(rec, e).await),
+            Ok(None) => {
+                let err = internal("the case vanished before its update");
+                Err(self.failed_after_record(rec, err).await)
+            }
+            Err(e) => Err(self.failed_after_record(rec, stored(e)).await),
         }
     }
 
@@ -579,7 +591,7 @@ impl Exchange {
             .store
             .consents_for_case(&case.id)
             .await
-            .map_err(internal)?;
+            .map_err(stored)?;
 
         // Plan: per category, policy × consent × presence.
         let present: Vec<Category> = sealed.iter().map(|(c, _)| *c).collect();
@@ -632,18 +644,14 @@ impl Exchange {
                 Ok((case, sealed, true))
             }
             CaseRef::Pseudonym(p) => {
-                if !pseudonym::is_well_formed(p) {
-                    return Err(ExchangeError::Invalid(
-                        "subject_pseudonym is malformed: expected the 'ps1.' value this node issued to you".into(),
-                    ));
-                }
+                validate::pseudonym("subject_pseudonym", p)?;
                 // A pseudonym issued to someone else resolves to nothing: the
                 // same answer as one that never existed.
                 let id = self
                     .store
                     .resolve_pseudonym(&caller.participant, p)
                     .await
-                    .map_err(internal)?
+                    .map_err(stored)?
                     .ok_or_else(|| ExchangeError::NotFound("no case for this pseudonym".into()))?;
                 let (case, sealed) = self.case_with_data(&id).await?;
                 Ok((case, sealed, false))
@@ -715,7 +723,7 @@ impl Exchange {
                         .await
                 }
             }
-            .map_err(internal)?;
+            .map_err(stored)?;
             let next = match rows.last() {
                 Some(last) if rows.len() as u32 == limit => {
                     self.seal_page_token(caller, &last.id)?
@@ -724,6 +732,9 @@ impl Exchange {
             };
             let mut out = Vec::with_capacity(rows.len());
             let mut issued = Vec::with_capacity(rows.len());
+            // Each case listed is an access to its subject: the record names
+            // them all, so each subject's report shows the listing.
+            rec.subjects = rows.iter().map(|c| self.subject_for_audit(c)).collect();
             for case in rows {
                 let pseudonym = self.pseudonym_for(caller, &case);
                 issued.push((pseudonym.clone(), case.id.clone()));
@@ -893,7 +904,7 @@ impl Exchange {
         let (consent, durable) = self.finish(rec.clone(), prepared).await?.into_parts();
         match self.store.insert_consent(&consent).await {
             Ok(()) => Ok(durable.map(|()| consent)),
-            Err(e) => Err(self.failed_after_record(rec, e).await),
+            Err(e) => Err(self.failed_after_record(rec, stored(e)).await),
         }
     }
 
@@ -909,7 +920,7 @@ impl Exchange {
             .store
             .consent(consent_id)
             .await
-            .map_err(internal)?
+            .map_err(stored)?
             .ok_or_else(|| ExchangeError::NotFound("no consent with this consent_id".into()))?;
         rec.consents = vec![consent.id.clone()];
         self.owned_case(caller, &consent.case_id, rec).await?;
@@ -950,7 +961,7 @@ impl Exchange {
                 consent.events.push(event);
                 Ok(durable.map(|()| consent))
             }
-            Err(e) => Err(self.failed_after_record(rec, e).await),
+            Err(e) => Err(self.failed_after_record(rec, stored(e)).await),
         }
     }
 
@@ -969,7 +980,7 @@ impl Exchange {
                 .store
                 .consents_for_case(&case_id)
                 .await
-                .map_err(internal)?;
+                .map_err(stored)?;
             rec.consents = consents.iter().map(|c| c.id.clone()).collect();
             rec.decision = Decision::Allowed;
             Ok(consents)
@@ -989,9 +1000,11 @@ impl Exchange {
         let result = async {
             let consent = self.consent_of_owner(ctx, &consent_id, &mut rec).await?;
             let body = consent::receipt_body(&self.node_name, &consent, rec.at);
+            let signed_note = note::sign(self.keys.as_ref(), &self.node_name, &body)
+                .map_err(|e| ExchangeError::internal("signing", &e))?;
             rec.decision = Decision::Allowed;
             Ok(Receipt {
-                signed_note: note::sign(self.keys.as_ref(), &self.node_name, &body),
+                signed_note,
                 verifier_key: self.verifier_key(),
             })
         }

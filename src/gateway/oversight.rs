@@ -11,13 +11,14 @@
 
 use std::fmt::Write as _;
 
+use crate::gateway::pseudonym::{AUDIT_DOMAIN, Pseudonymiser};
 use crate::gateway::validate::{self, SubjectKey};
 use crate::gateway::{Exchange, ExchangeError, RequestCtx};
 use crate::model::{Category, Role};
 use crate::net::identity::Registry;
-use crate::store::{LogFilter, LogRow, Store, StoreError, StoredCheckpoint};
+use crate::store::{CaseMeta, LogFilter, LogRow, Store, StoreError, StoredCheckpoint};
 use crate::tlog::proof::{self, ConsistencyProof, InclusionProof, LeafRef, ProofError};
-use crate::tlog::{AccessRecord, Recorded};
+use crate::tlog::{AccessRecord, RecordView, Recorded};
 
 /// Why a subject access report could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -78,7 +79,9 @@ fn method_words(m: &str) -> &str {
         "RegisterCase" => "registered your case",
         "UpdateCase" => "updated your case",
         "GetCase" => "asked to see your case",
-        "FindCases" => "listed cases",
+        "FindCases" => "listed cases, yours among them",
+        "QueryAccess" => "read entries of this access log about you",
+        "GetInclusionProof" => "proved an entry about you is in this access log",
         "GrantConsent" => "recorded your consent",
         "WithdrawConsent" => "recorded the withdrawal of your consent",
         "ListConsents" => "looked at your consents",
@@ -119,22 +122,40 @@ fn summary(rec: &AccessRecord, organisation: &str) -> String {
     s
 }
 
-/// Every access to the cases of one subject, in order, with the report text.
+/// A case a report covers: its id and its subject's pseudonym in the audit
+/// domain, under which the log names the subject.
+#[derive(Clone, Debug)]
+pub struct ReportedCase {
+    pub case_id: String,
+    pub subject: String,
+}
+
+impl ReportedCase {
+    /// The case as a report covers it; `secret` is the node's pseudonym key.
+    pub fn of(case: &CaseMeta, secret: &[u8; 32]) -> ReportedCase {
+        ReportedCase {
+            case_id: case.id.clone(),
+            subject: Pseudonymiser::new(secret).pseudonym(AUDIT_DOMAIN, &case.subject_ref),
+        }
+    }
+}
+
+/// Every access to the cases of one subject, in order, with the report
+/// text: each entry of a case, and each entry that names its subject among
+/// others (a listing that returned it, an officer's read of the log).
 pub async fn subject_report(
     store: &Store,
     registry: &Registry,
     node_name: &str,
-    case_ids: Vec<String>,
+    cases: &[ReportedCase],
 ) -> Result<SubjectReport, ReportError> {
     let mut entries = Vec::new();
-    for case_id in &case_ids {
-        let filter = LogFilter {
-            case_id: Some(case_id.clone()),
-            ..LogFilter::default()
-        };
+    for case in cases {
         let mut start = 0;
         loop {
-            let rows = store.query_log(&filter, start, 1000).await?;
+            let rows = store
+                .subject_log(&case.case_id, &case.subject, start, 1000)
+                .await?;
             let Some(last) = rows.last() else { break };
             start = last.seq + 1;
             for row in rows {
@@ -143,6 +164,8 @@ pub async fn subject_report(
         }
     }
     entries.sort_by_key(|e| e.index);
+    entries.dedup_by_key(|e| e.index);
+    let case_ids: Vec<String> = cases.iter().map(|c| c.case_id.clone()).collect();
     let mut text = String::new();
     let _ = writeln!(text, "Who saw my data — access report (GDPR art. 15)");
     let _ = writeln!(text, "Node: {node_name}");
@@ -199,6 +222,9 @@ pub enum SubjectRef {
 
 /// Most entries one query returns; the caller resumes from the last index.
 const MAX_QUERY: i64 = 10_000;
+/// Most subjects one `QueryAccess` record names (beyond those of its first
+/// entry): a bound on the record's size.
+const MAX_NAMED: usize = 10_000;
 
 impl Exchange {
     fn officer<'a>(&self, ctx: &'a RequestCtx) -> Result<&'a crate::model::Caller, ExchangeError> {
@@ -233,6 +259,7 @@ impl Exchange {
         let mut rec = self.record(ctx, "QueryAccess");
         let result = async {
             self.officer(ctx)?;
+            self.check_filter(&filter)?;
             if !(0..=MAX_QUERY).contains(&limit) {
                 return Err(ExchangeError::Invalid(format!(
                     "limit must be at most {MAX_QUERY}"
@@ -240,17 +267,63 @@ impl Exchange {
             }
             let limit = if limit == 0 { 1000 } else { limit };
             rec.case_id = filter.case_id.clone();
-            let rows = self
+            let mut rows = self
                 .store
                 .query_log(&filter, start, limit)
                 .await
                 .map_err(internal)?;
+            // The entries handed out name subjects: each of their reports
+            // shows that an officer read them. One record names at most
+            // MAX_NAMED: the page stops before the entry that would pass it
+            // (the officer resumes from there); the first entry always goes.
+            let mut named = std::collections::BTreeSet::new();
+            let mut keep = 0;
+            for r in &rows {
+                let subjects = subjects_named(&r.record);
+                let new = subjects.iter().filter(|s| !named.contains(*s)).count();
+                if keep > 0 && named.len() + new > MAX_NAMED {
+                    break;
+                }
+                named.extend(subjects);
+                keep += 1;
+            }
+            rows.truncate(keep);
+            rec.subjects = named.into_iter().collect();
             rec.decision = crate::tlog::Decision::Allowed;
             rec.detail = format!("{} entries from index {start}", rows.len());
             Ok(rows)
         }
         .await;
         self.finish(rec, result).await
+    }
+
+    /// Each filter value checked as the field is everywhere else, so a typo
+    /// is an error rather than an empty answer that reads as "no accesses".
+    /// `-` stands for "not registered" as caller and role.
+    fn check_filter(&self, f: &LogFilter) -> Result<(), ExchangeError> {
+        if let Some(c) = f.caller.as_deref().filter(|c| *c != "-") {
+            validate::participant_id("caller", c)?;
+        }
+        if let Some(r) = f.role.as_deref().filter(|r| *r != "-") {
+            validate::role("role", r)?;
+        }
+        if let Some(m) = &f.method {
+            validate::method("method", m)?;
+        }
+        if let Some(p) = &f.purpose {
+            self.check_purpose(p)?;
+        }
+        if let Some(d) = &f.decision {
+            validate::decision("decision", d)?;
+        }
+        if let Some(id) = &f.case_id {
+            validate::uuid("case_id", id)?;
+        }
+        if let Some(s) = &f.subject {
+            validate::pseudonym("subject", s)?;
+        }
+        validate::time_range(("since", f.since), ("until", f.until))?;
+        Ok(())
     }
 
     /// Every access to a subject's cases (GDPR art. 15), found by case id
@@ -281,13 +354,23 @@ impl Exchange {
                     "no case is registered for this subject".into(),
                 ));
             }
-            if let [only] = case_ids.as_slice() {
-                rec.case_id = Some(only.clone());
-                if let Some(meta) = self.store.case_meta(only).await.map_err(internal)? {
-                    rec.subject = Some(self.subject_for_audit(&meta));
+            let mut cases = Vec::with_capacity(case_ids.len());
+            for id in &case_ids {
+                if let Some(meta) = self.store.case_meta(id).await.map_err(internal)? {
+                    cases.push(ReportedCase {
+                        case_id: meta.id.clone(),
+                        subject: self.subject_for_audit(&meta),
+                    });
                 }
             }
-            let report = subject_report(&self.store, &self.registry, &self.node_name, case_ids)
+            match cases.as_slice() {
+                [only] => {
+                    rec.case_id = Some(only.case_id.clone());
+                    rec.subject = Some(only.subject.clone());
+                }
+                all => rec.subjects = all.iter().map(|c| c.subject.clone()).collect(),
+            }
+            let report = subject_report(&self.store, &self.registry, &self.node_name, &cases)
                 .await
                 .map_err(report_error)?;
             rec.decision = crate::tlog::Decision::Allowed;
@@ -338,6 +421,7 @@ impl Exchange {
             let proof = proof::inclusion_proof(&self.store, leaf, tree_size)
                 .await
                 .map_err(proof_error)?;
+            rec.subjects = subjects_named(&proof.leaf);
             rec.decision = crate::tlog::Decision::Allowed;
             rec.detail = format!("entry {} in tree of size {}", proof.index, proof.tree_size);
             Ok(proof)
@@ -369,8 +453,21 @@ impl Exchange {
     }
 }
 
+/// Every subject an encoded access record names: its own and its others.
+fn subjects_named(record: &[u8]) -> Vec<String> {
+    RecordView::parse(record)
+        .map(|v| {
+            v.subject
+                .into_iter()
+                .chain(v.subjects())
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn internal(e: StoreError) -> ExchangeError {
-    report_error(ReportError::Store(e))
+    ExchangeError::store("access log", &e)
 }
 
 /// A failed read of the log fails closed without saying more than that.
@@ -379,7 +476,10 @@ fn log_read_failed(e: &dyn std::error::Error) -> ExchangeError {
 }
 
 fn report_error(e: ReportError) -> ExchangeError {
-    log_read_failed(&e)
+    match e {
+        ReportError::Store(e) => internal(e),
+        e => log_read_failed(&e),
+    }
 }
 
 /// What the asker can act on keeps its message; a damaged log does not
@@ -393,8 +493,7 @@ fn proof_error(e: ProofError) -> ExchangeError {
         ProofError::NoCheckpointYet | ProofError::NotCoveredYet { .. } => {
             ExchangeError::FailedPrecondition(e.to_string())
         }
-        ProofError::NodesMissing | ProofError::EntryMissing { .. } | ProofError::Store(_) => {
-            log_read_failed(&e)
-        }
+        ProofError::Store(e) => internal(e),
+        ProofError::NodesMissing | ProofError::EntryMissing { .. } => log_read_failed(&e),
     }
 }

@@ -9,6 +9,10 @@
 
 use std::fmt;
 
+use crate::model::consent::Millis;
+use crate::model::{Role, is_name, printable_in_line};
+use crate::tlog::Decision;
+
 /// Longest free text (notes, statuses) a case category holds, in characters.
 pub const MAX_TEXT: usize = 4096;
 
@@ -22,6 +26,21 @@ pub struct Invalid(String);
 pub fn text(field: &str, s: &str, max: usize) -> Result<(), Invalid> {
     if s.chars().count() > max {
         return Err(Invalid(format!("{field} is longer than {max} characters")));
+    }
+    Ok(())
+}
+
+/// One line of printable text of at most `max` characters: no newline or
+/// other control character, no line separator, no bidirectional override
+/// ([`printable_in_line`]). For free text that a signed note may carry
+/// (a consent's evidence reference, a withdrawal note): a newline there would
+/// let its writer add lines the node then signs.
+pub fn line(field: &str, s: &str, max: usize) -> Result<(), Invalid> {
+    text(field, s, max)?;
+    if !s.chars().all(printable_in_line) {
+        return Err(Invalid(format!(
+            "{field} must be a single line of printable text (no newlines, control characters or direction overrides)"
+        )));
     }
     Ok(())
 }
@@ -67,6 +86,139 @@ pub fn uuid(field: &str, s: &str) -> Result<(), Invalid> {
             "{field} is malformed: expected a lower-case UUID like 0190c4e2-7b1a-4c3e-9f00-1a2b3c4d5e6f"
         ))),
     }
+}
+
+/// A participant id as the node's configuration registers them
+/// ([`is_name`]).
+pub fn participant_id(field: &str, s: &str) -> Result<(), Invalid> {
+    if !is_name(s) {
+        return Err(Invalid(format!(
+            "{field} must be a participant id: 1-64 characters of a-z, 0-9, '-', '_' or '.'"
+        )));
+    }
+    Ok(())
+}
+
+/// One of the roles ([`Role`]).
+pub fn role(field: &str, s: &str) -> Result<Role, Invalid> {
+    s.parse::<Role>().map_err(|_| {
+        let roles: Vec<&str> = Role::ALL.iter().map(|r| r.as_str()).collect();
+        Invalid(format!("{field}: unknown role; use {}", roles.join(", ")))
+    })
+}
+
+/// A pseudonym as this node writes them (`ps1.` and 27 base64url
+/// characters): a caller's own, or the audit domain's in the access log.
+pub fn pseudonym(field: &str, s: &str) -> Result<(), Invalid> {
+    if !crate::gateway::pseudonym::is_well_formed(s) {
+        return Err(Invalid(format!(
+            "{field} is malformed: expected a 'ps1.' pseudonym as this node issues them"
+        )));
+    }
+    Ok(())
+}
+
+/// How a request ended, as the access log names it ([`Decision`]).
+pub fn decision(field: &str, s: &str) -> Result<Decision, Invalid> {
+    Decision::parse(s).ok_or_else(|| {
+        let names: Vec<&str> = Decision::ALL.iter().map(|d| d.as_str()).collect();
+        Invalid(format!(
+            "{field}: unknown decision; use {}",
+            names.join(", ")
+        ))
+    })
+}
+
+/// Every method name the access log records: the `sluis.v1` methods and
+/// refused TLS handshakes. A new method adds its name here (a test in `rpc`
+/// checks every method the node serves is listed).
+pub const METHODS: &[&str] = &[
+    "RegisterCase",
+    "UpdateCase",
+    "GetCase",
+    "FindCases",
+    "GrantConsent",
+    "WithdrawConsent",
+    "ListConsents",
+    "GetConsentReceipt",
+    "QueryAccess",
+    "SubjectAccessReport",
+    "GetCheckpoint",
+    "GetInclusionProof",
+    "GetConsistencyProof",
+    "GetStatistics",
+    // Services outside `sluis.v1`, named by service and method.
+    "grpc.health.v1.Health/Check",
+    "grpc.health.v1.Health/Watch",
+    "grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+    "grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+    // What the transport records.
+    "tls.handshake",
+    "tls.unauthenticated",
+    "unknown",
+];
+
+/// A method name the access log records ([`METHODS`]).
+pub fn method(field: &str, s: &str) -> Result<(), Invalid> {
+    if !METHODS.contains(&s) {
+        return Err(Invalid(format!(
+            "{field}: unknown method; use one of {}",
+            METHODS.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// The acting employee's id (`x-sluis-actor`): 1 to 128 printable ASCII
+/// characters without spaces.
+pub fn actor(field: &str, s: &str) -> Result<(), Invalid> {
+    if s.is_empty() || s.len() > 128 || !s.bytes().all(|b| (0x21..0x7f).contains(&b)) {
+        return Err(Invalid(format!(
+            "{field} must be 1-128 printable ASCII characters (an employee id)"
+        )));
+    }
+    Ok(())
+}
+
+/// An instant given as seconds and nanoseconds since the Unix epoch (a
+/// protobuf `Timestamp`), in the years 1970 to 9999, in the node's unit:
+/// milliseconds.
+pub fn instant(field: &str, seconds: i64, nanos: i32) -> Result<Millis, Invalid> {
+    if !(0..=253_402_300_799).contains(&seconds) || !(0..1_000_000_000).contains(&nanos) {
+        return Err(Invalid(format!(
+            "{field} is out of range: give a time from 1970 to 9999"
+        )));
+    }
+    Ok(seconds * 1000 + i64::from(nanos / 1_000_000))
+}
+
+/// An instant written in RFC 3339 (`2026-11-01T00:00:00Z`), as the command
+/// line takes them; then as [`instant`].
+pub fn rfc3339(field: &str, s: &str) -> Result<Millis, Invalid> {
+    use time::format_description::well_known::Rfc3339;
+    let t = time::OffsetDateTime::parse(s, &Rfc3339).map_err(|_| {
+        Invalid(format!(
+            "{field} must be an RFC 3339 time like 2026-11-01T00:00:00Z"
+        ))
+    })?;
+    instant(field, t.unix_timestamp(), t.nanosecond() as i32)
+}
+
+/// A half-open range of instants `[since, until)`, either end open: when
+/// both are given, `until` must be after `since` (an empty range finds
+/// nothing, which would read as "no accesses").
+pub fn time_range(
+    (since_field, since): (&str, Option<Millis>),
+    (until_field, until): (&str, Option<Millis>),
+) -> Result<(), Invalid> {
+    if let (Some(s), Some(u)) = (since, until)
+        && u <= s
+    {
+        return Err(Invalid(format!(
+            "{until_field} must be after {since_field}"
+        )));
+    }
+    Ok(())
 }
 
 /// The 11-check ("elfproef") every BSN passes: nine digits d1..d9 with
@@ -205,6 +357,29 @@ mod tests {
             let e = SubjectKey::v_number("v_number", bad).unwrap_err();
             assert_eq!(e.to_string(), "v_number must be 10 digits");
         }
+    }
+
+    #[test]
+    fn a_line_is_one_printable_line() {
+        assert!(line("evidence_ref", "DMS-2026/0042 (scan, p. 3) — ok", 256).is_ok());
+        for bad in [
+            "DMS-1\ncategory medical",
+            "DMS-1\r",
+            "a\u{0}b",
+            "a\u{7f}",
+            "a\u{85}b",
+            "a\u{2028}b",
+            "a\u{202e}b",
+            "\u{1b}[2K",
+        ] {
+            let e = line("evidence_ref", bad, 256).unwrap_err().to_string();
+            assert!(
+                e.starts_with("evidence_ref must be a single line"),
+                "{bad:?}: {e}"
+            );
+        }
+        let e = line("note", &"x".repeat(513), 512).unwrap_err();
+        assert_eq!(e.to_string(), "note is longer than 512 characters");
     }
 
     #[test]

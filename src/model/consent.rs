@@ -4,7 +4,9 @@
 //! deleted, and the state is computed from the events and the validity window
 //! at the moment of each request, so a withdrawal wins on the very next call.
 
-use crate::model::{Caller, Category, Role};
+use std::borrow::Cow;
+
+use crate::model::{Caller, Category, Role, printable_in_line};
 
 /// Times are milliseconds since the Unix epoch, UTC.
 pub type Millis = i64;
@@ -138,9 +140,32 @@ pub fn evaluate(
     best
 }
 
+/// Free text as one line of a receipt: whatever could start another line
+/// or hide one ([`printable_in_line`]) is written as a `\u{…}` escape.
+/// Entry points refuse such text (`gateway::validate::line`); this keeps a
+/// consent stored before they did from planting lines in what the node
+/// signs.
+fn one_line(s: &str) -> Cow<'_, str> {
+    if s.chars().all(printable_in_line) {
+        return Cow::Borrowed(s);
+    }
+    Cow::Owned(
+        s.chars()
+            .map(|c| {
+                if printable_in_line(c) {
+                    c.to_string()
+                } else {
+                    c.escape_unicode().to_string()
+                }
+            })
+            .collect(),
+    )
+}
+
 /// The text body of a consent receipt (a C2SP signed note). It names no
 /// person: the subject keeps it next to their own papers, where the case id
-/// links it to them.
+/// links it to them. One fact per line; free text (the evidence reference)
+/// stays on its own line ([`one_line`]).
 pub fn receipt_body(node: &str, consent: &Consent, now: Millis) -> String {
     use std::fmt::Write;
     let mut b = String::new();
@@ -177,7 +202,7 @@ pub fn receipt_body(node: &str, consent: &Consent, now: Millis) -> String {
             let _ = writeln!(b, "valid-until open");
         }
     }
-    let _ = writeln!(b, "evidence {}", consent.evidence_ref);
+    let _ = writeln!(b, "evidence {}", one_line(&consent.evidence_ref));
     for e in &consent.events {
         let _ = writeln!(
             b,
@@ -294,5 +319,28 @@ mod tests {
             ),
             Verdict::Covered("c".into())
         );
+    }
+
+    /// A receipt has one line per fact, whatever its stored evidence
+    /// reference holds.
+    #[test]
+    fn stored_free_text_cannot_add_lines_to_a_receipt() {
+        let mut c = consent("a", 0, None);
+        c.evidence_ref = "DMS-1\ncategory medical\nstate active\u{1b}[2K\u{202e}".into();
+        let body = receipt_body("sluis.example", &c, 5);
+        assert!(!body.contains("\ncategory medical"), "{body}");
+        assert!(
+            !body.contains('\u{1b}') && !body.contains('\u{202e}'),
+            "{body}"
+        );
+        let evidence: Vec<&str> = body
+            .lines()
+            .filter(|l| l.starts_with("evidence "))
+            .collect();
+        assert_eq!(
+            evidence,
+            ["evidence DMS-1\\u{a}category medical\\u{a}state active\\u{1b}[2K\\u{202e}"]
+        );
+        assert_eq!(body.lines().filter(|l| l.starts_with("state ")).count(), 1);
     }
 }

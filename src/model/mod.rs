@@ -161,6 +161,32 @@ pub const DEFAULT_PURPOSES: [&str; 7] = [
     "monitoring",
 ];
 
+/// Whether `s` is a name the node keys things by — a participant id or a
+/// purpose: 1 to 64 characters of `a-z`, `0-9`, `-`, `_` and `.`. One rule,
+/// so a name checked once is safe wherever it goes: query columns, Cedar
+/// entity ids, lines of a signed receipt.
+pub fn is_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.')
+        })
+}
+
+/// Whether `c` may stand in a single line of text that people read and the
+/// node may sign: no control character (C0, DEL, C1: a newline would start
+/// a line of its own in a signed note, an escape sequence would rewrite a
+/// terminal), no line or paragraph separator, no bidirectional embedding,
+/// override or isolate, which change the order in which a line is shown
+/// (Unicode TR #9).
+pub fn printable_in_line(c: char) -> bool {
+    !(c.is_control()
+        || matches!(
+            c,
+            '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+        ))
+}
+
 /// A registered participant, resolved from the TLS client certificate before
 /// any handler runs. Handlers see this, never a certificate.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -19,7 +19,7 @@ impl pb::consent_service_server::ConsentService for Api {
             "GrantConsent",
             req,
             |m| {
-                validate::text("evidence_ref", &m.evidence_ref, 256)?;
+                validate::line("evidence_ref", &m.evidence_ref, 256)?;
                 if m.purposes.len() > 32 {
                     return Err(invalid("purposes: at most 32"));
                 }
@@ -61,7 +61,7 @@ impl pb::consent_service_server::ConsentService for Api {
             "WithdrawConsent",
             req,
             |m| {
-                validate::text("note", &m.note, 512)?;
+                validate::line("note", &m.note, 512)?;
                 Ok((m.consent_id, m.note))
             },
             async |ex, ctx, (id, note)| {

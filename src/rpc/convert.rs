@@ -10,7 +10,7 @@ use crate::gateway::ExchangeError;
 use crate::gateway::validate::{self, MAX_TEXT, SubjectKey};
 use crate::model::consent::{Consent, ConsentState, EventKind, Millis, Recipient};
 use crate::model::outcome::{Outcome, OutcomeKind, Scenario, parse_date};
-use crate::model::{Category, Role, WithholdReason};
+use crate::model::{Category, WithholdReason};
 use crate::rpc::proto::v1 as pb;
 use crate::stats::CaseFacts;
 use crate::store::StoredCheckpoint;
@@ -250,11 +250,7 @@ pub(crate) fn timestamp(ms: Millis) -> prost_types::Timestamp {
 }
 
 pub(crate) fn millis(field: &str, t: &prost_types::Timestamp) -> Result<Millis, ExchangeError> {
-    // Years 1970..=9999 are plenty for consent windows.
-    if !(0..=253_402_300_799).contains(&t.seconds) || !(0..1_000_000_000).contains(&t.nanos) {
-        return Err(invalid(format!("{field} is out of range")));
-    }
-    Ok(t.seconds * 1000 + i64::from(t.nanos / 1_000_000))
+    Ok(validate::instant(field, t.seconds, t.nanos)?)
 }
 
 pub(crate) fn consent_pb(c: &Consent, now: Millis) -> pb::Consent {
@@ -306,17 +302,15 @@ pub(crate) fn recipients(rs: Vec<pb::Recipient>) -> Result<Vec<Recipient>, Excha
     rs.into_iter()
         .map(|r| match r.recipient {
             Some(pb::recipient::Recipient::Participant(p)) => {
-                if crate::config::valid_participant_id(&p) {
-                    Ok(Recipient::Participant(p))
-                } else {
-                    Err(invalid("recipients: a participant id is malformed (a-z, 0-9, '-', '_', '.', at most 64)"))
-                }
+                validate::participant_id("recipients", &p)?;
+                Ok(Recipient::Participant(p))
             }
-            Some(pb::recipient::Recipient::Role(role)) => role
-                .parse::<Role>()
-                .map(Recipient::Role)
-                .map_err(|_| invalid("recipients: unknown role; use municipality, ind, dtv, avim, ngo, monitor or privacy_officer")),
-            None => Err(invalid("recipients: each entry must set participant or role")),
+            Some(pb::recipient::Recipient::Role(role)) => {
+                Ok(Recipient::Role(validate::role("recipients", &role)?))
+            }
+            None => Err(invalid(
+                "recipients: each entry must set participant or role",
+            )),
         })
         .collect()
 }
@@ -352,6 +346,7 @@ pub(crate) fn entry_pb(index: i64, leaf: Vec<u8>) -> Result<pb::AccessEntry, Exc
         rules: r.rules,
         consents: r.consents,
         leaf,
+        subjects: r.subjects,
     })
 }
 

@@ -43,7 +43,7 @@ use tonic::transport::server::Router;
 use tonic::{Request, Response, Status};
 use tower::layer::util::{Identity, Stack};
 
-use crate::gateway::{Exchange, ExchangeError, RequestCtx};
+use crate::gateway::{Exchange, ExchangeError, RequestCtx, validate};
 use crate::net::identity::Peer;
 use crate::net::tls::ConnectionInfo;
 use crate::rpc::proto::v1 as pb;
@@ -56,7 +56,6 @@ pub use stats::{StatisticsAsk, get_statistics};
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 pub const ACTOR_HEADER: &str = "x-sluis-actor";
-const MAX_ACTOR_LEN: usize = 128;
 
 /// The state every service shares: the gateway and the message limit.
 #[derive(Clone)]
@@ -138,20 +137,15 @@ impl Api {
     }
 }
 
-/// The acting employee from metadata: optional, printable ASCII, bounded.
+/// The acting employee from metadata: optional; if given, as
+/// [`validate::actor`] says (bytes that are not text fail it too).
 fn actor<T>(req: &Request<T>) -> Result<Option<String>, ExchangeError> {
     let Some(v) = req.metadata().get(ACTOR_HEADER) else {
         return Ok(None);
     };
-    let bad = || {
-        ExchangeError::Invalid(format!(
-            "{ACTOR_HEADER} must be 1-{MAX_ACTOR_LEN} printable ASCII characters (an employee id)"
-        ))
-    };
-    let s = v.to_str().map_err(|_| bad())?;
-    if s.is_empty() || s.len() > MAX_ACTOR_LEN || !s.bytes().all(|b| (0x21..0x7f).contains(&b)) {
-        return Err(bad());
-    }
+    // Bytes that are not visible ASCII fail the check as an empty value does.
+    let s = v.to_str().unwrap_or("");
+    validate::actor(ACTOR_HEADER, s)?;
     Ok(Some(s.to_string()))
 }
 
@@ -280,5 +274,42 @@ impl Health {
             r.set_not_serving::<Audit<Api>>().await;
             r.set_not_serving::<Statistics<Api>>().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+
+    /// A log filter refuses a method name it does not know, so every
+    /// method the node serves must be known to it.
+    #[test]
+    fn every_served_method_is_a_known_log_method() {
+        // Every method of every service the router serves, named as the
+        // edge names it in its records (`sluis.v1` by method, the others by
+        // service and method).
+        let mut methods = 0;
+        for set in super::DESCRIPTOR_SETS {
+            let set = prost_types::FileDescriptorSet::decode(*set)
+                .expect("the embedded descriptors decode");
+            for file in set.file {
+                let package = file.package().to_string();
+                for service in file.service {
+                    for m in &service.method {
+                        let name = if package == "sluis.v1" {
+                            m.name().to_string()
+                        } else {
+                            format!("{package}.{}/{}", service.name(), m.name())
+                        };
+                        assert!(
+                            crate::gateway::validate::METHODS.contains(&name.as_str()),
+                            "{name} is missing from gateway::validate::METHODS"
+                        );
+                        methods += 1;
+                    }
+                }
+            }
+        }
+        assert!(methods >= 18, "{methods} methods");
     }
 }

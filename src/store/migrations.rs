@@ -22,6 +22,11 @@ pub(super) const SQLITE: &[Migration] = &[
         name: "merkle log",
         sql: include_str!("../../migrations/sqlite/0002_merkle_log.sql"),
     },
+    Migration {
+        version: 3,
+        name: "log subjects",
+        sql: include_str!("../../migrations/sqlite/0003_log_subjects.sql"),
+    },
 ];
 
 pub(super) const POSTGRES: &[Migration] = &[
@@ -34,6 +39,11 @@ pub(super) const POSTGRES: &[Migration] = &[
         version: 2,
         name: "merkle log",
         sql: include_str!("../../migrations/postgres/0002_merkle_log.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "log subjects",
+        sql: include_str!("../../migrations/postgres/0003_log_subjects.sql"),
     },
 ];
 

@@ -75,10 +75,16 @@ pub enum StoreError {
         target: String,
         source: DbError,
     },
-    /// A statement failed: I/O, a full disk, a lost connection, a refused
-    /// write (a trigger, a constraint).
+    /// A statement failed: a refused write (a trigger, a constraint), a
+    /// statement the database does not take.
     #[error("database: {0}")]
     Db(#[from] DbError),
+    /// The database cannot take work now, and may again later: the server
+    /// cannot be reached or is shutting down or starting up, no connection
+    /// came within the acquire timeout, the disk is full, the file is
+    /// locked or cannot be read. Requests fail closed with `UNAVAILABLE`.
+    #[error("the database cannot be reached: {0}")]
+    Unavailable(DbError),
     /// The schema could not be brought to the version this binary needs.
     #[error("database schema: {0}")]
     Schema(String),
@@ -128,27 +134,85 @@ impl From<sqlx::Error> for DbError {
     }
 }
 
+impl DbError {
+    fn msg(text: &'static str) -> DbError {
+        DbError(Box::from(text))
+    }
+}
+
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
-        StoreError::Db(e.into())
+        use rusqlite::ErrorCode as C;
+        let unavailable = matches!(
+            &e,
+            rusqlite::Error::SqliteFailure(f, _) if matches!(
+                f.code,
+                C::DatabaseBusy | C::DatabaseLocked | C::DiskFull | C::SystemIoFailure | C::CannotOpen
+            )
+        );
+        if unavailable {
+            StoreError::Unavailable(e.into())
+        } else {
+            StoreError::Db(e.into())
+        }
     }
 }
 
 impl From<sqlx::Error> for StoreError {
+    /// Unavailable: no connection within the acquire timeout, a closed
+    /// pool, I/O and TLS failures, and the server's own SQLSTATE classes
+    /// for it — 08 (connection exception), 53 (insufficient resources: a
+    /// full disk, too many connections), 57P (shutting down, starting up).
     fn from(e: sqlx::Error) -> Self {
-        StoreError::Db(e.into())
+        let unavailable = match &e {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => true,
+            sqlx::Error::Database(d) => d.code().is_some_and(|c| {
+                c.starts_with("08") || c.starts_with("53") || c.starts_with("57P")
+            }),
+            _ => false,
+        };
+        if unavailable {
+            StoreError::Unavailable(e.into())
+        } else {
+            StoreError::Db(e.into())
+        }
     }
 }
 
-/// Connection pool limits (the `[database]` section of the config). On
-/// PostgreSQL they size the pool; a SQLite store works on a fixed set of
-/// threads (one writer, two readers) and ignores them.
+impl StoreError {
+    /// Whether the database could not take the work now ([`StoreError::Unavailable`]):
+    /// trying again later may succeed.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+
+    /// A [`StoreError::Unavailable`] the store decides itself, saying why.
+    pub(crate) fn unavailable(why: &'static str) -> StoreError {
+        StoreError::Unavailable(DbError::msg(why))
+    }
+}
+
+/// How the store uses its database (the `[database]` section of the
+/// config). On PostgreSQL the pool limits size the pool; a SQLite store
+/// works on a fixed set of threads (one writer, two readers) and ignores
+/// them, but bounds its write-ahead log.
 #[derive(Clone, Debug)]
 pub struct PoolSettings {
     pub max_connections: u32,
     /// How long a statement may wait for a free connection before it fails
     /// (and the request with it, closed).
     pub acquire_timeout: Duration,
+    /// SQLite: the size, in bytes, the WAL file is cut back to once a
+    /// checkpoint has copied it all (`journal_size_limit`, and a truncating
+    /// checkpoint when readers allow).
+    pub wal_limit_bytes: u64,
+    /// SQLite: above this many bytes of WAL a node logs a warning (once a
+    /// minute): something holds an old snapshot and the WAL cannot shrink.
+    pub wal_warn_bytes: u64,
 }
 
 impl Default for PoolSettings {
@@ -156,6 +220,8 @@ impl Default for PoolSettings {
         PoolSettings {
             max_connections: 8,
             acquire_timeout: Duration::from_secs(3),
+            wal_limit_bytes: 64 * 1024 * 1024,
+            wal_warn_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -227,6 +293,10 @@ pub struct LogRow {
     pub purpose: Option<String>,
     pub decision: String,
     pub record: Vec<u8>,
+    /// The record's other subjects (`tlog::AccessRecord::subjects`), to
+    /// index on append, so that a subject's report finds the entry. Rows
+    /// read back leave it empty: the record holds them.
+    pub subjects: Vec<String>,
 }
 
 /// A signed checkpoint as stored.
@@ -321,6 +391,25 @@ macro_rules! on_backend {
     };
 }
 
+/// [`on_backend!`] for a call that returns `Result<_, StoreError>`: on
+/// PostgreSQL it runs under the server's reachability guard
+/// (`postgres::reachable`), which fails it at once while the server is
+/// known to be unreachable, or as soon as another call finds it so, and is
+/// told how it went.
+macro_rules! on_store {
+    ($backend:expr, $b:ident => $call:expr) => {
+        match $backend {
+            Backend::Sqlite($b) => $call,
+            Backend::Postgres($b) => {
+                $b.reachable().admit()?;
+                let result = $b.reachable().run(async { $call }).await;
+                $b.reachable().observe(&result);
+                result
+            }
+        }
+    };
+}
+
 impl Store {
     /// Opens (creating if needed) a SQLite database file and brings its
     /// schema up to date.
@@ -344,7 +433,7 @@ impl Store {
         migrate: bool,
     ) -> Result<(Store, LogSink), StoreError> {
         let backend = if url.starts_with("sqlite:") {
-            Backend::Sqlite(sqlite::SqliteStore::open(url, migrate).await?)
+            Backend::Sqlite(sqlite::SqliteStore::open(url, settings, migrate).await?)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Backend::Postgres(postgres::PgStore::open(url, settings, migrate).await?)
         } else {
@@ -407,7 +496,7 @@ impl Store {
     /// Registers a case with its data, subject index and the owner's
     /// pseudonym, in one transaction.
     pub async fn insert_case(&self, case: NewCase) -> Result<(), StoreError> {
-        on_backend!(&self.backend, b => b.insert_case(case).await)
+        on_store!(&self.backend, b => b.insert_case(case).await)
     }
 
     /// Replaces the given categories, adds subject-index entries and bumps
@@ -420,12 +509,12 @@ impl Store {
         subject_index: &[(String, String)],
         now: Millis,
     ) -> Result<Option<i64>, StoreError> {
-        on_backend!(&self.backend, b => b.update_case(case_id, sealed, subject_index, now).await)
+        on_store!(&self.backend, b => b.update_case(case_id, sealed, subject_index, now).await)
     }
 
     /// Stores a consent with its recipients and events.
     pub async fn insert_consent(&self, consent: &Consent) -> Result<(), StoreError> {
-        on_backend!(&self.backend, b => b.insert_consent(consent).await)
+        on_store!(&self.backend, b => b.insert_consent(consent).await)
     }
 
     /// Appends an event (e.g. a withdrawal) to a consent.
@@ -434,17 +523,17 @@ impl Store {
         consent_id: &str,
         event: &ConsentEvent,
     ) -> Result<(), StoreError> {
-        on_backend!(&self.backend, b => b.append_consent_event(consent_id, event).await)
+        on_store!(&self.backend, b => b.append_consent_event(consent_id, event).await)
     }
 
     pub async fn case_meta(&self, case_id: &str) -> Result<Option<CaseMeta>, StoreError> {
-        on_backend!(&self.backend, b => b.case_meta(case_id).await)
+        on_store!(&self.backend, b => b.case_meta(case_id).await)
     }
 
     /// A case's metadata and all its sealed data in one query: a read needs
     /// both, and each query is a round trip to the database.
     pub async fn case_with_data(&self, case_id: &str) -> Result<Option<CaseWithData>, StoreError> {
-        on_backend!(&self.backend, b => b.case_with_data(case_id).await)
+        on_store!(&self.backend, b => b.case_with_data(case_id).await)
     }
 
     /// The case a recipient's pseudonym stands for, if it was issued to
@@ -454,18 +543,18 @@ impl Store {
         recipient: &str,
         pseudonym: &str,
     ) -> Result<Option<String>, StoreError> {
-        on_backend!(&self.backend, b => b.resolve_pseudonym(recipient, pseudonym).await)
+        on_store!(&self.backend, b => b.resolve_pseudonym(recipient, pseudonym).await)
     }
 
     pub async fn consent(&self, id: &str) -> Result<Option<Consent>, StoreError> {
-        let found = on_backend!(&self.backend, b => b.load_consents(sql::CONSENT_BY_ID, id).await)?;
+        let found = on_store!(&self.backend, b => b.load_consents(sql::CONSENT_BY_ID, id).await)?;
         Ok(found.into_iter().next())
     }
 
     /// All consents of a case with their recipients and events, oldest
     /// first, in one query.
     pub async fn consents_for_case(&self, case_id: &str) -> Result<Vec<Consent>, StoreError> {
-        on_backend!(&self.backend, b => b.consents_for_case(case_id).await)
+        on_store!(&self.backend, b => b.consents_for_case(case_id).await)
     }
 
     /// The owner's cases by id, after `after` (exclusive), at most `limit`.
@@ -475,7 +564,7 @@ impl Store {
         after: &str,
         limit: u32,
     ) -> Result<Vec<CaseMeta>, StoreError> {
-        on_backend!(&self.backend, b => b.own_cases(owner, after, limit).await)
+        on_store!(&self.backend, b => b.own_cases(owner, after, limit).await)
     }
 
     /// Cases of other owners with a consent that names this participant or
@@ -499,7 +588,7 @@ impl Store {
             after,
             limit,
         };
-        on_backend!(&self.backend, b => b.visible_cases(&query).await)
+        on_store!(&self.backend, b => b.visible_cases(&query).await)
     }
 
     /// A page of cases in id order, after `after` (exclusive; empty for the
@@ -522,17 +611,17 @@ impl Store {
         kind: &str,
         digest: &str,
     ) -> Result<Vec<String>, StoreError> {
-        on_backend!(&self.backend, b => b.cases_by_subject(kind, digest).await)
+        on_store!(&self.backend, b => b.cases_by_subject(kind, digest).await)
     }
 
     /// Number of entries in the log (positions are 0..size, no gaps).
     pub async fn log_size(&self) -> Result<i64, StoreError> {
-        on_backend!(&self.backend, b => b.log_size().await)
+        on_store!(&self.backend, b => b.log_size().await)
     }
 
     /// The stored hashes of the given perfect subtrees (those present).
     pub async fn merkle_nodes(&self, ids: &[NodeId]) -> Result<HashMap<NodeId, Hash>, StoreError> {
-        on_backend!(&self.backend, b => b.merkle_nodes(ids).await)
+        on_store!(&self.backend, b => b.merkle_nodes(ids).await)
     }
 
     /// Leaves (position, record bytes) from `from` on, at most `limit`, in
@@ -542,26 +631,26 @@ impl Store {
         from: i64,
         limit: i64,
     ) -> Result<Vec<(i64, Vec<u8>)>, StoreError> {
-        on_backend!(&self.backend, b => b.log_leaves(from, limit).await)
+        on_store!(&self.backend, b => b.log_leaves(from, limit).await)
     }
 
     /// The position of a request's access record.
     pub async fn log_position(&self, request_id: &str) -> Result<Option<i64>, StoreError> {
-        on_backend!(&self.backend, b => b.log_position(request_id).await)
+        on_store!(&self.backend, b => b.log_position(request_id).await)
     }
 
     pub async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
-        on_backend!(&self.backend, b => b.latest_checkpoint().await)
+        on_store!(&self.backend, b => b.latest_checkpoint().await)
     }
 
     /// The checkpoint signed at exactly `size` entries.
     pub async fn checkpoint(&self, size: i64) -> Result<Option<StoredCheckpoint>, StoreError> {
-        on_backend!(&self.backend, b => b.checkpoint(size).await)
+        on_store!(&self.backend, b => b.checkpoint(size).await)
     }
 
     /// Every stored checkpoint, smallest first.
     pub async fn checkpoints(&self) -> Result<Vec<StoredCheckpoint>, StoreError> {
-        on_backend!(&self.backend, b => b.checkpoints().await)
+        on_store!(&self.backend, b => b.checkpoints().await)
     }
 
     /// Log rows matching `filter`, from position `start` on, at most
@@ -572,7 +661,20 @@ impl Store {
         start: i64,
         limit: i64,
     ) -> Result<Vec<LogRow>, StoreError> {
-        on_backend!(&self.backend, b => b.query_log(filter, start, limit).await)
+        on_store!(&self.backend, b => b.query_log(filter, start, limit).await)
+    }
+
+    /// Log rows that name a subject, from position `start` on, at most
+    /// `limit`, in order: those of its case (`case_id`) and those that name
+    /// its audit-domain pseudonym among their other subjects.
+    pub async fn subject_log(
+        &self,
+        case_id: &str,
+        subject: &str,
+        start: i64,
+        limit: i64,
+    ) -> Result<Vec<LogRow>, StoreError> {
+        on_store!(&self.backend, b => b.subject_log(case_id, subject, start, limit).await)
     }
 
     /// Access-log rows from position `from` on, at most `limit`.
@@ -583,7 +685,7 @@ impl Store {
     /// Rows in the access log (counted; [`Store::log_size`] is the next
     /// position).
     pub async fn access_log_len(&self) -> Result<i64, StoreError> {
-        on_backend!(&self.backend, b => b.access_log_len().await)
+        on_store!(&self.backend, b => b.access_log_len().await)
     }
 
     /// Reads the whole log and its stored tree in bulk, for `sluis audit
@@ -598,7 +700,7 @@ impl Store {
     /// A fingerprint of everything but the access log, for tests that show
     /// a refused request changed nothing.
     pub async fn content_digest(&self) -> Result<String, StoreError> {
-        on_backend!(&self.backend, b => b.content_digest().await)
+        on_store!(&self.backend, b => b.content_digest().await)
     }
 }
 
@@ -627,7 +729,7 @@ impl LogSink {
             nodes,
             checkpoint,
         };
-        on_backend!(&self.backend, b => b.append_log(&append).await)
+        on_store!(&self.backend, b => b.append_log(&append).await)
     }
 
     /// Stores a checkpoint on its own (one signed after the last append).

@@ -75,6 +75,7 @@ pub(super) fn log_row(r: &dyn Columns) -> Result<LogRow, StoreError> {
         purpose: r.opt_text(8)?,
         decision: r.text(9)?,
         record: r.blob(10)?,
+        subjects: Vec::new(),
     })
 }
 

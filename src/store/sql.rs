@@ -139,8 +139,19 @@ pub(super) const QUERY_LOG: &str = concat!(
        AND ($4 IS NULL OR caller = $4) AND ($5 IS NULL OR role = $5)
        AND ($6 IS NULL OR method = $6) AND ($7 IS NULL OR purpose = $7)
        AND ($8 IS NULL OR decision = $8) AND ($9 IS NULL OR case_id = $9)
-       AND ($10 IS NULL OR subject = $10)
+       AND ($10 IS NULL OR subject = $10
+            OR seq IN (SELECT seq FROM access_log_subjects WHERE subject = $10))
      ORDER BY seq LIMIT $11"
+);
+/// A subject's entries: its case's, and those naming it among their other
+/// subjects (`access_log_subjects`).
+pub(super) const SUBJECT_LOG: &str = concat!(
+    "SELECT ",
+    log_columns!(),
+    " FROM access_log
+     WHERE seq >= $1
+       AND (case_id = $2 OR seq IN (SELECT seq FROM access_log_subjects WHERE subject = $3))
+     ORDER BY seq LIMIT $4"
 );
 pub(super) const LATEST_CHECKPOINT: &str =
     "SELECT size, root, at, note FROM checkpoints ORDER BY size DESC LIMIT 1";
@@ -209,5 +220,6 @@ pub(super) const WITH_PARAMETERS: &[&str] = &[
     LOG_LEAVES,
     LOG_POSITION,
     QUERY_LOG,
+    SUBJECT_LOG,
     CHECKPOINT_AT,
 ];

@@ -62,8 +62,9 @@ impl Checkpoint {
         })
     }
 
-    /// The checkpoint as a signed note by key `key_name`.
-    pub fn sign(&self, signer: &dyn Signer, key_name: &str) -> String {
+    /// The checkpoint as a signed note by key `key_name`. Errors: an origin
+    /// or key name a signed note cannot carry ([`note::sign`]).
+    pub fn sign(&self, signer: &dyn Signer, key_name: &str) -> Result<String, NoteError> {
         note::sign(signer, key_name, &self.body())
     }
 
@@ -92,7 +93,7 @@ mod tests {
             size: 42,
             root: [7u8; 32],
         };
-        let signed = cp.sign(&keys, "node.example");
+        let signed = cp.sign(&keys, "node.example").unwrap();
         assert!(signed.starts_with("node.example/access-log\n42\n"));
         assert_eq!(Checkpoint::verify(&signed, &vk).unwrap(), cp);
         let forged = signed.replacen("\n42\n", "\n41\n", 1);

@@ -1721,7 +1721,7 @@ mod tests {
 
     /// `cargo test --release -- --ignored --nocapture push_timing`
     #[test]
-    #[ignore]
+    #[ignore = "a timing, meaningful only in release: cargo test --release -- --ignored --nocapture push_timing"]
     fn push_timing() {
         use std::hint::black_box;
         use std::time::Instant;

@@ -13,6 +13,12 @@ use ring::signature::{ED25519, UnparsedPublicKey};
 const ALG_ED25519: u8 = 0x01;
 const EM_DASH: &str = "\u{2014}";
 
+/// Most signature lines a note may carry. C2SP signed-note: verifiers must
+/// accept at least 16 and should bound the number.
+pub const MAX_SIGNATURES: usize = 100;
+/// Largest note accepted, in bytes: a receipt or checkpoint is a few hundred.
+pub const MAX_NOTE_BYTES: usize = 64 * 1024;
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum NoteError {
     #[error("the note is malformed: {0}")]
@@ -34,6 +40,29 @@ pub trait Signer: Send + Sync {
     fn sign(&self, msg: &[u8]) -> [u8; 64];
     /// The Ed25519 public key (32 bytes) that verifies [`Signer::sign`].
     fn public_key(&self) -> [u8; 32];
+}
+
+/// Whether `name` can name a key in a signed note (C2SP signed-note,
+/// "Format"): non-empty, without Unicode spaces, `+` or control characters.
+pub fn valid_key_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name
+            .chars()
+            .any(|c| c.is_whitespace() || c == '+' || c.is_control())
+}
+
+/// A note text as C2SP signed-note requires it: non-empty, ending in a
+/// newline, no ASCII control character other than newline.
+fn check_text(text: &str) -> Result<(), NoteError> {
+    if !text.ends_with('\n') {
+        return Err(NoteError::Malformed("the text does not end in a newline"));
+    }
+    if text.bytes().any(|b| b < 0x20 && b != b'\n') {
+        return Err(NoteError::Malformed(
+            "it holds a control character (only newline is allowed)",
+        ));
+    }
+    Ok(())
 }
 
 /// The 4-byte key id: SHA-256(name ‖ '\n' ‖ alg ‖ public key)[..4].
@@ -60,21 +89,82 @@ pub fn verifier_key(name: &str, public_key: &[u8; 32]) -> String {
     )
 }
 
-/// Signs `body` (which must end in a newline) as key `name`: the body, a
-/// blank line, and one signature line `— <name> <base64(key id ‖ sig)>`.
-pub fn sign(signer: &dyn Signer, name: &str, body: &str) -> String {
-    debug_assert!(body.ends_with('\n'));
+/// Signs `body` as key `name`: the body, a blank line, and one signature
+/// line `— <name> <base64(key id ‖ sig)>`.
+///
+/// Errors: [`NoteError::Malformed`] when the body is not a note text (empty,
+/// not ending in a newline, a control character other than newline) or the
+/// name not a key name: the node never signs what a verifier would refuse.
+pub fn sign(signer: &dyn Signer, name: &str, body: &str) -> Result<String, NoteError> {
+    check_text(body)?;
+    if !valid_key_name(name) {
+        return Err(NoteError::Malformed(
+            "the key name is empty or holds a space, '+' or a control character",
+        ));
+    }
     let sig = signer.sign(body.as_bytes());
     let mut blob = key_hash(name, &signer.public_key()).to_vec();
     blob.extend_from_slice(&sig);
-    format!("{body}\n{EM_DASH} {name} {}\n", B64.encode(blob))
+    Ok(format!("{body}\n{EM_DASH} {name} {}\n", B64.encode(blob)))
 }
 
-/// Verifies `note` against `verifier` and returns the body.
+/// A signature line: the key name, and the key id ‖ signature.
+type SignatureLine<'a> = (&'a str, Vec<u8>);
+
+/// A note split into its text and signature lines (name, key id ‖
+/// signature), checked against C2SP signed-note's format: valid UTF-8 (a
+/// `&str`), no ASCII control character but newline, the text ending in a
+/// newline and separated by the last blank line from one or more signature
+/// lines `— <key name> <base64 of at least 5 bytes>`, each ending in a
+/// newline, at most [`MAX_SIGNATURES`] of them.
+fn parse(note: &str) -> Result<(&str, Vec<SignatureLine<'_>>), NoteError> {
+    if note.len() > MAX_NOTE_BYTES {
+        return Err(NoteError::Malformed("it is larger than a note may be"));
+    }
+    let split = note
+        .rfind("\n\n")
+        .ok_or(NoteError::Malformed("no blank line before the signatures"))?;
+    let text = &note[..split + 1];
+    check_text(text)?;
+    let sigs = &note[split + 2..];
+    if sigs.is_empty() {
+        return Err(NoteError::Malformed("no signature lines"));
+    }
+    check_text(sigs)?;
+    let mut out = Vec::new();
+    for line in sigs.lines() {
+        let (name, b64) = line
+            .strip_prefix(EM_DASH)
+            .and_then(|l| l.strip_prefix(' '))
+            .and_then(|l| l.split_once(' '))
+            .ok_or(NoteError::Malformed(
+                "a line after the blank line is not a signature line ('— <key name> <signature>')",
+            ))?;
+        if !valid_key_name(name) {
+            return Err(NoteError::Malformed("a signature line has a bad key name"));
+        }
+        let blob = B64
+            .decode(b64)
+            .map_err(|_| NoteError::Malformed("a signature is not base64"))?;
+        if blob.len() < 5 {
+            return Err(NoteError::Malformed("a signature is too short"));
+        }
+        if out.len() == MAX_SIGNATURES {
+            return Err(NoteError::Malformed("it has too many signatures"));
+        }
+        out.push((name, blob));
+    }
+    Ok((text, out))
+}
+
+/// Verifies `note` against `verifier` and returns its text (C2SP
+/// signed-note, "Signatures"). A malformed note is refused whatever its
+/// signatures; signatures by other keys are ignored; a signature by this key
+/// (same name and key id) must verify.
 pub fn verify<'a>(note: &'a str, verifier: &str) -> Result<&'a str, NoteError> {
     let mut parts = verifier.splitn(3, '+');
     let (name, hash_hex, key_b64) = match (parts.next(), parts.next(), parts.next()) {
-        (Some(n), Some(h), Some(k)) if !n.is_empty() => (n, h, k),
+        (Some(n), Some(h), Some(k)) if valid_key_name(n) => (n, h, k),
         _ => return Err(NoteError::BadKey("expected <name>+<hash>+<key>")),
     };
     let key = B64
@@ -88,26 +178,20 @@ pub fn verify<'a>(note: &'a str, verifier: &str) -> Result<&'a str, NoteError> {
     if hex::encode(hash) != hash_hex {
         return Err(NoteError::BadKey("key hash does not match name and key"));
     }
-    let split = note
-        .rfind("\n\n")
-        .ok_or(NoteError::Malformed("no blank line before the signatures"))?;
-    let body = &note[..split + 1];
-    let sigs = &note[split + 2..];
-    let prefix = format!("{EM_DASH} {name} ");
-    for line in sigs.lines() {
-        let Some(b64) = line.strip_prefix(&prefix) else {
-            continue;
-        };
-        let blob = B64
-            .decode(b64)
-            .map_err(|_| NoteError::Malformed("signature is not base64"))?;
-        if blob.len() != 68 || blob[..4] != hash {
+    let (text, sigs) = parse(note)?;
+    for (signer, blob) in sigs {
+        if signer != name || blob[..4] != hash {
             continue;
         }
-        return UnparsedPublicKey::new(&ED25519, public)
-            .verify(body.as_bytes(), &blob[4..])
-            .map(|()| body)
-            .map_err(|_| NoteError::BadSignature(name.to_string()));
+        let valid = blob.len() == 68
+            && UnparsedPublicKey::new(&ED25519, public)
+                .verify(text.as_bytes(), &blob[4..])
+                .is_ok();
+        return if valid {
+            Ok(text)
+        } else {
+            Err(NoteError::BadSignature(name.to_string()))
+        };
     }
     Err(NoteError::NoSignature(name.to_string()))
 }
@@ -145,7 +229,7 @@ mod tests {
     fn signs_and_verifies_and_catches_edits() {
         let keys = TestSigner::new(7);
         let vk = verifier_key("sluis.example", &keys.public_key());
-        let note = sign(&keys, "sluis.example", "hello\nworld\n");
+        let note = sign(&keys, "sluis.example", "hello\nworld\n").unwrap();
         assert_eq!(verify(&note, &vk).unwrap(), "hello\nworld\n");
         let edited = note.replace("world", "w0rld");
         assert_eq!(
@@ -154,5 +238,65 @@ mod tests {
         );
         let other = vk.replacen("sluis.example", "other", 1);
         assert!(verify(&note, &other).is_err());
+    }
+
+    /// What C2SP signed-note calls malformed is refused, even when the
+    /// signature over the text is good: a control character, no blank line,
+    /// a stray line among the signatures, a bad key name, bad base64.
+    #[test]
+    fn malformed_notes_are_refused_whatever_their_signature() {
+        let keys = TestSigner::new(7);
+        let vk = verifier_key("sluis.example", &keys.public_key());
+        let good = sign(&keys, "sluis.example", "a\nb\n").unwrap();
+        let sig_line = good.lines().last().unwrap().to_string();
+        // A body with a control character, signed as it is (as a signer
+        // that checks nothing would): the signature is good, the note is not.
+        let sig = keys.sign(b"a\x1b[2Kb\n");
+        let mut blob = key_hash("sluis.example", &keys.public_key()).to_vec();
+        blob.extend_from_slice(&sig);
+        let raw = format!(
+            "a\x1b[2Kb\n\n{EM_DASH} sluis.example {}\n",
+            B64.encode(&blob)
+        );
+        let malformed = [
+            raw,
+            format!("a\r\nb\n\n{sig_line}\n"),
+            good.replacen("\n\n", "\n", 1),
+            format!("{good}stray line\n"),
+            format!("{good}{EM_DASH} bad+name AAAAAAAA\n"),
+            format!("{good}{EM_DASH} other.example not-base64!\n"),
+            format!("{good}{EM_DASH} other.example AAAA\n"),
+            good.trim_end_matches('\n').to_string(),
+            "a\nb\n\n".to_string(),
+        ];
+        for note in &malformed {
+            assert!(
+                matches!(verify(note, &vk), Err(NoteError::Malformed(_))),
+                "{note:?}: {:?}",
+                verify(note, &vk)
+            );
+        }
+        // Signatures by other keys are ignored; a known key's bad one is not.
+        let other = TestSigner::new(8);
+        let cosigned = format!(
+            "{good}{}",
+            sign(&other, "other.example", "a\nb\n")
+                .unwrap()
+                .lines()
+                .last()
+                .unwrap()
+        ) + "\n";
+        assert_eq!(verify(&cosigned, &vk), Ok("a\nb\n"));
+        let mut short = key_hash("sluis.example", &keys.public_key()).to_vec();
+        short.push(0);
+        let truncated = format!("a\nb\n\n{EM_DASH} sluis.example {}\n", B64.encode(&short));
+        assert_eq!(
+            verify(&truncated, &vk),
+            Err(NoteError::BadSignature("sluis.example".into()))
+        );
+        // The node signs nothing a verifier would refuse.
+        assert!(sign(&keys, "sluis.example", "a\x07\n").is_err());
+        assert!(sign(&keys, "sluis.example", "no newline").is_err());
+        assert!(sign(&keys, "two words", "a\n").is_err());
     }
 }

@@ -8,8 +8,13 @@ use crate::model::Category;
 use crate::store::LogRow;
 
 /// Version of the canonical record encoding. Bumped on any change to
-/// [`AccessRecord::encode`]; old records keep their version byte.
-const RECORD_VERSION: u8 = 1;
+/// [`AccessRecord::encode`]; old records keep their version byte, and
+/// [`RecordView::parse`] reads every version, so they still decode and
+/// verify.
+///
+/// - 1: the fields up to `consents`.
+/// - 2: adds `subjects`, every other subject the call returned or touched.
+const RECORD_VERSION: u8 = 2;
 
 /// How a request ended, as privacy officers read it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,6 +36,31 @@ pub enum Decision {
 }
 
 impl Decision {
+    pub const ALL: [Decision; 7] = [
+        Decision::Allowed,
+        Decision::Partial,
+        Decision::Denied,
+        Decision::Invalid,
+        Decision::NotFound,
+        Decision::HandshakeFailed,
+        Decision::Error,
+    ];
+
+    /// The decision a name in the log stands for ([`Decision::as_str`]).
+    /// A match, not a search: the verifier parses every record's.
+    pub fn parse(name: &str) -> Option<Decision> {
+        Some(match name {
+            "allowed" => Decision::Allowed,
+            "partial" => Decision::Partial,
+            "denied" => Decision::Denied,
+            "invalid" => Decision::Invalid,
+            "not_found" => Decision::NotFound,
+            "handshake_failed" => Decision::HandshakeFailed,
+            "error" => Decision::Error,
+            _ => return None,
+        })
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Decision::Allowed => "allowed",
@@ -76,6 +106,12 @@ pub struct AccessRecord {
     pub rules: Vec<String>,
     /// Consents that decided.
     pub consents: Vec<String>,
+    /// Every subject, besides `subject`, that the call returned or touched
+    /// — the cases a listing named, the entries an officer read — as
+    /// audit-domain pseudonyms, so that each of their access reports shows
+    /// the call. Encoded sorted and without repeats (version 2 on; empty in
+    /// older records).
+    pub subjects: Vec<String>,
 }
 
 impl AccessRecord {
@@ -99,12 +135,14 @@ impl AccessRecord {
             detail: String::new(),
             rules: vec![],
             consents: vec![],
+            subjects: vec![],
         }
     }
 
     /// The canonical binary encoding: a version byte, then every field in a
-    /// fixed order, strings and lists length-prefixed (u32 big-endian).
-    /// Deterministic, so the same record always hashes the same.
+    /// fixed order, strings and lists length-prefixed (u32 big-endian);
+    /// `subjects` sorted, without repeats. Deterministic, so the same record
+    /// always hashes the same.
     pub fn encode(&self) -> Vec<u8> {
         let mut b = Vec::with_capacity(256);
         b.push(RECORD_VERSION);
@@ -130,6 +168,7 @@ impl AccessRecord {
         put_str(&mut b, &self.detail);
         put_list(&mut b, &self.rules);
         put_list(&mut b, &self.consents);
+        put_list(&mut b, &canonical(&self.subjects));
         b
     }
 
@@ -142,6 +181,7 @@ impl AccessRecord {
     /// the record (it is not needed after).
     pub(crate) fn into_row(self) -> LogRow {
         let record = self.encode();
+        let subjects = canonical(&self.subjects);
         LogRow {
             seq: 0,
             request_id: self.request_id,
@@ -154,8 +194,15 @@ impl AccessRecord {
             purpose: self.purpose,
             decision: self.decision.as_str().into(),
             record,
+            subjects,
         }
     }
+}
+
+/// Subjects as a record encodes them: sorted, without repeats.
+fn canonical(subjects: &[String]) -> Vec<String> {
+    let set: std::collections::BTreeSet<&String> = subjects.iter().collect();
+    set.into_iter().cloned().collect()
 }
 
 fn put_str(b: &mut Vec<u8>, s: &str) {
@@ -206,13 +253,15 @@ pub(crate) struct RecordView<'a> {
     withheld: (u32, &'a [u8]),
     rules: (u32, &'a [u8]),
     consents: (u32, &'a [u8]),
+    subjects: (u32, &'a [u8]),
 }
 
 impl<'a> RecordView<'a> {
     /// Parses a whole encoded record; `None` when it is not one.
     pub fn parse(bytes: &'a [u8]) -> Option<RecordView<'a>> {
         let mut r = Reader { b: bytes };
-        if r.u8()? != RECORD_VERSION {
+        let version = r.u8()?;
+        if !(1..=RECORD_VERSION).contains(&version) {
             return None;
         }
         let request_id = r.str()?;
@@ -231,20 +280,25 @@ impl<'a> RecordView<'a> {
             Category::from_code(i32::from(r.u8()?))?;
             r.str().map(drop)
         })?;
-        let decision = match r.str()? {
-            "allowed" => Decision::Allowed,
-            "partial" => Decision::Partial,
-            "denied" => Decision::Denied,
-            "invalid" => Decision::Invalid,
-            "not_found" => Decision::NotFound,
-            "handshake_failed" => Decision::HandshakeFailed,
-            "error" => Decision::Error,
-            _ => return None,
-        };
+        let decision = Decision::parse(r.str()?)?;
         let status = r.str()?;
         let detail = r.str()?;
         let rules = r.counted(|r| r.str().map(drop))?;
         let consents = r.counted(|r| r.str().map(drop))?;
+        let subjects = if version >= 2 {
+            // Sorted and without repeats: one encoding per record.
+            let mut last: Option<&str> = None;
+            r.counted(|r| {
+                let s = r.str()?;
+                if last.is_some_and(|l| l >= s) {
+                    return None;
+                }
+                last = Some(s);
+                Some(())
+            })?
+        } else {
+            (0, &[][..])
+        };
         if !r.b.is_empty() {
             return None;
         }
@@ -267,7 +321,20 @@ impl<'a> RecordView<'a> {
             withheld,
             rules,
             consents,
+            subjects,
         })
+    }
+
+    /// How many other subjects the record names.
+    pub fn subject_count(&self) -> u32 {
+        self.subjects.0
+    }
+
+    /// The record's other subjects (`AccessRecord::subjects`), in order.
+    pub fn subjects(&self) -> impl Iterator<Item = &'a str> + use<'a> {
+        let (n, b) = self.subjects;
+        let mut r = Reader { b };
+        (0..n).map_while(move |_| r.str())
     }
 
     pub fn to_record(&self) -> AccessRecord {
@@ -311,6 +378,7 @@ impl<'a> RecordView<'a> {
             detail: self.detail.into(),
             rules: strings(self.rules),
             consents: strings(self.consents),
+            subjects: self.subjects().map(String::from).collect(),
         }
     }
 }
@@ -354,7 +422,10 @@ impl<'a> Reader<'a> {
             .then_some(codes)
     }
     /// A counted list whose items `item` checks; the count and raw bytes.
-    fn counted(&mut self, item: impl Fn(&mut Self) -> Option<()>) -> Option<(u32, &'a [u8])> {
+    fn counted(
+        &mut self,
+        mut item: impl FnMut(&mut Self) -> Option<()>,
+    ) -> Option<(u32, &'a [u8])> {
         let n = self.u32()?;
         let start = self.b;
         for _ in 0..n {
@@ -388,6 +459,7 @@ mod tests {
         r.consents = vec!["k1".into()];
         r.withheld.push((Category::Identity, "no_consent".into()));
         r.actor_hash = Some("a1".into());
+        r.subjects = vec!["ps1.a".into(), "ps1.b".into()];
         let bytes = r.encode();
         assert_eq!(bytes[0], RECORD_VERSION);
         assert_eq!(AccessRecord::decode(&bytes), Some(r.clone()));
@@ -403,5 +475,64 @@ mod tests {
         let mut longer = bytes.clone();
         longer.push(0);
         assert_eq!(AccessRecord::decode(&longer), None);
+    }
+
+    /// A version-1 record, as nodes wrote them before `subjects`, byte for
+    /// byte: it still decodes (with no other subjects), so the reports and
+    /// the verifier read old logs as they are.
+    #[test]
+    fn version_1_records_still_decode() {
+        let v1 = hex::decode(
+            "010000002430313930633465322d376231612d376333652d396630302d3161326233633464356536\
+             660000018bcfe56800000000036474760000000364747600000000000946696e6443617365730000\
+             010000000672657475726e00000000000000000000000000000007616c6c6f776564000000024f4b\
+             0000000e31206361736573206c69737465640000000000000000",
+        )
+        .unwrap();
+        let r = AccessRecord::decode(&v1).expect("a version-1 record decodes");
+        assert_eq!(
+            (r.method.as_str(), r.purpose.as_deref(), r.detail.as_str()),
+            ("FindCases", Some("return"), "1 cases listed")
+        );
+        assert!(r.subjects.is_empty());
+        assert_eq!(RecordView::parse(&v1).unwrap().subjects().count(), 0);
+        // Cut short or padded, it is no record of either version.
+        assert_eq!(AccessRecord::decode(&v1[..v1.len() - 1]), None);
+        let mut v2 = v1.clone();
+        v2[0] = 2;
+        assert_eq!(
+            AccessRecord::decode(&v2),
+            None,
+            "version 2 needs its subjects"
+        );
+        v2.extend_from_slice(&0u32.to_be_bytes());
+        assert!(AccessRecord::decode(&v2).is_some());
+        v2[0] = 3;
+        assert_eq!(AccessRecord::decode(&v2), None, "an unknown version");
+    }
+
+    #[test]
+    fn decision_names_parse_back() {
+        for d in Decision::ALL {
+            assert_eq!(Decision::parse(d.as_str()), Some(d));
+        }
+        assert_eq!(Decision::parse("granted"), None);
+    }
+
+    /// Subjects have one encoding: sorted, without repeats.
+    #[test]
+    fn subjects_are_encoded_once_in_order() {
+        let mut r = AccessRecord::new("id".into(), 0, "FindCases");
+        r.subjects = vec!["ps1.b".into(), "ps1.a".into(), "ps1.b".into()];
+        let bytes = r.encode();
+        let view = RecordView::parse(&bytes).unwrap();
+        assert_eq!(view.subjects().collect::<Vec<_>>(), ["ps1.a", "ps1.b"]);
+        // The same bytes with the two swapped are no record.
+        let a = bytes.windows(5).position(|w| w == b"ps1.a").unwrap();
+        let b = bytes.windows(5).position(|w| w == b"ps1.b").unwrap();
+        let mut swapped = bytes.clone();
+        swapped[a + 4] = b'b';
+        swapped[b + 4] = b'a';
+        assert!(RecordView::parse(&swapped).is_none());
     }
 }

@@ -8,7 +8,7 @@
 
 use std::time::Instant;
 
-use crate::store::scan::{Chunk, Entry, Field, Node, Value};
+use crate::store::scan::{Chunk, Entry, Field, Named, Node, Value};
 use crate::store::{Store, StoreError, StoredCheckpoint};
 use crate::tlog::RecordView;
 use crate::tlog::checkpoint::Checkpoint;
@@ -138,19 +138,33 @@ pub async fn verify_log(
                 format!("the tree table holds more nodes than any tree has, from size {end}: nodes were added"),
             );
         }
+        if let Some(seq) = chunk.excess_named_from {
+            problems.add(
+                seq.max(0) as u64,
+                format!("the subject index holds more rows than the entries name, from entry {seq}: rows were added"),
+            );
+        }
         if chunk.entries.is_empty() {
-            // Nodes stored past the last entry: the tail was cut.
+            // Rows stored past the last entry: the tail was cut.
+            let size = frontier.size();
             if !chunk.nodes.is_empty() {
-                let size = frontier.size();
                 problems.add(
                     size,
                     format!("the tree has nodes for entries after {size}: entries were removed"),
                 );
             }
+            if !chunk.named.is_empty() {
+                problems.add(
+                    size,
+                    format!("the subject index names entries after {size}: entries were removed"),
+                );
+            }
             continue;
         }
-        // Stored nodes arrive in the order the tree completes them.
+        // Stored nodes arrive in the order the tree completes them, index
+        // rows in the order of their entries.
         let mut next_node = 0usize;
+        let mut next_named = 0usize;
         for entry in &chunk.entries {
             let i = frontier.size();
             if entry.seq != i as i64 {
@@ -171,7 +185,7 @@ pub async fn verify_log(
                     started,
                 ));
             }
-            check_columns(&chunk, entry, &mut problems);
+            check_columns(&chunk, entry, &mut next_named, &mut problems);
             let record = match chunk.field(entry, Field::Record) {
                 Value::Bytes(b) => b,
                 _ => &[],
@@ -254,6 +268,9 @@ pub async fn verify_log(
         for n in &chunk.nodes[next_node..] {
             problems.add(index_before(n.end), stray(n));
         }
+        for n in &chunk.named[next_named..] {
+            problems.add(n.seq.max(0) as u64, stray_named(n));
+        }
         progress(frontier.size(), total);
     }
     let size = frontier.size();
@@ -290,10 +307,23 @@ pub async fn verify_log(
     ))
 }
 
-/// The queryable columns must say what the signed record says: otherwise a
-/// changed column could hide an access from a privacy officer's query.
-fn check_columns(chunk: &Chunk, e: &Entry, problems: &mut Problems) {
+/// The queryable columns, and the subject index rows of the entry (from
+/// `chunk.named[*named..]`, consumed), must say what the signed record
+/// says: otherwise a changed column or a removed row could hide an access
+/// from a privacy officer's query or a subject's report.
+fn check_columns(chunk: &Chunk, e: &Entry, named: &mut usize, problems: &mut Problems) {
     let i = e.seq as u64;
+    while let Some(n) = chunk.named.get(*named)
+        && n.seq < e.seq
+    {
+        problems.add(n.seq.max(0) as u64, stray_named(n));
+        *named += 1;
+    }
+    let first = *named;
+    while chunk.named.get(*named).is_some_and(|n| n.seq == e.seq) {
+        *named += 1;
+    }
+    let rows = &chunk.named[first..*named];
     let Some(r) = chunk
         .field(e, Field::Record)
         .bytes()
@@ -323,6 +353,28 @@ fn check_columns(chunk: &Chunk, e: &Entry, problems: &mut Problems) {
             format!("entry {i}: its query columns differ from the recorded entry"),
         );
     }
+    // Most entries name no other subject and have no index rows.
+    let indexed = if rows.is_empty() {
+        r.subject_count() == 0
+    } else {
+        let mut subjects = r.subjects();
+        rows.iter()
+            .all(|n| chunk.named_subject(n).text() == subjects.next())
+            && subjects.next().is_none()
+    };
+    if !indexed {
+        problems.add(
+            i,
+            format!("entry {i}: the subject index differs from the subjects the entry names"),
+        );
+    }
+}
+
+fn stray_named(n: &Named) -> String {
+    format!(
+        "the subject index names entry {} under a subject the entry does not name",
+        n.seq
+    )
 }
 
 /// The entry a stored node at end size `end` was written with.

@@ -106,6 +106,39 @@ struct Writer {
     frontier: Frontier,
     signed_size: u64,
     signed_at: Instant,
+    failures: Failures,
+}
+
+/// Failed batches, logged at most once a second: while the database is
+/// unreachable requests fail at once, and each batch would log a line.
+#[derive(Default)]
+struct Failures {
+    logged_at: Option<Instant>,
+    batches: u64,
+    records: u64,
+}
+
+impl Failures {
+    fn note(&mut self, e: &AuditError, records: usize) {
+        self.batches += 1;
+        self.records += records as u64;
+        if self
+            .logged_at
+            .is_some_and(|at| at.elapsed() < Duration::from_secs(1))
+        {
+            return;
+        }
+        tracing::error!(
+            error = %e,
+            batches = self.batches,
+            records = self.records,
+            "access log write failed; requests fail closed (counts since the last such line)"
+        );
+        *self = Failures {
+            logged_at: Some(Instant::now()),
+            ..Failures::default()
+        };
+    }
 }
 
 impl AuditLog {
@@ -152,6 +185,7 @@ impl AuditLog {
             settings,
             frontier,
             signed_size,
+            failures: Failures::default(),
         };
         tokio::spawn(writer.run(rx));
         Ok(AuditLog { tx })
@@ -280,7 +314,8 @@ impl Writer {
                 self.frontier.push_with(*leaf, |id, h| nodes.push((id, *h)));
             }
             let checkpoint = (self.signed_at.elapsed() >= self.settings.checkpoint_interval)
-                .then(|| self.signed_checkpoint());
+                .then(|| self.signed_checkpoint())
+                .flatten();
             match self
                 .sink
                 .append(first_seq, &rows, &issued, &nodes, checkpoint.as_ref())
@@ -316,7 +351,7 @@ impl Writer {
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, records = waiting.len(), "access log write failed; requests fail closed");
+                self.failures.note(&e, waiting.len());
                 for done in waiting {
                     let _ = done.send(Err(e.clone()));
                 }
@@ -338,22 +373,34 @@ impl Writer {
     /// A checkpoint of the current tree. The tree only ever grows from the
     /// state checked against the last checkpoint at start, so every
     /// checkpoint the node signs is consistent with all earlier ones.
-    fn signed_checkpoint(&self) -> StoredCheckpoint {
+    /// `None` (logged) if the node's name cannot be signed as (the
+    /// configuration refuses such a name, so this does not happen).
+    fn signed_checkpoint(&self) -> Option<StoredCheckpoint> {
         let cp = Checkpoint {
             origin: self.settings.origin.clone(),
             size: self.frontier.size(),
             root: self.frontier.root(),
         };
-        StoredCheckpoint {
+        let note = match cp.sign(self.signer.as_ref(), &self.settings.key_name) {
+            Ok(note) => note,
+            Err(e) => {
+                tracing::error!(error = %e, "the checkpoint cannot be signed; entries stay unsigned");
+                return None;
+            }
+        };
+        Some(StoredCheckpoint {
             size: cp.size as i64,
             root: cp.root.to_vec(),
             at: crate::model::clock::now_millis(),
-            note: cp.sign(self.signer.as_ref(), &self.settings.key_name),
-        }
+            note,
+        })
     }
 
     async fn checkpoint_now(&mut self) {
-        let cp = self.signed_checkpoint();
+        let Some(cp) = self.signed_checkpoint() else {
+            self.signed_at = Instant::now();
+            return;
+        };
         match self.sink.append_checkpoint(&cp).await {
             Ok(()) => {
                 self.signed_size = cp.size as u64;

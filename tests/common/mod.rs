@@ -34,11 +34,23 @@ impl TestNode {
 
     /// A node whose configuration `edit` adjusts before it starts.
     pub async fn start_with(edit: impl FnOnce(&mut Config)) -> TestNode {
+        TestNode::start_in(true, edit).await
+    }
+
+    /// A node on a SQLite file whichever backend the other tests use: for
+    /// what only SQLite has (the file's lock, its WAL).
+    pub async fn start_on_sqlite(edit: impl FnOnce(&mut Config)) -> TestNode {
+        TestNode::start_in(false, edit).await
+    }
+
+    async fn start_in(test_database: bool, edit: impl FnOnce(&mut Config)) -> TestNode {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = init::init(dir.path(), "127.0.0.1:0".parse().unwrap())
             .await
             .expect("init a node directory");
-        use_test_database(dir.path()).await;
+        if test_database {
+            use_test_database(dir.path()).await;
+        }
         let mut config = Config::load(&path).expect("load config");
         edit(&mut config);
         let node = Node::start(&config).await.expect("start node");
@@ -195,6 +207,68 @@ pub async fn expect_unregistered(
         "{method}: an unregistered caller learns nothing of the case"
     );
     rec
+}
+
+/// The `x-request-id` a response carries: the id of its access record.
+pub fn request_id<T>(r: &tonic::Response<T>) -> String {
+    r.metadata()
+        .get("x-request-id")
+        .expect("every response carries x-request-id")
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+/// The node's log lines, captured: a `tracing` writer that keeps what is
+/// written, for tests that check what the node logs.
+#[derive(Clone, Default)]
+pub struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    /// Installs a subscriber at `level` that writes here, for the whole
+    /// test binary (one such test per file).
+    pub fn install(level: &str) -> Captured {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(level))
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .init();
+        captured
+    }
+
+    pub fn bytes(&self) -> Vec<u8> {
+        self.0.lock().unwrap().clone()
+    }
+
+    pub fn has(&self, text: &str) -> bool {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).contains(text)
+    }
+}
+
+/// A consent request of the owner's for `case_id`: DT&V may see the
+/// perspective for `return`, evidence `DMS-1`; tests change what they test.
+pub fn consent_request(case_id: &str) -> pb::GrantConsentRequest {
+    pb::GrantConsentRequest {
+        case_id: case_id.into(),
+        recipients: vec![participant("dtv")],
+        categories: cats(&[pb::Category::Perspective]),
+        purposes: vec!["return".into()],
+        valid_from: None,
+        valid_until: None,
+        evidence_ref: "DMS-1".into(),
+    }
 }
 
 pub fn with_actor<T>(msg: T) -> Request<T> {
@@ -383,6 +457,16 @@ pub fn postgres_admin_url() -> Option<String> {
 
 pub fn on_postgres() -> bool {
     postgres_admin_url().is_some()
+}
+
+/// Why a PostgreSQL-only test is ignored, and how it is run: the
+/// PostgreSQL pass selects these tests by their module, `postgres_only`.
+pub const NEEDS_POSTGRES: &str = "needs PostgreSQL: run with SLUIS_TEST_BACKEND=postgres and `-- --ignored postgres_only` (as .ci/run does)";
+
+/// Fails, rather than passing without running, when a PostgreSQL-only test
+/// is run without PostgreSQL.
+pub fn require_postgres() {
+    assert!(on_postgres(), "this test {NEEDS_POSTGRES}");
 }
 
 /// A new, empty PostgreSQL database; returns its URL.

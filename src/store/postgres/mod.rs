@@ -10,6 +10,7 @@
 //! its size. The verifier reads one snapshot of the log, packed by the
 //! server (`scan`).
 
+mod reachable;
 mod scan;
 
 use std::collections::HashMap;
@@ -53,6 +54,8 @@ const INSERT_ISSUED: &str = "INSERT INTO pseudonyms (recipient, pseudonym, case_
      ON CONFLICT DO NOTHING";
 const INSERT_NODES: &str = "INSERT INTO merkle_nodes (end_size, level, hash)
      SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::bytea[])";
+const INSERT_SUBJECTS: &str = "INSERT INTO access_log_subjects (seq, subject)
+     SELECT * FROM UNNEST($1::bigint[], $2::text[])";
 const NODES_AT: &str = "SELECT n.end_size, n.level, n.hash
      FROM UNNEST($1::bigint[], $2::bigint[]) AS k(end_size, level)
      JOIN merkle_nodes n ON n.end_size = k.end_size AND n.level = k.level";
@@ -62,6 +65,7 @@ type PgQuery = Query<'static, Postgres, PgArguments>;
 #[derive(Clone)]
 pub(super) struct PgStore {
     pool: PgPool,
+    reachable: std::sync::Arc<reachable::Reachable>,
 }
 
 impl PgStore {
@@ -83,7 +87,10 @@ impl PgStore {
                 target: redact_url(url),
                 source: e.into(),
             })?;
-        let store = PgStore { pool };
+        let store = PgStore {
+            pool,
+            reachable: Default::default(),
+        };
         if migrate {
             store.migrate().await?;
         }
@@ -116,8 +123,21 @@ impl PgStore {
             .await
     }
 
+    /// The server's reachability, which every statement passes (see
+    /// `reachable`).
+    pub(super) fn reachable(&self) -> &reachable::Reachable {
+        &self.reachable
+    }
+
+    /// Whether the server answers. Always tries it (it is the health
+    /// check's probe) and tells the reachability guard.
     pub(super) async fn ping(&self) -> bool {
-        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
+        let result = sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::from);
+        self.reachable.observe(&result);
+        result.is_ok()
     }
 
     pub(super) async fn close(&self) {
@@ -291,6 +311,17 @@ impl PgStore {
                 .bind(rows.iter().map(|r| r.record.as_slice()).collect::<Vec<_>>())
                 .execute(&mut *tx)
                 .await?;
+            let named: Vec<(i64, &str)> = (first_seq..)
+                .zip(rows)
+                .flat_map(|(seq, r)| r.subjects.iter().map(move |s| (seq, s.as_str())))
+                .collect();
+            if !named.is_empty() {
+                sqlx::query(INSERT_SUBJECTS)
+                    .bind(named.iter().map(|(seq, _)| *seq).collect::<Vec<_>>())
+                    .bind(named.iter().map(|(_, s)| *s).collect::<Vec<_>>())
+                    .execute(&mut *tx)
+                    .await?;
+            }
         }
         if !issued.is_empty() {
             sqlx::query(INSERT_ISSUED)
@@ -523,6 +554,21 @@ impl PgStore {
             .bind(&filter.decision)
             .bind(&filter.case_id)
             .bind(&filter.subject)
+            .bind(limit);
+        self.all(q, rows::log_row).await
+    }
+
+    pub(super) async fn subject_log(
+        &self,
+        case_id: &str,
+        subject: &str,
+        start: i64,
+        limit: i64,
+    ) -> Result<Vec<LogRow>, StoreError> {
+        let q = sqlx::query(sql::SUBJECT_LOG)
+            .bind(start)
+            .bind(case_id)
+            .bind(subject)
             .bind(limit);
         self.all(q, rows::log_row).await
     }

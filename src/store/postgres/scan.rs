@@ -1,123 +1,154 @@
 //! The access log read in bulk for `sluis audit verify` (see
 //! `store::scan`): the server packs each chunk of entries and of tree nodes
 //! into one value (`string_agg`), so a chunk is two rows to fetch instead
-//! of one per entry and per node; all from one snapshot, while replicas
-//! keep appending.
+//! of one per entry and per node.
+//!
+//! No transaction spans the scan (a long snapshot holds back vacuum on a
+//! busy server): the log's size is fixed in one short snapshot at the
+//! start, and each chunk is read below it by statements of their own, while
+//! replicas keep appending above it.
 
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::{PgConnection, PgPool};
 use tokio::sync::mpsc;
 
 use crate::store::StoreError;
-use crate::store::scan::{CHUNK, Chunk, FIELDS, Value};
+use crate::store::scan::{CHUNK, Chunk, FIELDS, Ranges, Value, Window};
 
-/// A read-only view of the log that stays as it was when taken (one
-/// REPEATABLE READ transaction): entries and tree nodes are read by
-/// separate queries, which must see the same state.
-struct Snapshot {
-    tx: Transaction<'static, Postgres>,
+/// Up to `limit` log entries in `[from, to)`, packed into one value by
+/// the server. The upper bound is applied outside the limited scan: with
+/// both bounds in one range, a planner without statistics (a log just
+/// loaded) sorts the whole range for each chunk instead of walking the
+/// index. Per entry: seq and at (i64), then request_id, caller, role,
+/// method, case_id, subject, purpose, decision and record, each as an i32
+/// length (-1 for NULL) and bytes; big-endian. `None` when there are none.
+async fn entries<'e>(
+    conn: impl sqlx::PgExecutor<'e>,
+    from: i64,
+    to: i64,
+    limit: i64,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT string_agg(
+             int8send(seq) || int8send(at)
+             || int4send(octet_length(request_id)) || convert_to(request_id, 'UTF8')
+             || int4send(octet_length(caller)) || convert_to(caller, 'UTF8')
+             || int4send(octet_length(role)) || convert_to(role, 'UTF8')
+             || int4send(octet_length(method)) || convert_to(method, 'UTF8')
+             || COALESCE(int4send(octet_length(case_id)) || convert_to(case_id, 'UTF8'), '\\xffffffff'::bytea)
+             || COALESCE(int4send(octet_length(subject)) || convert_to(subject, 'UTF8'), '\\xffffffff'::bytea)
+             || COALESCE(int4send(octet_length(purpose)) || convert_to(purpose, 'UTF8'), '\\xffffffff'::bytea)
+             || int4send(octet_length(decision)) || convert_to(decision, 'UTF8')
+             || int4send(length(record)) || record,
+             ''::bytea ORDER BY seq)
+         FROM (SELECT * FROM access_log WHERE seq >= $1 ORDER BY seq LIMIT $3) t
+         WHERE seq < $2",
+    )
+    .bind(from)
+    .bind(to)
+    .bind(limit)
+    .fetch_one(conn)
+    .await?)
 }
 
-impl Snapshot {
-    async fn take(pool: &PgPool) -> Result<Snapshot, StoreError> {
-        let mut tx = pool.begin().await?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            .execute(&mut *tx)
-            .await?;
-        Ok(Snapshot { tx })
-    }
+/// Tree nodes with end sizes in `(after, up_to]`, in completion order
+/// (end_size, level), at most `limit`, packed by the server: end_size and
+/// level (i64), an i32 length and the hash, per node. The upper bound is
+/// applied outside the limited scan, as in [`entries`]; a chunk's limit is
+/// about the nodes its range holds, so little is read beyond it.
+async fn nodes<'e>(
+    conn: impl sqlx::PgExecutor<'e>,
+    after: i64,
+    up_to: i64,
+    limit: i64,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT string_agg(int8send(end_size) || int8send(level) || int4send(length(hash)) || hash,
+                           ''::bytea ORDER BY end_size, level)
+         FROM (SELECT end_size, level, hash FROM merkle_nodes
+               WHERE end_size > $1 ORDER BY end_size, level LIMIT $3) t
+         WHERE end_size <= $2",
+    )
+    .bind(after)
+    .bind(up_to)
+    .bind(limit)
+    .fetch_one(conn)
+    .await?)
+}
 
-    /// Up to `limit` log entries from `from` on, packed into one value by
-    /// the server. Per entry: seq and at (i64), then request_id, caller,
-    /// role, method, case_id, subject, purpose, decision and record, each
-    /// as an i32 length (-1 for NULL) and bytes; big-endian. `None` when
-    /// there are none.
-    async fn entries(&mut self, from: i64, limit: i64) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(sqlx::query_scalar(
-            "SELECT string_agg(
-                 int8send(seq) || int8send(at)
-                 || int4send(octet_length(request_id)) || convert_to(request_id, 'UTF8')
-                 || int4send(octet_length(caller)) || convert_to(caller, 'UTF8')
-                 || int4send(octet_length(role)) || convert_to(role, 'UTF8')
-                 || int4send(octet_length(method)) || convert_to(method, 'UTF8')
-                 || COALESCE(int4send(octet_length(case_id)) || convert_to(case_id, 'UTF8'), '\\xffffffff'::bytea)
-                 || COALESCE(int4send(octet_length(subject)) || convert_to(subject, 'UTF8'), '\\xffffffff'::bytea)
-                 || COALESCE(int4send(octet_length(purpose)) || convert_to(purpose, 'UTF8'), '\\xffffffff'::bytea)
-                 || int4send(octet_length(decision)) || convert_to(decision, 'UTF8')
-                 || int4send(length(record)) || record,
-                 ''::bytea ORDER BY seq)
-             FROM (SELECT * FROM access_log WHERE seq >= $1 ORDER BY seq LIMIT $2) t",
-        )
-        .bind(from)
-        .bind(limit)
-        .fetch_one(&mut *self.tx)
-        .await?)
-    }
+/// Subject-index rows with positions in `[from, to)`, in `(seq, subject)`
+/// order, at most `limit`, packed by the server: seq (i64), an i32 length
+/// and the subject, per row.
+async fn named<'e>(
+    conn: impl sqlx::PgExecutor<'e>,
+    (from, to): (i64, i64),
+    limit: i64,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    Ok(sqlx::query_scalar(
+        "SELECT string_agg(int8send(seq) || int4send(octet_length(subject)) || convert_to(subject, 'UTF8'),
+                           ''::bytea ORDER BY seq, subject)
+         FROM (SELECT seq, subject FROM access_log_subjects
+               WHERE seq >= $1 AND seq < $2
+               ORDER BY seq, subject LIMIT $3) t",
+    )
+    .bind(from)
+    .bind(to)
+    .bind(limit)
+    .fetch_one(conn)
+    .await?)
+}
 
-    /// Tree nodes after `after` with end sizes up to `up_to`, in completion
-    /// order (end_size, level), packed by the server: end_size and level
-    /// (i64), an i32 length and the hash, per node.
-    async fn nodes(
-        &mut self,
-        after: (i64, i64),
-        up_to: i64,
-        limit: i64,
-    ) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(sqlx::query_scalar(
-            "SELECT string_agg(int8send(end_size) || int8send(level) || int4send(length(hash)) || hash,
-                               ''::bytea ORDER BY end_size, level)
-             FROM (SELECT end_size, level, hash FROM merkle_nodes
-                   WHERE (end_size, level) > ($1, $2) AND end_size <= $3
-                   ORDER BY end_size, level LIMIT $4) t",
-        )
-        .bind(after.0)
-        .bind(after.1)
-        .bind(up_to)
-        .bind(limit)
-        .fetch_one(&mut *self.tx)
-        .await?)
-    }
+/// The tree nodes and subject-index rows in `r`'s ranges into `chunk`.
+async fn with_entries(
+    conn: &mut PgConnection,
+    r: Ranges,
+    chunk: &mut Chunk,
+) -> Result<(), StoreError> {
+    let packed = nodes(&mut *conn, r.nodes.0, r.nodes.1, r.node_cap as i64 + 1).await?;
+    unpack_nodes(packed.as_deref().unwrap_or_default(), r.node_cap, chunk)?;
+    let packed = named(&mut *conn, r.named, r.named_cap as i64 + 1).await?;
+    unpack_named(packed.as_deref().unwrap_or_default(), r.named_cap, chunk)
 }
 
 /// Reads the log into `tx` until the end or until the receiver is
-/// dropped: in one snapshot of the log, each chunk is two queries whose
-/// single result the server packs, instead of a row per entry and per node.
+/// dropped: the log as it was when the scan started, each chunk three
+/// queries whose single result the server packs.
 pub(super) async fn scan(
     pool: &PgPool,
     tx: &mpsc::Sender<Result<Chunk, StoreError>>,
 ) -> Result<(), StoreError> {
-    let mut snapshot = Snapshot::take(pool).await?;
-    let mut from = i64::MIN;
-    let mut after: (i64, i64) = (i64::MIN, i64::MIN);
-    loop {
+    // The size, and what is stored beyond it, in one snapshot.
+    let mut snapshot = pool.begin().await?;
+    sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .execute(&mut *snapshot)
+        .await?;
+    let size: i64 = sqlx::query_scalar(crate::store::sql::LOG_SIZE)
+        .fetch_one(&mut *snapshot)
+        .await?;
+    let mut tail = Chunk::default();
+    with_entries(&mut snapshot, Window::tail(size), &mut tail).await?;
+    snapshot.commit().await?;
+
+    let mut conn = pool.acquire().await?;
+    let mut window = Window::new(size);
+    while let Some(from) = window.next_entry() {
         let mut chunk = Chunk::default();
-        let packed = snapshot.entries(from, CHUNK as i64).await?;
+        let packed = entries(&mut *conn, from, window.size(), CHUNK as i64).await?;
         unpack_entries(packed.as_deref().unwrap_or_default(), &mut chunk)?;
-        let bound = chunk.entries.last().map(|e| e.seq.saturating_add(1));
-        let cap = match bound {
-            Some(_) => Chunk::node_cap(chunk.entries.len()),
-            None => 4,
+        let Some(ranges) = window.ranges_for(&chunk) else {
+            break;
         };
-        let packed = snapshot
-            .nodes(after, bound.unwrap_or(i64::MAX), cap as i64 + 1)
-            .await?;
-        unpack_nodes(packed.as_deref().unwrap_or_default(), cap, &mut chunk)?;
-        // Whatever lies in this chunk's range has been read or counted as
-        // excess: the next chunk starts after it.
-        if let Some(b) = bound {
-            after = (b, i64::MAX);
-        }
-        let done = chunk.entries.is_empty();
-        if (!done || !chunk.nodes.is_empty()) && tx.send(Ok(chunk)).await.is_err() {
+        with_entries(&mut conn, ranges, &mut chunk).await?;
+        if tx.send(Ok(chunk)).await.is_err() {
             return Ok(());
         }
-        let Some(b) = bound else {
-            return Ok(());
-        };
-        from = b;
     }
+    if !tail.nodes.is_empty() || !tail.named.is_empty() {
+        let _ = tx.send(Ok(tail)).await;
+    }
+    Ok(())
 }
 
-/// Reads the packed values of [`Snapshot::entries`] and [`Snapshot::nodes`].
+/// Reads the packed values of [`entries`], [`nodes`] and [`named`].
 struct Packed<'a>(&'a [u8]);
 
 impl<'a> Packed<'a> {
@@ -170,6 +201,20 @@ fn unpack_nodes(packed: &[u8], cap: usize, chunk: &mut Chunk) -> Result<(), Stor
             break;
         }
         chunk.push_node(end, level, hash);
+    }
+    Ok(())
+}
+
+fn unpack_named(packed: &[u8], cap: usize, chunk: &mut Chunk) -> Result<(), StoreError> {
+    let mut p = Packed(packed);
+    while !p.0.is_empty() {
+        let seq = p.i64()?;
+        let subject = p.value()?;
+        if chunk.named.len() >= cap {
+            chunk.excess_named_from = Some(seq);
+            break;
+        }
+        chunk.push_named(seq, subject);
     }
     Ok(())
 }

@@ -33,22 +33,33 @@ use crate::model::consent::{Consent, ConsentEvent, Millis};
 use crate::store::rows::{self, CaseFold, Columns, ConsentFold, Digest, StatisticsFold};
 use crate::store::scan::{AHEAD, Chunk};
 use crate::store::{
-    Append, CaseMeta, CaseWithData, DbError, LogFilter, LogRow, NewCase, SealedCase, StoreError,
-    StoredCheckpoint, Visible, sql,
+    Append, CaseMeta, CaseWithData, DbError, LogFilter, LogRow, NewCase, PoolSettings, SealedCase,
+    StoreError, StoredCheckpoint, Visible, sql,
 };
 use crate::tlog::merkle::{Hash, NodeId};
 
 use cache::ReadCache;
-use worker::Workers;
+use worker::{Open, Workers};
 use write::Batch;
 
 /// Reader threads: enough to keep both cores busy while one waits on a
 /// page.
 const READERS: usize = 2;
 
+/// How large the WAL may grow (`[database]` `wal_limit_mb`, `wal_warn_mb`).
+#[derive(Clone, Copy, Debug)]
+struct WalBounds {
+    /// Bytes the WAL is cut back to once a checkpoint has copied it all.
+    limit: u64,
+    /// Above this many bytes the node warns: something keeps the WAL from
+    /// being checkpointed.
+    warn: u64,
+}
+
 #[derive(Clone)]
 pub(super) struct SqliteStore {
     file: Arc<PathBuf>,
+    wal_bounds: WalBounds,
     writer: Arc<Workers>,
     readers: Arc<Workers>,
     wal: Arc<Workers>,
@@ -144,20 +155,51 @@ const WRITER_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FU
      PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; \
      PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = 8000;";
 
-fn open_writer(file: &Path) -> Result<Connection, StoreError> {
-    open_with(
-        file,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        WRITER_PRAGMAS,
-    )
+/// A writing connection whose WAL is cut back to `wal_limit` bytes once a
+/// checkpoint has copied it all (`journal_size_limit`: SQLite truncates the
+/// file when it next starts the WAL over, instead of keeping it at the
+/// largest size it ever reached).
+fn writer(wal_limit: u64) -> Open {
+    Arc::new(move |file| {
+        open_with(
+            file,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            &format!("{WRITER_PRAGMAS} PRAGMA journal_size_limit = {wal_limit};"),
+        )
+    })
 }
 
-fn open_reader(file: &Path) -> Result<Connection, StoreError> {
-    open_with(
-        file,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        "PRAGMA busy_timeout = 5000; PRAGMA mmap_size = 268435456;",
-    )
+/// The background checkpointer's connection: as a writer's, but it waits
+/// at most [`CHECKPOINT_WAIT_MS`] for a lock. A PASSIVE checkpoint never
+/// waits; a truncating one waits that long for the writer's transaction to
+/// end (under steady writes it would otherwise never find the file free)
+/// and, holding the write lock, for the node's own short reads. One that
+/// would wait longer is tried again on a later tick, so it holds up the
+/// node's writes for no more than that.
+fn checkpointer(wal_limit: u64) -> Open {
+    Arc::new(move |file| {
+        open_with(
+            file,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            &format!(
+                "{WRITER_PRAGMAS} PRAGMA journal_size_limit = {wal_limit}; \
+                 PRAGMA busy_timeout = {CHECKPOINT_WAIT_MS};"
+            ),
+        )
+    })
+}
+
+/// The longest a truncating checkpoint waits for a lock, in milliseconds.
+const CHECKPOINT_WAIT_MS: u64 = 50;
+
+fn reader() -> Open {
+    Arc::new(|file| {
+        open_with(
+            file,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            "PRAGMA busy_timeout = 5000; PRAGMA mmap_size = 268435456;",
+        )
+    })
 }
 
 fn open_with(file: &Path, flags: OpenFlags, pragmas: &str) -> Result<Connection, StoreError> {
@@ -170,7 +212,16 @@ fn open_with(file: &Path, flags: OpenFlags, pragmas: &str) -> Result<Connection,
 }
 
 impl SqliteStore {
-    pub(super) async fn open(url: &str, migrate: bool) -> Result<SqliteStore, StoreError> {
+    /// Opens the file a `sqlite:` URL names; `settings` bound its WAL.
+    pub(super) async fn open(
+        url: &str,
+        settings: &PoolSettings,
+        migrate: bool,
+    ) -> Result<SqliteStore, StoreError> {
+        let wal = WalBounds {
+            limit: settings.wal_limit_bytes,
+            warn: settings.wal_warn_bytes,
+        };
         let target = parse_url(url)?;
         let file = target.file.clone();
         // Create the file (only here: a connection reopened later must not
@@ -190,9 +241,10 @@ impl SqliteStore {
         .await
         .map_err(|_| StoreError::WorkerStopped("opening"))??;
         Ok(SqliteStore {
-            writer: Arc::new(Workers::start("writer", 1, &file, open_writer)?),
-            readers: Arc::new(Workers::start("reader", READERS, &file, open_reader)?),
-            wal: Arc::new(Workers::start("wal", 1, &file, open_writer)?),
+            writer: Arc::new(Workers::start("writer", 1, &file, writer(wal.limit))?),
+            readers: Arc::new(Workers::start("reader", READERS, &file, reader())?),
+            wal: Arc::new(Workers::start("wal", 1, &file, checkpointer(wal.limit))?),
+            wal_bounds: wal,
             file: Arc::new(file),
             cache: None,
             claim: Arc::default(),
@@ -200,11 +252,12 @@ impl SqliteStore {
     }
 
     /// Makes this process the file's one node: takes its lock (see
-    /// `claim`), checkpoints the WAL in the background, and keeps up to
-    /// `cache_entries` cases and consent lists in memory (0: none).
+    /// `claim`), checkpoints the WAL in the background (and warns while it
+    /// stays above its warning size), and keeps up to `cache_entries` cases
+    /// and consent lists in memory (0: none).
     pub(super) fn claim_for_node(&mut self, cache_entries: usize) -> Result<(), StoreError> {
         let store = self.clone();
-        let held = claim::claim(&self.file, move || {
+        let held = claim::claim(&self.file, self.wal_bounds.warn, move || {
             let store = store.clone();
             async move { store.checkpoint_wal().await }
         })?;
@@ -219,9 +272,31 @@ impl SqliteStore {
         &self.file
     }
 
-    pub(super) async fn checkpoint_wal(&self) -> Result<(), StoreError> {
+    /// Copies what it can of the WAL into the database file without
+    /// waiting for anyone (PASSIVE). When that copied it all — no reader
+    /// holds an older snapshot — and the WAL file has grown past its limit
+    /// (steady writes never left it idle for SQLite to start it over, or a
+    /// reader held an old snapshot and has let go), a truncating checkpoint
+    /// cuts the file back, unless the writer or a reader is in the way for
+    /// longer than [`CHECKPOINT_WAIT_MS`] (then on a later tick). Returns
+    /// the WAL file's size in bytes afterwards.
+    pub(super) async fn checkpoint_wal(&self) -> Result<u64, StoreError> {
+        let wal_file = claim::wal_path(&self.file);
+        let limit = self.wal_bounds.limit;
         self.wal
-            .run(|c| Ok(c.execute_batch("PRAGMA wal_checkpoint(PASSIVE)")?))
+            .run(move |c| {
+                let (log, copied): (i64, i64) =
+                    c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+                        Ok((r.get(1)?, r.get(2)?))
+                    })?;
+                let size = std::fs::metadata(&wal_file).map_or(0, |m| m.len());
+                // All copied: no reader holds a snapshot older than the
+                // WAL's end, so cutting it back will not wait for one.
+                if size > limit && copied == log {
+                    c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+                }
+                Ok(std::fs::metadata(&wal_file).map_or(0, |m| m.len()))
+            })
             .await
     }
 
@@ -535,6 +610,21 @@ impl SqliteStore {
         .await
     }
 
+    pub(super) async fn subject_log(
+        &self,
+        case_id: &str,
+        subject: &str,
+        start: i64,
+        limit: i64,
+    ) -> Result<Vec<LogRow>, StoreError> {
+        let (case_id, subject) = (case_id.to_owned(), subject.to_owned());
+        self.read(move |c| {
+            let p = params![start, case_id, subject, limit];
+            all(c, sql::SUBJECT_LOG, p, rows::log_row)
+        })
+        .await
+    }
+
     pub(super) fn scan_log(&self) -> mpsc::Receiver<Result<Chunk, StoreError>> {
         let (tx, rx) = mpsc::channel(AHEAD);
         let file = self.file.clone();
@@ -660,7 +750,10 @@ mod tests {
     async fn a_missing_file_without_create_is_an_open_error() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("none.db").display());
-        let e = SqliteStore::open(&url, true).await.err().unwrap();
+        let e = SqliteStore::open(&url, &PoolSettings::default(), true)
+            .await
+            .err()
+            .unwrap();
         assert!(matches!(e, StoreError::Open { .. }), "{e}");
     }
 }

@@ -1,38 +1,22 @@
 //! The access log read in bulk for `sluis audit verify` (see
 //! `store::scan`): one plain read-only connection in a blocking thread,
 //! rows packed into chunks as they come, no value copied twice.
+//!
+//! No read transaction outlives a chunk's statement: a snapshot held for
+//! the whole scan would keep the node from checkpointing its WAL, which
+//! then grows by everything written meanwhile. The log's size is fixed in
+//! one short transaction at the start; each chunk is then read below it
+//! with statements of its own. The log and its tree are append-only, so
+//! what lies below that size is what it was at the start.
 
 use std::path::Path;
 
 use rusqlite::types::ValueRef;
+use rusqlite::{Connection, params};
 use tokio::sync::mpsc;
 
 use crate::store::StoreError;
-use crate::store::scan::{CHUNK, Chunk, Value};
-
-/// A value kept beyond its row.
-enum Owned {
-    Null,
-    Bytes(Vec<u8>),
-    Other,
-}
-
-impl Owned {
-    fn of(v: Value<'_>) -> Owned {
-        match v {
-            Value::Null => Owned::Null,
-            Value::Bytes(b) => Owned::Bytes(b.to_vec()),
-            Value::Other => Owned::Other,
-        }
-    }
-    fn value(&self) -> Value<'_> {
-        match self {
-            Owned::Null => Value::Null,
-            Owned::Bytes(b) => Value::Bytes(b),
-            Owned::Other => Value::Other,
-        }
-    }
-}
+use crate::store::scan::{CHUNK, Chunk, Ranges, Value, Window};
 
 fn value(v: ValueRef<'_>) -> Value<'_> {
     match v {
@@ -42,41 +26,47 @@ fn value(v: ValueRef<'_>) -> Value<'_> {
     }
 }
 
+fn int(v: ValueRef<'_>) -> Option<i64> {
+    match v {
+        ValueRef::Integer(i) => Some(i),
+        _ => None,
+    }
+}
+
+const ENTRIES: &str = "SELECT seq, at, request_id, caller, role, method, case_id, subject, purpose,
+            decision, record
+     FROM access_log WHERE seq >= ?1 AND seq < ?2 ORDER BY seq LIMIT ?3";
+const NODES: &str = "SELECT end_size, level, hash FROM merkle_nodes
+     WHERE end_size > ?1 AND end_size <= ?2 ORDER BY end_size, level LIMIT ?3";
+const NAMED: &str = "SELECT seq, subject FROM access_log_subjects
+     WHERE seq >= ?1 AND seq < ?2 ORDER BY seq, subject LIMIT ?3";
+
 /// Reads the log of `file` into `tx` until the end or until the receiver
-/// is dropped, in one read transaction, so the whole scan sees one state
-/// of the log even while the node keeps appending.
+/// is dropped: the log as it was when the scan started, even while the
+/// node keeps appending.
 pub(super) fn scan(
     file: &Path,
     tx: &mpsc::Sender<Result<Chunk, StoreError>>,
 ) -> Result<(), StoreError> {
     use rusqlite::OpenFlags;
-    let conn = rusqlite::Connection::open_with_flags(
+    let conn = Connection::open_with_flags(
         file,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    // The size, and what is stored beyond it, in one snapshot.
     conn.execute_batch("BEGIN")?;
-    let mut entries = conn.prepare(
-        "SELECT seq, at, request_id, caller, role, method, case_id, subject, purpose,
-                    decision, record
-             FROM access_log ORDER BY seq",
-    )?;
-    let mut nodes =
-        conn.prepare("SELECT end_size, level, hash FROM merkle_nodes ORDER BY end_size, level")?;
-    let mut entry_rows = entries.query([])?;
-    let mut node_rows = nodes.query([])?;
-    // A node read but beyond the last chunk's range: it opens the next one.
-    let mut held: Option<(i64, i64, Owned)> = None;
-    let int = |v: ValueRef<'_>| match v {
-        ValueRef::Integer(i) => Some(i),
-        _ => None,
-    };
-    loop {
+    let size: i64 = conn.query_row(crate::store::sql::LOG_SIZE, [], |r| r.get(0))?;
+    let mut tail = Chunk::default();
+    with_entries(&conn, Window::tail(size), &mut tail)?;
+    conn.execute_batch("COMMIT")?;
+
+    let mut window = Window::new(size);
+    while let Some(from) = window.next_entry() {
         let mut chunk = Chunk::default();
-        while chunk.entries.len() < CHUNK {
-            let Some(row) = entry_rows.next()? else {
-                break;
-            };
+        let mut q = conn.prepare_cached(ENTRIES)?;
+        let mut rows = q.query(params![from, size, CHUNK as i64])?;
+        while let Some(row) = rows.next()? {
             let col = |i| row.get_ref(i).map(value);
             let seq = int(row.get_ref(0)?).unwrap_or(i64::MIN);
             let at = int(row.get_ref(1)?);
@@ -93,43 +83,98 @@ pub(super) fn scan(
             ];
             chunk.push_entry(seq, at, fields);
         }
-        let bound = chunk.entries.last().map(|e| e.seq.saturating_add(1));
-        let beyond = |end: i64| bound.is_some_and(|b| end > b);
-        let cap = match bound {
-            Some(_) => Chunk::node_cap(chunk.entries.len()),
-            None => 4,
+        drop(rows);
+        let Some(ranges) = window.ranges_for(&chunk) else {
+            break;
         };
-        if let Some((end, level, hash)) = held.take() {
-            if beyond(end) {
-                held = Some((end, level, hash));
-            } else {
-                chunk.push_node(end, level, hash.value());
-            }
-        }
-        while held.is_none() {
-            let Some(row) = node_rows.next()? else {
-                break;
-            };
-            let end = int(row.get_ref(0)?).unwrap_or(i64::MAX);
-            let level = int(row.get_ref(1)?).unwrap_or(-1);
-            let hash = value(row.get_ref(2)?);
-            if beyond(end) {
-                held = Some((end, level, Owned::of(hash)));
-            } else if chunk.nodes.len() < cap {
-                chunk.push_node(end, level, hash);
-            } else {
-                chunk.excess_nodes_from.get_or_insert(end);
-                if bound.is_none() {
-                    break;
-                }
-            }
-        }
-        let done = chunk.entries.is_empty();
-        if (!done || !chunk.nodes.is_empty()) && tx.blocking_send(Ok(chunk)).is_err() {
+        with_entries(&conn, ranges, &mut chunk)?;
+        if tx.blocking_send(Ok(chunk)).is_err() {
             return Ok(());
         }
-        if done {
-            return Ok(());
+    }
+    if !tail.nodes.is_empty() || !tail.named.is_empty() {
+        let _ = tx.blocking_send(Ok(tail));
+    }
+    Ok(())
+}
+
+/// The tree nodes and subject-index rows in `r`'s ranges, in order, at most
+/// its caps (the first row beyond is noted as excess).
+fn with_entries(conn: &Connection, r: Ranges, chunk: &mut Chunk) -> Result<(), StoreError> {
+    let mut q = conn.prepare_cached(NODES)?;
+    let mut rows = q.query(params![r.nodes.0, r.nodes.1, r.node_cap as i64 + 1])?;
+    while let Some(row) = rows.next()? {
+        let end = int(row.get_ref(0)?).unwrap_or(i64::MAX);
+        let level = int(row.get_ref(1)?).unwrap_or(-1);
+        if chunk.nodes.len() == r.node_cap {
+            chunk.excess_nodes_from = Some(end);
+            break;
         }
+        chunk.push_node(end, level, value(row.get_ref(2)?));
+    }
+    drop(rows);
+    let mut q = conn.prepare_cached(NAMED)?;
+    let mut rows = q.query(params![r.named.0, r.named.1, r.named_cap as i64 + 1])?;
+    while let Some(row) = rows.next()? {
+        let seq = int(row.get_ref(0)?).unwrap_or(i64::MAX);
+        if chunk.named.len() == r.named_cap {
+            chunk.excess_named_from = Some(seq);
+            break;
+        }
+        chunk.push_named(seq, value(row.get_ref(1)?));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::scan::AHEAD;
+
+    /// While the verifier waits for its reader to take the next chunk, it
+    /// holds no snapshot: a truncating checkpoint, which needs every reader
+    /// off the WAL, succeeds without waiting.
+    #[test]
+    fn no_snapshot_is_held_between_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("log.db");
+        let mut conn = Connection::open(&file).unwrap();
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA wal_autocheckpoint = 0;")
+            .unwrap();
+        crate::store::sqlite::migrate::migrate(&mut conn).unwrap();
+        let entries = (AHEAD + 3) * CHUNK;
+        let t = conn.transaction().unwrap();
+        {
+            let mut q = t
+                .prepare(
+                    "INSERT INTO access_log (seq, request_id, at, caller, role, method, decision, record)
+                     VALUES (?1, 'r', 0, 'c', 'r', 'GetCase', 'allowed', x'01')",
+                )
+                .unwrap();
+            for seq in 0..entries as i64 {
+                q.execute([seq]).unwrap();
+            }
+        }
+        t.commit().unwrap();
+
+        let (tx, mut rx) = mpsc::channel(AHEAD);
+        let scanner = std::thread::spawn(move || scan(&file, &tx));
+        let first = rx.blocking_recv().unwrap().unwrap();
+        assert_eq!(first.entries.len(), CHUNK);
+        // Let the scanner fill the channel and wait on it.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        conn.busy_timeout(std::time::Duration::ZERO).unwrap();
+        let (busy, _, _): (i64, i64, i64) = conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .unwrap();
+        assert_eq!(busy, 0, "the waiting scan holds a snapshot");
+        let mut seen = first.entries.len();
+        while let Some(chunk) = rx.blocking_recv() {
+            seen += chunk.unwrap().entries.len();
+        }
+        scanner.join().unwrap().unwrap();
+        assert_eq!(seen, entries, "and it still reads the whole log");
     }
 }

@@ -26,7 +26,7 @@ use tokio::sync::oneshot;
 use crate::store::{DbError, StoreError};
 
 /// Opens a connection of the kind a set of workers needs.
-pub(super) type Open = fn(&Path) -> Result<Connection, StoreError>;
+pub(super) type Open = Arc<dyn Fn(&Path) -> Result<Connection, StoreError> + Send + Sync>;
 
 /// A call, given the thread's connection or why there is none; returns
 /// whether it succeeded.
@@ -62,10 +62,10 @@ impl Workers {
         let (tx, rx) = std_mpsc::channel::<Msg>();
         let rx = Arc::new(Mutex::new(rx));
         for n in 0..threads {
-            let (rx, path) = (rx.clone(), file.to_path_buf());
+            let (rx, path, open) = (rx.clone(), file.to_path_buf(), open.clone());
             std::thread::Builder::new()
                 .name(format!("sluis-{role}-{n}"))
-                .spawn(move || run(&path, open, &rx))
+                .spawn(move || run(&path, &open, &rx))
                 .map_err(|e| StoreError::Open {
                     target: file.display().to_string(),
                     source: DbError(Box::new(e)),
@@ -116,7 +116,7 @@ impl Workers {
     }
 }
 
-fn run(file: &Path, open: Open, rx: &Mutex<std_mpsc::Receiver<Msg>>) {
+fn run(file: &Path, open: &Open, rx: &Mutex<std_mpsc::Receiver<Msg>>) {
     let mut conn: Option<Connection> = None;
     loop {
         let msg = {

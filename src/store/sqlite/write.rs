@@ -39,6 +39,7 @@ const INSERT_ENTRY: &str =
                              purpose, decision, record)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
 const INSERT_NODE: &str = "INSERT INTO merkle_nodes (end_size, level, hash) VALUES (?1, ?2, ?3)";
+const INSERT_SUBJECT: &str = "INSERT INTO access_log_subjects (seq, subject) VALUES (?1, ?2)";
 
 fn begin(conn: &mut Connection) -> Result<Transaction<'_>, StoreError> {
     Ok(conn.transaction_with_behavior(TransactionBehavior::Immediate)?)
@@ -56,9 +57,14 @@ pub(super) fn append(conn: &mut Connection, b: &Batch) -> Result<(), StoreError>
         }
     }
     let mut insert = tx.prepare_cached(INSERT_ENTRY)?;
+    let mut subject = tx.prepare_cached(INSERT_SUBJECT)?;
     for (i, r) in b.rows.iter().enumerate() {
+        let seq = b.first_seq + i as i64;
+        for s in &r.subjects {
+            subject.execute(params![seq, s])?;
+        }
         insert.execute(params![
-            b.first_seq + i as i64,
+            seq,
             r.request_id,
             r.at,
             r.caller,
@@ -87,7 +93,7 @@ pub(super) fn append(conn: &mut Connection, b: &Batch) -> Result<(), StoreError>
         tx.prepare_cached(sql::INSERT_CHECKPOINT)?
             .execute(params![cp.size, cp.root, cp.at, cp.note])?;
     }
-    drop((insert, issue, node));
+    drop((insert, subject, issue, node));
     tx.commit()?;
     Ok(())
 }
