@@ -69,7 +69,10 @@ fn pki() -> &'static Pki {
             ))
             .unwrap();
         let crl_pem = ca
-            .crl_pem(std::slice::from_ref(&client.serial), time::Duration::days(1))
+            .crl_pem(
+                std::slice::from_ref(&client.serial),
+                time::Duration::days(1),
+            )
             .unwrap();
         let crl_der = pem_body(&crl_pem);
         Pki {
@@ -972,4 +975,16 @@ fn a_checkpoint_body_ends_in_a_newline() {
     .body();
     assert!(Checkpoint::parse(&body).is_ok());
     assert!(Checkpoint::parse(body.trim_end_matches('\n')).is_err());
+}
+
+/// Found by `x509-round-trip`: an OIN with a '?' (a PrintableString
+/// character X.680 allows) panicked inside the certificate library while
+/// the CA wrote the certificate. It is an error now, and so is a CA whose
+/// own name has one.
+#[test]
+fn an_oin_the_certificate_library_cannot_write_is_an_error() {
+    let r = pki()
+        .ca
+        .issue_client(&ClientCertSpec::new("fuzz client", Some("0000?")));
+    assert!(r.is_err(), "{r:?}");
 }
