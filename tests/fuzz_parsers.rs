@@ -568,6 +568,23 @@ fn cedar_rule() -> impl Strategy<Value = String> {
         })
 }
 
+/// A rule whose condition nests `brackets` brackets of one kind around
+/// `ifs` nested if-then-else.
+fn nested(brackets: usize, ifs: usize, open: &str) -> String {
+    let close = match open {
+        "(" => ")",
+        "[" => "]",
+        _ => "}",
+    };
+    format!(
+        "@id(\"deep\")\npermit (principal, action, resource) when {{ {}{}context.is_owner{}{} }};\n",
+        open.repeat(brackets),
+        "if true then ".repeat(ifs),
+        " else false".repeat(ifs),
+        close.repeat(brackets),
+    )
+}
+
 /// Any policy text gives a policy or a `PolicyError` that names the source,
 /// never a panic, in bounded time.
 #[test]
@@ -578,6 +595,9 @@ fn policy_text_loads_or_fails_typed() {
             .prop_map(|r| r.concat())
             .boxed(),
         1 => "\\PC{0,300}".boxed(),
+        1 => (0usize..40, 0usize..40, proptest::sample::select(vec!["(", "[", "{a: "]))
+            .prop_map(|(brackets, ifs, open)| nested(brackets, ifs, open))
+            .boxed(),
     ];
     let purposes = purposes();
     fuzz::run("policy", file!(), cases(300), text, |text| {
@@ -987,4 +1007,38 @@ fn an_oin_the_certificate_library_cannot_write_is_an_error() {
         .ca
         .issue_client(&ClientCertSpec::new("fuzz client", Some("0000?")));
     assert!(r.is_err(), "{r:?}");
+}
+
+/// Found by a probe beside the `policy` target (random text seldom nests
+/// deep; the target now generates nesting too): Cedar parses nesting
+/// recursively, and a rule with ~50 nested parentheses (a debug build on a
+/// 2 MiB thread; a few hundred in release on the main thread) or ~1000
+/// nested if-then-else overflowed the stack and aborted the process, with
+/// no word about which file or rule. Nesting is bounded before Cedar sees
+/// the rule, and the error names it.
+#[test]
+fn a_rule_nested_too_deep_is_refused_naming_it() {
+    let purposes = purposes();
+    for (brackets, ifs, open) in [
+        (200, 0, "("),
+        (10_000, 0, "["),
+        (0, 1000, "("),
+        (17, 0, "{a: "),
+    ] {
+        let text = nested(brackets, ifs, open);
+        let e = Policy::from_text(&text, "deep.cedar", &purposes).expect_err("too deep");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("deep.cedar:1: rule \"deep\"") && msg.contains("deeper than"),
+            "{msg}"
+        );
+    }
+    // Up to the limit is allowed (the `when` braces are one level).
+    let text = nested(15, 16, "(");
+    let r = Policy::from_text(&text, "deep.cedar", &purposes);
+    assert!(
+        !r.as_ref()
+            .is_err_and(|e| e.to_string().contains("deeper than")),
+        "{r:?}"
+    );
 }
