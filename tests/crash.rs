@@ -18,7 +18,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{Database, connect_database, database_url_of, use_test_database};
-use sluis::net::client::{self, ClientPem};
 use sluis::rpc::Clients;
 use sluis::rpc::REQUEST_ID_HEADER;
 use sluis::rpc::proto::v1 as pb;
@@ -119,17 +118,8 @@ impl NodeDir {
     }
 
     async fn client(&self, participant: &str) -> Result<Clients, tonic::transport::Error> {
-        let pki = self.path().join("pki");
-        let read = |p: PathBuf| std::fs::read_to_string(p).unwrap();
-        let pem = ClientPem {
-            ca: read(pki.join("ca.pem")),
-            identity: Some((
-                read(pki.join(format!("clients/{participant}.pem"))),
-                read(pki.join(format!("clients/{participant}.key"))),
-            )),
-        };
         Ok(Clients::new(
-            client::connect(self.addr, "localhost", &pem).await?,
+            common::channel_as(self.addr, self.path(), participant).await?,
         ))
     }
 
@@ -362,6 +352,17 @@ async fn load(
     }
 }
 
+/// SIGKILL, then waits (bounded) for the load tasks to notice and stop.
+async fn kill_under_load(served: Served, tasks: Vec<tokio::task::JoinHandle<()>>) {
+    served.kill_9();
+    for t in tasks {
+        tokio::time::timeout(Duration::from_secs(30), t)
+            .await
+            .expect("a load task did not stop after the node died")
+            .unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_answered_request_survives_sigkill_and_the_log_verifies() {
     let mut node = NodeDir::init(CHECKPOINT_MS).await;
@@ -403,13 +404,7 @@ async fn every_answered_request_survives_sigkill_and_the_log_verifies() {
         stopped_early, 0,
         "load tasks stopped before the kill; node log:\n{node_log}"
     );
-    served.kill_9();
-    for t in tasks {
-        tokio::time::timeout(Duration::from_secs(30), t)
-            .await
-            .expect("a load task did not stop after the node died")
-            .unwrap();
-    }
+    kill_under_load(served, tasks).await;
     let acked = shared.acked.lock().unwrap().clone();
     assert!(
         before_kill > 0 && acked.len() >= before_kill,
@@ -443,27 +438,8 @@ async fn every_answered_request_survives_sigkill_and_the_log_verifies() {
     served.stop();
 
     let log = node.log().await;
-    for (i, (seq, _)) in log.iter().enumerate() {
-        assert_eq!(*seq, i as i64, "the log's positions have no gaps");
-    }
-    let mut count = std::collections::HashMap::new();
-    for (_, id) in &log {
-        *count.entry(id.as_str()).or_insert(0usize) += 1;
-    }
-    let missing: Vec<&String> = acked
-        .iter()
-        .chain([&after_restart])
-        .filter(|id| !count.contains_key(id.as_str()))
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "{} of {} answered requests have no access record: {:?}",
-        missing.len(),
-        acked.len(),
-        &missing[..missing.len().min(5)]
-    );
-    let doubled: Vec<_> = count.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(doubled.is_empty(), "records written twice: {doubled:?}");
+    let answered: Vec<String> = acked.iter().cloned().chain([after_restart]).collect();
+    assert_recorded_once(&log, &answered, "after the crash");
     // A request in flight at the kill may be in the log without an answer.
     let unanswered = log.len().saturating_sub(acked.len() + 1);
 
@@ -510,6 +486,34 @@ async fn a_clean_stop_signs_the_unsigned_tail() {
     );
 }
 
+/// The log's positions have no gaps, and every answered request has
+/// exactly one record in it.
+fn assert_recorded_once(log: &[(i64, String)], answered: &[String], when: &str) {
+    for (i, (seq, _)) in log.iter().enumerate() {
+        assert_eq!(*seq, i as i64, "{when}: the log's positions have no gaps");
+    }
+    let mut count = std::collections::HashMap::new();
+    for (_, id) in log {
+        *count.entry(id.as_str()).or_insert(0usize) += 1;
+    }
+    let missing: Vec<&String> = answered
+        .iter()
+        .filter(|id| !count.contains_key(id.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{when}: {} of {} answered requests have no access record: {:?}",
+        missing.len(),
+        answered.len(),
+        &missing[..missing.len().min(5)]
+    );
+    let doubled: Vec<_> = count.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        doubled.is_empty(),
+        "{when}: records written twice: {doubled:?}"
+    );
+}
+
 /// How many times the crash loop kills the node.
 const CRASH_ROUNDS: usize = 20;
 
@@ -549,46 +553,9 @@ impl Moments {
 /// intact. Returns the number of entries.
 async fn check_crashed_log(node: &NodeDir, acked: &[String], round: usize) -> usize {
     let log = node.log().await;
-    for (i, (seq, _)) in log.iter().enumerate() {
-        assert_eq!(
-            *seq, i as i64,
-            "round {round}: the log's positions have no gaps"
-        );
-    }
-    let mut count = std::collections::HashMap::new();
-    for (_, id) in &log {
-        *count.entry(id.as_str()).or_insert(0usize) += 1;
-    }
-    let missing: Vec<&String> = acked
-        .iter()
-        .filter(|id| !count.contains_key(id.as_str()))
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "round {round}: {} of {} answered requests have no access record: {:?}",
-        missing.len(),
-        acked.len(),
-        &missing[..missing.len().min(5)]
-    );
-    assert!(
-        count.values().all(|n| *n == 1),
-        "round {round}: a request recorded twice"
-    );
-
+    assert_recorded_once(&log, acked, &format!("round {round}"));
     let config = sluis::config::Config::load(&node.config()).unwrap();
-    let keys = sluis::gateway::vault::Keys::load(&config.path(&config.node.keys_dir)).unwrap();
-    let key = sluis::tlog::note::verifier_key(&config.node.name, &keys.signing_public_key());
-    let (store, _) = sluis::store::Store::open(
-        &config.database_url().unwrap(),
-        &sluis::store::PoolSettings::default(),
-        false,
-    )
-    .await
-    .expect("open the crashed node's database");
-    let report = sluis::tlog::verify::verify_log(&store, &key, None, |_, _| {})
-        .await
-        .expect("read the log");
-    store.close().await;
+    let report = common::verify_log_of(&config).await;
     assert!(
         report.intact(),
         "round {round}: the log does not verify after SIGKILL: {:?}",
@@ -673,13 +640,7 @@ async fn twenty_sigkills_under_load_lose_nothing_answered() {
         // A random moment: early (mid-handshake, first batches) or later
         // (group commits and checkpoints under way).
         tokio::time::sleep(moments.between(20, 900)).await;
-        served.kill_9();
-        for t in tasks {
-            tokio::time::timeout(Duration::from_secs(30), t)
-                .await
-                .expect("a load task did not stop after the node died")
-                .unwrap();
-        }
+        kill_under_load(served, tasks).await;
         acked.extend(shared.acked.lock().unwrap().iter().cloned());
         let cases = shared.cases.lock().unwrap().clone();
         round_cases = cases[known_cases.len()..].to_vec();

@@ -101,22 +101,11 @@ impl Drop for SmallDisk {
 }
 
 async fn connect(node: &Node, dir: &Path, who: &str) -> Clients {
-    let read = |p: PathBuf| std::fs::read_to_string(p).unwrap();
-    let pki = dir.join("pki");
-    let channel = sluis::net::client::connect(
-        node.local_addr,
-        "localhost",
-        &sluis::net::client::ClientPem {
-            ca: read(pki.join("ca.pem")),
-            identity: Some((
-                read(pki.join(format!("clients/{who}.pem"))),
-                read(pki.join(format!("clients/{who}.key"))),
-            )),
-        },
+    Clients::new(
+        common::channel_as(node.local_addr, dir, who)
+            .await
+            .expect("connect"),
     )
-    .await
-    .expect("connect");
-    Clients::new(channel)
 }
 
 fn case(i: usize) -> pb::RegisterCaseRequest {
@@ -209,19 +198,7 @@ async fn a_full_disk_fails_closed_and_the_node_recovers_when_space_returns() {
         .expect("register")
         .into_inner()
         .case_id;
-    owner
-        .consents
-        .grant_consent(with_actor(pb::GrantConsentRequest {
-            case_id: case_id.clone(),
-            recipients: vec![common::role("dtv")],
-            categories: vec![pb::Category::Perspective as i32],
-            purposes: vec!["return".into()],
-            valid_from: None,
-            valid_until: None,
-            evidence_ref: "DMS-1".into(),
-        }))
-        .await
-        .expect("grant");
+    common::grant_to_role(&mut owner, &case_id, "dtv").await;
     let mut before = Tally::default();
     step(&mut owner, &mut dtv, &case_id, 1, &mut before).await;
     assert_eq!(
@@ -304,8 +281,12 @@ async fn a_full_disk_fails_closed_and_the_node_recovers_when_space_returns() {
         .expect("a clean stop after the disk was full");
 
     // The log: every answered request recorded once, and intact.
-    let keys = sluis::gateway::vault::Keys::load(&config.path(&config.node.keys_dir)).unwrap();
-    let key = sluis::tlog::note::verifier_key(&config.node.name, &keys.signing_public_key());
+    let report = common::verify_log_of(&config).await;
+    assert!(
+        report.intact(),
+        "the log after a full disk: {:?}",
+        report.first_problem()
+    );
     let (store, _) = sluis::store::Store::open(
         &config.database_url().unwrap(),
         &sluis::store::PoolSettings::default(),
@@ -321,15 +302,7 @@ async fn a_full_disk_fails_closed_and_the_node_recovers_when_space_returns() {
             "answered request {id}: its record"
         );
     }
-    let report = sluis::tlog::verify::verify_log(&store, &key, None, |_, _| {})
-        .await
-        .unwrap();
     store.close().await;
-    assert!(
-        report.intact(),
-        "the log after a full disk: {:?}",
-        report.first_problem()
-    );
     // And the node starts again on it.
     let node = Node::start(&config)
         .await

@@ -637,12 +637,9 @@ fn policy_text_loads_or_fails_typed() {
 /// A database password planted in the config; no error may show it.
 const PASSWORD: &str = "s3cr3t-Pw";
 
-/// The config `sluis init` writes, on a PostgreSQL URL with a password.
-fn config_seed() -> String {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+/// A node folder as `sluis init` writes it; returns the folder and its
+/// sluis.toml.
+fn node_dir(rt: &tokio::runtime::Runtime) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = rt
         .block_on(sluis::dev::init::init(
@@ -650,6 +647,16 @@ fn config_seed() -> String {
             "127.0.0.1:0".parse().unwrap(),
         ))
         .unwrap();
+    (dir, path)
+}
+
+/// The config `sluis init` writes, on a PostgreSQL URL with a password.
+fn config_seed() -> String {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (_dir, path) = node_dir(&rt);
     std::fs::read_to_string(path).unwrap().replace(
         "database = \"sqlite://sluis.db\"",
         &format!("database = \"postgres://sluis:{PASSWORD}@127.0.0.1:5432/sluis\""),
@@ -863,13 +870,7 @@ fn config_numbers_start_a_node_or_fail() {
         .enable_all()
         .build()
         .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let path = rt
-        .block_on(sluis::dev::init::init(
-            dir.path(),
-            "127.0.0.1:0".parse().unwrap(),
-        ))
-        .unwrap();
+    let (_dir, path) = node_dir(&rt);
     let seed = std::fs::read_to_string(&path).unwrap();
     let mut started = 0;
     for key in fields {

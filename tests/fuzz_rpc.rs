@@ -665,31 +665,16 @@ impl Harness {
         let node = TestNode::start().await;
         let mut channels = HashMap::new();
         for who in [GEMEENTE, DTV, OFFICER, "ngo-vluchtelingenwerk"] {
-            channels.insert(who, channel(&node, who).await);
+            let c = common::channel_as(node.node.local_addr, node.dir.path(), who)
+                .await
+                .expect("connect");
+            channels.insert(who, c);
         }
         let mut owner = node.client(GEMEENTE).await;
         let (case_id, owner_pseudonym) = common::register(&mut owner).await;
         // A second case, so a page of one has a next page.
         common::register(&mut owner).await;
-        let consent_id = owner
-            .consents
-            .grant_consent(with_actor(pb::GrantConsentRequest {
-                case_id: case_id.clone(),
-                recipients: vec![pb::Recipient {
-                    recipient: Some(pb::recipient::Recipient::Role("dtv".into())),
-                }],
-                categories: vec![pb::Category::Perspective as i32],
-                purposes: vec!["return".into()],
-                valid_from: None,
-                valid_until: None,
-                evidence_ref: "DMS-1".into(),
-            }))
-            .await
-            .expect("grant")
-            .into_inner()
-            .consent
-            .expect("a consent")
-            .consent_id;
+        let consent_id = common::grant_to_role(&mut owner, &case_id, DTV).await;
         let mut dtv = node.client(DTV).await;
         let dtv_pseudonym = dtv
             .cases
@@ -897,25 +882,6 @@ impl Harness {
 }
 
 use tokio_stream::StreamExt;
-
-/// An mTLS channel to the node with `who`'s certificate.
-async fn channel(node: &TestNode, who: &str) -> Channel {
-    let read = |p: std::path::PathBuf| std::fs::read_to_string(p).unwrap();
-    let clients = node.pki().join("clients");
-    sluis::net::client::connect(
-        node.node.local_addr,
-        "localhost",
-        &sluis::net::client::ClientPem {
-            ca: node.ca_pem(),
-            identity: Some((
-                read(clients.join(format!("{who}.pem"))),
-                read(clients.join(format!("{who}.key"))),
-            )),
-        },
-    )
-    .await
-    .expect("connect")
-}
 
 fn run_target(name: &str, cases: u32, strategy: impl Fn(&Known) -> BoxedStrategy<Call>) {
     let rt = tokio::runtime::Builder::new_multi_thread()
