@@ -55,6 +55,21 @@ pub struct Args {
     /// Cases registered before the load starts (the load adds more).
     #[arg(long, default_value_t = 100)]
     pub cases: usize,
+    /// The node's read cache (`[database] cache_entries`); the default is
+    /// the node's own (10,000). The load registers ~30 cases a second, so
+    /// a cache of the default size fills about five minutes in: its growth
+    /// is the node's memory rising to its working size, not a leak. A
+    /// smaller cache fills within the warm-up.
+    #[arg(long)]
+    pub cache_entries: Option<usize>,
+    /// Reads go to the first N cases only; registrations go on, and
+    /// consents go to the newest case. By default every case, old and new, is read, so the node's
+    /// bounded structures that grow with distinct cases read — the read
+    /// cache, the pseudonyms it remembers having stored (65,536, emptied
+    /// when full) — are still filling after ten minutes. With a fixed set
+    /// they fill in the warm-up, and what rises after it is a leak.
+    #[arg(long)]
+    pub read_set: Option<usize>,
     /// A run of a few seconds that only shows everything starts and answers
     /// (for CI): 4 s, samples every second, no verdict.
     #[arg(long)]
@@ -103,6 +118,8 @@ struct Counters {
 }
 
 struct Shared {
+    /// Reads and consents draw from the first this many cases.
+    read_set: Option<usize>,
     workload: Workload,
     addr: SocketAddr,
     cases: std::sync::Mutex<Vec<String>>,
@@ -114,7 +131,8 @@ struct Shared {
 impl Shared {
     fn case(&self, n: u64) -> Option<String> {
         let cases = self.cases.lock().ok()?;
-        (!cases.is_empty()).then(|| cases[(n as usize) % cases.len()].clone())
+        let len = self.read_set.map_or(cases.len(), |r| r.min(cases.len()));
+        (len > 0).then(|| cases[(n as usize) % len].clone())
     }
 
     fn unexpected(&self, what: &str, s: &tonic::Status) {
@@ -139,6 +157,11 @@ pub async fn run(mut a: Args) -> anyhow::Result<()> {
     let tmp = tempfile::tempdir()?;
     let dir = tmp.path().join("node");
     let config = sluis::dev::init::init(&dir, "127.0.0.1:0".parse()?).await?;
+    if let Some(n) = a.cache_entries {
+        let mut text = std::fs::read_to_string(&config)?;
+        text.push_str(&format!("\n[database]\ncache_entries = {n}\n"));
+        std::fs::write(&config, text)?;
+    }
     crate::procs::use_copy_of_self(tmp.path())?;
     let gateway = Server::gateway(&config, None, &dir)?;
     let mut workload = Workload::standard(&dir, Vec::new());
@@ -148,15 +171,25 @@ pub async fn run(mut a: Args) -> anyhow::Result<()> {
         }
     };
     say(format!(
-        "sluis bench soak on {}: {} s of mixed load at {} req/s, {} workers, a new connection every {} requests",
+        "sluis bench soak on {}: {} s of mixed load at {} req/s, {} workers, a new connection every {} requests, read cache {}",
         report::machine(),
         a.duration.as_secs(),
         a.rate,
         a.workers,
-        a.churn
+        a.churn,
+        a.cache_entries
+            .map_or("as the node's default".to_string(), |n| format!(
+                "{n} entries"
+            ))
     ));
+    if let Some(n) = a.read_set {
+        say(format!(
+            "reads go to the first {n} cases only, consents to the newest"
+        ));
+    }
     workload.case_ids = setup::populate(gateway.addr, &workload, a.cases).await?;
     let shared = Arc::new(Shared {
+        read_set: a.read_set,
         cases: std::sync::Mutex::new(workload.case_ids.clone()),
         workload,
         addr: gateway.addr,
@@ -329,7 +362,13 @@ async fn owner_step(shared: &Shared, c: &mut Clients, n: u64, granted: &mut Opti
             }
         }
         1 => {
-            let Some(case_id) = shared.case(n) else {
+            // With a fixed read set, consents go to the newest case, so
+            // the cases read keep the data they had.
+            let case_id = match shared.read_set {
+                Some(_) => shared.cases.lock().ok().and_then(|c| c.last().cloned()),
+                None => shared.case(n),
+            };
+            let Some(case_id) = case_id else {
                 return;
             };
             let [terms, _] = sample::consents();
