@@ -631,6 +631,30 @@ fn known_fault(call: &Call) -> Option<&'static str> {
             "issue 10 #8: an undecodable message is INTERNAL, without x-request-id or record",
         );
     }
+    if call.method == Method::QueryAccess
+        && let Ok(m) = pb::QueryAccessRequest::decode(call.bytes.as_slice())
+    {
+        if m.case_id.contains('\0') {
+            return Some(
+                "QueryAccess case_id with a NUL fails the log batch on PostgreSQL \
+                 (one_refused_record_does_not_fail_the_requests_batched_with_it)",
+            );
+        }
+        let filters = [
+            &m.caller,
+            &m.role,
+            &m.method,
+            &m.purpose,
+            &m.decision,
+            &m.subject,
+        ];
+        if filters.iter().any(|f| f.contains('\0')) {
+            return Some(
+                "QueryAccess filters are not validated: on PostgreSQL a NUL in one is INTERNAL \
+                 (a_query_filter_is_not_written_into_the_log_as_sent)",
+            );
+        }
+    }
     None
 }
 
@@ -909,9 +933,11 @@ fn rpc_message_bytes_get_a_status_a_request_id_and_one_record() {
     run_target("rpc-bytes", 200, edited);
 }
 
-/// Suspected from reading `oversight.rs`, confirmed here: an officer's
-/// `QueryAccess` filter `case_id` goes into the permanent record as sent,
-/// so a name typed into it is in the log for good.
+/// Suspected from reading `oversight.rs`, confirmed here, and generated
+/// by `rpc-messages` since: an officer's `QueryAccess` filter `case_id`
+/// goes into the permanent record as sent, so a name typed into it is in
+/// the log for good. No filter is validated: on PostgreSQL a NUL in one
+/// fails the query (INTERNAL).
 #[test]
 #[ignore = "fault: QueryAccess records its case_id filter unvalidated (the gateway's fix for one validation per field covers it)"]
 fn a_query_filter_is_not_written_into_the_log_as_sent() {
@@ -940,5 +966,68 @@ fn a_query_filter_is_not_written_into_the_log_as_sent() {
             leaked[0].case_id
         );
         assert_eq!(code, Code::InvalidArgument, "a case id that is not one");
+        // Found by `rpc-messages` in the PostgreSQL pass: a NUL in another
+        // filter (here `caller`) fails the query itself, answered INTERNAL.
+        let r = officer
+            .audit
+            .query_access(with_actor(pb::QueryAccessRequest {
+                caller: format!("{MARKER}\u{0}"),
+                ..Default::default()
+            }))
+            .await;
+        let code = r.as_ref().map(|_| Code::Ok).unwrap_or_else(|s| s.code());
+        assert_eq!(code, Code::InvalidArgument, "a caller filter with a NUL");
+    });
+}
+
+/// Found by `rpc-messages` in the PostgreSQL pass: the same unvalidated
+/// `case_id` filter holding a NUL character cannot be stored in a
+/// PostgreSQL text column, so the group commit's transaction fails, and
+/// every request batched with it is answered UNAVAILABLE, unrecorded. Here
+/// 199 of 200 concurrent queries failed for the one with the NUL. On
+/// SQLite the NUL is stored (and the filter is in the log, as above).
+#[test]
+#[ignore = "fault: one record the database refuses fails its whole log batch (QueryAccess case_id with a NUL, on PostgreSQL)"]
+fn one_refused_record_does_not_fail_the_requests_batched_with_it() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let node = TestNode::start().await;
+        let officer = node.client(OFFICER).await;
+        let mut tasks = Vec::new();
+        for i in 0..200 {
+            let mut o = officer.clone();
+            tasks.push(tokio::spawn(async move {
+                let case_id = if i == 100 {
+                    "a\u{0}b".to_string()
+                } else {
+                    String::new()
+                };
+                let r = o
+                    .audit
+                    .query_access(with_actor(pb::QueryAccessRequest {
+                        case_id,
+                        limit: 1,
+                        ..Default::default()
+                    }))
+                    .await;
+                (i, r.map(|_| ()).map_err(|s| s.code()))
+            }));
+        }
+        let mut failed = Vec::new();
+        for t in tasks {
+            let (i, r) = t.await.unwrap();
+            match r {
+                Err(code) if i == 100 => assert_eq!(code, Code::InvalidArgument, "the NUL filter"),
+                Ok(()) if i == 100 => panic!("a case_id filter with a NUL is not a case id"),
+                Err(code) => failed.push((i, code)),
+                Ok(()) => {}
+            }
+        }
+        assert!(
+            failed.is_empty(),
+            "{} requests failed with the one: {:?}",
+            failed.len(),
+            &failed[..failed.len().min(5)]
+        );
     });
 }
