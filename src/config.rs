@@ -290,7 +290,7 @@ impl Config {
         })?;
         let mut config: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
-            message: e.to_string(),
+            message: parse_message(&text, &e),
         })?;
         config.base_dir = path
             .parent()
@@ -369,32 +369,94 @@ impl Config {
                     .into(),
             ));
         }
-        if self.limits.max_message_bytes < 1024 {
+        if !valid_node_name(&self.node.name) {
             return Err(invalid(
-                "limits.max_message_bytes must be at least 1024".into(),
+                "node.name must be 1-255 characters without spaces, control characters or '+' \
+                 (it names the node's key in signed notes)"
+                    .into(),
             ));
         }
-        for (name, value) in [
-            ("tls.first_byte_timeout_ms", self.tls.first_byte_timeout_ms),
-            ("tls.handshake_timeout_ms", self.tls.handshake_timeout_ms),
+        // Every number is bounded: a value past what the runtime can
+        // represent (a timer, a semaphore) would panic the node at start
+        // or on its first connection instead of being refused here.
+        let bounds: [(&str, u64, u64, u64); 12] = [
             (
-                "limits.unauthenticated_report_secs",
-                self.limits.unauthenticated_report_secs,
+                "node.checkpoint_interval_ms",
+                self.node.checkpoint_interval_ms,
+                0,
+                86_400_000,
             ),
-            ("limits.max_handshakes", self.limits.max_handshakes as u64),
+            (
+                "tls.handshake_timeout_ms",
+                self.tls.handshake_timeout_ms,
+                1,
+                3_600_000,
+            ),
+            (
+                "tls.max_connection_age_secs",
+                self.tls.max_connection_age_secs,
+                1,
+                31_536_000,
+            ),
+            (
+                "limits.max_message_bytes",
+                self.limits.max_message_bytes as u64,
+                1024,
+                1 << 30,
+            ),
+            (
+                "limits.max_handshakes",
+                self.limits.max_handshakes as u64,
+                1,
+                1_000_000,
+            ),
             (
                 "limits.max_handshakes_per_source",
                 self.limits.max_handshakes_per_source as u64,
+                1,
+                1_000_000,
             ),
-        ] {
-            if value == 0 {
-                return Err(invalid(format!("{name} must be at least 1")));
+            (
+                "limits.unauthenticated_report_secs",
+                self.limits.unauthenticated_report_secs,
+                1,
+                86_400,
+            ),
+            (
+                "tls.first_byte_timeout_ms",
+                self.tls.first_byte_timeout_ms,
+                1,
+                3_600_000,
+            ),
+            (
+                "database.wal_warn_mb",
+                self.database.wal_warn_mb,
+                1,
+                1_000_000,
+            ),
+            (
+                "database.max_connections",
+                u64::from(self.database.max_connections),
+                1,
+                10_000,
+            ),
+            (
+                "database.acquire_timeout_ms",
+                self.database.acquire_timeout_ms,
+                1,
+                3_600_000,
+            ),
+            (
+                "database.cache_entries",
+                self.database.cache_entries as u64,
+                0,
+                100_000_000,
+            ),
+        ];
+        for (name, value, min, max) in bounds {
+            if !(min..=max).contains(&value) {
+                return Err(invalid(format!("{name} must be {min} to {max}")));
             }
-        }
-        if self.limits.unauthenticated_report_secs > 86_400 {
-            return Err(invalid(
-                "limits.unauthenticated_report_secs must be at most 86400 (a day)".into(),
-            ));
         }
         Ok(())
     }
@@ -492,6 +554,54 @@ impl Config {
     pub fn max_connection_age(&self) -> Duration {
         Duration::from_secs(self.tls.max_connection_age_secs)
     }
+}
+
+/// A node name usable as a C2SP signed-note key name
+/// (<https://c2sp.org/signed-note>: non-empty, no Unicode spaces, no '+')
+/// and as the first line of a checkpoint (no control characters).
+pub fn valid_node_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && !name
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '+')
+}
+
+/// A TOML error as one line for an operator: what is wrong and where (line
+/// and column), without the snippet of the file the parser would show —
+/// that line may be the database URL with its password — and with any
+/// password of a URL in the file masked should the message quote it.
+fn parse_message(text: &str, e: &toml::de::Error) -> String {
+    let mut message = e.message().trim().replace('\n', " ");
+    if let Some(span) = e.span() {
+        let before = &text[..span.start.min(text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+        message = format!("line {line}, column {column}: {message}");
+    }
+    for line in text.lines() {
+        let Some(scheme) = line.find("://") else {
+            continue;
+        };
+        let rest = &line[scheme + 3..];
+        let Some(at) = rest.rfind('@') else {
+            continue;
+        };
+        if let Some((_, password)) = rest[..at].split_once(':')
+            && !password.is_empty()
+        {
+            message = message.replace(password, "***");
+        }
+    }
+    message
+}
+
+pub fn valid_participant_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.')
+        })
 }
 
 /// Masks a database URL's password (the store owns database URLs).

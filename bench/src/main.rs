@@ -16,6 +16,7 @@
 //! cargo run --release -p sluis-bench -- loadgen --workload /tmp/n/workload.json --rate 1000
 //! cargo run --release -p sluis-bench -- audit-log --sizes 1000000,10000000
 //! cargo run --release -p sluis-bench -- hot-path
+//! cargo run --release -p sluis-bench -- soak               # 10 min: RSS, fds, threads, WAL under churn
 //! ```
 //!
 //! All of sluis's performance tooling lives in this package, apart from the
@@ -39,6 +40,7 @@ mod procs;
 mod report;
 mod scale;
 mod setup;
+mod soak;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -72,6 +74,10 @@ enum Command {
     /// The access log: durable appends per second, whole-log verification
     /// speed and inclusion-proof latency, at the log sizes given.
     AuditLog(audit_log::Args),
+    /// Ten minutes of mixed load (reads, registrations, consents granted
+    /// and withdrawn) with connection churn, sampling the gateway's RSS,
+    /// file descriptors, threads and WAL: flat after warm-up or not.
+    Soak(soak::Args),
     /// Micro-benchmarks of the request path's pieces (policy, consent,
     /// pseudonyms, AEAD, record encoding, store reads, durable appends).
     HotPath,
@@ -132,6 +138,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Setup(a) => runtime.block_on(setup::run_cli(a)),
         Command::Scale(a) => runtime.block_on(scale::run(a, cpus)),
         Command::AuditLog(a) => runtime.block_on(audit_log::run(a)),
+        Command::Soak(a) => runtime.block_on(soak::run(a)),
         // It times each async operation as one `block_on` of its own.
         Command::HotPath => {
             hot_path::run(&runtime);

@@ -63,6 +63,8 @@ pub enum CertError {
     UnsupportedCa(&'static str),
     #[error("server certificate needs at least one host name or IP address")]
     NoHosts,
+    #[error("cannot encode the certificate: {0}")]
+    Unencodable(&'static str),
     #[error("certificate time out of the encodable range (years 0..=9999)")]
     TimeOutOfRange,
     #[error(
@@ -255,7 +257,7 @@ impl CertAuthority {
         if let Some(oin) = &spec.oin {
             params.distinguished_name.push(
                 DnType::CustomDnType(OID_SERIAL_NUMBER.to_vec()),
-                DnValue::PrintableString(oin.as_str().try_into()?),
+                printable(oin)?,
             );
         }
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
@@ -384,6 +386,18 @@ fn checked_time(t: Option<OffsetDateTime>) -> Result<OffsetDateTime, CertError> 
     encodable(t.ok_or(CertError::TimeOutOfRange)?)
 }
 
+/// A PrintableString name value. X.680 allows '?' in one, but the DER
+/// writer under rcgen (yasna 0.6) panics on it when the certificate is
+/// written, so it is refused here with an error instead.
+fn printable(s: &str) -> Result<DnValue, CertError> {
+    if s.contains('?') {
+        return Err(CertError::Unencodable(
+            "'?' in a PrintableString name attribute",
+        ));
+    }
+    Ok(DnValue::PrintableString(s.try_into()?))
+}
+
 /// Maps a DER string value back to the rcgen type that re-encodes it with the
 /// same tag and bytes.
 fn dn_value(tag: u8, value: &[u8]) -> Result<DnValue, CertError> {
@@ -392,7 +406,7 @@ fn dn_value(tag: u8, value: &[u8]) -> Result<DnValue, CertError> {
     };
     Ok(match tag {
         0x0c => DnValue::Utf8String(text()?.to_owned()),
-        0x13 => DnValue::PrintableString(text()?.try_into()?),
+        0x13 => printable(text()?)?,
         0x16 => DnValue::Ia5String(text()?.try_into()?),
         0x14 => DnValue::TeletexString(text()?.try_into()?),
         0x1e => DnValue::BmpString(rcgen::string::BmpString::from_utf16be(value.to_vec())?),

@@ -240,6 +240,18 @@ impl Policy {
         let mut meta = HashMap::new();
         let mut lines: HashMap<PolicyId, usize> = HashMap::new();
         for stmt in split_statements(text) {
+            if stmt.depth > MAX_NESTING || stmt.ifs > MAX_NESTING {
+                let rule = match id_hint(stmt.text) {
+                    Some(id) => format!("rule \"{id}\""),
+                    None => "rule".to_string(),
+                };
+                syntax.push(format!(
+                    "{source}:{}: {rule}: nests deeper than {MAX_NESTING} levels of brackets \
+                     or if-then-else; write it flatter (split it into rules)",
+                    stmt.line
+                ));
+                continue;
+            }
             let parsed = match cedar_policy::Policy::parse(None, stmt.text) {
                 Ok(p) => p,
                 Err(errs) => {
@@ -811,12 +823,22 @@ fn line_of(problem: &str, source: &str) -> usize {
         .unwrap_or(0)
 }
 
-/// One `;`-terminated statement of a policy file and the line its first
-/// token is on.
+/// One `;`-terminated statement of a policy file, the line its first
+/// token is on, and how deeply it nests.
 struct Statement<'a> {
     text: &'a str,
     line: usize,
+    /// Deepest nesting of `(`, `[` and `{`.
+    depth: usize,
+    /// `if` keywords (each may nest the next).
+    ifs: usize,
 }
+
+/// Cedar parses nested expressions recursively: a few hundred levels of
+/// brackets or `if`s overflow the stack and abort the process (found by
+/// the policy fuzz target). No sensible rule nests this deep; deeper ones
+/// are refused before Cedar sees them, naming the rule.
+const MAX_NESTING: usize = 16;
 
 /// Splits policy text into statements the way Cedar's lexer would: `;` ends
 /// a policy except inside a string literal (`"` with `\` escapes) or a `//`
@@ -835,8 +857,22 @@ fn split_statements(text: &str) -> Vec<Statement<'_>> {
     let mut start = 0;
     let mut line = 1;
     let mut first_line: Option<usize> = None;
+    let (mut depth, mut max_depth, mut ifs) = (0usize, 0usize, 0usize);
+    // Where the identifier being read began, to count `if`s.
+    let mut word: Option<usize> = None;
     let mut chars = text.char_indices().peekable();
     while let Some((i, c)) = chars.next() {
+        let in_word = state == State::Code && (c.is_alphanumeric() || c == '_');
+        match (word, in_word) {
+            (None, true) => word = Some(i),
+            (Some(w), false) => {
+                if &text[w..i] == "if" {
+                    ifs += 1;
+                }
+                word = None;
+            }
+            _ => {}
+        }
         match state {
             State::Code => match c {
                 '"' => {
@@ -849,13 +885,24 @@ fn split_statements(text: &str) -> Vec<Statement<'_>> {
                     out.push(Statement {
                         text: &text[start..end],
                         line: *first_line.get_or_insert(line),
+                        depth: max_depth,
+                        ifs,
                     });
                     start = end;
                     first_line = None;
+                    (depth, max_depth, ifs) = (0, 0, 0);
                 }
                 c if c.is_whitespace() => {}
                 _ => {
                     first_line.get_or_insert(line);
+                    match c {
+                        '(' | '[' | '{' => {
+                            depth += 1;
+                            max_depth = max_depth.max(depth);
+                        }
+                        ')' | ']' | '}' => depth = depth.saturating_sub(1),
+                        _ => {}
+                    }
                 }
             },
             State::Str => match c {
@@ -874,10 +921,17 @@ fn split_statements(text: &str) -> Vec<Statement<'_>> {
             line += 1;
         }
     }
+    if let Some(w) = word
+        && &text[w..] == "if"
+    {
+        ifs += 1;
+    }
     if let Some(line) = first_line {
         out.push(Statement {
             text: &text[start..],
             line,
+            depth: max_depth,
+            ifs,
         });
     }
     out

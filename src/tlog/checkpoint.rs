@@ -55,6 +55,13 @@ impl Checkpoint {
             .ok_or(CheckpointError::Malformed(
                 "third line is not a base64 SHA-256 root hash",
             ))?;
+        // Every line ends in a newline (C2SP tlog-checkpoint), so one body
+        // has one text.
+        if lines.next().is_none() {
+            return Err(CheckpointError::Malformed(
+                "the root hash line does not end in a newline",
+            ));
+        }
         Ok(Checkpoint {
             origin: origin.to_string(),
             size,

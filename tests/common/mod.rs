@@ -323,6 +323,66 @@ pub fn full_case(name: &str, v_number: &str, bsn: &str) -> pb::CaseData {
     }
 }
 
+/// An mTLS channel to the node at `addr` as participant `who`, with the
+/// certificates of the node folder `dir` (made by `sluis init`).
+pub async fn channel_as(
+    addr: std::net::SocketAddr,
+    dir: &std::path::Path,
+    who: &str,
+) -> Result<tonic::transport::Channel, tonic::transport::Error> {
+    let pki = dir.join("pki");
+    let read = |p: PathBuf| std::fs::read_to_string(p).unwrap();
+    let pem = ClientPem {
+        ca: read(pki.join("ca.pem")),
+        identity: Some((
+            read(pki.join(format!("clients/{who}.pem"))),
+            read(pki.join(format!("clients/{who}.key"))),
+        )),
+    };
+    client::connect(addr, "localhost", &pem).await
+}
+
+/// A consent by the case owner: `role` may receive the perspective for
+/// return. Returns the consent id.
+pub async fn grant_to_role(c: &mut Clients, case_id: &str, role_id: &str) -> String {
+    c.consents
+        .grant_consent(with_actor(pb::GrantConsentRequest {
+            case_id: case_id.into(),
+            recipients: vec![role(role_id)],
+            categories: vec![pb::Category::Perspective as i32],
+            purposes: vec!["return".into()],
+            valid_from: None,
+            valid_until: None,
+            evidence_ref: "DMS-1".into(),
+        }))
+        .await
+        .expect("grant")
+        .into_inner()
+        .consent
+        .expect("a consent")
+        .consent_id
+}
+
+/// `tlog::verify::verify_log` over a node's database (the node stopped or
+/// killed), against the node's own verifier key: what a privacy officer's
+/// `sluis audit verify` runs.
+pub async fn verify_log_of(config: &Config) -> sluis::tlog::verify::VerifyReport {
+    let keys = sluis::gateway::vault::Keys::load(&config.path(&config.node.keys_dir)).unwrap();
+    let key = sluis::tlog::note::verifier_key(&config.node.name, &keys.signing_public_key());
+    let (store, _) = sluis::store::Store::open(
+        &config.database_url().unwrap(),
+        &sluis::store::PoolSettings::default(),
+        false,
+    )
+    .await
+    .expect("open the node's database");
+    let report = sluis::tlog::verify::verify_log(&store, &key, None, |_, _| {})
+        .await
+        .expect("read the log");
+    store.close().await;
+    report
+}
+
 /// Registers a full case as the municipality; returns (case id, its pseudonym).
 pub async fn register(c: &mut Clients) -> (String, String) {
     let r = c
