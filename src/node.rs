@@ -219,7 +219,7 @@ impl Node {
         // Requests have drained: summarise the last interval's connections
         // without a certificate, and cover the log's tail with a checkpoint.
         report_unauthenticated(&self.exchange, &self.sources).await;
-        self.exchange.audit.sign_pending().await;
+        self.exchange.sign_pending().await;
         self.store.close().await;
         result
     }

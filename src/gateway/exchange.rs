@@ -134,8 +134,8 @@ pub struct Exchange {
     pub(super) policy: Arc<Policy>,
     pub(super) registry: Arc<Registry>,
     pseudonyms: Pseudonymiser,
-    /// The node stops through it too: it signs the log's tail.
-    pub(crate) audit: AuditLog,
+    /// The one log writer; only this type's methods append through it.
+    audit: AuditLog,
     /// (recipient, pseudonym) pairs known to be stored. Rows are never
     /// deleted, so a hit is always true; it saves an insert in the log
     /// batch per `GetCase` (a miss costs only that: the insert is
@@ -1010,6 +1010,12 @@ impl Exchange {
         }
         .await;
         self.finish(rec, result).await
+    }
+
+    /// Signs a checkpoint over the log's tail not yet covered by one; the
+    /// node calls it once requests have drained, before closing the store.
+    pub(crate) async fn sign_pending(&self) {
+        self.audit.sign_pending().await;
     }
 
     /// The node's signed-note verifier key (`<name>+<key id>+<base64 key>`,
