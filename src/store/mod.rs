@@ -465,14 +465,6 @@ impl Store {
         Ok(self)
     }
 
-    /// The SQLite database file, when this store is one.
-    pub fn sqlite_file(&self) -> Option<&Path> {
-        match &self.backend {
-            Backend::Sqlite(s) => Some(s.file()),
-            Backend::Postgres(_) => None,
-        }
-    }
-
     /// The PostgreSQL database this store works in (`None` on SQLite).
     pub async fn postgres_database(&self) -> Result<Option<String>, StoreError> {
         match &self.backend {
@@ -495,14 +487,14 @@ impl Store {
 
     /// Registers a case with its data, subject index and the owner's
     /// pseudonym, in one transaction.
-    pub async fn insert_case(&self, case: NewCase) -> Result<(), StoreError> {
+    pub(crate) async fn insert_case(&self, case: NewCase) -> Result<(), StoreError> {
         on_store!(&self.backend, b => b.insert_case(case).await)
     }
 
     /// Replaces the given categories, adds subject-index entries and bumps
     /// the version, in one transaction. Returns the new version, or `None`
     /// (nothing written) if the case does not exist.
-    pub async fn update_case(
+    pub(crate) async fn update_case(
         &self,
         case_id: &str,
         sealed: &[(Category, Vec<u8>)],
@@ -513,12 +505,12 @@ impl Store {
     }
 
     /// Stores a consent with its recipients and events.
-    pub async fn insert_consent(&self, consent: &Consent) -> Result<(), StoreError> {
+    pub(crate) async fn insert_consent(&self, consent: &Consent) -> Result<(), StoreError> {
         on_store!(&self.backend, b => b.insert_consent(consent).await)
     }
 
     /// Appends an event (e.g. a withdrawal) to a consent.
-    pub async fn append_consent_event(
+    pub(crate) async fn append_consent_event(
         &self,
         consent_id: &str,
         event: &ConsentEvent,
@@ -695,12 +687,6 @@ impl Store {
     /// [`scan`] for what a chunk holds.
     pub(crate) fn scan_log(&self) -> mpsc::Receiver<Result<Chunk, StoreError>> {
         on_backend!(&self.backend, b => b.scan_log())
-    }
-
-    /// A fingerprint of everything but the access log, for tests that show
-    /// a refused request changed nothing.
-    pub async fn content_digest(&self) -> Result<String, StoreError> {
-        on_store!(&self.backend, b => b.content_digest().await)
     }
 }
 

@@ -25,8 +25,8 @@ use tokio::sync::mpsc;
 use crate::model::Category;
 use crate::model::consent::{Consent, ConsentEvent, Millis};
 use crate::store::rows::{
-    self, CaseFold, Columns, ConsentFold, Digest, StatisticsFold, categories_column,
-    purposes_column, recipient_columns,
+    self, CaseFold, Columns, ConsentFold, StatisticsFold, categories_column, purposes_column,
+    recipient_columns,
 };
 use crate::store::scan::{AHEAD, Chunk};
 use crate::store::{
@@ -582,17 +582,6 @@ impl PgStore {
             }
         });
         rx
-    }
-
-    pub(super) async fn content_digest(&self) -> Result<String, StoreError> {
-        let mut digest = Digest::new();
-        for (statement, with_blob) in sql::DIGEST {
-            for r in sqlx::query(statement).fetch_all(&self.pool).await? {
-                digest.add(&r, with_blob)?;
-            }
-            digest.end_table();
-        }
-        Ok(digest.finish())
     }
 }
 

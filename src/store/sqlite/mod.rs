@@ -30,7 +30,7 @@ use tokio::sync::mpsc;
 
 use crate::model::Category;
 use crate::model::consent::{Consent, ConsentEvent, Millis};
-use crate::store::rows::{self, CaseFold, Columns, ConsentFold, Digest, StatisticsFold};
+use crate::store::rows::{self, CaseFold, Columns, ConsentFold, StatisticsFold};
 use crate::store::scan::{AHEAD, Chunk};
 use crate::store::{
     Append, CaseMeta, CaseWithData, DbError, LogFilter, LogRow, NewCase, PoolSettings, SealedCase,
@@ -266,10 +266,6 @@ impl SqliteStore {
             self.cache = Some(Arc::new(ReadCache::new(cache_entries)));
         }
         Ok(())
-    }
-
-    pub(super) fn file(&self) -> &Path {
-        &self.file
     }
 
     /// Copies what it can of the WAL into the database file without
@@ -634,18 +630,6 @@ impl SqliteStore {
             }
         });
         rx
-    }
-
-    pub(super) async fn content_digest(&self) -> Result<String, StoreError> {
-        self.read(|c| {
-            let mut digest = Digest::new();
-            for (statement, with_blob) in sql::DIGEST {
-                each(c, statement, [], |r| digest.add(r, with_blob))?;
-                digest.end_table();
-            }
-            Ok(digest.finish())
-        })
-        .await
     }
 }
 
