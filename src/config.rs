@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{DEFAULT_PURPOSES, Role, is_name};
+use crate::store::redact_url;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -54,7 +55,7 @@ pub struct NodeConfig {
     /// "sqlite://sluis.db" (relative to this file) or an absolute sqlite path.
     pub database: String,
     /// The Cedar policy file.
-    pub policy: PathBuf,
+    pub(crate) policy: PathBuf,
     /// Purposes callers may state. Defaults to the LVV purposes.
     #[serde(default = "default_purposes")]
     pub purposes: Vec<String>,
@@ -68,11 +69,11 @@ pub struct NodeConfig {
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// The node's certificate chain (PEM).
-    pub cert: PathBuf,
+    pub(crate) cert: PathBuf,
     /// The node's private key (PEM).
-    pub key: PathBuf,
+    pub(crate) key: PathBuf,
     /// CA certificates that issue client certificates (PEM, one or more).
-    pub client_ca: PathBuf,
+    pub(crate) client_ca: PathBuf,
     /// Certificate revocation lists (PEM). Expired CRLs are refused.
     #[serde(default)]
     pub crl: Vec<PathBuf>,
@@ -116,7 +117,7 @@ pub struct Limits {
     /// with its fingerprint: this many distinct certificates per source per
     /// report interval; further ones are counted in the source's summary.
     #[serde(default = "default_refused_certificate_records_per_source")]
-    pub refused_certificate_records_per_source: usize,
+    pub(crate) refused_certificate_records_per_source: usize,
 }
 
 impl Default for Limits {
@@ -501,7 +502,7 @@ impl Config {
         }
     }
 
-    pub fn pool_settings(&self) -> crate::store::PoolSettings {
+    pub(crate) fn pool_settings(&self) -> crate::store::PoolSettings {
         crate::store::PoolSettings {
             max_connections: self.database.max_connections,
             acquire_timeout: Duration::from_millis(self.database.acquire_timeout_ms),
@@ -510,7 +511,7 @@ impl Config {
         }
     }
 
-    pub fn handshake_timeout(&self) -> Duration {
+    pub(crate) fn handshake_timeout(&self) -> Duration {
         Duration::from_millis(self.tls.handshake_timeout_ms)
     }
 
@@ -547,11 +548,11 @@ impl Config {
 
     /// How often connections without a certificate are summarised in the
     /// access log.
-    pub fn unauthenticated_report_interval(&self) -> Duration {
+    pub(crate) fn unauthenticated_report_interval(&self) -> Duration {
         Duration::from_secs(self.limits.unauthenticated_report_secs)
     }
 
-    pub fn max_connection_age(&self) -> Duration {
+    pub(crate) fn max_connection_age(&self) -> Duration {
         Duration::from_secs(self.tls.max_connection_age_secs)
     }
 }
@@ -559,7 +560,7 @@ impl Config {
 /// A node name usable as a C2SP signed-note key name
 /// (<https://c2sp.org/signed-note>: non-empty, no Unicode spaces, no '+')
 /// and as the first line of a checkpoint (no control characters).
-pub fn valid_node_name(name: &str) -> bool {
+pub(crate) fn valid_node_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 255
         && !name
@@ -595,17 +596,6 @@ fn parse_message(text: &str, e: &toml::de::Error) -> String {
     }
     message
 }
-
-pub fn valid_participant_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && id.bytes().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.')
-        })
-}
-
-/// Masks a database URL's password (the store owns database URLs).
-pub use crate::store::redact_url;
 
 #[cfg(test)]
 mod tests {

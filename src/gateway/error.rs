@@ -13,7 +13,7 @@ use crate::tlog::Decision;
 /// in seconds: the node checks its database's reachability about this
 /// often. (Machine-readable `RetryInfo` details come with the API's error
 /// model; until then the message says it.)
-pub const RETRY_AFTER_SECS: u64 = 1;
+pub(crate) const RETRY_AFTER_SECS: u64 = 1;
 
 /// Errors a request can end in. Messages say what to fix and never repeat
 /// personal data from the request.
@@ -65,7 +65,7 @@ pub enum ExchangeError {
 /// second table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(i32)]
-pub enum Code {
+pub(crate) enum Code {
     Ok = 0,
     InvalidArgument = 3,
     NotFound = 5,
@@ -80,7 +80,7 @@ pub enum Code {
 
 impl Code {
     /// The code's canonical name, as the access record's `status` holds it.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Code::Ok => "OK",
             Code::InvalidArgument => "INVALID_ARGUMENT",
@@ -114,7 +114,7 @@ impl Code {
 
 impl ExchangeError {
     /// The one error → status table.
-    pub fn code(&self) -> Code {
+    pub(crate) fn code(&self) -> Code {
         match self {
             ExchangeError::Invalid(_) => Code::InvalidArgument,
             ExchangeError::TooLarge(_) => Code::ResourceExhausted,

@@ -46,17 +46,15 @@
 
 mod error;
 mod exchange;
-pub mod oversight;
+pub(crate) mod oversight;
 pub mod pseudonym;
 mod release;
 mod statistics;
 pub mod validate;
 pub mod vault;
 
-pub use error::{Code, ExchangeError};
-pub use exchange::{
-    CaseRef, CaseSummary, CaseView, Exchange, FindCases, GetCase, NewConsent, Receipt, Registered,
-    RequestCtx, Scope,
-};
-pub use release::Withheld;
+#[cfg(test)]
+pub(crate) use error::Code;
+pub(crate) use error::ExchangeError;
+pub(crate) use exchange::{CaseRef, Exchange, FindCases, GetCase, NewConsent, RequestCtx, Scope};
 pub use statistics::{FactsReader, StatisticsQuery};

@@ -33,7 +33,7 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             EventKind::Given => "given",
             EventKind::Withdrawn => "withdrawn",
@@ -65,7 +65,7 @@ pub struct Consent {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ConsentState {
+pub(crate) enum ConsentState {
     Active,
     NotYetValid,
     Expired,
@@ -73,7 +73,7 @@ pub enum ConsentState {
 }
 
 impl Consent {
-    pub fn state(&self, now: Millis) -> ConsentState {
+    pub(crate) fn state(&self, now: Millis) -> ConsentState {
         if self.events.iter().any(|e| e.kind == EventKind::Withdrawn) {
             ConsentState::Withdrawn
         } else if now < self.valid_from {
@@ -87,7 +87,7 @@ impl Consent {
 
     /// Whether the consent's terms (ignoring its state) name this recipient,
     /// category and purpose.
-    pub fn names(&self, caller: &Caller, category: Category, purpose: &str) -> bool {
+    pub(crate) fn names(&self, caller: &Caller, category: Category, purpose: &str) -> bool {
         self.categories.contains(&category)
             && self.purposes.iter().any(|p| p == purpose)
             && self.recipients.iter().any(|r| r.covers(caller))
@@ -166,7 +166,7 @@ fn one_line(s: &str) -> Cow<'_, str> {
 /// person: the subject keeps it next to their own papers, where the case id
 /// links it to them. One fact per line; free text (the evidence reference)
 /// stays on its own line ([`one_line`]).
-pub fn receipt_body(node: &str, consent: &Consent, now: Millis) -> String {
+pub(crate) fn receipt_body(node: &str, consent: &Consent, now: Millis) -> String {
     use std::fmt::Write;
     let mut b = String::new();
     let _ = writeln!(b, "{node}/consent-receipt/v1");

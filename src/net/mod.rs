@@ -32,7 +32,7 @@
 //! certificates.
 
 pub mod client;
-pub mod crl;
+pub(crate) mod crl;
 pub mod identity;
 pub mod pki;
 pub mod sources;

@@ -72,7 +72,7 @@ pub struct TlsFiles {
 
 /// The one crypto provider of the process: ring. Passed explicitly so that
 /// no process-wide default is needed (and none can be ambiguous).
-pub fn provider() -> Arc<CryptoProvider> {
+pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
@@ -98,7 +98,7 @@ fn read_certs(what: &'static str, path: &Path) -> Result<Vec<CertificateDer<'sta
 /// can be checked again (see [`CertCheck`]).
 #[derive(Debug)]
 pub struct TlsConfig {
-    pub server: Arc<ServerConfig>,
+    server: Arc<ServerConfig>,
     client_verifier: Arc<dyn ClientCertVerifier>,
 }
 
@@ -151,7 +151,7 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<TlsConfig>, TlsError> {
 /// configuration then current, on its first request after the reload, and
 /// refused from then on if its certificate no longer passes.
 #[derive(Clone, Debug)]
-pub struct CertCheck {
+pub(crate) struct CertCheck {
     chain: Arc<[CertificateDer<'static>]>,
     current: watch::Receiver<Arc<TlsConfig>>,
     /// The configuration the chain last passed under.
@@ -161,7 +161,7 @@ pub struct CertCheck {
 impl CertCheck {
     /// `Err` with the verifier's reason when the certificate no longer
     /// passes the current configuration.
-    pub fn still_valid(&self) -> Result<(), String> {
+    pub(crate) fn still_valid(&self) -> Result<(), String> {
         let current = self.current.borrow().clone();
         let mut passed = self.passed.lock().unwrap_or_else(|p| p.into_inner());
         if Arc::ptr_eq(&current, &passed) {
@@ -243,19 +243,17 @@ impl ClientCertVerifier for Recording {
 /// present one are summarised per source instead: [`Sources`].)
 #[derive(Clone, Debug)]
 pub struct HandshakeFailure {
-    pub remote: SocketAddr,
     /// Lowercase hex SHA-256 of the certificate presented.
-    pub fingerprint: String,
-    pub reason: String,
+    pub(crate) fingerprint: String,
+    pub(crate) reason: String,
 }
 
 /// What a request's extensions carry about its connection.
 #[derive(Clone, Debug)]
 pub struct ConnectionInfo {
-    pub remote: SocketAddr,
     pub peer: Peer,
     /// The client certificate, checked again after a TLS reload.
-    pub cert: CertCheck,
+    pub(crate) cert: CertCheck,
 }
 
 /// A TLS stream whose client has been identified.
@@ -311,14 +309,14 @@ impl AsyncWrite for IdentifiedStream {
 #[derive(Clone, Debug)]
 pub struct AcceptSettings {
     /// From the first byte to a finished handshake.
-    pub handshake_timeout: Duration,
+    pub(crate) handshake_timeout: Duration,
     /// From accepting the connection to its first byte. A TLS client
     /// speaks first, at once; waiting longer only lets silent connections
     /// hold handshake slots.
-    pub first_byte_timeout: Duration,
+    pub(crate) first_byte_timeout: Duration,
     /// Handshakes in progress at once, from all sources; further
     /// connections wait in the listen backlog.
-    pub max_handshakes: usize,
+    pub(crate) max_handshakes: usize,
 }
 
 /// The first byte of a TLS record that carries a handshake message
@@ -459,7 +457,7 @@ impl Handshake {
                     current: self.current,
                     passed: Arc::new(std::sync::Mutex::new(self.tls)),
                 };
-                let info = ConnectionInfo { remote, peer, cert };
+                let info = ConnectionInfo { peer, cert };
                 return Some(IdentifiedStream {
                     inner: stream,
                     info,
@@ -486,7 +484,6 @@ impl Handshake {
         {
             tracing::info!(%remote, %fingerprint, %reason, "TLS handshake refused");
             (self.on_failure)(HandshakeFailure {
-                remote,
                 fingerprint,
                 reason,
             });

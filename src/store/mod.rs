@@ -186,7 +186,7 @@ impl From<sqlx::Error> for StoreError {
 impl StoreError {
     /// Whether the database could not take the work now ([`StoreError::Unavailable`]):
     /// trying again later may succeed.
-    pub fn is_unavailable(&self) -> bool {
+    pub(crate) fn is_unavailable(&self) -> bool {
         matches!(self, StoreError::Unavailable(_))
     }
 
@@ -202,17 +202,17 @@ impl StoreError {
 /// them, but bounds its write-ahead log.
 #[derive(Clone, Debug)]
 pub struct PoolSettings {
-    pub max_connections: u32,
+    pub(crate) max_connections: u32,
     /// How long a statement may wait for a free connection before it fails
     /// (and the request with it, closed).
-    pub acquire_timeout: Duration,
+    pub(crate) acquire_timeout: Duration,
     /// SQLite: the size, in bytes, the WAL file is cut back to once a
     /// checkpoint has copied it all (`journal_size_limit`, and a truncating
     /// checkpoint when readers allow).
-    pub wal_limit_bytes: u64,
+    pub(crate) wal_limit_bytes: u64,
     /// SQLite: above this many bytes of WAL a node logs a warning (once a
     /// minute): something holds an old snapshot and the WAL cannot shrink.
-    pub wal_warn_bytes: u64,
+    pub(crate) wal_warn_bytes: u64,
 }
 
 impl Default for PoolSettings {
@@ -229,14 +229,14 @@ impl Default for PoolSettings {
 /// A case's row, without its data.
 #[derive(Clone, Debug)]
 pub struct CaseMeta {
-    pub id: String,
+    pub(crate) id: String,
     /// Participant id of the owner (who registered it).
-    pub owner: String,
+    pub(crate) owner: String,
     /// Random bytes the case's pseudonyms are derived from.
-    pub subject_ref: Vec<u8>,
+    pub(crate) subject_ref: Vec<u8>,
     /// 1 at registration, +1 per update.
-    pub version: i64,
-    pub updated_at: Millis,
+    pub(crate) version: i64,
+    pub(crate) updated_at: Millis,
 }
 
 /// A case with its sealed category data, as [`Store::case_with_data`]
@@ -246,34 +246,34 @@ pub type CaseWithData = (CaseMeta, Vec<(Category, Vec<u8>)>);
 /// A case's owner, registration time (ms since the epoch) and sealed data
 /// in some categories, as [`Store::cases_for_statistics`] reads it.
 #[derive(Clone, Debug)]
-pub struct SealedCase {
-    pub id: String,
-    pub owner: String,
-    pub registered: Millis,
-    pub sealed: Vec<(Category, Vec<u8>)>,
+pub(crate) struct SealedCase {
+    pub(crate) id: String,
+    pub(crate) owner: String,
+    pub(crate) registered: Millis,
+    pub(crate) sealed: Vec<(Category, Vec<u8>)>,
 }
 
 /// A case to register.
-pub struct NewCase {
-    pub id: String,
-    pub owner: String,
-    pub subject_ref: Vec<u8>,
+pub(crate) struct NewCase {
+    pub(crate) id: String,
+    pub(crate) owner: String,
+    pub(crate) subject_ref: Vec<u8>,
     /// Per category, the sealed data (`vault::Keys::seal`).
-    pub sealed: Vec<(Category, Vec<u8>)>,
-    pub now: Millis,
+    pub(crate) sealed: Vec<(Category, Vec<u8>)>,
+    pub(crate) now: Millis,
     /// (kind, keyed hash) of the subject's identifiers (`subject_index`).
-    pub subject_index: Vec<(String, String)>,
+    pub(crate) subject_index: Vec<(String, String)>,
     /// The pseudonym the owner receives for the case.
-    pub owner_pseudonym: String,
+    pub(crate) owner_pseudonym: String,
 }
 
 /// A pseudonym a request handed out, stored in the same transaction as that
 /// request's access record, so its recipient can come back with it.
 #[derive(Clone, Debug)]
-pub struct IssuedPseudonym {
-    pub recipient: String,
-    pub pseudonym: String,
-    pub case_id: String,
+pub(crate) struct IssuedPseudonym {
+    pub(crate) recipient: String,
+    pub(crate) pseudonym: String,
+    pub(crate) case_id: String,
 }
 
 /// A row of the access log as stored: the signed `record` (the canonical
@@ -284,9 +284,9 @@ pub struct LogRow {
     /// the batch and this field is ignored).
     pub seq: i64,
     pub request_id: String,
-    pub at: Millis,
+    pub(crate) at: Millis,
     pub caller: String,
-    pub role: String,
+    pub(crate) role: String,
     pub method: String,
     pub case_id: Option<String>,
     pub subject: Option<String>,
@@ -296,7 +296,7 @@ pub struct LogRow {
     /// The record's other subjects (`tlog::AccessRecord::subjects`), to
     /// index on append, so that a subject's report finds the entry. Rows
     /// read back leave it empty: the record holds them.
-    pub subjects: Vec<String>,
+    pub(crate) subjects: Vec<String>,
 }
 
 /// A signed checkpoint as stored.
@@ -305,30 +305,39 @@ pub struct StoredCheckpoint {
     /// Entries covered.
     pub size: i64,
     /// The tree's root at that size (32 bytes).
-    pub root: Vec<u8>,
-    pub at: Millis,
+    pub(crate) root: Vec<u8>,
+    pub(crate) at: Millis,
     /// The signed note (C2SP tlog-checkpoint).
     pub note: String,
 }
 
 /// Filters of a log query; empty fields match everything.
 #[derive(Clone, Debug, Default)]
-pub struct LogFilter {
+pub(crate) struct LogFilter {
     /// From this instant on (inclusive).
-    pub since: Option<Millis>,
+    pub(crate) since: Option<Millis>,
     /// Before this instant (exclusive).
-    pub until: Option<Millis>,
-    pub caller: Option<String>,
-    pub role: Option<String>,
-    pub method: Option<String>,
-    pub purpose: Option<String>,
-    pub decision: Option<String>,
-    pub case_id: Option<String>,
-    pub subject: Option<String>,
+    pub(crate) until: Option<Millis>,
+    pub(crate) caller: Option<String>,
+    pub(crate) role: Option<String>,
+    pub(crate) method: Option<String>,
+    pub(crate) purpose: Option<String>,
+    pub(crate) decision: Option<String>,
+    pub(crate) case_id: Option<String>,
+    pub(crate) subject: Option<String>,
 }
 
 /// The open database: reads, and writes of cases and consents. Cheap to
 /// clone (all clones share the connections).
+///
+/// The writes are the gateway's alone, which applies each only after its
+/// access record is durable; outside this crate a store only reads:
+///
+/// ```compile_fail,E0624
+/// # async fn try_it(store: sluis::store::Store, consent: sluis::model::consent::Consent) {
+/// store.insert_consent(&consent).await.unwrap();
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct Store {
     backend: Backend,
@@ -339,16 +348,10 @@ pub struct Store {
 /// task (`tlog::AuditLog::start`), so no other code in the process can
 /// append. Outside this crate it has no methods at all:
 ///
-/// ```compile_fail
-/// # async fn try_it(sink: sluis::store::LogSink) {
-/// sink.append_checkpoint(&sluis::store::StoredCheckpoint {
-///     size: 0,
-///     root: vec![0; 32],
-///     at: 0,
-///     note: String::new(),
-/// })
-/// .await
-/// .unwrap();
+/// ```compile_fail,E0624
+/// # use sluis::store::{LogSink, StoredCheckpoint};
+/// # async fn try_it(sink: LogSink, checkpoint: StoredCheckpoint) {
+/// sink.append_checkpoint(&checkpoint).await.unwrap();
 /// # }
 /// ```
 pub struct LogSink {
@@ -458,7 +461,7 @@ impl Store {
     /// data behind each other's backs, this does nothing and every request
     /// reads. Errors: [`StoreError::InUse`] when another node serves the
     /// file, [`StoreError::Lock`] when the lock file cannot be made.
-    pub fn claim_for_node(mut self, cache_entries: usize) -> Result<Store, StoreError> {
+    pub(crate) fn claim_for_node(mut self, cache_entries: usize) -> Result<Store, StoreError> {
         if let Backend::Sqlite(s) = &mut self.backend {
             s.claim_for_node(cache_entries)?;
         }
@@ -538,7 +541,7 @@ impl Store {
         on_store!(&self.backend, b => b.resolve_pseudonym(recipient, pseudonym).await)
     }
 
-    pub async fn consent(&self, id: &str) -> Result<Option<Consent>, StoreError> {
+    pub(crate) async fn consent(&self, id: &str) -> Result<Option<Consent>, StoreError> {
         let found = on_store!(&self.backend, b => b.load_consents(sql::CONSENT_BY_ID, id).await)?;
         Ok(found.into_iter().next())
     }
@@ -550,7 +553,7 @@ impl Store {
     }
 
     /// The owner's cases by id, after `after` (exclusive), at most `limit`.
-    pub async fn own_cases(
+    pub(crate) async fn own_cases(
         &self,
         owner: &str,
         after: &str,
@@ -563,7 +566,7 @@ impl Store {
     /// its role for the purpose and has not been withdrawn. Validity windows
     /// are checked here too; the per-category check at read time still
     /// decides.
-    pub async fn visible_cases(
+    pub(crate) async fn visible_cases(
         &self,
         participant: &str,
         role: Role,
@@ -587,7 +590,7 @@ impl Store {
     /// first page), at most `limit`, each with its sealed data in the three
     /// `categories` (statistics count from these and no others). Bypasses
     /// the read cache: statistics read every case once.
-    pub async fn cases_for_statistics(
+    pub(crate) async fn cases_for_statistics(
         &self,
         categories: [Category; 3],
         after: &str,
@@ -598,7 +601,7 @@ impl Store {
 
     /// Case ids whose subject has this keyed hash of an identifier
     /// (`kind`: `v_number` or `bsn`).
-    pub async fn cases_by_subject(
+    pub(crate) async fn cases_by_subject(
         &self,
         kind: &str,
         digest: &str,
@@ -612,13 +615,16 @@ impl Store {
     }
 
     /// The stored hashes of the given perfect subtrees (those present).
-    pub async fn merkle_nodes(&self, ids: &[NodeId]) -> Result<HashMap<NodeId, Hash>, StoreError> {
+    pub(crate) async fn merkle_nodes(
+        &self,
+        ids: &[NodeId],
+    ) -> Result<HashMap<NodeId, Hash>, StoreError> {
         on_store!(&self.backend, b => b.merkle_nodes(ids).await)
     }
 
     /// Leaves (position, record bytes) from `from` on, at most `limit`, in
     /// order.
-    pub async fn log_leaves(
+    pub(crate) async fn log_leaves(
         &self,
         from: i64,
         limit: i64,
@@ -627,7 +633,7 @@ impl Store {
     }
 
     /// The position of a request's access record.
-    pub async fn log_position(&self, request_id: &str) -> Result<Option<i64>, StoreError> {
+    pub(crate) async fn log_position(&self, request_id: &str) -> Result<Option<i64>, StoreError> {
         on_store!(&self.backend, b => b.log_position(request_id).await)
     }
 
@@ -636,7 +642,10 @@ impl Store {
     }
 
     /// The checkpoint signed at exactly `size` entries.
-    pub async fn checkpoint(&self, size: i64) -> Result<Option<StoredCheckpoint>, StoreError> {
+    pub(crate) async fn checkpoint(
+        &self,
+        size: i64,
+    ) -> Result<Option<StoredCheckpoint>, StoreError> {
         on_store!(&self.backend, b => b.checkpoint(size).await)
     }
 
@@ -647,7 +656,7 @@ impl Store {
 
     /// Log rows matching `filter`, from position `start` on, at most
     /// `limit`, in order.
-    pub async fn query_log(
+    pub(crate) async fn query_log(
         &self,
         filter: &LogFilter,
         start: i64,
@@ -659,7 +668,7 @@ impl Store {
     /// Log rows that name a subject, from position `start` on, at most
     /// `limit`, in order: those of its case (`case_id`) and those that name
     /// its audit-domain pseudonym among their other subjects.
-    pub async fn subject_log(
+    pub(crate) async fn subject_log(
         &self,
         case_id: &str,
         subject: &str,

@@ -915,7 +915,7 @@ pub async fn connect_database(url: &str) -> Database {
     use sqlx::Connection;
     let conn = sqlx::PgConnection::connect(url)
         .await
-        .unwrap_or_else(|e| panic!("connect to {}: {e}", sluis::config::redact_url(url)));
+        .unwrap_or_else(|e| panic!("connect to {}: {e}", sluis::store::redact_url(url)));
     Database::Postgres(conn)
 }
 
