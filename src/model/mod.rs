@@ -2,7 +2,7 @@
 //! and the typed caller. Kept free of protobuf and storage types so that the
 //! policy, consent and gateway logic read in the terms a privacy officer uses.
 //!
-//! It exposes [`Role`], [`Category`], [`Caller`], [`WithholdReason`], the
+//! It exposes [`Role`], [`Category`], [`Caller`], `WithholdReason` (crate-only), the
 //! default purposes, consent terms and their evaluation at an instant
 //! ([`consent`]), how the LVV counts scenarios and outcomes ([`outcome`]),
 //! and the clock ([`clock`]). Every subsystem may use it; it uses none of

@@ -8,7 +8,7 @@
 //!   ClientHello and then nothing, a handshake without a client certificate,
 //!   a timeout: each is counted here, per source and kind, and the node
 //!   writes one access record per source per interval saying how many and
-//!   why ([`Summary`]). A refused handshake that *did* present a
+//!   why (`Summary`). A refused handshake that *did* present a
 //!   certificate (unknown CA, expired, revoked) is evidence and keeps its
 //!   own record with the fingerprint — the first
 //!   `refused_certificate_records_per_source` distinct certificates per
@@ -22,7 +22,7 @@
 //! subscriber: rotating addresses inside it does not make a new source).
 //! Every map here is bounded: in-progress entries exist only while their
 //! handshake does (at most `max_handshakes`), and an interval tracks at
-//! most [`MAX_SOURCES`] sources before the rest are summed as one.
+//! most `MAX_SOURCES` sources before the rest are summed as one.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -40,7 +40,7 @@ pub enum Source {
     /// An IPv4 address, or the first 64 bits of an IPv6 address (the rest
     /// zero). An IPv4-mapped IPv6 address counts as its IPv4 address.
     Addr(IpAddr),
-    /// Sources beyond [`MAX_SOURCES`] in one interval.
+    /// Sources beyond `MAX_SOURCES` in one interval.
     Other,
 }
 

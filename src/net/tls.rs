@@ -8,7 +8,7 @@
 //! timeout (one slow client cannot stall the others), a source has a bounded
 //! number of handshakes in progress and a short time to send its first
 //! byte, CRLs are enforced including their expiry (the newest per issuer
-//! decides, [`crate::net::crl`]), the configuration can be swapped at run
+//! decides, `crate::net::crl`), the configuration can be swapped at run
 //! time, and every refused handshake that presented a certificate is
 //! reported to the caller of [`serve_tls`] so it can be audited with that
 //! certificate's fingerprint. Connections that never present one are
@@ -95,7 +95,7 @@ fn read_certs(what: &'static str, path: &Path) -> Result<Vec<CertificateDer<'sta
 
 /// A server configuration and the client-certificate verifier inside it,
 /// kept at hand so that connections opened under an earlier configuration
-/// can be checked again (see [`CertCheck`]).
+/// can be checked again (see `CertCheck`).
 #[derive(Debug)]
 pub struct TlsConfig {
     server: Arc<ServerConfig>,
@@ -105,7 +105,7 @@ pub struct TlsConfig {
 /// Builds the server configuration: TLS 1.3 only, a client certificate from
 /// one of the configured CAs required, CRLs enforced (expired CRLs refused;
 /// of several CRLs from one issuer the newest decides, and which one does
-/// is logged — see [`crl`]).
+/// is logged — see `crl`).
 pub fn server_config(files: &TlsFiles) -> Result<Arc<TlsConfig>, TlsError> {
     let provider = provider();
     let chain = read_certs("node certificate", &files.cert)?;

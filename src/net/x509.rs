@@ -224,7 +224,7 @@ pub struct CrlFields<'a> {
     /// against the CAs' subjects.
     pub(crate) issuer: &'a [u8],
     /// The cRLNumber extension (§5.2.3): the INTEGER's content octets,
-    /// non-negative and minimally encoded. Compare with [`cmp_crl_numbers`].
+    /// non-negative and minimally encoded. Compare with `cmp_crl_numbers`.
     pub crl_number: Option<&'a [u8]>,
     /// thisUpdate (§5.1.2.4), seconds since the Unix epoch (UTC).
     pub this_update: i64,
@@ -250,7 +250,7 @@ pub struct CrlFields<'a> {
 
 /// Reads a DER CertificateList (RFC 5280 §5.1).
 ///
-/// Checks the structure, not the signature (see [`CrlFields::signed`]).
+/// Checks the structure, not the signature (see `CrlFields::signed`).
 /// Errors: any deviation from the DER structure of §5.1, an extension
 /// listed twice, a negative or non-minimal cRLNumber, a time that is not
 /// `YYMMDDHHMMSSZ` (UTCTime) or `YYYYMMDDHHMMSSZ` (GeneralizedTime).

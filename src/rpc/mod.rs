@@ -17,12 +17,13 @@
 //!   (health and reflection too) applies the same identity rules; answers
 //!   tonic gives by itself before a handler runs (undecodable messages,
 //!   unknown methods, unsupported compression, oversized messages) are
-//!   refusals with the right status, recorded like any other ([`Edge`]);
+//!   refusals with the right status, recorded like any other (`Edge`);
 //! - no module outside `rpc` names a protobuf type: the gateway receives
 //!   domain values and category payloads as opaque bytes.
 //!
-//! It exposes [`router`] and [`Health`] for the node's wiring, the metadata
-//! names, and [`proto`] for clients and tests.
+//! To the node it exposes `router` and `Health` (crate-only); to clients and
+//! tests, [`Clients`], [`proto`], the [`REQUEST_ID_HEADER`] name and
+//! [`get_statistics`].
 
 mod audit;
 mod case;

@@ -21,7 +21,7 @@
 //!   appends, cases, consents) runs in arrival order on one thread with one
 //!   connection, so writers never poll for SQLite's lock; reads run on
 //!   reader threads and do not wait for writes (WAL). A node claims its
-//!   file ([`Store::claim_for_node`]: an exclusive lock), so the process is
+//!   file (`Store::claim_for_node`: an exclusive lock), so the process is
 //!   the file's only writer, which is what lets it keep cases and consents
 //!   in memory.
 //! - **A log append is one transaction**: the access records, the tree nodes

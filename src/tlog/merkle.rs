@@ -11,22 +11,22 @@
 //!
 //! # Why the code is split the way it is
 //!
-//! * **Hashing** ([`leaf_hash`], [`node_hash`], [`EMPTY_ROOT`]): the RFC 6962
+//! * **Hashing** ([`leaf_hash`], `node_hash`, `EMPTY_ROOT`): the RFC 6962
 //!   domain separation (`0x00` for leaves, `0x01` for interior nodes). Without
 //!   it, an interior node could be passed off as a leaf (a second-preimage
 //!   attack on the tree).
-//! * **[`Frontier`]**: the compact range `[0, size)`, at most 64 hashes. The
+//! * **`Frontier`**: the compact range `[0, size)`, at most 64 hashes. The
 //!   writer keeps it in memory, so an append costs O(log n) hashes and never
 //!   reads storage. `sluis audit verify` uses the same type to recompute the
 //!   root of a million entries per second.
-//! * **Stored perfect nodes** ([`NodeId`]): the store keeps every *perfect*
+//! * **Stored perfect nodes** (`NodeId`): the store keeps every *perfect*
 //!   subtree (2^level leaves, aligned), which is exactly the set of nodes
-//!   that [`Frontier::push`] completes. Perfect nodes never change once they
+//!   that `Frontier::push_with` completes. Perfect nodes never change once they
 //!   exist, so the table is insert-only. Any other subtree (the ragged right
 //!   edge of a tree whose size is not a power of two) is rebuilt from at most
 //!   64 perfect nodes when a proof needs it.
-//! * **Proof generation** ([`inclusion_proof`], [`consistency_proof`],
-//!   [`subtree_root`]): pure functions over a lookup closure. This module does
+//! * **Proof generation** (`inclusion_proof`, `consistency_proof`,
+//!   `subtree_root`): pure functions over a lookup closure. This module does
 //!   no I/O. Each proof comes with a `*_nodes` function that lists the nodes
 //!   it will look up, so the store can load them all in one query into a map
 //!   and then call the proof function with a closure that reads the map.
@@ -34,8 +34,11 @@
 //!   9162 algorithms, written apart from generation so that a bug in one does
 //!   not hide a bug in the other, and so that auditors can run them without a
 //!   store.
-//! * **[`root_of`]**: the plain recursive definition, used as the reference
-//!   in tests and in audit cross-checks.
+//! * **`root_of`** (tests only): the plain recursive definition, the
+//!   reference the frontier and the proofs are checked against.
+//!
+//! Outside the crate only the hashing of a leaf and the two verifications
+//! are public: what an auditor needs to check a proof from a node.
 //!
 //! A proof checks out against a root *and a tree size*. The sizes come from
 //! the signed checkpoint, never from the proof. Several sizes can share the
@@ -719,9 +722,9 @@ pub fn verify_inclusion(
 /// * `old == new`: the proof must be empty (`SUBPROOF(m, D[m], true) = {}`)
 ///   and the two roots must be equal.
 /// * `old == 0`: the proof must be empty, and `old_root` must be
-///   [`EMPTY_ROOT`], the MTH of the empty list. An empty tree with any other
+///   `EMPTY_ROOT`, the MTH of the empty list. An empty tree with any other
 ///   root is a malformed checkpoint. If `new` is also 0, `new_root` must be
-///   [`EMPTY_ROOT`] as well.
+///   `EMPTY_ROOT` as well.
 pub fn verify_consistency(
     old: u64,
     new: u64,

@@ -27,7 +27,7 @@ pub struct VerifyReport {
     pub checkpoints: usize,
     pub tree_nodes: u64,
     pub(crate) root: String,
-    /// The lowest-index problem first; at most [`MAX_PROBLEMS`] kept.
+    /// The lowest-index problem first; at most `MAX_PROBLEMS` kept.
     pub problems: Vec<Problem>,
     pub(crate) trusted_checkpoint: Option<u64>,
     pub seconds: f64,
