@@ -21,8 +21,9 @@ pub(crate) const RETRY_AFTER_SECS: u64 = 1;
 pub enum ExchangeError {
     #[error("{0}")]
     Invalid(String),
-    #[error("{0}")]
-    TooLarge(String),
+    /// A request over the node's `max_message_bytes` (`size` when known).
+    #[error("{}", too_large(*.size, *.limit))]
+    TooLarge { size: Option<usize>, limit: usize },
     #[error(
         "this client certificate is not registered with this node; ask the node operator to register your organisation's OIN or key fingerprint"
     )]
@@ -32,7 +33,7 @@ pub enum ExchangeError {
     #[error(
         "this connection's client certificate is no longer accepted ({0}); it may have been revoked — connect again with a valid certificate"
     )]
-    CertificateNoLongerValid(String),
+    CertificateNoLongerValid(crate::net::tls::CertRejected),
     #[error("{0}")]
     Forbidden(String),
     #[error("{0}")]
@@ -57,6 +58,19 @@ pub enum ExchangeError {
     /// Names only the part that failed; the cause is in the node's log.
     #[error("internal error ({0}); nothing was released")]
     Internal(&'static str),
+}
+
+/// The message of [`ExchangeError::TooLarge`]: the request's size when the
+/// node read it, and the limit.
+fn too_large(size: Option<usize>, limit: usize) -> String {
+    match size {
+        Some(size) => {
+            format!("request is {size} bytes; this node accepts at most {limit} bytes per message")
+        }
+        None => {
+            format!("request is larger than this node accepts: at most {limit} bytes per message")
+        }
+    }
 }
 
 /// The canonical status codes a request can end with: gRPC's, with their
@@ -117,7 +131,7 @@ impl ExchangeError {
     pub(crate) fn code(&self) -> Code {
         match self {
             ExchangeError::Invalid(_) => Code::InvalidArgument,
-            ExchangeError::TooLarge(_) => Code::ResourceExhausted,
+            ExchangeError::TooLarge { .. } => Code::ResourceExhausted,
             ExchangeError::Unregistered | ExchangeError::Forbidden(_) => Code::PermissionDenied,
             ExchangeError::CertificateNoLongerValid(_) => Code::Unauthenticated,
             ExchangeError::NotFound(_) => Code::NotFound,

@@ -158,17 +158,31 @@ pub(crate) struct CertCheck {
     passed: Arc<std::sync::Mutex<Arc<TlsConfig>>>,
 }
 
+/// Why an open connection's certificate no longer passes (see
+/// [`CertCheck`]).
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum CertRejected {
+    /// The connection holds no certificate (mandatory client auth makes
+    /// this impossible; refused all the same).
+    #[error("no client certificate")]
+    Missing,
+    /// The verifier of the current configuration refuses the chain
+    /// (revoked, expired, or its CA no longer configured).
+    #[error("{0}")]
+    Refused(rustls::Error),
+}
+
 impl CertCheck {
     /// `Err` with the verifier's reason when the certificate no longer
     /// passes the current configuration.
-    pub(crate) fn still_valid(&self) -> Result<(), String> {
+    pub(crate) fn still_valid(&self) -> Result<(), CertRejected> {
         let current = self.current.borrow().clone();
         let mut passed = self.passed.lock().unwrap_or_else(|p| p.into_inner());
         if Arc::ptr_eq(&current, &passed) {
             return Ok(());
         }
         let Some((end_entity, intermediates)) = self.chain.split_first() else {
-            return Err("no client certificate".into());
+            return Err(CertRejected::Missing);
         };
         match current
             .client_verifier
@@ -178,7 +192,7 @@ impl CertCheck {
                 *passed = current;
                 Ok(())
             }
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(CertRejected::Refused(e)),
         }
     }
 }

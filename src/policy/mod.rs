@@ -170,7 +170,29 @@ pub enum PolicyError {
     /// The node's purposes cannot form a schema (none, duplicates, ...).
     /// A configuration problem rather than a policy one.
     #[error("cannot build the policy schema: {0}")]
-    Schema(String),
+    Schema(#[from] SchemaError),
+}
+
+/// Why the node's purposes cannot form the Cedar schema.
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    #[error("no purposes configured; a node needs at least one")]
+    NoPurposes,
+    #[error("a configured purpose is empty")]
+    EmptyPurpose,
+    #[error("purpose \"{0}\" is configured twice")]
+    DuplicatePurpose(String),
+    /// Cedar refused the schema, or a request or context built from it
+    /// (a purpose Cedar cannot take as an entity id).
+    #[error("{0}")]
+    Cedar(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl SchemaError {
+    /// Cedar's error as the [`PolicyError`] it ends in, for `map_err`.
+    fn cedar(e: impl std::error::Error + Send + Sync + 'static) -> PolicyError {
+        PolicyError::Schema(SchemaError::Cedar(Box::new(e)))
+    }
 }
 
 /// What the module needs to know about one rule at decision time; read once
@@ -533,27 +555,20 @@ struct Vocabulary {
 impl Vocabulary {
     fn new(purposes: &[String]) -> Result<Vocabulary, PolicyError> {
         if purposes.is_empty() {
-            return Err(PolicyError::Schema(
-                "no purposes configured; a node needs at least one".to_string(),
-            ));
+            return Err(SchemaError::NoPurposes.into());
         }
         for (i, p) in purposes.iter().enumerate() {
             if p.is_empty() {
-                return Err(PolicyError::Schema(
-                    "a configured purpose is empty".to_string(),
-                ));
+                return Err(SchemaError::EmptyPurpose.into());
             }
             if purposes[..i].contains(p) {
-                return Err(PolicyError::Schema(format!(
-                    "purpose \"{p}\" is configured twice"
-                )));
+                return Err(SchemaError::DuplicatePurpose(p.clone()).into());
             }
         }
         let schema_text = schema_text(purposes);
-        let (schema, _warnings) = Schema::from_cedarschema_str(&schema_text)
-            .map_err(|e| PolicyError::Schema(e.to_string()))?;
-        let type_name =
-            |t: &str| EntityTypeName::from_str(t).map_err(|e| PolicyError::Schema(e.to_string()));
+        let (schema, _warnings) =
+            Schema::from_cedarschema_str(&schema_text).map_err(SchemaError::cedar)?;
+        let type_name = |t: &str| EntityTypeName::from_str(t).map_err(SchemaError::cedar);
         Ok(Vocabulary {
             schema,
             purposes: purposes.to_vec(),
@@ -618,8 +633,7 @@ impl Vocabulary {
         set: PolicySet,
         meta: HashMap<PolicyId, RuleMeta>,
     ) -> Result<Policy, PolicyError> {
-        let action_type = EntityTypeName::from_str(ACTION_TYPE)
-            .map_err(|e| PolicyError::Schema(e.to_string()))?;
+        let action_type = EntityTypeName::from_str(ACTION_TYPE).map_err(SchemaError::cedar)?;
         let action = self.uid(&action_type, ACTION_ID);
         let aggregate = self.uid(&action_type, AGGREGATE_ID);
         let roles: Vec<EntityUid> = Role::ALL
@@ -648,7 +662,7 @@ impl Vocabulary {
                             RestrictedExpression::new_bool(actor_present),
                         ),
                     ])
-                    .map_err(|e| PolicyError::Schema(e.to_string()))?;
+                    .map_err(SchemaError::cedar)?;
                     // Checked once here so that `decide` can skip the schema.
                     for (principal, resource) in roles.iter().zip(categories.iter()) {
                         for act in [&action, &aggregate] {
@@ -659,7 +673,7 @@ impl Vocabulary {
                                 ctx.clone(),
                                 Some(&self.schema),
                             )
-                            .map_err(|e| PolicyError::Schema(e.to_string()))?;
+                            .map_err(SchemaError::cedar)?;
                         }
                     }
                     contexts.push(ctx);
@@ -1296,12 +1310,12 @@ mod tests {
 
         assert!(matches!(
             Policy::from_text("", "t", &[]),
-            Err(PolicyError::Schema(_))
+            Err(PolicyError::Schema(SchemaError::NoPurposes))
         ));
         let dup = vec!["x".to_string(), "x".to_string()];
         assert!(matches!(
             Policy::from_text("", "t", &dup),
-            Err(PolicyError::Schema(_))
+            Err(PolicyError::Schema(SchemaError::DuplicatePurpose(_)))
         ));
     }
 

@@ -111,10 +111,10 @@ impl Api {
             }
             let size = req.get_ref().encoded_len();
             if size > self.max_message_bytes {
-                return Err(ExchangeError::TooLarge(format!(
-                    "request is {size} bytes; this node accepts at most {} bytes per message",
-                    self.max_message_bytes
-                )));
+                return Err(ExchangeError::TooLarge {
+                    size: Some(size),
+                    limit: self.max_message_bytes,
+                });
             }
             convert(req.into_inner())
         };

@@ -207,7 +207,7 @@ where
 
 /// Why a request is refused before any service sees it.
 enum Refusal {
-    NoLongerValid(String),
+    NoLongerValid(crate::net::tls::CertRejected),
     Unregistered,
     ContentType(String),
 }
@@ -277,12 +277,10 @@ impl Shared {
                 "this node accepts uncompressed messages only: send no grpc-encoding, or identity"
                     .into(),
             ),
-            tonic::Code::OutOfRange | tonic::Code::ResourceExhausted => {
-                ExchangeError::TooLarge(format!(
-                    "request is larger than this node accepts: at most {} bytes per message",
-                    self.max_message_bytes
-                ))
-            }
+            tonic::Code::OutOfRange | tonic::Code::ResourceExhausted => ExchangeError::TooLarge {
+                size: None,
+                limit: self.max_message_bytes,
+            },
             tonic::Code::NotFound => ExchangeError::NotFound(cause),
             // tonic answers INTERNAL by itself only for a request it cannot
             // read: a message that does not decode, broken framing, a

@@ -87,7 +87,7 @@ pub enum StoreError {
     Unavailable(DbError),
     /// The schema could not be brought to the version this binary needs.
     #[error("database schema: {0}")]
-    Schema(String),
+    Schema(#[from] SchemaError),
     /// A thread the SQLite store runs its statements on gave no answer:
     /// it has stopped, or the call panicked (the thread then goes on with a
     /// fresh connection).
@@ -99,6 +99,12 @@ pub enum StoreError {
     /// the database).
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
+    /// The database answered one of the store's own queries otherwise than
+    /// the query makes it answer (no row from an aggregate, a packed
+    /// result cut short): a fault of the server or the store, not of the
+    /// stored data.
+    #[error("the database answered a query unexpectedly: {0}")]
+    BadAnswer(&'static str),
     /// Another node serves this SQLite file.
     #[error(
         "another sluis node is serving the database {}: one node per SQLite file (use PostgreSQL for several)",
@@ -115,6 +121,40 @@ pub enum StoreError {
     /// appended first. Nothing was written.
     #[error("another writer appended to the log first (it now has {size} entries)")]
     Raced { size: i64 },
+}
+
+/// Why the schema cannot be brought to the version this binary needs; each
+/// says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    #[error(
+        "the database is at schema version {found}, newer than this sluis knows ({known}): run the newer sluis that migrated it"
+    )]
+    Newer { found: i64, known: i64 },
+    #[error(
+        "the database records migration {0}, which this sluis does not have: run the newer sluis that migrated it"
+    )]
+    UnknownMigration(i64),
+    #[error("the database records migration {found} but not {missing}: restore it from a backup")]
+    Gap { found: i64, missing: i64 },
+    #[error(
+        "migration {version} ({name}) did not finish when the database was last migrated: restore it from a backup"
+    )]
+    Unfinished { version: i64, name: &'static str },
+    #[error(
+        "migration {version} ({name}) was applied with other SQL than this sluis has: run the sluis that migrated it"
+    )]
+    OtherSql { version: i64, name: &'static str },
+    #[error("migration {version} ({name}) failed, nothing was changed: {source}")]
+    Failed {
+        version: i64,
+        name: &'static str,
+        source: DbError,
+    },
+    /// PostgreSQL's migrator (sqlx) refused; its message names the
+    /// migration and why.
+    #[error("{0}")]
+    Migrator(DbError),
 }
 
 /// A database driver's error, opaque outside the store.

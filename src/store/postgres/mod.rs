@@ -30,8 +30,8 @@ use crate::store::rows::{
 };
 use crate::store::scan::{AHEAD, Chunk};
 use crate::store::{
-    Append, CaseMeta, CaseWithData, LogFilter, LogRow, NewCase, PoolSettings, SealedCase,
-    StoreError, StoredCheckpoint, Visible, migrations, redact_url, sql,
+    Append, CaseMeta, CaseWithData, DbError, LogFilter, LogRow, NewCase, PoolSettings, SchemaError,
+    SealedCase, StoreError, StoredCheckpoint, Visible, migrations, redact_url, sql,
 };
 use crate::tlog::merkle::{Hash, NodeId};
 
@@ -115,7 +115,7 @@ impl PgStore {
         Migrator::with_migrations(migrations)
             .run(&self.pool)
             .await
-            .map_err(|e| StoreError::Schema(e.to_string()))
+            .map_err(|e| SchemaError::Migrator(DbError(Box::new(e))).into())
     }
 
     pub(super) async fn database_name(&self) -> Result<String, StoreError> {

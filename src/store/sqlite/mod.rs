@@ -683,8 +683,7 @@ fn one<T>(
     params: impl Params,
     map: fn(&dyn Columns) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
-    first(c, statement, params, map)?
-        .ok_or_else(|| StoreError::Corrupt(format!("no row from: {statement}")))
+    first(c, statement, params, map)?.ok_or(StoreError::BadAnswer("no row from an aggregate query"))
 }
 
 #[cfg(test)]
