@@ -284,7 +284,17 @@ async fn store_with_case(dir: &std::path::Path, keys: &Keys) -> (Store, String, 
     let (store, _) = Store::open_sqlite(&db).await.expect("store opens");
     let pseudonym =
         Pseudonymiser::new(keys.pseudonym_secret()).pseudonym(OWNER, &scale::subject_ref(0));
-    (store, scale::case_id(0), pseudonym)
+    let case_id = scale::case_id(0);
+    // The reads below time hits, not misses.
+    assert_eq!(
+        store
+            .resolve_pseudonym(OWNER, &pseudonym)
+            .await
+            .expect("read"),
+        Some(case_id.clone()),
+        "the loaded case resolves by its owner's pseudonym"
+    );
+    (store, case_id, pseudonym)
 }
 
 fn store_benches(rt: &tokio::runtime::Runtime, dir: &std::path::Path, keys: &Keys) {
