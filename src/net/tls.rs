@@ -159,7 +159,7 @@ pub(crate) struct CertCheck {
 }
 
 /// Why an open connection's certificate no longer passes (see
-/// [`CertCheck`]).
+/// `CertCheck`).
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum CertRejected {
     /// The connection holds no certificate (mandatory client auth makes
