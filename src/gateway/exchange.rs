@@ -1037,7 +1037,7 @@ impl Exchange {
             }
         }
         let mut recipients = given.to_vec();
-        recipients.sort_by(|a, b| recipient_key(a).cmp(&recipient_key(b)));
+        recipients.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
         recipients.dedup();
         Ok(recipients)
     }
@@ -1257,14 +1257,5 @@ impl Exchange {
 
     pub(crate) fn now(&self) -> Millis {
         now_millis()
-    }
-}
-
-/// How the store orders a consent's recipients: participants before roles,
-/// each by its name.
-fn recipient_key(r: &Recipient) -> (&'static str, &str) {
-    match r {
-        Recipient::Participant(p) => ("participant", p.as_str()),
-        Recipient::Role(role) => ("role", role.as_str()),
     }
 }

@@ -266,7 +266,13 @@ impl ConsentFold {
         Ok(())
     }
 
-    pub(super) fn finish(self) -> Vec<Consent> {
+    /// The consents, each's recipients in their one order (not the
+    /// database's collation's).
+    pub(super) fn finish(mut self) -> Vec<Consent> {
+        for c in &mut self.out {
+            c.recipients
+                .sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+        }
         self.out
     }
 }
