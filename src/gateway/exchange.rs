@@ -12,7 +12,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use crate::gateway::error::{Code, ExchangeError, Resource};
-use crate::gateway::idempotency::{Claim, IdempotencyKey, InFlight};
+use crate::gateway::idempotency::{IdempotencyKey, InFlight};
 use crate::gateway::pseudonym::{AUDIT_DOMAIN, Pseudonymiser};
 use crate::gateway::release::{self, Asker, Holdings, Withheld};
 use crate::gateway::validate::{self, Invalid, SubjectKey};
@@ -24,7 +24,7 @@ use crate::net::identity::{Peer, Registry};
 use crate::net::sources::Summary;
 use crate::net::tls::HandshakeFailure;
 use crate::policy::Policy;
-use crate::store::{CaseMeta, IssuedPseudonym, NewCase, Store, StoreError};
+use crate::store::{CaseMeta, IssuedPseudonym, NewCase, RequestKey, Store, StoreError};
 use crate::tlog::note;
 use crate::tlog::{AccessRecord, AuditLog, Decision, Recorded};
 
@@ -459,21 +459,20 @@ impl Exchange {
         key: Option<IdempotencyKey>,
     ) -> Result<Recorded<Registered>, ExchangeError> {
         let mut rec = self.record(ctx, "RegisterCase");
-        let held = match self.claim(ctx, "RegisterCase", key, rec.at).await {
-            Ok(Claim::Fresh(held)) => held,
-            Ok(Claim::Replay(k)) => {
-                let replayed = async {
-                    let case = self.replayed_case(&k.resource_id, &mut rec).await?;
-                    Self::record_replay(&mut rec, &k);
-                    Ok(Registered {
-                        case_id: case.id.clone(),
-                        pseudonym: self.pseudonym_for(self.caller(ctx)?, &case),
-                    })
-                }
-                .await;
-                return self.finish(rec, replayed).await;
-            }
-            Err(e) => return self.finish(rec, Err(e)).await,
+        let replay = async |k: RequestKey, rec: &mut AccessRecord| {
+            let case = self.replayed_case(&k.resource_id, rec).await?;
+            Self::record_replay(rec, &k);
+            Ok(Registered {
+                case_id: case.id.clone(),
+                pseudonym: self.pseudonym_for(self.caller(ctx)?, &case),
+            })
+        };
+        let held = match self
+            .begin_write(ctx, "RegisterCase", key, &mut rec, replay)
+            .await
+        {
+            Ok(held) => held,
+            Err(answer) => return answer,
         };
         let prepared = self.prepare_register(ctx, data, &mut rec);
         let ((mut new_case, registered), durable) =
@@ -553,18 +552,17 @@ impl Exchange {
         key: Option<IdempotencyKey>,
     ) -> Result<Recorded<i64>, ExchangeError> {
         let mut rec = self.record(ctx, "UpdateCase");
-        let held = match self.claim(ctx, "UpdateCase", key, rec.at).await {
-            Ok(Claim::Fresh(held)) => held,
-            Ok(Claim::Replay(k)) => {
-                let replayed = async {
-                    self.replayed_case(&k.resource_id, &mut rec).await?;
-                    Self::record_replay(&mut rec, &k);
-                    Ok(k.seq)
-                }
-                .await;
-                return self.finish(rec, replayed).await;
-            }
-            Err(e) => return self.finish(rec, Err(e)).await,
+        let replay = async |k: RequestKey, rec: &mut AccessRecord| {
+            self.replayed_case(&k.resource_id, rec).await?;
+            Self::record_replay(rec, &k);
+            Ok(k.seq)
+        };
+        let held = match self
+            .begin_write(ctx, "UpdateCase", key, &mut rec, replay)
+            .await
+        {
+            Ok(held) => held,
+            Err(answer) => return answer,
         };
         let prepared = async {
             let caller = self.caller(ctx)?;
@@ -923,13 +921,13 @@ impl Exchange {
         key: Option<IdempotencyKey>,
     ) -> Result<Recorded<Consent>, ExchangeError> {
         let mut rec = self.record(ctx, "GrantConsent");
-        let held = match self.claim(ctx, "GrantConsent", key, rec.at).await {
-            Ok(Claim::Fresh(held)) => held,
-            Ok(Claim::Replay(k)) => {
-                let replayed = self.replayed_consent(&k, &mut rec).await;
-                return self.finish(rec, replayed).await;
-            }
-            Err(e) => return self.finish(rec, Err(e)).await,
+        let replay = async |k, rec: &mut AccessRecord| self.replayed_consent(&k, rec).await;
+        let held = match self
+            .begin_write(ctx, "GrantConsent", key, &mut rec, replay)
+            .await
+        {
+            Ok(held) => held,
+            Err(answer) => return answer,
         };
         let prepared = async {
             let caller = self.caller(ctx)?;
@@ -1105,7 +1103,7 @@ impl Exchange {
     /// to that write's (events are append-only), named in the record.
     async fn replayed_consent(
         &self,
-        k: &crate::store::RequestKey,
+        k: &RequestKey,
         rec: &mut AccessRecord,
     ) -> Result<Consent, ExchangeError> {
         let mut consent = self
@@ -1161,13 +1159,13 @@ impl Exchange {
         key: Option<IdempotencyKey>,
     ) -> Result<Recorded<Consent>, ExchangeError> {
         let mut rec = self.record(ctx, "WithdrawConsent");
-        let held = match self.claim(ctx, "WithdrawConsent", key, rec.at).await {
-            Ok(Claim::Fresh(held)) => held,
-            Ok(Claim::Replay(k)) => {
-                let replayed = self.replayed_consent(&k, &mut rec).await;
-                return self.finish(rec, replayed).await;
-            }
-            Err(e) => return self.finish(rec, Err(e)).await,
+        let replay = async |k, rec: &mut AccessRecord| self.replayed_consent(&k, rec).await;
+        let held = match self
+            .begin_write(ctx, "WithdrawConsent", key, &mut rec, replay)
+            .await
+        {
+            Ok(held) => held,
+            Err(answer) => return answer,
         };
         let prepared = async {
             let consent = self.consent_of_owner(ctx, &consent_id, &mut rec).await?;

@@ -29,7 +29,7 @@ use crate::gateway::exchange::{Exchange, RequestCtx};
 use crate::gateway::validate;
 use crate::model::consent::Millis;
 use crate::store::RequestKey;
-use crate::tlog::{AccessRecord, Decision};
+use crate::tlog::{AccessRecord, Decision, Recorded};
 
 /// How long a `request_id` is kept: a client retrying a write retries within
 /// minutes; a week covers a back-end that was down over a weekend.
@@ -53,7 +53,7 @@ pub(super) struct InFlight {
 }
 
 /// What a key says about a write.
-pub(super) enum Claim<'a> {
+enum Claim<'a> {
     /// Write: with the key to store with it (none when the client gave
     /// none), held against concurrent use until dropped.
     Fresh(Option<Held<'a>>),
@@ -101,10 +101,10 @@ impl Drop for Held<'_> {
 }
 
 impl Exchange {
-    /// Looks a write's key up. Errors: `Invalid` (a `request_id` that is
+    /// Looks a write's key up (see [`begin_write`](Self::begin_write)). Errors: `Invalid` (a `request_id` that is
     /// not a lower-case UUID), `RequestIdReused`, `RequestInProgress`, a
     /// store error.
-    pub(super) async fn claim(
+    async fn claim(
         &self,
         ctx: &RequestCtx,
         method: &'static str,
@@ -162,6 +162,26 @@ impl Exchange {
                 Ok(Claim::Fresh(Some(held)))
             }
         }
+    }
+
+    /// Starts a write with its key: `Ok` with the key to store with the write
+    /// (none without one), or `Err` with the answer the call ends with,
+    /// already recorded — a retry answered by `replay` from what its first
+    /// call left, or a refusal of the key.
+    pub(super) async fn begin_write<T>(
+        &self,
+        ctx: &RequestCtx,
+        method: &'static str,
+        key: Option<IdempotencyKey>,
+        rec: &mut AccessRecord,
+        replay: impl AsyncFnOnce(RequestKey, &mut AccessRecord) -> Result<T, ExchangeError>,
+    ) -> Result<Option<Held<'_>>, Result<Recorded<T>, ExchangeError>> {
+        let replayed = match self.claim(ctx, method, key, rec.at).await {
+            Ok(Claim::Fresh(held)) => return Ok(held),
+            Ok(Claim::Replay(k)) => replay(k, rec).await,
+            Err(e) => Err(e),
+        };
+        Err(self.finish(rec.clone(), replayed).await)
     }
 
     /// Fills in the record of a retry answered from its first call: allowed,
