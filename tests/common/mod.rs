@@ -195,6 +195,15 @@ pub async fn expect_unregistered(
         "{method}: the message says to get registered: {}",
         status.message()
     );
+    use tonic_types::StatusExt;
+    assert_eq!(
+        status
+            .get_error_details()
+            .error_info()
+            .map(|i| i.reason.as_str()),
+        Some("CERTIFICATE_NOT_REGISTERED"),
+        "{method}: the reason, for programs"
+    );
     let rec = record_of(node, &request_id_of(status.metadata())).await;
     assert_eq!(rec.method, method);
     assert_eq!((rec.caller.as_str(), rec.role.as_str()), ("-", "-"));
