@@ -286,12 +286,16 @@ async fn store_with_case(dir: &std::path::Path, keys: &Keys) -> (Store, String) 
             now: 1,
             subject_index: vec![("v_number".into(), "digest".into())],
             owner_pseudonym: "ps1.AAAAAAAAAAAAAAAAAAAAAAAAAAA".into(),
+            key: None,
         })
         .await
         .expect("insert case");
     for mut c in consents(sluis::model::clock::now_millis()) {
         c.case_id = case_id.clone();
-        store.insert_consent(&c).await.expect("insert consent");
+        store
+            .insert_consent(&c, None)
+            .await
+            .expect("insert consent");
     }
     (store, case_id)
 }

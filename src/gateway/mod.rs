@@ -33,7 +33,11 @@
 //! - **No raw identity leaves the vault**: records carry pseudonyms and
 //!   keyed hashes; error messages never echo request values.
 //! - **One status table**: [`ExchangeError::code`] gives the code the
-//!   record names and the gRPC layer answers with.
+//!   record names and the gRPC layer answers with, and
+//!   [`ExchangeError::reason`] the reason programs read (`ErrorInfo`).
+//! - **A write retried with its `request_id` writes once** (AIP-155): the
+//!   key is stored in the write's transaction and a retry is answered from
+//!   what the first call did ([`IdempotencyKey`]); the retry is recorded.
 //!
 //! Statistics take the same path ([`Exchange::statistics`]): the policy
 //! (a rule with a legal basis), the figures computed and protected inside
@@ -46,6 +50,7 @@
 
 mod error;
 mod exchange;
+mod idempotency;
 pub mod oversight;
 pub mod pseudonym;
 mod release;
@@ -53,10 +58,11 @@ mod statistics;
 pub mod validate;
 pub mod vault;
 
-pub use error::{Code, ExchangeError};
+pub use error::{Code, ExchangeError, Missing, Reason, Resource};
 pub use exchange::{
     CaseRef, CaseSummary, CaseView, Exchange, FindCases, GetCase, NewConsent, Receipt, Registered,
     RequestCtx, Scope,
 };
+pub use idempotency::{IdempotencyKey, RETENTION_MS as REQUEST_KEY_RETENTION_MS};
 pub use release::Withheld;
 pub use statistics::{FactsReader, StatisticsQuery};

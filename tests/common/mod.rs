@@ -195,6 +195,15 @@ pub async fn expect_unregistered(
         "{method}: the message says to get registered: {}",
         status.message()
     );
+    use tonic_types::StatusExt;
+    assert_eq!(
+        status
+            .get_error_details()
+            .error_info()
+            .map(|i| i.reason.as_str()),
+        Some("CERTIFICATE_NOT_REGISTERED"),
+        "{method}: the reason, for programs"
+    );
     let rec = record_of(node, &request_id_of(status.metadata())).await;
     assert_eq!(rec.method, method);
     assert_eq!((rec.caller.as_str(), rec.role.as_str()), ("-", "-"));
@@ -257,10 +266,30 @@ impl Captured {
     }
 }
 
+/// Makes the real access-log table refuse writes (or accept them again),
+/// over a connection of its own, as a full disk or a broken volume would.
+pub async fn block_log(node: &TestNode, blocked: bool) {
+    if blocked {
+        node.sql(
+            "CREATE TRIGGER block_log BEFORE INSERT ON access_log BEGIN SELECT RAISE(ABORT, 'disk full'); END",
+            "CREATE FUNCTION block_log() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'disk full'; END; $$;
+             CREATE TRIGGER block_log BEFORE INSERT ON access_log FOR EACH ROW EXECUTE FUNCTION block_log();",
+        )
+        .await;
+    } else {
+        node.sql(
+            "DROP TRIGGER block_log",
+            "DROP TRIGGER block_log ON access_log; DROP FUNCTION block_log();",
+        )
+        .await;
+    }
+}
+
 /// A consent request of the owner's for `case_id`: DT&V may see the
 /// perspective for `return`, evidence `DMS-1`; tests change what they test.
 pub fn consent_request(case_id: &str) -> pb::GrantConsentRequest {
     pb::GrantConsentRequest {
+        request_id: String::new(),
         case_id: case_id.into(),
         recipients: vec![participant("dtv")],
         categories: cats(&[pb::Category::Perspective]),
@@ -347,6 +376,7 @@ pub async fn channel_as(
 pub async fn grant_to_role(c: &mut Clients, case_id: &str, role_id: &str) -> String {
     c.consents
         .grant_consent(with_actor(pb::GrantConsentRequest {
+            request_id: String::new(),
             case_id: case_id.into(),
             recipients: vec![role(role_id)],
             categories: vec![pb::Category::Perspective as i32],
@@ -388,6 +418,7 @@ pub async fn register(c: &mut Clients) -> (String, String) {
     let r = c
         .cases
         .register_case(with_actor(pb::RegisterCaseRequest {
+            request_id: String::new(),
             data: Some(full_case("Test Persoon", "1234567890", "111222333")),
         }))
         .await
@@ -402,10 +433,17 @@ pub fn participant(id: &str) -> pb::Recipient {
     }
 }
 
+/// A role recipient by the role's name as the node spells it (`ngo`).
 pub fn role(r: &str) -> pb::Recipient {
     pb::Recipient {
-        recipient: Some(pb::recipient::Recipient::Role(r.into())),
+        recipient: Some(pb::recipient::Recipient::Role(role_code(r))),
     }
+}
+
+/// `sluis.v1.Role`'s code for a role's name (`privacy_officer`).
+pub fn role_code(r: &str) -> i32 {
+    pb::Role::from_str_name(&format!("ROLE_{}", r.to_uppercase()))
+        .unwrap_or_else(|| panic!("no role {r}")) as i32
 }
 
 pub fn cats(cs: &[pb::Category]) -> Vec<i32> {
@@ -421,6 +459,7 @@ pub async fn grant(
 ) -> pb::Consent {
     c.consents
         .grant_consent(with_actor(pb::GrantConsentRequest {
+            request_id: String::new(),
             case_id: case_id.into(),
             recipients,
             categories: cats(categories),
