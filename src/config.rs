@@ -36,6 +36,8 @@ pub struct Config {
     pub database: DatabaseConfig,
     #[serde(default)]
     pub statistics: StatisticsConfig,
+    #[serde(default)]
+    pub(crate) consent: ConsentConfig,
     #[serde(default, rename = "participant")]
     pub participants: Vec<Participant>,
     /// Folder the relative paths are resolved against; not in the file.
@@ -169,6 +171,37 @@ impl Default for DatabaseConfig {
             wal_warn_mb: default_wal_warn_mb(),
         }
     }
+}
+
+/// What consent the node records (`[consent]`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ConsentConfig {
+    /// The longest validity window a consent may have, in days: a window
+    /// ending (or beginning) further away is refused as a likely typo in the
+    /// year. Open-ended consents stay allowed (withdrawal ends them).
+    #[serde(default = "default_max_validity_days")]
+    pub(crate) max_validity_days: u32,
+}
+
+impl Default for ConsentConfig {
+    fn default() -> Self {
+        ConsentConfig {
+            max_validity_days: default_max_validity_days(),
+        }
+    }
+}
+
+impl ConsentConfig {
+    /// The maximum validity in milliseconds.
+    pub(crate) fn max_validity_ms(&self) -> i64 {
+        i64::from(self.max_validity_days) * 86_400_000
+    }
+}
+
+/// Five years (and a leap day).
+fn default_max_validity_days() -> u32 {
+    1826
 }
 
 /// Disclosure control of the statistics this node publishes (see
@@ -380,7 +413,7 @@ impl Config {
         // Every number is bounded: a value past what the runtime can
         // represent (a timer, a semaphore) would panic the node at start
         // or on its first connection instead of being refused here.
-        let bounds: [(&str, u64, u64, u64); 12] = [
+        let bounds: [(&str, u64, u64, u64); 13] = [
             (
                 "node.checkpoint_interval_ms",
                 self.node.checkpoint_interval_ms,
@@ -452,6 +485,12 @@ impl Config {
                 self.database.cache_entries as u64,
                 0,
                 100_000_000,
+            ),
+            (
+                "consent.max_validity_days",
+                u64::from(self.consent.max_validity_days),
+                1,
+                36_525,
             ),
         ];
         for (name, value, min, max) in bounds {

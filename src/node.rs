@@ -120,7 +120,8 @@ impl Node {
                 registry.clone(),
                 audit,
             )
-            .with_statistics(config.statistics.settings()),
+            .with_statistics(config.statistics.settings())
+            .with_consent_max_validity(config.consent.max_validity_ms()),
         );
         let tls_files = config.tls_files();
         let (tls_tx, tls_rx) = watch::channel(tls::server_config(&tls_files)?);

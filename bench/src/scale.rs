@@ -263,7 +263,12 @@ pub async fn load_cases(
                         case_id(k.wrapping_mul(4).wrapping_add(j as u64 + 1) ^ (1 << 62));
                     let (kind, value) = match &t.recipient {
                         pb::recipient::Recipient::Participant(p) => ("participant", p.clone()),
-                        pb::recipient::Recipient::Role(r) => ("role", r.clone()),
+                        pb::recipient::Recipient::Role(r) => (
+                            "role",
+                            pb::Role::try_from(*r)
+                                .map(|r| r.as_str_name().trim_start_matches("ROLE_").to_lowercase())
+                                .unwrap_or_default(),
+                        ),
                     };
                     let cats: Vec<&str> = t.categories.iter().map(|c| c.as_str()).collect();
                     let mut purposes = t.purposes.clone();

@@ -152,6 +152,7 @@ pub async fn populate(
                     .cases
                     .register_case(with_actor(
                         pb::RegisterCaseRequest {
+                            request_id: String::new(),
                             data: Some(sample::case_data(i as u64)),
                         },
                         Some(OWNER_ACTOR),

@@ -204,6 +204,7 @@ pub(crate) async fn run(data_dir: Option<&Path>) -> anyhow::Result<bool> {
         .register_case(with_actor(
             pb::RegisterCaseRequest {
                 data: Some(sample::case_data(CASE)),
+                request_id: uuid::Uuid::now_v7().to_string(),
             },
             Some(OWNER_ACTOR),
         ))
@@ -326,6 +327,7 @@ pub(crate) async fn run(data_dir: Option<&Path>) -> anyhow::Result<bool> {
             pb::WithdrawConsentRequest {
                 consent_id: c1.consent_id.clone(),
                 note: "withdrawn in conversation".into(),
+                request_id: uuid::Uuid::now_v7().to_string(),
             },
             Some(OWNER_ACTOR),
         ))
@@ -474,6 +476,7 @@ pub(crate) async fn run(data_dir: Option<&Path>) -> anyhow::Result<bool> {
             .register_case(with_actor(
                 pb::RegisterCaseRequest {
                     data: Some(sample::population_case(i, this_quarter.first_day())),
+                    request_id: uuid::Uuid::now_v7().to_string(),
                 },
                 Some(OWNER_ACTOR),
             ))

@@ -126,7 +126,8 @@ pub struct ConsentTerms {
 
 impl ConsentTerms {
     /// The `GrantConsent` request that records these terms for `case_id`,
-    /// valid from now on, without an end.
+    /// valid from now on, without an end, under a fresh `request_id` (a
+    /// client resends the same request to retry it safely).
     pub fn request(&self, case_id: &str, evidence_ref: String) -> pb::GrantConsentRequest {
         pb::GrantConsentRequest {
             case_id: case_id.to_string(),
@@ -138,6 +139,7 @@ impl ConsentTerms {
             valid_from: None,
             valid_until: None,
             evidence_ref,
+            request_id: uuid::Uuid::now_v7().to_string(),
         }
     }
 }
@@ -155,7 +157,7 @@ pub fn consents() -> [ConsentTerms; 2] {
             purposes: vec!["case_consultation", "shelter", "guidance"],
         },
         ConsentTerms {
-            recipient: pb::recipient::Recipient::Role("dtv".into()),
+            recipient: pb::recipient::Recipient::Role(pb::Role::Dtv as i32),
             categories: vec![Category::Perspective],
             purposes: vec!["return"],
         },

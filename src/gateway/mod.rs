@@ -33,14 +33,20 @@
 //! - **No raw identity leaves the vault**: records carry pseudonyms and
 //!   keyed hashes; error messages never echo request values.
 //! - **One status table**: `ExchangeError::code` gives the code the
-//!   record names and the gRPC layer answers with.
+//!   record names and the gRPC layer answers with, and
+//!   `ExchangeError::reason` the reason programs read (`ErrorInfo`).
+//! - **A write retried with its `request_id` writes once** (AIP-155): the
+//!   key is stored in the write's transaction and a retry is answered from
+//!   what the first call did (`IdempotencyKey`); the retry is recorded.
 //!
 //! Statistics take the same path (`Exchange::statistics`): the policy
 //! (a rule with a legal basis), the figures computed and protected inside
 //! the node ([`crate::stats`]), an access record, then the table.
 //!
 //! To the rest of the crate it exposes `Exchange` with its request and
-//! answer types, the error and `Code` table, `validate` for the gRPC
+//! answer types, the error with its `Code` and `Reason` table (and the
+//! `Resource` a `NOT_FOUND` names), the `IdempotencyKey` the gRPC layer
+//! builds for a write, `validate` for the gRPC
 //! layer's and the `sluis audit` commands' calls on meaning, and
 //! `oversight` for the `sluis audit` report. Outside the crate only the
 //! [`vault`] keys and [`pseudonym`] derivation (which the benchmarks time
@@ -49,6 +55,7 @@
 
 mod error;
 mod exchange;
+mod idempotency;
 pub(crate) mod oversight;
 pub mod pseudonym;
 mod release;
@@ -57,7 +64,8 @@ pub mod validate;
 pub mod vault;
 
 #[cfg(test)]
-pub(crate) use error::Code;
-pub(crate) use error::ExchangeError;
+pub(crate) use error::{Code, Reason};
+pub(crate) use error::{ExchangeError, Resource};
 pub(crate) use exchange::{CaseRef, Exchange, FindCases, GetCase, NewConsent, RequestCtx, Scope};
-pub use statistics::{FactsReader, StatisticsQuery};
+pub(crate) use idempotency::IdempotencyKey;
+pub use statistics::StatisticsQuery;

@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 
 use crate::gateway::pseudonym::{AUDIT_DOMAIN, Pseudonymiser};
 use crate::gateway::validate::{self, SubjectKey};
-use crate::gateway::{Exchange, ExchangeError, RequestCtx};
+use crate::gateway::{Exchange, ExchangeError, RequestCtx, Resource};
 use crate::model::{Category, Role};
 use crate::net::identity::Registry;
 use crate::store::{CaseMeta, LogFilter, LogRow, Store, StoreError, StoredCheckpoint};
@@ -260,12 +260,17 @@ impl Exchange {
         let result = async {
             self.officer(ctx)?;
             self.check_filter(&filter)?;
-            if !(0..=MAX_QUERY).contains(&limit) {
-                return Err(ExchangeError::Invalid(format!(
-                    "limit must be at most {MAX_QUERY}"
+            if limit < 0 {
+                return Err(ExchangeError::Invalid(validate::Invalid::new(
+                    "limit",
+                    "limit must not be negative: 0 asks for 1000 entries, and at most 10000 are sent",
                 )));
             }
-            let limit = if limit == 0 { 1000 } else { limit };
+            // AIP-158: a page size above the maximum is read as the maximum.
+            let limit = match limit {
+                0 => 1000,
+                n => n.min(MAX_QUERY),
+            };
             rec.case_id = filter.case_id.clone();
             let mut rows = self
                 .store
@@ -311,7 +316,7 @@ impl Exchange {
             validate::method("method", m)?;
         }
         if let Some(p) = &f.purpose {
-            self.check_purpose(p)?;
+            self.check_purpose_at("purpose", p)?;
         }
         if let Some(d) = &f.decision {
             validate::decision("decision", d)?;
@@ -350,8 +355,10 @@ impl Exchange {
                 SubjectRef::Bsn(b) => self.cases_of(&SubjectKey::bsn("bsn", &b)?).await?,
             };
             if case_ids.is_empty() {
-                return Err(ExchangeError::NotFound(
-                    "no case is registered for this subject".into(),
+                return Err(ExchangeError::not_found(
+                    Resource::Case,
+                    None,
+                    "no case is registered for this subject",
                 ));
             }
             let mut cases = Vec::with_capacity(case_ids.len());
@@ -416,7 +423,7 @@ impl Exchange {
         let result = async {
             self.officer(ctx)?;
             if let LeafRef::RequestId(id) = &leaf {
-                validate::uuid("request_id", id)?;
+                validate::uuid("access_record_id", id)?;
             }
             let proof = proof::inclusion_proof(&self.store, leaf, tree_size)
                 .await
@@ -486,10 +493,19 @@ fn report_error(e: ReportError) -> ExchangeError {
 /// explain itself to the caller (the node's log says it).
 fn proof_error(e: ProofError) -> ExchangeError {
     match e {
-        ProofError::NoCheckpointOfSize { .. } | ProofError::NoSuchRecord => {
-            ExchangeError::NotFound(e.to_string())
+        ProofError::NoCheckpointOfSize { size } => {
+            let size = size.to_string();
+            ExchangeError::not_found(Resource::Checkpoint, Some(&size), &e.to_string())
         }
-        ProofError::BadRange { .. } => ExchangeError::Invalid(e.to_string()),
+        ProofError::NoSuchRecord => {
+            ExchangeError::not_found(Resource::AccessEntry, None, &e.to_string())
+        }
+        ProofError::BadRange { .. } => {
+            ExchangeError::Invalid(validate::Invalid::new("new_size", e.to_string()))
+        }
+        ProofError::PastTheEnd { .. } => {
+            ExchangeError::OutOfRange(validate::Invalid::new("index", e.to_string()))
+        }
         ProofError::NoCheckpointYet | ProofError::NotCoveredYet { .. } => {
             ExchangeError::FailedPrecondition(e.to_string())
         }

@@ -16,7 +16,7 @@
 //!    withheld as `not_present`.
 
 use crate::model::consent::{self, Consent, Millis, Verdict};
-use crate::model::{Caller, Category, WithholdReason};
+use crate::model::{Caller, Category, Role, WithholdReason};
 use crate::policy::{DenyReason, Policy, Query};
 use crate::tlog::Decision;
 
@@ -78,6 +78,53 @@ pub(crate) fn asked(categories: &[Category]) -> Vec<Category> {
     asked.sort();
     asked.dedup();
     asked
+}
+
+/// Whether the policy releases some category other than `identity` to a
+/// non-owner in `role` for `purpose` on a legal basis, without consent: then
+/// every case of another owner holds something that role may read for that
+/// purpose (`FindCases` with scope VISIBLE lists them all).
+pub(crate) fn legal_basis_reaches(
+    policy: &Policy,
+    role: Role,
+    purpose: &str,
+    actor_present: bool,
+) -> bool {
+    Category::ALL
+        .iter()
+        .filter(|c| **c != Category::Identity)
+        .any(|&category| {
+            let d = policy.decide(&Query {
+                role,
+                category,
+                purpose,
+                is_owner: false,
+                actor_present,
+            });
+            d.allowed && d.legal_basis.is_some()
+        })
+}
+
+/// Whether the policy releases anything of a case it does not own to
+/// `role`, for any purpose and category, with or without the acting
+/// person named: a consent to a role that cannot could never let anything
+/// through.
+pub(crate) fn can_ever_receive(policy: &Policy, role: Role) -> bool {
+    policy.purposes().iter().any(|purpose| {
+        Category::ALL.iter().any(|&category| {
+            [false, true].into_iter().any(|actor_present| {
+                policy
+                    .decide(&Query {
+                        role,
+                        category,
+                        purpose,
+                        is_owner: false,
+                        actor_present,
+                    })
+                    .allowed
+            })
+        })
+    })
 }
 
 /// Decides each category in `asked` (see the module doc for the rules).

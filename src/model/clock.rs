@@ -8,6 +8,11 @@ pub fn now_millis() -> i64 {
     (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
+/// The calendar date now, UTC.
+pub(crate) fn today() -> time::Date {
+    OffsetDateTime::now_utc().date()
+}
+
 pub(crate) fn rfc3339(ms: i64) -> String {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()

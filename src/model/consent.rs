@@ -18,6 +18,16 @@ pub enum Recipient {
 }
 
 impl Recipient {
+    /// The order a consent's recipients are kept and shown in, whatever
+    /// the database's collation: participants before roles, each by its
+    /// name's bytes.
+    pub(crate) fn order_key(&self) -> (u8, &str) {
+        match self {
+            Recipient::Participant(p) => (0, p.as_str()),
+            Recipient::Role(role) => (1, role.as_str()),
+        }
+    }
+
     fn covers(&self, caller: &Caller) -> bool {
         match self {
             Recipient::Participant(id) => *id == caller.participant,

@@ -212,6 +212,16 @@ pub(crate) enum WithholdReason {
 }
 
 impl WithholdReason {
+    pub(crate) const ALL: [WithholdReason; 7] = [
+        WithholdReason::NotPermittedForRoleAndPurpose,
+        WithholdReason::NoConsent,
+        WithholdReason::ConsentWithdrawn,
+        WithholdReason::ConsentExpired,
+        WithholdReason::ConsentNotYetValid,
+        WithholdReason::ActorRequired,
+        WithholdReason::NotPresent,
+    ];
+
     pub(crate) fn as_str(self) -> &'static str {
         match self {
             WithholdReason::NotPermittedForRoleAndPurpose => "not_permitted_for_role_and_purpose",

@@ -76,6 +76,11 @@ impl Registry {
         self.by_id.get(id).map(|(p, _)| p)
     }
 
+    /// The role of a registered participant.
+    pub(crate) fn role_of(&self, id: &str) -> Option<Role> {
+        self.by_id.get(id).map(|(_, r)| *r)
+    }
+
     pub(crate) fn participants(&self) -> impl Iterator<Item = (&Participant, Role)> {
         self.by_id.values().map(|(p, r)| (p, *r))
     }

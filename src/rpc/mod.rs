@@ -113,7 +113,7 @@ impl Api {
             if size > self.max_message_bytes {
                 return Err(ExchangeError::TooLarge {
                     size: Some(size),
-                    limit: self.max_message_bytes,
+                    max: self.max_message_bytes,
                 });
             }
             convert(req.into_inner())
@@ -199,27 +199,43 @@ pub(crate) async fn router(
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
     let edge = Edge::new(ex, max_message_bytes, DESCRIPTOR_SETS)?;
+    // Every service takes gzip-compressed requests and compresses its
+    // answers for a client that says it accepts gzip (grpc-accept-encoding).
+    // The decoding cap applies to the decompressed message.
+    use tonic::codec::CompressionEncoding::Gzip;
     let routes = server
         .layer(edge)
         .add_service(
             pb::case_service_server::CaseServiceServer::new(api.clone())
-                .max_decoding_message_size(hard_cap),
+                .max_decoding_message_size(hard_cap)
+                .accept_compressed(Gzip)
+                .send_compressed(Gzip),
         )
         .add_service(
             pb::consent_service_server::ConsentServiceServer::new(api.clone())
-                .max_decoding_message_size(hard_cap),
+                .max_decoding_message_size(hard_cap)
+                .accept_compressed(Gzip)
+                .send_compressed(Gzip),
         )
         .add_service(
             pb::audit_service_server::AuditServiceServer::new(api.clone())
-                .max_decoding_message_size(hard_cap),
+                .max_decoding_message_size(hard_cap)
+                .accept_compressed(Gzip)
+                .send_compressed(Gzip),
         )
         .add_service(
             pb::statistics_service_server::StatisticsServiceServer::new(api)
-                .max_decoding_message_size(hard_cap),
+                .max_decoding_message_size(hard_cap)
+                .accept_compressed(Gzip)
+                .send_compressed(Gzip),
         )
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha);
+        .add_service(health_service.accept_compressed(Gzip).send_compressed(Gzip))
+        .add_service(reflection_v1.accept_compressed(Gzip).send_compressed(Gzip))
+        .add_service(
+            reflection_v1alpha
+                .accept_compressed(Gzip)
+                .send_compressed(Gzip),
+        );
     Ok((routes, health))
 }
 

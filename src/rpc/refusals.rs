@@ -34,7 +34,7 @@ use std::sync::Arc;
 
 use prost::Message;
 
-use crate::gateway::{Exchange, ExchangeError, RequestCtx};
+use crate::gateway::{Exchange, ExchangeError, RequestCtx, Resource};
 use crate::net::identity::Peer;
 use crate::net::tls::ConnectionInfo;
 use crate::rpc::REQUEST_ID_HEADER;
@@ -217,7 +217,7 @@ impl From<Refusal> for ExchangeError {
         match r {
             Refusal::NoLongerValid(why) => ExchangeError::CertificateNoLongerValid(why),
             Refusal::Unregistered => ExchangeError::Unregistered,
-            Refusal::ContentType(m) => ExchangeError::Invalid(m),
+            Refusal::ContentType(m) => ExchangeError::Malformed(m),
         }
     }
 }
@@ -273,19 +273,19 @@ impl Shared {
         };
         let cause = cause(message);
         match code {
-            tonic::Code::Unimplemented => ExchangeError::Unimplemented(
-                "this node accepts uncompressed messages only: send no grpc-encoding, or identity"
-                    .into(),
-            ),
+            // tonic answers UNIMPLEMENTED for a known method only when it
+            // cannot decompress the message.
+            tonic::Code::Unimplemented => ExchangeError::UnsupportedEncoding,
             tonic::Code::OutOfRange | tonic::Code::ResourceExhausted => ExchangeError::TooLarge {
                 size: None,
-                limit: self.max_message_bytes,
+                max: self.max_message_bytes,
             },
-            tonic::Code::NotFound => ExchangeError::NotFound(cause),
+            // Health, asked about a service it does not know.
+            tonic::Code::NotFound => ExchangeError::not_found(Resource::Service, None, &cause),
             // tonic answers INTERNAL by itself only for a request it cannot
             // read: a message that does not decode, broken framing, a
             // missing message.
-            _ => ExchangeError::Invalid(format!(
+            _ => ExchangeError::Malformed(format!(
                 "the request is not one gRPC message of {}'s request type ({cause}); send exactly one protobuf-encoded, length-prefixed message",
                 method.label
             )),

@@ -305,6 +305,33 @@ pub(crate) struct NewCase {
     pub(crate) subject_index: Vec<(String, String)>,
     /// The pseudonym the owner receives for the case.
     pub(crate) owner_pseudonym: String,
+    /// The client's idempotency key, stored in the same transaction.
+    pub(crate) key: Option<RequestKey>,
+}
+
+/// A client's idempotency key (AIP-155) for a write, stored in the write's
+/// own transaction: either both are stored or neither. Keys are per caller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct RequestKey {
+    /// The participant that sent the write.
+    pub(crate) caller: String,
+    /// The client's `request_id` (a UUID).
+    pub(crate) request_id: String,
+    /// The write it named (`RegisterCase`, …).
+    pub(crate) method: String,
+    /// Keyed hash of the request (its method and encoded content), so a
+    /// retry can be told from another request without storing either.
+    pub(crate) digest: String,
+    /// The case or consent the write made or changed.
+    pub(crate) resource_id: String,
+    /// After the write: the consent's number of events, or the case's
+    /// version. For [`Store::update_case`] the store fills in the version it
+    /// made (whatever is given here).
+    pub(crate) seq: i64,
+    /// The access record of the call that wrote (its `x-request-id`).
+    pub(crate) record_id: String,
+    /// When (ms since the epoch); keys expire by it.
+    pub(crate) at: Millis,
 }
 
 /// A pseudonym a request handed out, stored in the same transaction as that
@@ -375,7 +402,7 @@ pub(crate) struct LogFilter {
 ///
 /// ```compile_fail,E0624
 /// # async fn try_it(store: sluis::store::Store, consent: sluis::model::consent::Consent) {
-/// store.insert_consent(&consent).await.unwrap();
+/// store.insert_consent(&consent, None).await.unwrap();
 /// # }
 /// ```
 #[derive(Clone)]
@@ -543,22 +570,49 @@ impl Store {
         sealed: &[(Category, Vec<u8>)],
         subject_index: &[(String, String)],
         now: Millis,
+        key: Option<&RequestKey>,
     ) -> Result<Option<i64>, StoreError> {
-        on_store!(&self.backend, b => b.update_case(case_id, sealed, subject_index, now).await)
+        on_store!(&self.backend, b => b.update_case(case_id, sealed, subject_index, now, key).await)
     }
 
-    /// Stores a consent with its recipients and events.
-    pub(crate) async fn insert_consent(&self, consent: &Consent) -> Result<(), StoreError> {
-        on_store!(&self.backend, b => b.insert_consent(consent).await)
+    /// Stores a consent with its recipients and events (and the write's
+    /// idempotency key), in one transaction.
+    pub(crate) async fn insert_consent(
+        &self,
+        consent: &Consent,
+        key: Option<&RequestKey>,
+    ) -> Result<(), StoreError> {
+        on_store!(&self.backend, b => b.insert_consent(consent, key).await)
     }
 
-    /// Appends an event (e.g. a withdrawal) to a consent.
+    /// Appends an event (e.g. a withdrawal) to a consent (and the write's
+    /// idempotency key), in one transaction.
     pub(crate) async fn append_consent_event(
         &self,
         consent_id: &str,
         event: &ConsentEvent,
+        key: Option<&RequestKey>,
     ) -> Result<(), StoreError> {
-        on_store!(&self.backend, b => b.append_consent_event(consent_id, event).await)
+        on_store!(&self.backend, b => b.append_consent_event(consent_id, event, key).await)
+    }
+
+    /// A caller's idempotency key, if stored (whatever its age).
+    pub(crate) async fn request_key(
+        &self,
+        caller: &str,
+        request_id: &str,
+    ) -> Result<Option<RequestKey>, StoreError> {
+        on_store!(&self.backend, b => b.request_key(caller, request_id).await)
+    }
+
+    /// Deletes one key (an expired one, before its `request_id` is used
+    /// again), or, with `caller` None, every key stored before `before`.
+    pub(crate) async fn forget_request_keys(
+        &self,
+        key: Option<(&str, &str)>,
+        before: Millis,
+    ) -> Result<(), StoreError> {
+        on_store!(&self.backend, b => b.forget_request_keys(key, before).await)
     }
 
     pub async fn case_meta(&self, case_id: &str) -> Result<Option<CaseMeta>, StoreError> {
@@ -599,7 +653,18 @@ impl Store {
         after: &str,
         limit: u32,
     ) -> Result<Vec<CaseMeta>, StoreError> {
-        on_store!(&self.backend, b => b.own_cases(owner, after, limit).await)
+        on_store!(&self.backend, b => b.cases_by_owner(sql::OWN_CASES, owner, after, limit).await)
+    }
+
+    /// Cases of every owner but `participant` by id, after `after`
+    /// (exclusive), at most `limit`: those a legal basis may open to it.
+    pub(crate) async fn others_cases(
+        &self,
+        participant: &str,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<CaseMeta>, StoreError> {
+        on_store!(&self.backend, b => b.cases_by_owner(sql::OTHERS_CASES, participant, after, limit).await)
     }
 
     /// Cases of other owners with a consent that names this participant or

@@ -10,7 +10,9 @@ use std::str::FromStr;
 use crate::model::Category;
 use crate::model::Role;
 use crate::model::consent::{Consent, ConsentEvent, EventKind, Recipient};
-use crate::store::{CaseMeta, CaseWithData, LogRow, SealedCase, StoreError, StoredCheckpoint};
+use crate::store::{
+    CaseMeta, CaseWithData, LogRow, RequestKey, SealedCase, StoreError, StoredCheckpoint,
+};
 use crate::tlog::merkle::{Hash, NodeId};
 
 /// A result row, read by column position. Each backend implements it for
@@ -57,6 +59,20 @@ pub(super) fn case_meta(r: &dyn Columns) -> Result<CaseMeta, StoreError> {
         subject_ref: r.blob(2)?,
         version: r.int(3)?,
         updated_at: r.int(4)?,
+    })
+}
+
+/// `sql::REQUEST_KEY`'s columns.
+pub(super) fn request_key(r: &dyn Columns) -> Result<RequestKey, StoreError> {
+    Ok(RequestKey {
+        caller: r.text(0)?,
+        request_id: r.text(1)?,
+        method: r.text(2)?,
+        digest: r.text(3)?,
+        resource_id: r.text(4)?,
+        seq: r.int(5)?,
+        record_id: r.text(6)?,
+        at: r.int(7)?,
     })
 }
 
@@ -250,7 +266,13 @@ impl ConsentFold {
         Ok(())
     }
 
-    pub(super) fn finish(self) -> Vec<Consent> {
+    /// The consents, each's recipients in their one order (not the
+    /// database's collation's).
+    pub(super) fn finish(mut self) -> Vec<Consent> {
+        for c in &mut self.out {
+            c.recipients
+                .sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+        }
         self.out
     }
 }

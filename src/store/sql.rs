@@ -77,6 +77,16 @@ pub(super) const INSERT_RECIPIENT: &str =
      ON CONFLICT DO NOTHING";
 pub(super) const INSERT_EVENT: &str =
     "INSERT INTO consent_events (consent_id, kind, at, by, note) VALUES ($1, $2, $3, $4, $5)";
+pub(super) const INSERT_REQUEST_KEY: &str =
+    "INSERT INTO request_keys (caller, request_id, method, digest, resource_id, seq, record_id,
+                               created_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+pub(super) const REQUEST_KEY: &str =
+    "SELECT caller, request_id, method, digest, resource_id, seq, record_id, created_at
+     FROM request_keys WHERE caller = $1 AND request_id = $2";
+pub(super) const DELETE_REQUEST_KEY: &str =
+    "DELETE FROM request_keys WHERE caller = $1 AND request_id = $2";
+pub(super) const PURGE_REQUEST_KEYS: &str = "DELETE FROM request_keys WHERE created_at < $1";
 pub(super) const INSERT_CHECKPOINT: &str = "INSERT INTO checkpoints (size, root, at, note)
      VALUES ($1, $2, $3, $4) ON CONFLICT (size) DO NOTHING";
 
@@ -95,6 +105,12 @@ pub(super) const OWN_CASES: &str = concat!(
     "SELECT ",
     case_columns!("c"),
     " FROM cases c WHERE c.owner = $1 AND c.id > $2 ORDER BY c.id LIMIT $3"
+);
+/// Cases of every owner but $1, by id after $2, at most $3.
+pub(super) const OTHERS_CASES: &str = concat!(
+    "SELECT ",
+    case_columns!("c"),
+    " FROM cases c WHERE c.owner <> $1 AND c.id > $2 ORDER BY c.id LIMIT $3"
 );
 pub(super) const VISIBLE_CASES: &str = concat!(
     "SELECT DISTINCT ",
@@ -173,9 +189,14 @@ pub(super) const WITH_PARAMETERS: &[&str] = &[
     INSERT_RECIPIENT,
     INSERT_EVENT,
     INSERT_CHECKPOINT,
+    INSERT_REQUEST_KEY,
+    REQUEST_KEY,
+    DELETE_REQUEST_KEY,
+    PURGE_REQUEST_KEYS,
     CASE_META,
     CASE_WITH_DATA,
     OWN_CASES,
+    OTHERS_CASES,
     VISIBLE_CASES,
     STATISTICS_PAGE,
     RESOLVE_PSEUDONYM,

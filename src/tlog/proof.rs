@@ -27,6 +27,16 @@ pub enum ProofError {
     NoSuchRecord,
     #[error("entry {index} is not covered by the checkpoint of size {size} yet; retry in a second")]
     NotCoveredYet { index: u64, size: u64 },
+    /// The index is past the end of the log (or of the tree size named):
+    /// asking again will not help until the log grows that far.
+    #[error(
+        "index {index} is past the end: the {what} has {size} entries (indexes 0 to {size} - 1)"
+    )]
+    PastTheEnd {
+        index: u64,
+        size: u64,
+        what: &'static str,
+    },
     #[error("need old_size <= new_size <= {size} (the log's size); got {old} and {new}")]
     BadRange { old: u64, new: u64, size: u64 },
     #[error(
@@ -125,6 +135,21 @@ pub async fn inclusion_proof(
     let cp = checkpoint(store, tree_size).await?;
     let size = cp.size as u64;
     if index >= size {
+        if tree_size.is_some() {
+            return Err(ProofError::PastTheEnd {
+                index,
+                size,
+                what: "tree of the size named",
+            });
+        }
+        let log_size = store.log_size().await? as u64;
+        if index >= log_size {
+            return Err(ProofError::PastTheEnd {
+                index,
+                size: log_size,
+                what: "log",
+            });
+        }
         return Err(ProofError::NotCoveredYet { index, size });
     }
     let have = nodes(store, merkle::inclusion_proof_nodes(index, size)).await?;

@@ -33,8 +33,8 @@ use crate::model::consent::{Consent, ConsentEvent, Millis};
 use crate::store::rows::{self, CaseFold, Columns, ConsentFold, StatisticsFold};
 use crate::store::scan::{AHEAD, Chunk};
 use crate::store::{
-    Append, CaseMeta, CaseWithData, DbError, LogFilter, LogRow, NewCase, PoolSettings, SealedCase,
-    StoreError, StoredCheckpoint, Visible, sql,
+    Append, CaseMeta, CaseWithData, DbError, LogFilter, LogRow, NewCase, PoolSettings, RequestKey,
+    SealedCase, StoreError, StoredCheckpoint, Visible, sql,
 };
 use crate::tlog::merkle::{Hash, NodeId};
 
@@ -349,18 +349,26 @@ impl SqliteStore {
         sealed: &[(Category, Vec<u8>)],
         subject_index: &[(String, String)],
         now: Millis,
+        key: Option<&RequestKey>,
     ) -> Result<Option<i64>, StoreError> {
         let (id, sealed, index) = (case_id.to_owned(), sealed.to_vec(), subject_index.to_vec());
+        let key = key.cloned();
         let result = self
-            .write(move |c| write::update_case(c, &id, &sealed, &index, now))
+            .write(move |c| write::update_case(c, &id, &sealed, &index, now, key.as_ref()))
             .await;
         self.forget_case(case_id);
         result
     }
 
-    pub(super) async fn insert_consent(&self, consent: &Consent) -> Result<(), StoreError> {
-        let owned = consent.clone();
-        let result = self.write(move |c| write::insert_consent(c, &owned)).await;
+    pub(super) async fn insert_consent(
+        &self,
+        consent: &Consent,
+        key: Option<&RequestKey>,
+    ) -> Result<(), StoreError> {
+        let (owned, key) = (consent.clone(), key.cloned());
+        let result = self
+            .write(move |c| write::insert_consent(c, &owned, key.as_ref()))
+            .await;
         self.forget_case(&consent.case_id);
         result
     }
@@ -369,10 +377,11 @@ impl SqliteStore {
         &self,
         consent_id: &str,
         event: &ConsentEvent,
+        key: Option<&RequestKey>,
     ) -> Result<(), StoreError> {
-        let (id, event) = (consent_id.to_owned(), event.clone());
+        let (id, event, key) = (consent_id.to_owned(), event.clone(), key.cloned());
         let result = self
-            .write(move |c| write::append_consent_event(c, &id, &event))
+            .write(move |c| write::append_consent_event(c, &id, &event, key.as_ref()))
             .await;
         // Which case the consent belongs to is not at hand; events are
         // rare next to reads, so all cached consents go.
@@ -391,6 +400,33 @@ impl SqliteStore {
             checkpoint: a.checkpoint.cloned(),
         };
         self.write(move |c| write::append(c, &batch)).await
+    }
+
+    pub(super) async fn request_key(
+        &self,
+        caller: &str,
+        request_id: &str,
+    ) -> Result<Option<RequestKey>, StoreError> {
+        let (caller, request_id) = (caller.to_owned(), request_id.to_owned());
+        self.read(move |c| {
+            first(
+                c,
+                sql::REQUEST_KEY,
+                params![caller, request_id],
+                rows::request_key,
+            )
+        })
+        .await
+    }
+
+    pub(super) async fn forget_request_keys(
+        &self,
+        key: Option<(&str, &str)>,
+        before: Millis,
+    ) -> Result<(), StoreError> {
+        let key = key.map(|(c, r)| (c.to_owned(), r.to_owned()));
+        self.write(move |c| write::forget_request_keys(c, key, before))
+            .await
     }
 
     pub(super) async fn case_meta(&self, case_id: &str) -> Result<Option<CaseMeta>, StoreError> {
@@ -465,22 +501,17 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn own_cases(
+    /// `stmt`: [`sql::OWN_CASES`] or [`sql::OTHERS_CASES`].
+    pub(super) async fn cases_by_owner(
         &self,
+        stmt: &'static str,
         owner: &str,
         after: &str,
         limit: u32,
     ) -> Result<Vec<CaseMeta>, StoreError> {
         let (owner, after) = (owner.to_owned(), after.to_owned());
-        self.read(move |c| {
-            all(
-                c,
-                sql::OWN_CASES,
-                params![owner, after, limit],
-                rows::case_meta,
-            )
-        })
-        .await
+        self.read(move |c| all(c, stmt, params![owner, after, limit], rows::case_meta))
+            .await
     }
 
     pub(super) async fn cases_for_statistics(
