@@ -361,7 +361,7 @@ async fn the_log_verifies_while_the_node_keeps_appending() {
                 .unwrap();
         }
     });
-    let key = node.node.exchange.verifier_key();
+    let key = node.node.verifier_key();
     let mut sizes = Vec::new();
     while !writing.is_finished() {
         let report = sluis::tlog::verify::verify_log(&node.node.store, &key, None, |_, _| {})

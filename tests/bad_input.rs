@@ -832,3 +832,68 @@ async fn subject_access_report_bad_input() {
         check(&node, b).await;
     }
 }
+
+/// "Nothing changed" above rests on the node's fingerprint: it must move
+/// with each kind of write a request makes, or those checks could not fail.
+#[tokio::test]
+async fn the_fingerprint_sees_every_kind_of_write() {
+    let node = TestNode::start().await;
+    let mut gemeente = node.client(GEMEENTE).await;
+    let mut seen = vec![node.digest().await];
+    let mut changed = async |what: &str| {
+        let now = node.digest().await;
+        assert!(!seen.contains(&now), "{what}: the fingerprint changed");
+        seen.push(now);
+    };
+
+    // A case, its data, the owner's pseudonym and the subject index.
+    let (case_id, _) = register(&mut gemeente).await;
+    changed("register").await;
+    // New data for one category: the case's version and that category.
+    let moved = pb::CaseData {
+        shelter: Some(pb::Shelter {
+            location: "LVV West".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let update = pb::UpdateCaseRequest {
+        case_id: case_id.clone(),
+        data: Some(moved),
+        request_id: String::new(),
+    };
+    gemeente
+        .cases
+        .update_case(with_actor(update))
+        .await
+        .expect("update");
+    changed("update").await;
+    // A consent and its recipients.
+    let consent = common::grant(
+        &mut gemeente,
+        &case_id,
+        vec![participant(NGO)],
+        &[pb::Category::Identity, pb::Category::Shelter],
+        &["shelter"],
+    )
+    .await;
+    changed("grant").await;
+    // A pseudonym issued to another recipient with its access record.
+    let mut ngo = node.client(NGO).await;
+    ngo.cases
+        .get_case(by_id(&case_id, "shelter"))
+        .await
+        .expect("read");
+    changed("first read by the NGO").await;
+    // An event appended to the consent.
+    gemeente
+        .consents
+        .withdraw_consent(with_actor(pb::WithdrawConsentRequest {
+            consent_id: consent.consent_id,
+            note: String::new(),
+            request_id: String::new(),
+        }))
+        .await
+        .expect("withdraw");
+    changed("withdraw").await;
+}

@@ -325,7 +325,7 @@ async fn database_restart_fails_closed_and_recovers_by_itself() {
             "acknowledged {id} is in the log"
         );
     }
-    let key = node.exchange.verifier_key();
+    let key = node.verifier_key();
     node.shutdown().await.unwrap();
     let (store, _) = sluis::store::Store::open(&server.url(), &Default::default(), false)
         .await

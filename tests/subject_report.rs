@@ -231,7 +231,7 @@ async fn officers_reads_of_the_log_are_in_the_report_and_the_index_verifies() {
         .map(|r| (r.seq, sluis::tlog::AccessRecord::decode(&r.record).unwrap()))
         .find(|(_, r)| r.method == "FindCases" || !r.subjects.is_empty())
         .expect("an entry naming other subjects");
-    let key = node.node.exchange.verifier_key();
+    let key = node.node.verifier_key();
     let store = node.node.store.clone();
     let before = sluis::tlog::verify::verify_log(&store, &key, None, |_, _| {})
         .await

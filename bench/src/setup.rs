@@ -73,7 +73,7 @@ impl Workload {
             .with_context(|| format!("cannot write {}", path.display()))
     }
 
-    /// The standard readers of a dev node directory made by `devnode::init`.
+    /// The standard readers of a dev node directory made by `sluis::dev::init::init`.
     pub fn standard(node_dir: &Path, case_ids: Vec<String>) -> Workload {
         let clients = node_dir.join("pki").join("clients");
         Workload {

@@ -63,7 +63,7 @@ pub const DEV_PARTICIPANTS: [(&str, &str, &str, &str); 7] = [
 
 /// The dev participants as `net::pki::write_dev_pki` takes them: (id,
 /// common name, OIN), one client certificate each.
-pub fn pki_participants() -> Vec<(String, String, Option<String>)> {
+pub(crate) fn pki_participants() -> Vec<(String, String, Option<String>)> {
     DEV_PARTICIPANTS
         .iter()
         .map(|(id, name, _, oin)| (id.to_string(), name.to_string(), Some(oin.to_string())))

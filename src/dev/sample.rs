@@ -74,7 +74,7 @@ pub fn case_data(i: u64) -> pb::CaseData {
 /// outcome between intake and `end`, skewed as LVV outcomes are (many
 /// legalisations and independent departures, few forced departures and
 /// onward migrations). The identities are fictional.
-pub fn population_case(i: u64, end: time::Date) -> pb::CaseData {
+pub(crate) fn population_case(i: u64, end: time::Date) -> pb::CaseData {
     use pb::OutcomeKind as K;
     use pb::PerspectiveKind as P;
     let h = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 13;

@@ -12,12 +12,12 @@ use crate::tlog::Decision;
 /// How long a client should wait before it tries again after `UNAVAILABLE`,
 /// in seconds: the node checks its database's reachability about this
 /// often. The status carries it as `RetryInfo`; the message says it too.
-pub const RETRY_AFTER_SECS: u64 = 1;
+pub(crate) const RETRY_AFTER_SECS: u64 = 1;
 
 /// Errors a request can end in. Messages say what to fix and never repeat
 /// personal data from the request.
 #[derive(Debug, thiserror::Error)]
-pub enum ExchangeError {
+pub(crate) enum ExchangeError {
     /// A field does not say what it must: the field's path and what to fix.
     #[error("{0}")]
     Invalid(Invalid),
@@ -25,7 +25,8 @@ pub enum ExchangeError {
     /// not decode, broken framing, not gRPC).
     #[error("{0}")]
     Malformed(String),
-    /// The message is larger than `max` bytes (`size`, when known).
+    /// The message is larger than the node's `max_message_bytes`, `max`
+    /// (`size`, when the node read it).
     #[error("{}", too_large(*.size, *.max))]
     TooLarge { size: Option<usize>, max: usize },
     #[error(
@@ -37,7 +38,7 @@ pub enum ExchangeError {
     #[error(
         "this connection's client certificate is no longer accepted ({0}); it may have been revoked — connect again with a valid certificate"
     )]
-    CertificateNoLongerValid(String),
+    CertificateNoLongerValid(crate::net::tls::CertRejected),
     #[error("{0}")]
     Forbidden(String),
     #[error("{}", .0.message)]
@@ -86,6 +87,8 @@ pub enum ExchangeError {
     Internal(&'static str),
 }
 
+/// The message of [`ExchangeError::TooLarge`]: the request's size when the
+/// node read it, and the limit.
 fn too_large(size: Option<usize>, max: usize) -> String {
     match size {
         Some(size) => {
@@ -101,15 +104,15 @@ fn too_large(size: Option<usize>, max: usize) -> String {
 /// node issued it (never a value that could be personal, such as a
 /// pseudonym), and the message.
 #[derive(Debug)]
-pub struct Missing {
-    pub resource: Resource,
-    pub name: Option<String>,
-    pub message: String,
+pub(crate) struct Missing {
+    pub(crate) resource: Resource,
+    pub(crate) name: Option<String>,
+    pub(crate) message: String,
 }
 
 /// The kinds of resource a call can name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Resource {
+pub(crate) enum Resource {
     Case,
     Consent,
     AccessEntry,
@@ -120,7 +123,7 @@ pub enum Resource {
 
 impl Resource {
     /// Its protobuf message name, as `ResourceInfo.resource_type` holds it.
-    pub fn type_name(self) -> &'static str {
+    pub(crate) fn type_name(self) -> &'static str {
         match self {
             Resource::Case => "sluis.v1.Case",
             Resource::Consent => "sluis.v1.Consent",
@@ -134,7 +137,11 @@ impl Resource {
 impl ExchangeError {
     /// `NOT_FOUND` for a `resource` with the node-issued id `name` (none
     /// when the caller named it otherwise).
-    pub fn not_found(resource: Resource, name: Option<&str>, message: &str) -> ExchangeError {
+    pub(crate) fn not_found(
+        resource: Resource,
+        name: Option<&str>,
+        message: &str,
+    ) -> ExchangeError {
         ExchangeError::NotFound(Missing {
             resource,
             name: name.map(str::to_string),
@@ -147,7 +154,7 @@ impl ExchangeError {
 /// names of `sluis.v1.ErrorReason` without their prefix. Stable: a reason
 /// is never renamed or given another meaning.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Reason {
+pub(crate) enum Reason {
     InvalidField,
     MalformedRequest,
     MessageTooLarge,
@@ -168,7 +175,9 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 17] = [
+    /// Every reason, for the test that holds them to `errors.proto`.
+    #[cfg(test)]
+    pub(crate) const ALL: [Reason; 17] = [
         Reason::InvalidField,
         Reason::MalformedRequest,
         Reason::MessageTooLarge,
@@ -189,7 +198,7 @@ impl Reason {
     ];
 
     /// The name, as `ErrorInfo.reason` holds it.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Reason::InvalidField => "INVALID_FIELD",
             Reason::MalformedRequest => "MALFORMED_REQUEST",
@@ -218,7 +227,7 @@ impl Reason {
 /// second table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(i32)]
-pub enum Code {
+pub(crate) enum Code {
     Ok = 0,
     InvalidArgument = 3,
     NotFound = 5,
@@ -236,7 +245,7 @@ pub enum Code {
 
 impl Code {
     /// The code's canonical name, as the access record's `status` holds it.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Code::Ok => "OK",
             Code::InvalidArgument => "INVALID_ARGUMENT",
@@ -276,12 +285,12 @@ impl Code {
 impl ExchangeError {
     /// The one error → status table: each error's code and its reason
     /// for programs.
-    pub fn code(&self) -> Code {
+    pub(crate) fn code(&self) -> Code {
         self.status().0
     }
 
     /// Why, for programs (`ErrorInfo.reason`); see [`code`](Self::code).
-    pub fn reason(&self) -> Reason {
+    pub(crate) fn reason(&self) -> Reason {
         self.status().1
     }
 
@@ -312,7 +321,7 @@ impl ExchangeError {
 
     /// How long to wait before trying again, for the errors a retry can
     /// cure by itself (`RetryInfo`).
-    pub fn retry_after(&self) -> Option<std::time::Duration> {
+    pub(crate) fn retry_after(&self) -> Option<std::time::Duration> {
         matches!(
             self,
             ExchangeError::AuditUnavailable

@@ -40,95 +40,95 @@ fn stored(e: StoreError) -> ExchangeError {
 
 /// What the node knows about a request before it looks at the message.
 #[derive(Clone, Debug)]
-pub struct RequestCtx {
-    pub request_id: String,
-    pub peer: Peer,
+pub(crate) struct RequestCtx {
+    pub(crate) request_id: String,
+    pub(crate) peer: Peer,
     /// The acting employee's id from `x-sluis-actor`, already checked for shape.
-    pub actor: Option<String>,
+    pub(crate) actor: Option<String>,
 }
 
 /// Which case a read names: its id (a lower-case UUID), or the caller's own
 /// pseudonym for its subject (`ps1.…`, as this node issued it to the caller).
-pub enum CaseRef {
+pub(crate) enum CaseRef {
     Id(String),
     Pseudonym(String),
 }
 
 /// A read: which case, why (a purpose the policy knows), which categories.
-pub struct GetCase {
-    pub subject: CaseRef,
-    pub purpose: String,
+pub(crate) struct GetCase {
+    pub(crate) subject: CaseRef,
+    pub(crate) purpose: String,
     /// Empty: all categories.
-    pub categories: Vec<Category>,
+    pub(crate) categories: Vec<Category>,
 }
 
 /// What a reader receives: the case id only if it named the case by id, its
 /// own pseudonym, the released categories' plaintext payloads (opaque bytes
 /// here, encoded messages to the gRPC layer), in category order, and the
 /// withheld ones with reasons.
-pub struct CaseView {
-    pub case_id: Option<String>,
-    pub pseudonym: String,
-    pub released: Vec<(Category, Vec<u8>)>,
-    pub withheld: Vec<Withheld>,
+pub(crate) struct CaseView {
+    pub(crate) case_id: Option<String>,
+    pub(crate) pseudonym: String,
+    pub(crate) released: Vec<(Category, Vec<u8>)>,
+    pub(crate) withheld: Vec<Withheld>,
 }
 
 /// A registered case: its id and the owner's pseudonym for its subject.
-pub struct Registered {
-    pub case_id: String,
-    pub pseudonym: String,
+pub(crate) struct Registered {
+    pub(crate) case_id: String,
+    pub(crate) pseudonym: String,
 }
 
 /// Which cases a listing covers: the caller's own (with ids), or those a
 /// consent names it for (by its pseudonyms only).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Scope {
+pub(crate) enum Scope {
     Own,
     Visible,
 }
 
 /// A listing. `purpose` is required for [`Scope::Visible`].
-pub struct FindCases {
-    pub scope: Scope,
-    pub purpose: String,
+pub(crate) struct FindCases {
+    pub(crate) scope: Scope,
+    pub(crate) purpose: String,
     /// 0: 50; above 500: 500 (AIP-158); negative: refused.
-    pub page_size: i32,
+    pub(crate) page_size: i32,
     /// The previous page's token, empty for the first page.
-    pub after: String,
+    pub(crate) after: String,
 }
 
 /// One case of a listing; `case_id` only for the caller's own cases.
-pub struct CaseSummary {
-    pub case_id: Option<String>,
-    pub pseudonym: String,
-    pub owner: String,
-    pub version: i64,
-    pub updated_at: Millis,
+pub(crate) struct CaseSummary {
+    pub(crate) case_id: Option<String>,
+    pub(crate) pseudonym: String,
+    pub(crate) owner: String,
+    pub(crate) version: i64,
+    pub(crate) updated_at: Millis,
 }
 
 /// Consent terms as the case owner records them. Times are ms since the
 /// epoch (UTC); no `valid_from` means from now.
-pub struct NewConsent {
-    pub case_id: String,
-    pub recipients: Vec<Recipient>,
-    pub categories: Vec<Category>,
-    pub purposes: Vec<String>,
-    pub valid_from: Option<Millis>,
-    pub valid_until: Option<Millis>,
-    pub evidence_ref: String,
+pub(crate) struct NewConsent {
+    pub(crate) case_id: String,
+    pub(crate) recipients: Vec<Recipient>,
+    pub(crate) categories: Vec<Category>,
+    pub(crate) purposes: Vec<String>,
+    pub(crate) valid_from: Option<Millis>,
+    pub(crate) valid_until: Option<Millis>,
+    pub(crate) evidence_ref: String,
 }
 
 /// A consent receipt: a C2SP signed note the subject can keep, and the key
 /// that verifies it offline.
-pub struct Receipt {
-    pub signed_note: String,
-    pub verifier_key: String,
+pub(crate) struct Receipt {
+    pub(crate) signed_note: String,
+    pub(crate) verifier_key: String,
 }
 
 /// The gateway of one node: the request path, with what it needs to decide
 /// (policy, registry, store), to seal and pseudonymise (keys), and to record
 /// (the log writer).
-pub struct Exchange {
+pub(crate) struct Exchange {
     pub(super) node_name: String,
     pub(super) store: Store,
     pub(super) keys: Arc<Keys>,
@@ -137,8 +137,8 @@ pub struct Exchange {
     pub(super) pseudonyms: Pseudonymiser,
     /// Idempotency keys being processed now (`idempotency`).
     pub(super) in_flight: InFlight,
-    /// The node stops through it too: it signs the log's tail.
-    pub(crate) audit: AuditLog,
+    /// The one log writer; only this type's methods append through it.
+    audit: AuditLog,
     /// (recipient, pseudonym) pairs known to be stored. Rows are never
     /// deleted, so a hit is always true; it saves an insert in the log
     /// batch per `GetCase` (a miss costs only that: the insert is
@@ -451,7 +451,7 @@ impl Exchange {
     /// subject's identifiers for the subject index, stored keyed-hashed
     /// only. Errors: `Forbidden` for monitor and privacy-officer roles,
     /// `Invalid` without identity, `AuditUnavailable`, `Internal`.
-    pub async fn register_case(
+    pub(crate) async fn register_case(
         &self,
         ctx: &RequestCtx,
         data: Vec<(Category, Vec<u8>)>,
@@ -543,7 +543,7 @@ impl Exchange {
     /// Replaces the categories `data` sets, by the owner; answers the new
     /// version. Errors: `Invalid` (id, no data), `NotFound`, `Forbidden`
     /// (not the owner), `AuditUnavailable`, `Internal`.
-    pub async fn update_case(
+    pub(crate) async fn update_case(
         &self,
         ctx: &RequestCtx,
         case_id: String,
@@ -607,7 +607,7 @@ impl Exchange {
     /// errors: they are in the answer with their reasons. Errors: `Invalid`
     /// (purpose, id, pseudonym), `NotFound` (also for another recipient's
     /// pseudonym), `AuditUnavailable`, `Internal`.
-    pub async fn get_case(
+    pub(crate) async fn get_case(
         &self,
         ctx: &RequestCtx,
         req: GetCase,
@@ -742,7 +742,7 @@ impl Exchange {
     /// out the caller's pseudonyms and stores them with the record. Errors:
     /// `Invalid` (page size, token, purpose for visible cases),
     /// `AuditUnavailable`, `Internal`.
-    pub async fn find_cases(
+    pub(crate) async fn find_cases(
         &self,
         ctx: &RequestCtx,
         req: FindCases,
@@ -914,7 +914,7 @@ impl Exchange {
     /// id. Errors: `Invalid` (no recipients, categories or purposes, an
     /// unknown participant or purpose, an empty window), `NotFound`,
     /// `Forbidden` (not the owner), `AuditUnavailable`, `Internal`.
-    pub async fn grant_consent(
+    pub(crate) async fn grant_consent(
         &self,
         ctx: &RequestCtx,
         req: NewConsent,
@@ -1151,7 +1151,7 @@ impl Exchange {
     /// the next request on. Errors: `Invalid`, `NotFound`, `Forbidden`,
     /// `FailedPrecondition` (already withdrawn), `AuditUnavailable`,
     /// `Internal`.
-    pub async fn withdraw_consent(
+    pub(crate) async fn withdraw_consent(
         &self,
         ctx: &RequestCtx,
         consent_id: String,
@@ -1201,7 +1201,7 @@ impl Exchange {
 
     /// Every consent of a case with its events, for its owner. Errors:
     /// `Invalid`, `NotFound`, `Forbidden`, `AuditUnavailable`, `Internal`.
-    pub async fn list_consents(
+    pub(crate) async fn list_consents(
         &self,
         ctx: &RequestCtx,
         case_id: String,
@@ -1225,7 +1225,7 @@ impl Exchange {
 
     /// A signed receipt of a consent's terms and state now, for its case's
     /// owner to hand to the subject. Errors as for `list_consents`.
-    pub async fn consent_receipt(
+    pub(crate) async fn consent_receipt(
         &self,
         ctx: &RequestCtx,
         consent_id: String,
@@ -1246,10 +1246,16 @@ impl Exchange {
         self.finish(rec, result).await
     }
 
+    /// Signs a checkpoint over the log's tail not yet covered by one; the
+    /// node calls it once requests have drained, before closing the store.
+    pub(crate) async fn sign_pending(&self) {
+        self.audit.sign_pending().await;
+    }
+
     /// The node's signed-note verifier key (`<name>+<key id>+<base64 key>`,
     /// C2SP signed-note), to check receipts and checkpoints with. Public
     /// key material only, so reading it is not an access to record.
-    pub fn verifier_key(&self) -> String {
+    pub(crate) fn verifier_key(&self) -> String {
         note::verifier_key(&self.node_name, &self.keys.signing_public_key())
     }
 

@@ -33,16 +33,16 @@ use crate::tlog::{AccessRecord, Decision, Recorded};
 
 /// How long a `request_id` is kept: a client retrying a write retries within
 /// minutes; a week covers a back-end that was down over a weekend.
-pub const RETENTION_MS: Millis = 7 * 86_400_000;
+const RETENTION_MS: Millis = 7 * 86_400_000;
 
 /// How often expired keys are deleted, at most.
 const PURGE_EVERY_MS: Millis = 3_600_000;
 
 /// A client's idempotency key for a write, as the gRPC layer hands it over:
 /// the `request_id` (empty: none) and the request's encoding without it.
-pub struct IdempotencyKey {
-    pub request_id: String,
-    pub body: Vec<u8>,
+pub(crate) struct IdempotencyKey {
+    pub(crate) request_id: String,
+    pub(crate) body: Vec<u8>,
 }
 
 /// The keys this node is processing now, and when it last purged.

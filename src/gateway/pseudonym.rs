@@ -98,7 +98,7 @@ impl Pseudonymiser {
     /// Keyed hash of a write request (its method and encoding) of a
     /// participant, to tell a retry from another request under the same
     /// `request_id` without storing the request (it may hold an identity).
-    pub fn request_digest(&self, participant: &str, method: &str, body: &[u8]) -> String {
+    pub(crate) fn request_digest(&self, participant: &str, method: &str, body: &[u8]) -> String {
         let key = self.key_for(&format!("@request/{participant}"));
         let mut ctx = hmac::Context::with_key(&key);
         ctx.update(method.as_bytes());

@@ -40,7 +40,8 @@ pub struct StatisticsQuery {
 /// Turns a case's opened categories into the facts statistics count:
 /// (owner, registration time in ms, payloads) → facts. The gRPC layer
 /// supplies it, since only it knows the payloads' encoding.
-pub type FactsReader = fn(&str, Millis, &[(Category, Vec<u8>)]) -> Result<CaseFacts, ExchangeError>;
+pub(crate) type FactsReader =
+    fn(&str, Millis, &[(Category, Vec<u8>)]) -> Result<CaseFacts, ExchangeError>;
 
 /// Cases read per page.
 const PAGE: u32 = 1000;

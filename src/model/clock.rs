@@ -9,11 +9,11 @@ pub fn now_millis() -> i64 {
 }
 
 /// The calendar date now, UTC.
-pub fn today() -> time::Date {
+pub(crate) fn today() -> time::Date {
     OffsetDateTime::now_utc().date()
 }
 
-pub fn rfc3339(ms: i64) -> String {
+pub(crate) fn rfc3339(ms: i64) -> String {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()
         .and_then(|t| t.format(&Rfc3339).ok())

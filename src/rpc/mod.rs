@@ -17,12 +17,13 @@
 //!   (health and reflection too) applies the same identity rules; answers
 //!   tonic gives by itself before a handler runs (undecodable messages,
 //!   unknown methods, unsupported compression, oversized messages) are
-//!   refusals with the right status, recorded like any other ([`Edge`]);
+//!   refusals with the right status, recorded like any other (`Edge`);
 //! - no module outside `rpc` names a protobuf type: the gateway receives
 //!   domain values and category payloads as opaque bytes.
 //!
-//! It exposes [`router`] and [`Health`] for the node's wiring, the metadata
-//! names, and [`proto`] for clients and tests.
+//! To the node it exposes `router` and `Health` (crate-only); to clients and
+//! tests, [`Clients`], [`proto`], the [`REQUEST_ID_HEADER`] name and
+//! [`get_statistics`].
 
 mod audit;
 mod case;
@@ -51,11 +52,11 @@ use crate::rpc::status::{status, with_id};
 use crate::tlog::Recorded;
 
 pub use client::Clients;
-pub use refusals::Edge;
+pub(crate) use refusals::Edge;
 pub use stats::{StatisticsAsk, get_statistics};
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
-pub const ACTOR_HEADER: &str = "x-sluis-actor";
+pub(crate) const ACTOR_HEADER: &str = "x-sluis-actor";
 
 /// The state every service shares: the gateway and the message limit.
 #[derive(Clone)]
@@ -150,7 +151,7 @@ fn actor<T>(req: &Request<T>) -> Result<Option<String>, ExchangeError> {
 }
 
 /// The services a node serves, behind [`Edge`].
-pub type Routes = Router<Stack<Edge, Identity>>;
+pub(crate) type Routes = Router<Stack<Edge, Identity>>;
 
 /// The encoded descriptors of every service [`router`] serves: reflection
 /// serves them, and [`Edge`] names every method in its records by them.
@@ -180,7 +181,7 @@ pub enum RouterError {
 /// oversized messages with `RESOURCE_EXHAUSTED` and an access record.
 ///
 /// Errors: only if the embedded descriptors cannot be read.
-pub async fn router(
+pub(crate) async fn router(
     server: Server,
     ex: Arc<Exchange>,
     max_message_bytes: usize,
@@ -241,13 +242,13 @@ pub async fn router(
 /// The node's `grpc.health.v1` answers, so a load balancer stops sending
 /// requests that would fail closed anyway.
 #[derive(Clone)]
-pub struct Health(tonic_health::server::HealthReporter);
+pub(crate) struct Health(tonic_health::server::HealthReporter);
 
 impl Health {
     /// Follows the database's reachability, checked every second, so that a
     /// load balancer stops sending requests that would fail closed anyway.
     /// Runs until the task is dropped.
-    pub async fn follow(self, store: crate::store::Store) {
+    pub(crate) async fn follow(self, store: crate::store::Store) {
         let mut serving = true;
         loop {
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
@@ -269,7 +270,7 @@ impl Health {
 
     /// Reports the node (service "") and each `sluis.v1` service as
     /// serving or not.
-    pub async fn set(&self, serving: bool) {
+    pub(crate) async fn set(&self, serving: bool) {
         use pb::audit_service_server::AuditServiceServer as Audit;
         use pb::case_service_server::CaseServiceServer as Cases;
         use pb::consent_service_server::ConsentServiceServer as Consents;

@@ -57,7 +57,7 @@ struct Method {
 
 /// The layer (see the module documentation).
 #[derive(Clone)]
-pub struct Edge {
+pub(crate) struct Edge {
     shared: Arc<Shared>,
 }
 
@@ -121,7 +121,7 @@ impl<S> tower::Layer<S> for Edge {
 }
 
 #[derive(Clone)]
-pub struct EdgeService<S> {
+pub(crate) struct EdgeService<S> {
     inner: S,
     shared: Arc<Shared>,
 }
@@ -207,7 +207,7 @@ where
 
 /// Why a request is refused before any service sees it.
 enum Refusal {
-    NoLongerValid(String),
+    NoLongerValid(crate::net::tls::CertRejected),
     Unregistered,
     ContentType(String),
 }

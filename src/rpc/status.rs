@@ -26,7 +26,7 @@ use crate::rpc::REQUEST_ID_HEADER;
 
 /// `ErrorInfo.domain` of every error: names the API the reasons belong to
 /// (`sluis.v1.ErrorReason`).
-pub const ERROR_DOMAIN: &str = "sluis.nl";
+pub(crate) const ERROR_DOMAIN: &str = "sluis.nl";
 
 /// Error → gRPC status: the gateway's code, by its gRPC number, with the
 /// error's message, its details and the request id.

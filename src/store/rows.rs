@@ -277,34 +277,6 @@ impl ConsentFold {
     }
 }
 
-/// Folds the rows of `sql::DIGEST` into one SHA-256, as hex.
-pub(super) struct Digest(ring::digest::Context);
-
-impl Digest {
-    pub(super) fn new() -> Digest {
-        Digest(ring::digest::Context::new(&ring::digest::SHA256))
-    }
-
-    /// A row: its text, and its blob when `with_blob`.
-    pub(super) fn add(&mut self, r: &dyn Columns, with_blob: bool) -> Result<(), StoreError> {
-        self.0.update(r.text(0)?.as_bytes());
-        if with_blob {
-            self.0.update(hex::encode(r.blob(1)?).as_bytes());
-        }
-        self.0.update(b"\n");
-        Ok(())
-    }
-
-    /// After each table's rows.
-    pub(super) fn end_table(&mut self) {
-        self.0.update(b"--\n");
-    }
-
-    pub(super) fn finish(self) -> String {
-        hex::encode(self.0.finish())
-    }
-}
-
 /// The `consent_recipients` columns (kind, value) of a recipient.
 pub(super) fn recipient_columns(r: &Recipient) -> (&'static str, &str) {
     match r {

@@ -175,46 +175,6 @@ pub(super) const CHECKPOINT_AT: &str =
     "SELECT size, root, at, note FROM checkpoints WHERE size = $1";
 pub(super) const CHECKPOINTS: &str = "SELECT size, root, at, note FROM checkpoints ORDER BY size";
 
-/// What `Store::content_digest` covers: everything but the access log, a
-/// row a text (and, where the table has one, a blob) in a fixed order.
-pub(super) const DIGEST: [(&str, bool); 8] = [
-    (
-        "SELECT id || owner || version || updated_at, subject_ref FROM cases ORDER BY id",
-        true,
-    ),
-    (
-        "SELECT case_id || category, sealed FROM case_data ORDER BY case_id, category",
-        true,
-    ),
-    (
-        "SELECT id || case_id || categories || purposes || valid_from
-                || COALESCE(CAST(valid_until AS TEXT), '') FROM consents ORDER BY id",
-        false,
-    ),
-    (
-        "SELECT consent_id || kind || value FROM consent_recipients
-         ORDER BY consent_id, kind, value",
-        false,
-    ),
-    (
-        "SELECT seq || consent_id || kind || at FROM consent_events ORDER BY seq",
-        false,
-    ),
-    (
-        "SELECT recipient || pseudonym || case_id FROM pseudonyms ORDER BY recipient, pseudonym",
-        false,
-    ),
-    (
-        "SELECT kind || digest || case_id FROM subject_index ORDER BY kind, digest, case_id",
-        false,
-    ),
-    (
-        "SELECT caller || request_id || method || digest || resource_id || seq FROM request_keys
-         ORDER BY caller, request_id",
-        false,
-    ),
-];
-
 /// Every statement above that takes parameters, for the test that checks
 /// their order on SQLite.
 #[cfg(test)]

@@ -61,13 +61,13 @@ pub enum LeafRef {
 /// path between them (RFC 6962 §2.1.1).
 #[derive(Clone, Debug)]
 pub struct InclusionProof {
-    pub index: u64,
-    pub tree_size: u64,
+    pub(crate) index: u64,
+    pub(crate) tree_size: u64,
     /// The audit path, leaf side first (32-byte SHA-256 hashes).
-    pub hashes: Vec<Hash>,
+    pub(crate) hashes: Vec<Hash>,
     /// The record's canonical encoding; its leaf hash is what the proof proves.
-    pub leaf: Vec<u8>,
-    pub checkpoint: StoredCheckpoint,
+    pub(crate) leaf: Vec<u8>,
+    pub(crate) checkpoint: StoredCheckpoint,
 }
 
 impl InclusionProof {
@@ -93,10 +93,10 @@ impl InclusionProof {
 /// The hashes that show the tree of `new_size` extends the tree of
 /// `old_size` (RFC 6962 §2.1.2).
 #[derive(Clone, Debug)]
-pub struct ConsistencyProof {
-    pub old_size: u64,
-    pub new_size: u64,
-    pub hashes: Vec<Hash>,
+pub(crate) struct ConsistencyProof {
+    pub(crate) old_size: u64,
+    pub(crate) new_size: u64,
+    pub(crate) hashes: Vec<Hash>,
 }
 
 async fn nodes(store: &Store, ids: Vec<NodeId>) -> Result<HashMap<NodeId, Hash>, ProofError> {
@@ -104,7 +104,10 @@ async fn nodes(store: &Store, ids: Vec<NodeId>) -> Result<HashMap<NodeId, Hash>,
 }
 
 /// The checkpoint of the given size, or the latest one.
-pub async fn checkpoint(store: &Store, size: Option<u64>) -> Result<StoredCheckpoint, ProofError> {
+pub(crate) async fn checkpoint(
+    store: &Store,
+    size: Option<u64>,
+) -> Result<StoredCheckpoint, ProofError> {
     let cp = match size {
         None => store.latest_checkpoint().await?,
         Some(s) => store.checkpoint(s as i64).await?,
@@ -171,7 +174,7 @@ pub async fn inclusion_proof(
 
 /// A consistency proof from `old` to `new` (the latest checkpoint's size
 /// when None).
-pub async fn consistency_proof(
+pub(crate) async fn consistency_proof(
     store: &Store,
     old: u64,
     new: Option<u64>,

@@ -25,13 +25,13 @@ use tokio::sync::mpsc;
 use crate::model::Category;
 use crate::model::consent::{Consent, ConsentEvent, Millis};
 use crate::store::rows::{
-    self, CaseFold, Columns, ConsentFold, Digest, StatisticsFold, categories_column,
-    purposes_column, recipient_columns,
+    self, CaseFold, Columns, ConsentFold, StatisticsFold, categories_column, purposes_column,
+    recipient_columns,
 };
 use crate::store::scan::{AHEAD, Chunk};
 use crate::store::{
-    Append, CaseMeta, CaseWithData, LogFilter, LogRow, NewCase, PoolSettings, RequestKey,
-    SealedCase, StoreError, StoredCheckpoint, Visible, migrations, redact_url, sql,
+    Append, CaseMeta, CaseWithData, DbError, LogFilter, LogRow, NewCase, PoolSettings, RequestKey,
+    SchemaError, SealedCase, StoreError, StoredCheckpoint, Visible, migrations, redact_url, sql,
 };
 use crate::tlog::merkle::{Hash, NodeId};
 
@@ -115,7 +115,7 @@ impl PgStore {
         Migrator::with_migrations(migrations)
             .run(&self.pool)
             .await
-            .map_err(|e| StoreError::Schema(e.to_string()))
+            .map_err(|e| SchemaError::Migrator(DbError(Box::new(e))).into())
     }
 
     pub(super) async fn database_name(&self) -> Result<String, StoreError> {
@@ -626,17 +626,6 @@ impl PgStore {
             }
         });
         rx
-    }
-
-    pub(super) async fn content_digest(&self) -> Result<String, StoreError> {
-        let mut digest = Digest::new();
-        for (statement, with_blob) in sql::DIGEST {
-            for r in sqlx::query(statement).fetch_all(&self.pool).await? {
-                digest.add(&r, with_blob)?;
-            }
-            digest.end_table();
-        }
-        Ok(digest.finish())
     }
 }
 

@@ -30,7 +30,7 @@ use tokio::sync::mpsc;
 
 use crate::model::Category;
 use crate::model::consent::{Consent, ConsentEvent, Millis};
-use crate::store::rows::{self, CaseFold, Columns, ConsentFold, Digest, StatisticsFold};
+use crate::store::rows::{self, CaseFold, Columns, ConsentFold, StatisticsFold};
 use crate::store::scan::{AHEAD, Chunk};
 use crate::store::{
     Append, CaseMeta, CaseWithData, DbError, LogFilter, LogRow, NewCase, PoolSettings, RequestKey,
@@ -266,10 +266,6 @@ impl SqliteStore {
             self.cache = Some(Arc::new(ReadCache::new(cache_entries)));
         }
         Ok(())
-    }
-
-    pub(super) fn file(&self) -> &Path {
-        &self.file
     }
 
     /// Copies what it can of the WAL into the database file without
@@ -666,18 +662,6 @@ impl SqliteStore {
         });
         rx
     }
-
-    pub(super) async fn content_digest(&self) -> Result<String, StoreError> {
-        self.read(|c| {
-            let mut digest = Digest::new();
-            for (statement, with_blob) in sql::DIGEST {
-                each(c, statement, [], |r| digest.add(r, with_blob))?;
-                digest.end_table();
-            }
-            Ok(digest.finish())
-        })
-        .await
-    }
 }
 
 rows::columns_by!(rusqlite::Row<'_>, get);
@@ -730,8 +714,7 @@ fn one<T>(
     params: impl Params,
     map: fn(&dyn Columns) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
-    first(c, statement, params, map)?
-        .ok_or_else(|| StoreError::Corrupt(format!("no row from: {statement}")))
+    first(c, statement, params, map)?.ok_or(StoreError::BadAnswer("no row from an aggregate query"))
 }
 
 #[cfg(test)]
