@@ -18,6 +18,11 @@
 //! one line or several), renamed (`use crate::rpc::proto::v1 as wire`), or
 //! behind a glob or an alias of a module that holds one
 //! (`use tonic::transport::*`, `use tonic::transport as t`).
+//!
+//! Inside its own folder a subsystem may name its foreign types, but not
+//! hand them on: a `pub` (or `pub(crate)`, `pub(super)`) `use` or `type`
+//! alias of one would let the rest of the crate use it under a name the
+//! rules above do not know (`pub(crate) use sqlx::PgPool as Pool;`).
 
 use std::path::{Path, PathBuf};
 
@@ -212,6 +217,85 @@ fn reaches(module: &str, name: &str) -> bool {
     let name: Vec<&str> = name.split("::").filter(|s| !s.is_empty()).collect();
     let module: Vec<&str> = module.split("::").collect();
     (1..name.len()).any(|k| module.ends_with(&name[..k]))
+}
+
+/// The `pub` re-exports and type aliases of `text` that hand on something
+/// of `rule`, as (line, declaration) pairs.
+fn handed_on(text: &str, rule: &Rule) -> Vec<(usize, String)> {
+    let code = code_text(text);
+    let mut found = Vec::new();
+    for (at, _) in code.match_indices("pub") {
+        let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+        if code[..at].chars().next_back().is_some_and(word) {
+            continue;
+        }
+        let mut rest = code[at + 3..].trim_start();
+        if rest.starts_with('(') {
+            let Some(close) = rest.find(')') else {
+                continue;
+            };
+            rest = rest[close + 1..].trim_start();
+        }
+        if !(rest.starts_with("use ") || rest.starts_with("type ")) {
+            continue;
+        }
+        let Some(end) = rest.find(';') else { continue };
+        let decl = &rest[..end];
+        if rule.names.iter().any(|name| names(decl, name)) {
+            let line = code[..at].matches('\n').count() + 1;
+            found.push((line, decl.split_whitespace().collect::<Vec<_>>().join(" ")));
+        }
+    }
+    found
+}
+
+#[test]
+fn no_subsystem_hands_on_its_foreign_types() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let mut leaks = Vec::new();
+    for file in &files {
+        let rel = file
+            .strip_prefix(&src)
+            .expect("under src/")
+            .to_string_lossy()
+            .replace('\\', "/");
+        let text = std::fs::read_to_string(file).expect("read source file");
+        for rule in RULES {
+            for (line, decl) in handed_on(&text, rule) {
+                leaks.push(format!("src/{rel}:{line}: `{decl}` hands on {}", rule.what));
+            }
+        }
+    }
+    assert!(
+        leaks.is_empty(),
+        "foreign types handed on:\n{}",
+        leaks.join("\n")
+    );
+    // The check sees what it must.
+    let tls = &RULES[0];
+    let pb = &RULES[1];
+    let db = &RULES[2];
+    assert_eq!(
+        handed_on(
+            "pub(crate) use rustls::pki_types::CertificateDer as Der;",
+            tls
+        )
+        .len(),
+        1
+    );
+    assert_eq!(
+        handed_on("pub(crate) type CaseMsg = proto::v1::GetCaseRequest;", pb).len(),
+        1
+    );
+    assert_eq!(
+        handed_on("pub(crate) use sqlx::PgPool as Pool;", db).len(),
+        1
+    );
+    assert_eq!(handed_on("pub use sqlx::{\n  PgPool,\n};", db)[0].0, 1);
+    assert!(handed_on("use sqlx::PgPool;\npub(crate) struct Pool(PgPool);", db).is_empty());
+    assert!(handed_on("pub(crate) use crate::store::Store;", db).is_empty());
 }
 
 /// Where `text` (a file's source) names something of `rule`.
