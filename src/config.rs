@@ -117,6 +117,12 @@ pub struct Limits {
     /// report interval; further ones are counted in the source's summary.
     #[serde(default = "default_refused_certificate_records_per_source")]
     pub refused_certificate_records_per_source: usize,
+    /// Requests in progress at once on the listener: each from the moment
+    /// it is admitted until its work and its record are done, also when
+    /// its caller stopped waiting. A request beyond is refused at once
+    /// with UNAVAILABLE (and recorded).
+    #[serde(default = "default_max_requests_in_flight")]
+    pub max_requests_in_flight: usize,
 }
 
 impl Default for Limits {
@@ -128,6 +134,7 @@ impl Default for Limits {
             unauthenticated_report_secs: default_unauthenticated_report_secs(),
             refused_certificate_records_per_source: default_refused_certificate_records_per_source(
             ),
+            max_requests_in_flight: default_max_requests_in_flight(),
         }
     }
 }
@@ -281,6 +288,9 @@ fn default_unauthenticated_report_secs() -> u64 {
 fn default_refused_certificate_records_per_source() -> usize {
     16
 }
+fn default_max_requests_in_flight() -> usize {
+    1024
+}
 
 impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -379,7 +389,7 @@ impl Config {
         // Every number is bounded: a value past what the runtime can
         // represent (a timer, a semaphore) would panic the node at start
         // or on its first connection instead of being refused here.
-        let bounds: [(&str, u64, u64, u64); 12] = [
+        let bounds: [(&str, u64, u64, u64); 14] = [
             (
                 "node.checkpoint_interval_ms",
                 self.node.checkpoint_interval_ms,
@@ -413,6 +423,18 @@ impl Config {
             (
                 "limits.max_handshakes_per_source",
                 self.limits.max_handshakes_per_source as u64,
+                1,
+                1_000_000,
+            ),
+            (
+                "limits.refused_certificate_records_per_source",
+                self.limits.refused_certificate_records_per_source as u64,
+                0,
+                1_000_000,
+            ),
+            (
+                "limits.max_requests_in_flight",
+                self.limits.max_requests_in_flight as u64,
                 1,
                 1_000_000,
             ),

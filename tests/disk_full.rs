@@ -245,26 +245,7 @@ async fn a_full_disk_fails_closed_and_the_node_recovers_when_space_returns() {
     let recovery = recovered.elapsed();
 
     // Writes answered are there; writes refused were not applied.
-    let mut own = Vec::new();
-    let mut token = String::new();
-    loop {
-        let r = owner
-            .cases
-            .find_cases(with_actor(pb::FindCasesRequest {
-                scope: pb::find_cases_request::Scope::Own as i32,
-                purpose: String::new(),
-                page_size: 500,
-                page_token: token.clone(),
-            }))
-            .await
-            .expect("find own cases")
-            .into_inner();
-        own.extend(r.cases.into_iter().map(|c| c.case_id));
-        if r.next_page_token.is_empty() {
-            break;
-        }
-        token = r.next_page_token;
-    }
+    let own = common::own_cases(&mut owner).await;
     let registered: Vec<&String> = std::iter::once(&case_id)
         .chain(&before.registered)
         .chain(&full.registered)

@@ -53,6 +53,20 @@ pub enum ExchangeError {
         "the node's database cannot be reached, so nothing was released or changed; retry in {RETRY_AFTER_SECS} s"
     )]
     DatabaseUnavailable,
+    /// The node has as many requests in progress as it takes
+    /// (`[limits] max_requests_in_flight`): refused at once, before any
+    /// service saw it.
+    #[error(
+        "the node has {0} requests in progress, as many as it takes, so nothing was done; retry in {RETRY_AFTER_SECS} s"
+    )]
+    Busy(usize),
+    /// The caller's deadline (`grpc-timeout`) passed before the answer was
+    /// ready. Only ever an answer, never a record: the request goes on to
+    /// its end, and its own record says how it ended.
+    #[error(
+        "the deadline (grpc-timeout) passed before the answer was ready; the request was still carried out to its end and recorded under this x-request-id"
+    )]
+    DeadlineExceeded,
     /// The node failed (a store, a key, stored data that does not decode).
     /// Names only the part that failed; the cause is in the node's log.
     #[error("internal error ({0}); nothing was released")]
@@ -68,6 +82,7 @@ pub enum ExchangeError {
 pub enum Code {
     Ok = 0,
     InvalidArgument = 3,
+    DeadlineExceeded = 4,
     NotFound = 5,
     PermissionDenied = 7,
     ResourceExhausted = 8,
@@ -84,6 +99,7 @@ impl Code {
         match self {
             Code::Ok => "OK",
             Code::InvalidArgument => "INVALID_ARGUMENT",
+            Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
             Code::NotFound => "NOT_FOUND",
             Code::PermissionDenied => "PERMISSION_DENIED",
             Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
@@ -107,7 +123,7 @@ impl Code {
                 Decision::Denied
             }
             Code::NotFound => Decision::NotFound,
-            Code::Internal | Code::Unavailable => Decision::Error,
+            Code::Internal | Code::Unavailable | Code::DeadlineExceeded => Decision::Error,
         }
     }
 }
@@ -123,9 +139,10 @@ impl ExchangeError {
             ExchangeError::NotFound(_) => Code::NotFound,
             ExchangeError::FailedPrecondition(_) => Code::FailedPrecondition,
             ExchangeError::Unimplemented(_) => Code::Unimplemented,
-            ExchangeError::AuditUnavailable | ExchangeError::DatabaseUnavailable => {
-                Code::Unavailable
-            }
+            ExchangeError::AuditUnavailable
+            | ExchangeError::DatabaseUnavailable
+            | ExchangeError::Busy(_) => Code::Unavailable,
+            ExchangeError::DeadlineExceeded => Code::DeadlineExceeded,
             ExchangeError::Internal(_) => Code::Internal,
         }
     }

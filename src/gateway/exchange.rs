@@ -143,7 +143,10 @@ pub struct Exchange {
     remembered: Mutex<HashSet<(String, String)>>,
     /// Disclosure control of statistics, and the gate that lets one
     /// statistics computation run at a time (each reads every case).
-    pub(super) statistics: (crate::stats::Settings, tokio::sync::Semaphore),
+    /// The gate's permit is moved into the computation's blocking thread,
+    /// so it is held as long as the computation runs, even if the request
+    /// that started it is dropped.
+    pub(super) statistics: (crate::stats::Settings, Arc<tokio::sync::Semaphore>),
 }
 
 /// Most entries in `Exchange::remembered` (a few MiB).
@@ -173,7 +176,7 @@ impl Exchange {
             remembered: Mutex::default(),
             statistics: (
                 crate::stats::Settings::default(),
-                tokio::sync::Semaphore::new(1),
+                Arc::new(tokio::sync::Semaphore::new(1)),
             ),
         }
     }

@@ -18,6 +18,10 @@
 //!   tonic gives by itself before a handler runs (undecodable messages,
 //!   unknown methods, unsupported compression, oversized messages) are
 //!   refusals with the right status, recorded like any other ([`Edge`]);
+//! - a request the edge admits runs to its end — handler and record —
+//!   whatever its caller does (a deadline that passes, a reset stream, a
+//!   closed connection), and at most `max_requests_in_flight` run at once
+//!   ([`InFlight`]);
 //! - no module outside `rpc` names a protobuf type: the gateway receives
 //!   domain values and category payloads as opaque bytes.
 //!
@@ -51,10 +55,15 @@ use crate::rpc::status::{status, with_id};
 use crate::tlog::Recorded;
 
 pub use client::Clients;
-pub use refusals::Edge;
+pub use refusals::{Edge, InFlight};
 pub use stats::{StatisticsAsk, get_statistics};
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// The id [`Edge`] gave a request, in its extensions: the id of its one
+/// access record and of its answer's `x-request-id`.
+#[derive(Clone, Debug)]
+pub(crate) struct RequestId(pub(crate) String);
 pub const ACTOR_HEADER: &str = "x-sluis-actor";
 
 /// The state every service shares: the gateway and the message limit.
@@ -87,7 +96,12 @@ impl Api {
     where
         Req: Message,
     {
-        let request_id = uuid::Uuid::now_v7().to_string();
+        // The edge gave the request its id (it may have to answer with it
+        // before this method does: a deadline that passes).
+        let request_id = req
+            .extensions()
+            .get::<RequestId>()
+            .map_or_else(|| uuid::Uuid::now_v7().to_string(), |r| r.0.clone());
         let Some(info) = req.extensions().get::<ConnectionInfo>().cloned() else {
             // Only reachable if the server is wired without our TLS layer.
             return Err(with_id(
@@ -174,7 +188,8 @@ pub enum RouterError {
 /// The node's gRPC services on `server`: the four `sluis.v1` services,
 /// `grpc.health.v1` and server reflection (v1 and v1alpha), all behind
 /// [`Edge`], which applies the identity rules to every service and records
-/// every answer that does not come from [`Api::call`]. tonic refuses a
+/// every answer that does not come from [`Api::call`], and runs every
+/// admitted request to its end under a permit of `in_flight`. tonic refuses a
 /// message beyond 4 × `max_message_bytes` before decoding it (the edge
 /// records that as `RESOURCE_EXHAUSTED`); below, `Api::call` refuses
 /// oversized messages with `RESOURCE_EXHAUSTED` and an access record.
@@ -184,6 +199,7 @@ pub async fn router(
     server: Server,
     ex: Arc<Exchange>,
     max_message_bytes: usize,
+    in_flight: InFlight,
 ) -> Result<(Routes, Health), RouterError> {
     let api = Api::new(ex.clone(), max_message_bytes);
     let hard_cap = max_message_bytes.saturating_mul(4);
@@ -197,7 +213,7 @@ pub async fn router(
     };
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
-    let edge = Edge::new(ex, max_message_bytes, DESCRIPTOR_SETS)?;
+    let edge = Edge::new(ex, max_message_bytes, in_flight, DESCRIPTOR_SETS)?;
     let routes = server
         .layer(edge)
         .add_service(

@@ -33,6 +33,7 @@ mod tests {
         for (ours, theirs) in [
             (Code::Ok, tonic::Code::Ok),
             (Code::InvalidArgument, tonic::Code::InvalidArgument),
+            (Code::DeadlineExceeded, tonic::Code::DeadlineExceeded),
             (Code::NotFound, tonic::Code::NotFound),
             (Code::PermissionDenied, tonic::Code::PermissionDenied),
             (Code::ResourceExhausted, tonic::Code::ResourceExhausted),
