@@ -83,43 +83,6 @@ async fn late(node: &TestNode, who: &str, path: &str, message: impl Message) -> 
     a.request_id()
 }
 
-/// Holds the access log's table locked over a connection of the test's
-/// own, so that records wait before they are written (SQLite: the write
-/// lock, within the node's 5 s busy timeout; PostgreSQL: a table lock).
-struct LogLock(Database);
-
-impl LogLock {
-    async fn take(node: &TestNode) -> LogLock {
-        let mut db = connect_database(&node.database_url()).await;
-        if db.is_postgres() {
-            db.execute("BEGIN", &[]).await;
-            db.execute("LOCK TABLE access_log IN EXCLUSIVE MODE", &[])
-                .await;
-        } else {
-            db.execute("BEGIN IMMEDIATE", &[]).await;
-        }
-        LogLock(db)
-    }
-
-    async fn release(mut self) {
-        self.0.execute("COMMIT", &[]).await;
-        self.0.close().await;
-    }
-}
-
-async fn wait_in_flight(node: &TestNode, n: usize) {
-    for _ in 0..200 {
-        if node.node.in_flight.now() >= n {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!(
-        "{n} requests never were in progress at once ({} are)",
-        node.node.in_flight.now()
-    );
-}
-
 /// The example and its kind: on every kind of method — a read, a
 /// listing, a write, a consent, statistics, the officer's log queries,
 /// health — a deadline that passes before the answer gets

@@ -67,6 +67,13 @@ pub enum ExchangeError {
         "the deadline (grpc-timeout) passed before the answer was ready; the request was still carried out to its end and recorded under this x-request-id"
     )]
     DeadlineExceeded,
+    /// The database refused this request's access record (a constraint, a
+    /// value it does not take), while it took the others written with it:
+    /// nothing was released or changed, and retrying will not help.
+    #[error(
+        "internal error (access log: the database refused this request's record); nothing was released or changed"
+    )]
+    AuditRefused,
     /// The node failed (a store, a key, stored data that does not decode).
     /// Names only the part that failed; the cause is in the node's log.
     #[error("internal error ({0}); nothing was released")]
@@ -143,7 +150,7 @@ impl ExchangeError {
             | ExchangeError::DatabaseUnavailable
             | ExchangeError::Busy(_) => Code::Unavailable,
             ExchangeError::DeadlineExceeded => Code::DeadlineExceeded,
-            ExchangeError::Internal(_) => Code::Internal,
+            ExchangeError::Internal(_) | ExchangeError::AuditRefused => Code::Internal,
         }
     }
 

@@ -258,7 +258,10 @@ impl Exchange {
             Err(e) => {
                 // The writer logs each failed batch; here only the request.
                 tracing::debug!(%request_id, error = %e, "refusing request: access record not durable");
-                return Err(ExchangeError::AuditUnavailable);
+                return Err(match e {
+                    crate::tlog::AuditError::Refused(_) => ExchangeError::AuditRefused,
+                    _ => ExchangeError::AuditUnavailable,
+                });
             }
         };
         if !new.is_empty()

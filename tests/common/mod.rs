@@ -153,6 +153,44 @@ impl TestNode {
     }
 }
 
+/// Holds the access log's table locked over a connection of the test's
+/// own, so that records wait before they are written (SQLite: the write
+/// lock, within the node's 5 s busy timeout; PostgreSQL: a table lock).
+pub struct LogLock(Database);
+
+impl LogLock {
+    pub async fn take(node: &TestNode) -> LogLock {
+        let mut db = connect_database(&node.database_url()).await;
+        if db.is_postgres() {
+            db.execute("BEGIN", &[]).await;
+            db.execute("LOCK TABLE access_log IN EXCLUSIVE MODE", &[])
+                .await;
+        } else {
+            db.execute("BEGIN IMMEDIATE", &[]).await;
+        }
+        LogLock(db)
+    }
+
+    pub async fn release(mut self) {
+        self.0.execute("COMMIT", &[]).await;
+        self.0.close().await;
+    }
+}
+
+/// Waits until `n` requests are in progress on the node at once.
+pub async fn wait_in_flight(node: &TestNode, n: usize) {
+    for _ in 0..200 {
+        if node.node.in_flight.now() >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!(
+        "{n} requests never were in progress at once ({} are)",
+        node.node.in_flight.now()
+    );
+}
+
 /// The one access record of the request with this id. Waits for it:
 /// answers outside `sluis.v1` (health, reflection) are recorded without
 /// holding the answer.
