@@ -261,13 +261,13 @@ pub struct Participant {
 fn default_purposes() -> Vec<String> {
     DEFAULT_PURPOSES.iter().map(|s| s.to_string()).collect()
 }
-fn default_checkpoint_interval_ms() -> u64 {
+pub(crate) fn default_checkpoint_interval_ms() -> u64 {
     1_000
 }
-fn default_handshake_timeout_ms() -> u64 {
+pub(crate) fn default_handshake_timeout_ms() -> u64 {
     10_000
 }
-fn default_max_connection_age_secs() -> u64 {
+pub(crate) fn default_max_connection_age_secs() -> u64 {
     3_600
 }
 fn default_max_message_bytes() -> usize {
@@ -276,7 +276,7 @@ fn default_max_message_bytes() -> usize {
 fn default_max_handshakes() -> usize {
     10_000
 }
-fn default_first_byte_timeout_ms() -> u64 {
+pub(crate) fn default_first_byte_timeout_ms() -> u64 {
     2_000
 }
 fn default_max_handshakes_per_source() -> usize {

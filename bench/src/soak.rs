@@ -158,9 +158,7 @@ pub async fn run(mut a: Args) -> anyhow::Result<()> {
     let dir = tmp.path().join("node");
     let config = sluis::dev::init::init(&dir, "127.0.0.1:0".parse()?).await?;
     if let Some(n) = a.cache_entries {
-        let mut text = std::fs::read_to_string(&config)?;
-        text.push_str(&format!("\n[database]\ncache_entries = {n}\n"));
-        std::fs::write(&config, text)?;
+        setup::set_setting(&config, "cache_entries", &n.to_string())?;
     }
     crate::procs::use_copy_of_self(tmp.path())?;
     let gateway = Server::gateway(&config, None, &dir)?;
