@@ -7,8 +7,11 @@
 //! restart, and the log verifies: every answered request has its record,
 //! every signed checkpoint still matches the tree.
 //!
-//! Mounting needs root (CAP_SYS_ADMIN); where it is not permitted the test
-//! says so and skips. PostgreSQL keeps its data on its own server, out of
+//! Mounting needs root (CAP_SYS_ADMIN), so the test is ignored, with that
+//! reason, unless asked for: `cargo test --test disk_full -- --ignored
+//! needs_root::` (as `.ci/run` does where it runs as root). Asked for where
+//! mounting is not permitted, it fails saying so — it never reports `ok`
+//! without having run. PostgreSQL keeps its data on its own server, out of
 //! a test's reach, so the node here is on SQLite in both passes.
 
 mod common;
@@ -172,15 +175,20 @@ fn id_of(m: &tonic::metadata::MetadataMap) -> String {
         .to_string()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_disk_fails_closed_and_the_node_recovers_when_space_returns() {
-    let disk = match SmallDisk::mount() {
-        Ok(d) => d,
-        Err(why) => {
-            eprintln!("SKIPPED: {why}");
-            return;
-        }
-    };
+/// Tests that mount a file system: run as root with `-- --ignored needs_root::`.
+mod needs_root {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs root to mount a tmpfs: run with `cargo test --test disk_full -- --ignored needs_root::` (as .ci/run does as root)"]
+    async fn a_full_disk_fails_closed_and_the_node_recovers_when_space_returns() {
+        full_disk().await;
+    }
+}
+
+async fn full_disk() {
+    let disk = SmallDisk::mount()
+        .unwrap_or_else(|why| panic!("this test needs root to mount a tmpfs: {why}"));
     let dir = disk.path().join("node");
     let config_path = sluis::dev::init::init(&dir, "127.0.0.1:0".parse().unwrap())
         .await
