@@ -123,6 +123,11 @@ pub struct Limits {
     /// with UNAVAILABLE (and recorded).
     #[serde(default = "default_max_requests_in_flight")]
     pub max_requests_in_flight: usize,
+    /// Connections open at once (handshakes in progress included); at the
+    /// limit the node accepts no more until one closes. Each holds its TLS
+    /// and HTTP/2 state in memory.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
 }
 
 impl Default for Limits {
@@ -135,6 +140,7 @@ impl Default for Limits {
             refused_certificate_records_per_source: default_refused_certificate_records_per_source(
             ),
             max_requests_in_flight: default_max_requests_in_flight(),
+            max_connections: default_max_connections(),
         }
     }
 }
@@ -155,6 +161,11 @@ pub struct DatabaseConfig {
     /// off. PostgreSQL replicas always read the database.
     #[serde(default = "default_cache_entries")]
     pub cache_entries: usize,
+    /// SQLite only: at most this many MiB of cases and consent lists in
+    /// that cache, whatever their number (a case may hold up to
+    /// `max_message_bytes` of data).
+    #[serde(default = "default_cache_mb")]
+    pub cache_mb: u64,
     /// SQLite only: the size (MiB) the write-ahead log is cut back to once
     /// checkpoints have copied it into the database file.
     #[serde(default = "default_wal_limit_mb")]
@@ -171,6 +182,7 @@ impl Default for DatabaseConfig {
             max_connections: default_max_db_connections(),
             acquire_timeout_ms: default_acquire_timeout_ms(),
             cache_entries: default_cache_entries(),
+            cache_mb: default_cache_mb(),
             wal_limit_mb: default_wal_limit_mb(),
             wal_warn_mb: default_wal_warn_mb(),
         }
@@ -234,6 +246,9 @@ fn default_acquire_timeout_ms() -> u64 {
 fn default_cache_entries() -> usize {
     10_000
 }
+fn default_cache_mb() -> u64 {
+    64
+}
 fn default_wal_limit_mb() -> u64 {
     64
 }
@@ -290,6 +305,9 @@ fn default_refused_certificate_records_per_source() -> usize {
 }
 fn default_max_requests_in_flight() -> usize {
     1024
+}
+fn default_max_connections() -> usize {
+    10_000
 }
 
 impl Config {
@@ -389,7 +407,7 @@ impl Config {
         // Every number is bounded: a value past what the runtime can
         // represent (a timer, a semaphore) would panic the node at start
         // or on its first connection instead of being refused here.
-        let bounds: [(&str, u64, u64, u64); 14] = [
+        let bounds: [(&str, u64, u64, u64); 16] = [
             (
                 "node.checkpoint_interval_ms",
                 self.node.checkpoint_interval_ms,
@@ -433,6 +451,12 @@ impl Config {
                 1_000_000,
             ),
             (
+                "limits.max_connections",
+                self.limits.max_connections as u64,
+                1,
+                1_000_000,
+            ),
+            (
                 "limits.max_requests_in_flight",
                 self.limits.max_requests_in_flight as u64,
                 1,
@@ -468,6 +492,7 @@ impl Config {
                 1,
                 3_600_000,
             ),
+            ("database.cache_mb", self.database.cache_mb, 1, 1_000_000),
             (
                 "database.cache_entries",
                 self.database.cache_entries as u64,
@@ -523,6 +548,15 @@ impl Config {
         }
     }
 
+    /// The SQLite read cache's bounds.
+    pub fn cache_bounds(&self) -> crate::store::CacheBounds {
+        crate::store::CacheBounds {
+            entries: self.database.cache_entries,
+            bytes: usize::try_from(self.database.cache_mb.saturating_mul(1024 * 1024))
+                .unwrap_or(usize::MAX),
+        }
+    }
+
     pub fn pool_settings(&self) -> crate::store::PoolSettings {
         crate::store::PoolSettings {
             max_connections: self.database.max_connections,
@@ -554,6 +588,7 @@ impl Config {
             handshake_timeout: self.handshake_timeout(),
             first_byte_timeout: Duration::from_millis(self.tls.first_byte_timeout_ms),
             max_handshakes: self.limits.max_handshakes,
+            max_connections: self.limits.max_connections,
         }
     }
 

@@ -101,7 +101,7 @@ impl Node {
         let registry = Arc::new(Registry::new(&config.participants));
         let (store, log_sink) =
             Store::open(&config.database_url()?, &config.pool_settings(), true).await?;
-        let store = store.claim_for_node(config.database.cache_entries)?;
+        let store = store.claim_for_node(config.cache_bounds())?;
         let audit = AuditLog::start(
             store.clone(),
             log_sink,

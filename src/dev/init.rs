@@ -189,14 +189,18 @@ refused_certificate_records_per_source = {refused_certificate_records_per_source
 # Requests in progress at once, each until its work and record are done
 # (also when its caller stopped waiting); more: UNAVAILABLE at once.
 max_requests_in_flight = {max_requests_in_flight}
+# Connections open at once; at the limit no more are accepted until one closes.
+max_connections = {open_connections}
 
 [database]
 # PostgreSQL: connections per node process.
 max_connections = {max_connections}
 # A request that cannot get a connection this soon fails closed (UNAVAILABLE).
 acquire_timeout_ms = {acquire_timeout_ms}
-# SQLite only: cases and consent lists kept in memory (0: none).
+# SQLite only: cases and consent lists kept in memory (0: none) ...
 cache_entries = {cache_entries}
+# ... and at most this many MiB of them.
+cache_mb = {cache_mb}
 # SQLite only: the write-ahead log is cut back to this (MiB) once checkpointed.
 wal_limit_mb = {wal_limit_mb}
 # SQLite only: above this (MiB) the node warns that a reader keeps the WAL
@@ -227,9 +231,11 @@ rounding_base = {rounding_base}
         unauthenticated_report_secs = limits.unauthenticated_report_secs,
         refused_certificate_records_per_source = limits.refused_certificate_records_per_source,
         max_requests_in_flight = limits.max_requests_in_flight,
+        open_connections = limits.max_connections,
         max_connections = database.max_connections,
         acquire_timeout_ms = database.acquire_timeout_ms,
         cache_entries = database.cache_entries,
+        cache_mb = database.cache_mb,
         wal_limit_mb = database.wal_limit_mb,
         wal_warn_mb = database.wal_warn_mb,
         threshold = statistics.threshold,

@@ -149,8 +149,11 @@ pub struct Exchange {
     pub(super) statistics: (crate::stats::Settings, Arc<tokio::sync::Semaphore>),
 }
 
-/// Most entries in `Exchange::remembered` (a few MiB).
-const REMEMBERED_MAX: usize = 65_536;
+/// Most (recipient, pseudonym) pairs `Exchange` remembers having stored
+/// (emptied when full). Both are bounded strings (a participant id of at
+/// most 64 bytes, a pseudonym of at most 64), so this bounds the set's
+/// memory too: about 13 MiB when full.
+pub const REMEMBERED_PSEUDONYMS: usize = 65_536;
 
 const MAX_PAGE: u32 = 500;
 const DEFAULT_PAGE: u32 = 50;
@@ -267,7 +270,7 @@ impl Exchange {
         if !new.is_empty()
             && let Ok(mut known) = self.remembered.lock()
         {
-            if known.len() + new.len() > REMEMBERED_MAX {
+            if known.len() + new.len() > REMEMBERED_PSEUDONYMS {
                 known.clear();
             }
             known.extend(new.into_iter().map(|i| (i.recipient, i.pseudonym)));

@@ -55,8 +55,8 @@ pub mod vault;
 
 pub use error::{Code, ExchangeError};
 pub use exchange::{
-    CaseRef, CaseSummary, CaseView, Exchange, FindCases, GetCase, NewConsent, Receipt, Registered,
-    RequestCtx, Scope,
+    CaseRef, CaseSummary, CaseView, Exchange, FindCases, GetCase, NewConsent,
+    REMEMBERED_PSEUDONYMS, Receipt, Registered, RequestCtx, Scope,
 };
 pub use release::Withheld;
 pub use statistics::{FactsReader, StatisticsQuery};
