@@ -123,6 +123,15 @@ pub struct Limits {
     /// with UNAVAILABLE (and recorded).
     #[serde(default = "default_max_requests_in_flight")]
     pub max_requests_in_flight: usize,
+    /// Of those, at most this many from one caller (a registered
+    /// participant; unregistered certificates together count as one), so
+    /// that no caller can take every place; more: UNAVAILABLE at once.
+    #[serde(default = "default_max_requests_in_flight_per_caller")]
+    pub max_requests_in_flight_per_caller: usize,
+    /// A request whose message has not fully arrived this long after its
+    /// headers ends before any handler (DEADLINE_EXCEEDED, recorded).
+    #[serde(default = "default_message_timeout_ms")]
+    pub message_timeout_ms: u64,
     /// Connections open at once (handshakes in progress included); at the
     /// limit the node accepts no more until one closes. Each holds its TLS
     /// and HTTP/2 state in memory.
@@ -140,6 +149,8 @@ impl Default for Limits {
             refused_certificate_records_per_source: default_refused_certificate_records_per_source(
             ),
             max_requests_in_flight: default_max_requests_in_flight(),
+            max_requests_in_flight_per_caller: default_max_requests_in_flight_per_caller(),
+            message_timeout_ms: default_message_timeout_ms(),
             max_connections: default_max_connections(),
         }
     }
@@ -306,6 +317,12 @@ fn default_refused_certificate_records_per_source() -> usize {
 fn default_max_requests_in_flight() -> usize {
     1024
 }
+fn default_max_requests_in_flight_per_caller() -> usize {
+    256
+}
+fn default_message_timeout_ms() -> u64 {
+    10_000
+}
 fn default_max_connections() -> usize {
     10_000
 }
@@ -407,7 +424,7 @@ impl Config {
         // Every number is bounded: a value past what the runtime can
         // represent (a timer, a semaphore) would panic the node at start
         // or on its first connection instead of being refused here.
-        let bounds: [(&str, u64, u64, u64); 16] = [
+        let bounds: [(&str, u64, u64, u64); 18] = [
             (
                 "node.checkpoint_interval_ms",
                 self.node.checkpoint_interval_ms,
@@ -455,6 +472,18 @@ impl Config {
                 self.limits.max_connections as u64,
                 1,
                 1_000_000,
+            ),
+            (
+                "limits.max_requests_in_flight_per_caller",
+                self.limits.max_requests_in_flight_per_caller as u64,
+                1,
+                1_000_000,
+            ),
+            (
+                "limits.message_timeout_ms",
+                self.limits.message_timeout_ms,
+                1,
+                3_600_000,
             ),
             (
                 "limits.max_requests_in_flight",

@@ -160,11 +160,15 @@ impl Node {
         let server = Server::builder()
             .max_connection_age(max_age)
             .max_connection_age_grace(Duration::from_secs(10));
-        let in_flight = crate::rpc::InFlight::new(config.limits.max_requests_in_flight);
+        let in_flight = crate::rpc::InFlight::new(
+            config.limits.max_requests_in_flight,
+            config.limits.max_requests_in_flight_per_caller,
+        );
         let (routes, health) = crate::rpc::router(
             server,
             exchange.clone(),
             config.limits.max_message_bytes,
+            Duration::from_millis(config.limits.message_timeout_ms),
             in_flight.clone(),
         )
         .await?;

@@ -433,3 +433,126 @@ async fn beyond_the_requests_in_flight_a_request_is_refused_and_recorded() {
     assert!(rec.released.is_empty());
     assert_eq!(node.node.in_flight.now(), 0);
 }
+
+/// A GetCase whose message arrives but whose stream never ends (tonic
+/// waits for the end before it calls the handler), held open by hand.
+/// Returns the open stream's parts, to keep (dropping them resets it).
+async fn stalled(
+    node: &TestNode,
+    who: &str,
+    case_id: &str,
+) -> (
+    h2::client::ResponseFuture,
+    h2::SendStream<Bytes>,
+    h2::client::SendRequest<Bytes>,
+) {
+    let mut client = connection(node, Some(node.identity(who))).await;
+    let req = http::Request::builder()
+        .method("POST")
+        .uri("https://localhost/sluis.v1.CaseService/GetCase")
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap();
+    let (response, mut send) = client.send_request(req, false).unwrap();
+    send.send_data(
+        Bytes::from(grpc_frame(0, &by_id(case_id, "return").encode_to_vec())),
+        false,
+    )
+    .unwrap();
+    (response, send, client)
+}
+
+/// A caller that sends a request and never finishes it held its place —
+/// and tonic's handler never started — for as long as it liked. Until a
+/// handler starts a request only waits for its message, and that wait is
+/// bounded: past `message_timeout_ms` it ends with DEADLINE_EXCEEDED, a
+/// request id and its record, and its place is free again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_whose_message_never_ends_is_ended_and_recorded() {
+    let node = TestNode::start_with(|c| c.limits.message_timeout_ms = 300).await;
+    let mut owner = node.client(GEMEENTE).await;
+    let (case_id, _) = register(&mut owner).await;
+    grant_to_role(&mut owner, &case_id, "dtv").await;
+    let (response, _send, _client) = stalled(&node, "dtv", &case_id).await;
+    let response = tokio::time::timeout(Duration::from_secs(30), response)
+        .await
+        .expect("the node ends the request by itself")
+        .expect("an HTTP/2 response");
+    let header = |k: &str| {
+        response
+            .headers()
+            .get(k)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    assert_eq!(
+        header("grpc-status").as_deref(),
+        Some("4"),
+        "{:?}",
+        response.headers()
+    );
+    let id = header("x-request-id").expect("x-request-id");
+    let rec = record_of(&node, &id).await;
+    assert_eq!(
+        (rec.method.as_str(), rec.status.as_str()),
+        ("GetCase", "DEADLINE_EXCEEDED")
+    );
+    assert!(
+        rec.detail.contains("did not arrive in full"),
+        "{}",
+        rec.detail
+    );
+    assert!(rec.released.is_empty() && rec.case_id.is_none());
+    for _ in 0..100 {
+        if node.node.in_flight.now() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(node.node.in_flight.now(), 0, "its place is free again");
+}
+
+/// One caller cannot take every place: requests it never finishes fill
+/// its own share (`max_requests_in_flight_per_caller`), beyond which its
+/// requests are refused — UNAVAILABLE, saying so, recorded — while another
+/// participant is served as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_caller_cannot_take_every_place() {
+    let node = TestNode::start_with(|c| {
+        c.limits.max_requests_in_flight = 10;
+        c.limits.max_requests_in_flight_per_caller = 3;
+        c.limits.message_timeout_ms = 600_000;
+    })
+    .await;
+    let mut owner = node.client(GEMEENTE).await;
+    let (case_id, _) = register(&mut owner).await;
+    grant_to_role(&mut owner, &case_id, "dtv").await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(stalled(&node, "dtv", &case_id).await);
+    }
+    wait_in_flight(&node, 3).await;
+    let mut dtv = node.client("dtv").await;
+    let refused = dtv
+        .cases
+        .get_case(by_id(&case_id, "return"))
+        .await
+        .expect_err("beyond its share");
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    assert!(
+        refused
+            .message()
+            .contains("your organisation has 3 requests in progress"),
+        "{}",
+        refused.message()
+    );
+    let rec = record_of(&node, &request_id_of(refused.metadata())).await;
+    assert_eq!(
+        (rec.caller.as_str(), rec.status.as_str()),
+        ("dtv", "UNAVAILABLE")
+    );
+    // Another participant is served while DT&V's share is held.
+    assert_eq!(own_cases(&mut owner).await, vec![case_id]);
+    drop(held);
+}

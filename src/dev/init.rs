@@ -189,6 +189,12 @@ refused_certificate_records_per_source = {refused_certificate_records_per_source
 # Requests in progress at once, each until its work and record are done
 # (also when its caller stopped waiting); more: UNAVAILABLE at once.
 max_requests_in_flight = {max_requests_in_flight}
+# ... of them at most this many from one caller (a registered participant;
+# unregistered certificates together count as one).
+max_requests_in_flight_per_caller = {max_requests_in_flight_per_caller}
+# A request whose message has not fully arrived this long after its headers
+# ends before any handler (DEADLINE_EXCEEDED).
+message_timeout_ms = {message_timeout_ms}
 # Connections open at once; at the limit no more are accepted until one closes.
 max_connections = {open_connections}
 
@@ -231,6 +237,8 @@ rounding_base = {rounding_base}
         unauthenticated_report_secs = limits.unauthenticated_report_secs,
         refused_certificate_records_per_source = limits.refused_certificate_records_per_source,
         max_requests_in_flight = limits.max_requests_in_flight,
+        max_requests_in_flight_per_caller = limits.max_requests_in_flight_per_caller,
+        message_timeout_ms = limits.message_timeout_ms,
         open_connections = limits.max_connections,
         max_connections = database.max_connections,
         acquire_timeout_ms = database.acquire_timeout_ms,

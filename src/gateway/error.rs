@@ -60,6 +60,18 @@ pub enum ExchangeError {
         "the node has {0} requests in progress, as many as it takes, so nothing was done; retry in {RETRY_AFTER_SECS} s"
     )]
     Busy(usize),
+    /// The caller has its share of the node's requests in progress
+    /// (`[limits] max_requests_in_flight_per_caller`).
+    #[error(
+        "your organisation has {0} requests in progress at this node, as many as one caller may have, so nothing was done; retry in {RETRY_AFTER_SECS} s"
+    )]
+    CallerBusy(usize),
+    /// The request's message was not complete this many ms after its
+    /// headers (`[limits] message_timeout_ms`): ended before any handler.
+    #[error(
+        "the request's message did not arrive in full within {0} ms, so nothing was done; send the whole message and end the stream"
+    )]
+    MessageTimeout(u64),
     /// The caller's deadline (`grpc-timeout`) passed before the answer was
     /// ready. Only ever an answer, never a record: the request goes on to
     /// its end, and its own record says how it ended.
@@ -148,8 +160,11 @@ impl ExchangeError {
             ExchangeError::Unimplemented(_) => Code::Unimplemented,
             ExchangeError::AuditUnavailable
             | ExchangeError::DatabaseUnavailable
-            | ExchangeError::Busy(_) => Code::Unavailable,
-            ExchangeError::DeadlineExceeded => Code::DeadlineExceeded,
+            | ExchangeError::Busy(_)
+            | ExchangeError::CallerBusy(_) => Code::Unavailable,
+            ExchangeError::DeadlineExceeded | ExchangeError::MessageTimeout(_) => {
+                Code::DeadlineExceeded
+            }
             ExchangeError::Internal(_) | ExchangeError::AuditRefused => Code::Internal,
         }
     }

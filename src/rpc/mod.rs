@@ -20,8 +20,9 @@
 //!   refusals with the right status, recorded like any other ([`Edge`]);
 //! - a request the edge admits runs to its end — handler and record —
 //!   whatever its caller does (a deadline that passes, a reset stream, a
-//!   closed connection), and at most `max_requests_in_flight` run at once
-//!   ([`InFlight`]);
+//!   closed connection), and at most `max_requests_in_flight` run at once,
+//!   a share of them per caller ([`InFlight`]); a request whose message is
+//!   not complete within `message_timeout_ms` ends before any handler;
 //! - no module outside `rpc` names a protobuf type: the gateway receives
 //!   domain values and category payloads as opaque bytes.
 //!
@@ -33,6 +34,7 @@ mod case;
 mod client;
 mod consent;
 mod convert;
+mod in_flight;
 pub mod proto;
 mod refusals;
 mod stats;
@@ -55,7 +57,8 @@ use crate::rpc::status::{status, with_id};
 use crate::tlog::Recorded;
 
 pub use client::Clients;
-pub use refusals::{Edge, InFlight};
+pub use in_flight::InFlight;
+pub use refusals::Edge;
 pub use stats::{StatisticsAsk, get_statistics};
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -98,6 +101,9 @@ impl Api {
     {
         // The edge gave the request its id (it may have to answer with it
         // before this method does: a deadline that passes).
+        if let Some(started) = req.extensions().get::<refusals::Started>() {
+            started.0.notify_one();
+        }
         let request_id = req
             .extensions()
             .get::<RequestId>()
@@ -199,6 +205,7 @@ pub async fn router(
     server: Server,
     ex: Arc<Exchange>,
     max_message_bytes: usize,
+    message_timeout: std::time::Duration,
     in_flight: InFlight,
 ) -> Result<(Routes, Health), RouterError> {
     let api = Api::new(ex.clone(), max_message_bytes);
@@ -213,7 +220,13 @@ pub async fn router(
     };
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
-    let edge = Edge::new(ex, max_message_bytes, in_flight, DESCRIPTOR_SETS)?;
+    let edge = Edge::new(
+        ex,
+        max_message_bytes,
+        message_timeout,
+        in_flight,
+        DESCRIPTOR_SETS,
+    )?;
     let routes = server
         .layer(edge)
         .add_service(

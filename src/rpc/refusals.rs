@@ -28,8 +28,12 @@
 //!   connection) therefore never stops a handler halfway or leaves it
 //!   without its record. When the deadline passes first, the edge answers
 //!   `DEADLINE_EXCEEDED` with the request id, under which the request's own
-//!   record then says how it ended. Beyond `max_requests_in_flight`, a
-//!   request is refused at once with `UNAVAILABLE` (recorded).
+//!   record then says how it ended. Beyond `max_requests_in_flight`, or
+//!   its caller's share of them, a request is refused at once with
+//!   `UNAVAILABLE` (recorded). Until its handler starts a request only
+//!   waits for its message; a message not complete within
+//!   `message_timeout_ms` ends the request, before any handler, with
+//!   `DEADLINE_EXCEEDED` (recorded).
 //! - **gRPC only.** A request whose content-type is not `application/grpc`
 //!   gets HTTP 415 (gRPC over HTTP/2, "Requests") with `INVALID_ARGUMENT`,
 //!   a request id and a record.
@@ -47,6 +51,7 @@ use crate::gateway::{Exchange, ExchangeError, RequestCtx};
 use crate::net::identity::Peer;
 use crate::net::tls::ConnectionInfo;
 use crate::rpc::REQUEST_ID_HEADER;
+use crate::rpc::in_flight::{Full, InFlight};
 use crate::rpc::status::{status, with_id};
 
 /// The package whose methods answer through `Api::call`.
@@ -73,6 +78,8 @@ pub struct Edge {
 struct Shared {
     ex: Arc<Exchange>,
     max_message_bytes: usize,
+    /// From admission to a handler's start: how long the message may take.
+    message_timeout: std::time::Duration,
     in_flight: InFlight,
     /// By HTTP/2 path, `/package.Service/Method`.
     methods: BTreeMap<String, Method>,
@@ -86,6 +93,7 @@ impl Edge {
     pub(super) fn new(
         ex: Arc<Exchange>,
         max_message_bytes: usize,
+        message_timeout: std::time::Duration,
         in_flight: InFlight,
         descriptor_sets: &[&[u8]],
     ) -> Result<Edge, prost::DecodeError> {
@@ -114,6 +122,7 @@ impl Edge {
             shared: Arc::new(Shared {
                 ex,
                 max_message_bytes,
+                message_timeout,
                 in_flight,
                 methods,
                 services,
@@ -185,9 +194,15 @@ where
                 peer: info.peer.clone(),
                 actor: None,
             };
-            let Ok(permit) = shared.in_flight.permits.clone().try_acquire_owned() else {
-                let busy = ExchangeError::Busy(shared.in_flight.limit as usize);
-                return Ok(shared.refuse(&ctx, &label, busy).await);
+            let permit = match shared.in_flight.admit(&info.peer) {
+                Ok(p) => p,
+                Err(full) => {
+                    let busy = match full {
+                        Full::Node(n) => ExchangeError::Busy(n),
+                        Full::Caller(n) => ExchangeError::CallerBusy(n),
+                    };
+                    return Ok(shared.refuse(&ctx, &label, busy).await);
+                }
             };
             req.extensions_mut()
                 .insert(crate::rpc::RequestId(request_id.clone()));
@@ -242,6 +257,11 @@ struct Work {
 
 type Answer<E> = tokio::sync::oneshot::Sender<Result<HttpResponse, E>>;
 
+/// In a request's extensions: told by `Api::call` the moment a handler
+/// starts, after tonic has read the whole message.
+#[derive(Clone)]
+pub(crate) struct Started(pub(crate) Arc<tokio::sync::Notify>);
+
 impl Work {
     async fn run<S, B>(self, mut inner: S, req: http::Request<B>, answer: Answer<S::Error>)
     where
@@ -263,7 +283,26 @@ impl Work {
             let _ = answer.send(Ok(resp));
             return;
         }
-        let mut resp = match inner.call(req).await {
+        // Until a handler starts, the request is only waiting for its
+        // message: a caller that never finishes sending it would hold its
+        // place for as long as it likes. That wait is bounded; a handler
+        // that has started runs to its end.
+        let started = Arc::new(tokio::sync::Notify::new());
+        let mut req = req;
+        req.extensions_mut().insert(Started(started.clone()));
+        let call = inner.call(req);
+        tokio::pin!(call);
+        let result = tokio::select! {
+            biased;
+            r = &mut call => r,
+            () = started.notified() => call.await,
+            () = tokio::time::sleep(shared.message_timeout) => {
+                let late = ExchangeError::MessageTimeout(shared.message_timeout.as_millis() as u64);
+                let _ = answer.send(Ok(shared.refuse(&ctx, &label, late).await));
+                return;
+            }
+        };
+        let mut resp = match result {
             Ok(resp) => resp,
             Err(e) => {
                 let _ = answer.send(Err(e));
@@ -322,43 +361,6 @@ fn grpc_timeout(headers: &http::HeaderMap) -> Option<std::time::Duration> {
         "n" => Duration::from_nanos(n),
         _ => return None,
     })
-}
-
-/// The requests in progress on a node's listener (`[limits]
-/// max_requests_in_flight`). Each holds a permit from the moment the edge
-/// admits it until its work — handler and record — has ended, whether or
-/// not its caller still waits; one beyond the limit is refused at once
-/// (`UNAVAILABLE`, recorded). A stream's end no longer ends its work, so
-/// this, not HTTP/2's streams per connection, bounds the work a node has
-/// in hand.
-#[derive(Clone)]
-pub struct InFlight {
-    permits: Arc<tokio::sync::Semaphore>,
-    limit: u32,
-}
-
-impl InFlight {
-    /// `limit`: 1 to [`tokio::sync::Semaphore::MAX_PERMITS`] (the
-    /// configuration bounds it far below).
-    pub fn new(limit: usize) -> InFlight {
-        let limit = u32::try_from(limit.max(1)).unwrap_or(u32::MAX);
-        InFlight {
-            permits: Arc::new(tokio::sync::Semaphore::new(limit as usize)),
-            limit,
-        }
-    }
-
-    /// Requests in progress now.
-    pub fn now(&self) -> usize {
-        self.limit as usize - self.permits.available_permits()
-    }
-
-    /// Waits until no request is in progress: at shutdown, once the server
-    /// has stopped taking requests, so that requests whose callers stopped
-    /// waiting still end, and are recorded, before the log is closed.
-    pub async fn drained(&self) {
-        let _ = self.permits.acquire_many(self.limit).await;
-    }
 }
 
 /// Why a request is refused before any service sees it.
