@@ -180,6 +180,9 @@ async fn refusals_before_the_handler_have_the_right_status_a_request_id_and_one_
         f.extend_from_slice(&(100u32 << 20).to_be_bytes());
         f
     };
+    // A message one byte over the limit (of zero bytes: a valid field-less
+    // encoding would decode).
+    let over_the_limit = grpc_frame(0, &vec![0u8; node.config.limits.max_message_bytes + 1]);
     // The prefix announces 100 bytes; 3 follow, then the stream ends.
     let truncated = vec![0, 0, 0, 0, 100, 0x1a, 0x01, b'x'];
     let get = |what, body| Fault {
@@ -222,6 +225,21 @@ async fn refusals_before_the_handler_have_the_right_status_a_request_id_and_one_
             path: "/grpc.health.v1.Health/Check",
             method: "grpc.health.v1.Health/Check",
             ..get("health, not decodable", Some(grpc_frame(0, b"\xff")))
+        },
+        // Every service decodes at most max_message_bytes (health took
+        // tonic's own 4 MiB).
+        Fault {
+            path: "/grpc.health.v1.Health/Check",
+            method: "grpc.health.v1.Health/Check",
+            code: Code::ResourceExhausted,
+            ..get(
+                "health, beyond the message limit",
+                Some(over_the_limit.clone()),
+            )
+        },
+        Fault {
+            code: Code::ResourceExhausted,
+            ..get("just beyond the message limit", Some(over_the_limit))
         },
     ];
     let n = faults.len() as i64;

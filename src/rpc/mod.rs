@@ -195,10 +195,11 @@ pub enum RouterError {
 /// `grpc.health.v1` and server reflection (v1 and v1alpha), all behind
 /// [`Edge`], which applies the identity rules to every service and records
 /// every answer that does not come from [`Api::call`], and runs every
-/// admitted request to its end under a permit of `in_flight`. tonic refuses a
-/// message beyond 4 × `max_message_bytes` before decoding it (the edge
-/// records that as `RESOURCE_EXHAUSTED`); below, `Api::call` refuses
-/// oversized messages with `RESOURCE_EXHAUSTED` and an access record.
+/// admitted request to its end under a permit of `in_flight`. Every
+/// service's decoder refuses a message beyond `max_message_bytes` before
+/// buffering more of it (the edge records that as `RESOURCE_EXHAUSTED`), so
+/// the messages in hand are at most `max_requests_in_flight` ×
+/// `max_message_bytes`; `Api::call` checks a decoded message's size again.
 ///
 /// Errors: only if the embedded descriptors cannot be read.
 pub async fn router(
@@ -209,7 +210,7 @@ pub async fn router(
     in_flight: InFlight,
 ) -> Result<(Routes, Health), RouterError> {
     let api = Api::new(ex.clone(), max_message_bytes);
-    let hard_cap = max_message_bytes.saturating_mul(4);
+    let cap = max_message_bytes;
     let (reporter, health_service) = tonic_health::server::health_reporter();
     let health = Health(reporter);
     health.set(true).await;
@@ -218,8 +219,9 @@ pub async fn router(
             .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
-    let reflection_v1 = reflection().build_v1()?;
-    let reflection_v1alpha = reflection().build_v1alpha()?;
+    let reflection_v1 = reflection().build_v1()?.max_decoding_message_size(cap);
+    let reflection_v1alpha = reflection().build_v1alpha()?.max_decoding_message_size(cap);
+    let health_service = health_service.max_decoding_message_size(cap);
     let edge = Edge::new(
         ex,
         max_message_bytes,
@@ -231,19 +233,19 @@ pub async fn router(
         .layer(edge)
         .add_service(
             pb::case_service_server::CaseServiceServer::new(api.clone())
-                .max_decoding_message_size(hard_cap),
+                .max_decoding_message_size(cap),
         )
         .add_service(
             pb::consent_service_server::ConsentServiceServer::new(api.clone())
-                .max_decoding_message_size(hard_cap),
+                .max_decoding_message_size(cap),
         )
         .add_service(
             pb::audit_service_server::AuditServiceServer::new(api.clone())
-                .max_decoding_message_size(hard_cap),
+                .max_decoding_message_size(cap),
         )
         .add_service(
             pb::statistics_service_server::StatisticsServiceServer::new(api)
-                .max_decoding_message_size(hard_cap),
+                .max_decoding_message_size(cap),
         )
         .add_service(health_service)
         .add_service(reflection_v1)

@@ -437,8 +437,8 @@ impl Shared {
             ),
             tonic::Code::OutOfRange | tonic::Code::ResourceExhausted => {
                 ExchangeError::TooLarge(format!(
-                    "request is larger than this node accepts: at most {} bytes per message",
-                    self.max_message_bytes
+                    "request is more than {max} bytes; this node accepts at most {max} bytes per message",
+                    max = self.max_message_bytes
                 ))
             }
             tonic::Code::NotFound => ExchangeError::NotFound(cause),
