@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{DEFAULT_PURPOSES, Role, is_name};
+use crate::store::redact_url;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -35,6 +36,8 @@ pub struct Config {
     pub database: DatabaseConfig,
     #[serde(default)]
     pub statistics: StatisticsConfig,
+    #[serde(default)]
+    pub(crate) consent: ConsentConfig,
     #[serde(default, rename = "participant")]
     pub participants: Vec<Participant>,
     /// Folder the relative paths are resolved against; not in the file.
@@ -54,7 +57,7 @@ pub struct NodeConfig {
     /// "sqlite://sluis.db" (relative to this file) or an absolute sqlite path.
     pub database: String,
     /// The Cedar policy file.
-    pub policy: PathBuf,
+    pub(crate) policy: PathBuf,
     /// Purposes callers may state. Defaults to the LVV purposes.
     #[serde(default = "default_purposes")]
     pub purposes: Vec<String>,
@@ -68,11 +71,11 @@ pub struct NodeConfig {
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// The node's certificate chain (PEM).
-    pub cert: PathBuf,
+    pub(crate) cert: PathBuf,
     /// The node's private key (PEM).
-    pub key: PathBuf,
+    pub(crate) key: PathBuf,
     /// CA certificates that issue client certificates (PEM, one or more).
-    pub client_ca: PathBuf,
+    pub(crate) client_ca: PathBuf,
     /// Certificate revocation lists (PEM). Expired CRLs are refused.
     #[serde(default)]
     pub crl: Vec<PathBuf>,
@@ -116,7 +119,7 @@ pub struct Limits {
     /// with its fingerprint: this many distinct certificates per source per
     /// report interval; further ones are counted in the source's summary.
     #[serde(default = "default_refused_certificate_records_per_source")]
-    pub refused_certificate_records_per_source: usize,
+    pub(crate) refused_certificate_records_per_source: usize,
     /// Requests in progress at once on the listener: each from the moment
     /// it is admitted until its work and its record are done, also when
     /// its caller stopped waiting. A request beyond is refused at once
@@ -198,6 +201,37 @@ impl Default for DatabaseConfig {
             wal_warn_mb: default_wal_warn_mb(),
         }
     }
+}
+
+/// What consent the node records (`[consent]`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ConsentConfig {
+    /// The longest validity window a consent may have, in days: a window
+    /// ending (or beginning) further away is refused as a likely typo in the
+    /// year. Open-ended consents stay allowed (withdrawal ends them).
+    #[serde(default = "default_max_validity_days")]
+    pub(crate) max_validity_days: u32,
+}
+
+impl Default for ConsentConfig {
+    fn default() -> Self {
+        ConsentConfig {
+            max_validity_days: default_max_validity_days(),
+        }
+    }
+}
+
+impl ConsentConfig {
+    /// The maximum validity in milliseconds.
+    pub(crate) fn max_validity_ms(&self) -> i64 {
+        i64::from(self.max_validity_days) * 86_400_000
+    }
+}
+
+/// Five years (and a leap day).
+fn default_max_validity_days() -> u32 {
+    1826
 }
 
 /// Disclosure control of the statistics this node publishes (see
@@ -424,7 +458,7 @@ impl Config {
         // Every number is bounded: a value past what the runtime can
         // represent (a timer, a semaphore) would panic the node at start
         // or on its first connection instead of being refused here.
-        let bounds: [(&str, u64, u64, u64); 18] = [
+        let bounds: [(&str, u64, u64, u64); 19] = [
             (
                 "node.checkpoint_interval_ms",
                 self.node.checkpoint_interval_ms,
@@ -528,6 +562,12 @@ impl Config {
                 0,
                 100_000_000,
             ),
+            (
+                "consent.max_validity_days",
+                u64::from(self.consent.max_validity_days),
+                1,
+                36_525,
+            ),
         ];
         for (name, value, min, max) in bounds {
             if !(min..=max).contains(&value) {
@@ -578,7 +618,7 @@ impl Config {
     }
 
     /// The SQLite read cache's bounds.
-    pub fn cache_bounds(&self) -> crate::store::CacheBounds {
+    pub(crate) fn cache_bounds(&self) -> crate::store::CacheBounds {
         crate::store::CacheBounds {
             entries: self.database.cache_entries,
             bytes: usize::try_from(self.database.cache_mb.saturating_mul(1024 * 1024))
@@ -586,7 +626,7 @@ impl Config {
         }
     }
 
-    pub fn pool_settings(&self) -> crate::store::PoolSettings {
+    pub(crate) fn pool_settings(&self) -> crate::store::PoolSettings {
         crate::store::PoolSettings {
             max_connections: self.database.max_connections,
             acquire_timeout: Duration::from_millis(self.database.acquire_timeout_ms),
@@ -595,7 +635,7 @@ impl Config {
         }
     }
 
-    pub fn handshake_timeout(&self) -> Duration {
+    pub(crate) fn handshake_timeout(&self) -> Duration {
         Duration::from_millis(self.tls.handshake_timeout_ms)
     }
 
@@ -633,11 +673,11 @@ impl Config {
 
     /// How often connections without a certificate are summarised in the
     /// access log.
-    pub fn unauthenticated_report_interval(&self) -> Duration {
+    pub(crate) fn unauthenticated_report_interval(&self) -> Duration {
         Duration::from_secs(self.limits.unauthenticated_report_secs)
     }
 
-    pub fn max_connection_age(&self) -> Duration {
+    pub(crate) fn max_connection_age(&self) -> Duration {
         Duration::from_secs(self.tls.max_connection_age_secs)
     }
 }
@@ -645,7 +685,7 @@ impl Config {
 /// A node name usable as a C2SP signed-note key name
 /// (<https://c2sp.org/signed-note>: non-empty, no Unicode spaces, no '+')
 /// and as the first line of a checkpoint (no control characters).
-pub fn valid_node_name(name: &str) -> bool {
+pub(crate) fn valid_node_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 255
         && !name
@@ -681,17 +721,6 @@ fn parse_message(text: &str, e: &toml::de::Error) -> String {
     }
     message
 }
-
-pub fn valid_participant_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && id.bytes().all(|b| {
-            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.')
-        })
-}
-
-/// Masks a database URL's password (the store owns database URLs).
-pub use crate::store::redact_url;
 
 #[cfg(test)]
 mod tests {

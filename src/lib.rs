@@ -17,13 +17,22 @@
 //!   the API and its clients ([`rpc`]), and what a privacy officer checks
 //!   offline — records, proofs, checkpoints, verification ([`tlog`]) and
 //!   the node's database read as an officer would ([`store`]);
-//! - **the benchmark package** (`bench/`), which also times the pieces of
-//!   the request path on their own: the [`policy`], consent evaluation
-//!   ([`model`]), pseudonyms and the vault ([`gateway`]).
+//! - **the benchmark package** (`bench/`), which starts nodes as the tests
+//!   do ([`node`], [`config`], [`dev::init`], [`dev::sample`]'s cases) and
+//!   loads them through the API ([`rpc`], [`net::client`]); serves bare
+//!   tonic over the same mTLS accept loop for comparison ([`net::tls`],
+//!   [`net::identity`], [`net::sources`]); fills and checks large logs
+//!   through the one log writer ([`store::Store`] and its `LogSink`,
+//!   [`tlog::AuditLog`], [`tlog::verify`], [`tlog::proof`],
+//!   [`tlog::checkpoint`]); times the pieces of the request path on their
+//!   own: the [`policy`], consent evaluation ([`model`]), pseudonyms and the
+//!   vault ([`gateway`]), record encoding and leaf hashing ([`tlog`]); and
+//!   logs and runs as the binary does ([`cli::init_tracing`],
+//!   [`cli::runtime`]).
 //!
 //! Dependencies point down: `cli → node → rpc → gateway → {policy, tlog,
 //! stats} → store`; `net` beside them for the transport; everything may use
-//! `model`, the shared vocabulary.
+//! `model`, the shared vocabulary. ARCHITECTURE.md lists the exceptions.
 #![forbid(unsafe_code)]
 
 pub mod cli;

@@ -49,7 +49,7 @@ pub enum NodeError {
 /// A node serving in the background of the current tokio runtime.
 pub struct Node {
     pub local_addr: SocketAddr,
-    pub exchange: Arc<Exchange>,
+    pub(crate) exchange: Arc<Exchange>,
     pub store: Store,
     /// Connections without an accepted certificate, per source, until the
     /// next summary (see [`Node::report_unauthenticated`]).
@@ -122,7 +122,8 @@ impl Node {
                 registry.clone(),
                 audit,
             )
-            .with_statistics(config.statistics.settings()),
+            .with_statistics(config.statistics.settings())
+            .with_consent_max_validity(config.consent.max_validity_ms()),
         );
         let tls_files = config.tls_files();
         let (tls_tx, tls_rx) = watch::channel(tls::server_config(&tls_files)?);
@@ -207,6 +208,12 @@ impl Node {
         Ok(())
     }
 
+    /// The node's signed-note verifier key (`<name>+<key id>+<base64 key>`,
+    /// C2SP signed-note): what checks its receipts and checkpoints.
+    pub fn verifier_key(&self) -> String {
+        self.exchange.verifier_key()
+    }
+
     /// Ends the current interval of connections without an accepted
     /// certificate now: writes one access record per source that had any
     /// (what the node otherwise does every `unauthenticated_report_secs`,
@@ -235,16 +242,8 @@ impl Node {
         // Requests have drained: summarise the last interval's connections
         // without a certificate, and cover the log's tail with a checkpoint.
         report_unauthenticated(&self.exchange, &self.sources).await;
-        self.exchange.audit.sign_pending().await;
+        self.exchange.sign_pending().await;
         self.store.close().await;
         result
-    }
-
-    /// Waits until the server stops by itself (it normally does not).
-    pub async fn wait(&mut self) -> Result<(), NodeError> {
-        match (&mut self.task).await {
-            Ok(r) => r,
-            Err(_) => Ok(()),
-        }
     }
 }

@@ -23,7 +23,7 @@ async fn query(officer: &mut Clients, req: pb::QueryAccessRequest) -> Vec<pb::Ac
     let mut stream = officer.audit.query_access(req).await.unwrap().into_inner();
     let mut out = Vec::new();
     while let Some(e) = stream.next().await {
-        out.push(e.unwrap());
+        out.push(e.unwrap().entry.expect("each message holds an entry"));
     }
     out
 }
@@ -175,7 +175,7 @@ async fn officer_queries_reports_and_proves_others_are_refused() {
     let denied_only = query(
         &mut officer,
         pb::QueryAccessRequest {
-            decision: "denied".into(),
+            decision: pb::Decision::Denied as i32,
             ..Default::default()
         },
     )
@@ -208,7 +208,7 @@ async fn officer_queries_reports_and_proves_others_are_refused() {
     let p = officer
         .audit
         .get_inclusion_proof(pb::GetInclusionProofRequest {
-            entry: Some(pb::get_inclusion_proof_request::Entry::RequestId(
+            entry: Some(pb::get_inclusion_proof_request::Entry::AccessRecordId(
                 read_id.clone(),
             )),
             tree_size: 0,
@@ -217,7 +217,7 @@ async fn officer_queries_reports_and_proves_others_are_refused() {
         .unwrap()
         .into_inner();
     let entry = p.entry.unwrap();
-    assert_eq!(entry.request_id, read_id);
+    assert_eq!(entry.access_record_id, read_id);
     assert_eq!(entry.caller, NGO);
     let cp =
         Checkpoint::verify(&p.checkpoint.unwrap().signed_note, &key).expect("signed by the node");
@@ -361,7 +361,7 @@ async fn the_log_verifies_while_the_node_keeps_appending() {
                 .unwrap();
         }
     });
-    let key = node.node.exchange.verifier_key();
+    let key = node.node.verifier_key();
     let mut sizes = Vec::new();
     while !writing.is_finished() {
         let report = sluis::tlog::verify::verify_log(&node.node.store, &key, None, |_, _| {})

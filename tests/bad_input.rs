@@ -237,7 +237,7 @@ async fn get_case_bad_input() {
             "unknown purpose",
             get(case_id(&id), BSN_LIKE, vec![]),
             Code::InvalidArgument,
-            "unknown purpose: use one of",
+            "unknown purpose; use one of",
         )
         .never_echo(BSN_LIKE),
         bad(
@@ -313,6 +313,7 @@ fn register_with(f: impl FnOnce(&mut pb::Identity)) -> Call {
     };
     f(&mut identity);
     Call::Register(Box::new(pb::RegisterCaseRequest {
+        request_id: String::new(),
         data: Some(pb::CaseData {
             identity: Some(identity),
             ..Default::default()
@@ -324,6 +325,7 @@ fn register_with(f: impl FnOnce(&mut pb::Identity)) -> Call {
 async fn register_case_bad_input() {
     let node = TestNode::start().await;
     let two_mib_of_notes = pb::RegisterCaseRequest {
+        request_id: String::new(),
         data: Some(pb::CaseData {
             guidance: Some(pb::Guidance {
                 organisation: NGO.into(),
@@ -335,6 +337,7 @@ async fn register_case_bad_input() {
     // Beyond the transport's decoding cap (4 × the limit): refused before
     // decoding, and still answered with a request id and recorded.
     let eight_mib_of_notes = pb::RegisterCaseRequest {
+        request_id: String::new(),
         data: Some(pb::CaseData {
             guidance: Some(pb::Guidance {
                 organisation: NGO.into(),
@@ -353,6 +356,7 @@ async fn register_case_bad_input() {
         bad(
             "data without identity",
             Call::Register(Box::new(pb::RegisterCaseRequest {
+                request_id: String::new(),
                 data: Some(pb::CaseData {
                     identity: None,
                     ..full_case("Test Persoon", "1234567890", "111222333")
@@ -413,6 +417,19 @@ async fn register_case_bad_input() {
             register_with(|i| i.date_of_birth = "1987-02-29".into()),
             Code::InvalidArgument,
             "data.identity.date_of_birth must be a date written YYYY-MM-DD",
+        ),
+        bad(
+            "date of birth in the future",
+            register_with(|i| i.date_of_birth = "2090-01-01".into()),
+            Code::InvalidArgument,
+            "data.identity.date_of_birth is in the future",
+        )
+        .never_echo("2090-01-01"),
+        bad(
+            "date of birth before 1900",
+            register_with(|i| i.date_of_birth = "1850-01-01".into()),
+            Code::InvalidArgument,
+            "data.identity.date_of_birth is before 1900-01-01",
         )
         .never_echo("1987-02-29"),
         bad(
@@ -513,7 +530,7 @@ async fn grant_consent_bad_input() {
                 &id,
             ),
             Code::InvalidArgument,
-            "recipients: each entry must set participant or role",
+            "recipients[0] must set participant or role",
         ),
         bad(
             "no categories",
@@ -537,7 +554,7 @@ async fn grant_consent_bad_input() {
             "unknown purpose",
             grant(|m| m.purposes = vec!["return".into(), BSN_LIKE.into()], &id),
             Code::InvalidArgument,
-            "unknown purpose: use one of",
+            "unknown purpose; use one of",
         )
         .never_echo(BSN_LIKE),
         bad(
@@ -547,7 +564,7 @@ async fn grant_consent_bad_input() {
                 &id,
             ),
             Code::InvalidArgument,
-            "a participant named there is not registered with this node",
+            "recipients[0].participant is not registered with this node",
         ),
         bad(
             "malformed participant id",
@@ -556,13 +573,44 @@ async fn grant_consent_bad_input() {
                 &id,
             ),
             Code::InvalidArgument,
-            "recipients must be a participant id",
+            "recipients[0].participant must be a participant id",
         ),
         bad(
             "unknown role",
-            grant(|m| m.recipients = vec![role("burgemeester")], &id),
+            grant(
+                |m| {
+                    m.recipients = vec![pb::Recipient {
+                        recipient: Some(pb::recipient::Recipient::Role(99)),
+                    }]
+                },
+                &id,
+            ),
             Code::InvalidArgument,
-            "recipients: unknown role; use municipality, ind, dtv, avim, ngo, monitor, privacy_officer",
+            "recipients[0].role: unknown role; use ROLE_MUNICIPALITY (1) to ROLE_PRIVACY_OFFICER (7)",
+        ),
+        bad(
+            "a role that never receives case data",
+            grant(|m| m.recipients = vec![role("privacy_officer")], &id),
+            Code::InvalidArgument,
+            "recipients[0].role: the node's policy releases no case data to role privacy_officer",
+        ),
+        bad(
+            "a window wholly in the past",
+            grant(
+                |m| {
+                    m.valid_from = Some(Timestamp {
+                        seconds: 1_700_000_000,
+                        nanos: 0,
+                    });
+                    m.valid_until = Some(Timestamp {
+                        seconds: 1_700_086_400,
+                        nanos: 0,
+                    });
+                },
+                &id,
+            ),
+            Code::InvalidArgument,
+            "valid_until is in the past",
         ),
         bad(
             "evidence_ref planting lines in the signed receipt",
@@ -602,6 +650,7 @@ async fn grant_consent_bad_input() {
 
 fn withdraw(consent_id: &str) -> Call {
     Call::Withdraw(pb::WithdrawConsentRequest {
+        request_id: String::new(),
         consent_id: consent_id.into(),
         note: "withdrawn in conversation".into(),
     })
@@ -629,6 +678,7 @@ async fn withdraw_consent_bad_input() {
         bad(
             "a note of two lines",
             Call::Withdraw(pb::WithdrawConsentRequest {
+                request_id: String::new(),
                 consent_id: consent.clone(),
                 note: "withdrawn\nstate active".into(),
             }),
@@ -657,6 +707,7 @@ async fn withdraw_consent_bad_input() {
     let first = owner
         .consents
         .withdraw_consent(with_actor(pb::WithdrawConsentRequest {
+            request_id: String::new(),
             consent_id: consent.clone(),
             note: String::new(),
         }))
@@ -780,4 +831,69 @@ async fn subject_access_report_bad_input() {
     for b in cases {
         check(&node, b).await;
     }
+}
+
+/// "Nothing changed" above rests on the node's fingerprint: it must move
+/// with each kind of write a request makes, or those checks could not fail.
+#[tokio::test]
+async fn the_fingerprint_sees_every_kind_of_write() {
+    let node = TestNode::start().await;
+    let mut gemeente = node.client(GEMEENTE).await;
+    let mut seen = vec![node.digest().await];
+    let mut changed = async |what: &str| {
+        let now = node.digest().await;
+        assert!(!seen.contains(&now), "{what}: the fingerprint changed");
+        seen.push(now);
+    };
+
+    // A case, its data, the owner's pseudonym and the subject index.
+    let (case_id, _) = register(&mut gemeente).await;
+    changed("register").await;
+    // New data for one category: the case's version and that category.
+    let moved = pb::CaseData {
+        shelter: Some(pb::Shelter {
+            location: "LVV West".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let update = pb::UpdateCaseRequest {
+        case_id: case_id.clone(),
+        data: Some(moved),
+        request_id: String::new(),
+    };
+    gemeente
+        .cases
+        .update_case(with_actor(update))
+        .await
+        .expect("update");
+    changed("update").await;
+    // A consent and its recipients.
+    let consent = common::grant(
+        &mut gemeente,
+        &case_id,
+        vec![participant(NGO)],
+        &[pb::Category::Identity, pb::Category::Shelter],
+        &["shelter"],
+    )
+    .await;
+    changed("grant").await;
+    // A pseudonym issued to another recipient with its access record.
+    let mut ngo = node.client(NGO).await;
+    ngo.cases
+        .get_case(by_id(&case_id, "shelter"))
+        .await
+        .expect("read");
+    changed("first read by the NGO").await;
+    // An event appended to the consent.
+    gemeente
+        .consents
+        .withdraw_consent(with_actor(pb::WithdrawConsentRequest {
+            consent_id: consent.consent_id,
+            note: String::new(),
+            request_id: String::new(),
+        }))
+        .await
+        .expect("withdraw");
+    changed("withdraw").await;
 }

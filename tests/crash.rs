@@ -303,9 +303,12 @@ async fn load(
                     let r = c
                         .consents
                         .grant_consent(with_actor(pb::GrantConsentRequest {
+                            request_id: String::new(),
                             case_id,
                             recipients: vec![pb::Recipient {
-                                recipient: Some(pb::recipient::Recipient::Role("dtv".into())),
+                                recipient: Some(pb::recipient::Recipient::Role(
+                                    pb::Role::Dtv as i32,
+                                )),
                             }],
                             categories: vec![pb::Category::Perspective as i32],
                             purposes: vec!["return".into()],
@@ -322,6 +325,7 @@ async fn load(
                 }
                 _ => {
                     let r = c.cases.register_case(with_actor(pb::RegisterCaseRequest {
+                        request_id: String::new(),
                         data: Some(new_case()),
                     }));
                     answered(tokio::time::timeout(REQUEST_TIMEOUT, r).await).map(|(id, r)| {
@@ -418,6 +422,7 @@ async fn every_answered_request_survives_sigkill_and_the_log_verifies() {
     let r = gemeente
         .cases
         .register_case(with_actor(pb::RegisterCaseRequest {
+            request_id: String::new(),
             data: Some(new_case()),
         }))
         .await
@@ -470,6 +475,7 @@ async fn a_clean_stop_signs_the_unsigned_tail() {
         gemeente
             .cases
             .register_case(with_actor(pb::RegisterCaseRequest {
+                request_id: String::new(),
                 data: Some(new_case()),
             }))
             .await

@@ -23,6 +23,7 @@ use sluis::tlog::{AccessRecord, Decision};
 use tonic::{Code, Request};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
+use tonic_types::StatusExt;
 
 const OFFICER: &str = "fg-utrecht";
 const MONITOR: &str = "monitor-jenv";
@@ -80,6 +81,7 @@ async fn late(node: &TestNode, who: &str, path: &str, message: impl Message) -> 
         "{path}: {}",
         a.message
     );
+    assert_eq!(a.reason.as_deref(), Some("DEADLINE_PASSED"), "{path}");
     a.request_id()
 }
 
@@ -144,6 +146,7 @@ async fn a_deadline_that_passes_leaves_every_request_carried_out_and_recorded() 
                 "/sluis.v1.CaseService/RegisterCase",
                 pb::RegisterCaseRequest {
                     data: Some(full_case("Laat Persoon", "3234567890", "")),
+                    request_id: String::new(),
                 },
             )
             .await,
@@ -344,6 +347,7 @@ async fn a_write_whose_caller_resets_the_stream_is_recorded_and_applied_and_shut
         0,
         &pb::RegisterCaseRequest {
             data: Some(full_case("Afgebroken Persoon", "4234567890", "")),
+            request_id: String::new(),
         }
         .encode_to_vec(),
     );
@@ -423,6 +427,20 @@ async fn beyond_the_requests_in_flight_a_request_is_refused_and_recorded() {
         "{}",
         busy.message()
     );
+    let d = busy.get_error_details();
+    let info = d.error_info().expect("ErrorInfo");
+    assert_eq!(info.reason, "NODE_BUSY");
+    assert_eq!(
+        info.metadata
+            .get("max_requests_in_flight")
+            .map(String::as_str),
+        Some("1")
+    );
+    assert_eq!(
+        d.retry_info().and_then(|r| r.retry_delay),
+        Some(Duration::from_secs(1)),
+        "RetryInfo says when to try again"
+    );
     let rec = record_of(&node, &request_id_of(busy.metadata())).await;
     assert_eq!(
         (rec.method.as_str(), rec.status.as_str()),
@@ -490,6 +508,10 @@ async fn a_request_whose_message_never_ends_is_ended_and_recorded() {
         "{:?}",
         response.headers()
     );
+    assert_eq!(
+        reason_in(response.headers()).as_deref(),
+        Some("MESSAGE_TIMEOUT")
+    );
     let id = header("x-request-id").expect("x-request-id");
     let rec = record_of(&node, &id).await;
     assert_eq!(
@@ -544,6 +566,15 @@ async fn one_caller_cannot_take_every_place() {
             .contains("your organisation has 3 requests in progress"),
         "{}",
         refused.message()
+    );
+    let d = refused.get_error_details();
+    assert_eq!(
+        d.error_info().map(|i| i.reason.as_str()),
+        Some("CALLER_BUSY")
+    );
+    assert_eq!(
+        d.retry_info().and_then(|r| r.retry_delay),
+        Some(Duration::from_secs(1))
     );
     let rec = record_of(&node, &request_id_of(refused.metadata())).await;
     assert_eq!(

@@ -117,7 +117,10 @@ fn case(i: usize) -> pb::RegisterCaseRequest {
         // Some bulk, so the disk fills in fewer requests.
         s.notes = format!("{i:06} {}", "n".repeat(2000));
     }
-    pb::RegisterCaseRequest { data: Some(data) }
+    pb::RegisterCaseRequest {
+        request_id: String::new(),
+        data: Some(data),
+    }
 }
 
 fn read(case_id: &str) -> pb::GetCaseRequest {

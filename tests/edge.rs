@@ -194,6 +194,10 @@ async fn refusals_before_the_handler_have_the_right_status_a_request_id_and_one_
         code: Code::InvalidArgument,
         method: "GetCase",
     };
+    let get_with = |what, headers, body| Fault {
+        headers,
+        ..get(what, body)
+    };
     let unknown = |what, path| Fault {
         path,
         code: Code::Unimplemented,
@@ -204,10 +208,16 @@ async fn refusals_before_the_handler_have_the_right_status_a_request_id_and_one_
         get("purpose not UTF-8", Some(grpc_frame(0, not_utf8))),
         unknown("unknown service", "/sluis.v1.NoSuchService/Get"),
         unknown("unknown method", "/sluis.v1.CaseService/Get123456782"),
+        // gzip is taken; bytes that do not decompress are not a message.
+        get_with(
+            "gzip that does not decompress",
+            &[("grpc-encoding", "gzip")],
+            Some(grpc_frame(1, b"\x1f\x8b")),
+        ),
         Fault {
-            headers: &[("grpc-encoding", "gzip")],
+            headers: &[("grpc-encoding", "zstd")],
             code: Code::Unimplemented,
-            ..get("gzip", Some(grpc_frame(1, b"\x1f\x8b")))
+            ..get("zstd", Some(grpc_frame(1, b"\x28\xb5\x2f\xfd")))
         },
         get("compressed flag, no encoding", Some(grpc_frame(1, b""))),
         get("truncated frame", Some(truncated)),

@@ -9,25 +9,6 @@ use tonic::Code;
 
 use pb::Category as C;
 
-/// Makes the real access-log table refuse writes, over a connection of its
-/// own, as a full disk or a broken volume would.
-async fn block_log(node: &TestNode, blocked: bool) {
-    if blocked {
-        node.sql(
-            "CREATE TRIGGER block_log BEFORE INSERT ON access_log BEGIN SELECT RAISE(ABORT, 'disk full'); END",
-            "CREATE FUNCTION block_log() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'disk full'; END; $$;
-             CREATE TRIGGER block_log BEFORE INSERT ON access_log FOR EACH ROW EXECUTE FUNCTION block_log();",
-        )
-        .await;
-    } else {
-        node.sql(
-            "DROP TRIGGER block_log",
-            "DROP TRIGGER block_log ON access_log; DROP FUNCTION block_log();",
-        )
-        .await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_data_leaves_and_nothing_changes_when_the_log_cannot_be_written() {
     let node = TestNode::start().await;
@@ -73,6 +54,7 @@ async fn no_data_leaves_and_nothing_changes_when_the_log_cannot_be_written() {
     let err = gemeente
         .cases
         .register_case(with_actor(pb::RegisterCaseRequest {
+            request_id: String::new(),
             data: Some(full_case("Ander Persoon", "2234567890", "123456782")),
         }))
         .await
@@ -81,6 +63,7 @@ async fn no_data_leaves_and_nothing_changes_when_the_log_cannot_be_written() {
     let err = gemeente
         .consents
         .withdraw_consent(with_actor(pb::WithdrawConsentRequest {
+            request_id: String::new(),
             consent_id: consent.consent_id.clone(),
             note: String::new(),
         }))
@@ -163,6 +146,7 @@ async fn a_record_the_database_refuses_fails_only_its_own_request() {
             .cases
             .register_case(with_actor(pb::RegisterCaseRequest {
                 data: Some(full_case("Nog Een", "5234567890", "")),
+                request_id: String::new(),
             }))
             .await
     });
@@ -196,6 +180,15 @@ async fn a_record_the_database_refuses_fails_only_its_own_request() {
         "{}",
         err.message()
     );
+    {
+        use tonic_types::StatusExt;
+        assert_eq!(
+            err.get_error_details()
+                .error_info()
+                .map(|i| i.reason.as_str()),
+            Some("ACCESS_RECORD_REFUSED")
+        );
+    }
     assert!(err.metadata().get("x-request-id").is_some());
     assert!(
         own_cases(&mut gemeente).await.contains(&registered),

@@ -187,7 +187,6 @@ const DATES: &[&str] = &[
 ];
 const V_NUMBERS: &[&str] = &["1234567890", "0000000000", "123456789", "12345678901"];
 const BSNS: &[&str] = &["111222333", "123456782", "123456789", "000000000", ""];
-const ROLES: &[&str] = &["dtv", "ind", "ngo", "privacy_officer", "DTV", ""];
 const PARTICIPANTS: &[&str] = &[
     "dtv",
     "ngo-vluchtelingenwerk",
@@ -195,6 +194,12 @@ const PARTICIPANTS: &[&str] = &[
     "a.b_c-d",
     "",
 ];
+
+/// An enum's code: mostly the known ones (0 to `last`) and just past them,
+/// sometimes any number.
+fn enum_code(last: i32) -> BoxedStrategy<i32> {
+    prop_oneof![4 => 0i32..=last + 1, 1 => any::<i32>()].boxed()
+}
 
 fn category() -> BoxedStrategy<i32> {
     prop_oneof![4 => 0i32..=9, 1 => any::<i32>()].boxed()
@@ -329,7 +334,7 @@ fn recipients() -> BoxedStrategy<Vec<pb::Recipient>> {
     proptest::collection::vec(
         prop_oneof![
             field(PARTICIPANTS).prop_map(|p| Some(pb::recipient::Recipient::Participant(p))),
-            field(ROLES).prop_map(|r| Some(pb::recipient::Recipient::Role(r))),
+            enum_code(7).prop_map(|r| Some(pb::recipient::Recipient::Role(r))),
             Just(None),
         ]
         .prop_map(|recipient| pb::Recipient { recipient }),
@@ -378,12 +383,21 @@ fn message(k: &Known) -> BoxedStrategy<Call> {
     prop_oneof![
         case_data().prop_map(move |d| owner(
             Method::RegisterCase,
-            pb::RegisterCaseRequest { data: Some(d) }.encode_to_vec()
+            pb::RegisterCaseRequest {
+                request_id: String::new(),
+                data: Some(d)
+            }
+            .encode_to_vec()
         )),
         (id(k.case_id.clone()), proptest::option::of(case_data())).prop_map(
             move |(case_id, data)| owner(
                 Method::UpdateCase,
-                pb::UpdateCaseRequest { case_id, data }.encode_to_vec()
+                pb::UpdateCaseRequest {
+                    request_id: String::new(),
+                    case_id,
+                    data
+                }
+                .encode_to_vec()
             )
         ),
         (
@@ -411,7 +425,7 @@ fn message(k: &Known) -> BoxedStrategy<Call> {
         (
             prop_oneof![0i32..3, any::<i32>()],
             field(PURPOSES),
-            prop_oneof![0u32..3, any::<u32>()],
+            prop_oneof![0i32..3, Just(-1), any::<i32>()],
             prop_oneof![
                 Just(String::new()),
                 Just(k.owner_token.clone()),
@@ -461,6 +475,7 @@ fn message(k: &Known) -> BoxedStrategy<Call> {
                 )| owner(
                     Method::GrantConsent,
                     pb::GrantConsentRequest {
+                        request_id: String::new(),
                         case_id,
                         recipients,
                         categories,
@@ -474,7 +489,12 @@ fn message(k: &Known) -> BoxedStrategy<Call> {
             ),
         (id(k.consent_id.clone()), text()).prop_map(move |(consent_id, note)| owner(
             Method::WithdrawConsent,
-            pb::WithdrawConsentRequest { consent_id, note }.encode_to_vec()
+            pb::WithdrawConsentRequest {
+                request_id: String::new(),
+                consent_id,
+                note
+            }
+            .encode_to_vec()
         )),
         id(k.case_id.clone()).prop_map(move |case_id| owner(
             Method::ListConsents,
@@ -489,17 +509,13 @@ fn message(k: &Known) -> BoxedStrategy<Call> {
             timestamp(),
             (
                 field(&["dtv", "-"]),
-                field(&["dtv"]),
+                enum_code(7),
                 field(&["GetCase", "tls.handshake"])
             ),
-            (
-                field(PURPOSES),
-                field(&["allowed", "denied"]),
-                id(k.case_id.clone())
-            ),
+            (field(PURPOSES), enum_code(7), id(k.case_id.clone())),
             field(&["ps1.aaaaaaaaaaaaaaaaaaaaaaaaaaa"]),
             size(),
-            prop_oneof![0u32..3, Just(100_000u32), any::<u32>()],
+            prop_oneof![0i32..3, Just(100_000i32), any::<i32>()],
         )
             .prop_map(
                 move |(

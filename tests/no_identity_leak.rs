@@ -27,6 +27,7 @@ async fn identities_never_appear_in_clear_in_files_or_logs() {
     let reg = gemeente
         .cases
         .register_case(with_actor(pb::RegisterCaseRequest {
+            request_id: String::new(),
             data: Some(full_case(NAME, V_NUMBER, BSN)),
         }))
         .await
@@ -65,11 +66,15 @@ async fn identities_never_appear_in_clear_in_files_or_logs() {
     bad.identity.as_mut().unwrap().name = NAME.into();
     let _ = gemeente
         .cases
-        .register_case(with_actor(pb::RegisterCaseRequest { data: Some(bad) }))
+        .register_case(with_actor(pb::RegisterCaseRequest {
+            request_id: String::new(),
+            data: Some(bad),
+        }))
         .await;
     let _ = gemeente
         .cases
         .update_case(with_actor(pb::UpdateCaseRequest {
+            request_id: String::new(),
             case_id: case_id.clone(),
             data: Some(full_case(NAME, V_NUMBER, BSN)),
         }))

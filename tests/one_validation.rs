@@ -16,6 +16,7 @@ use prost_types::Timestamp;
 use sluis::rpc::proto::v1 as pb;
 use tokio_stream::StreamExt;
 use tonic::{Code, Status};
+use tonic_types::StatusExt;
 
 const OFFICER: &str = "fg-utrecht";
 const UUID_HINT: &str =
@@ -43,6 +44,9 @@ enum Call {
 struct Entry {
     name: &'static str,
     field: &'static str,
+    /// The field the status's BadRequest names: `field` unless the check
+    /// is of two fields and blames the other.
+    violated: &'static str,
     call: Box<dyn Fn(&str) -> Call>,
 }
 
@@ -50,7 +54,14 @@ fn entry(name: &'static str, field: &'static str, call: impl Fn(&str) -> Call + 
     Entry {
         name,
         field,
+        violated: field,
         call: Box::new(call),
+    }
+}
+
+impl Entry {
+    fn blaming(self, violated: &'static str) -> Entry {
+        Entry { violated, ..self }
     }
 }
 
@@ -162,6 +173,7 @@ fn fields(case_id: &str) -> Vec<Field> {
                 entry("GetCase", "case_id", |v| Call::Get(by_id(v, "return"))),
                 entry("UpdateCase", "case_id", |v| {
                     Call::Update(pb::UpdateCaseRequest {
+                        request_id: String::new(),
                         case_id: v.into(),
                         data: None,
                     })
@@ -190,6 +202,7 @@ fn fields(case_id: &str) -> Vec<Field> {
             entries: vec![
                 entry("WithdrawConsent", "consent_id", |v| {
                     Call::Withdraw(pb::WithdrawConsentRequest {
+                        request_id: String::new(),
                         consent_id: v.into(),
                         note: String::new(),
                     })
@@ -206,9 +219,11 @@ fn fields(case_id: &str) -> Vec<Field> {
             bad: strings(&["req-1", "0190C4E2-7B1A-4C3E-9F00-1A2B3C4D5E6F"]),
             message: |f| format!("{f} {UUID_HINT}"),
             entries: vec![
-                entry("GetInclusionProof", "request_id", |v| {
+                entry("GetInclusionProof", "access_record_id", |v| {
                     Call::Prove(pb::GetInclusionProofRequest {
-                        entry: Some(pb::get_inclusion_proof_request::Entry::RequestId(v.into())),
+                        entry: Some(pb::get_inclusion_proof_request::Entry::AccessRecordId(
+                            v.into(),
+                        )),
                         tree_size: 0,
                     })
                 }),
@@ -220,8 +235,10 @@ fn fields(case_id: &str) -> Vec<Field> {
         Field {
             name: "purpose",
             bad: strings(&["curiosity", "Return", "return "]),
-            message: |_| {
-                "unknown purpose: use one of: case_consultation, return, onward_migration, legalisation, shelter, guidance, monitoring".into()
+            message: |f| {
+                format!(
+                    "{f}: unknown purpose; use one of: case_consultation, return, onward_migration, legalisation, shelter, guidance, monitoring"
+                )
             },
             entries: vec![
                 entry("GetCase", "purpose", move |v| Call::Get(by_id(&i1, v))),
@@ -232,7 +249,7 @@ fn fields(case_id: &str) -> Vec<Field> {
                         ..Default::default()
                     })
                 }),
-                entry("GrantConsent", "purposes", move |v| {
+                entry("GrantConsent", "purposes[0]", move |v| {
                     grant(&i2, |m| m.purposes = vec![v.into()])
                 }),
                 entry("QueryAccess", "purpose", |v| {
@@ -242,17 +259,21 @@ fn fields(case_id: &str) -> Vec<Field> {
         },
         Field {
             name: "role",
-            bad: strings(&["burgemeester", "DTV", "privacy officer"]),
+            bad: strings(&["8", "-1", "1000"]),
             message: |f| {
-                format!(
-                    "{f}: unknown role; use municipality, ind, dtv, avim, ngo, monitor, privacy_officer"
-                )
+                format!("{f}: unknown role; use ROLE_MUNICIPALITY (1) to ROLE_PRIVACY_OFFICER (7)")
             },
             entries: vec![
-                entry("GrantConsent", "recipients", move |v| {
-                    grant(&i3, |m| m.recipients = vec![role(v)])
+                entry("GrantConsent", "recipients[0].role", move |v| {
+                    grant(&i3, |m| {
+                        m.recipients = vec![pb::Recipient {
+                            recipient: Some(pb::recipient::Recipient::Role(v.parse().unwrap())),
+                        }]
+                    })
                 }),
-                entry("QueryAccess", "role", |v| query(|m| m.role = v.into())),
+                entry("QueryAccess", "role", |v| {
+                    query(|m| m.role = v.parse().unwrap())
+                }),
             ],
         },
         Field {
@@ -264,7 +285,7 @@ fn fields(case_id: &str) -> Vec<Field> {
                 )
             },
             entries: vec![
-                entry("GrantConsent", "recipients", move |v| {
+                entry("GrantConsent", "recipients[0].participant", move |v| {
                     grant(&i4, |m| m.recipients = vec![participant(v)])
                 }),
                 entry("QueryAccess", "caller", |v| query(|m| m.caller = v.into())),
@@ -291,14 +312,12 @@ fn fields(case_id: &str) -> Vec<Field> {
         },
         Field {
             name: "decision",
-            bad: strings(&["granted", "Allowed"]),
+            bad: strings(&["8", "-1"]),
             message: |f| {
-                format!(
-                    "{f}: unknown decision; use allowed, partial, denied, invalid, not_found, handshake_failed, error"
-                )
+                format!("{f}: unknown decision; use DECISION_ALLOWED (1) to DECISION_ERROR (7)")
             },
             entries: vec![entry("QueryAccess", "decision", |v| {
-                query(|m| m.decision = v.into())
+                query(|m| m.decision = v.parse().unwrap())
             })],
         },
         Field {
@@ -326,7 +345,8 @@ fn fields(case_id: &str) -> Vec<Field> {
                         m.since = at(s.parse().unwrap());
                         m.until = at(u.parse().unwrap());
                     })
-                }),
+                })
+                .blaming("until"),
                 entry("sluis audit export", "--since", |v| {
                     let rfc = |s: &str| {
                         time::OffsetDateTime::from_unix_timestamp(s.parse().unwrap())
@@ -369,6 +389,7 @@ fn fields(case_id: &str) -> Vec<Field> {
             entries: vec![
                 entry("RegisterCase", "data.identity.bsn", |v| {
                     Call::Register(pb::RegisterCaseRequest {
+                        request_id: String::new(),
                         data: Some(full_case("Test Persoon", "", v)),
                     })
                 }),
@@ -376,6 +397,7 @@ fn fields(case_id: &str) -> Vec<Field> {
                     let id = id.clone();
                     move |v| {
                         Call::Update(pb::UpdateCaseRequest {
+                            request_id: String::new(),
                             case_id: id.clone(),
                             data: Some(full_case("Test Persoon", "", v)),
                         })
@@ -395,6 +417,7 @@ fn fields(case_id: &str) -> Vec<Field> {
             entries: vec![
                 entry("RegisterCase", "data.identity.v_number", |v| {
                     Call::Register(pb::RegisterCaseRequest {
+                        request_id: String::new(),
                         data: Some(full_case("Test Persoon", v, "")),
                     })
                 }),
@@ -421,6 +444,7 @@ fn fields(case_id: &str) -> Vec<Field> {
                 }),
                 entry("WithdrawConsent", "note", |v| {
                     Call::Withdraw(pb::WithdrawConsentRequest {
+                        request_id: String::new(),
                         consent_id: "0190c4e2-7b1a-4c3e-9f00-1a2b3c4d5e6f".into(),
                         note: v.into(),
                     })
@@ -454,6 +478,19 @@ async fn each_field_is_checked_alike_at_every_entry_point() {
                         let status = refused(&f, call).await;
                         assert_eq!(status.code(), Code::InvalidArgument, "{what}: {status:?}");
                         assert_eq!(status.message(), want, "{what}");
+                        // The same, for programs: a BadRequest naming the
+                        // field by its path, and the reason.
+                        let details = status.get_error_details();
+                        let violations = &details.bad_request().expect(&what).field_violations;
+                        assert_eq!(violations.len(), 1, "{what}");
+                        assert_eq!(violations[0].field, e.violated, "{what}");
+                        assert_eq!(violations[0].description, want, "{what}");
+                        let info = details.error_info().expect(&what);
+                        assert_eq!(
+                            (info.reason.as_str(), info.domain.as_str()),
+                            ("INVALID_FIELD", "sluis.nl"),
+                            "{what}"
+                        );
                     }
                 }
                 assert_eq!(f.node.digest().await, digest, "{what}: nothing changed");

@@ -246,6 +246,7 @@ async fn database_restart_fails_closed_and_recovers_by_itself() {
                     1 => c
                         .cases
                         .register_case(with_actor(pb::RegisterCaseRequest {
+                            request_id: String::new(),
                             data: Some(full_case("Uitval Test", "3234567890", "")),
                         }))
                         .await
@@ -324,7 +325,7 @@ async fn database_restart_fails_closed_and_recovers_by_itself() {
             "acknowledged {id} is in the log"
         );
     }
-    let key = node.exchange.verifier_key();
+    let key = node.verifier_key();
     node.shutdown().await.unwrap();
     let (store, _) = sluis::store::Store::open(&server.url(), &Default::default(), false)
         .await

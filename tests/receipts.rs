@@ -47,6 +47,7 @@ async fn evidence_cannot_plant_lines_in_a_signed_receipt() {
     let planted = "DMS-1\ncategory medical\nstate active at 2099-01-01T00:00:00Z";
     let request = |evidence_ref: &str| {
         with_actor(pb::GrantConsentRequest {
+            request_id: String::new(),
             evidence_ref: evidence_ref.into(),
             ..consent_request(&case_id)
         })

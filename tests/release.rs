@@ -242,6 +242,7 @@ async fn withdrawal_takes_effect_on_the_very_next_request() {
     gemeente
         .consents
         .withdraw_consent(with_actor(pb::WithdrawConsentRequest {
+            request_id: String::new(),
             consent_id: consent.consent_id.clone(),
             note: String::new(),
         }))
@@ -295,6 +296,7 @@ async fn consent_validity_window_is_honoured() {
     let now = sluis::model::clock::now_millis();
     let hour = 3_600_000;
     let window = |from: i64, until: i64, cat: C| pb::GrantConsentRequest {
+        request_id: String::new(),
         case_id: case_id.clone(),
         recipients: vec![participant(NGO)],
         categories: cats(&[cat]),
@@ -303,12 +305,13 @@ async fn consent_validity_window_is_honoured() {
         valid_until: Some(ts(until)),
         evidence_ref: "DMS-2".into(),
     };
-    // Expired an hour ago, valid only from tomorrow, and one that ends in
-    // two seconds.
+    // One that ends in a second (a window already over is refused when
+    // recorded), one valid only from tomorrow, and one that ends in four
+    // seconds.
     for req in [
-        window(now - 2 * hour, now - hour, C::Shelter),
+        window(now - hour, now + 1_000, C::Shelter),
         window(now + 24 * hour, now + 48 * hour, C::Guidance),
-        window(now - hour, now + 2_000, C::Perspective),
+        window(now - hour, now + 4_000, C::Perspective),
     ] {
         gemeente
             .consents
@@ -317,6 +320,10 @@ async fn consent_validity_window_is_honoured() {
             .unwrap();
     }
     let mut ngo = node.client(NGO).await;
+    tokio::time::sleep(std::time::Duration::from_millis(
+        (now + 1_100 - sluis::model::clock::now_millis()).max(0) as u64,
+    ))
+    .await;
     let r = ngo
         .cases
         .get_case(by_id(&case_id, "guidance"))
@@ -331,7 +338,10 @@ async fn consent_validity_window_is_honoured() {
     );
 
     // Once the short consent's window closes, the next request is withheld.
-    tokio::time::sleep(std::time::Duration::from_millis(2_100)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(
+        (now + 4_100 - sluis::model::clock::now_millis()).max(0) as u64,
+    ))
+    .await;
     let r = ngo
         .cases
         .get_case(by_id(&case_id, "guidance"))
@@ -567,6 +577,7 @@ async fn an_update_is_what_the_next_read_sees() {
     gemeente
         .cases
         .update_case(with_actor(pb::UpdateCaseRequest {
+            request_id: String::new(),
             case_id: case_id.clone(),
             data: Some(full_case("Ander Persoon", "1234567890", "111222333")),
         }))

@@ -187,6 +187,7 @@ async fn three_replicas_keep_one_log_through_a_sigkill() {
     let reg = g0
         .cases
         .register_case(actor(pb::RegisterCaseRequest {
+            request_id: String::new(),
             data: Some(case(0)),
         }))
         .await
@@ -195,6 +196,7 @@ async fn three_replicas_keep_one_log_through_a_sigkill() {
     let consent = g0
         .consents
         .grant_consent(actor(pb::GrantConsentRequest {
+            request_id: String::new(),
             case_id: reg.case_id.clone(),
             recipients: vec![pb::Recipient {
                 recipient: Some(pb::recipient::Recipient::Participant(NGO.into())),
@@ -227,6 +229,7 @@ async fn three_replicas_keep_one_log_through_a_sigkill() {
     );
     g0.consents
         .withdraw_consent(actor(pb::WithdrawConsentRequest {
+            request_id: String::new(),
             consent_id: consent.consent_id.clone(),
             note: String::new(),
         }))
@@ -272,6 +275,7 @@ async fn three_replicas_keep_one_log_through_a_sigkill() {
                 let id = if who == GEMEENTE {
                     c.cases
                         .register_case(actor(pb::RegisterCaseRequest {
+                            request_id: String::new(),
                             data: Some(case(t * 1000 + i)),
                         }))
                         .await

@@ -139,6 +139,7 @@ async fn register_all(node: &TestNode, tilburg: &Clients) -> Vec<Truth> {
                 };
                 c.cases
                     .register_case(with_actor(pb::RegisterCaseRequest {
+                        request_id: String::new(),
                         data: Some(case_data(i, &truths[i])),
                     }))
                     .await

@@ -48,9 +48,10 @@ fn visible(purpose: &str) -> pb::FindCasesRequest {
     }
 }
 
-/// The outside test's example: DT&V lists the cases it may see for
-/// `return` and gets this one, with its pseudonym; the report showed only
-/// "1 cases listed" somewhere, not for this subject.
+/// The outside test's example: a recipient lists the cases it may see and
+/// gets this one, with its pseudonym; the report showed only "1 cases
+/// listed" somewhere, not for this subject. (The NGO, which has no legal
+/// basis of its own, sees only the case its consent names.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_listing_that_returns_a_case_is_in_its_report() {
     let node = TestNode::start().await;
@@ -60,15 +61,15 @@ async fn a_listing_that_returns_a_case_is_in_its_report() {
     grant(
         &mut owner,
         &case_id,
-        vec![participant("dtv")],
+        vec![participant(NGO)],
         &[pb::Category::Perspective],
-        &["return"],
+        &["guidance"],
     )
     .await;
-    let mut dtv = node.client("dtv").await;
-    let listed = dtv
+    let mut ngo = node.client(NGO).await;
+    let listed = ngo
         .cases
-        .find_cases(visible("return"))
+        .find_cases(visible("guidance"))
         .await
         .unwrap()
         .into_inner();
@@ -77,10 +78,10 @@ async fn a_listing_that_returns_a_case_is_in_its_report() {
 
     let mut officer = node.client(OFFICER).await;
     let entries = report(&mut officer, &case_id).await;
-    assert_eq!(has(&entries, "dtv", "FindCases"), 1, "{entries:?}");
+    assert_eq!(has(&entries, NGO, "FindCases"), 1, "{entries:?}");
     // The case that was not listed does not show the listing.
     let other = report(&mut officer, &other_id).await;
-    assert_eq!(has(&other, "dtv", "FindCases"), 0, "{other:?}");
+    assert_eq!(has(&other, NGO, "FindCases"), 0, "{other:?}");
 
     // The owner's own listing names both cases.
     owner
@@ -152,7 +153,7 @@ async fn officers_reads_of_the_log_are_in_the_report_and_the_index_verifies() {
         .into_inner();
     let mut returned = Vec::new();
     while let Some(e) = stream.next().await {
-        returned.push(e.unwrap());
+        returned.push(e.unwrap().entry.unwrap());
     }
     assert!(!returned.is_empty() && returned.iter().all(|e| e.case_id == a));
     assert_eq!(
@@ -175,7 +176,7 @@ async fn officers_reads_of_the_log_are_in_the_report_and_the_index_verifies() {
         .await
         .unwrap()
         .into_inner();
-    let read_by_officer = stream.next().await.unwrap().unwrap();
+    let read_by_officer = stream.next().await.unwrap().unwrap().entry.unwrap();
     assert_eq!(read_by_officer.caller, OFFICER);
     assert!(read_by_officer.subjects.contains(&subject));
 
@@ -184,7 +185,7 @@ async fn officers_reads_of_the_log_are_in_the_report_and_the_index_verifies() {
         let proved = officer
             .audit
             .get_inclusion_proof(pb::GetInclusionProofRequest {
-                entry: Some(pb::get_inclusion_proof_request::Entry::RequestId(
+                entry: Some(pb::get_inclusion_proof_request::Entry::AccessRecordId(
                     read_id.clone(),
                 )),
                 tree_size: 0,
@@ -230,7 +231,7 @@ async fn officers_reads_of_the_log_are_in_the_report_and_the_index_verifies() {
         .map(|r| (r.seq, sluis::tlog::AccessRecord::decode(&r.record).unwrap()))
         .find(|(_, r)| r.method == "FindCases" || !r.subjects.is_empty())
         .expect("an entry naming other subjects");
-    let key = node.node.exchange.verifier_key();
+    let key = node.node.verifier_key();
     let store = node.node.store.clone();
     let before = sluis::tlog::verify::verify_log(&store, &key, None, |_, _| {})
         .await

@@ -241,6 +241,7 @@ async fn an_unregistered_certificate_is_denied_on_every_method() {
             "RegisterCase",
             c.cases
                 .register_case(with_actor(pb::RegisterCaseRequest {
+                    request_id: String::new(),
                     data: Some(identity_data),
                 }))
                 .await
@@ -383,6 +384,7 @@ async fn a_participant_is_recognised_by_its_pinned_key() {
     let cert = first.issue(&ClientCertSpec::new("Kerkelijke Opvang Utrecht", None));
     let register_req = || {
         with_actor(pb::RegisterCaseRequest {
+            request_id: String::new(),
             data: Some(full_case("Test Persoon", "1234567890", "111222333")),
         })
     };
@@ -447,12 +449,17 @@ async fn every_answer_carries_a_uuidv7_request_id_matching_its_access_record() {
     let ok = c
         .cases
         .register_case(with_actor(pb::RegisterCaseRequest {
+            request_id: String::new(),
             data: Some(full_case("Test Persoon", "1234567890", "111222333")),
         }))
         .await
         .expect("register");
     let ok_id = request_id_of(ok.metadata());
-    assert_eq!(ok.get_ref().request_id, ok_id, "body and metadata agree");
+    assert_eq!(
+        ok.get_ref().access_record_id,
+        ok_id,
+        "body and metadata agree"
+    );
     let case_id = ok.into_inner().case_id;
 
     let err = c
@@ -469,7 +476,7 @@ async fn every_answer_carries_a_uuidv7_request_id_matching_its_access_record() {
         .await
         .expect("owner reads");
     let read_id = request_id_of(read.metadata());
-    assert_eq!(read.get_ref().request_id, read_id);
+    assert_eq!(read.get_ref().access_record_id, read_id);
 
     let ids = [
         (ok_id, "RegisterCase", "OK"),

@@ -203,6 +203,7 @@ async fn silent_connections_from_one_source_cannot_hold_the_handshake_slots() {
         .expect("a real client's handshake is not held up by the flood");
     c.cases
         .register_case(with_actor(sluis::rpc::proto::v1::RegisterCaseRequest {
+            request_id: String::new(),
             data: Some(full_case("Test Persoon", "1234567890", "111222333")),
         }))
         .await

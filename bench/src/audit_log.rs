@@ -229,7 +229,7 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     );
     let postgres = a.postgres.as_deref();
     if let Some(url) = postgres {
-        println!("database: PostgreSQL at {}", sluis::config::redact_url(url));
+        println!("database: PostgreSQL at {}", sluis::store::redact_url(url));
     }
     durable_appends(a.appends, 512, postgres).await?;
     for size in a.sizes {

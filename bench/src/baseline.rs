@@ -110,7 +110,7 @@ pub async fn serve(config: &Path, answers: &Path) -> anyhow::Result<()> {
         .cloned()
         .context("no answers to replay")?;
     let request_id = fallback
-        .request_id
+        .access_record_id
         .parse()
         .unwrap_or_else(|_| MetadataValue::from_static("-"));
     let service = Baseline {

@@ -104,7 +104,9 @@ pub fn case_id(i: u64) -> String {
         .to_string()
 }
 
-fn subject_ref(i: u64) -> Vec<u8> {
+/// Case `i`'s subject reference (the random bytes `RegisterCase` draws),
+/// reproducible.
+pub fn subject_ref(i: u64) -> Vec<u8> {
     let mut b = Vec::with_capacity(16);
     b.extend_from_slice(&mix(i ^ 0xa5a5_a5a5_a5a5_a5a5).to_be_bytes());
     b.extend_from_slice(&mix(i.wrapping_add(0x1234_5678)).to_be_bytes());
@@ -191,7 +193,13 @@ fn insert_sql(table: &str, columns: &[&str], rows: usize) -> String {
 /// Adds cases `from..to` to the node's database, 100 per statement and
 /// 5,000 per transaction, without fsync (a bulk import; the node opens the
 /// file with `synchronous=FULL` again when it starts).
-async fn load_cases(db: &Path, keys: &Keys, from: u64, to: u64, quiet: bool) -> anyhow::Result<()> {
+pub async fn load_cases(
+    db: &Path,
+    keys: &Keys,
+    from: u64,
+    to: u64,
+    quiet: bool,
+) -> anyhow::Result<()> {
     const PER_STATEMENT: u64 = 100;
     const PER_TX: u64 = 5_000;
     let pseudonyms = Pseudonymiser::new(keys.pseudonym_secret());
@@ -255,7 +263,12 @@ async fn load_cases(db: &Path, keys: &Keys, from: u64, to: u64, quiet: bool) -> 
                         case_id(k.wrapping_mul(4).wrapping_add(j as u64 + 1) ^ (1 << 62));
                     let (kind, value) = match &t.recipient {
                         pb::recipient::Recipient::Participant(p) => ("participant", p.clone()),
-                        pb::recipient::Recipient::Role(r) => ("role", r.clone()),
+                        pb::recipient::Recipient::Role(r) => (
+                            "role",
+                            pb::Role::try_from(*r)
+                                .map(|r| r.as_str_name().trim_start_matches("ROLE_").to_lowercase())
+                                .unwrap_or_default(),
+                        ),
                     };
                     let cats: Vec<&str> = t.categories.iter().map(|c| c.as_str()).collect();
                     let mut purposes = t.purposes.clone();

@@ -73,7 +73,7 @@ impl Workload {
             .with_context(|| format!("cannot write {}", path.display()))
     }
 
-    /// The standard readers of a dev node directory made by `devnode::init`.
+    /// The standard readers of a dev node directory made by `sluis::dev::init::init`.
     pub fn standard(node_dir: &Path, case_ids: Vec<String>) -> Workload {
         let clients = node_dir.join("pki").join("clients");
         Workload {
@@ -176,6 +176,7 @@ pub async fn populate(
                     .cases
                     .register_case(with_actor(
                         pb::RegisterCaseRequest {
+                            request_id: String::new(),
                             data: Some(sample::case_data(i as u64)),
                         },
                         Some(OWNER_ACTOR),

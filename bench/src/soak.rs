@@ -411,6 +411,7 @@ async fn owner_step(shared: &Shared, c: &mut Clients, n: u64, granted: &mut Opti
                 .cases
                 .register_case(with_actor(
                     pb::RegisterCaseRequest {
+                        request_id: String::new(),
                         data: Some(sample::case_data(1_000_000 + n)),
                     },
                     actor,
@@ -460,6 +461,7 @@ async fn owner_step(shared: &Shared, c: &mut Clients, n: u64, granted: &mut Opti
                 .consents
                 .withdraw_consent(with_actor(
                     pb::WithdrawConsentRequest {
+                        request_id: String::new(),
                         consent_id,
                         note: "withdrawn by the subject".into(),
                     },

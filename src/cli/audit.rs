@@ -21,7 +21,7 @@ use crate::tlog::note;
 use crate::tlog::proof::{self, LeafRef};
 use crate::tlog::verify;
 
-pub enum Command {
+pub(crate) enum Command {
     Verify {
         trusted_checkpoint: Option<PathBuf>,
         key: Option<String>,
@@ -77,7 +77,7 @@ fn own_verifier_key(config: &Config) -> anyhow::Result<String> {
     ))
 }
 
-pub async fn run(config_path: &Path, command: Command) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(config_path: &Path, command: Command) -> anyhow::Result<ExitCode> {
     let node = open(config_path).await?;
     let code = match command {
         Command::Verify {

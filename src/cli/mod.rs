@@ -1,7 +1,7 @@
 //! The command line. Thin: every command calls into a module that does the work.
 
-pub mod audit;
-pub mod stats;
+pub(crate) mod audit;
+pub(crate) mod stats;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -266,7 +266,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             store.close().await;
             println!(
                 "database {} is at the current schema",
-                crate::config::redact_url(&config.node.database)
+                crate::store::redact_url(&config.node.database)
             );
             Ok(ExitCode::SUCCESS)
         }

@@ -165,7 +165,7 @@ impl Drop for Scratch {
 
 /// Runs the scenario. `data_dir` keeps the node's files; otherwise a
 /// temporary folder is used and removed. Returns whether every check passed.
-pub async fn run(data_dir: Option<&Path>) -> anyhow::Result<bool> {
+pub(crate) async fn run(data_dir: Option<&Path>) -> anyhow::Result<bool> {
     let scratch;
     let dir = match data_dir {
         Some(d) => d.to_path_buf(),
@@ -204,6 +204,7 @@ pub async fn run(data_dir: Option<&Path>) -> anyhow::Result<bool> {
         .register_case(with_actor(
             pb::RegisterCaseRequest {
                 data: Some(sample::case_data(CASE)),
+                request_id: uuid::Uuid::now_v7().to_string(),
             },
             Some(OWNER_ACTOR),
         ))
@@ -326,6 +327,7 @@ pub async fn run(data_dir: Option<&Path>) -> anyhow::Result<bool> {
             pb::WithdrawConsentRequest {
                 consent_id: c1.consent_id.clone(),
                 note: "withdrawn in conversation".into(),
+                request_id: uuid::Uuid::now_v7().to_string(),
             },
             Some(OWNER_ACTOR),
         ))
@@ -474,6 +476,7 @@ pub async fn run(data_dir: Option<&Path>) -> anyhow::Result<bool> {
             .register_case(with_actor(
                 pb::RegisterCaseRequest {
                     data: Some(sample::population_case(i, this_quarter.first_day())),
+                    request_id: uuid::Uuid::now_v7().to_string(),
                 },
                 Some(OWNER_ACTOR),
             ))
@@ -534,7 +537,7 @@ pub async fn run(data_dir: Option<&Path>) -> anyhow::Result<bool> {
     println!(
         "10. The log is verified: a signed checkpoint, an inclusion proof, and a full recomputation"
     );
-    let key = node.exchange.verifier_key();
+    let key = node.verifier_key();
     let proof = loop {
         match officer
             .audit

@@ -63,7 +63,7 @@ pub const DEV_PARTICIPANTS: [(&str, &str, &str, &str); 7] = [
 
 /// The dev participants as `net::pki::write_dev_pki` takes them: (id,
 /// common name, OIN), one client certificate each.
-pub fn pki_participants() -> Vec<(String, String, Option<String>)> {
+pub(crate) fn pki_participants() -> Vec<(String, String, Option<String>)> {
     DEV_PARTICIPANTS
         .iter()
         .map(|(id, name, _, oin)| (id.to_string(), name.to_string(), Some(oin.to_string())))
@@ -121,13 +121,14 @@ pub async fn init(dir: &Path, listen: SocketAddr) -> Result<PathBuf, InitError> 
 /// with (a test checks it names every field of [`Config`]).
 fn config_text(listen: SocketAddr) -> String {
     use crate::config::{
-        DatabaseConfig, Limits, StatisticsConfig, default_checkpoint_interval_ms,
+        ConsentConfig, DatabaseConfig, Limits, StatisticsConfig, default_checkpoint_interval_ms,
         default_first_byte_timeout_ms, default_handshake_timeout_ms,
         default_max_connection_age_secs,
     };
     let limits = Limits::default();
     let database = DatabaseConfig::default();
     let statistics = StatisticsConfig::default();
+    let consent = ConsentConfig::default();
     let purposes: Vec<String> = DEFAULT_PURPOSES
         .iter()
         .map(|p| format!("\"{p}\""))
@@ -222,6 +223,12 @@ protection = {protection}
 # Published counts are rounded to a multiple of this (1: exact).
 rounding_base = {rounding_base}
 
+[consent]
+# The longest validity window a consent may have, in days: a window ending
+# (or beginning) further away is refused (INVALID_ARGUMENT) as a likely typo
+# in the year. Open-ended consents stay allowed; withdrawal ends them.
+max_validity_days = {max_validity_days}
+
 # Participants: organisations that may call this node. A client certificate
 # is recognised by its subject serialNumber (OIN, as on PKIoverheid
 # certificates) or by a pinned `spki_sha256` fingerprint.
@@ -249,6 +256,7 @@ rounding_base = {rounding_base}
         threshold = statistics.threshold,
         protection = statistics.protection,
         rounding_base = statistics.rounding_base,
+        max_validity_days = consent.max_validity_days,
     );
     for (id, name, role, oin) in DEV_PARTICIPANTS {
         let _ = write!(

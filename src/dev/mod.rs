@@ -10,6 +10,6 @@
 //! the mTLS channel lives in `net::client` (typed clients in `rpc::Clients`), because all certificate code
 //! stays in `net/`.
 
-pub mod demo;
+pub(crate) mod demo;
 pub mod init;
 pub mod sample;

@@ -74,7 +74,7 @@ pub fn case_data(i: u64) -> pb::CaseData {
 /// outcome between intake and `end`, skewed as LVV outcomes are (many
 /// legalisations and independent departures, few forced departures and
 /// onward migrations). The identities are fictional.
-pub fn population_case(i: u64, end: time::Date) -> pb::CaseData {
+pub(crate) fn population_case(i: u64, end: time::Date) -> pb::CaseData {
     use pb::OutcomeKind as K;
     use pb::PerspectiveKind as P;
     let h = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 13;
@@ -126,7 +126,8 @@ pub struct ConsentTerms {
 
 impl ConsentTerms {
     /// The `GrantConsent` request that records these terms for `case_id`,
-    /// valid from now on, without an end.
+    /// valid from now on, without an end, under a fresh `request_id` (a
+    /// client resends the same request to retry it safely).
     pub fn request(&self, case_id: &str, evidence_ref: String) -> pb::GrantConsentRequest {
         pb::GrantConsentRequest {
             case_id: case_id.to_string(),
@@ -138,6 +139,7 @@ impl ConsentTerms {
             valid_from: None,
             valid_until: None,
             evidence_ref,
+            request_id: uuid::Uuid::now_v7().to_string(),
         }
     }
 }
@@ -155,7 +157,7 @@ pub fn consents() -> [ConsentTerms; 2] {
             purposes: vec!["case_consultation", "shelter", "guidance"],
         },
         ConsentTerms {
-            recipient: pb::recipient::Recipient::Role("dtv".into()),
+            recipient: pb::recipient::Recipient::Role(pb::Role::Dtv as i32),
             categories: vec![Category::Perspective],
             purposes: vec!["return"],
         },

@@ -11,18 +11,24 @@ use crate::tlog::Decision;
 
 /// How long a client should wait before it tries again after `UNAVAILABLE`,
 /// in seconds: the node checks its database's reachability about this
-/// often. (Machine-readable `RetryInfo` details come with the API's error
-/// model; until then the message says it.)
-pub const RETRY_AFTER_SECS: u64 = 1;
+/// often. The status carries it as `RetryInfo`; the message says it too.
+pub(crate) const RETRY_AFTER_SECS: u64 = 1;
 
 /// Errors a request can end in. Messages say what to fix and never repeat
 /// personal data from the request.
 #[derive(Debug, thiserror::Error)]
-pub enum ExchangeError {
+pub(crate) enum ExchangeError {
+    /// A field does not say what it must: the field's path and what to fix.
     #[error("{0}")]
-    Invalid(String),
+    Invalid(Invalid),
+    /// The request is not one message of the method's type (bytes that do
+    /// not decode, broken framing, not gRPC).
     #[error("{0}")]
-    TooLarge(String),
+    Malformed(String),
+    /// The message is larger than the node's `max_message_bytes`, `max`
+    /// (`size`, when the node read it).
+    #[error("{}", too_large(*.size, *.max))]
+    TooLarge { size: Option<usize>, max: usize },
     #[error(
         "this client certificate is not registered with this node; ask the node operator to register your organisation's OIN or key fingerprint"
     )]
@@ -32,17 +38,39 @@ pub enum ExchangeError {
     #[error(
         "this connection's client certificate is no longer accepted ({0}); it may have been revoked — connect again with a valid certificate"
     )]
-    CertificateNoLongerValid(String),
+    CertificateNoLongerValid(crate::net::tls::CertRejected),
     #[error("{0}")]
     Forbidden(String),
-    #[error("{0}")]
-    NotFound(String),
+    #[error("{}", .0.message)]
+    NotFound(Missing),
+    #[error("this consent was already withdrawn")]
+    ConsentWithdrawn,
     #[error("{0}")]
     FailedPrecondition(String),
-    /// A service or method this node does not serve, or a request encoding
-    /// it does not support (refused by the transport before any handler).
+    /// The client's `request_id` names an earlier request of this caller
+    /// that differs from this one (AIP-155).
+    #[error(
+        "request_id was used before by you for a different request (another method or other content); use a new request_id for a new request, or resend the first request unchanged to get its answer"
+    )]
+    RequestIdReused,
+    /// A request with the same `request_id` is being processed now.
+    #[error(
+        "a request with this request_id is being processed now; retry in {RETRY_AFTER_SECS} s to get its answer"
+    )]
+    RequestInProgress,
+    /// An index or size past the end of the log: the field and what the
+    /// log holds.
+    #[error("{0}")]
+    OutOfRange(Invalid),
+    /// A service or method this node does not serve.
     #[error("{0}")]
     Unimplemented(String),
+    /// A message compression the node does not take (refused by the
+    /// transport before any handler).
+    #[error(
+        "this node takes gzip-compressed or uncompressed messages only: send grpc-encoding gzip or identity, or none"
+    )]
+    UnsupportedEncoding,
     #[error(
         "the access log cannot be written, so nothing was released or changed; retry in {RETRY_AFTER_SECS} s"
     )]
@@ -92,20 +120,174 @@ pub enum ExchangeError {
     Internal(&'static str),
 }
 
+/// The message of [`ExchangeError::TooLarge`]: the request's size when the
+/// node read it, and the limit.
+fn too_large(size: Option<usize>, max: usize) -> String {
+    match size {
+        Some(size) => {
+            format!("request is {size} bytes; this node accepts at most {max} bytes per message")
+        }
+        None => {
+            format!(
+                "request is more than {max} bytes; this node accepts at most {max} bytes per message"
+            )
+        }
+    }
+}
+
+/// What a `NOT_FOUND` was looking for: the kind of resource, its id when the
+/// node issued it (never a value that could be personal, such as a
+/// pseudonym), and the message.
+#[derive(Debug)]
+pub(crate) struct Missing {
+    pub(crate) resource: Resource,
+    pub(crate) name: Option<String>,
+    pub(crate) message: String,
+}
+
+/// The kinds of resource a call can name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Resource {
+    Case,
+    Consent,
+    AccessEntry,
+    Checkpoint,
+    /// A service a health check named that this node does not serve.
+    Service,
+}
+
+impl Resource {
+    /// Its protobuf message name, as `ResourceInfo.resource_type` holds it.
+    pub(crate) fn type_name(self) -> &'static str {
+        match self {
+            Resource::Case => "sluis.v1.Case",
+            Resource::Consent => "sluis.v1.Consent",
+            Resource::AccessEntry => "sluis.v1.AccessEntry",
+            Resource::Checkpoint => "sluis.v1.Checkpoint",
+            Resource::Service => "service",
+        }
+    }
+}
+
+impl ExchangeError {
+    /// `NOT_FOUND` for a `resource` with the node-issued id `name` (none
+    /// when the caller named it otherwise).
+    pub(crate) fn not_found(
+        resource: Resource,
+        name: Option<&str>,
+        message: &str,
+    ) -> ExchangeError {
+        ExchangeError::NotFound(Missing {
+            resource,
+            name: name.map(str::to_string),
+            message: message.to_string(),
+        })
+    }
+}
+
+/// Why a request failed, for programs: `ErrorInfo.reason` (AIP-193), the
+/// names of `sluis.v1.ErrorReason` without their prefix. Stable: a reason
+/// is never renamed or given another meaning.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Reason {
+    InvalidField,
+    MalformedRequest,
+    MessageTooLarge,
+    CertificateNotRegistered,
+    CertificateNoLongerValid,
+    NotPermitted,
+    NotFound,
+    ConsentAlreadyWithdrawn,
+    PreconditionFailed,
+    RequestIdReused,
+    RequestInProgress,
+    BeyondLogEnd,
+    MethodNotServed,
+    EncodingNotSupported,
+    AccessLogUnavailable,
+    DatabaseUnavailable,
+    Internal,
+    NodeBusy,
+    CallerBusy,
+    MessageTimeout,
+    DeadlinePassed,
+    AccessRecordRefused,
+}
+
+impl Reason {
+    /// Every reason, for the test that holds them to `errors.proto`.
+    #[cfg(test)]
+    pub(crate) const ALL: [Reason; 22] = [
+        Reason::InvalidField,
+        Reason::MalformedRequest,
+        Reason::MessageTooLarge,
+        Reason::CertificateNotRegistered,
+        Reason::CertificateNoLongerValid,
+        Reason::NotPermitted,
+        Reason::NotFound,
+        Reason::ConsentAlreadyWithdrawn,
+        Reason::PreconditionFailed,
+        Reason::RequestIdReused,
+        Reason::RequestInProgress,
+        Reason::BeyondLogEnd,
+        Reason::MethodNotServed,
+        Reason::EncodingNotSupported,
+        Reason::AccessLogUnavailable,
+        Reason::DatabaseUnavailable,
+        Reason::Internal,
+        Reason::NodeBusy,
+        Reason::CallerBusy,
+        Reason::MessageTimeout,
+        Reason::DeadlinePassed,
+        Reason::AccessRecordRefused,
+    ];
+
+    /// The name, as `ErrorInfo.reason` holds it.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Reason::InvalidField => "INVALID_FIELD",
+            Reason::MalformedRequest => "MALFORMED_REQUEST",
+            Reason::MessageTooLarge => "MESSAGE_TOO_LARGE",
+            Reason::CertificateNotRegistered => "CERTIFICATE_NOT_REGISTERED",
+            Reason::CertificateNoLongerValid => "CERTIFICATE_NO_LONGER_VALID",
+            Reason::NotPermitted => "NOT_PERMITTED",
+            Reason::NotFound => "NOT_FOUND",
+            Reason::ConsentAlreadyWithdrawn => "CONSENT_ALREADY_WITHDRAWN",
+            Reason::PreconditionFailed => "PRECONDITION_FAILED",
+            Reason::RequestIdReused => "REQUEST_ID_REUSED",
+            Reason::RequestInProgress => "REQUEST_IN_PROGRESS",
+            Reason::BeyondLogEnd => "BEYOND_LOG_END",
+            Reason::MethodNotServed => "METHOD_NOT_SERVED",
+            Reason::EncodingNotSupported => "ENCODING_NOT_SUPPORTED",
+            Reason::AccessLogUnavailable => "ACCESS_LOG_UNAVAILABLE",
+            Reason::DatabaseUnavailable => "DATABASE_UNAVAILABLE",
+            Reason::Internal => "INTERNAL",
+            Reason::NodeBusy => "NODE_BUSY",
+            Reason::CallerBusy => "CALLER_BUSY",
+            Reason::MessageTimeout => "MESSAGE_TIMEOUT",
+            Reason::DeadlinePassed => "DEADLINE_PASSED",
+            Reason::AccessRecordRefused => "ACCESS_RECORD_REFUSED",
+        }
+    }
+}
+
 /// The canonical status codes a request can end with: gRPC's, with their
 /// numbers (<https://grpc.github.io/grpc/core/md_doc_statuscodes.html>,
 /// `google.rpc.Code`), so the gRPC layer converts by number, not by a
 /// second table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(i32)]
-pub enum Code {
+pub(crate) enum Code {
     Ok = 0,
     InvalidArgument = 3,
     DeadlineExceeded = 4,
     NotFound = 5,
+    AlreadyExists = 6,
     PermissionDenied = 7,
     ResourceExhausted = 8,
     FailedPrecondition = 9,
+    Aborted = 10,
+    OutOfRange = 11,
     Unimplemented = 12,
     Internal = 13,
     Unavailable = 14,
@@ -114,15 +296,18 @@ pub enum Code {
 
 impl Code {
     /// The code's canonical name, as the access record's `status` holds it.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Code::Ok => "OK",
             Code::InvalidArgument => "INVALID_ARGUMENT",
             Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
             Code::NotFound => "NOT_FOUND",
+            Code::AlreadyExists => "ALREADY_EXISTS",
             Code::PermissionDenied => "PERMISSION_DENIED",
             Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
             Code::FailedPrecondition => "FAILED_PRECONDITION",
+            Code::Aborted => "ABORTED",
+            Code::OutOfRange => "OUT_OF_RANGE",
             Code::Unimplemented => "UNIMPLEMENTED",
             Code::Internal => "INTERNAL",
             Code::Unavailable => "UNAVAILABLE",
@@ -135,38 +320,74 @@ impl Code {
     fn decision(self) -> Decision {
         match self {
             Code::Ok => Decision::Allowed,
-            Code::InvalidArgument | Code::ResourceExhausted | Code::Unimplemented => {
-                Decision::Invalid
-            }
+            Code::InvalidArgument
+            | Code::ResourceExhausted
+            | Code::Unimplemented
+            | Code::AlreadyExists
+            | Code::Aborted => Decision::Invalid,
             Code::PermissionDenied | Code::Unauthenticated | Code::FailedPrecondition => {
                 Decision::Denied
             }
-            Code::NotFound => Decision::NotFound,
+            Code::NotFound | Code::OutOfRange => Decision::NotFound,
             Code::Internal | Code::Unavailable | Code::DeadlineExceeded => Decision::Error,
         }
     }
 }
 
 impl ExchangeError {
-    /// The one error → status table.
-    pub fn code(&self) -> Code {
+    /// The one error → status table: each error's code and its reason
+    /// for programs.
+    pub(crate) fn code(&self) -> Code {
+        self.status().0
+    }
+
+    /// Why, for programs (`ErrorInfo.reason`); see [`code`](Self::code).
+    pub(crate) fn reason(&self) -> Reason {
+        self.status().1
+    }
+
+    fn status(&self) -> (Code, Reason) {
+        use ExchangeError as E;
         match self {
-            ExchangeError::Invalid(_) => Code::InvalidArgument,
-            ExchangeError::TooLarge(_) => Code::ResourceExhausted,
-            ExchangeError::Unregistered | ExchangeError::Forbidden(_) => Code::PermissionDenied,
-            ExchangeError::CertificateNoLongerValid(_) => Code::Unauthenticated,
-            ExchangeError::NotFound(_) => Code::NotFound,
-            ExchangeError::FailedPrecondition(_) => Code::FailedPrecondition,
-            ExchangeError::Unimplemented(_) => Code::Unimplemented,
-            ExchangeError::AuditUnavailable
-            | ExchangeError::DatabaseUnavailable
-            | ExchangeError::Busy(_)
-            | ExchangeError::CallerBusy(_) => Code::Unavailable,
-            ExchangeError::DeadlineExceeded | ExchangeError::MessageTimeout(_) => {
-                Code::DeadlineExceeded
+            E::Invalid(_) => (Code::InvalidArgument, Reason::InvalidField),
+            E::Malformed(_) => (Code::InvalidArgument, Reason::MalformedRequest),
+            E::TooLarge { .. } => (Code::ResourceExhausted, Reason::MessageTooLarge),
+            E::Unregistered => (Code::PermissionDenied, Reason::CertificateNotRegistered),
+            E::Forbidden(_) => (Code::PermissionDenied, Reason::NotPermitted),
+            E::CertificateNoLongerValid(_) => {
+                (Code::Unauthenticated, Reason::CertificateNoLongerValid)
             }
-            ExchangeError::Internal(_) | ExchangeError::AuditRefused => Code::Internal,
+            E::NotFound(_) => (Code::NotFound, Reason::NotFound),
+            E::ConsentWithdrawn => (Code::FailedPrecondition, Reason::ConsentAlreadyWithdrawn),
+            E::FailedPrecondition(_) => (Code::FailedPrecondition, Reason::PreconditionFailed),
+            E::RequestIdReused => (Code::AlreadyExists, Reason::RequestIdReused),
+            E::RequestInProgress => (Code::Aborted, Reason::RequestInProgress),
+            E::OutOfRange(_) => (Code::OutOfRange, Reason::BeyondLogEnd),
+            E::Unimplemented(_) => (Code::Unimplemented, Reason::MethodNotServed),
+            E::UnsupportedEncoding => (Code::Unimplemented, Reason::EncodingNotSupported),
+            E::AuditUnavailable => (Code::Unavailable, Reason::AccessLogUnavailable),
+            E::DatabaseUnavailable => (Code::Unavailable, Reason::DatabaseUnavailable),
+            E::Busy(_) => (Code::Unavailable, Reason::NodeBusy),
+            E::CallerBusy(_) => (Code::Unavailable, Reason::CallerBusy),
+            E::MessageTimeout(_) => (Code::DeadlineExceeded, Reason::MessageTimeout),
+            E::DeadlineExceeded => (Code::DeadlineExceeded, Reason::DeadlinePassed),
+            E::AuditRefused => (Code::Internal, Reason::AccessRecordRefused),
+            E::Internal(_) => (Code::Internal, Reason::Internal),
         }
+    }
+
+    /// How long to wait before trying again, for the errors a retry can
+    /// cure by itself (`RetryInfo`).
+    pub(crate) fn retry_after(&self) -> Option<std::time::Duration> {
+        matches!(
+            self,
+            ExchangeError::AuditUnavailable
+                | ExchangeError::DatabaseUnavailable
+                | ExchangeError::RequestInProgress
+                | ExchangeError::Busy(_)
+                | ExchangeError::CallerBusy(_)
+        )
+        .then_some(std::time::Duration::from_secs(RETRY_AFTER_SECS))
     }
 
     /// The decision the access record of a request ending in this error holds.
@@ -197,7 +418,7 @@ impl ExchangeError {
 
 impl From<Invalid> for ExchangeError {
     fn from(e: Invalid) -> Self {
-        ExchangeError::Invalid(e.to_string())
+        ExchangeError::Invalid(e)
     }
 }
 

@@ -11,10 +11,11 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-use crate::gateway::error::{Code, ExchangeError};
+use crate::gateway::error::{Code, ExchangeError, Resource};
+use crate::gateway::idempotency::{IdempotencyKey, InFlight};
 use crate::gateway::pseudonym::{AUDIT_DOMAIN, Pseudonymiser};
 use crate::gateway::release::{self, Asker, Holdings, Withheld};
-use crate::gateway::validate::{self, SubjectKey};
+use crate::gateway::validate::{self, Invalid, SubjectKey};
 use crate::gateway::vault::Keys;
 use crate::model::clock::now_millis;
 use crate::model::consent::{self, Consent, ConsentEvent, EventKind, Millis, Recipient};
@@ -23,7 +24,7 @@ use crate::net::identity::{Peer, Registry};
 use crate::net::sources::Summary;
 use crate::net::tls::HandshakeFailure;
 use crate::policy::Policy;
-use crate::store::{CaseMeta, IssuedPseudonym, NewCase, Store, StoreError};
+use crate::store::{CaseMeta, IssuedPseudonym, NewCase, RequestKey, Store, StoreError};
 use crate::tlog::note;
 use crate::tlog::{AccessRecord, AuditLog, Decision, Recorded};
 
@@ -39,103 +40,105 @@ fn stored(e: StoreError) -> ExchangeError {
 
 /// What the node knows about a request before it looks at the message.
 #[derive(Clone, Debug)]
-pub struct RequestCtx {
-    pub request_id: String,
-    pub peer: Peer,
+pub(crate) struct RequestCtx {
+    pub(crate) request_id: String,
+    pub(crate) peer: Peer,
     /// The acting employee's id from `x-sluis-actor`, already checked for shape.
-    pub actor: Option<String>,
+    pub(crate) actor: Option<String>,
 }
 
 /// Which case a read names: its id (a lower-case UUID), or the caller's own
 /// pseudonym for its subject (`ps1.…`, as this node issued it to the caller).
-pub enum CaseRef {
+pub(crate) enum CaseRef {
     Id(String),
     Pseudonym(String),
 }
 
 /// A read: which case, why (a purpose the policy knows), which categories.
-pub struct GetCase {
-    pub subject: CaseRef,
-    pub purpose: String,
+pub(crate) struct GetCase {
+    pub(crate) subject: CaseRef,
+    pub(crate) purpose: String,
     /// Empty: all categories.
-    pub categories: Vec<Category>,
+    pub(crate) categories: Vec<Category>,
 }
 
 /// What a reader receives: the case id only if it named the case by id, its
 /// own pseudonym, the released categories' plaintext payloads (opaque bytes
 /// here, encoded messages to the gRPC layer), in category order, and the
 /// withheld ones with reasons.
-pub struct CaseView {
-    pub case_id: Option<String>,
-    pub pseudonym: String,
-    pub released: Vec<(Category, Vec<u8>)>,
-    pub withheld: Vec<Withheld>,
+pub(crate) struct CaseView {
+    pub(crate) case_id: Option<String>,
+    pub(crate) pseudonym: String,
+    pub(crate) released: Vec<(Category, Vec<u8>)>,
+    pub(crate) withheld: Vec<Withheld>,
 }
 
 /// A registered case: its id and the owner's pseudonym for its subject.
-pub struct Registered {
-    pub case_id: String,
-    pub pseudonym: String,
+pub(crate) struct Registered {
+    pub(crate) case_id: String,
+    pub(crate) pseudonym: String,
 }
 
 /// Which cases a listing covers: the caller's own (with ids), or those a
 /// consent names it for (by its pseudonyms only).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Scope {
+pub(crate) enum Scope {
     Own,
     Visible,
 }
 
 /// A listing. `purpose` is required for [`Scope::Visible`].
-pub struct FindCases {
-    pub scope: Scope,
-    pub purpose: String,
-    /// 0: 50; at most 500.
-    pub page_size: u32,
+pub(crate) struct FindCases {
+    pub(crate) scope: Scope,
+    pub(crate) purpose: String,
+    /// 0: 50; above 500: 500 (AIP-158); negative: refused.
+    pub(crate) page_size: i32,
     /// The previous page's token, empty for the first page.
-    pub after: String,
+    pub(crate) after: String,
 }
 
 /// One case of a listing; `case_id` only for the caller's own cases.
-pub struct CaseSummary {
-    pub case_id: Option<String>,
-    pub pseudonym: String,
-    pub owner: String,
-    pub version: i64,
-    pub updated_at: Millis,
+pub(crate) struct CaseSummary {
+    pub(crate) case_id: Option<String>,
+    pub(crate) pseudonym: String,
+    pub(crate) owner: String,
+    pub(crate) version: i64,
+    pub(crate) updated_at: Millis,
 }
 
 /// Consent terms as the case owner records them. Times are ms since the
 /// epoch (UTC); no `valid_from` means from now.
-pub struct NewConsent {
-    pub case_id: String,
-    pub recipients: Vec<Recipient>,
-    pub categories: Vec<Category>,
-    pub purposes: Vec<String>,
-    pub valid_from: Option<Millis>,
-    pub valid_until: Option<Millis>,
-    pub evidence_ref: String,
+pub(crate) struct NewConsent {
+    pub(crate) case_id: String,
+    pub(crate) recipients: Vec<Recipient>,
+    pub(crate) categories: Vec<Category>,
+    pub(crate) purposes: Vec<String>,
+    pub(crate) valid_from: Option<Millis>,
+    pub(crate) valid_until: Option<Millis>,
+    pub(crate) evidence_ref: String,
 }
 
 /// A consent receipt: a C2SP signed note the subject can keep, and the key
 /// that verifies it offline.
-pub struct Receipt {
-    pub signed_note: String,
-    pub verifier_key: String,
+pub(crate) struct Receipt {
+    pub(crate) signed_note: String,
+    pub(crate) verifier_key: String,
 }
 
 /// The gateway of one node: the request path, with what it needs to decide
 /// (policy, registry, store), to seal and pseudonymise (keys), and to record
 /// (the log writer).
-pub struct Exchange {
+pub(crate) struct Exchange {
     pub(super) node_name: String,
     pub(super) store: Store,
     pub(super) keys: Arc<Keys>,
     pub(super) policy: Arc<Policy>,
     pub(super) registry: Arc<Registry>,
-    pseudonyms: Pseudonymiser,
-    /// The node stops through it too: it signs the log's tail.
-    pub(crate) audit: AuditLog,
+    pub(super) pseudonyms: Pseudonymiser,
+    /// Idempotency keys being processed now (`idempotency`).
+    pub(super) in_flight: InFlight,
+    /// The one log writer; only this type's methods append through it.
+    audit: AuditLog,
     /// (recipient, pseudonym) pairs known to be stored. Rows are never
     /// deleted, so a hit is always true; it saves an insert in the log
     /// batch per `GetCase` (a miss costs only that: the insert is
@@ -147,6 +150,8 @@ pub struct Exchange {
     /// so it is held as long as the computation runs, even if the request
     /// that started it is dropped.
     pub(super) statistics: (crate::stats::Settings, Arc<tokio::sync::Semaphore>),
+    /// The longest consent validity window, in ms (`[consent]`).
+    consent_max_validity: Millis,
 }
 
 /// Most (recipient, pseudonym) pairs `Exchange` remembers having stored
@@ -175,13 +180,22 @@ impl Exchange {
             policy,
             registry,
             pseudonyms,
+            in_flight: InFlight::default(),
             audit,
             remembered: Mutex::default(),
             statistics: (
                 crate::stats::Settings::default(),
                 Arc::new(tokio::sync::Semaphore::new(1)),
             ),
+            consent_max_validity: 1826 * 86_400_000,
         }
+    }
+
+    /// The longest validity window of a consent, in ms (the
+    /// configuration's `consent.max_validity_days`; checked there).
+    pub(crate) fn with_consent_max_validity(mut self, ms: Millis) -> Exchange {
+        self.consent_max_validity = ms;
+        self
     }
 
     /// The disclosure-control settings of the statistics this node answers
@@ -367,21 +381,22 @@ impl Exchange {
     }
 
     pub(super) fn check_purpose(&self, purpose: &str) -> Result<(), ExchangeError> {
-        if purpose.is_empty() {
-            return Err(ExchangeError::Invalid(format!(
-                "purpose is required: state why you need the data, one of: {}",
-                self.policy.purposes().join(", ")
-            )));
-        }
-        if !self.policy.knows_purpose(purpose) {
-            // The value is not echoed: whatever a caller typed there stays
-            // out of logs and error messages.
-            return Err(ExchangeError::Invalid(format!(
-                "unknown purpose: use one of: {}",
-                self.policy.purposes().join(", ")
-            )));
-        }
-        Ok(())
+        self.check_purpose_at("purpose", purpose)
+    }
+
+    /// A purpose the policy knows, in the request's `field`.
+    pub(super) fn check_purpose_at(&self, field: &str, purpose: &str) -> Result<(), ExchangeError> {
+        // The value is not echoed: whatever a caller typed there stays out
+        // of logs and error messages.
+        let problem = if purpose.is_empty() {
+            " is required: state why you need the data, one of"
+        } else if !self.policy.knows_purpose(purpose) {
+            ": unknown purpose; use one of"
+        } else {
+            return Ok(());
+        };
+        let purposes = self.policy.purposes().join(", ");
+        Err(Invalid::new(field, format!("{field}{problem}: {purposes}")).into())
     }
 
     pub(super) async fn case_by_id(&self, case_id: &str) -> Result<CaseMeta, ExchangeError> {
@@ -390,7 +405,9 @@ impl Exchange {
             .case_meta(case_id)
             .await
             .map_err(stored)?
-            .ok_or_else(|| ExchangeError::NotFound("no case with this case_id".into()))
+            .ok_or_else(|| {
+                ExchangeError::not_found(Resource::Case, Some(case_id), "no case with this case_id")
+            })
     }
 
     /// The case and all its sealed data in one read, for `GetCase`.
@@ -403,7 +420,9 @@ impl Exchange {
             .case_with_data(case_id)
             .await
             .map_err(stored)?
-            .ok_or_else(|| ExchangeError::NotFound("no case with this case_id".into()))
+            .ok_or_else(|| {
+                ExchangeError::not_found(Resource::Case, Some(case_id), "no case with this case_id")
+            })
     }
 
     pub(super) fn subject_for_audit(&self, case: &CaseMeta) -> String {
@@ -441,17 +460,34 @@ impl Exchange {
     /// subject's identifiers for the subject index, stored keyed-hashed
     /// only. Errors: `Forbidden` for monitor and privacy-officer roles,
     /// `Invalid` without identity, `AuditUnavailable`, `Internal`.
-    pub async fn register_case(
+    pub(crate) async fn register_case(
         &self,
         ctx: &RequestCtx,
         data: Vec<(Category, Vec<u8>)>,
         subject_keys: Vec<SubjectKey>,
+        key: Option<IdempotencyKey>,
     ) -> Result<Recorded<Registered>, ExchangeError> {
         let mut rec = self.record(ctx, "RegisterCase");
+        let replay = async |k: RequestKey, rec: &mut AccessRecord| {
+            let case = self.replayed_case(&k.resource_id, rec).await?;
+            Self::record_replay(rec, &k);
+            Ok(Registered {
+                case_id: case.id.clone(),
+                pseudonym: self.pseudonym_for(self.caller(ctx)?, &case),
+            })
+        };
+        let held = match self
+            .begin_write(ctx, "RegisterCase", key, &mut rec, replay)
+            .await
+        {
+            Ok(held) => held,
+            Err(answer) => return answer,
+        };
         let prepared = self.prepare_register(ctx, data, &mut rec);
         let ((mut new_case, registered), durable) =
             self.finish(rec.clone(), prepared).await?.into_parts();
         new_case.subject_index = self.subject_index(&subject_keys);
+        new_case.key = held.as_ref().map(|h| h.row(&new_case.id, 1, &rec));
         match self.store.insert_case(new_case).await {
             Ok(()) => Ok(durable.map(|()| registered)),
             Err(e) => Err(self.failed_after_record(rec, stored(e)).await),
@@ -472,9 +508,11 @@ impl Exchange {
             )));
         }
         if !data.iter().any(|(c, _)| *c == Category::Identity) {
-            return Err(ExchangeError::Invalid(
-                "data.identity is required: give at least a name, V-number or BSN".into(),
-            ));
+            return Err(Invalid::new(
+                "data.identity",
+                "data.identity is required: give at least a name, V-number or BSN",
+            )
+            .into());
         }
         let case_id =
             uuid::Builder::from_random_bytes(self.keys.random_bytes::<16>().map_err(internal)?)
@@ -505,6 +543,7 @@ impl Exchange {
                 now: rec.at,
                 subject_index: Vec::new(),
                 owner_pseudonym: pseudonym.clone(),
+                key: None,
             },
             Registered { case_id, pseudonym },
         ))
@@ -513,14 +552,27 @@ impl Exchange {
     /// Replaces the categories `data` sets, by the owner; answers the new
     /// version. Errors: `Invalid` (id, no data), `NotFound`, `Forbidden`
     /// (not the owner), `AuditUnavailable`, `Internal`.
-    pub async fn update_case(
+    pub(crate) async fn update_case(
         &self,
         ctx: &RequestCtx,
         case_id: String,
         data: Vec<(Category, Vec<u8>)>,
         subject_keys: Vec<SubjectKey>,
+        key: Option<IdempotencyKey>,
     ) -> Result<Recorded<i64>, ExchangeError> {
         let mut rec = self.record(ctx, "UpdateCase");
+        let replay = async |k: RequestKey, rec: &mut AccessRecord| {
+            self.replayed_case(&k.resource_id, rec).await?;
+            Self::record_replay(rec, &k);
+            Ok(k.seq)
+        };
+        let held = match self
+            .begin_write(ctx, "UpdateCase", key, &mut rec, replay)
+            .await
+        {
+            Ok(held) => held,
+            Err(answer) => return answer,
+        };
         let prepared = async {
             let caller = self.caller(ctx)?;
             let case = self.case_by_id(&case_id).await?;
@@ -533,9 +585,9 @@ impl Exchange {
                 ));
             }
             if data.is_empty() {
-                return Err(ExchangeError::Invalid(
-                    "data must set at least one category to update".into(),
-                ));
+                return Err(
+                    Invalid::new("data", "data must set at least one category to update").into(),
+                );
             }
             rec.decision = Decision::Allowed;
             rec.rules = vec!["update:owner".into()];
@@ -544,9 +596,11 @@ impl Exchange {
         .await;
         let (sealed, durable) = self.finish(rec.clone(), prepared).await?.into_parts();
         let index = self.subject_index(&subject_keys);
+        // The version is the store's to fill in.
+        let key = held.as_ref().map(|h| h.row(&case_id, 0, &rec));
         match self
             .store
-            .update_case(&case_id, &sealed, &index, rec.at)
+            .update_case(&case_id, &sealed, &index, rec.at, key.as_ref())
             .await
         {
             Ok(Some(v)) => Ok(durable.map(|()| v)),
@@ -562,7 +616,7 @@ impl Exchange {
     /// errors: they are in the answer with their reasons. Errors: `Invalid`
     /// (purpose, id, pseudonym), `NotFound` (also for another recipient's
     /// pseudonym), `AuditUnavailable`, `Internal`.
-    pub async fn get_case(
+    pub(crate) async fn get_case(
         &self,
         ctx: &RequestCtx,
         req: GetCase,
@@ -661,7 +715,11 @@ impl Exchange {
                     .resolve_pseudonym(&caller.participant, p)
                     .await
                     .map_err(stored)?
-                    .ok_or_else(|| ExchangeError::NotFound("no case for this pseudonym".into()))?;
+                    .ok_or_else(|| {
+                        // Never the pseudonym itself: it is the caller's
+                        // handle on a person.
+                        ExchangeError::not_found(Resource::Case, None, "no case for this pseudonym")
+                    })?;
                 let (case, sealed) = self.case_with_data(&id).await?;
                 Ok((case, sealed, false))
             }
@@ -693,7 +751,7 @@ impl Exchange {
     /// out the caller's pseudonyms and stores them with the record. Errors:
     /// `Invalid` (page size, token, purpose for visible cases),
     /// `AuditUnavailable`, `Internal`.
-    pub async fn find_cases(
+    pub(crate) async fn find_cases(
         &self,
         ctx: &RequestCtx,
         req: FindCases,
@@ -701,42 +759,65 @@ impl Exchange {
         let mut rec = self.record(ctx, "FindCases");
         let result = async {
             let caller = self.caller(ctx)?;
+            // AIP-158: 0 is the default, more than the maximum is read as
+            // the maximum, a negative size is an error.
             let limit = match req.page_size {
                 0 => DEFAULT_PAGE,
-                n if n > MAX_PAGE => {
-                    return Err(ExchangeError::Invalid(format!(
-                        "page_size must be at most {MAX_PAGE}"
-                    )));
+                n if n < 0 => {
+                    return Err(Invalid::new(
+                        "page_size",
+                        format!("page_size must not be negative: 0 asks for {DEFAULT_PAGE}, and at most {MAX_PAGE} are sent"),
+                    )
+                    .into());
                 }
-                n => n,
+                n => (n as u32).min(MAX_PAGE),
             };
             let after = self.open_page_token(caller, &req.after)?;
-            let rows = match req.scope {
+            // One more than the page, so that a last page that is exactly
+            // full says so (AIP-158: no token on the last page).
+            let fetch = limit + 1;
+            let mut rows = match req.scope {
                 Scope::Own => {
                     self.store
-                        .own_cases(&caller.participant, &after, limit)
+                        .own_cases(&caller.participant, &after, fetch)
                         .await
                 }
                 Scope::Visible => {
                     self.check_purpose(&req.purpose)?;
                     rec.purpose = Some(req.purpose.clone());
-                    self.store
-                        .visible_cases(
-                            &caller.participant,
-                            caller.role,
-                            &req.purpose,
-                            rec.at,
-                            &after,
-                            limit,
-                        )
-                        .await
+                    // Visible: what GetCase would release something of. A
+                    // legal basis of the role for the purpose opens every
+                    // case of another owner; otherwise a consent must name
+                    // the caller.
+                    if release::legal_basis_reaches(
+                        &self.policy,
+                        caller.role,
+                        &req.purpose,
+                        ctx.actor.is_some(),
+                    ) {
+                        rec.rules = vec!["find:legal-basis".into()];
+                        self.store
+                            .others_cases(&caller.participant, &after, fetch)
+                            .await
+                    } else {
+                        self.store
+                            .visible_cases(
+                                &caller.participant,
+                                caller.role,
+                                &req.purpose,
+                                rec.at,
+                                &after,
+                                fetch,
+                            )
+                            .await
+                    }
                 }
             }
             .map_err(stored)?;
+            let more = rows.len() > limit as usize;
+            rows.truncate(limit as usize);
             let next = match rows.last() {
-                Some(last) if rows.len() as u32 == limit => {
-                    self.seal_page_token(caller, &last.id)?
-                }
+                Some(last) if more => self.seal_page_token(caller, &last.id)?,
                 _ => String::new(),
             };
             let mut out = Vec::with_capacity(rows.len());
@@ -802,7 +883,10 @@ impl Exchange {
             return Ok(String::new());
         }
         let bad = || {
-            ExchangeError::Invalid("page_token is not one this node issued to you; start again with an empty page_token".into())
+            ExchangeError::Invalid(Invalid::new(
+                "page_token",
+                "page_token is not one this node issued to you; start again with an empty page_token",
+            ))
         };
         if token.len() > 256 {
             return Err(bad());
@@ -839,48 +923,49 @@ impl Exchange {
     /// id. Errors: `Invalid` (no recipients, categories or purposes, an
     /// unknown participant or purpose, an empty window), `NotFound`,
     /// `Forbidden` (not the owner), `AuditUnavailable`, `Internal`.
-    pub async fn grant_consent(
+    pub(crate) async fn grant_consent(
         &self,
         ctx: &RequestCtx,
         req: NewConsent,
+        key: Option<IdempotencyKey>,
     ) -> Result<Recorded<Consent>, ExchangeError> {
         let mut rec = self.record(ctx, "GrantConsent");
+        let replay = async |k, rec: &mut AccessRecord| self.replayed_consent(&k, rec).await;
+        let held = match self
+            .begin_write(ctx, "GrantConsent", key, &mut rec, replay)
+            .await
+        {
+            Ok(held) => held,
+            Err(answer) => return answer,
+        };
         let prepared = async {
             let caller = self.caller(ctx)?;
             self.owned_case(caller, &req.case_id, &mut rec).await?;
-            if req.recipients.is_empty() {
-                return Err(ExchangeError::Invalid("recipients: name at least one participant or role".into()));
-            }
-            for r in &req.recipients {
-                if let Recipient::Participant(p) = r
-                    && self.registry.participant(p).is_none()
-                {
-                    return Err(ExchangeError::Invalid(
-                        "recipients: a participant named there is not registered with this node (see the node's participant list)".into(),
-                    ));
-                }
-            }
+            let recipients = self.check_recipients(&req.recipients)?;
             if req.categories.is_empty() {
-                return Err(ExchangeError::Invalid("categories: name at least one category".into()));
+                return Err(
+                    Invalid::new("categories", "categories: name at least one category").into(),
+                );
             }
             if req.purposes.is_empty() {
-                return Err(ExchangeError::Invalid(format!(
-                    "purposes: name at least one of: {}",
-                    self.policy.purposes().join(", ")
-                )));
+                return Err(Invalid::new(
+                    "purposes",
+                    format!(
+                        "purposes: name at least one of: {}",
+                        self.policy.purposes().join(", ")
+                    ),
+                )
+                .into());
             }
-            for p in &req.purposes {
-                self.check_purpose(p)?;
+            for (i, p) in req.purposes.iter().enumerate() {
+                self.check_purpose_at(&format!("purposes[{i}]"), p)?;
             }
             let valid_from = req.valid_from.unwrap_or(rec.at);
-            if let Some(until) = req.valid_until
-                && until <= valid_from
-            {
-                return Err(ExchangeError::Invalid("valid_until must be after valid_from".into()));
-            }
-            let id = uuid::Builder::from_random_bytes(self.keys.random_bytes::<16>().map_err(internal)?)
-                .into_uuid()
-                .to_string();
+            self.check_window(rec.at, valid_from, req.valid_until)?;
+            let id =
+                uuid::Builder::from_random_bytes(self.keys.random_bytes::<16>().map_err(internal)?)
+                    .into_uuid()
+                    .to_string();
             let mut categories = req.categories.clone();
             categories.sort();
             categories.dedup();
@@ -894,7 +979,7 @@ impl Exchange {
                 id,
                 case_id: req.case_id.clone(),
                 recorded_by: caller.participant.clone(),
-                recipients: req.recipients.clone(),
+                recipients,
                 categories,
                 purposes,
                 valid_from,
@@ -911,10 +996,139 @@ impl Exchange {
         }
         .await;
         let (consent, durable) = self.finish(rec.clone(), prepared).await?.into_parts();
-        match self.store.insert_consent(&consent).await {
+        let key = held
+            .as_ref()
+            .map(|h| h.row(&consent.id, consent.events.len() as i64, &rec));
+        match self.store.insert_consent(&consent, key.as_ref()).await {
             Ok(()) => Ok(durable.map(|()| consent)),
             Err(e) => Err(self.failed_after_record(rec, stored(e)).await),
         }
+    }
+
+    /// The recipients of a consent, checked and as the store keeps them:
+    /// each once, participants before roles, each group sorted. At least
+    /// one; each participant registered; none that the policy could never
+    /// release case data to (a consent for it would be a dead letter that
+    /// looks like a disclosure).
+    fn check_recipients(&self, given: &[Recipient]) -> Result<Vec<Recipient>, ExchangeError> {
+        if given.is_empty() {
+            return Err(Invalid::new(
+                "recipients",
+                "recipients: name at least one participant or role",
+            )
+            .into());
+        }
+        for (i, r) in given.iter().enumerate() {
+            let (field, role) = match r {
+                Recipient::Participant(p) => {
+                    let field = format!("recipients[{i}].participant");
+                    let Some(role) = self.registry.role_of(p) else {
+                        return Err(Invalid::new(
+                            &field,
+                            format!("{field} is not registered with this node (see the node's participant list)"),
+                        )
+                        .into());
+                    };
+                    (field, role)
+                }
+                Recipient::Role(role) => (format!("recipients[{i}].role"), *role),
+            };
+            if !release::can_ever_receive(&self.policy, role) {
+                return Err(Invalid::new(
+                    &field,
+                    format!(
+                        "{field}: the node's policy releases no case data to role {role}, so a consent for it could never let anything through"
+                    ),
+                )
+                .into());
+            }
+        }
+        let mut recipients = given.to_vec();
+        recipients.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+        recipients.dedup();
+        Ok(recipients)
+    }
+
+    /// A consent's validity window `[from, until)` against `now`: not over
+    /// already, not empty, and not beyond the configured maximum.
+    fn check_window(
+        &self,
+        now: Millis,
+        from: Millis,
+        until: Option<Millis>,
+    ) -> Result<(), ExchangeError> {
+        let max = self.consent_max_validity;
+        let days = max / 86_400_000;
+        if from > now.saturating_add(max) {
+            return Err(Invalid::new(
+                "valid_from",
+                format!("valid_from is more than {days} days from now (consent.max_validity_days): check the year"),
+            )
+            .into());
+        }
+        let Some(until) = until else {
+            return Ok(());
+        };
+        if until <= from {
+            return Err(Invalid::new("valid_until", "valid_until must be after valid_from").into());
+        }
+        if until <= now {
+            return Err(Invalid::new(
+                "valid_until",
+                "valid_until is in the past: this consent would never be in force; record it with a window that has not ended",
+            )
+            .into());
+        }
+        if until - from > max {
+            return Err(Invalid::new(
+                "valid_until",
+                format!("valid_until is more than {days} days after valid_from (consent.max_validity_days): check the year, or leave valid_until unset for a consent that holds until withdrawn"),
+            )
+            .into());
+        }
+        Ok(())
+    }
+
+    /// The case a retried write made or changed, named in its record.
+    async fn replayed_case(
+        &self,
+        case_id: &str,
+        rec: &mut AccessRecord,
+    ) -> Result<CaseMeta, ExchangeError> {
+        let case =
+            self.store
+                .case_meta(case_id)
+                .await
+                .map_err(stored)?
+                .ok_or(ExchangeError::Internal(
+                    "a case named by a request key is missing",
+                ))?;
+        rec.case_id = Some(case.id.clone());
+        rec.subject = Some(self.subject_for_audit(&case));
+        Ok(case)
+    }
+
+    /// The consent as a retried grant or withdrawal left it: its events up
+    /// to that write's (events are append-only), named in the record.
+    async fn replayed_consent(
+        &self,
+        k: &RequestKey,
+        rec: &mut AccessRecord,
+    ) -> Result<Consent, ExchangeError> {
+        let mut consent = self
+            .store
+            .consent(&k.resource_id)
+            .await
+            .map_err(stored)?
+            .ok_or(ExchangeError::Internal(
+                "a consent named by a request key is missing",
+            ))?;
+        consent.events.truncate(usize::try_from(k.seq).unwrap_or(0));
+        self.replayed_case(&consent.case_id, rec).await?;
+        rec.consents = vec![consent.id.clone()];
+        rec.asked = consent.categories.clone();
+        Self::record_replay(rec, k);
+        Ok(consent)
     }
 
     async fn consent_of_owner(
@@ -930,7 +1144,13 @@ impl Exchange {
             .consent(consent_id)
             .await
             .map_err(stored)?
-            .ok_or_else(|| ExchangeError::NotFound("no consent with this consent_id".into()))?;
+            .ok_or_else(|| {
+                ExchangeError::not_found(
+                    Resource::Consent,
+                    Some(consent_id),
+                    "no consent with this consent_id",
+                )
+            })?;
         rec.consents = vec![consent.id.clone()];
         self.owned_case(caller, &consent.case_id, rec).await?;
         Ok(consent)
@@ -940,19 +1160,26 @@ impl Exchange {
     /// the next request on. Errors: `Invalid`, `NotFound`, `Forbidden`,
     /// `FailedPrecondition` (already withdrawn), `AuditUnavailable`,
     /// `Internal`.
-    pub async fn withdraw_consent(
+    pub(crate) async fn withdraw_consent(
         &self,
         ctx: &RequestCtx,
         consent_id: String,
         note: String,
+        key: Option<IdempotencyKey>,
     ) -> Result<Recorded<Consent>, ExchangeError> {
         let mut rec = self.record(ctx, "WithdrawConsent");
+        let replay = async |k, rec: &mut AccessRecord| self.replayed_consent(&k, rec).await;
+        let held = match self
+            .begin_write(ctx, "WithdrawConsent", key, &mut rec, replay)
+            .await
+        {
+            Ok(held) => held,
+            Err(answer) => return answer,
+        };
         let prepared = async {
             let consent = self.consent_of_owner(ctx, &consent_id, &mut rec).await?;
             if consent.state(rec.at) == consent::ConsentState::Withdrawn {
-                return Err(ExchangeError::FailedPrecondition(
-                    "this consent was already withdrawn".into(),
-                ));
+                return Err(ExchangeError::ConsentWithdrawn);
             }
             rec.decision = Decision::Allowed;
             Ok(consent)
@@ -965,7 +1192,14 @@ impl Exchange {
             by: rec.caller.clone(),
             note,
         };
-        match self.store.append_consent_event(&consent.id, &event).await {
+        let key = held
+            .as_ref()
+            .map(|h| h.row(&consent.id, consent.events.len() as i64 + 1, &rec));
+        match self
+            .store
+            .append_consent_event(&consent.id, &event, key.as_ref())
+            .await
+        {
             Ok(()) => {
                 consent.events.push(event);
                 Ok(durable.map(|()| consent))
@@ -976,7 +1210,7 @@ impl Exchange {
 
     /// Every consent of a case with its events, for its owner. Errors:
     /// `Invalid`, `NotFound`, `Forbidden`, `AuditUnavailable`, `Internal`.
-    pub async fn list_consents(
+    pub(crate) async fn list_consents(
         &self,
         ctx: &RequestCtx,
         case_id: String,
@@ -1000,7 +1234,7 @@ impl Exchange {
 
     /// A signed receipt of a consent's terms and state now, for its case's
     /// owner to hand to the subject. Errors as for `list_consents`.
-    pub async fn consent_receipt(
+    pub(crate) async fn consent_receipt(
         &self,
         ctx: &RequestCtx,
         consent_id: String,
@@ -1021,10 +1255,16 @@ impl Exchange {
         self.finish(rec, result).await
     }
 
+    /// Signs a checkpoint over the log's tail not yet covered by one; the
+    /// node calls it once requests have drained, before closing the store.
+    pub(crate) async fn sign_pending(&self) {
+        self.audit.sign_pending().await;
+    }
+
     /// The node's signed-note verifier key (`<name>+<key id>+<base64 key>`,
     /// C2SP signed-note), to check receipts and checkpoints with. Public
     /// key material only, so reading it is not an access to record.
-    pub fn verifier_key(&self) -> String {
+    pub(crate) fn verifier_key(&self) -> String {
         note::verifier_key(&self.node_name, &self.keys.signing_public_key())
     }
 

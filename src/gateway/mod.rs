@@ -1,7 +1,7 @@
 //! The gateway: what a request may get, decided and recorded before
 //! anything leaves.
 //!
-//! Every data request takes this path, in this order ([`Exchange`]):
+//! Every data request takes this path, in this order (`Exchange`):
 //!
 //! 1. **identify** — the typed caller the TLS layer resolved (a registered
 //!    participant with a role, or an unregistered fingerprint), never a
@@ -21,42 +21,55 @@
 //! Invariants it holds:
 //!
 //! - **Nothing leaves before its record is durable.** Every public request
-//!   method of [`Exchange`] returns `Result<Recorded<T>, ExchangeError>`;
+//!   method of `Exchange` returns `Result<Recorded<T>, ExchangeError>`;
 //!   only the log writer makes a [`Recorded`](crate::tlog::Recorded). A
 //!   write is applied after its record is durable; if applying fails, a
 //!   second record says so. If the record cannot be written, the answer is
-//!   `UNAVAILABLE` and nothing is released (fail closed).
+//!   `UNAVAILABLE` and nothing is released (fail closed); if the database
+//!   refuses this one record while taking the others written with it,
+//!   that request alone ends `INTERNAL`, releasing nothing.
 //! - **Every request is recorded**, refused ones too, and failed TLS
 //!   handshakes.
 //! - **Default deny per category**; `identity` needs consent except for
 //!   the case owner; consent is evaluated at request time.
 //! - **No raw identity leaves the vault**: records carry pseudonyms and
 //!   keyed hashes; error messages never echo request values.
-//! - **One status table**: [`ExchangeError::code`] gives the code the
-//!   record names and the gRPC layer answers with.
+//! - **One status table**: `ExchangeError::code` gives the code the
+//!   record names and the gRPC layer answers with, and
+//!   `ExchangeError::reason` the reason programs read (`ErrorInfo`).
+//! - **A write retried with its `request_id` writes once** (AIP-155): the
+//!   key is stored in the write's transaction and a retry is answered from
+//!   what the first call did (`IdempotencyKey`); the retry is recorded.
 //!
-//! Statistics take the same path ([`Exchange::statistics`]): the policy
+//! Statistics take the same path (`Exchange::statistics`): the policy
 //! (a rule with a legal basis), the figures computed and protected inside
 //! the node ([`crate::stats`]), an access record, then the table.
 //!
-//! It exposes [`Exchange`] with its request and answer types, the error and
-//! [`Code`] table, [`validate`] for the gRPC layer's calls on meaning,
-//! [`oversight`] for the `sluis audit` report, and the [`vault`] keys and
-//! [`pseudonym`] derivation the node and benchmarks load.
+//! To the rest of the crate it exposes `Exchange` with its request and
+//! answer types, the error with its `Code` and `Reason` table (and the
+//! `Resource` a `NOT_FOUND` names), the `IdempotencyKey` the gRPC layer
+//! builds for a write, `validate` for the gRPC
+//! layer's and the `sluis audit` commands' calls on meaning, and
+//! `oversight` for the `sluis audit` report. Outside the crate only the
+//! [`vault`] keys and [`pseudonym`] derivation (which the benchmarks time
+//! and use to load data as a node would), [`validate::METHODS`], the
+//! statistics request types and the bound on remembered pseudonyms (which
+//! the soak benchmark reports) are public.
 
 mod error;
 mod exchange;
-pub mod oversight;
+mod idempotency;
+pub(crate) mod oversight;
 pub mod pseudonym;
 mod release;
 mod statistics;
 pub mod validate;
 pub mod vault;
 
-pub use error::{Code, ExchangeError};
-pub use exchange::{
-    CaseRef, CaseSummary, CaseView, Exchange, FindCases, GetCase, NewConsent,
-    REMEMBERED_PSEUDONYMS, Receipt, Registered, RequestCtx, Scope,
-};
-pub use release::Withheld;
-pub use statistics::{FactsReader, StatisticsQuery};
+#[cfg(test)]
+pub(crate) use error::{Code, Reason};
+pub(crate) use error::{ExchangeError, Resource};
+pub use exchange::REMEMBERED_PSEUDONYMS;
+pub(crate) use exchange::{CaseRef, Exchange, FindCases, GetCase, NewConsent, RequestCtx, Scope};
+pub(crate) use idempotency::IdempotencyKey;
+pub use statistics::StatisticsQuery;

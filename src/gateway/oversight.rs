@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 
 use crate::gateway::pseudonym::{AUDIT_DOMAIN, Pseudonymiser};
 use crate::gateway::validate::{self, SubjectKey};
-use crate::gateway::{Exchange, ExchangeError, RequestCtx};
+use crate::gateway::{Exchange, ExchangeError, RequestCtx, Resource};
 use crate::model::{Category, Role};
 use crate::net::identity::Registry;
 use crate::store::{CaseMeta, LogFilter, LogRow, Store, StoreError, StoredCheckpoint};
@@ -22,7 +22,7 @@ use crate::tlog::{AccessRecord, RecordView, Recorded};
 
 /// Why a subject access report could not be made.
 #[derive(Debug, thiserror::Error)]
-pub enum ReportError {
+pub(crate) enum ReportError {
     #[error("entry {index} does not decode; run `sluis audit verify`")]
     Undecodable { index: i64 },
     #[error(transparent)]
@@ -31,21 +31,21 @@ pub enum ReportError {
 
 /// One line of a subject access report.
 #[derive(Clone, Debug)]
-pub struct ReportEntry {
-    pub index: i64,
-    pub record: AccessRecord,
+pub(crate) struct ReportEntry {
+    pub(crate) index: i64,
+    pub(crate) record: AccessRecord,
     /// The organisation's name from the node's registry.
-    pub organisation: String,
+    pub(crate) organisation: String,
     /// The entry in plain words.
-    pub summary: String,
+    pub(crate) summary: String,
 }
 
 #[derive(Clone, Debug)]
-pub struct SubjectReport {
-    pub case_ids: Vec<String>,
-    pub entries: Vec<ReportEntry>,
+pub(crate) struct SubjectReport {
+    pub(crate) case_ids: Vec<String>,
+    pub(crate) entries: Vec<ReportEntry>,
     /// The whole report, printable.
-    pub text: String,
+    pub(crate) text: String,
 }
 
 fn category_words(c: Category) -> &'static str {
@@ -125,14 +125,14 @@ fn summary(rec: &AccessRecord, organisation: &str) -> String {
 /// A case a report covers: its id and its subject's pseudonym in the audit
 /// domain, under which the log names the subject.
 #[derive(Clone, Debug)]
-pub struct ReportedCase {
-    pub case_id: String,
-    pub subject: String,
+pub(crate) struct ReportedCase {
+    pub(crate) case_id: String,
+    pub(crate) subject: String,
 }
 
 impl ReportedCase {
     /// The case as a report covers it; `secret` is the node's pseudonym key.
-    pub fn of(case: &CaseMeta, secret: &[u8; 32]) -> ReportedCase {
+    pub(crate) fn of(case: &CaseMeta, secret: &[u8; 32]) -> ReportedCase {
         ReportedCase {
             case_id: case.id.clone(),
             subject: Pseudonymiser::new(secret).pseudonym(AUDIT_DOMAIN, &case.subject_ref),
@@ -143,7 +143,7 @@ impl ReportedCase {
 /// Every access to the cases of one subject, in order, with the report
 /// text: each entry of a case, and each entry that names its subject among
 /// others (a listing that returned it, an officer's read of the log).
-pub async fn subject_report(
+pub(crate) async fn subject_report(
     store: &Store,
     registry: &Registry,
     node_name: &str,
@@ -214,7 +214,7 @@ fn report_entry(row: LogRow, registry: &Registry) -> Result<ReportEntry, ReportE
 
 /// Whose access report is asked for. A V-number or BSN is checked as on
 /// registration ([`SubjectKey`]) after the caller is known to be an officer.
-pub enum SubjectRef {
+pub(crate) enum SubjectRef {
     CaseId(String),
     VNumber(String),
     Bsn(String),
@@ -249,7 +249,7 @@ impl Exchange {
     /// Up to `limit` (0: 1000; at most 10,000) log rows matching `filter`
     /// from index `start` on. Errors: `Forbidden` (not a privacy officer),
     /// `Invalid`, `AuditUnavailable`, `Internal`.
-    pub async fn query_access(
+    pub(crate) async fn query_access(
         &self,
         ctx: &RequestCtx,
         filter: LogFilter,
@@ -260,12 +260,17 @@ impl Exchange {
         let result = async {
             self.officer(ctx)?;
             self.check_filter(&filter)?;
-            if !(0..=MAX_QUERY).contains(&limit) {
-                return Err(ExchangeError::Invalid(format!(
-                    "limit must be at most {MAX_QUERY}"
+            if limit < 0 {
+                return Err(ExchangeError::Invalid(validate::Invalid::new(
+                    "limit",
+                    "limit must not be negative: 0 asks for 1000 entries, and at most 10000 are sent",
                 )));
             }
-            let limit = if limit == 0 { 1000 } else { limit };
+            // AIP-158: a page size above the maximum is read as the maximum.
+            let limit = match limit {
+                0 => 1000,
+                n => n.min(MAX_QUERY),
+            };
             rec.case_id = filter.case_id.clone();
             let mut rows = self
                 .store
@@ -311,7 +316,7 @@ impl Exchange {
             validate::method("method", m)?;
         }
         if let Some(p) = &f.purpose {
-            self.check_purpose(p)?;
+            self.check_purpose_at("purpose", p)?;
         }
         if let Some(d) = &f.decision {
             validate::decision("decision", d)?;
@@ -330,7 +335,7 @@ impl Exchange {
     /// or through the keyed index by V-number or BSN. Errors: `Forbidden`,
     /// `Invalid` (checked as on registration), `NotFound`,
     /// `AuditUnavailable`, `Internal`.
-    pub async fn subject_access_report(
+    pub(crate) async fn subject_access_report(
         &self,
         ctx: &RequestCtx,
         subject: SubjectRef,
@@ -350,8 +355,10 @@ impl Exchange {
                 SubjectRef::Bsn(b) => self.cases_of(&SubjectKey::bsn("bsn", &b)?).await?,
             };
             if case_ids.is_empty() {
-                return Err(ExchangeError::NotFound(
-                    "no case is registered for this subject".into(),
+                return Err(ExchangeError::not_found(
+                    Resource::Case,
+                    None,
+                    "no case is registered for this subject",
                 ));
             }
             let mut cases = Vec::with_capacity(case_ids.len());
@@ -384,7 +391,7 @@ impl Exchange {
     /// The signed checkpoint of `size`, or the latest. Errors: `Forbidden`,
     /// `NotFound` (no such size), `FailedPrecondition` (none yet),
     /// `AuditUnavailable`, `Internal`.
-    pub async fn get_checkpoint(
+    pub(crate) async fn get_checkpoint(
         &self,
         ctx: &RequestCtx,
         size: Option<u64>,
@@ -406,7 +413,7 @@ impl Exchange {
     /// signed checkpoint. Errors: `Forbidden`, `Invalid`, `NotFound`,
     /// `FailedPrecondition` (not covered yet), `AuditUnavailable`,
     /// `Internal`.
-    pub async fn get_inclusion_proof(
+    pub(crate) async fn get_inclusion_proof(
         &self,
         ctx: &RequestCtx,
         leaf: LeafRef,
@@ -416,7 +423,7 @@ impl Exchange {
         let result = async {
             self.officer(ctx)?;
             if let LeafRef::RequestId(id) = &leaf {
-                validate::uuid("request_id", id)?;
+                validate::uuid("access_record_id", id)?;
             }
             let proof = proof::inclusion_proof(&self.store, leaf, tree_size)
                 .await
@@ -433,7 +440,7 @@ impl Exchange {
     /// A consistency proof from `old` to `new` (default: the latest
     /// checkpoint's size). Errors: `Forbidden`, `Invalid` (range),
     /// `FailedPrecondition`, `AuditUnavailable`, `Internal`.
-    pub async fn get_consistency_proof(
+    pub(crate) async fn get_consistency_proof(
         &self,
         ctx: &RequestCtx,
         old: u64,
@@ -486,10 +493,19 @@ fn report_error(e: ReportError) -> ExchangeError {
 /// explain itself to the caller (the node's log says it).
 fn proof_error(e: ProofError) -> ExchangeError {
     match e {
-        ProofError::NoCheckpointOfSize { .. } | ProofError::NoSuchRecord => {
-            ExchangeError::NotFound(e.to_string())
+        ProofError::NoCheckpointOfSize { size } => {
+            let size = size.to_string();
+            ExchangeError::not_found(Resource::Checkpoint, Some(&size), &e.to_string())
         }
-        ProofError::BadRange { .. } => ExchangeError::Invalid(e.to_string()),
+        ProofError::NoSuchRecord => {
+            ExchangeError::not_found(Resource::AccessEntry, None, &e.to_string())
+        }
+        ProofError::BadRange { .. } => {
+            ExchangeError::Invalid(validate::Invalid::new("new_size", e.to_string()))
+        }
+        ProofError::PastTheEnd { .. } => {
+            ExchangeError::OutOfRange(validate::Invalid::new("index", e.to_string()))
+        }
         ProofError::NoCheckpointYet | ProofError::NotCoveredYet { .. } => {
             ExchangeError::FailedPrecondition(e.to_string())
         }

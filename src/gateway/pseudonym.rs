@@ -95,6 +95,18 @@ impl Pseudonymiser {
 }
 
 impl Pseudonymiser {
+    /// Keyed hash of a write request (its method and encoding) of a
+    /// participant, to tell a retry from another request under the same
+    /// `request_id` without storing the request (it may hold an identity).
+    pub(crate) fn request_digest(&self, participant: &str, method: &str, body: &[u8]) -> String {
+        let key = self.key_for(&format!("@request/{participant}"));
+        let mut ctx = hmac::Context::with_key(&key);
+        ctx.update(method.as_bytes());
+        ctx.update(&[0]);
+        ctx.update(body);
+        format!("rq1.{}", B64URL.encode(ctx.sign().as_ref()))
+    }
+
     /// Keyed hash of a subject identifier (V-number, BSN) for the subject
     /// index. Only the node can compute it, so the index reveals nothing.
     pub fn index_digest(&self, kind: &str, value: &str) -> String {

@@ -16,60 +16,60 @@
 //!    withheld as `not_present`.
 
 use crate::model::consent::{self, Consent, Millis, Verdict};
-use crate::model::{Caller, Category, WithholdReason};
+use crate::model::{Caller, Category, Role, WithholdReason};
 use crate::policy::{DenyReason, Policy, Query};
 use crate::tlog::Decision;
 
 /// A category not released, why (the code the API and the log carry), and
 /// the detail in words: the deciding rules or consent, never request content.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Withheld {
-    pub category: Category,
-    pub reason: WithholdReason,
-    pub detail: String,
+pub(crate) struct Withheld {
+    pub(crate) category: Category,
+    pub(crate) reason: WithholdReason,
+    pub(crate) detail: String,
 }
 
 /// Who asks, for what, and when: the request's side of the decision.
 #[derive(Clone, Copy, Debug)]
-pub struct Asker<'a> {
-    pub caller: &'a Caller,
+pub(crate) struct Asker<'a> {
+    pub(crate) caller: &'a Caller,
     /// A purpose the policy knows (checked before).
-    pub purpose: &'a str,
+    pub(crate) purpose: &'a str,
     /// The caller registered the case.
-    pub is_owner: bool,
+    pub(crate) is_owner: bool,
     /// The request names the acting employee (`x-sluis-actor`).
-    pub actor_present: bool,
+    pub(crate) actor_present: bool,
     /// The instant consent is evaluated at (ms since the epoch, UTC).
-    pub now: Millis,
+    pub(crate) now: Millis,
 }
 
 /// The case's side of the decision: what it holds and who consented to what.
 #[derive(Clone, Copy, Debug)]
-pub struct Holdings<'a> {
+pub(crate) struct Holdings<'a> {
     /// Categories the case holds data in.
-    pub present: &'a [Category],
+    pub(crate) present: &'a [Category],
     /// Every consent recorded for the case, with its events.
-    pub consents: &'a [Consent],
+    pub(crate) consents: &'a [Consent],
 }
 
 /// What to release and what to withhold, with what the access record
 /// needs: the deciding rules and consents (sorted, without repeats) and the
 /// decision.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ReleasePlan {
+pub(crate) struct ReleasePlan {
     /// In the order asked.
-    pub released: Vec<Category>,
+    pub(crate) released: Vec<Category>,
     /// In the order asked.
-    pub withheld: Vec<Withheld>,
-    pub rules: Vec<String>,
-    pub consents: Vec<String>,
+    pub(crate) withheld: Vec<Withheld>,
+    pub(crate) rules: Vec<String>,
+    pub(crate) consents: Vec<String>,
     /// Allowed (all released), partial, or denied (none released).
-    pub decision: Decision,
+    pub(crate) decision: Decision,
 }
 
 /// The categories a read asks for: as given, or all when none are named;
 /// sorted, without repeats.
-pub fn asked(categories: &[Category]) -> Vec<Category> {
+pub(crate) fn asked(categories: &[Category]) -> Vec<Category> {
     let mut asked = if categories.is_empty() {
         Category::ALL.to_vec()
     } else {
@@ -80,8 +80,55 @@ pub fn asked(categories: &[Category]) -> Vec<Category> {
     asked
 }
 
+/// Whether the policy releases some category other than `identity` to a
+/// non-owner in `role` for `purpose` on a legal basis, without consent: then
+/// every case of another owner holds something that role may read for that
+/// purpose (`FindCases` with scope VISIBLE lists them all).
+pub(crate) fn legal_basis_reaches(
+    policy: &Policy,
+    role: Role,
+    purpose: &str,
+    actor_present: bool,
+) -> bool {
+    Category::ALL
+        .iter()
+        .filter(|c| **c != Category::Identity)
+        .any(|&category| {
+            let d = policy.decide(&Query {
+                role,
+                category,
+                purpose,
+                is_owner: false,
+                actor_present,
+            });
+            d.allowed && d.legal_basis.is_some()
+        })
+}
+
+/// Whether the policy releases anything of a case it does not own to
+/// `role`, for any purpose and category, with or without the acting
+/// person named: a consent to a role that cannot could never let anything
+/// through.
+pub(crate) fn can_ever_receive(policy: &Policy, role: Role) -> bool {
+    policy.purposes().iter().any(|purpose| {
+        Category::ALL.iter().any(|&category| {
+            [false, true].into_iter().any(|actor_present| {
+                policy
+                    .decide(&Query {
+                        role,
+                        category,
+                        purpose,
+                        is_owner: false,
+                        actor_present,
+                    })
+                    .allowed
+            })
+        })
+    })
+}
+
 /// Decides each category in `asked` (see the module doc for the rules).
-pub fn plan(
+pub(crate) fn plan(
     policy: &Policy,
     asker: &Asker<'_>,
     case: &Holdings<'_>,

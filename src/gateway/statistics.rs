@@ -17,6 +17,7 @@
 
 use crate::gateway::error::ExchangeError;
 use crate::gateway::exchange::{Exchange, RequestCtx};
+use crate::gateway::validate::Invalid;
 use crate::model::consent::Millis;
 use crate::model::{Category, Role};
 use crate::stats::{self, CaseFacts, Publication, Quarter, Scope, StatsError, TableKind};
@@ -39,7 +40,8 @@ pub struct StatisticsQuery {
 /// Turns a case's opened categories into the facts statistics count:
 /// (owner, registration time in ms, payloads) → facts. The gRPC layer
 /// supplies it, since only it knows the payloads' encoding.
-pub type FactsReader = fn(&str, Millis, &[(Category, Vec<u8>)]) -> Result<CaseFacts, ExchangeError>;
+pub(crate) type FactsReader =
+    fn(&str, Millis, &[(Category, Vec<u8>)]) -> Result<CaseFacts, ExchangeError>;
 
 /// Cases read per page.
 const PAGE: u32 = 1000;
@@ -92,10 +94,11 @@ impl Exchange {
                 .ok()
                 .and_then(|n| Quarter::new(q.year, n))
                 .ok_or_else(|| {
-                    ExchangeError::Invalid(format!(
+                    let field = if Quarter::new(q.year, 1).is_none() { "year" } else { "quarter" };
+                    ExchangeError::Invalid(Invalid::new(field, format!(
                         "year must be from {} to 9999 and quarter from 1 to 4",
                         Quarter::FIRST_YEAR
-                    ))
+                    )))
                 })?;
             let today = day_of(rec.at)?;
             if !quarter.closed_on(today) {
@@ -109,9 +112,10 @@ impl Exchange {
                 (Role::Monitor, true) => Scope::ByMunicipality,
                 (Role::Municipality, false) => Scope::Own(caller.participant.clone()),
                 (Role::Municipality, true) => {
-                    return Err(ExchangeError::Invalid(
-                        "by_municipality is for the national monitor; a municipality gets the figures of its own cases".into(),
-                    ));
+                    return Err(ExchangeError::Invalid(Invalid::new(
+                        "by_municipality",
+                        "by_municipality is for the national monitor; a municipality gets the figures of its own cases",
+                    )));
                 }
                 (role, _) => {
                     return Err(ExchangeError::Forbidden(format!(

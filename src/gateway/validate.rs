@@ -14,18 +14,42 @@ use crate::model::{Role, is_name, printable_in_line};
 use crate::tlog::Decision;
 
 /// Longest free text (notes, statuses) a case category holds, in characters.
-pub const MAX_TEXT: usize = 4096;
+pub(crate) const MAX_TEXT: usize = 4096;
 
-/// A value that does not mean what its field needs. The message names the
-/// field and what to fix; it becomes `INVALID_ARGUMENT`.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct Invalid(String);
+/// A value that does not mean what its field needs: the field, by its path
+/// in the request as the caller wrote it (`data.identity.bsn`,
+/// `recipients[2].role`), and a message that names the field and what to
+/// fix. It becomes `INVALID_ARGUMENT` with a `BadRequest` field violation.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub(crate) struct Invalid {
+    field: String,
+    message: String,
+}
+
+impl Invalid {
+    /// `message` says what is wrong and how to fix it, naming the field;
+    /// never the value.
+    pub(crate) fn new(field: impl Into<String>, message: impl Into<String>) -> Invalid {
+        Invalid {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    /// The field's path in the request.
+    pub(crate) fn field(&self) -> &str {
+        &self.field
+    }
+}
 
 /// Text of at most `max` characters (Unicode scalar values).
-pub fn text(field: &str, s: &str, max: usize) -> Result<(), Invalid> {
+pub(crate) fn text(field: &str, s: &str, max: usize) -> Result<(), Invalid> {
     if s.chars().count() > max {
-        return Err(Invalid(format!("{field} is longer than {max} characters")));
+        return Err(Invalid::new(
+            field,
+            format!("{field} is longer than {max} characters"),
+        ));
     }
     Ok(())
 }
@@ -35,31 +59,63 @@ pub fn text(field: &str, s: &str, max: usize) -> Result<(), Invalid> {
 /// ([`printable_in_line`]). For free text that a signed note may carry
 /// (a consent's evidence reference, a withdrawal note): a newline there would
 /// let its writer add lines the node then signs.
-pub fn line(field: &str, s: &str, max: usize) -> Result<(), Invalid> {
+pub(crate) fn line(field: &str, s: &str, max: usize) -> Result<(), Invalid> {
     text(field, s, max)?;
     if !s.chars().all(printable_in_line) {
-        return Err(Invalid(format!(
-            "{field} must be a single line of printable text (no newlines, control characters or direction overrides)"
-        )));
+        return Err(Invalid::new(
+            field,
+            format!(
+                "{field} must be a single line of printable text (no newlines, control characters or direction overrides)"
+            ),
+        ));
     }
     Ok(())
 }
 
 /// A calendar date written `YYYY-MM-DD` (ISO 8601 extended, complete), or
 /// empty for "not known".
-pub fn date(field: &str, s: &str) -> Result<(), Invalid> {
+pub(crate) fn date(field: &str, s: &str) -> Result<(), Invalid> {
     if s.is_empty() {
         return Ok(());
     }
     let fmt = time::macros::format_description!("[year]-[month]-[day]");
     time::Date::parse(s, &fmt)
         .map(|_| ())
-        .map_err(|_| Invalid(format!("{field} must be a date written YYYY-MM-DD")))
+        .map_err(|_| Invalid::new(field, format!("{field} must be a date written YYYY-MM-DD")))
+}
+
+/// The earliest date of birth a subject can have: nobody alive in the LVV
+/// was born before it (the oldest people on record were born in the 1900s),
+/// so an earlier date is a typo (`1098` for `1998`).
+pub(crate) const EARLIEST_BIRTH: time::Date = time::macros::date!(1900 - 01 - 01);
+
+/// A date of birth ([`date`]; empty: unknown): not after `today` (the node's
+/// date, UTC) and not before [`EARLIEST_BIRTH`].
+pub(crate) fn date_of_birth(field: &str, s: &str, today: time::Date) -> Result<(), Invalid> {
+    date(field, s)?;
+    let Some(d) = crate::model::outcome::parse_date(s) else {
+        return Ok(());
+    };
+    if d > today {
+        return Err(Invalid::new(
+            field,
+            format!(
+                "{field} is in the future: give the date of birth, YYYY-MM-DD, or leave it empty when unknown"
+            ),
+        ));
+    }
+    if d < EARLIEST_BIRTH {
+        return Err(Invalid::new(
+            field,
+            format!("{field} is before {EARLIEST_BIRTH}: check the year"),
+        ));
+    }
+    Ok(())
 }
 
 /// Two dates that are each valid ([`date`]) and, when both are given, in
 /// order: `until` not before `since`.
-pub fn date_range(
+pub(crate) fn date_range(
     (since_field, since): (&str, &str),
     (until_field, until): (&str, &str),
 ) -> Result<(), Invalid> {
@@ -67,65 +123,76 @@ pub fn date_range(
     date(until_field, until)?;
     // Valid YYYY-MM-DD dates order as their text does.
     if !since.is_empty() && !until.is_empty() && until < since {
-        return Err(Invalid(format!(
-            "{until_field} must not be before {since_field}"
-        )));
+        return Err(Invalid::new(
+            until_field,
+            format!("{until_field} must not be before {since_field}"),
+        ));
     }
     Ok(())
 }
 
 /// An id this node issued: a UUID (RFC 9562) in its lower-case hyphenated
 /// form, the only spelling the node stores, so no two spellings name one row.
-pub fn uuid(field: &str, s: &str) -> Result<(), Invalid> {
+pub(crate) fn uuid(field: &str, s: &str) -> Result<(), Invalid> {
     if s.is_empty() {
-        return Err(Invalid(format!("{field} is required")));
+        return Err(Invalid::new(field, format!("{field} is required")));
     }
     match uuid::Uuid::try_parse(s) {
         Ok(u) if u.hyphenated().to_string() == s => Ok(()),
-        _ => Err(Invalid(format!(
-            "{field} is malformed: expected a lower-case UUID like 0190c4e2-7b1a-4c3e-9f00-1a2b3c4d5e6f"
-        ))),
+        _ => Err(Invalid::new(
+            field,
+            format!(
+                "{field} is malformed: expected a lower-case UUID like 0190c4e2-7b1a-4c3e-9f00-1a2b3c4d5e6f"
+            ),
+        )),
     }
 }
 
 /// A participant id as the node's configuration registers them
 /// ([`is_name`]).
-pub fn participant_id(field: &str, s: &str) -> Result<(), Invalid> {
+pub(crate) fn participant_id(field: &str, s: &str) -> Result<(), Invalid> {
     if !is_name(s) {
-        return Err(Invalid(format!(
-            "{field} must be a participant id: 1-64 characters of a-z, 0-9, '-', '_' or '.'"
-        )));
+        return Err(Invalid::new(
+            field,
+            format!(
+                "{field} must be a participant id: 1-64 characters of a-z, 0-9, '-', '_' or '.'"
+            ),
+        ));
     }
     Ok(())
 }
 
 /// One of the roles ([`Role`]).
-pub fn role(field: &str, s: &str) -> Result<Role, Invalid> {
+pub(crate) fn role(field: &str, s: &str) -> Result<Role, Invalid> {
     s.parse::<Role>().map_err(|_| {
         let roles: Vec<&str> = Role::ALL.iter().map(|r| r.as_str()).collect();
-        Invalid(format!("{field}: unknown role; use {}", roles.join(", ")))
+        Invalid::new(
+            field,
+            format!("{field}: unknown role; use {}", roles.join(", ")),
+        )
     })
 }
 
 /// A pseudonym as this node writes them (`ps1.` and 27 base64url
 /// characters): a caller's own, or the audit domain's in the access log.
-pub fn pseudonym(field: &str, s: &str) -> Result<(), Invalid> {
+pub(crate) fn pseudonym(field: &str, s: &str) -> Result<(), Invalid> {
     if !crate::gateway::pseudonym::is_well_formed(s) {
-        return Err(Invalid(format!(
-            "{field} is malformed: expected a 'ps1.' pseudonym as this node issues them"
-        )));
+        return Err(Invalid::new(
+            field,
+            format!("{field} is malformed: expected a 'ps1.' pseudonym as this node issues them"),
+        ));
     }
     Ok(())
 }
 
 /// How a request ended, as the access log names it ([`Decision`]).
-pub fn decision(field: &str, s: &str) -> Result<Decision, Invalid> {
+pub(crate) fn decision(field: &str, s: &str) -> Result<Decision, Invalid> {
     Decision::parse(s).ok_or_else(|| {
         let names: Vec<&str> = Decision::ALL.iter().map(|d| d.as_str()).collect();
-        Invalid(format!(
-            "{field}: unknown decision; use {}",
-            names.join(", ")
-        ))
+        Invalid::new(
+            field,
+            format!("{field}: unknown decision; use {}", names.join(", ")),
+        )
     })
 }
 
@@ -159,23 +226,24 @@ pub const METHODS: &[&str] = &[
 ];
 
 /// A method name the access log records ([`METHODS`]).
-pub fn method(field: &str, s: &str) -> Result<(), Invalid> {
+pub(crate) fn method(field: &str, s: &str) -> Result<(), Invalid> {
     if !METHODS.contains(&s) {
-        return Err(Invalid(format!(
-            "{field}: unknown method; use one of {}",
-            METHODS.join(", ")
-        )));
+        return Err(Invalid::new(
+            field,
+            format!("{field}: unknown method; use one of {}", METHODS.join(", ")),
+        ));
     }
     Ok(())
 }
 
 /// The acting employee's id (`x-sluis-actor`): 1 to 128 printable ASCII
 /// characters without spaces.
-pub fn actor(field: &str, s: &str) -> Result<(), Invalid> {
+pub(crate) fn actor(field: &str, s: &str) -> Result<(), Invalid> {
     if s.is_empty() || s.len() > 128 || !s.bytes().all(|b| (0x21..0x7f).contains(&b)) {
-        return Err(Invalid(format!(
-            "{field} must be 1-128 printable ASCII characters (an employee id)"
-        )));
+        return Err(Invalid::new(
+            field,
+            format!("{field} must be 1-128 printable ASCII characters (an employee id)"),
+        ));
     }
     Ok(())
 }
@@ -183,23 +251,25 @@ pub fn actor(field: &str, s: &str) -> Result<(), Invalid> {
 /// An instant given as seconds and nanoseconds since the Unix epoch (a
 /// protobuf `Timestamp`), in the years 1970 to 9999, in the node's unit:
 /// milliseconds.
-pub fn instant(field: &str, seconds: i64, nanos: i32) -> Result<Millis, Invalid> {
+pub(crate) fn instant(field: &str, seconds: i64, nanos: i32) -> Result<Millis, Invalid> {
     if !(0..=253_402_300_799).contains(&seconds) || !(0..1_000_000_000).contains(&nanos) {
-        return Err(Invalid(format!(
-            "{field} is out of range: give a time from 1970 to 9999"
-        )));
+        return Err(Invalid::new(
+            field,
+            format!("{field} is out of range: give a time from 1970 to 9999"),
+        ));
     }
     Ok(seconds * 1000 + i64::from(nanos / 1_000_000))
 }
 
 /// An instant written in RFC 3339 (`2026-11-01T00:00:00Z`), as the command
 /// line takes them; then as [`instant`].
-pub fn rfc3339(field: &str, s: &str) -> Result<Millis, Invalid> {
+pub(crate) fn rfc3339(field: &str, s: &str) -> Result<Millis, Invalid> {
     use time::format_description::well_known::Rfc3339;
     let t = time::OffsetDateTime::parse(s, &Rfc3339).map_err(|_| {
-        Invalid(format!(
-            "{field} must be an RFC 3339 time like 2026-11-01T00:00:00Z"
-        ))
+        Invalid::new(
+            field,
+            format!("{field} must be an RFC 3339 time like 2026-11-01T00:00:00Z"),
+        )
     })?;
     instant(field, t.unix_timestamp(), t.nanosecond() as i32)
 }
@@ -207,16 +277,17 @@ pub fn rfc3339(field: &str, s: &str) -> Result<Millis, Invalid> {
 /// A half-open range of instants `[since, until)`, either end open: when
 /// both are given, `until` must be after `since` (an empty range finds
 /// nothing, which would read as "no accesses").
-pub fn time_range(
+pub(crate) fn time_range(
     (since_field, since): (&str, Option<Millis>),
     (until_field, until): (&str, Option<Millis>),
 ) -> Result<(), Invalid> {
     if let (Some(s), Some(u)) = (since, until)
         && u <= s
     {
-        return Err(Invalid(format!(
-            "{until_field} must be after {since_field}"
-        )));
+        return Err(Invalid::new(
+            until_field,
+            format!("{until_field} must be after {since_field}"),
+        ));
     }
     Ok(())
 }
@@ -241,7 +312,7 @@ fn bsn_passes_11_check(bsn: &str) -> bool {
 /// A subject's identifier, checked: the keys of the subject index through
 /// which a privacy officer finds a person's cases. Its `Debug` is redacted.
 #[derive(Clone, PartialEq, Eq)]
-pub struct SubjectKey {
+pub(crate) struct SubjectKey {
     kind: SubjectKeyKind,
     value: String,
 }
@@ -254,9 +325,9 @@ enum SubjectKeyKind {
 
 impl SubjectKey {
     /// A V-number (the immigration services' person number): 10 digits.
-    pub fn v_number(field: &str, s: &str) -> Result<SubjectKey, Invalid> {
+    pub(crate) fn v_number(field: &str, s: &str) -> Result<SubjectKey, Invalid> {
         if s.len() != 10 || !s.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(Invalid(format!("{field} must be 10 digits")));
+            return Err(Invalid::new(field, format!("{field} must be 10 digits")));
         }
         Ok(SubjectKey {
             kind: SubjectKeyKind::VNumber,
@@ -265,11 +336,12 @@ impl SubjectKey {
     }
 
     /// A BSN (Dutch citizen service number): 9 digits passing the 11-check.
-    pub fn bsn(field: &str, s: &str) -> Result<SubjectKey, Invalid> {
+    pub(crate) fn bsn(field: &str, s: &str) -> Result<SubjectKey, Invalid> {
         if !bsn_passes_11_check(s) {
-            return Err(Invalid(format!(
-                "{field} must be 9 digits that pass the 11-check"
-            )));
+            return Err(Invalid::new(
+                field,
+                format!("{field} must be 9 digits that pass the 11-check"),
+            ));
         }
         Ok(SubjectKey {
             kind: SubjectKeyKind::Bsn,
@@ -298,25 +370,30 @@ impl fmt::Debug for SubjectKey {
 }
 
 /// The identity category's fields, as plain text.
-pub struct Identity<'a> {
-    pub name: &'a str,
-    pub date_of_birth: &'a str,
-    pub nationality: &'a str,
-    pub v_number: &'a str,
-    pub bsn: &'a str,
+pub(crate) struct Identity<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) date_of_birth: &'a str,
+    pub(crate) nationality: &'a str,
+    pub(crate) v_number: &'a str,
+    pub(crate) bsn: &'a str,
 }
 
 /// Checks an identity (`field` names it, e.g. `data.identity`) and returns
 /// the subject keys it carries. It must name the person somehow: a name, a
 /// V-number or a BSN.
-pub fn identity(field: &str, id: &Identity<'_>) -> Result<Vec<SubjectKey>, Invalid> {
+pub(crate) fn identity(field: &str, id: &Identity<'_>) -> Result<Vec<SubjectKey>, Invalid> {
     if id.name.trim().is_empty() && id.v_number.is_empty() && id.bsn.is_empty() {
-        return Err(Invalid(format!(
-            "{field} must have at least a name, a V-number or a BSN"
-        )));
+        return Err(Invalid::new(
+            field,
+            format!("{field} must have at least a name, a V-number or a BSN"),
+        ));
     }
     text(&format!("{field}.name"), id.name, 200)?;
-    date(&format!("{field}.date_of_birth"), id.date_of_birth)?;
+    date_of_birth(
+        &format!("{field}.date_of_birth"),
+        id.date_of_birth,
+        crate::model::clock::today(),
+    )?;
     text(&format!("{field}.nationality"), id.nationality, 64)?;
     let mut keys = Vec::new();
     if !id.v_number.is_empty() {

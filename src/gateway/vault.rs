@@ -58,9 +58,9 @@ impl std::fmt::Debug for Keys {
     }
 }
 
-pub const DATA_KEY_FILE: &str = "data.key";
-pub const PSEUDONYM_KEY_FILE: &str = "pseudonym.key";
-pub const SIGNING_KEY_FILE: &str = "signing.key";
+pub(crate) const DATA_KEY_FILE: &str = "data.key";
+pub(crate) const PSEUDONYM_KEY_FILE: &str = "pseudonym.key";
+pub(crate) const SIGNING_KEY_FILE: &str = "signing.key";
 
 impl Keys {
     /// Creates the key files in `dir`. Refuses to overwrite any of them.
@@ -164,7 +164,7 @@ impl Keys {
         out
     }
 
-    pub fn random_bytes<const N: usize>(&self) -> Result<[u8; N], VaultError> {
+    pub(crate) fn random_bytes<const N: usize>(&self) -> Result<[u8; N], VaultError> {
         let mut out = [0u8; N];
         self.rng.fill(&mut out).map_err(|_| VaultError::Random)?;
         Ok(out)

@@ -8,7 +8,12 @@ pub fn now_millis() -> i64 {
     (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
-pub fn rfc3339(ms: i64) -> String {
+/// The calendar date now, UTC.
+pub(crate) fn today() -> time::Date {
+    OffsetDateTime::now_utc().date()
+}
+
+pub(crate) fn rfc3339(ms: i64) -> String {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()
         .and_then(|t| t.format(&Rfc3339).ok())

@@ -18,6 +18,16 @@ pub enum Recipient {
 }
 
 impl Recipient {
+    /// The order a consent's recipients are kept and shown in, whatever
+    /// the database's collation: participants before roles, each by its
+    /// name's bytes.
+    pub(crate) fn order_key(&self) -> (u8, &str) {
+        match self {
+            Recipient::Participant(p) => (0, p.as_str()),
+            Recipient::Role(role) => (1, role.as_str()),
+        }
+    }
+
     fn covers(&self, caller: &Caller) -> bool {
         match self {
             Recipient::Participant(id) => *id == caller.participant,
@@ -33,7 +43,7 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             EventKind::Given => "given",
             EventKind::Withdrawn => "withdrawn",
@@ -65,7 +75,7 @@ pub struct Consent {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ConsentState {
+pub(crate) enum ConsentState {
     Active,
     NotYetValid,
     Expired,
@@ -73,7 +83,7 @@ pub enum ConsentState {
 }
 
 impl Consent {
-    pub fn state(&self, now: Millis) -> ConsentState {
+    pub(crate) fn state(&self, now: Millis) -> ConsentState {
         if self.events.iter().any(|e| e.kind == EventKind::Withdrawn) {
             ConsentState::Withdrawn
         } else if now < self.valid_from {
@@ -87,7 +97,7 @@ impl Consent {
 
     /// Whether the consent's terms (ignoring its state) name this recipient,
     /// category and purpose.
-    pub fn names(&self, caller: &Caller, category: Category, purpose: &str) -> bool {
+    pub(crate) fn names(&self, caller: &Caller, category: Category, purpose: &str) -> bool {
         self.categories.contains(&category)
             && self.purposes.iter().any(|p| p == purpose)
             && self.recipients.iter().any(|r| r.covers(caller))
@@ -166,7 +176,7 @@ fn one_line(s: &str) -> Cow<'_, str> {
 /// person: the subject keeps it next to their own papers, where the case id
 /// links it to them. One fact per line; free text (the evidence reference)
 /// stays on its own line ([`one_line`]).
-pub fn receipt_body(node: &str, consent: &Consent, now: Millis) -> String {
+pub(crate) fn receipt_body(node: &str, consent: &Consent, now: Millis) -> String {
     use std::fmt::Write;
     let mut b = String::new();
     let _ = writeln!(b, "{node}/consent-receipt/v1");

@@ -2,7 +2,7 @@
 //! and the typed caller. Kept free of protobuf and storage types so that the
 //! policy, consent and gateway logic read in the terms a privacy officer uses.
 //!
-//! It exposes [`Role`], [`Category`], [`Caller`], [`WithholdReason`], the
+//! It exposes [`Role`], [`Category`], [`Caller`], `WithholdReason` (crate-only), the
 //! default purposes, consent terms and their evaluation at an instant
 //! ([`consent`]), how the LVV counts scenarios and outcomes ([`outcome`]),
 //! and the clock ([`clock`]). Every subsystem may use it; it uses none of
@@ -39,7 +39,7 @@ impl Role {
         Role::PrivacyOfficer,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Role::Municipality => "municipality",
             Role::Ind => "ind",
@@ -165,7 +165,7 @@ pub const DEFAULT_PURPOSES: [&str; 7] = [
 /// purpose: 1 to 64 characters of `a-z`, `0-9`, `-`, `_` and `.`. One rule,
 /// so a name checked once is safe wherever it goes: query columns, Cedar
 /// entity ids, lines of a signed receipt.
-pub fn is_name(s: &str) -> bool {
+pub(crate) fn is_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
         && s.bytes().all(|b| {
@@ -179,7 +179,7 @@ pub fn is_name(s: &str) -> bool {
 /// terminal), no line or paragraph separator, no bidirectional embedding,
 /// override or isolate, which change the order in which a line is shown
 /// (Unicode TR #9).
-pub fn printable_in_line(c: char) -> bool {
+pub(crate) fn printable_in_line(c: char) -> bool {
     !(c.is_control()
         || matches!(
             c,
@@ -201,7 +201,7 @@ pub struct Caller {
 /// Why a category was not released. The names are the ones in the access log
 /// and (upper-cased, prefixed) in the protobuf `WithholdReason`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WithholdReason {
+pub(crate) enum WithholdReason {
     NotPermittedForRoleAndPurpose,
     NoConsent,
     ConsentWithdrawn,
@@ -212,7 +212,17 @@ pub enum WithholdReason {
 }
 
 impl WithholdReason {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) const ALL: [WithholdReason; 7] = [
+        WithholdReason::NotPermittedForRoleAndPurpose,
+        WithholdReason::NoConsent,
+        WithholdReason::ConsentWithdrawn,
+        WithholdReason::ConsentExpired,
+        WithholdReason::ConsentNotYetValid,
+        WithholdReason::ActorRequired,
+        WithholdReason::NotPresent,
+    ];
+
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             WithholdReason::NotPermittedForRoleAndPurpose => "not_permitted_for_role_and_purpose",
             WithholdReason::NoConsent => "no_consent",

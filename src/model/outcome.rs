@@ -39,14 +39,14 @@ pub enum Scenario {
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 4] = [
+    pub(crate) const ALL: [Scenario; 4] = [
         Scenario::Undetermined,
         Scenario::Return,
         Scenario::OnwardMigration,
         Scenario::Legalisation,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Scenario::Undetermined => "undetermined",
             Scenario::Return => "return",
@@ -56,7 +56,7 @@ impl Scenario {
     }
 
     /// In words, for tables a ministry reads.
-    pub fn words(self) -> &'static str {
+    pub(crate) fn words(self) -> &'static str {
         match self {
             Scenario::Undetermined => "not yet determined",
             Scenario::Return => "return",
@@ -66,7 +66,7 @@ impl Scenario {
     }
 
     /// The protobuf `PerspectiveKind` number (0 is "not set").
-    pub fn code(self) -> i32 {
+    pub(crate) fn code(self) -> i32 {
         match self {
             Scenario::Undetermined => 1,
             Scenario::Return => 2,
@@ -76,7 +76,7 @@ impl Scenario {
     }
 
     /// `None` for 0 (not set) and unknown numbers.
-    pub fn from_code(code: i32) -> Option<Scenario> {
+    pub(crate) fn from_code(code: i32) -> Option<Scenario> {
         Scenario::ALL.into_iter().find(|s| s.code() == code)
     }
 }
@@ -118,7 +118,7 @@ impl OutcomeKind {
         OutcomeKind::OutOfSight,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             OutcomeKind::DepartureIndependent => "departure_independent",
             OutcomeKind::DepartureForced => "departure_forced",
@@ -130,7 +130,7 @@ impl OutcomeKind {
     }
 
     /// In words, for tables a ministry reads.
-    pub fn words(self) -> &'static str {
+    pub(crate) fn words(self) -> &'static str {
         match self {
             OutcomeKind::DepartureIndependent => "independent departure",
             OutcomeKind::DepartureForced => "forced departure",
@@ -143,7 +143,7 @@ impl OutcomeKind {
 
     /// Whether this outcome is a durable solution (see the module
     /// documentation): the person has a lawful place to be.
-    pub fn is_durable(self) -> bool {
+    pub(crate) fn is_durable(self) -> bool {
         !matches!(
             self,
             OutcomeKind::DepartureUnsupervised | OutcomeKind::OutOfSight
@@ -151,7 +151,7 @@ impl OutcomeKind {
     }
 
     /// The protobuf `OutcomeKind` number (0 is "not set").
-    pub fn code(self) -> i32 {
+    pub(crate) fn code(self) -> i32 {
         match self {
             OutcomeKind::DepartureIndependent => 1,
             OutcomeKind::DepartureForced => 2,
@@ -163,14 +163,14 @@ impl OutcomeKind {
     }
 
     /// `None` for 0 (not set) and unknown numbers.
-    pub fn from_code(code: i32) -> Option<OutcomeKind> {
+    pub(crate) fn from_code(code: i32) -> Option<OutcomeKind> {
         OutcomeKind::ALL.into_iter().find(|k| k.code() == code)
     }
 
     /// The perspective this outcome realises, for readers of the former
     /// model (`reached` plus a perspective kind); `None` for outcomes that
     /// realise none.
-    pub fn realises(self) -> Option<Scenario> {
+    pub(crate) fn realises(self) -> Option<Scenario> {
         match self {
             OutcomeKind::DepartureIndependent | OutcomeKind::DepartureForced => {
                 Some(Scenario::Return)
@@ -201,7 +201,7 @@ impl Outcome {
     /// independent departure (the only return the LVV worked towards then);
     /// legalisation and onward migration keep their meaning. Anything else —
     /// not reached, no kind, no date — is no outcome.
-    pub fn from_legacy(
+    pub(crate) fn from_legacy(
         reached: bool,
         kind: Option<Scenario>,
         date: Option<Date>,

@@ -61,14 +61,14 @@ pub enum CrlError {
 
 /// One CRL as found: its file, its 1-based position there, its DER.
 #[derive(Clone, Debug)]
-pub struct CrlFile {
-    pub path: PathBuf,
-    pub position: usize,
-    pub der: CertificateRevocationListDer<'static>,
+pub(crate) struct CrlFile {
+    pub(crate) path: PathBuf,
+    pub(crate) position: usize,
+    pub(crate) der: CertificateRevocationListDer<'static>,
 }
 
 /// Every CRL in `paths`, in order (a PEM file may hold several).
-pub fn read(paths: &[PathBuf]) -> Result<Vec<CrlFile>, CrlError> {
+pub(crate) fn read(paths: &[PathBuf]) -> Result<Vec<CrlFile>, CrlError> {
     let mut out = Vec::new();
     for path in paths {
         let items = CertificateRevocationListDer::pem_file_iter(path)
@@ -88,30 +88,30 @@ pub fn read(paths: &[PathBuf]) -> Result<Vec<CrlFile>, CrlError> {
 
 /// The CRL that decides for one scope (issuer and distribution point).
 #[derive(Clone, Debug)]
-pub struct Deciding {
+pub(crate) struct Deciding {
     /// The issuer's commonName, or a digest of its Name when it has none.
-    pub issuer: String,
-    pub path: PathBuf,
-    pub position: usize,
+    pub(crate) issuer: String,
+    pub(crate) path: PathBuf,
+    pub(crate) position: usize,
     /// cRLNumber in decimal (hex with `0x` beyond 128 bits), if present.
-    pub crl_number: Option<String>,
+    pub(crate) crl_number: Option<String>,
     /// Seconds since the Unix epoch.
-    pub this_update: i64,
-    pub next_update: Option<i64>,
-    pub revoked: usize,
+    pub(crate) this_update: i64,
+    pub(crate) next_update: Option<i64>,
+    pub(crate) revoked: usize,
     /// Whether it has a issuingDistributionPoint (a partitioned CRL).
-    pub partitioned: bool,
+    pub(crate) partitioned: bool,
     /// Whether its signature was checked here (its issuer is a configured
     /// CA); otherwise webpki checks it when it is used.
-    pub signature_checked: bool,
+    pub(crate) signature_checked: bool,
     /// The CRLs of the same scope it supersedes: (file, position).
-    pub superseded: Vec<(PathBuf, usize)>,
-    pub der: CertificateRevocationListDer<'static>,
+    pub(crate) superseded: Vec<(PathBuf, usize)>,
+    pub(crate) der: CertificateRevocationListDer<'static>,
 }
 
 impl Deciding {
     /// Logs which CRL decides for which issuer, and what it supersedes.
-    pub fn log(&self) {
+    pub(crate) fn log(&self) {
         let superseded: Vec<String> = self
             .superseded
             .iter()
@@ -147,7 +147,7 @@ impl Deciding {
 /// CRL, or is not signed by the configured CA it names;
 /// [`CrlError::Ambiguous`] for two different CRLs of one scope with the
 /// same number and thisUpdate.
-pub fn select(
+pub(crate) fn select(
     crls: &[CrlFile],
     cas: &[CertificateDer<'_>],
     provider: &CryptoProvider,

@@ -21,15 +21,6 @@ pub enum Peer {
     },
 }
 
-impl Peer {
-    pub fn fingerprint_or_id(&self) -> &str {
-        match self {
-            Peer::Registered(c) => &c.participant,
-            Peer::Unregistered { fingerprint } => fingerprint,
-        }
-    }
-}
-
 /// The registered participants, indexed by how certificates name them.
 #[derive(Debug, Default)]
 pub struct Registry {
@@ -65,7 +56,7 @@ impl Registry {
     /// Resolves the end-entity certificate a client presented. The OIN in the
     /// subject serialNumber wins; a pinned key fingerprint is the fallback
     /// for organisations without a PKIoverheid certificate.
-    pub fn identify(&self, cert_der: &[u8]) -> Peer {
+    pub(crate) fn identify(&self, cert_der: &[u8]) -> Peer {
         if let Ok(Some(serial)) = x509::subject_serial_number(cert_der)
             && let Some(c) = self.by_oin.get(&serial)
         {
@@ -81,11 +72,16 @@ impl Registry {
         }
     }
 
-    pub fn participant(&self, id: &str) -> Option<&Participant> {
+    pub(crate) fn participant(&self, id: &str) -> Option<&Participant> {
         self.by_id.get(id).map(|(p, _)| p)
     }
 
-    pub fn participants(&self) -> impl Iterator<Item = (&Participant, Role)> {
+    /// The role of a registered participant.
+    pub(crate) fn role_of(&self, id: &str) -> Option<Role> {
+        self.by_id.get(id).map(|(_, r)| *r)
+    }
+
+    pub(crate) fn participants(&self) -> impl Iterator<Item = (&Participant, Role)> {
         self.by_id.values().map(|(p, r)| (p, *r))
     }
 }

@@ -5,7 +5,7 @@
 //!
 //! - **mTLS or no connection.** [`tls`] accepts TLS 1.3 only, with a client
 //!   certificate from a configured CA, CRLs enforced including their expiry
-//!   (of several CRLs from one issuer the newest decides: [`crl`]); each
+//!   (of several CRLs from one issuer the newest decides: `crl`); each
 //!   handshake runs in its own task under a timeout, and every refused
 //!   handshake that presented a certificate is reported (with its
 //!   fingerprint) so the gateway can record it.
@@ -22,17 +22,17 @@
 //!   [`tls::ConnectionInfo`].
 //! - **A reload reaches open connections.** After a reload each open
 //!   connection's certificate is checked again on its next request
-//!   ([`tls::CertCheck`]).
+//!   (`tls::CertCheck`).
 //!
-//! It exposes the acceptor ([`tls`]), the CRL choice ([`crl`]), the
-//! per-source accounting ([`sources`]), the registry ([`identity`]), the DER
-//! reading of certificates and CRLs ([`x509`]: OIN, SPKI, fingerprints, CRL
-//! fields), the mTLS client side ([`client`]) and a small certificate
-//! authority ([`pki`]) that issues the development PKI and the tests'
-//! certificates.
+//! It exposes the acceptor ([`tls`]), the per-source accounting
+//! ([`sources`]), the registry ([`identity`]), the DER reading of
+//! certificates and CRLs ([`x509`]: OIN, SPKI, fingerprints, CRL fields),
+//! the mTLS client side ([`client`]) and a small certificate authority
+//! ([`pki`]) that issues the development PKI and the tests' certificates;
+//! the CRL choice (`crl`) is the acceptor's own.
 
 pub mod client;
-pub mod crl;
+pub(crate) mod crl;
 pub mod identity;
 pub mod pki;
 pub mod sources;

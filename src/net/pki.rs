@@ -208,11 +208,11 @@ impl CertAuthority {
         })
     }
 
-    pub fn cert_pem(&self) -> String {
+    pub(crate) fn cert_pem(&self) -> String {
         pem_encode("CERTIFICATE", &self.cert_der)
     }
 
-    pub fn key_pem(&self) -> String {
+    pub(crate) fn key_pem(&self) -> String {
         self.issuer.key().serialize_pem()
     }
 
@@ -225,7 +225,7 @@ impl CertAuthority {
     /// years from a day ago.
     ///
     /// Hosts are required because TLS clients verify the SAN, never the CN.
-    pub fn issue_server(
+    pub(crate) fn issue_server(
         &self,
         common_name: &str,
         hosts: &[String],
@@ -460,12 +460,12 @@ fn base64_encode(data: &[u8]) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DevPki {
     pub ca_cert: PathBuf,
-    pub ca_key: PathBuf,
+    pub(crate) ca_key: PathBuf,
     pub node_cert: PathBuf,
     pub node_key: PathBuf,
     pub crl: PathBuf,
     /// (participant id, certificate path, key path), in the order given.
-    pub clients: Vec<(String, PathBuf, PathBuf)>,
+    pub(crate) clients: Vec<(String, PathBuf, PathBuf)>,
 }
 
 /// Writes a whole dev PKI into `dir`: `ca.pem`, `ca.key`, `node.pem`,

@@ -8,7 +8,7 @@
 //!   ClientHello and then nothing, a handshake without a client certificate,
 //!   a timeout: each is counted here, per source and kind, and the node
 //!   writes one access record per source per interval saying how many and
-//!   why ([`Summary`]). A refused handshake that *did* present a
+//!   why (`Summary`). A refused handshake that *did* present a
 //!   certificate (unknown CA, expired, revoked) is evidence and keeps its
 //!   own record with the fingerprint — the first
 //!   `refused_certificate_records_per_source` distinct certificates per
@@ -22,7 +22,7 @@
 //! subscriber: rotating addresses inside it does not make a new source).
 //! Every map here is bounded: in-progress entries exist only while their
 //! handshake does (at most `max_handshakes`), and an interval tracks at
-//! most [`MAX_SOURCES`] sources before the rest are summed as one.
+//! most `MAX_SOURCES` sources before the rest are summed as one.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -32,7 +32,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Sources tracked one by one per interval; beyond, they are summed under
 /// [`Source::Other`].
-pub const MAX_SOURCES: usize = 4096;
+pub(crate) const MAX_SOURCES: usize = 4096;
 
 /// Where a connection comes from, as limits and summaries count it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -40,7 +40,7 @@ pub enum Source {
     /// An IPv4 address, or the first 64 bits of an IPv6 address (the rest
     /// zero). An IPv4-mapped IPv6 address counts as its IPv4 address.
     Addr(IpAddr),
-    /// Sources beyond [`MAX_SOURCES`] in one interval.
+    /// Sources beyond `MAX_SOURCES` in one interval.
     Other,
 }
 
@@ -104,7 +104,7 @@ impl Unauthenticated {
     ];
 
     /// How a summary names it.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Unauthenticated::Silent => "silent",
             Unauthenticated::NotTls => "not TLS",
@@ -124,21 +124,21 @@ impl Unauthenticated {
 /// What one source did without authenticating, in one interval: the
 /// content of one access record.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Summary {
-    pub source: Source,
+pub(crate) struct Summary {
+    pub(crate) source: Source,
     /// First and last such connection, ms since the Unix epoch.
-    pub first: i64,
-    pub last: i64,
+    pub(crate) first: i64,
+    pub(crate) last: i64,
     /// Connections per kind, in the order of [`Unauthenticated::ALL`].
-    pub counts: [u64; 7],
+    pub(crate) counts: [u64; 7],
 }
 
 impl Summary {
-    pub fn total(&self) -> u64 {
+    pub(crate) fn total(&self) -> u64 {
         self.counts.iter().sum()
     }
 
-    pub fn count(&self, kind: Unauthenticated) -> u64 {
+    pub(crate) fn count(&self, kind: Unauthenticated) -> u64 {
         self.counts[kind.index()]
     }
 }
@@ -182,9 +182,9 @@ fn rfc3339_ms(ms: i64) -> String {
 #[derive(Clone, Copy, Debug)]
 pub struct SourceLimits {
     /// Handshakes in progress at once per source.
-    pub max_handshakes_per_source: usize,
+    pub(crate) max_handshakes_per_source: usize,
     /// Refused certificates recorded one by one per source and interval.
-    pub refused_certificate_records_per_source: usize,
+    pub(crate) refused_certificate_records_per_source: usize,
 }
 
 #[derive(Default)]
@@ -227,7 +227,7 @@ pub struct Sources {
 }
 
 /// A handshake in progress, counted against its source until dropped.
-pub struct InProgress {
+pub(crate) struct InProgress {
     sources: Arc<Sources>,
     source: Source,
 }
@@ -265,7 +265,7 @@ impl Sources {
     /// Counts a handshake in progress for `source`, or `None` when it
     /// already has `max_handshakes_per_source` (the caller closes the
     /// connection and counts it as [`Unauthenticated::OverLimit`]).
-    pub fn begin(self: &Arc<Self>, source: Source) -> Option<InProgress> {
+    pub(crate) fn begin(self: &Arc<Self>, source: Source) -> Option<InProgress> {
         let mut map = lock(&self.in_progress);
         let n = map.entry(source).or_insert(0);
         if *n >= self.limits.max_handshakes_per_source.max(1) {
@@ -279,7 +279,7 @@ impl Sources {
     }
 
     /// Counts one connection from `source` that ended as `kind`.
-    pub fn count(&self, source: Source, kind: Unauthenticated) {
+    pub(crate) fn count(&self, source: Source, kind: Unauthenticated) {
         self.totals[kind.index()].fetch_add(1, Ordering::Relaxed);
         lock(&self.interval).tally(source, now_ms()).counts[kind.index()] += 1;
     }
@@ -289,7 +289,7 @@ impl Sources {
     /// `refused_certificate_records_per_source` distinct certificates per
     /// source and interval; otherwise it is counted as
     /// [`Unauthenticated::CertificateNotRecorded`].
-    pub fn record_refused_certificate(&self, source: Source, fingerprint: &str) -> bool {
+    pub(crate) fn record_refused_certificate(&self, source: Source, fingerprint: &str) -> bool {
         let mut interval = lock(&self.interval);
         let tally = interval.tally(source, now_ms());
         if !tally.recorded.iter().any(|f| f == fingerprint)
@@ -307,7 +307,7 @@ impl Sources {
     /// Ends the interval: one summary per source that had connections
     /// without an accepted certificate, in source order. Sources whose
     /// refused certificates were all recorded one by one have no summary.
-    pub fn take(&self) -> Vec<Summary> {
+    pub(crate) fn take(&self) -> Vec<Summary> {
         let interval = std::mem::take(&mut *lock(&self.interval));
         let mut out: Vec<Summary> = interval
             .by_source

@@ -8,7 +8,7 @@
 //! timeout (one slow client cannot stall the others), a source has a bounded
 //! number of handshakes in progress and a short time to send its first
 //! byte, CRLs are enforced including their expiry (the newest per issuer
-//! decides, [`crate::net::crl`]), the configuration can be swapped at run
+//! decides, `crate::net::crl`), the configuration can be swapped at run
 //! time, and every refused handshake that presented a certificate is
 //! reported to the caller of [`serve_tls`] so it can be audited with that
 //! certificate's fingerprint. Connections that never present one are
@@ -72,7 +72,7 @@ pub struct TlsFiles {
 
 /// The one crypto provider of the process: ring. Passed explicitly so that
 /// no process-wide default is needed (and none can be ambiguous).
-pub fn provider() -> Arc<CryptoProvider> {
+pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
@@ -95,17 +95,17 @@ fn read_certs(what: &'static str, path: &Path) -> Result<Vec<CertificateDer<'sta
 
 /// A server configuration and the client-certificate verifier inside it,
 /// kept at hand so that connections opened under an earlier configuration
-/// can be checked again (see [`CertCheck`]).
+/// can be checked again (see `CertCheck`).
 #[derive(Debug)]
 pub struct TlsConfig {
-    pub server: Arc<ServerConfig>,
+    server: Arc<ServerConfig>,
     client_verifier: Arc<dyn ClientCertVerifier>,
 }
 
 /// Builds the server configuration: TLS 1.3 only, a client certificate from
 /// one of the configured CAs required, CRLs enforced (expired CRLs refused;
 /// of several CRLs from one issuer the newest decides, and which one does
-/// is logged — see [`crl`]).
+/// is logged — see `crl`).
 pub fn server_config(files: &TlsFiles) -> Result<Arc<TlsConfig>, TlsError> {
     let provider = provider();
     let chain = read_certs("node certificate", &files.cert)?;
@@ -151,24 +151,38 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<TlsConfig>, TlsError> {
 /// configuration then current, on its first request after the reload, and
 /// refused from then on if its certificate no longer passes.
 #[derive(Clone, Debug)]
-pub struct CertCheck {
+pub(crate) struct CertCheck {
     chain: Arc<[CertificateDer<'static>]>,
     current: watch::Receiver<Arc<TlsConfig>>,
     /// The configuration the chain last passed under.
     passed: Arc<std::sync::Mutex<Arc<TlsConfig>>>,
 }
 
+/// Why an open connection's certificate no longer passes (see
+/// `CertCheck`).
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum CertRejected {
+    /// The connection holds no certificate (mandatory client auth makes
+    /// this impossible; refused all the same).
+    #[error("no client certificate")]
+    Missing,
+    /// The verifier of the current configuration refuses the chain
+    /// (revoked, expired, or its CA no longer configured).
+    #[error("{0}")]
+    Refused(rustls::Error),
+}
+
 impl CertCheck {
     /// `Err` with the verifier's reason when the certificate no longer
     /// passes the current configuration.
-    pub fn still_valid(&self) -> Result<(), String> {
+    pub(crate) fn still_valid(&self) -> Result<(), CertRejected> {
         let current = self.current.borrow().clone();
         let mut passed = self.passed.lock().unwrap_or_else(|p| p.into_inner());
         if Arc::ptr_eq(&current, &passed) {
             return Ok(());
         }
         let Some((end_entity, intermediates)) = self.chain.split_first() else {
-            return Err("no client certificate".into());
+            return Err(CertRejected::Missing);
         };
         match current
             .client_verifier
@@ -178,7 +192,7 @@ impl CertCheck {
                 *passed = current;
                 Ok(())
             }
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(CertRejected::Refused(e)),
         }
     }
 }
@@ -243,19 +257,17 @@ impl ClientCertVerifier for Recording {
 /// present one are summarised per source instead: [`Sources`].)
 #[derive(Clone, Debug)]
 pub struct HandshakeFailure {
-    pub remote: SocketAddr,
     /// Lowercase hex SHA-256 of the certificate presented.
-    pub fingerprint: String,
-    pub reason: String,
+    pub(crate) fingerprint: String,
+    pub(crate) reason: String,
 }
 
 /// What a request's extensions carry about its connection.
 #[derive(Clone, Debug)]
 pub struct ConnectionInfo {
-    pub remote: SocketAddr,
     pub peer: Peer,
     /// The client certificate, checked again after a TLS reload.
-    pub cert: CertCheck,
+    pub(crate) cert: CertCheck,
 }
 
 /// A TLS stream whose client has been identified. It holds one of the
@@ -313,19 +325,19 @@ impl AsyncWrite for IdentifiedStream {
 #[derive(Clone, Debug)]
 pub struct AcceptSettings {
     /// From the first byte to a finished handshake.
-    pub handshake_timeout: Duration,
+    pub(crate) handshake_timeout: Duration,
     /// From accepting the connection to its first byte. A TLS client
     /// speaks first, at once; waiting longer only lets silent connections
     /// hold handshake slots.
-    pub first_byte_timeout: Duration,
+    pub(crate) first_byte_timeout: Duration,
     /// Handshakes in progress at once, from all sources; further
     /// connections wait in the listen backlog.
-    pub max_handshakes: usize,
+    pub(crate) max_handshakes: usize,
     /// Connections open at once, handshakes in progress included; at the
     /// limit the listener accepts no more until one closes (they wait in
     /// the listen backlog). Each costs its TLS and HTTP/2 state, so this
     /// bounds the memory open connections hold.
-    pub max_connections: usize,
+    pub(crate) max_connections: usize,
 }
 
 /// The first byte of a TLS record that carries a handshake message
@@ -475,7 +487,7 @@ impl Handshake {
                     current: self.current,
                     passed: Arc::new(std::sync::Mutex::new(self.tls)),
                 };
-                let info = ConnectionInfo { remote, peer, cert };
+                let info = ConnectionInfo { peer, cert };
                 return Some(IdentifiedStream {
                     inner: stream,
                     info,
@@ -503,7 +515,6 @@ impl Handshake {
         {
             tracing::info!(%remote, %fingerprint, %reason, "TLS handshake refused");
             (self.on_failure)(HandshakeFailure {
-                remote,
                 fingerprint,
                 reason,
             });

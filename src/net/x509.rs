@@ -35,11 +35,11 @@ pub enum X509Error {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NameAttribute<'a> {
     /// The attribute type's OID arcs, e.g. `[2, 5, 4, 3]` for commonName.
-    pub oid: Vec<u64>,
+    pub(crate) oid: Vec<u64>,
     /// The DER tag of the value (0x0c UTF8String, 0x13 PrintableString, ...).
-    pub tag: u8,
+    pub(crate) tag: u8,
     /// The value's content octets.
-    pub value: &'a [u8],
+    pub(crate) value: &'a [u8],
 }
 
 /// DER encoding of 2.5.4.5 (serialNumber), compared raw to avoid decoding OIDs.
@@ -196,17 +196,17 @@ pub fn subject_key_identifier(cert_der: &[u8]) -> Result<Option<&[u8]>, X509Erro
 /// The algorithm and key of a certificate's SubjectPublicKeyInfo, as a
 /// signature check needs them (RFC 5280 §4.1.2.7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PublicKey<'a> {
+pub(crate) struct PublicKey<'a> {
     /// The AlgorithmIdentifier's content octets (no outer SEQUENCE), as
     /// `rustls_pki_types::AlgorithmIdentifier` holds them.
-    pub algorithm: &'a [u8],
+    pub(crate) algorithm: &'a [u8],
     /// The subjectPublicKey BIT STRING's bits (the unused-bits octet, which
     /// must be 0, removed).
-    pub key: &'a [u8],
+    pub(crate) key: &'a [u8],
 }
 
 /// The public key of a certificate (a CA's, to check what it signed).
-pub fn public_key(cert_der: &[u8]) -> Result<PublicKey<'_>, X509Error> {
+pub(crate) fn public_key(cert_der: &[u8]) -> Result<PublicKey<'_>, X509Error> {
     let mut outer = Reader::new(subject_public_key_info(cert_der)?);
     let mut spki = Reader::new(outer.expect(TAG_SEQUENCE, "subjectPublicKeyInfo")?);
     let algorithm = spki.expect(TAG_SEQUENCE, "public key algorithm is not a SEQUENCE")?;
@@ -222,35 +222,35 @@ pub struct CrlFields<'a> {
     /// The issuer Name, DER encoded (the whole SEQUENCE). webpki matches it
     /// byte for byte against a certificate's issuer; so does `net::crl`
     /// against the CAs' subjects.
-    pub issuer: &'a [u8],
+    pub(crate) issuer: &'a [u8],
     /// The cRLNumber extension (§5.2.3): the INTEGER's content octets,
-    /// non-negative and minimally encoded. Compare with [`cmp_crl_numbers`].
+    /// non-negative and minimally encoded. Compare with `cmp_crl_numbers`.
     pub crl_number: Option<&'a [u8]>,
     /// thisUpdate (§5.1.2.4), seconds since the Unix epoch (UTC).
     pub this_update: i64,
     /// nextUpdate (§5.1.2.5), seconds since the Unix epoch (UTC).
-    pub next_update: Option<i64>,
+    pub(crate) next_update: Option<i64>,
     /// The issuingDistributionPoint extension's value (§5.2.5), DER, when
     /// present: two CRLs of one issuer with different values cover
     /// different certificates.
-    pub issuing_distribution_point: Option<&'a [u8]>,
+    pub(crate) issuing_distribution_point: Option<&'a [u8]>,
     /// Whether it carries deltaCRLIndicator (§5.2.4): a delta CRL lists
     /// only changes since a base CRL.
-    pub delta: bool,
+    pub(crate) delta: bool,
     /// How many certificates it revokes.
-    pub revoked: usize,
+    pub(crate) revoked: usize,
     /// What the signature covers: the tbsCertList, whole (tag and length
     /// included).
-    pub signed: &'a [u8],
+    pub(crate) signed: &'a [u8],
     /// The signatureAlgorithm's AlgorithmIdentifier content octets.
-    pub signature_algorithm: &'a [u8],
+    pub(crate) signature_algorithm: &'a [u8],
     /// The signatureValue BIT STRING's bits.
-    pub signature: &'a [u8],
+    pub(crate) signature: &'a [u8],
 }
 
 /// Reads a DER CertificateList (RFC 5280 §5.1).
 ///
-/// Checks the structure, not the signature (see [`CrlFields::signed`]).
+/// Checks the structure, not the signature (see `CrlFields::signed`).
 /// Errors: any deviation from the DER structure of §5.1, an extension
 /// listed twice, a negative or non-minimal cRLNumber, a time that is not
 /// `YYMMDDHHMMSSZ` (UTCTime) or `YYYYMMDDHHMMSSZ` (GeneralizedTime).
@@ -347,7 +347,7 @@ pub fn crl_fields(crl_der: &[u8]) -> Result<CrlFields<'_>, X509Error> {
 
 /// Orders two cRLNumbers ([`CrlFields::crl_number`]) as the integers they
 /// encode (RFC 5280 §5.2.3: a CA's CRL numbers increase).
-pub fn cmp_crl_numbers(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+pub(crate) fn cmp_crl_numbers(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
     let strip = |x: &[u8]| -> usize { x.iter().take_while(|&&b| b == 0).count() };
     let (a, b) = (&a[strip(a)..], &b[strip(b)..]);
     a.len().cmp(&b.len()).then_with(|| a.cmp(b))
@@ -355,7 +355,7 @@ pub fn cmp_crl_numbers(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
 
 /// The `commonName` of a DER Name (the whole SEQUENCE), for logs that name
 /// a CA. `None` when absent, repeated or not a string.
-pub fn name_common_name(name_der: &[u8]) -> Option<String> {
+pub(crate) fn name_common_name(name_der: &[u8]) -> Option<String> {
     name_string_attribute(name_der, OID_COMMON_NAME, "multiple commonName attributes")
         .ok()
         .flatten()

@@ -76,7 +76,7 @@ pub enum DenyReason {
 
 impl DenyReason {
     /// The spelling used in `@reason(...)`, the audit log and the API.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             DenyReason::NotPermittedForRoleAndPurpose => "not_permitted_for_role_and_purpose",
             DenyReason::ActorRequired => "actor_required",
@@ -114,14 +114,14 @@ impl FromStr for DenyReason {
 /// that).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Decision {
-    pub allowed: bool,
+    pub(crate) allowed: bool,
     /// Ids of the determining policies (sorted), empty for default deny.
     /// An evaluation error appears as `error:<policy id>`.
-    pub rules: Vec<String>,
+    pub(crate) rules: Vec<String>,
     /// Some(text) when allowed and a determining permit carries @legal_basis.
-    pub legal_basis: Option<String>,
+    pub(crate) legal_basis: Option<String>,
     /// Some when denied.
-    pub deny_reason: Option<DenyReason>,
+    pub(crate) deny_reason: Option<DenyReason>,
 }
 
 impl Decision {
@@ -170,7 +170,29 @@ pub enum PolicyError {
     /// The node's purposes cannot form a schema (none, duplicates, ...).
     /// A configuration problem rather than a policy one.
     #[error("cannot build the policy schema: {0}")]
-    Schema(String),
+    Schema(#[from] SchemaError),
+}
+
+/// Why the node's purposes cannot form the Cedar schema.
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    #[error("no purposes configured; a node needs at least one")]
+    NoPurposes,
+    #[error("a configured purpose is empty")]
+    EmptyPurpose,
+    #[error("purpose \"{0}\" is configured twice")]
+    DuplicatePurpose(String),
+    /// Cedar refused the schema, or a request or context built from it
+    /// (a purpose Cedar cannot take as an entity id).
+    #[error("{0}")]
+    Cedar(Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl SchemaError {
+    /// Cedar's error as the [`PolicyError`] it ends in, for `map_err`.
+    fn cedar(e: impl std::error::Error + Send + Sync + 'static) -> PolicyError {
+        PolicyError::Schema(SchemaError::Cedar(Box::new(e)))
+    }
 }
 
 /// What the module needs to know about one rule at decision time; read once
@@ -203,7 +225,6 @@ pub struct Policy {
     /// actor_present), filled on first use; see [`Policy::decide`].
     cache: Vec<OnceLock<Decision>>,
     meta: HashMap<PolicyId, RuleMeta>,
-    schema_text: String,
 }
 
 impl fmt::Debug for Policy {
@@ -218,7 +239,7 @@ impl fmt::Debug for Policy {
 impl Policy {
     /// Reads and validates the policy file. `purposes` are the node's
     /// configured purposes: the policy may name no other.
-    pub fn load(path: &Path, purposes: &[String]) -> Result<Policy, PolicyError> {
+    pub(crate) fn load(path: &Path, purposes: &[String]) -> Result<Policy, PolicyError> {
         let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
             path: path.to_path_buf(),
             source,
@@ -336,13 +357,13 @@ impl Policy {
     }
 
     /// The node's purposes, in configuration order.
-    pub fn purposes(&self) -> &[String] {
+    pub(crate) fn purposes(&self) -> &[String] {
         &self.purposes
     }
 
     /// Lets the exchange layer reject an unknown purpose as bad input before
     /// asking for a decision.
-    pub fn knows_purpose(&self, p: &str) -> bool {
+    pub(crate) fn knows_purpose(&self, p: &str) -> bool {
         self.purposes.iter().any(|known| known == p)
     }
 
@@ -391,7 +412,7 @@ impl Policy {
     /// there is no consent of each person for a count, so a permit without
     /// one allows nothing here. Fails closed like [`decide`](Self::decide).
     /// Not remembered: statistics are rare and costly for other reasons.
-    pub fn decide_aggregate(
+    pub(crate) fn decide_aggregate(
         &self,
         role: Role,
         category: Category,
@@ -520,34 +541,11 @@ impl Policy {
             deny_reason: Some(reason),
         }
     }
-
-    /// Number of policies, for the startup log line.
-    pub fn len(&self) -> usize {
-        self.meta.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.meta.is_empty()
-    }
-
-    /// Rule ids in sorted order, for a startup log line or a policy listing.
-    pub fn rule_ids(&self) -> Vec<&str> {
-        let mut ids: Vec<&str> = self.meta.keys().map(AsRef::as_ref).collect();
-        ids.sort_unstable();
-        ids
-    }
-
-    /// The Cedar schema the policy was validated against, so a privacy
-    /// officer can see the vocabulary this node accepts.
-    pub fn schema_text(&self) -> &str {
-        &self.schema_text
-    }
 }
 
 /// The schema and the pre-built request parts for one set of purposes.
 struct Vocabulary {
     schema: Schema,
-    schema_text: String,
     purposes: Vec<String>,
     role_type: EntityTypeName,
     category_type: EntityTypeName,
@@ -557,30 +555,22 @@ struct Vocabulary {
 impl Vocabulary {
     fn new(purposes: &[String]) -> Result<Vocabulary, PolicyError> {
         if purposes.is_empty() {
-            return Err(PolicyError::Schema(
-                "no purposes configured; a node needs at least one".to_string(),
-            ));
+            return Err(SchemaError::NoPurposes.into());
         }
         for (i, p) in purposes.iter().enumerate() {
             if p.is_empty() {
-                return Err(PolicyError::Schema(
-                    "a configured purpose is empty".to_string(),
-                ));
+                return Err(SchemaError::EmptyPurpose.into());
             }
             if purposes[..i].contains(p) {
-                return Err(PolicyError::Schema(format!(
-                    "purpose \"{p}\" is configured twice"
-                )));
+                return Err(SchemaError::DuplicatePurpose(p.clone()).into());
             }
         }
         let schema_text = schema_text(purposes);
-        let (schema, _warnings) = Schema::from_cedarschema_str(&schema_text)
-            .map_err(|e| PolicyError::Schema(e.to_string()))?;
-        let type_name =
-            |t: &str| EntityTypeName::from_str(t).map_err(|e| PolicyError::Schema(e.to_string()));
+        let (schema, _warnings) =
+            Schema::from_cedarschema_str(&schema_text).map_err(SchemaError::cedar)?;
+        let type_name = |t: &str| EntityTypeName::from_str(t).map_err(SchemaError::cedar);
         Ok(Vocabulary {
             schema,
-            schema_text,
             purposes: purposes.to_vec(),
             role_type: type_name(ROLE_TYPE)?,
             category_type: type_name(CATEGORY_TYPE)?,
@@ -643,8 +633,7 @@ impl Vocabulary {
         set: PolicySet,
         meta: HashMap<PolicyId, RuleMeta>,
     ) -> Result<Policy, PolicyError> {
-        let action_type = EntityTypeName::from_str(ACTION_TYPE)
-            .map_err(|e| PolicyError::Schema(e.to_string()))?;
+        let action_type = EntityTypeName::from_str(ACTION_TYPE).map_err(SchemaError::cedar)?;
         let action = self.uid(&action_type, ACTION_ID);
         let aggregate = self.uid(&action_type, AGGREGATE_ID);
         let roles: Vec<EntityUid> = Role::ALL
@@ -673,7 +662,7 @@ impl Vocabulary {
                             RestrictedExpression::new_bool(actor_present),
                         ),
                     ])
-                    .map_err(|e| PolicyError::Schema(e.to_string()))?;
+                    .map_err(SchemaError::cedar)?;
                     // Checked once here so that `decide` can skip the schema.
                     for (principal, resource) in roles.iter().zip(categories.iter()) {
                         for act in [&action, &aggregate] {
@@ -684,7 +673,7 @@ impl Vocabulary {
                                 ctx.clone(),
                                 Some(&self.schema),
                             )
-                            .map_err(|e| PolicyError::Schema(e.to_string()))?;
+                            .map_err(SchemaError::cedar)?;
                         }
                     }
                     contexts.push(ctx);
@@ -704,7 +693,6 @@ impl Vocabulary {
             cache: std::iter::repeat_with(OnceLock::new).take(cells).collect(),
             contexts,
             meta,
-            schema_text: self.schema_text,
         })
     }
 }
@@ -978,10 +966,9 @@ mod tests {
     #[test]
     fn default_policy_loads() {
         let p = default_policy();
-        assert_eq!(p.len(), 13);
-        assert!(!p.is_empty());
-        assert!(p.rule_ids().contains(&"owner"));
-        assert!(p.schema_text().contains("entity Purpose enum"));
+        assert_eq!(p.meta.len(), 13);
+        assert!(p.meta.keys().any(|id| id.to_string() == "owner"));
+        assert!(schema_text(&purposes()).contains("entity Purpose enum"));
     }
 
     #[test]
@@ -1323,19 +1310,19 @@ mod tests {
 
         assert!(matches!(
             Policy::from_text("", "t", &[]),
-            Err(PolicyError::Schema(_))
+            Err(PolicyError::Schema(SchemaError::NoPurposes))
         ));
         let dup = vec!["x".to_string(), "x".to_string()];
         assert!(matches!(
             Policy::from_text("", "t", &dup),
-            Err(PolicyError::Schema(_))
+            Err(PolicyError::Schema(SchemaError::DuplicatePurpose(_)))
         ));
     }
 
     #[test]
     fn empty_policy_denies_everything() {
         let p = Policy::from_text("// nothing yet\n", "t", &purposes()).unwrap();
-        assert!(p.is_empty());
+        assert!(p.meta.is_empty());
         assert!(!ask(&p, Role::Ngo, Category::Shelter, "shelter").allowed);
     }
 
@@ -1355,7 +1342,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("policy.cedar");
         std::fs::write(&path, DEFAULT_POLICY).unwrap();
-        assert_eq!(Policy::load(&path, &purposes()).unwrap().len(), 13);
+        assert_eq!(Policy::load(&path, &purposes()).unwrap().meta.len(), 13);
         let e = Policy::load(&dir.join("missing.cedar"), &purposes()).unwrap_err();
         assert!(matches!(e, PolicyError::Read { .. }));
         assert!(e.to_string().contains("missing.cedar"), "{e}");

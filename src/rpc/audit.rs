@@ -5,14 +5,18 @@ use tonic::{Request, Response, Status};
 
 use crate::gateway::oversight::SubjectRef;
 use crate::rpc::Api;
-use crate::rpc::convert::{checkpoint_pb, entry_pb, invalid, millis, nonempty, timestamp};
+use crate::rpc::convert::{
+    checkpoint_pb, decision_filter, decision_pb, entry_pb, invalid, millis, nonempty, role_filter,
+    role_pb, timestamp, withheld_pb,
+};
 use crate::rpc::proto::v1 as pb;
 use crate::rpc::status::status;
 use crate::store::LogFilter;
 use crate::tlog::proof::LeafRef;
 
-type EntryStream =
-    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::AccessEntry, Status>> + Send>>;
+type EntryStream = std::pin::Pin<
+    Box<dyn tokio_stream::Stream<Item = Result<pb::QueryAccessResponse, Status>> + Send>,
+>;
 
 #[tonic::async_trait]
 impl pb::audit_service_server::AuditService for Api {
@@ -30,15 +34,16 @@ impl pb::audit_service_server::AuditService for Api {
                     since: m.since.as_ref().map(|t| millis("since", t)).transpose()?,
                     until: m.until.as_ref().map(|t| millis("until", t)).transpose()?,
                     caller: nonempty(m.caller),
-                    role: nonempty(m.role),
+                    role: role_filter("role", m.role)?.map(|r| r.as_str().to_string()),
                     method: nonempty(m.method),
                     purpose: nonempty(m.purpose),
-                    decision: nonempty(m.decision),
+                    decision: decision_filter("decision", m.decision)?
+                        .map(|d| d.as_str().to_string()),
                     case_id: nonempty(m.case_id),
                     subject: nonempty(m.subject),
                 };
                 if m.start_index > i64::MAX as u64 {
-                    return Err(invalid("start_index is out of range"));
+                    return Err(invalid("start_index", "start_index is out of range"));
                 }
                 Ok((filter, m.start_index as i64, i64::from(m.limit)))
             },
@@ -46,10 +51,12 @@ impl pb::audit_service_server::AuditService for Api {
                 ex.query_access(ctx, filter, start, limit)
                     .await?
                     .try_map(|rows| {
-                        let entries: Vec<Result<pb::AccessEntry, Status>> = rows
+                        let entries: Vec<Result<pb::QueryAccessResponse, Status>> = rows
                             .into_iter()
                             .map(|r| {
-                                entry_pb(r.seq, r.record).map_err(|e| status(e, &ctx.request_id))
+                                entry_pb(r.seq, r.record)
+                                    .map(|entry| pb::QueryAccessResponse { entry: Some(entry) })
+                                    .map_err(|e| status(e, &ctx.request_id))
                             })
                             .collect();
                         Ok(Box::pin(tokio_stream::iter(entries)) as EntryStream)
@@ -74,7 +81,10 @@ impl pb::audit_service_server::AuditService for Api {
                     Ok(SubjectRef::VNumber(v))
                 }
                 Some(pb::subject_access_report_request::Subject::Bsn(b)) => Ok(SubjectRef::Bsn(b)),
-                None => Err(invalid("set case_id, v_number or bsn to say whose report")),
+                None => Err(invalid(
+                    "subject",
+                    "set case_id, v_number or bsn to say whose report",
+                )),
             },
             async |ex, ctx, subject| {
                 ex.subject_access_report(ctx, subject)
@@ -90,7 +100,7 @@ impl pb::audit_service_server::AuditService for Api {
                                     at: Some(timestamp(e.record.at)),
                                     participant: e.record.caller.clone(),
                                     organisation: e.organisation,
-                                    role: e.record.role.clone(),
+                                    role: role_pb(&e.record.role) as i32,
                                     method: e.record.method.clone(),
                                     purpose: e.record.purpose.clone().unwrap_or_default(),
                                     released: e
@@ -103,17 +113,14 @@ impl pb::audit_service_server::AuditService for Api {
                                         .record
                                         .withheld
                                         .iter()
-                                        .map(|(c, reason)| pb::WithheldEntry {
-                                            category: i32::from(c.code()),
-                                            reason: reason.clone(),
-                                        })
+                                        .map(|(c, reason)| withheld_pb(*c, reason))
                                         .collect(),
-                                    decision: e.record.decision.as_str().into(),
+                                    decision: decision_pb(e.record.decision) as i32,
                                     summary: e.summary,
                                 })
                                 .collect(),
                             text: report.text,
-                            request_id: ctx.request_id.clone(),
+                            access_record_id: ctx.request_id.clone(),
                         })
                     })
             },
@@ -134,7 +141,7 @@ impl pb::audit_service_server::AuditService for Api {
                     Ok(pb::GetCheckpointResponse {
                         checkpoint: Some(checkpoint_pb(cp)),
                         verifier_key: ex.verifier_key(),
-                        request_id: ctx.request_id.clone(),
+                        access_record_id: ctx.request_id.clone(),
                     })
                 })
             },
@@ -151,11 +158,16 @@ impl pb::audit_service_server::AuditService for Api {
             req,
             |m| {
                 let leaf = match m.entry {
-                    Some(pb::get_inclusion_proof_request::Entry::RequestId(id)) => {
+                    Some(pb::get_inclusion_proof_request::Entry::AccessRecordId(id)) => {
                         LeafRef::RequestId(id)
                     }
                     Some(pb::get_inclusion_proof_request::Entry::Index(i)) => LeafRef::Index(i),
-                    None => return Err(invalid("set request_id or index to say which entry")),
+                    None => {
+                        return Err(invalid(
+                            "entry",
+                            "set access_record_id or index to say which entry",
+                        ));
+                    }
                 };
                 Ok((leaf, (m.tree_size != 0).then_some(m.tree_size)))
             },
@@ -167,7 +179,7 @@ impl pb::audit_service_server::AuditService for Api {
                         hashes: p.hashes.iter().map(|h| h.to_vec()).collect(),
                         entry: Some(entry_pb(p.index as i64, p.leaf)?),
                         checkpoint: Some(checkpoint_pb(p.checkpoint)),
-                        request_id: ctx.request_id.clone(),
+                        access_record_id: ctx.request_id.clone(),
                     })
                 })
             },
@@ -189,7 +201,7 @@ impl pb::audit_service_server::AuditService for Api {
                         old_size: p.old_size,
                         new_size: p.new_size,
                         hashes: p.hashes.iter().map(|h| h.to_vec()).collect(),
-                        request_id: ctx.request_id.clone(),
+                        access_record_id: ctx.request_id.clone(),
                     })
                 })
             },

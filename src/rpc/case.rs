@@ -4,7 +4,9 @@ use tonic::{Request, Response, Status};
 
 use crate::gateway::{CaseRef, FindCases, GetCase, Scope};
 use crate::rpc::Api;
-use crate::rpc::convert::{case_data, case_input, categories, invalid, timestamp, withhold_reason};
+use crate::rpc::convert::{
+    case_data, case_input, categories, idempotency_key, invalid, timestamp, withhold_reason,
+};
 use crate::rpc::proto::v1 as pb;
 
 #[tonic::async_trait]
@@ -16,20 +18,24 @@ impl pb::case_service_server::CaseService for Api {
         self.call(
             "RegisterCase",
             req,
-            |m| {
-                let data = m
-                    .data
-                    .ok_or_else(|| invalid("data is required and must contain an identity"))?;
-                case_input(data)
+            |mut m| {
+                let key = idempotency_key(std::mem::take(&mut m.request_id), &m);
+                let data = m.data.ok_or_else(|| {
+                    invalid("data", "data is required and must contain an identity")
+                })?;
+                let (data, subject_keys) = case_input(data)?;
+                Ok((data, subject_keys, key))
             },
-            async |ex, ctx, (data, keys)| {
-                ex.register_case(ctx, data, keys).await?.try_map(|r| {
-                    Ok(pb::RegisterCaseResponse {
-                        case_id: r.case_id,
-                        subject_pseudonym: r.pseudonym,
-                        request_id: ctx.request_id.clone(),
+            async |ex, ctx, (data, subject_keys, key)| {
+                ex.register_case(ctx, data, subject_keys, Some(key))
+                    .await?
+                    .try_map(|r| {
+                        Ok(pb::RegisterCaseResponse {
+                            case_id: r.case_id,
+                            subject_pseudonym: r.pseudonym,
+                            access_record_id: ctx.request_id.clone(),
+                        })
                     })
-                })
             },
         )
         .await
@@ -42,17 +48,18 @@ impl pb::case_service_server::CaseService for Api {
         self.call(
             "UpdateCase",
             req,
-            |m| {
-                let (data, keys) = case_input(m.data.unwrap_or_default())?;
-                Ok((m.case_id, data, keys))
+            |mut m| {
+                let key = idempotency_key(std::mem::take(&mut m.request_id), &m);
+                let (data, subject_keys) = case_input(m.data.unwrap_or_default())?;
+                Ok((m.case_id, data, subject_keys, key))
             },
-            async |ex, ctx, (case_id, data, keys)| {
-                ex.update_case(ctx, case_id, data, keys)
+            async |ex, ctx, (case_id, data, subject_keys, key)| {
+                ex.update_case(ctx, case_id, data, subject_keys, Some(key))
                     .await?
                     .try_map(|version| {
                         Ok(pb::UpdateCaseResponse {
                             version: version as u64,
-                            request_id: ctx.request_id.clone(),
+                            access_record_id: ctx.request_id.clone(),
                         })
                     })
             },
@@ -75,6 +82,7 @@ impl pb::case_service_server::CaseService for Api {
                     }
                     None => {
                         return Err(invalid(
+                            "subject",
                             "set case_id or subject_pseudonym to say which case",
                         ));
                     }
@@ -82,7 +90,7 @@ impl pb::case_service_server::CaseService for Api {
                 Ok(GetCase {
                     subject,
                     purpose: m.purpose,
-                    categories: categories(&m.categories)?,
+                    categories: categories("categories", &m.categories)?,
                 })
             },
             async |ex, ctx, q| {
@@ -105,7 +113,7 @@ impl pb::case_service_server::CaseService for Api {
                                 detail: w.detail,
                             })
                             .collect(),
-                        request_id: ctx.request_id.clone(),
+                        access_record_id: ctx.request_id.clone(),
                     })
                 })
             },
@@ -124,7 +132,9 @@ impl pb::case_service_server::CaseService for Api {
                 let scope = match pb::find_cases_request::Scope::try_from(m.scope) {
                     Ok(pb::find_cases_request::Scope::Own) => Scope::Own,
                     Ok(pb::find_cases_request::Scope::Visible) => Scope::Visible,
-                    _ => return Err(invalid("scope must be SCOPE_OWN or SCOPE_VISIBLE")),
+                    _ => {
+                        return Err(invalid("scope", "scope must be SCOPE_OWN or SCOPE_VISIBLE"));
+                    }
                 };
                 Ok(FindCases {
                     scope,
@@ -147,7 +157,7 @@ impl pb::case_service_server::CaseService for Api {
                             })
                             .collect(),
                         next_page_token: next,
-                        request_id: ctx.request_id.clone(),
+                        access_record_id: ctx.request_id.clone(),
                     })
                 })
             },

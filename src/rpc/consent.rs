@@ -6,7 +6,7 @@ use tonic::{Request, Response, Status};
 use crate::gateway::NewConsent;
 use crate::gateway::validate;
 use crate::rpc::Api;
-use crate::rpc::convert::{categories, consent_pb, invalid, millis, recipients};
+use crate::rpc::convert::{categories, consent_pb, idempotency_key, invalid, millis, recipients};
 use crate::rpc::proto::v1 as pb;
 
 #[tonic::async_trait]
@@ -18,15 +18,16 @@ impl pb::consent_service_server::ConsentService for Api {
         self.call(
             "GrantConsent",
             req,
-            |m| {
+            |mut m| {
+                let key = idempotency_key(std::mem::take(&mut m.request_id), &m);
                 validate::line("evidence_ref", &m.evidence_ref, 256)?;
                 if m.purposes.len() > 32 {
-                    return Err(invalid("purposes: at most 32"));
+                    return Err(invalid("purposes", "purposes: at most 32"));
                 }
-                Ok(NewConsent {
+                let consent = NewConsent {
                     case_id: m.case_id,
                     recipients: recipients(m.recipients)?,
-                    categories: categories(&m.categories)?,
+                    categories: categories("categories", &m.categories)?,
                     purposes: m.purposes,
                     valid_from: m
                         .valid_from
@@ -39,15 +40,18 @@ impl pb::consent_service_server::ConsentService for Api {
                         .map(|t| millis("valid_until", t))
                         .transpose()?,
                     evidence_ref: m.evidence_ref,
-                })
+                };
+                Ok((consent, key))
             },
-            async |ex, ctx, c| {
-                ex.grant_consent(ctx, c).await?.try_map(|consent| {
-                    Ok(pb::GrantConsentResponse {
-                        consent: Some(consent_pb(&consent, ex.now())),
-                        request_id: ctx.request_id.clone(),
+            async |ex, ctx, (c, key)| {
+                ex.grant_consent(ctx, c, Some(key))
+                    .await?
+                    .try_map(|consent| {
+                        Ok(pb::GrantConsentResponse {
+                            consent: Some(consent_pb(&consent, ex.now())),
+                            access_record_id: ctx.request_id.clone(),
+                        })
                     })
-                })
             },
         )
         .await
@@ -60,17 +64,18 @@ impl pb::consent_service_server::ConsentService for Api {
         self.call(
             "WithdrawConsent",
             req,
-            |m| {
+            |mut m| {
+                let key = idempotency_key(std::mem::take(&mut m.request_id), &m);
                 validate::line("note", &m.note, 512)?;
-                Ok((m.consent_id, m.note))
+                Ok((m.consent_id, m.note, key))
             },
-            async |ex, ctx, (id, note)| {
-                ex.withdraw_consent(ctx, id, note)
+            async |ex, ctx, (id, note, key)| {
+                ex.withdraw_consent(ctx, id, note, Some(key))
                     .await?
                     .try_map(|consent| {
                         Ok(pb::WithdrawConsentResponse {
                             consent: Some(consent_pb(&consent, ex.now())),
-                            request_id: ctx.request_id.clone(),
+                            access_record_id: ctx.request_id.clone(),
                         })
                     })
             },
@@ -91,7 +96,7 @@ impl pb::consent_service_server::ConsentService for Api {
                     let now = ex.now();
                     Ok(pb::ListConsentsResponse {
                         consents: consents.iter().map(|c| consent_pb(c, now)).collect(),
-                        request_id: ctx.request_id.clone(),
+                        access_record_id: ctx.request_id.clone(),
                     })
                 })
             },
@@ -112,7 +117,7 @@ impl pb::consent_service_server::ConsentService for Api {
                     Ok(pb::GetConsentReceiptResponse {
                         signed_note: r.signed_note,
                         verifier_key: r.verifier_key,
-                        request_id: ctx.request_id.clone(),
+                        access_record_id: ctx.request_id.clone(),
                     })
                 })
             },

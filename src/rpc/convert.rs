@@ -6,33 +6,149 @@
 
 use prost::Message;
 
-use crate::gateway::ExchangeError;
 use crate::gateway::validate::{self, MAX_TEXT, SubjectKey};
+use crate::gateway::{ExchangeError, IdempotencyKey};
 use crate::model::consent::{Consent, ConsentState, EventKind, Millis, Recipient};
 use crate::model::outcome::{Outcome, OutcomeKind, Scenario, parse_date};
-use crate::model::{Category, WithholdReason};
+use crate::model::{Category, Role, WithholdReason};
 use crate::rpc::proto::v1 as pb;
 use crate::stats::CaseFacts;
 use crate::store::StoredCheckpoint;
-use crate::tlog::AccessRecord;
+use crate::tlog::{AccessRecord, Decision};
 
-pub(crate) fn invalid(msg: impl Into<String>) -> ExchangeError {
-    ExchangeError::Invalid(msg.into())
+/// A write's idempotency key (AIP-155): its `request_id`, already taken
+/// out of the message `m`, and the encoding of `m` without it — what a
+/// retry repeats.
+pub(crate) fn idempotency_key<M: Message>(request_id: String, m: &M) -> IdempotencyKey {
+    IdempotencyKey {
+        request_id,
+        body: m.encode_to_vec(),
+    }
 }
 
-pub(crate) fn category(code: i32) -> Result<Category, ExchangeError> {
+/// A field (`field`: its path in the request) whose shape is wrong:
+/// `message` names it and says what to fix.
+pub(crate) fn invalid(field: &str, message: impl Into<String>) -> ExchangeError {
+    ExchangeError::Invalid(validate::Invalid::new(field, message))
+}
+
+pub(crate) fn category(field: &str, code: i32) -> Result<Category, ExchangeError> {
     Category::from_code(code).ok_or_else(|| {
-        invalid(format!(
-            "unknown category {code}: use CATEGORY_IDENTITY (1) to CATEGORY_OUTCOME (8)"
-        ))
+        invalid(
+            field,
+            format!("{field}: unknown category {code}: use CATEGORY_IDENTITY (1) to CATEGORY_OUTCOME (8)"),
+        )
     })
 }
 
-pub(crate) fn categories(codes: &[i32]) -> Result<Vec<Category>, ExchangeError> {
+/// The categories of the repeated field `field`, each checked.
+pub(crate) fn categories(field: &str, codes: &[i32]) -> Result<Vec<Category>, ExchangeError> {
     if codes.len() > 64 {
-        return Err(invalid("categories: at most 64 entries"));
+        return Err(invalid(field, format!("{field}: at most 64 entries")));
     }
-    codes.iter().map(|c| category(*c)).collect()
+    codes
+        .iter()
+        .enumerate()
+        .map(|(i, c)| category(&format!("{field}[{i}]"), *c))
+        .collect()
+}
+
+/// A role given as `sluis.v1.Role` in `field`; UNSPECIFIED is refused.
+pub(crate) fn role(field: &str, code: i32) -> Result<Role, ExchangeError> {
+    role_filter(field, code)?.ok_or_else(|| {
+        invalid(
+            field,
+            format!("{field} is required: ROLE_MUNICIPALITY (1) to ROLE_PRIVACY_OFFICER (7)"),
+        )
+    })
+}
+
+/// A role filter: UNSPECIFIED is any (`None`).
+pub(crate) fn role_filter(field: &str, code: i32) -> Result<Option<Role>, ExchangeError> {
+    use pb::Role as P;
+    Ok(Some(match P::try_from(code) {
+        Ok(P::Unspecified) => return Ok(None),
+        Ok(P::Municipality) => Role::Municipality,
+        Ok(P::Ind) => Role::Ind,
+        Ok(P::Dtv) => Role::Dtv,
+        Ok(P::Avim) => Role::Avim,
+        Ok(P::Ngo) => Role::Ngo,
+        Ok(P::Monitor) => Role::Monitor,
+        Ok(P::PrivacyOfficer) => Role::PrivacyOfficer,
+        Err(_) => {
+            return Err(invalid(
+                field,
+                format!(
+                    "{field}: unknown role; use ROLE_MUNICIPALITY (1) to ROLE_PRIVACY_OFFICER (7)"
+                ),
+            ));
+        }
+    }))
+}
+
+/// A role as the access log spells it (`ngo`; `-` for none) as
+/// `sluis.v1.Role`: UNSPECIFIED for none.
+pub(crate) fn role_pb(name: &str) -> pb::Role {
+    use pb::Role as P;
+    match name.parse::<Role>() {
+        Ok(Role::Municipality) => P::Municipality,
+        Ok(Role::Ind) => P::Ind,
+        Ok(Role::Dtv) => P::Dtv,
+        Ok(Role::Avim) => P::Avim,
+        Ok(Role::Ngo) => P::Ngo,
+        Ok(Role::Monitor) => P::Monitor,
+        Ok(Role::PrivacyOfficer) => P::PrivacyOfficer,
+        Err(_) => P::Unspecified,
+    }
+}
+
+/// A decision filter: UNSPECIFIED is any (`None`).
+pub(crate) fn decision_filter(field: &str, code: i32) -> Result<Option<Decision>, ExchangeError> {
+    use pb::Decision as P;
+    Ok(Some(match P::try_from(code) {
+        Ok(P::Unspecified) => return Ok(None),
+        Ok(P::Allowed) => Decision::Allowed,
+        Ok(P::Partial) => Decision::Partial,
+        Ok(P::Denied) => Decision::Denied,
+        Ok(P::Invalid) => Decision::Invalid,
+        Ok(P::NotFound) => Decision::NotFound,
+        Ok(P::HandshakeFailed) => Decision::HandshakeFailed,
+        Ok(P::Error) => Decision::Error,
+        Err(_) => {
+            return Err(invalid(
+                field,
+                format!(
+                    "{field}: unknown decision; use DECISION_ALLOWED (1) to DECISION_ERROR (7)"
+                ),
+            ));
+        }
+    }))
+}
+
+pub(crate) fn decision_pb(d: Decision) -> pb::Decision {
+    use pb::Decision as P;
+    match d {
+        Decision::Allowed => P::Allowed,
+        Decision::Partial => P::Partial,
+        Decision::Denied => P::Denied,
+        Decision::Invalid => P::Invalid,
+        Decision::NotFound => P::NotFound,
+        Decision::HandshakeFailed => P::HandshakeFailed,
+        Decision::Error => P::Error,
+    }
+}
+
+/// A withheld category's reason as the access log spells it, as
+/// `sluis.v1.WithholdReason` (UNSPECIFIED for a spelling it does not know).
+pub(crate) fn withheld_pb(category: Category, reason: &str) -> pb::WithheldEntry {
+    pb::WithheldEntry {
+        category: i32::from(category.code()),
+        reason: WithholdReason::ALL
+            .iter()
+            .find(|r| r.as_str() == reason)
+            .map_or(pb::WithholdReason::Unspecified, |r| withhold_reason(*r))
+            as i32,
+    }
 }
 
 /// The identity's fields, checked, and the subject keys it carries.
@@ -85,25 +201,30 @@ pub(crate) fn case_input(data: pb::CaseData) -> Result<Payloads, ExchangeError> 
     if let Some(v) = data.perspective {
         if pb::PerspectiveKind::try_from(v.kind).is_err() {
             return Err(invalid(
+                "data.perspective.kind",
                 "data.perspective.kind is not a known PerspectiveKind",
             ));
         }
         if pb::PerspectiveKind::try_from(v.intake_scenario).is_err() {
             return Err(invalid(
+                "data.perspective.intake_scenario",
                 "data.perspective.intake_scenario is not a known PerspectiveKind",
             ));
         }
         validate::date("data.perspective.intake_date", &v.intake_date)?;
         if v.milestones.len() > 64 {
-            return Err(invalid("data.perspective.milestones: at most 64"));
+            return Err(invalid(
+                "data.perspective.milestones",
+                "data.perspective.milestones: at most 64",
+            ));
         }
-        for m in &v.milestones {
+        for (i, m) in v.milestones.iter().enumerate() {
             validate::text(
-                "data.perspective.milestones.description",
+                &format!("data.perspective.milestones[{i}].description"),
                 &m.description,
                 512,
             )?;
-            validate::date("data.perspective.milestones.date", &m.date)?;
+            validate::date(&format!("data.perspective.milestones[{i}].date"), &m.date)?;
         }
         out.push((Category::Perspective, v.encode_to_vec()));
     }
@@ -126,23 +247,37 @@ pub(crate) fn case_input(data: pb::CaseData) -> Result<Payloads, ExchangeError> 
 /// still understand it (a client that sets them must agree with the kind).
 fn outcome(mut v: pb::Outcome) -> Result<pb::Outcome, ExchangeError> {
     if pb::PerspectiveKind::try_from(v.kind).is_err() {
-        return Err(invalid("data.outcome.kind is not a known PerspectiveKind"));
+        return Err(invalid(
+            "data.outcome.kind",
+            "data.outcome.kind is not a known PerspectiveKind",
+        ));
     }
     validate::date("data.outcome.date", &v.date)?;
     if v.outcome_kind == 0 {
         return Ok(v);
     }
-    let kind = OutcomeKind::from_code(v.outcome_kind)
-        .ok_or_else(|| invalid("data.outcome.outcome_kind is not a known OutcomeKind"))?;
+    let kind = OutcomeKind::from_code(v.outcome_kind).ok_or_else(|| {
+        invalid(
+            "data.outcome.outcome_kind",
+            "data.outcome.outcome_kind is not a known OutcomeKind",
+        )
+    })?;
     if v.date.is_empty() {
         return Err(invalid(
+            "data.outcome.date",
             "data.outcome.date is required with outcome_kind: the day the outcome was reached",
         ));
     }
     let reached = kind.is_durable();
     let realised = kind.realises().map_or(0, |s| s.code());
     if (v.reached && !reached) || (v.kind != 0 && v.kind != realised) {
+        let field = if v.reached && !reached {
+            "data.outcome.reached"
+        } else {
+            "data.outcome.kind"
+        };
         return Err(invalid(
+            field,
             "data.outcome.reached and data.outcome.kind follow from outcome_kind; leave them unset",
         ));
     }
@@ -263,7 +398,9 @@ pub(crate) fn consent_pb(c: &Consent, now: Millis) -> pb::Consent {
             .map(|r| pb::Recipient {
                 recipient: Some(match r {
                     Recipient::Participant(p) => pb::recipient::Recipient::Participant(p.clone()),
-                    Recipient::Role(role) => pb::recipient::Recipient::Role(role.to_string()),
+                    Recipient::Role(role) => {
+                        pb::recipient::Recipient::Role(role_pb(role.as_str()) as i32)
+                    }
                 }),
             })
             .collect(),
@@ -297,19 +434,22 @@ pub(crate) fn consent_pb(c: &Consent, now: Millis) -> pb::Consent {
 
 pub(crate) fn recipients(rs: Vec<pb::Recipient>) -> Result<Vec<Recipient>, ExchangeError> {
     if rs.len() > 64 {
-        return Err(invalid("recipients: at most 64"));
+        return Err(invalid("recipients", "recipients: at most 64"));
     }
     rs.into_iter()
-        .map(|r| match r.recipient {
+        .enumerate()
+        .map(|(i, r)| match r.recipient {
             Some(pb::recipient::Recipient::Participant(p)) => {
-                validate::participant_id("recipients", &p)?;
+                validate::participant_id(&format!("recipients[{i}].participant"), &p)?;
                 Ok(Recipient::Participant(p))
             }
-            Some(pb::recipient::Recipient::Role(role)) => {
-                Ok(Recipient::Role(validate::role("recipients", &role)?))
-            }
+            Some(pb::recipient::Recipient::Role(code)) => Ok(Recipient::Role(role(
+                &format!("recipients[{i}].role"),
+                code,
+            )?)),
             None => Err(invalid(
-                "recipients: each entry must set participant or role",
+                &format!("recipients[{i}]"),
+                format!("recipients[{i}] must set participant or role"),
             )),
         })
         .collect()
@@ -320,10 +460,10 @@ pub(crate) fn entry_pb(index: i64, leaf: Vec<u8>) -> Result<pb::AccessEntry, Exc
         .ok_or(ExchangeError::Internal("an access record does not decode"))?;
     Ok(pb::AccessEntry {
         index: index as u64,
-        request_id: r.request_id,
+        access_record_id: r.request_id,
         at: Some(timestamp(r.at)),
         caller: r.caller,
-        role: r.role,
+        role: role_pb(&r.role) as i32,
         peer_fingerprint: r.peer_fingerprint.unwrap_or_default(),
         actor_hash: r.actor_hash.unwrap_or_default(),
         method: r.method,
@@ -334,13 +474,10 @@ pub(crate) fn entry_pb(index: i64, leaf: Vec<u8>) -> Result<pb::AccessEntry, Exc
         released: r.released.iter().map(|c| i32::from(c.code())).collect(),
         withheld: r
             .withheld
-            .into_iter()
-            .map(|(c, reason)| pb::WithheldEntry {
-                category: i32::from(c.code()),
-                reason,
-            })
+            .iter()
+            .map(|(c, reason)| withheld_pb(*c, reason))
             .collect(),
-        decision: r.decision.as_str().into(),
+        decision: decision_pb(r.decision) as i32,
         status: r.status,
         detail: r.detail,
         rules: r.rules,

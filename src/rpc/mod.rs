@@ -17,7 +17,7 @@
 //!   (health and reflection too) applies the same identity rules; answers
 //!   tonic gives by itself before a handler runs (undecodable messages,
 //!   unknown methods, unsupported compression, oversized messages) are
-//!   refusals with the right status, recorded like any other ([`Edge`]);
+//!   refusals with the right status, recorded like any other (`Edge`);
 //! - a request the edge admits runs to its end — handler and record —
 //!   whatever its caller does (a deadline that passes, a reset stream, a
 //!   closed connection), and at most `max_requests_in_flight` run at once,
@@ -26,8 +26,9 @@
 //! - no module outside `rpc` names a protobuf type: the gateway receives
 //!   domain values and category payloads as opaque bytes.
 //!
-//! It exposes [`router`] and [`Health`] for the node's wiring, the metadata
-//! names, and [`proto`] for clients and tests.
+//! To the node it exposes `router` and `Health` (crate-only); to clients and
+//! tests, [`Clients`], [`proto`], the [`REQUEST_ID_HEADER`] name and
+//! [`get_statistics`].
 
 mod audit;
 mod case;
@@ -58,16 +59,16 @@ use crate::tlog::Recorded;
 
 pub use client::Clients;
 pub use in_flight::InFlight;
-pub use refusals::Edge;
+pub(crate) use refusals::Edge;
 pub use stats::{StatisticsAsk, get_statistics};
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
-/// The id [`Edge`] gave a request, in its extensions: the id of its one
+/// The id `Edge` gave a request, in its extensions: the id of its one
 /// access record and of its answer's `x-request-id`.
 #[derive(Clone, Debug)]
 pub(crate) struct RequestId(pub(crate) String);
-pub const ACTOR_HEADER: &str = "x-sluis-actor";
+pub(crate) const ACTOR_HEADER: &str = "x-sluis-actor";
 
 /// The state every service shares: the gateway and the message limit.
 #[derive(Clone)]
@@ -130,10 +131,10 @@ impl Api {
             }
             let size = req.get_ref().encoded_len();
             if size > self.max_message_bytes {
-                return Err(ExchangeError::TooLarge(format!(
-                    "request is {size} bytes; this node accepts at most {} bytes per message",
-                    self.max_message_bytes
-                )));
+                return Err(ExchangeError::TooLarge {
+                    size: Some(size),
+                    max: self.max_message_bytes,
+                });
             }
             convert(req.into_inner())
         };
@@ -170,7 +171,7 @@ fn actor<T>(req: &Request<T>) -> Result<Option<String>, ExchangeError> {
 }
 
 /// The services a node serves, behind [`Edge`].
-pub type Routes = Router<Stack<Edge, Identity>>;
+pub(crate) type Routes = Router<Stack<Edge, Identity>>;
 
 /// The encoded descriptors of every service [`router`] serves: reflection
 /// serves them, and [`Edge`] names every method in its records by them.
@@ -202,7 +203,7 @@ pub enum RouterError {
 /// `max_message_bytes`; `Api::call` checks a decoded message's size again.
 ///
 /// Errors: only if the embedded descriptors cannot be read.
-pub async fn router(
+pub(crate) async fn router(
     server: Server,
     ex: Arc<Exchange>,
     max_message_bytes: usize,
@@ -229,40 +230,56 @@ pub async fn router(
         in_flight,
         DESCRIPTOR_SETS,
     )?;
+    // Every service takes gzip-compressed requests and compresses its
+    // answers for a client that says it accepts gzip (grpc-accept-encoding).
+    // The decoding cap applies to the decompressed message.
+    use tonic::codec::CompressionEncoding::Gzip;
     let routes = server
         .layer(edge)
         .add_service(
             pb::case_service_server::CaseServiceServer::new(api.clone())
-                .max_decoding_message_size(cap),
+                .max_decoding_message_size(cap)
+                .accept_compressed(Gzip)
+                .send_compressed(Gzip),
         )
         .add_service(
             pb::consent_service_server::ConsentServiceServer::new(api.clone())
-                .max_decoding_message_size(cap),
+                .max_decoding_message_size(cap)
+                .accept_compressed(Gzip)
+                .send_compressed(Gzip),
         )
         .add_service(
             pb::audit_service_server::AuditServiceServer::new(api.clone())
-                .max_decoding_message_size(cap),
+                .max_decoding_message_size(cap)
+                .accept_compressed(Gzip)
+                .send_compressed(Gzip),
         )
         .add_service(
             pb::statistics_service_server::StatisticsServiceServer::new(api)
-                .max_decoding_message_size(cap),
+                .max_decoding_message_size(cap)
+                .accept_compressed(Gzip)
+                .send_compressed(Gzip),
         )
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha);
+        .add_service(health_service.accept_compressed(Gzip).send_compressed(Gzip))
+        .add_service(reflection_v1.accept_compressed(Gzip).send_compressed(Gzip))
+        .add_service(
+            reflection_v1alpha
+                .accept_compressed(Gzip)
+                .send_compressed(Gzip),
+        );
     Ok((routes, health))
 }
 
 /// The node's `grpc.health.v1` answers, so a load balancer stops sending
 /// requests that would fail closed anyway.
 #[derive(Clone)]
-pub struct Health(tonic_health::server::HealthReporter);
+pub(crate) struct Health(tonic_health::server::HealthReporter);
 
 impl Health {
     /// Follows the database's reachability, checked every second, so that a
     /// load balancer stops sending requests that would fail closed anyway.
     /// Runs until the task is dropped.
-    pub async fn follow(self, store: crate::store::Store) {
+    pub(crate) async fn follow(self, store: crate::store::Store) {
         let mut serving = true;
         loop {
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
@@ -284,7 +301,7 @@ impl Health {
 
     /// Reports the node (service "") and each `sluis.v1` service as
     /// serving or not.
-    pub async fn set(&self, serving: bool) {
+    pub(crate) async fn set(&self, serving: bool) {
         use pb::audit_service_server::AuditServiceServer as Audit;
         use pb::case_service_server::CaseServiceServer as Cases;
         use pb::consent_service_server::ConsentServiceServer as Consents;

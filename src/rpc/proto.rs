@@ -6,7 +6,7 @@ pub mod v1 {
 }
 
 /// Encoded descriptors of our protos, for gRPC server reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] =
+pub(crate) const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/sluis_descriptor.bin"));
 
 /// Written by hand (the build skips the derived one): an identity must never

@@ -47,7 +47,7 @@ use std::sync::Arc;
 
 use prost::Message;
 
-use crate::gateway::{Exchange, ExchangeError, RequestCtx};
+use crate::gateway::{Exchange, ExchangeError, RequestCtx, Resource};
 use crate::net::identity::Peer;
 use crate::net::tls::ConnectionInfo;
 use crate::rpc::REQUEST_ID_HEADER;
@@ -71,7 +71,7 @@ struct Method {
 
 /// The layer (see the module documentation).
 #[derive(Clone)]
-pub struct Edge {
+pub(crate) struct Edge {
     shared: Arc<Shared>,
 }
 
@@ -142,7 +142,7 @@ impl<S> tower::Layer<S> for Edge {
 }
 
 #[derive(Clone)]
-pub struct EdgeService<S> {
+pub(crate) struct EdgeService<S> {
     inner: S,
     shared: Arc<Shared>,
 }
@@ -365,7 +365,7 @@ fn grpc_timeout(headers: &http::HeaderMap) -> Option<std::time::Duration> {
 
 /// Why a request is refused before any service sees it.
 enum Refusal {
-    NoLongerValid(String),
+    NoLongerValid(crate::net::tls::CertRejected),
     Unregistered,
     ContentType(String),
 }
@@ -375,7 +375,7 @@ impl From<Refusal> for ExchangeError {
         match r {
             Refusal::NoLongerValid(why) => ExchangeError::CertificateNoLongerValid(why),
             Refusal::Unregistered => ExchangeError::Unregistered,
-            Refusal::ContentType(m) => ExchangeError::Invalid(m),
+            Refusal::ContentType(m) => ExchangeError::Malformed(m),
         }
     }
 }
@@ -431,21 +431,19 @@ impl Shared {
         };
         let cause = cause(message);
         match code {
-            tonic::Code::Unimplemented => ExchangeError::Unimplemented(
-                "this node accepts uncompressed messages only: send no grpc-encoding, or identity"
-                    .into(),
-            ),
-            tonic::Code::OutOfRange | tonic::Code::ResourceExhausted => {
-                ExchangeError::TooLarge(format!(
-                    "request is more than {max} bytes; this node accepts at most {max} bytes per message",
-                    max = self.max_message_bytes
-                ))
-            }
-            tonic::Code::NotFound => ExchangeError::NotFound(cause),
+            // tonic answers UNIMPLEMENTED for a known method only when it
+            // cannot decompress the message.
+            tonic::Code::Unimplemented => ExchangeError::UnsupportedEncoding,
+            tonic::Code::OutOfRange | tonic::Code::ResourceExhausted => ExchangeError::TooLarge {
+                size: None,
+                max: self.max_message_bytes,
+            },
+            // Health, asked about a service it does not know.
+            tonic::Code::NotFound => ExchangeError::not_found(Resource::Service, None, &cause),
             // tonic answers INTERNAL by itself only for a request it cannot
             // read: a message that does not decode, broken framing, a
             // missing message.
-            _ => ExchangeError::Invalid(format!(
+            _ => ExchangeError::Malformed(format!(
                 "the request is not one gRPC message of {}'s request type ({cause}); send exactly one protobuf-encoded, length-prefixed message",
                 method.label
             )),

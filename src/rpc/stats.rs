@@ -82,7 +82,7 @@ fn publication_pb(p: &Publication, request_id: &str) -> pb::GetStatisticsRespons
             rounding_base: p.settings.rounding_base,
         }),
         text: p.render(),
-        request_id: request_id.to_string(),
+        access_record_id: request_id.to_string(),
     }
 }
 
@@ -97,7 +97,7 @@ impl pb::statistics_service_server::StatisticsService for Api {
             req,
             |m| {
                 let table = table(m.table).ok_or_else(|| {
-                    invalid("table must be one of STATISTICS_TABLE_INFLOW (1) to STATISTICS_TABLE_INTAKE_VS_OUTCOME (7)")
+                    invalid("table", "table must be one of STATISTICS_TABLE_INFLOW (1) to STATISTICS_TABLE_INTAKE_VS_OUTCOME (7)")
                 })?;
                 Ok(StatisticsQuery {
                     table,
@@ -210,5 +210,5 @@ pub async fn get_statistics(
     if cells != publication.figures.len() {
         return Err(bad());
     }
-    Ok((publication, r.request_id))
+    Ok((publication, r.access_record_id))
 }

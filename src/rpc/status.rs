@@ -1,18 +1,80 @@
 //! Error → gRPC status, in one place: the gateway decides each error's
-//! canonical code ([`ExchangeError::code`]); here it becomes a
-//! `tonic::Status` by the code's number, with the request id attached.
+//! canonical code and reason ([`ExchangeError::code`],
+//! [`ExchangeError::reason`]); here they become a `tonic::Status` by the
+//! code's number, with `google.rpc.Status` details (AIP-193) and the
+//! request id attached:
+//!
+//! - always `ErrorInfo`: the reason, the domain [`ERROR_DOMAIN`], and
+//!   metadata a program can act on (the field's path, the size limit);
+//! - `BadRequest` with one field violation for an invalid field;
+//! - `RetryInfo` for errors a retry cures by itself (`UNAVAILABLE`, the
+//!   node or the caller busy among them, and `ABORTED`);
+//! - `ResourceInfo` for `NOT_FOUND`: the kind of resource and, when the node
+//!   issued it, its id.
+//!
+//! None of them holds a request value the gateway did not put in the error;
+//! the gateway's errors never hold one that could be personal.
+
+use std::collections::HashMap;
 
 use tonic::Status;
 use tonic::metadata::MetadataValue;
+use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::gateway::ExchangeError;
 use crate::rpc::REQUEST_ID_HEADER;
 
+/// `ErrorInfo.domain` of every error: names the API the reasons belong to
+/// (`sluis.v1.ErrorReason`).
+pub(crate) const ERROR_DOMAIN: &str = "sluis.nl";
+
 /// Error → gRPC status: the gateway's code, by its gRPC number, with the
-/// error's message and the request id.
+/// error's message, its details and the request id.
 pub(crate) fn status(e: ExchangeError, request_id: &str) -> Status {
     let code = tonic::Code::from_i32(e.code() as i32);
-    with_id(Status::new(code, e.to_string()), request_id)
+    let mut details = ErrorDetails::new();
+    let mut metadata = HashMap::new();
+    match &e {
+        ExchangeError::Invalid(invalid) => {
+            details.add_bad_request_violation(invalid.field(), invalid.to_string());
+            metadata.insert("field".to_string(), invalid.field().to_string());
+        }
+        ExchangeError::OutOfRange(beyond) => {
+            metadata.insert("field".to_string(), beyond.field().to_string());
+        }
+        ExchangeError::TooLarge { max, .. } => {
+            metadata.insert("max_message_bytes".to_string(), max.to_string());
+        }
+        ExchangeError::Busy(max) => {
+            metadata.insert("max_requests_in_flight".to_string(), max.to_string());
+        }
+        ExchangeError::CallerBusy(max) => {
+            metadata.insert(
+                "max_requests_in_flight_per_caller".to_string(),
+                max.to_string(),
+            );
+        }
+        ExchangeError::MessageTimeout(ms) => {
+            metadata.insert("message_timeout_ms".to_string(), ms.to_string());
+        }
+        ExchangeError::NotFound(missing) => {
+            details.set_resource_info(
+                missing.resource.type_name(),
+                missing.name.clone().unwrap_or_default(),
+                "",
+                missing.message.clone(),
+            );
+        }
+        _ => {}
+    }
+    if let Some(after) = e.retry_after() {
+        details.set_retry_info(Some(after));
+    }
+    details.set_error_info(e.reason().as_str(), ERROR_DOMAIN, metadata);
+    with_id(
+        Status::with_error_details(code, e.to_string(), details),
+        request_id,
+    )
 }
 
 pub(crate) fn with_id(mut s: Status, request_id: &str) -> Status {
@@ -25,7 +87,7 @@ pub(crate) fn with_id(mut s: Status, request_id: &str) -> Status {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gateway::Code;
+    use crate::gateway::{Code, Reason, Resource};
 
     /// The gateway's codes carry gRPC's numbers and names.
     #[test]
@@ -35,6 +97,10 @@ mod tests {
             (Code::InvalidArgument, tonic::Code::InvalidArgument),
             (Code::DeadlineExceeded, tonic::Code::DeadlineExceeded),
             (Code::NotFound, tonic::Code::NotFound),
+            (Code::AlreadyExists, tonic::Code::AlreadyExists),
+            (Code::Aborted, tonic::Code::Aborted),
+            (Code::OutOfRange, tonic::Code::OutOfRange),
+            (Code::Unimplemented, tonic::Code::Unimplemented),
             (Code::PermissionDenied, tonic::Code::PermissionDenied),
             (Code::ResourceExhausted, tonic::Code::ResourceExhausted),
             (Code::FailedPrecondition, tonic::Code::FailedPrecondition),
@@ -50,8 +116,62 @@ mod tests {
                 .collect();
             assert_eq!(camel, format!("{theirs:?}"));
         }
-        let s = status(ExchangeError::NotFound("gone".into()), "id-1");
+        let s = status(
+            ExchangeError::not_found(Resource::Case, Some("c-1"), "gone"),
+            "id-1",
+        );
         assert_eq!((s.code(), s.message()), (tonic::Code::NotFound, "gone"));
         assert_eq!(s.metadata().get(REQUEST_ID_HEADER).unwrap(), "id-1");
+        let d = s.get_error_details();
+        let info = d.resource_info().expect("ResourceInfo on NOT_FOUND");
+        assert_eq!(
+            (info.resource_type.as_str(), info.resource_name.as_str()),
+            ("sluis.v1.Case", "c-1")
+        );
+        assert_eq!(d.error_info().unwrap().reason, "NOT_FOUND");
+    }
+
+    /// The reasons the gateway gives are the names `errors.proto` lists,
+    /// every one of them, without the prefix.
+    #[test]
+    fn reasons_are_the_protos() {
+        use crate::rpc::proto::v1::ErrorReason;
+        let ours: Vec<String> = Reason::ALL.iter().map(|r| r.as_str().to_string()).collect();
+        let mut theirs = Vec::new();
+        for n in 1.. {
+            let Ok(r) = ErrorReason::try_from(n) else {
+                break;
+            };
+            theirs.push(
+                r.as_str_name()
+                    .trim_start_matches("ERROR_REASON_")
+                    .to_string(),
+            );
+        }
+        assert_eq!(ours, theirs);
+    }
+
+    /// Every error carries ErrorInfo in the one domain; an invalid field a
+    /// BadRequest naming it; UNAVAILABLE a RetryInfo.
+    #[test]
+    fn every_error_has_its_details() {
+        let bad = ExchangeError::Invalid(crate::gateway::validate::Invalid::new(
+            "data.identity.bsn",
+            "data.identity.bsn must be 9 digits that pass the 11-check",
+        ));
+        let d = status(bad, "x").get_error_details();
+        let v = &d.bad_request().expect("BadRequest").field_violations[0];
+        assert_eq!(v.field, "data.identity.bsn");
+        let info = d.error_info().unwrap();
+        assert_eq!(
+            (info.reason.as_str(), info.domain.as_str()),
+            ("INVALID_FIELD", ERROR_DOMAIN)
+        );
+        let d = status(ExchangeError::DatabaseUnavailable, "x").get_error_details();
+        assert_eq!(
+            d.retry_info().unwrap().retry_delay,
+            Some(std::time::Duration::from_secs(1))
+        );
+        assert_eq!(d.error_info().unwrap().reason, "DATABASE_UNAVAILABLE");
     }
 }

@@ -27,6 +27,11 @@ pub(super) const SQLITE: &[Migration] = &[
         name: "log subjects",
         sql: include_str!("../../migrations/sqlite/0003_log_subjects.sql"),
     },
+    Migration {
+        version: 4,
+        name: "request keys",
+        sql: include_str!("../../migrations/sqlite/0004_request_keys.sql"),
+    },
 ];
 
 pub(super) const POSTGRES: &[Migration] = &[
@@ -44,6 +49,11 @@ pub(super) const POSTGRES: &[Migration] = &[
         version: 3,
         name: "log subjects",
         sql: include_str!("../../migrations/postgres/0003_log_subjects.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "request keys",
+        sql: include_str!("../../migrations/postgres/0004_request_keys.sql"),
     },
 ];
 

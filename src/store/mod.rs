@@ -21,7 +21,7 @@
 //!   appends, cases, consents) runs in arrival order on one thread with one
 //!   connection, so writers never poll for SQLite's lock; reads run on
 //!   reader threads and do not wait for writes (WAL). A node claims its
-//!   file ([`Store::claim_for_node`]: an exclusive lock), so the process is
+//!   file (`Store::claim_for_node`: an exclusive lock), so the process is
 //!   the file's only writer, which is what lets it keep cases and consents
 //!   in memory.
 //! - **A log append is one transaction**: the access records, the tree nodes
@@ -56,7 +56,7 @@ use crate::model::{Category, Role};
 use crate::tlog::merkle::{Hash, NodeId};
 
 use scan::Chunk;
-pub use sqlite::CacheBounds;
+pub(crate) use sqlite::CacheBounds;
 
 /// Why the store could not do what was asked. Messages say what to fix and
 /// never carry a database password.
@@ -88,7 +88,7 @@ pub enum StoreError {
     Unavailable(DbError),
     /// The schema could not be brought to the version this binary needs.
     #[error("database schema: {0}")]
-    Schema(String),
+    Schema(#[from] SchemaError),
     /// A thread the SQLite store runs its statements on gave no answer:
     /// it has stopped, or the call panicked (the thread then goes on with a
     /// fresh connection).
@@ -100,6 +100,12 @@ pub enum StoreError {
     /// the database).
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
+    /// The database answered one of the store's own queries otherwise than
+    /// the query makes it answer (no row from an aggregate, a packed
+    /// result cut short): a fault of the server or the store, not of the
+    /// stored data.
+    #[error("the database answered a query unexpectedly: {0}")]
+    BadAnswer(&'static str),
     /// Another node serves this SQLite file.
     #[error(
         "another sluis node is serving the database {}: one node per SQLite file (use PostgreSQL for several)",
@@ -116,6 +122,40 @@ pub enum StoreError {
     /// appended first. Nothing was written.
     #[error("another writer appended to the log first (it now has {size} entries)")]
     Raced { size: i64 },
+}
+
+/// Why the schema cannot be brought to the version this binary needs; each
+/// says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    #[error(
+        "the database is at schema version {found}, newer than this sluis knows ({known}): run the newer sluis that migrated it"
+    )]
+    Newer { found: i64, known: i64 },
+    #[error(
+        "the database records migration {0}, which this sluis does not have: run the newer sluis that migrated it"
+    )]
+    UnknownMigration(i64),
+    #[error("the database records migration {found} but not {missing}: restore it from a backup")]
+    Gap { found: i64, missing: i64 },
+    #[error(
+        "migration {version} ({name}) did not finish when the database was last migrated: restore it from a backup"
+    )]
+    Unfinished { version: i64, name: &'static str },
+    #[error(
+        "migration {version} ({name}) was applied with other SQL than this sluis has: run the sluis that migrated it"
+    )]
+    OtherSql { version: i64, name: &'static str },
+    #[error("migration {version} ({name}) failed, nothing was changed: {source}")]
+    Failed {
+        version: i64,
+        name: &'static str,
+        source: DbError,
+    },
+    /// PostgreSQL's migrator (sqlx) refused; its message names the
+    /// migration and why.
+    #[error("{0}")]
+    Migrator(DbError),
 }
 
 /// A database driver's error, opaque outside the store.
@@ -187,7 +227,7 @@ impl From<sqlx::Error> for StoreError {
 impl StoreError {
     /// Whether the database could not take the work now ([`StoreError::Unavailable`]):
     /// trying again later may succeed.
-    pub fn is_unavailable(&self) -> bool {
+    pub(crate) fn is_unavailable(&self) -> bool {
         matches!(self, StoreError::Unavailable(_))
     }
 
@@ -203,17 +243,17 @@ impl StoreError {
 /// them, but bounds its write-ahead log.
 #[derive(Clone, Debug)]
 pub struct PoolSettings {
-    pub max_connections: u32,
+    pub(crate) max_connections: u32,
     /// How long a statement may wait for a free connection before it fails
     /// (and the request with it, closed).
-    pub acquire_timeout: Duration,
+    pub(crate) acquire_timeout: Duration,
     /// SQLite: the size, in bytes, the WAL file is cut back to once a
     /// checkpoint has copied it all (`journal_size_limit`, and a truncating
     /// checkpoint when readers allow).
-    pub wal_limit_bytes: u64,
+    pub(crate) wal_limit_bytes: u64,
     /// SQLite: above this many bytes of WAL a node logs a warning (once a
     /// minute): something holds an old snapshot and the WAL cannot shrink.
-    pub wal_warn_bytes: u64,
+    pub(crate) wal_warn_bytes: u64,
 }
 
 impl Default for PoolSettings {
@@ -230,14 +270,14 @@ impl Default for PoolSettings {
 /// A case's row, without its data.
 #[derive(Clone, Debug)]
 pub struct CaseMeta {
-    pub id: String,
+    pub(crate) id: String,
     /// Participant id of the owner (who registered it).
-    pub owner: String,
+    pub(crate) owner: String,
     /// Random bytes the case's pseudonyms are derived from.
-    pub subject_ref: Vec<u8>,
+    pub(crate) subject_ref: Vec<u8>,
     /// 1 at registration, +1 per update.
-    pub version: i64,
-    pub updated_at: Millis,
+    pub(crate) version: i64,
+    pub(crate) updated_at: Millis,
 }
 
 /// A case with its sealed category data, as [`Store::case_with_data`]
@@ -247,34 +287,61 @@ pub type CaseWithData = (CaseMeta, Vec<(Category, Vec<u8>)>);
 /// A case's owner, registration time (ms since the epoch) and sealed data
 /// in some categories, as [`Store::cases_for_statistics`] reads it.
 #[derive(Clone, Debug)]
-pub struct SealedCase {
-    pub id: String,
-    pub owner: String,
-    pub registered: Millis,
-    pub sealed: Vec<(Category, Vec<u8>)>,
+pub(crate) struct SealedCase {
+    pub(crate) id: String,
+    pub(crate) owner: String,
+    pub(crate) registered: Millis,
+    pub(crate) sealed: Vec<(Category, Vec<u8>)>,
 }
 
 /// A case to register.
-pub struct NewCase {
-    pub id: String,
-    pub owner: String,
-    pub subject_ref: Vec<u8>,
+pub(crate) struct NewCase {
+    pub(crate) id: String,
+    pub(crate) owner: String,
+    pub(crate) subject_ref: Vec<u8>,
     /// Per category, the sealed data (`vault::Keys::seal`).
-    pub sealed: Vec<(Category, Vec<u8>)>,
-    pub now: Millis,
+    pub(crate) sealed: Vec<(Category, Vec<u8>)>,
+    pub(crate) now: Millis,
     /// (kind, keyed hash) of the subject's identifiers (`subject_index`).
-    pub subject_index: Vec<(String, String)>,
+    pub(crate) subject_index: Vec<(String, String)>,
     /// The pseudonym the owner receives for the case.
-    pub owner_pseudonym: String,
+    pub(crate) owner_pseudonym: String,
+    /// The client's idempotency key, stored in the same transaction.
+    pub(crate) key: Option<RequestKey>,
+}
+
+/// A client's idempotency key (AIP-155) for a write, stored in the write's
+/// own transaction: either both are stored or neither. Keys are per caller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct RequestKey {
+    /// The participant that sent the write.
+    pub(crate) caller: String,
+    /// The client's `request_id` (a UUID).
+    pub(crate) request_id: String,
+    /// The write it named (`RegisterCase`, …).
+    pub(crate) method: String,
+    /// Keyed hash of the request (its method and encoded content), so a
+    /// retry can be told from another request without storing either.
+    pub(crate) digest: String,
+    /// The case or consent the write made or changed.
+    pub(crate) resource_id: String,
+    /// After the write: the consent's number of events, or the case's
+    /// version. For [`Store::update_case`] the store fills in the version it
+    /// made (whatever is given here).
+    pub(crate) seq: i64,
+    /// The access record of the call that wrote (its `x-request-id`).
+    pub(crate) record_id: String,
+    /// When (ms since the epoch); keys expire by it.
+    pub(crate) at: Millis,
 }
 
 /// A pseudonym a request handed out, stored in the same transaction as that
 /// request's access record, so its recipient can come back with it.
 #[derive(Clone, Debug)]
-pub struct IssuedPseudonym {
-    pub recipient: String,
-    pub pseudonym: String,
-    pub case_id: String,
+pub(crate) struct IssuedPseudonym {
+    pub(crate) recipient: String,
+    pub(crate) pseudonym: String,
+    pub(crate) case_id: String,
 }
 
 /// A row of the access log as stored: the signed `record` (the canonical
@@ -285,9 +352,9 @@ pub struct LogRow {
     /// the batch and this field is ignored).
     pub seq: i64,
     pub request_id: String,
-    pub at: Millis,
+    pub(crate) at: Millis,
     pub caller: String,
-    pub role: String,
+    pub(crate) role: String,
     pub method: String,
     pub case_id: Option<String>,
     pub subject: Option<String>,
@@ -297,7 +364,7 @@ pub struct LogRow {
     /// The record's other subjects (`tlog::AccessRecord::subjects`), to
     /// index on append, so that a subject's report finds the entry. Rows
     /// read back leave it empty: the record holds them.
-    pub subjects: Vec<String>,
+    pub(crate) subjects: Vec<String>,
 }
 
 /// A signed checkpoint as stored.
@@ -306,30 +373,39 @@ pub struct StoredCheckpoint {
     /// Entries covered.
     pub size: i64,
     /// The tree's root at that size (32 bytes).
-    pub root: Vec<u8>,
-    pub at: Millis,
+    pub(crate) root: Vec<u8>,
+    pub(crate) at: Millis,
     /// The signed note (C2SP tlog-checkpoint).
     pub note: String,
 }
 
 /// Filters of a log query; empty fields match everything.
 #[derive(Clone, Debug, Default)]
-pub struct LogFilter {
+pub(crate) struct LogFilter {
     /// From this instant on (inclusive).
-    pub since: Option<Millis>,
+    pub(crate) since: Option<Millis>,
     /// Before this instant (exclusive).
-    pub until: Option<Millis>,
-    pub caller: Option<String>,
-    pub role: Option<String>,
-    pub method: Option<String>,
-    pub purpose: Option<String>,
-    pub decision: Option<String>,
-    pub case_id: Option<String>,
-    pub subject: Option<String>,
+    pub(crate) until: Option<Millis>,
+    pub(crate) caller: Option<String>,
+    pub(crate) role: Option<String>,
+    pub(crate) method: Option<String>,
+    pub(crate) purpose: Option<String>,
+    pub(crate) decision: Option<String>,
+    pub(crate) case_id: Option<String>,
+    pub(crate) subject: Option<String>,
 }
 
 /// The open database: reads, and writes of cases and consents. Cheap to
 /// clone (all clones share the connections).
+///
+/// The writes are the gateway's alone, which applies each only after its
+/// access record is durable; outside this crate a store only reads:
+///
+/// ```compile_fail,E0624
+/// # async fn try_it(store: sluis::store::Store, consent: sluis::model::consent::Consent) {
+/// store.insert_consent(&consent, None).await.unwrap();
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct Store {
     backend: Backend,
@@ -340,16 +416,10 @@ pub struct Store {
 /// task (`tlog::AuditLog::start`), so no other code in the process can
 /// append. Outside this crate it has no methods at all:
 ///
-/// ```compile_fail
-/// # async fn try_it(sink: sluis::store::LogSink) {
-/// sink.append_checkpoint(&sluis::store::StoredCheckpoint {
-///     size: 0,
-///     root: vec![0; 32],
-///     at: 0,
-///     note: String::new(),
-/// })
-/// .await
-/// .unwrap();
+/// ```compile_fail,E0624
+/// # use sluis::store::{LogSink, StoredCheckpoint};
+/// # async fn try_it(sink: LogSink, checkpoint: StoredCheckpoint) {
+/// sink.append_checkpoint(&checkpoint).await.unwrap();
 /// # }
 /// ```
 pub struct LogSink {
@@ -459,19 +529,11 @@ impl Store {
     /// data behind each other's backs, this does nothing and every request
     /// reads. Errors: [`StoreError::InUse`] when another node serves the
     /// file, [`StoreError::Lock`] when the lock file cannot be made.
-    pub fn claim_for_node(mut self, cache: CacheBounds) -> Result<Store, StoreError> {
+    pub(crate) fn claim_for_node(mut self, cache: CacheBounds) -> Result<Store, StoreError> {
         if let Backend::Sqlite(s) = &mut self.backend {
             s.claim_for_node(cache)?;
         }
         Ok(self)
-    }
-
-    /// The SQLite database file, when this store is one.
-    pub fn sqlite_file(&self) -> Option<&Path> {
-        match &self.backend {
-            Backend::Sqlite(s) => Some(s.file()),
-            Backend::Postgres(_) => None,
-        }
     }
 
     /// The PostgreSQL database this store works in (`None` on SQLite).
@@ -496,35 +558,62 @@ impl Store {
 
     /// Registers a case with its data, subject index and the owner's
     /// pseudonym, in one transaction.
-    pub async fn insert_case(&self, case: NewCase) -> Result<(), StoreError> {
+    pub(crate) async fn insert_case(&self, case: NewCase) -> Result<(), StoreError> {
         on_store!(&self.backend, b => b.insert_case(case).await)
     }
 
     /// Replaces the given categories, adds subject-index entries and bumps
     /// the version, in one transaction. Returns the new version, or `None`
     /// (nothing written) if the case does not exist.
-    pub async fn update_case(
+    pub(crate) async fn update_case(
         &self,
         case_id: &str,
         sealed: &[(Category, Vec<u8>)],
         subject_index: &[(String, String)],
         now: Millis,
+        key: Option<&RequestKey>,
     ) -> Result<Option<i64>, StoreError> {
-        on_store!(&self.backend, b => b.update_case(case_id, sealed, subject_index, now).await)
+        on_store!(&self.backend, b => b.update_case(case_id, sealed, subject_index, now, key).await)
     }
 
-    /// Stores a consent with its recipients and events.
-    pub async fn insert_consent(&self, consent: &Consent) -> Result<(), StoreError> {
-        on_store!(&self.backend, b => b.insert_consent(consent).await)
+    /// Stores a consent with its recipients and events (and the write's
+    /// idempotency key), in one transaction.
+    pub(crate) async fn insert_consent(
+        &self,
+        consent: &Consent,
+        key: Option<&RequestKey>,
+    ) -> Result<(), StoreError> {
+        on_store!(&self.backend, b => b.insert_consent(consent, key).await)
     }
 
-    /// Appends an event (e.g. a withdrawal) to a consent.
-    pub async fn append_consent_event(
+    /// Appends an event (e.g. a withdrawal) to a consent (and the write's
+    /// idempotency key), in one transaction.
+    pub(crate) async fn append_consent_event(
         &self,
         consent_id: &str,
         event: &ConsentEvent,
+        key: Option<&RequestKey>,
     ) -> Result<(), StoreError> {
-        on_store!(&self.backend, b => b.append_consent_event(consent_id, event).await)
+        on_store!(&self.backend, b => b.append_consent_event(consent_id, event, key).await)
+    }
+
+    /// A caller's idempotency key, if stored (whatever its age).
+    pub(crate) async fn request_key(
+        &self,
+        caller: &str,
+        request_id: &str,
+    ) -> Result<Option<RequestKey>, StoreError> {
+        on_store!(&self.backend, b => b.request_key(caller, request_id).await)
+    }
+
+    /// Deletes one key (an expired one, before its `request_id` is used
+    /// again), or, with `caller` None, every key stored before `before`.
+    pub(crate) async fn forget_request_keys(
+        &self,
+        key: Option<(&str, &str)>,
+        before: Millis,
+    ) -> Result<(), StoreError> {
+        on_store!(&self.backend, b => b.forget_request_keys(key, before).await)
     }
 
     pub async fn case_meta(&self, case_id: &str) -> Result<Option<CaseMeta>, StoreError> {
@@ -547,7 +636,7 @@ impl Store {
         on_store!(&self.backend, b => b.resolve_pseudonym(recipient, pseudonym).await)
     }
 
-    pub async fn consent(&self, id: &str) -> Result<Option<Consent>, StoreError> {
+    pub(crate) async fn consent(&self, id: &str) -> Result<Option<Consent>, StoreError> {
         let found = on_store!(&self.backend, b => b.load_consents(sql::CONSENT_BY_ID, id).await)?;
         Ok(found.into_iter().next())
     }
@@ -559,20 +648,31 @@ impl Store {
     }
 
     /// The owner's cases by id, after `after` (exclusive), at most `limit`.
-    pub async fn own_cases(
+    pub(crate) async fn own_cases(
         &self,
         owner: &str,
         after: &str,
         limit: u32,
     ) -> Result<Vec<CaseMeta>, StoreError> {
-        on_store!(&self.backend, b => b.own_cases(owner, after, limit).await)
+        on_store!(&self.backend, b => b.cases_by_owner(sql::OWN_CASES, owner, after, limit).await)
+    }
+
+    /// Cases of every owner but `participant` by id, after `after`
+    /// (exclusive), at most `limit`: those a legal basis may open to it.
+    pub(crate) async fn others_cases(
+        &self,
+        participant: &str,
+        after: &str,
+        limit: u32,
+    ) -> Result<Vec<CaseMeta>, StoreError> {
+        on_store!(&self.backend, b => b.cases_by_owner(sql::OTHERS_CASES, participant, after, limit).await)
     }
 
     /// Cases of other owners with a consent that names this participant or
     /// its role for the purpose and has not been withdrawn. Validity windows
     /// are checked here too; the per-category check at read time still
     /// decides.
-    pub async fn visible_cases(
+    pub(crate) async fn visible_cases(
         &self,
         participant: &str,
         role: Role,
@@ -596,7 +696,7 @@ impl Store {
     /// first page), at most `limit`, each with its sealed data in the three
     /// `categories` (statistics count from these and no others). Bypasses
     /// the read cache: statistics read every case once.
-    pub async fn cases_for_statistics(
+    pub(crate) async fn cases_for_statistics(
         &self,
         categories: [Category; 3],
         after: &str,
@@ -607,7 +707,7 @@ impl Store {
 
     /// Case ids whose subject has this keyed hash of an identifier
     /// (`kind`: `v_number` or `bsn`).
-    pub async fn cases_by_subject(
+    pub(crate) async fn cases_by_subject(
         &self,
         kind: &str,
         digest: &str,
@@ -621,13 +721,16 @@ impl Store {
     }
 
     /// The stored hashes of the given perfect subtrees (those present).
-    pub async fn merkle_nodes(&self, ids: &[NodeId]) -> Result<HashMap<NodeId, Hash>, StoreError> {
+    pub(crate) async fn merkle_nodes(
+        &self,
+        ids: &[NodeId],
+    ) -> Result<HashMap<NodeId, Hash>, StoreError> {
         on_store!(&self.backend, b => b.merkle_nodes(ids).await)
     }
 
     /// Leaves (position, record bytes) from `from` on, at most `limit`, in
     /// order.
-    pub async fn log_leaves(
+    pub(crate) async fn log_leaves(
         &self,
         from: i64,
         limit: i64,
@@ -636,7 +739,7 @@ impl Store {
     }
 
     /// The position of a request's access record.
-    pub async fn log_position(&self, request_id: &str) -> Result<Option<i64>, StoreError> {
+    pub(crate) async fn log_position(&self, request_id: &str) -> Result<Option<i64>, StoreError> {
         on_store!(&self.backend, b => b.log_position(request_id).await)
     }
 
@@ -645,7 +748,10 @@ impl Store {
     }
 
     /// The checkpoint signed at exactly `size` entries.
-    pub async fn checkpoint(&self, size: i64) -> Result<Option<StoredCheckpoint>, StoreError> {
+    pub(crate) async fn checkpoint(
+        &self,
+        size: i64,
+    ) -> Result<Option<StoredCheckpoint>, StoreError> {
         on_store!(&self.backend, b => b.checkpoint(size).await)
     }
 
@@ -656,7 +762,7 @@ impl Store {
 
     /// Log rows matching `filter`, from position `start` on, at most
     /// `limit`, in order.
-    pub async fn query_log(
+    pub(crate) async fn query_log(
         &self,
         filter: &LogFilter,
         start: i64,
@@ -668,7 +774,7 @@ impl Store {
     /// Log rows that name a subject, from position `start` on, at most
     /// `limit`, in order: those of its case (`case_id`) and those that name
     /// its audit-domain pseudonym among their other subjects.
-    pub async fn subject_log(
+    pub(crate) async fn subject_log(
         &self,
         case_id: &str,
         subject: &str,
@@ -696,12 +802,6 @@ impl Store {
     /// [`scan`] for what a chunk holds.
     pub(crate) fn scan_log(&self) -> mpsc::Receiver<Result<Chunk, StoreError>> {
         on_backend!(&self.backend, b => b.scan_log())
-    }
-
-    /// A fingerprint of everything but the access log, for tests that show
-    /// a refused request changed nothing.
-    pub async fn content_digest(&self) -> Result<String, StoreError> {
-        on_store!(&self.backend, b => b.content_digest().await)
     }
 }
 

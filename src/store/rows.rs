@@ -10,7 +10,9 @@ use std::str::FromStr;
 use crate::model::Category;
 use crate::model::Role;
 use crate::model::consent::{Consent, ConsentEvent, EventKind, Recipient};
-use crate::store::{CaseMeta, CaseWithData, LogRow, SealedCase, StoreError, StoredCheckpoint};
+use crate::store::{
+    CaseMeta, CaseWithData, LogRow, RequestKey, SealedCase, StoreError, StoredCheckpoint,
+};
 use crate::tlog::merkle::{Hash, NodeId};
 
 /// A result row, read by column position. Each backend implements it for
@@ -57,6 +59,20 @@ pub(super) fn case_meta(r: &dyn Columns) -> Result<CaseMeta, StoreError> {
         subject_ref: r.blob(2)?,
         version: r.int(3)?,
         updated_at: r.int(4)?,
+    })
+}
+
+/// `sql::REQUEST_KEY`'s columns.
+pub(super) fn request_key(r: &dyn Columns) -> Result<RequestKey, StoreError> {
+    Ok(RequestKey {
+        caller: r.text(0)?,
+        request_id: r.text(1)?,
+        method: r.text(2)?,
+        digest: r.text(3)?,
+        resource_id: r.text(4)?,
+        seq: r.int(5)?,
+        record_id: r.text(6)?,
+        at: r.int(7)?,
     })
 }
 
@@ -250,36 +266,14 @@ impl ConsentFold {
         Ok(())
     }
 
-    pub(super) fn finish(self) -> Vec<Consent> {
-        self.out
-    }
-}
-
-/// Folds the rows of `sql::DIGEST` into one SHA-256, as hex.
-pub(super) struct Digest(ring::digest::Context);
-
-impl Digest {
-    pub(super) fn new() -> Digest {
-        Digest(ring::digest::Context::new(&ring::digest::SHA256))
-    }
-
-    /// A row: its text, and its blob when `with_blob`.
-    pub(super) fn add(&mut self, r: &dyn Columns, with_blob: bool) -> Result<(), StoreError> {
-        self.0.update(r.text(0)?.as_bytes());
-        if with_blob {
-            self.0.update(hex::encode(r.blob(1)?).as_bytes());
+    /// The consents, each's recipients in their one order (not the
+    /// database's collation's).
+    pub(super) fn finish(mut self) -> Vec<Consent> {
+        for c in &mut self.out {
+            c.recipients
+                .sort_by(|a, b| a.order_key().cmp(&b.order_key()));
         }
-        self.0.update(b"\n");
-        Ok(())
-    }
-
-    /// After each table's rows.
-    pub(super) fn end_table(&mut self) {
-        self.0.update(b"--\n");
-    }
-
-    pub(super) fn finish(self) -> String {
-        hex::encode(self.0.finish())
+        self.out
     }
 }
 

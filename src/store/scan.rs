@@ -36,7 +36,7 @@ enum Span {
 
 /// A column's value as the checker sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Value<'a> {
+pub(crate) enum Value<'a> {
     Null,
     /// Text or blob.
     Bytes(&'a [u8]),
@@ -45,7 +45,7 @@ pub enum Value<'a> {
 }
 
 impl<'a> Value<'a> {
-    pub fn bytes(self) -> Option<&'a [u8]> {
+    pub(crate) fn bytes(self) -> Option<&'a [u8]> {
         match self {
             Value::Bytes(b) => Some(b),
             _ => None,
@@ -53,7 +53,7 @@ impl<'a> Value<'a> {
     }
 
     /// The value as text; `None` for NULL, another type, or invalid UTF-8.
-    pub fn text(self) -> Option<&'a str> {
+    pub(crate) fn text(self) -> Option<&'a str> {
         match self {
             Value::Bytes(b) => std::str::from_utf8(b).ok(),
             _ => None,
@@ -63,7 +63,7 @@ impl<'a> Value<'a> {
 
 /// The text and blob columns of an entry, in [`Entry`]'s order.
 #[derive(Clone, Copy, Debug)]
-pub enum Field {
+pub(crate) enum Field {
     RequestId = 0,
     Caller,
     Role,
@@ -79,26 +79,26 @@ pub(super) const FIELDS: usize = 9;
 
 /// One stored log entry; its text and blob columns live in the chunk.
 #[derive(Debug)]
-pub struct Entry {
-    pub seq: i64,
+pub(crate) struct Entry {
+    pub(crate) seq: i64,
     /// `None` when the column does not hold an integer.
-    pub at: Option<i64>,
+    pub(crate) at: Option<i64>,
     spans: [Span; FIELDS],
 }
 
 /// One stored tree node.
 #[derive(Debug)]
-pub struct Node {
-    pub end: i64,
-    pub level: i64,
+pub(crate) struct Node {
+    pub(crate) end: i64,
+    pub(crate) level: i64,
     hash: Span,
 }
 
 /// One row of the subject index (`access_log_subjects`): an entry's
 /// position and a subject it names.
 #[derive(Debug)]
-pub struct Named {
-    pub seq: i64,
+pub(crate) struct Named {
+    pub(crate) seq: i64,
     subject: Span,
 }
 
@@ -109,30 +109,30 @@ pub struct Named {
 /// order. A chunk without entries carries what is stored past the last
 /// entry (at most a few rows: one is proof enough that the tail was cut).
 #[derive(Debug, Default)]
-pub struct Chunk {
+pub(crate) struct Chunk {
     buf: Vec<u8>,
-    pub entries: Vec<Entry>,
-    pub nodes: Vec<Node>,
+    pub(crate) entries: Vec<Entry>,
+    pub(crate) nodes: Vec<Node>,
     /// Set when the table held more nodes in this chunk's range than any
     /// tree has (two per entry plus one per level): the first end size of
     /// those left unread.
-    pub excess_nodes_from: Option<i64>,
-    pub named: Vec<Named>,
+    pub(crate) excess_nodes_from: Option<i64>,
+    pub(crate) named: Vec<Named>,
     /// Set when the subject index held more rows in this chunk's range than
     /// its records could name: the first position of those left unread.
-    pub excess_named_from: Option<i64>,
+    pub(crate) excess_named_from: Option<i64>,
 }
 
 impl Chunk {
-    pub fn field(&self, e: &Entry, f: Field) -> Value<'_> {
+    pub(crate) fn field(&self, e: &Entry, f: Field) -> Value<'_> {
         self.value(e.spans[f as usize])
     }
 
-    pub fn node_hash(&self, n: &Node) -> Value<'_> {
+    pub(crate) fn node_hash(&self, n: &Node) -> Value<'_> {
         self.value(n.hash)
     }
 
-    pub fn named_subject(&self, n: &Named) -> Value<'_> {
+    pub(crate) fn named_subject(&self, n: &Named) -> Value<'_> {
         self.value(n.subject)
     }
 

@@ -77,6 +77,16 @@ pub(super) const INSERT_RECIPIENT: &str =
      ON CONFLICT DO NOTHING";
 pub(super) const INSERT_EVENT: &str =
     "INSERT INTO consent_events (consent_id, kind, at, by, note) VALUES ($1, $2, $3, $4, $5)";
+pub(super) const INSERT_REQUEST_KEY: &str =
+    "INSERT INTO request_keys (caller, request_id, method, digest, resource_id, seq, record_id,
+                               created_at)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+pub(super) const REQUEST_KEY: &str =
+    "SELECT caller, request_id, method, digest, resource_id, seq, record_id, created_at
+     FROM request_keys WHERE caller = $1 AND request_id = $2";
+pub(super) const DELETE_REQUEST_KEY: &str =
+    "DELETE FROM request_keys WHERE caller = $1 AND request_id = $2";
+pub(super) const PURGE_REQUEST_KEYS: &str = "DELETE FROM request_keys WHERE created_at < $1";
 pub(super) const INSERT_CHECKPOINT: &str = "INSERT INTO checkpoints (size, root, at, note)
      VALUES ($1, $2, $3, $4) ON CONFLICT (size) DO NOTHING";
 
@@ -95,6 +105,12 @@ pub(super) const OWN_CASES: &str = concat!(
     "SELECT ",
     case_columns!("c"),
     " FROM cases c WHERE c.owner = $1 AND c.id > $2 ORDER BY c.id LIMIT $3"
+);
+/// Cases of every owner but $1, by id after $2, at most $3.
+pub(super) const OTHERS_CASES: &str = concat!(
+    "SELECT ",
+    case_columns!("c"),
+    " FROM cases c WHERE c.owner <> $1 AND c.id > $2 ORDER BY c.id LIMIT $3"
 );
 pub(super) const VISIBLE_CASES: &str = concat!(
     "SELECT DISTINCT ",
@@ -159,41 +175,6 @@ pub(super) const CHECKPOINT_AT: &str =
     "SELECT size, root, at, note FROM checkpoints WHERE size = $1";
 pub(super) const CHECKPOINTS: &str = "SELECT size, root, at, note FROM checkpoints ORDER BY size";
 
-/// What `Store::content_digest` covers: everything but the access log, a
-/// row a text (and, where the table has one, a blob) in a fixed order.
-pub(super) const DIGEST: [(&str, bool); 7] = [
-    (
-        "SELECT id || owner || version || updated_at, subject_ref FROM cases ORDER BY id",
-        true,
-    ),
-    (
-        "SELECT case_id || category, sealed FROM case_data ORDER BY case_id, category",
-        true,
-    ),
-    (
-        "SELECT id || case_id || categories || purposes || valid_from
-                || COALESCE(CAST(valid_until AS TEXT), '') FROM consents ORDER BY id",
-        false,
-    ),
-    (
-        "SELECT consent_id || kind || value FROM consent_recipients
-         ORDER BY consent_id, kind, value",
-        false,
-    ),
-    (
-        "SELECT seq || consent_id || kind || at FROM consent_events ORDER BY seq",
-        false,
-    ),
-    (
-        "SELECT recipient || pseudonym || case_id FROM pseudonyms ORDER BY recipient, pseudonym",
-        false,
-    ),
-    (
-        "SELECT kind || digest || case_id FROM subject_index ORDER BY kind, digest, case_id",
-        false,
-    ),
-];
-
 /// Every statement above that takes parameters, for the test that checks
 /// their order on SQLite.
 #[cfg(test)]
@@ -208,9 +189,14 @@ pub(super) const WITH_PARAMETERS: &[&str] = &[
     INSERT_RECIPIENT,
     INSERT_EVENT,
     INSERT_CHECKPOINT,
+    INSERT_REQUEST_KEY,
+    REQUEST_KEY,
+    DELETE_REQUEST_KEY,
+    PURGE_REQUEST_KEYS,
     CASE_META,
     CASE_WITH_DATA,
     OWN_CASES,
+    OTHERS_CASES,
     VISIBLE_CASES,
     STATISTICS_PAGE,
     RESOLVE_PSEUDONYM,

@@ -11,22 +11,22 @@
 //!
 //! # Why the code is split the way it is
 //!
-//! * **Hashing** ([`leaf_hash`], [`node_hash`], [`EMPTY_ROOT`]): the RFC 6962
+//! * **Hashing** ([`leaf_hash`], `node_hash`, `EMPTY_ROOT`): the RFC 6962
 //!   domain separation (`0x00` for leaves, `0x01` for interior nodes). Without
 //!   it, an interior node could be passed off as a leaf (a second-preimage
 //!   attack on the tree).
-//! * **[`Frontier`]**: the compact range `[0, size)`, at most 64 hashes. The
+//! * **`Frontier`**: the compact range `[0, size)`, at most 64 hashes. The
 //!   writer keeps it in memory, so an append costs O(log n) hashes and never
 //!   reads storage. `sluis audit verify` uses the same type to recompute the
 //!   root of a million entries per second.
-//! * **Stored perfect nodes** ([`NodeId`]): the store keeps every *perfect*
+//! * **Stored perfect nodes** (`NodeId`): the store keeps every *perfect*
 //!   subtree (2^level leaves, aligned), which is exactly the set of nodes
-//!   that [`Frontier::push`] completes. Perfect nodes never change once they
+//!   that `Frontier::push_with` completes. Perfect nodes never change once they
 //!   exist, so the table is insert-only. Any other subtree (the ragged right
 //!   edge of a tree whose size is not a power of two) is rebuilt from at most
 //!   64 perfect nodes when a proof needs it.
-//! * **Proof generation** ([`inclusion_proof`], [`consistency_proof`],
-//!   [`subtree_root`]): pure functions over a lookup closure. This module does
+//! * **Proof generation** (`inclusion_proof`, `consistency_proof`,
+//!   `subtree_root`): pure functions over a lookup closure. This module does
 //!   no I/O. Each proof comes with a `*_nodes` function that lists the nodes
 //!   it will look up, so the store can load them all in one query into a map
 //!   and then call the proof function with a closure that reads the map.
@@ -34,8 +34,11 @@
 //!   9162 algorithms, written apart from generation so that a bug in one does
 //!   not hide a bug in the other, and so that auditors can run them without a
 //!   store.
-//! * **[`root_of`]**: the plain recursive definition, used as the reference
-//!   in tests and in audit cross-checks.
+//! * **`root_of`** (tests only): the plain recursive definition, the
+//!   reference the frontier and the proofs are checked against.
+//!
+//! Outside the crate only the hashing of a leaf and the two verifications
+//! are public: what an auditor needs to check a proof from a node.
 //!
 //! A proof checks out against a root *and a tree size*. The sizes come from
 //! the signed checkpoint, never from the proof. Several sizes can share the
@@ -52,7 +55,7 @@ pub type Hash = [u8; 32];
 ///
 /// This is a constant, not computed, so that it can be used in `const`
 /// contexts and compared without hashing. A test checks it against ring.
-pub const EMPTY_ROOT: Hash = [
+pub(crate) const EMPTY_ROOT: Hash = [
     0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4, 0xc8, 0x99, 0x6f, 0xb9, 0x24,
     0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b, 0x93, 0x4c, 0xa4, 0x95, 0x99, 0x1b, 0x78, 0x52, 0xb8, 0x55,
 ];
@@ -92,7 +95,7 @@ pub fn leaf_hash(data: &[u8]) -> Hash {
 /// block buffer anyway, and measured about 10% slower.
 #[inline]
 #[must_use]
-pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
+pub(crate) fn node_hash(left: &Hash, right: &Hash) -> Hash {
     let mut buf = [0u8; 65];
     buf[0] = NODE_PREFIX[0];
     buf[1..33].copy_from_slice(left);
@@ -128,11 +131,11 @@ fn write_hex(f: &mut fmt::Formatter<'_>, hash: &Hash) -> fmt::Result {
 /// index) exists only so that `NodeId` can key a `BTreeMap`. The store's own
 /// order is `(end, level)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct NodeId {
+pub(crate) struct NodeId {
     /// Height above the leaves. Level 0 is a single leaf hash.
-    pub level: u32,
+    pub(crate) level: u32,
     /// Position among the nodes of the same level, counted from the left.
-    pub index: u64,
+    pub(crate) index: u64,
 }
 
 impl NodeId {
@@ -143,13 +146,14 @@ impl NodeId {
     /// completes exactly the nodes with `end == size`. So the key grows with
     /// time and the table is insert-only.
     #[must_use]
-    pub fn end(&self) -> u64 {
+    pub(crate) fn end(&self) -> u64 {
         (self.index + 1) << self.level
     }
 
     /// The first leaf covered by this node, `index << level`.
+    #[cfg(test)]
     #[must_use]
-    pub fn start(&self) -> u64 {
+    pub(crate) fn start(&self) -> u64 {
         self.index << self.level
     }
 
@@ -162,7 +166,7 @@ impl NodeId {
     /// perfect node has such an address, so a stored row with one is corrupt,
     /// and it is better to stop than to serve a proof built on it.
     #[must_use]
-    pub fn from_end(end: u64, level: u32) -> NodeId {
+    pub(crate) fn from_end(end: u64, level: u32) -> NodeId {
         assert!(
             level < 64 && end != 0 && end.trailing_zeros() >= level,
             "no perfect node at level {level} ends at {end}"
@@ -233,7 +237,7 @@ fn fold_right<'a>(hashes: impl DoubleEndedIterator<Item = &'a Hash>) -> Option<H
 /// storage reads. After a restart, [`Frontier::from_nodes`] rebuilds it from
 /// at most 64 stored nodes.
 #[derive(Clone)]
-pub struct Frontier {
+pub(crate) struct Frontier {
     size: u64,
     /// `nodes[level]` holds the perfect subtree at that level when bit
     /// `level` of `size` is set. Otherwise it holds stale data and is never
@@ -245,7 +249,7 @@ pub struct Frontier {
 impl Frontier {
     /// The frontier of the empty tree.
     #[must_use]
-    pub fn new() -> Frontier {
+    pub(crate) fn new() -> Frontier {
         Frontier {
             size: 0,
             nodes: [[0u8; 32]; 64],
@@ -254,7 +258,7 @@ impl Frontier {
 
     /// The number of leaves appended so far.
     #[must_use]
-    pub fn size(&self) -> u64 {
+    pub(crate) fn size(&self) -> u64 {
         self.size
     }
 
@@ -265,7 +269,7 @@ impl Frontier {
     /// is not cached, because the writer needs the root only when it signs a
     /// checkpoint, not on every append.
     #[must_use]
-    pub fn root(&self) -> Hash {
+    pub(crate) fn root(&self) -> Hash {
         // The smallest subtree is the rightmost, so go from low bits to high.
         let mut acc: Option<Hash> = None;
         let mut bits = self.size;
@@ -282,7 +286,7 @@ impl Frontier {
 
     /// The perfect nodes of the frontier with their hashes, left to right.
     /// These are the same nodes as [`Frontier::perfect_nodes_for`].
-    pub fn nodes(&self) -> impl Iterator<Item = (NodeId, &Hash)> + '_ {
+    pub(crate) fn nodes(&self) -> impl Iterator<Item = (NodeId, &Hash)> + '_ {
         decomposition(0, self.size).map(|id| (id, &self.nodes[id.level as usize]))
     }
 
@@ -298,7 +302,7 @@ impl Frontier {
     ///
     /// If the tree already holds `u64::MAX` leaves. Nothing could address a
     /// larger tree.
-    pub fn push_with(&mut self, leaf_hash: Hash, mut on_node: impl FnMut(NodeId, &Hash)) {
+    pub(crate) fn push_with(&mut self, leaf_hash: Hash, mut on_node: impl FnMut(NodeId, &Hash)) {
         assert!(self.size < u64::MAX, "Merkle tree is full");
         let old_size = self.size;
         let new_size = old_size + 1;
@@ -330,14 +334,15 @@ impl Frontier {
     }
 
     /// Appends one leaf hash and returns every perfect node it completes,
-    /// level 0 first, i.e. exactly the rows the store must insert.
+    /// level 0 first: [`Frontier::push_with`] collected, for the tests.
     ///
     /// The only allocation is the returned `Vec`, sized exactly.
     ///
     /// # Panics
     ///
     /// If the tree already holds `u64::MAX` leaves.
-    pub fn push(&mut self, leaf_hash: Hash) -> Vec<(NodeId, Hash)> {
+    #[cfg(test)]
+    pub(crate) fn push(&mut self, leaf_hash: Hash) -> Vec<(NodeId, Hash)> {
         let completed = (self.size.wrapping_add(1)).trailing_zeros() as usize + 1;
         let mut out = Vec::with_capacity(completed);
         self.push_with(leaf_hash, |id, h| out.push((id, *h)));
@@ -349,7 +354,7 @@ impl Frontier {
     /// (highest level first). There is one node for each set bit, so at
     /// most 64.
     #[must_use]
-    pub fn perfect_nodes_for(size: u64) -> Vec<NodeId> {
+    pub(crate) fn perfect_nodes_for(size: u64) -> Vec<NodeId> {
         decomposition(0, size).collect()
     }
 
@@ -359,7 +364,10 @@ impl Frontier {
     ///
     /// Returns `None` if any node is missing. The caller should treat that as
     /// a damaged store, not as an empty tree.
-    pub fn from_nodes(size: u64, mut get: impl FnMut(NodeId) -> Option<Hash>) -> Option<Frontier> {
+    pub(crate) fn from_nodes(
+        size: u64,
+        mut get: impl FnMut(NodeId) -> Option<Hash>,
+    ) -> Option<Frontier> {
         let mut frontier = Frontier::new();
         for id in decomposition(0, size) {
             frontier.nodes[id.level as usize] = get(id)?;
@@ -413,7 +421,7 @@ impl fmt::Debug for Frontier {
 /// list.
 ///
 /// Returns `None` if the range is not supported or a node is missing.
-pub fn subtree_root(
+pub(crate) fn subtree_root(
     start: u64,
     end: u64,
     mut get: impl FnMut(NodeId) -> Option<Hash>,
@@ -510,7 +518,7 @@ fn hashes_for_ranges(
 /// every node has `end() <= size`, so it was stored by the time the tree
 /// reached `size`. Empty if `index >= size`.
 #[must_use]
-pub fn inclusion_proof_nodes(index: u64, size: u64) -> Vec<NodeId> {
+pub(crate) fn inclusion_proof_nodes(index: u64, size: u64) -> Vec<NodeId> {
     inclusion_ranges(index, size)
         .into_iter()
         .flat_map(|(start, end)| decomposition(start, end))
@@ -524,7 +532,7 @@ pub fn inclusion_proof_nodes(index: u64, size: u64) -> Vec<NodeId> {
 /// `get` is called for exactly the nodes of [`inclusion_proof_nodes`], in
 /// that order. Returns `None` if `index >= size` or a node is missing. The
 /// caller checks the index first, so `None` here means a damaged store.
-pub fn inclusion_proof(
+pub(crate) fn inclusion_proof(
     index: u64,
     size: u64,
     get: impl FnMut(NodeId) -> Option<Hash>,
@@ -540,7 +548,7 @@ pub fn inclusion_proof(
 /// every node has `end() <= new`. Empty when the proof is empty (`old == 0`
 /// or `old == new`) or undefined (`old > new`).
 #[must_use]
-pub fn consistency_proof_nodes(old: u64, new: u64) -> Vec<NodeId> {
+pub(crate) fn consistency_proof_nodes(old: u64, new: u64) -> Vec<NodeId> {
     consistency_ranges(old, new)
         .into_iter()
         .flat_map(|(start, end)| decomposition(start, end))
@@ -556,7 +564,7 @@ pub fn consistency_proof_nodes(old: u64, new: u64) -> Vec<NodeId> {
 /// and there is nothing to prove. `get` is called for exactly the nodes of
 /// [`consistency_proof_nodes`], in that order. Returns `None` if `old > new`
 /// or a node is missing.
-pub fn consistency_proof(
+pub(crate) fn consistency_proof(
     old: u64,
     new: u64,
     get: impl FnMut(NodeId) -> Option<Hash>,
@@ -714,9 +722,9 @@ pub fn verify_inclusion(
 /// * `old == new`: the proof must be empty (`SUBPROOF(m, D[m], true) = {}`)
 ///   and the two roots must be equal.
 /// * `old == 0`: the proof must be empty, and `old_root` must be
-///   [`EMPTY_ROOT`], the MTH of the empty list. An empty tree with any other
+///   `EMPTY_ROOT`, the MTH of the empty list. An empty tree with any other
 ///   root is a malformed checkpoint. If `new` is also 0, `new_root` must be
-///   [`EMPTY_ROOT`] as well.
+///   `EMPTY_ROOT` as well.
 pub fn verify_consistency(
     old: u64,
     new: u64,
@@ -808,11 +816,11 @@ pub fn verify_consistency(
 /// `H(0x01 || MTH(D[0:k]) || MTH(D[k:n]))` with `k` the largest power of two
 /// `< n`.
 ///
-/// This is deliberately the slow, obvious version. It is the yardstick that
-/// the frontier and the stored nodes are checked against, in tests and in
-/// `sluis audit verify`.
+/// This is deliberately the slow, obvious version: the yardstick the tests
+/// check the frontier and the proofs against.
+#[cfg(test)]
 #[must_use]
-pub fn root_of(leaf_hashes: &[Hash]) -> Hash {
+pub(crate) fn root_of(leaf_hashes: &[Hash]) -> Hash {
     match leaf_hashes.len() {
         0 => EMPTY_ROOT,
         1 => leaf_hashes[0],

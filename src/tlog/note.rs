@@ -15,9 +15,9 @@ const EM_DASH: &str = "\u{2014}";
 
 /// Most signature lines a note may carry. C2SP signed-note: verifiers must
 /// accept at least 16 and should bound the number.
-pub const MAX_SIGNATURES: usize = 100;
+pub(crate) const MAX_SIGNATURES: usize = 100;
 /// Largest note accepted, in bytes: a receipt or checkpoint is a few hundred.
-pub const MAX_NOTE_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_NOTE_BYTES: usize = 64 * 1024;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum NoteError {
@@ -44,7 +44,7 @@ pub trait Signer: Send + Sync {
 
 /// Whether `name` can name a key in a signed note (C2SP signed-note,
 /// "Format"): non-empty, without Unicode spaces, `+` or control characters.
-pub fn valid_key_name(name: &str) -> bool {
+pub(crate) fn valid_key_name(name: &str) -> bool {
     !name.is_empty()
         && !name
             .chars()

@@ -27,6 +27,16 @@ pub enum ProofError {
     NoSuchRecord,
     #[error("entry {index} is not covered by the checkpoint of size {size} yet; retry in a second")]
     NotCoveredYet { index: u64, size: u64 },
+    /// The index is past the end of the log (or of the tree size named):
+    /// asking again will not help until the log grows that far.
+    #[error(
+        "index {index} is past the end: the {what} has {size} entries (indexes 0 to {size} - 1)"
+    )]
+    PastTheEnd {
+        index: u64,
+        size: u64,
+        what: &'static str,
+    },
     #[error("need old_size <= new_size <= {size} (the log's size); got {old} and {new}")]
     BadRange { old: u64, new: u64, size: u64 },
     #[error(
@@ -51,13 +61,13 @@ pub enum LeafRef {
 /// path between them (RFC 6962 §2.1.1).
 #[derive(Clone, Debug)]
 pub struct InclusionProof {
-    pub index: u64,
-    pub tree_size: u64,
+    pub(crate) index: u64,
+    pub(crate) tree_size: u64,
     /// The audit path, leaf side first (32-byte SHA-256 hashes).
-    pub hashes: Vec<Hash>,
+    pub(crate) hashes: Vec<Hash>,
     /// The record's canonical encoding; its leaf hash is what the proof proves.
-    pub leaf: Vec<u8>,
-    pub checkpoint: StoredCheckpoint,
+    pub(crate) leaf: Vec<u8>,
+    pub(crate) checkpoint: StoredCheckpoint,
 }
 
 impl InclusionProof {
@@ -83,10 +93,10 @@ impl InclusionProof {
 /// The hashes that show the tree of `new_size` extends the tree of
 /// `old_size` (RFC 6962 §2.1.2).
 #[derive(Clone, Debug)]
-pub struct ConsistencyProof {
-    pub old_size: u64,
-    pub new_size: u64,
-    pub hashes: Vec<Hash>,
+pub(crate) struct ConsistencyProof {
+    pub(crate) old_size: u64,
+    pub(crate) new_size: u64,
+    pub(crate) hashes: Vec<Hash>,
 }
 
 async fn nodes(store: &Store, ids: Vec<NodeId>) -> Result<HashMap<NodeId, Hash>, ProofError> {
@@ -94,7 +104,10 @@ async fn nodes(store: &Store, ids: Vec<NodeId>) -> Result<HashMap<NodeId, Hash>,
 }
 
 /// The checkpoint of the given size, or the latest one.
-pub async fn checkpoint(store: &Store, size: Option<u64>) -> Result<StoredCheckpoint, ProofError> {
+pub(crate) async fn checkpoint(
+    store: &Store,
+    size: Option<u64>,
+) -> Result<StoredCheckpoint, ProofError> {
     let cp = match size {
         None => store.latest_checkpoint().await?,
         Some(s) => store.checkpoint(s as i64).await?,
@@ -122,6 +135,21 @@ pub async fn inclusion_proof(
     let cp = checkpoint(store, tree_size).await?;
     let size = cp.size as u64;
     if index >= size {
+        if tree_size.is_some() {
+            return Err(ProofError::PastTheEnd {
+                index,
+                size,
+                what: "tree of the size named",
+            });
+        }
+        let log_size = store.log_size().await? as u64;
+        if index >= log_size {
+            return Err(ProofError::PastTheEnd {
+                index,
+                size: log_size,
+                what: "log",
+            });
+        }
         return Err(ProofError::NotCoveredYet { index, size });
     }
     let have = nodes(store, merkle::inclusion_proof_nodes(index, size)).await?;
@@ -146,7 +174,7 @@ pub async fn inclusion_proof(
 
 /// A consistency proof from `old` to `new` (the latest checkpoint's size
 /// when None).
-pub async fn consistency_proof(
+pub(crate) async fn consistency_proof(
     store: &Store,
     old: u64,
     new: Option<u64>,

@@ -36,7 +36,7 @@ pub enum Decision {
 }
 
 impl Decision {
-    pub const ALL: [Decision; 7] = [
+    pub(crate) const ALL: [Decision; 7] = [
         Decision::Allowed,
         Decision::Partial,
         Decision::Denied,
@@ -48,7 +48,7 @@ impl Decision {
 
     /// The decision a name in the log stands for ([`Decision::as_str`]).
     /// A match, not a search: the verifier parses every record's.
-    pub fn parse(name: &str) -> Option<Decision> {
+    pub(crate) fn parse(name: &str) -> Option<Decision> {
         Some(match name {
             "allowed" => Decision::Allowed,
             "partial" => Decision::Partial,
@@ -234,19 +234,19 @@ fn put_list(b: &mut Vec<u8>, items: &[String]) {
 /// every record of the log and only compares a few fields.
 #[derive(Clone, Debug)]
 pub(crate) struct RecordView<'a> {
-    pub request_id: &'a str,
-    pub at: i64,
-    pub caller: &'a str,
-    pub role: &'a str,
-    pub peer_fingerprint: Option<&'a str>,
-    pub actor_hash: Option<&'a str>,
-    pub method: &'a str,
-    pub case_id: Option<&'a str>,
-    pub subject: Option<&'a str>,
-    pub purpose: Option<&'a str>,
-    pub decision: Decision,
-    pub status: &'a str,
-    pub detail: &'a str,
+    pub(crate) request_id: &'a str,
+    pub(crate) at: i64,
+    pub(crate) caller: &'a str,
+    pub(crate) role: &'a str,
+    pub(crate) peer_fingerprint: Option<&'a str>,
+    pub(crate) actor_hash: Option<&'a str>,
+    pub(crate) method: &'a str,
+    pub(crate) case_id: Option<&'a str>,
+    pub(crate) subject: Option<&'a str>,
+    pub(crate) purpose: Option<&'a str>,
+    pub(crate) decision: Decision,
+    pub(crate) status: &'a str,
+    pub(crate) detail: &'a str,
     // Lists, already checked; read again only by `to_record`.
     asked: &'a [u8],
     released: &'a [u8],
@@ -258,7 +258,7 @@ pub(crate) struct RecordView<'a> {
 
 impl<'a> RecordView<'a> {
     /// Parses a whole encoded record; `None` when it is not one.
-    pub fn parse(bytes: &'a [u8]) -> Option<RecordView<'a>> {
+    pub(crate) fn parse(bytes: &'a [u8]) -> Option<RecordView<'a>> {
         let mut r = Reader { b: bytes };
         let version = r.u8()?;
         if !(1..=RECORD_VERSION).contains(&version) {
@@ -326,18 +326,18 @@ impl<'a> RecordView<'a> {
     }
 
     /// How many other subjects the record names.
-    pub fn subject_count(&self) -> u32 {
+    pub(crate) fn subject_count(&self) -> u32 {
         self.subjects.0
     }
 
     /// The record's other subjects (`AccessRecord::subjects`), in order.
-    pub fn subjects(&self) -> impl Iterator<Item = &'a str> + use<'a> {
+    pub(crate) fn subjects(&self) -> impl Iterator<Item = &'a str> + use<'a> {
         let (n, b) = self.subjects;
         let mut r = Reader { b };
         (0..n).map_while(move |_| r.str())
     }
 
-    pub fn to_record(&self) -> AccessRecord {
+    pub(crate) fn to_record(&self) -> AccessRecord {
         // The lists were checked by `parse`: reading them again cannot fail.
         let cats = |b: &[u8]| -> Vec<Category> {
             b.iter()

@@ -26,10 +26,10 @@ pub struct VerifyReport {
     pub entries: u64,
     pub checkpoints: usize,
     pub tree_nodes: u64,
-    pub root: String,
-    /// The lowest-index problem first; at most [`MAX_PROBLEMS`] kept.
+    pub(crate) root: String,
+    /// The lowest-index problem first; at most `MAX_PROBLEMS` kept.
     pub problems: Vec<Problem>,
-    pub trusted_checkpoint: Option<u64>,
+    pub(crate) trusted_checkpoint: Option<u64>,
     pub seconds: f64,
 }
 
@@ -49,7 +49,7 @@ impl VerifyReport {
     }
 }
 
-pub const MAX_PROBLEMS: usize = 100;
+pub(crate) const MAX_PROBLEMS: usize = 100;
 
 struct Problems(Vec<Problem>);
 impl Problems {

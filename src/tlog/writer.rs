@@ -206,7 +206,7 @@ impl AuditLog {
     /// they are stored in the same transaction, so an answer never carries
     /// a pseudonym that a later request could not resolve, and issuing one
     /// costs no write of its own.
-    pub async fn append_issuing(
+    pub(crate) async fn append_issuing(
         &self,
         record: AccessRecord,
         issued: Vec<IssuedPseudonym>,

@@ -42,6 +42,8 @@ pub struct Answer {
     pub grpc_status: Option<i32>,
     pub message: String,
     pub request_id: Option<String>,
+    /// `ErrorInfo.reason` from the status details, if any.
+    pub reason: Option<String>,
 }
 
 impl Answer {
@@ -89,6 +91,7 @@ pub async fn raw(
     };
     let mut status = header(&parts.headers, "grpc-status");
     let mut message = header(&parts.headers, "grpc-message");
+    let mut reason = reason_in(&parts.headers);
     if status.is_none() {
         while let Some(chunk) = body.data().await {
             let chunk = chunk.unwrap();
@@ -97,6 +100,7 @@ pub async fn raw(
         if let Some(trailers) = body.trailers().await.unwrap() {
             status = header(&trailers, "grpc-status");
             message = header(&trailers, "grpc-message");
+            reason = reason_in(&trailers);
         }
     }
     Answer {
@@ -104,7 +108,18 @@ pub async fn raw(
         grpc_status: status.and_then(|s| s.parse().ok()),
         message: percent_decode(&message.unwrap_or_default()),
         request_id: header(&parts.headers, "x-request-id"),
+        reason,
     }
+}
+
+/// The `ErrorInfo.reason` of the status in `headers` (or trailers).
+pub fn reason_in(headers: &http::HeaderMap) -> Option<String> {
+    use tonic_types::StatusExt;
+    let status = tonic::Status::from_header_map(headers)?;
+    status
+        .get_error_details()
+        .error_info()
+        .map(|i| i.reason.clone())
 }
 
 fn percent_decode(s: &str) -> String {

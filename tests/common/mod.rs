@@ -148,8 +148,22 @@ impl TestNode {
         panic!("expected access record did not appear");
     }
 
+    /// A fingerprint of everything the node stores but its access log and
+    /// the log's tree and checkpoints (see [`CONTENT`]), read over a
+    /// connection of the test's own: equal before and after a request
+    /// shows that the request changed nothing.
     pub async fn digest(&self) -> String {
-        self.node.store.content_digest().await.unwrap()
+        use sha2::Digest;
+        let mut db = connect_database(&self.database_url()).await;
+        let mut hash = sha2::Sha256::new();
+        for query in CONTENT {
+            for row in db.query(query, &[]).await {
+                hash.update(format!("{row:?}\n"));
+            }
+            hash.update("--\n");
+        }
+        db.close().await;
+        hex::encode(hash.finalize())
     }
 }
 
@@ -190,6 +204,22 @@ pub async fn wait_in_flight(node: &TestNode, n: usize) {
         node.node.in_flight.now()
     );
 }
+
+/// What [`TestNode::digest`] covers: every row of every table a request
+/// can change besides the log (cases, their data, consents with their
+/// recipients and events, issued pseudonyms, the subject index, the
+/// writes' idempotency keys), in a fixed order.
+const CONTENT: [&str; 8] = [
+    "SELECT id, owner, version, updated_at, subject_ref FROM cases ORDER BY id",
+    "SELECT case_id, category, sealed FROM case_data ORDER BY case_id, category",
+    "SELECT id, case_id, categories, purposes, valid_from, valid_until FROM consents ORDER BY id",
+    "SELECT consent_id, kind, value FROM consent_recipients ORDER BY consent_id, kind, value",
+    "SELECT seq, consent_id, kind, at FROM consent_events ORDER BY seq",
+    "SELECT recipient, pseudonym, case_id FROM pseudonyms ORDER BY recipient, pseudonym",
+    "SELECT kind, digest, case_id FROM subject_index ORDER BY kind, digest, case_id",
+    "SELECT caller, request_id, method, digest, resource_id, seq FROM request_keys
+     ORDER BY caller, request_id",
+];
 
 /// The one access record of the request with this id. Waits for it:
 /// answers outside `sluis.v1` (health, reflection) are recorded without
@@ -241,6 +271,15 @@ pub async fn expect_unregistered(
         status.message().contains("register"),
         "{method}: the message says to get registered: {}",
         status.message()
+    );
+    use tonic_types::StatusExt;
+    assert_eq!(
+        status
+            .get_error_details()
+            .error_info()
+            .map(|i| i.reason.as_str()),
+        Some("CERTIFICATE_NOT_REGISTERED"),
+        "{method}: the reason, for programs"
     );
     let rec = record_of(node, &request_id_of(status.metadata())).await;
     assert_eq!(rec.method, method);
@@ -304,10 +343,30 @@ impl Captured {
     }
 }
 
+/// Makes the real access-log table refuse writes (or accept them again),
+/// over a connection of its own, as a full disk or a broken volume would.
+pub async fn block_log(node: &TestNode, blocked: bool) {
+    if blocked {
+        node.sql(
+            "CREATE TRIGGER block_log BEFORE INSERT ON access_log BEGIN SELECT RAISE(ABORT, 'disk full'); END",
+            "CREATE FUNCTION block_log() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'disk full'; END; $$;
+             CREATE TRIGGER block_log BEFORE INSERT ON access_log FOR EACH ROW EXECUTE FUNCTION block_log();",
+        )
+        .await;
+    } else {
+        node.sql(
+            "DROP TRIGGER block_log",
+            "DROP TRIGGER block_log ON access_log; DROP FUNCTION block_log();",
+        )
+        .await;
+    }
+}
+
 /// A consent request of the owner's for `case_id`: DT&V may see the
 /// perspective for `return`, evidence `DMS-1`; tests change what they test.
 pub fn consent_request(case_id: &str) -> pb::GrantConsentRequest {
     pb::GrantConsentRequest {
+        request_id: String::new(),
         case_id: case_id.into(),
         recipients: vec![participant("dtv")],
         categories: cats(&[pb::Category::Perspective]),
@@ -394,6 +453,7 @@ pub async fn channel_as(
 pub async fn grant_to_role(c: &mut Clients, case_id: &str, role_id: &str) -> String {
     c.consents
         .grant_consent(with_actor(pb::GrantConsentRequest {
+            request_id: String::new(),
             case_id: case_id.into(),
             recipients: vec![role(role_id)],
             categories: vec![pb::Category::Perspective as i32],
@@ -435,6 +495,7 @@ pub async fn register(c: &mut Clients) -> (String, String) {
     let r = c
         .cases
         .register_case(with_actor(pb::RegisterCaseRequest {
+            request_id: String::new(),
             data: Some(full_case("Test Persoon", "1234567890", "111222333")),
         }))
         .await
@@ -474,10 +535,17 @@ pub fn participant(id: &str) -> pb::Recipient {
     }
 }
 
+/// A role recipient by the role's name as the node spells it (`ngo`).
 pub fn role(r: &str) -> pb::Recipient {
     pb::Recipient {
-        recipient: Some(pb::recipient::Recipient::Role(r.into())),
+        recipient: Some(pb::recipient::Recipient::Role(role_code(r))),
     }
+}
+
+/// `sluis.v1.Role`'s code for a role's name (`privacy_officer`).
+pub fn role_code(r: &str) -> i32 {
+    pb::Role::from_str_name(&format!("ROLE_{}", r.to_uppercase()))
+        .unwrap_or_else(|| panic!("no role {r}")) as i32
 }
 
 pub fn cats(cs: &[pb::Category]) -> Vec<i32> {
@@ -493,6 +561,7 @@ pub async fn grant(
 ) -> pb::Consent {
     c.consents
         .grant_consent(with_actor(pb::GrantConsentRequest {
+            request_id: String::new(),
             case_id: case_id.into(),
             recipients,
             categories: cats(categories),
@@ -959,7 +1028,7 @@ pub async fn connect_database(url: &str) -> Database {
     use sqlx::Connection;
     let conn = sqlx::PgConnection::connect(url)
         .await
-        .unwrap_or_else(|e| panic!("connect to {}: {e}", sluis::config::redact_url(url)));
+        .unwrap_or_else(|e| panic!("connect to {}: {e}", sluis::store::redact_url(url)));
     Database::Postgres(conn)
 }
 

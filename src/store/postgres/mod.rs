@@ -25,13 +25,13 @@ use tokio::sync::mpsc;
 use crate::model::Category;
 use crate::model::consent::{Consent, ConsentEvent, Millis};
 use crate::store::rows::{
-    self, CaseFold, Columns, ConsentFold, Digest, StatisticsFold, categories_column,
-    purposes_column, recipient_columns,
+    self, CaseFold, Columns, ConsentFold, StatisticsFold, categories_column, purposes_column,
+    recipient_columns,
 };
 use crate::store::scan::{AHEAD, Chunk};
 use crate::store::{
-    Append, CaseMeta, CaseWithData, LogFilter, LogRow, NewCase, PoolSettings, SealedCase,
-    StoreError, StoredCheckpoint, Visible, migrations, redact_url, sql,
+    Append, CaseMeta, CaseWithData, DbError, LogFilter, LogRow, NewCase, PoolSettings, RequestKey,
+    SchemaError, SealedCase, StoreError, StoredCheckpoint, Visible, migrations, redact_url, sql,
 };
 use crate::tlog::merkle::{Hash, NodeId};
 
@@ -115,7 +115,7 @@ impl PgStore {
         Migrator::with_migrations(migrations)
             .run(&self.pool)
             .await
-            .map_err(|e| StoreError::Schema(e.to_string()))
+            .map_err(|e| SchemaError::Migrator(DbError(Box::new(e))).into())
     }
 
     pub(super) async fn database_name(&self) -> Result<String, StoreError> {
@@ -196,6 +196,9 @@ impl PgStore {
             .bind(&case.id)
             .execute(&mut *tx)
             .await?;
+        if let Some(key) = &case.key {
+            put_request_key(&mut tx, key, key.seq).await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -206,6 +209,7 @@ impl PgStore {
         sealed: &[(Category, Vec<u8>)],
         subject_index: &[(String, String)],
         now: Millis,
+        key: Option<&RequestKey>,
     ) -> Result<Option<i64>, StoreError> {
         let mut tx = self.pool.begin().await?;
         let version: Option<i64> = sqlx::query_scalar(sql::BUMP_CASE)
@@ -225,11 +229,18 @@ impl PgStore {
                 .await?;
         }
         put_subject_index(&mut tx, case_id, subject_index).await?;
+        if let Some(key) = key {
+            put_request_key(&mut tx, key, version).await?;
+        }
         tx.commit().await?;
         Ok(Some(version))
     }
 
-    pub(super) async fn insert_consent(&self, c: &Consent) -> Result<(), StoreError> {
+    pub(super) async fn insert_consent(
+        &self,
+        c: &Consent,
+        key: Option<&RequestKey>,
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query(sql::INSERT_CONSENT)
             .bind(&c.id)
@@ -255,6 +266,9 @@ impl PgStore {
         for e in &c.events {
             insert_event(&mut tx, &c.id, e).await?;
         }
+        if let Some(key) = key {
+            put_request_key(&mut tx, key, key.seq).await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -263,10 +277,38 @@ impl PgStore {
         &self,
         consent_id: &str,
         event: &ConsentEvent,
+        key: Option<&RequestKey>,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         insert_event(&mut tx, consent_id, event).await?;
+        if let Some(key) = key {
+            put_request_key(&mut tx, key, key.seq).await?;
+        }
         tx.commit().await?;
+        Ok(())
+    }
+
+    pub(super) async fn request_key(
+        &self,
+        caller: &str,
+        request_id: &str,
+    ) -> Result<Option<RequestKey>, StoreError> {
+        let q = sqlx::query(sql::REQUEST_KEY).bind(caller).bind(request_id);
+        self.first(q, rows::request_key).await
+    }
+
+    pub(super) async fn forget_request_keys(
+        &self,
+        key: Option<(&str, &str)>,
+        before: Millis,
+    ) -> Result<(), StoreError> {
+        let q = match key {
+            Some((caller, request_id)) => sqlx::query(sql::DELETE_REQUEST_KEY)
+                .bind(caller.to_owned())
+                .bind(request_id.to_owned()),
+            None => sqlx::query(sql::PURGE_REQUEST_KEYS).bind(before),
+        };
+        q.execute(&self.pool).await?;
         Ok(())
     }
 
@@ -431,13 +473,15 @@ impl PgStore {
         Ok(fold.finish())
     }
 
-    pub(super) async fn own_cases(
+    /// `stmt`: [`sql::OWN_CASES`] or [`sql::OTHERS_CASES`].
+    pub(super) async fn cases_by_owner(
         &self,
+        stmt: &'static str,
         owner: &str,
         after: &str,
         limit: u32,
     ) -> Result<Vec<CaseMeta>, StoreError> {
-        let q = sqlx::query(sql::OWN_CASES)
+        let q = sqlx::query(stmt)
             .bind(owner)
             .bind(after)
             .bind(i64::from(limit));
@@ -583,17 +627,26 @@ impl PgStore {
         });
         rx
     }
+}
 
-    pub(super) async fn content_digest(&self) -> Result<String, StoreError> {
-        let mut digest = Digest::new();
-        for (statement, with_blob) in sql::DIGEST {
-            for r in sqlx::query(statement).fetch_all(&self.pool).await? {
-                digest.add(&r, with_blob)?;
-            }
-            digest.end_table();
-        }
-        Ok(digest.finish())
-    }
+/// The write's idempotency key, in its transaction; `seq` as it turned out.
+async fn put_request_key(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    k: &RequestKey,
+    seq: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(sql::INSERT_REQUEST_KEY)
+        .bind(&k.caller)
+        .bind(&k.request_id)
+        .bind(&k.method)
+        .bind(&k.digest)
+        .bind(&k.resource_id)
+        .bind(seq)
+        .bind(&k.record_id)
+        .bind(k.at)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 async fn put_subject_index(

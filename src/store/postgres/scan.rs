@@ -154,8 +154,8 @@ struct Packed<'a>(&'a [u8]);
 impl<'a> Packed<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], StoreError> {
         if self.0.len() < n {
-            return Err(StoreError::Corrupt(
-                "the packed log read from the server is cut short".into(),
+            return Err(StoreError::BadAnswer(
+                "the packed log read from the server is cut short",
             ));
         }
         let (h, t) = self.0.split_at(n);

@@ -11,8 +11,8 @@
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
-use crate::store::StoreError;
 use crate::store::migrations::SQLITE as MIGRATIONS;
+use crate::store::{SchemaError, StoreError};
 
 /// Brings the schema to the latest version. Errors
 /// ([`StoreError::Schema`]) say what to do: a database from a newer sluis,
@@ -25,16 +25,17 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         version = adopt_sqlx(&tx)?;
     }
     if version > latest {
-        return Err(StoreError::Schema(format!(
-            "the database is at schema version {version}, newer than this sluis knows ({latest}): run the newer sluis that migrated it"
-        )));
+        return Err(SchemaError::Newer {
+            found: version,
+            known: latest,
+        }
+        .into());
     }
     for m in MIGRATIONS.iter().filter(|m| m.version > version) {
-        tx.execute_batch(m.sql).map_err(|e| {
-            StoreError::Schema(format!(
-                "migration {} ({}) failed, nothing was changed: {e}",
-                m.version, m.name
-            ))
+        tx.execute_batch(m.sql).map_err(|e| SchemaError::Failed {
+            version: m.version,
+            name: m.name,
+            source: e.into(),
         })?;
     }
     tx.pragma_update(None, "user_version", latest)?;
@@ -69,27 +70,28 @@ fn adopt_sqlx(tx: &Connection) -> Result<i64, StoreError> {
     let mut version = 0;
     for (v, success, checksum) in applied {
         let Some(m) = MIGRATIONS.iter().find(|m| m.version == v) else {
-            return Err(StoreError::Schema(format!(
-                "the database records migration {v}, which this sluis does not have: run the newer sluis that migrated it"
-            )));
+            return Err(SchemaError::UnknownMigration(v).into());
         };
         if v != version + 1 {
-            return Err(StoreError::Schema(format!(
-                "the database records migration {v} but not {}: restore it from a backup",
-                version + 1
-            )));
+            return Err(SchemaError::Gap {
+                found: v,
+                missing: version + 1,
+            }
+            .into());
         }
         if !success {
-            return Err(StoreError::Schema(format!(
-                "migration {v} ({}) did not finish when the database was last migrated: restore it from a backup",
-                m.name
-            )));
+            return Err(SchemaError::Unfinished {
+                version: v,
+                name: m.name,
+            }
+            .into());
         }
         if checksum != ring::digest::digest(&ring::digest::SHA384, m.sql.as_bytes()).as_ref() {
-            return Err(StoreError::Schema(format!(
-                "migration {v} ({}) was applied with other SQL than this sluis has: run the sluis that migrated it",
-                m.name
-            )));
+            return Err(SchemaError::OtherSql {
+                version: v,
+                name: m.name,
+            }
+            .into());
         }
         version = v;
     }

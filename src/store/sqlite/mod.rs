@@ -15,7 +15,7 @@
 //! disk when it returns, and readers never block the writer.
 
 mod cache;
-pub use cache::CacheBounds;
+pub(crate) use cache::CacheBounds;
 mod claim;
 mod migrate;
 mod scan;
@@ -31,11 +31,11 @@ use tokio::sync::mpsc;
 
 use crate::model::Category;
 use crate::model::consent::{Consent, ConsentEvent, Millis};
-use crate::store::rows::{self, CaseFold, Columns, ConsentFold, Digest, StatisticsFold};
+use crate::store::rows::{self, CaseFold, Columns, ConsentFold, StatisticsFold};
 use crate::store::scan::{AHEAD, Chunk};
 use crate::store::{
-    Append, CaseMeta, CaseWithData, DbError, LogFilter, LogRow, NewCase, PoolSettings, SealedCase,
-    StoreError, StoredCheckpoint, Visible, sql,
+    Append, CaseMeta, CaseWithData, DbError, LogFilter, LogRow, NewCase, PoolSettings, RequestKey,
+    SealedCase, StoreError, StoredCheckpoint, Visible, sql,
 };
 use crate::tlog::merkle::{Hash, NodeId};
 
@@ -269,10 +269,6 @@ impl SqliteStore {
         Ok(())
     }
 
-    pub(super) fn file(&self) -> &Path {
-        &self.file
-    }
-
     /// Copies what it can of the WAL into the database file without
     /// waiting for anyone (PASSIVE). When that copied it all — no reader
     /// holds an older snapshot — and the WAL file has grown past its limit
@@ -354,18 +350,26 @@ impl SqliteStore {
         sealed: &[(Category, Vec<u8>)],
         subject_index: &[(String, String)],
         now: Millis,
+        key: Option<&RequestKey>,
     ) -> Result<Option<i64>, StoreError> {
         let (id, sealed, index) = (case_id.to_owned(), sealed.to_vec(), subject_index.to_vec());
+        let key = key.cloned();
         let result = self
-            .write(move |c| write::update_case(c, &id, &sealed, &index, now))
+            .write(move |c| write::update_case(c, &id, &sealed, &index, now, key.as_ref()))
             .await;
         self.forget_case(case_id);
         result
     }
 
-    pub(super) async fn insert_consent(&self, consent: &Consent) -> Result<(), StoreError> {
-        let owned = consent.clone();
-        let result = self.write(move |c| write::insert_consent(c, &owned)).await;
+    pub(super) async fn insert_consent(
+        &self,
+        consent: &Consent,
+        key: Option<&RequestKey>,
+    ) -> Result<(), StoreError> {
+        let (owned, key) = (consent.clone(), key.cloned());
+        let result = self
+            .write(move |c| write::insert_consent(c, &owned, key.as_ref()))
+            .await;
         self.forget_case(&consent.case_id);
         result
     }
@@ -374,10 +378,11 @@ impl SqliteStore {
         &self,
         consent_id: &str,
         event: &ConsentEvent,
+        key: Option<&RequestKey>,
     ) -> Result<(), StoreError> {
-        let (id, event) = (consent_id.to_owned(), event.clone());
+        let (id, event, key) = (consent_id.to_owned(), event.clone(), key.cloned());
         let result = self
-            .write(move |c| write::append_consent_event(c, &id, &event))
+            .write(move |c| write::append_consent_event(c, &id, &event, key.as_ref()))
             .await;
         // Which case the consent belongs to is not at hand; events are
         // rare next to reads, so all cached consents go.
@@ -396,6 +401,33 @@ impl SqliteStore {
             checkpoint: a.checkpoint.cloned(),
         };
         self.write(move |c| write::append(c, &batch)).await
+    }
+
+    pub(super) async fn request_key(
+        &self,
+        caller: &str,
+        request_id: &str,
+    ) -> Result<Option<RequestKey>, StoreError> {
+        let (caller, request_id) = (caller.to_owned(), request_id.to_owned());
+        self.read(move |c| {
+            first(
+                c,
+                sql::REQUEST_KEY,
+                params![caller, request_id],
+                rows::request_key,
+            )
+        })
+        .await
+    }
+
+    pub(super) async fn forget_request_keys(
+        &self,
+        key: Option<(&str, &str)>,
+        before: Millis,
+    ) -> Result<(), StoreError> {
+        let key = key.map(|(c, r)| (c.to_owned(), r.to_owned()));
+        self.write(move |c| write::forget_request_keys(c, key, before))
+            .await
     }
 
     pub(super) async fn case_meta(&self, case_id: &str) -> Result<Option<CaseMeta>, StoreError> {
@@ -470,22 +502,17 @@ impl SqliteStore {
         .await
     }
 
-    pub(super) async fn own_cases(
+    /// `stmt`: [`sql::OWN_CASES`] or [`sql::OTHERS_CASES`].
+    pub(super) async fn cases_by_owner(
         &self,
+        stmt: &'static str,
         owner: &str,
         after: &str,
         limit: u32,
     ) -> Result<Vec<CaseMeta>, StoreError> {
         let (owner, after) = (owner.to_owned(), after.to_owned());
-        self.read(move |c| {
-            all(
-                c,
-                sql::OWN_CASES,
-                params![owner, after, limit],
-                rows::case_meta,
-            )
-        })
-        .await
+        self.read(move |c| all(c, stmt, params![owner, after, limit], rows::case_meta))
+            .await
     }
 
     pub(super) async fn cases_for_statistics(
@@ -636,18 +663,6 @@ impl SqliteStore {
         });
         rx
     }
-
-    pub(super) async fn content_digest(&self) -> Result<String, StoreError> {
-        self.read(|c| {
-            let mut digest = Digest::new();
-            for (statement, with_blob) in sql::DIGEST {
-                each(c, statement, [], |r| digest.add(r, with_blob))?;
-                digest.end_table();
-            }
-            Ok(digest.finish())
-        })
-        .await
-    }
 }
 
 rows::columns_by!(rusqlite::Row<'_>, get);
@@ -700,8 +715,7 @@ fn one<T>(
     params: impl Params,
     map: fn(&dyn Columns) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
-    first(c, statement, params, map)?
-        .ok_or_else(|| StoreError::Corrupt(format!("no row from: {statement}")))
+    first(c, statement, params, map)?.ok_or(StoreError::BadAnswer("no row from an aggregate query"))
 }
 
 #[cfg(test)]

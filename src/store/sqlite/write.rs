@@ -16,7 +16,9 @@ use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 use crate::model::Category;
 use crate::model::consent::{Consent, ConsentEvent, Millis};
 use crate::store::rows::{categories_column, purposes_column, recipient_columns};
-use crate::store::{IssuedPseudonym, LogRow, NewCase, StoreError, StoredCheckpoint, sql};
+use crate::store::{
+    IssuedPseudonym, LogRow, NewCase, RequestKey, StoreError, StoredCheckpoint, sql,
+};
 use crate::tlog::merkle::{Hash, NodeId};
 
 /// A log append, owned so it can cross to the writer thread.
@@ -110,6 +112,46 @@ pub(super) fn insert_case(conn: &mut Connection, case: &NewCase) -> Result<(), S
     put_subject_index(&tx, &case.id, &case.subject_index)?;
     tx.prepare_cached(sql::INSERT_OWNER_PSEUDONYM)?
         .execute(params![case.owner, case.owner_pseudonym, case.id])?;
+    if let Some(key) = &case.key {
+        put_request_key(&tx, key, key.seq)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// The write's idempotency key, in its transaction; `seq` as it turned out.
+fn put_request_key(tx: &Transaction<'_>, k: &RequestKey, seq: i64) -> Result<(), StoreError> {
+    tx.prepare_cached(sql::INSERT_REQUEST_KEY)?
+        .execute(params![
+            k.caller,
+            k.request_id,
+            k.method,
+            k.digest,
+            k.resource_id,
+            seq,
+            k.record_id,
+            k.at
+        ])?;
+    Ok(())
+}
+
+/// See `Store::forget_request_keys`.
+pub(super) fn forget_request_keys(
+    conn: &mut Connection,
+    key: Option<(String, String)>,
+    before: Millis,
+) -> Result<(), StoreError> {
+    let tx = begin(conn)?;
+    match key {
+        Some((caller, request_id)) => {
+            tx.prepare_cached(sql::DELETE_REQUEST_KEY)?
+                .execute(params![caller, request_id])?;
+        }
+        None => {
+            tx.prepare_cached(sql::PURGE_REQUEST_KEYS)?
+                .execute(params![before])?;
+        }
+    }
     tx.commit()?;
     Ok(())
 }
@@ -121,6 +163,7 @@ pub(super) fn update_case(
     sealed: &[(Category, Vec<u8>)],
     subject_index: &[(String, String)],
     now: Millis,
+    key: Option<&RequestKey>,
 ) -> Result<Option<i64>, StoreError> {
     let tx = begin(conn)?;
     let version = tx
@@ -133,6 +176,9 @@ pub(super) fn update_case(
     };
     put_case_data(&tx, sql::UPSERT_CASE_DATA, case_id, sealed)?;
     put_subject_index(&tx, case_id, subject_index)?;
+    if let Some(key) = key {
+        put_request_key(&tx, key, version)?;
+    }
     tx.commit()?;
     Ok(Some(version))
 }
@@ -165,7 +211,11 @@ fn put_subject_index(
     Ok(())
 }
 
-pub(super) fn insert_consent(conn: &mut Connection, c: &Consent) -> Result<(), StoreError> {
+pub(super) fn insert_consent(
+    conn: &mut Connection,
+    c: &Consent,
+    key: Option<&RequestKey>,
+) -> Result<(), StoreError> {
     let tx = begin(conn)?;
     tx.prepare_cached(sql::INSERT_CONSENT)?.execute(params![
         c.id,
@@ -187,6 +237,9 @@ pub(super) fn insert_consent(conn: &mut Connection, c: &Consent) -> Result<(), S
     for e in &c.events {
         insert_event(&tx, &c.id, e)?;
     }
+    if let Some(key) = key {
+        put_request_key(&tx, key, key.seq)?;
+    }
     tx.commit()?;
     Ok(())
 }
@@ -195,9 +248,13 @@ pub(super) fn append_consent_event(
     conn: &mut Connection,
     consent_id: &str,
     event: &ConsentEvent,
+    key: Option<&RequestKey>,
 ) -> Result<(), StoreError> {
     let tx = begin(conn)?;
     insert_event(&tx, consent_id, event)?;
+    if let Some(key) = key {
+        put_request_key(&tx, key, key.seq)?;
+    }
     tx.commit()?;
     Ok(())
 }
