@@ -120,6 +120,26 @@ pub struct Limits {
     /// report interval; further ones are counted in the source's summary.
     #[serde(default = "default_refused_certificate_records_per_source")]
     pub(crate) refused_certificate_records_per_source: usize,
+    /// Requests in progress at once on the listener: each from the moment
+    /// it is admitted until its work and its record are done, also when
+    /// its caller stopped waiting. A request beyond is refused at once
+    /// with UNAVAILABLE (and recorded).
+    #[serde(default = "default_max_requests_in_flight")]
+    pub max_requests_in_flight: usize,
+    /// Of those, at most this many from one caller (a registered
+    /// participant; unregistered certificates together count as one), so
+    /// that no caller can take every place; more: UNAVAILABLE at once.
+    #[serde(default = "default_max_requests_in_flight_per_caller")]
+    pub max_requests_in_flight_per_caller: usize,
+    /// A request whose message has not fully arrived this long after its
+    /// headers ends before any handler (DEADLINE_EXCEEDED, recorded).
+    #[serde(default = "default_message_timeout_ms")]
+    pub message_timeout_ms: u64,
+    /// Connections open at once (handshakes in progress included); at the
+    /// limit the node accepts no more until one closes. Each holds its TLS
+    /// and HTTP/2 state in memory.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
 }
 
 impl Default for Limits {
@@ -131,6 +151,10 @@ impl Default for Limits {
             unauthenticated_report_secs: default_unauthenticated_report_secs(),
             refused_certificate_records_per_source: default_refused_certificate_records_per_source(
             ),
+            max_requests_in_flight: default_max_requests_in_flight(),
+            max_requests_in_flight_per_caller: default_max_requests_in_flight_per_caller(),
+            message_timeout_ms: default_message_timeout_ms(),
+            max_connections: default_max_connections(),
         }
     }
 }
@@ -151,6 +175,11 @@ pub struct DatabaseConfig {
     /// off. PostgreSQL replicas always read the database.
     #[serde(default = "default_cache_entries")]
     pub cache_entries: usize,
+    /// SQLite only: at most this many MiB of cases and consent lists in
+    /// that cache, whatever their number (a case may hold up to
+    /// `max_message_bytes` of data).
+    #[serde(default = "default_cache_mb")]
+    pub cache_mb: u64,
     /// SQLite only: the size (MiB) the write-ahead log is cut back to once
     /// checkpoints have copied it into the database file.
     #[serde(default = "default_wal_limit_mb")]
@@ -167,6 +196,7 @@ impl Default for DatabaseConfig {
             max_connections: default_max_db_connections(),
             acquire_timeout_ms: default_acquire_timeout_ms(),
             cache_entries: default_cache_entries(),
+            cache_mb: default_cache_mb(),
             wal_limit_mb: default_wal_limit_mb(),
             wal_warn_mb: default_wal_warn_mb(),
         }
@@ -261,6 +291,9 @@ fn default_acquire_timeout_ms() -> u64 {
 fn default_cache_entries() -> usize {
     10_000
 }
+fn default_cache_mb() -> u64 {
+    64
+}
 fn default_wal_limit_mb() -> u64 {
     64
 }
@@ -288,13 +321,13 @@ pub struct Participant {
 fn default_purposes() -> Vec<String> {
     DEFAULT_PURPOSES.iter().map(|s| s.to_string()).collect()
 }
-fn default_checkpoint_interval_ms() -> u64 {
+pub(crate) fn default_checkpoint_interval_ms() -> u64 {
     1_000
 }
-fn default_handshake_timeout_ms() -> u64 {
+pub(crate) fn default_handshake_timeout_ms() -> u64 {
     10_000
 }
-fn default_max_connection_age_secs() -> u64 {
+pub(crate) fn default_max_connection_age_secs() -> u64 {
     3_600
 }
 fn default_max_message_bytes() -> usize {
@@ -303,7 +336,7 @@ fn default_max_message_bytes() -> usize {
 fn default_max_handshakes() -> usize {
     10_000
 }
-fn default_first_byte_timeout_ms() -> u64 {
+pub(crate) fn default_first_byte_timeout_ms() -> u64 {
     2_000
 }
 fn default_max_handshakes_per_source() -> usize {
@@ -314,6 +347,18 @@ fn default_unauthenticated_report_secs() -> u64 {
 }
 fn default_refused_certificate_records_per_source() -> usize {
     16
+}
+fn default_max_requests_in_flight() -> usize {
+    1024
+}
+fn default_max_requests_in_flight_per_caller() -> usize {
+    256
+}
+fn default_message_timeout_ms() -> u64 {
+    10_000
+}
+fn default_max_connections() -> usize {
+    10_000
 }
 
 impl Config {
@@ -413,7 +458,7 @@ impl Config {
         // Every number is bounded: a value past what the runtime can
         // represent (a timer, a semaphore) would panic the node at start
         // or on its first connection instead of being refused here.
-        let bounds: [(&str, u64, u64, u64); 13] = [
+        let bounds: [(&str, u64, u64, u64); 19] = [
             (
                 "node.checkpoint_interval_ms",
                 self.node.checkpoint_interval_ms,
@@ -451,6 +496,36 @@ impl Config {
                 1_000_000,
             ),
             (
+                "limits.refused_certificate_records_per_source",
+                self.limits.refused_certificate_records_per_source as u64,
+                0,
+                1_000_000,
+            ),
+            (
+                "limits.max_connections",
+                self.limits.max_connections as u64,
+                1,
+                1_000_000,
+            ),
+            (
+                "limits.max_requests_in_flight_per_caller",
+                self.limits.max_requests_in_flight_per_caller as u64,
+                1,
+                1_000_000,
+            ),
+            (
+                "limits.message_timeout_ms",
+                self.limits.message_timeout_ms,
+                1,
+                3_600_000,
+            ),
+            (
+                "limits.max_requests_in_flight",
+                self.limits.max_requests_in_flight as u64,
+                1,
+                1_000_000,
+            ),
+            (
                 "limits.unauthenticated_report_secs",
                 self.limits.unauthenticated_report_secs,
                 1,
@@ -480,6 +555,7 @@ impl Config {
                 1,
                 3_600_000,
             ),
+            ("database.cache_mb", self.database.cache_mb, 1, 1_000_000),
             (
                 "database.cache_entries",
                 self.database.cache_entries as u64,
@@ -541,6 +617,15 @@ impl Config {
         }
     }
 
+    /// The SQLite read cache's bounds.
+    pub(crate) fn cache_bounds(&self) -> crate::store::CacheBounds {
+        crate::store::CacheBounds {
+            entries: self.database.cache_entries,
+            bytes: usize::try_from(self.database.cache_mb.saturating_mul(1024 * 1024))
+                .unwrap_or(usize::MAX),
+        }
+    }
+
     pub(crate) fn pool_settings(&self) -> crate::store::PoolSettings {
         crate::store::PoolSettings {
             max_connections: self.database.max_connections,
@@ -572,6 +657,7 @@ impl Config {
             handshake_timeout: self.handshake_timeout(),
             first_byte_timeout: Duration::from_millis(self.tls.first_byte_timeout_ms),
             max_handshakes: self.limits.max_handshakes,
+            max_connections: self.limits.max_connections,
         }
     }
 

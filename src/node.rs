@@ -54,6 +54,8 @@ pub struct Node {
     /// Connections without an accepted certificate, per source, until the
     /// next summary (see [`Node::report_unauthenticated`]).
     pub sources: Arc<Sources>,
+    /// The requests in progress; shutdown waits for them.
+    pub in_flight: crate::rpc::InFlight,
     tls_files: TlsFiles,
     tls_tx: watch::Sender<Arc<tls::TlsConfig>>,
     shutdown: Option<oneshot::Sender<()>>,
@@ -99,7 +101,7 @@ impl Node {
         let registry = Arc::new(Registry::new(&config.participants));
         let (store, log_sink) =
             Store::open(&config.database_url()?, &config.pool_settings(), true).await?;
-        let store = store.claim_for_node(config.database.cache_entries)?;
+        let store = store.claim_for_node(config.cache_bounds())?;
         let audit = AuditLog::start(
             store.clone(),
             log_sink,
@@ -159,8 +161,18 @@ impl Node {
         let server = Server::builder()
             .max_connection_age(max_age)
             .max_connection_age_grace(Duration::from_secs(10));
-        let (routes, health) =
-            crate::rpc::router(server, exchange.clone(), config.limits.max_message_bytes).await?;
+        let in_flight = crate::rpc::InFlight::new(
+            config.limits.max_requests_in_flight,
+            config.limits.max_requests_in_flight_per_caller,
+        );
+        let (routes, health) = crate::rpc::router(
+            server,
+            exchange.clone(),
+            config.limits.max_message_bytes,
+            Duration::from_millis(config.limits.message_timeout_ms),
+            in_flight.clone(),
+        )
+        .await?;
         let health_task = tokio::spawn(health.follow(store.clone()));
         let (shutdown, shutdown_rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -177,6 +189,7 @@ impl Node {
             exchange,
             store,
             sources,
+            in_flight,
             tls_files,
             tls_tx,
             shutdown: Some(shutdown),
@@ -223,6 +236,9 @@ impl Node {
                 Ok(())
             }
         };
+        // Requests whose callers stopped waiting may still be at work:
+        // they end, and are recorded, before the log is closed.
+        self.in_flight.drained().await;
         // Requests have drained: summarise the last interval's connections
         // without a certificate, and cover the log's tail with a checkpoint.
         report_unauthenticated(&self.exchange, &self.sources).await;

@@ -7,8 +7,11 @@
 //! restart, and the log verifies: every answered request has its record,
 //! every signed checkpoint still matches the tree.
 //!
-//! Mounting needs root (CAP_SYS_ADMIN); where it is not permitted the test
-//! says so and skips. PostgreSQL keeps its data on its own server, out of
+//! Mounting needs root (CAP_SYS_ADMIN), so the test is ignored, with that
+//! reason, unless asked for: `cargo test --test disk_full -- --ignored
+//! needs_root::` (as `.ci/run` does where it runs as root). Asked for where
+//! mounting is not permitted, it fails saying so — it never reports `ok`
+//! without having run. PostgreSQL keeps its data on its own server, out of
 //! a test's reach, so the node here is on SQLite in both passes.
 
 mod common;
@@ -175,15 +178,20 @@ fn id_of(m: &tonic::metadata::MetadataMap) -> String {
         .to_string()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_disk_fails_closed_and_the_node_recovers_when_space_returns() {
-    let disk = match SmallDisk::mount() {
-        Ok(d) => d,
-        Err(why) => {
-            eprintln!("SKIPPED: {why}");
-            return;
-        }
-    };
+/// Tests that mount a file system: run as root with `-- --ignored needs_root::`.
+mod needs_root {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs root to mount a tmpfs: run with `cargo test --test disk_full -- --ignored needs_root::` (as .ci/run does as root)"]
+    async fn a_full_disk_fails_closed_and_the_node_recovers_when_space_returns() {
+        full_disk().await;
+    }
+}
+
+async fn full_disk() {
+    let disk = SmallDisk::mount()
+        .unwrap_or_else(|why| panic!("this test needs root to mount a tmpfs: {why}"));
     let dir = disk.path().join("node");
     let config_path = sluis::dev::init::init(&dir, "127.0.0.1:0".parse().unwrap())
         .await
@@ -248,26 +256,7 @@ async fn a_full_disk_fails_closed_and_the_node_recovers_when_space_returns() {
     let recovery = recovered.elapsed();
 
     // Writes answered are there; writes refused were not applied.
-    let mut own = Vec::new();
-    let mut token = String::new();
-    loop {
-        let r = owner
-            .cases
-            .find_cases(with_actor(pb::FindCasesRequest {
-                scope: pb::find_cases_request::Scope::Own as i32,
-                purpose: String::new(),
-                page_size: 500,
-                page_token: token.clone(),
-            }))
-            .await
-            .expect("find own cases")
-            .into_inner();
-        own.extend(r.cases.into_iter().map(|c| c.case_id));
-        if r.next_page_token.is_empty() {
-            break;
-        }
-        token = r.next_page_token;
-    }
+    let own = common::own_cases(&mut owner).await;
     let registered: Vec<&String> = std::iter::once(&case_id)
         .chain(&before.registered)
         .chain(&full.registered)

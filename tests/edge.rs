@@ -7,9 +7,8 @@
 
 mod common;
 
-use bytes::Bytes;
+use common::by_hand::*;
 use common::*;
-use sluis::net::client::{ClientPem, connect_h2_stream};
 use sluis::net::pki::{ClientCertSpec, IssuedCert};
 use sluis::net::x509;
 use sluis::tlog::Decision;
@@ -20,13 +19,6 @@ use tonic_reflection::pb::{v1, v1alpha};
 
 /// An OIN that no participant is registered with.
 const UNREGISTERED_OIN: &str = "00000009999999999999";
-
-fn dev_identity(node: &TestNode, participant: &str) -> (String, String) {
-    let read = |ext: &str| {
-        std::fs::read_to_string(node.pki().join(format!("clients/{participant}.{ext}"))).unwrap()
-    };
-    (read("pem"), read("key"))
-}
 
 fn unregistered(node: &TestNode) -> IssuedCert {
     node.issue(&ClientCertSpec::new(
@@ -178,7 +170,7 @@ async fn health_and_reflection_answer_a_participant_with_a_request_id_and_a_reco
 #[tokio::test]
 async fn refusals_before_the_handler_have_the_right_status_a_request_id_and_one_record() {
     let node = TestNode::start().await;
-    let me = Some(dev_identity(&node, GEMEENTE));
+    let me = Some(node.identity(GEMEENTE));
     let before = node.log_len().await;
     let get_case = "/sluis.v1.CaseService/GetCase";
     // GetCaseRequest{purpose: "ret\xffurn"}: not UTF-8.
@@ -188,6 +180,9 @@ async fn refusals_before_the_handler_have_the_right_status_a_request_id_and_one_
         f.extend_from_slice(&(100u32 << 20).to_be_bytes());
         f
     };
+    // A message one byte over the limit (of zero bytes: a valid field-less
+    // encoding would decode).
+    let over_the_limit = grpc_frame(0, &vec![0u8; node.config.limits.max_message_bytes + 1]);
     // The prefix announces 100 bytes; 3 follow, then the stream ends.
     let truncated = vec![0, 0, 0, 0, 100, 0x1a, 0x01, b'x'];
     let get = |what, body| Fault {
@@ -240,6 +235,21 @@ async fn refusals_before_the_handler_have_the_right_status_a_request_id_and_one_
             path: "/grpc.health.v1.Health/Check",
             method: "grpc.health.v1.Health/Check",
             ..get("health, not decodable", Some(grpc_frame(0, b"\xff")))
+        },
+        // Every service decodes at most max_message_bytes (health took
+        // tonic's own 4 MiB).
+        Fault {
+            path: "/grpc.health.v1.Health/Check",
+            method: "grpc.health.v1.Health/Check",
+            code: Code::ResourceExhausted,
+            ..get(
+                "health, beyond the message limit",
+                Some(over_the_limit.clone()),
+            )
+        },
+        Fault {
+            code: Code::ResourceExhausted,
+            ..get("just beyond the message limit", Some(over_the_limit))
         },
     ];
     let n = faults.len() as i64;
@@ -300,114 +310,4 @@ fn status_name(code: Code) -> &'static str {
         Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
         other => panic!("not expected here: {other:?}"),
     }
-}
-
-/// A gRPC length-prefixed message: compressed flag, length, bytes.
-fn grpc_frame(flag: u8, message: &[u8]) -> Vec<u8> {
-    let mut f = vec![flag];
-    f.extend_from_slice(&(message.len() as u32).to_be_bytes());
-    f.extend_from_slice(message);
-    f
-}
-
-/// What came back for a request sent by hand.
-#[derive(Debug)]
-struct Answer {
-    http: u16,
-    grpc_status: Option<i32>,
-    message: String,
-    request_id: Option<String>,
-}
-
-impl Answer {
-    fn request_id(&self) -> String {
-        let id = self.request_id.clone().expect("x-request-id");
-        let uuid = uuid::Uuid::parse_str(&id).expect("a UUID");
-        assert_eq!(uuid.get_version_num(), 7);
-        id
-    }
-}
-
-/// One HTTP/2 request over a new mTLS connection: POST `path` with
-/// `content-type: application/grpc` and `te: trailers` unless `headers`
-/// says otherwise, and `body` (None: no body at all).
-async fn raw(
-    node: &TestNode,
-    identity: Option<(String, String)>,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: Option<Vec<u8>>,
-) -> Answer {
-    let pem = ClientPem {
-        ca: node.ca_pem(),
-        identity,
-    };
-    let tls = connect_h2_stream(node.node.local_addr, "localhost", &pem)
-        .await
-        .expect("mTLS");
-    let (client, conn) = h2::client::handshake(tls).await.expect("HTTP/2");
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    let mut client = client.ready().await.unwrap();
-    let mut req = http::Request::builder()
-        .method("POST")
-        .uri(format!("https://localhost{path}"))
-        .header("te", "trailers");
-    if !headers.iter().any(|(k, _)| *k == "content-type") {
-        req = req.header("content-type", "application/grpc");
-    }
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let (response, mut send) = client
-        .send_request(req.body(()).unwrap(), body.is_none())
-        .unwrap();
-    if let Some(body) = body {
-        send.send_data(Bytes::from(body), true).unwrap();
-    }
-    let response = response.await.expect("an HTTP/2 response");
-    let (parts, mut body) = response.into_parts();
-    let header = |h: &http::HeaderMap, k: &str| {
-        h.get(k)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.to_string())
-    };
-    let mut status = header(&parts.headers, "grpc-status");
-    let mut message = header(&parts.headers, "grpc-message");
-    if status.is_none() {
-        while let Some(chunk) = body.data().await {
-            let chunk = chunk.unwrap();
-            let _ = body.flow_control().release_capacity(chunk.len());
-        }
-        if let Some(trailers) = body.trailers().await.unwrap() {
-            status = header(&trailers, "grpc-status");
-            message = header(&trailers, "grpc-message");
-        }
-    }
-    Answer {
-        http: parts.status.as_u16(),
-        grpc_status: status.and_then(|s| s.parse().ok()),
-        message: percent_decode(&message.unwrap_or_default()),
-        request_id: header(&parts.headers, "x-request-id"),
-    }
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%'
-            && i + 3 <= b.len()
-            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16)
-        {
-            out.push(v);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }

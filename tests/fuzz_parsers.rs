@@ -977,7 +977,7 @@ fn numbers_past_what_the_node_can_run_are_refused_at_load() {
     let path = dir.path().join("sluis.toml");
     let seed = config_seed();
     for (line, value) in [
-        ("max_handshakes = 1024", "9223372036854775807"),
+        ("max_handshakes = 10000", "9223372036854775807"),
         ("checkpoint_interval_ms = 1000", "18446744073709551615"),
         ("handshake_timeout_ms = 10000", "0"),
         ("max_connection_age_secs = 3600", "18446744073709551615"),

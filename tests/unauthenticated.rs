@@ -255,3 +255,29 @@ fn require_file_descriptors(n: usize) {
         );
     }
 }
+
+/// Open connections are bounded too (`max_connections`): each holds its
+/// TLS and HTTP/2 state. At the limit the node accepts no more — a further
+/// client's handshake does not start — until one closes; then it is served.
+#[tokio::test]
+async fn open_connections_are_bounded_and_the_next_is_served_once_one_closes() {
+    let node = TestNode::start_with(|c| c.limits.max_connections = 2).await;
+    let mut first = node.client(GEMEENTE).await;
+    let mut second = node.client("dtv").await;
+    own_cases(&mut first).await;
+    own_cases(&mut second).await;
+    assert!(
+        tokio::time::timeout(
+            Duration::from_millis(500),
+            node.client_with(Some(node.identity("ind")))
+        )
+        .await
+        .is_err(),
+        "a third connection got through while two were open"
+    );
+    drop(second);
+    let mut third = tokio::time::timeout(Duration::from_secs(60), node.client("ind"))
+        .await
+        .expect("served once a connection closed");
+    own_cases(&mut third).await;
+}

@@ -114,6 +114,30 @@ pub async fn connect(
 }
 
 /// A GetCase request as `spec` sends it.
+/// Sets `key` (a setting `sluis init` wrote, which names every one) to
+/// `value` in the config file at `path`.
+pub fn set_setting(path: &Path, key: &str, value: &str) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(path)?;
+    let prefix = format!("{key} = ");
+    let mut found = false;
+    let lines: Vec<String> = text
+        .lines()
+        .map(|l| {
+            if l.starts_with(&prefix) {
+                found = true;
+                format!("{prefix}{value}")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    if !found {
+        bail!("{} has no setting {key}", path.display());
+    }
+    std::fs::write(path, lines.join("\n") + "\n")?;
+    Ok(())
+}
+
 pub fn get_case_request(spec: &ClientSpec, case_id: &str) -> Request<pb::GetCaseRequest> {
     with_actor(
         pb::GetCaseRequest {

@@ -5,11 +5,16 @@
 //! resident memory (`VmRSS`), open file descriptors, threads and the SQLite
 //! WAL are sampled from `/proc` and the file system.
 //!
-//! A leak shows as a slope after warm-up: a connection's state kept after
-//! it closed (memory, a descriptor), a task per request that never ends
-//! (threads, memory), a WAL that is never checkpointed (its file). The
-//! verdict compares the samples after warm-up; figures, not a time, go to
-//! BENCHMARKS.md.
+//! Every structure of the node that grows with traffic is bounded; the two
+//! that fill with distinct cases read (the read cache, the remembered
+//! pseudonyms) rise to their caps, which is not a leak. The soak counts
+//! the distinct cases and (reader, case) pairs its reads touch, and the
+//! verdict covers the samples from the moment both caps are full (and
+//! warm-up is over). A leak shows as a slope there: a connection's state
+//! kept after it closed (memory, a descriptor), a task per request that
+//! never ends (threads, memory), a WAL that is never checkpointed (its
+//! file). A run that did not fill the caps says so. Figures, not a time,
+//! go to BENCHMARKS.md.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -63,11 +68,12 @@ pub struct Args {
     #[arg(long)]
     pub cache_entries: Option<usize>,
     /// Reads go to the first N cases only; registrations go on, and
-    /// consents go to the newest case. By default every case, old and new, is read, so the node's
-    /// bounded structures that grow with distinct cases read — the read
-    /// cache, the pseudonyms it remembers having stored (65,536, emptied
-    /// when full) — are still filling after ten minutes. With a fixed set
-    /// they fill in the warm-up, and what rises after it is a leak.
+    /// consents go to the newest case. By default every case, old and new,
+    /// is read, so the node's bounded structures that grow with distinct
+    /// cases read — the read cache, the pseudonyms the gateway remembers
+    /// having stored (65,536, emptied when full) — fill as the load reads
+    /// new cases; the verdict starts once they are full (many `--cases`
+    /// fill them within minutes). With a fixed set they never fill.
     #[arg(long)]
     pub read_set: Option<usize>,
     /// A run of a few seconds that only shows everything starts and answers
@@ -92,6 +98,32 @@ pub struct Sample {
     /// Answers so far (every kind) and connections opened so far.
     pub requests: u64,
     pub connections: u64,
+    /// Distinct cases read so far, and distinct (reader, case) pairs read
+    /// so far: what fills the node's read cache and its remembered
+    /// pseudonyms, by the load's own count.
+    pub cases_read: u64,
+    pub pairs_read: u64,
+}
+
+/// The head of the samples' table (Markdown), for [`Sample::row`].
+const TABLE_HEADER: &str = "| t (s) | RSS MiB | fds | threads | WAL MiB | answers | connections | cases read | (reader, case) pairs |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|";
+
+impl Sample {
+    /// The sample as a row of the report's table.
+    fn row(&self) -> String {
+        format!(
+            "| {:.0} | {:.1} | {} | {} | {:.1} | {} | {} | {} | {} |",
+            self.t_s,
+            self.rss_mib,
+            self.fds,
+            self.threads,
+            self.wal_mib,
+            self.requests,
+            self.connections,
+            self.cases_read,
+            self.pairs_read
+        )
+    }
 }
 
 /// What a worker does on one connection.
@@ -115,6 +147,37 @@ struct Counters {
     /// Answers other than the ones the mix expects (a read may be refused
     /// for a withdrawn consent; nothing else may fail).
     unexpected: AtomicU64,
+    /// What successful reads touched (see [`Sample::cases_read`]).
+    read: std::sync::Mutex<Read>,
+}
+
+/// The cases and (reader, case) pairs successful reads touched.
+#[derive(Default)]
+struct Read {
+    cases: std::collections::HashSet<String>,
+    pairs: std::collections::HashSet<(String, String)>,
+}
+
+impl Counters {
+    fn read_ok(&self, reader: &str, case_id: &str) {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut r) = self.read.lock() {
+            if !r.cases.contains(case_id) {
+                r.cases.insert(case_id.to_string());
+            }
+            let pair = (reader.to_string(), case_id.to_string());
+            if !r.pairs.contains(&pair) {
+                r.pairs.insert(pair);
+            }
+        }
+    }
+
+    fn read_counts(&self) -> (u64, u64) {
+        self.read
+            .lock()
+            .map(|r| (r.cases.len() as u64, r.pairs.len() as u64))
+            .unwrap_or_default()
+    }
 }
 
 struct Shared {
@@ -158,9 +221,7 @@ pub async fn run(mut a: Args) -> anyhow::Result<()> {
     let dir = tmp.path().join("node");
     let config = sluis::dev::init::init(&dir, "127.0.0.1:0".parse()?).await?;
     if let Some(n) = a.cache_entries {
-        let mut text = std::fs::read_to_string(&config)?;
-        text.push_str(&format!("\n[database]\ncache_entries = {n}\n"));
-        std::fs::write(&config, text)?;
+        setup::set_setting(&config, "cache_entries", &n.to_string())?;
     }
     crate::procs::use_copy_of_self(tmp.path())?;
     let gateway = Server::gateway(&config, None, &dir)?;
@@ -222,14 +283,12 @@ pub async fn run(mut a: Args) -> anyhow::Result<()> {
     let wal = wal_path(&dir);
     let mut samples = Vec::new();
     let mut next = started;
+    say(TABLE_HEADER.to_string());
     while Instant::now() < deadline {
         samples.push(sample(gateway.pid(), &wal, started, &shared.counters)?);
         if !a.json {
             let s = samples.last().expect("just pushed");
-            eprintln!(
-                "  {:>6.0} s  RSS {:>6.1} MiB  fds {:>4}  threads {:>3}  WAL {:>6.1} MiB  {:>8} answers  {:>6} connections",
-                s.t_s, s.rss_mib, s.fds, s.threads, s.wal_mib, s.requests, s.connections
-            );
+            eprintln!("{}", s.row());
         }
         next += a.sample;
         tokio::time::sleep_until(next.into()).await;
@@ -252,7 +311,13 @@ pub async fn run(mut a: Args) -> anyhow::Result<()> {
         reads: c.reads.load(Ordering::Relaxed),
         unexpected: c.unexpected.load(Ordering::Relaxed),
     };
-    let verdict = (!a.smoke).then(|| Verdict::of(&samples, a.warmup.as_secs_f64()));
+    let defaults = sluis::config::DatabaseConfig::default();
+    let caps = Caps {
+        cache_entries: a.cache_entries.unwrap_or(defaults.cache_entries) as u64,
+        cache_mb: defaults.cache_mb,
+        remembered_pseudonyms: sluis::gateway::REMEMBERED_PSEUDONYMS as u64,
+    };
+    let verdict = (!a.smoke).then(|| Verdict::of(&samples, a.warmup.as_secs_f64(), caps));
     let first_error = shared.first_error.lock().ok().and_then(|e| e.clone());
     if a.json {
         let out = Report {
@@ -426,9 +491,7 @@ async fn owner_step(shared: &Shared, c: &mut Clients, n: u64, granted: &mut Opti
                 .get_case(setup::get_case_request(&spec, &case_id))
                 .await
             {
-                Ok(_) => {
-                    shared.counters.reads.fetch_add(1, Ordering::Relaxed);
-                }
+                Ok(_) => shared.counters.read_ok(OWNER, &case_id),
                 Err(s) => shared.unexpected("GetCase (owner)", &s),
             }
         }
@@ -446,9 +509,7 @@ async fn read(shared: &Shared, c: &mut Clients, spec: &ClientSpec, n: u64) {
         .get_case(setup::get_case_request(spec, &case_id))
         .await
     {
-        Ok(_) => {
-            shared.counters.reads.fetch_add(1, Ordering::Relaxed);
-        }
+        Ok(_) => shared.counters.read_ok(&spec.participant, &case_id),
         Err(s) if s.code() == Code::PermissionDenied => {
             shared.counters.reads.fetch_add(1, Ordering::Relaxed);
         }
@@ -474,6 +535,7 @@ fn sample(pid: u32, wal: &Path, started: Instant, c: &Counters) -> anyhow::Resul
         .map(|d| d.count() as u64)
         .unwrap_or(0);
     let wal_bytes = std::fs::metadata(wal).map(|m| m.len()).unwrap_or(0);
+    let (cases_read, pairs_read) = c.read_counts();
     Ok(Sample {
         t_s: started.elapsed().as_secs_f64(),
         rss_mib: field("VmRSS:") as f64 / 1024.0,
@@ -482,6 +544,8 @@ fn sample(pid: u32, wal: &Path, started: Instant, c: &Counters) -> anyhow::Resul
         wal_mib: wal_bytes as f64 / (1024.0 * 1024.0),
         requests: c.requests.load(Ordering::Relaxed),
         connections: c.connections.load(Ordering::Relaxed),
+        cases_read,
+        pairs_read,
     })
 }
 
@@ -497,9 +561,41 @@ struct LoadTotals {
     unexpected: u64,
 }
 
-/// Flat or not, per quantity, over the samples after warm-up.
+/// The node's bounded structures that fill with distinct cases read, and
+/// their caps: the read cache (`[database] cache_entries` cases and as many
+/// consent lists, within `cache_mb`) and the (reader, pseudonym) pairs the
+/// gateway remembers having stored.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct Caps {
+    pub cache_entries: u64,
+    pub cache_mb: u64,
+    pub remembered_pseudonyms: u64,
+}
+
+impl Caps {
+    /// The first sample at which the load has read enough distinct cases
+    /// and pairs to fill both (the cache by its entries: at the soak's case
+    /// size, ~1 KiB, its bytes bind only far beyond `cache_entries`).
+    fn reached_at(&self, samples: &[Sample]) -> Option<f64> {
+        samples
+            .iter()
+            .find(|s| {
+                s.cases_read >= self.cache_entries && s.pairs_read >= self.remembered_pseudonyms
+            })
+            .map(|s| s.t_s)
+    }
+}
+
+/// Flat or not, per quantity, over the samples after warm-up and after the
+/// node's bounded structures are full.
 #[derive(Debug, Serialize)]
 pub struct Verdict {
+    pub caps: Caps,
+    /// When the load had filled the caps (`None`: not within the run, and
+    /// the verdict covers the samples after warm-up only).
+    pub caps_reached_s: Option<f64>,
+    /// Where the verdict's window starts.
+    pub from_s: f64,
     pub samples_after_warmup: usize,
     pub rss: Trend,
     pub fds: Trend,
@@ -552,8 +648,10 @@ impl Verdict {
     /// 4 MiB: allocator noise); descriptors by the workers' connections
     /// changing hands (a few); threads by the blocking pool's churn; the
     /// WAL by its checkpoint threshold (a few MiB).
-    fn of(samples: &[Sample], warmup_s: f64) -> Verdict {
-        let after: Vec<&Sample> = samples.iter().filter(|s| s.t_s >= warmup_s).collect();
+    fn of(samples: &[Sample], warmup_s: f64, caps: Caps) -> Verdict {
+        let caps_reached_s = caps.reached_at(samples);
+        let from_s = caps_reached_s.map_or(warmup_s, |c| c.max(warmup_s));
+        let after: Vec<&Sample> = samples.iter().filter(|s| s.t_s >= from_s).collect();
         let series = |f: &dyn Fn(&Sample) -> f64| -> Vec<(f64, f64)> {
             after.iter().map(|s| (s.t_s, f(s))).collect()
         };
@@ -565,6 +663,9 @@ impl Verdict {
         let wal = Trend::of(&series(&|s| s.wal_mib), 8.0);
         let flat = after.len() >= 3 && rss.flat && fds.flat && threads.flat && wal.flat;
         Verdict {
+            caps,
+            caps_reached_s,
+            from_s,
             samples_after_warmup: after.len(),
             rss,
             fds,
@@ -590,13 +691,9 @@ fn print_report(
     verdict: Option<&Verdict>,
     a: &Args,
 ) {
-    println!("| t (s) | RSS MiB | fds | threads | WAL MiB | answers | connections |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    println!("{TABLE_HEADER}");
     for s in samples {
-        println!(
-            "| {:.0} | {:.1} | {} | {} | {:.1} | {} | {} |",
-            s.t_s, s.rss_mib, s.fds, s.threads, s.wal_mib, s.requests, s.connections
-        );
+        println!("{}", s.row());
     }
     println!();
     println!(
@@ -630,21 +727,43 @@ fn print_report(
         );
     };
     println!(
-        "after warm-up ({} s, {} samples):",
-        a.warmup.as_secs(),
+        "caps: read cache {} cases (and {} MiB), remembered pseudonyms {}",
+        v.caps.cache_entries, v.caps.cache_mb, v.caps.remembered_pseudonyms
+    );
+    match v.caps_reached_s {
+        Some(t) => println!(
+            "the load had read enough distinct cases and (reader, case) pairs to fill both at {t:.0} s"
+        ),
+        None => println!(
+            "the load did NOT fill both within the run: memory may still be rising towards them, so this run cannot say whether it is flat after them (more --cases, a higher --rate or a longer --duration)"
+        ),
+    }
+    println!(
+        "from {:.0} s ({}, {} samples):",
+        v.from_s,
+        if v.caps_reached_s
+            .is_some_and(|c| c >= a.warmup.as_secs_f64())
+        {
+            "caps full"
+        } else if v.caps_reached_s.is_some() {
+            "warm-up over, caps full"
+        } else {
+            "warm-up over"
+        },
         v.samples_after_warmup
     );
     line("RSS", "MiB", &v.rss);
     line("fds", "", &v.fds);
     line("threads", "", &v.threads);
     line("WAL", "MiB", &v.wal);
+    let after = if v.caps_reached_s.is_some() {
+        "after the caps were full"
+    } else {
+        "after warm-up (caps not full)"
+    };
     println!(
-        "verdict: {}",
-        if v.flat {
-            "flat after warm-up"
-        } else {
-            "NOT flat after warm-up"
-        }
+        "verdict: {} {after}",
+        if v.flat { "flat" } else { "NOT flat" }
     );
 }
 
@@ -664,5 +783,45 @@ mod tests {
         let t = Trend::of(&level, 4.0);
         assert!(t.flat, "{t:?}");
         assert!(t.slope_per_min.abs() < 0.1);
+    }
+
+    fn at(t_s: f64, rss_mib: f64, cases_read: u64, pairs_read: u64) -> Sample {
+        Sample {
+            t_s,
+            rss_mib,
+            fds: 30,
+            threads: 8,
+            wal_mib: 30.0,
+            requests: 0,
+            connections: 0,
+            cases_read,
+            pairs_read,
+        }
+    }
+
+    /// Memory rising while the caps fill, then level: flat from the moment
+    /// both are full, and not before; a run that never fills them says so.
+    #[test]
+    fn the_verdict_starts_once_the_caps_are_full() {
+        let caps = Caps {
+            cache_entries: 100,
+            cache_mb: 64,
+            remembered_pseudonyms: 400,
+        };
+        let samples: Vec<Sample> = (0..40)
+            .map(|i| {
+                let t = i as f64 * 15.0;
+                let filling = (i * 20).min(400);
+                let rss = 30.0 + filling as f64 / 10.0;
+                at(t, rss, filling / 2, filling)
+            })
+            .collect();
+        let v = Verdict::of(&samples, 60.0, caps);
+        assert_eq!(v.caps_reached_s, Some(300.0));
+        assert_eq!(v.from_s, 300.0);
+        assert!(v.flat, "{v:?}");
+        let early = Verdict::of(&samples[..10], 60.0, caps);
+        assert_eq!(early.caps_reached_s, None);
+        assert!(!early.flat, "rising while the caps fill: {early:?}");
     }
 }

@@ -115,46 +115,148 @@ pub async fn init(dir: &Path, listen: SocketAddr) -> Result<PathBuf, InitError> 
     Ok(config_path)
 }
 
+/// The configuration of a dev node: its own paths and participants, and
+/// every other setting at its default, each with what it does — written
+/// from the defaults themselves, so that the file shows what a node runs
+/// with (a test checks it names every field of [`Config`]).
 fn config_text(listen: SocketAddr) -> String {
-    let mut s = String::new();
+    use crate::config::{
+        ConsentConfig, DatabaseConfig, Limits, StatisticsConfig, default_checkpoint_interval_ms,
+        default_first_byte_timeout_ms, default_handshake_timeout_ms,
+        default_max_connection_age_secs,
+    };
+    let limits = Limits::default();
+    let database = DatabaseConfig::default();
+    let statistics = StatisticsConfig::default();
+    let consent = ConsentConfig::default();
     let purposes: Vec<String> = DEFAULT_PURPOSES
         .iter()
         .map(|p| format!("\"{p}\""))
         .collect();
+    let mut s = String::new();
     let _ = write!(
         s,
         r#"# sluis node configuration (development node made by `sluis init`).
-# Relative paths are resolved against this file's folder.
+# Relative paths are resolved against this file's folder. Every setting
+# below that has a default is shown at its default.
 
 [node]
-# Origin name in signed notes (consent receipts, log checkpoints).
+# Origin name in signed notes (consent receipts, log checkpoints): no
+# spaces, '+' or control characters.
 name = "sluis-dev.example"
 listen = "{listen}"
+# data.key (AES-256), pseudonym.key, signing.key (Ed25519): never in the database.
 keys_dir = "keys"
+# sqlite://FILE, or postgres://USER@HOST:5432/DB for replicas.
 database = "sqlite://sluis.db"
 # The Cedar policy: which role may receive which category for which purpose.
 policy = "policy.cedar"
+# Purposes callers may state.
 purposes = [{purposes}]
 # The access log signs a checkpoint at least this often while entries arrive.
-checkpoint_interval_ms = 1000
+checkpoint_interval_ms = {checkpoint_interval_ms}
 
 [tls]
 cert = "pki/node.pem"
 key = "pki/node.key"
+# CAs that issue client certificates.
 client_ca = "pki/ca.pem"
+# Enforced, including their expiry; of several from one CA the newest
+# decides. Reloaded on SIGHUP; open connections are checked again on their
+# next request.
 crl = ["pki/crl.pem"]
-handshake_timeout_ms = 10000
-max_connection_age_secs = 3600
+# A client that has not finished its handshake by then is dropped.
+handshake_timeout_ms = {handshake_timeout_ms}
+# A connection that sends nothing this long after it is accepted is closed
+# (and counted, not recorded one by one).
+first_byte_timeout_ms = {first_byte_timeout_ms}
+# Connections are closed after this age: it bounds how long an open
+# connection keeps the identity a changed participant list took away.
+max_connection_age_secs = {max_connection_age_secs}
 
 [limits]
-max_message_bytes = 1048576
-max_handshakes = 1024
+# Larger requests: RESOURCE_EXHAUSTED.
+max_message_bytes = {max_message_bytes}
+# TLS handshakes in progress at once; further clients wait in the backlog.
+max_handshakes = {max_handshakes}
+# ... from one IPv4 address or IPv6 /64; more are closed at once.
+max_handshakes_per_source = {max_handshakes_per_source}
+# Connections without a client certificate: one access record per source
+# per this many seconds, saying how many and why.
+unauthenticated_report_secs = {unauthenticated_report_secs}
+# Refused certificates recorded one by one per source and interval;
+# further ones are counted in the source's summary.
+refused_certificate_records_per_source = {refused_certificate_records_per_source}
+# Requests in progress at once, each until its work and record are done
+# (also when its caller stopped waiting); more: UNAVAILABLE at once.
+max_requests_in_flight = {max_requests_in_flight}
+# ... of them at most this many from one caller (a registered participant;
+# unregistered certificates together count as one).
+max_requests_in_flight_per_caller = {max_requests_in_flight_per_caller}
+# A request whose message has not fully arrived this long after its headers
+# ends before any handler (DEADLINE_EXCEEDED).
+message_timeout_ms = {message_timeout_ms}
+# Connections open at once; at the limit no more are accepted until one closes.
+max_connections = {open_connections}
+
+[database]
+# PostgreSQL: connections per node process.
+max_connections = {max_connections}
+# A request that cannot get a connection this soon fails closed (UNAVAILABLE).
+acquire_timeout_ms = {acquire_timeout_ms}
+# SQLite only: cases and consent lists kept in memory (0: none) ...
+cache_entries = {cache_entries}
+# ... and at most this many MiB of them.
+cache_mb = {cache_mb}
+# SQLite only: the write-ahead log is cut back to this (MiB) once checkpointed.
+wal_limit_mb = {wal_limit_mb}
+# SQLite only: above this (MiB) the node warns that a reader keeps the WAL
+# from shrinking.
+wal_warn_mb = {wal_warn_mb}
+
+[statistics]
+# Counts below this are shown as "< threshold".
+threshold = {threshold}
+# No combination of figures narrows a "< threshold" cell to fewer than
+# this many values besides its true one.
+protection = {protection}
+# Published counts are rounded to a multiple of this (1: exact).
+rounding_base = {rounding_base}
+
+[consent]
+# The longest validity window a consent may have, in days: a window ending
+# (or beginning) further away is refused (INVALID_ARGUMENT) as a likely typo
+# in the year. Open-ended consents stay allowed; withdrawal ends them.
+max_validity_days = {max_validity_days}
 
 # Participants: organisations that may call this node. A client certificate
 # is recognised by its subject serialNumber (OIN, as on PKIoverheid
 # certificates) or by a pinned `spki_sha256` fingerprint.
 "#,
-        purposes = purposes.join(", ")
+        purposes = purposes.join(", "),
+        checkpoint_interval_ms = default_checkpoint_interval_ms(),
+        handshake_timeout_ms = default_handshake_timeout_ms(),
+        first_byte_timeout_ms = default_first_byte_timeout_ms(),
+        max_connection_age_secs = default_max_connection_age_secs(),
+        max_message_bytes = limits.max_message_bytes,
+        max_handshakes = limits.max_handshakes,
+        max_handshakes_per_source = limits.max_handshakes_per_source,
+        unauthenticated_report_secs = limits.unauthenticated_report_secs,
+        refused_certificate_records_per_source = limits.refused_certificate_records_per_source,
+        max_requests_in_flight = limits.max_requests_in_flight,
+        max_requests_in_flight_per_caller = limits.max_requests_in_flight_per_caller,
+        message_timeout_ms = limits.message_timeout_ms,
+        open_connections = limits.max_connections,
+        max_connections = database.max_connections,
+        acquire_timeout_ms = database.acquire_timeout_ms,
+        cache_entries = database.cache_entries,
+        cache_mb = database.cache_mb,
+        wal_limit_mb = database.wal_limit_mb,
+        wal_warn_mb = database.wal_warn_mb,
+        threshold = statistics.threshold,
+        protection = statistics.protection,
+        rounding_base = statistics.rounding_base,
+        max_validity_days = consent.max_validity_days,
     );
     for (id, name, role, oin) in DEV_PARTICIPANTS {
         let _ = write!(
@@ -163,4 +265,108 @@ max_handshakes = 1024
         );
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dev_listen() -> SocketAddr {
+        "127.0.0.1:7443".parse().unwrap()
+    }
+
+    /// What the file says beyond the defaults: the dev node's own paths,
+    /// name, address and participants. Everything else must be the default.
+    fn required_only() -> String {
+        "[node]\nname = \"sluis-dev.example\"\nlisten = \"127.0.0.1:7443\"\nkeys_dir = \"keys\"\n\
+         database = \"sqlite://sluis.db\"\npolicy = \"policy.cedar\"\n\
+         [tls]\ncert = \"pki/node.pem\"\nkey = \"pki/node.key\"\nclient_ca = \"pki/ca.pem\"\n\
+         crl = [\"pki/crl.pem\"]\n"
+            .to_string()
+    }
+
+    fn without_participants(c: &Config) -> toml::Table {
+        let mut t = toml::Table::try_from(c).expect("a config serialises");
+        t.remove("participant");
+        t
+    }
+
+    /// `sluis init` writes every setting of the configuration, each at its
+    /// default: the file it writes reads back to exactly the configuration
+    /// a file without them gives, and every field of every section of
+    /// [`Config`] is named in it — a setting added to the code and not to
+    /// the file fails here.
+    #[test]
+    fn init_writes_every_setting_at_its_default() {
+        let text = config_text(dev_listen());
+        let written: Config = toml::from_str(&text).expect("the written config parses");
+        let defaults: Config = toml::from_str(&required_only()).expect("the minimal config parses");
+        assert_eq!(
+            without_participants(&written),
+            without_participants(&defaults),
+            "every setting the file writes is at its default"
+        );
+        assert_eq!(written.participants.len(), DEV_PARTICIPANTS.len());
+        let raw: toml::Table = text.parse().unwrap();
+        for (section, fields) in without_participants(&defaults) {
+            let fields = fields.as_table().expect("each section is a table");
+            let in_file = raw
+                .get(&section)
+                .and_then(|v| v.as_table())
+                .unwrap_or_else(|| panic!("[{section}] is missing from the file init writes"));
+            for key in fields.keys() {
+                assert!(
+                    in_file.contains_key(key),
+                    "{section}.{key} is missing from the file init writes"
+                );
+            }
+        }
+    }
+
+    /// The README's configuration examples show every numeric setting once,
+    /// each at its default, so a reader copying them runs what the code
+    /// runs.
+    #[test]
+    fn readme_numbers_are_the_defaults() {
+        let readme = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"),
+        )
+        .unwrap();
+        let defaults = without_participants(&toml::from_str(&required_only()).unwrap());
+        let mut checked = 0;
+        for block in readme.split("```toml").skip(1) {
+            let block = block.split("```").next().unwrap();
+            let table: toml::Table = block
+                .parse()
+                .unwrap_or_else(|e| panic!("a README toml example does not parse: {e}"));
+            for (section, fields) in table {
+                let Some(fields) = fields.as_table() else {
+                    continue;
+                };
+                for (key, value) in fields {
+                    if !value.is_integer() {
+                        continue;
+                    }
+                    let default = defaults
+                        .get(&section)
+                        .and_then(|s| s.get(key))
+                        .unwrap_or_else(|| {
+                            panic!("README names {section}.{key}, which is no setting")
+                        });
+                    assert_eq!(value, default, "README: {section}.{key}");
+                    checked += 1;
+                }
+            }
+        }
+        let numbers = defaults
+            .values()
+            .filter_map(|s| s.as_table())
+            .flat_map(|s| s.values())
+            .filter(|v| v.is_integer())
+            .count();
+        assert_eq!(
+            checked, numbers,
+            "the README shows every numeric setting once"
+        );
+    }
 }

@@ -81,6 +81,39 @@ pub(crate) enum ExchangeError {
         "the node's database cannot be reached, so nothing was released or changed; retry in {RETRY_AFTER_SECS} s"
     )]
     DatabaseUnavailable,
+    /// The node has as many requests in progress as it takes
+    /// (`[limits] max_requests_in_flight`): refused at once, before any
+    /// service saw it.
+    #[error(
+        "the node has {0} requests in progress, as many as it takes, so nothing was done; retry in {RETRY_AFTER_SECS} s"
+    )]
+    Busy(usize),
+    /// The caller has its share of the node's requests in progress
+    /// (`[limits] max_requests_in_flight_per_caller`).
+    #[error(
+        "your organisation has {0} requests in progress at this node, as many as one caller may have, so nothing was done; retry in {RETRY_AFTER_SECS} s"
+    )]
+    CallerBusy(usize),
+    /// The request's message was not complete this many ms after its
+    /// headers (`[limits] message_timeout_ms`): ended before any handler.
+    #[error(
+        "the request's message did not arrive in full within {0} ms, so nothing was done; send the whole message and end the stream"
+    )]
+    MessageTimeout(u64),
+    /// The caller's deadline (`grpc-timeout`) passed before the answer was
+    /// ready. Only ever an answer, never a record: the request goes on to
+    /// its end, and its own record says how it ended.
+    #[error(
+        "the deadline (grpc-timeout) passed before the answer was ready; the request was still carried out to its end and recorded under this x-request-id"
+    )]
+    DeadlineExceeded,
+    /// The database refused this request's access record (a constraint, a
+    /// value it does not take), while it took the others written with it:
+    /// nothing was released or changed, and retrying will not help.
+    #[error(
+        "internal error (access log: the database refused this request's record); nothing was released or changed"
+    )]
+    AuditRefused,
     /// The node failed (a store, a key, stored data that does not decode).
     /// Names only the part that failed; the cause is in the node's log.
     #[error("internal error ({0}); nothing was released")]
@@ -95,7 +128,9 @@ fn too_large(size: Option<usize>, max: usize) -> String {
             format!("request is {size} bytes; this node accepts at most {max} bytes per message")
         }
         None => {
-            format!("request is larger than this node accepts: at most {max} bytes per message")
+            format!(
+                "request is more than {max} bytes; this node accepts at most {max} bytes per message"
+            )
         }
     }
 }
@@ -172,12 +207,17 @@ pub(crate) enum Reason {
     AccessLogUnavailable,
     DatabaseUnavailable,
     Internal,
+    NodeBusy,
+    CallerBusy,
+    MessageTimeout,
+    DeadlinePassed,
+    AccessRecordRefused,
 }
 
 impl Reason {
     /// Every reason, for the test that holds them to `errors.proto`.
     #[cfg(test)]
-    pub(crate) const ALL: [Reason; 17] = [
+    pub(crate) const ALL: [Reason; 22] = [
         Reason::InvalidField,
         Reason::MalformedRequest,
         Reason::MessageTooLarge,
@@ -195,6 +235,11 @@ impl Reason {
         Reason::AccessLogUnavailable,
         Reason::DatabaseUnavailable,
         Reason::Internal,
+        Reason::NodeBusy,
+        Reason::CallerBusy,
+        Reason::MessageTimeout,
+        Reason::DeadlinePassed,
+        Reason::AccessRecordRefused,
     ];
 
     /// The name, as `ErrorInfo.reason` holds it.
@@ -217,6 +262,11 @@ impl Reason {
             Reason::AccessLogUnavailable => "ACCESS_LOG_UNAVAILABLE",
             Reason::DatabaseUnavailable => "DATABASE_UNAVAILABLE",
             Reason::Internal => "INTERNAL",
+            Reason::NodeBusy => "NODE_BUSY",
+            Reason::CallerBusy => "CALLER_BUSY",
+            Reason::MessageTimeout => "MESSAGE_TIMEOUT",
+            Reason::DeadlinePassed => "DEADLINE_PASSED",
+            Reason::AccessRecordRefused => "ACCESS_RECORD_REFUSED",
         }
     }
 }
@@ -230,6 +280,7 @@ impl Reason {
 pub(crate) enum Code {
     Ok = 0,
     InvalidArgument = 3,
+    DeadlineExceeded = 4,
     NotFound = 5,
     AlreadyExists = 6,
     PermissionDenied = 7,
@@ -249,6 +300,7 @@ impl Code {
         match self {
             Code::Ok => "OK",
             Code::InvalidArgument => "INVALID_ARGUMENT",
+            Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
             Code::NotFound => "NOT_FOUND",
             Code::AlreadyExists => "ALREADY_EXISTS",
             Code::PermissionDenied => "PERMISSION_DENIED",
@@ -277,7 +329,7 @@ impl Code {
                 Decision::Denied
             }
             Code::NotFound | Code::OutOfRange => Decision::NotFound,
-            Code::Internal | Code::Unavailable => Decision::Error,
+            Code::Internal | Code::Unavailable | Code::DeadlineExceeded => Decision::Error,
         }
     }
 }
@@ -315,6 +367,11 @@ impl ExchangeError {
             E::UnsupportedEncoding => (Code::Unimplemented, Reason::EncodingNotSupported),
             E::AuditUnavailable => (Code::Unavailable, Reason::AccessLogUnavailable),
             E::DatabaseUnavailable => (Code::Unavailable, Reason::DatabaseUnavailable),
+            E::Busy(_) => (Code::Unavailable, Reason::NodeBusy),
+            E::CallerBusy(_) => (Code::Unavailable, Reason::CallerBusy),
+            E::MessageTimeout(_) => (Code::DeadlineExceeded, Reason::MessageTimeout),
+            E::DeadlineExceeded => (Code::DeadlineExceeded, Reason::DeadlinePassed),
+            E::AuditRefused => (Code::Internal, Reason::AccessRecordRefused),
             E::Internal(_) => (Code::Internal, Reason::Internal),
         }
     }
@@ -327,6 +384,8 @@ impl ExchangeError {
             ExchangeError::AuditUnavailable
                 | ExchangeError::DatabaseUnavailable
                 | ExchangeError::RequestInProgress
+                | ExchangeError::Busy(_)
+                | ExchangeError::CallerBusy(_)
         )
         .then_some(std::time::Duration::from_secs(RETRY_AFTER_SECS))
     }

@@ -146,13 +146,19 @@ pub(crate) struct Exchange {
     remembered: Mutex<HashSet<(String, String)>>,
     /// Disclosure control of statistics, and the gate that lets one
     /// statistics computation run at a time (each reads every case).
-    pub(super) statistics: (crate::stats::Settings, tokio::sync::Semaphore),
+    /// The gate's permit is moved into the computation's blocking thread,
+    /// so it is held as long as the computation runs, even if the request
+    /// that started it is dropped.
+    pub(super) statistics: (crate::stats::Settings, Arc<tokio::sync::Semaphore>),
     /// The longest consent validity window, in ms (`[consent]`).
     consent_max_validity: Millis,
 }
 
-/// Most entries in `Exchange::remembered` (a few MiB).
-const REMEMBERED_MAX: usize = 65_536;
+/// Most (recipient, pseudonym) pairs `Exchange` remembers having stored
+/// (emptied when full). Both are bounded strings (a participant id of at
+/// most 64 bytes, a pseudonym of at most 64), so this bounds the set's
+/// memory too: about 13 MiB when full.
+pub const REMEMBERED_PSEUDONYMS: usize = 65_536;
 
 const MAX_PAGE: u32 = 500;
 const DEFAULT_PAGE: u32 = 50;
@@ -179,7 +185,7 @@ impl Exchange {
             remembered: Mutex::default(),
             statistics: (
                 crate::stats::Settings::default(),
-                tokio::sync::Semaphore::new(1),
+                Arc::new(tokio::sync::Semaphore::new(1)),
             ),
             consent_max_validity: 1826 * 86_400_000,
         }
@@ -269,13 +275,16 @@ impl Exchange {
             Err(e) => {
                 // The writer logs each failed batch; here only the request.
                 tracing::debug!(%request_id, error = %e, "refusing request: access record not durable");
-                return Err(ExchangeError::AuditUnavailable);
+                return Err(match e {
+                    crate::tlog::AuditError::Refused(_) => ExchangeError::AuditRefused,
+                    _ => ExchangeError::AuditUnavailable,
+                });
             }
         };
         if !new.is_empty()
             && let Ok(mut known) = self.remembered.lock()
         {
-            if known.len() + new.len() > REMEMBERED_MAX {
+            if known.len() + new.len() > REMEMBERED_PSEUDONYMS {
                 known.clear();
             }
             known.extend(new.into_iter().map(|i| (i.recipient, i.pseudonym)));

@@ -25,7 +25,9 @@
 //!   only the log writer makes a [`Recorded`](crate::tlog::Recorded). A
 //!   write is applied after its record is durable; if applying fails, a
 //!   second record says so. If the record cannot be written, the answer is
-//!   `UNAVAILABLE` and nothing is released (fail closed).
+//!   `UNAVAILABLE` and nothing is released (fail closed); if the database
+//!   refuses this one record while taking the others written with it,
+//!   that request alone ends `INTERNAL`, releasing nothing.
 //! - **Every request is recorded**, refused ones too, and failed TLS
 //!   handshakes.
 //! - **Default deny per category**; `identity` needs consent except for
@@ -50,8 +52,9 @@
 //! layer's and the `sluis audit` commands' calls on meaning, and
 //! `oversight` for the `sluis audit` report. Outside the crate only the
 //! [`vault`] keys and [`pseudonym`] derivation (which the benchmarks time
-//! and use to load data as a node would), [`validate::METHODS`], and the
-//! statistics request types are public.
+//! and use to load data as a node would), [`validate::METHODS`], the
+//! statistics request types and the bound on remembered pseudonyms (which
+//! the soak benchmark reports) are public.
 
 mod error;
 mod exchange;
@@ -66,6 +69,7 @@ pub mod vault;
 #[cfg(test)]
 pub(crate) use error::{Code, Reason};
 pub(crate) use error::{ExchangeError, Resource};
+pub use exchange::REMEMBERED_PSEUDONYMS;
 pub(crate) use exchange::{CaseRef, Exchange, FindCases, GetCase, NewConsent, RequestCtx, Scope};
 pub(crate) use idempotency::IdempotencyKey;
 pub use statistics::StatisticsQuery;

@@ -144,10 +144,11 @@ impl Exchange {
         request: stats::Request,
         read: FactsReader,
     ) -> Result<Publication, ExchangeError> {
-        let _turn = self
+        let turn = self
             .statistics
             .1
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .map_err(|e| ExchangeError::internal("statistics", &e))?;
         let categories = [Category::Perspective, Category::Outcome, Category::Shelter];
@@ -187,7 +188,11 @@ impl Exchange {
             .collect();
         municipalities.sort();
         let settings = self.statistics.0;
+        // The turn goes with the computation: should this future be
+        // dropped, the thread still runs to its end, and no second
+        // computation may start beside it.
         tokio::task::spawn_blocking(move || {
+            let _turn = turn;
             stats::compute(&facts, &municipalities, &request, settings)
         })
         .await

@@ -33,7 +33,7 @@ use rustls::server::{ServerConfig, WebPkiClientVerifier};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tonic::transport::server::Connected;
@@ -270,10 +270,12 @@ pub struct ConnectionInfo {
     pub(crate) cert: CertCheck,
 }
 
-/// A TLS stream whose client has been identified.
+/// A TLS stream whose client has been identified. It holds one of the
+/// listener's open-connection slots until it is dropped.
 pub struct IdentifiedStream {
     inner: TlsStream<TcpStream>,
     info: ConnectionInfo,
+    _open: Option<OwnedSemaphorePermit>,
 }
 
 impl Connected for IdentifiedStream {
@@ -331,6 +333,11 @@ pub struct AcceptSettings {
     /// Handshakes in progress at once, from all sources; further
     /// connections wait in the listen backlog.
     pub(crate) max_handshakes: usize,
+    /// Connections open at once, handshakes in progress included; at the
+    /// limit the listener accepts no more until one closes (they wait in
+    /// the listen backlog). Each costs its TLS and HTTP/2 state, so this
+    /// bounds the memory open connections hold.
+    pub(crate) max_connections: usize,
 }
 
 /// The first byte of a TLS record that carries a handshake message
@@ -358,10 +365,18 @@ pub fn serve_tls(
 ) -> mpsc::Receiver<Result<IdentifiedStream, io::Error>> {
     let (tx, rx) = mpsc::channel(128);
     let slots = Arc::new(Semaphore::new(settings.max_handshakes.max(1)));
+    let open = Arc::new(Semaphore::new(settings.max_connections.max(1)));
     tokio::spawn(async move {
         loop {
             // When the server stops (the receiver is dropped), stop
             // accepting at once, so the port closes with it.
+            let connection = tokio::select! {
+                _ = tx.closed() => return,
+                p = open.clone().acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => return,
+                },
+            };
             let permit = tokio::select! {
                 _ = tx.closed() => return,
                 p = slots.clone().acquire_owned() => match p {
@@ -403,7 +418,8 @@ pub fn serve_tls(
             };
             let tx = tx.clone();
             tokio::spawn(async move {
-                if let Some(stream) = handshake.run(tcp).await {
+                if let Some(mut stream) = handshake.run(tcp).await {
+                    stream._open = Some(connection);
                     let _ = tx.send(Ok(stream)).await;
                 }
                 // The slots are held until the stream is handed over;
@@ -475,6 +491,7 @@ impl Handshake {
                 return Some(IdentifiedStream {
                     inner: stream,
                     info,
+                    _open: None,
                 });
             }
             Ok(Err(e)) => Some(e),

@@ -18,6 +18,11 @@
 //!   tonic gives by itself before a handler runs (undecodable messages,
 //!   unknown methods, unsupported compression, oversized messages) are
 //!   refusals with the right status, recorded like any other (`Edge`);
+//! - a request the edge admits runs to its end — handler and record —
+//!   whatever its caller does (a deadline that passes, a reset stream, a
+//!   closed connection), and at most `max_requests_in_flight` run at once,
+//!   a share of them per caller ([`InFlight`]); a request whose message is
+//!   not complete within `message_timeout_ms` ends before any handler;
 //! - no module outside `rpc` names a protobuf type: the gateway receives
 //!   domain values and category payloads as opaque bytes.
 //!
@@ -30,6 +35,7 @@ mod case;
 mod client;
 mod consent;
 mod convert;
+mod in_flight;
 pub mod proto;
 mod refusals;
 mod stats;
@@ -52,10 +58,16 @@ use crate::rpc::status::{status, with_id};
 use crate::tlog::Recorded;
 
 pub use client::Clients;
+pub use in_flight::InFlight;
 pub(crate) use refusals::Edge;
 pub use stats::{StatisticsAsk, get_statistics};
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// The id `Edge` gave a request, in its extensions: the id of its one
+/// access record and of its answer's `x-request-id`.
+#[derive(Clone, Debug)]
+pub(crate) struct RequestId(pub(crate) String);
 pub(crate) const ACTOR_HEADER: &str = "x-sluis-actor";
 
 /// The state every service shares: the gateway and the message limit.
@@ -88,7 +100,15 @@ impl Api {
     where
         Req: Message,
     {
-        let request_id = uuid::Uuid::now_v7().to_string();
+        // The edge gave the request its id (it may have to answer with it
+        // before this method does: a deadline that passes).
+        if let Some(started) = req.extensions().get::<refusals::Started>() {
+            started.0.notify_one();
+        }
+        let request_id = req
+            .extensions()
+            .get::<RequestId>()
+            .map_or_else(|| uuid::Uuid::now_v7().to_string(), |r| r.0.clone());
         let Some(info) = req.extensions().get::<ConnectionInfo>().cloned() else {
             // Only reachable if the server is wired without our TLS layer.
             return Err(with_id(
@@ -175,19 +195,23 @@ pub enum RouterError {
 /// The node's gRPC services on `server`: the four `sluis.v1` services,
 /// `grpc.health.v1` and server reflection (v1 and v1alpha), all behind
 /// [`Edge`], which applies the identity rules to every service and records
-/// every answer that does not come from [`Api::call`]. tonic refuses a
-/// message beyond 4 × `max_message_bytes` before decoding it (the edge
-/// records that as `RESOURCE_EXHAUSTED`); below, `Api::call` refuses
-/// oversized messages with `RESOURCE_EXHAUSTED` and an access record.
+/// every answer that does not come from [`Api::call`], and runs every
+/// admitted request to its end under a permit of `in_flight`. Every
+/// service's decoder refuses a message beyond `max_message_bytes` before
+/// buffering more of it (the edge records that as `RESOURCE_EXHAUSTED`), so
+/// the messages in hand are at most `max_requests_in_flight` ×
+/// `max_message_bytes`; `Api::call` checks a decoded message's size again.
 ///
 /// Errors: only if the embedded descriptors cannot be read.
 pub(crate) async fn router(
     server: Server,
     ex: Arc<Exchange>,
     max_message_bytes: usize,
+    message_timeout: std::time::Duration,
+    in_flight: InFlight,
 ) -> Result<(Routes, Health), RouterError> {
     let api = Api::new(ex.clone(), max_message_bytes);
-    let hard_cap = max_message_bytes.saturating_mul(4);
+    let cap = max_message_bytes;
     let (reporter, health_service) = tonic_health::server::health_reporter();
     let health = Health(reporter);
     health.set(true).await;
@@ -196,9 +220,16 @@ pub(crate) async fn router(
             .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
-    let reflection_v1 = reflection().build_v1()?;
-    let reflection_v1alpha = reflection().build_v1alpha()?;
-    let edge = Edge::new(ex, max_message_bytes, DESCRIPTOR_SETS)?;
+    let reflection_v1 = reflection().build_v1()?.max_decoding_message_size(cap);
+    let reflection_v1alpha = reflection().build_v1alpha()?.max_decoding_message_size(cap);
+    let health_service = health_service.max_decoding_message_size(cap);
+    let edge = Edge::new(
+        ex,
+        max_message_bytes,
+        message_timeout,
+        in_flight,
+        DESCRIPTOR_SETS,
+    )?;
     // Every service takes gzip-compressed requests and compresses its
     // answers for a client that says it accepts gzip (grpc-accept-encoding).
     // The decoding cap applies to the decompressed message.
@@ -207,25 +238,25 @@ pub(crate) async fn router(
         .layer(edge)
         .add_service(
             pb::case_service_server::CaseServiceServer::new(api.clone())
-                .max_decoding_message_size(hard_cap)
+                .max_decoding_message_size(cap)
                 .accept_compressed(Gzip)
                 .send_compressed(Gzip),
         )
         .add_service(
             pb::consent_service_server::ConsentServiceServer::new(api.clone())
-                .max_decoding_message_size(hard_cap)
+                .max_decoding_message_size(cap)
                 .accept_compressed(Gzip)
                 .send_compressed(Gzip),
         )
         .add_service(
             pb::audit_service_server::AuditServiceServer::new(api.clone())
-                .max_decoding_message_size(hard_cap)
+                .max_decoding_message_size(cap)
                 .accept_compressed(Gzip)
                 .send_compressed(Gzip),
         )
         .add_service(
             pb::statistics_service_server::StatisticsServiceServer::new(api)
-                .max_decoding_message_size(hard_cap)
+                .max_decoding_message_size(cap)
                 .accept_compressed(Gzip)
                 .send_compressed(Gzip),
         )

@@ -21,6 +21,19 @@
 //!   latter releases no case data and gets a request id and a record of
 //!   its call, written without holding the answer: health must be able to
 //!   say `NOT_SERVING` while the log cannot be written.
+//! - **Admitted work runs to its end.** A request the edge admits runs in
+//!   a task of its own — identity rules, the service, the record — holding
+//!   a permit of [`InFlight`] until it is done. A caller that stops waiting
+//!   (its `grpc-timeout` passes, it resets the stream, it closes the
+//!   connection) therefore never stops a handler halfway or leaves it
+//!   without its record. When the deadline passes first, the edge answers
+//!   `DEADLINE_EXCEEDED` with the request id, under which the request's own
+//!   record then says how it ended. Beyond `max_requests_in_flight`, or
+//!   its caller's share of them, a request is refused at once with
+//!   `UNAVAILABLE` (recorded). Until its handler starts a request only
+//!   waits for its message; a message not complete within
+//!   `message_timeout_ms` ends the request, before any handler, with
+//!   `DEADLINE_EXCEEDED` (recorded).
 //! - **gRPC only.** A request whose content-type is not `application/grpc`
 //!   gets HTTP 415 (gRPC over HTTP/2, "Requests") with `INVALID_ARGUMENT`,
 //!   a request id and a record.
@@ -38,6 +51,7 @@ use crate::gateway::{Exchange, ExchangeError, RequestCtx, Resource};
 use crate::net::identity::Peer;
 use crate::net::tls::ConnectionInfo;
 use crate::rpc::REQUEST_ID_HEADER;
+use crate::rpc::in_flight::{Full, InFlight};
 use crate::rpc::status::{status, with_id};
 
 /// The package whose methods answer through `Api::call`.
@@ -64,6 +78,9 @@ pub(crate) struct Edge {
 struct Shared {
     ex: Arc<Exchange>,
     max_message_bytes: usize,
+    /// From admission to a handler's start: how long the message may take.
+    message_timeout: std::time::Duration,
+    in_flight: InFlight,
     /// By HTTP/2 path, `/package.Service/Method`.
     methods: BTreeMap<String, Method>,
     /// The services, for the message to a caller of an unknown one.
@@ -76,6 +93,8 @@ impl Edge {
     pub(super) fn new(
         ex: Arc<Exchange>,
         max_message_bytes: usize,
+        message_timeout: std::time::Duration,
+        in_flight: InFlight,
         descriptor_sets: &[&[u8]],
     ) -> Result<Edge, prost::DecodeError> {
         let mut methods = BTreeMap::new();
@@ -103,6 +122,8 @@ impl Edge {
             shared: Arc::new(Shared {
                 ex,
                 max_message_bytes,
+                message_timeout,
+                in_flight,
                 methods,
                 services,
             }),
@@ -147,11 +168,15 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
         // The clone is not ready; the original is: take it, leave the clone.
         let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let inner = std::mem::replace(&mut self.inner, clone);
         let shared = self.shared.clone();
+        // The caller's deadline counts from here. tonic's own timer, which
+        // wraps this layer, starts just after and polls this future before
+        // it fires, so at the deadline the answer below is the one sent.
+        let deadline = grpc_timeout(req.headers()).map(|d| tokio::time::Instant::now() + d);
         Box::pin(async move {
             let request_id = uuid::Uuid::now_v7().to_string();
             let Some(info) = req.extensions().get::<ConnectionInfo>().cloned() else {
@@ -160,49 +185,182 @@ where
                 return Ok(with_id(s, &request_id).into_http());
             };
             let method = shared.methods.get(req.uri().path()).cloned();
-            let label = method.as_ref().map_or(UNKNOWN_METHOD, |m| m.label.as_str());
+            let label = method
+                .as_ref()
+                .map_or(UNKNOWN_METHOD, |m| m.label.as_str())
+                .to_string();
             let ctx = RequestCtx {
                 request_id: request_id.clone(),
                 peer: info.peer.clone(),
                 actor: None,
             };
-            if let Some(refusal) = admission(&info, req.headers()) {
-                let unsupported_media = matches!(refusal, Refusal::ContentType(_));
-                let mut resp = shared.refuse(&ctx, label, refusal.into()).await;
-                if unsupported_media {
-                    *resp.status_mut() = http::StatusCode::UNSUPPORTED_MEDIA_TYPE;
+            let permit = match shared.in_flight.admit(&info.peer) {
+                Ok(p) => p,
+                Err(full) => {
+                    let busy = match full {
+                        Full::Node(n) => ExchangeError::Busy(n),
+                        Full::Caller(n) => ExchangeError::CallerBusy(n),
+                    };
+                    return Ok(shared.refuse(&ctx, &label, busy).await);
                 }
-                return Ok(resp);
-            }
-            let mut resp = inner.call(req).await?;
-            if resp.headers().contains_key(REQUEST_ID_HEADER) {
-                // Api::call answered, and recorded.
-                return Ok(resp);
-            }
-            if let Some(code) = refused_code(&resp) {
-                let message = resp
-                    .extensions()
-                    .get::<tonic::Status>()
-                    .map(|s| s.message().to_string())
-                    .unwrap_or_default();
-                let e = shared.before_handler(method.as_ref(), code, &message);
-                return Ok(shared.refuse(&ctx, label, e).await);
-            }
-            // A service outside sluis.v1 answered. It releases no case
-            // data, and health must be able to say NOT_SERVING while the
-            // log cannot be written: recorded without holding the answer.
-            let (ex, label) = (shared.ex.clone(), label.to_string());
+            };
+            req.extensions_mut()
+                .insert(crate::rpc::RequestId(request_id.clone()));
+            // The request's work runs in a task of its own, holding its
+            // permit to the end, so that nothing the caller does — a
+            // deadline that passes, a stream it resets, a connection it
+            // closes — stops a handler halfway or leaves it unrecorded.
+            let (answer_tx, answer) = tokio::sync::oneshot::channel();
+            let work = Work {
+                shared,
+                info,
+                ctx,
+                method,
+                label,
+            };
             tokio::spawn(async move {
-                if let Err(e) = ex.admit(&ctx, &label).await {
-                    tracing::warn!(request_id = %ctx.request_id, method = %label, error = %e, "answer outside sluis.v1 not recorded");
-                }
+                work.run(inner, req, answer_tx).await;
+                drop(permit);
             });
-            if let Ok(v) = http::HeaderValue::from_str(&request_id) {
-                resp.headers_mut().insert(REQUEST_ID_HEADER, v);
+            let answer = match deadline {
+                None => answer.await,
+                Some(at) => {
+                    tokio::pin!(answer);
+                    tokio::select! {
+                        biased;
+                        a = &mut answer => a,
+                        () = tokio::time::sleep_until(at) => {
+                            return Ok(status(ExchangeError::DeadlineExceeded, &request_id).into_http());
+                        }
+                    }
+                }
+            };
+            match answer {
+                Ok(resp) => resp,
+                // The task panicked (a defect; its cause is in the node's
+                // log): no record was made.
+                Err(_) => Ok(status(ExchangeError::Internal("request"), &request_id).into_http()),
             }
-            Ok(resp)
         })
     }
+}
+
+/// One admitted request: everything from the identity rules to its
+/// record, run to its end whether or not anyone still waits for the answer.
+struct Work {
+    shared: Arc<Shared>,
+    info: ConnectionInfo,
+    ctx: RequestCtx,
+    method: Option<Method>,
+    label: String,
+}
+
+type Answer<E> = tokio::sync::oneshot::Sender<Result<HttpResponse, E>>;
+
+/// In a request's extensions: told by `Api::call` the moment a handler
+/// starts, after tonic has read the whole message.
+#[derive(Clone)]
+pub(crate) struct Started(pub(crate) Arc<tokio::sync::Notify>);
+
+impl Work {
+    async fn run<S, B>(self, mut inner: S, req: http::Request<B>, answer: Answer<S::Error>)
+    where
+        S: tower::Service<http::Request<B>, Response = HttpResponse>,
+    {
+        let Work {
+            shared,
+            info,
+            ctx,
+            method,
+            label,
+        } = self;
+        if let Some(refusal) = admission(&info, req.headers()) {
+            let unsupported_media = matches!(refusal, Refusal::ContentType(_));
+            let mut resp = shared.refuse(&ctx, &label, refusal.into()).await;
+            if unsupported_media {
+                *resp.status_mut() = http::StatusCode::UNSUPPORTED_MEDIA_TYPE;
+            }
+            let _ = answer.send(Ok(resp));
+            return;
+        }
+        // Until a handler starts, the request is only waiting for its
+        // message: a caller that never finishes sending it would hold its
+        // place for as long as it likes. That wait is bounded; a handler
+        // that has started runs to its end.
+        let started = Arc::new(tokio::sync::Notify::new());
+        let mut req = req;
+        req.extensions_mut().insert(Started(started.clone()));
+        let call = inner.call(req);
+        tokio::pin!(call);
+        let result = tokio::select! {
+            biased;
+            r = &mut call => r,
+            () = started.notified() => call.await,
+            () = tokio::time::sleep(shared.message_timeout) => {
+                let late = ExchangeError::MessageTimeout(shared.message_timeout.as_millis() as u64);
+                let _ = answer.send(Ok(shared.refuse(&ctx, &label, late).await));
+                return;
+            }
+        };
+        let mut resp = match result {
+            Ok(resp) => resp,
+            Err(e) => {
+                let _ = answer.send(Err(e));
+                return;
+            }
+        };
+        if resp.headers().contains_key(REQUEST_ID_HEADER) {
+            // Api::call answered, and recorded.
+            let _ = answer.send(Ok(resp));
+            return;
+        }
+        if let Some(code) = refused_code(&resp) {
+            let message = resp
+                .extensions()
+                .get::<tonic::Status>()
+                .map(|s| s.message().to_string())
+                .unwrap_or_default();
+            let e = shared.before_handler(method.as_ref(), code, &message);
+            let _ = answer.send(Ok(shared.refuse(&ctx, &label, e).await));
+            return;
+        }
+        // A service outside sluis.v1 answered. It releases no case data,
+        // and health must be able to say NOT_SERVING while the log cannot
+        // be written: answered first, recorded after (still holding the
+        // request's permit).
+        if let Ok(v) = http::HeaderValue::from_str(&ctx.request_id) {
+            resp.headers_mut().insert(REQUEST_ID_HEADER, v);
+        }
+        let _ = answer.send(Ok(resp));
+        if let Err(e) = shared.ex.admit(&ctx, &label).await {
+            tracing::warn!(request_id = %ctx.request_id, method = %label, error = %e, "answer outside sluis.v1 not recorded");
+        }
+    }
+}
+
+/// The caller's deadline from `grpc-timeout` (gRPC over HTTP/2: at most 8
+/// digits and a unit, H M S m u n); none when absent or malformed, as tonic
+/// reads it.
+fn grpc_timeout(headers: &http::HeaderMap) -> Option<std::time::Duration> {
+    use std::time::Duration;
+    let v = headers.get("grpc-timeout")?.to_str().ok()?;
+    if v.len() < 2 || v.len() > 9 {
+        return None;
+    }
+    let (digits, unit) = v.split_at(v.len() - 1);
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
 }
 
 /// Why a request is refused before any service sees it.

@@ -7,8 +7,8 @@
 //! - always `ErrorInfo`: the reason, the domain [`ERROR_DOMAIN`], and
 //!   metadata a program can act on (the field's path, the size limit);
 //! - `BadRequest` with one field violation for an invalid field;
-//! - `RetryInfo` for errors a retry cures by itself (`UNAVAILABLE`,
-//!   `ABORTED`);
+//! - `RetryInfo` for errors a retry cures by itself (`UNAVAILABLE`, the
+//!   node or the caller busy among them, and `ABORTED`);
 //! - `ResourceInfo` for `NOT_FOUND`: the kind of resource and, when the node
 //!   issued it, its id.
 //!
@@ -44,6 +44,18 @@ pub(crate) fn status(e: ExchangeError, request_id: &str) -> Status {
         }
         ExchangeError::TooLarge { max, .. } => {
             metadata.insert("max_message_bytes".to_string(), max.to_string());
+        }
+        ExchangeError::Busy(max) => {
+            metadata.insert("max_requests_in_flight".to_string(), max.to_string());
+        }
+        ExchangeError::CallerBusy(max) => {
+            metadata.insert(
+                "max_requests_in_flight_per_caller".to_string(),
+                max.to_string(),
+            );
+        }
+        ExchangeError::MessageTimeout(ms) => {
+            metadata.insert("message_timeout_ms".to_string(), ms.to_string());
         }
         ExchangeError::NotFound(missing) => {
             details.set_resource_info(
@@ -83,6 +95,7 @@ mod tests {
         for (ours, theirs) in [
             (Code::Ok, tonic::Code::Ok),
             (Code::InvalidArgument, tonic::Code::InvalidArgument),
+            (Code::DeadlineExceeded, tonic::Code::DeadlineExceeded),
             (Code::NotFound, tonic::Code::NotFound),
             (Code::AlreadyExists, tonic::Code::AlreadyExists),
             (Code::Aborted, tonic::Code::Aborted),

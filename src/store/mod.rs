@@ -56,6 +56,7 @@ use crate::model::{Category, Role};
 use crate::tlog::merkle::{Hash, NodeId};
 
 use scan::Chunk;
+pub(crate) use sqlite::CacheBounds;
 
 /// Why the store could not do what was asked. Messages say what to fix and
 /// never carry a database password.
@@ -521,16 +522,16 @@ impl Store {
     /// Makes this process the database's node. On SQLite a file has one
     /// node: this takes an exclusive lock on `<database>.node-lock` (held
     /// until [`close`](Self::close)), checkpoints the WAL in the background
-    /// so that a log append seldom pays for it, and keeps up to
-    /// `cache_entries` cases and consent lists in memory (0: none),
+    /// so that a log append seldom pays for it, and keeps cases and consent
+    /// lists in memory within `cache` (0 entries: none),
     /// forgotten the moment a change to them commits — safe only because
     /// the node sees every change. On PostgreSQL, where replicas change the
     /// data behind each other's backs, this does nothing and every request
     /// reads. Errors: [`StoreError::InUse`] when another node serves the
     /// file, [`StoreError::Lock`] when the lock file cannot be made.
-    pub(crate) fn claim_for_node(mut self, cache_entries: usize) -> Result<Store, StoreError> {
+    pub(crate) fn claim_for_node(mut self, cache: CacheBounds) -> Result<Store, StoreError> {
         if let Backend::Sqlite(s) = &mut self.backend {
-            s.claim_for_node(cache_entries)?;
+            s.claim_for_node(cache)?;
         }
         Ok(self)
     }

@@ -34,10 +34,15 @@ pub enum AuditError {
     /// The writer task is gone (the node is stopping, or it panicked).
     #[error("the access log writer has stopped; restart the node")]
     WriterStopped,
-    /// The database refused the batch. Shared: one failed batch fails every
-    /// record in it.
+    /// The database took no record of the batch. Shared: every record of
+    /// the batch gets it.
     #[error("the access log cannot be written: {0}")]
     Store(#[source] Arc<StoreError>),
+    /// The database refused this record (a constraint, a trigger, a value
+    /// it does not take) while it took others of the same batch: only this
+    /// request fails, and retrying it will not help.
+    #[error("the database refused this access record: {0}")]
+    Refused(#[source] Arc<StoreError>),
     /// The log is shorter than a checkpoint the node signed.
     #[error(
         "the log has {log_size} entries but a checkpoint for {checkpoint_size} was signed: entries were removed; run `sluis audit verify`"
@@ -294,66 +299,147 @@ impl Writer {
         }
     }
 
+    /// Writes a batch in one transaction. If the database refuses it for
+    /// something in the records ([`StoreError::Db`]: a constraint, a
+    /// trigger, a value it does not take), the batch is split in halves,
+    /// and each half written or split again, so that only the records it
+    /// refuses on their own fail ([`AuditError::Refused`]) and every other
+    /// request of the group commit goes through. If it takes none at all,
+    /// the log cannot be written now, and every record fails as one
+    /// ([`AuditError::Store`]). Failures of the database itself (cannot be
+    /// reached, disk full) fail the whole batch at once, as before.
     async fn write(&mut self, batch: &mut Vec<Pending>) {
         let mut rows: Vec<LogRow> = Vec::with_capacity(batch.len());
-        let mut issued: Vec<IssuedPseudonym> = Vec::new();
+        let mut issued: Vec<Vec<IssuedPseudonym>> = Vec::with_capacity(batch.len());
         let mut waiting = Vec::with_capacity(batch.len());
         for p in batch.drain(..) {
             rows.push(p.row);
-            issued.extend(p.issued);
+            issued.push(p.issued);
             waiting.push(p.done);
         }
         let leaves: Vec<merkle::Hash> = rows.iter().map(|r| merkle::leaf_hash(&r.record)).collect();
+        let mut outcomes: Vec<Option<Result<i64, AuditError>>> =
+            std::iter::repeat_with(|| None).take(rows.len()).collect();
+        // Ranges still to write, the next one last, so that records are
+        // written in the order their requests came.
+        let mut todo = vec![(0, rows.len())];
+        let (mut written, mut refused) = (0usize, 0usize);
+        while let Some((lo, hi)) = todo.pop() {
+            // A checkpoint goes with a whole batch only; the records of a
+            // split batch are signed by the next batch or the interval.
+            let whole = hi - lo == rows.len();
+            match self
+                .append_range(&rows[lo..hi], &issued[lo..hi], &leaves[lo..hi], whole)
+                .await
+            {
+                Ok(first_seq) => {
+                    written += hi - lo;
+                    for (i, slot) in outcomes[lo..hi].iter_mut().enumerate() {
+                        *slot = Some(Ok(first_seq + i as i64));
+                    }
+                }
+                Err(e @ StoreError::Db(_)) if hi - lo == 1 => {
+                    refused += 1;
+                    outcomes[lo] = Some(Err(AuditError::Refused(Arc::new(e))));
+                }
+                Err(StoreError::Db(_)) => {
+                    let mid = lo + (hi - lo) / 2;
+                    todo.push((mid, hi));
+                    todo.push((lo, mid));
+                }
+                Err(e) => {
+                    // The database itself failed (unreachable, full):
+                    // nothing more of this batch can be written now.
+                    let e = AuditError::from(e);
+                    for (l, h) in std::iter::once((lo, hi)).chain(todo.drain(..)) {
+                        for slot in &mut outcomes[l..h] {
+                            *slot = Some(Err(e.clone()));
+                        }
+                    }
+                }
+            }
+        }
+        if refused > 0 && written == 0 {
+            // Not one record taken, each refused on its own: not the
+            // records but the log cannot be written (a trigger refusing
+            // every insert, a table gone), and every request fails as one.
+            for slot in &mut outcomes {
+                if let Some(Err(AuditError::Refused(e))) = slot {
+                    *slot = Some(Err(AuditError::Store(e.clone())));
+                }
+            }
+        } else if refused > 0 {
+            tracing::error!(
+                refused,
+                written,
+                "the database refused access records on their own while it took the rest of their batch: those requests failed closed, the others went through"
+            );
+        }
+        let mut failed: Option<(AuditError, usize)> = None;
+        for (done, outcome) in waiting.into_iter().zip(outcomes) {
+            // Every range ends written, refused or failed.
+            let outcome = outcome.unwrap_or(Err(AuditError::WriterStopped));
+            if let Err(e) = &outcome
+                && !matches!(e, AuditError::Refused(_))
+            {
+                let n = failed.as_ref().map_or(0, |(_, n)| *n);
+                failed = Some((e.clone(), n + 1));
+            }
+            let _ = done.send(outcome);
+        }
+        if let Some((e, n)) = failed {
+            self.failures.note(&e, n);
+        }
+    }
+
+    /// Appends `rows` (with the pseudonyms their requests issued and their
+    /// leaf hashes) where the log ends, in one transaction, catching up
+    /// with another replica that appended first; returns the first row's
+    /// index. `checkpoint`: sign one with it if one is due. On failure
+    /// nothing of it is in the log and the tree is as it was.
+    async fn append_range(
+        &mut self,
+        rows: &[LogRow],
+        issued: &[Vec<IssuedPseudonym>],
+        leaves: &[merkle::Hash],
+        checkpoint: bool,
+    ) -> Result<i64, StoreError> {
+        let issued: Vec<IssuedPseudonym> = issued.concat();
         let mut attempt = 0;
-        let outcome = loop {
+        loop {
             attempt += 1;
             let before = self.frontier.clone();
             let first_seq = self.frontier.size() as i64;
             let mut nodes = Vec::with_capacity(rows.len() * 2);
-            for leaf in &leaves {
+            for leaf in leaves {
                 self.frontier.push_with(*leaf, |id, h| nodes.push((id, *h)));
             }
-            let checkpoint = (self.signed_at.elapsed() >= self.settings.checkpoint_interval)
+            let cp = (checkpoint && self.signed_at.elapsed() >= self.settings.checkpoint_interval)
                 .then(|| self.signed_checkpoint())
                 .flatten();
-            match self
+            let result = self
                 .sink
-                .append(first_seq, &rows, &issued, &nodes, checkpoint.as_ref())
-                .await
-            {
+                .append(first_seq, rows, &issued, &nodes, cp.as_ref())
+                .await;
+            match result {
                 Ok(()) => {
-                    if let Some(cp) = checkpoint {
+                    if let Some(cp) = cp {
                         self.signed_size = cp.size as u64;
                         self.signed_at = Instant::now();
                     }
-                    break Ok(first_seq);
+                    return Ok(first_seq);
                 }
                 Err(StoreError::Raced { size }) if attempt < MAX_RACES => {
                     // Another replica appended first: catch up with the
                     // stored tree and take the next positions.
                     self.frontier = before;
-                    if let Err(e) = self.catch_up(size as u64).await {
-                        break Err(e);
-                    }
+                    self.catch_up(size as u64).await?;
                 }
                 Err(e) => {
-                    // Nothing of the batch is in the log: forget it, so the
-                    // next batch takes the same positions.
+                    // Nothing of it is in the log: forget it, so that what
+                    // is written next takes the same positions.
                     self.frontier = before;
-                    break Err(AuditError::from(e));
-                }
-            }
-        };
-        match outcome {
-            Ok(first_seq) => {
-                for (i, done) in waiting.into_iter().enumerate() {
-                    let _ = done.send(Ok(first_seq + i as i64));
-                }
-            }
-            Err(e) => {
-                self.failures.note(&e, waiting.len());
-                for done in waiting {
-                    let _ = done.send(Err(e.clone()));
+                    return Err(e);
                 }
             }
         }
@@ -362,11 +448,11 @@ impl Writer {
     /// Rebuilds the compact range at `size` from the stored tree (written by
     /// another replica). The stored nodes up to the last checkpoint this
     /// writer checked are trusted; what others appended since extends them.
-    async fn catch_up(&mut self, size: u64) -> Result<(), AuditError> {
+    async fn catch_up(&mut self, size: u64) -> Result<(), StoreError> {
         let ids = Frontier::perfect_nodes_for(size);
         let nodes = self.store.merkle_nodes(&ids).await?;
         self.frontier = Frontier::from_nodes(size, |id| nodes.get(&id).copied())
-            .ok_or(AuditError::NodesMissing { size })?;
+            .ok_or_else(|| StoreError::Corrupt(AuditError::NodesMissing { size }.to_string()))?;
         Ok(())
     }
 

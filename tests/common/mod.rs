@@ -3,6 +3,8 @@
 //! clients that connect with their own certificates.
 #![allow(dead_code)]
 
+pub mod by_hand;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -94,13 +96,20 @@ impl TestNode {
         self.ca().issue_client(spec).unwrap()
     }
 
+    /// A dev participant's certificate and key (PEM).
+    pub fn identity(&self, participant: &str) -> (String, String) {
+        let read = |ext: &str| {
+            std::fs::read_to_string(self.pki().join(format!("clients/{participant}.{ext}")))
+                .unwrap()
+        };
+        (read("pem"), read("key"))
+    }
+
     /// Clients for a dev participant, with its own certificate.
     pub async fn client(&self, participant: &str) -> Clients {
-        let cert =
-            std::fs::read_to_string(self.pki().join(format!("clients/{participant}.pem"))).unwrap();
-        let key =
-            std::fs::read_to_string(self.pki().join(format!("clients/{participant}.key"))).unwrap();
-        self.client_with(Some((cert, key))).await.expect("connect")
+        self.client_with(Some(self.identity(participant)))
+            .await
+            .expect("connect")
     }
 
     pub async fn client_with(
@@ -156,6 +165,44 @@ impl TestNode {
         db.close().await;
         hex::encode(hash.finalize())
     }
+}
+
+/// Holds the access log's table locked over a connection of the test's
+/// own, so that records wait before they are written (SQLite: the write
+/// lock, within the node's 5 s busy timeout; PostgreSQL: a table lock).
+pub struct LogLock(Database);
+
+impl LogLock {
+    pub async fn take(node: &TestNode) -> LogLock {
+        let mut db = connect_database(&node.database_url()).await;
+        if db.is_postgres() {
+            db.execute("BEGIN", &[]).await;
+            db.execute("LOCK TABLE access_log IN EXCLUSIVE MODE", &[])
+                .await;
+        } else {
+            db.execute("BEGIN IMMEDIATE", &[]).await;
+        }
+        LogLock(db)
+    }
+
+    pub async fn release(mut self) {
+        self.0.execute("COMMIT", &[]).await;
+        self.0.close().await;
+    }
+}
+
+/// Waits until `n` requests are in progress on the node at once.
+pub async fn wait_in_flight(node: &TestNode, n: usize) {
+    for _ in 0..200 {
+        if node.node.in_flight.now() >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!(
+        "{n} requests never were in progress at once ({} are)",
+        node.node.in_flight.now()
+    );
 }
 
 /// What [`TestNode::digest`] covers: every row of every table a request
@@ -455,6 +502,31 @@ pub async fn register(c: &mut Clients) -> (String, String) {
         .expect("register")
         .into_inner();
     (r.case_id, r.subject_pseudonym)
+}
+
+/// The ids of every case the caller owns (`FindCases` with `SCOPE_OWN`,
+/// page by page).
+pub async fn own_cases(c: &mut Clients) -> Vec<String> {
+    let mut own = Vec::new();
+    let mut token = String::new();
+    loop {
+        let r = c
+            .cases
+            .find_cases(with_actor(pb::FindCasesRequest {
+                scope: pb::find_cases_request::Scope::Own as i32,
+                purpose: String::new(),
+                page_size: 500,
+                page_token: token.clone(),
+            }))
+            .await
+            .expect("find own cases")
+            .into_inner();
+        own.extend(r.cases.into_iter().map(|c| c.case_id));
+        if r.next_page_token.is_empty() {
+            return own;
+        }
+        token = r.next_page_token;
+    }
 }
 
 pub fn participant(id: &str) -> pb::Recipient {

@@ -15,6 +15,7 @@
 //! disk when it returns, and readers never block the writer.
 
 mod cache;
+pub(crate) use cache::CacheBounds;
 mod claim;
 mod migrate;
 mod scan;
@@ -253,17 +254,17 @@ impl SqliteStore {
 
     /// Makes this process the file's one node: takes its lock (see
     /// `claim`), checkpoints the WAL in the background (and warns while it
-    /// stays above its warning size), and keeps up to `cache_entries` cases
-    /// and consent lists in memory (0: none).
-    pub(super) fn claim_for_node(&mut self, cache_entries: usize) -> Result<(), StoreError> {
+    /// stays above its warning size), and keeps cases and consent lists in
+    /// memory within `cache` (0 entries: none).
+    pub(super) fn claim_for_node(&mut self, cache: CacheBounds) -> Result<(), StoreError> {
         let store = self.clone();
         let held = claim::claim(&self.file, self.wal_bounds.warn, move || {
             let store = store.clone();
             async move { store.checkpoint_wal().await }
         })?;
         *self.claim.lock().unwrap_or_else(|p| p.into_inner()) = Some(held);
-        if cache_entries > 0 {
-            self.cache = Some(Arc::new(ReadCache::new(cache_entries)));
+        if cache.entries > 0 {
+            self.cache = Some(Arc::new(ReadCache::new(cache)));
         }
         Ok(())
     }
