@@ -611,6 +611,43 @@ async fn an_inclusion_proof_past_the_end_is_out_of_range() {
     }
 }
 
+/// A caller proving the call it just made gets its proof, not an error to
+/// retry: the node waits for the checkpoint that covers the entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inclusion_proof_of_a_call_just_made_waits_for_its_checkpoint() {
+    let node = TestNode::start().await;
+    let mut owner = node.client(GEMEENTE).await;
+    let mut officer = node.client(OFFICER).await;
+    for _ in 0..3 {
+        // Registered a moment after the previous one: a checkpoint was
+        // signed with the previous batch at most, not with this one.
+        let id = owner
+            .cases
+            .register_case(with_actor(pb::RegisterCaseRequest {
+                request_id: String::new(),
+                data: Some(full_case("Test Persoon", "1234567890", "111222333")),
+            }))
+            .await
+            .expect("register")
+            .into_inner()
+            .access_record_id;
+        let proof = officer
+            .audit
+            .get_inclusion_proof(pb::GetInclusionProofRequest {
+                entry: Some(pb::get_inclusion_proof_request::Entry::AccessRecordId(
+                    id.clone(),
+                )),
+                tree_size: 0,
+            })
+            .await
+            .expect("the proof of a call just made")
+            .into_inner();
+        let cp = proof.checkpoint.unwrap();
+        assert!(proof.index < cp.size, "{} < {}", proof.index, cp.size);
+        assert_eq!(record_of(&node, &id).await.method, "RegisterCase");
+    }
+}
+
 fn field_of_info(d: &ErrorDetails) -> String {
     d.error_info().unwrap().metadata["field"].clone()
 }

@@ -1255,6 +1255,11 @@ impl Exchange {
         self.finish(rec, result).await
     }
 
+    /// How often the log signs a checkpoint while entries arrive.
+    pub(super) fn checkpoint_interval(&self) -> std::time::Duration {
+        self.audit.checkpoint_interval()
+    }
+
     /// Signs a checkpoint over the log's tail not yet covered by one; the
     /// node calls it once requests have drained, before closing the store.
     pub(crate) async fn sign_pending(&self) {

@@ -83,6 +83,7 @@ enum Msg {
 #[derive(Clone)]
 pub struct AuditLog {
     tx: mpsc::Sender<Msg>,
+    checkpoint_interval: Duration,
 }
 
 /// How the log signs its checkpoints.
@@ -182,6 +183,7 @@ impl AuditLog {
             None => 0,
         };
         let (tx, rx) = mpsc::channel::<Msg>(4 * MAX_BATCH);
+        let checkpoint_interval = settings.checkpoint_interval;
         let writer = Writer {
             store,
             sink,
@@ -193,7 +195,10 @@ impl AuditLog {
             failures: Failures::default(),
         };
         tokio::spawn(writer.run(rx));
-        Ok(AuditLog { tx })
+        Ok(AuditLog {
+            tx,
+            checkpoint_interval,
+        })
     }
 
     /// Appends a record and waits until it is durable: the proof of that,
@@ -227,6 +232,12 @@ impl AuditLog {
 }
 
 impl AuditLog {
+    /// The longest an entry waits for a checkpoint that covers it, while
+    /// the writer runs.
+    pub fn checkpoint_interval(&self) -> Duration {
+        self.checkpoint_interval
+    }
+
     /// Signs a checkpoint over every entry written so far, if any is not
     /// yet covered; called on a clean stop so no tail stays unsigned.
     pub async fn sign_pending(&self) {
