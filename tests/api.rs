@@ -540,6 +540,20 @@ async fn paging_follows_aip_158() {
         .await
         .unwrap_err();
     assert_eq!(invalid_field(&s), "page_token");
+    // The caller's own token, for another listing (AIP-158: the other
+    // fields stay the same from page to page): refused, not read as a
+    // position in a listing it was not issued for.
+    let s = c
+        .cases
+        .find_cases(with_actor(pb::FindCasesRequest {
+            scope: pb::find_cases_request::Scope::Visible as i32,
+            purpose: "return".into(),
+            ..find(10, &big.next_page_token)
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(invalid_field(&s), "page_token");
+    assert!(s.message().contains("same scope and purpose"), "{s:?}");
 
     // QueryAccess: a limit above the maximum is read as the maximum; a
     // negative one is refused.
