@@ -702,6 +702,80 @@ async fn domain_validation_refuses_what_cannot_be_meant() {
     let digest_after_register = node.digest().await;
     assert_ne!(digest, digest_after_register);
 
+    // Case dates: what has happened is not in the future, and nothing in a
+    // case is before 1900. Refused on an update too, which changes nothing.
+    let update = |data: pb::CaseData| pb::UpdateCaseRequest {
+        case_id: case_id.clone(),
+        data: Some(data),
+        request_id: String::new(),
+    };
+    let refused_dates = [
+        (
+            pb::CaseData {
+                outcome: Some(pb::Outcome {
+                    outcome_kind: 1,
+                    date: "2099-01-01".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            "data.outcome.date",
+            "in the future",
+        ),
+        (
+            pb::CaseData {
+                perspective: Some(pb::Perspective {
+                    intake_date: "2099-01-01".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            "data.perspective.intake_date",
+            "in the future",
+        ),
+        (
+            pb::CaseData {
+                shelter: Some(pb::Shelter {
+                    location: "LVV Oost".into(),
+                    since: "1800-01-01".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            "data.shelter.since",
+            "before 1900-01-01",
+        ),
+    ];
+    for (data, field, says) in refused_dates {
+        let s = owner
+            .cases
+            .update_case(with_actor(update(data)))
+            .await
+            .unwrap_err();
+        let d = details(&s, Code::InvalidArgument, "INVALID_FIELD");
+        assert_eq!(field_of(&d), field);
+        assert!(s.message().contains(says), "{field}: {s:?}");
+    }
+    assert_eq!(
+        node.digest().await,
+        digest_after_register,
+        "nothing changed"
+    );
+    owner
+        .cases
+        .update_case(with_actor(update(pb::CaseData {
+            shelter: Some(pb::Shelter {
+                location: "LVV Oost".into(),
+                since: "2026-01-01".into(),
+                until: "2099-01-01".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })))
+        .await
+        .expect("a shelter place may be planned to end in the future");
+    let digest_after_register = node.digest().await;
+
     // Consent to recipients that can never receive case data: the roles
     // privacy_officer and monitor, or a participant in such a role.
     let refused = [
@@ -737,6 +811,9 @@ async fn domain_validation_refuses_what_cannot_be_meant() {
             "valid_until",
             "in the past",
         ),
+        // Only valid_until set, a moment ago: the message is about the
+        // field the caller set, not a valid_from it never wrote.
+        (None, at(now_s() - 5), "valid_until", "in the past"),
         (None, at(now_s() + 1827 * day), "valid_until", "1826 days"),
         (at(now_s() + 1900 * day), None, "valid_from", "1826 days"),
     ];

@@ -1090,15 +1090,17 @@ impl Exchange {
         let Some(until) = until else {
             return Ok(());
         };
-        if until <= from {
-            return Err(Invalid::new("valid_until", "valid_until must be after valid_from").into());
-        }
+        // Past first: a caller who set only valid_until (valid_from
+        // defaults to now) never wrote a valid_from to be compared with.
         if until <= now {
             return Err(Invalid::new(
                 "valid_until",
                 "valid_until is in the past: this consent would never be in force; record it with a window that has not ended",
             )
             .into());
+        }
+        if until <= from {
+            return Err(Invalid::new("valid_until", "valid_until must be after valid_from").into());
         }
         if until - from > max {
             return Err(Invalid::new(

@@ -113,14 +113,45 @@ pub(crate) fn date_of_birth(field: &str, s: &str, today: time::Date) -> Result<(
     Ok(())
 }
 
-/// Two dates that are each valid ([`date`]) and, when both are given, in
+/// A date in a case ([`date`]; empty: not known): not before
+/// [`EARLIEST_BIRTH`], as nothing in a subject's case happened before any
+/// subject was born (`1800-01-01` is a placeholder or a typo, and would
+/// count in statistics as a case centuries long).
+pub(crate) fn case_date(field: &str, s: &str) -> Result<(), Invalid> {
+    date(field, s)?;
+    match crate::model::outcome::parse_date(s) {
+        Some(d) if d < EARLIEST_BIRTH => Err(Invalid::new(
+            field,
+            format!("{field} is before {EARLIEST_BIRTH}: check the year"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The date of something that has happened ([`case_date`]): not after
+/// `today` (the node's date, UTC). An intake, a decision or an outcome
+/// dated in the future cannot be meant, and statistics count from them.
+pub(crate) fn past_date(field: &str, s: &str, today: time::Date) -> Result<(), Invalid> {
+    case_date(field, s)?;
+    match crate::model::outcome::parse_date(s) {
+        Some(d) if d > today => Err(Invalid::new(
+            field,
+            format!(
+                "{field} is in the future: give the date it happened, YYYY-MM-DD, or leave it empty when not known"
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Two dates that are each valid ([`case_date`]) and, when both are given, in
 /// order: `until` not before `since`.
 pub(crate) fn date_range(
     (since_field, since): (&str, &str),
     (until_field, until): (&str, &str),
 ) -> Result<(), Invalid> {
-    date(since_field, since)?;
-    date(until_field, until)?;
+    case_date(since_field, since)?;
+    case_date(until_field, until)?;
     // Valid YYYY-MM-DD dates order as their text does.
     if !since.is_empty() && !until.is_empty() && until < since {
         return Err(Invalid::new(

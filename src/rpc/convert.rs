@@ -170,6 +170,7 @@ pub(crate) type Payloads = (Vec<(Category, Vec<u8>)>, Vec<SubjectKey>);
 /// Checks case data and splits it into per-category payloads, plus the
 /// subject's identifiers for the index.
 pub(crate) fn case_input(data: pb::CaseData) -> Result<Payloads, ExchangeError> {
+    let today = crate::model::clock::today();
     let mut out = Vec::new();
     let mut keys = Vec::new();
     if let Some(v) = data.identity {
@@ -178,9 +179,10 @@ pub(crate) fn case_input(data: pb::CaseData) -> Result<Payloads, ExchangeError> 
     }
     if let Some(v) = data.residence_procedure {
         validate::text("data.residence_procedure.status", &v.status, MAX_TEXT)?;
-        validate::date(
+        validate::past_date(
             "data.residence_procedure.last_decision_date",
             &v.last_decision_date,
+            today,
         )?;
         out.push((Category::ResidenceProcedure, v.encode_to_vec()));
     }
@@ -211,7 +213,7 @@ pub(crate) fn case_input(data: pb::CaseData) -> Result<Payloads, ExchangeError> 
                 "data.perspective.intake_scenario is not a known PerspectiveKind",
             ));
         }
-        validate::date("data.perspective.intake_date", &v.intake_date)?;
+        validate::past_date("data.perspective.intake_date", &v.intake_date, today)?;
         if v.milestones.len() > 64 {
             return Err(invalid(
                 "data.perspective.milestones",
@@ -224,7 +226,8 @@ pub(crate) fn case_input(data: pb::CaseData) -> Result<Payloads, ExchangeError> 
                 &m.description,
                 512,
             )?;
-            validate::date(&format!("data.perspective.milestones[{i}].date"), &m.date)?;
+            // A milestone may be planned: a future date is fine.
+            validate::case_date(&format!("data.perspective.milestones[{i}].date"), &m.date)?;
         }
         out.push((Category::Perspective, v.encode_to_vec()));
     }
@@ -237,7 +240,7 @@ pub(crate) fn case_input(data: pb::CaseData) -> Result<Payloads, ExchangeError> 
         out.push((Category::Safety, v.encode_to_vec()));
     }
     if let Some(v) = data.outcome {
-        out.push((Category::Outcome, outcome(v)?.encode_to_vec()));
+        out.push((Category::Outcome, outcome(v, today)?.encode_to_vec()));
     }
     Ok((out, keys))
 }
@@ -245,14 +248,14 @@ pub(crate) fn case_input(data: pb::CaseData) -> Result<Payloads, ExchangeError> 
 /// Checks an outcome and, for one written with `outcome_kind`, fills in
 /// the former model's `reached` and `kind` so that readers of that model
 /// still understand it (a client that sets them must agree with the kind).
-fn outcome(mut v: pb::Outcome) -> Result<pb::Outcome, ExchangeError> {
+fn outcome(mut v: pb::Outcome, today: time::Date) -> Result<pb::Outcome, ExchangeError> {
     if pb::PerspectiveKind::try_from(v.kind).is_err() {
         return Err(invalid(
             "data.outcome.kind",
             "data.outcome.kind is not a known PerspectiveKind",
         ));
     }
-    validate::date("data.outcome.date", &v.date)?;
+    validate::past_date("data.outcome.date", &v.date, today)?;
     if v.outcome_kind == 0 {
         return Ok(v);
     }
