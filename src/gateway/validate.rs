@@ -58,7 +58,9 @@ pub(crate) fn text(field: &str, s: &str, max: usize) -> Result<(), Invalid> {
 /// other control character, no line separator, no bidirectional override
 /// ([`printable_in_line`]). For free text that a signed note may carry
 /// (a consent's evidence reference, a withdrawal note): a newline there would
-/// let its writer add lines the node then signs.
+/// let its writer add lines the node then signs. Nor may it begin or end
+/// with white space: a reader of the receipt cannot see it, and a copy
+/// that loses it no longer verifies.
 pub(crate) fn line(field: &str, s: &str, max: usize) -> Result<(), Invalid> {
     text(field, s, max)?;
     if !s.chars().all(printable_in_line) {
@@ -66,6 +68,14 @@ pub(crate) fn line(field: &str, s: &str, max: usize) -> Result<(), Invalid> {
             field,
             format!(
                 "{field} must be a single line of printable text (no newlines, control characters or direction overrides)"
+            ),
+        ));
+    }
+    if s.trim() != s {
+        return Err(Invalid::new(
+            field,
+            format!(
+                "{field} must not begin or end with spaces or other white space: it is signed into the receipt as given"
             ),
         ));
     }
@@ -485,6 +495,10 @@ mod tests {
                 e.starts_with("evidence_ref must be a single line"),
                 "{bad:?}: {e}"
             );
+        }
+        for padded in ["  DMS-1  ", "DMS-1 ", "\u{a0}DMS-1"] {
+            let e = line("evidence_ref", padded, 256).unwrap_err().to_string();
+            assert!(e.contains("must not begin or end"), "{padded:?}: {e}");
         }
         let e = line("note", &"x".repeat(513), 512).unwrap_err();
         assert_eq!(e.to_string(), "note is longer than 512 characters");
