@@ -425,6 +425,19 @@ async fn gzip_requests_work_and_answers_come_compressed() {
         .await
         .unwrap();
     assert!(plain.metadata().get("grpc-encoding").is_none());
+    // Every answer, an error too, says what the node takes.
+    let refused = c
+        .cases
+        .get_case(with_actor(by_id(&case_id, "")))
+        .await
+        .unwrap_err();
+    for md in [plain.metadata(), refused.metadata()] {
+        assert_eq!(
+            md.get("grpc-accept-encoding").map(|v| v.to_str().unwrap()),
+            Some("gzip,identity"),
+            "{md:?}"
+        );
+    }
     // The audit service too, streamed.
     let mut officer = node.client(OFFICER).await;
     let mut audit = officer
