@@ -703,6 +703,39 @@ async fn domain_validation_refuses_what_cannot_be_meant() {
         assert!(s.message().contains(says), "{dob}: {s:?}");
         assert!(!s.message().contains(&dob), "the value is not echoed");
     }
+    // Several invalid fields: every one named at once, none echoed.
+    let mut data = full_case("Test Persoon", "12", "123");
+    data.identity.as_mut().unwrap().date_of_birth = "2090-01-01".into();
+    data.shelter.as_mut().unwrap().since = "1800-01-01".into();
+    let s = owner
+        .cases
+        .register_case(with_actor(pb::RegisterCaseRequest {
+            request_id: String::new(),
+            data: Some(data),
+        }))
+        .await
+        .unwrap_err();
+    let mut fields: Vec<_> = s
+        .get_error_details()
+        .bad_request()
+        .expect("BadRequest")
+        .field_violations
+        .iter()
+        .map(|v| v.field.clone())
+        .collect();
+    fields.sort();
+    assert_eq!(
+        fields,
+        [
+            "data.identity.bsn",
+            "data.identity.date_of_birth",
+            "data.identity.v_number",
+            "data.shelter.since"
+        ],
+        "{s:?}"
+    );
+    assert!(s.message().contains("3 more invalid fields"), "{s:?}");
+    assert_eq!(node.digest().await, digest);
     owner
         .cases
         .register_case(with_actor(case_with(

@@ -19,12 +19,15 @@ pub(crate) const MAX_TEXT: usize = 4096;
 /// A value that does not mean what its field needs: the field, by its path
 /// in the request as the caller wrote it (`data.identity.bsn`,
 /// `recipients[2].role`), and a message that names the field and what to
-/// fix. It becomes `INVALID_ARGUMENT` with a `BadRequest` field violation.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
+/// fix; with the request's other invalid fields, when it was checked as a
+/// whole ([`Violations`]), so that a client fixes them in one go. It becomes
+/// `INVALID_ARGUMENT` with a `BadRequest` field violation for each.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Invalid {
     field: String,
     message: String,
+    /// The request's further invalid fields, in the order checked.
+    more: Vec<Invalid>,
 }
 
 impl Invalid {
@@ -34,12 +37,78 @@ impl Invalid {
         Invalid {
             field: field.into(),
             message: message.into(),
+            more: Vec::new(),
         }
     }
 
-    /// The field's path in the request.
+    /// The (first) field's path in the request.
     pub(crate) fn field(&self) -> &str {
         &self.field
+    }
+
+    /// Every invalid field with its message: this one, then the rest.
+    pub(crate) fn violations(&self) -> impl Iterator<Item = (&str, &str)> {
+        std::iter::once((self.field.as_str(), self.message.as_str())).chain(
+            self.more
+                .iter()
+                .map(|v| (v.field.as_str(), v.message.as_str())),
+        )
+    }
+}
+
+impl fmt::Display for Invalid {
+    /// The first field's message; the others are counted, and listed in
+    /// the `BadRequest`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        match self.more.len() {
+            0 => Ok(()),
+            1 => f.write_str(" (and 1 more invalid field: see the BadRequest details)"),
+            n => write!(
+                f,
+                " (and {n} more invalid fields: see the BadRequest details)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Invalid {}
+
+/// Collects the invalid fields of one request, so that all of them are
+/// answered at once (AIP-193's `BadRequest` lists every field violation).
+#[derive(Default)]
+pub(crate) struct Violations(Vec<Invalid>);
+
+impl Violations {
+    /// The value, or `None` with the violation kept.
+    pub(crate) fn check<T>(&mut self, r: Result<T, Invalid>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.0.push(e);
+                None
+            }
+        }
+    }
+
+    /// Keeps a violation found by hand.
+    pub(crate) fn push(&mut self, e: Invalid) {
+        self.0.push(e);
+    }
+
+    /// `Ok` if nothing was invalid, else every violation in one `Invalid`.
+    pub(crate) fn finish(self) -> Result<(), Invalid> {
+        let mut all = self.0.into_iter().flat_map(|mut e| {
+            let more = std::mem::take(&mut e.more);
+            std::iter::once(e).chain(more)
+        });
+        match all.next() {
+            None => Ok(()),
+            Some(mut first) => {
+                first.more = all.collect();
+                Err(first)
+            }
+        }
     }
 }
 
@@ -429,23 +498,25 @@ pub(crate) fn identity(field: &str, id: &Identity<'_>) -> Result<Vec<SubjectKey>
             format!("{field} must have at least a name, a V-number or a BSN"),
         ));
     }
-    text(&format!("{field}.name"), id.name, 200)?;
-    date_of_birth(
+    let mut v = Violations::default();
+    v.check(text(&format!("{field}.name"), id.name, 200));
+    v.check(date_of_birth(
         &format!("{field}.date_of_birth"),
         id.date_of_birth,
         crate::model::clock::today(),
-    )?;
-    text(&format!("{field}.nationality"), id.nationality, 64)?;
+    ));
+    v.check(text(&format!("{field}.nationality"), id.nationality, 64));
     let mut keys = Vec::new();
     if !id.v_number.is_empty() {
-        keys.push(SubjectKey::v_number(
+        keys.extend(v.check(SubjectKey::v_number(
             &format!("{field}.v_number"),
             id.v_number,
-        )?);
+        )));
     }
     if !id.bsn.is_empty() {
-        keys.push(SubjectKey::bsn(&format!("{field}.bsn"), id.bsn)?);
+        keys.extend(v.check(SubjectKey::bsn(&format!("{field}.bsn"), id.bsn)));
     }
+    v.finish()?;
     Ok(keys)
 }
 
