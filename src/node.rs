@@ -64,8 +64,11 @@ pub struct Node {
     task: JoinHandle<Result<(), NodeError>>,
     health_task: JoinHandle<()>,
     report_task: JoinHandle<()>,
-    probes: Option<(oneshot::Sender<()>, JoinHandle<Result<(), NodeError>>)>,
+    probes: Option<Probes>,
 }
+
+/// The plain probes listener's stop signal and task.
+type Probes = (oneshot::Sender<()>, JoinHandle<Result<(), NodeError>>);
 
 /// Writes the summaries of connections without an accepted certificate,
 /// one access record per source, every `interval`.
