@@ -38,6 +38,10 @@ pub struct Config {
     pub statistics: StatisticsConfig,
     #[serde(default)]
     pub(crate) consent: ConsentConfig,
+    #[serde(default)]
+    pub processing_log: ProcessingLogConfig,
+    #[serde(default)]
+    pub probes: ProbesConfig,
     #[serde(default, rename = "participant")]
     pub participants: Vec<Participant>,
     /// Folder the relative paths are resolved against; not in the file.
@@ -301,6 +305,47 @@ fn default_wal_warn_mb() -> u64 {
     256
 }
 
+/// The Logboek Dataverwerkingen (LDV) fields of each access record (see
+/// `docs/processing-log.md`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessingLogConfig {
+    /// The privacy officer's public key (`hpke-x25519:…`, as `sluis audit
+    /// officer-key` writes it): each record's data subject id is sealed
+    /// to it. Without it records name no data subject id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub officer_key: Option<String>,
+    /// Purpose → the processing activity's URI in the municipality's
+    /// register of processing activities (`dpl.core.processing_activity_id`).
+    #[serde(default)]
+    pub activities: std::collections::BTreeMap<String, String>,
+}
+
+impl ProcessingLogConfig {
+    /// What the gateway makes the records' LDV fields from (checked by
+    /// `Config::validate`).
+    pub(crate) fn settings(&self) -> crate::gateway::LdvSettings {
+        crate::gateway::LdvSettings {
+            officer: self
+                .officer_key
+                .as_deref()
+                .and_then(|k| crate::gateway::officer::OfficerKey::parse(k).ok()),
+            activities: self.activities.clone(),
+        }
+    }
+}
+
+/// A second listener for load balancers and probes: `grpc.health.v1` and
+/// server reflection in plain text (no TLS), never the data services.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbesConfig {
+    /// Address of the plain listener, e.g. "127.0.0.1:7444"; none when
+    /// absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+}
+
 /// A registered participant: an organisation allowed to call this node.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -441,6 +486,32 @@ impl Config {
             }
         }
         self.statistics.settings().check().map_err(invalid)?;
+        if let Some(k) = &self.processing_log.officer_key {
+            crate::gateway::officer::OfficerKey::parse(k)
+                .map_err(|e| invalid(format!("processing_log.officer_key: {e}")))?;
+        }
+        for (purpose, uri) in &self.processing_log.activities {
+            if !self.node.purposes.contains(purpose) {
+                return Err(invalid(format!(
+                    "processing_log.activities: '{}' is not one of node.purposes ({})",
+                    purpose.escape_debug(),
+                    self.node.purposes.join(", ")
+                )));
+            }
+            let scheme_ok = uri.split_once(':').is_some_and(|(scheme, rest)| {
+                !scheme.is_empty()
+                    && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+                    && scheme
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+                    && !rest.is_empty()
+            });
+            if !scheme_ok || uri.len() > 512 || !uri.chars().all(|c| c.is_ascii_graphic()) {
+                return Err(invalid(format!(
+                    "processing_log.activities.{purpose}: must be a URI (scheme:rest, at most 512 visible ASCII characters), e.g. https://register.example/verwerkingsactiviteiten/1"
+                )));
+            }
+        }
         if self.database.wal_limit_mb == 0 || self.database.wal_warn_mb < self.database.wal_limit_mb
         {
             return Err(invalid(

@@ -49,6 +49,8 @@ pub enum NodeError {
 /// A node serving in the background of the current tokio runtime.
 pub struct Node {
     pub local_addr: SocketAddr,
+    /// The plain probes listener's address (`[probes] listen`), if any.
+    pub probes_addr: Option<SocketAddr>,
     pub(crate) exchange: Arc<Exchange>,
     pub store: Store,
     /// Connections without an accepted certificate, per source, until the
@@ -62,7 +64,11 @@ pub struct Node {
     task: JoinHandle<Result<(), NodeError>>,
     health_task: JoinHandle<()>,
     report_task: JoinHandle<()>,
+    probes: Option<Probes>,
 }
+
+/// The plain probes listener's stop signal and task.
+type Probes = (oneshot::Sender<()>, JoinHandle<Result<(), NodeError>>);
 
 /// Writes the summaries of connections without an accepted certificate,
 /// one access record per source, every `interval`.
@@ -123,8 +129,14 @@ impl Node {
                 audit,
             )
             .with_statistics(config.statistics.settings())
-            .with_consent_max_validity(config.consent.max_validity_ms()),
+            .with_consent_max_validity(config.consent.max_validity_ms())
+            .with_ldv(config.processing_log.settings()),
         );
+        if config.processing_log.officer_key.is_none() {
+            tracing::warn!(
+                "processing_log.officer_key is not set: access records name no data subject id (see docs/processing-log.md)"
+            );
+        }
         let tls_files = config.tls_files();
         let (tls_tx, tls_rx) = watch::channel(tls::server_config(&tls_files)?);
         let (_registry_tx, registry_rx) = watch::channel(registry);
@@ -173,7 +185,39 @@ impl Node {
             in_flight.clone(),
         )
         .await?;
-        let health_task = tokio::spawn(health.follow(store.clone()));
+        let probes = match config.probes.listen {
+            None => None,
+            Some(addr) => {
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| NodeError::Listen { addr, source })?;
+                let bound = listener
+                    .local_addr()
+                    .map_err(|source| NodeError::Listen { addr, source })?;
+                let router = crate::rpc::probes_router(
+                    Server::builder(),
+                    &health,
+                    config.limits.max_message_bytes,
+                )?;
+                let (stop, stop_rx) = oneshot::channel::<()>();
+                let task = tokio::spawn(async move {
+                    router
+                        .serve_with_incoming_shutdown(
+                            tokio_stream::wrappers::TcpListenerStream::new(listener),
+                            async {
+                                let _ = stop_rx.await;
+                            },
+                        )
+                        .await?;
+                    Ok(())
+                });
+                tracing::info!(probes = %bound, "probes listener (plain, health and reflection only)");
+                Some((bound, stop, task))
+            }
+        };
+        let probes_addr = probes.as_ref().map(|(a, _, _)| *a);
+        let probes = probes.map(|(_, stop, task)| (stop, task));
+        let health_task = tokio::spawn(health.follow(store.clone(), exchange.clone()));
         let (shutdown, shutdown_rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             routes
@@ -186,6 +230,8 @@ impl Node {
         tracing::info!(%local_addr, node = %config.node.name, participants = config.participants.len(), "sluis node serving");
         Ok(Node {
             local_addr,
+            probes_addr,
+            probes,
             exchange,
             store,
             sources,
@@ -226,6 +272,12 @@ impl Node {
     pub async fn shutdown(mut self) -> Result<(), NodeError> {
         self.health_task.abort();
         self.report_task.abort();
+        if let Some((stop, task)) = self.probes.take() {
+            let _ = stop.send(());
+            if let Ok(Err(e)) = task.await {
+                tracing::error!(error = %e, "probes listener ended with an error");
+            }
+        }
         if let Some(s) = self.shutdown.take() {
             let _ = s.send(());
         }

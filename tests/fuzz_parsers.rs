@@ -19,12 +19,13 @@ use proptest::prelude::*;
 
 use sluis::config::Config;
 use sluis::model::Category;
+use sluis::model::trace::{ForeignOperation, SpanId, TraceContext, TraceId};
 use sluis::net::pki::{CertAuthority, ClientCertSpec, IssuedCert};
 use sluis::net::x509;
 use sluis::policy::{DEFAULT_POLICY, Policy};
 use sluis::tlog::checkpoint::Checkpoint;
 use sluis::tlog::note::{self, Signer};
-use sluis::tlog::{AccessRecord, Decision};
+use sluis::tlog::{AccessRecord, Decision, Ldv, LdvStatus, SealedSubject, SubjectIdType};
 
 /// Every allocation of this test binary is counted, and the whole binary
 /// may hold at most [`MEMORY_CEILING`] at once: a parser that sizes a
@@ -398,6 +399,39 @@ fn categories() -> impl Strategy<Value = Vec<Category>> {
     proptest::collection::vec(proptest::sample::select(Category::ALL.to_vec()), 0..9)
 }
 
+/// The Logboek Dataverwerkingen fields of a version-3 record.
+fn ldv() -> impl Strategy<Value = Ldv> {
+    let status = proptest::sample::select(vec![LdvStatus::Unset, LdvStatus::Ok, LdvStatus::Error]);
+    let id_type =
+        proptest::sample::select(vec![SubjectIdType::Vreemdelingennummer, SubjectIdType::Bsn]);
+    (
+        any::<[u8; 16]>(),
+        any::<[u8; 8]>(),
+        proptest::option::of((any::<[u8; 16]>(), any::<[u8; 8]>(), text())),
+        proptest::option::of(text()),
+        status,
+        any::<i64>(),
+        proptest::option::of((id_type, proptest::collection::vec(any::<u8>(), 0..80))),
+    )
+        .prop_map(
+            |(t, s, foreign, activity, status_code, end_at, subject)| Ldv {
+                trace: TraceContext {
+                    trace_id: TraceId(t),
+                    span_id: SpanId(s),
+                    foreign: foreign.map(|(t, s, entity)| ForeignOperation {
+                        trace_id: TraceId(t),
+                        span_id: SpanId(s),
+                        entity,
+                    }),
+                },
+                processing_activity_id: activity,
+                status_code,
+                end_at,
+                data_subject: subject.map(|(id_type, sealed)| SealedSubject { id_type, sealed }),
+            },
+        )
+}
+
 fn record() -> impl Strategy<Value = AccessRecord> {
     let decision = proptest::sample::select(vec![
         Decision::Allowed,
@@ -441,6 +475,8 @@ fn record() -> impl Strategy<Value = AccessRecord> {
             proptest::collection::vec(text(), 0..4),
             proptest::collection::vec(text(), 0..4),
         ),
+        // Version 2 (none) and version 3 records.
+        proptest::option::of(ldv()),
     )
         .prop_map(
             |(
@@ -448,6 +484,7 @@ fn record() -> impl Strategy<Value = AccessRecord> {
                 (case_id, subject, purpose, subjects),
                 (asked, released, withheld),
                 (decision, status, detail, rules, consents),
+                ldv,
             )| AccessRecord {
                 request_id,
                 at,
@@ -468,6 +505,7 @@ fn record() -> impl Strategy<Value = AccessRecord> {
                 detail,
                 rules,
                 consents,
+                ldv,
             },
         )
 }

@@ -3,7 +3,8 @@
 //! server and the other tests are untouched. While the database is down,
 //! requests fail closed (UNAVAILABLE, nothing released) and health says
 //! NOT_SERVING; when it returns, the node recovers by itself, and no
-//! acknowledged record is lost.
+//! acknowledged record is lost. The plain probes listener says the same
+//! without a certificate, and the node logs why.
 
 mod common;
 
@@ -176,6 +177,7 @@ async fn database_restart_fails_closed_and_recovers_by_itself() {
         pg_bin().is_some(),
         "this test starts a private PostgreSQL server: install the server binaries (initdb, pg_ctl)"
     );
+    let logs = Captured::install("info");
     let server = PrivatePg::init();
     let dir = tempfile::tempdir().unwrap();
     let path = init::init(dir.path(), "127.0.0.1:0".parse().unwrap())
@@ -222,6 +224,15 @@ async fn database_restart_fails_closed_and_recovers_by_itself() {
         acked.push(request_id(&r));
     }
     assert_eq!(health(channel.clone()).await, Some(ServingStatus::Serving));
+    let probes = tonic::transport::Endpoint::from_shared(format!(
+        "http://{}",
+        node.probes_addr.expect("init writes a probes listener")
+    ))
+    .unwrap()
+    .connect()
+    .await
+    .unwrap();
+    assert_eq!(health(probes.clone()).await, Some(ServingStatus::Serving));
 
     server.stop();
     // Fail closed, and at once: every request while the database is down is
@@ -286,6 +297,10 @@ async fn database_restart_fails_closed_and_recovers_by_itself() {
     assert!(refused >= 20, "{refused} requests during the outage");
     eprintln!("{refused} requests refused during the outage, the slowest after {slowest:?}");
     wait_health(&channel, ServingStatus::NotServing).await;
+    // Without a certificate, on the probes listener, too; the reason is in
+    // the node's log.
+    wait_health(&probes, ServingStatus::NotServing).await;
+    assert!(logs.has("NOT_SERVING: the database is unreachable"));
 
     server.start();
     // Recovers by itself: the same node, the same connections. Until it
@@ -316,6 +331,7 @@ async fn database_restart_fails_closed_and_recovers_by_itself() {
         acked.push(request_id(&r));
     }
     wait_health(&channel, ServingStatus::Serving).await;
+    wait_health(&probes, ServingStatus::Serving).await;
 
     // No acknowledged record lost, and the log verifies.
     let rows = node.store.access_log(0, 100_000).await.unwrap();

@@ -62,8 +62,24 @@ async fn start_replica(dir: &Path, n: usize) -> Replica {
         .find(|l| l.starts_with("listen = "))
         .unwrap()
         .to_string();
+    // The node's own address: the first `listen`; each replica's probes
+    // listener on a port of its own.
+    let mut section = String::new();
+    let text: String = text
+        .lines()
+        .map(|l| {
+            if l.starts_with('[') {
+                section = l.to_string();
+            }
+            if section == "[probes]" && l.starts_with("listen = ") {
+                "listen = \"127.0.0.1:0\"\n".to_string()
+            } else {
+                format!("{l}\n")
+            }
+        })
+        .collect();
     let text = text
-        .replace(&listen, &format!("listen = \"{addr}\""))
+        .replacen(&listen, &format!("listen = \"{addr}\""), 1)
         .replace(
             "checkpoint_interval_ms = 1000",
             "checkpoint_interval_ms = 100",

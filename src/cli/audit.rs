@@ -21,14 +21,29 @@ use crate::tlog::note;
 use crate::tlog::proof::{self, LeafRef};
 use crate::tlog::verify;
 
+/// What `sluis audit export` writes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ExportFormat {
+    Jsonl,
+    Csv,
+    /// Logboek Dataverwerkingen lines (`cli::ldv`).
+    Ldv,
+}
+
 pub(crate) enum Command {
+    /// A new privacy-officer key pair (`cli::ldv::officer_key`).
+    OfficerKey {
+        out: PathBuf,
+    },
+    /// Open one record's sealed data subject id (`cli::ldv::decrypt_subject`).
+    DecryptSubject(crate::cli::ldv::Decrypt),
     Verify {
         trusted_checkpoint: Option<PathBuf>,
         key: Option<String>,
         json: bool,
     },
     Export {
-        csv: bool,
+        format: ExportFormat,
         since: Option<String>,
         until: Option<String>,
         out: Option<PathBuf>,
@@ -49,6 +64,11 @@ pub(crate) enum Command {
 struct Node {
     config: Config,
     store: Store,
+}
+
+/// The node's store, read-only, for commands outside this file.
+pub(crate) async fn open_store(config_path: &Path) -> anyhow::Result<Store> {
+    Ok(open(config_path).await?.store)
 }
 
 async fn open(config_path: &Path) -> anyhow::Result<Node> {
@@ -78,6 +98,14 @@ fn own_verifier_key(config: &Config) -> anyhow::Result<String> {
 }
 
 pub(crate) async fn run(config_path: &Path, command: Command) -> anyhow::Result<ExitCode> {
+    // The officer's key commands need no database.
+    let command = match command {
+        Command::OfficerKey { out } => return crate::cli::ldv::officer_key(config_path, &out),
+        Command::DecryptSubject(d) => {
+            return crate::cli::ldv::decrypt_subject(config_path, d).await;
+        }
+        other => other,
+    };
     let node = open(config_path).await?;
     let code = match command {
         Command::Verify {
@@ -86,11 +114,12 @@ pub(crate) async fn run(config_path: &Path, command: Command) -> anyhow::Result<
             json,
         } => verify(&node, trusted_checkpoint, key, json).await?,
         Command::Export {
-            csv,
+            format,
             since,
             until,
             out,
-        } => export(&node, csv, since, until, out).await?,
+        } => export(&node, format, since, until, out).await?,
+        Command::OfficerKey { .. } | Command::DecryptSubject(_) => unreachable!("handled above"),
         Command::Checkpoint { json } => {
             let cp = proof::checkpoint(&node.store, None).await?;
             let key = own_verifier_key(&node.config)?;
@@ -303,7 +332,7 @@ fn csv_field(s: &str) -> String {
 
 async fn export(
     node: &Node,
-    csv: bool,
+    format: ExportFormat,
     since: Option<String>,
     until: Option<String>,
     out: Option<PathBuf>,
@@ -320,6 +349,17 @@ async fn export(
         )),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
+    if format == ExportFormat::Ldv {
+        let n = crate::cli::ldv::export_ldv(&node.store, &node.config.node.name, &filter, &mut w)
+            .await?;
+        w.flush()?;
+        drop(w);
+        if let Some(p) = out {
+            eprintln!("exported {n} records to {}", p.display());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let csv = format == ExportFormat::Csv;
     if csv {
         writeln!(
             w,

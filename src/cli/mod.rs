@@ -1,6 +1,7 @@
 //! The command line. Thin: every command calls into a module that does the work.
 
 pub(crate) mod audit;
+pub(crate) mod ldv;
 pub(crate) mod stats;
 
 use std::net::SocketAddr;
@@ -115,8 +116,19 @@ enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Export access records for spreadsheets and SIEMs.
+    /// Export access records: JSON lines or CSV for spreadsheets and SIEMs, or the Logboek
+    /// Dataverwerkingen (LDV) shape for the processing log of Dutch government bodies.
+    ///
+    /// The export reads the log a page at a time (memory stays bounded whatever its size) and,
+    /// on a terminal, shows its progress on standard error. With --format ldv each line is one
+    /// record: trace_id, span_id, status_code, name, start_time, end_time (ms since the epoch),
+    /// foreign_operation when the caller sent a W3C traceparent, and the dpl.core.* attributes;
+    /// dpl.core.data_subject_id is sealed to the privacy officer's key (open one with `sluis
+    /// audit decrypt-subject`). docs/processing-log.md maps every field.
+    #[command(verbatim_doc_comment)]
     Export {
+        /// jsonl: every field of each record; csv: the same for spreadsheets; ldv: Logboek
+        /// Dataverwerkingen lines (JSON).
         #[arg(long, value_enum, default_value = "jsonl")]
         format: ExportFormat,
         /// Only records at or after this time (RFC 3339, e.g. 2026-11-01T00:00:00Z).
@@ -128,6 +140,32 @@ enum AuditCommand {
         /// Write to FILE instead of standard output.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+    },
+    /// Make the privacy officer's key pair for the data subject ids in the log: the private key
+    /// goes to --out (readable by its owner only; keep it with the officer, off the node), the
+    /// public key into the node configuration's [processing_log] officer_key (when --config
+    /// names an existing file) and to standard output. Restart the node to use it.
+    OfficerKey {
+        /// Where to write the private key (never overwritten).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Open one access record's sealed data subject id with the officer's private key; prints
+    /// its type and the V-number or BSN. Without --sealed the record is read from the node's
+    /// database by its request id; with it (and --type), from an LDV export line, offline.
+    DecryptSubject {
+        /// The officer's private key file (from `sluis audit officer-key`).
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// The record's request id (`sluis.request_id` in the LDV export).
+        #[arg(long)]
+        request_id: String,
+        /// `dpl.core.data_subject_id` as exported (base64).
+        #[arg(long, requires = "id_type")]
+        sealed: Option<String>,
+        /// `dpl.core.data_subject_id_type`: Vreemdelingennummer or BSN.
+        #[arg(long = "type", value_name = "TYPE", requires = "sealed")]
+        id_type: Option<String>,
     },
     /// Print the latest signed checkpoint (to hand to another party).
     Checkpoint {
@@ -154,6 +192,7 @@ enum AuditCommand {
 enum ExportFormat {
     Jsonl,
     Csv,
+    Ldv,
 }
 
 #[derive(Subcommand)]
@@ -308,6 +347,13 @@ grpcurl -cacert {d}/pki/ca.pem -cert {d}/pki/clients/gemeente-utrecht.pem -key {
 Client certificates for every dev participant are in {d}/pki/clients/. Stop with Ctrl-C.\n",
             port = addr.port()
         );
+        if let Some(probes) = node.probes_addr {
+            eprintln!(
+                "Health and reflection without a certificate, on the plain probes listener:\n\n  \
+grpcurl -plaintext {probes} grpc.health.v1.Health/Check\n  \
+grpcurl -plaintext {probes} list\n"
+            );
+        }
     }
     wait_for_signals(&node).await;
     eprintln!("shutting down");
@@ -363,11 +409,26 @@ impl From<AuditCommand> for crate::cli::audit::Command {
                 until,
                 out,
             } => C::Export {
-                csv: matches!(format, ExportFormat::Csv),
+                format: match format {
+                    ExportFormat::Jsonl => crate::cli::audit::ExportFormat::Jsonl,
+                    ExportFormat::Csv => crate::cli::audit::ExportFormat::Csv,
+                    ExportFormat::Ldv => crate::cli::audit::ExportFormat::Ldv,
+                },
                 since,
                 until,
                 out,
             },
+            AuditCommand::OfficerKey { out } => C::OfficerKey { out },
+            AuditCommand::DecryptSubject {
+                key,
+                request_id,
+                sealed,
+                id_type,
+            } => C::DecryptSubject(crate::cli::ldv::Decrypt {
+                key,
+                request_id,
+                sealed: sealed.zip(id_type),
+            }),
             AuditCommand::Checkpoint { json } => C::Checkpoint { json },
             AuditCommand::Prove { request_id, json } => C::Prove { request_id, json },
             AuditCommand::Report { case_id, json } => C::Report { case_id, json },

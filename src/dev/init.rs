@@ -108,18 +108,48 @@ pub async fn init(dir: &Path, listen: SocketAddr) -> Result<PathBuf, InitError> 
     Keys::create(&dir.join("keys"))?;
     let policy_path = dir.join("policy.cedar");
     std::fs::write(&policy_path, DEFAULT_POLICY).map_err(io(&policy_path))?;
-    std::fs::write(&config_path, config_text(listen)).map_err(io(&config_path))?;
+    // The privacy officer's key pair. On a real node the officer makes it
+    // on their own machine and hands over only the public key; a dev node
+    // keeps the private half beside it so the whole flow can be tried.
+    let (officer_secret, officer_public) = crate::gateway::officer::OfficerSecret::generate();
+    let officer_path = dir.join(OFFICER_KEY_FILE);
+    write_private(&officer_path, &officer_secret).map_err(io(&officer_path))?;
+    std::fs::write(&config_path, config_text(listen, &officer_public)).map_err(io(&config_path))?;
     let config = Config::load(&config_path)?;
     let (store, _) = Store::open_sqlite(&config.sqlite_path()?).await?;
     store.close().await;
     Ok(config_path)
 }
 
+/// Where a dev node keeps the privacy officer's private key.
+pub const OFFICER_KEY_FILE: &str = "officer.key";
+
+/// Writes a file only its owner can read.
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(text.as_bytes())
+}
+
+/// The probes listener of a dev node: the port after the node's own (or
+/// any free port when the node's is chosen at start).
+fn dev_probes(listen: SocketAddr) -> SocketAddr {
+    let port = if listen.port() == 0 {
+        0
+    } else {
+        listen.port().wrapping_add(1)
+    };
+    SocketAddr::new([127, 0, 0, 1].into(), port)
+}
+
 /// The configuration of a dev node: its own paths and participants, and
 /// every other setting at its default, each with what it does — written
 /// from the defaults themselves, so that the file shows what a node runs
 /// with (a test checks it names every field of [`Config`]).
-fn config_text(listen: SocketAddr) -> String {
+fn config_text(listen: SocketAddr, officer_key: &str) -> String {
     use crate::config::{
         ConsentConfig, DatabaseConfig, Limits, StatisticsConfig, default_checkpoint_interval_ms,
         default_first_byte_timeout_ms, default_handshake_timeout_ms,
@@ -229,6 +259,24 @@ rounding_base = {rounding_base}
 # in the year. Open-ended consents stay allowed; withdrawal ends them.
 max_validity_days = {max_validity_days}
 
+[probes]
+# A plain (no TLS) listener for load balancers and probes: grpc.health.v1
+# and server reflection only, never the data services, and not recorded as
+# access. Remove the line to have none; keep it on a private address.
+listen = "{probes}"
+
+[processing_log]
+# Logboek Dataverwerkingen fields of each access record (docs/processing-log.md).
+# The privacy officer's public key: each record's data subject id (V-number
+# or BSN) is sealed to it. `sluis audit officer-key` makes a pair; the
+# private half stays with the officer (this dev node keeps it in officer.key).
+officer_key = "{officer_key}"
+
+[processing_log.activities]
+# Purpose -> the processing activity in the municipality's register of
+# processing activities (dpl.core.processing_activity_id). Replace these
+# placeholders with the register's own URIs.
+{activities}
 # Participants: organisations that may call this node. A client certificate
 # is recognised by its subject serialNumber (OIN, as on PKIoverheid
 # certificates) or by a pinned `spki_sha256` fingerprint.
@@ -257,6 +305,14 @@ max_validity_days = {max_validity_days}
         protection = statistics.protection,
         rounding_base = statistics.rounding_base,
         max_validity_days = consent.max_validity_days,
+        probes = dev_probes(listen),
+        officer_key = officer_key,
+        activities = DEFAULT_PURPOSES
+            .iter()
+            .map(|p| format!(
+                "{p} = \"https://register.gemeente.example/verwerkingsactiviteiten/lvv-{p}\"\n"
+            ))
+            .collect::<String>(),
     );
     for (id, name, role, oin) in DEV_PARTICIPANTS {
         let _ = write!(
@@ -285,9 +341,13 @@ mod tests {
             .to_string()
     }
 
+    /// The settings every node has, without what is the dev node's own
+    /// (participants, probes address, officer key and activities).
     fn without_participants(c: &Config) -> toml::Table {
         let mut t = toml::Table::try_from(c).expect("a config serialises");
         t.remove("participant");
+        t.remove("probes");
+        t.remove("processing_log");
         t
     }
 
@@ -298,7 +358,8 @@ mod tests {
     /// the file fails here.
     #[test]
     fn init_writes_every_setting_at_its_default() {
-        let text = config_text(dev_listen());
+        let (_, officer) = crate::gateway::officer::OfficerSecret::generate();
+        let text = config_text(dev_listen(), &officer);
         let written: Config = toml::from_str(&text).expect("the written config parses");
         let defaults: Config = toml::from_str(&required_only()).expect("the minimal config parses");
         assert_eq!(
@@ -307,6 +368,19 @@ mod tests {
             "every setting the file writes is at its default"
         );
         assert_eq!(written.participants.len(), DEV_PARTICIPANTS.len());
+        assert_eq!(
+            written.probes.listen,
+            Some("127.0.0.1:7444".parse().unwrap())
+        );
+        assert_eq!(
+            written.processing_log.officer_key.as_deref(),
+            Some(officer.as_str())
+        );
+        assert_eq!(
+            written.processing_log.activities.len(),
+            DEFAULT_PURPOSES.len(),
+            "a processing activity for every purpose"
+        );
         let raw: toml::Table = text.parse().unwrap();
         for (section, fields) in without_participants(&defaults) {
             let fields = fields.as_table().expect("each section is a table");

@@ -13,12 +13,14 @@ use std::sync::{Arc, Mutex};
 
 use crate::gateway::error::{Code, ExchangeError, Resource};
 use crate::gateway::idempotency::{IdempotencyKey, InFlight};
+use crate::gateway::officer::OfficerKey;
 use crate::gateway::pseudonym::{AUDIT_DOMAIN, Pseudonymiser};
 use crate::gateway::release::{self, Asker, Holdings, Withheld};
 use crate::gateway::validate::{self, Invalid, SubjectKey};
 use crate::gateway::vault::Keys;
 use crate::model::clock::now_millis;
 use crate::model::consent::{self, Consent, ConsentEvent, EventKind, Millis, Recipient};
+use crate::model::trace::TraceContext;
 use crate::model::{Caller, Category, Role};
 use crate::net::identity::{Peer, Registry};
 use crate::net::sources::Summary;
@@ -26,7 +28,7 @@ use crate::net::tls::HandshakeFailure;
 use crate::policy::Policy;
 use crate::store::{CaseMeta, IssuedPseudonym, NewCase, RequestKey, Store, StoreError};
 use crate::tlog::note;
-use crate::tlog::{AccessRecord, AuditLog, Decision, Recorded};
+use crate::tlog::{AccessRecord, AuditLog, Decision, LdvStatus, Recorded, SubjectIdType};
 
 fn internal(e: impl std::fmt::Display) -> ExchangeError {
     ExchangeError::internal("storage", &e)
@@ -45,6 +47,9 @@ pub(crate) struct RequestCtx {
     pub(crate) peer: Peer,
     /// The acting employee's id from `x-sluis-actor`, already checked for shape.
     pub(crate) actor: Option<String>,
+    /// The request's trace and span, and the caller's operation it
+    /// continues (made once, at the gRPC edge: `rpc::trace`).
+    pub(crate) trace: TraceContext,
 }
 
 /// Which case a read names: its id (a lower-case UUID), or the caller's own
@@ -152,6 +157,20 @@ pub(crate) struct Exchange {
     pub(super) statistics: (crate::stats::Settings, Arc<tokio::sync::Semaphore>),
     /// The longest consent validity window, in ms (`[consent]`).
     consent_max_validity: Millis,
+    /// What the Logboek Dataverwerkingen fields of each record need.
+    ldv: LdvSettings,
+}
+
+/// What the Logboek Dataverwerkingen fields of a record are made from (the
+/// configuration's `[processing_log]`).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct LdvSettings {
+    /// The privacy officer's public key: the data subject's id is sealed to
+    /// it in every record. Without one, records carry no subject id.
+    pub(crate) officer: Option<OfficerKey>,
+    /// Purpose → processing activity URI in the register of processing
+    /// activities.
+    pub(crate) activities: std::collections::BTreeMap<String, String>,
 }
 
 /// What a page token is sealed to: its caller and its listing.
@@ -193,7 +212,15 @@ impl Exchange {
                 Arc::new(tokio::sync::Semaphore::new(1)),
             ),
             consent_max_validity: 1826 * 86_400_000,
+            ldv: LdvSettings::default(),
         }
+    }
+
+    /// The officer key and processing activities of the records' Logboek
+    /// Dataverwerkingen fields (the configuration's `[processing_log]`).
+    pub(crate) fn with_ldv(mut self, ldv: LdvSettings) -> Exchange {
+        self.ldv = ldv;
+        self
     }
 
     /// The longest validity window of a consent, in ms (the
@@ -213,6 +240,9 @@ impl Exchange {
     /// A new access record filled with what is known before the message is read.
     pub(super) fn record(&self, ctx: &RequestCtx, method: &str) -> AccessRecord {
         let mut rec = AccessRecord::new(ctx.request_id.clone(), now_millis(), method);
+        if let Some(l) = &mut rec.ldv {
+            l.trace = ctx.trace.clone();
+        }
         match &ctx.peer {
             Peer::Registered(c) => {
                 rec.caller = c.participant.clone();
@@ -274,6 +304,7 @@ impl Exchange {
                 rec.released.clear();
             }
         }
+        self.end_processing(&mut rec);
         let request_id = rec.request_id.clone();
         let durable = match self.audit.append_issuing(rec, new.clone()).await {
             Ok(durable) => durable,
@@ -430,6 +461,80 @@ impl Exchange {
             })
     }
 
+    /// Completes a record's Logboek Dataverwerkingen fields as the
+    /// processing ends: its LDV status from the answer's gRPC code, the end
+    /// time, and the processing activity its purpose maps to.
+    pub(super) fn end_processing(&self, rec: &mut AccessRecord) {
+        let activity = rec
+            .purpose
+            .as_deref()
+            .and_then(|p| self.ldv.activities.get(p))
+            .cloned();
+        if let Some(l) = &mut rec.ldv {
+            l.status_code = LdvStatus::of_grpc(&rec.status);
+            l.end_at = now_millis().max(rec.at);
+            l.processing_activity_id = activity;
+        }
+    }
+
+    /// The subject's V-number (preferred: the LVV's people are known to
+    /// the immigration services by it) or else BSN, sealed by the node's
+    /// data key for the case's row; `None` when `keys` has neither.
+    pub(super) fn seal_subject_id(
+        &self,
+        case_id: &str,
+        keys: &[SubjectKey],
+    ) -> Result<Option<Vec<u8>>, ExchangeError> {
+        let key = keys
+            .iter()
+            .find(|k| k.kind() == "v_number")
+            .or_else(|| keys.iter().find(|k| k.kind() == "bsn"));
+        let Some(key) = key else { return Ok(None) };
+        let id_type = if key.kind() == "v_number" {
+            SubjectIdType::Vreemdelingennummer
+        } else {
+            SubjectIdType::Bsn
+        };
+        let mut plain = vec![id_type.code()];
+        plain.extend_from_slice(key.value().as_bytes());
+        let sealed = self
+            .keys
+            .seal(subject_id_aad(case_id).as_bytes(), &plain)
+            .map_err(internal)?;
+        Ok(Some(sealed))
+    }
+
+    /// Names the case's subject in a record: as the audit domain's
+    /// pseudonym, and — when the node has the officer's key and the case
+    /// its V-number or BSN — as LDV's `data_subject_id`, sealed to the
+    /// officer for this record alone. The id is in the clear only in this
+    /// function's memory.
+    pub(super) fn name_subject(&self, rec: &mut AccessRecord, case: &CaseMeta) {
+        rec.subject = Some(self.subject_for_audit(case));
+        let (Some(officer), Some(sealed), Some(ldv)) =
+            (&self.ldv.officer, &case.subject_id, &mut rec.ldv)
+        else {
+            return;
+        };
+        let opened = self
+            .keys
+            .open(subject_id_aad(&case.id).as_bytes(), sealed)
+            .ok()
+            .and_then(|plain| {
+                let (kind, value) = plain.split_first()?;
+                let id_type = SubjectIdType::from_code(*kind)?;
+                Some((id_type, String::from_utf8(value.to_vec()).ok()?))
+            });
+        match opened.map(|(t, v)| officer.seal(&rec.request_id, t, &v)) {
+            Some(Ok(s)) => ldv.data_subject = Some(s),
+            // Never the id itself in the node's log: only which case.
+            _ => tracing::error!(
+                case_id = %case.id,
+                "the case's sealed subject id did not open or could not be sealed for the officer; the record names no data subject id"
+            ),
+        }
+    }
+
     pub(super) fn subject_for_audit(&self, case: &CaseMeta) -> String {
         self.pseudonyms.pseudonym(AUDIT_DOMAIN, &case.subject_ref)
     }
@@ -488,7 +593,7 @@ impl Exchange {
             Ok(held) => held,
             Err(answer) => return answer,
         };
-        let prepared = self.prepare_register(ctx, data, &mut rec);
+        let prepared = self.prepare_register(ctx, data, &subject_keys, &mut rec);
         let ((mut new_case, registered), durable) =
             self.finish(rec.clone(), prepared).await?.into_parts();
         new_case.subject_index = self.subject_index(&subject_keys);
@@ -503,6 +608,7 @@ impl Exchange {
         &self,
         ctx: &RequestCtx,
         data: Vec<(Category, Vec<u8>)>,
+        subject_keys: &[SubjectKey],
         rec: &mut AccessRecord,
     ) -> Result<(NewCase, Registered), ExchangeError> {
         let caller = self.caller(ctx)?;
@@ -525,15 +631,17 @@ impl Exchange {
                 .to_string();
         let subject_ref = self.keys.random_bytes::<16>().map_err(internal)?.to_vec();
         let sealed = self.seal_all(&case_id, &data)?;
+        let subject_id = self.seal_subject_id(&case_id, subject_keys)?;
         let meta = CaseMeta {
             id: case_id.clone(),
             owner: caller.participant.clone(),
             subject_ref: subject_ref.clone(),
             version: 1,
             updated_at: rec.at,
+            subject_id: subject_id.clone(),
         };
         rec.case_id = Some(case_id.clone());
-        rec.subject = Some(self.subject_for_audit(&meta));
+        self.name_subject(rec, &meta);
         rec.released = vec![];
         rec.asked = data.iter().map(|(c, _)| *c).collect();
         rec.decision = Decision::Allowed;
@@ -547,6 +655,7 @@ impl Exchange {
                 sealed,
                 now: rec.at,
                 subject_index: Vec::new(),
+                subject_id,
                 owner_pseudonym: pseudonym.clone(),
                 key: None,
             },
@@ -579,10 +688,15 @@ impl Exchange {
             Err(answer) => return answer,
         };
         let prepared = async {
+            let new_subject_id = self.seal_subject_id(&case_id, &subject_keys)?;
             let caller = self.caller(ctx)?;
             let case = self.case_by_id(&case_id).await?;
             rec.case_id = Some(case.id.clone());
-            rec.subject = Some(self.subject_for_audit(&case));
+            let named = CaseMeta {
+                subject_id: new_subject_id.clone().or_else(|| case.subject_id.clone()),
+                ..case.clone()
+            };
+            self.name_subject(&mut rec, &named);
             rec.asked = data.iter().map(|(c, _)| *c).collect();
             if case.owner != caller.participant {
                 return Err(ExchangeError::Forbidden(
@@ -596,16 +710,24 @@ impl Exchange {
             }
             rec.decision = Decision::Allowed;
             rec.rules = vec!["update:owner".into()];
-            self.seal_all(&case.id, &data)
+            Ok((self.seal_all(&case.id, &data)?, new_subject_id))
         }
         .await;
-        let (sealed, durable) = self.finish(rec.clone(), prepared).await?.into_parts();
+        let ((sealed, subject_id), durable) =
+            self.finish(rec.clone(), prepared).await?.into_parts();
         let index = self.subject_index(&subject_keys);
         // The version is the store's to fill in.
         let key = held.as_ref().map(|h| h.row(&case_id, 0, &rec));
         match self
             .store
-            .update_case(&case_id, &sealed, &index, rec.at, key.as_ref())
+            .update_case(
+                &case_id,
+                &sealed,
+                &index,
+                subject_id.as_deref(),
+                rec.at,
+                key.as_ref(),
+            )
             .await
         {
             Ok(Some(v)) => Ok(durable.map(|()| v)),
@@ -650,7 +772,7 @@ impl Exchange {
         // Load: the case with its sealed data, then its consents.
         let (case, sealed, by_id) = self.load_case(caller, &req.subject).await?;
         rec.case_id = Some(case.id.clone());
-        rec.subject = Some(self.subject_for_audit(&case));
+        self.name_subject(rec, &case);
         // Checked after the case is known, so that even a refused attempt
         // appears in the subject's access report.
         self.check_purpose(&req.purpose)?;
@@ -931,7 +1053,7 @@ impl Exchange {
     ) -> Result<CaseMeta, ExchangeError> {
         let case = self.case_by_id(case_id).await?;
         rec.case_id = Some(case.id.clone());
-        rec.subject = Some(self.subject_for_audit(&case));
+        self.name_subject(rec, &case);
         if case.owner != caller.participant {
             return Err(ExchangeError::Forbidden(
                 "only the case owner records and reads consent for a case".into(),
@@ -1127,7 +1249,7 @@ impl Exchange {
                     "a case named by a request key is missing",
                 ))?;
         rec.case_id = Some(case.id.clone());
-        rec.subject = Some(self.subject_for_audit(&case));
+        self.name_subject(rec, &case);
         Ok(case)
     }
 
@@ -1285,6 +1407,12 @@ impl Exchange {
 
     /// Signs a checkpoint over the log's tail not yet covered by one; the
     /// node calls it once requests have drained, before closing the store.
+    /// Why the access log cannot take records now, if it cannot
+    /// (`AuditLog::down`), for health answers.
+    pub(crate) fn log_down(&self) -> Option<&'static str> {
+        self.audit.down()
+    }
+
     pub(crate) async fn sign_pending(&self) {
         self.audit.sign_pending().await;
     }
@@ -1299,4 +1427,9 @@ impl Exchange {
     pub(crate) fn now(&self) -> Millis {
         now_millis()
     }
+}
+
+/// What a case's sealed subject id is bound to: its case.
+fn subject_id_aad(case_id: &str) -> String {
+    format!("sluis/v1/case/{case_id}/subject_id")
 }

@@ -59,6 +59,7 @@
 mod error;
 mod exchange;
 mod idempotency;
+pub mod officer;
 pub(crate) mod oversight;
 pub mod pseudonym;
 mod release;
@@ -70,6 +71,8 @@ pub mod vault;
 pub(crate) use error::{Code, Reason};
 pub(crate) use error::{ExchangeError, Resource};
 pub use exchange::REMEMBERED_PSEUDONYMS;
-pub(crate) use exchange::{CaseRef, Exchange, FindCases, GetCase, NewConsent, RequestCtx, Scope};
+pub(crate) use exchange::{
+    CaseRef, Exchange, FindCases, GetCase, LdvSettings, NewConsent, RequestCtx, Scope,
+};
 pub(crate) use idempotency::IdempotencyKey;
 pub use statistics::StatisticsQuery;

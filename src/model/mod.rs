@@ -5,12 +5,13 @@
 //! It exposes [`Role`], [`Category`], [`Caller`], `WithholdReason` (crate-only), the
 //! default purposes, consent terms and their evaluation at an instant
 //! ([`consent`]), how the LVV counts scenarios and outcomes ([`outcome`]),
-//! and the clock ([`clock`]). Every subsystem may use it; it uses none of
+//! the clock ([`clock`]), and a request's place in a trace ([`trace`]). Every subsystem may use it; it uses none of
 //! them.
 
 pub mod clock;
 pub mod consent;
 pub mod outcome;
+pub mod trace;
 
 use std::fmt;
 use std::str::FromStr;

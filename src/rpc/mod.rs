@@ -40,6 +40,7 @@ pub mod proto;
 mod refusals;
 mod stats;
 mod status;
+mod trace;
 
 use std::sync::Arc;
 
@@ -116,10 +117,18 @@ impl Api {
                 &request_id,
             ));
         };
+        // The edge made the trace context; a request that did not pass
+        // it (not reachable as the node is wired) gets one the same way.
+        let trace = req
+            .extensions()
+            .get::<crate::model::trace::TraceContext>()
+            .cloned()
+            .unwrap_or_else(|| trace::at_edge(req.metadata().as_ref(), &info.peer));
         let mut ctx = RequestCtx {
             request_id: request_id.clone(),
             peer: info.peer,
             actor: None,
+            trace,
         };
         let outcome = async {
             info.cert
@@ -270,32 +279,73 @@ pub(crate) async fn router(
     Ok((routes, health))
 }
 
+/// The plain listener's services (`[probes]`): `grpc.health.v1`, with the
+/// same answers as on the mTLS listener, and server reflection v1 and
+/// v1alpha — nothing else, so the data and audit services stay mTLS-only.
+/// No [`Edge`]: a probe is no access to anyone's data and is not recorded.
+///
+/// Errors: only if the embedded descriptors cannot be read.
+pub(crate) fn probes_router(
+    server: Server,
+    health: &Health,
+    max_message_bytes: usize,
+) -> Result<Router, RouterError> {
+    let cap = max_message_bytes;
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let health_service = tonic_health::pb::health_server::HealthServer::new(
+        tonic_health::server::HealthService::from_health_reporter(health.0.clone()),
+    )
+    .max_decoding_message_size(cap);
+    let mut server = server;
+    Ok(server
+        .add_service(health_service)
+        .add_service(reflection().build_v1()?.max_decoding_message_size(cap))
+        .add_service(reflection().build_v1alpha()?.max_decoding_message_size(cap)))
+}
+
 /// The node's `grpc.health.v1` answers, so a load balancer stops sending
 /// requests that would fail closed anyway.
 #[derive(Clone)]
 pub(crate) struct Health(tonic_health::server::HealthReporter);
 
 impl Health {
-    /// Follows the database's reachability, checked every second, so that a
-    /// load balancer stops sending requests that would fail closed anyway.
-    /// Runs until the task is dropped.
-    pub(crate) async fn follow(self, store: crate::store::Store) {
-        let mut serving = true;
+    /// Follows, every second, whether requests can be served: the
+    /// database reachable and the access log taking records (its writer
+    /// running, its last batch written) — a request that cannot be recorded
+    /// fails closed, so a load balancer should send it elsewhere. Each
+    /// change is logged once, with its reason. Runs until the task is
+    /// dropped.
+    pub(crate) async fn follow(self, store: crate::store::Store, ex: Arc<Exchange>) {
+        let mut down: Option<&'static str> = None;
         loop {
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-            let up = tokio::time::timeout(std::time::Duration::from_secs(2), store.ping())
+            let db_up = tokio::time::timeout(std::time::Duration::from_secs(2), store.ping())
                 .await
                 .unwrap_or(false);
-            if up == serving {
+            let now = if db_up {
+                ex.log_down()
+            } else {
+                Some("the database is unreachable")
+            };
+            if now == down {
                 continue;
             }
-            serving = up;
-            if up {
-                tracing::info!("database reachable again; serving");
-            } else {
-                tracing::error!("database unreachable; requests fail closed until it returns");
+            match (down, now) {
+                (_, Some(reason)) => tracing::error!(
+                    reason,
+                    "NOT_SERVING: {reason}; requests fail closed until it recovers"
+                ),
+                (Some(was), None) => {
+                    tracing::info!(recovered = was, "SERVING again: {was} no longer")
+                }
+                (None, None) => {}
             }
-            self.set(up).await;
+            down = now;
+            self.set(down.is_none()).await;
         }
     }
 

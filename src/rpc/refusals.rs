@@ -189,10 +189,13 @@ where
                 .as_ref()
                 .map_or(UNKNOWN_METHOD, |m| m.label.as_str())
                 .to_string();
+            let trace = crate::rpc::trace::at_edge(req.headers(), &info.peer);
+            req.extensions_mut().insert(trace.clone());
             let ctx = RequestCtx {
                 request_id: request_id.clone(),
                 peer: info.peer.clone(),
                 actor: None,
+                trace,
             };
             let permit = match shared.in_flight.admit(&info.peer) {
                 Ok(p) => p,

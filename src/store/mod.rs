@@ -278,6 +278,9 @@ pub struct CaseMeta {
     /// 1 at registration, +1 per update.
     pub(crate) version: i64,
     pub(crate) updated_at: Millis,
+    /// The subject's V-number or BSN, sealed by the node's data key
+    /// (`Exchange::seal_subject_id`); `None` when the case names neither.
+    pub(crate) subject_id: Option<Vec<u8>>,
 }
 
 /// A case with its sealed category data, as [`Store::case_with_data`]
@@ -304,6 +307,8 @@ pub(crate) struct NewCase {
     pub(crate) now: Millis,
     /// (kind, keyed hash) of the subject's identifiers (`subject_index`).
     pub(crate) subject_index: Vec<(String, String)>,
+    /// The subject's V-number or BSN, sealed ([`CaseMeta::subject_id`]).
+    pub(crate) subject_id: Option<Vec<u8>>,
     /// The pseudonym the owner receives for the case.
     pub(crate) owner_pseudonym: String,
     /// The client's idempotency key, stored in the same transaction.
@@ -562,18 +567,20 @@ impl Store {
         on_store!(&self.backend, b => b.insert_case(case).await)
     }
 
-    /// Replaces the given categories, adds subject-index entries and bumps
-    /// the version, in one transaction. Returns the new version, or `None`
-    /// (nothing written) if the case does not exist.
+    /// Replaces the given categories, adds subject-index entries, replaces
+    /// the sealed subject id when one is given, and bumps the version, in
+    /// one transaction. Returns the new version, or `None` (nothing
+    /// written) if the case does not exist.
     pub(crate) async fn update_case(
         &self,
         case_id: &str,
         sealed: &[(Category, Vec<u8>)],
         subject_index: &[(String, String)],
+        subject_id: Option<&[u8]>,
         now: Millis,
         key: Option<&RequestKey>,
     ) -> Result<Option<i64>, StoreError> {
-        on_store!(&self.backend, b => b.update_case(case_id, sealed, subject_index, now, key).await)
+        on_store!(&self.backend, b => b.update_case(case_id, sealed, subject_index, subject_id, now, key).await)
     }
 
     /// Stores a consent with its recipients and events (and the write's

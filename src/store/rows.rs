@@ -24,6 +24,7 @@ pub(super) trait Columns {
     fn text(&self, i: usize) -> Result<String, StoreError>;
     fn opt_text(&self, i: usize) -> Result<Option<String>, StoreError>;
     fn blob(&self, i: usize) -> Result<Vec<u8>, StoreError>;
+    fn opt_blob(&self, i: usize) -> Result<Option<Vec<u8>>, StoreError>;
 }
 
 /// Implements [`Columns`] for a driver's row type whose method `$get`
@@ -46,12 +47,15 @@ macro_rules! columns_by {
             fn blob(&self, i: usize) -> Result<Vec<u8>, $crate::store::StoreError> {
                 Ok(self.$get(i)?)
             }
+            fn opt_blob(&self, i: usize) -> Result<Option<Vec<u8>>, $crate::store::StoreError> {
+                Ok(self.$get(i)?)
+            }
         }
     };
 }
 pub(super) use columns_by;
 
-/// `id, owner, subject_ref, version, updated_at`.
+/// `id, owner, subject_ref, version, updated_at, subject_id`.
 pub(super) fn case_meta(r: &dyn Columns) -> Result<CaseMeta, StoreError> {
     Ok(CaseMeta {
         id: r.text(0)?,
@@ -59,6 +63,7 @@ pub(super) fn case_meta(r: &dyn Columns) -> Result<CaseMeta, StoreError> {
         subject_ref: r.blob(2)?,
         version: r.int(3)?,
         updated_at: r.int(4)?,
+        subject_id: r.opt_blob(5)?,
     })
 }
 
@@ -159,8 +164,8 @@ impl CaseFold {
             Some(c) => c,
             None => self.0.insert((case_meta(r)?, Vec::new())),
         };
-        if let Some(code) = r.opt_int(5)? {
-            data.push((category(code)?, r.blob(6)?));
+        if let Some(code) = r.opt_int(6)? {
+            data.push((category(code)?, r.blob(7)?));
         }
         Ok(())
     }

@@ -23,7 +23,9 @@ macro_rules! case_columns {
             $p,
             ".version, ",
             $p,
-            ".updated_at"
+            ".updated_at, ",
+            $p,
+            ".subject_id"
         )
     };
 }
@@ -54,8 +56,9 @@ macro_rules! consents_where {
 }
 
 pub(super) const INSERT_CASE: &str =
-    "INSERT INTO cases (id, owner, subject_ref, version, created_at, updated_at)
-     VALUES ($1, $2, $3, 1, $4, $4)";
+    "INSERT INTO cases (id, owner, subject_ref, version, created_at, updated_at, subject_id)
+     VALUES ($1, $2, $3, 1, $4, $4, $5)";
+pub(super) const SET_SUBJECT_ID: &str = "UPDATE cases SET subject_id = $1 WHERE id = $2";
 pub(super) const INSERT_CASE_DATA: &str =
     "INSERT INTO case_data (case_id, category, sealed) VALUES ($1, $2, $3)";
 pub(super) const UPSERT_CASE_DATA: &str =
@@ -183,6 +186,7 @@ pub(super) const WITH_PARAMETERS: &[&str] = &[
     INSERT_CASE_DATA,
     UPSERT_CASE_DATA,
     BUMP_CASE,
+    SET_SUBJECT_ID,
     INSERT_SUBJECT_INDEX,
     INSERT_OWNER_PSEUDONYM,
     INSERT_CONSENT,

@@ -31,5 +31,5 @@ pub mod verify;
 mod writer;
 
 pub(crate) use record::RecordView;
-pub use record::{AccessRecord, Decision};
+pub use record::{AccessRecord, Decision, Ldv, LdvStatus, SealedSubject, SubjectIdType};
 pub use writer::{AuditError, AuditLog, LogSettings, Recorded};

@@ -5,6 +5,7 @@
 //! hashes to the same leaf (RFC 6962 §2.1: the leaf hash is over these bytes).
 
 use crate::model::Category;
+use crate::model::trace::{ForeignOperation, SpanId, TraceContext, TraceId};
 use crate::store::LogRow;
 
 /// Version of the canonical record encoding. Bumped on any change to
@@ -14,7 +15,135 @@ use crate::store::LogRow;
 ///
 /// - 1: the fields up to `consents`.
 /// - 2: adds `subjects`, every other subject the call returned or touched.
-const RECORD_VERSION: u8 = 2;
+/// - 3: adds the Logboek Dataverwerkingen fields ([`Ldv`]): trace and span
+///   id, the caller's operation, the processing activity, the LDV status,
+///   the end time and the sealed data subject id.
+///
+/// A record without [`Ldv`] fields is encoded as version 2, so that every
+/// decoded record re-encodes to the bytes it came from (the leaf hash is
+/// over them); every record the node writes now has them.
+const RECORD_VERSION: u8 = 3;
+
+/// LDV's `status_code` (Logboek Dataverwerkingen, "Component: Logboek",
+/// interface): `STATUS_CODE_UNSET` for a processing that ran without a
+/// server-side fault (success, or the caller's own error: HTTP 2xx–4xx),
+/// `STATUS_CODE_OK` where the organisation marks success explicitly,
+/// `STATUS_CODE_ERROR` for server-side faults (HTTP 5xx).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LdvStatus {
+    Unset = 0,
+    Ok = 1,
+    Error = 2,
+}
+
+impl LdvStatus {
+    /// The status of an answer with gRPC code `code` (its name, e.g.
+    /// `"INVALID_ARGUMENT"`): `OK` is marked explicitly; the codes gRPC
+    /// maps to HTTP 5xx (`INTERNAL`, `UNKNOWN`, `DATA_LOSS`,
+    /// `UNIMPLEMENTED`, `UNAVAILABLE`, `DEADLINE_EXCEEDED`; the gRPC
+    /// HTTP-mapping table) are `ERROR`; every other code is the caller's
+    /// and `UNSET`.
+    pub fn of_grpc(code: &str) -> LdvStatus {
+        match code {
+            "OK" => LdvStatus::Ok,
+            "INTERNAL" | "UNKNOWN" | "DATA_LOSS" | "UNIMPLEMENTED" | "UNAVAILABLE"
+            | "DEADLINE_EXCEEDED" => LdvStatus::Error,
+            _ => LdvStatus::Unset,
+        }
+    }
+
+    /// The enumeration's name as LDV writes it, e.g. `STATUS_CODE_OK`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LdvStatus::Unset => "STATUS_CODE_UNSET",
+            LdvStatus::Ok => "STATUS_CODE_OK",
+            LdvStatus::Error => "STATUS_CODE_ERROR",
+        }
+    }
+
+    fn from_code(c: u8) -> Option<LdvStatus> {
+        Some(match c {
+            0 => LdvStatus::Unset,
+            1 => LdvStatus::Ok,
+            2 => LdvStatus::Error,
+            _ => return None,
+        })
+    }
+}
+
+/// The kind of identifier a sealed data subject id is: LDV's
+/// `dpl.core.data_subject_id_type`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SubjectIdType {
+    /// The V-number of the immigration services (10 digits).
+    Vreemdelingennummer,
+    /// The Dutch citizen service number (9 digits).
+    Bsn,
+}
+
+impl SubjectIdType {
+    /// The name LDV gives the type: `Vreemdelingennummer` or `BSN`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubjectIdType::Vreemdelingennummer => "Vreemdelingennummer",
+            SubjectIdType::Bsn => "BSN",
+        }
+    }
+    /// The type's code in the record encoding (1, 2).
+    pub(crate) fn code(self) -> u8 {
+        match self {
+            SubjectIdType::Vreemdelingennummer => 1,
+            SubjectIdType::Bsn => 2,
+        }
+    }
+    pub(crate) fn from_code(c: u8) -> Option<SubjectIdType> {
+        match c {
+            1 => Some(SubjectIdType::Vreemdelingennummer),
+            2 => Some(SubjectIdType::Bsn),
+            _ => None,
+        }
+    }
+}
+
+/// The data subject's identifier, sealed to the privacy officer's public
+/// key (HPKE, RFC 9180; `gateway::officer`): the log holds it, only the
+/// officer can read it, and two records of one person do not link.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SealedSubject {
+    pub id_type: SubjectIdType,
+    /// The HPKE encapsulated key followed by the ciphertext.
+    pub sealed: Vec<u8>,
+}
+
+/// The Logboek Dataverwerkingen fields of a record (version 3 on).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ldv {
+    /// Trace id, span id and the caller's operation (`foreign_operation`).
+    pub trace: TraceContext,
+    /// The processing activity (a URI in the register of processing
+    /// activities) the request's purpose maps to.
+    pub processing_activity_id: Option<String>,
+    pub status_code: LdvStatus,
+    /// When the processing ended, ms since the epoch (the record's `at` is
+    /// when it started).
+    pub end_at: i64,
+    /// The data subject, sealed; `None` when the request concerned no one
+    /// person, or the case holds neither V-number nor BSN.
+    pub data_subject: Option<SealedSubject>,
+}
+
+impl Ldv {
+    /// Fields of a processing that has just started: a fresh trace.
+    pub fn starting(at: i64) -> Ldv {
+        Ldv {
+            trace: TraceContext::fresh(),
+            processing_activity_id: None,
+            status_code: LdvStatus::Unset,
+            end_at: at,
+            data_subject: None,
+        }
+    }
+}
 
 /// How a request ended, as privacy officers read it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -112,6 +241,9 @@ pub struct AccessRecord {
     /// the call. Encoded sorted and without repeats (version 2 on; empty in
     /// older records).
     pub subjects: Vec<String>,
+    /// The Logboek Dataverwerkingen fields (version 3 on; `None` in older
+    /// records).
+    pub ldv: Option<Ldv>,
 }
 
 impl AccessRecord {
@@ -136,6 +268,7 @@ impl AccessRecord {
             rules: vec![],
             consents: vec![],
             subjects: vec![],
+            ldv: Some(Ldv::starting(at)),
         }
     }
 
@@ -144,8 +277,12 @@ impl AccessRecord {
     /// `subjects` sorted, without repeats. Deterministic, so the same record
     /// always hashes the same.
     pub fn encode(&self) -> Vec<u8> {
-        let mut b = Vec::with_capacity(256);
-        b.push(RECORD_VERSION);
+        let mut b = Vec::with_capacity(320);
+        b.push(if self.ldv.is_some() {
+            RECORD_VERSION
+        } else {
+            2
+        });
         put_str(&mut b, &self.request_id);
         b.extend_from_slice(&self.at.to_be_bytes());
         put_str(&mut b, &self.caller);
@@ -169,6 +306,9 @@ impl AccessRecord {
         put_list(&mut b, &self.rules);
         put_list(&mut b, &self.consents);
         put_list(&mut b, &canonical(&self.subjects));
+        if let Some(l) = &self.ldv {
+            put_ldv(&mut b, l);
+        }
         b
     }
 
@@ -222,6 +362,35 @@ fn put_cats(b: &mut Vec<u8>, cats: &[Category]) {
     b.extend_from_slice(&(cats.len() as u32).to_be_bytes());
     b.extend(cats.iter().map(|c| c.code()));
 }
+/// Version 3's fields: trace id (16), span id (8), foreign operation
+/// (absent 0, or 1 + trace id + span id + entity), processing activity
+/// (optional string), status (u8), end (i64), data subject (absent 0, or
+/// 1 + type (u8) + sealed bytes, length-prefixed).
+fn put_ldv(b: &mut Vec<u8>, l: &Ldv) {
+    b.extend_from_slice(&l.trace.trace_id.0);
+    b.extend_from_slice(&l.trace.span_id.0);
+    match &l.trace.foreign {
+        None => b.push(0),
+        Some(f) => {
+            b.push(1);
+            b.extend_from_slice(&f.trace_id.0);
+            b.extend_from_slice(&f.span_id.0);
+            put_str(b, &f.entity);
+        }
+    }
+    put_opt(b, &l.processing_activity_id);
+    b.push(l.status_code as u8);
+    b.extend_from_slice(&l.end_at.to_be_bytes());
+    match &l.data_subject {
+        None => b.push(0),
+        Some(s) => {
+            b.push(1);
+            b.push(s.id_type.code());
+            b.extend_from_slice(&(s.sealed.len() as u32).to_be_bytes());
+            b.extend_from_slice(&s.sealed);
+        }
+    }
+}
 fn put_list(b: &mut Vec<u8>, items: &[String]) {
     b.extend_from_slice(&(items.len() as u32).to_be_bytes());
     for s in items {
@@ -230,8 +399,9 @@ fn put_list(b: &mut Vec<u8>, items: &[String]) {
 }
 
 /// A record's fields borrowed from its encoding, checked as strictly as
-/// [`AccessRecord::decode`] but without allocating: verification reads
-/// every record of the log and only compares a few fields.
+/// [`AccessRecord::decode`] but allocating only for the LDV fields'
+/// entity and sealed subject: verification reads every record of the log
+/// and only compares a few fields.
 #[derive(Clone, Debug)]
 pub(crate) struct RecordView<'a> {
     pub(crate) request_id: &'a str,
@@ -254,6 +424,7 @@ pub(crate) struct RecordView<'a> {
     rules: (u32, &'a [u8]),
     consents: (u32, &'a [u8]),
     subjects: (u32, &'a [u8]),
+    pub(crate) ldv: Option<Ldv>,
 }
 
 impl<'a> RecordView<'a> {
@@ -299,6 +470,7 @@ impl<'a> RecordView<'a> {
         } else {
             (0, &[][..])
         };
+        let ldv = if version >= 3 { Some(r.ldv()?) } else { None };
         if !r.b.is_empty() {
             return None;
         }
@@ -322,6 +494,7 @@ impl<'a> RecordView<'a> {
             rules,
             consents,
             subjects,
+            ldv,
         })
     }
 
@@ -379,6 +552,7 @@ impl<'a> RecordView<'a> {
             rules: strings(self.rules),
             consents: strings(self.consents),
             subjects: self.subjects().map(String::from).collect(),
+            ldv: self.ldv.clone(),
         }
     }
 }
@@ -420,6 +594,49 @@ impl<'a> Reader<'a> {
             .iter()
             .all(|c| Category::from_code(i32::from(*c)).is_some())
             .then_some(codes)
+    }
+    fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
+        self.take(N)?.try_into().ok()
+    }
+    /// Version 3's fields ([`put_ldv`]).
+    fn ldv(&mut self) -> Option<Ldv> {
+        let trace_id = TraceId(self.array()?);
+        let span_id = SpanId(self.array()?);
+        let foreign = match self.u8()? {
+            0 => None,
+            1 => Some(ForeignOperation {
+                trace_id: TraceId(self.array()?),
+                span_id: SpanId(self.array()?),
+                entity: self.str()?.to_string(),
+            }),
+            _ => return None,
+        };
+        let processing_activity_id = self.opt()?.map(String::from);
+        let status_code = LdvStatus::from_code(self.u8()?)?;
+        let end_at = i64::from_be_bytes(self.array()?);
+        let data_subject = match self.u8()? {
+            0 => None,
+            1 => {
+                let id_type = SubjectIdType::from_code(self.u8()?)?;
+                let n = self.u32()? as usize;
+                Some(SealedSubject {
+                    id_type,
+                    sealed: self.take(n)?.to_vec(),
+                })
+            }
+            _ => return None,
+        };
+        Some(Ldv {
+            trace: TraceContext {
+                trace_id,
+                span_id,
+                foreign,
+            },
+            processing_activity_id,
+            status_code,
+            end_at,
+            data_subject,
+        })
     }
     /// A counted list whose items `item` checks; the count and raw bytes.
     fn counted(
@@ -509,6 +726,42 @@ mod tests {
         assert!(AccessRecord::decode(&v2).is_some());
         v2[0] = 3;
         assert_eq!(AccessRecord::decode(&v2), None, "an unknown version");
+    }
+
+    /// Version 3 carries the LDV fields and round-trips; a record without
+    /// them is still written as version 2, byte for byte as before, so
+    /// the leaves of existing entries do not change.
+    #[test]
+    fn version_3_round_trips_and_version_2_stays_as_it_was() {
+        let mut r = AccessRecord::new("0190-abc".into(), 1_700_000_000_000, "GetCase");
+        let l = r.ldv.as_mut().unwrap();
+        l.trace.foreign = Some(ForeignOperation {
+            trace_id: TraceId([7; 16]),
+            span_id: SpanId([9; 8]),
+            entity: "urn:nl:oin:00000001003214345000".into(),
+        });
+        l.processing_activity_id = Some("https://register.example/va/1".into());
+        l.status_code = LdvStatus::Error;
+        l.end_at = 1_700_000_000_042;
+        l.data_subject = Some(SealedSubject {
+            id_type: SubjectIdType::Bsn,
+            sealed: vec![1, 2, 3],
+        });
+        let bytes = r.encode();
+        assert_eq!(bytes[0], 3);
+        assert_eq!(AccessRecord::decode(&bytes), Some(r.clone()));
+        for n in 0..bytes.len() {
+            assert_eq!(AccessRecord::decode(&bytes[..n]), None, "prefix {n}");
+        }
+        let mut v2 = r.clone();
+        v2.ldv = None;
+        let old = v2.encode();
+        assert_eq!(old[0], 2);
+        assert_eq!(AccessRecord::decode(&old), Some(v2));
+        assert_eq!(&bytes[..old.len()][1..], &old[1..], "version 3 appends");
+        assert_eq!(LdvStatus::of_grpc("OK"), LdvStatus::Ok);
+        assert_eq!(LdvStatus::of_grpc("INVALID_ARGUMENT"), LdvStatus::Unset);
+        assert_eq!(LdvStatus::of_grpc("UNAVAILABLE"), LdvStatus::Error);
     }
 
     #[test]

@@ -84,7 +84,16 @@ enum Msg {
 pub struct AuditLog {
     tx: mpsc::Sender<Msg>,
     checkpoint_interval: Duration,
+    /// When the last batch failed (ms since the epoch), 0 once one has
+    /// been written since: what [`AuditLog::down`] reads.
+    failed_at: Arc<std::sync::atomic::AtomicI64>,
 }
+
+/// How long after a failed batch, with none written since, the log counts
+/// as down ([`AuditLog::down`]): long enough for a probe to see it, short
+/// enough that a node nobody sends requests to (because it said it was
+/// down) is tried again.
+const DOWN_AFTER_FAILURE_MS: i64 = 10_000;
 
 /// How the log signs its checkpoints.
 #[derive(Clone, Debug)]
@@ -113,6 +122,7 @@ struct Writer {
     signed_size: u64,
     signed_at: Instant,
     failures: Failures,
+    failed_at: Arc<std::sync::atomic::AtomicI64>,
 }
 
 /// Failed batches, logged at most once a second: while the database is
@@ -184,7 +194,9 @@ impl AuditLog {
         };
         let (tx, rx) = mpsc::channel::<Msg>(4 * MAX_BATCH);
         let checkpoint_interval = settings.checkpoint_interval;
+        let failed_at = Arc::new(std::sync::atomic::AtomicI64::new(0));
         let writer = Writer {
+            failed_at: failed_at.clone(),
             store,
             sink,
             signer,
@@ -198,7 +210,21 @@ impl AuditLog {
         Ok(AuditLog {
             tx,
             checkpoint_interval,
+            failed_at,
         })
+    }
+
+    /// Why the log cannot take records now, if it cannot: its writer has
+    /// stopped, or its last batch failed (within the last ten seconds,
+    /// with none written since). For health answers; the reason names no
+    /// record.
+    pub fn down(&self) -> Option<&'static str> {
+        if self.tx.is_closed() {
+            return Some("the access log writer has stopped");
+        }
+        let at = self.failed_at.load(std::sync::atomic::Ordering::Relaxed);
+        (at != 0 && crate::model::clock::now_millis() - at < DOWN_AFTER_FAILURE_MS)
+            .then_some("the last access log write failed")
     }
 
     /// Appends a record and waits until it is durable: the proof of that,
@@ -398,6 +424,13 @@ impl Writer {
             }
             let _ = done.send(outcome);
         }
+        let failed_at = if failed.is_some() {
+            crate::model::clock::now_millis().max(1)
+        } else {
+            0
+        };
+        self.failed_at
+            .store(failed_at, std::sync::atomic::Ordering::Relaxed);
         if let Some((e, n)) = failed {
             self.failures.note(&e, n);
         }

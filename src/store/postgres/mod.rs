@@ -179,6 +179,7 @@ impl PgStore {
             .bind(&case.owner)
             .bind(&case.subject_ref)
             .bind(case.now)
+            .bind(&case.subject_id)
             .execute(&mut *tx)
             .await?;
         for (cat, sealed) in &case.sealed {
@@ -208,6 +209,7 @@ impl PgStore {
         case_id: &str,
         sealed: &[(Category, Vec<u8>)],
         subject_index: &[(String, String)],
+        subject_id: Option<&[u8]>,
         now: Millis,
         key: Option<&RequestKey>,
     ) -> Result<Option<i64>, StoreError> {
@@ -229,6 +231,13 @@ impl PgStore {
                 .await?;
         }
         put_subject_index(&mut tx, case_id, subject_index).await?;
+        if let Some(subject_id) = subject_id {
+            sqlx::query(sql::SET_SUBJECT_ID)
+                .bind(subject_id)
+                .bind(case_id)
+                .execute(&mut *tx)
+                .await?;
+        }
         if let Some(key) = key {
             put_request_key(&mut tx, key, version).await?;
         }

@@ -106,6 +106,7 @@ impl Weigh for CaseWithData {
             + text(&meta.owner)
             + ALLOCATION
             + meta.subject_ref.len()
+            + meta.subject_id.as_ref().map_or(0, Vec::len)
             + sealed
                 .iter()
                 .map(|(_, b)| ALLOCATION + 16 + b.len())
@@ -284,6 +285,7 @@ mod tests {
                 subject_ref: "s".into(),
                 version,
                 updated_at: 0,
+                subject_id: None,
             },
             vec![],
         )

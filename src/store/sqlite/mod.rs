@@ -349,13 +349,24 @@ impl SqliteStore {
         case_id: &str,
         sealed: &[(Category, Vec<u8>)],
         subject_index: &[(String, String)],
+        subject_id: Option<&[u8]>,
         now: Millis,
         key: Option<&RequestKey>,
     ) -> Result<Option<i64>, StoreError> {
         let (id, sealed, index) = (case_id.to_owned(), sealed.to_vec(), subject_index.to_vec());
-        let key = key.cloned();
+        let (key, subject_id) = (key.cloned(), subject_id.map(<[u8]>::to_vec));
         let result = self
-            .write(move |c| write::update_case(c, &id, &sealed, &index, now, key.as_ref()))
+            .write(move |c| {
+                write::update_case(
+                    c,
+                    &id,
+                    &sealed,
+                    &index,
+                    subject_id.as_deref(),
+                    now,
+                    key.as_ref(),
+                )
+            })
             .await;
         self.forget_case(case_id);
         result

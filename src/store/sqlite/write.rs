@@ -106,7 +106,8 @@ pub(super) fn insert_case(conn: &mut Connection, case: &NewCase) -> Result<(), S
         case.id,
         case.owner,
         case.subject_ref,
-        case.now
+        case.now,
+        case.subject_id
     ])?;
     put_case_data(&tx, sql::INSERT_CASE_DATA, &case.id, &case.sealed)?;
     put_subject_index(&tx, &case.id, &case.subject_index)?;
@@ -162,6 +163,7 @@ pub(super) fn update_case(
     case_id: &str,
     sealed: &[(Category, Vec<u8>)],
     subject_index: &[(String, String)],
+    subject_id: Option<&[u8]>,
     now: Millis,
     key: Option<&RequestKey>,
 ) -> Result<Option<i64>, StoreError> {
@@ -176,6 +178,10 @@ pub(super) fn update_case(
     };
     put_case_data(&tx, sql::UPSERT_CASE_DATA, case_id, sealed)?;
     put_subject_index(&tx, case_id, subject_index)?;
+    if let Some(subject_id) = subject_id {
+        tx.prepare_cached(sql::SET_SUBJECT_ID)?
+            .execute(params![subject_id, case_id])?;
+    }
     if let Some(key) = key {
         put_request_key(&tx, key, version)?;
     }

@@ -1,0 +1,289 @@
+//! `sluis audit export --format ldv`, `sluis audit officer-key` and `sluis
+//! audit decrypt-subject`: the access log in the shape of the Logboek
+//! Dataverwerkingen standard (Logius, "Component: Logboek", interface),
+//! and the privacy officer's key for the data subject ids in it.
+//!
+//! One JSON object per line, one line per access record, in log order:
+//! `trace_id` (32 hex), `span_id` (16 hex), `status_code`
+//! (`STATUS_CODE_UNSET` / `_OK` / `_ERROR`), `name`, `start_time` and
+//! `end_time` (ms since the Unix epoch), `foreign_operation` (`trace_id`,
+//! `span_id`, `entity`) when the caller sent a W3C `traceparent`,
+//! `resource.attributes` naming the node, and `attributes`: the `dpl.core.*`
+//! keys of the standard and `sluis.*` keys linking the line to its signed
+//! entry. `docs/processing-log.md` maps each field to its source.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde_json::{Value, json};
+
+use crate::config::Config;
+use crate::gateway::officer::OfficerSecret;
+use crate::store::{LogFilter, Store};
+use crate::tlog::{AccessRecord, LdvStatus, SubjectIdType};
+
+/// Rows read per page: the export holds one page at a time, whatever the
+/// log's size.
+const PAGE: i64 = 10_000;
+
+/// One record as an LDV log line. Records written before access record
+/// version 3 have no LDV fields: their `trace_id` is the request id's 16
+/// bytes (a UUID), their `span_id` the first 8 bytes of its SHA-256, their
+/// status derived from the gRPC status, start and end their one time, and
+/// `sluis.record_version` says so.
+pub(crate) fn ldv_line(index: i64, node: &str, r: &AccessRecord) -> Value {
+    let mut attributes: Vec<Value> = Vec::new();
+    let mut attr = |k: &str, v: Value| attributes.push(json!({"key": k, "value": v}));
+    let (trace_id, span_id, status, end, foreign, version) = match &r.ldv {
+        Some(l) => (
+            l.trace.trace_id.hex(),
+            l.trace.span_id.hex(),
+            l.status_code,
+            l.end_at,
+            l.trace.foreign.as_ref().map(|f| {
+                json!({
+                    "trace_id": f.trace_id.hex(),
+                    "span_id": f.span_id.hex(),
+                    "entity": f.entity,
+                })
+            }),
+            3,
+        ),
+        None => {
+            let trace = uuid::Uuid::parse_str(&r.request_id)
+                .map(|u| hex::encode(u.as_bytes()))
+                .unwrap_or_else(|_| {
+                    hex::encode(
+                        &ring::digest::digest(&ring::digest::SHA256, r.request_id.as_bytes())
+                            .as_ref()[..16],
+                    )
+                });
+            let span = hex::encode(
+                &ring::digest::digest(&ring::digest::SHA256, r.request_id.as_bytes()).as_ref()[..8],
+            );
+            (trace, span, LdvStatus::of_grpc(&r.status), r.at, None, 2)
+        }
+    };
+    if let Some(l) = &r.ldv {
+        if let Some(a) = &l.processing_activity_id {
+            attr("dpl.core.processing_activity_id", json!(a));
+        }
+        if let Some(s) = &l.data_subject {
+            attr("dpl.core.data_subject_id", json!(B64.encode(&s.sealed)));
+            attr("dpl.core.data_subject_id_type", json!(s.id_type.as_str()));
+        }
+    }
+    attr("sluis.request_id", json!(r.request_id));
+    attr("sluis.log_index", json!(index));
+    attr("sluis.record_version", json!(version));
+    attr("sluis.grpc_status", json!(r.status));
+    attr("sluis.decision", json!(r.decision.as_str()));
+    attr("sluis.caller", json!(r.caller));
+    attr("sluis.role", json!(r.role));
+    if let Some(p) = &r.purpose {
+        attr("sluis.purpose", json!(p));
+    }
+    if let Some(c) = &r.case_id {
+        attr("sluis.case_id", json!(c));
+    }
+    let mut line = json!({
+        "trace_id": trace_id,
+        "span_id": span_id,
+        "status_code": status.as_str(),
+        "name": r.method,
+        "start_time": r.at,
+        "end_time": end,
+        "resource": {"attributes": [
+            {"key": "service.name", "value": "sluis"},
+            {"key": "service.version", "value": env!("CARGO_PKG_VERSION")},
+            {"key": "service.instance.id", "value": node},
+        ]},
+        "attributes": attributes,
+    });
+    if let (Some(f), Some(obj)) = (foreign, line.as_object_mut()) {
+        obj.insert("foreign_operation".into(), f);
+    }
+    line
+}
+
+/// Writes every record in `filter` as LDV lines to `w`, a page at a time;
+/// on a terminal, shows how far it is on standard error. Returns how many
+/// it wrote.
+pub(crate) async fn export_ldv(
+    store: &Store,
+    node: &str,
+    filter: &LogFilter,
+    w: &mut dyn Write,
+) -> anyhow::Result<u64> {
+    let total = store.access_log_len().await.unwrap_or(0).max(0) as u64;
+    let progress = std::io::stderr().is_terminal();
+    let mut start = 0;
+    let mut n = 0u64;
+    loop {
+        let rows = store.query_log(filter, start, PAGE).await?;
+        let Some(last) = rows.last() else { break };
+        start = last.seq + 1;
+        for row in rows {
+            let r = AccessRecord::decode(&row.record).with_context(|| {
+                format!(
+                    "entry {} does not decode; run `sluis audit verify`",
+                    row.seq
+                )
+            })?;
+            writeln!(w, "{}", ldv_line(row.seq, node, &r))?;
+            n += 1;
+        }
+        if progress {
+            eprint!("\rexported {n} records (log holds {total}; up to entry {start})");
+        }
+    }
+    if progress {
+        eprintln!();
+    }
+    Ok(n)
+}
+
+/// `sluis audit officer-key`: a new key pair; the private key to `out`
+/// (created, readable by its owner only; an existing file is not
+/// overwritten), the public key into the node configuration at `config`
+/// (when it exists) and on standard output.
+pub(crate) fn officer_key(config: &Path, out: &Path) -> anyhow::Result<ExitCode> {
+    let (secret, public) = OfficerSecret::generate();
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+        .open(out)
+        .and_then(|mut f| f.write_all(secret.as_bytes()))
+        .with_context(|| {
+            format!(
+                "cannot create {} (an existing key is never overwritten; choose another --out)",
+                out.display()
+            )
+        })?;
+    eprintln!(
+        "private key written to {}: keep it with the privacy officer, off the node",
+        out.display()
+    );
+    if config.exists() {
+        set_officer_key(config, &public)?;
+        eprintln!(
+            "public key set as processing_log.officer_key in {}; restart the node to use it",
+            config.display()
+        );
+    } else {
+        eprintln!(
+            "no node configuration at {}: put the public key below in its [processing_log] officer_key",
+            config.display()
+        );
+    }
+    println!("{public}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Sets `[processing_log] officer_key` in the configuration file, keeping
+/// every other line (and comment) as it is; the file must still load.
+fn set_officer_key(config: &Path, public: &str) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(config)
+        .with_context(|| format!("cannot read {}", config.display()))?;
+    let new_line = format!("officer_key = \"{public}\"");
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    let header = lines.iter().position(|l| l.trim() == "[processing_log]");
+    match header {
+        Some(h) => {
+            let end = lines[h + 1..]
+                .iter()
+                .position(|l| l.trim_start().starts_with('['))
+                .map_or(lines.len(), |i| h + 1 + i);
+            match (h + 1..end).find(|&i| lines[i].trim_start().starts_with("officer_key")) {
+                Some(i) => lines[i] = new_line,
+                None => lines.insert(h + 1, new_line),
+            }
+        }
+        None => {
+            // Before the first array of tables, so it is no participant's.
+            let at = lines
+                .iter()
+                .position(|l| l.trim_start().starts_with("[["))
+                .unwrap_or(lines.len());
+            lines.splice(
+                at..at,
+                ["[processing_log]".to_string(), new_line, String::new()],
+            );
+        }
+    }
+    let mut updated = lines.join("\n");
+    updated.push('\n');
+    let tmp = config.with_extension("toml.new");
+    std::fs::write(&tmp, &updated).with_context(|| format!("cannot write {}", tmp.display()))?;
+    if let Err(e) = Config::load(&tmp) {
+        let _ = std::fs::remove_file(&tmp);
+        anyhow::bail!(
+            "{} was left unchanged: with the key it would not load ({e})",
+            config.display()
+        );
+    }
+    std::fs::rename(&tmp, config)
+        .with_context(|| format!("cannot replace {}", config.display()))?;
+    Ok(())
+}
+
+/// What `sluis audit decrypt-subject` opens: a record's sealed id, given
+/// as the export shows it, or looked up in the node's log.
+pub(crate) struct Decrypt {
+    pub(crate) key: PathBuf,
+    pub(crate) request_id: String,
+    /// The export's `dpl.core.data_subject_id` and `_type`; when absent,
+    /// the record is read from the node's database.
+    pub(crate) sealed: Option<(String, String)>,
+}
+
+/// Opens one record's data subject id with the officer's private key and
+/// prints it with its type.
+pub(crate) async fn decrypt_subject(config: &Path, d: Decrypt) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read_to_string(&d.key)
+        .with_context(|| format!("cannot read the officer key {}", d.key.display()))?;
+    let secret = OfficerSecret::parse(&text).with_context(|| d.key.display().to_string())?;
+    let (id_type, sealed) = match d.sealed {
+        Some((sealed, id_type)) => {
+            let t = match id_type.as_str() {
+                "Vreemdelingennummer" => SubjectIdType::Vreemdelingennummer,
+                "BSN" => SubjectIdType::Bsn,
+                _ => anyhow::bail!("--type must be Vreemdelingennummer or BSN"),
+            };
+            let bytes = B64
+                .decode(sealed.trim())
+                .context("--sealed is not base64 (copy dpl.core.data_subject_id as exported)")?;
+            (t, bytes)
+        }
+        None => {
+            let node = super::audit::open_store(config).await?;
+            let seq = node
+                .log_position(&d.request_id)
+                .await?
+                .with_context(|| format!("no access record with request id {}", d.request_id))?;
+            let row = node
+                .access_log(seq, 1)
+                .await?
+                .into_iter()
+                .next()
+                .with_context(|| format!("entry {seq} vanished"))?;
+            let r = AccessRecord::decode(&row.record)
+                .context("the record does not decode; run `sluis audit verify`")?;
+            let s = r.ldv.and_then(|l| l.data_subject).with_context(|| {
+                "the record names no data subject id (no case, a case without V-number or BSN, no officer key on the node then, or a record older than version 3)"
+            })?;
+            (s.id_type, s.sealed)
+        }
+    };
+    let id = secret
+        .open(&d.request_id, id_type, &sealed)
+        .context("not opened")?;
+    println!("{}\t{id}", id_type.as_str());
+    Ok(ExitCode::SUCCESS)
+}

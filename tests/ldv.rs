@@ -1,0 +1,444 @@
+//! `sluis audit export --format ldv` against the Logboek Dataverwerkingen
+//! standard's field list (Logius, "Component: Logboek", interface): every
+//! required field present and of its type, the caller's W3C `traceparent`
+//! as `foreign_operation`, the processing activity per purpose, and the
+//! data subject's V-number or BSN sealed — in the clear nowhere in the
+//! export or the database file, and opened with the officer's key (and
+//! with no other) to the right value. A log holding records from before
+//! these fields (version 2) and after still verifies.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+use sluis::config::Config;
+use sluis::dev::init;
+use sluis::node::Node;
+use sluis::rpc::proto::v1 as pb;
+use sluis::tlog::{AccessRecord, AuditLog, Decision, LogSettings};
+
+const V_NUMBER: &str = "3141592653";
+const BSN_ONLY: &str = "123456782";
+const BSN_OF_V: &str = "111222333";
+const CALLER_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const CALLER_SPAN: &str = "00f067aa0ba902b7";
+
+fn sluis(args: &[&str], config: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_sluis"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap()
+}
+
+fn lower_hex(v: &Value, len: usize) -> bool {
+    v.as_str().is_some_and(|s| {
+        s.len() == len
+            && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+            && s.bytes().any(|b| b != b'0')
+    })
+}
+
+fn attr<'a>(line: &'a Value, key: &str) -> Option<&'a Value> {
+    line["attributes"]
+        .as_array()?
+        .iter()
+        .find(|a| a["key"] == key)
+        .map(|a| &a["value"])
+}
+
+/// Appends one record as a node of the previous version wrote it (no LDV
+/// fields: encoding version 2), through the log's own writer.
+async fn append_old_record(config: &Config) -> String {
+    let keys =
+        Arc::new(sluis::gateway::vault::Keys::load(&config.path(&config.node.keys_dir)).unwrap());
+    let (store, sink) = sluis::store::Store::open(
+        &config.database_url().unwrap(),
+        &sluis::store::PoolSettings::default(),
+        true,
+    )
+    .await
+    .unwrap();
+    let log = AuditLog::start(
+        store.clone(),
+        sink,
+        keys,
+        LogSettings {
+            key_name: config.node.name.clone(),
+            origin: sluis::tlog::checkpoint::origin(&config.node.name),
+            checkpoint_interval: Duration::from_millis(0),
+        },
+    )
+    .await
+    .unwrap();
+    let id = uuid::Uuid::now_v7().to_string();
+    let mut old = AccessRecord::new(id.clone(), sluis::model::clock::now_millis(), "FindCases");
+    old.caller = GEMEENTE.into();
+    old.role = "municipality".into();
+    old.purpose = Some("return".into());
+    old.decision = Decision::Allowed;
+    old.status = "OK".into();
+    old.ldv = None;
+    assert_eq!(old.encode()[0], 2, "written as version 2");
+    log.append(&old).await.unwrap();
+    log.sign_pending().await;
+    store.close().await;
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ldv_export_has_the_standards_fields_and_seals_the_subject() {
+    // A SQLite node, so that the database file itself can be searched.
+    let dir = tempfile::tempdir().unwrap();
+    let path = init::init(dir.path(), "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let config = Config::load(&path).unwrap();
+    let old_id = append_old_record(&config).await;
+    let node = Node::start(&config).await.unwrap();
+    let node = TestNode { dir, config, node };
+    let ngo_oin = node
+        .config
+        .participants
+        .iter()
+        .find(|p| p.id == NGO)
+        .and_then(|p| p.oin.clone())
+        .unwrap();
+
+    // Real requests: two cases (one with a V-number, one with a BSN only),
+    // a consent, reads with and without a caller's trace, a refused one.
+    let mut gemeente = node.client(GEMEENTE).await;
+    let mut ngo = node.client(NGO).await;
+    let v_case = gemeente
+        .cases
+        .register_case(with_actor(pb::RegisterCaseRequest {
+            request_id: String::new(),
+            data: Some(full_case("Amal Test", V_NUMBER, BSN_OF_V)),
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .case_id;
+    let bsn_case = gemeente
+        .cases
+        .register_case(with_actor(pb::RegisterCaseRequest {
+            request_id: String::new(),
+            data: Some(full_case("Bram Test", "", BSN_ONLY)),
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .case_id;
+    for case in [&v_case, &bsn_case] {
+        grant(
+            &mut gemeente,
+            case,
+            vec![participant(NGO)],
+            &[pb::Category::Shelter],
+            &["shelter"],
+        )
+        .await;
+    }
+    let mut traced = tonic::Request::new(by_id(&v_case, "shelter"));
+    traced.metadata_mut().insert(
+        "traceparent",
+        format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01")
+            .parse()
+            .unwrap(),
+    );
+    let traced_id = request_id(&ngo.cases.get_case(traced).await.unwrap());
+    let plain_id = request_id(&ngo.cases.get_case(by_id(&v_case, "shelter")).await.unwrap());
+    let mut bad_trace = tonic::Request::new(by_id(&bsn_case, "shelter"));
+    bad_trace
+        .metadata_mut()
+        .insert("traceparent", "00-not-a-trace-01".parse().unwrap());
+    let bsn_id = request_id(&ngo.cases.get_case(bad_trace).await.unwrap());
+    let refused = ngo
+        .cases
+        .get_case(by_id(&v_case, "no-such-purpose"))
+        .await
+        .expect_err("an unknown purpose is refused");
+    let refused_id = request_id_of(refused.metadata());
+
+    let config_path = node.config_path();
+    let officer_key = node.dir.path().join(init::OFFICER_KEY_FILE);
+    let db = node.db_path();
+    let node_dir = node.dir.path().to_path_buf();
+    node.node.shutdown().await.unwrap();
+
+    // The export.
+    let export = node_dir.join("ldv.jsonl");
+    let out = sluis(
+        &[
+            "audit",
+            "export",
+            "--format",
+            "ldv",
+            "--out",
+            export.to_str().unwrap(),
+        ],
+        &config_path,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&export).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is one JSON object"))
+        .collect();
+    assert!(lines.len() >= 9, "{} lines", lines.len());
+
+    // Every line: the standard's required fields, each of its type.
+    for l in &lines {
+        assert!(lower_hex(&l["trace_id"], 32), "trace_id, 16 bytes: {l}");
+        assert!(lower_hex(&l["span_id"], 16), "span_id, 8 bytes: {l}");
+        assert!(
+            ["STATUS_CODE_UNSET", "STATUS_CODE_OK", "STATUS_CODE_ERROR"]
+                .contains(&l["status_code"].as_str().unwrap_or("")),
+            "status_code: {l}"
+        );
+        assert!(
+            l["name"].as_str().is_some_and(|n| !n.is_empty()),
+            "name: {l}"
+        );
+        let (start, end) = (l["start_time"].as_i64(), l["end_time"].as_i64());
+        assert!(
+            start.is_some_and(|s| s > 1_600_000_000_000) && end >= start,
+            "start_time, end_time in ms: {l}"
+        );
+        let attributes = l["attributes"].as_array().expect("attributes, a list");
+        assert!(
+            attributes
+                .iter()
+                .all(|a| a["key"].is_string() && !a["value"].is_null()),
+            "attributes are key-value pairs: {l}"
+        );
+        assert!(l["resource"]["attributes"].is_array(), "resource: {l}");
+        if let Some(f) = l.get("foreign_operation") {
+            assert!(
+                lower_hex(&f["trace_id"], 32) && lower_hex(&f["span_id"], 16),
+                "{f}"
+            );
+            assert!(
+                f["entity"].as_str().is_some_and(|e| e.contains(':')),
+                "a URI: {f}"
+            );
+        }
+    }
+    let by_id = |id: &str| -> &Value {
+        lines
+            .iter()
+            .find(|l| attr(l, "sluis.request_id") == Some(&Value::from(id)))
+            .unwrap_or_else(|| panic!("no line for {id}"))
+    };
+
+    // The caller's trace continues, and its span is the foreign operation.
+    let t = by_id(&traced_id);
+    assert_eq!(t["trace_id"], CALLER_TRACE);
+    assert_ne!(t["span_id"], CALLER_SPAN);
+    assert_eq!(t["foreign_operation"]["trace_id"], CALLER_TRACE);
+    assert_eq!(t["foreign_operation"]["span_id"], CALLER_SPAN);
+    assert_eq!(
+        t["foreign_operation"]["entity"],
+        format!("urn:nl:oin:{ngo_oin}")
+    );
+    assert_eq!(t["status_code"], "STATUS_CODE_OK");
+    assert_eq!(t["name"], "GetCase");
+    // Without a trace, or with one that does not parse: a trace of its own.
+    for id in [&plain_id, &bsn_id] {
+        let l = by_id(id);
+        assert!(l.get("foreign_operation").is_none(), "{l}");
+        assert_ne!(l["trace_id"], CALLER_TRACE);
+    }
+    assert_ne!(by_id(&plain_id)["trace_id"], by_id(&bsn_id)["trace_id"]);
+    // A refusal for the caller's own error is not a server error.
+    assert_eq!(by_id(&refused_id)["status_code"], "STATUS_CODE_UNSET");
+
+    // The processing activity of the purpose, as configured.
+    assert_eq!(
+        attr(t, "dpl.core.processing_activity_id").unwrap(),
+        "https://register.gemeente.example/verwerkingsactiviteiten/lvv-shelter"
+    );
+
+    // The subject: typed, sealed, different in every record.
+    assert_eq!(
+        attr(t, "dpl.core.data_subject_id_type").unwrap(),
+        "Vreemdelingennummer"
+    );
+    assert_eq!(
+        attr(by_id(&bsn_id), "dpl.core.data_subject_id_type").unwrap(),
+        "BSN"
+    );
+    let sealed_t = attr(t, "dpl.core.data_subject_id")
+        .unwrap()
+        .as_str()
+        .unwrap();
+    let sealed_p = attr(by_id(&plain_id), "dpl.core.data_subject_id")
+        .unwrap()
+        .as_str()
+        .unwrap();
+    assert_ne!(sealed_t, sealed_p, "equal subjects do not link");
+
+    // In the clear nowhere: not in the export, not in the database files.
+    let mut files = vec![export.clone()];
+    for suffix in ["", "-wal", "-shm"] {
+        let f = std::path::PathBuf::from(format!("{}{suffix}", db.display()));
+        if f.exists() {
+            files.push(f);
+        }
+    }
+    for f in &files {
+        let bytes = std::fs::read(f).unwrap();
+        for id in [V_NUMBER, BSN_ONLY, BSN_OF_V] {
+            assert!(
+                !bytes.windows(id.len()).any(|w| w == id.as_bytes()),
+                "{id} in the clear in {}",
+                f.display()
+            );
+        }
+    }
+
+    // The officer's key opens it, from the database or from the export line.
+    let out = sluis(
+        &[
+            "audit",
+            "decrypt-subject",
+            "--key",
+            officer_key.to_str().unwrap(),
+            "--request-id",
+            &traced_id,
+        ],
+        &config_path,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("Vreemdelingennummer\t{V_NUMBER}")
+    );
+    let l = by_id(&bsn_id);
+    let sealed = attr(l, "dpl.core.data_subject_id")
+        .unwrap()
+        .as_str()
+        .unwrap();
+    let offline = |key: &Path, request: &str| {
+        sluis(
+            &[
+                "audit",
+                "decrypt-subject",
+                "--key",
+                key.to_str().unwrap(),
+                "--request-id",
+                request,
+                "--sealed",
+                sealed,
+                "--type",
+                "BSN",
+            ],
+            &node_dir.join("no-such-config.toml"),
+        )
+    };
+    let out = offline(&officer_key, &bsn_id);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("BSN\t{BSN_ONLY}")
+    );
+    // Bound to its record: under another request id it does not open.
+    assert!(!offline(&officer_key, &plain_id).status.success());
+    // Another officer's key does not open it.
+    let other = node_dir.join("other-officer.key");
+    let made = sluis(
+        &["audit", "officer-key", "--out", other.to_str().unwrap()],
+        &node_dir.join("no-such-config.toml"),
+    );
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    assert!(String::from_utf8_lossy(&made.stdout).starts_with("hpke-x25519:"));
+    let out = offline(&other, &bsn_id);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not open"));
+
+    // The record written before these fields: in the export with a trace
+    // id from its request id, and the whole log verifies.
+    let old = by_id(&old_id);
+    assert_eq!(attr(old, "sluis.record_version").unwrap(), 2);
+    assert_eq!(old["trace_id"], old_id.replace('-', ""));
+    let verify = sluis(&["audit", "verify"], &config_path);
+    assert!(
+        verify.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+}
+
+/// `sluis audit officer-key` puts the public key into the node's
+/// configuration, which still loads; it never overwrites a private key.
+#[tokio::test]
+async fn officer_key_writes_the_public_key_into_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = init::init(dir.path(), "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let before = Config::load(&path).unwrap().processing_log.officer_key;
+    let key = dir.path().join("new-officer.key");
+    let out = sluis(
+        &["audit", "officer-key", "--out", key.to_str().unwrap()],
+        &path,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let public = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let after = Config::load(&path).unwrap();
+    assert_eq!(
+        after.processing_log.officer_key.as_deref(),
+        Some(public.as_str())
+    );
+    assert_ne!(before.as_deref(), Some(public.as_str()));
+    assert_eq!(after.participants.len(), init::DEV_PARTICIPANTS.len());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "the private key is its owner's alone");
+    }
+    let again = sluis(
+        &["audit", "officer-key", "--out", key.to_str().unwrap()],
+        &path,
+    );
+    assert!(
+        !again.status.success(),
+        "an existing key is not overwritten"
+    );
+    assert_eq!(
+        Config::load(&path)
+            .unwrap()
+            .processing_log
+            .officer_key
+            .as_deref(),
+        Some(public.as_str())
+    );
+}

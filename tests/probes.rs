@@ -1,0 +1,218 @@
+//! The plain probes listener (`[probes] listen`): health and reflection
+//! for load balancers and Kubernetes probes without a client certificate,
+//! not recorded as access; the data and audit services stay mTLS-only;
+//! health says NOT_SERVING while the access log cannot take records, with
+//! the reason in the node's log.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use tonic::Code;
+use tonic::transport::{Channel, Endpoint};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_reflection::pb::{v1, v1alpha};
+
+use sluis::rpc::proto::v1 as pb;
+
+async fn plain(node: &TestNode) -> Channel {
+    let addr = node
+        .node
+        .probes_addr
+        .expect("the dev node has a probes listener");
+    Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .expect("a plain connection to the probes listener")
+}
+
+async fn health(channel: &Channel) -> Option<ServingStatus> {
+    let r = HealthClient::new(channel.clone())
+        .check(HealthCheckRequest::default())
+        .await
+        .ok()?;
+    ServingStatus::try_from(r.into_inner().status).ok()
+}
+
+async fn wait_health(channel: &Channel, want: ServingStatus) {
+    for _ in 0..100 {
+        if health(channel).await == Some(want) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("health never became {want:?}");
+}
+
+/// Services the plain listener's reflection lists, through v1 or v1alpha.
+async fn listed(channel: &Channel) -> (Vec<String>, Vec<String>) {
+    let v1 = v1::server_reflection_client::ServerReflectionClient::new(channel.clone())
+        .server_reflection_info(tokio_stream::iter(vec![v1::ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(
+                String::new(),
+            )),
+        }]))
+        .await
+        .expect("reflection v1 without a certificate")
+        .into_inner()
+        .message()
+        .await
+        .unwrap()
+        .expect("a response");
+    let Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(l1)) =
+        v1.message_response
+    else {
+        panic!("a service list: {v1:?}");
+    };
+    let alpha = v1alpha::server_reflection_client::ServerReflectionClient::new(channel.clone())
+        .server_reflection_info(tokio_stream::iter(vec![v1alpha::ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(
+                v1alpha::server_reflection_request::MessageRequest::ListServices(String::new()),
+            ),
+        }]))
+        .await
+        .expect("reflection v1alpha without a certificate")
+        .into_inner()
+        .message()
+        .await
+        .unwrap()
+        .expect("a response");
+    let Some(v1alpha::server_reflection_response::MessageResponse::ListServicesResponse(la)) =
+        alpha.message_response
+    else {
+        panic!("a service list: {alpha:?}");
+    };
+    (
+        l1.service.into_iter().map(|s| s.name).collect(),
+        la.service.into_iter().map(|s| s.name).collect(),
+    )
+}
+
+/// Health and reflection (v1 and v1alpha) answer over plain HTTP/2 without
+/// any certificate, and leave no access record; the data, consent, audit
+/// and statistics services are not served there at all; the mTLS listener
+/// still refuses a plain connection.
+#[tokio::test]
+async fn probes_answer_without_a_certificate_and_serve_nothing_else() {
+    let node = TestNode::start().await;
+    // Something in the log first, so "no new record" means something.
+    let mut gemeente = node.client(GEMEENTE).await;
+    register(&mut gemeente).await;
+    let before = node.log_len().await;
+
+    let channel = plain(&node).await;
+    assert_eq!(health(&channel).await, Some(ServingStatus::Serving));
+    let (v1, alpha) = listed(&channel).await;
+    for names in [&v1, &alpha] {
+        assert!(
+            names.iter().any(|n| n == "sluis.v1.CaseService"),
+            "reflection describes the API: {names:?}"
+        );
+        assert!(
+            names.iter().any(|n| n == "grpc.health.v1.Health"),
+            "{names:?}"
+        );
+    }
+
+    // The data and audit services are not on the plain listener.
+    let mut plain_clients = sluis::rpc::Clients::new(channel.clone());
+    let e = plain_clients
+        .cases
+        .get_case(by_id("0190c4e2-7b1a-7c3e-9f00-1a2b3c4d5e6f", "return"))
+        .await
+        .expect_err("no case service without mTLS");
+    assert_eq!(e.code(), Code::Unimplemented, "{e:?}");
+    let e = plain_clients
+        .audit
+        .query_access(pb::QueryAccessRequest::default())
+        .await
+        .expect_err("no audit service without mTLS");
+    assert_eq!(e.code(), Code::Unimplemented, "{e:?}");
+    let e = plain_clients
+        .consents
+        .list_consents(pb::ListConsentsRequest::default())
+        .await
+        .expect_err("no consent service without mTLS");
+    assert_eq!(e.code(), Code::Unimplemented, "{e:?}");
+
+    // The mTLS listener does not speak plain HTTP/2.
+    let mtls = Endpoint::from_shared(format!("http://{}", node.node.local_addr))
+        .unwrap()
+        .connect_timeout(Duration::from_secs(2));
+    let refused = match mtls.connect().await {
+        Err(_) => true,
+        Ok(ch) => HealthClient::new(ch)
+            .check(HealthCheckRequest::default())
+            .await
+            .is_err(),
+    };
+    assert!(refused, "the mTLS listener answered a plain request");
+
+    // Probes are not access: no record for any of them.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let after = node.log_len().await;
+    let new: Vec<String> = node.log().await[before as usize..]
+        .iter()
+        .map(|r| r.method.clone())
+        .collect();
+    // The plain attempt on the mTLS port may be summarised as a connection
+    // without a certificate (at the report interval), never as a probe.
+    assert!(
+        new.iter().all(|m| m.starts_with("tls.")),
+        "records after the probes: {new:?}"
+    );
+    assert!(after - before <= 1, "{new:?}");
+    node.node.shutdown().await.unwrap();
+}
+
+/// While the access log cannot take records the node says NOT_SERVING on
+/// the probes listener, and logs why; once a record is written again it
+/// says SERVING.
+#[tokio::test]
+async fn health_is_not_serving_while_the_log_cannot_be_written() {
+    let logs = Captured::install("info");
+    let node = TestNode::start().await;
+    let channel = plain(&node).await;
+    wait_health(&channel, ServingStatus::Serving).await;
+    let mut gemeente = node.client(GEMEENTE).await;
+    let (case_id, _) = register(&mut gemeente).await;
+
+    block_log(&node, true).await;
+    let e = gemeente
+        .cases
+        .get_case(with_actor(by_id(&case_id, "return")))
+        .await
+        .expect_err("fails closed while the log cannot be written");
+    assert_eq!(e.code(), Code::Unavailable, "{e:?}");
+    wait_health(&channel, ServingStatus::NotServing).await;
+    assert!(
+        logs.has("NOT_SERVING: the last access log write failed"),
+        "the reason is logged"
+    );
+
+    block_log(&node, false).await;
+    // The next request is recorded again; health follows.
+    let mut answered = false;
+    for _ in 0..50 {
+        if gemeente
+            .cases
+            .get_case(with_actor(by_id(&case_id, "return")))
+            .await
+            .is_ok()
+        {
+            answered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(answered, "requests are answered once the log takes records");
+    wait_health(&channel, ServingStatus::Serving).await;
+    assert!(logs.has("SERVING again"));
+    node.node.shutdown().await.unwrap();
+}
