@@ -425,6 +425,19 @@ async fn gzip_requests_work_and_answers_come_compressed() {
         .await
         .unwrap();
     assert!(plain.metadata().get("grpc-encoding").is_none());
+    // Every answer, an error too, says what the node takes.
+    let refused = c
+        .cases
+        .get_case(with_actor(by_id(&case_id, "")))
+        .await
+        .unwrap_err();
+    for md in [plain.metadata(), refused.metadata()] {
+        assert_eq!(
+            md.get("grpc-accept-encoding").map(|v| v.to_str().unwrap()),
+            Some("gzip,identity"),
+            "{md:?}"
+        );
+    }
     // The audit service too, streamed.
     let mut officer = node.client(OFFICER).await;
     let mut audit = officer
@@ -540,6 +553,20 @@ async fn paging_follows_aip_158() {
         .await
         .unwrap_err();
     assert_eq!(invalid_field(&s), "page_token");
+    // The caller's own token, for another listing (AIP-158: the other
+    // fields stay the same from page to page): refused, not read as a
+    // position in a listing it was not issued for.
+    let s = c
+        .cases
+        .find_cases(with_actor(pb::FindCasesRequest {
+            scope: pb::find_cases_request::Scope::Visible as i32,
+            purpose: "return".into(),
+            ..find(10, &big.next_page_token)
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(invalid_field(&s), "page_token");
+    assert!(s.message().contains("same scope and purpose"), "{s:?}");
 
     // QueryAccess: a limit above the maximum is read as the maximum; a
     // negative one is refused.
@@ -611,6 +638,43 @@ async fn an_inclusion_proof_past_the_end_is_out_of_range() {
     }
 }
 
+/// A caller proving the call it just made gets its proof, not an error to
+/// retry: the node waits for the checkpoint that covers the entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_inclusion_proof_of_a_call_just_made_waits_for_its_checkpoint() {
+    let node = TestNode::start().await;
+    let mut owner = node.client(GEMEENTE).await;
+    let mut officer = node.client(OFFICER).await;
+    for _ in 0..3 {
+        // Registered a moment after the previous one: a checkpoint was
+        // signed with the previous batch at most, not with this one.
+        let id = owner
+            .cases
+            .register_case(with_actor(pb::RegisterCaseRequest {
+                request_id: String::new(),
+                data: Some(full_case("Test Persoon", "1234567890", "111222333")),
+            }))
+            .await
+            .expect("register")
+            .into_inner()
+            .access_record_id;
+        let proof = officer
+            .audit
+            .get_inclusion_proof(pb::GetInclusionProofRequest {
+                entry: Some(pb::get_inclusion_proof_request::Entry::AccessRecordId(
+                    id.clone(),
+                )),
+                tree_size: 0,
+            })
+            .await
+            .expect("the proof of a call just made")
+            .into_inner();
+        let cp = proof.checkpoint.unwrap();
+        assert!(proof.index < cp.size, "{} < {}", proof.index, cp.size);
+        assert_eq!(record_of(&node, &id).await.method, "RegisterCase");
+    }
+}
+
 fn field_of_info(d: &ErrorDetails) -> String {
     d.error_info().unwrap().metadata["field"].clone()
 }
@@ -639,6 +703,39 @@ async fn domain_validation_refuses_what_cannot_be_meant() {
         assert!(s.message().contains(says), "{dob}: {s:?}");
         assert!(!s.message().contains(&dob), "the value is not echoed");
     }
+    // Several invalid fields: every one named at once, none echoed.
+    let mut data = full_case("Test Persoon", "12", "123");
+    data.identity.as_mut().unwrap().date_of_birth = "2090-01-01".into();
+    data.shelter.as_mut().unwrap().since = "1800-01-01".into();
+    let s = owner
+        .cases
+        .register_case(with_actor(pb::RegisterCaseRequest {
+            request_id: String::new(),
+            data: Some(data),
+        }))
+        .await
+        .unwrap_err();
+    let mut fields: Vec<_> = s
+        .get_error_details()
+        .bad_request()
+        .expect("BadRequest")
+        .field_violations
+        .iter()
+        .map(|v| v.field.clone())
+        .collect();
+    fields.sort();
+    assert_eq!(
+        fields,
+        [
+            "data.identity.bsn",
+            "data.identity.date_of_birth",
+            "data.identity.v_number",
+            "data.shelter.since"
+        ],
+        "{s:?}"
+    );
+    assert!(s.message().contains("3 more invalid fields"), "{s:?}");
+    assert_eq!(node.digest().await, digest);
     owner
         .cases
         .register_case(with_actor(case_with(
@@ -650,6 +747,80 @@ async fn domain_validation_refuses_what_cannot_be_meant() {
         .expect("the earliest date of birth");
     let digest_after_register = node.digest().await;
     assert_ne!(digest, digest_after_register);
+
+    // Case dates: what has happened is not in the future, and nothing in a
+    // case is before 1900. Refused on an update too, which changes nothing.
+    let update = |data: pb::CaseData| pb::UpdateCaseRequest {
+        case_id: case_id.clone(),
+        data: Some(data),
+        request_id: String::new(),
+    };
+    let refused_dates = [
+        (
+            pb::CaseData {
+                outcome: Some(pb::Outcome {
+                    outcome_kind: 1,
+                    date: "2099-01-01".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            "data.outcome.date",
+            "in the future",
+        ),
+        (
+            pb::CaseData {
+                perspective: Some(pb::Perspective {
+                    intake_date: "2099-01-01".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            "data.perspective.intake_date",
+            "in the future",
+        ),
+        (
+            pb::CaseData {
+                shelter: Some(pb::Shelter {
+                    location: "LVV Oost".into(),
+                    since: "1800-01-01".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            "data.shelter.since",
+            "before 1900-01-01",
+        ),
+    ];
+    for (data, field, says) in refused_dates {
+        let s = owner
+            .cases
+            .update_case(with_actor(update(data)))
+            .await
+            .unwrap_err();
+        let d = details(&s, Code::InvalidArgument, "INVALID_FIELD");
+        assert_eq!(field_of(&d), field);
+        assert!(s.message().contains(says), "{field}: {s:?}");
+    }
+    assert_eq!(
+        node.digest().await,
+        digest_after_register,
+        "nothing changed"
+    );
+    owner
+        .cases
+        .update_case(with_actor(update(pb::CaseData {
+            shelter: Some(pb::Shelter {
+                location: "LVV Oost".into(),
+                since: "2026-01-01".into(),
+                until: "2099-01-01".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })))
+        .await
+        .expect("a shelter place may be planned to end in the future");
+    let digest_after_register = node.digest().await;
 
     // Consent to recipients that can never receive case data: the roles
     // privacy_officer and monitor, or a participant in such a role.
@@ -686,6 +857,9 @@ async fn domain_validation_refuses_what_cannot_be_meant() {
             "valid_until",
             "in the past",
         ),
+        // Only valid_until set, a moment ago: the message is about the
+        // field the caller set, not a valid_from it never wrote.
+        (None, at(now_s() - 5), "valid_until", "in the past"),
         (None, at(now_s() + 1827 * day), "valid_until", "1826 days"),
         (at(now_s() + 1900 * day), None, "valid_from", "1826 days"),
     ];

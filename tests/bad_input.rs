@@ -515,7 +515,7 @@ async fn grant_consent_bad_input() {
             "valid_until already past",
             grant(|m| m.valid_until = at(day_before - 10 * 365 * 86_400), &id),
             Code::InvalidArgument,
-            "valid_until must be after valid_from",
+            "valid_until is in the past",
         ),
         bad(
             "no recipients",

@@ -81,6 +81,13 @@ pub(crate) enum ExchangeError {
         "the node's database cannot be reached, so nothing was released or changed; retry in {RETRY_AFTER_SECS} s"
     )]
     DatabaseUnavailable,
+    /// The entry asked for is in the log but no signed checkpoint covers it
+    /// yet, and none did within the wait (twice the checkpoint interval):
+    /// the writer is behind, and a retry is answered once it signs.
+    #[error(
+        "the entry is not yet covered by a signed checkpoint (the next is signed within the checkpoint interval); retry in {RETRY_AFTER_SECS} s"
+    )]
+    CheckpointPending,
     /// The node has as many requests in progress as it takes
     /// (`[limits] max_requests_in_flight`): refused at once, before any
     /// service saw it.
@@ -212,12 +219,13 @@ pub(crate) enum Reason {
     MessageTimeout,
     DeadlinePassed,
     AccessRecordRefused,
+    CheckpointPending,
 }
 
 impl Reason {
     /// Every reason, for the test that holds them to `errors.proto`.
     #[cfg(test)]
-    pub(crate) const ALL: [Reason; 22] = [
+    pub(crate) const ALL: [Reason; 23] = [
         Reason::InvalidField,
         Reason::MalformedRequest,
         Reason::MessageTooLarge,
@@ -240,6 +248,7 @@ impl Reason {
         Reason::MessageTimeout,
         Reason::DeadlinePassed,
         Reason::AccessRecordRefused,
+        Reason::CheckpointPending,
     ];
 
     /// The name, as `ErrorInfo.reason` holds it.
@@ -267,6 +276,7 @@ impl Reason {
             Reason::MessageTimeout => "MESSAGE_TIMEOUT",
             Reason::DeadlinePassed => "DEADLINE_PASSED",
             Reason::AccessRecordRefused => "ACCESS_RECORD_REFUSED",
+            Reason::CheckpointPending => "CHECKPOINT_PENDING",
         }
     }
 }
@@ -367,6 +377,7 @@ impl ExchangeError {
             E::UnsupportedEncoding => (Code::Unimplemented, Reason::EncodingNotSupported),
             E::AuditUnavailable => (Code::Unavailable, Reason::AccessLogUnavailable),
             E::DatabaseUnavailable => (Code::Unavailable, Reason::DatabaseUnavailable),
+            E::CheckpointPending => (Code::Unavailable, Reason::CheckpointPending),
             E::Busy(_) => (Code::Unavailable, Reason::NodeBusy),
             E::CallerBusy(_) => (Code::Unavailable, Reason::CallerBusy),
             E::MessageTimeout(_) => (Code::DeadlineExceeded, Reason::MessageTimeout),
@@ -383,6 +394,7 @@ impl ExchangeError {
             self,
             ExchangeError::AuditUnavailable
                 | ExchangeError::DatabaseUnavailable
+                | ExchangeError::CheckpointPending
                 | ExchangeError::RequestInProgress
                 | ExchangeError::Busy(_)
                 | ExchangeError::CallerBusy(_)

@@ -173,6 +173,11 @@ pub(crate) struct LdvSettings {
     pub(crate) activities: std::collections::BTreeMap<String, String>,
 }
 
+/// What a page token is sealed to: its caller and its listing.
+fn page_token_aad(caller: &Caller, listing: &str) -> Vec<u8> {
+    format!("sluis/v1/page-token/{}/{listing}", caller.participant).into_bytes()
+}
+
 /// Most (recipient, pseudonym) pairs `Exchange` remembers having stored
 /// (emptied when full). Both are bounded strings (a participant id of at
 /// most 64 bytes, a pseudonym of at most 64), so this bounds the set's
@@ -894,7 +899,13 @@ impl Exchange {
                 }
                 n => (n as u32).min(MAX_PAGE),
             };
-            let after = self.open_page_token(caller, &req.after)?;
+            // Which listing the pages are of: the scope, and for VISIBLE the
+            // purpose (ignored for OWN).
+            let listing = match req.scope {
+                Scope::Own => "own".to_string(),
+                Scope::Visible => format!("visible/{}", req.purpose),
+            };
+            let after = self.open_page_token(caller, &listing, &req.after)?;
             // One more than the page, so that a last page that is exactly
             // full says so (AIP-158: no token on the last page).
             let fetch = limit + 1;
@@ -939,7 +950,7 @@ impl Exchange {
             let more = rows.len() > limit as usize;
             rows.truncate(limit as usize);
             let next = match rows.last() {
-                Some(last) if more => self.seal_page_token(caller, &last.id)?,
+                Some(last) if more => self.seal_page_token(caller, &listing, &last.id)?,
                 _ => String::new(),
             };
             let mut out = Vec::with_capacity(rows.len());
@@ -988,18 +999,28 @@ impl Exchange {
     }
 
     /// Page tokens are sealed: a token for visible cases must not hand the
-    /// caller another owner's case id, and only its own caller can use it.
-    fn seal_page_token(&self, caller: &Caller, case_id: &str) -> Result<String, ExchangeError> {
+    /// caller another owner's case id, and only its own caller can use it,
+    /// for the listing it was issued for (AIP-158: the other request fields
+    /// must stay the same from page to page), so the listing named is
+    /// bound into the seal.
+    fn seal_page_token(
+        &self,
+        caller: &Caller,
+        listing: &str,
+        case_id: &str,
+    ) -> Result<String, ExchangeError> {
         use base64::Engine;
-        let aad = format!("sluis/v1/page-token/{}", caller.participant);
-        let sealed = self
-            .keys
-            .seal(aad.as_bytes(), case_id.as_bytes())
-            .map_err(internal)?;
+        let aad = page_token_aad(caller, listing);
+        let sealed = self.keys.seal(&aad, case_id.as_bytes()).map_err(internal)?;
         Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sealed))
     }
 
-    fn open_page_token(&self, caller: &Caller, token: &str) -> Result<String, ExchangeError> {
+    fn open_page_token(
+        &self,
+        caller: &Caller,
+        listing: &str,
+        token: &str,
+    ) -> Result<String, ExchangeError> {
         use base64::Engine;
         if token.is_empty() {
             return Ok(String::new());
@@ -1007,7 +1028,7 @@ impl Exchange {
         let bad = || {
             ExchangeError::Invalid(Invalid::new(
                 "page_token",
-                "page_token is not one this node issued to you; start again with an empty page_token",
+                "page_token is not one this node issued to you for this listing (the same scope and purpose as the request that returned it); start again with an empty page_token",
             ))
         };
         if token.len() > 256 {
@@ -1016,8 +1037,8 @@ impl Exchange {
         let sealed = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(token)
             .map_err(|_| bad())?;
-        let aad = format!("sluis/v1/page-token/{}", caller.participant);
-        let plain = self.keys.open(aad.as_bytes(), &sealed).map_err(|_| bad())?;
+        let aad = page_token_aad(caller, listing);
+        let plain = self.keys.open(&aad, &sealed).map_err(|_| bad())?;
         String::from_utf8(plain).map_err(|_| bad())
     }
 
@@ -1191,15 +1212,17 @@ impl Exchange {
         let Some(until) = until else {
             return Ok(());
         };
-        if until <= from {
-            return Err(Invalid::new("valid_until", "valid_until must be after valid_from").into());
-        }
+        // Past first: a caller who set only valid_until (valid_from
+        // defaults to now) never wrote a valid_from to be compared with.
         if until <= now {
             return Err(Invalid::new(
                 "valid_until",
                 "valid_until is in the past: this consent would never be in force; record it with a window that has not ended",
             )
             .into());
+        }
+        if until <= from {
+            return Err(Invalid::new("valid_until", "valid_until must be after valid_from").into());
         }
         if until - from > max {
             return Err(Invalid::new(
@@ -1375,6 +1398,11 @@ impl Exchange {
         }
         .await;
         self.finish(rec, result).await
+    }
+
+    /// How often the log signs a checkpoint while entries arrive.
+    pub(super) fn checkpoint_interval(&self) -> std::time::Duration {
+        self.audit.checkpoint_interval()
     }
 
     /// Signs a checkpoint over the log's tail not yet covered by one; the

@@ -389,7 +389,7 @@ impl Exchange {
     }
 
     /// The signed checkpoint of `size`, or the latest. Errors: `Forbidden`,
-    /// `NotFound` (no such size), `FailedPrecondition` (none yet),
+    /// `NotFound` (no such size), `CheckpointPending` (none yet),
     /// `AuditUnavailable`, `Internal`.
     pub(crate) async fn get_checkpoint(
         &self,
@@ -410,9 +410,13 @@ impl Exchange {
     }
 
     /// An inclusion proof for an entry (by request id or index) against a
-    /// signed checkpoint. Errors: `Forbidden`, `Invalid`, `NotFound`,
-    /// `FailedPrecondition` (not covered yet), `AuditUnavailable`,
-    /// `Internal`.
+    /// signed checkpoint. An entry written a moment ago (the common case: a
+    /// caller proving the call it just made) is covered by the next
+    /// checkpoint, signed within `checkpoint_interval`; rather than have
+    /// every client retry, the proof waits for it, up to
+    /// [`COVERAGE_WAIT`] intervals. Errors: `Forbidden`, `Invalid`,
+    /// `NotFound`, `OutOfRange`, `CheckpointPending` (still not covered),
+    /// `AuditUnavailable`, `Internal`.
     pub(crate) async fn get_inclusion_proof(
         &self,
         ctx: &RequestCtx,
@@ -425,9 +429,18 @@ impl Exchange {
             if let LeafRef::RequestId(id) = &leaf {
                 validate::uuid("access_record_id", id)?;
             }
-            let proof = proof::inclusion_proof(&self.store, leaf, tree_size)
-                .await
-                .map_err(proof_error)?;
+            let wait = self.checkpoint_interval() * COVERAGE_WAIT;
+            let give_up = tokio::time::Instant::now() + wait.min(MAX_COVERAGE_WAIT);
+            let proof = loop {
+                match proof::inclusion_proof(&self.store, leaf.clone(), tree_size).await {
+                    Err(ProofError::NotCoveredYet { .. } | ProofError::NoCheckpointYet)
+                        if tree_size.is_none() && tokio::time::Instant::now() < give_up =>
+                    {
+                        tokio::time::sleep(COVERAGE_POLL).await;
+                    }
+                    result => break result.map_err(proof_error)?,
+                }
+            };
             rec.subjects = subjects_named(&proof.leaf);
             rec.decision = crate::tlog::Decision::Allowed;
             rec.detail = format!("entry {} in tree of size {}", proof.index, proof.tree_size);
@@ -439,7 +452,7 @@ impl Exchange {
 
     /// A consistency proof from `old` to `new` (default: the latest
     /// checkpoint's size). Errors: `Forbidden`, `Invalid` (range),
-    /// `FailedPrecondition`, `AuditUnavailable`, `Internal`.
+    /// `CheckpointPending` (none yet), `AuditUnavailable`, `Internal`.
     pub(crate) async fn get_consistency_proof(
         &self,
         ctx: &RequestCtx,
@@ -459,6 +472,14 @@ impl Exchange {
         self.finish(rec, result).await
     }
 }
+
+/// How many checkpoint intervals an inclusion proof waits for its entry
+/// to be covered before answering `CheckpointPending`.
+const COVERAGE_WAIT: u32 = 2;
+/// The longest that wait, whatever the interval.
+const MAX_COVERAGE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How often the wait looks for the new checkpoint (three small reads).
+const COVERAGE_POLL: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Every subject an encoded access record names: its own and its others.
 fn subjects_named(record: &[u8]) -> Vec<String> {
@@ -507,7 +528,7 @@ fn proof_error(e: ProofError) -> ExchangeError {
             ExchangeError::OutOfRange(validate::Invalid::new("index", e.to_string()))
         }
         ProofError::NoCheckpointYet | ProofError::NotCoveredYet { .. } => {
-            ExchangeError::FailedPrecondition(e.to_string())
+            ExchangeError::CheckpointPending
         }
         ProofError::Store(e) => internal(e),
         ProofError::NodesMissing | ProofError::EntryMissing { .. } => log_read_failed(&e),

@@ -19,12 +19,15 @@ pub(crate) const MAX_TEXT: usize = 4096;
 /// A value that does not mean what its field needs: the field, by its path
 /// in the request as the caller wrote it (`data.identity.bsn`,
 /// `recipients[2].role`), and a message that names the field and what to
-/// fix. It becomes `INVALID_ARGUMENT` with a `BadRequest` field violation.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
+/// fix; with the request's other invalid fields, when it was checked as a
+/// whole ([`Violations`]), so that a client fixes them in one go. It becomes
+/// `INVALID_ARGUMENT` with a `BadRequest` field violation for each.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Invalid {
     field: String,
     message: String,
+    /// The request's further invalid fields, in the order checked.
+    more: Vec<Invalid>,
 }
 
 impl Invalid {
@@ -34,12 +37,78 @@ impl Invalid {
         Invalid {
             field: field.into(),
             message: message.into(),
+            more: Vec::new(),
         }
     }
 
-    /// The field's path in the request.
+    /// The (first) field's path in the request.
     pub(crate) fn field(&self) -> &str {
         &self.field
+    }
+
+    /// Every invalid field with its message: this one, then the rest.
+    pub(crate) fn violations(&self) -> impl Iterator<Item = (&str, &str)> {
+        std::iter::once((self.field.as_str(), self.message.as_str())).chain(
+            self.more
+                .iter()
+                .map(|v| (v.field.as_str(), v.message.as_str())),
+        )
+    }
+}
+
+impl fmt::Display for Invalid {
+    /// The first field's message; the others are counted, and listed in
+    /// the `BadRequest`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        match self.more.len() {
+            0 => Ok(()),
+            1 => f.write_str(" (and 1 more invalid field: see the BadRequest details)"),
+            n => write!(
+                f,
+                " (and {n} more invalid fields: see the BadRequest details)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Invalid {}
+
+/// Collects the invalid fields of one request, so that all of them are
+/// answered at once (AIP-193's `BadRequest` lists every field violation).
+#[derive(Default)]
+pub(crate) struct Violations(Vec<Invalid>);
+
+impl Violations {
+    /// The value, or `None` with the violation kept.
+    pub(crate) fn check<T>(&mut self, r: Result<T, Invalid>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.0.push(e);
+                None
+            }
+        }
+    }
+
+    /// Keeps a violation found by hand.
+    pub(crate) fn push(&mut self, e: Invalid) {
+        self.0.push(e);
+    }
+
+    /// `Ok` if nothing was invalid, else every violation in one `Invalid`.
+    pub(crate) fn finish(self) -> Result<(), Invalid> {
+        let mut all = self.0.into_iter().flat_map(|mut e| {
+            let more = std::mem::take(&mut e.more);
+            std::iter::once(e).chain(more)
+        });
+        match all.next() {
+            None => Ok(()),
+            Some(mut first) => {
+                first.more = all.collect();
+                Err(first)
+            }
+        }
     }
 }
 
@@ -58,7 +127,9 @@ pub(crate) fn text(field: &str, s: &str, max: usize) -> Result<(), Invalid> {
 /// other control character, no line separator, no bidirectional override
 /// ([`printable_in_line`]). For free text that a signed note may carry
 /// (a consent's evidence reference, a withdrawal note): a newline there would
-/// let its writer add lines the node then signs.
+/// let its writer add lines the node then signs. Nor may it begin or end
+/// with white space: a reader of the receipt cannot see it, and a copy
+/// that loses it no longer verifies.
 pub(crate) fn line(field: &str, s: &str, max: usize) -> Result<(), Invalid> {
     text(field, s, max)?;
     if !s.chars().all(printable_in_line) {
@@ -66,6 +137,14 @@ pub(crate) fn line(field: &str, s: &str, max: usize) -> Result<(), Invalid> {
             field,
             format!(
                 "{field} must be a single line of printable text (no newlines, control characters or direction overrides)"
+            ),
+        ));
+    }
+    if s.trim() != s {
+        return Err(Invalid::new(
+            field,
+            format!(
+                "{field} must not begin or end with spaces or other white space: it is signed into the receipt as given"
             ),
         ));
     }
@@ -113,14 +192,45 @@ pub(crate) fn date_of_birth(field: &str, s: &str, today: time::Date) -> Result<(
     Ok(())
 }
 
-/// Two dates that are each valid ([`date`]) and, when both are given, in
+/// A date in a case ([`date`]; empty: not known): not before
+/// [`EARLIEST_BIRTH`], as nothing in a subject's case happened before any
+/// subject was born (`1800-01-01` is a placeholder or a typo, and would
+/// count in statistics as a case centuries long).
+pub(crate) fn case_date(field: &str, s: &str) -> Result<(), Invalid> {
+    date(field, s)?;
+    match crate::model::outcome::parse_date(s) {
+        Some(d) if d < EARLIEST_BIRTH => Err(Invalid::new(
+            field,
+            format!("{field} is before {EARLIEST_BIRTH}: check the year"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The date of something that has happened ([`case_date`]): not after
+/// `today` (the node's date, UTC). An intake, a decision or an outcome
+/// dated in the future cannot be meant, and statistics count from them.
+pub(crate) fn past_date(field: &str, s: &str, today: time::Date) -> Result<(), Invalid> {
+    case_date(field, s)?;
+    match crate::model::outcome::parse_date(s) {
+        Some(d) if d > today => Err(Invalid::new(
+            field,
+            format!(
+                "{field} is in the future: give the date it happened, YYYY-MM-DD, or leave it empty when not known"
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Two dates that are each valid ([`case_date`]) and, when both are given, in
 /// order: `until` not before `since`.
 pub(crate) fn date_range(
     (since_field, since): (&str, &str),
     (until_field, until): (&str, &str),
 ) -> Result<(), Invalid> {
-    date(since_field, since)?;
-    date(until_field, until)?;
+    case_date(since_field, since)?;
+    case_date(until_field, until)?;
     // Valid YYYY-MM-DD dates order as their text does.
     if !since.is_empty() && !until.is_empty() && until < since {
         return Err(Invalid::new(
@@ -388,23 +498,25 @@ pub(crate) fn identity(field: &str, id: &Identity<'_>) -> Result<Vec<SubjectKey>
             format!("{field} must have at least a name, a V-number or a BSN"),
         ));
     }
-    text(&format!("{field}.name"), id.name, 200)?;
-    date_of_birth(
+    let mut v = Violations::default();
+    v.check(text(&format!("{field}.name"), id.name, 200));
+    v.check(date_of_birth(
         &format!("{field}.date_of_birth"),
         id.date_of_birth,
         crate::model::clock::today(),
-    )?;
-    text(&format!("{field}.nationality"), id.nationality, 64)?;
+    ));
+    v.check(text(&format!("{field}.nationality"), id.nationality, 64));
     let mut keys = Vec::new();
     if !id.v_number.is_empty() {
-        keys.push(SubjectKey::v_number(
+        keys.extend(v.check(SubjectKey::v_number(
             &format!("{field}.v_number"),
             id.v_number,
-        )?);
+        )));
     }
     if !id.bsn.is_empty() {
-        keys.push(SubjectKey::bsn(&format!("{field}.bsn"), id.bsn)?);
+        keys.extend(v.check(SubjectKey::bsn(&format!("{field}.bsn"), id.bsn)));
     }
+    v.finish()?;
     Ok(keys)
 }
 
@@ -454,6 +566,10 @@ mod tests {
                 e.starts_with("evidence_ref must be a single line"),
                 "{bad:?}: {e}"
             );
+        }
+        for padded in ["  DMS-1  ", "DMS-1 ", "\u{a0}DMS-1"] {
+            let e = line("evidence_ref", padded, 256).unwrap_err().to_string();
+            assert!(e.contains("must not begin or end"), "{padded:?}: {e}");
         }
         let e = line("note", &"x".repeat(513), 512).unwrap_err();
         assert_eq!(e.to_string(), "note is longer than 512 characters");

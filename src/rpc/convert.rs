@@ -151,119 +151,141 @@ pub(crate) fn withheld_pb(category: Category, reason: &str) -> pb::WithheldEntry
     }
 }
 
-/// The identity's fields, checked, and the subject keys it carries.
-pub(crate) fn identity(id: &pb::Identity) -> Result<Vec<SubjectKey>, ExchangeError> {
-    Ok(validate::identity(
-        "data.identity",
-        &validate::Identity {
-            name: &id.name,
-            date_of_birth: &id.date_of_birth,
-            nationality: &id.nationality,
-            v_number: &id.v_number,
-            bsn: &id.bsn,
-        },
-    )?)
-}
-
 pub(crate) type Payloads = (Vec<(Category, Vec<u8>)>, Vec<SubjectKey>);
 
 /// Checks case data and splits it into per-category payloads, plus the
-/// subject's identifiers for the index.
+/// subject's identifiers for the index. Every invalid field is reported,
+/// not only the first, so a form is fixed in one round.
 pub(crate) fn case_input(data: pb::CaseData) -> Result<Payloads, ExchangeError> {
+    use validate::Invalid;
+    let today = crate::model::clock::today();
+    let mut bad = validate::Violations::default();
     let mut out = Vec::new();
     let mut keys = Vec::new();
     if let Some(v) = data.identity {
-        keys = identity(&v)?;
+        keys = bad
+            .check(validate::identity(
+                "data.identity",
+                &validate::Identity {
+                    name: &v.name,
+                    date_of_birth: &v.date_of_birth,
+                    nationality: &v.nationality,
+                    v_number: &v.v_number,
+                    bsn: &v.bsn,
+                },
+            ))
+            .unwrap_or_default();
         out.push((Category::Identity, v.encode_to_vec()));
     }
     if let Some(v) = data.residence_procedure {
-        validate::text("data.residence_procedure.status", &v.status, MAX_TEXT)?;
-        validate::date(
+        bad.check(validate::text(
+            "data.residence_procedure.status",
+            &v.status,
+            MAX_TEXT,
+        ));
+        bad.check(validate::past_date(
             "data.residence_procedure.last_decision_date",
             &v.last_decision_date,
-        )?;
+            today,
+        ));
         out.push((Category::ResidenceProcedure, v.encode_to_vec()));
     }
     if let Some(v) = data.shelter {
-        validate::text("data.shelter.location", &v.location, 200)?;
-        validate::date_range(
+        bad.check(validate::text("data.shelter.location", &v.location, 200));
+        bad.check(validate::date_range(
             ("data.shelter.since", &v.since),
             ("data.shelter.until", &v.until),
-        )?;
-        validate::text("data.shelter.notes", &v.notes, MAX_TEXT)?;
+        ));
+        bad.check(validate::text("data.shelter.notes", &v.notes, MAX_TEXT));
         out.push((Category::Shelter, v.encode_to_vec()));
     }
     if let Some(v) = data.guidance {
-        validate::text("data.guidance.organisation", &v.organisation, 200)?;
-        validate::text("data.guidance.notes", &v.notes, MAX_TEXT)?;
+        bad.check(validate::text(
+            "data.guidance.organisation",
+            &v.organisation,
+            200,
+        ));
+        bad.check(validate::text("data.guidance.notes", &v.notes, MAX_TEXT));
         out.push((Category::Guidance, v.encode_to_vec()));
     }
     if let Some(v) = data.perspective {
         if pb::PerspectiveKind::try_from(v.kind).is_err() {
-            return Err(invalid(
+            bad.push(Invalid::new(
                 "data.perspective.kind",
                 "data.perspective.kind is not a known PerspectiveKind",
             ));
         }
         if pb::PerspectiveKind::try_from(v.intake_scenario).is_err() {
-            return Err(invalid(
+            bad.push(Invalid::new(
                 "data.perspective.intake_scenario",
                 "data.perspective.intake_scenario is not a known PerspectiveKind",
             ));
         }
-        validate::date("data.perspective.intake_date", &v.intake_date)?;
+        bad.check(validate::past_date(
+            "data.perspective.intake_date",
+            &v.intake_date,
+            today,
+        ));
         if v.milestones.len() > 64 {
-            return Err(invalid(
+            bad.push(Invalid::new(
                 "data.perspective.milestones",
                 "data.perspective.milestones: at most 64",
             ));
-        }
-        for (i, m) in v.milestones.iter().enumerate() {
-            validate::text(
-                &format!("data.perspective.milestones[{i}].description"),
-                &m.description,
-                512,
-            )?;
-            validate::date(&format!("data.perspective.milestones[{i}].date"), &m.date)?;
+        } else {
+            for (i, m) in v.milestones.iter().enumerate() {
+                bad.check(validate::text(
+                    &format!("data.perspective.milestones[{i}].description"),
+                    &m.description,
+                    512,
+                ));
+                // A milestone may be planned: a future date is fine.
+                bad.check(validate::case_date(
+                    &format!("data.perspective.milestones[{i}].date"),
+                    &m.date,
+                ));
+            }
         }
         out.push((Category::Perspective, v.encode_to_vec()));
     }
     if let Some(v) = data.medical {
-        validate::text("data.medical.notes", &v.notes, MAX_TEXT)?;
+        bad.check(validate::text("data.medical.notes", &v.notes, MAX_TEXT));
         out.push((Category::Medical, v.encode_to_vec()));
     }
     if let Some(v) = data.safety {
-        validate::text("data.safety.notes", &v.notes, MAX_TEXT)?;
+        bad.check(validate::text("data.safety.notes", &v.notes, MAX_TEXT));
         out.push((Category::Safety, v.encode_to_vec()));
     }
-    if let Some(v) = data.outcome {
-        out.push((Category::Outcome, outcome(v)?.encode_to_vec()));
+    if let Some(v) = data.outcome
+        && let Some(v) = bad.check(outcome(v, today))
+    {
+        out.push((Category::Outcome, v.encode_to_vec()));
     }
+    bad.finish()?;
     Ok((out, keys))
 }
 
 /// Checks an outcome and, for one written with `outcome_kind`, fills in
 /// the former model's `reached` and `kind` so that readers of that model
 /// still understand it (a client that sets them must agree with the kind).
-fn outcome(mut v: pb::Outcome) -> Result<pb::Outcome, ExchangeError> {
+fn outcome(mut v: pb::Outcome, today: time::Date) -> Result<pb::Outcome, validate::Invalid> {
     if pb::PerspectiveKind::try_from(v.kind).is_err() {
-        return Err(invalid(
+        return Err(validate::Invalid::new(
             "data.outcome.kind",
             "data.outcome.kind is not a known PerspectiveKind",
         ));
     }
-    validate::date("data.outcome.date", &v.date)?;
+    validate::past_date("data.outcome.date", &v.date, today)?;
     if v.outcome_kind == 0 {
         return Ok(v);
     }
     let kind = OutcomeKind::from_code(v.outcome_kind).ok_or_else(|| {
-        invalid(
+        validate::Invalid::new(
             "data.outcome.outcome_kind",
             "data.outcome.outcome_kind is not a known OutcomeKind",
         )
     })?;
     if v.date.is_empty() {
-        return Err(invalid(
+        return Err(validate::Invalid::new(
             "data.outcome.date",
             "data.outcome.date is required with outcome_kind: the day the outcome was reached",
         ));
@@ -276,7 +298,7 @@ fn outcome(mut v: pb::Outcome) -> Result<pb::Outcome, ExchangeError> {
         } else {
             "data.outcome.kind"
         };
-        return Err(invalid(
+        return Err(validate::Invalid::new(
             field,
             "data.outcome.reached and data.outcome.kind follow from outcome_kind; leave them unset",
         ));

@@ -177,7 +177,7 @@ where
         // wraps this layer, starts just after and polls this future before
         // it fires, so at the deadline the answer below is the one sent.
         let deadline = grpc_timeout(req.headers()).map(|d| tokio::time::Instant::now() + d);
-        Box::pin(async move {
+        let answered = async move {
             let request_id = uuid::Uuid::now_v7().to_string();
             let Some(info) = req.extensions().get::<ConnectionInfo>().cloned() else {
                 // Only reachable if the server is wired without our TLS layer.
@@ -244,8 +244,20 @@ where
                 // log): no record was made.
                 Err(_) => Ok(status(ExchangeError::Internal("request"), &request_id).into_http()),
             }
-        })
+        };
+        Box::pin(async move { answered.await.map(advertise_encodings) })
     }
+}
+
+/// Says on every answer, errors included, which compressions the node
+/// takes (gRPC compression spec: `grpc-accept-encoding`), so that a client
+/// that negotiates learns gzip is accepted, and one refused for another
+/// encoding learns what to send instead.
+fn advertise_encodings(mut resp: HttpResponse) -> HttpResponse {
+    resp.headers_mut()
+        .entry("grpc-accept-encoding")
+        .or_insert(http::HeaderValue::from_static("gzip,identity"));
+    resp
 }
 
 /// One admitted request: everything from the identity rules to its

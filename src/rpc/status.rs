@@ -36,7 +36,9 @@ pub(crate) fn status(e: ExchangeError, request_id: &str) -> Status {
     let mut metadata = HashMap::new();
     match &e {
         ExchangeError::Invalid(invalid) => {
-            details.add_bad_request_violation(invalid.field(), invalid.to_string());
+            for (field, message) in invalid.violations() {
+                details.add_bad_request_violation(field, message);
+            }
             metadata.insert("field".to_string(), invalid.field().to_string());
         }
         ExchangeError::OutOfRange(beyond) => {

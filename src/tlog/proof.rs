@@ -25,7 +25,7 @@ pub enum ProofError {
     NoCheckpointOfSize { size: u64 },
     #[error("no access record with this request id")]
     NoSuchRecord,
-    #[error("entry {index} is not covered by the checkpoint of size {size} yet; retry in a second")]
+    #[error("entry {index} is not covered by the checkpoint of size {size} yet")]
     NotCoveredYet { index: u64, size: u64 },
     /// The index is past the end of the log (or of the tree size named):
     /// asking again will not help until the log grows that far.
@@ -50,6 +50,7 @@ pub enum ProofError {
 }
 
 /// Which entry a proof is for.
+#[derive(Clone, Debug)]
 pub enum LeafRef {
     /// The request id in the access record (a UUID).
     RequestId(String),

@@ -83,6 +83,7 @@ enum Msg {
 #[derive(Clone)]
 pub struct AuditLog {
     tx: mpsc::Sender<Msg>,
+    checkpoint_interval: Duration,
     /// When the last batch failed (ms since the epoch), 0 once one has
     /// been written since: what [`AuditLog::down`] reads.
     failed_at: Arc<std::sync::atomic::AtomicI64>,
@@ -192,6 +193,7 @@ impl AuditLog {
             None => 0,
         };
         let (tx, rx) = mpsc::channel::<Msg>(4 * MAX_BATCH);
+        let checkpoint_interval = settings.checkpoint_interval;
         let failed_at = Arc::new(std::sync::atomic::AtomicI64::new(0));
         let writer = Writer {
             failed_at: failed_at.clone(),
@@ -205,7 +207,11 @@ impl AuditLog {
             failures: Failures::default(),
         };
         tokio::spawn(writer.run(rx));
-        Ok(AuditLog { tx, failed_at })
+        Ok(AuditLog {
+            tx,
+            checkpoint_interval,
+            failed_at,
+        })
     }
 
     /// Why the log cannot take records now, if it cannot: its writer has
@@ -252,6 +258,12 @@ impl AuditLog {
 }
 
 impl AuditLog {
+    /// The longest an entry waits for a checkpoint that covers it, while
+    /// the writer runs.
+    pub fn checkpoint_interval(&self) -> Duration {
+        self.checkpoint_interval
+    }
+
     /// Signs a checkpoint over every entry written so far, if any is not
     /// yet covered; called on a clean stop so no tail stays unsigned.
     pub async fn sign_pending(&self) {

@@ -89,7 +89,7 @@ impl PgStore {
             })?;
         let store = PgStore {
             pool,
-            reachable: Default::default(),
+            reachable: std::sync::Arc::new(reachable::Reachable::new(settings.acquire_timeout)),
         };
         if migrate {
             store.migrate().await?;

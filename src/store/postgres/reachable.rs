@@ -10,7 +10,10 @@
 //! too, so none waits out its own timeout after another has found the
 //! server gone; one every [`PROBE_EVERY`] is let through to find out whether
 //! the server is back (and the health check's ping always is), and the
-//! first that gets an answer opens the way for all.
+//! first that gets an answer opens the way for all. Probes do not overlap:
+//! a probe may itself wait out `acquire_timeout`, and a request whose read
+//! was one probe must not then queue behind the log writer waiting out
+//! another, or it is answered after twice the timeout.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -29,18 +32,22 @@ pub(in crate::store) struct Reachable {
     /// watch it.
     down: watch::Sender<bool>,
     next_probe: Mutex<Instant>,
-}
-
-impl Default for Reachable {
-    fn default() -> Self {
-        Reachable {
-            down: watch::Sender::new(false),
-            next_probe: Mutex::new(Instant::now()),
-        }
-    }
+    /// How long a probe may take at most (the pool's `acquire_timeout`):
+    /// no second probe is let through while one may still be waiting.
+    probe_takes: Duration,
 }
 
 impl Reachable {
+    /// `acquire_timeout`: the pool's, the longest a probe waits for a
+    /// connection.
+    pub(in crate::store) fn new(acquire_timeout: Duration) -> Reachable {
+        Reachable {
+            down: watch::Sender::new(false),
+            next_probe: Mutex::new(Instant::now()),
+            probe_takes: acquire_timeout,
+        }
+    }
+
     /// Lets a statement through, or fails it at once while the server is
     /// known to be unreachable and no probe is due.
     pub(in crate::store) fn admit(&self) -> Result<(), StoreError> {
@@ -50,7 +57,8 @@ impl Reachable {
         let mut next = self.next_probe.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         if now >= *next {
-            *next = now + PROBE_EVERY;
+            // Until it ends (observe) or surely has.
+            *next = now + self.probe_takes + PROBE_EVERY;
             return Ok(());
         }
         Err(StoreError::unavailable(
@@ -90,8 +98,10 @@ impl Reachable {
     pub(in crate::store) fn observe<T>(&self, result: &Result<T, StoreError>) {
         let unreachable = matches!(result, Err(e) if e.is_unavailable());
         if unreachable {
-            *self.next_probe.lock().unwrap_or_else(|p| p.into_inner()) =
-                Instant::now() + PROBE_EVERY;
+            // Never earlier than already set: a failed health ping while
+            // a probe is out must not let a second one through beside it.
+            let mut next = self.next_probe.lock().unwrap_or_else(|p| p.into_inner());
+            *next = (*next).max(Instant::now() + PROBE_EVERY);
         }
         let changed = self.down.send_if_modified(|down| {
             let was = std::mem::replace(down, unreachable);
@@ -117,7 +127,7 @@ mod tests {
 
     #[test]
     fn once_unreachable_it_fails_fast_but_probes_and_recovers() {
-        let r = Reachable::default();
+        let r = Reachable::new(Duration::from_millis(50));
         assert!(r.admit().is_ok());
         // An answer with an error is still an answer.
         r.observe::<()>(&Err(StoreError::Corrupt("x".into())));
@@ -128,6 +138,13 @@ mod tests {
         std::thread::sleep(PROBE_EVERY);
         assert!(r.admit().is_ok(), "a probe is let through");
         assert!(r.admit().is_err(), "one probe at a time");
+        // A failed ping while the probe is out lets no second one through
+        // when PROBE_EVERY has passed but the probe's timeout has not.
+        r.observe(&unreachable());
+        std::thread::sleep(PROBE_EVERY);
+        assert!(r.admit().is_err(), "the probe may still be waiting");
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(r.admit().is_ok(), "its timeout is over: the next probe");
         r.observe(&Ok(()));
         assert!(r.admit().is_ok());
         assert!(r.admit().is_ok());
@@ -137,7 +154,7 @@ mod tests {
     /// server gone; a probe that starts while it is gone is not.
     #[tokio::test]
     async fn statements_in_flight_stop_waiting_when_the_server_is_found_gone() {
-        let r = std::sync::Arc::new(Reachable::default());
+        let r = std::sync::Arc::new(Reachable::new(Duration::from_millis(50)));
         let waiting = {
             let r = r.clone();
             tokio::spawn(async move {

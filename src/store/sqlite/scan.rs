@@ -161,14 +161,24 @@ mod tests {
         let scanner = std::thread::spawn(move || scan(&file, &tx));
         let first = rx.blocking_recv().unwrap().unwrap();
         assert_eq!(first.entries.len(), CHUNK);
-        // Let the scanner fill the channel and wait on it.
-        std::thread::sleep(std::time::Duration::from_millis(300));
+        // The scanner fills the channel and then waits on it, its next
+        // chunk in hand. Until it gets there (on a loaded machine, a while)
+        // it may be reading, with a snapshot; once there it holds none, so
+        // a truncating checkpoint succeeds. A scanner that held one while
+        // waiting would keep every attempt busy.
         conn.busy_timeout(std::time::Duration::ZERO).unwrap();
-        let (busy, _, _): (i64, i64, i64) = conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
-            .unwrap();
+        let mut busy = 1;
+        for _ in 0..200 {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            (busy, _, _) = conn
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                    Ok::<(i64, i64, i64), _>((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .unwrap();
+            if busy == 0 {
+                break;
+            }
+        }
         assert_eq!(busy, 0, "the waiting scan holds a snapshot");
         let mut seen = first.entries.len();
         while let Some(chunk) = rx.blocking_recv() {
