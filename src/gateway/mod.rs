@@ -72,4 +72,4 @@ pub(crate) use error::{ExchangeError, Resource};
 pub use exchange::REMEMBERED_PSEUDONYMS;
 pub(crate) use exchange::{CaseRef, Exchange, FindCases, GetCase, NewConsent, RequestCtx, Scope};
 pub(crate) use idempotency::IdempotencyKey;
-pub use statistics::StatisticsQuery;
+pub use statistics::{Released, StatisticsQuery};

@@ -10,14 +10,16 @@
 
 use microlp::{ComparisonOp, LinearExpr, OptimizationDirection, Problem, Variable};
 
+use crate::stats::design::Dim;
 use crate::stats::protect::{Family, Status};
 
-/// (least, greatest) value of cell `p` given what the family shows now.
-/// Returns (0, 0) — no protection — if the solver fails, so that a failure
-/// can only suppress more.
-pub(crate) fn bounds(fam: &Family, p: usize) -> (f64, f64) {
-    let lo = solve(fam, p, OptimizationDirection::Minimize);
-    let hi = solve(fam, p, OptimizationDirection::Maximize);
+/// (least, greatest) value of cell `p` given what the family shows now and,
+/// for an `insider` (a leaf of the municipality classification), every
+/// cell of its own exactly. Returns (0, 0) — no protection — if the solver
+/// fails, so that a failure can only suppress more.
+pub(crate) fn bounds(fam: &Family, p: usize, insider: Option<usize>) -> (f64, f64) {
+    let lo = solve(fam, p, insider, OptimizationDirection::Minimize);
+    let hi = solve(fam, p, insider, OptimizationDirection::Maximize);
     match (lo, hi) {
         (Some(lo), Some(hi)) => (lo, hi),
         _ => (0.0, 0.0),
@@ -61,8 +63,14 @@ fn table_of(fam: &Family, key: &[usize]) -> Option<usize> {
     })
 }
 
-fn solve(fam: &Family, p: usize, dir: OptimizationDirection) -> Option<f64> {
+fn solve(
+    fam: &Family,
+    p: usize,
+    insider: Option<usize>,
+    dir: OptimizationDirection,
+) -> Option<f64> {
     let target = fam.key(p);
+    let m = fam.dim_index(Dim::Municipality)?;
     let target_table = table_of(fam, &target)?;
     let threshold = f64::from(fam.settings.threshold);
     let mut problem = Problem::new(dir);
@@ -75,7 +83,13 @@ fn solve(fam: &Family, p: usize, dir: OptimizationDirection) -> Option<f64> {
             } else {
                 0.0
             };
-            let v = problem.add_var(coeff, (0.0, f64::INFINITY));
+            let known = if insider == Some(leaf[m]) {
+                let v = fam.value(fam.index(&leaf)) as f64;
+                (v, v)
+            } else {
+                (0.0, f64::INFINITY)
+            };
+            let v = problem.add_var(coeff, known);
             vars.push((t, leaf, v));
         }
     }
@@ -93,7 +107,7 @@ fn solve(fam: &Family, p: usize, dir: OptimizationDirection) -> Option<f64> {
             Status::Published => (ComparisonOp::Eq, fam.value(idx) as f64),
             Status::Small => (ComparisonOp::Le, threshold - 1.0),
             Status::Secondary => (ComparisonOp::Ge, threshold),
-            Status::Hidden => continue,
+            Status::Hidden | Status::Masked => continue,
         };
         let mut e = LinearExpr::empty();
         expr(t, &key, 1.0, &mut e);

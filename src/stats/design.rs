@@ -14,7 +14,9 @@ use crate::model::outcome::{OutcomeKind, Scenario};
 use crate::stats::facts::{CaseFacts, Quarter, months_between, sheltered_on};
 
 /// A classification the tables break cases down by.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum Dim {
     /// The municipality that registered the case.
     Municipality,
@@ -265,7 +267,7 @@ impl Population {
 }
 
 /// The tables a caller may ask for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum TableKind {
     /// Intakes in the quarter by the scenario agreed at intake.
     Inflow,

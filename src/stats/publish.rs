@@ -27,7 +27,7 @@ pub struct Request {
 }
 
 /// What is shown in a cell.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Figure {
     /// A count of at least the threshold, rounded to the rounding base.
     Count(u64),
@@ -50,7 +50,7 @@ impl Figure {
 }
 
 /// A row, column or block heading.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Label {
     /// Stable key, e.g. `legalisation`, `durable`, `total`, a participant id.
     pub key: String,
@@ -65,7 +65,7 @@ pub struct Label {
 }
 
 /// The labels along one direction of a table, and what they classify.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Axis {
     /// `None` for an axis of one unnamed entry (a table with one block).
     pub dim: Option<Dim>,
@@ -73,7 +73,7 @@ pub struct Axis {
 }
 
 /// A protected table for one caller.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Publication {
     pub table: TableKind,
     pub quarter: Quarter,
@@ -169,7 +169,7 @@ pub(crate) fn cut(fam: &Family, req: &Request) -> Result<Publication, NotAMunici
                 let idx = fam.index(&key);
                 match fam.status(idx) {
                     Status::Small => small.push(fam.name(idx)),
-                    Status::Secondary => suppressed.push(fam.name(idx)),
+                    Status::Secondary | Status::Masked => suppressed.push(fam.name(idx)),
                     _ => {}
                 }
                 figures.push(fam.figure(idx));

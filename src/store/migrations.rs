@@ -32,6 +32,11 @@ pub(super) const SQLITE: &[Migration] = &[
         name: "request keys",
         sql: include_str!("../../migrations/sqlite/0004_request_keys.sql"),
     },
+    Migration {
+        version: 5,
+        name: "statistics releases",
+        sql: include_str!("../../migrations/sqlite/0005_statistics_releases.sql"),
+    },
 ];
 
 pub(super) const POSTGRES: &[Migration] = &[
@@ -54,6 +59,11 @@ pub(super) const POSTGRES: &[Migration] = &[
         version: 4,
         name: "request keys",
         sql: include_str!("../../migrations/postgres/0004_request_keys.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "statistics releases",
+        sql: include_str!("../../migrations/postgres/0005_statistics_releases.sql"),
     },
 ];
 
