@@ -695,3 +695,48 @@ async fn a_quarter_is_published_once() {
         .into_inner();
     assert_eq!(after.figures, first.figures);
 }
+
+/// A statistics computation reads and opens every case: one caller may not
+/// ask for more than `[statistics] requests_per_minute`, and is told how
+/// long to wait (RetryInfo). Other callers are not held up by it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statistics_are_rate_limited_per_caller() {
+    use tonic_types::StatusExt;
+    let node = TestNode::start_with(|c| c.statistics.requests_per_minute = 2).await;
+    let mut monitor = node.client("monitor-jenv").await;
+    let mut utrecht = node.client(GEMEENTE).await;
+    use pb::StatisticsTable as T;
+    for _ in 0..2 {
+        monitor
+            .stats
+            .get_statistics(ask(T::DurableSolutions, 1, false))
+            .await
+            .expect("within the rate");
+    }
+    let before = node.log_len().await;
+    let e = monitor
+        .stats
+        .get_statistics(ask(T::Outcomes, 1, false))
+        .await
+        .expect_err("beyond the rate");
+    assert_eq!(e.code(), Code::ResourceExhausted, "{}", e.message());
+    assert!(
+        e.message().contains("at most 2 statistics a minute"),
+        "{}",
+        e.message()
+    );
+    let d = e.check_error_details().expect("details decode");
+    assert_eq!(d.error_info().unwrap().reason, "RATE_LIMITED");
+    let wait = d.retry_info().unwrap().retry_delay.expect("a delay");
+    assert!(wait > std::time::Duration::ZERO && wait <= std::time::Duration::from_secs(30));
+    let rec = record_of(&node, &request_id_of(e.metadata())).await;
+    assert_eq!(rec.method, "GetStatistics");
+    assert_ne!(rec.decision.as_str(), "allowed");
+    assert_eq!(node.log_len().await, before + 1, "the refusal is recorded");
+    // Another caller has its own rate.
+    utrecht
+        .stats
+        .get_statistics(with_actor(ask(T::DurableSolutions, 1, false)))
+        .await
+        .expect("another caller is not limited by the monitor's requests");
+}

@@ -222,6 +222,9 @@ threshold = {threshold}
 protection = {protection}
 # Published counts are rounded to a multiple of this (1: exact).
 rounding_base = {rounding_base}
+# Statistics requests one caller may make a minute; beyond it
+# RESOURCE_EXHAUSTED with the time to wait.
+requests_per_minute = {requests_per_minute}
 
 [consent]
 # The longest validity window a consent may have, in days: a window ending
@@ -256,6 +259,7 @@ max_validity_days = {max_validity_days}
         threshold = statistics.threshold,
         protection = statistics.protection,
         rounding_base = statistics.rounding_base,
+        requests_per_minute = statistics.requests_per_minute,
         max_validity_days = consent.max_validity_days,
     );
     for (id, name, role, oin) in DEV_PARTICIPANTS {

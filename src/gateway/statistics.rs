@@ -67,6 +67,7 @@ impl Exchange {
         let mut rec = self.record(ctx, "GetStatistics");
         let result = async {
             let caller = self.caller(ctx)?;
+            self.statistics_rate.take(&caller.participant, rec.at)?;
             self.check_purpose(&q.purpose)?;
             rec.purpose = Some(q.purpose.clone());
             let population = q.table.population();
@@ -180,7 +181,7 @@ impl Exchange {
                 r.as_of
             )));
         }
-        let facts = self.read_facts(read).await?;
+        let facts = self.read_facts(read, request.table.population()).await?;
         let mut municipalities: Vec<(String, String)> = self
             .registry
             .participants()
@@ -252,9 +253,18 @@ impl Exchange {
         }))
     }
 
-    /// Reads and opens every case, a page at a time.
-    async fn read_facts(&self, read: FactsReader) -> Result<Vec<CaseFacts>, ExchangeError> {
-        let categories = [Category::Perspective, Category::Outcome, Category::Shelter];
+    /// Reads every case, a page at a time, and opens the categories the
+    /// population's tables count from — those the policy was asked about —
+    /// and no other: an outcome table never opens anyone's shelter.
+    async fn read_facts(
+        &self,
+        read: FactsReader,
+        population: stats::Population,
+    ) -> Result<Vec<CaseFacts>, ExchangeError> {
+        let wanted = population.categories();
+        // The page query takes three categories; a repeated one selects
+        // nothing more.
+        let categories = [0, 1, 2].map(|i| wanted[i.min(wanted.len() - 1)]);
         let mut facts = Vec::new();
         let mut after = String::new();
         loop {
@@ -297,6 +307,48 @@ pub struct Released {
     pub as_of: Millis,
     /// Hex SHA-256 of the stored release.
     pub sha256: String,
+}
+
+/// A token bucket per caller: `per_minute` requests a minute, as many at
+/// once at most. Entries exist for registered participants only (the
+/// caller is identified first), and full buckets are dropped when the map
+/// grows past [`MAX_RATE_ENTRIES`], so it stays bounded.
+pub(crate) struct Rate {
+    per_minute: u32,
+    buckets: std::sync::Mutex<std::collections::HashMap<String, (f64, Millis)>>,
+}
+
+/// Callers whose buckets are kept before full ones are dropped.
+const MAX_RATE_ENTRIES: usize = 4096;
+
+impl Rate {
+    pub(crate) fn new(per_minute: u32) -> Rate {
+        Rate {
+            per_minute: per_minute.max(1),
+            buckets: Default::default(),
+        }
+    }
+
+    /// Takes one request of `caller`'s at `now` (ms), or says how long to wait.
+    fn take(&self, caller: &str, now: Millis) -> Result<(), ExchangeError> {
+        let cap = f64::from(self.per_minute);
+        let per_ms = cap / 60_000.0;
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if buckets.len() >= MAX_RATE_ENTRIES && !buckets.contains_key(caller) {
+            buckets.retain(|_, (tokens, at)| *tokens + (now - *at).max(0) as f64 * per_ms < cap);
+        }
+        let (tokens, at) = buckets.entry(caller.to_string()).or_insert((cap, now));
+        *tokens = (*tokens + (now - *at).max(0) as f64 * per_ms).min(cap);
+        *at = now.max(*at);
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            return Ok(());
+        }
+        Err(ExchangeError::RateLimited {
+            per_minute: self.per_minute,
+            retry_after_ms: ((1.0 - *tokens) / per_ms).ceil().max(1.0) as u64,
+        })
+    }
 }
 
 /// The key a request's release is stored under.

@@ -150,6 +150,9 @@ type Cost = (usize, u64, i64);
 /// with the room it takes upwards and downwards.
 type Chosen = (usize, u64, u64);
 
+/// The room a certificate uses per cell, and how far it moves the cell.
+type Usage = (Vec<(usize, [u64; 4])>, u64);
+
 /// A candidate adjustment's move on one classification.
 #[derive(Clone, Copy, Debug)]
 enum Move {
@@ -342,13 +345,13 @@ impl Family {
             // not also hold for gets a certificate of its own.
             let mut open = vec![None];
             open.extend(insiders.iter().map(|&i| Some(i)));
-            let mut first: Option<Vec<Chosen>> = None;
+            let mut first: Option<Usage> = None;
             for insider in open {
                 if insider.is_some_and(|i| self.owned_by(p, i)) {
                     continue;
                 }
-                if let Some(chosen) = &first
-                    && self.holds(&boxes, chosen, insider)
+                if let Some(usage) = &first
+                    && self.holds(usage, insider)
                 {
                     continue;
                 }
@@ -358,7 +361,7 @@ impl Family {
                             self.status[idx] = Status::Secondary;
                         }
                         if first.is_none() {
-                            first = Some(chosen);
+                            first = Some(self.usage(&boxes, &chosen));
                         }
                     }
                     None => self.widen(p, insider)?,
@@ -379,9 +382,14 @@ impl Family {
         self.dim_index(Dim::Municipality).unwrap_or(0)
     }
 
+    /// The node of classification `j` that cell `idx` is at.
+    fn coord(&self, idx: usize, j: usize) -> usize {
+        idx / self.strides[j] % self.dims[j].nodes.len()
+    }
+
     /// Whether cell `idx` is one of `insider`'s own (it knows it exactly).
     fn owned_by(&self, idx: usize, insider: usize) -> bool {
-        self.key(idx)[self.municipality_dim()] == insider
+        self.coord(idx, self.municipality_dim()) == insider
     }
 
     /// `insider`'s own part of cell `idx`: all of it for its own cells, its
@@ -389,12 +397,8 @@ impl Family {
     fn part_of(&self, idx: usize, insider: Option<usize>) -> u64 {
         let Some(i) = insider else { return 0 };
         let m = self.municipality_dim();
-        let mut key = self.key(idx);
-        match key[m] {
-            0 => {
-                key[m] = i;
-                self.value[self.index(&key)]
-            }
+        match self.coord(idx, m) {
+            0 => self.value[idx + i * self.strides[m]],
             n if n == i => self.value[idx],
             _ => 0,
         }
@@ -439,17 +443,15 @@ impl Family {
         }
     }
 
-    /// Whether the boxes `chosen` for one attacker also certify the cell
-    /// against `insider`: none moves one of its own cells, and none is moved
-    /// beyond the room the insider sees.
-    fn holds(&self, boxes: &[Vec<(usize, i8)>], chosen: &[Chosen], insider: Option<usize>) -> bool {
-        let need = u64::from(self.settings.protection);
+    /// The room the boxes `chosen` use, per cell: [rise in the raised
+    /// table, fall in it, rise in the lowered, fall in it], and the total
+    /// they move the cell up and down.
+    fn usage(&self, boxes: &[Vec<(usize, i8)>], chosen: &[Chosen]) -> Usage {
         let mut used: std::collections::HashMap<usize, [u64; 4]> = Default::default();
         let (mut up, mut down) = (0u64, 0u64);
         for &(b, g_up, g_down) in chosen {
             for &(idx, sign) in &boxes[b] {
                 let u = used.entry(idx).or_default();
-                // [rise in the raised table, fall in it, rise in the lowered, fall in it]
                 if sign > 0 {
                     u[0] += g_up;
                     u[3] += g_down;
@@ -461,8 +463,16 @@ impl Family {
             up += g_up;
             down += g_down;
         }
-        up + down >= need
-            && used.iter().all(|(&idx, u)| {
+        (used.into_iter().collect(), up + down)
+    }
+
+    /// Whether a certificate found for one attacker (its [`usage`]) also
+    /// certifies the cell against `insider`: no box moves one of its own
+    /// cells, and no cell is moved beyond the room the insider sees.
+    fn holds(&self, usage: &Usage, insider: Option<usize>) -> bool {
+        let (used, moved) = usage;
+        *moved >= u64::from(self.settings.protection)
+            && used.iter().all(|&(idx, u)| {
                 let (rise, fall) = self.room(idx, insider);
                 u[0] <= rise && u[2] <= rise && u[1] <= fall && u[3] <= fall
             })
