@@ -472,3 +472,46 @@ fn no_insider_narrows_a_small_cell_that_is_not_its_own() {
         }
     }
 }
+
+/// What the protection costs over a network of forty municipalities (the
+/// figures in docs/statistics.md): per population and quarter, the figures
+/// of the family, how many are "< 10", masked or suppressed besides, and
+/// the information lost — the share of the count in figures not shown that
+/// the threshold alone would have shown. Run with `--ignored --nocapture`.
+#[test]
+#[ignore = "prints the figures for docs/statistics.md; the attack tests check the guarantee"]
+fn suppression_over_forty_municipalities() {
+    let (muns, owners) = forty();
+    let facts = population_of(40, 3000, &owners);
+    println!("population quarter | figures | < 10 | masked | x | shown | information lost | time");
+    for (year, q) in [(2023, 1), (2024, 2), (2025, 3)] {
+        let q = Quarter::new(year, q).unwrap();
+        for pop in [Population::Intakes, Population::Outcomes] {
+            let started = std::time::Instant::now();
+            let mut fam = Family::count(pop, q, &muns, &facts, EXACT);
+            fam.protect().expect("the quarter can be protected");
+            let took = started.elapsed();
+            let members = fam.members();
+            let count = |s: Status| members.iter().filter(|&&i| fam.status(i) == s).count();
+            let above: u64 = members
+                .iter()
+                .map(|&i| fam.value(i))
+                .filter(|&v| v >= 10)
+                .sum();
+            let lost: u64 = members
+                .iter()
+                .filter(|&&i| fam.status(i) == Status::Secondary)
+                .map(|&i| fam.value(i))
+                .sum();
+            println!(
+                "{pop:?} {q} | {} | {} | {} | {} | {} | {:.1}% | {took:?}",
+                members.len(),
+                count(Status::Small),
+                count(Status::Masked),
+                count(Status::Secondary),
+                count(Status::Published),
+                100.0 * lost as f64 / above.max(1) as f64
+            );
+        }
+    }
+}

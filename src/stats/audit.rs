@@ -8,6 +8,8 @@
 //! The node uses it only where boxes (`protect`) cannot certify a cell: it
 //! costs two solves per cell, where a box costs a few additions.
 
+use std::collections::{HashMap, HashSet};
+
 use microlp::{ComparisonOp, LinearExpr, OptimizationDirection, Problem, Variable};
 
 use crate::stats::design::Dim;
@@ -47,11 +49,30 @@ fn finest(fam: &Family, dims: &[usize]) -> Vec<Vec<usize>> {
     combos
 }
 
-/// Whether finest cell `leaf` of a table adds into cell `key`.
-fn inside(fam: &Family, t: usize, leaf: &[usize], key: &[usize]) -> bool {
-    fam.tables()[t]
-        .iter()
-        .all(|&j| fam.dims()[j].path(leaf[j], 0).contains(&key[j]))
+/// The finest cells of table `t` that add up to cell `key`: every
+/// combination of the leaves under `key`'s node on each of the table's
+/// classifications, as family indices.
+fn under(fam: &Family, t: usize, key: &[usize]) -> Vec<usize> {
+    let mut out = vec![0usize];
+    for (j, &n) in key.iter().enumerate() {
+        if !fam.tables()[t].contains(&j) {
+            continue;
+        }
+        let mut one = vec![0; key.len()];
+        let leaves: Vec<usize> = fam.dims()[j]
+            .leaves_under(n)
+            .into_iter()
+            .map(|l| {
+                one[j] = l;
+                fam.index(&one)
+            })
+            .collect();
+        out = out
+            .iter()
+            .flat_map(|&base| leaves.iter().map(move |&l| base + l))
+            .collect();
+    }
+    out
 }
 
 /// The first table that has every classification `key` fixes.
@@ -74,28 +95,29 @@ fn solve(
     let target_table = table_of(fam, &target)?;
     let threshold = f64::from(fam.settings.threshold);
     let mut problem = Problem::new(dir);
-    // Unknowns: (table, finest cell) → variable.
-    let mut vars: Vec<(usize, Vec<usize>, Variable)> = Vec::new();
+    // Unknowns: (table, finest cell's family index) → variable.
+    let mut vars: HashMap<(usize, usize), Variable> = HashMap::new();
+    let inside: HashSet<usize> = under(fam, target_table, &target).into_iter().collect();
     for t in 0..fam.tables().len() {
         for leaf in finest(fam, &fam.tables()[t]) {
-            let coeff = if t == target_table && inside(fam, t, &leaf, &target) {
+            let idx = fam.index(&leaf);
+            let coeff = if t == target_table && inside.contains(&idx) {
                 1.0
             } else {
                 0.0
             };
             let known = if insider == Some(leaf[m]) {
-                let v = fam.value(fam.index(&leaf)) as f64;
+                let v = fam.value(idx) as f64;
                 (v, v)
             } else {
                 (0.0, f64::INFINITY)
             };
-            let v = problem.add_var(coeff, known);
-            vars.push((t, leaf, v));
+            vars.insert((t, idx), problem.add_var(coeff, known));
         }
     }
     let expr = |t: usize, key: &[usize], sign: f64, e: &mut LinearExpr| {
-        for (tt, leaf, v) in &vars {
-            if *tt == t && inside(fam, t, leaf, key) {
+        for idx in under(fam, t, key) {
+            if let Some(v) = vars.get(&(t, idx)) {
                 e.add(*v, sign);
             }
         }
