@@ -189,10 +189,15 @@ fn attack_family(facts: &[CaseFacts], pop: Population, q: Quarter) -> (usize, us
     }
     let mut narrowest = f64::INFINITY;
     let mut small = 0;
-    for &i in &members {
-        if !matches!(fam.status(i), Status::Small | Status::Masked) {
-            continue;
-        }
+    // Every small figure, and every residual (a total minus its shown
+    // parts) of 1 to 9 people.
+    let mut attacked: Vec<usize> = members
+        .iter()
+        .copied()
+        .filter(|&i| matches!(fam.status(i), Status::Small | Status::Masked))
+        .collect();
+    attacked.extend(fam.small_residuals());
+    for &i in &attacked {
         small += 1;
         let (lo, hi) = attack.interval(&fam.key(i));
         let v = fam.value(i) as f64;
@@ -414,7 +419,9 @@ fn attack_as_insider(fam: &Family, insider: usize) -> (usize, f64) {
     }
     let mut attacked = 0;
     let mut narrowest = f64::INFINITY;
-    for &i in &members {
+    let mut cells = members.clone();
+    cells.extend(fam.small_residuals());
+    for &i in &cells {
         let key = fam.key(i);
         if fam.value(i) >= u64::from(fam.settings.threshold) || key[m] == insider {
             continue;

@@ -154,6 +154,12 @@ fn solve(
             }
         }
     }
-    let outcome = problem.solve().ok()?;
-    outcome.solution().map(|s| s.objective())
+    match problem.solve() {
+        // Nothing shown bounds the cell from above (a residual under
+        // suppressed totals): it could be any count.
+        Err(microlp::Error::Unbounded) if matches!(dir, OptimizationDirection::Maximize) => {
+            Some(f64::INFINITY)
+        }
+        outcome => outcome.ok()?.solution().map(|s| s.objective()),
+    }
 }

@@ -291,6 +291,28 @@ impl Family {
             })
     }
 
+    /// Residual cells that follow from the figures by subtraction — a
+    /// total minus its shown parts, e.g. the cases of the other registrants,
+    /// or those with no scenario recorded — and count from 1 to T − 1
+    /// people: never shown, but protected like a small cell, since the
+    /// published figures could otherwise pin them down. An empty residual
+    /// is a fact about the register, not about anyone, and is not protected.
+    pub fn small_residuals(&self) -> Vec<usize> {
+        let t = u64::from(self.settings.threshold);
+        (0..self.value.len())
+            .filter(|&i| (1..t).contains(&self.value[i]))
+            .filter(|&i| {
+                let key = self.key(i);
+                !self.is_member(&key)
+                    && self.tables.iter().any(|tab| {
+                        key.iter()
+                            .enumerate()
+                            .all(|(j, &n)| n == 0 || tab.contains(&j))
+                    })
+            })
+            .collect()
+    }
+
     /// Every figure of the family, in index order.
     pub fn members(&self) -> Vec<usize> {
         (0..self.value.len())
@@ -336,6 +358,7 @@ impl Family {
         let mut primaries: Vec<usize> = (0..self.status.len())
             .filter(|&i| matches!(self.status[i], Status::Small | Status::Masked))
             .collect();
+        primaries.extend(self.small_residuals());
         // Detailed cells first: their boxes often cover the margins' too.
         primaries.sort_by_key(|&i| (self.key(i).iter().filter(|&&n| n == 0).count(), i));
         let insiders = self.insiders();
