@@ -295,7 +295,7 @@ mod tests {
                     kind: OutcomeKind::ALL[i % 6],
                     date: parse_date("2025-03-10").unwrap(),
                 }),
-                shelter: (i % 5 != 0).then(|| (None, None)),
+                shelter: (i % 5 != 0).then_some((None, None)),
             })
             .collect();
         let m = vec![
