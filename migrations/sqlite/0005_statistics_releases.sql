@@ -13,7 +13,7 @@ CREATE TABLE statistics_releases (
     body        TEXT NOT NULL,    -- the protected table (JSON); holds no count below the threshold
     sha256      TEXT NOT NULL,    -- hex SHA-256 of body, as the access record names it
     PRIMARY KEY (table_name, quarter, breakdown, scope)
-) WITHOUT ROWID;
+);
 CREATE TRIGGER statistics_releases_append_only_u BEFORE UPDATE ON statistics_releases
 BEGIN SELECT RAISE(ABORT, 'statistics releases are append-only'); END;
 CREATE TRIGGER statistics_releases_append_only_d BEFORE DELETE ON statistics_releases
