@@ -254,6 +254,11 @@ pub struct StatisticsConfig {
     /// must divide the threshold.
     #[serde(default = "default_stats_rounding_base")]
     pub rounding_base: u32,
+    /// Statistics requests one caller may make a minute (1 to 10,000);
+    /// beyond it RESOURCE_EXHAUSTED with the wait as RetryInfo. Each
+    /// request that computes reads and opens every case.
+    #[serde(default = "default_stats_requests_per_minute")]
+    pub requests_per_minute: u32,
 }
 
 impl Default for StatisticsConfig {
@@ -262,6 +267,7 @@ impl Default for StatisticsConfig {
             threshold: default_stats_threshold(),
             protection: default_stats_protection(),
             rounding_base: default_stats_rounding_base(),
+            requests_per_minute: default_stats_requests_per_minute(),
         }
     }
 }
@@ -284,6 +290,9 @@ fn default_stats_protection() -> u32 {
 }
 fn default_stats_rounding_base() -> u32 {
     crate::stats::Settings::default().rounding_base
+}
+fn default_stats_requests_per_minute() -> u32 {
+    30
 }
 
 fn default_max_db_connections() -> u32 {
@@ -511,6 +520,11 @@ impl Config {
                     "processing_log.activities.{purpose}: must be a URI (scheme:rest, at most 512 visible ASCII characters), e.g. https://register.example/verwerkingsactiviteiten/1"
                 )));
             }
+        }
+        if !(1..=10_000).contains(&self.statistics.requests_per_minute) {
+            return Err(invalid(
+                "statistics.requests_per_minute must be from 1 to 10000".to_string(),
+            ));
         }
         if self.database.wal_limit_mb == 0 || self.database.wal_warn_mb < self.database.wal_limit_mb
         {

@@ -128,7 +128,10 @@ impl Node {
                 registry.clone(),
                 audit,
             )
-            .with_statistics(config.statistics.settings())
+            .with_statistics(
+                config.statistics.settings(),
+                config.statistics.requests_per_minute,
+            )
             .with_consent_max_validity(config.consent.max_validity_ms())
             .with_ldv(config.processing_log.settings()),
         );

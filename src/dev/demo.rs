@@ -527,6 +527,23 @@ pub(crate) async fn run(data_dir: Option<&Path>) -> anyhow::Result<bool> {
             .any(|r| r.method == "GetStatistics" && r.caller == "monitor-jenv"),
         "the statistics request is in the access log",
     );
+    println!(
+        "    release sha256 {}…, computed {}",
+        table.release_sha256.get(..16).unwrap_or_default(),
+        table
+            .as_of
+            .map(|t| t.seconds.to_string() + " s since the epoch")
+            .unwrap_or_default()
+    );
+    let again = monitor
+        .stats
+        .get_statistics(durable_solutions.clone())
+        .await?
+        .into_inner();
+    checks.expect(
+        again.release_sha256 == table.release_sha256 && again.figures == table.figures,
+        "asked again, the monitor gets the same release (a quarter is published once)",
+    );
     let e = dtv.stats.get_statistics(durable_solutions).await.err();
     checks.expect(
         e.is_some_and(|s| s.code() == Code::PermissionDenied),

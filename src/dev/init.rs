@@ -252,6 +252,9 @@ threshold = {threshold}
 protection = {protection}
 # Published counts are rounded to a multiple of this (1: exact).
 rounding_base = {rounding_base}
+# Statistics requests one caller may make a minute; beyond it
+# RESOURCE_EXHAUSTED with the time to wait.
+requests_per_minute = {requests_per_minute}
 
 [consent]
 # The longest validity window a consent may have, in days: a window ending
@@ -304,6 +307,7 @@ officer_key = "{officer_key}"
         threshold = statistics.threshold,
         protection = statistics.protection,
         rounding_base = statistics.rounding_base,
+        requests_per_minute = statistics.requests_per_minute,
         max_validity_days = consent.max_validity_days,
         probes = dev_probes(listen),
         officer_key = officer_key,

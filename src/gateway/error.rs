@@ -121,6 +121,17 @@ pub(crate) enum ExchangeError {
         "internal error (access log: the database refused this request's record); nothing was released or changed"
     )]
     AuditRefused,
+    /// The caller asked for more statistics than `[statistics]
+    /// requests_per_minute` allows; the next one is possible after the
+    /// delay (ms).
+    #[error(
+        "your organisation may ask for at most {per_minute} statistics a minute, so nothing was computed; retry in {} s",
+        retry_after_ms.div_ceil(1000)
+    )]
+    RateLimited {
+        per_minute: u32,
+        retry_after_ms: u64,
+    },
     /// The node failed (a store, a key, stored data that does not decode).
     /// Names only the part that failed; the cause is in the node's log.
     #[error("internal error ({0}); nothing was released")]
@@ -219,13 +230,14 @@ pub(crate) enum Reason {
     MessageTimeout,
     DeadlinePassed,
     AccessRecordRefused,
+    RateLimited,
     CheckpointPending,
 }
 
 impl Reason {
     /// Every reason, for the test that holds them to `errors.proto`.
     #[cfg(test)]
-    pub(crate) const ALL: [Reason; 23] = [
+    pub(crate) const ALL: [Reason; 24] = [
         Reason::InvalidField,
         Reason::MalformedRequest,
         Reason::MessageTooLarge,
@@ -248,6 +260,7 @@ impl Reason {
         Reason::MessageTimeout,
         Reason::DeadlinePassed,
         Reason::AccessRecordRefused,
+        Reason::RateLimited,
         Reason::CheckpointPending,
     ];
 
@@ -276,6 +289,7 @@ impl Reason {
             Reason::MessageTimeout => "MESSAGE_TIMEOUT",
             Reason::DeadlinePassed => "DEADLINE_PASSED",
             Reason::AccessRecordRefused => "ACCESS_RECORD_REFUSED",
+            Reason::RateLimited => "RATE_LIMITED",
             Reason::CheckpointPending => "CHECKPOINT_PENDING",
         }
     }
@@ -383,6 +397,7 @@ impl ExchangeError {
             E::MessageTimeout(_) => (Code::DeadlineExceeded, Reason::MessageTimeout),
             E::DeadlineExceeded => (Code::DeadlineExceeded, Reason::DeadlinePassed),
             E::AuditRefused => (Code::Internal, Reason::AccessRecordRefused),
+            E::RateLimited { .. } => (Code::ResourceExhausted, Reason::RateLimited),
             E::Internal(_) => (Code::Internal, Reason::Internal),
         }
     }
@@ -390,6 +405,9 @@ impl ExchangeError {
     /// How long to wait before trying again, for the errors a retry can
     /// cure by itself (`RetryInfo`).
     pub(crate) fn retry_after(&self) -> Option<std::time::Duration> {
+        if let ExchangeError::RateLimited { retry_after_ms, .. } = self {
+            return Some(std::time::Duration::from_millis(*retry_after_ms));
+        }
         matches!(
             self,
             ExchangeError::AuditUnavailable

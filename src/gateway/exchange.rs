@@ -155,6 +155,9 @@ pub(crate) struct Exchange {
     /// so it is held as long as the computation runs, even if the request
     /// that started it is dropped.
     pub(super) statistics: (crate::stats::Settings, Arc<tokio::sync::Semaphore>),
+    /// Statistics requests per caller and minute (`[statistics]
+    /// requests_per_minute`).
+    pub(super) statistics_rate: crate::gateway::statistics::Rate,
     /// The longest consent validity window, in ms (`[consent]`).
     consent_max_validity: Millis,
     /// What the Logboek Dataverwerkingen fields of each record need.
@@ -211,6 +214,7 @@ impl Exchange {
                 crate::stats::Settings::default(),
                 Arc::new(tokio::sync::Semaphore::new(1)),
             ),
+            statistics_rate: crate::gateway::statistics::Rate::new(30),
             consent_max_validity: 1826 * 86_400_000,
             ldv: LdvSettings::default(),
         }
@@ -230,10 +234,16 @@ impl Exchange {
         self
     }
 
-    /// The disclosure-control settings of the statistics this node answers
-    /// (the configuration's `[statistics]`; checked there).
-    pub(crate) fn with_statistics(mut self, settings: crate::stats::Settings) -> Exchange {
+    /// The disclosure-control settings of the statistics this node answers,
+    /// and how many one caller may ask a minute (the configuration's
+    /// `[statistics]`; checked there).
+    pub(crate) fn with_statistics(
+        mut self,
+        settings: crate::stats::Settings,
+        requests_per_minute: u32,
+    ) -> Exchange {
         self.statistics.0 = settings;
+        self.statistics_rate = crate::gateway::statistics::Rate::new(requests_per_minute);
         self
     }
 

@@ -75,4 +75,4 @@ pub(crate) use exchange::{
     CaseRef, Exchange, FindCases, GetCase, LdvSettings, NewConsent, RequestCtx, Scope,
 };
 pub(crate) use idempotency::IdempotencyKey;
-pub use statistics::StatisticsQuery;
+pub use statistics::{Released, StatisticsQuery};

@@ -21,6 +21,7 @@ use crate::gateway::validate::Invalid;
 use crate::model::consent::Millis;
 use crate::model::{Category, Role};
 use crate::stats::{self, CaseFacts, Publication, Quarter, Scope, StatsError, TableKind};
+use crate::store::{ReleaseKey, StoredRelease};
 use crate::tlog::{Decision, Recorded};
 
 /// A statistics request: which table, which quarter, and for the monitor
@@ -62,10 +63,11 @@ impl Exchange {
         ctx: &RequestCtx,
         q: StatisticsQuery,
         read: FactsReader,
-    ) -> Result<Recorded<Publication>, ExchangeError> {
+    ) -> Result<Recorded<Released>, ExchangeError> {
         let mut rec = self.record(ctx, "GetStatistics");
         let result = async {
             let caller = self.caller(ctx)?;
+            self.statistics_rate.take(&caller.participant, rec.at)?;
             self.check_purpose(&q.purpose)?;
             rec.purpose = Some(q.purpose.clone());
             let population = q.table.population();
@@ -128,22 +130,31 @@ impl Exchange {
                 quarter,
                 scope,
             };
-            let publication = self.compute(request, read).await?;
+            let released = self.release(request, read, rec.at).await?;
             rec.decision = Decision::Allowed;
-            rec.detail = detail(&publication);
-            Ok(publication)
+            rec.detail = detail(&released);
+            Ok(released)
         }
         .await;
         self.finish(rec, result).await
     }
 
-    /// Reads and opens every case (one computation at a time), then counts
-    /// and protects on a blocking thread.
-    async fn compute(
+    /// The release of `request`: the stored one if the quarter's figures
+    /// were published before; else the node counts and protects the
+    /// quarter's population once (one computation at a time), stores every
+    /// table of it for every scope as releases, and answers from what is
+    /// stored — so that a replica that released the same quarter at the
+    /// same moment and this node answer alike.
+    async fn release(
         &self,
         request: stats::Request,
         read: FactsReader,
-    ) -> Result<Publication, ExchangeError> {
+        now: Millis,
+    ) -> Result<Released, ExchangeError> {
+        let key = release_key(&request);
+        if let Some(r) = self.stored_release(&key).await? {
+            return Ok(r);
+        }
         let turn = self
             .statistics
             .1
@@ -151,7 +162,109 @@ impl Exchange {
             .acquire_owned()
             .await
             .map_err(|e| ExchangeError::internal("statistics", &e))?;
-        let categories = [Category::Perspective, Category::Outcome, Category::Shelter];
+        // Released while this request waited for its turn?
+        if let Some(r) = self.stored_release(&key).await? {
+            return Ok(r);
+        }
+        let node_key = ReleaseKey {
+            breakdown: "node".into(),
+            scope: String::new(),
+            ..key.clone()
+        };
+        if let Some(r) = self.stored_release(&node_key).await? {
+            // The quarter was published before this municipality was
+            // registered: figures computed now could be subtracted from it.
+            return Err(ExchangeError::FailedPrecondition(format!(
+                "the figures of {} were published on {} (as of {} ms since the epoch), before this municipality was registered; a quarter's figures are published once",
+                request.quarter,
+                day_of(r.as_of).map(|d| d.to_string()).unwrap_or_default(),
+                r.as_of
+            )));
+        }
+        let facts = self.read_facts(read, request.table.population()).await?;
+        let mut municipalities: Vec<(String, String)> = self
+            .registry
+            .participants()
+            .filter(|(_, role)| *role == Role::Municipality)
+            .map(|(p, _)| (p.id.clone(), p.name.clone()))
+            .collect();
+        municipalities.sort();
+        let settings = self.statistics.0;
+        let (population, quarter) = (request.table.population(), request.quarter);
+        // The turn goes with the computation: should this future be
+        // dropped, the thread still runs to its end, and no second
+        // computation may start beside it.
+        let (turn, all) = tokio::task::spawn_blocking(move || {
+            let all = stats::compute_all(&facts, &municipalities, population, quarter, settings);
+            (turn, all)
+        })
+        .await
+        .map_err(|e| ExchangeError::internal("statistics", &e))?;
+        let all = all.map_err(|e| match e {
+            StatsError::Unprotectable(e) => ExchangeError::FailedPrecondition(e.to_string()),
+            StatsError::NotAMunicipality(_) => ExchangeError::internal("statistics", &e),
+        })?;
+        let mut rows = Vec::with_capacity(all.len());
+        for (req, publication) in &all {
+            let body = serde_json::to_string(publication)
+                .map_err(|e| ExchangeError::internal("statistics", &e))?;
+            rows.push(StoredRelease {
+                key: release_key(req),
+                computed_at: now,
+                sha256: sha256_hex(body.as_bytes()),
+                body,
+            });
+        }
+        self.store
+            .insert_statistics_releases(rows)
+            .await
+            .map_err(|e| ExchangeError::internal("storage", &e))?;
+        drop(turn);
+        self.stored_release(&key).await?.ok_or_else(|| {
+            ExchangeError::Forbidden(
+                "statistics of own cases are for the municipalities registered with this node"
+                    .into(),
+            )
+        })
+    }
+
+    /// A stored release, opened; checks its digest.
+    async fn stored_release(&self, key: &ReleaseKey) -> Result<Option<Released>, ExchangeError> {
+        let Some(r) = self
+            .store
+            .statistics_release(key)
+            .await
+            .map_err(|e| ExchangeError::internal("storage", &e))?
+        else {
+            return Ok(None);
+        };
+        if sha256_hex(r.body.as_bytes()) != r.sha256 {
+            return Err(ExchangeError::internal(
+                "statistics",
+                &format!("release {key:?} does not match its digest"),
+            ));
+        }
+        let publication: Publication =
+            serde_json::from_str(&r.body).map_err(|e| ExchangeError::internal("statistics", &e))?;
+        Ok(Some(Released {
+            publication,
+            as_of: r.computed_at,
+            sha256: r.sha256,
+        }))
+    }
+
+    /// Reads every case, a page at a time, and opens the categories the
+    /// population's tables count from — those the policy was asked about —
+    /// and no other: an outcome table never opens anyone's shelter.
+    async fn read_facts(
+        &self,
+        read: FactsReader,
+        population: stats::Population,
+    ) -> Result<Vec<CaseFacts>, ExchangeError> {
+        let wanted = population.categories();
+        // The page query takes three categories; a repeated one selects
+        // nothing more.
+        let categories = [0, 1, 2].map(|i| wanted[i.min(wanted.len() - 1)]);
         let mut facts = Vec::new();
         let mut after = String::new();
         loop {
@@ -180,31 +293,81 @@ impl Exchange {
                 break;
             }
         }
-        let mut municipalities: Vec<(String, String)> = self
-            .registry
-            .participants()
-            .filter(|(_, role)| *role == Role::Municipality)
-            .map(|(p, _)| (p.id.clone(), p.name.clone()))
-            .collect();
-        municipalities.sort();
-        let settings = self.statistics.0;
-        // The turn goes with the computation: should this future be
-        // dropped, the thread still runs to its end, and no second
-        // computation may start beside it.
-        tokio::task::spawn_blocking(move || {
-            let _turn = turn;
-            stats::compute(&facts, &municipalities, &request, settings)
-        })
-        .await
-        .map_err(|e| ExchangeError::internal("statistics", &e))?
-        .map_err(|e| match e {
-            StatsError::Unprotectable(e) => ExchangeError::FailedPrecondition(e.to_string()),
-            StatsError::NotAMunicipality(_) => ExchangeError::Forbidden(
-                "statistics of own cases are for the municipalities registered with this node"
-                    .into(),
-            ),
+        Ok(facts)
+    }
+}
+
+/// A published table: the figures, when they were computed, and the
+/// digest of the release they come from.
+#[derive(Clone, Debug)]
+pub struct Released {
+    pub publication: Publication,
+    /// When the figures were computed (ms since the epoch); later requests
+    /// for the same table, breakdown, quarter and scope get the same ones.
+    pub as_of: Millis,
+    /// Hex SHA-256 of the stored release.
+    pub sha256: String,
+}
+
+/// A token bucket per caller: `per_minute` requests a minute, as many at
+/// once at most. Entries exist for registered participants only (the
+/// caller is identified first), and full buckets are dropped when the map
+/// grows past [`MAX_RATE_ENTRIES`], so it stays bounded.
+pub(crate) struct Rate {
+    per_minute: u32,
+    buckets: std::sync::Mutex<std::collections::HashMap<String, (f64, Millis)>>,
+}
+
+/// Callers whose buckets are kept before full ones are dropped.
+const MAX_RATE_ENTRIES: usize = 4096;
+
+impl Rate {
+    pub(crate) fn new(per_minute: u32) -> Rate {
+        Rate {
+            per_minute: per_minute.max(1),
+            buckets: Default::default(),
+        }
+    }
+
+    /// Takes one request of `caller`'s at `now` (ms), or says how long to wait.
+    fn take(&self, caller: &str, now: Millis) -> Result<(), ExchangeError> {
+        let cap = f64::from(self.per_minute);
+        let per_ms = cap / 60_000.0;
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if buckets.len() >= MAX_RATE_ENTRIES && !buckets.contains_key(caller) {
+            buckets.retain(|_, (tokens, at)| *tokens + (now - *at).max(0) as f64 * per_ms < cap);
+        }
+        let (tokens, at) = buckets.entry(caller.to_string()).or_insert((cap, now));
+        *tokens = (*tokens + (now - *at).max(0) as f64 * per_ms).min(cap);
+        *at = now.max(*at);
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            return Ok(());
+        }
+        Err(ExchangeError::RateLimited {
+            per_minute: self.per_minute,
+            retry_after_ms: ((1.0 - *tokens) / per_ms).ceil().max(1.0) as u64,
         })
     }
+}
+
+/// The key a request's release is stored under.
+fn release_key(r: &stats::Request) -> ReleaseKey {
+    let (breakdown, scope) = match &r.scope {
+        Scope::Node => ("node", String::new()),
+        Scope::ByMunicipality => ("by_municipality", String::new()),
+        Scope::Own(id) => ("own", id.clone()),
+    };
+    ReleaseKey {
+        table: r.table.as_str().to_string(),
+        quarter: format!("{}Q{}", r.quarter.year, r.quarter.q),
+        breakdown: breakdown.to_string(),
+        scope,
+    }
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(ring::digest::digest(&ring::digest::SHA256, data))
 }
 
 /// The UTC calendar day of an instant in ms.
@@ -215,15 +378,19 @@ fn day_of(ms: Millis) -> Result<time::Date, ExchangeError> {
 }
 
 /// What the access record says of a statistics answer: the table, its
-/// scope, the method's settings, and which cells were suppressed — by name,
-/// never with a count — bounded in length.
-fn detail(p: &Publication) -> String {
+/// scope, the release (its SHA-256 and when it was computed), the method's
+/// settings, and which cells were suppressed — by name, never with a count
+/// — bounded in length.
+fn detail(r: &Released) -> String {
+    let p = &r.publication;
     let s = p.settings;
     let mut d = format!(
-        "table {} {}; scope: {}; threshold {}, protection {}, rounding {}; {} cells \"< {}\", {} suppressed besides",
+        "table {} {}; scope: {}; release sha256 {}, as of {} ms; threshold {}, protection {}, rounding {}; {} cells \"< {}\", {} suppressed besides",
         p.table,
         p.quarter,
         p.scope_words,
+        r.sha256,
+        r.as_of,
         s.threshold,
         s.protection,
         s.rounding_base,

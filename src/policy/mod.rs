@@ -32,9 +32,9 @@ use std::str::FromStr;
 use std::sync::OnceLock;
 
 use cedar_policy::{
-    AuthorizationError, Authorizer, Context, Decision as CedarDecision, Effect, Entities, EntityId,
-    EntityTypeName, EntityUid, PolicyId, PolicySet, Request, RestrictedExpression, Schema,
-    ValidationMode, Validator,
+    ActionConstraint, AuthorizationError, Authorizer, Context, Decision as CedarDecision, Effect,
+    Entities, EntityId, EntityTypeName, EntityUid, PolicyId, PolicySet, Request,
+    RestrictedExpression, Schema, ValidationMode, Validator,
 };
 
 use crate::model::{Category, Role};
@@ -201,6 +201,10 @@ impl SchemaError {
 struct RuleMeta {
     legal_basis: Option<String>,
     reason: DenyReason,
+    /// A permit that names the action `aggregate` (and so, as loading
+    /// checks, a legal basis and the roles it is for): only such a rule
+    /// allows statistics.
+    for_statistics: bool,
 }
 
 /// A loaded, validated policy. Immutable: reloading builds a new one, so a
@@ -428,7 +432,12 @@ impl Policy {
         };
         let context = purpose * 4 + usize::from(actor_present);
         let (decision, _) = self.evaluate_action(&self.aggregate, role, category, context);
-        if decision.allowed && decision.legal_basis.is_none() {
+        let for_statistics = decision.rules.iter().any(|id| {
+            self.meta
+                .get(&PolicyId::new(id))
+                .is_some_and(|m| m.for_statistics)
+        });
+        if decision.allowed && (decision.legal_basis.is_none() || !for_statistics) {
             return Decision {
                 allowed: false,
                 deny_reason: Some(DenyReason::NotPermittedForRoleAndPurpose),
@@ -765,13 +774,44 @@ fn rule_meta(p: &cedar_policy::Policy) -> Result<(String, RuleMeta), String> {
         Some(r) => r.parse()?,
         None => DenyReason::NotPermittedForRoleAndPurpose,
     };
+    let for_statistics = p.effect() == Effect::Permit && names_aggregate(p, legal_basis.is_some())?;
     Ok((
         id.to_string(),
         RuleMeta {
             legal_basis,
             reason,
+            for_statistics,
         },
     ))
+}
+
+/// Whether a permit is one for statistics: it names the action
+/// `aggregate`. Such a permit stands in for no one's consent, so a privacy
+/// officer must be able to read off it whom it is for and on what ground:
+/// it needs @legal_basis and must name the role or roles it is for. A
+/// permit that leaves the action open allows no statistics.
+fn names_aggregate(p: &cedar_policy::Policy, has_basis: bool) -> Result<bool, String> {
+    let aggregate = |uid: &EntityUid| uid.id().unescaped() == AGGREGATE_ID;
+    let names_it = match p.action_constraint() {
+        ActionConstraint::Any => false,
+        ActionConstraint::Eq(a) => aggregate(&a),
+        ActionConstraint::In(list) => list.iter().any(aggregate),
+    };
+    if !names_it {
+        return Ok(false);
+    }
+    if !has_basis {
+        return Err(
+            "a permit for action \"aggregate\" (statistics) needs @legal_basis: no one consents to a count; name the law or agreement"
+                .to_string(),
+        );
+    }
+    if !p.to_string().contains(&format!("{ROLE_TYPE}::\"")) {
+        return Err(format!(
+            "a permit for action \"aggregate\" (statistics) must name the roles it is for (principal == {ROLE_TYPE}::\"monitor\", or [{ROLE_TYPE}::\"monitor\", ...].contains(principal))"
+        ));
+    }
+    Ok(true)
 }
 
 /// Ids go into every audit record and into `error:<id>` markers, so they are
@@ -1129,13 +1169,31 @@ mod tests {
     }
 
     #[test]
-    fn statistics_need_a_legal_basis() {
-        let text = "@id(\"stats-without-basis\")\n\
-                    permit (principal == Role::\"monitor\", action == Action::\"aggregate\", resource);\n";
+    fn statistics_need_a_legal_basis_and_named_roles() {
+        let e = load_err(
+            "@id(\"stats-without-basis\")\n\
+             permit (principal == Role::\"monitor\", action == Action::\"aggregate\", resource);\n",
+        );
+        assert!(
+            e.contains("stats-without-basis") && e.contains("@legal_basis"),
+            "{e}"
+        );
+        let e = load_err(
+            "@id(\"stats-for-anyone\")\n@legal_basis(\"AVG art. 6(1)(e)\")\n\
+             permit (principal, action == Action::\"aggregate\", resource);\n",
+        );
+        assert!(
+            e.contains("stats-for-anyone") && e.contains("name the roles"),
+            "{e}"
+        );
+        // A permit that leaves the action open allows no statistics, with a
+        // legal basis or without.
+        let text = "@id(\"open\")\n@legal_basis(\"AVG art. 6(1)(e)\")\n\
+                    permit (principal == Role::\"monitor\", action, resource);\n";
         let p = Policy::from_text(text, "test.cedar", &purposes()).unwrap();
         let d = p.decide_aggregate(Role::Monitor, Category::Outcome, "monitoring", false);
         assert!(!d.allowed);
-        assert_eq!(d.rules, vec!["stats-without-basis"]);
+        assert_eq!(d.rules, vec!["open"]);
     }
 
     #[test]

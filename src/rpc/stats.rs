@@ -7,9 +7,9 @@
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
-use crate::gateway::StatisticsQuery;
+use crate::gateway::{Released, StatisticsQuery};
 use crate::rpc::Api;
-use crate::rpc::convert::{case_facts, invalid};
+use crate::rpc::convert::{case_facts, invalid, timestamp};
 use crate::rpc::proto::v1 as pb;
 use crate::stats::{Axis, Dim, Figure, Label, Publication, Quarter, Settings, TableKind};
 
@@ -48,8 +48,9 @@ fn axis_pb(a: &Axis) -> pb::StatisticsAxis {
     }
 }
 
-fn publication_pb(p: &Publication, request_id: &str) -> pb::GetStatisticsResponse {
+fn publication_pb(r: &Released, request_id: &str) -> pb::GetStatisticsResponse {
     use pb::statistics_figure::Kind;
+    let p = &r.publication;
     let t = p.settings.threshold;
     pb::GetStatisticsResponse {
         table: table_pb(p.table) as i32,
@@ -83,6 +84,8 @@ fn publication_pb(p: &Publication, request_id: &str) -> pb::GetStatisticsRespons
         }),
         text: p.render(),
         access_record_id: request_id.to_string(),
+        as_of: Some(timestamp(r.as_of)),
+        release_sha256: r.sha256.clone(),
     }
 }
 

@@ -56,6 +56,9 @@ pub(crate) fn status(e: ExchangeError, request_id: &str) -> Status {
                 max.to_string(),
             );
         }
+        ExchangeError::RateLimited { per_minute, .. } => {
+            metadata.insert("requests_per_minute".to_string(), per_minute.to_string());
+        }
         ExchangeError::MessageTimeout(ms) => {
             metadata.insert("message_timeout_ms".to_string(), ms.to_string());
         }

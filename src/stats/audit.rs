@@ -8,16 +8,20 @@
 //! The node uses it only where boxes (`protect`) cannot certify a cell: it
 //! costs two solves per cell, where a box costs a few additions.
 
+use std::collections::{HashMap, HashSet};
+
 use microlp::{ComparisonOp, LinearExpr, OptimizationDirection, Problem, Variable};
 
+use crate::stats::design::Dim;
 use crate::stats::protect::{Family, Status};
 
-/// (least, greatest) value of cell `p` given what the family shows now.
-/// Returns (0, 0) — no protection — if the solver fails, so that a failure
-/// can only suppress more.
-pub(crate) fn bounds(fam: &Family, p: usize) -> (f64, f64) {
-    let lo = solve(fam, p, OptimizationDirection::Minimize);
-    let hi = solve(fam, p, OptimizationDirection::Maximize);
+/// (least, greatest) value of cell `p` given what the family shows now and,
+/// for an `insider` (a leaf of the municipality classification), every
+/// cell of its own exactly. Returns (0, 0) — no protection — if the solver
+/// fails, so that a failure can only suppress more.
+pub(crate) fn bounds(fam: &Family, p: usize, insider: Option<usize>) -> (f64, f64) {
+    let lo = solve(fam, p, insider, OptimizationDirection::Minimize);
+    let hi = solve(fam, p, insider, OptimizationDirection::Maximize);
     match (lo, hi) {
         (Some(lo), Some(hi)) => (lo, hi),
         _ => (0.0, 0.0),
@@ -45,11 +49,30 @@ fn finest(fam: &Family, dims: &[usize]) -> Vec<Vec<usize>> {
     combos
 }
 
-/// Whether finest cell `leaf` of a table adds into cell `key`.
-fn inside(fam: &Family, t: usize, leaf: &[usize], key: &[usize]) -> bool {
-    fam.tables()[t]
-        .iter()
-        .all(|&j| fam.dims()[j].path(leaf[j], 0).contains(&key[j]))
+/// The finest cells of table `t` that add up to cell `key`: every
+/// combination of the leaves under `key`'s node on each of the table's
+/// classifications, as family indices.
+fn under(fam: &Family, t: usize, key: &[usize]) -> Vec<usize> {
+    let mut out = vec![0usize];
+    for (j, &n) in key.iter().enumerate() {
+        if !fam.tables()[t].contains(&j) {
+            continue;
+        }
+        let mut one = vec![0; key.len()];
+        let leaves: Vec<usize> = fam.dims()[j]
+            .leaves_under(n)
+            .into_iter()
+            .map(|l| {
+                one[j] = l;
+                fam.index(&one)
+            })
+            .collect();
+        out = out
+            .iter()
+            .flat_map(|&base| leaves.iter().map(move |&l| base + l))
+            .collect();
+    }
+    out
 }
 
 /// The first table that has every classification `key` fixes.
@@ -61,27 +84,40 @@ fn table_of(fam: &Family, key: &[usize]) -> Option<usize> {
     })
 }
 
-fn solve(fam: &Family, p: usize, dir: OptimizationDirection) -> Option<f64> {
+fn solve(
+    fam: &Family,
+    p: usize,
+    insider: Option<usize>,
+    dir: OptimizationDirection,
+) -> Option<f64> {
     let target = fam.key(p);
+    let m = fam.dim_index(Dim::Municipality)?;
     let target_table = table_of(fam, &target)?;
     let threshold = f64::from(fam.settings.threshold);
     let mut problem = Problem::new(dir);
-    // Unknowns: (table, finest cell) → variable.
-    let mut vars: Vec<(usize, Vec<usize>, Variable)> = Vec::new();
+    // Unknowns: (table, finest cell's family index) → variable.
+    let mut vars: HashMap<(usize, usize), Variable> = HashMap::new();
+    let inside: HashSet<usize> = under(fam, target_table, &target).into_iter().collect();
     for t in 0..fam.tables().len() {
         for leaf in finest(fam, &fam.tables()[t]) {
-            let coeff = if t == target_table && inside(fam, t, &leaf, &target) {
+            let idx = fam.index(&leaf);
+            let coeff = if t == target_table && inside.contains(&idx) {
                 1.0
             } else {
                 0.0
             };
-            let v = problem.add_var(coeff, (0.0, f64::INFINITY));
-            vars.push((t, leaf, v));
+            let known = if insider == Some(leaf[m]) {
+                let v = fam.value(idx) as f64;
+                (v, v)
+            } else {
+                (0.0, f64::INFINITY)
+            };
+            vars.insert((t, idx), problem.add_var(coeff, known));
         }
     }
     let expr = |t: usize, key: &[usize], sign: f64, e: &mut LinearExpr| {
-        for (tt, leaf, v) in &vars {
-            if *tt == t && inside(fam, t, leaf, key) {
+        for idx in under(fam, t, key) {
+            if let Some(v) = vars.get(&(t, idx)) {
                 e.add(*v, sign);
             }
         }
@@ -93,7 +129,7 @@ fn solve(fam: &Family, p: usize, dir: OptimizationDirection) -> Option<f64> {
             Status::Published => (ComparisonOp::Eq, fam.value(idx) as f64),
             Status::Small => (ComparisonOp::Le, threshold - 1.0),
             Status::Secondary => (ComparisonOp::Ge, threshold),
-            Status::Hidden => continue,
+            Status::Hidden | Status::Masked => continue,
         };
         let mut e = LinearExpr::empty();
         expr(t, &key, 1.0, &mut e);
@@ -118,6 +154,12 @@ fn solve(fam: &Family, p: usize, dir: OptimizationDirection) -> Option<f64> {
             }
         }
     }
-    let outcome = problem.solve().ok()?;
-    outcome.solution().map(|s| s.objective())
+    match problem.solve() {
+        // Nothing shown bounds the cell from above (a residual under
+        // suppressed totals): it could be any count.
+        Err(microlp::Error::Unbounded) if matches!(dir, OptimizationDirection::Maximize) => {
+            Some(f64::INFINITY)
+        }
+        outcome => outcome.ok()?.solution().map(|s| s.objective()),
+    }
 }

@@ -14,7 +14,9 @@ use crate::model::outcome::{OutcomeKind, Scenario};
 use crate::stats::facts::{CaseFacts, Quarter, months_between, sheltered_on};
 
 /// A classification the tables break cases down by.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum Dim {
     /// The municipality that registered the case.
     Municipality,
@@ -100,6 +102,9 @@ pub struct Node {
 pub struct Classification {
     pub dim: Dim,
     pub nodes: Vec<Node>,
+    /// Each node's children, in index order (kept as nodes are added: the
+    /// protection walks the trees millions of times).
+    kids: Vec<Vec<usize>>,
 }
 
 impl Classification {
@@ -112,6 +117,7 @@ impl Classification {
                 parent: None,
                 shown: true,
             }],
+            kids: vec![vec![]],
         }
     }
 
@@ -122,22 +128,33 @@ impl Classification {
             parent: Some(parent),
             shown,
         });
-        self.nodes.len() - 1
+        let n = self.nodes.len() - 1;
+        self.kids.push(vec![]);
+        self.kids[parent].push(n);
+        n
     }
 
     pub fn children(&self, n: usize) -> impl Iterator<Item = usize> + '_ {
-        (0..self.nodes.len()).filter(move |&c| self.nodes[c].parent == Some(n))
+        self.kids[n].iter().copied()
     }
 
     pub fn is_leaf(&self, n: usize) -> bool {
-        self.children(n).next().is_none()
+        self.kids[n].is_empty()
     }
 
     /// The leaves under `n` (`n` itself if it is one), in index order.
     pub fn leaves_under(&self, n: usize) -> Vec<usize> {
-        (0..self.nodes.len())
-            .filter(|&l| self.is_leaf(l) && self.path(l, 0).contains(&n))
-            .collect()
+        let mut out = Vec::new();
+        let mut todo = vec![n];
+        while let Some(x) = todo.pop() {
+            if self.is_leaf(x) {
+                out.push(x);
+            } else {
+                todo.extend(self.children(x));
+            }
+        }
+        out.sort_unstable();
+        out
     }
 
     /// The other children of `n`'s parent.
@@ -265,7 +282,7 @@ impl Population {
 }
 
 /// The tables a caller may ask for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum TableKind {
     /// Intakes in the quarter by the scenario agreed at intake.
     Inflow,

@@ -29,7 +29,9 @@ pub struct CaseFacts {
 }
 
 /// A calendar quarter, the period every table counts in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct Quarter {
     pub year: i32,
     /// 1 to 4.

@@ -66,3 +66,37 @@ pub fn compute(
     fam.protect()?;
     Ok(publish::cut(&fam, req)?)
 }
+
+/// Every table of `population` in `quarter`, for every scope (the node,
+/// each municipality and their total, each municipality's own cases), cut
+/// from one protected family: what the node releases at once, so that no
+/// two of its tables about one quarter are protected differently. Same
+/// inputs and errors as [`compute`].
+pub fn compute_all(
+    facts: &[CaseFacts],
+    municipalities: &[(String, String)],
+    population: Population,
+    quarter: Quarter,
+    settings: Settings,
+) -> Result<Vec<(Request, Publication)>, StatsError> {
+    let mut fam = Family::count(population, quarter, municipalities, facts, settings);
+    fam.protect()?;
+    let mut scopes = vec![Scope::Node, Scope::ByMunicipality];
+    scopes.extend(municipalities.iter().map(|(id, _)| Scope::Own(id.clone())));
+    let mut out = Vec::new();
+    for table in TableKind::ALL
+        .into_iter()
+        .filter(|t| t.population() == population)
+    {
+        for scope in &scopes {
+            let req = Request {
+                table,
+                quarter,
+                scope: scope.clone(),
+            };
+            let p = publish::cut(&fam, &req)?;
+            out.push((req, p));
+        }
+    }
+    Ok(out)
+}

@@ -47,7 +47,7 @@ use crate::stats::facts::{CaseFacts, Quarter};
 
 /// The disclosure-control settings (the `[statistics]` section of the
 /// configuration).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Settings {
     /// Cells below this are shown as "< threshold". Default 10.
     pub threshold: u32,
@@ -111,6 +111,12 @@ pub enum Status {
     Small,
     /// At least the threshold, suppressed to protect a small cell: "x".
     Secondary,
+    /// Below the threshold, in a node total, where one municipality (or the
+    /// other registrants together) holds so much of it that "< T" would tell
+    /// that insider, who knows its own cases, the others' share within fewer
+    /// than `protection` + 1 values: shown as "x", protected like a small
+    /// cell.
+    Masked,
 }
 
 /// A small cell for which no suppression pattern could be found; the table
@@ -139,6 +145,13 @@ const MAX_WIDENING: usize = 24;
 
 /// What a box costs: new suppressions, their total, and minus what it gains.
 type Cost = (usize, u64, i64);
+
+/// A box of a certificate, by its index among the boxes through the cell,
+/// with the room it takes upwards and downwards.
+type Chosen = (usize, u64, u64);
+
+/// The room a certificate uses per cell, and how far it moves the cell.
+type Usage = (Vec<(usize, [u64; 4])>, u64);
 
 /// A candidate adjustment's move on one classification.
 #[derive(Clone, Copy, Debug)]
@@ -278,6 +291,28 @@ impl Family {
             })
     }
 
+    /// Residual cells that follow from the figures by subtraction — a
+    /// total minus its shown parts, e.g. the cases of the other registrants,
+    /// or those with no scenario recorded — and count from 1 to T − 1
+    /// people: never shown, but protected like a small cell, since the
+    /// published figures could otherwise pin them down. An empty residual
+    /// is a fact about the register, not about anyone, and is not protected.
+    pub fn small_residuals(&self) -> Vec<usize> {
+        let t = u64::from(self.settings.threshold);
+        (0..self.value.len())
+            .filter(|&i| (1..t).contains(&self.value[i]))
+            .filter(|&i| {
+                let key = self.key(i);
+                !self.is_member(&key)
+                    && self.tables.iter().any(|tab| {
+                        key.iter()
+                            .enumerate()
+                            .all(|(j, &n)| n == 0 || tab.contains(&j))
+                    })
+            })
+            .collect()
+    }
+
     /// Every figure of the family, in index order.
     pub fn members(&self) -> Vec<usize> {
         (0..self.value.len())
@@ -319,38 +354,175 @@ impl Family {
     /// Suppresses what must be suppressed (module documentation). Fails
     /// when some small cell cannot be protected; nothing may then be shown.
     pub fn protect(&mut self) -> Result<(), Unprotectable> {
+        self.mask_dominated();
         let mut primaries: Vec<usize> = (0..self.status.len())
-            .filter(|&i| self.status[i] == Status::Small)
+            .filter(|&i| matches!(self.status[i], Status::Small | Status::Masked))
             .collect();
+        primaries.extend(self.small_residuals());
         // Detailed cells first: their boxes often cover the margins' too.
         primaries.sort_by_key(|&i| (self.key(i).iter().filter(|&&n| n == 0).count(), i));
+        let insiders = self.insiders();
         for p in primaries {
-            match self.certify(p) {
-                Some(extra) => {
-                    for idx in extra {
-                        self.status[idx] = Status::Secondary;
-                    }
+            let boxes = self.boxes_through(p);
+            // The outsider first; then every insider its certificate does
+            // not also hold for gets a certificate of its own.
+            let mut open = vec![None];
+            open.extend(insiders.iter().map(|&i| Some(i)));
+            let mut first: Option<Usage> = None;
+            for insider in open {
+                if insider.is_some_and(|i| self.owned_by(p, i)) {
+                    continue;
                 }
-                None => self.widen(p)?,
+                if let Some(usage) = &first
+                    && self.holds(usage, insider)
+                {
+                    continue;
+                }
+                match self.certify(p, &boxes, insider) {
+                    Some((extra, chosen)) => {
+                        for idx in extra {
+                            self.status[idx] = Status::Secondary;
+                        }
+                        if first.is_none() {
+                            first = Some(self.usage(&boxes, &chosen));
+                        }
+                    }
+                    None => self.widen(p, insider)?,
+                }
             }
         }
         Ok(())
+    }
+
+    /// The possible insiders: every municipality of the node, and the other
+    /// registrants together (leaves of the municipality classification).
+    fn insiders(&self) -> Vec<usize> {
+        let m = self.municipality_dim();
+        self.dims[m].leaves_under(0)
+    }
+
+    fn municipality_dim(&self) -> usize {
+        self.dim_index(Dim::Municipality).unwrap_or(0)
+    }
+
+    /// The node of classification `j` that cell `idx` is at.
+    fn coord(&self, idx: usize, j: usize) -> usize {
+        idx / self.strides[j] % self.dims[j].nodes.len()
+    }
+
+    /// Whether cell `idx` is one of `insider`'s own (it knows it exactly).
+    fn owned_by(&self, idx: usize, insider: usize) -> bool {
+        self.coord(idx, self.municipality_dim()) == insider
+    }
+
+    /// `insider`'s own part of cell `idx`: all of it for its own cells, its
+    /// column of a node total, nothing of another municipality's cell.
+    fn part_of(&self, idx: usize, insider: Option<usize>) -> u64 {
+        let Some(i) = insider else { return 0 };
+        let m = self.municipality_dim();
+        match self.coord(idx, m) {
+            0 => self.value[idx + i * self.strides[m]],
+            n if n == i => self.value[idx],
+            _ => 0,
+        }
+    }
+
+    /// Node totals below the threshold that one insider dominates: with
+    /// "< T" shown, whoever holds `a` of a cell knows the others hold at
+    /// most T − 1 − a, fewer than `protection` + 1 values once a exceeds
+    /// T − 1 − protection (the dominance view of Hundepool et al. 2012,
+    /// §4.2.2, for a frequency count whose contributors are
+    /// municipalities). Such a cell is shown as "x", which bounds nothing.
+    fn mask_dominated(&mut self) {
+        let m = self.municipality_dim();
+        let limit = u64::from(self.settings.threshold - 1 - self.settings.protection);
+        let insiders = self.insiders();
+        for idx in 0..self.status.len() {
+            if self.status[idx] != Status::Small || self.key(idx)[m] != 0 {
+                continue;
+            }
+            if insiders.iter().any(|&i| self.part_of(idx, Some(i)) > limit) {
+                self.status[idx] = Status::Masked;
+            }
+        }
+    }
+
+    /// (room to rise, room to fall) of a cell as `insider` (or an outsider,
+    /// `None`) knows it, once suppressed: a "< T" cell within 0…T−1, an "x"
+    /// at least T (an outsider may assume so of every "x" but a masked
+    /// one), a masked or never shown cell at least 0 — and every cell at
+    /// least the insider's own part of it; the insider's own cells not at all.
+    fn room(&self, idx: usize, insider: Option<usize>) -> (u64, u64) {
+        if insider.is_some_and(|i| self.owned_by(idx, i)) {
+            return (0, 0);
+        }
+        let t = u64::from(self.settings.threshold);
+        let v = self.value[idx];
+        let floor = self.part_of(idx, insider);
+        match self.status[idx] {
+            Status::Small => ((t - 1).saturating_sub(v), v.saturating_sub(floor)),
+            Status::Secondary | Status::Published => (u64::MAX, v.saturating_sub(t.max(floor))),
+            Status::Masked | Status::Hidden => (u64::MAX, v.saturating_sub(floor)),
+        }
+    }
+
+    /// The room the boxes `chosen` use, per cell: [rise in the raised
+    /// table, fall in it, rise in the lowered, fall in it], and the total
+    /// they move the cell up and down.
+    fn usage(&self, boxes: &[Vec<(usize, i8)>], chosen: &[Chosen]) -> Usage {
+        let mut used: std::collections::HashMap<usize, [u64; 4]> = Default::default();
+        let (mut up, mut down) = (0u64, 0u64);
+        for &(b, g_up, g_down) in chosen {
+            for &(idx, sign) in &boxes[b] {
+                let u = used.entry(idx).or_default();
+                if sign > 0 {
+                    u[0] += g_up;
+                    u[3] += g_down;
+                } else {
+                    u[1] += g_up;
+                    u[2] += g_down;
+                }
+            }
+            up += g_up;
+            down += g_down;
+        }
+        (used.into_iter().collect(), up + down)
+    }
+
+    /// Whether a certificate found for one attacker (its [`usage`]) also
+    /// certifies the cell against `insider`: no box moves one of its own
+    /// cells, and no cell is moved beyond the room the insider sees.
+    fn holds(&self, usage: &Usage, insider: Option<usize>) -> bool {
+        let (used, moved) = usage;
+        *moved >= u64::from(self.settings.protection)
+            && used.iter().all(|&(idx, u)| {
+                let (rise, fall) = self.room(idx, insider);
+                u[0] <= rise && u[2] <= rise && u[1] <= fall && u[3] <= fall
+            })
     }
 
     /// For a small cell whose neighbourhood is too sparse for boxes to
     /// certify on their own: suppress the published corners of one more box
     /// through it at a time, cheapest first, and after each bound the cell as
     /// an attacker would, by linear programming over all figures of the
-    /// family ([`audit::bounds`]), until it is open to `protection` values
-    /// besides its own. Should that not do, suppress every published figure
-    /// of its municipality (or of the node total), then every figure.
-    fn widen(&mut self, p: usize) -> Result<(), Unprotectable> {
+    /// family ([`audit::bounds`], with what `insider` knows of its own
+    /// cases), until it is open to `protection` values besides its own.
+    /// Should that not do, suppress every published figure of its
+    /// municipality (or of the node total), then every figure.
+    fn widen(&mut self, p: usize, insider: Option<usize>) -> Result<(), Unprotectable> {
         let need = f64::from(self.settings.protection) - 1e-6;
         let wide = |fam: &Family| {
-            let (lo, hi) = audit::bounds(fam, p);
+            let (lo, hi) = audit::bounds(fam, p, insider);
             hi - lo >= need
         };
-        let boxes = self.boxes_through(p);
+        let boxes: Vec<Vec<(usize, i8)>> = self
+            .boxes_through(p)
+            .into_iter()
+            .filter(|b| {
+                !b.iter()
+                    .any(|&(idx, _)| insider.is_some_and(|i| self.owned_by(idx, i)))
+            })
+            .collect();
         for _ in 0..MAX_WIDENING {
             if wide(self) {
                 return Ok(());
@@ -445,38 +617,46 @@ impl Family {
         }
     }
 
-    /// A certificate for `p`: boxes that together move `p` up by `U` and
-    /// down by `D` with `U + D ≥ protection`, each cell staying within what
-    /// an attacker knows of it. Boxes add up — every one leaves every
-    /// published figure as it is — as long as no cell is moved past its
-    /// room, so each box takes what room it uses from the cells it moves
-    /// (separately for the raised and the lowered table). Free boxes first,
-    /// then the one that suppresses fewest and smallest extra cells per unit
-    /// of room gained. Returns the cells to suppress besides; `None` if even
-    /// every box together falls short.
-    fn certify(&self, p: usize) -> Option<Vec<usize>> {
-        let boxes = self.boxes_through(p);
-        let t = u64::from(self.settings.threshold);
+    /// A certificate for `p` against `insider` (or an outsider, `None`):
+    /// boxes that together move `p` up by `U` and down by `D` with
+    /// `U + D ≥ protection`, each cell staying within what that attacker
+    /// knows of it ([`room`](Self::room)); no box may move an insider's own
+    /// cell. Boxes add up — every one leaves every published figure as it
+    /// is — as long as no cell is moved past its room, so each box takes
+    /// what room it uses from the cells it moves (separately for the raised
+    /// and the lowered table). Free boxes first, then the one that
+    /// suppresses fewest and smallest extra cells per unit of room gained.
+    /// Returns the cells to suppress besides and the boxes chosen; `None`
+    /// if even every box together falls short.
+    fn certify(
+        &self,
+        p: usize,
+        boxes: &[Vec<(usize, i8)>],
+        insider: Option<usize>,
+    ) -> Option<(Vec<usize>, Vec<Chosen>)> {
         let need = u64::from(self.settings.protection);
-        // (room to rise, room to fall) of a cell as the attacker knows it,
-        // once suppressed.
-        let room = |idx: usize| -> (u64, u64) {
-            let v = self.value[idx];
-            match self.status[idx] {
-                Status::Small => (t - 1 - v, v),
-                Status::Secondary | Status::Published => (u64::MAX, v - t),
-                Status::Hidden => (u64::MAX, v),
-            }
-        };
         let mut extra: Vec<usize> = Vec::new();
+        let mut chosen: Vec<Chosen> = Vec::new();
         // Room used so far: for the raised table, and for the lowered one.
         let mut used_up: std::collections::HashMap<usize, (u64, u64)> = Default::default();
         let mut used_down: std::collections::HashMap<usize, (u64, u64)> = Default::default();
         let (mut up, mut down) = (0u64, 0u64);
+        let usable: Vec<bool> = boxes
+            .iter()
+            .map(|b| {
+                b.contains(&(p, 1))
+                    && !b
+                        .iter()
+                        .any(|&(idx, _)| insider.is_some_and(|i| self.owned_by(idx, i)))
+            })
+            .collect();
         while up.saturating_add(down) < need {
             // (new suppressions, their total, −gain), the box, gain up, gain down.
             let mut best: Option<(Cost, usize, u64, u64)> = None;
             for (b, moved) in boxes.iter().enumerate() {
+                if !usable[b] {
+                    continue;
+                }
                 let (mut g_up, mut g_down) = (u64::MAX, u64::MAX);
                 let (mut new, mut new_total) = (0usize, 0u64);
                 for &(idx, sign) in moved {
@@ -484,7 +664,7 @@ impl Family {
                         new += 1;
                         new_total += self.value[idx];
                     }
-                    let (rise, fall) = room(idx);
+                    let (rise, fall) = self.room(idx, insider);
                     let (ur, uf) = used_up.get(&idx).copied().unwrap_or((0, 0));
                     let (dr, df) = used_down.get(&idx).copied().unwrap_or((0, 0));
                     // Raising p: + corners rise, − corners fall; lowering: the reverse.
@@ -522,10 +702,11 @@ impl Family {
                     d.0 += g_down;
                 }
             }
+            chosen.push((b, g_up, g_down));
             up += g_up;
             down += g_down;
         }
-        Some(extra)
+        Some((extra, chosen))
     }
 
     /// Up to `k` leaves under node `n` of classification `j`, largest count
@@ -648,7 +829,7 @@ impl Family {
         match self.status[idx] {
             Status::Published => Figure::Count(self.settings.round(self.value[idx])),
             Status::Small => Figure::Small,
-            Status::Secondary | Status::Hidden => Figure::Suppressed,
+            Status::Secondary | Status::Masked | Status::Hidden => Figure::Suppressed,
         }
     }
 }

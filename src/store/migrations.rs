@@ -37,6 +37,11 @@ pub(super) const SQLITE: &[Migration] = &[
         name: "subject ids",
         sql: include_str!("../../migrations/sqlite/0005_subject_ids.sql"),
     },
+    Migration {
+        version: 6,
+        name: "statistics releases",
+        sql: include_str!("../../migrations/sqlite/0006_statistics_releases.sql"),
+    },
 ];
 
 pub(super) const POSTGRES: &[Migration] = &[
@@ -64,6 +69,11 @@ pub(super) const POSTGRES: &[Migration] = &[
         version: 5,
         name: "subject ids",
         sql: include_str!("../../migrations/postgres/0005_subject_ids.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "statistics releases",
+        sql: include_str!("../../migrations/postgres/0006_statistics_releases.sql"),
     },
 ];
 

@@ -372,6 +372,30 @@ pub struct LogRow {
     pub(crate) subjects: Vec<String>,
 }
 
+/// What names a statistics release: the table, the quarter (`2025Q3`), the
+/// breakdown (`node`, `by_municipality`, `own`) and, for `own`, the
+/// municipality's participant id (else empty).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct ReleaseKey {
+    pub(crate) table: String,
+    pub(crate) quarter: String,
+    pub(crate) breakdown: String,
+    pub(crate) scope: String,
+}
+
+/// A statistics release as stored: published once, never changed
+/// (migration 0005's triggers refuse UPDATE and DELETE).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct StoredRelease {
+    pub(crate) key: ReleaseKey,
+    /// When its figures were computed, in ms since the epoch.
+    pub(crate) computed_at: Millis,
+    /// The protected table, as JSON; no count below the threshold.
+    pub(crate) body: String,
+    /// Hex SHA-256 of `body`.
+    pub(crate) sha256: String,
+}
+
 /// A signed checkpoint as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredCheckpoint {
@@ -710,6 +734,23 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<SealedCase>, StoreError> {
         on_backend!(&self.backend, b => b.cases_for_statistics(categories, after, limit).await)
+    }
+
+    /// The statistics release of this key, if one was published.
+    pub(crate) async fn statistics_release(
+        &self,
+        key: &ReleaseKey,
+    ) -> Result<Option<StoredRelease>, StoreError> {
+        on_store!(&self.backend, b => b.statistics_release(key).await)
+    }
+
+    /// Stores releases in one transaction; a release whose key is already
+    /// stored is left as it was (the first one stays).
+    pub(crate) async fn insert_statistics_releases(
+        &self,
+        releases: Vec<StoredRelease>,
+    ) -> Result<(), StoreError> {
+        on_store!(&self.backend, b => b.insert_statistics_releases(releases).await)
     }
 
     /// Case ids whose subject has this keyed hash of an identifier

@@ -11,7 +11,8 @@ use crate::model::Category;
 use crate::model::Role;
 use crate::model::consent::{Consent, ConsentEvent, EventKind, Recipient};
 use crate::store::{
-    CaseMeta, CaseWithData, LogRow, RequestKey, SealedCase, StoreError, StoredCheckpoint,
+    CaseMeta, CaseWithData, LogRow, ReleaseKey, RequestKey, SealedCase, StoreError,
+    StoredCheckpoint, StoredRelease,
 };
 use crate::tlog::merkle::{Hash, NodeId};
 
@@ -78,6 +79,21 @@ pub(super) fn request_key(r: &dyn Columns) -> Result<RequestKey, StoreError> {
         seq: r.int(5)?,
         record_id: r.text(6)?,
         at: r.int(7)?,
+    })
+}
+
+/// `table_name, quarter, breakdown, scope, computed_at, body, sha256`.
+pub(super) fn release(r: &dyn Columns) -> Result<StoredRelease, StoreError> {
+    Ok(StoredRelease {
+        key: ReleaseKey {
+            table: r.text(0)?,
+            quarter: r.text(1)?,
+            breakdown: r.text(2)?,
+            scope: r.text(3)?,
+        },
+        computed_at: r.int(4)?,
+        body: r.text(5)?,
+        sha256: r.text(6)?,
     })
 }
 

@@ -90,6 +90,14 @@ pub(super) const REQUEST_KEY: &str =
 pub(super) const DELETE_REQUEST_KEY: &str =
     "DELETE FROM request_keys WHERE caller = $1 AND request_id = $2";
 pub(super) const PURGE_REQUEST_KEYS: &str = "DELETE FROM request_keys WHERE created_at < $1";
+pub(super) const INSERT_RELEASE: &str =
+    "INSERT INTO statistics_releases (table_name, quarter, breakdown, scope, computed_at, body,
+                                      sha256)
+     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING";
+pub(super) const RELEASE: &str =
+    "SELECT table_name, quarter, breakdown, scope, computed_at, body, sha256
+     FROM statistics_releases
+     WHERE table_name = $1 AND quarter = $2 AND breakdown = $3 AND scope = $4";
 pub(super) const INSERT_CHECKPOINT: &str = "INSERT INTO checkpoints (size, root, at, note)
      VALUES ($1, $2, $3, $4) ON CONFLICT (size) DO NOTHING";
 
@@ -193,6 +201,8 @@ pub(super) const WITH_PARAMETERS: &[&str] = &[
     INSERT_RECIPIENT,
     INSERT_EVENT,
     INSERT_CHECKPOINT,
+    INSERT_RELEASE,
+    RELEASE,
     INSERT_REQUEST_KEY,
     REQUEST_KEY,
     DELETE_REQUEST_KEY,

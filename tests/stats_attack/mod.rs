@@ -207,7 +207,15 @@ impl<'a> Attack<'a> {
                 }
             }
         }
-        let outcome = p.solve().expect("the published figures are consistent");
-        outcome.solution().expect("the solver finishes").objective()
+        match p.solve() {
+            // Nothing published bounds the cell from above (a residual
+            // under suppressed totals): it could be any count.
+            Err(microlp::Error::Unbounded) => f64::INFINITY,
+            outcome => outcome
+                .expect("the published figures are consistent")
+                .solution()
+                .expect("the solver finishes")
+                .objective(),
+        }
     }
 }

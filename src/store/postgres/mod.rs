@@ -30,8 +30,9 @@ use crate::store::rows::{
 };
 use crate::store::scan::{AHEAD, Chunk};
 use crate::store::{
-    Append, CaseMeta, CaseWithData, DbError, LogFilter, LogRow, NewCase, PoolSettings, RequestKey,
-    SchemaError, SealedCase, StoreError, StoredCheckpoint, Visible, migrations, redact_url, sql,
+    Append, CaseMeta, CaseWithData, DbError, LogFilter, LogRow, NewCase, PoolSettings, ReleaseKey,
+    RequestKey, SchemaError, SealedCase, StoreError, StoredCheckpoint, StoredRelease, Visible,
+    migrations, redact_url, sql,
 };
 use crate::tlog::merkle::{Hash, NodeId};
 
@@ -304,6 +305,39 @@ impl PgStore {
     ) -> Result<Option<RequestKey>, StoreError> {
         let q = sqlx::query(sql::REQUEST_KEY).bind(caller).bind(request_id);
         self.first(q, rows::request_key).await
+    }
+
+    pub(super) async fn statistics_release(
+        &self,
+        key: &ReleaseKey,
+    ) -> Result<Option<StoredRelease>, StoreError> {
+        let q = sqlx::query(sql::RELEASE)
+            .bind(key.table.clone())
+            .bind(key.quarter.clone())
+            .bind(key.breakdown.clone())
+            .bind(key.scope.clone());
+        self.first(q, rows::release).await
+    }
+
+    pub(super) async fn insert_statistics_releases(
+        &self,
+        releases: Vec<StoredRelease>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for r in releases {
+            sqlx::query(sql::INSERT_RELEASE)
+                .bind(r.key.table)
+                .bind(r.key.quarter)
+                .bind(r.key.breakdown)
+                .bind(r.key.scope)
+                .bind(r.computed_at)
+                .bind(r.body)
+                .bind(r.sha256)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     pub(super) async fn forget_request_keys(

@@ -34,8 +34,8 @@ use crate::model::consent::{Consent, ConsentEvent, Millis};
 use crate::store::rows::{self, CaseFold, Columns, ConsentFold, StatisticsFold};
 use crate::store::scan::{AHEAD, Chunk};
 use crate::store::{
-    Append, CaseMeta, CaseWithData, DbError, LogFilter, LogRow, NewCase, PoolSettings, RequestKey,
-    SealedCase, StoreError, StoredCheckpoint, Visible, sql,
+    Append, CaseMeta, CaseWithData, DbError, LogFilter, LogRow, NewCase, PoolSettings, ReleaseKey,
+    RequestKey, SealedCase, StoreError, StoredCheckpoint, StoredRelease, Visible, sql,
 };
 use crate::tlog::merkle::{Hash, NodeId};
 
@@ -429,6 +429,30 @@ impl SqliteStore {
             )
         })
         .await
+    }
+
+    pub(super) async fn statistics_release(
+        &self,
+        key: &ReleaseKey,
+    ) -> Result<Option<StoredRelease>, StoreError> {
+        let k = key.clone();
+        self.read(move |c| {
+            first(
+                c,
+                sql::RELEASE,
+                params![k.table, k.quarter, k.breakdown, k.scope],
+                rows::release,
+            )
+        })
+        .await
+    }
+
+    pub(super) async fn insert_statistics_releases(
+        &self,
+        releases: Vec<StoredRelease>,
+    ) -> Result<(), StoreError> {
+        self.write(move |c| write::insert_statistics_releases(c, &releases))
+            .await
     }
 
     pub(super) async fn forget_request_keys(

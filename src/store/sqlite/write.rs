@@ -17,7 +17,7 @@ use crate::model::Category;
 use crate::model::consent::{Consent, ConsentEvent, Millis};
 use crate::store::rows::{categories_column, purposes_column, recipient_columns};
 use crate::store::{
-    IssuedPseudonym, LogRow, NewCase, RequestKey, StoreError, StoredCheckpoint, sql,
+    IssuedPseudonym, LogRow, NewCase, RequestKey, StoreError, StoredCheckpoint, StoredRelease, sql,
 };
 use crate::tlog::merkle::{Hash, NodeId};
 
@@ -133,6 +133,30 @@ fn put_request_key(tx: &Transaction<'_>, k: &RequestKey, seq: i64) -> Result<(),
             k.record_id,
             k.at
         ])?;
+    Ok(())
+}
+
+/// See `Store::insert_statistics_releases`.
+pub(super) fn insert_statistics_releases(
+    conn: &mut Connection,
+    releases: &[StoredRelease],
+) -> Result<(), StoreError> {
+    let tx = begin(conn)?;
+    {
+        let mut insert = tx.prepare_cached(sql::INSERT_RELEASE)?;
+        for r in releases {
+            insert.execute(params![
+                r.key.table,
+                r.key.quarter,
+                r.key.breakdown,
+                r.key.scope,
+                r.computed_at,
+                r.body,
+                r.sha256
+            ])?;
+        }
+    }
+    tx.commit()?;
     Ok(())
 }
 
