@@ -121,14 +121,15 @@ pub async fn init(dir: &Path, listen: SocketAddr) -> Result<PathBuf, InitError> 
 /// with (a test checks it names every field of [`Config`]).
 fn config_text(listen: SocketAddr) -> String {
     use crate::config::{
-        ConsentConfig, DatabaseConfig, Limits, StatisticsConfig, default_checkpoint_interval_ms,
-        default_first_byte_timeout_ms, default_handshake_timeout_ms,
-        default_max_connection_age_secs,
+        ConsentConfig, DatabaseConfig, Limits, StatisticsConfig, TelemetryConfig,
+        default_checkpoint_interval_ms, default_first_byte_timeout_ms,
+        default_handshake_timeout_ms, default_max_connection_age_secs,
     };
     let limits = Limits::default();
     let database = DatabaseConfig::default();
     let statistics = StatisticsConfig::default();
     let consent = ConsentConfig::default();
+    let telemetry = TelemetryConfig::default();
     let purposes: Vec<String> = DEFAULT_PURPOSES
         .iter()
         .map(|p| format!("\"{p}\""))
@@ -229,6 +230,20 @@ rounding_base = {rounding_base}
 # in the year. Open-ended consents stay allowed; withdrawal ends them.
 max_validity_days = {max_validity_days}
 
+[log]
+# "auto": human-readable on a terminal, JSON lines otherwise (journald, a
+# container); or "json", "human". SLUIS_LOG chooses the lines (default info).
+format = "auto"
+
+[telemetry]
+# OpenTelemetry spans and metrics over OTLP/gRPC to this collector; without
+# it nothing is exported.
+# otlp_endpoint = "http://127.0.0.1:4317"
+# service.name of what is exported (default: node.name).
+# service_name = "sluis-dev.example"
+# Metrics are exported this often.
+export_interval_ms = {export_interval_ms}
+
 # Participants: organisations that may call this node. A client certificate
 # is recognised by its subject serialNumber (OIN, as on PKIoverheid
 # certificates) or by a pinned `spki_sha256` fingerprint.
@@ -257,6 +272,7 @@ max_validity_days = {max_validity_days}
         protection = statistics.protection,
         rounding_base = statistics.rounding_base,
         max_validity_days = consent.max_validity_days,
+        export_interval_ms = telemetry.export_interval_ms,
     );
     for (id, name, role, oin) in DEV_PARTICIPANTS {
         let _ = write!(

@@ -309,6 +309,8 @@ impl Writer {
     /// ([`AuditError::Store`]). Failures of the database itself (cannot be
     /// reached, disk full) fail the whole batch at once, as before.
     async fn write(&mut self, batch: &mut Vec<Pending>) {
+        let began = Instant::now();
+        let records = batch.len();
         let mut rows: Vec<LogRow> = Vec::with_capacity(batch.len());
         let mut issued: Vec<Vec<IssuedPseudonym>> = Vec::with_capacity(batch.len());
         let mut waiting = Vec::with_capacity(batch.len());
@@ -390,6 +392,7 @@ impl Writer {
         if let Some((e, n)) = failed {
             self.failures.note(&e, n);
         }
+        crate::telemetry::metrics::audit_appended(began.elapsed(), records, self.frontier.size());
     }
 
     /// Appends `rows` (with the pseudonyms their requests issued and their
@@ -425,6 +428,7 @@ impl Writer {
                 Ok(()) => {
                     if let Some(cp) = cp {
                         self.signed_size = cp.size as u64;
+                        crate::telemetry::metrics::checkpoint_signed();
                         self.signed_at = Instant::now();
                     }
                     return Ok(first_seq);
@@ -490,6 +494,7 @@ impl Writer {
         match self.sink.append_checkpoint(&cp).await {
             Ok(()) => {
                 self.signed_size = cp.size as u64;
+                crate::telemetry::metrics::checkpoint_signed();
                 self.signed_at = Instant::now();
             }
             Err(e) => {
