@@ -354,7 +354,7 @@ async fn spans_and_metrics_reach_the_collector_without_identities() {
     .await;
     let traceparent = format!("00-{TRACE_ID}-{PARENT_SPAN_ID}-01");
     let (ids, pseudonyms) = traffic(&node, Some(&traceparent)).await;
-    node.stop();
+    let lines = node.stop();
     let received = received.0.lock().unwrap();
 
     let spans: Vec<_> = received
@@ -380,6 +380,15 @@ async fn spans_and_metrics_reach_the_collector_without_identities() {
             assert!(attr(&span.attributes, key).is_some(), "{key} on {span:?}");
         }
         assert!(attr(&span.attributes, "rpc.grpc.status_code").is_some());
+        // The ids the node reads back from its span (what the access
+        // record takes) are the exported span's.
+        let line = lines
+            .iter()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find(|v| v["target"] == "sluis::request" && v["fields"]["request_id"] == **id)
+            .unwrap_or_else(|| panic!("a log line for request {id}"));
+        assert_eq!(line["fields"]["trace_id"], TRACE_ID);
+        assert_eq!(line["fields"]["span_id"], hex::encode(&span.span_id));
     }
     let names: Vec<&str> = received
         .metrics

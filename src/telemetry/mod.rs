@@ -18,7 +18,7 @@
 //!   and gRPC status code; a W3C `traceparent` the caller sent is continued
 //!   (TraceContextPropagator), so the span's trace id is the caller's. The
 //!   request's (trace id, span id) are read back from the span
-//!   ([`current_ids`]) for the access record.
+//!   (`Request::ids`) for the access record and the request's log line.
 //! - **Metrics** ([`metrics`]): requests by method, decision and role; a
 //!   latency histogram; the log writer's append latency and batch size;
 //!   refused handshakes by reason; the log's size and the age of its newest
@@ -54,7 +54,6 @@ use tracing_subscriber::Layer;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-pub use request::current_ids;
 pub(crate) use request::{begin, decided};
 
 /// How log lines are written to stderr (`[log] format`).

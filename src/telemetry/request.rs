@@ -94,9 +94,27 @@ impl Request {
         DECISION.scope(self.decision.clone(), work.instrument(self.span.clone()))
     }
 
+    /// The request's trace id and span id, as its exported span has them
+    /// (the trace id is the caller's when it sent a valid `traceparent`):
+    /// `None` when no span is exported. What the access record's trace and
+    /// span ids are to be taken from, so that record and span name the same
+    /// operation.
+    pub(crate) fn ids(&self) -> Option<([u8; 16], [u8; 8])> {
+        if self.span.is_none() {
+            return None;
+        }
+        let cx = self.span.context();
+        let otel = cx.span();
+        let sc = otel.span_context();
+        sc.is_valid()
+            .then(|| (sc.trace_id().to_bytes(), sc.span_id().to_bytes()))
+    }
+
     /// Ends the request with its gRPC status code (0 for OK): the span's
-    /// last attributes, the metrics, and the request's log line.
+    /// last attributes, the metrics, and the request's log line (with the
+    /// span's trace and span id when exporting, to find its trace).
     pub(crate) fn end(self, code: i32) {
+        let ids = self.ids().map(|(t, s)| (hex::encode(t), hex::encode(s)));
         let latency = self.start.elapsed();
         let latency_ms = latency.as_secs_f64() * 1000.0;
         let decision = self
@@ -123,6 +141,8 @@ impl Request {
             organisation = %self.organisation,
             role = %self.role,
             decision,
+            trace_id = ids.as_ref().map(|i| i.0.as_str()),
+            span_id = ids.as_ref().map(|i| i.1.as_str()),
             "request"
         );
     }
@@ -137,18 +157,6 @@ pub(crate) fn decided(decision: &'static str) {
             *d = Some(decision);
         }
     });
-}
-
-/// The current request's trace id (32 hex digits) and span id (16 hex
-/// digits), as its exported span has them: `None` outside a request or
-/// when no span is exported. The access record takes them from here, so
-/// that the record and the span name the same operation.
-pub fn current_ids() -> Option<(String, String)> {
-    let cx = tracing::Span::current().context();
-    let span = cx.span();
-    let sc = span.span_context();
-    sc.is_valid()
-        .then(|| (sc.trace_id().to_string(), sc.span_id().to_string()))
 }
 
 /// The canonical name of a gRPC status code (gRPC's `statuscodes.md`).
