@@ -198,6 +198,13 @@ pub(crate) fn audit_appended(took: Duration, records: usize, log_size: u64) {
     i.batch.record(records as u64, &[]);
 }
 
+/// The log as its writer found it at start: `size` entries, the newest
+/// checkpoint signed at `checkpoint_at` (ms since the Unix epoch), if any.
+pub(crate) fn log_opened(size: u64, checkpoint_at: Option<i64>) {
+    LOG_SIZE.store(size, Ordering::Relaxed);
+    CHECKPOINT_AT.store(checkpoint_at.unwrap_or(0), Ordering::Relaxed);
+}
+
 /// A checkpoint was signed and stored now.
 pub(crate) fn checkpoint_signed() {
     CHECKPOINT_AT.store(crate::model::clock::now_millis(), Ordering::Relaxed);

@@ -181,6 +181,7 @@ impl AuditLog {
             }
             None => 0,
         };
+        crate::telemetry::metrics::log_opened(frontier.size(), latest.as_ref().map(|cp| cp.at));
         let (tx, rx) = mpsc::channel::<Msg>(4 * MAX_BATCH);
         let writer = Writer {
             store,
