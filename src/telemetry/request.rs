@@ -7,7 +7,6 @@ use std::time::Instant;
 
 use opentelemetry::propagation::Extractor;
 use opentelemetry::trace::TraceContextExt;
-use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::model::Caller;
@@ -88,10 +87,13 @@ pub(crate) fn begin(
 }
 
 impl Request {
-    /// `work`, run inside the request's span and able to report its
-    /// decision ([`decided`]).
+    /// `work`, able to report its decision ([`decided`]). The work does
+    /// not run inside the span: what it starts in the background (a
+    /// database driver's connection task) would hold the span open past
+    /// the request's end, and it would never be exported. The span is held
+    /// here alone and ends with [`Request::end`].
     pub(crate) fn run<F: Future>(&self, work: F) -> impl Future<Output = F::Output> + use<F> {
-        DECISION.scope(self.decision.clone(), work.instrument(self.span.clone()))
+        DECISION.scope(self.decision.clone(), work)
     }
 
     /// The request's trace id and span id, as its exported span has them
