@@ -42,6 +42,10 @@ pub struct Config {
     pub processing_log: ProcessingLogConfig,
     #[serde(default)]
     pub probes: ProbesConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
     #[serde(default, rename = "participant")]
     pub participants: Vec<Participant>,
     /// Folder the relative paths are resolved against; not in the file.
@@ -205,6 +209,47 @@ impl Default for DatabaseConfig {
             wal_warn_mb: default_wal_warn_mb(),
         }
     }
+}
+
+/// The node's log lines on stderr (`[log]`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// "auto" (human on a terminal, JSON lines otherwise), "json" or
+    /// "human". Which lines: the `SLUIS_LOG` environment variable
+    /// (an `EnvFilter`, default `info`).
+    #[serde(default)]
+    pub format: crate::telemetry::LogFormat,
+}
+
+/// OpenTelemetry export (`[telemetry]`): spans and metrics over OTLP/gRPC.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// The collector's OTLP/gRPC endpoint, e.g. "http://127.0.0.1:4317".
+    /// Absent: nothing is exported and no exporter is built.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of what is exported; default: the node's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_name: Option<String>,
+    /// How often metrics are exported.
+    #[serde(default = "default_export_interval_ms")]
+    pub export_interval_ms: u64,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig {
+            otlp_endpoint: None,
+            service_name: None,
+            export_interval_ms: default_export_interval_ms(),
+        }
+    }
+}
+
+fn default_export_interval_ms() -> u64 {
+    10_000
 }
 
 /// What consent the node records (`[consent]`).
@@ -543,7 +588,24 @@ impl Config {
         // Every number is bounded: a value past what the runtime can
         // represent (a timer, a semaphore) would panic the node at start
         // or on its first connection instead of being refused here.
-        let bounds: [(&str, u64, u64, u64); 19] = [
+        if let Some(endpoint) = &self.telemetry.otlp_endpoint
+            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        {
+            return Err(invalid(
+                "telemetry.otlp_endpoint must be an http:// or https:// URL, e.g. http://127.0.0.1:4317"
+                    .into(),
+            ));
+        }
+        if let Some(name) = &self.telemetry.service_name
+            && (name.is_empty()
+                || name.len() > 255
+                || !name.chars().all(crate::model::printable_in_line))
+        {
+            return Err(invalid(
+                "telemetry.service_name must be 1-255 printable characters".into(),
+            ));
+        }
+        let bounds: [(&str, u64, u64, u64); 20] = [
             (
                 "node.checkpoint_interval_ms",
                 self.node.checkpoint_interval_ms,
@@ -648,6 +710,12 @@ impl Config {
                 100_000_000,
             ),
             (
+                "telemetry.export_interval_ms",
+                self.telemetry.export_interval_ms,
+                100,
+                3_600_000,
+            ),
+            (
                 "consent.max_validity_days",
                 u64::from(self.consent.max_validity_days),
                 1,
@@ -660,6 +728,21 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The OTLP export `[telemetry]` asks for, if any: the service named
+    /// after the node unless it says otherwise.
+    pub fn otlp(&self) -> Option<crate::telemetry::Otlp> {
+        let endpoint = self.telemetry.otlp_endpoint.clone()?;
+        Some(crate::telemetry::Otlp {
+            endpoint,
+            service_name: self
+                .telemetry
+                .service_name
+                .clone()
+                .unwrap_or_else(|| self.node.name.clone()),
+            export_interval: Duration::from_millis(self.telemetry.export_interval_ms),
+        })
     }
 
     /// Resolves a path from the file against the file's folder.

@@ -27,8 +27,8 @@
 //!   [`tlog::checkpoint`]); times the pieces of the request path on their
 //!   own: the [`policy`], consent evaluation ([`model`]), pseudonyms and the
 //!   vault ([`gateway`]), record encoding and leaf hashing ([`tlog`]); and
-//!   logs and runs as the binary does ([`cli::init_tracing`],
-//!   [`cli::runtime`]).
+//!   logs, exports and runs as the binary does ([`telemetry::init`],
+//!   [`cli::init_tracing`], [`cli::runtime`]).
 //!
 //! Dependencies point down: `cli → node → rpc → gateway → {policy, tlog,
 //! stats} → store`; `net` beside them for the transport; everything may use
@@ -46,4 +46,5 @@ pub mod policy;
 pub mod rpc;
 pub mod stats;
 pub mod store;
+pub mod telemetry;
 pub mod tlog;

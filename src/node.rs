@@ -15,7 +15,7 @@ use crate::config::{Config, ConfigError};
 use crate::gateway::Exchange;
 use crate::gateway::vault::{Keys, VaultError};
 use crate::net::identity::Registry;
-use crate::net::sources::Sources;
+use crate::net::sources::{Sources, Unauthenticated};
 use crate::net::tls::{self, TlsError, TlsFiles};
 use crate::policy::{Policy, PolicyError};
 use crate::store::{Store, StoreError};
@@ -154,6 +154,7 @@ impl Node {
 
         let ex = exchange.clone();
         let on_failure = Arc::new(move |f: tls::HandshakeFailure| {
+            crate::telemetry::metrics::certificate_refused();
             let ex = ex.clone();
             tokio::spawn(async move { ex.handshake_failed(f).await });
         });
@@ -166,6 +167,16 @@ impl Node {
             sources.clone(),
             on_failure,
         );
+        let (gauge_sources, gauge_store) = (sources.clone(), store.clone());
+        crate::telemetry::metrics::observe_node(crate::telemetry::metrics::NodeGauges {
+            refused: Box::new(move || {
+                Unauthenticated::ALL
+                    .iter()
+                    .map(|k| (k.as_str(), gauge_sources.total(*k)))
+                    .collect()
+            }),
+            pool: Box::new(move || gauge_store.pool_use()),
+        });
         let report_task = tokio::spawn(report_unauthenticated_every(
             config.unauthenticated_report_interval(),
             exchange.clone(),

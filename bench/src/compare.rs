@@ -59,6 +59,11 @@ pub struct Args {
     /// (for CI): 1 round of 0.5 s, 5 cases. Its figures mean nothing.
     #[arg(long)]
     pub smoke: bool,
+    /// Run the gateway with OpenTelemetry on: spans and metrics exported
+    /// over OTLP/gRPC to a sink in the gateway's own process (metrics every
+    /// 10 s, the default), to measure what exporting costs.
+    #[arg(long)]
+    pub otlp: bool,
     /// Keep the node's folder (database, logs) here instead of a temporary one.
     #[arg(long)]
     pub keep: Option<PathBuf>,
@@ -253,6 +258,12 @@ pub async fn run(mut a: Args, cpus: crate::procs::Cpus) -> anyhow::Result<()> {
     let dir = base.join("node");
     let j = a.json;
     say(j, format!("sluis bench compare on {machine}"));
+    if a.otlp {
+        say(
+            j,
+            "gateway exporting spans and metrics over OTLP to an in-process sink",
+        );
+    }
     say(
         j,
         format!(
@@ -264,7 +275,7 @@ pub async fn run(mut a: Args, cpus: crate::procs::Cpus) -> anyhow::Result<()> {
 
     let config = sluis::dev::init::init(&dir, "127.0.0.1:0".parse()?).await?;
     crate::procs::use_copy_of_self(&base)?;
-    let gateway = Server::gateway(&config, server_cpus.as_deref(), &dir)?;
+    let gateway = Server::gateway(&config, server_cpus.as_deref(), &dir, a.otlp)?;
     let mut workload = Workload::standard(&dir, Vec::new());
     say(
         j,

@@ -36,6 +36,7 @@ mod bulk;
 mod compare;
 mod hot_path;
 mod loadgen;
+mod otlp_sink;
 mod procs;
 mod report;
 mod scale;
@@ -87,6 +88,9 @@ enum Command {
     ServeGateway {
         #[arg(long)]
         config: PathBuf,
+        /// Export spans and metrics over OTLP to a sink in this process.
+        #[arg(long)]
+        otlp_sink: bool,
     },
     /// (internal) Serve the bare baseline; prints `listening ADDR`, stops
     /// when stdin closes.
@@ -121,12 +125,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         },
         _ => procs::Cpus::default(),
     };
-    if matches!(
-        cli.command,
-        Command::ServeGateway { .. } | Command::ServeBaseline { .. }
-    ) {
-        // The same logging as `sluis serve`: the gateway child should cost
-        // what a real node costs, including its subscriber.
+    if matches!(cli.command, Command::ServeBaseline { .. }) {
+        // The same logging as `sluis serve`: the servers should cost what
+        // a real node costs, including its subscriber. The gateway sets up
+        // its own from its configuration, as `sluis serve` does.
         sluis::cli::init_tracing();
     }
     // The servers run on the runtime `sluis serve` runs on; the load
@@ -144,7 +146,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             hot_path::run(&runtime);
             Ok(())
         }
-        Command::ServeGateway { config } => runtime.block_on(procs::serve_gateway(&config)),
+        Command::ServeGateway { config, otlp_sink } => {
+            runtime.block_on(procs::serve_gateway(&config, otlp_sink))
+        }
         Command::ServeBaseline { config, answers } => {
             runtime.block_on(baseline::serve(&config, &answers))
         }

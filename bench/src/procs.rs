@@ -188,8 +188,18 @@ pub struct Server {
 impl Server {
     /// A sluis node serving `config` as `sluis serve` does (the hidden
     /// `serve-gateway` command), its log in `dir`/gateway.log.
-    pub fn gateway(config: &Path, cpus: Option<&str>, dir: &Path) -> anyhow::Result<Server> {
-        let args = ["serve-gateway".into(), "--config".into(), config.into()];
+    /// `otlp`: exporting spans and metrics to a sink in its own process.
+    pub fn gateway(
+        config: &Path,
+        cpus: Option<&str>,
+        dir: &Path,
+        otlp: bool,
+    ) -> anyhow::Result<Server> {
+        let mut args: Vec<OsString> =
+            vec!["serve-gateway".into(), "--config".into(), config.into()];
+        if otlp {
+            args.push("--otlp-sink".into());
+        }
         Server::spawn("gateway", &args, cpus, &dir.join("gateway.log"))
     }
 
@@ -376,12 +386,27 @@ pub fn announce(addr: SocketAddr) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `serve-gateway`: a sluis node exactly as `sluis serve --config` runs it.
-pub async fn serve_gateway(config: &Path) -> anyhow::Result<()> {
+/// `serve-gateway`: a sluis node exactly as `sluis serve --config` runs it,
+/// its logging and telemetry set up from the configuration; with
+/// `otlp_sink`, exporting to [`crate::otlp_sink`] in this process (every
+/// `export_interval_ms` of the configuration for metrics).
+pub async fn serve_gateway(config: &Path, otlp_sink: bool) -> anyhow::Result<()> {
     let config = sluis::config::Config::load(config)?;
+    let otlp = if otlp_sink {
+        let at = crate::otlp_sink::start().await?;
+        Some(sluis::telemetry::Otlp {
+            endpoint: format!("http://{at}"),
+            service_name: config.node.name.clone(),
+            export_interval: std::time::Duration::from_millis(config.telemetry.export_interval_ms),
+        })
+    } else {
+        config.otlp()
+    };
+    let telemetry = sluis::telemetry::init(config.log.format, otlp.as_ref())?;
     let node = sluis::node::Node::start(&config).await?;
     announce(node.local_addr)?;
     stdin_closed().await;
     node.shutdown().await?;
+    telemetry.shutdown().await;
     Ok(())
 }

@@ -545,7 +545,7 @@ pub async fn run(a: Args, cpus: crate::procs::Cpus) -> anyhow::Result<()> {
         let load_seconds = t.elapsed().as_secs_f64();
         let log_entries = log_size(&config).await?;
 
-        let gateway = Server::gateway(&config_path, server_cpus.as_deref(), &dir)?;
+        let gateway = Server::gateway(&config_path, server_cpus.as_deref(), &dir, false)?;
         let sample: Vec<String> = (0..a.sample.max(1) as u64)
             .map(|j| case_id(mix(j ^ 0x0f0f_0f0f) % loaded))
             .collect();

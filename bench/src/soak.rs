@@ -224,7 +224,7 @@ pub async fn run(mut a: Args) -> anyhow::Result<()> {
         setup::set_setting(&config, "cache_entries", &n.to_string())?;
     }
     crate::procs::use_copy_of_self(tmp.path())?;
-    let gateway = Server::gateway(&config, None, &dir)?;
+    let gateway = Server::gateway(&config, None, &dir, false)?;
     let mut workload = Workload::standard(&dir, Vec::new());
     let say = |s: String| {
         if !a.json {

@@ -209,7 +209,6 @@ enum ReceiptCommand {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing();
     let runtime = match runtime() {
         Ok(r) => r,
         Err(e) => {
@@ -217,10 +216,14 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // `serve` sets up its logging from its configuration.
+    if !matches!(cli.command, Command::Serve { .. }) {
+        init_tracing();
+    }
     match runtime.block_on(run(cli.command)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", crate::telemetry::chain(e.as_ref()));
             ExitCode::FAILURE
         }
     }
@@ -235,35 +238,78 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
-/// The process's log output: `SLUIS_LOG` as an `EnvFilter` (default
-/// `info`), to stderr. Public so that the benchmark's gateway runs with the
-/// very subscriber `sluis serve` has: a node measured without its logging
-/// would look cheaper than it is.
+/// The process's log output for commands other than `serve` (and for
+/// `serve` until its configuration is read): `SLUIS_LOG` as an
+/// `EnvFilter` (default `info`), to stderr, human-readable on a terminal
+/// and JSON lines otherwise, nothing exported. Public so that the
+/// benchmark's gateway runs with the very subscriber `sluis serve` has
+/// without an OTLP endpoint: a node measured without its logging would
+/// look cheaper than it is. A second call does nothing.
 pub fn init_tracing() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("SLUIS_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    let _ = crate::telemetry::init(crate::telemetry::LogFormat::Auto, None);
+}
+
+/// `sluis serve`: the configuration first, since it says how to log and
+/// where to export; then the node. Every message, errors included, goes
+/// through the one subscriber in the configured format.
+async fn serve_command(dev: bool, dir: &Path, config: Option<PathBuf>) -> ExitCode {
+    let mut created = false;
+    let path = if dev {
+        let path = dir.join(init::CONFIG_FILE);
+        if !path.exists() {
+            let made = match "127.0.0.1:7443".parse() {
+                Ok(listen) => init::init(dir, listen).await.map_err(anyhow::Error::from),
+                Err(e) => Err(anyhow::Error::from(e)),
+            };
+            if let Err(e) = made {
+                return fail_to_start(None, &e).await;
+            }
+            created = true;
+        }
+        path
+    } else {
+        config.expect("clap requires --config without --dev")
+    };
+    let config = match Config::load(&path) {
+        Ok(c) => c,
+        Err(e) => return fail_to_start(None, &e.into()).await,
+    };
+    let telemetry = match crate::telemetry::init(config.log.format, config.otlp().as_ref()) {
+        Ok(t) => t,
+        Err(e) => return fail_to_start(None, &e.into()).await,
+    };
+    if created {
+        tracing::info!(dir = %dir.display(), "created a development node");
+    }
+    match serve(&config, dev.then_some(dir)).await {
+        Ok(()) => {
+            telemetry.shutdown().await;
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail_to_start(Some(telemetry), &e).await,
+    }
+}
+
+/// Reports why `serve` ends with an error, once, in the log's format (the
+/// default one when the configuration could not say which).
+async fn fail_to_start(
+    telemetry: Option<crate::telemetry::Telemetry>,
+    e: &anyhow::Error,
+) -> ExitCode {
+    if telemetry.is_none() {
+        init_tracing();
+    }
+    tracing::error!("{}", crate::telemetry::chain(e.as_ref()));
+    if let Some(t) = telemetry {
+        t.shutdown().await;
+    }
+    ExitCode::FAILURE
 }
 
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Serve { dev, dir, config } => {
-            let path = if dev {
-                let path = dir.join(init::CONFIG_FILE);
-                if !path.exists() {
-                    init::init(&dir, "127.0.0.1:7443".parse()?).await?;
-                    eprintln!("created a development node in {}", dir.display());
-                }
-                path
-            } else {
-                config.expect("clap requires --config without --dev")
-            };
-            serve(&path, dev.then_some(dir.as_path())).await?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Serve { dev, dir, config } => Ok(serve_command(dev, &dir, config).await),
         Command::Init { dir, listen } => {
             let path = init::init(&dir, listen).await?;
             println!(
@@ -334,29 +380,38 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn serve(config_path: &Path, dev_dir: Option<&Path>) -> anyhow::Result<()> {
-    let config = Config::load(config_path)?;
-    let node = Node::start(&config).await?;
+async fn serve(config: &Config, dev_dir: Option<&Path>) -> anyhow::Result<()> {
+    let node = Node::start(config).await?;
     let addr = node.local_addr;
     if let Some(dir) = dev_dir {
         let d = dir.display();
-        eprintln!(
-            "\nsluis development node on {addr}. Call it as the municipality, e.g. with grpcurl:\n\n  \
-grpcurl -cacert {d}/pki/ca.pem -cert {d}/pki/clients/gemeente-utrecht.pem -key {d}/pki/clients/gemeente-utrecht.key \\\n    \
--H 'x-sluis-actor: mw-0042' -d '{{\"scope\":\"SCOPE_OWN\"}}' localhost:{port} sluis.v1.CaseService/FindCases\n\n\
-Client certificates for every dev participant are in {d}/pki/clients/. Stop with Ctrl-C.\n",
+        let grpcurl = format!(
+            "grpcurl -cacert {d}/pki/ca.pem -cert {d}/pki/clients/gemeente-utrecht.pem -key {d}/pki/clients/gemeente-utrecht.key \\\n    \
+-H 'x-sluis-actor: mw-0042' -d '{{\"scope\":\"SCOPE_OWN\"}}' localhost:{port} sluis.v1.CaseService/FindCases",
             port = addr.port()
         );
-        if let Some(probes) = node.probes_addr {
+        if config.log.format.json() {
+            tracing::info!(%addr, %grpcurl, clients = %format!("{d}/pki/clients"), "development node ready: call it as the municipality");
+        } else {
             eprintln!(
-                "Health and reflection without a certificate, on the plain probes listener:\n\n  \
+                "\nsluis development node on {addr}. Call it as the municipality, e.g. with grpcurl:\n\n  {grpcurl}\n\n\
+Client certificates for every dev participant are in {d}/pki/clients/. Stop with Ctrl-C.\n"
+            );
+        }
+        if let Some(probes) = node.probes_addr {
+            if config.log.format.json() {
+                tracing::info!(%probes, "health and reflection without a certificate on the plain probes listener");
+            } else {
+                eprintln!(
+                    "Health and reflection without a certificate, on the plain probes listener:\n\n  \
 grpcurl -plaintext {probes} grpc.health.v1.Health/Check\n  \
 grpcurl -plaintext {probes} list\n"
-            );
+                );
+            }
         }
     }
     wait_for_signals(&node).await;
-    eprintln!("shutting down");
+    tracing::info!("shutting down: draining requests, signing the log's tail");
     node.shutdown().await?;
     Ok(())
 }
@@ -379,7 +434,7 @@ async fn wait_for_signals(node: &Node) {
                 _ = term.recv() => return,
                 _ = hup.recv() => match node.reload_tls() {
                     Ok(()) => tracing::info!("TLS certificates and CRLs reloaded"),
-                    Err(e) => tracing::error!(error = %e, "TLS reload failed; keeping the previous configuration"),
+                    Err(e) => tracing::error!(error = %crate::telemetry::chain(&e), "TLS reload failed; keeping the previous configuration"),
                 },
             }
         }

@@ -151,14 +151,15 @@ fn dev_probes(listen: SocketAddr) -> SocketAddr {
 /// with (a test checks it names every field of [`Config`]).
 fn config_text(listen: SocketAddr, officer_key: &str) -> String {
     use crate::config::{
-        ConsentConfig, DatabaseConfig, Limits, StatisticsConfig, default_checkpoint_interval_ms,
-        default_first_byte_timeout_ms, default_handshake_timeout_ms,
-        default_max_connection_age_secs,
+        ConsentConfig, DatabaseConfig, Limits, StatisticsConfig, TelemetryConfig,
+        default_checkpoint_interval_ms, default_first_byte_timeout_ms,
+        default_handshake_timeout_ms, default_max_connection_age_secs,
     };
     let limits = Limits::default();
     let database = DatabaseConfig::default();
     let statistics = StatisticsConfig::default();
     let consent = ConsentConfig::default();
+    let telemetry = TelemetryConfig::default();
     let purposes: Vec<String> = DEFAULT_PURPOSES
         .iter()
         .map(|p| format!("\"{p}\""))
@@ -280,6 +281,21 @@ officer_key = "{officer_key}"
 # processing activities (dpl.core.processing_activity_id). Replace these
 # placeholders with the register's own URIs.
 {activities}
+
+[log]
+# "auto": human-readable on a terminal, JSON lines otherwise (journald, a
+# container); or "json", "human". SLUIS_LOG chooses the lines (default info).
+format = "auto"
+
+[telemetry]
+# OpenTelemetry spans and metrics over OTLP/gRPC to this collector; without
+# it nothing is exported.
+# otlp_endpoint = "http://127.0.0.1:4317"
+# service.name of what is exported (default: node.name).
+# service_name = "sluis-dev.example"
+# Metrics are exported this often.
+export_interval_ms = {export_interval_ms}
+
 # Participants: organisations that may call this node. A client certificate
 # is recognised by its subject serialNumber (OIN, as on PKIoverheid
 # certificates) or by a pinned `spki_sha256` fingerprint.
@@ -317,6 +333,7 @@ officer_key = "{officer_key}"
                 "{p} = \"https://register.gemeente.example/verwerkingsactiviteiten/lvv-{p}\"\n"
             ))
             .collect::<String>(),
+        export_interval_ms = telemetry.export_interval_ms,
     );
     for (id, name, role, oin) in DEV_PARTICIPANTS {
         let _ = write!(

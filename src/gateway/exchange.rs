@@ -315,6 +315,7 @@ impl Exchange {
             }
         }
         self.end_processing(&mut rec);
+        crate::telemetry::decided(rec.decision.as_str());
         let request_id = rec.request_id.clone();
         let durable = match self.audit.append_issuing(rec, new.clone()).await {
             Ok(durable) => durable,

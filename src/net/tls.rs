@@ -55,6 +55,13 @@ pub enum TlsError {
     Empty { what: &'static str, path: PathBuf },
     #[error("TLS configuration refused: {0}")]
     Rustls(#[from] rustls::Error),
+    /// The node's key is not the key of its certificate (or not usable).
+    #[error("the node key {key} does not go with the node certificate {cert}: {reason}")]
+    KeyPair {
+        key: PathBuf,
+        cert: PathBuf,
+        reason: String,
+    },
     #[error("client certificate verifier: {0}")]
     Verifier(#[from] rustls::server::VerifierBuilderError),
     #[error(transparent)]
@@ -137,7 +144,18 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<TlsConfig>, TlsError> {
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(chain, key)?;
+        .with_single_cert(chain, key)
+        .map_err(|e| TlsError::KeyPair {
+            key: files.key.clone(),
+            cert: files.cert.clone(),
+            reason: match e {
+                rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
+                    "the certificate's public key is another key's; use the key it was issued for"
+                        .into()
+                }
+                other => other.to_string(),
+            },
+        })?;
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(Arc::new(TlsConfig {
         server: Arc::new(config),

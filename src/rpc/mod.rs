@@ -123,7 +123,7 @@ impl Api {
             .extensions()
             .get::<crate::model::trace::TraceContext>()
             .cloned()
-            .unwrap_or_else(|| trace::at_edge(req.metadata().as_ref(), &info.peer));
+            .unwrap_or_else(|| trace::at_edge(req.metadata().as_ref(), &info.peer, None));
         let mut ctx = RequestCtx {
             request_id: request_id.clone(),
             peer: info.peer,

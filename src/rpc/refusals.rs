@@ -189,7 +189,12 @@ where
                 .as_ref()
                 .map_or(UNKNOWN_METHOD, |m| m.label.as_str())
                 .to_string();
-            let trace = crate::rpc::trace::at_edge(req.headers(), &info.peer);
+            let caller = match &info.peer {
+                Peer::Registered(c) => Some(c),
+                Peer::Unregistered { .. } => None,
+            };
+            let observed = crate::telemetry::begin(req.headers(), &request_id, &label, caller);
+            let trace = crate::rpc::trace::at_edge(req.headers(), &info.peer, observed.ids());
             req.extensions_mut().insert(trace.clone());
             let ctx = RequestCtx {
                 request_id: request_id.clone(),
@@ -204,7 +209,9 @@ where
                         Full::Node(n) => ExchangeError::Busy(n),
                         Full::Caller(n) => ExchangeError::CallerBusy(n),
                     };
-                    return Ok(shared.refuse(&ctx, &label, busy).await);
+                    let resp = observed.run(shared.refuse(&ctx, &label, busy)).await;
+                    observed.end(grpc_code(&resp));
+                    return Ok(resp);
                 }
             };
             req.extensions_mut()
@@ -222,7 +229,8 @@ where
                 label,
             };
             tokio::spawn(async move {
-                work.run(inner, req, answer_tx).await;
+                let code = observed.run(work.run(inner, req, answer_tx)).await;
+                observed.end(code);
                 drop(permit);
             });
             let answer = match deadline {
@@ -278,7 +286,8 @@ type Answer<E> = tokio::sync::oneshot::Sender<Result<HttpResponse, E>>;
 pub(crate) struct Started(pub(crate) Arc<tokio::sync::Notify>);
 
 impl Work {
-    async fn run<S, B>(self, mut inner: S, req: http::Request<B>, answer: Answer<S::Error>)
+    /// Returns the gRPC status code of the answer it gave.
+    async fn run<S, B>(self, mut inner: S, req: http::Request<B>, answer: Answer<S::Error>) -> i32
     where
         S: tower::Service<http::Request<B>, Response = HttpResponse>,
     {
@@ -295,8 +304,7 @@ impl Work {
             if unsupported_media {
                 *resp.status_mut() = http::StatusCode::UNSUPPORTED_MEDIA_TYPE;
             }
-            let _ = answer.send(Ok(resp));
-            return;
+            return reply(answer, Ok(resp));
         }
         // Until a handler starts, the request is only waiting for its
         // message: a caller that never finishes sending it would hold its
@@ -313,21 +321,16 @@ impl Work {
             () = started.notified() => call.await,
             () = tokio::time::sleep(shared.message_timeout) => {
                 let late = ExchangeError::MessageTimeout(shared.message_timeout.as_millis() as u64);
-                let _ = answer.send(Ok(shared.refuse(&ctx, &label, late).await));
-                return;
+                return reply(answer, Ok(shared.refuse(&ctx, &label, late).await));
             }
         };
         let mut resp = match result {
             Ok(resp) => resp,
-            Err(e) => {
-                let _ = answer.send(Err(e));
-                return;
-            }
+            Err(e) => return reply(answer, Err(e)),
         };
         if resp.headers().contains_key(REQUEST_ID_HEADER) {
             // Api::call answered, and recorded.
-            let _ = answer.send(Ok(resp));
-            return;
+            return reply(answer, Ok(resp));
         }
         if let Some(code) = refused_code(&resp) {
             let message = resp
@@ -336,8 +339,7 @@ impl Work {
                 .map(|s| s.message().to_string())
                 .unwrap_or_default();
             let e = shared.before_handler(method.as_ref(), code, &message);
-            let _ = answer.send(Ok(shared.refuse(&ctx, &label, e).await));
-            return;
+            return reply(answer, Ok(shared.refuse(&ctx, &label, e).await));
         }
         // A service outside sluis.v1 answered. It releases no case data,
         // and health must be able to say NOT_SERVING while the log cannot
@@ -346,11 +348,27 @@ impl Work {
         if let Ok(v) = http::HeaderValue::from_str(&ctx.request_id) {
             resp.headers_mut().insert(REQUEST_ID_HEADER, v);
         }
-        let _ = answer.send(Ok(resp));
+        let code = reply(answer, Ok(resp));
         if let Err(e) = shared.ex.admit(&ctx, &label).await {
             tracing::warn!(request_id = %ctx.request_id, method = %label, error = %e, "answer outside sluis.v1 not recorded");
         }
+        code
     }
+}
+
+/// Hands the answer to whoever still waits for it; returns its gRPC status
+/// code (`UNKNOWN` for a transport error).
+fn reply<E>(answer: Answer<E>, r: Result<HttpResponse, E>) -> i32 {
+    let code = r.as_ref().map_or(tonic::Code::Unknown as i32, grpc_code);
+    let _ = answer.send(r);
+    code
+}
+
+/// The gRPC status code of an answer: from its headers when it ended at
+/// once (a refusal, any error of a unary method), otherwise `OK` (a unary
+/// answer with a message, whose status follows in its trailers).
+fn grpc_code(resp: &HttpResponse) -> i32 {
+    refused_code(resp).map_or(0, |c| c as i32)
 }
 
 /// The caller's deadline from `grpc-timeout` (gRPC over HTTP/2: at most 8

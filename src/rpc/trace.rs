@@ -21,7 +21,25 @@ pub(crate) const TRACEPARENT: &str = "traceparent";
 /// one that does not parse, which W3C says to ignore (§3.2.2, "If the
 /// vendor failed to parse traceparent, it MUST NOT attempt to continue the
 /// trace") — a fresh trace. The request's own span id is always fresh.
-pub(crate) fn at_edge(headers: &http::HeaderMap, peer: &Peer) -> TraceContext {
+///
+/// `span`: the (trace id, span id) of the request's OpenTelemetry span when
+/// telemetry exports one (`telemetry::Request::ids`); the record then takes
+/// those, so that the record and the exported span name each other. The
+/// span continues the same `traceparent`, so its trace id is the caller's.
+pub(crate) fn at_edge(
+    headers: &http::HeaderMap,
+    peer: &Peer,
+    span: Option<([u8; 16], [u8; 8])>,
+) -> TraceContext {
+    let mut cx = from_headers(headers, peer);
+    if let Some((trace_id, span_id)) = span {
+        cx.trace_id = TraceId(trace_id);
+        cx.span_id = SpanId(span_id);
+    }
+    cx
+}
+
+fn from_headers(headers: &http::HeaderMap, peer: &Peer) -> TraceContext {
     let parent = headers
         .get(TRACEPARENT)
         .and_then(|v| v.to_str().ok())
@@ -136,14 +154,14 @@ mod tests {
                 .parse()
                 .unwrap(),
         );
-        let t = at_edge(&h, &peer);
+        let t = at_edge(&h, &peer, None);
         assert_eq!(t.trace_id.hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
         let f = t.foreign.expect("the caller's operation");
         assert_eq!(f.span_id.hex(), "00f067aa0ba902b7");
         assert_eq!(f.entity, "urn:nl:oin:00000001003214345000");
         assert_ne!(t.span_id, f.span_id);
         h.insert(TRACEPARENT, "garbage".parse().unwrap());
-        let fresh = at_edge(&h, &peer);
+        let fresh = at_edge(&h, &peer, None);
         assert!(fresh.foreign.is_none());
         assert_ne!(fresh.trace_id.hex(), "4bf92f3577b34da6a3ce929d0e0e4736");
     }

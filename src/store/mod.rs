@@ -179,6 +179,18 @@ impl DbError {
     fn msg(text: &'static str) -> DbError {
         DbError(Box::from(text))
     }
+
+    fn text(text: String) -> DbError {
+        DbError(Box::from(text))
+    }
+
+    /// Whether sqlx waited out the acquire timeout for a connection.
+    fn is_pool_timeout(&self) -> bool {
+        matches!(
+            self.0.downcast_ref::<sqlx::Error>(),
+            Some(sqlx::Error::PoolTimedOut)
+        )
+    }
 }
 
 impl From<rusqlite::Error> for StoreError {
@@ -501,8 +513,12 @@ macro_rules! on_store {
         match $backend {
             Backend::Sqlite($b) => $call,
             Backend::Postgres($b) => {
-                $b.reachable().admit()?;
-                let result = $b.reachable().run(async { $call }).await;
+                $b.reachable().admit().map_err(|e| $b.explain(e))?;
+                let result = $b
+                    .reachable()
+                    .run(async { $call })
+                    .await
+                    .map_err(|e| $b.explain(e));
                 $b.reachable().observe(&result);
                 result
             }
@@ -576,6 +592,15 @@ impl Store {
     /// Whether the database answers, for health reporting.
     pub async fn ping(&self) -> bool {
         on_backend!(&self.backend, b => b.ping().await)
+    }
+
+    /// (used, idle) connections of the PostgreSQL pool, for the node's
+    /// metrics; `None` on SQLite, whose connections are fixed threads.
+    pub(crate) fn pool_use(&self) -> Option<(u64, u64)> {
+        match &self.backend {
+            Backend::Sqlite(_) => None,
+            Backend::Postgres(p) => Some(p.pool_use()),
+        }
     }
 
     /// Closes every connection and waits until they are closed (SQLite then

@@ -192,6 +192,7 @@ impl AuditLog {
             }
             None => 0,
         };
+        crate::telemetry::metrics::log_opened(frontier.size(), latest.as_ref().map(|cp| cp.at));
         let (tx, rx) = mpsc::channel::<Msg>(4 * MAX_BATCH);
         let checkpoint_interval = settings.checkpoint_interval;
         let failed_at = Arc::new(std::sync::atomic::AtomicI64::new(0));
@@ -346,6 +347,8 @@ impl Writer {
     /// ([`AuditError::Store`]). Failures of the database itself (cannot be
     /// reached, disk full) fail the whole batch at once, as before.
     async fn write(&mut self, batch: &mut Vec<Pending>) {
+        let began = Instant::now();
+        let records = batch.len();
         let mut rows: Vec<LogRow> = Vec::with_capacity(batch.len());
         let mut issued: Vec<Vec<IssuedPseudonym>> = Vec::with_capacity(batch.len());
         let mut waiting = Vec::with_capacity(batch.len());
@@ -434,6 +437,7 @@ impl Writer {
         if let Some((e, n)) = failed {
             self.failures.note(&e, n);
         }
+        crate::telemetry::metrics::audit_appended(began.elapsed(), records, self.frontier.size());
     }
 
     /// Appends `rows` (with the pseudonyms their requests issued and their
@@ -469,6 +473,7 @@ impl Writer {
                 Ok(()) => {
                     if let Some(cp) = cp {
                         self.signed_size = cp.size as u64;
+                        crate::telemetry::metrics::checkpoint_signed();
                         self.signed_at = Instant::now();
                     }
                     return Ok(first_seq);
@@ -534,6 +539,7 @@ impl Writer {
         match self.sink.append_checkpoint(&cp).await {
             Ok(()) => {
                 self.signed_size = cp.size as u64;
+                crate::telemetry::metrics::checkpoint_signed();
                 self.signed_at = Instant::now();
             }
             Err(e) => {

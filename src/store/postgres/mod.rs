@@ -67,6 +67,9 @@ type PgQuery = Query<'static, Postgres, PgArguments>;
 pub(super) struct PgStore {
     pool: PgPool,
     reachable: std::sync::Arc<reachable::Reachable>,
+    /// `host:port/database`, for messages (no user, no password).
+    server: std::sync::Arc<str>,
+    acquire_timeout: std::time::Duration,
 }
 
 impl PgStore {
@@ -79,6 +82,13 @@ impl PgStore {
             url: redact_url(url),
             problem: e.to_string(),
         })?;
+        let server: std::sync::Arc<str> = format!(
+            "{}:{}/{}",
+            options.get_host(),
+            options.get_port(),
+            options.get_database().unwrap_or("postgres")
+        )
+        .into();
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections.max(1))
             .acquire_timeout(settings.acquire_timeout)
@@ -91,6 +101,8 @@ impl PgStore {
         let store = PgStore {
             pool,
             reachable: std::sync::Arc::new(reachable::Reachable::new(settings.acquire_timeout)),
+            server,
+            acquire_timeout: settings.acquire_timeout,
         };
         if migrate {
             store.migrate().await?;
@@ -139,6 +151,41 @@ impl PgStore {
             .map_err(StoreError::from);
         self.reachable.observe(&result);
         result.is_ok()
+    }
+
+    /// A failure of the server's availability, saying which server and,
+    /// for a connection that did not come in time, why: every connection
+    /// busy, or none could be opened. Other errors pass unchanged.
+    pub(super) fn explain(&self, e: StoreError) -> StoreError {
+        let StoreError::Unavailable(inner) = e else {
+            return e;
+        };
+        let ms = self.acquire_timeout.as_millis();
+        let why = if inner.is_pool_timeout() {
+            let max = self.pool.options().get_max_connections();
+            if self.pool.size() >= max && self.pool.num_idle() == 0 {
+                format!(
+                    "no connection within {ms} ms (database.acquire_timeout_ms): all {max} are in use (database.max_connections)"
+                )
+            } else {
+                format!(
+                    "no connection within {ms} ms (database.acquire_timeout_ms): the server did not accept one (stopped, unreachable, or refusing connections)"
+                )
+            }
+        } else {
+            inner.to_string()
+        };
+        StoreError::Unavailable(DbError::text(format!(
+            "PostgreSQL at {}: {why}",
+            self.server
+        )))
+    }
+
+    /// (used, idle) connections of the pool now.
+    pub(super) fn pool_use(&self) -> (u64, u64) {
+        let size = u64::from(self.pool.size());
+        let idle = self.pool.num_idle() as u64;
+        (size.saturating_sub(idle), idle)
     }
 
     pub(super) async fn close(&self) {
