@@ -158,9 +158,13 @@ impl Node {
         ));
 
         let max_age = config.max_connection_age();
+        let keepalive = Duration::from_secs(config.limits.keepalive_secs);
         let server = Server::builder()
             .max_connection_age(max_age)
-            .max_connection_age_grace(Duration::from_secs(10));
+            .max_connection_age_grace(Duration::from_secs(10))
+            .http2_keepalive_interval(Some(keepalive))
+            .http2_keepalive_timeout(Some(keepalive))
+            .max_concurrent_streams(Some(config.limits.max_concurrent_streams));
         let in_flight = crate::rpc::InFlight::new(
             config.limits.max_requests_in_flight,
             config.limits.max_requests_in_flight_per_caller,

@@ -14,6 +14,12 @@
 //!   source and interval ([`sources`]), for one access record per source
 //!   and interval; a source has a bounded number of handshakes in progress
 //!   and a short time to send its first byte.
+//! - **No one holds the connection slots.** Whatever certificate it
+//!   presents, a source has at most `max_connections_per_source` open; a
+//!   connection on which no request runs is closed after
+//!   `idle_timeout_ms`, an unregistered certificate's soon after its first
+//!   refusal; at a limit a connection is closed at once and the node's log
+//!   says so (at most every few seconds).
 //! - **Handlers never see certificates.** [`identity`] turns the client
 //!   certificate into a typed [`identity::Peer`] once per connection: a
 //!   registered participant (by the OIN in the subject `serialNumber`, as

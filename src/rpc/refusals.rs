@@ -184,6 +184,8 @@ where
                 let s = tonic::Status::unauthenticated("no authenticated connection");
                 return Ok(with_id(s, &request_id).into_http());
             };
+            // The connection is at work until this request's work ends.
+            let running = info.activity.running();
             let method = shared.methods.get(req.uri().path()).cloned();
             let label = method
                 .as_ref()
@@ -221,6 +223,7 @@ where
             tokio::spawn(async move {
                 work.run(inner, req, answer_tx).await;
                 drop(permit);
+                drop(running);
             });
             let answer = match deadline {
                 None => answer.await,
