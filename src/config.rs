@@ -79,6 +79,10 @@ pub struct TlsConfig {
     /// Certificate revocation lists (PEM). Expired CRLs are refused.
     #[serde(default)]
     pub crl: Vec<PathBuf>,
+    /// Serve although a client CA has no CRL in `crl` (logged as a
+    /// warning). Off: such a configuration is refused at start and reload.
+    #[serde(default)]
+    pub allow_missing_crl: bool,
     /// A client that has not finished its handshake by then is dropped.
     #[serde(default = "default_handshake_timeout_ms")]
     pub handshake_timeout_ms: u64,
@@ -734,6 +738,7 @@ impl Config {
             key: self.path(&self.tls.key),
             client_ca: self.path(&self.tls.client_ca),
             crls: self.tls.crl.iter().map(|p| self.path(p)).collect(),
+            allow_missing_crl: self.tls.allow_missing_crl,
         }
     }
 

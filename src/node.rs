@@ -126,7 +126,7 @@ impl Node {
             .with_consent_max_validity(config.consent.max_validity_ms()),
         );
         let tls_files = config.tls_files();
-        let (tls_tx, tls_rx) = watch::channel(tls::server_config(&tls_files)?);
+        let (tls_tx, tls_rx) = watch::channel(tls::server_config(&tls_files, None)?);
         let (_registry_tx, registry_rx) = watch::channel(registry);
 
         let addr = config.node.listen;
@@ -207,7 +207,8 @@ impl Node {
     /// open connections are checked against them on their next request
     /// (`tls::CertCheck`).
     pub fn reload_tls(&self) -> Result<(), TlsError> {
-        let config = tls::server_config(&self.tls_files)?;
+        let running = self.tls_tx.borrow().clone();
+        let config = tls::server_config(&self.tls_files, Some(&running))?;
         self.tls_tx.send_replace(config);
         Ok(())
     }

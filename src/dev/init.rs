@@ -165,6 +165,10 @@ client_ca = "pki/ca.pem"
 # decides. Reloaded on SIGHUP; open connections are checked again on their
 # next request.
 crl = ["pki/crl.pem"]
+# A client CA without a CRL above is refused at start and reload; true
+# serves without one (with a warning). A reload that drops a CA's CRL, or
+# replaces it by an older one, is refused and the running set kept.
+allow_missing_crl = false
 # A client that has not finished its handshake by then is dropped.
 handshake_timeout_ms = {handshake_timeout_ms}
 # A connection that sends nothing this long after it is accepted is closed

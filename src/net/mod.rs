@@ -5,7 +5,10 @@
 //!
 //! - **mTLS or no connection.** [`tls`] accepts TLS 1.3 only, with a client
 //!   certificate from a configured CA, CRLs enforced including their expiry
-//!   (of several CRLs from one issuer the newest decides: `crl`); each
+//!   (of several CRLs from one issuer the newest decides: `crl`; a client
+//!   CA without a CRL is refused unless `tls.allow_missing_crl`, and a
+//!   reload that drops a CRL or brings back an older one is refused, the
+//!   running set kept); each
 //!   handshake runs in its own task under a timeout, and every refused
 //!   handshake that presented a certificate is reported (with its
 //!   fingerprint) so the gateway can record it.

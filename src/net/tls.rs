@@ -70,6 +70,9 @@ pub struct TlsFiles {
     pub key: PathBuf,
     pub client_ca: PathBuf,
     pub crls: Vec<PathBuf>,
+    /// Serve although a client CA has no CRL (with a warning); otherwise
+    /// that is refused at start and reload.
+    pub allow_missing_crl: bool,
 }
 
 /// The one crypto provider of the process: ring. Passed explicitly so that
@@ -102,13 +105,25 @@ fn read_certs(what: &'static str, path: &Path) -> Result<Vec<CertificateDer<'sta
 pub struct TlsConfig {
     server: Arc<ServerConfig>,
     client_verifier: Arc<dyn ClientCertVerifier>,
+    /// The CRLs in force, so that a reload can be refused if it would
+    /// un-revoke (`crl::no_rollback`).
+    crls: Vec<crl::Deciding>,
 }
 
 /// Builds the server configuration: TLS 1.3 only, a client certificate from
 /// one of the configured CAs required, CRLs enforced (expired CRLs refused;
 /// of several CRLs from one issuer the newest decides, and which one does
-/// is logged — see `crl`).
-pub fn server_config(files: &TlsFiles) -> Result<Arc<TlsConfig>, TlsError> {
+/// is logged — see `crl`); every client CA must have a CRL unless
+/// `files.allow_missing_crl`.
+///
+/// `running`: the configuration in force, on a reload. A set of CRLs that
+/// lacks a scope the running one has, or holds an older CRL for it
+/// (RFC 5280 §5.2.3 cRLNumber, else thisUpdate), is refused: emptying or
+/// rolling back the CRL file must not un-revoke anyone.
+pub fn server_config(
+    files: &TlsFiles,
+    running: Option<&TlsConfig>,
+) -> Result<Arc<TlsConfig>, TlsError> {
     let provider = provider();
     let chain = read_certs("node certificate", &files.cert)?;
     let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|source| TlsError::Read {
@@ -122,9 +137,14 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<TlsConfig>, TlsError> {
         roots.add(ca.clone())?;
     }
     let deciding = crl::select(&crl::read(&files.crls)?, &cas, &provider)?;
+    if let Some(running) = running {
+        crl::no_rollback(&running.crls, &deciding)?;
+    }
+    crl::require_each_ca(&deciding, &cas, files.allow_missing_crl)?;
     for d in &deciding {
         d.log();
     }
+    let in_force = deciding.clone();
     let mut builder =
         WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
     if !deciding.is_empty() {
@@ -144,6 +164,7 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<TlsConfig>, TlsError> {
     Ok(Arc::new(TlsConfig {
         server: Arc::new(config),
         client_verifier,
+        crls: in_force,
     }))
 }
 
