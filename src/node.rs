@@ -88,7 +88,7 @@ async fn report_unauthenticated(exchange: &Exchange, sources: &Sources) -> usize
         // node's log line above.
         let _ = exchange.unauthenticated(s).await;
     }
-    summaries.len()
+    summaries.len() + exchange.report_unregistered().await
 }
 
 impl Node {
@@ -123,7 +123,8 @@ impl Node {
                 audit,
             )
             .with_statistics(config.statistics.settings())
-            .with_consent_max_validity(config.consent.max_validity_ms()),
+            .with_consent_max_validity(config.consent.max_validity_ms())
+            .with_unregistered_records(config.limits.unregistered_records_per_certificate),
         );
         let tls_files = config.tls_files();
         let (tls_tx, tls_rx) = watch::channel(tls::server_config(&tls_files, None)?);

@@ -229,3 +229,59 @@ async fn an_unregistered_certificate_is_closed_soon_after_its_first_refusal() {
     );
     assert!(ask(&mut client).await.is_some(), "answered again");
 }
+
+/// The review's example: an unregistered certificate wrote one durable
+/// record per request, 5,000 in ten seconds. Now its first
+/// `unregistered_records_per_certificate` requests per interval are
+/// recorded one by one and the rest counted in one summary record with its
+/// fingerprint. And the node announces a limit of streams per connection.
+#[tokio::test]
+async fn an_unregistered_certificate_cannot_write_a_record_per_request() {
+    let node = TestNode::start_with(|c| {
+        c.limits.unregistered_linger_ms = 600_000;
+        c.limits.unregistered_records_per_certificate = 3;
+        c.limits.max_concurrent_streams = 7;
+    })
+    .await;
+    let cert = unregistered(&node);
+    let fingerprint = sluis::net::x509::cert_sha256_hex(&cert.cert_der);
+    let (mut client, _driver) =
+        h2_connection(&node, (cert.cert_pem.clone(), cert.key_pem.clone())).await;
+    let before = node.log_len().await;
+    for _ in 0..40 {
+        assert_eq!(
+            ask(&mut client).await.as_deref(),
+            Some("7"),
+            "PERMISSION_DENIED"
+        );
+    }
+    assert_eq!(
+        client.current_max_send_streams(),
+        7,
+        "SETTINGS_MAX_CONCURRENT_STREAMS"
+    );
+    node.node.report_unauthenticated().await;
+    let added: Vec<_> = node
+        .log()
+        .await
+        .into_iter()
+        .skip(before as usize)
+        .map(|r| sluis::tlog::AccessRecord::decode(&r.record).unwrap())
+        .filter(|r| r.peer_fingerprint.as_deref() == Some(fingerprint.as_str()))
+        .collect();
+    let summaries: Vec<_> = added
+        .iter()
+        .filter(|r| r.method == "tls.unregistered")
+        .collect();
+    assert_eq!(
+        added.len(),
+        4,
+        "three one by one and one summary: {added:?}"
+    );
+    assert_eq!(summaries.len(), 1);
+    assert!(
+        summaries[0].detail.starts_with("37 further requests"),
+        "{}",
+        summaries[0].detail
+    );
+}
