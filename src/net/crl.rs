@@ -92,8 +92,13 @@ pub(crate) struct CrlFile {
 pub(crate) fn read(paths: &[PathBuf]) -> Result<Vec<CrlFile>, CrlError> {
     let mut out = Vec::new();
     for path in paths {
-        let items = CertificateRevocationListDer::pem_file_iter(path)
-            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        let bytes =
+            crate::files::read(path, crate::files::Kind::Crl).map_err(|e| CrlError::Read {
+                path: path.clone(),
+                source: rustls::pki_types::pem::Error::Io(e),
+            })?;
+        let items = CertificateRevocationListDer::pem_slice_iter(&bytes)
+            .collect::<Result<Vec<_>, _>>()
             .map_err(|source| CrlError::Read {
                 path: path.clone(),
                 source,

@@ -82,8 +82,13 @@ pub(crate) fn provider() -> Arc<CryptoProvider> {
 }
 
 fn read_certs(what: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+    let bytes = crate::files::read(path, crate::files::Kind::Pem).map_err(|e| TlsError::Read {
+        what,
+        path: path.to_path_buf(),
+        source: rustls::pki_types::pem::Error::Io(e),
+    })?;
+    let certs = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
         .map_err(|source| TlsError::Read {
             what,
             path: path.to_path_buf(),
@@ -126,7 +131,13 @@ pub fn server_config(
 ) -> Result<Arc<TlsConfig>, TlsError> {
     let provider = provider();
     let chain = read_certs("node certificate", &files.cert)?;
-    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|source| TlsError::Read {
+    let key_pem =
+        crate::files::read(&files.key, crate::files::Kind::Pem).map_err(|e| TlsError::Read {
+            what: "node key",
+            path: files.key.clone(),
+            source: rustls::pki_types::pem::Error::Io(e),
+        })?;
+    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|source| TlsError::Read {
         what: "node key",
         path: files.key.clone(),
         source,

@@ -240,10 +240,13 @@ impl Policy {
     /// Reads and validates the policy file. `purposes` are the node's
     /// configured purposes: the policy may name no other.
     pub(crate) fn load(path: &Path, purposes: &[String]) -> Result<Policy, PolicyError> {
-        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text =
+            crate::files::read_to_string(path, crate::files::Kind::Policy).map_err(|source| {
+                PolicyError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                }
+            })?;
         Policy::from_text(&text, &path.display().to_string(), purposes)
     }
 
