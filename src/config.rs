@@ -87,6 +87,10 @@ pub struct TlsConfig {
     /// Certificate revocation lists (PEM). Expired CRLs are refused.
     #[serde(default)]
     pub crl: Vec<PathBuf>,
+    /// Serve although a client CA has no CRL in `crl` (logged as a
+    /// warning). Off: such a configuration is refused at start and reload.
+    #[serde(default)]
+    pub allow_missing_crl: bool,
     /// A client that has not finished its handshake by then is dropped.
     #[serde(default = "default_handshake_timeout_ms")]
     pub handshake_timeout_ms: u64,
@@ -148,6 +152,32 @@ pub struct Limits {
     /// and HTTP/2 state in memory.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// Connections open at once from one source (an IPv4 address or an
+    /// IPv6 /64), whatever certificate they present; a further one is
+    /// closed at once, so that no source can hold the node's connections.
+    #[serde(default = "default_max_connections_per_source")]
+    pub max_connections_per_source: usize,
+    /// A connection on which no request has run for this long is closed.
+    #[serde(default = "default_idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
+    /// A connection with an unregistered certificate is closed this long
+    /// after its first request ends (each of its requests is refused).
+    #[serde(default = "default_unregistered_linger_ms")]
+    pub unregistered_linger_ms: u64,
+    /// The node pings an open connection's client this often over HTTP/2
+    /// and closes the connection when a ping goes unanswered as long: a
+    /// vanished peer does not keep its slot.
+    #[serde(default = "default_keepalive_secs")]
+    pub keepalive_secs: u64,
+    /// Requests (HTTP/2 streams) open at once on one connection,
+    /// announced to the client in SETTINGS_MAX_CONCURRENT_STREAMS.
+    #[serde(default = "default_max_concurrent_streams")]
+    pub max_concurrent_streams: u32,
+    /// Requests of one unregistered certificate recorded one by one per
+    /// report interval; further ones are counted in one summary record per
+    /// certificate and interval.
+    #[serde(default = "default_unregistered_records_per_certificate")]
+    pub unregistered_records_per_certificate: usize,
 }
 
 impl Default for Limits {
@@ -163,6 +193,12 @@ impl Default for Limits {
             max_requests_in_flight_per_caller: default_max_requests_in_flight_per_caller(),
             message_timeout_ms: default_message_timeout_ms(),
             max_connections: default_max_connections(),
+            max_connections_per_source: default_max_connections_per_source(),
+            idle_timeout_ms: default_idle_timeout_ms(),
+            unregistered_linger_ms: default_unregistered_linger_ms(),
+            keepalive_secs: default_keepalive_secs(),
+            max_concurrent_streams: default_max_concurrent_streams(),
+            unregistered_records_per_certificate: default_unregistered_records_per_certificate(),
         }
     }
 }
@@ -459,13 +495,34 @@ fn default_message_timeout_ms() -> u64 {
 fn default_max_connections() -> usize {
     10_000
 }
+fn default_max_connections_per_source() -> usize {
+    256
+}
+fn default_idle_timeout_ms() -> u64 {
+    300_000
+}
+fn default_unregistered_linger_ms() -> u64 {
+    1_000
+}
+fn default_keepalive_secs() -> u64 {
+    60
+}
+fn default_max_concurrent_streams() -> u32 {
+    128
+}
+fn default_unregistered_records_per_certificate() -> usize {
+    16
+}
 
 impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text =
+            crate::files::read_to_string(path, crate::files::Kind::Config).map_err(|source| {
+                ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                }
+            })?;
         let mut config: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
             message: parse_message(&text, &e),
@@ -605,7 +662,43 @@ impl Config {
                 "telemetry.service_name must be 1-255 printable characters".into(),
             ));
         }
-        let bounds: [(&str, u64, u64, u64); 20] = [
+        let bounds: [(&str, u64, u64, u64); 26] = [
+            (
+                "limits.max_connections_per_source",
+                self.limits.max_connections_per_source as u64,
+                1,
+                1_000_000,
+            ),
+            (
+                "limits.idle_timeout_ms",
+                self.limits.idle_timeout_ms,
+                1,
+                86_400_000,
+            ),
+            (
+                "limits.unregistered_linger_ms",
+                self.limits.unregistered_linger_ms,
+                1,
+                3_600_000,
+            ),
+            (
+                "limits.keepalive_secs",
+                self.limits.keepalive_secs,
+                1,
+                86_400,
+            ),
+            (
+                "limits.max_concurrent_streams",
+                u64::from(self.limits.max_concurrent_streams),
+                1,
+                1_000_000,
+            ),
+            (
+                "limits.unregistered_records_per_certificate",
+                self.limits.unregistered_records_per_certificate as u64,
+                0,
+                1_000_000,
+            ),
             (
                 "node.checkpoint_interval_ms",
                 self.node.checkpoint_interval_ms,
@@ -816,6 +909,7 @@ impl Config {
             key: self.path(&self.tls.key),
             client_ca: self.path(&self.tls.client_ca),
             crls: self.tls.crl.iter().map(|p| self.path(p)).collect(),
+            allow_missing_crl: self.tls.allow_missing_crl,
         }
     }
 
@@ -826,6 +920,8 @@ impl Config {
             first_byte_timeout: Duration::from_millis(self.tls.first_byte_timeout_ms),
             max_handshakes: self.limits.max_handshakes,
             max_connections: self.limits.max_connections,
+            idle_timeout: Duration::from_millis(self.limits.idle_timeout_ms),
+            unregistered_linger: Duration::from_millis(self.limits.unregistered_linger_ms),
         }
     }
 
@@ -836,6 +932,7 @@ impl Config {
             refused_certificate_records_per_source: self
                 .limits
                 .refused_certificate_records_per_source,
+            max_connections_per_source: self.limits.max_connections_per_source,
         }
     }
 

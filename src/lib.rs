@@ -38,6 +38,7 @@
 pub mod cli;
 pub mod config;
 pub mod dev;
+pub mod files;
 pub mod gateway;
 pub mod model;
 pub mod net;

@@ -94,7 +94,7 @@ async fn report_unauthenticated(exchange: &Exchange, sources: &Sources) -> usize
         // node's log line above.
         let _ = exchange.unauthenticated(s).await;
     }
-    summaries.len()
+    summaries.len() + exchange.report_unregistered().await
 }
 
 impl Node {
@@ -133,7 +133,8 @@ impl Node {
                 config.statistics.requests_per_minute,
             )
             .with_consent_max_validity(config.consent.max_validity_ms())
-            .with_ldv(config.processing_log.settings()),
+            .with_ldv(config.processing_log.settings())
+            .with_unregistered_records(config.limits.unregistered_records_per_certificate),
         );
         if config.processing_log.officer_key.is_none() {
             tracing::warn!(
@@ -141,7 +142,7 @@ impl Node {
             );
         }
         let tls_files = config.tls_files();
-        let (tls_tx, tls_rx) = watch::channel(tls::server_config(&tls_files)?);
+        let (tls_tx, tls_rx) = watch::channel(tls::server_config(&tls_files, None)?);
         let (_registry_tx, registry_rx) = watch::channel(registry);
 
         let addr = config.node.listen;
@@ -184,9 +185,13 @@ impl Node {
         ));
 
         let max_age = config.max_connection_age();
+        let keepalive = Duration::from_secs(config.limits.keepalive_secs);
         let server = Server::builder()
             .max_connection_age(max_age)
-            .max_connection_age_grace(Duration::from_secs(10));
+            .max_connection_age_grace(Duration::from_secs(10))
+            .http2_keepalive_interval(Some(keepalive))
+            .http2_keepalive_timeout(Some(keepalive))
+            .max_concurrent_streams(Some(config.limits.max_concurrent_streams));
         let in_flight = crate::rpc::InFlight::new(
             config.limits.max_requests_in_flight,
             config.limits.max_requests_in_flight_per_caller,
@@ -263,7 +268,8 @@ impl Node {
     /// open connections are checked against them on their next request
     /// (`tls::CertCheck`).
     pub fn reload_tls(&self) -> Result<(), TlsError> {
-        let config = tls::server_config(&self.tls_files)?;
+        let running = self.tls_tx.borrow().clone();
+        let config = tls::server_config(&self.tls_files, Some(&running))?;
         self.tls_tx.send_replace(config);
         Ok(())
     }

@@ -194,7 +194,7 @@ async fn two_different_crls_with_one_number_are_refused_naming_the_files() {
 
     // What SIGHUP does: re-read the configured files.
     let config = Config::load(&node.config_path()).unwrap();
-    let err = sluis::net::tls::server_config(&config.tls_files())
+    let err = sluis::net::tls::server_config(&config.tls_files(), None)
         .expect_err("an ambiguous set is refused")
         .to_string();
     assert!(
@@ -225,4 +225,49 @@ async fn two_different_crls_with_one_number_are_refused_naming_the_files() {
         Err(e) => e.to_string(),
     };
     assert!(err.contains("crl2.pem"), "{err}");
+}
+
+/// The review's example: after a newer CRL revoked dtv, emptying the CRL
+/// file (or putting back only the older CRL) and SIGHUP re-admitted dtv
+/// with "reloaded" in the log. Now such a reload is refused, naming the
+/// issuer, and the running CRLs stay in force.
+#[tokio::test]
+async fn a_reload_that_would_un_revoke_is_refused_and_the_running_crls_kept() {
+    let node = TestNode::start().await;
+    let crl = node.pki().join("crl.pem");
+    let original = read(&crl);
+    std::fs::write(&crl, original.clone() + &crl_revoking_dtv(node.dir.path())).unwrap();
+    node.node.reload_tls().expect("reload with the newer CRL");
+    new_connection_as_dtv(&node)
+        .await
+        .expect_err("dtv is revoked");
+
+    std::fs::write(&crl, "").unwrap();
+    let emptied = node.node.reload_tls().expect_err("an emptied CRL file");
+    assert!(emptied.to_string().contains("no longer hold"), "{emptied}");
+    std::fs::write(&crl, &original).unwrap();
+    let rolled_back = node.node.reload_tls().expect_err("only the older CRL");
+    assert!(
+        rolled_back
+            .to_string()
+            .contains("older than the one in force"),
+        "{rolled_back}"
+    );
+    new_connection_as_dtv(&node)
+        .await
+        .expect_err("dtv stays revoked: the running CRLs are kept");
+}
+
+/// A client CA without any CRL served with no warning; now it is refused
+/// at start, naming the CA, unless `tls.allow_missing_crl` says so.
+#[tokio::test]
+async fn a_client_ca_without_a_crl_is_refused_unless_allowed() {
+    let node = TestNode::start().await;
+    let mut config = node.config.clone();
+    config.tls.crl.clear();
+    let err = sluis::net::tls::server_config(&config.tls_files(), None)
+        .expect_err("no CRL for the client CA");
+    assert!(err.to_string().contains("tls.allow_missing_crl"), "{err}");
+    config.tls.allow_missing_crl = true;
+    sluis::net::tls::server_config(&config.tls_files(), None).expect("allowed explicitly");
 }

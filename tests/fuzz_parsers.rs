@@ -215,13 +215,14 @@ fn crl_and_ca_files_load_or_fail_typed() {
         key: paths.node_key.clone(),
         client_ca: dir.path().join("fuzz-ca.pem"),
         crls: vec![dir.path().join("fuzz-crl.pem")],
+        allow_missing_crl: false,
     };
     let write = |ca: &[u8], crl: &[u8]| {
         std::fs::write(&files.client_ca, pem("CERTIFICATE", ca)).unwrap();
         std::fs::write(&files.crls[0], pem("X509 CRL", crl)).unwrap();
     };
     write(&ca_der, &crl_der);
-    sluis::net::tls::server_config(&files).expect("the files as written load");
+    sluis::net::tls::server_config(&files, None).expect("the files as written load");
     let inputs = prop_oneof![
         4 => fuzz::mutated(crl_der.clone()).prop_map(|crl| (None, crl)),
         1 => fuzz::mutated(pki().crl_der.clone()).prop_map(|crl| (None, crl)),
@@ -232,7 +233,9 @@ fn crl_and_ca_files_load_or_fail_typed() {
             Some(ca) => write(&ca, &crl_der),
             None => write(&ca_der, &crl),
         }
-        let r = fuzz::timed("server_config", || sluis::net::tls::server_config(&files))?;
+        let r = fuzz::timed("server_config", || {
+            sluis::net::tls::server_config(&files, None)
+        })?;
         if let Err(e) = r {
             // A message an operator reads: it names the file, and carries
             // no bytes of it.

@@ -435,7 +435,7 @@ fn fields(case_id: &str) -> Vec<Field> {
             bad: strings(&["DMS-1\ncategory medical", "DMS-1\u{1b}[2K", "DMS-1\u{202e}"]),
             message: |f| {
                 format!(
-                    "{f} must be a single line of printable text (no newlines, control characters or direction overrides)"
+                    "{f} must be a single line of printable text (no newlines, control characters, invisible characters, direction overrides, or white space other than a plain space)"
                 )
             },
             entries: vec![

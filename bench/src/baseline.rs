@@ -119,7 +119,7 @@ pub async fn serve(config: &Path, answers: &Path) -> anyhow::Result<()> {
         request_id,
     };
 
-    let (_tls_tx, tls_rx) = watch::channel(tls::server_config(&config.tls_files())?);
+    let (_tls_tx, tls_rx) = watch::channel(tls::server_config(&config.tls_files(), None)?);
     let (_reg_tx, reg_rx) = watch::channel(Arc::new(Registry::new(&config.participants)));
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;

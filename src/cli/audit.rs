@@ -248,13 +248,14 @@ async fn verify(
         Some(k) => k,
         None => own_verifier_key(&node.config)?,
     };
-    let trusted =
-        match trusted {
-            Some(path) => Some(std::fs::read_to_string(&path).with_context(|| {
+    let trusted = match trusted {
+        Some(path) => Some(
+            crate::files::read_to_string(&path, crate::files::Kind::Note).with_context(|| {
                 format!("cannot read the trusted checkpoint {}", path.display())
-            })?),
-            None => None,
-        };
+            })?,
+        ),
+        None => None,
+    };
     let tty = std::io::stderr().is_terminal() && !json;
     let report = verify::verify_log(&node.store, &key, trusted.as_deref(), |done, total| {
         if tty && total > 0 {

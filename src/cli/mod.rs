@@ -360,7 +360,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Receipt {
             command: ReceiptCommand::Verify { key, file },
         } => {
-            let text = std::fs::read_to_string(&file)
+            let text = crate::files::read_to_string(&file, crate::files::Kind::Note)
                 .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
             match crate::tlog::note::verify(&text, &key) {
                 Ok(body) => {

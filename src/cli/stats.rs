@@ -66,7 +66,8 @@ pub struct Command {
 
 pub async fn run(c: Command) -> anyhow::Result<ExitCode> {
     let read = |p: &PathBuf| {
-        std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))
+        crate::files::read_to_string(p, crate::files::Kind::Pem)
+            .with_context(|| format!("cannot read {}", p.display()))
     };
     let pem = ClientPem {
         ca: read(&c.ca)?,

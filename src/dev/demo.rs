@@ -48,9 +48,16 @@ async fn clients_for(
     node: &Node,
     id: &str,
 ) -> anyhow::Result<Clients> {
-    let ca = std::fs::read_to_string(config.path(&config.tls.client_ca))?;
-    let cert = std::fs::read_to_string(dir.join("pki/clients").join(format!("{id}.pem")))?;
-    let key = std::fs::read_to_string(dir.join("pki/clients").join(format!("{id}.key")))?;
+    let ca =
+        crate::files::read_to_string(&config.path(&config.tls.client_ca), crate::files::Kind::Pem)?;
+    let cert = crate::files::read_to_string(
+        &dir.join("pki/clients").join(format!("{id}.pem")),
+        crate::files::Kind::Pem,
+    )?;
+    let key = crate::files::read_to_string(
+        &dir.join("pki/clients").join(format!("{id}.key")),
+        crate::files::Kind::Pem,
+    )?;
     let channel = client::connect(
         node.local_addr,
         "localhost",

@@ -196,6 +196,10 @@ client_ca = "pki/ca.pem"
 # decides. Reloaded on SIGHUP; open connections are checked again on their
 # next request.
 crl = ["pki/crl.pem"]
+# A client CA without a CRL above is refused at start and reload; true
+# serves without one (with a warning). A reload that drops a CA's CRL, or
+# replaces it by an older one, is refused and the running set kept.
+allow_missing_crl = false
 # A client that has not finished its handshake by then is dropped.
 handshake_timeout_ms = {handshake_timeout_ms}
 # A connection that sends nothing this long after it is accepted is closed
@@ -227,8 +231,23 @@ max_requests_in_flight_per_caller = {max_requests_in_flight_per_caller}
 # A request whose message has not fully arrived this long after its headers
 # ends before any handler (DEADLINE_EXCEEDED).
 message_timeout_ms = {message_timeout_ms}
-# Connections open at once; at the limit no more are accepted until one closes.
+# Connections open at once; at the limit a further one is closed at once.
 max_connections = {open_connections}
+# ... from one IPv4 address or IPv6 /64, whatever certificate they present.
+max_connections_per_source = {max_connections_per_source}
+# A connection on which no request has run this long is closed.
+idle_timeout_ms = {idle_timeout_ms}
+# A connection with an unregistered certificate is closed this long after
+# its first request ends (each of its requests is refused).
+unregistered_linger_ms = {unregistered_linger_ms}
+# The node pings each connection's client this often (HTTP/2 PING) and
+# closes the connection when a ping goes unanswered as long.
+keepalive_secs = {keepalive_secs}
+# Requests (HTTP/2 streams) open at once on one connection.
+max_concurrent_streams = {max_concurrent_streams}
+# Requests of one unregistered certificate recorded one by one per report
+# interval; further ones are counted in one summary record.
+unregistered_records_per_certificate = {unregistered_records_per_certificate}
 
 [database]
 # PostgreSQL: connections per node process.
@@ -314,6 +333,12 @@ export_interval_ms = {export_interval_ms}
         max_requests_in_flight_per_caller = limits.max_requests_in_flight_per_caller,
         message_timeout_ms = limits.message_timeout_ms,
         open_connections = limits.max_connections,
+        max_connections_per_source = limits.max_connections_per_source,
+        idle_timeout_ms = limits.idle_timeout_ms,
+        unregistered_linger_ms = limits.unregistered_linger_ms,
+        keepalive_secs = limits.keepalive_secs,
+        max_concurrent_streams = limits.max_concurrent_streams,
+        unregistered_records_per_certificate = limits.unregistered_records_per_certificate,
         max_connections = database.max_connections,
         acquire_timeout_ms = database.acquire_timeout_ms,
         cache_entries = database.cache_entries,

@@ -160,6 +160,9 @@ pub(crate) struct Exchange {
     pub(super) statistics_rate: crate::gateway::statistics::Rate,
     /// The longest consent validity window, in ms (`[consent]`).
     consent_max_validity: Millis,
+    /// Refusals of unregistered certificates beyond the first few per
+    /// certificate and interval, counted instead of recorded one by one.
+    unregistered: super::unregistered::Unregistered,
     /// What the Logboek Dataverwerkingen fields of each record need.
     ldv: LdvSettings,
 }
@@ -217,6 +220,7 @@ impl Exchange {
             statistics_rate: crate::gateway::statistics::Rate::new(30),
             consent_max_validity: 1826 * 86_400_000,
             ldv: LdvSettings::default(),
+            unregistered: super::unregistered::Unregistered::new(16),
         }
     }
 
@@ -224,6 +228,13 @@ impl Exchange {
     /// Dataverwerkingen fields (the configuration's `[processing_log]`).
     pub(crate) fn with_ldv(mut self, ldv: LdvSettings) -> Exchange {
         self.ldv = ldv;
+        self
+    }
+
+    /// How many requests of one unregistered certificate are recorded one
+    /// by one per report interval (`limits.unregistered_records_per_certificate`).
+    pub(crate) fn with_unregistered_records(mut self, per_certificate: usize) -> Exchange {
+        self.unregistered = super::unregistered::Unregistered::new(per_certificate);
         self
     }
 
@@ -365,6 +376,13 @@ impl Exchange {
         method: &str,
         err: ExchangeError,
     ) -> ExchangeError {
+        // Every request of an unregistered certificate is refused: past
+        // the first few per interval it is counted, not recorded.
+        if let Peer::Unregistered { fingerprint } = &ctx.peer
+            && !self.unregistered.record(fingerprint, now_millis())
+        {
+            return err;
+        }
         let rec = self.record(ctx, method);
         match self.finish::<()>(rec, Err(err)).await {
             Err(e) => e,
@@ -401,6 +419,35 @@ impl Exchange {
             ExchangeError::AuditUnavailable
         })?;
         Ok(())
+    }
+
+    /// Writes one record per unregistered certificate whose requests were
+    /// counted rather than recorded in the interval now ended; returns how
+    /// many.
+    pub(crate) async fn report_unregistered(&self) -> usize {
+        let counted = self.unregistered.take();
+        for c in &counted {
+            let mut rec = AccessRecord::new(
+                uuid::Uuid::now_v7().to_string(),
+                now_millis(),
+                "tls.unregistered",
+            );
+            rec.peer_fingerprint = Some(c.fingerprint.clone());
+            rec.decision = Decision::Denied;
+            rec.status = Code::PermissionDenied.name().into();
+            rec.detail = format!(
+                "{} further request{} of an unregistered certificate from {} to {} (ms since the epoch), each refused with PERMISSION_DENIED, not recorded one by one",
+                c.requests,
+                if c.requests == 1 { "" } else { "s" },
+                c.first,
+                c.last
+            );
+            tracing::info!(fingerprint = %c.fingerprint, requests = c.requests, "requests of an unregistered certificate counted");
+            if let Err(e) = self.audit.append(&rec).await {
+                tracing::error!(error = %e, "requests of an unregistered certificate could not be recorded");
+            }
+        }
+        counted.len()
     }
 
     /// Records a refused TLS handshake that presented a certificate (no

@@ -29,7 +29,10 @@
 //!   refuses this one record while taking the others written with it,
 //!   that request alone ends `INTERNAL`, releasing nothing.
 //! - **Every request is recorded**, refused ones too, and failed TLS
-//!   handshakes.
+//!   handshakes — except that an unregistered certificate, refused
+//!   whatever it asks, has its first `unregistered_records_per_certificate`
+//!   requests per interval recorded one by one and the rest counted in one
+//!   `tls.unregistered` record with its fingerprint (`unregistered`).
 //! - **Default deny per category**; `identity` needs consent except for
 //!   the case owner; consent is evaluated at request time.
 //! - **No raw identity leaves the vault**: records carry pseudonyms and
@@ -64,6 +67,7 @@ pub(crate) mod oversight;
 pub mod pseudonym;
 mod release;
 mod statistics;
+mod unregistered;
 pub mod validate;
 pub mod vault;
 

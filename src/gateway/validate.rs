@@ -123,6 +123,23 @@ pub(crate) fn text(field: &str, s: &str, max: usize) -> Result<(), Invalid> {
     Ok(())
 }
 
+/// A person's name of at most `max` characters, without control or
+/// format characters ([`crate::model::printable_in_name`]): a newline, a
+/// NUL or a right-to-left override would hide or reorder what an officer
+/// reads.
+pub(crate) fn name(field: &str, s: &str, max: usize) -> Result<(), Invalid> {
+    text(field, s, max)?;
+    if !s.chars().all(crate::model::printable_in_name) {
+        return Err(Invalid::new(
+            field,
+            format!(
+                "{field} must be printable text (no newlines, control characters, invisible format characters or direction overrides)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// One line of printable text of at most `max` characters: no newline or
 /// other control character, no line separator, no bidirectional override
 /// ([`printable_in_line`]). For free text that a signed note may carry
@@ -136,7 +153,7 @@ pub(crate) fn line(field: &str, s: &str, max: usize) -> Result<(), Invalid> {
         return Err(Invalid::new(
             field,
             format!(
-                "{field} must be a single line of printable text (no newlines, control characters or direction overrides)"
+                "{field} must be a single line of printable text (no newlines, control characters, invisible characters, direction overrides, or white space other than a plain space)"
             ),
         ));
     }
@@ -499,7 +516,7 @@ pub(crate) fn identity(field: &str, id: &Identity<'_>) -> Result<Vec<SubjectKey>
         ));
     }
     let mut v = Violations::default();
-    v.check(text(&format!("{field}.name"), id.name, 200));
+    v.check(name(&format!("{field}.name"), id.name, 200));
     v.check(date_of_birth(
         &format!("{field}.date_of_birth"),
         id.date_of_birth,
@@ -548,6 +565,26 @@ mod tests {
         }
     }
 
+    /// The review's examples: U+200B and NBSP were accepted in a signed
+    /// line (U+200B ended up inside the receipt), and a name took
+    /// `A\x00B\n\u{202e}C`.
+    #[test]
+    fn invisible_characters_are_refused_in_signed_lines_and_names() {
+        for s in [
+            "DMS\u{200b}-1",
+            "DMS\u{a0}1",
+            "DMS\u{feff}1",
+            "DMS\u{2060}1",
+        ] {
+            assert!(line("evidence_ref", s, 256).is_err(), "{s:?}");
+        }
+        assert!(line("evidence_ref", "DMS-1 ok é", 256).is_ok());
+        for s in ["A\u{0}B", "A\nB", "A\u{202e}C", "A\u{200b}B"] {
+            assert!(name("name", s, 200).is_err(), "{s:?}");
+        }
+        assert!(name("name", "Zoë al-Farsi", 200).is_ok());
+    }
+
     #[test]
     fn a_line_is_one_printable_line() {
         assert!(line("evidence_ref", "DMS-2026/0042 (scan, p. 3) — ok", 256).is_ok());
@@ -567,7 +604,7 @@ mod tests {
                 "{bad:?}: {e}"
             );
         }
-        for padded in ["  DMS-1  ", "DMS-1 ", "\u{a0}DMS-1"] {
+        for padded in ["  DMS-1  ", "DMS-1 "] {
             let e = line("evidence_ref", padded, 256).unwrap_err().to_string();
             assert!(e.contains("must not begin or end"), "{padded:?}: {e}");
         }

@@ -186,9 +186,11 @@ impl Signer for Keys {
 }
 
 fn read_b64(path: &Path) -> Result<Vec<u8>, VaultError> {
-    let text = fs::read_to_string(path).map_err(|source| VaultError::Read {
-        path: path.to_path_buf(),
-        source,
+    let text = crate::files::read_to_string(path, crate::files::Kind::Key).map_err(|source| {
+        VaultError::Read {
+            path: path.to_path_buf(),
+            source,
+        }
     })?;
     B64.decode(text.trim()).map_err(|_| VaultError::Malformed {
         path: path.to_path_buf(),

@@ -179,13 +179,49 @@ pub(crate) fn is_name(s: &str) -> bool {
 /// a line of its own in a signed note, an escape sequence would rewrite a
 /// terminal), no line or paragraph separator, no bidirectional embedding,
 /// override or isolate, which change the order in which a line is shown
-/// (Unicode TR #9).
+/// (Unicode TR #9), nor any other format character ([`is_format`]: a
+/// zero-width space makes two texts that look alike differ), and no white
+/// space but the plain space (a no-break space looks like one and is not).
 pub(crate) fn printable_in_line(c: char) -> bool {
-    !(c.is_control()
-        || matches!(
-            c,
-            '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
-        ))
+    !(c.is_control() || is_format(c) || (c.is_whitespace() && c != ' '))
+}
+
+/// Whether `c` may stand in a person's name: no control character and no
+/// format character (bidirectional overrides among them), which would hide
+/// or reorder what a reader sees.
+pub(crate) fn printable_in_name(c: char) -> bool {
+    !(c.is_control() || is_format(c) || matches!(c, '\u{2028}' | '\u{2029}'))
+}
+
+/// Unicode general category Cf (format), Unicode 15: invisible characters
+/// that change how text around them is shown or joined — zero-width
+/// spaces and joiners, direction marks, embeddings, overrides and
+/// isolates, the byte-order mark, soft hyphen, tags.
+pub(crate) fn is_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00ad}'
+            | '\u{0600}'..='\u{0605}'
+            | '\u{061c}'
+            | '\u{06dd}'
+            | '\u{070f}'
+            | '\u{0890}'..='\u{0891}'
+            | '\u{08e2}'
+            | '\u{180e}'
+            | '\u{200b}'..='\u{200f}'
+            | '\u{202a}'..='\u{202e}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206f}'
+            | '\u{feff}'
+            | '\u{fff9}'..='\u{fffb}'
+            | '\u{110bd}'
+            | '\u{110cd}'
+            | '\u{13430}'..='\u{1343f}'
+            | '\u{1bca0}'..='\u{1bca3}'
+            | '\u{1d173}'..='\u{1d17a}'
+            | '\u{e0001}'
+            | '\u{e0020}'..='\u{e007f}'
+    )
 }
 
 /// A registered participant, resolved from the TLS client certificate before

@@ -49,6 +49,16 @@ pub async fn connect_h2_stream(
     server_name: &str,
     pem: &ClientPem,
 ) -> std::io::Result<TlsStream<TcpStream>> {
+    connect_h2_over(TcpStream::connect(addr).await?, server_name, pem).await
+}
+
+/// [`connect_h2_stream`] over a TCP connection the caller opened (from an
+/// address of its choice, say).
+pub async fn connect_h2_over(
+    tcp: TcpStream,
+    server_name: &str,
+    pem: &ClientPem,
+) -> std::io::Result<TlsStream<TcpStream>> {
     let invalid = |e: &dyn std::fmt::Display| {
         std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string())
     };
@@ -76,7 +86,6 @@ pub async fn connect_h2_stream(
     };
     config.alpn_protocols = vec![b"h2".to_vec()];
     let name = ServerName::try_from(server_name.to_string()).map_err(|e| invalid(&e))?;
-    let tcp = TcpStream::connect(addr).await?;
     TlsConnector::from(Arc::new(config))
         .connect(name, tcp)
         .await

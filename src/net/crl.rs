@@ -18,7 +18,10 @@
 //! and the node's crypto provider. A set with a broken CRL, or with two
 //! different CRLs that claim the same number and thisUpdate for one scope,
 //! is refused, naming the files, so a reload keeps the configuration that
-//! worked. A CRL from an issuer that is not a configured CA (an
+//! worked. Neither may a reload un-revoke: a set that lacks a scope the
+//! running one has, or holds an older CRL for it, is refused
+//! (`no_rollback`), and every client CA must have a CRL unless the
+//! operator says otherwise (`require_each_ca`). A CRL from an issuer that is not a configured CA (an
 //! intermediate) takes part in the choice unverified; webpki verifies its
 //! signature when a certificate of that issuer is checked, and fails closed
 //! if it does not verify.
@@ -57,6 +60,24 @@ pub enum CrlError {
         second: PathBuf,
         second_position: usize,
     },
+    #[error(
+        "no CRL from the client CA {issuer}: revocation of its certificates would not be checked; add its CRL to tls.crl, or set tls.allow_missing_crl = true to serve without one"
+    )]
+    Missing { issuer: String },
+    #[error(
+        "the CRLs no longer hold one from {issuer}, which the running configuration has: a reload may not un-revoke certificates; the running configuration is kept"
+    )]
+    Dropped { issuer: String },
+    #[error(
+        "CRL {position} in {path} from {issuer} is older than the one in force (CRL number {now} < {was}, RFC 5280 §5.2.3): a reload may not un-revoke certificates; the running configuration is kept"
+    )]
+    RolledBack {
+        issuer: String,
+        path: PathBuf,
+        position: usize,
+        was: String,
+        now: String,
+    },
 }
 
 /// One CRL as found: its file, its 1-based position there, its DER.
@@ -71,8 +92,13 @@ pub(crate) struct CrlFile {
 pub(crate) fn read(paths: &[PathBuf]) -> Result<Vec<CrlFile>, CrlError> {
     let mut out = Vec::new();
     for path in paths {
-        let items = CertificateRevocationListDer::pem_file_iter(path)
-            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        let bytes =
+            crate::files::read(path, crate::files::Kind::Crl).map_err(|e| CrlError::Read {
+                path: path.clone(),
+                source: rustls::pki_types::pem::Error::Io(e),
+            })?;
+        let items = CertificateRevocationListDer::pem_slice_iter(&bytes)
+            .collect::<Result<Vec<_>, _>>()
             .map_err(|source| CrlError::Read {
                 path: path.clone(),
                 source,
@@ -84,6 +110,14 @@ pub(crate) fn read(paths: &[PathBuf]) -> Result<Vec<CrlFile>, CrlError> {
         }));
     }
     Ok(out)
+}
+
+/// What a CRL covers: its issuer's Name (DER) and its
+/// issuingDistributionPoint (DER), if any.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct CrlScope {
+    pub(crate) issuer: Vec<u8>,
+    pub(crate) idp: Option<Vec<u8>>,
 }
 
 /// The CRL that decides for one scope (issuer and distribution point).
@@ -106,6 +140,10 @@ pub(crate) struct Deciding {
     pub(crate) signature_checked: bool,
     /// The CRLs of the same scope it supersedes: (file, position).
     pub(crate) superseded: Vec<(PathBuf, usize)>,
+    /// Its scope: the issuer's Name (DER) and issuingDistributionPoint.
+    pub(crate) scope: CrlScope,
+    /// cRLNumber's content octets, for comparison with a later reload.
+    pub(crate) number: Option<Vec<u8>>,
     pub(crate) der: CertificateRevocationListDer<'static>,
 }
 
@@ -216,10 +254,74 @@ pub(crate) fn select(
                 partitioned: s.idp.is_some(),
                 signature_checked: checked,
                 superseded: s.superseded,
+                scope: CrlScope {
+                    issuer: s.issuer.to_vec(),
+                    idp: s.idp.map(<[u8]>::to_vec),
+                },
+                number: fields.crl_number.map(<[u8]>::to_vec),
                 der: crl.der.clone(),
             }
         })
         .collect())
+}
+
+/// Refuses a deciding set in which a client CA of `cas` has no CRL (unless
+/// `allow_missing`, which only warns): without one, its revoked
+/// certificates pass.
+pub(crate) fn require_each_ca(
+    deciding: &[Deciding],
+    cas: &[CertificateDer<'_>],
+    allow_missing: bool,
+) -> Result<(), CrlError> {
+    for ca in cas {
+        let Ok(subject) = x509::subject_name_der(ca) else {
+            continue;
+        };
+        if deciding.iter().any(|d| d.scope.issuer == subject) {
+            continue;
+        }
+        let issuer = issuer_name(subject);
+        if !allow_missing {
+            return Err(CrlError::Missing { issuer });
+        }
+        tracing::warn!(
+            %issuer,
+            "no CRL from this client CA (tls.allow_missing_crl): revoked certificates of it are accepted"
+        );
+    }
+    Ok(())
+}
+
+/// Refuses a reload that would un-revoke: every scope the running set
+/// (`before`) has must still be there in `after`, with a CRL no older
+/// (cRLNumber, else thisUpdate; RFC 5280 §5.2.3).
+pub(crate) fn no_rollback(before: &[Deciding], after: &[Deciding]) -> Result<(), CrlError> {
+    for old in before {
+        let Some(new) = after.iter().find(|d| d.scope == old.scope) else {
+            return Err(CrlError::Dropped {
+                issuer: old.issuer.clone(),
+            });
+        };
+        let older = match (&new.number, &old.number) {
+            (Some(n), Some(o)) => x509::cmp_crl_numbers(n, o) == Ordering::Less,
+            _ => new.this_update < old.this_update,
+        };
+        if older {
+            let show = |d: &Deciding| {
+                d.crl_number
+                    .clone()
+                    .unwrap_or_else(|| format!("none, thisUpdate {}", rfc3339(d.this_update)))
+            };
+            return Err(CrlError::RolledBack {
+                issuer: new.issuer.clone(),
+                path: new.path.clone(),
+                position: new.position,
+                was: show(old),
+                now: show(new),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Which of two CRLs of one scope is newer: the higher cRLNumber when both

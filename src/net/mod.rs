@@ -5,7 +5,10 @@
 //!
 //! - **mTLS or no connection.** [`tls`] accepts TLS 1.3 only, with a client
 //!   certificate from a configured CA, CRLs enforced including their expiry
-//!   (of several CRLs from one issuer the newest decides: `crl`); each
+//!   (of several CRLs from one issuer the newest decides: `crl`; a client
+//!   CA without a CRL is refused unless `tls.allow_missing_crl`, and a
+//!   reload that drops a CRL or brings back an older one is refused, the
+//!   running set kept); each
 //!   handshake runs in its own task under a timeout, and every refused
 //!   handshake that presented a certificate is reported (with its
 //!   fingerprint) so the gateway can record it.
@@ -14,6 +17,12 @@
 //!   source and interval ([`sources`]), for one access record per source
 //!   and interval; a source has a bounded number of handshakes in progress
 //!   and a short time to send its first byte.
+//! - **No one holds the connection slots.** Whatever certificate it
+//!   presents, a source has at most `max_connections_per_source` open; a
+//!   connection on which no request runs is closed after
+//!   `idle_timeout_ms`, an unregistered certificate's soon after its first
+//!   refusal; at a limit a connection is closed at once and the node's log
+//!   says so (at most every few seconds).
 //! - **Handlers never see certificates.** [`identity`] turns the client
 //!   certificate into a typed [`identity::Peer`] once per connection: a
 //!   registered participant (by the OIN in the subject `serialNumber`, as

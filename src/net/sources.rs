@@ -30,6 +30,10 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+/// At most one limit-reached warning per this long (see
+/// [`Sources::limit_reached`]).
+const WARN_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Sources tracked one by one per interval; beyond, they are summed under
 /// [`Source::Other`].
 pub(crate) const MAX_SOURCES: usize = 4096;
@@ -69,6 +73,9 @@ impl fmt::Display for Source {
     }
 }
 
+/// How many ways there are of [`Unauthenticated`].
+const KINDS: usize = 8;
+
 /// How a connection ended without an accepted certificate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Unauthenticated {
@@ -90,10 +97,13 @@ pub enum Unauthenticated {
     /// Presented a refused certificate already recorded in this interval,
     /// or beyond the per-source number recorded one by one.
     CertificateNotRecorded,
+    /// Closed at once: its source had `max_connections_per_source`
+    /// connections open, or the node `max_connections`.
+    OverConnectionLimit,
 }
 
 impl Unauthenticated {
-    pub const ALL: [Unauthenticated; 7] = [
+    pub const ALL: [Unauthenticated; KINDS] = [
         Unauthenticated::Silent,
         Unauthenticated::NotTls,
         Unauthenticated::Incomplete,
@@ -101,6 +111,7 @@ impl Unauthenticated {
         Unauthenticated::TlsRefused,
         Unauthenticated::OverLimit,
         Unauthenticated::CertificateNotRecorded,
+        Unauthenticated::OverConnectionLimit,
     ];
 
     /// How a summary names it.
@@ -113,6 +124,7 @@ impl Unauthenticated {
             Unauthenticated::TlsRefused => "TLS refused",
             Unauthenticated::OverLimit => "over the per-source handshake limit",
             Unauthenticated::CertificateNotRecorded => "refused certificate not recorded again",
+            Unauthenticated::OverConnectionLimit => "over a limit of open connections",
         }
     }
 
@@ -130,7 +142,7 @@ pub(crate) struct Summary {
     pub(crate) first: i64,
     pub(crate) last: i64,
     /// Connections per kind, in the order of [`Unauthenticated::ALL`].
-    pub(crate) counts: [u64; 7],
+    pub(crate) counts: [u64; KINDS],
 }
 
 impl Summary {
@@ -185,13 +197,17 @@ pub struct SourceLimits {
     pub(crate) max_handshakes_per_source: usize,
     /// Refused certificates recorded one by one per source and interval.
     pub(crate) refused_certificate_records_per_source: usize,
+    /// Connections open at once per source, handshakes included, whatever
+    /// certificate they present: one source cannot hold the node's
+    /// connection slots (`max_connections`).
+    pub(crate) max_connections_per_source: usize,
 }
 
 #[derive(Default)]
 struct Tally {
     first: i64,
     last: i64,
-    counts: [u64; 7],
+    counts: [u64; KINDS],
     /// Fingerprints recorded one by one in this interval.
     recorded: Vec<String>,
 }
@@ -222,19 +238,26 @@ impl Interval {
 pub struct Sources {
     limits: SourceLimits,
     in_progress: Mutex<HashMap<Source, usize>>,
+    /// Connections open per source; an entry exists only while one does.
+    open: Mutex<HashMap<Source, usize>>,
+    /// When a limit-reached warning was last logged, and how many times a
+    /// limit was reached since (see [`Sources::limit_reached`]).
+    warned: Mutex<(Option<std::time::Instant>, u64)>,
     interval: Mutex<Interval>,
-    totals: [AtomicU64; 7],
+    totals: [AtomicU64; KINDS],
 }
 
-/// A handshake in progress, counted against its source until dropped.
+/// A handshake in progress, or an open connection, counted against its
+/// source until dropped.
 pub(crate) struct InProgress {
     sources: Arc<Sources>,
     source: Source,
+    map: fn(&Sources) -> &Mutex<HashMap<Source, usize>>,
 }
 
 impl Drop for InProgress {
     fn drop(&mut self) {
-        let mut map = lock(&self.sources.in_progress);
+        let mut map = lock((self.map)(&self.sources));
         if let Some(n) = map.get_mut(&self.source) {
             *n -= 1;
             if *n == 0 {
@@ -257,6 +280,8 @@ impl Sources {
         Arc::new(Sources {
             limits,
             in_progress: Mutex::default(),
+            open: Mutex::default(),
+            warned: Mutex::default(),
             interval: Mutex::default(),
             totals: Default::default(),
         })
@@ -266,16 +291,69 @@ impl Sources {
     /// already has `max_handshakes_per_source` (the caller closes the
     /// connection and counts it as [`Unauthenticated::OverLimit`]).
     pub(crate) fn begin(self: &Arc<Self>, source: Source) -> Option<InProgress> {
-        let mut map = lock(&self.in_progress);
-        let n = map.entry(source).or_insert(0);
-        if *n >= self.limits.max_handshakes_per_source.max(1) {
+        self.take_slot(
+            source,
+            |s| &s.in_progress,
+            self.limits.max_handshakes_per_source,
+        )
+    }
+
+    /// Counts an open connection for `source` (from accept to close), or
+    /// `None` when it already has `max_connections_per_source` (the caller
+    /// closes the connection and counts it as
+    /// [`Unauthenticated::OverConnectionLimit`]).
+    pub(crate) fn open(self: &Arc<Self>, source: Source) -> Option<InProgress> {
+        self.take_slot(source, |s| &s.open, self.limits.max_connections_per_source)
+    }
+
+    fn take_slot(
+        self: &Arc<Self>,
+        source: Source,
+        map: fn(&Sources) -> &Mutex<HashMap<Source, usize>>,
+        limit: usize,
+    ) -> Option<InProgress> {
+        let mut held = lock(map(self));
+        let n = held.entry(source).or_insert(0);
+        if *n >= limit.max(1) {
+            if *n == 0 {
+                held.remove(&source);
+            }
             return None;
         }
         *n += 1;
         Some(InProgress {
             sources: self.clone(),
             source,
+            map,
         })
+    }
+
+    /// Connections open now from `source`.
+    pub fn open_now(&self, source: Source) -> usize {
+        lock(&self.open).get(&source).copied().unwrap_or(0)
+    }
+
+    /// Says in the node's log that a connection was closed at a limit
+    /// (`which`: the setting), at most once per [`WARN_EVERY`] with how
+    /// many times a limit was reached since the last line: an operator
+    /// learns the node is refusing connections, and a flood cannot flood
+    /// the log instead.
+    pub(crate) fn limit_reached(&self, which: &'static str, source: Source) {
+        let mut warned = lock(&self.warned);
+        warned.1 += 1;
+        let now = std::time::Instant::now();
+        if warned.0.is_some_and(|t| now.duration_since(t) < WARN_EVERY) {
+            return;
+        }
+        let times = std::mem::take(&mut warned.1);
+        warned.0 = Some(now);
+        drop(warned);
+        tracing::warn!(
+            limit = which,
+            %source,
+            times,
+            "connection limit reached: connections closed at once"
+        );
     }
 
     /// Counts one connection from `source` that ended as `kind`.
@@ -343,6 +421,7 @@ mod tests {
         Sources::new(SourceLimits {
             max_handshakes_per_source: per_source,
             refused_certificate_records_per_source: certs,
+            max_connections_per_source: per_source,
         })
     }
 

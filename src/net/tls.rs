@@ -15,11 +15,13 @@
 //! counted per source ([`crate::net::sources`]), not reported one by one.
 
 use std::cell::RefCell;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -40,7 +42,7 @@ use tonic::transport::server::Connected;
 
 use crate::net::crl::{self, CrlError};
 use crate::net::identity::{Peer, Registry};
-use crate::net::sources::{Source, Sources, Unauthenticated};
+use crate::net::sources::{InProgress, Source, Sources, Unauthenticated};
 use crate::net::x509;
 
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +77,9 @@ pub struct TlsFiles {
     pub key: PathBuf,
     pub client_ca: PathBuf,
     pub crls: Vec<PathBuf>,
+    /// Serve although a client CA has no CRL (with a warning); otherwise
+    /// that is refused at start and reload.
+    pub allow_missing_crl: bool,
 }
 
 /// The one crypto provider of the process: ring. Passed explicitly so that
@@ -84,8 +89,13 @@ pub(crate) fn provider() -> Arc<CryptoProvider> {
 }
 
 fn read_certs(what: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+    let bytes = crate::files::read(path, crate::files::Kind::Pem).map_err(|e| TlsError::Read {
+        what,
+        path: path.to_path_buf(),
+        source: rustls::pki_types::pem::Error::Io(e),
+    })?;
+    let certs = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
         .map_err(|source| TlsError::Read {
             what,
             path: path.to_path_buf(),
@@ -107,16 +117,34 @@ fn read_certs(what: &'static str, path: &Path) -> Result<Vec<CertificateDer<'sta
 pub struct TlsConfig {
     server: Arc<ServerConfig>,
     client_verifier: Arc<dyn ClientCertVerifier>,
+    /// The CRLs in force, so that a reload can be refused if it would
+    /// un-revoke (`crl::no_rollback`).
+    crls: Vec<crl::Deciding>,
 }
 
 /// Builds the server configuration: TLS 1.3 only, a client certificate from
 /// one of the configured CAs required, CRLs enforced (expired CRLs refused;
 /// of several CRLs from one issuer the newest decides, and which one does
-/// is logged — see `crl`).
-pub fn server_config(files: &TlsFiles) -> Result<Arc<TlsConfig>, TlsError> {
+/// is logged — see `crl`); every client CA must have a CRL unless
+/// `files.allow_missing_crl`.
+///
+/// `running`: the configuration in force, on a reload. A set of CRLs that
+/// lacks a scope the running one has, or holds an older CRL for it
+/// (RFC 5280 §5.2.3 cRLNumber, else thisUpdate), is refused: emptying or
+/// rolling back the CRL file must not un-revoke anyone.
+pub fn server_config(
+    files: &TlsFiles,
+    running: Option<&TlsConfig>,
+) -> Result<Arc<TlsConfig>, TlsError> {
     let provider = provider();
     let chain = read_certs("node certificate", &files.cert)?;
-    let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|source| TlsError::Read {
+    let key_pem =
+        crate::files::read(&files.key, crate::files::Kind::Pem).map_err(|e| TlsError::Read {
+            what: "node key",
+            path: files.key.clone(),
+            source: rustls::pki_types::pem::Error::Io(e),
+        })?;
+    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|source| TlsError::Read {
         what: "node key",
         path: files.key.clone(),
         source,
@@ -127,9 +155,14 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<TlsConfig>, TlsError> {
         roots.add(ca.clone())?;
     }
     let deciding = crl::select(&crl::read(&files.crls)?, &cas, &provider)?;
+    if let Some(running) = running {
+        crl::no_rollback(&running.crls, &deciding)?;
+    }
+    crl::require_each_ca(&deciding, &cas, files.allow_missing_crl)?;
     for d in &deciding {
         d.log();
     }
+    let in_force = deciding.clone();
     let mut builder =
         WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
     if !deciding.is_empty() {
@@ -160,6 +193,7 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<TlsConfig>, TlsError> {
     Ok(Arc::new(TlsConfig {
         server: Arc::new(config),
         client_verifier,
+        crls: in_force,
     }))
 }
 
@@ -286,14 +320,84 @@ pub struct ConnectionInfo {
     pub peer: Peer,
     /// The client certificate, checked again after a TLS reload.
     pub(crate) cert: CertCheck,
+    /// Whether a request runs on the connection, for its idle timeout:
+    /// the request layer holds a [`Running`] for each.
+    pub(crate) activity: Arc<Activity>,
+}
+
+/// Whether a connection is at work, so that one on which no request runs
+/// is closed after a while ([`AcceptSettings::idle_timeout`]) instead of
+/// holding its connection slot for as long as its peer likes. Bytes are no
+/// measure: a peer can answer HTTP/2 pings forever without asking anything.
+#[derive(Debug)]
+pub(crate) struct Activity {
+    start: tokio::time::Instant,
+    running: AtomicUsize,
+    /// Milliseconds after `start` at which the connection last became idle.
+    idle_since: AtomicU64,
+    /// Whether a request has ended on it.
+    ended: AtomicBool,
+    /// How long it may stay idle.
+    timeout: Duration,
+    /// The idle clock starts at the first request's end and is not started
+    /// again by later ones: an unregistered certificate is refused
+    /// whatever it asks, so its connection closes soon after its first
+    /// refusal however many requests it keeps sending.
+    once: bool,
+}
+
+impl Activity {
+    fn new(timeout: Duration, once: bool) -> Arc<Activity> {
+        Arc::new(Activity {
+            start: tokio::time::Instant::now(),
+            running: AtomicUsize::new(0),
+            idle_since: AtomicU64::new(0),
+            ended: AtomicBool::new(false),
+            timeout,
+            once,
+        })
+    }
+
+    /// Counts a request running on the connection until the guard drops.
+    pub(crate) fn running(self: &Arc<Self>) -> Running {
+        self.running.fetch_add(1, Ordering::SeqCst);
+        Running(self.clone())
+    }
+
+    /// When the connection is to be closed, if nothing runs on it until then.
+    fn deadline(&self) -> Option<tokio::time::Instant> {
+        if self.running.load(Ordering::SeqCst) > 0 {
+            return None;
+        }
+        let idle = Duration::from_millis(self.idle_since.load(Ordering::SeqCst));
+        Some(self.start + idle + self.timeout)
+    }
+}
+
+/// A request running on a connection (see [`Activity`]).
+#[derive(Debug)]
+pub(crate) struct Running(Arc<Activity>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let a = &self.0;
+        let again = a.ended.swap(true, Ordering::SeqCst);
+        if !(a.once && again) {
+            let ms = u64::try_from(a.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+            a.idle_since.store(ms, Ordering::SeqCst);
+        }
+        a.running.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// A TLS stream whose client has been identified. It holds one of the
-/// listener's open-connection slots until it is dropped.
+/// listener's open-connection slots, and one of its source's, until it is
+/// dropped, and reads as ended once it has been idle too long.
 pub struct IdentifiedStream {
     inner: TlsStream<TcpStream>,
     info: ConnectionInfo,
-    _open: Option<OwnedSemaphorePermit>,
+    idle: Pin<Box<tokio::time::Sleep>>,
+    _open: Option<(OwnedSemaphorePermit, InProgress)>,
 }
 
 impl Connected for IdentifiedStream {
@@ -309,7 +413,22 @@ impl AsyncRead for IdentifiedStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        let this = &mut *self;
+        // HTTP/2 always has a read pending, so the idle timer is polled
+        // here; at its deadline with no request running, the stream reads
+        // as ended and the server closes the connection.
+        while this.idle.as_mut().poll(cx).is_ready() {
+            let now = tokio::time::Instant::now();
+            match this.info.activity.deadline() {
+                Some(at) if at <= now => {
+                    tracing::debug!("idle connection closed");
+                    return Poll::Ready(Ok(()));
+                }
+                Some(at) => this.idle.as_mut().reset(at),
+                None => this.idle.as_mut().reset(now + this.info.activity.timeout),
+            }
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
     }
 }
 
@@ -352,10 +471,17 @@ pub struct AcceptSettings {
     /// connections wait in the listen backlog.
     pub(crate) max_handshakes: usize,
     /// Connections open at once, handshakes in progress included; at the
-    /// limit the listener accepts no more until one closes (they wait in
-    /// the listen backlog). Each costs its TLS and HTTP/2 state, so this
-    /// bounds the memory open connections hold.
+    /// limit a further connection is closed at once (and a warning
+    /// logged, at most every few seconds). Each costs its TLS and HTTP/2
+    /// state, so this bounds the memory open connections hold. Per source
+    /// the limit is `SourceLimits::max_connections_per_source`.
     pub(crate) max_connections: usize,
+    /// A connection on which no request has run for this long is closed.
+    pub(crate) idle_timeout: Duration,
+    /// A connection with an unregistered certificate is closed this long
+    /// after its first request ends (or after it is accepted, if it asks
+    /// nothing): every request it makes is refused anyway.
+    pub(crate) unregistered_linger: Duration,
 }
 
 /// The first byte of a TLS record that carries a handshake message
@@ -388,13 +514,6 @@ pub fn serve_tls(
         loop {
             // When the server stops (the receiver is dropped), stop
             // accepting at once, so the port closes with it.
-            let connection = tokio::select! {
-                _ = tx.closed() => return,
-                p = open.clone().acquire_owned() => match p {
-                    Ok(p) => p,
-                    Err(_) => return,
-                },
-            };
             let permit = tokio::select! {
                 _ = tx.closed() => return,
                 p = slots.clone().acquire_owned() => match p {
@@ -416,6 +535,18 @@ pub fn serve_tls(
                 }
             };
             let source = Source::of(remote.ip());
+            // At a connection limit a connection is closed at once rather
+            // than left waiting in the backlog: its client learns at once.
+            let Some(per_source) = sources.open(source) else {
+                sources.count(source, Unauthenticated::OverConnectionLimit);
+                sources.limit_reached("limits.max_connections_per_source", source);
+                continue;
+            };
+            let Ok(connection) = open.clone().try_acquire_owned() else {
+                sources.count(source, Unauthenticated::OverConnectionLimit);
+                sources.limit_reached("limits.max_connections", source);
+                continue;
+            };
             let Some(in_progress) = sources.begin(source) else {
                 // Closed here, before any task: a flood from one source
                 // costs an accept and a close, and holds nothing.
@@ -437,7 +568,7 @@ pub fn serve_tls(
             let tx = tx.clone();
             tokio::spawn(async move {
                 if let Some(mut stream) = handshake.run(tcp).await {
-                    stream._open = Some(connection);
+                    stream._open = Some((connection, per_source));
                     let _ = tx.send(Ok(stream)).await;
                 }
                 // The slots are held until the stream is handed over;
@@ -505,10 +636,22 @@ impl Handshake {
                     current: self.current,
                     passed: Arc::new(std::sync::Mutex::new(self.tls)),
                 };
-                let info = ConnectionInfo { peer, cert };
+                let activity = match peer {
+                    Peer::Unregistered { .. } => {
+                        Activity::new(self.settings.unregistered_linger, true)
+                    }
+                    Peer::Registered(_) => Activity::new(self.settings.idle_timeout, false),
+                };
+                let idle = Box::pin(tokio::time::sleep(activity.timeout));
+                let info = ConnectionInfo {
+                    peer,
+                    cert,
+                    activity,
+                };
                 return Some(IdentifiedStream {
                     inner: stream,
                     info,
+                    idle,
                     _open: None,
                 });
             }

@@ -244,10 +244,13 @@ impl Policy {
     /// Reads and validates the policy file. `purposes` are the node's
     /// configured purposes: the policy may name no other.
     pub(crate) fn load(path: &Path, purposes: &[String]) -> Result<Policy, PolicyError> {
-        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text =
+            crate::files::read_to_string(path, crate::files::Kind::Policy).map_err(|source| {
+                PolicyError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                }
+            })?;
         Policy::from_text(&text, &path.display().to_string(), purposes)
     }
 
@@ -273,6 +276,18 @@ impl Policy {
                 syntax.push(format!(
                     "{source}:{}: {rule}: nests deeper than {MAX_NESTING} levels of brackets \
                      or if-then-else; write it flatter (split it into rules)",
+                    stmt.line
+                ));
+                continue;
+            }
+            if stmt.ops > MAX_OPERATORS {
+                let rule = match id_hint(stmt.text) {
+                    Some(id) => format!("rule \"{id}\""),
+                    None => "rule".to_string(),
+                };
+                syntax.push(format!(
+                    "{source}:{}: {rule}: has more than {MAX_OPERATORS} operators; \
+                     write it shorter (split it into rules)",
                     stmt.line
                 ));
                 continue;
@@ -860,6 +875,9 @@ struct Statement<'a> {
     depth: usize,
     /// `if` keywords (each may nest the next).
     ifs: usize,
+    /// Operator characters (`&`, `|`, `=`, `<`, `>`, `+`, `-`, `*`, `.`):
+    /// a chain of binary operators nests as deeply as it is long.
+    ops: usize,
 }
 
 /// Cedar parses nested expressions recursively: a few hundred levels of
@@ -867,6 +885,12 @@ struct Statement<'a> {
 /// the policy fuzz target). No sensible rule nests this deep; deeper ones
 /// are refused before Cedar sees them, naming the rule.
 const MAX_NESTING: usize = 16;
+
+/// Cedar also recurses once per operator of a chain (`a && b && …`): 50,000
+/// terms overflow the stack. No sensible rule has more than a few dozen
+/// operators; a rule with more operator characters than this is refused
+/// before Cedar sees it, naming the rule.
+const MAX_OPERATORS: usize = 2048;
 
 /// Splits policy text into statements the way Cedar's lexer would: `;` ends
 /// a policy except inside a string literal (`"` with `\` escapes) or a `//`
@@ -885,7 +909,7 @@ fn split_statements(text: &str) -> Vec<Statement<'_>> {
     let mut start = 0;
     let mut line = 1;
     let mut first_line: Option<usize> = None;
-    let (mut depth, mut max_depth, mut ifs) = (0usize, 0usize, 0usize);
+    let (mut depth, mut max_depth, mut ifs, mut ops) = (0usize, 0usize, 0usize, 0usize);
     // Where the identifier being read began, to count `if`s.
     let mut word: Option<usize> = None;
     let mut chars = text.char_indices().peekable();
@@ -915,10 +939,11 @@ fn split_statements(text: &str) -> Vec<Statement<'_>> {
                         line: *first_line.get_or_insert(line),
                         depth: max_depth,
                         ifs,
+                        ops,
                     });
                     start = end;
                     first_line = None;
-                    (depth, max_depth, ifs) = (0, 0, 0);
+                    (depth, max_depth, ifs, ops) = (0, 0, 0, 0);
                 }
                 c if c.is_whitespace() => {}
                 _ => {
@@ -929,6 +954,7 @@ fn split_statements(text: &str) -> Vec<Statement<'_>> {
                             max_depth = max_depth.max(depth);
                         }
                         ')' | ']' | '}' => depth = depth.saturating_sub(1),
+                        '&' | '|' | '=' | '<' | '>' | '+' | '-' | '*' | '.' => ops += 1,
                         _ => {}
                     }
                 }
@@ -960,6 +986,7 @@ fn split_statements(text: &str) -> Vec<Statement<'_>> {
             line,
             depth: max_depth,
             ifs,
+            ops,
         });
     }
     out
@@ -1001,6 +1028,24 @@ mod tests {
             Ok(_) => panic!("policy loaded but should not have:\n{text}"),
             Err(e) => e.to_string(),
         }
+    }
+
+    /// The review's example: a rule with 50,000 `&&` terms overflowed the
+    /// stack at start. It is refused, naming the rule; 200 terms load.
+    #[test]
+    fn a_chain_of_operators_too_long_is_refused_naming_the_rule() {
+        let rule = |terms: usize| {
+            format!(
+                "@id(\"long\")\n@legal_basis(\"b\")\npermit(principal, action == Action::\"receive\", resource) when {{ {} }};",
+                vec!["context.is_owner"; terms].join(" && ")
+            )
+        };
+        let err = load_err(&rule(50_000));
+        assert!(
+            err.contains("test.cedar:1: rule \"long\": has more than"),
+            "{err}"
+        );
+        Policy::from_text(&rule(200), "test.cedar", &purposes()).expect("200 terms load");
     }
 
     #[test]

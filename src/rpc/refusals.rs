@@ -184,6 +184,8 @@ where
                 let s = tonic::Status::unauthenticated("no authenticated connection");
                 return Ok(with_id(s, &request_id).into_http());
             };
+            // The connection is at work until this request's work ends.
+            let running = info.activity.running();
             let method = shared.methods.get(req.uri().path()).cloned();
             let label = method
                 .as_ref()
@@ -232,6 +234,7 @@ where
                 let code = observed.run(work.run(inner, req, answer_tx)).await;
                 observed.end(code);
                 drop(permit);
+                drop(running);
             });
             let answer = match deadline {
                 None => answer.await,
@@ -298,7 +301,7 @@ impl Work {
             method,
             label,
         } = self;
-        if let Some(refusal) = admission(&info, req.headers()) {
+        if let Some(refusal) = admission(&info, req.method(), req.headers()) {
             let unsupported_media = matches!(refusal, Refusal::ContentType(_));
             let mut resp = shared.refuse(&ctx, &label, refusal.into()).await;
             if unsupported_media {
@@ -401,6 +404,8 @@ enum Refusal {
     NoLongerValid(crate::net::tls::CertRejected),
     Unregistered,
     ContentType(String),
+    /// The headers break the gRPC over HTTP/2 protocol (see `framing`).
+    Framing(String),
 }
 
 impl From<Refusal> for ExchangeError {
@@ -408,13 +413,17 @@ impl From<Refusal> for ExchangeError {
         match r {
             Refusal::NoLongerValid(why) => ExchangeError::CertificateNoLongerValid(why),
             Refusal::Unregistered => ExchangeError::Unregistered,
-            Refusal::ContentType(m) => ExchangeError::Malformed(m),
+            Refusal::ContentType(m) | Refusal::Framing(m) => ExchangeError::Malformed(m),
         }
     }
 }
 
 /// The identity rules of every service, then the content-type.
-fn admission(info: &ConnectionInfo, headers: &http::HeaderMap) -> Option<Refusal> {
+fn admission(
+    info: &ConnectionInfo,
+    method: &http::Method,
+    headers: &http::HeaderMap,
+) -> Option<Refusal> {
     if let Err(why) = info.cert.still_valid() {
         return Some(Refusal::NoLongerValid(why));
     }
@@ -430,6 +439,28 @@ fn admission(info: &ConnectionInfo, headers: &http::HeaderMap) -> Option<Refusal
         return Some(Refusal::ContentType(
             "this node speaks gRPC only: send content-type application/grpc".into(),
         ));
+    }
+    framing(method, headers).map(Refusal::Framing)
+}
+
+/// What the gRPC over HTTP/2 protocol requires of a request's headers that
+/// tonic lets through: POST; a `grpc-timeout`, if sent, of 1 to 8 ASCII
+/// digits and a unit (tonic ignores a malformed one, which would run the
+/// request without the deadline its caller meant); and each of the node's
+/// own `x-sluis-actor` at most once (only the first would be read and recorded).
+/// `None` when the headers are fine, else what to fix.
+fn framing(method: &http::Method, headers: &http::HeaderMap) -> Option<String> {
+    if method != http::Method::POST {
+        return Some(format!("gRPC requests use the POST method, not {method}"));
+    }
+    if headers.contains_key("grpc-timeout") && grpc_timeout(headers).is_none() {
+        return Some(
+            "grpc-timeout is malformed: send 1 to 8 ASCII digits and a unit (H, M, S, m, u or n), such as 5S".into(),
+        );
+    }
+    let actor = crate::rpc::ACTOR_HEADER;
+    if headers.get_all(actor).iter().nth(1).is_some() {
+        return Some(format!("send {actor} at most once"));
     }
     None
 }
