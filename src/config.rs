@@ -94,6 +94,11 @@ pub struct TlsConfig {
     /// one keeps the identity it was given.
     #[serde(default = "default_max_connection_age_secs")]
     pub max_connection_age_secs: u64,
+    /// `sluis check-config` (and so `serve` at start) warns when the node
+    /// certificate, a client CA or a deciding CRL ends within this many
+    /// days; one that has ended is an error.
+    #[serde(default = "default_expiry_warning_days")]
+    pub expiry_warning_days: u32,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -327,6 +332,9 @@ pub(crate) fn default_checkpoint_interval_ms() -> u64 {
 pub(crate) fn default_handshake_timeout_ms() -> u64 {
     10_000
 }
+pub(crate) fn default_expiry_warning_days() -> u32 {
+    30
+}
 pub(crate) fn default_max_connection_age_secs() -> u64 {
     3_600
 }
@@ -361,8 +369,38 @@ fn default_max_connections() -> usize {
     10_000
 }
 
+/// One thing wrong with a configuration that parsed: where (a key path
+/// such as `node.name` or `participant.2.oin`, array entries counted from
+/// 0), what, and how to fix it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigProblem {
+    pub at: String,
+    pub message: String,
+    pub fix: String,
+}
+
 impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let (config, _) = Config::parse(path)?;
+        let problems = config.problems();
+        if !problems.is_empty() {
+            let message = problems
+                .iter()
+                .map(|p| p.message.as_str())
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                message,
+            });
+        }
+        Ok(config)
+    }
+
+    /// Reads and parses the file without checking the values (see
+    /// [`Config::problems`]); also returns the text, for locating
+    /// problems in it.
+    pub(crate) fn parse(path: &Path) -> Result<(Config, String), ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_path_buf(),
             source,
@@ -375,90 +413,168 @@ impl Config {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
-        config.validate(path)?;
-        Ok(config)
+        Ok((config, text))
     }
 
-    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
-        let invalid = |message: String| ConfigError::Invalid {
-            path: path.to_path_buf(),
-            message,
+    /// Every value that would stop the node, all of them (not only the
+    /// first), in the order of the file's sections.
+    pub(crate) fn problems(&self) -> Vec<ConfigProblem> {
+        let mut out = Vec::new();
+        let mut problem = |at: String, message: String, fix: &str| {
+            out.push(ConfigProblem {
+                at,
+                message,
+                fix: fix.to_string(),
+            })
         };
         // The name signs receipts and checkpoints: a signed-note key name
         // (C2SP), and the first line of each note.
         if !crate::tlog::note::valid_key_name(&self.node.name)
             || !self.node.name.chars().all(crate::model::printable_in_line)
+            || !valid_node_name(&self.node.name)
         {
-            return Err(invalid(
-                "node.name must be a name without spaces, '+' or control characters, e.g. sluis.gemeente.example".into(),
-            ));
-        }
-        for p in &self.node.purposes {
-            if !is_name(p) {
-                return Err(invalid(format!(
-                    "purpose '{}' must be 1-64 characters of a-z, 0-9, '-', '_' or '.'",
-                    p.escape_debug()
-                )));
-            }
-        }
-        let mut seen = std::collections::HashSet::new();
-        for p in &self.participants {
-            if !is_name(&p.id) {
-                return Err(invalid(format!(
-                    "participant id '{}' must be 1-64 characters of a-z, 0-9, '-', '_' or '.'",
-                    p.id
-                )));
-            }
-            if !seen.insert(p.id.as_str()) {
-                return Err(invalid(format!(
-                    "participant id '{}' is listed twice",
-                    p.id
-                )));
-            }
-            p.role
-                .parse::<Role>()
-                .map_err(|e| invalid(format!("participant '{}': {e}", p.id)))?;
-            match (&p.oin, &p.spki_sha256) {
-                (None, None) => {
-                    return Err(invalid(format!(
-                        "participant '{}' needs an oin or an spki_sha256 to be recognised",
-                        p.id
-                    )));
-                }
-                (Some(oin), _) if !(oin.len() == 20 && oin.bytes().all(|b| b.is_ascii_digit())) => {
-                    return Err(invalid(format!(
-                        "participant '{}': oin must be 20 digits",
-                        p.id
-                    )));
-                }
-                (_, Some(fp)) if !(fp.len() == 64 && fp.bytes().all(|b| b.is_ascii_hexdigit())) => {
-                    return Err(invalid(format!(
-                        "participant '{}': spki_sha256 must be 64 hex digits",
-                        p.id
-                    )));
-                }
-                _ => {}
-            }
-        }
-        self.statistics.settings().check().map_err(invalid)?;
-        if self.database.wal_limit_mb == 0 || self.database.wal_warn_mb < self.database.wal_limit_mb
-        {
-            return Err(invalid(
-                "database.wal_limit_mb must be at least 1, and wal_warn_mb at least wal_limit_mb"
-                    .into(),
-            ));
-        }
-        if !valid_node_name(&self.node.name) {
-            return Err(invalid(
+            problem(
+                "node.name".into(),
                 "node.name must be 1-255 characters without spaces, control characters or '+' \
                  (it names the node's key in signed notes)"
                     .into(),
-            ));
+                "use a DNS-like name, e.g. sluis.gemeente.example",
+            );
+        }
+        for (i, p) in self.node.purposes.iter().enumerate() {
+            if !is_name(p) {
+                problem(
+                    format!("node.purposes.{i}"),
+                    format!(
+                        "purpose '{}' must be 1-64 characters of a-z, 0-9, '-', '_' or '.'",
+                        p.escape_debug()
+                    ),
+                    "spell the purpose in lower case without spaces, e.g. case_consultation",
+                );
+            }
+        }
+        let mut ids = std::collections::HashMap::new();
+        let mut oins = std::collections::HashMap::new();
+        let mut pins = std::collections::HashMap::new();
+        for (i, p) in self.participants.iter().enumerate() {
+            let at = |field: &str| format!("participant.{i}.{field}");
+            if !is_name(&p.id) {
+                problem(
+                    at("id"),
+                    format!(
+                        "participant id '{}' must be 1-64 characters of a-z, 0-9, '-', '_' or '.'",
+                        p.id.escape_debug()
+                    ),
+                    "use a short lower-case id, e.g. gemeente-utrecht",
+                );
+            }
+            if let Some(first) = ids.insert(p.id.as_str(), i) {
+                let _ = first;
+                problem(
+                    at("id"),
+                    format!("participant id '{}' is listed twice", p.id.escape_debug()),
+                    "give every participant its own id, or remove the second entry",
+                );
+            }
+            if let Err(e) = p.role.parse::<Role>() {
+                problem(
+                    at("role"),
+                    format!("participant '{}': {e}", p.id.escape_debug()),
+                    "use one of the roles the message lists",
+                );
+            }
+            match (&p.oin, &p.spki_sha256) {
+                (None, None) => problem(
+                    format!("participant.{i}"),
+                    format!(
+                        "participant '{}' needs an oin or an spki_sha256 to be recognised",
+                        p.id.escape_debug()
+                    ),
+                    "add oin = \"<the 20-digit OIN in its certificate's subject serialNumber>\", \
+                     or spki_sha256 = \"<hex SHA-256 of its certificate's public key>\"",
+                ),
+                (oin, pin) => {
+                    if let Some(oin) = oin {
+                        if !(oin.len() == 20 && oin.bytes().all(|b| b.is_ascii_digit())) {
+                            problem(
+                                at("oin"),
+                                format!(
+                                    "participant '{}': oin must be 20 digits",
+                                    p.id.escape_debug()
+                                ),
+                                "copy the OIN from the participant's certificate (subject serialNumber)",
+                            );
+                        } else if let Some(first) = oins.insert(oin.as_str(), p.id.as_str()) {
+                            // A certificate names one organisation: the
+                            // registry would give both entries one identity.
+                            problem(
+                                at("oin"),
+                                format!(
+                                    "participants '{}' and '{}' have the same oin {oin}: a certificate with it would be taken for one of them",
+                                    first.escape_debug(),
+                                    p.id.escape_debug()
+                                ),
+                                "register each organisation once; correct the OIN of the one that is wrong",
+                            );
+                        }
+                    }
+                    if let Some(fp) = pin {
+                        if !(fp.len() == 64 && fp.bytes().all(|b| b.is_ascii_hexdigit())) {
+                            problem(
+                                at("spki_sha256"),
+                                format!(
+                                    "participant '{}': spki_sha256 must be 64 hex digits",
+                                    p.id.escape_debug()
+                                ),
+                                "give the hex SHA-256 of the certificate's SubjectPublicKeyInfo",
+                            );
+                        } else if let Some(first) =
+                            pins.insert(fp.to_ascii_lowercase(), p.id.as_str())
+                        {
+                            problem(
+                                at("spki_sha256"),
+                                format!(
+                                    "participants '{}' and '{}' pin the same key (spki_sha256): a certificate with it would be taken for one of them",
+                                    first.escape_debug(),
+                                    p.id.escape_debug()
+                                ),
+                                "give each participant the fingerprint of its own key",
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        if let Err(e) = self.statistics.settings().check() {
+            problem("statistics".into(), e, "see docs/statistics.md");
+        }
+        if self.database.wal_limit_mb == 0 || self.database.wal_warn_mb < self.database.wal_limit_mb
+        {
+            problem(
+                "database.wal_warn_mb".into(),
+                "database.wal_limit_mb must be at least 1, and wal_warn_mb at least wal_limit_mb"
+                    .into(),
+                "raise wal_warn_mb to at least wal_limit_mb",
+            );
         }
         // Every number is bounded: a value past what the runtime can
         // represent (a timer, a semaphore) would panic the node at start
         // or on its first connection instead of being refused here.
-        let bounds: [(&str, u64, u64, u64); 19] = [
+        for (name, value, min, max) in self.bounds() {
+            if !(min..=max).contains(&value) {
+                problem(
+                    name.into(),
+                    format!("{name} must be {min} to {max}"),
+                    "set it within the range, or remove it for the default",
+                );
+            }
+        }
+        out
+    }
+
+    /// Each numeric setting with its bounds: (name, value, min, max).
+    fn bounds(&self) -> [(&'static str, u64, u64, u64); 20] {
+        [
             (
                 "node.checkpoint_interval_ms",
                 self.node.checkpoint_interval_ms,
@@ -568,13 +684,13 @@ impl Config {
                 1,
                 36_525,
             ),
-        ];
-        for (name, value, min, max) in bounds {
-            if !(min..=max).contains(&value) {
-                return Err(invalid(format!("{name} must be {min} to {max}")));
-            }
-        }
-        Ok(())
+            (
+                "tls.expiry_warning_days",
+                u64::from(self.tls.expiry_warning_days),
+                1,
+                3_650,
+            ),
+        ]
     }
 
     /// Resolves a path from the file against the file's folder.

@@ -35,10 +35,12 @@
 //! `model`, the shared vocabulary. ARCHITECTURE.md lists the exceptions.
 #![forbid(unsafe_code)]
 
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod dev;
 pub mod gateway;
+pub mod init;
 pub mod model;
 pub mod net;
 pub mod node;

@@ -46,7 +46,11 @@ fn demo_runs_the_scenario_and_passes() {
 fn init_refuses_to_overwrite_and_help_explains() {
     let dir = tempfile::tempdir().unwrap();
     let node = dir.path().join("node");
-    let ok = sluis().args(["init", "--dir"]).arg(&node).output().unwrap();
+    let ok = sluis()
+        .args(["init", "--dev", "--dir"])
+        .arg(&node)
+        .output()
+        .unwrap();
     assert!(
         ok.status.success(),
         "{}",
@@ -62,7 +66,11 @@ fn init_refuses_to_overwrite_and_help_explains() {
     ] {
         assert!(node.join(f).exists(), "{f} written");
     }
-    let again = sluis().args(["init", "--dir"]).arg(&node).output().unwrap();
+    let again = sluis()
+        .args(["init", "--dev", "--dir"])
+        .arg(&node)
+        .output()
+        .unwrap();
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already holds a node"));
 

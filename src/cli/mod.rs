@@ -43,13 +43,44 @@ enum Command {
         #[arg(long, value_name = "FILE", required_unless_present = "dev")]
         config: Option<PathBuf>,
     },
-    /// Write a ready-to-run node directory (dev PKI, keys, policy, config, database) without serving.
+    /// Write a node folder (config, policy, keys, database) around your own certificates, and
+    /// print what is left to fill in; with --dev, a ready-to-run development node (dev PKI,
+    /// one sample participant per role).
     Init {
         #[arg(long, value_name = "DIR")]
         dir: PathBuf,
-        /// Address the node will listen on.
-        #[arg(long, default_value = "127.0.0.1:7443")]
-        listen: SocketAddr,
+        /// A development node: a dev CA, a localhost certificate and sample participants.
+        #[arg(long, conflicts_with_all = ["name", "cert", "key", "ca", "crl", "database"])]
+        dev: bool,
+        /// The node's name, e.g. sluis.gemeente.example: the origin of its signed receipts and
+        /// checkpoints (no spaces or '+').
+        #[arg(long, required_unless_present = "dev")]
+        name: Option<String>,
+        /// The node's certificate chain (PEM, its own certificate first).
+        #[arg(long, value_name = "PEM", required_unless_present = "dev")]
+        cert: Option<PathBuf>,
+        /// The node certificate's private key (PEM).
+        #[arg(long, value_name = "PEM", required_unless_present = "dev")]
+        key: Option<PathBuf>,
+        /// The CA certificates (PEM) that issue your participants' client certificates.
+        #[arg(long, value_name = "PEM", required_unless_present = "dev")]
+        ca: Option<PathBuf>,
+        /// A CRL file (PEM) of a client CA; repeat for each CA.
+        #[arg(long, value_name = "PEM")]
+        crl: Vec<PathBuf>,
+        /// The database: postgres://USER@HOST:5432/DB (default: sqlite://sluis.db in DIR).
+        #[arg(long, value_name = "URL")]
+        database: Option<String>,
+        /// Address the node will listen on (default: 0.0.0.0:7443; with --dev 127.0.0.1:7443).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Check a node's configuration, certificates, keys and policy, and report every problem
+    /// at once, each with its file, line and fix. Exit 0 when nothing stops the node (warnings
+    /// may remain), 1 otherwise. `serve` runs the same check first.
+    CheckConfig {
+        #[arg(long, value_name = "FILE", default_value = "sluis.toml")]
+        config: PathBuf,
     },
     /// Development certificates.
     Certs {
@@ -225,14 +256,69 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             serve(&path, dev.then_some(dir.as_path())).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Init { dir, listen } => {
+        Command::Init {
+            dir,
+            dev: true,
+            listen,
+            ..
+        } => {
+            let listen = listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7443)));
             let path = init::init(&dir, listen).await?;
             println!(
-                "wrote a node to {}; start it with: sluis serve --config {}",
+                "wrote a development node to {}; start it with: sluis serve --config {}",
                 dir.display(),
                 path.display()
             );
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Init {
+            dir,
+            dev: false,
+            name,
+            cert,
+            key,
+            ca,
+            crl,
+            database,
+            listen,
+        } => {
+            let (Some(name), Some(cert), Some(key), Some(client_ca)) = (name, cert, key, ca) else {
+                anyhow::bail!(
+                    "give --name, --cert, --key and --ca (or --dev for a development node)"
+                );
+            };
+            let production = crate::init::Production {
+                dir,
+                name,
+                listen: listen.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 7443))),
+                cert,
+                key,
+                client_ca,
+                crls: crl,
+                database,
+            };
+            let path = crate::init::production(&production).await?;
+            let report = crate::check::check(&path);
+            print!("{}", crate::init::checklist(&production, &path, &report));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CheckConfig { config } => {
+            let report = crate::check::check(&config);
+            for f in &report.findings {
+                println!("{f}");
+            }
+            let (errors, warnings) = (report.errors().count(), report.warnings().count());
+            println!(
+                "{}: {errors} error{}, {warnings} warning{}",
+                config.display(),
+                if errors == 1 { "" } else { "s" },
+                if warnings == 1 { "" } else { "s" }
+            );
+            Ok(if errors == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::Certs {
             command: CertsCommand::Init { dir, hosts },
@@ -296,6 +382,22 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
 }
 
 async fn serve(config_path: &Path, dev_dir: Option<&Path>) -> anyhow::Result<()> {
+    // Everything that would stop the node or lock its callers out, found
+    // before it starts: the same check as `sluis check-config`.
+    let report = crate::check::check(config_path);
+    for f in report.warnings() {
+        tracing::warn!(file = %f.file.display(), line = f.line, problem = %f.problem, fix = %f.fix, "configuration warning");
+    }
+    if report.has_errors() {
+        for f in report.errors() {
+            eprintln!("{f}");
+        }
+        anyhow::bail!(
+            "the node does not start: {} problem(s) in its configuration (above; `sluis check-config --config {}` lists them)",
+            report.errors().count(),
+            config_path.display()
+        );
+    }
     let config = Config::load(config_path)?;
     let node = Node::start(&config).await?;
     let addr = node.local_addr;
