@@ -411,10 +411,25 @@ Client certificates for every dev participant are in {d}/pki/clients/. Stop with
             port = addr.port()
         );
     }
+    let status = format!("serving on {addr}");
+    notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(&status),
+    ]);
     wait_for_signals(&node).await;
     eprintln!("shutting down");
+    notify(&[sd_notify::NotifyState::Stopping]);
     node.shutdown().await?;
     Ok(())
+}
+
+/// Tells the service manager (systemd, `Type=notify`) how the node is: a
+/// no-op where `NOTIFY_SOCKET` is not set; a failure to tell is logged, never
+/// fatal (the node serves either way).
+fn notify(state: &[sd_notify::NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(state) {
+        tracing::warn!(error = %e, "cannot notify the service manager (NOTIFY_SOCKET)");
+    }
 }
 
 /// Ctrl-C or SIGTERM stops the node; SIGHUP reloads certificates and CRLs.
@@ -433,10 +448,14 @@ async fn wait_for_signals(node: &Node) {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => return,
                 _ = term.recv() => return,
-                _ = hup.recv() => match node.reload_tls() {
-                    Ok(()) => tracing::info!("TLS certificates and CRLs reloaded"),
-                    Err(e) => tracing::error!(error = %e, "TLS reload failed; keeping the previous configuration"),
-                },
+                _ = hup.recv() => {
+                    notify(&[sd_notify::NotifyState::Reloading]);
+                    match node.reload_tls() {
+                        Ok(()) => tracing::info!("TLS certificates and CRLs reloaded"),
+                        Err(e) => tracing::error!(error = %e, "TLS reload failed; keeping the previous configuration"),
+                    }
+                    notify(&[sd_notify::NotifyState::Ready]);
+                }
             }
         }
     }
