@@ -128,7 +128,7 @@ fn serve_tells_the_service_manager_when_it_is_ready_reloads_and_stops() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let mut next = || {
+    let next = || {
         let mut buf = [0u8; 512];
         let n = socket
             .recv(&mut buf)
