@@ -58,6 +58,7 @@ pub(crate) struct Layout<'a> {
     pub(crate) name: &'a str,
     pub(crate) listen: SocketAddr,
     pub(crate) database: &'a str,
+    pub(crate) keys_dir: &'a str,
     pub(crate) cert: &'a str,
     pub(crate) key: &'a str,
     pub(crate) client_ca: &'a str,
@@ -80,8 +81,13 @@ pub struct Production {
     pub key: PathBuf,
     pub client_ca: PathBuf,
     pub crls: Vec<PathBuf>,
-    /// `postgres://...`, or None for `sqlite://sluis.db` in the folder.
+    /// `postgres://...` or `sqlite:///ABSOLUTE/FILE`; None: `sqlite://sluis.db`
+    /// in the folder.
     pub database: Option<String>,
+    /// Where the node's keys are made; None: `keys/` in the folder. The
+    /// layout of `deploy/systemd` keeps them in the state directory, apart
+    /// from the read-only configuration.
+    pub keys_dir: Option<PathBuf>,
 }
 
 /// Writes a production node folder (see the module documentation) and
@@ -121,7 +127,18 @@ pub async fn production(p: &Production) -> Result<PathBuf, InitError> {
         move |source| InitError::Io { path, source }
     };
     std::fs::create_dir_all(&p.dir).map_err(io(&p.dir))?;
-    Keys::create(&p.dir.join("keys"))?;
+    let keys_dir = match &p.keys_dir {
+        None => p.dir.join("keys"),
+        Some(k) => {
+            std::fs::create_dir_all(k).map_err(io(k))?;
+            absolute("--keys-dir", k)?
+        }
+    };
+    Keys::create(&keys_dir)?;
+    let keys_text = match &p.keys_dir {
+        None => "keys".to_string(),
+        Some(_) => text(&keys_dir),
+    };
     let policy_path = p.dir.join("policy.cedar");
     std::fs::write(&policy_path, DEFAULT_POLICY).map_err(io(&policy_path))?;
     let mut config = config_text(&Layout {
@@ -129,6 +146,7 @@ pub async fn production(p: &Production) -> Result<PathBuf, InitError> {
         name: &p.name,
         listen: p.listen,
         database,
+        keys_dir: &keys_text,
         cert: &text(&cert),
         key: &text(&key),
         client_ca: &text(&client_ca),
@@ -170,8 +188,12 @@ pub fn checklist(p: &Production, config_path: &Path, report: &crate::check::Repo
     let c = config_path.display();
     let _ = writeln!(
         s,
-        "wrote a node to {}: sluis.toml, policy.cedar, keys/",
-        p.dir.display()
+        "wrote a node to {}: sluis.toml, policy.cedar; its keys in {}",
+        p.dir.display(),
+        p.keys_dir
+            .clone()
+            .unwrap_or_else(|| p.dir.join("keys"))
+            .display()
     );
     let _ = writeln!(s, "\nbefore it serves:");
     let mut item = |text: String| {
@@ -186,10 +208,10 @@ pub fn checklist(p: &Production, config_path: &Path, report: &crate::check::Repo
         );
     }
     item("have the privacy officer review policy.cedar (it is the LVV default policy)".into());
-    item(format!(
-        "back up {}/keys now, apart from the database: without them the data, the pseudonyms and the log's signatures are lost (docs/operations.md)",
-        p.dir.display()
-    ));
+    item(
+        "back up the keys now, apart from the database: without them the data, the pseudonyms and the log's signatures are lost (docs/operations.md)"
+            .into(),
+    );
     item(format!(
         "check node.listen ({}) and node.database ({})",
         p.listen,
@@ -244,7 +266,7 @@ pub(crate) fn config_text(layout: &Layout<'_>) -> String {
 name = {name}
 listen = "{listen}"
 # data.key (AES-256), pseudonym.key, signing.key (Ed25519): never in the database.
-keys_dir = "keys"
+keys_dir = {keys_dir}
 # sqlite://FILE, or postgres://USER@HOST:5432/DB for replicas.
 database = {database}
 # The Cedar policy: which role may receive which category for which purpose.
@@ -334,6 +356,7 @@ max_validity_days = {max_validity_days}
         made_by = layout.made_by,
         name = quoted(layout.name),
         database = quoted(layout.database),
+        keys_dir = quoted(layout.keys_dir),
         cert = quoted(layout.cert),
         key = quoted(layout.key),
         client_ca = quoted(layout.client_ca),

@@ -50,7 +50,7 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         dir: PathBuf,
         /// A development node: a dev CA, a localhost certificate and sample participants.
-        #[arg(long, conflicts_with_all = ["name", "cert", "key", "ca", "crl", "database"])]
+        #[arg(long, conflicts_with_all = ["name", "cert", "key", "ca", "crl", "database", "keys_dir"])]
         dev: bool,
         /// The node's name, e.g. sluis.gemeente.example: the origin of its signed receipts and
         /// checkpoints (no spaces or '+').
@@ -71,6 +71,9 @@ enum Command {
         /// The database: postgres://USER@HOST:5432/DB (default: sqlite://sluis.db in DIR).
         #[arg(long, value_name = "URL")]
         database: Option<String>,
+        /// Where to make the node's keys (default: DIR/keys), e.g. /var/lib/sluis/keys.
+        #[arg(long, value_name = "DIR")]
+        keys_dir: Option<PathBuf>,
         /// Address the node will listen on (default: 0.0.0.0:7443; with --dev 127.0.0.1:7443).
         #[arg(long)]
         listen: Option<SocketAddr>,
@@ -280,6 +283,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             ca,
             crl,
             database,
+            keys_dir,
             listen,
         } => {
             let (Some(name), Some(cert), Some(key), Some(client_ca)) = (name, cert, key, ca) else {
@@ -296,6 +300,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 client_ca,
                 crls: crl,
                 database,
+                keys_dir,
             };
             let path = crate::init::production(&production).await?;
             let report = crate::check::check(&path);

@@ -104,6 +104,7 @@ fn config_text(listen: SocketAddr) -> String {
         name: "sluis-dev.example",
         listen,
         database: "sqlite://sluis.db",
+        keys_dir: "keys",
         cert: "pki/node.pem",
         key: "pki/node.key",
         client_ca: "pki/ca.pem",
