@@ -416,12 +416,16 @@ Client certificates for every dev participant are in {d}/pki/clients/. Stop with
             port = addr.port()
         );
     }
+    // READY only once SIGHUP is handled: a reload sent the moment the
+    // service manager reports the node started must not end it.
     let status = format!("serving on {addr}");
-    notify(&[
-        sd_notify::NotifyState::Ready,
-        sd_notify::NotifyState::Status(&status),
-    ]);
-    wait_for_signals(&node).await;
+    wait_for_signals(&node, || {
+        notify(&[
+            sd_notify::NotifyState::Ready,
+            sd_notify::NotifyState::Status(&status),
+        ])
+    })
+    .await;
     eprintln!("shutting down");
     notify(&[sd_notify::NotifyState::Stopping]);
     node.shutdown().await?;
@@ -438,7 +442,8 @@ fn notify(state: &[sd_notify::NotifyState<'_>]) {
 }
 
 /// Ctrl-C or SIGTERM stops the node; SIGHUP reloads certificates and CRLs.
-async fn wait_for_signals(node: &Node) {
+/// `ready` runs once the handlers are in place.
+async fn wait_for_signals(node: &Node, ready: impl FnOnce()) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -446,9 +451,11 @@ async fn wait_for_signals(node: &Node) {
             signal(SignalKind::terminate()),
             signal(SignalKind::hangup()),
         ) else {
+            ready();
             let _ = tokio::signal::ctrl_c().await;
             return;
         };
+        ready();
         loop {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => return,
@@ -466,6 +473,7 @@ async fn wait_for_signals(node: &Node) {
     }
     #[cfg(not(unix))]
     {
+        ready();
         let _ = tokio::signal::ctrl_c().await;
     }
 }
