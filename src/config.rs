@@ -106,6 +106,11 @@ pub struct TlsConfig {
     /// one keeps the identity it was given.
     #[serde(default = "default_max_connection_age_secs")]
     pub max_connection_age_secs: u64,
+    /// `sluis check-config` (and so `serve` at start) warns when the node
+    /// certificate, a client CA or a deciding CRL ends within this many
+    /// days; one that has ended is an error.
+    #[serde(default = "default_expiry_warning_days")]
+    pub expiry_warning_days: u32,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -462,6 +467,9 @@ pub(crate) fn default_checkpoint_interval_ms() -> u64 {
 pub(crate) fn default_handshake_timeout_ms() -> u64 {
     10_000
 }
+pub(crate) fn default_expiry_warning_days() -> u32 {
+    30
+}
 pub(crate) fn default_max_connection_age_secs() -> u64 {
     3_600
 }
@@ -514,8 +522,38 @@ fn default_unregistered_records_per_certificate() -> usize {
     16
 }
 
+/// One thing wrong with a configuration that parsed: where (a key path
+/// such as `node.name` or `participant.2.oin`, array entries counted from
+/// 0), what, and how to fix it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigProblem {
+    pub at: String,
+    pub message: String,
+    pub fix: String,
+}
+
 impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let (config, _) = Config::parse(path)?;
+        let problems = config.problems();
+        if !problems.is_empty() {
+            let message = problems
+                .iter()
+                .map(|p| p.message.as_str())
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Err(ConfigError::Invalid {
+                path: path.to_path_buf(),
+                message,
+            });
+        }
+        Ok(config)
+    }
+
+    /// Reads and parses the file without checking the values (see
+    /// [`Config::problems`]); also returns the text, for locating
+    /// problems in it.
+    pub(crate) fn parse(path: &Path) -> Result<(Config, String), ConfigError> {
         let text =
             crate::files::read_to_string(path, crate::files::Kind::Config).map_err(|source| {
                 ConfigError::Read {
@@ -531,83 +569,173 @@ impl Config {
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."));
-        config.validate(path)?;
-        Ok(config)
+        Ok((config, text))
     }
 
-    fn validate(&self, path: &Path) -> Result<(), ConfigError> {
-        let invalid = |message: String| ConfigError::Invalid {
-            path: path.to_path_buf(),
-            message,
+    /// Every value that would stop the node, all of them (not only the
+    /// first), in the order of the file's sections.
+    pub(crate) fn problems(&self) -> Vec<ConfigProblem> {
+        let mut out = Vec::new();
+        let mut problem = |at: String, message: String, fix: &str| {
+            out.push(ConfigProblem {
+                at,
+                message,
+                fix: fix.to_string(),
+            })
         };
         // The name signs receipts and checkpoints: a signed-note key name
         // (C2SP), and the first line of each note.
         if !crate::tlog::note::valid_key_name(&self.node.name)
             || !self.node.name.chars().all(crate::model::printable_in_line)
+            || !valid_node_name(&self.node.name)
         {
-            return Err(invalid(
-                "node.name must be a name without spaces, '+' or control characters, e.g. sluis.gemeente.example".into(),
-            ));
+            problem(
+                "node.name".into(),
+                "node.name must be 1-255 characters without spaces, control characters or '+' \
+                 (it names the node's key in signed notes)"
+                    .into(),
+                "use a DNS-like name, e.g. sluis.gemeente.example",
+            );
         }
-        for p in &self.node.purposes {
+        for (i, p) in self.node.purposes.iter().enumerate() {
             if !is_name(p) {
-                return Err(invalid(format!(
-                    "purpose '{}' must be 1-64 characters of a-z, 0-9, '-', '_' or '.'",
-                    p.escape_debug()
-                )));
+                problem(
+                    format!("node.purposes.{i}"),
+                    format!(
+                        "purpose '{}' must be 1-64 characters of a-z, 0-9, '-', '_' or '.'",
+                        p.escape_debug()
+                    ),
+                    "spell the purpose in lower case without spaces, e.g. case_consultation",
+                );
             }
         }
-        let mut seen = std::collections::HashSet::new();
-        for p in &self.participants {
+        let mut ids = std::collections::HashMap::new();
+        let mut oins = std::collections::HashMap::new();
+        let mut pins = std::collections::HashMap::new();
+        for (i, p) in self.participants.iter().enumerate() {
+            let at = |field: &str| format!("participant.{i}.{field}");
             if !is_name(&p.id) {
-                return Err(invalid(format!(
-                    "participant id '{}' must be 1-64 characters of a-z, 0-9, '-', '_' or '.'",
-                    p.id
-                )));
+                problem(
+                    at("id"),
+                    format!(
+                        "participant id '{}' must be 1-64 characters of a-z, 0-9, '-', '_' or '.'",
+                        p.id.escape_debug()
+                    ),
+                    "use a short lower-case id, e.g. gemeente-utrecht",
+                );
             }
-            if !seen.insert(p.id.as_str()) {
-                return Err(invalid(format!(
-                    "participant id '{}' is listed twice",
-                    p.id
-                )));
+            if let Some(first) = ids.insert(p.id.as_str(), i) {
+                let _ = first;
+                problem(
+                    at("id"),
+                    format!("participant id '{}' is listed twice", p.id.escape_debug()),
+                    "give every participant its own id, or remove the second entry",
+                );
             }
-            p.role
-                .parse::<Role>()
-                .map_err(|e| invalid(format!("participant '{}': {e}", p.id)))?;
+            if let Err(e) = p.role.parse::<Role>() {
+                problem(
+                    at("role"),
+                    format!("participant '{}': {e}", p.id.escape_debug()),
+                    "use one of the roles the message lists",
+                );
+            }
             match (&p.oin, &p.spki_sha256) {
-                (None, None) => {
-                    return Err(invalid(format!(
+                (None, None) => problem(
+                    format!("participant.{i}"),
+                    format!(
                         "participant '{}' needs an oin or an spki_sha256 to be recognised",
-                        p.id
-                    )));
+                        p.id.escape_debug()
+                    ),
+                    "add oin = \"<the 20-digit OIN in its certificate's subject serialNumber>\", \
+                     or spki_sha256 = \"<hex SHA-256 of its certificate's public key>\"",
+                ),
+                (oin, pin) => {
+                    if let Some(oin) = oin {
+                        if !(oin.len() == 20 && oin.bytes().all(|b| b.is_ascii_digit())) {
+                            problem(
+                                at("oin"),
+                                format!(
+                                    "participant '{}': oin must be 20 digits",
+                                    p.id.escape_debug()
+                                ),
+                                "copy the OIN from the participant's certificate (subject serialNumber)",
+                            );
+                        } else if let Some(first) = oins.insert(oin.as_str(), p.id.as_str()) {
+                            // A certificate names one organisation: the
+                            // registry would give both entries one identity.
+                            problem(
+                                at("oin"),
+                                format!(
+                                    "participants '{}' and '{}' have the same oin {oin}: a certificate with it would be taken for one of them",
+                                    first.escape_debug(),
+                                    p.id.escape_debug()
+                                ),
+                                "register each organisation once; correct the OIN of the one that is wrong",
+                            );
+                        }
+                    }
+                    if let Some(fp) = pin {
+                        if !(fp.len() == 64 && fp.bytes().all(|b| b.is_ascii_hexdigit())) {
+                            problem(
+                                at("spki_sha256"),
+                                format!(
+                                    "participant '{}': spki_sha256 must be 64 hex digits",
+                                    p.id.escape_debug()
+                                ),
+                                "give the hex SHA-256 of the certificate's SubjectPublicKeyInfo",
+                            );
+                        } else if let Some(first) =
+                            pins.insert(fp.to_ascii_lowercase(), p.id.as_str())
+                        {
+                            problem(
+                                at("spki_sha256"),
+                                format!(
+                                    "participants '{}' and '{}' pin the same key (spki_sha256): a certificate with it would be taken for one of them",
+                                    first.escape_debug(),
+                                    p.id.escape_debug()
+                                ),
+                                "give each participant the fingerprint of its own key",
+                            );
+                        }
+                    }
                 }
-                (Some(oin), _) if !(oin.len() == 20 && oin.bytes().all(|b| b.is_ascii_digit())) => {
-                    return Err(invalid(format!(
-                        "participant '{}': oin must be 20 digits",
-                        p.id
-                    )));
-                }
-                (_, Some(fp)) if !(fp.len() == 64 && fp.bytes().all(|b| b.is_ascii_hexdigit())) => {
-                    return Err(invalid(format!(
-                        "participant '{}': spki_sha256 must be 64 hex digits",
-                        p.id
-                    )));
-                }
-                _ => {}
             }
         }
-        self.statistics.settings().check().map_err(invalid)?;
-        if let Some(k) = &self.processing_log.officer_key {
-            crate::gateway::officer::OfficerKey::parse(k)
-                .map_err(|e| invalid(format!("processing_log.officer_key: {e}")))?;
+        if let Err(e) = self.statistics.settings().check() {
+            problem("statistics".into(), e, "see docs/statistics.md");
+        }
+        if self.database.wal_limit_mb == 0 || self.database.wal_warn_mb < self.database.wal_limit_mb
+        {
+            problem(
+                "database.wal_warn_mb".into(),
+                "database.wal_limit_mb must be at least 1, and wal_warn_mb at least wal_limit_mb"
+                    .into(),
+                "raise wal_warn_mb to at least wal_limit_mb",
+            );
+        }
+        // Every number is bounded: a value past what the runtime can
+        // represent (a timer, a semaphore) would panic the node at start
+        // or on its first connection instead of being refused here.
+        if let Some(k) = &self.processing_log.officer_key
+            && let Err(e) = crate::gateway::officer::OfficerKey::parse(k)
+        {
+            problem(
+                "processing_log.officer_key".into(),
+                format!("processing_log.officer_key: {e}"),
+                "paste the public key `sluis audit officer-key` printed, or remove the line",
+            );
         }
         for (purpose, uri) in &self.processing_log.activities {
             if !self.node.purposes.contains(purpose) {
-                return Err(invalid(format!(
-                    "processing_log.activities: '{}' is not one of node.purposes ({})",
-                    purpose.escape_debug(),
-                    self.node.purposes.join(", ")
-                )));
+                problem(
+                    format!("processing_log.activities.{purpose}"),
+                    format!(
+                        "processing_log.activities: '{}' is not one of node.purposes ({})",
+                        purpose.escape_debug(),
+                        self.node.purposes.join(", ")
+                    ),
+                    "name a purpose the node has, or remove the line",
+                );
             }
             let scheme_ok = uri.split_once(':').is_some_and(|(scheme, rest)| {
                 !scheme.is_empty()
@@ -618,51 +746,57 @@ impl Config {
                     && !rest.is_empty()
             });
             if !scheme_ok || uri.len() > 512 || !uri.chars().all(|c| c.is_ascii_graphic()) {
-                return Err(invalid(format!(
-                    "processing_log.activities.{purpose}: must be a URI (scheme:rest, at most 512 visible ASCII characters), e.g. https://register.example/verwerkingsactiviteiten/1"
-                )));
+                problem(
+                    format!("processing_log.activities.{purpose}"),
+                    format!(
+                        "processing_log.activities.{purpose}: must be a URI (scheme:rest, at most 512 visible ASCII characters)"
+                    ),
+                    "use the register's URI, e.g. https://register.example/verwerkingsactiviteiten/1",
+                );
             }
         }
         if !(1..=10_000).contains(&self.statistics.requests_per_minute) {
-            return Err(invalid(
-                "statistics.requests_per_minute must be from 1 to 10000".to_string(),
-            ));
+            problem(
+                "statistics.requests_per_minute".into(),
+                "statistics.requests_per_minute must be from 1 to 10000".into(),
+                "set it within the range, or remove it for the default (30)",
+            );
         }
-        if self.database.wal_limit_mb == 0 || self.database.wal_warn_mb < self.database.wal_limit_mb
-        {
-            return Err(invalid(
-                "database.wal_limit_mb must be at least 1, and wal_warn_mb at least wal_limit_mb"
-                    .into(),
-            ));
-        }
-        if !valid_node_name(&self.node.name) {
-            return Err(invalid(
-                "node.name must be 1-255 characters without spaces, control characters or '+' \
-                 (it names the node's key in signed notes)"
-                    .into(),
-            ));
-        }
-        // Every number is bounded: a value past what the runtime can
-        // represent (a timer, a semaphore) would panic the node at start
-        // or on its first connection instead of being refused here.
         if let Some(endpoint) = &self.telemetry.otlp_endpoint
             && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
         {
-            return Err(invalid(
-                "telemetry.otlp_endpoint must be an http:// or https:// URL, e.g. http://127.0.0.1:4317"
-                    .into(),
-            ));
+            problem(
+                "telemetry.otlp_endpoint".into(),
+                "telemetry.otlp_endpoint must be an http:// or https:// URL".into(),
+                "e.g. http://127.0.0.1:4317, or remove the line to export nothing",
+            );
         }
         if let Some(name) = &self.telemetry.service_name
             && (name.is_empty()
                 || name.len() > 255
                 || !name.chars().all(crate::model::printable_in_line))
         {
-            return Err(invalid(
+            problem(
+                "telemetry.service_name".into(),
                 "telemetry.service_name must be 1-255 printable characters".into(),
-            ));
+                "shorten it, or remove it for the node's name",
+            );
         }
-        let bounds: [(&str, u64, u64, u64); 26] = [
+        for (name, value, min, max) in self.bounds() {
+            if !(min..=max).contains(&value) {
+                problem(
+                    name.into(),
+                    format!("{name} must be {min} to {max}"),
+                    "set it within the range, or remove it for the default",
+                );
+            }
+        }
+        out
+    }
+
+    /// Each numeric setting with its bounds: (name, value, min, max).
+    fn bounds(&self) -> [(&'static str, u64, u64, u64); 27] {
+        [
             (
                 "limits.max_connections_per_source",
                 self.limits.max_connections_per_source as u64,
@@ -814,13 +948,13 @@ impl Config {
                 1,
                 36_525,
             ),
-        ];
-        for (name, value, min, max) in bounds {
-            if !(min..=max).contains(&value) {
-                return Err(invalid(format!("{name} must be {min} to {max}")));
-            }
-        }
-        Ok(())
+            (
+                "tls.expiry_warning_days",
+                u64::from(self.tls.expiry_warning_days),
+                1,
+                3_650,
+            ),
+        ]
     }
 
     /// The OTLP export `[telemetry]` asks for, if any: the service named

@@ -13,10 +13,11 @@
 //! - **the `sluis` binary**: [`cli::main`];
 //! - **the integration tests** (`tests/`), which start real nodes and check
 //!   them from outside: [`node::Node`] and [`config::Config`], a dev node
-//!   ([`dev`]), certificates made on the fly and the mTLS channel ([`net`]),
-//!   the API and its clients ([`rpc`]), and what a privacy officer checks
-//!   offline — records, proofs, checkpoints, verification ([`tlog`]) and
-//!   the node's database read as an officer would ([`store`]);
+//!   ([`dev`]), the configuration check ([`check`]), certificates made on
+//!   the fly and the mTLS channel ([`net`]), the API and its clients
+//!   ([`rpc`]), and what a privacy officer checks offline — records,
+//!   proofs, checkpoints, verification ([`tlog`]) and the node's database
+//!   read as an officer would ([`store`]);
 //! - **the benchmark package** (`bench/`), which starts nodes as the tests
 //!   do ([`node`], [`config`], [`dev::init`], [`dev::sample`]'s cases) and
 //!   loads them through the API ([`rpc`], [`net::client`]); serves bare
@@ -35,11 +36,13 @@
 //! `model`, the shared vocabulary. ARCHITECTURE.md lists the exceptions.
 #![forbid(unsafe_code)]
 
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod dev;
 pub mod files;
 pub mod gateway;
+pub mod init;
 pub mod model;
 pub mod net;
 pub mod node;

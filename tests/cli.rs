@@ -46,7 +46,11 @@ fn demo_runs_the_scenario_and_passes() {
 fn init_refuses_to_overwrite_and_help_explains() {
     let dir = tempfile::tempdir().unwrap();
     let node = dir.path().join("node");
-    let ok = sluis().args(["init", "--dir"]).arg(&node).output().unwrap();
+    let ok = sluis()
+        .args(["init", "--dev", "--dir"])
+        .arg(&node)
+        .output()
+        .unwrap();
     assert!(
         ok.status.success(),
         "{}",
@@ -62,7 +66,11 @@ fn init_refuses_to_overwrite_and_help_explains() {
     ] {
         assert!(node.join(f).exists(), "{f} written");
     }
-    let again = sluis().args(["init", "--dir"]).arg(&node).output().unwrap();
+    let again = sluis()
+        .args(["init", "--dev", "--dir"])
+        .arg(&node)
+        .output()
+        .unwrap();
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already holds a node"));
 
@@ -82,4 +90,71 @@ fn init_refuses_to_overwrite_and_help_explains() {
             .join("pki/clients/ngo-vluchtelingenwerk.pem")
             .exists()
     );
+}
+
+/// Under systemd (`Type=notify`, `deploy/sluis.service`) the node says when
+/// it serves, when it reloads on SIGHUP and when it stops, on the socket
+/// `NOTIFY_SOCKET` names.
+#[cfg(unix)]
+#[test]
+fn serve_tells_the_service_manager_when_it_is_ready_reloads_and_stops() {
+    use std::os::unix::net::UnixDatagram;
+    use std::time::Duration;
+
+    let dir = tempfile::tempdir().unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let node = dir.path().join("node");
+    let init = sluis()
+        .args(["init", "--dev", "--dir"])
+        .arg(&node)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .output()
+        .unwrap();
+    assert!(init.status.success());
+    let socket_path = dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut child = sluis()
+        .args(["serve", "--config"])
+        .arg(node.join("sluis.toml"))
+        .env("NOTIFY_SOCKET", &socket_path)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let next = || {
+        let mut buf = [0u8; 512];
+        let n = socket
+            .recv(&mut buf)
+            .expect("a notification within a minute");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let ready = next();
+    assert!(ready.lines().any(|l| l == "READY=1"), "{ready}");
+    assert!(
+        ready.contains(&format!("STATUS=serving on 127.0.0.1:{port}")),
+        "{ready}"
+    );
+    // Ready means listening.
+    std::net::TcpStream::connect(("127.0.0.1", port)).expect("the node listens once ready");
+
+    let signal = |name: &str| {
+        let ok = std::process::Command::new("kill")
+            .args([name, &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    };
+    signal("-HUP");
+    assert_eq!(next().trim(), "RELOADING=1");
+    assert_eq!(next().trim(), "READY=1");
+    signal("-TERM");
+    assert_eq!(next().trim(), "STOPPING=1");
+    assert!(child.wait().unwrap().success());
 }

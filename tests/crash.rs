@@ -51,7 +51,7 @@ impl NodeDir {
         let dir = tempfile::tempdir().unwrap();
         let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let out = sluis()
-            .args(["init", "--dir"])
+            .args(["init", "--dev", "--dir"])
             .arg(dir.path())
             .args(["--listen", &addr.to_string()])
             .output()

@@ -177,7 +177,11 @@ async fn three_replicas_keep_one_log_through_a_sigkill() {
     require_postgres();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_path_buf();
-    let out = sluis().args(["init", "--dir"]).arg(&dir).output().unwrap();
+    let out = sluis()
+        .args(["init", "--dev", "--dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
     assert!(out.status.success());
     use_test_database(&dir).await;
     let out = sluis()

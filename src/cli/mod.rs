@@ -44,13 +44,47 @@ enum Command {
         #[arg(long, value_name = "FILE", required_unless_present = "dev")]
         config: Option<PathBuf>,
     },
-    /// Write a ready-to-run node directory (dev PKI, keys, policy, config, database) without serving.
+    /// Write a node folder (config, policy, keys, database) around your own certificates, and
+    /// print what is left to fill in; with --dev, a ready-to-run development node (dev PKI,
+    /// one sample participant per role).
     Init {
         #[arg(long, value_name = "DIR")]
         dir: PathBuf,
-        /// Address the node will listen on.
-        #[arg(long, default_value = "127.0.0.1:7443")]
-        listen: SocketAddr,
+        /// A development node: a dev CA, a localhost certificate and sample participants.
+        #[arg(long, conflicts_with_all = ["name", "cert", "key", "ca", "crl", "database", "keys_dir"])]
+        dev: bool,
+        /// The node's name, e.g. sluis.gemeente.example: the origin of its signed receipts and
+        /// checkpoints (no spaces or '+').
+        #[arg(long, required_unless_present = "dev")]
+        name: Option<String>,
+        /// The node's certificate chain (PEM, its own certificate first).
+        #[arg(long, value_name = "PEM", required_unless_present = "dev")]
+        cert: Option<PathBuf>,
+        /// The node certificate's private key (PEM).
+        #[arg(long, value_name = "PEM", required_unless_present = "dev")]
+        key: Option<PathBuf>,
+        /// The CA certificates (PEM) that issue your participants' client certificates.
+        #[arg(long, value_name = "PEM", required_unless_present = "dev")]
+        ca: Option<PathBuf>,
+        /// A CRL file (PEM) of a client CA; repeat for each CA.
+        #[arg(long, value_name = "PEM")]
+        crl: Vec<PathBuf>,
+        /// The database: postgres://USER@HOST:5432/DB (default: sqlite://sluis.db in DIR).
+        #[arg(long, value_name = "URL")]
+        database: Option<String>,
+        /// Where to make the node's keys (default: DIR/keys), e.g. /var/lib/sluis/keys.
+        #[arg(long, value_name = "DIR")]
+        keys_dir: Option<PathBuf>,
+        /// Address the node will listen on (default: 0.0.0.0:7443; with --dev 127.0.0.1:7443).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Check a node's configuration, certificates, keys and policy, and report every problem
+    /// at once, each with its file, line and fix. Exit 0 when nothing stops the node (warnings
+    /// may remain), 1 otherwise. `serve` runs the same check first.
+    CheckConfig {
+        #[arg(long, value_name = "FILE", default_value = "sluis.toml")]
+        config: PathBuf,
     },
     /// Development certificates.
     Certs {
@@ -270,6 +304,20 @@ async fn serve_command(dev: bool, dir: &Path, config: Option<PathBuf>) -> ExitCo
     } else {
         config.expect("clap requires --config without --dev")
     };
+    // Everything that would stop the node or lock its callers out, found
+    // before it starts: the same check as `sluis check-config`.
+    let report = crate::check::check(&path);
+    if report.has_errors() {
+        for f in report.errors() {
+            eprintln!("{f}");
+        }
+        let e = anyhow::anyhow!(
+            "the node does not start: {} problem(s) in its configuration (above; `sluis check-config --config {}` lists them)",
+            report.errors().count(),
+            path.display()
+        );
+        return fail_to_start(None, &e).await;
+    }
     let config = match Config::load(&path) {
         Ok(c) => c,
         Err(e) => return fail_to_start(None, &e.into()).await,
@@ -280,6 +328,9 @@ async fn serve_command(dev: bool, dir: &Path, config: Option<PathBuf>) -> ExitCo
     };
     if created {
         tracing::info!(dir = %dir.display(), "created a development node");
+    }
+    for f in report.warnings() {
+        tracing::warn!(file = %f.file.display(), line = f.line, problem = %f.problem, fix = %f.fix, "configuration warning");
     }
     match serve(&config, dev.then_some(dir)).await {
         Ok(()) => {
@@ -310,14 +361,71 @@ async fn fail_to_start(
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve { dev, dir, config } => Ok(serve_command(dev, &dir, config).await),
-        Command::Init { dir, listen } => {
+        Command::Init {
+            dir,
+            dev: true,
+            listen,
+            ..
+        } => {
+            let listen = listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7443)));
             let path = init::init(&dir, listen).await?;
             println!(
-                "wrote a node to {}; start it with: sluis serve --config {}",
+                "wrote a development node to {}; start it with: sluis serve --config {}",
                 dir.display(),
                 path.display()
             );
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Init {
+            dir,
+            dev: false,
+            name,
+            cert,
+            key,
+            ca,
+            crl,
+            database,
+            keys_dir,
+            listen,
+        } => {
+            let (Some(name), Some(cert), Some(key), Some(client_ca)) = (name, cert, key, ca) else {
+                anyhow::bail!(
+                    "give --name, --cert, --key and --ca (or --dev for a development node)"
+                );
+            };
+            let production = crate::init::Production {
+                dir,
+                name,
+                listen: listen.unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 7443))),
+                cert,
+                key,
+                client_ca,
+                crls: crl,
+                database,
+                keys_dir,
+            };
+            let path = crate::init::production(&production).await?;
+            let report = crate::check::check(&path);
+            print!("{}", crate::init::checklist(&production, &path, &report));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CheckConfig { config } => {
+            let report = crate::check::check(&config);
+            for f in &report.findings {
+                println!("{f}");
+            }
+            let (errors, warnings) = (report.errors().count(), report.warnings().count());
+            println!(
+                "{}: {errors} error{}, {warnings} warning{}",
+                config.display(),
+                if errors == 1 { "" } else { "s" },
+                if warnings == 1 { "" } else { "s" }
+            );
+            Ok(if errors == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::Certs {
             command: CertsCommand::Init { dir, hosts },
@@ -410,14 +518,34 @@ grpcurl -plaintext {probes} list\n"
             }
         }
     }
-    wait_for_signals(&node).await;
+    // READY only once SIGHUP is handled: a reload sent the moment the
+    // service manager reports the node started must not end it.
+    let status = format!("serving on {addr}");
+    wait_for_signals(&node, || {
+        notify(&[
+            sd_notify::NotifyState::Ready,
+            sd_notify::NotifyState::Status(&status),
+        ])
+    })
+    .await;
     tracing::info!("shutting down: draining requests, signing the log's tail");
+    notify(&[sd_notify::NotifyState::Stopping]);
     node.shutdown().await?;
     Ok(())
 }
 
+/// Tells the service manager (systemd, `Type=notify`) how the node is: a
+/// no-op where `NOTIFY_SOCKET` is not set; a failure to tell is logged, never
+/// fatal (the node serves either way).
+fn notify(state: &[sd_notify::NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(state) {
+        tracing::warn!(error = %e, "cannot notify the service manager (NOTIFY_SOCKET)");
+    }
+}
+
 /// Ctrl-C or SIGTERM stops the node; SIGHUP reloads certificates and CRLs.
-async fn wait_for_signals(node: &Node) {
+/// `ready` runs once the handlers are in place.
+async fn wait_for_signals(node: &Node, ready: impl FnOnce()) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -425,22 +553,29 @@ async fn wait_for_signals(node: &Node) {
             signal(SignalKind::terminate()),
             signal(SignalKind::hangup()),
         ) else {
+            ready();
             let _ = tokio::signal::ctrl_c().await;
             return;
         };
+        ready();
         loop {
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => return,
                 _ = term.recv() => return,
-                _ = hup.recv() => match node.reload_tls() {
-                    Ok(()) => tracing::info!("TLS certificates and CRLs reloaded"),
-                    Err(e) => tracing::error!(error = %crate::telemetry::chain(&e), "TLS reload failed; keeping the previous configuration"),
-                },
+                _ = hup.recv() => {
+                    notify(&[sd_notify::NotifyState::Reloading]);
+                    match node.reload_tls() {
+                        Ok(()) => tracing::info!("TLS certificates and CRLs reloaded"),
+                        Err(e) => tracing::error!(error = %crate::telemetry::chain(&e), "TLS reload failed; keeping the previous configuration"),
+                    }
+                    notify(&[sd_notify::NotifyState::Ready]);
+                }
             }
         }
     }
     #[cfg(not(unix))]
     {
+        ready();
         let _ = tokio::signal::ctrl_c().await;
     }
 }

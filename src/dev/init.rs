@@ -6,14 +6,14 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use crate::config::{Config, ConfigError};
-use crate::gateway::vault::{Keys, VaultError};
-use crate::model::DEFAULT_PURPOSES;
-use crate::net::pki::{self, CertError};
+use crate::config::Config;
+use crate::gateway::vault::Keys;
+use crate::init::Layout;
+use crate::net::pki;
 use crate::policy::DEFAULT_POLICY;
-use crate::store::{Store, StoreError};
+use crate::store::Store;
 
-pub const CONFIG_FILE: &str = "sluis.toml";
+pub use crate::init::{CONFIG_FILE, InitError};
 
 /// One participant per role, as in an LVV region (fictional OINs).
 pub const DEV_PARTICIPANTS: [(&str, &str, &str, &str); 7] = [
@@ -68,25 +68,6 @@ pub(crate) fn pki_participants() -> Vec<(String, String, Option<String>)> {
         .iter()
         .map(|(id, name, _, oin)| (id.to_string(), name.to_string(), Some(oin.to_string())))
         .collect()
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum InitError {
-    #[error("{0} already holds a node (sluis.toml exists); use it, or pick another --dir")]
-    Exists(PathBuf),
-    #[error("cannot write {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("certificates: {0}")]
-    Certs(#[from] CertError),
-    #[error("keys: {0}")]
-    Keys(#[from] VaultError),
-    #[error("database: {0}")]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Config(#[from] ConfigError),
 }
 
 /// Writes a complete dev node into `dir` and returns its config path.
@@ -146,142 +127,28 @@ fn dev_probes(listen: SocketAddr) -> SocketAddr {
 }
 
 /// The configuration of a dev node: its own paths and participants, and
-/// every other setting at its default, each with what it does — written
-/// from the defaults themselves, so that the file shows what a node runs
-/// with (a test checks it names every field of [`Config`]).
+/// every other setting at its default (see [`crate::init::config_text`]).
 fn config_text(listen: SocketAddr, officer_key: &str) -> String {
-    use crate::config::{
-        ConsentConfig, DatabaseConfig, Limits, StatisticsConfig, TelemetryConfig,
-        default_checkpoint_interval_ms, default_first_byte_timeout_ms,
-        default_handshake_timeout_ms, default_max_connection_age_secs,
-    };
-    let limits = Limits::default();
-    let database = DatabaseConfig::default();
-    let statistics = StatisticsConfig::default();
-    let consent = ConsentConfig::default();
-    let telemetry = TelemetryConfig::default();
-    let purposes: Vec<String> = DEFAULT_PURPOSES
+    let mut s = crate::init::config_text(&Layout {
+        made_by: "development node made by `sluis init --dev`",
+        name: "sluis-dev.example",
+        listen,
+        database: "sqlite://sluis.db",
+        keys_dir: "keys",
+        cert: "pki/node.pem",
+        key: "pki/node.key",
+        client_ca: "pki/ca.pem",
+        crls: &["pki/crl.pem"],
+    });
+    let activities: String = crate::model::DEFAULT_PURPOSES
         .iter()
-        .map(|p| format!("\"{p}\""))
+        .map(|p| {
+            format!("{p} = \"https://register.gemeente.example/verwerkingsactiviteiten/lvv-{p}\"\n")
+        })
         .collect();
-    let mut s = String::new();
     let _ = write!(
         s,
-        r#"# sluis node configuration (development node made by `sluis init`).
-# Relative paths are resolved against this file's folder. Every setting
-# below that has a default is shown at its default.
-
-[node]
-# Origin name in signed notes (consent receipts, log checkpoints): no
-# spaces, '+' or control characters.
-name = "sluis-dev.example"
-listen = "{listen}"
-# data.key (AES-256), pseudonym.key, signing.key (Ed25519): never in the database.
-keys_dir = "keys"
-# sqlite://FILE, or postgres://USER@HOST:5432/DB for replicas.
-database = "sqlite://sluis.db"
-# The Cedar policy: which role may receive which category for which purpose.
-policy = "policy.cedar"
-# Purposes callers may state.
-purposes = [{purposes}]
-# The access log signs a checkpoint at least this often while entries arrive.
-checkpoint_interval_ms = {checkpoint_interval_ms}
-
-[tls]
-cert = "pki/node.pem"
-key = "pki/node.key"
-# CAs that issue client certificates.
-client_ca = "pki/ca.pem"
-# Enforced, including their expiry; of several from one CA the newest
-# decides. Reloaded on SIGHUP; open connections are checked again on their
-# next request.
-crl = ["pki/crl.pem"]
-# A client CA without a CRL above is refused at start and reload; true
-# serves without one (with a warning). A reload that drops a CA's CRL, or
-# replaces it by an older one, is refused and the running set kept.
-allow_missing_crl = false
-# A client that has not finished its handshake by then is dropped.
-handshake_timeout_ms = {handshake_timeout_ms}
-# A connection that sends nothing this long after it is accepted is closed
-# (and counted, not recorded one by one).
-first_byte_timeout_ms = {first_byte_timeout_ms}
-# Connections are closed after this age: it bounds how long an open
-# connection keeps the identity a changed participant list took away.
-max_connection_age_secs = {max_connection_age_secs}
-
-[limits]
-# Larger requests: RESOURCE_EXHAUSTED.
-max_message_bytes = {max_message_bytes}
-# TLS handshakes in progress at once; further clients wait in the backlog.
-max_handshakes = {max_handshakes}
-# ... from one IPv4 address or IPv6 /64; more are closed at once.
-max_handshakes_per_source = {max_handshakes_per_source}
-# Connections without a client certificate: one access record per source
-# per this many seconds, saying how many and why.
-unauthenticated_report_secs = {unauthenticated_report_secs}
-# Refused certificates recorded one by one per source and interval;
-# further ones are counted in the source's summary.
-refused_certificate_records_per_source = {refused_certificate_records_per_source}
-# Requests in progress at once, each until its work and record are done
-# (also when its caller stopped waiting); more: UNAVAILABLE at once.
-max_requests_in_flight = {max_requests_in_flight}
-# ... of them at most this many from one caller (a registered participant;
-# unregistered certificates together count as one).
-max_requests_in_flight_per_caller = {max_requests_in_flight_per_caller}
-# A request whose message has not fully arrived this long after its headers
-# ends before any handler (DEADLINE_EXCEEDED).
-message_timeout_ms = {message_timeout_ms}
-# Connections open at once; at the limit a further one is closed at once.
-max_connections = {open_connections}
-# ... from one IPv4 address or IPv6 /64, whatever certificate they present.
-max_connections_per_source = {max_connections_per_source}
-# A connection on which no request has run this long is closed.
-idle_timeout_ms = {idle_timeout_ms}
-# A connection with an unregistered certificate is closed this long after
-# its first request ends (each of its requests is refused).
-unregistered_linger_ms = {unregistered_linger_ms}
-# The node pings each connection's client this often (HTTP/2 PING) and
-# closes the connection when a ping goes unanswered as long.
-keepalive_secs = {keepalive_secs}
-# Requests (HTTP/2 streams) open at once on one connection.
-max_concurrent_streams = {max_concurrent_streams}
-# Requests of one unregistered certificate recorded one by one per report
-# interval; further ones are counted in one summary record.
-unregistered_records_per_certificate = {unregistered_records_per_certificate}
-
-[database]
-# PostgreSQL: connections per node process.
-max_connections = {max_connections}
-# A request that cannot get a connection this soon fails closed (UNAVAILABLE).
-acquire_timeout_ms = {acquire_timeout_ms}
-# SQLite only: cases and consent lists kept in memory (0: none) ...
-cache_entries = {cache_entries}
-# ... and at most this many MiB of them.
-cache_mb = {cache_mb}
-# SQLite only: the write-ahead log is cut back to this (MiB) once checkpointed.
-wal_limit_mb = {wal_limit_mb}
-# SQLite only: above this (MiB) the node warns that a reader keeps the WAL
-# from shrinking.
-wal_warn_mb = {wal_warn_mb}
-
-[statistics]
-# Counts below this are shown as "< threshold".
-threshold = {threshold}
-# No combination of figures narrows a "< threshold" cell to fewer than
-# this many values besides its true one.
-protection = {protection}
-# Published counts are rounded to a multiple of this (1: exact).
-rounding_base = {rounding_base}
-# Statistics requests one caller may make a minute; beyond it
-# RESOURCE_EXHAUSTED with the time to wait.
-requests_per_minute = {requests_per_minute}
-
-[consent]
-# The longest validity window a consent may have, in days: a window ending
-# (or beginning) further away is refused (INVALID_ARGUMENT) as a likely typo
-# in the year. Open-ended consents stay allowed; withdrawal ends them.
-max_validity_days = {max_validity_days}
-
+        r#"
 [probes]
 # A plain (no TLS) listener for load balancers and probes: grpc.health.v1
 # and server reflection only, never the data services, and not recorded as
@@ -299,66 +166,13 @@ officer_key = "{officer_key}"
 # Purpose -> the processing activity in the municipality's register of
 # processing activities (dpl.core.processing_activity_id). Replace these
 # placeholders with the register's own URIs.
-{activities}
-
-[log]
-# "auto": human-readable on a terminal, JSON lines otherwise (journald, a
-# container); or "json", "human". SLUIS_LOG chooses the lines (default info).
-format = "auto"
-
-[telemetry]
-# OpenTelemetry spans and metrics over OTLP/gRPC to this collector; without
-# it nothing is exported.
-# otlp_endpoint = "http://127.0.0.1:4317"
-# service.name of what is exported (default: node.name).
-# service_name = "sluis-dev.example"
-# Metrics are exported this often.
-export_interval_ms = {export_interval_ms}
-
-# Participants: organisations that may call this node. A client certificate
-# is recognised by its subject serialNumber (OIN, as on PKIoverheid
-# certificates) or by a pinned `spki_sha256` fingerprint.
-"#,
-        purposes = purposes.join(", "),
-        checkpoint_interval_ms = default_checkpoint_interval_ms(),
-        handshake_timeout_ms = default_handshake_timeout_ms(),
-        first_byte_timeout_ms = default_first_byte_timeout_ms(),
-        max_connection_age_secs = default_max_connection_age_secs(),
-        max_message_bytes = limits.max_message_bytes,
-        max_handshakes = limits.max_handshakes,
-        max_handshakes_per_source = limits.max_handshakes_per_source,
-        unauthenticated_report_secs = limits.unauthenticated_report_secs,
-        refused_certificate_records_per_source = limits.refused_certificate_records_per_source,
-        max_requests_in_flight = limits.max_requests_in_flight,
-        max_requests_in_flight_per_caller = limits.max_requests_in_flight_per_caller,
-        message_timeout_ms = limits.message_timeout_ms,
-        open_connections = limits.max_connections,
-        max_connections_per_source = limits.max_connections_per_source,
-        idle_timeout_ms = limits.idle_timeout_ms,
-        unregistered_linger_ms = limits.unregistered_linger_ms,
-        keepalive_secs = limits.keepalive_secs,
-        max_concurrent_streams = limits.max_concurrent_streams,
-        unregistered_records_per_certificate = limits.unregistered_records_per_certificate,
-        max_connections = database.max_connections,
-        acquire_timeout_ms = database.acquire_timeout_ms,
-        cache_entries = database.cache_entries,
-        cache_mb = database.cache_mb,
-        wal_limit_mb = database.wal_limit_mb,
-        wal_warn_mb = database.wal_warn_mb,
-        threshold = statistics.threshold,
-        protection = statistics.protection,
-        rounding_base = statistics.rounding_base,
-        requests_per_minute = statistics.requests_per_minute,
-        max_validity_days = consent.max_validity_days,
+{activities}"#,
         probes = dev_probes(listen),
-        officer_key = officer_key,
-        activities = DEFAULT_PURPOSES
-            .iter()
-            .map(|p| format!(
-                "{p} = \"https://register.gemeente.example/verwerkingsactiviteiten/lvv-{p}\"\n"
-            ))
-            .collect::<String>(),
-        export_interval_ms = telemetry.export_interval_ms,
+    );
+    s.push_str(
+        "\n# Participants: organisations that may call this node. A client certificate\n\
+         # is recognised by its subject serialNumber (OIN, as on PKIoverheid\n\
+         # certificates) or by a pinned `spki_sha256` fingerprint.\n",
     );
     for (id, name, role, oin) in DEV_PARTICIPANTS {
         let _ = write!(
@@ -424,7 +238,7 @@ mod tests {
         );
         assert_eq!(
             written.processing_log.activities.len(),
-            DEFAULT_PURPOSES.len(),
+            crate::model::DEFAULT_PURPOSES.len(),
             "a processing activity for every purpose"
         );
         let raw: toml::Table = text.parse().unwrap();

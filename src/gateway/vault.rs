@@ -88,31 +88,28 @@ impl Keys {
     }
 
     pub fn load(dir: &Path) -> Result<Keys, VaultError> {
-        let data = read_b64(&dir.join(DATA_KEY_FILE))?;
-        let ps = read_b64(&dir.join(PSEUDONYM_KEY_FILE))?;
-        let signing_path = dir.join(SIGNING_KEY_FILE);
-        let pkcs8 = read_b64(&signing_path)?;
-        let data_key = UnboundKey::new(&AES_256_GCM, &data).map_err(|_| VaultError::Malformed {
-            path: dir.join(DATA_KEY_FILE),
-            what: "expected 32 bytes, base64",
-        })?;
-        let pseudonym_secret: [u8; 32] =
-            ps.as_slice()
-                .try_into()
-                .map_err(|_| VaultError::Malformed {
-                    path: dir.join(PSEUDONYM_KEY_FILE),
-                    what: "expected 32 bytes, base64",
-                })?;
-        let signing = Ed25519KeyPair::from_pkcs8(&pkcs8).map_err(|_| VaultError::Malformed {
-            path: signing_path,
-            what: "expected an Ed25519 PKCS#8 key, base64",
-        })?;
+        let data_key = read_data_key(dir)?;
+        let pseudonym_secret = read_pseudonym_secret(dir)?;
+        let signing = read_signing_key(dir)?;
         Ok(Keys {
             data: LessSafeKey::new(data_key),
             pseudonym_secret,
             signing,
             rng: SystemRandom::new(),
         })
+    }
+
+    /// Every problem [`Keys::load`] would stop at, each key file read on
+    /// its own (for `sluis check-config`, which reports all at once).
+    pub fn check(dir: &Path) -> Vec<VaultError> {
+        [
+            read_data_key(dir).err(),
+            read_pseudonym_secret(dir).err(),
+            read_signing_key(dir).err(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
     }
 
     /// Encrypts `plain` with AES-256-GCM under a fresh random nonce; `aad`
@@ -183,6 +180,33 @@ impl Signer for Keys {
     fn public_key(&self) -> [u8; 32] {
         self.signing_public_key()
     }
+}
+
+fn read_data_key(dir: &Path) -> Result<UnboundKey, VaultError> {
+    let path = dir.join(DATA_KEY_FILE);
+    let data = read_b64(&path)?;
+    UnboundKey::new(&AES_256_GCM, &data).map_err(|_| VaultError::Malformed {
+        path,
+        what: "expected 32 bytes, base64",
+    })
+}
+
+fn read_pseudonym_secret(dir: &Path) -> Result<[u8; 32], VaultError> {
+    let path = dir.join(PSEUDONYM_KEY_FILE);
+    let ps = read_b64(&path)?;
+    ps.as_slice().try_into().map_err(|_| VaultError::Malformed {
+        path,
+        what: "expected 32 bytes, base64",
+    })
+}
+
+fn read_signing_key(dir: &Path) -> Result<Ed25519KeyPair, VaultError> {
+    let path = dir.join(SIGNING_KEY_FILE);
+    let pkcs8 = read_b64(&path)?;
+    Ed25519KeyPair::from_pkcs8(&pkcs8).map_err(|_| VaultError::Malformed {
+        path,
+        what: "expected an Ed25519 PKCS#8 key, base64",
+    })
 }
 
 fn read_b64(path: &Path) -> Result<Vec<u8>, VaultError> {

@@ -384,7 +384,7 @@ fn check_signature(
 
 /// A CA's name for logs and errors: its commonName, or the start of the
 /// SHA-256 of its Name.
-fn issuer_name(name_der: &[u8]) -> String {
+pub(crate) fn issuer_name(name_der: &[u8]) -> String {
     match x509::name_common_name(name_der) {
         Some(cn) if cn.chars().all(|c| !c.is_control()) => format!("\"{cn}\""),
         _ => format!("issuer sha256:{}", &x509::cert_sha256_hex(name_der)[..16]),
@@ -403,7 +403,7 @@ fn number_text(n: &[u8]) -> String {
     }
 }
 
-fn rfc3339(t: i64) -> String {
+pub(crate) fn rfc3339(t: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(t)
         .ok()
         .and_then(|t| {

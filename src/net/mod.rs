@@ -40,6 +40,7 @@
 //! ([`pki`]) that issues the development PKI and the tests' certificates;
 //! the CRL choice (`crl`) is the acceptor's own.
 
+pub mod check;
 pub mod client;
 pub(crate) mod crl;
 pub mod identity;

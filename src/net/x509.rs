@@ -124,6 +124,15 @@ pub fn cert_sha256_hex(cert_der: &[u8]) -> String {
     sha256_hex(cert_der)
 }
 
+/// The certificate's validity (RFC 5280 §4.1.2.5): notBefore and notAfter,
+/// in seconds since the Unix epoch.
+///
+/// Lets `sluis check-config` say how long the node's certificate and its
+/// client CAs have left, before a handshake fails on it.
+pub fn validity(cert_der: &[u8]) -> Result<(i64, i64), X509Error> {
+    Ok(parse_tbs(cert_der)?.validity)
+}
+
 /// The certificate serial number's content octets, as they appear in CRLs.
 ///
 /// Lets an operator revoke a certificate from its file alone.
@@ -459,6 +468,8 @@ struct Tbs<'a> {
     issuer: &'a [u8],
     subject: &'a [u8],
     spki: &'a [u8],
+    /// notBefore and notAfter, seconds since the Unix epoch.
+    validity: (i64, i64),
     extensions: Option<&'a [u8]>,
 }
 
@@ -481,7 +492,10 @@ fn parse_tbs(cert_der: &[u8]) -> Result<Tbs<'_>, X509Error> {
     let serial = tbs.expect(TAG_INTEGER, "serialNumber is not an INTEGER")?;
     tbs.expect(TAG_SEQUENCE, "signature algorithm is not a SEQUENCE")?;
     let issuer = tbs.expect_whole(TAG_SEQUENCE, "issuer is not a SEQUENCE")?;
-    tbs.expect(TAG_SEQUENCE, "validity is not a SEQUENCE")?;
+    let mut validity = Reader::new(tbs.expect(TAG_SEQUENCE, "validity is not a SEQUENCE")?);
+    let not_before = time(validity.expect_any("missing notBefore")?)?;
+    let not_after = time(validity.expect_any("missing notAfter")?)?;
+    validity.finish("trailing data in validity")?;
     let subject = tbs.expect_whole(TAG_SEQUENCE, "subject is not a SEQUENCE")?;
     let spki = tbs.expect_whole(TAG_SEQUENCE, "subjectPublicKeyInfo is not a SEQUENCE")?;
     if tbs.peek_tag() == Some(TAG_ISSUER_UID) {
@@ -510,6 +524,7 @@ fn parse_tbs(cert_der: &[u8]) -> Result<Tbs<'_>, X509Error> {
         issuer,
         subject,
         spki,
+        validity: (not_before, not_after),
         extensions,
     })
 }

@@ -1,0 +1,303 @@
+//! `sluis check-config`: every problem of a node's configuration in one run,
+//! each with its file, the line where there is one, and what to do about it.
+//!
+//! It reads with the loaders the node itself starts with — the
+//! configuration ([`Config::parse`] and [`Config::problems`]), the key files
+//! ([`Keys::check`]), the policy ([`Policy::load`], which names every broken
+//! rule) and the TLS files ([`crate::net::check`], through the acceptor's own
+//! readers) — so that what it passes is what `serve` accepts, and nothing
+//! is parsed twice in two ways. `sluis serve` runs it first and refuses to
+//! start on an error; warnings (a certificate or CRL that ends within
+//! `tls.expiry_warning_days`, no CRL, a database file not there yet) are
+//! logged and the node starts.
+//!
+//! Nothing here writes, and nothing connects anywhere: a PostgreSQL
+//! database is checked when the node starts, not here.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::config::{Config, ConfigError};
+use crate::gateway::vault::{Keys, VaultError};
+use crate::policy::{Policy, PolicyError};
+
+/// Whether a finding stops the node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Severity {
+    /// `serve` refuses to start.
+    Error,
+    /// Reported (and logged by `serve`); the node starts.
+    Warning,
+}
+
+/// One problem: where, what, and the fix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    pub severity: Severity,
+    pub file: PathBuf,
+    /// 1-based line in `file`, where the problem has one.
+    pub line: Option<usize>,
+    pub problem: String,
+    pub fix: String,
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let severity = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        write!(f, "{severity}: {}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        write!(f, ": {}\n    fix: {}", self.problem, self.fix)
+    }
+}
+
+/// What a check found, in the order it looked: the configuration file,
+/// participants, keys, policy, TLS files, database.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    pub findings: Vec<Finding>,
+}
+
+impl Report {
+    pub fn errors(&self) -> impl Iterator<Item = &Finding> {
+        self.findings
+            .iter()
+            .filter(|f| f.severity == Severity::Error)
+    }
+
+    pub fn warnings(&self) -> impl Iterator<Item = &Finding> {
+        self.findings
+            .iter()
+            .filter(|f| f.severity == Severity::Warning)
+    }
+
+    pub fn has_errors(&self) -> bool {
+        self.errors().next().is_some()
+    }
+}
+
+/// Checks the node configured by the file at `path`, now.
+pub fn check(path: &Path) -> Report {
+    check_at(path, time::OffsetDateTime::now_utc().unix_timestamp())
+}
+
+/// Checks the node configured by the file at `path` as of `now` (seconds
+/// since the Unix epoch).
+pub fn check_at(path: &Path, now: i64) -> Report {
+    let mut report = Report::default();
+    let mut add = |severity, file: &Path, line, problem: String, fix: &str| {
+        report.findings.push(Finding {
+            severity,
+            file: file.to_path_buf(),
+            line,
+            problem,
+            fix: fix.to_string(),
+        })
+    };
+    let (config, text) = match Config::parse(path) {
+        Ok(parsed) => parsed,
+        Err(ConfigError::Read { source, .. }) => {
+            add(
+                Severity::Error,
+                path,
+                None,
+                format!("cannot read the configuration: {source}"),
+                "give --config the node's sluis.toml (`sluis init` writes one), readable by the node's user",
+            );
+            return report;
+        }
+        Err(ConfigError::Parse { message, .. }) => {
+            add(
+                Severity::Error,
+                path,
+                parse_line(&message),
+                message,
+                "correct the TOML at that line; unknown keys are refused, so check the spelling",
+            );
+            return report;
+        }
+        Err(e @ ConfigError::Invalid { .. }) => {
+            add(Severity::Error, path, None, e.to_string(), "correct it");
+            return report;
+        }
+    };
+    let spans = toml::de::DeTable::parse(&text).ok();
+    let line = |at: &str| spans.as_ref().and_then(|root| line_of(&text, root, at));
+
+    for p in config.problems() {
+        add(Severity::Error, path, line(&p.at), p.message, &p.fix);
+    }
+    if config.participants.is_empty() {
+        add(
+            Severity::Error,
+            path,
+            None,
+            "no participant is registered: no organisation can call this node".into(),
+            "add a [[participant]] (id, name, role, and oin or spki_sha256) for each organisation that calls this node",
+        );
+    }
+
+    let keys_dir = config.path(&config.node.keys_dir);
+    if !keys_dir.is_dir() {
+        add(
+            Severity::Error,
+            &keys_dir,
+            None,
+            "the keys folder (node.keys_dir) does not exist".into(),
+            "restore keys/ from the node's backup; a new node gets its keys from `sluis init`",
+        );
+    } else {
+        for e in Keys::check(&keys_dir) {
+            let file = match &e {
+                VaultError::Read { path, .. }
+                | VaultError::Malformed { path, .. }
+                | VaultError::Write { path, .. }
+                | VaultError::Exists(path) => path.clone(),
+                VaultError::Open | VaultError::Random => keys_dir.clone(),
+            };
+            add(
+                Severity::Error,
+                &file,
+                None,
+                e.to_string(),
+                "restore the key file from the node's backup: a new key cannot open what the old one sealed, signed or derived",
+            );
+        }
+    }
+
+    let policy_path = config.path(&config.node.policy);
+    match Policy::load(&policy_path, &config.node.purposes) {
+        Ok(_) => {}
+        Err(PolicyError::Read { source, .. }) => add(
+            Severity::Error,
+            &policy_path,
+            line("node.policy"),
+            format!("cannot read the policy: {source}"),
+            "point node.policy at the node's Cedar policy (`sluis init` writes the default one)",
+        ),
+        Err(PolicyError::Parse(lines) | PolicyError::Invalid(lines)) => {
+            let source = policy_path.display().to_string();
+            for l in lines.lines() {
+                let (at, problem) = policy_line(l, &source);
+                add(
+                    Severity::Error,
+                    &policy_path,
+                    at,
+                    problem.to_string(),
+                    "edit that rule: it may name only the roles, categories and purposes the message lists (node.purposes in sluis.toml adds purposes)",
+                );
+            }
+        }
+        Err(e @ PolicyError::Schema(_)) => add(
+            Severity::Error,
+            path,
+            line("node.purposes"),
+            e.to_string(),
+            "list each purpose once in node.purposes",
+        ),
+    }
+
+    let warn_secs = i64::from(config.tls.expiry_warning_days) * 86_400;
+    for f in crate::net::check::check_tls(&config.tls_files(), now, warn_secs) {
+        let at = match line(f.setting) {
+            Some(l) => format!(" ({} in {}:{l})", f.setting, path.display()),
+            None => format!(" ({})", f.setting),
+        };
+        add(
+            if f.error {
+                Severity::Error
+            } else {
+                Severity::Warning
+            },
+            &f.file,
+            None,
+            format!("{}{at}", f.problem),
+            &f.fix,
+        );
+    }
+
+    match config.database_url() {
+        Err(e) => add(
+            Severity::Error,
+            path,
+            line("node.database"),
+            e.to_string(),
+            "use sqlite://FILE or postgres://USER@HOST:5432/DB",
+        ),
+        Ok(_) if config.node.database.starts_with("sqlite://") => {
+            if let Ok(db) = config.sqlite_path() {
+                let folder = db.parent().unwrap_or(Path::new("."));
+                if !folder.as_os_str().is_empty() && !folder.is_dir() {
+                    add(
+                        Severity::Error,
+                        &db,
+                        line("node.database"),
+                        "the database's folder does not exist".into(),
+                        "create the folder (writable by the node's user), or correct node.database",
+                    );
+                } else if !db.exists() {
+                    add(
+                        Severity::Warning,
+                        &db,
+                        line("node.database"),
+                        "the database file does not exist: the node creates an empty one when it starts".into(),
+                        "nothing for a new node; if this node has served before, restore its database from the backup first",
+                    );
+                }
+            }
+        }
+        Ok(_) => {}
+    }
+    report
+}
+
+/// The line a TOML parse message names (`line N, column M: ...`).
+fn parse_line(message: &str) -> Option<usize> {
+    message
+        .strip_prefix("line ")?
+        .split(',')
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// A policy problem `SOURCE:LINE: text` as (line, text).
+fn policy_line<'a>(l: &'a str, source: &str) -> (Option<usize>, &'a str) {
+    let Some(rest) = l.strip_prefix(source).and_then(|r| r.strip_prefix(':')) else {
+        return (None, l);
+    };
+    match rest.split_once(": ") {
+        Some((n, text)) => match n.parse::<usize>() {
+            Ok(n) if n > 0 => (Some(n), text),
+            _ => (None, l),
+        },
+        None => (None, l),
+    }
+}
+
+/// The line of a key path (`node.name`, `participant.2.oin`; array entries
+/// counted from 0) in the parsed file, or of the nearest enclosing entry
+/// the file has (a setting left at its default is not in the file).
+fn line_of(text: &str, root: &toml::Spanned<toml::de::DeTable<'_>>, at: &str) -> Option<usize> {
+    use toml::de::DeValue;
+    let mut span = None;
+    let mut value: Option<&DeValue<'_>> = None;
+    let mut table = Some(root.get_ref());
+    for seg in at.split('.') {
+        let next = match (table, value) {
+            (Some(t), _) => t.get(seg),
+            (None, Some(DeValue::Array(a))) => seg.parse::<usize>().ok().and_then(|i| a.get(i)),
+            _ => None,
+        };
+        let Some(next) = next else { break };
+        span = Some(next.span());
+        value = Some(next.get_ref());
+        table = next.get_ref().as_table();
+    }
+    let start = span?.start.min(text.len());
+    Some(text[..start].matches('\n').count() + 1)
+}

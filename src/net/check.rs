@@ -1,0 +1,305 @@
+//! What `sluis check-config` asks of the node's TLS files, all in one pass:
+//! each file readable and holding what its setting says, the node's key
+//! belonging to its certificate, and how long the node certificate, each
+//! client CA and each deciding CRL (`crl`) have left.
+//!
+//! It reads with the very functions the acceptor builds its configuration
+//! with (`tls::read_certs`, `crl::read`, `crl::select`), so a file this
+//! check passes is one `tls::server_config` reads the same way.
+
+use std::path::{Path, PathBuf};
+
+use rustls::pki_types::PrivateKeyDer;
+use rustls::pki_types::pem::PemObject;
+
+use crate::net::crl;
+use crate::net::tls::{self, TlsFiles};
+use crate::net::x509;
+
+/// One problem with a TLS file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsFinding {
+    /// An error stops the node from starting; a warning is only reported.
+    pub error: bool,
+    /// The file the problem is in.
+    pub file: PathBuf,
+    /// The setting of `sluis.toml` that names the file (`tls.cert`, ...).
+    pub setting: &'static str,
+    pub problem: String,
+    pub fix: String,
+}
+
+/// Checks the TLS files at `now` (seconds since the Unix epoch); a
+/// certificate or CRL that ends within `warn_secs` is a warning, one that
+/// has ended (or not begun) an error.
+pub fn check_tls(files: &TlsFiles, now: i64, warn_secs: i64) -> Vec<TlsFinding> {
+    let mut out = Vec::new();
+    let mut push = |error: bool, file: &Path, setting: &'static str, problem: String, fix: &str| {
+        out.push(TlsFinding {
+            error,
+            file: file.to_path_buf(),
+            setting,
+            problem,
+            fix: fix.to_string(),
+        })
+    };
+    let renew = "renew it with its CA, replace the file, and send the node SIGHUP";
+
+    // The node's certificate and key.
+    let chain = match tls::read_certs("node certificate", &files.cert) {
+        Ok(chain) => Some(chain),
+        Err(e) => {
+            push(
+                true,
+                &files.cert,
+                "tls.cert",
+                e.to_string(),
+                "point tls.cert at the node's certificate chain (PEM, the node's own certificate first) and make it readable by the node's user",
+            );
+            None
+        }
+    };
+    if let Some(leaf) = chain.as_ref().and_then(|c| c.first()) {
+        match x509::validity(leaf) {
+            Ok(validity) => {
+                if let Some((error, problem)) =
+                    lifetime("the node certificate", validity, now, warn_secs)
+                {
+                    push(error, &files.cert, "tls.cert", problem, renew);
+                }
+            }
+            Err(e) => push(
+                true,
+                &files.cert,
+                "tls.cert",
+                format!("the node certificate cannot be read: {e}"),
+                "give a DER-valid X.509 certificate in PEM",
+            ),
+        }
+    }
+    let key = match PrivateKeyDer::from_pem_file(&files.key) {
+        Ok(key) => Some(key),
+        Err(e) => {
+            push(
+                true,
+                &files.key,
+                "tls.key",
+                format!("cannot read the node key: {e}"),
+                "point tls.key at the private key of the node certificate (PEM: PKCS#8, SEC1 or PKCS#1) and make it readable by the node's user only",
+            );
+            None
+        }
+    };
+    if let (Some(leaf), Some(key)) = (chain.as_ref().and_then(|c| c.first()), key) {
+        match tls::provider().key_provider.load_private_key(key) {
+            Err(e) => push(
+                true,
+                &files.key,
+                "tls.key",
+                format!("the node key cannot be used: {e}"),
+                "give an ECDSA (P-256, P-384), Ed25519 or RSA private key",
+            ),
+            Ok(signing) => {
+                let matches = signing.public_key().map(|spki| {
+                    x509::subject_public_key_info(leaf).is_ok_and(|c| c == spki.as_ref())
+                });
+                if matches == Some(false) {
+                    push(
+                        true,
+                        &files.key,
+                        "tls.key",
+                        format!(
+                            "this key does not belong to the certificate in {}",
+                            files.cert.display()
+                        ),
+                        "give the key the certificate was issued for, or the certificate issued for this key",
+                    );
+                }
+            }
+        }
+    }
+
+    // The CAs that issue client certificates.
+    let cas = match tls::read_certs("client CA", &files.client_ca) {
+        Ok(cas) => cas,
+        Err(e) => {
+            push(
+                true,
+                &files.client_ca,
+                "tls.client_ca",
+                e.to_string(),
+                "point tls.client_ca at the certificates (PEM) of the CAs that issue your participants' certificates",
+            );
+            Vec::new()
+        }
+    };
+    for ca in &cas {
+        let name = x509::subject_name_der(ca).map_or_else(|_| "a CA".into(), crl::issuer_name);
+        match x509::validity(ca) {
+            Ok(validity) => {
+                if let Some((error, problem)) =
+                    lifetime(&format!("client CA {name}"), validity, now, warn_secs)
+                {
+                    push(
+                        error,
+                        &files.client_ca,
+                        "tls.client_ca",
+                        problem,
+                        "replace it with the CA's current certificate, and send the node SIGHUP",
+                    );
+                }
+            }
+            Err(e) => push(
+                true,
+                &files.client_ca,
+                "tls.client_ca",
+                format!("a client CA cannot be read: {e}"),
+                "give DER-valid X.509 certificates in PEM",
+            ),
+        }
+    }
+
+    // The CRLs: each file on its own, so that every unreadable one is
+    // named, then the set as the acceptor chooses from it.
+    let mut crls = Vec::new();
+    for path in &files.crls {
+        match crl::read(std::slice::from_ref(path)) {
+            Ok(found) if found.is_empty() => push(
+                true,
+                path,
+                "tls.crl",
+                "the file holds no CRL".into(),
+                "put the CA's current CRL (PEM, -----BEGIN X509 CRL-----) in it, or remove the file from tls.crl",
+            ),
+            Ok(found) => crls.extend(found),
+            Err(e) => push(
+                true,
+                path,
+                "tls.crl",
+                e.to_string(),
+                "fetch the CA's current CRL (PEM) into the file, or remove the file from tls.crl",
+            ),
+        }
+    }
+    if files.crls.is_empty() {
+        push(
+            false,
+            &files.client_ca,
+            "tls.crl",
+            "no CRL is configured: a revoked client certificate is still accepted".into(),
+            "add each client CA's CRL to tls.crl, and keep it current",
+        );
+    }
+    if crls.is_empty() {
+        return out;
+    }
+    match crl::select(&crls, &cas, &tls::provider()) {
+        Err(e) => push(
+            true,
+            &error_file(&e),
+            "tls.crl",
+            e.to_string(),
+            "replace the CRL with the CA's current one, or remove it from tls.crl",
+        ),
+        Ok(deciding) => {
+            for d in &deciding {
+                let Some(next) = d.next_update else { continue };
+                let what = format!("the CRL of {} (CRL {} of the file)", d.issuer, d.position);
+                let fix = "fetch the CA's current CRL, put it in the file (or append it), and send the node SIGHUP; every certificate of this CA is refused once its newest CRL has expired";
+                if next <= now {
+                    push(
+                        true,
+                        &d.path,
+                        "tls.crl",
+                        format!("{what} expired at {}", crl::rfc3339(next)),
+                        fix,
+                    );
+                } else if next - now <= warn_secs {
+                    push(
+                        false,
+                        &d.path,
+                        "tls.crl",
+                        format!(
+                            "{what} expires at {} (in {})",
+                            crl::rfc3339(next),
+                            days(next - now)
+                        ),
+                        fix,
+                    );
+                }
+            }
+            // With CRLs enforced, a certificate whose issuer has none has
+            // an unknown revocation status and is refused.
+            for ca in &cas {
+                let Ok(subject) = x509::subject_name_der(ca) else {
+                    continue;
+                };
+                let name = crl::issuer_name(subject);
+                if !deciding.iter().any(|d| d.issuer == name) {
+                    push(
+                        false,
+                        &files.client_ca,
+                        "tls.crl",
+                        format!(
+                            "client CA {name} has no CRL among tls.crl: with CRLs enforced, every certificate it issued is refused (revocation status unknown)"
+                        ),
+                        "add this CA's CRL to tls.crl (in a chain, every CA needs its CRL), or remove the CA from tls.client_ca",
+                    );
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The file a refused CRL set names first.
+fn error_file(e: &crl::CrlError) -> PathBuf {
+    match e {
+        crl::CrlError::Read { path, .. } | crl::CrlError::Invalid { path, .. } => path.clone(),
+        crl::CrlError::Ambiguous { second, .. } => second.clone(),
+        crl::CrlError::RolledBack { path, .. } => path.clone(),
+        // A CA with no CRL at all: the setting that lists them.
+        crl::CrlError::Missing { .. } | crl::CrlError::Dropped { .. } => PathBuf::from("tls.crl"),
+    }
+}
+
+/// Whether `what`, valid over `(not_before, not_after)`, is out of its
+/// validity (an error) or ends within `warn_secs` (a warning), and how to
+/// say so.
+fn lifetime(
+    what: &str,
+    (not_before, not_after): (i64, i64),
+    now: i64,
+    warn_secs: i64,
+) -> Option<(bool, String)> {
+    if not_after <= now {
+        Some((
+            true,
+            format!("{what} expired at {}", crl::rfc3339(not_after)),
+        ))
+    } else if not_before > now {
+        Some((
+            true,
+            format!("{what} is not valid before {}", crl::rfc3339(not_before)),
+        ))
+    } else if not_after - now <= warn_secs {
+        Some((
+            false,
+            format!(
+                "{what} expires at {} (in {})",
+                crl::rfc3339(not_after),
+                days(not_after - now)
+            ),
+        ))
+    } else {
+        None
+    }
+}
+
+fn days(secs: i64) -> String {
+    match secs / 86_400 {
+        0 => "less than a day".into(),
+        1 => "1 day".into(),
+        n => format!("{n} days"),
+    }
+}
