@@ -100,7 +100,13 @@ impl Served {
     }
 
     /// SIGTERM, as systemd stops it; waits for the exit and every line.
-    fn stop(mut self) -> Vec<String> {
+    fn stop(self) -> Vec<String> {
+        self.stop_keeping_folder().0
+    }
+
+    /// Stops the node and hands back its log lines and its folder (to
+    /// read its access log after it stopped).
+    fn stop_keeping_folder(mut self) -> (Vec<String>, tempfile::TempDir) {
         let term = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
@@ -110,7 +116,7 @@ impl Served {
         self.reader.join().unwrap();
         let lines = self.lines.lock().unwrap().clone();
         assert!(status.success(), "sluis serve exited {status}: {lines:#?}");
-        lines
+        (lines, self.dir)
     }
 }
 
@@ -356,8 +362,27 @@ async fn spans_and_metrics_reach_the_collector_without_identities() {
     .await;
     let traceparent = format!("00-{TRACE_ID}-{PARENT_SPAN_ID}-01");
     let (ids, pseudonyms) = traffic(&node, Some(&traceparent)).await;
-    let lines = node.stop();
+    let (lines, folder) = node.stop_keeping_folder();
     let received = received.0.lock().unwrap();
+    // The access records, in the processing log's shape.
+    let export = folder.path().join("ldv.jsonl");
+    let out = Command::new(env!("CARGO_BIN_EXE_sluis"))
+        .args(["audit", "export", "--format", "ldv", "--out"])
+        .arg(&export)
+        .arg("--config")
+        .arg(folder.path().join(sluis::dev::init::CONFIG_FILE))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let records: Vec<serde_json::Value> = std::fs::read_to_string(&export)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
 
     let spans: Vec<_> = received
         .spans
@@ -395,6 +420,19 @@ async fn spans_and_metrics_reach_the_collector_without_identities() {
             .unwrap_or_else(|| panic!("a log line for request {id}"));
         assert_eq!(line["fields"]["trace_id"], TRACE_ID);
         assert_eq!(line["fields"]["span_id"], hex::encode(&span.span_id));
+        // The access record names the same trace and span as the span
+        // exported for its request.
+        let record = records
+            .iter()
+            .find(|r| {
+                r["attributes"].as_array().is_some_and(|a| {
+                    a.iter()
+                        .any(|kv| kv["key"] == "sluis.request_id" && kv["value"] == **id)
+                })
+            })
+            .unwrap_or_else(|| panic!("an access record for request {id}"));
+        assert_eq!(record["trace_id"], TRACE_ID, "{record}");
+        assert_eq!(record["span_id"], hex::encode(&span.span_id), "{record}");
     }
     let names: Vec<&str> = received
         .metrics
