@@ -263,3 +263,89 @@ async fn officers_reads_of_the_log_are_in_the_report_and_the_index_verifies() {
         after.problems
     );
 }
+
+/// Refused requests that name a case are accesses the subject may ask
+/// about: an attempt with a bad purpose, an unknown category code, an
+/// invalid update, a consent that cannot be granted, a withdrawal with a
+/// bad note — each is in the case's report, whether the refusal came from
+/// the message's shape or from what its values mean, whoever asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_requests_naming_a_case_are_in_its_report() {
+    let node = TestNode::start().await;
+    let mut owner = node.client(GEMEENTE).await;
+    let (case_id, _) = register(&mut owner).await;
+    let consent_id = grant(
+        &mut owner,
+        &case_id,
+        vec![participant(NGO)],
+        &[pb::Category::Perspective],
+        &["guidance"],
+    )
+    .await
+    .consent_id;
+    let mut ngo = node.client(NGO).await;
+    // Purpose unknown (a value's meaning).
+    let e = ngo
+        .cases
+        .get_case(by_id(&case_id, "curiosity"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    // A category code no version of the API has (the message's shape).
+    let mut bad = by_id(&case_id, "guidance");
+    bad.categories = vec![99];
+    let e = ngo.cases.get_case(bad).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    // The same by the NGO's own pseudonym for the subject.
+    let listed = ngo
+        .cases
+        .find_cases(visible("guidance"))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut bad = by_pseudonym(&listed.cases[0].subject_pseudonym, "guidance");
+    bad.categories = vec![99];
+    let e = ngo.cases.get_case(bad).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    // An update with an invalid field.
+    let mut data = full_case("Test Persoon", "1234567890", "111222333");
+    data.identity.as_mut().unwrap().bsn = "123456789".into();
+    let e = owner
+        .cases
+        .update_case(with_actor(pb::UpdateCaseRequest {
+            case_id: case_id.clone(),
+            data: Some(data),
+            request_id: String::new(),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    // A consent without recipients.
+    let mut c = consent_request(&case_id);
+    c.recipients.clear();
+    let e = owner
+        .consents
+        .grant_consent(with_actor(c))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    // A withdrawal whose note is two lines.
+    let e = owner
+        .consents
+        .withdraw_consent(with_actor(pb::WithdrawConsentRequest {
+            consent_id: consent_id.clone(),
+            note: "one\ntwo".into(),
+            request_id: String::new(),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+
+    let mut officer = node.client(OFFICER).await;
+    let entries = report(&mut officer, &case_id).await;
+    assert_eq!(has(&entries, NGO, "GetCase"), 3, "{entries:?}");
+    assert_eq!(has(&entries, GEMEENTE, "UpdateCase"), 1, "{entries:?}");
+    // The grant that worked and the one that was refused.
+    assert_eq!(has(&entries, GEMEENTE, "GrantConsent"), 2, "{entries:?}");
+    assert_eq!(has(&entries, GEMEENTE, "WithdrawConsent"), 1, "{entries:?}");
+}

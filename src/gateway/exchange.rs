@@ -52,6 +52,23 @@ pub(crate) struct RequestCtx {
     pub(crate) trace: TraceContext,
 }
 
+/// What a request names of a subject, read from its message before the
+/// message's shape or values are checked. A refused request that names a
+/// case is still an access its subject may ask about (GDPR art. 15), so
+/// [`Exchange::refuse`] names the case in the record when the name finds
+/// one.
+#[derive(Debug, Default)]
+pub(crate) enum Named {
+    #[default]
+    Nothing,
+    /// A case id.
+    Case(String),
+    /// The caller's own pseudonym for a subject.
+    Pseudonym(String),
+    /// A consent id: its case.
+    Consent(String),
+}
+
 /// Which case a read names: its id (a lower-case UUID), or the caller's own
 /// pseudonym for its subject (`ps1.…`, as this node issued it to the caller).
 pub(crate) enum CaseRef {
@@ -375,6 +392,7 @@ impl Exchange {
         ctx: &RequestCtx,
         method: &str,
         err: ExchangeError,
+        named: Named,
     ) -> ExchangeError {
         // Every request of an unregistered certificate is refused: past
         // the first few per interval it is counted, not recorded.
@@ -383,10 +401,51 @@ impl Exchange {
         {
             return err;
         }
-        let rec = self.record(ctx, method);
+        let mut rec = self.record(ctx, method);
+        self.name_refused(ctx, &mut rec, named).await;
         match self.finish::<()>(rec, Err(err)).await {
             Err(e) => e,
             Ok(_) => unreachable!("finish passes an error through"),
+        }
+    }
+
+    /// Names in a refusal's record the case its request named, if the name
+    /// finds one for a registered caller (a pseudonym only the caller's
+    /// own). A name that is malformed or finds nothing, or a database that
+    /// cannot answer, leaves the record as it is: the refusal stays the
+    /// answer, never another error.
+    async fn name_refused(&self, ctx: &RequestCtx, rec: &mut AccessRecord, named: Named) {
+        let Ok(caller) = self.caller(ctx) else {
+            return;
+        };
+        let case_id = match named {
+            Named::Nothing => return,
+            Named::Case(id) => id,
+            Named::Pseudonym(p) => {
+                if validate::pseudonym("subject_pseudonym", &p).is_err() {
+                    return;
+                }
+                match self.store.resolve_pseudonym(&caller.participant, &p).await {
+                    Ok(Some(id)) => id,
+                    _ => return,
+                }
+            }
+            Named::Consent(id) => {
+                if validate::uuid("consent_id", &id).is_err() {
+                    return;
+                }
+                match self.store.consent(&id).await {
+                    Ok(Some(c)) => c.case_id,
+                    _ => return,
+                }
+            }
+        };
+        if validate::uuid("case_id", &case_id).is_err() {
+            return;
+        }
+        if let Ok(Some(case)) = self.store.case_meta(&case_id).await {
+            rec.case_id = Some(case.id.clone());
+            self.name_subject(rec, &case);
         }
     }
 

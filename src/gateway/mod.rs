@@ -76,7 +76,7 @@ pub(crate) use error::{Code, Reason};
 pub(crate) use error::{ExchangeError, Resource};
 pub use exchange::REMEMBERED_PSEUDONYMS;
 pub(crate) use exchange::{
-    CaseRef, Exchange, FindCases, GetCase, LdvSettings, NewConsent, RequestCtx, Scope,
+    CaseRef, Exchange, FindCases, GetCase, LdvSettings, Named, NewConsent, RequestCtx, Scope,
 };
 pub(crate) use idempotency::IdempotencyKey;
 pub use statistics::{Released, StatisticsQuery};

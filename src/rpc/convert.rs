@@ -7,7 +7,7 @@
 use prost::Message;
 
 use crate::gateway::validate::{self, MAX_TEXT, SubjectKey};
-use crate::gateway::{ExchangeError, IdempotencyKey};
+use crate::gateway::{ExchangeError, IdempotencyKey, Named};
 use crate::model::consent::{Consent, ConsentState, EventKind, Millis, Recipient};
 use crate::model::outcome::{Outcome, OutcomeKind, Scenario, parse_date};
 use crate::model::{Category, Role, WithholdReason};
@@ -521,3 +521,77 @@ pub(crate) fn checkpoint_pb(cp: StoredCheckpoint) -> pb::Checkpoint {
 pub(crate) fn nonempty(s: String) -> Option<String> {
     (!s.is_empty()).then_some(s)
 }
+
+/// What a request message names of a subject, read before its shape is
+/// checked, so that a refusal's record names the case (the subject access
+/// report then shows the attempt). Messages that name no single case keep
+/// the default.
+pub(crate) trait NamesSubject {
+    fn named(&self) -> Named {
+        Named::Nothing
+    }
+}
+
+impl NamesSubject for pb::GetCaseRequest {
+    fn named(&self) -> Named {
+        use pb::get_case_request::Subject;
+        match &self.subject {
+            Some(Subject::CaseId(id)) => Named::Case(id.clone()),
+            Some(Subject::SubjectPseudonym(p)) => Named::Pseudonym(p.clone()),
+            None => Named::Nothing,
+        }
+    }
+}
+
+impl NamesSubject for pb::UpdateCaseRequest {
+    fn named(&self) -> Named {
+        Named::Case(self.case_id.clone())
+    }
+}
+
+impl NamesSubject for pb::GrantConsentRequest {
+    fn named(&self) -> Named {
+        Named::Case(self.case_id.clone())
+    }
+}
+
+impl NamesSubject for pb::ListConsentsRequest {
+    fn named(&self) -> Named {
+        Named::Case(self.case_id.clone())
+    }
+}
+
+impl NamesSubject for pb::WithdrawConsentRequest {
+    fn named(&self) -> Named {
+        Named::Consent(self.consent_id.clone())
+    }
+}
+
+impl NamesSubject for pb::GetConsentReceiptRequest {
+    fn named(&self) -> Named {
+        Named::Consent(self.consent_id.clone())
+    }
+}
+
+impl NamesSubject for pb::SubjectAccessReportRequest {
+    fn named(&self) -> Named {
+        use pb::subject_access_report_request::Subject;
+        match &self.subject {
+            Some(Subject::CaseId(id)) => Named::Case(id.clone()),
+            _ => Named::Nothing,
+        }
+    }
+}
+
+impl NamesSubject for pb::QueryAccessRequest {
+    fn named(&self) -> Named {
+        Named::Case(self.case_id.clone())
+    }
+}
+
+impl NamesSubject for pb::RegisterCaseRequest {}
+impl NamesSubject for pb::FindCasesRequest {}
+impl NamesSubject for pb::GetCheckpointRequest {}
+impl NamesSubject for pb::GetInclusionProofRequest {}
+impl NamesSubject for pb::GetConsistencyProofRequest {}
+impl NamesSubject for pb::GetStatisticsRequest {}

@@ -99,7 +99,7 @@ impl Api {
         run: impl AsyncFnOnce(&Exchange, &RequestCtx, Dom) -> Result<Recorded<Resp>, ExchangeError>,
     ) -> Result<Response<Resp>, Status>
     where
-        Req: Message,
+        Req: Message + convert::NamesSubject,
     {
         // The edge gave the request its id (it may have to answer with it
         // before this method does: a deadline that passes).
@@ -130,6 +130,8 @@ impl Api {
             actor: None,
             trace,
         };
+        // What the message names of a subject, for a refusal's record.
+        let named = convert::NamesSubject::named(req.get_ref());
         let outcome = async {
             info.cert
                 .still_valid()
@@ -150,7 +152,7 @@ impl Api {
         let dom = match outcome.await {
             Ok(d) => d,
             Err(e) => {
-                let e = self.ex.refuse(&ctx, method, e).await;
+                let e = self.ex.refuse(&ctx, method, e, named).await;
                 return Err(status(e, &request_id));
             }
         };

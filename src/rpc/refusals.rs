@@ -47,7 +47,7 @@ use std::sync::Arc;
 
 use prost::Message;
 
-use crate::gateway::{Exchange, ExchangeError, RequestCtx, Resource};
+use crate::gateway::{Exchange, ExchangeError, Named, RequestCtx, Resource};
 use crate::net::identity::Peer;
 use crate::net::tls::ConnectionInfo;
 use crate::rpc::REQUEST_ID_HEADER;
@@ -476,7 +476,7 @@ fn refused_code(resp: &HttpResponse) -> Option<tonic::Code> {
 impl Shared {
     /// Records the refusal and answers it with its status and request id.
     async fn refuse(&self, ctx: &RequestCtx, label: &str, e: ExchangeError) -> HttpResponse {
-        let e = self.ex.refuse(ctx, label, e).await;
+        let e = self.ex.refuse(ctx, label, e, Named::Nothing).await;
         status(e, &ctx.request_id).into_http()
     }
 
