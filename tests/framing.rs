@@ -90,3 +90,74 @@ async fn headers_that_break_the_protocol_are_refused_with_a_request_id_and_a_rec
         "{message}"
     );
 }
+
+/// A unary call carries one message (gRPC over HTTP/2). tonic read the
+/// first of two and answered OK, as if the second had never been sent; a
+/// second message is now INVALID_ARGUMENT with a request id and a record,
+/// whether it comes in the first message's chunk or after it.
+#[tokio::test]
+async fn a_unary_call_with_two_messages_is_refused_with_a_request_id_and_a_record() {
+    let node = TestNode::start().await;
+    let one = grpc_frame(0, &[]);
+    for chunks in [
+        vec![[one.clone(), one.clone()].concat()],
+        vec![one.clone(), one.clone()],
+    ] {
+        let mut client = connection(&node, Some(node.identity(GEMEENTE))).await;
+        let req = http::Request::builder()
+            .method("POST")
+            .uri("https://localhost/sluis.v1.CaseService/FindCases")
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .header("x-sluis-actor", ACTOR)
+            .body(())
+            .unwrap();
+        let (response, mut body_tx) = client.send_request(req, false).unwrap();
+        let last = chunks.len() - 1;
+        for (i, c) in chunks.into_iter().enumerate() {
+            body_tx.send_data(Bytes::from(c), i == last).unwrap();
+        }
+        let response = response.await.expect("an answer");
+        let get = |k: &str| {
+            response
+                .headers()
+                .get(k)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        assert_eq!(get("grpc-status").as_deref(), Some("3"));
+        // grpc-message is percent-encoded (gRPC over HTTP/2).
+        let message = get("grpc-message").unwrap_or_default().replace("%20", " ");
+        assert!(message.contains("more than one message"), "{message}");
+        let id = get("x-request-id").expect("x-request-id");
+        let row = node.wait_for_log(|r| r.request_id == id).await;
+        let rec = AccessRecord::decode(&row.record).unwrap();
+        assert_eq!(rec.decision, Decision::Invalid);
+        assert_eq!(rec.method, "FindCases");
+    }
+    // One well-formed message alone is answered by the method.
+    use prost::Message;
+    let own = sluis::rpc::proto::v1::FindCasesRequest {
+        scope: sluis::rpc::proto::v1::find_cases_request::Scope::Own as i32,
+        ..Default::default()
+    };
+    let mut client = connection(&node, Some(node.identity(GEMEENTE))).await;
+    let req = http::Request::builder()
+        .method("POST")
+        .uri("https://localhost/sluis.v1.CaseService/FindCases")
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header("x-sluis-actor", ACTOR)
+        .body(())
+        .unwrap();
+    let (response, mut body_tx) = client.send_request(req, false).unwrap();
+    body_tx
+        .send_data(Bytes::from(grpc_frame(0, &own.encode_to_vec())), true)
+        .unwrap();
+    let response = response.await.expect("an answer");
+    assert_eq!(response.status(), http::StatusCode::OK);
+    assert!(
+        response.headers().get("grpc-status").is_none(),
+        "answered by the method"
+    );
+}

@@ -36,7 +36,8 @@
 //!   `DEADLINE_EXCEEDED` (recorded).
 //! - **gRPC only.** A request whose content-type is not `application/grpc`
 //!   gets HTTP 415 (gRPC over HTTP/2, "Requests") with `INVALID_ARGUMENT`,
-//!   a request id and a record.
+//!   a request id and a record; a method whose client sends one message
+//!   gets one (a second is `INVALID_ARGUMENT`, recorded).
 //!
 //! Messages never echo request content: an unknown path is recorded as
 //! `unknown`, and tonic's own messages are reduced to printable ASCII and
@@ -67,6 +68,9 @@ struct Method {
     /// `GetCase` for `sluis.v1` (as `Api::call` names it), the full
     /// `grpc.health.v1.Health/Check` for other services.
     label: String,
+    /// Whether the client sends a stream of messages; if not, its request
+    /// body is held to one message (`OneMessage`).
+    client_streaming: bool,
 }
 
 /// The layer (see the module documentation).
@@ -110,7 +114,11 @@ impl Edge {
                         } else {
                             format!("{full}/{}", m.name())
                         };
-                        methods.insert(format!("/{full}/{}", m.name()), Method { label });
+                        let method = Method {
+                            label,
+                            client_streaming: m.client_streaming(),
+                        };
+                        methods.insert(format!("/{full}/{}", m.name()), method);
                     }
                     if !services.contains(&full) {
                         services.push(full);
@@ -150,12 +158,13 @@ pub(crate) struct EdgeService<S> {
 type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
 type HttpResponse = http::Response<tonic::body::Body>;
 
-impl<S, B> tower::Service<http::Request<B>> for EdgeService<S>
+type HttpRequest = http::Request<tonic::body::Body>;
+
+impl<S> tower::Service<HttpRequest> for EdgeService<S>
 where
-    S: tower::Service<http::Request<B>, Response = HttpResponse> + Clone + Send + 'static,
+    S: tower::Service<HttpRequest, Response = HttpResponse> + Clone + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Send + 'static,
-    B: Send + 'static,
 {
     type Response = HttpResponse;
     type Error = S::Error;
@@ -168,7 +177,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+    fn call(&mut self, mut req: HttpRequest) -> Self::Future {
         // The clone is not ready; the original is: take it, leave the clone.
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
@@ -290,9 +299,9 @@ pub(crate) struct Started(pub(crate) Arc<tokio::sync::Notify>);
 
 impl Work {
     /// Returns the gRPC status code of the answer it gave.
-    async fn run<S, B>(self, mut inner: S, req: http::Request<B>, answer: Answer<S::Error>) -> i32
+    async fn run<S>(self, mut inner: S, req: HttpRequest, answer: Answer<S::Error>) -> i32
     where
-        S: tower::Service<http::Request<B>, Response = HttpResponse>,
+        S: tower::Service<HttpRequest, Response = HttpResponse>,
     {
         let Work {
             shared,
@@ -314,7 +323,11 @@ impl Work {
         // place for as long as it likes. That wait is bounded; a handler
         // that has started runs to its end.
         let started = Arc::new(tokio::sync::Notify::new());
-        let mut req = req;
+        let mut req = if method.as_ref().is_some_and(|m| !m.client_streaming) {
+            req.map(|body| tonic::body::Body::new(OneMessage::new(body)))
+        } else {
+            req
+        };
         req.extensions_mut().insert(Started(started.clone()));
         let call = inner.call(req);
         tokio::pin!(call);
@@ -515,6 +528,101 @@ impl Shared {
     }
 }
 
+/// A request body held to one gRPC message, for methods whose client
+/// sends one (gRPC over HTTP/2, "Requests": a unary call's body is one
+/// Length-Prefixed-Message). tonic decodes the first message and drops any
+/// further ones unread, so a second message would be answered as if it had
+/// never been sent; here its first byte ends the body with
+/// `INVALID_ARGUMENT`, which tonic answers before any handler runs and the
+/// edge records as a refusal.
+struct OneMessage {
+    inner: tonic::body::Body,
+    /// Messages begun so far.
+    messages: u32,
+    /// The bytes of the current message's 5-byte prefix seen so far.
+    prefix: [u8; 5],
+    prefix_len: usize,
+    /// Bytes of the current message still to come.
+    payload_left: u64,
+}
+
+impl OneMessage {
+    fn new(inner: tonic::body::Body) -> OneMessage {
+        OneMessage {
+            inner,
+            messages: 0,
+            prefix: [0; 5],
+            prefix_len: 0,
+            payload_left: 0,
+        }
+    }
+
+    /// Follows the message boundaries through one chunk of the body.
+    fn scan(&mut self, mut data: &[u8]) -> Result<(), tonic::Status> {
+        while !data.is_empty() {
+            if self.payload_left > 0 {
+                let n = data
+                    .len()
+                    .min(usize::try_from(self.payload_left).unwrap_or(usize::MAX));
+                self.payload_left -= n as u64;
+                data = &data[n..];
+                continue;
+            }
+            if self.prefix_len == 0 {
+                self.messages += 1;
+                if self.messages > 1 {
+                    return Err(tonic::Status::invalid_argument(
+                        "the request carried more than one message",
+                    ));
+                }
+            }
+            let n = data.len().min(5 - self.prefix_len);
+            self.prefix[self.prefix_len..self.prefix_len + n].copy_from_slice(&data[..n]);
+            self.prefix_len += n;
+            data = &data[n..];
+            if self.prefix_len == 5 {
+                let len = [
+                    self.prefix[1],
+                    self.prefix[2],
+                    self.prefix[3],
+                    self.prefix[4],
+                ];
+                self.payload_left = u64::from(u32::from_be_bytes(len));
+                self.prefix_len = 0;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl http_body::Body for OneMessage {
+    type Data = bytes::Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, tonic::Status>>> {
+        let this = self.get_mut();
+        let polled = std::pin::Pin::new(&mut this.inner).poll_frame(cx);
+        if let std::task::Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+            && let Err(e) = this.scan(data)
+        {
+            return std::task::Poll::Ready(Some(Err(e)));
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// tonic's message, as printable ASCII and bounded.
 fn cause(message: &str) -> String {
     let mut out: String = message
@@ -531,6 +639,31 @@ fn cause(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Message boundaries are found however the body is cut into chunks.
+    #[test]
+    fn a_second_message_is_found_across_chunk_boundaries() {
+        let frame = |payload: &[u8]| {
+            let mut f = vec![0u8];
+            f.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+            f.extend_from_slice(payload);
+            f
+        };
+        let one = frame(b"abcdefgh");
+        let two = [one.clone(), frame(b"")].concat();
+        for cut in 0..=one.len() {
+            let mut m = OneMessage::new(tonic::body::Body::empty());
+            assert!(m.scan(&one[..cut]).is_ok());
+            assert!(m.scan(&one[cut..]).is_ok(), "one message cut at {cut}");
+            let mut m = OneMessage::new(tonic::body::Body::empty());
+            let first = m.scan(&two[..cut]).is_ok();
+            assert!(first && m.scan(&two[cut..]).is_err(), "two cut at {cut}");
+        }
+        // An empty message, then another.
+        let mut m = OneMessage::new(tonic::body::Body::empty());
+        assert!(m.scan(&frame(b"")).is_ok());
+        assert!(m.scan(&[0]).is_err());
+    }
 
     #[test]
     fn causes_are_printable_and_bounded() {
