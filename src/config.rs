@@ -46,6 +46,9 @@ pub struct Config {
     pub log: LogConfig,
     #[serde(default)]
     pub telemetry: TelemetryConfig,
+    /// Membership of a federation of nodes (`[federation]`); none when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub federation: Option<crate::federation::FederationConfig>,
     #[serde(default, rename = "participant")]
     pub participants: Vec<Participant>,
     /// Folder the relative paths are resolved against; not in the file.

@@ -44,6 +44,8 @@ pub enum NodeError {
     Serve(#[from] tonic::transport::Error),
     #[error(transparent)]
     Router(#[from] crate::rpc::RouterError),
+    #[error("federation: {0}")]
+    Federation(#[from] crate::federation::FederationError),
 }
 
 /// A node serving in the background of the current tokio runtime.
@@ -65,6 +67,8 @@ pub struct Node {
     health_task: JoinHandle<()>,
     report_task: JoinHandle<()>,
     probes: Option<Probes>,
+    /// The running federation directory (`[federation]`), if the node is in one.
+    federation: Option<Arc<crate::federation::Federation>>,
 }
 
 /// The plain probes listener's stop signal and task.
@@ -100,6 +104,14 @@ async fn report_unauthenticated(exchange: &Exchange, sources: &Sources) -> usize
 impl Node {
     pub async fn start(config: &Config) -> Result<Node, NodeError> {
         let keys = Arc::new(Keys::load(&config.path(&config.node.keys_dir))?);
+        let federation = match &config.federation {
+            Some(f) => Some(Arc::new(crate::federation::Federation::load(
+                &config.node.name,
+                f,
+                &config.base_dir,
+            )?)),
+            None => None,
+        };
         let policy = Arc::new(Policy::load(
             &config.path(&config.node.policy),
             &config.node.purposes,
@@ -261,7 +273,14 @@ impl Node {
             task,
             health_task,
             report_task,
+            federation,
         })
+    }
+
+    /// The running federation directory, if the node is in a federation;
+    /// `Federation::reload` takes a new one (SIGHUP).
+    pub fn federation(&self) -> Option<&crate::federation::Federation> {
+        self.federation.as_deref()
     }
 
     /// Re-reads certificates, key and CRLs; new connections use them, and
