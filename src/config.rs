@@ -1050,6 +1050,20 @@ impl Config {
         }
     }
 
+    /// The federation listener's TLS files: the node's own certificate and
+    /// key, the peers' CAs and CRLs (`[federation]`); none outside a
+    /// federation.
+    pub fn federation_tls_files(&self) -> Option<crate::net::tls::TlsFiles> {
+        let f = self.federation.as_ref()?;
+        Some(crate::net::tls::TlsFiles {
+            cert: self.path(&self.tls.cert),
+            key: self.path(&self.tls.key),
+            client_ca: self.path(&f.peer_ca),
+            crls: f.peer_crl.iter().map(|p| self.path(p)).collect(),
+            allow_missing_crl: self.tls.allow_missing_crl,
+        })
+    }
+
     /// How the node's accept loop is tuned (timeouts and the global limit).
     pub fn accept_settings(&self) -> crate::net::tls::AcceptSettings {
         crate::net::tls::AcceptSettings {

@@ -593,7 +593,8 @@ pub(crate) mod tests {
 
     #[test]
     fn each_rule_names_its_field() {
-        let cases: Vec<(fn(&mut Directory), &str)> = vec![
+        type Change = fn(&mut Directory);
+        let cases: Vec<(Change, &str)> = vec![
             (|d| d.serial = 0, "serial"),
             (|d| d.not_after = d.not_before.clone(), "not_after"),
             (

@@ -31,7 +31,10 @@ use ring::rand::SystemRandom;
 use ring::signature::{Ed25519KeyPair, KeyPair};
 use serde::{Deserialize, Serialize};
 
+use crate::config::Participant;
 use crate::model::clock::rfc3339;
+use crate::net::client::{self, ClientPem};
+use crate::net::identity::Registry;
 use crate::tlog::note;
 use directory::{Directory, DirectoryError, Validity};
 
@@ -45,6 +48,22 @@ pub struct FederationConfig {
     /// The federation's verifier key, `<network>+<key id>+<base64 key>`, as
     /// `sluis federation keygen` printed it.
     pub verifier_key: String,
+    /// Where peer nodes call this node (mTLS with their node certificates),
+    /// e.g. "0.0.0.0:7444"; none: this node only forwards, it serves no
+    /// peer. The server certificate is the node's own (`[tls]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// This node's certificate chain for calling peers (PEM; the directory
+    /// pins its key as this node's `tls_spki_sha256`).
+    pub client_cert: PathBuf,
+    /// Its private key (PEM).
+    pub client_key: PathBuf,
+    /// The CA certificates of the peer nodes (PEM, one or more): they
+    /// issue the peers' server certificates and node certificates.
+    pub peer_ca: PathBuf,
+    /// CRLs of the peer CAs (PEM).
+    #[serde(default)]
+    pub peer_crl: Vec<PathBuf>,
 }
 
 /// Why the federation cannot serve, or a directory was not taken.
@@ -87,13 +106,19 @@ pub struct Running {
     pub validity: Validity,
 }
 
-/// The running directory of a node, replaced whole on reload.
-#[derive(Debug)]
+/// The running directory of a node, replaced whole on reload, and what
+/// the node needs to call its peers. No `Debug`: it holds the node
+/// certificate's private key.
 pub struct Federation {
     node: String,
     path: PathBuf,
     verifier_key: String,
     running: RwLock<Arc<Running>>,
+    /// The peer nodes as the federation listener's accept loop knows them
+    /// (by their pinned keys), replaced with the directory.
+    peers: tokio::sync::watch::Sender<Arc<Registry>>,
+    /// This node's certificate and key and the peers' CAs, for calling.
+    client: ClientPem,
 }
 
 impl Federation {
@@ -107,11 +132,23 @@ impl Federation {
     ) -> Result<Federation, FederationError> {
         let path = base_dir.join(&config.directory);
         let running = read(node, &path, &config.verifier_key)?;
+        let pem = |p: &Path| {
+            let path = base_dir.join(p);
+            crate::files::read_to_string(&path, crate::files::Kind::Pem)
+                .map_err(|source| FederationError::Read { path, source })
+        };
+        let client = ClientPem {
+            ca: pem(&config.peer_ca)?,
+            identity: Some((pem(&config.client_cert)?, pem(&config.client_key)?)),
+        };
+        let (peers, _) = tokio::sync::watch::channel(peer_registry(&running.directory));
         let f = Federation {
             node: node.to_string(),
             path,
             verifier_key: config.verifier_key.clone(),
             running: RwLock::new(Arc::new(running)),
+            peers,
+            client,
         };
         match f.current(crate::model::clock::now_millis()) {
             Ok(r) => tracing::info!(
@@ -138,6 +175,7 @@ impl Federation {
             });
         }
         let serial = offered.directory.serial;
+        self.peers.send_replace(peer_registry(&offered.directory));
         *running = Arc::new(offered);
         Ok(serial)
     }
@@ -175,6 +213,38 @@ impl Federation {
         Ok(r)
     }
 
+    /// This node's id in the directory (its `node.name`).
+    pub fn node_id(&self) -> &str {
+        &self.node
+    }
+
+    /// The peers the federation listener recognises, following reloads.
+    pub(crate) fn peers(&self) -> tokio::sync::watch::Receiver<Arc<Registry>> {
+        self.peers.subscribe()
+    }
+
+    /// A channel to node `id` over mTLS with this node's certificate, its
+    /// server checked against the peer CAs and the directory's server
+    /// name. Errors: the directory's validity, a node it does not name,
+    /// an endpoint that does not resolve or answer.
+    pub async fn channel(&self, id: &str) -> Result<tonic::transport::Channel, PeerError> {
+        let running = self.current(crate::model::clock::now_millis())?;
+        let node = running
+            .directory
+            .node(id)
+            .ok_or_else(|| PeerError::Unknown(id.to_string()))?;
+        let addr = tokio::net::lookup_host(&node.endpoint)
+            .await
+            .ok()
+            .and_then(|mut a| a.next())
+            .ok_or_else(|| {
+                PeerError::Unreachable(id.to_string(), "its endpoint does not resolve".into())
+            })?;
+        client::connect(addr, &node.server_name, &self.client)
+            .await
+            .map_err(|e| PeerError::Unreachable(id.to_string(), e.to_string()))
+    }
+
     /// The serial of the running directory, whatever its validity.
     pub fn serial(&self) -> u64 {
         self.running
@@ -183,6 +253,38 @@ impl Federation {
             .directory
             .serial
     }
+}
+
+/// Why a peer cannot be called.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    #[error(transparent)]
+    Federation(#[from] FederationError),
+    #[error("the federation directory names no node '{0}'")]
+    Unknown(String),
+    #[error("node '{0}' cannot be reached ({1}); retry later")]
+    Unreachable(String, String),
+}
+
+/// The peer nodes as registered callers of the federation listener, each
+/// recognised by the key its certificate pins. This identity is the
+/// connection's only: every request on it is refused unless it asserts a
+/// participant the directory says that node hosts, and then it runs as that
+/// participant (`rpc::federated`). The role is the one a node's operator
+/// has — a municipality — and is never used to decide anything.
+fn peer_registry(d: &Directory) -> Arc<Registry> {
+    let participants: Vec<Participant> = d
+        .nodes
+        .iter()
+        .map(|n| Participant {
+            id: n.id.clone(),
+            name: n.municipality.clone(),
+            role: crate::model::Role::Municipality.as_str().to_string(),
+            oin: None,
+            spki_sha256: Some(n.tls_spki_sha256.clone()),
+        })
+        .collect();
+    Arc::new(Registry::new(&participants))
 }
 
 fn read(node: &str, path: &Path, verifier_key: &str) -> Result<Running, FederationError> {
@@ -305,9 +407,17 @@ mod tests {
         let mut d = directory::tests::sample();
         d.serial = 5;
         write(dir.path(), &key, &d);
+        for f in ["ca.pem", "node.pem", "node.key"] {
+            std::fs::write(dir.path().join(f), "").unwrap();
+        }
         let config = FederationConfig {
             directory: "directory.note".into(),
             verifier_key: vkey,
+            listen: None,
+            client_cert: "node.pem".into(),
+            client_key: "node.key".into(),
+            peer_ca: "ca.pem".into(),
+            peer_crl: vec![],
         };
         let f = Federation::load("gm0344", &config, dir.path()).unwrap();
         assert!(matches!(
