@@ -241,6 +241,15 @@ fn get_case(case_id: &str, purpose: &str, holding: Option<&str>) -> Request<pb::
     r
 }
 
+/// A request as a node sends it to a peer, asserting `participant` in `role`.
+fn asserting<T>(mut r: Request<T>, participant: &str, role: &str) -> Request<T> {
+    r.metadata_mut()
+        .insert("x-sluis-on-behalf-of", participant.parse().unwrap());
+    r.metadata_mut()
+        .insert("x-sluis-on-behalf-of-role", role.parse().unwrap());
+    r
+}
+
 fn cats(cs: &[pb::Category]) -> Vec<i32> {
     cs.iter().map(|c| *c as i32).collect()
 }
@@ -367,11 +376,7 @@ async fn forwarded_reads_forged_assertions_and_directory_lifetime() {
         .await
         .unwrap();
     let mut forged = pb::case_service_client::CaseServiceClient::new(channel);
-    let mut req = get_case(&case_id, "guidance", None);
-    req.metadata_mut()
-        .insert("x-sluis-on-behalf-of", NGO.parse().unwrap());
-    req.metadata_mut()
-        .insert("x-sluis-on-behalf-of-role", "ngo".parse().unwrap());
+    let req = asserting(get_case(&case_id, "guidance", None), NGO, "ngo");
     let err = forged.get_case(req).await.expect_err("a forged assertion");
     assert_eq!(err.code(), tonic::Code::PermissionDenied);
     assert!(
@@ -384,6 +389,22 @@ async fn forwarded_reads_forged_assertions_and_directory_lifetime() {
     assert_eq!(refused.decision, Decision::Denied);
     assert!(refused.detail.contains(NGO), "{}", refused.detail);
     assert!(refused.released.is_empty());
+
+    // A peer's call is answered where it arrives: B does not relay it on,
+    // even for a participant the calling node does host.
+    let req = asserting(get_case(&case_id, "legalisation", Some(C)), IND, "ind");
+    let err = forged.get_case(req).await.expect_err("no second hop");
+    assert_eq!(err.code(), tonic::Code::PermissionDenied);
+    assert!(
+        err.message().contains("x-sluis-holding-node"),
+        "{}",
+        err.message()
+    );
+    assert!(
+        c.records(&common::request_id_of(err.metadata()))
+            .await
+            .is_empty()
+    );
 
     // An expired directory stops federated traffic on both sides, with a
     // clear error; local reads go on.
@@ -411,11 +432,7 @@ async fn forwarded_reads_forged_assertions_and_directory_lifetime() {
     );
     // B, too, refuses a peer's call now, even with an assertion the
     // directory backs, and records the refusal.
-    let mut req = get_case(&case_id, "legalisation", None);
-    req.metadata_mut()
-        .insert("x-sluis-on-behalf-of", IND.parse().unwrap());
-    req.metadata_mut()
-        .insert("x-sluis-on-behalf-of-role", "ind".parse().unwrap());
+    let req = asserting(get_case(&case_id, "legalisation", None), IND, "ind");
     let err = forged.get_case(req).await.expect_err("expired at B");
     assert_eq!(err.code(), tonic::Code::FailedPrecondition);
     assert!(err.message().contains("expired"), "{}", err.message());

@@ -180,8 +180,8 @@ fn forwarded_id(headers: &http::HeaderMap) -> Result<String, ExchangeError> {
 impl Gate {
     /// The participant a peer node's request runs as. Errors:
     /// `FailedPrecondition` (the directory is not valid now), `Unregistered`
-    /// (a certificate no directory node pins), `Forbidden` (no assertion, or
-    /// one the directory does not back).
+    /// (a certificate no directory node pins), `Forbidden` (no assertion, one
+    /// the directory does not back, or a further hop asked for).
     fn admit(&self, peer: &Peer, headers: &http::HeaderMap) -> Result<Caller, ExchangeError> {
         let running = self
             .federation
@@ -197,6 +197,13 @@ impl Gate {
             return Err(ExchangeError::Forbidden(format!(
                 "node '{node}' is not in the running federation directory (serial {})",
                 running.directory.serial
+            )));
+        }
+        // One hop: a peer's call is answered here or not at all, so no node
+        // can relay through another under that node's name.
+        if headers.contains_key(HOLDING_NODE) {
+            return Err(ExchangeError::Forbidden(format!(
+                "a call between nodes is answered by the node it reaches; {HOLDING_NODE} is not taken from a peer"
             )));
         }
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
