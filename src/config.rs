@@ -46,6 +46,9 @@ pub struct Config {
     pub log: LogConfig,
     #[serde(default)]
     pub telemetry: TelemetryConfig,
+    /// Membership of a federation of nodes (`[federation]`); none when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub federation: Option<crate::federation::FederationConfig>,
     #[serde(default, rename = "participant")]
     pub participants: Vec<Participant>,
     /// Folder the relative paths are resolved against; not in the file.
@@ -1045,6 +1048,20 @@ impl Config {
             crls: self.tls.crl.iter().map(|p| self.path(p)).collect(),
             allow_missing_crl: self.tls.allow_missing_crl,
         }
+    }
+
+    /// The federation listener's TLS files: the node's own certificate and
+    /// key, the peers' CAs and CRLs (`[federation]`); none outside a
+    /// federation.
+    pub fn federation_tls_files(&self) -> Option<crate::net::tls::TlsFiles> {
+        let f = self.federation.as_ref()?;
+        Some(crate::net::tls::TlsFiles {
+            cert: self.path(&self.tls.cert),
+            key: self.path(&self.tls.key),
+            client_ca: self.path(&f.peer_ca),
+            crls: f.peer_crl.iter().map(|p| self.path(p)).collect(),
+            allow_missing_crl: self.tls.allow_missing_crl,
+        })
     }
 
     /// How the node's accept loop is tuned (timeouts and the global limit).

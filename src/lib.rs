@@ -40,6 +40,7 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod dev;
+pub mod federation;
 pub mod files;
 pub mod gateway;
 pub mod init;

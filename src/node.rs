@@ -44,6 +44,8 @@ pub enum NodeError {
     Serve(#[from] tonic::transport::Error),
     #[error(transparent)]
     Router(#[from] crate::rpc::RouterError),
+    #[error("federation: {0}")]
+    Federation(#[from] crate::federation::FederationError),
 }
 
 /// A node serving in the background of the current tokio runtime.
@@ -51,6 +53,8 @@ pub struct Node {
     pub local_addr: SocketAddr,
     /// The plain probes listener's address (`[probes] listen`), if any.
     pub probes_addr: Option<SocketAddr>,
+    /// The federation listener's address (`[federation] listen`), if any.
+    pub federation_addr: Option<SocketAddr>,
     pub(crate) exchange: Arc<Exchange>,
     pub store: Store,
     /// Connections without an accepted certificate, per source, until the
@@ -65,6 +69,10 @@ pub struct Node {
     health_task: JoinHandle<()>,
     report_task: JoinHandle<()>,
     probes: Option<Probes>,
+    /// The running federation directory (`[federation]`), if the node is in one.
+    federation: Option<Arc<crate::federation::Federation>>,
+    /// The federation listener's stop signal and task.
+    federation_listener: Option<Probes>,
 }
 
 /// The plain probes listener's stop signal and task.
@@ -97,9 +105,82 @@ async fn report_unauthenticated(exchange: &Exchange, sources: &Sources) -> usize
     summaries.len() + exchange.report_unregistered().await
 }
 
+/// The federation listener (`[federation] listen`): peer nodes over mTLS
+/// with their node certificates, recognised by the keys the directory pins,
+/// served `rpc::federated`'s routes. The server certificate is the node's
+/// own; the client CAs are the peers'.
+async fn serve_federation(
+    config: &Config,
+    addr: SocketAddr,
+    federation: Arc<crate::federation::Federation>,
+    exchange: Arc<Exchange>,
+    in_flight: crate::rpc::InFlight,
+) -> Result<
+    (
+        SocketAddr,
+        oneshot::Sender<()>,
+        JoinHandle<Result<(), NodeError>>,
+    ),
+    NodeError,
+> {
+    let files = config
+        .federation_tls_files()
+        .unwrap_or_else(|| config.tls_files());
+    let (_tls_tx, tls_rx) = watch::channel(tls::server_config(&files, None)?);
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| NodeError::Listen { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| NodeError::Listen { addr, source })?;
+    let ex = exchange.clone();
+    let on_failure = Arc::new(move |f: tls::HandshakeFailure| {
+        let ex = ex.clone();
+        tokio::spawn(async move { ex.handshake_failed(f).await });
+    });
+    let incoming = tls::serve_tls(
+        listener,
+        tls_rx,
+        federation.peers(),
+        config.accept_settings(),
+        Sources::new(config.source_limits()),
+        on_failure,
+    );
+    let routes = crate::rpc::federated::router(
+        Server::builder(),
+        exchange,
+        federation,
+        config.limits.max_message_bytes,
+        Duration::from_millis(config.limits.message_timeout_ms),
+        in_flight,
+    )?;
+    let (stop, stop_rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        // The sender lives as long as the listener: the TLS files are
+        // read once (a reload of the peers' CAs is for a later round).
+        let _tls_tx = _tls_tx;
+        routes
+            .serve_with_incoming_shutdown(ReceiverStream::new(incoming), async {
+                let _ = stop_rx.await;
+            })
+            .await?;
+        Ok(())
+    });
+    tracing::info!(federation = %bound, "federation listener (peer nodes, mTLS)");
+    Ok((bound, stop, task))
+}
+
 impl Node {
     pub async fn start(config: &Config) -> Result<Node, NodeError> {
         let keys = Arc::new(Keys::load(&config.path(&config.node.keys_dir))?);
+        let federation = match &config.federation {
+            Some(f) => Some(Arc::new(crate::federation::Federation::load(
+                &config.node.name,
+                f,
+                &config.base_dir,
+            )?)),
+            None => None,
+        };
         let policy = Arc::new(Policy::load(
             &config.path(&config.node.policy),
             &config.node.purposes,
@@ -134,7 +215,8 @@ impl Node {
             )
             .with_consent_max_validity(config.consent.max_validity_ms())
             .with_ldv(config.processing_log.settings())
-            .with_unregistered_records(config.limits.unregistered_records_per_certificate),
+            .with_unregistered_records(config.limits.unregistered_records_per_certificate)
+            .with_federation(federation.clone()),
         );
         if config.processing_log.officer_key.is_none() {
             tracing::warn!(
@@ -234,6 +316,18 @@ impl Node {
                 Some((bound, stop, task))
             }
         };
+        let federation_listener = match (&federation, &config.federation) {
+            (Some(f), Some(c)) => match c.listen {
+                Some(addr) => Some(
+                    serve_federation(config, addr, f.clone(), exchange.clone(), in_flight.clone())
+                        .await?,
+                ),
+                None => None,
+            },
+            _ => None,
+        };
+        let federation_addr = federation_listener.as_ref().map(|(a, _, _)| *a);
+        let federation_listener = federation_listener.map(|(_, stop, task)| (stop, task));
         let probes_addr = probes.as_ref().map(|(a, _, _)| *a);
         let probes = probes.map(|(_, stop, task)| (stop, task));
         let health_task = tokio::spawn(health.follow(store.clone(), exchange.clone()));
@@ -251,6 +345,8 @@ impl Node {
             local_addr,
             probes_addr,
             probes,
+            federation_addr,
+            federation_listener,
             exchange,
             store,
             sources,
@@ -261,7 +357,14 @@ impl Node {
             task,
             health_task,
             report_task,
+            federation,
         })
+    }
+
+    /// The running federation directory, if the node is in a federation;
+    /// `Federation::reload` takes a new one (SIGHUP).
+    pub fn federation(&self) -> Option<&crate::federation::Federation> {
+        self.federation.as_deref()
     }
 
     /// Re-reads certificates, key and CRLs; new connections use them, and
@@ -296,6 +399,12 @@ impl Node {
             let _ = stop.send(());
             if let Ok(Err(e)) = task.await {
                 tracing::error!(error = %e, "probes listener ended with an error");
+            }
+        }
+        if let Some((stop, task)) = self.federation_listener.take() {
+            let _ = stop.send(());
+            if let Ok(Err(e)) = task.await {
+                tracing::error!(error = %e, "federation listener ended with an error");
             }
         }
         if let Some(s) = self.shutdown.take() {

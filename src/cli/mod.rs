@@ -1,6 +1,7 @@
 //! The command line. Thin: every command calls into a module that does the work.
 
 pub(crate) mod audit;
+pub(crate) mod federation;
 pub(crate) mod ldv;
 pub(crate) mod stats;
 
@@ -115,6 +116,11 @@ enum Command {
     /// Ask a node for a protected statistics table over mTLS, as the national monitor or a
     /// municipality (its own cases). The node protects the figures and records the request.
     Stats(crate::cli::stats::Command),
+    /// The federation directory, for the network's operator: keygen, sign, verify, show.
+    Federation {
+        #[command(subcommand)]
+        command: crate::cli::federation::Command,
+    },
     /// Consent receipts.
     Receipt {
         #[command(subcommand)]
@@ -465,6 +471,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Audit { config, command } => crate::cli::audit::run(&config, command.into()).await,
         Command::Stats(c) => crate::cli::stats::run(c).await,
+        Command::Federation { command } => crate::cli::federation::run(command),
         Command::Receipt {
             command: ReceiptCommand::Verify { key, file },
         } => {
@@ -543,7 +550,8 @@ fn notify(state: &[sd_notify::NotifyState<'_>]) {
     }
 }
 
-/// Ctrl-C or SIGTERM stops the node; SIGHUP reloads certificates and CRLs.
+/// Ctrl-C or SIGTERM stops the node; SIGHUP reloads certificates and CRLs,
+/// and the federation directory.
 /// `ready` runs once the handlers are in place.
 async fn wait_for_signals(node: &Node, ready: impl FnOnce()) {
     #[cfg(unix)]
@@ -567,6 +575,9 @@ async fn wait_for_signals(node: &Node, ready: impl FnOnce()) {
                     match node.reload_tls() {
                         Ok(()) => tracing::info!("TLS certificates and CRLs reloaded"),
                         Err(e) => tracing::error!(error = %crate::telemetry::chain(&e), "TLS reload failed; keeping the previous configuration"),
+                    }
+                    if let Some(f) = node.federation() {
+                        f.reload_logged();
                     }
                     notify(&[sd_notify::NotifyState::Ready]);
                 }

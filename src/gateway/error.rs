@@ -136,6 +136,11 @@ pub(crate) enum ExchangeError {
     /// Names only the part that failed; the cause is in the node's log.
     #[error("internal error ({0}); nothing was released")]
     Internal(&'static str),
+    /// The federation node that holds the case answered a forwarded call
+    /// with this code; the message names the node and gives its reason
+    /// (which, by that node's own rule, holds nothing personal).
+    #[error("{message}")]
+    PeerNode { code: Code, message: String },
 }
 
 /// The message of [`ExchangeError::TooLarge`]: the request's size when the
@@ -232,12 +237,13 @@ pub(crate) enum Reason {
     AccessRecordRefused,
     RateLimited,
     CheckpointPending,
+    PeerNode,
 }
 
 impl Reason {
     /// Every reason, for the test that holds them to `errors.proto`.
     #[cfg(test)]
-    pub(crate) const ALL: [Reason; 24] = [
+    pub(crate) const ALL: [Reason; 25] = [
         Reason::InvalidField,
         Reason::MalformedRequest,
         Reason::MessageTooLarge,
@@ -262,6 +268,7 @@ impl Reason {
         Reason::AccessRecordRefused,
         Reason::RateLimited,
         Reason::CheckpointPending,
+        Reason::PeerNode,
     ];
 
     /// The name, as `ErrorInfo.reason` holds it.
@@ -291,6 +298,7 @@ impl Reason {
             Reason::AccessRecordRefused => "ACCESS_RECORD_REFUSED",
             Reason::RateLimited => "RATE_LIMITED",
             Reason::CheckpointPending => "CHECKPOINT_PENDING",
+            Reason::PeerNode => "PEER_NODE",
         }
     }
 }
@@ -399,6 +407,7 @@ impl ExchangeError {
             E::AuditRefused => (Code::Internal, Reason::AccessRecordRefused),
             E::RateLimited { .. } => (Code::ResourceExhausted, Reason::RateLimited),
             E::Internal(_) => (Code::Internal, Reason::Internal),
+            E::PeerNode { code, .. } => (*code, Reason::PeerNode),
         }
     }
 

@@ -182,6 +182,8 @@ pub(crate) struct Exchange {
     unregistered: super::unregistered::Unregistered,
     /// What the Logboek Dataverwerkingen fields of each record need.
     ldv: LdvSettings,
+    /// The node's federation, if it is in one (`gateway::forwarded`).
+    pub(super) federation: Option<Arc<crate::federation::Federation>>,
 }
 
 /// What the Logboek Dataverwerkingen fields of a record are made from (the
@@ -238,7 +240,18 @@ impl Exchange {
             consent_max_validity: 1826 * 86_400_000,
             ldv: LdvSettings::default(),
             unregistered: super::unregistered::Unregistered::new(16),
+            federation: None,
         }
+    }
+
+    /// The node's federation (`[federation]`): reads naming another node
+    /// are forwarded there.
+    pub(crate) fn with_federation(
+        mut self,
+        federation: Option<Arc<crate::federation::Federation>>,
+    ) -> Exchange {
+        self.federation = federation;
+        self
     }
 
     /// The officer key and processing activities of the records' Logboek

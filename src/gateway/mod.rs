@@ -61,6 +61,7 @@
 
 mod error;
 mod exchange;
+mod forwarded;
 mod idempotency;
 pub mod officer;
 pub(crate) mod oversight;
@@ -71,12 +72,14 @@ mod unregistered;
 pub mod validate;
 pub mod vault;
 
+pub(crate) use error::Code;
 #[cfg(test)]
-pub(crate) use error::{Code, Reason};
+pub(crate) use error::Reason;
 pub(crate) use error::{ExchangeError, Resource};
 pub use exchange::REMEMBERED_PSEUDONYMS;
 pub(crate) use exchange::{
     CaseRef, Exchange, FindCases, GetCase, LdvSettings, Named, NewConsent, RequestCtx, Scope,
 };
+pub(crate) use forwarded::Relayed;
 pub(crate) use idempotency::IdempotencyKey;
 pub use statistics::{Released, StatisticsQuery};

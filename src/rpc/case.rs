@@ -71,6 +71,11 @@ impl pb::case_service_server::CaseService for Api {
         &self,
         req: Request<pb::GetCaseRequest>,
     ) -> Result<Response<pb::GetCaseResponse>, Status> {
+        // A case another federation node holds (`x-sluis-holding-node`).
+        let holding_node = req
+            .metadata()
+            .get(crate::rpc::federated::HOLDING_NODE)
+            .map(|v| v.to_str().unwrap_or("-").to_string());
         self.call(
             "GetCase",
             req,
@@ -87,13 +92,18 @@ impl pb::case_service_server::CaseService for Api {
                         ));
                     }
                 };
-                Ok(GetCase {
+                let q = GetCase {
                     subject,
                     purpose: m.purpose,
                     categories: categories("categories", &m.categories)?,
-                })
+                };
+                Ok((q, holding_node))
             },
-            async |ex, ctx, q| {
+            async |ex, ctx, (q, holding_node)| {
+                // A case another federation node holds: forwarded there.
+                if let Some(node) = holding_node.filter(|n| !ex.is_this_node(n)) {
+                    return crate::rpc::federated::forward_get_case(ex, ctx, node, q).await;
+                }
                 ex.get_case(ctx, q).await?.try_map(|view| {
                     Ok(pb::GetCaseResponse {
                         case_id: view.case_id.unwrap_or_default(),

@@ -35,6 +35,7 @@ mod case;
 mod client;
 mod consent;
 mod convert;
+pub(crate) mod federated;
 mod in_flight;
 pub mod proto;
 mod refusals;

@@ -187,7 +187,13 @@ where
         // it fires, so at the deadline the answer below is the one sent.
         let deadline = grpc_timeout(req.headers()).map(|d| tokio::time::Instant::now() + d);
         let answered = async move {
-            let request_id = uuid::Uuid::now_v7().to_string();
+            // A request forwarded by a federation node keeps the home
+            // node's id (`rpc::federated::Gate` put it there), so that both
+            // records share it.
+            let request_id = req
+                .extensions()
+                .get::<crate::rpc::RequestId>()
+                .map_or_else(|| uuid::Uuid::now_v7().to_string(), |r| r.0.clone());
             let Some(info) = req.extensions().get::<ConnectionInfo>().cloned() else {
                 // Only reachable if the server is wired without our TLS layer.
                 let s = tonic::Status::unauthenticated("no authenticated connection");

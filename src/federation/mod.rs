@@ -1,0 +1,458 @@
+//! Federation: per-municipality nodes that form one network.
+//!
+//! What it promises (ARCHITECTURE.md, "Federation", has the whole design):
+//!
+//! - **One signed directory decides who is in the network.** The nodes,
+//!   how each is recognised (its node certificate's key, its CA), its log's
+//!   checkpoint key, and the participants it is home to, signed by the
+//!   federation key ([`directory`]). A node believes nothing about a peer
+//!   that the directory it runs does not say.
+//! - **Fail closed on time.** Outside the running directory's validity
+//!   period, [`Federation::current`] refuses, so no federated call is made
+//!   or answered; local traffic is untouched.
+//! - **Live replacement, never backwards.** [`Federation::reload`] reads the
+//!   file again (the node calls it on SIGHUP); a directory that does not
+//!   verify, does not name this node, or has a lower serial than the running
+//!   one is refused and the running one kept.
+//!
+//! It exposes the directory format and its signing ([`directory`]), the
+//! operator's key ([`FederationKey`]), the node's `[federation]`
+//! configuration ([`FederationConfig`]) and the running directory
+//! ([`Federation`]).
+
+pub mod directory;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use ring::rand::SystemRandom;
+use ring::signature::{Ed25519KeyPair, KeyPair};
+use serde::{Deserialize, Serialize};
+
+use crate::config::Participant;
+use crate::model::clock::rfc3339;
+use crate::net::client::{self, ClientPem};
+use crate::net::identity::Registry;
+use crate::tlog::note;
+use directory::{Directory, DirectoryError, Validity};
+
+/// A node's `[federation]` section.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FederationConfig {
+    /// The signed directory file (a C2SP signed note), relative to the
+    /// configuration file. Replace the file and send SIGHUP to take a new one.
+    pub directory: PathBuf,
+    /// The federation's verifier key, `<network>+<key id>+<base64 key>`, as
+    /// `sluis federation keygen` printed it.
+    pub verifier_key: String,
+    /// Where peer nodes call this node (mTLS with their node certificates),
+    /// e.g. "0.0.0.0:7444"; none: this node only forwards, it serves no
+    /// peer. The server certificate is the node's own (`[tls]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// This node's certificate chain for calling peers (PEM; the directory
+    /// pins its key as this node's `tls_spki_sha256`).
+    pub client_cert: PathBuf,
+    /// Its private key (PEM).
+    pub client_key: PathBuf,
+    /// The CA certificates of the peer nodes (PEM, one or more): they
+    /// issue the peers' server certificates and node certificates.
+    pub peer_ca: PathBuf,
+    /// CRLs of the peer CAs (PEM).
+    #[serde(default)]
+    pub peer_crl: Vec<PathBuf>,
+}
+
+/// Why the federation cannot serve, or a directory was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum FederationError {
+    #[error("cannot read the federation directory {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the federation directory {path} is refused: {source}")]
+    Directory {
+        path: PathBuf,
+        source: DirectoryError,
+    },
+    #[error(
+        "the federation directory does not name this node '{node}': ask the network's operator for one that does"
+    )]
+    NotListed { node: String },
+    #[error(
+        "the federation directory offered has serial {offered}, older than the running one ({running}); keeping the running one"
+    )]
+    Older { running: u64, offered: u64 },
+    #[error(
+        "the federation directory (serial {serial}) expired at {at}: federated calls are refused until a newer one is installed"
+    )]
+    Expired { serial: u64, at: String },
+    #[error(
+        "the federation directory (serial {serial}) is valid only from {from}: federated calls are refused until then"
+    )]
+    NotYetValid { serial: u64, from: String },
+    #[error("the federation key {path}: {message}")]
+    Key { path: PathBuf, message: String },
+}
+
+/// A verified directory, as the node runs it.
+#[derive(Debug)]
+pub struct Running {
+    pub directory: Directory,
+    pub validity: Validity,
+}
+
+/// The running directory of a node, replaced whole on reload, and what
+/// the node needs to call its peers. No `Debug`: it holds the node
+/// certificate's private key.
+pub struct Federation {
+    node: String,
+    path: PathBuf,
+    verifier_key: String,
+    running: RwLock<Arc<Running>>,
+    /// The peer nodes as the federation listener's accept loop knows them
+    /// (by their pinned keys), replaced with the directory.
+    peers: tokio::sync::watch::Sender<Arc<Registry>>,
+    /// This node's certificate and key and the peers' CAs, for calling.
+    client: ClientPem,
+}
+
+impl Federation {
+    /// Loads and verifies the directory for node `node`. A directory outside
+    /// its validity period loads (the node serves its own participants) but
+    /// [`Federation::current`] refuses it; the node says so once here.
+    pub fn load(
+        node: &str,
+        config: &FederationConfig,
+        base_dir: &Path,
+    ) -> Result<Federation, FederationError> {
+        let path = base_dir.join(&config.directory);
+        let running = read(node, &path, &config.verifier_key)?;
+        let pem = |p: &Path| {
+            let path = base_dir.join(p);
+            crate::files::read_to_string(&path, crate::files::Kind::Pem)
+                .map_err(|source| FederationError::Read { path, source })
+        };
+        let client = ClientPem {
+            ca: pem(&config.peer_ca)?,
+            identity: Some((pem(&config.client_cert)?, pem(&config.client_key)?)),
+        };
+        let (peers, _) = tokio::sync::watch::channel(peer_registry(&running.directory));
+        let f = Federation {
+            node: node.to_string(),
+            path,
+            verifier_key: config.verifier_key.clone(),
+            running: RwLock::new(Arc::new(running)),
+            peers,
+            client,
+        };
+        match f.current(crate::model::clock::now_millis()) {
+            Ok(r) => tracing::info!(
+                serial = r.directory.serial,
+                nodes = r.directory.nodes.len(),
+                until = %r.directory.not_after,
+                "federation directory loaded"
+            ),
+            Err(e) => tracing::warn!(error = %e, "federation directory loaded"),
+        }
+        Ok(f)
+    }
+
+    /// Reads the directory file again and takes it if it verifies, names
+    /// this node and has a serial no lower than the running one; otherwise
+    /// keeps the running one and says why. Returns the serial now running.
+    pub fn reload(&self) -> Result<u64, FederationError> {
+        let offered = read(&self.node, &self.path, &self.verifier_key)?;
+        let mut running = self.running.write().unwrap_or_else(|p| p.into_inner());
+        if offered.directory.serial < running.directory.serial {
+            return Err(FederationError::Older {
+                running: running.directory.serial,
+                offered: offered.directory.serial,
+            });
+        }
+        let serial = offered.directory.serial;
+        self.peers.send_replace(peer_registry(&offered.directory));
+        *running = Arc::new(offered);
+        Ok(serial)
+    }
+
+    /// [`Federation::reload`], with its outcome in the node's log (for the
+    /// signal handler).
+    pub fn reload_logged(&self) {
+        match self.reload() {
+            Ok(serial) => tracing::info!(serial, "federation directory reloaded"),
+            Err(e) => tracing::error!(error = %e, "federation directory not reloaded"),
+        }
+    }
+
+    /// The running directory if it is valid at `now` (ms since the epoch).
+    /// Errors: `Expired`, `NotYetValid` — every federated call is refused
+    /// with them.
+    pub fn current(&self, now: i64) -> Result<Arc<Running>, FederationError> {
+        let r = self
+            .running
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if now >= r.validity.not_after {
+            return Err(FederationError::Expired {
+                serial: r.directory.serial,
+                at: rfc3339(r.validity.not_after),
+            });
+        }
+        if now < r.validity.not_before {
+            return Err(FederationError::NotYetValid {
+                serial: r.directory.serial,
+                from: rfc3339(r.validity.not_before),
+            });
+        }
+        Ok(r)
+    }
+
+    /// This node's id in the directory (its `node.name`).
+    pub fn node_id(&self) -> &str {
+        &self.node
+    }
+
+    /// The peers the federation listener recognises, following reloads.
+    pub(crate) fn peers(&self) -> tokio::sync::watch::Receiver<Arc<Registry>> {
+        self.peers.subscribe()
+    }
+
+    /// A channel to node `id` over mTLS with this node's certificate, its
+    /// server checked against the peer CAs and the directory's server
+    /// name. Errors: the directory's validity, a node it does not name,
+    /// an endpoint that does not resolve or answer.
+    pub async fn channel(&self, id: &str) -> Result<tonic::transport::Channel, PeerError> {
+        let running = self.current(crate::model::clock::now_millis())?;
+        let node = running
+            .directory
+            .node(id)
+            .ok_or_else(|| PeerError::Unknown(id.to_string()))?;
+        let addr = tokio::net::lookup_host(&node.endpoint)
+            .await
+            .ok()
+            .and_then(|mut a| a.next())
+            .ok_or_else(|| {
+                PeerError::Unreachable(id.to_string(), "its endpoint does not resolve".into())
+            })?;
+        client::connect(addr, &node.server_name, &self.client)
+            .await
+            .map_err(|e| PeerError::Unreachable(id.to_string(), e.to_string()))
+    }
+
+    /// The serial of the running directory, whatever its validity.
+    pub fn serial(&self) -> u64 {
+        self.running
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .directory
+            .serial
+    }
+}
+
+/// Why a peer cannot be called.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    #[error(transparent)]
+    Federation(#[from] FederationError),
+    #[error("the federation directory names no node '{0}'")]
+    Unknown(String),
+    #[error("node '{0}' cannot be reached ({1}); retry later")]
+    Unreachable(String, String),
+}
+
+/// The peer nodes as registered callers of the federation listener, each
+/// recognised by the key its certificate pins. This identity is the
+/// connection's only: every request on it is refused unless it asserts a
+/// participant the directory says that node hosts, and then it runs as that
+/// participant (`rpc::federated`). The role is the one a node's operator
+/// has — a municipality — and is never used to decide anything.
+fn peer_registry(d: &Directory) -> Arc<Registry> {
+    let participants: Vec<Participant> = d
+        .nodes
+        .iter()
+        .map(|n| Participant {
+            id: n.id.clone(),
+            name: n.municipality.clone(),
+            role: crate::model::Role::Municipality.as_str().to_string(),
+            oin: None,
+            spki_sha256: Some(n.tls_spki_sha256.clone()),
+        })
+        .collect();
+    Arc::new(Registry::new(&participants))
+}
+
+fn read(node: &str, path: &Path, verifier_key: &str) -> Result<Running, FederationError> {
+    let text = crate::files::read_to_string(path, crate::files::Kind::Note).map_err(|source| {
+        FederationError::Read {
+            path: path.to_path_buf(),
+            source,
+        }
+    })?;
+    let (directory, validity) =
+        directory::verify(&text, verifier_key).map_err(|source| FederationError::Directory {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    if directory.node(node).is_none() {
+        return Err(FederationError::NotListed {
+            node: node.to_string(),
+        });
+    }
+    Ok(Running {
+        directory,
+        validity,
+    })
+}
+
+/// The network operator's Ed25519 key (RFC 8032) that signs directories.
+/// Kept by the operator, never on a node: a node holds only
+/// [`FederationKey::verifier_key`].
+pub struct FederationKey {
+    network: String,
+    pair: Ed25519KeyPair,
+}
+
+impl FederationKey {
+    /// Makes a key for `network` and writes it to `path` (PKCS#8, base64,
+    /// readable by its owner only; an existing file is never overwritten).
+    /// Returns the verifier key nodes are configured with.
+    pub fn generate(network: &str, path: &Path) -> Result<String, FederationError> {
+        let err = |message: String| FederationError::Key {
+            path: path.to_path_buf(),
+            message,
+        };
+        if !note::valid_key_name(network) {
+            return Err(err(
+                "the network name is empty or holds a space, '+' or a control character".into(),
+            ));
+        }
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
+            .map_err(|_| err("the system random generator failed".into()))?;
+        let text = format!("{network}\n{}", B64.encode(pkcs8.as_ref()));
+        crate::gateway::vault::write_secret(path, &text).map_err(|e| err(e.to_string()))?;
+        Ok(FederationKey::load(path)?.verifier_key())
+    }
+
+    /// Reads a key [`FederationKey::generate`] wrote: the network name on the
+    /// first line, the PKCS#8 key in base64 on the second.
+    pub fn load(path: &Path) -> Result<FederationKey, FederationError> {
+        let err = |message: &str| FederationError::Key {
+            path: path.to_path_buf(),
+            message: message.to_string(),
+        };
+        let text = crate::files::read_to_string(path, crate::files::Kind::Key)
+            .map_err(|e| err(&e.to_string()))?;
+        let mut lines = text.lines();
+        let (Some(network), Some(b64)) = (lines.next(), lines.next()) else {
+            return Err(err(
+                "expected the network name and a base64 PKCS#8 key on two lines (made by `sluis federation keygen`)",
+            ));
+        };
+        let pkcs8 = B64
+            .decode(b64.trim())
+            .map_err(|_| err("the key line is not base64"))?;
+        let pair = Ed25519KeyPair::from_pkcs8(&pkcs8)
+            .map_err(|_| err("the key line is not an Ed25519 PKCS#8 key"))?;
+        Ok(FederationKey {
+            network: network.trim().to_string(),
+            pair,
+        })
+    }
+
+    /// The network this key signs for.
+    pub fn network(&self) -> &str {
+        &self.network
+    }
+
+    /// `<network>+<key id>+<base64 key>` (C2SP signed-note verifier key).
+    pub fn verifier_key(&self) -> String {
+        note::verifier_key(&self.network, &note::Signer::public_key(self))
+    }
+}
+
+impl note::Signer for FederationKey {
+    fn sign(&self, msg: &[u8]) -> [u8; 64] {
+        let mut out = [0u8; 64];
+        out.copy_from_slice(self.pair.sign(msg).as_ref());
+        out
+    }
+
+    fn public_key(&self) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        out.copy_from_slice(self.pair.public_key().as_ref());
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, key: &FederationKey, d: &Directory) {
+        std::fs::write(dir.join("directory.note"), directory::sign(d, key).unwrap()).unwrap();
+    }
+
+    #[test]
+    fn reload_takes_newer_keeps_running_on_older_or_broken() {
+        let dir = tempfile::tempdir().unwrap();
+        let vkey = FederationKey::generate("lvv", &dir.path().join("fed.key")).unwrap();
+        let key = FederationKey::load(&dir.path().join("fed.key")).unwrap();
+        assert_eq!(key.verifier_key(), vkey);
+        let mut d = directory::tests::sample();
+        d.serial = 5;
+        write(dir.path(), &key, &d);
+        for f in ["ca.pem", "node.pem", "node.key"] {
+            std::fs::write(dir.path().join(f), "").unwrap();
+        }
+        let config = FederationConfig {
+            directory: "directory.note".into(),
+            verifier_key: vkey,
+            listen: None,
+            client_cert: "node.pem".into(),
+            client_key: "node.key".into(),
+            peer_ca: "ca.pem".into(),
+            peer_crl: vec![],
+        };
+        let f = Federation::load("gm0344", &config, dir.path()).unwrap();
+        assert!(matches!(
+            Federation::load("gm9999", &config, dir.path()),
+            Err(FederationError::NotListed { .. })
+        ));
+        let mid = 1_790_000_000_000; // 2026-09
+        assert_eq!(f.current(mid).unwrap().directory.serial, 5);
+        assert!(matches!(
+            f.current(1_800_000_000_000),
+            Err(FederationError::Expired { serial: 5, .. })
+        ));
+        assert!(matches!(
+            f.current(1_700_000_000_000),
+            Err(FederationError::NotYetValid { .. })
+        ));
+
+        d.serial = 4;
+        write(dir.path(), &key, &d);
+        assert!(matches!(
+            f.reload(),
+            Err(FederationError::Older {
+                running: 5,
+                offered: 4
+            })
+        ));
+        std::fs::write(dir.path().join("directory.note"), "not a note").unwrap();
+        assert!(matches!(f.reload(), Err(FederationError::Directory { .. })));
+        assert_eq!(f.serial(), 5);
+        d.serial = 6;
+        write(dir.path(), &key, &d);
+        assert_eq!(f.reload().unwrap(), 6);
+        assert!(matches!(
+            FederationKey::generate("lvv", &dir.path().join("fed.key")),
+            Err(FederationError::Key { .. })
+        ));
+    }
+}

@@ -1,0 +1,81 @@
+//! A request this node forwards to the federation node that holds the case
+//! (ARCHITECTURE.md, "Federation"). The holding node decides, pseudonymises
+//! and records; this node records the forwarding under the same request id,
+//! and, as for every answer, makes that record durable before the answer
+//! leaves: the result is a `Recorded` like any other.
+
+use std::sync::Arc;
+
+use crate::federation::Federation;
+use crate::gateway::exchange::{Exchange, RequestCtx};
+use crate::gateway::{ExchangeError, validate};
+use crate::model::{Caller, Category};
+use crate::tlog::{Decision, Recorded};
+
+/// What the holding node said it released and withheld (with the reason
+/// codes of `WithholdReason`), for this node's record.
+pub(crate) struct Relayed {
+    pub(crate) released: Vec<Category>,
+    pub(crate) withheld: Vec<(Category, String)>,
+}
+
+impl Exchange {
+    /// Whether `node` is this node's own id in its federation.
+    pub(crate) fn is_this_node(&self, node: &str) -> bool {
+        self.federation
+            .as_ref()
+            .is_some_and(|f| f.node_id() == node)
+    }
+
+    /// Forwards `method` to federation node `node` for the caller: checks
+    /// here what this node can check (the node id, the purpose, that the
+    /// directory is valid), so bad input never leaves; runs `call` (the
+    /// gRPC call, made by `rpc`) with the federation and the caller; records
+    /// what came back, or how it failed, under this request's id.
+    ///
+    /// Errors: `Invalid` (`x-sluis-holding-node`, purpose), `FailedPrecondition` (no
+    /// federation, or its directory not valid now), whatever `call` returns
+    /// (`PeerNode` for the holding node's own answer), `AuditUnavailable`.
+    pub(crate) async fn forwarded<T>(
+        &self,
+        ctx: &RequestCtx,
+        method: &str,
+        node: &str,
+        purpose: &str,
+        asked: &[Category],
+        call: impl AsyncFnOnce(&Federation, &Caller) -> Result<(T, Relayed), ExchangeError>,
+    ) -> Result<Recorded<T>, ExchangeError> {
+        let mut rec = self.record(ctx, method);
+        rec.asked = super::release::asked(asked);
+        let result = async {
+            let caller = self.caller(ctx)?;
+            validate::participant_id("x-sluis-holding-node", node)?;
+            let federation: &Arc<Federation> = self.federation.as_ref().ok_or_else(|| {
+                ExchangeError::FailedPrecondition(
+                    "this node is not in a federation: send no x-sluis-holding-node".into(),
+                )
+            })?;
+            rec.detail = format!("forwarded to federation node '{node}'");
+            self.check_purpose(purpose)?;
+            rec.purpose = Some(purpose.to_string());
+            federation
+                .current(self.now())
+                .map_err(|e| ExchangeError::FailedPrecondition(e.to_string()))?;
+            call(federation, caller).await
+        }
+        .await;
+        let result = result.map(|(answer, relayed)| {
+            rec.decision = if relayed.released.is_empty() {
+                Decision::Denied
+            } else if relayed.withheld.is_empty() {
+                Decision::Allowed
+            } else {
+                Decision::Partial
+            };
+            rec.released = relayed.released;
+            rec.withheld = relayed.withheld;
+            answer
+        });
+        self.finish(rec, result).await
+    }
+}

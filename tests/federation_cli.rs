@@ -1,0 +1,203 @@
+//! `sluis federation` as the network operator uses it: make the key, sign a
+//! directory from its TOML source, verify and show it; every mistake says
+//! what to fix.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn sluis(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sluis"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn source(network: &str, not_after: &str) -> String {
+    format!(
+        r#"network = "{network}"
+serial = 7
+not_before = "2020-01-01T00:00:00Z"
+not_after = "{not_after}"
+
+[[node]]
+id = "gm0344"
+municipality_code = "GM0344"
+municipality = "Utrecht"
+endpoint = "sluis.utrecht.example:7444"
+server_name = "sluis.utrecht.example"
+tls_spki_sha256 = "{spki}"
+tls_ca_sha256 = "{ca}"
+log_key = "gm0344+0a1b2c3d+AQ"
+host = [{{ participant = "ind", role = "ind" }}]
+"#,
+        spki = "a".repeat(64),
+        ca = "b".repeat(64),
+    )
+}
+
+#[test]
+fn keygen_sign_verify_show() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let help = sluis(&["federation", "--help"], d);
+    assert!(help.status.success());
+    for sub in ["keygen", "sign", "verify", "show"] {
+        assert!(text(&help).contains(sub), "{sub} in --help");
+    }
+
+    let out = sluis(
+        &[
+            "federation",
+            "keygen",
+            "--network",
+            "lvv",
+            "--out",
+            "fed.key",
+        ],
+        d,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let vkey = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap()
+        .to_string();
+    assert!(vkey.starts_with("lvv+"), "{vkey}");
+    // The key is never overwritten.
+    let again = sluis(
+        &[
+            "federation",
+            "keygen",
+            "--network",
+            "lvv",
+            "--out",
+            "fed.key",
+        ],
+        d,
+    );
+    assert!(!again.status.success());
+
+    std::fs::write(d.join("dir.toml"), source("lvv", "2099-01-01T00:00:00Z")).unwrap();
+    let out = sluis(
+        &[
+            "federation",
+            "sign",
+            "--key",
+            "fed.key",
+            "--source",
+            "dir.toml",
+            "--out",
+            "dir.note",
+        ],
+        d,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("serial 7"), "{}", text(&out));
+
+    let out = sluis(&["federation", "verify", "--key", &vkey, "dir.note"], d);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("directory verified"));
+
+    let out = sluis(&["federation", "show", "--key", &vkey, "dir.note"], d);
+    assert!(out.status.success(), "{}", text(&out));
+    let shown = text(&out);
+    assert!(shown.contains("signature verified"), "{shown}");
+    assert!(shown.contains("gm0344 — Utrecht (GM0344)"), "{shown}");
+    assert!(shown.contains("ind (ind)"), "{shown}");
+    let out = sluis(&["federation", "show", "dir.note"], d);
+    assert!(text(&out).contains("NOT checked"), "{}", text(&out));
+
+    // A changed byte, or another key, does not verify.
+    let note = std::fs::read_to_string(d.join("dir.note")).unwrap();
+    std::fs::write(d.join("bad.note"), note.replace("Utrecht", "Utrecht2")).unwrap();
+    let out = sluis(&["federation", "verify", "--key", &vkey, "bad.note"], d);
+    assert!(!out.status.success());
+    assert!(text(&out).contains("NOT verified"), "{}", text(&out));
+    let out = sluis(&["federation", "show", "--key", &vkey, "bad.note"], d);
+    assert!(!out.status.success(), "show --key refuses a bad signature");
+
+    // An expired directory verifies as signed but is not valid.
+    std::fs::write(d.join("old.toml"), source("lvv", "2021-01-01T00:00:00Z")).unwrap();
+    let out = sluis(
+        &[
+            "federation",
+            "sign",
+            "--key",
+            "fed.key",
+            "--source",
+            "old.toml",
+            "--out",
+            "old.note",
+        ],
+        d,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let out = sluis(&["federation", "verify", "--key", &vkey, "old.note"], d);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("expired at 2021-01-01T00:00:00Z"),
+        "{}",
+        text(&out)
+    );
+
+    // Mistakes in the source name the field and the fix; nothing is written.
+    std::fs::write(
+        d.join("other.toml"),
+        source("other", "2099-01-01T00:00:00Z"),
+    )
+    .unwrap();
+    let out = sluis(
+        &[
+            "federation",
+            "sign",
+            "--key",
+            "fed.key",
+            "--source",
+            "other.toml",
+            "--out",
+            "x.note",
+        ],
+        d,
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("use that network's key"),
+        "{}",
+        text(&out)
+    );
+    std::fs::write(
+        d.join("typo.toml"),
+        source("lvv", "2099-01-01T00:00:00Z").replace("GM0344\"", "0344\""),
+    )
+    .unwrap();
+    let out = sluis(
+        &[
+            "federation",
+            "sign",
+            "--key",
+            "fed.key",
+            "--source",
+            "typo.toml",
+            "--out",
+            "x.note",
+        ],
+        d,
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("node[0].municipality_code")
+            && text(&out).contains("GM and four digits"),
+        "{}",
+        text(&out)
+    );
+    assert!(!d.join("x.note").exists());
+}
