@@ -754,6 +754,18 @@ async fn every_edit_of_a_hash_tile_is_caught_at_its_index() {
         vec![(0, 0), (0, 1), (1, 0)],
         "two full tiles and one above them"
     );
+    // Read natively, as the tile API serves them: full tiles, the partial
+    // edge of level 0 from its edge rows, the level-1 tile with a hash per
+    // full tile below it, nothing beyond.
+    let (store, _) = Store::open(&database_url_of(p.dir.path()), &Default::default(), false)
+        .await
+        .unwrap();
+    let width = |t: Option<Vec<u8>>| t.map(|b| b.len() / 32);
+    assert_eq!(width(store.hash_tile(0, 1).await.unwrap()), Some(256));
+    assert_eq!(width(store.hash_tile(0, 2).await.unwrap()), Some(21));
+    assert_eq!(width(store.hash_tile(1, 0).await.unwrap()), Some(2));
+    assert_eq!(store.hash_tile(0, 3).await.unwrap(), None);
+    store.close().await;
     let cases = [
         Tamper::RewriteLeafHash(3),
         Tamper::RewriteLeafHash(256 + 200),

@@ -163,6 +163,24 @@ async fn migrate_rebuilds_the_tree_as_tiles_and_proves_it_before_dropping_the_ol
     assert!(report.intact(), "{:?}", report.problems);
     assert_eq!(report.entries, n as u64);
 
+    // The level-0 tile, read natively, is the entries' leaf hashes in
+    // order (C2SP tlog-tiles `tile/0/000`, partial here); none beyond it.
+    let (store, _) =
+        sluis::store::Store::open(&config.database_url().unwrap(), &Default::default(), false)
+            .await
+            .unwrap();
+    let leaves: Vec<u8> = store
+        .access_log(0, n)
+        .await
+        .unwrap()
+        .iter()
+        .flat_map(|r| sluis::tlog::merkle::leaf_hash(&r.record))
+        .collect();
+    assert_eq!(store.hash_tile(0, 0).await.unwrap(), Some(leaves));
+    assert_eq!(store.hash_tile(0, 1).await.unwrap(), None);
+    assert_eq!(store.hash_tile(1, 0).await.unwrap(), None);
+    store.close().await;
+
     // The node starts on it and goes on appending to the same tree.
     let node = sluis::node::Node::start(&config).await.unwrap();
     node.shutdown().await.unwrap();

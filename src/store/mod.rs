@@ -877,6 +877,17 @@ impl Store {
         on_store!(&self.backend, b => b.log_size().await)
     }
 
+    /// Hash tile `level`/`index` as stored (C2SP tlog-tiles `tile/L/N`):
+    /// the hashes of tree level `8·level`, nodes `256·index ..`, 32 bytes
+    /// each, as many as the tree has so far (up to 256: a partial tile at
+    /// the tree's right edge, whose first `W` hashes are `tile/L/N.p/W`);
+    /// `None` for a tile beyond the tree. Read natively from `log_tiles` or,
+    /// for the growing level-0 tile, its edge rows.
+    pub async fn hash_tile(&self, level: u32, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        let tile = crate::tlog::layout::TileId { level, index };
+        on_store!(&self.backend, b => b.hash_tile(tile).await)
+    }
+
     /// The stored hashes of the given perfect subtrees (those present).
     pub(crate) async fn merkle_nodes(
         &self,

@@ -624,6 +624,10 @@ impl PgStore {
         Ok(())
     }
 
+    pub(super) async fn hash_tile(&self, tile: TileId) -> Result<Option<Vec<u8>>, StoreError> {
+        read_tile(&mut *self.pool.acquire().await?, tile).await
+    }
+
     /// The tiles holding the nodes, each read once (the growing level-0
     /// tile from its edge rows).
     pub(super) async fn merkle_nodes(

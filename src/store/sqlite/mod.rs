@@ -620,6 +620,10 @@ impl SqliteStore {
             .await
     }
 
+    pub(super) async fn hash_tile(&self, tile: TileId) -> Result<Option<Vec<u8>>, StoreError> {
+        self.read(move |c| read_tile(c, tile)).await
+    }
+
     /// The tiles holding the nodes, one cached point lookup each (the
     /// growing level-0 tile from its edge rows): in-process, a few
     /// microseconds each.
