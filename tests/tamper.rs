@@ -55,8 +55,13 @@ impl Pristine {
 /// consents, reads by several participants and some refusals, in rounds
 /// with pauses between them so that several checkpoints get signed.
 async fn build_pristine() -> Pristine {
+    build_log(PRISTINE_SIZE).await
+}
+
+/// A stopped node whose log holds exactly `size` entries of real requests.
+async fn build_log(size: i64) -> Pristine {
     let node = TestNode::start_with(|c| c.node.checkpoint_interval_ms = checkpoint_ms()).await;
-    traffic(&node, PRISTINE_SIZE).await;
+    traffic(&node, size).await;
     let (n, checkpoints) = wait_until_signed(&node.node.store).await;
     let cp = node.node.store.latest_checkpoint().await.unwrap().unwrap();
     assert_eq!(cp.size, n);
@@ -243,14 +248,17 @@ async fn attacker(node_dir: &Path) -> Db {
     let drops: &[&str] = if db.postgres() {
         &[
             "DROP TRIGGER access_log_append_only ON access_log",
-            "DROP TRIGGER merkle_nodes_append_only ON merkle_nodes",
+            "DROP TRIGGER log_tiles_grow_only ON log_tiles",
+            "DROP TRIGGER log_edge_append_only ON log_edge",
         ]
     } else {
         &[
             "DROP TRIGGER access_log_append_only_u",
             "DROP TRIGGER access_log_append_only_d",
-            "DROP TRIGGER merkle_nodes_append_only_u",
-            "DROP TRIGGER merkle_nodes_append_only_d",
+            "DROP TRIGGER log_tiles_grow_only",
+            "DROP TRIGGER log_tiles_append_only_d",
+            "DROP TRIGGER log_edge_append_only_u",
+            "DROP TRIGGER log_edge_moved_only",
         ]
     };
     for sql in drops {
@@ -445,16 +453,20 @@ enum Tamper {
         from: i64,
         forged: i64,
     },
+    /// Change the stored leaf hash of an entry, in its hash tile or in the
+    /// growing edge of level 0.
     RewriteLeafHash(i64),
-    RewriteNodeHash {
-        level: u32,
-        first: i64,
-    },
+    /// Change the hash of a higher tile (tile level 1: the node over
+    /// entries `256·k .. 256·k + 256`), given as `k`.
+    RewriteUpperHash(i64),
+    /// Remove a full level-0 hash tile (entries `256·k ..`), given as `k`.
+    DeleteTile(i64),
     ChangeCaller(i64),
     /// Blank the case column of an entry about a case, hiding it from
     /// queries by case.
     NullCaseColumn(i64),
-    /// Add a tree node no tree has (a level far above the log's height).
+    /// Add a hash no tree has: the edge row holding the entry gets one
+    /// more, which overlaps the next row (or lies past the log's end).
     StrayNode(i64),
     /// Store a number where the record belongs (SQLite only: PostgreSQL's
     /// columns are typed).
@@ -472,9 +484,13 @@ impl Tamper {
                 format!("cut the log at {from} and append {forged} forged entries")
             }
             Tamper::RewriteLeafHash(i) => format!("rewrite the stored leaf hash of entry {i}"),
-            Tamper::RewriteNodeHash { level, first } => {
-                format!("rewrite the stored level-{level} tree node starting at entry {first}")
+            Tamper::RewriteUpperHash(k) => {
+                format!(
+                    "rewrite the level-1 tile's hash over entries from {}",
+                    256 * k
+                )
             }
+            Tamper::DeleteTile(k) => format!("delete the level-0 hash tile {k}"),
             Tamper::ChangeCaller(i) => format!("change the caller column of entry {i}"),
             Tamper::NullCaseColumn(i) => {
                 format!("blank the case column of the first entry about a case from {i}")
@@ -518,12 +534,27 @@ impl Tamper {
                 from
             }
             Tamper::RewriteLeafHash(i) => {
-                flip_node(db, i + 1, 0).await;
+                flip_leaf_hash(db, i).await;
                 i
             }
-            Tamper::RewriteNodeHash { level, first } => {
-                flip_node(db, first + (1 << level), level).await;
-                first
+            Tamper::RewriteUpperHash(k) => {
+                let tile = db
+                    .conn
+                    .query_one(
+                        "SELECT hashes FROM log_tiles WHERE level = 1 AND idx = 0",
+                        &[],
+                    )
+                    .await[0]
+                    .blob();
+                let mut forged = tile;
+                forged[k as usize * 32 + 7] ^= 0x80;
+                set_tile(db, 1, 0, forged).await;
+                256 * k
+            }
+            Tamper::DeleteTile(k) => {
+                let gone = exec(db, "DELETE FROM log_tiles WHERE level = 0 AND idx = ?", k).await;
+                assert_eq!(gone, 1);
+                256 * k
             }
             Tamper::ChangeCaller(i) => {
                 let e = read_entry(db, i).await;
@@ -553,13 +584,16 @@ impl Tamper {
                 i
             }
             Tamper::StrayNode(i) => {
+                let (start, mut hashes) = edge_row(db, i).await;
+                let end = start + hashes.len() as i64 / 32;
+                hashes.extend_from_slice(&[0u8; 32]);
                 db.conn
                     .execute(
-                        "INSERT INTO merkle_nodes (end_size, level, hash) VALUES (?, 40, ?)",
-                        &[(i + 1).into(), vec![0u8; 32].into()],
+                        "UPDATE log_edge SET hashes = ? WHERE start = ?",
+                        &[hashes.into(), start.into()],
                     )
                     .await;
-                i
+                end
             }
             Tamper::RecordNotBlob(i) => {
                 let changed = exec(db, "UPDATE access_log SET record = 42 WHERE seq = ?", i).await;
@@ -570,27 +604,54 @@ impl Tamper {
     }
 }
 
-/// Replaces a stored tree node's hash with a different one.
-async fn flip_node(db: &mut Db, end_size: i64, level: u32) {
-    let rows = db
+/// The level-0 edge row holding entry `i`'s leaf hash: its start and
+/// hashes.
+async fn edge_row(db: &mut Db, i: i64) -> (i64, Vec<u8>) {
+    let r = db
+        .conn
+        .query_one(
+            "SELECT start, hashes FROM log_edge WHERE start <= ? ORDER BY start DESC LIMIT 1",
+            &[i.into()],
+        )
+        .await;
+    (r[0].int(), r[1].blob())
+}
+
+/// Replaces the stored leaf hash of entry `i` (in its full tile, or in the
+/// edge row holding it) with a different one.
+async fn flip_leaf_hash(db: &mut Db, i: i64) {
+    let full = db
         .conn
         .query(
-            "SELECT hash FROM merkle_nodes WHERE end_size = ? AND level = ?",
-            &[end_size.into(), i64::from(level).into()],
+            "SELECT hashes FROM log_tiles WHERE level = 0 AND idx = ?",
+            &[(i / 256).into()],
         )
         .await;
-    let hash: Vec<u8> = rows
-        .first()
-        .unwrap_or_else(|| panic!("no tree node ({end_size}, {level})"))[0]
-        .blob();
-    let mut forged = hash.clone();
-    forged[7] ^= 0x80;
+    if let Some(row) = full.first() {
+        let mut forged = row[0].blob();
+        forged[(i % 256) as usize * 32 + 7] ^= 0x80;
+        set_tile(db, 0, i / 256, forged).await;
+        return;
+    }
+    let (start, mut hashes) = edge_row(db, i).await;
+    hashes[(i - start) as usize * 32 + 7] ^= 0x80;
     db.conn
         .execute(
-            "UPDATE merkle_nodes SET hash = ? WHERE end_size = ? AND level = ?",
-            &[forged.into(), end_size.into(), i64::from(level).into()],
+            "UPDATE log_edge SET hashes = ? WHERE start = ?",
+            &[hashes.into(), start.into()],
         )
         .await;
+}
+
+async fn set_tile(db: &mut Db, level: i64, idx: i64, hashes: Vec<u8>) {
+    let changed = db
+        .conn
+        .execute(
+            "UPDATE log_tiles SET hashes = ? WHERE level = ? AND idx = ?",
+            &[hashes.into(), level.into(), idx.into()],
+        )
+        .await;
+    assert_eq!(changed, 1);
 }
 
 /// Copies the pristine node, applies one edit to the copy's database, and
@@ -634,9 +695,6 @@ async fn every_edit_of_the_log_is_caught_at_its_index() {
 
     let i = middle_index(&p, p.n / 2);
     let j = middle_index(&p, i + 7);
-    // A level-3 node (8 entries) in the middle of the log.
-    let first8 = (p.n / 2) / 8 * 8;
-    assert!(first8 + 8 <= p.n);
     let cut = middle_index(&p, p.n - 12);
     let cases = [
         Tamper::FlipRecordByte(i),
@@ -648,11 +706,8 @@ async fn every_edit_of_the_log_is_caught_at_its_index() {
             forged: p.n - cut + 5,
         },
         Tamper::RewriteLeafHash(i),
-        Tamper::RewriteNodeHash {
-            level: 3,
-            first: first8,
-        },
-        Tamper::RewriteNodeHash { level: 1, first: 2 },
+        Tamper::RewriteLeafHash(0),
+        Tamper::RewriteLeafHash(p.n - 1),
         Tamper::ChangeCaller(i),
         Tamper::NullCaseColumn(i),
         Tamper::StrayNode(j),
@@ -674,6 +729,59 @@ async fn every_edit_of_the_log_is_caught_at_its_index() {
         p.n,
         failures.join("\n")
     );
+}
+
+/// Past two full hash tiles (C2SP tlog-tiles: 256 leaf hashes each) and
+/// into a third, so that level 0 has full tiles and a growing edge, and
+/// tile level 1 a hash per full tile: a change to any of them is found at
+/// the first entry it covers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_edit_of_a_hash_tile_is_caught_at_its_index() {
+    let p = build_log(2 * 256 + 21).await;
+    let v = verify_json(&p.config_path(), None);
+    assert!(v.intact(), "{v}");
+    let mut db = Db::of_node(p.dir.path()).await;
+    let tiles = db
+        .conn
+        .query("SELECT level, idx FROM log_tiles ORDER BY level, idx", &[])
+        .await
+        .iter()
+        .map(|r| (r[0].int(), r[1].int()))
+        .collect::<Vec<_>>();
+    db.close().await;
+    assert_eq!(
+        tiles,
+        vec![(0, 0), (0, 1), (1, 0)],
+        "two full tiles and one above them"
+    );
+    // Read natively, as the tile API serves them: full tiles, the partial
+    // edge of level 0 from its edge rows, the level-1 tile with a hash per
+    // full tile below it, nothing beyond.
+    let (store, _) = Store::open(&database_url_of(p.dir.path()), &Default::default(), false)
+        .await
+        .unwrap();
+    let width = |t: Option<Vec<u8>>| t.map(|b| b.len() / 32);
+    assert_eq!(width(store.hash_tile(0, 1).await.unwrap()), Some(256));
+    assert_eq!(width(store.hash_tile(0, 2).await.unwrap()), Some(21));
+    assert_eq!(width(store.hash_tile(1, 0).await.unwrap()), Some(2));
+    assert_eq!(store.hash_tile(0, 3).await.unwrap(), None);
+    store.close().await;
+    let cases = [
+        Tamper::RewriteLeafHash(3),
+        Tamper::RewriteLeafHash(256 + 200),
+        Tamper::RewriteLeafHash(2 * 256 + 10),
+        Tamper::RewriteUpperHash(0),
+        Tamper::RewriteUpperHash(1),
+        Tamper::DeleteTile(1),
+        Tamper::FlipRecordByte(300),
+    ];
+    let mut failures = Vec::new();
+    for case in &cases {
+        if let Err(e) = caught(&p, case).await {
+            failures.push(e);
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -702,7 +810,21 @@ async fn removing_signed_entries_is_caught() {
     let copy = copy_node(p.dir.path()).await;
     let mut db = attacker(copy.path()).await;
     exec(&mut db, "DELETE FROM access_log WHERE seq >= ?", cut).await;
-    exec(&mut db, "DELETE FROM merkle_nodes WHERE end_size > ?", cut).await;
+    // The edge rows past the cut go; the row holding the cut keeps the
+    // hashes before it.
+    let (start, hashes) = edge_row(&mut db, cut).await;
+    exec(&mut db, "DELETE FROM log_edge WHERE start >= ?", start).await;
+    if start < cut {
+        db.conn
+            .execute(
+                "INSERT INTO log_edge (start, hashes) VALUES (?, ?)",
+                &[
+                    start.into(),
+                    hashes[..(cut - start) as usize * 32].to_vec().into(),
+                ],
+            )
+            .await;
+    }
     exec(&mut db, "DELETE FROM checkpoints WHERE size > ?", cut).await;
     db.close().await;
     let config = copy.path().join("sluis.toml");

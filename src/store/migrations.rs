@@ -42,6 +42,11 @@ pub(super) const SQLITE: &[Migration] = &[
         name: "statistics releases",
         sql: include_str!("../../migrations/sqlite/0006_statistics_releases.sql"),
     },
+    Migration {
+        version: 7,
+        name: "log tiles",
+        sql: include_str!("../../migrations/sqlite/0007_log_tiles.sql"),
+    },
 ];
 
 pub(super) const POSTGRES: &[Migration] = &[
@@ -74,6 +79,11 @@ pub(super) const POSTGRES: &[Migration] = &[
         version: 6,
         name: "statistics releases",
         sql: include_str!("../../migrations/postgres/0006_statistics_releases.sql"),
+    },
+    Migration {
+        version: 7,
+        name: "log tiles",
+        sql: include_str!("../../migrations/postgres/0007_log_tiles.sql"),
     },
 ];
 

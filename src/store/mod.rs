@@ -44,6 +44,7 @@ mod rows;
 pub(crate) mod scan;
 mod sql;
 mod sqlite;
+mod tiles;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -53,7 +54,7 @@ use tokio::sync::mpsc;
 
 use crate::model::consent::{Consent, ConsentEvent, Millis};
 use crate::model::{Category, Role};
-use crate::tlog::merkle::{Hash, NodeId};
+use crate::tlog::merkle::{Frontier, Hash, NodeId};
 
 use scan::Chunk;
 pub(crate) use sqlite::CacheBounds;
@@ -561,7 +562,90 @@ impl Store {
         let sink = LogSink {
             backend: backend.clone(),
         };
-        Ok((Store { backend }, sink))
+        let store = Store { backend };
+        if migrate {
+            store.tiles_from_entries().await?;
+        }
+        Ok((store, sink))
+    }
+
+    /// Migration 0007's data step, for a log whose tree was stored one row
+    /// per node (`merkle_nodes`): rebuilds the hash tiles from the entries
+    /// (resuming where an interrupted run stopped), and drops the old table
+    /// only once the tiles give the root of the latest checkpoint. If they
+    /// do not, the old table stays and the store does not open
+    /// ([`StoreError::Corrupt`]). The checkpoint's signature is checked by
+    /// the log writer's start and by `sluis audit verify`, which hold the key.
+    async fn tiles_from_entries(&self) -> Result<(), StoreError> {
+        if !on_store!(&self.backend, b => b.has_node_table().await)? {
+            return Ok(());
+        }
+        let frontier = self.rebuild_tree().await?;
+        if let Some(cp) = self.latest_checkpoint().await? {
+            let size = cp.size as u64;
+            let nodes = self
+                .merkle_nodes(&Frontier::perfect_nodes_for(size))
+                .await?;
+            let root = Frontier::from_nodes(size, |id| nodes.get(&id).copied()).map(|f| f.root());
+            if size > frontier.size() || root.map(|r| r.to_vec()) != Some(cp.root.clone()) {
+                return Err(StoreError::Corrupt(format!(
+                    "the log's tree rebuilt as tiles does not have the root of its checkpoint at size {size}; the old tree is kept: run `sluis audit verify`"
+                )));
+            }
+        }
+        tracing::info!(
+            entries = frontier.size(),
+            "the log's tree is stored as tiles and matches its latest checkpoint; the old node table is dropped"
+        );
+        on_store!(&self.backend, b => b.drop_node_table().await)
+    }
+
+    /// Hashes the log's entries into its tree and stores the tiles that are
+    /// missing (all of them for a log stored before the tree was, or one
+    /// whose tiles were lost): the tree's compact range. Writes the tree
+    /// only, never an entry; errors with [`StoreError::Corrupt`] where an
+    /// entry is missing.
+    pub(crate) async fn rebuild_tree(&self) -> Result<Frontier, StoreError> {
+        let mut frontier = Frontier::new();
+        let mut from = 0i64;
+        loop {
+            let leaves = self.log_leaves(from, 10_000).await?;
+            let Some((last, _)) = leaves.last() else {
+                break;
+            };
+            from = last + 1;
+            let mut new_nodes = Vec::new();
+            for (seq, record) in &leaves {
+                if *seq as u64 != frontier.size() {
+                    return Err(StoreError::Corrupt(format!(
+                        "entry {} is missing from the log; run `sluis audit verify`",
+                        frontier.size()
+                    )));
+                }
+                frontier.push_with(crate::tlog::merkle::leaf_hash(record), |id, h| {
+                    if id.level % crate::tlog::layout::HEIGHT == 0 {
+                        new_nodes.push((id, *h));
+                    }
+                });
+            }
+            let ids: Vec<NodeId> = new_nodes.iter().map(|(id, _)| *id).collect();
+            let have = self.merkle_nodes(&ids).await?;
+            let missing: Vec<_> = new_nodes
+                .into_iter()
+                .filter(|(id, _)| !have.contains_key(id))
+                .collect();
+            if !missing.is_empty() {
+                let append = Append {
+                    first_seq: 0,
+                    rows: &[],
+                    issued: &[],
+                    nodes: &missing,
+                    checkpoint: None,
+                };
+                on_store!(&self.backend, b => b.append_log(&append).await)?;
+            }
+        }
+        Ok(frontier)
     }
 
     /// Makes this process the database's node. On SQLite a file has one
@@ -791,6 +875,17 @@ impl Store {
     /// Number of entries in the log (positions are 0..size, no gaps).
     pub async fn log_size(&self) -> Result<i64, StoreError> {
         on_store!(&self.backend, b => b.log_size().await)
+    }
+
+    /// Hash tile `level`/`index` as stored (C2SP tlog-tiles `tile/L/N`):
+    /// the hashes of tree level `8·level`, nodes `256·index ..`, 32 bytes
+    /// each, as many as the tree has so far (up to 256: a partial tile at
+    /// the tree's right edge, whose first `W` hashes are `tile/L/N.p/W`);
+    /// `None` for a tile beyond the tree. Read natively from `log_tiles` or,
+    /// for the growing level-0 tile, its edge rows.
+    pub async fn hash_tile(&self, level: u32, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        let tile = crate::tlog::layout::TileId { level, index };
+        on_store!(&self.backend, b => b.hash_tile(tile).await)
     }
 
     /// The stored hashes of the given perfect subtrees (those present).

@@ -14,7 +14,6 @@ use crate::store::{
     CaseMeta, CaseWithData, LogRow, ReleaseKey, RequestKey, SealedCase, StoreError,
     StoredCheckpoint, StoredRelease,
 };
-use crate::tlog::merkle::{Hash, NodeId};
 
 /// A result row, read by column position. Each backend implements it for
 /// its driver's row type; a value of another type than asked for is an
@@ -124,25 +123,6 @@ pub(super) fn checkpoint(r: &dyn Columns) -> Result<StoredCheckpoint, StoreError
         at: r.int(2)?,
         note: r.text(3)?,
     })
-}
-
-/// `end_size, level, hash`.
-pub(super) fn tree_node(r: &dyn Columns) -> Result<(NodeId, Hash), StoreError> {
-    let (end, level) = (r.int(0)?, r.int(1)?);
-    let hash: Hash = r
-        .blob(2)?
-        .as_slice()
-        .try_into()
-        .map_err(|_| StoreError::Corrupt("tree node hash is not 32 bytes".into()))?;
-    // `NodeId::from_end` panics on an address no perfect node has.
-    match (u64::try_from(end), u32::try_from(level)) {
-        (Ok(end), Ok(level)) if level < 64 && end != 0 && end.trailing_zeros() >= level => {
-            Ok((NodeId::from_end(end, level), hash))
-        }
-        _ => Err(StoreError::Corrupt(format!(
-            "no tree node of level {level} ends at size {end}"
-        ))),
-    }
 }
 
 /// `seq, record`.

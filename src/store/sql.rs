@@ -180,6 +180,22 @@ pub(super) const SUBJECT_LOG: &str = concat!(
        AND (case_id = $2 OR seq IN (SELECT seq FROM access_log_subjects WHERE subject = $3))
      ORDER BY seq LIMIT $4"
 );
+/// The log's tree as hash tiles (migration 0007, `store::tiles`).
+pub(super) const INSERT_EDGE: &str = "INSERT INTO log_edge (start, hashes) VALUES ($1, $2)";
+/// The edge rows of level-0 tile $1 (positions `$1·256 .. $1·256 + 256`).
+pub(super) const EDGE_OF_TILE: &str = "SELECT start, hashes FROM log_edge
+     WHERE start >= $1 * 256 AND start < ($1 + 1) * 256 ORDER BY start";
+pub(super) const DELETE_EDGE_OF_TILE: &str =
+    "DELETE FROM log_edge WHERE start >= $1 * 256 AND start < ($1 + 1) * 256";
+pub(super) const TILE: &str = "SELECT hashes FROM log_tiles WHERE level = $1 AND idx = $2";
+pub(super) const PUT_TILE: &str = "INSERT INTO log_tiles (level, idx, hashes) VALUES ($1, $2, $3)
+     ON CONFLICT (level, idx) DO UPDATE SET hashes = excluded.hashes";
+/// Tiles of level $1 with index in `[$2, $3]`, for the verifier's scan.
+pub(super) const TILES_IN: &str = "SELECT level, idx, hashes FROM log_tiles
+     WHERE level = $1 AND idx >= $2 AND idx <= $3 ORDER BY idx";
+/// Edge rows with positions in `[$1, $2)`, for the verifier's scan.
+pub(super) const EDGE_IN: &str =
+    "SELECT start, hashes FROM log_edge WHERE start >= $1 AND start < $2 ORDER BY start";
 pub(super) const LATEST_CHECKPOINT: &str =
     "SELECT size, root, at, note FROM checkpoints ORDER BY size DESC LIMIT 1";
 pub(super) const CHECKPOINT_AT: &str =
@@ -222,4 +238,11 @@ pub(super) const WITH_PARAMETERS: &[&str] = &[
     QUERY_LOG,
     SUBJECT_LOG,
     CHECKPOINT_AT,
+    INSERT_EDGE,
+    EDGE_OF_TILE,
+    DELETE_EDGE_OF_TILE,
+    TILE,
+    PUT_TILE,
+    TILES_IN,
+    EDGE_IN,
 ];

@@ -165,6 +165,7 @@ impl NodeId {
     /// If `level >= 64` or `end` is not a positive multiple of `2^level`. No
     /// perfect node has such an address, so a stored row with one is corrupt,
     /// and it is better to stop than to serve a proof built on it.
+    #[cfg(test)]
     #[must_use]
     pub(crate) fn from_end(end: u64, level: u32) -> NodeId {
         assert!(

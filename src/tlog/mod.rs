@@ -23,6 +23,7 @@
 //! [`note::Signer`], which the gateway's vault implements.
 
 pub mod checkpoint;
+pub(crate) mod layout;
 pub mod merkle;
 pub mod note;
 pub mod proof;

@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::store::{IssuedPseudonym, LogRow, LogSink, Store, StoreError, StoredCheckpoint};
 use crate::tlog::AccessRecord;
 use crate::tlog::checkpoint::Checkpoint;
+use crate::tlog::layout;
 use crate::tlog::merkle::{self, Frontier};
 use crate::tlog::note::Signer;
 
@@ -54,9 +55,6 @@ pub enum AuditError {
     /// Tree nodes needed to continue the tree at `size` are not stored.
     #[error("the log's tree nodes for size {size} are missing; run `sluis audit verify`")]
     NodesMissing { size: u64 },
-    /// An entry below the log's size is not stored.
-    #[error("entry {index} is missing from the log; run `sluis audit verify`")]
-    EntryMissing { index: u64 },
 }
 
 impl From<StoreError> for AuditError {
@@ -171,7 +169,7 @@ impl AuditLog {
         // The checkpoint first: another replica may append (and sign) in
         // between, and a checkpoint must never look newer than the log.
         let latest = store.latest_checkpoint().await?;
-        let frontier = load_frontier(&store, &sink).await?;
+        let frontier = load_frontier(&store).await?;
         let signed_size = match &latest {
             Some(cp) => {
                 let size = cp.size as u64;
@@ -458,9 +456,15 @@ impl Writer {
             attempt += 1;
             let before = self.frontier.clone();
             let first_seq = self.frontier.size() as i64;
-            let mut nodes = Vec::with_capacity(rows.len() * 2);
+            // Only nodes at tile levels are stored (`tlog::layout`): the
+            // leaf hashes, and one node in 256 above them.
+            let mut nodes = Vec::with_capacity(rows.len() + 1);
             for leaf in leaves {
-                self.frontier.push_with(*leaf, |id, h| nodes.push((id, *h)));
+                self.frontier.push_with(*leaf, |id, h| {
+                    if id.level % layout::HEIGHT == 0 {
+                        nodes.push((id, *h));
+                    }
+                });
             }
             let cp = (checkpoint && self.signed_at.elapsed() >= self.settings.checkpoint_interval)
                 .then(|| self.signed_checkpoint())
@@ -551,9 +555,9 @@ impl Writer {
 }
 
 /// Rebuilds the compact range of the stored tree. A log written before the
-/// tree existed (or whose nodes are missing) is hashed from its leaves and
-/// the missing nodes are stored.
-async fn load_frontier(store: &Store, sink: &LogSink) -> Result<Frontier, AuditError> {
+/// tree existed (or whose tiles are missing) is hashed from its entries and
+/// the missing tiles are stored (`Store::rebuild_tree`).
+async fn load_frontier(store: &Store) -> Result<Frontier, AuditError> {
     let size = store.log_size().await? as u64;
     let ids = Frontier::perfect_nodes_for(size);
     let nodes = store.merkle_nodes(&ids).await?;
@@ -564,31 +568,5 @@ async fn load_frontier(store: &Store, sink: &LogSink) -> Result<Frontier, AuditE
         entries = size,
         "building the log's Merkle tree from its entries"
     );
-    let mut frontier = Frontier::new();
-    let mut from = 0i64;
-    loop {
-        let leaves = store.log_leaves(from, 10_000).await?;
-        if leaves.is_empty() {
-            break;
-        }
-        let mut new_nodes = Vec::new();
-        for (seq, record) in &leaves {
-            if *seq as u64 != frontier.size() {
-                return Err(AuditError::EntryMissing {
-                    index: frontier.size(),
-                });
-            }
-            frontier.push_with(merkle::leaf_hash(record), |id, h| new_nodes.push((id, *h)));
-        }
-        let have = store
-            .merkle_nodes(&new_nodes.iter().map(|(id, _)| *id).collect::<Vec<_>>())
-            .await?;
-        let missing: Vec<_> = new_nodes
-            .into_iter()
-            .filter(|(id, _)| !have.contains_key(id))
-            .collect();
-        sink.append(0, &[], &[], &missing, None).await?;
-        from = leaves.last().map(|(s, _)| s + 1).unwrap_or(from);
-    }
-    Ok(frontier)
+    Ok(store.rebuild_tree().await?)
 }

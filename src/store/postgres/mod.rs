@@ -19,7 +19,7 @@ use std::str::FromStr;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::query::Query;
-use sqlx::{PgPool, Postgres, Row, SqlStr};
+use sqlx::{PgConnection, PgPool, Postgres, Row, SqlStr};
 use tokio::sync::mpsc;
 
 use crate::model::Category;
@@ -32,8 +32,9 @@ use crate::store::scan::{AHEAD, Chunk};
 use crate::store::{
     Append, CaseMeta, CaseWithData, DbError, LogFilter, LogRow, NewCase, PoolSettings, ReleaseKey,
     RequestKey, SchemaError, SealedCase, StoreError, StoredCheckpoint, StoredRelease, Visible,
-    migrations, redact_url, sql,
+    migrations, redact_url, sql, tiles,
 };
+use crate::tlog::layout::TileId;
 use crate::tlog::merkle::{Hash, NodeId};
 
 /// Held for the length of a log-append transaction, so that replicas
@@ -53,13 +54,8 @@ const INSERT_ISSUED: &str = "INSERT INTO pseudonyms (recipient, pseudonym, case_
      SELECT t.r, t.p, t.c FROM UNNEST($1::text[], $2::text[], $3::text[]) AS t(r, p, c)
      WHERE EXISTS (SELECT 1 FROM cases WHERE id = t.c)
      ON CONFLICT DO NOTHING";
-const INSERT_NODES: &str = "INSERT INTO merkle_nodes (end_size, level, hash)
-     SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::bytea[])";
 const INSERT_SUBJECTS: &str = "INSERT INTO access_log_subjects (seq, subject)
      SELECT * FROM UNNEST($1::bigint[], $2::text[])";
-const NODES_AT: &str = "SELECT n.end_size, n.level, n.hash
-     FROM UNNEST($1::bigint[], $2::bigint[]) AS k(end_size, level)
-     JOIN merkle_nodes n ON n.end_size = k.end_size AND n.level = k.level";
 
 type PgQuery = Query<'static, Postgres, PgArguments>;
 
@@ -478,24 +474,7 @@ impl PgStore {
                 .execute(&mut *tx)
                 .await?;
         }
-        if !nodes.is_empty() {
-            sqlx::query(INSERT_NODES)
-                .bind(
-                    nodes
-                        .iter()
-                        .map(|(id, _)| id.end() as i64)
-                        .collect::<Vec<_>>(),
-                )
-                .bind(
-                    nodes
-                        .iter()
-                        .map(|(id, _)| i64::from(id.level))
-                        .collect::<Vec<_>>(),
-                )
-                .bind(nodes.iter().map(|(_, h)| h.as_slice()).collect::<Vec<_>>())
-                .execute(&mut *tx)
-                .await?;
-        }
+        put_tiles(&mut tx, nodes).await?;
         if let Some(cp) = checkpoint {
             sqlx::query(sql::INSERT_CHECKPOINT)
                 .bind(cp.size)
@@ -628,15 +607,42 @@ impl PgStore {
         self.one(sqlx::query(sql::LOG_COUNT), rows::int).await
     }
 
-    /// All the nodes in one query, whatever their number.
+    /// Whether the tree's node table of before migration 0007 is still
+    /// there (`Store::tiles_from_entries`).
+    pub(super) async fn has_node_table(&self) -> Result<bool, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT to_regclass('merkle_nodes') IS NOT NULL")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    pub(super) async fn drop_node_table(&self) -> Result<(), StoreError> {
+        sqlx::query("DROP TABLE IF EXISTS merkle_nodes")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub(super) async fn hash_tile(&self, tile: TileId) -> Result<Option<Vec<u8>>, StoreError> {
+        read_tile(&mut *self.pool.acquire().await?, tile).await
+    }
+
+    /// The tiles holding the nodes, each read once (the growing level-0
+    /// tile from its edge rows).
     pub(super) async fn merkle_nodes(
         &self,
         ids: &[NodeId],
     ) -> Result<HashMap<NodeId, Hash>, StoreError> {
-        let q = sqlx::query(NODES_AT)
-            .bind(ids.iter().map(|id| id.end() as i64).collect::<Vec<_>>())
-            .bind(ids.iter().map(|id| i64::from(id.level)).collect::<Vec<_>>());
-        Ok(self.all(q, rows::tree_node).await?.into_iter().collect())
+        let wanted = tiles::tiles_for(ids);
+        let mut found = HashMap::with_capacity(wanted.len());
+        let mut conn = self.pool.acquire().await?;
+        for tile in wanted {
+            if let Some(bytes) = read_tile(&mut conn, tile).await? {
+                found.insert(tile, bytes);
+            }
+        }
+        Ok(tiles::nodes_from(ids, &found))
     }
 
     pub(super) async fn log_leaves(
@@ -772,3 +778,68 @@ async fn insert_event(
 }
 
 rows::columns_by!(PgRow, try_get);
+
+/// Stores the tree nodes an append completed as hash tiles
+/// (`store::tiles::plan`), in the append's transaction.
+async fn put_tiles(tx: &mut PgConnection, nodes: &[(NodeId, Hash)]) -> Result<(), StoreError> {
+    let w = tiles::plan(nodes)?;
+    for (start, hashes) in &w.edge {
+        sqlx::query(sql::INSERT_EDGE)
+            .bind(start)
+            .bind(hashes)
+            .execute(&mut *tx)
+            .await?;
+    }
+    for (tile, from, hashes) in &w.fills {
+        let edge: Vec<tiles::EdgeRow> = sqlx::query_as(sql::EDGE_OF_TILE)
+            .bind(tile)
+            .fetch_all(&mut *tx)
+            .await?;
+        let full = tiles::assemble(*tile, &edge, *from, hashes)?;
+        sqlx::query(sql::PUT_TILE)
+            .bind(0i64)
+            .bind(tile)
+            .bind(full)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(sql::DELETE_EDGE_OF_TILE)
+            .bind(tile)
+            .execute(&mut *tx)
+            .await?;
+    }
+    for (tile, at, hashes) in &w.upper {
+        let (level, index) = (i64::from(tile.level), tile.index as i64);
+        let stored: Option<Vec<u8>> = sqlx::query_scalar(sql::TILE)
+            .bind(level)
+            .bind(index)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let grown = tiles::extend(*tile, stored, *at, hashes)?;
+        sqlx::query(sql::PUT_TILE)
+            .bind(level)
+            .bind(index)
+            .bind(grown)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// A hash tile as stored: a full or higher tile, else for level 0 the
+/// growing tile from its edge rows; `None` when neither holds any of it.
+async fn read_tile(conn: &mut PgConnection, tile: TileId) -> Result<Option<Vec<u8>>, StoreError> {
+    let stored: Option<Vec<u8>> = sqlx::query_scalar(sql::TILE)
+        .bind(i64::from(tile.level))
+        .bind(tile.index as i64)
+        .fetch_optional(&mut *conn)
+        .await?;
+    if stored.is_some() || tile.level != 0 {
+        return Ok(stored);
+    }
+    let edge: Vec<tiles::EdgeRow> = sqlx::query_as(sql::EDGE_OF_TILE)
+        .bind(tile.index as i64)
+        .fetch_all(&mut *conn)
+        .await?;
+    let bytes = tiles::edge_tile(tile.index, &edge);
+    Ok((!bytes.is_empty()).then_some(bytes))
+}

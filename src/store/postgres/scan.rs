@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 
 use crate::store::StoreError;
 use crate::store::scan::{CHUNK, Chunk, FIELDS, Ranges, Value, Window};
+use crate::store::tiles::{EdgeRow, TileRow};
 
 /// Up to `limit` log entries in `[from, to)`, packed into one value by
 /// the server. The upper bound is applied outside the limited scan: with
@@ -50,29 +51,33 @@ async fn entries<'e>(
     .await?)
 }
 
-/// Tree nodes with end sizes in `(after, up_to]`, in completion order
-/// (end_size, level), at most `limit`, packed by the server: end_size and
-/// level (i64), an i32 length and the hash, per node. The upper bound is
-/// applied outside the limited scan, as in [`entries`]; a chunk's limit is
-/// about the nodes its range holds, so little is read beyond it.
-async fn nodes<'e>(
-    conn: impl sqlx::PgExecutor<'e>,
-    after: i64,
-    up_to: i64,
-    limit: i64,
-) -> Result<Option<Vec<u8>>, StoreError> {
-    Ok(sqlx::query_scalar(
-        "SELECT string_agg(int8send(end_size) || int8send(level) || int4send(length(hash)) || hash,
-                           ''::bytea ORDER BY end_size, level)
-         FROM (SELECT end_size, level, hash FROM merkle_nodes
-               WHERE end_size > $1 ORDER BY end_size, level LIMIT $3) t
-         WHERE end_size <= $2",
-    )
-    .bind(after)
-    .bind(up_to)
-    .bind(limit)
-    .fetch_one(conn)
-    .await?)
+/// The hash tiles and level-0 edge rows that hold nodes ending in
+/// `(after, up_to]` (`store::tiles::scan_nodes` picks the nodes): a few
+/// rows per chunk.
+async fn tile_rows(
+    conn: &mut PgConnection,
+    (after, up_to): (i64, i64),
+) -> Result<(Vec<TileRow>, Vec<EdgeRow>), StoreError> {
+    use crate::store::sql;
+    use crate::store::tiles;
+    let mut found = Vec::new();
+    for level in tiles::scan_levels(up_to) {
+        let (lo, hi) = tiles::scan_tile_range(level, after, up_to);
+        let rows: Vec<TileRow> = sqlx::query_as(sql::TILES_IN)
+            .bind(i64::from(level))
+            .bind(lo)
+            .bind(hi)
+            .fetch_all(&mut *conn)
+            .await?;
+        found.extend(rows);
+    }
+    let (lo, _) = tiles::scan_tile_range(0, after, up_to);
+    let edge: Vec<EdgeRow> = sqlx::query_as(sql::EDGE_IN)
+        .bind(lo * 256)
+        .bind(up_to)
+        .fetch_all(&mut *conn)
+        .await?;
+    Ok((found, edge))
 }
 
 /// Subject-index rows with positions in `[from, to)`, in `(seq, subject)`
@@ -103,8 +108,8 @@ async fn with_entries(
     r: Ranges,
     chunk: &mut Chunk,
 ) -> Result<(), StoreError> {
-    let packed = nodes(&mut *conn, r.nodes.0, r.nodes.1, r.node_cap as i64 + 1).await?;
-    unpack_nodes(packed.as_deref().unwrap_or_default(), r.node_cap, chunk)?;
+    let (tiles, edge) = tile_rows(&mut *conn, r.nodes).await?;
+    crate::store::tiles::scan_nodes(chunk, r.nodes, r.node_cap, &tiles, &edge);
     let packed = named(&mut *conn, r.named, r.named_cap as i64 + 1).await?;
     unpack_named(packed.as_deref().unwrap_or_default(), r.named_cap, chunk)
 }
@@ -186,21 +191,6 @@ fn unpack_entries(packed: &[u8], chunk: &mut Chunk) -> Result<(), StoreError> {
             *f = p.value()?;
         }
         chunk.push_entry(seq, Some(at), fields);
-    }
-    Ok(())
-}
-
-fn unpack_nodes(packed: &[u8], cap: usize, chunk: &mut Chunk) -> Result<(), StoreError> {
-    let mut p = Packed(packed);
-    while !p.0.is_empty() {
-        let end = p.i64()?;
-        let level = p.i64()?;
-        let hash = p.value()?;
-        if chunk.nodes.len() >= cap {
-            chunk.excess_nodes_from = Some(end);
-            break;
-        }
-        chunk.push_node(end, level, hash);
     }
     Ok(())
 }

@@ -35,8 +35,9 @@ use crate::store::rows::{self, CaseFold, Columns, ConsentFold, StatisticsFold};
 use crate::store::scan::{AHEAD, Chunk};
 use crate::store::{
     Append, CaseMeta, CaseWithData, DbError, LogFilter, LogRow, NewCase, PoolSettings, ReleaseKey,
-    RequestKey, SealedCase, StoreError, StoredCheckpoint, StoredRelease, Visible, sql,
+    RequestKey, SealedCase, StoreError, StoredCheckpoint, StoredRelease, Visible, sql, tiles,
 };
+use crate::tlog::layout::TileId;
 use crate::tlog::merkle::{Hash, NodeId};
 
 use cache::ReadCache;
@@ -599,26 +600,47 @@ impl SqliteStore {
         self.read(|c| one(c, sql::LOG_COUNT, [], rows::int)).await
     }
 
-    /// One cached point lookup per node: in-process, a few microseconds
-    /// each.
+    /// Whether the tree's node table of before migration 0007 is still
+    /// there (`Store::tiles_from_entries`).
+    pub(super) async fn has_node_table(&self) -> Result<bool, StoreError> {
+        self.read(|c| {
+            one(
+                c,
+                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'merkle_nodes')",
+                [],
+                rows::int,
+            )
+        })
+        .await
+        .map(|n| n != 0)
+    }
+
+    pub(super) async fn drop_node_table(&self) -> Result<(), StoreError> {
+        self.write(|c| Ok(c.execute_batch("DROP TABLE IF EXISTS merkle_nodes")?))
+            .await
+    }
+
+    pub(super) async fn hash_tile(&self, tile: TileId) -> Result<Option<Vec<u8>>, StoreError> {
+        self.read(move |c| read_tile(c, tile)).await
+    }
+
+    /// The tiles holding the nodes, one cached point lookup each (the
+    /// growing level-0 tile from its edge rows): in-process, a few
+    /// microseconds each.
     pub(super) async fn merkle_nodes(
         &self,
         ids: &[NodeId],
     ) -> Result<HashMap<NodeId, Hash>, StoreError> {
         let ids = ids.to_vec();
         self.read(move |c| {
-            let mut q = c.prepare_cached(
-                "SELECT end_size, level, hash FROM merkle_nodes WHERE end_size = ?1 AND level = ?2",
-            )?;
-            let mut out = HashMap::with_capacity(ids.len());
-            for id in ids {
-                let mut rows = q.query(params![id.end() as i64, i64::from(id.level)])?;
-                if let Some(r) = rows.next()? {
-                    let (id, hash) = rows::tree_node(r)?;
-                    out.insert(id, hash);
+            let wanted = tiles::tiles_for(&ids);
+            let mut found = HashMap::with_capacity(wanted.len());
+            for tile in wanted {
+                if let Some(bytes) = read_tile(c, tile)? {
+                    found.insert(tile, bytes);
                 }
             }
-            Ok(out)
+            Ok(tiles::nodes_from(&ids, &found))
         })
         .await
     }
@@ -751,6 +773,34 @@ fn one<T>(
     map: fn(&dyn Columns) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
     first(c, statement, params, map)?.ok_or(StoreError::BadAnswer("no row from an aggregate query"))
+}
+
+/// A hash tile as stored: a full or higher tile from `log_tiles`, else for
+/// level 0 the growing tile from its edge rows; `None` when neither holds
+/// any of it.
+fn read_tile(c: &Connection, tile: TileId) -> Result<Option<Vec<u8>>, StoreError> {
+    let stored = stored_tile(c, tile)?;
+    if stored.is_some() || tile.level != 0 {
+        return Ok(stored);
+    }
+    let bytes = tiles::edge_tile(tile.index, &edge_of_tile(c, tile.index as i64)?);
+    Ok((!bytes.is_empty()).then_some(bytes))
+}
+
+/// The row of `log_tiles` for `tile`, if any.
+pub(super) fn stored_tile(c: &Connection, tile: TileId) -> Result<Option<Vec<u8>>, StoreError> {
+    let key = params![i64::from(tile.level), tile.index as i64];
+    Ok(c.prepare_cached(sql::TILE)?
+        .query_map(key, |r| r.get(0))?
+        .next()
+        .transpose()?)
+}
+
+/// The edge rows of level-0 tile `index`, in order.
+pub(super) fn edge_of_tile(c: &Connection, index: i64) -> Result<Vec<tiles::EdgeRow>, StoreError> {
+    Ok(c.prepare_cached(sql::EDGE_OF_TILE)?
+        .query_map([index], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<Vec<_>, _>>()?)
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 
 use crate::store::StoreError;
 use crate::store::scan::{CHUNK, Chunk, Ranges, Value, Window};
+use crate::store::tiles::{EdgeRow, TileRow};
 
 fn value(v: ValueRef<'_>) -> Value<'_> {
     match v {
@@ -36,8 +37,6 @@ fn int(v: ValueRef<'_>) -> Option<i64> {
 const ENTRIES: &str = "SELECT seq, at, request_id, caller, role, method, case_id, subject, purpose,
             decision, record
      FROM access_log WHERE seq >= ?1 AND seq < ?2 ORDER BY seq LIMIT ?3";
-const NODES: &str = "SELECT end_size, level, hash FROM merkle_nodes
-     WHERE end_size > ?1 AND end_size <= ?2 ORDER BY end_size, level LIMIT ?3";
 const NAMED: &str = "SELECT seq, subject FROM access_log_subjects
      WHERE seq >= ?1 AND seq < ?2 ORDER BY seq, subject LIMIT ?3";
 
@@ -101,18 +100,8 @@ pub(super) fn scan(
 /// The tree nodes and subject-index rows in `r`'s ranges, in order, at most
 /// its caps (the first row beyond is noted as excess).
 fn with_entries(conn: &Connection, r: Ranges, chunk: &mut Chunk) -> Result<(), StoreError> {
-    let mut q = conn.prepare_cached(NODES)?;
-    let mut rows = q.query(params![r.nodes.0, r.nodes.1, r.node_cap as i64 + 1])?;
-    while let Some(row) = rows.next()? {
-        let end = int(row.get_ref(0)?).unwrap_or(i64::MAX);
-        let level = int(row.get_ref(1)?).unwrap_or(-1);
-        if chunk.nodes.len() == r.node_cap {
-            chunk.excess_nodes_from = Some(end);
-            break;
-        }
-        chunk.push_node(end, level, value(row.get_ref(2)?));
-    }
-    drop(rows);
+    let (tiles, edge) = tile_rows(conn, r.nodes)?;
+    crate::store::tiles::scan_nodes(chunk, r.nodes, r.node_cap, &tiles, &edge);
     let mut q = conn.prepare_cached(NAMED)?;
     let mut rows = q.query(params![r.named.0, r.named.1, r.named_cap as i64 + 1])?;
     while let Some(row) = rows.next()? {
@@ -124,6 +113,41 @@ fn with_entries(conn: &Connection, r: Ranges, chunk: &mut Chunk) -> Result<(), S
         chunk.push_named(seq, value(row.get_ref(1)?));
     }
     Ok(())
+}
+
+/// The hash tiles and level-0 edge rows that hold nodes ending in
+/// `(after, up_to]` (`store::tiles::scan_nodes` picks the nodes).
+fn tile_rows(
+    conn: &Connection,
+    (after, up_to): (i64, i64),
+) -> Result<(Vec<TileRow>, Vec<EdgeRow>), StoreError> {
+    use crate::store::sql;
+    use crate::store::tiles;
+    let mut found = Vec::new();
+    let mut q = conn.prepare_cached(sql::TILES_IN)?;
+    for level in tiles::scan_levels(up_to) {
+        let (lo, hi) = tiles::scan_tile_range(level, after, up_to);
+        let rows = q.query_map(params![i64::from(level), lo, hi], |r| {
+            Ok((r.get(0)?, r.get(1)?, blob(r.get_ref(2)?)))
+        })?;
+        for row in rows {
+            found.push(row?);
+        }
+    }
+    let (lo, _) = tiles::scan_tile_range(0, after, up_to);
+    let edge = conn
+        .prepare_cached(sql::EDGE_IN)?
+        .query_map(params![lo * 256, up_to], |r| {
+            Ok((r.get(0)?, blob(r.get_ref(1)?)))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((found, edge))
+}
+
+/// A tile's bytes as stored; anything but a blob or text (someone edited
+/// the database) as no bytes, which the verifier finds missing.
+fn blob(v: ValueRef<'_>) -> Vec<u8> {
+    value(v).bytes().map(<[u8]>::to_vec).unwrap_or_default()
 }
 
 #[cfg(test)]

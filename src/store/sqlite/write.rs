@@ -18,6 +18,7 @@ use crate::model::consent::{Consent, ConsentEvent, Millis};
 use crate::store::rows::{categories_column, purposes_column, recipient_columns};
 use crate::store::{
     IssuedPseudonym, LogRow, NewCase, RequestKey, StoreError, StoredCheckpoint, StoredRelease, sql,
+    tiles,
 };
 use crate::tlog::merkle::{Hash, NodeId};
 
@@ -40,7 +41,6 @@ const INSERT_ENTRY: &str =
     "INSERT INTO access_log (seq, request_id, at, caller, role, method, case_id, subject,
                              purpose, decision, record)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
-const INSERT_NODE: &str = "INSERT INTO merkle_nodes (end_size, level, hash) VALUES (?1, ?2, ?3)";
 const INSERT_SUBJECT: &str = "INSERT INTO access_log_subjects (seq, subject) VALUES (?1, ?2)";
 
 fn begin(conn: &mut Connection) -> Result<Transaction<'_>, StoreError> {
@@ -83,20 +83,44 @@ pub(super) fn append(conn: &mut Connection, b: &Batch) -> Result<(), StoreError>
     for i in &b.issued {
         issue.execute(params![i.recipient, i.pseudonym, i.case_id])?;
     }
-    let mut node = tx.prepare_cached(INSERT_NODE)?;
-    for (id, hash) in &b.nodes {
-        node.execute(params![
-            id.end() as i64,
-            i64::from(id.level),
-            hash.as_slice()
-        ])?;
-    }
+    drop((insert, subject, issue));
+    put_tiles(&tx, &b.nodes)?;
     if let Some(cp) = &b.checkpoint {
         tx.prepare_cached(sql::INSERT_CHECKPOINT)?
             .execute(params![cp.size, cp.root, cp.at, cp.note])?;
     }
-    drop((insert, subject, issue, node));
     tx.commit()?;
+    Ok(())
+}
+
+/// Stores the tree nodes an append completed as hash tiles
+/// (`store::tiles::plan`): an edge row with its own leaf hashes, a level-0
+/// tile once full (its edge rows removed), higher tiles grown.
+fn put_tiles(tx: &Transaction<'_>, nodes: &[(NodeId, Hash)]) -> Result<(), StoreError> {
+    let w = tiles::plan(nodes)?;
+    if !w.edge.is_empty() {
+        let mut q = tx.prepare_cached(sql::INSERT_EDGE)?;
+        for (start, hashes) in &w.edge {
+            q.execute(params![start, hashes])?;
+        }
+    }
+    for (tile, from, hashes) in &w.fills {
+        let edge = super::edge_of_tile(tx, *tile)?;
+        let full = tiles::assemble(*tile, &edge, *from, hashes)?;
+        tx.prepare_cached(sql::PUT_TILE)?
+            .execute(params![0i64, tile, full])?;
+        tx.prepare_cached(sql::DELETE_EDGE_OF_TILE)?
+            .execute([tile])?;
+    }
+    for (tile, at, hashes) in &w.upper {
+        let stored = super::stored_tile(tx, *tile)?;
+        let grown = tiles::extend(*tile, stored, *at, hashes)?;
+        tx.prepare_cached(sql::PUT_TILE)?.execute(params![
+            i64::from(tile.level),
+            tile.index as i64,
+            grown
+        ])?;
+    }
     Ok(())
 }
 
