@@ -332,7 +332,7 @@ async fn serve_command(dev: bool, dir: &Path, config: Option<PathBuf>) -> ExitCo
     for f in report.warnings() {
         tracing::warn!(file = %f.file.display(), line = f.line, problem = %f.problem, fix = %f.fix, "configuration warning");
     }
-    match serve(&config, dev.then_some(dir)).await {
+    match serve(&config, &path, dev.then_some(dir)).await {
         Ok(()) => {
             telemetry.shutdown().await;
             tracing::info!("stopped");
@@ -488,7 +488,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn serve(config: &Config, dev_dir: Option<&Path>) -> anyhow::Result<()> {
+async fn serve(config: &Config, path: &Path, dev_dir: Option<&Path>) -> anyhow::Result<()> {
     let node = Node::start(config).await?;
     let addr = node.local_addr;
     if let Some(dir) = dev_dir {
@@ -521,7 +521,7 @@ grpcurl -plaintext {probes} list\n"
     // READY only once SIGHUP is handled: a reload sent the moment the
     // service manager reports the node started must not end it.
     let status = format!("serving on {addr}");
-    wait_for_signals(&node, || {
+    wait_for_signals(&node, path, || {
         notify(&[
             sd_notify::NotifyState::Ready,
             sd_notify::NotifyState::Status(&status),
@@ -543,9 +543,10 @@ fn notify(state: &[sd_notify::NotifyState<'_>]) {
     }
 }
 
-/// Ctrl-C or SIGTERM stops the node; SIGHUP reloads certificates and CRLs.
+/// Ctrl-C or SIGTERM stops the node; SIGHUP reloads participants, policy,
+/// certificates and CRLs from the configuration at `path` (`Node::reload`).
 /// `ready` runs once the handlers are in place.
-async fn wait_for_signals(node: &Node, ready: impl FnOnce()) {
+async fn wait_for_signals(node: &Node, path: &Path, ready: impl FnOnce()) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -564,9 +565,15 @@ async fn wait_for_signals(node: &Node, ready: impl FnOnce()) {
                 _ = term.recv() => return,
                 _ = hup.recv() => {
                     notify(&[sd_notify::NotifyState::Reloading]);
-                    match node.reload_tls() {
-                        Ok(()) => tracing::info!("TLS certificates and CRLs reloaded"),
-                        Err(e) => tracing::error!(error = %crate::telemetry::chain(&e), "TLS reload failed; keeping the previous configuration"),
+                    match node.reload(path).await {
+                        Ok(r) => tracing::info!(
+                            policy_sha256 = %r.policy_sha256,
+                            participants = r.participants,
+                            added = %r.added.join(","),
+                            removed = %r.removed.join(","),
+                            "reloaded: participants, policy, TLS certificates and CRLs"
+                        ),
+                        Err(e) => tracing::error!(error = %crate::telemetry::chain(&e), "reload refused; the node keeps its running participants, policy and TLS configuration"),
                     }
                     notify(&[sd_notify::NotifyState::Ready]);
                 }
