@@ -1,6 +1,7 @@
 //! The command line. Thin: every command calls into a module that does the work.
 
 pub(crate) mod audit;
+pub(crate) mod backup;
 pub(crate) mod ldv;
 pub(crate) mod stats;
 
@@ -83,6 +84,44 @@ enum Command {
     /// at once, each with its file, line and fix. Exit 0 when nothing stops the node (warnings
     /// may remain), 1 otherwise. `serve` runs the same check first.
     CheckConfig {
+        #[arg(long, value_name = "FILE", default_value = "sluis.toml")]
+        config: PathBuf,
+    },
+    /// Copy a live SQLite node into the new folder DIR: the database as of one commit
+    /// (SQLite's online backup, taken while the node serves), the key files apart in
+    /// DIR/keys (each readable by its owner only), and DIR/MANIFEST.json saying what is where
+    /// with each file's SHA-256. A PostgreSQL node is backed up with pg_dump or pg_basebackup
+    /// (docs/operations.md).
+    Backup {
+        #[arg(long, value_name = "FILE", default_value = "sluis.toml")]
+        config: PathBuf,
+        /// A folder that does not exist yet.
+        #[arg(long, value_name = "DIR")]
+        to: PathBuf,
+    },
+    /// Restore a backup made by `sluis backup` — the database to a new file, the keys to a
+    /// new folder — and check the restored log against its signed checkpoints (every leaf
+    /// and node recomputed, every checkpoint's signature verified) before calling it usable.
+    /// With --check instead: check the database and keys a configuration names (SQLite, or
+    /// PostgreSQL restored with its own tools). Exit 0 usable, 1 not.
+    Restore {
+        /// The backup folder.
+        #[arg(
+            long,
+            value_name = "DIR",
+            required_unless_present = "check",
+            requires = "to"
+        )]
+        from: Option<PathBuf>,
+        /// The new database file.
+        #[arg(long, value_name = "PATH", conflicts_with = "check")]
+        to: Option<PathBuf>,
+        /// The new keys folder (default: `keys` beside --to).
+        #[arg(long, value_name = "DIR", conflicts_with = "check")]
+        keys_to: Option<PathBuf>,
+        /// Check the node --config names, restore nothing.
+        #[arg(long)]
+        check: bool,
         #[arg(long, value_name = "FILE", default_value = "sluis.toml")]
         config: PathBuf,
     },
@@ -409,6 +448,15 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             print!("{}", crate::init::checklist(&production, &path, &report));
             Ok(ExitCode::SUCCESS)
         }
+        Command::Backup { config, to } => backup::backup(&config, &to).await,
+        Command::Restore {
+            from: Some(from),
+            to: Some(to),
+            keys_to,
+            check: false,
+            ..
+        } => backup::restore(&from, &to, keys_to).await,
+        Command::Restore { config, .. } => backup::check_config(&config).await,
         Command::CheckConfig { config } => {
             let report = crate::check::check(&config);
             for f in &report.findings {
