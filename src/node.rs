@@ -48,6 +48,33 @@ pub enum NodeError {
     Federation(#[from] crate::federation::FederationError),
 }
 
+/// Why a reload was refused; the node keeps what it ran with.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// What `sluis check-config` reports as errors, one per line.
+    #[error("{} problem(s) in the configuration:\n{}", .0.len(), .0.join("\n"))]
+    Check(Vec<String>),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("policy: {0}")]
+    Policy(#[from] PolicyError),
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
+    #[error("the reload could not be recorded in the access log")]
+    NotRecorded,
+}
+
+/// What a reload put in force.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reloaded {
+    /// The policy's version, SHA-256 of its text in hex.
+    pub policy_sha256: String,
+    pub participants: usize,
+    /// Participant ids registered now and not before, and the reverse.
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+}
+
 /// A node serving in the background of the current tokio runtime.
 pub struct Node {
     pub local_addr: SocketAddr,
@@ -64,6 +91,7 @@ pub struct Node {
     pub in_flight: crate::rpc::InFlight,
     tls_files: TlsFiles,
     tls_tx: watch::Sender<Arc<tls::TlsConfig>>,
+    registry_tx: watch::Sender<Arc<Registry>>,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), NodeError>>,
     health_task: JoinHandle<()>,
@@ -91,6 +119,14 @@ async fn report_unauthenticated_every(
     loop {
         ticks.tick().await;
         report_unauthenticated(&exchange, &sources).await;
+    }
+}
+
+fn list_or_none(ids: &[String]) -> String {
+    if ids.is_empty() {
+        "none".into()
+    } else {
+        ids.join(", ")
     }
 }
 
@@ -225,7 +261,7 @@ impl Node {
         }
         let tls_files = config.tls_files();
         let (tls_tx, tls_rx) = watch::channel(tls::server_config(&tls_files, None)?);
-        let (_registry_tx, registry_rx) = watch::channel(registry);
+        let (registry_tx, registry_rx) = watch::channel(registry);
 
         let addr = config.node.listen;
         let listener = TcpListener::bind(addr)
@@ -353,6 +389,7 @@ impl Node {
             in_flight,
             tls_files,
             tls_tx,
+            registry_tx,
             shutdown: Some(shutdown),
             task,
             health_task,
@@ -375,6 +412,60 @@ impl Node {
         let config = tls::server_config(&self.tls_files, Some(&running))?;
         self.tls_tx.send_replace(config);
         Ok(())
+    }
+
+    /// Re-reads the configuration at `path` for its participants, and the
+    /// policy, certificates, key and CRLs it names; puts them in force
+    /// together, or none of them. Refused, with what `sluis check-config`
+    /// would report, if the check finds an error; refused if the new
+    /// policy or TLS files do not load, or the reload cannot be recorded.
+    /// Recorded in the access log (method `node.reload`, with the new
+    /// policy's SHA-256) before the first request sees it. New connections
+    /// are identified by the new registry; open ones keep the identity
+    /// they were given until `limits.max_connection_age_secs` ends them,
+    /// and are checked against the new certificates and CRLs on their
+    /// next request. Other settings (listen address, limits, database,
+    /// telemetry) take a restart.
+    pub async fn reload(&self, path: &std::path::Path) -> Result<Reloaded, ReloadError> {
+        let report = crate::check::check(path);
+        if report.has_errors() {
+            return Err(ReloadError::Check(
+                report.errors().map(|f| f.to_string()).collect(),
+            ));
+        }
+        let config = Config::load(path)?;
+        let policy = Arc::new(Policy::load(
+            &config.path(&config.node.policy),
+            &config.node.purposes,
+        )?);
+        let registry = Arc::new(Registry::new(&config.participants));
+        let running = self.tls_tx.borrow().clone();
+        let tls_config = tls::server_config(&self.tls_files, Some(&running))?;
+
+        let ids = |r: &Registry| -> std::collections::BTreeSet<String> {
+            r.participants().map(|(p, _)| p.id.clone()).collect()
+        };
+        let (before, after) = (ids(&self.registry_tx.borrow()), ids(&registry));
+        let reloaded = Reloaded {
+            policy_sha256: hex::encode(policy.sha256()),
+            participants: after.len(),
+            added: after.difference(&before).cloned().collect(),
+            removed: before.difference(&after).cloned().collect(),
+        };
+        let detail = format!(
+            "reloaded: policy sha256 {}; {} participants (added: {}; removed: {}); TLS certificates and CRLs re-read",
+            reloaded.policy_sha256,
+            reloaded.participants,
+            list_or_none(&reloaded.added),
+            list_or_none(&reloaded.removed),
+        );
+        self.exchange
+            .reload(policy, registry.clone(), detail)
+            .await
+            .map_err(|_| ReloadError::NotRecorded)?;
+        self.tls_tx.send_replace(tls_config);
+        self.registry_tx.send_replace(registry);
+        Ok(reloaded)
     }
 
     /// The node's signed-note verifier key (`<name>+<key id>+<base64 key>`,

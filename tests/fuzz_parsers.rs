@@ -478,8 +478,12 @@ fn record() -> impl Strategy<Value = AccessRecord> {
             proptest::collection::vec(text(), 0..4),
             proptest::collection::vec(text(), 0..4),
         ),
-        // Version 2 (none) and version 3 records.
-        proptest::option::of(ldv()),
+        // Version 2 (neither), 3 (LDV fields) and 4 (a policy version,
+        // with or without LDV fields) records.
+        (
+            proptest::option::of(ldv()),
+            proptest::option::of(any::<[u8; 32]>()),
+        ),
     )
         .prop_map(
             |(
@@ -487,7 +491,7 @@ fn record() -> impl Strategy<Value = AccessRecord> {
                 (case_id, subject, purpose, subjects),
                 (asked, released, withheld),
                 (decision, status, detail, rules, consents),
-                ldv,
+                (ldv, policy),
             )| AccessRecord {
                 request_id,
                 at,
@@ -509,6 +513,7 @@ fn record() -> impl Strategy<Value = AccessRecord> {
                 rules,
                 consents,
                 ldv,
+                policy,
             },
         )
 }

@@ -8,12 +8,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
+use common::served::Served;
 use common::*;
 use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
     MetricsService, MetricsServiceServer,
@@ -28,7 +27,6 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
-use sluis::rpc::Clients;
 use sluis::rpc::proto::v1 as pb;
 
 const NAME: &str = "Zebulon Quaxwell";
@@ -38,93 +36,6 @@ const BSN: &str = "246813532";
 /// The caller's trace, as a back-end would send it (W3C Trace Context).
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const PARENT_SPAN_ID: &str = "00f067aa0ba902b7";
-
-/// A node folder made by `sluis init`, served by the `sluis` binary with
-/// stderr piped (not a terminal), on its SQLite file whichever backend the
-/// suite runs on. On PostgreSQL the span test still fails: of six requests'
-/// spans three reach the collector (RegisterCase and two GetCase); an open
-/// defect, not yet understood.
-struct Served {
-    dir: tempfile::TempDir,
-    child: Child,
-    addr: SocketAddr,
-    lines: Arc<Mutex<Vec<String>>>,
-    reader: std::thread::JoinHandle<()>,
-}
-
-impl Served {
-    /// `edit` adjusts the configuration file's text before the node starts.
-    async fn start(edit: impl FnOnce(String) -> String) -> Served {
-        let dir = tempfile::tempdir().unwrap();
-        let path = sluis::dev::init::init(dir.path(), "127.0.0.1:0".parse().unwrap())
-            .await
-            .expect("init a node folder");
-        let text = std::fs::read_to_string(&path).unwrap();
-        std::fs::write(&path, edit(text)).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sluis"))
-            .args(["serve", "--config"])
-            .arg(&path)
-            .env_remove("SLUIS_LOG")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run sluis serve");
-        let stderr = child.stderr.take().unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-        let seen = lines.clone();
-        let reader = std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Some(addr) = serving_addr(&line) {
-                    let _ = addr_tx.send(addr);
-                }
-                seen.lock().unwrap().push(line);
-            }
-        });
-        let addr = addr_rx
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| panic!("the node did not say where it serves: {:?}", lines));
-        Served {
-            dir,
-            child,
-            addr,
-            lines,
-            reader,
-        }
-    }
-
-    async fn client(&self, who: &str) -> Clients {
-        Clients::new(channel_as(self.addr, self.dir.path(), who).await.unwrap())
-    }
-
-    /// SIGTERM, as systemd stops it; waits for the exit and every line.
-    fn stop(self) -> Vec<String> {
-        self.stop_keeping_folder().0
-    }
-
-    /// Stops the node and hands back its log lines and its folder (to
-    /// read its access log after it stopped).
-    fn stop_keeping_folder(mut self) -> (Vec<String>, tempfile::TempDir) {
-        let term = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(term.success());
-        let status = self.child.wait().unwrap();
-        self.reader.join().unwrap();
-        let lines = self.lines.lock().unwrap().clone();
-        assert!(status.success(), "sluis serve exited {status}: {lines:#?}");
-        (lines, self.dir)
-    }
-}
-
-/// The address in the start-up line (`local_addr`), if this is it.
-fn serving_addr(line: &str) -> Option<SocketAddr> {
-    let v: serde_json::Value = serde_json::from_str(line).ok()?;
-    v["fields"]["local_addr"].as_str()?.parse().ok()
-}
 
 /// Traffic with known identities: a case registered with a name, V-number
 /// and BSN, a consent, reads by id and by pseudonym, refusals, bad input

@@ -8,11 +8,10 @@
 
 mod common;
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use common::private_pg::{PrivatePg, pg_bin};
 use common::*;
 use sluis::config::Config;
 use sluis::dev::init;
@@ -23,123 +22,6 @@ use tonic::Code;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
-
-fn pg_bin() -> Option<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .ok()?
-        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
-        .filter(|p| p.join("initdb").exists() && p.join("pg_ctl").exists())
-        .collect();
-    dirs.sort();
-    dirs.pop()
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| o.stdout.starts_with(b"0"))
-        .unwrap_or(false)
-}
-
-/// Runs a PostgreSQL tool, as the `postgres` user when we are root (the
-/// server refuses to run as root).
-fn pg(bin: &Path, tool: &str, args: &[&str]) {
-    let exe = bin.join(tool);
-    let status = if is_root() {
-        Command::new("runuser")
-            .args(["-u", "postgres", "--"])
-            .arg(&exe)
-            .args(args)
-            .status()
-    } else {
-        Command::new(&exe).args(args).status()
-    }
-    .unwrap();
-    assert!(status.success(), "{tool} {args:?} failed");
-}
-
-struct PrivatePg {
-    bin: PathBuf,
-    data: String,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl PrivatePg {
-    fn init() -> PrivatePg {
-        let bin = pg_bin().expect("PostgreSQL server binaries");
-        let dir = tempfile::Builder::new()
-            .prefix("sluis-pg")
-            .tempdir_in("/tmp")
-            .unwrap();
-        if is_root() {
-            assert!(
-                Command::new("chown")
-                    .args(["-R", "postgres:postgres"])
-                    .arg(dir.path())
-                    .status()
-                    .unwrap()
-                    .success()
-            );
-        }
-        let data = dir.path().join("data").display().to_string();
-        pg(
-            &bin,
-            "initdb",
-            &["-D", &data, "-A", "trust", "-U", "postgres", "--no-sync"],
-        );
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let pg = PrivatePg {
-            bin,
-            data,
-            port,
-            _dir: dir,
-        };
-        pg.start();
-        pg
-    }
-
-    fn start(&self) {
-        let opts = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={}",
-            self.port,
-            Path::new(&self.data).parent().unwrap().display()
-        );
-        let log = format!("{}/../server.log", self.data);
-        pg(
-            &self.bin,
-            "pg_ctl",
-            &["-D", &self.data, "-o", &opts, "-l", &log, "-w", "start"],
-        );
-    }
-
-    fn stop(&self) {
-        pg(
-            &self.bin,
-            "pg_ctl",
-            &["-D", &self.data, "-m", "fast", "-w", "stop"],
-        );
-    }
-
-    fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
-    }
-}
-
-impl Drop for PrivatePg {
-    fn drop(&mut self) {
-        let _ = Command::new("runuser")
-            .args(["-u", "postgres", "--"])
-            .arg(self.bin.join("pg_ctl"))
-            .args(["-D", &self.data, "-m", "immediate", "stop"])
-            .status();
-    }
-}
 
 async fn health(channel: tonic::transport::Channel) -> Option<ServingStatus> {
     let r = HealthClient::new(channel)

@@ -364,7 +364,7 @@ async fn export(
     if csv {
         writeln!(
             w,
-            "index,request_id,at,caller,role,method,case_id,subject,purpose,decision,status,released,withheld,rules,consents,actor_hash,peer_fingerprint,detail,subjects"
+            "index,request_id,at,caller,role,method,case_id,subject,purpose,decision,status,released,withheld,rules,consents,actor_hash,peer_fingerprint,detail,subjects,policy_sha256"
         )?;
     }
     let mut start = 0;
@@ -386,6 +386,7 @@ async fn export(
                 .iter()
                 .map(|(c, why)| format!("{c}:{why}"))
                 .collect();
+            let policy = r.policy.map(hex::encode);
             if csv {
                 let fields = [
                     row.seq.to_string(),
@@ -407,6 +408,7 @@ async fn export(
                     r.peer_fingerprint.unwrap_or_default(),
                     r.detail,
                     r.subjects.join(";"),
+                    policy.unwrap_or_default(),
                 ];
                 let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
                 writeln!(w, "{}", line.join(","))?;
@@ -432,6 +434,7 @@ async fn export(
                     "actor_hash": r.actor_hash,
                     "peer_fingerprint": r.peer_fingerprint,
                     "subjects": r.subjects,
+                    "policy_sha256": policy,
                 });
                 writeln!(w, "{v}")?;
             }

@@ -51,7 +51,7 @@ pub(crate) fn ldv_line(index: i64, node: &str, r: &AccessRecord) -> Value {
                     "entity": f.entity,
                 })
             }),
-            3,
+            if r.policy.is_some() { 4 } else { 3 },
         ),
         None => {
             let trace = uuid::Uuid::parse_str(&r.request_id)
@@ -65,7 +65,15 @@ pub(crate) fn ldv_line(index: i64, node: &str, r: &AccessRecord) -> Value {
             let span = hex::encode(
                 &ring::digest::digest(&ring::digest::SHA256, r.request_id.as_bytes()).as_ref()[..8],
             );
-            (trace, span, LdvStatus::of_grpc(&r.status), r.at, None, 2)
+            let version = if r.policy.is_some() { 4 } else { 2 };
+            (
+                trace,
+                span,
+                LdvStatus::of_grpc(&r.status),
+                r.at,
+                None,
+                version,
+            )
         }
     };
     if let Some(l) = &r.ldv {
@@ -84,6 +92,9 @@ pub(crate) fn ldv_line(index: i64, node: &str, r: &AccessRecord) -> Value {
     attr("sluis.decision", json!(r.decision.as_str()));
     attr("sluis.caller", json!(r.caller));
     attr("sluis.role", json!(r.role));
+    if let Some(p) = &r.policy {
+        attr("sluis.policy_sha256", json!(hex::encode(p)));
+    }
     if let Some(p) = &r.purpose {
         attr("sluis.purpose", json!(p));
     }

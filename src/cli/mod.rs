@@ -1,6 +1,7 @@
 //! The command line. Thin: every command calls into a module that does the work.
 
 pub(crate) mod audit;
+pub(crate) mod backup;
 pub(crate) mod federation;
 pub(crate) mod ldv;
 pub(crate) mod stats;
@@ -84,6 +85,44 @@ enum Command {
     /// at once, each with its file, line and fix. Exit 0 when nothing stops the node (warnings
     /// may remain), 1 otherwise. `serve` runs the same check first.
     CheckConfig {
+        #[arg(long, value_name = "FILE", default_value = "sluis.toml")]
+        config: PathBuf,
+    },
+    /// Copy a live SQLite node into the new folder DIR: the database as of one commit
+    /// (SQLite's online backup, taken while the node serves), the key files apart in
+    /// DIR/keys (each readable by its owner only), and DIR/MANIFEST.json saying what is where
+    /// with each file's SHA-256. A PostgreSQL node is backed up with pg_dump or pg_basebackup
+    /// (docs/operations.md).
+    Backup {
+        #[arg(long, value_name = "FILE", default_value = "sluis.toml")]
+        config: PathBuf,
+        /// A folder that does not exist yet.
+        #[arg(long, value_name = "DIR")]
+        to: PathBuf,
+    },
+    /// Restore a backup made by `sluis backup` — the database to a new file, the keys to a
+    /// new folder — and check the restored log against its signed checkpoints (every leaf
+    /// and node recomputed, every checkpoint's signature verified) before calling it usable.
+    /// With --check instead: check the database and keys a configuration names (SQLite, or
+    /// PostgreSQL restored with its own tools). Exit 0 usable, 1 not.
+    Restore {
+        /// The backup folder.
+        #[arg(
+            long,
+            value_name = "DIR",
+            required_unless_present = "check",
+            requires = "to"
+        )]
+        from: Option<PathBuf>,
+        /// The new database file.
+        #[arg(long, value_name = "PATH", conflicts_with = "check")]
+        to: Option<PathBuf>,
+        /// The new keys folder (default: `keys` beside --to).
+        #[arg(long, value_name = "DIR", conflicts_with = "check")]
+        keys_to: Option<PathBuf>,
+        /// Check the node --config names, restore nothing.
+        #[arg(long)]
+        check: bool,
         #[arg(long, value_name = "FILE", default_value = "sluis.toml")]
         config: PathBuf,
     },
@@ -338,7 +377,7 @@ async fn serve_command(dev: bool, dir: &Path, config: Option<PathBuf>) -> ExitCo
     for f in report.warnings() {
         tracing::warn!(file = %f.file.display(), line = f.line, problem = %f.problem, fix = %f.fix, "configuration warning");
     }
-    match serve(&config, dev.then_some(dir)).await {
+    match serve(&config, &path, dev.then_some(dir)).await {
         Ok(()) => {
             telemetry.shutdown().await;
             tracing::info!("stopped");
@@ -415,6 +454,15 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             print!("{}", crate::init::checklist(&production, &path, &report));
             Ok(ExitCode::SUCCESS)
         }
+        Command::Backup { config, to } => backup::backup(&config, &to).await,
+        Command::Restore {
+            from: Some(from),
+            to: Some(to),
+            keys_to,
+            check: false,
+            ..
+        } => backup::restore(&from, &to, keys_to).await,
+        Command::Restore { config, .. } => backup::check_config(&config).await,
         Command::CheckConfig { config } => {
             let report = crate::check::check(&config);
             for f in &report.findings {
@@ -495,7 +543,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn serve(config: &Config, dev_dir: Option<&Path>) -> anyhow::Result<()> {
+async fn serve(config: &Config, path: &Path, dev_dir: Option<&Path>) -> anyhow::Result<()> {
     let node = Node::start(config).await?;
     let addr = node.local_addr;
     if let Some(dir) = dev_dir {
@@ -528,7 +576,7 @@ grpcurl -plaintext {probes} list\n"
     // READY only once SIGHUP is handled: a reload sent the moment the
     // service manager reports the node started must not end it.
     let status = format!("serving on {addr}");
-    wait_for_signals(&node, || {
+    wait_for_signals(&node, path, || {
         notify(&[
             sd_notify::NotifyState::Ready,
             sd_notify::NotifyState::Status(&status),
@@ -550,10 +598,11 @@ fn notify(state: &[sd_notify::NotifyState<'_>]) {
     }
 }
 
-/// Ctrl-C or SIGTERM stops the node; SIGHUP reloads certificates and CRLs,
+/// Ctrl-C or SIGTERM stops the node; SIGHUP reloads participants, policy,
+/// certificates and CRLs from the configuration at `path` (`Node::reload`),
 /// and the federation directory.
 /// `ready` runs once the handlers are in place.
-async fn wait_for_signals(node: &Node, ready: impl FnOnce()) {
+async fn wait_for_signals(node: &Node, path: &Path, ready: impl FnOnce()) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
@@ -572,9 +621,15 @@ async fn wait_for_signals(node: &Node, ready: impl FnOnce()) {
                 _ = term.recv() => return,
                 _ = hup.recv() => {
                     notify(&[sd_notify::NotifyState::Reloading]);
-                    match node.reload_tls() {
-                        Ok(()) => tracing::info!("TLS certificates and CRLs reloaded"),
-                        Err(e) => tracing::error!(error = %crate::telemetry::chain(&e), "TLS reload failed; keeping the previous configuration"),
+                    match node.reload(path).await {
+                        Ok(r) => tracing::info!(
+                            policy_sha256 = %r.policy_sha256,
+                            participants = r.participants,
+                            added = %r.added.join(","),
+                            removed = %r.removed.join(","),
+                            "reloaded: participants, policy, TLS certificates and CRLs"
+                        ),
+                        Err(e) => tracing::error!(error = %crate::telemetry::chain(&e), "reload refused; the node keeps its running participants, policy and TLS configuration"),
                     }
                     if let Some(f) = node.federation() {
                         f.reload_logged();

@@ -9,7 +9,7 @@
 //! then.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use crate::gateway::error::{Code, ExchangeError, Resource};
 use crate::gateway::idempotency::{IdempotencyKey, InFlight};
@@ -154,8 +154,10 @@ pub(crate) struct Exchange {
     pub(super) node_name: String,
     pub(super) store: Store,
     pub(super) keys: Arc<Keys>,
-    pub(super) policy: Arc<Policy>,
-    pub(super) registry: Arc<Registry>,
+    /// The policy and the participant registry in force: a reload
+    /// (`Exchange::reload`) swaps both at once; a request reads each once
+    /// (`policy()`, `registry()`) and decides with what it read.
+    in_force: RwLock<(Arc<Policy>, Arc<Registry>)>,
     pub(super) pseudonyms: Pseudonymiser,
     /// Idempotency keys being processed now (`idempotency`).
     pub(super) in_flight: InFlight,
@@ -226,8 +228,7 @@ impl Exchange {
             node_name,
             store,
             keys,
-            policy,
-            registry,
+            in_force: RwLock::new((policy, registry)),
             pseudonyms,
             in_flight: InFlight::default(),
             audit,
@@ -288,9 +289,64 @@ impl Exchange {
         self
     }
 
-    /// A new access record filled with what is known before the message is read.
+    /// The policy in force now.
+    pub(super) fn policy(&self) -> Arc<Policy> {
+        self.in_force
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .0
+            .clone()
+    }
+
+    /// The participant registry in force now.
+    pub(super) fn registry(&self) -> Arc<Registry> {
+        self.in_force
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .1
+            .clone()
+    }
+
+    /// Puts a new policy and registry in force together, for the requests
+    /// that start from now on (requests under way finish with what they
+    /// read), and records the reload: one access record naming the new
+    /// policy's version (`detail` says what changed). The swap happens
+    /// only once that record is durable, so no request is decided by a
+    /// policy the log has not announced; if it cannot be written, the old
+    /// policy and registry stay and the error is returned.
+    pub(crate) async fn reload(
+        &self,
+        policy: Arc<Policy>,
+        registry: Arc<Registry>,
+        detail: String,
+    ) -> Result<(), ExchangeError> {
+        let mut rec = AccessRecord::new(
+            uuid::Uuid::now_v7().to_string(),
+            now_millis(),
+            "node.reload",
+        );
+        rec.caller = self.node_name.clone();
+        rec.decision = Decision::Allowed;
+        rec.status = Code::Ok.name().into();
+        rec.detail = detail;
+        rec.policy = Some(policy.sha256());
+        self.audit.append(&rec).await.map_err(|e| {
+            tracing::error!(error = %e, "the reload could not be recorded");
+            ExchangeError::AuditUnavailable
+        })?;
+        *self
+            .in_force
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = (policy, registry);
+        Ok(())
+    }
+
+    /// A new access record filled with what is known before the message is
+    /// read, naming the policy in force now (a method that decides names
+    /// the one it decided with, read once).
     pub(super) fn record(&self, ctx: &RequestCtx, method: &str) -> AccessRecord {
         let mut rec = AccessRecord::new(ctx.request_id.clone(), now_millis(), method);
+        rec.policy = Some(self.policy().sha256());
         if let Some(l) = &mut rec.ldv {
             l.trace = ctx.trace.clone();
         }
@@ -556,12 +612,12 @@ impl Exchange {
         // of logs and error messages.
         let problem = if purpose.is_empty() {
             " is required: state why you need the data, one of"
-        } else if !self.policy.knows_purpose(purpose) {
+        } else if !self.policy().knows_purpose(purpose) {
             ": unknown purpose; use one of"
         } else {
             return Ok(());
         };
-        let purposes = self.policy.purposes().join(", ");
+        let purposes = self.policy().purposes().join(", ");
         Err(Invalid::new(field, format!("{field}{problem}: {purposes}")).into())
     }
 
@@ -913,10 +969,13 @@ impl Exchange {
             .await
             .map_err(stored)?;
 
-        // Plan: per category, policy × consent × presence.
+        // Plan: per category, policy × consent × presence; the record names
+        // the policy that decided.
+        let policy = self.policy();
+        rec.policy = Some(policy.sha256());
         let present: Vec<Category> = sealed.iter().map(|(c, _)| *c).collect();
         let plan = release::plan(
-            &self.policy,
+            &policy,
             &Asker {
                 caller,
                 purpose: &req.purpose,
@@ -1052,8 +1111,10 @@ impl Exchange {
                     // legal basis of the role for the purpose opens every
                     // case of another owner; otherwise a consent must name
                     // the caller.
+                    let policy = self.policy();
+                    rec.policy = Some(policy.sha256());
                     if release::legal_basis_reaches(
-                        &self.policy,
+                        &policy,
                         caller.role,
                         &req.purpose,
                         ctx.actor.is_some(),
@@ -1225,7 +1286,7 @@ impl Exchange {
                     "purposes",
                     format!(
                         "purposes: name at least one of: {}",
-                        self.policy.purposes().join(", ")
+                        self.policy().purposes().join(", ")
                     ),
                 )
                 .into());
@@ -1291,11 +1352,12 @@ impl Exchange {
             )
             .into());
         }
+        let (policy, registry) = (self.policy(), self.registry());
         for (i, r) in given.iter().enumerate() {
             let (field, role) = match r {
                 Recipient::Participant(p) => {
                     let field = format!("recipients[{i}].participant");
-                    let Some(role) = self.registry.role_of(p) else {
+                    let Some(role) = registry.role_of(p) else {
                         return Err(Invalid::new(
                             &field,
                             format!("{field} is not registered with this node (see the node's participant list)"),
@@ -1306,7 +1368,7 @@ impl Exchange {
                 }
                 Recipient::Role(role) => (format!("recipients[{i}].role"), *role),
             };
-            if !release::can_ever_receive(&self.policy, role) {
+            if !release::can_ever_receive(&policy, role) {
                 return Err(Invalid::new(
                     &field,
                     format!(

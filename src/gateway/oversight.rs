@@ -377,7 +377,7 @@ impl Exchange {
                 }
                 all => rec.subjects = all.iter().map(|c| c.subject.clone()).collect(),
             }
-            let report = subject_report(&self.store, &self.registry, &self.node_name, &cases)
+            let report = subject_report(&self.store, &self.registry(), &self.node_name, &cases)
                 .await
                 .map_err(report_error)?;
             rec.decision = crate::tlog::Decision::Allowed;

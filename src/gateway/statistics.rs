@@ -73,8 +73,10 @@ impl Exchange {
             let population = q.table.population();
             rec.asked = population.categories().to_vec();
             let mut rules = Vec::new();
+            let policy = self.policy();
+            rec.policy = Some(policy.sha256());
             for &category in population.categories() {
-                let d = self.policy.decide_aggregate(
+                let d = policy.decide_aggregate(
                     caller.role,
                     category,
                     &q.purpose,
@@ -183,7 +185,7 @@ impl Exchange {
         }
         let facts = self.read_facts(read, request.table.population()).await?;
         let mut municipalities: Vec<(String, String)> = self
-            .registry
+            .registry()
             .participants()
             .filter(|(_, role)| *role == Role::Municipality)
             .map(|(p, _)| (p.id.clone(), p.name.clone()))

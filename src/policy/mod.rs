@@ -229,6 +229,9 @@ pub struct Policy {
     /// actor_present), filled on first use; see [`Policy::decide`].
     cache: Vec<OnceLock<Decision>>,
     meta: HashMap<PolicyId, RuleMeta>,
+    /// SHA-256 of the policy text as read: the policy's version, named by
+    /// every access record it decided and by the record of each reload.
+    sha256: [u8; 32],
 }
 
 impl fmt::Debug for Policy {
@@ -372,7 +375,19 @@ impl Policy {
             return Err(PolicyError::Invalid(problems.join("\n")));
         }
 
-        vocab.into_policy(set, meta)
+        let mut policy = vocab.into_policy(set, meta)?;
+        policy.sha256 = ring::digest::digest(&ring::digest::SHA256, text.as_bytes())
+            .as_ref()
+            .try_into()
+            .expect("SHA-256 is 32 bytes");
+        Ok(policy)
+    }
+
+    /// The policy's version: SHA-256 of its text as read (32 bytes). Two
+    /// files with the same bytes are the same version; `sha256sum` of the
+    /// policy file gives the same value in hex.
+    pub fn sha256(&self) -> [u8; 32] {
+        self.sha256
     }
 
     /// The node's purposes, in configuration order.
@@ -717,6 +732,7 @@ impl Vocabulary {
             cache: std::iter::repeat_with(OnceLock::new).take(cells).collect(),
             contexts,
             meta,
+            sha256: [0; 32],
         })
     }
 }

@@ -1007,6 +1007,15 @@ impl LogSink {
     }
 }
 
+/// Copies the live SQLite database at `src` into the new file `dst`, as
+/// of one commit, while a node may be writing it (SQLite's online backup);
+/// a locked database is retried for up to `busy`. Returns the pages
+/// copied. Errors: [`StoreError::Open`] for a file that cannot be opened,
+/// [`StoreError::Unavailable`] if it stays locked.
+pub fn backup_sqlite(src: &Path, dst: &Path, busy: std::time::Duration) -> Result<u64, StoreError> {
+    sqlite::backup::copy(src, dst, busy)
+}
+
 /// The URL of a SQLite file, created if missing.
 pub(crate) fn sqlite_url(path: &Path) -> String {
     sqlite::url_of(path)

@@ -18,11 +18,16 @@ use crate::store::LogRow;
 /// - 3: adds the Logboek Dataverwerkingen fields ([`Ldv`]): trace and span
 ///   id, the caller's operation, the processing activity, the LDV status,
 ///   the end time and the sealed data subject id.
+/// - 4: adds the version of the policy that decided (`policy`, the SHA-256
+///   of the policy text); the LDV fields become optional (a presence byte
+///   before them).
 ///
-/// A record without [`Ldv`] fields is encoded as version 2, so that every
-/// decoded record re-encodes to the bytes it came from (the leaf hash is
-/// over them); every record the node writes now has them.
-const RECORD_VERSION: u8 = 3;
+/// A record is written in the lowest version that holds its fields: without
+/// a policy version as version 3, without [`Ldv`] fields too as version 2,
+/// so that every decoded record re-encodes to the bytes it came from (the
+/// leaf hash is over them). Every record of a request the node decides now
+/// is version 4.
+const RECORD_VERSION: u8 = 4;
 
 /// LDV's `status_code` (Logboek Dataverwerkingen, "Component: Logboek",
 /// interface): `STATUS_CODE_UNSET` for a processing that ran without a
@@ -244,6 +249,11 @@ pub struct AccessRecord {
     /// The Logboek Dataverwerkingen fields (version 3 on; `None` in older
     /// records).
     pub ldv: Option<Ldv>,
+    /// The version of the policy in force: SHA-256 of the policy text
+    /// (`Policy::sha256`) that decided the request, or that a reload put in
+    /// force (version 4 on; `None` in older records and in records of
+    /// what no policy decides, such as refused handshakes).
+    pub policy: Option<[u8; 32]>,
 }
 
 impl AccessRecord {
@@ -269,6 +279,7 @@ impl AccessRecord {
             consents: vec![],
             subjects: vec![],
             ldv: Some(Ldv::starting(at)),
+            policy: None,
         }
     }
 
@@ -278,11 +289,12 @@ impl AccessRecord {
     /// always hashes the same.
     pub fn encode(&self) -> Vec<u8> {
         let mut b = Vec::with_capacity(320);
-        b.push(if self.ldv.is_some() {
-            RECORD_VERSION
-        } else {
-            2
-        });
+        let version = match (&self.policy, &self.ldv) {
+            (Some(_), _) => RECORD_VERSION,
+            (None, Some(_)) => 3,
+            (None, None) => 2,
+        };
+        b.push(version);
         put_str(&mut b, &self.request_id);
         b.extend_from_slice(&self.at.to_be_bytes());
         put_str(&mut b, &self.caller);
@@ -306,8 +318,17 @@ impl AccessRecord {
         put_list(&mut b, &self.rules);
         put_list(&mut b, &self.consents);
         put_list(&mut b, &canonical(&self.subjects));
-        if let Some(l) = &self.ldv {
-            put_ldv(&mut b, l);
+        match (version, &self.ldv) {
+            (3, Some(l)) => put_ldv(&mut b, l),
+            (RECORD_VERSION, None) => b.push(0),
+            (RECORD_VERSION, Some(l)) => {
+                b.push(1);
+                put_ldv(&mut b, l);
+            }
+            _ => {}
+        }
+        if let Some(p) = &self.policy {
+            b.extend_from_slice(p);
         }
         b
     }
@@ -425,6 +446,7 @@ pub(crate) struct RecordView<'a> {
     consents: (u32, &'a [u8]),
     subjects: (u32, &'a [u8]),
     pub(crate) ldv: Option<Ldv>,
+    pub(crate) policy: Option<[u8; 32]>,
 }
 
 impl<'a> RecordView<'a> {
@@ -470,7 +492,16 @@ impl<'a> RecordView<'a> {
         } else {
             (0, &[][..])
         };
-        let ldv = if version >= 3 { Some(r.ldv()?) } else { None };
+        let ldv = match version {
+            3 => Some(r.ldv()?),
+            RECORD_VERSION => match r.u8()? {
+                0 => None,
+                1 => Some(r.ldv()?),
+                _ => return None,
+            },
+            _ => None,
+        };
+        let policy = if version >= 4 { Some(r.array()?) } else { None };
         if !r.b.is_empty() {
             return None;
         }
@@ -495,6 +526,7 @@ impl<'a> RecordView<'a> {
             consents,
             subjects,
             ldv,
+            policy,
         })
     }
 
@@ -553,6 +585,7 @@ impl<'a> RecordView<'a> {
             consents: strings(self.consents),
             subjects: self.subjects().map(String::from).collect(),
             ldv: self.ldv.clone(),
+            policy: self.policy,
         }
     }
 }
@@ -677,6 +710,7 @@ mod tests {
         r.withheld.push((Category::Identity, "no_consent".into()));
         r.actor_hash = Some("a1".into());
         r.subjects = vec!["ps1.a".into(), "ps1.b".into()];
+        r.policy = Some([7; 32]);
         let bytes = r.encode();
         assert_eq!(bytes[0], RECORD_VERSION);
         assert_eq!(AccessRecord::decode(&bytes), Some(r.clone()));
@@ -725,6 +759,12 @@ mod tests {
         v2.extend_from_slice(&0u32.to_be_bytes());
         assert!(AccessRecord::decode(&v2).is_some());
         v2[0] = 3;
+        assert_eq!(
+            AccessRecord::decode(&v2),
+            None,
+            "version 3 needs its LDV fields"
+        );
+        v2[0] = RECORD_VERSION + 1;
         assert_eq!(AccessRecord::decode(&v2), None, "an unknown version");
     }
 
@@ -759,6 +799,24 @@ mod tests {
         assert_eq!(old[0], 2);
         assert_eq!(AccessRecord::decode(&old), Some(v2));
         assert_eq!(&bytes[..old.len()][1..], &old[1..], "version 3 appends");
+        // Version 4 is version 3's fields behind a presence byte, then the
+        // policy's hash; with or without LDV fields it round-trips.
+        let mut v4 = r.clone();
+        v4.policy = Some([0xab; 32]);
+        let new = v4.encode();
+        assert_eq!(new[0], 4);
+        assert_eq!(AccessRecord::decode(&new), Some(v4.clone()));
+        assert_eq!(&new[1..old.len()], &old[1..]);
+        assert_eq!(new[old.len()], 1);
+        assert_eq!(&new[old.len() + 1..new.len() - 32], &bytes[old.len()..]);
+        assert_eq!(&new[new.len() - 32..], &[0xab; 32]);
+        for n in 0..new.len() {
+            assert_eq!(AccessRecord::decode(&new[..n]), None, "prefix {n}");
+        }
+        v4.ldv = None;
+        let bare = v4.encode();
+        assert_eq!((bare[0], bare.len()), (4, old.len() + 1 + 32));
+        assert_eq!(AccessRecord::decode(&bare), Some(v4));
         assert_eq!(LdvStatus::of_grpc("OK"), LdvStatus::Ok);
         assert_eq!(LdvStatus::of_grpc("INVALID_ARGUMENT"), LdvStatus::Unset);
         assert_eq!(LdvStatus::of_grpc("UNAVAILABLE"), LdvStatus::Error);

@@ -4,6 +4,8 @@
 #![allow(dead_code)]
 
 pub mod by_hand;
+pub mod private_pg;
+pub mod served;
 
 use std::path::PathBuf;
 use std::time::Duration;

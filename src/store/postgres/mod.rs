@@ -92,7 +92,15 @@ impl PgStore {
             .await
             .map_err(|e| StoreError::Open {
                 target: redact_url(url),
-                source: e.into(),
+                source: match e {
+                    // rustls says what failed (e.g. UnknownIssuer,
+                    // NotValidForName), in an I/O error of the handshake;
+                    // the operator needs what to change.
+                    e if e.to_string().contains("invalid peer certificate") => DbError::text(format!(
+                        "{e}: the server's certificate was not accepted; sslrootcert must be the CA that issued it, and with sslmode=verify-full the URL's host must be a name the certificate carries"
+                    )),
+                    e => e.into(),
+                },
             })?;
         let store = PgStore {
             pool,

@@ -14,6 +14,7 @@
 //! Connections run in WAL mode with `synchronous = FULL`: a commit is on
 //! disk when it returns, and readers never block the writer.
 
+pub(super) mod backup;
 mod cache;
 pub(crate) use cache::CacheBounds;
 mod claim;

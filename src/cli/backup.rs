@@ -1,0 +1,267 @@
+//! `sluis backup` and `sluis restore`: a copy of a live SQLite node that
+//! can be restored elsewhere, and the check that a restored log is the one
+//! the node signed before anything serves from it.
+//!
+//! A backup folder holds `sluis.db` (SQLite's online backup: the database
+//! as of one commit), `keys/` (the node's key files, each 0600), and
+//! `MANIFEST.json`: what is where, each file's size and SHA-256, the node's
+//! name and its checkpoint verifier key. The database and the keys are
+//! separate files so they can be kept apart: together they are the data.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+use crate::config::Config;
+use crate::gateway::vault::Keys;
+use crate::store::{PoolSettings, Store};
+use crate::tlog::{note, verify};
+
+const MANIFEST: &str = "MANIFEST.json";
+const DATABASE: &str = "sluis.db";
+const FORMAT: &str = "sluis-backup/1";
+/// How long a copy waits for a database the node holds locked.
+const BUSY: Duration = Duration::from_secs(30);
+
+fn sha256_file(path: &Path) -> anyhow::Result<(u64, String)> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok((
+        bytes.len() as u64,
+        hex::encode(ring::digest::digest(&ring::digest::SHA256, &bytes)),
+    ))
+}
+
+/// Creates `path` for writing, readable by its owner only.
+fn create_private(path: &Path) -> anyhow::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))
+}
+
+fn create_private_dir(path: &Path) -> anyhow::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(path).with_context(|| {
+        format!(
+            "cannot create {} (it must not exist yet: a backup or restore never overwrites)",
+            path.display()
+        )
+    })
+}
+
+/// Copies every regular file of `from` into the new folder `to`, each 0600;
+/// returns (name, size, SHA-256) per file.
+fn copy_keys(from: &Path, to: &Path) -> anyhow::Result<Vec<(String, u64, String)>> {
+    create_private_dir(to)?;
+    let mut names: Vec<String> = std::fs::read_dir(from)
+        .with_context(|| format!("cannot read the keys folder {}", from.display()))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    names.sort();
+    let mut out = Vec::new();
+    for name in names {
+        let bytes = std::fs::read(from.join(&name))
+            .with_context(|| format!("cannot read {}", from.join(&name).display()))?;
+        create_private(&to.join(&name))?.write_all(&bytes)?;
+        out.push((
+            name,
+            bytes.len() as u64,
+            hex::encode(ring::digest::digest(&ring::digest::SHA256, &bytes)),
+        ));
+    }
+    Ok(out)
+}
+
+/// `sluis backup --to DIR`.
+pub(crate) async fn backup(config_path: &Path, to: &Path) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config_path)
+        .with_context(|| format!("no node at {} (use --config FILE)", config_path.display()))?;
+    let Ok(db) = config.sqlite_path() else {
+        bail!(
+            "the node's database is PostgreSQL: back it up with pg_dump or pg_basebackup, and its keys folder apart (docs/operations.md, \"Back up\"); `sluis restore --check` checks a restored database"
+        );
+    };
+    if !db.exists() {
+        bail!("the node's database {} does not exist", db.display());
+    }
+    create_private_dir(to)?;
+    eprintln!("copying the database {} (online backup) …", db.display());
+    let copy = to.join(DATABASE);
+    drop(create_private(&copy)?);
+    let started = std::time::Instant::now();
+    let pages = tokio::task::spawn_blocking({
+        let (db, copy) = (db.clone(), copy.clone());
+        move || crate::store::backup_sqlite(&db, &copy, BUSY)
+    })
+    .await??;
+    let (db_bytes, db_sha) = sha256_file(&copy)?;
+    eprintln!(
+        "copied {pages} pages ({db_bytes} bytes) in {:.1}s; copying the keys …",
+        started.elapsed().as_secs_f64()
+    );
+    let keys_dir = config.path(&config.node.keys_dir);
+    let keys = copy_keys(&keys_dir, &to.join("keys"))?;
+    let signing = Keys::load(&to.join("keys")).context("the copied keys do not load")?;
+    let manifest = serde_json::json!({
+        "format": FORMAT,
+        "node": config.node.name,
+        "created": crate::model::clock::rfc3339(crate::model::clock::now_millis()),
+        "verifier_key": note::verifier_key(&config.node.name, &signing.signing_public_key()),
+        "database": {"file": DATABASE, "bytes": db_bytes, "sha256": db_sha, "source": db.display().to_string()},
+        "keys": keys.iter().map(|(name, bytes, sha)| serde_json::json!({
+            "file": format!("keys/{name}"), "bytes": bytes, "sha256": sha,
+        })).collect::<Vec<_>>(),
+        "keys_source": keys_dir.display().to_string(),
+    });
+    let mut m = create_private(&to.join(MANIFEST))?;
+    writeln!(m, "{}", serde_json::to_string_pretty(&manifest)?)?;
+    m.sync_all()?;
+    println!(
+        "backup of node {} in {}: {DATABASE} ({db_bytes} bytes), keys/ ({} files), {MANIFEST}\n\
+         Keep keys/ apart from {DATABASE}: together they are the data. Restore with\n  \
+         sluis restore --from {} --to NEW_DATABASE_FILE",
+        config.node.name,
+        to.display(),
+        keys.len(),
+        to.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `sluis restore --from DIR --to PATH`: the database to `PATH`, the keys
+/// to `keys` (default: a `keys` folder beside `PATH`), each checked against
+/// the manifest, then the log checked against its signed checkpoints.
+pub(crate) async fn restore(
+    from: &Path,
+    to: &Path,
+    keys_to: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    let text = crate::files::read_to_string(&from.join(MANIFEST), crate::files::Kind::Config)
+        .with_context(|| format!("{} is no backup made by `sluis backup`", from.display()))?;
+    let manifest: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{MANIFEST} does not parse"))?;
+    if manifest["format"] != FORMAT {
+        bail!("{MANIFEST}: format {} is not {FORMAT}", manifest["format"]);
+    }
+    let (Some(node), Some(key)) = (manifest["node"].as_str(), manifest["verifier_key"].as_str())
+    else {
+        bail!("{MANIFEST}: no node name or verifier key");
+    };
+    let mut files = vec![(
+        DATABASE.to_string(),
+        manifest["database"]["sha256"].as_str().unwrap_or(""),
+    )];
+    for k in manifest["keys"].as_array().into_iter().flatten() {
+        files.push((
+            k["file"].as_str().unwrap_or("").to_string(),
+            k["sha256"].as_str().unwrap_or(""),
+        ));
+    }
+    for (file, want) in &files {
+        if file.contains("..") || file.starts_with('/') {
+            bail!("{MANIFEST}: {file} is outside the backup");
+        }
+        let (_, got) = sha256_file(&from.join(file))?;
+        if got != *want {
+            bail!("{file} is not the file the backup wrote (SHA-256 differs from {MANIFEST})");
+        }
+    }
+    let keys_to = keys_to.unwrap_or_else(|| {
+        to.parent()
+            .map(|p| p.join("keys"))
+            .unwrap_or_else(|| PathBuf::from("keys"))
+    });
+    let bytes = std::fs::read(from.join(DATABASE))?;
+    let mut db = create_private(to)?;
+    db.write_all(&bytes)?;
+    db.sync_all()?;
+    drop(db);
+    copy_keys(&from.join("keys"), &keys_to)?;
+    let own = Keys::load(&keys_to).context("the restored keys do not load")?;
+    if note::verifier_key(node, &own.signing_public_key()) != key {
+        bail!("the restored signing key is not the one {MANIFEST} names");
+    }
+    eprintln!(
+        "restored {} and {}; checking the log …",
+        to.display(),
+        keys_to.display()
+    );
+    let url = crate::store::sqlite_url(to);
+    let ok = check(&url, key).await?;
+    if ok {
+        println!(
+            "usable: serve it with node.name = \"{node}\", node.database = \"sqlite://{}\", node.keys_dir = \"{}\"",
+            to.display(),
+            keys_to.display()
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+/// `sluis restore --check`: the database a configuration names (SQLite, or
+/// PostgreSQL restored with its own tools), checked with its keys.
+pub(crate) async fn check_config(config_path: &Path) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config_path)
+        .with_context(|| format!("no node at {} (use --config FILE)", config_path.display()))?;
+    let keys =
+        Keys::load(&config.path(&config.node.keys_dir)).context("the node's keys do not load")?;
+    let key = note::verifier_key(&config.node.name, &keys.signing_public_key());
+    Ok(if check(&config.database_url()?, &key).await? {
+        println!("usable");
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// Recomputes the whole log and checks it against every signed checkpoint
+/// (`tlog::verify`); usable only if intact and at least one checkpoint
+/// covers it. Says why on standard output.
+async fn check(url: &str, key: &str) -> anyhow::Result<bool> {
+    let settings = PoolSettings {
+        max_connections: 2,
+        ..PoolSettings::default()
+    };
+    let (store, _) = Store::open(url, &settings, false).await?;
+    let report = verify::verify_log(&store, key, None, |done, total| {
+        if total > 0 && done == total {
+            eprintln!("checked {done} entries");
+        }
+    })
+    .await;
+    store.close().await;
+    let report = report?;
+    if let Some(p) = report.first_problem() {
+        println!(
+            "NOT usable: the log does not match its signed checkpoints at entry {}: {} ({} problem(s); `sluis audit verify` lists them)",
+            p.index,
+            p.what,
+            report.problems.len()
+        );
+        return Ok(false);
+    }
+    if report.checkpoints == 0 && report.entries > 0 {
+        println!(
+            "NOT usable: {} entries and no signed checkpoint to check them against",
+            report.entries
+        );
+        return Ok(false);
+    }
+    println!(
+        "log intact: {} entries, {} signed checkpoints verified, root {}",
+        report.entries, report.checkpoints, report.root
+    );
+    Ok(true)
+}
