@@ -36,6 +36,7 @@ mod client;
 mod consent;
 mod convert;
 mod in_flight;
+pub(crate) mod officer;
 pub mod proto;
 mod refusals;
 mod stats;
