@@ -377,7 +377,7 @@ function stacked(title, id, entries, seriesOf, label) {
 }
 
 function hbars(title, id, pairs) {
-  const W = 640, row = 22, left = 260;
+  const W = 700, row = 22, left = 330;
   const max = Math.max(1, ...pairs.map(p => p[1]));
   const svg = svgEl('svg', { viewBox: `0 0 ${W} ${pairs.length * row + 10}`, role: 'img', 'aria-label': title, id });
   pairs.forEach(([label, n], i) => {
