@@ -39,6 +39,7 @@
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod dev;
 pub mod federation;
 pub mod files;

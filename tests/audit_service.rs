@@ -132,7 +132,7 @@ async fn officer_queries_reports_and_proves_others_are_refused() {
     ]
     .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()));
     assert_eq!(got, want);
-    assert!(report.text.contains("VluchtelingenWerk Midden-Nederland (ngo) asked to see your case for the purpose \"shelter\". Shared: shelter."));
+    assert!(report.text.contains("VluchtelingenWerk Midden-Nederland (civil-society organisation) asked to see your case for the purpose \"shelter\". Shared: shelter."));
     assert!(!report.text.contains("Test Persoon") && !report.text.contains("1234567890"));
     // By V-number, through the keyed index: both cases of this subject.
     let by_v = officer

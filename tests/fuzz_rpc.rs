@@ -540,6 +540,7 @@ fn message(k: &Known) -> BoxedStrategy<Call> {
                         subject,
                         start_index,
                         limit,
+                        access_record_id: String::new(),
                     }
                     .encode_to_vec()
                 )
@@ -552,6 +553,17 @@ fn message(k: &Known) -> BoxedStrategy<Call> {
                     case_id,
                     caller,
                     limit: 10,
+                    ..Default::default()
+                }
+                .encode_to_vec(),
+            )
+        }),
+        // One entry by its request id (well-formed or not, known or not).
+        id(k.case_id.clone()).prop_map(move |access_record_id| {
+            officer(
+                Method::QueryAccess,
+                pb::QueryAccessRequest {
+                    access_record_id,
                     ..Default::default()
                 }
                 .encode_to_vec(),

@@ -1,6 +1,20 @@
-//! `sluis audit …`: the privacy officer's commands on a node's host. They
-//! read the database directly and never write to it (the running node is
-//! the log's only writer).
+//! `sluis audit …`: the privacy officer's commands. Each reads the access
+//! log in one of two ways and never writes to it (the running node is the
+//! log's only writer):
+//!
+//! - **against a node** (`--node https://host:port` with the officer's
+//!   certificate, or `--profile FILE`): over gRPC and mutual TLS, as any
+//!   officer's tool — the officer needs no database credentials and no key
+//!   of the node, and each call is recorded in the log like every other;
+//! - **on the node's host** (`--config sluis.toml`, the default): the
+//!   node's database directly, read-only, for `verify` (which recomputes
+//!   every tree node) and for an officer working on the host.
+//!
+//! What the officer types is checked by the field's one validation
+//! (`gateway::validate`), as the node checks it; a case or request id that
+//! names nothing is an error, never an empty answer. Written times are
+//! RFC 3339 UTC with milliseconds, all of one width. A closed pipe
+//! (`| head`) ends a command quietly (`cli::main`).
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -11,18 +25,145 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 
 use crate::config::Config;
+use crate::gateway::oversight::{self, Lang, ReportEntry, SubjectRef};
+use crate::gateway::validate::{self, End};
 use crate::gateway::vault::Keys;
-use crate::gateway::{oversight, validate};
+use crate::model::clock::rfc3339_ms;
 use crate::net::identity::Registry;
+use crate::rpc::officer::{Officer, PAGE};
 use crate::store::{LogFilter, Store};
 use crate::tlog::AccessRecord;
 use crate::tlog::checkpoint::Checkpoint;
 use crate::tlog::note;
-use crate::tlog::proof::{self, LeafRef};
+use crate::tlog::proof::{self, InclusionProof, LeafRef};
 use crate::tlog::verify;
 
+/// The privacy officer's commands.
+#[derive(clap::Subcommand)]
+pub(crate) enum Command {
+    /// Recompute the whole tree from the stored entries; check every tree node, every signed
+    /// checkpoint and, with --trusted-checkpoint, that the log still extends a checkpoint saved
+    /// earlier. Exit 0 when intact; otherwise non-zero, naming the first bad index. Runs on the
+    /// node's host (--config).
+    Verify {
+        /// A signed checkpoint saved earlier (e.g. from `sluis audit checkpoint`).
+        #[arg(long, value_name = "FILE")]
+        trusted_checkpoint: Option<PathBuf>,
+        /// The node's verifier key; default: derived from the node's own signing key.
+        #[arg(long)]
+        key: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The access log's entries that match every filter given, in log order: a table in plain
+    /// words (default), JSON lines or CSV.
+    ///
+    /// Dates alone are accepted: --since 2026-11-29 is that day from 00:00 UTC, --until
+    /// 2026-11-29 includes that whole day. An unknown case or request id is an error.
+    #[command(verbatim_doc_comment)]
+    Query {
+        #[command(flatten)]
+        filters: Filters,
+        /// text: one line per entry in plain words; jsonl or csv: every field.
+        #[arg(long, value_enum, default_value = "text")]
+        format: QueryFormat,
+        /// Words of the text table: nl (Nederlands) or en (English).
+        #[arg(long, default_value = "en")]
+        lang: String,
+        /// At most this many entries (default: all).
+        #[arg(long)]
+        limit: Option<u64>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Export access records: JSON lines or CSV for spreadsheets and SIEMs, or the Logboek
+    /// Dataverwerkingen (LDV) shape for the processing log of Dutch government bodies.
+    ///
+    /// The export reads the log a page at a time (memory stays bounded whatever its size) and,
+    /// on a terminal, shows its progress on standard error. It takes the filters of `query`.
+    /// With --format ldv each line is one record: trace_id, span_id, status_code, name,
+    /// start_time, end_time (ms since the epoch), foreign_operation when the caller sent a W3C
+    /// traceparent, and the dpl.core.* attributes; dpl.core.data_subject_id is sealed to the
+    /// privacy officer's key (open one with `sluis audit decrypt-subject`).
+    /// docs/processing-log.md maps every field.
+    #[command(verbatim_doc_comment)]
+    Export {
+        /// jsonl: every field of each record; csv: the same for spreadsheets; ldv: Logboek
+        /// Dataverwerkingen lines (JSON).
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: ExportFormat,
+        #[command(flatten)]
+        filters: Filters,
+        /// Write to FILE instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Make the privacy officer's key pair for the data subject ids in the log: the private key
+    /// goes to --out (readable by its owner only; keep it with the officer, off the node), the
+    /// public key into the node configuration's [processing_log] officer_key (when --config
+    /// names an existing file) and to standard output. Restart the node to use it.
+    OfficerKey {
+        /// Where to write the private key (never overwritten).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Open one access record's sealed data subject id with the officer's private key; prints
+    /// its type and the V-number or BSN. Without --sealed the record is read from the node's
+    /// database by its request id; with it (and --type), from an LDV export line, offline.
+    DecryptSubject {
+        /// The officer's private key file (from `sluis audit officer-key`).
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// The record's request id (`sluis.request_id` in the LDV export).
+        #[arg(long)]
+        request_id: String,
+        /// `dpl.core.data_subject_id` as exported (base64).
+        #[arg(long, requires = "id_type")]
+        sealed: Option<String>,
+        /// `dpl.core.data_subject_id_type`: Vreemdelingennummer or BSN.
+        #[arg(long = "type", value_name = "TYPE", requires = "sealed")]
+        id_type: Option<String>,
+    },
+    /// Print the latest signed checkpoint (to hand to another party).
+    Checkpoint {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Print an inclusion proof for a request's access record and verify it.
+    Prove {
+        #[arg(long)]
+        request_id: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// The subject access report (GDPR art. 15) for a case, a V-number or a BSN, in Dutch or
+    /// English. A subject with no case on the node is an error, not an empty report. By
+    /// V-number or BSN only against a node (--node), which looks them up in its keyed index.
+    Report {
+        #[arg(long = "case", value_name = "CASE_ID", group = "subject")]
+        case_id: Option<String>,
+        #[arg(long, value_name = "V_NUMBER", group = "subject")]
+        v_number: Option<String>,
+        #[arg(long, value_name = "BSN", group = "subject")]
+        bsn: Option<String>,
+        /// nl (Nederlands) or en (English).
+        #[arg(long, default_value = "en")]
+        lang: String,
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
 /// What `sluis audit export` writes.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum ExportFormat {
     Jsonl,
     Csv,
@@ -30,50 +171,390 @@ pub(crate) enum ExportFormat {
     Ldv,
 }
 
-pub(crate) enum Command {
-    /// A new privacy-officer key pair (`cli::ldv::officer_key`).
-    OfficerKey {
-        out: PathBuf,
-    },
-    /// Open one record's sealed data subject id (`cli::ldv::decrypt_subject`).
-    DecryptSubject(crate::cli::ldv::Decrypt),
-    Verify {
-        trusted_checkpoint: Option<PathBuf>,
-        key: Option<String>,
-        json: bool,
-    },
-    Export {
-        format: ExportFormat,
-        since: Option<String>,
-        until: Option<String>,
-        out: Option<PathBuf>,
-    },
-    Checkpoint {
-        json: bool,
-    },
-    Prove {
-        request_id: String,
-        json: bool,
-    },
-    Report {
-        case_id: String,
-        json: bool,
-    },
+/// What `sluis audit query` writes.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum QueryFormat {
+    Text,
+    Jsonl,
+    Csv,
 }
 
-struct Node {
-    config: Config,
-    store: Store,
+/// The filters of `query` and `export`, as typed: each checked by its
+/// field's one validation before anything is read.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub(crate) struct Filters {
+    /// From this date (00:00 UTC) or RFC 3339 time on, e.g. 2026-11-29 or 2026-11-29T08:00:00Z.
+    #[arg(long)]
+    pub(crate) since: Option<String>,
+    /// Up to this time (exclusive), or through this date (the whole day, UTC).
+    #[arg(long)]
+    pub(crate) until: Option<String>,
+    /// Only entries of this participant id ("-": callers not registered).
+    #[arg(long, value_name = "PARTICIPANT")]
+    pub(crate) participant: Option<String>,
+    /// Only entries of callers in this role (municipality, ind, dtv, avim, ngo, monitor,
+    /// privacy_officer).
+    #[arg(long)]
+    pub(crate) role: Option<String>,
+    /// Only entries of this method (GetCase, FindCases, tls.handshake, ...).
+    #[arg(long)]
+    pub(crate) method: Option<String>,
+    /// Only entries with this purpose (one of the node's).
+    #[arg(long)]
+    pub(crate) purpose: Option<String>,
+    /// Only entries with this decision (allowed, partial, denied, invalid, not_found,
+    /// handshake_failed, error).
+    #[arg(long)]
+    pub(crate) decision: Option<String>,
+    /// Only entries about this case.
+    #[arg(long = "case", value_name = "CASE_ID")]
+    pub(crate) case_id: Option<String>,
+    /// Only the entry of the call with this request id (its x-request-id).
+    #[arg(long)]
+    pub(crate) request_id: Option<String>,
+}
+
+/// Which entries a walk over the log takes: the store's filter, checked,
+/// and the one request id asked for.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Query {
+    pub(crate) filter: LogFilter,
+    pub(crate) request_id: Option<String>,
+}
+
+impl Filters {
+    /// The filters checked as every entry point checks them, under the
+    /// names the officer typed (`--since`, `--case`).
+    pub(crate) fn check(&self, purposes: Option<&[String]>) -> anyhow::Result<Query> {
+        let since = self
+            .since
+            .as_deref()
+            .map(|s| validate::instant_or_date("--since", s, End::Since))
+            .transpose()?;
+        let until = self
+            .until
+            .as_deref()
+            .map(|s| validate::instant_or_date("--until", s, End::Until))
+            .transpose()?;
+        validate::time_range(("--since", since), ("--until", until))?;
+        if let Some(p) = self.participant.as_deref().filter(|p| *p != "-") {
+            validate::participant_id("--participant", p)?;
+        }
+        if let Some(r) = &self.role {
+            validate::role("--role", r)?;
+        }
+        if let Some(m) = &self.method {
+            validate::method("--method", m)?;
+        }
+        if let (Some(p), Some(known)) = (&self.purpose, purposes)
+            && !known.contains(p)
+        {
+            anyhow::bail!(
+                "--purpose: unknown purpose; use one of {}",
+                known.join(", ")
+            );
+        }
+        if let Some(d) = &self.decision {
+            validate::decision("--decision", d)?;
+        }
+        if let Some(c) = &self.case_id {
+            validate::uuid("--case", c)?;
+        }
+        if let Some(r) = &self.request_id {
+            validate::uuid("--request-id", r)?;
+        }
+        Ok(Query {
+            filter: LogFilter {
+                since,
+                until,
+                caller: self.participant.clone(),
+                role: self.role.clone(),
+                method: self.method.clone(),
+                purpose: self.purpose.clone(),
+                decision: self.decision.clone(),
+                case_id: self.case_id.clone(),
+                subject: None,
+            },
+            request_id: self.request_id.clone(),
+        })
+    }
+}
+
+/// How to reach a node as the officer. Without `--node` or `--profile`,
+/// the command reads the database of the node `--config` names.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub(crate) struct Remote {
+    /// Ask this node over gRPC with your officer certificate, e.g. https://sluis.example:7443.
+    #[arg(long, value_name = "URL")]
+    pub(crate) node: Option<String>,
+    /// Your privacy officer's client certificate (PEM).
+    #[arg(long, value_name = "PEM", requires = "node")]
+    pub(crate) cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[arg(long, value_name = "PEM", requires = "node")]
+    pub(crate) key: Option<PathBuf>,
+    /// The CA that issued the node's certificate (PEM).
+    #[arg(long, value_name = "PEM", requires = "node")]
+    pub(crate) ca: Option<PathBuf>,
+    /// The name the node's certificate is issued for (default: the host in --node).
+    #[arg(long, requires = "node")]
+    pub(crate) server_name: Option<String>,
+    /// A profile file with node, cert, key, ca (and server_name), paths relative to it.
+    #[arg(long, value_name = "FILE", conflicts_with = "node")]
+    pub(crate) profile: Option<PathBuf>,
+}
+
+/// A profile file: how one officer reaches one node.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Profile {
+    node: String,
+    cert: PathBuf,
+    key: PathBuf,
+    ca: PathBuf,
+    server_name: Option<String>,
+}
+
+/// A node reached as the officer: the audit service, and the host name.
+pub(crate) struct Connected {
+    pub(crate) officer: Officer,
+    pub(crate) node: String,
+}
+
+impl Remote {
+    fn wanted(&self) -> bool {
+        self.node.is_some() || self.profile.is_some()
+    }
+
+    /// Connects over mTLS with the officer's certificate. Errors name what
+    /// to fix: a missing flag, an unreadable file, a node that cannot be
+    /// reached or refuses the certificate.
+    pub(crate) async fn connect(&self) -> anyhow::Result<Connected> {
+        let (node, cert, key, ca, server_name) = match &self.profile {
+            Some(path) => {
+                let text = crate::files::read_to_string(path, crate::files::Kind::Config)
+                    .with_context(|| format!("cannot read the profile {}", path.display()))?;
+                let p: Profile = toml::from_str(&text).map_err(|e| {
+                    anyhow::anyhow!(
+                        "the profile {} is not valid: {} (it holds node, cert, key, ca and optionally server_name)",
+                        path.display(),
+                        e.message()
+                    )
+                })?;
+                let dir = path.parent().unwrap_or(Path::new("."));
+                (
+                    p.node,
+                    dir.join(p.cert),
+                    dir.join(p.key),
+                    dir.join(p.ca),
+                    p.server_name,
+                )
+            }
+            None => {
+                let need = |v: &Option<PathBuf>, flag: &str| {
+                    v.clone().with_context(|| {
+                        format!("--node needs {flag}: the officer's certificate, its key and the node's CA")
+                    })
+                };
+                (
+                    self.node.clone().unwrap_or_default(),
+                    need(&self.cert, "--cert")?,
+                    need(&self.key, "--key")?,
+                    need(&self.ca, "--ca")?,
+                    self.server_name.clone(),
+                )
+            }
+        };
+        let hostport = node
+            .strip_prefix("https://")
+            .map(|h| h.trim_end_matches('/'))
+            .filter(|h| !h.is_empty() && !h.contains('/'))
+            .with_context(|| {
+                "--node must be https://HOST:PORT, e.g. https://sluis.example:7443".to_string()
+            })?;
+        let host = match hostport.rsplit_once(':') {
+            Some((h, p)) if p.parse::<u16>().is_ok() => {
+                h.trim_start_matches('[').trim_end_matches(']')
+            }
+            _ => anyhow::bail!("--node must name a port, e.g. https://{hostport}:7443"),
+        };
+        let addr = tokio::net::lookup_host(hostport)
+            .await
+            .ok()
+            .and_then(|mut a| a.next())
+            .with_context(|| format!("cannot resolve {hostport}"))?;
+        let read = |p: &PathBuf| {
+            crate::files::read_to_string(p, crate::files::Kind::Pem)
+                .with_context(|| format!("cannot read {}", p.display()))
+        };
+        let pem = crate::net::client::ClientPem {
+            ca: read(&ca)?,
+            identity: Some((read(&cert)?, read(&key)?)),
+        };
+        let server_name = server_name.unwrap_or_else(|| host.to_string());
+        let channel = crate::net::client::connect(addr, &server_name, &pem)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot connect to {hostport} over mTLS as the certificate {}",
+                    cert.display()
+                )
+            })?;
+        Ok(Connected {
+            officer: Officer::new(channel),
+            node: hostport.to_string(),
+        })
+    }
+}
+
+/// The node's refusal of an officer's call, for a person: what the node
+/// said (its message names the field, or what it did not find).
+fn refused(s: tonic::Status) -> anyhow::Error {
+    let what = match s.code() {
+        tonic::Code::NotFound => "not found",
+        tonic::Code::InvalidArgument => "invalid",
+        tonic::Code::PermissionDenied => "not permitted (is this a privacy officer's certificate?)",
+        tonic::Code::Unauthenticated => "certificate not accepted",
+        tonic::Code::Unavailable => "the node cannot answer now; try again",
+        _ => "refused",
+    };
+    anyhow::anyhow!("{what}: {}", s.message())
+}
+
+/// Where the records come from.
+pub(crate) enum Source {
+    /// The node's database, on its host.
+    Local { config: Box<Config>, store: Store },
+    /// A node's `AuditService`, as the officer.
+    Remote(Officer),
+}
+
+impl Source {
+    /// One page of decoded records matching `q` from index `start` on, and
+    /// the request id of the call's own record (remote: each call is
+    /// recorded).
+    async fn page(
+        &mut self,
+        q: &Query,
+        start: i64,
+    ) -> anyhow::Result<(Vec<(i64, AccessRecord)>, Option<String>)> {
+        match self {
+            Source::Remote(officer) => officer
+                .query(&q.filter, q.request_id.as_deref(), start, PAGE)
+                .await
+                .map(|(rows, own)| (rows, Some(own)))
+                .map_err(refused),
+            Source::Local { store, .. } => {
+                let rows = match &q.request_id {
+                    None => store.query_log(&q.filter, start, i64::from(PAGE)).await?,
+                    Some(id) => {
+                        let at = store.log_position(id).await?.with_context(
+                            || "not found: no entry of the access log has this --request-id",
+                        )?;
+                        let mut rows = store.query_log(&q.filter, at.max(start), 1).await?;
+                        rows.retain(|r| r.seq == at);
+                        rows
+                    }
+                };
+                if rows.is_empty()
+                    && start == 0
+                    && let Some(id) = &q.filter.case_id
+                    && store.case_meta(id).await?.is_none()
+                {
+                    anyhow::bail!(
+                        "not found: no case with this --case on this node, and no entry of the access log names it"
+                    );
+                }
+                let rows = rows
+                    .into_iter()
+                    .map(|row| {
+                        let r = AccessRecord::decode(&row.record).with_context(|| {
+                            format!(
+                                "entry {} does not decode; run `sluis audit verify`",
+                                row.seq
+                            )
+                        })?;
+                        Ok((row.seq, r))
+                    })
+                    .collect::<anyhow::Result<_>>()?;
+                Ok((rows, None))
+            }
+        }
+    }
+
+    /// Every record matching `q`, in log order.
+    pub(crate) fn records<'a>(&'a mut self, q: &'a Query) -> Records<'a> {
+        Records {
+            source: self,
+            query: q,
+            next: 0,
+            page: Vec::new().into_iter(),
+            done: false,
+            own: Vec::new(),
+        }
+    }
+}
+
+/// The one walk over the log that `query`, `export` and the LDV export
+/// share: every record matching a query, decoded, in log order, a page
+/// at a time — memory holds one page whatever the log's size.
+///
+/// Against a node every page is a call, and every call adds its own record
+/// to the log, which can match the same filter (a query about a case is
+/// recorded about that case): the walk leaves out the records of its own
+/// calls, and ends at a page that holds nothing else, so it ends.
+pub(crate) struct Records<'a> {
+    source: &'a mut Source,
+    query: &'a Query,
+    next: i64,
+    page: std::vec::IntoIter<(i64, AccessRecord)>,
+    done: bool,
+    /// The request ids of the walk's own calls.
+    own: Vec<String>,
+}
+
+impl Records<'_> {
+    /// The next record and its index, or `None` after the last.
+    pub(crate) async fn next(&mut self) -> anyhow::Result<Option<(i64, AccessRecord)>> {
+        loop {
+            if let Some(r) = self.page.next() {
+                return Ok(Some(r));
+            }
+            if self.done {
+                return Ok(None);
+            }
+            let (mut page, own) = self.source.page(self.query, self.next).await?;
+            match page.last() {
+                Some((i, _)) => self.next = i + 1,
+                None => self.done = true,
+            }
+            page.retain(|(_, r)| !self.own.contains(&r.request_id));
+            if page.is_empty() || self.query.request_id.is_some() {
+                self.done = true;
+            }
+            self.own.extend(own);
+            self.page = page.into_iter();
+        }
+    }
+
+    /// The index the walk reads from next.
+    pub(crate) fn position(&self) -> i64 {
+        self.next
+    }
 }
 
 /// The node's store, read-only, for commands outside this file.
 pub(crate) async fn open_store(config_path: &Path) -> anyhow::Result<Store> {
-    Ok(open(config_path).await?.store)
+    Ok(open_local(config_path).await?.1)
 }
 
-async fn open(config_path: &Path) -> anyhow::Result<Node> {
-    let config = Config::load(config_path)
-        .with_context(|| format!("no node at {} (use --config FILE)", config_path.display()))?;
+async fn open_local(config_path: &Path) -> anyhow::Result<(Config, Store)> {
+    let config = Config::load(config_path).with_context(|| {
+        format!(
+            "no node at {} (use --config FILE on the node's host, or --node URL with your certificate)",
+            config_path.display()
+        )
+    })?;
     if let Ok(db) = config.sqlite_path()
         && !db.exists()
     {
@@ -85,7 +566,82 @@ async fn open(config_path: &Path) -> anyhow::Result<Node> {
         ..config.pool_settings()
     };
     let (store, _) = Store::open(&config.database_url()?, &settings, false).await?;
-    Ok(Node { config, store })
+    Ok((config, store))
+}
+
+async fn source(config_path: &Path, remote: &Remote) -> anyhow::Result<Source> {
+    Ok(if remote.wanted() {
+        Source::Remote(remote.connect().await?.officer)
+    } else {
+        let (config, store) = open_local(config_path).await?;
+        Source::Local {
+            config: Box::new(config),
+            store,
+        }
+    })
+}
+
+impl Source {
+    async fn close(self) {
+        if let Source::Local { store, .. } = self {
+            store.close().await;
+        }
+    }
+
+    /// The purposes the node knows, where this side can tell (the node
+    /// checks them itself when asked remotely).
+    fn purposes(&self) -> Option<&[String]> {
+        match self {
+            Source::Local { config, .. } => Some(&config.node.purposes),
+            Source::Remote(_) => None,
+        }
+    }
+
+    /// The node's name (the origin of its checkpoints, less the suffix).
+    async fn node_name(&mut self) -> anyhow::Result<String> {
+        match self {
+            Source::Local { config, .. } => Ok(config.node.name.clone()),
+            Source::Remote(officer) => {
+                let (cp, _) = officer.checkpoint().await.map_err(refused)?;
+                let origin = cp.note.lines().next().unwrap_or_default();
+                Ok(origin
+                    .strip_suffix("/access-log")
+                    .unwrap_or(origin)
+                    .to_string())
+            }
+        }
+    }
+
+    /// The latest signed checkpoint and the verifier key to check it with.
+    async fn checkpoint(&mut self) -> anyhow::Result<(crate::store::StoredCheckpoint, String)> {
+        match self {
+            Source::Local { config, store } => Ok((
+                proof::checkpoint(store, None).await?,
+                own_verifier_key(config)?,
+            )),
+            Source::Remote(officer) => officer.checkpoint().await.map_err(refused),
+        }
+    }
+
+    async fn inclusion_proof(
+        &mut self,
+        request_id: String,
+    ) -> anyhow::Result<(InclusionProof, String)> {
+        match self {
+            Source::Local { config, store } => Ok((
+                proof::inclusion_proof(store, LeafRef::RequestId(request_id), None).await?,
+                own_verifier_key(config)?,
+            )),
+            Source::Remote(officer) => {
+                let p = officer
+                    .inclusion_proof(LeafRef::RequestId(request_id))
+                    .await
+                    .map_err(refused)?;
+                let (_, key) = officer.checkpoint().await.map_err(refused)?;
+                Ok((p, key))
+            }
+        }
+    }
 }
 
 fn own_verifier_key(config: &Config) -> anyhow::Result<String> {
@@ -97,156 +653,255 @@ fn own_verifier_key(config: &Config) -> anyhow::Result<String> {
     ))
 }
 
+/// Standard output, buffered; a closed pipe surfaces as an I/O error that
+/// `cli::main` ends quietly on.
+fn stdout() -> std::io::BufWriter<std::io::StdoutLock<'static>> {
+    std::io::BufWriter::new(std::io::stdout().lock())
+}
+
 pub(crate) async fn run(config_path: &Path, command: Command) -> anyhow::Result<ExitCode> {
-    // The officer's key commands need no database.
-    let command = match command {
-        Command::OfficerKey { out } => return crate::cli::ldv::officer_key(config_path, &out),
-        Command::DecryptSubject(d) => {
-            return crate::cli::ldv::decrypt_subject(config_path, d).await;
+    match command {
+        Command::OfficerKey { out } => crate::cli::ldv::officer_key(config_path, &out),
+        Command::DecryptSubject {
+            key,
+            request_id,
+            sealed,
+            id_type,
+        } => {
+            crate::cli::ldv::decrypt_subject(
+                config_path,
+                crate::cli::ldv::Decrypt {
+                    key,
+                    request_id,
+                    sealed: sealed.zip(id_type),
+                },
+            )
+            .await
         }
-        other => other,
-    };
-    let node = open(config_path).await?;
-    let code = match command {
         Command::Verify {
             trusted_checkpoint,
             key,
             json,
-        } => verify(&node, trusted_checkpoint, key, json).await?,
+        } => {
+            let (config, store) = open_local(config_path).await?;
+            let code = verify(&config, &store, trusted_checkpoint, key, json).await;
+            store.close().await;
+            code
+        }
+        Command::Query {
+            filters,
+            format,
+            lang,
+            limit,
+            remote,
+        } => {
+            let lang = Lang::parse("--lang", &lang)?;
+            let mut src = source(config_path, &remote).await?;
+            let code = query(&mut src, &filters, format, lang, limit).await;
+            src.close().await;
+            code
+        }
         Command::Export {
             format,
-            since,
-            until,
+            filters,
             out,
-        } => export(&node, format, since, until, out).await?,
-        Command::OfficerKey { .. } | Command::DecryptSubject(_) => unreachable!("handled above"),
-        Command::Checkpoint { json } => {
-            let cp = proof::checkpoint(&node.store, None).await?;
-            let key = own_verifier_key(&node.config)?;
+            remote,
+        } => {
+            let mut src = source(config_path, &remote).await?;
+            let code = export(&mut src, format, &filters, out).await;
+            src.close().await;
+            code
+        }
+        Command::Checkpoint { json, remote } => {
+            let mut src = source(config_path, &remote).await?;
+            let (cp, key) = src.checkpoint().await?;
+            src.close().await;
+            let mut w = stdout();
             if json {
-                println!(
+                writeln!(
+                    w,
                     "{}",
                     serde_json::json!({
                         "size": cp.size,
                         "root_hash": B64.encode(&cp.root),
-                        "signed_at": crate::model::clock::rfc3339(cp.at),
+                        "signed_at": rfc3339_ms(cp.at),
                         "signed_note": cp.note,
                         "verifier_key": key,
                     })
-                );
+                )?;
             } else {
-                print!("{}", cp.note);
+                write!(w, "{}", cp.note)?;
                 eprintln!("verifier key: {key}");
             }
-            ExitCode::SUCCESS
+            w.flush()?;
+            Ok(ExitCode::SUCCESS)
         }
-        Command::Prove { request_id, json } => {
+        Command::Prove {
+            request_id,
+            json,
+            remote,
+        } => {
             validate::uuid("--request-id", &request_id)?;
-            let proof =
-                proof::inclusion_proof(&node.store, LeafRef::RequestId(request_id), None).await?;
-            let key = own_verifier_key(&node.config)?;
-            let signed = Checkpoint::verify(&proof.checkpoint.note, &key);
-            let verified = proof.verify();
-            let ok = signed.is_ok() && verified.is_ok();
-            if json {
-                println!(
-                    "{}",
-                    serde_json::json!({
-                        "index": proof.index,
-                        "tree_size": proof.tree_size,
-                        "leaf_hash": B64.encode(crate::tlog::merkle::leaf_hash(&proof.leaf)),
-                        "hashes": proof.hashes.iter().map(|h| B64.encode(h)).collect::<Vec<_>>(),
-                        "checkpoint": proof.checkpoint.note,
-                        "verifier_key": key,
-                        "verified": ok,
-                    })
-                );
-            } else {
-                println!(
-                    "entry {} in the log of size {}",
-                    proof.index, proof.tree_size
-                );
-                println!(
-                    "leaf hash  {}",
-                    B64.encode(crate::tlog::merkle::leaf_hash(&proof.leaf))
-                );
-                for (i, h) in proof.hashes.iter().enumerate() {
-                    println!("proof[{i:>2}]  {}", B64.encode(h));
-                }
-                println!("checkpoint:\n{}", proof.checkpoint.note);
-                match (&signed, &verified) {
-                    (Ok(_), Ok(())) => {
-                        println!("verified: the entry is in the log the node signed")
-                    }
-                    (Err(e), _) => println!("NOT verified: checkpoint signature: {e}"),
-                    (_, Err(e)) => println!("NOT verified: {e}"),
-                }
-            }
-            if ok {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            }
+            let mut src = source(config_path, &remote).await?;
+            let proved = src.inclusion_proof(request_id).await;
+            src.close().await;
+            let (proof, key) = proved?;
+            prove(&proof, &key, json)
         }
-        Command::Report { case_id, json } => {
-            validate::uuid("--case", &case_id)?;
-            let Some(case) = node.store.case_meta(&case_id).await? else {
-                anyhow::bail!("no case with this case_id on this node (--case)");
+        Command::Report {
+            case_id,
+            v_number,
+            bsn,
+            lang,
+            json,
+            remote,
+        } => {
+            let lang = Lang::parse("--lang", &lang)?;
+            let subject = match (case_id, v_number, bsn) {
+                (Some(c), _, _) => {
+                    validate::uuid("--case", &c)?;
+                    SubjectRef::CaseId(c)
+                }
+                (_, Some(v), _) => SubjectRef::VNumber(v),
+                (_, _, Some(b)) => SubjectRef::Bsn(b),
+                _ => anyhow::bail!("say whose report: --case CASE_ID, --v-number or --bsn"),
             };
-            let keys = Keys::load(&node.config.path(&node.config.node.keys_dir)).context(
+            let mut src = source(config_path, &remote).await?;
+            let made = report(&mut src, subject, lang).await;
+            src.close().await;
+            let (node, case_ids, entries) = made?;
+            let mut w = stdout();
+            if json {
+                writeln!(w, "{}", report_json(&case_ids, &entries))?;
+            } else {
+                write!(
+                    w,
+                    "{}",
+                    oversight::report_text(&node, &case_ids, &entries, lang)
+                )?;
+            }
+            w.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// The subject's cases and every access to them, worded in `lang`.
+async fn report(
+    src: &mut Source,
+    subject: SubjectRef,
+    lang: Lang,
+) -> anyhow::Result<(String, Vec<String>, Vec<ReportEntry>)> {
+    match src {
+        Source::Remote(officer) => {
+            let r = officer.report(subject, lang).await.map_err(refused)?;
+            let node = src.node_name().await?;
+            Ok((node, r.case_ids, r.entries))
+        }
+        Source::Local { config, store } => {
+            let SubjectRef::CaseId(case_id) = subject else {
+                anyhow::bail!(
+                    "on the node's host the report takes --case; by V-number or BSN, ask the node (--node URL with your certificate), which finds the cases through its keyed index"
+                );
+            };
+            let Some(case) = store.case_meta(&case_id).await? else {
+                anyhow::bail!("not found: no case with this --case on this node");
+            };
+            let keys = Keys::load(&config.path(&config.node.keys_dir)).context(
                 "the report names the subject as the log does, with the node's pseudonym key",
             )?;
-            let registry = Registry::new(&node.config.participants);
-            let report = oversight::subject_report(
-                &node.store,
+            let registry = Registry::new(&config.participants);
+            let r = oversight::subject_report(
+                store,
                 &registry,
-                &node.config.node.name,
+                &config.node.name,
                 &[oversight::ReportedCase::of(&case, keys.pseudonym_secret())],
             )
             .await?;
-            if json {
-                let entries: Vec<_> = report
-                    .entries
-                    .iter()
-                    .map(|e| {
-                        serde_json::json!({
-                            "index": e.index,
-                            "at": crate::model::clock::rfc3339(e.record.at),
-                            "organisation": e.organisation,
-                            "participant": e.record.caller,
-                            "role": e.record.role,
-                            "method": e.record.method,
-                            "purpose": e.record.purpose,
-                            "released": e.record.released.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
-                            "withheld": e.record.withheld.iter().map(|(c, r)| serde_json::json!({"category": c.as_str(), "reason": r})).collect::<Vec<_>>(),
-                            "decision": e.record.decision.as_str(),
-                            "summary": e.summary,
-                        })
-                    })
-                    .collect();
-                println!(
-                    "{}",
-                    serde_json::json!({"case_ids": report.case_ids, "entries": entries})
-                );
-            } else {
-                print!("{}", report.text);
-            }
-            ExitCode::SUCCESS
+            let r = oversight::reworded(r, &config.node.name, lang);
+            Ok((config.node.name.clone(), r.case_ids, r.entries))
         }
-    };
-    node.store.close().await;
-    Ok(code)
+    }
+}
+
+fn report_json(case_ids: &[String], entries: &[ReportEntry]) -> serde_json::Value {
+    let entries: Vec<_> = entries
+        .iter()
+        .map(|e| {
+            let a = &e.access;
+            serde_json::json!({
+                "index": e.index,
+                "at": rfc3339_ms(a.at),
+                "organisation": a.organisation,
+                "participant": a.participant,
+                "role": a.role,
+                "method": a.method,
+                "purpose": a.purpose,
+                "released": a.released.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+                "withheld": a.withheld.iter().map(|(c, r)| serde_json::json!({"category": c.as_str(), "reason": r})).collect::<Vec<_>>(),
+                "decision": a.decision.as_str(),
+                "summary": e.summary,
+            })
+        })
+        .collect();
+    serde_json::json!({"case_ids": case_ids, "entries": entries})
+}
+
+fn prove(proof: &InclusionProof, key: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let signed = Checkpoint::verify(&proof.checkpoint.note, key);
+    let verified = proof.verify();
+    let ok = signed.is_ok() && verified.is_ok();
+    let leaf_hash = B64.encode(crate::tlog::merkle::leaf_hash(&proof.leaf));
+    let mut w = stdout();
+    if json {
+        writeln!(
+            w,
+            "{}",
+            serde_json::json!({
+                "index": proof.index,
+                "tree_size": proof.tree_size,
+                "leaf_hash": leaf_hash,
+                "hashes": proof.hashes.iter().map(|h| B64.encode(h)).collect::<Vec<_>>(),
+                "checkpoint": proof.checkpoint.note,
+                "verifier_key": key,
+                "verified": ok,
+            })
+        )?;
+    } else {
+        writeln!(
+            w,
+            "entry {} in the log of size {}",
+            proof.index, proof.tree_size
+        )?;
+        writeln!(w, "leaf hash  {leaf_hash}")?;
+        for (i, h) in proof.hashes.iter().enumerate() {
+            writeln!(w, "proof[{i:>2}]  {}", B64.encode(h))?;
+        }
+        writeln!(w, "checkpoint:\n{}", proof.checkpoint.note)?;
+        match (&signed, &verified) {
+            (Ok(_), Ok(())) => writeln!(w, "verified: the entry is in the log the node signed")?,
+            (Err(e), _) => writeln!(w, "NOT verified: checkpoint signature: {e}")?,
+            (_, Err(e)) => writeln!(w, "NOT verified: {e}")?,
+        }
+    }
+    w.flush()?;
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 async fn verify(
-    node: &Node,
+    config: &Config,
+    store: &Store,
     trusted: Option<PathBuf>,
     key: Option<String>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let key = match key {
         Some(k) => k,
-        None => own_verifier_key(&node.config)?,
+        None => own_verifier_key(config)?,
     };
     let trusted = match trusted {
         Some(path) => Some(
@@ -257,7 +912,7 @@ async fn verify(
         None => None,
     };
     let tty = std::io::stderr().is_terminal() && !json;
-    let report = verify::verify_log(&node.store, &key, trusted.as_deref(), |done, total| {
+    let report = verify::verify_log(store, &key, trusted.as_deref(), |done, total| {
         if tty && total > 0 {
             let pct = done * 100 / total;
             eprint!("\rverifying {done}/{total} entries ({pct}%)");
@@ -268,8 +923,10 @@ async fn verify(
     if tty {
         eprintln!();
     }
+    let mut w = stdout();
     if json {
-        println!(
+        writeln!(
+            w,
             "{}",
             serde_json::json!({
                 "intact": report.intact(),
@@ -283,9 +940,10 @@ async fn verify(
                 "seconds": report.seconds,
                 "entries_per_second": report.entries_per_second(),
             })
-        );
+        )?;
     } else if report.intact() {
-        println!(
+        writeln!(
+            w,
             "log intact: {} entries, {} tree nodes, {} signed checkpoints{} verified in {:.2}s ({:.0} entries/s)\nroot {}",
             report.entries,
             report.tree_nodes,
@@ -297,30 +955,24 @@ async fn verify(
             report.seconds,
             report.entries_per_second(),
             report.root
-        );
+        )?;
     } else {
         let first = report.first_problem().expect("not intact means a problem");
-        println!(
+        writeln!(
+            w,
             "LOG NOT INTACT: first bad index {}: {}",
             first.index, first.what
-        );
+        )?;
         for p in report.problems.iter().skip(1).take(20) {
-            println!("  also at {}: {}", p.index, p.what);
+            writeln!(w, "  also at {}: {}", p.index, p.what)?;
         }
     }
+    w.flush()?;
     Ok(if report.intact() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(2)
     })
-}
-
-/// An optional `--since`/`--until`, checked as every entry point checks
-/// an instant.
-fn parse_time(field: &str, s: &Option<String>) -> anyhow::Result<Option<i64>> {
-    Ok(s.as_deref()
-        .map(|t| validate::rfc3339(field, t))
-        .transpose()?)
 }
 
 fn csv_field(s: &str) -> String {
@@ -331,118 +983,190 @@ fn csv_field(s: &str) -> String {
     }
 }
 
+/// The CSV header: every field of a record, one column each.
+const CSV_HEADER: &str = "index,request_id,at,caller,role,method,case_id,subject,purpose,decision,status,asked,released,withheld,rules,consents,actor_hash,peer_fingerprint,detail,subjects,policy_sha256";
+
+/// One record as a CSV line (lists joined with `;`, withheld as
+/// `category:reason`).
+fn csv_line(index: i64, r: &AccessRecord) -> String {
+    let cats =
+        |cs: &[crate::model::Category]| cs.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(";");
+    let withheld: Vec<String> = r
+        .withheld
+        .iter()
+        .map(|(c, why)| format!("{c}:{why}"))
+        .collect();
+    let fields = [
+        index.to_string(),
+        r.request_id.clone(),
+        rfc3339_ms(r.at),
+        r.caller.clone(),
+        r.role.clone(),
+        r.method.clone(),
+        r.case_id.clone().unwrap_or_default(),
+        r.subject.clone().unwrap_or_default(),
+        r.purpose.clone().unwrap_or_default(),
+        r.decision.as_str().to_string(),
+        r.status.clone(),
+        cats(&r.asked),
+        cats(&r.released),
+        withheld.join(";"),
+        r.rules.join(";"),
+        r.consents.join(";"),
+        r.actor_hash.clone().unwrap_or_default(),
+        r.peer_fingerprint.clone().unwrap_or_default(),
+        r.detail.clone(),
+        r.subjects.join(";"),
+        r.policy.map(hex::encode).unwrap_or_default(),
+    ];
+    let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
+    line.join(",")
+}
+
+/// One record as a JSON object: every field, times as fixed-width
+/// RFC 3339 UTC. The console's API serves the same objects.
+pub(crate) fn record_json(index: i64, r: &AccessRecord) -> serde_json::Value {
+    serde_json::json!({
+        "index": index,
+        "request_id": r.request_id,
+        "at": rfc3339_ms(r.at),
+        "caller": r.caller,
+        "role": r.role,
+        "method": r.method,
+        "case_id": r.case_id,
+        "subject": r.subject,
+        "purpose": r.purpose,
+        "asked": r.asked.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+        "released": r.released.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+        "withheld": r.withheld.iter().map(|(c, why)| serde_json::json!({"category": c.as_str(), "reason": why})).collect::<Vec<_>>(),
+        "decision": r.decision.as_str(),
+        "status": r.status,
+        "detail": r.detail,
+        "rules": r.rules,
+        "consents": r.consents,
+        "actor_hash": r.actor_hash,
+        "peer_fingerprint": r.peer_fingerprint,
+        "subjects": r.subjects,
+        "policy_sha256": r.policy.map(hex::encode),
+    })
+}
+
+/// One record as a line of the text table, in plain words.
+fn text_line(index: i64, r: &AccessRecord, lang: Lang) -> String {
+    let mut s = format!(
+        "{}  #{:<7} {} ({}) {}",
+        rfc3339_ms(r.at),
+        index,
+        r.caller,
+        oversight::role_words(&r.role, lang),
+        r.method,
+    );
+    if let Some(p) = &r.purpose {
+        s.push_str(&format!(" [{}]", oversight::purpose_words(p, lang)));
+    }
+    if let Some(c) = &r.case_id {
+        s.push_str(&format!(
+            " {} {c}",
+            if lang == Lang::Nl { "dossier" } else { "case" }
+        ));
+    }
+    s.push_str(&format!(
+        ": {}",
+        oversight::decision_words(r.decision, lang)
+    ));
+    if !r.released.is_empty() {
+        let shared: Vec<&str> = r
+            .released
+            .iter()
+            .map(|c| oversight::category_words(*c, lang))
+            .collect();
+        s.push_str(&format!(
+            "; {} {}",
+            if lang == Lang::Nl {
+                "gedeeld:"
+            } else {
+                "shared:"
+            },
+            shared.join(", ")
+        ));
+    }
+    s
+}
+
+async fn query(
+    src: &mut Source,
+    filters: &Filters,
+    format: QueryFormat,
+    lang: Lang,
+    limit: Option<u64>,
+) -> anyhow::Result<ExitCode> {
+    let q = filters.check(src.purposes())?;
+    let mut w = stdout();
+    if format == QueryFormat::Csv {
+        writeln!(w, "{CSV_HEADER}")?;
+    }
+    let mut n = 0u64;
+    let mut records = src.records(&q);
+    while limit.is_none_or(|l| n < l)
+        && let Some((i, r)) = records.next().await?
+    {
+        match format {
+            QueryFormat::Text => writeln!(w, "{}", text_line(i, &r, lang))?,
+            QueryFormat::Jsonl => writeln!(w, "{}", record_json(i, &r))?,
+            QueryFormat::Csv => writeln!(w, "{}", csv_line(i, &r))?,
+        }
+        n += 1;
+    }
+    w.flush()?;
+    if format == QueryFormat::Text && std::io::stderr().is_terminal() {
+        eprintln!("{n} entries");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn export(
-    node: &Node,
+    src: &mut Source,
     format: ExportFormat,
-    since: Option<String>,
-    until: Option<String>,
+    filters: &Filters,
     out: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
-    let filter = LogFilter {
-        since: parse_time("--since", &since)?,
-        until: parse_time("--until", &until)?,
-        ..LogFilter::default()
+    let q = filters.check(src.purposes())?;
+    let node = if format == ExportFormat::Ldv {
+        src.node_name().await?
+    } else {
+        String::new()
     };
-    validate::time_range(("--since", filter.since), ("--until", filter.until))?;
     let mut w: Box<dyn Write> = match &out {
         Some(p) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
         )),
-        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+        None => Box::new(stdout()),
     };
-    if format == ExportFormat::Ldv {
-        let n = crate::cli::ldv::export_ldv(&node.store, &node.config.node.name, &filter, &mut w)
-            .await?;
-        w.flush()?;
-        drop(w);
-        if let Some(p) = out {
-            eprintln!("exported {n} records to {}", p.display());
-        }
-        return Ok(ExitCode::SUCCESS);
+    if format == ExportFormat::Csv {
+        writeln!(w, "{CSV_HEADER}")?;
     }
-    let csv = format == ExportFormat::Csv;
-    if csv {
-        writeln!(
-            w,
-            "index,request_id,at,caller,role,method,case_id,subject,purpose,decision,status,released,withheld,rules,consents,actor_hash,peer_fingerprint,detail,subjects,policy_sha256"
-        )?;
-    }
-    let mut start = 0;
+    let progress = std::io::stderr().is_terminal();
     let mut n = 0u64;
-    loop {
-        let rows = node.store.query_log(&filter, start, 10_000).await?;
-        let Some(last) = rows.last() else { break };
-        start = last.seq + 1;
-        for row in rows {
-            let r = AccessRecord::decode(&row.record).with_context(|| {
-                format!(
-                    "entry {} does not decode; run `sluis audit verify`",
-                    row.seq
-                )
-            })?;
-            let released: Vec<&str> = r.released.iter().map(|c| c.as_str()).collect();
-            let withheld: Vec<String> = r
-                .withheld
-                .iter()
-                .map(|(c, why)| format!("{c}:{why}"))
-                .collect();
-            let policy = r.policy.map(hex::encode);
-            if csv {
-                let fields = [
-                    row.seq.to_string(),
-                    r.request_id,
-                    crate::model::clock::rfc3339(r.at),
-                    r.caller,
-                    r.role,
-                    r.method,
-                    r.case_id.unwrap_or_default(),
-                    r.subject.unwrap_or_default(),
-                    r.purpose.unwrap_or_default(),
-                    r.decision.as_str().to_string(),
-                    r.status,
-                    released.join(";"),
-                    withheld.join(";"),
-                    r.rules.join(";"),
-                    r.consents.join(";"),
-                    r.actor_hash.unwrap_or_default(),
-                    r.peer_fingerprint.unwrap_or_default(),
-                    r.detail,
-                    r.subjects.join(";"),
-                    policy.unwrap_or_default(),
-                ];
-                let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
-                writeln!(w, "{}", line.join(","))?;
-            } else {
-                let v = serde_json::json!({
-                    "index": row.seq,
-                    "request_id": r.request_id,
-                    "at": crate::model::clock::rfc3339(r.at),
-                    "caller": r.caller,
-                    "role": r.role,
-                    "method": r.method,
-                    "case_id": r.case_id,
-                    "subject": r.subject,
-                    "purpose": r.purpose,
-                    "asked": r.asked.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
-                    "released": released,
-                    "withheld": r.withheld.iter().map(|(c, why)| serde_json::json!({"category": c.as_str(), "reason": why})).collect::<Vec<_>>(),
-                    "decision": r.decision.as_str(),
-                    "status": r.status,
-                    "detail": r.detail,
-                    "rules": r.rules,
-                    "consents": r.consents,
-                    "actor_hash": r.actor_hash,
-                    "peer_fingerprint": r.peer_fingerprint,
-                    "subjects": r.subjects,
-                    "policy_sha256": policy,
-                });
-                writeln!(w, "{v}")?;
-            }
-            n += 1;
+    let mut records = src.records(&q);
+    while let Some((i, r)) = records.next().await? {
+        match format {
+            ExportFormat::Jsonl => writeln!(w, "{}", record_json(i, &r))?,
+            ExportFormat::Csv => writeln!(w, "{}", csv_line(i, &r))?,
+            ExportFormat::Ldv => writeln!(w, "{}", crate::cli::ldv::ldv_line(i, &node, &r))?,
+        }
+        n += 1;
+        if progress && n.is_multiple_of(u64::from(PAGE.unsigned_abs())) {
+            eprint!(
+                "\rexported {n} records (up to entry {})",
+                records.position()
+            );
         }
     }
     w.flush()?;
     drop(w);
+    if progress {
+        eprintln!();
+    }
     if let Some(p) = out {
         eprintln!("exported {n} records to {}", p.display());
     }

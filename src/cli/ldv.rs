@@ -1,4 +1,5 @@
-//! `sluis audit export --format ldv`, `sluis audit officer-key` and `sluis
+//! The lines of `sluis audit export --format ldv` (the walk over the log is
+//! `cli::audit::Records`, shared with every export), `sluis audit officer-key` and `sluis
 //! audit decrypt-subject`: the access log in the shape of the Logboek
 //! Dataverwerkingen standard (Logius, "Component: Logboek", interface),
 //! and the privacy officer's key for the data subject ids in it.
@@ -12,7 +13,7 @@
 //! keys of the standard and `sluis.*` keys linking the line to its signed
 //! entry. `docs/processing-log.md` maps each field to its source.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -23,12 +24,7 @@ use serde_json::{Value, json};
 
 use crate::config::Config;
 use crate::gateway::officer::OfficerSecret;
-use crate::store::{LogFilter, Store};
 use crate::tlog::{AccessRecord, LdvStatus, SubjectIdType};
-
-/// Rows read per page: the export holds one page at a time, whatever the
-/// log's size.
-const PAGE: i64 = 10_000;
 
 /// One record as an LDV log line. Records written before access record
 /// version 3 have no LDV fields: their `trace_id` is the request id's 16
@@ -119,43 +115,6 @@ pub(crate) fn ldv_line(index: i64, node: &str, r: &AccessRecord) -> Value {
         obj.insert("foreign_operation".into(), f);
     }
     line
-}
-
-/// Writes every record in `filter` as LDV lines to `w`, a page at a time;
-/// on a terminal, shows how far it is on standard error. Returns how many
-/// it wrote.
-pub(crate) async fn export_ldv(
-    store: &Store,
-    node: &str,
-    filter: &LogFilter,
-    w: &mut dyn Write,
-) -> anyhow::Result<u64> {
-    let total = store.access_log_len().await.unwrap_or(0).max(0) as u64;
-    let progress = std::io::stderr().is_terminal();
-    let mut start = 0;
-    let mut n = 0u64;
-    loop {
-        let rows = store.query_log(filter, start, PAGE).await?;
-        let Some(last) = rows.last() else { break };
-        start = last.seq + 1;
-        for row in rows {
-            let r = AccessRecord::decode(&row.record).with_context(|| {
-                format!(
-                    "entry {} does not decode; run `sluis audit verify`",
-                    row.seq
-                )
-            })?;
-            writeln!(w, "{}", ldv_line(row.seq, node, &r))?;
-            n += 1;
-        }
-        if progress {
-            eprint!("\rexported {n} records (log holds {total}; up to entry {start})");
-        }
-    }
-    if progress {
-        eprintln!();
-    }
-    Ok(n)
 }
 
 /// `sluis audit officer-key`: a new key pair; the private key to `out`

@@ -137,15 +137,21 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
     },
-    /// The access log, for privacy officers: verify, export, checkpoint, prove, report.
-    /// These read the node's database directly (read-only) on the node's host.
+    /// The access log, for privacy officers: query, export, checkpoint, prove, report, verify.
+    /// Against a node over gRPC with your officer certificate (--node URL --cert --key --ca, or
+    /// --profile FILE), or on the node's host from its database (--config, read-only).
     Audit {
-        /// The node's configuration file.
+        /// The node's configuration file (on the node's host).
         #[arg(long, value_name = "FILE", default_value = "sluis.toml", global = true)]
         config: PathBuf,
         #[command(subcommand)]
-        command: AuditCommand,
+        command: Box<crate::cli::audit::Command>,
     },
+    /// The privacy officer's web console, on this machine: browse and filter the access log,
+    /// open an entry with its inclusion proof verified in the page, charts, alerts, log
+    /// integrity, and the subject access report in Dutch or English. A client of the node over
+    /// mTLS with your officer certificate; serves http://127.0.0.1:PORT/ with a session token.
+    Console(Box<crate::console::Command>),
     /// Apply the database migrations embedded in this binary and exit (a node also applies them
     /// when it starts; some operators prefer to do it explicitly).
     Migrate {
@@ -181,100 +187,6 @@ enum CertsCommand {
 }
 
 #[derive(Subcommand)]
-enum AuditCommand {
-    /// Recompute the whole tree from the stored entries; check every tree node, every signed
-    /// checkpoint and, with --trusted-checkpoint, that the log still extends a checkpoint saved
-    /// earlier. Exit 0 when intact; otherwise non-zero, naming the first bad index.
-    Verify {
-        /// A signed checkpoint saved earlier (e.g. from `sluis audit checkpoint`).
-        #[arg(long, value_name = "FILE")]
-        trusted_checkpoint: Option<PathBuf>,
-        /// The node's verifier key; default: derived from the node's own signing key.
-        #[arg(long)]
-        key: Option<String>,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Export access records: JSON lines or CSV for spreadsheets and SIEMs, or the Logboek
-    /// Dataverwerkingen (LDV) shape for the processing log of Dutch government bodies.
-    ///
-    /// The export reads the log a page at a time (memory stays bounded whatever its size) and,
-    /// on a terminal, shows its progress on standard error. With --format ldv each line is one
-    /// record: trace_id, span_id, status_code, name, start_time, end_time (ms since the epoch),
-    /// foreign_operation when the caller sent a W3C traceparent, and the dpl.core.* attributes;
-    /// dpl.core.data_subject_id is sealed to the privacy officer's key (open one with `sluis
-    /// audit decrypt-subject`). docs/processing-log.md maps every field.
-    #[command(verbatim_doc_comment)]
-    Export {
-        /// jsonl: every field of each record; csv: the same for spreadsheets; ldv: Logboek
-        /// Dataverwerkingen lines (JSON).
-        #[arg(long, value_enum, default_value = "jsonl")]
-        format: ExportFormat,
-        /// Only records at or after this time (RFC 3339, e.g. 2026-11-01T00:00:00Z).
-        #[arg(long)]
-        since: Option<String>,
-        /// Only records before this time (RFC 3339).
-        #[arg(long)]
-        until: Option<String>,
-        /// Write to FILE instead of standard output.
-        #[arg(long, value_name = "FILE")]
-        out: Option<PathBuf>,
-    },
-    /// Make the privacy officer's key pair for the data subject ids in the log: the private key
-    /// goes to --out (readable by its owner only; keep it with the officer, off the node), the
-    /// public key into the node configuration's [processing_log] officer_key (when --config
-    /// names an existing file) and to standard output. Restart the node to use it.
-    OfficerKey {
-        /// Where to write the private key (never overwritten).
-        #[arg(long, value_name = "FILE")]
-        out: PathBuf,
-    },
-    /// Open one access record's sealed data subject id with the officer's private key; prints
-    /// its type and the V-number or BSN. Without --sealed the record is read from the node's
-    /// database by its request id; with it (and --type), from an LDV export line, offline.
-    DecryptSubject {
-        /// The officer's private key file (from `sluis audit officer-key`).
-        #[arg(long, value_name = "FILE")]
-        key: PathBuf,
-        /// The record's request id (`sluis.request_id` in the LDV export).
-        #[arg(long)]
-        request_id: String,
-        /// `dpl.core.data_subject_id` as exported (base64).
-        #[arg(long, requires = "id_type")]
-        sealed: Option<String>,
-        /// `dpl.core.data_subject_id_type`: Vreemdelingennummer or BSN.
-        #[arg(long = "type", value_name = "TYPE", requires = "sealed")]
-        id_type: Option<String>,
-    },
-    /// Print the latest signed checkpoint (to hand to another party).
-    Checkpoint {
-        #[arg(long)]
-        json: bool,
-    },
-    /// Print an inclusion proof for a request's access record and verify it.
-    Prove {
-        #[arg(long)]
-        request_id: String,
-        #[arg(long)]
-        json: bool,
-    },
-    /// The subject access report (GDPR art. 15) for a case.
-    Report {
-        #[arg(long = "case", value_name = "CASE_ID")]
-        case_id: String,
-        #[arg(long)]
-        json: bool,
-    },
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum ExportFormat {
-    Jsonl,
-    Csv,
-    Ldv,
-}
-
-#[derive(Subcommand)]
 enum ReceiptCommand {
     /// Verify a consent receipt offline against the node's verifier key.
     Verify {
@@ -301,11 +213,22 @@ pub fn main() -> ExitCode {
     }
     match runtime.block_on(run(cli.command)) {
         Ok(code) => code,
+        // The reader went away (`| head`): what it wanted it has; the rest
+        // goes nowhere, and that is no failure.
+        Err(e) if closed_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", crate::telemetry::chain(e.as_ref()));
             ExitCode::FAILURE
         }
     }
+}
+
+/// Whether an error is a write to a pipe whose reader has closed it.
+fn closed_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// The async runtime every command runs on: multi-threaded, one worker per
@@ -517,9 +440,10 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Audit { config, command } => crate::cli::audit::run(&config, command.into()).await,
+        Command::Audit { config, command } => crate::cli::audit::run(&config, *command).await,
         Command::Stats(c) => crate::cli::stats::run(c).await,
         Command::Federation { command } => crate::cli::federation::run(command),
+        Command::Console(c) => crate::console::run(*c).await,
         Command::Receipt {
             command: ReceiptCommand::Verify { key, file },
         } => {
@@ -643,51 +567,5 @@ async fn wait_for_signals(node: &Node, path: &Path, ready: impl FnOnce()) {
     {
         ready();
         let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
-impl From<AuditCommand> for crate::cli::audit::Command {
-    fn from(c: AuditCommand) -> Self {
-        use crate::cli::audit::Command as C;
-        match c {
-            AuditCommand::Verify {
-                trusted_checkpoint,
-                key,
-                json,
-            } => C::Verify {
-                trusted_checkpoint,
-                key,
-                json,
-            },
-            AuditCommand::Export {
-                format,
-                since,
-                until,
-                out,
-            } => C::Export {
-                format: match format {
-                    ExportFormat::Jsonl => crate::cli::audit::ExportFormat::Jsonl,
-                    ExportFormat::Csv => crate::cli::audit::ExportFormat::Csv,
-                    ExportFormat::Ldv => crate::cli::audit::ExportFormat::Ldv,
-                },
-                since,
-                until,
-                out,
-            },
-            AuditCommand::OfficerKey { out } => C::OfficerKey { out },
-            AuditCommand::DecryptSubject {
-                key,
-                request_id,
-                sealed,
-                id_type,
-            } => C::DecryptSubject(crate::cli::ldv::Decrypt {
-                key,
-                request_id,
-                sealed: sealed.zip(id_type),
-            }),
-            AuditCommand::Checkpoint { json } => C::Checkpoint { json },
-            AuditCommand::Prove { request_id, json } => C::Prove { request_id, json },
-            AuditCommand::Report { case_id, json } => C::Report { case_id, json },
-        }
     }
 }

@@ -18,7 +18,7 @@ use crate::model::{Category, Role};
 use crate::net::identity::Registry;
 use crate::store::{CaseMeta, LogFilter, LogRow, Store, StoreError, StoredCheckpoint};
 use crate::tlog::proof::{self, ConsistencyProof, InclusionProof, LeafRef, ProofError};
-use crate::tlog::{AccessRecord, RecordView, Recorded};
+use crate::tlog::{AccessRecord, Decision, RecordView, Recorded};
 
 /// Why a subject access report could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -29,15 +29,56 @@ pub(crate) enum ReportError {
     Store(#[from] StoreError),
 }
 
-/// One line of a subject access report.
+/// One line of a subject access report: the access as the log holds it,
+/// the organisation's name from the node's registry, and the line in
+/// words.
 #[derive(Clone, Debug)]
 pub(crate) struct ReportEntry {
     pub(crate) index: i64,
-    pub(crate) record: AccessRecord,
-    /// The organisation's name from the node's registry.
-    pub(crate) organisation: String,
-    /// The entry in plain words.
+    pub(crate) access: Access,
+    /// The entry in plain words, in the report's language.
     pub(crate) summary: String,
+}
+
+/// What a report line says about one access: the fields of its record a
+/// subject can read, with the caller's organisation by name. Built on the
+/// node from the record, and by a remote officer's tools from the
+/// `ReportEntry` message, so both word it the same ([`describe`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Access {
+    /// When, in ms since the epoch (UTC).
+    pub(crate) at: i64,
+    /// The caller's participant id ("-": not registered).
+    pub(crate) participant: String,
+    /// The organisation's name from the node's registry (the participant
+    /// id when the node does not know it).
+    pub(crate) organisation: String,
+    /// The caller's role as the log names it (`ngo`, `privacy_officer`, "-").
+    pub(crate) role: String,
+    pub(crate) method: String,
+    pub(crate) purpose: Option<String>,
+    pub(crate) released: Vec<Category>,
+    pub(crate) withheld: Vec<(Category, String)>,
+    pub(crate) decision: Decision,
+}
+
+impl Access {
+    fn of(record: &AccessRecord, registry: &Registry) -> Access {
+        Access {
+            at: record.at,
+            participant: record.caller.clone(),
+            organisation: registry
+                .participant(&record.caller)
+                .map(|p| p.name.clone())
+                .unwrap_or_else(|| record.caller.clone()),
+            role: record.role.clone(),
+            method: record.method.clone(),
+            purpose: record.purpose.clone(),
+            released: record.released.clone(),
+            withheld: record.withheld.clone(),
+            decision: record.decision,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -48,78 +89,296 @@ pub(crate) struct SubjectReport {
     pub(crate) text: String,
 }
 
-fn category_words(c: Category) -> &'static str {
-    match c {
-        Category::Identity => "identity (name, date of birth, nationality, V-number, BSN)",
-        Category::ResidenceProcedure => "residence procedure",
-        Category::Shelter => "shelter",
-        Category::Guidance => "guidance",
-        Category::Perspective => "perspective",
-        Category::Medical => "medical information",
-        Category::Safety => "safety information",
-        Category::Outcome => "outcome",
+/// The language of a report's words: the migrant may choose.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub(crate) enum Lang {
+    /// English.
+    #[default]
+    En,
+    /// Dutch.
+    Nl,
+}
+
+impl Lang {
+    /// `en` or `nl` (ISO 639-1), as the command line and the console take it.
+    pub(crate) fn parse(field: &str, s: &str) -> Result<Lang, validate::Invalid> {
+        match s {
+            "en" => Ok(Lang::En),
+            "nl" => Ok(Lang::Nl),
+            _ => Err(validate::Invalid::new(
+                field,
+                format!("{field} must be nl (Nederlands) or en (English)"),
+            )),
+        }
+    }
+
+    fn pick(self, en: &'static str, nl: &'static str) -> &'static str {
+        match self {
+            Lang::En => en,
+            Lang::Nl => nl,
+        }
     }
 }
 
-fn reason_words(r: &str) -> &str {
-    match r {
-        "not_permitted_for_role_and_purpose" => "not permitted for this organisation and purpose",
-        "no_consent" => "you had not consented",
-        "consent_withdrawn" => "you had withdrawn your consent",
-        "consent_expired" => "your consent had expired",
-        "consent_not_yet_valid" => "your consent was not valid yet",
-        "actor_required" => "the employee was not named",
-        "not_present" => "no such information was recorded",
-        other => other,
-    }
+/// A category in plain words.
+pub(crate) fn category_words(c: Category, lang: Lang) -> &'static str {
+    let (en, nl) = match c {
+        Category::Identity => (
+            "identity (name, date of birth, nationality, V-number, BSN)",
+            "identiteit (naam, geboortedatum, nationaliteit, V-nummer, BSN)",
+        ),
+        Category::ResidenceProcedure => ("residence procedure", "verblijfsprocedure"),
+        Category::Shelter => ("shelter", "opvang"),
+        Category::Guidance => ("guidance", "begeleiding"),
+        Category::Perspective => ("perspective", "toekomstperspectief"),
+        Category::Medical => ("medical information", "medische gegevens"),
+        Category::Safety => ("safety information", "veiligheidsinformatie"),
+        Category::Outcome => ("outcome", "uitkomst"),
+    };
+    lang.pick(en, nl)
 }
 
-fn method_words(m: &str) -> &str {
-    match m {
-        "RegisterCase" => "registered your case",
-        "UpdateCase" => "updated your case",
-        "GetCase" => "asked to see your case",
-        "FindCases" => "listed cases, yours among them",
-        "QueryAccess" => "read entries of this access log about you",
-        "GetInclusionProof" => "proved an entry about you is in this access log",
-        "GrantConsent" => "recorded your consent",
-        "WithdrawConsent" => "recorded the withdrawal of your consent",
-        "ListConsents" => "looked at your consents",
-        "GetConsentReceipt" => "made a receipt of your consent",
-        "SubjectAccessReport" => "made this kind of report about you",
-        other => other,
-    }
+/// Why a category was withheld, in plain words (the log's reason code
+/// when it is one this binary does not know).
+pub(crate) fn reason_words(r: &str, lang: Lang) -> &str {
+    let (en, nl) = match r {
+        "not_permitted_for_role_and_purpose" => (
+            "not permitted for this organisation and purpose",
+            "niet toegestaan voor deze organisatie en dit doel",
+        ),
+        "no_consent" => ("you had not consented", "u had geen toestemming gegeven"),
+        "consent_withdrawn" => (
+            "you had withdrawn your consent",
+            "u had uw toestemming ingetrokken",
+        ),
+        "consent_expired" => ("your consent had expired", "uw toestemming was verlopen"),
+        "consent_not_yet_valid" => (
+            "your consent was not valid yet",
+            "uw toestemming gold nog niet",
+        ),
+        "actor_required" => (
+            "the employee was not named",
+            "de medewerker was niet genoemd",
+        ),
+        "not_present" => (
+            "no such information was recorded",
+            "zulke gegevens waren niet vastgelegd",
+        ),
+        other => return other,
+    };
+    lang.pick(en, nl)
 }
 
-fn summary(rec: &AccessRecord, organisation: &str) -> String {
+/// A role in plain words ("-": not registered).
+pub(crate) fn role_words(role: &str, lang: Lang) -> &str {
+    let (en, nl) = match role {
+        "municipality" => ("municipality", "gemeente"),
+        "ind" => ("immigration service", "immigratiedienst"),
+        "dtv" => ("return service", "terugkeerdienst"),
+        "avim" => ("aliens police", "vreemdelingenpolitie"),
+        "ngo" => ("civil-society organisation", "maatschappelijke organisatie"),
+        "monitor" => ("national monitor", "landelijke monitor"),
+        "privacy_officer" => ("privacy officer", "functionaris gegevensbescherming"),
+        "-" => ("not registered", "niet geregistreerd"),
+        other => return other,
+    };
+    lang.pick(en, nl)
+}
+
+/// A purpose in plain words; one the node's policy names but this binary
+/// does not know is written with spaces for its underscores.
+pub(crate) fn purpose_words(p: &str, lang: Lang) -> String {
+    let (en, nl) = match p {
+        "case_consultation" => ("case consultation", "casusoverleg"),
+        "return" => ("return", "terugkeer"),
+        "onward_migration" => ("onward migration", "doormigratie"),
+        "legalisation" => ("legalisation of stay", "legalisering van verblijf"),
+        "shelter" => ("shelter", "opvang"),
+        "monitoring" => ("monitoring", "monitoring"),
+        other => return other.replace('_', " "),
+    };
+    lang.pick(en, nl).to_string()
+}
+
+/// What a method did, in plain words, about "you" (the subject).
+pub(crate) fn method_words(m: &str, lang: Lang) -> &str {
+    let (en, nl) = match m {
+        "RegisterCase" => ("registered your case", "heeft uw dossier geregistreerd"),
+        "UpdateCase" => ("updated your case", "heeft uw dossier bijgewerkt"),
+        "GetCase" => ("asked to see your case", "vroeg om uw dossier in te zien"),
+        "FindCases" => (
+            "listed cases, yours among them",
+            "heeft dossiers opgesomd, het uwe erbij",
+        ),
+        "QueryAccess" => (
+            "read entries of this access log about you",
+            "las regels van dit toegangslogboek over u",
+        ),
+        "GetInclusionProof" => (
+            "proved an entry about you is in this access log",
+            "bewees dat een regel over u in dit toegangslogboek staat",
+        ),
+        "GrantConsent" => ("recorded your consent", "legde uw toestemming vast"),
+        "WithdrawConsent" => (
+            "recorded the withdrawal of your consent",
+            "legde de intrekking van uw toestemming vast",
+        ),
+        "ListConsents" => ("looked at your consents", "bekeek uw toestemmingen"),
+        "GetConsentReceipt" => (
+            "made a receipt of your consent",
+            "maakte een bewijs van uw toestemming",
+        ),
+        "SubjectAccessReport" => (
+            "made this kind of report about you",
+            "maakte een overzicht als dit over u",
+        ),
+        other => return other,
+    };
+    lang.pick(en, nl)
+}
+
+/// How a request ended, in plain words.
+pub(crate) fn decision_words(d: Decision, lang: Lang) -> &'static str {
+    let (en, nl) = match d {
+        Decision::Allowed => ("allowed", "toegestaan"),
+        Decision::Partial => ("partly allowed", "deels toegestaan"),
+        Decision::Denied => ("refused: not permitted", "geweigerd: niet toegestaan"),
+        Decision::Invalid => ("refused: invalid request", "geweigerd: ongeldig verzoek"),
+        Decision::NotFound => ("refused: not found", "geweigerd: niet gevonden"),
+        Decision::HandshakeFailed => (
+            "refused: the connection was not accepted",
+            "geweigerd: de verbinding werd niet aanvaard",
+        ),
+        Decision::Error => (
+            "failed: the node could not answer, nothing was shared",
+            "mislukt: het knooppunt kon niet antwoorden, er is niets gedeeld",
+        ),
+    };
+    lang.pick(en, nl)
+}
+
+/// One access in plain words.
+pub(crate) fn describe(a: &Access, lang: Lang) -> String {
     let mut s = format!(
-        "{organisation} ({}) {}",
-        rec.role,
-        method_words(&rec.method)
+        "{} ({}) {}",
+        a.organisation,
+        role_words(&a.role, lang),
+        method_words(&a.method, lang)
     );
-    if let Some(p) = &rec.purpose {
-        let _ = write!(s, " for the purpose \"{p}\"");
+    if let Some(p) = &a.purpose {
+        let _ = match lang {
+            Lang::En => write!(s, " for the purpose \"{}\"", purpose_words(p, lang)),
+            Lang::Nl => write!(s, " met als doel \"{}\"", purpose_words(p, lang)),
+        };
     }
     s.push('.');
-    if rec.method == "GetCase" {
-        if rec.released.is_empty() {
-            s.push_str(" Nothing was shared.");
+    if a.method == "GetCase"
+        && matches!(
+            a.decision,
+            Decision::Allowed | Decision::Partial | Decision::Denied
+        )
+    {
+        if a.released.is_empty() {
+            s.push_str(lang.pick(" Nothing was shared.", " Er is niets gedeeld."));
         } else {
-            let shared: Vec<&str> = rec.released.iter().map(|c| category_words(*c)).collect();
-            let _ = write!(s, " Shared: {}.", shared.join(", "));
+            let shared: Vec<&str> = a
+                .released
+                .iter()
+                .map(|c| category_words(*c, lang))
+                .collect();
+            let _ = write!(
+                s,
+                " {} {}.",
+                lang.pick("Shared:", "Gedeeld:"),
+                shared.join(", ")
+            );
         }
-        if !rec.withheld.is_empty() {
-            let held: Vec<String> = rec
+        if !a.withheld.is_empty() {
+            let held: Vec<String> = a
                 .withheld
                 .iter()
-                .map(|(c, r)| format!("{} ({})", category_words(*c), reason_words(r)))
+                .map(|(c, r)| format!("{} ({})", category_words(*c, lang), reason_words(r, lang)))
                 .collect();
-            let _ = write!(s, " Not shared: {}.", held.join("; "));
+            let _ = write!(
+                s,
+                " {} {}.",
+                lang.pick("Not shared:", "Niet gedeeld:"),
+                held.join("; ")
+            );
         }
-    } else if rec.status != "OK" {
-        let _ = write!(s, " It was refused ({}).", rec.status);
+    } else if !matches!(a.decision, Decision::Allowed | Decision::Partial) {
+        let _ = write!(
+            s,
+            " {}{}.",
+            lang.pick("It was ", "Dit werd "),
+            decision_words(a.decision, lang)
+        );
     }
     s
+}
+
+/// The printable report: a heading, one line per access with its time
+/// (fixed-width UTC) and log position, and how to have a line proven.
+pub(crate) fn report_text(
+    node_name: &str,
+    case_ids: &[String],
+    entries: &[ReportEntry],
+    lang: Lang,
+) -> String {
+    let mut text = String::new();
+    let now = crate::model::clock::rfc3339_ms(crate::model::clock::now_millis());
+    let _ = match lang {
+        Lang::En => writeln!(
+            text,
+            "Who saw my data — access report (GDPR art. 15)\nNode: {node_name}\nMade: {now}\nCases: {}\nEntries: {}\n",
+            case_ids.join(", "),
+            entries.len()
+        ),
+        Lang::Nl => writeln!(
+            text,
+            "Wie zag mijn gegevens — inzageoverzicht (AVG art. 15)\nKnooppunt: {node_name}\nGemaakt: {now}\nDossiers: {}\nRegels: {}\n",
+            case_ids.join(", "),
+            entries.len()
+        ),
+    };
+    for e in entries {
+        let _ = writeln!(
+            text,
+            "{}  #{}  {}",
+            crate::model::clock::rfc3339_ms(e.access.at),
+            e.index,
+            e.summary
+        );
+    }
+    let _ = writeln!(
+        text,
+        "\n{}",
+        lang.pick(
+            "Every entry is in the node's tamper-evident access log; #N is its position, \
+for which the node can prove inclusion against a signed checkpoint.",
+            "Elke regel staat in het onvervalsbare toegangslogboek van het knooppunt; #N is de \
+positie, waarvoor het knooppunt kan bewijzen dat de regel is opgenomen onder een ondertekend controlepunt."
+        )
+    );
+    text
+}
+
+/// A report's entries and text in another language (the node words its
+/// answer in English; the officer's tools reword it for the migrant).
+pub(crate) fn reworded(report: SubjectReport, node_name: &str, lang: Lang) -> SubjectReport {
+    let entries: Vec<ReportEntry> = report
+        .entries
+        .into_iter()
+        .map(|e| ReportEntry {
+            summary: describe(&e.access, lang),
+            ..e
+        })
+        .collect();
+    SubjectReport {
+        text: report_text(node_name, &report.case_ids, &entries, lang),
+        case_ids: report.case_ids,
+        entries,
+    }
 }
 
 /// A case a report covers: its id and its subject's pseudonym in the audit
@@ -166,30 +425,7 @@ pub(crate) async fn subject_report(
     entries.sort_by_key(|e| e.index);
     entries.dedup_by_key(|e| e.index);
     let case_ids: Vec<String> = cases.iter().map(|c| c.case_id.clone()).collect();
-    let mut text = String::new();
-    let _ = writeln!(text, "Who saw my data — access report (GDPR art. 15)");
-    let _ = writeln!(text, "Node: {node_name}");
-    let _ = writeln!(
-        text,
-        "Made: {}",
-        crate::model::clock::rfc3339(crate::model::clock::now_millis())
-    );
-    let _ = writeln!(text, "Cases: {}", case_ids.join(", "));
-    let _ = writeln!(text, "Entries: {}\n", entries.len());
-    for e in &entries {
-        let _ = writeln!(
-            text,
-            "{}  #{}  {}",
-            crate::model::clock::rfc3339(e.record.at),
-            e.index,
-            e.summary
-        );
-    }
-    let _ = writeln!(
-        text,
-        "\nEvery entry is in the node's tamper-evident access log; #N is its position, \
-for which the node can prove inclusion against a signed checkpoint."
-    );
+    let text = report_text(node_name, &case_ids, &entries, Lang::En);
     Ok(SubjectReport {
         case_ids,
         entries,
@@ -200,15 +436,11 @@ for which the node can prove inclusion against a signed checkpoint."
 fn report_entry(row: LogRow, registry: &Registry) -> Result<ReportEntry, ReportError> {
     let record =
         AccessRecord::decode(&row.record).ok_or(ReportError::Undecodable { index: row.seq })?;
-    let organisation = registry
-        .participant(&record.caller)
-        .map(|p| p.name.clone())
-        .unwrap_or_else(|| record.caller.clone());
+    let access = Access::of(&record, registry);
     Ok(ReportEntry {
         index: row.seq,
-        summary: summary(&record, &organisation),
-        organisation,
-        record,
+        summary: describe(&access, Lang::En),
+        access,
     })
 }
 
@@ -247,12 +479,16 @@ impl Exchange {
     }
 
     /// Up to `limit` (0: 1000; at most 10,000) log rows matching `filter`
-    /// from index `start` on. Errors: `Forbidden` (not a privacy officer),
-    /// `Invalid`, `AuditUnavailable`, `Internal`.
+    /// from index `start` on; with `request_id`, only that call's entry
+    /// (when it also matches the filter). Errors: `Forbidden` (not a
+    /// privacy officer), `Invalid`, `NotFound` (no entry has that request
+    /// id: an unknown id is said, not answered with nothing),
+    /// `AuditUnavailable`, `Internal`.
     pub(crate) async fn query_access(
         &self,
         ctx: &RequestCtx,
         filter: LogFilter,
+        request_id: Option<String>,
         start: i64,
         limit: i64,
     ) -> Result<Recorded<Vec<LogRow>>, ExchangeError> {
@@ -272,11 +508,44 @@ impl Exchange {
                 n => n.min(MAX_QUERY),
             };
             rec.case_id = filter.case_id.clone();
-            let mut rows = self
-                .store
-                .query_log(&filter, start, limit)
-                .await
-                .map_err(internal)?;
+            let mut rows = match &request_id {
+                None => self
+                    .store
+                    .query_log(&filter, start, limit)
+                    .await
+                    .map_err(internal)?,
+                Some(id) => {
+                    validate::uuid("access_record_id", id)?;
+                    let Some(at) = self.store.log_position(id).await.map_err(internal)? else {
+                        return Err(ExchangeError::not_found(
+                            Resource::AccessEntry,
+                            None,
+                            "no entry of the access log has this access_record_id",
+                        ));
+                    };
+                    let mut rows = self
+                        .store
+                        .query_log(&filter, at.max(start), 1)
+                        .await
+                        .map_err(internal)?;
+                    rows.retain(|r| r.seq == at);
+                    rows
+                }
+            };
+            // A case id that names nothing is a typo or a case of another
+            // node: said, rather than answered with no entries (which would
+            // read as "nobody saw it").
+            if rows.is_empty()
+                && start == 0
+                && let Some(id) = &filter.case_id
+                && self.store.case_meta(id).await.map_err(internal)?.is_none()
+            {
+                return Err(ExchangeError::not_found(
+                    Resource::Case,
+                    None,
+                    "no case with this case_id on this node, and no entry of the access log names it",
+                ));
+            }
             // The entries handed out name subjects: each of their reports
             // shows that an officer read them. One record names at most
             // MAX_NAMED: the page stops before the entry that would pass it

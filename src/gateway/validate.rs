@@ -388,14 +388,41 @@ pub(crate) fn instant(field: &str, seconds: i64, nanos: i32) -> Result<Millis, I
     Ok(seconds * 1000 + i64::from(nanos / 1_000_000))
 }
 
-/// An instant written in RFC 3339 (`2026-11-01T00:00:00Z`), as the command
-/// line takes them; then as [`instant`].
-pub(crate) fn rfc3339(field: &str, s: &str) -> Result<Millis, Invalid> {
+/// Which end of a time range a date alone stands for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum End {
+    /// A date is its first instant, 00:00 UTC.
+    Since,
+    /// A date is the end of that day: the next day's 00:00 UTC, so that an
+    /// exclusive `until` of `2026-11-29` includes the whole of that day.
+    Until,
+}
+
+/// An end of a time range as a person types it: an RFC 3339 time
+/// (`2026-11-29T08:00:00Z`, then as [`instant`]), or a date alone (`2026-11-29`, UTC) read as that day's
+/// start or its end according to `end`.
+pub(crate) fn instant_or_date(field: &str, s: &str, end: End) -> Result<Millis, Invalid> {
+    let fmt = time::macros::format_description!("[year]-[month]-[day]");
+    if let Ok(d) = time::Date::parse(s, &fmt) {
+        let day = match end {
+            End::Since => Some(d),
+            End::Until => d.next_day(),
+        };
+        let t = day.map(|d| d.midnight().assume_utc()).ok_or_else(|| {
+            Invalid::new(
+                field,
+                format!("{field} is out of range: give a date from 1970 to 9998"),
+            )
+        })?;
+        return instant(field, t.unix_timestamp(), 0);
+    }
     use time::format_description::well_known::Rfc3339;
     let t = time::OffsetDateTime::parse(s, &Rfc3339).map_err(|_| {
         Invalid::new(
             field,
-            format!("{field} must be an RFC 3339 time like 2026-11-01T00:00:00Z"),
+            format!(
+                "{field} must be a date like 2026-11-29 (UTC) or an RFC 3339 time like 2026-11-29T08:00:00Z"
+            ),
         )
     })?;
     instant(field, t.unix_timestamp(), t.nanosecond() as i32)

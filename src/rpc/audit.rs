@@ -45,10 +45,15 @@ impl pb::audit_service_server::AuditService for Api {
                 if m.start_index > i64::MAX as u64 {
                     return Err(invalid("start_index", "start_index is out of range"));
                 }
-                Ok((filter, m.start_index as i64, i64::from(m.limit)))
+                Ok((
+                    filter,
+                    nonempty(m.access_record_id),
+                    m.start_index as i64,
+                    i64::from(m.limit),
+                ))
             },
-            async |ex, ctx, (filter, start, limit)| {
-                ex.query_access(ctx, filter, start, limit)
+            async |ex, ctx, (filter, request_id, start, limit)| {
+                ex.query_access(ctx, filter, request_id, start, limit)
                     .await?
                     .try_map(|rows| {
                         let entries: Vec<Result<pb::QueryAccessResponse, Status>> = rows
@@ -97,25 +102,25 @@ impl pb::audit_service_server::AuditService for Api {
                                 .into_iter()
                                 .map(|e| pb::ReportEntry {
                                     index: e.index as u64,
-                                    at: Some(timestamp(e.record.at)),
-                                    participant: e.record.caller.clone(),
-                                    organisation: e.organisation,
-                                    role: role_pb(&e.record.role) as i32,
-                                    method: e.record.method.clone(),
-                                    purpose: e.record.purpose.clone().unwrap_or_default(),
+                                    at: Some(timestamp(e.access.at)),
+                                    role: role_pb(&e.access.role) as i32,
+                                    method: e.access.method.clone(),
+                                    purpose: e.access.purpose.clone().unwrap_or_default(),
                                     released: e
-                                        .record
+                                        .access
                                         .released
                                         .iter()
                                         .map(|c| i32::from(c.code()))
                                         .collect(),
                                     withheld: e
-                                        .record
+                                        .access
                                         .withheld
                                         .iter()
                                         .map(|(c, reason)| withheld_pb(*c, reason))
                                         .collect(),
-                                    decision: decision_pb(e.record.decision) as i32,
+                                    decision: decision_pb(e.access.decision) as i32,
+                                    participant: e.access.participant,
+                                    organisation: e.access.organisation,
                                     summary: e.summary,
                                 })
                                 .collect(),

@@ -37,6 +37,7 @@ mod consent;
 mod convert;
 pub(crate) mod federated;
 mod in_flight;
+pub(crate) mod officer;
 pub mod proto;
 mod refusals;
 mod stats;

@@ -1,0 +1,422 @@
+//! The console's HTTP side: the built-in assets, the guard every request
+//! passes (loopback `Host`, the session token on API calls), and the API
+//! the page calls — each a call of the node's `AuditService` as the officer,
+//! answered as JSON.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{RawQuery, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::get;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use http::{HeaderValue, StatusCode, header};
+
+use crate::cli::audit::{Filters, record_json};
+use crate::gateway::oversight::{self, Lang, SubjectRef};
+use crate::gateway::validate::{self, SubjectKey};
+use crate::model::Category;
+use crate::model::clock::{now_millis, rfc3339_ms};
+use crate::rpc::officer::Officer;
+use crate::tlog::proof::LeafRef;
+
+/// The header the page sends the session token in.
+pub(crate) const TOKEN_HEADER: &str = "x-sluis-console-token";
+
+/// Most entries one page of the access log asks the node for.
+const MAX_PAGE: i32 = 10_000;
+
+const INDEX_HTML: &str = include_str!("assets/index.html");
+const APP_JS: &str = include_str!("assets/app.js");
+const APP_CSS: &str = include_str!("assets/app.css");
+
+/// One console session: the officer's connection to one node.
+#[derive(Clone)]
+pub(crate) struct Console(Arc<Inner>);
+
+struct Inner {
+    officer: Officer,
+    node: String,
+    token: String,
+    /// The `Host` values a request may carry: the console's own address.
+    hosts: Vec<String>,
+    addr: SocketAddr,
+}
+
+impl Console {
+    /// A session with a fresh random token (128 bits, hex).
+    pub(crate) fn new(officer: Officer, node: String, addr: SocketAddr) -> Console {
+        let mut bytes = [0u8; 16];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+            .expect("the system's random source works");
+        let port = addr.port();
+        Console(Arc::new(Inner {
+            officer,
+            node,
+            token: hex::encode(bytes),
+            hosts: vec![format!("127.0.0.1:{port}"), format!("localhost:{port}")],
+            addr,
+        }))
+    }
+
+    /// The address to open, with the session's token.
+    pub(crate) fn url(&self) -> String {
+        format!("http://{}/?token={}", self.0.addr, self.0.token)
+    }
+
+    pub(crate) fn node(&self) -> &str {
+        &self.0.node
+    }
+
+    pub(crate) fn router(&self) -> Router {
+        Router::new()
+            .route(
+                "/",
+                get(|| async { asset(INDEX_HTML, "text/html; charset=utf-8") }),
+            )
+            .route(
+                "/app.js",
+                get(|| async { asset(APP_JS, "text/javascript; charset=utf-8") }),
+            )
+            .route(
+                "/app.css",
+                get(|| async { asset(APP_CSS, "text/css; charset=utf-8") }),
+            )
+            .route("/api/words", get(words))
+            .route("/api/entries", get(entries))
+            .route("/api/entry", get(entry))
+            .route("/api/checkpoint", get(checkpoint))
+            .route("/api/report", get(report))
+            .layer(middleware::from_fn_with_state(self.clone(), guard))
+            .with_state(self.clone())
+    }
+}
+
+/// Every request: its `Host` must be the console's own address (a page
+/// that rebinds its DNS name to 127.0.0.1 still sends its own name); an
+/// API call must carry the token. Every answer: no framing, no referrer,
+/// nothing cached, nothing loaded from elsewhere.
+async fn guard(State(c): State<Console>, req: Request, next: Next) -> Response {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    let mut res = if !c.0.hosts.iter().any(|h| h == host) {
+        error(
+            StatusCode::MISDIRECTED_REQUEST,
+            "this console answers only at its own address (127.0.0.1 or localhost with its port)",
+        )
+    } else if req.uri().path().starts_with("/api/")
+        && !req
+            .headers()
+            .get(TOKEN_HEADER)
+            .is_some_and(|t| token_matches(t.as_bytes(), c.0.token.as_bytes()))
+    {
+        error(
+            StatusCode::FORBIDDEN,
+            "the console's token is missing or wrong: open the address `sluis console` printed",
+        )
+    } else {
+        next.run(req).await
+    };
+    let h = res.headers_mut();
+    for (name, value) in [
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+        ),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::CACHE_CONTROL, "no-store"),
+    ] {
+        h.insert(name, HeaderValue::from_static(value));
+    }
+    res
+}
+
+/// Compares in time independent of where the values differ.
+fn token_matches(given: &[u8], expected: &[u8]) -> bool {
+    given.len() == expected.len()
+        && given
+            .iter()
+            .zip(expected)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+fn asset(body: &'static str, content_type: &'static str) -> Response {
+    Response::builder()
+        .header(header::CONTENT_TYPE, content_type)
+        .body(Body::from(body))
+        .expect("a static response")
+}
+
+fn json(status: StatusCode, v: &serde_json::Value) -> Response {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(v.to_string()))
+        .expect("a JSON response")
+}
+
+fn ok(v: serde_json::Value) -> Response {
+    json(StatusCode::OK, &v)
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    json(status, &serde_json::json!({ "error": message }))
+}
+
+/// What the node said, for the page: its status as HTTP, its message.
+fn refused(s: &tonic::Status) -> Response {
+    let status = match s.code() {
+        tonic::Code::NotFound => StatusCode::NOT_FOUND,
+        tonic::Code::InvalidArgument | tonic::Code::OutOfRange => StatusCode::BAD_REQUEST,
+        tonic::Code::PermissionDenied | tonic::Code::Unauthenticated => StatusCode::FORBIDDEN,
+        tonic::Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::BAD_GATEWAY,
+    };
+    error(status, s.message())
+}
+
+fn invalid(e: impl std::fmt::Display) -> Response {
+    error(StatusCode::BAD_REQUEST, &e.to_string())
+}
+
+/// The query string's parameters (the last of a repeated name wins).
+fn params(q: Option<String>) -> HashMap<String, String> {
+    form_urlencoded::parse(q.unwrap_or_default().as_bytes())
+        .into_owned()
+        .filter(|(_, v)| !v.is_empty())
+        .collect()
+}
+
+fn lang(p: &HashMap<String, String>) -> Result<Lang, validate::Invalid> {
+    Lang::parse("lang", p.get("lang").map_or("en", String::as_str))
+}
+
+/// The page's words for machine names, in both languages, from the one
+/// place that words them (`gateway::oversight`).
+async fn words() -> Response {
+    let table = |lang: Lang| {
+        let map = |pairs: Vec<(String, String)>| -> serde_json::Map<String, serde_json::Value> {
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k, serde_json::Value::String(v)))
+                .collect()
+        };
+        serde_json::json!({
+            "roles": map(crate::model::Role::ALL.iter().map(|r| r.as_str()).chain(["-"]).map(|r| (r.to_string(), oversight::role_words(r, lang).to_string())).collect()),
+            "categories": map(Category::ALL.iter().map(|c| (c.as_str().to_string(), oversight::category_words(*c, lang).to_string())).collect()),
+            "decisions": map(crate::tlog::Decision::ALL.iter().map(|d| (d.as_str().to_string(), oversight::decision_words(*d, lang).to_string())).collect()),
+            "reasons": map(crate::model::WithholdReason::ALL.iter().map(|r| (r.as_str().to_string(), oversight::reason_words(r.as_str(), lang).to_string())).collect()),
+        })
+    };
+    ok(serde_json::json!({ "en": table(Lang::En), "nl": table(Lang::Nl) }))
+}
+
+/// `GET /api/entries?since&until&participant&role&method&purpose&decision&case&request_id&start&limit`:
+/// one page of the log (limit: default 100, at most 10,000), each entry
+/// with every field; `next` is the index to resume from, absent after the
+/// last page.
+async fn entries(State(c): State<Console>, RawQuery(q): RawQuery) -> Response {
+    let p = params(q);
+    let filters = Filters {
+        since: p.get("since").cloned(),
+        until: p.get("until").cloned(),
+        participant: p.get("participant").cloned(),
+        role: p.get("role").cloned(),
+        method: p.get("method").cloned(),
+        purpose: p.get("purpose").cloned(),
+        decision: p.get("decision").cloned(),
+        case_id: p.get("case").cloned(),
+        request_id: p.get("request_id").cloned(),
+    };
+    let query = match filters.check(None) {
+        Ok(q) => q,
+        Err(e) => return invalid(e),
+    };
+    let number = |name: &str, default: i64, max: i64| -> Result<i64, String> {
+        match p.get(name) {
+            None => Ok(default),
+            Some(v) => v
+                .parse::<i64>()
+                .ok()
+                .filter(|n| (0..=max).contains(n))
+                .ok_or_else(|| format!("{name} must be a whole number from 0 to {max}")),
+        }
+    };
+    let (start, limit) = match (
+        number("start", 0, i64::MAX),
+        number("limit", 100, i64::from(MAX_PAGE)),
+    ) {
+        (Ok(s), Ok(l)) => (s, l.max(1) as i32),
+        (Err(e), _) | (_, Err(e)) => return invalid(e),
+    };
+    let mut officer = c.0.officer.clone();
+    match officer
+        .query(&query.filter, query.request_id.as_deref(), start, limit)
+        .await
+    {
+        Ok((rows, _)) => {
+            let next = (rows.len() as i32 == limit && query.request_id.is_none())
+                .then(|| rows.last().map(|(i, _)| i + 1))
+                .flatten();
+            let entries: Vec<_> = rows.iter().map(|(i, r)| record_json(*i, r)).collect();
+            ok(serde_json::json!({ "entries": entries, "next": next }))
+        }
+        Err(s) => refused(&s),
+    }
+}
+
+/// `GET /api/entry?index=N`: one entry with every field, the basis of
+/// each released category as the record states it, and its inclusion
+/// proof against the latest signed checkpoint with the node's verifier key
+/// — for the page to check.
+async fn entry(State(c): State<Console>, RawQuery(q): RawQuery) -> Response {
+    let p = params(q);
+    let Some(index) = p.get("index").and_then(|i| i.parse::<u64>().ok()) else {
+        return invalid("index must be an entry's position in the log (a whole number)");
+    };
+    let mut officer = c.0.officer.clone();
+    let proof = match officer.inclusion_proof(LeafRef::Index(index)).await {
+        Ok(p) => p,
+        Err(s) => return refused(&s),
+    };
+    let key = match officer.checkpoint().await {
+        Ok((_, key)) => key,
+        Err(s) => return refused(&s),
+    };
+    let Some(record) = crate::tlog::AccessRecord::decode(&proof.leaf) else {
+        return error(
+            StatusCode::BAD_GATEWAY,
+            "the node sent an entry this console cannot read",
+        );
+    };
+    ok(serde_json::json!({
+        "entry": record_json(proof.index as i64, &record),
+        "basis": basis(&record),
+        "proof": {
+            "index": proof.index,
+            "tree_size": proof.tree_size,
+            "leaf": B64.encode(&proof.leaf),
+            "hashes": proof.hashes.iter().map(|h| B64.encode(h)).collect::<Vec<_>>(),
+        },
+        "checkpoint": {
+            "note": proof.checkpoint.note,
+            "size": proof.checkpoint.size,
+            "signed_at": rfc3339_ms(proof.checkpoint.at),
+        },
+        "verifier_key": key,
+    }))
+}
+
+/// Why each released category was released, as far as the record says:
+/// the deciding rules, and the consents the record names — or, when it
+/// names none, the legal basis of those rules (a category is released
+/// either under a consent, which the record then names, or on a rule's
+/// legal basis).
+fn basis(r: &crate::tlog::AccessRecord) -> Vec<serde_json::Value> {
+    r.released
+        .iter()
+        .map(|c| {
+            // With consents and more than one deciding rule, the record
+            // does not say which category rested on which: the page says
+            // so rather than guess.
+            let kind = if r.consents.is_empty() {
+                "legal_basis"
+            } else if r.rules.len() <= 1 {
+                "consent"
+            } else {
+                "consent_or_legal_basis"
+            };
+            serde_json::json!({
+                "category": c.as_str(),
+                "basis": kind,
+                "rules": r.rules,
+                "consents": r.consents,
+            })
+        })
+        .collect()
+}
+
+/// `GET /api/checkpoint`: the latest signed checkpoint, its age, and the
+/// verifier key.
+async fn checkpoint(State(c): State<Console>) -> Response {
+    let mut officer = c.0.officer.clone();
+    match officer.checkpoint().await {
+        Ok((cp, key)) => ok(serde_json::json!({
+            "size": cp.size,
+            "signed_at": rfc3339_ms(cp.at),
+            "age_seconds": (now_millis() - cp.at).max(0) / 1000,
+            "note": cp.note,
+            "verifier_key": key,
+            "node": c.0.node,
+        })),
+        Err(s) => refused(&s),
+    }
+}
+
+/// `GET /api/report?case=|v_number=|bsn=&lang=nl|en`: the subject access
+/// report, each line with its log position; an unknown subject is 404 with
+/// the node's words.
+async fn report(State(c): State<Console>, RawQuery(q): RawQuery) -> Response {
+    let p = params(q);
+    let lang = match lang(&p) {
+        Ok(l) => l,
+        Err(e) => return invalid(e),
+    };
+    let subject = match (p.get("case"), p.get("v_number"), p.get("bsn")) {
+        (Some(id), None, None) => {
+            validate::uuid("case", id).map(|()| SubjectRef::CaseId(id.clone()))
+        }
+        (None, Some(v), None) => {
+            SubjectKey::v_number("v_number", v).map(|_| SubjectRef::VNumber(v.clone()))
+        }
+        (None, None, Some(b)) => SubjectKey::bsn("bsn", b).map(|_| SubjectRef::Bsn(b.clone())),
+        _ => return invalid("give exactly one of a case id, a V-number or a BSN"),
+    };
+    let subject = match subject {
+        Ok(s) => s,
+        Err(e) => return invalid(e),
+    };
+    let mut officer = c.0.officer.clone();
+    let r = match officer.report(subject, lang).await {
+        Ok(r) => r,
+        Err(s) => return refused(&s),
+    };
+    let node = match officer.checkpoint().await {
+        Ok((cp, _)) => {
+            let origin = cp.note.lines().next().unwrap_or_default().to_string();
+            origin
+                .strip_suffix("/access-log")
+                .map_or(origin.clone(), str::to_string)
+        }
+        Err(_) => c.0.node.clone(),
+    };
+    let entries: Vec<_> = r
+        .entries
+        .iter()
+        .map(|e| {
+            serde_json::json!({
+                "index": e.index,
+                "at": rfc3339_ms(e.access.at),
+                "summary": e.summary,
+            })
+        })
+        .collect();
+    ok(serde_json::json!({
+        "case_ids": r.case_ids,
+        "entries": entries,
+        "text": oversight::report_text(&node, &r.case_ids, &r.entries, lang),
+        "access_record_id": r.access_record_id,
+        "node": node,
+    }))
+}

@@ -1,0 +1,251 @@
+//! The client side of `AuditService`, for the privacy officer's own tools:
+//! `sluis audit` against a node and `sluis console`. They hold the
+//! officer's certificate and nothing of the node's — no database
+//! credentials, no keys — and see exactly what the node's API gives an
+//! officer, each call recorded in the log like any other.
+//!
+//! Entries come back as the log's own records, decoded from the canonical
+//! encoding the answer carries (`AccessEntry.leaf`), which is what an
+//! inclusion proof proves: the tools show what they can have proven.
+
+use tonic::Status;
+use tonic::transport::Channel;
+
+use crate::gateway::oversight::{Access, Lang, ReportEntry, SubjectRef, describe};
+use crate::model::{Category, WithholdReason};
+use crate::rpc::convert::{decision_filter, decision_pb, role_pb, withhold_reason};
+use crate::rpc::proto::v1 as pb;
+use crate::store::{LogFilter, StoredCheckpoint};
+use crate::tlog::AccessRecord;
+use crate::tlog::proof::{InclusionProof, LeafRef};
+
+/// Entries per `QueryAccess` call the tools ask for (the node's maximum).
+pub(crate) const PAGE: i32 = 10_000;
+
+/// A subject access report as a remote officer receives it.
+#[derive(Clone, Debug)]
+pub(crate) struct RemoteReport {
+    pub(crate) case_ids: Vec<String>,
+    pub(crate) entries: Vec<ReportEntry>,
+    /// The id of the report's own access record.
+    pub(crate) access_record_id: String,
+}
+
+/// `AuditService` over one mTLS channel, as the officer.
+#[derive(Clone)]
+pub(crate) struct Officer {
+    client: pb::audit_service_client::AuditServiceClient<Channel>,
+}
+
+fn unreadable(what: &str) -> Status {
+    Status::internal(format!(
+        "the node's answer holds {what} this binary cannot read (a newer node?)"
+    ))
+}
+
+impl Officer {
+    pub(crate) fn new(channel: Channel) -> Officer {
+        Officer {
+            client: pb::audit_service_client::AuditServiceClient::new(channel)
+                .max_decoding_message_size(64 << 20),
+        }
+    }
+
+    /// Up to `limit` entries matching `filter` (and `request_id`, when
+    /// given) from index `start` on, as (index, record), and the request id
+    /// of this call's own access record (which the log holds after the
+    /// entries returned, and which may match the same filter). Errors: the
+    /// node's status (its message names the field to fix, or what was not
+    /// found).
+    pub(crate) async fn query(
+        &mut self,
+        filter: &LogFilter,
+        request_id: Option<&str>,
+        start: i64,
+        limit: i32,
+    ) -> Result<(Vec<(i64, AccessRecord)>, String), Status> {
+        let ts = crate::rpc::convert::timestamp;
+        let role = match filter.role.as_deref() {
+            None => pb::Role::Unspecified,
+            Some(r) => match r.parse::<crate::model::Role>() {
+                Ok(_) => role_pb(r),
+                Err(_) => return Err(Status::invalid_argument(format!("role: unknown role {r}"))),
+            },
+        };
+        let decision = match filter.decision.as_deref() {
+            None => pb::Decision::Unspecified,
+            Some(d) => crate::tlog::Decision::parse(d)
+                .map(decision_pb)
+                .ok_or_else(|| Status::invalid_argument("decision: unknown decision"))?,
+        };
+        let req = pb::QueryAccessRequest {
+            since: filter.since.map(ts),
+            until: filter.until.map(ts),
+            caller: filter.caller.clone().unwrap_or_default(),
+            role: role as i32,
+            method: filter.method.clone().unwrap_or_default(),
+            purpose: filter.purpose.clone().unwrap_or_default(),
+            decision: decision as i32,
+            case_id: filter.case_id.clone().unwrap_or_default(),
+            subject: filter.subject.clone().unwrap_or_default(),
+            start_index: u64::try_from(start).unwrap_or(0),
+            limit,
+            access_record_id: request_id.unwrap_or_default().to_string(),
+        };
+        let response = self.client.query_access(req).await?;
+        let own = response
+            .metadata()
+            .get(crate::rpc::REQUEST_ID_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        let mut stream = response.into_inner();
+        let mut out = Vec::new();
+        while let Some(m) = stream.message().await? {
+            let e = m.entry.ok_or_else(|| unreadable("an empty entry"))?;
+            let record = AccessRecord::decode(&e.leaf).ok_or_else(|| unreadable("a record"))?;
+            out.push((e.index as i64, record));
+        }
+        Ok((out, own))
+    }
+
+    /// The subject access report, its lines worded in `lang`. Errors: the
+    /// node's status (`NOT_FOUND` for a subject with no case on the node).
+    pub(crate) async fn report(
+        &mut self,
+        subject: SubjectRef,
+        lang: Lang,
+    ) -> Result<RemoteReport, Status> {
+        use pb::subject_access_report_request::Subject;
+        let subject = match subject {
+            SubjectRef::CaseId(c) => Subject::CaseId(c),
+            SubjectRef::VNumber(v) => Subject::VNumber(v),
+            SubjectRef::Bsn(b) => Subject::Bsn(b),
+        };
+        let r = self
+            .client
+            .subject_access_report(pb::SubjectAccessReportRequest {
+                subject: Some(subject),
+            })
+            .await?
+            .into_inner();
+        let mut entries = Vec::with_capacity(r.entries.len());
+        for e in r.entries {
+            let access = access_of(e.clone())?;
+            entries.push(ReportEntry {
+                index: e.index as i64,
+                summary: describe(&access, lang),
+                access,
+            });
+        }
+        Ok(RemoteReport {
+            case_ids: r.case_ids,
+            entries,
+            access_record_id: r.access_record_id,
+        })
+    }
+
+    /// The latest signed checkpoint and the node's verifier key.
+    pub(crate) async fn checkpoint(&mut self) -> Result<(StoredCheckpoint, String), Status> {
+        let r = self
+            .client
+            .get_checkpoint(pb::GetCheckpointRequest { size: 0 })
+            .await?
+            .into_inner();
+        let cp = checkpoint_of(r.checkpoint)?;
+        Ok((cp, r.verifier_key))
+    }
+
+    /// An inclusion proof of one entry against the latest checkpoint.
+    pub(crate) async fn inclusion_proof(
+        &mut self,
+        leaf: LeafRef,
+    ) -> Result<InclusionProof, Status> {
+        use pb::get_inclusion_proof_request::Entry;
+        let entry = match leaf {
+            LeafRef::RequestId(id) => Entry::AccessRecordId(id),
+            LeafRef::Index(i) => Entry::Index(i),
+        };
+        let r = self
+            .client
+            .get_inclusion_proof(pb::GetInclusionProofRequest {
+                entry: Some(entry),
+                tree_size: 0,
+            })
+            .await?
+            .into_inner();
+        let hashes = r
+            .hashes
+            .iter()
+            .map(|h| <[u8; 32]>::try_from(h.as_slice()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| unreadable("a hash that is not 32 bytes"))?;
+        Ok(InclusionProof {
+            index: r.index,
+            tree_size: r.tree_size,
+            hashes,
+            leaf: r.entry.map(|e| e.leaf).unwrap_or_default(),
+            checkpoint: checkpoint_of(r.checkpoint)?,
+        })
+    }
+}
+
+fn checkpoint_of(cp: Option<pb::Checkpoint>) -> Result<StoredCheckpoint, Status> {
+    let cp = cp.ok_or_else(|| unreadable("no checkpoint"))?;
+    let at = cp
+        .signed_at
+        .map(|t| t.seconds * 1000 + i64::from(t.nanos / 1_000_000))
+        .unwrap_or_default();
+    Ok(StoredCheckpoint {
+        size: i64::try_from(cp.size).map_err(|_| unreadable("a checkpoint size"))?,
+        root: cp.root_hash,
+        at,
+        note: cp.signed_note,
+    })
+}
+
+fn access_of(e: pb::ReportEntry) -> Result<Access, Status> {
+    let category = |c: i32| Category::from_code(c).ok_or_else(|| unreadable("an unknown category"));
+    let released = e
+        .released
+        .iter()
+        .map(|c| category(*c))
+        .collect::<Result<Vec<_>, _>>()?;
+    let withheld = e
+        .withheld
+        .iter()
+        .map(|w| {
+            let reason = WithholdReason::ALL
+                .iter()
+                .find(|r| withhold_reason(**r) as i32 == w.reason)
+                .map_or("unspecified", |r| r.as_str());
+            Ok((category(w.category)?, reason.to_string()))
+        })
+        .collect::<Result<Vec<_>, Status>>()?;
+    let decision = decision_filter("decision", e.decision)
+        .ok()
+        .flatten()
+        .ok_or_else(|| unreadable("an unknown decision"))?;
+    let role = pb::Role::try_from(e.role)
+        .ok()
+        .and_then(|r| {
+            crate::model::Role::ALL
+                .into_iter()
+                .find(|x| role_pb(x.as_str()) == r)
+        })
+        .map_or("-".to_string(), |r| r.as_str().to_string());
+    Ok(Access {
+        at: e
+            .at
+            .map(|t| t.seconds * 1000 + i64::from(t.nanos / 1_000_000))
+            .unwrap_or_default(),
+        participant: e.participant,
+        organisation: e.organisation,
+        role,
+        method: e.method,
+        purpose: (!e.purpose.is_empty()).then_some(e.purpose),
+        released,
+        withheld,
+        decision,
+    })
+}

@@ -1,0 +1,452 @@
+//! The privacy officer's console in a real browser: `sluis console` runs
+//! as the officer against a real node over mTLS, and headless Chromium
+//! (the distribution's package, driven over WebDriver by chromedriver)
+//! filters the log, opens an entry and sees each released category's basis
+//! and its inclusion proof verified in the page, opens the charts and the
+//! alerts, and makes a Dutch subject report. Screenshots go to
+//! `target/console-screenshots/`. The console's guard is checked from
+//! outside: no token, or another Host, gets nothing.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use common::*;
+use serde_json::{Value, json};
+use sluis::rpc::proto::v1 as pb;
+
+const OFFICER: &str = "fg-utrecht";
+const DTV: &str = "dtv";
+const AVIM: &str = "avim";
+
+/// One HTTP/1.1 exchange on a connection of its own (the body read to its
+/// close): enough for the
+/// console's API and for chromedriver's.
+fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&Value>,
+) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\nContent-Type: application/json\r\n",
+        body.len()
+    );
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        req.push_str(&format!("Host: {addr}\r\n"));
+    }
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(&body);
+    s.write_all(req.as_bytes()).unwrap();
+    // By Content-Length: chromedriver says `Connection: close` and keeps
+    // the connection open.
+    let mut r = BufReader::new(s);
+    let mut head = String::new();
+    let mut length = None;
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).unwrap() == 0 || line == "\r\n" {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':')
+            && k.eq_ignore_ascii_case("content-length")
+        {
+            length = v.trim().parse::<usize>().ok();
+        }
+        head.push_str(&line);
+    }
+    let mut bytes = Vec::new();
+    match length {
+        Some(n) => {
+            bytes.resize(n, 0);
+            r.read_exact(&mut bytes).unwrap();
+        }
+        None => {
+            r.read_to_end(&mut bytes).unwrap();
+        }
+    }
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = String::from_utf8_lossy(&bytes).to_string();
+    (status, body)
+}
+
+/// A WebDriver session on headless Chromium.
+struct Browser {
+    driver: Child,
+    addr: SocketAddr,
+    session: String,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    fn start() -> Browser {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let driver = Command::new("/usr/bin/chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(addr).is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not listen");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let profile = tempfile::tempdir().unwrap();
+        let caps = json!({"capabilities": {"alwaysMatch": {"goog:chromeOptions": {
+            "binary": "/usr/bin/chromium",
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--window-size=1400,1000",
+                format!("--user-data-dir={}", profile.path().display()),
+            ]
+        }}}});
+        let (status, body) = http(addr, "POST", "/session", &[], Some(&caps));
+        assert_eq!(status, 200, "new session: {body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        let session = v["value"]["sessionId"].as_str().unwrap().to_string();
+        Browser {
+            driver,
+            addr,
+            session,
+            _profile: profile,
+        }
+    }
+
+    fn cmd(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let (status, text) = http(
+            self.addr,
+            method,
+            &format!("/session/{}{path}", self.session),
+            &[],
+            body.as_ref(),
+        );
+        let v: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        assert_eq!(status, 200, "{method} {path}: {text}");
+        v["value"].clone()
+    }
+
+    fn go(&self, url: &str) {
+        self.cmd("POST", "/url", Some(json!({"url": url})));
+    }
+
+    fn js(&self, script: &str, args: Value) -> Value {
+        self.cmd(
+            "POST",
+            "/execute/sync",
+            Some(json!({"script": script, "args": args})),
+        )
+    }
+
+    fn find(&self, css: &str) -> String {
+        let v = self.cmd(
+            "POST",
+            "/element",
+            Some(json!({"using": "css selector", "value": css})),
+        );
+        v.as_object()
+            .and_then(|o| o.values().next())
+            .and_then(Value::as_str)
+            .unwrap()
+            .to_string()
+    }
+
+    fn click(&self, css: &str) {
+        let id = self.find(css);
+        self.cmd("POST", &format!("/element/{id}/click"), Some(json!({})));
+    }
+
+    fn type_into(&self, css: &str, text: &str) {
+        let id = self.find(css);
+        self.cmd("POST", &format!("/element/{id}/clear"), Some(json!({})));
+        self.cmd(
+            "POST",
+            &format!("/element/{id}/value"),
+            Some(json!({"text": text})),
+        );
+    }
+
+    /// Waits until `script` returns something truthy; returns it.
+    fn wait(&self, what: &str, script: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let v = self.js(script, json!([]));
+            if !(v.is_null() || v == json!(false) || v == json!("") || v == json!(0)) {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn screenshot(&self, name: &str) {
+        let png = self.cmd("GET", "/screenshot", None);
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(png.as_str().unwrap())
+            .unwrap();
+        let dir = screenshots();
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = http(
+            self.addr,
+            "DELETE",
+            &format!("/session/{}", self.session),
+            &[],
+            None,
+        );
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+fn screenshots() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .unwrap()
+        .join("console-screenshots")
+}
+
+/// `sluis console` as the officer; its address (with the token) from the
+/// first line it prints.
+fn console(node: &TestNode) -> (Child, String) {
+    let pki = node.pki();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluis"))
+        .args([
+            "console",
+            "--port",
+            "0",
+            "--server-name",
+            "localhost",
+            "--node",
+        ])
+        .arg(format!("https://127.0.0.1:{}", node.node.local_addr.port()))
+        .arg("--cert")
+        .arg(pki.join(format!("clients/{OFFICER}.pem")))
+        .arg("--key")
+        .arg(pki.join(format!("clients/{OFFICER}.key")))
+        .arg("--ca")
+        .arg(pki.join("ca.pem"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line.trim().to_string();
+    assert!(
+        url.starts_with("http://127.0.0.1:") && url.contains("/?token="),
+        "{url}"
+    );
+    (child, url)
+}
+
+/// Six cases; the NGO reads each (consented shelter), then is refused five
+/// times in a row; AVIM receives safety information on its legal basis;
+/// DT&V once.
+async fn scene(node: &TestNode) -> (String, String) {
+    let mut owner = node.client(GEMEENTE).await;
+    let mut first = None;
+    let mut ngo = node.client(NGO).await;
+    for _ in 0..6 {
+        let (case_id, _) = register(&mut owner).await;
+        grant(
+            &mut owner,
+            &case_id,
+            vec![participant(NGO)],
+            &[pb::Category::Shelter],
+            &["shelter"],
+        )
+        .await;
+        ngo.cases
+            .get_case(with_actor(by_id(&case_id, "shelter")))
+            .await
+            .unwrap();
+        first.get_or_insert(case_id);
+    }
+    let case_id = first.unwrap();
+    for _ in 0..5 {
+        ngo.cases
+            .get_case(with_actor(by_id(&case_id, "return")))
+            .await
+            .unwrap();
+    }
+    let mut avim = node.client(AVIM).await;
+    let safety = avim
+        .cases
+        .get_case(with_actor(by_id(&case_id, "case_consultation")))
+        .await
+        .unwrap();
+    let mut dtv = node.client(DTV).await;
+    dtv.cases
+        .get_case(with_actor(by_id(&case_id, "return")))
+        .await
+        .unwrap();
+    (case_id, request_id(&safety))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(has_chromium),
+    ignore = "needs Chromium and chromedriver from the distribution (Debian: apt-get install chromium chromium-driver; .ci/run installs them)"
+)]
+async fn the_officer_browses_verifies_charts_and_reports_in_a_real_browser() {
+    let node = TestNode::start_with(|c| c.node.checkpoint_interval_ms = 50).await;
+    let (case_id, _) = scene(&node).await;
+    let (mut child, url) = console(&node);
+    let addr: SocketAddr = url["http://".len()..]
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let token = url.split("token=").nth(1).unwrap().to_string();
+
+    let checked = tokio::task::spawn_blocking(move || {
+        // The guard, from outside the page.
+        let host = addr.to_string();
+        let (s, _) = http(addr, "GET", "/api/checkpoint", &[("Host", &host)], None);
+        assert_eq!(s, 403, "no token, no answer");
+        let (s, _) = http(addr, "GET", "/api/checkpoint", &[("Host", &host), ("x-sluis-console-token", "0")], None);
+        assert_eq!(s, 403, "a wrong token, no answer");
+        let (s, _) = http(addr, "GET", "/api/checkpoint", &[("Host", &format!("evil.example:{}", addr.port())), ("x-sluis-console-token", &token)], None);
+        assert_eq!(s, 421, "another Host (DNS rebinding), no answer");
+        let (s, body) = http(addr, "GET", "/api/checkpoint", &[("Host", &host), ("x-sluis-console-token", &token)], None);
+        assert_eq!(s, 200, "{body}");
+
+        let b = Browser::start();
+        b.go(&url);
+        // Integrity at a glance: the checkpoint's signature checked in the page.
+        let verdict = b.wait("the checkpoint's verdict", "const v = document.querySelector('#integrity-verdict'); return v && v.textContent");
+        assert!(
+            verdict.as_str().unwrap().contains("signature valid"),
+            "{verdict}: {}",
+            b.js("return document.querySelector('#integrity-verdict').dataset.why", json!([]))
+        );
+
+        // Filter: one case, one participant, dates alone.
+        let today = time::OffsetDateTime::now_utc().date().to_string();
+        b.type_into("input[name=since]", &today);
+        b.type_into("input[name=until]", &today);
+        b.type_into("input[name=case]", &case_id);
+        b.type_into("input[name=participant]", NGO);
+        b.click("#apply");
+        let rows = b.wait("the filtered rows", &format!(
+            "const r = [...document.querySelectorAll('#log tbody tr[data-index]')]; \
+             return r.length === 6 && r.every(x => x.textContent.includes('{NGO}')) && r.length"));
+        assert_eq!(rows, json!(6), "one read and five refusals of the case by the NGO");
+        b.screenshot("log.png");
+
+        // Open the allowed read: every field, the basis per category, the proof.
+        b.click("#log tbody tr.d-partial");
+        let verified = b.wait("the proof's verdict", "const v = document.querySelector('#proof-verdict'); return v && v.dataset.verified");
+        assert_eq!(verified, json!("yes"), "{}", b.js("return document.querySelector('#entry').innerText", json!([])));
+        let basis = b.js("const r = document.querySelector('#basis tr[data-category=shelter]'); return r ? r.innerText : document.querySelector('#entry').innerText", json!([]));
+        assert!(basis.as_str().unwrap().contains("Consent"), "shelter released under consent: {basis}");
+        let fields = b.js("return document.querySelector('#entry .fields').innerText", json!([])).as_str().unwrap().to_string();
+        for f in ["request_id", "asked", "withheld", "rules", "consents", "subject"] {
+            assert!(fields.contains(f), "field {f} shown");
+        }
+        b.screenshot("entry.png");
+
+        // AVIM's read: safety on the rule's legal basis.
+        b.js("document.querySelector('#filters').reset(); return true", json!([]));
+        b.type_into("input[name=participant]", AVIM);
+        b.click("#apply");
+        b.wait(
+            "AVIM's read",
+            &format!(
+                "const r = [...document.querySelectorAll('#log tbody tr[data-index]')]; \
+                 return r.length && r.every(x => x.textContent.includes('{AVIM}'))"
+            ),
+        );
+        b.click("#log tbody tr.d-partial");
+        b.wait("the proof's verdict", "const v = document.querySelector('#proof-verdict'); return v && v.dataset.verified === 'yes'");
+        let basis = b.js("const r = document.querySelector('#basis tr[data-category=safety]'); return r ? r.innerText : document.querySelector('#entry').innerText", json!([]));
+        assert!(basis.as_str().unwrap().contains("Legal basis"), "{basis}");
+        assert!(basis.as_str().unwrap().contains("avim-safety"), "{basis}");
+
+        // Charts and alerts over the whole log.
+        b.js("document.querySelector('#filters').reset(); return true", json!([]));
+        b.click("#apply");
+        b.click("nav button[data-tab=charts]");
+        b.wait("the charts", "return document.querySelectorAll('#charts svg rect').length > 5");
+        for id in ["chart-decision", "chart-role", "chart-withheld", "chart-top"] {
+            assert!(b.js(&format!("return !!document.getElementById('{id}')"), json!([])) == json!(true), "{id}");
+        }
+        let top = b.js("return document.getElementById('chart-top').textContent", json!([]));
+        assert!(top.as_str().unwrap().contains(NGO), "{top}");
+        b.screenshot("charts.png");
+        b.click("nav button[data-tab=alerts]");
+        let kinds = b.wait("the alerts", "const a = [...document.querySelectorAll('#alerts .alert')].map(x => x.dataset.kind); return a.length && a");
+        for kind in ["al_rate", "al_denials", "al_special"] {
+            assert!(kinds.as_array().unwrap().iter().any(|k| k == kind), "{kind} in {kinds}");
+        }
+        b.screenshot("alerts.png");
+        // An alert links to its entries.
+        b.click("#alerts .alert.al_special a.entry-link");
+        b.wait("the linked entry", "const v = document.querySelector('#proof-verdict'); return v && v.dataset.verified === 'yes'");
+
+        // The subject report, in Dutch, by V-number.
+        b.click("nav button[data-tab=report]");
+        b.js("const s = document.querySelector('#lang'); s.value = 'nl'; s.dispatchEvent(new Event('change')); return true", json!([]));
+        b.js("document.querySelector('select[name=kind]').value = 'v_number'; return true", json!([]));
+        b.type_into("#report-form input[name=value]", "1234567890");
+        b.click("#make-report");
+        let report = b.wait("the report", "const r = document.querySelector('#report'); return r.querySelector('li') && r.innerText");
+        let report = report.as_str().unwrap();
+        assert!(report.contains("Wie zag mijn gegevens"), "{report}");
+        assert!(report.contains("vroeg om uw dossier in te zien met als doel \"opvang\". Gedeeld: opvang."), "{report}");
+        assert!(!report.contains("1234567890") && !report.contains("Test Persoon"));
+        let positions = b.js("return [...document.querySelectorAll('#report li .pos')].every(p => /^#\\d+$/.test(p.textContent))", json!([]));
+        assert_eq!(positions, json!(true), "every line with its log position");
+        b.screenshot("report-nl.png");
+        // An unknown subject is said plainly.
+        b.type_into("#report-form input[name=value]", "9999999999");
+        b.click("#make-report");
+        let said = b.wait("the unknown subject", "return document.querySelector('#report-error').textContent");
+        assert!(said.as_str().unwrap().contains("no case is registered for this subject"), "{said}");
+    })
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    checked.unwrap();
+    for shot in [
+        "log.png",
+        "entry.png",
+        "charts.png",
+        "alerts.png",
+        "report-nl.png",
+    ] {
+        let bytes = std::fs::read(screenshots().join(shot)).unwrap();
+        assert!(bytes.starts_with(b"\x89PNG"), "{shot} is a PNG");
+    }
+}
