@@ -172,6 +172,8 @@ pub(crate) enum Resource {
     Checkpoint,
     /// A service a health check named that this node does not serve.
     Service,
+    /// A tile or entry bundle of the tlog-tiles read API.
+    Tile,
 }
 
 impl Resource {
@@ -183,6 +185,7 @@ impl Resource {
             Resource::AccessEntry => "sluis.v1.AccessEntry",
             Resource::Checkpoint => "sluis.v1.Checkpoint",
             Resource::Service => "service",
+            Resource::Tile => "tlog-tiles tile",
         }
     }
 }

@@ -67,12 +67,14 @@ pub(crate) mod oversight;
 pub mod pseudonym;
 mod release;
 mod statistics;
+mod tiles;
 mod unregistered;
 pub mod validate;
 pub mod vault;
 
+pub(crate) use error::Code;
 #[cfg(test)]
-pub(crate) use error::{Code, Reason};
+pub(crate) use error::Reason;
 pub(crate) use error::{ExchangeError, Resource};
 pub use exchange::REMEMBERED_PSEUDONYMS;
 pub(crate) use exchange::{
@@ -80,3 +82,4 @@ pub(crate) use exchange::{
 };
 pub(crate) use idempotency::IdempotencyKey;
 pub use statistics::{Released, StatisticsQuery};
+pub(crate) use tiles::{Served, tiles_method};
