@@ -52,11 +52,21 @@ async fn fetch(
     method: &str,
     path: &str,
 ) -> Got {
+    fetch_accepting(node, identity, method, path, "identity").await
+}
+
+async fn fetch_accepting(
+    node: &TestNode,
+    identity: Option<(String, String)>,
+    method: &str,
+    path: &str,
+    accept_encoding: &str,
+) -> Got {
     let mut client = by_hand::connection(node, identity).await;
     let req = http::Request::builder()
         .method(method)
         .uri(format!("https://localhost{path}"))
-        .header("accept-encoding", "identity")
+        .header("accept-encoding", accept_encoding)
         .body(())
         .unwrap();
     let (response, _) = client.send_request(req, true).unwrap();
@@ -577,7 +587,25 @@ async fn entry_bundles_are_for_officers_and_an_unregistered_certificate_gets_not
     );
     let got = fetch(&node, Some(officer.clone()), "GET", &entries).await;
     assert_eq!(got.status, 200);
+    assert_eq!(got.header("content-encoding"), "");
     assert_eq!(split_bundle(&got.body).len() as u64, w);
+    // Compressed for a client that accepts gzip, as the spec asks.
+    let zipped = fetch_accepting(
+        &node,
+        Some(officer.clone()),
+        "GET",
+        &entries,
+        "gzip, identity",
+    )
+    .await;
+    assert_eq!(zipped.header("content-encoding"), "gzip");
+    let mut unzipped = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(zipped.body.as_slice()),
+        &mut unzipped,
+    )
+    .unwrap();
+    assert_eq!(unzipped, got.body);
 
     // An unregistered certificate from the trusted CA: nothing, recorded
     // with its fingerprint.

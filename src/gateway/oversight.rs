@@ -80,7 +80,7 @@ fn method_words(m: &str) -> &str {
         "UpdateCase" => "updated your case",
         "GetCase" => "asked to see your case",
         "FindCases" => "listed cases, yours among them",
-        "QueryAccess" => "read entries of this access log about you",
+        "QueryAccess" | "tlog-tiles/entries" => "read entries of this access log about you",
         "GetInclusionProof" => "proved an entry about you is in this access log",
         "GrantConsent" => "recorded your consent",
         "WithdrawConsent" => "recorded the withdrawal of your consent",

@@ -322,7 +322,10 @@ impl Work {
                     let code = e.code() as i32;
                     (http_error(e, &ctx.request_id), code)
                 }
-                None => super::tiles::serve(&shared.ex, &ctx, req.method(), req.uri().path()).await,
+                None => {
+                    let (method, path) = (req.method(), req.uri().path());
+                    super::tiles::serve(&shared.ex, &ctx, method, path, req.headers()).await
+                }
             };
             let _ = answer.send(Ok(resp));
             return code;

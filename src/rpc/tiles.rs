@@ -13,7 +13,8 @@
 //!
 //! Answers, per the spec: the checkpoint as `text/plain; charset=utf-8`,
 //! not cached; tiles and bundles as `application/octet-stream`, full ones
-//! cacheable as immutable; a tile past the latest checkpoint 404. Every
+//! cacheable as immutable, bundles gzip-compressed for a client whose
+//! `Accept-Encoding` takes gzip; a tile past the latest checkpoint 404. Every
 //! answer is `private` (it depends on who asks) and carries `x-request-id`;
 //! an error is its message as text, with the HTTP status of its gRPC code
 //! ([`super::status::http_error`]).
@@ -52,6 +53,7 @@ pub(super) async fn serve(
     ctx: &RequestCtx,
     method: &http::Method,
     path: &str,
+    headers: &http::HeaderMap,
 ) -> (HttpResponse, i32) {
     let label = label(path);
     let asked = if method == http::Method::GET {
@@ -76,8 +78,9 @@ pub(super) async fn serve(
             return (resp, code);
         }
     };
+    let compress = matches!(resource, Resource::Entries(_)) && accepts_gzip(headers);
     match ex.read_tiles(ctx, resource).await {
-        Ok(served) => (ok(served.into_inner(), &ctx.request_id), 0),
+        Ok(served) => (ok(served.into_inner(), compress, &ctx.request_id), 0),
         Err(e) => {
             let code = e.code() as i32;
             (http_error(e, &ctx.request_id), code)
@@ -90,13 +93,45 @@ const IMMUTABLE: &str = "private, max-age=31536000, immutable";
 /// The checkpoint changes with every one signed.
 const MUTABLE: &str = "private, no-cache";
 
-fn ok(served: Served, request_id: &str) -> HttpResponse {
+/// Whether `Accept-Encoding` (RFC 9110 §12.5.3) names gzip with a
+/// non-zero weight.
+fn accepts_gzip(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all(http::header::ACCEPT_ENCODING)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|item| {
+            let mut parts = item.split(';').map(str::trim);
+            let coding = parts.next().unwrap_or("");
+            let refused = parts.any(|p| {
+                p.strip_prefix("q=")
+                    .and_then(|q| q.parse::<f32>().ok())
+                    .is_some_and(|q| q == 0.0)
+            });
+            coding.eq_ignore_ascii_case("gzip") && !refused
+        })
+}
+
+/// `bytes` gzip-compressed (RFC 1952).
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut z = flate2::write::GzEncoder::new(
+        Vec::with_capacity(bytes.len() / 2),
+        flate2::Compression::fast(),
+    );
+    // Writing to a Vec cannot fail.
+    let _ = z.write_all(bytes);
+    z.finish().unwrap_or_default()
+}
+
+fn ok(served: Served, gzip_it: bool, request_id: &str) -> HttpResponse {
     let (body, content_type, cache) = match served {
         Served::Checkpoint(note) => (Bytes::from(note), "text/plain; charset=utf-8", MUTABLE),
         // A partial tile of a given width never changes either, but the
         // spec lets a log drop it once the full tile exists.
         Served::Tile { bytes, full } => (
-            Bytes::from(bytes),
+            Bytes::from(if gzip_it { gzip(&bytes) } else { bytes }),
             "application/octet-stream",
             if full { IMMUTABLE } else { MUTABLE },
         ),
@@ -111,8 +146,34 @@ fn ok(served: Served, request_id: &str) -> HttpResponse {
         http::header::CACHE_CONTROL,
         http::HeaderValue::from_static(cache),
     );
+    if gzip_it {
+        h.insert(
+            http::header::CONTENT_ENCODING,
+            http::HeaderValue::from_static("gzip"),
+        );
+    }
     if let Ok(v) = http::HeaderValue::from_str(request_id) {
         h.insert(REQUEST_ID_HEADER, v);
     }
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gzip_only_when_accepted() {
+        let asks = |v: &str| {
+            let mut h = http::HeaderMap::new();
+            h.insert(http::header::ACCEPT_ENCODING, v.parse().unwrap());
+            accepts_gzip(&h)
+        };
+        assert!(asks("gzip"));
+        assert!(asks("identity, GZIP;q=0.5"));
+        assert!(!asks("identity"));
+        assert!(!asks("gzip;q=0, identity"));
+        assert!(!asks("x-gzip2"));
+        assert!(!accepts_gzip(&http::HeaderMap::new()));
+    }
 }
