@@ -1,8 +1,9 @@
 //! `bench hot-path`: micro-benchmarks of what one `GetCase` does besides TLS
 //! and HTTP/2, so a profile of the whole gateway can be read against the
 //! price of each part: the policy decision, consent evaluation, pseudonym
-//! derivation, opening a sealed category, encoding the access record, the
-//! store's reads, and the durable, group-committed audit append.
+//! derivation, opening a sealed category, encoding the access record,
+//! sealing the data subject id for the privacy officer (HPKE), the store's
+//! reads, and the durable, group-committed audit append.
 //!
 //! ```sh
 //! cargo run --release -p sluis-bench -- hot-path
@@ -17,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use prost::Message;
 use sluis::dev::sample::OWNER;
+use sluis::gateway::officer::{OfficerKey, OfficerSecret};
 use sluis::gateway::pseudonym::Pseudonymiser;
 use sluis::gateway::vault::Keys;
 use sluis::model::consent::{self, Consent, ConsentEvent, EventKind, Recipient};
@@ -24,7 +26,7 @@ use sluis::model::{Caller, Category, DEFAULT_PURPOSES, Role};
 use sluis::policy::{DEFAULT_POLICY, Policy, Query};
 use sluis::rpc::proto::v1 as pb;
 use sluis::store::Store;
-use sluis::tlog::{AccessRecord, AuditLog, Decision, LogSettings};
+use sluis::tlog::{AccessRecord, AuditLog, Decision, LogSettings, SubjectIdType};
 
 use crate::scale;
 
@@ -263,6 +265,39 @@ fn crypto_benches(keys: &Keys) {
     bench("audit: Merkle leaf hash of the record", || {
         black_box(sluis::tlog::merkle::leaf_hash(black_box(&encoded)));
     });
+    // The data subject id of the Logboek Dataverwerkingen fields, in every
+    // record that names a subject: the case's id opened from the vault,
+    // then sealed for the privacy officer with HPKE (RFC 9180: X25519,
+    // HKDF-SHA256, ChaCha20-Poly1305), a fresh encapsulation per record
+    // (`Exchange::name_subject`).
+    let (_, officer) = OfficerSecret::generate();
+    let officer = OfficerKey::parse(&officer).expect("officer key");
+    let request_id = uuid::Uuid::now_v7().to_string();
+    bench("officer: HPKE seal of a V-number for one record", || {
+        black_box(
+            officer
+                .seal(
+                    black_box(&request_id),
+                    SubjectIdType::Vreemdelingennummer,
+                    black_box("1234567890"),
+                )
+                .expect("seals"),
+        );
+    });
+    let id_aad = b"sluis/v1/case/0190c4e2-7b1a-4c3e-9f00-1a2b3c4d5e6f/subject_id";
+    let sealed_id = keys.seal(id_aad, b"\x011234567890").expect("seal");
+    bench(
+        "officer: vault open + HPKE seal (the record's data subject id)",
+        || {
+            let plain = keys.open(id_aad, black_box(&sealed_id)).expect("opens");
+            let value = std::str::from_utf8(&plain[1..]).expect("text");
+            black_box(
+                officer
+                    .seal(&request_id, SubjectIdType::Vreemdelingennummer, value)
+                    .expect("seals"),
+            );
+        },
+    );
     bench("request id: UUIDv7 as text", || {
         black_box(uuid::Uuid::now_v7().to_string());
     });

@@ -177,6 +177,8 @@ pub(crate) enum Resource {
     Checkpoint,
     /// A service a health check named that this node does not serve.
     Service,
+    /// A tile or entry bundle of the tlog-tiles read API.
+    Tile,
 }
 
 impl Resource {
@@ -188,6 +190,7 @@ impl Resource {
             Resource::AccessEntry => "sluis.v1.AccessEntry",
             Resource::Checkpoint => "sluis.v1.Checkpoint",
             Resource::Service => "service",
+            Resource::Tile => "tlog-tiles tile",
         }
     }
 }

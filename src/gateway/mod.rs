@@ -52,8 +52,9 @@
 //! answer types, the error with its `Code` and `Reason` table (and the
 //! `Resource` a `NOT_FOUND` names), the `IdempotencyKey` the gRPC layer
 //! builds for a write, `validate` for the gRPC
-//! layer's and the `sluis audit` commands' calls on meaning, and
-//! `oversight` for the `sluis audit` report. Outside the crate only the
+//! layer's and the `sluis audit` commands' calls on meaning,
+//! `oversight` for the `sluis audit` report, and the tlog-tiles read API's
+//! answer (`Served`) and method names (`tiles_method`). Outside the crate only the
 //! [`vault`] keys and [`pseudonym`] derivation (which the benchmarks time
 //! and use to load data as a node would), [`validate::METHODS`], the
 //! statistics request types and the bound on remembered pseudonyms (which
@@ -68,6 +69,7 @@ pub(crate) mod oversight;
 pub mod pseudonym;
 mod release;
 mod statistics;
+mod tiles;
 mod unregistered;
 pub mod validate;
 pub mod vault;
@@ -83,3 +85,4 @@ pub(crate) use exchange::{
 pub(crate) use forwarded::Relayed;
 pub(crate) use idempotency::IdempotencyKey;
 pub use statistics::{Released, StatisticsQuery};
+pub(crate) use tiles::{Served, tiles_method};

@@ -210,7 +210,7 @@ pub(crate) fn method_words(m: &str, lang: Lang) -> &str {
             "listed cases, yours among them",
             "heeft dossiers opgesomd, het uwe erbij",
         ),
-        "QueryAccess" => (
+        "QueryAccess" | "tlog-tiles/entries" => (
             "read entries of this access log about you",
             "las regels van dit toegangslogboek over u",
         ),
@@ -456,7 +456,7 @@ pub(crate) enum SubjectRef {
 const MAX_QUERY: i64 = 10_000;
 /// Most subjects one `QueryAccess` record names (beyond those of its first
 /// entry): a bound on the record's size.
-const MAX_NAMED: usize = 10_000;
+pub(super) const MAX_NAMED: usize = 10_000;
 
 impl Exchange {
     fn officer<'a>(&self, ctx: &'a RequestCtx) -> Result<&'a crate::model::Caller, ExchangeError> {
@@ -751,7 +751,7 @@ const MAX_COVERAGE_WAIT: std::time::Duration = std::time::Duration::from_secs(5)
 const COVERAGE_POLL: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Every subject an encoded access record names: its own and its others.
-fn subjects_named(record: &[u8]) -> Vec<String> {
+pub(super) fn subjects_named(record: &[u8]) -> Vec<String> {
     RecordView::parse(record)
         .map(|v| {
             v.subject
@@ -781,7 +781,7 @@ fn report_error(e: ReportError) -> ExchangeError {
 
 /// What the asker can act on keeps its message; a damaged log does not
 /// explain itself to the caller (the node's log says it).
-fn proof_error(e: ProofError) -> ExchangeError {
+pub(super) fn proof_error(e: ProofError) -> ExchangeError {
     match e {
         ProofError::NoCheckpointOfSize { size } => {
             let size = size.to_string();

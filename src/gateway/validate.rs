@@ -346,6 +346,10 @@ pub const METHODS: &[&str] = &[
     "grpc.health.v1.Health/Watch",
     "grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
     "grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+    // The tlog-tiles read API (HTTP GET on the same listener).
+    "tlog-tiles/checkpoint",
+    "tlog-tiles/tile",
+    "tlog-tiles/entries",
     // What the transport records.
     "tls.handshake",
     "tls.unauthenticated",

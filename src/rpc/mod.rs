@@ -23,6 +23,9 @@
 //!   closed connection), and at most `max_requests_in_flight` run at once,
 //!   a share of them per caller ([`InFlight`]); a request whose message is
 //!   not complete within `message_timeout_ms` ends before any handler;
+//! - the log's C2SP tlog-tiles read API (`tiles.rs`) is served on the same
+//!   listener, behind the same edge: HTTP GETs of the checkpoint, hash
+//!   tiles and entry bundles;
 //! - no module outside `rpc` names a protobuf type: the gateway receives
 //!   domain values and category payloads as opaque bytes.
 //!
@@ -42,6 +45,7 @@ pub mod proto;
 mod refusals;
 mod stats;
 mod status;
+mod tiles;
 mod trace;
 
 use std::sync::Arc;

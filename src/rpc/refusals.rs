@@ -34,10 +34,13 @@
 //!   waits for its message; a message not complete within
 //!   `message_timeout_ms` ends the request, before any handler, with
 //!   `DEADLINE_EXCEEDED` (recorded).
-//! - **gRPC only.** A request whose content-type is not `application/grpc`
-//!   gets HTTP 415 (gRPC over HTTP/2, "Requests") with `INVALID_ARGUMENT`,
-//!   a request id and a record; a method whose client sends one message
-//!   gets one (a second is `INVALID_ARGUMENT`, recorded).
+//! - **gRPC, and the tlog-tiles read API.** A request for `/checkpoint` or
+//!   under `/tile/` is the read API's (`super::tiles`): the same identity
+//!   rules, bounds and records, answered in plain HTTP. Any other request
+//!   whose content-type is not `application/grpc` gets HTTP 415 (gRPC over
+//!   HTTP/2, "Requests") with `INVALID_ARGUMENT`, a request id and a record;
+//!   a method whose client sends one message gets one (a second is
+//!   `INVALID_ARGUMENT`, recorded).
 //!
 //! Messages never echo request content: an unknown path is recorded as
 //! `unknown`, and tonic's own messages are reduced to printable ASCII and
@@ -53,7 +56,7 @@ use crate::net::identity::Peer;
 use crate::net::tls::ConnectionInfo;
 use crate::rpc::REQUEST_ID_HEADER;
 use crate::rpc::in_flight::{Full, InFlight};
-use crate::rpc::status::{status, with_id};
+use crate::rpc::status::{http_error, status, with_id};
 
 /// The package whose methods answer through `Api::call`.
 const API_PACKAGE: &str = "sluis.v1";
@@ -186,6 +189,8 @@ where
         // wraps this layer, starts just after and polls this future before
         // it fires, so at the deadline the answer below is the one sent.
         let deadline = grpc_timeout(req.headers()).map(|d| tokio::time::Instant::now() + d);
+        // The tlog-tiles read API: plain HTTP GETs, under the same rules.
+        let tiles = super::tiles::is_tiles_path(req.uri().path());
         let answered = async move {
             // A request forwarded by a federation node keeps the home
             // node's id (`rpc::federated::Gate` put it there), so that both
@@ -202,10 +207,12 @@ where
             // The connection is at work until this request's work ends.
             let running = info.activity.running();
             let method = shared.methods.get(req.uri().path()).cloned();
-            let label = method
-                .as_ref()
-                .map_or(UNKNOWN_METHOD, |m| m.label.as_str())
-                .to_string();
+            let label = if tiles {
+                super::tiles::label(req.uri().path())
+            } else {
+                method.as_ref().map_or(UNKNOWN_METHOD, |m| m.label.as_str())
+            }
+            .to_string();
             let caller = match &info.peer {
                 Peer::Registered(c) => Some(c),
                 Peer::Unregistered { .. } => None,
@@ -271,7 +278,14 @@ where
                 Err(_) => Ok(status(ExchangeError::Internal("request"), &request_id).into_http()),
             }
         };
-        Box::pin(async move { answered.await.map(advertise_encodings) })
+        Box::pin(async move {
+            let answer = answered.await;
+            if tiles {
+                answer
+            } else {
+                answer.map(advertise_encodings)
+            }
+        })
     }
 }
 
@@ -316,6 +330,25 @@ impl Work {
             method,
             label,
         } = self;
+        if super::tiles::is_tiles_path(req.uri().path()) {
+            // The same identity rules; then the read API answers in HTTP.
+            let (resp, code) = match identity(&info) {
+                Some(refusal) => {
+                    let e = shared
+                        .ex
+                        .refuse(&ctx, &label, refusal.into(), Named::Nothing)
+                        .await;
+                    let code = e.code() as i32;
+                    (http_error(e, &ctx.request_id), code)
+                }
+                None => {
+                    let (method, path) = (req.method(), req.uri().path());
+                    super::tiles::serve(&shared.ex, &ctx, method, path, req.headers()).await
+                }
+            };
+            let _ = answer.send(Ok(resp));
+            return code;
+        }
         if let Some(refusal) = admission(&info, req.method(), req.headers()) {
             let unsupported_media = matches!(refusal, Refusal::ContentType(_));
             let mut resp = shared.refuse(&ctx, &label, refusal.into()).await;
@@ -437,17 +470,25 @@ impl From<Refusal> for ExchangeError {
     }
 }
 
+/// The identity rules of every service and of the tlog-tiles read API.
+fn identity(info: &ConnectionInfo) -> Option<Refusal> {
+    if let Err(why) = info.cert.still_valid() {
+        return Some(Refusal::NoLongerValid(why));
+    }
+    if matches!(info.peer, Peer::Unregistered { .. }) {
+        return Some(Refusal::Unregistered);
+    }
+    None
+}
+
 /// The identity rules of every service, then the content-type.
 fn admission(
     info: &ConnectionInfo,
     method: &http::Method,
     headers: &http::HeaderMap,
 ) -> Option<Refusal> {
-    if let Err(why) = info.cert.still_valid() {
-        return Some(Refusal::NoLongerValid(why));
-    }
-    if matches!(info.peer, Peer::Unregistered { .. }) {
-        return Some(Refusal::Unregistered);
+    if let Some(refusal) = identity(info) {
+        return Some(refusal);
     }
     let grpc = headers
         .get(http::header::CONTENT_TYPE)

@@ -82,6 +82,50 @@ pub(crate) fn status(e: ExchangeError, request_id: &str) -> Status {
     )
 }
 
+/// Error → plain HTTP answer, for the tlog-tiles read API (`rpc::tiles`):
+/// the HTTP status of the gateway's code as `google/rpc/code.proto` maps
+/// them, the message as `text/plain` (the same words a gRPC caller gets),
+/// the reason a program acts on in `x-error-reason`
+/// (`sluis.v1.ErrorReason` without its prefix), the request id, and
+/// `Retry-After` (seconds, RFC 9110 §10.2.3) when a retry cures it.
+pub(crate) fn http_error(e: ExchangeError, request_id: &str) -> http::Response<tonic::body::Body> {
+    use crate::gateway::Code;
+    use http::{HeaderValue, StatusCode as S, header};
+    let status = match e.code() {
+        Code::Ok => S::OK,
+        Code::InvalidArgument | Code::FailedPrecondition | Code::OutOfRange => S::BAD_REQUEST,
+        Code::Unauthenticated => S::UNAUTHORIZED,
+        Code::PermissionDenied => S::FORBIDDEN,
+        Code::NotFound => S::NOT_FOUND,
+        Code::AlreadyExists | Code::Aborted => S::CONFLICT,
+        Code::ResourceExhausted => S::TOO_MANY_REQUESTS,
+        Code::Internal => S::INTERNAL_SERVER_ERROR,
+        Code::Unimplemented => S::NOT_IMPLEMENTED,
+        Code::Unavailable => S::SERVICE_UNAVAILABLE,
+        Code::DeadlineExceeded => S::GATEWAY_TIMEOUT,
+    };
+    let retry = e
+        .retry_after()
+        .map(|d| (d.as_millis() as u64).div_ceil(1000).max(1));
+    let reason = e.reason().as_str();
+    let mut resp = http::Response::new(tonic::body::Body::new(e.to_string() + "\n"));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert("x-error-reason", HeaderValue::from_static(reason));
+    if let Some(secs) = retry {
+        h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        h.insert(REQUEST_ID_HEADER, v);
+    }
+    resp
+}
+
 pub(crate) fn with_id(mut s: Status, request_id: &str) -> Status {
     if let Ok(v) = MetadataValue::try_from(request_id) {
         s.metadata_mut().insert(REQUEST_ID_HEADER, v);

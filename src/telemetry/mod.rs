@@ -166,10 +166,20 @@ pub fn init(format: LogFormat, otlp: Option<&Otlp>) -> Result<Telemetry, Telemet
         .with_reader(reader)
         .build();
     let tracer = tracer_provider.tracer("sluis");
+    // A dynamic filter, so that its interest in every callsite is
+    // `sometimes` and every span and event asks both layers' filters
+    // afresh. With a static one every filter's interest in a request span
+    // is `always`, its macro skips the question, and the layer reads the
+    // answer a per-layer filter left on the thread for whatever was asked
+    // last (tokio-rs/tracing#2519): sqlx asks whether to log each query
+    // and logs nothing, this filter says no, and the next request span on
+    // that thread never reached OpenTelemetry — on PostgreSQL about half of
+    // them. The cost, a filter call per span and event, is paid only while
+    // exporting.
     let otel = tracing_opentelemetry::layer()
         .with_tracer(tracer)
         .with_tracked_inactivity(false)
-        .with_filter(tracing_subscriber::filter::filter_fn(|m| {
+        .with_filter(tracing_subscriber::filter::dynamic_filter_fn(|m, _| {
             m.is_span() && m.target() == request::TARGET
         }));
     tracing_subscriber::registry()

@@ -17,7 +17,9 @@
 //! - **Checkable by anyone.** Checkpoints are C2SP signed notes
 //!   ([`checkpoint`], [`note`]); inclusion and consistency proofs come from
 //!   stored subtrees ([`proof`]); [`verify`] recomputes everything and
-//!   trusts nothing stored but the signatures.
+//!   trusts nothing stored but the signatures. The same log is readable
+//!   as C2SP tlog-tiles ([`tiles`]: tile coordinates, paths, and the
+//!   `TileSource` the read API serves from).
 //!
 //! It depends on the store below it and on nothing above: it signs through
 //! [`note::Signer`], which the gateway's vault implements.
@@ -28,6 +30,8 @@ pub mod merkle;
 pub mod note;
 pub mod proof;
 mod record;
+mod tile_store;
+pub(crate) mod tiles;
 pub mod verify;
 mod writer;
 
