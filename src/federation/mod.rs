@@ -49,7 +49,7 @@ pub struct FederationConfig {
     /// `sluis federation keygen` printed it.
     pub verifier_key: String,
     /// Where peer nodes call this node (mTLS with their node certificates),
-    /// e.g. "0.0.0.0:7444"; none: this node only forwards, it serves no
+    /// e.g. "0.0.0.0:7445"; none: this node only forwards, it serves no
     /// peer. The server certificate is the node's own (`[tls]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub listen: Option<std::net::SocketAddr>,

@@ -353,6 +353,10 @@ pub const METHODS: &[&str] = &[
     // What the transport records.
     "tls.handshake",
     "tls.unauthenticated",
+    "tls.unregistered",
+    // What the node records of itself and of peer nodes.
+    "node.reload",
+    "federation.refused",
     "unknown",
 ];
 

@@ -16,7 +16,7 @@
 //!   ([`AuditError`]), so every checkpoint it signs extends all earlier ones.
 //! - **Checkable by anyone.** Checkpoints are C2SP signed notes
 //!   ([`checkpoint`], [`note`]); inclusion and consistency proofs come from
-//!   stored subtrees ([`proof`]); [`verify`] recomputes everything and
+//!   the stored hash tiles ([`proof`]); [`verify`] recomputes everything and
 //!   trusts nothing stored but the signatures. The same log is readable
 //!   as C2SP tlog-tiles ([`tiles`]: tile coordinates, paths, and the
 //!   `TileSource` the read API serves from).

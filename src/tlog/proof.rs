@@ -3,8 +3,9 @@
 //! proofs (a later tree extends an earlier one), per RFC 6962 §2.1.1 and
 //! §2.1.2 (RFC 9162 §2.1.3, §2.1.4).
 //!
-//! They read stored perfect subtrees only, so a proof costs O(log n) node
-//! reads at any log size. Anyone holding a signed checkpoint and the node's
+//! They are computed from the stored hash tiles (each perfect subtree's
+//! hash read from its tile), so a proof costs O(log n) tile reads at any
+//! log size. Anyone holding a signed checkpoint and the node's
 //! verifier key can check them offline; [`InclusionProof::verify`] does the
 //! hash part.
 

@@ -250,9 +250,8 @@ pub(crate) fn bundle(first: u64, entries: &[Vec<u8>]) -> Result<Vec<u8>, EntryTo
     Ok(out)
 }
 
-/// Where tiles come from: today the stored tree's perfect nodes and the
-/// log's records (`tlog::tile_store`); once the log is stored as tiles,
-/// the tiles themselves. The caller has checked [`Tile::within`] against a
+/// Where tiles come from: the store's hash tiles and the log's records
+/// (`tlog::tile_store`). The caller has checked [`Tile::within`] against a
 /// signed checkpoint's size, so every hash and entry asked for exists in
 /// an intact log; one that does not is [`TileReadError::Missing`].
 pub(crate) trait TileSource {

@@ -9,7 +9,7 @@
 //!
 //! The log is a Merkle tree (RFC 6962): each record's canonical encoding is a
 //! leaf, the writer keeps the tree's compact range in memory and stores the
-//! hash of every perfect subtree with the batch that completes it, and signs
+//! tree as hash tiles (C2SP tlog-tiles) with each batch, and signs
 //! a checkpoint (size, root) at least every `checkpoint_interval` while
 //! entries arrive, in the same transaction as the entries it covers.
 
