@@ -145,6 +145,31 @@ async fn report_unauthenticated(exchange: &Exchange, sources: &Sources) -> usize
 /// with their node certificates, recognised by the keys the directory pins,
 /// served `rpc::federated`'s routes. The server certificate is the node's
 /// own; the client CAs are the peers'.
+/// Binds a listener, and the address it took (port 0 gives a free one).
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), NodeError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| NodeError::Listen { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| NodeError::Listen { addr, source })?;
+    Ok((listener, bound))
+}
+
+/// What every mTLS listener does with a refused handshake that presented
+/// a certificate: counts it (telemetry) and records it in the access log,
+/// in a task of its own so the accept loop does not wait for the log.
+fn on_handshake_failure(
+    exchange: &Arc<Exchange>,
+) -> Arc<dyn Fn(tls::HandshakeFailure) + Send + Sync> {
+    let ex = exchange.clone();
+    Arc::new(move |f: tls::HandshakeFailure| {
+        crate::telemetry::metrics::certificate_refused();
+        let ex = ex.clone();
+        tokio::spawn(async move { ex.handshake_failed(f).await });
+    })
+}
+
 async fn serve_federation(
     config: &Config,
     addr: SocketAddr,
@@ -163,17 +188,8 @@ async fn serve_federation(
         .federation_tls_files()
         .unwrap_or_else(|| config.tls_files());
     let (_tls_tx, tls_rx) = watch::channel(tls::server_config(&files, None)?);
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| NodeError::Listen { addr, source })?;
-    let bound = listener
-        .local_addr()
-        .map_err(|source| NodeError::Listen { addr, source })?;
-    let ex = exchange.clone();
-    let on_failure = Arc::new(move |f: tls::HandshakeFailure| {
-        let ex = ex.clone();
-        tokio::spawn(async move { ex.handshake_failed(f).await });
-    });
+    let (listener, bound) = bind(addr).await?;
+    let on_failure = on_handshake_failure(&exchange);
     let incoming = tls::serve_tls(
         listener,
         tls_rx,
@@ -264,19 +280,8 @@ impl Node {
         let (registry_tx, registry_rx) = watch::channel(registry);
 
         let addr = config.node.listen;
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| NodeError::Listen { addr, source })?;
-        let local_addr = listener
-            .local_addr()
-            .map_err(|source| NodeError::Listen { addr, source })?;
-
-        let ex = exchange.clone();
-        let on_failure = Arc::new(move |f: tls::HandshakeFailure| {
-            crate::telemetry::metrics::certificate_refused();
-            let ex = ex.clone();
-            tokio::spawn(async move { ex.handshake_failed(f).await });
-        });
+        let (listener, local_addr) = bind(addr).await?;
+        let on_failure = on_handshake_failure(&exchange);
         let sources = Sources::new(config.source_limits());
         let incoming = tls::serve_tls(
             listener,
