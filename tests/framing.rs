@@ -91,6 +91,29 @@ async fn headers_that_break_the_protocol_are_refused_with_a_request_id_and_a_rec
     );
 }
 
+/// A `FindCases` request by hand whose body is sent as these chunks, the
+/// last ending the stream; its answer's head.
+async fn find_cases_in_chunks(
+    node: &TestNode,
+    chunks: Vec<Vec<u8>>,
+) -> http::Response<h2::RecvStream> {
+    let mut client = connection(node, Some(node.identity(GEMEENTE))).await;
+    let req = http::Request::builder()
+        .method("POST")
+        .uri("https://localhost/sluis.v1.CaseService/FindCases")
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header("x-sluis-actor", ACTOR)
+        .body(())
+        .unwrap();
+    let (response, mut body_tx) = client.send_request(req, false).unwrap();
+    let last = chunks.len() - 1;
+    for (i, c) in chunks.into_iter().enumerate() {
+        body_tx.send_data(Bytes::from(c), i == last).unwrap();
+    }
+    response.await.expect("an answer")
+}
+
 /// A unary call carries one message (gRPC over HTTP/2). tonic read the
 /// first of two and answered OK, as if the second had never been sent; a
 /// second message is now INVALID_ARGUMENT with a request id and a record,
@@ -103,21 +126,7 @@ async fn a_unary_call_with_two_messages_is_refused_with_a_request_id_and_a_recor
         vec![[one.clone(), one.clone()].concat()],
         vec![one.clone(), one.clone()],
     ] {
-        let mut client = connection(&node, Some(node.identity(GEMEENTE))).await;
-        let req = http::Request::builder()
-            .method("POST")
-            .uri("https://localhost/sluis.v1.CaseService/FindCases")
-            .header("content-type", "application/grpc")
-            .header("te", "trailers")
-            .header("x-sluis-actor", ACTOR)
-            .body(())
-            .unwrap();
-        let (response, mut body_tx) = client.send_request(req, false).unwrap();
-        let last = chunks.len() - 1;
-        for (i, c) in chunks.into_iter().enumerate() {
-            body_tx.send_data(Bytes::from(c), i == last).unwrap();
-        }
-        let response = response.await.expect("an answer");
+        let response = find_cases_in_chunks(&node, chunks).await;
         let get = |k: &str| {
             response
                 .headers()
@@ -141,20 +150,7 @@ async fn a_unary_call_with_two_messages_is_refused_with_a_request_id_and_a_recor
         scope: sluis::rpc::proto::v1::find_cases_request::Scope::Own as i32,
         ..Default::default()
     };
-    let mut client = connection(&node, Some(node.identity(GEMEENTE))).await;
-    let req = http::Request::builder()
-        .method("POST")
-        .uri("https://localhost/sluis.v1.CaseService/FindCases")
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .header("x-sluis-actor", ACTOR)
-        .body(())
-        .unwrap();
-    let (response, mut body_tx) = client.send_request(req, false).unwrap();
-    body_tx
-        .send_data(Bytes::from(grpc_frame(0, &own.encode_to_vec())), true)
-        .unwrap();
-    let response = response.await.expect("an answer");
+    let response = find_cases_in_chunks(&node, vec![grpc_frame(0, &own.encode_to_vec())]).await;
     assert_eq!(response.status(), http::StatusCode::OK);
     assert!(
         response.headers().get("grpc-status").is_none(),
