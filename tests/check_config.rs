@@ -436,7 +436,11 @@ fn a_client_ca_without_a_crl_is_an_error_unless_allowed() {
         .collect();
     assert_eq!(errors.len(), 1, "{:?}", report.findings);
     assert!(errors[0].problem.contains("no CRL"), "{:?}", errors[0]);
-    assert!(errors[0].fix.contains("allow_missing_crl"), "{:?}", errors[0]);
+    assert!(
+        errors[0].fix.contains("allow_missing_crl"),
+        "{:?}",
+        errors[0]
+    );
     let checked = sluis()
         .args(["check-config", "--config"])
         .arg(&config)

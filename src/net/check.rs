@@ -198,7 +198,8 @@ pub fn check_tls(files: &TlsFiles, now: i64, warn_secs: i64) -> Vec<TlsFinding> 
                 true,
                 &files.client_ca,
                 "tls.crl",
-                "no CRL is configured: the node does not start without a CRL of every client CA".into(),
+                "no CRL is configured: the node does not start without a CRL of every client CA"
+                    .into(),
                 "add each client CA's CRL to tls.crl, and keep it current (or set tls.allow_missing_crl = true to serve without one, accepting revoked certificates)",
             );
         }
