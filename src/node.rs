@@ -224,7 +224,9 @@ async fn serve_federation(
 
 impl Node {
     pub async fn start(config: &Config) -> Result<Node, NodeError> {
-        let keys = Arc::new(Keys::load(&config.path(&config.node.keys_dir))?);
+        let keys_dir = config.path(&config.node.keys_dir);
+        Keys::no_rotation_pending(&keys_dir)?;
+        let keys = Arc::new(Keys::load(&keys_dir)?);
         let federation = match &config.federation {
             Some(f) => Some(Arc::new(crate::federation::Federation::load(
                 &config.node.name,
