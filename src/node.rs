@@ -243,7 +243,7 @@ impl Node {
         let (store, log_sink) =
             Store::open(&config.database_url()?, &config.pool_settings(), true).await?;
         let store = store.claim_for_node(config.cache_bounds())?;
-        let audit = AuditLog::start(
+        let audit = match AuditLog::start(
             store.clone(),
             log_sink,
             keys.clone(),
@@ -253,7 +253,16 @@ impl Node {
                 checkpoint_interval: Duration::from_millis(config.node.checkpoint_interval_ms),
             },
         )
-        .await?;
+        .await
+        {
+            Ok(audit) => audit,
+            Err(e) => {
+                // Let go of the database (a SQLite file's claim) at once,
+                // so that the fix the error names can be run.
+                store.close().await;
+                return Err(e.into());
+            }
+        };
         let exchange = Arc::new(
             Exchange::new(
                 config.node.name.clone(),
