@@ -354,7 +354,7 @@ fn read_signing_history(dir: &Path) -> Result<Vec<String>, VaultError> {
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .map(str::to_string)
         .collect();
-    if keys.len() > MAX_HISTORY || keys.iter().any(|k| k.split('+').count() != 3) {
+    if keys.len() > MAX_HISTORY || keys.iter().any(|k| k.splitn(3, '+').count() != 3) {
         return Err(VaultError::Malformed {
             path,
             what: "expected one verifier key (<name>+<key id>+<key>) a line",

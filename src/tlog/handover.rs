@@ -43,7 +43,7 @@ impl Handover {
             return None;
         }
         let (to, from) = detail.strip_prefix(PREFIX)?.split_once(FROM)?;
-        let key = |k: &str| k.split('+').count() == 3 && !k.contains(' ');
+        let key = |k: &str| k.splitn(3, '+').count() == 3 && !k.contains(' ');
         (key(to) && key(from)).then(|| Handover {
             from: from.to_string(),
             to: to.to_string(),
