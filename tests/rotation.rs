@@ -82,11 +82,7 @@ async fn after_rotating_both_keys_old_pseudonyms_resolve_for_their_recipient_and
     let mut gemeente = node.client(GEMEENTE).await;
     let (case_id, _) = register(&mut gemeente).await;
     let mut dtv = node.client("dtv").await;
-    let before = dtv
-        .cases
-        .get_case(by_id(&case_id, "return"))
-        .await
-        .unwrap();
+    let before = dtv.cases.get_case(by_id(&case_id, "return")).await.unwrap();
     let old_request = request_id(&before);
     let old_pseudonym = before.into_inner().subject_pseudonym;
     assert!(old_pseudonym.starts_with("ps1."), "{old_pseudonym}");
@@ -110,7 +106,9 @@ async fn after_rotating_both_keys_old_pseudonyms_resolve_for_their_recipient_and
         ["node.rotate_key", "node.rotate_pseudonym"]
     );
 
-    let node = Node::start(&config).await.expect("start after the rotations");
+    let node = Node::start(&config)
+        .await
+        .expect("start after the rotations");
     let mut dtv = client(&node, &dir, "dtv").await;
     // The old pseudonym still resolves for DT&V …
     let by_old = dtv
@@ -166,7 +164,10 @@ async fn after_rotating_both_keys_old_pseudonyms_resolve_for_their_recipient_and
     let (ok, said) = given(&[&new_key]);
     assert!(!ok && said.contains("not in the key history"), "{said}");
     let (ok, said) = given(&[&old_key]);
-    assert!(!ok, "a history without the new key refuses its checkpoints: {said}");
+    assert!(
+        !ok,
+        "a history without the new key refuses its checkpoints: {said}"
+    );
 
     // The old checkpoint still verifies under the old key, and an inclusion
     // proof of an old entry against it holds.
@@ -180,7 +181,9 @@ async fn after_rotating_both_keys_old_pseudonyms_resolve_for_their_recipient_and
     )
     .await
     .unwrap();
-    proof.verify().expect("an old entry's proof against the old checkpoint");
+    proof
+        .verify()
+        .expect("an old entry's proof against the old checkpoint");
     // The latest checkpoint is the new key's alone.
     let latest = store.latest_checkpoint().await.unwrap().unwrap();
     store.close().await;
@@ -249,7 +252,11 @@ async fn a_node_renamed_the_documented_way_keeps_audit_verify_passing() {
     let text = std::fs::read_to_string(&path).unwrap();
     let from = format!("name = \"{old_name}\"");
     assert!(text.contains(&from));
-    std::fs::write(&path, text.replacen(&from, &format!("name = \"{new_name}\""), 1)).unwrap();
+    std::fs::write(
+        &path,
+        text.replacen(&from, &format!("name = \"{new_name}\""), 1),
+    )
+    .unwrap();
     let config = Config::load(&path).unwrap();
 
     // The name changed without the rename step: refused, saying what to run.
@@ -262,7 +269,9 @@ async fn a_node_renamed_the_documented_way_keeps_audit_verify_passing() {
 
     let said = run("node", "rename", &path);
     assert!(said.contains(new_name), "{said}");
-    let node = Node::start(&config).await.expect("start under the new name");
+    let node = Node::start(&config)
+        .await
+        .expect("start under the new name");
     let mut gemeente = client(&node, &dir, GEMEENTE).await;
     register(&mut gemeente).await;
     node.shutdown().await.unwrap();
@@ -273,7 +282,11 @@ async fn a_node_renamed_the_documented_way_keeps_audit_verify_passing() {
     let checkpoints = store.checkpoints().await.unwrap();
     store.close().await;
     let last = checkpoints.last().unwrap();
-    assert!(checkpoints[0].note.starts_with(&format!("{}\n", origin(&old_name))));
+    assert!(
+        checkpoints[0]
+            .note
+            .starts_with(&format!("{}\n", origin(&old_name)))
+    );
     assert!(last.note.starts_with(&format!("{}\n", origin(new_name))));
     assert!(Checkpoint::verify(&last.note, &verifier_key(&config)).is_ok());
     assert_eq!(node_methods(&config).await, ["node.rename"]);

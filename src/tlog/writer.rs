@@ -58,7 +58,7 @@ pub enum AuditError {
     /// The latest checkpoint is not signed by the key the node would sign
     /// with: the key file was replaced without a rotation.
     #[error(
-        "the signing key in the keys folder does not sign this log: the latest checkpoint (size {size}) is signed by another key as '{name}', not by {key}. The key file was replaced without `sluis keys rotate-signing`: put the key that signed the log back into the keys folder (from a backup) and start again; to change the key, run `sluis keys rotate-signing` with the old key in place. If the old key is lost, see \"Losing a key\" in docs/operations.md"
+        "the signing key in the keys folder does not sign this log: the latest checkpoint (size {size}) is signed by another key as '{name}', not by {key}. The key file was replaced without `sluis keys rotate-signing`: put the key that signed the log back into the keys folder (from a backup) and start again; to change the key, run `sluis keys rotate-signing` with the old key in place. If the old key is lost, see \"What losing each key means\" in docs/operations.md"
     )]
     KeyReplaced {
         size: u64,
@@ -68,7 +68,7 @@ pub enum AuditError {
     /// The latest checkpoint is signed under another node name: the name
     /// in the configuration was changed without the rename step.
     #[error(
-        "the node's name changed without the rename step: the log's latest checkpoint (size {size}) is signed as '{signed_as}', the configuration names the node '{configured}'. To rename the node, run `sluis node rename` now (docs/operations.md, \"Renaming a node\"); otherwise put the old name back"
+        "the node's name changed without the rename step: the log's latest checkpoint (size {size}) is signed as '{signed_as}', the configuration names the node '{configured}'. To rename the node, run `sluis node rename` now (docs/operations.md, \"Renaming the node\"); otherwise put the old name back"
     )]
     Renamed {
         size: u64,
