@@ -34,6 +34,32 @@ fn sluis(args: &[&str]) -> (bool, String) {
     )
 }
 
+/// `sluis serve --config <file>`, which must refuse to start: its output.
+/// A node that starts instead is stopped after a while, and the test fails.
+fn serve_refused(config: &std::path::Path) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluis"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    for _ in 0..300 {
+        if child.try_wait().unwrap().is_some() {
+            let out = child.wait_with_output().unwrap();
+            assert!(!out.status.success(), "serve exited 0");
+            return format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    panic!("serve started instead of refusing");
+}
+
 /// `sluis <group> <command> --config <file>`, which must succeed.
 fn run(group: &str, command: &str, config: &std::path::Path) -> String {
     let (ok, said) = sluis(&[group, command, "--config", config.to_str().unwrap()]);
@@ -211,8 +237,7 @@ async fn a_replaced_signing_key_stops_serve_and_the_old_one_starts_it_again() {
     Keys::create(other.path()).unwrap();
     std::fs::copy(other.path().join("signing.key"), &keys).unwrap();
 
-    let (ok, said) = sluis(&["serve", "--config", path.to_str().unwrap()]);
-    assert!(!ok, "serve refuses a replaced key");
+    let said = serve_refused(&path);
     assert!(
         said.contains("does not sign this log") && said.contains("sluis keys rotate-signing"),
         "{said}"
@@ -260,8 +285,7 @@ async fn a_node_renamed_the_documented_way_keeps_audit_verify_passing() {
     let config = Config::load(&path).unwrap();
 
     // The name changed without the rename step: refused, saying what to run.
-    let (ok, said) = sluis(&["serve", "--config", path.to_str().unwrap()]);
-    assert!(!ok, "serve refuses a name the log was not handed over to");
+    let said = serve_refused(&path);
     assert!(
         said.contains("sluis node rename") && said.contains(&old_name),
         "{said}"
