@@ -156,16 +156,19 @@ pub fn check_at(path: &Path, now: i64) -> Report {
                 VaultError::Read { path, .. }
                 | VaultError::Malformed { path, .. }
                 | VaultError::Write { path, .. }
-                | VaultError::Exists(path) => path.clone(),
+                | VaultError::Exists(path)
+                | VaultError::RotationPending(path) => path.clone(),
                 VaultError::Open | VaultError::Random => keys_dir.clone(),
             };
-            add(
-                Severity::Error,
-                &file,
-                None,
-                e.to_string(),
-                "restore the key file from the node's backup: a new key cannot open what the old one sealed, signed or derived",
-            );
+            let fix = match &e {
+                VaultError::RotationPending(_) => {
+                    "run `sluis keys rotate-signing` again: it finishes the rotation it started"
+                }
+                _ => {
+                    "restore the key file from the node's backup: a new key cannot open what the old one sealed, signed or derived"
+                }
+            };
+            add(Severity::Error, &file, None, e.to_string(), fix);
         }
     }
 

@@ -224,7 +224,9 @@ async fn serve_federation(
 
 impl Node {
     pub async fn start(config: &Config) -> Result<Node, NodeError> {
-        let keys = Arc::new(Keys::load(&config.path(&config.node.keys_dir))?);
+        let keys_dir = config.path(&config.node.keys_dir);
+        Keys::no_rotation_pending(&keys_dir)?;
+        let keys = Arc::new(Keys::load(&keys_dir)?);
         let federation = match &config.federation {
             Some(f) => Some(Arc::new(crate::federation::Federation::load(
                 &config.node.name,
@@ -241,7 +243,7 @@ impl Node {
         let (store, log_sink) =
             Store::open(&config.database_url()?, &config.pool_settings(), true).await?;
         let store = store.claim_for_node(config.cache_bounds())?;
-        let audit = AuditLog::start(
+        let audit = match AuditLog::start(
             store.clone(),
             log_sink,
             keys.clone(),
@@ -251,7 +253,16 @@ impl Node {
                 checkpoint_interval: Duration::from_millis(config.node.checkpoint_interval_ms),
             },
         )
-        .await?;
+        .await
+        {
+            Ok(audit) => audit,
+            Err(e) => {
+                // Let go of the database (a SQLite file's claim) at once,
+                // so that the fix the error names can be run.
+                store.close().await;
+                return Err(e.into());
+            }
+        };
         let exchange = Arc::new(
             Exchange::new(
                 config.node.name.clone(),

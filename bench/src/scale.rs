@@ -24,7 +24,7 @@ use serde::Serialize;
 
 use sluis::config::Config;
 use sluis::dev::sample::{self, OWNER};
-use sluis::gateway::pseudonym::{AUDIT_DOMAIN, Pseudonymiser};
+use sluis::gateway::pseudonym::Pseudonymiser;
 use sluis::gateway::vault::Keys;
 use sluis::model::Category;
 use sluis::rpc::proto::v1 as pb;
@@ -389,7 +389,7 @@ fn log_record(i: u64, k: u64, pseudonyms: &Pseudonymiser, at: i64) -> AccessReco
     r.caller = "ngo-vluchtelingenwerk".into();
     r.role = "ngo".into();
     r.case_id = Some(case_id(k));
-    r.subject = Some(pseudonyms.pseudonym(AUDIT_DOMAIN, &subject_ref(k)));
+    r.subject = Some(pseudonyms.audit_pseudonym(&subject_ref(k)));
     r.purpose = Some("case_consultation".into());
     r.asked = Category::ALL.to_vec();
     r.released = vec![Category::Identity, Category::Shelter, Category::Perspective];

@@ -49,9 +49,11 @@ pub(crate) enum Command {
         /// A signed checkpoint saved earlier (e.g. from `sluis audit checkpoint`).
         #[arg(long, value_name = "FILE")]
         trusted_checkpoint: Option<PathBuf>,
-        /// The node's verifier key; default: derived from the node's own signing key.
+        /// The node's verifier key; repeat it for a log whose key was rotated or whose node was
+        /// renamed, oldest first. Default: the node's key history (keys/signing.history, then
+        /// the key derived from the node's own signing key).
         #[arg(long)]
-        key: Option<String>,
+        key: Vec<String>,
         #[arg(long)]
         json: bool,
     },
@@ -896,12 +898,17 @@ async fn verify(
     config: &Config,
     store: &Store,
     trusted: Option<PathBuf>,
-    key: Option<String>,
+    key: Vec<String>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let key = match key {
-        Some(k) => k,
-        None => own_verifier_key(config)?,
+    let keys = match key.is_empty() {
+        false => key,
+        true => {
+            let dir = config.path(&config.node.keys_dir);
+            Keys::load(&dir)
+                .and_then(|k| k.log_keys(&dir, &config.node.name))
+                .context("cannot read the node's key history; pass --key")?
+        }
     };
     let trusted = match trusted {
         Some(path) => Some(
@@ -912,7 +919,7 @@ async fn verify(
         None => None,
     };
     let tty = std::io::stderr().is_terminal() && !json;
-    let report = verify::verify_log(store, &key, trusted.as_deref(), |done, total| {
+    let report = verify::verify_log_history(store, &keys, trusted.as_deref(), |done, total| {
         if tty && total > 0 {
             let pct = done * 100 / total;
             eprint!("\rverifying {done}/{total} entries ({pct}%)");

@@ -197,7 +197,7 @@ pub(crate) async fn restore(
         keys_to.display()
     );
     let url = crate::store::sqlite_url(to);
-    let ok = check(&url, key).await?;
+    let ok = check(&url, &own.log_keys(&keys_to, node)?).await?;
     if ok {
         println!(
             "usable: serve it with node.name = \"{node}\", node.database = \"sqlite://{}\", node.keys_dir = \"{}\"",
@@ -215,10 +215,10 @@ pub(crate) async fn restore(
 pub(crate) async fn check_config(config_path: &Path) -> anyhow::Result<ExitCode> {
     let config = Config::load(config_path)
         .with_context(|| format!("no node at {} (use --config FILE)", config_path.display()))?;
-    let keys =
-        Keys::load(&config.path(&config.node.keys_dir)).context("the node's keys do not load")?;
-    let key = note::verifier_key(&config.node.name, &keys.signing_public_key());
-    Ok(if check(&config.database_url()?, &key).await? {
+    let dir = config.path(&config.node.keys_dir);
+    let keys = Keys::load(&dir).context("the node's keys do not load")?;
+    let history = keys.log_keys(&dir, &config.node.name)?;
+    Ok(if check(&config.database_url()?, &history).await? {
         println!("usable");
         ExitCode::SUCCESS
     } else {
@@ -227,15 +227,15 @@ pub(crate) async fn check_config(config_path: &Path) -> anyhow::Result<ExitCode>
 }
 
 /// Recomputes the whole log and checks it against every signed checkpoint
-/// (`tlog::verify`); usable only if intact and at least one checkpoint
-/// covers it. Says why on standard output.
-async fn check(url: &str, key: &str) -> anyhow::Result<bool> {
+/// under the node's key history (`tlog::verify`); usable only if intact and
+/// at least one checkpoint covers it. Says why on standard output.
+async fn check(url: &str, keys: &[String]) -> anyhow::Result<bool> {
     let settings = PoolSettings {
         max_connections: 2,
         ..PoolSettings::default()
     };
     let (store, _) = Store::open(url, &settings, false).await?;
-    let report = verify::verify_log(&store, key, None, |done, total| {
+    let report = verify::verify_log_history(&store, keys, None, |done, total| {
         if total > 0 && done == total {
             eprintln!("checked {done} entries");
         }

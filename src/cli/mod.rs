@@ -3,6 +3,7 @@
 pub(crate) mod audit;
 pub(crate) mod backup;
 pub(crate) mod federation;
+pub(crate) mod keys;
 pub(crate) mod ldv;
 pub(crate) mod stats;
 
@@ -170,6 +171,16 @@ enum Command {
     Receipt {
         #[command(subcommand)]
         command: ReceiptCommand,
+    },
+    /// Rotate the node's keys: the checkpoint-signing key, the pseudonym secret.
+    Keys {
+        #[command(subcommand)]
+        command: crate::cli::keys::KeysCommand,
+    },
+    /// The node's identity: rename it.
+    Node {
+        #[command(subcommand)]
+        command: crate::cli::keys::NodeCommand,
     },
 }
 
@@ -443,6 +454,8 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Audit { config, command } => crate::cli::audit::run(&config, *command).await,
         Command::Stats(c) => crate::cli::stats::run(c).await,
         Command::Federation { command } => crate::cli::federation::run(command),
+        Command::Keys { command } => crate::cli::keys::run_keys(command).await,
+        Command::Node { command } => crate::cli::keys::run_node(command).await,
         Command::Console(c) => crate::console::run(*c).await,
         Command::Receipt {
             command: ReceiptCommand::Verify { key, file },

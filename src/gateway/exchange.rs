@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use crate::gateway::error::{Code, ExchangeError, Resource};
 use crate::gateway::idempotency::{IdempotencyKey, InFlight};
 use crate::gateway::officer::OfficerKey;
-use crate::gateway::pseudonym::{AUDIT_DOMAIN, Pseudonymiser};
+use crate::gateway::pseudonym::Pseudonymiser;
 use crate::gateway::release::{self, Asker, Holdings, Withheld};
 use crate::gateway::validate::{self, Invalid, SubjectKey};
 use crate::gateway::vault::Keys;
@@ -223,7 +223,8 @@ impl Exchange {
         registry: Arc<Registry>,
         audit: AuditLog,
     ) -> Exchange {
-        let pseudonyms = Pseudonymiser::new(keys.pseudonym_secret());
+        let (version, newest) = keys.pseudonym_issuing();
+        let pseudonyms = Pseudonymiser::new(keys.pseudonym_secret()).issuing_under(version, newest);
         Exchange {
             node_name,
             store,
@@ -722,7 +723,7 @@ impl Exchange {
     }
 
     pub(super) fn subject_for_audit(&self, case: &CaseMeta) -> String {
-        self.pseudonyms.pseudonym(AUDIT_DOMAIN, &case.subject_ref)
+        self.pseudonyms.audit_pseudonym(&case.subject_ref)
     }
 
     fn pseudonym_for(&self, caller: &Caller, case: &CaseMeta) -> String {

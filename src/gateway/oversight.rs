@@ -11,7 +11,7 @@
 
 use std::fmt::Write as _;
 
-use crate::gateway::pseudonym::{AUDIT_DOMAIN, Pseudonymiser};
+use crate::gateway::pseudonym::Pseudonymiser;
 use crate::gateway::validate::{self, SubjectKey};
 use crate::gateway::{Exchange, ExchangeError, RequestCtx, Resource};
 use crate::model::{Category, Role};
@@ -394,7 +394,7 @@ impl ReportedCase {
     pub(crate) fn of(case: &CaseMeta, secret: &[u8; 32]) -> ReportedCase {
         ReportedCase {
             case_id: case.id.clone(),
-            subject: Pseudonymiser::new(secret).pseudonym(AUDIT_DOMAIN, &case.subject_ref),
+            subject: Pseudonymiser::new(secret).audit_pseudonym(&case.subject_ref),
         }
     }
 }

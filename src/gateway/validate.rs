@@ -300,13 +300,16 @@ pub(crate) fn role(field: &str, s: &str) -> Result<Role, Invalid> {
     })
 }
 
-/// A pseudonym as this node writes them (`ps1.` and 27 base64url
-/// characters): a caller's own, or the audit domain's in the access log.
+/// A pseudonym as this node writes them (`ps<version>.` and 27 base64url
+/// characters, the version that of the secret it was issued under): a
+/// caller's own, or the audit domain's in the access log.
 pub(crate) fn pseudonym(field: &str, s: &str) -> Result<(), Invalid> {
     if !crate::gateway::pseudonym::is_well_formed(s) {
         return Err(Invalid::new(
             field,
-            format!("{field} is malformed: expected a 'ps1.' pseudonym as this node issues them"),
+            format!(
+                "{field} is malformed: expected a 'ps1.' (or later version) pseudonym as this node issues them"
+            ),
         ));
     }
     Ok(())
@@ -356,6 +359,9 @@ pub const METHODS: &[&str] = &[
     "tls.unregistered",
     // What the node records of itself and of peer nodes.
     "node.reload",
+    "node.rotate_key",
+    "node.rename",
+    "node.rotate_pseudonym",
     "federation.refused",
     "unknown",
 ];

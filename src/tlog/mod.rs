@@ -25,6 +25,7 @@
 //! [`note::Signer`], which the gateway's vault implements.
 
 pub mod checkpoint;
+pub mod handover;
 pub(crate) mod layout;
 pub mod merkle;
 pub mod note;
@@ -37,4 +38,4 @@ mod writer;
 
 pub(crate) use record::RecordView;
 pub use record::{AccessRecord, Decision, Ldv, LdvStatus, SealedSubject, SubjectIdType};
-pub use writer::{AuditError, AuditLog, LogSettings, Recorded};
+pub use writer::{AuditError, AuditLog, Cosigner, LogSettings, Recorded};

@@ -108,6 +108,28 @@ pub fn sign(signer: &dyn Signer, name: &str, body: &str) -> Result<String, NoteE
     Ok(format!("{body}\n{EM_DASH} {name} {}\n", B64.encode(blob)))
 }
 
+/// Adds a signature by key `name` to a note `signer` did not sign yet
+/// (C2SP signed-note: a note may carry several signatures, each a line;
+/// a verifier ignores the ones by keys it does not know). Used when the
+/// log is handed over to a new key: the handover checkpoint carries the old
+/// and the new key's signatures.
+///
+/// Errors: [`NoteError::Malformed`] for a malformed note or key name.
+pub fn cosign(signer: &dyn Signer, name: &str, note: &str) -> Result<String, NoteError> {
+    let (text, _) = parse(note)?;
+    let line = sign(signer, name, text)?;
+    let sig = &line[text.len() + 1..];
+    Ok(format!("{note}{sig}"))
+}
+
+/// The key names a note's signature lines are signed as, in their order
+/// (none for a malformed note). Says who signed; proves nothing.
+pub fn signature_names(note: &str) -> Vec<&str> {
+    parse(note)
+        .map(|(_, sigs)| sigs.into_iter().map(|(name, _)| name).collect())
+        .unwrap_or_default()
+}
+
 /// A signature line: the key name, and the key id ‖ signature.
 type SignatureLine<'a> = (&'a str, Vec<u8>);
 
@@ -238,6 +260,21 @@ mod tests {
         );
         let other = vk.replacen("sluis.example", "other", 1);
         assert!(verify(&note, &other).is_err());
+    }
+
+    /// A cosigned note verifies under either key, and still refuses edits.
+    #[test]
+    fn a_cosigned_note_verifies_under_each_key() {
+        let (a, b) = (TestSigner::new(1), TestSigner::new(2));
+        let (va, vb) = (
+            verifier_key("a.example", &a.public_key()),
+            verifier_key("b.example", &b.public_key()),
+        );
+        let note = cosign(&b, "b.example", &sign(&a, "a.example", "x\n").unwrap()).unwrap();
+        assert_eq!(verify(&note, &va), Ok("x\n"));
+        assert_eq!(verify(&note, &vb), Ok("x\n"));
+        assert_eq!(note.lines().filter(|l| l.starts_with(EM_DASH)).count(), 2);
+        assert!(verify(&note.replace("x\n\n", "y\n\n"), &vb).is_err());
     }
 
     /// What C2SP signed-note calls malformed is refused, even when the

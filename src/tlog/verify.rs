@@ -11,7 +11,8 @@ use std::time::Instant;
 use crate::store::scan::{Chunk, Entry, Field, Named, Node, Value};
 use crate::store::{Store, StoreError, StoredCheckpoint};
 use crate::tlog::RecordView;
-use crate::tlog::checkpoint::Checkpoint;
+use crate::tlog::checkpoint::{Checkpoint, origin};
+use crate::tlog::handover::{Handover, key_name};
 use crate::tlog::layout::HEIGHT;
 use crate::tlog::merkle::{self, Frontier, Hash};
 
@@ -69,66 +70,79 @@ impl Problems {
     }
 }
 
-/// Verifies the log. `verifier_key` is the node's signed-note key;
-/// `trusted` a signed checkpoint saved earlier (its signature is checked
-/// with the same key). `progress(done, total)` is called now and then.
+/// Verifies the log of a node whose checkpoints were all signed by one key.
+/// `verifier_key` is the node's signed-note key; `trusted` a signed
+/// checkpoint saved earlier (its signature is checked with the same key).
+/// `progress(done, total)` is called now and then.
 pub async fn verify_log(
     store: &Store,
     verifier_key: &str,
+    trusted: Option<&str>,
+    progress: impl FnMut(u64, u64),
+) -> Result<VerifyReport, StoreError> {
+    verify_log_history(store, &[verifier_key.to_string()], trusted, progress).await
+}
+
+/// Verifies the log against its key history: `keys` are the verifier keys
+/// the log was signed with, oldest first (`Keys::log_keys`; a rotation and
+/// a rename each add one, `tlog::handover`). Each checkpoint must be
+/// signed by the key in force at its size, with that key's origin line;
+/// each handover record must name the next two keys of the history, and
+/// the checkpoint at its end must carry both keys' signatures; the log
+/// must end under the last key. A checkpoint signed by a key not in the
+/// history is a problem. `trusted` may be signed by any key of the history.
+pub async fn verify_log_history(
+    store: &Store,
+    keys: &[String],
     trusted: Option<&str>,
     mut progress: impl FnMut(u64, u64),
 ) -> Result<VerifyReport, StoreError> {
     let started = Instant::now();
     let mut problems = Problems(Vec::new());
     let total = store.log_size().await? as u64;
-
-    // Checkpoints: only their signed bodies count.
-    let mut checkpoints: Vec<(StoredCheckpoint, Option<Checkpoint>)> = Vec::new();
-    for cp in store.checkpoints().await? {
-        let parsed = match Checkpoint::verify(&cp.note, verifier_key) {
-            Ok(c) if c.size == cp.size as u64 && c.root.as_slice() == cp.root.as_slice() => Some(c),
-            Ok(_) => {
-                problems.add(
-                    0,
-                    format!(
-                        "checkpoint {}: its columns differ from its signed note",
-                        cp.size
-                    ),
-                );
-                None
-            }
-            Err(e) => {
-                problems.add(0, format!("checkpoint {}: {e}", cp.size));
-                None
-            }
-        };
-        checkpoints.push((cp, parsed));
+    if keys.is_empty() {
+        problems.add(0, "no verifier key to check the checkpoints with".into());
     }
+    let mut signing = Signing {
+        keys,
+        epoch: 0,
+        handover: None,
+    };
+
+    // Checkpoints: only their signed bodies count, each checked under the
+    // key in force at its size once the scan reaches it.
+    let checkpoints: Vec<StoredCheckpoint> = store.checkpoints().await?;
     let trusted = match trusted {
         None => None,
-        Some(note) => match Checkpoint::verify(note, verifier_key) {
-            Ok(c) => Some(c),
-            Err(e) => {
+        Some(note) => {
+            let mut last = None;
+            let found = keys.iter().find_map(|k| match Checkpoint::verify(note, k) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    last = Some(e);
+                    None
+                }
+            });
+            if found.is_none() {
+                let e = last.map_or_else(|| "no key".to_string(), |e| e.to_string());
                 problems.add(0, format!("trusted checkpoint: {e}"));
-                None
             }
-        },
+            found
+        }
     };
 
     let mut frontier = Frontier::new();
-    let mut cp_iter = checkpoints.iter().filter(|(_, p)| p.is_some()).peekable();
+    let mut cp_iter = checkpoints.iter().peekable();
     let mut last_good_cp = 0u64;
     let mut tree_nodes = 0u64;
     let mut completed: Vec<(merkle::NodeId, Hash)> = Vec::with_capacity(64);
     // A checkpoint at size 0 covers nothing but still must have the empty root.
-    while let Some((_, Some(c))) = cp_iter.peek() {
-        if c.size != 0 {
-            break;
-        }
-        if c.root != merkle::EMPTY_ROOT {
+    while let Some(stored) = cp_iter.next_if(|c| c.size == 0) {
+        if let Some(c) = signing.check(stored, &mut problems)
+            && c.root != merkle::EMPTY_ROOT
+        {
             problems.add(0, "checkpoint 0 does not have the empty tree's root".into());
         }
-        cp_iter.next();
     }
     let mut chunks = store.scan_log();
     while let Some(chunk) = chunks.recv().await {
@@ -186,7 +200,7 @@ pub async fn verify_log(
                     started,
                 ));
             }
-            check_columns(&chunk, entry, &mut next_named, &mut problems);
+            let handover = check_columns(&chunk, entry, &mut next_named, &mut problems);
             let record = match chunk.field(entry, Field::Record) {
                 Value::Bytes(b) => b,
                 _ => &[],
@@ -243,10 +257,13 @@ pub async fn verify_log(
                 }
             }
             let size = frontier.size();
-            while let Some((_, Some(c))) = cp_iter.peek() {
-                if c.size > size {
-                    break;
-                }
+            if let Some(h) = handover {
+                signing.handover_at(i, h, &mut problems);
+            }
+            while let Some(stored) = cp_iter.next_if(|c| c.size as u64 <= size) {
+                let Some(c) = signing.check(stored, &mut problems) else {
+                    continue;
+                };
                 if c.root != frontier.root() {
                     let at = problems
                         .lowest_in(last_good_cp, size)
@@ -257,8 +274,8 @@ pub async fn verify_log(
                 } else {
                     last_good_cp = size;
                 }
-                cp_iter.next();
             }
+            signing.handed_over(size, &mut problems);
             if let Some(t) = &trusted
                 && t.size == size
                 && t.root != frontier.root()
@@ -277,12 +294,15 @@ pub async fn verify_log(
         progress(frontier.size(), total);
     }
     let size = frontier.size();
-    for (c, _) in cp_iter {
-        problems.add(size, format!(
-            "a checkpoint of size {} was signed but the log has only {size} entries: entries were removed",
-            c.size
-        ));
+    for stored in cp_iter {
+        if signing.check(stored, &mut problems).is_some() {
+            problems.add(size, format!(
+                "a checkpoint of size {} was signed but the log has only {size} entries: entries were removed",
+                stored.size
+            ));
+        }
     }
+    signing.ended(size, &mut problems);
     if let Some(t) = &trusted
         && t.size > size
     {
@@ -314,7 +334,14 @@ pub async fn verify_log(
 /// `chunk.named[*named..]`, consumed), must say what the signed record
 /// says: otherwise a changed column or a removed row could hide an access
 /// from a privacy officer's query or a subject's report.
-fn check_columns(chunk: &Chunk, e: &Entry, named: &mut usize, problems: &mut Problems) {
+///
+/// Returns the handover the entry states, if it is one (`tlog::handover`).
+fn check_columns(
+    chunk: &Chunk,
+    e: &Entry,
+    named: &mut usize,
+    problems: &mut Problems,
+) -> Option<Handover> {
     let i = e.seq as u64;
     while let Some(n) = chunk.named.get(*named)
         && n.seq < e.seq
@@ -333,7 +360,7 @@ fn check_columns(chunk: &Chunk, e: &Entry, named: &mut usize, problems: &mut Pro
         .and_then(RecordView::parse)
     else {
         problems.add(i, format!("entry {i} is not a valid access record"));
-        return;
+        return None;
     };
     let text = |f| chunk.field(e, f).text();
     // NULL is "absent"; anything else must be text.
@@ -370,6 +397,132 @@ fn check_columns(chunk: &Chunk, e: &Entry, named: &mut usize, problems: &mut Pro
             i,
             format!("entry {i}: the subject index differs from the subjects the entry names"),
         );
+    }
+    Handover::parse(r.method, r.detail)
+}
+
+/// Which key signs the checkpoints at the point the scan has reached.
+struct Signing<'a> {
+    /// The key history, oldest first.
+    keys: &'a [String],
+    /// The key in force: an index into `keys`.
+    epoch: usize,
+    /// A handover the scan has read and whose checkpoint it has not yet
+    /// reached: (that checkpoint's size, the index of the new key, whether
+    /// a checkpoint signed by both was seen).
+    handover: Option<(u64, Option<usize>, bool)>,
+}
+
+impl Signing<'_> {
+    /// The stored checkpoint's signed body, if it is signed by the key in
+    /// force at its size (at a handover: by both keys) with that key's
+    /// origin line and matches its columns; otherwise a problem, and
+    /// `None`.
+    fn check(&mut self, cp: &StoredCheckpoint, problems: &mut Problems) -> Option<Checkpoint> {
+        let size = cp.size as u64;
+        let key = self.keys.get(self.epoch)?;
+        let mut parsed = Checkpoint::verify(&cp.note, key);
+        if let Some((at, to, seen)) = &mut self.handover
+            && *at == size
+        {
+            let next = to.and_then(|t| self.keys.get(t));
+            parsed = parsed.and_then(|c| match next {
+                Some(next) => Checkpoint::verify(&cp.note, next).map(|_| c),
+                None => Ok(c),
+            });
+            *seen |= parsed.is_ok();
+        }
+        match parsed {
+            Ok(c) if c.size == size && c.root.as_slice() == cp.root.as_slice() => {
+                if c.origin != origin(key_name(key)) {
+                    problems.add(
+                        0,
+                        format!(
+                            "checkpoint {size}: its origin is '{}', not '{}' of the key in force at that size",
+                            c.origin,
+                            origin(key_name(key))
+                        ),
+                    );
+                    return None;
+                }
+                Some(c)
+            }
+            Ok(_) => {
+                problems.add(
+                    0,
+                    format!("checkpoint {size}: its columns differ from its signed note"),
+                );
+                None
+            }
+            Err(e) => {
+                problems.add(
+                    0,
+                    format!(
+                        "checkpoint {size}: {e} (the key in force at that size is {key}; a checkpoint signed by a key not in the key history is refused)"
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// The entry at `index` hands the log over: it must name the key in
+    /// force and the next one of the history.
+    fn handover_at(&mut self, index: u64, h: Handover, problems: &mut Problems) {
+        let current = self.keys.get(self.epoch);
+        let next = self.keys.get(self.epoch + 1);
+        if current != Some(&h.from) || next != Some(&h.to) {
+            problems.add(
+                index,
+                format!(
+                    "entry {index} hands the log over from {} to {}, but the key history has {} then {}",
+                    h.from,
+                    h.to,
+                    current.map_or("no key", String::as_str),
+                    next.map_or("no later key", String::as_str),
+                ),
+            );
+        }
+        let to = self.keys.iter().position(|k| *k == h.to);
+        self.handover = Some((index + 1, to, false));
+    }
+
+    /// The scan has checked the checkpoints at `size`: a handover ending
+    /// there takes effect, once a checkpoint signed by both keys was seen.
+    fn handed_over(&mut self, size: u64, problems: &mut Problems) {
+        let Some((at, to, seen)) = self.handover else {
+            return;
+        };
+        if at != size {
+            return;
+        }
+        if !seen {
+            problems.add(
+                at - 1,
+                format!(
+                    "the handover at entry {} has no checkpoint of size {at} signed by both keys",
+                    at - 1
+                ),
+            );
+        }
+        if let Some(to) = to {
+            self.epoch = to;
+        }
+        self.handover = None;
+    }
+
+    /// The log ends at `size`: it must be signed by the last key of the
+    /// history by then (a key file replaced without a rotation is not).
+    fn ended(&mut self, size: u64, problems: &mut Problems) {
+        if self.keys.len() > self.epoch + 1 {
+            problems.add(
+                size,
+                format!(
+                    "the log was never handed over to {} (the key history's last key, the node's signing key): the key file was replaced without `sluis keys rotate-signing`, or the history belongs to another log",
+                    self.keys[self.keys.len() - 1]
+                ),
+            );
+        }
     }
 }
 

@@ -55,6 +55,26 @@ pub enum AuditError {
     /// Tree nodes needed to continue the tree at `size` are not stored.
     #[error("the log's tree nodes for size {size} are missing; run `sluis audit verify`")]
     NodesMissing { size: u64 },
+    /// The latest checkpoint is not signed by the key the node would sign
+    /// with: the key file was replaced without a rotation.
+    #[error(
+        "the signing key in the keys folder does not sign this log: the latest checkpoint (size {size}) is signed by another key as '{name}', not by {key}. The key file was replaced without `sluis keys rotate-signing`: put the key that signed the log back into the keys folder (from a backup) and start again; to change the key, run `sluis keys rotate-signing` with the old key in place. If the old key is lost, see \"What losing each key means\" in docs/operations.md"
+    )]
+    KeyReplaced {
+        size: u64,
+        name: String,
+        key: String,
+    },
+    /// The latest checkpoint is signed under another node name: the name
+    /// in the configuration was changed without the rename step.
+    #[error(
+        "the node's name changed without the rename step: the log's latest checkpoint (size {size}) is signed as '{signed_as}', the configuration names the node '{configured}'. To rename the node, run `sluis node rename` now (docs/operations.md, \"Renaming the node\"); otherwise put the old name back"
+    )]
+    Renamed {
+        size: u64,
+        signed_as: String,
+        configured: String,
+    },
 }
 
 impl From<StoreError> for AuditError {
@@ -75,6 +95,14 @@ struct Pending {
 enum Msg {
     Append(Box<Pending>),
     Sign(oneshot::Sender<()>),
+}
+
+/// A second key the next checkpoint is signed by besides the node's own:
+/// the key the log is handed over to (`tlog::handover`), as a signer and
+/// the name it signs as.
+pub struct Cosigner {
+    pub signer: Arc<dyn Signer>,
+    pub name: String,
 }
 
 /// Handle to the single writer of the access log.
@@ -115,6 +143,9 @@ struct Writer {
     /// The store's only way to append.
     sink: LogSink,
     signer: Arc<dyn Signer>,
+    /// The key of a handover under way: every checkpoint this writer signs
+    /// carries its signature too.
+    cosigner: Option<Cosigner>,
     settings: LogSettings,
     frontier: Frontier,
     signed_size: u64,
@@ -166,6 +197,18 @@ impl AuditLog {
         signer: Arc<dyn Signer>,
         settings: LogSettings,
     ) -> Result<AuditLog, AuditError> {
+        AuditLog::start_handover(store, sink, signer, settings, None).await
+    }
+
+    /// [`AuditLog::start`] for a handover to another key (`tlog::handover`):
+    /// every checkpoint this writer signs is cosigned by `cosigner`.
+    pub async fn start_handover(
+        store: Store,
+        sink: LogSink,
+        signer: Arc<dyn Signer>,
+        settings: LogSettings,
+        cosigner: Option<Cosigner>,
+    ) -> Result<AuditLog, AuditError> {
         // The checkpoint first: another replica may append (and sign) in
         // between, and a checkpoint must never look newer than the log.
         let latest = store.latest_checkpoint().await?;
@@ -186,6 +229,7 @@ impl AuditLog {
                 if at_cp.root().as_slice() != cp.root.as_slice() {
                     return Err(AuditError::TreeMismatch { size });
                 }
+                signed_by_this_key(cp, signer.as_ref(), &settings.key_name)?;
                 size
             }
             None => 0,
@@ -199,6 +243,7 @@ impl AuditLog {
             store,
             sink,
             signer,
+            cosigner,
             signed_at: Instant::now() - settings.checkpoint_interval,
             settings,
             frontier,
@@ -520,7 +565,13 @@ impl Writer {
             size: self.frontier.size(),
             root: self.frontier.root(),
         };
-        let note = match cp.sign(self.signer.as_ref(), &self.settings.key_name) {
+        let signed = cp
+            .sign(self.signer.as_ref(), &self.settings.key_name)
+            .and_then(|note| match &self.cosigner {
+                Some(c) => crate::tlog::note::cosign(c.signer.as_ref(), &c.name, &note),
+                None => Ok(note),
+            });
+        let note = match signed {
             Ok(note) => note,
             Err(e) => {
                 tracing::error!(error = %e, "the checkpoint cannot be signed; entries stay unsigned");
@@ -552,6 +603,34 @@ impl Writer {
             }
         }
     }
+}
+
+/// Whether the latest checkpoint `cp` is signed by the key the writer
+/// would sign with: otherwise the key file was replaced, or the node
+/// renamed, without handing the log over (`tlog::handover`), and signing on
+/// would leave checkpoints no verifier of the log accepts.
+fn signed_by_this_key(
+    cp: &StoredCheckpoint,
+    signer: &dyn Signer,
+    name: &str,
+) -> Result<(), AuditError> {
+    let key = crate::tlog::note::verifier_key(name, &signer.public_key());
+    if Checkpoint::verify(&cp.note, &key).is_ok() {
+        return Ok(());
+    }
+    let names = crate::tlog::note::signature_names(&cp.note);
+    if !names.is_empty() && !names.contains(&name) {
+        return Err(AuditError::Renamed {
+            size: cp.size as u64,
+            signed_as: names.join(", "),
+            configured: name.to_string(),
+        });
+    }
+    Err(AuditError::KeyReplaced {
+        size: cp.size as u64,
+        name: name.to_string(),
+        key,
+    })
 }
 
 /// Rebuilds the compact range of the stored tree. A log written before the

@@ -472,12 +472,13 @@ pub async fn grant_to_role(c: &mut Clients, case_id: &str, role_id: &str) -> Str
         .consent_id
 }
 
-/// `tlog::verify::verify_log` over a node's database (the node stopped or
-/// killed), against the node's own verifier key: what a privacy officer's
-/// `sluis audit verify` runs.
+/// `tlog::verify::verify_log_history` over a node's database (the node
+/// stopped or killed), against the node's key history: what a privacy
+/// officer's `sluis audit verify` runs.
 pub async fn verify_log_of(config: &Config) -> sluis::tlog::verify::VerifyReport {
-    let keys = sluis::gateway::vault::Keys::load(&config.path(&config.node.keys_dir)).unwrap();
-    let key = sluis::tlog::note::verifier_key(&config.node.name, &keys.signing_public_key());
+    let dir = config.path(&config.node.keys_dir);
+    let keys = sluis::gateway::vault::Keys::load(&dir).unwrap();
+    let history = keys.log_keys(&dir, &config.node.name).unwrap();
     let (store, _) = sluis::store::Store::open(
         &config.database_url().unwrap(),
         &sluis::store::PoolSettings::default(),
@@ -485,7 +486,7 @@ pub async fn verify_log_of(config: &Config) -> sluis::tlog::verify::VerifyReport
     )
     .await
     .expect("open the node's database");
-    let report = sluis::tlog::verify::verify_log(&store, &key, None, |_, _| {})
+    let report = sluis::tlog::verify::verify_log_history(&store, &history, None, |_, _| {})
         .await
         .expect("read the log");
     store.close().await;

@@ -1,0 +1,320 @@
+//! Rotation of the checkpoint-signing key and the pseudonym secret, and the
+//! rename of a node, done as docs/operations.md says: the node stopped, the
+//! `sluis` binary's commands, the node started again. On the suite's
+//! database (PostgreSQL when `SLUIS_TEST_POSTGRES_URL` is set, else SQLite).
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+use sluis::config::Config;
+use sluis::gateway::vault::Keys;
+use sluis::node::Node;
+use sluis::rpc::Clients;
+use sluis::store::{PoolSettings, Store};
+use sluis::tlog::AccessRecord;
+use sluis::tlog::checkpoint::{Checkpoint, origin};
+use sluis::tlog::note;
+use sluis::tlog::proof::{LeafRef, inclusion_proof};
+use tonic::Code;
+
+fn sluis(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_sluis"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// `sluis serve --config <file>`, which must refuse to start: its output.
+/// A node that starts instead is stopped after a while, and the test fails.
+fn serve_refused(config: &std::path::Path) -> String {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluis"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    for _ in 0..300 {
+        if child.try_wait().unwrap().is_some() {
+            let out = child.wait_with_output().unwrap();
+            assert!(!out.status.success(), "serve exited 0");
+            return format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    panic!("serve started instead of refusing");
+}
+
+/// `sluis <group> <command> --config <file>`, which must succeed.
+fn run(group: &str, command: &str, config: &std::path::Path) -> String {
+    let (ok, said) = sluis(&[group, command, "--config", config.to_str().unwrap()]);
+    assert!(ok, "sluis {group} {command}: {said}");
+    said
+}
+
+async fn client(node: &Node, dir: &std::path::Path, who: &str) -> Clients {
+    Clients::new(channel_as(node.local_addr, dir, who).await.unwrap())
+}
+
+async fn open(config: &Config) -> Store {
+    let (store, _) = Store::open(
+        &config.database_url().unwrap(),
+        &PoolSettings::default(),
+        false,
+    )
+    .await
+    .unwrap();
+    store
+}
+
+/// The current verifier key of a node folder.
+fn verifier_key(config: &Config) -> String {
+    let keys = Keys::load(&config.path(&config.node.keys_dir)).unwrap();
+    note::verifier_key(&config.node.name, &keys.signing_public_key())
+}
+
+/// The methods of the node's own records, in log order.
+async fn node_methods(config: &Config) -> Vec<String> {
+    let store = open(config).await;
+    let rows = store.access_log(0, 100_000).await.unwrap();
+    store.close().await;
+    rows.iter()
+        .map(|r| AccessRecord::decode(&r.record).unwrap().method)
+        .filter(|m| m.starts_with("node."))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_rotating_both_keys_old_pseudonyms_resolve_for_their_recipient_and_the_log_verifies()
+{
+    let node = TestNode::start().await;
+    let dir = node.dir.path().to_path_buf();
+    let path = node.config_path();
+    let mut gemeente = node.client(GEMEENTE).await;
+    let (case_id, _) = register(&mut gemeente).await;
+    let mut dtv = node.client("dtv").await;
+    let before = dtv.cases.get_case(by_id(&case_id, "return")).await.unwrap();
+    let old_request = request_id(&before);
+    let old_pseudonym = before.into_inner().subject_pseudonym;
+    assert!(old_pseudonym.starts_with("ps1."), "{old_pseudonym}");
+    let old_key = verifier_key(&node.config);
+    node.node.shutdown().await.unwrap();
+    let store = open(&node.config).await;
+    let old_cp = store.latest_checkpoint().await.unwrap().unwrap();
+    store.close().await;
+
+    run("keys", "rotate-signing", &path);
+    run("keys", "rotate-pseudonym", &path);
+    let config = Config::load(&path).unwrap();
+    let new_key = verifier_key(&config);
+    assert_ne!(new_key, old_key);
+    let history =
+        std::fs::read_to_string(dir.join("keys").join("signing.history")).unwrap_or_default();
+    assert!(history.contains(&old_key), "{history}");
+    assert!(!dir.join("keys/signing.key.next").exists());
+    assert_eq!(
+        node_methods(&config).await,
+        ["node.rotate_key", "node.rotate_pseudonym"]
+    );
+
+    let node = Node::start(&config)
+        .await
+        .expect("start after the rotations");
+    let mut dtv = client(&node, &dir, "dtv").await;
+    // The old pseudonym still resolves for DT&V …
+    let by_old = dtv
+        .cases
+        .get_case(by_pseudonym(&old_pseudonym, "return"))
+        .await
+        .expect("the ps1. pseudonym resolves for its recipient")
+        .into_inner();
+    assert_eq!(released(&by_old), ["residence_procedure"]);
+    // … new ones are issued under the new version, and resolve too …
+    let new_pseudonym = dtv
+        .cases
+        .get_case(by_id(&case_id, "return"))
+        .await
+        .unwrap()
+        .into_inner()
+        .subject_pseudonym;
+    assert!(new_pseudonym.starts_with("ps2."), "{new_pseudonym}");
+    assert_ne!(new_pseudonym[4..], old_pseudonym[4..]);
+    assert_eq!(by_old.subject_pseudonym, new_pseudonym);
+    dtv.cases
+        .get_case(by_pseudonym(&new_pseudonym, "return"))
+        .await
+        .expect("the ps2. pseudonym resolves for its recipient");
+    // … and neither resolves for anyone else.
+    let mut ind = client(&node, &dir, "ind").await;
+    for p in [&old_pseudonym, &new_pseudonym] {
+        let err = ind
+            .cases
+            .get_case(by_pseudonym(p, "legalisation"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::NotFound, "{p}");
+    }
+    node.shutdown().await.unwrap();
+
+    // The whole log verifies under its key history, as the officer's
+    // command runs it …
+    let report = verify_log_of(&config).await;
+    assert!(report.intact(), "{:?}", report.first_problem());
+    let (ok, said) = sluis(&["audit", "verify", "--config", path.to_str().unwrap()]);
+    assert!(ok, "{said}");
+    // … and with the keys given by hand, oldest first; with the new key
+    // alone, the checkpoints signed by the old one are refused.
+    let given = |keys: &[&str]| {
+        let mut args = vec!["audit", "verify", "--config", path.to_str().unwrap()];
+        for k in keys {
+            args.extend(["--key", k]);
+        }
+        sluis(&args)
+    };
+    assert!(given(&[&old_key, &new_key]).0);
+    let (ok, said) = given(&[&new_key]);
+    assert!(!ok && said.contains("not in the key history"), "{said}");
+    let (ok, said) = given(&[&old_key]);
+    assert!(
+        !ok,
+        "a history without the new key refuses its checkpoints: {said}"
+    );
+
+    // The old checkpoint still verifies under the old key, and an inclusion
+    // proof of an old entry against it holds.
+    assert!(Checkpoint::verify(&old_cp.note, &old_key).is_ok());
+    assert!(Checkpoint::verify(&old_cp.note, &new_key).is_err());
+    let store = open(&config).await;
+    let proof = inclusion_proof(
+        &store,
+        LeafRef::RequestId(old_request),
+        Some(old_cp.size as u64),
+    )
+    .await
+    .unwrap();
+    proof
+        .verify()
+        .expect("an old entry's proof against the old checkpoint");
+    // The latest checkpoint is the new key's alone.
+    let latest = store.latest_checkpoint().await.unwrap().unwrap();
+    store.close().await;
+    assert!(Checkpoint::verify(&latest.note, &new_key).is_ok());
+    assert!(Checkpoint::verify(&latest.note, &old_key).is_err());
+
+    let (ok, said) = sluis(&["restore", "--check", "--config", path.to_str().unwrap()]);
+    assert!(ok && said.contains("usable"), "{said}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_signing_key_stops_serve_and_the_old_one_starts_it_again() {
+    let node = TestNode::start().await;
+    let dir = node.dir.path().to_path_buf();
+    let path = node.config_path();
+    let mut gemeente = node.client(GEMEENTE).await;
+    register(&mut gemeente).await;
+    let config = node.config.clone();
+    node.node.shutdown().await.unwrap();
+
+    // Another key in place of the node's, without a rotation.
+    let keys = dir.join("keys/signing.key");
+    let original = std::fs::read(&keys).unwrap();
+    let other = tempfile::tempdir().unwrap();
+    Keys::create(other.path()).unwrap();
+    std::fs::copy(other.path().join("signing.key"), &keys).unwrap();
+
+    let said = serve_refused(&path);
+    assert!(
+        said.contains("does not sign this log") && said.contains("sluis keys rotate-signing"),
+        "{said}"
+    );
+    let (ok, said) = sluis(&["audit", "verify", "--config", path.to_str().unwrap()]);
+    assert!(!ok && said.contains("not in the key history"), "{said}");
+
+    // An interrupted rotation stops it too, until the rotation is run again.
+    std::fs::write(&keys, &original).unwrap();
+    std::fs::copy(
+        other.path().join("signing.key"),
+        dir.join("keys/signing.key.next"),
+    )
+    .unwrap();
+    let err = Node::start(&config).await.err().expect("refused");
+    assert!(err.to_string().contains("rotate-signing"), "{err}");
+    std::fs::remove_file(dir.join("keys/signing.key.next")).unwrap();
+
+    // The key that signed the log starts it again.
+    let node = Node::start(&config).await.expect("the original key serves");
+    node.shutdown().await.unwrap();
+    let report = verify_log_of(&config).await;
+    assert!(report.intact(), "{:?}", report.first_problem());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_renamed_the_documented_way_keeps_audit_verify_passing() {
+    let node = TestNode::start().await;
+    let dir = node.dir.path().to_path_buf();
+    let path = node.config_path();
+    let mut gemeente = node.client(GEMEENTE).await;
+    register(&mut gemeente).await;
+    let old_name = node.config.node.name.clone();
+    node.node.shutdown().await.unwrap();
+
+    let new_name = "sluis.gemeente-utrecht.example";
+    let text = std::fs::read_to_string(&path).unwrap();
+    let from = format!("name = \"{old_name}\"");
+    assert!(text.contains(&from));
+    std::fs::write(
+        &path,
+        text.replacen(&from, &format!("name = \"{new_name}\""), 1),
+    )
+    .unwrap();
+    let config = Config::load(&path).unwrap();
+
+    // The name changed without the rename step: refused, saying what to run.
+    let said = serve_refused(&path);
+    assert!(
+        said.contains("sluis node rename") && said.contains(&old_name),
+        "{said}"
+    );
+
+    let said = run("node", "rename", &path);
+    assert!(said.contains(new_name), "{said}");
+    let node = Node::start(&config)
+        .await
+        .expect("start under the new name");
+    let mut gemeente = client(&node, &dir, GEMEENTE).await;
+    register(&mut gemeente).await;
+    node.shutdown().await.unwrap();
+
+    let (ok, said) = sluis(&["audit", "verify", "--config", path.to_str().unwrap()]);
+    assert!(ok, "{said}");
+    let store = open(&config).await;
+    let checkpoints = store.checkpoints().await.unwrap();
+    store.close().await;
+    let last = checkpoints.last().unwrap();
+    assert!(
+        checkpoints[0]
+            .note
+            .starts_with(&format!("{}\n", origin(&old_name)))
+    );
+    assert!(last.note.starts_with(&format!("{}\n", origin(new_name))));
+    assert!(Checkpoint::verify(&last.note, &verifier_key(&config)).is_ok());
+    assert_eq!(node_methods(&config).await, ["node.rename"]);
+    // Running it again changes nothing.
+    let said = run("node", "rename", &path);
+    assert!(said.contains("nothing to hand over"), "{said}");
+}
