@@ -299,7 +299,9 @@ fn fields(case_id: &str) -> Vec<Field> {
                 "ps1.aaaaaaaaaaaaaaaaaaaaaaaaaa!",
             ]),
             message: |f| {
-                format!("{f} is malformed: expected a 'ps1.' pseudonym as this node issues them")
+                format!(
+                    "{f} is malformed: expected a 'ps1.' or 'pf1.' pseudonym as the nodes issue them"
+                )
             },
             entries: vec![
                 entry("GetCase", "subject_pseudonym", |v| {

@@ -303,10 +303,14 @@ pub(crate) fn role(field: &str, s: &str) -> Result<Role, Invalid> {
 /// A pseudonym as this node writes them (`ps1.` and 27 base64url
 /// characters): a caller's own, or the audit domain's in the access log.
 pub(crate) fn pseudonym(field: &str, s: &str) -> Result<(), Invalid> {
-    if !crate::gateway::pseudonym::is_well_formed(s) {
+    if !crate::gateway::pseudonym::is_well_formed(s)
+        && !crate::federation::pseudonym::is_well_formed(s)
+    {
         return Err(Invalid::new(
             field,
-            format!("{field} is malformed: expected a 'ps1.' pseudonym as this node issues them"),
+            format!(
+                "{field} is malformed: expected a 'ps1.' or 'pf1.' pseudonym as the nodes issue them"
+            ),
         ));
     }
     Ok(())
