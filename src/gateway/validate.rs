@@ -345,6 +345,8 @@ pub const METHODS: &[&str] = &[
     "GetInclusionProof",
     "GetConsistencyProof",
     "GetStatistics",
+    "ReferCase",
+    "AcceptReferral",
     // Services outside `sluis.v1`, named by service and method.
     "grpc.health.v1.Health/Check",
     "grpc.health.v1.Health/Watch",
