@@ -172,23 +172,35 @@ pub fn check_at(path: &Path, now: i64) -> Report {
     let policy_path = config.path(&config.node.policy);
     match Policy::load(&policy_path, &config.node.purposes) {
         Ok(_) => {}
+        // The line is node.policy's, so the file it belongs to is sluis.toml.
         Err(PolicyError::Read { source, .. }) => add(
             Severity::Error,
-            &policy_path,
+            path,
             line("node.policy"),
-            format!("cannot read the policy: {source}"),
+            format!("cannot read the policy {}: {source}", policy_path.display()),
             "point node.policy at the node's Cedar policy (`sluis init` writes the default one)",
         ),
-        Err(PolicyError::Parse(lines) | PolicyError::Invalid(lines)) => {
-            let source = policy_path.display().to_string();
+        Err(PolicyError::Parse(lines)) => {
             for l in lines.lines() {
-                let (at, problem) = policy_line(l, &source);
+                let (at, problem) = policy_line(l, &policy_path.display().to_string());
                 add(
                     Severity::Error,
                     &policy_path,
                     at,
                     problem.to_string(),
-                    "edit that rule: it may name only the roles, categories and purposes the message lists (node.purposes in sluis.toml adds purposes)",
+                    policy_fix(true, problem),
+                );
+            }
+        }
+        Err(PolicyError::Invalid(lines)) => {
+            for l in lines.lines() {
+                let (at, problem) = policy_line(l, &policy_path.display().to_string());
+                add(
+                    Severity::Error,
+                    &policy_path,
+                    at,
+                    problem.to_string(),
+                    policy_fix(false, problem),
                 );
             }
         }
@@ -266,6 +278,18 @@ fn parse_line(message: &str) -> Option<usize> {
 }
 
 /// A policy problem `SOURCE:LINE: text` as (line, text).
+/// The fix for one finding of the policy: a rule that does not parse, one
+/// without an id of its own, or one that names what the node does not know.
+fn policy_fix(syntax: bool, problem: &str) -> &'static str {
+    if syntax {
+        "correct that rule's Cedar syntax as the message says: `@id(\"...\") permit (principal, action, resource) when { ... };`"
+    } else if problem.contains("@id") {
+        "give that rule an @id(\"...\") no other rule has: the access log names the deciding rules by it"
+    } else {
+        "edit that rule: it may name only the roles, categories and purposes the message lists (node.purposes in sluis.toml adds purposes)"
+    }
+}
+
 fn policy_line<'a>(l: &'a str, source: &str) -> (Option<usize>, &'a str) {
     let Some(rest) = l.strip_prefix(source).and_then(|r| r.strip_prefix(':')) else {
         return (None, l);

@@ -632,6 +632,14 @@ async fn an_inclusion_proof_past_the_end_is_out_of_range() {
         let d = details(&s, Code::OutOfRange, "BEYOND_LOG_END");
         assert!(s.message().contains("past the end"), "{s:?}");
         assert!(!s.message().contains("retry"), "{s:?}");
+        if index == size {
+            // The last index as a number, not as arithmetic to do.
+            let last = match size {
+                1 => "1 entry (index 0)".to_string(),
+                n => format!("{n} entries (indexes 0 to {})", n - 1),
+            };
+            assert!(s.message().contains(&last), "{s:?}");
+        }
         let rec = record_of(&node, &request_id_of(s.metadata())).await;
         assert_eq!(rec.status, "OUT_OF_RANGE");
         assert_eq!(field_of_info(&d), "index");

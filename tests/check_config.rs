@@ -391,3 +391,148 @@ async fn production_init_lists_what_is_left_and_serves_once_filled() {
         tonic_health::pb::health_check_response::ServingStatus::Serving as i32
     );
 }
+
+/// A client CA without a CRL stops `serve` unless `tls.allow_missing_crl`
+/// says otherwise, so `check-config` calls it an error too: a configuration
+/// the check passes is one the node starts with.
+#[test]
+fn a_client_ca_without_a_crl_is_an_error_unless_allowed() {
+    let root = tempfile::tempdir().unwrap();
+    let oin = "00000001009876543000";
+    sluis::net::pki::write_dev_pki(
+        &root.path().join("pki"),
+        &["localhost".to_string()],
+        &[("dtv".into(), "DT&V".into(), Some(oin.into()))],
+    )
+    .unwrap();
+    let pki = root.path().join("pki");
+    let node = root.path().join("node");
+    // `init` without --crl: the operator has not fetched the CA's CRL yet.
+    let out = sluis()
+        .args(["init", "--name", "sluis.gemeente-test.example", "--dir"])
+        .arg(&node)
+        .arg("--cert")
+        .arg(pki.join("node.pem"))
+        .arg("--key")
+        .arg(pki.join("node.key"))
+        .arg("--ca")
+        .arg(pki.join("ca.pem"))
+        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let config = node.join("sluis.toml");
+    edit(&config, |t| {
+        t + &format!(
+            "\n[[participant]]\nid = \"dtv\"\nname = \"Dienst Terugkeer en Vertrek\"\nrole = \"dtv\"\noin = \"{oin}\"\n"
+        )
+    });
+
+    let report = check(&config);
+    let errors: Vec<_> = report
+        .findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+        .collect();
+    assert_eq!(errors.len(), 1, "{:?}", report.findings);
+    assert!(errors[0].problem.contains("no CRL"), "{:?}", errors[0]);
+    assert!(
+        errors[0].fix.contains("allow_missing_crl"),
+        "{:?}",
+        errors[0]
+    );
+    let checked = sluis()
+        .args(["check-config", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(checked.status.code(), Some(1), "{checked:?}");
+    // And serve agrees: it does not start.
+    let refused = sluis()
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("no CRL"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+
+    // Serving without a CRL is the operator's explicit choice: then a warning.
+    edit(&config, |t| {
+        t.replace("allow_missing_crl = false", "allow_missing_crl = true")
+    });
+    let report = check(&config);
+    assert!(
+        report
+            .findings
+            .iter()
+            .all(|f| f.severity == Severity::Warning),
+        "{:?}",
+        report.findings
+    );
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| f.problem.contains("no CRL is configured")),
+        "{:?}",
+        report.findings
+    );
+}
+
+/// Each finding of the policy has the fix that fits it, and an unreadable
+/// policy file is reported at the line of `node.policy` in `sluis.toml`,
+/// naming the policy file it could not read.
+#[tokio::test]
+async fn policy_findings_say_the_fix_that_fits_them() {
+    let (dir, config) = dev_node().await;
+    let policy = dir.path().join("policy.cedar");
+    let default = std::fs::read_to_string(&policy).unwrap();
+    let policy_findings = |config: &Path| {
+        check(config)
+            .findings
+            .into_iter()
+            .filter(|f| f.problem.contains("rule") || f.problem.contains("policy"))
+            .collect::<Vec<_>>()
+    };
+
+    // A rule without an id.
+    std::fs::write(
+        &policy,
+        format!("{default}\npermit (principal, action, resource);\n"),
+    )
+    .unwrap();
+    let found = policy_findings(&config);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].problem.contains("without @id"), "{found:?}");
+    assert!(found[0].fix.contains("@id"), "{found:?}");
+
+    // A rule cut short.
+    std::fs::write(
+        &policy,
+        format!("{default}\n@id(\"cut\")\npermit (principal, action, resource) when {{\n"),
+    )
+    .unwrap();
+    let found = policy_findings(&config);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(found[0].fix.contains("syntax"), "{found:?}");
+    assert!(!found[0].fix.contains("node.purposes"), "{found:?}");
+
+    // A file that is no text: the setting's line, in the file that has it.
+    std::fs::write(&policy, b"\xff\xfe").unwrap();
+    let found = policy_findings(&config);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].file, config, "{found:?}");
+    let line = std::fs::read_to_string(&config)
+        .unwrap()
+        .lines()
+        .position(|l| l.starts_with("policy ="))
+        .unwrap()
+        + 1;
+    assert_eq!(found[0].line, Some(line), "{found:?}");
+    assert!(found[0].problem.contains("policy.cedar"), "{found:?}");
+}

@@ -665,6 +665,12 @@ async fn the_api_answers_in_http_terms() {
         record_of(&node, &post.request_id()).await.method,
         "tlog-tiles/checkpoint"
     );
+    // HEAD is refused as well, and its answer has no body (RFC 9110 §9.3.2),
+    // which an HTTP/2 client takes for a broken stream.
+    let head = fetch(&node, Some(participant.clone()), "HEAD", "/checkpoint").await;
+    assert_eq!(head.status, 405);
+    assert_eq!(head.header("allow"), "GET");
+    assert!(head.body.is_empty(), "{:?}", head.body);
     // gRPC on the same listener is as it was.
     let mut c = node.client(GEMEENTE).await;
     common::own_cases(&mut c).await;

@@ -181,14 +181,28 @@ pub fn check_tls(files: &TlsFiles, now: i64, warn_secs: i64) -> Vec<TlsFinding> 
             ),
         }
     }
+    // `serve` refuses a client CA without a CRL unless
+    // `tls.allow_missing_crl` (`crl::require_each_ca`): the same here, so
+    // that a configuration this check passes is one the node starts with.
     if files.crls.is_empty() {
-        push(
-            false,
-            &files.client_ca,
-            "tls.crl",
-            "no CRL is configured: a revoked client certificate is still accepted".into(),
-            "add each client CA's CRL to tls.crl, and keep it current",
-        );
+        if files.allow_missing_crl {
+            push(
+                false,
+                &files.client_ca,
+                "tls.crl",
+                "no CRL is configured (tls.allow_missing_crl): a revoked client certificate is still accepted".into(),
+                "add each client CA's CRL to tls.crl, and keep it current",
+            );
+        } else {
+            push(
+                true,
+                &files.client_ca,
+                "tls.crl",
+                "no CRL is configured: the node does not start without a CRL of every client CA"
+                    .into(),
+                "add each client CA's CRL to tls.crl, and keep it current (or set tls.allow_missing_crl = true to serve without one, accepting revoked certificates)",
+            );
+        }
     }
     if crls.is_empty() {
         return out;
@@ -237,12 +251,18 @@ pub fn check_tls(files: &TlsFiles, now: i64, warn_secs: i64) -> Vec<TlsFinding> 
                 let name = crl::issuer_name(subject);
                 if !deciding.iter().any(|d| d.issuer == name) {
                     push(
-                        false,
+                        !files.allow_missing_crl,
                         &files.client_ca,
                         "tls.crl",
-                        format!(
-                            "client CA {name} has no CRL among tls.crl: with CRLs enforced, every certificate it issued is refused (revocation status unknown)"
-                        ),
+                        if files.allow_missing_crl {
+                            format!(
+                                "client CA {name} has no CRL among tls.crl: with CRLs enforced, every certificate it issued is refused (revocation status unknown)"
+                            )
+                        } else {
+                            format!(
+                                "client CA {name} has no CRL among tls.crl: the node does not start without a CRL of every client CA"
+                            )
+                        },
                         "add this CA's CRL to tls.crl (in a chain, every CA needs its CRL), or remove the CA from tls.client_ca",
                     );
                 }

@@ -77,6 +77,12 @@ pub(super) async fn serve(
                 resp.headers_mut()
                     .insert(http::header::ALLOW, http::HeaderValue::from_static("GET"));
             }
+            // An answer to HEAD has no content (RFC 9110 §9.3.2): data on it
+            // is a stream error to an HTTP/2 client.
+            if method == http::Method::HEAD {
+                *resp.body_mut() = tonic::body::Body::empty();
+                resp.headers_mut().remove(http::header::CONTENT_LENGTH);
+            }
             return (resp, code);
         }
     };

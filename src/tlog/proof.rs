@@ -30,9 +30,7 @@ pub enum ProofError {
     NotCoveredYet { index: u64, size: u64 },
     /// The index is past the end of the log (or of the tree size named):
     /// asking again will not help until the log grows that far.
-    #[error(
-        "index {index} is past the end: the {what} has {size} entries (indexes 0 to {size} - 1)"
-    )]
+    #[error("index {index} is past the end: the {what} has {}", entries(*.size))]
     PastTheEnd {
         index: u64,
         size: u64,
@@ -48,6 +46,16 @@ pub enum ProofError {
     EntryMissing { index: u64 },
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// How many entries a log of `size` has and their indexes, as `PastTheEnd`
+/// words them.
+fn entries(size: u64) -> String {
+    match size {
+        0 => "no entries".into(),
+        1 => "1 entry (index 0)".into(),
+        n => format!("{n} entries (indexes 0 to {})", n - 1),
+    }
 }
 
 /// Which entry a proof is for.
