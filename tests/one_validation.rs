@@ -300,7 +300,7 @@ fn fields(case_id: &str) -> Vec<Field> {
             ]),
             message: |f| {
                 format!(
-                    "{f} is malformed: expected a 'ps1.' (or later version) pseudonym as this node issues them"
+                    "{f} is malformed: expected a 'ps1.' (or later version) or 'pf1.' pseudonym as the nodes issue them"
                 )
             },
             entries: vec![

@@ -68,7 +68,8 @@ fn node_hash(left: &[u8], right: &[u8]) -> Vec<u8> {
 /// Turns the node's database back into the previous layout: the tiles'
 /// tables gone, every perfect node of the tree (RFC 6962) one row of
 /// `merkle_nodes`, keyed by the size at which it completes, schema
-/// version 6.
+/// version 6 (so what later migrations made goes too: migration 0010's
+/// federation tables and consent-event trigger).
 fn to_previous_layout(db: &Path) {
     let c = rusqlite::Connection::open(db).unwrap();
     let records: Vec<Vec<u8>> = c
@@ -91,6 +92,11 @@ fn to_previous_layout(db: &Path) {
          BEGIN SELECT RAISE(ABORT, 'the log tree is append-only'); END;
          CREATE TRIGGER merkle_nodes_append_only_d BEFORE DELETE ON merkle_nodes
          BEGIN SELECT RAISE(ABORT, 'the log tree is append-only'); END;
+         DROP TABLE referred_cases;
+         DROP TABLE federation_pseudonyms;
+         DROP TRIGGER consent_events_append_only_d;
+         CREATE TRIGGER consent_events_append_only_d BEFORE DELETE ON consent_events
+         BEGIN SELECT RAISE(ABORT, 'consent events are append-only'); END;
          PRAGMA user_version = 6;",
     )
     .unwrap();

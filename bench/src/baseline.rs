@@ -90,6 +90,13 @@ impl pb::case_service_server::CaseService for Baseline {
     ) -> Result<Response<pb::FindCasesResponse>, Status> {
         Err(Status::unimplemented("the baseline only answers GetCase"))
     }
+
+    async fn refer_case(
+        &self,
+        _: Request<pb::ReferCaseRequest>,
+    ) -> Result<Response<pb::ReferCaseResponse>, Status> {
+        Err(Status::unimplemented("the baseline only answers GetCase"))
+    }
 }
 
 /// `serve-baseline`: listens on 127.0.0.1 with the node's TLS files and

@@ -1,5 +1,5 @@
 //! `sluis federation`: the network operator's tools for the signed
-//! federation directory. Nothing here talks to a node: the operator makes
+//! federation directory and the federation's pseudonym key. Nothing here talks to a node: the operator makes
 //! the key, signs a directory from its TOML source, and hands the signed
 //! file to every node (which takes it on SIGHUP).
 
@@ -22,6 +22,15 @@ pub enum Command {
         #[arg(long)]
         network: String,
         /// Where to write the private key (never overwritten).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Make the federation's pseudonym key K_fed (32 random bytes). Copy the file to every node
+    /// over a protected channel (never in the directory) and name it in `[federation]
+    /// pseudonym_key`: a recipient then gets the same pseudonym for a case on every node, before
+    /// and after a referral.
+    PseudonymKeygen {
+        /// Where to write the key (never overwritten).
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
@@ -65,6 +74,14 @@ pub(crate) fn run(command: Command) -> anyhow::Result<ExitCode> {
             let vkey = FederationKey::generate(&network, &out)?;
             println!("wrote the federation key to {}", out.display());
             println!("verifier key (each node's [federation] verifier_key):\n{vkey}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::PseudonymKeygen { out } => {
+            crate::federation::pseudonym::FederationPseudonyms::generate(&out)?;
+            println!(
+                "wrote the federation pseudonym key to {}; give every node a copy ([federation] pseudonym_key)",
+                out.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Sign { key, source, out } => {

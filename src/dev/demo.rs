@@ -1,4 +1,6 @@
-//! `sluis demo`: a realistic LVV scenario against a real node over mTLS.
+//! `sluis demo`: a realistic LVV scenario against a real node over mTLS,
+//! ending with a second municipality's node and a referral
+//! (`referral_demo`).
 //!
 //! Every party acts with its own client certificate. The demo prints who saw
 //! what and the access log, and reports failure if any outcome differs from
@@ -27,12 +29,12 @@ const CASE: u64 = 1;
 /// Cases registered for the statistics step.
 const POPULATION: u64 = 400;
 
-struct Checks {
+pub(super) struct Checks {
     failed: Vec<String>,
 }
 
 impl Checks {
-    fn expect(&mut self, ok: bool, what: &str) {
+    pub(super) fn expect(&mut self, ok: bool, what: &str) {
         if ok {
             println!("    ✓ {what}");
         } else {
@@ -42,7 +44,7 @@ impl Checks {
     }
 }
 
-async fn clients_for(
+pub(super) async fn clients_for(
     dir: &Path,
     config: &Config,
     node: &Node,
@@ -92,7 +94,7 @@ fn reason_name(r: i32) -> String {
         .unwrap_or_else(|_| r.to_string())
 }
 
-fn show(who: &str, purpose: &str, r: &pb::GetCaseResponse) {
+pub(super) fn show(who: &str, purpose: &str, r: &pb::GetCaseResponse) {
     println!("  {who} asks for everything, purpose '{purpose}'");
     println!("    pseudonym it sees: {}", r.subject_pseudonym);
     let released: Vec<String> = names(&r.released).into_iter().collect();
@@ -130,7 +132,7 @@ fn show(who: &str, purpose: &str, r: &pb::GetCaseResponse) {
     }
 }
 
-async fn read(
+pub(super) async fn read(
     c: &mut Clients,
     case_id: &str,
     purpose: &str,
@@ -631,6 +633,9 @@ pub(crate) async fn run(data_dir: Option<&Path>) -> anyhow::Result<bool> {
     );
     store.close().await;
     println!();
+
+    let ops = Scratch::new()?;
+    super::referral_demo::run(&dir, &config, &ops.0, &case_id, &ngo_pseudonym, &mut checks).await?;
 
     if checks.failed.is_empty() {
         println!("demo passed: every party saw exactly what policy and consent allow.");

@@ -2,7 +2,8 @@
 //! measure without an operator. `init` writes a ready-to-run node folder
 //! (dev PKI, keys, policy, one participant per LVV role: the dev
 //! participant list), `demo` plays the LVV scenario against such a node
-//! over real mTLS, and `sample` is the case data and consents the demo and
+//! over real mTLS (and, `referral_demo`, refers the case to a second
+//! municipality's node), and `sample` is the case data and consents the demo and
 //! the benchmark package both register.
 //!
 //! A node serving an operator's configuration (`sluis serve --config`)
@@ -12,4 +13,5 @@
 
 pub(crate) mod demo;
 pub mod init;
+mod referral_demo;
 pub mod sample;

@@ -21,6 +21,7 @@
 //! ([`Federation`]).
 
 pub mod directory;
+pub mod pseudonym;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -64,6 +65,12 @@ pub struct FederationConfig {
     /// CRLs of the peer CAs (PEM).
     #[serde(default)]
     pub peer_crl: Vec<PathBuf>,
+    /// The federation's pseudonym key `K_fed` (made by `sluis federation
+    /// pseudonym-keygen`, handed to every node by the operator out of
+    /// band). With it, recipients' pseudonyms are `pf1.` values the same on
+    /// every node and across referrals; without it, this node's own `ps1.`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pseudonym_key: Option<PathBuf>,
 }
 
 /// Why the federation cannot serve, or a directory was not taken.
@@ -97,6 +104,8 @@ pub enum FederationError {
     NotYetValid { serial: u64, from: String },
     #[error("the federation key {path}: {message}")]
     Key { path: PathBuf, message: String },
+    #[error("{0}")]
+    PseudonymKey(String),
 }
 
 /// A verified directory, as the node runs it.
@@ -119,6 +128,8 @@ pub struct Federation {
     peers: tokio::sync::watch::Sender<Arc<Registry>>,
     /// This node's certificate and key and the peers' CAs, for calling.
     client: ClientPem,
+    /// `K_fed`, if configured.
+    pseudonyms: Option<pseudonym::FederationPseudonyms>,
 }
 
 impl Federation {
@@ -141,8 +152,15 @@ impl Federation {
             ca: pem(&config.peer_ca)?,
             identity: Some((pem(&config.client_cert)?, pem(&config.client_key)?)),
         };
+        let pseudonyms = config
+            .pseudonym_key
+            .as_ref()
+            .map(|p| pseudonym::FederationPseudonyms::load(&base_dir.join(p)))
+            .transpose()
+            .map_err(|e| FederationError::PseudonymKey(e.to_string()))?;
         let (peers, _) = tokio::sync::watch::channel(peer_registry(&running.directory));
         let f = Federation {
+            pseudonyms,
             node: node.to_string(),
             path,
             verifier_key: config.verifier_key.clone(),
@@ -211,6 +229,11 @@ impl Federation {
             });
         }
         Ok(r)
+    }
+
+    /// `K_fed`, when the node is configured with it.
+    pub(crate) fn pseudonyms(&self) -> Option<&pseudonym::FederationPseudonyms> {
+        self.pseudonyms.as_ref()
     }
 
     /// This node's id in the directory (its `node.name`).
@@ -418,6 +441,7 @@ mod tests {
             client_key: "node.key".into(),
             peer_ca: "ca.pem".into(),
             peer_crl: vec![],
+            pseudonym_key: None,
         };
         let f = Federation::load("gm0344", &config, dir.path()).unwrap();
         assert!(matches!(

@@ -141,6 +141,11 @@ pub(crate) enum ExchangeError {
     /// (which, by that node's own rule, holds nothing personal).
     #[error("{message}")]
     PeerNode { code: Code, message: String },
+    /// The case was referred to federation node `node`, which holds it now.
+    #[error(
+        "this case was referred to federation node '{0}', which holds it now: ask again with x-sluis-holding-node: {0}"
+    )]
+    Referred(String),
 }
 
 /// The message of [`ExchangeError::TooLarge`]: the request's size when the
@@ -241,12 +246,13 @@ pub(crate) enum Reason {
     RateLimited,
     CheckpointPending,
     PeerNode,
+    CaseReferred,
 }
 
 impl Reason {
     /// Every reason, for the test that holds them to `errors.proto`.
     #[cfg(test)]
-    pub(crate) const ALL: [Reason; 25] = [
+    pub(crate) const ALL: [Reason; 26] = [
         Reason::InvalidField,
         Reason::MalformedRequest,
         Reason::MessageTooLarge,
@@ -272,6 +278,7 @@ impl Reason {
         Reason::RateLimited,
         Reason::CheckpointPending,
         Reason::PeerNode,
+        Reason::CaseReferred,
     ];
 
     /// The name, as `ErrorInfo.reason` holds it.
@@ -302,6 +309,7 @@ impl Reason {
             Reason::RateLimited => "RATE_LIMITED",
             Reason::CheckpointPending => "CHECKPOINT_PENDING",
             Reason::PeerNode => "PEER_NODE",
+            Reason::CaseReferred => "CASE_REFERRED",
         }
     }
 }
@@ -411,6 +419,7 @@ impl ExchangeError {
             E::RateLimited { .. } => (Code::ResourceExhausted, Reason::RateLimited),
             E::Internal(_) => (Code::Internal, Reason::Internal),
             E::PeerNode { code, .. } => (*code, Reason::PeerNode),
+            E::Referred(_) => (Code::FailedPrecondition, Reason::CaseReferred),
         }
     }
 

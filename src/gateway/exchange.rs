@@ -439,7 +439,7 @@ impl Exchange {
 
     /// Records a write that failed after its access record was made
     /// durable, with the way it failed, and answers that.
-    async fn failed_after_record(
+    pub(super) async fn failed_after_record(
         &self,
         mut rec: AccessRecord,
         err: ExchangeError,
@@ -727,15 +727,14 @@ impl Exchange {
     }
 
     fn pseudonym_for(&self, caller: &Caller, case: &CaseMeta) -> String {
-        self.pseudonyms
-            .pseudonym(&caller.participant, &case.subject_ref)
+        self.recipient_pseudonym(&caller.participant, &case.subject_ref)
     }
 
     pub(super) fn aad(case_id: &str, category: Category) -> Vec<u8> {
         format!("sluis/v1/case/{case_id}/{category}").into_bytes()
     }
 
-    fn seal_all(
+    pub(super) fn seal_all(
         &self,
         case_id: &str,
         data: &[(Category, Vec<u8>)],
@@ -833,7 +832,7 @@ impl Exchange {
         rec.asked = data.iter().map(|(c, _)| *c).collect();
         rec.decision = Decision::Allowed;
         rec.rules = vec!["register:any-participating-role".into()];
-        let pseudonym = self.pseudonyms.pseudonym(&caller.participant, &subject_ref);
+        let pseudonym = self.recipient_pseudonym(&caller.participant, &subject_ref);
         Ok((
             NewCase {
                 id: case_id.clone(),
@@ -1020,7 +1019,10 @@ impl Exchange {
     ) -> Result<(CaseMeta, Vec<(Category, Vec<u8>)>, bool), ExchangeError> {
         match subject {
             CaseRef::Id(id) => {
-                let (case, sealed) = self.case_with_data(id).await?;
+                let (case, sealed) = match self.case_with_data(id).await {
+                    Err(ExchangeError::NotFound(_)) => return Err(self.not_held(id).await),
+                    found => found?,
+                };
                 Ok((case, sealed, true))
             }
             CaseRef::Pseudonym(p) => {
@@ -1031,12 +1033,21 @@ impl Exchange {
                     .store
                     .resolve_pseudonym(&caller.participant, p)
                     .await
-                    .map_err(stored)?
-                    .ok_or_else(|| {
-                        // Never the pseudonym itself: it is the caller's
-                        // handle on a person.
-                        ExchangeError::not_found(Resource::Case, None, "no case for this pseudonym")
-                    })?;
+                    .map_err(stored)?;
+                let Some(id) = id else {
+                    // Its case is on another node, which this node knows
+                    // only for a pseudonym the caller received through it.
+                    if let Some(node) = self.locate(&caller.participant, p).await? {
+                        return Err(ExchangeError::Referred(node));
+                    }
+                    // Never the pseudonym itself: it is the caller's
+                    // handle on a person.
+                    return Err(ExchangeError::not_found(
+                        Resource::Case,
+                        None,
+                        "no case for this pseudonym",
+                    ));
+                };
                 let (case, sealed) = self.case_with_data(&id).await?;
                 Ok((case, sealed, false))
             }
@@ -1044,7 +1055,7 @@ impl Exchange {
     }
 
     /// Opens the released categories' data, in category order.
-    fn open_released(
+    pub(super) fn open_released(
         &self,
         case_id: &str,
         mut sealed: Vec<(Category, Vec<u8>)>,
@@ -1178,7 +1189,7 @@ impl Exchange {
 
     /// The subject index entries for a subject's identifiers: kind and
     /// keyed hash.
-    fn subject_index(&self, keys: &[SubjectKey]) -> Vec<(String, String)> {
+    pub(super) fn subject_index(&self, keys: &[SubjectKey]) -> Vec<(String, String)> {
         keys.iter()
             .map(|k| (k.kind().to_string(), self.subject_digest(k)))
             .collect()
@@ -1358,7 +1369,10 @@ impl Exchange {
             let (field, role) = match r {
                 Recipient::Participant(p) => {
                     let field = format!("recipients[{i}].participant");
-                    let Some(role) = registry.role_of(p) else {
+                    // A participant of this node, or one a federation
+                    // node hosts (a case referred there keeps the consent).
+                    let role = registry.role_of(p).or_else(|| self.federated_role(p));
+                    let Some(role) = role else {
                         return Err(Invalid::new(
                             &field,
                             format!("{field} is not registered with this node (see the node's participant list)"),

@@ -67,6 +67,7 @@ mod idempotency;
 pub mod officer;
 pub(crate) mod oversight;
 pub mod pseudonym;
+mod referral;
 mod release;
 mod statistics;
 mod tiles;
@@ -84,5 +85,6 @@ pub(crate) use exchange::{
 };
 pub(crate) use forwarded::Relayed;
 pub(crate) use idempotency::IdempotencyKey;
+pub(crate) use referral::{Incoming, Outgoing, ReferCase};
 pub use statistics::{Released, StatisticsQuery};
 pub(crate) use tiles::{Served, tiles_method};

@@ -232,6 +232,14 @@ pub(crate) fn method_words(m: &str, lang: Lang) -> &str {
             "made this kind of report about you",
             "maakte een overzicht als dit over u",
         ),
+        "ReferCase" => (
+            "referred your case to another municipality's node",
+            "droeg uw dossier over aan het knooppunt van een andere gemeente",
+        ),
+        "AcceptReferral" => (
+            "took over your case from another municipality's node",
+            "nam uw dossier over van het knooppunt van een andere gemeente",
+        ),
         other => return other,
     };
     lang.pick(en, nl)

@@ -304,11 +304,13 @@ pub(crate) fn role(field: &str, s: &str) -> Result<Role, Invalid> {
 /// characters, the version that of the secret it was issued under): a
 /// caller's own, or the audit domain's in the access log.
 pub(crate) fn pseudonym(field: &str, s: &str) -> Result<(), Invalid> {
-    if !crate::gateway::pseudonym::is_well_formed(s) {
+    if !crate::gateway::pseudonym::is_well_formed(s)
+        && !crate::federation::pseudonym::is_well_formed(s)
+    {
         return Err(Invalid::new(
             field,
             format!(
-                "{field} is malformed: expected a 'ps1.' (or later version) pseudonym as this node issues them"
+                "{field} is malformed: expected a 'ps1.' (or later version) or 'pf1.' pseudonym as the nodes issue them"
             ),
         ));
     }
@@ -344,6 +346,8 @@ pub const METHODS: &[&str] = &[
     "GetInclusionProof",
     "GetConsistencyProof",
     "GetStatistics",
+    "ReferCase",
+    "AcceptReferral",
     // Services outside `sluis.v1`, named by service and method.
     "grpc.health.v1.Health/Check",
     "grpc.health.v1.Health/Watch",

@@ -2,7 +2,7 @@
 
 use tonic::{Request, Response, Status};
 
-use crate::gateway::{CaseRef, FindCases, GetCase, Scope};
+use crate::gateway::{CaseRef, FindCases, GetCase, ReferCase, Scope};
 use crate::rpc::Api;
 use crate::rpc::convert::{
     case_data, case_input, categories, idempotency_key, invalid, timestamp, withhold_reason,
@@ -76,6 +76,9 @@ impl pb::case_service_server::CaseService for Api {
             .metadata()
             .get(crate::rpc::federated::HOLDING_NODE)
             .map(|v| v.to_str().unwrap_or("-").to_string());
+        // A peer node's call is answered here (one hop): never forwarded on,
+        // not even to where a pseudonym's case is.
+        let from_peer = crate::rpc::federated::from_peer(&req);
         self.call(
             "GetCase",
             req,
@@ -100,7 +103,16 @@ impl pb::case_service_server::CaseService for Api {
                 Ok((q, holding_node))
             },
             async |ex, ctx, (q, holding_node)| {
-                // A case another federation node holds: forwarded there.
+                // A case another federation node holds: forwarded there,
+                // to the node the caller names or, for a pseudonym it
+                // received through this node, the node that issued it.
+                let holding_node = match (holding_node, &q.subject) {
+                    (Some(n), _) => Some(n),
+                    (None, CaseRef::Pseudonym(p)) if !from_peer => {
+                        crate::rpc::federated::located(ex, ctx, p).await
+                    }
+                    (None, _) => None,
+                };
                 if let Some(node) = holding_node.filter(|n| !ex.is_this_node(n)) {
                     return crate::rpc::federated::forward_get_case(ex, ctx, node, q).await;
                 }
@@ -126,6 +138,41 @@ impl pb::case_service_server::CaseService for Api {
                         access_record_id: ctx.request_id.clone(),
                     })
                 })
+            },
+        )
+        .await
+    }
+
+    async fn refer_case(
+        &self,
+        req: Request<pb::ReferCaseRequest>,
+    ) -> Result<Response<pb::ReferCaseResponse>, Status> {
+        let from_peer = crate::rpc::federated::from_peer(&req);
+        self.call(
+            "ReferCase",
+            req,
+            |m| {
+                if from_peer {
+                    return Err(crate::gateway::ExchangeError::Forbidden(
+                        "a case is referred by its owner at its own node, not through a peer node"
+                            .into(),
+                    ));
+                }
+                Ok(ReferCase {
+                    case_id: m.case_id,
+                    to_node: m.to_node,
+                    new_owner: m.new_owner,
+                })
+            },
+            async |ex, ctx, r| {
+                crate::rpc::federated::refer_case(ex, ctx, r)
+                    .await?
+                    .try_map(|holding_node| {
+                        Ok(pb::ReferCaseResponse {
+                            holding_node,
+                            access_record_id: ctx.request_id.clone(),
+                        })
+                    })
             },
         )
         .await

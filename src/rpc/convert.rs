@@ -589,6 +589,18 @@ impl NamesSubject for pb::QueryAccessRequest {
     }
 }
 
+impl NamesSubject for pb::ReferCaseRequest {
+    fn named(&self) -> Named {
+        Named::Case(self.case_id.clone())
+    }
+}
+
+impl NamesSubject for pb::AcceptReferralRequest {
+    fn named(&self) -> Named {
+        Named::Case(self.case_id.clone())
+    }
+}
+
 impl NamesSubject for pb::RegisterCaseRequest {}
 impl NamesSubject for pb::FindCasesRequest {}
 impl NamesSubject for pb::GetCheckpointRequest {}

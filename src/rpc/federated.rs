@@ -22,12 +22,17 @@ use tower::layer::util::{Identity, Stack};
 
 use crate::federation::Federation;
 use crate::gateway::{
-    Code, Exchange, ExchangeError, GetCase, Named, Relayed, RequestCtx, validate,
+    Code, Exchange, ExchangeError, GetCase, Incoming, Named, Outgoing, ReferCase, Relayed,
+    RequestCtx, validate,
 };
+use crate::model::consent::{Consent, ConsentEvent, EventKind};
 use crate::model::{Caller, Category, Role};
 use crate::net::identity::Peer;
 use crate::net::tls::ConnectionInfo;
-use crate::rpc::convert::{category, withhold_reason};
+use crate::rpc::convert::{
+    case_data, case_input, categories, category, consent_pb, invalid, millis, recipients,
+    timestamp, withhold_reason,
+};
 use crate::rpc::proto::v1 as pb;
 use crate::rpc::status::{status, with_id};
 use crate::rpc::{ACTOR_HEADER, Api, Edge, InFlight, REQUEST_ID_HEADER, RequestId, RouterError};
@@ -45,9 +50,11 @@ pub(crate) const ON_BEHALF_OF_ROLE: &str = "x-sluis-on-behalf-of-role";
 /// behind [`Gate`].
 pub(crate) type FederatedRoutes = Router<Stack<Edge, Stack<Gate, Identity>>>;
 
-/// The services peer nodes may call. Only `GetCase` is forwarded so far;
-/// the other methods of the service answer as for any caller (a peer
-/// asserting a participant gets that participant's rights, no more).
+/// The services peer nodes may call: `CaseService` (`GetCase` is what
+/// nodes forward; the other methods answer as for any caller, so a peer
+/// asserting a participant gets that participant's rights, no more, and
+/// `ReferCase` is refused from a peer) and `FederationService` (served
+/// here alone: `AcceptReferral`).
 pub(crate) fn router(
     server: Server,
     ex: Arc<Exchange>,
@@ -68,7 +75,11 @@ pub(crate) fn router(
         .layer(Gate { ex, federation })
         .layer(edge)
         .add_service(
-            pb::case_service_server::CaseServiceServer::new(api)
+            pb::case_service_server::CaseServiceServer::new(api.clone())
+                .max_decoding_message_size(max_message_bytes),
+        )
+        .add_service(
+            pb::federation_service_server::FederationServiceServer::new(api)
                 .max_decoding_message_size(max_message_bytes),
         ))
 }
@@ -139,12 +150,14 @@ where
                 Ok(caller) => {
                     info.peer = Peer::Registered(caller);
                     req.extensions_mut().insert(info);
+                    req.extensions_mut().insert(FromPeer);
                     req.extensions_mut().insert(RequestId(request_id));
                     inner.call(req).await
                 }
                 Err(e) => {
                     let method = match req.uri().path() {
                         "/sluis.v1.CaseService/GetCase" => "GetCase",
+                        "/sluis.v1.FederationService/AcceptReferral" => "AcceptReferral",
                         _ => "federation.refused",
                     };
                     let ctx = RequestCtx {
@@ -159,6 +172,29 @@ where
             }
         })
     }
+}
+
+/// Marks a request [`Gate`] admitted from a peer node: it is answered
+/// here, never forwarded on (one hop).
+#[derive(Clone, Copy)]
+struct FromPeer;
+
+/// Whether a request came from a peer node through [`Gate`].
+pub(crate) fn from_peer<T>(req: &tonic::Request<T>) -> bool {
+    req.extensions().get::<FromPeer>().is_some()
+}
+
+/// The node that holds the case of a pseudonym the caller received
+/// through this node from another node; `None` otherwise, or if it cannot
+/// be read now (the read then runs here and says what it finds).
+pub(crate) async fn located(ex: &Exchange, ctx: &RequestCtx, pseudonym: &str) -> Option<String> {
+    let Peer::Registered(caller) = &ctx.peer else {
+        return None;
+    };
+    ex.locate(&caller.participant, pseudonym)
+        .await
+        .ok()
+        .flatten()
 }
 
 /// The home node's request id, kept so both records share it: a UUID, or a
@@ -263,24 +299,8 @@ pub(crate) async fn forward_get_case(
         &q.purpose,
         &asked,
         async |federation: &Federation, caller: &Caller| {
-            let channel = federation
-                .channel(&node)
-                .await
-                .map_err(|e| ExchangeError::PeerNode {
-                    code: Code::Unavailable,
-                    message: e.to_string(),
-                })?;
-            let assertion = Assertion {
-                request_id: ctx.request_id.clone(),
-                participant: caller.participant.clone(),
-                role: caller.role.to_string(),
-                actor: ctx.actor.clone(),
-                traceparent: format!(
-                    "00-{}-{}-01",
-                    ctx.trace.trace_id.hex(),
-                    ctx.trace.span_id.hex()
-                ),
-            };
+            let channel = peer_channel(federation, &node).await?;
+            let assertion = Assertion::of(ctx, caller);
             let mut client = pb::case_service_client::CaseServiceClient::new(
                 InterceptedService::new(channel, move |r| assertion.apply(r)),
             );
@@ -289,6 +309,10 @@ pub(crate) async fn forward_get_case(
                 .await
                 .map_err(|s| peer_refused(&node, &s))?
                 .into_inner();
+            // Where this pseudonym's case is, for the caller's next
+            // request by it (`located`).
+            ex.remember_located(&caller.participant, &answer.subject_pseudonym, &node)
+                .await;
             let relayed = Relayed {
                 released: answer
                     .released
@@ -326,6 +350,21 @@ struct Assertion {
 }
 
 impl Assertion {
+    /// The assertion of `caller`'s request `ctx`.
+    fn of(ctx: &RequestCtx, caller: &Caller) -> Assertion {
+        Assertion {
+            request_id: ctx.request_id.clone(),
+            participant: caller.participant.clone(),
+            role: caller.role.to_string(),
+            actor: ctx.actor.clone(),
+            traceparent: format!(
+                "00-{}-{}-01",
+                ctx.trace.trace_id.hex(),
+                ctx.trace.span_id.hex()
+            ),
+        }
+    }
+
     fn apply(&self, mut r: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
         let md = r.metadata_mut();
         let mut put = |name: &'static str, v: &str| {
@@ -350,6 +389,21 @@ fn reason_code(r: pb::WithholdReason) -> Option<String> {
         .into_iter()
         .find(|w| withhold_reason(*w) == r)
         .map(|w| w.as_str().to_string())
+}
+
+/// A channel to peer `node`; one that cannot be made is `UNAVAILABLE`
+/// with the reason `PEER_NODE`.
+async fn peer_channel(
+    federation: &Federation,
+    node: &str,
+) -> Result<tonic::transport::Channel, ExchangeError> {
+    federation
+        .channel(node)
+        .await
+        .map_err(|e| ExchangeError::PeerNode {
+            code: Code::Unavailable,
+            message: e.to_string(),
+        })
 }
 
 fn peer_malformed(node: &str) -> ExchangeError {
@@ -387,5 +441,168 @@ fn peer_refused(node: &str, s: &tonic::Status) -> ExchangeError {
     ExchangeError::PeerNode {
         code,
         message: format!("node '{node}' answered {}: {message}", code.name()),
+    }
+}
+
+/// Refers a case for its owner: `Exchange::refer_case` checks and
+/// records; the case goes to the new node's `FederationService` over mTLS
+/// with this node's certificate, asserting the owner, under this request's
+/// id. The channel's TLS 1.3, to the key the directory pins for that node,
+/// is what protects the case on the way (ARCHITECTURE.md, "Referral").
+pub(crate) async fn refer_case(
+    ex: &Exchange,
+    ctx: &RequestCtx,
+    r: ReferCase,
+) -> Result<Recorded<String>, ExchangeError> {
+    let to = r.to_node.clone();
+    let now = ex.now();
+    ex.refer_case(
+        ctx,
+        r,
+        async |federation: &Federation, caller: &Caller, out: Outgoing| {
+            let message = referral_message(out, now)?;
+            let channel = peer_channel(federation, &to).await?;
+            let assertion = Assertion::of(ctx, caller);
+            let mut client = pb::federation_service_client::FederationServiceClient::new(
+                InterceptedService::new(channel, move |r| assertion.apply(r)),
+            );
+            client
+                .accept_referral(message)
+                .await
+                .map_err(|s| peer_refused(&to, &s))?;
+            Ok(())
+        },
+    )
+    .await
+}
+
+/// A case as it travels.
+fn referral_message(
+    out: Outgoing,
+    now: crate::model::consent::Millis,
+) -> Result<pb::AcceptReferralRequest, ExchangeError> {
+    Ok(pb::AcceptReferralRequest {
+        case_id: out.case_id,
+        subject_ref: out.subject_ref,
+        new_owner: out.new_owner,
+        version: out.version,
+        registered_at: Some(timestamp(out.created_at)),
+        updated_at: Some(timestamp(out.updated_at)),
+        data: Some(case_data(out.data)?),
+        consents: out.consents.iter().map(|c| consent_pb(c, now)).collect(),
+        pseudonyms: out
+            .pseudonyms
+            .into_iter()
+            .map(|(recipient, pseudonym)| pb::IssuedPseudonym {
+                recipient,
+                pseudonym,
+            })
+            .collect(),
+    })
+}
+
+/// A referred case as it arrives: shape and encodings checked here, what
+/// the values mean in `Exchange::accept_referral`.
+fn incoming(m: pb::AcceptReferralRequest) -> Result<Incoming, ExchangeError> {
+    let data = m
+        .data
+        .ok_or_else(|| invalid("data", "data is required: a case moves whole"))?;
+    let (data, subject_keys) = case_input(data)?;
+    let time = |field: &str, t: Option<prost_types::Timestamp>| {
+        t.ok_or_else(|| invalid(field, format!("{field} is required")))
+            .and_then(|t| millis(field, &t))
+    };
+    let consents = m
+        .consents
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| consent_in(i, c))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Incoming {
+        case: Outgoing {
+            case_id: m.case_id,
+            subject_ref: m.subject_ref,
+            new_owner: m.new_owner,
+            version: m.version,
+            created_at: time("registered_at", m.registered_at)?,
+            updated_at: time("updated_at", m.updated_at)?,
+            data,
+            consents,
+            pseudonyms: m
+                .pseudonyms
+                .into_iter()
+                .map(|p| (p.recipient, p.pseudonym))
+                .collect(),
+        },
+        subject_keys,
+    })
+}
+
+/// A consent as it moves with its case (the inverse of `consent_pb`; the
+/// state is recomputed, the creation time is its first event's).
+fn consent_in(i: usize, c: pb::Consent) -> Result<Consent, ExchangeError> {
+    let field = |f: &str| format!("consents[{i}].{f}");
+    validate::uuid(&field("consent_id"), &c.consent_id)?;
+    validate::participant_id(&field("recorded_by"), &c.recorded_by)?;
+    for p in &c.purposes {
+        validate::participant_id(&field("purposes"), p)?;
+    }
+    let valid_from = c
+        .valid_from
+        .ok_or_else(|| invalid(&field("valid_from"), "valid_from is required"))
+        .and_then(|t| millis(&field("valid_from"), &t))?;
+    let valid_until = c
+        .valid_until
+        .map(|t| millis(&field("valid_until"), &t))
+        .transpose()?;
+    let events = c
+        .events
+        .into_iter()
+        .map(|e| {
+            let kind = match pb::consent_event::Kind::try_from(e.kind) {
+                Ok(pb::consent_event::Kind::Given) => EventKind::Given,
+                Ok(pb::consent_event::Kind::Withdrawn) => EventKind::Withdrawn,
+                _ => return Err(invalid(&field("events"), "an event is given or withdrawn")),
+            };
+            let at =
+                e.at.ok_or_else(|| invalid(&field("events"), "an event has a time"))
+                    .and_then(|t| millis(&field("events"), &t))?;
+            Ok(ConsentEvent {
+                kind,
+                at,
+                by: e.by,
+                note: e.note,
+            })
+        })
+        .collect::<Result<Vec<_>, ExchangeError>>()?;
+    Ok(Consent {
+        id: c.consent_id,
+        case_id: c.case_id,
+        recorded_by: c.recorded_by,
+        recipients: recipients(c.recipients)?,
+        categories: categories(&field("categories"), &c.categories)?,
+        purposes: c.purposes,
+        valid_from,
+        valid_until,
+        evidence_ref: c.evidence_ref,
+        created_at: events.first().map_or(valid_from, |e| e.at),
+        events,
+    })
+}
+
+#[tonic::async_trait]
+impl pb::federation_service_server::FederationService for Api {
+    async fn accept_referral(
+        &self,
+        req: tonic::Request<pb::AcceptReferralRequest>,
+    ) -> Result<tonic::Response<pb::AcceptReferralResponse>, tonic::Status> {
+        self.call("AcceptReferral", req, incoming, async |ex, ctx, i| {
+            ex.accept_referral(ctx, i).await?.try_map(|()| {
+                Ok(pb::AcceptReferralResponse {
+                    access_record_id: ctx.request_id.clone(),
+                })
+            })
+        })
+        .await
     }
 }

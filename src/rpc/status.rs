@@ -62,6 +62,9 @@ pub(crate) fn status(e: ExchangeError, request_id: &str) -> Status {
         ExchangeError::MessageTimeout(ms) => {
             metadata.insert("message_timeout_ms".to_string(), ms.to_string());
         }
+        ExchangeError::Referred(node) => {
+            metadata.insert("holding_node".to_string(), node.clone());
+        }
         ExchangeError::NotFound(missing) => {
             details.set_resource_info(
                 missing.resource.type_name(),

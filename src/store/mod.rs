@@ -527,6 +527,9 @@ macro_rules! on_store {
     };
 }
 
+// After `on_store!`, which it uses.
+pub(crate) mod referral;
+
 impl Store {
     /// Opens (creating if needed) a SQLite database file and brings its
     /// schema up to date.

@@ -152,6 +152,38 @@ pub(super) const CASES_BY_SUBJECT: &str =
 pub(super) const CONSENT_BY_ID: &str = consents_where!("c.id = $1");
 pub(super) const CONSENTS_BY_CASE: &str = consents_where!("c.case_id = $1");
 
+/// Referral (`store::referral`): a case's creation time and the
+/// pseudonyms issued for it, which move with it.
+pub(super) const CASE_CREATED: &str = "SELECT created_at FROM cases WHERE id = $1";
+pub(super) const PSEUDONYMS_OF_CASE: &str =
+    "SELECT recipient, pseudonym FROM pseudonyms WHERE case_id = $1 ORDER BY recipient, pseudonym";
+/// A referred case arrives with its version and times.
+pub(super) const INSERT_REFERRED_CASE: &str =
+    "INSERT INTO cases (id, owner, subject_ref, version, created_at, updated_at, subject_id)
+     VALUES ($1, $2, $3, $4, $5, $6, $7)";
+pub(super) const REFERRED_TO: &str = "SELECT node FROM referred_cases WHERE case_id = $1";
+pub(super) const INSERT_REFERRED: &str =
+    "INSERT INTO referred_cases (case_id, node, request_id, at) VALUES ($1, $2, $3, $4)";
+pub(super) const FORGET_REFERRED: &str = "DELETE FROM referred_cases WHERE case_id = $1";
+pub(super) const LOCATE_PSEUDONYM: &str =
+    "SELECT node FROM federation_pseudonyms WHERE recipient = $1 AND pseudonym = $2";
+pub(super) const PUT_LOCATED: &str =
+    "INSERT INTO federation_pseudonyms (recipient, pseudonym, node) VALUES ($1, $2, $3)
+     ON CONFLICT (recipient, pseudonym) DO UPDATE SET node = excluded.node";
+pub(super) const FORGET_LOCATED: &str =
+    "DELETE FROM federation_pseudonyms WHERE recipient = $1 AND pseudonym = $2";
+/// What leaves with a referred case, child rows first (the pointer is
+/// written before them, which lets `consent_events` rows go).
+pub(super) const DELETE_CASE_ROWS: [&str; 7] = [
+    "DELETE FROM consent_events WHERE consent_id IN (SELECT id FROM consents WHERE case_id = $1)",
+    "DELETE FROM consent_recipients WHERE consent_id IN (SELECT id FROM consents WHERE case_id = $1)",
+    "DELETE FROM consents WHERE case_id = $1",
+    "DELETE FROM pseudonyms WHERE case_id = $1",
+    "DELETE FROM subject_index WHERE case_id = $1",
+    "DELETE FROM case_data WHERE case_id = $1",
+    "DELETE FROM cases WHERE id = $1",
+];
+
 pub(super) const LOG_SIZE: &str = "SELECT COALESCE(MAX(seq) + 1, 0) FROM access_log";
 pub(super) const LOG_COUNT: &str = "SELECT COUNT(*) FROM access_log";
 pub(super) const LOG_LEAVES: &str =
@@ -233,6 +265,15 @@ pub(super) const WITH_PARAMETERS: &[&str] = &[
     CASES_BY_SUBJECT,
     CONSENT_BY_ID,
     CONSENTS_BY_CASE,
+    CASE_CREATED,
+    PSEUDONYMS_OF_CASE,
+    INSERT_REFERRED_CASE,
+    REFERRED_TO,
+    INSERT_REFERRED,
+    FORGET_REFERRED,
+    LOCATE_PSEUDONYM,
+    PUT_LOCATED,
+    FORGET_LOCATED,
     LOG_LEAVES,
     LOG_POSITION,
     QUERY_LOG,

@@ -11,6 +11,7 @@
 //! server (`scan`).
 
 mod reachable;
+mod referral;
 mod scan;
 
 use std::collections::HashMap;
@@ -234,14 +235,7 @@ impl PgStore {
             .bind(&case.subject_id)
             .execute(&mut *tx)
             .await?;
-        for (cat, sealed) in &case.sealed {
-            sqlx::query(sql::INSERT_CASE_DATA)
-                .bind(&case.id)
-                .bind(i64::from(cat.code()))
-                .bind(sealed)
-                .execute(&mut *tx)
-                .await?;
-        }
+        put_case_data(&mut tx, &case.id, &case.sealed).await?;
         put_subject_index(&mut tx, &case.id, &case.subject_index).await?;
         sqlx::query(sql::INSERT_OWNER_PSEUDONYM)
             .bind(&case.owner)
@@ -303,30 +297,7 @@ impl PgStore {
         key: Option<&RequestKey>,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query(sql::INSERT_CONSENT)
-            .bind(&c.id)
-            .bind(&c.case_id)
-            .bind(&c.recorded_by)
-            .bind(categories_column(c))
-            .bind(purposes_column(c))
-            .bind(c.valid_from)
-            .bind(c.valid_until)
-            .bind(&c.evidence_ref)
-            .bind(c.created_at)
-            .execute(&mut *tx)
-            .await?;
-        for r in &c.recipients {
-            let (kind, value) = recipient_columns(r);
-            sqlx::query(sql::INSERT_RECIPIENT)
-                .bind(&c.id)
-                .bind(kind)
-                .bind(value)
-                .execute(&mut *tx)
-                .await?;
-        }
-        for e in &c.events {
-            insert_event(&mut tx, &c.id, e).await?;
-        }
+        put_consent(&mut tx, c).await?;
         if let Some(key) = key {
             put_request_key(&mut tx, key, key.seq).await?;
         }
@@ -753,6 +724,23 @@ async fn put_request_key(
     Ok(())
 }
 
+/// A new case's sealed data, in the caller's transaction.
+async fn put_case_data(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    case_id: &str,
+    sealed: &[(Category, Vec<u8>)],
+) -> Result<(), StoreError> {
+    for (cat, blob) in sealed {
+        sqlx::query(sql::INSERT_CASE_DATA)
+            .bind(case_id)
+            .bind(i64::from(cat.code()))
+            .bind(blob)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
 async fn put_subject_index(
     tx: &mut sqlx::Transaction<'_, Postgres>,
     case_id: &str,
@@ -765,6 +753,38 @@ async fn put_subject_index(
             .bind(case_id)
             .execute(&mut **tx)
             .await?;
+    }
+    Ok(())
+}
+
+/// A consent with its recipients and events, in the caller's transaction.
+async fn put_consent(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    c: &Consent,
+) -> Result<(), StoreError> {
+    sqlx::query(sql::INSERT_CONSENT)
+        .bind(&c.id)
+        .bind(&c.case_id)
+        .bind(&c.recorded_by)
+        .bind(categories_column(c))
+        .bind(purposes_column(c))
+        .bind(c.valid_from)
+        .bind(c.valid_until)
+        .bind(&c.evidence_ref)
+        .bind(c.created_at)
+        .execute(&mut **tx)
+        .await?;
+    for r in &c.recipients {
+        let (kind, value) = recipient_columns(r);
+        sqlx::query(sql::INSERT_RECIPIENT)
+            .bind(&c.id)
+            .bind(kind)
+            .bind(value)
+            .execute(&mut **tx)
+            .await?;
+    }
+    for e in &c.events {
+        insert_event(tx, &c.id, e).await?;
     }
     Ok(())
 }

@@ -19,6 +19,7 @@ mod cache;
 pub(crate) use cache::CacheBounds;
 mod claim;
 mod migrate;
+mod referral;
 mod scan;
 mod worker;
 mod write;

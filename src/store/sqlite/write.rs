@@ -43,7 +43,7 @@ const INSERT_ENTRY: &str =
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
 const INSERT_SUBJECT: &str = "INSERT INTO access_log_subjects (seq, subject) VALUES (?1, ?2)";
 
-fn begin(conn: &mut Connection) -> Result<Transaction<'_>, StoreError> {
+pub(super) fn begin(conn: &mut Connection) -> Result<Transaction<'_>, StoreError> {
     Ok(conn.transaction_with_behavior(TransactionBehavior::Immediate)?)
 }
 
@@ -237,7 +237,7 @@ pub(super) fn update_case(
     Ok(Some(version))
 }
 
-fn put_case_data(
+pub(super) fn put_case_data(
     tx: &Transaction<'_>,
     statement: &str,
     case_id: &str,
@@ -253,7 +253,7 @@ fn put_case_data(
 /// Keyed hashes of a subject's identifiers, in the transaction that
 /// registers or updates the case: the index never misses a case that a
 /// crash between two transactions would have left out.
-fn put_subject_index(
+pub(super) fn put_subject_index(
     tx: &Transaction<'_>,
     case_id: &str,
     entries: &[(String, String)],
@@ -271,6 +271,16 @@ pub(super) fn insert_consent(
     key: Option<&RequestKey>,
 ) -> Result<(), StoreError> {
     let tx = begin(conn)?;
+    put_consent(&tx, c)?;
+    if let Some(key) = key {
+        put_request_key(&tx, key, key.seq)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// A consent with its recipients and events, in the caller's transaction.
+pub(super) fn put_consent(tx: &Transaction<'_>, c: &Consent) -> Result<(), StoreError> {
     tx.prepare_cached(sql::INSERT_CONSENT)?.execute(params![
         c.id,
         c.case_id,
@@ -289,12 +299,8 @@ pub(super) fn insert_consent(
     }
     drop(q);
     for e in &c.events {
-        insert_event(&tx, &c.id, e)?;
+        insert_event(tx, &c.id, e)?;
     }
-    if let Some(key) = key {
-        put_request_key(&tx, key, key.seq)?;
-    }
-    tx.commit()?;
     Ok(())
 }
 

@@ -1,0 +1,131 @@
+//! `store::referral` on PostgreSQL: each write one transaction.
+
+use super::{PgStore, put_case_data, put_consent, put_subject_index};
+use crate::model::consent::Millis;
+use crate::store::referral::{ReferredCase, ReferredOut};
+use crate::store::rows;
+use crate::store::{StoreError, sql};
+
+impl PgStore {
+    pub(in crate::store) async fn referral_rows(
+        &self,
+        case_id: &str,
+    ) -> Result<(Millis, Vec<(String, String)>), StoreError> {
+        let created = self
+            .first(
+                sqlx::query(sql::CASE_CREATED).bind(case_id.to_owned()),
+                |r| r.int(0),
+            )
+            .await?
+            .ok_or(StoreError::BadAnswer("the case vanished while it was read"))?;
+        let issued = self
+            .all(
+                sqlx::query(sql::PSEUDONYMS_OF_CASE).bind(case_id.to_owned()),
+                |r| Ok((r.text(0)?, r.text(1)?)),
+            )
+            .await?;
+        Ok((created, issued))
+    }
+
+    pub(in crate::store) async fn accept_referred(
+        &self,
+        case: ReferredCase,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(sql::INSERT_REFERRED_CASE)
+            .bind(&case.id)
+            .bind(&case.owner)
+            .bind(&case.subject_ref)
+            .bind(case.version)
+            .bind(case.created_at)
+            .bind(case.updated_at)
+            .bind(&case.subject_id)
+            .execute(&mut *tx)
+            .await?;
+        put_case_data(&mut tx, &case.id, &case.sealed).await?;
+        put_subject_index(&mut tx, &case.id, &case.subject_index).await?;
+        for consent in &case.consents {
+            put_consent(&mut tx, consent).await?;
+        }
+        for (recipient, pseudonym) in &case.pseudonyms {
+            sqlx::query(sql::INSERT_OWNER_PSEUDONYM)
+                .bind(recipient)
+                .bind(pseudonym)
+                .bind(&case.id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(sql::FORGET_LOCATED)
+                .bind(recipient)
+                .bind(pseudonym)
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query(sql::FORGET_REFERRED)
+            .bind(&case.id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(in crate::store) async fn refer_out(&self, out: ReferredOut) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(sql::INSERT_REFERRED)
+            .bind(&out.case_id)
+            .bind(&out.node)
+            .bind(&out.request_id)
+            .bind(out.at)
+            .execute(&mut *tx)
+            .await?;
+        for (recipient, pseudonym) in &out.pseudonyms {
+            sqlx::query(sql::PUT_LOCATED)
+                .bind(recipient)
+                .bind(pseudonym)
+                .bind(&out.node)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for statement in sql::DELETE_CASE_ROWS {
+            sqlx::query(statement)
+                .bind(&out.case_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(in crate::store) async fn referred_to(
+        &self,
+        case_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let q = sqlx::query(sql::REFERRED_TO).bind(case_id.to_owned());
+        self.first(q, rows::text).await
+    }
+
+    pub(in crate::store) async fn located(
+        &self,
+        recipient: &str,
+        pseudonym: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let q = sqlx::query(sql::LOCATE_PSEUDONYM)
+            .bind(recipient.to_owned())
+            .bind(pseudonym.to_owned());
+        self.first(q, rows::text).await
+    }
+
+    pub(in crate::store) async fn remember_located(
+        &self,
+        recipient: &str,
+        pseudonym: &str,
+        node: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(sql::PUT_LOCATED)
+            .bind(recipient)
+            .bind(pseudonym)
+            .bind(node)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,130 @@
+//! `store::referral` on SQLite: each write one transaction on the writer
+//! thread; the read cache forgets the case afterwards.
+
+use rusqlite::params;
+
+use super::{SqliteStore, all, first, write};
+use crate::model::consent::Millis;
+use crate::store::referral::{ReferredCase, ReferredOut};
+use crate::store::rows;
+use crate::store::{StoreError, sql};
+
+impl SqliteStore {
+    pub(in crate::store) async fn referral_rows(
+        &self,
+        case_id: &str,
+    ) -> Result<(Millis, Vec<(String, String)>), StoreError> {
+        let id = case_id.to_owned();
+        self.read(move |c| {
+            let created = first(c, sql::CASE_CREATED, [&id], |r| r.int(0))?
+                .ok_or(StoreError::BadAnswer("the case vanished while it was read"))?;
+            let issued = all(c, sql::PSEUDONYMS_OF_CASE, [&id], |r| {
+                Ok((r.text(0)?, r.text(1)?))
+            })?;
+            Ok((created, issued))
+        })
+        .await
+    }
+
+    pub(in crate::store) async fn accept_referred(
+        &self,
+        case: ReferredCase,
+    ) -> Result<(), StoreError> {
+        let id = case.id.clone();
+        let result = self
+            .write(move |c| {
+                let tx = write::begin(c)?;
+                tx.prepare_cached(sql::INSERT_REFERRED_CASE)?
+                    .execute(params![
+                        case.id,
+                        case.owner,
+                        case.subject_ref,
+                        case.version,
+                        case.created_at,
+                        case.updated_at,
+                        case.subject_id
+                    ])?;
+                write::put_case_data(&tx, sql::INSERT_CASE_DATA, &case.id, &case.sealed)?;
+                write::put_subject_index(&tx, &case.id, &case.subject_index)?;
+                for consent in &case.consents {
+                    write::put_consent(&tx, consent)?;
+                }
+                for (recipient, pseudonym) in &case.pseudonyms {
+                    tx.prepare_cached(sql::INSERT_OWNER_PSEUDONYM)?
+                        .execute(params![recipient, pseudonym, case.id])?;
+                    tx.prepare_cached(sql::FORGET_LOCATED)?
+                        .execute(params![recipient, pseudonym])?;
+                }
+                tx.prepare_cached(sql::FORGET_REFERRED)?
+                    .execute(params![case.id])?;
+                tx.commit()?;
+                Ok(())
+            })
+            .await;
+        self.forget_case(&id);
+        result
+    }
+
+    pub(in crate::store) async fn refer_out(&self, out: ReferredOut) -> Result<(), StoreError> {
+        let case_id = out.case_id.clone();
+        let result = self
+            .write(move |c| {
+                let tx = write::begin(c)?;
+                tx.prepare_cached(sql::INSERT_REFERRED)?.execute(params![
+                    out.case_id,
+                    out.node,
+                    out.request_id,
+                    out.at
+                ])?;
+                for (recipient, pseudonym) in &out.pseudonyms {
+                    tx.prepare_cached(sql::PUT_LOCATED)?
+                        .execute(params![recipient, pseudonym, out.node])?;
+                }
+                for statement in sql::DELETE_CASE_ROWS {
+                    tx.prepare_cached(statement)?
+                        .execute(params![out.case_id])?;
+                }
+                tx.commit()?;
+                Ok(())
+            })
+            .await;
+        self.forget_case(&case_id);
+        if let Some(cache) = &self.cache {
+            cache.forget_all_consents();
+        }
+        result
+    }
+
+    pub(in crate::store) async fn referred_to(
+        &self,
+        case_id: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let id = [case_id.to_owned()];
+        self.read(move |c| first(c, sql::REFERRED_TO, id, rows::text))
+            .await
+    }
+
+    pub(in crate::store) async fn located(
+        &self,
+        recipient: &str,
+        pseudonym: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let key = [recipient.to_owned(), pseudonym.to_owned()];
+        self.read(move |c| first(c, sql::LOCATE_PSEUDONYM, key, rows::text))
+            .await
+    }
+
+    pub(in crate::store) async fn remember_located(
+        &self,
+        recipient: &str,
+        pseudonym: &str,
+        node: &str,
+    ) -> Result<(), StoreError> {
+        let row = [recipient.to_owned(), pseudonym.to_owned(), node.to_owned()];
+        self.write(move |c| {
+            c.prepare_cached(sql::PUT_LOCATED)?.execute(row)?;
+            Ok(())
+        })
+        .await
+    }
+}
