@@ -233,6 +233,7 @@ fn get_case(case_id: &str, purpose: &str, holding: Option<&str>) -> Request<pb::
             pb::Category::Perspective as i32,
             pb::Category::Medical as i32,
         ],
+        emergency_justification: String::new(),
     });
     if let Some(h) = holding {
         r.metadata_mut()
@@ -347,6 +348,7 @@ async fn forwarded_reads_forged_assertions_and_directory_lifetime() {
         )),
         purpose: "legalisation".into(),
         categories: vec![],
+        emergency_justification: String::new(),
     });
     again
         .metadata_mut()

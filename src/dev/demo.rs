@@ -140,6 +140,7 @@ async fn read(
             subject: Some(pb::get_case_request::Subject::CaseId(case_id.into())),
             purpose: purpose.into(),
             categories: vec![],
+            emergency_justification: String::new(),
         })
         .await
         .map(|r| r.into_inner())
@@ -316,6 +317,7 @@ pub(crate) async fn run(data_dir: Option<&Path>) -> anyhow::Result<bool> {
             )),
             purpose: "case_consultation".into(),
             categories: vec![],
+            emergency_justification: String::new(),
         })
         .await
         .err();
@@ -347,6 +349,7 @@ pub(crate) async fn run(data_dir: Option<&Path>) -> anyhow::Result<bool> {
             )),
             purpose: "case_consultation".into(),
             categories: vec![],
+            emergency_justification: String::new(),
         })
         .await?
         .into_inner();

@@ -141,6 +141,17 @@ pub(crate) enum ExchangeError {
     /// (which, by that node's own rule, holds nothing personal).
     #[error("{message}")]
     PeerNode { code: Code, message: String },
+    /// Categories asked for by name that only an emergency rule permits,
+    /// in a request without a justification or without the acting
+    /// employee: nothing was released.
+    #[error(
+        "{} can be released only under the emergency rule {}: in an emergency, set emergency_justification (one line, no names) and name the acting employee in x-sluis-actor; the privacy officer reviews every such access",
+        .categories.join(", "), .rules.join(", ")
+    )]
+    JustificationRequired {
+        categories: Vec<String>,
+        rules: Vec<String>,
+    },
 }
 
 /// The message of [`ExchangeError::TooLarge`]: the request's size when the
@@ -179,6 +190,8 @@ pub(crate) enum Resource {
     Service,
     /// A tile or entry bundle of the tlog-tiles read API.
     Tile,
+    /// The alert of an emergency access.
+    EmergencyAlert,
 }
 
 impl Resource {
@@ -191,6 +204,7 @@ impl Resource {
             Resource::Checkpoint => "sluis.v1.Checkpoint",
             Resource::Service => "service",
             Resource::Tile => "tlog-tiles tile",
+            Resource::EmergencyAlert => "sluis.v1.EmergencyAlert",
         }
     }
 }
@@ -241,12 +255,13 @@ pub(crate) enum Reason {
     RateLimited,
     CheckpointPending,
     PeerNode,
+    JustificationRequired,
 }
 
 impl Reason {
     /// Every reason, for the test that holds them to `errors.proto`.
     #[cfg(test)]
-    pub(crate) const ALL: [Reason; 25] = [
+    pub(crate) const ALL: [Reason; 26] = [
         Reason::InvalidField,
         Reason::MalformedRequest,
         Reason::MessageTooLarge,
@@ -272,6 +287,7 @@ impl Reason {
         Reason::RateLimited,
         Reason::CheckpointPending,
         Reason::PeerNode,
+        Reason::JustificationRequired,
     ];
 
     /// The name, as `ErrorInfo.reason` holds it.
@@ -302,6 +318,7 @@ impl Reason {
             Reason::RateLimited => "RATE_LIMITED",
             Reason::CheckpointPending => "CHECKPOINT_PENDING",
             Reason::PeerNode => "PEER_NODE",
+            Reason::JustificationRequired => "JUSTIFICATION_REQUIRED",
         }
     }
 }
@@ -411,6 +428,9 @@ impl ExchangeError {
             E::RateLimited { .. } => (Code::ResourceExhausted, Reason::RateLimited),
             E::Internal(_) => (Code::Internal, Reason::Internal),
             E::PeerNode { code, .. } => (*code, Reason::PeerNode),
+            E::JustificationRequired { .. } => {
+                (Code::FailedPrecondition, Reason::JustificationRequired)
+            }
         }
     }
 

@@ -340,6 +340,8 @@ pub const METHODS: &[&str] = &[
     "GetCheckpoint",
     "GetInclusionProof",
     "GetConsistencyProof",
+    "ListEmergencyAlerts",
+    "CloseEmergencyAlert",
     "GetStatistics",
     // Services outside `sluis.v1`, named by service and method.
     "grpc.health.v1.Health/Check",

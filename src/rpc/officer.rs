@@ -247,5 +247,21 @@ fn access_of(e: pb::ReportEntry) -> Result<Access, Status> {
         released,
         withheld,
         decision,
+        bases: e
+            .bases
+            .iter()
+            .filter_map(crate::rpc::convert::basis_from_pb)
+            .collect(),
+        review: e.review.and_then(|v| {
+            Some(crate::tlog::Review {
+                verdict: match pb::Verdict::try_from(v.verdict).ok()? {
+                    pb::Verdict::Justified => crate::tlog::Verdict::Justified,
+                    pb::Verdict::NotJustified => crate::tlog::Verdict::NotJustified,
+                    pb::Verdict::Unspecified => return None,
+                },
+                access_record_id: v.access_record_id,
+                note: v.note,
+            })
+        }),
     })
 }

@@ -62,6 +62,10 @@ pub(crate) fn status(e: ExchangeError, request_id: &str) -> Status {
         ExchangeError::MessageTimeout(ms) => {
             metadata.insert("message_timeout_ms".to_string(), ms.to_string());
         }
+        ExchangeError::JustificationRequired { categories, rules } => {
+            metadata.insert("categories".to_string(), categories.join(","));
+            metadata.insert("rules".to_string(), rules.join(","));
+        }
         ExchangeError::NotFound(missing) => {
             details.set_resource_info(
                 missing.resource.type_name(),

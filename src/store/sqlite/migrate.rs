@@ -72,10 +72,17 @@ fn adopt_sqlx(tx: &Connection) -> Result<i64, StoreError> {
         let Some(m) = MIGRATIONS.iter().find(|m| m.version == v) else {
             return Err(SchemaError::UnknownMigration(v).into());
         };
-        if v != version + 1 {
+        // The next migration of the list: numbers may skip one that was
+        // handed out and not merged, but none of the list may be skipped.
+        let next = MIGRATIONS
+            .iter()
+            .map(|m| m.version)
+            .find(|&n| n > version)
+            .unwrap_or(version + 1);
+        if v != next {
             return Err(SchemaError::Gap {
                 found: v,
-                missing: version + 1,
+                missing: next,
             }
             .into());
         }
@@ -154,12 +161,12 @@ mod tests {
     fn a_new_database_gets_every_migration_once() {
         let mut c = Connection::open_in_memory().unwrap();
         migrate(&mut c).unwrap();
-        assert_eq!(user_version(&c), MIGRATIONS.len() as i64);
+        assert_eq!(user_version(&c), MIGRATIONS.last().unwrap().version);
         assert!(tables(&c).contains(&"access_log".to_string()));
         assert!(tables(&c).contains(&"merkle_nodes".to_string()));
         // Again: nothing to do, nothing fails.
         migrate(&mut c).unwrap();
-        assert_eq!(user_version(&c), MIGRATIONS.len() as i64);
+        assert_eq!(user_version(&c), MIGRATIONS.last().unwrap().version);
     }
 
     #[test]
@@ -173,7 +180,7 @@ mod tests {
         .unwrap();
         // Running migration 1 again would fail: its tables exist.
         migrate(&mut c).unwrap();
-        assert_eq!(user_version(&c), MIGRATIONS.len() as i64);
+        assert_eq!(user_version(&c), MIGRATIONS.last().unwrap().version);
         let note: String = c
             .query_row("SELECT note FROM checkpoints", [], |r| r.get(0))
             .unwrap();
