@@ -257,6 +257,20 @@ pub(crate) fn method_words(m: &str, lang: Lang) -> &str {
     lang.pick(en, nl)
 }
 
+/// A category and why it was shared, in plain words: `shelter (emergency
+/// rule avim-emergency-safety: "…")`.
+pub(crate) fn basis_line(b: &CategoryBasis, lang: Lang) -> String {
+    let words = basis_words(b, lang);
+    match b.kind {
+        BasisKind::Emergency => format!(
+            "{} ({words}: \"{}\")",
+            category_words(b.category, lang),
+            b.text
+        ),
+        _ => format!("{} ({words})", category_words(b.category, lang)),
+    }
+}
+
 /// On what ground a category was shared, in plain words.
 fn basis_words(b: &CategoryBasis, lang: Lang) -> String {
     match (b.kind, lang) {

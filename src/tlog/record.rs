@@ -382,6 +382,18 @@ impl AccessRecord {
         }
     }
 
+    /// The version of the encoding the record is written in: the lowest
+    /// that holds its fields (versions 1 and 2 differ only in a field
+    /// version 1 lacks, so a record is never written as version 1).
+    pub fn version(&self) -> u8 {
+        match (&self.policy, &self.ldv) {
+            _ if !self.bases.is_empty() || self.review.is_some() => RECORD_VERSION,
+            (Some(_), _) => 4,
+            (None, Some(_)) => 3,
+            (None, None) => 2,
+        }
+    }
+
     /// The request released something on an emergency rule: its record
     /// opens an alert the privacy officer must close.
     pub fn is_emergency(&self) -> bool {
@@ -394,12 +406,7 @@ impl AccessRecord {
     /// always hashes the same.
     pub fn encode(&self) -> Vec<u8> {
         let mut b = Vec::with_capacity(320);
-        let version = match (&self.policy, &self.ldv) {
-            _ if !self.bases.is_empty() || self.review.is_some() => RECORD_VERSION,
-            (Some(_), _) => 4,
-            (None, Some(_)) => 3,
-            (None, None) => 2,
-        };
+        let version = self.version();
         b.push(version);
         put_str(&mut b, &self.request_id);
         b.extend_from_slice(&self.at.to_be_bytes());
