@@ -427,6 +427,14 @@ async fn the_officer_browses_verifies_charts_and_reports_in_a_real_browser() {
         // officer closes it with a verdict.
         let open = b.wait("the open emergency alert", "const a = document.querySelector('#emergency .alert.emergency'); return a && a.innerText");
         assert!(open.as_str().unwrap().contains(URGENT), "{open}");
+        // Its entry: the emergency basis with the justification, from the
+        // leaf the page verified.
+        b.click("#emergency .alert.emergency a.entry-link");
+        b.wait("the emergency entry's proof", "const v = document.querySelector('#proof-verdict'); return v && v.dataset.verified === 'yes'");
+        let basis = b.js("const r = document.querySelector('#basis tr[data-category=shelter] td[data-basis=emergency]'); return r ? r.innerText : document.querySelector('#entry').innerText", json!([]));
+        assert!(basis.as_str().unwrap().contains(URGENT), "{basis}");
+        b.click("nav button[data-tab=alerts]");
+        b.wait("the open emergency alert", "return !!document.querySelector('#emergency form.close-alert')");
         b.type_into("#emergency form.close-alert input[name=note]", "threat confirmed by the shelter; in proportion");
         b.js("document.querySelector('#emergency select[name=verdict]').value = 'justified'; return true", json!([]));
         b.screenshot("emergency.png");
@@ -436,6 +444,7 @@ async fn the_officer_browses_verifies_charts_and_reports_in_a_real_browser() {
         b.click("nav button[data-tab=log]");
         b.click("nav button[data-tab=alerts]");
         b.wait("no emergency open", "return !!document.querySelector('#no-emergency')");
+        b.wait("the alerts again", "return !!document.querySelector('#alerts .alert.al_special a.entry-link')");
         // An alert links to its entries.
         b.click("#alerts .alert.al_special a.entry-link");
         b.wait("the linked entry", "const v = document.querySelector('#proof-verdict'); return v && v.dataset.verified === 'yes'");
