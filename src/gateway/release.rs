@@ -591,4 +591,96 @@ unless { context.actor_present };
         // The consent decided, even though nothing was there to release.
         assert_eq!(p.consents, ["c"]);
     }
+
+    /// An emergency rule counts only with a justification and the actor;
+    /// it releases without consent (where consent would not), never
+    /// identity, and each released category says on what ground.
+    #[test]
+    fn an_emergency_rule_needs_a_justification_and_the_actor() {
+        let text = format!(
+            "{POLICY}\n{}",
+            r#"
+@id("dtv-emergency")
+@break_glass("acute danger")
+permit (principal == Role::"dtv", action == Action::"receive", resource)
+when { resource in [Category::"shelter", Category::"perspective", Category::"identity"] };
+"#
+        );
+        let purposes: Vec<String> = crate::model::DEFAULT_PURPOSES
+            .iter()
+            .map(|p| p.to_string())
+            .collect();
+        let policy = Policy::from_text(&text, "test.cedar", &purposes).unwrap();
+        let dtv = caller("dtv", Role::Dtv);
+        let c = consent("c", Role::Dtv, &[Category::Perspective], "return");
+        let consents = [c];
+        let case = Holdings {
+            present: &Category::ALL,
+            consents: &consents,
+        };
+        let asked = [
+            Category::Identity,
+            Category::ResidenceProcedure,
+            Category::Shelter,
+            Category::Perspective,
+        ];
+        let mut asker = Asker {
+            caller: &dtv,
+            purpose: "return",
+            is_owner: false,
+            actor_present: true,
+            now: NOW,
+            justification: None,
+        };
+        // No justification: shelter (emergency only) is withheld as such.
+        let p = plan(&policy, &asker, &case, &asked);
+        assert_eq!(
+            p.released,
+            [Category::ResidenceProcedure, Category::Perspective]
+        );
+        assert_eq!(
+            reasons(&p),
+            [
+                (Category::Identity, WithholdReason::NoConsent),
+                (Category::Shelter, WithholdReason::JustificationRequired),
+            ]
+        );
+        // A justification without the actor is no emergency either.
+        asker.justification = Some("threat");
+        asker.actor_present = false;
+        let p = plan(&policy, &asker, &case, &asked);
+        assert!(!p.released.contains(&Category::Shelter));
+        // Both: shelter on the emergency; perspective still on its consent
+        // and residence on its legal basis; identity never.
+        asker.actor_present = true;
+        let p = plan(&policy, &asker, &case, &asked);
+        assert_eq!(
+            p.released,
+            [
+                Category::ResidenceProcedure,
+                Category::Shelter,
+                Category::Perspective
+            ]
+        );
+        assert_eq!(
+            reasons(&p),
+            [(Category::Identity, WithholdReason::NoConsent)]
+        );
+        let bases: Vec<(Category, BasisKind, &str)> = p
+            .bases
+            .iter()
+            .map(|b| (b.category, b.kind, b.text.as_str()))
+            .collect();
+        assert_eq!(
+            bases,
+            [
+                (Category::ResidenceProcedure, BasisKind::LegalBasis, "a law"),
+                (Category::Shelter, BasisKind::Emergency, "threat"),
+                (Category::Perspective, BasisKind::Consent, "c"),
+            ]
+        );
+        assert_eq!(p.bases[0].rules, ["dtv-residence-law"]);
+        assert_eq!(p.bases[1].rules, ["dtv-emergency"]);
+        assert_eq!(p.bases[2].rules, ["dtv-perspective-consent"]);
+    }
 }
