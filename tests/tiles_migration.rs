@@ -68,7 +68,7 @@ fn node_hash(left: &[u8], right: &[u8]) -> Vec<u8> {
 /// Turns the node's database back into the previous layout: the tiles'
 /// tables gone, every perfect node of the tree (RFC 6962) one row of
 /// `merkle_nodes`, keyed by the size at which it completes, schema
-/// version 6.
+/// version 6 (the tables of later migrations gone too).
 fn to_previous_layout(db: &Path) {
     let c = rusqlite::Connection::open(db).unwrap();
     let records: Vec<Vec<u8>> = c
@@ -79,7 +79,9 @@ fn to_previous_layout(db: &Path) {
         .collect::<Result<_, _>>()
         .unwrap();
     c.execute_batch(
-        "DROP TABLE log_tiles;
+        "DROP TABLE emergency_reviews;
+         DROP TABLE emergency_accesses;
+         DROP TABLE log_tiles;
          DROP TABLE log_edge;
          CREATE TABLE merkle_nodes (
              end_size INTEGER NOT NULL,
