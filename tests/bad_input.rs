@@ -209,6 +209,7 @@ fn get(subject: Option<pb::get_case_request::Subject>, purpose: &str, cats: Vec<
         subject,
         purpose: purpose.into(),
         categories: cats,
+        emergency_justification: String::new(),
     })
 }
 

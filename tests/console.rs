@@ -3,7 +3,8 @@
 //! (the distribution's package, driven over WebDriver by chromedriver)
 //! filters the log, opens an entry and sees each released category's basis
 //! and its inclusion proof verified in the page, opens the charts and the
-//! alerts, and makes a Dutch subject report. Screenshots go to
+//! alerts, sees an emergency access's open alert and closes it with a
+//! verdict, and makes a Dutch subject report. Screenshots go to
 //! `target/console-screenshots/`. The console's guard is checked from
 //! outside: no token, or another Host, gets nothing.
 
@@ -23,6 +24,7 @@ use sluis::rpc::proto::v1 as pb;
 const OFFICER: &str = "fg-utrecht";
 const DTV: &str = "dtv";
 const AVIM: &str = "avim";
+const URGENT: &str = "acute threat reported at the shelter location";
 
 /// One HTTP/1.1 exchange on a connection of its own (the body read to its
 /// close): enough for the
@@ -305,6 +307,15 @@ async fn scene(node: &TestNode) -> (String, String) {
         .get_case(with_actor(by_id(&case_id, "case_consultation")))
         .await
         .unwrap();
+    // An emergency access: shelter only under the emergency rule.
+    avim.cases
+        .get_case(with_actor(pb::GetCaseRequest {
+            categories: vec![pb::Category::Shelter as i32],
+            emergency_justification: URGENT.into(),
+            ..by_id(&case_id, "case_consultation")
+        }))
+        .await
+        .unwrap();
     let mut dtv = node.client(DTV).await;
     dtv.cases
         .get_case(with_actor(by_id(&case_id, "return")))
@@ -411,6 +422,29 @@ async fn the_officer_browses_verifies_charts_and_reports_in_a_real_browser() {
             assert!(kinds.as_array().unwrap().iter().any(|k| k == kind), "{kind} in {kinds}");
         }
         b.screenshot("alerts.png");
+
+        // The emergency access: listed, with its justification, until the
+        // officer closes it with a verdict.
+        let open = b.wait("the open emergency alert", "const a = document.querySelector('#emergency .alert.emergency'); return a && a.innerText");
+        assert!(open.as_str().unwrap().contains(URGENT), "{open}");
+        // Its entry: the emergency basis with the justification, from the
+        // leaf the page verified.
+        b.click("#emergency .alert.emergency a.entry-link");
+        b.wait("the emergency entry's proof", "const v = document.querySelector('#proof-verdict'); return v && v.dataset.verified === 'yes'");
+        let basis = b.js("const r = document.querySelector('#basis tr[data-category=shelter] td[data-basis=emergency]'); return r ? r.innerText : document.querySelector('#entry').innerText", json!([]));
+        assert!(basis.as_str().unwrap().contains(URGENT), "{basis}");
+        b.click("nav button[data-tab=alerts]");
+        b.wait("the open emergency alert", "return !!document.querySelector('#emergency form.close-alert')");
+        b.type_into("#emergency form.close-alert input[name=note]", "threat confirmed by the shelter; in proportion");
+        b.js("document.querySelector('#emergency select[name=verdict]').value = 'justified'; return true", json!([]));
+        b.screenshot("emergency.png");
+        b.click("#emergency form.close-alert button");
+        let closed = b.wait("the closed alert", "const c = document.querySelector('#emergency .closed'); return c && c.textContent");
+        assert!(closed.as_str().unwrap().contains('#'), "{closed}");
+        b.click("nav button[data-tab=log]");
+        b.click("nav button[data-tab=alerts]");
+        b.wait("no emergency open", "return !!document.querySelector('#no-emergency')");
+        b.wait("the alerts again", "return !!document.querySelector('#alerts .alert.al_special a.entry-link')");
         // An alert links to its entries.
         b.click("#alerts .alert.al_special a.entry-link");
         b.wait("the linked entry", "const v = document.querySelector('#proof-verdict'); return v && v.dataset.verified === 'yes'");
@@ -439,11 +473,21 @@ async fn the_officer_browses_verifies_charts_and_reports_in_a_real_browser() {
     let _ = child.kill();
     let _ = child.wait();
     checked.unwrap();
+    // The verdict given in the page is the node's record.
+    let review = node
+        .wait_for_log(|r| r.method == "CloseEmergencyAlert")
+        .await;
+    let review = sluis::tlog::AccessRecord::decode(&review.record)
+        .unwrap()
+        .review
+        .unwrap();
+    assert_eq!(review.verdict, sluis::tlog::Verdict::Justified);
     for shot in [
         "log.png",
         "entry.png",
         "charts.png",
         "alerts.png",
+        "emergency.png",
         "report-nl.png",
     ] {
         let bytes = std::fs::read(screenshots().join(shot)).unwrap();

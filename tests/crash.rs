@@ -249,6 +249,7 @@ fn get(case_id: &str, purpose: &str) -> pb::GetCaseRequest {
         subject: Some(pb::get_case_request::Subject::CaseId(case_id.into())),
         purpose: purpose.into(),
         categories: vec![],
+        emergency_justification: String::new(),
     }
 }
 

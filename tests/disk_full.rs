@@ -128,6 +128,7 @@ fn read(case_id: &str) -> pb::GetCaseRequest {
         subject: Some(pb::get_case_request::Subject::CaseId(case_id.into())),
         purpose: "return".into(),
         categories: vec![],
+        emergency_justification: String::new(),
     }
 }
 

@@ -83,6 +83,7 @@ async fn forwarded_reads_forged_assertions_and_directory_lifetime() {
         )),
         purpose: "legalisation".into(),
         categories: vec![],
+        emergency_justification: String::new(),
     });
     again
         .metadata_mut()

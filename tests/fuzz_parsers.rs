@@ -25,7 +25,10 @@ use sluis::net::x509;
 use sluis::policy::{DEFAULT_POLICY, Policy};
 use sluis::tlog::checkpoint::Checkpoint;
 use sluis::tlog::note::{self, Signer};
-use sluis::tlog::{AccessRecord, Decision, Ldv, LdvStatus, SealedSubject, SubjectIdType};
+use sluis::tlog::{
+    AccessRecord, BasisKind, CategoryBasis, Decision, Ldv, LdvStatus, Review, SealedSubject,
+    SubjectIdType, Verdict,
+};
 
 /// Every allocation of this test binary is counted, and the whole binary
 /// may hold at most [`MEMORY_CEILING`] at once: a parser that sizes a
@@ -484,6 +487,40 @@ fn record() -> impl Strategy<Value = AccessRecord> {
             proptest::option::of(ldv()),
             proptest::option::of(any::<[u8; 32]>()),
         ),
+        // Version 5: per-category bases and an officer's review.
+        (
+            proptest::collection::vec(
+                (
+                    proptest::sample::select(Category::ALL.to_vec()),
+                    proptest::sample::select(vec![
+                        BasisKind::Consent,
+                        BasisKind::LegalBasis,
+                        BasisKind::Emergency,
+                    ]),
+                    proptest::collection::vec(text(), 0..3),
+                    text(),
+                )
+                    .prop_map(|(category, kind, rules, text)| CategoryBasis {
+                        category,
+                        kind,
+                        rules,
+                        text,
+                    }),
+                0..3,
+            ),
+            proptest::option::of(
+                (
+                    text(),
+                    proptest::sample::select(vec![Verdict::Justified, Verdict::NotJustified]),
+                    text(),
+                )
+                    .prop_map(|(access_record_id, verdict, note)| Review {
+                        access_record_id,
+                        verdict,
+                        note,
+                    }),
+            ),
+        ),
     )
         .prop_map(
             |(
@@ -492,6 +529,7 @@ fn record() -> impl Strategy<Value = AccessRecord> {
                 (asked, released, withheld),
                 (decision, status, detail, rules, consents),
                 (ldv, policy),
+                (bases, review),
             )| AccessRecord {
                 request_id,
                 at,
@@ -514,6 +552,8 @@ fn record() -> impl Strategy<Value = AccessRecord> {
                 consents,
                 ldv,
                 policy,
+                bases,
+                review,
             },
         )
 }

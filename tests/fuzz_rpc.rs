@@ -418,6 +418,7 @@ fn message(k: &Known) -> BoxedStrategy<Call> {
                     subject,
                     purpose,
                     categories,
+                    emergency_justification: String::new(),
                 }
                 .encode_to_vec(),
                 expect: Expect::Any,
@@ -619,6 +620,7 @@ fn message(k: &Known) -> BoxedStrategy<Call> {
                         subject: Some(pb::get_case_request::Subject::SubjectPseudonym(p)),
                         purpose,
                         categories: vec![],
+                        emergency_justification: String::new(),
                     }
                     .encode_to_vec(),
                 }
@@ -676,6 +678,7 @@ impl Harness {
                 subject: Some(pb::get_case_request::Subject::CaseId(case_id.clone())),
                 purpose: "return".into(),
                 categories: vec![],
+                emergency_justification: String::new(),
             })
             .await
             .expect("DT&V reads")

@@ -30,6 +30,7 @@ fn by_pseudonym(p: &str, purpose: &str, holding: Option<&str>) -> Request<pb::Ge
         subject: Some(pb::get_case_request::Subject::SubjectPseudonym(p.into())),
         purpose: purpose.into(),
         categories: vec![],
+        emergency_justification: String::new(),
     });
     if let Some(h) = holding {
         r.metadata_mut()

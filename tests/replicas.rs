@@ -236,6 +236,7 @@ async fn three_replicas_keep_one_log_through_a_sigkill() {
         subject: Some(pb::get_case_request::Subject::CaseId(id.into())),
         purpose: "shelter".into(),
         categories: vec![],
+        emergency_justification: String::new(),
     };
     assert_eq!(
         ngo1.cases

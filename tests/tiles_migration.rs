@@ -80,7 +80,9 @@ fn to_previous_layout(db: &Path) {
         .collect::<Result<_, _>>()
         .unwrap();
     c.execute_batch(
-        "DROP TABLE log_tiles;
+        "DROP TABLE emergency_reviews;
+         DROP TABLE emergency_accesses;
+         DROP TABLE log_tiles;
          DROP TABLE log_edge;
          CREATE TABLE merkle_nodes (
              end_size INTEGER NOT NULL,

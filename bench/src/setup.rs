@@ -144,6 +144,7 @@ pub fn get_case_request(spec: &ClientSpec, case_id: &str) -> Request<pb::GetCase
             subject: Some(pb::get_case_request::Subject::CaseId(case_id.to_string())),
             purpose: spec.purpose.clone(),
             categories: vec![],
+            emergency_justification: String::new(),
         },
         spec.actor.as_deref(),
     )

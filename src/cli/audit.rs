@@ -991,10 +991,11 @@ fn csv_field(s: &str) -> String {
 }
 
 /// The CSV header: every field of a record, one column each.
-const CSV_HEADER: &str = "index,request_id,at,caller,role,method,case_id,subject,purpose,decision,status,asked,released,withheld,rules,consents,actor_hash,peer_fingerprint,detail,subjects,policy_sha256";
+const CSV_HEADER: &str = "index,request_id,at,caller,role,method,case_id,subject,purpose,decision,status,asked,released,withheld,rules,consents,actor_hash,peer_fingerprint,detail,subjects,policy_sha256,bases,review";
 
 /// One record as a CSV line (lists joined with `;`, withheld as
-/// `category:reason`).
+/// `category:reason`; `bases` and `review`, whose texts are free, as the
+/// JSON of [`record_json`]).
 fn csv_line(index: i64, r: &AccessRecord) -> String {
     let cats =
         |cs: &[crate::model::Category]| cs.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(";");
@@ -1025,6 +1026,15 @@ fn csv_line(index: i64, r: &AccessRecord) -> String {
         r.detail.clone(),
         r.subjects.join(";"),
         r.policy.map(hex::encode).unwrap_or_default(),
+        if r.bases.is_empty() {
+            String::new()
+        } else {
+            bases_json(r).to_string()
+        },
+        r.review
+            .as_ref()
+            .map(|v| review_json(v).to_string())
+            .unwrap_or_default(),
     ];
     let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
     line.join(",")
@@ -1055,6 +1065,34 @@ pub(crate) fn record_json(index: i64, r: &AccessRecord) -> serde_json::Value {
         "peer_fingerprint": r.peer_fingerprint,
         "subjects": r.subjects,
         "policy_sha256": r.policy.map(hex::encode),
+        "bases": bases_json(r),
+        "review": r.review.as_ref().map(review_json),
+    })
+}
+
+/// Each released category's basis: `[{category, kind, rules, text}]`, kind
+/// `consent` (text: the consent id), `legal_basis` (the legal basis) or
+/// `emergency` (the justification).
+fn bases_json(r: &AccessRecord) -> serde_json::Value {
+    r.bases
+        .iter()
+        .map(|b| {
+            serde_json::json!({
+                "category": b.category.as_str(),
+                "kind": b.kind.as_str(),
+                "rules": b.rules,
+                "text": b.text,
+            })
+        })
+        .collect()
+}
+
+/// An officer's review of an emergency access.
+fn review_json(v: &crate::tlog::Review) -> serde_json::Value {
+    serde_json::json!({
+        "access_record_id": v.access_record_id,
+        "verdict": v.verdict.as_str(),
+        "note": v.note,
     })
 }
 
@@ -1095,6 +1133,34 @@ fn text_line(index: i64, r: &AccessRecord, lang: Lang) -> String {
                 "shared:"
             },
             shared.join(", ")
+        ));
+    }
+    if !r.bases.is_empty() {
+        let why: Vec<String> = r
+            .bases
+            .iter()
+            .map(|b| oversight::basis_line(b, lang))
+            .collect();
+        s.push_str(&format!(
+            "; {} {}",
+            if lang == Lang::Nl {
+                "grondslag:"
+            } else {
+                "basis:"
+            },
+            why.join("; ")
+        ));
+    }
+    if let Some(v) = &r.review {
+        s.push_str(&format!(
+            "; {} {}: \"{}\"",
+            if lang == Lang::Nl {
+                "oordeel:"
+            } else {
+                "verdict:"
+            },
+            oversight::verdict_words(v.verdict, lang),
+            v.note
         ));
     }
     s

@@ -47,7 +47,7 @@ pub(crate) fn ldv_line(index: i64, node: &str, r: &AccessRecord) -> Value {
                     "entity": f.entity,
                 })
             }),
-            if r.policy.is_some() { 4 } else { 3 },
+            r.version(),
         ),
         None => {
             let trace = uuid::Uuid::parse_str(&r.request_id)
@@ -61,7 +61,7 @@ pub(crate) fn ldv_line(index: i64, node: &str, r: &AccessRecord) -> Value {
             let span = hex::encode(
                 &ring::digest::digest(&ring::digest::SHA256, r.request_id.as_bytes()).as_ref()[..8],
             );
-            let version = if r.policy.is_some() { 4 } else { 2 };
+            let version = r.version();
             (
                 trace,
                 span,
@@ -96,6 +96,19 @@ pub(crate) fn ldv_line(index: i64, node: &str, r: &AccessRecord) -> Value {
     }
     if let Some(c) = &r.case_id {
         attr("sluis.case_id", json!(c));
+    }
+    // Why each category was released (record version 5 on), and an
+    // officer's review of an emergency access.
+    for b in &r.bases {
+        attr(
+            &format!("sluis.basis.{}", b.category),
+            json!({"kind": b.kind.as_str(), "rules": b.rules, "text": b.text}),
+        );
+    }
+    if let Some(v) = &r.review {
+        attr("sluis.review.access_record_id", json!(v.access_record_id));
+        attr("sluis.review.verdict", json!(v.verdict.as_str()));
+        attr("sluis.review.note", json!(v.note));
     }
     let mut line = json!({
         "trace_id": trace_id,

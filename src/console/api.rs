@@ -12,7 +12,7 @@ use axum::body::Body;
 use axum::extract::{RawQuery, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{get, post};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use http::{HeaderValue, StatusCode, header};
@@ -92,6 +92,8 @@ impl Console {
             .route("/api/entry", get(entry))
             .route("/api/checkpoint", get(checkpoint))
             .route("/api/report", get(report))
+            .route("/api/emergency", get(emergency))
+            .route("/api/emergency/close", post(close_emergency))
             .layer(middleware::from_fn_with_state(self.clone(), guard))
             .with_state(self.clone())
     }
@@ -180,6 +182,7 @@ fn refused(s: &tonic::Status) -> Response {
         tonic::Code::NotFound => StatusCode::NOT_FOUND,
         tonic::Code::InvalidArgument | tonic::Code::OutOfRange => StatusCode::BAD_REQUEST,
         tonic::Code::PermissionDenied | tonic::Code::Unauthenticated => StatusCode::FORBIDDEN,
+        tonic::Code::FailedPrecondition => StatusCode::CONFLICT,
         tonic::Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::BAD_GATEWAY,
     };
@@ -318,12 +321,27 @@ async fn entry(State(c): State<Console>, RawQuery(q): RawQuery) -> Response {
     }))
 }
 
-/// Why each released category was released, as far as the record says:
-/// the deciding rules, and the consents the record names — or, when it
-/// names none, the legal basis of those rules (a category is released
-/// either under a consent, which the record then names, or on a rule's
-/// legal basis).
+/// Why each released category was released. From record version 5 on the
+/// record says it per category (`bases`: consent, legal basis or
+/// emergency with its justification, and the rules). Older records name
+/// only the request's rules and consents: a category went under a
+/// consent, which the record then names, or on a rule's legal basis.
 fn basis(r: &crate::tlog::AccessRecord) -> Vec<serde_json::Value> {
+    if !r.bases.is_empty() {
+        return r
+            .bases
+            .iter()
+            .map(|b| {
+                serde_json::json!({
+                    "category": b.category.as_str(),
+                    "basis": b.kind.as_str(),
+                    "rules": b.rules,
+                    "text": b.text,
+                    "exact": true,
+                })
+            })
+            .collect();
+    }
     r.released
         .iter()
         .map(|c| {
@@ -345,6 +363,60 @@ fn basis(r: &crate::tlog::AccessRecord) -> Vec<serde_json::Value> {
             })
         })
         .collect()
+}
+
+/// One alert for the page: the emergency access's entry, the justification
+/// and, when closed, the review's entry.
+fn alert_json(a: &crate::rpc::officer::RemoteAlert) -> serde_json::Value {
+    let (index, access) = &a.access;
+    let justification = access
+        .bases
+        .iter()
+        .find(|b| b.kind == crate::tlog::BasisKind::Emergency)
+        .map(|b| b.text.clone());
+    serde_json::json!({
+        "access": record_json(*index, access),
+        "justification": justification,
+        "closed": a.closed,
+        "review": a.review.as_ref().map(|(i, r)| record_json(*i, r)),
+    })
+}
+
+/// `GET /api/emergency?closed=1`: the alerts of emergency accesses, open
+/// ones only unless `closed` is given; each stays listed until an officer
+/// closes it.
+async fn emergency(State(c): State<Console>, RawQuery(q): RawQuery) -> Response {
+    let show_closed = params(q).contains_key("closed");
+    let mut officer = c.0.officer.clone();
+    match officer.emergency_alerts(show_closed).await {
+        Ok(alerts) => ok(serde_json::json!({
+            "alerts": alerts.iter().map(alert_json).collect::<Vec<_>>(),
+        })),
+        Err(s) => refused(&s),
+    }
+}
+
+/// `POST /api/emergency/close` with a form body `request_id`, `verdict`
+/// (`justified` or `not_justified`) and `note`: closes the alert with the
+/// officer's verdict; the node records it.
+async fn close_emergency(State(c): State<Console>, body: String) -> Response {
+    let p = params(Some(body));
+    let verdict = match p.get("verdict").map(String::as_str) {
+        Some("justified") => crate::tlog::Verdict::Justified,
+        Some("not_justified") => crate::tlog::Verdict::NotJustified,
+        _ => return invalid("verdict must be justified or not_justified"),
+    };
+    let (Some(id), note) = (p.get("request_id"), p.get("note")) else {
+        return invalid("request_id must name the emergency access to close");
+    };
+    let mut officer = c.0.officer.clone();
+    match officer
+        .close_emergency_alert(id, verdict, note.map_or("", String::as_str))
+        .await
+    {
+        Ok(a) => ok(alert_json(&a)),
+        Err(s) => refused(&s),
+    }
 }
 
 /// `GET /api/checkpoint`: the latest signed checkpoint, its age, and the

@@ -142,6 +142,7 @@ pub(super) async fn read(
             subject: Some(pb::get_case_request::Subject::CaseId(case_id.into())),
             purpose: purpose.into(),
             categories: vec![],
+            emergency_justification: String::new(),
         })
         .await
         .map(|r| r.into_inner())
@@ -318,6 +319,7 @@ pub(crate) async fn run(data_dir: Option<&Path>) -> anyhow::Result<bool> {
             )),
             purpose: "case_consultation".into(),
             categories: vec![],
+            emergency_justification: String::new(),
         })
         .await
         .err();
@@ -349,6 +351,7 @@ pub(crate) async fn run(data_dir: Option<&Path>) -> anyhow::Result<bool> {
             )),
             purpose: "case_consultation".into(),
             categories: vec![],
+            emergency_justification: String::new(),
         })
         .await?
         .into_inner();

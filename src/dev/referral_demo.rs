@@ -264,6 +264,7 @@ pub(super) async fn run(
                 subject: Some(pb::get_case_request::Subject::CaseId(case_id.into())),
                 purpose: "case_consultation".into(),
                 categories: vec![],
+                emergency_justification: String::new(),
             },
             Some("mw-0107"),
         ))
@@ -278,6 +279,7 @@ pub(super) async fn run(
         subject: Some(pb::get_case_request::Subject::CaseId(case_id.into())),
         purpose: "legalisation".into(),
         categories: vec![],
+        emergency_justification: String::new(),
     });
     at_amsterdam
         .metadata_mut()
@@ -296,6 +298,7 @@ pub(super) async fn run(
             )),
             purpose: "case_consultation".into(),
             categories: vec![],
+            emergency_justification: String::new(),
         })
         .await;
     // Its pseudonym was issued before the nodes shared a pseudonym key

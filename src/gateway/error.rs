@@ -146,6 +146,17 @@ pub(crate) enum ExchangeError {
         "this case was referred to federation node '{0}', which holds it now: ask again with x-sluis-holding-node: {0}"
     )]
     Referred(String),
+    /// Categories asked for by name that only an emergency rule permits,
+    /// in a request without a justification or without the acting
+    /// employee: nothing was released.
+    #[error(
+        "{} can be released only under the emergency rule {}: in an emergency, set emergency_justification (one line, no names) and name the acting employee in x-sluis-actor; the privacy officer reviews every such access",
+        .categories.join(", "), .rules.join(", ")
+    )]
+    JustificationRequired {
+        categories: Vec<String>,
+        rules: Vec<String>,
+    },
 }
 
 /// The message of [`ExchangeError::TooLarge`]: the request's size when the
@@ -184,6 +195,8 @@ pub(crate) enum Resource {
     Service,
     /// A tile or entry bundle of the tlog-tiles read API.
     Tile,
+    /// The alert of an emergency access.
+    EmergencyAlert,
 }
 
 impl Resource {
@@ -196,6 +209,7 @@ impl Resource {
             Resource::Checkpoint => "sluis.v1.Checkpoint",
             Resource::Service => "service",
             Resource::Tile => "tlog-tiles tile",
+            Resource::EmergencyAlert => "sluis.v1.EmergencyAlert",
         }
     }
 }
@@ -247,12 +261,13 @@ pub(crate) enum Reason {
     CheckpointPending,
     PeerNode,
     CaseReferred,
+    JustificationRequired,
 }
 
 impl Reason {
     /// Every reason, for the test that holds them to `errors.proto`.
     #[cfg(test)]
-    pub(crate) const ALL: [Reason; 26] = [
+    pub(crate) const ALL: [Reason; 27] = [
         Reason::InvalidField,
         Reason::MalformedRequest,
         Reason::MessageTooLarge,
@@ -279,6 +294,7 @@ impl Reason {
         Reason::CheckpointPending,
         Reason::PeerNode,
         Reason::CaseReferred,
+        Reason::JustificationRequired,
     ];
 
     /// The name, as `ErrorInfo.reason` holds it.
@@ -310,6 +326,7 @@ impl Reason {
             Reason::CheckpointPending => "CHECKPOINT_PENDING",
             Reason::PeerNode => "PEER_NODE",
             Reason::CaseReferred => "CASE_REFERRED",
+            Reason::JustificationRequired => "JUSTIFICATION_REQUIRED",
         }
     }
 }
@@ -420,6 +437,9 @@ impl ExchangeError {
             E::Internal(_) => (Code::Internal, Reason::Internal),
             E::PeerNode { code, .. } => (*code, Reason::PeerNode),
             E::Referred(_) => (Code::FailedPrecondition, Reason::CaseReferred),
+            E::JustificationRequired { .. } => {
+                (Code::FailedPrecondition, Reason::JustificationRequired)
+            }
         }
     }
 

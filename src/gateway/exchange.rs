@@ -21,7 +21,7 @@ use crate::gateway::vault::Keys;
 use crate::model::clock::now_millis;
 use crate::model::consent::{self, Consent, ConsentEvent, EventKind, Millis, Recipient};
 use crate::model::trace::TraceContext;
-use crate::model::{Caller, Category, Role};
+use crate::model::{Caller, Category, Role, WithholdReason};
 use crate::net::identity::{Peer, Registry};
 use crate::net::sources::Summary;
 use crate::net::tls::HandshakeFailure;
@@ -82,6 +82,9 @@ pub(crate) struct GetCase {
     pub(crate) purpose: String,
     /// Empty: all categories.
     pub(crate) categories: Vec<Category>,
+    /// The emergency justification (`GetCaseRequest.emergency_justification`),
+    /// `None` when not given; checked by `read_case`.
+    pub(crate) justification: Option<String>,
 }
 
 /// What a reader receives: the case id only if it named the case by id, its
@@ -410,6 +413,7 @@ impl Exchange {
                 rec.decision = e.decision();
                 rec.detail = e.to_string();
                 rec.released.clear();
+                rec.bases.clear();
             }
         }
         self.end_processing(&mut rec);
@@ -963,6 +967,9 @@ impl Exchange {
         // appears in the subject's access report.
         self.check_purpose(&req.purpose)?;
         rec.purpose = Some(req.purpose.clone());
+        if let Some(j) = &req.justification {
+            validate::line("emergency_justification", j, crate::tlog::MAX_JUSTIFICATION)?;
+        }
         let consents = self
             .store
             .consents_for_case(&case.id)
@@ -982,6 +989,7 @@ impl Exchange {
                 is_owner: case.owner == caller.participant,
                 actor_present: ctx.actor.is_some(),
                 now: rec.at,
+                justification: req.justification.as_deref(),
             },
             &Holdings {
                 present: &present,
@@ -989,6 +997,38 @@ impl Exchange {
             },
             &asked,
         );
+        // A category asked for by name that only an emergency rule permits:
+        // the caller meant to break the glass and did not say why (or who).
+        let needs: Vec<&release::Withheld> = plan
+            .withheld
+            .iter()
+            .filter(|w| w.reason == WithholdReason::JustificationRequired)
+            .filter(|w| req.categories.contains(&w.category))
+            .collect();
+        if !needs.is_empty() {
+            let mut rules = Vec::new();
+            for w in &needs {
+                rules.extend(
+                    policy
+                        .decide(&crate::policy::Query {
+                            role: caller.role,
+                            category: w.category,
+                            purpose: &req.purpose,
+                            is_owner: case.owner == caller.participant,
+                            actor_present: ctx.actor.is_some(),
+                        })
+                        .emergency,
+                );
+            }
+            rules.sort();
+            rules.dedup();
+            rec.rules = plan.rules;
+            return Err(ExchangeError::JustificationRequired {
+                categories: needs.iter().map(|w| w.category.to_string()).collect(),
+                rules,
+            });
+        }
+        rec.bases = plan.bases;
         rec.rules = plan.rules;
         rec.consents = plan.consents;
         rec.released = plan.released.clone();

@@ -60,6 +60,7 @@
 //! statistics request types and the bound on remembered pseudonyms (which
 //! the soak benchmark reports) are public.
 
+pub(crate) mod emergency;
 mod error;
 mod exchange;
 mod forwarded;

@@ -18,7 +18,9 @@ use crate::model::{Category, Role};
 use crate::net::identity::Registry;
 use crate::store::{CaseMeta, LogFilter, LogRow, Store, StoreError, StoredCheckpoint};
 use crate::tlog::proof::{self, ConsistencyProof, InclusionProof, LeafRef, ProofError};
-use crate::tlog::{AccessRecord, Decision, RecordView, Recorded};
+use crate::tlog::{
+    AccessRecord, BasisKind, CategoryBasis, Decision, RecordView, Recorded, Review, Verdict,
+};
 
 /// Why a subject access report could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +62,10 @@ pub(crate) struct Access {
     pub(crate) released: Vec<Category>,
     pub(crate) withheld: Vec<(Category, String)>,
     pub(crate) decision: Decision,
+    /// Per released category, why (record version 5 on).
+    pub(crate) bases: Vec<CategoryBasis>,
+    /// An officer's review of an emergency access, on that review's line.
+    pub(crate) review: Option<Review>,
 }
 
 impl Access {
@@ -77,6 +83,8 @@ impl Access {
             released: record.released.clone(),
             withheld: record.withheld.clone(),
             decision: record.decision,
+            bases: record.bases.clone(),
+            review: record.review.clone(),
         }
     }
 }
@@ -164,6 +172,10 @@ pub(crate) fn reason_words(r: &str, lang: Lang) -> &str {
             "no such information was recorded",
             "zulke gegevens waren niet vastgelegd",
         ),
+        "justification_required" => (
+            "only an emergency allows it, and no emergency was stated",
+            "alleen een noodgeval staat het toe, en er was geen noodgeval opgegeven",
+        ),
         other => return other,
     };
     lang.pick(en, nl)
@@ -240,9 +252,51 @@ pub(crate) fn method_words(m: &str, lang: Lang) -> &str {
             "took over your case from another municipality's node",
             "nam uw dossier over van het knooppunt van een andere gemeente",
         ),
+        "ListEmergencyAlerts" => (
+            "looked at the emergency accesses to your data awaiting review",
+            "bekeek de noodtoegangen tot uw gegevens die op beoordeling wachten",
+        ),
+        "CloseEmergencyAlert" => (
+            "reviewed an emergency access to your data",
+            "beoordeelde een noodtoegang tot uw gegevens",
+        ),
         other => return other,
     };
     lang.pick(en, nl)
+}
+
+/// A category and why it was shared, in plain words: `shelter (emergency
+/// rule avim-emergency-safety: "…")`.
+pub(crate) fn basis_line(b: &CategoryBasis, lang: Lang) -> String {
+    let words = basis_words(b, lang);
+    match b.kind {
+        BasisKind::Emergency => format!(
+            "{} ({words}: \"{}\")",
+            category_words(b.category, lang),
+            b.text
+        ),
+        _ => format!("{} ({words})", category_words(b.category, lang)),
+    }
+}
+
+/// On what ground a category was shared, in plain words.
+fn basis_words(b: &CategoryBasis, lang: Lang) -> String {
+    match (b.kind, lang) {
+        (BasisKind::Consent, Lang::En) => format!("your consent {}", b.text),
+        (BasisKind::Consent, Lang::Nl) => format!("uw toestemming {}", b.text),
+        (BasisKind::LegalBasis, Lang::En) => format!("legal basis: {}", b.text),
+        (BasisKind::LegalBasis, Lang::Nl) => format!("wettelijke grondslag: {}", b.text),
+        (BasisKind::Emergency, Lang::En) => format!("emergency rule {}", b.rules.join(", ")),
+        (BasisKind::Emergency, Lang::Nl) => format!("noodregel {}", b.rules.join(", ")),
+    }
+}
+
+/// A privacy officer's verdict on an emergency access, in plain words.
+pub(crate) fn verdict_words(v: Verdict, lang: Lang) -> &'static str {
+    match v {
+        Verdict::Justified => lang.pick("justified", "gerechtvaardigd"),
+        Verdict::NotJustified => lang.pick("not justified", "niet gerechtvaardigd"),
+    }
 }
 
 /// How a request ended, in plain words.
@@ -301,6 +355,37 @@ pub(crate) fn describe(a: &Access, lang: Lang) -> String {
                 shared.join(", ")
             );
         }
+        // Why each category was shared; an emergency access plainly first.
+        if let Some(e) = a.bases.iter().find(|b| b.kind == BasisKind::Emergency) {
+            let _ = write!(
+                s,
+                " {} \"{}\".",
+                lang.pick(
+                    "EMERGENCY ACCESS, without your consent; justification:",
+                    "NOODTOEGANG, zonder uw toestemming; rechtvaardiging:"
+                ),
+                e.text
+            );
+        }
+        if !a.bases.is_empty() {
+            let why: Vec<String> = a
+                .bases
+                .iter()
+                .map(|b| {
+                    format!(
+                        "{} ({})",
+                        category_words(b.category, lang),
+                        basis_words(b, lang)
+                    )
+                })
+                .collect();
+            let _ = write!(
+                s,
+                " {} {}.",
+                lang.pick("Basis:", "Grondslag:"),
+                why.join("; ")
+            );
+        }
         if !a.withheld.is_empty() {
             let held: Vec<String> = a
                 .withheld
@@ -314,6 +399,14 @@ pub(crate) fn describe(a: &Access, lang: Lang) -> String {
                 held.join("; ")
             );
         }
+    } else if let Some(r) = &a.review {
+        let _ = write!(
+            s,
+            " {} {}: \"{}\".",
+            lang.pick("Verdict:", "Oordeel:"),
+            verdict_words(r.verdict, lang),
+            r.note
+        );
     } else if !matches!(a.decision, Decision::Allowed | Decision::Partial) {
         let _ = write!(
             s,
@@ -467,7 +560,10 @@ const MAX_QUERY: i64 = 10_000;
 pub(super) const MAX_NAMED: usize = 10_000;
 
 impl Exchange {
-    fn officer<'a>(&self, ctx: &'a RequestCtx) -> Result<&'a crate::model::Caller, ExchangeError> {
+    pub(super) fn officer<'a>(
+        &self,
+        ctx: &'a RequestCtx,
+    ) -> Result<&'a crate::model::Caller, ExchangeError> {
         let caller = self.caller(ctx)?;
         if caller.role != Role::PrivacyOfficer {
             return Err(ExchangeError::Forbidden(

@@ -14,11 +14,20 @@
 //!    told apart ([`consent::evaluate`]);
 //! 3. presence: a permitted, consented category the case does not hold is
 //!    withheld as `not_present`.
+//!
+//! An emergency rule (`@break_glass`) is a permit that counts only for a
+//! request with a written justification and the acting employee named
+//! (`Asker::justification`, `actor_present`): then a category it permits
+//! is released without consent where the ordinary rules and consent would
+//! not release it (never `identity`, which needs consent). Without both, a
+//! category that only an emergency rule permits is withheld as
+//! `justification_required`. Each released category carries its basis
+//! (`CategoryBasis`) for the access record.
 
 use crate::model::consent::{self, Consent, Millis, Verdict};
 use crate::model::{Caller, Category, Role, WithholdReason};
 use crate::policy::{DenyReason, Policy, Query};
-use crate::tlog::Decision;
+use crate::tlog::{BasisKind, CategoryBasis, Decision};
 
 /// A category not released, why (the code the API and the log carry), and
 /// the detail in words: the deciding rules or consent, never request content.
@@ -41,6 +50,17 @@ pub(crate) struct Asker<'a> {
     pub(crate) actor_present: bool,
     /// The instant consent is evaluated at (ms since the epoch, UTC).
     pub(crate) now: Millis,
+    /// The emergency justification the request carries, checked
+    /// (`validate::justification`); it counts only with `actor_present`.
+    pub(crate) justification: Option<&'a str>,
+}
+
+impl Asker<'_> {
+    /// The request may invoke an emergency rule: a justification and the
+    /// acting employee.
+    fn emergency(&self) -> Option<&str> {
+        self.justification.filter(|_| self.actor_present)
+    }
 }
 
 /// The case's side of the decision: what it holds and who consented to what.
@@ -63,6 +83,8 @@ pub(crate) struct ReleasePlan {
     pub(crate) withheld: Vec<Withheld>,
     pub(crate) rules: Vec<String>,
     pub(crate) consents: Vec<String>,
+    /// Per released category, in the order released, why.
+    pub(crate) bases: Vec<CategoryBasis>,
     /// Allowed (all released), partial, or denied (none released).
     pub(crate) decision: Decision,
 }
@@ -138,6 +160,7 @@ pub(crate) fn plan(
     let mut withheld = Vec::new();
     let mut rules = Vec::new();
     let mut consents = Vec::new();
+    let mut bases = Vec::new();
     for &category in asked {
         let d = policy.decide(&Query {
             role: asker.caller.role,
@@ -167,10 +190,52 @@ pub(crate) fn plan(
             withhold(reason, detail);
             continue;
         }
+        // An emergency rule applies only to an emergency request, and never
+        // to identity (consent only, whatever the policy says).
+        let emergency = match asker.emergency() {
+            Some(justification) if !d.emergency.is_empty() && category != Category::Identity => {
+                Some(CategoryBasis {
+                    category,
+                    kind: BasisKind::Emergency,
+                    rules: d.emergency.clone(),
+                    text: justification.to_string(),
+                })
+            }
+            _ => None,
+        };
+        if !d.ordinary && emergency.is_none() {
+            withhold(
+                WithholdReason::JustificationRequired,
+                format!(
+                    "only the emergency rule {} permits it: a written justification and the acting employee are needed",
+                    d.emergency.join(", ")
+                ),
+            );
+            continue;
+        }
         // Identity is never released on a legal basis alone: it needs the
         // subject's explicit consent, except to the owner who registered it.
-        let legal = d.legal_basis.is_some() && (category != Category::Identity || asker.is_owner);
-        if !legal {
+        let legal = d.ordinary
+            && d.legal_basis.is_some()
+            && (category != Category::Identity || asker.is_owner);
+        let ordinary_rules = || -> Vec<String> {
+            d.rules
+                .iter()
+                .filter(|r| !d.emergency.contains(r))
+                .cloned()
+                .collect()
+        };
+        let mut basis = if legal {
+            Some(CategoryBasis {
+                category,
+                kind: BasisKind::LegalBasis,
+                rules: ordinary_rules(),
+                text: d.legal_basis.clone().unwrap_or_default(),
+            })
+        } else {
+            None
+        };
+        if !legal && d.ordinary {
             let verdict = consent::evaluate(
                 case.consents,
                 asker.caller,
@@ -180,6 +245,12 @@ pub(crate) fn plan(
             );
             let refused = match verdict {
                 Verdict::Covered(id) => {
+                    basis = Some(CategoryBasis {
+                        category,
+                        kind: BasisKind::Consent,
+                        rules: ordinary_rules(),
+                        text: id.clone(),
+                    });
                     consents.push(id);
                     None
                 }
@@ -200,7 +271,10 @@ pub(crate) fn plan(
                     "no consent covers this recipient, category and purpose".into(),
                 )),
             };
-            if let Some((reason, detail)) = refused {
+            // Where consent does not cover it, an emergency may.
+            if let Some((reason, detail)) = refused
+                && emergency.is_none()
+            {
                 withhold(reason, detail);
                 continue;
             }
@@ -213,6 +287,9 @@ pub(crate) fn plan(
             continue;
         }
         released.push(category);
+        if let Some(b) = basis.or(emergency) {
+            bases.push(b);
+        }
     }
     rules.sort();
     rules.dedup();
@@ -230,6 +307,7 @@ pub(crate) fn plan(
         withheld,
         rules,
         consents,
+        bases,
         decision,
     }
 }
@@ -322,6 +400,7 @@ unless { context.actor_present };
                 is_owner,
                 actor_present: true,
                 now: NOW,
+                justification: None,
             },
             &Holdings {
                 present: &Category::ALL,
@@ -467,6 +546,7 @@ unless { context.actor_present };
             is_owner: false,
             actor_present: false,
             now: NOW,
+            justification: None,
         };
         let case = Holdings {
             present: &Category::ALL,
@@ -496,6 +576,7 @@ unless { context.actor_present };
                 is_owner: false,
                 actor_present: true,
                 now: NOW,
+                justification: None,
             },
             &Holdings {
                 present: &[Category::Identity],
@@ -509,5 +590,97 @@ unless { context.actor_present };
         );
         // The consent decided, even though nothing was there to release.
         assert_eq!(p.consents, ["c"]);
+    }
+
+    /// An emergency rule counts only with a justification and the actor;
+    /// it releases without consent (where consent would not), never
+    /// identity, and each released category says on what ground.
+    #[test]
+    fn an_emergency_rule_needs_a_justification_and_the_actor() {
+        let text = format!(
+            "{POLICY}\n{}",
+            r#"
+@id("dtv-emergency")
+@break_glass("acute danger")
+permit (principal == Role::"dtv", action == Action::"receive", resource)
+when { resource in [Category::"shelter", Category::"perspective", Category::"identity"] };
+"#
+        );
+        let purposes: Vec<String> = crate::model::DEFAULT_PURPOSES
+            .iter()
+            .map(|p| p.to_string())
+            .collect();
+        let policy = Policy::from_text(&text, "test.cedar", &purposes).unwrap();
+        let dtv = caller("dtv", Role::Dtv);
+        let c = consent("c", Role::Dtv, &[Category::Perspective], "return");
+        let consents = [c];
+        let case = Holdings {
+            present: &Category::ALL,
+            consents: &consents,
+        };
+        let asked = [
+            Category::Identity,
+            Category::ResidenceProcedure,
+            Category::Shelter,
+            Category::Perspective,
+        ];
+        let mut asker = Asker {
+            caller: &dtv,
+            purpose: "return",
+            is_owner: false,
+            actor_present: true,
+            now: NOW,
+            justification: None,
+        };
+        // No justification: shelter (emergency only) is withheld as such.
+        let p = plan(&policy, &asker, &case, &asked);
+        assert_eq!(
+            p.released,
+            [Category::ResidenceProcedure, Category::Perspective]
+        );
+        assert_eq!(
+            reasons(&p),
+            [
+                (Category::Identity, WithholdReason::NoConsent),
+                (Category::Shelter, WithholdReason::JustificationRequired),
+            ]
+        );
+        // A justification without the actor is no emergency either.
+        asker.justification = Some("threat");
+        asker.actor_present = false;
+        let p = plan(&policy, &asker, &case, &asked);
+        assert!(!p.released.contains(&Category::Shelter));
+        // Both: shelter on the emergency; perspective still on its consent
+        // and residence on its legal basis; identity never.
+        asker.actor_present = true;
+        let p = plan(&policy, &asker, &case, &asked);
+        assert_eq!(
+            p.released,
+            [
+                Category::ResidenceProcedure,
+                Category::Shelter,
+                Category::Perspective
+            ]
+        );
+        assert_eq!(
+            reasons(&p),
+            [(Category::Identity, WithholdReason::NoConsent)]
+        );
+        let bases: Vec<(Category, BasisKind, &str)> = p
+            .bases
+            .iter()
+            .map(|b| (b.category, b.kind, b.text.as_str()))
+            .collect();
+        assert_eq!(
+            bases,
+            [
+                (Category::ResidenceProcedure, BasisKind::LegalBasis, "a law"),
+                (Category::Shelter, BasisKind::Emergency, "threat"),
+                (Category::Perspective, BasisKind::Consent, "c"),
+            ]
+        );
+        assert_eq!(p.bases[0].rules, ["dtv-residence-law"]);
+        assert_eq!(p.bases[1].rules, ["dtv-emergency"]);
+        assert_eq!(p.bases[2].rules, ["dtv-perspective-consent"]);
     }
 }

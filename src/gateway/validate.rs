@@ -345,6 +345,8 @@ pub const METHODS: &[&str] = &[
     "GetCheckpoint",
     "GetInclusionProof",
     "GetConsistencyProof",
+    "ListEmergencyAlerts",
+    "CloseEmergencyAlert",
     "GetStatistics",
     "ReferCase",
     "AcceptReferral",

@@ -246,10 +246,13 @@ pub(crate) enum WithholdReason {
     ConsentNotYetValid,
     ActorRequired,
     NotPresent,
+    /// Only an emergency rule (`@break_glass`) permits it, and the request
+    /// carried no justification or named no acting employee.
+    JustificationRequired,
 }
 
 impl WithholdReason {
-    pub(crate) const ALL: [WithholdReason; 7] = [
+    pub(crate) const ALL: [WithholdReason; 8] = [
         WithholdReason::NotPermittedForRoleAndPurpose,
         WithholdReason::NoConsent,
         WithholdReason::ConsentWithdrawn,
@@ -257,6 +260,7 @@ impl WithholdReason {
         WithholdReason::ConsentNotYetValid,
         WithholdReason::ActorRequired,
         WithholdReason::NotPresent,
+        WithholdReason::JustificationRequired,
     ];
 
     pub(crate) fn as_str(self) -> &'static str {
@@ -268,6 +272,7 @@ impl WithholdReason {
             WithholdReason::ConsentNotYetValid => "consent_not_yet_valid",
             WithholdReason::ActorRequired => "actor_required",
             WithholdReason::NotPresent => "not_present",
+            WithholdReason::JustificationRequired => "justification_required",
         }
     }
 }

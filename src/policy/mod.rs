@@ -12,8 +12,10 @@
 //! - rule names taken from `@id` annotations rather than Cedar's positional
 //!   `policy0`, `policy1`, which would change meaning whenever a rule is
 //!   inserted and would make old audit records lie;
-//! - `@legal_basis` and `@reason` annotations turned into the fields the
-//!   exchange layer and the audit record use;
+//! - `@legal_basis`, `@break_glass` and `@reason` annotations turned into
+//!   the fields the exchange layer and the audit record use (an emergency
+//!   rule, `@break_glass`, releases only to a request that carries a written
+//!   justification and names the acting employee; the gateway checks that);
 //! - fail-closed evaluation: Cedar skips a policy that errors and may still
 //!   allow; here any error denies.
 //!
@@ -60,7 +62,7 @@ const AGGREGATE_ID: &str = "aggregate";
 /// Annotations the module understands. Anything else is refused: a misspelt
 /// `@legal_basis` would otherwise silently turn a legal-basis rule into a
 /// consent rule, and nobody would notice until an audit.
-const KNOWN_ANNOTATIONS: [&str; 4] = ["id", "legal_basis", "reason", "description"];
+const KNOWN_ANNOTATIONS: [&str; 5] = ["id", "legal_basis", "break_glass", "reason", "description"];
 
 /// Longest accepted `@id`; ids are stored in every audit record.
 const MAX_ID_LEN: usize = 64;
@@ -122,6 +124,12 @@ pub struct Decision {
     pub(crate) legal_basis: Option<String>,
     /// Some when denied.
     pub(crate) deny_reason: Option<DenyReason>,
+    /// Ids of the determining permits that are emergency rules
+    /// (`@break_glass`), sorted; empty when denied.
+    pub(crate) emergency: Vec<String>,
+    /// Some determining permit is an ordinary rule (not `@break_glass`):
+    /// the category is allowed without an emergency. False when denied.
+    pub(crate) ordinary: bool,
 }
 
 impl Decision {
@@ -132,6 +140,8 @@ impl Decision {
             rules: Vec::new(),
             legal_basis: None,
             deny_reason: Some(DenyReason::NotPermittedForRoleAndPurpose),
+            emergency: Vec::new(),
+            ordinary: false,
         }
     }
 }
@@ -200,6 +210,9 @@ impl SchemaError {
 #[derive(Debug)]
 struct RuleMeta {
     legal_basis: Option<String>,
+    /// `@break_glass("ground")`: an emergency rule, which releases only to a
+    /// request with a written justification and the acting employee named.
+    break_glass: bool,
     reason: DenyReason,
     /// A permit that names the action `aggregate` (and so, as loading
     /// checks, a legal basis and the roles it is for): only such a rule
@@ -536,8 +549,16 @@ impl Policy {
 
         if decision == CedarDecision::Allow && errors.is_empty() {
             let mut bases: Vec<&str> = Vec::new();
+            let mut emergency = Vec::new();
+            let mut ordinary = false;
             for id in &determining {
-                if let Some(basis) = self.meta.get(*id).and_then(|m| m.legal_basis.as_deref())
+                let meta = self.meta.get(*id);
+                if meta.is_some_and(|m| m.break_glass) {
+                    emergency.push(id.to_string());
+                    continue;
+                }
+                ordinary = true;
+                if let Some(basis) = meta.and_then(|m| m.legal_basis.as_deref())
                     && !bases.contains(&basis)
                 {
                     bases.push(basis);
@@ -548,6 +569,8 @@ impl Policy {
                 rules: determining.iter().map(ToString::to_string).collect(),
                 legal_basis: (!bases.is_empty()).then(|| bases.join("; ")),
                 deny_reason: None,
+                emergency,
+                ordinary,
             };
         }
 
@@ -578,6 +601,8 @@ impl Policy {
             rules,
             legal_basis: None,
             deny_reason: Some(reason),
+            emergency: Vec::new(),
+            ordinary: false,
         }
     }
 }
@@ -767,7 +792,7 @@ fn rule_meta(p: &cedar_policy::Policy) -> Result<(String, RuleMeta), String> {
     for (key, _) in p.annotations() {
         if !KNOWN_ANNOTATIONS.contains(&key) {
             return Err(format!(
-                "unknown annotation @{key}; known: @id, @legal_basis, @reason, @description"
+                "unknown annotation @{key}; known: @id, @legal_basis, @break_glass, @reason, @description"
             ));
         }
     }
@@ -783,7 +808,24 @@ fn rule_meta(p: &cedar_policy::Policy) -> Result<(String, RuleMeta), String> {
     };
     check_id(id)?;
     let legal_basis = p.annotation("legal_basis").map(str::to_string);
+    let break_glass = p.annotation("break_glass");
     let reason = p.annotation("reason");
+    if let Some(ground) = break_glass {
+        if p.effect() == Effect::Forbid {
+            return Err("@break_glass belongs on a permit; a forbid releases nothing".to_string());
+        }
+        if ground.trim().is_empty() {
+            return Err(
+                "@break_glass is empty; name the emergency and the ground that allows it"
+                    .to_string(),
+            );
+        }
+        // An emergency rule is a permit of its own kind: a legal basis on it
+        // would let it release without the justification it exists to get.
+        if legal_basis.is_some() {
+            return Err("@break_glass and @legal_basis on one rule: an emergency rule releases only with a justification; write two rules".to_string());
+        }
+    }
     match p.effect() {
         Effect::Permit => {
             if reason.is_some() {
@@ -810,6 +852,7 @@ fn rule_meta(p: &cedar_policy::Policy) -> Result<(String, RuleMeta), String> {
         id.to_string(),
         RuleMeta {
             legal_basis,
+            break_glass: break_glass.is_some(),
             reason,
             for_statistics,
         },
@@ -1067,7 +1110,7 @@ mod tests {
     #[test]
     fn default_policy_loads() {
         let p = default_policy();
-        assert_eq!(p.meta.len(), 13);
+        assert_eq!(p.meta.len(), 14);
         assert!(p.meta.keys().any(|id| id.to_string() == "owner"));
         assert!(schema_text(&purposes()).contains("entity Purpose enum"));
     }
@@ -1370,6 +1413,50 @@ mod tests {
         assert!(e.contains("line 1"), "{e}");
     }
 
+    /// An emergency rule is told apart from the ordinary ones: alone it
+    /// makes the decision emergency-only; beside an ordinary permit it is
+    /// named but the ordinary rule carries the release. Misplaced or empty
+    /// `@break_glass` does not load.
+    #[test]
+    fn emergency_rules_are_marked_and_checked() {
+        let p = default_policy();
+        let d = ask(&p, Role::Avim, Category::Shelter, "case_consultation");
+        assert!(d.allowed && !d.ordinary, "{d:?}");
+        assert_eq!(d.emergency, ["avim-emergency-safety"]);
+        assert_eq!(
+            d.legal_basis, None,
+            "an emergency rule replaces no consent by itself"
+        );
+        let d = ask(&p, Role::Avim, Category::Safety, "return");
+        assert!(d.allowed && d.ordinary, "{d:?}");
+        assert_eq!(d.emergency, ["avim-emergency-safety"]);
+        assert!(d.legal_basis.is_some());
+        // The medical forbid still wins; the police never get medical data.
+        let d = ask(&p, Role::Avim, Category::Medical, "case_consultation");
+        assert!(!d.allowed && d.emergency.is_empty(), "{d:?}");
+        for (text, want) in [
+            (
+                r#"@id("bg") @break_glass("x") forbid (principal, action, resource);"#,
+                "@break_glass belongs on a permit",
+            ),
+            (
+                r#"@id("bg") @break_glass(" ") permit (principal == Role::"avim", action, resource);"#,
+                "@break_glass is empty",
+            ),
+            (
+                r#"@id("bg") @break_glass("x") @legal_basis("y") permit (principal == Role::"avim", action, resource);"#,
+                "@break_glass and @legal_basis on one rule",
+            ),
+            (
+                r#"@id("bg") @break_glass("x") permit (principal == Role::"monitor", action == Action::"aggregate", resource);"#,
+                "needs @legal_basis",
+            ),
+        ] {
+            let e = load_err(text);
+            assert!(e.contains(want), "{text}: {e}");
+        }
+    }
+
     #[test]
     fn annotations_are_checked() {
         let e = load_err("@id(\"a\")\n@legalbasis(\"x\")\npermit (principal, action, resource);");
@@ -1461,7 +1548,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("policy.cedar");
         std::fs::write(&path, DEFAULT_POLICY).unwrap();
-        assert_eq!(Policy::load(&path, &purposes()).unwrap().meta.len(), 13);
+        assert_eq!(Policy::load(&path, &purposes()).unwrap().meta.len(), 14);
         let e = Policy::load(&dir.join("missing.cedar"), &purposes()).unwrap_err();
         assert!(matches!(e, PolicyError::Read { .. }));
         assert!(e.to_string().contains("missing.cedar"), "{e}");

@@ -1,13 +1,15 @@
 //! `AuditService`: the access log for this node's privacy officers —
-//! queries, the subject access report, checkpoints and proofs.
+//! queries, the subject access report, checkpoints and proofs, and the
+//! alerts of emergency accesses with their review.
 
 use tonic::{Request, Response, Status};
 
+use crate::gateway::emergency::Alert;
 use crate::gateway::oversight::SubjectRef;
 use crate::rpc::Api;
 use crate::rpc::convert::{
-    checkpoint_pb, decision_filter, decision_pb, entry_pb, invalid, millis, nonempty, role_filter,
-    role_pb, timestamp, withheld_pb,
+    basis_pb, checkpoint_pb, decision_filter, decision_pb, entry_pb, invalid, millis, nonempty,
+    role_filter, role_pb, timestamp, verdict, withheld_pb,
 };
 use crate::rpc::proto::v1 as pb;
 use crate::rpc::status::status;
@@ -122,6 +124,12 @@ impl pb::audit_service_server::AuditService for Api {
                                     participant: e.access.participant,
                                     organisation: e.access.organisation,
                                     summary: e.summary,
+                                    bases: e.access.bases.iter().map(basis_pb).collect(),
+                                    review: e.access.review.map(|v| pb::EmergencyReview {
+                                        access_record_id: v.access_record_id,
+                                        verdict: crate::rpc::convert::verdict_pb(v.verdict) as i32,
+                                        note: v.note,
+                                    }),
                                 })
                                 .collect(),
                             text: report.text,
@@ -192,6 +200,54 @@ impl pb::audit_service_server::AuditService for Api {
         .await
     }
 
+    async fn list_emergency_alerts(
+        &self,
+        req: Request<pb::ListEmergencyAlertsRequest>,
+    ) -> Result<Response<pb::ListEmergencyAlertsResponse>, Status> {
+        self.call("ListEmergencyAlerts", req, Ok, async |ex, ctx, m| {
+            ex.list_emergency_alerts(ctx, m.page_size, &m.page_token, m.show_closed)
+                .await?
+                .try_map(|(alerts, next)| {
+                    Ok(pb::ListEmergencyAlertsResponse {
+                        alerts: alerts.into_iter().map(alert_pb).collect::<Result<_, _>>()?,
+                        next_page_token: next,
+                        access_record_id: ctx.request_id.clone(),
+                    })
+                })
+        })
+        .await
+    }
+
+    async fn close_emergency_alert(
+        &self,
+        req: Request<pb::CloseEmergencyAlertRequest>,
+    ) -> Result<Response<pb::CloseEmergencyAlertResponse>, Status> {
+        self.call(
+            "CloseEmergencyAlert",
+            req,
+            |m| {
+                if m.access_record_id.is_empty() {
+                    return Err(invalid(
+                        "access_record_id",
+                        "access_record_id is required: the id of the emergency access to close",
+                    ));
+                }
+                Ok((m.access_record_id, verdict("verdict", m.verdict)?, m.note))
+            },
+            async |ex, ctx, (id, verdict, note)| {
+                ex.close_emergency_alert(ctx, &id, verdict, &note)
+                    .await?
+                    .try_map(|alert| {
+                        Ok(pb::CloseEmergencyAlertResponse {
+                            alert: Some(alert_pb(alert)?),
+                            access_record_id: ctx.request_id.clone(),
+                        })
+                    })
+            },
+        )
+        .await
+    }
+
     async fn get_consistency_proof(
         &self,
         req: Request<pb::GetConsistencyProofRequest>,
@@ -213,4 +269,13 @@ impl pb::audit_service_server::AuditService for Api {
         )
         .await
     }
+}
+
+/// An alert as `EmergencyAlert`: its access and, if read, its review.
+fn alert_pb(a: Alert) -> Result<pb::EmergencyAlert, crate::gateway::ExchangeError> {
+    Ok(pb::EmergencyAlert {
+        access: Some(entry_pb(a.access.seq, a.access.record)?),
+        closed: a.closed,
+        review: a.review.map(|r| entry_pb(r.seq, r.record)).transpose()?,
+    })
 }

@@ -99,6 +99,8 @@ impl pb::case_service_server::CaseService for Api {
                     subject,
                     purpose: m.purpose,
                     categories: categories("categories", &m.categories)?,
+                    justification: (!m.emergency_justification.is_empty())
+                        .then_some(m.emergency_justification),
                 };
                 Ok((q, holding_node))
             },

@@ -14,7 +14,7 @@ use crate::model::{Category, Role, WithholdReason};
 use crate::rpc::proto::v1 as pb;
 use crate::stats::CaseFacts;
 use crate::store::StoredCheckpoint;
-use crate::tlog::{AccessRecord, Decision};
+use crate::tlog::{AccessRecord, BasisKind, CategoryBasis, Decision, Verdict};
 
 /// A write's idempotency key (AIP-155): its `request_id`, already taken
 /// out of the message `m`, and the encoding of `m` without it — what a
@@ -396,6 +396,7 @@ pub(crate) fn withhold_reason(r: WithholdReason) -> pb::WithholdReason {
         WithholdReason::ConsentNotYetValid => W::ConsentNotYetValid,
         WithholdReason::ActorRequired => W::ActorRequired,
         WithholdReason::NotPresent => W::NotPresent,
+        WithholdReason::JustificationRequired => W::JustificationRequired,
     }
 }
 
@@ -506,7 +507,63 @@ pub(crate) fn entry_pb(index: i64, leaf: Vec<u8>) -> Result<pb::AccessEntry, Exc
         consents: r.consents,
         leaf,
         subjects: r.subjects,
+        bases: r.bases.iter().map(basis_pb).collect(),
+        review: r.review.map(|v| pb::EmergencyReview {
+            access_record_id: v.access_record_id,
+            verdict: verdict_pb(v.verdict) as i32,
+            note: v.note,
+        }),
     })
+}
+
+/// A released category's basis as `AccessEntry.bases` and
+/// `ReportEntry.bases` carry it.
+pub(crate) fn basis_pb(b: &CategoryBasis) -> pb::CategoryBasis {
+    pb::CategoryBasis {
+        category: i32::from(b.category.code()),
+        kind: match b.kind {
+            BasisKind::Consent => pb::BasisKind::Consent,
+            BasisKind::LegalBasis => pb::BasisKind::LegalBasis,
+            BasisKind::Emergency => pb::BasisKind::Emergency,
+        } as i32,
+        rules: b.rules.clone(),
+        text: b.text.clone(),
+    }
+}
+
+/// The inverse of [`basis_pb`], for the officer's tools; `None` for a kind
+/// or category this binary does not know.
+pub(crate) fn basis_from_pb(b: &pb::CategoryBasis) -> Option<CategoryBasis> {
+    Some(CategoryBasis {
+        category: Category::from_code(b.category)?,
+        kind: match pb::BasisKind::try_from(b.kind).ok()? {
+            pb::BasisKind::Consent => BasisKind::Consent,
+            pb::BasisKind::LegalBasis => BasisKind::LegalBasis,
+            pb::BasisKind::Emergency => BasisKind::Emergency,
+            pb::BasisKind::Unspecified => return None,
+        },
+        rules: b.rules.clone(),
+        text: b.text.clone(),
+    })
+}
+
+pub(crate) fn verdict_pb(v: Verdict) -> pb::Verdict {
+    match v {
+        Verdict::Justified => pb::Verdict::Justified,
+        Verdict::NotJustified => pb::Verdict::NotJustified,
+    }
+}
+
+/// `CloseEmergencyAlertRequest.verdict`: set, and one this node knows.
+pub(crate) fn verdict(field: &str, v: i32) -> Result<Verdict, ExchangeError> {
+    match pb::Verdict::try_from(v) {
+        Ok(pb::Verdict::Justified) => Ok(Verdict::Justified),
+        Ok(pb::Verdict::NotJustified) => Ok(Verdict::NotJustified),
+        _ => Err(invalid(
+            field,
+            "verdict must be VERDICT_JUSTIFIED or VERDICT_NOT_JUSTIFIED",
+        )),
+    }
 }
 
 pub(crate) fn checkpoint_pb(cp: StoredCheckpoint) -> pb::Checkpoint {
@@ -607,3 +664,5 @@ impl NamesSubject for pb::GetCheckpointRequest {}
 impl NamesSubject for pb::GetInclusionProofRequest {}
 impl NamesSubject for pb::GetConsistencyProofRequest {}
 impl NamesSubject for pb::GetStatisticsRequest {}
+impl NamesSubject for pb::ListEmergencyAlertsRequest {}
+impl NamesSubject for pb::CloseEmergencyAlertRequest {}

@@ -290,6 +290,7 @@ pub(crate) async fn forward_get_case(
         }),
         purpose: q.purpose.clone(),
         categories: q.categories.iter().map(|c| i32::from(c.code())).collect(),
+        emergency_justification: q.justification.clone().unwrap_or_default(),
     };
     let asked = q.categories.clone();
     ex.forwarded(

@@ -31,6 +31,32 @@ pub(crate) struct RemoteReport {
     pub(crate) access_record_id: String,
 }
 
+/// An emergency access's alert as the officer's tools show it: the access
+/// and, when closed and read, the review, each as (index, record).
+#[derive(Clone, Debug)]
+pub(crate) struct RemoteAlert {
+    pub(crate) access: (i64, AccessRecord),
+    pub(crate) closed: bool,
+    pub(crate) review: Option<(i64, AccessRecord)>,
+}
+
+/// An entry of an answer as (index, the record its leaf holds).
+fn entry_of(e: pb::AccessEntry) -> Result<(i64, AccessRecord), Status> {
+    let record = AccessRecord::decode(&e.leaf).ok_or_else(|| unreadable("a record"))?;
+    Ok((e.index as i64, record))
+}
+
+fn alert_of(a: pb::EmergencyAlert) -> Result<RemoteAlert, Status> {
+    Ok(RemoteAlert {
+        access: entry_of(
+            a.access
+                .ok_or_else(|| unreadable("an alert without its access"))?,
+        )?,
+        closed: a.closed,
+        review: a.review.map(entry_of).transpose()?,
+    })
+}
+
 /// `AuditService` over one mTLS channel, as the officer.
 #[derive(Clone)]
 pub(crate) struct Officer {
@@ -102,11 +128,61 @@ impl Officer {
         let mut stream = response.into_inner();
         let mut out = Vec::new();
         while let Some(m) = stream.message().await? {
-            let e = m.entry.ok_or_else(|| unreadable("an empty entry"))?;
-            let record = AccessRecord::decode(&e.leaf).ok_or_else(|| unreadable("a record"))?;
-            out.push((e.index as i64, record));
+            out.push(entry_of(
+                m.entry.ok_or_else(|| unreadable("an empty entry"))?,
+            )?);
         }
         Ok((out, own))
+    }
+
+    /// Every alert of an emergency access, open ones only unless
+    /// `show_closed`, page by page, in log order.
+    pub(crate) async fn emergency_alerts(
+        &mut self,
+        show_closed: bool,
+    ) -> Result<Vec<RemoteAlert>, Status> {
+        let mut out = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let r = self
+                .client
+                .list_emergency_alerts(pb::ListEmergencyAlertsRequest {
+                    page_size: 1000,
+                    page_token,
+                    show_closed,
+                })
+                .await?
+                .into_inner();
+            for a in r.alerts {
+                out.push(alert_of(a)?);
+            }
+            if r.next_page_token.is_empty() {
+                return Ok(out);
+            }
+            page_token = r.next_page_token;
+        }
+    }
+
+    /// Closes the alert of the emergency access `access_record_id` with a
+    /// verdict and a note. Errors: the node's status (`NOT_FOUND`: no such
+    /// emergency access; `FAILED_PRECONDITION`: closed already;
+    /// `INVALID_ARGUMENT`: the note).
+    pub(crate) async fn close_emergency_alert(
+        &mut self,
+        access_record_id: &str,
+        verdict: crate::tlog::Verdict,
+        note: &str,
+    ) -> Result<RemoteAlert, Status> {
+        let r = self
+            .client
+            .close_emergency_alert(pb::CloseEmergencyAlertRequest {
+                access_record_id: access_record_id.to_string(),
+                verdict: crate::rpc::convert::verdict_pb(verdict) as i32,
+                note: note.to_string(),
+            })
+            .await?
+            .into_inner();
+        alert_of(r.alert.ok_or_else(|| unreadable("no alert"))?)
     }
 
     /// The subject access report, its lines worded in `lang`. Errors: the
@@ -247,5 +323,21 @@ fn access_of(e: pb::ReportEntry) -> Result<Access, Status> {
         released,
         withheld,
         decision,
+        bases: e
+            .bases
+            .iter()
+            .filter_map(crate::rpc::convert::basis_from_pb)
+            .collect(),
+        review: e.review.and_then(|v| {
+            Some(crate::tlog::Review {
+                verdict: match pb::Verdict::try_from(v.verdict).ok()? {
+                    pb::Verdict::Justified => crate::tlog::Verdict::Justified,
+                    pb::Verdict::NotJustified => crate::tlog::Verdict::NotJustified,
+                    pb::Verdict::Unspecified => return None,
+                },
+                access_record_id: v.access_record_id,
+                note: v.note,
+            })
+        }),
     })
 }

@@ -65,6 +65,10 @@ pub(crate) fn status(e: ExchangeError, request_id: &str) -> Status {
         ExchangeError::Referred(node) => {
             metadata.insert("holding_node".to_string(), node.clone());
         }
+        ExchangeError::JustificationRequired { categories, rules } => {
+            metadata.insert("categories".to_string(), categories.join(","));
+            metadata.insert("rules".to_string(), rules.join(","));
+        }
         ExchangeError::NotFound(missing) => {
             details.set_resource_info(
                 missing.resource.type_name(),

@@ -49,6 +49,11 @@ pub(super) const SQLITE: &[Migration] = &[
         sql: include_str!("../../migrations/sqlite/0007_log_tiles.sql"),
     },
     Migration {
+        version: 9,
+        name: "emergency alerts",
+        sql: include_str!("../../migrations/sqlite/0009_emergency_alerts.sql"),
+    },
+    Migration {
         version: 10,
         name: "federation",
         sql: include_str!("../../migrations/sqlite/0010_federation.sql"),
@@ -90,6 +95,11 @@ pub(super) const POSTGRES: &[Migration] = &[
         version: 7,
         name: "log tiles",
         sql: include_str!("../../migrations/postgres/0007_log_tiles.sql"),
+    },
+    Migration {
+        version: 9,
+        name: "emergency alerts",
+        sql: include_str!("../../migrations/postgres/0009_emergency_alerts.sql"),
     },
     Migration {
         version: 10,

@@ -383,6 +383,14 @@ pub struct LogRow {
     /// index on append, so that a subject's report finds the entry. Rows
     /// read back leave it empty: the record holds them.
     pub(crate) subjects: Vec<String>,
+    /// The record is an emergency access (`tlog::AccessRecord::is_emergency`):
+    /// on append it opens an alert (`emergency_accesses`, migration 0009).
+    /// Rows read back leave it false: the record says so.
+    pub(crate) emergency: bool,
+    /// The access record id of the emergency access whose alert this
+    /// record's review closes (`emergency_reviews`). Rows read back leave
+    /// it empty: the record holds it.
+    pub(crate) closes: Option<String>,
 }
 
 /// What names a statistics release: the table, the quarter (`2025Q3`), the
@@ -953,6 +961,27 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<LogRow>, StoreError> {
         on_store!(&self.backend, b => b.subject_log(case_id, subject, start, limit).await)
+    }
+
+    /// The log rows of emergency accesses (their alerts, migration 0009),
+    /// from position `start` on, at most `limit`, in order: only those not
+    /// yet reviewed unless `include_closed`.
+    pub(crate) async fn emergency_alerts(
+        &self,
+        start: i64,
+        include_closed: bool,
+        limit: i64,
+    ) -> Result<Vec<LogRow>, StoreError> {
+        on_store!(&self.backend, b => b.emergency_alerts(start, include_closed, limit).await)
+    }
+
+    /// The log row of the review that closed the alert of the emergency
+    /// access at position `access_seq`, if one did.
+    pub(crate) async fn emergency_review(
+        &self,
+        access_seq: i64,
+    ) -> Result<Option<LogRow>, StoreError> {
+        on_store!(&self.backend, b => b.emergency_review(access_seq).await)
     }
 
     /// Access-log rows from position `from` on, at most `limit`.

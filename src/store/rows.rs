@@ -112,6 +112,8 @@ pub(super) fn log_row(r: &dyn Columns) -> Result<LogRow, StoreError> {
         decision: r.text(9)?,
         record: r.blob(10)?,
         subjects: Vec::new(),
+        emergency: false,
+        closes: None,
     })
 }
 

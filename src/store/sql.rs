@@ -212,6 +212,36 @@ pub(super) const SUBJECT_LOG: &str = concat!(
        AND (case_id = $2 OR seq IN (SELECT seq FROM access_log_subjects WHERE subject = $3))
      ORDER BY seq LIMIT $4"
 );
+/// Alerts of emergency accesses (migration 0009): an emergency access's
+/// position and request id, stored with its entry; a review's position
+/// beside the access it closes, stored with the review's entry. One review
+/// per access: a second one is refused by the primary key.
+pub(super) const INSERT_EMERGENCY_ACCESS: &str =
+    "INSERT INTO emergency_accesses (seq, request_id) VALUES ($1, $2)";
+/// (SQLite numbers `$N` parameters in the order they first appear, so
+/// they appear here in order.)
+pub(super) const INSERT_EMERGENCY_REVIEW: &str =
+    "INSERT INTO emergency_reviews (review_seq, access_seq)
+     SELECT $1, seq FROM emergency_accesses WHERE request_id = $2";
+/// Emergency accesses from position $1 on, the reviewed ones too when $2
+/// is 1, at most $3.
+pub(super) const EMERGENCY_ALERTS: &str = concat!(
+    "SELECT ",
+    log_columns!(),
+    " FROM access_log
+     WHERE seq IN (SELECT a.seq FROM emergency_accesses a
+                   WHERE a.seq >= $1
+                     AND ($2 = 1 OR NOT EXISTS
+                          (SELECT 1 FROM emergency_reviews r WHERE r.access_seq = a.seq)))
+     ORDER BY seq LIMIT $3"
+);
+/// The entry of the review of the emergency access at position $1.
+pub(super) const EMERGENCY_REVIEW: &str = concat!(
+    "SELECT ",
+    log_columns!(),
+    " FROM access_log
+     WHERE seq = (SELECT review_seq FROM emergency_reviews WHERE access_seq = $1)"
+);
 /// The log's tree as hash tiles (migration 0007, `store::tiles`).
 pub(super) const INSERT_EDGE: &str = "INSERT INTO log_edge (start, hashes) VALUES ($1, $2)";
 /// The edge rows of level-0 tile $1 (positions `$1·256 .. $1·256 + 256`).

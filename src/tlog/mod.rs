@@ -37,5 +37,8 @@ pub mod verify;
 mod writer;
 
 pub(crate) use record::RecordView;
-pub use record::{AccessRecord, Decision, Ldv, LdvStatus, SealedSubject, SubjectIdType};
+pub use record::{
+    AccessRecord, BasisKind, CategoryBasis, Decision, Ldv, LdvStatus, MAX_JUSTIFICATION, Review,
+    SealedSubject, SubjectIdType, Verdict,
+};
 pub use writer::{AuditError, AuditLog, Cosigner, LogSettings, Recorded};

@@ -22,12 +22,103 @@ use crate::store::LogRow;
 ///   of the policy text); the LDV fields become optional (a presence byte
 ///   before them).
 ///
+/// - 5: adds, per released category, its basis ([`CategoryBasis`]: the
+///   consent, the rules and legal basis, or the emergency rules and the
+///   justification) and the privacy officer's review of an emergency access
+///   ([`Review`]); the policy's hash behind a presence byte.
+///
 /// A record is written in the lowest version that holds its fields: without
-/// a policy version as version 3, without [`Ldv`] fields too as version 2,
-/// so that every decoded record re-encodes to the bytes it came from (the
-/// leaf hash is over them). Every record of a request the node decides now
-/// is version 4.
-const RECORD_VERSION: u8 = 4;
+/// bases and review as version 4, without a policy version as version 3,
+/// without [`Ldv`] fields too as version 2, so that every decoded record
+/// re-encodes to the bytes it came from (the leaf hash is over them). A
+/// read that released something is version 5.
+const RECORD_VERSION: u8 = 5;
+
+/// Longest emergency justification (or review note) a record holds, in
+/// characters (Unicode scalar values); the gateway
+/// refuses longer ones before anything is decided.
+pub const MAX_JUSTIFICATION: usize = 500;
+
+/// On what ground one category was released (record version 5 on).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BasisKind {
+    /// The subject's consent: `text` is the consent's id.
+    Consent = 1,
+    /// A rule's `@legal_basis` (or the owner's own case): `text` is the
+    /// legal basis as the policy states it.
+    LegalBasis = 2,
+    /// An emergency rule (`@break_glass`): `text` is the request's written
+    /// justification.
+    Emergency = 3,
+}
+
+impl BasisKind {
+    /// The kind's name in exports: `consent`, `legal_basis`, `emergency`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BasisKind::Consent => "consent",
+            BasisKind::LegalBasis => "legal_basis",
+            BasisKind::Emergency => "emergency",
+        }
+    }
+    fn from_code(c: u8) -> Option<BasisKind> {
+        Some(match c {
+            1 => BasisKind::Consent,
+            2 => BasisKind::LegalBasis,
+            3 => BasisKind::Emergency,
+            _ => return None,
+        })
+    }
+}
+
+/// The basis of one released category: what the console's "why allowed"
+/// shows for it, exact even when several rules decided the request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CategoryBasis {
+    pub category: Category,
+    pub kind: BasisKind,
+    /// The policy rules that permitted it (`@id`s, sorted).
+    pub rules: Vec<String>,
+    /// The consent id, the legal basis, or the justification (by `kind`).
+    pub text: String,
+}
+
+/// The privacy officer's verdict on an emergency access.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// The emergency was real and the access in proportion.
+    Justified = 1,
+    /// It was not: the officer follows it up with the organisation.
+    NotJustified = 2,
+}
+
+impl Verdict {
+    /// `justified` or `not_justified`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Justified => "justified",
+            Verdict::NotJustified => "not_justified",
+        }
+    }
+    pub(crate) fn from_code(c: u8) -> Option<Verdict> {
+        Some(match c {
+            1 => Verdict::Justified,
+            2 => Verdict::NotJustified,
+            _ => return None,
+        })
+    }
+}
+
+/// The record of an officer closing the alert of an emergency access
+/// (record version 5 on): which access, the verdict and the officer's note.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Review {
+    /// The access record id of the emergency access reviewed.
+    pub access_record_id: String,
+    pub verdict: Verdict,
+    /// One line, bounded like a justification; no identities.
+    pub note: String,
+}
 
 /// LDV's `status_code` (Logboek Dataverwerkingen, "Component: Logboek",
 /// interface): `STATUS_CODE_UNSET` for a processing that ran without a
@@ -254,6 +345,12 @@ pub struct AccessRecord {
     /// force (version 4 on; `None` in older records and in records of
     /// what no policy decides, such as refused handshakes).
     pub policy: Option<[u8; 32]>,
+    /// Per released category, in the order released, its basis (version 5
+    /// on; empty in older records and where nothing was released).
+    pub bases: Vec<CategoryBasis>,
+    /// The officer's review of an emergency access this call closed
+    /// (version 5 on).
+    pub review: Option<Review>,
 }
 
 impl AccessRecord {
@@ -280,7 +377,27 @@ impl AccessRecord {
             subjects: vec![],
             ldv: Some(Ldv::starting(at)),
             policy: None,
+            bases: vec![],
+            review: None,
         }
+    }
+
+    /// The version of the encoding the record is written in: the lowest
+    /// that holds its fields (versions 1 and 2 differ only in a field
+    /// version 1 lacks, so a record is never written as version 1).
+    pub fn version(&self) -> u8 {
+        match (&self.policy, &self.ldv) {
+            _ if !self.bases.is_empty() || self.review.is_some() => RECORD_VERSION,
+            (Some(_), _) => 4,
+            (None, Some(_)) => 3,
+            (None, None) => 2,
+        }
+    }
+
+    /// The request released something on an emergency rule: its record
+    /// opens an alert the privacy officer must close.
+    pub fn is_emergency(&self) -> bool {
+        self.bases.iter().any(|b| b.kind == BasisKind::Emergency)
     }
 
     /// The canonical binary encoding: a version byte, then every field in a
@@ -289,11 +406,7 @@ impl AccessRecord {
     /// always hashes the same.
     pub fn encode(&self) -> Vec<u8> {
         let mut b = Vec::with_capacity(320);
-        let version = match (&self.policy, &self.ldv) {
-            (Some(_), _) => RECORD_VERSION,
-            (None, Some(_)) => 3,
-            (None, None) => 2,
-        };
+        let version = self.version();
         b.push(version);
         put_str(&mut b, &self.request_id);
         b.extend_from_slice(&self.at.to_be_bytes());
@@ -320,15 +433,39 @@ impl AccessRecord {
         put_list(&mut b, &canonical(&self.subjects));
         match (version, &self.ldv) {
             (3, Some(l)) => put_ldv(&mut b, l),
-            (RECORD_VERSION, None) => b.push(0),
-            (RECORD_VERSION, Some(l)) => {
+            (4.., None) => b.push(0),
+            (4.., Some(l)) => {
                 b.push(1);
                 put_ldv(&mut b, l);
             }
             _ => {}
         }
-        if let Some(p) = &self.policy {
-            b.extend_from_slice(p);
+        match (version, &self.policy) {
+            (4, Some(p)) => b.extend_from_slice(p),
+            (RECORD_VERSION, None) => b.push(0),
+            (RECORD_VERSION, Some(p)) => {
+                b.push(1);
+                b.extend_from_slice(p);
+            }
+            _ => {}
+        }
+        if version == RECORD_VERSION {
+            b.extend_from_slice(&(self.bases.len() as u32).to_be_bytes());
+            for basis in &self.bases {
+                b.push(basis.category.code());
+                b.push(basis.kind as u8);
+                put_list(&mut b, &basis.rules);
+                put_str(&mut b, &basis.text);
+            }
+            match &self.review {
+                None => b.push(0),
+                Some(r) => {
+                    b.push(1);
+                    put_str(&mut b, &r.access_record_id);
+                    b.push(r.verdict as u8);
+                    put_str(&mut b, &r.note);
+                }
+            }
         }
         b
     }
@@ -343,6 +480,8 @@ impl AccessRecord {
     pub(crate) fn into_row(self) -> LogRow {
         let record = self.encode();
         let subjects = canonical(&self.subjects);
+        let emergency = self.is_emergency();
+        let closes = self.review.map(|r| r.access_record_id);
         LogRow {
             seq: 0,
             request_id: self.request_id,
@@ -356,6 +495,8 @@ impl AccessRecord {
             decision: self.decision.as_str().into(),
             record,
             subjects,
+            emergency,
+            closes,
         }
     }
 }
@@ -447,6 +588,8 @@ pub(crate) struct RecordView<'a> {
     subjects: (u32, &'a [u8]),
     pub(crate) ldv: Option<Ldv>,
     pub(crate) policy: Option<[u8; 32]>,
+    pub(crate) bases: Vec<CategoryBasis>,
+    pub(crate) review: Option<Review>,
 }
 
 impl<'a> RecordView<'a> {
@@ -494,14 +637,55 @@ impl<'a> RecordView<'a> {
         };
         let ldv = match version {
             3 => Some(r.ldv()?),
-            RECORD_VERSION => match r.u8()? {
+            4.. => match r.u8()? {
                 0 => None,
                 1 => Some(r.ldv()?),
                 _ => return None,
             },
             _ => None,
         };
-        let policy = if version >= 4 { Some(r.array()?) } else { None };
+        let policy = match version {
+            4 => Some(r.array()?),
+            RECORD_VERSION => match r.u8()? {
+                0 => None,
+                1 => Some(r.array()?),
+                _ => return None,
+            },
+            _ => None,
+        };
+        let (bases, review) = if version == RECORD_VERSION {
+            let n = r.u32()?;
+            let mut bases = Vec::new();
+            for _ in 0..n {
+                let category = Category::from_code(i32::from(r.u8()?))?;
+                let kind = BasisKind::from_code(r.u8()?)?;
+                let rules = r.strings()?;
+                let text = r.str()?.to_string();
+                bases.push(CategoryBasis {
+                    category,
+                    kind,
+                    rules,
+                    text,
+                });
+            }
+            let review = match r.u8()? {
+                0 => None,
+                1 => Some(Review {
+                    access_record_id: r.str()?.to_string(),
+                    verdict: Verdict::from_code(r.u8()?)?,
+                    note: r.str()?.to_string(),
+                }),
+                _ => return None,
+            };
+            // Written only when there is something to write: the lowest
+            // version that holds a record is its one encoding.
+            if bases.is_empty() && review.is_none() {
+                return None;
+            }
+            (bases, review)
+        } else {
+            (Vec::new(), None)
+        };
         if !r.b.is_empty() {
             return None;
         }
@@ -527,6 +711,8 @@ impl<'a> RecordView<'a> {
             subjects,
             ldv,
             policy,
+            bases,
+            review,
         })
     }
 
@@ -586,6 +772,8 @@ impl<'a> RecordView<'a> {
             subjects: self.subjects().map(String::from).collect(),
             ldv: self.ldv.clone(),
             policy: self.policy,
+            bases: self.bases.clone(),
+            review: self.review.clone(),
         }
     }
 }
@@ -627,6 +815,15 @@ impl<'a> Reader<'a> {
             .iter()
             .all(|c| Category::from_code(i32::from(*c)).is_some())
             .then_some(codes)
+    }
+    /// A counted list of strings, owned (version 5's bases).
+    fn strings(&mut self) -> Option<Vec<String>> {
+        let n = self.u32()?;
+        let mut out = Vec::new();
+        for _ in 0..n {
+            out.push(self.str()?.to_string());
+        }
+        Some(out)
     }
     fn array<const N: usize>(&mut self) -> Option<[u8; N]> {
         self.take(N)?.try_into().ok()
@@ -711,6 +908,12 @@ mod tests {
         r.actor_hash = Some("a1".into());
         r.subjects = vec!["ps1.a".into(), "ps1.b".into()];
         r.policy = Some([7; 32]);
+        r.bases = vec![CategoryBasis {
+            category: Category::Perspective,
+            kind: BasisKind::Consent,
+            rules: vec!["dtv-return".into()],
+            text: "k1".into(),
+        }];
         let bytes = r.encode();
         assert_eq!(bytes[0], RECORD_VERSION);
         assert_eq!(AccessRecord::decode(&bytes), Some(r.clone()));
@@ -766,6 +969,8 @@ mod tests {
         );
         v2[0] = RECORD_VERSION + 1;
         assert_eq!(AccessRecord::decode(&v2), None, "an unknown version");
+        v2[0] = 4;
+        assert_eq!(AccessRecord::decode(&v2), None, "version 4 needs more");
     }
 
     /// Version 3 carries the LDV fields and round-trips; a record without
@@ -820,6 +1025,63 @@ mod tests {
         assert_eq!(LdvStatus::of_grpc("OK"), LdvStatus::Ok);
         assert_eq!(LdvStatus::of_grpc("INVALID_ARGUMENT"), LdvStatus::Unset);
         assert_eq!(LdvStatus::of_grpc("UNAVAILABLE"), LdvStatus::Error);
+    }
+
+    /// Version 5 adds the per-category bases and the review after version
+    /// 4's fields (its policy behind a presence byte); a record without
+    /// either stays version 4, byte for byte, and a version-5 encoding of
+    /// nothing new is no record (one encoding per record).
+    #[test]
+    fn version_5_carries_bases_and_review_and_version_4_stays_as_it_was() {
+        let mut r = AccessRecord::new("0190-abc".into(), 1_700_000_000_000, "GetCase");
+        r.policy = Some([0xab; 32]);
+        r.released = vec![Category::Safety, Category::Shelter];
+        let v4 = r.encode();
+        assert_eq!(v4[0], 4);
+        r.bases = vec![
+            CategoryBasis {
+                category: Category::Safety,
+                kind: BasisKind::LegalBasis,
+                rules: vec!["avim-safety".into()],
+                text: "Politiewet 2012 art. 3".into(),
+            },
+            CategoryBasis {
+                category: Category::Shelter,
+                kind: BasisKind::Emergency,
+                rules: vec!["avim-emergency".into()],
+                text: "acute threat reported at the location".into(),
+            },
+        ];
+        assert!(r.is_emergency());
+        let v5 = r.encode();
+        assert_eq!(v5[0], 5);
+        assert_eq!(AccessRecord::decode(&v5), Some(r.clone()));
+        assert_eq!(&v5[1..v4.len() - 32], &v4[1..v4.len() - 32]);
+        assert_eq!(v5[v4.len() - 32], 1, "the policy's presence byte");
+        for n in 0..v5.len() {
+            assert_eq!(AccessRecord::decode(&v5[..n]), None, "prefix {n}");
+        }
+        let mut review =
+            AccessRecord::new("0190-def".into(), 1_700_000_000_100, "CloseEmergencyAlert");
+        review.review = Some(Review {
+            access_record_id: "0190-abc".into(),
+            verdict: Verdict::NotJustified,
+            note: "no threat on record".into(),
+        });
+        let bytes = review.encode();
+        assert_eq!(bytes[0], 5);
+        assert_eq!(AccessRecord::decode(&bytes), Some(review.clone()));
+        assert!(!review.is_emergency());
+        // Version 4's bytes relabelled 5 with an empty tail: no record.
+        let mut empty = r.clone();
+        empty.bases.clear();
+        let mut relabelled = empty.encode();
+        relabelled[0] = 5;
+        let p = relabelled.len() - 32;
+        relabelled.insert(p, 1);
+        relabelled.extend_from_slice(&0u32.to_be_bytes());
+        relabelled.push(0);
+        assert_eq!(AccessRecord::decode(&relabelled), None);
     }
 
     #[test]

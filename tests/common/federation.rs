@@ -270,6 +270,7 @@ pub fn get_case(
             pb::Category::Perspective as i32,
             pb::Category::Medical as i32,
         ],
+        emergency_justification: String::new(),
     });
     if let Some(h) = holding {
         r.metadata_mut()

@@ -586,6 +586,7 @@ pub fn by_id(case_id: &str, purpose: &str) -> pb::GetCaseRequest {
         subject: Some(pb::get_case_request::Subject::CaseId(case_id.into())),
         purpose: purpose.into(),
         categories: vec![],
+        emergency_justification: String::new(),
     }
 }
 
@@ -594,6 +595,7 @@ pub fn by_pseudonym(p: &str, purpose: &str) -> pb::GetCaseRequest {
         subject: Some(pb::get_case_request::Subject::SubjectPseudonym(p.into())),
         purpose: purpose.into(),
         categories: vec![],
+        emergency_justification: String::new(),
     }
 }
 

@@ -41,6 +41,12 @@ const UI = {
     al_denials_why: (p, n) => `${p} was refused ${n} times in a row.`,
     al_special_why: (p, c) => `${p} received ${c}.`,
     unknown: 'unknown', loading: 'loading…', n_entries: n => `${n} entries`,
+    emergency: 'Emergency rule, without consent — justification:', b_consent: 'Consent',
+    b_legal: 'Legal basis:', em_title: 'Emergency accesses awaiting review',
+    em_none: 'No emergency access awaits review.', em_hint: 'Each stays here until you close it with a verdict; your verdict and note are recorded in the access log and shown in the subject’s report.',
+    em_by: (p, role, t) => `${p} (${role}) at ${t}`, em_just: 'Justification', em_released: 'Released',
+    em_verdict: 'Verdict', em_justified: 'justified', em_not_justified: 'not justified', em_note: 'Note (one line, no names)',
+    em_close: 'Close with this verdict', em_closed: 'Closed: recorded as entry',
   },
   nl: {
     title: 'console van de functionaris gegevensbescherming', tab_log: 'Toegangslogboek', tab_charts: 'Grafieken',
@@ -73,6 +79,12 @@ const UI = {
     al_denials_why: (p, n) => `${p} werd ${n} keer achter elkaar geweigerd.`,
     al_special_why: (p, c) => `${p} ontving ${c}.`,
     unknown: 'onbekend', loading: 'laden…', n_entries: n => `${n} regels`,
+    emergency: 'Noodregel, zonder toestemming — rechtvaardiging:', b_consent: 'Toestemming',
+    b_legal: 'Wettelijke grondslag:', em_title: 'Noodtoegang die op beoordeling wacht',
+    em_none: 'Er wacht geen noodtoegang op beoordeling.', em_hint: 'Elke noodtoegang blijft hier staan tot u hem sluit met een oordeel; uw oordeel en toelichting komen in het toegangslogboek en in het inzageoverzicht van de betrokkene.',
+    em_by: (p, role, t) => `${p} (${role}) om ${t}`, em_just: 'Rechtvaardiging', em_released: 'Verstrekt',
+    em_verdict: 'Oordeel', em_justified: 'gerechtvaardigd', em_not_justified: 'niet gerechtvaardigd', em_note: 'Toelichting (één regel, geen namen)',
+    em_close: 'Sluiten met dit oordeel', em_closed: 'Gesloten: vastgelegd als regel',
   },
 };
 
@@ -188,6 +200,26 @@ function decodeLeaf(bytes) {
   r.decision = str(); r.status = str(); r.detail = str();
   const list = () => { const n = u32(); const l = []; for (let i = 0; i < n; i++) l.push(str()); return l; };
   r.rules = list(); r.consents = list();
+  r.bases = [];
+  if (r.version < 5) return r;
+  // Version 5: past the subjects, the LDV fields and the policy's hash to
+  // each released category's basis, which the page shows.
+  list();
+  const skip = n => { o += n; };
+  if (bytes[o++] === 1) {
+    skip(16 + 8);
+    if (bytes[o++] === 1) { skip(16 + 8); str(); }
+    opt(); skip(1 + 8);
+    if (bytes[o++] === 1) { skip(1); skip(u32()); }
+  }
+  if (bytes[o++] === 1) skip(32);
+  const KINDS = [null, 'consent', 'legal_basis', 'emergency'];
+  const nb = u32();
+  for (let i = 0; i < nb; i++) {
+    const category = CATEGORIES[bytes[o++]];
+    const basis = KINDS[bytes[o++]];
+    r.bases.push({ category, basis, rules: list(), text: str() });
+  }
   return r;
 }
 
@@ -272,9 +304,7 @@ async function openEntry(index) {
     el('thead', {}, el('tr', {}, el('th', {}, t('category')), el('th', {}, t('basis_col')), el('th', {}, t('rules')))),
     el('tbody', {}, d.basis.map(b => el('tr', { 'data-category': b.category },
       el('td', {}, w('categories', b.category)),
-      el('td', {}, b.basis === 'legal_basis' ? t('legal_basis')
-        : b.basis === 'consent' ? `${t('consent')} ${b.consents.join(', ')}`
-          : `${t('consent')} ${b.consents.join(', ')} ${t('or_legal_basis')}`),
+      el('td', { 'data-basis': b.basis }, basisWords(b)),
       el('td', { class: 'mono' }, b.rules.join(', '))))),
     e.withheld.map(x => el('tr', { class: 'withheld' }, el('td', {}, w('categories', x.category)),
       el('td', {}, `${t('withheld')}: ${w('reasons', x.reason)}`), el('td', {}, ''))));
@@ -297,6 +327,20 @@ async function openEntry(index) {
       .map(([k, label]) => el('li', { class: checks[k] ? 'ok' : 'bad' }, (checks[k] ? '✓ ' : '✗ ') + t(label)))));
 }
 
+// A category's basis in words: exact from record version 5 on (`text`
+// is the consent id, the legal basis or the justification), as far as
+// the record says before.
+function basisWords(b) {
+  if (b.exact) {
+    if (b.basis === 'emergency') return `${t('emergency')} “${b.text}”`;
+    if (b.basis === 'legal_basis') return `${t('b_legal')} ${b.text}`;
+    return `${t('b_consent')} ${b.text}`;
+  }
+  return b.basis === 'legal_basis' ? t('legal_basis')
+    : b.basis === 'consent' ? `${t('consent')} ${b.consents.join(', ')}`
+      : `${t('consent')} ${b.consents.join(', ')} ${t('or_legal_basis')}`;
+}
+
 function show(v) {
   if (v === null || v === undefined) return '';
   if (Array.isArray(v)) return v.map(x => (typeof x === 'object' ? `${x.category}:${x.reason}` : x)).join(', ');
@@ -311,7 +355,9 @@ async function verifyEntry(d) {
   try {
     const leaf = b64(d.proof.leaf);
     const decoded = decodeLeaf(leaf);
-    checks.leaf = SHOWN.every(k => show(decoded[k]) === show(d.entry[k]));
+    const basisOf = bs => JSON.stringify(bs.map(b => [b.category, b.basis, b.rules, b.text]));
+    checks.leaf = SHOWN.every(k => show(decoded[k]) === show(d.entry[k]))
+      && basisOf(decoded.bases) === basisOf(d.basis.filter(b => b.exact));
     const leafHash = await sha256(concat([0], leaf));
     const root = await rootFromProof(d.proof.index, d.proof.tree_size, leafHash, d.proof.hashes.map(b64));
     const note = await verifyNote(d.checkpoint.note, d.verifier_key);
@@ -469,7 +515,52 @@ function findAlerts(all) {
   return alerts;
 }
 
+// Emergency accesses the node holds open until an officer closes them with
+// a verdict: over the whole log, not only the filtered entries.
+async function emergencies() {
+  const box = $('#emergency');
+  box.replaceChildren(el('p', {}, t('loading')));
+  try {
+    const { alerts } = await api('/api/emergency');
+    const head = [el('h2', {}, t('em_title')), el('p', { class: 'hint' }, t('em_hint'))];
+    if (!alerts.length) { box.replaceChildren(...head, el('p', { id: 'no-emergency' }, t('em_none'))); return; }
+    box.replaceChildren(...head, ...alerts.map(a => {
+      const e = a.access;
+      const note = el('input', { name: 'note', maxlength: '500', autocomplete: 'off' });
+      const verdict = el('select', { name: 'verdict' },
+        el('option', { value: 'justified' }, t('em_justified')),
+        el('option', { value: 'not_justified' }, t('em_not_justified')));
+      const msg = el('p', { class: 'error', role: 'alert' });
+      const form = el('form', { class: 'close-alert no-print', 'data-request-id': e.request_id },
+        el('label', {}, el('span', {}, t('em_verdict')), verdict),
+        el('label', {}, el('span', {}, t('em_note')), note),
+        el('button', { type: 'submit' }, t('em_close')), msg);
+      form.addEventListener('submit', async ev => {
+        ev.preventDefault();
+        msg.textContent = '';
+        try {
+          const body = new URLSearchParams({ request_id: e.request_id, verdict: verdict.value, note: note.value });
+          const res = await fetch('/api/emergency/close', { method: 'POST', headers: { 'x-sluis-console-token': TOKEN, 'content-type': 'application/x-www-form-urlencoded' }, body });
+          const r = await res.json();
+          if (!res.ok) throw new Error(r.error || res.statusText);
+          form.replaceWith(el('p', { class: 'closed' }, `${t('em_closed')} #${r.review ? r.review.index : ''}`));
+          state.cache = null;
+        } catch (err) { msg.textContent = err.message; }
+      });
+      return el('div', { class: 'alert emergency', 'data-kind': 'emergency', 'data-request-id': e.request_id },
+        el('strong', {}, t('em_by')(e.caller, w('roles', e.role), e.at)),
+        el('p', {}, `${t('em_released')}: ${e.released.map(c => w('categories', c)).join(', ')}`),
+        el('p', { class: 'justification' }, `${t('em_just')}: “${a.justification || ''}”`),
+        el('p', { class: 'links' }, el('a', { href: '#', class: 'entry-link', onclick: ev => { ev.preventDefault(); openEntry(e.index); } }, `#${e.index}`)),
+        form);
+    }));
+  } catch (e) {
+    box.replaceChildren(el('p', { class: 'error' }, e.message));
+  }
+}
+
 async function alerts() {
+  emergencies();
   const box = $('#alerts');
   box.replaceChildren(el('p', {}, t('loading')));
   try {

@@ -429,6 +429,23 @@ impl PgStore {
                     .execute(&mut *tx)
                     .await?;
             }
+            // Emergency accesses and reviews are rare: a statement each.
+            for (seq, r) in (first_seq..).zip(rows) {
+                if r.emergency {
+                    sqlx::query(sql::INSERT_EMERGENCY_ACCESS)
+                        .bind(seq)
+                        .bind(r.request_id.as_str())
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                if let Some(access) = &r.closes {
+                    sqlx::query(sql::INSERT_EMERGENCY_REVIEW)
+                        .bind(seq)
+                        .bind(access.as_str())
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
         }
         if !issued.is_empty() {
             sqlx::query(INSERT_ISSUED)
@@ -675,6 +692,27 @@ impl PgStore {
             .bind(&filter.subject)
             .bind(limit);
         self.all(q, rows::log_row).await
+    }
+
+    pub(super) async fn emergency_alerts(
+        &self,
+        start: i64,
+        include_closed: bool,
+        limit: i64,
+    ) -> Result<Vec<LogRow>, StoreError> {
+        let q = sqlx::query(sql::EMERGENCY_ALERTS)
+            .bind(start)
+            .bind(i64::from(include_closed))
+            .bind(limit);
+        self.all(q, rows::log_row).await
+    }
+
+    pub(super) async fn emergency_review(
+        &self,
+        access_seq: i64,
+    ) -> Result<Option<LogRow>, StoreError> {
+        let q = sqlx::query(sql::EMERGENCY_REVIEW).bind(access_seq);
+        self.first(q, rows::log_row).await
     }
 
     pub(super) async fn subject_log(

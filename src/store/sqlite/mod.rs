@@ -697,6 +697,32 @@ impl SqliteStore {
         .await
     }
 
+    pub(super) async fn emergency_alerts(
+        &self,
+        start: i64,
+        include_closed: bool,
+        limit: i64,
+    ) -> Result<Vec<LogRow>, StoreError> {
+        let closed = i64::from(include_closed);
+        self.read(move |c| {
+            all(
+                c,
+                sql::EMERGENCY_ALERTS,
+                params![start, closed, limit],
+                rows::log_row,
+            )
+        })
+        .await
+    }
+
+    pub(super) async fn emergency_review(
+        &self,
+        access_seq: i64,
+    ) -> Result<Option<LogRow>, StoreError> {
+        self.read(move |c| first(c, sql::EMERGENCY_REVIEW, [access_seq], rows::log_row))
+            .await
+    }
+
     pub(super) async fn subject_log(
         &self,
         case_id: &str,

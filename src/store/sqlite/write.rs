@@ -65,6 +65,14 @@ pub(super) fn append(conn: &mut Connection, b: &Batch) -> Result<(), StoreError>
         for s in &r.subjects {
             subject.execute(params![seq, s])?;
         }
+        if r.emergency {
+            tx.prepare_cached(sql::INSERT_EMERGENCY_ACCESS)?
+                .execute(params![seq, r.request_id])?;
+        }
+        if let Some(access) = &r.closes {
+            tx.prepare_cached(sql::INSERT_EMERGENCY_REVIEW)?
+                .execute(params![seq, access])?;
+        }
         insert.execute(params![
             seq,
             r.request_id,
