@@ -157,7 +157,9 @@ pub fn check_at(path: &Path, now: i64) -> Report {
                 | VaultError::Malformed { path, .. }
                 | VaultError::Write { path, .. }
                 | VaultError::Exists(path) => path.clone(),
-                VaultError::Open | VaultError::Random => keys_dir.clone(),
+                VaultError::Open | VaultError::Random | VaultError::MissingVersion(_) => {
+                    keys_dir.clone()
+                }
             };
             add(
                 Severity::Error,

@@ -3,6 +3,7 @@
 pub(crate) mod audit;
 pub(crate) mod backup;
 pub(crate) mod federation;
+pub(crate) mod keys;
 pub(crate) mod ldv;
 pub(crate) mod stats;
 
@@ -165,6 +166,21 @@ enum Command {
     Federation {
         #[command(subcommand)]
         command: crate::cli::federation::Command,
+    },
+    /// The node's keys: `rotate-data` (a new data key version) and `status`.
+    Keys {
+        #[command(subcommand)]
+        command: crate::cli::keys::Command,
+    },
+    /// Crypto-erase what is past its `[retention]` period now (a serving node does it every
+    /// retention.interval), with a progress line; each erasure is recorded. On SQLite, with the
+    /// node stopped.
+    Erase {
+        /// Everything due now (the only mode).
+        #[arg(long, required = true)]
+        due: bool,
+        #[arg(long, value_name = "FILE", default_value = "sluis.toml")]
+        config: PathBuf,
     },
     /// Consent receipts.
     Receipt {
@@ -443,6 +459,8 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Audit { config, command } => crate::cli::audit::run(&config, *command).await,
         Command::Stats(c) => crate::cli::stats::run(c).await,
         Command::Federation { command } => crate::cli::federation::run(command),
+        Command::Keys { command } => crate::cli::keys::run(command).await,
+        Command::Erase { config, .. } => crate::cli::keys::erase_due(&config).await,
         Command::Console(c) => crate::console::run(*c).await,
         Command::Receipt {
             command: ReceiptCommand::Verify { key, file },

@@ -68,6 +68,7 @@ pub mod officer;
 pub(crate) mod oversight;
 pub mod pseudonym;
 mod release;
+mod retention;
 mod statistics;
 mod tiles;
 mod unregistered;
@@ -84,5 +85,6 @@ pub(crate) use exchange::{
 };
 pub(crate) use forwarded::Relayed;
 pub(crate) use idempotency::IdempotencyKey;
+pub use retention::{Erased, KeyStatus, Progress};
 pub use statistics::{Released, StatisticsQuery};
 pub(crate) use tiles::{Served, tiles_method};

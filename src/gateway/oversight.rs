@@ -232,6 +232,10 @@ pub(crate) fn method_words(m: &str, lang: Lang) -> &str {
             "made this kind of report about you",
             "maakte een overzicht als dit over u",
         ),
+        "case.erase" => (
+            "erased data of your case because its retention period ended",
+            "wiste gegevens van uw dossier omdat de bewaartermijn voorbij was",
+        ),
         other => return other,
     };
     lang.pick(en, nl)

@@ -356,6 +356,8 @@ pub const METHODS: &[&str] = &[
     "tls.unregistered",
     // What the node records of itself and of peer nodes.
     "node.reload",
+    "case.erase",
+    "keys.rotate_data",
     "federation.refused",
     "unknown",
 ];

@@ -21,7 +21,7 @@ use tonic::Status;
 use tonic::metadata::MetadataValue;
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::gateway::ExchangeError;
+use crate::gateway::{ExchangeError, Resource};
 use crate::rpc::REQUEST_ID_HEADER;
 
 /// `ErrorInfo.domain` of every error: names the API the reasons belong to
@@ -61,6 +61,15 @@ pub(crate) fn status(e: ExchangeError, request_id: &str) -> Status {
         }
         ExchangeError::MessageTimeout(ms) => {
             metadata.insert("message_timeout_ms".to_string(), ms.to_string());
+        }
+        ExchangeError::Erased { case_id, at } => {
+            metadata.insert("erased_at".to_string(), crate::model::clock::rfc3339(*at));
+            details.set_resource_info(
+                Resource::Case.type_name(),
+                case_id.clone(),
+                "",
+                "erased at the end of its retention period",
+            );
         }
         ExchangeError::NotFound(missing) => {
             details.set_resource_info(
