@@ -84,7 +84,11 @@ async fn rotate_under_load_interrupt_resume_and_remove_the_old_key() {
     };
     let lines = std::sync::Mutex::new(Vec::new());
     let progress = |l: &str| lines.lock().unwrap().push(l.to_string());
-    let left = node.node.rewrap_case_keys(Some(16), &progress).await.unwrap();
+    let left = node
+        .node
+        .rewrap_case_keys(Some(16), &progress)
+        .await
+        .unwrap();
     let registered = load.await.unwrap();
     assert_eq!(left, CASES as i64 - 16);
     assert!(
@@ -110,7 +114,10 @@ async fn rotate_under_load_interrupt_resume_and_remove_the_old_key() {
     let mut waited = 0;
     while node.node.key_status().await.unwrap().pending() > 0 {
         waited += 1;
-        assert!(waited < 400, "the restarted node did not finish the rotation");
+        assert!(
+            waited < 400,
+            "the restarted node did not finish the rotation"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     // The run that finds nothing left records the rotation done.

@@ -316,6 +316,7 @@ async fn refused_requests_naming_a_case_are_in_its_report() {
             case_id: case_id.clone(),
             data: Some(data),
             request_id: String::new(),
+            update_mask: None,
         }))
         .await
         .unwrap_err();

@@ -523,6 +523,68 @@ pub(crate) fn write_secret(path: &Path, contents: &str) -> Result<(), VaultError
 mod tests {
     use super::*;
 
+    /// A value as a node sealed it before per-case keys: data key
+    /// version 1 directly, `SEAL_V1`.
+    fn seal_legacy(keys: &Keys, aad: &[u8], plain: &[u8]) -> Vec<u8> {
+        let data = keys.data();
+        let key = data.versions.get(&1).unwrap();
+        keys.seal_with(key, &[SEAL_V1], aad, plain).unwrap()
+    }
+
+    /// A case's values open only with its own key, in their place; values
+    /// sealed before per-case keys still open; after a rotation the case
+    /// key is re-wrapped (its values untouched) and the old version's file
+    /// can go; a wrapped key under a missing version names that version.
+    #[test]
+    fn case_keys_wrap_under_versions_and_survive_a_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        Keys::create(dir.path()).unwrap();
+        let keys = Keys::load(dir.path()).unwrap();
+        assert_eq!(keys.data_key_version(), 1);
+        let (key, wrapped) = keys.new_case_key("c1").unwrap();
+        assert_eq!(sealed_version(&wrapped), Some(1));
+        let sealed = keys.seal_case(&key, b"case/c1/medical", b"m").unwrap();
+        assert!(keys.case_key("c2", &wrapped).is_err(), "bound to its case");
+        let (other, _) = keys.new_case_key("c2").unwrap();
+        assert!(
+            keys.open_case(Some(&other), b"case/c1/medical", &sealed)
+                .is_err()
+        );
+        let legacy = seal_legacy(&keys, b"case/c1/identity", b"old");
+        assert!(is_legacy(&legacy));
+        assert_eq!(
+            keys.open_case(None, b"case/c1/identity", &legacy).unwrap(),
+            b"old"
+        );
+
+        assert_eq!(Keys::rotate_data(dir.path()).unwrap(), 2);
+        keys.reload_data_keys(dir.path()).unwrap();
+        assert_eq!(keys.data_key_versions(), vec![1, 2]);
+        let (again, v) = keys.rewrap("c1", &wrapped).unwrap().unwrap();
+        assert_eq!((v, sealed_version(&again)), (2, Some(2)));
+        assert!(
+            keys.rewrap("c1", &again).unwrap().is_none(),
+            "already current"
+        );
+
+        fs::remove_file(dir.path().join(DATA_KEY_FILE)).unwrap();
+        keys.reload_data_keys(dir.path()).unwrap();
+        let key = keys.case_key("c1", &again).unwrap();
+        assert_eq!(
+            keys.open_case(Some(&key), b"case/c1/medical", &sealed)
+                .unwrap(),
+            b"m"
+        );
+        assert!(matches!(
+            keys.case_key("c1", &wrapped),
+            Err(VaultError::MissingVersion(1))
+        ));
+        assert!(matches!(
+            keys.open_case(None, b"case/c1/identity", &legacy),
+            Err(VaultError::MissingVersion(1))
+        ));
+    }
+
     #[test]
     fn sealed_value_opens_only_in_its_place() {
         let dir = tempfile::tempdir().unwrap();

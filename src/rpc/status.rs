@@ -196,9 +196,10 @@ mod tests {
         use crate::rpc::proto::v1::ErrorReason;
         let ours: Vec<String> = Reason::ALL.iter().map(|r| r.as_str().to_string()).collect();
         let mut theirs = Vec::new();
-        for n in 1.. {
+        // Numbers may skip (taken ahead by work under way).
+        for n in 1..=255 {
             let Ok(r) = ErrorReason::try_from(n) else {
-                break;
+                continue;
             };
             theirs.push(
                 r.as_str_name()
