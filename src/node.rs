@@ -322,7 +322,7 @@ async fn open_gateway(config: &Config) -> Result<Gateway, NodeError> {
     exchange
         .move_legacy_cases(&log)
         .await
-        .map_err(|e| NodeError::Maintenance(e.to_string()))?;
+        .map_err(maintenance)?;
     Ok(Gateway {
         exchange,
         store,
@@ -338,6 +338,44 @@ struct Gateway {
     registry: Arc<Registry>,
     federation: Option<Arc<crate::federation::Federation>>,
     keys_dir: std::path::PathBuf,
+}
+
+/// What a node does to its stored cases on its own (`gateway::retention`),
+/// every `retention.interval` and when asked: erase what is past its
+/// retention period, re-wrap case keys under the newest data key version.
+pub struct Upkeep(Arc<Exchange>);
+
+impl Upkeep {
+    /// Erases what is past its `[retention]` period now; each erasure is a
+    /// `case.erase` record. `progress` receives a line per batch.
+    pub async fn erase_due(
+        &self,
+        progress: crate::gateway::Progress<'_>,
+    ) -> Result<crate::gateway::Erased, NodeError> {
+        self.0.erase_due(progress).await.map_err(maintenance)
+    }
+
+    /// Re-wraps up to `max` case keys (all with `None`) under the newest
+    /// data key version; answers how many are left.
+    pub async fn rewrap_case_keys(
+        &self,
+        max: Option<u64>,
+        progress: crate::gateway::Progress<'_>,
+    ) -> Result<i64, NodeError> {
+        self.0
+            .rewrap_case_keys(max, progress)
+            .await
+            .map_err(maintenance)
+    }
+
+    /// Where the data key rotation stands (`sluis keys status`).
+    pub async fn key_status(&self) -> Result<crate::gateway::KeyStatus, NodeError> {
+        self.0.key_status().await.map_err(maintenance)
+    }
+}
+
+fn maintenance(e: crate::gateway::ExchangeError) -> NodeError {
+    NodeError::Maintenance(e.to_string())
 }
 
 /// A node's gateway opened for an operator's command on its host, without
@@ -357,34 +395,9 @@ impl Offline {
         })
     }
 
-    /// See [`Node::erase_due`].
-    pub async fn erase_due(
-        &self,
-        progress: crate::gateway::Progress<'_>,
-    ) -> Result<crate::gateway::Erased, NodeError> {
-        self.exchange
-            .erase_due(progress)
-            .await
-            .map_err(|e| NodeError::Maintenance(e.to_string()))
-    }
-
-    /// See [`Node::rewrap_case_keys`].
-    pub async fn rewrap_case_keys(
-        &self,
-        progress: crate::gateway::Progress<'_>,
-    ) -> Result<i64, NodeError> {
-        self.exchange
-            .rewrap_case_keys(None, progress)
-            .await
-            .map_err(|e| NodeError::Maintenance(e.to_string()))
-    }
-
-    /// See [`Node::key_status`].
-    pub async fn key_status(&self) -> Result<crate::gateway::KeyStatus, NodeError> {
-        self.exchange
-            .key_status()
-            .await
-            .map_err(|e| NodeError::Maintenance(e.to_string()))
+    /// Retention and the data key's upkeep on this node.
+    pub fn upkeep(&self) -> Upkeep {
+        Upkeep(self.exchange.clone())
     }
 
     /// Signs the log's tail and closes the store.
@@ -545,17 +558,10 @@ impl Node {
         })
     }
 
-    /// Erases what is past its `[retention]` period now, as the node does
-    /// every `retention.interval` (`gateway::retention`); each erasure is a
-    /// `case.erase` record. `progress` receives a line per batch.
-    pub async fn erase_due(
-        &self,
-        progress: crate::gateway::Progress<'_>,
-    ) -> Result<crate::gateway::Erased, NodeError> {
-        self.exchange
-            .erase_due(progress)
-            .await
-            .map_err(|e| NodeError::Maintenance(e.to_string()))
+    /// Retention and the data key's upkeep on this node: what it does
+    /// every `retention.interval`, run now.
+    pub fn upkeep(&self) -> Upkeep {
+        Upkeep(self.exchange.clone())
     }
 
     /// Re-reads the data key versions in the keys folder (a version
@@ -563,28 +569,6 @@ impl Node {
     /// `retention.interval`.
     pub fn reload_data_keys(&self) -> Result<(), NodeError> {
         Ok(self.exchange.keys.reload_data_keys(&self.keys_dir)?)
-    }
-
-    /// Re-wraps up to `max` case keys (all with `None`) under the newest
-    /// data key version, as the node does every `retention.interval`;
-    /// answers how many are left.
-    pub async fn rewrap_case_keys(
-        &self,
-        max: Option<u64>,
-        progress: crate::gateway::Progress<'_>,
-    ) -> Result<i64, NodeError> {
-        self.exchange
-            .rewrap_case_keys(max, progress)
-            .await
-            .map_err(|e| NodeError::Maintenance(e.to_string()))
-    }
-
-    /// Where the data key rotation stands (`sluis keys status`).
-    pub async fn key_status(&self) -> Result<crate::gateway::KeyStatus, NodeError> {
-        self.exchange
-            .key_status()
-            .await
-            .map_err(|e| NodeError::Maintenance(e.to_string()))
     }
 
     /// The running federation directory, if the node is in a federation;

@@ -62,7 +62,7 @@ async fn rotate_under_load_interrupt_resume_and_remove_the_old_key() {
     assert!(said.contains("data key version 2"), "{said}");
     assert!(keys_dir.join("data.v2.key").exists());
     node.node.reload_data_keys().unwrap();
-    let status = node.node.key_status().await.unwrap();
+    let status = node.node.upkeep().key_status().await.unwrap();
     assert_eq!(status.current, 2);
     assert_eq!(status.pending(), CASES as i64);
     assert!(status.removable().is_empty(), "{status:?}");
@@ -86,6 +86,7 @@ async fn rotate_under_load_interrupt_resume_and_remove_the_old_key() {
     let progress = |l: &str| lines.lock().unwrap().push(l.to_string());
     let left = node
         .node
+        .upkeep()
         .rewrap_case_keys(Some(16), &progress)
         .await
         .unwrap();
@@ -100,7 +101,7 @@ async fn rotate_under_load_interrupt_resume_and_remove_the_old_key() {
         "a progress line: {lines:?}"
     );
     cases.extend(registered);
-    let status = node.node.key_status().await.unwrap();
+    let status = node.node.upkeep().key_status().await.unwrap();
     assert_eq!(status.pending(), CASES as i64 - 16, "{status:?}");
     assert!(status.removable().is_empty(), "version 1 still wraps keys");
 
@@ -112,7 +113,7 @@ async fn rotate_under_load_interrupt_resume_and_remove_the_old_key() {
     let mut owner = node.client(GEMEENTE).await;
     all_open(&mut owner, &cases).await;
     let mut waited = 0;
-    while node.node.key_status().await.unwrap().pending() > 0 {
+    while node.node.upkeep().key_status().await.unwrap().pending() > 0 {
         waited += 1;
         assert!(
             waited < 400,
@@ -121,8 +122,12 @@ async fn rotate_under_load_interrupt_resume_and_remove_the_old_key() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     // The run that finds nothing left records the rotation done.
-    node.node.rewrap_case_keys(None, &quiet).await.unwrap();
-    let status = node.node.key_status().await.unwrap();
+    node.node
+        .upkeep()
+        .rewrap_case_keys(None, &quiet)
+        .await
+        .unwrap();
+    let status = node.node.upkeep().key_status().await.unwrap();
     assert_eq!(status.pending(), 0);
     assert_eq!(status.removable(), vec![1]);
 
@@ -184,8 +189,14 @@ async fn a_version_removed_too_early_is_named() {
         .unwrap_err();
     assert_eq!(s.code(), tonic::Code::Internal, "{s:?}");
     assert!(!s.message().contains("Test Persoon"));
-    let status = node.node.key_status().await.unwrap();
+    let status = node.node.upkeep().key_status().await.unwrap();
     assert_eq!(status.pending(), 1);
-    assert!(node.node.rewrap_case_keys(None, &quiet).await.is_err());
+    assert!(
+        node.node
+            .upkeep()
+            .rewrap_case_keys(None, &quiet)
+            .await
+            .is_err()
+    );
     node.node.shutdown().await.unwrap();
 }

@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use common::*;
 use prost_types::FieldMask;
-use sluis::rpc::Clients;
 use sluis::rpc::proto::v1 as pb;
 use tonic::Code;
 use tonic_types::StatusExt;
@@ -38,23 +37,6 @@ fn by_pseudonym(pseudonym: &str, purpose: &str) -> pb::GetCaseRequest {
     }
 }
 
-async fn report(officer: &mut Clients, case_id: &str) -> Vec<(String, String)> {
-    officer
-        .audit
-        .subject_access_report(pb::SubjectAccessReportRequest {
-            subject: Some(pb::subject_access_report_request::Subject::CaseId(
-                case_id.into(),
-            )),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .entries
-        .into_iter()
-        .map(|e| (e.participant, e.method))
-        .collect()
-}
-
 /// The answer to reading an erased case: NOT_FOUND, reason CASE_ERASED,
 /// with the case and when.
 fn assert_erased(s: &tonic::Status, case_id: Option<&str>) {
@@ -70,6 +52,16 @@ fn assert_erased(s: &tonic::Status, case_id: Option<&str>) {
 }
 
 fn quiet(_: &str) {}
+
+/// The owner's read of its case.
+async fn owner_read(owner: &mut sluis::rpc::Clients, case_id: &str) -> pb::GetCaseResponse {
+    owner
+        .cases
+        .get_case(with_actor(by_id(case_id, "case_consultation")))
+        .await
+        .unwrap()
+        .into_inner()
+}
 
 /// The whole case past `case = "2s"`, counted from its last update: its
 /// data no longer opens for its owner or for the recipient its consent
@@ -109,18 +101,13 @@ async fn a_case_past_its_period_is_crypto_erased_and_its_log_stays_valid() {
         .map(|c| c.subject_pseudonym.clone())
         .next()
         .expect("the NGO sees the case its consent names");
-    let read = owner
-        .cases
-        .get_case(with_actor(by_id(&case_id, "case_consultation")))
-        .await
-        .unwrap()
-        .into_inner();
+    let read = owner_read(&mut owner, &case_id).await;
     assert!(read.data.unwrap().identity.is_some());
 
     tokio::time::sleep(Duration::from_millis(2_300)).await;
     // Updated after the wait: its period starts again, it is kept.
     let (kept, _) = register(&mut owner).await;
-    let erased = node.node.erase_due(&quiet).await.unwrap();
+    let erased = node.node.upkeep().erase_due(&quiet).await.unwrap();
     assert_eq!(erased.cases, 1, "{erased:?}");
 
     let s = owner
@@ -201,14 +188,9 @@ async fn a_category_past_its_period_is_erased_alone() {
     let mut owner = node.client(GEMEENTE).await;
     let (case_id, _) = register(&mut owner).await;
     tokio::time::sleep(Duration::from_millis(1_300)).await;
-    let erased = node.node.erase_due(&quiet).await.unwrap();
+    let erased = node.node.upkeep().erase_due(&quiet).await.unwrap();
     assert_eq!((erased.cases, erased.partly), (0, 1), "{erased:?}");
-    let read = owner
-        .cases
-        .get_case(with_actor(by_id(&case_id, "case_consultation")))
-        .await
-        .unwrap()
-        .into_inner();
+    let read = owner_read(&mut owner, &case_id).await;
     let data = read.data.unwrap();
     assert!(data.medical.is_none());
     assert!(data.identity.is_some());
@@ -230,7 +212,7 @@ async fn a_category_past_its_period_is_erased_alone() {
     assert_eq!(rec.asked, vec![sluis::model::Category::Medical]);
     // A second run finds nothing more to do.
     assert_eq!(
-        node.node.erase_due(&quiet).await.unwrap(),
+        node.node.upkeep().erase_due(&quiet).await.unwrap(),
         sluis::gateway::Erased::default()
     );
 }
@@ -242,7 +224,7 @@ async fn without_a_period_nothing_is_erased() {
     let mut owner = node.client(GEMEENTE).await;
     register(&mut owner).await;
     assert_eq!(
-        node.node.erase_due(&quiet).await.unwrap(),
+        node.node.upkeep().erase_due(&quiet).await.unwrap(),
         sluis::gateway::Erased::default()
     );
     assert!(!node.log().await.iter().any(|r| r.method == "case.erase"));
@@ -307,12 +289,7 @@ async fn update_case_clears_a_category_named_in_its_mask() {
         .unwrap()
         .into_inner();
     assert_eq!(updated.version, 2);
-    let read = owner
-        .cases
-        .get_case(with_actor(by_id(&case_id, "case_consultation")))
-        .await
-        .unwrap()
-        .into_inner();
+    let read = owner_read(&mut owner, &case_id).await;
     let data = read.data.unwrap();
     assert!(data.medical.is_none(), "cleared");
     assert!(data.shelter.is_some(), "the rest is untouched");
@@ -334,13 +311,6 @@ async fn update_case_clears_a_category_named_in_its_mask() {
         }))
         .await
         .unwrap();
-    let data = owner
-        .cases
-        .get_case(with_actor(by_id(&case_id, "case_consultation")))
-        .await
-        .unwrap()
-        .into_inner()
-        .data
-        .unwrap();
+    let data = owner_read(&mut owner, &case_id).await.data.unwrap();
     assert!(data.medical.is_some() && data.shelter.is_none());
 }

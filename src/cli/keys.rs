@@ -64,9 +64,9 @@ async fn status(path: &Path, finish: bool) -> anyhow::Result<ExitCode> {
         .context("cannot open the node (on SQLite, stop the node first)")?;
     if finish {
         let line = |l: &str| eprintln!("{l}");
-        node.rewrap_case_keys(&line).await?;
+        node.upkeep().rewrap_case_keys(None, &line).await?;
     }
-    let s = node.key_status().await?;
+    let s = node.upkeep().key_status().await?;
     node.close().await;
     println!("current data key version: {}", s.current);
     for v in &s.versions {
@@ -119,7 +119,7 @@ pub(crate) async fn erase_due(path: &Path) -> anyhow::Result<ExitCode> {
         .await
         .context("cannot open the node (on SQLite, stop the node first)")?;
     let line = |l: &str| eprintln!("{l}");
-    let done = node.erase_due(&line).await;
+    let done = node.upkeep().erase_due(&line).await;
     node.close().await;
     let done = done?;
     println!(

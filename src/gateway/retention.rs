@@ -146,7 +146,7 @@ impl Exchange {
                 .store
                 .cases_unchanged_since(now - shortest, &after, BATCH)
                 .await
-                .map_err(|e| ExchangeError::store("storage", &e))?;
+                .map_err(stored)?;
             let Some(last) = ids.last() else { break };
             after = last.clone();
             for id in &ids {
@@ -167,12 +167,7 @@ impl Exchange {
         now: Millis,
         done: &mut Erased,
     ) -> Result<(), ExchangeError> {
-        let Some((case, sealed)) = self
-            .store
-            .case_with_data(id)
-            .await
-            .map_err(|e| ExchangeError::store("storage", &e))?
-        else {
+        let Some((case, sealed)) = self.store.case_with_data(id).await.map_err(stored)? else {
             return Ok(());
         };
         if case.erased_at.is_some() {
@@ -260,15 +255,11 @@ impl Exchange {
                 .store
                 .legacy_cases(&after, BATCH)
                 .await
-                .map_err(|e| ExchangeError::store("storage", &e))?;
+                .map_err(stored)?;
             let Some(last) = ids.last() else { break };
             after = last.clone();
             for id in &ids {
-                let Some((case, sealed)) = self
-                    .store
-                    .case_with_data(id)
-                    .await
-                    .map_err(|e| ExchangeError::store("storage", &e))?
+                let Some((case, sealed)) = self.store.case_with_data(id).await.map_err(stored)?
                 else {
                     continue;
                 };
@@ -308,7 +299,7 @@ impl Exchange {
                     .store
                     .change_case(change)
                     .await
-                    .map_err(|e| ExchangeError::store("storage", &e))?
+                    .map_err(stored)?
                     .is_some()
                 {
                     moved += 1;
@@ -331,11 +322,7 @@ impl Exchange {
 
     /// Where the data key rotation stands.
     pub(crate) async fn key_status(&self) -> Result<KeyStatus, ExchangeError> {
-        let (wrapped, legacy) = self
-            .store
-            .key_versions()
-            .await
-            .map_err(|e| ExchangeError::store("storage", &e))?;
+        let (wrapped, legacy) = self.store.key_versions().await.map_err(stored)?;
         Ok(KeyStatus {
             current: self.keys.data_key_version(),
             versions: self.keys.data_key_versions(),
@@ -384,7 +371,7 @@ impl Exchange {
                 .store
                 .case_keys_below(i64::from(current), limit)
                 .await
-                .map_err(|e| ExchangeError::store("storage", &e))?;
+                .map_err(stored)?;
             if rows.is_empty() {
                 break;
             }
@@ -399,10 +386,7 @@ impl Exchange {
                 }
             }
             let n = batch.len() as u64;
-            self.store
-                .rewrap_case_keys(batch)
-                .await
-                .map_err(|e| ExchangeError::store("storage", &e))?;
+            self.store.rewrap_case_keys(batch).await.map_err(stored)?;
             done += n;
             progress(&format!(
                 "data key version {current}: {done} of {pending} case keys re-wrapped"
@@ -410,6 +394,10 @@ impl Exchange {
         }
         Ok((pending - done as i64).max(0))
     }
+}
+
+fn stored(e: crate::store::StoreError) -> ExchangeError {
+    ExchangeError::store("storage", &e)
 }
 
 fn list(v: &[u32]) -> String {
