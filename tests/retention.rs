@@ -132,6 +132,19 @@ async fn a_case_past_its_period_is_crypto_erased_and_its_log_stays_valid() {
         .await
         .unwrap_err();
     assert_erased(&s, Some(&case_id));
+    let s = owner
+        .consents
+        .grant_consent(with_actor(pb::GrantConsentRequest {
+            case_id: case_id.clone(),
+            recipients: vec![participant(NGO)],
+            categories: vec![pb::Category::Perspective as i32],
+            purposes: vec!["guidance".into()],
+            evidence_ref: "DMS-2".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    assert_erased(&s, Some(&case_id));
     owner
         .cases
         .get_case(with_actor(by_id(&kept, "case_consultation")))
@@ -166,6 +179,7 @@ async fn a_case_past_its_period_is_crypto_erased_and_its_log_stays_valid() {
     assert_eq!(count(GEMEENTE, "RegisterCase"), 1, "{entries:?}");
     assert_eq!(count(GEMEENTE, "GetCase"), 2, "{entries:?}");
     assert_eq!(count(GEMEENTE, "UpdateCase"), 1, "{entries:?}");
+    assert_eq!(count(GEMEENTE, "GrantConsent"), 2, "{entries:?}");
     assert_eq!(count(NGO, "GetCase"), 1, "{entries:?}");
     assert_eq!(count(NGO, "FindCases"), 1, "{entries:?}");
     assert!(

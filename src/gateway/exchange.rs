@@ -1349,7 +1349,9 @@ impl Exchange {
         };
         let prepared = async {
             let caller = self.caller(ctx)?;
-            self.owned_case(caller, &req.case_id, &mut rec).await?;
+            let case = self.owned_case(caller, &req.case_id, &mut rec).await?;
+            // Nothing left to share: consent to an erased case is refused.
+            Self::not_erased(&case)?;
             let recipients = self.check_recipients(&req.recipients)?;
             if req.categories.is_empty() {
                 return Err(
