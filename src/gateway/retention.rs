@@ -381,9 +381,11 @@ impl Exchange {
                     .keys
                     .rewrap(&id, &wrapped)
                     .map_err(|e| ExchangeError::internal("vault", &e))?;
-                if let Some((w, v)) = again {
-                    batch.push((id, w, i64::from(v), was));
-                }
+                // Already under the current version (the column lagged
+                // behind the key): the column is set right, so no row is
+                // read again and the run ends.
+                let (w, v) = again.unwrap_or((wrapped, current));
+                batch.push((id, w, i64::from(v), was));
             }
             let n = batch.len() as u64;
             self.store.rewrap_case_keys(batch).await.map_err(stored)?;
