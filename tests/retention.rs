@@ -328,3 +328,44 @@ async fn update_case_clears_a_category_named_in_its_mask() {
     let data = owner_read(&mut owner, &case_id).await.data.unwrap();
     assert!(data.medical.is_some() && data.shelter.is_none());
 }
+
+/// `sluis erase --due` on a stopped node does the node's run now, with a
+/// progress line and a summary; the erasure is recorded like the node's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erase_due_on_the_command_line() {
+    let mut node = TestNode::start_with(|c| c.retention.case = Some("1s".into())).await;
+    let path = node.config_path();
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replace("interval = \"1h\"", "interval = \"1h\"\ncase = \"1s\""),
+    )
+    .unwrap();
+    let mut owner = node.client(GEMEENTE).await;
+    let (case_id, _) = register(&mut owner).await;
+    let config = node.config.clone();
+    node.node.shutdown().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluis"))
+        .args(["erase", "--due", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("erased: 1 cases in full"), "{said}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("retention: 1 cases"),
+        "{out:?}"
+    );
+    node.node = sluis::node::Node::start(&config).await.unwrap();
+    let mut owner = node.client(GEMEENTE).await;
+    let s = owner
+        .cases
+        .get_case(with_actor(by_id(&case_id, "case_consultation")))
+        .await
+        .unwrap_err();
+    assert_erased(&s, Some(&case_id));
+    assert!(node.log().await.iter().any(|r| r.method == "case.erase"));
+    node.node.shutdown().await.unwrap();
+}
