@@ -158,7 +158,9 @@ pub fn check_at(path: &Path, now: i64) -> Report {
                 | VaultError::Write { path, .. }
                 | VaultError::Exists(path)
                 | VaultError::RotationPending(path) => path.clone(),
-                VaultError::Open | VaultError::Random => keys_dir.clone(),
+                VaultError::Open | VaultError::Random | VaultError::MissingVersion(_) => {
+                    keys_dir.clone()
+                }
             };
             let fix = match &e {
                 VaultError::RotationPending(_) => {

@@ -43,6 +43,8 @@ pub struct Config {
     #[serde(default)]
     pub probes: ProbesConfig,
     #[serde(default)]
+    pub retention: RetentionConfig,
+    #[serde(default)]
     pub log: LogConfig,
     #[serde(default)]
     pub telemetry: TelemetryConfig,
@@ -444,6 +446,143 @@ pub struct ProbesConfig {
     pub listen: Option<SocketAddr>,
 }
 
+/// How long case data is kept (`[retention]`; GDPR art. 5(1)(e) storage
+/// limitation, art. 17 erasure). Each period is a number and a unit — `s`,
+/// `m`, `h`, `d`, `y` (365 days) — e.g. `"2y"`, `"90d"`, counted from the
+/// case's **last update** (`UpdateCase`, or its registration): data still
+/// being worked on is still needed. A category past its period is erased
+/// (its ciphertext deleted); a case whose every category is past its
+/// period, or that is past `case`, is crypto-erased as a whole (its key
+/// destroyed). No period: kept (no automatic erasure by default).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// How often the node looks for what is due (and re-wraps case keys
+    /// after a data key rotation), e.g. "1h".
+    #[serde(default = "default_retention_interval")]
+    pub interval: String,
+    /// The whole case, e.g. "10y".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub case: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub residence_procedure: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shelter: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guidance: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub perspective: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub medical: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub safety: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+}
+
+pub(crate) fn default_retention_interval() -> String {
+    "1h".into()
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            interval: default_retention_interval(),
+            case: None,
+            identity: None,
+            residence_procedure: None,
+            shelter: None,
+            guidance: None,
+            perspective: None,
+            medical: None,
+            safety: None,
+            outcome: None,
+        }
+    }
+}
+
+/// The longest retention period or interval: 100 years.
+const MAX_PERIOD_MS: i64 = 100 * 365 * 86_400_000;
+
+/// A period as `[retention]` writes it (`"2y"`, `"90d"`, `"12h"`, `"30m"`,
+/// `"10s"`; a year is 365 days) in milliseconds, 1 s to 100 years.
+pub fn parse_period(s: &str) -> Option<i64> {
+    let unit = s.chars().last()?;
+    let n: i64 = s[..s.len() - unit.len_utf8()].parse().ok()?;
+    let ms = match unit {
+        's' => 1_000,
+        'm' => 60_000,
+        'h' => 3_600_000,
+        'd' => 86_400_000,
+        'y' => 365 * 86_400_000,
+        _ => return None,
+    };
+    n.checked_mul(ms)
+        .filter(|v| (1_000..=MAX_PERIOD_MS).contains(v))
+}
+
+impl RetentionConfig {
+    /// Each configured category's period (ms), and the whole case's.
+    /// Assumes `Config::problems` found none in this section.
+    pub(crate) fn periods(&self) -> (Vec<(crate::model::Category, i64)>, Option<i64>) {
+        let cats = self
+            .fields()
+            .into_iter()
+            .skip(1)
+            .filter_map(|(name, v)| {
+                let c = name.parse().ok()?;
+                Some((c, parse_period(v.as_deref()?)?))
+            })
+            .collect();
+        (cats, self.case.as_deref().and_then(parse_period))
+    }
+
+    /// How often the node erases what is due.
+    pub(crate) fn interval(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(parse_period(&self.interval).unwrap_or(3_600_000) as u64)
+    }
+
+    /// `case` and every category, by name.
+    fn fields(&self) -> [(&'static str, &Option<String>); 9] {
+        [
+            ("case", &self.case),
+            ("identity", &self.identity),
+            ("residence_procedure", &self.residence_procedure),
+            ("shelter", &self.shelter),
+            ("guidance", &self.guidance),
+            ("perspective", &self.perspective),
+            ("medical", &self.medical),
+            ("safety", &self.safety),
+            ("outcome", &self.outcome),
+        ]
+    }
+
+    fn problems(&self, problem: &mut impl FnMut(String, String, &str)) {
+        const FIX: &str =
+            "write a number and a unit: s, m, h, d or y (365 days), e.g. \"2y\" or \"90d\"";
+        if parse_period(&self.interval).is_none() {
+            problem(
+                "retention.interval".into(),
+                "retention.interval must be a period from 1s to 100y".into(),
+                FIX,
+            );
+        }
+        for (name, v) in self.fields() {
+            if let Some(v) = v
+                && parse_period(v).is_none()
+            {
+                problem(
+                    format!("retention.{name}"),
+                    format!("retention.{name} must be a period from 1s to 100y"),
+                    FIX,
+                );
+            }
+        }
+    }
+}
+
 /// A registered participant: an organisation allowed to call this node.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -586,6 +725,7 @@ impl Config {
                 fix: fix.to_string(),
             })
         };
+        self.retention.problems(&mut problem);
         // The name signs receipts and checkpoints: a signed-note key name
         // (C2SP), and the first line of each note.
         if !crate::tlog::note::valid_key_name(&self.node.name)

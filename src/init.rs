@@ -277,6 +277,18 @@ purposes = [{purposes}]
 # The access log signs a checkpoint at least this often while entries arrive.
 checkpoint_interval_ms = {checkpoint_interval_ms}
 
+[retention]
+# How long case data is kept (docs/operations.md, "Retention and erasure").
+# Per category (identity, residence_procedure, shelter, guidance,
+# perspective, medical, safety, outcome) and for the whole case ("case"),
+# counted from the case's last update: e.g. medical = "2y", case = "10y".
+# Units s, m, h, d, y (365 days). A category without a period is kept. Past
+# its period a category is erased; a case whose every category is past, or
+# that is past "case", is crypto-erased (its key destroyed).
+# How often the node erases what is due and re-wraps case keys after
+# `sluis keys rotate-data`.
+interval = "1h"
+
 [tls]
 # The node's certificate chain (PEM, its own certificate first) and key.
 cert = {cert}

@@ -46,6 +46,9 @@ pub enum NodeError {
     Router(#[from] crate::rpc::RouterError),
     #[error("federation: {0}")]
     Federation(#[from] crate::federation::FederationError),
+    /// Retention or data key maintenance failed (`gateway::retention`).
+    #[error("retention and keys: {0}")]
+    Maintenance(String),
 }
 
 /// Why a reload was refused; the node keeps what it ran with.
@@ -96,6 +99,9 @@ pub struct Node {
     task: JoinHandle<Result<(), NodeError>>,
     health_task: JoinHandle<()>,
     report_task: JoinHandle<()>,
+    maintenance_task: JoinHandle<()>,
+    /// The keys folder, re-read for data key versions.
+    keys_dir: std::path::PathBuf,
     probes: Option<Probes>,
     /// The running federation directory (`[federation]`), if the node is in one.
     federation: Option<Arc<crate::federation::Federation>>,
@@ -120,6 +126,40 @@ async fn report_unauthenticated_every(
         ticks.tick().await;
         report_unauthenticated(&exchange, &sources).await;
     }
+}
+
+/// Every `interval`: the data key versions re-read from the keys folder,
+/// case keys re-wrapped under the newest, and what is past its retention
+/// period erased (`gateway::retention`). A failure is logged and tried
+/// again at the next tick.
+async fn maintain_every(interval: Duration, exchange: Arc<Exchange>, keys_dir: std::path::PathBuf) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if let Err(e) = maintain(&exchange, &keys_dir).await {
+            tracing::error!(error = %e, "retention and key maintenance failed; trying again at the next interval");
+        }
+    }
+}
+
+/// One run of what [`maintain_every`] does.
+async fn maintain(exchange: &Exchange, keys_dir: &std::path::Path) -> Result<(), String> {
+    exchange
+        .keys
+        .reload_data_keys(keys_dir)
+        .map_err(|e| e.to_string())?;
+    let log = |line: &str| tracing::info!("{line}");
+    exchange
+        .move_legacy_cases(&log)
+        .await
+        .map_err(|e| e.to_string())?;
+    exchange
+        .rewrap_case_keys(None, &log)
+        .await
+        .map_err(|e| e.to_string())?;
+    exchange.erase_due(&log).await.map_err(|e| e.to_string())?;
+    Ok(())
 }
 
 fn list_or_none(ids: &[String]) -> String {
@@ -222,65 +262,171 @@ async fn serve_federation(
     Ok((bound, stop, task))
 }
 
+/// The gateway of a node without its listeners: keys, policy, registry,
+/// the store (claimed), the log writer and the `Exchange`; cases from
+/// before per-case keys moved under keys of their own. What `Node::start`
+/// serves, and what `sluis erase --due` and `sluis keys status` work on.
+async fn open_gateway(config: &Config) -> Result<Gateway, NodeError> {
+    let keys_dir = config.path(&config.node.keys_dir);
+    Keys::no_rotation_pending(&keys_dir)?;
+    let keys = Arc::new(Keys::load(&keys_dir)?);
+    let retention = config.retention.periods();
+    let federation = match &config.federation {
+        Some(f) => Some(Arc::new(crate::federation::Federation::load(
+            &config.node.name,
+            f,
+            &config.base_dir,
+        )?)),
+        None => None,
+    };
+    let policy = Arc::new(Policy::load(
+        &config.path(&config.node.policy),
+        &config.node.purposes,
+    )?);
+    let registry = Arc::new(Registry::new(&config.participants));
+    let (store, log_sink) =
+        Store::open(&config.database_url()?, &config.pool_settings(), true).await?;
+    let store = store.claim_for_node(config.cache_bounds())?;
+    let audit = match AuditLog::start(
+        store.clone(),
+        log_sink,
+        keys.clone(),
+        LogSettings {
+            key_name: config.node.name.clone(),
+            origin: crate::tlog::checkpoint::origin(&config.node.name),
+            checkpoint_interval: Duration::from_millis(config.node.checkpoint_interval_ms),
+        },
+    )
+    .await
+    {
+        Ok(audit) => audit,
+        Err(e) => {
+            // Let go of the database (a SQLite file's claim) at once,
+            // so that the fix the error names can be run.
+            store.close().await;
+            return Err(e.into());
+        }
+    };
+    let exchange = Arc::new(
+        Exchange::new(
+            config.node.name.clone(),
+            store.clone(),
+            keys,
+            policy,
+            registry.clone(),
+            audit,
+        )
+        .with_statistics(
+            config.statistics.settings(),
+            config.statistics.requests_per_minute,
+        )
+        .with_consent_max_validity(config.consent.max_validity_ms())
+        .with_ldv(config.processing_log.settings())
+        .with_unregistered_records(config.limits.unregistered_records_per_certificate)
+        .with_federation(federation.clone())
+        .with_retention(retention.0, retention.1),
+    );
+    // Cases from before per-case keys get keys of their own before the
+    // node serves, so no request meets one.
+    let log = |line: &str| tracing::info!("{line}");
+    exchange
+        .move_legacy_cases(&log)
+        .await
+        .map_err(maintenance)?;
+    Ok(Gateway {
+        exchange,
+        store,
+        registry,
+        federation,
+        keys_dir,
+    })
+}
+
+struct Gateway {
+    exchange: Arc<Exchange>,
+    store: Store,
+    registry: Arc<Registry>,
+    federation: Option<Arc<crate::federation::Federation>>,
+    keys_dir: std::path::PathBuf,
+}
+
+/// What a node does to its stored cases on its own (`gateway::retention`),
+/// every `retention.interval` and when asked: erase what is past its
+/// retention period, re-wrap case keys under the newest data key version.
+pub struct Upkeep(Arc<Exchange>);
+
+impl Upkeep {
+    /// Erases what is past its `[retention]` period now; each erasure is a
+    /// `case.erase` record. `progress` receives a line per batch.
+    pub async fn erase_due(
+        &self,
+        progress: crate::gateway::Progress<'_>,
+    ) -> Result<crate::gateway::Erased, NodeError> {
+        self.0.erase_due(progress).await.map_err(maintenance)
+    }
+
+    /// Re-wraps up to `max` case keys (all with `None`) under the newest
+    /// data key version; answers how many are left.
+    pub async fn rewrap_case_keys(
+        &self,
+        max: Option<u64>,
+        progress: crate::gateway::Progress<'_>,
+    ) -> Result<i64, NodeError> {
+        self.0
+            .rewrap_case_keys(max, progress)
+            .await
+            .map_err(maintenance)
+    }
+
+    /// Where the data key rotation stands (`sluis keys status`).
+    pub async fn key_status(&self) -> Result<crate::gateway::KeyStatus, NodeError> {
+        self.0.key_status().await.map_err(maintenance)
+    }
+}
+
+fn maintenance(e: crate::gateway::ExchangeError) -> NodeError {
+    NodeError::Maintenance(e.to_string())
+}
+
+/// A node's gateway opened for an operator's command on its host, without
+/// listeners (`sluis erase --due`, `sluis keys status`): the same store
+/// claim as a serving node, so on SQLite the node must be stopped.
+pub struct Offline {
+    exchange: Arc<Exchange>,
+    store: Store,
+}
+
+impl Offline {
+    pub async fn open(config: &Config) -> Result<Offline, NodeError> {
+        let g = open_gateway(config).await?;
+        Ok(Offline {
+            exchange: g.exchange,
+            store: g.store,
+        })
+    }
+
+    /// Retention and the data key's upkeep on this node.
+    pub fn upkeep(&self) -> Upkeep {
+        Upkeep(self.exchange.clone())
+    }
+
+    /// Signs the log's tail and closes the store.
+    pub async fn close(self) {
+        self.exchange.sign_pending().await;
+        self.store.close().await;
+    }
+}
+
 impl Node {
     pub async fn start(config: &Config) -> Result<Node, NodeError> {
-        let keys_dir = config.path(&config.node.keys_dir);
-        Keys::no_rotation_pending(&keys_dir)?;
-        let keys = Arc::new(Keys::load(&keys_dir)?);
-        let federation = match &config.federation {
-            Some(f) => Some(Arc::new(crate::federation::Federation::load(
-                &config.node.name,
-                f,
-                &config.base_dir,
-            )?)),
-            None => None,
-        };
-        let policy = Arc::new(Policy::load(
-            &config.path(&config.node.policy),
-            &config.node.purposes,
-        )?);
-        let registry = Arc::new(Registry::new(&config.participants));
-        let (store, log_sink) =
-            Store::open(&config.database_url()?, &config.pool_settings(), true).await?;
-        let store = store.claim_for_node(config.cache_bounds())?;
-        let audit = match AuditLog::start(
-            store.clone(),
-            log_sink,
-            keys.clone(),
-            LogSettings {
-                key_name: config.node.name.clone(),
-                origin: crate::tlog::checkpoint::origin(&config.node.name),
-                checkpoint_interval: Duration::from_millis(config.node.checkpoint_interval_ms),
-            },
-        )
-        .await
-        {
-            Ok(audit) => audit,
-            Err(e) => {
-                // Let go of the database (a SQLite file's claim) at once,
-                // so that the fix the error names can be run.
-                store.close().await;
-                return Err(e.into());
-            }
-        };
-        let exchange = Arc::new(
-            Exchange::new(
-                config.node.name.clone(),
-                store.clone(),
-                keys,
-                policy.clone(),
-                registry.clone(),
-                audit,
-            )
-            .with_statistics(
-                config.statistics.settings(),
-                config.statistics.requests_per_minute,
-            )
-            .with_consent_max_validity(config.consent.max_validity_ms())
-            .with_ldv(config.processing_log.settings())
-            .with_unregistered_records(config.limits.unregistered_records_per_certificate)
-            .with_federation(federation.clone()),
-        );
+        let Gateway {
+            exchange,
+            store,
+            registry,
+            federation,
+            keys_dir,
+        } = open_gateway(config).await?;
+
         if config.processing_log.officer_key.is_none() {
             tracing::warn!(
                 "processing_log.officer_key is not set: access records name no data subject id (see docs/processing-log.md)"
@@ -316,6 +462,12 @@ impl Node {
             config.unauthenticated_report_interval(),
             exchange.clone(),
             sources.clone(),
+        ));
+
+        let maintenance_task = tokio::spawn(maintain_every(
+            config.retention.interval(),
+            exchange.clone(),
+            keys_dir.clone(),
         ));
 
         let max_age = config.max_connection_age();
@@ -410,8 +562,23 @@ impl Node {
             task,
             health_task,
             report_task,
+            maintenance_task,
+            keys_dir,
             federation,
         })
+    }
+
+    /// Retention and the data key's upkeep on this node: what it does
+    /// every `retention.interval`, run now.
+    pub fn upkeep(&self) -> Upkeep {
+        Upkeep(self.exchange.clone())
+    }
+
+    /// Re-reads the data key versions in the keys folder (a version
+    /// `sluis keys rotate-data` made), as the node does every
+    /// `retention.interval`.
+    pub fn reload_data_keys(&self) -> Result<(), NodeError> {
+        Ok(self.exchange.keys.reload_data_keys(&self.keys_dir)?)
     }
 
     /// The running federation directory, if the node is in a federation;
@@ -502,6 +669,7 @@ impl Node {
     pub async fn shutdown(mut self) -> Result<(), NodeError> {
         self.health_task.abort();
         self.report_task.abort();
+        self.maintenance_task.abort();
         if let Some((stop, task)) = self.probes.take() {
             let _ = stop.send(());
             if let Ok(Err(e)) = task.await {

@@ -297,6 +297,7 @@ async fn a_retried_write_with_the_same_request_id_writes_once() {
             ..Default::default()
         }),
         request_id: key(),
+        update_mask: None,
     };
     let v1 = owner
         .cases
@@ -762,6 +763,7 @@ async fn domain_validation_refuses_what_cannot_be_meant() {
         case_id: case_id.clone(),
         data: Some(data),
         request_id: String::new(),
+        update_mask: None,
     };
     let refused_dates = [
         (

@@ -862,6 +862,7 @@ async fn the_fingerprint_sees_every_kind_of_write() {
         case_id: case_id.clone(),
         data: Some(moved),
         request_id: String::new(),
+        update_mask: None,
     };
     gemeente
         .cases

@@ -395,7 +395,8 @@ fn message(k: &Known) -> BoxedStrategy<Call> {
                 pb::UpdateCaseRequest {
                     request_id: String::new(),
                     case_id,
-                    data
+                    data,
+                    update_mask: None,
                 }
                 .encode_to_vec()
             )

@@ -77,6 +77,7 @@ async fn identities_never_appear_in_clear_in_files_or_logs() {
             request_id: String::new(),
             case_id: case_id.clone(),
             data: Some(full_case(NAME, V_NUMBER, BSN)),
+            update_mask: None,
         }))
         .await
         .unwrap();

@@ -176,6 +176,7 @@ fn fields(case_id: &str) -> Vec<Field> {
                         request_id: String::new(),
                         case_id: v.into(),
                         data: None,
+                        update_mask: None,
                     })
                 }),
                 entry("GrantConsent", "case_id", |v| grant(v, |_| {})),
@@ -402,6 +403,7 @@ fn fields(case_id: &str) -> Vec<Field> {
                             request_id: String::new(),
                             case_id: id.clone(),
                             data: Some(full_case("Test Persoon", "", v)),
+                            update_mask: None,
                         })
                     }
                 }),

@@ -580,6 +580,7 @@ async fn an_update_is_what_the_next_read_sees() {
             request_id: String::new(),
             case_id: case_id.clone(),
             data: Some(full_case("Ander Persoon", "1234567890", "111222333")),
+            update_mask: None,
         }))
         .await
         .unwrap();

@@ -10,28 +10,10 @@ mod common;
 use std::process::Command;
 
 use common::*;
-use sluis::rpc::Clients;
 use sluis::rpc::proto::v1 as pb;
 use tokio_stream::StreamExt;
 
 const OFFICER: &str = "fg-utrecht";
-
-async fn report(officer: &mut Clients, case_id: &str) -> Vec<(String, String)> {
-    officer
-        .audit
-        .subject_access_report(pb::SubjectAccessReportRequest {
-            subject: Some(pb::subject_access_report_request::Subject::CaseId(
-                case_id.into(),
-            )),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .entries
-        .into_iter()
-        .map(|e| (e.participant, e.method))
-        .collect()
-}
 
 fn has(entries: &[(String, String)], who: &str, method: &str) -> usize {
     entries
@@ -316,6 +298,7 @@ async fn refused_requests_naming_a_case_are_in_its_report() {
             case_id: case_id.clone(),
             data: Some(data),
             request_id: String::new(),
+            update_mask: None,
         }))
         .await
         .unwrap_err();

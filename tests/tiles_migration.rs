@@ -66,7 +66,8 @@ fn node_hash(left: &[u8], right: &[u8]) -> Vec<u8> {
 }
 
 /// Turns the node's database back into the previous layout: the tiles'
-/// tables gone, every perfect node of the tree (RFC 6962) one row of
+/// tables gone, the later migration's case key columns too (their values
+/// kept aside, for [`restore_case_keys`]), every perfect node of the tree (RFC 6962) one row of
 /// `merkle_nodes`, keyed by the size at which it completes, schema
 /// version 6 (so what later migrations made goes too: migration 0010's
 /// federation tables and consent-event trigger).
@@ -99,6 +100,12 @@ fn to_previous_layout(db: &Path) {
          DROP TRIGGER consent_events_append_only_d;
          CREATE TRIGGER consent_events_append_only_d BEFORE DELETE ON consent_events
          BEGIN SELECT RAISE(ABORT, 'consent events are append-only'); END;
+         CREATE TABLE saved_case_keys AS SELECT id, case_key, key_version FROM cases;
+         DROP INDEX cases_by_key_version;
+         DROP INDEX cases_by_update;
+         ALTER TABLE cases DROP COLUMN case_key;
+         ALTER TABLE cases DROP COLUMN key_version;
+         ALTER TABLE cases DROP COLUMN erased_at;
          PRAGMA user_version = 6;",
     )
     .unwrap();
@@ -120,6 +127,20 @@ fn to_previous_layout(db: &Path) {
         }
         edge.push((level, hash));
     }
+}
+
+/// Puts back the case keys [`to_previous_layout`] kept aside: the cases
+/// were sealed under them (this test is about the log's tree).
+fn restore_case_keys(db: &Path) {
+    rusqlite::Connection::open(db)
+        .unwrap()
+        .execute_batch(
+            "UPDATE cases SET
+                 case_key = (SELECT s.case_key FROM saved_case_keys s WHERE s.id = cases.id),
+                 key_version = (SELECT s.key_version FROM saved_case_keys s WHERE s.id = cases.id);
+             DROP TABLE saved_case_keys;",
+        )
+        .unwrap();
 }
 
 fn migrate(config: &Path) -> std::process::Output {
@@ -190,6 +211,7 @@ async fn migrate_rebuilds_the_tree_as_tiles_and_proves_it_before_dropping_the_ol
     store.close().await;
 
     // The node starts on it and goes on appending to the same tree.
+    restore_case_keys(&db);
     let node = sluis::node::Node::start(&config).await.unwrap();
     node.shutdown().await.unwrap();
     let report = verify_log_of(&config).await;

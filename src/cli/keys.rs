@@ -1,5 +1,5 @@
 //! `sluis keys rotate-signing`, `sluis keys rotate-pseudonym` and `sluis
-//! node rename`: the operator's rotations, run on the node's host with the
+//! node rename` (the data key's commands are in `data_keys`): the operator's rotations, run on the node's host with the
 //! node stopped (every replica, on PostgreSQL), each recorded in the access
 //! log as the node's own record before it takes effect.
 //!
@@ -43,6 +43,23 @@ pub(crate) enum KeysCommand {
         #[arg(long, value_name = "FILE", default_value = "sluis.toml")]
         config: std::path::PathBuf,
     },
+    /// Make a new data key version (keys/data.vN.key). The node re-wraps every case key under it
+    /// in the background (no case data is re-encrypted) and records it; keep the old version's
+    /// file until `sluis keys status` says it may be removed.
+    RotateData {
+        #[arg(long, value_name = "FILE", default_value = "sluis.toml")]
+        config: std::path::PathBuf,
+    },
+    /// The data key versions, how many case keys each wraps, and which files may be removed.
+    /// Opens the node's database: on SQLite, with the node stopped (a serving node logs the
+    /// same progress lines).
+    Status {
+        #[arg(long, value_name = "FILE", default_value = "sluis.toml")]
+        config: std::path::PathBuf,
+        /// Also re-wrap what is left now, with a progress line per batch.
+        #[arg(long)]
+        finish: bool,
+    },
 }
 
 /// The node's identity.
@@ -62,6 +79,10 @@ pub(crate) async fn run_keys(command: KeysCommand) -> anyhow::Result<ExitCode> {
     match command {
         KeysCommand::RotateSigning { config } => rotate_signing(&config).await,
         KeysCommand::RotatePseudonym { config } => rotate_pseudonym(&config).await,
+        KeysCommand::RotateData { config } => crate::cli::data_keys::rotate_data(&config).await,
+        KeysCommand::Status { config, finish } => {
+            crate::cli::data_keys::status(&config, finish).await
+        }
     }
 }
 

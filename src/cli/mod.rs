@@ -2,6 +2,7 @@
 
 pub(crate) mod audit;
 pub(crate) mod backup;
+pub(crate) mod data_keys;
 pub(crate) mod federation;
 pub(crate) mod keys;
 pub(crate) mod ldv;
@@ -167,12 +168,24 @@ enum Command {
         #[command(subcommand)]
         command: crate::cli::federation::Command,
     },
+    /// The node's keys: `rotate-data` (a new data key version) and `status`.
+    /// Crypto-erase what is past its `[retention]` period now (a serving node does it every
+    /// retention.interval), with a progress line; each erasure is recorded. On SQLite, with the
+    /// node stopped.
+    Erase {
+        /// Everything due now (the only mode).
+        #[arg(long, required = true)]
+        due: bool,
+        #[arg(long, value_name = "FILE", default_value = "sluis.toml")]
+        config: PathBuf,
+    },
     /// Consent receipts.
     Receipt {
         #[command(subcommand)]
         command: ReceiptCommand,
     },
-    /// Rotate the node's keys: the checkpoint-signing key, the pseudonym secret.
+    /// The node's keys: rotate the checkpoint-signing key, the pseudonym secret or the data key;
+    /// the data key's versions and re-wrapping.
     Keys {
         #[command(subcommand)]
         command: crate::cli::keys::KeysCommand,
@@ -456,6 +469,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Federation { command } => crate::cli::federation::run(command),
         Command::Keys { command } => crate::cli::keys::run_keys(command).await,
         Command::Node { command } => crate::cli::keys::run_node(command).await,
+        Command::Erase { config, .. } => crate::cli::data_keys::erase_due(&config).await,
         Command::Console(c) => crate::console::run(*c).await,
         Command::Receipt {
             command: ReceiptCommand::Verify { key, file },

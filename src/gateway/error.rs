@@ -43,6 +43,17 @@ pub(crate) enum ExchangeError {
     Forbidden(String),
     #[error("{}", .0.message)]
     NotFound(Missing),
+    /// The case was crypto-erased (its retention period ended, GDPR art.
+    /// 5(1)(e) and 17): its data and key are gone for good. Its id (a
+    /// node-issued UUID) and when. `NOT_FOUND` per AIP-193: the data does
+    /// not exist and no change of state brings it back (what
+    /// `FAILED_PRECONDITION` would promise); the reason `CASE_ERASED` tells
+    /// it from a case that never existed.
+    #[error(
+        "the case's data was erased at {} (its retention period ended); nothing of it can be read again, and its access log remains",
+        crate::model::clock::rfc3339(*.at)
+    )]
+    Erased { case_id: String, at: i64 },
     #[error("this consent was already withdrawn")]
     ConsentWithdrawn,
     #[error("{0}")]
@@ -262,12 +273,13 @@ pub(crate) enum Reason {
     PeerNode,
     CaseReferred,
     JustificationRequired,
+    CaseErased,
 }
 
 impl Reason {
     /// Every reason, for the test that holds them to `errors.proto`.
     #[cfg(test)]
-    pub(crate) const ALL: [Reason; 27] = [
+    pub(crate) const ALL: [Reason; 28] = [
         Reason::InvalidField,
         Reason::MalformedRequest,
         Reason::MessageTooLarge,
@@ -295,6 +307,7 @@ impl Reason {
         Reason::PeerNode,
         Reason::CaseReferred,
         Reason::JustificationRequired,
+        Reason::CaseErased,
     ];
 
     /// The name, as `ErrorInfo.reason` holds it.
@@ -327,6 +340,7 @@ impl Reason {
             Reason::PeerNode => "PEER_NODE",
             Reason::CaseReferred => "CASE_REFERRED",
             Reason::JustificationRequired => "JUSTIFICATION_REQUIRED",
+            Reason::CaseErased => "CASE_ERASED",
         }
     }
 }
@@ -418,6 +432,7 @@ impl ExchangeError {
                 (Code::Unauthenticated, Reason::CertificateNoLongerValid)
             }
             E::NotFound(_) => (Code::NotFound, Reason::NotFound),
+            E::Erased { .. } => (Code::NotFound, Reason::CaseErased),
             E::ConsentWithdrawn => (Code::FailedPrecondition, Reason::ConsentAlreadyWithdrawn),
             E::FailedPrecondition(_) => (Code::FailedPrecondition, Reason::PreconditionFailed),
             E::RequestIdReused => (Code::AlreadyExists, Reason::RequestIdReused),

@@ -17,7 +17,7 @@ use crate::gateway::officer::OfficerKey;
 use crate::gateway::pseudonym::Pseudonymiser;
 use crate::gateway::release::{self, Asker, Holdings, Withheld};
 use crate::gateway::validate::{self, Invalid, SubjectKey};
-use crate::gateway::vault::Keys;
+use crate::gateway::vault::{CaseKey, Keys};
 use crate::model::clock::now_millis;
 use crate::model::consent::{self, Consent, ConsentEvent, EventKind, Millis, Recipient};
 use crate::model::trace::TraceContext;
@@ -156,7 +156,7 @@ pub(crate) struct Receipt {
 pub(crate) struct Exchange {
     pub(super) node_name: String,
     pub(super) store: Store,
-    pub(super) keys: Arc<Keys>,
+    pub(crate) keys: Arc<Keys>,
     /// The policy and the participant registry in force: a reload
     /// (`Exchange::reload`) swaps both at once; a request reads each once
     /// (`policy()`, `registry()`) and decides with what it read.
@@ -165,7 +165,7 @@ pub(crate) struct Exchange {
     /// Idempotency keys being processed now (`idempotency`).
     pub(super) in_flight: InFlight,
     /// The one log writer; only this type's methods append through it.
-    audit: AuditLog,
+    pub(super) audit: AuditLog,
     /// (recipient, pseudonym) pairs known to be stored. Rows are never
     /// deleted, so a hit is always true; it saves an insert in the log
     /// batch per `GetCase` (a miss costs only that: the insert is
@@ -189,6 +189,10 @@ pub(crate) struct Exchange {
     ldv: LdvSettings,
     /// The node's federation, if it is in one (`gateway::forwarded`).
     pub(super) federation: Option<Arc<crate::federation::Federation>>,
+    /// The `[retention]` periods (`gateway::retention`).
+    pub(super) retention: super::retention::Retention,
+    /// The data key version whose rotation the log last announced.
+    pub(super) announced: super::retention::Announced,
 }
 
 /// What the Logboek Dataverwerkingen fields of a record are made from (the
@@ -246,7 +250,19 @@ impl Exchange {
             ldv: LdvSettings::default(),
             unregistered: super::unregistered::Unregistered::new(16),
             federation: None,
+            retention: super::retention::Retention::default(),
+            announced: super::retention::Announced::default(),
         }
+    }
+
+    /// The `[retention]` periods: per category and for the whole case, ms.
+    pub(crate) fn with_retention(
+        mut self,
+        categories: Vec<(Category, Millis)>,
+        case: Option<Millis>,
+    ) -> Exchange {
+        self.retention = super::retention::Retention { categories, case };
+        self
     }
 
     /// The node's federation (`[federation]`): reads naming another node
@@ -637,6 +653,27 @@ impl Exchange {
             })
     }
 
+    /// `Erased` for a case whose data was crypto-erased.
+    pub(super) fn not_erased(case: &CaseMeta) -> Result<(), ExchangeError> {
+        match case.erased_at {
+            Some(at) => Err(ExchangeError::Erased {
+                case_id: case.id.clone(),
+                at,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// The case's own key, unwrapped; `None` for a case from before
+    /// per-case keys (its values open under data key version 1).
+    pub(super) fn case_key(&self, case: &CaseMeta) -> Result<Option<CaseKey>, ExchangeError> {
+        case.case_key
+            .as_deref()
+            .map(|w| self.keys.case_key(&case.id, w))
+            .transpose()
+            .map_err(|e| ExchangeError::internal("case key", &e))
+    }
+
     /// The case and all its sealed data in one read, for `GetCase`.
     async fn case_with_data(
         &self,
@@ -673,6 +710,7 @@ impl Exchange {
     /// data key for the case's row; `None` when `keys` has neither.
     pub(super) fn seal_subject_id(
         &self,
+        case_key: &CaseKey,
         case_id: &str,
         keys: &[SubjectKey],
     ) -> Result<Option<Vec<u8>>, ExchangeError> {
@@ -690,7 +728,7 @@ impl Exchange {
         plain.extend_from_slice(key.value().as_bytes());
         let sealed = self
             .keys
-            .seal(subject_id_aad(case_id).as_bytes(), &plain)
+            .seal_case(case_key, subject_id_aad(case_id).as_bytes(), &plain)
             .map_err(internal)?;
         Ok(Some(sealed))
     }
@@ -708,9 +746,13 @@ impl Exchange {
             return;
         };
         let opened = self
-            .keys
-            .open(subject_id_aad(&case.id).as_bytes(), sealed)
+            .case_key(case)
             .ok()
+            .and_then(|key| {
+                self.keys
+                    .open_case(key.as_ref(), subject_id_aad(&case.id).as_bytes(), sealed)
+                    .ok()
+            })
             .and_then(|plain| {
                 let (kind, value) = plain.split_first()?;
                 let id_type = SubjectIdType::from_code(*kind)?;
@@ -740,13 +782,14 @@ impl Exchange {
 
     pub(super) fn seal_all(
         &self,
+        case_key: &CaseKey,
         case_id: &str,
         data: &[(Category, Vec<u8>)],
     ) -> Result<Vec<(Category, Vec<u8>)>, ExchangeError> {
         data.iter()
             .map(|(c, plain)| {
                 self.keys
-                    .seal(&Self::aad(case_id, *c), plain)
+                    .seal_case(case_key, &Self::aad(case_id, *c), plain)
                     .map(|s| (*c, s))
                     .map_err(internal)
             })
@@ -820,8 +863,10 @@ impl Exchange {
                 .into_uuid()
                 .to_string();
         let subject_ref = self.keys.random_bytes::<16>().map_err(internal)?.to_vec();
-        let sealed = self.seal_all(&case_id, &data)?;
-        let subject_id = self.seal_subject_id(&case_id, subject_keys)?;
+        let (case_key, wrapped) = self.keys.new_case_key(&case_id).map_err(internal)?;
+        let key_version = i64::from(self.keys.data_key_version());
+        let sealed = self.seal_all(&case_key, &case_id, &data)?;
+        let subject_id = self.seal_subject_id(&case_key, &case_id, subject_keys)?;
         let meta = CaseMeta {
             id: case_id.clone(),
             owner: caller.participant.clone(),
@@ -829,6 +874,8 @@ impl Exchange {
             version: 1,
             updated_at: rec.at,
             subject_id: subject_id.clone(),
+            case_key: Some(wrapped.clone()),
+            erased_at: None,
         };
         rec.case_id = Some(case_id.clone());
         self.name_subject(rec, &meta);
@@ -843,6 +890,7 @@ impl Exchange {
                 owner: caller.participant.clone(),
                 subject_ref,
                 sealed,
+                case_key: (wrapped, key_version),
                 now: rec.at,
                 subject_index: Vec::new(),
                 subject_id,
@@ -853,14 +901,18 @@ impl Exchange {
         ))
     }
 
-    /// Replaces the categories `data` sets, by the owner; answers the new
-    /// version. Errors: `Invalid` (id, no data), `NotFound`, `Forbidden`
-    /// (not the owner), `AuditUnavailable`, `Internal`.
+    /// Replaces the categories `data` sets and deletes the `cleared` ones
+    /// (the field mask's categories `data` leaves unset, AIP-134), by the
+    /// owner; answers the new version. Errors: `Invalid` (id, nothing to
+    /// change), `NotFound`, `Erased`, `Forbidden` (not the owner),
+    /// `AuditUnavailable`, `Internal`.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn update_case(
         &self,
         ctx: &RequestCtx,
         case_id: String,
         data: Vec<(Category, Vec<u8>)>,
+        cleared: Vec<Category>,
         subject_keys: Vec<SubjectKey>,
         key: Option<IdempotencyKey>,
     ) -> Result<Recorded<i64>, ExchangeError> {
@@ -878,29 +930,44 @@ impl Exchange {
             Err(answer) => return answer,
         };
         let prepared = async {
-            let new_subject_id = self.seal_subject_id(&case_id, &subject_keys)?;
             let caller = self.caller(ctx)?;
             let case = self.case_by_id(&case_id).await?;
             rec.case_id = Some(case.id.clone());
+            Self::not_erased(&case)?;
+            let Some(case_key) = self.case_key(&case)? else {
+                // Moved under a key of its own when the node starts.
+                return Err(internal("a case from before per-case keys"));
+            };
+            let new_subject_id = self.seal_subject_id(&case_key, &case_id, &subject_keys)?;
             let named = CaseMeta {
                 subject_id: new_subject_id.clone().or_else(|| case.subject_id.clone()),
                 ..case.clone()
             };
             self.name_subject(&mut rec, &named);
-            rec.asked = data.iter().map(|(c, _)| *c).collect();
+            rec.asked = data
+                .iter()
+                .map(|(c, _)| *c)
+                .chain(cleared.iter().copied())
+                .collect();
             if case.owner != caller.participant {
                 return Err(ExchangeError::Forbidden(
                     "only the case owner can update a case".into(),
                 ));
             }
-            if data.is_empty() {
-                return Err(
-                    Invalid::new("data", "data must set at least one category to update").into(),
-                );
+            if data.is_empty() && cleared.is_empty() {
+                return Err(Invalid::new(
+                    "data",
+                    "data must set at least one category to update, or update_mask name one to clear",
+                )
+                .into());
             }
             rec.decision = Decision::Allowed;
             rec.rules = vec!["update:owner".into()];
-            Ok((self.seal_all(&case.id, &data)?, new_subject_id))
+            if !cleared.is_empty() {
+                let names: Vec<String> = cleared.iter().map(|c| c.to_string()).collect();
+                rec.detail = format!("cleared: {}", names.join(", "));
+            }
+            Ok((self.seal_all(&case_key, &case.id, &data)?, new_subject_id))
         }
         .await;
         let ((sealed, subject_id), durable) =
@@ -913,6 +980,7 @@ impl Exchange {
             .update_case(
                 &case_id,
                 &sealed,
+                &cleared,
                 &index,
                 subject_id.as_deref(),
                 rec.at,
@@ -963,6 +1031,9 @@ impl Exchange {
         let (case, sealed, by_id) = self.load_case(caller, &req.subject).await?;
         rec.case_id = Some(case.id.clone());
         self.name_subject(rec, &case);
+        // An erased case is answered so, to its owner too; the attempt is
+        // in the subject's access report like any other.
+        Self::not_erased(&case)?;
         // Checked after the case is known, so that even a refused attempt
         // appears in the subject's access report.
         self.check_purpose(&req.purpose)?;
@@ -1041,7 +1112,7 @@ impl Exchange {
 
         // Pseudonymise, then open only what is released.
         let pseudonym = self.pseudonym_for(caller, &case);
-        let released = self.open_released(&case.id, sealed, &plan.released)?;
+        let released = self.open_released(&case, sealed, &plan.released)?;
         Ok(CaseView {
             case_id: by_id.then(|| case.id.clone()),
             pseudonym,
@@ -1097,16 +1168,20 @@ impl Exchange {
     /// Opens the released categories' data, in category order.
     pub(super) fn open_released(
         &self,
-        case_id: &str,
+        case: &CaseMeta,
         mut sealed: Vec<(Category, Vec<u8>)>,
         release: &[Category],
     ) -> Result<Vec<(Category, Vec<u8>)>, ExchangeError> {
         sealed.retain(|(c, _)| release.contains(c));
+        if sealed.is_empty() {
+            return Ok(Vec::new());
+        }
+        let key = self.case_key(case)?;
         let mut released = sealed
             .into_iter()
             .map(|(cat, sealed)| {
                 self.keys
-                    .open(&Self::aad(case_id, cat), &sealed)
+                    .open_case(key.as_ref(), &Self::aad(&case.id, cat), &sealed)
                     .map(|plain| (cat, plain))
                     .map_err(internal)
             })
@@ -1326,7 +1401,9 @@ impl Exchange {
         };
         let prepared = async {
             let caller = self.caller(ctx)?;
-            self.owned_case(caller, &req.case_id, &mut rec).await?;
+            let case = self.owned_case(caller, &req.case_id, &mut rec).await?;
+            // Nothing left to share: consent to an erased case is refused.
+            Self::not_erased(&case)?;
             let recipients = self.check_recipients(&req.recipients)?;
             if req.categories.is_empty() {
                 return Err(
@@ -1677,6 +1754,6 @@ impl Exchange {
 }
 
 /// What a case's sealed subject id is bound to: its case.
-fn subject_id_aad(case_id: &str) -> String {
+pub(super) fn subject_id_aad(case_id: &str) -> String {
     format!("sluis/v1/case/{case_id}/subject_id")
 }

@@ -70,6 +70,7 @@ pub(crate) mod oversight;
 pub mod pseudonym;
 mod referral;
 mod release;
+mod retention;
 mod statistics;
 mod tiles;
 mod unregistered;
@@ -87,5 +88,6 @@ pub(crate) use exchange::{
 pub(crate) use forwarded::Relayed;
 pub(crate) use idempotency::IdempotencyKey;
 pub(crate) use referral::{Incoming, Outgoing, ReferCase};
+pub use retention::{Erased, KeyStatus, Progress};
 pub use statistics::{Released, StatisticsQuery};
 pub(crate) use tiles::{Served, tiles_method};

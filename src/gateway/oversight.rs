@@ -260,6 +260,10 @@ pub(crate) fn method_words(m: &str, lang: Lang) -> &str {
             "reviewed an emergency access to your data",
             "beoordeelde een noodtoegang tot uw gegevens",
         ),
+        "case.erase" => (
+            "erased data of your case because its retention period ended",
+            "wiste gegevens van uw dossier omdat de bewaartermijn voorbij was",
+        ),
         other => return other,
     };
     lang.pick(en, nl)

@@ -200,7 +200,7 @@ impl Exchange {
                 "referred to federation node '{}', owner there '{}'",
                 r.to_node, r.new_owner
             );
-            let data = self.open_released(&r.case_id, export.sealed, &present)?;
+            let data = self.open_released(&export.meta, export.sealed, &present)?;
             pseudonyms = export.pseudonyms.clone();
             let outgoing = Outgoing {
                 case_id: r.case_id.clone(),
@@ -322,13 +322,22 @@ impl Exchange {
             .into());
         }
         rec.case_id = Some(c.case_id.clone());
+        // A key of this node's own for the case: the sending node's case key
+        // never travels (the data came over the channel in the clear).
+        let (case_key, wrapped) = self
+            .keys
+            .new_case_key(&c.case_id)
+            .map_err(|e| ExchangeError::internal("vault", &e))?;
+        let key_version = i64::from(self.keys.data_key_version());
         let meta = CaseMeta {
             id: c.case_id.clone(),
             owner: c.new_owner.clone(),
             subject_ref: c.subject_ref.clone(),
             version: c.version,
             updated_at: c.updated_at,
-            subject_id: self.seal_subject_id(&c.case_id, &incoming.subject_keys)?,
+            subject_id: self.seal_subject_id(&case_key, &c.case_id, &incoming.subject_keys)?,
+            case_key: Some(wrapped.clone()),
+            erased_at: None,
         };
         self.name_subject(rec, &meta);
         let federation = self.federation.as_ref().ok_or_else(|| {
@@ -386,7 +395,8 @@ impl Exchange {
             created_at: c.created_at,
             updated_at: c.updated_at,
             subject_id: meta.subject_id,
-            sealed: self.seal_all(&c.case_id, &c.data)?,
+            case_key: (wrapped, key_version),
+            sealed: self.seal_all(&case_key, &c.case_id, &c.data)?,
             subject_index: self.subject_index(&incoming.subject_keys),
             consents: c.consents.clone(),
             pseudonyms: c.pseudonyms.clone(),

@@ -279,12 +279,18 @@ impl Exchange {
             after = last.id.clone();
             let full = page.len() as u32 == PAGE;
             for case in page {
+                let key = case
+                    .case_key
+                    .as_deref()
+                    .map(|w| self.keys.case_key(&case.id, w))
+                    .transpose()
+                    .map_err(|e| ExchangeError::internal("vault", &e))?;
                 let opened = case
                     .sealed
                     .iter()
                     .map(|(c, sealed)| {
                         self.keys
-                            .open(&Self::aad(&case.id, *c), sealed)
+                            .open_case(key.as_ref(), &Self::aad(&case.id, *c), sealed)
                             .map(|plain| (*c, plain))
                             .map_err(|e| ExchangeError::internal("vault", &e))
                     })

@@ -368,6 +368,8 @@ pub const METHODS: &[&str] = &[
     "node.rotate_key",
     "node.rename",
     "node.rotate_pseudonym",
+    "case.erase",
+    "keys.rotate_data",
     "federation.refused",
     "unknown",
 ];

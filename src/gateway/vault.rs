@@ -4,6 +4,17 @@
 //! in the database: a stolen database alone reveals no identity or case data.
 //! Every sealed value is bound to where it belongs (the associated data names
 //! the row and field), so a ciphertext copied into another row fails to open.
+//!
+//! Envelope encryption (NIST SP 800-57 Part 1 §5.3.5 and §6.2: a data key
+//! wrapped by a key-encryption key): each case has a key of its own, a
+//! random AES-256 key ([`CaseKey`]), that seals its categories and its
+//! subject id; the case key is stored *wrapped* under the node's data key
+//! (the key-encryption key, KEK), whose versions are files in the keys
+//! folder (`data.key` is version 1, `data.v2.key` version 2, …; the newest
+//! wraps). Destroying a case's wrapped key erases the case for good
+//! (crypto-erasure, GDPR art. 17): nothing of it opens again. Rotating the
+//! data key re-wraps the case keys (32 bytes each) without touching the
+//! case data.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -17,8 +28,20 @@ use ring::signature::{Ed25519KeyPair, KeyPair};
 use crate::tlog::note::Signer;
 
 /// First byte of every sealed value: lets the key or algorithm change later
-/// without guessing what an old row holds.
+/// without guessing what an old row holds. `SEAL_V1`: AES-256-GCM under
+/// data key version 1 itself (`1 ‖ nonce ‖ ciphertext ‖ tag`), what a node
+/// wrote before per-case keys; still opened, never written.
 const SEAL_V1: u8 = 1;
+/// AES-256-GCM under the case's own key ([`CaseKey`]):
+/// `2 ‖ nonce ‖ ciphertext ‖ tag`.
+const SEAL_CASE: u8 = 2;
+/// AES-256-GCM under a named data key version:
+/// `3 ‖ version (u32, big-endian) ‖ nonce ‖ ciphertext ‖ tag`. Wrapped case
+/// keys and page tokens.
+const SEAL_KEK: u8 = 3;
+
+/// The most data key versions a node holds (files in its keys folder).
+pub const MAX_DATA_KEY_VERSIONS: u32 = 1_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum VaultError {
@@ -44,14 +67,18 @@ pub enum VaultError {
     RotationPending(PathBuf),
     #[error("sealed value cannot be opened (wrong key, wrong row, or tampered)")]
     Open,
+    #[error(
+        "the data key version {0} this value is sealed under is not in the keys folder (data.key is version 1, data.vN.key version N); restore its file"
+    )]
+    MissingVersion(u32),
     #[error("the system random generator failed")]
     Random,
 }
 
 /// The three secrets of a node, with the versions of the pseudonym secret
-/// made by rotations.
+/// made by rotations and the data key in every version the keys folder holds.
 pub struct Keys {
-    data: LessSafeKey,
+    data: std::sync::RwLock<DataKeys>,
     pseudonym_secret: [u8; 32],
     /// Pseudonym secrets 2, 3, … (`pseudonym.v<N>.key`), oldest first.
     pseudonym_versions: Vec<[u8; 32]>,
@@ -66,6 +93,106 @@ impl std::fmt::Debug for Keys {
 }
 
 pub(crate) const DATA_KEY_FILE: &str = "data.key";
+
+/// The data key's versions, as read from the keys folder: version 1 is
+/// `data.key`, version N ≥ 2 `data.vN.key`. The newest wraps new case keys.
+struct DataKeys {
+    versions: std::collections::BTreeMap<u32, LessSafeKey>,
+}
+
+impl DataKeys {
+    fn read(dir: &Path) -> Result<DataKeys, VaultError> {
+        let mut versions = std::collections::BTreeMap::new();
+        for (version, path) in data_key_files(dir)? {
+            versions.insert(version, LessSafeKey::new(read_data_key(&path)?));
+        }
+        if versions.is_empty() {
+            // The error of the one file every node has.
+            read_data_key(&dir.join(DATA_KEY_FILE))?;
+        }
+        Ok(DataKeys { versions })
+    }
+
+    fn current(&self) -> (u32, &LessSafeKey) {
+        let (v, k) = self
+            .versions
+            .iter()
+            .next_back()
+            .expect("DataKeys::read refuses an empty folder");
+        (*v, k)
+    }
+}
+
+/// The file name of a data key version.
+pub fn data_key_file(version: u32) -> String {
+    if version == 1 {
+        DATA_KEY_FILE.to_string()
+    } else {
+        format!("data.v{version}.key")
+    }
+}
+
+/// The data key files in `dir`, by version (at most
+/// [`MAX_DATA_KEY_VERSIONS`]).
+fn data_key_files(dir: &Path) -> Result<Vec<(u32, PathBuf)>, VaultError> {
+    let entries = fs::read_dir(dir).map_err(|source| VaultError::Read {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let version = if name == DATA_KEY_FILE {
+            Some(1)
+        } else {
+            name.strip_prefix("data.v")
+                .and_then(|r| r.strip_suffix(".key"))
+                .and_then(|n| n.parse::<u32>().ok())
+                .filter(|n| (2..=MAX_DATA_KEY_VERSIONS).contains(n) && data_key_file(*n) == name)
+        };
+        if let Some(v) = version {
+            out.push((v, entry.path()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// A case's own data key, unwrapped, in memory only for the request that
+/// needs it.
+pub struct CaseKey(LessSafeKey);
+
+impl std::fmt::Debug for CaseKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CaseKey(<secret>)")
+    }
+}
+
+/// What wraps a case key: bound to its case, so a wrapped key copied to
+/// another case's row does not open.
+fn case_key_aad(case_id: &str) -> Vec<u8> {
+    format!("sluis/v1/case-key/{case_id}").into_bytes()
+}
+
+/// The data key version a wrapped key (or any `SEAL_KEK` value) is sealed
+/// under; version 1 for a `SEAL_V1` value; `None` for anything else.
+pub fn sealed_version(sealed: &[u8]) -> Option<u32> {
+    match sealed.first() {
+        Some(&SEAL_V1) => Some(1),
+        Some(&SEAL_KEK) if sealed.len() >= 5 => {
+            Some(u32::from_be_bytes(sealed[1..5].try_into().ok()?))
+        }
+        _ => None,
+    }
+}
+
+/// Whether a value is sealed the way a node wrote before per-case keys
+/// (data key version 1 directly), for the step that moves it under its
+/// case's key.
+pub fn is_legacy(sealed: &[u8]) -> bool {
+    sealed.first() == Some(&SEAL_V1)
+}
 pub(crate) const PSEUDONYM_KEY_FILE: &str = "pseudonym.key";
 pub(crate) const SIGNING_KEY_FILE: &str = "signing.key";
 /// The checkpoint verifier keys the log was signed with before the current
@@ -105,12 +232,12 @@ impl Keys {
     }
 
     pub fn load(dir: &Path) -> Result<Keys, VaultError> {
-        let data_key = read_data_key(dir)?;
+        let data = DataKeys::read(dir)?;
         let pseudonym_secret = read_pseudonym_secret(dir)?;
         let pseudonym_versions = read_pseudonym_versions(dir)?;
         let signing = read_signing_key(dir)?;
         Ok(Keys {
-            data: LessSafeKey::new(data_key),
+            data: std::sync::RwLock::new(data),
             pseudonym_secret,
             pseudonym_versions,
             signing,
@@ -122,7 +249,7 @@ impl Keys {
     /// its own (for `sluis check-config`, which reports all at once).
     pub fn check(dir: &Path) -> Vec<VaultError> {
         [
-            read_data_key(dir).err(),
+            DataKeys::read(dir).err(),
             read_pseudonym_secret(dir).err(),
             read_pseudonym_versions(dir).err(),
             read_signing_key(dir).err(),
@@ -134,43 +261,170 @@ impl Keys {
         .collect()
     }
 
-    /// Encrypts `plain` with AES-256-GCM under a fresh random nonce; `aad`
-    /// binds it to its place.
-    pub fn seal(&self, aad: &[u8], plain: &[u8]) -> Result<Vec<u8>, VaultError> {
+    fn data(&self) -> std::sync::RwLockReadGuard<'_, DataKeys> {
+        self.data
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Re-reads the data key versions in `dir` (a new version the operator
+    /// made with `sluis keys rotate-data`, an old one removed). Keeps the
+    /// running set if the folder's keys do not load.
+    pub fn reload_data_keys(&self, dir: &Path) -> Result<(), VaultError> {
+        let read = DataKeys::read(dir)?;
+        *self
+            .data
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = read;
+        Ok(())
+    }
+
+    /// The data key version that wraps new case keys (the newest file).
+    pub fn data_key_version(&self) -> u32 {
+        self.data().current().0
+    }
+
+    /// Every data key version this node holds, oldest first.
+    pub fn data_key_versions(&self) -> Vec<u32> {
+        self.data().versions.keys().copied().collect()
+    }
+
+    /// Writes a new data key version (the newest + 1) into `dir`, for
+    /// `sluis keys rotate-data`; answers its number. Refuses to overwrite.
+    pub fn rotate_data(dir: &Path) -> Result<u32, VaultError> {
+        let newest = data_key_files(dir)?.last().map(|(v, _)| *v).unwrap_or(0);
+        if newest == 0 {
+            read_data_key(&dir.join(DATA_KEY_FILE))?;
+        }
+        let next = newest + 1;
+        if next > MAX_DATA_KEY_VERSIONS {
+            return Err(VaultError::Malformed {
+                path: dir.to_path_buf(),
+                what: "too many data key versions; remove the ones `sluis keys status` calls removable",
+            });
+        }
+        let mut data = [0u8; 32];
+        SystemRandom::new()
+            .fill(&mut data)
+            .map_err(|_| VaultError::Random)?;
+        write_secret(&dir.join(data_key_file(next)), &B64.encode(data))?;
+        Ok(next)
+    }
+
+    fn seal_with(
+        &self,
+        key: &LessSafeKey,
+        header: &[u8],
+        aad: &[u8],
+        plain: &[u8],
+    ) -> Result<Vec<u8>, VaultError> {
         let mut nonce = [0u8; NONCE_LEN];
         self.rng.fill(&mut nonce).map_err(|_| VaultError::Random)?;
-        let mut out = Vec::with_capacity(1 + NONCE_LEN + plain.len() + 16);
-        out.push(SEAL_V1);
+        let mut out = Vec::with_capacity(header.len() + NONCE_LEN + plain.len() + 16);
+        out.extend_from_slice(header);
         out.extend_from_slice(&nonce);
         let mut body = plain.to_vec();
-        self.data
-            .seal_in_place_append_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(aad),
-                &mut body,
-            )
-            .map_err(|_| VaultError::Open)?;
+        key.seal_in_place_append_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(aad),
+            &mut body,
+        )
+        .map_err(|_| VaultError::Open)?;
         out.extend_from_slice(&body);
         Ok(out)
     }
 
+    /// Encrypts `plain` with AES-256-GCM under a fresh random nonce and the
+    /// newest data key version (named in the value); `aad` binds it to its
+    /// place. For what belongs to no case (page tokens); case data is
+    /// sealed under its case's key ([`Keys::seal_case`]).
+    pub fn seal(&self, aad: &[u8], plain: &[u8]) -> Result<Vec<u8>, VaultError> {
+        let data = self.data();
+        let (version, key) = data.current();
+        let mut header = vec![SEAL_KEK];
+        header.extend_from_slice(&version.to_be_bytes());
+        self.seal_with(key, &header, aad, plain)
+    }
+
+    /// Opens what [`Keys::seal`] sealed, and values sealed under data key
+    /// version 1 directly (`SEAL_V1`, before per-case keys). Errors:
+    /// `Open` (wrong place, tampered, not such a value), `MissingVersion`.
     pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, VaultError> {
-        if sealed.len() < 1 + NONCE_LEN + 16 || sealed[0] != SEAL_V1 {
-            return Err(VaultError::Open);
+        let (version, body) = match sealed.first() {
+            Some(&SEAL_V1) => (1, &sealed[1..]),
+            Some(&SEAL_KEK) => (
+                sealed_version(sealed).ok_or(VaultError::Open)?,
+                &sealed[5..],
+            ),
+            _ => return Err(VaultError::Open),
+        };
+        let data = self.data();
+        let key = data
+            .versions
+            .get(&version)
+            .ok_or(VaultError::MissingVersion(version))?;
+        open_with(key, aad, body)
+    }
+
+    /// A new random key for a case, and that key wrapped under the newest
+    /// data key version for the case's row.
+    pub fn new_case_key(&self, case_id: &str) -> Result<(CaseKey, Vec<u8>), VaultError> {
+        let raw = self.random_bytes::<32>()?;
+        let wrapped = self.seal(&case_key_aad(case_id), &raw)?;
+        let key = UnboundKey::new(&AES_256_GCM, &raw).map_err(|_| VaultError::Open)?;
+        Ok((CaseKey(LessSafeKey::new(key)), wrapped))
+    }
+
+    /// Unwraps a case's key. Errors: `MissingVersion` when the data key
+    /// version it is wrapped under is gone, `Open` when it is not this
+    /// case's.
+    pub fn case_key(&self, case_id: &str, wrapped: &[u8]) -> Result<CaseKey, VaultError> {
+        let raw = self.open(&case_key_aad(case_id), wrapped)?;
+        let key = UnboundKey::new(&AES_256_GCM, &raw).map_err(|_| VaultError::Open)?;
+        Ok(CaseKey(LessSafeKey::new(key)))
+    }
+
+    /// The case key re-wrapped under the newest data key version, with that
+    /// version, if it is wrapped under an older one; `None` if it is
+    /// current. The case's data is not touched (it stays sealed under the
+    /// same case key).
+    pub fn rewrap(
+        &self,
+        case_id: &str,
+        wrapped: &[u8],
+    ) -> Result<Option<(Vec<u8>, u32)>, VaultError> {
+        let current = self.data_key_version();
+        if sealed_version(wrapped) == Some(current) {
+            return Ok(None);
         }
-        let nonce: [u8; NONCE_LEN] = sealed[1..1 + NONCE_LEN]
-            .try_into()
-            .map_err(|_| VaultError::Open)?;
-        let mut body = sealed[1 + NONCE_LEN..].to_vec();
-        let plain = self
-            .data
-            .open_in_place(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(aad),
-                &mut body,
-            )
-            .map_err(|_| VaultError::Open)?;
-        Ok(plain.to_vec())
+        let raw = self.open(&case_key_aad(case_id), wrapped)?;
+        Ok(Some((self.seal(&case_key_aad(case_id), &raw)?, current)))
+    }
+
+    /// Encrypts a case's value under its case key.
+    pub fn seal_case(
+        &self,
+        key: &CaseKey,
+        aad: &[u8],
+        plain: &[u8],
+    ) -> Result<Vec<u8>, VaultError> {
+        self.seal_with(&key.0, &[SEAL_CASE], aad, plain)
+    }
+
+    /// Opens a case's value: one sealed under its case key, or one sealed
+    /// before per-case keys under data key version 1 (then `key` may be
+    /// `None`).
+    pub fn open_case(
+        &self,
+        key: Option<&CaseKey>,
+        aad: &[u8],
+        sealed: &[u8],
+    ) -> Result<Vec<u8>, VaultError> {
+        match (sealed.first(), key) {
+            (Some(&SEAL_CASE), Some(k)) => open_with(&k.0, aad, &sealed[1..]),
+            (Some(&SEAL_V1), _) => self.open(aad, sealed),
+            _ => Err(VaultError::Open),
+        }
     }
 
     /// The first pseudonym secret: the log's own pseudonyms, hashes and
@@ -295,11 +549,27 @@ impl Signer for Keys {
     }
 }
 
-fn read_data_key(dir: &Path) -> Result<UnboundKey, VaultError> {
-    let path = dir.join(DATA_KEY_FILE);
-    let data = read_b64(&path)?;
+/// AES-256-GCM open of `nonce ‖ ciphertext ‖ tag`.
+fn open_with(key: &LessSafeKey, aad: &[u8], body: &[u8]) -> Result<Vec<u8>, VaultError> {
+    if body.len() < NONCE_LEN + 16 {
+        return Err(VaultError::Open);
+    }
+    let nonce: [u8; NONCE_LEN] = body[..NONCE_LEN].try_into().map_err(|_| VaultError::Open)?;
+    let mut body = body[NONCE_LEN..].to_vec();
+    let plain = key
+        .open_in_place(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(aad),
+            &mut body,
+        )
+        .map_err(|_| VaultError::Open)?;
+    Ok(plain.to_vec())
+}
+
+fn read_data_key(path: &Path) -> Result<UnboundKey, VaultError> {
+    let data = read_b64(path)?;
     UnboundKey::new(&AES_256_GCM, &data).map_err(|_| VaultError::Malformed {
-        path,
+        path: path.to_path_buf(),
         what: "expected 32 bytes, base64",
     })
 }
@@ -435,6 +705,68 @@ pub(crate) fn write_secret(path: &Path, contents: &str) -> Result<(), VaultError
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A value as a node sealed it before per-case keys: data key
+    /// version 1 directly, `SEAL_V1`.
+    fn seal_legacy(keys: &Keys, aad: &[u8], plain: &[u8]) -> Vec<u8> {
+        let data = keys.data();
+        let key = data.versions.get(&1).unwrap();
+        keys.seal_with(key, &[SEAL_V1], aad, plain).unwrap()
+    }
+
+    /// A case's values open only with its own key, in their place; values
+    /// sealed before per-case keys still open; after a rotation the case
+    /// key is re-wrapped (its values untouched) and the old version's file
+    /// can go; a wrapped key under a missing version names that version.
+    #[test]
+    fn case_keys_wrap_under_versions_and_survive_a_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        Keys::create(dir.path()).unwrap();
+        let keys = Keys::load(dir.path()).unwrap();
+        assert_eq!(keys.data_key_version(), 1);
+        let (key, wrapped) = keys.new_case_key("c1").unwrap();
+        assert_eq!(sealed_version(&wrapped), Some(1));
+        let sealed = keys.seal_case(&key, b"case/c1/medical", b"m").unwrap();
+        assert!(keys.case_key("c2", &wrapped).is_err(), "bound to its case");
+        let (other, _) = keys.new_case_key("c2").unwrap();
+        assert!(
+            keys.open_case(Some(&other), b"case/c1/medical", &sealed)
+                .is_err()
+        );
+        let legacy = seal_legacy(&keys, b"case/c1/identity", b"old");
+        assert!(is_legacy(&legacy));
+        assert_eq!(
+            keys.open_case(None, b"case/c1/identity", &legacy).unwrap(),
+            b"old"
+        );
+
+        assert_eq!(Keys::rotate_data(dir.path()).unwrap(), 2);
+        keys.reload_data_keys(dir.path()).unwrap();
+        assert_eq!(keys.data_key_versions(), vec![1, 2]);
+        let (again, v) = keys.rewrap("c1", &wrapped).unwrap().unwrap();
+        assert_eq!((v, sealed_version(&again)), (2, Some(2)));
+        assert!(
+            keys.rewrap("c1", &again).unwrap().is_none(),
+            "already current"
+        );
+
+        fs::remove_file(dir.path().join(DATA_KEY_FILE)).unwrap();
+        keys.reload_data_keys(dir.path()).unwrap();
+        let key = keys.case_key("c1", &again).unwrap();
+        assert_eq!(
+            keys.open_case(Some(&key), b"case/c1/medical", &sealed)
+                .unwrap(),
+            b"m"
+        );
+        assert!(matches!(
+            keys.case_key("c1", &wrapped),
+            Err(VaultError::MissingVersion(1))
+        ));
+        assert!(matches!(
+            keys.open_case(None, b"case/c1/identity", &legacy),
+            Err(VaultError::MissingVersion(1))
+        ));
+    }
 
     #[test]
     fn sealed_value_opens_only_in_its_place() {

@@ -5,7 +5,8 @@ use tonic::{Request, Response, Status};
 use crate::gateway::{CaseRef, FindCases, GetCase, ReferCase, Scope};
 use crate::rpc::Api;
 use crate::rpc::convert::{
-    case_data, case_input, categories, idempotency_key, invalid, timestamp, withhold_reason,
+    case_data, case_input, categories, cleared_by_mask, idempotency_key, invalid, timestamp,
+    withhold_reason,
 };
 use crate::rpc::proto::v1 as pb;
 
@@ -51,10 +52,12 @@ impl pb::case_service_server::CaseService for Api {
             |mut m| {
                 let key = idempotency_key(std::mem::take(&mut m.request_id), &m);
                 let (data, subject_keys) = case_input(m.data.unwrap_or_default())?;
-                Ok((m.case_id, data, subject_keys, key))
+                let set: Vec<_> = data.iter().map(|(c, _)| *c).collect();
+                let cleared = cleared_by_mask(m.update_mask.as_ref(), &set)?;
+                Ok((m.case_id, (data, cleared), subject_keys, key))
             },
-            async |ex, ctx, (case_id, data, subject_keys, key)| {
-                ex.update_case(ctx, case_id, data, subject_keys, Some(key))
+            async |ex, ctx, (case_id, (data, cleared), subject_keys, key)| {
+                ex.update_case(ctx, case_id, data, cleared, subject_keys, Some(key))
                     .await?
                     .try_map(|version| {
                         Ok(pb::UpdateCaseResponse {

@@ -156,6 +156,46 @@ pub(crate) type Payloads = (Vec<(Category, Vec<u8>)>, Vec<SubjectKey>);
 /// Checks case data and splits it into per-category payloads, plus the
 /// subject's identifiers for the index. Every invalid field is reported,
 /// not only the first, so a form is fixed in one round.
+/// The categories an `UpdateCase` clears: those its `update_mask` (AIP-134,
+/// paths of `CaseData`) names that `data` leaves unset. A category set in
+/// `data` but not named, an unknown path, a repeated one or "*" is
+/// `INVALID_ARGUMENT` naming `update_mask`. No mask: nothing is cleared.
+pub(crate) fn cleared_by_mask(
+    mask: Option<&prost_types::FieldMask>,
+    set: &[Category],
+) -> Result<Vec<Category>, ExchangeError> {
+    use std::str::FromStr;
+    use validate::Invalid;
+    let Some(mask) = mask.filter(|m| !m.paths.is_empty()) else {
+        return Ok(Vec::new());
+    };
+    let bad = |msg: String| ExchangeError::from(Invalid::new("update_mask", msg));
+    if mask.paths.len() > Category::ALL.len() {
+        return Err(bad(format!(
+            "update_mask names at most {} categories",
+            Category::ALL.len()
+        )));
+    }
+    let mut named = Vec::new();
+    for path in &mask.paths {
+        let Ok(c) = Category::from_str(path) else {
+            return Err(bad(
+                "update_mask.paths must be CaseData fields (category names such as medical or shelter); \"*\" is not accepted".into(),
+            ));
+        };
+        if named.contains(&c) {
+            return Err(bad("update_mask names a category twice".into()));
+        }
+        named.push(c);
+    }
+    if let Some(c) = set.iter().find(|c| !named.contains(c)) {
+        return Err(bad(format!(
+            "data sets {c} but update_mask does not name it; name every category the update changes"
+        )));
+    }
+    Ok(named.into_iter().filter(|c| !set.contains(c)).collect())
+}
+
 pub(crate) fn case_input(data: pb::CaseData) -> Result<Payloads, ExchangeError> {
     use validate::Invalid;
     let today = crate::model::clock::today();

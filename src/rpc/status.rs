@@ -21,7 +21,7 @@ use tonic::Status;
 use tonic::metadata::MetadataValue;
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::gateway::ExchangeError;
+use crate::gateway::{ExchangeError, Resource};
 use crate::rpc::REQUEST_ID_HEADER;
 
 /// `ErrorInfo.domain` of every error: names the API the reasons belong to
@@ -68,6 +68,15 @@ pub(crate) fn status(e: ExchangeError, request_id: &str) -> Status {
         ExchangeError::JustificationRequired { categories, rules } => {
             metadata.insert("categories".to_string(), categories.join(","));
             metadata.insert("rules".to_string(), rules.join(","));
+        }
+        ExchangeError::Erased { case_id, at } => {
+            metadata.insert("erased_at".to_string(), crate::model::clock::rfc3339(*at));
+            details.set_resource_info(
+                Resource::Case.type_name(),
+                case_id.clone(),
+                "",
+                "erased at the end of its retention period",
+            );
         }
         ExchangeError::NotFound(missing) => {
             details.set_resource_info(
@@ -194,9 +203,10 @@ mod tests {
         use crate::rpc::proto::v1::ErrorReason;
         let ours: Vec<String> = Reason::ALL.iter().map(|r| r.as_str().to_string()).collect();
         let mut theirs = Vec::new();
-        for n in 1.. {
+        // Numbers may skip (taken ahead by work under way).
+        for n in 1..=255 {
             let Ok(r) = ErrorReason::try_from(n) else {
-                break;
+                continue;
             };
             theirs.push(
                 r.as_str_name()

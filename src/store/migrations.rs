@@ -58,6 +58,11 @@ pub(super) const SQLITE: &[Migration] = &[
         name: "federation",
         sql: include_str!("../../migrations/sqlite/0010_federation.sql"),
     },
+    Migration {
+        version: 11,
+        name: "case keys",
+        sql: include_str!("../../migrations/sqlite/0011_case_keys.sql"),
+    },
 ];
 
 pub(super) const POSTGRES: &[Migration] = &[
@@ -105,6 +110,11 @@ pub(super) const POSTGRES: &[Migration] = &[
         version: 10,
         name: "federation",
         sql: include_str!("../../migrations/postgres/0010_federation.sql"),
+    },
+    Migration {
+        version: 11,
+        name: "case keys",
+        sql: include_str!("../../migrations/postgres/0011_case_keys.sql"),
     },
 ];
 

@@ -291,9 +291,17 @@ pub struct CaseMeta {
     /// 1 at registration, +1 per update.
     pub(crate) version: i64,
     pub(crate) updated_at: Millis,
-    /// The subject's V-number or BSN, sealed by the node's data key
-    /// (`Exchange::seal_subject_id`); `None` when the case names neither.
+    /// The subject's V-number or BSN, sealed under the case key
+    /// (`Exchange::seal_subject_id`); `None` when the case names neither,
+    /// or its identity was cleared or erased.
     pub(crate) subject_id: Option<Vec<u8>>,
+    /// The case's own key, wrapped under a data key version
+    /// (`vault::Keys::new_case_key`); `None` for a case from before
+    /// per-case keys (values sealed under data key version 1) or an
+    /// erased one.
+    pub(crate) case_key: Option<Vec<u8>>,
+    /// When the whole case was crypto-erased (ms since the epoch).
+    pub(crate) erased_at: Option<Millis>,
 }
 
 /// A case with its sealed category data, as [`Store::case_with_data`]
@@ -307,6 +315,8 @@ pub(crate) struct SealedCase {
     pub(crate) id: String,
     pub(crate) owner: String,
     pub(crate) registered: Millis,
+    /// The wrapped case key ([`CaseMeta::case_key`]).
+    pub(crate) case_key: Option<Vec<u8>>,
     pub(crate) sealed: Vec<(Category, Vec<u8>)>,
 }
 
@@ -315,8 +325,10 @@ pub(crate) struct NewCase {
     pub(crate) id: String,
     pub(crate) owner: String,
     pub(crate) subject_ref: Vec<u8>,
-    /// Per category, the sealed data (`vault::Keys::seal`).
+    /// Per category, the sealed data (`vault::Keys::seal_case`).
     pub(crate) sealed: Vec<(Category, Vec<u8>)>,
+    /// The case key, wrapped, and the data key version that wraps it.
+    pub(crate) case_key: (Vec<u8>, i64),
     pub(crate) now: Millis,
     /// (kind, keyed hash) of the subject's identifiers (`subject_index`).
     pub(crate) subject_index: Vec<(String, String)>,
@@ -327,6 +339,35 @@ pub(crate) struct NewCase {
     /// The client's idempotency key, stored in the same transaction.
     pub(crate) key: Option<RequestKey>,
 }
+
+/// A change to a case made by the node itself (erasure, a case's values
+/// moved under its own key), in one transaction, and only if the case is
+/// still at `version` and not erased — a concurrent update wins, and the
+/// change is tried again from what it left.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct CaseChange {
+    pub(crate) case_id: String,
+    /// The version the change was prepared from.
+    pub(crate) version: i64,
+    /// Whether the version grows (a change of the case's content does;
+    /// re-sealing the same values under another key does not).
+    pub(crate) bump: bool,
+    /// Categories written (sealed).
+    pub(crate) put: Vec<(Category, Vec<u8>)>,
+    /// Categories whose rows are deleted.
+    pub(crate) delete: Vec<Category>,
+    /// `Some(x)`: the sealed subject id becomes `x` (`None`: cleared).
+    pub(crate) subject_id: Option<Option<Vec<u8>>>,
+    /// A wrapped case key and the data key version wrapping it.
+    pub(crate) case_key: Option<(Vec<u8>, i64)>,
+    /// The whole case is erased at this instant: every data row, the case
+    /// key and the subject id go.
+    pub(crate) erase_at: Option<Millis>,
+}
+
+/// A case key re-wrapped under a newer data key version:
+/// `(case id, wrapped key, new version, version it was under)`.
+pub(crate) type Rewrap = (String, Vec<u8>, i64, i64);
 
 /// A client's idempotency key (AIP-155) for a write, stored in the write's
 /// own transaction: either both are stored or neither. Keys are per caller.
@@ -711,20 +752,73 @@ impl Store {
         on_store!(&self.backend, b => b.insert_case(case).await)
     }
 
-    /// Replaces the given categories, adds subject-index entries, replaces
-    /// the sealed subject id when one is given, and bumps the version, in
-    /// one transaction. Returns the new version, or `None` (nothing
-    /// written) if the case does not exist.
+    /// Replaces the given categories, deletes the `cleared` ones (and the
+    /// sealed subject id with the identity), adds subject-index entries,
+    /// replaces the sealed subject id when one is given, and bumps the
+    /// version, in one transaction. Returns the new version, or `None`
+    /// (nothing written) if the case does not exist.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn update_case(
         &self,
         case_id: &str,
         sealed: &[(Category, Vec<u8>)],
+        cleared: &[Category],
         subject_index: &[(String, String)],
         subject_id: Option<&[u8]>,
         now: Millis,
         key: Option<&RequestKey>,
     ) -> Result<Option<i64>, StoreError> {
-        on_store!(&self.backend, b => b.update_case(case_id, sealed, subject_index, subject_id, now, key).await)
+        on_store!(&self.backend, b => b.update_case(case_id, sealed, cleared, subject_index, subject_id, now, key).await)
+    }
+
+    /// Applies a [`CaseChange`]; the case's new version, or `None` when the
+    /// case changed since (or was erased): nothing written.
+    pub(crate) async fn change_case(&self, change: CaseChange) -> Result<Option<i64>, StoreError> {
+        on_store!(&self.backend, b => b.change_case(change).await)
+    }
+
+    /// Stores re-wrapped case keys in one transaction; each only if its
+    /// case is still under the version it was read under and not erased.
+    /// Answers how many were stored.
+    pub(crate) async fn rewrap_case_keys(&self, batch: Vec<Rewrap>) -> Result<u64, StoreError> {
+        on_store!(&self.backend, b => b.rewrap_case_keys(batch).await)
+    }
+
+    /// Up to `limit` case keys wrapped under a data key version below
+    /// `version`: (case id, wrapped key, version).
+    pub(crate) async fn case_keys_below(
+        &self,
+        version: i64,
+        limit: i64,
+    ) -> Result<Vec<(String, Vec<u8>, i64)>, StoreError> {
+        on_store!(&self.backend, b => b.case_keys_below(version, limit).await)
+    }
+
+    /// How many case keys each data key version wraps, and how many cases
+    /// (not erased) still have values sealed under data key version 1
+    /// directly (from before per-case keys).
+    pub async fn key_versions(&self) -> Result<(Vec<(i64, i64)>, i64), StoreError> {
+        on_store!(&self.backend, b => b.key_versions().await)
+    }
+
+    /// Ids of cases from before per-case keys, by id after `after`.
+    pub(crate) async fn legacy_cases(
+        &self,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        on_store!(&self.backend, b => b.case_ids(sql::LEGACY_CASES, None, after, limit).await)
+    }
+
+    /// Ids of cases not erased and not changed since `cutoff`, by id after
+    /// `after`.
+    pub(crate) async fn cases_unchanged_since(
+        &self,
+        cutoff: Millis,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        on_store!(&self.backend, b => b.case_ids(sql::CASES_UNCHANGED_SINCE, Some(cutoff), after, limit).await)
     }
 
     /// Stores a consent with its recipients and events (and the write's

@@ -32,6 +32,9 @@ pub(crate) struct ReferredCase {
     pub(crate) created_at: Millis,
     pub(crate) updated_at: Millis,
     pub(crate) subject_id: Option<Vec<u8>>,
+    /// The case's own key as this node wraps it, and the data key version
+    /// wrapping it (the sending node's key never travels).
+    pub(crate) case_key: (Vec<u8>, i64),
     pub(crate) sealed: Vec<(Category, Vec<u8>)>,
     pub(crate) subject_index: Vec<(String, String)>,
     pub(crate) consents: Vec<Consent>,

@@ -55,7 +55,8 @@ macro_rules! columns_by {
 }
 pub(super) use columns_by;
 
-/// `id, owner, subject_ref, version, updated_at, subject_id`.
+/// `id, owner, subject_ref, version, updated_at, subject_id, case_key,
+/// erased_at` (`sql::case_columns`).
 pub(super) fn case_meta(r: &dyn Columns) -> Result<CaseMeta, StoreError> {
     Ok(CaseMeta {
         id: r.text(0)?,
@@ -64,8 +65,13 @@ pub(super) fn case_meta(r: &dyn Columns) -> Result<CaseMeta, StoreError> {
         version: r.int(3)?,
         updated_at: r.int(4)?,
         subject_id: r.opt_blob(5)?,
+        case_key: r.opt_blob(6)?,
+        erased_at: r.opt_int(7)?,
     })
 }
+
+/// The number of columns [`case_meta`] reads.
+pub(super) const CASE_COLUMNS: usize = 8;
 
 /// `sql::REQUEST_KEY`'s columns.
 pub(super) fn request_key(r: &dyn Columns) -> Result<RequestKey, StoreError> {
@@ -162,8 +168,8 @@ impl CaseFold {
             Some(c) => c,
             None => self.0.insert((case_meta(r)?, Vec::new())),
         };
-        if let Some(code) = r.opt_int(6)? {
-            data.push((category(code)?, r.blob(7)?));
+        if let Some(code) = r.opt_int(CASE_COLUMNS)? {
+            data.push((category(code)?, r.blob(CASE_COLUMNS + 1)?));
         }
         Ok(())
     }
@@ -174,7 +180,7 @@ impl CaseFold {
 }
 
 /// Folds the rows of `sql::STATISTICS_PAGE` (`id, owner, created_at,
-/// category, sealed`) into one entry per case, in order.
+/// category, sealed, case_key`) into one entry per case, in order.
 #[derive(Default)]
 pub(super) struct StatisticsFold(Vec<SealedCase>);
 
@@ -186,6 +192,7 @@ impl StatisticsFold {
                 id,
                 owner: r.text(1)?,
                 registered: r.int(2)?,
+                case_key: r.opt_blob(5)?,
                 sealed: Vec::new(),
             });
         }

@@ -25,7 +25,11 @@ macro_rules! case_columns {
             $p,
             ".updated_at, ",
             $p,
-            ".subject_id"
+            ".subject_id, ",
+            $p,
+            ".case_key, ",
+            $p,
+            ".erased_at"
         )
     };
 }
@@ -56,14 +60,45 @@ macro_rules! consents_where {
 }
 
 pub(super) const INSERT_CASE: &str =
-    "INSERT INTO cases (id, owner, subject_ref, version, created_at, updated_at, subject_id)
-     VALUES ($1, $2, $3, 1, $4, $4, $5)";
+    "INSERT INTO cases (id, owner, subject_ref, version, created_at, updated_at, subject_id,
+                        case_key, key_version)
+     VALUES ($1, $2, $3, 1, $4, $4, $5, $6, $7)";
 pub(super) const SET_SUBJECT_ID: &str = "UPDATE cases SET subject_id = $1 WHERE id = $2";
 pub(super) const INSERT_CASE_DATA: &str =
     "INSERT INTO case_data (case_id, category, sealed) VALUES ($1, $2, $3)";
 pub(super) const UPSERT_CASE_DATA: &str =
     "INSERT INTO case_data (case_id, category, sealed) VALUES ($1, $2, $3)
      ON CONFLICT (case_id, category) DO UPDATE SET sealed = excluded.sealed";
+pub(super) const DELETE_CASE_DATA: &str =
+    "DELETE FROM case_data WHERE case_id = $1 AND category = $2";
+pub(super) const DELETE_ALL_CASE_DATA: &str = "DELETE FROM case_data WHERE case_id = $1";
+/// A change made only if the case is still at version $3 and not erased;
+/// the version grows by $1 (0 or 1).
+pub(super) const GUARD_CASE: &str = "UPDATE cases SET version = version + $1
+     WHERE id = $2 AND version = $3 AND erased_at IS NULL RETURNING version";
+pub(super) const SET_CASE_KEY: &str =
+    "UPDATE cases SET case_key = $1, key_version = $2 WHERE id = $3";
+/// Crypto-erasure: the case key, the subject id and (with the data rows,
+/// deleted apart) everything that could open or name the subject go.
+pub(super) const ERASE_CASE: &str = "UPDATE cases
+     SET case_key = NULL, key_version = NULL, subject_id = NULL, erased_at = $1 WHERE id = $2";
+/// A case key re-wrapped, if it is still wrapped under version $4.
+pub(super) const REWRAP_CASE_KEY: &str = "UPDATE cases SET case_key = $1, key_version = $2
+     WHERE id = $3 AND key_version = $4 AND erased_at IS NULL";
+/// Case keys wrapped under a version below $1, oldest version first.
+pub(super) const CASE_KEYS_BELOW: &str = "SELECT id, case_key, key_version FROM cases
+     WHERE key_version < $1 AND case_key IS NOT NULL ORDER BY key_version, id LIMIT $2";
+/// How many case keys each data key version wraps.
+pub(super) const KEY_VERSION_COUNTS: &str =
+    "SELECT key_version, COUNT(*) FROM cases WHERE case_key IS NOT NULL GROUP BY key_version";
+pub(super) const LEGACY_COUNT: &str =
+    "SELECT COUNT(*) FROM cases WHERE case_key IS NULL AND erased_at IS NULL";
+/// Cases from before per-case keys (sealed under data key version 1).
+pub(super) const LEGACY_CASES: &str = "SELECT id FROM cases
+     WHERE case_key IS NULL AND erased_at IS NULL AND id > $1 ORDER BY id LIMIT $2";
+/// Cases not erased and not changed since $1, by id after $2, at most $3.
+pub(super) const CASES_UNCHANGED_SINCE: &str = "SELECT id FROM cases
+     WHERE erased_at IS NULL AND updated_at < $1 AND id > $2 ORDER BY id LIMIT $3";
 pub(super) const BUMP_CASE: &str =
     "UPDATE cases SET version = version + 1, updated_at = $1 WHERE id = $2 RETURNING version";
 pub(super) const INSERT_SUBJECT_INDEX: &str =
@@ -141,8 +176,9 @@ pub(super) const VISIBLE_CASES: &str = concat!(
 /// A page of cases (by id, after $1, at most $2) with their sealed data in
 /// the categories $3, $4, $5, for statistics: one row per (case, category),
 /// NULL data for a case without any of them.
-pub(super) const STATISTICS_PAGE: &str = "SELECT c.id, c.owner, c.created_at, d.category, d.sealed
-     FROM (SELECT id, owner, created_at FROM cases WHERE id > $1 ORDER BY id LIMIT $2) c
+pub(super) const STATISTICS_PAGE: &str = "SELECT c.id, c.owner, c.created_at, d.category, d.sealed,
+            c.case_key
+     FROM (SELECT id, owner, created_at, case_key FROM cases WHERE id > $1 ORDER BY id LIMIT $2) c
      LEFT JOIN case_data d ON d.case_id = c.id AND d.category IN ($3, $4, $5)
      ORDER BY c.id, d.category";
 pub(super) const RESOLVE_PSEUDONYM: &str =
@@ -159,8 +195,9 @@ pub(super) const PSEUDONYMS_OF_CASE: &str =
     "SELECT recipient, pseudonym FROM pseudonyms WHERE case_id = $1 ORDER BY recipient, pseudonym";
 /// A referred case arrives with its version and times.
 pub(super) const INSERT_REFERRED_CASE: &str =
-    "INSERT INTO cases (id, owner, subject_ref, version, created_at, updated_at, subject_id)
-     VALUES ($1, $2, $3, $4, $5, $6, $7)";
+    "INSERT INTO cases (id, owner, subject_ref, version, created_at, updated_at, subject_id,
+                        case_key, key_version)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 pub(super) const REFERRED_TO: &str = "SELECT node FROM referred_cases WHERE case_id = $1";
 pub(super) const INSERT_REFERRED: &str =
     "INSERT INTO referred_cases (case_id, node, request_id, at) VALUES ($1, $2, $3, $4)";
@@ -272,6 +309,15 @@ pub(super) const WITH_PARAMETERS: &[&str] = &[
     INSERT_CASE_DATA,
     UPSERT_CASE_DATA,
     BUMP_CASE,
+    DELETE_CASE_DATA,
+    DELETE_ALL_CASE_DATA,
+    GUARD_CASE,
+    SET_CASE_KEY,
+    ERASE_CASE,
+    REWRAP_CASE_KEY,
+    CASE_KEYS_BELOW,
+    LEGACY_CASES,
+    CASES_UNCHANGED_SINCE,
     SET_SUBJECT_ID,
     INSERT_SUBJECT_INDEX,
     INSERT_OWNER_PSEUDONYM,

@@ -494,6 +494,24 @@ pub async fn verify_log_of(config: &Config) -> sluis::tlog::verify::VerifyReport
     report
 }
 
+/// The subject access report of a case, as (participant, method) per entry.
+pub async fn report(officer: &mut Clients, case_id: &str) -> Vec<(String, String)> {
+    officer
+        .audit
+        .subject_access_report(pb::SubjectAccessReportRequest {
+            subject: Some(pb::subject_access_report_request::Subject::CaseId(
+                case_id.into(),
+            )),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries
+        .into_iter()
+        .map(|e| (e.participant, e.method))
+        .collect()
+}
+
 /// Registers a full case as the municipality; returns (case id, its pseudonym).
 pub async fn register(c: &mut Clients) -> (String, String) {
     let r = c

@@ -31,9 +31,9 @@ use crate::store::rows::{
 };
 use crate::store::scan::{AHEAD, Chunk};
 use crate::store::{
-    Append, CaseMeta, CaseWithData, DbError, LogFilter, LogRow, NewCase, PoolSettings, ReleaseKey,
-    RequestKey, SchemaError, SealedCase, StoreError, StoredCheckpoint, StoredRelease, Visible,
-    migrations, redact_url, sql, tiles,
+    Append, CaseChange, CaseMeta, CaseWithData, DbError, LogFilter, LogRow, NewCase, PoolSettings,
+    ReleaseKey, RequestKey, Rewrap, SchemaError, SealedCase, StoreError, StoredCheckpoint,
+    StoredRelease, Visible, migrations, redact_url, sql, tiles,
 };
 use crate::tlog::layout::TileId;
 use crate::tlog::merkle::{Hash, NodeId};
@@ -233,6 +233,8 @@ impl PgStore {
             .bind(&case.subject_ref)
             .bind(case.now)
             .bind(&case.subject_id)
+            .bind(&case.case_key.0)
+            .bind(case.case_key.1)
             .execute(&mut *tx)
             .await?;
         put_case_data(&mut tx, &case.id, &case.sealed).await?;
@@ -250,10 +252,12 @@ impl PgStore {
         Ok(())
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn update_case(
         &self,
         case_id: &str,
         sealed: &[(Category, Vec<u8>)],
+        cleared: &[Category],
         subject_index: &[(String, String)],
         subject_id: Option<&[u8]>,
         now: Millis,
@@ -276,8 +280,9 @@ impl PgStore {
                 .execute(&mut *tx)
                 .await?;
         }
+        delete_case_data(&mut tx, case_id, cleared).await?;
         put_subject_index(&mut tx, case_id, subject_index).await?;
-        if let Some(subject_id) = subject_id {
+        if subject_id.is_some() || cleared.contains(&Category::Identity) {
             sqlx::query(sql::SET_SUBJECT_ID)
                 .bind(subject_id)
                 .bind(case_id)
@@ -289,6 +294,109 @@ impl PgStore {
         }
         tx.commit().await?;
         Ok(Some(version))
+    }
+
+    pub(super) async fn change_case(&self, c: CaseChange) -> Result<Option<i64>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let version: Option<i64> = sqlx::query_scalar(sql::GUARD_CASE)
+            .bind(i64::from(c.bump))
+            .bind(&c.case_id)
+            .bind(c.version)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(version) = version else {
+            return Ok(None);
+        };
+        for (cat, blob) in &c.put {
+            sqlx::query(sql::UPSERT_CASE_DATA)
+                .bind(&c.case_id)
+                .bind(i64::from(cat.code()))
+                .bind(blob)
+                .execute(&mut *tx)
+                .await?;
+        }
+        delete_case_data(&mut tx, &c.case_id, &c.delete).await?;
+        if let Some(subject_id) = &c.subject_id {
+            sqlx::query(sql::SET_SUBJECT_ID)
+                .bind(subject_id)
+                .bind(&c.case_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let Some((wrapped, v)) = &c.case_key {
+            sqlx::query(sql::SET_CASE_KEY)
+                .bind(wrapped)
+                .bind(v)
+                .bind(&c.case_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        if let Some(at) = c.erase_at {
+            sqlx::query(sql::DELETE_ALL_CASE_DATA)
+                .bind(&c.case_id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(sql::ERASE_CASE)
+                .bind(at)
+                .bind(&c.case_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(Some(version))
+    }
+
+    pub(super) async fn rewrap_case_keys(&self, batch: Vec<Rewrap>) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut n = 0;
+        for (id, wrapped, version, was) in &batch {
+            n += sqlx::query(sql::REWRAP_CASE_KEY)
+                .bind(wrapped)
+                .bind(version)
+                .bind(id)
+                .bind(was)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(n)
+    }
+
+    pub(super) async fn case_keys_below(
+        &self,
+        version: i64,
+        limit: i64,
+    ) -> Result<Vec<(String, Vec<u8>, i64)>, StoreError> {
+        let q = sqlx::query(sql::CASE_KEYS_BELOW).bind(version).bind(limit);
+        self.all(q, |r| Ok((r.text(0)?, r.blob(1)?, r.int(2)?)))
+            .await
+    }
+
+    pub(super) async fn key_versions(&self) -> Result<(Vec<(i64, i64)>, i64), StoreError> {
+        let counts = self
+            .all(sqlx::query(sql::KEY_VERSION_COUNTS), |r| {
+                Ok((r.int(0)?, r.int(1)?))
+            })
+            .await?;
+        let legacy: i64 = sqlx::query_scalar(sql::LEGACY_COUNT)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok((counts, legacy))
+    }
+
+    pub(super) async fn case_ids(
+        &self,
+        stmt: &'static str,
+        cutoff: Option<Millis>,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let q = match cutoff {
+            Some(t) => sqlx::query(stmt).bind(t).bind(after).bind(limit),
+            None => sqlx::query(stmt).bind(after).bind(limit),
+        };
+        self.all(q, |r| r.text(0)).await
     }
 
     pub(super) async fn insert_consent(
@@ -773,6 +881,21 @@ async fn put_case_data(
             .bind(case_id)
             .bind(i64::from(cat.code()))
             .bind(blob)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn delete_case_data(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    case_id: &str,
+    categories: &[Category],
+) -> Result<(), StoreError> {
+    for cat in categories {
+        sqlx::query(sql::DELETE_CASE_DATA)
+            .bind(case_id)
+            .bind(i64::from(cat.code()))
             .execute(&mut **tx)
             .await?;
     }

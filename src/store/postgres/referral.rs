@@ -40,6 +40,8 @@ impl PgStore {
             .bind(case.created_at)
             .bind(case.updated_at)
             .bind(&case.subject_id)
+            .bind(&case.case_key.0)
+            .bind(case.case_key.1)
             .execute(&mut *tx)
             .await?;
         put_case_data(&mut tx, &case.id, &case.sealed).await?;

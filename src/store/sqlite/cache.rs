@@ -107,6 +107,7 @@ impl Weigh for CaseWithData {
             + ALLOCATION
             + meta.subject_ref.len()
             + meta.subject_id.as_ref().map_or(0, Vec::len)
+            + meta.case_key.as_ref().map_or(0, Vec::len)
             + sealed
                 .iter()
                 .map(|(_, b)| ALLOCATION + 16 + b.len())
@@ -286,6 +287,8 @@ mod tests {
                 version,
                 updated_at: 0,
                 subject_id: None,
+                case_key: None,
+                erased_at: None,
             },
             vec![],
         )

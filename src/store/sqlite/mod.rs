@@ -36,8 +36,9 @@ use crate::model::consent::{Consent, ConsentEvent, Millis};
 use crate::store::rows::{self, CaseFold, Columns, ConsentFold, StatisticsFold};
 use crate::store::scan::{AHEAD, Chunk};
 use crate::store::{
-    Append, CaseMeta, CaseWithData, DbError, LogFilter, LogRow, NewCase, PoolSettings, ReleaseKey,
-    RequestKey, SealedCase, StoreError, StoredCheckpoint, StoredRelease, Visible, sql, tiles,
+    Append, CaseChange, CaseMeta, CaseWithData, DbError, LogFilter, LogRow, NewCase, PoolSettings,
+    ReleaseKey, RequestKey, Rewrap, SealedCase, StoreError, StoredCheckpoint, StoredRelease,
+    Visible, sql, tiles,
 };
 use crate::tlog::layout::TileId;
 use crate::tlog::merkle::{Hash, NodeId};
@@ -347,10 +348,12 @@ impl SqliteStore {
         result
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn update_case(
         &self,
         case_id: &str,
         sealed: &[(Category, Vec<u8>)],
+        cleared: &[Category],
         subject_index: &[(String, String)],
         subject_id: Option<&[u8]>,
         now: Millis,
@@ -358,12 +361,14 @@ impl SqliteStore {
     ) -> Result<Option<i64>, StoreError> {
         let (id, sealed, index) = (case_id.to_owned(), sealed.to_vec(), subject_index.to_vec());
         let (key, subject_id) = (key.cloned(), subject_id.map(<[u8]>::to_vec));
+        let cleared = cleared.to_vec();
         let result = self
             .write(move |c| {
                 write::update_case(
                     c,
                     &id,
                     &sealed,
+                    &cleared,
                     &index,
                     subject_id.as_deref(),
                     now,
@@ -373,6 +378,65 @@ impl SqliteStore {
             .await;
         self.forget_case(case_id);
         result
+    }
+
+    pub(super) async fn change_case(&self, change: CaseChange) -> Result<Option<i64>, StoreError> {
+        let id = change.case_id.clone();
+        let result = self.write(move |c| write::change_case(c, &change)).await;
+        self.forget_case(&id);
+        result
+    }
+
+    pub(super) async fn rewrap_case_keys(&self, batch: Vec<Rewrap>) -> Result<u64, StoreError> {
+        let ids: Vec<String> = batch.iter().map(|r| r.0.clone()).collect();
+        let result = self
+            .write(move |c| write::rewrap_case_keys(c, &batch))
+            .await;
+        for id in &ids {
+            self.forget_case(id);
+        }
+        result
+    }
+
+    pub(super) async fn case_keys_below(
+        &self,
+        version: i64,
+        limit: i64,
+    ) -> Result<Vec<(String, Vec<u8>, i64)>, StoreError> {
+        self.read(move |c| {
+            all(c, sql::CASE_KEYS_BELOW, params![version, limit], |r| {
+                Ok((r.text(0)?, r.blob(1)?, r.int(2)?))
+            })
+        })
+        .await
+    }
+
+    pub(super) async fn key_versions(&self) -> Result<(Vec<(i64, i64)>, i64), StoreError> {
+        self.read(move |c| {
+            let counts = all(c, sql::KEY_VERSION_COUNTS, [], |r| {
+                Ok((r.int(0)?, r.int(1)?))
+            })?;
+            let legacy: i64 = c.query_row(sql::LEGACY_COUNT, [], |r| r.get(0))?;
+            Ok((counts, legacy))
+        })
+        .await
+    }
+
+    /// `stmt`: [`sql::LEGACY_CASES`] (no cut-off) or
+    /// [`sql::CASES_UNCHANGED_SINCE`].
+    pub(super) async fn case_ids(
+        &self,
+        stmt: &'static str,
+        cutoff: Option<Millis>,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let after = after.to_owned();
+        self.read(move |c| match cutoff {
+            Some(t) => all(c, stmt, params![t, after, limit], |r| r.text(0)),
+            None => all(c, stmt, params![after, limit], |r| r.text(0)),
+        })
+        .await
     }
 
     pub(super) async fn insert_consent(

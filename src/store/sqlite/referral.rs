@@ -42,7 +42,9 @@ impl SqliteStore {
                         case.version,
                         case.created_at,
                         case.updated_at,
-                        case.subject_id
+                        case.subject_id,
+                        case.case_key.0,
+                        case.case_key.1
                     ])?;
                 write::put_case_data(&tx, sql::INSERT_CASE_DATA, &case.id, &case.sealed)?;
                 write::put_subject_index(&tx, &case.id, &case.subject_index)?;

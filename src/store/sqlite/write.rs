@@ -17,8 +17,8 @@ use crate::model::Category;
 use crate::model::consent::{Consent, ConsentEvent, Millis};
 use crate::store::rows::{categories_column, purposes_column, recipient_columns};
 use crate::store::{
-    IssuedPseudonym, LogRow, NewCase, RequestKey, StoreError, StoredCheckpoint, StoredRelease, sql,
-    tiles,
+    CaseChange, IssuedPseudonym, LogRow, NewCase, RequestKey, Rewrap, StoreError, StoredCheckpoint,
+    StoredRelease, sql, tiles,
 };
 use crate::tlog::merkle::{Hash, NodeId};
 
@@ -139,7 +139,9 @@ pub(super) fn insert_case(conn: &mut Connection, case: &NewCase) -> Result<(), S
         case.owner,
         case.subject_ref,
         case.now,
-        case.subject_id
+        case.subject_id,
+        case.case_key.0,
+        case.case_key.1
     ])?;
     put_case_data(&tx, sql::INSERT_CASE_DATA, &case.id, &case.sealed)?;
     put_subject_index(&tx, &case.id, &case.subject_index)?;
@@ -214,10 +216,12 @@ pub(super) fn forget_request_keys(
 }
 
 /// See `Store::update_case`.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn update_case(
     conn: &mut Connection,
     case_id: &str,
     sealed: &[(Category, Vec<u8>)],
+    cleared: &[Category],
     subject_index: &[(String, String)],
     subject_id: Option<&[u8]>,
     now: Millis,
@@ -233,16 +237,82 @@ pub(super) fn update_case(
         return Ok(None);
     };
     put_case_data(&tx, sql::UPSERT_CASE_DATA, case_id, sealed)?;
+    delete_case_data(&tx, case_id, cleared)?;
     put_subject_index(&tx, case_id, subject_index)?;
     if let Some(subject_id) = subject_id {
         tx.prepare_cached(sql::SET_SUBJECT_ID)?
             .execute(params![subject_id, case_id])?;
+    } else if cleared.contains(&Category::Identity) {
+        tx.prepare_cached(sql::SET_SUBJECT_ID)?
+            .execute(params![None::<Vec<u8>>, case_id])?;
     }
     if let Some(key) = key {
         put_request_key(&tx, key, version)?;
     }
     tx.commit()?;
     Ok(Some(version))
+}
+
+fn delete_case_data(
+    tx: &Transaction<'_>,
+    case_id: &str,
+    categories: &[Category],
+) -> Result<(), StoreError> {
+    let mut q = tx.prepare_cached(sql::DELETE_CASE_DATA)?;
+    for cat in categories {
+        q.execute(params![case_id, i64::from(cat.code())])?;
+    }
+    Ok(())
+}
+
+/// See `Store::change_case`.
+pub(super) fn change_case(
+    conn: &mut Connection,
+    c: &CaseChange,
+) -> Result<Option<i64>, StoreError> {
+    let tx = begin(conn)?;
+    let version = tx
+        .prepare_cached(sql::GUARD_CASE)?
+        .query_map(params![i64::from(c.bump), c.case_id, c.version], |r| {
+            r.get::<_, i64>(0)
+        })?
+        .next()
+        .transpose()?;
+    let Some(version) = version else {
+        return Ok(None);
+    };
+    put_case_data(&tx, sql::UPSERT_CASE_DATA, &c.case_id, &c.put)?;
+    delete_case_data(&tx, &c.case_id, &c.delete)?;
+    if let Some(subject_id) = &c.subject_id {
+        tx.prepare_cached(sql::SET_SUBJECT_ID)?
+            .execute(params![subject_id, c.case_id])?;
+    }
+    if let Some((wrapped, v)) = &c.case_key {
+        tx.prepare_cached(sql::SET_CASE_KEY)?
+            .execute(params![wrapped, v, c.case_id])?;
+    }
+    if let Some(at) = c.erase_at {
+        tx.prepare_cached(sql::DELETE_ALL_CASE_DATA)?
+            .execute(params![c.case_id])?;
+        tx.prepare_cached(sql::ERASE_CASE)?
+            .execute(params![at, c.case_id])?;
+    }
+    tx.commit()?;
+    Ok(Some(version))
+}
+
+/// See `Store::rewrap_case_keys`.
+pub(super) fn rewrap_case_keys(conn: &mut Connection, batch: &[Rewrap]) -> Result<u64, StoreError> {
+    let tx = begin(conn)?;
+    let mut n = 0;
+    {
+        let mut q = tx.prepare_cached(sql::REWRAP_CASE_KEY)?;
+        for (id, wrapped, version, was) in batch {
+            n += q.execute(params![wrapped, version, id, was])? as u64;
+        }
+    }
+    tx.commit()?;
+    Ok(n)
 }
 
 pub(super) fn put_case_data(

@@ -1,0 +1,373 @@
+//! Retention and crypto-erasure (GDPR art. 5(1)(e), 17): after its period a
+//! case's data no longer opens — not for its owner, not for a recipient with
+//! consent — while the access log and its proofs stay valid, the subject
+//! access report still lists every access, and the erasure is itself an
+//! access record. `UpdateCase` clears a category by its field mask
+//! (AIP-134). Periods are a few seconds; the node's own erasure step is run
+//! at once instead of waiting for its interval. Both backends (PostgreSQL
+//! when `SLUIS_TEST_POSTGRES_URL` is set).
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use prost_types::FieldMask;
+use sluis::rpc::proto::v1 as pb;
+use tonic::Code;
+use tonic_types::StatusExt;
+
+const OFFICER: &str = "fg-utrecht";
+
+fn by_id(case_id: &str, purpose: &str) -> pb::GetCaseRequest {
+    pb::GetCaseRequest {
+        subject: Some(pb::get_case_request::Subject::CaseId(case_id.into())),
+        purpose: purpose.into(),
+        categories: vec![],
+        emergency_justification: String::new(),
+    }
+}
+
+fn by_pseudonym(pseudonym: &str, purpose: &str) -> pb::GetCaseRequest {
+    pb::GetCaseRequest {
+        subject: Some(pb::get_case_request::Subject::SubjectPseudonym(
+            pseudonym.into(),
+        )),
+        purpose: purpose.into(),
+        categories: vec![],
+        emergency_justification: String::new(),
+    }
+}
+
+/// The answer to reading an erased case: NOT_FOUND, reason CASE_ERASED,
+/// with the case and when.
+fn assert_erased(s: &tonic::Status, case_id: Option<&str>) {
+    assert_eq!(s.code(), Code::NotFound, "{s:?}");
+    let d = s.check_error_details().unwrap();
+    let info = d.error_info().expect("ErrorInfo");
+    assert_eq!(info.reason, "CASE_ERASED", "{s:?}");
+    assert!(info.metadata.contains_key("erased_at"), "{s:?}");
+    if let Some(id) = case_id {
+        assert_eq!(d.resource_info().unwrap().resource_name, id);
+    }
+    assert!(s.message().contains("erased"), "{s:?}");
+}
+
+fn quiet(_: &str) {}
+
+/// The owner's read of its case.
+async fn owner_read(owner: &mut sluis::rpc::Clients, case_id: &str) -> pb::GetCaseResponse {
+    owner
+        .cases
+        .get_case(with_actor(by_id(case_id, "case_consultation")))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// The whole case past `case = "2s"`, counted from its last update: its
+/// data no longer opens for its owner or for the recipient its consent
+/// names; a case updated since is kept; the report lists every access and
+/// the erasure; `audit verify` passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_case_past_its_period_is_crypto_erased_and_its_log_stays_valid() {
+    let node = TestNode::start_with(|c| c.retention.case = Some("2s".into())).await;
+    let mut owner = node.client(GEMEENTE).await;
+    let (case_id, _) = register(&mut owner).await;
+    owner
+        .consents
+        .grant_consent(with_actor(pb::GrantConsentRequest {
+            case_id: case_id.clone(),
+            recipients: vec![participant(NGO)],
+            categories: vec![pb::Category::Perspective as i32],
+            purposes: vec!["guidance".into()],
+            evidence_ref: "DMS-1".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    let mut ngo = node.client(NGO).await;
+    let before = ngo
+        .cases
+        .find_cases(with_actor(pb::FindCasesRequest {
+            scope: pb::find_cases_request::Scope::Visible as i32,
+            purpose: "guidance".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let pseudonym = before
+        .cases
+        .iter()
+        .map(|c| c.subject_pseudonym.clone())
+        .next()
+        .expect("the NGO sees the case its consent names");
+    let read = owner_read(&mut owner, &case_id).await;
+    assert!(read.data.unwrap().identity.is_some());
+
+    tokio::time::sleep(Duration::from_millis(2_300)).await;
+    // Updated after the wait: its period starts again, it is kept.
+    let (kept, _) = register(&mut owner).await;
+    let erased = node.node.upkeep().erase_due(&quiet).await.unwrap();
+    assert_eq!(erased.cases, 1, "{erased:?}");
+
+    let s = owner
+        .cases
+        .get_case(with_actor(by_id(&case_id, "case_consultation")))
+        .await
+        .unwrap_err();
+    assert_erased(&s, Some(&case_id));
+    let s = ngo
+        .cases
+        .get_case(with_actor(by_pseudonym(&pseudonym, "guidance")))
+        .await
+        .unwrap_err();
+    assert_erased(&s, None);
+    let s = owner
+        .cases
+        .update_case(with_actor(pb::UpdateCaseRequest {
+            case_id: case_id.clone(),
+            data: Some(full_case("Ander", "1234567890", "111222333")),
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    assert_erased(&s, Some(&case_id));
+    let s = owner
+        .consents
+        .grant_consent(with_actor(pb::GrantConsentRequest {
+            case_id: case_id.clone(),
+            recipients: vec![participant(NGO)],
+            categories: vec![pb::Category::Perspective as i32],
+            purposes: vec!["guidance".into()],
+            evidence_ref: "DMS-2".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    assert_erased(&s, Some(&case_id));
+    owner
+        .cases
+        .get_case(with_actor(by_id(&kept, "case_consultation")))
+        .await
+        .expect("a case updated within its period is kept");
+
+    // Nothing of it is left to open: no data rows, no key, no subject id.
+    let (meta, data) = node
+        .node
+        .store
+        .case_with_data(&case_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(data.is_empty());
+    assert!(format!("{meta:?}").contains("case_key: None"), "{meta:?}");
+    assert!(format!("{meta:?}").contains("subject_id: None"), "{meta:?}");
+
+    // The erasure is an access record of its own, naming the case.
+    let log = node.log().await;
+    let erase = log
+        .iter()
+        .find(|r| r.method == "case.erase")
+        .expect("a case.erase record");
+    assert_eq!(erase.case_id.as_deref(), Some(case_id.as_str()));
+    assert_eq!(log.iter().filter(|r| r.method == "case.erase").count(), 1);
+
+    // The subject access report still lists every access, and the erasure.
+    let mut officer = node.client(OFFICER).await;
+    let entries = report(&mut officer, &case_id).await;
+    let count = |who: &str, m: &str| entries.iter().filter(|(p, x)| p == who && x == m).count();
+    assert_eq!(count(GEMEENTE, "RegisterCase"), 1, "{entries:?}");
+    assert_eq!(count(GEMEENTE, "GetCase"), 2, "{entries:?}");
+    assert_eq!(count(GEMEENTE, "UpdateCase"), 1, "{entries:?}");
+    assert_eq!(count(GEMEENTE, "GrantConsent"), 2, "{entries:?}");
+    assert_eq!(count(NGO, "GetCase"), 1, "{entries:?}");
+    assert_eq!(count(NGO, "FindCases"), 1, "{entries:?}");
+    assert!(
+        entries.iter().any(|(_, m)| m == "case.erase"),
+        "{entries:?}"
+    );
+
+    // The log and its proofs verify after the data they refer to is gone.
+    let config = node.config.clone();
+    node.node.shutdown().await.unwrap();
+    let verified = verify_log_of(&config).await;
+    assert!(verified.intact(), "{:?}", verified.first_problem());
+}
+
+/// One category past its period (`medical = "1s"`) is erased alone; the
+/// rest of the case still opens for its owner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_category_past_its_period_is_erased_alone() {
+    let node = TestNode::start_with(|c| c.retention.medical = Some("1s".into())).await;
+    let mut owner = node.client(GEMEENTE).await;
+    let (case_id, _) = register(&mut owner).await;
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    let erased = node.node.upkeep().erase_due(&quiet).await.unwrap();
+    assert_eq!((erased.cases, erased.partly), (0, 1), "{erased:?}");
+    let read = owner_read(&mut owner, &case_id).await;
+    let data = read.data.unwrap();
+    assert!(data.medical.is_none());
+    assert!(data.identity.is_some());
+    assert!(
+        read.withheld
+            .iter()
+            .any(|w| w.category == pb::Category::Medical as i32
+                && w.reason == pb::WithholdReason::NotPresent as i32),
+        "{:?}",
+        read.withheld
+    );
+    let erase = node
+        .log()
+        .await
+        .into_iter()
+        .find(|r| r.method == "case.erase")
+        .expect("recorded");
+    let rec = record_of(&node, &erase.request_id).await;
+    assert_eq!(rec.asked, vec![sluis::model::Category::Medical]);
+    // A second run finds nothing more to do.
+    assert_eq!(
+        node.node.upkeep().erase_due(&quiet).await.unwrap(),
+        sluis::gateway::Erased::default()
+    );
+}
+
+/// Without periods nothing is ever erased.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_period_nothing_is_erased() {
+    let node = TestNode::start().await;
+    let mut owner = node.client(GEMEENTE).await;
+    register(&mut owner).await;
+    assert_eq!(
+        node.node.upkeep().erase_due(&quiet).await.unwrap(),
+        sluis::gateway::Erased::default()
+    );
+    assert!(!node.log().await.iter().any(|r| r.method == "case.erase"));
+}
+
+/// `UpdateCase` with `update_mask` naming a category `data` leaves unset
+/// clears it; a mask that does not cover `data`, or names what is not a
+/// category, is INVALID_ARGUMENT naming `update_mask` and changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_case_clears_a_category_named_in_its_mask() {
+    let node = TestNode::start().await;
+    let mut owner = node.client(GEMEENTE).await;
+    let (case_id, _) = register(&mut owner).await;
+    let mask = |paths: &[&str]| {
+        Some(FieldMask {
+            paths: paths.iter().map(|p| p.to_string()).collect(),
+        })
+    };
+
+    for (data, paths) in [
+        (
+            Some(pb::CaseData {
+                shelter: full_case("X", "1234567890", "111222333").shelter,
+                ..Default::default()
+            }),
+            vec!["medical"],
+        ),
+        (None, vec!["diagnosis"]),
+        (None, vec!["*"]),
+        (None, vec!["medical", "medical"]),
+    ] {
+        let before = node.digest().await;
+        let s = owner
+            .cases
+            .update_case(with_actor(pb::UpdateCaseRequest {
+                case_id: case_id.clone(),
+                data,
+                update_mask: mask(&paths),
+                request_id: String::new(),
+            }))
+            .await
+            .unwrap_err();
+        assert_eq!(s.code(), Code::InvalidArgument, "{paths:?}: {s:?}");
+        let d = s.check_error_details().unwrap();
+        assert_eq!(
+            d.bad_request().unwrap().field_violations[0].field,
+            "update_mask",
+            "{s:?}"
+        );
+        assert_eq!(node.digest().await, before, "{paths:?} changed nothing");
+    }
+
+    let updated = owner
+        .cases
+        .update_case(with_actor(pb::UpdateCaseRequest {
+            case_id: case_id.clone(),
+            data: None,
+            update_mask: mask(&["medical"]),
+            request_id: String::new(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(updated.version, 2);
+    let read = owner_read(&mut owner, &case_id).await;
+    let data = read.data.unwrap();
+    assert!(data.medical.is_none(), "cleared");
+    assert!(data.shelter.is_some(), "the rest is untouched");
+    let rec = record_of(&node, &updated.access_record_id).await;
+    assert!(rec.asked.contains(&sluis::model::Category::Medical));
+    assert!(rec.detail.contains("cleared: medical"), "{}", rec.detail);
+
+    // Replacing one category and clearing another in one call.
+    owner
+        .cases
+        .update_case(with_actor(pb::UpdateCaseRequest {
+            case_id: case_id.clone(),
+            data: Some(pb::CaseData {
+                medical: full_case("X", "1234567890", "111222333").medical,
+                ..Default::default()
+            }),
+            update_mask: mask(&["medical", "shelter"]),
+            request_id: String::new(),
+        }))
+        .await
+        .unwrap();
+    let data = owner_read(&mut owner, &case_id).await.data.unwrap();
+    assert!(data.medical.is_some() && data.shelter.is_none());
+}
+
+/// `sluis erase --due` on a stopped node does the node's run now, with a
+/// progress line and a summary; the erasure is recorded like the node's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn erase_due_on_the_command_line() {
+    let mut node = TestNode::start_with(|c| c.retention.case = Some("1s".into())).await;
+    let path = node.config_path();
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replace("interval = \"1h\"", "interval = \"1h\"\ncase = \"1s\""),
+    )
+    .unwrap();
+    let mut owner = node.client(GEMEENTE).await;
+    let (case_id, _) = register(&mut owner).await;
+    let config = node.config.clone();
+    node.node.shutdown().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluis"))
+        .args(["erase", "--due", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("erased: 1 cases in full"), "{said}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("retention: 1 cases"),
+        "{out:?}"
+    );
+    node.node = sluis::node::Node::start(&config).await.unwrap();
+    let mut owner = node.client(GEMEENTE).await;
+    let s = owner
+        .cases
+        .get_case(with_actor(by_id(&case_id, "case_consultation")))
+        .await
+        .unwrap_err();
+    assert_erased(&s, Some(&case_id));
+    assert!(node.log().await.iter().any(|r| r.method == "case.erase"));
+    node.node.shutdown().await.unwrap();
+}
