@@ -1047,6 +1047,7 @@ impl Config {
             client_ca: self.path(&self.tls.client_ca),
             crls: self.tls.crl.iter().map(|p| self.path(p)).collect(),
             allow_missing_crl: self.tls.allow_missing_crl,
+            settings: crate::net::tls::TlsSettings::NODE,
         }
     }
 
@@ -1061,6 +1062,7 @@ impl Config {
             client_ca: self.path(&f.peer_ca),
             crls: f.peer_crl.iter().map(|p| self.path(p)).collect(),
             allow_missing_crl: self.tls.allow_missing_crl,
+            settings: crate::net::tls::TlsSettings::FEDERATION,
         })
     }
 

@@ -17,7 +17,7 @@ use sluis::dev::init;
 use sluis::federation::directory::{Directory, DirectoryNode, Host};
 use sluis::federation::{FederationConfig, FederationKey, directory};
 use sluis::net::client::{self, ClientPem};
-use sluis::net::pki::{CertAuthority, ClientCertSpec};
+use sluis::net::pki::CertAuthority;
 use sluis::net::x509;
 use sluis::node::Node;
 use sluis::rpc::Clients;
@@ -112,11 +112,19 @@ async fn prepare(id: &'static str) -> Prepared {
         &std::fs::read_to_string(pki.join("ca.key")).unwrap(),
     )
     .unwrap();
+    // One node key both ways: peers pin it on the calls this node makes
+    // and on its federation listener's certificate.
     let node_cert = ca
-        .issue_client(&ClientCertSpec::new(&format!("sluis node {id}"), None))
+        .issue_node(
+            &format!("sluis node {id}"),
+            &["localhost".into(), "127.0.0.1".into()],
+        )
         .unwrap();
     std::fs::write(dir.path().join("node.pem"), &node_cert.cert_pem).unwrap();
     std::fs::write(dir.path().join("node.key"), &node_cert.key_pem).unwrap();
+    let tls = config.tls_files();
+    std::fs::write(&tls.cert, &node_cert.cert_pem).unwrap();
+    std::fs::write(&tls.key, &node_cert.key_pem).unwrap();
     Prepared {
         id,
         dir,
