@@ -237,6 +237,21 @@ pub fn check_at(path: &Path, now: i64) -> Report {
         );
     }
 
+    for f in federation(&config, now, warn_secs) {
+        let file = f.file.unwrap_or_else(|| path.to_path_buf());
+        let at = f.at.and_then(|a| line(a).map(|l| (a, l)));
+        let problem = match (&at, file == path) {
+            (Some((a, l)), false) => format!("{} ({a} in {}:{l})", f.problem, path.display()),
+            _ => f.problem,
+        };
+        let line = if file == path {
+            at.map(|(_, l)| l)
+        } else {
+            None
+        };
+        add(f.severity, &file, line, problem, &f.fix);
+    }
+
     match config.database_url() {
         Err(e) => add(
             Severity::Error,
@@ -270,6 +285,184 @@ pub fn check_at(path: &Path, now: i64) -> Report {
         Ok(_) => {}
     }
     report
+}
+
+/// One problem of `[federation]`: the file it is in (none: `sluis.toml`)
+/// and the setting that names it.
+struct FederationFinding {
+    severity: Severity,
+    file: Option<PathBuf>,
+    at: Option<&'static str>,
+    problem: String,
+    fix: String,
+}
+
+/// What `serve` would stop at in `[federation]` — the directory unreadable,
+/// not verifying under `verifier_key`, or not naming this node; the TLS
+/// files for calling peers and for the federation listener — as errors,
+/// and what stops federated calls while the node serves its own
+/// participants — a directory outside its validity, this node's
+/// certificates not carrying the key the directory pins for it — as
+/// warnings. Read with the loaders `serve` uses (`directory::verify`,
+/// `net::check`).
+fn federation(config: &Config, now: i64, warn_secs: i64) -> Vec<FederationFinding> {
+    use crate::federation::directory::{self, DirectoryError};
+    use crate::tlog::note::NoteError;
+    let Some(fed) = &config.federation else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut push = |severity, file: Option<PathBuf>, at, problem: String, fix: &str| {
+        out.push(FederationFinding {
+            severity,
+            file,
+            at,
+            problem,
+            fix: fix.to_string(),
+        })
+    };
+    // This node's certificate for calling peers and the peers' CAs and
+    // CRLs, then the federation listener's (the node's own certificate,
+    // checked above under [tls], with the peers' CAs and CRLs).
+    let peers = crate::net::tls::TlsFiles {
+        cert: config.path(&fed.client_cert),
+        key: config.path(&fed.client_key),
+        client_ca: config.path(&fed.peer_ca),
+        crls: fed.peer_crl.iter().map(|p| config.path(p)).collect(),
+        allow_missing_crl: config.tls.allow_missing_crl,
+        settings: crate::net::tls::TlsSettings::PEERS,
+    };
+    for f in crate::net::check::check_tls(&peers, now, warn_secs) {
+        let severity = if f.error {
+            Severity::Error
+        } else {
+            Severity::Warning
+        };
+        push(severity, Some(f.file), Some(f.setting), f.problem, &f.fix);
+    }
+
+    // The key first, so that it is named even when the directory is
+    // missing too (the key is parsed before the note is).
+    if let Err(e @ NoteError::BadKey(_)) = crate::tlog::note::verify("", &fed.verifier_key) {
+        push(
+            Severity::Error,
+            None,
+            Some("federation.verifier_key"),
+            format!("federation.verifier_key: {e}"),
+            "set federation.verifier_key to the line `sluis federation keygen` printed (<network>+<key id>+<base64 key>), as the network's operator gives it",
+        );
+    }
+    let dir_path = config.path(&fed.directory);
+    let text = match crate::files::read_to_string(&dir_path, crate::files::Kind::Note) {
+        Ok(text) => text,
+        Err(e) => {
+            push(
+                Severity::Error,
+                None,
+                Some("federation.directory"),
+                format!(
+                    "cannot read the federation directory {}: {e}",
+                    dir_path.display()
+                ),
+                "point federation.directory at the signed directory the network's operator issued (`sluis federation sign` writes it), readable by the node's user",
+            );
+            return out;
+        }
+    };
+    let (d, validity) = match directory::verify(&text, &fed.verifier_key) {
+        Ok(v) => v,
+        Err(DirectoryError::Signature(NoteError::BadKey(_))) => return out, // named above
+        Err(e) => {
+            push(
+                Severity::Error,
+                Some(dir_path),
+                None,
+                format!("the federation directory is refused: {e}"),
+                "install the directory exactly as the network's operator signed it, and check federation.verifier_key is that network's key (`sluis federation verify --key VKEY FILE` says which)",
+            );
+            return out;
+        }
+    };
+    let Some(me) = d.node(&config.node.name) else {
+        push(
+            Severity::Error,
+            Some(dir_path),
+            None,
+            format!(
+                "the federation directory (serial {}) does not name this node '{}' (node.name)",
+                d.serial, config.node.name
+            ),
+            "ask the network's operator for a directory that lists this node, or correct node.name to the id the directory gives it",
+        );
+        return out;
+    };
+    let (from, until) = (validity.not_before / 1000, validity.not_after / 1000);
+    let renew = "ask the network's operator for a newer directory, install it and send the node SIGHUP; local traffic is not affected";
+    if until <= now {
+        push(
+            Severity::Warning,
+            Some(dir_path.clone()),
+            None,
+            format!(
+                "the federation directory (serial {}) expired at {}: federated calls are refused until a newer one is installed",
+                d.serial, d.not_after
+            ),
+            renew,
+        );
+    } else if from > now {
+        push(
+            Severity::Warning,
+            Some(dir_path.clone()),
+            None,
+            format!(
+                "the federation directory (serial {}) is valid only from {}: federated calls are refused until then",
+                d.serial, d.not_before
+            ),
+            renew,
+        );
+    } else if until - now <= warn_secs {
+        push(
+            Severity::Warning,
+            Some(dir_path.clone()),
+            None,
+            format!(
+                "the federation directory (serial {}) expires at {}: federated calls stop then",
+                d.serial, d.not_after
+            ),
+            renew,
+        );
+    }
+    // Peers admit this node, and accept its federation listener, only
+    // with the key the directory pins for it.
+    for (file, at, what) in [
+        (
+            config.path(&fed.client_cert),
+            "federation.client_cert",
+            "this node's certificate for calling peers",
+        ),
+        (
+            config.path(&config.tls.cert),
+            "tls.cert",
+            "this node's server certificate (which the federation listener presents)",
+        ),
+    ] {
+        let Some(spki) = crate::net::check::leaf_spki_sha256(&file) else {
+            continue; // unreadable: reported above
+        };
+        if !spki.eq_ignore_ascii_case(&me.tls_spki_sha256) {
+            push(
+                Severity::Warning,
+                Some(file),
+                Some(at),
+                format!(
+                    "{what} carries the key SHA-256 {spki}, but the federation directory (serial {}) pins {} for this node: peers refuse it, so federated calls to and from this node fail",
+                    d.serial, me.tls_spki_sha256
+                ),
+                "use the certificate of the key the directory pins (one node key for both certificates), or give the network's operator this key's SHA-256 for a newer directory",
+            );
+        }
+    }
+    out
 }
 
 /// The line a TOML parse message names (`line N, column M: ...`).

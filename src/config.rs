@@ -1187,6 +1187,7 @@ impl Config {
             client_ca: self.path(&self.tls.client_ca),
             crls: self.tls.crl.iter().map(|p| self.path(p)).collect(),
             allow_missing_crl: self.tls.allow_missing_crl,
+            settings: crate::net::tls::TlsSettings::NODE,
         }
     }
 
@@ -1201,6 +1202,7 @@ impl Config {
             client_ca: self.path(&f.peer_ca),
             crls: f.peer_crl.iter().map(|p| self.path(p)).collect(),
             allow_missing_crl: self.tls.allow_missing_crl,
+            settings: crate::net::tls::TlsSettings::FEDERATION,
         })
     }
 

@@ -219,6 +219,7 @@ fn crl_and_ca_files_load_or_fail_typed() {
         client_ca: dir.path().join("fuzz-ca.pem"),
         crls: vec![dir.path().join("fuzz-crl.pem")],
         allow_missing_crl: false,
+        settings: sluis::net::tls::TlsSettings::NODE,
     };
     let write = |ca: &[u8], crl: &[u8]| {
         std::fs::write(&files.client_ca, pem("CERTIFICATE", ca)).unwrap();

@@ -34,8 +34,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Participant;
 use crate::model::clock::rfc3339;
-use crate::net::client::{self, ClientPem};
 use crate::net::identity::Registry;
+use crate::net::peer::{PeerTls, PeerTlsError, Session};
 use crate::tlog::note;
 use directory::{Directory, DirectoryError, Validity};
 
@@ -106,6 +106,10 @@ pub enum FederationError {
     Key { path: PathBuf, message: String },
     #[error("{0}")]
     PseudonymKey(String),
+    /// The files for calling peers (`peer_ca`, `peer_crl`, `client_cert`,
+    /// `client_key`) cannot be used.
+    #[error("[federation] TLS files: {0}")]
+    PeerTls(#[from] crate::net::tls::TlsError),
 }
 
 /// A verified directory, as the node runs it.
@@ -126,8 +130,9 @@ pub struct Federation {
     /// The peer nodes as the federation listener's accept loop knows them
     /// (by their pinned keys), replaced with the directory.
     peers: tokio::sync::watch::Sender<Arc<Registry>>,
-    /// This node's certificate and key and the peers' CAs, for calling.
-    client: ClientPem,
+    /// This node's certificate and key and the peers' CAs and CRLs, for
+    /// calling; the pin comes from the running directory per call.
+    tls: PeerTls,
     /// `K_fed`, if configured.
     pseudonyms: Option<pseudonym::FederationPseudonyms>,
 }
@@ -143,15 +148,13 @@ impl Federation {
     ) -> Result<Federation, FederationError> {
         let path = base_dir.join(&config.directory);
         let running = read(node, &path, &config.verifier_key)?;
-        let pem = |p: &Path| {
-            let path = base_dir.join(p);
-            crate::files::read_to_string(&path, crate::files::Kind::Pem)
-                .map_err(|source| FederationError::Read { path, source })
-        };
-        let client = ClientPem {
-            ca: pem(&config.peer_ca)?,
-            identity: Some((pem(&config.client_cert)?, pem(&config.client_key)?)),
-        };
+        let crls: Vec<PathBuf> = config.peer_crl.iter().map(|p| base_dir.join(p)).collect();
+        let tls = PeerTls::load(
+            &base_dir.join(&config.peer_ca),
+            &crls,
+            &base_dir.join(&config.client_cert),
+            &base_dir.join(&config.client_key),
+        )?;
         let pseudonyms = config
             .pseudonym_key
             .as_ref()
@@ -166,7 +169,7 @@ impl Federation {
             verifier_key: config.verifier_key.clone(),
             running: RwLock::new(Arc::new(running)),
             peers,
-            client,
+            tls,
         };
         match f.current(crate::model::clock::now_millis()) {
             Ok(r) => tracing::info!(
@@ -247,15 +250,25 @@ impl Federation {
     }
 
     /// A channel to node `id` over mTLS with this node's certificate, its
-    /// server checked against the peer CAs and the directory's server
-    /// name. Errors: the directory's validity, a node it does not name,
-    /// an endpoint that does not resolve or answer.
-    pub async fn channel(&self, id: &str) -> Result<tonic::transport::Channel, PeerError> {
+    /// server checked against the peer CAs, the directory's server name
+    /// and **the key the running directory pins for it** (`net::peer`), on
+    /// a connection of its own (none is kept, so a reloaded directory's
+    /// pins hold for the next call); and what that connection saw of the
+    /// peer's refusals. Errors: the directory's validity, a node it does
+    /// not name, an endpoint that does not resolve or answer, a TLS
+    /// refusal either way (`Refused`).
+    pub async fn channel(
+        &self,
+        id: &str,
+    ) -> Result<(tonic::transport::Channel, Session), PeerError> {
         let running = self.current(crate::model::clock::now_millis())?;
         let node = running
             .directory
             .node(id)
-            .ok_or_else(|| PeerError::Unknown(id.to_string()))?;
+            .ok_or_else(|| PeerError::Unknown {
+                node: id.to_string(),
+                serial: running.directory.serial,
+            })?;
         let addr = tokio::net::lookup_host(&node.endpoint)
             .await
             .ok()
@@ -263,9 +276,18 @@ impl Federation {
             .ok_or_else(|| {
                 PeerError::Unreachable(id.to_string(), "its endpoint does not resolve".into())
             })?;
-        client::connect(addr, &node.server_name, &self.client)
+        self.tls
+            .connect(addr, &node.server_name, &node.tls_spki_sha256)
             .await
-            .map_err(|e| PeerError::Unreachable(id.to_string(), e.to_string()))
+            .map_err(|e| match e {
+                PeerTlsError::Unreachable(why) => PeerError::Unreachable(id.to_string(), why),
+                refused => PeerError::Refused {
+                    node: id.to_string(),
+                    serial: running.directory.serial,
+                    server_name: node.server_name.clone(),
+                    source: refused,
+                },
+            })
     }
 
     /// The serial of the running directory, whatever its validity.
@@ -283,10 +305,20 @@ impl Federation {
 pub enum PeerError {
     #[error(transparent)]
     Federation(#[from] FederationError),
-    #[error("the federation directory names no node '{0}'")]
-    Unknown(String),
-    #[error("node '{0}' cannot be reached ({1}); retry later")]
+    #[error("the federation directory (serial {serial}) names no node '{node}'")]
+    Unknown { node: String, serial: u64 },
+    #[error("node '{0}' cannot be reached ({1})")]
     Unreachable(String, String),
+    /// The TLS session with the node was refused, by this node (its
+    /// certificate, e.g. not the pinned key) or by the peer (this node's).
+    #[error("node '{node}': {source}")]
+    Refused {
+        node: String,
+        /// The directory whose pin and server name were checked.
+        serial: u64,
+        server_name: String,
+        source: PeerTlsError,
+    },
 }
 
 /// The peer nodes as registered callers of the federation listener, each
@@ -430,9 +462,13 @@ mod tests {
         let mut d = directory::tests::sample();
         d.serial = 5;
         write(dir.path(), &key, &d);
-        for f in ["ca.pem", "node.pem", "node.key"] {
-            std::fs::write(dir.path().join(f), "").unwrap();
-        }
+        let ca = crate::net::pki::CertAuthority::generate("peers").unwrap();
+        let node = ca
+            .issue_client(&crate::net::pki::ClientCertSpec::new("node", None))
+            .unwrap();
+        std::fs::write(dir.path().join("ca.pem"), ca.cert_pem()).unwrap();
+        std::fs::write(dir.path().join("node.pem"), &node.cert_pem).unwrap();
+        std::fs::write(dir.path().join("node.key"), &node.key_pem).unwrap();
         let config = FederationConfig {
             directory: "directory.note".into(),
             verifier_key: vkey,

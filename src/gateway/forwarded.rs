@@ -49,7 +49,7 @@ impl Exchange {
         rec.asked = super::release::asked(asked);
         let result = async {
             let caller = self.caller(ctx)?;
-            validate::participant_id("x-sluis-holding-node", node)?;
+            validate::node_id("x-sluis-holding-node", node)?;
             let federation: &Arc<Federation> = self.federation.as_ref().ok_or_else(|| {
                 ExchangeError::FailedPrecondition(
                     "this node is not in a federation: send no x-sluis-holding-node".into(),
@@ -61,7 +61,19 @@ impl Exchange {
             federation
                 .current(self.now())
                 .map_err(|e| ExchangeError::FailedPrecondition(e.to_string()))?;
-            call(federation, caller).await
+            let result = call(federation, caller).await;
+            if let Err(e) = &result {
+                // The operator's side of a failed forwarding: which node, the
+                // code, and why (node ids and codes only, never whom it was for).
+                tracing::warn!(
+                    request_id = %ctx.request_id,
+                    holding_node = node,
+                    code = e.code().name(),
+                    error = %e,
+                    "forwarded call failed"
+                );
+            }
+            result
         }
         .await;
         let result = result.map(|(answer, relayed)| {

@@ -289,6 +289,21 @@ pub(crate) fn participant_id(field: &str, s: &str) -> Result<(), Invalid> {
     Ok(())
 }
 
+/// A federation node id, as the directory names nodes (each node's
+/// `node.name`): 1-64 characters of a-z, 0-9, '-', '_' or '.'. Not a
+/// participant id: a node serves participants, it is not one.
+pub(crate) fn node_id(field: &str, s: &str) -> Result<(), Invalid> {
+    if !is_name(s) {
+        return Err(Invalid::new(
+            field,
+            format!(
+                "{field} must be a federation node id, as the federation directory names the node (e.g. gm0363): 1-64 characters of a-z, 0-9, '-', '_' or '.'"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// One of the roles ([`Role`]).
 pub(crate) fn role(field: &str, s: &str) -> Result<Role, Invalid> {
     s.parse::<Role>().map_err(|_| {

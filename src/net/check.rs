@@ -44,6 +44,8 @@ pub fn check_tls(files: &TlsFiles, now: i64, warn_secs: i64) -> Vec<TlsFinding> 
         })
     };
     let renew = "renew it with its CA, replace the file, and send the node SIGHUP";
+    let (ca_setting, crl_setting) = (files.settings.client_ca, files.settings.crl);
+    let (cert_setting, key_setting) = (files.settings.cert, files.settings.key);
 
     // The node's certificate and key.
     let chain = match tls::read_certs("node certificate", &files.cert) {
@@ -52,9 +54,11 @@ pub fn check_tls(files: &TlsFiles, now: i64, warn_secs: i64) -> Vec<TlsFinding> 
             push(
                 true,
                 &files.cert,
-                "tls.cert",
+                cert_setting,
                 e.to_string(),
-                "point tls.cert at the node's certificate chain (PEM, the node's own certificate first) and make it readable by the node's user",
+                &format!(
+                    "point {cert_setting} at the node's certificate chain (PEM, the node's own certificate first) and make it readable by the node's user"
+                ),
             );
             None
         }
@@ -65,13 +69,13 @@ pub fn check_tls(files: &TlsFiles, now: i64, warn_secs: i64) -> Vec<TlsFinding> 
                 if let Some((error, problem)) =
                     lifetime("the node certificate", validity, now, warn_secs)
                 {
-                    push(error, &files.cert, "tls.cert", problem, renew);
+                    push(error, &files.cert, cert_setting, problem, renew);
                 }
             }
             Err(e) => push(
                 true,
                 &files.cert,
-                "tls.cert",
+                cert_setting,
                 format!("the node certificate cannot be read: {e}"),
                 "give a DER-valid X.509 certificate in PEM",
             ),
@@ -83,9 +87,11 @@ pub fn check_tls(files: &TlsFiles, now: i64, warn_secs: i64) -> Vec<TlsFinding> 
             push(
                 true,
                 &files.key,
-                "tls.key",
+                key_setting,
                 format!("cannot read the node key: {e}"),
-                "point tls.key at the private key of the node certificate (PEM: PKCS#8, SEC1 or PKCS#1) and make it readable by the node's user only",
+                &format!(
+                    "point {key_setting} at the private key of the node certificate (PEM: PKCS#8, SEC1 or PKCS#1) and make it readable by the node's user only"
+                ),
             );
             None
         }
@@ -95,7 +101,7 @@ pub fn check_tls(files: &TlsFiles, now: i64, warn_secs: i64) -> Vec<TlsFinding> 
             Err(e) => push(
                 true,
                 &files.key,
-                "tls.key",
+                key_setting,
                 format!("the node key cannot be used: {e}"),
                 "give an ECDSA (P-256, P-384), Ed25519 or RSA private key",
             ),
@@ -107,7 +113,7 @@ pub fn check_tls(files: &TlsFiles, now: i64, warn_secs: i64) -> Vec<TlsFinding> 
                     push(
                         true,
                         &files.key,
-                        "tls.key",
+                        key_setting,
                         format!(
                             "this key does not belong to the certificate in {}",
                             files.cert.display()
@@ -126,9 +132,11 @@ pub fn check_tls(files: &TlsFiles, now: i64, warn_secs: i64) -> Vec<TlsFinding> 
             push(
                 true,
                 &files.client_ca,
-                "tls.client_ca",
+                ca_setting,
                 e.to_string(),
-                "point tls.client_ca at the certificates (PEM) of the CAs that issue your participants' certificates",
+                &format!(
+                    "point {ca_setting} at the certificates (PEM) of the CAs that issue the certificates of those who call this node"
+                ),
             );
             Vec::new()
         }
@@ -138,12 +146,12 @@ pub fn check_tls(files: &TlsFiles, now: i64, warn_secs: i64) -> Vec<TlsFinding> 
         match x509::validity(ca) {
             Ok(validity) => {
                 if let Some((error, problem)) =
-                    lifetime(&format!("client CA {name}"), validity, now, warn_secs)
+                    lifetime(&format!("CA {name}"), validity, now, warn_secs)
                 {
                     push(
                         error,
                         &files.client_ca,
-                        "tls.client_ca",
+                        ca_setting,
                         problem,
                         "replace it with the CA's current certificate, and send the node SIGHUP",
                     );
@@ -152,7 +160,7 @@ pub fn check_tls(files: &TlsFiles, now: i64, warn_secs: i64) -> Vec<TlsFinding> 
             Err(e) => push(
                 true,
                 &files.client_ca,
-                "tls.client_ca",
+                ca_setting,
                 format!("a client CA cannot be read: {e}"),
                 "give DER-valid X.509 certificates in PEM",
             ),
@@ -167,17 +175,21 @@ pub fn check_tls(files: &TlsFiles, now: i64, warn_secs: i64) -> Vec<TlsFinding> 
             Ok(found) if found.is_empty() => push(
                 true,
                 path,
-                "tls.crl",
+                crl_setting,
                 "the file holds no CRL".into(),
-                "put the CA's current CRL (PEM, -----BEGIN X509 CRL-----) in it, or remove the file from tls.crl",
+                &format!(
+                    "put the CA's current CRL (PEM, -----BEGIN X509 CRL-----) in it, or remove the file from {crl_setting}"
+                ),
             ),
             Ok(found) => crls.extend(found),
             Err(e) => push(
                 true,
                 path,
-                "tls.crl",
+                crl_setting,
                 e.to_string(),
-                "fetch the CA's current CRL (PEM) into the file, or remove the file from tls.crl",
+                &format!(
+                    "fetch the CA's current CRL (PEM) into the file, or remove the file from {crl_setting}"
+                ),
             ),
         }
     }
@@ -189,18 +201,23 @@ pub fn check_tls(files: &TlsFiles, now: i64, warn_secs: i64) -> Vec<TlsFinding> 
             push(
                 false,
                 &files.client_ca,
-                "tls.crl",
-                "no CRL is configured (tls.allow_missing_crl): a revoked client certificate is still accepted".into(),
-                "add each client CA's CRL to tls.crl, and keep it current",
+                crl_setting,
+                format!(
+                    "no CRL is configured in {crl_setting} (tls.allow_missing_crl): a revoked certificate is still accepted"
+                ),
+                &format!("add each CA's CRL to {crl_setting}, and keep it current"),
             );
         } else {
             push(
                 true,
                 &files.client_ca,
-                "tls.crl",
-                "no CRL is configured: the node does not start without a CRL of every client CA"
-                    .into(),
-                "add each client CA's CRL to tls.crl, and keep it current (or set tls.allow_missing_crl = true to serve without one, accepting revoked certificates)",
+                crl_setting,
+                format!(
+                    "no CRL is configured in {crl_setting}: the node does not start without a CRL of every CA in {ca_setting}"
+                ),
+                &format!(
+                    "add each CA's CRL to {crl_setting}, and keep it current (or set tls.allow_missing_crl = true to serve without one, accepting revoked certificates)"
+                ),
             );
         }
     }
@@ -210,10 +227,10 @@ pub fn check_tls(files: &TlsFiles, now: i64, warn_secs: i64) -> Vec<TlsFinding> 
     match crl::select(&crls, &cas, &tls::provider()) {
         Err(e) => push(
             true,
-            &error_file(&e),
-            "tls.crl",
+            &error_file(&e, crl_setting),
+            crl_setting,
             e.to_string(),
-            "replace the CRL with the CA's current one, or remove it from tls.crl",
+            &format!("replace the CRL with the CA's current one, or remove it from {crl_setting}"),
         ),
         Ok(deciding) => {
             for d in &deciding {
@@ -224,7 +241,7 @@ pub fn check_tls(files: &TlsFiles, now: i64, warn_secs: i64) -> Vec<TlsFinding> 
                     push(
                         true,
                         &d.path,
-                        "tls.crl",
+                        crl_setting,
                         format!("{what} expired at {}", crl::rfc3339(next)),
                         fix,
                     );
@@ -232,7 +249,7 @@ pub fn check_tls(files: &TlsFiles, now: i64, warn_secs: i64) -> Vec<TlsFinding> 
                     push(
                         false,
                         &d.path,
-                        "tls.crl",
+                        crl_setting,
                         format!(
                             "{what} expires at {} (in {})",
                             crl::rfc3339(next),
@@ -253,17 +270,19 @@ pub fn check_tls(files: &TlsFiles, now: i64, warn_secs: i64) -> Vec<TlsFinding> 
                     push(
                         !files.allow_missing_crl,
                         &files.client_ca,
-                        "tls.crl",
+                        crl_setting,
                         if files.allow_missing_crl {
                             format!(
-                                "client CA {name} has no CRL among tls.crl: with CRLs enforced, every certificate it issued is refused (revocation status unknown)"
+                                "CA {name} has no CRL among {crl_setting}: with CRLs enforced, every certificate it issued is refused (revocation status unknown)"
                             )
                         } else {
                             format!(
-                                "client CA {name} has no CRL among tls.crl: the node does not start without a CRL of every client CA"
+                                "CA {name} has no CRL among {crl_setting}: the node does not start without a CRL of every CA in {ca_setting}"
                             )
                         },
-                        "add this CA's CRL to tls.crl (in a chain, every CA needs its CRL), or remove the CA from tls.client_ca",
+                        &format!(
+                            "add this CA's CRL to {crl_setting} (in a chain, every CA needs its CRL), or remove the CA from {ca_setting}"
+                        ),
                     );
                 }
             }
@@ -272,14 +291,22 @@ pub fn check_tls(files: &TlsFiles, now: i64, warn_secs: i64) -> Vec<TlsFinding> 
     out
 }
 
+/// The hex SHA-256 of the SubjectPublicKeyInfo of the first certificate
+/// in the PEM file at `path` (the key a federation directory pins), if it
+/// reads.
+pub fn leaf_spki_sha256(path: &Path) -> Option<String> {
+    let chain = tls::read_certs("certificate", path).ok()?;
+    x509::spki_sha256_hex(chain.first()?).ok()
+}
+
 /// The file a refused CRL set names first.
-fn error_file(e: &crl::CrlError) -> PathBuf {
+fn error_file(e: &crl::CrlError, crl_setting: &str) -> PathBuf {
     match e {
         crl::CrlError::Read { path, .. } | crl::CrlError::Invalid { path, .. } => path.clone(),
         crl::CrlError::Ambiguous { second, .. } => second.clone(),
         crl::CrlError::RolledBack { path, .. } => path.clone(),
         // A CA with no CRL at all: the setting that lists them.
-        crl::CrlError::Missing { .. } | crl::CrlError::Dropped { .. } => PathBuf::from("tls.crl"),
+        crl::CrlError::Missing { .. } | crl::CrlError::Dropped { .. } => PathBuf::from(crl_setting),
     }
 }
 

@@ -61,9 +61,13 @@ pub enum CrlError {
         second_position: usize,
     },
     #[error(
-        "no CRL from the client CA {issuer}: revocation of its certificates would not be checked; add its CRL to tls.crl, or set tls.allow_missing_crl = true to serve without one"
+        "no CRL from the client CA {issuer}: revocation of its certificates would not be checked; add its CRL to {setting}, or set tls.allow_missing_crl = true to serve without one"
     )]
-    Missing { issuer: String },
+    Missing {
+        issuer: String,
+        /// The setting that lists the CRLs (`tls.crl`, `federation.peer_crl`).
+        setting: &'static str,
+    },
     #[error(
         "the CRLs no longer hold one from {issuer}, which the running configuration has: a reload may not un-revoke certificates; the running configuration is kept"
     )]
@@ -272,6 +276,7 @@ pub(crate) fn require_each_ca(
     deciding: &[Deciding],
     cas: &[CertificateDer<'_>],
     allow_missing: bool,
+    setting: &'static str,
 ) -> Result<(), CrlError> {
     for ca in cas {
         let Ok(subject) = x509::subject_name_der(ca) else {
@@ -282,10 +287,11 @@ pub(crate) fn require_each_ca(
         }
         let issuer = issuer_name(subject);
         if !allow_missing {
-            return Err(CrlError::Missing { issuer });
+            return Err(CrlError::Missing { issuer, setting });
         }
         tracing::warn!(
             %issuer,
+            setting,
             "no CRL from this client CA (tls.allow_missing_crl): revoked certificates of it are accepted"
         );
     }

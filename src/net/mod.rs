@@ -29,6 +29,11 @@
 //!   on PKIoverheid certificates, or a pinned SPKI fingerprint) or an
 //!   unregistered fingerprint. It travels to handlers as
 //!   [`tls::ConnectionInfo`].
+//! - **A peer node is who the directory says, both ways.** A node calling a
+//!   peer ([`peer`]) accepts its server certificate only from a peer CA,
+//!   for the directory's server name, with the key the directory pins for
+//!   that node (`peer::PinnedServerVerifier`); the federation listener
+//!   knows calling nodes only by those pins ([`identity`]).
 //! - **A reload reaches open connections.** After a reload each open
 //!   connection's certificate is checked again on its next request
 //!   (`tls::CertCheck`).
@@ -36,7 +41,7 @@
 //! It exposes the acceptor ([`tls`]), the per-source accounting
 //! ([`sources`]), the registry ([`identity`]), the DER reading of
 //! certificates and CRLs ([`x509`]: OIN, SPKI, fingerprints, CRL fields),
-//! the mTLS client side ([`client`]) and a small certificate authority
+//! the mTLS client side ([`client`]; between federation nodes, [`peer`]) and a small certificate authority
 //! ([`pki`]) that issues the development PKI and the tests' certificates;
 //! the CRL choice (`crl`) is the acceptor's own.
 
@@ -44,6 +49,7 @@ pub mod check;
 pub mod client;
 pub(crate) mod crl;
 pub mod identity;
+pub mod peer;
 pub mod pki;
 pub mod sources;
 pub mod tls;

@@ -243,6 +243,27 @@ impl CertAuthority {
         self.issue(params, now - BACKDATE, now + LEAF_VALIDITY)
     }
 
+    /// A federation node's certificate: one key for both directions —
+    /// serverAuth for the federation listener (SANs from `hosts`) and
+    /// clientAuth for calling peers — so the one key the directory pins
+    /// holds both ways. Valid two years from a day ago.
+    pub fn issue_node(&self, common_name: &str, hosts: &[String]) -> Result<IssuedCert, CertError> {
+        if hosts.is_empty() {
+            return Err(CertError::NoHosts);
+        }
+        let now = OffsetDateTime::now_utc();
+        let mut params = CertificateParams::new(hosts.to_vec())?;
+        params.distinguished_name = DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, common_name);
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        self.issue(params, now - BACKDATE, now + LEAF_VALIDITY)
+    }
+
     /// Client certificate for a participant: CN = name, subject serialNumber =
     /// OIN when given, clientAuth EKU, validity as given.
     ///

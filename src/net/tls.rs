@@ -80,6 +80,44 @@ pub struct TlsFiles {
     /// Serve although a client CA has no CRL (with a warning); otherwise
     /// that is refused at start and reload.
     pub allow_missing_crl: bool,
+    /// The settings of `sluis.toml` that name the client CAs and CRLs, so
+    /// that a message names the one to change.
+    pub settings: TlsSettings,
+}
+
+/// The names of the settings a [`TlsFiles`] comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TlsSettings {
+    pub cert: &'static str,
+    pub key: &'static str,
+    pub client_ca: &'static str,
+    pub crl: &'static str,
+}
+
+impl TlsSettings {
+    /// The node's listener for agencies (`[tls]`).
+    pub const NODE: TlsSettings = TlsSettings {
+        cert: "tls.cert",
+        key: "tls.key",
+        client_ca: "tls.client_ca",
+        crl: "tls.crl",
+    };
+    /// The federation listener (`[federation]`; the node's own server
+    /// certificate).
+    pub const FEDERATION: TlsSettings = TlsSettings {
+        cert: "tls.cert",
+        key: "tls.key",
+        client_ca: "federation.peer_ca",
+        crl: "federation.peer_crl",
+    };
+    /// This node's side of calls to peers (`[federation]`): its certificate
+    /// for calling, the peers' CAs and CRLs.
+    pub const PEERS: TlsSettings = TlsSettings {
+        cert: "federation.client_cert",
+        key: "federation.client_key",
+        client_ca: "federation.peer_ca",
+        crl: "federation.peer_crl",
+    };
 }
 
 /// The one crypto provider of the process: ring. Passed explicitly so that
@@ -161,7 +199,7 @@ pub fn server_config(
     if let Some(running) = running {
         crl::no_rollback(&running.crls, &deciding)?;
     }
-    crl::require_each_ca(&deciding, &cas, files.allow_missing_crl)?;
+    crl::require_each_ca(&deciding, &cas, files.allow_missing_crl, files.settings.crl)?;
     for d in &deciding {
         d.log();
     }

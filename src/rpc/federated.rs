@@ -20,7 +20,7 @@ use tonic::transport::Server;
 use tonic::transport::server::Router;
 use tower::layer::util::{Identity, Stack};
 
-use crate::federation::Federation;
+use crate::federation::{Federation, PeerError};
 use crate::gateway::{
     Code, Exchange, ExchangeError, GetCase, Incoming, Named, Outgoing, ReferCase, Relayed,
     RequestCtx, validate,
@@ -28,6 +28,7 @@ use crate::gateway::{
 use crate::model::consent::{Consent, ConsentEvent, EventKind};
 use crate::model::{Caller, Category, Role};
 use crate::net::identity::Peer;
+use crate::net::peer::PeerTlsError;
 use crate::net::tls::ConnectionInfo;
 use crate::rpc::convert::{
     case_data, case_input, categories, category, consent_pb, invalid, millis, recipients,
@@ -227,7 +228,14 @@ impl Gate {
             .map_err(|e| ExchangeError::FailedPrecondition(e.to_string()))?;
         let node = match peer {
             Peer::Registered(c) => c.participant.as_str(),
-            Peer::Unregistered { .. } => return Err(ExchangeError::Unregistered),
+            // A node-to-node problem, never the agency's: say so, and who
+            // can mend it.
+            Peer::Unregistered { fingerprint } => {
+                return Err(ExchangeError::Forbidden(format!(
+                    "node-to-node: the calling node's certificate (SHA-256 {fingerprint}) carries no key the federation directory (serial {}) of this node pins for a node, so this node does not know which node calls; the calling node's operator must call with the certificate of the key the directory pins for it, or ask the network's operator for a directory that pins its new key and have it installed on this node",
+                    running.directory.serial
+                )));
+            }
         };
         // The connection was admitted under the directory of its time; the
         // node must still be in the one running now.
@@ -300,7 +308,7 @@ pub(crate) async fn forward_get_case(
         &q.purpose,
         &asked,
         async |federation: &Federation, caller: &Caller| {
-            let channel = peer_channel(federation, &node).await?;
+            let (channel, session) = federation.channel(&node).await.map_err(peer_unusable)?;
             let assertion = Assertion::of(ctx, caller);
             let mut client = pb::case_service_client::CaseServiceClient::new(
                 InterceptedService::new(channel, move |r| assertion.apply(r)),
@@ -308,7 +316,15 @@ pub(crate) async fn forward_get_case(
             let answer = client
                 .get_case(message)
                 .await
-                .map_err(|s| peer_refused(&node, &s))?
+                .map_err(|s| match session.refusal() {
+                    Some(refused) => peer_unusable(PeerError::Refused {
+                        node: node.clone(),
+                        serial: federation.serial(),
+                        server_name: String::new(),
+                        source: refused,
+                    }),
+                    None => peer_refused(&node, &s),
+                })?
                 .into_inner();
             // Where this pseudonym's case is, for the caller's next
             // request by it (`located`).
@@ -392,21 +408,6 @@ fn reason_code(r: pb::WithholdReason) -> Option<String> {
         .map(|w| w.as_str().to_string())
 }
 
-/// A channel to peer `node`; one that cannot be made is `UNAVAILABLE`
-/// with the reason `PEER_NODE`.
-async fn peer_channel(
-    federation: &Federation,
-    node: &str,
-) -> Result<tonic::transport::Channel, ExchangeError> {
-    federation
-        .channel(node)
-        .await
-        .map_err(|e| ExchangeError::PeerNode {
-            code: Code::Unavailable,
-            message: e.to_string(),
-        })
-}
-
 fn peer_malformed(node: &str) -> ExchangeError {
     ExchangeError::PeerNode {
         code: Code::Internal,
@@ -462,7 +463,7 @@ pub(crate) async fn refer_case(
         r,
         async |federation: &Federation, caller: &Caller, out: Outgoing| {
             let message = referral_message(out, now)?;
-            let channel = peer_channel(federation, &to).await?;
+            let (channel, session) = federation.channel(&to).await.map_err(peer_unusable)?;
             let assertion = Assertion::of(ctx, caller);
             let mut client = pb::federation_service_client::FederationServiceClient::new(
                 InterceptedService::new(channel, move |r| assertion.apply(r)),
@@ -470,7 +471,15 @@ pub(crate) async fn refer_case(
             client
                 .accept_referral(message)
                 .await
-                .map_err(|s| peer_refused(&to, &s))?;
+                .map_err(|s| match session.refusal() {
+                    Some(refused) => peer_unusable(PeerError::Refused {
+                        node: to.clone(),
+                        serial: federation.serial(),
+                        server_name: String::new(),
+                        source: refused,
+                    }),
+                    None => peer_refused(&to, &s),
+                })?;
             Ok(())
         },
     )
@@ -606,4 +615,53 @@ impl pb::federation_service_server::FederationService for Api {
         })
         .await
     }
+}
+
+/// Why the home node could not make the call, as the agency hears it: the
+/// code by AIP-193 (`UNAVAILABLE` only for what may pass by itself), and who
+/// must act — the agency, this (home) node's operator, the holding node's
+/// operator, or the network's operator. Nothing reached the holding node.
+fn peer_unusable(e: PeerError) -> ExchangeError {
+    let (code, message) = match e {
+        PeerError::Federation(e) => (
+            Code::FailedPrecondition,
+            format!("{e} (by this node's operator)"),
+        ),
+        PeerError::Unknown { node, serial } => (
+            Code::FailedPrecondition,
+            format!(
+                "the federation directory (serial {serial}) names no node '{node}': check the node id in {HOLDING_NODE} (the node that holds the case, as an earlier answer or a referral named it); if it is right, that node is not in the network yet, which its operator settles with the network's operator"
+            ),
+        ),
+        PeerError::Unreachable(node, why) => (
+            Code::Unavailable,
+            format!(
+                "node '{node}' cannot be reached ({why}); nothing was sent to it; retry later; if it lasts, the holding node's operator must check its federation listener at the directory's endpoint"
+            ),
+        ),
+        PeerError::Refused {
+            node,
+            serial,
+            server_name,
+            source,
+        } => {
+            let fix = match &source {
+                PeerTlsError::NotPinned { .. } => format!(
+                    "nothing was sent to it: the holding node's operator must serve the certificate of the key the directory pins, or have the network's operator pin its new key in a newer directory than serial {serial}"
+                ),
+                PeerTlsError::Certificate(_) => format!(
+                    "nothing was sent to it: the holding node's operator must serve a current certificate for '{server_name}' from its CA, or this node's operator must add that CA (and its CRL) to federation.peer_ca (federation.peer_crl)"
+                ),
+                PeerTlsError::RefusedOurs(_) => "nothing was released: the holding node's operator must trust this node's CA (its federation.peer_ca, with a current CRL in federation.peer_crl), and this node's federation.client_cert must be current and carry the key the directory pins for this node (this node's operator)".to_string(),
+                PeerTlsError::Tls(_) | PeerTlsError::Unreachable(_) => {
+                    "nothing was sent to it; the operators of both nodes must compare their TLS settings ([federation])".to_string()
+                }
+            };
+            (
+                Code::FailedPrecondition,
+                format!("node '{node}': {source}; {fix}"),
+            )
+        }
+    };
+    ExchangeError::PeerNode { code, message }
 }

@@ -112,11 +112,19 @@ pub async fn prepare(id: &'static str) -> Prepared {
         &std::fs::read_to_string(pki.join("ca.key")).unwrap(),
     )
     .unwrap();
+    // One node key both ways: peers pin it on the calls this node makes
+    // and on its federation listener's certificate.
     let node_cert = ca
-        .issue_client(&ClientCertSpec::new(&format!("sluis node {id}"), None))
+        .issue_node(
+            &format!("sluis node {id}"),
+            &["localhost".into(), "127.0.0.1".into()],
+        )
         .unwrap();
     std::fs::write(dir.path().join("node.pem"), &node_cert.cert_pem).unwrap();
     std::fs::write(dir.path().join("node.key"), &node_cert.key_pem).unwrap();
+    let tls = config.tls_files();
+    std::fs::write(&tls.cert, &node_cert.cert_pem).unwrap();
+    std::fs::write(&tls.key, &node_cert.key_pem).unwrap();
     if id == C {
         // A second municipality, registered on C with a certificate of C's CA.
         let oin = "00000001000000000099";

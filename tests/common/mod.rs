@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod by_hand;
+pub mod federated;
 pub mod federation;
 pub mod private_pg;
 pub mod served;
