@@ -267,27 +267,31 @@ fn crypto_benches(keys: &Keys) {
     });
     // The data subject id of the Logboek Dataverwerkingen fields, in every
     // record that names a subject: the case's id opened from the vault,
-    // then sealed for the privacy officer with HPKE (RFC 9180: X25519,
-    // HKDF-SHA256, ChaCha20-Poly1305), a fresh encapsulation per record
-    // (`Exchange::name_subject`).
+    // then sealed for the privacy officer (`Exchange::name_subject`): under
+    // the key exported from the epoch's HPKE context (RFC 9180: X25519,
+    // HKDF-SHA256, ChaCha20-Poly1305), one encapsulation per epoch of
+    // `EPOCH_RECORDS` records, so the figure includes that share.
     let (_, officer) = OfficerSecret::generate();
     let officer = OfficerKey::parse(&officer).expect("officer key");
     let request_id = uuid::Uuid::now_v7().to_string();
-    bench("officer: HPKE seal of a V-number for one record", || {
-        black_box(
-            officer
-                .seal(
-                    black_box(&request_id),
-                    SubjectIdType::Vreemdelingennummer,
-                    black_box("1234567890"),
-                )
-                .expect("seals"),
-        );
-    });
+    bench(
+        "officer: seal of a V-number for one record (epoch key)",
+        || {
+            black_box(
+                officer
+                    .seal(
+                        black_box(&request_id),
+                        SubjectIdType::Vreemdelingennummer,
+                        black_box("1234567890"),
+                    )
+                    .expect("seals"),
+            );
+        },
+    );
     let id_aad = b"sluis/v1/case/0190c4e2-7b1a-4c3e-9f00-1a2b3c4d5e6f/subject_id";
     let sealed_id = keys.seal(id_aad, b"\x011234567890").expect("seal");
     bench(
-        "officer: vault open + HPKE seal (the record's data subject id)",
+        "officer: vault open + seal (the record's data subject id)",
         || {
             let plain = keys.open(id_aad, black_box(&sealed_id)).expect("opens");
             let value = std::str::from_utf8(&plain[1..]).expect("text");

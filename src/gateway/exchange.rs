@@ -736,8 +736,9 @@ impl Exchange {
     /// Names the case's subject in a record: as the audit domain's
     /// pseudonym, and — when the node has the officer's key and the case
     /// its V-number or BSN — as LDV's `data_subject_id`, sealed to the
-    /// officer for this record alone. The id is in the clear only in this
-    /// function's memory.
+    /// officer under the current epoch's key with this record's own nonce
+    /// (`gateway::officer`): it opens on its own and links to no other
+    /// record. The id is in the clear only in this function's memory.
     pub(super) fn name_subject(&self, rec: &mut AccessRecord, case: &CaseMeta) {
         rec.subject = Some(self.subject_for_audit(case));
         let (Some(officer), Some(sealed), Some(ldv)) =

@@ -207,7 +207,9 @@ impl SubjectIdType {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SealedSubject {
     pub id_type: SubjectIdType,
-    /// The HPKE encapsulated key followed by the ciphertext.
+    /// As `gateway::officer` seals it: `0x02 ‖ enc ‖ index ‖ ciphertext`
+    /// (an epoch's HPKE encapsulated key, the record's index in the epoch),
+    /// or in records written before epochs `enc ‖ ciphertext`.
     pub sealed: Vec<u8>,
 }
 
