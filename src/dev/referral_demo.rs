@@ -51,12 +51,17 @@ fn member(dir: &Path, config: Config) -> anyhow::Result<Member> {
         &read_file(&pki.join("ca.pem"))?,
         &read_file(&pki.join("ca.key"))?,
     )?;
-    let node_cert = ca.issue_client(&ClientCertSpec::new(
+    // One node key both ways: the peer pins it on the calls this node makes
+    // and on its federation listener's certificate (`tls.cert`).
+    let node_cert = ca.issue_node(
         &format!("sluis node {}", config.node.name),
-        None,
-    ))?;
+        &["localhost".into(), "127.0.0.1".into()],
+    )?;
     std::fs::write(dir.join("node.pem"), &node_cert.cert_pem)?;
     std::fs::write(dir.join("node.key"), &node_cert.key_pem)?;
+    let tls = config.tls_files();
+    std::fs::write(&tls.cert, &node_cert.cert_pem)?;
+    std::fs::write(&tls.key, &node_cert.key_pem)?;
     Ok(Member {
         dir: dir.to_path_buf(),
         config,
