@@ -248,9 +248,11 @@ pub(crate) fn method_words(m: &str, lang: Lang) -> &str {
             "referred your case to another municipality's node",
             "droeg uw dossier over aan het knooppunt van een andere gemeente",
         ),
+        // Recorded on the receiving node with the referring owner as the
+        // caller: the line names who handed the case over.
         "AcceptReferral" => (
-            "took over your case from another municipality's node",
-            "nam uw dossier over van het knooppunt van een andere gemeente",
+            "handed your case over to this municipality's node",
+            "droeg uw dossier over aan het knooppunt van deze gemeente",
         ),
         "ListEmergencyAlerts" => (
             "looked at the emergency accesses to your data awaiting review",

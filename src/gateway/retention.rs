@@ -346,13 +346,7 @@ impl Exchange {
         let announced = self.announced.0.load(Ordering::Relaxed);
         if pending == 0 {
             if announced == current {
-                let mut rec = self.own_record(ROTATE_METHOD);
-                rec.detail = format!(
-                    "data key version {current}: every case key is wrapped under it; older versions removable: {}",
-                    list(&status.removable())
-                );
-                self.append_own(&rec).await?;
-                self.announced.0.store(0, Ordering::Relaxed);
+                self.announce_done(current, &status).await?;
             }
             return Ok(0);
         }
@@ -394,7 +388,29 @@ impl Exchange {
                 "data key version {current}: {done} of {pending} case keys re-wrapped"
             ));
         }
-        Ok((pending - done as i64).max(0))
+        let left = (pending - done as i64).max(0);
+        if left == 0 {
+            // Done in this run: said now, not on a later run that a stop
+            // of the node could prevent.
+            let status = self.key_status().await?;
+            if status.pending() - status.legacy == 0 {
+                self.announce_done(current, &status).await?;
+            }
+        }
+        Ok(left)
+    }
+
+    /// The record that ends a rotation: every case key is wrapped under
+    /// `current`, and which older versions' files may go.
+    async fn announce_done(&self, current: u32, status: &KeyStatus) -> Result<(), ExchangeError> {
+        let mut rec = self.own_record(ROTATE_METHOD);
+        rec.detail = format!(
+            "data key version {current}: every case key is wrapped under it; older versions removable: {}",
+            list(&status.removable())
+        );
+        self.append_own(&rec).await?;
+        self.announced.0.store(0, Ordering::Relaxed);
+        Ok(())
     }
 }
 

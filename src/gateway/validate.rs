@@ -161,7 +161,7 @@ pub(crate) fn line(field: &str, s: &str, max: usize) -> Result<(), Invalid> {
         return Err(Invalid::new(
             field,
             format!(
-                "{field} must not begin or end with spaces or other white space: it is signed into the receipt as given"
+                "{field} must not begin or end with spaces or other white space: it is recorded and signed as given"
             ),
         ));
     }
