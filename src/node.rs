@@ -287,6 +287,22 @@ async fn open_gateway(config: &Config) -> Result<Gateway, NodeError> {
     let (store, log_sink) =
         Store::open(&config.database_url()?, &config.pool_settings(), true).await?;
     let store = store.claim_for_node(config.cache_bounds())?;
+    // The directory never goes back, across a restart as across a reload:
+    // the highest serial run with is kept in the database.
+    if let Some(f) = &federation {
+        let offered = f.serial();
+        let seen = match store.directory_serial_seen(offered).await {
+            Ok(seen) => seen,
+            Err(e) => {
+                store.close().await;
+                return Err(e.into());
+            }
+        };
+        if offered < seen {
+            store.close().await;
+            return Err(crate::federation::FederationError::BehindSeen { seen, offered }.into());
+        }
+    }
     let audit = match AuditLog::start(
         store.clone(),
         log_sink,

@@ -103,6 +103,13 @@ impl NodeDir {
         };
         for _ in 0..400 {
             if let Some(status) = served.child.try_wait().unwrap() {
+                // Between two runs another process may take the node's
+                // port (an ephemeral client port of a test beside this
+                // one): the node moves to a free one, as an operator would.
+                if served.log().contains("Address already in use") && self.runs < 20 {
+                    self.move_to_free_ports();
+                    return Box::pin(self.serve()).await;
+                }
                 panic!(
                     "sluis serve exited with {status} before serving:\n{}",
                     served.log()
@@ -115,6 +122,30 @@ impl NodeDir {
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
         panic!("sluis serve did not accept connections:\n{}", served.log());
+    }
+
+    /// Rewrites the node's listen addresses (the gateway's and the probes')
+    /// to ports free now.
+    fn move_to_free_ports(&mut self) {
+        let config = self.config();
+        let text = std::fs::read_to_string(&config).unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let probes = format!("127.0.0.1:{}", free_port());
+        let text: String = text
+            .lines()
+            .map(|l| {
+                if l.starts_with("listen = \"") && l.contains(&self.addr.to_string()) {
+                    format!("listen = \"{addr}\"")
+                } else if l.starts_with("listen = \"") {
+                    format!("listen = \"{probes}\"")
+                } else {
+                    l.to_string()
+                }
+            })
+            .map(|l| l + "\n")
+            .collect();
+        std::fs::write(&config, text).unwrap();
+        self.addr = addr;
     }
 
     async fn client(&self, participant: &str) -> Result<Clients, tonic::transport::Error> {

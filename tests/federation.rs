@@ -197,3 +197,41 @@ async fn forwarded_reads_forged_assertions_and_directory_lifetime() {
         n.node.shutdown().await.unwrap();
     }
 }
+
+/// A directory never goes back, across a restart as across a reload: the
+/// highest serial a node has run with is kept in its database, so an older
+/// signed directory put back in place (with its old pins) stops the start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_older_directory_is_refused_after_a_restart() {
+    let (key, mut nodes, dir_nodes) = started_network().await;
+    let a = nodes.remove(0);
+    let first = std::fs::read(a.directory_path()).unwrap();
+    let newer = reissue(
+        &dir_nodes,
+        2,
+        OffsetDateTime::now_utc() + time::Duration::days(30),
+    );
+    write_directory(&[&a], &key, &newer);
+    let Started {
+        node, config, dir, ..
+    } = a;
+    node.shutdown().await.unwrap();
+
+    // Started with serial 2: the node keeps that it has seen it.
+    let node = sluis::node::Node::start(&config)
+        .await
+        .expect("serial 2 starts");
+    node.shutdown().await.unwrap();
+
+    // Serial 1 put back: refused, saying what to do.
+    std::fs::write(dir.path().join("federation.note"), &first).unwrap();
+    let refused = match sluis::node::Node::start(&config).await {
+        Ok(_) => panic!("a node started with an older directory than it ran with"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        refused.contains("serial 1, older than serial 2"),
+        "{refused}"
+    );
+    assert!(refused.contains("newest signed directory"), "{refused}");
+}

@@ -584,6 +584,9 @@ async fn wait_for_signals(node: &Node, path: &Path, ready: impl FnOnce()) {
                     }
                     if let Some(f) = node.federation() {
                         f.reload_logged();
+                        if let Err(e) = node.store.directory_serial_seen(f.serial()).await {
+                            tracing::error!(error = %e, "the federation directory's serial could not be kept; a restart would not refuse an older directory");
+                        }
                     }
                     notify(&[sd_notify::NotifyState::Ready]);
                 }

@@ -95,6 +95,10 @@ pub enum FederationError {
     )]
     Older { running: u64, offered: u64 },
     #[error(
+        "the federation directory has serial {offered}, older than serial {seen} this node has already run with: put the newest signed directory in place (a directory never goes back, so that old pins do not come back)"
+    )]
+    BehindSeen { seen: u64, offered: u64 },
+    #[error(
         "the federation directory (serial {serial}) expired at {at}: federated calls are refused until a newer one is installed"
     )]
     Expired { serial: u64, at: String },

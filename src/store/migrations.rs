@@ -63,6 +63,11 @@ pub(super) const SQLITE: &[Migration] = &[
         name: "case keys",
         sql: include_str!("../../migrations/sqlite/0011_case_keys.sql"),
     },
+    Migration {
+        version: 12,
+        name: "federation directory",
+        sql: include_str!("../../migrations/sqlite/0012_federation_directory.sql"),
+    },
 ];
 
 pub(super) const POSTGRES: &[Migration] = &[
@@ -115,6 +120,11 @@ pub(super) const POSTGRES: &[Migration] = &[
         version: 11,
         name: "case keys",
         sql: include_str!("../../migrations/postgres/0011_case_keys.sql"),
+    },
+    Migration {
+        version: 12,
+        name: "federation directory",
+        sql: include_str!("../../migrations/postgres/0012_federation_directory.sql"),
     },
 ];
 

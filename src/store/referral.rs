@@ -103,6 +103,15 @@ impl Store {
         on_store!(&self.backend, b => b.located(recipient, pseudonym).await)
     }
 
+    /// Records that this node runs with federation directory `serial` and
+    /// answers the highest serial it has ever run with (this one or a
+    /// higher one): a caller refuses a directory below it.
+    pub(crate) async fn directory_serial_seen(&self, serial: u64) -> Result<u64, StoreError> {
+        let serial = i64::try_from(serial).unwrap_or(i64::MAX);
+        let highest = on_store!(&self.backend, b => b.directory_serial_seen(serial).await)?;
+        Ok(u64::try_from(highest).unwrap_or(0))
+    }
+
     /// Remembers that `node` issued `pseudonym` to `recipient`.
     pub(crate) async fn remember_located(
         &self,

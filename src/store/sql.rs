@@ -202,6 +202,12 @@ pub(super) const REFERRED_TO: &str = "SELECT node FROM referred_cases WHERE case
 pub(super) const INSERT_REFERRED: &str =
     "INSERT INTO referred_cases (case_id, node, request_id, at) VALUES ($1, $2, $3, $4)";
 pub(super) const FORGET_REFERRED: &str = "DELETE FROM referred_cases WHERE case_id = $1";
+/// Raises the highest directory serial seen (never lowers it).
+pub(super) const RAISE_DIRECTORY_SERIAL: &str =
+    "INSERT INTO federation_directory (id, serial) VALUES (1, $1)
+     ON CONFLICT (id) DO UPDATE SET serial = excluded.serial
+     WHERE excluded.serial > federation_directory.serial";
+pub(super) const DIRECTORY_SERIAL: &str = "SELECT serial FROM federation_directory WHERE id = 1";
 pub(super) const LOCATE_PSEUDONYM: &str =
     "SELECT node FROM federation_pseudonyms WHERE recipient = $1 AND pseudonym = $2";
 pub(super) const PUT_LOCATED: &str =
@@ -347,6 +353,7 @@ pub(super) const WITH_PARAMETERS: &[&str] = &[
     REFERRED_TO,
     INSERT_REFERRED,
     FORGET_REFERRED,
+    RAISE_DIRECTORY_SERIAL,
     LOCATE_PSEUDONYM,
     PUT_LOCATED,
     FORGET_LOCATED,

@@ -116,6 +116,22 @@ impl PgStore {
         self.first(q, rows::text).await
     }
 
+    pub(in crate::store) async fn directory_serial_seen(
+        &self,
+        serial: i64,
+    ) -> Result<i64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(sql::RAISE_DIRECTORY_SERIAL)
+            .bind(serial)
+            .execute(&mut *tx)
+            .await?;
+        let highest: i64 = sqlx::query_scalar(sql::DIRECTORY_SERIAL)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(highest)
+    }
+
     pub(in crate::store) async fn remember_located(
         &self,
         recipient: &str,

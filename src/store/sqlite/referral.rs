@@ -116,6 +116,23 @@ impl SqliteStore {
             .await
     }
 
+    pub(in crate::store) async fn directory_serial_seen(
+        &self,
+        serial: i64,
+    ) -> Result<i64, StoreError> {
+        self.write(move |c| {
+            let tx = write::begin(c)?;
+            tx.prepare_cached(sql::RAISE_DIRECTORY_SERIAL)?
+                .execute(params![serial])?;
+            let highest: i64 = tx
+                .prepare_cached(sql::DIRECTORY_SERIAL)?
+                .query_row([], |r| r.get(0))?;
+            tx.commit()?;
+            Ok(highest)
+        })
+        .await
+    }
+
     pub(in crate::store) async fn remember_located(
         &self,
         recipient: &str,
