@@ -285,6 +285,24 @@ async fn a_referral_moves_the_case_whole_and_only_with_consent() {
         Some(C)
     );
 
+    // B's privacy officer still reports every access B made to the case,
+    // the referral included (GDPR art. 15): the data left, the log did not.
+    let report = b
+        .client("fg-utrecht")
+        .await
+        .audit
+        .subject_access_report(pb::SubjectAccessReportRequest {
+            subject: Some(pb::subject_access_report_request::Subject::CaseId(
+                case_id.clone(),
+            )),
+        })
+        .await
+        .expect("a report of a referred case at its old node")
+        .into_inner();
+    let methods: Vec<&str> = report.entries.iter().map(|e| e.method.as_str()).collect();
+    assert!(methods.contains(&"RegisterCase"), "{methods:?}");
+    assert!(methods.contains(&"ReferCase"), "{methods:?}");
+
     // C serves it: to its new owner, and to every recipient under the
     // pseudonym it had — IND through A naming C, then by its pseudonym
     // alone; the NGO at its home node C directly.

@@ -806,20 +806,25 @@ async fn report(
                     "on the node's host the report takes --case; by V-number or BSN, ask the node (--node URL with your certificate), which finds the cases through its keyed index"
                 );
             };
-            let Some(case) = store.case_meta(&case_id).await? else {
-                anyhow::bail!("not found: no case with this --case on this node");
+            let reported = match store.case_meta(&case_id).await? {
+                Some(case) => {
+                    let keys = Keys::load(&config.path(&config.node.keys_dir)).context(
+                        "the report names the subject as the log does, with the node's pseudonym key",
+                    )?;
+                    oversight::ReportedCase::of(&case, keys.pseudonym_secret())
+                }
+                // Referred to another node: its accesses here, as the log
+                // names them.
+                None => match store.referred_to(&case_id).await? {
+                    Some(_) => oversight::reported_from_log(store, &case_id)
+                        .await?
+                        .context("not found: no entry of the access log names this --case")?,
+                    None => anyhow::bail!("not found: no case with this --case on this node"),
+                },
             };
-            let keys = Keys::load(&config.path(&config.node.keys_dir)).context(
-                "the report names the subject as the log does, with the node's pseudonym key",
-            )?;
             let registry = Registry::new(&config.participants);
-            let r = oversight::subject_report(
-                store,
-                &registry,
-                &config.node.name,
-                &[oversight::ReportedCase::of(&case, keys.pseudonym_secret())],
-            )
-            .await?;
+            let r =
+                oversight::subject_report(store, &registry, &config.node.name, &[reported]).await?;
             let r = oversight::reworded(r, &config.node.name, lang);
             Ok((config.node.name.clone(), r.case_ids, r.entries))
         }

@@ -506,6 +506,25 @@ impl ReportedCase {
     }
 }
 
+/// A case this node no longer holds (referred to another node) as a
+/// report covers it: its audit pseudonym as the node's own entries of the
+/// case name it, so the accesses made here stay reportable (GDPR art. 15)
+/// after the data left. `None` when no entry of the log names the case.
+pub(crate) async fn reported_from_log(
+    store: &Store,
+    case_id: &str,
+) -> Result<Option<ReportedCase>, crate::store::StoreError> {
+    let rows = store.subject_log(case_id, "", 0, 100).await?;
+    Ok(rows
+        .into_iter()
+        .filter(|r| r.case_id.as_deref() == Some(case_id))
+        .find_map(|r| r.subject)
+        .map(|subject| ReportedCase {
+            case_id: case_id.to_string(),
+            subject,
+        }))
+}
+
 /// Every access to the cases of one subject, in order, with the report
 /// text: each entry of a case, and each entry that names its subject among
 /// others (a listing that returned it, an officer's read of the log).
@@ -723,10 +742,22 @@ impl Exchange {
         let result = async {
             self.officer(ctx)?;
             let case_ids = match subject {
-                SubjectRef::CaseId(id) => {
-                    let case = self.case_by_id(&id).await?;
-                    vec![case.id]
-                }
+                SubjectRef::CaseId(id) => match self.case_by_id(&id).await {
+                    Ok(case) => vec![case.id],
+                    // Referred away: its accesses here are still reported.
+                    Err(e)
+                        if self
+                            .store
+                            .referred_to(&id)
+                            .await
+                            .map_err(internal)?
+                            .is_some() =>
+                    {
+                        let _ = e;
+                        vec![id]
+                    }
+                    Err(e) => return Err(e),
+                },
                 SubjectRef::VNumber(v) => {
                     self.cases_of(&SubjectKey::v_number("v_number", &v)?)
                         .await?
@@ -747,6 +778,10 @@ impl Exchange {
                         case_id: meta.id.clone(),
                         subject: self.subject_for_audit(&meta),
                     });
+                } else if let Some(case) =
+                    reported_from_log(&self.store, id).await.map_err(internal)?
+                {
+                    cases.push(case);
                 }
             }
             match cases.as_slice() {
