@@ -13,8 +13,10 @@
 //! A refusal is typed ([`PeerTlsError`]) so the caller can say who must
 //! fix it. In TLS 1.3 the server judges the client certificate after the
 //! client's handshake has ended, so a peer that refuses this node's
-//! certificate is seen only on the first read: [`Session`] keeps the alert
-//! it sent, for the caller to name when its call fails.
+//! certificate is seen only on the first read: [`PeerTls::connect`] reads
+//! what the peer sends first before handing the stream to HTTP/2, and
+//! [`Session`] keeps any alert that comes later, for the caller to name
+//! when its call fails.
 
 use std::io;
 use std::net::SocketAddr;
@@ -29,7 +31,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, OtherError, SignatureScheme};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tonic::transport::{Channel, Endpoint};
@@ -40,6 +42,9 @@ use crate::net::x509;
 
 /// How long a peer has to accept the connection and finish the handshake.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Room for the peer's first bytes (its HTTP/2 SETTINGS frame, a few dozen).
+const FIRST_READ: usize = 4096;
 
 /// This node's side of node-to-node TLS: the peer CAs (and their CRLs) and
 /// this node's certificate and key. Read once at start.
@@ -230,9 +235,32 @@ impl PeerTls {
                     CONNECT_TIMEOUT.as_secs()
                 ))
             })??;
+        // In TLS 1.3 the peer judges this node's certificate after our side
+        // of the handshake has ended: its verdict is the first thing it
+        // sends, an alert or (an HTTP/2 server speaks first) its SETTINGS.
+        // Reading it before the HTTP/2 client writes keeps the alert from
+        // being lost to a reset when our preface meets a closed socket.
+        let mut stream = stream;
+        let mut first = vec![0u8; FIRST_READ];
+        let n = tokio::time::timeout(CONNECT_TIMEOUT, stream.read(&mut first))
+            .await
+            .map_err(|_| {
+                PeerTlsError::Unreachable(format!(
+                    "no HTTP/2 settings within {} s of the handshake",
+                    CONNECT_TIMEOUT.as_secs()
+                ))
+            })?
+            .map_err(|e| classify(&e))?;
+        if n == 0 {
+            return Err(PeerTlsError::Unreachable(
+                "it closed the connection right after the handshake".into(),
+            ));
+        }
+        first.truncate(n);
         let session = Session::default();
         let once = Mutex::new(Some(Watched {
             inner: stream,
+            first,
             session: session.clone(),
         }));
         let connector = tower::service_fn(move |_: http::Uri| {
@@ -271,6 +299,8 @@ impl Session {
 /// The TLS stream, noting the first read error that carries a TLS alert.
 struct Watched<S> {
     inner: S,
+    /// What the peer sent first, read before the HTTP/2 client took over.
+    first: Vec<u8>,
     session: Session,
 }
 
@@ -280,6 +310,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if !self.first.is_empty() {
+            let k = buf.remaining().min(self.first.len());
+            buf.put_slice(&self.first[..k]);
+            self.first.drain(..k);
+            return Poll::Ready(Ok(()));
+        }
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         if let Poll::Ready(Err(e)) = &r
             && let Some(rustls::Error::AlertReceived(_)) = rustls_error(e)
