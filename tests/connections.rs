@@ -297,76 +297,77 @@ async fn an_unregistered_certificate_cannot_write_a_record_per_request() {
     );
 }
 
-/// Adds `addrs` to the loopback interface for the life of the value, so a
-/// test can connect from several IPv6 sources; the reason why not on
-/// a machine where that is not allowed (not root, IPv6 off).
-struct LoopbackV6(Vec<&'static str>);
+/// Tests that add addresses to the loopback interface: run as root with
+/// `-- --ignored needs_root::`.
+mod needs_root {
+    use super::*;
 
-impl LoopbackV6 {
-    fn add(addrs: &[&'static str]) -> Result<LoopbackV6, String> {
-        let mut added = LoopbackV6(Vec::new());
-        for a in addrs {
-            let out = std::process::Command::new("ip")
-                .args(["-6", "addr", "add", &format!("{a}/128"), "dev", "lo"])
-                .output()
-                .map_err(|e| format!("cannot run `ip`: {e}"))?;
-            let said = String::from_utf8_lossy(&out.stderr);
-            if !out.status.success() && !said.contains("exists") {
-                return Err(format!("`ip -6 addr add {a}` refused: {}", said.trim()));
+    /// Adds `addrs` to the loopback interface for the life of the value, so
+    /// a test can connect from several IPv6 sources.
+    struct LoopbackV6(Vec<&'static str>);
+
+    impl LoopbackV6 {
+        fn add(addrs: &[&'static str]) -> Result<LoopbackV6, String> {
+            let mut added = LoopbackV6(Vec::new());
+            for a in addrs {
+                let out = std::process::Command::new("ip")
+                    .args(["-6", "addr", "add", &format!("{a}/128"), "dev", "lo"])
+                    .output()
+                    .map_err(|e| format!("cannot run `ip`: {e}"))?;
+                let said = String::from_utf8_lossy(&out.stderr);
+                if !out.status.success() && !said.contains("exists") {
+                    return Err(format!("`ip -6 addr add {a}` refused: {}", said.trim()));
+                }
+                added.0.push(a);
             }
-            added.0.push(a);
-        }
-        Ok(added)
-    }
-}
-
-impl Drop for LoopbackV6 {
-    fn drop(&mut self) {
-        for a in &self.0 {
-            let _ = std::process::Command::new("ip")
-                .args(["-6", "addr", "del", &format!("{a}/128"), "dev", "lo"])
-                .output();
+            Ok(added)
         }
     }
-}
 
-/// Over real IPv6: addresses inside one /64 are one source (rotating the
-/// interface identifier does not buy more connections), the next /64 is
-/// another; the limit's count names the /64.
-#[tokio::test]
-async fn ipv6_addresses_in_one_64_are_one_source() {
-    const SAME: [&str; 3] = ["fd00:5:1:2::a", "fd00:5:1:2::b", "fd00:5:1:2::c"];
-    const OTHER: &str = "fd00:5:1:3::a";
-    let _lo = match LoopbackV6::add(&[SAME[0], SAME[1], SAME[2], OTHER]) {
-        Ok(lo) => lo,
-        Err(why) => {
-            eprintln!("SKIPPED ipv6_addresses_in_one_64_are_one_source: {why}");
-            return;
+    impl Drop for LoopbackV6 {
+        fn drop(&mut self) {
+            for a in &self.0 {
+                let _ = std::process::Command::new("ip")
+                    .args(["-6", "addr", "del", &format!("{a}/128"), "dev", "lo"])
+                    .output();
+            }
         }
-    };
-    let node = two_per_source("[::1]:0").await;
-    let cert = unregistered(&node);
-    let id = (cert.cert_pem.clone(), cert.key_pem.clone());
-    let _first = tls_from(&node, SAME[0], id.clone())
-        .await
-        .expect("first address of the /64");
-    let _second = tls_from(&node, SAME[1], id.clone())
-        .await
-        .expect("second address of the /64");
-    assert!(
-        tls_from(&node, SAME[2], id.clone()).await.is_err(),
-        "a third address of the same /64 was let in as a new source"
-    );
-    let prefix = Source::of("fd00:5:1:2::".parse().unwrap());
-    assert_eq!(prefix.to_string(), "fd00:5:1:2::/64");
-    assert_eq!(node.node.sources.open_now(prefix), 2);
-    let _other = tls_from(&node, OTHER, id.clone())
-        .await
-        .expect("the next /64 is another source");
-    assert_eq!(
-        node.node
-            .sources
-            .open_now(Source::of(OTHER.parse().unwrap())),
-        1
-    );
+    }
+
+    /// Over real IPv6: addresses inside one /64 are one source (rotating
+    /// the interface identifier does not buy more connections), the next
+    /// /64 is another; the limit's count names the /64.
+    #[tokio::test]
+    #[ignore = "needs root to add IPv6 addresses to lo: run with `cargo test --test connections -- --ignored needs_root::` (as .ci/run does as root)"]
+    async fn ipv6_addresses_in_one_64_are_one_source() {
+        const SAME: [&str; 3] = ["fd00:5:1:2::a", "fd00:5:1:2::b", "fd00:5:1:2::c"];
+        const OTHER: &str = "fd00:5:1:3::a";
+        let _lo = LoopbackV6::add(&[SAME[0], SAME[1], SAME[2], OTHER])
+            .unwrap_or_else(|why| panic!("this test needs root and IPv6 on lo: {why}"));
+        let node = two_per_source("[::1]:0").await;
+        let cert = unregistered(&node);
+        let id = (cert.cert_pem.clone(), cert.key_pem.clone());
+        let _first = tls_from(&node, SAME[0], id.clone())
+            .await
+            .expect("first address of the /64");
+        let _second = tls_from(&node, SAME[1], id.clone())
+            .await
+            .expect("second address of the /64");
+        assert!(
+            tls_from(&node, SAME[2], id.clone()).await.is_err(),
+            "a third address of the same /64 was let in as a new source"
+        );
+        let prefix = Source::of("fd00:5:1:2::".parse().unwrap());
+        assert_eq!(prefix.to_string(), "fd00:5:1:2::/64");
+        assert_eq!(node.node.sources.open_now(prefix), 2);
+        let _other = tls_from(&node, OTHER, id.clone())
+            .await
+            .expect("the next /64 is another source");
+        assert_eq!(
+            node.node
+                .sources
+                .open_now(Source::of(OTHER.parse().unwrap())),
+            1
+        );
+    }
 }
