@@ -63,6 +63,8 @@ pub enum ReloadError {
     Policy(#[from] PolicyError),
     #[error("TLS: {0}")]
     Tls(#[from] TlsError),
+    #[error("federation: {0}")]
+    Federation(crate::federation::FederationError),
     #[error("the reload could not be recorded in the access log")]
     NotRecorded,
 }
@@ -92,7 +94,8 @@ pub struct Node {
     pub sources: Arc<Sources>,
     /// The requests in progress; shutdown waits for them.
     pub in_flight: crate::rpc::InFlight,
-    tls_files: TlsFiles,
+    /// The TLS files the configuration names, as of the last reload.
+    tls_files: std::sync::Mutex<TlsFiles>,
     tls_tx: watch::Sender<Arc<tls::TlsConfig>>,
     registry_tx: watch::Sender<Arc<Registry>>,
     shutdown: Option<oneshot::Sender<()>>,
@@ -105,8 +108,8 @@ pub struct Node {
     probes: Option<Probes>,
     /// The running federation directory (`[federation]`), if the node is in one.
     federation: Option<Arc<crate::federation::Federation>>,
-    /// The federation listener's stop signal and task.
-    federation_listener: Option<Probes>,
+    /// The federation listener, if `[federation] listen` is set.
+    federation_listener: Option<FederationListener>,
 }
 
 /// The plain probes listener's stop signal and task.
@@ -216,18 +219,11 @@ async fn serve_federation(
     federation: Arc<crate::federation::Federation>,
     exchange: Arc<Exchange>,
     in_flight: crate::rpc::InFlight,
-) -> Result<
-    (
-        SocketAddr,
-        oneshot::Sender<()>,
-        JoinHandle<Result<(), NodeError>>,
-    ),
-    NodeError,
-> {
+) -> Result<FederationListener, NodeError> {
     let files = config
         .federation_tls_files()
         .unwrap_or_else(|| config.tls_files());
-    let (_tls_tx, tls_rx) = watch::channel(tls::server_config(&files, None)?);
+    let (tls_tx, tls_rx) = watch::channel(tls::server_config(&files, None)?);
     let (listener, bound) = bind(addr).await?;
     let on_failure = on_handshake_failure(&exchange);
     let incoming = tls::serve_tls(
@@ -248,9 +244,6 @@ async fn serve_federation(
     )?;
     let (stop, stop_rx) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        // The sender lives as long as the listener: the TLS files are
-        // read once (a reload of the peers' CAs is for a later round).
-        let _tls_tx = _tls_tx;
         routes
             .serve_with_incoming_shutdown(ReceiverStream::new(incoming), async {
                 let _ = stop_rx.await;
@@ -259,7 +252,21 @@ async fn serve_federation(
         Ok(())
     });
     tracing::info!(federation = %bound, "federation listener (peer nodes, mTLS)");
-    Ok((bound, stop, task))
+    Ok(FederationListener {
+        addr: bound,
+        tls_tx,
+        stop,
+        task,
+    })
+}
+
+/// The federation listener: its address, the TLS configuration it accepts
+/// with (replaced on reload), and its stop signal and task.
+struct FederationListener {
+    addr: SocketAddr,
+    tls_tx: watch::Sender<Arc<tls::TlsConfig>>,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Result<(), NodeError>>,
 }
 
 /// The gateway of a node without its listeners: keys, policy, registry,
@@ -546,8 +553,7 @@ impl Node {
             },
             _ => None,
         };
-        let federation_addr = federation_listener.as_ref().map(|(a, _, _)| *a);
-        let federation_listener = federation_listener.map(|(_, stop, task)| (stop, task));
+        let federation_addr = federation_listener.as_ref().map(|l| l.addr);
         let probes_addr = probes.as_ref().map(|(a, _, _)| *a);
         let probes = probes.map(|(_, stop, task)| (stop, task));
         let health_task = tokio::spawn(health.follow(store.clone(), exchange.clone()));
@@ -571,7 +577,7 @@ impl Node {
             store,
             sources,
             in_flight,
-            tls_files,
+            tls_files: std::sync::Mutex::new(tls_files),
             tls_tx,
             registry_tx,
             shutdown: Some(shutdown),
@@ -607,8 +613,13 @@ impl Node {
     /// open connections are checked against them on their next request
     /// (`tls::CertCheck`).
     pub fn reload_tls(&self) -> Result<(), TlsError> {
+        let files = self
+            .tls_files
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let running = self.tls_tx.borrow().clone();
-        let config = tls::server_config(&self.tls_files, Some(&running))?;
+        let config = tls::server_config(&files, Some(&running))?;
         self.tls_tx.send_replace(config);
         Ok(())
     }
@@ -623,8 +634,12 @@ impl Node {
     /// are identified by the new registry; open ones keep the identity
     /// they were given until `limits.max_connection_age_secs` ends them,
     /// and are checked against the new certificates and CRLs on their
-    /// next request. Other settings (listen address, limits, database,
-    /// telemetry) take a restart.
+    /// next request. The TLS files are those the new configuration names
+    /// (a CRL added to `tls.crl` counts from this reload); in a federation
+    /// the peer CAs, peer CRLs and this node's certificate are re-read for
+    /// both directions, the federation listener and calls to peers. Other
+    /// settings (listen addresses, limits, database, telemetry, the
+    /// directory's file and key) take a restart.
     pub async fn reload(&self, path: &std::path::Path) -> Result<Reloaded, ReloadError> {
         let report = crate::check::check(path);
         if report.has_errors() {
@@ -638,8 +653,25 @@ impl Node {
             &config.node.purposes,
         )?);
         let registry = Arc::new(Registry::new(&config.participants));
+        let tls_files = config.tls_files();
         let running = self.tls_tx.borrow().clone();
-        let tls_config = tls::server_config(&self.tls_files, Some(&running))?;
+        let tls_config = tls::server_config(&tls_files, Some(&running))?;
+        // The federation's TLS, both ways, loaded before anything is put
+        // in force so that a bad file refuses the whole reload.
+        let federation_tls = match (&self.federation_listener, config.federation_tls_files()) {
+            (Some(l), Some(files)) => {
+                let running = l.tls_tx.borrow().clone();
+                Some(tls::server_config(&files, Some(&running))?)
+            }
+            _ => None,
+        };
+        let peer_tls = match (&self.federation, &config.federation) {
+            (Some(_), Some(c)) => Some(
+                crate::federation::Federation::peer_tls(c, &config.base_dir)
+                    .map_err(ReloadError::Federation)?,
+            ),
+            _ => None,
+        };
 
         let ids = |r: &Registry| -> std::collections::BTreeSet<String> {
             r.participants().map(|(p, _)| p.id.clone()).collect()
@@ -663,6 +695,13 @@ impl Node {
             .await
             .map_err(|_| ReloadError::NotRecorded)?;
         self.tls_tx.send_replace(tls_config);
+        *self.tls_files.lock().unwrap_or_else(|p| p.into_inner()) = tls_files;
+        if let (Some(l), Some(c)) = (&self.federation_listener, federation_tls) {
+            l.tls_tx.send_replace(c);
+        }
+        if let (Some(f), Some(t)) = (&self.federation, peer_tls) {
+            f.set_peer_tls(t);
+        }
         self.registry_tx.send_replace(registry);
         Ok(reloaded)
     }
@@ -692,9 +731,9 @@ impl Node {
                 tracing::error!(error = %e, "probes listener ended with an error");
             }
         }
-        if let Some((stop, task)) = self.federation_listener.take() {
-            let _ = stop.send(());
-            if let Ok(Err(e)) = task.await {
+        if let Some(l) = self.federation_listener.take() {
+            let _ = l.stop.send(());
+            if let Ok(Err(e)) = l.task.await {
                 tracing::error!(error = %e, "federation listener ended with an error");
             }
         }

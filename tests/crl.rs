@@ -271,3 +271,42 @@ async fn a_client_ca_without_a_crl_is_refused_unless_allowed() {
     config.tls.allow_missing_crl = true;
     sluis::net::tls::server_config(&config.tls_files(), None).expect("allowed explicitly");
 }
+
+/// The review's example of a reload that read the files named at start: a
+/// CRL added to the `tls.crl` list in sluis.toml and a SIGHUP (the whole
+/// reload, as the signal runs it) left dtv served until a restart. The
+/// reload now reads the files the new configuration names.
+#[tokio::test]
+async fn a_crl_added_to_the_list_counts_from_the_reload() {
+    let node = TestNode::start().await;
+    new_connection_as_dtv(&node)
+        .await
+        .expect("dtv is served before");
+    std::fs::write(
+        node.pki().join("crl2.pem"),
+        crl_revoking_dtv(node.dir.path()),
+    )
+    .unwrap();
+    let text = read(&node.config_path());
+    assert!(text.contains("crl = [\"pki/crl.pem\"]"), "{text}");
+    std::fs::write(
+        node.config_path(),
+        text.replace(
+            "crl = [\"pki/crl.pem\"]",
+            "crl = [\"pki/crl.pem\", \"pki/crl2.pem\"]",
+        ),
+    )
+    .unwrap();
+    node.node
+        .reload(&node.config_path())
+        .await
+        .expect("reload (SIGHUP)");
+    new_connection_as_dtv(&node)
+        .await
+        .expect_err("the CRL the new list names must revoke dtv");
+    // And a later reload of the TLS files alone keeps the new list.
+    node.node.reload_tls().expect("reload the same files");
+    new_connection_as_dtv(&node)
+        .await
+        .expect_err("still revoked after a TLS-only reload");
+}

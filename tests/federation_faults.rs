@@ -11,6 +11,7 @@ mod common;
 
 use common::federated::{self, Started};
 use common::{GEMEENTE, NGO, request_id_of, with_actor};
+use rustls::pki_types::pem::PemObject;
 use sluis::check::Severity;
 use sluis::rpc::proto::v1 as pb;
 use sluis::tlog::Decision;
@@ -189,6 +190,99 @@ async fn pins_both_ways_and_forwarding_failures_say_who_acts() {
     let on_b = record(b, &request_id_of(err.metadata())).await;
     assert_eq!(on_b.decision, Decision::Denied);
 
+    for n in nodes {
+        n.node.shutdown().await.unwrap();
+    }
+}
+
+/// The review's example: a peer CRL revoking a node's certificate took
+/// effect on neither side until a restart (the federation listener kept
+/// the TLS files it started with; calls to peers kept the peer CAs and
+/// CRLs read at start). After a reload, the holding node refuses the
+/// revoked calling node at the handshake, and a calling node refuses a
+/// revoked holding node's server certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_crl_counts_both_ways_from_the_reload() {
+    let (_keys, key) = federated::federation_key();
+    let prepared = vec![
+        federated::prepare(A, vec![(IND, "ind")]).await,
+        federated::prepare(B, vec![(GEMEENTE, "municipality")]).await,
+    ];
+    let (nodes, _) = federated::start(prepared, &key, federated::others).await;
+    let cas: Vec<_> = nodes
+        .iter()
+        .map(|n| {
+            let read = |f: &str| std::fs::read_to_string(n.dir.path().join("pki").join(f)).unwrap();
+            sluis::net::pki::CertAuthority::from_pem(&read("ca.pem"), &read("ca.key")).unwrap()
+        })
+        .collect();
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let mut gemeente = b.client(GEMEENTE).await;
+    let (case_id, _) = common::register(&mut gemeente).await;
+    let mut ind = a.client(IND).await;
+    ind.cases
+        .get_case(get_case(&case_id, B))
+        .await
+        .expect("forwarded before any revocation");
+
+    // B's operator revokes A's node certificate (a CRL of A's CA in B's
+    // peer_crl) and reloads.
+    let serial_of = |n: &Started| {
+        let pem = std::fs::read_to_string(n.dir.path().join("node.pem")).unwrap();
+        let der = rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
+        sluis::net::x509::serial_number(&der).unwrap().to_vec()
+    };
+    let revoke = |n: &Started, ca: &sluis::net::pki::CertAuthority, serial: Vec<u8>| {
+        std::fs::write(
+            n.dir.path().join("peer-crl.pem"),
+            ca.crl_pem(&[serial], time::Duration::days(7)).unwrap(),
+        )
+        .unwrap();
+        let mut config = n.config.clone();
+        config.federation.as_mut().unwrap().peer_crl = vec!["peer-crl.pem".into()];
+        n.write_config(&config)
+    };
+    let path = revoke(b, &cas[0], serial_of(a));
+    b.node.reload(&path).await.expect("B reloads");
+    let err = ind
+        .cases
+        .get_case(get_case(&case_id, B))
+        .await
+        .expect_err("B refuses A's revoked certificate");
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
+    assert!(
+        err.message().contains("refused this node's certificate"),
+        "{}",
+        err.message()
+    );
+
+    // Lifted on B by a newer CRL (dropping the CRL is refused: a
+    // revocation is not undone by losing its file); A's operator revokes
+    // B's node certificate: A no longer takes B's server certificate.
+    std::fs::write(
+        b.dir.path().join("peer-crl.pem"),
+        cas[0].crl_pem(&[], time::Duration::days(7)).unwrap(),
+    )
+    .unwrap();
+    b.node.reload(&path).await.expect("B reloads the newer CRL");
+    ind.cases
+        .get_case(get_case(&case_id, B))
+        .await
+        .expect("forwarded again");
+    let path = revoke(a, &cas[1], serial_of(b));
+    a.node.reload(&path).await.expect("A reloads");
+    let err = ind
+        .cases
+        .get_case(get_case(&case_id, B))
+        .await
+        .expect_err("A refuses B's revoked certificate");
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
+    assert!(
+        err.message().contains("server certificate is refused")
+            && err.message().to_lowercase().contains("revoked"),
+        "{}",
+        err.message()
+    );
     for n in nodes {
         n.node.shutdown().await.unwrap();
     }

@@ -135,8 +135,9 @@ pub struct Federation {
     /// (by their pinned keys), replaced with the directory.
     peers: tokio::sync::watch::Sender<Arc<Registry>>,
     /// This node's certificate and key and the peers' CAs and CRLs, for
-    /// calling; the pin comes from the running directory per call.
-    tls: PeerTls,
+    /// calling; the pin comes from the running directory per call. Replaced
+    /// on reload ([`Federation::set_peer_tls`]).
+    tls: RwLock<Arc<PeerTls>>,
     /// `K_fed`, if configured.
     pseudonyms: Option<pseudonym::FederationPseudonyms>,
 }
@@ -152,13 +153,7 @@ impl Federation {
     ) -> Result<Federation, FederationError> {
         let path = base_dir.join(&config.directory);
         let running = read(node, &path, &config.verifier_key)?;
-        let crls: Vec<PathBuf> = config.peer_crl.iter().map(|p| base_dir.join(p)).collect();
-        let tls = PeerTls::load(
-            &base_dir.join(&config.peer_ca),
-            &crls,
-            &base_dir.join(&config.client_cert),
-            &base_dir.join(&config.client_key),
-        )?;
+        let tls = Federation::peer_tls(config, base_dir)?;
         let pseudonyms = config
             .pseudonym_key
             .as_ref()
@@ -173,7 +168,7 @@ impl Federation {
             verifier_key: config.verifier_key.clone(),
             running: RwLock::new(Arc::new(running)),
             peers,
-            tls,
+            tls: RwLock::new(Arc::new(tls)),
         };
         match f.current(crate::model::clock::now_millis()) {
             Ok(r) => tracing::info!(
@@ -185,6 +180,28 @@ impl Federation {
             Err(e) => tracing::warn!(error = %e, "federation directory loaded"),
         }
         Ok(f)
+    }
+
+    /// This node's side of calls to peers as `config` names it: the peer
+    /// CAs and their CRLs, this node's certificate and key. Errors: a file
+    /// that does not load ([`FederationError::PeerTls`]).
+    pub fn peer_tls(
+        config: &FederationConfig,
+        base_dir: &Path,
+    ) -> Result<PeerTls, FederationError> {
+        let crls: Vec<PathBuf> = config.peer_crl.iter().map(|p| base_dir.join(p)).collect();
+        Ok(PeerTls::load(
+            &base_dir.join(&config.peer_ca),
+            &crls,
+            &base_dir.join(&config.client_cert),
+            &base_dir.join(&config.client_key),
+        )?)
+    }
+
+    /// Puts re-read peer CAs, CRLs and node certificate in force for the
+    /// next call to a peer (calls under way keep their connection).
+    pub fn set_peer_tls(&self, tls: PeerTls) {
+        *self.tls.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(tls);
     }
 
     /// Reads the directory file again and takes it if it verifies, names
@@ -280,8 +297,8 @@ impl Federation {
             .ok_or_else(|| {
                 PeerError::Unreachable(id.to_string(), "its endpoint does not resolve".into())
             })?;
-        self.tls
-            .connect(addr, &node.server_name, &node.tls_spki_sha256)
+        let tls = self.tls.read().unwrap_or_else(|p| p.into_inner()).clone();
+        tls.connect(addr, &node.server_name, &node.tls_spki_sha256)
             .await
             .map_err(|e| match e {
                 PeerTlsError::Unreachable(why) => PeerError::Unreachable(id.to_string(), why),

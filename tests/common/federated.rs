@@ -30,6 +30,9 @@ pub struct Started {
     pub id: &'static str,
     pub dir: tempfile::TempDir,
     pub node: Node,
+    /// The configuration it started with (its `[federation]` is not in
+    /// the folder's sluis.toml until [`Started::write_config`]).
+    pub config: Config,
 }
 
 impl Started {
@@ -51,6 +54,14 @@ impl Started {
             .filter(|r| r.request_id == request_id)
             .map(|r| AccessRecord::decode(&r.record).expect("access record decodes"))
             .collect()
+    }
+
+    /// Writes `config` as the folder's sluis.toml (for a reload to read),
+    /// returning its path.
+    pub fn write_config(&self, config: &Config) -> std::path::PathBuf {
+        let path = self.dir.path().join(init::CONFIG_FILE);
+        std::fs::write(&path, toml::to_string(config).unwrap()).unwrap();
+        path
     }
 
     /// Writes `d`, signed, as this node's directory and reloads it.
@@ -198,6 +209,7 @@ pub async fn start(
             id: p.id,
             dir: p.dir,
             node,
+            config: p.config,
         });
     }
     (started, entries)
