@@ -112,7 +112,7 @@ async fn forwarded_reads_forged_assertions_and_directory_lifetime() {
     let channel = client::connect(b.node.federation_addr.unwrap(), "localhost", &a_node)
         .await
         .unwrap();
-    let mut forged = pb::case_service_client::CaseServiceClient::new(channel);
+    let mut forged = pb::case_service_client::CaseServiceClient::new(channel.clone());
     let req = asserting(get_case(&case_id, "guidance", None), NGO, "ngo");
     let err = forged.get_case(req).await.expect_err("a forged assertion");
     assert_eq!(err.code(), tonic::Code::PermissionDenied);
@@ -126,6 +126,43 @@ async fn forwarded_reads_forged_assertions_and_directory_lifetime() {
     assert_eq!(refused.decision, Decision::Denied);
     assert!(refused.detail.contains(NGO), "{}", refused.detail);
     assert!(refused.released.is_empty());
+
+    // A service the federation listener does not serve, asked with an
+    // assertion the directory backs, is an unknown method there, naming
+    // what it serves (before, health and consent answered "compressed
+    // messages only", and the list named the agency listener's services).
+    let err = tonic_health::pb::health_client::HealthClient::new(channel.clone())
+        .check(asserting(
+            tonic::Request::new(tonic_health::pb::HealthCheckRequest::default()),
+            IND,
+            "ind",
+        ))
+        .await
+        .expect_err("health is not served to peers");
+    let err2 = pb::consent_service_client::ConsentServiceClient::new(channel)
+        .list_consents(asserting(
+            tonic::Request::new(pb::ListConsentsRequest {
+                case_id: case_id.clone(),
+            }),
+            IND,
+            "ind",
+        ))
+        .await
+        .expect_err("consents are not served to peers");
+    for err in [err, err2] {
+        assert_eq!(err.code(), tonic::Code::Unimplemented, "{err:?}");
+        let reason = tonic_types::StatusExt::get_error_details(&err)
+            .error_info()
+            .map(|i| i.reason.clone());
+        assert_eq!(reason.as_deref(), Some("METHOD_NOT_SERVED"), "{err:?}");
+        assert!(
+            err.message()
+                .contains("sluis.v1.CaseService, sluis.v1.FederationService")
+                && !err.message().contains("AuditService"),
+            "{}",
+            err.message()
+        );
+    }
 
     // A peer's call is answered where it arrives: B does not relay it on,
     // even for a participant the calling node does host.

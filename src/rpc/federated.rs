@@ -56,6 +56,10 @@ pub(crate) type FederatedRoutes = Router<Stack<Edge, Stack<Gate, Identity>>>;
 /// asserting a participant gets that participant's rights, no more, and
 /// `ReferCase` is refused from a peer) and `FederationService` (served
 /// here alone: `AcceptReferral`).
+/// The services the federation listener serves (those added to the router
+/// below): a method of another is answered as unknown, naming these.
+const SERVED: &[&str] = &["sluis.v1.CaseService", "sluis.v1.FederationService"];
+
 pub(crate) fn router(
     server: Server,
     ex: Arc<Exchange>,
@@ -70,6 +74,7 @@ pub(crate) fn router(
         message_timeout,
         in_flight,
         super::DESCRIPTOR_SETS,
+        Some(SERVED),
     )?;
     let api = Api::new(ex.clone(), max_message_bytes);
     Ok(server

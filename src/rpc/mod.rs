@@ -246,6 +246,7 @@ pub(crate) async fn router(
         message_timeout,
         in_flight,
         DESCRIPTOR_SETS,
+        None,
     )?;
     // Every service takes gzip-compressed requests and compresses its
     // answers for a client that says it accepts gzip (grpc-accept-encoding).

@@ -95,14 +95,18 @@ struct Shared {
 }
 
 impl Edge {
-    /// `descriptor_sets`: the encoded `FileDescriptorSet`s of every service
-    /// the router serves, so that every method is named in its record.
+    /// `descriptor_sets`: the encoded `FileDescriptorSet`s of the services
+    /// the router serves, so that every method is named in its record;
+    /// `served`, when the router serves only some of them, their full
+    /// names (`sluis.v1.CaseService`): a method of any other is unknown
+    /// here, as the router answers it.
     pub(super) fn new(
         ex: Arc<Exchange>,
         max_message_bytes: usize,
         message_timeout: std::time::Duration,
         in_flight: InFlight,
         descriptor_sets: &[&[u8]],
+        served: Option<&[&str]>,
     ) -> Result<Edge, prost::DecodeError> {
         let mut methods = BTreeMap::new();
         let mut services = Vec::new();
@@ -111,6 +115,9 @@ impl Edge {
                 let package = file.package();
                 for service in &file.service {
                     let full = format!("{package}.{}", service.name());
+                    if served.is_some_and(|only| !only.contains(&full.as_str())) {
+                        continue;
+                    }
                     for m in &service.method {
                         let label = if package == API_PACKAGE {
                             m.name().to_string()
