@@ -339,6 +339,7 @@ async fn open_gateway(config: &Config) -> Result<Gateway, NodeError> {
             registry.clone(),
             audit,
         )
+        .with_identity_names(crate::rpc::identity_names)
         .with_statistics(
             config.statistics.settings(),
             config.statistics.requests_per_minute,

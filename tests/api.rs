@@ -1012,3 +1012,77 @@ async fn visible_cases_include_those_open_on_a_legal_basis() {
     assert_eq!(released(&r), ["shelter"]);
     let _ = a;
 }
+
+/// Two withdrawals of one consent at the same moment: one is written, the
+/// other is answered as a withdrawal of a withdrawn consent
+/// (FAILED_PRECONDITION, CONSENT_ALREADY_WITHDRAWN) and recorded so; the
+/// consent's history holds one withdrawal. Both calls are under way before
+/// either record is written (`at_once`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_withdrawals_at_once_write_one() {
+    let node = TestNode::start().await;
+    let mut owner = node.client(GEMEENTE).await;
+    let (case_id, _) = register(&mut owner).await;
+    let consent_id = grant(
+        &mut owner,
+        &case_id,
+        vec![participant(NGO)],
+        &[pb::Category::Shelter],
+        &["shelter"],
+    )
+    .await
+    .consent_id;
+    let withdraw = |note: &str| {
+        with_actor(pb::WithdrawConsentRequest {
+            consent_id: consent_id.clone(),
+            note: note.into(),
+            request_id: String::new(),
+        })
+    };
+    let mut first = node.client(GEMEENTE).await;
+    let mut second = node.client(GEMEENTE).await;
+    let (a, b) = (withdraw("in conversation"), withdraw("by letter"));
+    let (a, b) = at_once(
+        &node,
+        async move { first.consents.withdraw_consent(a).await },
+        async move { second.consents.withdraw_consent(b).await },
+    )
+    .await;
+    let lost = match (a, b) {
+        (Ok(_), Err(l)) | (Err(l), Ok(_)) => l,
+        other => panic!("one withdrawal is written and one refused: {other:?}"),
+    };
+    assert_eq!(lost.code(), Code::FailedPrecondition, "{lost:?}");
+    assert_eq!(
+        lost.get_details_error_info().unwrap().reason,
+        "CONSENT_ALREADY_WITHDRAWN"
+    );
+    let consents = owner
+        .consents
+        .list_consents(with_actor(pb::ListConsentsRequest {
+            case_id: case_id.clone(),
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .consents;
+    let c = consents
+        .iter()
+        .find(|c| c.consent_id == consent_id)
+        .unwrap();
+    let withdrawals = c
+        .events
+        .iter()
+        .filter(|e| e.kind == pb::consent_event::Kind::Withdrawn as i32)
+        .count();
+    assert_eq!(withdrawals, 1, "{:?}", c.events);
+    let log = node.log().await;
+    let refused: Vec<_> = log
+        .iter()
+        .filter(|r| r.method == "WithdrawConsent")
+        .collect();
+    assert!(
+        refused.len() >= 3,
+        "both calls and the refusal are recorded: {refused:?}"
+    );
+}

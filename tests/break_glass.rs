@@ -49,31 +49,30 @@ async fn alerts(officer: &mut sluis::rpc::Clients, show_closed: bool) -> Vec<pb:
 /// The subject's report in Dutch, as the officer's command line makes it
 /// against the node over mTLS with the officer's certificate.
 async fn dutch_report(node: &TestNode, case_id: &str) -> String {
+    officer_cli(node, &["report", "--case", case_id, "--lang", "nl"]).await
+}
+
+/// `sluis audit ARGS` against the node over mTLS with the officer's
+/// certificate: its output.
+async fn officer_cli(node: &TestNode, command: &[&str]) -> String {
     let pki = node.pki();
     let p = |f: &str| pki.join(f).to_string_lossy().to_string();
-    let args: Vec<String> = [
-        "audit",
-        "report",
-        "--case",
-        case_id,
-        "--lang",
-        "nl",
-        "--server-name",
-        "localhost",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([
-        "--node".into(),
-        format!("https://127.0.0.1:{}", node.node.local_addr.port()),
-        "--cert".into(),
-        p(&format!("clients/{OFFICER}.pem")),
-        "--key".into(),
-        p(&format!("clients/{OFFICER}.key")),
-        "--ca".into(),
-        p("ca.pem"),
-    ])
-    .collect();
+    let args: Vec<String> = ["audit"]
+        .iter()
+        .chain(command)
+        .chain(&["--server-name", "localhost"])
+        .map(|s| s.to_string())
+        .chain([
+            "--node".into(),
+            format!("https://127.0.0.1:{}", node.node.local_addr.port()),
+            "--cert".into(),
+            p(&format!("clients/{OFFICER}.pem")),
+            "--key".into(),
+            p(&format!("clients/{OFFICER}.key")),
+            "--ca".into(),
+            p("ca.pem"),
+        ])
+        .collect();
     let out = tokio::task::spawn_blocking(move || {
         let empty = tempfile::tempdir().unwrap();
         std::process::Command::new(env!("CARGO_BIN_EXE_sluis"))
@@ -340,6 +339,38 @@ async fn emergency_access_needs_a_justification_raises_an_alert_and_is_reviewed(
     );
     assert!(dutch.contains("Oordeel: gerechtvaardigd"), "{dutch}");
 
+    // The review's line names the access it reviews, by its position.
+    let access_index = access_line.index;
+    let review_line = r
+        .entries
+        .iter()
+        .find(|e| e.review.is_some())
+        .expect("the review's line");
+    assert_eq!(
+        review_line.review.as_ref().unwrap().access_index,
+        Some(access_index)
+    );
+    assert!(
+        review_line
+            .summary
+            .contains(&format!("The access reviewed: #{access_index}.")),
+        "{}",
+        review_line.summary
+    );
+    assert!(
+        dutch.contains(&format!("De beoordeelde toegang: #{access_index}.")),
+        "{dutch}"
+    );
+    let query = officer_cli(&node, &["query", "--method", "CloseEmergencyAlert"]).await;
+    let line = query
+        .lines()
+        .find(|l| l.contains("verdict:"))
+        .unwrap_or_else(|| panic!("{query}"));
+    assert!(
+        line.contains(&format!("reviews access #{access_index}")),
+        "{line}"
+    );
+
     // Everything verifies.
     node.node.shutdown().await.expect("an orderly shutdown");
     let v = verify_log_of(&node.config).await;
@@ -385,4 +416,244 @@ async fn every_released_category_names_its_basis() {
     );
     assert_eq!(perspective.3, ["dtv-return-consent"]);
     assert!(!rec.is_emergency());
+}
+
+/// Free text the log, an alert or a receipt keeps never names the person:
+/// an emergency justification, the officer's note closing an alert, a
+/// consent's evidence reference and a withdrawal note that carry a
+/// V-number, a BSN (however written) or the case's own name are refused
+/// with INVALID_ARGUMENT naming the field, change nothing, and are
+/// recorded as refused — without the text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn free_text_that_names_the_person_is_refused_everywhere() {
+    let node = TestNode::start().await;
+    let mut owner = node.client(GEMEENTE).await;
+    // The case's subject is "Test Persoon", V-number 1234567890, BSN 111222333.
+    let (case_id, _) = register(&mut owner).await;
+    let mut avim = node.client(AVIM).await;
+    let mut officer = node.client(OFFICER).await;
+    let naming = [
+        "subject 1234567890 seen armed at the shelter",
+        "bsn 1112.22.333 threatened staff",
+        "Persoon threatened staff at the shelter",
+        "mr PERSOON is in danger",
+    ];
+    let refused = |s: &tonic::Status, field: &str| {
+        assert_eq!(s.code(), Code::InvalidArgument, "{s:?}");
+        let d = s.check_error_details().unwrap();
+        assert_eq!(d.bad_request().unwrap().field_violations[0].field, field);
+        assert!(
+            s.message()
+                .starts_with(&format!("{field} must not name the person")),
+            "{s:?}"
+        );
+        for raw in [
+            "1234567890",
+            "111222333",
+            "1112.22.333",
+            "Persoon",
+            "PERSOON",
+        ] {
+            assert!(!s.message().contains(raw), "{s:?}");
+        }
+    };
+    for text in naming {
+        let before = node.digest().await;
+        let e = avim
+            .cases
+            .get_case(emergency(&case_id, text))
+            .await
+            .unwrap_err();
+        refused(&e, "emergency_justification");
+        let rec = record_of(&node, &request_id_of(e.metadata())).await;
+        assert_eq!(rec.status, "INVALID_ARGUMENT");
+        assert!(rec.bases.is_empty() && rec.released.is_empty());
+        assert!(
+            !format!("{rec:?}").contains(text),
+            "the text is not in the log"
+        );
+        assert!(alerts(&mut officer, false).await.is_empty(), "no alert");
+
+        let e = owner
+            .consents
+            .grant_consent(with_actor(pb::GrantConsentRequest {
+                evidence_ref: text.into(),
+                ..consent_request(&case_id)
+            }))
+            .await
+            .unwrap_err();
+        refused(&e, "evidence_ref");
+        assert_eq!(node.digest().await, before, "{text}: nothing changed");
+    }
+
+    // Withdrawal notes and the officer's note alike.
+    let consent_id = grant(
+        &mut owner,
+        &case_id,
+        vec![participant(NGO)],
+        &[pb::Category::Shelter],
+        &["shelter"],
+    )
+    .await
+    .consent_id;
+    let access = avim.cases.get_case(emergency(&case_id, WHY)).await.unwrap();
+    let access_id = request_id(&access);
+    for text in naming {
+        let before = node.digest().await;
+        let e = owner
+            .consents
+            .withdraw_consent(with_actor(pb::WithdrawConsentRequest {
+                consent_id: consent_id.clone(),
+                note: text.into(),
+                request_id: String::new(),
+            }))
+            .await
+            .unwrap_err();
+        refused(&e, "note");
+        let e = officer
+            .audit
+            .close_emergency_alert(pb::CloseEmergencyAlertRequest {
+                access_record_id: access_id.clone(),
+                verdict: pb::Verdict::Justified as i32,
+                note: text.into(),
+            })
+            .await
+            .unwrap_err();
+        refused(&e, "note");
+        assert_eq!(node.digest().await, before, "{text}: nothing changed");
+    }
+    assert_eq!(alerts(&mut officer, false).await.len(), 1, "still open");
+    // Plain words pass: dates, times and reference numbers are no identity.
+    officer
+        .audit
+        .close_emergency_alert(pb::CloseEmergencyAlertRequest {
+            access_record_id: access_id.clone(),
+            verdict: pb::Verdict::Justified as i32,
+            note: "confirmed with shelter staff on 2026-11-30 12:00, ticket DMS-2026-0077".into(),
+        })
+        .await
+        .unwrap();
+}
+
+/// Two officers close one alert at the same moment: one review is
+/// appended, the other is told plainly that the alert is closed, by whom
+/// and when — FAILED_PRECONDITION, never INTERNAL — and its refusal is
+/// recorded. Both calls are under way before either's record is written
+/// (`at_once`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_officers_closing_one_alert_at_once_get_one_verdict() {
+    let node = TestNode::start().await;
+    let mut owner = node.client(GEMEENTE).await;
+    let (case_id, _) = register(&mut owner).await;
+    let mut avim = node.client(AVIM).await;
+    let access = avim.cases.get_case(emergency(&case_id, WHY)).await.unwrap();
+    let access_id = request_id(&access);
+    let close = |note: &str| pb::CloseEmergencyAlertRequest {
+        access_record_id: access_id.clone(),
+        verdict: pb::Verdict::Justified as i32,
+        note: note.into(),
+    };
+    let mut first = node.client(OFFICER).await;
+    let mut second = node.client(OFFICER).await;
+    let (a, b) = (close("first look"), close("second look"));
+    let (a, b) = at_once(
+        &node,
+        async move { first.audit.close_emergency_alert(a).await },
+        async move { second.audit.close_emergency_alert(b).await },
+    )
+    .await;
+    let (won, lost) = match (a, b) {
+        (Ok(w), Err(l)) | (Err(l), Ok(w)) => (w, l),
+        other => panic!("one close wins and one is refused: {other:?}"),
+    };
+    assert!(won.into_inner().alert.unwrap().closed);
+    assert_eq!(lost.code(), Code::FailedPrecondition, "{lost:?}");
+    assert!(
+        lost.message()
+            .contains(&format!("closed already: closed by {OFFICER} at ")),
+        "{lost:?}"
+    );
+    let rec = record_of(&node, &request_id_of(lost.metadata())).await;
+    assert_eq!(rec.status, "FAILED_PRECONDITION");
+    assert!(rec.review.is_none(), "the refused close holds no verdict");
+    let mut officer = node.client(OFFICER).await;
+    let all = alerts(&mut officer, true).await;
+    assert_eq!(all.len(), 1);
+    assert!(all[0].closed);
+}
+
+/// The alerts' page token is sealed to its listing (AIP-158): a token
+/// from the open alerts is refused for all alerts and the other way
+/// round, a bare position is refused, and the pages of one listing cover
+/// it once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alert_page_tokens_are_sealed_to_their_listing() {
+    let node = TestNode::start().await;
+    let mut owner = node.client(GEMEENTE).await;
+    let (case_id, _) = register(&mut owner).await;
+    let mut avim = node.client(AVIM).await;
+    for _ in 0..3 {
+        avim.cases.get_case(emergency(&case_id, WHY)).await.unwrap();
+    }
+    let mut officer = node.client(OFFICER).await;
+    let page = |token: &str, show_closed: bool| pb::ListEmergencyAlertsRequest {
+        page_size: 2,
+        page_token: token.into(),
+        show_closed,
+    };
+    let first = officer
+        .audit
+        .list_emergency_alerts(page("", false))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first.alerts.len(), 2);
+    assert!(!first.next_page_token.is_empty());
+    assert!(
+        first.next_page_token.parse::<i64>().is_err(),
+        "not a bare position"
+    );
+    for (token, show_closed) in [
+        (first.next_page_token.as_str(), true),
+        ("3", false),
+        ("0", true),
+    ] {
+        let e = officer
+            .audit
+            .list_emergency_alerts(page(token, show_closed))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+        let d = e.check_error_details().unwrap();
+        assert_eq!(
+            d.bad_request().unwrap().field_violations[0].field,
+            "page_token"
+        );
+        assert!(e.message().contains("show_closed"), "{e:?}");
+    }
+    // Another officer's token is not this one's either.
+    let mut avim_as_officer = node.client(AVIM).await;
+    let e = avim_as_officer
+        .audit
+        .list_emergency_alerts(page(&first.next_page_token, false))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    let rest = officer
+        .audit
+        .list_emergency_alerts(page(&first.next_page_token, false))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(rest.alerts.len(), 1);
+    assert!(rest.next_page_token.is_empty());
+    let mut ids: Vec<String> = first
+        .alerts
+        .iter()
+        .chain(&rest.alerts)
+        .map(|a| a.access.as_ref().unwrap().access_record_id.clone())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 3, "each alert once");
 }

@@ -417,3 +417,43 @@ async fn a_profile_file_holds_the_connection_and_the_host_mode_stays() {
     assert!(local.status.success(), "{}", stderr(&local));
     assert!(stdout(&local).lines().count() >= 4, "{}", stdout(&local));
 }
+
+/// The node's own steps (an erasure here; reloads, rotations and
+/// federation records alike) carry the node's name and no role: the
+/// officer's query and report name the node itself as their caller, never
+/// "not registered", which is for certificates the node does not know.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_nodes_own_records_name_the_node_itself() {
+    let node = TestNode::start_with(|c| {
+        c.node.checkpoint_interval_ms = 50;
+        c.retention.case = Some("1s".into());
+    })
+    .await;
+    let mut owner = node.client(GEMEENTE).await;
+    let (case_id, _) = register(&mut owner).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1_300)).await;
+    let erased = node.node.upkeep().erase_due(&|_| {}).await.unwrap();
+    assert_eq!(erased.cases, 1, "{erased:?}");
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+
+    let q = audit(args(&["query", "--method", "case.erase"], &node)).await;
+    assert!(q.status.success(), "{}", stderr(&q));
+    let line = stdout(&q)
+        .lines()
+        .find(|l| l.contains("case.erase"))
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("{}", stdout(&q)));
+    assert!(line.contains("(this node itself)"), "{line}");
+    assert!(!line.contains("not registered"), "{line}");
+
+    for (lang, node_words, unregistered) in [
+        ("en", "(this node itself)", "not registered"),
+        ("nl", "(dit knooppunt zelf)", "niet geregistreerd"),
+    ] {
+        let r = audit(args(&["report", "--case", &case_id, "--lang", lang], &node)).await;
+        assert!(r.status.success(), "{}", stderr(&r));
+        let text = stdout(&r);
+        assert!(text.contains(node_words), "{text}");
+        assert!(!text.contains(unregistered), "{text}");
+    }
+}

@@ -55,6 +55,19 @@ fn assert_erased(s: &tonic::Status, case_id: Option<&str>) {
 
 fn quiet(_: &str) {}
 
+/// The cases a consent shows the caller for guidance.
+async fn visible_for_guidance(c: &mut sluis::rpc::Clients) -> pb::FindCasesResponse {
+    c.cases
+        .find_cases(with_actor(pb::FindCasesRequest {
+            scope: pb::find_cases_request::Scope::Visible as i32,
+            purpose: "guidance".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 /// The owner's read of its case.
 async fn owner_read(owner: &mut sluis::rpc::Clients, case_id: &str) -> pb::GetCaseResponse {
     owner
@@ -87,16 +100,7 @@ async fn a_case_past_its_period_is_crypto_erased_and_its_log_stays_valid() {
         .await
         .unwrap();
     let mut ngo = node.client(NGO).await;
-    let before = ngo
-        .cases
-        .find_cases(with_actor(pb::FindCasesRequest {
-            scope: pb::find_cases_request::Scope::Visible as i32,
-            purpose: "guidance".into(),
-            ..Default::default()
-        }))
-        .await
-        .unwrap()
-        .into_inner();
+    let before = visible_for_guidance(&mut ngo).await;
     let pseudonym = before
         .cases
         .iter()
@@ -152,6 +156,19 @@ async fn a_case_past_its_period_is_crypto_erased_and_its_log_stays_valid() {
         .get_case(with_actor(by_id(&kept, "case_consultation")))
         .await
         .expect("a case updated within its period is kept");
+
+    // Erased is gone from the listings: its owner's own cases and the
+    // cases a consent shows the NGO no longer list it (a listing of a case
+    // that opens for no one would only lead to CASE_ERASED).
+    let own = own_cases(&mut owner).await;
+    assert!(!own.contains(&case_id), "{own:?}");
+    assert!(own.contains(&kept), "{own:?}");
+    let after = visible_for_guidance(&mut ngo).await;
+    assert!(
+        after.cases.iter().all(|c| c.subject_pseudonym != pseudonym),
+        "{:?}",
+        after.cases
+    );
 
     // Nothing of it is left to open: no data rows, no key, no subject id.
     let (meta, data) = node
@@ -260,17 +277,55 @@ async fn update_case_clears_a_category_named_in_its_mask() {
         })
     };
 
-    for (data, paths) in [
+    // AIP-134: each bad path is named by its place; identity, and so the
+    // whole case, cannot be cleared.
+    let all: Vec<&str> = sluis::model::Category::ALL
+        .iter()
+        .map(|c| c.as_str())
+        .collect();
+    let identity_at = all.iter().position(|c| *c == "identity").unwrap();
+    let identity_field = format!("update_mask.paths[{identity_at}]");
+    for (data, paths, field, says) in [
         (
             Some(pb::CaseData {
                 shelter: full_case("X", "1234567890", "111222333").shelter,
                 ..Default::default()
             }),
             vec!["medical"],
+            "update_mask",
+            "does not name shelter",
         ),
-        (None, vec!["diagnosis"]),
-        (None, vec!["*"]),
-        (None, vec!["medical", "medical"]),
+        (
+            None,
+            vec!["diagnosis"],
+            "update_mask.paths[0]",
+            "not a category",
+        ),
+        (None, vec!["*"], "update_mask.paths[0]", "not accepted"),
+        (
+            None,
+            vec!["medical.notes"],
+            "update_mask.paths[0]",
+            "inside a category",
+        ),
+        (
+            None,
+            vec!["medical", "medical"],
+            "update_mask.paths[1]",
+            "names medical",
+        ),
+        (
+            None,
+            vec!["shelter", "identity"],
+            "update_mask.paths[1]",
+            "would clear identity",
+        ),
+        (
+            None,
+            all.clone(),
+            identity_field.as_str(),
+            "would clear identity",
+        ),
     ] {
         let before = node.digest().await;
         let s = owner
@@ -287,9 +342,11 @@ async fn update_case_clears_a_category_named_in_its_mask() {
         let d = s.check_error_details().unwrap();
         assert_eq!(
             d.bad_request().unwrap().field_violations[0].field,
-            "update_mask",
+            field,
             "{s:?}"
         );
+        assert!(s.message().starts_with(field), "{s:?}");
+        assert!(s.message().contains(says), "{s:?}");
         assert_eq!(node.digest().await, before, "{paths:?} changed nothing");
     }
 
@@ -312,6 +369,38 @@ async fn update_case_clears_a_category_named_in_its_mask() {
     let rec = record_of(&node, &updated.access_record_id).await;
     assert!(rec.asked.contains(&sluis::model::Category::Medical));
     assert!(rec.detail.contains("cleared: medical"), "{}", rec.detail);
+
+    // Clearing what the case no longer holds, or setting a category to
+    // the value it has, changes nothing: the version stays, nothing is
+    // written, and the call is recorded as no change.
+    let shelter_now = owner_read(&mut owner, &case_id).await.data.unwrap().shelter;
+    for (data, paths) in [
+        (None, vec!["medical"]),
+        (
+            Some(pb::CaseData {
+                shelter: shelter_now.clone(),
+                ..Default::default()
+            }),
+            vec!["shelter", "medical"],
+        ),
+    ] {
+        let before = node.digest().await;
+        let same = owner
+            .cases
+            .update_case(with_actor(pb::UpdateCaseRequest {
+                case_id: case_id.clone(),
+                data,
+                update_mask: mask(&paths),
+                request_id: String::new(),
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(same.version, 2, "{paths:?}: no change, no new version");
+        let rec = record_of(&node, &same.access_record_id).await;
+        assert!(rec.detail.starts_with("no change"), "{}", rec.detail);
+        assert_eq!(node.digest().await, before, "{paths:?} wrote nothing");
+    }
 
     // Replacing one category and clearing another in one call.
     owner
@@ -369,5 +458,71 @@ async fn erase_due_on_the_command_line() {
         .unwrap_err();
     assert_erased(&s, Some(&case_id));
     assert!(node.log().await.iter().any(|r| r.method == "case.erase"));
+    node.node.shutdown().await.unwrap();
+}
+
+/// Whether `needle` occurs in `hay`.
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Crypto-erasure leaves nothing in the SQLite file's free space: the
+/// erased case's wrapped key, its sealed subject id and its sealed data
+/// are overwritten when deleted (`PRAGMA secure_delete`), so a copy of the
+/// file made afterwards holds none of their bytes — neither in the
+/// database file nor in its WAL. SQLite only (PostgreSQL keeps dead tuples
+/// until VACUUM: docs/operations.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erased_case_leaves_no_bytes_in_the_sqlite_file() {
+    let node = TestNode::start_on_sqlite(|c| c.retention.case = Some("1s".into())).await;
+    let mut owner = node.client(GEMEENTE).await;
+    let (case_id, _) = register(&mut owner).await;
+    let url = node.database_url();
+    let mut db = connect_database(&url).await;
+    let row = db
+        .query_one(
+            "SELECT case_key, subject_id FROM cases WHERE id = ?",
+            &[Val::Text(case_id.clone())],
+        )
+        .await;
+    let mut secrets = vec![row[0].blob(), row[1].blob()];
+    for r in db
+        .query(
+            "SELECT sealed FROM case_data WHERE case_id = ?",
+            &[Val::Text(case_id.clone())],
+        )
+        .await
+    {
+        secrets.push(r[0].blob());
+    }
+    db.close().await;
+    assert!(secrets.len() >= 3, "a key, a subject id and data");
+    // Each secret is sealed (a random nonce, ciphertext, tag): its last
+    // 24 bytes match nothing else in the file by chance.
+    let probes: Vec<Vec<u8>> = secrets
+        .iter()
+        .map(|s| {
+            assert!(s.len() >= 24, "{} bytes", s.len());
+            s[s.len() - 24..].to_vec()
+        })
+        .collect();
+
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    let erased = node.node.upkeep().erase_due(&quiet).await.unwrap();
+    assert_eq!(erased.cases, 1, "{erased:?}");
+    // A copy of the files as they are now, the node running.
+    let file = sqlite_file(&url).unwrap();
+    let mut bytes = std::fs::read(&file).unwrap();
+    let wal = file.with_extension(format!(
+        "{}-wal",
+        file.extension().and_then(|e| e.to_str()).unwrap_or("")
+    ));
+    bytes.extend(std::fs::read(&wal).unwrap_or_default());
+    for (i, p) in probes.iter().enumerate() {
+        assert!(
+            !contains(&bytes, p),
+            "secret {i} of the erased case is still in the database file"
+        );
+    }
     node.node.shutdown().await.unwrap();
 }

@@ -543,6 +543,27 @@ impl Records<'_> {
     pub(crate) fn position(&self) -> i64 {
         self.next
     }
+
+    /// The log position of the entry with this request id, `None` when
+    /// the log has none (a review's line names the access it reviews by
+    /// it). Against a node it is a call of its own, left out of the walk
+    /// as the others are.
+    pub(crate) async fn position_of(&mut self, request_id: &str) -> anyhow::Result<Option<i64>> {
+        match &mut *self.source {
+            Source::Local { store, .. } => Ok(store.log_position(request_id).await?),
+            Source::Remote(officer) => {
+                let filter = LogFilter::default();
+                match officer.query(&filter, Some(request_id), 0, 1).await {
+                    Ok((rows, own)) => {
+                        self.own.push(own);
+                        Ok(rows.first().map(|(i, _)| *i))
+                    }
+                    Err(s) if s.code() == tonic::Code::NotFound => Ok(None),
+                    Err(s) => Err(refused(s)),
+                }
+            }
+        }
+    }
 }
 
 /// The node's store, read-only, for commands outside this file.
@@ -1102,13 +1123,15 @@ fn review_json(v: &crate::tlog::Review) -> serde_json::Value {
 }
 
 /// One record as a line of the text table, in plain words.
-fn text_line(index: i64, r: &AccessRecord, lang: Lang) -> String {
+/// `reviewed`: on an officer's review, the log position of the access it
+/// reviews.
+fn text_line(index: i64, r: &AccessRecord, reviewed: Option<i64>, lang: Lang) -> String {
     let mut s = format!(
         "{}  #{:<7} {} ({}) {}",
         rfc3339_ms(r.at),
         index,
         r.caller,
-        oversight::role_words(&r.role, lang),
+        oversight::role_words(oversight::shown_role(&r.caller, &r.role), lang),
         r.method,
     );
     if let Some(p) = &r.purpose {
@@ -1157,6 +1180,16 @@ fn text_line(index: i64, r: &AccessRecord, lang: Lang) -> String {
         ));
     }
     if let Some(v) = &r.review {
+        if let Some(i) = reviewed {
+            s.push_str(&format!(
+                "; {} #{i}",
+                if lang == Lang::Nl {
+                    "beoordeelt toegang"
+                } else {
+                    "reviews access"
+                }
+            ));
+        }
         s.push_str(&format!(
             "; {} {}: \"{}\"",
             if lang == Lang::Nl {
@@ -1189,7 +1222,13 @@ async fn query(
         && let Some((i, r)) = records.next().await?
     {
         match format {
-            QueryFormat::Text => writeln!(w, "{}", text_line(i, &r, lang))?,
+            QueryFormat::Text => {
+                let reviewed = match &r.review {
+                    Some(v) => records.position_of(&v.access_record_id).await?,
+                    None => None,
+                };
+                writeln!(w, "{}", text_line(i, &r, reviewed, lang))?
+            }
             QueryFormat::Jsonl => writeln!(w, "{}", record_json(i, &r))?,
             QueryFormat::Csv => writeln!(w, "{}", csv_line(i, &r))?,
         }

@@ -38,6 +38,26 @@ fn stored(e: StoreError) -> ExchangeError {
     ExchangeError::store("access log", &e)
 }
 
+/// The listing an alerts page token is sealed to.
+fn alerts_listing(show_closed: bool) -> &'static str {
+    if show_closed {
+        "emergency-alerts/all"
+    } else {
+        "emergency-alerts/open"
+    }
+}
+
+/// The answer to closing an alert that is closed: who closed it, when, and
+/// the review's log position, so the officer can read that verdict.
+fn closed_already(access: i64, review: &LogRow) -> ExchangeError {
+    ExchangeError::FailedPrecondition(format!(
+        "the alert of the emergency access #{access} is closed already: closed by {} at {} (the review #{}); read that review rather than closing it again",
+        review.caller,
+        crate::model::clock::rfc3339_ms(review.at),
+        review.seq
+    ))
+}
+
 impl Exchange {
     /// The alerts of emergency accesses from the page token on (a log
     /// position this node gave), open ones only unless `show_closed`; the
@@ -65,14 +85,20 @@ impl Exchange {
                 }
                 n => n.min(MAX_PAGE),
             };
-            let start = match page_token {
-                "" => 0,
-                t => t.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
-                    Invalid::new(
-                        "page_token",
-                        "page_token is not one this node gave: pass the next_page_token of the previous answer, or none to start",
-                    )
-                })?,
+            // The token is sealed to its caller and its listing (open
+            // alerts, or all): AIP-158 wants the other fields the same
+            // from page to page, and a position is no one's to forge.
+            let caller = self.caller(ctx)?;
+            let listing = alerts_listing(show_closed);
+            let bad_token = || {
+                ExchangeError::from(Invalid::new(
+                    "page_token",
+                    "page_token is not one this node gave you for this listing (the same show_closed as the request that returned it): pass the next_page_token of the previous answer, or none to start",
+                ))
+            };
+            let start = match self.open_page_token(caller, listing, page_token, bad_token)? {
+                p if p.is_empty() => 0,
+                p => p.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(bad_token)?,
             };
             let mut rows = self
                 .store
@@ -81,7 +107,10 @@ impl Exchange {
                 .map_err(stored)?;
             let next = if rows.len() as i64 > limit {
                 rows.truncate(limit as usize);
-                rows.last().map(|r| (r.seq + 1).to_string()).unwrap_or_default()
+                match rows.last() {
+                    Some(r) => self.seal_page_token(caller, listing, &(r.seq + 1).to_string())?,
+                    None => String::new(),
+                }
             } else {
                 String::new()
             };
@@ -118,9 +147,10 @@ impl Exchange {
     /// Closes the alert of the emergency access `access_record_id` with the
     /// officer's verdict and note; the call's record holds them. Errors:
     /// `Forbidden`, `Invalid` (id, note), `NotFound` (no emergency access
-    /// has that id), `FailedPrecondition` (closed already),
-    /// `AuditUnavailable`, `AuditRefused` (another officer closed it at the
-    /// same moment), `Internal`.
+    /// has that id), `FailedPrecondition` (closed already — also when
+    /// another officer's review of it was appended first while this call
+    /// ran: one close wins, the other is told who closed it and when),
+    /// `AuditUnavailable`, `Internal`.
     pub(crate) async fn close_emergency_alert(
         &self,
         ctx: &RequestCtx,
@@ -129,6 +159,9 @@ impl Exchange {
         note: &str,
     ) -> Result<Recorded<Alert>, ExchangeError> {
         let mut rec = self.record(ctx, "CloseEmergencyAlert");
+        // One close at a time: the check for an earlier review below and
+        // this review's append are not interleaved with another close's.
+        let _one_at_a_time = self.closing.lock().await;
         let result = async {
             self.officer(ctx)?;
             validate::uuid("access_record_id", access_record_id)?;
@@ -161,21 +194,24 @@ impl Exchange {
                 .into_iter()
                 .find(|r| r.seq == seq)
                 .ok_or_else(not_emergency)?;
-            let record = AccessRecord::decode(&access.record)
-                .ok_or_else(|| ExchangeError::internal("access log", &"an entry does not decode"))?;
+            let record = AccessRecord::decode(&access.record).ok_or_else(|| {
+                ExchangeError::internal("access log", &"an entry does not decode")
+            })?;
             if !record.is_emergency() {
                 return Err(not_emergency());
             }
-            if let Some(review) = self
-                .store
-                .emergency_review(seq)
-                .await
-                .map_err(stored)?
-            {
-                return Err(ExchangeError::FailedPrecondition(format!(
-                    "the alert of this emergency access was closed already, by the review at index {}",
-                    review.seq
-                )));
+            // The note goes into the log: it must not name the person
+            // whose data the access was.
+            let names = match &record.case_id {
+                Some(id) => match self.store.case_meta(id).await {
+                    Ok(Some(case)) => self.case_names(&case, None).await,
+                    _ => Vec::new(),
+                },
+                None => Vec::new(),
+            };
+            validate::free_line("note", note, MAX_JUSTIFICATION, &names)?;
+            if let Some(review) = self.store.emergency_review(seq).await.map_err(stored)? {
+                return Err(closed_already(seq, &review));
             }
             // The review is about the person whose data it was: their
             // access report shows it.
@@ -194,7 +230,45 @@ impl Exchange {
             Ok(access)
         }
         .await;
-        let (access, durable) = self.finish(rec, result).await?.into_parts();
+        // What the call's record says if another officer's review of the
+        // same access is appended first (below).
+        let mut lost = rec.clone();
+        let (access, durable) = match self.finish(rec, result).await {
+            Ok(done) => done.into_parts(),
+            // The store refuses a second review of one access by its key
+            // (a record refused alone is reported as the log failing, one
+            // refused beside others as refused): should another review
+            // have been appended between the check above and this one's
+            // append after all, answered as a sequential second close is,
+            // and recorded so.
+            Err(e @ (ExchangeError::AuditRefused | ExchangeError::AuditUnavailable)) => {
+                let seq = self
+                    .store
+                    .log_position(access_record_id)
+                    .await
+                    .ok()
+                    .flatten();
+                let review = match seq {
+                    Some(seq) => self.store.emergency_review(seq).await.ok().flatten(),
+                    None => None,
+                };
+                let (Some(seq), Some(review)) = (seq, review) else {
+                    return Err(e);
+                };
+                lost.review = None;
+                lost.at = crate::model::clock::now_millis();
+                return Err(
+                    match self
+                        .finish::<()>(lost, Err(closed_already(seq, &review)))
+                        .await
+                    {
+                        Ok(_) => closed_already(seq, &review),
+                        Err(e) => e,
+                    },
+                );
+            }
+            Err(e) => return Err(e),
+        };
         // The review's own entry, durable now; read back for the answer
         // (a failed read leaves it out: the alert is closed all the same).
         let review = self.store.emergency_review(access.seq).await.ok().flatten();

@@ -193,6 +193,15 @@ pub(crate) struct Exchange {
     pub(super) retention: super::retention::Retention,
     /// The data key version whose rotation the log last announced.
     pub(super) announced: super::retention::Announced,
+    /// The names an identity category's payload holds (the gRPC layer's
+    /// reader: the payload is opaque here), for free text that must not
+    /// name the case's subject (`validate::free_line`).
+    identity_names: fn(&[u8]) -> Vec<String>,
+    /// Held by a close of an emergency alert from its check for an earlier
+    /// review to its review's append, so that of two officers closing one
+    /// alert the second finds the first's review (`gateway::emergency`).
+    /// Closes are an officer's rare steps; one at a time costs nothing.
+    pub(super) closing: tokio::sync::Mutex<()>,
 }
 
 /// What the Logboek Dataverwerkingen fields of a record are made from (the
@@ -252,7 +261,55 @@ impl Exchange {
             federation: None,
             retention: super::retention::Retention::default(),
             announced: super::retention::Announced::default(),
+            identity_names: |_| Vec::new(),
+            closing: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// How the names in an identity payload are read (`rpc::convert::identity_names`).
+    pub(crate) fn with_identity_names(mut self, reader: fn(&[u8]) -> Vec<String>) -> Exchange {
+        self.identity_names = reader;
+        self
+    }
+
+    /// The case's own names, opened in memory only to check free text
+    /// against them ([`validate::free_line`]); `sealed` its data when
+    /// already read. None for a case without an identity, an erased one,
+    /// or one whose identity does not open (the check then has only the
+    /// number patterns; nothing is refused for it).
+    pub(super) async fn case_names(
+        &self,
+        case: &CaseMeta,
+        sealed: Option<&[(Category, Vec<u8>)]>,
+    ) -> Vec<String> {
+        if case.erased_at.is_some() {
+            return Vec::new();
+        }
+        let read;
+        let sealed = match sealed {
+            Some(s) => s,
+            None => match self.store.case_with_data(&case.id).await {
+                Ok(Some((_, data))) => {
+                    read = data;
+                    &read
+                }
+                _ => return Vec::new(),
+            },
+        };
+        let Some((_, identity)) = sealed.iter().find(|(c, _)| *c == Category::Identity) else {
+            return Vec::new();
+        };
+        let Ok(key) = self.case_key(case) else {
+            return Vec::new();
+        };
+        self.keys
+            .open_case(
+                key.as_ref(),
+                &Self::aad(&case.id, Category::Identity),
+                identity,
+            )
+            .map(|plain| (self.identity_names)(&plain))
+            .unwrap_or_default()
     }
 
     /// The `[retention]` periods: per category and for the whole case, ms.
@@ -964,15 +1021,48 @@ impl Exchange {
             }
             rec.decision = Decision::Allowed;
             rec.rules = vec!["update:owner".into()];
-            if !cleared.is_empty() {
-                let names: Vec<String> = cleared.iter().map(|c| c.to_string()).collect();
+            // What the case holds now: a category the mask clears that the
+            // case does not hold is no change, nor is a category set to
+            // the value it has (AIP-134: an update that changes nothing
+            // leaves the resource, and its version, as it was).
+            let (_, held_data) = self.case_with_data(&case.id).await?;
+            let holds = |c: &Category| held_data.iter().any(|(h, _)| h == c);
+            let clears: Vec<Category> = cleared.iter().copied().filter(|c| holds(c)).collect();
+            let same = |(c, plain): &(Category, Vec<u8>)| {
+                held_data.iter().any(|(h, sealed)| {
+                    h == c
+                        && self
+                            .keys
+                            .open_case(Some(&case_key), &Self::aad(&case.id, *c), sealed)
+                            .is_ok_and(|old| &old == plain)
+                })
+            };
+            if clears.is_empty() && data.iter().all(same) {
+                rec.detail = format!(
+                    "no change: version {} kept (the categories set hold these values already; those cleared are not held)",
+                    case.version
+                );
+                return Ok((None, case.version));
+            }
+            if !clears.is_empty() {
+                let names: Vec<String> = clears.iter().map(|c| c.to_string()).collect();
                 rec.detail = format!("cleared: {}", names.join(", "));
             }
-            Ok((self.seal_all(&case_key, &case.id, &data)?, new_subject_id))
+            Ok((
+                Some((
+                    self.seal_all(&case_key, &case.id, &data)?,
+                    new_subject_id,
+                    clears,
+                )),
+                case.version,
+            ))
         }
         .await;
-        let ((sealed, subject_id), durable) =
-            self.finish(rec.clone(), prepared).await?.into_parts();
+        let ((prepared, version), durable) = self.finish(rec.clone(), prepared).await?.into_parts();
+        let Some((sealed, subject_id, cleared)) = prepared else {
+            // Nothing changed: the case's version as it is.
+            return Ok(durable.map(|()| version));
+        };
         let index = self.subject_index(&subject_keys);
         // The version is the store's to fill in.
         let key = held.as_ref().map(|h| h.row(&case_id, 0, &rec));
@@ -1040,7 +1130,13 @@ impl Exchange {
         self.check_purpose(&req.purpose)?;
         rec.purpose = Some(req.purpose.clone());
         if let Some(j) = &req.justification {
-            validate::line("emergency_justification", j, crate::tlog::MAX_JUSTIFICATION)?;
+            let names = self.case_names(&case, Some(&sealed)).await;
+            validate::free_line(
+                "emergency_justification",
+                j,
+                crate::tlog::MAX_JUSTIFICATION,
+                &names,
+            )?;
         }
         let consents = self
             .store
@@ -1222,7 +1318,12 @@ impl Exchange {
                 Scope::Own => "own".to_string(),
                 Scope::Visible => format!("visible/{}", req.purpose),
             };
-            let after = self.open_page_token(caller, &listing, &req.after)?;
+            let after = self.open_page_token(caller, &listing, &req.after, || {
+                ExchangeError::Invalid(Invalid::new(
+                    "page_token",
+                    "page_token is not one this node issued to you for this listing (the same scope and purpose as the request that returned it); start again with an empty page_token",
+                ))
+            })?;
             // One more than the page, so that a last page that is exactly
             // full says so (AIP-158: no token on the last page).
             let fetch = limit + 1;
@@ -1317,39 +1418,42 @@ impl Exchange {
         self.pseudonyms.index_digest(key.kind(), key.value())
     }
 
-    /// Page tokens are sealed: a token for visible cases must not hand the
-    /// caller another owner's case id, and only its own caller can use it,
-    /// for the listing it was issued for (AIP-158: the other request fields
-    /// must stay the same from page to page), so the listing named is
-    /// bound into the seal.
-    fn seal_page_token(
+    /// Page tokens are sealed, for every listing that pages (`FindCases`,
+    /// `ListEmergencyAlerts`): a token for visible cases must not hand the
+    /// caller another owner's case id, a position is not the caller's to
+    /// forge, and only its own caller can use it, for the listing it was
+    /// issued for (AIP-158: the other request fields must stay the same
+    /// from page to page), so the listing named is bound into the seal.
+    /// `position` is where the next page starts, as the listing reads it.
+    pub(super) fn seal_page_token(
         &self,
         caller: &Caller,
         listing: &str,
-        case_id: &str,
+        position: &str,
     ) -> Result<String, ExchangeError> {
         use base64::Engine;
         let aad = page_token_aad(caller, listing);
-        let sealed = self.keys.seal(&aad, case_id.as_bytes()).map_err(internal)?;
+        let sealed = self
+            .keys
+            .seal(&aad, position.as_bytes())
+            .map_err(internal)?;
         Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sealed))
     }
 
-    fn open_page_token(
+    /// The position a token of [`seal_page_token`](Self::seal_page_token)
+    /// holds, empty for an empty token; `bad` is the listing's answer to
+    /// a token that is not its caller's for this listing.
+    pub(super) fn open_page_token(
         &self,
         caller: &Caller,
         listing: &str,
         token: &str,
+        bad: impl Fn() -> ExchangeError,
     ) -> Result<String, ExchangeError> {
         use base64::Engine;
         if token.is_empty() {
             return Ok(String::new());
         }
-        let bad = || {
-            ExchangeError::Invalid(Invalid::new(
-                "page_token",
-                "page_token is not one this node issued to you for this listing (the same scope and purpose as the request that returned it); start again with an empty page_token",
-            ))
-        };
         if token.len() > 256 {
             return Err(bad());
         }
@@ -1405,6 +1509,9 @@ impl Exchange {
             let case = self.owned_case(caller, &req.case_id, &mut rec).await?;
             // Nothing left to share: consent to an erased case is refused.
             Self::not_erased(&case)?;
+            // The evidence reference is in the subject's signed receipt.
+            let names = self.case_names(&case, None).await;
+            validate::free_line("evidence_ref", &req.evidence_ref, 256, &names)?;
             let recipients = self.check_recipients(&req.recipients)?;
             if req.categories.is_empty() {
                 return Err(
@@ -1648,6 +1755,12 @@ impl Exchange {
         };
         let prepared = async {
             let consent = self.consent_of_owner(ctx, &consent_id, &mut rec).await?;
+            // The note is in the consent's history and its receipt.
+            let names = match self.store.case_meta(&consent.case_id).await {
+                Ok(Some(case)) => self.case_names(&case, None).await,
+                _ => Vec::new(),
+            };
+            validate::free_line("note", &note, 512, &names)?;
             if consent.state(rec.at) == consent::ConsentState::Withdrawn {
                 return Err(ExchangeError::ConsentWithdrawn);
             }
@@ -1670,9 +1783,19 @@ impl Exchange {
             .append_consent_event(&consent.id, &event, key.as_ref())
             .await
         {
-            Ok(()) => {
+            Ok(true) => {
                 consent.events.push(event);
                 Ok(durable.map(|()| consent))
+            }
+            // Another withdrawal of it was written between the check and
+            // this write: answered and recorded as a withdrawal of a
+            // withdrawn consent is, never as an internal error.
+            Ok(false) => {
+                rec.at = now_millis();
+                let _ = self
+                    .finish::<()>(rec, Err(ExchangeError::ConsentWithdrawn))
+                    .await;
+                Err(ExchangeError::ConsentWithdrawn)
             }
             Err(e) => Err(self.failed_after_record(rec, stored(e)).await),
         }

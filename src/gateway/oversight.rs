@@ -66,6 +66,9 @@ pub(crate) struct Access {
     pub(crate) bases: Vec<CategoryBasis>,
     /// An officer's review of an emergency access, on that review's line.
     pub(crate) review: Option<Review>,
+    /// The log position of the access that review is about, so the line
+    /// names it (#N); `None` when not known.
+    pub(crate) reviewed: Option<i64>,
 }
 
 impl Access {
@@ -77,7 +80,7 @@ impl Access {
                 .participant(&record.caller)
                 .map(|p| p.name.clone())
                 .unwrap_or_else(|| record.caller.clone()),
-            role: record.role.clone(),
+            role: shown_role(&record.caller, &record.role).to_string(),
             method: record.method.clone(),
             purpose: record.purpose.clone(),
             released: record.released.clone(),
@@ -85,6 +88,7 @@ impl Access {
             decision: record.decision,
             bases: record.bases.clone(),
             review: record.review.clone(),
+            reviewed: None,
         }
     }
 }
@@ -181,7 +185,26 @@ pub(crate) fn reason_words(r: &str, lang: Lang) -> &str {
     lang.pick(en, nl)
 }
 
-/// A role in plain words ("-": not registered).
+/// The role an officer's view shows for a record's caller: the record's
+/// role; for a record without one (`-`), [`NODE_ROLE`] when it names a
+/// caller (the node's own steps: `node.reload`, rotations, erasures,
+/// federation records carry the node's name and no role), else `-` (a
+/// caller that is not registered).
+pub(crate) fn shown_role<'a>(caller: &str, role: &'a str) -> &'a str {
+    let none = |s: &str| s.is_empty() || s == "-";
+    match (none(role), none(caller)) {
+        (true, true) => "-",
+        (true, false) => NODE_ROLE,
+        (false, _) => role,
+    }
+}
+
+/// What [`shown_role`] calls the node itself: no participant role is
+/// spelled so.
+pub(crate) const NODE_ROLE: &str = "node";
+
+/// A role in plain words ("-": not registered; [`NODE_ROLE`]: the node
+/// itself).
 pub(crate) fn role_words(role: &str, lang: Lang) -> &str {
     let (en, nl) = match role {
         "municipality" => ("municipality", "gemeente"),
@@ -192,6 +215,7 @@ pub(crate) fn role_words(role: &str, lang: Lang) -> &str {
         "monitor" => ("national monitor", "landelijke monitor"),
         "privacy_officer" => ("privacy officer", "functionaris gegevensbescherming"),
         "-" => ("not registered", "niet geregistreerd"),
+        NODE_ROLE => ("this node itself", "dit knooppunt zelf"),
         other => return other,
     };
     lang.pick(en, nl)
@@ -406,6 +430,13 @@ pub(crate) fn describe(a: &Access, lang: Lang) -> String {
             );
         }
     } else if let Some(r) = &a.review {
+        if let Some(i) = a.reviewed {
+            let _ = write!(
+                s,
+                " {} #{i}.",
+                lang.pick("The access reviewed:", "De beoordeelde toegang:")
+            );
+        }
         let _ = write!(
             s,
             " {} {}: \"{}\".",
@@ -550,6 +581,13 @@ pub(crate) async fn subject_report(
     }
     entries.sort_by_key(|e| e.index);
     entries.dedup_by_key(|e| e.index);
+    // A review's line names the access it reviews by its position.
+    for e in &mut entries {
+        if let Some(r) = &e.access.review {
+            e.access.reviewed = store.log_position(&r.access_record_id).await?;
+            e.summary = describe(&e.access, Lang::En);
+        }
+    }
     let case_ids: Vec<String> = cases.iter().map(|c| c.case_id.clone()).collect();
     let text = report_text(node_name, &case_ids, &entries, Lang::En);
     Ok(SubjectReport {

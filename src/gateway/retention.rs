@@ -158,6 +158,16 @@ impl Exchange {
                 done.cases, done.partly, done.postponed
             ));
         }
+        if done.cases + done.partly > 0 {
+            // The erased bytes are overwritten in the pages the erasure
+            // wrote; until those reach the database file, and the older
+            // copies of them leave the WAL, the file still holds them.
+            // Not done now (a reader in the way), the background
+            // checkpoints do it.
+            if let Err(e) = self.store.settle_erasure().await {
+                tracing::warn!(error = %e, "the erasure's pages are not yet copied into the database file; the background checkpoint will");
+            }
+        }
         Ok(done)
     }
 

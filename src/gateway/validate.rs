@@ -168,6 +168,85 @@ pub(crate) fn line(field: &str, s: &str, max: usize) -> Result<(), Invalid> {
     Ok(())
 }
 
+/// One line of free text that reaches the access log, an emergency alert
+/// or a signed receipt — an emergency justification, an officer's note on
+/// an alert, a consent's evidence reference or withdrawal note — checked
+/// as [`line`], and holding no raw identity: the log keeps what it holds
+/// for good and hands it to every privacy officer, and no person may be
+/// named in it in the clear (only pseudonyms and sealed ids). Refused:
+/// a number shaped like a V-number (ten digits or more in a row) or a BSN
+/// (nine digits passing the 11-check), however it is spaced or dotted
+/// (`1234.56.782`, `123 456 782`), and any of `names` — the case's own
+/// names, each part of three letters or more, matched as a whole word
+/// whatever its case. The message names the field, never the value.
+pub(crate) fn free_line(field: &str, s: &str, max: usize, names: &[String]) -> Result<(), Invalid> {
+    line(field, s, max)?;
+    let identity = |what: &str| {
+        Invalid::new(
+            field,
+            format!(
+                "{field} must not name the person: it holds {what}, and it is kept in the access log for good; describe the situation without a name, V-number or BSN (the case is already named by its id)"
+            ),
+        )
+    };
+    for digits in digit_runs(s) {
+        if digits.len() >= 10 {
+            return Err(identity("a number shaped like a V-number"));
+        }
+        if digits.len() == 9 && bsn_passes_11_check(&digits) {
+            return Err(identity("a number shaped like a BSN"));
+        }
+    }
+    let words: Vec<String> = s
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect();
+    let named = names
+        .iter()
+        .flat_map(|n| n.split(|c: char| !c.is_alphanumeric()))
+        .filter(|part| {
+            part.chars().count() >= 3 && !NAME_PARTICLES.contains(&part.to_lowercase().as_str())
+        })
+        .any(|part| words.contains(&part.to_lowercase()));
+    if named {
+        return Err(identity("a name of the case's subject"));
+    }
+    Ok(())
+}
+
+/// Name particles that are words of their own too (`van der Berg`): not
+/// matched on their own.
+const NAME_PARTICLES: &[&str] = &[
+    "van", "der", "den", "ter", "ten", "het", "bin", "ibn", "del", "los",
+];
+
+/// The runs of digits in `s`, a single space or dot between two digits
+/// joining them (a BSN is often written `1234.56.782` or `123 456 782`);
+/// a hyphen or anything else ends a run, so that dates and times
+/// (`2026-11-30 12:00`) are not read as one number.
+fn digit_runs(s: &str) -> Vec<String> {
+    let chars: Vec<char> = s.chars().collect();
+    let mut runs = Vec::new();
+    let mut run = String::new();
+    for (i, c) in chars.iter().enumerate() {
+        if c.is_ascii_digit() {
+            run.push(*c);
+        } else if (*c == ' ' || *c == '.')
+            && !run.is_empty()
+            && chars.get(i + 1).is_some_and(char::is_ascii_digit)
+        {
+            // Joins the digits on both sides.
+        } else if !run.is_empty() {
+            runs.push(std::mem::take(&mut run));
+        }
+    }
+    if !run.is_empty() {
+        runs.push(run);
+    }
+    runs
+}
+
 /// A calendar date written `YYYY-MM-DD` (ISO 8601 extended, complete), or
 /// empty for "not known".
 pub(crate) fn date(field: &str, s: &str) -> Result<(), Invalid> {
@@ -604,6 +683,36 @@ pub(crate) fn identity(field: &str, id: &Identity<'_>) -> Result<Vec<SubjectKey>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn free_text_names_no_one() {
+        let names = vec!["Amina el Idrissi".to_string()];
+        let ok = |s: &str| free_line("note", s, 500, &names);
+        ok("acute threat at the shelter, reported 2026-11-30 12:00 by staff").unwrap();
+        ok("case file DMS-2024-00017, room 12").unwrap();
+        ok("el is not a name part on its own").unwrap();
+        for bad in [
+            "subject V-nr 1234567890 at risk",
+            "vnr 12345 67890",
+            "bsn 111222333",
+            "bsn 1112.22.333",
+            "bsn 111 222 333",
+            "Amina is at risk",
+            "contact IDRISSI now",
+        ] {
+            let e = ok(bad).unwrap_err();
+            assert_eq!(e.field(), "note", "{bad}");
+            assert!(
+                e.to_string().starts_with("note must not name the person"),
+                "{bad}: {e}"
+            );
+            for part in ["1234567890", "111222333", "Amina", "Idrissi"] {
+                assert!(!e.to_string().contains(part), "{e}");
+            }
+        }
+        // Nine digits that fail the 11-check are no BSN (an order number).
+        ok("order 123456789").unwrap();
+    }
 
     #[test]
     fn bsn_eleven_check() {

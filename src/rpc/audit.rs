@@ -129,6 +129,7 @@ impl pb::audit_service_server::AuditService for Api {
                                         access_record_id: v.access_record_id,
                                         verdict: crate::rpc::convert::verdict_pb(v.verdict) as i32,
                                         note: v.note,
+                                        access_index: e.access.reviewed.map(|i| i as u64),
                                     }),
                                 })
                                 .collect(),

@@ -153,12 +153,14 @@ pub(crate) fn withheld_pb(category: Category, reason: &str) -> pb::WithheldEntry
 
 pub(crate) type Payloads = (Vec<(Category, Vec<u8>)>, Vec<SubjectKey>);
 
-/// Checks case data and splits it into per-category payloads, plus the
-/// subject's identifiers for the index. Every invalid field is reported,
-/// not only the first, so a form is fixed in one round.
 /// The categories an `UpdateCase` clears: those its `update_mask` (AIP-134,
-/// paths of `CaseData`) names that `data` leaves unset. A category set in
-/// `data` but not named, an unknown path, a repeated one or "*" is
+/// paths of `CaseData`) names that `data` leaves unset. Each bad path is
+/// `INVALID_ARGUMENT` naming it by its place (`update_mask.paths[2]`):
+/// one that is no category (or `*`, or a field inside a category: an update
+/// replaces whole categories), one named twice, and `identity` unless
+/// `data` sets it — a case always has its identity, so neither it nor the
+/// whole case can be cleared this way (erasure is the node's, by its
+/// retention periods). A category set in `data` but not named is
 /// `INVALID_ARGUMENT` naming `update_mask`. No mask: nothing is cleared.
 pub(crate) fn cleared_by_mask(
     mask: Option<&prost_types::FieldMask>,
@@ -169,33 +171,80 @@ pub(crate) fn cleared_by_mask(
     let Some(mask) = mask.filter(|m| !m.paths.is_empty()) else {
         return Ok(Vec::new());
     };
-    let bad = |msg: String| ExchangeError::from(Invalid::new("update_mask", msg));
     if mask.paths.len() > Category::ALL.len() {
-        return Err(bad(format!(
-            "update_mask names at most {} categories",
-            Category::ALL.len()
-        )));
+        return Err(Invalid::new(
+            "update_mask.paths",
+            format!(
+                "update_mask names at most {} categories",
+                Category::ALL.len()
+            ),
+        )
+        .into());
     }
+    let mut bad = validate::Violations::default();
     let mut named = Vec::new();
-    for path in &mask.paths {
+    for (i, path) in mask.paths.iter().enumerate() {
+        let field = format!("update_mask.paths[{i}]");
         let Ok(c) = Category::from_str(path) else {
-            return Err(bad(
-                "update_mask.paths must be CaseData fields (category names such as medical or shelter); \"*\" is not accepted".into(),
+            let names: Vec<&str> = Category::ALL.iter().map(|c| c.as_str()).collect();
+            let why = if path == "*" {
+                "\"*\" (replace everything) is not accepted".to_string()
+            } else if path.contains('.')
+                && Category::from_str(path.split('.').next().unwrap_or("")).is_ok()
+            {
+                "names a field inside a category; an update replaces whole categories, so name the category alone".to_string()
+            } else {
+                "is not a category of CaseData".to_string()
+            };
+            bad.push(Invalid::new(
+                field.clone(),
+                format!("{field} {why}: name one of {}", names.join(", ")),
             ));
+            continue;
         };
         if named.contains(&c) {
-            return Err(bad("update_mask names a category twice".into()));
+            bad.push(Invalid::new(
+                field.clone(),
+                format!("{field} names {c}, which an earlier path names already"),
+            ));
+            continue;
+        }
+        if c == Category::Identity && !set.contains(&c) {
+            bad.push(Invalid::new(
+                field.clone(),
+                format!(
+                    "{field} would clear identity, which a case always has: set data.identity to replace it, or leave identity out of update_mask"
+                ),
+            ));
+            continue;
         }
         named.push(c);
     }
+    bad.finish()?;
     if let Some(c) = set.iter().find(|c| !named.contains(c)) {
-        return Err(bad(format!(
-            "data sets {c} but update_mask does not name it; name every category the update changes"
-        )));
+        return Err(Invalid::new(
+            "update_mask",
+            format!(
+                "update_mask does not name {c}, which data sets; name every category the update changes"
+            ),
+        )
+        .into());
     }
     Ok(named.into_iter().filter(|c| !set.contains(c)).collect())
 }
 
+/// The names an identity category's payload holds (`Identity.name`), for
+/// the gateway's check that free text does not name the case's subject;
+/// none when it does not decode.
+pub(crate) fn identity_names(payload: &[u8]) -> Vec<String> {
+    pb::Identity::decode(payload)
+        .map(|i| vec![i.name])
+        .unwrap_or_default()
+}
+
+/// Checks case data and splits it into per-category payloads, plus the
+/// subject's identifiers for the index. Every invalid field is reported,
+/// not only the first, so a form is fixed in one round.
 pub(crate) fn case_input(data: pb::CaseData) -> Result<Payloads, ExchangeError> {
     use validate::Invalid;
     let today = crate::model::clock::today();
@@ -552,6 +601,7 @@ pub(crate) fn entry_pb(index: i64, leaf: Vec<u8>) -> Result<pb::AccessEntry, Exc
             access_record_id: v.access_record_id,
             verdict: verdict_pb(v.verdict) as i32,
             note: v.note,
+            access_index: None,
         }),
     })
 }

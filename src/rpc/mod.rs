@@ -65,6 +65,7 @@ use crate::rpc::status::{status, with_id};
 use crate::tlog::Recorded;
 
 pub use client::Clients;
+pub(crate) use convert::identity_names;
 pub use in_flight::InFlight;
 pub(crate) use refusals::Edge;
 pub use stats::{StatisticsAsk, get_statistics};

@@ -309,7 +309,11 @@ fn access_of(e: pb::ReportEntry) -> Result<Access, Status> {
                 .into_iter()
                 .find(|x| role_pb(x.as_str()) == r)
         })
-        .map_or("-".to_string(), |r| r.as_str().to_string());
+        .map_or_else(
+            // No role: the node's own step when it names a caller.
+            || crate::gateway::oversight::shown_role(&e.participant, "").to_string(),
+            |r| r.as_str().to_string(),
+        );
     Ok(Access {
         at: e
             .at
@@ -328,6 +332,11 @@ fn access_of(e: pb::ReportEntry) -> Result<Access, Status> {
             .iter()
             .filter_map(crate::rpc::convert::basis_from_pb)
             .collect(),
+        reviewed: e
+            .review
+            .as_ref()
+            .and_then(|v| v.access_index)
+            .map(|i| i as i64),
         review: e.review.and_then(|v| {
             Some(crate::tlog::Review {
                 verdict: match pb::Verdict::try_from(v.verdict).ok()? {

@@ -832,14 +832,30 @@ impl Store {
     }
 
     /// Appends an event (e.g. a withdrawal) to a consent (and the write's
-    /// idempotency key), in one transaction.
+    /// idempotency key), in one transaction. `false`, and nothing written,
+    /// for a withdrawal of a consent withdrawn already (by a call that
+    /// raced this one past the gateway's check).
     pub(crate) async fn append_consent_event(
         &self,
         consent_id: &str,
         event: &ConsentEvent,
         key: Option<&RequestKey>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         on_store!(&self.backend, b => b.append_consent_event(consent_id, event, key).await)
+    }
+
+    /// Makes an erasure reach the database's files now. SQLite: a
+    /// truncating WAL checkpoint, so that the pages the erasure overwrote
+    /// (`PRAGMA secure_delete`) replace the database file's, and the WAL's
+    /// older copies of them are cut away; busy (a reader holds an older
+    /// snapshot) is an error, and the background checkpoints finish it.
+    /// PostgreSQL: nothing (its dead tuples need `VACUUM`, which cannot run
+    /// in a transaction and is the operator's: docs/operations.md).
+    pub(crate) async fn settle_erasure(&self) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(b) => b.settle_erasure().await,
+            Backend::Postgres(_) => Ok(()),
+        }
     }
 
     /// A caller's idempotency key, if stored (whatever its age).

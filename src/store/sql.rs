@@ -115,6 +115,17 @@ pub(super) const INSERT_RECIPIENT: &str =
      ON CONFLICT DO NOTHING";
 pub(super) const INSERT_EVENT: &str =
     "INSERT INTO consent_events (consent_id, kind, at, by, note) VALUES ($1, $2, $3, $4, $5)";
+/// A withdrawal ($2 = 'withdrawn'), only if the consent has none yet: two
+/// withdrawals that raced past the gateway's check write one event, and
+/// the other learns it wrote none (no row). PostgreSQL first locks the
+/// consent's row (`LOCK_CONSENT`), so that the check and the insert of two
+/// transactions do not interleave; SQLite has one writer.
+pub(super) const INSERT_WITHDRAWAL: &str =
+    "INSERT INTO consent_events (consent_id, kind, at, by, note)
+     SELECT CAST($1 AS TEXT), CAST($2 AS TEXT), CAST($3 AS BIGINT), CAST($4 AS TEXT), CAST($5 AS TEXT)
+      WHERE NOT EXISTS (SELECT 1 FROM consent_events
+                         WHERE consent_id = CAST($1 AS TEXT) AND kind = 'withdrawn')";
+pub(super) const LOCK_CONSENT: &str = "SELECT id FROM consents WHERE id = $1 FOR UPDATE";
 pub(super) const INSERT_REQUEST_KEY: &str =
     "INSERT INTO request_keys (caller, request_id, method, digest, resource_id, seq, record_id,
                                created_at)
@@ -150,13 +161,13 @@ pub(super) const CASE_WITH_DATA: &str = concat!(
 pub(super) const OWN_CASES: &str = concat!(
     "SELECT ",
     case_columns!("c"),
-    " FROM cases c WHERE c.owner = $1 AND c.id > $2 ORDER BY c.id LIMIT $3"
+    " FROM cases c WHERE c.owner = $1 AND c.erased_at IS NULL AND c.id > $2 ORDER BY c.id LIMIT $3"
 );
 /// Cases of every owner but $1, by id after $2, at most $3.
 pub(super) const OTHERS_CASES: &str = concat!(
     "SELECT ",
     case_columns!("c"),
-    " FROM cases c WHERE c.owner <> $1 AND c.id > $2 ORDER BY c.id LIMIT $3"
+    " FROM cases c WHERE c.owner <> $1 AND c.erased_at IS NULL AND c.id > $2 ORDER BY c.id LIMIT $3"
 );
 pub(super) const VISIBLE_CASES: &str = concat!(
     "SELECT DISTINCT ",
@@ -165,7 +176,7 @@ pub(super) const VISIBLE_CASES: &str = concat!(
      JOIN consents k ON k.id = r.consent_id
      JOIN cases c ON c.id = k.case_id
      WHERE ((r.kind = 'participant' AND r.value = $1) OR (r.kind = 'role' AND r.value = $2))
-       AND c.owner <> $1
+       AND c.owner <> $1 AND c.erased_at IS NULL
        AND (',' || k.purposes || ',') LIKE ('%,' || $3 || ',%')
        AND k.valid_from <= $4 AND (k.valid_until IS NULL OR k.valid_until > $4)
        AND NOT EXISTS (SELECT 1 FROM consent_events e
@@ -178,7 +189,8 @@ pub(super) const VISIBLE_CASES: &str = concat!(
 /// NULL data for a case without any of them.
 pub(super) const STATISTICS_PAGE: &str = "SELECT c.id, c.owner, c.created_at, d.category, d.sealed,
             c.case_key
-     FROM (SELECT id, owner, created_at, case_key FROM cases WHERE id > $1 ORDER BY id LIMIT $2) c
+     FROM (SELECT id, owner, created_at, case_key FROM cases
+           WHERE erased_at IS NULL AND id > $1 ORDER BY id LIMIT $2) c
      LEFT JOIN case_data d ON d.case_id = c.id AND d.category IN ($3, $4, $5)
      ORDER BY c.id, d.category";
 pub(super) const RESOLVE_PSEUDONYM: &str =
@@ -330,6 +342,7 @@ pub(super) const WITH_PARAMETERS: &[&str] = &[
     INSERT_CONSENT,
     INSERT_RECIPIENT,
     INSERT_EVENT,
+    INSERT_WITHDRAWAL,
     INSERT_CHECKPOINT,
     INSERT_RELEASE,
     RELEASE,

@@ -195,6 +195,26 @@ impl LogLock {
     }
 }
 
+/// Runs two calls so that both are under way, each past the checks it
+/// makes before its access record, before either record is written: the
+/// log is held locked ([`LogLock`]) until both are in progress and have
+/// read what they check (reads do not wait on the log's write lock). For
+/// two calls that change one thing at the same moment.
+pub async fn at_once<A, B>(node: &TestNode, a: A, b: B) -> (A::Output, B::Output)
+where
+    A: std::future::Future + Send + 'static,
+    B: std::future::Future + Send + 'static,
+    A::Output: Send + 'static,
+    B::Output: Send + 'static,
+{
+    let lock = LogLock::take(node).await;
+    let both = tokio::spawn(async move { tokio::join!(a, b) });
+    wait_in_flight(node, 2).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    lock.release().await;
+    both.await.unwrap()
+}
+
 /// Waits until `n` requests are in progress on the node at once.
 pub async fn wait_in_flight(node: &TestNode, n: usize) {
     for _ in 0..200 {

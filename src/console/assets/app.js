@@ -113,6 +113,9 @@ async function api(path, params = {}) {
 }
 
 const w = (table, key) => (state.words && state.words[state.lang][table][key]) || key;
+// The role shown for an entry's caller: a record without a role is the
+// node's own step when it names a caller, else a caller not registered.
+const roleOf = e => (e.role && e.role !== '-') ? e.role : ((e.caller && e.caller !== '-') ? 'node' : '-');
 
 // ---- bytes, hashes, signatures ----
 
@@ -279,7 +282,7 @@ async function loadLog(start) {
 function row(e) {
   return el('tr', { class: `d-${e.decision}`, 'data-index': e.index, onclick: () => openEntry(e.index) },
     el('td', {}, e.index), el('td', { class: 'mono' }, e.at), el('td', {}, e.caller),
-    el('td', {}, w('roles', e.role)), el('td', {}, e.method), el('td', {}, e.purpose || ''),
+    el('td', {}, w('roles', roleOf(e))), el('td', {}, e.method), el('td', {}, e.purpose || ''),
     el('td', { class: 'mono small' }, e.case_id || ''), el('td', {}, w('decisions', e.decision)),
     el('td', {}, e.released.map(c => w('categories', c)).join(', ')));
 }
@@ -548,7 +551,7 @@ async function emergencies() {
         } catch (err) { msg.textContent = err.message; }
       });
       return el('div', { class: 'alert emergency', 'data-kind': 'emergency', 'data-request-id': e.request_id },
-        el('strong', {}, t('em_by')(e.caller, w('roles', e.role), e.at)),
+        el('strong', {}, t('em_by')(e.caller, w('roles', roleOf(e)), e.at)),
         el('p', {}, `${t('em_released')}: ${e.released.map(c => w('categories', c)).join(', ')}`),
         el('p', { class: 'justification' }, `${t('em_just')}: “${a.justification || ''}”`),
         el('p', { class: 'links' }, el('a', { href: '#', class: 'entry-link', onclick: ev => { ev.preventDefault(); openEntry(e.index); } }, `#${e.index}`)),
@@ -611,7 +614,7 @@ function translate() {
   for (const [sel, table] of [['select[name=role]', 'roles'], ['select[name=decision]', 'decisions']]) {
     const s = $(sel);
     const keep = s.value;
-    s.replaceChildren(el('option', { value: '' }, ''), ...Object.keys(state.words.en[table]).filter(k => k !== '-')
+    s.replaceChildren(el('option', { value: '' }, ''), ...Object.keys(state.words.en[table]).filter(k => k !== '-' && k !== 'node')
       .map(k => el('option', { value: k }, `${w(table, k)} (${k})`)));
     s.value = keep;
   }

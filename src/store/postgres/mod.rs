@@ -24,7 +24,7 @@ use sqlx::{PgConnection, PgPool, Postgres, Row, SqlStr};
 use tokio::sync::mpsc;
 
 use crate::model::Category;
-use crate::model::consent::{Consent, ConsentEvent, Millis};
+use crate::model::consent::{Consent, ConsentEvent, EventKind, Millis};
 use crate::store::rows::{
     self, CaseFold, Columns, ConsentFold, StatisticsFold, categories_column, purposes_column,
     recipient_columns,
@@ -418,14 +418,28 @@ impl PgStore {
         consent_id: &str,
         event: &ConsentEvent,
         key: Option<&RequestKey>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
-        insert_event(&mut tx, consent_id, event).await?;
+        // A withdrawal only if there is none yet (`sql::INSERT_WITHDRAWAL`),
+        // the consent's row locked so that two are not checked at once.
+        let stmt = match event.kind {
+            EventKind::Withdrawn => {
+                sqlx::query(sql::LOCK_CONSENT)
+                    .bind(consent_id)
+                    .execute(&mut *tx)
+                    .await?;
+                sql::INSERT_WITHDRAWAL
+            }
+            _ => sql::INSERT_EVENT,
+        };
+        if insert_event_with(&mut tx, stmt, consent_id, event).await? == 0 {
+            return Ok(false);
+        }
         if let Some(key) = key {
             put_request_key(&mut tx, key, key.seq).await?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(true)
     }
 
     pub(super) async fn request_key(
@@ -955,15 +969,28 @@ async fn insert_event(
     consent_id: &str,
     e: &ConsentEvent,
 ) -> Result<(), StoreError> {
-    sqlx::query(sql::INSERT_EVENT)
+    insert_event_with(tx, sql::INSERT_EVENT, consent_id, e)
+        .await
+        .map(|_| ())
+}
+
+/// `stmt` ([`sql::INSERT_EVENT`] or [`sql::INSERT_WITHDRAWAL`]) for the
+/// event; the rows it inserted.
+async fn insert_event_with(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    stmt: &'static str,
+    consent_id: &str,
+    e: &ConsentEvent,
+) -> Result<u64, StoreError> {
+    Ok(sqlx::query(stmt)
         .bind(consent_id)
         .bind(e.kind.as_str())
         .bind(e.at)
         .bind(&e.by)
         .bind(&e.note)
         .execute(&mut **tx)
-        .await?;
-    Ok(())
+        .await?
+        .rows_affected())
 }
 
 rows::columns_by!(PgRow, try_get);

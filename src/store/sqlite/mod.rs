@@ -156,9 +156,15 @@ fn percent_decode(s: &str) -> Option<String> {
 
 /// The pragmas of a connection that writes. `wal_autocheckpoint` is high
 /// because the node checkpoints in the background (`checkpoint_wal`).
+/// `secure_delete` overwrites deleted content with zeros: an erased case's
+/// wrapped key, sealed subject id and data rows (`store::CaseChange`) must
+/// not stay readable in the file's free space, where a copy of the file
+/// would keep them (GDPR art. 17; <https://sqlite.org/pragma.html#pragma_secure_delete>).
+/// It is a per-connection setting, so every writing connection sets it.
 const WRITER_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
      PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; \
-     PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = 8000;";
+     PRAGMA temp_store = MEMORY; PRAGMA wal_autocheckpoint = 8000; \
+     PRAGMA secure_delete = ON;";
 
 /// A writing connection whose WAL is cut back to `wal_limit` bytes once a
 /// checkpoint has copied it all (`journal_size_limit`: SQLite truncates the
@@ -297,6 +303,25 @@ impl SqliteStore {
                     c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
                 }
                 Ok(std::fs::metadata(&wal_file).map_or(0, |m| m.len()))
+            })
+            .await
+    }
+
+    /// Copies the whole WAL into the database file and cuts the WAL to
+    /// nothing (TRUNCATE), waiting at most [`CHECKPOINT_WAIT_MS`] for the
+    /// writer; `Busy` when a reader's snapshot kept a frame back.
+    pub(super) async fn settle_erasure(&self) -> Result<(), StoreError> {
+        self.wal
+            .run(|c| {
+                let busy: i64 = c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+                if busy != 0 {
+                    return Err(rusqlite::Error::SqliteFailure(
+                        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+                        Some("a reader holds an older snapshot of the database".into()),
+                    )
+                    .into());
+                }
+                Ok(())
             })
             .await
     }
@@ -457,7 +482,7 @@ impl SqliteStore {
         consent_id: &str,
         event: &ConsentEvent,
         key: Option<&RequestKey>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let (id, event, key) = (consent_id.to_owned(), event.clone(), key.cloned());
         let result = self
             .write(move |c| write::append_consent_event(c, &id, &event, key.as_ref()))

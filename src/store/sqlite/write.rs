@@ -14,7 +14,7 @@
 use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 
 use crate::model::Category;
-use crate::model::consent::{Consent, ConsentEvent, Millis};
+use crate::model::consent::{Consent, ConsentEvent, EventKind, Millis};
 use crate::store::rows::{categories_column, purposes_column, recipient_columns};
 use crate::store::{
     CaseChange, IssuedPseudonym, LogRow, NewCase, RequestKey, Rewrap, StoreError, StoredCheckpoint,
@@ -387,14 +387,21 @@ pub(super) fn append_consent_event(
     consent_id: &str,
     event: &ConsentEvent,
     key: Option<&RequestKey>,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     let tx = begin(conn)?;
-    insert_event(&tx, consent_id, event)?;
+    // A withdrawal only if there is none yet (`sql::INSERT_WITHDRAWAL`).
+    let stmt = match event.kind {
+        EventKind::Withdrawn => sql::INSERT_WITHDRAWAL,
+        _ => sql::INSERT_EVENT,
+    };
+    if insert_event_with(&tx, stmt, consent_id, event)? == 0 {
+        return Ok(false);
+    }
     if let Some(key) = key {
         put_request_key(&tx, key, key.seq)?;
     }
     tx.commit()?;
-    Ok(())
+    Ok(true)
 }
 
 fn insert_event(
@@ -402,12 +409,22 @@ fn insert_event(
     consent_id: &str,
     e: &ConsentEvent,
 ) -> Result<(), StoreError> {
-    tx.prepare_cached(sql::INSERT_EVENT)?.execute(params![
+    insert_event_with(tx, sql::INSERT_EVENT, consent_id, e).map(|_| ())
+}
+
+/// `stmt` ([`sql::INSERT_EVENT`] or [`sql::INSERT_WITHDRAWAL`]) for the
+/// event; the rows it inserted.
+fn insert_event_with(
+    tx: &Transaction<'_>,
+    stmt: &str,
+    consent_id: &str,
+    e: &ConsentEvent,
+) -> Result<usize, StoreError> {
+    Ok(tx.prepare_cached(stmt)?.execute(params![
         consent_id,
         e.kind.as_str(),
         e.at,
         e.by,
         e.note
-    ])?;
-    Ok(())
+    ])?)
 }
