@@ -19,7 +19,7 @@ use anyhow::{Context, bail};
 
 use crate::config::Config;
 use crate::gateway::vault::Keys;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use crate::tlog::checkpoint::{Checkpoint, origin};
 use crate::tlog::handover::{self, Handover};
 use crate::tlog::note::{self, Signer};
@@ -51,8 +51,9 @@ pub(crate) enum KeysCommand {
         config: std::path::PathBuf,
     },
     /// The data key versions, how many case keys each wraps, and which files may be removed.
-    /// Opens the node's database: on SQLite, with the node stopped (a serving node logs the
-    /// same progress lines).
+    /// Only reads the keys folder and the database, so it runs beside a serving node (SQLite
+    /// too). With --finish it re-wraps in the node's place: on SQLite only with the node
+    /// stopped (a serving node re-wraps on its own every retention.interval).
     Status {
         #[arg(long, value_name = "FILE", default_value = "sluis.toml")]
         config: std::path::PathBuf,
@@ -93,8 +94,7 @@ pub(crate) async fn run_node(command: NodeCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn load(config_path: &Path) -> anyhow::Result<Config> {
-    Config::load(config_path)
-        .with_context(|| format!("no node at {} (use --config FILE)", config_path.display()))
+    crate::cli::load_config(config_path, crate::cli::ON_HOST)
 }
 
 /// The node's store, claimed as the node claims it (a SQLite file a
@@ -106,11 +106,20 @@ async fn open_log(
     signer: Arc<dyn Signer>,
     name: &str,
     cosigner: Option<Cosigner>,
+    command: &str,
 ) -> anyhow::Result<(Store, AuditLog)> {
     let (store, sink) = Store::open(&config.database_url()?, &config.pool_settings(), true).await?;
-    let store = store
-        .claim_for_node(config.cache_bounds())
-        .context("stop the node first: its database is in use")?;
+    let store = match store.claim_exclusive(config.cache_bounds()).await {
+        Ok(store) => store,
+        Err(StoreError::InUse(db)) => bail!(
+            "a node is serving the database {}: `sluis {command}` runs only with the node stopped, so that it does not go on with the old key or name. Nothing was changed: stop the node, run this again, then start the node",
+            db.display()
+        ),
+        Err(StoreError::NodesServing(db)) => bail!(
+            "a node is serving the PostgreSQL database {db}: `sluis {command}` runs only with every replica stopped, so that none goes on with the old key or name. Nothing was changed: stop the node on every host, run this again, then start them"
+        ),
+        Err(e) => return Err(e.into()),
+    };
     let settings = LogSettings {
         key_name: name.to_string(),
         origin: origin(name),
@@ -180,7 +189,7 @@ async fn rotate_signing(config_path: &Path) -> anyhow::Result<ExitCode> {
         signer: next.clone(),
         name: name.clone(),
     };
-    let (store, log) = open_log(&config, old, &name, Some(cosigner)).await?;
+    let (store, log) = open_log(&config, old, &name, Some(cosigner), "keys rotate-signing").await?;
     // A rotation interrupted after its handover was recorded: finish it.
     let done = match store.latest_checkpoint().await? {
         Some(cp) => Checkpoint::verify(&cp.note, &h.to).is_ok(),
@@ -218,7 +227,7 @@ async fn rotate_pseudonym(config_path: &Path) -> anyhow::Result<ExitCode> {
     let name = config.node.name.clone();
     let dir = config.path(&config.node.keys_dir);
     let keys = Arc::new(Keys::load(&dir).context("the node's keys do not load")?);
-    let (store, log) = open_log(&config, keys, &name, None).await?;
+    let (store, log) = open_log(&config, keys, &name, None, "keys rotate-pseudonym").await?;
     let result = async {
         let version = Keys::add_pseudonym_version(&dir)?;
         let rec = record(
@@ -249,6 +258,19 @@ async fn rotate_pseudonym(config_path: &Path) -> anyhow::Result<ExitCode> {
 }
 
 async fn rename(config_path: &Path) -> anyhow::Result<ExitCode> {
+    // The new name first: a name the node would refuse is what to mend,
+    // whatever else the file holds.
+    if let Ok((parsed, _)) = Config::parse(config_path)
+        && let Some(problem) =
+            crate::config::node_name_problem(&parsed.node.name, parsed.federation.is_some())
+    {
+        bail!(
+            "the new name '{}' (node.name in {}) is not a valid node name: {problem}. Nothing was renamed; {}, then run `sluis node rename` again",
+            parsed.node.name.escape_debug(),
+            config_path.display(),
+            crate::config::NODE_NAME_FIX
+        );
+    }
     let config = load(config_path)?;
     let new = config.node.name.clone();
     let dir = config.path(&config.node.keys_dir);
@@ -293,7 +315,7 @@ async fn rename(config_path: &Path) -> anyhow::Result<ExitCode> {
             signer: keys.clone(),
             name: new.clone(),
         };
-        let (store, log) = open_log(&config, keys, &old, Some(cosigner)).await?;
+        let (store, log) = open_log(&config, keys, &old, Some(cosigner), "node rename").await?;
         let result = hand_over(&store, &log, &old, handover::RENAME, &h).await;
         drop(log);
         store.close().await;
