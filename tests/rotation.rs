@@ -436,7 +436,78 @@ async fn beside_a_serving_sqlite_node_status_reads_and_rotations_refuse_clearly(
             "{command}: {said}"
         );
     }
-    // Nothing was rotated: the node still signs with its key.
-    assert!(!node.dir.path().join("keys/pseudonym.v2.key").exists());
+    // Nothing was changed: no new version, no rotation left pending.
+    for file in ["keys/pseudonym.v2.key", "keys/signing.key.next"] {
+        assert!(!node.dir.path().join(file).exists(), "{file}");
+    }
     node.node.shutdown().await.unwrap();
+}
+
+mod postgres_only {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs PostgreSQL: run with SLUIS_TEST_BACKEND=postgres and `-- --ignored postgres_only` (as .ci/run does)"]
+    async fn a_rotation_refuses_while_any_replica_serves_the_database() {
+        super::a_rotation_refuses_while_any_replica_serves_the_database().await;
+    }
+}
+
+/// The serving claim's advisory lock key (`store::postgres`), to stand in
+/// for a rotation in progress.
+const SERVING_LOCK: i64 = 0x736c_7569_735f_7376;
+
+/// On PostgreSQL several replicas serve one database: a rotation or rename
+/// run while any of them serves is refused, saying to stop them all, and
+/// changes nothing; a replica does not start while such a step holds the
+/// database; with every replica stopped the rotation runs.
+async fn a_rotation_refuses_while_any_replica_serves_the_database() {
+    require_postgres();
+    let node = TestNode::start().await;
+    let path = node.config_path();
+    let p = path.to_str().unwrap();
+    let replica = Node::start(&node.config).await.expect("a second replica");
+    node.node.shutdown().await.unwrap();
+
+    // One replica still serves.
+    for command in ["rotate-signing", "rotate-pseudonym"] {
+        let (code, said) = sluis_code(&["keys", command, "--config", p]);
+        assert_eq!(code, Some(1), "{command}: {said}");
+        assert!(
+            said.contains("a node is serving the PostgreSQL database")
+                && said.contains("every replica stopped")
+                && said.contains("Nothing was changed"),
+            "{command}: {said}"
+        );
+    }
+    assert!(!node.dir.path().join("keys/pseudonym.v2.key").exists());
+    assert!(!node.dir.path().join("keys/signing.key.next").exists());
+    replica.shutdown().await.unwrap();
+
+    // A step holding the database keeps replicas from starting.
+    let url = node.config.database_url().unwrap();
+    let mut step = {
+        use sqlx::Connection;
+        sqlx::PgConnection::connect(&url).await.unwrap()
+    };
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(SERVING_LOCK)
+        .execute(&mut step)
+        .await
+        .unwrap();
+    let err = Node::start(&node.config)
+        .await
+        .err()
+        .expect("no replica starts during a rotation");
+    assert!(
+        err.to_string()
+            .contains("key rotation or node rename is running"),
+        "{err}"
+    );
+    {
+        use sqlx::Connection;
+        step.close().await.unwrap();
+    }
+
+    // Every replica stopped: the rotation runs.
+    let said = run("keys", "rotate-pseudonym", &path);
+    assert!(said.contains("pseudonym secret version 2 made"), "{said}");
 }
