@@ -1339,6 +1339,18 @@ fn parse_message(text: &str, e: &toml::de::Error) -> String {
 mod tests {
     use super::*;
 
+    #[test]
+    fn listeners_collide_on_one_port_of_one_or_any_address() {
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert!(same_listener(a("127.0.0.1:7443"), a("127.0.0.1:7443")));
+        assert!(same_listener(a("0.0.0.0:7443"), a("127.0.0.1:7443")));
+        assert!(same_listener(a("[::1]:7443"), a("[::]:7443")));
+        assert!(!same_listener(a("127.0.0.1:7443"), a("127.0.0.2:7443")));
+        assert!(!same_listener(a("127.0.0.1:7443"), a("127.0.0.1:7444")));
+        // Port 0: the system picks a free port for each.
+        assert!(!same_listener(a("127.0.0.1:0"), a("127.0.0.1:0")));
+    }
+
     fn load(node_extra: &str) -> Result<Config, ConfigError> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sluis.toml");

@@ -847,6 +847,29 @@ mod tests {
     }
 
     #[test]
+    fn key_purposes_follow_extended_key_usage() {
+        use rcgen::ExtendedKeyUsagePurpose as Eku;
+        let purposes = |ekus: Vec<Eku>| {
+            let key = KeyPair::generate().expect("key");
+            let mut params =
+                CertificateParams::new(vec!["node.example".to_string()]).expect("params");
+            params.extended_key_usages = ekus;
+            key_purposes(params.self_signed(&key).expect("self-signed").der()).expect("reads")
+        };
+        let none = purposes(vec![]);
+        assert!(!none.restricted && none.server() && none.client());
+        let server = purposes(vec![Eku::ServerAuth]);
+        assert!(server.server() && !server.client());
+        let client = purposes(vec![Eku::ClientAuth]);
+        assert!(!client.server() && client.client());
+        let both = purposes(vec![Eku::ServerAuth, Eku::ClientAuth]);
+        assert!(both.server() && both.client());
+        // anyExtendedKeyUsage stands in for neither (webpki does not take it).
+        let any = purposes(vec![Eku::Any]);
+        assert!(any.restricted && !any.server() && !any.client());
+    }
+
+    #[test]
     fn reads_serial_number_and_common_name() {
         let (der, _) = make_cert(Some(OIN));
         assert_eq!(subject_serial_number(&der).unwrap().as_deref(), Some(OIN));
