@@ -11,8 +11,10 @@
 //! `tls.expiry_warning_days`, no CRL, a database file not there yet) are
 //! logged and the node starts.
 //!
-//! Nothing here writes, and nothing connects anywhere: a PostgreSQL
-//! database is checked when the node starts, not here.
+//! Nothing here writes. [`check`] reads files only; [`check_with_log`]
+//! also reads the node's database (SQLite or PostgreSQL), for what only
+//! the log can tell: whether the signing key and the node's name are the
+//! ones that signed it.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -157,7 +159,8 @@ pub fn check_at(path: &Path, now: i64) -> Report {
                 | VaultError::Malformed { path, .. }
                 | VaultError::Write { path, .. }
                 | VaultError::Exists(path)
-                | VaultError::RotationPending(path) => path.clone(),
+                | VaultError::RotationPending(path)
+                | VaultError::VersionGap { missing: path, .. } => path.clone(),
                 VaultError::Open | VaultError::Random | VaultError::MissingVersion(_) => {
                     keys_dir.clone()
                 }
@@ -165,6 +168,9 @@ pub fn check_at(path: &Path, now: i64) -> Report {
             let fix = match &e {
                 VaultError::RotationPending(_) => {
                     "run `sluis keys rotate-signing` again: it finishes the rotation it started"
+                }
+                VaultError::VersionGap { .. } => {
+                    "restore the missing version's file from the node's backup (a new secret cannot stand in for it); never delete a pseudonym secret version"
                 }
                 _ => {
                     "restore the key file from the node's backup: a new key cannot open what the old one sealed, signed or derived"
@@ -287,6 +293,111 @@ pub fn check_at(path: &Path, now: i64) -> Report {
     report
 }
 
+/// [`check`], and then what only the node's database can tell: whether the
+/// log's latest checkpoint is signed by the signing key in the keys folder
+/// under `node.name` — what the node refuses to start without
+/// (`tlog::signed_by_this_key`, the same function). The database is read,
+/// never written, so this is safe while the node serves; a database that
+/// cannot be read here is a warning (the node checks again when it starts).
+/// What `sluis check-config` and `sluis serve` run.
+pub async fn check_with_log(path: &Path) -> Report {
+    let mut report = check(path);
+    // A configuration or key files with errors are reported above; the
+    // log is checked against a node that could start otherwise.
+    if report.has_errors() {
+        return report;
+    }
+    let Ok((config, text)) = Config::parse(path) else {
+        return report;
+    };
+    report
+        .findings
+        .extend(log_signer(path, &config, &text).await);
+    report
+}
+
+/// How long `check-config` waits for the database before it says the log
+/// was not checked.
+const DATABASE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+async fn log_signer(path: &Path, config: &Config, text: &str) -> Vec<Finding> {
+    use crate::tlog::AuditError;
+    let keys_dir = config.path(&config.node.keys_dir);
+    let Ok(keys) = Keys::load(&keys_dir) else {
+        return Vec::new(); // named by Keys::check
+    };
+    let Ok(url) = config.database_url() else {
+        return Vec::new(); // named above
+    };
+    if let Ok(db) = config.sqlite_path()
+        && !db.exists()
+    {
+        return Vec::new(); // a new node: nothing signed yet
+    }
+    let spans = toml::de::DeTable::parse(text).ok();
+    let line = |at: &str| spans.as_ref().and_then(|root| line_of(text, root, at));
+    let not_checked = |why: String| {
+        vec![Finding {
+            severity: Severity::Warning,
+            file: path.to_path_buf(),
+            line: line("node.database"),
+            problem: format!(
+                "the access log's signing key was not checked against the log: {why}"
+            ),
+            fix: "make the database reachable from here and run check-config again; the node checks it when it starts either way".into(),
+        }]
+    };
+    let opened = tokio::time::timeout(
+        DATABASE_WAIT,
+        crate::store::Store::open(&url, &config.pool_settings(), false),
+    )
+    .await;
+    let store = match opened {
+        Ok(Ok((store, _))) => store,
+        Ok(Err(e)) => return not_checked(e.to_string()),
+        Err(_) => {
+            return not_checked(format!(
+                "the database did not answer within {} s",
+                DATABASE_WAIT.as_secs()
+            ));
+        }
+    };
+    let latest = store.latest_checkpoint().await;
+    store.close().await;
+    let cp = match latest {
+        Ok(Some(cp)) => cp,
+        Ok(None) => return Vec::new(),
+        Err(e) => return not_checked(e.to_string()),
+    };
+    let signing_key = keys_dir.join(crate::gateway::vault::SIGNING_KEY_FILE);
+    match crate::tlog::signed_by_this_key(&cp, &keys, &config.node.name) {
+        Ok(()) => Vec::new(),
+        Err(AuditError::Renamed {
+            size,
+            signed_as,
+            configured,
+        }) => vec![Finding {
+            severity: Severity::Error,
+            file: path.to_path_buf(),
+            line: line("node.name"),
+            problem: format!(
+                "node.name is '{configured}', but the log's latest checkpoint (size {size}) is signed as '{signed_as}': the node was renamed without the rename step, and does not start"
+            ),
+            fix: "to rename the node, run `sluis node rename` with the node stopped (docs/operations.md, \"Renaming the node\"); otherwise put the old name back".into(),
+        }],
+        Err(AuditError::KeyReplaced { size, name, key }) => vec![Finding {
+            severity: Severity::Error,
+            file: signing_key,
+            line: None,
+            problem: format!(
+                "the signing key in the keys folder does not sign this log: the latest checkpoint (size {size}) is signed as '{name}' by another key, not by {key}; the node does not start"
+            ),
+            fix: "put the key that signed the log back (from the backup of the keys folder); to change the key, run `sluis keys rotate-signing` with the old key in place. If the old key is lost, see \"What losing each key means\" in docs/operations.md".into(),
+        }],
+        Err(e) => not_checked(e.to_string()),
+    }
+}
+
 /// One problem of `[federation]`: the file it is in (none: `sluis.toml`)
 /// and the setting that names it.
 struct FederationFinding {
@@ -339,6 +450,20 @@ fn federation(config: &Config, now: i64, warn_secs: i64) -> Vec<FederationFindin
             Severity::Warning
         };
         push(severity, Some(f.file), Some(f.setting), f.problem, &f.fix);
+    }
+
+    // K_fed, read by the loader `serve` reads it with.
+    if let Some(key) = &fed.pseudonym_key {
+        let key = config.path(key);
+        if let Err(e) = crate::federation::pseudonym::FederationPseudonyms::load(&key) {
+            push(
+                Severity::Error,
+                Some(key),
+                Some("federation.pseudonym_key"),
+                e.to_string(),
+                "put the federation pseudonym key the network's operator handed out (`sluis federation pseudonym-keygen` made it) in this file, unchanged; every node of the network needs the same one",
+            );
+        }
     }
 
     // The key first, so that it is named even when the directory is

@@ -728,17 +728,8 @@ impl Config {
         self.retention.problems(&mut problem);
         // The name signs receipts and checkpoints: a signed-note key name
         // (C2SP), and the first line of each note.
-        if !crate::tlog::note::valid_key_name(&self.node.name)
-            || !self.node.name.chars().all(crate::model::printable_in_line)
-            || !valid_node_name(&self.node.name)
-        {
-            problem(
-                "node.name".into(),
-                "node.name must be 1-255 characters without spaces, control characters or '+' \
-                 (it names the node's key in signed notes)"
-                    .into(),
-                "use a DNS-like name, e.g. sluis.gemeente.example",
-            );
+        if let Some(message) = node_name_problem(&self.node.name, self.federation.is_some()) {
+            problem("node.name".into(), message, NODE_NAME_FIX);
         }
         for (i, p) in self.node.purposes.iter().enumerate() {
             if !is_name(p) {
@@ -924,6 +915,28 @@ impl Config {
                 "telemetry.service_name must be 1-255 printable characters".into(),
                 "shorten it, or remove it for the node's name",
             );
+        }
+        // Each listener needs a port of its own: two on one address stop
+        // the node at its start ("address in use"), after every other check
+        // passed.
+        let mut listeners = vec![("node.listen", self.node.listen)];
+        listeners.extend(self.probes.listen.map(|a| ("probes.listen", a)));
+        if let Some(f) = &self.federation {
+            listeners.extend(f.listen.map(|a| ("federation.listen", a)));
+        }
+        for (i, (name, addr)) in listeners.iter().enumerate() {
+            if let Some((other, _)) = listeners[..i]
+                .iter()
+                .find(|(_, earlier)| same_listener(*earlier, *addr))
+            {
+                problem(
+                    (*name).into(),
+                    format!(
+                        "{name} ({addr}) is the address {other} listens on: the node cannot listen twice on one port"
+                    ),
+                    &format!("give {name} a port of its own, e.g. {}", next_port(*addr)),
+                );
+            }
         }
         for (name, value, min, max) in self.bounds() {
             if !(min..=max).contains(&value) {
@@ -1240,6 +1253,48 @@ impl Config {
     }
 }
 
+/// Whether two listeners would take one port: the same port (0, a port
+/// the system picks, never collides) on the same address, or on any address
+/// where one of them is the unspecified address (`0.0.0.0`, `::`).
+fn same_listener(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() != 0
+        && a.port() == b.port()
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
+/// `addr` with the next port, for a fix's example.
+fn next_port(addr: SocketAddr) -> SocketAddr {
+    SocketAddr::new(addr.ip(), addr.port().checked_add(1).unwrap_or(1024))
+}
+
+/// What is wrong with `name` as a node's name (`node.name`), if anything:
+/// it names the node's key in signed notes and is the first line of its
+/// checkpoints, and on a federated node it is also the node's id in the
+/// federation directory (`gateway::validate::node_id`). The one rule of
+/// `Config::problems` and `sluis node rename`.
+pub(crate) fn node_name_problem(name: &str, federated: bool) -> Option<String> {
+    if !crate::tlog::note::valid_key_name(name)
+        || !name.chars().all(crate::model::printable_in_line)
+        || !valid_node_name(name)
+    {
+        return Some(
+            "node.name must be 1-255 characters without spaces, control characters or '+' \
+             (it names the node's key in signed notes)"
+                .into(),
+        );
+    }
+    if federated {
+        return crate::gateway::validate::node_id("node.name", name)
+            .err()
+            .map(|e| e.to_string());
+    }
+    None
+}
+
+/// The fix of a bad `node.name`.
+pub(crate) const NODE_NAME_FIX: &str =
+    "use a DNS-like name in lower case, e.g. sluis.gemeente.example";
+
 /// A node name usable as a C2SP signed-note key name
 /// (<https://c2sp.org/signed-note>: non-empty, no Unicode spaces, no '+')
 /// and as the first line of a checkpoint (no control characters).
@@ -1283,6 +1338,18 @@ fn parse_message(text: &str, e: &toml::de::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listeners_collide_on_one_port_of_one_or_any_address() {
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        assert!(same_listener(a("127.0.0.1:7443"), a("127.0.0.1:7443")));
+        assert!(same_listener(a("0.0.0.0:7443"), a("127.0.0.1:7443")));
+        assert!(same_listener(a("[::1]:7443"), a("[::]:7443")));
+        assert!(!same_listener(a("127.0.0.1:7443"), a("127.0.0.2:7443")));
+        assert!(!same_listener(a("127.0.0.1:7443"), a("127.0.0.1:7444")));
+        // Port 0: the system picks a free port for each.
+        assert!(!same_listener(a("127.0.0.1:0"), a("127.0.0.1:0")));
+    }
 
     fn load(node_extra: &str) -> Result<Config, ConfigError> {
         let dir = tempfile::tempdir().unwrap();

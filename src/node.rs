@@ -293,7 +293,7 @@ async fn open_gateway(config: &Config) -> Result<Gateway, NodeError> {
     let registry = Arc::new(Registry::new(&config.participants));
     let (store, log_sink) =
         Store::open(&config.database_url()?, &config.pool_settings(), true).await?;
-    let store = store.claim_for_node(config.cache_bounds())?;
+    let store = store.claim_for_node(config.cache_bounds()).await?;
     // The directory never goes back, across a restart as across a reload:
     // the highest serial run with is kept in the database.
     if let Some(f) = &federation {

@@ -72,7 +72,8 @@ async fn one_run_reports_every_mistake_once() {
     });
     // A missing key file.
     std::fs::remove_file(d.join("keys/signing.key")).unwrap();
-    // A node certificate that is not the key's, and ends in ten days.
+    // A node certificate that is not the key's, ends in ten days, and is
+    // a client certificate (no serverAuth).
     let ca = dev_ca(d);
     let now = OffsetDateTime::now_utc();
     let mut spec = ClientCertSpec::new("sluis node", None);
@@ -106,7 +107,7 @@ async fn one_run_reports_every_mistake_once() {
         .filter(|l| l.starts_with("warning: "))
         .collect();
     // Each mistake is named once, in the file it is in.
-    let expected_errors: [(&str, &str); 9] = [
+    let expected_errors: [(&str, &str); 10] = [
         ("sluis.toml:", "have the same oin 00000001000000000003"),
         ("sluis.toml:", "'unnamed' needs an oin or an spki_sha256"),
         ("sluis.toml:", "pin the same key"),
@@ -115,6 +116,7 @@ async fn one_run_reports_every_mistake_once() {
         ("policy.cedar:", "unknown Purpose \"retrun\""),
         ("signing.key", "cannot read key file"),
         ("node.key", "does not belong to the certificate"),
+        ("node.pem", "is not for TLS servers"),
         ("crl.pem", "expired at"),
     ];
     for (file, what) in expected_errors {
@@ -136,10 +138,10 @@ async fn one_run_reports_every_mistake_once() {
             .lines()
             .filter(|l| l.starts_with("    fix: "))
             .count(),
-        10,
+        11,
         "{stdout}"
     );
-    assert!(stdout.contains(": 9 errors, 1 warning"), "{stdout}");
+    assert!(stdout.contains(": 10 errors, 1 warning"), "{stdout}");
 
     // The lines are the offending entries' own.
     let report = check(&config);
@@ -535,4 +537,174 @@ async fn policy_findings_say_the_fix_that_fits_them() {
         + 1;
     assert_eq!(found[0].line, Some(line), "{found:?}");
     assert!(found[0].problem.contains("policy.cedar"), "{found:?}");
+}
+
+/// What `serve` would refuse at start, or what would stop the node's
+/// traffic once it serves, found by `check-config` in the same run: a
+/// client-only certificate as the node's server certificate, a server-only
+/// one for calling peers, two peer CAs under one subject, the federation
+/// listener on the node's own address, an unreadable federation pseudonym
+/// key — and `serve` refuses on them, saying the same.
+#[tokio::test]
+async fn check_config_finds_what_serve_would_refuse_or_trip_over() {
+    let (dir, config) = dev_node().await;
+    let d = dir.path();
+    let ca = dev_ca(d);
+    // The node's server certificate with clientAuth only.
+    let client_only = ca
+        .issue_client(&ClientCertSpec::new("sluis node", None))
+        .unwrap();
+    std::fs::write(d.join("pki/node.pem"), &client_only.cert_pem).unwrap();
+    std::fs::write(d.join("pki/node.key"), &client_only.key_pem).unwrap();
+    // The certificate for calling peers with serverAuth only.
+    let server_only = ca
+        .issue_server("sluis node", &["localhost".to_string()])
+        .unwrap();
+    std::fs::write(d.join("pki/fed.pem"), &server_only.cert_pem).unwrap();
+    std::fs::write(d.join("pki/fed.key"), &server_only.key_pem).unwrap();
+    // Two peer CAs with one subject.
+    let (a, b) = (
+        CertAuthority::generate("peer CA").unwrap(),
+        CertAuthority::generate("peer CA").unwrap(),
+    );
+    std::fs::write(d.join("pki/peers.pem"), a.cert_pem() + &b.cert_pem()).unwrap();
+    std::fs::write(
+        d.join("pki/peers-crl.pem"),
+        a.crl_pem(&[], time::Duration::days(1)).unwrap(),
+    )
+    .unwrap();
+    // A pseudonym key that is not one.
+    std::fs::write(d.join("kfed.key"), "not a key\n").unwrap();
+    edit(&config, |t| {
+        t.replacen(
+            "listen = \"127.0.0.1:0\"",
+            "listen = \"127.0.0.1:17443\"",
+            1,
+        ) + "\n[federation]\ndirectory = \"directory.note\"\n\
+               verifier_key = \"net.example+00000000+AQ==\"\n\
+               listen = \"127.0.0.1:17443\"\n\
+               client_cert = \"pki/fed.pem\"\nclient_key = \"pki/fed.key\"\n\
+               peer_ca = \"pki/peers.pem\"\npeer_crl = [\"pki/peers-crl.pem\"]\n\
+               pseudonym_key = \"kfed.key\"\n"
+    });
+
+    let report = check(&config);
+    let errors: Vec<String> = report
+        .errors()
+        .map(|f| format!("{}: {} | fix: {}", f.file.display(), f.problem, f.fix))
+        .collect();
+    for (file, what, fix) in [
+        ("node.pem", "tls.cert is not for TLS servers", "serverAuth"),
+        (
+            "fed.pem",
+            "federation.client_cert is not for TLS clients",
+            "clientAuth",
+        ),
+        (
+            "peers.pem",
+            "two CAs with the same subject",
+            "one certificate per CA subject",
+        ),
+        (
+            "sluis.toml",
+            "federation.listen (127.0.0.1:17443) is the address node.listen listens on",
+            "a port of its own",
+        ),
+        ("kfed.key", "federation pseudonym key", "pseudonym-keygen"),
+    ] {
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains(file) && e.contains(what) && e.contains(fix)),
+            "no error in {file} saying '{what}' with the fix '{fix}':\n{}",
+            errors.join("\n")
+        );
+    }
+    // The line of the listener that collides is named.
+    let listen = report
+        .errors()
+        .find(|f| f.problem.starts_with("federation.listen"))
+        .unwrap();
+    let text = std::fs::read_to_string(&config).unwrap();
+    let line = text
+        .lines()
+        .position(|l| l == "listen = \"127.0.0.1:17443\"")
+        .unwrap();
+    assert!(listen.line.is_some_and(|l| l > line + 1), "{listen:?}");
+
+    // The probes listener is a listener too.
+    edit(&config, |t| {
+        t.replace(
+            "listen = \"127.0.0.1:17443\"\nclient_cert",
+            "listen = \"127.0.0.1:0\"\nclient_cert",
+        )
+        .replacen(
+            "listen = \"127.0.0.1:0\"",
+            "listen = \"127.0.0.1:17444\"",
+            1,
+        )
+        .replacen(
+            "listen = \"127.0.0.1:0\"\nclient_cert",
+            "listen = \"127.0.0.1:17444\"\nclient_cert",
+            1,
+        )
+    });
+    let report = check(&config);
+    assert!(
+        report.errors().any(|f| f.problem.contains(
+            "federation.listen (127.0.0.1:17444) is the address probes.listen listens on"
+        )),
+        "{:#?}",
+        report.findings
+    );
+
+    // `serve` stops on them before it listens, naming them.
+    let out = sluis()
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains("is not for TLS servers") && said.contains("does not start"),
+        "{said}"
+    );
+}
+
+/// A pseudonym secret version missing between two others (v1, v3): the
+/// versions after the gap would be skipped and the pseudonyms issued under
+/// them stop resolving, so the node refuses to start and check-config
+/// names the missing file.
+#[tokio::test]
+async fn a_pseudonym_secret_version_missing_between_others_is_refused() {
+    let (dir, config) = dev_node().await;
+    let keys = dir.path().join("keys");
+    assert_eq!(
+        sluis::gateway::vault::Keys::add_pseudonym_version(&keys).unwrap(),
+        2
+    );
+    assert_eq!(
+        sluis::gateway::vault::Keys::add_pseudonym_version(&keys).unwrap(),
+        3
+    );
+    std::fs::remove_file(keys.join("pseudonym.v2.key")).unwrap();
+
+    let report = check(&config);
+    let gap = report
+        .errors()
+        .find(|f| f.file.ends_with("pseudonym.v2.key"))
+        .unwrap_or_else(|| panic!("{:#?}", report.findings));
+    assert!(gap.problem.contains("pseudonym.v3.key"), "{gap}");
+    assert!(gap.fix.contains("restore the missing version"), "{gap}");
+
+    let loaded = sluis::config::Config::load(&config).unwrap();
+    let err = sluis::node::Node::start(&loaded)
+        .await
+        .err()
+        .expect("the node refuses to start");
+    assert!(err.to_string().contains("pseudonym.v2.key"), "{err}");
+    // A rotation does not paper over the gap either.
+    assert!(sluis::gateway::vault::Keys::add_pseudonym_version(&keys).is_err());
 }

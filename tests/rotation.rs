@@ -20,12 +20,18 @@ use sluis::tlog::proof::{LeafRef, inclusion_proof};
 use tonic::Code;
 
 fn sluis(args: &[&str]) -> (bool, String) {
+    let (code, said) = sluis_code(args);
+    (code == Some(0), said)
+}
+
+/// `sluis ARGS`: its exit code and its output (stdout, then stderr).
+fn sluis_code(args: &[&str]) -> (Option<i32>, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_sluis"))
         .args(args)
         .output()
         .unwrap();
     (
-        out.status.success(),
+        out.status.code(),
         format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),
@@ -242,8 +248,40 @@ async fn a_replaced_signing_key_stops_serve_and_the_old_one_starts_it_again() {
         said.contains("does not sign this log") && said.contains("sluis keys rotate-signing"),
         "{said}"
     );
-    let (ok, said) = sluis(&["audit", "verify", "--config", path.to_str().unwrap()]);
-    assert!(!ok && said.contains("not in the key history"), "{said}");
+    // check-config names the key file and the fix, as serve refuses it.
+    let (code, said) = sluis_code(&["check-config", "--config", path.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(
+        said.contains(
+            "keys/signing.key: the signing key in the keys folder does not sign this log"
+        ) && said.contains("put the key that signed the log back"),
+        "{said}"
+    );
+    // `audit verify` says the key is wrong — a configuration fault, with
+    // its own exit code — not that the log was tampered with.
+    let (code, said) = sluis_code(&["audit", "verify", "--config", path.to_str().unwrap()]);
+    assert_eq!(code, Some(3), "{said}");
+    assert!(
+        said.contains("KEYS DO NOT MATCH THE LOG")
+            && said.contains("not a sign of tampering")
+            && !said.contains("NOT INTACT"),
+        "{said}"
+    );
+    let (code, said) = sluis_code(&[
+        "audit",
+        "verify",
+        "--json",
+        "--config",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(3), "{said}");
+    let json: serde_json::Value = serde_json::from_str(said.lines().next().unwrap()).unwrap();
+    assert_eq!(json["intact"], false);
+    assert_eq!(json["key_mismatch"]["given"], verifier_key(&config));
+    assert_eq!(json["problems"].as_array().map(Vec::len), Some(0), "{json}");
+    let (code, said) = sluis_code(&["audit", "verify", "--help"]);
+    assert_eq!(code, Some(0));
+    assert!(said.contains("3 the keys do not match the log"), "{said}");
 
     // An interrupted rotation stops it too, until the rotation is run again.
     std::fs::write(&keys, &original).unwrap();
@@ -290,6 +328,15 @@ async fn a_node_renamed_the_documented_way_keeps_audit_verify_passing() {
         said.contains("sluis node rename") && said.contains(&old_name),
         "{said}"
     );
+    // check-config says the same, at node.name's line.
+    let (code, said) = sluis_code(&["check-config", "--config", path.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(
+        said.contains("renamed without the rename step")
+            && said.contains(&format!("signed as '{old_name}'"))
+            && said.contains("run `sluis node rename`"),
+        "{said}"
+    );
 
     let said = run("node", "rename", &path);
     assert!(said.contains(new_name), "{said}");
@@ -317,4 +364,150 @@ async fn a_node_renamed_the_documented_way_keeps_audit_verify_passing() {
     // Running it again changes nothing.
     let said = run("node", "rename", &path);
     assert!(said.contains("nothing to hand over"), "{said}");
+}
+
+/// `sluis node rename` with a name the node would refuse: the name is
+/// what is wrong, and the message says what a valid one is — not that
+/// there is no node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rename_to_an_invalid_name_says_what_a_valid_name_is() {
+    let node = TestNode::start().await;
+    let path = node.config_path();
+    let old_name = node.config.node.name.clone();
+    node.node.shutdown().await.unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replacen(
+            &format!("name = \"{old_name}\""),
+            "name = \"sluis gemeente+utrecht\"",
+            1,
+        ),
+    )
+    .unwrap();
+    let (code, said) = sluis_code(&["node", "rename", "--config", path.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(
+        said.contains("'sluis gemeente+utrecht'")
+            && said.contains("is not a valid node name")
+            && said.contains("without spaces, control characters or '+'")
+            && said.contains("Nothing was renamed")
+            && !said.contains("no node"),
+        "{said}"
+    );
+    // A configuration that is not there is the one case of "no node".
+    let missing = path.with_file_name("absent.toml");
+    let (_, said) = sluis_code(&["node", "rename", "--config", missing.to_str().unwrap()]);
+    assert!(said.contains("no node configuration at"), "{said}");
+}
+
+/// With the node serving its SQLite file: `keys status` reads beside it;
+/// what does the node's work (`keys status --finish`, a rotation) refuses,
+/// saying the node is serving and must be stopped — not some other cause.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beside_a_serving_sqlite_node_status_reads_and_rotations_refuse_clearly() {
+    let node = TestNode::start_on_sqlite(|_| {}).await;
+    let path = node.config_path();
+    let p = path.to_str().unwrap();
+    let mut gemeente = node.client(GEMEENTE).await;
+    register(&mut gemeente).await;
+    let (ok, said) = sluis(&["keys", "rotate-data", "--config", p]);
+    assert!(ok, "{said}");
+
+    let (code, said) = sluis_code(&["keys", "status", "--config", p]);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(
+        said.contains("current data key version: 2") && said.contains("wraps 1 case keys"),
+        "{said}"
+    );
+    let (code, said) = sluis_code(&["keys", "status", "--finish", "--config", p]);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(
+        said.contains("a node is serving") && said.contains("with the node stopped"),
+        "{said}"
+    );
+    for command in ["rotate-signing", "rotate-pseudonym"] {
+        let (code, said) = sluis_code(&["keys", command, "--config", p]);
+        assert_eq!(code, Some(1), "{command}: {said}");
+        assert!(
+            said.contains("a node is serving")
+                && said.contains("stop the node")
+                && !said.contains("use PostgreSQL"),
+            "{command}: {said}"
+        );
+    }
+    // Nothing was changed: no new version, no rotation left pending.
+    for file in ["keys/pseudonym.v2.key", "keys/signing.key.next"] {
+        assert!(!node.dir.path().join(file).exists(), "{file}");
+    }
+    node.node.shutdown().await.unwrap();
+}
+
+mod postgres_only {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs PostgreSQL: run with SLUIS_TEST_BACKEND=postgres and `-- --ignored postgres_only` (as .ci/run does)"]
+    async fn a_rotation_refuses_while_any_replica_serves_the_database() {
+        super::a_rotation_refuses_while_any_replica_serves_the_database().await;
+    }
+}
+
+/// The serving claim's advisory lock key (`store::postgres`), to stand in
+/// for a rotation in progress.
+const SERVING_LOCK: i64 = 0x736c_7569_735f_7376;
+
+/// On PostgreSQL several replicas serve one database: a rotation or rename
+/// run while any of them serves is refused, saying to stop them all, and
+/// changes nothing; a replica does not start while such a step holds the
+/// database; with every replica stopped the rotation runs.
+async fn a_rotation_refuses_while_any_replica_serves_the_database() {
+    require_postgres();
+    let node = TestNode::start().await;
+    let path = node.config_path();
+    let p = path.to_str().unwrap();
+    let replica = Node::start(&node.config).await.expect("a second replica");
+    node.node.shutdown().await.unwrap();
+
+    // One replica still serves.
+    for command in ["rotate-signing", "rotate-pseudonym"] {
+        let (code, said) = sluis_code(&["keys", command, "--config", p]);
+        assert_eq!(code, Some(1), "{command}: {said}");
+        assert!(
+            said.contains("a node is serving the PostgreSQL database")
+                && said.contains("every replica stopped")
+                && said.contains("Nothing was changed"),
+            "{command}: {said}"
+        );
+    }
+    assert!(!node.dir.path().join("keys/pseudonym.v2.key").exists());
+    assert!(!node.dir.path().join("keys/signing.key.next").exists());
+    replica.shutdown().await.unwrap();
+
+    // A step holding the database keeps replicas from starting.
+    let url = node.config.database_url().unwrap();
+    let mut step = {
+        use sqlx::Connection;
+        sqlx::PgConnection::connect(&url).await.unwrap()
+    };
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(SERVING_LOCK)
+        .execute(&mut step)
+        .await
+        .unwrap();
+    let err = Node::start(&node.config)
+        .await
+        .err()
+        .expect("no replica starts during a rotation");
+    assert!(
+        err.to_string()
+            .contains("key rotation or node rename is running"),
+        "{err}"
+    );
+    {
+        use sqlx::Connection;
+        step.close().await.unwrap();
+    }
+
+    // Every replica stopped: the rotation runs.
+    let said = run("keys", "rotate-pseudonym", &path);
+    assert!(said.contains("pseudonym secret version 2 made"), "{said}");
 }

@@ -43,8 +43,14 @@ use crate::tlog::verify;
 pub(crate) enum Command {
     /// Recompute the whole tree from the stored entries; check every tree node, every signed
     /// checkpoint and, with --trusted-checkpoint, that the log still extends a checkpoint saved
-    /// earlier. Exit 0 when intact; otherwise non-zero, naming the first bad index. Runs on the
-    /// node's host (--config).
+    /// earlier. Runs on the node's host (--config).
+    ///
+    /// Exit codes: 0 the log is intact; 2 LOG NOT INTACT (something was changed, removed or
+    /// added; the first bad index is named); 3 the keys do not match the log (the signing key
+    /// in the keys folder, or --key, never signed this log: a configuration fault, not
+    /// tampering; the log's checkpoints could not be checked); 1 the check could not run (no
+    /// database, unreadable files).
+    #[command(verbatim_doc_comment)]
     Verify {
         /// A signed checkpoint saved earlier (e.g. from `sluis audit checkpoint`).
         #[arg(long, value_name = "FILE")]
@@ -572,12 +578,10 @@ pub(crate) async fn open_store(config_path: &Path) -> anyhow::Result<Store> {
 }
 
 async fn open_local(config_path: &Path) -> anyhow::Result<(Config, Store)> {
-    let config = Config::load(config_path).with_context(|| {
-        format!(
-            "no node at {} (use --config FILE on the node's host, or --node URL with your certificate)",
-            config_path.display()
-        )
-    })?;
+    let config = crate::cli::load_config(
+        config_path,
+        "give --config FILE on the node's host, or --node URL with your certificate",
+    )?;
     if let Ok(db) = config.sqlite_path()
         && !db.exists()
     {
@@ -920,6 +924,12 @@ fn prove(proof: &InclusionProof, key: &str, json: bool) -> anyhow::Result<ExitCo
     })
 }
 
+/// `sluis audit verify`'s exit code when the log is not intact.
+const VERIFY_NOT_INTACT: u8 = 2;
+/// `sluis audit verify`'s exit code when the keys given never signed the log
+/// (and nothing else was found): the keys are wrong, not the log.
+const VERIFY_KEY_MISMATCH: u8 = 3;
+
 async fn verify(
     config: &Config,
     store: &Store,
@@ -969,6 +979,7 @@ async fn verify(
                 "root": report.root,
                 "trusted_checkpoint": report.trusted_checkpoint,
                 "first_bad_index": report.first_problem().map(|p| p.index),
+                "key_mismatch": report.key_mismatch,
                 "problems": report.problems,
                 "seconds": report.seconds,
                 "entries_per_second": report.entries_per_second(),
@@ -990,21 +1001,29 @@ async fn verify(
             report.root
         )?;
     } else {
-        let first = report.first_problem().expect("not intact means a problem");
-        writeln!(
-            w,
-            "LOG NOT INTACT: first bad index {}: {}",
-            first.index, first.what
-        )?;
-        for p in report.problems.iter().skip(1).take(20) {
-            writeln!(w, "  also at {}: {}", p.index, p.what)?;
+        if let Some(m) = &report.key_mismatch {
+            writeln!(
+                w,
+                "KEYS DO NOT MATCH THE LOG: its checkpoints could not be checked.\n{}",
+                m.explain()
+            )?;
+        }
+        if let Some(first) = report.first_problem() {
+            let found = match report.key_mismatch {
+                Some(_) => "Found without the keys: LOG NOT INTACT at index",
+                None => "LOG NOT INTACT: first bad index",
+            };
+            writeln!(w, "{found} {}: {}", first.index, first.what)?;
+            for p in report.problems.iter().skip(1).take(20) {
+                writeln!(w, "  also at {}: {}", p.index, p.what)?;
+            }
         }
     }
     w.flush()?;
-    Ok(if report.intact() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(2)
+    Ok(match (report.problems.is_empty(), &report.key_mismatch) {
+        (true, None) => ExitCode::SUCCESS,
+        (true, Some(_)) => ExitCode::from(VERIFY_KEY_MISMATCH),
+        (false, _) => ExitCode::from(VERIFY_NOT_INTACT),
     })
 }
 

@@ -15,7 +15,6 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-use crate::config::Config;
 use crate::gateway::vault::Keys;
 use crate::store::{PoolSettings, Store};
 use crate::tlog::{note, verify};
@@ -84,8 +83,7 @@ fn copy_keys(from: &Path, to: &Path) -> anyhow::Result<Vec<(String, u64, String)
 
 /// `sluis backup --to DIR`.
 pub(crate) async fn backup(config_path: &Path, to: &Path) -> anyhow::Result<ExitCode> {
-    let config = Config::load(config_path)
-        .with_context(|| format!("no node at {} (use --config FILE)", config_path.display()))?;
+    let config = crate::cli::load_config(config_path, crate::cli::ON_HOST)?;
     let Ok(db) = config.sqlite_path() else {
         bail!(
             "the node's database is PostgreSQL: back it up with pg_dump or pg_basebackup, and its keys folder apart (docs/operations.md, \"Back up\"); `sluis restore --check` checks a restored database"
@@ -213,8 +211,7 @@ pub(crate) async fn restore(
 /// `sluis restore --check`: the database a configuration names (SQLite, or
 /// PostgreSQL restored with its own tools), checked with its keys.
 pub(crate) async fn check_config(config_path: &Path) -> anyhow::Result<ExitCode> {
-    let config = Config::load(config_path)
-        .with_context(|| format!("no node at {} (use --config FILE)", config_path.display()))?;
+    let config = crate::cli::load_config(config_path, crate::cli::ON_HOST)?;
     let dir = config.path(&config.node.keys_dir);
     let keys = Keys::load(&dir).context("the node's keys do not load")?;
     let history = keys.log_keys(&dir, &config.node.name)?;
@@ -243,6 +240,13 @@ async fn check(url: &str, keys: &[String]) -> anyhow::Result<bool> {
     .await;
     store.close().await;
     let report = report?;
+    if let Some(m) = &report.key_mismatch {
+        println!(
+            "NOT checked: the keys do not match the log's signing key history: {}",
+            m.explain()
+        );
+        return Ok(false);
+    }
     if let Some(p) = report.first_problem() {
         println!(
             "NOT usable: the log does not match its signed checkpoints at entry {}: {} ({} problem(s); `sluis audit verify` lists them)",

@@ -19,7 +19,7 @@ use anyhow::{Context, bail};
 
 use crate::config::Config;
 use crate::gateway::vault::Keys;
-use crate::store::Store;
+use crate::store::{LogSink, Store, StoreError};
 use crate::tlog::checkpoint::{Checkpoint, origin};
 use crate::tlog::handover::{self, Handover};
 use crate::tlog::note::{self, Signer};
@@ -51,8 +51,9 @@ pub(crate) enum KeysCommand {
         config: std::path::PathBuf,
     },
     /// The data key versions, how many case keys each wraps, and which files may be removed.
-    /// Opens the node's database: on SQLite, with the node stopped (a serving node logs the
-    /// same progress lines).
+    /// Only reads the keys folder and the database, so it runs beside a serving node (SQLite
+    /// too). With --finish it re-wraps in the node's place: on SQLite only with the node
+    /// stopped (a serving node re-wraps on its own every retention.interval).
     Status {
         #[arg(long, value_name = "FILE", default_value = "sluis.toml")]
         config: std::path::PathBuf,
@@ -93,33 +94,50 @@ pub(crate) async fn run_node(command: NodeCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn load(config_path: &Path) -> anyhow::Result<Config> {
-    Config::load(config_path)
-        .with_context(|| format!("no node at {} (use --config FILE)", config_path.display()))
+    crate::cli::load_config(config_path, crate::cli::ON_HOST)
 }
 
-/// The node's store, claimed as the node claims it (a SQLite file a
-/// running node holds is refused), and its log writer signing as `name`
-/// (with `cosigner` too, for a handover). The writer's start refuses a log
-/// whose latest checkpoint `signer` did not sign as `name`.
+/// The node's store, claimed for an operator's step that needs every node
+/// stopped (`Store::claim_exclusive`): refused, saying so, while a node
+/// serves it. Taken before anything is changed, so that a refusal changes
+/// nothing.
+async fn claim(config: &Config, command: &str) -> anyhow::Result<(Store, LogSink)> {
+    let (store, sink) = Store::open(&config.database_url()?, &config.pool_settings(), true).await?;
+    match store.claim_exclusive(config.cache_bounds()).await {
+        Ok(store) => Ok((store, sink)),
+        Err(StoreError::InUse(db)) => bail!(
+            "a node is serving the database {}: `sluis {command}` runs only with the node stopped, so that it does not go on with the old key or name. Nothing was changed: stop the node, run this again, then start the node",
+            db.display()
+        ),
+        Err(StoreError::NodesServing(db)) => bail!(
+            "a node is serving the PostgreSQL database {db}: `sluis {command}` runs only with every replica stopped, so that none goes on with the old key or name. Nothing was changed: stop the node on every host, run this again, then start them"
+        ),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The claimed store's log writer signing as `name` (with `cosigner` too,
+/// for a handover). The writer's start refuses a log whose latest
+/// checkpoint `signer` did not sign as `name`; the store is closed then.
 async fn open_log(
     config: &Config,
+    (store, sink): (Store, LogSink),
     signer: Arc<dyn Signer>,
     name: &str,
     cosigner: Option<Cosigner>,
 ) -> anyhow::Result<(Store, AuditLog)> {
-    let (store, sink) = Store::open(&config.database_url()?, &config.pool_settings(), true).await?;
-    let store = store
-        .claim_for_node(config.cache_bounds())
-        .context("stop the node first: its database is in use")?;
     let settings = LogSettings {
         key_name: name.to_string(),
         origin: origin(name),
         checkpoint_interval: Duration::from_millis(config.node.checkpoint_interval_ms),
     };
-    let log = AuditLog::start_handover(store.clone(), sink, signer, settings, cosigner)
-        .await
-        .context("the access log cannot be opened")?;
-    Ok((store, log))
+    match AuditLog::start_handover(store.clone(), sink, signer, settings, cosigner).await {
+        Ok(log) => Ok((store, log)),
+        Err(e) => {
+            store.close().await;
+            Err(anyhow::Error::from(e).context("the access log cannot be opened"))
+        }
+    }
 }
 
 /// The node's own record of an operator's step.
@@ -171,7 +189,14 @@ async fn rotate_signing(config_path: &Path) -> anyhow::Result<ExitCode> {
     let dir = config.path(&config.node.keys_dir);
     let old = Arc::new(Keys::load(&dir).context("the node's keys do not load")?);
     let history = old.log_keys(&dir, &name)?;
-    let next = Arc::new(Keys::next_signing_key(&dir)?);
+    let claimed = claim(&config, "keys rotate-signing").await?;
+    let next = match Keys::next_signing_key(&dir) {
+        Ok(next) => Arc::new(next),
+        Err(e) => {
+            claimed.0.close().await;
+            return Err(e.into());
+        }
+    };
     let h = Handover {
         from: note::verifier_key(&name, &old.signing_public_key()),
         to: note::verifier_key(&name, &next.signing_public_key()),
@@ -180,7 +205,7 @@ async fn rotate_signing(config_path: &Path) -> anyhow::Result<ExitCode> {
         signer: next.clone(),
         name: name.clone(),
     };
-    let (store, log) = open_log(&config, old, &name, Some(cosigner)).await?;
+    let (store, log) = open_log(&config, claimed, old, &name, Some(cosigner)).await?;
     // A rotation interrupted after its handover was recorded: finish it.
     let done = match store.latest_checkpoint().await? {
         Some(cp) => Checkpoint::verify(&cp.note, &h.to).is_ok(),
@@ -218,7 +243,8 @@ async fn rotate_pseudonym(config_path: &Path) -> anyhow::Result<ExitCode> {
     let name = config.node.name.clone();
     let dir = config.path(&config.node.keys_dir);
     let keys = Arc::new(Keys::load(&dir).context("the node's keys do not load")?);
-    let (store, log) = open_log(&config, keys, &name, None).await?;
+    let claimed = claim(&config, "keys rotate-pseudonym").await?;
+    let (store, log) = open_log(&config, claimed, keys, &name, None).await?;
     let result = async {
         let version = Keys::add_pseudonym_version(&dir)?;
         let rec = record(
@@ -249,6 +275,19 @@ async fn rotate_pseudonym(config_path: &Path) -> anyhow::Result<ExitCode> {
 }
 
 async fn rename(config_path: &Path) -> anyhow::Result<ExitCode> {
+    // The new name first: a name the node would refuse is what to mend,
+    // whatever else the file holds.
+    if let Ok((parsed, _)) = Config::parse(config_path)
+        && let Some(problem) =
+            crate::config::node_name_problem(&parsed.node.name, parsed.federation.is_some())
+    {
+        bail!(
+            "the new name '{}' (node.name in {}) is not a valid node name: {problem}. Nothing was renamed; {}, then run `sluis node rename` again",
+            parsed.node.name.escape_debug(),
+            config_path.display(),
+            crate::config::NODE_NAME_FIX
+        );
+    }
     let config = load(config_path)?;
     let new = config.node.name.clone();
     let dir = config.path(&config.node.keys_dir);
@@ -293,7 +332,8 @@ async fn rename(config_path: &Path) -> anyhow::Result<ExitCode> {
             signer: keys.clone(),
             name: new.clone(),
         };
-        let (store, log) = open_log(&config, keys, &old, Some(cosigner)).await?;
+        let claimed = claim(&config, "node rename").await?;
+        let (store, log) = open_log(&config, claimed, keys, &old, Some(cosigner)).await?;
         let result = hand_over(&store, &log, &old, handover::RENAME, &h).await;
         drop(log);
         store.close().await;

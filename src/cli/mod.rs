@@ -168,7 +168,6 @@ enum Command {
         #[command(subcommand)]
         command: crate::cli::federation::Command,
     },
-    /// The node's keys: `rotate-data` (a new data key version) and `status`.
     /// Crypto-erase what is past its `[retention]` period now (a serving node does it every
     /// retention.interval), with a progress line; each erasure is recorded. On SQLite, with the
     /// node stopped.
@@ -247,6 +246,25 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// The node's configuration for an operator's command. Only a file that is
+/// not there is "no node configuration" (with `hint`: how to name one);
+/// any other error is the file's own problem, said as it is — never the
+/// wrong cause.
+pub(crate) fn load_config(path: &Path, hint: &str) -> anyhow::Result<Config> {
+    match Config::load(path) {
+        Ok(config) => Ok(config),
+        Err(crate::config::ConfigError::Read { source, .. })
+            if source.kind() == std::io::ErrorKind::NotFound =>
+        {
+            anyhow::bail!("no node configuration at {} ({hint})", path.display())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The hint of [`load_config`] for commands run on the node's host.
+pub(crate) const ON_HOST: &str = "give the node's sluis.toml with --config FILE";
+
 /// Whether an error is a write to a pipe whose reader has closed it.
 fn closed_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
@@ -298,7 +316,7 @@ async fn serve_command(dev: bool, dir: &Path, config: Option<PathBuf>) -> ExitCo
     };
     // Everything that would stop the node or lock its callers out, found
     // before it starts: the same check as `sluis check-config`.
-    let report = crate::check::check(&path);
+    let report = crate::check::check_with_log(&path).await;
     if report.has_errors() {
         for f in report.errors() {
             eprintln!("{f}");
@@ -411,7 +429,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         } => backup::restore(&from, &to, keys_to).await,
         Command::Restore { config, .. } => backup::check_config(&config).await,
         Command::CheckConfig { config } => {
-            let report = crate::check::check(&config);
+            let report = crate::check::check_with_log(&config).await;
             for f in &report.findings {
                 println!("{f}");
             }
@@ -453,7 +471,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Migrate { config } => {
-            let config = Config::load(&config)?;
+            let config = load_config(&config, ON_HOST)?;
             let (store, _) =
                 crate::store::Store::open(&config.database_url()?, &config.pool_settings(), true)
                     .await?;

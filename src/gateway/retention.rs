@@ -76,6 +76,22 @@ pub struct KeyStatus {
 }
 
 impl KeyStatus {
+    /// Where the data key rotation stands in `store` for the data key
+    /// versions `keys` holds: reads only, so it may run beside a serving
+    /// node (`sluis keys status`) as well as in it.
+    pub(crate) async fn read(
+        keys: &crate::gateway::vault::Keys,
+        store: &crate::store::Store,
+    ) -> Result<KeyStatus, crate::store::StoreError> {
+        let (wrapped, legacy) = store.key_versions().await?;
+        Ok(KeyStatus {
+            current: keys.data_key_version(),
+            versions: keys.data_key_versions(),
+            wrapped,
+            legacy,
+        })
+    }
+
     /// The versions whose file may be removed: older than the current one,
     /// wrapping no case key, and (for version 1) sealing no old case.
     pub fn removable(&self) -> Vec<u32> {
@@ -332,13 +348,9 @@ impl Exchange {
 
     /// Where the data key rotation stands.
     pub(crate) async fn key_status(&self) -> Result<KeyStatus, ExchangeError> {
-        let (wrapped, legacy) = self.store.key_versions().await.map_err(stored)?;
-        Ok(KeyStatus {
-            current: self.keys.data_key_version(),
-            versions: self.keys.data_key_versions(),
-            wrapped,
-            legacy,
-        })
+        KeyStatus::read(&self.keys, &self.store)
+            .await
+            .map_err(stored)
     }
 
     /// Re-wraps up to `max` case keys (all, with `None`) that are under an

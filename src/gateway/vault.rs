@@ -71,6 +71,13 @@ pub enum VaultError {
         "the data key version {0} this value is sealed under is not in the keys folder (data.key is version 1, data.vN.key version N); restore its file"
     )]
     MissingVersion(u32),
+    /// A pseudonym secret version file with a lower version missing: the
+    /// versions are read in order, so every later one would be ignored and
+    /// the pseudonyms issued under it would stop resolving.
+    #[error(
+        "pseudonym secret version file {found} is there but {missing} is not: the versions must follow each other without a gap (pseudonyms issued under a missing version no longer resolve)"
+    )]
+    VersionGap { missing: PathBuf, found: PathBuf },
     #[error("the system random generator failed")]
     Random,
 }
@@ -205,6 +212,31 @@ pub(crate) const NEXT_SIGNING_KEY_FILE: &str = "signing.key.next";
 /// The file of pseudonym secret `version` (2 or more; 1 is `pseudonym.key`).
 fn pseudonym_version_file(version: u32) -> String {
     format!("pseudonym.v{version}.key")
+}
+
+/// The pseudonym secret version files (`pseudonym.v<N>.key`, N ≥ 2) in
+/// `dir`, lowest version first.
+fn pseudonym_version_files(dir: &Path) -> Result<Vec<(u32, PathBuf)>, VaultError> {
+    let entries = fs::read_dir(dir).map_err(|source| VaultError::Read {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let mut out: Vec<(u32, PathBuf)> = entries
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name();
+            let version = name
+                .to_str()?
+                .strip_prefix("pseudonym.v")?
+                .strip_suffix(".key")?
+                .parse::<u32>()
+                .ok()
+                .filter(|v| *v >= 2 && pseudonym_version_file(*v) == name.to_str().unwrap_or(""))?;
+            Some((version, entry.path()))
+        })
+        .collect();
+    out.sort();
+    Ok(out)
 }
 impl Keys {
     /// Creates the key files in `dir`. Refuses to overwrite any of them.
@@ -583,12 +615,22 @@ fn read_pseudonym_secret(dir: &Path) -> Result<[u8; 32], VaultError> {
     })
 }
 
-/// Pseudonym secrets 2, 3, … as far as their files go without a gap.
+/// Pseudonym secrets 2, 3, … in order. A version file past a missing one
+/// is refused ([`VaultError::VersionGap`]), never skipped.
 fn read_pseudonym_versions(dir: &Path) -> Result<Vec<[u8; 32]>, VaultError> {
     let mut out = Vec::new();
     for version in 2..=crate::gateway::pseudonym::MAX_VERSION {
         let path = dir.join(pseudonym_version_file(version));
         if !path.exists() {
+            if let Some(found) = pseudonym_version_files(dir)?
+                .into_iter()
+                .find(|(v, _)| *v > version)
+            {
+                return Err(VaultError::VersionGap {
+                    missing: path,
+                    found: found.1,
+                });
+            }
             break;
         }
         let ps = read_b64(&path)?;

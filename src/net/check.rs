@@ -80,6 +80,9 @@ pub fn check_tls(files: &TlsFiles, now: i64, warn_secs: i64) -> Vec<TlsFinding> 
                 "give a DER-valid X.509 certificate in PEM",
             ),
         }
+        if let Some((problem, fix)) = wrong_use(leaf, files.settings.cert_use, cert_setting) {
+            push(true, &files.cert, cert_setting, problem, &fix);
+        }
     }
     let key = match PrivateKeyDer::from_pem_file(&files.key) {
         Ok(key) => Some(key),
@@ -141,8 +144,29 @@ pub fn check_tls(files: &TlsFiles, now: i64, warn_secs: i64) -> Vec<TlsFinding> 
             Vec::new()
         }
     };
-    for ca in &cas {
+    for (i, ca) in cas.iter().enumerate() {
         let name = x509::subject_name_der(ca).map_or_else(|_| "a CA".into(), crl::issuer_name);
+        // A CRL is matched to its CA, and a chain to its issuer, by the
+        // subject name: two CAs under one name make both ambiguous.
+        if let Ok(subject) = x509::subject_name_der(ca)
+            && let Some(first) = cas[..i]
+                .iter()
+                .position(|c| x509::subject_name_der(c).is_ok_and(|s| s == subject))
+        {
+            push(
+                true,
+                &files.client_ca,
+                ca_setting,
+                format!(
+                    "certificates {} and {} of the file are two CAs with the same subject {name}: which one issued a certificate, and whose CRL a CRL is, cannot be told apart",
+                    first + 1,
+                    i + 1
+                ),
+                &format!(
+                    "keep one certificate per CA subject in {ca_setting} (the CA's current one); a CA renewed with a new key under its old name needs its old certificate removed once nothing it issued is in use"
+                ),
+            );
+        }
         match x509::validity(ca) {
             Ok(validity) => {
                 if let Some((error, problem)) =
@@ -289,6 +313,45 @@ pub fn check_tls(files: &TlsFiles, now: i64, warn_secs: i64) -> Vec<TlsFinding> 
         }
     }
     out
+}
+
+/// Why the certificate `leaf` cannot be presented as `cert_use` (its
+/// extendedKeyUsage leaves that side out), and the fix; `None` if it can.
+/// An unreadable extension is named too: webpki refuses it as well.
+fn wrong_use(leaf: &[u8], cert_use: tls::CertUse, setting: &str) -> Option<(String, String)> {
+    let purposes = match x509::key_purposes(leaf) {
+        Ok(p) => p,
+        Err(e) => {
+            return Some((
+                format!("the certificate's extendedKeyUsage cannot be read: {e}"),
+                "have the CA issue the certificate again".into(),
+            ));
+        }
+    };
+    let listed = match (purposes.server_auth, purposes.client_auth) {
+        (true, false) => "serverAuth only",
+        (false, true) => "clientAuth only",
+        _ => "no TLS use",
+    };
+    match cert_use {
+        tls::CertUse::Server if !purposes.server() => Some((
+            format!(
+                "the certificate in {setting} is not for TLS servers: its extendedKeyUsage allows {listed}, not serverAuth, so every client (and every peer node) refuses the node's listener"
+            ),
+            format!(
+                "put a server certificate in {setting}: one whose extendedKeyUsage has serverAuth (the node's own key; add clientAuth too if the same certificate calls peers)"
+            ),
+        )),
+        tls::CertUse::Client if !purposes.client() => Some((
+            format!(
+                "the certificate in {setting} is not for TLS clients: its extendedKeyUsage allows {listed}, not clientAuth, so every peer node refuses this node's calls"
+            ),
+            format!(
+                "put a client certificate in {setting}: one whose extendedKeyUsage has clientAuth (a node certificate with both serverAuth and clientAuth serves for both)"
+            ),
+        )),
+        _ => None,
+    }
 }
 
 /// The hex SHA-256 of the SubjectPublicKeyInfo of the first certificate

@@ -208,7 +208,7 @@ impl CertAuthority {
         })
     }
 
-    pub(crate) fn cert_pem(&self) -> String {
+    pub fn cert_pem(&self) -> String {
         pem_encode("CERTIFICATE", &self.cert_der)
     }
 
@@ -225,7 +225,7 @@ impl CertAuthority {
     /// years from a day ago.
     ///
     /// Hosts are required because TLS clients verify the SAN, never the CN.
-    pub(crate) fn issue_server(
+    pub fn issue_server(
         &self,
         common_name: &str,
         hosts: &[String],

@@ -92,6 +92,20 @@ pub struct TlsSettings {
     pub key: &'static str,
     pub client_ca: &'static str,
     pub crl: &'static str,
+    /// What `cert` is presented as: its extendedKeyUsage must allow it.
+    pub cert_use: CertUse,
+}
+
+/// The side of a TLS connection a certificate is presented on, which its
+/// extendedKeyUsage must allow (RFC 5280 §4.2.1.12; RFC 5246/8446 leave it
+/// to the verifier, and webpki requires `serverAuth` of a server and
+/// `clientAuth` of a client whenever the extension is there).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CertUse {
+    /// A listener's certificate (`id-kp-serverAuth`).
+    Server,
+    /// A certificate for calling (`id-kp-clientAuth`).
+    Client,
 }
 
 impl TlsSettings {
@@ -101,6 +115,7 @@ impl TlsSettings {
         key: "tls.key",
         client_ca: "tls.client_ca",
         crl: "tls.crl",
+        cert_use: CertUse::Server,
     };
     /// The federation listener (`[federation]`; the node's own server
     /// certificate).
@@ -109,6 +124,7 @@ impl TlsSettings {
         key: "tls.key",
         client_ca: "federation.peer_ca",
         crl: "federation.peer_crl",
+        cert_use: CertUse::Server,
     };
     /// This node's side of calls to peers (`[federation]`): its certificate
     /// for calling, the peers' CAs and CRLs.
@@ -117,6 +133,7 @@ impl TlsSettings {
         key: "federation.client_key",
         client_ca: "federation.peer_ca",
         crl: "federation.peer_crl",
+        cert_use: CertUse::Client,
     };
 }
 

@@ -48,6 +48,12 @@ const OID_SERIAL_NUMBER: &[u8] = &[0x55, 0x04, 0x05];
 const OID_COMMON_NAME: &[u8] = &[0x55, 0x04, 0x03];
 /// DER encoding of 2.5.29.14 (subjectKeyIdentifier).
 const OID_SUBJECT_KEY_IDENTIFIER: &[u8] = &[0x55, 0x1d, 0x0e];
+/// 2.5.29.37 extendedKeyUsage.
+const OID_EXTENDED_KEY_USAGE: &[u8] = &[0x55, 0x1d, 0x25];
+/// 1.3.6.1.5.5.7.3.1 id-kp-serverAuth.
+const OID_KP_SERVER_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x01];
+/// 1.3.6.1.5.5.7.3.2 id-kp-clientAuth.
+const OID_KP_CLIENT_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x02];
 /// DER encoding of 2.5.29.20 (cRLNumber, RFC 5280 §5.2.3).
 const OID_CRL_NUMBER: &[u8] = &[0x55, 0x1d, 0x14];
 /// DER encoding of 2.5.29.27 (deltaCRLIndicator, RFC 5280 §5.2.4).
@@ -200,6 +206,67 @@ pub fn subject_key_identifier(cert_der: &[u8]) -> Result<Option<&[u8]>, X509Erro
         }
     }
     Ok(found)
+}
+
+/// What a certificate's extendedKeyUsage extension (RFC 5280 §4.2.1.12)
+/// lets it be used for in TLS. Without the extension, anything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeyPurposes {
+    /// The extension is there (it then lists every use allowed).
+    pub restricted: bool,
+    /// `id-kp-serverAuth` (1.3.6.1.5.5.7.3.1) is listed.
+    pub server_auth: bool,
+    /// `id-kp-clientAuth` (1.3.6.1.5.5.7.3.2) is listed.
+    pub client_auth: bool,
+}
+
+impl KeyPurposes {
+    /// Whether a TLS server may present the certificate.
+    pub fn server(&self) -> bool {
+        !self.restricted || self.server_auth
+    }
+    /// Whether a TLS client may present the certificate.
+    pub fn client(&self) -> bool {
+        !self.restricted || self.client_auth
+    }
+}
+
+/// The certificate's extendedKeyUsage as far as TLS cares. Errors: a
+/// malformed or repeated extension. `anyExtendedKeyUsage` does not count
+/// for either side: webpki, which verifies every sluis peer, does not take
+/// it in place of the purpose it requires.
+pub fn key_purposes(cert_der: &[u8]) -> Result<KeyPurposes, X509Error> {
+    let mut out = KeyPurposes {
+        restricted: false,
+        server_auth: false,
+        client_auth: false,
+    };
+    let Some(extensions) = parse_tbs(cert_der)?.extensions else {
+        return Ok(out);
+    };
+    let mut exts = Reader::new(extensions);
+    while !exts.is_empty() {
+        let (oid, value) = extension(&mut exts)?;
+        if oid != OID_EXTENDED_KEY_USAGE {
+            continue;
+        }
+        if out.restricted {
+            return Err(X509Error::Malformed("duplicate extendedKeyUsage"));
+        }
+        out.restricted = true;
+        let mut inner = Reader::new(value);
+        let mut purposes =
+            Reader::new(inner.expect(TAG_SEQUENCE, "extendedKeyUsage is not a SEQUENCE")?);
+        inner.finish("trailing data in extendedKeyUsage")?;
+        while !purposes.is_empty() {
+            match purposes.expect(TAG_OID, "extendedKeyUsage holds a non-OID")? {
+                OID_KP_SERVER_AUTH => out.server_auth = true,
+                OID_KP_CLIENT_AUTH => out.client_auth = true,
+                _ => {}
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The algorithm and key of a certificate's SubjectPublicKeyInfo, as a
@@ -777,6 +844,29 @@ mod tests {
         }
         let cert = params.self_signed(&key).expect("self-signed");
         (cert.der().to_vec(), key)
+    }
+
+    #[test]
+    fn key_purposes_follow_extended_key_usage() {
+        use rcgen::ExtendedKeyUsagePurpose as Eku;
+        let purposes = |ekus: Vec<Eku>| {
+            let key = KeyPair::generate().expect("key");
+            let mut params =
+                CertificateParams::new(vec!["node.example".to_string()]).expect("params");
+            params.extended_key_usages = ekus;
+            key_purposes(params.self_signed(&key).expect("self-signed").der()).expect("reads")
+        };
+        let none = purposes(vec![]);
+        assert!(!none.restricted && none.server() && none.client());
+        let server = purposes(vec![Eku::ServerAuth]);
+        assert!(server.server() && !server.client());
+        let client = purposes(vec![Eku::ClientAuth]);
+        assert!(!client.server() && client.client());
+        let both = purposes(vec![Eku::ServerAuth, Eku::ClientAuth]);
+        assert!(both.server() && both.client());
+        // anyExtendedKeyUsage stands in for neither (webpki does not take it).
+        let any = purposes(vec![Eku::Any]);
+        assert!(any.restricted && !any.server() && !any.client());
     }
 
     #[test]

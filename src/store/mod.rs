@@ -113,6 +113,17 @@ pub enum StoreError {
         .0.display()
     )]
     InUse(std::path::PathBuf),
+    /// A node serves this PostgreSQL database (it holds the serving claim,
+    /// `Store::claim_exclusive`), so an operator's step that needs every
+    /// node stopped cannot run.
+    #[error("a sluis node is serving the PostgreSQL database {0}")]
+    NodesServing(String),
+    /// An operator's step that needs every node stopped (a key rotation, a
+    /// rename) holds this PostgreSQL database, so a node may not start.
+    #[error(
+        "an operator's key rotation or node rename is running on the PostgreSQL database {0}: start the node once it has finished"
+    )]
+    StepRunning(String),
     /// The lock file that marks a SQLite file's node cannot be made.
     #[error("cannot lock {}: {source}", .path.display())]
     Lock {
@@ -710,9 +721,31 @@ impl Store {
     /// data behind each other's backs, this does nothing and every request
     /// reads. Errors: [`StoreError::InUse`] when another node serves the
     /// file, [`StoreError::Lock`] when the lock file cannot be made.
-    pub(crate) fn claim_for_node(mut self, cache: CacheBounds) -> Result<Store, StoreError> {
-        if let Backend::Sqlite(s) = &mut self.backend {
-            s.claim_for_node(cache)?;
+    ///
+    /// On PostgreSQL the node holds the database's serving claim, shared
+    /// with every other replica, until the store closes (an advisory lock
+    /// of a session of its own, taken again should the server restart), so
+    /// that an operator's step which needs every node stopped sees it
+    /// ([`Store::claim_exclusive`]). Errors: [`StoreError::StepRunning`]
+    /// while such a step runs.
+    pub(crate) async fn claim_for_node(mut self, cache: CacheBounds) -> Result<Store, StoreError> {
+        match &mut self.backend {
+            Backend::Sqlite(s) => s.claim_for_node(cache)?,
+            Backend::Postgres(p) => p.claim(false).await?,
+        }
+        Ok(self)
+    }
+
+    /// Claims the database for an operator's step that needs every node
+    /// stopped (`sluis keys rotate-signing`, `rotate-pseudonym`, `sluis
+    /// node rename`): on SQLite the file's claim, as a node takes it; on
+    /// PostgreSQL the serving claim exclusively, which no replica may hold
+    /// meanwhile. Errors: [`StoreError::InUse`] (SQLite) or
+    /// [`StoreError::NodesServing`] (PostgreSQL) while a node serves.
+    pub(crate) async fn claim_exclusive(mut self, cache: CacheBounds) -> Result<Store, StoreError> {
+        match &mut self.backend {
+            Backend::Sqlite(s) => s.claim_for_node(cache)?,
+            Backend::Postgres(p) => p.claim(true).await?,
         }
         Ok(self)
     }

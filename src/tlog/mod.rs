@@ -41,4 +41,5 @@ pub use record::{
     AccessRecord, BasisKind, CategoryBasis, Decision, Ldv, LdvStatus, MAX_JUSTIFICATION, Review,
     SealedSubject, SubjectIdType, Verdict,
 };
+pub(crate) use writer::signed_by_this_key;
 pub use writer::{AuditError, AuditLog, Cosigner, LogSettings, Recorded};

@@ -130,6 +130,19 @@ pub fn signature_names(note: &str) -> Vec<&str> {
         .unwrap_or_default()
 }
 
+/// Who signed a note, one `<key name>+<key id in hex>` per signature line
+/// (the first two parts of the signer's verifier key), in their order;
+/// none for a malformed note. Says who signed; proves nothing.
+pub fn signature_keys(note: &str) -> Vec<String> {
+    parse(note)
+        .map(|(_, sigs)| {
+            sigs.into_iter()
+                .map(|(name, blob)| format!("{name}+{}", hex::encode(&blob[..4])))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// A signature line: the key name, and the key id ‖ signature.
 type SignatureLine<'a> = (&'a str, Vec<u8>);
 

@@ -11,10 +11,11 @@ use std::time::Instant;
 use crate::store::scan::{Chunk, Entry, Field, Named, Node, Value};
 use crate::store::{Store, StoreError, StoredCheckpoint};
 use crate::tlog::RecordView;
-use crate::tlog::checkpoint::{Checkpoint, origin};
+use crate::tlog::checkpoint::{Checkpoint, CheckpointError, origin};
 use crate::tlog::handover::{Handover, key_name};
 use crate::tlog::layout::HEIGHT;
 use crate::tlog::merkle::{self, Frontier, Hash};
+use crate::tlog::note::NoteError;
 
 /// Something wrong with the log, at the first entry it can concern.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -33,11 +34,54 @@ pub struct VerifyReport {
     pub problems: Vec<Problem>,
     pub(crate) trusted_checkpoint: Option<u64>,
     pub seconds: f64,
+    /// The keys given are not this log's: set when the log's latest
+    /// checkpoint carries no signature at all by the key given as the
+    /// node's current one. The checkpoints' signatures could then not be
+    /// checked, and `problems` holds only what is wrong independently of
+    /// the keys.
+    pub key_mismatch: Option<KeyMismatch>,
+}
+
+/// The verifier keys given do not match the log's signing key history: an
+/// operator's or officer's configuration fault (the wrong signing key in
+/// the keys folder, a `--key` of another node), which says nothing about
+/// whether the log was tampered with.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct KeyMismatch {
+    /// The size of the latest checkpoint.
+    pub size: u64,
+    /// Who signed it, `<key name>+<key id>` per signature
+    /// (`note::signature_keys`).
+    pub signed_by: Vec<String>,
+    /// The verifier key given as the node's current one (the history's
+    /// last).
+    pub given: String,
+}
+
+impl KeyMismatch {
+    /// What it means and what to do, for an operator or an officer.
+    pub fn explain(&self) -> String {
+        format!(
+            "the verifier key given as the node's current one,\n  {}\nnever signed this log: its latest checkpoint (size {}) is signed by {}.\n\
+             This is a configuration fault, not a sign of tampering: the keys folder holds a signing key that is not\n\
+             the log's (replaced without `sluis keys rotate-signing`, or another node's), or --key names another\n\
+             node's key. Put the key that signed the log back into the keys folder (from its backup), or pass the\n\
+             log's verifier keys with --key, oldest first; then verify again.",
+            self.given,
+            self.size,
+            if self.signed_by.is_empty() {
+                "nobody readable".to_string()
+            } else {
+                self.signed_by.join(", ")
+            }
+        )
+    }
 }
 
 impl VerifyReport {
+    /// Every check passed, under keys that are the log's.
     pub fn intact(&self) -> bool {
-        self.problems.is_empty()
+        self.problems.is_empty() && self.key_mismatch.is_none()
     }
     pub fn first_problem(&self) -> Option<&Problem> {
         self.problems.first()
@@ -103,15 +147,16 @@ pub async fn verify_log_history(
     if keys.is_empty() {
         problems.add(0, "no verifier key to check the checkpoints with".into());
     }
+    // Checkpoints: only their signed bodies count, each checked under the
+    // key in force at its size once the scan reaches it.
+    let checkpoints: Vec<StoredCheckpoint> = store.checkpoints().await?;
+    let key_mismatch = key_mismatch(&checkpoints, keys);
     let mut signing = Signing {
         keys,
         epoch: 0,
         handover: None,
+        mismatch: key_mismatch.is_some(),
     };
-
-    // Checkpoints: only their signed bodies count, each checked under the
-    // key in force at its size once the scan reaches it.
-    let checkpoints: Vec<StoredCheckpoint> = store.checkpoints().await?;
     let trusted = match trusted {
         None => None,
         Some(note) => {
@@ -198,6 +243,7 @@ pub async fn verify_log_history(
                     tree_nodes,
                     trusted.map(|t| t.size),
                     started,
+                    key_mismatch,
                 ));
             }
             let handover = check_columns(&chunk, entry, &mut next_named, &mut problems);
@@ -327,6 +373,7 @@ pub async fn verify_log_history(
         tree_nodes,
         trusted.map(|t| t.size),
         started,
+        key_mismatch,
     ))
 }
 
@@ -411,6 +458,10 @@ struct Signing<'a> {
     /// reached: (that checkpoint's size, the index of the new key, whether
     /// a checkpoint signed by both was seen).
     handover: Option<(u64, Option<usize>, bool)>,
+    /// The keys are not the log's ([`KeyMismatch`]): a checkpoint without
+    /// a signature by the key in force, and a log never handed over to the
+    /// last key, follow from that and are not reported one by one.
+    mismatch: bool,
 }
 
 impl Signing<'_> {
@@ -454,6 +505,7 @@ impl Signing<'_> {
                 );
                 None
             }
+            Err(CheckpointError::Note(NoteError::NoSignature(_))) if self.mismatch => None,
             Err(e) => {
                 problems.add(
                     0,
@@ -514,7 +566,7 @@ impl Signing<'_> {
     /// The log ends at `size`: it must be signed by the last key of the
     /// history by then (a key file replaced without a rotation is not).
     fn ended(&mut self, size: u64, problems: &mut Problems) {
-        if self.keys.len() > self.epoch + 1 {
+        if self.keys.len() > self.epoch + 1 && !self.mismatch {
             problems.add(
                 size,
                 format!(
@@ -524,6 +576,28 @@ impl Signing<'_> {
             );
         }
     }
+}
+
+/// Whether the keys given are not this log's: no checkpoint has a
+/// signature line at all by the last key of `keys`, the one given as the
+/// node's current key — the key never signed this log. A signature line by
+/// it that does not verify is no mismatch (that is a forged or changed
+/// checkpoint), nor is a latest checkpoint by another key after earlier
+/// ones by this key (a checkpoint put in): the scan reports those.
+fn key_mismatch(checkpoints: &[StoredCheckpoint], keys: &[String]) -> Option<KeyMismatch> {
+    let latest = checkpoints.iter().max_by_key(|c| c.size)?;
+    let given = keys.last()?;
+    let never_signed = checkpoints.iter().all(|c| {
+        matches!(
+            Checkpoint::verify(&c.note, given),
+            Err(CheckpointError::Note(NoteError::NoSignature(_)))
+        )
+    });
+    never_signed.then(|| KeyMismatch {
+        size: latest.size as u64,
+        signed_by: crate::tlog::note::signature_keys(&latest.note),
+        given: given.clone(),
+    })
 }
 
 fn stray_named(n: &Named) -> String {
@@ -552,6 +626,7 @@ fn finish(
     tree_nodes: u64,
     trusted: Option<u64>,
     started: Instant,
+    key_mismatch: Option<KeyMismatch>,
 ) -> VerifyReport {
     problems.0.sort_by_key(|p| p.index);
     problems.0.truncate(MAX_PROBLEMS);
@@ -563,5 +638,6 @@ fn finish(
         problems: problems.0,
         trusted_checkpoint: trusted,
         seconds: started.elapsed().as_secs_f64(),
+        key_mismatch,
     }
 }

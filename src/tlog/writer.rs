@@ -608,8 +608,11 @@ impl Writer {
 /// Whether the latest checkpoint `cp` is signed by the key the writer
 /// would sign with: otherwise the key file was replaced, or the node
 /// renamed, without handing the log over (`tlog::handover`), and signing on
-/// would leave checkpoints no verifier of the log accepts.
-fn signed_by_this_key(
+/// would leave checkpoints no verifier of the log accepts. The one check
+/// of the log writer's start and of `sluis check-config`. Errors:
+/// [`AuditError::Renamed`] when it is signed under another name only,
+/// [`AuditError::KeyReplaced`] otherwise.
+pub(crate) fn signed_by_this_key(
     cp: &StoredCheckpoint,
     signer: &dyn Signer,
     name: &str,

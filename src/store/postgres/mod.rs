@@ -42,6 +42,77 @@ use crate::tlog::merkle::{Hash, NodeId};
 /// sharing one database append one after the other: whoever holds it is the
 /// log's sequencer for that batch.
 const LOG_LOCK: i64 = 0x736c_7569_735f_6c6f; // "sluis_lo"
+/// The serving claim's advisory lock (session level): every serving node
+/// holds it shared, an operator's step that needs them all stopped holds it
+/// exclusively (`Store::claim_exclusive`).
+const SERVING_LOCK: i64 = 0x736c_7569_735f_7376; // "sluis_sv"
+/// How often a serving node looks at the session that holds its claim, and
+/// takes the claim again on a new one if the server dropped it (a restart).
+const CLAIM_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The serving claim, held until the store closes: a serving node's
+/// (shared, kept by a task that takes it again after a restart of the
+/// server) or an operator's step's (exclusive). Dropping it ends the
+/// session, and the server lets go of the lock.
+enum Claim {
+    Serving(tokio::task::JoinHandle<()>),
+    Exclusive(#[allow(dead_code)] PgConnection),
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if let Claim::Serving(task) = self {
+            task.abort();
+        }
+    }
+}
+
+/// The serving claim on a session of its own, out of the pool: `Some`
+/// with that session if it was granted, `None` if the other kind holds it.
+async fn take_claim(pool: &PgPool, exclusive: bool) -> Result<Option<PgConnection>, StoreError> {
+    let mut conn = pool.acquire().await?.detach();
+    let sql = if exclusive {
+        "SELECT pg_try_advisory_lock($1)"
+    } else {
+        "SELECT pg_try_advisory_lock_shared($1)"
+    };
+    let granted: bool = sqlx::query_scalar(sql)
+        .bind(SERVING_LOCK)
+        .fetch_one(&mut conn)
+        .await?;
+    Ok(granted.then_some(conn))
+}
+
+/// Keeps a serving node's claim while it serves: the session that holds
+/// it is checked every [`CLAIM_CHECK_EVERY`], and a new one takes the
+/// claim again when the server dropped it.
+async fn keep_claim(pool: PgPool, conn: PgConnection, server: std::sync::Arc<str>) {
+    let mut conn = Some(conn);
+    let mut tick = tokio::time::interval(CLAIM_CHECK_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        if let Some(c) = conn.as_mut()
+            && sqlx::query("SELECT 1").execute(&mut *c).await.is_ok()
+        {
+            continue;
+        }
+        conn = None;
+        match take_claim(&pool, false).await {
+            Ok(Some(c)) => {
+                tracing::info!(database = %server, "the serving claim on the database is held again");
+                conn = Some(c);
+            }
+            Ok(None) => tracing::error!(
+                database = %server,
+                "an operator's key rotation or node rename holds the database while this node serves: stop every node of this database, let the step finish, then start them"
+            ),
+            // The database is down: the health watch reports it.
+            Err(_) => {}
+        }
+    }
+}
 
 const INSERT_ENTRIES: &str = "INSERT INTO access_log
          (seq, request_id, at, caller, role, method, case_id, subject, purpose, decision, record)
@@ -67,6 +138,9 @@ pub(super) struct PgStore {
     /// `host:port/database`, for messages (no user, no password).
     server: std::sync::Arc<str>,
     acquire_timeout: std::time::Duration,
+    /// The serving claim, once taken (`Store::claim_for_node`,
+    /// `Store::claim_exclusive`).
+    claim: std::sync::Arc<std::sync::Mutex<Option<Claim>>>,
 }
 
 impl PgStore {
@@ -108,6 +182,7 @@ impl PgStore {
             reachable: std::sync::Arc::new(reachable::Reachable::new(settings.acquire_timeout)),
             server,
             acquire_timeout: settings.acquire_timeout,
+            claim: std::sync::Arc::default(),
         };
         if migrate {
             store.migrate().await?;
@@ -194,7 +269,30 @@ impl PgStore {
     }
 
     pub(super) async fn close(&self) {
+        drop(self.claim.lock().unwrap_or_else(|p| p.into_inner()).take());
         self.pool.close().await;
+    }
+
+    /// Takes the serving claim, shared (a serving node) or exclusive (an
+    /// operator's step), and holds it until the store closes.
+    pub(super) async fn claim(&self, exclusive: bool) -> Result<(), StoreError> {
+        let server = self.server.to_string();
+        let conn = take_claim(&self.pool, exclusive)
+            .await?
+            .ok_or_else(|| match exclusive {
+                true => StoreError::NodesServing(server.clone()),
+                false => StoreError::StepRunning(server.clone()),
+            })?;
+        let claim = match exclusive {
+            true => Claim::Exclusive(conn),
+            false => Claim::Serving(tokio::spawn(keep_claim(
+                self.pool.clone(),
+                conn,
+                self.server.clone(),
+            ))),
+        };
+        *self.claim.lock().unwrap_or_else(|p| p.into_inner()) = Some(claim);
+        Ok(())
     }
 
     async fn all<T>(
