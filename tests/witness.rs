@@ -14,6 +14,7 @@ use common::federation::*;
 use sluis::federation::witness::{AlarmKind, WitnessOutcome, cosigned_checkpoint};
 use sluis::node::Node;
 use sluis::tlog::checkpoint::Checkpoint;
+use time::OffsetDateTime;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -208,8 +209,8 @@ async fn cosignatures_accumulate_and_a_rewritten_log_is_caught() {
         let seen = Checkpoint::verify(&alarm.seen_note, log_key).unwrap();
         let offered = Checkpoint::verify(&alarm.offered_note, log_key).unwrap();
         assert!(offered.size < seen.size, "{offered:?} {seen:?}");
-        // Asked again, the same evidence is not kept twice, and B stays
-        // uncosigned.
+        // Asked again, the alarm stands without a second one (B is not
+        // witnessed again while it is kept), and B stays uncosigned.
         assert!(matches!(witness(n, B).await, WitnessOutcome::Alarm { .. }));
         assert_eq!(n.node.store.witness_alarms().await.unwrap().len(), 1);
     }
@@ -225,6 +226,135 @@ async fn cosignatures_accumulate_and_a_rewritten_log_is_caught() {
     assert!(out.contains("gm0363/access-log"), "{out}");
 
     b.node.shutdown().await.unwrap();
+    for n in nodes {
+        n.node.shutdown().await.unwrap();
+    }
+}
+
+/// What a peer sends back is checked before it is kept: a cosignature by
+/// another node's witness key, on a checkpoint this node did not sign, over
+/// another text, or not a signature line at all, is refused
+/// `INVALID_ARGUMENT` naming the field, recorded naming the calling node,
+/// and nothing is kept; a witnessing call that asserts a participant is
+/// refused. A good one is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_cosignature_is_refused_recorded_and_not_kept() {
+    use sluis::federation::witness::WitnessSigner;
+    use sluis::rpc::proto::v1 as pb;
+    use tonic_types::StatusExt;
+
+    let (_key, nodes, _) = started_network().await;
+    let (a, b) = (&nodes[0], &nodes[1]);
+    let _ = case_at(b).await;
+    // B has a checkpoint once A can witness it.
+    assert!(matches!(
+        witness(a, B).await,
+        WitnessOutcome::Cosigned { .. }
+    ));
+    let channel = node_channel(a, b).await;
+    let mut as_a = pb::witness_service_client::WitnessServiceClient::new(channel);
+    let note = as_a
+        .get_witness_checkpoint(pb::GetWitnessCheckpointRequest { old_size: 0 })
+        .await
+        .unwrap()
+        .into_inner()
+        .checkpoint;
+    let cp = Checkpoint::parse(&note[..note.rfind("\n\n").unwrap() + 1]).unwrap();
+    let held_before = b.node.store.cosignatures(cp.size as i64).await.unwrap();
+    let a_key = WitnessSigner::load(A, &a.dir.path().join("witness.key")).unwrap();
+    let c_key = WitnessSigner::load(C, &nodes[2].dir.path().join("witness.key")).unwrap();
+    let now = (OffsetDateTime::now_utc().unix_timestamp()) as u64;
+    let other = Checkpoint {
+        size: cp.size + 1,
+        ..cp.clone()
+    };
+    let forged_note = note.replacen(
+        &format!("\n{}\n", cp.size),
+        &format!("\n{}\n", cp.size + 1),
+        1,
+    );
+    let cases = [
+        (
+            note.clone(),
+            c_key.cosign(&cp, now).unwrap(),
+            "cosignature",
+            "cosigns as 'gm0344/witness'",
+        ),
+        (
+            forged_note,
+            a_key.cosign(&other, now).unwrap(),
+            "checkpoint",
+            "not a checkpoint this node signed",
+        ),
+        (
+            note.clone(),
+            a_key.cosign(&other, now).unwrap(),
+            "cosignature",
+            "does not verify",
+        ),
+        (note.clone(), "hello\n".into(), "cosignature", "malformed"),
+        (
+            note.clone(),
+            a_key.cosign(&cp, now + 3600).unwrap(),
+            "cosignature",
+            "ahead of this node's clock",
+        ),
+    ];
+    for (checkpoint, cosignature, field, says) in cases {
+        let err = as_a
+            .add_cosignature(pb::AddCosignatureRequest {
+                checkpoint,
+                cosignature,
+            })
+            .await
+            .expect_err("a bad cosignature");
+        assert_eq!(
+            err.code(),
+            tonic::Code::InvalidArgument,
+            "{}",
+            err.message()
+        );
+        assert!(err.message().contains(says), "{says}: {}", err.message());
+        let d = err.get_error_details();
+        assert_eq!(d.bad_request().unwrap().field_violations[0].field, field);
+        let rec = b.record(&common::request_id_of(err.metadata())).await;
+        assert_eq!(
+            (rec.method.as_str(), rec.caller.as_str()),
+            ("AddCosignature", A)
+        );
+        assert_eq!(rec.status, "INVALID_ARGUMENT");
+    }
+    // A node witnesses as itself: no participant is asserted.
+    let err = as_a
+        .get_witness_checkpoint(asserting(
+            tonic::Request::new(pb::GetWitnessCheckpointRequest { old_size: 0 }),
+            IND,
+            "ind",
+        ))
+        .await
+        .expect_err("an assertion on a witnessing call");
+    assert_eq!(err.code(), tonic::Code::PermissionDenied);
+    assert_eq!(
+        b.node.store.cosignatures(cp.size as i64).await.unwrap(),
+        held_before,
+        "nothing refused was kept"
+    );
+    // The good one is kept.
+    let held = as_a
+        .add_cosignature(pb::AddCosignatureRequest {
+            checkpoint: note.clone(),
+            cosignature: a_key.cosign(&cp, now).unwrap(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .cosignatures;
+    assert!(held >= 1);
+    let kept = b.node.store.cosignatures(cp.size as i64).await.unwrap();
+    assert!(
+        kept.iter()
+            .any(|c| c.witness == "gm0344/witness" && c.timestamp == now as i64)
+    );
     for n in nodes {
         n.node.shutdown().await.unwrap();
     }

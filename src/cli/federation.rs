@@ -214,6 +214,12 @@ fn show(d: &Directory, verified: bool) -> String {
             n.tls_ca_sha256,
             n.log_key
         ));
+        s.push_str(&format!(
+            "  witness key   {}\n",
+            n.witness_key
+                .as_deref()
+                .unwrap_or("(none: does not witness)")
+        ));
         if n.hosts.is_empty() {
             s.push_str("  hosts         (none)\n");
         }

@@ -204,6 +204,20 @@ impl Federation {
             peers,
             tls,
         };
+        if let Some(w) = &f.witness {
+            let vkey = w.verifier_key();
+            let running = f.running.read().unwrap_or_else(|p| p.into_inner()).clone();
+            let listed = running
+                .directory
+                .node(node)
+                .and_then(|n| n.witness_key.as_deref());
+            if listed != Some(vkey.as_str()) {
+                tracing::warn!(
+                    witness_key = %vkey,
+                    "the federation directory does not list this node's witness key: peers refuse its cosignatures until the network's operator lists it as this node's witness_key"
+                );
+            }
+        }
         match f.current(crate::model::clock::now_millis()) {
             Ok(r) => tracing::info!(
                 serial = r.directory.serial,

@@ -15,7 +15,7 @@ use super::oversight::proof_error;
 use super::validate::Invalid;
 use super::{Exchange, ExchangeError, RequestCtx};
 use crate::federation::directory::DirectoryNode;
-use crate::federation::witness::{Judgement, WitnessOutcome, judge};
+use crate::federation::witness::{AlarmKind, Judgement, WitnessOutcome, judge};
 use crate::net::identity::Peer;
 use crate::store::StoredCheckpoint;
 use crate::store::witness::{StoredCosignature, WitnessAlarm, Witnessed};
@@ -256,7 +256,8 @@ impl Exchange {
     /// against the last one ([`judge`]). An extension is kept and cosigned
     /// and `send(checkpoint, cosignature)` hands the cosignature back; a
     /// fork or rollback keeps both signed checkpoints, logs, counts, and
-    /// marks the node's health. A fetch or send that fails changes nothing
+    /// marks the node's health, and the peer is not witnessed again while
+    /// that alarm is kept. A fetch or send that fails changes nothing
     /// (tried again next round).
     pub(crate) async fn witness_peer(
         &self,
@@ -270,6 +271,25 @@ impl Exchange {
         let Some(signer) = federation.witness() else {
             return WitnessOutcome::Failed("this node has no witness key".into());
         };
+        // A peer with an alarm kept is not witnessed again until its
+        // operator and the network's settled it (the alarm's row removed):
+        // one alarm, one log line, one count, whatever it signs next.
+        match self.store.witness_alarms().await {
+            Ok(alarms) => {
+                if let Some(a) = alarms.iter().find(|a| a.node == peer.id) {
+                    let kind = if a.kind == AlarmKind::Rollback.as_str() {
+                        AlarmKind::Rollback
+                    } else {
+                        AlarmKind::Fork
+                    };
+                    return WitnessOutcome::Alarm {
+                        kind,
+                        detail: format!("kept since alarm {}: {}", a.id, a.detail),
+                    };
+                }
+            }
+            Err(e) => return WitnessOutcome::Failed(format!("reading the alarms: {e}")),
+        }
         let seen = match self.store.witnessed(&peer.id).await {
             Ok(s) => s,
             Err(e) => return WitnessOutcome::Failed(format!("reading what was witnessed: {e}")),
@@ -321,8 +341,8 @@ impl Exchange {
                 "WITNESS ALARM: node '{}' {}; both signed checkpoints are kept (`sluis audit witness-alarms`); this node no longer cosigns it",
                 peer.id,
                 match kind {
-                    crate::federation::witness::AlarmKind::Fork => "signed a checkpoint that does not extend one it signed before (a fork)",
-                    crate::federation::witness::AlarmKind::Rollback => "signed a checkpoint smaller than one it signed before (its log went back)",
+                    AlarmKind::Fork => "signed a checkpoint that does not extend one it signed before (a fork)",
+                    AlarmKind::Rollback => "signed a checkpoint smaller than one it signed before (its log went back)",
                 }
             );
             if let Err(e) = self.store.put_witness_alarm(&alarm).await {

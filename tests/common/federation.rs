@@ -363,3 +363,18 @@ pub async fn case_at(n: &Started) -> (Clients, String, String) {
         .unwrap();
     (gemeente, case_id, pseudonym)
 }
+
+/// A channel to `to`'s federation listener with `from`'s node certificate:
+/// what `from` itself would open when it calls `to`.
+pub async fn node_channel(from: &Started, to: &Started) -> tonic::transport::Channel {
+    let pem = sluis::net::client::ClientPem {
+        ca: to.ca_pem(),
+        identity: Some((
+            std::fs::read_to_string(from.dir.path().join("node.pem")).unwrap(),
+            std::fs::read_to_string(from.dir.path().join("node.key")).unwrap(),
+        )),
+    };
+    sluis::net::client::connect(to.node.federation_addr.unwrap(), "localhost", &pem)
+        .await
+        .unwrap()
+}
