@@ -14,6 +14,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/sluis/v1/stats.proto",
         "proto/sluis/v1/errors.proto",
         "proto/sluis/v1/federation.proto",
+        "proto/sluis/v1/witness.proto",
     ];
     for p in &protos {
         println!("cargo:rerun-if-changed={p}");

@@ -110,6 +110,8 @@ pub struct Node {
     federation: Option<Arc<crate::federation::Federation>>,
     /// The federation listener, if `[federation] listen` is set.
     federation_listener: Option<FederationListener>,
+    /// The witnessing rounds (`[federation] witness_key`).
+    witness_task: Option<JoinHandle<()>>,
 }
 
 /// The plain probes listener's stop signal and task.
@@ -554,6 +556,22 @@ impl Node {
             },
             _ => None,
         };
+        // Witnessing: an alarm kept from before still says so; a node with
+        // a witness key cosigns its peers every interval.
+        let witness_task = match &federation {
+            Some(f) => {
+                if store.witness_alarms().await.is_ok_and(|a| !a.is_empty()) {
+                    f.raise_alarm();
+                }
+                f.witness().is_some().then(|| {
+                    tokio::spawn(crate::rpc::witness::every(
+                        f.witness_interval(),
+                        exchange.clone(),
+                    ))
+                })
+            }
+            None => None,
+        };
         let federation_addr = federation_listener.as_ref().map(|l| l.addr);
         let probes_addr = probes.as_ref().map(|(a, _, _)| *a);
         let probes = probes.map(|(_, stop, task)| (stop, task));
@@ -574,6 +592,7 @@ impl Node {
             probes,
             federation_addr,
             federation_listener,
+            witness_task,
             exchange,
             store,
             sources,
@@ -721,11 +740,23 @@ impl Node {
         report_unauthenticated(&self.exchange, &self.sources).await
     }
 
+    /// One witnessing round now (what the node does every
+    /// `witness_interval_secs`): each peer's latest checkpoint fetched,
+    /// checked against the last one cosigned, cosigned and handed back, or
+    /// an alarm raised. Per peer node id, what came of it; empty when the
+    /// node does not witness.
+    pub async fn witness_now(&self) -> Vec<(String, crate::federation::witness::WitnessOutcome)> {
+        crate::rpc::witness::round(&self.exchange).await
+    }
+
     /// Stops accepting, lets requests in flight finish, and waits.
     pub async fn shutdown(mut self) -> Result<(), NodeError> {
         self.health_task.abort();
         self.report_task.abort();
         self.maintenance_task.abort();
+        if let Some(t) = self.witness_task.take() {
+            t.abort();
+        }
         if let Some((stop, task)) = self.probes.take() {
             let _ = stop.send(());
             if let Ok(Err(e)) = task.await {

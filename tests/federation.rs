@@ -11,7 +11,6 @@ mod common;
 
 use common::federation::*;
 use common::{NGO, request_id, with_actor};
-use sluis::net::client::{self, ClientPem};
 use sluis::rpc::proto::v1 as pb;
 use sluis::tlog::Decision;
 use time::OffsetDateTime;
@@ -102,16 +101,7 @@ async fn forwarded_reads_forged_assertions_and_directory_lifetime() {
 
     // Node A, with its own node certificate, asserts the NGO (hosted by
     // C): B refuses and records the attempt, naming A.
-    let a_node = ClientPem {
-        ca: b.ca_pem(),
-        identity: Some((
-            std::fs::read_to_string(a.dir.path().join("node.pem")).unwrap(),
-            std::fs::read_to_string(a.dir.path().join("node.key")).unwrap(),
-        )),
-    };
-    let channel = client::connect(b.node.federation_addr.unwrap(), "localhost", &a_node)
-        .await
-        .unwrap();
+    let channel = node_channel(a, b).await;
     let mut forged = pb::case_service_client::CaseServiceClient::new(channel.clone());
     let req = asserting(get_case(&case_id, "guidance", None), NGO, "ngo");
     let err = forged.get_case(req).await.expect_err("a forged assertion");

@@ -60,6 +60,19 @@ pub(crate) enum Command {
         /// the key derived from the node's own signing key).
         #[arg(long)]
         key: Vec<String>,
+        /// Require a checkpoint of the log cosigned by at least K of the federation directory's
+        /// witnesses (each a valid C2SP cosignature/v1 under the witness-key the directory lists
+        /// for another node); exit 3 when none is. The directory is the node's `[federation]`
+        /// one, verified with its verifier key.
+        #[arg(long, value_name = "K")]
+        cosignatures: Option<usize>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The witness alarms this node keeps: each peer node whose log forked or went back, with
+    /// the two conflicting checkpoints it signed (the evidence, as signed notes). Exit 0 when
+    /// there are none, 4 when there are. Runs on the node's host (--config).
+    WitnessAlarms {
         #[arg(long)]
         json: bool,
     },
@@ -708,12 +721,25 @@ pub(crate) async fn run(config_path: &Path, command: Command) -> anyhow::Result<
         Command::Verify {
             trusted_checkpoint,
             key,
+            cosignatures,
             json,
         } => {
             let (config, store) = open_local(config_path).await?;
             let code = verify(&config, &store, trusted_checkpoint, key, json).await;
+            let code = match (code, cosignatures) {
+                (Ok(c), Some(k)) if c == ExitCode::SUCCESS => {
+                    witnessed(&config, config_path, &store, k, json).await
+                }
+                (other, _) => other,
+            };
             store.close().await;
             code
+        }
+        Command::WitnessAlarms { json } => {
+            let (_, store) = open_local(config_path).await?;
+            let alarms = store.witness_alarms().await;
+            store.close().await;
+            witness_alarms(alarms?, json)
         }
         Command::Query {
             filters,
@@ -1024,6 +1050,127 @@ async fn verify(
         (true, None) => ExitCode::SUCCESS,
         (true, Some(_)) => ExitCode::from(VERIFY_KEY_MISMATCH),
         (false, _) => ExitCode::from(VERIFY_NOT_INTACT),
+    })
+}
+
+/// `verify --cosignatures k`: the largest checkpoint with `k` valid
+/// cosignatures from the directory's witnesses, or exit 3.
+async fn witnessed(
+    config: &Config,
+    config_path: &Path,
+    store: &Store,
+    k: usize,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let f = config
+        .federation
+        .as_ref()
+        .context("--cosignatures needs the node's [federation] section: its directory lists the witness keys")?;
+    let base = config_path.parent().unwrap_or(Path::new("."));
+    let path = base.join(&f.directory);
+    let text = crate::files::read_to_string(&path, crate::files::Kind::Note)
+        .with_context(|| format!("cannot read the federation directory {}", path.display()))?;
+    let (directory, _) = crate::federation::directory::verify(&text, &f.verifier_key)
+        .with_context(|| {
+            format!(
+                "the federation directory {} does not verify",
+                path.display()
+            )
+        })?;
+    let found = crate::federation::witness::cosigned_checkpoint(
+        store,
+        &directory,
+        &config.node.name,
+        k,
+        None,
+    )
+    .await?;
+    let mut w = stdout();
+    match &found {
+        Some(c) if json => writeln!(
+            w,
+            "{}",
+            serde_json::json!({
+                "witnessed": true,
+                "required": k,
+                "size": c.checkpoint.size,
+                "witnesses": c.witnesses,
+                "cosigned_checkpoint": c.note,
+            })
+        )?,
+        Some(c) => writeln!(
+            w,
+            "witnessed: the checkpoint of size {} is cosigned by {} of the directory's witnesses ({}), {k} required\n{}",
+            c.checkpoint.size,
+            c.witnesses.len(),
+            c.witnesses.join(", "),
+            c.note
+        )?,
+        None if json => writeln!(
+            w,
+            "{}",
+            serde_json::json!({"witnessed": false, "required": k})
+        )?,
+        None => writeln!(
+            w,
+            "NOT WITNESSED: no checkpoint of this log holds {k} valid cosignatures from the federation directory's witness keys (are the peers witnessing, with witness-key lines in the directory?)"
+        )?,
+    }
+    w.flush()?;
+    Ok(if found.is_some() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
+}
+
+/// `witness-alarms`: the evidence kept, one alarm after the other.
+fn witness_alarms(
+    alarms: Vec<crate::store::witness::WitnessAlarm>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let mut w = stdout();
+    if json {
+        let list: Vec<serde_json::Value> = alarms
+            .iter()
+            .map(|a| {
+                serde_json::json!({
+                    "id": a.id,
+                    "node": a.node,
+                    "kind": a.kind,
+                    "detail": a.detail,
+                    "at": crate::model::clock::rfc3339(a.at),
+                    "seen_checkpoint": a.seen_note,
+                    "offered_checkpoint": a.offered_note,
+                })
+            })
+            .collect();
+        writeln!(w, "{}", serde_json::Value::Array(list))?;
+    } else if alarms.is_empty() {
+        writeln!(
+            w,
+            "no witness alarms: every peer's log extended the one this node cosigned"
+        )?;
+    } else {
+        for a in &alarms {
+            writeln!(
+                w,
+                "ALARM {} at {}: node '{}', {}: {}\n-- the checkpoint cosigned before:\n{}-- the checkpoint offered after it:\n{}",
+                a.id,
+                crate::model::clock::rfc3339(a.at),
+                a.node,
+                a.kind,
+                a.detail,
+                a.seen_note,
+                a.offered_note
+            )?;
+        }
+    }
+    w.flush()?;
+    Ok(if alarms.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(4)
     })
 }
 

@@ -34,6 +34,17 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
+    /// Make a node's witness key (Ed25519, named `<node>/witness`) and print its verifier key,
+    /// which the directory lists as the node's `witness_key`. Run on the node; name the file in
+    /// its `[federation] witness_key`: it then cosigns its peers' checkpoints.
+    WitnessKeygen {
+        /// The node's id (its `node.name`).
+        #[arg(long)]
+        node: String,
+        /// Where to write the private key (never overwritten).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
     /// Check a directory source (TOML) and sign it: writes the signed directory (a C2SP signed
     /// note) that nodes load. The source's `network` must be the key's.
     Sign {
@@ -74,6 +85,12 @@ pub(crate) fn run(command: Command) -> anyhow::Result<ExitCode> {
             let vkey = FederationKey::generate(&network, &out)?;
             println!("wrote the federation key to {}", out.display());
             println!("verifier key (each node's [federation] verifier_key):\n{vkey}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::WitnessKeygen { node, out } => {
+            let vkey = crate::federation::witness::WitnessSigner::generate(&node, &out)?;
+            println!("wrote the witness key to {}", out.display());
+            println!("witness key (the directory's witness_key for node {node}):\n{vkey}");
             Ok(ExitCode::SUCCESS)
         }
         Command::PseudonymKeygen { out } => {
@@ -196,6 +213,12 @@ fn show(d: &Directory, verified: bool) -> String {
             n.tls_spki_sha256,
             n.tls_ca_sha256,
             n.log_key
+        ));
+        s.push_str(&format!(
+            "  witness key   {}\n",
+            n.witness_key
+                .as_deref()
+                .unwrap_or("(none: does not witness)")
         ));
         if n.hosts.is_empty() {
             s.push_str("  hosts         (none)\n");

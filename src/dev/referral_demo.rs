@@ -85,6 +85,7 @@ fn directory_node(m: &Member, code: &str, name: &str, hosts: &[(&str, &str)]) ->
         tls_spki_sha256: crate::net::x509::spki_sha256_hex(&m.node_cert_der).unwrap_or_default(),
         tls_ca_sha256: crate::net::x509::cert_sha256_hex(&m.ca.cert_der()),
         log_key,
+        witness_key: None,
         hosts: hosts
             .iter()
             .map(|(p, r)| Host {
@@ -185,6 +186,8 @@ pub(super) async fn run(
             peer_ca: "peers.pem".into(),
             peer_crl: vec![],
             pseudonym_key: Some("pseudonym.key".into()),
+            witness_key: None,
+            witness_interval_secs: 60,
         });
         m.config.tls.allow_missing_crl = true;
     }

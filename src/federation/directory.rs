@@ -18,6 +18,7 @@
 //! tls-spki <SHA-256 of the node certificate's SubjectPublicKeyInfo, hex>
 //! tls-ca <SHA-256 of the DER of the CA certificate that issues it, hex>
 //! log-key <the node's checkpoint verifier key, C2SP signed-note vkey>
+//! witness-key <the node's witness key, C2SP tlog-cosignature vkey>   (optional)
 //! host <participant id> <role>
 //! ```
 //!
@@ -101,6 +102,11 @@ pub struct DirectoryNode {
     pub tls_ca_sha256: String,
     /// Its checkpoint verifier key (`<node id>+<key id>+<base64 key>`).
     pub log_key: String,
+    /// Its witness key (`<node id>/witness+<key id>+<base64 0x04 ‖ key>`,
+    /// C2SP tlog-cosignature `cosignature/v1`), with which it cosigns its
+    /// peers' checkpoints; none: the node does not witness.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub witness_key: Option<String>,
     /// The participants it is home to.
     #[serde(default, rename = "host")]
     pub hosts: Vec<Host>,
@@ -232,6 +238,9 @@ impl Directory {
                 ));
             }
             check_log_key(&n.id, &n.log_key).map_err(|m| invalid(at("log_key"), m))?;
+            if let Some(w) = &n.witness_key {
+                check_witness_key(&n.id, w).map_err(|m| invalid(at("witness_key"), m))?;
+            }
             if n.hosts.len() > MAX_HOSTS_PER_NODE {
                 return Err(invalid(
                     at("host"),
@@ -285,6 +294,9 @@ impl Directory {
                 n.tls_ca_sha256,
                 n.log_key
             ));
+            if let Some(w) = &n.witness_key {
+                s.push_str(&format!("witness-key {w}\n"));
+            }
             for h in &n.hosts {
                 s.push_str(&format!("host {} {}\n", h.participant, h.role));
             }
@@ -333,6 +345,12 @@ impl Directory {
             let tls_spki_sha256 = take(&mut it, "tls-spki")?.to_string();
             let tls_ca_sha256 = take(&mut it, "tls-ca")?.to_string();
             let log_key = take(&mut it, "log-key")?.to_string();
+            let witness_key = match it.peek() {
+                Some((_, l)) if l.starts_with("witness-key ") => {
+                    Some(take(&mut it, "witness-key")?.to_string())
+                }
+                _ => None,
+            };
             let mut hosts = Vec::new();
             while it.peek().is_some_and(|(_, l)| l.starts_with("host ")) {
                 let (participant, role) =
@@ -353,6 +371,7 @@ impl Directory {
                 tls_spki_sha256,
                 tls_ca_sha256,
                 log_key,
+                witness_key,
                 hosts,
             });
         }
@@ -495,6 +514,23 @@ fn check_log_key(id: &str, key: &str) -> Result<(), String> {
     }
 }
 
+/// The witness key name a node cosigns as: `<node id>/witness`, so a
+/// cosignature line names the node that made it.
+pub fn witness_name(id: &str) -> String {
+    format!("{id}/witness")
+}
+
+fn check_witness_key(id: &str, key: &str) -> Result<(), String> {
+    match crate::tlog::cosignature::WitnessKey::parse(key) {
+        Ok(k) if k.name == witness_name(id) => Ok(()),
+        Ok(_) => Err(format!(
+            "must be named '{}' (the node's witness key, `sluis federation witness-keygen`)",
+            witness_name(id)
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -517,6 +553,10 @@ pub(crate) mod tests {
                     tls_spki_sha256: "a".repeat(64),
                     tls_ca_sha256: "b".repeat(64),
                     log_key: key("gm0344", 1),
+                    witness_key: Some(crate::tlog::cosignature::verifier_key(
+                        &witness_name("gm0344"),
+                        &[3; 32],
+                    )),
                     hosts: vec![Host {
                         participant: "ind".into(),
                         role: "ind".into(),
@@ -531,6 +571,7 @@ pub(crate) mod tests {
                     tls_spki_sha256: "c".repeat(64),
                     tls_ca_sha256: "d".repeat(64),
                     log_key: key("gm0518", 2),
+                    witness_key: None,
                     hosts: vec![],
                 },
             ],

@@ -22,6 +22,7 @@
 
 pub mod directory;
 pub mod pseudonym;
+pub mod witness;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -71,6 +72,16 @@ pub struct FederationConfig {
     /// every node and across referrals; without it, this node's own `ps1.`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pseudonym_key: Option<PathBuf>,
+    /// This node's witness key (made by `sluis federation witness-keygen`;
+    /// the directory lists its verifier key as this node's `witness-key`).
+    /// With it the node cosigns its peers' checkpoints every
+    /// `witness_interval_secs`; without it, it does not witness.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub witness_key: Option<PathBuf>,
+    /// Seconds between witnessing rounds (each peer's latest checkpoint
+    /// fetched, checked and cosigned); default 60.
+    #[serde(default = "witness::default_interval_secs")]
+    pub witness_interval_secs: u64,
 }
 
 /// Why the federation cannot serve, or a directory was not taken.
@@ -140,6 +151,15 @@ pub struct Federation {
     tls: RwLock<Arc<PeerTls>>,
     /// `K_fed`, if configured.
     pseudonyms: Option<pseudonym::FederationPseudonyms>,
+    /// This node's witness key, if configured.
+    witness: Option<witness::WitnessSigner>,
+    /// Between witnessing rounds.
+    witness_interval: std::time::Duration,
+    /// Whether a peer's log forked or went back (an alarm raised since
+    /// start, or kept from before): the node's health says so.
+    alarmed: std::sync::atomic::AtomicBool,
+    /// One witnessing round at a time.
+    pub(crate) witnessing: tokio::sync::Mutex<()>,
 }
 
 impl Federation {
@@ -160,9 +180,18 @@ impl Federation {
             .map(|p| pseudonym::FederationPseudonyms::load(&base_dir.join(p)))
             .transpose()
             .map_err(|e| FederationError::PseudonymKey(e.to_string()))?;
+        let witness = config
+            .witness_key
+            .as_ref()
+            .map(|p| witness::WitnessSigner::load(node, &base_dir.join(p)))
+            .transpose()?;
         let (peers, _) = tokio::sync::watch::channel(peer_registry(&running.directory));
         let f = Federation {
             pseudonyms,
+            witness,
+            witness_interval: std::time::Duration::from_secs(config.witness_interval_secs.max(1)),
+            alarmed: std::sync::atomic::AtomicBool::new(false),
+            witnessing: tokio::sync::Mutex::new(()),
             node: node.to_string(),
             path,
             verifier_key: config.verifier_key.clone(),
@@ -170,6 +199,20 @@ impl Federation {
             peers,
             tls: RwLock::new(Arc::new(tls)),
         };
+        if let Some(w) = &f.witness {
+            let vkey = w.verifier_key();
+            let running = f.running.read().unwrap_or_else(|p| p.into_inner()).clone();
+            let listed = running
+                .directory
+                .node(node)
+                .and_then(|n| n.witness_key.as_deref());
+            if listed != Some(vkey.as_str()) {
+                tracing::warn!(
+                    witness_key = %vkey,
+                    "the federation directory does not list this node's witness key: peers refuse its cosignatures until the network's operator lists it as this node's witness_key"
+                );
+            }
+        }
         match f.current(crate::model::clock::now_millis()) {
             Ok(r) => tracing::info!(
                 serial = r.directory.serial,
@@ -258,6 +301,28 @@ impl Federation {
     /// `K_fed`, when the node is configured with it.
     pub(crate) fn pseudonyms(&self) -> Option<&pseudonym::FederationPseudonyms> {
         self.pseudonyms.as_ref()
+    }
+
+    /// This node's witness key, when it witnesses.
+    pub(crate) fn witness(&self) -> Option<&witness::WitnessSigner> {
+        self.witness.as_ref()
+    }
+
+    /// Between witnessing rounds (`witness_interval_secs`).
+    pub(crate) fn witness_interval(&self) -> std::time::Duration {
+        self.witness_interval
+    }
+
+    /// Marks that a peer's log forked or went back.
+    pub(crate) fn raise_alarm(&self) {
+        self.alarmed
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether a witness alarm was raised (since start, or kept from
+    /// before it).
+    pub fn alarmed(&self) -> bool {
+        self.alarmed.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// This node's id in the directory (its `node.name`).
@@ -499,6 +564,8 @@ mod tests {
             peer_ca: "ca.pem".into(),
             peer_crl: vec![],
             pseudonym_key: None,
+            witness_key: None,
+            witness_interval_secs: witness::default_interval_secs(),
         };
         let f = Federation::load("gm0344", &config, dir.path()).unwrap();
         assert!(matches!(

@@ -76,6 +76,7 @@ mod tiles;
 mod unregistered;
 pub mod validate;
 pub mod vault;
+mod witness;
 
 pub(crate) use error::Code;
 #[cfg(test)]

@@ -444,6 +444,8 @@ pub const METHODS: &[&str] = &[
     "GetStatistics",
     "ReferCase",
     "AcceptReferral",
+    "GetWitnessCheckpoint",
+    "AddCosignature",
     // Services outside `sluis.v1`, named by service and method.
     "grpc.health.v1.Health/Check",
     "grpc.health.v1.Health/Watch",

@@ -751,6 +751,8 @@ impl NamesSubject for pb::AcceptReferralRequest {
 impl NamesSubject for pb::RegisterCaseRequest {}
 impl NamesSubject for pb::FindCasesRequest {}
 impl NamesSubject for pb::GetCheckpointRequest {}
+impl NamesSubject for pb::GetWitnessCheckpointRequest {}
+impl NamesSubject for pb::AddCosignatureRequest {}
 impl NamesSubject for pb::GetInclusionProofRequest {}
 impl NamesSubject for pb::GetConsistencyProofRequest {}
 impl NamesSubject for pb::GetStatisticsRequest {}

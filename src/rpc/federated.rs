@@ -51,15 +51,20 @@ pub(crate) const ON_BEHALF_OF_ROLE: &str = "x-sluis-on-behalf-of-role";
 /// behind [`Gate`].
 pub(crate) type FederatedRoutes = Router<Stack<Edge, Stack<Gate, Identity>>>;
 
+/// The services the federation listener serves (those added to the router
+/// below): a method of another is answered as unknown, naming these.
+const SERVED: &[&str] = &[
+    "sluis.v1.CaseService",
+    "sluis.v1.FederationService",
+    "sluis.v1.WitnessService",
+];
+
 /// The services peer nodes may call: `CaseService` (`GetCase` is what
 /// nodes forward; the other methods answer as for any caller, so a peer
 /// asserting a participant gets that participant's rights, no more, and
-/// `ReferCase` is refused from a peer) and `FederationService` (served
-/// here alone: `AcceptReferral`).
-/// The services the federation listener serves (those added to the router
-/// below): a method of another is answered as unknown, naming these.
-const SERVED: &[&str] = &["sluis.v1.CaseService", "sluis.v1.FederationService"];
-
+/// `ReferCase` is refused from a peer), `FederationService` (served
+/// here alone: `AcceptReferral`) and `WitnessService` (served here alone,
+/// to a node as itself: `rpc::witness`).
 pub(crate) fn router(
     server: Server,
     ex: Arc<Exchange>,
@@ -85,7 +90,11 @@ pub(crate) fn router(
                 .max_decoding_message_size(max_message_bytes),
         )
         .add_service(
-            pb::federation_service_server::FederationServiceServer::new(api)
+            pb::federation_service_server::FederationServiceServer::new(api.clone())
+                .max_decoding_message_size(max_message_bytes),
+        )
+        .add_service(
+            pb::witness_service_server::WitnessServiceServer::new(api)
                 .max_decoding_message_size(max_message_bytes),
         ))
 }
@@ -147,7 +156,11 @@ where
             let headers = req.headers();
             let (request_id, admitted) = match forwarded_id(headers) {
                 Ok(id) => {
-                    let admitted = gate.admit(&info.peer, headers);
+                    let admitted = if req.uri().path().starts_with(WITNESS_SERVICE) {
+                        gate.admit_node(&info.peer, headers)
+                    } else {
+                        gate.admit(&info.peer, headers)
+                    };
                     (id, admitted)
                 }
                 Err(e) => (uuid::Uuid::now_v7().to_string(), Err(e)),
@@ -164,6 +177,8 @@ where
                     let method = match req.uri().path() {
                         "/sluis.v1.CaseService/GetCase" => "GetCase",
                         "/sluis.v1.FederationService/AcceptReferral" => "AcceptReferral",
+                        "/sluis.v1.WitnessService/GetWitnessCheckpoint" => "GetWitnessCheckpoint",
+                        "/sluis.v1.WitnessService/AddCosignature" => "AddCosignature",
                         _ => "federation.refused",
                     };
                     let ctx = RequestCtx {
@@ -221,12 +236,35 @@ fn forwarded_id(headers: &http::HeaderMap) -> Result<String, ExchangeError> {
     }
 }
 
+/// The path prefix of `WitnessService`, whose calls a node makes as itself.
+const WITNESS_SERVICE: &str = "/sluis.v1.WitnessService/";
+
 impl Gate {
-    /// The participant a peer node's request runs as. Errors:
-    /// `FailedPrecondition` (the directory is not valid now), `Unregistered`
-    /// (a certificate no directory node pins), `Forbidden` (no assertion, one
-    /// the directory does not back, or a further hop asked for).
-    fn admit(&self, peer: &Peer, headers: &http::HeaderMap) -> Result<Caller, ExchangeError> {
+    /// A peer node's witnessing call (`WitnessService`): made by the node as
+    /// itself, so it runs as the node (its id as the caller) and asserts no
+    /// participant. Errors: those of [`Gate::admit`] about the node, and
+    /// `Forbidden` for an assertion.
+    fn admit_node(&self, peer: &Peer, headers: &http::HeaderMap) -> Result<Caller, ExchangeError> {
+        let (_, node) = self.calling_node(peer)?;
+        if headers.contains_key(ON_BEHALF_OF) || headers.contains_key(HOLDING_NODE) {
+            return Err(ExchangeError::Forbidden(format!(
+                "a node witnesses as itself: {ON_BEHALF_OF} and {HOLDING_NODE} are not taken on WitnessService"
+            )));
+        }
+        Ok(Caller {
+            participant: node,
+            role: Role::Municipality,
+            oin: None,
+        })
+    }
+
+    /// The running directory and the calling node's id in it. Errors:
+    /// `FailedPrecondition` (the directory is not valid now), `Forbidden`
+    /// (a certificate no directory node pins, or a node no longer in it).
+    fn calling_node(
+        &self,
+        peer: &Peer,
+    ) -> Result<(Arc<crate::federation::Running>, String), ExchangeError> {
         let running = self
             .federation
             .current(self.ex.now())
@@ -250,6 +288,17 @@ impl Gate {
                 running.directory.serial
             )));
         }
+        let node = node.to_string();
+        Ok((running, node))
+    }
+
+    /// The participant a peer node's request runs as. Errors:
+    /// `FailedPrecondition` (the directory is not valid now), `Unregistered`
+    /// (a certificate no directory node pins), `Forbidden` (no assertion, one
+    /// the directory does not back, or a further hop asked for).
+    fn admit(&self, peer: &Peer, headers: &http::HeaderMap) -> Result<Caller, ExchangeError> {
+        let (running, node) = self.calling_node(peer)?;
+        let node = node.as_str();
         // One hop: a peer's call is answered here or not at all, so no node
         // can relay through another under that node's name.
         if headers.contains_key(HOLDING_NODE) {

@@ -47,6 +47,7 @@ mod stats;
 mod status;
 mod tiles;
 mod trace;
+pub(crate) mod witness;
 
 use std::sync::Arc;
 
@@ -193,6 +194,18 @@ pub(crate) type Routes = Router<Stack<Edge, Identity>>;
 
 /// The encoded descriptors of every service [`router`] serves: reflection
 /// serves them, and [`Edge`] names every method in its records by them.
+/// The services the agency listener serves (those its router adds): a
+/// method of another (the federation listener's) is unknown there.
+const SERVED: &[&str] = &[
+    "sluis.v1.CaseService",
+    "sluis.v1.ConsentService",
+    "sluis.v1.AuditService",
+    "sluis.v1.StatisticsService",
+    "grpc.health.v1.Health",
+    "grpc.reflection.v1.ServerReflection",
+    "grpc.reflection.v1alpha.ServerReflection",
+];
+
 const DESCRIPTOR_SETS: &[&[u8]] = &[
     proto::FILE_DESCRIPTOR_SET,
     tonic_health::pb::FILE_DESCRIPTOR_SET,
@@ -247,7 +260,7 @@ pub(crate) async fn router(
         message_timeout,
         in_flight,
         DESCRIPTOR_SETS,
-        None,
+        Some(SERVED),
     )?;
     // Every service takes gzip-compressed requests and compresses its
     // answers for a client that says it accepts gzip (grpc-accept-encoding).
@@ -322,6 +335,13 @@ pub(crate) fn probes_router(
 #[derive(Clone)]
 pub(crate) struct Health(tonic_health::server::HealthReporter);
 
+/// The health service name that says whether this node's peers' logs are
+/// one log each (`grpc.health.v1.Health/Check` with this service):
+/// `NOT_SERVING` once a witness alarm is raised or kept (`sluis audit
+/// witness-alarms` shows the evidence); `SERVING` otherwise. Only on a node
+/// in a federation.
+pub const WITNESS_HEALTH: &str = "sluis.witness";
+
 impl Health {
     /// Follows, every second, whether requests can be served: the
     /// database reachable and the access log taking records (its writer
@@ -331,8 +351,23 @@ impl Health {
     /// dropped.
     pub(crate) async fn follow(self, store: crate::store::Store, ex: Arc<Exchange>) {
         let mut down: Option<&'static str> = None;
+        let mut alarmed_was = None;
         loop {
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            // A peer's log forked or went back: this node serves on, and
+            // says so under its own health name.
+            if let Some(f) = ex.federation() {
+                let alarmed = f.alarmed();
+                if alarmed_was != Some(alarmed) {
+                    let status = if alarmed {
+                        tonic_health::ServingStatus::NotServing
+                    } else {
+                        tonic_health::ServingStatus::Serving
+                    };
+                    self.0.set_service_status(WITNESS_HEALTH, status).await;
+                    alarmed_was = Some(alarmed);
+                }
+            }
             let db_up = tokio::time::timeout(std::time::Duration::from_secs(2), store.ping())
                 .await
                 .unwrap_or(false);

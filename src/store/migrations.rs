@@ -68,6 +68,11 @@ pub(super) const SQLITE: &[Migration] = &[
         name: "federation directory",
         sql: include_str!("../../migrations/sqlite/0012_federation_directory.sql"),
     },
+    Migration {
+        version: 16,
+        name: "witnessing",
+        sql: include_str!("../../migrations/sqlite/0016_witnessing.sql"),
+    },
 ];
 
 pub(super) const POSTGRES: &[Migration] = &[
@@ -125,6 +130,11 @@ pub(super) const POSTGRES: &[Migration] = &[
         version: 12,
         name: "federation directory",
         sql: include_str!("../../migrations/postgres/0012_federation_directory.sql"),
+    },
+    Migration {
+        version: 16,
+        name: "witnessing",
+        sql: include_str!("../../migrations/postgres/0016_witnessing.sql"),
     },
 ];
 

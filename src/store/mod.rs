@@ -589,6 +589,7 @@ macro_rules! on_store {
 
 // After `on_store!`, which it uses.
 pub(crate) mod referral;
+pub mod witness;
 
 impl Store {
     /// Opens (creating if needed) a SQLite database file and brings its

@@ -5,6 +5,7 @@
 //! The queries that feed these mappers are in `sql`; column positions here
 //! follow their SELECT lists.
 
+use crate::store::witness::{StoredCosignature, WitnessAlarm, Witnessed};
 use std::str::FromStr;
 
 use crate::model::Category;
@@ -311,4 +312,34 @@ fn join<'a>(items: impl Iterator<Item = &'a str>) -> String {
 
 fn split(s: &str) -> impl Iterator<Item = &str> {
     s.split(',').filter(|p| !p.is_empty())
+}
+
+pub(super) fn cosignature(r: &dyn Columns) -> Result<StoredCosignature, StoreError> {
+    Ok(StoredCosignature {
+        size: r.int(0)?,
+        witness: r.text(1)?,
+        timestamp: r.int(2)?,
+        line: r.text(3)?,
+    })
+}
+
+pub(super) fn witnessed(r: &dyn Columns) -> Result<Witnessed, StoreError> {
+    Ok(Witnessed {
+        node: r.text(0)?,
+        size: r.int(1)?,
+        note: r.text(2)?,
+        at: r.int(3)?,
+    })
+}
+
+pub(super) fn witness_alarm(r: &dyn Columns) -> Result<WitnessAlarm, StoreError> {
+    Ok(WitnessAlarm {
+        id: r.int(0)?,
+        node: r.text(1)?,
+        kind: r.text(2)?,
+        seen_note: r.text(3)?,
+        offered_note: r.text(4)?,
+        detail: r.text(5)?,
+        at: r.int(6)?,
+    })
 }

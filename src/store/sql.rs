@@ -220,6 +220,27 @@ pub(super) const RAISE_DIRECTORY_SERIAL: &str =
      ON CONFLICT (id) DO UPDATE SET serial = excluded.serial
      WHERE excluded.serial > federation_directory.serial";
 pub(super) const DIRECTORY_SERIAL: &str = "SELECT serial FROM federation_directory WHERE id = 1";
+/// A peer's cosignature of a checkpoint; a newer one by the same witness
+/// replaces it.
+pub(super) const PUT_COSIGNATURE: &str =
+    "INSERT INTO checkpoint_cosignatures (size, witness, timestamp, line, received_at)
+     VALUES ($1, $2, $3, $4, $5)
+     ON CONFLICT (size, witness) DO UPDATE SET timestamp = excluded.timestamp,
+       line = excluded.line, received_at = excluded.received_at
+     WHERE excluded.timestamp > checkpoint_cosignatures.timestamp";
+pub(super) const COSIGNATURES: &str = "SELECT size, witness, timestamp, line FROM checkpoint_cosignatures WHERE size = $1 ORDER BY witness";
+pub(super) const COSIGNED_SIZES: &str =
+    "SELECT DISTINCT size FROM checkpoint_cosignatures ORDER BY size DESC";
+pub(super) const WITNESSED: &str =
+    "SELECT node, size, note, at FROM witnessed_checkpoints WHERE node = $1";
+pub(super) const PUT_WITNESSED: &str =
+    "INSERT INTO witnessed_checkpoints (node, size, note, at) VALUES ($1, $2, $3, $4)
+     ON CONFLICT (node) DO UPDATE SET size = excluded.size, note = excluded.note, at = excluded.at";
+pub(super) const PUT_WITNESS_ALARM: &str =
+    "INSERT INTO witness_alarms (node, kind, seen_note, offered_note, detail, at)
+     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (node, seen_note, offered_note) DO NOTHING";
+pub(super) const WITNESS_ALARMS: &str =
+    "SELECT id, node, kind, seen_note, offered_note, detail, at FROM witness_alarms ORDER BY id";
 pub(super) const LOCATE_PSEUDONYM: &str =
     "SELECT node FROM federation_pseudonyms WHERE recipient = $1 AND pseudonym = $2";
 pub(super) const PUT_LOCATED: &str =
@@ -367,6 +388,11 @@ pub(super) const WITH_PARAMETERS: &[&str] = &[
     INSERT_REFERRED,
     FORGET_REFERRED,
     RAISE_DIRECTORY_SERIAL,
+    PUT_COSIGNATURE,
+    COSIGNATURES,
+    WITNESSED,
+    PUT_WITNESSED,
+    PUT_WITNESS_ALARM,
     LOCATE_PSEUDONYM,
     PUT_LOCATED,
     FORGET_LOCATED,

@@ -10,6 +10,8 @@
 //! | `sluis.audit.log.size` | gauge | `{entry}` | — |
 //! | `sluis.audit.checkpoint.age` | gauge | `s` | — |
 //! | `sluis.db.pool.connections` | gauge | `{connection}` | `state` (`used`, `idle`; PostgreSQL) |
+//! | `sluis.witness.cosigned` | counter | `{checkpoint}` | `peer` (a node id) |
+//! | `sluis.witness.alarms` | counter | `{alarm}` | `peer` (a node id), `kind` (`fork`, `rollback`) |
 //!
 //! Every attribute value is a method name, a decision, a role, a status or
 //! a reason from a closed set: none carries request content. Without an
@@ -29,6 +31,8 @@ struct Instruments {
     append: Histogram<f64>,
     batch: Histogram<u64>,
     refused: Counter<u64>,
+    cosigned: Counter<u64>,
+    alarms: Counter<u64>,
     meter: opentelemetry::metrics::Meter,
 }
 
@@ -90,6 +94,18 @@ pub(super) fn install(provider: &SdkMeterProvider) {
             .u64_counter("sluis.tls.refused.certificate")
             .with_description("TLS handshakes refused that presented a certificate")
             .with_unit("{connection}")
+            .build(),
+        cosigned: meter
+            .u64_counter("sluis.witness.cosigned")
+            .with_description("Peers' checkpoints this node checked consistent and cosigned")
+            .with_unit("{checkpoint}")
+            .build(),
+        alarms: meter
+            .u64_counter("sluis.witness.alarms")
+            .with_description(
+                "Peers whose log forked or went back, by peer and kind (evidence kept: `sluis audit witness-alarms`)",
+            )
+            .with_unit("{alarm}")
             .build(),
         meter: meter.clone(),
     });
@@ -208,6 +224,28 @@ pub(crate) fn log_opened(size: u64, checkpoint_at: Option<i64>) {
 /// A checkpoint was signed and stored now.
 pub(crate) fn checkpoint_signed() {
     CHECKPOINT_AT.store(crate::model::clock::now_millis(), Ordering::Relaxed);
+}
+
+/// A peer's checkpoint was cosigned. `peer` is a node id (a machine of
+/// the network, never a person).
+pub(crate) fn witness_cosigned(peer: &str) {
+    if let Some(i) = instruments() {
+        i.cosigned
+            .add(1, &[KeyValue::new("peer", peer.to_string())]);
+    }
+}
+
+/// A peer's log forked or went back (`kind`: `fork`, `rollback`).
+pub(crate) fn witness_alarm(peer: &str, kind: &'static str) {
+    if let Some(i) = instruments() {
+        i.alarms.add(
+            1,
+            &[
+                KeyValue::new("peer", peer.to_string()),
+                KeyValue::new("kind", kind),
+            ],
+        );
+    }
 }
 
 /// A TLS handshake that presented a certificate was refused.

@@ -25,6 +25,7 @@
 //! [`note::Signer`], which the gateway's vault implements.
 
 pub mod checkpoint;
+pub mod cosignature;
 pub mod handover;
 pub(crate) mod layout;
 pub mod merkle;

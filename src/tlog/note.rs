@@ -65,12 +65,19 @@ fn check_text(text: &str) -> Result<(), NoteError> {
     Ok(())
 }
 
-/// The 4-byte key id: SHA-256(name ‖ '\n' ‖ alg ‖ public key)[..4].
+/// The 4-byte key id of an Ed25519 note key.
 fn key_hash(name: &str, public_key: &[u8; 32]) -> [u8; 4] {
+    key_id(name, ALG_ED25519, public_key)
+}
+
+/// The 4-byte key id: SHA-256(name ‖ '\n' ‖ alg ‖ public key)[..4] (C2SP
+/// signed-note; `alg` is the signature type, 0x01 for a note's Ed25519,
+/// 0x04 for a `cosignature/v1`).
+pub(crate) fn key_id(name: &str, alg: u8, public_key: &[u8; 32]) -> [u8; 4] {
     let mut buf = Vec::with_capacity(name.len() + 34);
     buf.extend_from_slice(name.as_bytes());
     buf.push(b'\n');
-    buf.push(ALG_ED25519);
+    buf.push(alg);
     buf.extend_from_slice(public_key);
     let d = digest(&SHA256, &buf);
     let mut out = [0u8; 4];
@@ -190,6 +197,13 @@ fn parse(note: &str) -> Result<(&str, Vec<SignatureLine<'_>>), NoteError> {
         out.push((name, blob));
     }
     Ok((text, out))
+}
+
+/// A note's text and its signature lines (key name, key id ‖ signature),
+/// checked as [`verify`] checks them; for signature types whose lines carry
+/// more than a plain signature (`tlog::cosignature`).
+pub(crate) fn split(note: &str) -> Result<(&str, Vec<SignatureLine<'_>>), NoteError> {
+    parse(note)
 }
 
 /// Verifies `note` against `verifier` and returns its text (C2SP

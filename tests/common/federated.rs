@@ -151,6 +151,7 @@ pub fn entry(p: &Prepared) -> DirectoryNode {
         tls_spki_sha256: x509::spki_sha256_hex(&p.node_cert_der).unwrap(),
         tls_ca_sha256: x509::cert_sha256_hex(&p.ca.cert_der()),
         log_key: log_key(p),
+        witness_key: None,
         hosts: p
             .hosts
             .iter()
@@ -200,6 +201,8 @@ pub async fn start(
             peer_ca: "peers.pem".into(),
             peer_crl: vec![],
             pseudonym_key: None,
+            witness_key: None,
+            witness_interval_secs: 60,
         });
     }
     let mut started = Vec::new();

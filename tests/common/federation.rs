@@ -40,6 +40,8 @@ pub struct Prepared {
     pub ca: CertAuthority,
     pub node_cert_der: Vec<u8>,
     pub federation_port: u16,
+    /// Its witness verifier key (the directory's `witness-key`).
+    pub witness_key: String,
 }
 
 pub struct Started {
@@ -142,7 +144,11 @@ pub async fn prepare(id: &'static str) -> Prepared {
             spki_sha256: None,
         });
     }
+    let witness_key =
+        sluis::federation::witness::WitnessSigner::generate(id, &dir.path().join("witness.key"))
+            .unwrap();
     Prepared {
+        witness_key,
         id,
         dir,
         config,
@@ -201,6 +207,7 @@ pub fn directory_of(
                 tls_spki_sha256: x509::spki_sha256_hex(&p.node_cert_der).unwrap(),
                 tls_ca_sha256: x509::cert_sha256_hex(&p.ca.cert_der()),
                 log_key: log_key(p),
+                witness_key: Some(p.witness_key.clone()),
                 hosts: hosts(p.id),
             })
             .collect(),
@@ -249,6 +256,10 @@ pub async fn network(key: &FederationKey) -> (Vec<Started>, Vec<DirectoryNode>) 
             peer_ca: "peers.pem".into(),
             peer_crl: vec![],
             pseudonym_key: Some("pseudonym.key".into()),
+            // Each node witnesses the others; tests start rounds with
+            // `Node::witness_now`.
+            witness_key: Some("witness.key".into()),
+            witness_interval_secs: 3600,
         });
         p.config.tls.allow_missing_crl = true;
     }
@@ -351,4 +362,19 @@ pub async fn case_at(n: &Started) -> (Clients, String, String) {
         .await
         .unwrap();
     (gemeente, case_id, pseudonym)
+}
+
+/// A channel to `to`'s federation listener with `from`'s node certificate:
+/// what `from` itself would open when it calls `to`.
+pub async fn node_channel(from: &Started, to: &Started) -> tonic::transport::Channel {
+    let pem = sluis::net::client::ClientPem {
+        ca: to.ca_pem(),
+        identity: Some((
+            std::fs::read_to_string(from.dir.path().join("node.pem")).unwrap(),
+            std::fs::read_to_string(from.dir.path().join("node.key")).unwrap(),
+        )),
+    };
+    sluis::net::client::connect(to.node.federation_addr.unwrap(), "localhost", &pem)
+        .await
+        .unwrap()
 }

@@ -13,6 +13,7 @@
 mod reachable;
 mod referral;
 mod scan;
+mod witness;
 
 use std::collections::HashMap;
 use std::str::FromStr;

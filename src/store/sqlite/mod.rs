@@ -21,6 +21,7 @@ mod claim;
 mod migrate;
 mod referral;
 mod scan;
+mod witness;
 mod worker;
 mod write;
 
