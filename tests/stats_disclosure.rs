@@ -17,7 +17,7 @@ use sluis::stats::{
     CaseFacts, Dim, Family, Figure, Population, Quarter, Request, Scope, Settings, Status,
     TableKind, compute,
 };
-use stats_attack::{Attack, Model, Tree};
+use stats_attack::{Attack, Model, Range, Tree};
 use time::Date;
 
 /// splitmix64: a fixed, dependency-free generator, so a failure reproduces.
@@ -378,8 +378,37 @@ fn forty() -> (Vec<(String, String)>, Owners) {
 /// published. For every small cell that is not its own (another
 /// municipality's, or a node total it contributed to) the published figures
 /// and its own must leave at least `protection` + 1 values open. Returns
-/// the number of cells attacked and the narrowest interval.
+/// the number of cells attacked and the narrowest range shown open (a
+/// cell's range is exact where the attacker's programs were solved for it,
+/// else two values consistent with everything it knows, at least
+/// `protection` apart: `stats_attack::Program::ranges`).
 fn attack_as_insider(fam: &Family, insider: usize) -> (usize, f64) {
+    let m = fam.dim_index(Dim::Municipality).unwrap();
+    let need = f64::from(fam.settings.protection);
+    let mut narrowest = f64::INFINITY;
+    let ranges = ranges_for(fam, &[insider]);
+    for &(i, r) in &ranges {
+        assert!(
+            r.width() >= need - 1e-6,
+            "{} {:?}: insider {} narrows {} ({:?}) to [{}, {}]",
+            fam.quarter,
+            fam.population,
+            fam.dims()[m].nodes[insider].key,
+            fam.name(i),
+            fam.figure(i),
+            r.lo,
+            r.hi,
+        );
+        narrowest = narrowest.min(r.width());
+    }
+    (ranges.len(), narrowest)
+}
+
+/// What `insiders` together — one municipality, or several pooling their
+/// cases — can establish about every small figure and small residual that
+/// is none of theirs, from everything published and every cell of their
+/// own: (cell, range), each range checked to hold the true count.
+fn ranges_for(fam: &Family, insiders: &[usize]) -> Vec<(usize, Range)> {
     let model = model_of(fam);
     let mut attack = Attack::new(&model);
     let t = f64::from(fam.settings.threshold);
@@ -397,12 +426,13 @@ fn attack_as_insider(fam: &Family, insider: usize) -> (usize, f64) {
             Figure::Suppressed => attack.learn(key, 0.0, f64::INFINITY),
         }
     }
-    // Its own cases: every finest cell of every table with its municipality.
+    // Their own cases: every finest cell of every table with their
+    // municipality.
     for table in fam.tables() {
         let mut keys = vec![vec![0; fam.dims().len()]];
         for &j in table {
             let leaves = if j == m {
-                vec![insider]
+                insiders.to_vec()
             } else {
                 fam.dims()[j].leaves_under(0)
             };
@@ -422,35 +452,76 @@ fn attack_as_insider(fam: &Family, insider: usize) -> (usize, f64) {
             attack.learn(k, v, v);
         }
     }
-    let mut attacked = 0;
-    let mut narrowest = f64::INFINITY;
     let mut cells = members.clone();
     cells.extend(fam.small_residuals());
-    for &i in &cells {
-        let key = fam.key(i);
-        if fam.value(i) >= u64::from(fam.settings.threshold) || key[m] == insider {
-            continue;
-        }
-        attacked += 1;
-        let (lo, hi) = attack.interval(&key);
+    cells.retain(|&i| {
+        fam.value(i) < u64::from(fam.settings.threshold) && !insiders.contains(&fam.key(i)[m])
+    });
+    let keys: Vec<Vec<usize>> = cells.iter().map(|&i| fam.key(i)).collect();
+    let program = attack.program();
+    let truth = program.truth(|leaves| fam.value(fam.index(leaves)) as f64);
+    let ranges = program.ranges(&keys, &truth, f64::from(fam.settings.protection));
+    for (&i, r) in cells.iter().zip(&ranges) {
         let v = fam.value(i) as f64;
         assert!(
-            lo <= v + 1e-6 && v <= hi + 1e-6,
+            r.lo <= v + 1e-6 && v <= r.hi + 1e-6,
             "{}: the truth is inside",
             fam.name(i)
         );
-        assert!(
-            hi - lo >= f64::from(fam.settings.protection) - 1e-6,
-            "{} {:?}: insider {} narrows {} ({:?}) to [{lo}, {hi}]",
-            fam.quarter,
-            fam.population,
-            fam.dims()[m].nodes[insider].key,
-            fam.name(i),
-            fam.figure(i),
-        );
-        narrowest = narrowest.min(hi - lo);
     }
-    (attacked, narrowest)
+    cells.into_iter().zip(ranges).collect()
+}
+
+/// Two municipalities pooling their cases (docs/statistics.md, "What it
+/// does not protect against"): the node's check is made for one insider at
+/// a time, not for coalitions, so nothing is asserted of the width. The
+/// test measures, for the two largest municipalities together, how many
+/// small cells of others they narrow below the guarantee and how far; the
+/// figures are in the documentation.
+#[test]
+fn two_municipalities_pooling_their_cases_are_measured() {
+    let facts = population(17, 4000);
+    let muns = municipalities();
+    let need = f64::from(EXACT.protection);
+    for (year, q) in [(2023, 2), (2025, 4)] {
+        let q = Quarter::new(year, q).unwrap();
+        for pop in [Population::Intakes, Population::Outcomes] {
+            let mut fam = Family::count(pop, q, &muns, &facts, EXACT);
+            fam.protect().expect("the quarter can be protected");
+            let m = fam.dim_index(Dim::Municipality).unwrap();
+            let mc = &fam.dims()[m];
+            let pair = [
+                mc.leaf(MUNICIPALITIES[0]).unwrap(),
+                mc.leaf(MUNICIPALITIES[1]).unwrap(),
+            ];
+            let ranges = ranges_for(&fam, &pair);
+            let narrowed: Vec<&(usize, Range)> = ranges
+                .iter()
+                .filter(|(_, r)| r.width() < need - 1e-6)
+                .collect();
+            // Whole counts in the range: one means the cell is recovered.
+            let whole = |r: &Range| (r.hi + 1e-6).floor() - (r.lo - 1e-6).ceil() + 1.0;
+            let recovered = narrowed.iter().filter(|(_, r)| whole(r) < 2.0).count();
+            let fewest = narrowed
+                .iter()
+                .map(|(_, r)| whole(r))
+                .fold(f64::INFINITY, f64::min);
+            let in_totals = narrowed.iter().filter(|(i, _)| fam.key(*i)[m] == 0).count();
+            println!(
+                "{q} {pop:?}, {} and {} together: {} small cells of others attacked, {} open to fewer than {} values ({} of them node totals; fewest {fewest}), {recovered} recovered",
+                MUNICIPALITIES[0],
+                MUNICIPALITIES[1],
+                ranges.len(),
+                narrowed.len(),
+                EXACT.protection + 1,
+                in_totals,
+            );
+            // Not a guarantee (the method proves nothing for coalitions):
+            // what these populations show, kept so that a change that lets
+            // a coalition recover a cell outright is noticed.
+            assert_eq!(recovered, 0, "{q} {pop:?}: a pair recovers a cell");
+        }
+    }
 }
 
 /// Every insider — each municipality, and the other registrants together
@@ -478,35 +549,103 @@ fn no_insider_narrows_a_small_cell_that_is_not_its_own() {
     }
 }
 
-/// The same over forty municipalities as the pilot's were: most cells of a
-/// quarter are small, and one municipality holds a large share of the
-/// node's totals.
+/// Protects `pop` of `q` over `muns` and attacks it as each insider named
+/// in `insiders`, printing how long each step took (not asserted).
+fn hold_against_insiders(
+    muns: &[(String, String)],
+    facts: &[CaseFacts],
+    pop: Population,
+    q: Quarter,
+    insiders: &[&str],
+) {
+    let started = std::time::Instant::now();
+    let mut fam = Family::count(pop, q, muns, facts, EXACT);
+    fam.protect().expect("the quarter can be protected");
+    println!(
+        "{q} {pop:?}, {} municipalities: protected in {:?}",
+        muns.len(),
+        started.elapsed()
+    );
+    let m = fam.dim_index(Dim::Municipality).unwrap();
+    for key in insiders {
+        let insider = fam.dims()[m].leaf(key).unwrap();
+        let started = std::time::Instant::now();
+        let (attacked, narrowest) = attack_as_insider(&fam, insider);
+        println!(
+            "{q} {pop:?}, insider {key}: {attacked} small cells attacked, narrowest range {narrowest}, in {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+/// The attackers of the forty municipalities' tables: the two largest
+/// municipalities know the most; the other registrants together, and a
+/// small municipality, are attackers too.
+const FORTY_INSIDERS: [&str; 4] = [
+    "gemeente-01",
+    "gemeente-02",
+    "gemeente-33",
+    "other_registrants",
+];
+
+/// The intake tables over forty municipalities as the pilot's were: most
+/// cells of a quarter are small, and one municipality holds a large share
+/// of the node's totals.
 #[test]
-#[ignore = "minutes in a debug build: run with --release -- --ignored"]
 fn forty_municipalities_hold_against_insiders() {
+    forty_hold(Population::Intakes);
+}
+
+/// `pop` of 2024 Q2 over the forty municipalities, attacked by
+/// [`FORTY_INSIDERS`].
+fn forty_hold(pop: Population) {
     let (muns, owners) = forty();
     let facts = population_of(40, 3000, &owners);
-    let q = Quarter::new(2024, 2).unwrap();
-    for pop in [Population::Intakes, Population::Outcomes] {
-        let mut fam = Family::count(pop, q, &muns, &facts, EXACT);
-        fam.protect().expect("the quarter can be protected");
-        let m = fam.dim_index(Dim::Municipality).unwrap();
-        let mc = &fam.dims()[m];
-        // The largest municipalities know the most; the other registrants
-        // together, and a small municipality, too.
-        for key in [
+    hold_against_insiders(
+        &muns,
+        &facts,
+        pop,
+        Quarter::new(2024, 2).unwrap(),
+        &FORTY_INSIDERS,
+    );
+}
+
+/// The outcome tables (scenario × outcome, time to outcome: 2,050 figures
+/// over forty municipalities, against 451 for the intakes) over the twelve
+/// largest of the same forty, with as many cases each: as skewed — one
+/// municipality holds a fifth of the cases, the smallest of the twelve a
+/// twentieth — and nearly every cell small, at a size a development build
+/// protects and attacks in CI. All forty: the ignored test below.
+#[test]
+fn the_outcomes_of_twelve_municipalities_hold_against_insiders() {
+    let (muns, owners) = forty();
+    let muns: Vec<(String, String)> = muns.into_iter().take(12).collect();
+    let mut kept: Owners = owners.iter().take(12).cloned().collect();
+    kept.push(owners.last().unwrap().clone());
+    let share: u64 = kept.iter().map(|(_, w)| w).sum();
+    let all: u64 = owners.iter().map(|(_, w)| w).sum();
+    let facts = population_of(40, (3000 * share / all) as usize, &kept);
+    hold_against_insiders(
+        &muns,
+        &facts,
+        Population::Outcomes,
+        Quarter::new(2024, 2).unwrap(),
+        &[
             "gemeente-01",
             "gemeente-02",
-            "gemeente-33",
+            "gemeente-12",
             "other_registrants",
-        ] {
-            let insider = mc.leaf(key).unwrap();
-            let (attacked, narrowest) = attack_as_insider(&fam, insider);
-            println!(
-                "{q} {pop:?}, insider {key}: {attacked} small cells attacked, narrowest interval {narrowest}"
-            );
-        }
-    }
+        ],
+    );
+}
+
+/// The outcome tables over all forty municipalities. Protecting them took
+/// more than 15 minutes in a development build on a loaded machine (the
+/// node does it once per quarter, and keeps the release).
+#[test]
+#[ignore = "more than 15 minutes in a debug build: run with --release -- --ignored"]
+fn the_outcomes_of_forty_municipalities_hold_against_insiders() {
+    forty_hold(Population::Outcomes);
 }
 
 /// What the protection costs over a network of forty municipalities (the

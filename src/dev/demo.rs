@@ -27,7 +27,56 @@ use crate::tlog::note;
 const CASE: u64 = 1;
 
 /// Cases registered for the statistics step.
-const POPULATION: u64 = 400;
+const POPULATION: u64 = 1500;
+
+/// The region's other municipalities, registered with the demo node for
+/// the statistics step: (participant id, name, OIN; fictional). With the
+/// cases spread over three municipalities, no one of them holds nearly all
+/// of a node total, so the monitor's table shows figures as well as "< 10"
+/// and "x" (with one municipality, every small node total is one it could
+/// read its neighbours' share from, and is hidden).
+const REGION: [(&str, &str, &str); 2] = [
+    (
+        "gemeente-amersfoort",
+        "Gemeente Amersfoort",
+        "00000001000000000011",
+    ),
+    ("gemeente-zeist", "Gemeente Zeist", "00000001000000000012"),
+];
+
+/// Of every ten cases of the statistics step, how many each municipality
+/// registers: Utrecht, then [`REGION`] in order.
+const SHARES: [u64; 3] = [5, 3, 2];
+
+/// Registers [`REGION`]'s municipalities with the node's dev CA (client
+/// certificates in `pki/clients`), unless the configuration has them.
+fn add_region(dir: &Path, config: &mut Config) -> anyhow::Result<()> {
+    let pki = dir.join("pki");
+    let pem = |p: &Path| crate::files::read_to_string(p, crate::files::Kind::Pem);
+    let ca = crate::net::pki::CertAuthority::from_pem(
+        &pem(&pki.join("ca.pem"))?,
+        &pem(&pki.join("ca.key"))?,
+    )?;
+    for (id, name, oin) in REGION {
+        if config.participants.iter().any(|p| p.id == id) {
+            continue;
+        }
+        let cert = ca.issue_client(&crate::net::pki::ClientCertSpec::new(name, Some(oin)))?;
+        std::fs::write(
+            pki.join("clients").join(format!("{id}.pem")),
+            &cert.cert_pem,
+        )?;
+        std::fs::write(pki.join("clients").join(format!("{id}.key")), &cert.key_pem)?;
+        config.participants.push(crate::config::Participant {
+            id: id.into(),
+            name: name.into(),
+            role: "municipality".into(),
+            oin: Some(oin.into()),
+            spki_sha256: None,
+        });
+    }
+    Ok(())
+}
 
 pub(super) struct Checks {
     failed: Vec<String>,
@@ -192,6 +241,7 @@ pub(crate) async fn run(data_dir: Option<&Path>) -> anyhow::Result<bool> {
     };
     let mut config = Config::load(&config_path)?;
     config.node.listen = "127.0.0.1:0".parse()?;
+    add_region(&dir, &mut config)?;
     let node = Node::start(&config).await?;
     println!(
         "node listening on {} (mTLS, TLS 1.3), files in {}\n",
@@ -482,8 +532,17 @@ pub(crate) async fn run(data_dir: Option<&Path>) -> anyhow::Result<bool> {
     let today = time::OffsetDateTime::now_utc().date();
     let this_quarter = Quarter::of(today);
     let last = Quarter::of(this_quarter.first_day() - time::Duration::days(1));
+    let mut region = Vec::new();
+    for (id, ..) in REGION {
+        region.push(clients_for(&dir, &config, &node, id).await?);
+    }
     for i in 0..POPULATION {
-        gemeente
+        let registrant = match i % 10 {
+            n if n < SHARES[0] => &mut gemeente,
+            n if n < SHARES[0] + SHARES[1] => &mut region[0],
+            _ => &mut region[1],
+        };
+        registrant
             .cases
             .register_case(with_actor(
                 pb::RegisterCaseRequest {
@@ -495,7 +554,7 @@ pub(crate) async fn run(data_dir: Option<&Path>) -> anyhow::Result<bool> {
             .await?;
     }
     println!(
-        "    (Gemeente Utrecht has registered {POPULATION} more cases with intakes in the last half year; fictional)"
+        "    (Utrecht, Amersfoort and Zeist have registered {POPULATION} more cases with intakes in the last half year, half of them Utrecht's; fictional)"
     );
     let stats_before = node.store.access_log_len().await?;
     let durable_solutions = pb::GetStatisticsRequest {
@@ -519,6 +578,31 @@ pub(crate) async fn run(data_dir: Option<&Path>) -> anyhow::Result<bool> {
     checks.expect(
         shown_safely && !table.figures.is_empty(),
         "the monitor gets a protected table: every figure is at least 10, \"< 10\" or suppressed",
+    );
+    let counts = |t: &pb::GetStatisticsResponse| {
+        t.figures
+            .iter()
+            .filter(|f| f.kind == pb::statistics_figure::Kind::Count as i32)
+            .count()
+    };
+    checks.expect(
+        counts(&table) > 0,
+        "the node's table shows real figures (no one municipality holds nearly all its cases)",
+    );
+    let by_municipality = monitor
+        .stats
+        .get_statistics(pb::GetStatisticsRequest {
+            by_municipality: true,
+            ..durable_solutions.clone()
+        })
+        .await?
+        .into_inner();
+    for line in by_municipality.text.lines() {
+        println!("    | {line}");
+    }
+    checks.expect(
+        counts(&by_municipality) > 0 && by_municipality.figures.iter().any(|f| f.shown == "x"),
+        "per municipality, figures are shown, and those that would give a \"< 10\" away are suppressed (\"x\")",
     );
     let recorded = node.store.access_log(stats_before, 10).await?;
     if let Some(rec) = recorded

@@ -137,6 +137,10 @@ pub struct Family {
     strides: Vec<usize>,
     value: Vec<u64>,
     status: Vec<Status>,
+    /// Every figure, in index order (fixed once counted).
+    members: Vec<usize>,
+    /// The attacker's program's shape, built at the first audit.
+    shape: std::sync::OnceLock<Option<audit::Shape>>,
 }
 
 /// Boxes added one by one for a cell boxes cannot certify, before the
@@ -204,7 +208,10 @@ impl Family {
             strides,
             value: vec![0; size],
             status: vec![Status::Hidden; size],
+            members: Vec::new(),
+            shape: std::sync::OnceLock::new(),
         };
+        fam.members = (0..size).filter(|&i| fam.is_member(&fam.key(i))).collect();
         let mut cells = Vec::new();
         for f in facts.iter().filter(|f| population.counts(f, quarter)) {
             let leaves: Vec<Option<usize>> =
@@ -315,9 +322,14 @@ impl Family {
 
     /// Every figure of the family, in index order.
     pub fn members(&self) -> Vec<usize> {
-        (0..self.value.len())
-            .filter(|&i| self.is_member(&self.key(i)))
-            .collect()
+        self.members.clone()
+    }
+
+    /// The shape of the attacker's program over this family (`audit`).
+    pub(crate) fn shape(&self) -> Option<&audit::Shape> {
+        self.shape
+            .get_or_init(|| audit::Shape::of(self, &self.members))
+            .as_ref()
     }
 
     /// The true count of a cell. Stays inside the node.
@@ -387,7 +399,7 @@ impl Family {
                             first = Some(self.usage(&boxes, &chosen));
                         }
                     }
-                    None => self.widen(p, insider)?,
+                    None => self.widen(p, insider, &boxes)?,
                 }
             }
         }
@@ -406,7 +418,7 @@ impl Family {
     }
 
     /// The node of classification `j` that cell `idx` is at.
-    fn coord(&self, idx: usize, j: usize) -> usize {
+    pub(crate) fn coord(&self, idx: usize, j: usize) -> usize {
         idx / self.strides[j] % self.dims[j].nodes.len()
     }
 
@@ -505,19 +517,20 @@ impl Family {
     /// certify on their own: suppress the published corners of one more box
     /// through it at a time, cheapest first, and after each bound the cell as
     /// an attacker would, by linear programming over all figures of the
-    /// family ([`audit::bounds`], with what `insider` knows of its own
+    /// family ([`audit::open_to`], with what `insider` knows of its own
     /// cases), until it is open to `protection` values besides its own.
     /// Should that not do, suppress every published figure of its
     /// municipality (or of the node total), then every figure.
-    fn widen(&mut self, p: usize, insider: Option<usize>) -> Result<(), Unprotectable> {
+    fn widen(
+        &mut self,
+        p: usize,
+        insider: Option<usize>,
+        through: &[Vec<(usize, i8)>],
+    ) -> Result<(), Unprotectable> {
         let need = f64::from(self.settings.protection) - 1e-6;
-        let wide = |fam: &Family| {
-            let (lo, hi) = audit::bounds(fam, p, insider);
-            hi - lo >= need
-        };
-        let boxes: Vec<Vec<(usize, i8)>> = self
-            .boxes_through(p)
-            .into_iter()
+        let wide = |fam: &Family| audit::open_to(fam, p, insider, need);
+        let boxes: Vec<&Vec<(usize, i8)>> = through
+            .iter()
             .filter(|b| {
                 !b.iter()
                     .any(|&(idx, _)| insider.is_some_and(|i| self.owned_by(idx, i)))

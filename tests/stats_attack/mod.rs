@@ -121,64 +121,85 @@ impl<'a> Attack<'a> {
         out
     }
 
-    /// The unknowns of table `t` that add up to `cell`.
-    fn expr(
-        &self,
-        unknowns: &[(usize, Vec<usize>)],
-        vars: &[Variable],
-        t: usize,
-        cell: &[usize],
-    ) -> LinearExpr {
-        let mut e = LinearExpr::empty();
-        for ((tt, leaves), v) in unknowns.iter().zip(vars) {
-            if *tt == t
-                && self.model.tables[t]
-                    .iter()
-                    .all(|&j| self.model.dims[j].under(leaves[j], cell[j]))
-            {
-                e.add(*v, 1.0);
-            }
-        }
-        e
-    }
-
     /// The least and greatest value `cell` can take given everything
     /// learnt (the linear-programming relaxation).
     pub fn interval(&self, cell: &[usize]) -> (f64, f64) {
-        (
-            self.bound(cell, OptimizationDirection::Minimize),
-            self.bound(cell, OptimizationDirection::Maximize),
-        )
+        let program = self.program();
+        let objective: Vec<(usize, f64)> =
+            program.cell(cell).into_iter().map(|u| (u, 1.0)).collect();
+        // Nothing published bounds the cell from above (a residual under
+        // suppressed totals): it could be any count.
+        let hi = program
+            .solve(&objective, OptimizationDirection::Maximize, None)
+            .map_or(f64::INFINITY, |(v, _)| v);
+        let lo = program
+            .solve(&objective, OptimizationDirection::Minimize, None)
+            .map_or(0.0, |(v, _)| v);
+        (lo, hi)
     }
+}
 
-    fn bound(&self, cell: &[usize], dir: OptimizationDirection) -> f64 {
+/// The attacker's linear program, built once and used for many cells: what
+/// is known does not depend on the cell attacked, only the objective does.
+pub struct Program {
+    /// Each constraint: the unknowns it adds up, how, and its bound.
+    rows: Vec<(Vec<usize>, ComparisonOp, f64)>,
+    unknowns: Vec<(usize, Vec<usize>)>,
+    model: Model,
+}
+
+/// What the attacker can establish about one cell: it can take every value
+/// in `lo..=hi` (both reached by tables consistent with everything
+/// published), and `exact` says whether these are the least and greatest
+/// values (solved) or two values found on the way (the cell is open to at
+/// least that range).
+#[derive(Clone, Copy, Debug)]
+pub struct Range {
+    pub lo: f64,
+    pub hi: f64,
+    pub exact: bool,
+}
+
+impl Range {
+    pub fn width(&self) -> f64 {
+        self.hi - self.lo
+    }
+}
+
+impl Attack<'_> {
+    /// The program of everything learnt so far.
+    pub fn program(&self) -> Program {
         let unknowns = self.unknowns();
-        let target = self.table_of(cell);
-        let mut p = Problem::new(dir);
-        let vars: Vec<Variable> = unknowns
-            .iter()
-            .map(|(t, leaves)| {
-                let inside = *t == target
-                    && self.model.tables[target]
-                        .iter()
-                        .all(|&j| self.model.dims[j].under(leaves[j], cell[j]));
-                p.add_var(if inside { 1.0 } else { 0.0 }, (0.0, f64::INFINITY))
-            })
-            .collect();
+        let dims = &self.model.dims;
+        // The unknowns of each table, by their leaves, for lookups.
+        let mut rows = Vec::new();
+        let of = |t: usize, cell: &[usize]| -> Vec<usize> {
+            unknowns
+                .iter()
+                .enumerate()
+                .filter(|(_, (tt, leaves))| {
+                    *tt == t
+                        && self.model.tables[t]
+                            .iter()
+                            .all(|&j| dims[j].under(leaves[j], cell[j]))
+                })
+                .map(|(i, _)| i)
+                .collect()
+        };
         for (c, &(lo, hi)) in &self.known {
             let t = self.table_of(c);
+            let e = of(t, c);
             if lo == hi {
-                p.add_constraint(self.expr(&unknowns, &vars, t, c), ComparisonOp::Eq, lo);
+                rows.push((e, ComparisonOp::Eq, lo));
                 continue;
             }
             if lo > 0.0 {
-                p.add_constraint(self.expr(&unknowns, &vars, t, c), ComparisonOp::Ge, lo);
+                rows.push((e.clone(), ComparisonOp::Ge, lo));
             }
             if hi.is_finite() {
-                p.add_constraint(self.expr(&unknowns, &vars, t, c), ComparisonOp::Le, hi);
+                rows.push((e, ComparisonOp::Le, hi));
             }
         }
-        // Tables of one population agree on the margins they share.
         let n = self.model.tables.len();
         for a in 0..n {
             for b in a + 1..n {
@@ -187,35 +208,172 @@ impl<'a> Attack<'a> {
                     .copied()
                     .filter(|j| self.model.tables[b].contains(j))
                     .collect();
-                let combos = self.combos(&shared);
-                for c in combos {
-                    let mut e = LinearExpr::empty();
-                    for ((t, leaves), v) in unknowns.iter().zip(&vars) {
-                        let sign = match *t {
-                            t if t == a => 1.0,
-                            t if t == b => -1.0,
-                            _ => continue,
-                        };
-                        if shared
-                            .iter()
-                            .all(|&j| self.model.dims[j].under(leaves[j], c[j]))
-                        {
-                            e.add(*v, sign);
-                        }
-                    }
-                    p.add_constraint(e, ComparisonOp::Eq, 0.0);
+                for c in self.combos(&shared) {
+                    // a's unknowns minus b's: marked by a second list.
+                    let mut e = of(a, &c);
+                    e.extend(of(b, &c).into_iter().map(|i| i + unknowns.len()));
+                    rows.push((e, ComparisonOp::Eq, 0.0));
                 }
             }
         }
-        match p.solve() {
-            // Nothing published bounds the cell from above (a residual
-            // under suppressed totals): it could be any count.
-            Err(microlp::Error::Unbounded) => f64::INFINITY,
-            outcome => outcome
-                .expect("the published figures are consistent")
-                .solution()
-                .expect("the solver finishes")
-                .objective(),
+        Program {
+            rows,
+            unknowns,
+            model: self.model.clone(),
         }
+    }
+}
+
+impl Program {
+    /// The unknowns that add up to `cell`.
+    pub fn cell(&self, cell: &[usize]) -> Vec<usize> {
+        let t = self
+            .model
+            .tables
+            .iter()
+            .position(|t| (0..cell.len()).all(|j| cell[j] == 0 || t.contains(&j)))
+            .unwrap_or_else(|| panic!("cell {cell:?} is in no table"));
+        self.unknowns
+            .iter()
+            .enumerate()
+            .filter(|(_, (tt, leaves))| {
+                *tt == t
+                    && self.model.tables[t]
+                        .iter()
+                        .all(|&j| self.model.dims[j].under(leaves[j], cell[j]))
+            })
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// Optimises `objective` (unknown, coefficient) over the program;
+    /// `cap`, if given, bounds every unknown above, which only removes
+    /// tables (a solution found under it is consistent with everything
+    /// published). Returns the optimum and the unknowns' values, or `None`
+    /// when unbounded.
+    fn solve(
+        &self,
+        objective: &[(usize, f64)],
+        dir: OptimizationDirection,
+        cap: Option<f64>,
+    ) -> Option<(f64, Vec<f64>)> {
+        let mut coeff = vec![0.0; self.unknowns.len()];
+        for &(i, c) in objective {
+            coeff[i] += c;
+        }
+        let mut p = Problem::new(dir);
+        let upper = cap.unwrap_or(f64::INFINITY);
+        let vars: Vec<Variable> = coeff.iter().map(|&c| p.add_var(c, (0.0, upper))).collect();
+        let n = vars.len();
+        for (e, op, rhs) in &self.rows {
+            let mut x = LinearExpr::empty();
+            for &i in e {
+                if i < n {
+                    x.add(vars[i], 1.0);
+                } else {
+                    x.add(vars[i - n], -1.0);
+                }
+            }
+            p.add_constraint(x, *op, *rhs);
+        }
+        match p.solve() {
+            Err(microlp::Error::Unbounded) => None,
+            outcome => {
+                let s = outcome.expect("the published figures are consistent");
+                let s = s.solution().expect("the solver finishes");
+                Some((
+                    s.objective(),
+                    vars.iter().map(|&v| s.var_value(v)).collect(),
+                ))
+            }
+        }
+    }
+
+    /// What the attacker can establish about each of `cells`, given
+    /// `truth` (the true count of each unknown, itself consistent with
+    /// everything published): every cell whose values over the tables found
+    /// so far already span `need` is open to at least that; only the others
+    /// are bounded exactly, by two linear programs each. The tables found
+    /// first are the truth and the extremes of the cells' sum (under a cap,
+    /// which only removes tables), so most cells need no program of their
+    /// own; every program solved adds its table to those found.
+    pub fn ranges(&self, cells: &[Vec<usize>], truth: &[f64], need: f64) -> Vec<Range> {
+        let exprs: Vec<Vec<usize>> = cells.iter().map(|c| self.cell(c)).collect();
+        let mut found: Vec<Vec<f64>> = vec![truth.to_vec()];
+        let value = |w: &[f64], e: &[usize]| e.iter().map(|&i| w[i]).sum::<f64>();
+        let seen = |found: &[Vec<f64>], e: &[usize]| {
+            found
+                .iter()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), w| {
+                    let v = value(w, e);
+                    (lo.min(v), hi.max(v))
+                })
+        };
+        let cap = truth.iter().sum::<f64>() * 4.0 + 100.0;
+        // A few programs over every cell still narrow at once.
+        for _ in 0..3 {
+            let open: Vec<usize> = (0..cells.len())
+                .filter(|&i| {
+                    let (lo, hi) = seen(&found, &exprs[i]);
+                    hi - lo < need - 1e-6
+                })
+                .collect();
+            if open.is_empty() {
+                break;
+            }
+            let objective: Vec<(usize, f64)> = open
+                .iter()
+                .flat_map(|&i| exprs[i].iter().map(|&u| (u, 1.0)))
+                .collect();
+            for dir in [
+                OptimizationDirection::Maximize,
+                OptimizationDirection::Minimize,
+            ] {
+                if let Some((_, w)) = self.solve(&objective, dir, Some(cap)) {
+                    found.push(w);
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(cells.len());
+        for e in &exprs {
+            let (lo, hi) = seen(&found, e);
+            if hi - lo >= need - 1e-6 {
+                out.push(Range {
+                    lo,
+                    hi,
+                    exact: false,
+                });
+                continue;
+            }
+            let objective: Vec<(usize, f64)> = e.iter().map(|&u| (u, 1.0)).collect();
+            let hi = match self.solve(&objective, OptimizationDirection::Maximize, None) {
+                Some((v, w)) => {
+                    found.push(w);
+                    v
+                }
+                None => f64::INFINITY,
+            };
+            let lo = match self.solve(&objective, OptimizationDirection::Minimize, None) {
+                Some((v, w)) => {
+                    found.push(w);
+                    v
+                }
+                None => f64::NEG_INFINITY,
+            };
+            out.push(Range {
+                lo,
+                hi,
+                exact: true,
+            });
+        }
+        out
+    }
+
+    /// The true value of every unknown, from the count of each finest cell.
+    pub fn truth(&self, count: impl Fn(&[usize]) -> f64) -> Vec<f64> {
+        self.unknowns
+            .iter()
+            .map(|(_, leaves)| count(leaves))
+            .collect()
     }
 }
