@@ -365,6 +365,7 @@ pub const METHODS: &[&str] = &[
     "GetStatistics",
     "ReferCase",
     "AcceptReferral",
+    "ReportCaseAccesses",
     // Services outside `sluis.v1`, named by service and method.
     "grpc.health.v1.Health/Check",
     "grpc.health.v1.Health/Watch",
