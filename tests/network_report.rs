@@ -195,6 +195,18 @@ async fn the_report_at_the_home_node_covers_every_node_that_served_the_case() {
     let mut referred = lines(&report, &referral);
     referred.sort();
     assert_eq!(referred, vec![(B, "ReferCase"), (C, "AcceptReferral")]);
+    // What travelled between the nodes holds no identity in clear.
+    for e in &report.entries {
+        let leaf = &e.proof.as_ref().unwrap().leaf;
+        for id in ["Test Persoon", "1234567890", "111222333"] {
+            assert!(
+                !leaf.windows(id.len()).any(|w| w == id.as_bytes()),
+                "an identity in {}'s entry #{}",
+                e.node,
+                e.index
+            );
+        }
+    }
     // The printable report has the node column.
     assert!(report.text.contains(&format!("  {B} #")), "{}", report.text);
     assert!(report.text.contains(&format!("  {A} #")), "{}", report.text);
