@@ -624,9 +624,53 @@ impl Node {
     }
 
     /// The running federation directory, if the node is in a federation;
-    /// `Federation::reload` takes a new one (SIGHUP).
+    /// [`Node::reload_federation`] takes a new one (SIGHUP).
     pub fn federation(&self) -> Option<&crate::federation::Federation> {
         self.federation.as_deref()
+    }
+
+    /// Reads the federation directory file again and takes it if it
+    /// verifies, names this node and has a serial no lower than the running
+    /// one nor than the highest this node has run with; its serial is kept
+    /// in the database **before** it is taken, so a restart never goes back
+    /// to an older directory (and its old pins). Otherwise the running one
+    /// stays. Returns the serial now running; `None` outside a federation.
+    /// Errors: `FederationError` saying why (`Unrecorded` when the database
+    /// did not keep the serial).
+    pub async fn reload_federation(
+        &self,
+    ) -> Result<Option<u64>, crate::federation::FederationError> {
+        use crate::federation::FederationError;
+        let Some(f) = self.federation.as_deref() else {
+            return Ok(None);
+        };
+        let offered = f.offer()?;
+        let serial = offered.directory.serial;
+        let seen = self
+            .store
+            .directory_serial_seen(serial)
+            .await
+            .map_err(|e| FederationError::Unrecorded {
+                serial,
+                reason: e.to_string(),
+            })?;
+        if serial < seen {
+            return Err(FederationError::BehindSeen {
+                seen,
+                offered: serial,
+            });
+        }
+        f.take(offered).map(Some)
+    }
+
+    /// [`Node::reload_federation`], with its outcome in the node's log
+    /// (for the signal handler).
+    pub async fn reload_federation_logged(&self) {
+        match self.reload_federation().await {
+            Ok(Some(serial)) => tracing::info!(serial, "federation directory reloaded"),
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "federation directory not reloaded"),
+        }
     }
 
     /// Re-reads certificates, key and CRLs; new connections use them, and

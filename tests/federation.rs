@@ -63,7 +63,10 @@ async fn forwarded_reads_forged_assertions_and_directory_lifetime() {
     assert_eq!(on_a.decision, Decision::Partial);
     assert_eq!(on_a.released, on_b.released);
     assert!(on_a.detail.contains(B), "{}", on_a.detail);
-    assert!(on_a.case_id.is_none(), "A does not hold the case");
+    // A holds none of the case's data, but its record names the case the
+    // call was about, so the subject's report finds the forwarding.
+    assert_eq!(on_a.case_id.as_deref(), Some(case_id.as_str()));
+    assert!(on_a.subject.is_none(), "A does not hold the case");
 
     // The pseudonym is the recipient's: IND's is the same whether it asks
     // B directly or through A, and comes back to the same case through A;
@@ -174,7 +177,7 @@ async fn forwarded_reads_forged_assertions_and_directory_lifetime() {
     // clear error; local reads go on.
     let now = OffsetDateTime::now_utc();
     let short = reissue(&dir_nodes, 2, now + time::Duration::seconds(2));
-    write_directory(&[a, b, c], &key, &short);
+    write_directory(&[a, b, c], &key, &short).await;
     assert_eq!(a.node.federation().unwrap().serial(), 2);
     while OffsetDateTime::now_utc() < now + time::Duration::seconds(3) {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
@@ -212,7 +215,7 @@ async fn forwarded_reads_forged_assertions_and_directory_lifetime() {
 
     // A newer directory is taken without restart, and forwarding works again.
     let renewed = reissue(&dir_nodes, 3, now + time::Duration::days(30));
-    write_directory(&[a, b, c], &key, &renewed);
+    write_directory(&[a, b, c], &key, &renewed).await;
     let r = ind
         .cases
         .get_case(get_case(&case_id, "legalisation", Some(B)))
@@ -238,16 +241,13 @@ async fn an_older_directory_is_refused_after_a_restart() {
         2,
         OffsetDateTime::now_utc() + time::Duration::days(30),
     );
-    write_directory(&[&a], &key, &newer);
+    // Taken live (as on SIGHUP): the node keeps that it has run with
+    // serial 2 before it takes it, not only at its next start.
+    write_directory(&[&a], &key, &newer).await;
+    let second = std::fs::read(a.directory_path()).unwrap();
     let Started {
         node, config, dir, ..
     } = a;
-    node.shutdown().await.unwrap();
-
-    // Started with serial 2: the node keeps that it has seen it.
-    let node = sluis::node::Node::start(&config)
-        .await
-        .expect("serial 2 starts");
     node.shutdown().await.unwrap();
 
     // Serial 1 put back: refused, saying what to do.
@@ -261,4 +261,18 @@ async fn an_older_directory_is_refused_after_a_restart() {
         "{refused}"
     );
     assert!(refused.contains("newest signed directory"), "{refused}");
+
+    // Serial 2 starts, and a reload cannot take serial 1 either.
+    std::fs::write(dir.path().join("federation.note"), &second).unwrap();
+    let node = sluis::node::Node::start(&config)
+        .await
+        .expect("serial 2 starts");
+    std::fs::write(dir.path().join("federation.note"), &first).unwrap();
+    let err = node.reload_federation().await.expect_err("an older reload");
+    assert!(
+        err.to_string().contains("older than the running one"),
+        "{err}"
+    );
+    assert_eq!(node.federation().unwrap().serial(), 2);
+    node.shutdown().await.unwrap();
 }

@@ -36,11 +36,12 @@ endpoint = "sluis.utrecht.example:7444"
 server_name = "sluis.utrecht.example"
 tls_spki_sha256 = "{spki}"
 tls_ca_sha256 = "{ca}"
-log_key = "gm0344+0a1b2c3d+AQ"
+log_key = "{log_key}"
 host = [{{ participant = "ind", role = "ind" }}]
 "#,
         spki = "a".repeat(64),
         ca = "b".repeat(64),
+        log_key = sluis::tlog::note::verifier_key("gm0344", &[1; 32]),
     )
 }
 
@@ -196,6 +197,37 @@ fn keygen_sign_verify_show() {
     assert!(
         text(&out).contains("node[0].municipality_code")
             && text(&out).contains("GM and four digits"),
+        "{}",
+        text(&out)
+    );
+    assert!(!d.join("x.note").exists());
+    // A checkpoint key shaped like one but no key (not base64 of an
+    // Ed25519 key with its key id) is refused: no checkpoint of that node
+    // could ever verify against it.
+    std::fs::write(
+        d.join("badkey.toml"),
+        source("lvv", "2099-01-01T00:00:00Z").replace(
+            &sluis::tlog::note::verifier_key("gm0344", &[1; 32]),
+            "gm0344+0a1b2c3d+AQ",
+        ),
+    )
+    .unwrap();
+    let out = sluis(
+        &[
+            "federation",
+            "sign",
+            "--key",
+            "fed.key",
+            "--source",
+            "badkey.toml",
+            "--out",
+            "x.note",
+        ],
+        d,
+    );
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("node[0].log_key") && text(&out).contains("not a valid key"),
         "{}",
         text(&out)
     );

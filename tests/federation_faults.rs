@@ -83,7 +83,7 @@ async fn pins_both_ways_and_forwarding_failures_say_who_acts() {
     // nothing reaches B, and A records the refusal naming B.
     let mut wrong_b = entries.clone();
     wrong_b[1].tls_spki_sha256 = "cc".repeat(32);
-    a.install(&key, &federated::directory_of(&wrong_b, 2));
+    a.install(&key, &federated::directory_of(&wrong_b, 2)).await;
     let err = ind
         .cases
         .get_case(get_case(&case_id, B))
@@ -110,7 +110,7 @@ async fn pins_both_ways_and_forwarding_failures_say_who_acts() {
     assert!(b.records(&id).await.is_empty(), "nothing reached B");
 
     // The next directory pins B's key again: the next call is made.
-    a.install(&key, &federated::directory_of(&entries, 3));
+    a.install(&key, &federated::directory_of(&entries, 3)).await;
     ind.cases
         .get_case(get_case(&case_id, B))
         .await
@@ -169,12 +169,26 @@ async fn pins_both_ways_and_forwarding_failures_say_who_acts() {
         err.message()
     );
     assert_eq!(reason(&err), ("PEER_NODE".into(), false));
+    // Every time, not only when the timing is kind: C closes a refused
+    // connection after its alert without a reset, so A reads why.
+    for i in 0..20 {
+        let err = ind
+            .cases
+            .get_case(get_case(&case_id, C))
+            .await
+            .expect_err("C refuses A's certificate");
+        assert_eq!(
+            err.code(),
+            tonic::Code::FailedPrecondition,
+            "attempt {i}: {err:?}"
+        );
+    }
 
     // B's directory does not pin A: B says it is between the nodes, not
     // the agency's certificate.
     let mut wrong_a = entries.clone();
     wrong_a[0].tls_spki_sha256 = "dd".repeat(32);
-    b.install(&key, &federated::directory_of(&wrong_a, 4));
+    b.install(&key, &federated::directory_of(&wrong_a, 4)).await;
     let err = ind
         .cases
         .get_case(get_case(&case_id, B))

@@ -284,6 +284,55 @@ async fn a_referral_moves_the_case_whole_and_only_with_consent() {
         info.metadata.get("holding_node").map(String::as_str),
         Some(C)
     );
+    // Every method that takes the case by id says the same, and changes
+    // nothing: the update, the consent's grant, its listing.
+    let before_b = case_rows(b, &case_id).await;
+    let referred = |err: tonic::Status, what: &str| {
+        assert_eq!(
+            err.code(),
+            tonic::Code::FailedPrecondition,
+            "{what}: {err:?}"
+        );
+        let info = err.get_details_error_info().expect("ErrorInfo");
+        assert_eq!(info.reason, "CASE_REFERRED", "{what}");
+        assert_eq!(
+            info.metadata.get("holding_node").map(String::as_str),
+            Some(C),
+            "{what}"
+        );
+    };
+    let err = gemeente
+        .cases
+        .update_case(with_actor(pb::UpdateCaseRequest {
+            case_id: case_id.clone(),
+            data: Some(pb::CaseData {
+                guidance: Some(pb::Guidance {
+                    organisation: NGO.into(),
+                    notes: "weekly".into(),
+                }),
+                ..Default::default()
+            }),
+            request_id: String::new(),
+            update_mask: None,
+        }))
+        .await
+        .expect_err("an update of a referred case");
+    referred(err, "UpdateCase");
+    let err = gemeente
+        .consents
+        .grant_consent(with_actor(common::consent_request(&case_id)))
+        .await
+        .expect_err("a consent for a referred case");
+    referred(err, "GrantConsent");
+    let err = gemeente
+        .consents
+        .list_consents(with_actor(pb::ListConsentsRequest {
+            case_id: case_id.clone(),
+        }))
+        .await
+        .expect_err("the consents of a referred case");
+    referred(err, "ListConsents");
+    assert_eq!(case_rows(b, &case_id).await, before_b);
 
     // B's privacy officer still reports every access B made to the case,
     // the referral included (GDPR art. 15): the data left, the log did not.

@@ -25,7 +25,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 
 use crate::config::Config;
-use crate::gateway::oversight::{self, Lang, ReportEntry, SubjectRef};
+use crate::gateway::oversight::{self, Lang, ReportEntry, ReportNode, SubjectRef};
 use crate::gateway::validate::{self, End};
 use crate::gateway::vault::Keys;
 use crate::model::clock::rfc3339_ms;
@@ -822,15 +822,15 @@ pub(crate) async fn run(config_path: &Path, command: Command) -> anyhow::Result<
             let mut src = source(config_path, &remote).await?;
             let made = report(&mut src, subject, lang).await;
             src.close().await;
-            let (node, case_ids, entries) = made?;
+            let (node, case_ids, entries, nodes) = made?;
             let mut w = stdout();
             if json {
-                writeln!(w, "{}", report_json(&case_ids, &entries))?;
+                writeln!(w, "{}", report_json(&case_ids, &entries, &nodes))?;
             } else {
                 write!(
                     w,
                     "{}",
-                    oversight::report_text(&node, &case_ids, &entries, lang)
+                    oversight::report_text(&node, &case_ids, &entries, &nodes, lang)
                 )?;
             }
             w.flush()?;
@@ -844,12 +844,12 @@ async fn report(
     src: &mut Source,
     subject: SubjectRef,
     lang: Lang,
-) -> anyhow::Result<(String, Vec<String>, Vec<ReportEntry>)> {
+) -> anyhow::Result<(String, Vec<String>, Vec<ReportEntry>, Vec<ReportNode>)> {
     match src {
         Source::Remote(officer) => {
             let r = officer.report(subject, lang).await.map_err(refused)?;
             let node = src.node_name().await?;
-            Ok((node, r.case_ids, r.entries))
+            Ok((node, r.case_ids, r.entries, r.nodes))
         }
         Source::Local { config, store } => {
             let SubjectRef::CaseId(case_id) = subject else {
@@ -877,18 +877,25 @@ async fn report(
             let r =
                 oversight::subject_report(store, &registry, &config.node.name, &[reported]).await?;
             let r = oversight::reworded(r, &config.node.name, lang);
-            Ok((config.node.name.clone(), r.case_ids, r.entries))
+            Ok((config.node.name.clone(), r.case_ids, r.entries, r.nodes))
         }
     }
 }
 
-fn report_json(case_ids: &[String], entries: &[ReportEntry]) -> serde_json::Value {
+fn report_json(
+    case_ids: &[String],
+    entries: &[ReportEntry],
+    nodes: &[ReportNode],
+) -> serde_json::Value {
     let entries: Vec<_> = entries
         .iter()
         .map(|e| {
             let a = &e.access;
             serde_json::json!({
+                "node": e.node,
+                "request_id": e.request_id,
                 "index": e.index,
+                "proven": e.proof.is_some(),
                 "at": rfc3339_ms(a.at),
                 "organisation": a.organisation,
                 "participant": a.participant,
@@ -902,7 +909,22 @@ fn report_json(case_ids: &[String], entries: &[ReportEntry]) -> serde_json::Valu
             })
         })
         .collect();
-    serde_json::json!({"case_ids": case_ids, "entries": entries})
+    let nodes: Vec<_> = nodes
+        .iter()
+        .map(|n| {
+            serde_json::json!({
+                "node": n.node,
+                "answered": n.answered,
+                "missing_reason": n.missing_reason,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "case_ids": case_ids,
+        "entries": entries,
+        "nodes": nodes,
+        "complete": nodes.iter().all(|n| n["answered"] == true),
+    })
 }
 
 fn prove(proof: &InclusionProof, key: &str, json: bool) -> anyhow::Result<ExitCode> {

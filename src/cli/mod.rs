@@ -600,12 +600,7 @@ async fn wait_for_signals(node: &Node, path: &Path, ready: impl FnOnce()) {
                         ),
                         Err(e) => tracing::error!(error = %crate::telemetry::chain(&e), "reload refused; the node keeps its running participants, policy and TLS configuration"),
                     }
-                    if let Some(f) = node.federation() {
-                        f.reload_logged();
-                        if let Err(e) = node.store.directory_serial_seen(f.serial()).await {
-                            tracing::error!(error = %e, "the federation directory's serial could not be kept; a restart would not refuse an older directory");
-                        }
-                    }
+                    node.reload_federation_logged().await;
                     notify(&[sd_notify::NotifyState::Ready]);
                 }
             }

@@ -478,6 +478,8 @@ async fn report(State(c): State<Console>, RawQuery(q): RawQuery) -> Response {
         .iter()
         .map(|e| {
             serde_json::json!({
+                "node": e.node,
+                "request_id": e.request_id,
                 "index": e.index,
                 "at": rfc3339_ms(e.access.at),
                 "summary": e.summary,
@@ -487,7 +489,8 @@ async fn report(State(c): State<Console>, RawQuery(q): RawQuery) -> Response {
     ok(serde_json::json!({
         "case_ids": r.case_ids,
         "entries": entries,
-        "text": oversight::report_text(&node, &r.case_ids, &r.entries, lang),
+        "text": oversight::report_text(&node, &r.case_ids, &r.entries, &r.nodes, lang),
+        "complete": r.nodes.iter().all(|n| n.answered),
         "access_record_id": r.access_record_id,
         "node": node,
     }))

@@ -494,23 +494,19 @@ fn is_sha256_hex(s: &str) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-/// A checkpoint verifier key named after its node: `<id>+<8 hex>+<base64>`
-/// (checked in full by `note::verify` when a checkpoint is verified).
+/// A checkpoint verifier key named after its node, checked whole
+/// (`note::parse_verifier_key`: an Ed25519 key whose key id matches), so a
+/// directory never pins a key no checkpoint can verify against.
 fn check_log_key(id: &str, key: &str) -> Result<(), String> {
-    let mut parts = key.splitn(3, '+');
-    match (parts.next(), parts.next(), parts.next()) {
-        (Some(name), Some(hash), Some(b64))
-            if name == id
-                && hash.len() == 8
-                && hash.bytes().all(|b| b.is_ascii_hexdigit())
-                && !b64.is_empty()
-                && !b64.contains(char::is_whitespace) =>
-        {
-            Ok(())
-        }
-        _ => Err(format!(
-            "must be the node's verifier key '{id}+<key id>+<key>' (its `sluis audit` checkpoint key)"
-        )),
+    let help = || {
+        format!(
+            "must be the node's verifier key '{id}+<key id>+<key>' (its `sluis audit` checkpoint key, as `sluis audit checkpoint` prints it)"
+        )
+    };
+    match note::parse_verifier_key(key) {
+        Ok((name, _, _)) if name == id => Ok(()),
+        Ok((name, _, _)) => Err(format!("names '{name}', not the node: {}", help())),
+        Err(e) => Err(format!("is not a valid key ({e}): {}", help())),
     }
 }
 
@@ -662,6 +658,19 @@ pub(crate) mod tests {
                 |d| d.nodes[0].log_key = "other+00000000+AQ".into(),
                 "node[0].log_key",
             ),
+            // Shaped like a key, but none: no checkpoint could verify.
+            (
+                |d| d.nodes[0].log_key = "gm0344+0a1b2c3d+AQ".into(),
+                "node[0].log_key",
+            ),
+            // A real key of the node's name whose key id is not its own.
+            (
+                |d| {
+                    let k = note::verifier_key("gm0344", &[9; 32]);
+                    d.nodes[0].log_key = format!("gm0344+00000000{}", &k[15..]);
+                },
+                "node[0].log_key",
+            ),
             (
                 |d| d.nodes[0].hosts[0].role = "mayor".into(),
                 "node[0].host[0].role",
@@ -701,7 +710,7 @@ endpoint = "10.0.0.2:7443"
 server_name = "sluis.denhaag.example"
 tls_spki_sha256 = "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc"
 tls_ca_sha256 = "dddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddddd"
-log_key = "gm0518+00000000+AQ"
+log_key = "KEY_GM0518"
 
 [[node]]
 id = "gm0344"
@@ -711,9 +720,12 @@ endpoint = "sluis.utrecht.example:7443"
 server_name = "sluis.utrecht.example"
 tls_spki_sha256 = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 tls_ca_sha256 = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
-log_key = "gm0344+00000000+AQ"
+log_key = "KEY_GM0344"
 host = [{ participant = "ngo-b", role = "ngo" }, { participant = "ind", role = "ind" }]
-"#;
+"#
+        .replace("KEY_GM0518", &note::verifier_key("gm0518", &[2; 32]))
+        .replace("KEY_GM0344", &note::verifier_key("gm0344", &[1; 32]));
+        let text = text.as_str();
         let d = Directory::from_toml(text).unwrap();
         assert_eq!(d.nodes[0].id, "gm0344");
         assert_eq!(d.nodes[0].hosts[0].participant, "ind");

@@ -10,10 +10,12 @@
 //! - **Fail closed on time.** Outside the running directory's validity
 //!   period, [`Federation::current`] refuses, so no federated call is made
 //!   or answered; local traffic is untouched.
-//! - **Live replacement, never backwards.** [`Federation::reload`] reads the
-//!   file again (the node calls it on SIGHUP); a directory that does not
-//!   verify, does not name this node, or has a lower serial than the running
-//!   one is refused and the running one kept.
+//! - **Live replacement, never backwards.** `Node::reload_federation` reads
+//!   the file again (on SIGHUP) through [`Federation::offer`], keeps its
+//!   serial in the database, then [`Federation::take`]s it; a directory that
+//!   does not verify, does not name this node, or has a lower serial than
+//!   the running one (or than the highest the node has run with) is refused
+//!   and the running one kept.
 //!
 //! It exposes the directory format and its signing ([`directory`]), the
 //! operator's key ([`FederationKey`]), the node's `[federation]`
@@ -121,6 +123,12 @@ pub enum FederationError {
     Key { path: PathBuf, message: String },
     #[error("{0}")]
     PseudonymKey(String),
+    /// The database did not keep the offered directory's serial, so it is
+    /// not taken: a restart could otherwise go back to an older one.
+    #[error(
+        "the federation directory (serial {serial}) is not taken: its serial could not be kept in the database ({reason}); the running directory stays"
+    )]
+    Unrecorded { serial: u64, reason: String },
     /// The files for calling peers (`peer_ca`, `peer_crl`, `client_cert`,
     /// `client_key`) cannot be used.
     #[error("[federation] TLS files: {0}")]
@@ -247,11 +255,27 @@ impl Federation {
         *self.tls.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(tls);
     }
 
-    /// Reads the directory file again and takes it if it verifies, names
-    /// this node and has a serial no lower than the running one; otherwise
-    /// keeps the running one and says why. Returns the serial now running.
-    pub fn reload(&self) -> Result<u64, FederationError> {
+    /// Reads the directory file again and checks it: it verifies, names
+    /// this node and has a serial no lower than the running one. The
+    /// caller keeps its serial (`Node::reload_federation`, which keeps it in
+    /// the database first) and then [`Federation::take`]s it; otherwise
+    /// the running one stays. Errors say why.
+    pub(crate) fn offer(&self) -> Result<Running, FederationError> {
         let offered = read(&self.node, &self.path, &self.verifier_key)?;
+        let running = self.serial();
+        if offered.directory.serial < running {
+            return Err(FederationError::Older {
+                running,
+                offered: offered.directory.serial,
+            });
+        }
+        Ok(offered)
+    }
+
+    /// Puts a directory [`Federation::offer`] checked in force (and its
+    /// peers' pins in the federation listener), unless a newer one came in
+    /// meanwhile. Returns the serial now running.
+    pub(crate) fn take(&self, offered: Running) -> Result<u64, FederationError> {
         let mut running = self.running.write().unwrap_or_else(|p| p.into_inner());
         if offered.directory.serial < running.directory.serial {
             return Err(FederationError::Older {
@@ -263,15 +287,6 @@ impl Federation {
         self.peers.send_replace(peer_registry(&offered.directory));
         *running = Arc::new(offered);
         Ok(serial)
-    }
-
-    /// [`Federation::reload`], with its outcome in the node's log (for the
-    /// signal handler).
-    pub fn reload_logged(&self) {
-        match self.reload() {
-            Ok(serial) => tracing::info!(serial, "federation directory reloaded"),
-            Err(e) => tracing::error!(error = %e, "federation directory not reloaded"),
-        }
     }
 
     /// The running directory if it is valid at `now` (ms since the epoch).
@@ -586,18 +601,18 @@ mod tests {
         d.serial = 4;
         write(dir.path(), &key, &d);
         assert!(matches!(
-            f.reload(),
+            f.offer(),
             Err(FederationError::Older {
                 running: 5,
                 offered: 4
             })
         ));
         std::fs::write(dir.path().join("directory.note"), "not a note").unwrap();
-        assert!(matches!(f.reload(), Err(FederationError::Directory { .. })));
+        assert!(matches!(f.offer(), Err(FederationError::Directory { .. })));
         assert_eq!(f.serial(), 5);
         d.serial = 6;
         write(dir.path(), &key, &d);
-        assert_eq!(f.reload().unwrap(), 6);
+        assert_eq!(f.take(f.offer().unwrap()).unwrap(), 6);
         assert!(matches!(
             FederationKey::generate("lvv", &dir.path().join("fed.key")),
             Err(FederationError::Key { .. })

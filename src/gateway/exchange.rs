@@ -699,15 +699,15 @@ impl Exchange {
         Err(Invalid::new(field, format!("{field}{problem}: {purposes}")).into())
     }
 
+    /// The case of `case_id` on this node. Every method that takes a case
+    /// by id finds it here, so a case referred away is `Referred` (naming
+    /// the node that holds it now) for all of them, never `NotFound`.
     pub(super) async fn case_by_id(&self, case_id: &str) -> Result<CaseMeta, ExchangeError> {
         validate::uuid("case_id", case_id)?;
-        self.store
-            .case_meta(case_id)
-            .await
-            .map_err(stored)?
-            .ok_or_else(|| {
-                ExchangeError::not_found(Resource::Case, Some(case_id), "no case with this case_id")
-            })
+        match self.store.case_meta(case_id).await.map_err(stored)? {
+            Some(case) => Ok(case),
+            None => Err(self.not_held(case_id).await),
+        }
     }
 
     /// `Erased` for a case whose data was crypto-erased.

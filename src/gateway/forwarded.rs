@@ -17,6 +17,17 @@ use crate::tlog::{Decision, Recorded};
 pub(crate) struct Relayed {
     pub(crate) released: Vec<Category>,
     pub(crate) withheld: Vec<(Category, String)>,
+    /// The case the holding node answered about (its id, which the caller
+    /// receives anyway), so this node's record names it: the subject access
+    /// report finds the forwarding by it.
+    pub(crate) case_id: Option<String>,
+}
+
+/// Where a forwarded call goes: the federation node that holds the case,
+/// and the case's id when the caller named it.
+pub(crate) struct Target<'a> {
+    pub(crate) node: &'a str,
+    pub(crate) case_id: Option<&'a str>,
 }
 
 impl Exchange {
@@ -33,14 +44,17 @@ impl Exchange {
     /// gRPC call, made by `rpc`) with the federation and the caller; records
     /// what came back, or how it failed, under this request's id.
     ///
-    /// Errors: `Invalid` (`x-sluis-holding-node`, purpose), `FailedPrecondition` (no
+    /// The record names the case: `case_id` when the caller named it, else
+    /// the one the holding node answered about.
+    ///
+    /// Errors: `Invalid` (`x-sluis-holding-node`, case id, purpose), `FailedPrecondition` (no
     /// federation, or its directory not valid now), whatever `call` returns
     /// (`PeerNode` for the holding node's own answer), `AuditUnavailable`.
     pub(crate) async fn forwarded<T>(
         &self,
         ctx: &RequestCtx,
         method: &str,
-        node: &str,
+        Target { node, case_id }: Target<'_>,
         purpose: &str,
         asked: &[Category],
         call: impl AsyncFnOnce(&Federation, &Caller) -> Result<(T, Relayed), ExchangeError>,
@@ -56,6 +70,10 @@ impl Exchange {
                 )
             })?;
             rec.detail = format!("forwarded to federation node '{node}'");
+            if let Some(id) = case_id {
+                validate::uuid("case_id", id)?;
+                rec.case_id = Some(id.to_string());
+            }
             self.check_purpose(purpose)?;
             rec.purpose = Some(purpose.to_string());
             federation
@@ -84,6 +102,12 @@ impl Exchange {
             } else {
                 Decision::Partial
             };
+            if let Some(id) = relayed
+                .case_id
+                .filter(|id| validate::uuid("case_id", id).is_ok())
+            {
+                rec.case_id = Some(id);
+            }
             rec.released = relayed.released;
             rec.withheld = relayed.withheld;
             answer

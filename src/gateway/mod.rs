@@ -65,6 +65,7 @@ mod error;
 mod exchange;
 mod forwarded;
 mod idempotency;
+pub(crate) mod network_report;
 pub mod officer;
 pub(crate) mod oversight;
 pub mod pseudonym;
@@ -86,7 +87,7 @@ pub use exchange::REMEMBERED_PSEUDONYMS;
 pub(crate) use exchange::{
     CaseRef, Exchange, FindCases, GetCase, LdvSettings, Named, NewConsent, RequestCtx, Scope,
 };
-pub(crate) use forwarded::Relayed;
+pub(crate) use forwarded::{Relayed, Target};
 pub(crate) use idempotency::IdempotencyKey;
 pub(crate) use referral::{Incoming, Outgoing, ReferCase};
 pub use retention::{Erased, KeyStatus, Progress};

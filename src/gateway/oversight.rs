@@ -11,6 +11,7 @@
 
 use std::fmt::Write as _;
 
+use crate::gateway::network_report::{self, AskPart};
 use crate::gateway::pseudonym::Pseudonymiser;
 use crate::gateway::validate::{self, SubjectKey};
 use crate::gateway::{Exchange, ExchangeError, RequestCtx, Resource};
@@ -40,6 +41,54 @@ pub(crate) struct ReportEntry {
     pub(crate) access: Access,
     /// The entry in plain words, in the report's language.
     pub(crate) summary: String,
+    /// The node whose log holds the entry (its directory id, or the node's
+    /// name outside a federation).
+    pub(crate) node: String,
+    /// The entry's request id: a forwarded call's or a referral's records
+    /// on two nodes share it.
+    pub(crate) request_id: String,
+    /// The case the entry is of, when it names one.
+    pub(crate) case_id: Option<String>,
+    /// The record's canonical encoding: the leaf its proof proves (empty
+    /// where the line was not read from the log, e.g. an older node's
+    /// answer).
+    pub(crate) leaf: Vec<u8>,
+    /// Its inclusion proof against its node's checkpoint (in the report's
+    /// [`ReportNode`]), when one covers it.
+    pub(crate) proof: Option<EntryProof>,
+}
+
+/// An entry's RFC 6962 §2.1.1 inclusion proof: its audit path in the tree
+/// of `tree_size`, leaf side first.
+#[derive(Clone, Debug)]
+pub(crate) struct EntryProof {
+    pub(crate) tree_size: u64,
+    pub(crate) hashes: Vec<crate::tlog::merkle::Hash>,
+}
+
+/// A node a report covers: the checkpoint its lines are proven against and
+/// the key it is signed with, or why its part is missing.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ReportNode {
+    pub(crate) node: String,
+    /// The signed checkpoint note ("" when none covers its lines).
+    pub(crate) checkpoint: String,
+    /// Its verifier key (C2SP signed-note): the directory's `log-key`.
+    pub(crate) verifier_key: String,
+    pub(crate) answered: bool,
+    /// Why its part is missing ("" when answered).
+    pub(crate) missing_reason: String,
+}
+
+impl ReportNode {
+    /// A node whose part is missing, and why.
+    pub(crate) fn missing(node: &str, why: String) -> ReportNode {
+        ReportNode {
+            node: node.to_string(),
+            missing_reason: why,
+            ..ReportNode::default()
+        }
+    }
 }
 
 /// What a report line says about one access: the fields of its record a
@@ -72,7 +121,7 @@ pub(crate) struct Access {
 }
 
 impl Access {
-    fn of(record: &AccessRecord, registry: &Registry) -> Access {
+    pub(crate) fn of(record: &AccessRecord, registry: &Registry) -> Access {
         Access {
             at: record.at,
             participant: record.caller.clone(),
@@ -99,6 +148,16 @@ pub(crate) struct SubjectReport {
     pub(crate) entries: Vec<ReportEntry>,
     /// The whole report, printable.
     pub(crate) text: String,
+    /// Every node the report covers, this one first; those whose part is
+    /// missing say why.
+    pub(crate) nodes: Vec<ReportNode>,
+}
+
+impl SubjectReport {
+    /// Whether every node that served the cases answered.
+    pub(crate) fn complete(&self) -> bool {
+        self.nodes.iter().all(|n| n.answered)
+    }
 }
 
 /// The language of a report's words: the migrant may choose.
@@ -277,6 +336,12 @@ pub(crate) fn method_words(m: &str, lang: Lang) -> &str {
         "AcceptReferral" => (
             "handed your case over to this municipality's node",
             "droeg uw dossier over aan het knooppunt van deze gemeente",
+        ),
+        // Recorded on a node that served the case, with the node that
+        // made a report of it as the caller.
+        "ReportCaseAccesses" => (
+            "gave its part of a report like this about you to another node",
+            "gaf zijn deel van een overzicht als dit over u aan een ander knooppunt",
         ),
         "ListEmergencyAlerts" => (
             "looked at the emergency accesses to your data awaiting review",
@@ -461,29 +526,61 @@ pub(crate) fn report_text(
     node_name: &str,
     case_ids: &[String],
     entries: &[ReportEntry],
+    nodes: &[ReportNode],
     lang: Lang,
 ) -> String {
     let mut text = String::new();
     let now = crate::model::clock::rfc3339_ms(crate::model::clock::now_millis());
     let _ = match lang {
-        Lang::En => writeln!(
+        Lang::En => write!(
             text,
             "Who saw my data — access report (GDPR art. 15)\nNode: {node_name}\nMade: {now}\nCases: {}\nEntries: {}\n",
             case_ids.join(", "),
             entries.len()
         ),
-        Lang::Nl => writeln!(
+        Lang::Nl => write!(
             text,
             "Wie zag mijn gegevens — inzageoverzicht (AVG art. 15)\nKnooppunt: {node_name}\nGemaakt: {now}\nDossiers: {}\nRegels: {}\n",
             case_ids.join(", "),
             entries.len()
         ),
     };
+    // Across a federation: the nodes whose logs the lines come from, and
+    // any that did not answer — said in the heading, never left out.
+    let covered: Vec<&str> = nodes
+        .iter()
+        .filter(|n| n.answered)
+        .map(|n| n.node.as_str())
+        .collect();
+    if covered.len() > 1 {
+        let _ = writeln!(
+            text,
+            "{} {}",
+            lang.pick("Nodes:", "Knooppunten:"),
+            covered.join(", ")
+        );
+    }
+    for n in nodes.iter().filter(|n| !n.answered) {
+        let _ = match lang {
+            Lang::En => writeln!(
+                text,
+                "INCOMPLETE: the accesses recorded on node {} are missing from this report: {}",
+                n.node, n.missing_reason
+            ),
+            Lang::Nl => writeln!(
+                text,
+                "ONVOLLEDIG: de toegangen die knooppunt {} vastlegde ontbreken in dit overzicht: {}",
+                n.node, n.missing_reason
+            ),
+        };
+    }
+    text.push('\n');
     for e in entries {
         let _ = writeln!(
             text,
-            "{}  #{}  {}",
+            "{}  {} #{}  {}",
             crate::model::clock::rfc3339_ms(e.access.at),
+            e.node,
             e.index,
             e.summary
         );
@@ -492,10 +589,10 @@ pub(crate) fn report_text(
         text,
         "\n{}",
         lang.pick(
-            "Every entry is in the node's tamper-evident access log; #N is its position, \
-for which the node can prove inclusion against a signed checkpoint.",
-            "Elke regel staat in het onvervalsbare toegangslogboek van het knooppunt; #N is de \
-positie, waarvoor het knooppunt kan bewijzen dat de regel is opgenomen onder een ondertekend controlepunt."
+            "Every entry is in the tamper-evident access log of the node it names; #N is its position, \
+for which that node proves inclusion against its signed checkpoint.",
+            "Elke regel staat in het onvervalsbare toegangslogboek van het knooppunt dat ze noemt; #N is de \
+positie, waarvoor dat knooppunt bewijst dat de regel is opgenomen onder zijn ondertekende controlepunt."
         )
     );
     text
@@ -513,9 +610,10 @@ pub(crate) fn reworded(report: SubjectReport, node_name: &str, lang: Lang) -> Su
         })
         .collect();
     SubjectReport {
-        text: report_text(node_name, &report.case_ids, &entries, lang),
+        text: report_text(node_name, &report.case_ids, &entries, &report.nodes, lang),
         case_ids: report.case_ids,
         entries,
+        nodes: report.nodes,
     }
 }
 
@@ -575,7 +673,7 @@ pub(crate) async fn subject_report(
             let Some(last) = rows.last() else { break };
             start = last.seq + 1;
             for row in rows {
-                entries.push(report_entry(row, registry)?);
+                entries.push(report_entry(row, registry, node_name)?);
             }
         }
     }
@@ -589,15 +687,21 @@ pub(crate) async fn subject_report(
         }
     }
     let case_ids: Vec<String> = cases.iter().map(|c| c.case_id.clone()).collect();
-    let text = report_text(node_name, &case_ids, &entries, Lang::En);
+    let nodes = vec![ReportNode {
+        node: node_name.to_string(),
+        answered: true,
+        ..ReportNode::default()
+    }];
+    let text = report_text(node_name, &case_ids, &entries, &nodes, Lang::En);
     Ok(SubjectReport {
         case_ids,
         entries,
         text,
+        nodes,
     })
 }
 
-fn report_entry(row: LogRow, registry: &Registry) -> Result<ReportEntry, ReportError> {
+fn report_entry(row: LogRow, registry: &Registry, node: &str) -> Result<ReportEntry, ReportError> {
     let record =
         AccessRecord::decode(&row.record).ok_or(ReportError::Undecodable { index: row.seq })?;
     let access = Access::of(&record, registry);
@@ -605,6 +709,11 @@ fn report_entry(row: LogRow, registry: &Registry) -> Result<ReportEntry, ReportE
         index: row.seq,
         summary: describe(&access, Lang::En),
         access,
+        node: node.to_string(),
+        request_id: record.request_id,
+        case_id: record.case_id,
+        leaf: row.record,
+        proof: None,
     })
 }
 
@@ -771,10 +880,16 @@ impl Exchange {
     /// or through the keyed index by V-number or BSN. Errors: `Forbidden`,
     /// `Invalid` (checked as on registration), `NotFound`,
     /// `AuditUnavailable`, `Internal`.
+    ///
+    /// On a federation node the report also covers every other node that
+    /// served the cases: `ask` calls one (made by `rpc`), and the links are
+    /// followed as `network_report` describes; a node that does not answer
+    /// is named in the report, which is then incomplete.
     pub(crate) async fn subject_access_report(
         &self,
         ctx: &RequestCtx,
         subject: SubjectRef,
+        ask: &AskPart<'_>,
     ) -> Result<Recorded<SubjectReport>, ExchangeError> {
         let mut rec = self.record(ctx, "SubjectAccessReport");
         let result = async {
@@ -829,15 +944,70 @@ impl Exchange {
                 }
                 all => rec.subjects = all.iter().map(|c| c.subject.clone()).collect(),
             }
-            let report = subject_report(&self.store, &self.registry(), &self.node_name, &cases)
+            let mut report = subject_report(&self.store, &self.registry(), self.node_id(), &cases)
                 .await
                 .map_err(report_error)?;
+            self.prove_own(&mut report).await?;
+            if let Some(federation) = &self.federation {
+                let gathered = self
+                    .gather_parts(federation, &cases, &report.entries, ask)
+                    .await;
+                report.entries.extend(gathered.entries);
+                report.nodes.extend(gathered.nodes);
+                // One story across nodes: in time order, a node's own
+                // entries in log order.
+                report.entries.sort_by(|a, b| {
+                    (a.access.at, &a.node, a.index).cmp(&(b.access.at, &b.node, b.index))
+                });
+                report.text = report_text(
+                    self.node_id(),
+                    &report.case_ids,
+                    &report.entries,
+                    &report.nodes,
+                    Lang::En,
+                );
+            }
             rec.decision = crate::tlog::Decision::Allowed;
-            rec.detail = format!("{} entries reported", report.entries.len());
+            let missing: Vec<&str> = report
+                .nodes
+                .iter()
+                .filter(|n| !n.answered)
+                .map(|n| n.node.as_str())
+                .collect();
+            rec.detail = format!(
+                "{} entries reported from {} nodes",
+                report.entries.len(),
+                report.nodes.len() - missing.len()
+            );
+            if !missing.is_empty() {
+                rec.detail
+                    .push_str(&format!("; incomplete: no part of {}", missing.join(", ")));
+            }
             Ok(report)
         }
         .await;
         self.finish(rec, result).await
+    }
+
+    /// This node's lines of a report with their inclusion proofs against
+    /// one signed checkpoint (the latest, once it covers them; a line it
+    /// does not cover yet has none), named first among the report's nodes.
+    async fn prove_own(&self, report: &mut SubjectReport) -> Result<(), ExchangeError> {
+        let indexes: Vec<u64> = report.entries.iter().map(|e| e.index as u64).collect();
+        let (cp, paths) = network_report::prove(&self.store, &indexes).await?;
+        for (e, hashes) in report.entries.iter_mut().zip(paths) {
+            if let Some(cp) = cp.as_ref().filter(|_| !hashes.is_empty()) {
+                e.proof = Some(EntryProof {
+                    tree_size: cp.size as u64,
+                    hashes,
+                });
+            }
+        }
+        if let Some(own) = report.nodes.first_mut() {
+            own.checkpoint = cp.map(|c| c.note).unwrap_or_default();
+            own.verifier_key = self.verifier_key();
+        }
+        Ok(())
     }
 
     /// The signed checkpoint of `size`, or the latest. Errors: `Forbidden`,

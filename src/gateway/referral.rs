@@ -340,12 +340,7 @@ impl Exchange {
             erased_at: None,
         };
         self.name_subject(rec, &meta);
-        let federation = self.federation.as_ref().ok_or_else(|| {
-            ExchangeError::FailedPrecondition("this node is not in a federation".into())
-        })?;
-        let running = federation
-            .current(self.now())
-            .map_err(|e| ExchangeError::FailedPrecondition(e.to_string()))?;
+        let (federation, running) = self.in_federation()?;
         hosted_municipality(&running.directory, &c.new_owner, federation.node_id())?;
         if self.registry().role_of(&c.new_owner) != Some(Role::Municipality) {
             return Err(ExchangeError::Forbidden(format!(

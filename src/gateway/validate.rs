@@ -446,6 +446,7 @@ pub const METHODS: &[&str] = &[
     "AcceptReferral",
     "GetWitnessCheckpoint",
     "AddCosignature",
+    "ReportCaseAccesses",
     // Services outside `sluis.v1`, named by service and method.
     "grpc.health.v1.Health/Check",
     "grpc.health.v1.Health/Watch",

@@ -669,7 +669,8 @@ impl Handshake {
         let timeout = self.settings.handshake_timeout;
         let (result, presented) = PRESENTED
             .scope(RefCell::new(None), async move {
-                let result = tokio::time::timeout(timeout, acceptor.accept(tcp)).await;
+                let result =
+                    tokio::time::timeout(timeout, acceptor.accept(tcp).into_fallible()).await;
                 (result, PRESENTED.with(|p| p.borrow_mut().take()))
             })
             .await;
@@ -713,7 +714,10 @@ impl Handshake {
                     _open: None,
                 });
             }
-            Ok(Err(e)) => Some(e),
+            Ok(Err((e, tcp))) => {
+                close_after_alert(tcp);
+                Some(e)
+            }
             Err(_) => None,
         };
         let reason = match &error {
@@ -748,6 +752,38 @@ impl Handshake {
         tracing::debug!(remote = %self.remote, kind = kind.as_str(), why, "connection without a client certificate closed");
         None
     }
+}
+
+/// Most a refused connection is read after its alert, and for how long.
+const DRAIN_BYTES: usize = 64 * 1024;
+const DRAIN_TIME: Duration = Duration::from_secs(1);
+
+/// Closes the connection of a refused handshake so that the client reads
+/// the alert (why it was refused). In TLS 1.3 a client sends its first
+/// request right after its half of the handshake, before the server has
+/// judged its certificate; closing a socket with those bytes unread sends
+/// a TCP reset, on which the client's kernel drops the alert unread, and
+/// the client sees "connection reset" or "operation was canceled" instead
+/// of the refusal — sometimes, by timing. So: the alert (tokio-rustls has
+/// written it), then FIN, then what the client still sends is read and
+/// dropped (at most [`DRAIN_BYTES`] for [`DRAIN_TIME`]) before the close,
+/// in a task of its own.
+fn close_after_alert(mut tcp: TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    tokio::spawn(async move {
+        let _ = tcp.shutdown().await;
+        let drain = async {
+            let mut buf = [0u8; 4096];
+            let mut total = 0;
+            while let Ok(n) = tcp.read(&mut buf).await {
+                total += n;
+                if n == 0 || total >= DRAIN_BYTES {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
+    });
 }
 
 /// The rustls error inside an I/O error from tokio-rustls, if it is one.

@@ -5,6 +5,7 @@
 use tonic::{Request, Response, Status};
 
 use crate::gateway::emergency::Alert;
+use crate::gateway::network_report::AskPart;
 use crate::gateway::oversight::SubjectRef;
 use crate::rpc::Api;
 use crate::rpc::convert::{
@@ -94,10 +95,26 @@ impl pb::audit_service_server::AuditService for Api {
                 )),
             },
             async |ex, ctx, subject| {
-                ex.subject_access_report(ctx, subject)
+                let ask: &AskPart<'_> = &|federation, node, q| {
+                    Box::pin(crate::rpc::federated::ask_part(ctx, federation, node, q))
+                };
+                ex.subject_access_report(ctx, subject, ask)
                     .await?
                     .try_map(|report| {
+                        let complete = report.complete();
                         Ok(pb::SubjectAccessReportResponse {
+                            complete,
+                            nodes: report
+                                .nodes
+                                .into_iter()
+                                .map(|n| pb::ReportNode {
+                                    node: n.node,
+                                    checkpoint: n.checkpoint,
+                                    verifier_key: n.verifier_key,
+                                    answered: n.answered,
+                                    missing_reason: n.missing_reason,
+                                })
+                                .collect(),
                             case_ids: report.case_ids,
                             entries: report
                                 .entries
@@ -130,6 +147,13 @@ impl pb::audit_service_server::AuditService for Api {
                                         verdict: crate::rpc::convert::verdict_pb(v.verdict) as i32,
                                         note: v.note,
                                         access_index: e.access.reviewed.map(|i| i as u64),
+                                    }),
+                                    node: e.node,
+                                    request_id: e.request_id,
+                                    proof: e.proof.map(|p| pb::ReportEntryProof {
+                                        tree_size: p.tree_size,
+                                        hashes: p.hashes.iter().map(|h| h.to_vec()).collect(),
+                                        leaf: e.leaf,
                                     }),
                                 })
                                 .collect(),

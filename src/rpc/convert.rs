@@ -742,6 +742,12 @@ impl NamesSubject for pb::ReferCaseRequest {
     }
 }
 
+impl NamesSubject for pb::ReportCaseAccessesRequest {
+    fn named(&self) -> Named {
+        Named::Case(self.case_id.clone())
+    }
+}
+
 impl NamesSubject for pb::AcceptReferralRequest {
     fn named(&self) -> Named {
         Named::Case(self.case_id.clone())

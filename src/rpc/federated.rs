@@ -21,9 +21,10 @@ use tonic::transport::server::Router;
 use tower::layer::util::{Identity, Stack};
 
 use crate::federation::{Federation, PeerError};
+use crate::gateway::network_report::{Link, Part, PartQuery, ProvenLeaf};
 use crate::gateway::{
     Code, Exchange, ExchangeError, GetCase, Incoming, Named, Outgoing, ReferCase, Relayed,
-    RequestCtx, validate,
+    RequestCtx, Target, validate,
 };
 use crate::model::consent::{Consent, ConsentEvent, EventKind};
 use crate::model::{Caller, Category, Role};
@@ -154,9 +155,12 @@ where
                 return Ok(with_id(s, &uuid::Uuid::now_v7().to_string()).into_http());
             };
             let headers = req.headers();
+            // The calls a node makes as itself, for no participant.
+            let as_node = req.uri().path() == REPORT_CASE_ACCESSES
+                || req.uri().path().starts_with(WITNESS_SERVICE);
             let (request_id, admitted) = match forwarded_id(headers) {
                 Ok(id) => {
-                    let admitted = if req.uri().path().starts_with(WITNESS_SERVICE) {
+                    let admitted = if as_node {
                         gate.admit_node(&info.peer, headers)
                     } else {
                         gate.admit(&info.peer, headers)
@@ -167,6 +171,10 @@ where
             };
             match admitted {
                 Ok(caller) => {
+                    if as_node {
+                        req.extensions_mut()
+                            .insert(FromNode(caller.participant.clone()));
+                    }
                     info.peer = Peer::Registered(caller);
                     req.extensions_mut().insert(info);
                     req.extensions_mut().insert(FromPeer);
@@ -179,6 +187,7 @@ where
                         "/sluis.v1.FederationService/AcceptReferral" => "AcceptReferral",
                         "/sluis.v1.WitnessService/GetWitnessCheckpoint" => "GetWitnessCheckpoint",
                         "/sluis.v1.WitnessService/AddCosignature" => "AddCosignature",
+                        REPORT_CASE_ACCESSES => "ReportCaseAccesses",
                         _ => "federation.refused",
                     };
                     let ctx = RequestCtx {
@@ -199,6 +208,14 @@ where
 /// here, never forwarded on (one hop).
 #[derive(Clone, Copy)]
 struct FromPeer;
+
+/// The path of the node-to-node report call, which a node makes as itself.
+const REPORT_CASE_ACCESSES: &str = "/sluis.v1.FederationService/ReportCaseAccesses";
+
+/// Marks a request [`Gate`] admitted as a peer node itself (no
+/// participant asserted), with that node's directory id.
+#[derive(Clone)]
+struct FromNode(String);
 
 /// Whether a request came from a peer node through [`Gate`].
 pub(crate) fn from_peer<T>(req: &tonic::Request<T>) -> bool {
@@ -240,15 +257,15 @@ fn forwarded_id(headers: &http::HeaderMap) -> Result<String, ExchangeError> {
 const WITNESS_SERVICE: &str = "/sluis.v1.WitnessService/";
 
 impl Gate {
-    /// A peer node's witnessing call (`WitnessService`): made by the node as
-    /// itself, so it runs as the node (its id as the caller) and asserts no
+    /// A call a peer node makes as itself (`WitnessService`,
+    /// `ReportCaseAccesses`): it runs as the node (its id as the caller) and asserts no
     /// participant. Errors: those of [`Gate::admit`] about the node, and
     /// `Forbidden` for an assertion.
     fn admit_node(&self, peer: &Peer, headers: &http::HeaderMap) -> Result<Caller, ExchangeError> {
         let (_, node) = self.calling_node(peer)?;
         if headers.contains_key(ON_BEHALF_OF) || headers.contains_key(HOLDING_NODE) {
             return Err(ExchangeError::Forbidden(format!(
-                "a node witnesses as itself: {ON_BEHALF_OF} and {HOLDING_NODE} are not taken on WitnessService"
+                "a node calls WitnessService and ReportCaseAccesses as itself: send neither {ON_BEHALF_OF} nor {HOLDING_NODE}"
             )));
         }
         Ok(Caller {
@@ -343,6 +360,10 @@ pub(crate) async fn forward_get_case(
     node: String,
     q: GetCase,
 ) -> Result<Recorded<pb::GetCaseResponse>, ExchangeError> {
+    let case_id = match &q.subject {
+        crate::gateway::CaseRef::Id(id) => Some(id.clone()),
+        crate::gateway::CaseRef::Pseudonym(_) => None,
+    };
     let message = pb::GetCaseRequest {
         subject: Some(match q.subject {
             crate::gateway::CaseRef::Id(id) => pb::get_case_request::Subject::CaseId(id),
@@ -358,7 +379,10 @@ pub(crate) async fn forward_get_case(
     ex.forwarded(
         ctx,
         "GetCase",
-        &node,
+        Target {
+            node: &node,
+            case_id: case_id.as_deref(),
+        },
         &q.purpose,
         &asked,
         async |federation: &Federation, caller: &Caller| {
@@ -385,6 +409,7 @@ pub(crate) async fn forward_get_case(
             ex.remember_located(&caller.participant, &answer.subject_pseudonym, &node)
                 .await;
             let relayed = Relayed {
+                case_id: Some(answer.case_id.clone()),
                 released: answer
                     .released
                     .iter()
@@ -436,6 +461,23 @@ impl Assertion {
         }
     }
 
+    /// The assertion of a call this node makes as itself (no participant):
+    /// the request id, the acting employee and the trace of `ctx`.
+    fn of_node(ctx: &RequestCtx) -> Assertion {
+        Assertion {
+            participant: String::new(),
+            role: String::new(),
+            ..Assertion::of(
+                ctx,
+                &Caller {
+                    participant: String::new(),
+                    role: Role::Municipality,
+                    oin: None,
+                },
+            )
+        }
+    }
+
     fn apply(&self, mut r: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
         let md = r.metadata_mut();
         let mut put = |name: &'static str, v: &str| {
@@ -444,8 +486,10 @@ impl Assertion {
             }
         };
         put(REQUEST_ID_HEADER, &self.request_id);
-        put(ON_BEHALF_OF, &self.participant);
-        put(ON_BEHALF_OF_ROLE, &self.role);
+        if !self.participant.is_empty() {
+            put(ON_BEHALF_OF, &self.participant);
+            put(ON_BEHALF_OF_ROLE, &self.role);
+        }
         put("traceparent", &self.traceparent);
         if let Some(a) = &self.actor {
             put(ACTOR_HEADER, a);
@@ -654,8 +698,147 @@ fn consent_in(i: usize, c: pb::Consent) -> Result<Consent, ExchangeError> {
     })
 }
 
+/// A report part's request as it arrives: shape here, meaning in
+/// `Exchange::report_case_accesses`.
+fn part_query(m: pb::ReportCaseAccessesRequest) -> Result<PartQuery, ExchangeError> {
+    Ok(PartQuery {
+        case_id: m.case_id,
+        referral_id: (!m.referral_id.is_empty()).then_some(m.referral_id),
+        request_ids: m.request_ids,
+    })
+}
+
+/// Asks node `node` for its part of a subject access report (the home
+/// node's side of `ReportCaseAccesses`), as this node, under the report's
+/// request id and with the acting officer, over mTLS to the key the
+/// directory pins. At most [`PART_TIMEOUT`] per node.
+pub(crate) async fn ask_part(
+    ctx: &RequestCtx,
+    federation: Arc<Federation>,
+    node: String,
+    q: PartQuery,
+) -> Result<Part, ExchangeError> {
+    let node = node.as_str();
+    let call = async {
+        let (channel, session) = federation.channel(node).await.map_err(peer_unusable)?;
+        let assertion = Assertion::of_node(ctx);
+        let mut client = pb::federation_service_client::FederationServiceClient::new(
+            InterceptedService::new(channel, move |r| assertion.apply(r)),
+        );
+        let answer = client
+            .report_case_accesses(pb::ReportCaseAccessesRequest {
+                case_id: q.case_id,
+                referral_id: q.referral_id.unwrap_or_default(),
+                request_ids: q.request_ids,
+            })
+            .await
+            .map_err(|s| match session.refusal() {
+                Some(refused) => peer_unusable(PeerError::Refused {
+                    node: node.to_string(),
+                    serial: federation.serial(),
+                    server_name: String::new(),
+                    source: refused,
+                }),
+                None => peer_refused(node, &s),
+            })?
+            .into_inner();
+        part_of(node, answer)
+    };
+    tokio::time::timeout(PART_TIMEOUT, call)
+        .await
+        .unwrap_or_else(|_| {
+            Err(ExchangeError::PeerNode {
+                code: Code::Unavailable,
+                message: format!(
+                    "node '{node}' did not answer within {} s",
+                    PART_TIMEOUT.as_secs()
+                ),
+            })
+        })
+}
+
+/// How long a report waits for one node's part.
+const PART_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// A node's answer as the gateway checks it.
+fn part_of(node: &str, m: pb::ReportCaseAccessesResponse) -> Result<Part, ExchangeError> {
+    let entries = m
+        .entries
+        .into_iter()
+        .map(|e| {
+            let hashes = e
+                .hashes
+                .iter()
+                .map(|h| <[u8; 32]>::try_from(h.as_slice()))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|_| peer_malformed(node))?;
+            Ok(ProvenLeaf {
+                index: e.index,
+                leaf: e.leaf,
+                hashes,
+            })
+        })
+        .collect::<Result<Vec<_>, ExchangeError>>()?;
+    Ok(Part {
+        entries,
+        checkpoint: (!m.checkpoint.is_empty()).then_some((m.checkpoint, m.tree_size)),
+        links: m
+            .links
+            .into_iter()
+            .map(|l| Link {
+                node: l.node,
+                request_id: l.request_id,
+                referral: l.referral,
+            })
+            .collect(),
+    })
+}
+
 #[tonic::async_trait]
 impl pb::federation_service_server::FederationService for Api {
+    async fn report_case_accesses(
+        &self,
+        req: tonic::Request<pb::ReportCaseAccessesRequest>,
+    ) -> Result<tonic::Response<pb::ReportCaseAccessesResponse>, tonic::Status> {
+        let asking = req.extensions().get::<FromNode>().map(|n| n.0.clone());
+        self.call("ReportCaseAccesses", req, part_query, async |ex, ctx, q| {
+            let Some(asking) = asking else {
+                return Err(ExchangeError::Forbidden(
+                    "only a federation node asks for a report part, as itself".into(),
+                ));
+            };
+            ex.report_case_accesses(ctx, &asking, q)
+                .await?
+                .try_map(|part| {
+                    let (checkpoint, tree_size) = part.checkpoint.unwrap_or_default();
+                    Ok(pb::ReportCaseAccessesResponse {
+                        entries: part
+                            .entries
+                            .into_iter()
+                            .map(|e| pb::ReportedCaseAccess {
+                                index: e.index,
+                                leaf: e.leaf,
+                                hashes: e.hashes.iter().map(|h| h.to_vec()).collect(),
+                            })
+                            .collect(),
+                        checkpoint,
+                        tree_size,
+                        links: part
+                            .links
+                            .into_iter()
+                            .map(|l| pb::CaseAccessLink {
+                                node: l.node,
+                                request_id: l.request_id,
+                                referral: l.referral,
+                            })
+                            .collect(),
+                        access_record_id: ctx.request_id.clone(),
+                    })
+                })
+        })
+        .await
+    }
+
     async fn accept_referral(
         &self,
         req: tonic::Request<pb::AcceptReferralRequest>,

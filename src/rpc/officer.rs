@@ -11,7 +11,9 @@
 use tonic::Status;
 use tonic::transport::Channel;
 
-use crate::gateway::oversight::{Access, Lang, ReportEntry, SubjectRef, describe};
+use crate::gateway::oversight::{
+    Access, EntryProof, Lang, ReportEntry, ReportNode, SubjectRef, describe,
+};
 use crate::model::{Category, WithholdReason};
 use crate::rpc::convert::{decision_filter, decision_pb, role_pb, withhold_reason};
 use crate::rpc::proto::v1 as pb;
@@ -27,6 +29,8 @@ pub(crate) const PAGE: i32 = 10_000;
 pub(crate) struct RemoteReport {
     pub(crate) case_ids: Vec<String>,
     pub(crate) entries: Vec<ReportEntry>,
+    /// The nodes the report covers, and why any is missing.
+    pub(crate) nodes: Vec<ReportNode>,
     /// The id of the report's own access record.
     pub(crate) access_record_id: String,
 }
@@ -208,15 +212,46 @@ impl Officer {
         let mut entries = Vec::with_capacity(r.entries.len());
         for e in r.entries {
             let access = access_of(e.clone())?;
+            let (leaf, proof) = match e.proof {
+                Some(p) => (
+                    p.leaf,
+                    Some(EntryProof {
+                        tree_size: p.tree_size,
+                        hashes: p
+                            .hashes
+                            .iter()
+                            .map(|h| <[u8; 32]>::try_from(h.as_slice()))
+                            .collect::<Result<Vec<_>, _>>()
+                            .map_err(|_| unreadable("a hash that is not 32 bytes"))?,
+                    }),
+                ),
+                None => (vec![], None),
+            };
             entries.push(ReportEntry {
                 index: e.index as i64,
                 summary: describe(&access, lang),
                 access,
+                node: e.node,
+                request_id: e.request_id,
+                case_id: None,
+                leaf,
+                proof,
             });
         }
         Ok(RemoteReport {
             case_ids: r.case_ids,
             entries,
+            nodes: r
+                .nodes
+                .into_iter()
+                .map(|n| ReportNode {
+                    node: n.node,
+                    checkpoint: n.checkpoint,
+                    verifier_key: n.verifier_key,
+                    answered: n.answered,
+                    missing_reason: n.missing_reason,
+                })
+                .collect(),
             access_record_id: r.access_record_id,
         })
     }

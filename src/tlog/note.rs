@@ -206,11 +206,12 @@ pub(crate) fn split(note: &str) -> Result<(&str, Vec<SignatureLine<'_>>), NoteEr
     parse(note)
 }
 
-/// Verifies `note` against `verifier` and returns its text (C2SP
-/// signed-note, "Signatures"). A malformed note is refused whatever its
-/// signatures; signatures by other keys are ignored; a signature by this key
-/// (same name and key id) must verify.
-pub fn verify<'a>(note: &'a str, verifier: &str) -> Result<&'a str, NoteError> {
+/// A C2SP signed-note verifier key `<name>+<key id>+<base64(0x01 ‖ Ed25519
+/// public key)>`, checked whole: a valid key name, an Ed25519 key of 32
+/// bytes, and a key id (8 hex digits) that is the one of that name and key.
+/// Returns the name, the public key and the key id. Errors: `BadKey`
+/// saying which part is wrong.
+pub fn parse_verifier_key(verifier: &str) -> Result<(&str, [u8; 32], [u8; 4]), NoteError> {
     let mut parts = verifier.splitn(3, '+');
     let (name, hash_hex, key_b64) = match (parts.next(), parts.next(), parts.next()) {
         (Some(n), Some(h), Some(k)) if valid_key_name(n) => (n, h, k),
@@ -227,6 +228,15 @@ pub fn verify<'a>(note: &'a str, verifier: &str) -> Result<&'a str, NoteError> {
     if hex::encode(hash) != hash_hex {
         return Err(NoteError::BadKey("key hash does not match name and key"));
     }
+    Ok((name, public, hash))
+}
+
+/// Verifies `note` against `verifier` and returns its text (C2SP
+/// signed-note, "Signatures"). A malformed note is refused whatever its
+/// signatures; signatures by other keys are ignored; a signature by this key
+/// (same name and key id) must verify.
+pub fn verify<'a>(note: &'a str, verifier: &str) -> Result<&'a str, NoteError> {
+    let (name, public, hash) = parse_verifier_key(verifier)?;
     let (text, sigs) = parse(note)?;
     for (signer, blob) in sigs {
         if signer != name || blob[..4] != hash {

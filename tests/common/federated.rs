@@ -65,13 +65,17 @@ impl Started {
     }
 
     /// Writes `d`, signed, as this node's directory and reloads it.
-    pub fn install(&self, key: &FederationKey, d: &Directory) {
+    pub async fn install(&self, key: &FederationKey, d: &Directory) {
         std::fs::write(
             self.dir.path().join("federation.note"),
             directory::sign(d, key).unwrap(),
         )
         .unwrap();
-        self.node.federation().unwrap().reload().expect("reload");
+        self.node
+            .reload_federation()
+            .await
+            .expect("reload")
+            .expect("in a federation");
     }
 }
 

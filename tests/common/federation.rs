@@ -311,11 +311,15 @@ pub fn cats(cs: &[pb::Category]) -> Vec<i32> {
     cs.iter().map(|c| *c as i32).collect()
 }
 
-pub fn write_directory(nodes: &[&Started], key: &FederationKey, d: &Directory) {
+pub async fn write_directory(nodes: &[&Started], key: &FederationKey, d: &Directory) {
     let signed = directory::sign(d, key).unwrap();
     for n in nodes {
         std::fs::write(n.directory_path(), &signed).unwrap();
-        n.node.federation().unwrap().reload().expect("reload");
+        n.node
+            .reload_federation()
+            .await
+            .expect("reload")
+            .expect("in a federation");
     }
 }
 

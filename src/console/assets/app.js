@@ -591,8 +591,9 @@ async function report() {
     const [head, ...rest] = r.text.split('\n\n');
     out.replaceChildren(
       el('pre', { class: 'report-head' }, head),
-      el('ol', { class: 'report-lines' }, r.entries.map(e => el('li', { 'data-index': e.index },
-        el('span', { class: 'mono' }, e.at), ' ', el('span', { class: 'pos' }, `#${e.index}`), ' ', e.summary))),
+      el('ol', { class: 'report-lines' }, r.entries.map(e => el('li', { 'data-index': e.index, 'data-node': e.node },
+        el('span', { class: 'mono' }, e.at), ' ', el('span', { class: 'node' }, e.node), ' ',
+        el('span', { class: 'pos' }, `#${e.index}`), ' ', e.summary))),
       el('p', { class: 'report-foot' }, rest.join('\n\n').trim().split('\n').pop()));
   } catch (e) {
     $('#report-error').textContent = e.message;

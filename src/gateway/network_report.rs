@@ -1,0 +1,630 @@
+//! The subject access report across a federation (GDPR art. 15): "who saw
+//! my data" complete over every node that served the subject's case
+//! (ARCHITECTURE.md, "Federation", "The subject access report across
+//! nodes").
+//!
+//! The log does not move with a case: each node's entries of it stay in
+//! that node's log. The node a report is asked at (the case's node now, or
+//! the officer's) starts from its own entries and follows the **links**
+//! they hold to other nodes — a referral (the request id both nodes'
+//! records share) and a call another node forwarded here for a participant
+//! it hosts (the same) — asking each node for its entries
+//! ([`Exchange::report_case_accesses`], over `rpc::federated`), and
+//! following the links in their answers in turn.
+//!
+//! A node answers only for what the asking node shows a basis for: a
+//! referral of the case that the answering node made or took (then every
+//! entry of the case there), or request ids of its own records of calls
+//! about the case (then those records). Both are random ids only the nodes
+//! of the trail hold. Each answer carries its entries as leaves with their
+//! inclusion proofs against the answering node's signed checkpoint; the
+//! asking node checks the checkpoint's signature with the key the running
+//! directory lists for that node and every proof, and words the lines from
+//! the leaves, so a line says what the proof proves. A node that does not
+//! answer, or whose answer does not verify, makes the report incomplete,
+//! naming the node.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use crate::federation::Federation;
+use crate::federation::directory::Directory;
+use crate::gateway::oversight::{
+    Access, EntryProof, ReportEntry, ReportNode, ReportedCase, describe, reported_from_log,
+};
+use crate::gateway::validate::{self, Invalid};
+use crate::gateway::{Exchange, ExchangeError, RequestCtx};
+use crate::store::{LogRow, Store, StoreError};
+use crate::tlog::checkpoint::{self, Checkpoint};
+use crate::tlog::merkle::{self, Hash};
+use crate::tlog::proof::{self, LeafRef};
+use crate::tlog::{AccessRecord, Decision, Recorded};
+
+/// The node-to-node call for one node's part (made by `rpc`): the node's
+/// id and the query in, its unverified answer out.
+pub(crate) type AskPart<'a> = dyn Fn(
+        Arc<Federation>,
+        String,
+        PartQuery,
+    ) -> Pin<Box<dyn Future<Output = Result<Part, ExchangeError>> + Send + 'a>>
+    + Send
+    + Sync
+    + 'a;
+
+/// Most request ids one `ReportCaseAccesses` names.
+pub(crate) const MAX_REQUEST_IDS: usize = 1_000;
+/// Most entries one node reports for one case.
+const MAX_PART_ENTRIES: usize = 100_000;
+
+/// What a node is asked for: the case, and the basis the asking node has.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct PartQuery {
+    pub(crate) case_id: String,
+    /// A referral of the case the asked node made or took.
+    pub(crate) referral_id: Option<String>,
+    /// Request ids of the asked node's records of calls about the case.
+    pub(crate) request_ids: Vec<String>,
+}
+
+/// One entry of a node's part: its position, its leaf (the record's
+/// canonical encoding) and its audit path against the part's checkpoint
+/// (empty when the checkpoint does not cover it yet).
+#[derive(Clone, Debug)]
+pub(crate) struct ProvenLeaf {
+    pub(crate) index: u64,
+    pub(crate) leaf: Vec<u8>,
+    pub(crate) hashes: Vec<Hash>,
+}
+
+/// A link of the case to another node that a node's entries show.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Link {
+    pub(crate) node: String,
+    pub(crate) request_id: String,
+    /// A referral (a basis for every entry of the case there); else a call
+    /// that node forwarded.
+    pub(crate) referral: bool,
+}
+
+/// A node's answer: its entries of the case with proofs, the signed
+/// checkpoint they are proven against (note and size), and its links.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Part {
+    pub(crate) entries: Vec<ProvenLeaf>,
+    pub(crate) checkpoint: Option<(String, u64)>,
+    pub(crate) links: Vec<Link>,
+}
+
+/// Why a node's answer is not taken into a report.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PartError {
+    #[error("its checkpoint does not verify with the key the directory lists for it ({0})")]
+    Checkpoint(#[from] checkpoint::CheckpointError),
+    #[error("its checkpoint is of another log ('{0}')")]
+    Origin(String),
+    #[error("its checkpoint's size is not the tree size it names")]
+    Size,
+    #[error("entries without a signed checkpoint")]
+    NoCheckpoint,
+    #[error("the inclusion proof of its entry {index} does not verify ({source})")]
+    Proof {
+        index: u64,
+        source: merkle::ProofError,
+    },
+    #[error("its entry {index} does not decode")]
+    Undecodable { index: u64 },
+    #[error("its entry {index} is not about the case asked for")]
+    OtherCase { index: u64 },
+    #[error("the federation directory lists no such node")]
+    Unlisted,
+}
+
+/// The nodes' parts gathered for a report: each node's verified lines, its
+/// checkpoint and key, or why it is missing.
+#[derive(Debug, Default)]
+pub(crate) struct Gathered {
+    pub(crate) entries: Vec<ReportEntry>,
+    pub(crate) nodes: Vec<ReportNode>,
+}
+
+/// How long a node waits for its newest entries to be covered by a signed
+/// checkpoint before it proves what is covered (the rest go without proof).
+const COVERAGE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+const COVERAGE_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Inclusion proofs of the entries at `indexes` against one signed
+/// checkpoint: the latest, once it covers them all (waited for, a few
+/// checkpoint intervals at most). An entry it does not cover gets no path.
+pub(crate) async fn prove(
+    store: &Store,
+    indexes: &[u64],
+) -> Result<(Option<crate::store::StoredCheckpoint>, Vec<Vec<Hash>>), ExchangeError> {
+    let Some(&last) = indexes.iter().max() else {
+        return Ok((None, vec![]));
+    };
+    let give_up = tokio::time::Instant::now() + COVERAGE_WAIT;
+    let cp = loop {
+        let cp = store.latest_checkpoint().await.map_err(stored)?;
+        match cp {
+            Some(cp) if cp.size as u64 > last => break Some(cp),
+            cp if tokio::time::Instant::now() >= give_up => break cp,
+            _ => tokio::time::sleep(COVERAGE_POLL).await,
+        }
+    };
+    let Some(cp) = cp else {
+        return Ok((None, vec![vec![]; indexes.len()]));
+    };
+    let size = cp.size as u64;
+    let mut paths = Vec::with_capacity(indexes.len());
+    for &i in indexes {
+        if i >= size {
+            paths.push(vec![]);
+            continue;
+        }
+        let p = proof::inclusion_proof(store, LeafRef::Index(i), Some(size))
+            .await
+            .map_err(super::oversight::proof_error)?;
+        paths.push(p.hashes);
+    }
+    Ok((Some(cp), paths))
+}
+
+/// The links to other nodes that records of a case on node `this` show: a
+/// referral it made (to the node its pointer names) or took (from the node
+/// the directory says hosts the handing owner), and a call by a
+/// participant another node hosts (which only that node forwards here).
+pub(crate) fn links_of<'a>(
+    records: impl IntoIterator<Item = (&'a Access, &'a str)>,
+    directory: &Directory,
+    this: &str,
+    referred_to: Option<&str>,
+) -> Vec<Link> {
+    let mut links = BTreeSet::new();
+    for (a, request_id) in records {
+        if a.decision == Decision::Error || a.participant == "-" {
+            continue;
+        }
+        let referral = matches!(a.method.as_str(), "ReferCase" | "AcceptReferral")
+            && a.decision == Decision::Allowed;
+        let node = match a.method.as_str() {
+            "ReferCase" if referral => referred_to.map(str::to_string),
+            _ => directory.home_of(&a.participant).map(|(n, _)| n.id.clone()),
+        };
+        if let Some(node) = node.filter(|n| n != this) {
+            links.insert(Link {
+                node,
+                request_id: request_id.to_string(),
+                referral,
+            });
+        }
+    }
+    links.into_iter().collect()
+}
+
+impl Exchange {
+    /// The federation and its running directory, for a call from a peer
+    /// node. Errors: `FailedPrecondition` (no federation, or its directory
+    /// not valid now).
+    pub(crate) fn in_federation(
+        &self,
+    ) -> Result<(&Arc<Federation>, Arc<crate::federation::Running>), ExchangeError> {
+        let federation = self.federation.as_ref().ok_or_else(|| {
+            ExchangeError::FailedPrecondition("this node is not in a federation".into())
+        })?;
+        let running = federation
+            .current(self.now())
+            .map_err(|e| ExchangeError::FailedPrecondition(e.to_string()))?;
+        Ok((federation, running))
+    }
+
+    /// This node's id in its federation, else its name.
+    pub(crate) fn node_id(&self) -> &str {
+        self.federation
+            .as_ref()
+            .map_or(self.node_name.as_str(), |f| f.node_id())
+    }
+
+    /// A peer node's request for this node's entries of a case, for the
+    /// subject access report it makes (`FederationService.
+    /// ReportCaseAccesses`). `asking` is the calling node, as `rpc::
+    /// federated::Gate` recognised it by its pinned key. Recorded naming
+    /// that node, the case and (with a referral basis) its subject.
+    ///
+    /// Errors: `Invalid` (ids; no basis named), `FailedPrecondition` (no
+    /// federation, or its directory not valid now), `Forbidden` (a basis
+    /// this node cannot find), `AuditUnavailable`, `Internal`.
+    pub(crate) async fn report_case_accesses(
+        &self,
+        ctx: &RequestCtx,
+        asking: &str,
+        q: PartQuery,
+    ) -> Result<Recorded<Part>, ExchangeError> {
+        let mut rec = self.record(ctx, "ReportCaseAccesses");
+        let result = async {
+            let (federation, running) = self.in_federation()?;
+            validate::uuid("case_id", &q.case_id)?;
+            if let Some(r) = &q.referral_id {
+                validate::uuid("referral_id", r)?;
+            }
+            if q.request_ids.len() > MAX_REQUEST_IDS {
+                return Err(Invalid::new(
+                    "request_ids",
+                    format!("request_ids: at most {MAX_REQUEST_IDS}; ask again for the rest"),
+                )
+                .into());
+            }
+            for (i, id) in q.request_ids.iter().enumerate() {
+                validate::uuid(&format!("request_ids[{i}]"), id)?;
+            }
+            if q.referral_id.is_none() && q.request_ids.is_empty() {
+                return Err(Invalid::new(
+                    "referral_id",
+                    "name the basis: referral_id (a referral of the case this node made or took) or request_ids (calls about the case this node recorded)",
+                )
+                .into());
+            }
+            rec.case_id = Some(q.case_id.clone());
+            rec.detail = format!("asked by federation node '{asking}'");
+            let mut rows: BTreeMap<i64, LogRow> = BTreeMap::new();
+            if let Some(referral) = &q.referral_id {
+                let made = match self.record_of(referral).await? {
+                    Some((_, r)) => {
+                        r.case_id.as_deref() == Some(q.case_id.as_str())
+                            && matches!(r.method.as_str(), "ReferCase" | "AcceptReferral")
+                            && r.decision == Decision::Allowed
+                    }
+                    None => false,
+                };
+                if !made {
+                    return Err(ExchangeError::Forbidden(format!(
+                        "node '{}' made or took no referral of this case with this referral_id: it reports a case's entries only to a node of the case's referral trail",
+                        self.node_id()
+                    )));
+                }
+                let case = match self.store.case_meta(&q.case_id).await.map_err(stored)? {
+                    Some(meta) => Some(ReportedCase {
+                        case_id: meta.id.clone(),
+                        subject: self.subject_for_audit(&meta),
+                    }),
+                    None => reported_from_log(&self.store, &q.case_id)
+                        .await
+                        .map_err(stored)?,
+                };
+                if let Some(case) = case {
+                    rec.subject = Some(case.subject.clone());
+                    let mut start = 0;
+                    loop {
+                        let page = self
+                            .store
+                            .subject_log(&case.case_id, &case.subject, start, 1000)
+                            .await
+                            .map_err(stored)?;
+                        let Some(last) = page.last() else { break };
+                        start = last.seq + 1;
+                        for row in page {
+                            rows.insert(row.seq, row);
+                        }
+                        if rows.len() >= MAX_PART_ENTRIES {
+                            break;
+                        }
+                    }
+                }
+            }
+            let mut named = 0;
+            for id in &q.request_ids {
+                // A forwarded call's record names the case when the call
+                // did; one that failed before the case was known names none.
+                if let Some((row, r)) = self.record_of(id).await?
+                    && r.case_id.as_deref().is_none_or(|c| c == q.case_id)
+                {
+                    named += 1;
+                    rows.insert(row.seq, row);
+                }
+            }
+            if q.referral_id.is_none() && named == 0 {
+                return Err(ExchangeError::Forbidden(format!(
+                    "node '{}' holds no record of these request ids about this case",
+                    self.node_id()
+                )));
+            }
+            let registry = self.registry();
+            let records: Vec<(Access, String)> = rows
+                .values()
+                .filter_map(|row| {
+                    AccessRecord::decode(&row.record)
+                        .map(|r| (Access::of(&r, &registry), r.request_id))
+                })
+                .collect();
+            let referred = self
+                .store
+                .referred_to(&q.case_id)
+                .await
+                .map_err(stored)?;
+            let links = links_of(
+                records.iter().map(|(a, id)| (a, id.as_str())),
+                &running.directory,
+                federation.node_id(),
+                referred.as_deref(),
+            )
+            .into_iter()
+            .filter(|l| l.node != asking || l.referral)
+            .collect();
+            let indexes: Vec<u64> = rows.keys().map(|i| *i as u64).collect();
+            let (cp, paths) = prove(&self.store, &indexes).await?;
+            let entries = rows
+                .into_values()
+                .zip(paths)
+                .map(|(row, hashes)| ProvenLeaf {
+                    index: row.seq as u64,
+                    leaf: row.record,
+                    hashes,
+                })
+                .collect::<Vec<_>>();
+            rec.decision = Decision::Allowed;
+            rec.detail = format!(
+                "{} entries of the case reported to federation node '{asking}'",
+                entries.len()
+            );
+            Ok(Part {
+                entries,
+                checkpoint: cp.map(|c| (c.note, c.size as u64)),
+                links,
+            })
+        }
+        .await;
+        self.finish(rec, result).await
+    }
+
+    /// The log row with this request id, decoded.
+    async fn record_of(
+        &self,
+        request_id: &str,
+    ) -> Result<Option<(LogRow, AccessRecord)>, ExchangeError> {
+        let Some(at) = self.store.log_position(request_id).await.map_err(stored)? else {
+            return Ok(None);
+        };
+        let filter = crate::store::LogFilter::default();
+        let row = self
+            .store
+            .query_log(&filter, at, 1)
+            .await
+            .map_err(stored)?
+            .into_iter()
+            .find(|r| r.seq == at);
+        Ok(row.and_then(|row| AccessRecord::decode(&row.record).map(|r| (row, r))))
+    }
+
+    /// The other nodes' parts of a report of `cases`, whose entries here are
+    /// `local`: the links those entries show are followed, node by node,
+    /// through `ask` (the node-to-node call), until no new link appears.
+    /// Each answer is verified before it is taken; a node that cannot be
+    /// asked, refuses, or whose answer does not verify is listed missing.
+    pub(crate) async fn gather_parts(
+        &self,
+        federation: &Arc<Federation>,
+        cases: &[ReportedCase],
+        local: &[ReportEntry],
+        ask: &AskPart<'_>,
+    ) -> Gathered {
+        let mut out = Gathered::default();
+        let this = federation.node_id().to_string();
+        let running = match federation.current(self.now()) {
+            Ok(r) => r,
+            Err(e) => {
+                // No peer can be asked; whether any served the case is
+                // unknown, so the report says so.
+                out.nodes.push(ReportNode::missing(
+                    "*",
+                    format!("the other nodes were not asked: {e}"),
+                ));
+                return out;
+            }
+        };
+        // Pending bases per (node, case).
+        #[derive(Default)]
+        struct Basis {
+            referral: Option<String>,
+            referral_asked: bool,
+            ids: BTreeSet<String>,
+            asked: BTreeSet<String>,
+        }
+        let mut bases: BTreeMap<(String, String), Basis> = BTreeMap::new();
+        let add = |bases: &mut BTreeMap<(String, String), Basis>, case: &str, l: Link| {
+            if l.node == this {
+                return;
+            }
+            let b = bases.entry((l.node, case.to_string())).or_default();
+            if l.referral {
+                b.referral.get_or_insert(l.request_id);
+            } else {
+                b.ids.insert(l.request_id);
+            }
+        };
+        for case in cases {
+            let records = local
+                .iter()
+                .filter(|e| e.case_id.as_deref() == Some(case.case_id.as_str()))
+                .map(|e| (&e.access, e.request_id.as_str()));
+            let referred = self.store.referred_to(&case.case_id).await.ok().flatten();
+            for l in links_of(records, &running.directory, &this, referred.as_deref()) {
+                add(&mut bases, &case.case_id, l);
+            }
+        }
+        let mut missing: BTreeMap<String, String> = BTreeMap::new();
+        let mut answered: BTreeMap<String, (String, String)> = BTreeMap::new();
+        let mut seen: BTreeSet<(String, u64)> = BTreeSet::new();
+        // Each round asks every node with a basis not asked yet; a node's
+        // answer can only add links, and there are finitely many.
+        for _round in 0..=running.directory.nodes.len() * 2 {
+            let todo: Vec<(String, String, PartQuery)> = bases
+                .iter_mut()
+                .filter(|((node, _), _)| !missing.contains_key(node))
+                .filter_map(|((node, case), b)| {
+                    let referral = (!b.referral_asked).then(|| b.referral.clone()).flatten();
+                    let ids: Vec<String> = b.ids.difference(&b.asked).cloned().collect();
+                    if referral.is_none() && ids.is_empty() {
+                        return None;
+                    }
+                    b.referral_asked |= referral.is_some();
+                    b.asked.extend(ids.iter().cloned());
+                    Some((
+                        node.clone(),
+                        case.clone(),
+                        PartQuery {
+                            case_id: case.clone(),
+                            referral_id: referral,
+                            request_ids: ids.into_iter().take(MAX_REQUEST_IDS).collect(),
+                        },
+                    ))
+                })
+                .collect();
+            if todo.is_empty() {
+                break;
+            }
+            for (node, case, q) in todo {
+                let part = match ask(federation.clone(), node.clone(), q).await {
+                    Ok(p) => p,
+                    Err(e) => {
+                        missing.insert(node, format!("it did not answer: {e}"));
+                        continue;
+                    }
+                };
+                let key = running
+                    .directory
+                    .node(&node)
+                    .map(|n| n.log_key.clone())
+                    .unwrap_or_default();
+                match self.verified(&running.directory, &node, &case, &part) {
+                    Err(e) => {
+                        tracing::warn!(node = %node, error = %e, "a node's part of a subject access report does not verify");
+                        missing.insert(node, format!("its answer does not verify: {e}"));
+                    }
+                    Ok(lines) => {
+                        for l in part.links.iter().cloned() {
+                            add(&mut bases, &case, l);
+                        }
+                        if let Some((note, _)) = &part.checkpoint {
+                            answered.insert(node.clone(), (note.clone(), key));
+                        } else {
+                            answered.entry(node.clone()).or_default();
+                        }
+                        for line in lines {
+                            if seen.insert((node.clone(), line.index as u64)) {
+                                out.entries.push(line);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for (node, (checkpoint, verifier_key)) in answered {
+            if !missing.contains_key(&node) {
+                out.nodes.push(ReportNode {
+                    node,
+                    checkpoint,
+                    verifier_key,
+                    answered: true,
+                    missing_reason: String::new(),
+                });
+            }
+        }
+        for (node, why) in missing {
+            // Lines of a node that failed later are not kept half.
+            out.entries.retain(|e| e.node != node);
+            out.nodes.push(ReportNode::missing(&node, why));
+        }
+        out
+    }
+
+    /// A node's part, checked: its checkpoint signed with the key the
+    /// running directory lists for the node (the hook for a later check of
+    /// its peers' cosignatures on that checkpoint, `verify_checkpoint`),
+    /// each entry's proof against it, each entry about the case (or one of
+    /// the node's forwarded calls); the lines worded from the leaves.
+    fn verified(
+        &self,
+        directory: &Directory,
+        node: &str,
+        case_id: &str,
+        part: &Part,
+    ) -> Result<Vec<ReportEntry>, PartError> {
+        let listed = directory.node(node).ok_or(PartError::Unlisted)?;
+        let cp = match &part.checkpoint {
+            Some((note, size)) => {
+                let cp = verify_checkpoint(node, note, &listed.log_key)?;
+                if cp.size != *size {
+                    return Err(PartError::Size);
+                }
+                Some(cp)
+            }
+            None if part.entries.is_empty() => None,
+            None => return Err(PartError::NoCheckpoint),
+        };
+        let registry = self.registry();
+        let mut lines = Vec::with_capacity(part.entries.len());
+        for e in &part.entries {
+            let record =
+                AccessRecord::decode(&e.leaf).ok_or(PartError::Undecodable { index: e.index })?;
+            if record.case_id.as_deref().is_some_and(|c| c != case_id) {
+                return Err(PartError::OtherCase { index: e.index });
+            }
+            let proof = match (&cp, e.hashes.is_empty()) {
+                (Some(cp), false) => {
+                    merkle::verify_inclusion(
+                        e.index,
+                        cp.size,
+                        &merkle::leaf_hash(&e.leaf),
+                        &e.hashes,
+                        &cp.root,
+                    )
+                    .map_err(|source| PartError::Proof {
+                        index: e.index,
+                        source,
+                    })?;
+                    Some(EntryProof {
+                        tree_size: cp.size,
+                        hashes: e.hashes.clone(),
+                    })
+                }
+                // Not covered by the checkpoint yet: the line is shown, and
+                // says it has no proof.
+                _ => None,
+            };
+            let access = Access::of(&record, &registry);
+            lines.push(ReportEntry {
+                index: e.index as i64,
+                summary: describe(&access, super::oversight::Lang::En),
+                node: node.to_string(),
+                request_id: record.request_id.clone(),
+                case_id: record.case_id.clone(),
+                leaf: e.leaf.clone(),
+                proof,
+                access,
+            });
+        }
+        Ok(lines)
+    }
+}
+
+/// A node's signed checkpoint, verified with the key the directory lists
+/// for the node and of that node's log (C2SP tlog-checkpoint origin).
+///
+/// Witnessing adds here: the checkpoint's cosignatures by the node's peers
+/// (C2SP tlog-cosignature), of which a report may require k.
+pub(crate) fn verify_checkpoint(
+    node: &str,
+    note: &str,
+    log_key: &str,
+) -> Result<Checkpoint, PartError> {
+    let cp = Checkpoint::verify(note, log_key)?;
+    if cp.origin != checkpoint::origin(node) {
+        return Err(PartError::Origin(cp.origin));
+    }
+    Ok(cp)
+}
+
+fn stored(e: StoreError) -> ExchangeError {
+    ExchangeError::store("access log", &e)
+}

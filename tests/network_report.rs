@@ -1,0 +1,308 @@
+//! The subject access report across a federation: "who saw my data" is
+//! complete over every node that served the case. A case registered at B
+//! is read by IND through its home node A and by the NGO through C, then
+//! referred to C, then read at C. The report asked at C (the case's node
+//! now) lists the entries of all three nodes — the forwarded reads on the
+//! forwarding and the holding node, the referral on both, the reads at B
+//! before it — each with its node and request id, and each line's
+//! inclusion proof verifies against that node's checkpoint, signed with the
+//! key the federation directory lists for it. A node asked without a basis
+//! refuses and records it; with one node down, the report says which part
+//! is missing.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::federation::*;
+use common::{NGO, request_id, with_actor};
+use sluis::federation::directory::DirectoryNode;
+use sluis::net::client::{self, ClientPem};
+use sluis::rpc::proto::v1 as pb;
+use sluis::tlog::checkpoint::Checkpoint;
+use sluis::tlog::{Decision, merkle};
+use tonic::Request;
+
+const OFFICER: &str = "fg-utrecht";
+
+fn report_of(case_id: &str) -> pb::SubjectAccessReportRequest {
+    pb::SubjectAccessReportRequest {
+        subject: Some(pb::subject_access_report_request::Subject::CaseId(
+            case_id.into(),
+        )),
+    }
+}
+
+/// Checks every line of `r` against the checkpoint its node signed with
+/// the key the directory (not the answer) lists for it; returns the nodes
+/// with proven lines.
+fn verify_lines(r: &pb::SubjectAccessReportResponse, dir: &[DirectoryNode]) -> BTreeSet<String> {
+    let mut proven = BTreeSet::new();
+    for e in &r.entries {
+        let key = &dir
+            .iter()
+            .find(|n| n.id == e.node)
+            .unwrap_or_else(|| panic!("line of an unknown node {}", e.node))
+            .log_key;
+        let part = r
+            .nodes
+            .iter()
+            .find(|n| n.node == e.node)
+            .expect("the line's node is listed");
+        assert!(part.answered, "a line of a node that did not answer");
+        let cp = Checkpoint::verify(&part.checkpoint, key)
+            .unwrap_or_else(|err| panic!("{}'s checkpoint: {err}", e.node));
+        let proof = e
+            .proof
+            .as_ref()
+            .unwrap_or_else(|| panic!("line {} #{} has no proof", e.node, e.index));
+        assert_eq!(proof.tree_size, cp.size);
+        let hashes: Vec<[u8; 32]> = proof
+            .hashes
+            .iter()
+            .map(|h| h.as_slice().try_into().unwrap())
+            .collect();
+        merkle::verify_inclusion(
+            e.index,
+            cp.size,
+            &merkle::leaf_hash(&proof.leaf),
+            &hashes,
+            &cp.root,
+        )
+        .unwrap_or_else(|err| panic!("line {} #{}: {err}", e.node, e.index));
+        // The line says what the leaf holds.
+        let record = sluis::tlog::AccessRecord::decode(&proof.leaf).expect("leaf decodes");
+        assert_eq!(record.request_id, e.request_id);
+        assert_eq!(record.method, e.method);
+        proven.insert(e.node.clone());
+    }
+    proven
+}
+
+fn lines<'a>(r: &'a pb::SubjectAccessReportResponse, request_id: &str) -> Vec<(&'a str, &'a str)> {
+    r.entries
+        .iter()
+        .filter(|e| e.request_id == request_id)
+        .map(|e| (e.node.as_str(), e.method.as_str()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_report_at_the_home_node_covers_every_node_that_served_the_case() {
+    let (_key, mut nodes, dir) = started_network().await;
+    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
+
+    // Registered at B; IND reads through A, the NGO through C.
+    let (mut gemeente, case_id, _) = case_at(b).await;
+    let mut ind = a.client(IND).await;
+    let r = ind
+        .cases
+        .get_case(get_case(&case_id, "legalisation", Some(B)))
+        .await
+        .expect("IND's forwarded read");
+    let ind_read = request_id(&r);
+    let mut ngo = c.client(NGO).await;
+    let r = ngo
+        .cases
+        .get_case(get_case(&case_id, "guidance", Some(B)))
+        .await
+        .expect("the NGO's forwarded read");
+    let ngo_read = request_id(&r);
+
+    // The migrant moves: referred to C with consent.
+    gemeente
+        .consents
+        .grant_consent(with_actor(pb::GrantConsentRequest {
+            request_id: String::new(),
+            case_id: case_id.clone(),
+            recipients: vec![common::participant(AMSTERDAM)],
+            categories: (1..=8).collect(),
+            purposes: vec!["case_consultation".into()],
+            valid_from: None,
+            valid_until: None,
+            evidence_ref: "DMS-verhuizing-7".into(),
+        }))
+        .await
+        .unwrap();
+    let r = gemeente
+        .cases
+        .refer_case(with_actor(pb::ReferCaseRequest {
+            case_id: case_id.clone(),
+            to_node: C.into(),
+            new_owner: AMSTERDAM.into(),
+        }))
+        .await
+        .expect("the referral");
+    let referral = request_id(&r);
+
+    // After: IND reads at C through A.
+    let r = ind
+        .cases
+        .get_case(get_case(&case_id, "legalisation", Some(C)))
+        .await
+        .expect("IND reads at C");
+    let ind_at_c = request_id(&r);
+
+    // The report at C, the case's node now.
+    let r = c
+        .client(OFFICER)
+        .await
+        .audit
+        .subject_access_report(report_of(&case_id))
+        .await
+        .expect("the report at C");
+    let report_id = request_id(&r);
+    let report = r.into_inner();
+    assert!(report.complete, "{}", report.text);
+    let answered: BTreeSet<&str> = report
+        .nodes
+        .iter()
+        .filter(|n| n.answered)
+        .map(|n| n.node.as_str())
+        .collect();
+    assert_eq!(answered, BTreeSet::from([A, B, C]), "{}", report.text);
+
+    // Every line names its node and request id, and its proof verifies.
+    let proven = verify_lines(&report, &dir);
+    assert_eq!(proven, BTreeSet::from([A.into(), B.into(), C.into()]));
+    assert!(report.entries.iter().all(|e| !e.request_id.is_empty()));
+
+    // The reads at B before the referral, the registration included.
+    let at_b: Vec<&str> = report
+        .entries
+        .iter()
+        .filter(|e| e.node == B)
+        .map(|e| e.method.as_str())
+        .collect();
+    assert!(at_b.contains(&"RegisterCase"), "{at_b:?}");
+    assert!(at_b.contains(&"GrantConsent"), "{at_b:?}");
+    // Each forwarded read on the forwarding node and the holding node.
+    let mut ind_lines = lines(&report, &ind_read);
+    ind_lines.sort();
+    assert_eq!(
+        ind_lines,
+        vec![(A, "GetCase"), (B, "GetCase")],
+        "{}",
+        report.text
+    );
+    let mut ngo_lines = lines(&report, &ngo_read);
+    ngo_lines.sort();
+    assert_eq!(ngo_lines, vec![(B, "GetCase"), (C, "GetCase")]);
+    let mut after = lines(&report, &ind_at_c);
+    after.sort();
+    assert_eq!(after, vec![(A, "GetCase"), (C, "GetCase")]);
+    // The referral on both nodes.
+    let mut referred = lines(&report, &referral);
+    referred.sort();
+    assert_eq!(referred, vec![(B, "ReferCase"), (C, "AcceptReferral")]);
+    // What travelled between the nodes holds no identity in clear.
+    for e in &report.entries {
+        let leaf = &e.proof.as_ref().unwrap().leaf;
+        for id in ["Test Persoon", "1234567890", "111222333"] {
+            assert!(
+                !leaf.windows(id.len()).any(|w| w == id.as_bytes()),
+                "an identity in {}'s entry #{}",
+                e.node,
+                e.index
+            );
+        }
+    }
+    // The printable report has the node column.
+    assert!(report.text.contains(&format!("  {B} #")), "{}", report.text);
+    assert!(report.text.contains(&format!("  {A} #")), "{}", report.text);
+
+    // Each peer recorded that it answered, naming C, under the report's
+    // request id; C recorded the report.
+    for peer in [a, b] {
+        let rec = peer.records(&report_id).await;
+        assert!(!rec.is_empty(), "{} recorded its answer", peer.id);
+        for r in rec {
+            assert_eq!(r.method, "ReportCaseAccesses");
+            assert_eq!(r.caller, C);
+            assert_eq!(r.decision, Decision::Allowed);
+            assert_eq!(r.case_id.as_deref(), Some(case_id.as_str()));
+        }
+    }
+    assert_eq!(c.record(&report_id).await.method, "SubjectAccessReport");
+
+    // No basis: A, with its own node certificate, asks B for the case's
+    // entries naming a referral B never made. Refused, recorded, nothing
+    // handed out.
+    let pem = ClientPem {
+        ca: b.ca_pem(),
+        identity: Some((
+            std::fs::read_to_string(a.dir.path().join("node.pem")).unwrap(),
+            std::fs::read_to_string(a.dir.path().join("node.key")).unwrap(),
+        )),
+    };
+    let channel = client::connect(b.node.federation_addr.unwrap(), "localhost", &pem)
+        .await
+        .unwrap();
+    let mut a_to_b = pb::federation_service_client::FederationServiceClient::new(channel);
+    let err = a_to_b
+        .report_case_accesses(Request::new(pb::ReportCaseAccessesRequest {
+            case_id: case_id.clone(),
+            referral_id: uuid::Uuid::now_v7().to_string(),
+            request_ids: vec![],
+        }))
+        .await
+        .expect_err("no basis");
+    assert_eq!(
+        err.code(),
+        tonic::Code::PermissionDenied,
+        "{}",
+        err.message()
+    );
+    let refused = b.record(&common::request_id_of(err.metadata())).await;
+    assert_eq!(refused.method, "ReportCaseAccesses");
+    assert_eq!(refused.caller, A);
+    assert_eq!(refused.decision, Decision::Denied);
+    // Nor does a node get a report part by asserting a participant.
+    let err = a_to_b
+        .report_case_accesses(asserting(
+            Request::new(pb::ReportCaseAccessesRequest {
+                case_id: case_id.clone(),
+                referral_id: referral.clone(),
+                request_ids: vec![],
+            }),
+            IND,
+            "ind",
+        ))
+        .await
+        .expect_err("a part asked for a participant");
+    assert_eq!(err.code(), tonic::Code::PermissionDenied);
+
+    // A stops: the report at C says A's part is missing, and still has B's
+    // and C's lines, proven.
+    let a = nodes.remove(0);
+    a.node.shutdown().await.unwrap();
+    let (b, c) = (&nodes[0], &nodes[1]);
+    let report = c
+        .client(OFFICER)
+        .await
+        .audit
+        .subject_access_report(report_of(&case_id))
+        .await
+        .expect("a report with a node down")
+        .into_inner();
+    assert!(!report.complete);
+    let missing: Vec<&pb::ReportNode> = report.nodes.iter().filter(|n| !n.answered).collect();
+    assert_eq!(missing.len(), 1, "{:?}", report.nodes);
+    assert_eq!(missing[0].node, A);
+    assert!(
+        missing[0].missing_reason.contains("cannot be reached"),
+        "{}",
+        missing[0].missing_reason
+    );
+    assert!(
+        report.text.contains("INCOMPLETE") && report.text.contains(A),
+        "{}",
+        report.text
+    );
+    assert!(report.entries.iter().all(|e| e.node != A));
+    assert_eq!(
+        verify_lines(&report, &dir),
+        BTreeSet::from([B.into(), C.into()])
+    );
+    let _ = b;
+}
