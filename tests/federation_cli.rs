@@ -86,6 +86,22 @@ fn keygen_sign_verify_show() {
         d,
     );
     assert!(!again.status.success());
+    // A network name with an invisible direction override is refused: it
+    // names the key in every signature of every directory.
+    let odd = sluis(
+        &[
+            "federation",
+            "keygen",
+            "--network",
+            "lvv\u{202e}x",
+            "--out",
+            "odd.key",
+        ],
+        d,
+    );
+    assert!(!odd.status.success());
+    assert!(text(&odd).contains("a-z, 0-9"), "{}", text(&odd));
+    assert!(!d.join("odd.key").exists());
 
     std::fs::write(d.join("dir.toml"), source("lvv", "2099-01-01T00:00:00Z")).unwrap();
     let out = sluis(
@@ -232,4 +248,40 @@ fn keygen_sign_verify_show() {
         text(&out)
     );
     assert!(!d.join("x.note").exists());
+    // The municipality's name is signed and shown as given: a line
+    // separator, a direction override or a no-break space in it is refused.
+    for odd in [
+        "Utrecht\u{2028}node evil",
+        "Amsterdam\u{202e}\u{2066}x",
+        "Den\u{a0}Haag",
+    ] {
+        std::fs::write(
+            d.join("odd.toml"),
+            source("lvv", "2099-01-01T00:00:00Z").replace(
+                "municipality = \"Utrecht\"",
+                &format!("municipality = \"{odd}\""),
+            ),
+        )
+        .unwrap();
+        let out = sluis(
+            &[
+                "federation",
+                "sign",
+                "--key",
+                "fed.key",
+                "--source",
+                "odd.toml",
+                "--out",
+                "x.note",
+            ],
+            d,
+        );
+        assert!(!out.status.success(), "{odd:?} was signed");
+        assert!(
+            text(&out).contains("node[0].municipality") && text(&out).contains("printable"),
+            "{}",
+            text(&out)
+        );
+        assert!(!d.join("x.note").exists());
+    }
 }

@@ -199,12 +199,12 @@ impl Directory {
             if n.municipality.is_empty()
                 || n.municipality.len() > MAX_MUNICIPALITY
                 || n.municipality.trim() != n.municipality
-                || n.municipality.chars().any(char::is_control)
+                || !n.municipality.chars().all(crate::model::printable_in_line)
             {
                 return Err(invalid(
                     at("municipality"),
                     format!(
-                        "must be one line of 1-{MAX_MUNICIPALITY} bytes without leading or trailing spaces"
+                        "must be one line of 1-{MAX_MUNICIPALITY} bytes of printable text without leading or trailing spaces (no control characters, line separators, invisible characters, direction overrides or white space other than a plain space): it is signed and shown as given"
                     ),
                 ));
             }
@@ -470,7 +470,7 @@ fn instant(field: &str, s: &str) -> Result<i64, DirectoryError> {
     Ok(t.unix_timestamp() * 1000)
 }
 
-fn is_token(s: &str) -> bool {
+pub(crate) fn is_token(s: &str) -> bool {
     (1..=64).contains(&s.len())
         && s.bytes().all(|b| {
             b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.')
