@@ -82,6 +82,11 @@ pub enum Command {
 pub(crate) fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Keygen { network, out } => {
+            if !crate::federation::directory::is_token(&network) {
+                anyhow::bail!(
+                    "--network must be 1-64 characters of a-z, 0-9, '-', '_' or '.': it names the key in every signature and must be the directory's network"
+                );
+            }
             let vkey = FederationKey::generate(&network, &out)?;
             println!("wrote the federation key to {}", out.display());
             println!("verifier key (each node's [federation] verifier_key):\n{vkey}");

@@ -483,9 +483,9 @@ impl FederationKey {
             path: path.to_path_buf(),
             message,
         };
-        if !note::valid_key_name(network) || !directory::is_token(network) {
+        if !note::valid_key_name(network) {
             return Err(err(
-                "the network name must be 1-64 characters of a-z, 0-9, '-', '_' or '.' (it names the key in every signature and the directory's network)".into(),
+                "the network name is empty or holds a space, '+' or a control character".into(),
             ));
         }
         let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
