@@ -158,3 +158,35 @@ fn serve_tells_the_service_manager_when_it_is_ready_reloads_and_stops() {
     assert_eq!(next().trim(), "STOPPING=1");
     assert!(child.wait().unwrap().success());
 }
+
+/// A PostgreSQL server that refuses connections is named as such when the
+/// node opens its database, not as the pool's "timed out".
+#[test]
+fn an_unreachable_postgresql_is_named_by_its_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = sluis()
+        .args(["init", "--dev", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let config = dir.path().join("sluis.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    // Port 1 on loopback: nothing listens there.
+    let text = text.replace(
+        "database = \"sqlite://sluis.db\"",
+        "database = \"postgres://postgres@127.0.0.1:1/sluis\"",
+    );
+    std::fs::write(&config, text).unwrap();
+    let out = sluis()
+        .args(["migrate", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("Connection refused") && !said.contains("pool timed out"),
+        "{said}"
+    );
+}

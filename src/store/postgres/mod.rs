@@ -164,9 +164,15 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections.max(1))
             .acquire_timeout(settings.acquire_timeout)
-            .connect_with(options)
-            .await
-            .map_err(|e| StoreError::Open {
+            .connect_with(options.clone())
+            .await;
+        // The pool says only that it timed out; one connection of our own
+        // says why (refused, unknown host, authentication).
+        let pool = match pool {
+            Err(sqlx::Error::PoolTimedOut) => Err(why_no_connection(&options, settings).await),
+            other => other,
+        };
+        let pool = pool.map_err(|e| StoreError::Open {
                 target: redact_url(url),
                 source: match e {
                     // rustls says what failed (e.g. UnknownIssuer,
@@ -1157,4 +1163,20 @@ async fn read_tile(conn: &mut PgConnection, tile: TileId) -> Result<Option<Vec<u
         .await?;
     let bytes = tiles::edge_tile(tile.index, &edge);
     Ok((!bytes.is_empty()).then_some(bytes))
+}
+
+/// Why the server takes no connection, after the pool timed out: the
+/// error of one connection attempt (e.g. "Connection refused"), or the
+/// pool's timeout if that attempt succeeds or does not end in time either.
+async fn why_no_connection(options: &PgConnectOptions, settings: &PoolSettings) -> sqlx::Error {
+    use sqlx::Connection as _;
+    match tokio::time::timeout(
+        settings.acquire_timeout,
+        sqlx::PgConnection::connect_with(options),
+    )
+    .await
+    {
+        Ok(Err(e)) => e,
+        _ => sqlx::Error::PoolTimedOut,
+    }
 }
