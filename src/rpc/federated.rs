@@ -448,7 +448,7 @@ pub(crate) async fn peer_statistics(
                 .channel(&node.id)
                 .await
                 .map_err(|e| e.to_string())?;
-            let assertion = Assertion::of(ctx, &caller);
+            let assertion = Assertion::of(ctx, caller);
             let mut client = pb::statistics_service_client::StatisticsServiceClient::new(
                 InterceptedService::new(channel, move |r| assertion.apply(r)),
             );
