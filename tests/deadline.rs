@@ -106,6 +106,7 @@ async fn a_deadline_that_passes_leaves_every_request_carried_out_and_recorded() 
         quarter: 1,
         by_municipality: false,
         purpose: "monitoring".into(),
+        network: false,
     };
     let report = pb::SubjectAccessReportRequest {
         subject: Some(pb::subject_access_report_request::Subject::CaseId(

@@ -164,6 +164,7 @@ fn ask(
         quarter,
         by_municipality,
         purpose: "monitoring".into(),
+        network: false,
     }
 }
 

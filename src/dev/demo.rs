@@ -563,6 +563,7 @@ pub(crate) async fn run(data_dir: Option<&Path>) -> anyhow::Result<bool> {
         quarter: u32::from(last.q),
         by_municipality: false,
         purpose: "monitoring".into(),
+        network: false,
     };
     let table = monitor
         .stats

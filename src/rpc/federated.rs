@@ -57,6 +57,7 @@ pub(crate) type FederatedRoutes = Router<Stack<Edge, Stack<Gate, Identity>>>;
 const SERVED: &[&str] = &[
     "sluis.v1.CaseService",
     "sluis.v1.FederationService",
+    "sluis.v1.StatisticsService",
     "sluis.v1.WitnessService",
 ];
 
@@ -65,7 +66,10 @@ const SERVED: &[&str] = &[
 /// asserting a participant gets that participant's rights, no more, and
 /// `ReferCase` is refused from a peer), `FederationService` (served
 /// here alone: `AcceptReferral`) and `WitnessService` (served here alone,
-/// to a node as itself: `rpc::witness`).
+/// to a node as itself: `rpc::witness`) and `StatisticsService` (the
+/// node's own protected table for the monitor's network figures, asked by
+/// the monitor's home node; a network request from a peer is refused, one
+/// hop).
 pub(crate) fn router(
     server: Server,
     ex: Arc<Exchange>,
@@ -92,6 +96,10 @@ pub(crate) fn router(
         )
         .add_service(
             pb::federation_service_server::FederationServiceServer::new(api.clone())
+                .max_decoding_message_size(max_message_bytes),
+        )
+        .add_service(
+            pb::statistics_service_server::StatisticsServiceServer::new(api.clone())
                 .max_decoding_message_size(max_message_bytes),
         )
         .add_service(
@@ -185,6 +193,7 @@ where
                     let method = match req.uri().path() {
                         "/sluis.v1.CaseService/GetCase" => "GetCase",
                         "/sluis.v1.FederationService/AcceptReferral" => "AcceptReferral",
+                        "/sluis.v1.StatisticsService/GetStatistics" => "GetStatistics",
                         "/sluis.v1.WitnessService/GetWitnessCheckpoint" => "GetWitnessCheckpoint",
                         "/sluis.v1.WitnessService/AddCosignature" => "AddCosignature",
                         REPORT_CASE_ACCESSES => "ReportCaseAccesses",
@@ -433,6 +442,55 @@ pub(crate) async fn forward_get_case(
         },
     )
     .await
+}
+
+/// What each other node of the running directory answered when asked, as
+/// the caller of `ctx`, for its own protected table `message` (the
+/// monitor's network figures): per node id, its answer or why there is
+/// none (unreachable, refused: the node's own words). Each answering node
+/// records the request under `ctx`'s request id. Empty if this node is in
+/// no federation or its directory is not valid now.
+pub(crate) async fn peer_statistics(
+    ex: &Exchange,
+    ctx: &RequestCtx,
+    message: pb::GetStatisticsRequest,
+) -> Vec<(String, Result<pb::GetStatisticsResponse, String>)> {
+    let (Some(federation), Peer::Registered(caller)) = (ex.federation(), &ctx.peer) else {
+        return vec![];
+    };
+    let Ok(running) = federation.current(ex.now()) else {
+        return vec![];
+    };
+    let mut out = Vec::new();
+    for node in running
+        .directory
+        .nodes
+        .iter()
+        .filter(|n| n.id != federation.node_id())
+    {
+        let answer = async {
+            let (channel, _session) = federation
+                .channel(&node.id)
+                .await
+                .map_err(|e| e.to_string())?;
+            let assertion = Assertion::of(ctx, caller);
+            let mut client = pb::statistics_service_client::StatisticsServiceClient::new(
+                InterceptedService::new(channel, move |r| assertion.apply(r)),
+            );
+            client
+                .get_statistics(message.clone())
+                .await
+                .map(tonic::Response::into_inner)
+                .map_err(|s| format!("{:?}: {}", s.code(), s.message()))
+        };
+        // A node that takes the call and then hangs is missing, not a stall
+        // of the whole answer.
+        let answer = tokio::time::timeout(PART_TIMEOUT, answer)
+            .await
+            .unwrap_or_else(|_| Err(format!("no answer within {} s", PART_TIMEOUT.as_secs())));
+        out.push((node.id.clone(), answer));
+    }
+    out
 }
 
 /// What a home node asserts on a forwarded call (see [`Gate::admit`]).
@@ -757,7 +815,7 @@ pub(crate) async fn ask_part(
         })
 }
 
-/// How long a report waits for one node's part.
+/// How long a report (or network statistics) waits for one node's part.
 const PART_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// A node's answer as the gateway checks it.

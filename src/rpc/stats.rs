@@ -7,11 +7,15 @@
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
-use crate::gateway::{Released, StatisticsQuery};
+use crate::gateway::Exchange;
+use crate::gateway::{ExchangeError, Released, StatisticsQuery};
+use crate::model::Role;
+use crate::net::identity::Peer;
+use crate::net::tls::ConnectionInfo;
 use crate::rpc::Api;
 use crate::rpc::convert::{case_facts, invalid, timestamp};
 use crate::rpc::proto::v1 as pb;
-use crate::stats::{Axis, Dim, Figure, Label, Publication, Quarter, Settings, TableKind};
+use crate::stats::{Axis, Dim, Figure, Label, Publication, Quarter, Settings, TableKind, national};
 
 fn table_pb(t: TableKind) -> pb::StatisticsTable {
     use pb::StatisticsTable as P;
@@ -86,7 +90,104 @@ fn publication_pb(r: &Released, request_id: &str) -> pb::GetStatisticsResponse {
         access_record_id: request_id.to_string(),
         as_of: Some(timestamp(r.as_of)),
         release_sha256: r.sha256.clone(),
+        nodes: vec![],
+        missing_nodes: vec![],
     }
+}
+
+/// Why a request for network figures is refused before anything is
+/// counted, if it is: from a peer node (one hop: the monitor's own node
+/// asks the others), by anyone but the monitor, with a breakdown by
+/// municipality, or at a node in no valid federation.
+fn network_refusal(
+    ex: &Exchange,
+    req: &Request<pb::GetStatisticsRequest>,
+) -> Option<ExchangeError> {
+    let m = req.get_ref();
+    if !m.network {
+        return None;
+    }
+    if super::federated::from_peer(req) {
+        return Some(ExchangeError::Forbidden(
+            "network figures are asked of the monitor's own node, which asks the others; a node answers another node with its own table only (one hop): the calling node must leave network unset".into(),
+        ));
+    }
+    let role = req
+        .extensions()
+        .get::<ConnectionInfo>()
+        .and_then(|i| match &i.peer {
+            Peer::Registered(c) => Some(c.role),
+            Peer::Unregistered { .. } => None,
+        });
+    if role.is_some_and(|r| r != Role::Monitor) {
+        return Some(invalid(
+            "network",
+            "network figures are for the national monitor: leave network unset to get the figures of your own cases",
+        ));
+    }
+    if m.by_municipality {
+        return Some(invalid(
+            "by_municipality",
+            "network figures are the nodes' totals: leave by_municipality unset with network, or ask without network for this node's figures per municipality",
+        ));
+    }
+    let valid = ex
+        .federation()
+        .map(|f| f.current(ex.now()).map(|_| ()).map_err(|e| e.to_string()));
+    match valid {
+        None => Some(ExchangeError::FailedPrecondition(
+            "this node is in no federation: leave network unset for this node's figures".into(),
+        )),
+        Some(Err(e)) => Some(ExchangeError::FailedPrecondition(format!(
+            "{e}: network figures need a valid federation directory (by this node's operator)"
+        ))),
+        Some(Ok(())) => None,
+    }
+}
+
+/// The national table: this node's published table plus each peer's, as
+/// `stats::national` adds them; a peer that did not answer, or answered
+/// with a table that does not add up with this node's, is named in
+/// `missing_nodes` (and in the text) and its cases are not in the figures.
+fn national(
+    own: &Released,
+    own_node: &str,
+    peers: Vec<(String, Result<pb::GetStatisticsResponse, String>)>,
+    request_id: &str,
+) -> pb::GetStatisticsResponse {
+    let mut total = national::start(
+        own.publication.clone(),
+        "every node of the federation".into(),
+    );
+    let mut nodes = vec![own_node.to_string()];
+    let mut missing = Vec::new();
+    for (node, answer) in peers {
+        let added = answer.and_then(|r| {
+            let (p, _) = publication_of(r).map_err(|s| s.message().to_string())?;
+            national::add(&mut total, &p).map_err(|e| e.to_string())
+        });
+        match added {
+            Ok(()) => nodes.push(node),
+            Err(why) => missing.push(format!("{node}: {why}")),
+        }
+    }
+    let released = Released {
+        publication: total,
+        as_of: own.as_of,
+        sha256: String::new(),
+    };
+    let mut r = publication_pb(&released, request_id);
+    r.text
+        .push_str(&format!("\nnodes added up: {}\n", nodes.join(", ")));
+    if !missing.is_empty() {
+        r.text.push_str(&format!(
+            "INCOMPLETE: no table from {}\n",
+            missing.join("; ")
+        ));
+    }
+    r.nodes = nodes;
+    r.missing_nodes = missing;
+    r
 }
 
 #[tonic::async_trait]
@@ -95,25 +196,43 @@ impl pb::statistics_service_server::StatisticsService for Api {
         &self,
         req: Request<pb::GetStatisticsRequest>,
     ) -> Result<Response<pb::GetStatisticsResponse>, Status> {
+        let refusal = network_refusal(&self.ex, &req);
         self.call(
             "GetStatistics",
             req,
             |m| {
+                if let Some(e) = refusal {
+                    return Err(e);
+                }
                 let table = table(m.table).ok_or_else(|| {
                     invalid("table", "table must be one of STATISTICS_TABLE_INFLOW (1) to STATISTICS_TABLE_INTAKE_VS_OUTCOME (7)")
                 })?;
-                Ok(StatisticsQuery {
-                    table,
-                    year: i32::try_from(m.year).unwrap_or(i32::MAX),
-                    quarter: m.quarter,
-                    by_municipality: m.by_municipality,
-                    purpose: m.purpose,
-                })
+                let network = m.network.then(|| pb::GetStatisticsRequest {
+                    network: false,
+                    ..m.clone()
+                });
+                Ok((
+                    StatisticsQuery {
+                        table,
+                        year: i32::try_from(m.year).unwrap_or(i32::MAX),
+                        quarter: m.quarter,
+                        by_municipality: m.by_municipality,
+                        purpose: m.purpose,
+                    },
+                    network,
+                ))
             },
-            async |ex, ctx, q| {
-                ex.statistics(ctx, q, case_facts)
-                    .await?
-                    .try_map(|p| Ok(publication_pb(&p, &ctx.request_id)))
+            async |ex, ctx, (q, network)| {
+                let own = ex.statistics(ctx, q, case_facts).await?;
+                let Some(ask) = network else {
+                    return own.try_map(|p| Ok(publication_pb(&p, &ctx.request_id)));
+                };
+                let peers = super::federated::peer_statistics(ex, ctx, ask).await;
+                let own_node = ex
+                    .federation()
+                    .map(|f| f.node_id().to_string())
+                    .unwrap_or_default();
+                own.try_map(|p| Ok(national(&p, &own_node, peers, &ctx.request_id)))
             },
         )
         .await
@@ -147,6 +266,7 @@ pub async fn get_statistics(
         quarter: ask.quarter,
         by_municipality: ask.by_municipality,
         purpose: ask.purpose,
+        network: false,
     });
     if let Some(actor) = ask.actor {
         let v = actor
@@ -154,7 +274,12 @@ pub async fn get_statistics(
             .map_err(|_| Status::invalid_argument("the actor must be printable ASCII"))?;
         req.metadata_mut().insert(crate::rpc::ACTOR_HEADER, v);
     }
-    let r = client.get_statistics(req).await?.into_inner();
+    publication_of(client.get_statistics(req).await?.into_inner())
+}
+
+/// A node's answer as the table it published, with the request id of its
+/// access record. Errors: `Internal` for a reply this binary cannot read.
+fn publication_of(r: pb::GetStatisticsResponse) -> Result<(Publication, String), Status> {
     let bad = || Status::internal("the node's answer is not a table this binary can read");
     let axis = |a: Option<pb::StatisticsAxis>| -> Result<Axis, Status> {
         let a = a.unwrap_or_default();

@@ -25,6 +25,7 @@
 mod audit;
 mod design;
 mod facts;
+pub mod national;
 mod protect;
 mod publish;
 

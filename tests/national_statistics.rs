@@ -1,0 +1,253 @@
+//! The monitor's figures over the whole federation (`network = true`) on
+//! three real nodes: the monitor's home node adds up the tables every node
+//! published, a cell "< 10" or "x" at any node is "x" nationally, every
+//! node that answered records the request, a node refuses a network
+//! request from another node (one hop), and a node that does not answer is
+//! named rather than silently left out of the totals.
+
+mod common;
+
+use common::federation::*;
+use common::*;
+use sluis::federation::directory::Host;
+use sluis::rpc::proto::v1 as pb;
+use tonic::Code;
+
+const MONITOR: &str = "monitor-jenv";
+
+/// `n` cases at `node`, by the municipality, with intakes in 2025 Q1 and the
+/// scenarios given as (scenario, how many).
+async fn cases_at(node: &Started, first: usize, mix: &[(pb::PerspectiveKind, usize)]) {
+    cases_by(node, GEMEENTE, first, mix).await;
+}
+
+/// The same, registered by `municipality`.
+async fn cases_by(
+    node: &Started,
+    municipality: &str,
+    first: usize,
+    mix: &[(pb::PerspectiveKind, usize)],
+) {
+    let mut gemeente = node.client(municipality).await;
+    let mut i = first;
+    for &(kind, n) in mix {
+        for _ in 0..n {
+            let mut d = full_case(
+                &format!("Gegenereerd Persoon {i:05}"),
+                &format!("{:010}", 7_100_000_000u64 + i as u64),
+                "",
+            );
+            d.perspective = Some(pb::Perspective {
+                kind: kind as i32,
+                intake_scenario: kind as i32,
+                intake_date: format!("2025-02-{:02}", 1 + i % 27),
+                ..Default::default()
+            });
+            d.outcome = None;
+            gemeente
+                .cases
+                .register_case(with_actor(pb::RegisterCaseRequest {
+                    request_id: String::new(),
+                    data: Some(d),
+                }))
+                .await
+                .expect("register");
+            i += 1;
+        }
+    }
+}
+
+fn inflow(network: bool) -> pb::GetStatisticsRequest {
+    pb::GetStatisticsRequest {
+        table: pb::StatisticsTable::Inflow as i32,
+        year: 2025,
+        quarter: 1,
+        by_municipality: false,
+        purpose: "monitoring".into(),
+        network,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_figures_add_up_what_each_node_published() {
+    let (key, nodes, mut dir_nodes) = started_network().await;
+    // The monitor is hosted at A.
+    dir_nodes[0].hosts.push(Host {
+        participant: MONITOR.into(),
+        role: "monitor".into(),
+    });
+    let d = reissue(
+        &dir_nodes,
+        2,
+        time::OffsetDateTime::now_utc() + time::Duration::days(30),
+    );
+    write_directory(&nodes.iter().collect::<Vec<_>>(), &key, &d);
+    use pb::PerspectiveKind as P;
+    cases_at(
+        &nodes[0],
+        0,
+        &[
+            (P::Legalisation, 30),
+            (P::Return, 20),
+            (P::OnwardMigration, 15),
+            (P::Undetermined, 15),
+        ],
+    )
+    .await;
+    cases_at(
+        &nodes[1],
+        100,
+        &[
+            (P::Legalisation, 25),
+            (P::Return, 15),
+            (P::OnwardMigration, 15),
+            (P::Undetermined, 20),
+        ],
+    )
+    .await;
+    cases_at(
+        &nodes[2],
+        200,
+        &[
+            (P::Legalisation, 30),
+            (P::Return, 20),
+            (P::OnwardMigration, 15),
+            (P::Undetermined, 20),
+        ],
+    )
+    .await;
+
+    // C's second municipality: a node protects each municipality's slice
+    // too, so one without cases would hide C's figures.
+    cases_by(
+        &nodes[2],
+        AMSTERDAM,
+        300,
+        &[
+            (P::Legalisation, 20),
+            (P::Return, 15),
+            (P::OnwardMigration, 15),
+            (P::Undetermined, 15),
+        ],
+    )
+    .await;
+    let mut monitor = nodes[0].client(MONITOR).await;
+    let national = monitor
+        .stats
+        .get_statistics(with_actor(inflow(true)))
+        .await
+        .expect("network figures")
+        .into_inner();
+    assert_eq!(national.nodes, vec![A, B, C]);
+    assert!(
+        national.missing_nodes.is_empty(),
+        "{:?}",
+        national.missing_nodes
+    );
+
+    // Each node's own table, as the monitor gets it there (published once,
+    // so the same figures the network request added up).
+    let mut own = Vec::new();
+    own.push(
+        monitor
+            .stats
+            .get_statistics(with_actor(inflow(false)))
+            .await
+            .unwrap()
+            .into_inner(),
+    );
+    for n in &nodes[1..] {
+        let ch = node_channel(&nodes[0], n).await;
+        let mut c = pb::statistics_service_client::StatisticsServiceClient::new(ch);
+        own.push(
+            c.get_statistics(asserting(with_actor(inflow(false)), MONITOR, "monitor"))
+                .await
+                .expect("a peer answers the monitor's home node")
+                .into_inner(),
+        );
+    }
+    use pb::statistics_figure::Kind;
+    let mut counts = 0;
+    for (i, f) in national.figures.iter().enumerate() {
+        let parts: Vec<&pb::StatisticsFigure> = own.iter().map(|t| &t.figures[i]).collect();
+        if parts.iter().all(|p| p.kind == Kind::Count as i32) {
+            assert_eq!(f.kind, Kind::Count as i32, "cell {i}");
+            assert_eq!(
+                f.count,
+                parts.iter().map(|p| p.count).sum::<u64>(),
+                "cell {i}"
+            );
+            counts += 1;
+        } else {
+            assert_eq!(f.kind, Kind::Suppressed as i32, "cell {i}");
+            assert_eq!(f.shown, "x");
+        }
+    }
+    assert!(
+        counts > 0,
+        "some national cell is a count:\n{}\n{}\n{}\n{}",
+        national.text,
+        own[0].text,
+        own[1].text,
+        own[2].text
+    );
+    // The total is "x" at a node (it also counts cases in no listed
+    // category, none here, so it would give that "< 10" away): "x"
+    // nationally. ("< 10" at one node: `stats::national`'s tests.)
+    let rows = national.rows.as_ref().unwrap();
+    let total = rows.labels.iter().position(|l| l.key == "total").unwrap();
+    assert_eq!(own[2].figures[total].kind, Kind::Suppressed as i32);
+    assert_eq!(national.figures[total].kind, Kind::Suppressed as i32);
+    assert!(!national.text.contains("INCOMPLETE"), "{}", national.text);
+
+    // Every node that answered recorded the request under its id.
+    for n in &nodes {
+        let rs = n.records(&national.access_record_id).await;
+        assert!(
+            rs.iter().any(|r| r.method == "GetStatistics"),
+            "a record at {}",
+            n.id
+        );
+    }
+
+    // One hop: a node asking another for network figures is refused, and
+    // the refusal is recorded there.
+    let ch = node_channel(&nodes[0], &nodes[1]).await;
+    let mut c = pb::statistics_service_client::StatisticsServiceClient::new(ch);
+    let e = c
+        .get_statistics(asserting(with_actor(inflow(true)), MONITOR, "monitor"))
+        .await
+        .expect_err("a network request from a peer");
+    assert_eq!(e.code(), Code::PermissionDenied, "{}", e.message());
+    assert!(e.message().contains("one hop"), "{}", e.message());
+    let id = e.metadata().get("x-request-id").unwrap().to_str().unwrap();
+    assert_eq!(nodes[1].record(id).await.method, "GetStatistics");
+
+    // Only the monitor asks for network figures.
+    let mut gemeente = nodes[0].client(GEMEENTE).await;
+    let e = gemeente
+        .stats
+        .get_statistics(with_actor(inflow(true)))
+        .await
+        .expect_err("a municipality asking for network figures");
+    assert_eq!(e.code(), Code::InvalidArgument, "{}", e.message());
+
+    // A node that is down is named; its cases are not silently dropped.
+    let mut nodes = nodes;
+    let c_node = nodes.pop().unwrap();
+    c_node.node.shutdown().await.unwrap();
+    let partial = monitor
+        .stats
+        .get_statistics(with_actor(inflow(true)))
+        .await
+        .expect("network figures without C")
+        .into_inner();
+    assert_eq!(partial.nodes, vec![A, B]);
+    assert_eq!(partial.missing_nodes.len(), 1);
+    assert!(
+        partial.missing_nodes[0].starts_with(C),
+        "{:?}",
+        partial.missing_nodes
+    );
+    assert!(partial.text.contains("INCOMPLETE"), "{}", partial.text);
+}
