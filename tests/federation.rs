@@ -149,9 +149,10 @@ async fn forwarded_reads_forged_assertions_and_directory_lifetime() {
             .map(|i| i.reason.clone());
         assert_eq!(reason.as_deref(), Some("METHOD_NOT_SERVED"), "{err:?}");
         assert!(
-            err.message()
-                .contains("sluis.v1.CaseService, sluis.v1.FederationService")
-                && !err.message().contains("AuditService"),
+            err.message().contains("sluis.v1.CaseService")
+                && err.message().contains("sluis.v1.FederationService")
+                && !err.message().contains("AuditService")
+                && !err.message().contains("ConsentService"),
             "{}",
             err.message()
         );
