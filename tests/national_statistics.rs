@@ -81,7 +81,7 @@ async fn network_figures_add_up_what_each_node_published() {
         2,
         time::OffsetDateTime::now_utc() + time::Duration::days(30),
     );
-    write_directory(&nodes.iter().collect::<Vec<_>>(), &key, &d);
+    write_directory(&nodes.iter().collect::<Vec<_>>(), &key, &d).await;
     use pb::PerspectiveKind as P;
     cases_at(
         &nodes[0],
