@@ -96,6 +96,9 @@ fn to_previous_layout(db: &Path) {
          CREATE TRIGGER merkle_nodes_append_only_d BEFORE DELETE ON merkle_nodes
          BEGIN SELECT RAISE(ABORT, 'the log tree is append-only'); END;
          DROP TABLE federation_directory;
+         DROP TABLE checkpoint_cosignatures;
+         DROP TABLE witnessed_checkpoints;
+         DROP TABLE witness_alarms;
          DROP TABLE referred_cases;
          DROP TABLE federation_pseudonyms;
          DROP TRIGGER consent_events_append_only_d;
