@@ -206,7 +206,10 @@ pub(crate) fn free_line(field: &str, s: &str, max: usize, names: &[String]) -> R
         .iter()
         .flat_map(|n| n.split(|c: char| !c.is_alphanumeric()))
         .filter(|part| {
-            part.chars().count() >= 3 && !NAME_PARTICLES.contains(&part.to_lowercase().as_str())
+            // Three letters or more: a run of digits is not a name (numbers
+            // are judged by the V-number and BSN rules above).
+            part.chars().filter(|c| c.is_alphabetic()).count() >= 3
+                && !NAME_PARTICLES.contains(&part.to_lowercase().as_str())
         })
         .any(|part| words.contains(&part.to_lowercase()));
     if named {
@@ -715,6 +718,10 @@ mod tests {
         }
         // Nine digits that fail the 11-check are no BSN (an order number).
         ok("order 123456789").unwrap();
+        // A name with a number in it: the number is not a name part.
+        let numbered = vec!["Proef Persoon 00000003".to_string()];
+        free_line("note", "BENCH-00000003", 500, &numbered).unwrap();
+        free_line("note", "about Persoon", 500, &numbered).unwrap_err();
     }
 
     #[test]
