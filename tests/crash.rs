@@ -418,7 +418,12 @@ async fn every_answered_request_survives_sigkill_and_the_log_verifies() {
     let shared = Arc::new(Shared::default());
     let mut tasks = Vec::new();
     for (participant, purpose) in parties {
-        let c = node.client(participant).await.expect("connect");
+        let c = node.client(participant).await.unwrap_or_else(|e| {
+            panic!(
+                "connect as {participant}: {e}\nthe node's log:\n{}",
+                served.log()
+            )
+        });
         tasks.push(tokio::spawn(load(c, participant, purpose, shared.clone())));
     }
 
