@@ -26,7 +26,7 @@ use crate::net::identity::{Peer, Registry};
 use crate::net::sources::Summary;
 use crate::net::tls::HandshakeFailure;
 use crate::policy::Policy;
-use crate::store::{CaseMeta, IssuedPseudonym, NewCase, RequestKey, Store, StoreError};
+use crate::store::{CaseMeta, CaseUpdate, IssuedPseudonym, NewCase, RequestKey, Store, StoreError};
 use crate::tlog::note;
 use crate::tlog::{AccessRecord, AuditLog, Decision, LdvStatus, Recorded, SubjectIdType};
 
@@ -1068,15 +1068,15 @@ impl Exchange {
         let key = held.as_ref().map(|h| h.row(&case_id, 0, &rec));
         match self
             .store
-            .update_case(
-                &case_id,
-                &sealed,
-                &cleared,
-                &index,
-                subject_id.as_deref(),
-                rec.at,
-                key.as_ref(),
-            )
+            .update_case(CaseUpdate {
+                case_id: case_id.clone(),
+                sealed,
+                cleared,
+                subject_index: index,
+                subject_id,
+                now: rec.at,
+                key,
+            })
             .await
         {
             Ok(Some(v)) => Ok(durable.map(|()| v)),

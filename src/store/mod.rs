@@ -376,6 +376,26 @@ pub(crate) struct CaseChange {
     pub(crate) erase_at: Option<Millis>,
 }
 
+/// An owner's update of a case ([`Store::update_case`]): written in one
+/// transaction that also bumps the case's version.
+#[derive(Clone, Debug)]
+pub(crate) struct CaseUpdate {
+    pub(crate) case_id: String,
+    /// Categories written (sealed under the case key).
+    pub(crate) sealed: Vec<(Category, Vec<u8>)>,
+    /// Categories whose rows are deleted; clearing `Identity` also clears
+    /// the sealed subject id.
+    pub(crate) cleared: Vec<Category>,
+    /// Subject-index entries added (keyed hashes, never raw identifiers).
+    pub(crate) subject_index: Vec<(String, String)>,
+    /// The new sealed subject id, when the identity changed.
+    pub(crate) subject_id: Option<Vec<u8>>,
+    /// When (ms since the epoch): the case's `updated_at`.
+    pub(crate) now: Millis,
+    /// The write's idempotency key; its `seq` becomes the new version.
+    pub(crate) key: Option<RequestKey>,
+}
+
 /// A case key re-wrapped under a newer data key version:
 /// `(case id, wrapped key, new version, version it was under)`.
 pub(crate) type Rewrap = (String, Vec<u8>, i64, i64);
@@ -791,18 +811,8 @@ impl Store {
     /// replaces the sealed subject id when one is given, and bumps the
     /// version, in one transaction. Returns the new version, or `None`
     /// (nothing written) if the case does not exist.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn update_case(
-        &self,
-        case_id: &str,
-        sealed: &[(Category, Vec<u8>)],
-        cleared: &[Category],
-        subject_index: &[(String, String)],
-        subject_id: Option<&[u8]>,
-        now: Millis,
-        key: Option<&RequestKey>,
-    ) -> Result<Option<i64>, StoreError> {
-        on_store!(&self.backend, b => b.update_case(case_id, sealed, cleared, subject_index, subject_id, now, key).await)
+    pub(crate) async fn update_case(&self, update: CaseUpdate) -> Result<Option<i64>, StoreError> {
+        on_store!(&self.backend, b => b.update_case(update).await)
     }
 
     /// Applies a [`CaseChange`]; the case's new version, or `None` when the

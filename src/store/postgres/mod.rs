@@ -32,9 +32,9 @@ use crate::store::rows::{
 };
 use crate::store::scan::{AHEAD, Chunk};
 use crate::store::{
-    Append, CaseChange, CaseMeta, CaseWithData, DbError, LogFilter, LogRow, NewCase, PoolSettings,
-    ReleaseKey, RequestKey, Rewrap, SchemaError, SealedCase, StoreError, StoredCheckpoint,
-    StoredRelease, Visible, migrations, redact_url, sql, tiles,
+    Append, CaseChange, CaseMeta, CaseUpdate, CaseWithData, DbError, LogFilter, LogRow, NewCase,
+    PoolSettings, ReleaseKey, RequestKey, Rewrap, SchemaError, SealedCase, StoreError,
+    StoredCheckpoint, StoredRelease, Visible, migrations, redact_url, sql, tiles,
 };
 use crate::tlog::layout::TileId;
 use crate::tlog::merkle::{Hash, NodeId};
@@ -357,44 +357,34 @@ impl PgStore {
         Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub(super) async fn update_case(
-        &self,
-        case_id: &str,
-        sealed: &[(Category, Vec<u8>)],
-        cleared: &[Category],
-        subject_index: &[(String, String)],
-        subject_id: Option<&[u8]>,
-        now: Millis,
-        key: Option<&RequestKey>,
-    ) -> Result<Option<i64>, StoreError> {
+    pub(super) async fn update_case(&self, u: CaseUpdate) -> Result<Option<i64>, StoreError> {
         let mut tx = self.pool.begin().await?;
         let version: Option<i64> = sqlx::query_scalar(sql::BUMP_CASE)
-            .bind(now)
-            .bind(case_id)
+            .bind(u.now)
+            .bind(&u.case_id)
             .fetch_optional(&mut *tx)
             .await?;
         let Some(version) = version else {
             return Ok(None);
         };
-        for (cat, blob) in sealed {
+        for (cat, blob) in &u.sealed {
             sqlx::query(sql::UPSERT_CASE_DATA)
-                .bind(case_id)
+                .bind(&u.case_id)
                 .bind(i64::from(cat.code()))
                 .bind(blob)
                 .execute(&mut *tx)
                 .await?;
         }
-        delete_case_data(&mut tx, case_id, cleared).await?;
-        put_subject_index(&mut tx, case_id, subject_index).await?;
-        if subject_id.is_some() || cleared.contains(&Category::Identity) {
+        delete_case_data(&mut tx, &u.case_id, &u.cleared).await?;
+        put_subject_index(&mut tx, &u.case_id, &u.subject_index).await?;
+        if u.subject_id.is_some() || u.cleared.contains(&Category::Identity) {
             sqlx::query(sql::SET_SUBJECT_ID)
-                .bind(subject_id)
-                .bind(case_id)
+                .bind(&u.subject_id)
+                .bind(&u.case_id)
                 .execute(&mut *tx)
                 .await?;
         }
-        if let Some(key) = key {
+        if let Some(key) = &u.key {
             put_request_key(&mut tx, key, version).await?;
         }
         tx.commit().await?;

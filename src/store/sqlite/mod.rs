@@ -37,9 +37,9 @@ use crate::model::consent::{Consent, ConsentEvent, Millis};
 use crate::store::rows::{self, CaseFold, Columns, ConsentFold, StatisticsFold};
 use crate::store::scan::{AHEAD, Chunk};
 use crate::store::{
-    Append, CaseChange, CaseMeta, CaseWithData, DbError, LogFilter, LogRow, NewCase, PoolSettings,
-    ReleaseKey, RequestKey, Rewrap, SealedCase, StoreError, StoredCheckpoint, StoredRelease,
-    Visible, sql, tiles,
+    Append, CaseChange, CaseMeta, CaseUpdate, CaseWithData, DbError, LogFilter, LogRow, NewCase,
+    PoolSettings, ReleaseKey, RequestKey, Rewrap, SealedCase, StoreError, StoredCheckpoint,
+    StoredRelease, Visible, sql, tiles,
 };
 use crate::tlog::layout::TileId;
 use crate::tlog::merkle::{Hash, NodeId};
@@ -374,35 +374,10 @@ impl SqliteStore {
         result
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub(super) async fn update_case(
-        &self,
-        case_id: &str,
-        sealed: &[(Category, Vec<u8>)],
-        cleared: &[Category],
-        subject_index: &[(String, String)],
-        subject_id: Option<&[u8]>,
-        now: Millis,
-        key: Option<&RequestKey>,
-    ) -> Result<Option<i64>, StoreError> {
-        let (id, sealed, index) = (case_id.to_owned(), sealed.to_vec(), subject_index.to_vec());
-        let (key, subject_id) = (key.cloned(), subject_id.map(<[u8]>::to_vec));
-        let cleared = cleared.to_vec();
-        let result = self
-            .write(move |c| {
-                write::update_case(
-                    c,
-                    &id,
-                    &sealed,
-                    &cleared,
-                    &index,
-                    subject_id.as_deref(),
-                    now,
-                    key.as_ref(),
-                )
-            })
-            .await;
-        self.forget_case(case_id);
+    pub(super) async fn update_case(&self, update: CaseUpdate) -> Result<Option<i64>, StoreError> {
+        let id = update.case_id.clone();
+        let result = self.write(move |c| write::update_case(c, &update)).await;
+        self.forget_case(&id);
         result
     }
 

@@ -17,8 +17,8 @@ use crate::model::Category;
 use crate::model::consent::{Consent, ConsentEvent, EventKind, Millis};
 use crate::store::rows::{categories_column, purposes_column, recipient_columns};
 use crate::store::{
-    CaseChange, IssuedPseudonym, LogRow, NewCase, RequestKey, Rewrap, StoreError, StoredCheckpoint,
-    StoredRelease, sql, tiles,
+    CaseChange, CaseUpdate, IssuedPseudonym, LogRow, NewCase, RequestKey, Rewrap, StoreError,
+    StoredCheckpoint, StoredRelease, sql, tiles,
 };
 use crate::tlog::merkle::{Hash, NodeId};
 
@@ -216,37 +216,27 @@ pub(super) fn forget_request_keys(
 }
 
 /// See `Store::update_case`.
-#[allow(clippy::too_many_arguments)]
 pub(super) fn update_case(
     conn: &mut Connection,
-    case_id: &str,
-    sealed: &[(Category, Vec<u8>)],
-    cleared: &[Category],
-    subject_index: &[(String, String)],
-    subject_id: Option<&[u8]>,
-    now: Millis,
-    key: Option<&RequestKey>,
+    u: &CaseUpdate,
 ) -> Result<Option<i64>, StoreError> {
     let tx = begin(conn)?;
     let version = tx
         .prepare_cached(sql::BUMP_CASE)?
-        .query_map(params![now, case_id], |r| r.get::<_, i64>(0))?
+        .query_map(params![u.now, u.case_id], |r| r.get::<_, i64>(0))?
         .next()
         .transpose()?;
     let Some(version) = version else {
         return Ok(None);
     };
-    put_case_data(&tx, sql::UPSERT_CASE_DATA, case_id, sealed)?;
-    delete_case_data(&tx, case_id, cleared)?;
-    put_subject_index(&tx, case_id, subject_index)?;
-    if let Some(subject_id) = subject_id {
+    put_case_data(&tx, sql::UPSERT_CASE_DATA, &u.case_id, &u.sealed)?;
+    delete_case_data(&tx, &u.case_id, &u.cleared)?;
+    put_subject_index(&tx, &u.case_id, &u.subject_index)?;
+    if u.subject_id.is_some() || u.cleared.contains(&Category::Identity) {
         tx.prepare_cached(sql::SET_SUBJECT_ID)?
-            .execute(params![subject_id, case_id])?;
-    } else if cleared.contains(&Category::Identity) {
-        tx.prepare_cached(sql::SET_SUBJECT_ID)?
-            .execute(params![None::<Vec<u8>>, case_id])?;
+            .execute(params![u.subject_id, u.case_id])?;
     }
-    if let Some(key) = key {
+    if let Some(key) = &u.key {
         put_request_key(&tx, key, version)?;
     }
     tx.commit()?;
