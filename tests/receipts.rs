@@ -11,12 +11,36 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use common::*;
 use sluis::gateway::vault::Keys;
+use sluis::rpc::Clients;
 use sluis::rpc::proto::v1 as pb;
 use sluis::tlog::note::{self, Signer};
 use tonic::Code;
 
 fn sluis() -> Command {
     Command::new(env!("CARGO_BIN_EXE_sluis"))
+}
+
+/// Grants a consent and fetches its signed receipt, as the case's owner.
+async fn granted_receipt(
+    owner: &mut Clients,
+    grant: tonic::Request<pb::GrantConsentRequest>,
+) -> pb::GetConsentReceiptResponse {
+    let consent = owner
+        .consents
+        .grant_consent(grant)
+        .await
+        .unwrap()
+        .into_inner()
+        .consent
+        .unwrap();
+    owner
+        .consents
+        .get_consent_receipt(with_actor(pb::GetConsentReceiptRequest {
+            consent_id: consent.consent_id,
+        }))
+        .await
+        .unwrap()
+        .into_inner()
 }
 
 /// `sluis receipt verify` on a note: whether it passed, and its output.
@@ -66,22 +90,7 @@ async fn evidence_cannot_plant_lines_in_a_signed_receipt() {
     );
     assert_eq!(node.digest().await, digest, "nothing stored");
 
-    let consent = owner
-        .consents
-        .grant_consent(request("DMS-1 (scan, p. 3)"))
-        .await
-        .unwrap()
-        .into_inner()
-        .consent
-        .unwrap();
-    let receipt = owner
-        .consents
-        .get_consent_receipt(with_actor(pb::GetConsentReceiptRequest {
-            consent_id: consent.consent_id,
-        }))
-        .await
-        .unwrap()
-        .into_inner();
+    let receipt = granted_receipt(&mut owner, request("DMS-1 (scan, p. 3)")).await;
     let body = note::verify(&receipt.signed_note, &receipt.verifier_key).unwrap();
     let count = |prefix: &str| body.lines().filter(|l| l.starts_with(prefix)).count();
     assert_eq!(count("category "), 1, "{body}");
@@ -107,18 +116,23 @@ async fn receipt_verify_refuses_malformed_notes() {
         blob.extend_from_slice(&keys.sign(text.as_bytes()));
         format!("{text}\n\u{2014} {name} {}\n", B64.encode(blob))
     };
-    let good = raw("consent receipt\nevidence DMS-1\n");
+    let body = |evidence: &str, tail: &str| {
+        format!(
+            "{name}/consent-receipt/v1\nconsent 0f6a\ncase 9b2c\nrecorded-by gemeente-utrecht\n\
+             recipient role dtv\ncategory perspective\npurpose return\n\
+             valid-from 2026-01-01T00:00:00Z\nvalid-until open\nevidence {evidence}\n\
+             state active at 2026-01-02T00:00:00Z\n{tail}"
+        )
+    };
+    let good = raw(&body("DMS-1", ""));
     let (ok, out) = receipt_verify(node.dir.path(), &key, &good);
-    assert!(ok, "a well-formed note verifies: {out}");
+    assert!(ok, "a well-formed receipt verifies: {out}");
     for (what, note) in [
         (
             "a control character in the text",
-            raw("consent receipt\nevidence DMS-1\u{1b}[1A\u{1b}[2Kstate active\n"),
+            raw(&body("DMS-1\u{1b}[1A\u{1b}[2K", "")),
         ),
-        (
-            "a carriage return in the text",
-            raw("consent receipt\r\nevidence DMS-1\n"),
-        ),
+        ("a carriage return in the text", raw(&body("DMS-1\r", ""))),
         (
             "a stray line among the signatures",
             format!("{good}state active\n"),
@@ -134,5 +148,64 @@ async fn receipt_verify_refuses_malformed_notes() {
             out.contains("receipt NOT verified: the note is malformed"),
             "{what}: {out}"
         );
+    }
+}
+
+/// A note the node's key signed that is not a consent receipt — a
+/// checkpoint, or a receipt with a line doubled, added or missing — is
+/// refused: a valid signature alone does not make a receipt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn receipt_verify_refuses_signed_notes_that_are_not_receipts() {
+    let node = TestNode::start().await;
+    let mut owner = node.client(GEMEENTE).await;
+    let (case_id, _) = register(&mut owner).await;
+    let receipt = granted_receipt(&mut owner, with_actor(consent_request(&case_id))).await;
+    let body = note::verify(&receipt.signed_note, &receipt.verifier_key).unwrap();
+    let keys = Keys::load(&node.config.path(&node.config.node.keys_dir)).unwrap();
+    let name = node.config.node.name.clone();
+    let key = receipt.verifier_key.clone();
+    let key_id = hex::decode(key.split('+').nth(1).unwrap()).unwrap();
+    let raw = |text: &str| {
+        let mut blob = key_id.clone();
+        blob.extend_from_slice(&keys.sign(text.as_bytes()));
+        format!("{text}\n\u{2014} {name} {}\n", B64.encode(blob))
+    };
+    let state = body.lines().last().unwrap();
+    let case_line = body.lines().find(|l| l.starts_with("case ")).unwrap();
+    for (what, text, says) in [
+        (
+            "a checkpoint of the node's log",
+            format!("{name}\n7\nq1w2e3r4t5y6u7i8o9p0a1s2d3f4g5h6j7k8l9z0x1c=\n"),
+            "its first line is",
+        ),
+        (
+            "a second state line",
+            format!("{body}state withdrawn at 2099-01-01T00:00:00Z\n"),
+            "one such line only",
+        ),
+        (
+            "a second case line",
+            body.replacen(case_line, &format!("{case_line}\n{case_line}"), 1),
+            "one such line only",
+        ),
+        (
+            "no state line",
+            body.replacen(&format!("{state}\n"), "", 1),
+            "before its state line",
+        ),
+        (
+            "a line added at the end",
+            format!("{body}note agreed by phone\n"),
+            "after the state line",
+        ),
+    ] {
+        let note = raw(&text);
+        let (ok, out) = receipt_verify(node.dir.path(), &key, &note);
+        assert!(!ok, "{what}: accepted:\n{out}");
+        assert!(
+            out.contains("receipt NOT verified") && out.contains("is not a consent receipt"),
+            "{what}: {out}"
+        );
+        assert!(out.contains(says), "{what}: {out}");
     }
 }

@@ -212,6 +212,10 @@ enum CertsCommand {
 #[derive(Subcommand)]
 enum ReceiptCommand {
     /// Verify a consent receipt offline against the node's verifier key.
+    ///
+    /// Checks the C2SP signed-note signature and that the note is a consent
+    /// receipt of that node (header line, one line per fact, `state` last).
+    /// Exit 0: verified (the receipt is printed); 1: not verified, with why.
     Verify {
         /// The node's verifier key (name+hash+key), as returned with the receipt.
         #[arg(long)]
@@ -494,13 +498,21 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         } => {
             let text = crate::files::read_to_string(&file, crate::files::Kind::Note)
                 .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
-            match crate::tlog::note::verify(&text, &key) {
-                Ok(body) => {
-                    print!("{body}");
-                    println!(
-                        "receipt verified: signed by {}",
-                        key.split('+').next().unwrap_or("")
+            let origin = key.split('+').next().unwrap_or("");
+            let checked = crate::tlog::note::verify(&text, &key).map(|body| {
+                let grammar = crate::model::consent::check_receipt(origin, body);
+                (body, grammar)
+            });
+            match checked {
+                Ok((_, Err(e))) => {
+                    eprintln!(
+                        "receipt NOT verified: the note is signed by {origin} but is not a consent receipt: {e}"
                     );
+                    Ok(ExitCode::FAILURE)
+                }
+                Ok((body, Ok(()))) => {
+                    print!("{body}");
+                    println!("receipt verified: signed by {origin}");
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(e) => {

@@ -232,6 +232,103 @@ pub(crate) fn receipt_body(node: &str, consent: &Consent, now: Millis) -> String
     b
 }
 
+/// Why a signed note is not a consent receipt ([`check_receipt`]).
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ReceiptError {
+    #[error("its first line is {found:?}, not \"{origin}/consent-receipt/v1\"")]
+    Header { origin: String, found: String },
+    #[error("line {line}: expected {expected}, found {found:?}")]
+    Line {
+        line: usize,
+        expected: &'static str,
+        found: String,
+    },
+    #[error("it ends before its {0} line")]
+    Missing(&'static str),
+    #[error("line {line}: {found:?} after the state line, which is the last")]
+    Trailing { line: usize, found: String },
+}
+
+/// Checks that a verified note's body is a consent receipt as
+/// [`receipt_body`] writes it, signed under `origin` (the node's name):
+/// the header line, then `consent`, `case`, `recorded-by`, one or more
+/// `recipient`, `category` and `purpose` lines, `valid-from`,
+/// `valid-until`, `evidence`, any `event` lines, and one `state` line last.
+/// A note the node signed for something else (a checkpoint, a cosigned
+/// note) or a receipt with a line added, doubled or missing is refused.
+/// Errors: [`ReceiptError`], naming the first line that does not fit.
+pub fn check_receipt(origin: &str, body: &str) -> Result<(), ReceiptError> {
+    let mut lines = body.lines().enumerate().map(|(i, l)| (i + 1, l)).peekable();
+    let header = format!("{origin}/consent-receipt/v1");
+    match lines.next() {
+        Some((_, l)) if l == header => {}
+        found => {
+            return Err(ReceiptError::Header {
+                origin: origin.to_owned(),
+                found: found.map(|(_, l)| l.to_owned()).unwrap_or_default(),
+            });
+        }
+    }
+    // (keyword, at least one, at most one)
+    const GRAMMAR: [(&str, bool, bool); 11] = [
+        ("consent", true, true),
+        ("case", true, true),
+        ("recorded-by", true, true),
+        ("recipient", true, false),
+        ("category", true, false),
+        ("purpose", true, false),
+        ("valid-from", true, true),
+        ("valid-until", true, true),
+        ("evidence", true, true),
+        ("event", false, false),
+        ("state", true, true),
+    ];
+    let keyword_of = |l: &str| {
+        l.split_once(' ')
+            .map(|(k, rest)| (k.to_owned(), rest.is_empty()))
+    };
+    for (keyword, required, single) in GRAMMAR {
+        let mut seen = 0;
+        while let Some(&(n, l)) = lines.peek() {
+            match keyword_of(l) {
+                Some((k, empty)) if k == keyword => {
+                    if empty || (single && seen == 1) {
+                        return Err(ReceiptError::Line {
+                            line: n,
+                            expected: if empty {
+                                "a value after the keyword"
+                            } else {
+                                "one such line only"
+                            },
+                            found: l.to_owned(),
+                        });
+                    }
+                    seen += 1;
+                    lines.next();
+                }
+                _ => break,
+            }
+        }
+        if required && seen == 0 {
+            return match lines.peek() {
+                Some(&(n, l)) => Err(ReceiptError::Line {
+                    line: n,
+                    expected: keyword,
+                    found: l.to_owned(),
+                }),
+                None => Err(ReceiptError::Missing(keyword)),
+            };
+        }
+    }
+    match lines.next() {
+        Some((line, l)) => Err(ReceiptError::Trailing {
+            line,
+            found: l.to_owned(),
+        }),
+        None => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -333,6 +430,60 @@ mod tests {
 
     /// A receipt has one line per fact, whatever its stored evidence
     /// reference holds.
+    #[test]
+    fn a_receipt_body_is_a_receipt_and_nothing_else_is() {
+        let c = consent("a", 0, None);
+        let body = receipt_body("sluis.example", &c, 5);
+        assert_eq!(check_receipt("sluis.example", &body), Ok(()));
+        // Signed by another node's name.
+        assert!(matches!(
+            check_receipt("other.example", &body),
+            Err(ReceiptError::Header { .. })
+        ));
+        // A checkpoint the same key signed.
+        let checkpoint = "sluis.example\n12\nq1w2e3r4t5y6u7i8o9p0a1s2d3f4g5h6j7k8l9z0x1c=\n";
+        assert!(check_receipt("sluis.example", checkpoint).is_err());
+        // A second state line, a doubled case, a line removed, one added.
+        let twice = format!("{body}state withdrawn at 1970-01-01T00:00:00Z\n");
+        assert!(matches!(
+            check_receipt("sluis.example", &twice),
+            Err(ReceiptError::Line {
+                expected: "one such line only",
+                ..
+            })
+        ));
+        let case_line = body.lines().nth(2).unwrap();
+        let doubled = body.replacen(case_line, &format!("{case_line}\n{case_line}"), 1);
+        assert!(check_receipt("sluis.example", &doubled).is_err());
+        let no_purpose: String = body
+            .lines()
+            .filter(|l| !l.starts_with("purpose "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_eq!(
+            check_receipt("sluis.example", &no_purpose),
+            Err(ReceiptError::Line {
+                // header, consent, case, recorded-by, two recipients, one category
+                line: 8,
+                expected: "purpose",
+                found: body
+                    .lines()
+                    .find(|l| l.starts_with("valid-from"))
+                    .unwrap()
+                    .to_owned(),
+            })
+        );
+        let added = format!("{body}note the subject agreed by phone\n");
+        assert!(matches!(
+            check_receipt("sluis.example", &added),
+            Err(ReceiptError::Trailing { .. })
+        ));
+        assert_eq!(
+            check_receipt("sluis.example", "sluis.example/consent-receipt/v1\n"),
+            Err(ReceiptError::Missing("consent"))
+        );
+    }
+
     #[test]
     fn stored_free_text_cannot_add_lines_to_a_receipt() {
         let mut c = consent("a", 0, None);
