@@ -243,46 +243,70 @@ pub(crate) struct Query {
     pub(crate) request_id: Option<String>,
 }
 
+/// How a refused filter is named in its message: as the officer typed it —
+/// the command line's flag (`--since`, `--request-id`) or the console's
+/// field (`since`, `request_id`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Named {
+    Flags,
+    Fields,
+}
+
+impl Named {
+    /// `flag` (`--request-id`) as this naming writes it.
+    fn name(self, flag: &'static str) -> String {
+        match self {
+            Named::Flags => flag.to_string(),
+            Named::Fields => flag.trim_start_matches("--").replace('-', "_"),
+        }
+    }
+}
+
 impl Filters {
     /// The filters checked as every entry point checks them, under the
-    /// names the officer typed (`--since`, `--case`).
-    pub(crate) fn check(&self, purposes: Option<&[String]>) -> anyhow::Result<Query> {
+    /// names the officer typed (`named`).
+    pub(crate) fn check(&self, purposes: Option<&[String]>, named: Named) -> anyhow::Result<Query> {
+        let n = |flag: &'static str| named.name(flag);
         let since = self
             .since
             .as_deref()
-            .map(|s| validate::instant_or_date("--since", s, End::Since))
+            .map(|s| validate::instant_or_date(&n("--since"), s, End::Since))
             .transpose()?;
         let until = self
             .until
             .as_deref()
-            .map(|s| validate::instant_or_date("--until", s, End::Until))
+            .map(|s| validate::instant_or_date(&n("--until"), s, End::Until))
             .transpose()?;
-        validate::time_range(("--since", since), ("--until", until))?;
+        validate::time_range(
+            (n("--since").as_str(), since),
+            (n("--until").as_str(), until),
+        )?;
         if let Some(p) = self.participant.as_deref().filter(|p| *p != "-") {
-            validate::participant_id("--participant", p)?;
+            validate::participant_id(&n("--participant"), p)?;
         }
         if let Some(r) = &self.role {
-            validate::role("--role", r)?;
+            validate::role(&n("--role"), r)?;
         }
         if let Some(m) = &self.method {
-            validate::method("--method", m)?;
+            validate::method(&n("--method"), m)?;
         }
         if let (Some(p), Some(known)) = (&self.purpose, purposes)
             && !known.contains(p)
         {
             anyhow::bail!(
-                "--purpose: unknown purpose; use one of {}",
+                "{}: unknown purpose; use one of {}",
+                n("--purpose"),
                 known.join(", ")
             );
         }
         if let Some(d) = &self.decision {
-            validate::decision("--decision", d)?;
+            validate::decision(&n("--decision"), d)?;
         }
         if let Some(c) = &self.case_id {
-            validate::uuid("--case", c)?;
+            validate::uuid(&n("--case"), c)?;
         }
         if let Some(r) = &self.request_id {
-            validate::uuid("--request-id", r)?;
+            validate::uuid(&n("--request-id"), r)?;
         }
         Ok(Query {
             filter: LogFilter {
@@ -1399,7 +1423,7 @@ async fn query(
     lang: Lang,
     limit: Option<u64>,
 ) -> anyhow::Result<ExitCode> {
-    let q = filters.check(src.purposes())?;
+    let q = filters.check(src.purposes(), Named::Flags)?;
     let mut w = stdout();
     if format == QueryFormat::Csv {
         writeln!(w, "{CSV_HEADER}")?;
@@ -1435,7 +1459,7 @@ async fn export(
     filters: &Filters,
     out: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
-    let q = filters.check(src.purposes())?;
+    let q = filters.check(src.purposes(), Named::Flags)?;
     let node = if format == ExportFormat::Ldv {
         src.node_name().await?
     } else {
