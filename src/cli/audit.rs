@@ -164,8 +164,9 @@ pub(crate) enum Command {
         remote: Remote,
     },
     /// The subject access report (GDPR art. 15) for a case, a V-number or a BSN, in Dutch or
-    /// English. A subject with no case on the node is an error, not an empty report. By
-    /// V-number or BSN only against a node (--node), which looks them up in its keyed index.
+    /// English. A subject with no case on the node is an error, not an empty report. A
+    /// V-number or BSN is looked up in the node's keyed subject index, against a node (--node)
+    /// or on its host (--config, with the node's pseudonym key).
     Report {
         #[arg(long = "case", value_name = "CASE_ID", group = "subject")]
         case_id: Option<String>,
@@ -876,30 +877,48 @@ async fn report(
             Ok((node, r.case_ids, r.entries, r.nodes))
         }
         Source::Local { config, store } => {
-            let SubjectRef::CaseId(case_id) = subject else {
-                anyhow::bail!(
-                    "on the node's host the report takes --case; by V-number or BSN, ask the node (--node URL with your certificate), which finds the cases through its keyed index"
-                );
+            let keys = Keys::load(&config.path(&config.node.keys_dir)).context(
+                "the report names the subject as the log does, with the node's pseudonym key",
+            )?;
+            // By V-number or BSN: the cases through the node's keyed
+            // subject index, as the node itself finds them.
+            let index = |key: validate::SubjectKey| {
+                let digest = crate::gateway::pseudonym::Pseudonymiser::new(keys.pseudonym_secret())
+                    .index_digest(key.kind(), key.value());
+                (key.kind(), digest)
             };
-            let reported = match store.case_meta(&case_id).await? {
-                Some(case) => {
-                    let keys = Keys::load(&config.path(&config.node.keys_dir)).context(
-                        "the report names the subject as the log does, with the node's pseudonym key",
-                    )?;
-                    oversight::ReportedCase::of(&case, keys.pseudonym_secret())
+            let (case_ids, by_number) = match subject {
+                SubjectRef::CaseId(id) => (vec![id], false),
+                SubjectRef::VNumber(v) => {
+                    let (kind, digest) = index(validate::SubjectKey::v_number("--v-number", &v)?);
+                    (store.cases_by_subject(kind, &digest).await?, true)
                 }
-                // Referred to another node: its accesses here, as the log
-                // names them.
-                None => match store.referred_to(&case_id).await? {
-                    Some(_) => oversight::reported_from_log(store, &case_id)
-                        .await?
-                        .context("not found: no entry of the access log names this --case")?,
-                    None => anyhow::bail!("not found: no case with this --case on this node"),
-                },
+                SubjectRef::Bsn(b) => {
+                    let (kind, digest) = index(validate::SubjectKey::bsn("--bsn", &b)?);
+                    (store.cases_by_subject(kind, &digest).await?, true)
+                }
             };
+            if case_ids.is_empty() {
+                anyhow::bail!("not found: no case is registered for this subject on this node");
+            }
+            let mut reported = Vec::with_capacity(case_ids.len());
+            for case_id in case_ids {
+                reported.push(match store.case_meta(&case_id).await? {
+                    Some(case) => oversight::ReportedCase::of(&case, keys.pseudonym_secret()),
+                    // Referred to another node: its accesses here, as the
+                    // log names them.
+                    None => match store.referred_to(&case_id).await? {
+                        Some(_) => oversight::reported_from_log(store, &case_id)
+                            .await?
+                            .context("not found: no entry of the access log names this case")?,
+                        None if by_number => continue,
+                        None => anyhow::bail!("not found: no case with this --case on this node"),
+                    },
+                });
+            }
             let registry = Registry::new(&config.participants);
             let r =
-                oversight::subject_report(store, &registry, &config.node.name, &[reported]).await?;
+                oversight::subject_report(store, &registry, &config.node.name, &reported).await?;
             let r = oversight::reworded(r, &config.node.name, lang);
             Ok((config.node.name.clone(), r.case_ids, r.entries, r.nodes))
         }
