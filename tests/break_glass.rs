@@ -657,3 +657,149 @@ async fn alert_page_tokens_are_sealed_to_their_listing() {
     ids.dedup();
     assert_eq!(ids.len(), 3, "each alert once");
 }
+
+/// A name written another way is still the name: with or without its
+/// accents (`Zoe` for `Zoë`, `Muller` for `Müller`, `Sahin` for `Şahin`),
+/// its accents as separate combining marks (Unicode NFD, as some keyboards
+/// and systems send them), `ss` for `ß`. Each is refused like the name as
+/// registered, and nothing of it reaches the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_subjects_name_is_refused_in_any_spelling_of_its_letters() {
+    let node = TestNode::start().await;
+    let mut owner = node.client(GEMEENTE).await;
+    let registered = owner
+        .cases
+        .register_case(with_actor(pb::RegisterCaseRequest {
+            request_id: String::new(),
+            data: Some(full_case("Zoë Müller-Şahin Strauß", "1234567890", "")),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    // And the other way round: registered with combining marks.
+    let decomposed = owner
+        .cases
+        .register_case(with_actor(pb::RegisterCaseRequest {
+            request_id: String::new(),
+            data: Some(full_case("Ame\u{301}lie Dubois", "1234567891", "")),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut avim = node.client(AVIM).await;
+    let mut officer = node.client(OFFICER).await;
+    for (case_id, text) in [
+        (&registered.case_id, "Zoe\u{308} seen at the shelter"),
+        (&registered.case_id, "zoe seen at the shelter"),
+        (&registered.case_id, "threat against Muller"),
+        (&registered.case_id, "SAHIN threatened staff"),
+        (&registered.case_id, "strauss threatened staff"),
+        (&registered.case_id, "ZOË threatened staff"),
+        (&decomposed.case_id, "Amélie threatened staff"),
+        (&decomposed.case_id, "Amelie threatened staff"),
+    ] {
+        refused_as_naming(&node, &mut avim, case_id, text).await;
+    }
+    // Digits written another way are the same number: full-width digits
+    // of a V-number and of a BSN.
+    for text in [
+        "subject \u{ff11}\u{ff12}\u{ff13}\u{ff14}\u{ff15}\u{ff16}\u{ff17}\u{ff18}\u{ff19}\u{ff10} at risk",
+        "bsn \u{ff11}\u{ff11}\u{ff11}\u{ff12}\u{ff12}\u{ff12}\u{ff13}\u{ff13}\u{ff13}",
+    ] {
+        refused_as_naming(&node, &mut avim, &registered.case_id, text).await;
+    }
+    assert!(alerts(&mut officer, false).await.is_empty(), "no alert");
+    // Other words with the same letters in them still pass.
+    avim.cases
+        .get_case(emergency(
+            &registered.case_id,
+            "a zoetic threat at the mullers' shed",
+        ))
+        .await
+        .unwrap();
+}
+
+/// An emergency read with `text` as its justification is refused as
+/// naming the person, and nothing of the text is in its record.
+async fn refused_as_naming(
+    node: &TestNode,
+    avim: &mut sluis::rpc::Clients,
+    case_id: &str,
+    text: &str,
+) {
+    let e = avim
+        .cases
+        .get_case(emergency(case_id, text))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{text}: {e:?}");
+    assert!(
+        e.message()
+            .starts_with("emergency_justification must not name the person"),
+        "{text}: {e:?}"
+    );
+    let rec = record_of(node, &request_id_of(e.metadata())).await;
+    assert!(rec.released.is_empty() && rec.bases.is_empty(), "{text}");
+    assert!(!format!("{rec:?}").contains(text), "{text}: not in the log");
+}
+
+/// Every attempt at a review names the reviewed access's case in its
+/// record, so the subject's report shows the refused ones too: a note
+/// that names the person, an empty note, and a second close of a closed
+/// alert — not only the review that was taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_reviews_of_an_emergency_access_are_in_the_subjects_report() {
+    let node = TestNode::start().await;
+    let mut owner = node.client(GEMEENTE).await;
+    let (case_id, _) = register(&mut owner).await;
+    let mut avim = node.client(AVIM).await;
+    let access = avim.cases.get_case(emergency(&case_id, WHY)).await.unwrap();
+    let access_id = request_id(&access);
+    let mut officer = node.client(OFFICER).await;
+    let close = |note: &str| pb::CloseEmergencyAlertRequest {
+        access_record_id: access_id.clone(),
+        verdict: pb::Verdict::Justified as i32,
+        note: note.into(),
+    };
+    let mut refused = Vec::new();
+    for note in ["Persoon was in danger", ""] {
+        let e = officer
+            .audit
+            .close_emergency_alert(close(note))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+        refused.push(request_id_of(e.metadata()));
+    }
+    officer
+        .audit
+        .close_emergency_alert(close("threat confirmed by the shelter"))
+        .await
+        .unwrap();
+    let e = officer
+        .audit
+        .close_emergency_alert(close("once more"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
+    refused.push(request_id_of(e.metadata()));
+    for id in &refused {
+        let rec = record_of(&node, id).await;
+        assert_eq!(rec.case_id.as_deref(), Some(case_id.as_str()), "{rec:?}");
+        assert!(
+            rec.review.is_none(),
+            "a refused review is no review: {rec:?}"
+        );
+    }
+    let r = report(&mut officer, &case_id).await;
+    let tried: Vec<&str> = r
+        .entries
+        .iter()
+        .filter(|e| e.method == "CloseEmergencyAlert")
+        .map(|e| e.request_id.as_str())
+        .collect();
+    assert_eq!(tried.len(), 4, "{tried:?}");
+    for id in &refused {
+        assert!(tried.contains(&id.as_str()), "{id} in the report");
+    }
+}

@@ -324,6 +324,59 @@ async fn scene(node: &TestNode) -> (String, String) {
     (case_id, request_id(&safety))
 }
 
+/// A refused filter is explained in the console's own words: the field as
+/// the page names it (`since`, `case`, `request_id`), never the command
+/// line's flag (`--since`), which an officer in the browser has never seen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_filter_names_the_consoles_field() {
+    let node = TestNode::start().await;
+    let (mut child, url) = console(&node);
+    let addr: SocketAddr = url["http://".len()..]
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let token = url.split("token=").nth(1).unwrap().to_string();
+    let said = tokio::task::spawn_blocking(move || {
+        let host = addr.to_string();
+        [
+            ("since=bogus", "since"),
+            ("until=2026-11-31", "until"),
+            ("since=2026-11-30&until=2026-11-29", "until"),
+            ("participant=Not%20an%20id", "participant"),
+            ("role=chief", "role"),
+            ("method=Get%0ACase", "method"),
+            ("decision=maybe", "decision"),
+            ("case=1234567890", "case"),
+            ("request_id=x", "request_id"),
+        ]
+        .map(|(q, field)| {
+            let (status, body) = http(
+                addr,
+                "GET",
+                &format!("/api/entries?{q}"),
+                &[("Host", &host), ("x-sluis-console-token", &token)],
+                None,
+            );
+            (q, field, status, body)
+        })
+    })
+    .await
+    .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    for (q, field, status, body) in said {
+        assert_eq!(status, 400, "{q}: {body}");
+        let message = serde_json::from_str::<Value>(&body).unwrap()["error"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(message.starts_with(field), "{q}: {message}");
+        assert!(!message.contains("--"), "{q}: {message}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[cfg_attr(
     not(has_chromium),

@@ -416,6 +416,50 @@ async fn a_profile_file_holds_the_connection_and_the_host_mode_stays() {
     .await;
     assert!(local.status.success(), "{}", stderr(&local));
     assert!(stdout(&local).lines().count() >= 4, "{}", stdout(&local));
+
+    // The report on the host by V-number and by BSN is the report of the
+    // case (through the node's keyed index); an unknown number is an error.
+    let host_report = async |by: &[&str]| {
+        let mut a: Vec<String> = ["report", "--lang", "en", "--config"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        a.push(config.to_string_lossy().to_string());
+        a.extend(by.iter().map(|s| s.to_string()));
+        audit(a).await
+    };
+    let by_case = host_report(&["--case", &case_id]).await;
+    assert!(by_case.status.success(), "{}", stderr(&by_case));
+    let lines = |o: &Output| {
+        stdout(o)
+            .lines()
+            .filter(|l| l.starts_with("20"))
+            .filter_map(|l| l.split_once("  ").map(|(_, rest)| rest.to_string()))
+            .collect::<Vec<_>>()
+    };
+    assert!(lines(&by_case).len() >= 4, "{}", stdout(&by_case));
+    for by in [["--v-number", "1234567890"], ["--bsn", "111222333"]] {
+        let o = host_report(&by).await;
+        assert!(o.status.success(), "{by:?}: {}", stderr(&o));
+        assert!(stdout(&o).contains(&case_id), "{by:?}: {}", stdout(&o));
+        assert_eq!(lines(&o), lines(&by_case), "{by:?}");
+    }
+    for by in [["--v-number", "9999999999"], ["--bsn", "123456782"]] {
+        let o = host_report(&by).await;
+        assert!(!o.status.success(), "{by:?}: {}", stdout(&o));
+        assert!(
+            stderr(&o).contains("no case is registered for this subject"),
+            "{by:?}: {}",
+            stderr(&o)
+        );
+    }
+    let o = host_report(&["--v-number", "12"]).await;
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("--v-number must be 10 digits"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 /// The node's own steps (an erasure here; reloads, rotations and

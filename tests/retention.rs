@@ -461,6 +461,71 @@ async fn erase_due_on_the_command_line() {
     node.node.shutdown().await.unwrap();
 }
 
+/// Statistics computed after an erasure count nothing of the erased
+/// cases: 20 cases of 2025 Q1 past their period and 15 kept; the
+/// monitor's inflow table for that quarter, first asked after the erasure,
+/// counts the 15 (a count of 35 anywhere would be the erased ones).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statistics_after_an_erasure_do_not_count_the_erased_cases() {
+    let node = TestNode::start_with(|c| c.retention.case = Some("2s".into())).await;
+    let mut owner = node.client(GEMEENTE).await;
+    let mut register_intakes = async |n: u64, first: u64| {
+        for i in first..first + n {
+            let mut data = full_case("Proef Persoon", &format!("{:010}", 6_000_000_000 + i), "");
+            data.perspective = Some(pb::Perspective {
+                kind: pb::PerspectiveKind::Return as i32,
+                intake_scenario: pb::PerspectiveKind::Return as i32,
+                intake_date: "2025-02-10".into(),
+                ..Default::default()
+            });
+            owner
+                .cases
+                .register_case(with_actor(pb::RegisterCaseRequest {
+                    request_id: String::new(),
+                    data: Some(data),
+                }))
+                .await
+                .unwrap();
+        }
+    };
+    register_intakes(20, 0).await;
+    tokio::time::sleep(Duration::from_millis(2_300)).await;
+    register_intakes(15, 100).await;
+    let erased = node.node.upkeep().erase_due(&quiet).await.unwrap();
+    assert_eq!(erased.cases, 20, "{erased:?}");
+
+    let mut monitor = node.client("monitor-jenv").await;
+    let table = monitor
+        .stats
+        .get_statistics(pb::GetStatisticsRequest {
+            table: pb::StatisticsTable::Inflow as i32,
+            year: 2025,
+            quarter: 1,
+            by_municipality: false,
+            purpose: "monitoring".into(),
+            network: false,
+        })
+        .await
+        .expect("the monitor gets the inflow table")
+        .into_inner();
+    let counts: Vec<u64> = table
+        .figures
+        .iter()
+        .filter(|f| f.kind == pb::statistics_figure::Kind::Count as i32)
+        .map(|f| f.count)
+        .collect();
+    assert!(
+        counts.contains(&15),
+        "the kept cases are counted: {}",
+        table.text
+    );
+    assert!(
+        counts.iter().all(|c| *c <= 15),
+        "nothing of the erased cases is counted: {}",
+        table.text
+    );
+}
+
 /// Whether `needle` occurs in `hay`.
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)

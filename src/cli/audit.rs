@@ -164,8 +164,9 @@ pub(crate) enum Command {
         remote: Remote,
     },
     /// The subject access report (GDPR art. 15) for a case, a V-number or a BSN, in Dutch or
-    /// English. A subject with no case on the node is an error, not an empty report. By
-    /// V-number or BSN only against a node (--node), which looks them up in its keyed index.
+    /// English. A subject with no case on the node is an error, not an empty report. A
+    /// V-number or BSN is looked up in the node's keyed subject index, against a node (--node)
+    /// or on its host (--config, with the node's pseudonym key).
     Report {
         #[arg(long = "case", value_name = "CASE_ID", group = "subject")]
         case_id: Option<String>,
@@ -243,46 +244,70 @@ pub(crate) struct Query {
     pub(crate) request_id: Option<String>,
 }
 
+/// How a refused filter is named in its message: as the officer typed it —
+/// the command line's flag (`--since`, `--request-id`) or the console's
+/// field (`since`, `request_id`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Named {
+    Flags,
+    Fields,
+}
+
+impl Named {
+    /// `flag` (`--request-id`) as this naming writes it.
+    fn name(self, flag: &'static str) -> String {
+        match self {
+            Named::Flags => flag.to_string(),
+            Named::Fields => flag.trim_start_matches("--").replace('-', "_"),
+        }
+    }
+}
+
 impl Filters {
     /// The filters checked as every entry point checks them, under the
-    /// names the officer typed (`--since`, `--case`).
-    pub(crate) fn check(&self, purposes: Option<&[String]>) -> anyhow::Result<Query> {
+    /// names the officer typed (`named`).
+    pub(crate) fn check(&self, purposes: Option<&[String]>, named: Named) -> anyhow::Result<Query> {
+        let n = |flag: &'static str| named.name(flag);
         let since = self
             .since
             .as_deref()
-            .map(|s| validate::instant_or_date("--since", s, End::Since))
+            .map(|s| validate::instant_or_date(&n("--since"), s, End::Since))
             .transpose()?;
         let until = self
             .until
             .as_deref()
-            .map(|s| validate::instant_or_date("--until", s, End::Until))
+            .map(|s| validate::instant_or_date(&n("--until"), s, End::Until))
             .transpose()?;
-        validate::time_range(("--since", since), ("--until", until))?;
+        validate::time_range(
+            (n("--since").as_str(), since),
+            (n("--until").as_str(), until),
+        )?;
         if let Some(p) = self.participant.as_deref().filter(|p| *p != "-") {
-            validate::participant_id("--participant", p)?;
+            validate::participant_id(&n("--participant"), p)?;
         }
         if let Some(r) = &self.role {
-            validate::role("--role", r)?;
+            validate::role(&n("--role"), r)?;
         }
         if let Some(m) = &self.method {
-            validate::method("--method", m)?;
+            validate::method(&n("--method"), m)?;
         }
         if let (Some(p), Some(known)) = (&self.purpose, purposes)
             && !known.contains(p)
         {
             anyhow::bail!(
-                "--purpose: unknown purpose; use one of {}",
+                "{}: unknown purpose; use one of {}",
+                n("--purpose"),
                 known.join(", ")
             );
         }
         if let Some(d) = &self.decision {
-            validate::decision("--decision", d)?;
+            validate::decision(&n("--decision"), d)?;
         }
         if let Some(c) = &self.case_id {
-            validate::uuid("--case", c)?;
+            validate::uuid(&n("--case"), c)?;
         }
         if let Some(r) = &self.request_id {
-            validate::uuid("--request-id", r)?;
+            validate::uuid(&n("--request-id"), r)?;
         }
         Ok(Query {
             filter: LogFilter {
@@ -852,30 +877,48 @@ async fn report(
             Ok((node, r.case_ids, r.entries, r.nodes))
         }
         Source::Local { config, store } => {
-            let SubjectRef::CaseId(case_id) = subject else {
-                anyhow::bail!(
-                    "on the node's host the report takes --case; by V-number or BSN, ask the node (--node URL with your certificate), which finds the cases through its keyed index"
-                );
+            let keys = Keys::load(&config.path(&config.node.keys_dir)).context(
+                "the report names the subject as the log does, with the node's pseudonym key",
+            )?;
+            // By V-number or BSN: the cases through the node's keyed
+            // subject index, as the node itself finds them.
+            let index = |key: validate::SubjectKey| {
+                let digest = crate::gateway::pseudonym::Pseudonymiser::new(keys.pseudonym_secret())
+                    .index_digest(key.kind(), key.value());
+                (key.kind(), digest)
             };
-            let reported = match store.case_meta(&case_id).await? {
-                Some(case) => {
-                    let keys = Keys::load(&config.path(&config.node.keys_dir)).context(
-                        "the report names the subject as the log does, with the node's pseudonym key",
-                    )?;
-                    oversight::ReportedCase::of(&case, keys.pseudonym_secret())
+            let (case_ids, by_number) = match subject {
+                SubjectRef::CaseId(id) => (vec![id], false),
+                SubjectRef::VNumber(v) => {
+                    let (kind, digest) = index(validate::SubjectKey::v_number("--v-number", &v)?);
+                    (store.cases_by_subject(kind, &digest).await?, true)
                 }
-                // Referred to another node: its accesses here, as the log
-                // names them.
-                None => match store.referred_to(&case_id).await? {
-                    Some(_) => oversight::reported_from_log(store, &case_id)
-                        .await?
-                        .context("not found: no entry of the access log names this --case")?,
-                    None => anyhow::bail!("not found: no case with this --case on this node"),
-                },
+                SubjectRef::Bsn(b) => {
+                    let (kind, digest) = index(validate::SubjectKey::bsn("--bsn", &b)?);
+                    (store.cases_by_subject(kind, &digest).await?, true)
+                }
             };
+            if case_ids.is_empty() {
+                anyhow::bail!("not found: no case is registered for this subject on this node");
+            }
+            let mut reported = Vec::with_capacity(case_ids.len());
+            for case_id in case_ids {
+                reported.push(match store.case_meta(&case_id).await? {
+                    Some(case) => oversight::ReportedCase::of(&case, keys.pseudonym_secret()),
+                    // Referred to another node: its accesses here, as the
+                    // log names them.
+                    None => match store.referred_to(&case_id).await? {
+                        Some(_) => oversight::reported_from_log(store, &case_id)
+                            .await?
+                            .context("not found: no entry of the access log names this case")?,
+                        None if by_number => continue,
+                        None => anyhow::bail!("not found: no case with this --case on this node"),
+                    },
+                });
+            }
             let registry = Registry::new(&config.participants);
             let r =
-                oversight::subject_report(store, &registry, &config.node.name, &[reported]).await?;
+                oversight::subject_report(store, &registry, &config.node.name, &reported).await?;
             let r = oversight::reworded(r, &config.node.name, lang);
             Ok((config.node.name.clone(), r.case_ids, r.entries, r.nodes))
         }
@@ -1399,7 +1442,7 @@ async fn query(
     lang: Lang,
     limit: Option<u64>,
 ) -> anyhow::Result<ExitCode> {
-    let q = filters.check(src.purposes())?;
+    let q = filters.check(src.purposes(), Named::Flags)?;
     let mut w = stdout();
     if format == QueryFormat::Csv {
         writeln!(w, "{CSV_HEADER}")?;
@@ -1435,7 +1478,7 @@ async fn export(
     filters: &Filters,
     out: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
-    let q = filters.check(src.purposes())?;
+    let q = filters.check(src.purposes(), Named::Flags)?;
     let node = if format == ExportFormat::Ldv {
         src.node_name().await?
     } else {

@@ -17,7 +17,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use http::{HeaderValue, StatusCode, header};
 
-use crate::cli::audit::{Filters, record_json};
+use crate::cli::audit::{Filters, Named, record_json};
 use crate::gateway::oversight::{self, Lang, SubjectRef};
 use crate::gateway::validate::{self, SubjectKey};
 use crate::model::Category;
@@ -242,7 +242,7 @@ async fn entries(State(c): State<Console>, RawQuery(q): RawQuery) -> Response {
         case_id: p.get("case").cloned(),
         request_id: p.get("request_id").cloned(),
     };
-    let query = match filters.check(None) {
+    let query = match filters.check(None, Named::Fields) {
         Ok(q) => q,
         Err(e) => return invalid(e),
     };

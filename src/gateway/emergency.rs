@@ -165,14 +165,6 @@ impl Exchange {
         let result = async {
             self.officer(ctx)?;
             validate::uuid("access_record_id", access_record_id)?;
-            if note.is_empty() {
-                return Err(Invalid::new(
-                    "note",
-                    "note is required: say in one line why the access was or was not justified",
-                )
-                .into());
-            }
-            validate::line("note", note, MAX_JUSTIFICATION)?;
             let not_emergency = || {
                 ExchangeError::not_found(
                     Resource::EmergencyAlert,
@@ -200,6 +192,18 @@ impl Exchange {
             if !record.is_emergency() {
                 return Err(not_emergency());
             }
+            // Every attempt at a review is about the person whose data the
+            // access was, refused ones too: their access report shows it.
+            rec.case_id = record.case_id.clone();
+            rec.subject = record.subject.clone();
+            if note.is_empty() {
+                return Err(Invalid::new(
+                    "note",
+                    "note is required: say in one line why the access was or was not justified",
+                )
+                .into());
+            }
+            validate::line("note", note, MAX_JUSTIFICATION)?;
             // The note goes into the log: it must not name the person
             // whose data the access was.
             let names = match &record.case_id {
@@ -213,10 +217,6 @@ impl Exchange {
             if let Some(review) = self.store.emergency_review(seq).await.map_err(stored)? {
                 return Err(closed_already(seq, &review));
             }
-            // The review is about the person whose data it was: their
-            // access report shows it.
-            rec.case_id = record.case_id.clone();
-            rec.subject = record.subject.clone();
             rec.review = Some(Review {
                 access_record_id: access_record_id.to_string(),
                 verdict,

@@ -178,7 +178,9 @@ pub(crate) fn line(field: &str, s: &str, max: usize) -> Result<(), Invalid> {
 /// (nine digits passing the 11-check), however it is spaced or dotted
 /// (`1234.56.782`, `123 456 782`), and any of `names` — the case's own
 /// names, each part of three letters or more, matched as a whole word
-/// whatever its case. The message names the field, never the value.
+/// whatever its case and however its letters are spelled ([`folded`]:
+/// with or without accents, composed or not). The message names the
+/// field, never the value.
 pub(crate) fn free_line(field: &str, s: &str, max: usize, names: &[String]) -> Result<(), Invalid> {
     line(field, s, max)?;
     let identity = |what: &str| {
@@ -189,7 +191,9 @@ pub(crate) fn free_line(field: &str, s: &str, max: usize, names: &[String]) -> R
             ),
         )
     };
-    for digits in digit_runs(s) {
+    // Folded first: full-width and other compatibility digits are digits.
+    let text = folded(s);
+    for digits in digit_runs(&text) {
         if digits.len() >= 10 {
             return Err(identity("a number shaped like a V-number"));
         }
@@ -197,25 +201,56 @@ pub(crate) fn free_line(field: &str, s: &str, max: usize, names: &[String]) -> R
             return Err(identity("a number shaped like a BSN"));
         }
     }
-    let words: Vec<String> = s
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(str::to_lowercase)
-        .collect();
-    let named = names
-        .iter()
-        .flat_map(|n| n.split(|c: char| !c.is_alphanumeric()))
-        .filter(|part| {
-            // Three letters or more: a run of digits is not a name (numbers
-            // are judged by the V-number and BSN rules above).
-            part.chars().filter(|c| c.is_alphabetic()).count() >= 3
-                && !NAME_PARTICLES.contains(&part.to_lowercase().as_str())
-        })
-        .any(|part| words.contains(&part.to_lowercase()));
+    let words: Vec<&str> = name_parts(&text).collect();
+    let named = names.iter().any(|n| {
+        name_parts(&folded(n))
+            .filter(|part| {
+                // Three letters or more: a run of digits is not a name
+                // (numbers are judged by the V-number and BSN rules above).
+                part.chars().filter(|c| c.is_alphabetic()).count() >= 3
+                    && !NAME_PARTICLES.contains(part)
+            })
+            .any(|part| words.contains(&part))
+    });
     if named {
         return Err(identity("a name of the case's subject"));
     }
     Ok(())
+}
+
+/// The words of `s` (split at everything that is not a letter or digit).
+fn name_parts(s: &str) -> impl Iterator<Item = &str> {
+    s.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+}
+
+/// `s` as the name check compares it: one spelling for the ways a name's
+/// letters are written. Lower case; compatibility decomposition (Unicode
+/// NFKD, UAX #15) with the combining marks dropped, so `Zoë` — composed or
+/// as `e` + U+0308 — and `Zoe` are one word, as are `Şahin` and `Sahin`;
+/// and the letters that do not decompose written as they are commonly
+/// transliterated (`ß` → `ss`, `æ` → `ae`, `ø` → `o`, `ł` → `l`, …).
+fn folded(s: &str) -> String {
+    use unicode_normalization::UnicodeNormalization as _;
+    let mut out = String::with_capacity(s.len());
+    for c in s
+        .nfkd()
+        .filter(|c| !unicode_normalization::char::is_combining_mark(*c))
+        .flat_map(char::to_lowercase)
+    {
+        match c {
+            'ß' => out.push_str("ss"),
+            'æ' => out.push_str("ae"),
+            'œ' => out.push_str("oe"),
+            'þ' => out.push_str("th"),
+            'ø' => out.push('o'),
+            'ł' => out.push('l'),
+            'đ' | 'ð' => out.push('d'),
+            'ı' => out.push('i'),
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// Name particles that are words of their own too (`van der Berg`): not
@@ -705,6 +740,9 @@ mod tests {
             "bsn 111 222 333",
             "Amina is at risk",
             "contact IDRISSI now",
+            "Am\u{ed}na is at risk",
+            "Ami\u{301}na is at risk",
+            "vnr \u{ff11}\u{ff12}\u{ff13}\u{ff14}\u{ff15}\u{ff16}\u{ff17}\u{ff18}\u{ff19}\u{ff10}",
         ] {
             let e = ok(bad).unwrap_err();
             assert_eq!(e.field(), "note", "{bad}");
