@@ -8,14 +8,17 @@
 //! with the type or module that enforces it.
 //!
 //! The crate is a binary first. The library exposes the subsystems, each
-//! through its `mod.rs`, for three users and no others:
+//! through its `mod.rs`, for three users and no others (the console, the
+//! bounded file reads and `init` are the binary's alone and stay private):
 //!
 //! - **the `sluis` binary**: [`cli::main`];
 //! - **the integration tests** (`tests/`), which start real nodes and check
 //!   them from outside: [`node::Node`] and [`config::Config`], a dev node
 //!   ([`dev`]), the configuration check ([`check`]), certificates made on
 //!   the fly and the mTLS channel ([`net`]), the API and its clients
-//!   ([`rpc`]), and what a privacy officer checks offline — records,
+//!   ([`rpc`]), the signed federation directory and its keys
+//!   ([`federation`]), the disclosure-control checks run against published
+//!   tables ([`stats`]), and what a privacy officer checks offline — records,
 //!   proofs, checkpoints, verification ([`tlog`]) and the node's database
 //!   read as an officer would ([`store`]);
 //! - **the benchmark package** (`bench/`), which starts nodes as the tests
@@ -39,12 +42,12 @@
 pub mod check;
 pub mod cli;
 pub mod config;
-pub mod console;
+pub(crate) mod console;
 pub mod dev;
 pub mod federation;
-pub mod files;
+pub(crate) mod files;
 pub mod gateway;
-pub mod init;
+pub(crate) mod init;
 pub mod model;
 pub mod net;
 pub mod node;

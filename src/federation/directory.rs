@@ -393,11 +393,6 @@ impl Directory {
             .map(|i| &self.nodes[i])
     }
 
-    /// The node whose certificate key has this SPKI SHA-256 (lower-case hex).
-    pub fn node_by_spki(&self, spki_sha256: &str) -> Option<&DirectoryNode> {
-        self.nodes.iter().find(|n| n.tls_spki_sha256 == spki_sha256)
-    }
-
     /// The home node of a participant, and the role the network knows it by.
     pub fn home_of(&self, participant: &str) -> Option<(&DirectoryNode, Role)> {
         self.nodes.iter().find_map(|n| {
@@ -588,7 +583,6 @@ pub(crate) mod tests {
             Some(("gm0344", Role::Ind))
         );
         assert!(back.home_of("unknown").is_none());
-        assert_eq!(back.node_by_spki(&"c".repeat(64)).unwrap().id, "gm0518");
     }
 
     #[test]

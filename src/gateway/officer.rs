@@ -325,19 +325,6 @@ impl OfficerSecret {
             .map_err(|_| OfficerKeyError::Open)?;
         Ok(plain.to_vec())
     }
-
-    /// Opens a sealed id as the LDV export writes it (base64).
-    pub fn open_base64(
-        &self,
-        request_id: &str,
-        id_type: SubjectIdType,
-        sealed: &str,
-    ) -> Result<String, OfficerKeyError> {
-        let bytes = B64
-            .decode(sealed.trim())
-            .map_err(|_| OfficerKeyError::Malformed)?;
-        self.open(request_id, id_type, &bytes)
-    }
 }
 
 #[cfg(test)]

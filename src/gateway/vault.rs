@@ -194,12 +194,6 @@ pub fn sealed_version(sealed: &[u8]) -> Option<u32> {
     }
 }
 
-/// Whether a value is sealed the way a node wrote before per-case keys
-/// (data key version 1 directly), for the step that moves it under its
-/// case's key.
-pub fn is_legacy(sealed: &[u8]) -> bool {
-    sealed.first() == Some(&SEAL_V1)
-}
 pub(crate) const PSEUDONYM_KEY_FILE: &str = "pseudonym.key";
 pub(crate) const SIGNING_KEY_FILE: &str = "signing.key";
 /// The checkpoint verifier keys the log was signed with before the current
@@ -776,7 +770,7 @@ mod tests {
                 .is_err()
         );
         let legacy = seal_legacy(&keys, b"case/c1/identity", b"old");
-        assert!(is_legacy(&legacy));
+        assert_eq!(legacy.first(), Some(&SEAL_V1));
         assert_eq!(
             keys.open_case(None, b"case/c1/identity", &legacy).unwrap(),
             b"old"

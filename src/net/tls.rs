@@ -277,9 +277,10 @@ pub enum CertRejected {
     #[error("no client certificate")]
     Missing,
     /// The verifier of the current configuration refuses the chain
-    /// (revoked, expired, or its CA no longer configured).
+    /// (revoked, expired, or its CA no longer configured): the verifier's
+    /// reason as text, so no TLS library type leaves `net`.
     #[error("{0}")]
-    Refused(rustls::Error),
+    Refused(String),
 }
 
 impl CertCheck {
@@ -302,7 +303,7 @@ impl CertCheck {
                 *passed = current;
                 Ok(())
             }
-            Err(e) => Err(CertRejected::Refused(e)),
+            Err(e) => Err(CertRejected::Refused(e.to_string())),
         }
     }
 }

@@ -29,7 +29,7 @@ pub mod national;
 mod protect;
 mod publish;
 
-pub use design::{Classification, Dim, Node, Population, TableKind};
+pub use design::{Dim, Population, TableKind};
 pub use facts::{CaseFacts, Quarter, months_between};
 pub use protect::{Family, Settings, Status, Unprotectable};
 pub use publish::{Axis, Figure, Label, NotAMunicipality, Publication, Request, Scope};
