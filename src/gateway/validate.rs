@@ -444,6 +444,7 @@ pub const METHODS: &[&str] = &[
     "GetConsistencyProof",
     "ListEmergencyAlerts",
     "CloseEmergencyAlert",
+    "AcknowledgeWitnessAlarm",
     "GetStatistics",
     "ReferCase",
     "AcceptReferral",
