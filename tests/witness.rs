@@ -266,17 +266,52 @@ async fn cosignatures_accumulate_and_a_rewritten_log_is_caught() {
             .await
             .expect_err("an unknown alarm");
         assert_eq!(err.code(), tonic::Code::NotFound);
-        let r = officer
-            .audit
-            .acknowledge_witness_alarm(pb::AcknowledgeWitnessAlarmRequest {
-                alarm_id,
-                note: "gm0363 restored from backup; network operator informed".into(),
-            })
-            .await
-            .expect("the acknowledgement")
-            .into_inner();
-        assert_eq!((r.node.as_str(), r.unacknowledged), (B, 0));
-        let rec = n.record(&r.access_record_id).await;
+        // On A with the command, on C over gRPC.
+        let note = "gm0363 restored from backup; network operator informed";
+        let access_record_id = if n.id == A {
+            let pki = n.dir.path().join("pki");
+            let p = |f: &str| pki.join(f).to_string_lossy().to_string();
+            let (code, out) = sluis_audit(
+                n.dir.path(),
+                &n.config,
+                &[
+                    "witness-alarms",
+                    "--acknowledge",
+                    &alarm_id.to_string(),
+                    "--note",
+                    note,
+                    "--json",
+                    "--node",
+                    &format!("https://127.0.0.1:{}", n.node.local_addr.port()),
+                    "--server-name",
+                    "localhost",
+                    "--cert",
+                    &p("clients/fg-utrecht.pem"),
+                    "--key",
+                    &p("clients/fg-utrecht.key"),
+                    "--ca",
+                    &p("ca.pem"),
+                ],
+            );
+            assert_eq!(code, 0, "{out}");
+            let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+            assert_eq!(r["node"], B);
+            assert_eq!(r["unacknowledged"], 0);
+            r["access_record_id"].as_str().unwrap().to_string()
+        } else {
+            let r = officer
+                .audit
+                .acknowledge_witness_alarm(pb::AcknowledgeWitnessAlarmRequest {
+                    alarm_id,
+                    note: note.into(),
+                })
+                .await
+                .expect("the acknowledgement")
+                .into_inner();
+            assert_eq!((r.node.as_str(), r.unacknowledged), (B, 0));
+            r.access_record_id
+        };
+        let rec = n.record(&access_record_id).await;
         assert_eq!(rec.method, "AcknowledgeWitnessAlarm");
         assert_eq!(rec.decision, sluis::tlog::Decision::Allowed);
         assert!(
@@ -287,7 +322,7 @@ async fn cosignatures_accumulate_and_a_rewritten_log_is_caught() {
         let kept = &n.node.store.witness_alarms().await.unwrap()[0];
         assert_eq!(
             kept.acknowledged.as_ref().unwrap().request_id,
-            r.access_record_id
+            access_record_id
         );
         assert!(!kept.offered_note.is_empty(), "the evidence stays");
         assert!(witness_health(n, ServingStatus::Serving).await);
