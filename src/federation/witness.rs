@@ -351,6 +351,40 @@ mod tests {
         ));
     }
 
+    /// The quorum a report requires: a majority of the node's witnesses
+    /// (its peers' witness keys), the configured number, and none (said
+    /// as such) when the directory lists no witness for the node.
+    #[test]
+    fn a_report_requires_a_majority_of_a_nodes_witnesses() {
+        let mut d = crate::federation::directory::tests::sample();
+        // gm0518 is witnessed by gm0344 only: one of one.
+        let q = report_quorum(&d, "gm0518", None);
+        assert_eq!((q.witness_keys.len(), q.required), (1, 1));
+        assert_eq!(report_quorum(&d, "gm0518", Some(3)).required, 3);
+        // gm0344's only peer has no witness key: nobody confirms it.
+        let q = report_quorum(&d, "gm0344", Some(2));
+        assert_eq!((q.witness_keys.len(), q.required), (0, 0));
+        let mut n = crate::gateway::oversight::ReportNode {
+            node: "gm0344".into(),
+            quorum: q,
+            ..Default::default()
+        };
+        n.check_witnesses().unwrap();
+        assert!(!n.witnessed);
+        assert!(
+            n.witness_note.contains("lists no witnesses"),
+            "{}",
+            n.witness_note
+        );
+        // Three more witnessed peers: a majority of four is three.
+        for i in 0..3u8 {
+            let mut extra = d.nodes[0].clone();
+            extra.id = format!("gm090{i}");
+            d.nodes.push(extra);
+        }
+        assert_eq!(report_quorum(&d, "gm0518", None).required, 3);
+    }
+
     #[test]
     fn a_witness_key_is_its_nodes() {
         let dir = tempfile::tempdir().unwrap();
