@@ -560,7 +560,11 @@ impl Node {
         // a witness key cosigns its peers every interval.
         let witness_task = match &federation {
             Some(f) => {
-                if store.witness_alarms().await.is_ok_and(|a| !a.is_empty()) {
+                if store
+                    .witness_alarms()
+                    .await
+                    .is_ok_and(|a| a.iter().any(|a| a.open()))
+                {
                     f.raise_alarm();
                 }
                 f.witness().is_some().then(|| {

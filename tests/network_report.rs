@@ -6,9 +6,11 @@
 //! forwarding and the holding node, the referral on both, the reads at B
 //! before it — each with its node and request id, and each line's
 //! inclusion proof verifies against that node's checkpoint, signed with the
-//! key the federation directory lists for it. A node asked without a basis
-//! refuses and records it; with one node down, the report says which part
-//! is missing.
+//! key the federation directory lists for it and cosigned by both its
+//! peers' witness keys (C2SP tlog-cosignature). A node whose checkpoint its
+//! witnesses have not yet cosigned is flagged, and a forged cosignature
+//! counts for nothing. A node asked without a basis refuses and records
+//! it; with one node down, the report says which part is missing.
 
 mod common;
 
@@ -16,7 +18,8 @@ use std::collections::BTreeSet;
 
 use common::federation::*;
 use common::{NGO, request_id, with_actor};
-use sluis::federation::directory::DirectoryNode;
+use sluis::federation::directory::{Directory, DirectoryNode};
+use sluis::federation::witness::{cosigned_checkpoint, cosigners_in};
 use sluis::net::client::{self, ClientPem};
 use sluis::rpc::proto::v1 as pb;
 use sluis::tlog::checkpoint::Checkpoint;
@@ -33,10 +36,56 @@ fn report_of(case_id: &str) -> pb::SubjectAccessReportRequest {
     }
 }
 
+/// The witness keys the directory lists for node `node`'s log: its peers'.
+fn witness_keys(dir: &[DirectoryNode], node: &str) -> Vec<String> {
+    dir.iter()
+        .filter(|n| n.id != node)
+        .filter_map(|n| n.witness_key.clone())
+        .collect()
+}
+
+/// Witnessing rounds on every node until each one's log, as it is now, is
+/// covered by a checkpoint both its peers cosigned.
+async fn cosign_all(nodes: &[Started], dir: &[DirectoryNode]) {
+    let directory = Directory {
+        network: "lvv".into(),
+        serial: 1,
+        not_before: String::new(),
+        not_after: String::new(),
+        nodes: dir.to_vec(),
+    };
+    let mut sizes = Vec::new();
+    for n in nodes {
+        sizes.push(n.node.store.log_size().await.unwrap());
+    }
+    for _ in 0..100 {
+        for n in nodes {
+            n.node.witness_now().await;
+        }
+        let mut done = true;
+        for (n, size) in nodes.iter().zip(&sizes) {
+            let c = cosigned_checkpoint(&n.node.store, &directory, n.id, 2, None)
+                .await
+                .unwrap();
+            done &= c.is_some_and(|c| c.checkpoint.size >= *size);
+        }
+        if done {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the nodes' checkpoints were not cosigned by both peers");
+}
+
 /// Checks every line of `r` against the checkpoint its node signed with
-/// the key the directory (not the answer) lists for it; returns the nodes
-/// with proven lines.
-fn verify_lines(r: &pb::SubjectAccessReportResponse, dir: &[DirectoryNode]) -> BTreeSet<String> {
+/// the key the directory (not the answer) lists for it, and, if
+/// `witnessed`, that both its peers' witness keys (from the directory)
+/// cosigned that checkpoint; returns the nodes with proven lines.
+fn verify_lines(
+    r: &pb::SubjectAccessReportResponse,
+    dir: &[DirectoryNode],
+    witnessed: bool,
+) -> BTreeSet<String> {
     let mut proven = BTreeSet::new();
     for e in &r.entries {
         let key = &dir
@@ -52,6 +101,14 @@ fn verify_lines(r: &pb::SubjectAccessReportResponse, dir: &[DirectoryNode]) -> B
         assert!(part.answered, "a line of a node that did not answer");
         let cp = Checkpoint::verify(&part.checkpoint, key)
             .unwrap_or_else(|err| panic!("{}'s checkpoint: {err}", e.node));
+        if witnessed {
+            let by = cosigners_in(&part.checkpoint, &witness_keys(dir, &e.node))
+                .unwrap_or_else(|err| panic!("{}'s cosignatures: {err}", e.node));
+            assert_eq!(by.len(), 2, "{}'s checkpoint is cosigned by {by:?}", e.node);
+            assert!(part.witnessed, "{}: {}", e.node, part.witness_note);
+            assert_eq!(part.cosignatures_required, 2);
+            assert_eq!(part.witnesses, by);
+        }
         let proof = e
             .proof
             .as_ref()
@@ -143,6 +200,9 @@ async fn the_report_at_the_home_node_covers_every_node_that_served_the_case() {
         .expect("IND reads at C");
     let ind_at_c = request_id(&r);
 
+    // Each node's witnesses cosign its checkpoint covering all this.
+    cosign_all(&nodes, &dir).await;
+
     // The report at C, the case's node now.
     let r = c
         .client(OFFICER)
@@ -154,6 +214,7 @@ async fn the_report_at_the_home_node_covers_every_node_that_served_the_case() {
     let report_id = request_id(&r);
     let report = r.into_inner();
     assert!(report.complete, "{}", report.text);
+    assert!(report.witnessed, "{}", report.text);
     let answered: BTreeSet<&str> = report
         .nodes
         .iter()
@@ -163,8 +224,25 @@ async fn the_report_at_the_home_node_covers_every_node_that_served_the_case() {
     assert_eq!(answered, BTreeSet::from([A, B, C]), "{}", report.text);
 
     // Every line names its node and request id, and its proof verifies.
-    let proven = verify_lines(&report, &dir);
+    let proven = verify_lines(&report, &dir, true);
     assert_eq!(proven, BTreeSet::from([A.into(), B.into(), C.into()]));
+    for n in [A, B, C] {
+        assert!(
+            report
+                .text
+                .contains(&format!("Witnessed: node {n}: checkpoint of size")),
+            "{}",
+            report.text
+        );
+    }
+    // A cosignature altered on the way does not pass a client's check.
+    let a_part = report.nodes.iter().find(|n| n.node == A).unwrap();
+    let forged = forge_cosignature(&a_part.checkpoint, B);
+    assert_ne!(forged, a_part.checkpoint, "B cosigned A's checkpoint");
+    assert!(
+        cosigners_in(&forged, &witness_keys(&dir, A)).is_err(),
+        "an altered cosignature verified"
+    );
     assert!(report.entries.iter().all(|e| !e.request_id.is_empty()));
 
     // The reads at B before the referral, the registration included.
@@ -244,6 +322,7 @@ async fn the_report_at_the_home_node_covers_every_node_that_served_the_case() {
             case_id: case_id.clone(),
             referral_id: uuid::Uuid::now_v7().to_string(),
             request_ids: vec![],
+            cosignatures: 0,
         }))
         .await
         .expect_err("no basis");
@@ -264,6 +343,7 @@ async fn the_report_at_the_home_node_covers_every_node_that_served_the_case() {
                 case_id: case_id.clone(),
                 referral_id: referral.clone(),
                 request_ids: vec![],
+                cosignatures: 0,
             }),
             IND,
             "ind",
@@ -271,6 +351,100 @@ async fn the_report_at_the_home_node_covers_every_node_that_served_the_case() {
         .await
         .expect_err("a part asked for a participant");
     assert_eq!(err.code(), tonic::Code::PermissionDenied);
+
+    // IND reads again at C through A; until their witnesses cosign a
+    // checkpoint covering it, A's and C's lines are shown, proven against
+    // their signed checkpoints, and flagged as not confirmed by witnesses.
+    ind.cases
+        .get_case(get_case(&case_id, "legalisation", Some(C)))
+        .await
+        .expect("IND reads at C again");
+    let report = c
+        .client(OFFICER)
+        .await
+        .audit
+        .subject_access_report(report_of(&case_id))
+        .await
+        .expect("a report before the witnesses' next round")
+        .into_inner();
+    assert!(report.complete, "{}", report.text);
+    assert!(!report.witnessed, "{}", report.text);
+    verify_lines(&report, &dir, false);
+    for n in [A, C] {
+        let part = report.nodes.iter().find(|p| p.node == n).unwrap();
+        assert!(!part.witnessed, "{n}: {}", part.witness_note);
+        assert!(
+            part.witness_note
+                .contains("2 witnesses' cosignatures required"),
+            "{}",
+            part.witness_note
+        );
+        assert!(
+            report
+                .text
+                .contains(&format!("NOT CONFIRMED BY WITNESSES: node {n}: ")),
+            "{}",
+            report.text
+        );
+    }
+    // After a round, confirmed again.
+    cosign_all(&nodes, &dir).await;
+    let report = c
+        .client(OFFICER)
+        .await
+        .audit
+        .subject_access_report(report_of(&case_id))
+        .await
+        .expect("a report after the witnesses' round")
+        .into_inner();
+    assert!(report.witnessed, "{}", report.text);
+    verify_lines(&report, &dir, true);
+
+    // Someone with B's database forges A's cosignatures there: they count
+    // for nothing, so no checkpoint of B has the two it needs.
+    for size in b.node.store.cosigned_sizes().await.unwrap() {
+        for held in b.node.store.cosignatures(size).await.unwrap() {
+            if held.witness == format!("{A}/witness") {
+                let forged = forge_cosignature(&held.line, A);
+                let sql = format!(
+                    "UPDATE checkpoint_cosignatures SET line = '{forged}' WHERE size = {size} AND witness = '{}'",
+                    held.witness
+                );
+                b.sql(&sql).await;
+            }
+        }
+    }
+    let report = c
+        .client(OFFICER)
+        .await
+        .audit
+        .subject_access_report(report_of(&case_id))
+        .await
+        .expect("a report with forged cosignatures at B")
+        .into_inner();
+    let b_part = report.nodes.iter().find(|p| p.node == B).unwrap();
+    assert!(b_part.answered, "{}", report.text);
+    assert!(!b_part.witnessed, "{}", b_part.witness_note);
+    assert!(
+        !b_part.witnesses.contains(&format!("{A}/witness")),
+        "{:?}",
+        b_part.witnesses
+    );
+    assert!(
+        !b_part
+            .checkpoint
+            .contains(&format!("\u{2014} {A}/witness ")),
+        "the forged line is not handed out: {}",
+        b_part.checkpoint
+    );
+    assert!(!report.witnessed);
+    assert!(
+        report
+            .text
+            .contains(&format!("NOT CONFIRMED BY WITNESSES: node {B}: ")),
+        "{}",
+        report.text
+    );
 
     // A stops: the report at C says A's part is missing, and still has B's
     // and C's lines, proven.
@@ -301,8 +475,27 @@ async fn the_report_at_the_home_node_covers_every_node_that_served_the_case() {
     );
     assert!(report.entries.iter().all(|e| e.node != A));
     assert_eq!(
-        verify_lines(&report, &dir),
+        verify_lines(&report, &dir, false),
         BTreeSet::from([B.into(), C.into()])
     );
     let _ = b;
+}
+
+/// `text` (a cosigned note, or one cosignature line) with the signature of
+/// node `by`'s witness altered in its last byte: the name and key id stay,
+/// so a verifier finds the line and must refuse it.
+fn forge_cosignature(text: &str, by: &str) -> String {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD as B64;
+    let prefix = format!("\u{2014} {by}/witness ");
+    text.lines()
+        .map(|l| match l.strip_prefix(&prefix) {
+            Some(b64) => {
+                let mut blob = B64.decode(b64).unwrap();
+                *blob.last_mut().unwrap() ^= 1;
+                format!("{prefix}{}\n", B64.encode(blob))
+            }
+            None => format!("{l}\n"),
+        })
+        .collect()
 }

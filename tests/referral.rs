@@ -148,7 +148,7 @@ async fn a_referral_moves_the_case_whole_and_only_with_consent() {
 
     // The subject consents that Amsterdam receives the whole case.
     let all: Vec<i32> = (1..=8).collect();
-    gemeente
+    let consent_id = gemeente
         .consents
         .grant_consent(with_actor(pb::GrantConsentRequest {
             request_id: String::new(),
@@ -161,7 +161,11 @@ async fn a_referral_moves_the_case_whole_and_only_with_consent() {
             evidence_ref: "DMS-verhuizing-7".into(),
         }))
         .await
-        .unwrap();
+        .unwrap()
+        .into_inner()
+        .consent
+        .expect("the consent")
+        .consent_id;
     let before = case_rows(b, &case_id).await;
 
     // A node the directory does not say hosts the new owner: refused.
@@ -332,6 +336,40 @@ async fn a_referral_moves_the_case_whole_and_only_with_consent() {
         .await
         .expect_err("the consents of a referred case");
     referred(err, "ListConsents");
+    // A consent by its id, too: its withdrawal and its receipt are asked
+    // of C, which holds the consent with the case; B records the question.
+    let err = gemeente
+        .consents
+        .withdraw_consent(with_actor(pb::WithdrawConsentRequest {
+            consent_id: consent_id.clone(),
+            note: "withdrawn by phone".into(),
+            request_id: String::new(),
+        }))
+        .await
+        .expect_err("a withdrawal of a referred case's consent");
+    let asked = common::request_id_of(err.metadata());
+    referred(err, "WithdrawConsent");
+    let on_b = b.record(&asked).await;
+    assert_eq!(on_b.method, "WithdrawConsent");
+    assert_eq!(on_b.case_id.as_deref(), Some(case_id.as_str()));
+    assert_eq!(on_b.consents, vec![consent_id.clone()]);
+    let err = gemeente
+        .consents
+        .get_consent_receipt(with_actor(pb::GetConsentReceiptRequest {
+            consent_id: consent_id.clone(),
+        }))
+        .await
+        .expect_err("a receipt of a referred case's consent");
+    referred(err, "GetConsentReceipt");
+    // An id B never held stays unknown.
+    let err = gemeente
+        .consents
+        .get_consent_receipt(with_actor(pb::GetConsentReceiptRequest {
+            consent_id: uuid::Uuid::now_v7().to_string(),
+        }))
+        .await
+        .expect_err("an unknown consent");
+    assert_eq!(err.code(), tonic::Code::NotFound);
     assert_eq!(case_rows(b, &case_id).await, before_b);
 
     // B's privacy officer still reports every access B made to the case,

@@ -85,6 +85,8 @@ fn sluis_audit(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cosignatures_accumulate_and_a_rewritten_log_is_caught() {
+    use sluis::rpc::proto::v1 as pb;
+    use tonic_types::StatusExt;
     let (_key, mut nodes, dir_nodes) = started_network().await;
     let directory = sluis::federation::directory::Directory {
         network: "lvv".into(),
@@ -224,6 +226,121 @@ async fn cosignatures_accumulate_and_a_rewritten_log_is_caught() {
     assert_eq!(code, 4, "{out}");
     assert!(out.contains("node 'gm0363', rollback"), "{out}");
     assert!(out.contains("gm0363/access-log"), "{out}");
+
+    // An officer acknowledges it on each node: a note naming a person is
+    // refused, changes nothing and is recorded without the text; an
+    // unknown alarm is NOT_FOUND; the acknowledgement is in the log with
+    // its note, the evidence stays, and health is SERVING again.
+    for n in [a, c] {
+        let alarm_id = n.node.store.witness_alarms().await.unwrap()[0].id as u64;
+        let mut officer = n.client("fg-utrecht").await;
+        let err = officer
+            .audit
+            .acknowledge_witness_alarm(pb::AcknowledgeWitnessAlarmRequest {
+                alarm_id,
+                note: "called about BSN 111222333".into(),
+            })
+            .await
+            .expect_err("a note naming a person");
+        assert_eq!(
+            err.code(),
+            tonic::Code::InvalidArgument,
+            "{}",
+            err.message()
+        );
+        assert_eq!(
+            err.get_details_bad_request().unwrap().field_violations[0].field,
+            "note"
+        );
+        let refused = n.record(&common::request_id_of(err.metadata())).await;
+        assert_eq!(refused.method, "AcknowledgeWitnessAlarm");
+        assert!(!refused.detail.contains("111222333"), "{}", refused.detail);
+        assert!(n.node.store.witness_alarms().await.unwrap()[0].open());
+        assert!(witness_health(n, ServingStatus::NotServing).await);
+        let err = officer
+            .audit
+            .acknowledge_witness_alarm(pb::AcknowledgeWitnessAlarmRequest {
+                alarm_id: alarm_id + 100,
+                note: "restored from backup".into(),
+            })
+            .await
+            .expect_err("an unknown alarm");
+        assert_eq!(err.code(), tonic::Code::NotFound);
+        // On A with the command, on C over gRPC.
+        let note = "gm0363 restored from backup; network operator informed";
+        let access_record_id = if n.id == A {
+            let pki = n.dir.path().join("pki");
+            let p = |f: &str| pki.join(f).to_string_lossy().to_string();
+            let (code, out) = sluis_audit(
+                n.dir.path(),
+                &n.config,
+                &[
+                    "witness-alarms",
+                    "--acknowledge",
+                    &alarm_id.to_string(),
+                    "--note",
+                    note,
+                    "--json",
+                    "--node",
+                    &format!("https://127.0.0.1:{}", n.node.local_addr.port()),
+                    "--server-name",
+                    "localhost",
+                    "--cert",
+                    &p("clients/fg-utrecht.pem"),
+                    "--key",
+                    &p("clients/fg-utrecht.key"),
+                    "--ca",
+                    &p("ca.pem"),
+                ],
+            );
+            assert_eq!(code, 0, "{out}");
+            let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+            assert_eq!(r["node"], B);
+            assert_eq!(r["unacknowledged"], 0);
+            r["access_record_id"].as_str().unwrap().to_string()
+        } else {
+            let r = officer
+                .audit
+                .acknowledge_witness_alarm(pb::AcknowledgeWitnessAlarmRequest {
+                    alarm_id,
+                    note: note.into(),
+                })
+                .await
+                .expect("the acknowledgement")
+                .into_inner();
+            assert_eq!((r.node.as_str(), r.unacknowledged), (B, 0));
+            r.access_record_id
+        };
+        let rec = n.record(&access_record_id).await;
+        assert_eq!(rec.method, "AcknowledgeWitnessAlarm");
+        assert_eq!(rec.decision, sluis::tlog::Decision::Allowed);
+        assert!(
+            rec.detail.contains("network operator informed"),
+            "{}",
+            rec.detail
+        );
+        let kept = &n.node.store.witness_alarms().await.unwrap()[0];
+        assert_eq!(
+            kept.acknowledged.as_ref().unwrap().request_id,
+            access_record_id
+        );
+        assert!(!kept.offered_note.is_empty(), "the evidence stays");
+        assert!(witness_health(n, ServingStatus::Serving).await);
+        // Twice: refused, naming the first.
+        let err = officer
+            .audit
+            .acknowledge_witness_alarm(pb::AcknowledgeWitnessAlarmRequest {
+                alarm_id,
+                note: "again".into(),
+            })
+            .await
+            .expect_err("a second acknowledgement");
+        assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+        assert!(err.message().contains("fg-utrecht"), "{}", err.message());
+    }
+    let (code, out) = sluis_audit(a.dir.path(), &a_config, &["witness-alarms"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("acknowledged by 'fg-utrecht'"), "{out}");
 
     b.node.shutdown().await.unwrap();
     for n in nodes {

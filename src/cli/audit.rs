@@ -70,11 +70,26 @@ pub(crate) enum Command {
         json: bool,
     },
     /// The witness alarms this node keeps: each peer node whose log forked or went back, with
-    /// the two conflicting checkpoints it signed (the evidence, as signed notes). Exit 0 when
-    /// there are none, 4 when there are. Runs on the node's host (--config).
+    /// the two conflicting checkpoints it signed (the evidence, as signed notes), and who
+    /// acknowledged it. Exit 0 when none stands unacknowledged, 4 when one does. Runs on the
+    /// node's host (--config).
+    ///
+    /// With --acknowledge ID --note TEXT, a privacy officer acknowledges alarm ID on the
+    /// serving node (--node with your certificate, or --profile): the node records it in its
+    /// access log with the note (one line, no names, V-numbers or BSNs), keeps the evidence,
+    /// witnesses that peer again, and its health `sluis.witness` is SERVING once every alarm is
+    /// acknowledged.
     WitnessAlarms {
         #[arg(long)]
         json: bool,
+        /// The alarm to acknowledge (its number in the listing).
+        #[arg(long, value_name = "ID", requires = "note")]
+        acknowledge: Option<u64>,
+        /// What was done about it, one line.
+        #[arg(long, requires = "acknowledge")]
+        note: Option<String>,
+        #[command(flatten)]
+        remote: Remote,
     },
     /// The access log's entries that match every filter given, in log order: a table in plain
     /// words (default), JSON lines or CSV.
@@ -760,7 +775,45 @@ pub(crate) async fn run(config_path: &Path, command: Command) -> anyhow::Result<
             store.close().await;
             code
         }
-        Command::WitnessAlarms { json } => {
+        Command::WitnessAlarms {
+            json,
+            acknowledge: Some(id),
+            note,
+            remote,
+        } => {
+            if !remote.wanted() {
+                anyhow::bail!(
+                    "an acknowledgement is recorded by the serving node in its access log: ask it with your privacy officer's certificate (--node URL --cert --key --ca, or --profile)"
+                );
+            }
+            let mut officer = remote.connect().await?.officer;
+            let r = officer
+                .acknowledge_witness_alarm(id, note.unwrap_or_default())
+                .await
+                .map_err(refused)?;
+            let mut w = stdout();
+            if json {
+                writeln!(
+                    w,
+                    "{}",
+                    serde_json::json!({
+                        "alarm_id": r.alarm_id,
+                        "node": r.node,
+                        "unacknowledged": r.unacknowledged,
+                        "access_record_id": r.access_record_id,
+                    })
+                )?;
+            } else {
+                writeln!(
+                    w,
+                    "witness alarm {} (node '{}') acknowledged, record {}; {} alarm(s) stand unacknowledged",
+                    r.alarm_id, r.node, r.access_record_id, r.unacknowledged
+                )?;
+            }
+            w.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::WitnessAlarms { json, .. } => {
             let (_, store) = open_local(config_path).await?;
             let alarms = store.witness_alarms().await;
             store.close().await;
@@ -930,6 +983,7 @@ fn report_json(
     entries: &[ReportEntry],
     nodes: &[ReportNode],
 ) -> serde_json::Value {
+    let nodes_in = nodes;
     let entries: Vec<_> = entries
         .iter()
         .map(|e| {
@@ -959,6 +1013,11 @@ fn report_json(
                 "node": n.node,
                 "answered": n.answered,
                 "missing_reason": n.missing_reason,
+                "checkpoint": n.checkpoint,
+                "witnesses": n.witnesses,
+                "cosignatures_required": n.quorum.required,
+                "witnessed": n.witnessed,
+                "witness_note": n.witness_note,
             })
         })
         .collect();
@@ -967,6 +1026,7 @@ fn report_json(
         "entries": entries,
         "nodes": nodes,
         "complete": nodes.iter().all(|n| n["answered"] == true),
+        "witnessed": oversight::witnessed(nodes_in),
     })
 }
 
@@ -1207,6 +1267,12 @@ fn witness_alarms(
                     "at": crate::model::clock::rfc3339(a.at),
                     "seen_checkpoint": a.seen_note,
                     "offered_checkpoint": a.offered_note,
+                    "acknowledged": a.acknowledged.as_ref().map(|k| serde_json::json!({
+                        "by": k.by,
+                        "note": k.note,
+                        "request_id": k.request_id,
+                        "at": crate::model::clock::rfc3339(k.at),
+                    })),
                 })
             })
             .collect();
@@ -1218,9 +1284,24 @@ fn witness_alarms(
         )?;
     } else {
         for a in &alarms {
+            if let Some(k) = &a.acknowledged {
+                writeln!(
+                    w,
+                    "acknowledged by '{}' at {} (record {}): {}",
+                    k.by,
+                    crate::model::clock::rfc3339(k.at),
+                    k.request_id,
+                    k.note
+                )?;
+            }
             writeln!(
                 w,
-                "ALARM {} at {}: node '{}', {}: {}\n-- the checkpoint cosigned before:\n{}-- the checkpoint offered after it:\n{}",
+                "{} {} at {}: node '{}', {}: {}\n-- the checkpoint cosigned before:\n{}-- the checkpoint offered after it:\n{}",
+                if a.open() {
+                    "ALARM"
+                } else {
+                    "alarm (acknowledged)"
+                },
                 a.id,
                 crate::model::clock::rfc3339(a.at),
                 a.node,
@@ -1232,7 +1313,7 @@ fn witness_alarms(
         }
     }
     w.flush()?;
-    Ok(if alarms.is_empty() {
+    Ok(if alarms.iter().all(|a| !a.open()) {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(4)

@@ -15,6 +15,7 @@ use crate::dev::init;
 use crate::dev::sample::{NGO, OWNER, OWNER_ACTOR, with_actor};
 use crate::federation::directory::{self, Directory, DirectoryNode, Host};
 use crate::federation::pseudonym::FederationPseudonyms;
+use crate::federation::witness::{WitnessOutcome, WitnessSigner, cosigned_checkpoint};
 use crate::federation::{FederationConfig, FederationKey};
 use crate::net::pki::{CertAuthority, ClientCertSpec};
 use crate::node::Node;
@@ -68,6 +69,18 @@ fn member(dir: &Path, config: Config) -> anyhow::Result<Member> {
         ca,
         node_cert_der: node_cert.cert_der,
         port: free_port()?,
+    })
+}
+
+/// The member's witness key (made once, in its folder) and its verifier
+/// key, the directory's `witness-key` for it.
+fn witness_key(m: &Member) -> anyhow::Result<String> {
+    let path = m.dir.join("witness.key");
+    let name = &m.config.node.name;
+    Ok(if path.exists() {
+        WitnessSigner::load(name, &path)?.verifier_key()
+    } else {
+        WitnessSigner::generate(name, &path)?
     })
 }
 
@@ -158,6 +171,9 @@ pub(super) async fn run(
             &[(AMSTERDAM, "municipality")],
         ),
     ];
+    // Each node witnesses the other: its witness key in the directory.
+    nodes[0].witness_key = Some(witness_key(&first)?);
+    nodes[1].witness_key = Some(witness_key(&second)?);
     nodes.sort_by(|a, b| a.id.cmp(&b.id));
     let d = Directory {
         network: "lvv-demo".into(),
@@ -167,6 +183,7 @@ pub(super) async fn run(
         nodes,
     };
     let signed = directory::sign(&d, &key)?;
+    let directory = d;
     let pseudonym_key = ops.join("pseudonym.key");
     FederationPseudonyms::generate(&pseudonym_key)?;
     let (first_ca, second_ca) = (
@@ -186,8 +203,9 @@ pub(super) async fn run(
             peer_ca: "peers.pem".into(),
             peer_crl: vec![],
             pseudonym_key: Some("pseudonym.key".into()),
-            witness_key: None,
+            witness_key: Some("witness.key".into()),
             witness_interval_secs: 60,
+            report_cosignatures: None,
         });
         m.config.tls.allow_missing_crl = true;
     }
@@ -319,6 +337,48 @@ pub(super) async fn run(
         }),
         "VluchtelingenWerk's earlier pseudonym still finds the case: Utrecht forwards it to Amsterdam, where its consent is still withdrawn",
     );
+    println!(
+        "   c) witnessing: each node checks the other's log and cosigns its checkpoint (C2SP tlog-cosignature)"
+    );
+    let (utrecht_id, amsterdam_id) = (first.config.node.name.clone(), SECOND_NODE.to_string());
+    for (witness, peer, peer_id) in [
+        (&utrecht_node, &amsterdam_node, amsterdam_id),
+        (&amsterdam_node, &utrecht_node, utrecht_id),
+    ] {
+        // A node signs its first checkpoint within its checkpoint interval.
+        let mut outcome = WitnessOutcome::Failed(String::new());
+        for _ in 0..50 {
+            outcome = witness
+                .witness_now()
+                .await
+                .into_iter()
+                .map(|(_, o)| o)
+                .next()
+                .unwrap_or(WitnessOutcome::Failed("no peer".into()));
+            if matches!(outcome, WitnessOutcome::Cosigned { .. }) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let cosigned = cosigned_checkpoint(&peer.store, &directory, &peer_id, 1, None).await?;
+        match &cosigned {
+            Some(c) => {
+                println!(
+                    "    {peer_id}'s checkpoint of size {}, cosigned by {}:",
+                    c.checkpoint.size,
+                    c.witnesses.join(", ")
+                );
+                for line in c.note.lines() {
+                    println!("      {line}");
+                }
+            }
+            None => println!("    {peer_id}'s checkpoint is not cosigned: {outcome:?}"),
+        }
+        checks.expect(
+            cosigned.is_some(),
+            &format!("{peer_id}'s log is backed by its peer's cosignature"),
+        );
+    }
     utrecht_node.shutdown().await?;
     amsterdam_node.shutdown().await?;
     for m in [&first, &second] {

@@ -84,6 +84,13 @@ pub struct FederationConfig {
     /// fetched, checked and cosigned); default 60.
     #[serde(default = "witness::default_interval_secs")]
     pub witness_interval_secs: u64,
+    /// How many of a node's witnesses (the other nodes' `witness-key`s in
+    /// the directory) must have cosigned the checkpoint a subject access
+    /// report proves that node's lines against, for those lines to count
+    /// as confirmed by witnesses; default a majority of them. 0: not
+    /// required (the report still says so).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report_cosignatures: Option<u32>,
 }
 
 /// Why the federation cannot serve, or a directory was not taken.
@@ -163,6 +170,8 @@ pub struct Federation {
     witness: Option<witness::WitnessSigner>,
     /// Between witnessing rounds.
     witness_interval: std::time::Duration,
+    /// `report_cosignatures`, if configured.
+    report_cosignatures: Option<u32>,
     /// Whether a peer's log forked or went back (an alarm raised since
     /// start, or kept from before): the node's health says so.
     alarmed: std::sync::atomic::AtomicBool,
@@ -198,6 +207,7 @@ impl Federation {
             pseudonyms,
             witness,
             witness_interval: std::time::Duration::from_secs(config.witness_interval_secs.max(1)),
+            report_cosignatures: config.report_cosignatures,
             alarmed: std::sync::atomic::AtomicBool::new(false),
             witnessing: tokio::sync::Mutex::new(()),
             node: node.to_string(),
@@ -328,14 +338,27 @@ impl Federation {
         self.witness_interval
     }
 
+    /// How many cosignatures a subject access report requires on node
+    /// `node`'s checkpoint, of how many witnesses `directory` lists for it
+    /// ([`witness::report_quorum`]).
+    pub(crate) fn report_quorum(&self, directory: &Directory, node: &str) -> witness::Quorum {
+        witness::report_quorum(directory, node, self.report_cosignatures)
+    }
+
     /// Marks that a peer's log forked or went back.
     pub(crate) fn raise_alarm(&self) {
         self.alarmed
             .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// Clears the mark once an operator acknowledged every alarm kept.
+    pub(crate) fn settle_alarms(&self) {
+        self.alarmed
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Whether a witness alarm was raised (since start, or kept from
-    /// before it).
+    /// before it) and not yet acknowledged.
     pub fn alarmed(&self) -> bool {
         self.alarmed.load(std::sync::atomic::Ordering::Relaxed)
     }
@@ -581,6 +604,7 @@ mod tests {
             pseudonym_key: None,
             witness_key: None,
             witness_interval_secs: witness::default_interval_secs(),
+            report_cosignatures: None,
         };
         let f = Federation::load("gm0344", &config, dir.path()).unwrap();
         assert!(matches!(

@@ -182,6 +182,63 @@ pub fn valid_cosigners(
     out
 }
 
+/// How many cosignatures a subject access report requires on one node's
+/// checkpoint, of how many witnesses the directory lists for it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Quorum {
+    /// The verifier keys of the node's witnesses: every other node's
+    /// `witness-key` in the directory (C2SP tlog-cosignature, type 0x04).
+    pub witness_keys: Vec<String>,
+    /// How many of them must have cosigned.
+    pub required: u32,
+}
+
+/// The quorum of node `node`'s witnesses a report requires:
+/// `configured` (`[federation] report_cosignatures`), else a majority of
+/// the witnesses the directory lists for it (the other nodes with a
+/// `witness-key`); 0 witnesses, 0 required (and the report says that no
+/// witness confirms the node's checkpoint).
+pub fn report_quorum(directory: &Directory, node: &str, configured: Option<u32>) -> Quorum {
+    let witness_keys: Vec<String> = directory
+        .nodes
+        .iter()
+        .filter(|n| n.id != node)
+        .filter_map(|n| n.witness_key.clone())
+        .collect();
+    let majority = u32::try_from(witness_keys.len() / 2 + 1).unwrap_or(u32::MAX);
+    let required = match (configured, witness_keys.is_empty()) {
+        (_, true) => 0,
+        (Some(k), false) => k,
+        (None, false) => majority,
+    };
+    Quorum {
+        witness_keys,
+        required,
+    }
+}
+
+/// The witnesses (by key name, `<node>/witness`) among `witness_keys`
+/// whose cosignature on the cosigned checkpoint `note` (the log's signed
+/// note with cosignature lines appended, C2SP tlog-cosignature) verifies.
+/// A key without a line counts for nothing. Errors: a line with a listed
+/// witness's name and key id that does not verify (a forged or altered
+/// cosignature: the note is not what the witness signed), or a key that
+/// does not parse. The log's own signature is checked by the caller.
+pub fn cosigners_in(note: &str, witness_keys: &[String]) -> Result<Vec<String>, CosignatureError> {
+    let mut out = Vec::new();
+    for vkey in witness_keys {
+        let key = cosignature::WitnessKey::parse(vkey)?;
+        match key.verify(note) {
+            Ok(_) => out.push(key.name),
+            Err(CosignatureError::Missing(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
 /// A checkpoint of this node with the witnesses whose cosignatures on it
 /// verify.
 #[derive(Clone, Debug)]
@@ -292,6 +349,40 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    /// The quorum a report requires: a majority of the node's witnesses
+    /// (its peers' witness keys), the configured number, and none (said
+    /// as such) when the directory lists no witness for the node.
+    #[test]
+    fn a_report_requires_a_majority_of_a_nodes_witnesses() {
+        let mut d = crate::federation::directory::tests::sample();
+        // gm0518 is witnessed by gm0344 only: one of one.
+        let q = report_quorum(&d, "gm0518", None);
+        assert_eq!((q.witness_keys.len(), q.required), (1, 1));
+        assert_eq!(report_quorum(&d, "gm0518", Some(3)).required, 3);
+        // gm0344's only peer has no witness key: nobody confirms it.
+        let q = report_quorum(&d, "gm0344", Some(2));
+        assert_eq!((q.witness_keys.len(), q.required), (0, 0));
+        let mut n = crate::gateway::oversight::ReportNode {
+            node: "gm0344".into(),
+            quorum: q,
+            ..Default::default()
+        };
+        n.check_witnesses().unwrap();
+        assert!(!n.witnessed);
+        assert!(
+            n.witness_note.contains("lists no witnesses"),
+            "{}",
+            n.witness_note
+        );
+        // Three more witnessed peers: a majority of four is three.
+        for i in 0..3u8 {
+            let mut extra = d.nodes[0].clone();
+            extra.id = format!("gm090{i}");
+            d.nodes.push(extra);
+        }
+        assert_eq!(report_quorum(&d, "gm0518", None).required, 3);
     }
 
     #[test]

@@ -208,6 +208,8 @@ pub(crate) enum Resource {
     Tile,
     /// The alert of an emergency access.
     EmergencyAlert,
+    /// A witness alarm this node keeps.
+    WitnessAlarm,
 }
 
 impl Resource {
@@ -221,6 +223,7 @@ impl Resource {
             Resource::Service => "service",
             Resource::Tile => "tlog-tiles tile",
             Resource::EmergencyAlert => "sluis.v1.EmergencyAlert",
+            Resource::WitnessAlarm => "sluis.v1.WitnessAlarm",
         }
     }
 }

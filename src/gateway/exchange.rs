@@ -1716,18 +1716,24 @@ impl Exchange {
     ) -> Result<Consent, ExchangeError> {
         let caller = self.caller(ctx)?;
         validate::uuid("consent_id", consent_id)?;
-        let consent = self
-            .store
-            .consent(consent_id)
-            .await
-            .map_err(stored)?
-            .ok_or_else(|| {
-                ExchangeError::not_found(
-                    Resource::Consent,
-                    Some(consent_id),
-                    "no consent with this consent_id",
-                )
-            })?;
+        let Some(consent) = self.store.consent(consent_id).await.map_err(stored)? else {
+            // The consent left with its case: say where, as for the case.
+            if let Some((case_id, node)) = self
+                .store
+                .consent_referred_to(consent_id)
+                .await
+                .map_err(stored)?
+            {
+                rec.consents = vec![consent_id.to_string()];
+                rec.case_id = Some(case_id);
+                return Err(ExchangeError::Referred(node));
+            }
+            return Err(ExchangeError::not_found(
+                Resource::Consent,
+                Some(consent_id),
+                "no consent with this consent_id",
+            ));
+        };
         rec.consents = vec![consent.id.clone()];
         self.owned_case(caller, &consent.case_id, rec).await?;
         Ok(consent)

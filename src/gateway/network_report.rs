@@ -66,6 +66,9 @@ pub(crate) struct PartQuery {
     pub(crate) referral_id: Option<String>,
     /// Request ids of the asked node's records of calls about the case.
     pub(crate) request_ids: Vec<String>,
+    /// How many of its witnesses' cosignatures the asking node wants on
+    /// the checkpoint the entries are proven against (0: any checkpoint).
+    pub(crate) cosignatures: u32,
 }
 
 /// One entry of a node's part: its position, its leaf (the record's
@@ -119,6 +122,10 @@ pub(crate) enum PartError {
     OtherCase { index: u64 },
     #[error("the federation directory lists no such node")]
     Unlisted,
+    #[error(
+        "a cosignature on its checkpoint does not verify ({0}): the note is not what its witness signed"
+    )]
+    Cosignature(#[from] crate::tlog::cosignature::CosignatureError),
 }
 
 /// The nodes' parts gathered for a report: each node's verified lines, its
@@ -133,6 +140,11 @@ pub(crate) struct Gathered {
 /// checkpoint before it proves what is covered (the rest go without proof).
 const COVERAGE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 const COVERAGE_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+/// How long a node waits for its witnesses to cosign a checkpoint that
+/// covers its newest entries before it proves against its latest signed
+/// one (flagged as not confirmed by witnesses): a round of witnesses that
+/// is under way, not the next one (`witness_interval_secs`).
+const COSIGNED_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Inclusion proofs of the entries at `indexes` against one signed
 /// checkpoint: the latest, once it covers them all (waited for, a few
@@ -169,6 +181,66 @@ pub(crate) async fn prove(
         paths.push(p.hashes);
     }
     Ok((Some(cp), paths))
+}
+
+/// Inclusion proofs of the entries at `indexes` of node `own`'s log
+/// against a **cosigned** checkpoint: the largest that holds `k` valid
+/// cosignatures by `directory`'s witnesses and covers them all (waited for
+/// [`COSIGNED_WAIT`] at most); failing that, the latest
+/// signed checkpoint ([`prove`]). Either way the note carries the valid
+/// cosignature lines held for it (C2SP tlog-cosignature), so whoever reads
+/// it counts them, and a checkpoint short of the quorum is seen as such.
+pub(crate) async fn prove_cosigned(
+    store: &Store,
+    directory: &Directory,
+    own: &str,
+    k: u32,
+    indexes: &[u64],
+) -> Result<(Option<(String, u64)>, Vec<Vec<Hash>>), ExchangeError> {
+    let Some(&last) = indexes.iter().max() else {
+        return Ok((None, vec![]));
+    };
+    if k > 0 {
+        let give_up = tokio::time::Instant::now() + COSIGNED_WAIT;
+        loop {
+            let cosigned = crate::federation::witness::cosigned_checkpoint(
+                store, directory, own, k as usize, None,
+            )
+            .await
+            .map_err(stored)?;
+            if let Some(c) = cosigned.filter(|c| c.checkpoint.size as u64 > last) {
+                let size = c.checkpoint.size as u64;
+                let mut paths = Vec::with_capacity(indexes.len());
+                for &i in indexes {
+                    let p = proof::inclusion_proof(store, LeafRef::Index(i), Some(size))
+                        .await
+                        .map_err(super::oversight::proof_error)?;
+                    paths.push(p.hashes);
+                }
+                return Ok((Some((c.note, size)), paths));
+            }
+            if tokio::time::Instant::now() >= give_up {
+                break;
+            }
+            tokio::time::sleep(COVERAGE_POLL).await;
+        }
+    }
+    let (cp, paths) = prove(store, indexes).await?;
+    let Some(cp) = cp else {
+        return Ok((None, paths));
+    };
+    let held = store.cosignatures(cp.size).await.map_err(stored)?;
+    let valid = crate::federation::witness::valid_cosigners(directory, own, &cp.note, &held);
+    let mut note = cp.note;
+    for c in &held {
+        if valid
+            .iter()
+            .any(|w| c.witness == crate::federation::directory::witness_name(w))
+        {
+            note.push_str(&c.line);
+        }
+    }
+    Ok((Some((note, cp.size as u64)), paths))
 }
 
 /// The links to other nodes that records of a case on node `this` show: a
@@ -352,7 +424,15 @@ impl Exchange {
             .filter(|l| l.node != asking || l.referral)
             .collect();
             let indexes: Vec<u64> = rows.keys().map(|i| *i as u64).collect();
-            let (cp, paths) = prove(&self.store, &indexes).await?;
+            let k = q.cosignatures.min(u32::try_from(running.directory.nodes.len()).unwrap_or(u32::MAX));
+            let (cp, paths) = prove_cosigned(
+                &self.store,
+                &running.directory,
+                federation.node_id(),
+                k,
+                &indexes,
+            )
+            .await?;
             let entries = rows
                 .into_values()
                 .zip(paths)
@@ -369,7 +449,7 @@ impl Exchange {
             );
             Ok(Part {
                 entries,
-                checkpoint: cp.map(|c| (c.note, c.size as u64)),
+                checkpoint: cp,
                 links,
             })
         }
@@ -453,8 +533,9 @@ impl Exchange {
             }
         }
         let mut missing: BTreeMap<String, String> = BTreeMap::new();
-        let mut answered: BTreeMap<String, (String, String)> = BTreeMap::new();
+        let mut answered: BTreeMap<String, ReportNode> = BTreeMap::new();
         let mut seen: BTreeSet<(String, u64)> = BTreeSet::new();
+        let mut notes: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         // Each round asks every node with a basis not asked yet; a node's
         // answer can only add links, and there are finitely many.
         for _round in 0..=running.directory.nodes.len() * 2 {
@@ -476,6 +557,9 @@ impl Exchange {
                             case_id: case.clone(),
                             referral_id: referral,
                             request_ids: ids.into_iter().take(MAX_REQUEST_IDS).collect(),
+                            cosignatures: federation
+                                .report_quorum(&running.directory, node)
+                                .required,
                         },
                     ))
                 })
@@ -484,31 +568,27 @@ impl Exchange {
                 break;
             }
             for (node, case, q) in todo {
-                let part = match ask(federation.clone(), node.clone(), q).await {
-                    Ok(p) => p,
-                    Err(e) => {
-                        missing.insert(node, format!("it did not answer: {e}"));
-                        continue;
+                match self
+                    .part_of(federation, &running, ask, &node, &case, q)
+                    .await
+                {
+                    Err(why) => {
+                        missing.insert(node, why);
                     }
-                };
-                let key = running
-                    .directory
-                    .node(&node)
-                    .map(|n| n.log_key.clone())
-                    .unwrap_or_default();
-                match self.verified(&running.directory, &node, &case, &part) {
-                    Err(e) => {
-                        tracing::warn!(node = %node, error = %e, "a node's part of a subject access report does not verify");
-                        missing.insert(node, format!("its answer does not verify: {e}"));
-                    }
-                    Ok(lines) => {
-                        for l in part.links.iter().cloned() {
+                    Ok((links, lines, n)) => {
+                        for l in links {
                             add(&mut bases, &case, l);
                         }
-                        if let Some((note, _)) = &part.checkpoint {
-                            answered.insert(node.clone(), (note.clone(), key));
-                        } else {
-                            answered.entry(node.clone()).or_default();
+                        if !n.checkpoint.is_empty() {
+                            notes
+                                .entry(node.clone())
+                                .or_default()
+                                .insert(n.checkpoint.clone());
+                        }
+                        // A node asked for two cases keeps the checkpoint
+                        // of its last answer with one.
+                        if !n.checkpoint.is_empty() || !answered.contains_key(&node) {
+                            answered.insert(node.clone(), n);
                         }
                         for line in lines {
                             if seen.insert((node.clone(), line.index as u64)) {
@@ -519,15 +599,50 @@ impl Exchange {
                 }
             }
         }
-        for (node, (checkpoint, verifier_key)) in answered {
+        // A node asked in several rounds may have proven its answers
+        // against different checkpoints (its log grew between them), while
+        // the report names one per node: it is asked once more with every
+        // basis at once, and its lines are that answer's.
+        for (node, seen_notes) in notes {
+            if seen_notes.len() < 2 || missing.contains_key(&node) {
+                continue;
+            }
+            out.entries.retain(|e| e.node != node);
+            let all: Vec<(String, PartQuery)> = bases
+                .iter()
+                .filter(|((n, _), _)| *n == node)
+                .map(|((_, case), b)| {
+                    (
+                        case.clone(),
+                        PartQuery {
+                            case_id: case.clone(),
+                            referral_id: b.referral.clone(),
+                            request_ids: b.ids.iter().take(MAX_REQUEST_IDS).cloned().collect(),
+                            cosignatures: federation
+                                .report_quorum(&running.directory, &node)
+                                .required,
+                        },
+                    )
+                })
+                .collect();
+            for (case, q) in all {
+                match self
+                    .part_of(federation, &running, ask, &node, &case, q)
+                    .await
+                {
+                    Err(why) => {
+                        missing.insert(node.clone(), why);
+                    }
+                    Ok((_, lines, n)) => {
+                        answered.insert(node.clone(), n);
+                        out.entries.extend(lines);
+                    }
+                }
+            }
+        }
+        for (node, n) in answered {
             if !missing.contains_key(&node) {
-                out.nodes.push(ReportNode {
-                    node,
-                    checkpoint,
-                    verifier_key,
-                    answered: true,
-                    missing_reason: String::new(),
-                });
+                out.nodes.push(n);
             }
         }
         for (node, why) in missing {
@@ -538,9 +653,55 @@ impl Exchange {
         out
     }
 
+    /// Asks node `node` for its part of case `case` and checks it: its
+    /// links, its lines and the node as the report names it (checkpoint,
+    /// key, witnesses). Errors: why the node's part is missing, in words.
+    async fn part_of(
+        &self,
+        federation: &Arc<Federation>,
+        running: &crate::federation::Running,
+        ask: &AskPart<'_>,
+        node: &str,
+        case: &str,
+        q: PartQuery,
+    ) -> Result<(Vec<Link>, Vec<ReportEntry>, ReportNode), String> {
+        let part = ask(federation.clone(), node.to_string(), q)
+            .await
+            .map_err(|e| format!("it did not answer: {e}"))?;
+        let checked = self
+            .verified(&running.directory, node, case, &part)
+            .and_then(|lines| {
+                let mut n = ReportNode {
+                    node: node.to_string(),
+                    checkpoint: part
+                        .checkpoint
+                        .clone()
+                        .map(|(note, _)| note)
+                        .unwrap_or_default(),
+                    verifier_key: running
+                        .directory
+                        .node(node)
+                        .map(|n| n.log_key.clone())
+                        .unwrap_or_default(),
+                    answered: true,
+                    quorum: federation.report_quorum(&running.directory, node),
+                    ..ReportNode::default()
+                };
+                n.check_witnesses()?;
+                Ok((lines, n))
+            });
+        match checked {
+            Ok((lines, n)) => Ok((part.links, lines, n)),
+            Err(e) => {
+                tracing::warn!(node = %node, error = %e, "a node's part of a subject access report does not verify");
+                Err(format!("its answer does not verify: {e}"))
+            }
+        }
+    }
+
     /// A node's part, checked: its checkpoint signed with the key the
-    /// running directory lists for the node (the hook for a later check of
-    /// its peers' cosignatures on that checkpoint, `verify_checkpoint`),
+    /// running directory lists for the node (its cosignatures are counted
+    /// by the caller, [`ReportNode::check_witnesses`]),
     /// each entry's proof against it, each entry about the case (or one of
     /// the node's forwarded calls); the lines worded from the leaves.
     fn verified(
@@ -609,10 +770,8 @@ impl Exchange {
 }
 
 /// A node's signed checkpoint, verified with the key the directory lists
-/// for the node and of that node's log (C2SP tlog-checkpoint origin).
-///
-/// Witnessing adds here: the checkpoint's cosignatures by the node's peers
-/// (C2SP tlog-cosignature), of which a report may require k.
+/// for the node and of that node's log (C2SP tlog-checkpoint origin). Its
+/// cosignatures are counted apart ([`ReportNode::check_witnesses`]).
 pub(crate) fn verify_checkpoint(
     node: &str,
     note: &str,

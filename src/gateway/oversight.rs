@@ -78,9 +78,82 @@ pub(crate) struct ReportNode {
     pub(crate) answered: bool,
     /// Why its part is missing ("" when answered).
     pub(crate) missing_reason: String,
+    /// The verifier keys of the node's witnesses, as the directory lists
+    /// them, and how many must have cosigned `checkpoint`.
+    pub(crate) quorum: crate::federation::witness::Quorum,
+    /// The key names whose cosignatures on `checkpoint` verify.
+    pub(crate) witnesses: Vec<String>,
+    /// Whether they reach the quorum (and the directory lists witnesses).
+    pub(crate) witnessed: bool,
+    /// Who cosigned, or why the checkpoint is not confirmed by witnesses
+    /// ("" outside a federation).
+    pub(crate) witness_note: String,
 }
 
 impl ReportNode {
+    /// Checks the cosignatures on the node's `checkpoint` against the
+    /// witness keys of its `quorum` and sets `witnesses`, `witnessed` and
+    /// `witness_note` from what verifies, so the node making the report
+    /// and a client checking it ([`crate::cli`]) conclude the same from the
+    /// same note. The log's own signature is checked by the caller.
+    /// Errors: a cosignature line by a listed witness that does not verify
+    /// (forged or altered).
+    pub(crate) fn check_witnesses(
+        &mut self,
+    ) -> Result<(), crate::tlog::cosignature::CosignatureError> {
+        let q = &self.quorum;
+        self.witnesses = if self.checkpoint.is_empty() {
+            vec![]
+        } else {
+            crate::federation::witness::cosigners_in(&self.checkpoint, &q.witness_keys)?
+        };
+        let have = self.witnesses.len();
+        let size = crate::tlog::note::split(&self.checkpoint)
+            .ok()
+            .and_then(|(body, _)| crate::tlog::checkpoint::Checkpoint::parse(body).ok())
+            .map(|c| c.size);
+        let by = if self.witnesses.is_empty() {
+            "no witness".to_string()
+        } else {
+            self.witnesses.join(", ")
+        };
+        (self.witnessed, self.witness_note) = if q.witness_keys.is_empty() {
+            (
+                false,
+                "the federation directory lists no witnesses for this node's log, so no peer confirms its checkpoint".into(),
+            )
+        } else if size.is_none() {
+            (false, "no signed checkpoint covers its lines yet".into())
+        } else if have >= q.required as usize {
+            (
+                q.required > 0,
+                format!(
+                    "checkpoint of size {} cosigned by {by} ({} of {} required)",
+                    size.unwrap_or_default(),
+                    have,
+                    q.required
+                ),
+            )
+        } else {
+            (
+                false,
+                format!(
+                    "checkpoint of size {} cosigned by {by}: {} of {} witnesses' cosignatures required (its witnesses have not yet cosigned a checkpoint that covers these lines)",
+                    size.unwrap_or_default(),
+                    have,
+                    q.required
+                ),
+            )
+        };
+        if q.required == 0 && !q.witness_keys.is_empty() {
+            self.witness_note = format!(
+                "{}; cosignatures are not required (report_cosignatures = 0)",
+                self.witness_note
+            );
+        }
+        Ok(())
+    }
+
     /// A node whose part is missing, and why.
     pub(crate) fn missing(node: &str, why: String) -> ReportNode {
         ReportNode {
@@ -158,6 +231,18 @@ impl SubjectReport {
     pub(crate) fn complete(&self) -> bool {
         self.nodes.iter().all(|n| n.answered)
     }
+
+    /// Whether every node that answered proved its lines against a
+    /// checkpoint cosigned by the quorum of its witnesses (never outside a
+    /// federation: no witnesses).
+    pub(crate) fn witnessed(&self) -> bool {
+        witnessed(&self.nodes)
+    }
+}
+
+/// [`SubjectReport::witnessed`] of a report's nodes.
+pub(crate) fn witnessed(nodes: &[ReportNode]) -> bool {
+    nodes.iter().any(|n| n.answered) && nodes.iter().filter(|n| n.answered).all(|n| n.witnessed)
 }
 
 /// The language of a report's words: the migrant may choose.
@@ -571,6 +656,31 @@ pub(crate) fn report_text(
                 text,
                 "ONVOLLEDIG: de toegangen die knooppunt {} vastlegde ontbreken in dit overzicht: {}",
                 n.node, n.missing_reason
+            ),
+        };
+    }
+    // Across a federation: whether each node's checkpoint is confirmed by
+    // its witnesses (C2SP tlog-cosignature), the unconfirmed named.
+    for n in nodes
+        .iter()
+        .filter(|n| n.answered && !n.witness_note.is_empty())
+    {
+        let _ = match (lang, n.witnessed) {
+            (Lang::En, true) => writeln!(text, "Witnessed: node {}: {}", n.node, n.witness_note),
+            (Lang::En, false) => writeln!(
+                text,
+                "NOT CONFIRMED BY WITNESSES: node {}: {}",
+                n.node, n.witness_note
+            ),
+            (Lang::Nl, true) => writeln!(
+                text,
+                "Bevestigd door getuigen: knooppunt {}: {}",
+                n.node, n.witness_note
+            ),
+            (Lang::Nl, false) => writeln!(
+                text,
+                "NIET BEVESTIGD DOOR GETUIGEN: knooppunt {}: {}",
+                n.node, n.witness_note
             ),
         };
     }
@@ -992,20 +1102,55 @@ impl Exchange {
     /// This node's lines of a report with their inclusion proofs against
     /// one signed checkpoint (the latest, once it covers them; a line it
     /// does not cover yet has none), named first among the report's nodes.
+    /// In a federation the checkpoint is one its witnesses cosigned
+    /// (`network_report::prove_cosigned`), with their cosignatures.
     async fn prove_own(&self, report: &mut SubjectReport) -> Result<(), ExchangeError> {
         let indexes: Vec<u64> = report.entries.iter().map(|e| e.index as u64).collect();
-        let (cp, paths) = network_report::prove(&self.store, &indexes).await?;
+        let running = self
+            .federation
+            .as_ref()
+            .and_then(|f| f.current(self.now()).ok().map(|r| (f, r)));
+        let (cp, paths, quorum) = match &running {
+            Some((federation, running)) => {
+                let quorum = federation.report_quorum(&running.directory, federation.node_id());
+                let (cp, paths) = network_report::prove_cosigned(
+                    &self.store,
+                    &running.directory,
+                    federation.node_id(),
+                    quorum.required,
+                    &indexes,
+                )
+                .await?;
+                (cp, paths, Some(quorum))
+            }
+            None => {
+                let (cp, paths) = network_report::prove(&self.store, &indexes).await?;
+                (cp.map(|c| (c.note, c.size as u64)), paths, None)
+            }
+        };
         for (e, hashes) in report.entries.iter_mut().zip(paths) {
-            if let Some(cp) = cp.as_ref().filter(|_| !hashes.is_empty()) {
+            if let Some((_, size)) = cp.as_ref().filter(|_| !hashes.is_empty()) {
                 e.proof = Some(EntryProof {
-                    tree_size: cp.size as u64,
+                    tree_size: *size,
                     hashes,
                 });
             }
         }
         if let Some(own) = report.nodes.first_mut() {
-            own.checkpoint = cp.map(|c| c.note).unwrap_or_default();
+            own.checkpoint = cp.map(|(note, _)| note).unwrap_or_default();
             own.verifier_key = self.verifier_key();
+            if let Some(quorum) = quorum {
+                own.quorum = quorum;
+                // Lines this node checked when they arrived; one that does
+                // not verify now was altered in the database.
+                if let Err(e) = own.check_witnesses() {
+                    tracing::error!(error = %e, "a cosignature this node holds on its own checkpoint does not verify");
+                    own.witnessed = false;
+                    own.witness_note = format!(
+                        "a cosignature held on this node's checkpoint does not verify: {e}"
+                    );
+                }
+            }
         }
         Ok(())
     }

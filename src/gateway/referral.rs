@@ -144,6 +144,7 @@ impl Exchange {
     ) -> Result<Recorded<String>, ExchangeError> {
         let mut rec = self.record(ctx, "ReferCase");
         let mut pseudonyms = Vec::new();
+        let mut consent_ids = Vec::new();
         let result = async {
             let caller = self.caller(ctx)?;
             validate::uuid("case_id", &r.case_id)?;
@@ -202,6 +203,7 @@ impl Exchange {
             );
             let data = self.open_released(&export.meta, export.sealed, &present)?;
             pseudonyms = export.pseudonyms.clone();
+            consent_ids = export.consents.iter().map(|c| c.id.clone()).collect();
             let outgoing = Outgoing {
                 case_id: r.case_id.clone(),
                 subject_ref: export.meta.subject_ref.clone(),
@@ -229,6 +231,7 @@ impl Exchange {
             request_id: ctx.request_id.clone(),
             at: rec.at,
             pseudonyms,
+            consent_ids,
         };
         match self.store.refer_out(out).await {
             Ok(()) => Ok(recorded),

@@ -479,6 +479,7 @@ pub const METHODS: &[&str] = &[
     "GetConsistencyProof",
     "ListEmergencyAlerts",
     "CloseEmergencyAlert",
+    "AcknowledgeWitnessAlarm",
     "GetStatistics",
     "ReferCase",
     "AcceptReferral",

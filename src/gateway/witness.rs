@@ -249,6 +249,95 @@ impl Exchange {
             .await
     }
 
+    /// A privacy officer's acknowledgement of witness alarm `id` (its
+    /// evidence stays): recorded with `note` (one line, at most 512
+    /// characters, what was done; refused if it holds a V-number or BSN
+    /// shape, `validate::free_line`), kept with the alarm; the alarm's peer
+    /// is witnessed again, and once every alarm is acknowledged the node's
+    /// health (`sluis.witness`) is SERVING again. Returns the alarm and how
+    /// many stay unacknowledged. Errors: `Forbidden` (not an officer),
+    /// `Invalid` (`alarm_id`, `note`), `NotFound` (no such alarm),
+    /// `FailedPrecondition` (acknowledged before, naming by whom and when),
+    /// `AuditUnavailable`, `DatabaseUnavailable`.
+    pub(crate) async fn acknowledge_witness_alarm(
+        &self,
+        ctx: &RequestCtx,
+        id: u64,
+        note: String,
+    ) -> Result<Recorded<(WitnessAlarm, usize)>, ExchangeError> {
+        let mut rec = self.record(ctx, "AcknowledgeWitnessAlarm");
+        let store = |e: crate::store::StoreError| ExchangeError::store("witness", &e);
+        let checked = async {
+            self.officer(ctx)?;
+            if id == 0 {
+                return Err(invalid("alarm_id", "alarm_id: the alarm's number, as `sluis audit witness-alarms` shows it"));
+            }
+            if note.trim().is_empty() {
+                return Err(invalid("note", "note: say in one line what was done about the alarm (no names, V-numbers or BSNs)"));
+            }
+            super::validate::free_line("note", &note, 512, &[])?;
+            let alarms = self.store.witness_alarms().await.map_err(store)?;
+            let alarm = alarms
+                .into_iter()
+                .find(|a| u64::try_from(a.id).ok() == Some(id))
+                .ok_or_else(|| {
+                    ExchangeError::not_found(
+                        super::Resource::WitnessAlarm,
+                        Some(&id.to_string()),
+                        "no witness alarm with this alarm_id on this node: `sluis audit witness-alarms` lists them",
+                    )
+                })?;
+            if let Some(k) = &alarm.acknowledged {
+                return Err(ExchangeError::FailedPrecondition(format!(
+                    "witness alarm {id} was acknowledged by '{}' at {} (record {})",
+                    k.by,
+                    crate::model::clock::rfc3339(k.at),
+                    k.request_id
+                )));
+            }
+            rec.decision = Decision::Allowed;
+            rec.detail = format!(
+                "witness alarm {id} (node '{}', {}) acknowledged: {note}",
+                alarm.node, alarm.kind
+            );
+            Ok(alarm)
+        }
+        .await;
+        let (mut alarm, recorded) = self.finish(rec.clone(), checked).await?.into_parts();
+        let ack = crate::store::witness::AlarmAck {
+            by: rec.caller.clone(),
+            note,
+            request_id: ctx.request_id.clone(),
+            at: rec.at,
+        };
+        match self.store.put_alarm_ack(alarm.id, &ack).await {
+            Ok(true) => {}
+            // Another officer's acknowledgement came in between.
+            Ok(false) => {
+                return Err(ExchangeError::FailedPrecondition(format!(
+                    "witness alarm {id} was acknowledged meanwhile"
+                )));
+            }
+            Err(e) => return Err(self.failed_after_record(rec, store(e)).await),
+        }
+        alarm.acknowledged = Some(ack);
+        let open = self
+            .store
+            .witness_alarms()
+            .await
+            .map_err(store)?
+            .iter()
+            .filter(|a| a.open())
+            .count();
+        if open == 0
+            && let Some(f) = &self.federation
+        {
+            f.settle_alarms();
+        }
+        tracing::warn!(alarm = id, peer = %alarm.node, open, "a witness alarm was acknowledged");
+        Ok(recorded.map(|()| (alarm, open)))
+    }
+
     /// One witnessing step on peer `peer`: `fetch(old_size)` gets its
     /// latest signed checkpoint and the consistency proof from the size this
     /// node cosigned last; the checkpoint must verify under the directory's
@@ -271,12 +360,12 @@ impl Exchange {
         let Some(signer) = federation.witness() else {
             return WitnessOutcome::Failed("this node has no witness key".into());
         };
-        // A peer with an alarm kept is not witnessed again until its
-        // operator and the network's settled it (the alarm's row removed):
-        // one alarm, one log line, one count, whatever it signs next.
+        // A peer with an alarm kept is not witnessed again until an
+        // operator acknowledged it (`acknowledge_witness_alarm`): one
+        // alarm, one log line, one count, whatever it signs next.
         match self.store.witness_alarms().await {
             Ok(alarms) => {
-                if let Some(a) = alarms.iter().find(|a| a.node == peer.id) {
+                if let Some(a) = alarms.iter().find(|a| a.node == peer.id && a.open()) {
                     let kind = if a.kind == AlarmKind::Rollback.as_str() {
                         AlarmKind::Rollback
                     } else {
@@ -331,6 +420,7 @@ impl Exchange {
                 offered_note: note,
                 detail: detail.clone(),
                 at: self.now(),
+                acknowledged: None,
             };
             federation.raise_alarm();
             crate::telemetry::metrics::witness_alarm(&peer.id, kind.as_str());

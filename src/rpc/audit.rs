@@ -102,8 +102,10 @@ impl pb::audit_service_server::AuditService for Api {
                     .await?
                     .try_map(|report| {
                         let complete = report.complete();
+                        let witnessed = report.witnessed();
                         Ok(pb::SubjectAccessReportResponse {
                             complete,
+                            witnessed,
                             nodes: report
                                 .nodes
                                 .into_iter()
@@ -113,6 +115,11 @@ impl pb::audit_service_server::AuditService for Api {
                                     verifier_key: n.verifier_key,
                                     answered: n.answered,
                                     missing_reason: n.missing_reason,
+                                    witness_keys: n.quorum.witness_keys,
+                                    cosignatures_required: n.quorum.required,
+                                    witnesses: n.witnesses,
+                                    witnessed: n.witnessed,
+                                    witness_note: n.witness_note,
                                 })
                                 .collect(),
                             case_ids: report.case_ids,
@@ -158,6 +165,30 @@ impl pb::audit_service_server::AuditService for Api {
                                 })
                                 .collect(),
                             text: report.text,
+                            access_record_id: ctx.request_id.clone(),
+                        })
+                    })
+            },
+        )
+        .await
+    }
+
+    async fn acknowledge_witness_alarm(
+        &self,
+        req: Request<pb::AcknowledgeWitnessAlarmRequest>,
+    ) -> Result<Response<pb::AcknowledgeWitnessAlarmResponse>, Status> {
+        self.call(
+            "AcknowledgeWitnessAlarm",
+            req,
+            |m| Ok((m.alarm_id, m.note)),
+            async |ex, ctx, (id, note)| {
+                ex.acknowledge_witness_alarm(ctx, id, note)
+                    .await?
+                    .try_map(|(alarm, open)| {
+                        Ok(pb::AcknowledgeWitnessAlarmResponse {
+                            alarm_id: u64::try_from(alarm.id).unwrap_or_default(),
+                            node: alarm.node,
+                            unacknowledged: u32::try_from(open).unwrap_or(u32::MAX),
                             access_record_id: ctx.request_id.clone(),
                         })
                     })

@@ -764,3 +764,4 @@ impl NamesSubject for pb::GetConsistencyProofRequest {}
 impl NamesSubject for pb::GetStatisticsRequest {}
 impl NamesSubject for pb::ListEmergencyAlertsRequest {}
 impl NamesSubject for pb::CloseEmergencyAlertRequest {}
+impl NamesSubject for pb::AcknowledgeWitnessAlarmRequest {}

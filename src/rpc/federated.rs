@@ -763,6 +763,7 @@ fn part_query(m: pb::ReportCaseAccessesRequest) -> Result<PartQuery, ExchangeErr
         case_id: m.case_id,
         referral_id: (!m.referral_id.is_empty()).then_some(m.referral_id),
         request_ids: m.request_ids,
+        cosignatures: m.cosignatures,
     })
 }
 
@@ -788,6 +789,7 @@ pub(crate) async fn ask_part(
                 case_id: q.case_id,
                 referral_id: q.referral_id.unwrap_or_default(),
                 request_ids: q.request_ids,
+                cosignatures: q.cosignatures,
             })
             .await
             .map_err(|s| match session.refusal() {

@@ -67,6 +67,58 @@ pub(crate) struct Officer {
     client: pb::audit_service_client::AuditServiceClient<Channel>,
 }
 
+/// Checks a report as received, without trusting the node that made it
+/// beyond the keys it names: each answering node's checkpoint verifies
+/// under its verifier key, its cosignatures are counted again here against
+/// the witness keys (a line that does not verify is refused), and each
+/// proven line's inclusion proof verifies against its node's checkpoint.
+/// `witnessing`: the node made the report in a federation, so the
+/// witness verdicts are recomputed (outside one there are none).
+fn check_report(
+    entries: &[ReportEntry],
+    nodes: &mut [ReportNode],
+    witnessing: bool,
+) -> Result<(), String> {
+    use crate::tlog::checkpoint::Checkpoint;
+    let mut checkpoints = std::collections::BTreeMap::new();
+    for n in nodes
+        .iter_mut()
+        .filter(|n| n.answered && !n.checkpoint.is_empty())
+    {
+        let cp = Checkpoint::verify(&n.checkpoint, &n.verifier_key)
+            .map_err(|e| format!("node {}'s checkpoint: {e}", n.node))?;
+        if witnessing {
+            n.check_witnesses()
+                .map_err(|e| format!("node {}'s checkpoint: {e}", n.node))?;
+        }
+        checkpoints.insert(n.node.clone(), cp);
+    }
+    for e in entries {
+        let Some(p) = &e.proof else { continue };
+        let cp = checkpoints.get(&e.node).ok_or_else(|| {
+            format!(
+                "line {} #{} has a proof but its node no checkpoint",
+                e.node, e.index
+            )
+        })?;
+        if p.tree_size != cp.size {
+            return Err(format!(
+                "line {} #{} is proven against size {}, its node's checkpoint is of size {}",
+                e.node, e.index, p.tree_size, cp.size
+            ));
+        }
+        crate::tlog::merkle::verify_inclusion(
+            e.index as u64,
+            cp.size,
+            &crate::tlog::merkle::leaf_hash(&e.leaf),
+            &p.hashes,
+            &cp.root,
+        )
+        .map_err(|err| format!("line {} #{}: {err}", e.node, e.index))?;
+    }
+    Ok(())
+}
+
 fn unreadable(what: &str) -> Status {
     Status::internal(format!(
         "the node's answer holds {what} this binary cannot read (a newer node?)"
@@ -189,6 +241,21 @@ impl Officer {
         alert_of(r.alert.ok_or_else(|| unreadable("no alert"))?)
     }
 
+    /// Acknowledges witness alarm `id` with `note`. Errors: the node's
+    /// status (`NOT_FOUND`: no such alarm; `FAILED_PRECONDITION`:
+    /// acknowledged before; `INVALID_ARGUMENT`: the note).
+    pub(crate) async fn acknowledge_witness_alarm(
+        &mut self,
+        id: u64,
+        note: String,
+    ) -> Result<pb::AcknowledgeWitnessAlarmResponse, Status> {
+        Ok(self
+            .client
+            .acknowledge_witness_alarm(pb::AcknowledgeWitnessAlarmRequest { alarm_id: id, note })
+            .await?
+            .into_inner())
+    }
+
     /// The subject access report, its lines worded in `lang`. Errors: the
     /// node's status (`NOT_FOUND` for a subject with no case on the node).
     pub(crate) async fn report(
@@ -238,20 +305,34 @@ impl Officer {
                 proof,
             });
         }
+        let witnessing = r.nodes.iter().any(|n| !n.witness_note.is_empty());
+        let mut nodes: Vec<ReportNode> = r
+            .nodes
+            .into_iter()
+            .map(|n| ReportNode {
+                node: n.node,
+                checkpoint: n.checkpoint,
+                verifier_key: n.verifier_key,
+                answered: n.answered,
+                missing_reason: n.missing_reason,
+                quorum: crate::federation::witness::Quorum {
+                    witness_keys: n.witness_keys,
+                    required: n.cosignatures_required,
+                },
+                witnesses: n.witnesses,
+                witnessed: n.witnessed,
+                witness_note: n.witness_note,
+            })
+            .collect();
+        check_report(&entries, &mut nodes, witnessing).map_err(|e| {
+            Status::data_loss(format!(
+                "the node's report does not verify here: {e}; do not hand it out, and run `sluis audit verify` on the node named"
+            ))
+        })?;
         Ok(RemoteReport {
             case_ids: r.case_ids,
             entries,
-            nodes: r
-                .nodes
-                .into_iter()
-                .map(|n| ReportNode {
-                    node: n.node,
-                    checkpoint: n.checkpoint,
-                    verifier_key: n.verifier_key,
-                    answered: n.answered,
-                    missing_reason: n.missing_reason,
-                })
-                .collect(),
+            nodes,
             access_record_id: r.access_record_id,
         })
     }

@@ -73,6 +73,11 @@ pub(super) const SQLITE: &[Migration] = &[
         name: "witnessing",
         sql: include_str!("../../migrations/sqlite/0016_witnessing.sql"),
     },
+    Migration {
+        version: 18,
+        name: "referred consents, witness alarm acknowledgements",
+        sql: include_str!("../../migrations/sqlite/0018_referred_consents_alarm_acks.sql"),
+    },
 ];
 
 pub(super) const POSTGRES: &[Migration] = &[
@@ -135,6 +140,11 @@ pub(super) const POSTGRES: &[Migration] = &[
         version: 16,
         name: "witnessing",
         sql: include_str!("../../migrations/postgres/0016_witnessing.sql"),
+    },
+    Migration {
+        version: 18,
+        name: "referred consents, witness alarm acknowledgements",
+        sql: include_str!("../../migrations/postgres/0018_referred_consents_alarm_acks.sql"),
     },
 ];
 

@@ -49,6 +49,8 @@ pub(crate) struct ReferredOut {
     pub(crate) request_id: String,
     pub(crate) at: Millis,
     pub(crate) pseudonyms: Vec<(String, String)>,
+    /// The ids of the case's consents, kept pointing at the case.
+    pub(crate) consent_ids: Vec<String>,
 }
 
 impl Store {
@@ -91,6 +93,15 @@ impl Store {
     /// The node a case was referred to, if it left this node.
     pub(crate) async fn referred_to(&self, case_id: &str) -> Result<Option<String>, StoreError> {
         on_store!(&self.backend, b => b.referred_to(case_id).await)
+    }
+
+    /// The case a consent was of and the node that case was referred to,
+    /// if it left this node.
+    pub(crate) async fn consent_referred_to(
+        &self,
+        consent_id: &str,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        on_store!(&self.backend, b => b.consent_referred_to(consent_id).await)
     }
 
     /// The node that holds the case of a pseudonym `recipient` received

@@ -5,7 +5,7 @@
 //! The queries that feed these mappers are in `sql`; column positions here
 //! follow their SELECT lists.
 
-use crate::store::witness::{StoredCosignature, WitnessAlarm, Witnessed};
+use crate::store::witness::{AlarmAck, StoredCosignature, WitnessAlarm, Witnessed};
 use std::str::FromStr;
 
 use crate::model::Category;
@@ -137,6 +137,11 @@ pub(super) fn checkpoint(r: &dyn Columns) -> Result<StoredCheckpoint, StoreError
 /// `seq, record`.
 pub(super) fn leaf(r: &dyn Columns) -> Result<(i64, Vec<u8>), StoreError> {
     Ok((r.int(0)?, r.blob(1)?))
+}
+
+/// Two text columns.
+pub(super) fn text_pair(r: &dyn Columns) -> Result<(String, String), StoreError> {
+    Ok((r.text(0)?, r.text(1)?))
 }
 
 pub(super) fn text(r: &dyn Columns) -> Result<String, StoreError> {
@@ -341,5 +346,14 @@ pub(super) fn witness_alarm(r: &dyn Columns) -> Result<WitnessAlarm, StoreError>
         offered_note: r.text(4)?,
         detail: r.text(5)?,
         at: r.int(6)?,
+        acknowledged: match r.opt_text(7)? {
+            None => None,
+            Some(by) => Some(AlarmAck {
+                by,
+                note: r.text(8)?,
+                request_id: r.text(9)?,
+                at: r.int(10)?,
+            }),
+        },
     })
 }

@@ -214,6 +214,14 @@ pub(super) const REFERRED_TO: &str = "SELECT node FROM referred_cases WHERE case
 pub(super) const INSERT_REFERRED: &str =
     "INSERT INTO referred_cases (case_id, node, request_id, at) VALUES ($1, $2, $3, $4)";
 pub(super) const FORGET_REFERRED: &str = "DELETE FROM referred_cases WHERE case_id = $1";
+/// Keeps a consent of a case that leaves (one that came back and leaves
+/// again points at its case anew).
+pub(super) const INSERT_REFERRED_CONSENT: &str =
+    "INSERT INTO referred_consents (consent_id, case_id) VALUES ($1, $2)
+     ON CONFLICT (consent_id) DO UPDATE SET case_id = excluded.case_id";
+/// The node a consent's case went to, while the case's pointer is kept.
+pub(super) const CONSENT_REFERRED_TO: &str = "SELECT r.case_id, r.node FROM referred_consents c
+     JOIN referred_cases r ON r.case_id = c.case_id WHERE c.consent_id = $1";
 /// Raises the highest directory serial seen (never lowers it).
 pub(super) const RAISE_DIRECTORY_SERIAL: &str =
     "INSERT INTO federation_directory (id, serial) VALUES (1, $1)
@@ -240,7 +248,14 @@ pub(super) const PUT_WITNESS_ALARM: &str =
     "INSERT INTO witness_alarms (node, kind, seen_note, offered_note, detail, at)
      VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (node, seen_note, offered_note) DO NOTHING";
 pub(super) const WITNESS_ALARMS: &str =
-    "SELECT id, node, kind, seen_note, offered_note, detail, at FROM witness_alarms ORDER BY id";
+    "SELECT a.id, a.node, a.kind, a.seen_note, a.offered_note, a.detail, a.at,
+       k.by_participant, k.note, k.request_id, k.at
+     FROM witness_alarms a LEFT JOIN witness_alarm_acks k ON k.alarm_id = a.id ORDER BY a.id";
+/// An operator's acknowledgement of an alarm; a second one of the same
+/// alarm writes nothing.
+pub(super) const PUT_ALARM_ACK: &str =
+    "INSERT INTO witness_alarm_acks (alarm_id, by_participant, note, request_id, at)
+     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (alarm_id) DO NOTHING";
 pub(super) const LOCATE_PSEUDONYM: &str =
     "SELECT node FROM federation_pseudonyms WHERE recipient = $1 AND pseudonym = $2";
 pub(super) const PUT_LOCATED: &str =
@@ -387,12 +402,15 @@ pub(super) const WITH_PARAMETERS: &[&str] = &[
     REFERRED_TO,
     INSERT_REFERRED,
     FORGET_REFERRED,
+    INSERT_REFERRED_CONSENT,
+    CONSENT_REFERRED_TO,
     RAISE_DIRECTORY_SERIAL,
     PUT_COSIGNATURE,
     COSIGNATURES,
     WITNESSED,
     PUT_WITNESSED,
     PUT_WITNESS_ALARM,
+    PUT_ALARM_ACK,
     LOCATE_PSEUDONYM,
     PUT_LOCATED,
     FORGET_LOCATED,

@@ -46,6 +46,30 @@ pub struct WitnessAlarm {
     /// What did not hold, in words.
     pub detail: String,
     pub at: Millis,
+    /// An operator's acknowledgement, once made.
+    pub acknowledged: Option<AlarmAck>,
+}
+
+impl WitnessAlarm {
+    /// Whether it still stands (no operator acknowledged it).
+    pub fn open(&self) -> bool {
+        self.acknowledged.is_none()
+    }
+}
+
+/// An operator's acknowledgement of a witness alarm: the alarm's evidence
+/// stays; the alarm no longer marks the node's health, and its peer is
+/// witnessed again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AlarmAck {
+    /// The participant (a privacy officer) who acknowledged it.
+    pub by: String,
+    /// What was done about it, one line (checked by
+    /// `gateway::validate::free_line`).
+    pub note: String,
+    /// The acknowledgement's access record.
+    pub request_id: String,
+    pub at: Millis,
 }
 
 impl Store {
@@ -91,7 +115,14 @@ impl Store {
         on_store!(&self.backend, b => b.put_witness_alarm(a).await)
     }
 
-    /// Every alarm kept, oldest first.
+    /// Keeps an operator's acknowledgement of alarm `id`. Returns whether it
+    /// was new (false: acknowledged before).
+    pub(crate) async fn put_alarm_ack(&self, id: i64, ack: &AlarmAck) -> Result<bool, StoreError> {
+        let ack = ack.clone();
+        on_store!(&self.backend, b => b.put_alarm_ack(id, ack).await)
+    }
+
+    /// Every alarm kept, oldest first, with its acknowledgement if any.
     pub async fn witness_alarms(&self) -> Result<Vec<WitnessAlarm>, StoreError> {
         on_store!(&self.backend, b => b.witness_alarms().await)
     }

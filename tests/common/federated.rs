@@ -207,6 +207,7 @@ pub async fn start(
             pseudonym_key: None,
             witness_key: None,
             witness_interval_secs: 60,
+            report_cosignatures: None,
         });
     }
     let mut started = Vec::new();

@@ -52,6 +52,12 @@ pub struct Started {
 }
 
 impl Started {
+    /// Runs SQL (one text for both backends) on the node's database over a
+    /// connection of its own, as someone with database access would.
+    pub async fn sql(&self, sql: &str) {
+        super::exec_sql(&self.config.database_url().unwrap(), sql, sql).await;
+    }
+
     pub fn ca_pem(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("pki/ca.pem")).unwrap()
     }
@@ -260,6 +266,7 @@ pub async fn network(key: &FederationKey) -> (Vec<Started>, Vec<DirectoryNode>) 
             // `Node::witness_now`.
             witness_key: Some("witness.key".into()),
             witness_interval_secs: 3600,
+            report_cosignatures: None,
         });
         p.config.tls.allow_missing_crl = true;
     }

@@ -87,6 +87,13 @@ impl PgStore {
                 .execute(&mut *tx)
                 .await?;
         }
+        for consent_id in &out.consent_ids {
+            sqlx::query(sql::INSERT_REFERRED_CONSENT)
+                .bind(consent_id)
+                .bind(&out.case_id)
+                .execute(&mut *tx)
+                .await?;
+        }
         for statement in sql::DELETE_CASE_ROWS {
             sqlx::query(statement)
                 .bind(&out.case_id)
@@ -103,6 +110,14 @@ impl PgStore {
     ) -> Result<Option<String>, StoreError> {
         let q = sqlx::query(sql::REFERRED_TO).bind(case_id.to_owned());
         self.first(q, rows::text).await
+    }
+
+    pub(in crate::store) async fn consent_referred_to(
+        &self,
+        consent_id: &str,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        let q = sqlx::query(sql::CONSENT_REFERRED_TO).bind(consent_id.to_owned());
+        self.first(q, rows::text_pair).await
     }
 
     pub(in crate::store) async fn located(

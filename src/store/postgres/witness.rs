@@ -3,7 +3,7 @@
 use super::PgStore;
 use crate::model::consent::Millis;
 use crate::store::rows::{cosignature, witness_alarm, witnessed};
-use crate::store::witness::{StoredCosignature, WitnessAlarm, Witnessed};
+use crate::store::witness::{AlarmAck, StoredCosignature, WitnessAlarm, Witnessed};
 use crate::store::{StoreError, sql};
 
 impl PgStore {
@@ -66,6 +66,22 @@ impl PgStore {
             .bind(a.offered_note)
             .bind(a.detail)
             .bind(a.at)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    pub(in crate::store) async fn put_alarm_ack(
+        &self,
+        id: i64,
+        k: AlarmAck,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(sql::PUT_ALARM_ACK)
+            .bind(id)
+            .bind(k.by)
+            .bind(k.note)
+            .bind(k.request_id)
+            .bind(k.at)
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected() > 0)

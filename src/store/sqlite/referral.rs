@@ -82,6 +82,10 @@ impl SqliteStore {
                     tx.prepare_cached(sql::PUT_LOCATED)?
                         .execute(params![recipient, pseudonym, out.node])?;
                 }
+                for consent_id in &out.consent_ids {
+                    tx.prepare_cached(sql::INSERT_REFERRED_CONSENT)?
+                        .execute(params![consent_id, out.case_id])?;
+                }
                 for statement in sql::DELETE_CASE_ROWS {
                     tx.prepare_cached(statement)?
                         .execute(params![out.case_id])?;
@@ -103,6 +107,15 @@ impl SqliteStore {
     ) -> Result<Option<String>, StoreError> {
         let id = [case_id.to_owned()];
         self.read(move |c| first(c, sql::REFERRED_TO, id, rows::text))
+            .await
+    }
+
+    pub(in crate::store) async fn consent_referred_to(
+        &self,
+        consent_id: &str,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        let id = [consent_id.to_owned()];
+        self.read(move |c| first(c, sql::CONSENT_REFERRED_TO, id, rows::text_pair))
             .await
     }
 

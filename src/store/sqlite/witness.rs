@@ -5,7 +5,7 @@ use rusqlite::params;
 use super::{SqliteStore, all, first};
 use crate::model::consent::Millis;
 use crate::store::rows::{cosignature, witness_alarm, witnessed};
-use crate::store::witness::{StoredCosignature, WitnessAlarm, Witnessed};
+use crate::store::witness::{AlarmAck, StoredCosignature, WitnessAlarm, Witnessed};
 use crate::store::{StoreError, sql};
 
 impl SqliteStore {
@@ -70,6 +70,24 @@ impl SqliteStore {
                 a.offered_note,
                 a.detail,
                 a.at
+            ])?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    pub(in crate::store) async fn put_alarm_ack(
+        &self,
+        id: i64,
+        k: AlarmAck,
+    ) -> Result<bool, StoreError> {
+        self.write(move |c| {
+            let n = c.prepare_cached(sql::PUT_ALARM_ACK)?.execute(params![
+                id,
+                k.by,
+                k.note,
+                k.request_id,
+                k.at
             ])?;
             Ok(n > 0)
         })
