@@ -73,6 +73,11 @@ pub(super) const SQLITE: &[Migration] = &[
         name: "witnessing",
         sql: include_str!("../../migrations/sqlite/0016_witnessing.sql"),
     },
+    Migration {
+        version: 21,
+        name: "node steps",
+        sql: include_str!("../../migrations/sqlite/0021_node_steps.sql"),
+    },
 ];
 
 pub(super) const POSTGRES: &[Migration] = &[
@@ -135,6 +140,11 @@ pub(super) const POSTGRES: &[Migration] = &[
         version: 16,
         name: "witnessing",
         sql: include_str!("../../migrations/postgres/0016_witnessing.sql"),
+    },
+    Migration {
+        version: 21,
+        name: "node steps",
+        sql: include_str!("../../migrations/postgres/0021_node_steps.sql"),
     },
 ];
 
