@@ -482,6 +482,60 @@ async fn a_node_renamed_the_documented_way_keeps_audit_verify_passing() {
     assert!(said.contains("nothing to hand over"), "{said}");
 }
 
+/// `sluis keys history` publishes what an outside verifier needs across a
+/// rotation and a rename: every key the log was signed with, oldest first,
+/// the checkpoint sizes each signed, and each handover checkpoint, checked
+/// under both of its keys — and `audit verify` with exactly those keys,
+/// given by hand, passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_key_history_names_each_key_and_what_it_signed() {
+    let node = TestNode::start().await;
+    let path = node.config_path();
+    let p = path.to_str().unwrap();
+    let mut gemeente = node.client(GEMEENTE).await;
+    register(&mut gemeente).await;
+    let first = verifier_key(&node.config);
+    let old_name = node.config.node.name.clone();
+    node.node.shutdown().await.unwrap();
+    run("keys", "rotate-signing", &path);
+    let second = verifier_key(&Config::load(&path).unwrap());
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replacen(
+            &format!("name = \"{old_name}\""),
+            "name = \"sluis.gemeente-utrecht.example\"",
+            1,
+        ),
+    )
+    .unwrap();
+    run("node", "rename", &path);
+    let third = verifier_key(&Config::load(&path).unwrap());
+
+    let said = run("keys", "history", &path);
+    let at = |k: &str| {
+        said.find(&format!("{k}\n  "))
+            .unwrap_or_else(|| panic!("{k}: {said}"))
+    };
+    assert!(
+        at(&first) < at(&second) && at(&second) < at(&third),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!("{third}\n  signs from size")),
+        "{said}"
+    );
+    assert_eq!(
+        said.matches("signed by both keys (checked)").count(),
+        2,
+        "{said}"
+    );
+    let (code, said) = sluis_code(&[
+        "audit", "verify", "--config", p, "--key", &first, "--key", &second, "--key", &third,
+    ]);
+    assert_eq!(code, Some(0), "{said}");
+}
+
 /// `sluis node rename` with a name the node would refuse: the name is
 /// what is wrong, and the message says what a valid one is — not that
 /// there is no node.
