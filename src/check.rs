@@ -296,11 +296,24 @@ pub fn check_at(path: &Path, now: i64) -> Report {
 /// [`check`], and then what only the node's database can tell: whether the
 /// log's latest checkpoint is signed by the signing key in the keys folder
 /// under `node.name` — what the node refuses to start without
-/// (`tlog::signed_by_this_key`, the same function). The database is read,
-/// never written, so this is safe while the node serves; a database that
-/// cannot be read here is a warning (the node checks again when it starts).
-/// What `sluis check-config` and `sluis serve` run.
+/// (`tlog::signed_by_this_key`, the same function) — and whether the keys
+/// folder holds every key version the database relies on
+/// ([`keys_behind_the_database`]). The database is read, never written, so
+/// this is safe while the node serves; a database that cannot be read here
+/// is a warning (the node checks again when it starts). What `sluis
+/// check-config` and `sluis serve` run.
 pub async fn check_with_log(path: &Path) -> Report {
+    against_log(path, None).await
+}
+
+/// What a reload of a serving node runs: [`check_with_log`], asking the
+/// node's own store instead of opening the database again, so that a
+/// reload takes nothing `serve` would refuse at its next start.
+pub async fn check_with_store(path: &Path, store: &crate::store::Store) -> Report {
+    against_log(path, Some(store)).await
+}
+
+async fn against_log(path: &Path, running: Option<&crate::store::Store>) -> Report {
     let mut report = check(path);
     // A configuration or key files with errors are reported above; the
     // log is checked against a node that could start otherwise.
@@ -312,7 +325,7 @@ pub async fn check_with_log(path: &Path) -> Report {
     };
     report
         .findings
-        .extend(log_signer(path, &config, &text).await);
+        .extend(log_signer(path, &config, &text, running).await);
     report
 }
 
@@ -320,7 +333,12 @@ pub async fn check_with_log(path: &Path) -> Report {
 /// was not checked.
 const DATABASE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
-async fn log_signer(path: &Path, config: &Config, text: &str) -> Vec<Finding> {
+async fn log_signer(
+    path: &Path,
+    config: &Config,
+    text: &str,
+    running: Option<&crate::store::Store>,
+) -> Vec<Finding> {
     use crate::tlog::AuditError;
     let keys_dir = config.path(&config.node.keys_dir);
     let Ok(keys) = Keys::load(&keys_dir) else {
@@ -329,7 +347,8 @@ async fn log_signer(path: &Path, config: &Config, text: &str) -> Vec<Finding> {
     let Ok(url) = config.database_url() else {
         return Vec::new(); // named above
     };
-    if let Ok(db) = config.sqlite_path()
+    if running.is_none()
+        && let Ok(db) = config.sqlite_path()
         && !db.exists()
     {
         return Vec::new(); // a new node: nothing signed yet
@@ -347,36 +366,48 @@ async fn log_signer(path: &Path, config: &Config, text: &str) -> Vec<Finding> {
             fix: "make the database reachable from here and run check-config again; the node checks it when it starts either way".into(),
         }]
     };
-    let opened = tokio::time::timeout(
-        DATABASE_WAIT,
-        crate::store::Store::open(&url, &config.pool_settings(), false),
-    )
-    .await;
-    let store = match opened {
-        Ok(Ok((store, _))) => store,
-        Ok(Err(e)) => return not_checked(e.to_string()),
-        Err(_) => {
-            return not_checked(format!(
-                "the database did not answer within {} s",
-                DATABASE_WAIT.as_secs()
-            ));
+    let store = match running {
+        Some(store) => store.clone(),
+        None => {
+            let opened = tokio::time::timeout(
+                DATABASE_WAIT,
+                crate::store::Store::open(&url, &config.pool_settings(), false),
+            )
+            .await;
+            match opened {
+                Ok(Ok((store, _))) => store,
+                Ok(Err(e)) => return not_checked(e.to_string()),
+                Err(_) => {
+                    return not_checked(format!(
+                        "the database did not answer within {} s",
+                        DATABASE_WAIT.as_secs()
+                    ));
+                }
+            }
         }
     };
     let latest = store.latest_checkpoint().await;
-    store.close().await;
+    let behind = keys_behind_the_database(&keys, &keys_dir, &store).await;
+    if running.is_none() {
+        store.close().await;
+    }
     let cp = match latest {
         Ok(Some(cp)) => cp,
-        Ok(None) => return Vec::new(),
+        Ok(None) => return behind.unwrap_or_default(),
         Err(e) => return not_checked(e.to_string()),
+    };
+    let mut findings = match behind {
+        Ok(behind) => behind,
+        Err(e) => not_checked(e.to_string()),
     };
     let signing_key = keys_dir.join(crate::gateway::vault::SIGNING_KEY_FILE);
     match crate::tlog::signed_by_this_key(&cp, &keys, &config.node.name) {
-        Ok(()) => Vec::new(),
+        Ok(()) => {}
         Err(AuditError::Renamed {
             size,
             signed_as,
             configured,
-        }) => vec![Finding {
+        }) => findings.push(Finding {
             severity: Severity::Error,
             file: path.to_path_buf(),
             line: line("node.name"),
@@ -384,8 +415,8 @@ async fn log_signer(path: &Path, config: &Config, text: &str) -> Vec<Finding> {
                 "node.name is '{configured}', but the log's latest checkpoint (size {size}) is signed as '{signed_as}': the node was renamed without the rename step, and does not start"
             ),
             fix: "to rename the node, run `sluis node rename` with the node stopped (docs/operations.md, \"Renaming the node\"); otherwise put the old name back".into(),
-        }],
-        Err(AuditError::KeyReplaced { size, name, key }) => vec![Finding {
+        }),
+        Err(AuditError::KeyReplaced { size, name, key }) => findings.push(Finding {
             severity: Severity::Error,
             file: signing_key,
             line: None,
@@ -393,9 +424,66 @@ async fn log_signer(path: &Path, config: &Config, text: &str) -> Vec<Finding> {
                 "the signing key in the keys folder does not sign this log: the latest checkpoint (size {size}) is signed as '{name}' by another key, not by {key}; the node does not start"
             ),
             fix: "put the key that signed the log back (from the backup of the keys folder); to change the key, run `sluis keys rotate-signing` with the old key in place. If the old key is lost, see \"What losing each key means\" in docs/operations.md".into(),
-        }],
-        Err(e) => not_checked(e.to_string()),
+        }),
+        Err(e) => findings.extend(not_checked(e.to_string())),
     }
+    findings
+}
+
+/// A keys folder behind its database — a replica's on another host, or one
+/// restored from an older backup of the keys — found as errors: a data key
+/// version that wraps case keys and has no file here (every read of those
+/// cases would fail), and a pseudonym secret version the log records as
+/// made and this folder lacks (the node would go on handing out
+/// pseudonyms under the secret the rotation retired). Each names the file
+/// to copy from the node that ran the rotation.
+async fn keys_behind_the_database(
+    keys: &Keys,
+    keys_dir: &Path,
+    store: &crate::store::Store,
+) -> Result<Vec<Finding>, crate::store::StoreError> {
+    use crate::gateway::vault::data_key_file;
+    let mut findings = Vec::new();
+    let held = keys.data_key_versions();
+    let (wrapped, _) = store.key_versions().await?;
+    for (version, n) in wrapped {
+        if n == 0 || u32::try_from(version).is_ok_and(|v| held.contains(&v)) {
+            continue;
+        }
+        let file =
+            u32::try_from(version).map_or_else(|_| format!("data.v{version}.key"), data_key_file);
+        findings.push(Finding {
+            severity: Severity::Error,
+            file: keys_dir.join(&file),
+            line: None,
+            problem: format!(
+                "{n} case keys are wrapped under data key version {version}, and this keys folder has no {file}: every read of those cases would fail"
+            ),
+            fix: format!(
+                "copy {file} from the keys folder of the node that ran `sluis keys rotate-data` (on PostgreSQL every replica needs every version in use), or restore it from the backup of the keys folder"
+            ),
+        });
+    }
+    let recorded = 1 + store.pseudonym_rotations().await?;
+    let (held, _) = keys.pseudonym_issuing();
+    if i64::from(held) < recorded {
+        let files: Vec<String> = ((i64::from(held) + 1)..=recorded)
+            .map(|v| format!("pseudonym.v{v}.key"))
+            .collect();
+        findings.push(Finding {
+            severity: Severity::Error,
+            file: keys_dir.join(&files[0]),
+            line: None,
+            problem: format!(
+                "the log records pseudonym secret version {recorded} as made, and this keys folder's newest is version {held}: the node would hand out pseudonyms under a secret the rotation retired"
+            ),
+            fix: format!(
+                "copy {} from the keys folder of the node that ran `sluis keys rotate-pseudonym` (on PostgreSQL every replica needs them), or restore them from the backup of the keys folder",
+                files.join(", ")
+            ),
+        });
+    }
+    Ok(findings)
 }
 
 /// One problem of `[federation]`: the file it is in (none: `sluis.toml`)

@@ -695,7 +695,8 @@ impl Node {
     /// Re-reads the configuration at `path` for its participants, and the
     /// policy, certificates, key and CRLs it names; puts them in force
     /// together, or none of them. Refused, with what `sluis check-config`
-    /// would report, if the check finds an error; refused if the new
+    /// would report (the log's questions too: a renamed node, a keys folder
+    /// behind the database), if the check finds an error; refused if the new
     /// policy or TLS files do not load, or the reload cannot be recorded.
     /// Recorded in the access log (method `node.reload`, with the new
     /// policy's SHA-256) before the first request sees it. New connections
@@ -709,7 +710,9 @@ impl Node {
     /// settings (listen addresses, limits, database, telemetry, the
     /// directory's file and key) take a restart.
     pub async fn reload(&self, path: &std::path::Path) -> Result<Reloaded, ReloadError> {
-        let report = crate::check::check(path);
+        // What `serve` would refuse at its next start is refused now: the
+        // same check as `sluis check-config`, asked of this node's store.
+        let report = crate::check::check_with_store(path, &self.store).await;
         if report.has_errors() {
             return Err(ReloadError::Check(
                 report.errors().map(|f| f.to_string()).collect(),

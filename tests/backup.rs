@@ -165,3 +165,73 @@ async fn a_backup_under_load_restores_elsewhere_passes_the_check_and_serves() {
     let report = verify_log_of(&moved).await;
     assert!(report.intact(), "{:?}", report.first_problem());
 }
+
+/// A restore cut short — here killed by the kernel while it writes the
+/// database copy (`ulimit -f`), as a SIGKILL or a full disk would — leaves
+/// nothing at the paths it was given: no copy that looks restored but was
+/// never checked. Run again, it restores and checks as if it had not been
+/// interrupted; a path that exists is refused saying what to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_cut_short_leaves_nothing_that_looks_restored() {
+    let node = TestNode::start_on_sqlite(|_| {}).await;
+    let mut gemeente = node.client(GEMEENTE).await;
+    register(&mut gemeente).await;
+    let backups = tempfile::tempdir().unwrap();
+    let backup = backups.path().join("b1");
+    let config = node.config_path();
+    let (ok, said) = sluis(&[
+        "backup",
+        "--config",
+        config.to_str().unwrap(),
+        "--to",
+        backup.to_str().unwrap(),
+    ]);
+    assert!(ok, "{said}");
+    node.node.shutdown().await.unwrap();
+
+    let restored = backups.path().join("restored");
+    std::fs::create_dir(&restored).unwrap();
+    let db = restored.join("sluis.db");
+    let keys = restored.join("keys");
+    // At most 8 blocks of 512 bytes: the database copy is cut short.
+    let killed = Command::new("sh")
+        .args([
+            "-c",
+            "ulimit -f 8; exec \"$0\" restore --from \"$1\" --to \"$2\"",
+            env!("CARGO_BIN_EXE_sluis"),
+            backup.to_str().unwrap(),
+            db.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!killed.status.success(), "{killed:?}");
+    assert!(!db.exists(), "an unchecked database at --to");
+    assert!(!keys.exists(), "an unchecked keys folder");
+
+    let restore = || {
+        sluis(&[
+            "restore",
+            "--from",
+            backup.to_str().unwrap(),
+            "--to",
+            db.to_str().unwrap(),
+        ])
+    };
+    let (ok, said) = restore();
+    assert!(ok && said.contains("usable"), "{said}");
+    assert!(db.exists() && keys.join("signing.key").exists());
+    let left: Vec<_> = std::fs::read_dir(&restored)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("partial"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+
+    // Never over a node's files: refused, saying so and what to do.
+    let (ok, said) = restore();
+    assert!(!ok);
+    assert!(
+        said.contains("already exists") && said.contains("never overwrites"),
+        "{said}"
+    );
+}

@@ -207,3 +207,90 @@ async fn a_version_removed_too_early_is_named() {
     );
     node.node.shutdown().await.unwrap();
 }
+
+/// `sluis keys status --finish` killed (SIGKILL) in the middle of
+/// re-wrapping, as power loss would stop it: every batch is its own
+/// transaction, so nothing is lost or half-done. The folder passes
+/// `check-config`, the node starts, finishes the rotation on its own and
+/// records it done, every case opens, and the log verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rewrap_killed_mid_way_resumes_and_loses_nothing() {
+    // More than a few batches of 256, so that the kill lands among them.
+    const MANY: usize = 1300;
+    let mut node = TestNode::start_on_sqlite(|_| {}).await;
+    let mut cases = Vec::new();
+    let mut writers = Vec::new();
+    for _ in 0..4 {
+        let mut c = node.client(GEMEENTE).await;
+        writers.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for _ in 0..MANY / 4 {
+                ids.push(register(&mut c).await.0);
+            }
+            ids
+        }));
+    }
+    for w in writers {
+        cases.extend(w.await.unwrap());
+    }
+    let config = node.config.clone();
+    let config_path = node.config_path();
+    node.node.shutdown().await.unwrap();
+    let sluis = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_sluis"))
+            .args(args)
+            .arg("--config")
+            .arg(&config_path)
+            .output()
+            .unwrap()
+    };
+    assert!(sluis(&["keys", "rotate-data"]).status.success());
+
+    let mut finish = Command::new(env!("CARGO_BIN_EXE_sluis"))
+        .args(["keys", "status", "--finish", "--config"])
+        .arg(&config_path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Killed as soon as it says it re-wrapped its first batch.
+    let stderr = finish.stderr.take().unwrap();
+    let mut said = String::new();
+    for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)) {
+        let line = line.unwrap();
+        said.push_str(&line);
+        if line.contains("case keys re-wrapped") {
+            finish.kill().unwrap();
+            break;
+        }
+    }
+    let status = finish.wait().unwrap();
+    assert!(
+        !status.success(),
+        "it ran to its end before the kill: {said}"
+    );
+    let out = sluis(&["keys", "status"]);
+    let left = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(left.contains("rotation in progress"), "{left}");
+    let out = sluis(&["check-config"]);
+    assert!(out.status.success(), "{out:?}");
+
+    node.node = Node::start(&config).await.unwrap();
+    let mut waited = 0;
+    while node.node.upkeep().key_status().await.unwrap().pending() > 0 {
+        waited += 1;
+        assert!(waited < 600, "the node did not finish the rotation");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let mut owner = node.client(GEMEENTE).await;
+    all_open(&mut owner, &cases).await;
+    node.node.shutdown().await.unwrap();
+    let out = sluis(&["keys", "status"]);
+    let done = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        done.contains("rotation done") && done.contains("may be removed: data.key"),
+        "{done}"
+    );
+    let report = verify_log_of(&config).await;
+    assert!(report.intact(), "{:?}", report.first_problem());
+}

@@ -191,3 +191,61 @@ async fn sighup_reloads_participants_and_policy_and_the_log_names_the_policy() {
         &folder.path().join(sluis::dev::init::CONFIG_FILE),
     );
 }
+
+/// A reload takes nothing `serve` would refuse at the next start: it runs
+/// the whole of `sluis check-config`, the log's questions too. A name
+/// changed without `sluis node rename` is refused with that finding, the
+/// node goes on as it was, and the next start is not where the operator
+/// first hears of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_refuses_what_the_next_start_would_refuse() {
+    let node = Served::start(|t| t).await;
+    let mut gemeente = node.client(GEMEENTE).await;
+    register(&mut gemeente).await;
+    let config = node.config_path();
+    let text = std::fs::read_to_string(&config).unwrap();
+    let name_line = text
+        .lines()
+        .find(|l| l.starts_with("name = "))
+        .unwrap()
+        .to_string();
+    let renamed = text.replace(&name_line, "name = \"sluis-renamed.example\"");
+    // Once a checkpoint has signed the record, the log has a name that
+    // check-config holds the file to (within a second or so).
+    let beside = node.dir.path().join("renamed.toml");
+    std::fs::write(&beside, &renamed).unwrap();
+    let mut seen = false;
+    for _ in 0..100 {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluis"))
+            .args(["check-config", "--config", beside.to_str().unwrap()])
+            .output()
+            .unwrap();
+        if String::from_utf8_lossy(&out.stdout).contains("renamed without the rename step") {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(seen, "check-config never saw the log's name");
+    std::fs::write(&config, &renamed).unwrap();
+    node.signal("HUP");
+    let refused = node.wait_for_line("reload refused", 1).await;
+    assert_eq!(refused["level"], "ERROR", "{refused}");
+    let why = refused["fields"]["error"].as_str().unwrap();
+    assert!(
+        why.contains("renamed without the rename step") && why.contains("sluis node rename"),
+        "{why}"
+    );
+    assert!(
+        !node.lines().iter().any(|l| l.contains("\"reloaded")),
+        "nothing was reloaded"
+    );
+    // The node goes on serving under its name.
+    register(&mut gemeente).await;
+    std::fs::write(&config, &text).unwrap();
+    let (_, folder) = node.stop_keeping_folder();
+    sluis_command(
+        &["audit", "verify"],
+        &folder.path().join(sluis::dev::init::CONFIG_FILE),
+    );
+}

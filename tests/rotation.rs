@@ -301,6 +301,122 @@ async fn a_replaced_signing_key_stops_serve_and_the_old_one_starts_it_again() {
     assert!(report.intact(), "{:?}", report.first_problem());
 }
 
+/// Replicas on other hosts each have a keys folder of their own. One that
+/// missed a rotation — a data key version that wraps case keys now, or a
+/// pseudonym secret version the log records — is an error for
+/// `check-config` and `serve`, naming the file to copy: such a node would
+/// answer every read of those cases INTERNAL, and hand out pseudonyms under
+/// the secret the rotation retired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keys_folder_that_missed_a_rotation_is_refused_naming_the_file() {
+    let node = TestNode::start().await;
+    let dir = node.dir.path().to_path_buf();
+    let path = node.config_path();
+    let mut gemeente = node.client(GEMEENTE).await;
+    register(&mut gemeente).await;
+    node.node.shutdown().await.unwrap();
+
+    // The other host's keys folder, as it was before the rotations.
+    let other = dir.join("keys-other-host");
+    std::fs::create_dir(&other).unwrap();
+    for file in ["data.key", "pseudonym.key", "signing.key"] {
+        std::fs::copy(dir.join("keys").join(file), other.join(file)).unwrap();
+    }
+    run("keys", "rotate-pseudonym", &path);
+    run("keys", "rotate-data", &path);
+    let (ok, said) = sluis(&[
+        "keys",
+        "status",
+        "--finish",
+        "--config",
+        path.to_str().unwrap(),
+    ]);
+    assert!(ok && said.contains("wraps 1 case keys"), "{said}");
+
+    let text = std::fs::read_to_string(&path).unwrap();
+    let keys_line = text
+        .lines()
+        .find(|l| l.starts_with("keys_dir"))
+        .unwrap()
+        .to_string();
+    let replica = dir.join("replica.toml");
+    std::fs::write(
+        &replica,
+        text.replace(
+            &keys_line,
+            &format!("keys_dir = {:?}", other.to_str().unwrap()),
+        ),
+    )
+    .unwrap();
+    let (code, said) = sluis_code(&["check-config", "--config", replica.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{said}");
+    assert!(
+        said.contains(
+            "keys-other-host/data.v2.key: 1 case keys are wrapped under data key version 2"
+        ) && said.contains(
+            "copy data.v2.key from the keys folder of the node that ran `sluis keys rotate-data`"
+        ),
+        "{said}"
+    );
+    assert!(
+        said.contains(
+            "keys-other-host/pseudonym.v2.key: the log records pseudonym secret version 2"
+        ) && said.contains("copy pseudonym.v2.key"),
+        "{said}"
+    );
+    let said = serve_refused(&replica);
+    assert!(
+        said.contains("data.v2.key") && said.contains("pseudonym.v2.key"),
+        "{said}"
+    );
+
+    // With the files copied over, the replica's folder passes.
+    for file in ["data.v2.key", "pseudonym.v2.key"] {
+        std::fs::copy(dir.join("keys").join(file), other.join(file)).unwrap();
+    }
+    let (code, said) = sluis_code(&["check-config", "--config", replica.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{said}");
+}
+
+/// A rotation killed while it writes the new key file (here: by the kernel,
+/// as `ulimit -f 0` stops a process at its first byte written) leaves no
+/// half-written key behind under a key's name: the node's folder still
+/// loads, and the rotation run again makes the version whole. (A key file
+/// is written beside its name and renamed into place.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_killed_while_writing_its_key_leaves_no_half_key() {
+    let node = TestNode::start_on_sqlite(|_| {}).await;
+    let path = node.config_path();
+    let p = path.to_str().unwrap();
+    node.node.shutdown().await.unwrap();
+    let killed = Command::new("sh")
+        .args([
+            "-c",
+            "ulimit -f 0; exec \"$0\" keys rotate-data --config \"$1\"",
+            env!("CARGO_BIN_EXE_sluis"),
+            p,
+        ])
+        .output()
+        .unwrap();
+    assert!(!killed.status.success(), "{killed:?}");
+    let keys = node.dir.path().join("keys");
+    assert!(
+        !keys.join("data.v2.key").exists(),
+        "a half-written data.v2.key"
+    );
+    let (code, said) = sluis_code(&["check-config", "--config", p]);
+    assert_eq!(code, Some(0), "{said}");
+    let said = run("keys", "rotate-data", &path);
+    assert!(said.contains("data key version 2 written"), "{said}");
+    Keys::load(&keys).expect("the keys load, version 2 whole");
+    let leftovers: Vec<_> = std::fs::read_dir(&keys)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".partial"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_renamed_the_documented_way_keeps_audit_verify_passing() {
     let node = TestNode::start().await;
@@ -364,6 +480,60 @@ async fn a_node_renamed_the_documented_way_keeps_audit_verify_passing() {
     // Running it again changes nothing.
     let said = run("node", "rename", &path);
     assert!(said.contains("nothing to hand over"), "{said}");
+}
+
+/// `sluis keys history` publishes what an outside verifier needs across a
+/// rotation and a rename: every key the log was signed with, oldest first,
+/// the checkpoint sizes each signed, and each handover checkpoint, checked
+/// under both of its keys — and `audit verify` with exactly those keys,
+/// given by hand, passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_key_history_names_each_key_and_what_it_signed() {
+    let node = TestNode::start().await;
+    let path = node.config_path();
+    let p = path.to_str().unwrap();
+    let mut gemeente = node.client(GEMEENTE).await;
+    register(&mut gemeente).await;
+    let first = verifier_key(&node.config);
+    let old_name = node.config.node.name.clone();
+    node.node.shutdown().await.unwrap();
+    run("keys", "rotate-signing", &path);
+    let second = verifier_key(&Config::load(&path).unwrap());
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replacen(
+            &format!("name = \"{old_name}\""),
+            "name = \"sluis.gemeente-utrecht.example\"",
+            1,
+        ),
+    )
+    .unwrap();
+    run("node", "rename", &path);
+    let third = verifier_key(&Config::load(&path).unwrap());
+
+    let said = run("keys", "history", &path);
+    let at = |k: &str| {
+        said.find(&format!("{k}\n  "))
+            .unwrap_or_else(|| panic!("{k}: {said}"))
+    };
+    assert!(
+        at(&first) < at(&second) && at(&second) < at(&third),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!("{third}\n  signs from size")),
+        "{said}"
+    );
+    assert_eq!(
+        said.matches("signed by both keys (checked)").count(),
+        2,
+        "{said}"
+    );
+    let (code, said) = sluis_code(&[
+        "audit", "verify", "--config", p, "--key", &first, "--key", &second, "--key", &third,
+    ]);
+    assert_eq!(code, Some(0), "{said}");
 }
 
 /// `sluis node rename` with a name the node would refuse: the name is

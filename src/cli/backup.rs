@@ -179,33 +179,85 @@ pub(crate) async fn restore(
             .map(|p| p.join("keys"))
             .unwrap_or_else(|| PathBuf::from("keys"))
     });
-    let bytes = std::fs::read(from.join(DATABASE))?;
-    let mut db = create_private(to)?;
-    db.write_all(&bytes)?;
-    db.sync_all()?;
-    drop(db);
-    copy_keys(&from.join("keys"), &keys_to)?;
-    let own = Keys::load(&keys_to).context("the restored keys do not load")?;
+    for path in [to, keys_to.as_path()] {
+        if path.exists() {
+            bail!(
+                "{} already exists: a restore never overwrites. Give --to (and --keys-to) paths that do not exist yet, or remove what is there if it is not a node's",
+                path.display()
+            );
+        }
+    }
+    // Written under names of their own and renamed into place only once
+    // the log is checked: a restore cut short (killed, a full disk) leaves
+    // nothing at `to` that looks restored. What such a restore left under
+    // these names was never checked and is replaced.
+    let (db_partial, keys_partial) = (partial(to), partial(&keys_to));
+    remove_partial(&db_partial, &keys_partial);
+    {
+        let mut source = std::fs::File::open(from.join(DATABASE))
+            .with_context(|| format!("cannot read {}", from.join(DATABASE).display()))?;
+        let mut db = create_private(&db_partial)?;
+        std::io::copy(&mut source, &mut db)?;
+        db.sync_all()?;
+    }
+    copy_keys(&from.join("keys"), &keys_partial)?;
+    let own = Keys::load(&keys_partial).context("the restored keys do not load")?;
     if note::verifier_key(node, &own.signing_public_key()) != key {
-        bail!("the restored signing key is not the one {MANIFEST} names");
+        remove_partial(&db_partial, &keys_partial);
+        bail!("the restored signing key is not the one {MANIFEST} names; nothing was restored");
     }
     eprintln!(
-        "restored {} and {}; checking the log …",
+        "copied {} and {}; checking the log …",
         to.display(),
         keys_to.display()
     );
-    let url = crate::store::sqlite_url(to);
-    let ok = check(&url, &own.log_keys(&keys_to, node)?).await?;
-    if ok {
-        println!(
-            "usable: serve it with node.name = \"{node}\", node.database = \"sqlite://{}\", node.keys_dir = \"{}\"",
-            to.display(),
-            keys_to.display()
-        );
-        Ok(ExitCode::SUCCESS)
-    } else {
-        Ok(ExitCode::FAILURE)
+    let url = crate::store::sqlite_url(&db_partial);
+    let ok = check(&url, &own.log_keys(&keys_partial, node)?).await;
+    if !matches!(ok, Ok(true)) {
+        remove_partial(&db_partial, &keys_partial);
+        println!("nothing was restored");
+        return ok.map(|_| ExitCode::FAILURE);
     }
+    std::fs::rename(&keys_partial, &keys_to)
+        .with_context(|| format!("cannot move the keys into {}", keys_to.display()))?;
+    for suffix in ["-wal", "-shm"] {
+        let side = with_suffix(&db_partial, suffix);
+        if side.exists() {
+            std::fs::rename(&side, with_suffix(to, suffix))?;
+        }
+    }
+    std::fs::rename(&db_partial, to)
+        .with_context(|| format!("cannot move the database to {}", to.display()))?;
+    if let Some(dir) = to.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir).and_then(|d| d.sync_all())?;
+    }
+    println!(
+        "usable: serve it with node.name = \"{node}\", node.database = \"sqlite://{}\", node.keys_dir = \"{}\"",
+        to.display(),
+        keys_to.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `path` with `suffix` added to its file name (`sluis.db` → `sluis.db-wal`).
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_os_string();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// Where a restore writes `path` until the copy is checked.
+fn partial(path: &Path) -> PathBuf {
+    with_suffix(path, ".partial")
+}
+
+/// Removes what a restore wrote under its own names (the database, its
+/// SQLite side files, the keys folder), quietly: they were never in use.
+fn remove_partial(db: &Path, keys: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(with_suffix(db, suffix));
+    }
+    let _ = std::fs::remove_dir_all(keys);
 }
 
 /// `sluis restore --check`: the database a configuration names (SQLite, or

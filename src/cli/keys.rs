@@ -61,6 +61,15 @@ pub(crate) enum KeysCommand {
         #[arg(long)]
         finish: bool,
     },
+    /// The log's checkpoint-signing keys, oldest first, each with the checkpoint sizes it
+    /// signed, and each handover checkpoint (a C2SP signed note, signed by the key before and
+    /// the key after it) for anyone to check: what an outside verifier needs to check this
+    /// node's checkpoints across rotations and renames (`sluis audit verify --key … --key …`).
+    /// Only reads. Exit 1 if a handover checkpoint is missing or not signed by both keys.
+    History {
+        #[arg(long, value_name = "FILE", default_value = "sluis.toml")]
+        config: std::path::PathBuf,
+    },
 }
 
 /// The node's identity.
@@ -84,6 +93,7 @@ pub(crate) async fn run_keys(command: KeysCommand) -> anyhow::Result<ExitCode> {
         KeysCommand::Status { config, finish } => {
             crate::cli::data_keys::status(&config, finish).await
         }
+        KeysCommand::History { config } => history(&config).await,
     }
 }
 
@@ -349,4 +359,104 @@ async fn rename(config_path: &Path) -> anyhow::Result<ExitCode> {
         dir.join("signing.history").display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// `sluis keys history`: the log's signing keys with the checkpoint sizes
+/// each signed, from the handover records (`node.rotate_key`,
+/// `node.rename`) and the checkpoints over them, each checked here under
+/// both of its keys. Reads only.
+async fn history(config_path: &Path) -> anyhow::Result<ExitCode> {
+    use crate::store::LogFilter;
+    let config = load(config_path)?;
+    let name = config.node.name.clone();
+    let dir = config.path(&config.node.keys_dir);
+    let keys = Keys::load(&dir).context("the node's keys do not load")?;
+    let current = note::verifier_key(&name, &keys.signing_public_key());
+    if let Ok(db) = config.sqlite_path()
+        && !db.exists()
+    {
+        bail!("the node's database {} does not exist", db.display());
+    }
+    let settings = crate::store::PoolSettings {
+        max_connections: 2,
+        ..crate::store::PoolSettings::default()
+    };
+    let (store, _) = Store::open(&config.database_url()?, &settings, false).await?;
+    let result = async {
+        let mut handovers = Vec::new();
+        for method in [handover::ROTATE_KEY, handover::RENAME] {
+            let filter = LogFilter {
+                method: Some(method.to_string()),
+                ..LogFilter::default()
+            };
+            for row in store.query_log(&filter, 0, 10_000).await? {
+                let h = AccessRecord::decode(&row.record)
+                    .and_then(|r| Handover::parse(&r.method, &r.detail));
+                if let Some(h) = h {
+                    handovers.push((row.seq + 1, h));
+                }
+            }
+        }
+        handovers.sort_by_key(|(size, _)| *size);
+        let mut checked = Vec::new();
+        for (size, h) in handovers {
+            let cp = store.checkpoint(size).await?;
+            checked.push((size, h, cp));
+        }
+        let latest = store.latest_checkpoint().await?.map(|cp| cp.size);
+        anyhow::Ok((checked, latest))
+    }
+    .await;
+    store.close().await;
+    let (handovers, latest) = result?;
+
+    println!(
+        "checkpoint keys of this node's access log, oldest first; a checkpoint of size N verifies\n\
+         under the key whose range holds N (a handover checkpoint under both):"
+    );
+    let mut ok = true;
+    let mut start = 1;
+    for (size, h, _) in &handovers {
+        println!("{}\n  signed sizes {start} to {size}", h.from);
+        start = *size;
+    }
+    let last = handovers
+        .last()
+        .map_or(current.as_str(), |(_, h, _)| h.to.as_str());
+    match latest {
+        Some(latest) => {
+            println!("{last}\n  signs from size {start} on (latest checkpoint: size {latest})")
+        }
+        None => println!("{last}\n  has signed no checkpoint yet"),
+    }
+    if last != current {
+        ok = false;
+        println!(
+            "NOT the key in the keys folder ({current}): the log was last handed over to another key"
+        );
+    }
+    for (size, h, cp) in &handovers {
+        println!("\nhandover at size {size}, {} to {}:", h.from, h.to);
+        match cp {
+            Some(cp)
+                if Checkpoint::verify(&cp.note, &h.from).is_ok()
+                    && Checkpoint::verify(&cp.note, &h.to).is_ok() =>
+            {
+                println!("signed by both keys (checked):\n{}", cp.note.trim_end());
+            }
+            Some(cp) => {
+                ok = false;
+                println!("NOT signed by both keys:\n{}", cp.note.trim_end());
+            }
+            None => {
+                ok = false;
+                println!("NO checkpoint of size {size} is stored");
+            }
+        }
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

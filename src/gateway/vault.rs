@@ -712,30 +712,51 @@ fn read_b64(path: &Path) -> Result<Vec<u8>, VaultError> {
     })
 }
 
-/// Writes a secret readable by its owner only.
+/// Writes a secret readable by its owner only, whole or not at all, and
+/// never over an existing file: into `.NAME.partial` beside `path`
+/// (synced), then renamed to `path` and the folder synced. A write cut
+/// short — the command killed, the disk full, the power gone — leaves no
+/// file under `path`, so a half-written key is never taken for a key
+/// version (which would stop the node, and make the next rotation build on
+/// it); the next write of the same name replaces the partial file.
 pub(crate) fn write_secret(path: &Path, contents: &str) -> Result<(), VaultError> {
     let err = |source| VaultError::Write {
         path: path.to_path_buf(),
         source,
     };
-    #[cfg(unix)]
+    if path.exists() {
+        return Err(err(std::io::Error::from(std::io::ErrorKind::AlreadyExists)));
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let partial = path.with_file_name(format!(".{name}.partial"));
+    let _ = fs::remove_file(&partial);
     {
         use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(err)?;
+        let mut options = fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut f = options.open(&partial).map_err(err)?;
         f.write_all(contents.as_bytes()).map_err(err)?;
         f.write_all(b"\n").map_err(err)?;
-        f.sync_all().map_err(err)
+        f.sync_all().map_err(err)?;
     }
-    #[cfg(not(unix))]
-    {
-        fs::write(path, format!("{contents}\n")).map_err(err)
+    fs::rename(&partial, path).map_err(err)?;
+    // The rename itself durable: a key recorded in the log as made must
+    // still be there after a power cut.
+    #[cfg(unix)]
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(err)?;
     }
+    Ok(())
 }
 
 #[cfg(test)]

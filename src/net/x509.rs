@@ -234,7 +234,9 @@ impl KeyPurposes {
 /// The certificate's extendedKeyUsage as far as TLS cares. Errors: a
 /// malformed or repeated extension. `anyExtendedKeyUsage` does not count
 /// for either side: webpki, which verifies every sluis peer, does not take
-/// it in place of the purpose it requires.
+/// it in place of the purpose it requires (rustls-webpki 0.103,
+/// `KeyUsage::validate`: an extension that is present must list the
+/// required purpose itself).
 pub fn key_purposes(cert_der: &[u8]) -> Result<KeyPurposes, X509Error> {
     let mut out = KeyPurposes {
         restricted: false,

@@ -78,6 +78,11 @@ pub(super) const SQLITE: &[Migration] = &[
         name: "referred consents, witness alarm acknowledgements",
         sql: include_str!("../../migrations/sqlite/0018_referred_consents_alarm_acks.sql"),
     },
+    Migration {
+        version: 21,
+        name: "node steps",
+        sql: include_str!("../../migrations/sqlite/0021_node_steps.sql"),
+    },
 ];
 
 pub(super) const POSTGRES: &[Migration] = &[
@@ -145,6 +150,11 @@ pub(super) const POSTGRES: &[Migration] = &[
         version: 18,
         name: "referred consents, witness alarm acknowledgements",
         sql: include_str!("../../migrations/postgres/0018_referred_consents_alarm_acks.sql"),
+    },
+    Migration {
+        version: 21,
+        name: "node steps",
+        sql: include_str!("../../migrations/postgres/0021_node_steps.sql"),
     },
 ];
 

@@ -845,6 +845,13 @@ impl Store {
         on_store!(&self.backend, b => b.key_versions().await)
     }
 
+    /// How many rotations of the pseudonym secret the log records
+    /// (`node.rotate_pseudonym` records): the newest pseudonym secret
+    /// version the node must hold is one more.
+    pub async fn pseudonym_rotations(&self) -> Result<i64, StoreError> {
+        on_store!(&self.backend, b => b.pseudonym_rotations().await)
+    }
+
     /// Ids of cases from before per-case keys, by id after `after`.
     pub(crate) async fn legacy_cases(
         &self,

@@ -91,6 +91,11 @@ pub(super) const CASE_KEYS_BELOW: &str = "SELECT id, case_key, key_version FROM 
 /// How many case keys each data key version wraps.
 pub(super) const KEY_VERSION_COUNTS: &str =
     "SELECT key_version, COUNT(*) FROM cases WHERE case_key IS NOT NULL GROUP BY key_version";
+/// How many rotations of the pseudonym secret the log records: the newest
+/// version is one more. The first condition is the partial index's
+/// (migration 0021), so that both backends answer from it.
+pub(super) const PSEUDONYM_ROTATIONS: &str = "SELECT COUNT(*) FROM access_log
+     WHERE method LIKE 'node.%' AND method = 'node.rotate_pseudonym'";
 pub(super) const LEGACY_COUNT: &str =
     "SELECT COUNT(*) FROM cases WHERE case_key IS NULL AND erased_at IS NULL";
 /// Cases from before per-case keys (sealed under data key version 1).

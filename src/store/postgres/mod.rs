@@ -468,6 +468,12 @@ impl PgStore {
             .await
     }
 
+    pub(super) async fn pseudonym_rotations(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(sql::PSEUDONYM_ROTATIONS)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
     pub(super) async fn key_versions(&self) -> Result<(Vec<(i64, i64)>, i64), StoreError> {
         let counts = self
             .all(sqlx::query(sql::KEY_VERSION_COUNTS), |r| {

@@ -412,6 +412,11 @@ impl SqliteStore {
         .await
     }
 
+    pub(super) async fn pseudonym_rotations(&self) -> Result<i64, StoreError> {
+        self.read(move |c| Ok(c.query_row(sql::PSEUDONYM_ROTATIONS, [], |r| r.get(0))?))
+            .await
+    }
+
     pub(super) async fn key_versions(&self) -> Result<(Vec<(i64, i64)>, i64), StoreError> {
         self.read(move |c| {
             let counts = all(c, sql::KEY_VERSION_COUNTS, [], |r| {
