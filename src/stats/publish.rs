@@ -185,10 +185,11 @@ pub(crate) fn cut(fam: &Family, req: &Request) -> Result<Publication, NotAMunici
     let scope_words = match &req.scope {
         Scope::Node => "all municipalities of this node".to_string(),
         Scope::ByMunicipality => "each municipality of this node, and their total".to_string(),
-        Scope::Own(id) => mc
-            .leaf(id)
-            .map_or(id.as_str(), |l| mc.nodes[l].words.as_str())
-            .to_string(),
+        Scope::Own(id) => format!(
+            "the cases of {}",
+            mc.leaf(id)
+                .map_or(id.as_str(), |l| mc.nodes[l].words.as_str())
+        ),
     };
     Ok(Publication {
         table: req.table,
@@ -224,8 +225,7 @@ impl Publication {
         let t = self.settings.threshold;
         let mut s = String::new();
         let _ = writeln!(s, "{}, {}", self.table.title(), self.quarter);
-        // Releases stored before the scope was worded without it say
-        // "the cases of" themselves.
+        // A municipality's own scope says "the cases of" itself.
         let whose = self
             .scope_words
             .strip_prefix("the cases of ")
