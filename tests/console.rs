@@ -4,7 +4,8 @@
 //! filters the log, opens an entry and sees each released category's basis
 //! and its inclusion proof verified in the page, opens the charts and the
 //! alerts, sees an emergency access's open alert and closes it with a
-//! verdict, and makes a Dutch subject report. Screenshots go to
+//! verdict, and makes a Dutch subject report; and reads the statistics
+//! tables the node published, as charts. Screenshots go to
 //! `target/console-screenshots/`. The console's guard is checked from
 //! outside: no token, or another Host, gets nothing.
 
@@ -546,4 +547,149 @@ async fn the_officer_browses_verifies_charts_and_reports_in_a_real_browser() {
         let bytes = std::fs::read(screenshots().join(shot)).unwrap();
         assert!(bytes.starts_with(b"\x89PNG"), "{shot} is a PNG");
     }
+}
+
+/// The statistics page: the privacy officer may not ask for statistics
+/// (the policy gives the role no rule for them), but sees every table the
+/// node published, exactly as the monitor and the municipalities got them
+/// — the figures, "< 10" and "x" with the legend, the release's SHA-256
+/// that the monitor's access record names, and the date it was computed —
+/// drawn as charts. Reading them is an access record of its own, and only
+/// a privacy officer may read them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(has_chromium),
+    ignore = "needs Chromium and chromedriver from the distribution (Debian: apt-get install chromium chromium-driver; .ci/run installs them)"
+)]
+async fn the_officer_sees_the_published_statistics_as_charts() {
+    let node = TestNode::start().await;
+    let mut utrecht = node.client(GEMEENTE).await;
+    use pb::PerspectiveKind as P;
+    let mix = [
+        (P::Legalisation, 34),
+        (P::Return, 21),
+        (P::OnwardMigration, 4),
+    ];
+    let mut i = 0;
+    for (kind, n) in mix {
+        for _ in 0..n {
+            let mut d = full_case(
+                &format!("Gegenereerd Persoon {i:05}"),
+                &format!("{:010}", 7_200_000_000u64 + i as u64),
+                "",
+            );
+            d.perspective = Some(pb::Perspective {
+                kind: kind as i32,
+                intake_scenario: kind as i32,
+                intake_date: format!("2025-02-{:02}", 1 + i % 27),
+                ..Default::default()
+            });
+            d.outcome = None;
+            utrecht
+                .cases
+                .register_case(with_actor(pb::RegisterCaseRequest {
+                    request_id: String::new(),
+                    data: Some(d),
+                }))
+                .await
+                .expect("register");
+            i += 1;
+        }
+    }
+    let ask = pb::GetStatisticsRequest {
+        table: pb::StatisticsTable::Inflow as i32,
+        year: 2025,
+        quarter: 1,
+        by_municipality: false,
+        purpose: "monitoring".into(),
+        network: false,
+    };
+    let mut monitor = node.client("monitor-jenv").await;
+    let got = monitor
+        .stats
+        .get_statistics(ask.clone())
+        .await
+        .expect("the monitor's table")
+        .into_inner();
+    let mut officer = node.client(OFFICER).await;
+    let e = officer
+        .stats
+        .get_statistics(with_actor(ask))
+        .await
+        .expect_err("no statistics for the privacy officer");
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{}", e.message());
+    // Only a privacy officer lists the releases.
+    let e = monitor
+        .audit
+        .list_statistics_releases(pb::ListStatisticsReleasesRequest::default())
+        .await
+        .expect_err("the monitor may not list releases");
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{}", e.message());
+    let listed = officer
+        .audit
+        .list_statistics_releases(pb::ListStatisticsReleasesRequest {
+            quarter: "2025Q1".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("the officer lists the releases")
+        .into_inner();
+    let same = listed
+        .releases
+        .iter()
+        .find(|r| r.release_sha256 == got.release_sha256)
+        .expect("the monitor's release is listed");
+    assert_eq!(same.table.as_ref().unwrap().figures, got.figures);
+    assert_eq!(same.as_of, got.as_of);
+    assert!(
+        listed.releases.iter().all(|r| r.breakdown != "own"),
+        "a municipality's own tables only when asked for"
+    );
+
+    let (mut child, url) = console(&node);
+    let sha = got.release_sha256.clone();
+    let shown: Vec<String> = got.figures.iter().map(|f| f.shown.clone()).collect();
+    let checked = tokio::task::spawn_blocking(move || {
+        let b = Browser::start();
+        b.go(&url);
+        b.click("nav button[data-tab=statistics]");
+        b.wait(
+            "the quarters published",
+            "const s = document.querySelector('#stats-quarter'); return s && s.options.length > 0 && s.value",
+        );
+        let release = b.wait(
+            "the monitor's release",
+            &format!("const r = document.querySelector('#statistics .release[data-sha256=\"{sha}\"]'); return r && r.innerText"),
+        );
+        let release = release.as_str().unwrap();
+        assert!(release.contains(&sha), "the SHA-256 shown: {release}");
+        assert!(release.contains("as of 20"), "{release}");
+        assert!(release.contains("Inflow"), "{release}");
+        for f in &shown {
+            assert!(release.contains(f.as_str()), "{f} in {release}");
+        }
+        let bars = b.js(
+            &format!("return document.querySelectorAll('#statistics .release[data-sha256=\"{sha}\"] svg.stat-chart rect.bar').length"),
+            json!([]),
+        );
+        assert!(bars.as_u64().unwrap() > 0, "a chart of the figures");
+        let legend = b.js("return document.querySelector('#stats-legend').innerText", json!([]));
+        let legend = legend.as_str().unwrap();
+        assert!(legend.contains("< 10"), "{legend}");
+        assert!(legend.contains("node total"), "{legend}");
+        b.screenshot("statistics.png");
+    })
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    checked.unwrap();
+    let read = node
+        .wait_for_log(|r| {
+            r.method == "ListStatisticsReleases" && r.caller == OFFICER && r.decision == "allowed"
+        })
+        .await;
+    let rec = sluis::tlog::AccessRecord::decode(&read.record).unwrap();
+    assert!(rec.detail.contains("2025Q1"), "{}", rec.detail);
+    let bytes = std::fs::read(screenshots().join("statistics.png")).unwrap();
+    assert!(bytes.starts_with(b"\x89PNG"));
 }

@@ -250,4 +250,114 @@ async fn network_figures_add_up_what_each_node_published() {
         partial.missing_nodes
     );
     assert!(partial.text.contains("INCOMPLETE"), "{}", partial.text);
+
+    // The same from the command line: `sluis stats --network`.
+    let pki = nodes[0].dir.path().join("pki");
+    let addr = nodes[0].node.local_addr.to_string();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_sluis"))
+            .arg("stats")
+            .arg("--node")
+            .arg(&addr)
+            .arg("--ca")
+            .arg(pki.join("ca.pem"))
+            .arg("--cert")
+            .arg(pki.join(format!("clients/{MONITOR}.pem")))
+            .arg("--key")
+            .arg(pki.join(format!("clients/{MONITOR}.key")))
+            .args([
+                "--actor",
+                ACTOR,
+                "--table",
+                "inflow",
+                "--year",
+                "2025",
+                "--quarter",
+                "1",
+            ])
+            .args(["--network", "--format", "json"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["nodes"], serde_json::json!([A, B]), "{json}");
+    assert!(
+        json["missing_nodes"][0].as_str().unwrap().starts_with(C),
+        "{json}"
+    );
+    assert!(stderr.contains("INCOMPLETE"), "{stderr}");
+}
+
+/// The home node asks its peers at once, not one after another: three
+/// peers that take the connection and never answer cost the monitor one
+/// peer's wait (the node's connect timeout, 10 s), not three; each is
+/// named in `missing_nodes`, and the peers that answer are added up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peers_are_asked_at_once() {
+    let (key, nodes, mut dir_nodes) = started_network().await;
+    dir_nodes[0].hosts.push(Host {
+        participant: MONITOR.into(),
+        role: "monitor".into(),
+    });
+    // Three listeners that accept and then say nothing, ever.
+    let mut silent = Vec::new();
+    for i in 1..=3u8 {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        silent.push(tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = l.accept().await {
+                held.push(s);
+            }
+        }));
+        let id = format!("gm090{i}");
+        dir_nodes.push(sluis::federation::directory::DirectoryNode {
+            id: id.clone(),
+            municipality_code: format!("GM090{i}"),
+            municipality: format!("Stil {i}"),
+            endpoint: addr.to_string(),
+            server_name: "localhost".into(),
+            tls_spki_sha256: format!("{:064x}", u128::from(i)),
+            tls_ca_sha256: dir_nodes[1].tls_ca_sha256.clone(),
+            log_key: sluis::tlog::note::verifier_key(&id, &[i; 32]),
+            witness_key: None,
+            hosts: vec![],
+        });
+    }
+    let d = reissue(
+        &dir_nodes,
+        2,
+        time::OffsetDateTime::now_utc() + time::Duration::days(30),
+    );
+    write_directory(&nodes.iter().collect::<Vec<_>>(), &key, &d).await;
+    let mut monitor = nodes[0].client(MONITOR).await;
+    let started = std::time::Instant::now();
+    let national = monitor
+        .stats
+        .get_statistics(with_actor(inflow(true)))
+        .await
+        .expect("network figures")
+        .into_inner();
+    let took = started.elapsed();
+    assert_eq!(national.nodes, vec![A, B, C]);
+    assert_eq!(
+        national.missing_nodes.len(),
+        3,
+        "{:?}",
+        national.missing_nodes
+    );
+    for (m, i) in national.missing_nodes.iter().zip(1..) {
+        assert!(m.starts_with(&format!("gm090{i}: ")), "{m}");
+    }
+    assert!(
+        took < std::time::Duration::from_secs(20),
+        "three silent peers cost {took:?}: they were asked one after another"
+    );
+    for s in silent {
+        s.abort();
+    }
 }

@@ -519,6 +519,25 @@ async fn refused_statistics_requests_are_recorded_and_say_what_to_fix() {
         .collect();
     assert_eq!(rows.len(), 8, "every refusal is recorded");
     assert!(rows.iter().all(|r| r.decision != "allowed"));
+    // Each refusal's record names what was asked, besides why it was
+    // refused: the officer sees which table and quarter were wanted.
+    let details: Vec<String> = rows
+        .iter()
+        .map(|r| sluis::tlog::AccessRecord::decode(&r.record).unwrap().detail)
+        .collect();
+    for (detail, asked) in details.iter().zip([
+        "asked: table outcomes, 2025 Q1",
+        "asked: table unspecified (0), 2025 Q1",
+        "asked: table outcomes, 2025 quarter 5",
+        "asked: table outcomes, 2018 Q1",
+        "asked: table outcomes, 9999 Q1",
+        "asked: table outcomes, 2025 Q1",
+        "asked: table outcomes, 2025 Q1",
+        "asked: table outcomes, 2025 Q1, per municipality",
+    ]) {
+        assert!(detail.contains(asked), "{asked} in {detail}");
+    }
+    assert!(details[4].contains("has not ended"), "{}", details[4]);
 }
 
 /// `sluis stats` as the monitor would run it: a table as text, as CSV, and
@@ -548,6 +567,7 @@ async fn sluis_stats_prints_the_protected_table() {
             run(&["--table", "outcomes"]),
             run(&["--table", "inflow", "--format", "csv"]),
             run(&["--table", "outcomes", "--purpose", "return"]),
+            run(&["--table", "inflow", "--format", "json"]),
         )
     })
     .await
@@ -578,6 +598,177 @@ async fn sluis_stats_prints_the_protected_table() {
     );
     assert!(!out.2.status.success());
     assert!(String::from_utf8_lossy(&out.2.stderr).contains("PermissionDenied"));
+    // Which release was handed out, and as of when: the officer finds the
+    // same SHA-256 in the access record.
+    let stderr = String::from_utf8_lossy(&out.0.stderr);
+    let sha = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("release sha256 "))
+        .unwrap_or_else(|| panic!("the release's SHA-256 printed: {stderr}"));
+    assert_eq!(sha.len(), 64, "{stderr}");
+    assert!(stderr.contains("as of 20"), "{stderr}");
+    let id = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("request id "))
+        .and_then(|l| l.split(' ').next())
+        .unwrap()
+        .to_string();
+    assert!(
+        record_of(&node, &id)
+            .await
+            .detail
+            .contains(&format!("release sha256 {sha}"))
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.3.stdout).unwrap();
+    assert_eq!(json["release_sha256"].as_str().unwrap().len(), 64, "{json}");
+    assert!(json["as_of"].as_str().unwrap().starts_with("20"), "{json}");
+    // The legend says what an "x" can be: also a small node total that one
+    // municipality holds most of.
+    assert!(text.contains("node total"), "{text}");
+}
+
+/// A municipality's own table says whose cases it counts once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_municipality_s_table_names_it_once() {
+    let node = TestNode::start().await;
+    let mut utrecht = node.client(GEMEENTE).await;
+    let own = utrecht
+        .stats
+        .get_statistics(with_actor(ask(pb::StatisticsTable::Inflow, 1, false)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!own.text.contains("cases of the cases of"), "{}", own.text);
+    assert!(
+        own.text.lines().nth(1).unwrap().starts_with("cases of "),
+        "{}",
+        own.text
+    );
+}
+
+/// A quarter so sparse that no pattern of suppressed cells protects its
+/// outcome tables against a municipality that knows its own cases (21
+/// outcomes over two municipalities and an NGO, found by search) is
+/// answered with every figure "x" — then "x" tells nothing, not even that
+/// a figure is at least 10 — rather than refused: that answer is safe.
+/// It is kept as the quarter's release like any other, so asking again is
+/// the same answer, not a new computation; the record names the cells.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sparse_quarter_is_answered_with_every_figure_suppressed() {
+    let (node, mut tilburg) = start().await;
+    let mut utrecht = node.client(GEMEENTE).await;
+    let mut ngo = node.client(NGO).await;
+    let mut monitor = node.client("monitor-jenv").await;
+    use pb::OutcomeKind as K;
+    use pb::PerspectiveKind as P;
+    // (owner: t(ilburg), u(trecht) or n(go); scenario; outcome; intake)
+    let sparse = [
+        ('t', P::Legalisation, K::Legalisation, "2024-10-10"),
+        ('t', P::Return, K::DepartureForced, "2024-11-10"),
+        ('u', P::Legalisation, K::OutOfSight, "2024-11-10"),
+        ('u', P::Return, K::DepartureUnsupervised, "2024-11-10"),
+        ('u', P::Undetermined, K::Legalisation, "2024-10-10"),
+        (
+            't',
+            P::OnwardMigration,
+            K::DepartureUnsupervised,
+            "2024-10-10",
+        ),
+        ('t', P::OnwardMigration, K::DepartureForced, "2024-12-10"),
+        ('n', P::OnwardMigration, K::Legalisation, "2024-10-10"),
+        ('n', P::OnwardMigration, K::OutOfSight, "2024-12-10"),
+        ('t', P::Return, K::DepartureForced, "2024-11-10"),
+        ('n', P::Undetermined, K::OutOfSight, "2024-10-10"),
+        ('n', P::Undetermined, K::DepartureIndependent, "2024-12-10"),
+        ('u', P::Undetermined, K::DepartureForced, "2024-11-10"),
+        ('u', P::OnwardMigration, K::DepartureForced, "2024-11-10"),
+        ('u', P::Return, K::OutOfSight, "2024-10-10"),
+        ('t', P::OnwardMigration, K::Legalisation, "2024-11-10"),
+        ('u', P::Return, K::OutOfSight, "2024-12-10"),
+        ('t', P::OnwardMigration, K::DepartureForced, "2024-11-10"),
+        (
+            't',
+            P::OnwardMigration,
+            K::DepartureIndependent,
+            "2024-10-10",
+        ),
+        ('t', P::OnwardMigration, K::OutOfSight, "2024-10-10"),
+        ('t', P::Legalisation, K::OutOfSight, "2024-12-10"),
+    ];
+    for (i, (owner, scenario, outcome, intake)) in sparse.into_iter().enumerate() {
+        let c = match owner {
+            't' => &mut tilburg,
+            'u' => &mut utrecht,
+            _ => &mut ngo,
+        };
+        let t = Truth {
+            owner: GEMEENTE,
+            intake: date(intake),
+            intake_scenario: Some(scenario),
+            outcome: Some((outcome, date("2025-02-10"))),
+        };
+        c.cases
+            .register_case(with_actor(pb::RegisterCaseRequest {
+                request_id: String::new(),
+                data: Some(case_data(i, &t)),
+            }))
+            .await
+            .expect("register");
+    }
+    use pb::StatisticsTable as T;
+    use pb::statistics_figure::Kind;
+    let first = monitor
+        .stats
+        .get_statistics(ask(T::Outcomes, 1, true))
+        .await
+        .expect("an answer with every figure suppressed, not a refusal");
+    let first_id = request_id(&first);
+    let first = first.into_inner();
+    assert!(
+        first
+            .figures
+            .iter()
+            .all(|f| f.kind == Kind::Suppressed as i32 && f.shown == "x"),
+        "{}",
+        first.text
+    );
+    assert!(first.text.contains("every figure"), "{}", first.text);
+    assert_eq!(first.release_sha256.len(), 64);
+    let rec = record_of(&node, &first_id).await;
+    assert_eq!(rec.decision.as_str(), "allowed");
+    assert!(rec.detail.contains("x: "), "{}", rec.detail);
+    // Asked again, after another outcome: the same release.
+    let t = Truth {
+        owner: GEMEENTE,
+        intake: date("2024-12-01"),
+        intake_scenario: Some(P::Return),
+        outcome: Some((K::DepartureIndependent, date("2025-03-01"))),
+    };
+    utrecht
+        .cases
+        .register_case(with_actor(pb::RegisterCaseRequest {
+            request_id: String::new(),
+            data: Some(case_data(21, &t)),
+        }))
+        .await
+        .unwrap();
+    let again = monitor
+        .stats
+        .get_statistics(ask(T::Outcomes, 1, true))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.release_sha256, first.release_sha256);
+    assert_eq!(again.as_of, first.as_of);
+    // Tilburg's own figures are its own: nothing to hide from itself, but
+    // they come from the same release.
+    let own = tilburg
+        .stats
+        .get_statistics(with_actor(ask(T::DurableSolutions, 1, false)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(own.as_of, first.as_of);
 }
 
 /// Differencing across time: the same quarter asked again after late
@@ -740,4 +931,122 @@ async fn statistics_are_rate_limited_per_caller() {
         .get_statistics(with_actor(ask(T::DurableSolutions, 1, false)))
         .await
         .expect("another caller is not limited by the monitor's requests");
+}
+
+/// A privacy officer reads the tables the node published, exactly as they
+/// were handed out: `AuditService.ListStatisticsReleases`, newest quarter
+/// first, paged, each with the SHA-256 the monitor's record names. No one
+/// else may; a quarter written otherwise is refused naming the field; each
+/// call is recorded, naming the releases listed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_officer_lists_the_published_releases_and_no_one_else() {
+    let (node, mut tilburg) = start().await;
+    let mut monitor = node.client("monitor-jenv").await;
+    let mut officer = node.client("fg-utrecht").await;
+    use pb::StatisticsTable as T;
+    let q3 = monitor
+        .stats
+        .get_statistics(ask(T::DurableSolutions, 3, false))
+        .await
+        .unwrap()
+        .into_inner();
+    monitor
+        .stats
+        .get_statistics(ask(T::Inflow, 2, false))
+        .await
+        .unwrap();
+    let list = async |c: &mut Clients, quarter: &str, own: bool, size: i32, token: String| {
+        c.audit
+            .list_statistics_releases(pb::ListStatisticsReleasesRequest {
+                quarter: quarter.into(),
+                include_own: own,
+                page_size: size,
+                page_token: token,
+            })
+            .await
+    };
+    let e = list(&mut monitor, "", false, 0, String::new())
+        .await
+        .expect_err("the monitor lists no releases");
+    assert_eq!(e.code(), Code::PermissionDenied, "{}", e.message());
+    let e = list(&mut tilburg, "", false, 0, String::new())
+        .await
+        .expect_err("a municipality lists no releases");
+    assert_eq!(e.code(), Code::PermissionDenied, "{}", e.message());
+    let e = list(&mut officer, "2025-3", false, 0, String::new())
+        .await
+        .expect_err("a quarter written otherwise");
+    assert_eq!(e.code(), Code::InvalidArgument, "{}", e.message());
+    assert!(e.message().contains("2025Q3"), "{}", e.message());
+
+    let all = list(&mut officer, "", false, 100, String::new())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(all.quarters, ["2025Q3", "2025Q2"]);
+    // Outcome tables of Q3 and intake tables of Q2, node and per
+    // municipality: (4 + 3) × 2.
+    assert_eq!(
+        all.releases.len(),
+        14,
+        "{:?}",
+        all.releases
+            .iter()
+            .map(|r| (&r.quarter, &r.breakdown))
+            .collect::<Vec<_>>()
+    );
+    assert!(all.releases[..8].iter().all(|r| r.quarter == "2025Q3"));
+    assert!(all.releases.iter().all(|r| r.breakdown != "own"));
+    let same = all
+        .releases
+        .iter()
+        .find(|r| r.release_sha256 == q3.release_sha256)
+        .expect("the monitor's table is listed");
+    assert_eq!(same.breakdown, "node");
+    assert_eq!(same.as_of, q3.as_of);
+    assert_eq!(same.table.as_ref().unwrap().figures, q3.figures);
+    assert_eq!(same.table.as_ref().unwrap().text, q3.text);
+    // With the municipalities' own tables; page by page, the same.
+    let mut paged = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = list(&mut officer, "2025Q3", true, 3, token)
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(page.releases.len() <= 3);
+        paged.extend(page.releases);
+        token = page.next_page_token;
+        if token.is_empty() {
+            break;
+        }
+    }
+    // Four outcome tables for the node, per municipality, and each of the
+    // two municipalities' own.
+    assert_eq!(paged.len(), 16);
+    assert!(
+        paged
+            .iter()
+            .any(|r| r.breakdown == "own" && r.scope == TILBURG)
+    );
+    let mut keys: Vec<_> = paged
+        .iter()
+        .map(|r| (&r.breakdown, &r.scope, r.table.as_ref().unwrap().table))
+        .collect();
+    keys.dedup();
+    assert_eq!(keys.len(), 16, "no release twice");
+    // A token is for its own listing only.
+    let first = list(&mut officer, "2025Q3", true, 3, String::new())
+        .await
+        .unwrap()
+        .into_inner();
+    let e = list(&mut officer, "2025Q3", false, 3, first.next_page_token)
+        .await
+        .expect_err("a token of another listing");
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().contains("page_token"), "{}", e.message());
+    // Recorded, naming the releases listed.
+    let rec = record_of(&node, &all.access_record_id).await;
+    assert_eq!(rec.method, "ListStatisticsReleases");
+    assert!(rec.detail.contains(&q3.release_sha256), "{}", rec.detail);
 }

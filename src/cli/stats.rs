@@ -9,9 +9,10 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 
+use crate::model::clock::rfc3339_ms;
 use crate::net::client::{self, ClientPem};
-use crate::rpc::{StatisticsAsk, get_statistics};
-use crate::stats::{Publication, TableKind};
+use crate::rpc::{StatisticsAnswer, StatisticsAsk, get_statistics};
+use crate::stats::TableKind;
 
 /// How to print a table.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -58,6 +59,10 @@ pub struct Command {
     /// The monitor only: a column per municipality besides the total.
     #[arg(long)]
     pub by_municipality: bool,
+    /// The monitor only: the sum of every federation node's published table
+    /// (nodes that do not answer are named: INCOMPLETE).
+    #[arg(long, conflicts_with = "by_municipality")]
+    pub network: bool,
     #[arg(long, default_value = "monitoring")]
     pub purpose: String,
     #[arg(long, value_enum, default_value = "text")]
@@ -82,12 +87,31 @@ pub async fn run(c: Command) -> anyhow::Result<ExitCode> {
         quarter: c.quarter,
         by_municipality: c.by_municipality,
         purpose: c.purpose,
+        network: c.network,
         actor: c.actor,
     };
     match get_statistics(channel, ask).await {
-        Ok((p, request_id)) => {
-            print!("{}", format(&p, c.format));
-            eprintln!("request id {request_id} (the access record of this request)");
+        Ok(a) => {
+            print!("{}", format(&a, c.format));
+            if !a.release_sha256.is_empty() {
+                eprintln!("release sha256 {}", a.release_sha256);
+            }
+            if let Some(at) = a.as_of {
+                eprintln!(
+                    "as of {} (when the figures were computed; the quarter is published once)",
+                    rfc3339_ms(at)
+                );
+            }
+            if !a.nodes.is_empty() {
+                eprintln!("nodes added up: {}", a.nodes.join(", "));
+            }
+            if !a.missing_nodes.is_empty() {
+                eprintln!("INCOMPLETE: no table from {}", a.missing_nodes.join("; "));
+            }
+            eprintln!(
+                "request id {} (the access record of this request)",
+                a.request_id
+            );
             Ok(ExitCode::SUCCESS)
         }
         Err(s) => {
@@ -97,8 +121,11 @@ pub async fn run(c: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// The table as text, CSV or JSON.
-pub fn format(p: &Publication, f: Format) -> String {
+/// The table as text (as the node wrote it, with its notes), CSV or JSON
+/// (with the release's SHA-256 and `as_of`, and for network figures the
+/// nodes added up and those missing).
+pub fn format(a: &StatisticsAnswer, f: Format) -> String {
+    let p = &a.publication;
     let t = p.settings.threshold;
     let cells = || {
         let mut out = Vec::new();
@@ -112,7 +139,7 @@ pub fn format(p: &Publication, f: Format) -> String {
         out
     };
     match f {
-        Format::Text => p.render(),
+        Format::Text => a.text.clone(),
         Format::Csv => {
             let mut s = String::from("table,quarter,block,row,column,figure\n");
             for (b, r, c, fig) in cells() {
@@ -145,6 +172,10 @@ pub fn format(p: &Publication, f: Format) -> String {
                 "threshold": p.settings.threshold,
                 "protection": p.settings.protection,
                 "rounding_base": p.settings.rounding_base,
+                "release_sha256": a.release_sha256,
+                "as_of": a.as_of.map(rfc3339_ms),
+                "nodes": a.nodes,
+                "missing_nodes": a.missing_nodes,
                 "cells": cells,
             });
             format!("{doc:#}\n")

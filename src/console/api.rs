@@ -94,6 +94,7 @@ impl Console {
             .route("/api/report", get(report))
             .route("/api/emergency", get(emergency))
             .route("/api/emergency/close", post(close_emergency))
+            .route("/api/statistics", get(statistics))
             .layer(middleware::from_fn_with_state(self.clone(), guard))
             .with_state(self.clone())
     }
@@ -494,5 +495,122 @@ async fn report(State(c): State<Console>, RawQuery(q): RawQuery) -> Response {
         "witnessed": oversight::witnessed(&r.nodes),
         "access_record_id": r.access_record_id,
         "node": node,
+    }))
+}
+
+/// What "< T" and "x" mean, and that counts are rounded, in both of the
+/// page's languages (the English words are the tables' own notes).
+fn legend(threshold: u32, rounding_base: u32) -> serde_json::Value {
+    let t = threshold;
+    let mut en = crate::stats::legend(t);
+    let mut nl = format!(
+        "< {t}: minder dan {t} dossiers (nul inbegrepen). x: weggelaten zodat geen \"< {t}\" uit de andere cijfers is af te leiden; of een totaal van het knooppunt onder {t} waarvan één gemeente het meeste heeft, die het met \"< {t}\" zou kunnen afbakenen."
+    );
+    if rounding_base > 1 {
+        en.push_str(&format!(
+            " Counts are rounded to multiples of {rounding_base}; totals may differ from the sum of their parts."
+        ));
+        nl.push_str(&format!(
+            " Aantallen zijn afgerond op veelvouden van {rounding_base}; totalen kunnen afwijken van de som van hun delen."
+        ));
+    }
+    serde_json::json!({ "en": en, "nl": nl })
+}
+
+/// One axis of a table for the page: each heading's key and words.
+fn axis_json(a: &crate::stats::Axis) -> serde_json::Value {
+    a.labels
+        .iter()
+        .map(|l| serde_json::json!({ "key": l.key, "words": l.words }))
+        .collect::<Vec<_>>()
+        .into()
+}
+
+/// `GET /api/statistics?quarter=2025Q3&own=1`: the statistics releases the
+/// node published for that quarter (default: the newest), the
+/// municipalities' own tables only with `own`, each with its figures as
+/// published, its SHA-256 and when it was computed; every quarter with
+/// releases; and the legend.
+async fn statistics(State(c): State<Console>, RawQuery(q): RawQuery) -> Response {
+    use crate::stats::Figure;
+    let p = params(q);
+    let quarter = p.get("quarter").map_or("", String::as_str);
+    let mut officer = c.0.officer.clone();
+    let (mut releases, quarters) = match officer
+        .statistics_releases(quarter, p.contains_key("own"))
+        .await
+    {
+        Ok(r) => r,
+        Err(s) => return refused(&s),
+    };
+    // In the order of the tables, then the monitor's before the
+    // municipalities' own.
+    let order = |b: &str| match b {
+        "node" => 0,
+        "by_municipality" => 1,
+        _ => 2,
+    };
+    let table_order = |t: crate::stats::TableKind| {
+        crate::stats::TableKind::ALL
+            .iter()
+            .position(|k| *k == t)
+            .unwrap_or(usize::MAX)
+    };
+    releases.sort_by(|a, b| {
+        (
+            table_order(a.publication.table),
+            order(&a.breakdown),
+            &a.scope,
+        )
+            .cmp(&(
+                table_order(b.publication.table),
+                order(&b.breakdown),
+                &b.scope,
+            ))
+    });
+    let settings = releases
+        .first()
+        .map_or(crate::stats::Settings::default(), |r| {
+            r.publication.settings
+        });
+    let listed: Vec<serde_json::Value> = releases
+        .iter()
+        .map(|r| {
+            let p = &r.publication;
+            let t = p.settings.threshold;
+            let figures: Vec<serde_json::Value> = p
+                .figures
+                .iter()
+                .map(|f| {
+                    let (kind, count) = match f {
+                        Figure::Count(n) => ("count", *n),
+                        Figure::Small => ("small", 0),
+                        Figure::Suppressed => ("x", 0),
+                    };
+                    serde_json::json!({ "kind": kind, "count": count, "shown": f.shown(t) })
+                })
+                .collect();
+            serde_json::json!({
+                "quarter": r.quarter,
+                "breakdown": r.breakdown,
+                "scope": r.scope,
+                "as_of": rfc3339_ms(r.as_of),
+                "sha256": r.sha256,
+                "title": p.table.title(),
+                "scope_words": p.scope_words,
+                "rows": axis_json(&p.rows),
+                "columns": axis_json(&p.columns),
+                "blocks": axis_json(&p.blocks),
+                "figures": figures,
+                "text": r.text,
+                "threshold": t,
+            })
+        })
+        .collect();
+    ok(serde_json::json!({
+        "quarter": releases.first().map(|r| r.quarter.clone()).unwrap_or_else(|| quarter.to_string()),
+        "quarters": quarters,
+        "releases": listed,
+        "legend": legend(settings.threshold, settings.rounding_base),
     }))
 }

@@ -74,17 +74,7 @@ impl Exchange {
         let mut rec = self.record(ctx, "ListEmergencyAlerts");
         let result = async {
             self.officer(ctx)?;
-            let limit = match i64::from(page_size) {
-                0 => DEFAULT_PAGE,
-                n if n < 0 => {
-                    return Err(Invalid::new(
-                        "page_size",
-                        "page_size must not be negative: 0 asks for 100 alerts, and at most 1000 are sent",
-                    )
-                    .into());
-                }
-                n => n.min(MAX_PAGE),
-            };
+            let limit = validate::page_size(page_size, DEFAULT_PAGE, MAX_PAGE, "alerts")?;
             // The token is sealed to its caller and its listing (open
             // alerts, or all): AIP-158 wants the other fields the same
             // from page to page, and a position is no one's to forge.

@@ -452,7 +452,19 @@ impl Exchange {
         rec: AccessRecord,
         result: Result<T, ExchangeError>,
     ) -> Result<Recorded<T>, ExchangeError> {
-        self.finish_issuing(rec, result, &[]).await
+        self.finish_issuing(rec, result, &[], "").await
+    }
+
+    /// [`finish`](Self::finish) for a request whose refusal should also
+    /// say what was asked: a refusal's record then holds the error, then
+    /// `asked` (e.g. the table and quarter of a statistics request).
+    pub(super) async fn finish_asked<T>(
+        &self,
+        rec: AccessRecord,
+        result: Result<T, ExchangeError>,
+        asked: &str,
+    ) -> Result<Recorded<T>, ExchangeError> {
+        self.finish_issuing(rec, result, &[], asked).await
     }
 
     /// [`finish`](Self::finish) for a request that hands out pseudonyms
@@ -464,6 +476,7 @@ impl Exchange {
         mut rec: AccessRecord,
         result: Result<T, ExchangeError>,
         issued: &[(String, String)],
+        asked: &str,
     ) -> Result<Recorded<T>, ExchangeError> {
         let mut new = Vec::new();
         if result.is_ok()
@@ -484,7 +497,11 @@ impl Exchange {
             Err(e) => {
                 rec.status = e.code().name().into();
                 rec.decision = e.decision();
-                rec.detail = e.to_string();
+                rec.detail = if asked.is_empty() {
+                    e.to_string()
+                } else {
+                    format!("{e}; {asked}")
+                };
                 rec.released.clear();
                 rec.bases.clear();
             }
@@ -1103,7 +1120,7 @@ impl Exchange {
             (Ok(view), Some(case_id)) => vec![(view.pseudonym.clone(), case_id.clone())],
             _ => vec![],
         };
-        self.finish_issuing(rec, result, &issued).await
+        self.finish_issuing(rec, result, &issued, "").await
     }
 
     /// A read, in the order of the request path: load → plan →
@@ -1399,7 +1416,7 @@ impl Exchange {
             Err(_) => vec![],
         };
         Ok(self
-            .finish_issuing(rec, result, &issued)
+            .finish_issuing(rec, result, &issued, "")
             .await?
             .map(|(out, next, _)| (out, next)))
     }

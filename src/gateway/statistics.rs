@@ -28,7 +28,9 @@ use crate::tlog::{Decision, Recorded};
 /// whether per municipality. The purpose is mandatory, as on every request.
 #[derive(Clone, Debug)]
 pub struct StatisticsQuery {
-    pub table: TableKind,
+    /// The table; `Err` with the code the request named where that is no
+    /// table (refused, and recorded with that code).
+    pub table: Result<TableKind, i32>,
     pub year: i32,
     /// 1 to 4.
     pub quarter: u32,
@@ -36,6 +38,35 @@ pub struct StatisticsQuery {
     /// node's total.
     pub by_municipality: bool,
     pub purpose: String,
+    /// Figures over every node of the federation (the monitor's home node
+    /// adds up the peers' tables; `rpc::stats`).
+    pub network: bool,
+}
+
+impl StatisticsQuery {
+    /// What was asked, for the access record of a refusal: the table, the
+    /// quarter and the breakdown as the request named them.
+    fn asked(&self) -> String {
+        let table = match self.table {
+            Ok(t) => t.as_str().to_string(),
+            Err(0) => "unspecified (0)".into(),
+            Err(code) => format!("unknown ({code})"),
+        };
+        let quarter = if (1..=4).contains(&self.quarter) {
+            format!("{} Q{}", self.year, self.quarter)
+        } else {
+            format!("{} quarter {}", self.year, self.quarter)
+        };
+        format!(
+            "asked: table {table}, {quarter}{}{}",
+            if self.by_municipality {
+                ", per municipality"
+            } else {
+                ""
+            },
+            if self.network { ", network" } else { "" }
+        )
+    }
 }
 
 /// Turns a case's opened categories into the facts statistics count:
@@ -56,21 +87,34 @@ impl Exchange {
     /// `Invalid` (purpose, year, quarter, `by_municipality` asked by a
     /// municipality), `Forbidden` (the policy has no rule with a legal basis
     /// for this role and purpose, or the role is neither), `FailedPrecondition`
-    /// (the quarter has not ended; figures that cannot be protected),
-    /// `AuditUnavailable`, `Internal`.
+    /// (the quarter has not ended), `AuditUnavailable`, `Internal`; or
+    /// `refused`, a refusal the caller's layer found first (e.g. of a
+    /// network request), recorded like these. Every refusal's record names
+    /// the table and quarter asked for.
     pub async fn statistics(
         &self,
         ctx: &RequestCtx,
         q: StatisticsQuery,
         read: FactsReader,
+        refused: Option<ExchangeError>,
     ) -> Result<Recorded<Released>, ExchangeError> {
         let mut rec = self.record(ctx, "GetStatistics");
+        let asked = q.asked();
         let result = async {
+            if let Some(e) = refused {
+                return Err(e);
+            }
+            let table = q.table.map_err(|_| {
+                ExchangeError::Invalid(Invalid::new(
+                    "table",
+                    "table must be one of STATISTICS_TABLE_INFLOW (1) to STATISTICS_TABLE_INTAKE_VS_OUTCOME (7)",
+                ))
+            })?;
             let caller = self.caller(ctx)?;
             self.statistics_rate.take(&caller.participant, rec.at)?;
             self.check_purpose(&q.purpose)?;
             rec.purpose = Some(q.purpose.clone());
-            let population = q.table.population();
+            let population = table.population();
             rec.asked = population.categories().to_vec();
             let mut rules = Vec::new();
             let policy = self.policy();
@@ -128,7 +172,7 @@ impl Exchange {
                 }
             };
             let request = stats::Request {
-                table: q.table,
+                table,
                 quarter,
                 scope,
             };
@@ -138,7 +182,7 @@ impl Exchange {
             Ok(released)
         }
         .await;
-        self.finish(rec, result).await
+        self.finish_asked(rec, result, &asked).await
     }
 
     /// The release of `request`: the stored one if the quarter's figures
@@ -203,7 +247,6 @@ impl Exchange {
         .await
         .map_err(|e| ExchangeError::internal("statistics", &e))?;
         let all = all.map_err(|e| match e {
-            StatsError::Unprotectable(e) => ExchangeError::FailedPrecondition(e.to_string()),
             StatsError::NotAMunicipality(_) => ExchangeError::internal("statistics", &e),
         })?;
         let mut rows = Vec::with_capacity(all.len());
@@ -240,19 +283,7 @@ impl Exchange {
         else {
             return Ok(None);
         };
-        if sha256_hex(r.body.as_bytes()) != r.sha256 {
-            return Err(ExchangeError::internal(
-                "statistics",
-                &format!("release {key:?} does not match its digest"),
-            ));
-        }
-        let publication: Publication =
-            serde_json::from_str(&r.body).map_err(|e| ExchangeError::internal("statistics", &e))?;
-        Ok(Some(Released {
-            publication,
-            as_of: r.computed_at,
-            sha256: r.sha256,
-        }))
+        opened(key, r).map(Some)
     }
 
     /// Reads every case, a page at a time, and opens the categories the
@@ -303,6 +334,208 @@ impl Exchange {
         }
         Ok(facts)
     }
+}
+
+/// Releases one `ListStatisticsReleases` call lists unless asked for fewer.
+const DEFAULT_RELEASES: i64 = 20;
+/// Most releases one call lists.
+const MAX_RELEASES: i64 = 100;
+/// About the most bytes of tables one call lists (at least one release is
+/// always listed): below a gRPC client's usual 4 MiB limit.
+const MAX_RELEASE_BYTES: usize = 2 << 20;
+
+/// Most quarters a listing names (a hundred years).
+const MAX_QUARTERS: i64 = 400;
+
+/// One page of releases, and every quarter there are releases of.
+#[derive(Clone, Debug)]
+pub(crate) struct ReleaseListing {
+    pub(crate) releases: Vec<ListedRelease>,
+    /// Empty after the last page.
+    pub(crate) next_page_token: String,
+    /// `2025Q3`, newest first.
+    pub(crate) quarters: Vec<String>,
+}
+
+/// One stored release as a privacy officer lists it.
+#[derive(Clone, Debug)]
+pub(crate) struct ListedRelease {
+    /// Its table, quarter (`2025Q3`), breakdown and scope.
+    pub(crate) key: ReleaseKey,
+    pub(crate) released: Released,
+}
+
+impl Exchange {
+    /// The statistics releases the node published, for a privacy officer:
+    /// newest quarter first, then by table, breakdown and scope; of one
+    /// quarter (`2025Q3`) if `quarter` is not empty; the municipalities'
+    /// own tables only if `include_own`; at most `page_size` (0: 20, at
+    /// most 100) and about 2 MiB of tables, resumed with the sealed page
+    /// token. Each release's digest is checked. The call is an access
+    /// record naming the quarter asked and the releases listed (by table,
+    /// breakdown and SHA-256; nothing of any case). Errors: `Forbidden`
+    /// (not a privacy officer), `Invalid` (quarter, page_size,
+    /// page_token), `Unavailable`, `Internal`.
+    pub(crate) async fn list_statistics_releases(
+        &self,
+        ctx: &RequestCtx,
+        quarter: &str,
+        include_own: bool,
+        page_size: i32,
+        page_token: &str,
+    ) -> Result<Recorded<ReleaseListing>, ExchangeError> {
+        let mut rec = self.record(ctx, "ListStatisticsReleases");
+        let asked = format!(
+            "asked: {}{}",
+            if quarter.is_empty() {
+                "every quarter".to_string()
+            } else {
+                format!("quarter {}", quarter.chars().take(16).collect::<String>())
+            },
+            if include_own {
+                ", with the municipalities' own tables"
+            } else {
+                ""
+            }
+        );
+        let result = async {
+            let caller = self.officer(ctx)?;
+            if !quarter.is_empty() && parse_quarter(quarter).is_none() {
+                return Err(Invalid::new(
+                    "quarter",
+                    "quarter must be a year and a quarter as \"2025Q3\" (year 2019 or later, quarter 1 to 4), or empty for every quarter",
+                )
+                .into());
+            }
+            let limit =
+                crate::gateway::validate::page_size(page_size, DEFAULT_RELEASES, MAX_RELEASES, "releases")?;
+            let listing = format!("statistics-releases/{quarter}/{include_own}");
+            let bad_token = || {
+                ExchangeError::from(Invalid::new(
+                    "page_token",
+                    "page_token is not one this node gave you for this listing (the same quarter and include_own as the request that returned it): pass the next_page_token of the previous answer, or none to start",
+                ))
+            };
+            let after = match self.open_page_token(caller, &listing, page_token, bad_token)? {
+                p if p.is_empty() => None,
+                p => {
+                    let mut parts = p.split('\t').map(str::to_string);
+                    match (parts.next(), parts.next(), parts.next(), parts.next(), parts.next()) {
+                        (Some(quarter), Some(table), Some(breakdown), Some(scope), None) => {
+                            Some(ReleaseKey {
+                                table,
+                                quarter,
+                                breakdown,
+                                scope,
+                            })
+                        }
+                        _ => return Err(bad_token()),
+                    }
+                }
+            };
+            let rows = self
+                .store
+                .statistics_releases(
+                    (!quarter.is_empty()).then_some(quarter),
+                    include_own,
+                    after.as_ref(),
+                    limit + 1,
+                )
+                .await
+                .map_err(|e| ExchangeError::store("statistics releases", &e))?;
+            let mut listed = Vec::new();
+            let mut bytes = 0;
+            let mut more = false;
+            for row in rows {
+                if listed.len() as i64 == limit
+                    || (!listed.is_empty() && bytes + row.body.len() > MAX_RELEASE_BYTES)
+                {
+                    more = true;
+                    break;
+                }
+                bytes += row.body.len();
+                let key = row.key.clone();
+                listed.push(ListedRelease {
+                    released: opened(&key, row)?,
+                    key,
+                });
+            }
+            let next = match listed.last() {
+                Some(l) if more => {
+                    let k = &l.key;
+                    let position = format!("{}\t{}\t{}\t{}", k.quarter, k.table, k.breakdown, k.scope);
+                    self.seal_page_token(caller, &listing, &position)?
+                }
+                _ => String::new(),
+            };
+            let quarters = self
+                .store
+                .statistics_quarters(MAX_QUARTERS)
+                .await
+                .map_err(|e| ExchangeError::store("statistics releases", &e))?;
+            rec.decision = Decision::Allowed;
+            rec.detail = listed_detail(&asked, &listed);
+            Ok(ReleaseListing {
+                releases: listed,
+                next_page_token: next,
+                quarters,
+            })
+        }
+        .await;
+        self.finish_asked(rec, result, &asked).await
+    }
+}
+
+/// `2025Q3` as a quarter.
+fn parse_quarter(s: &str) -> Option<Quarter> {
+    let (year, q) = s.split_once('Q')?;
+    if year.len() != 4 || q.len() != 1 {
+        return None;
+    }
+    Quarter::new(year.parse().ok()?, q.parse().ok()?)
+}
+
+/// What the access record of a listing says: what was asked, and each
+/// release listed by quarter, table, breakdown, scope and SHA-256, bounded
+/// in length.
+fn listed_detail(asked: &str, listed: &[ListedRelease]) -> String {
+    let mut d = format!("{asked}; {} releases listed", listed.len());
+    for (i, l) in listed.iter().enumerate() {
+        let k = &l.key;
+        let item = format!(
+            "{} {} {}{}{} sha256 {}",
+            k.quarter,
+            k.table,
+            k.breakdown,
+            if k.scope.is_empty() { "" } else { " " },
+            k.scope,
+            l.released.sha256
+        );
+        if d.len() + item.len() + 2 > MAX_DETAIL {
+            d.push_str(&format!(" … and {} more", listed.len() - i));
+            break;
+        }
+        d.push_str(if i == 0 { ": " } else { "; " });
+        d.push_str(&item);
+    }
+    d
+}
+
+/// A stored release, opened: its digest checked, its table read.
+fn opened(key: &ReleaseKey, r: StoredRelease) -> Result<Released, ExchangeError> {
+    if sha256_hex(r.body.as_bytes()) != r.sha256 {
+        return Err(ExchangeError::internal(
+            "statistics",
+            &format!("release {key:?} does not match its digest"),
+        ));
+    }
+    let publication: Publication =
+        serde_json::from_str(&r.body).map_err(|e| ExchangeError::internal("statistics", &e))?;
+    Ok(Released {
+        publication,
+        as_of: r.computed_at,
+        sha256: r.sha256,
+    })
 }
 
 /// A published table: the figures, when they were computed, and the
@@ -406,6 +639,9 @@ fn detail(r: &Released) -> String {
         s.threshold,
         p.suppressed.len()
     );
+    if p.all_suppressed {
+        d.push_str(" (every figure: no pattern of suppressed cells protects this quarter)");
+    }
     let mut add = |label: &str, cells: &[String]| {
         if cells.is_empty() {
             return;

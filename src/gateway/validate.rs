@@ -112,6 +112,22 @@ impl Violations {
     }
 }
 
+/// A page size as AIP-158 reads it: 0 asks for `default`, more than `max`
+/// is read as `max`, a negative one is refused naming `page_size` (the
+/// message says what 0 gives, in `what`: "alerts", "releases").
+pub(crate) fn page_size(n: i32, default: i64, max: i64, what: &str) -> Result<i64, Invalid> {
+    match i64::from(n) {
+        0 => Ok(default),
+        n if n < 0 => Err(Invalid::new(
+            "page_size",
+            format!(
+                "page_size must not be negative: 0 asks for {default} {what}, and at most {max} are sent"
+            ),
+        )),
+        n => Ok(n.min(max)),
+    }
+}
+
 /// Text of at most `max` characters (Unicode scalar values).
 pub(crate) fn text(field: &str, s: &str, max: usize) -> Result<(), Invalid> {
     if s.chars().count() > max {
@@ -481,6 +497,7 @@ pub const METHODS: &[&str] = &[
     "CloseEmergencyAlert",
     "AcknowledgeWitnessAlarm",
     "GetStatistics",
+    "ListStatisticsReleases",
     "ReferCase",
     "AcceptReferral",
     "GetWitnessCheckpoint",

@@ -304,6 +304,36 @@ impl pb::audit_service_server::AuditService for Api {
         .await
     }
 
+    async fn list_statistics_releases(
+        &self,
+        req: Request<pb::ListStatisticsReleasesRequest>,
+    ) -> Result<Response<pb::ListStatisticsReleasesResponse>, Status> {
+        self.call("ListStatisticsReleases", req, Ok, async |ex, ctx, m| {
+            ex.list_statistics_releases(ctx, &m.quarter, m.include_own, m.page_size, &m.page_token)
+                .await?
+                .try_map(|listing| {
+                    Ok(pb::ListStatisticsReleasesResponse {
+                        releases: listing
+                            .releases
+                            .into_iter()
+                            .map(|l| pb::StatisticsRelease {
+                                as_of: Some(timestamp(l.released.as_of)),
+                                release_sha256: l.released.sha256.clone(),
+                                table: Some(crate::rpc::stats::publication_pb(&l.released, "")),
+                                quarter: l.key.quarter,
+                                breakdown: l.key.breakdown,
+                                scope: l.key.scope,
+                            })
+                            .collect(),
+                        next_page_token: listing.next_page_token,
+                        access_record_id: ctx.request_id.clone(),
+                        quarters: listing.quarters,
+                    })
+                })
+        })
+        .await
+    }
+
     async fn get_consistency_proof(
         &self,
         req: Request<pb::GetConsistencyProofRequest>,

@@ -763,5 +763,6 @@ impl NamesSubject for pb::GetInclusionProofRequest {}
 impl NamesSubject for pb::GetConsistencyProofRequest {}
 impl NamesSubject for pb::GetStatisticsRequest {}
 impl NamesSubject for pb::ListEmergencyAlertsRequest {}
+impl NamesSubject for pb::ListStatisticsReleasesRequest {}
 impl NamesSubject for pb::CloseEmergencyAlertRequest {}
 impl NamesSubject for pb::AcknowledgeWitnessAlarmRequest {}

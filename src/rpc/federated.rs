@@ -461,37 +461,66 @@ pub(crate) async fn peer_statistics(
     let Ok(running) = federation.current(ex.now()) else {
         return vec![];
     };
-    let mut out = Vec::new();
-    for node in running
+    // All peers at once, at most PEERS_AT_ONCE connections at a time: the
+    // monitor waits about as long as the slowest node, not the sum of them.
+    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(PEERS_AT_ONCE));
+    let assertion = Assertion::of(ctx, caller);
+    let mut asked = tokio::task::JoinSet::new();
+    let peers: Vec<String> = running
         .directory
         .nodes
         .iter()
         .filter(|n| n.id != federation.node_id())
-    {
-        let answer = async {
-            let (channel, _session) = federation
-                .channel(&node.id)
+        .map(|n| n.id.clone())
+        .collect();
+    for (i, node) in peers.iter().enumerate() {
+        let (federation, permits, assertion) =
+            (federation.clone(), permits.clone(), assertion.clone());
+        let (node, message) = (node.clone(), message.clone());
+        asked.spawn(async move {
+            let _permit = permits.acquire_owned().await;
+            let answer = async {
+                let (channel, _session) =
+                    federation.channel(&node).await.map_err(|e| e.to_string())?;
+                let mut client = pb::statistics_service_client::StatisticsServiceClient::new(
+                    InterceptedService::new(channel, move |r| assertion.apply(r)),
+                );
+                client
+                    .get_statistics(message)
+                    .await
+                    .map(tonic::Response::into_inner)
+                    .map_err(|s| format!("{:?}: {}", s.code(), s.message()))
+            };
+            // A node that takes the call and then hangs is missing, not a
+            // stall of the whole answer.
+            let answer = tokio::time::timeout(PART_TIMEOUT, answer)
                 .await
-                .map_err(|e| e.to_string())?;
-            let assertion = Assertion::of(ctx, caller);
-            let mut client = pb::statistics_service_client::StatisticsServiceClient::new(
-                InterceptedService::new(channel, move |r| assertion.apply(r)),
-            );
-            client
-                .get_statistics(message.clone())
-                .await
-                .map(tonic::Response::into_inner)
-                .map_err(|s| format!("{:?}: {}", s.code(), s.message()))
-        };
-        // A node that takes the call and then hangs is missing, not a stall
-        // of the whole answer.
-        let answer = tokio::time::timeout(PART_TIMEOUT, answer)
-            .await
-            .unwrap_or_else(|_| Err(format!("no answer within {} s", PART_TIMEOUT.as_secs())));
-        out.push((node.id.clone(), answer));
+                .unwrap_or_else(|_| Err(format!("no answer within {} s", PART_TIMEOUT.as_secs())));
+            (i, answer)
+        });
     }
-    out
+    let mut answers: Vec<Option<Result<pb::GetStatisticsResponse, String>>> =
+        peers.iter().map(|_| None).collect();
+    while let Some(done) = asked.join_next().await {
+        if let Ok((i, answer)) = done {
+            answers[i] = Some(answer);
+        }
+    }
+    // In the directory's order, whatever order they answered in.
+    peers
+        .into_iter()
+        .zip(answers)
+        .map(|(node, a)| {
+            (
+                node,
+                a.unwrap_or_else(|| Err("the call to this node failed inside this node".into())),
+            )
+        })
+        .collect()
 }
+
+/// Peers asked for their statistics at the same time, at most.
+const PEERS_AT_ONCE: usize = 16;
 
 /// What a home node asserts on a forwarded call (see [`Gate::admit`]).
 #[derive(Clone)]

@@ -69,7 +69,7 @@ pub use client::Clients;
 pub(crate) use convert::identity_names;
 pub use in_flight::InFlight;
 pub(crate) use refusals::Edge;
-pub use stats::{StatisticsAsk, get_statistics};
+pub use stats::{StatisticsAnswer, StatisticsAsk, get_statistics};
 
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 

@@ -24,6 +24,10 @@ use crate::tlog::proof::{InclusionProof, LeafRef};
 /// Entries per `QueryAccess` call the tools ask for (the node's maximum).
 pub(crate) const PAGE: i32 = 10_000;
 
+/// Pages of releases the tools read for one quarter at most: a quarter has
+/// seven tables for each breakdown, so this is far more than any node's.
+const MAX_RELEASE_PAGES: usize = 50;
+
 /// A subject access report as a remote officer receives it.
 #[derive(Clone, Debug)]
 pub(crate) struct RemoteReport {
@@ -42,6 +46,24 @@ pub(crate) struct RemoteAlert {
     pub(crate) access: (i64, AccessRecord),
     pub(crate) closed: bool,
     pub(crate) review: Option<(i64, AccessRecord)>,
+}
+
+/// A statistics release as the officer's tools show it: which one, when
+/// computed, its SHA-256, and the table as it was handed out.
+#[derive(Clone, Debug)]
+pub(crate) struct RemoteRelease {
+    /// `2025Q3`.
+    pub(crate) quarter: String,
+    /// `node`, `by_municipality` or `own`.
+    pub(crate) breakdown: String,
+    /// For `own`: the municipality's participant id.
+    pub(crate) scope: String,
+    /// ms since the epoch.
+    pub(crate) as_of: i64,
+    pub(crate) sha256: String,
+    pub(crate) publication: crate::stats::Publication,
+    /// The table as text, with its notes, as the node wrote it.
+    pub(crate) text: String,
 }
 
 /// An entry of an answer as (index, the record its leaf holds).
@@ -338,6 +360,69 @@ impl Officer {
     }
 
     /// The latest signed checkpoint and the node's verifier key.
+    /// The statistics releases of `quarter` (`2025Q3`; empty: the newest
+    /// quarter with any), every page of them, with the municipalities' own
+    /// tables if `include_own`; and every quarter with releases, newest
+    /// first. Each page is a call of its own, recorded.
+    pub(crate) async fn statistics_releases(
+        &mut self,
+        quarter: &str,
+        include_own: bool,
+    ) -> Result<(Vec<RemoteRelease>, Vec<String>), Status> {
+        let mut quarter = quarter.to_string();
+        let mut releases = Vec::new();
+        let mut quarters = Vec::new();
+        let mut token = String::new();
+        for _ in 0..MAX_RELEASE_PAGES {
+            let r = self
+                .client
+                .list_statistics_releases(pb::ListStatisticsReleasesRequest {
+                    quarter: quarter.clone(),
+                    include_own,
+                    // Only to learn the quarters, when none is named.
+                    page_size: if quarter.is_empty() { 1 } else { 100 },
+                    page_token: std::mem::take(&mut token),
+                })
+                .await?
+                .into_inner();
+            quarters = r.quarters;
+            if quarter.is_empty() {
+                match quarters.first() {
+                    Some(newest) => {
+                        quarter = newest.clone();
+                        continue;
+                    }
+                    None => break,
+                }
+            }
+            for r in r.releases {
+                let as_of = r
+                    .as_of
+                    .as_ref()
+                    .map_or(0, |t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000);
+                let table = r
+                    .table
+                    .ok_or_else(|| unreadable("a release without its table"))?;
+                let text = table.text.clone();
+                let (publication, _) = crate::rpc::stats::publication_of(table)?;
+                releases.push(RemoteRelease {
+                    quarter: r.quarter,
+                    breakdown: r.breakdown,
+                    scope: r.scope,
+                    as_of,
+                    sha256: r.release_sha256,
+                    publication,
+                    text,
+                });
+            }
+            token = r.next_page_token;
+            if token.is_empty() {
+                break;
+            }
+        }
+        Ok((releases, quarters))
+    }
+
     pub(crate) async fn checkpoint(&mut self) -> Result<(StoredCheckpoint, String), Status> {
         let r = self
             .client

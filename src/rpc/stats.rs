@@ -52,7 +52,9 @@ fn axis_pb(a: &Axis) -> pb::StatisticsAxis {
     }
 }
 
-fn publication_pb(r: &Released, request_id: &str) -> pb::GetStatisticsResponse {
+/// A published table as the answer of `GetStatistics` (and as the table
+/// of a `StatisticsRelease` an officer lists, with no request id).
+pub(crate) fn publication_pb(r: &Released, request_id: &str) -> pb::GetStatisticsResponse {
     use pb::statistics_figure::Kind;
     let p = &r.publication;
     let t = p.settings.threshold;
@@ -196,34 +198,31 @@ impl pb::statistics_service_server::StatisticsService for Api {
         &self,
         req: Request<pb::GetStatisticsRequest>,
     ) -> Result<Response<pb::GetStatisticsResponse>, Status> {
+        // Refused by the gateway, in its record of the request, which
+        // names the table and quarter asked for.
         let refusal = network_refusal(&self.ex, &req);
         self.call(
             "GetStatistics",
             req,
             |m| {
-                if let Some(e) = refusal {
-                    return Err(e);
-                }
-                let table = table(m.table).ok_or_else(|| {
-                    invalid("table", "table must be one of STATISTICS_TABLE_INFLOW (1) to STATISTICS_TABLE_INTAKE_VS_OUTCOME (7)")
-                })?;
                 let network = m.network.then(|| pb::GetStatisticsRequest {
                     network: false,
                     ..m.clone()
                 });
                 Ok((
                     StatisticsQuery {
-                        table,
+                        table: table(m.table).ok_or(m.table),
                         year: i32::try_from(m.year).unwrap_or(i32::MAX),
                         quarter: m.quarter,
                         by_municipality: m.by_municipality,
                         purpose: m.purpose,
+                        network: m.network,
                     },
                     network,
                 ))
             },
             async |ex, ctx, (q, network)| {
-                let own = ex.statistics(ctx, q, case_facts).await?;
+                let own = ex.statistics(ctx, q, case_facts, refusal).await?;
                 let Some(ask) = network else {
                     return own.try_map(|p| Ok(publication_pb(&p, &ctx.request_id)));
                 };
@@ -247,8 +246,31 @@ pub struct StatisticsAsk {
     pub quarter: u32,
     pub by_municipality: bool,
     pub purpose: String,
+    /// The monitor only: the sum of every federation node's table.
+    pub network: bool,
     /// Sent as `x-sluis-actor`: the employee asking.
     pub actor: Option<String>,
+}
+
+/// A node's answer to `GetStatistics`, as `sluis stats` prints it.
+#[derive(Clone, Debug)]
+pub struct StatisticsAnswer {
+    /// The table as the node protected it.
+    pub publication: Publication,
+    /// The whole table as text with its notes, as the node wrote it (for
+    /// network figures: with the nodes added up and any missing).
+    pub text: String,
+    /// The id of the request's access record.
+    pub request_id: String,
+    /// Hex SHA-256 of the release the table is (empty for network
+    /// figures: each node's record names its own).
+    pub release_sha256: String,
+    /// When the figures were computed, ms since the epoch.
+    pub as_of: Option<i64>,
+    /// Network figures: the nodes added up, and those that did not answer,
+    /// each with why.
+    pub nodes: Vec<String>,
+    pub missing_nodes: Vec<String>,
 }
 
 /// Asks a node for a table over `channel` (mTLS as the caller) and returns
@@ -258,7 +280,7 @@ pub struct StatisticsAsk {
 pub async fn get_statistics(
     channel: Channel,
     ask: StatisticsAsk,
-) -> Result<(Publication, String), Status> {
+) -> Result<StatisticsAnswer, Status> {
     let mut client = pb::statistics_service_client::StatisticsServiceClient::new(channel);
     let mut req = Request::new(pb::GetStatisticsRequest {
         table: table_pb(ask.table) as i32,
@@ -266,7 +288,7 @@ pub async fn get_statistics(
         quarter: ask.quarter,
         by_municipality: ask.by_municipality,
         purpose: ask.purpose,
-        network: false,
+        network: ask.network,
     });
     if let Some(actor) = ask.actor {
         let v = actor
@@ -274,12 +296,32 @@ pub async fn get_statistics(
             .map_err(|_| Status::invalid_argument("the actor must be printable ASCII"))?;
         req.metadata_mut().insert(crate::rpc::ACTOR_HEADER, v);
     }
-    publication_of(client.get_statistics(req).await?.into_inner())
+    let r = client.get_statistics(req).await?.into_inner();
+    let (text, release_sha256, as_of, nodes, missing_nodes) = (
+        r.text.clone(),
+        r.release_sha256.clone(),
+        r.as_of
+            .map(|t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000),
+        r.nodes.clone(),
+        r.missing_nodes.clone(),
+    );
+    let (publication, request_id) = publication_of(r)?;
+    Ok(StatisticsAnswer {
+        publication,
+        text,
+        request_id,
+        release_sha256,
+        as_of,
+        nodes,
+        missing_nodes,
+    })
 }
 
 /// A node's answer as the table it published, with the request id of its
 /// access record. Errors: `Internal` for a reply this binary cannot read.
-fn publication_of(r: pb::GetStatisticsResponse) -> Result<(Publication, String), Status> {
+pub(crate) fn publication_of(
+    r: pb::GetStatisticsResponse,
+) -> Result<(Publication, String), Status> {
     let bad = || Status::internal("the node's answer is not a table this binary can read");
     let axis = |a: Option<pb::StatisticsAxis>| -> Result<Axis, Status> {
         let a = a.unwrap_or_default();
@@ -331,6 +373,7 @@ fn publication_of(r: pb::GetStatisticsResponse) -> Result<(Publication, String),
         },
         small: vec![],
         suppressed: vec![],
+        all_suppressed: false,
     };
     let cells = publication.rows.labels.len()
         * publication.columns.labels.len()

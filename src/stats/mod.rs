@@ -32,13 +32,11 @@ mod publish;
 pub use design::{Dim, Population, TableKind};
 pub use facts::{CaseFacts, Quarter, months_between};
 pub use protect::{Family, Settings, Status, Unprotectable};
-pub use publish::{Axis, Figure, Label, NotAMunicipality, Publication, Request, Scope};
+pub use publish::{Axis, Figure, Label, NotAMunicipality, Publication, Request, Scope, legend};
 
 /// Why a table could not be computed.
 #[derive(Debug, thiserror::Error)]
 pub enum StatsError {
-    #[error(transparent)]
-    Unprotectable(#[from] Unprotectable),
     #[error(transparent)]
     NotAMunicipality(#[from] NotAMunicipality),
 }
@@ -48,9 +46,11 @@ pub enum StatsError {
 /// `municipalities` the node's municipalities as (participant id, name), in
 /// a fixed order. The same inputs always give the same table.
 ///
+/// Figures that no suppression pattern protects are answered with every
+/// figure suppressed ("x"), which shows nothing but the headings.
+///
 /// Errors: [`StatsError::NotAMunicipality`] for an own-cases scope that names
-/// none of them; [`StatsError::Unprotectable`] if some small cell cannot be
-/// protected (then nothing may be shown).
+/// none of them.
 pub fn compute(
     facts: &[CaseFacts],
     municipalities: &[(String, String)],
@@ -64,7 +64,7 @@ pub fn compute(
         facts,
         settings,
     );
-    fam.protect()?;
+    protect(&mut fam);
     Ok(publish::cut(&fam, req)?)
 }
 
@@ -72,7 +72,8 @@ pub fn compute(
 /// each municipality and their total, each municipality's own cases), cut
 /// from one protected family: what the node releases at once, so that no
 /// two of its tables about one quarter are protected differently. Same
-/// inputs and errors as [`compute`].
+/// inputs, answer to figures that cannot be protected, and errors as
+/// [`compute`].
 pub fn compute_all(
     facts: &[CaseFacts],
     municipalities: &[(String, String)],
@@ -81,7 +82,7 @@ pub fn compute_all(
     settings: Settings,
 ) -> Result<Vec<(Request, Publication)>, StatsError> {
     let mut fam = Family::count(population, quarter, municipalities, facts, settings);
-    fam.protect()?;
+    protect(&mut fam);
     let mut scopes = vec![Scope::Node, Scope::ByMunicipality];
     scopes.extend(municipalities.iter().map(|(id, _)| Scope::Own(id.clone())));
     let mut out = Vec::new();
@@ -100,4 +101,14 @@ pub fn compute_all(
         }
     }
     Ok(out)
+}
+
+/// Protects the family; where no pattern of suppressed cells protects
+/// every small one ([`Unprotectable`]), suppresses every figure instead: a
+/// table of nothing but "x" is a safe answer, where a refusal would be no
+/// safer and would be computed again on every retry.
+fn protect(fam: &mut Family) {
+    if fam.protect().is_err() {
+        fam.suppress_all();
+    }
 }

@@ -58,6 +58,9 @@ pub fn start(mut own: Publication, scope_words: String) -> Publication {
     own.scope_words = scope_words;
     own.small.clear();
     own.suppressed.clear();
+    // An "x" at any node is an "x" here; the national table says nothing
+    // of one node's having shown nothing.
+    own.all_suppressed = false;
     own
 }
 
@@ -94,6 +97,7 @@ mod tests {
             },
             small: vec!["a".into()],
             suppressed: vec![],
+            all_suppressed: false,
         }
     }
 

@@ -406,6 +406,25 @@ impl Family {
         Ok(())
     }
 
+    /// Suppresses every figure as a masked one ("x", bounding nothing):
+    /// the answer for figures [`protect`](Self::protect) cannot protect.
+    /// With every figure "x", an "x" no longer says that a figure is at
+    /// least the threshold, and the table shows nothing but its headings —
+    /// safe whatever anyone knows of their own cases.
+    pub fn suppress_all(&mut self) {
+        for &idx in &self.members {
+            self.status[idx] = Status::Masked;
+        }
+    }
+
+    /// Whether every figure is suppressed by [`suppress_all`](Self::suppress_all)
+    /// (cells of municipalities are never masked otherwise).
+    pub fn all_suppressed(&self) -> bool {
+        self.members
+            .iter()
+            .all(|&idx| self.status[idx] == Status::Masked)
+    }
+
     /// The possible insiders: every municipality of the node, and the other
     /// registrants together (leaves of the municipality classification).
     fn insiders(&self) -> Vec<usize> {
@@ -938,6 +957,94 @@ mod tests {
             .count();
         assert!(secondary > 0, "the small cell needs partners");
         assert_eq!(fam.figure(small), crate::stats::Figure::Small);
+    }
+
+    /// 21 outcomes of a quarter over two municipalities and another
+    /// registrant (found by search): no pattern of suppressed cells
+    /// protects every small cell against every insider. Every figure "x"
+    /// does, and is what is published.
+    #[test]
+    fn figures_no_pattern_protects_are_all_suppressed() {
+        use OutcomeKind as K;
+        use Scenario as S;
+        let cases = [
+            ("a", S::Legalisation, K::Legalisation, "2024-10-10"),
+            ("a", S::Return, K::DepartureForced, "2024-11-10"),
+            ("b", S::Legalisation, K::OutOfSight, "2024-11-10"),
+            ("b", S::Return, K::DepartureUnsupervised, "2024-11-10"),
+            ("b", S::Undetermined, K::Legalisation, "2024-10-10"),
+            (
+                "a",
+                S::OnwardMigration,
+                K::DepartureUnsupervised,
+                "2024-10-10",
+            ),
+            ("a", S::OnwardMigration, K::DepartureForced, "2024-12-10"),
+            ("ngo", S::OnwardMigration, K::Legalisation, "2024-10-10"),
+            ("ngo", S::OnwardMigration, K::OutOfSight, "2024-12-10"),
+            ("a", S::Return, K::DepartureForced, "2024-11-10"),
+            ("ngo", S::Undetermined, K::OutOfSight, "2024-10-10"),
+            (
+                "ngo",
+                S::Undetermined,
+                K::DepartureIndependent,
+                "2024-12-10",
+            ),
+            ("b", S::Undetermined, K::DepartureForced, "2024-11-10"),
+            ("b", S::OnwardMigration, K::DepartureForced, "2024-11-10"),
+            ("b", S::Return, K::OutOfSight, "2024-10-10"),
+            ("a", S::OnwardMigration, K::Legalisation, "2024-11-10"),
+            ("b", S::Return, K::OutOfSight, "2024-12-10"),
+            ("a", S::OnwardMigration, K::DepartureForced, "2024-11-10"),
+            (
+                "a",
+                S::OnwardMigration,
+                K::DepartureIndependent,
+                "2024-10-10",
+            ),
+            ("a", S::OnwardMigration, K::OutOfSight, "2024-10-10"),
+            ("a", S::Legalisation, K::OutOfSight, "2024-12-10"),
+        ];
+        let all: Vec<CaseFacts> = cases
+            .iter()
+            .map(|&(owner, scenario, kind, intake)| CaseFacts {
+                owner: owner.into(),
+                intake: parse_date(intake).unwrap(),
+                intake_scenario: Some(scenario),
+                perspective: Some(scenario),
+                outcome: Some(Outcome {
+                    kind,
+                    date: parse_date("2025-02-10").unwrap(),
+                }),
+                shelter: None,
+            })
+            .collect();
+        let q = Quarter::new(2025, 1).unwrap();
+        let mut fam = Family::count(
+            Population::Outcomes,
+            q,
+            &municipalities(),
+            &all,
+            Settings::default(),
+        );
+        assert!(fam.protect().is_err(), "the search's population");
+        let answered = crate::stats::compute_all(
+            &all,
+            &municipalities(),
+            Population::Outcomes,
+            q,
+            Settings::default(),
+        )
+        .unwrap();
+        for (_, p) in answered {
+            assert!(p.all_suppressed);
+            assert!(
+                p.figures
+                    .iter()
+                    .all(|f| *f == crate::stats::Figure::Suppressed)
+            );
+            assert!(p.render().contains("every figure"), "{}", p.render());
+        }
     }
 
     #[test]

@@ -91,6 +91,12 @@ pub struct Publication {
     /// record.
     pub small: Vec<String>,
     pub suppressed: Vec<String>,
+    /// No pattern of suppressed cells protected the quarter's figures, so
+    /// every figure is "x" ([`Family::suppress_all`]): here an "x" says
+    /// nothing, not even that a figure is at least the threshold.
+    /// Releases stored before this existed read as `false`.
+    #[serde(default)]
+    pub all_suppressed: bool,
 }
 
 /// The scope names no municipality of this node.
@@ -196,7 +202,15 @@ pub(crate) fn cut(fam: &Family, req: &Request) -> Result<Publication, NotAMunici
         settings: fam.settings,
         small,
         suppressed,
+        all_suppressed: fam.all_suppressed(),
     })
+}
+
+/// What "< T" and "x" mean, as every table's notes say it.
+pub fn legend(t: u32) -> String {
+    format!(
+        "< {t}: fewer than {t} cases (zero included). x: suppressed so that no \"< {t}\" can be worked out from the other figures; or a node total below {t} that one municipality holds most of, which \"< {t}\" would let that municipality narrow down."
+    )
 }
 
 impl Publication {
@@ -211,7 +225,12 @@ impl Publication {
         let t = self.settings.threshold;
         let mut s = String::new();
         let _ = writeln!(s, "{}, {}", self.table.title(), self.quarter);
-        let _ = writeln!(s, "cases of {}", self.scope_words);
+        // A municipality's own scope says "the cases of" itself.
+        let whose = self
+            .scope_words
+            .strip_prefix("the cases of ")
+            .unwrap_or(&self.scope_words);
+        let _ = writeln!(s, "cases of {whose}");
         let width = self
             .rows
             .labels
@@ -245,10 +264,14 @@ impl Publication {
             }
         }
         s.push('\n');
-        let _ = writeln!(
-            s,
-            "< {t}: fewer than {t} cases (zero included). x: suppressed so that no \"< {t}\" can be worked out from the other figures."
-        );
+        if self.all_suppressed {
+            let _ = writeln!(
+                s,
+                "x: every figure is suppressed. This quarter's cases are too few to show any figure without letting a count below {t} be worked out, so nothing is shown, not even which figures are below {t}."
+            );
+        } else {
+            let _ = writeln!(s, "{}", legend(t));
+        }
         if self.settings.rounding_base > 1 {
             let _ = writeln!(
                 s,

@@ -1025,6 +1025,25 @@ impl Store {
         on_store!(&self.backend, b => b.statistics_release(key).await)
     }
 
+    /// Up to `limit` releases, newest quarter first, then by table,
+    /// breakdown and scope: of `quarter` only (`2025Q3`) if given; with the
+    /// municipalities' own (`own`) only if `include_own`; after the key
+    /// `after` in that order if given.
+    pub(crate) async fn statistics_releases(
+        &self,
+        quarter: Option<&str>,
+        include_own: bool,
+        after: Option<&ReleaseKey>,
+        limit: i64,
+    ) -> Result<Vec<StoredRelease>, StoreError> {
+        on_store!(&self.backend, b => b.statistics_releases(quarter, include_own, after, limit).await)
+    }
+
+    /// The quarters with releases (`2025Q3`), newest first, at most `limit`.
+    pub(crate) async fn statistics_quarters(&self, limit: i64) -> Result<Vec<String>, StoreError> {
+        on_store!(&self.backend, b => b.statistics_quarters(limit).await)
+    }
+
     /// Stores releases in one transaction; a release whose key is already
     /// stored is left as it was (the first one stays).
     pub(crate) async fn insert_statistics_releases(

@@ -149,6 +149,21 @@ pub(super) const RELEASE: &str =
     "SELECT table_name, quarter, breakdown, scope, computed_at, body, sha256
      FROM statistics_releases
      WHERE table_name = $1 AND quarter = $2 AND breakdown = $3 AND scope = $4";
+/// Releases, newest quarter first, then by table, breakdown and scope:
+/// only quarter $1 unless it is empty; with breakdown `own` only if $2 is
+/// 1; after the key ($3, $4, $5, $6) in that order unless $3 is empty; at
+/// most $7.
+pub(super) const RELEASES: &str =
+    "SELECT table_name, quarter, breakdown, scope, computed_at, body, sha256
+     FROM statistics_releases
+     WHERE ($1 = '' OR quarter = $1) AND ($2 = 1 OR breakdown <> 'own')
+       AND ($3 = '' OR quarter < $3
+            OR (quarter = $3 AND (table_name, breakdown, scope)
+                                 > (CAST($4 AS TEXT), CAST($5 AS TEXT), CAST($6 AS TEXT))))
+     ORDER BY quarter DESC, table_name, breakdown, scope LIMIT $7";
+/// The quarters with releases, newest first, at most $1.
+pub(super) const RELEASE_QUARTERS: &str =
+    "SELECT DISTINCT quarter FROM statistics_releases ORDER BY quarter DESC LIMIT $1";
 pub(super) const INSERT_CHECKPOINT: &str = "INSERT INTO checkpoints (size, root, at, note)
      VALUES ($1, $2, $3, $4) ON CONFLICT (size) DO NOTHING";
 

@@ -47,6 +47,10 @@ const UI = {
     em_by: (p, role, t) => `${p} (${role}) at ${t}`, em_just: 'Justification', em_released: 'Released',
     em_verdict: 'Verdict', em_justified: 'justified', em_not_justified: 'not justified', em_note: 'Note (one line, no names)',
     em_close: 'Close with this verdict', em_closed: 'Closed: recorded as entry',
+    tab_statistics: 'Statistics', st_quarter: 'Quarter', st_own: "also each municipality's own tables",
+    st_hint: 'The tables this node published, exactly as the monitor and the municipalities got them: each quarter is computed once and kept unchanged. The SHA-256 is the one their access records name.',
+    st_none: 'This node has published no statistics yet.', st_as_of: 'as of', st_sha: 'release SHA-256',
+    st_for: { node: 'for the monitor: the node’s total', by_municipality: 'for the monitor: per municipality', own: 'for the municipality: its own cases' },
   },
   nl: {
     title: 'console van de functionaris gegevensbescherming', tab_log: 'Toegangslogboek', tab_charts: 'Grafieken',
@@ -85,6 +89,10 @@ const UI = {
     em_by: (p, role, t) => `${p} (${role}) om ${t}`, em_just: 'Rechtvaardiging', em_released: 'Verstrekt',
     em_verdict: 'Oordeel', em_justified: 'gerechtvaardigd', em_not_justified: 'niet gerechtvaardigd', em_note: 'Toelichting (één regel, geen namen)',
     em_close: 'Sluiten met dit oordeel', em_closed: 'Gesloten: vastgelegd als regel',
+    tab_statistics: 'Statistiek', st_quarter: 'Kwartaal', st_own: 'ook de eigen tabellen van elke gemeente',
+    st_hint: 'De tabellen die dit knooppunt publiceerde, precies zoals de monitor en de gemeenten ze kregen: elk kwartaal wordt één keer berekend en daarna niet meer gewijzigd. De SHA-256 is die in hun regels van het toegangslogboek.',
+    st_none: 'Dit knooppunt heeft nog geen statistiek gepubliceerd.', st_as_of: 'berekend op', st_sha: 'SHA-256 van de publicatie',
+    st_for: { node: 'voor de monitor: totaal van het knooppunt', by_municipality: 'voor de monitor: per gemeente', own: 'voor de gemeente: haar eigen dossiers' },
   },
 };
 
@@ -600,6 +608,75 @@ async function report() {
   }
 }
 
+// ---- statistics: the releases the node published ----
+
+// One release's chart: a bar per row and column of its first block (the
+// total where the table has blocks), drawn to scale for counts; a "< 10"
+// or an "x" is no count, so it gets a marker and its sign, never a length.
+function statChart(r) {
+  const cols = r.columns.length, rows = r.rows.length;
+  const block = Math.max(0, r.blocks.findIndex(b => b.key === 'total'));
+  const W = 760, bar = 16, gap = 8, left = 260;
+  const counts = r.figures.filter(f => f.kind === 'count').map(f => f.count);
+  const max = Math.max(1, ...counts);
+  const H = rows * (cols * bar + gap) + 10;
+  const svg = svgEl('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': r.title, class: 'stat-chart' });
+  for (let i = 0; i < rows; i++) {
+    const y0 = 5 + i * (cols * bar + gap);
+    svg.append(svgEl('text', { x: left - 6, y: y0 + bar - 4, class: 'legend', 'text-anchor': 'end' }, r.rows[i].words));
+    for (let c = 0; c < cols; c++) {
+      const f = r.figures[(block * rows + i) * cols + c];
+      const y = y0 + c * bar;
+      const label = cols > 1 ? `${r.columns[c].words}: ${f.shown}` : f.shown;
+      if (f.kind === 'count') {
+        const width = ((W - left - 90) * f.count) / max;
+        const rect = svgEl('rect', { x: left, y, width, height: bar - 3, class: `bar s${c % 8}` });
+        rect.append(svgEl('title', {}, `${r.rows[i].words} · ${label}`));
+        svg.append(rect, svgEl('text', { x: left + width + 4, y: y + bar - 5, class: 'axis' }, label));
+      } else {
+        svg.append(svgEl('rect', { x: left, y, width: 6, height: bar - 3, class: `mark ${f.kind}` }),
+          svgEl('text', { x: left + 10, y: y + bar - 5, class: 'axis' }, label));
+      }
+    }
+  }
+  return svg;
+}
+
+function statTable(r) {
+  const rows = r.rows.length, cols = r.columns.length;
+  return r.blocks.map((b, bi) => el('table', { class: 'stat-table' },
+    b.words ? el('caption', {}, b.words) : '',
+    el('thead', {}, el('tr', {}, el('th', {}, ''), r.columns.map(c => el('th', {}, c.words || '')))),
+    el('tbody', {}, r.rows.map((row, ri) => el('tr', {}, el('th', {}, row.words),
+      r.columns.map((_, ci) => {
+        const f = r.figures[(bi * rows + ri) * cols + ci];
+        return el('td', { class: `f-${f.kind}` }, f.shown);
+      }))))));
+}
+
+async function statistics() {
+  const box = $('#statistics');
+  $('#stats-error').textContent = '';
+  box.replaceChildren(el('p', {}, t('loading')));
+  try {
+    const d = await api('/api/statistics', { quarter: $('#stats-quarter').value, own: $('#stats-own').checked ? 1 : '' });
+    const s = $('#stats-quarter');
+    s.replaceChildren(...d.quarters.map(q => el('option', { value: q }, q)));
+    s.value = d.quarter;
+    $('#stats-legend').textContent = d.legend[state.lang];
+    if (!d.releases.length) { box.replaceChildren(el('p', { class: 'hint' }, t('st_none'))); return; }
+    box.replaceChildren(...d.releases.map(r => el('article', { class: 'release', 'data-sha256': r.sha256 },
+      el('h3', {}, `${r.title}, ${r.quarter}`),
+      el('p', { class: 'hint' }, `${t('st_for')[r.breakdown] || r.breakdown} — ${r.scope_words}`),
+      el('p', { class: 'provenance' }, `${t('st_as_of')} ${r.as_of} · ${t('st_sha')} `, el('code', {}, r.sha256)),
+      statChart(r),
+      statTable(r))));
+  } catch (e) {
+    box.replaceChildren();
+    $('#stats-error').textContent = e.message;
+  }
+}
+
 // ---- tabs, language, start ----
 
 function showTab(name) {
@@ -607,6 +684,7 @@ function showTab(name) {
   for (const b of document.querySelectorAll('nav button')) b.classList.toggle('active', b.dataset.tab === name);
   if (name === 'charts') charts();
   if (name === 'alerts') alerts();
+  if (name === 'statistics') statistics();
 }
 
 function translate() {
@@ -631,6 +709,7 @@ async function start() {
     integrity();
     loadLog(state.starts[state.starts.length - 1]);
     if ($('#report').childElementCount) report();
+    if (!$('#tab-statistics').hidden) statistics();
   });
   $('#filters').addEventListener('submit', ev => {
     ev.preventDefault();
@@ -644,6 +723,8 @@ async function start() {
   $('#prev').addEventListener('click', () => { state.starts.pop(); loadLog(state.starts[state.starts.length - 1]); });
   $('#report-form').addEventListener('submit', ev => { ev.preventDefault(); report(); });
   $('#print').addEventListener('click', () => window.print());
+  $('#stats-quarter').addEventListener('change', () => statistics());
+  $('#stats-own').addEventListener('change', () => statistics());
   integrity();
   loadLog(0);
 }

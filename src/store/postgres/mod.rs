@@ -564,6 +564,37 @@ impl PgStore {
         self.first(q, rows::release).await
     }
 
+    pub(super) async fn statistics_releases(
+        &self,
+        quarter: Option<&str>,
+        include_own: bool,
+        after: Option<&ReleaseKey>,
+        limit: i64,
+    ) -> Result<Vec<StoredRelease>, StoreError> {
+        let (q, t, b, s) = after.map_or(Default::default(), |k| {
+            (
+                k.quarter.clone(),
+                k.table.clone(),
+                k.breakdown.clone(),
+                k.scope.clone(),
+            )
+        });
+        let query = sqlx::query(sql::RELEASES)
+            .bind(quarter.unwrap_or_default().to_string())
+            .bind(i64::from(include_own))
+            .bind(q)
+            .bind(t)
+            .bind(b)
+            .bind(s)
+            .bind(limit);
+        self.all(query, rows::release).await
+    }
+
+    pub(super) async fn statistics_quarters(&self, limit: i64) -> Result<Vec<String>, StoreError> {
+        let query = sqlx::query(sql::RELEASE_QUARTERS).bind(limit);
+        self.all(query, |r| r.text(0)).await
+    }
+
     pub(super) async fn insert_statistics_releases(
         &self,
         releases: Vec<StoredRelease>,

@@ -520,6 +520,45 @@ impl SqliteStore {
         .await
     }
 
+    pub(super) async fn statistics_releases(
+        &self,
+        quarter: Option<&str>,
+        include_own: bool,
+        after: Option<&ReleaseKey>,
+        limit: i64,
+    ) -> Result<Vec<StoredRelease>, StoreError> {
+        let quarter = quarter.unwrap_or_default().to_string();
+        let own = i64::from(include_own);
+        let after = after.cloned().unwrap_or(ReleaseKey {
+            table: String::new(),
+            quarter: String::new(),
+            breakdown: String::new(),
+            scope: String::new(),
+        });
+        self.read(move |c| {
+            all(
+                c,
+                sql::RELEASES,
+                params![
+                    quarter,
+                    own,
+                    after.quarter,
+                    after.table,
+                    after.breakdown,
+                    after.scope,
+                    limit
+                ],
+                rows::release,
+            )
+        })
+        .await
+    }
+
+    pub(super) async fn statistics_quarters(&self, limit: i64) -> Result<Vec<String>, StoreError> {
+        self.read(move |c| all(c, sql::RELEASE_QUARTERS, params![limit], |r| r.text(0)))
+            .await
+    }
+
     pub(super) async fn insert_statistics_releases(
         &self,
         releases: Vec<StoredRelease>,
