@@ -570,32 +570,7 @@ async fn the_officer_sees_the_published_statistics_as_charts() {
         (P::Return, 21),
         (P::OnwardMigration, 4),
     ];
-    let mut i = 0;
-    for (kind, n) in mix {
-        for _ in 0..n {
-            let mut d = full_case(
-                &format!("Gegenereerd Persoon {i:05}"),
-                &format!("{:010}", 7_200_000_000u64 + i as u64),
-                "",
-            );
-            d.perspective = Some(pb::Perspective {
-                kind: kind as i32,
-                intake_scenario: kind as i32,
-                intake_date: format!("2025-02-{:02}", 1 + i % 27),
-                ..Default::default()
-            });
-            d.outcome = None;
-            utrecht
-                .cases
-                .register_case(with_actor(pb::RegisterCaseRequest {
-                    request_id: String::new(),
-                    data: Some(d),
-                }))
-                .await
-                .expect("register");
-            i += 1;
-        }
-    }
+    register_intakes(&mut utrecht, &mix, 0, 7_200_000_000).await;
     let ask = pb::GetStatisticsRequest {
         table: pb::StatisticsTable::Inflow as i32,
         year: 2025,

@@ -29,32 +29,7 @@ async fn cases_by(
     mix: &[(pb::PerspectiveKind, usize)],
 ) {
     let mut gemeente = node.client(municipality).await;
-    let mut i = first;
-    for &(kind, n) in mix {
-        for _ in 0..n {
-            let mut d = full_case(
-                &format!("Gegenereerd Persoon {i:05}"),
-                &format!("{:010}", 7_100_000_000u64 + i as u64),
-                "",
-            );
-            d.perspective = Some(pb::Perspective {
-                kind: kind as i32,
-                intake_scenario: kind as i32,
-                intake_date: format!("2025-02-{:02}", 1 + i % 27),
-                ..Default::default()
-            });
-            d.outcome = None;
-            gemeente
-                .cases
-                .register_case(with_actor(pb::RegisterCaseRequest {
-                    request_id: String::new(),
-                    data: Some(d),
-                }))
-                .await
-                .expect("register");
-            i += 1;
-        }
-    }
+    register_intakes(&mut gemeente, mix, first, 7_100_000_000).await;
 }
 
 fn inflow(network: bool) -> pb::GetStatisticsRequest {

@@ -408,6 +408,44 @@ pub fn with_actor<T>(msg: T) -> Request<T> {
     r
 }
 
+/// Registers intakes through `owner`, `n` of each perspective kind in
+/// `mix`, as generated people numbered from `first` (V-numbers from
+/// `v_base + first`), intake dates in February 2025; returns the next number.
+pub async fn register_intakes(
+    owner: &mut Clients,
+    mix: &[(pb::PerspectiveKind, usize)],
+    first: usize,
+    v_base: u64,
+) -> usize {
+    let mut i = first;
+    for &(kind, n) in mix {
+        for _ in 0..n {
+            let mut d = full_case(
+                &format!("Gegenereerd Persoon {i:05}"),
+                &format!("{:010}", v_base + i as u64),
+                "",
+            );
+            d.perspective = Some(pb::Perspective {
+                kind: kind as i32,
+                intake_scenario: kind as i32,
+                intake_date: format!("2025-02-{:02}", 1 + i % 27),
+                ..Default::default()
+            });
+            d.outcome = None;
+            owner
+                .cases
+                .register_case(with_actor(pb::RegisterCaseRequest {
+                    request_id: String::new(),
+                    data: Some(d),
+                }))
+                .await
+                .expect("register");
+            i += 1;
+        }
+    }
+    i
+}
+
 /// A case with data in every category.
 pub fn full_case(name: &str, v_number: &str, bsn: &str) -> pb::CaseData {
     pb::CaseData {
