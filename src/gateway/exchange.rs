@@ -1316,19 +1316,12 @@ impl Exchange {
         let mut rec = self.record(ctx, "FindCases");
         let result = async {
             let caller = self.caller(ctx)?;
-            // AIP-158: 0 is the default, more than the maximum is read as
-            // the maximum, a negative size is an error.
-            let limit = match req.page_size {
-                0 => DEFAULT_PAGE,
-                n if n < 0 => {
-                    return Err(Invalid::new(
-                        "page_size",
-                        format!("page_size must not be negative: 0 asks for {DEFAULT_PAGE}, and at most {MAX_PAGE} are sent"),
-                    )
-                    .into());
-                }
-                n => (n as u32).min(MAX_PAGE),
-            };
+            let limit = validate::page_size(
+                req.page_size,
+                DEFAULT_PAGE.into(),
+                MAX_PAGE.into(),
+                "cases",
+            )? as u32;
             // Which listing the pages are of: the scope, and for VISIBLE the
             // purpose (ignored for OWN).
             let listing = match req.scope {
