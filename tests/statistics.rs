@@ -484,6 +484,9 @@ async fn refused_statistics_requests_are_recorded_and_say_what_to_fix() {
     let mut old = ask(T::Outcomes, 1, false);
     old.year = 2018;
     refused(&mut monitor, old, Code::InvalidArgument, "year must be").await;
+    let mut far = ask(T::Outcomes, 1, false);
+    far.year = 4_000_000_000;
+    refused(&mut monitor, far, Code::InvalidArgument, "year must be").await;
     let mut current = ask(T::Outcomes, 1, false);
     current.year = 9999;
     refused(
@@ -517,7 +520,7 @@ async fn refused_statistics_requests_are_recorded_and_say_what_to_fix() {
         .skip(before as usize)
         .filter(|r| r.method == "GetStatistics")
         .collect();
-    assert_eq!(rows.len(), 8, "every refusal is recorded");
+    assert_eq!(rows.len(), 9, "every refusal is recorded");
     assert!(rows.iter().all(|r| r.decision != "allowed"));
     // Each refusal's record names what was asked, besides why it was
     // refused: the officer sees which table and quarter were wanted.
@@ -530,6 +533,7 @@ async fn refused_statistics_requests_are_recorded_and_say_what_to_fix() {
         "asked: table unspecified (0), 2025 Q1",
         "asked: table outcomes, 2025 quarter 5",
         "asked: table outcomes, 2018 Q1",
+        "asked: table outcomes, 4000000000 Q1",
         "asked: table outcomes, 9999 Q1",
         "asked: table outcomes, 2025 Q1",
         "asked: table outcomes, 2025 Q1",
@@ -537,7 +541,7 @@ async fn refused_statistics_requests_are_recorded_and_say_what_to_fix() {
     ]) {
         assert!(detail.contains(asked), "{asked} in {detail}");
     }
-    assert!(details[4].contains("has not ended"), "{}", details[4]);
+    assert!(details[5].contains("has not ended"), "{}", details[5]);
 }
 
 /// `sluis stats` as the monitor would run it: a table as text, as CSV, and
@@ -923,7 +927,11 @@ async fn statistics_are_rate_limited_per_caller() {
     assert!(wait > std::time::Duration::ZERO && wait <= std::time::Duration::from_secs(30));
     let rec = record_of(&node, &request_id_of(e.metadata())).await;
     assert_eq!(rec.method, "GetStatistics");
-    assert_ne!(rec.decision.as_str(), "allowed");
+    assert_eq!(
+        rec.decision.as_str(),
+        "denied",
+        "a valid request refused by the rate limit is not an invalid one"
+    );
     assert_eq!(node.log_len().await, before + 1, "the refusal is recorded");
     // Another caller has its own rate.
     utrecht

@@ -479,9 +479,15 @@ impl ExchangeError {
         .then_some(std::time::Duration::from_secs(RETRY_AFTER_SECS))
     }
 
-    /// The decision the access record of a request ending in this error holds.
+    /// The decision the access record of a request ending in this error
+    /// holds. A rate limit refuses a well-formed request by the node's
+    /// rule (`RESOURCE_EXHAUSTED` otherwise reads as an oversized, so
+    /// invalid, request): denied.
     pub(crate) fn decision(&self) -> Decision {
-        self.code().decision()
+        match self {
+            ExchangeError::RateLimited { .. } => Decision::Denied,
+            _ => self.code().decision(),
+        }
     }
 
     /// A failure of the node itself: logged here with its cause, answered

@@ -31,7 +31,8 @@ pub struct StatisticsQuery {
     /// The table; `Err` with the code the request named where that is no
     /// table (refused, and recorded with that code).
     pub table: Result<TableKind, i32>,
-    pub year: i32,
+    /// As asked (a year no quarter has is refused, and recorded as asked).
+    pub year: u32,
     /// 1 to 4.
     pub quarter: u32,
     /// The monitor only: one column (or block) per municipality besides the
@@ -138,11 +139,13 @@ impl Exchange {
             rules.sort();
             rules.dedup();
             rec.rules = rules;
+            let year = i32::try_from(q.year).ok();
             let quarter = u8::try_from(q.quarter)
                 .ok()
-                .and_then(|n| Quarter::new(q.year, n))
+                .zip(year)
+                .and_then(|(n, y)| Quarter::new(y, n))
                 .ok_or_else(|| {
-                    let field = if Quarter::new(q.year, 1).is_none() { "year" } else { "quarter" };
+                    let field = if year.and_then(|y| Quarter::new(y, 1)).is_none() { "year" } else { "quarter" };
                     ExchangeError::Invalid(Invalid::new(field, format!(
                         "year must be from {} to 9999 and quarter from 1 to 4",
                         Quarter::FIRST_YEAR

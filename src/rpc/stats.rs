@@ -212,7 +212,7 @@ impl pb::statistics_service_server::StatisticsService for Api {
                 Ok((
                     StatisticsQuery {
                         table: table(m.table).ok_or(m.table),
-                        year: i32::try_from(m.year).unwrap_or(i32::MAX),
+                        year: m.year,
                         quarter: m.quarter,
                         by_municipality: m.by_municipality,
                         purpose: m.purpose,
