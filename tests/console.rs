@@ -551,7 +551,7 @@ async fn the_officer_browses_verifies_charts_and_reports_in_a_real_browser() {
 
 /// The statistics page: the privacy officer may not ask for statistics
 /// (the policy gives the role no rule for them), but sees every table the
-/// node published, exactly as the monitor and the municipalities got them
+/// node keeps (what the monitor and the municipalities got, or will get)
 /// — the figures, "< 10" and "x" with the legend, the release's SHA-256
 /// that the monitor's access record names, and the date it was computed —
 /// drawn as charts. Reading them is an access record of its own, and only
