@@ -37,6 +37,22 @@ fn report_of(case_id: &str) -> pb::SubjectAccessReportRequest {
 }
 
 /// The witness keys the directory lists for node `node`'s log: its peers'.
+/// The subject access report of `case_id` asked at `node` by its privacy
+/// officer; panics with `what` if it is refused.
+async fn officer_report(
+    node: &Started,
+    case_id: &str,
+    what: &str,
+) -> pb::SubjectAccessReportResponse {
+    node.client(OFFICER)
+        .await
+        .audit
+        .subject_access_report(report_of(case_id))
+        .await
+        .expect(what)
+        .into_inner()
+}
+
 fn witness_keys(dir: &[DirectoryNode], node: &str) -> Vec<String> {
     dir.iter()
         .filter(|n| n.id != node)
@@ -359,14 +375,7 @@ async fn the_report_at_the_home_node_covers_every_node_that_served_the_case() {
         .get_case(get_case(&case_id, "legalisation", Some(C)))
         .await
         .expect("IND reads at C again");
-    let report = c
-        .client(OFFICER)
-        .await
-        .audit
-        .subject_access_report(report_of(&case_id))
-        .await
-        .expect("a report before the witnesses' next round")
-        .into_inner();
+    let report = officer_report(c, &case_id, "a report before the witnesses' next round").await;
     assert!(report.complete, "{}", report.text);
     assert!(!report.witnessed, "{}", report.text);
     verify_lines(&report, &dir, false);
@@ -389,14 +398,7 @@ async fn the_report_at_the_home_node_covers_every_node_that_served_the_case() {
     }
     // After a round, confirmed again.
     cosign_all(&nodes, &dir).await;
-    let report = c
-        .client(OFFICER)
-        .await
-        .audit
-        .subject_access_report(report_of(&case_id))
-        .await
-        .expect("a report after the witnesses' round")
-        .into_inner();
+    let report = officer_report(c, &case_id, "a report after the witnesses' round").await;
     assert!(report.witnessed, "{}", report.text);
     verify_lines(&report, &dir, true);
 
@@ -414,14 +416,7 @@ async fn the_report_at_the_home_node_covers_every_node_that_served_the_case() {
             }
         }
     }
-    let report = c
-        .client(OFFICER)
-        .await
-        .audit
-        .subject_access_report(report_of(&case_id))
-        .await
-        .expect("a report with forged cosignatures at B")
-        .into_inner();
+    let report = officer_report(c, &case_id, "a report with forged cosignatures at B").await;
     let b_part = report.nodes.iter().find(|p| p.node == B).unwrap();
     assert!(b_part.answered, "{}", report.text);
     assert!(!b_part.witnessed, "{}", b_part.witness_note);
@@ -451,14 +446,7 @@ async fn the_report_at_the_home_node_covers_every_node_that_served_the_case() {
     let a = nodes.remove(0);
     a.node.shutdown().await.unwrap();
     let (b, c) = (&nodes[0], &nodes[1]);
-    let report = c
-        .client(OFFICER)
-        .await
-        .audit
-        .subject_access_report(report_of(&case_id))
-        .await
-        .expect("a report with a node down")
-        .into_inner();
+    let report = officer_report(c, &case_id, "a report with a node down").await;
     assert!(!report.complete);
     let missing: Vec<&pb::ReportNode> = report.nodes.iter().filter(|n| !n.answered).collect();
     assert_eq!(missing.len(), 1, "{:?}", report.nodes);
