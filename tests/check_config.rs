@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -17,11 +17,6 @@ use time::OffsetDateTime;
 
 fn sluis() -> Command {
     Command::new(env!("CARGO_BIN_EXE_sluis"))
-}
-
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
 }
 
 /// A development node written by `sluis init --dev`, not serving.
@@ -217,7 +212,7 @@ async fn certificates_and_crls_warn_before_they_expire_and_fail_after() {
 #[test]
 fn a_duplicate_oin_stops_serve() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = common::free_port();
     let init = sluis()
         .args(["init", "--dev", "--dir"])
         .arg(dir.path())
@@ -286,7 +281,9 @@ async fn production_init_lists_what_is_left_and_serves_once_filled() {
     .unwrap();
     let pki = root.path().join("pki");
     let node = root.path().join("node");
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{}", common::free_port())
+        .parse()
+        .unwrap();
     let out = sluis()
         .args(["init", "--name", "sluis.gemeente-test.example", "--dir"])
         .arg(&node)
@@ -419,7 +416,7 @@ fn a_client_ca_without_a_crl_is_an_error_unless_allowed() {
         .arg(pki.join("node.key"))
         .arg("--ca")
         .arg(pki.join("ca.pem"))
-        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+        .args(["--listen", &format!("127.0.0.1:{}", common::free_port())])
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");

@@ -2,6 +2,8 @@
 
 use std::process::Command;
 
+mod common;
+
 fn sluis() -> Command {
     Command::new(env!("CARGO_BIN_EXE_sluis"))
 }
@@ -102,10 +104,7 @@ fn serve_tells_the_service_manager_when_it_is_ready_reloads_and_stops() {
     use std::time::Duration;
 
     let dir = tempfile::tempdir().unwrap();
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    let port = common::free_port();
     let node = dir.path().join("node");
     let init = sluis()
         .args(["init", "--dev", "--dir"])

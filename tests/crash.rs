@@ -11,7 +11,7 @@
 mod common;
 
 use std::fs::File;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -32,11 +32,6 @@ fn sluis() -> Command {
     Command::new(env!("CARGO_BIN_EXE_sluis"))
 }
 
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
 /// A stopped node directory made by `sluis init`, with its own port, on the
 /// test database (its SQLite file, or a fresh PostgreSQL database).
 struct NodeDir {
@@ -49,7 +44,9 @@ struct NodeDir {
 impl NodeDir {
     async fn init(checkpoint_ms: u64) -> NodeDir {
         let dir = tempfile::tempdir().unwrap();
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{}", common::free_port())
+            .parse()
+            .unwrap();
         let out = sluis()
             .args(["init", "--dev", "--dir"])
             .arg(dir.path())
@@ -129,8 +126,10 @@ impl NodeDir {
     fn move_to_free_ports(&mut self) {
         let config = self.config();
         let text = std::fs::read_to_string(&config).unwrap();
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let probes = format!("127.0.0.1:{}", free_port());
+        let addr: SocketAddr = format!("127.0.0.1:{}", common::free_port())
+            .parse()
+            .unwrap();
+        let probes = format!("127.0.0.1:{}", common::free_port());
         let text: String = text
             .lines()
             .map(|l| {

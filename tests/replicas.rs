@@ -11,7 +11,7 @@ mod common;
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -31,14 +31,6 @@ fn sluis() -> Command {
     Command::new(env!("CARGO_BIN_EXE_sluis"))
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 struct Replica {
     child: Child,
     addr: SocketAddr,
@@ -55,7 +47,9 @@ impl Drop for Replica {
 /// Starts `sluis serve` with a copy of the node's config listening on its
 /// own port; returns once an mTLS client gets through.
 async fn start_replica(dir: &Path, n: usize) -> Replica {
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{}", common::free_port())
+        .parse()
+        .unwrap();
     let text = std::fs::read_to_string(dir.join("sluis.toml")).unwrap();
     let listen = text
         .lines()

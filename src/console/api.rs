@@ -250,9 +250,8 @@ async fn entries(State(c): State<Console>, RawQuery(q): RawQuery) -> Response {
     let number = |name: &str, default: i64, max: i64| -> Result<i64, String> {
         match p.get(name) {
             None => Ok(default),
-            Some(v) => v
-                .parse::<i64>()
-                .ok()
+            Some(v) => crate::model::canonical_decimal(v)
+                .and_then(|n| i64::try_from(n).ok())
                 .filter(|n| (0..=max).contains(n))
                 .ok_or_else(|| format!("{name} must be a whole number from 0 to {max}")),
         }
@@ -286,7 +285,10 @@ async fn entries(State(c): State<Console>, RawQuery(q): RawQuery) -> Response {
 /// — for the page to check.
 async fn entry(State(c): State<Console>, RawQuery(q): RawQuery) -> Response {
     let p = params(q);
-    let Some(index) = p.get("index").and_then(|i| i.parse::<u64>().ok()) else {
+    let Some(index) = p
+        .get("index")
+        .and_then(|i| crate::model::canonical_decimal(i))
+    else {
         return invalid("index must be an entry's position in the log (a whole number)");
     };
     let mut officer = c.0.officer.clone();

@@ -312,9 +312,13 @@ impl Directory {
             return Err(invalid("line 1", format!("expected '{MAGIC}'")));
         }
         let network = take(&mut it, "network")?.to_string();
-        let serial = take(&mut it, "serial")?
-            .parse::<u64>()
-            .map_err(|_| invalid("serial", "must be a whole number"))?;
+        let serial =
+            crate::model::canonical_decimal(take(&mut it, "serial")?).ok_or_else(|| {
+                invalid(
+                    "serial",
+                    "must be a whole number in digits only, without sign or leading zeros",
+                )
+            })?;
         let (not_before, not_after) = take(&mut it, "valid")?
             .split_once(' ')
             .ok_or_else(|| invalid("valid", "expected 'valid <not-before> <not-after>'"))?;
@@ -583,6 +587,19 @@ pub(crate) mod tests {
             Some(("gm0344", Role::Ind))
         );
         assert!(back.home_of("unknown").is_none());
+    }
+
+    #[test]
+    fn a_serial_has_one_text() {
+        let body = sample().body();
+        for other in ["serial +1", "serial 01", "serial 1 ", "serial"] {
+            let changed = body.replacen("serial 1", other, 1);
+            assert!(
+                Directory::parse_body(&changed).is_err(),
+                "{other:?} was taken as a serial"
+            );
+        }
+        assert_eq!(Directory::parse_body(&body), Ok(sample()));
     }
 
     #[test]

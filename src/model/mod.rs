@@ -16,6 +16,20 @@ pub mod trace;
 use std::fmt;
 use std::str::FromStr;
 
+/// A whole number written canonically: ASCII digits only, no sign, no
+/// leading zero (`0` itself allowed), at most `u64::MAX`.
+///
+/// Signed texts (checkpoints, C2SP tlog-checkpoint §Note text; the
+/// federation directory) and tile paths (C2SP tlog-tiles) must have one
+/// text per number, or two byte strings would carry the same meaning under
+/// different signatures and hashes. `u64::from_str` alone also takes `+7`
+/// and `007`, so every number read from outside text goes through here.
+pub fn canonical_decimal(s: &str) -> Option<u64> {
+    let canonical =
+        !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
+    canonical.then(|| s.parse().ok()).flatten()
+}
+
 /// The part a participant plays in the LVV. Decides, with the purpose, which
 /// categories the policy may release to it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -273,6 +287,32 @@ impl WithholdReason {
             WithholdReason::ActorRequired => "actor_required",
             WithholdReason::NotPresent => "not_present",
             WithholdReason::JustificationRequired => "justification_required",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::canonical_decimal;
+
+    #[test]
+    fn a_number_has_one_text() {
+        assert_eq!(canonical_decimal("0"), Some(0));
+        assert_eq!(canonical_decimal("1234"), Some(1234));
+        assert_eq!(canonical_decimal("18446744073709551615"), Some(u64::MAX));
+        for bad in [
+            "",
+            "+1",
+            "-0",
+            "01",
+            "00",
+            " 1",
+            "1 ",
+            "1_000",
+            "18446744073709551616",
+            "١",
+        ] {
+            assert_eq!(canonical_decimal(bad), None, "{bad:?}");
         }
     }
 }

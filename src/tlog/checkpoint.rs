@@ -43,10 +43,8 @@ impl Checkpoint {
             .ok_or(CheckpointError::Malformed("no origin line"))?;
         let size = lines
             .next()
-            .and_then(|l| {
-                // No leading zeros, no sign: one canonical text per size.
-                (l == "0" || !l.starts_with('0')).then(|| l.parse::<u64>().ok())?
-            })
+            // No leading zeros, no sign: one canonical text per size.
+            .and_then(crate::model::canonical_decimal)
             .ok_or(CheckpointError::Malformed("second line is not a tree size"))?;
         let root: Hash = lines
             .next()

@@ -166,7 +166,7 @@ pub(crate) fn parse(path: &str) -> Result<Resource, BadPath> {
             width,
         }));
     }
-    let level = decimal(level)
+    let level = crate::model::canonical_decimal(level)
         .filter(|l| *l <= u64::from(MAX_LEVEL))
         .ok_or(BadPath(
             "a tile level is a number from 0 to 63 without leading zeros",
@@ -178,15 +178,8 @@ pub(crate) fn parse(path: &str) -> Result<Resource, BadPath> {
     }))
 }
 
-/// A decimal number without leading zeros (`0` itself allowed).
-fn decimal(s: &str) -> Option<u64> {
-    let ok =
-        !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
-    ok.then(|| s.parse().ok()).flatten()
-}
-
 fn partial_width(s: &str) -> Result<u16, BadPath> {
-    decimal(s)
+    crate::model::canonical_decimal(s)
         .filter(|w| (1..TILE_WIDTH).contains(w))
         .map(|w| w as u16)
         .ok_or(BadPath(
@@ -323,6 +316,9 @@ mod tests {
             "tile/0/000.p/0",
             "tile/0/000.p/256",
             "tile/0/000.p/01",
+            "tile/0/000.p/+1",
+            "tile/+1/000",
+            "tile/0/+01",
             "tile/0/000.p/",
             "tile/0/000/",
             "tile/entries/0",

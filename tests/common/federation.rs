@@ -94,14 +94,6 @@ impl Started {
     }
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 pub fn rfc3339(t: OffsetDateTime) -> String {
     t.replace_nanosecond(0).unwrap().format(&Rfc3339).unwrap()
 }
@@ -160,7 +152,7 @@ pub async fn prepare(id: &'static str) -> Prepared {
         config,
         ca,
         node_cert_der: node_cert.cert_der,
-        federation_port: free_port(),
+        federation_port: super::free_port(),
     }
 }
 

@@ -195,6 +195,32 @@ impl LogLock {
     }
 }
 
+/// A port on 127.0.0.1 that is free now and that no `127.0.0.1:0` bind will
+/// be handed meanwhile, for a server that must be told its port before it
+/// starts (a directory's endpoint, a node restarted on the same address).
+///
+/// A port taken from a `:0` bind and released is in the kernel's ephemeral
+/// range, where the next `:0` bind of a parallel test may get it before
+/// the server binds it ("Address already in use", "Connection refused" to
+/// a neighbour's server). These come from below that range (Linux's
+/// default starts at 32768), spread by process id and a counter so that
+/// the tests of one binary and parallel binaries do not pick the same one.
+pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    let base = std::process::id().wrapping_mul(7_919);
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (LOW + base.wrapping_add(n.wrapping_mul(13)) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port on 127.0.0.1 between {LOW} and {}", LOW + SPAN)
+}
+
 /// Runs two calls so that both are under way, each past the checks it
 /// makes before its access record, before either record is written: the
 /// log is held locked ([`LogLock`]) until both are in progress and have

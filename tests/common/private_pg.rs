@@ -2,7 +2,6 @@
 //! own data directory and port), so the shared server and the other tests
 //! are untouched: for what a test does to the server (stop it, turn TLS on).
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -92,11 +91,7 @@ impl PrivatePg {
             "initdb",
             &["-D", &data, "-A", "trust", "-U", "postgres", "--no-sync"],
         );
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = super::free_port();
         let mut options = String::new();
         if let Some((cert, key)) = tls {
             use std::os::unix::fs::PermissionsExt;
