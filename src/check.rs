@@ -386,6 +386,22 @@ async fn log_signer(
             }
         }
     };
+    // A database not migrated yet (a new PostgreSQL database, a file from
+    // an older sluis) has no log to check the key against: say that, and
+    // the step that brings it up to date, not that it cannot be reached.
+    if running.is_none() {
+        match store.pending_migrations().await {
+            Ok(pending) if !pending.is_empty() => {
+                store.close().await;
+                return vec![unmigrated(path, line("node.database"), &pending)];
+            }
+            Ok(_) => {}
+            Err(e) => {
+                store.close().await;
+                return not_checked(e.to_string());
+            }
+        }
+    }
     let latest = store.latest_checkpoint().await;
     let behind = keys_behind_the_database(&keys, &keys_dir, &store).await;
     if running.is_none() {
@@ -428,6 +444,31 @@ async fn log_signer(
         Err(e) => findings.extend(not_checked(e.to_string())),
     }
     findings
+}
+
+/// The finding for a database behind this binary's migrations: what
+/// brings it up to date (`serve` applies them as it starts, `sluis
+/// migrate` does it alone), and that the log was not checked meanwhile.
+fn unmigrated(path: &Path, line: Option<usize>, pending: &[i64]) -> Finding {
+    let problem = if pending.first() == Some(&1) {
+        "the database has no sluis schema yet (a new, empty database): the access log's signing key was not checked against a log".to_string()
+    } else {
+        let versions: Vec<String> = pending.iter().map(i64::to_string).collect();
+        format!(
+            "the database's schema is behind this sluis (migrations {} not applied): the access log's signing key was not checked against the log",
+            versions.join(", ")
+        )
+    };
+    Finding {
+        severity: Severity::Warning,
+        file: path.to_path_buf(),
+        line,
+        problem,
+        fix: format!(
+            "nothing to do if this is the node's database: `sluis serve` applies the migrations when it starts. To apply them first (with a backup of the database at hand), run `sluis migrate --config {}`, then check-config again",
+            path.display()
+        ),
+    }
 }
 
 /// A keys folder behind its database — a replica's on another host, or one

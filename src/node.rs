@@ -710,6 +710,18 @@ impl Node {
     /// settings (listen addresses, limits, database, telemetry, the
     /// directory's file and key) take a restart.
     pub async fn reload(&self, path: &std::path::Path) -> Result<Reloaded, ReloadError> {
+        // A file cut short — read while an editor or a copy was still
+        // writing it in place — parses as long as it ends between entries;
+        // what gives it away is that every participant is gone. Said first,
+        // with its likely cause and the safe way to write the file; the
+        // check below refuses a node without participants as well.
+        let running = self.registry_tx.borrow().participants().count();
+        if running > 0 && Config::load(path).is_ok_and(|c| c.participants.is_empty()) {
+            return Err(ReloadError::Check(vec![format!(
+                "{}: names no participant while {running} are registered: the file looks cut short (read while it was being written?); the running configuration is kept. Write the new file beside it and rename it into place (docs/operations.md, \"Reload\")",
+                path.display()
+            )]));
+        }
         // What `serve` would refuse at its next start is refused now: the
         // same check as `sluis check-config`, asked of this node's store.
         let report = crate::check::check_with_store(path, &self.store).await;

@@ -705,3 +705,45 @@ async fn a_pseudonym_secret_version_missing_between_others_is_refused() {
     // A rotation does not paper over the gap either.
     assert!(sluis::gateway::vault::Keys::add_pseudonym_version(&keys).is_err());
 }
+
+/// A database no sluis has migrated yet — a new, empty PostgreSQL database
+/// (SLUIS_TEST_BACKEND=postgres) or an empty SQLite file — is named as
+/// that, with the step that is true of it: `serve` migrates as it starts,
+/// or `sluis migrate` does it first. Not "make the database reachable",
+/// which it is. After `sluis migrate` the warning is gone.
+#[tokio::test]
+async fn an_unmigrated_database_is_told_to_migrate_not_to_be_reached() {
+    let (dir, config) = dev_node().await;
+    let db = dir.path().join("sluis.db");
+    std::fs::remove_file(&db).unwrap();
+    std::fs::write(&db, b"").unwrap();
+    common::use_test_database(dir.path()).await;
+    let run = || {
+        let out = sluis()
+            .args(["check-config", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let said = run();
+    let warning = said
+        .lines()
+        .find(|l| l.contains("no sluis schema yet"))
+        .unwrap_or_else(|| panic!("no warning of the missing schema: {said}"));
+    assert!(warning.starts_with("warning: "), "{warning}");
+    assert!(
+        said.contains("`sluis serve` applies the migrations when it starts")
+            && said.contains("sluis migrate --config"),
+        "{said}"
+    );
+    assert!(!said.contains("make the database reachable"), "{said}");
+    let out = sluis()
+        .args(["migrate", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let said = run();
+    assert!(!said.contains("schema"), "{said}");
+}

@@ -232,19 +232,30 @@ fn screenshots() -> PathBuf {
         .join("console-screenshots")
 }
 
+/// The console's address and its session token, from the URL it prints.
+fn address_and_token(url: &str) -> (SocketAddr, String) {
+    let addr = url["http://".len()..]
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    (addr, url.split("token=").nth(1).unwrap().to_string())
+}
+
 /// `sluis console` as the officer; its address (with the token) from the
 /// first line it prints.
 fn console(node: &TestNode) -> (Child, String) {
+    console_with(node, &[])
+}
+
+/// As [`console`], with more of `sluis console`'s options.
+fn console_with(node: &TestNode, options: &[&str]) -> (Child, String) {
     let pki = node.pki();
     let mut child = Command::new(env!("CARGO_BIN_EXE_sluis"))
-        .args([
-            "console",
-            "--port",
-            "0",
-            "--server-name",
-            "localhost",
-            "--node",
-        ])
+        .arg("console")
+        .args(options)
+        .args(["--port", "0", "--server-name", "localhost", "--node"])
         .arg(format!("https://127.0.0.1:{}", node.node.local_addr.port()))
         .arg("--cert")
         .arg(pki.join(format!("clients/{OFFICER}.pem")))
@@ -328,13 +339,7 @@ async fn scene(node: &TestNode) -> (String, String) {
 async fn a_refused_filter_names_the_consoles_field() {
     let node = TestNode::start().await;
     let (mut child, url) = console(&node);
-    let addr: SocketAddr = url["http://".len()..]
-        .split('/')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let token = url.split("token=").nth(1).unwrap().to_string();
+    let (addr, token) = address_and_token(&url);
     let said = tokio::task::spawn_blocking(move || {
         let host = addr.to_string();
         [
@@ -383,13 +388,7 @@ async fn the_officer_browses_verifies_charts_and_reports_in_a_real_browser() {
     let node = TestNode::start_with(|c| c.node.checkpoint_interval_ms = 50).await;
     let (case_id, _) = scene(&node).await;
     let (mut child, url) = console(&node);
-    let addr: SocketAddr = url["http://".len()..]
-        .split('/')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
-    let token = url.split("token=").nth(1).unwrap().to_string();
+    let (addr, token) = address_and_token(&url);
 
     let checked = tokio::task::spawn_blocking(move || {
         // The guard, from outside the page.
@@ -463,6 +462,11 @@ async fn the_officer_browses_verifies_charts_and_reports_in_a_real_browser() {
         for id in ["chart-decision", "chart-role", "chart-withheld", "chart-top"] {
             assert!(b.js(&format!("return !!document.getElementById('{id}')"), json!([])) == json!(true), "{id}");
         }
+        assert_eq!(
+            b.js("return document.querySelector('#charts-cut')", json!([])),
+            Value::Null,
+            "every matching entry counted: no notice of a cut"
+        );
         let top = b.js("return document.getElementById('chart-top').textContent", json!([]));
         assert!(top.as_str().unwrap().contains(NGO), "{top}");
         b.screenshot("charts.png");
@@ -543,6 +547,144 @@ async fn the_officer_browses_verifies_charts_and_reports_in_a_real_browser() {
         let bytes = std::fs::read(screenshots().join(shot)).unwrap();
         assert!(bytes.starts_with(b"\x89PNG"), "{shot} is a PNG");
     }
+}
+
+/// The console's listing of emergency alerts is paged with a bound
+/// (AIP-158): open or closed ones too, one page of at most `page_size`
+/// with the token of the next; a page size out of bounds is refused with
+/// the bound, not answered with everything the log holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_emergency_alert_listing_is_paged_with_a_bound() {
+    let node = TestNode::start().await;
+    let (case_id, _) = scene(&node).await;
+    // A second emergency access: two alerts to page through.
+    node.client(AVIM)
+        .await
+        .cases
+        .get_case(with_actor(pb::GetCaseRequest {
+            categories: vec![pb::Category::Shelter as i32],
+            emergency_justification: URGENT.into(),
+            ..by_id(&case_id, "case_consultation")
+        }))
+        .await
+        .unwrap();
+    let (mut child, url) = console(&node);
+    let (addr, token) = address_and_token(&url);
+    let answers = tokio::task::spawn_blocking(move || {
+        let host = addr.to_string();
+        let get = |q: &str| {
+            let (status, body) = http(
+                addr,
+                "GET",
+                &format!("/api/emergency?{q}"),
+                &[("Host", &host), ("x-sluis-console-token", &token)],
+                None,
+            );
+            (status, serde_json::from_str::<Value>(&body).unwrap())
+        };
+        let mut pages = Vec::new();
+        for closed in ["", "closed=1&"] {
+            let first = get(&format!("{closed}page_size=1"));
+            let next = first.1["next_page_token"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
+            let second = get(&format!("{closed}page_size=1&page_token={next}"));
+            pages.push((closed, first, second));
+        }
+        let refused =
+            ["page_size=0", "page_size=1001", "closed=1&page_size=99999"].map(|q| (q, get(q)));
+        (pages, refused)
+    })
+    .await
+    .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let (pages, refused) = answers;
+    for (closed, (s1, first), (s2, second)) in pages {
+        assert_eq!((s1, s2), (200, 200), "{closed}: {first} {second}");
+        assert_eq!(
+            first["alerts"].as_array().unwrap().len(),
+            1,
+            "{closed}: {first}"
+        );
+        assert!(
+            !first["next_page_token"].as_str().unwrap().is_empty(),
+            "{closed}: a second page: {first}"
+        );
+        assert_eq!(
+            second["alerts"].as_array().unwrap().len(),
+            1,
+            "{closed}: {second}"
+        );
+        assert_ne!(
+            first["alerts"][0]["access"]["index"], second["alerts"][0]["access"]["index"],
+            "{closed}"
+        );
+        assert_eq!(
+            second["next_page_token"], "",
+            "{closed}: the last page: {second}"
+        );
+    }
+    for (q, (status, body)) in refused {
+        assert_eq!(status, 400, "{q}: {body}");
+        let message = body["error"].as_str().unwrap();
+        assert!(
+            message.starts_with("page_size") && message.contains("1000"),
+            "{q}: {message}"
+        );
+    }
+}
+
+/// Charts and alerts are computed over at most `--chart-entries` matching
+/// entries; when more match, the page says so — visibly, over which
+/// entries it counted — in English and in Dutch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(has_chromium),
+    ignore = "needs Chromium and chromedriver from the distribution (Debian: apt-get install chromium chromium-driver; .ci/run installs them)"
+)]
+async fn charts_and_alerts_say_when_they_count_only_part_of_the_entries() {
+    let node = TestNode::start().await;
+    scene(&node).await;
+    let (mut child, url) = console_with(&node, &["--chart-entries", "5"]);
+    let checked = tokio::task::spawn_blocking(move || {
+        let b = Browser::start();
+        b.go(&url);
+        b.wait("the page", "return !!document.querySelector('nav button[data-tab=charts]')");
+        b.click("nav button[data-tab=charts]");
+        let en = b.wait(
+            "the notice of the cut",
+            "const c = document.querySelector('#charts-cut'); return c && c.offsetParent !== null && c.textContent",
+        );
+        let en = en.as_str().unwrap().to_string();
+        b.screenshot("charts-cut.png");
+        b.click("nav button[data-tab=alerts]");
+        let alerts = b.wait(
+            "the notice on the alerts",
+            "const c = document.querySelector('#alerts-cut'); return c && c.offsetParent !== null && c.textContent",
+        );
+        b.click("nav button[data-tab=charts]");
+        b.js("const s = document.querySelector('#lang'); s.value = 'nl'; s.dispatchEvent(new Event('change')); return true", json!([]));
+        let nl = b.wait(
+            "the Dutch notice",
+            "const c = document.querySelector('#charts-cut'); return c && c.offsetParent !== null && c.textContent.startsWith('Alleen') && c.textContent",
+        );
+        (en, alerts.as_str().unwrap().to_string(), nl.as_str().unwrap().to_string())
+    })
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let (en, alerts, nl) = checked.unwrap();
+    assert!(
+        en.contains("first 5 matching entries only") && en.contains("through entry #4"),
+        "{en}"
+    );
+    assert_eq!(alerts, en);
+    assert!(
+        nl.contains("eerste 5 regels") && nl.contains("tot en met regel #4"),
+        "{nl}"
+    );
 }
 
 /// The statistics page: the privacy officer may not ask for statistics

@@ -53,6 +53,34 @@ fn attr<'a>(line: &'a Value, key: &str) -> Option<&'a Value> {
         .map(|a| &a["value"])
 }
 
+/// `sluis audit export --format ldv` of the node at `config` into
+/// `dir/ldv.jsonl`: the file and its lines, each one JSON object.
+fn export_ldv(config: &Path, dir: &Path) -> (std::path::PathBuf, Vec<Value>) {
+    let export = dir.join("ldv.jsonl");
+    let out = sluis(
+        &[
+            "audit",
+            "export",
+            "--format",
+            "ldv",
+            "--out",
+            export.to_str().unwrap(),
+        ],
+        config,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = std::fs::read_to_string(&export)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is one JSON object"))
+        .collect();
+    (export, lines)
+}
+
 /// Appends one record as a node of the previous version wrote it (no LDV
 /// fields: encoding version 2), through the log's own writer.
 async fn append_old_record(config: &Config) -> String {
@@ -173,28 +201,7 @@ async fn ldv_export_has_the_standards_fields_and_seals_the_subject() {
     node.node.shutdown().await.unwrap();
 
     // The export.
-    let export = node_dir.join("ldv.jsonl");
-    let out = sluis(
-        &[
-            "audit",
-            "export",
-            "--format",
-            "ldv",
-            "--out",
-            export.to_str().unwrap(),
-        ],
-        &config_path,
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = std::fs::read_to_string(&export).unwrap();
-    let lines: Vec<Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("each line is one JSON object"))
-        .collect();
+    let (export, lines) = export_ldv(&config_path, &node_dir);
     assert!(lines.len() >= 9, "{} lines", lines.len());
 
     // Every line: the standard's required fields, each of its type.
@@ -440,5 +447,139 @@ async fn officer_key_writes_the_public_key_into_the_config() {
             .officer_key
             .as_deref(),
         Some(public.as_str())
+    );
+}
+
+/// The lines the standard expects per data subject: a listing's record
+/// (`FindCases` naming two cases) is one line per subject, each naming its
+/// own subject by audit pseudonym and which of how many it is, with one
+/// trace and span; and a read of a case registered before subject ids were
+/// sealed (its `subject_id` empty, as such a case's row is) says why it
+/// has no `dpl.core.data_subject_id` instead of leaving it out silently.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_is_one_line_per_subject_and_a_missing_subject_id_is_said() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = init::init(dir.path(), "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let config = Config::load(&path).unwrap();
+    let node = TestNode {
+        node: Node::start(&config).await.unwrap(),
+        dir,
+        config,
+    };
+    let mut gemeente = node.client(GEMEENTE).await;
+    let mut cases = Vec::new();
+    for (name, v) in [("Amal Test", V_NUMBER), ("Oud Dossier", "2718281828")] {
+        let case = gemeente
+            .cases
+            .register_case(with_actor(pb::RegisterCaseRequest {
+                request_id: String::new(),
+                data: Some(full_case(name, v, "")),
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+            .case_id;
+        grant(
+            &mut gemeente,
+            &case,
+            vec![participant(NGO)],
+            &[pb::Category::Shelter],
+            &["shelter"],
+        )
+        .await;
+        cases.push(case);
+    }
+    // The second case as one registered before subject ids were sealed.
+    let (dir, config) = (node.dir, node.config);
+    node.node.shutdown().await.unwrap();
+    let old = format!(
+        "UPDATE cases SET subject_id = NULL WHERE id = '{}'",
+        cases[1]
+    );
+    exec_sql(&config.database_url().unwrap(), &old, &old).await;
+    let node = TestNode {
+        node: Node::start(&config).await.unwrap(),
+        dir,
+        config,
+    };
+    let mut ngo = node.client(NGO).await;
+    let listed = ngo
+        .cases
+        .find_cases(with_actor(pb::FindCasesRequest {
+            scope: pb::find_cases_request::Scope::Visible as i32,
+            purpose: "shelter".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    let listing_id = request_id(&listed);
+    assert_eq!(listed.into_inner().cases.len(), 2);
+    let new_read = request_id(
+        &ngo.cases
+            .get_case(by_id(&cases[0], "shelter"))
+            .await
+            .unwrap(),
+    );
+    let old_read = request_id(
+        &ngo.cases
+            .get_case(by_id(&cases[1], "shelter"))
+            .await
+            .unwrap(),
+    );
+    let config_path = node.config_path();
+    let node_dir = node.dir.path().to_path_buf();
+    node.node.shutdown().await.unwrap();
+
+    let (_, lines) = export_ldv(&config_path, &node_dir);
+    let of = |id: &str| -> Vec<&Value> {
+        lines
+            .iter()
+            .filter(|l| attr(l, "sluis.request_id") == Some(&Value::from(id)))
+            .collect()
+    };
+
+    // The listing: two lines, one per subject, one trace and span.
+    let listing = of(&listing_id);
+    assert_eq!(listing.len(), 2, "{listing:?}");
+    let subjects: Vec<&Value> = listing
+        .iter()
+        .map(|l| attr(l, "sluis.subject").expect("each line names its subject"))
+        .collect();
+    assert_ne!(subjects[0], subjects[1], "{listing:?}");
+    for (i, l) in listing.iter().enumerate() {
+        assert_eq!(attr(l, "sluis.listing.part"), Some(&Value::from(i + 1)));
+        assert_eq!(attr(l, "sluis.listing.subjects"), Some(&Value::from(2)));
+        assert_eq!(l["trace_id"], listing[0]["trace_id"]);
+        assert_eq!(l["span_id"], listing[0]["span_id"]);
+        assert!(attr(l, "dpl.core.data_subject_id").is_none(), "{l}");
+        assert!(
+            attr(l, "sluis.data_subject_id_absent")
+                .and_then(Value::as_str)
+                .is_some_and(|w| w.starts_with("listing")),
+            "{l}"
+        );
+    }
+    // Each subject of the listing is the subject its own read names.
+    let new_line = of(&new_read);
+    let old_line = of(&old_read);
+    assert_eq!(new_line.len(), 1);
+    assert_eq!(old_line.len(), 1);
+    for read in [new_line[0], old_line[0]] {
+        let s = attr(read, "sluis.subject").expect("a read names its subject");
+        assert!(subjects.contains(&s), "{s} in {subjects:?}");
+    }
+    // The new case's read has the sealed id; the old one's says why not.
+    assert!(attr(new_line[0], "dpl.core.data_subject_id").is_some());
+    assert!(attr(new_line[0], "sluis.data_subject_id_absent").is_none());
+    assert!(attr(old_line[0], "dpl.core.data_subject_id").is_none());
+    let why = attr(old_line[0], "sluis.data_subject_id_absent")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    assert!(
+        why.contains("registered before subject ids were sealed"),
+        "{}",
+        old_line[0]
     );
 }

@@ -192,6 +192,19 @@ async fn sighup_reloads_participants_and_policy_and_the_log_names_the_policy() {
     );
 }
 
+/// Sends SIGHUP and waits for the node's "reload refused" line (level
+/// ERROR, nothing reloaded); answers the reason it gives.
+async fn refused_reload(node: &Served) -> String {
+    node.signal("HUP");
+    let refused = node.wait_for_line("reload refused", 1).await;
+    assert_eq!(refused["level"], "ERROR", "{refused}");
+    assert!(
+        !node.lines().iter().any(|l| l.contains("\"reloaded")),
+        "nothing was reloaded"
+    );
+    refused["fields"]["error"].as_str().unwrap().to_string()
+}
+
 /// A reload takes nothing `serve` would refuse at the next start: it runs
 /// the whole of `sluis check-config`, the log's questions too. A name
 /// changed without `sluis node rename` is refused with that finding, the
@@ -228,17 +241,10 @@ async fn a_reload_refuses_what_the_next_start_would_refuse() {
     }
     assert!(seen, "check-config never saw the log's name");
     std::fs::write(&config, &renamed).unwrap();
-    node.signal("HUP");
-    let refused = node.wait_for_line("reload refused", 1).await;
-    assert_eq!(refused["level"], "ERROR", "{refused}");
-    let why = refused["fields"]["error"].as_str().unwrap();
+    let why = refused_reload(&node).await;
     assert!(
         why.contains("renamed without the rename step") && why.contains("sluis node rename"),
         "{why}"
-    );
-    assert!(
-        !node.lines().iter().any(|l| l.contains("\"reloaded")),
-        "nothing was reloaded"
     );
     // The node goes on serving under its name.
     register(&mut gemeente).await;
@@ -248,4 +254,31 @@ async fn a_reload_refuses_what_the_next_start_would_refuse() {
         &["audit", "verify"],
         &folder.path().join(sluis::dev::init::CONFIG_FILE),
     );
+}
+
+/// A `sluis.toml` read while it was being written in place can be valid
+/// TOML that ends before its participants: a reload of it is refused as
+/// cut short, and every participant goes on being served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_of_a_file_cut_short_is_refused() {
+    let node = Served::start(|t| t).await;
+    let mut gemeente = node.client(GEMEENTE).await;
+    register(&mut gemeente).await;
+    let config = node.config_path();
+    let text = std::fs::read_to_string(&config).unwrap();
+    let cut = &text[..text
+        .find("[[participant]]")
+        .expect("participants in the file")];
+    toml::from_str::<toml::Table>(cut).expect("the cut file is valid TOML");
+    std::fs::write(&config, cut).unwrap();
+    let why = refused_reload(&node).await;
+    assert!(
+        why.contains("names no participant")
+            && why.contains("cut short")
+            && why.contains("rename it into place"),
+        "{why}"
+    );
+    // Still served as registered.
+    register(&mut gemeente).await;
+    std::fs::write(&config, &text).unwrap();
 }

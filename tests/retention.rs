@@ -213,6 +213,120 @@ async fn a_case_past_its_period_is_crypto_erased_and_its_log_stays_valid() {
     assert!(verified.intact(), "{:?}", verified.first_problem());
 }
 
+/// Every method that takes an erased case by id, or a consent of it,
+/// answers CASE_ERASED before any other check: to a caller that is not the
+/// owner too (not PERMISSION_DENIED), for the consents its owner would list,
+/// withdraw or have a receipt of, and for a referral, before the node even
+/// looks at whether it is in a federation. Each attempt is recorded naming
+/// the case, so it is in the subject's access report.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_method_on_an_erased_case_answers_case_erased_first() {
+    let node = TestNode::start_with(|c| c.retention.case = Some("1s".into())).await;
+    let mut owner = node.client(GEMEENTE).await;
+    let (case_id, _) = register(&mut owner).await;
+    let consent_id = owner
+        .consents
+        .grant_consent(with_actor(pb::GrantConsentRequest {
+            case_id: case_id.clone(),
+            recipients: vec![participant(NGO)],
+            categories: vec![pb::Category::Perspective as i32],
+            purposes: vec!["guidance".into()],
+            evidence_ref: "DMS-1".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .consent
+        .unwrap()
+        .consent_id;
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    let erased = node.node.upkeep().erase_due(&quiet).await.unwrap();
+    assert_eq!(erased.cases, 1, "{erased:?}");
+
+    let mut ngo = node.client(NGO).await;
+    let mut answers = Vec::new();
+    let grant = |evidence: &str| {
+        with_actor(pb::GrantConsentRequest {
+            case_id: case_id.clone(),
+            recipients: vec![participant(NGO)],
+            categories: vec![pb::Category::Perspective as i32],
+            purposes: vec!["guidance".into()],
+            evidence_ref: evidence.into(),
+            ..Default::default()
+        })
+    };
+    let s = ngo
+        .consents
+        .grant_consent(grant("DMS-3"))
+        .await
+        .unwrap_err();
+    answers.push(("GrantConsent by another participant", s));
+    let s = ngo
+        .cases
+        .update_case(with_actor(pb::UpdateCaseRequest {
+            case_id: case_id.clone(),
+            data: Some(full_case("Ander", "1234567890", "111222333")),
+            ..Default::default()
+        }))
+        .await
+        .unwrap_err();
+    answers.push(("UpdateCase by another participant", s));
+    let s = owner
+        .consents
+        .list_consents(with_actor(pb::ListConsentsRequest {
+            case_id: case_id.clone(),
+        }))
+        .await
+        .unwrap_err();
+    answers.push(("ListConsents", s));
+    let s = owner
+        .consents
+        .withdraw_consent(with_actor(pb::WithdrawConsentRequest {
+            consent_id: consent_id.clone(),
+            note: "verhuisd".into(),
+            request_id: String::new(),
+        }))
+        .await
+        .unwrap_err();
+    answers.push(("WithdrawConsent", s));
+    let s = owner
+        .consents
+        .get_consent_receipt(with_actor(pb::GetConsentReceiptRequest {
+            consent_id: consent_id.clone(),
+        }))
+        .await
+        .unwrap_err();
+    answers.push(("GetConsentReceipt", s));
+    let s = owner
+        .cases
+        .refer_case(with_actor(pb::ReferCaseRequest {
+            case_id: case_id.clone(),
+            to_node: "gm0363".into(),
+            new_owner: "gemeente-amsterdam".into(),
+        }))
+        .await
+        .unwrap_err();
+    answers.push(("ReferCase", s));
+    let log = node.log().await;
+    for (what, s) in &answers {
+        assert_eq!(
+            s.check_error_details()
+                .ok()
+                .and_then(|d| d.error_info().map(|i| i.reason.clone())),
+            Some("CASE_ERASED".to_string()),
+            "{what}: {s:?}"
+        );
+        assert_erased(s, Some(&case_id));
+        let id = request_id_of(s.metadata());
+        let rec = log
+            .iter()
+            .find(|r| r.request_id == id)
+            .unwrap_or_else(|| panic!("{what}: no record"));
+        assert_eq!(rec.case_id.as_deref(), Some(case_id.as_str()), "{what}");
+    }
+}
+
 /// One category past its period (`medical = "1s"`) is erased alone; the
 /// rest of the case still opens for its owner.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -243,6 +357,24 @@ async fn a_category_past_its_period_is_erased_alone() {
         .expect("recorded");
     let rec = record_of(&node, &erase.request_id).await;
     assert_eq!(rec.asked, vec![sluis::model::Category::Medical]);
+    // The subject's report says what was erased, not only that something was.
+    let mut officer = node.client(OFFICER).await;
+    let line = officer
+        .audit
+        .subject_access_report(pb::SubjectAccessReportRequest {
+            subject: Some(pb::subject_access_report_request::Subject::CaseId(
+                case_id.clone(),
+            )),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries
+        .into_iter()
+        .find(|e| e.method == "case.erase")
+        .expect("the erasure's line");
+    assert_eq!(line.erased, vec![pb::Category::Medical as i32]);
+    assert!(line.summary.contains("Erased: medical"), "{}", line.summary);
     // A second run finds nothing more to do.
     assert_eq!(
         node.node.upkeep().erase_due(&quiet).await.unwrap(),

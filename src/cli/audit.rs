@@ -1459,22 +1459,19 @@ fn text_line(index: i64, r: &AccessRecord, reviewed: Option<i64>, lang: Lang) ->
         ": {}",
         oversight::decision_words(r.decision, lang)
     ));
-    if !r.released.is_empty() {
-        let shared: Vec<&str> = r
-            .released
+    // "; shared: a, b" — a list of categories under its label.
+    let categories = |s: &mut String, (en, nl): (&str, &str), list: &[crate::model::Category]| {
+        if list.is_empty() {
+            return;
+        }
+        let words: Vec<&str> = list
             .iter()
             .map(|c| oversight::category_words(*c, lang))
             .collect();
-        s.push_str(&format!(
-            "; {} {}",
-            if lang == Lang::Nl {
-                "gedeeld:"
-            } else {
-                "shared:"
-            },
-            shared.join(", ")
-        ));
-    }
+        let label = if lang == Lang::Nl { nl } else { en };
+        s.push_str(&format!("; {label} {}", words.join(", ")));
+    };
+    categories(&mut s, ("shared:", "gedeeld:"), &r.released);
     if !r.bases.is_empty() {
         let why: Vec<String> = r
             .bases
@@ -1490,6 +1487,10 @@ fn text_line(index: i64, r: &AccessRecord, reviewed: Option<i64>, lang: Lang) ->
             },
             why.join("; ")
         ));
+    }
+    // An erasure names what it erased (the record's `asked`).
+    if r.method == crate::gateway::ERASE_METHOD && r.decision == crate::tlog::Decision::Allowed {
+        categories(&mut s, ("erased:", "gewist:"), &r.asked);
     }
     if let Some(v) = &r.review {
         if let Some(i) = reviewed {
@@ -1581,7 +1582,11 @@ async fn export(
         match format {
             ExportFormat::Jsonl => writeln!(w, "{}", record_json(i, &r))?,
             ExportFormat::Csv => writeln!(w, "{}", csv_line(i, &r))?,
-            ExportFormat::Ldv => writeln!(w, "{}", crate::cli::ldv::ldv_line(i, &node, &r))?,
+            ExportFormat::Ldv => {
+                for line in crate::cli::ldv::ldv_lines(i, &node, &r) {
+                    writeln!(w, "{line}")?;
+                }
+            }
         }
         n += 1;
         if progress && n.is_multiple_of(u64::from(PAGE.unsigned_abs())) {

@@ -4,7 +4,8 @@
 //! Dataverwerkingen standard (Logius, "Component: Logboek", interface),
 //! and the privacy officer's key for the data subject ids in it.
 //!
-//! One JSON object per line, one line per access record, in log order:
+//! One JSON object per line, one line per access record and data subject
+//! (a listing's record is one line per subject it names), in log order:
 //! `trace_id` (32 hex), `span_id` (16 hex), `status_code`
 //! (`STATUS_CODE_UNSET` / `_OK` / `_ERROR`), `name`, `start_time` and
 //! `end_time` (ms since the Unix epoch), `foreign_operation` (`trace_id`,
@@ -26,12 +27,99 @@ use crate::config::Config;
 use crate::gateway::officer::OfficerSecret;
 use crate::tlog::{AccessRecord, LdvStatus, SubjectIdType};
 
+/// Why a line that concerns a data subject carries no
+/// `dpl.core.data_subject_id`, in `sluis.data_subject_id_absent`; `None`
+/// when it carries one or concerns no subject. A record holds the sealed
+/// id only when its case held a sealed V-number or BSN and the node had
+/// the officer's key when it wrote the record (`Exchange::name_subject`);
+/// a case registered before subject ids were sealed holds none, and no
+/// record of it has one until the case is updated with its identifiers.
+fn subject_id_absent(r: &AccessRecord, listing: bool) -> Option<String> {
+    let concerns = r.case_id.is_some() || r.subject.is_some() || !r.subjects.is_empty();
+    if !concerns {
+        return None;
+    }
+    if listing {
+        return Some("listing: the record names each of its subjects by audit pseudonym (sluis.subject) only, not by a sealed id; the sealed id is on each subject's own case reads".into());
+    }
+    match &r.ldv {
+        None => Some(format!(
+            "record version {}: written before records held processing-log fields",
+            r.version()
+        )),
+        Some(l) if l.data_subject.is_none() => Some(
+            "no sealed subject id: the case held no sealed V-number or BSN when this was recorded (registered before subject ids were sealed and not updated since with its identifiers, or registered without either), or the node had no processing_log.officer_key then".into(),
+        ),
+        Some(_) => None,
+    }
+}
+
+/// One record as LDV log lines: one line, or — for a record of a listing
+/// that names several subjects (`FindCases`, an officer's query) — one line
+/// per subject, since the standard has one data subject per processing
+/// record. The lines of one listing share its trace and span ids, name
+/// their subject by its audit pseudonym (`sluis.subject`, the one the
+/// subject's access report uses) and say which of how many they are
+/// (`sluis.listing.part`, `sluis.listing.subjects`).
+pub(crate) fn ldv_lines(index: i64, node: &str, r: &AccessRecord) -> Vec<Value> {
+    let line = ldv_line(index, node, r);
+    let subjects: Vec<&String> = r.subjects.iter().chain(r.subject.as_ref()).collect();
+    let mut unique: Vec<&String> = Vec::with_capacity(subjects.len());
+    for s in subjects {
+        if !unique.contains(&s) {
+            unique.push(s);
+        }
+    }
+    let add = |line: &mut Value, k: &str, v: Value| {
+        if let Some(a) = line["attributes"].as_array_mut() {
+            a.push(json!({"key": k, "value": v}));
+        }
+    };
+    if unique.len() <= 1 {
+        let mut line = line;
+        if let Some(s) = unique.first() {
+            add(&mut line, "sluis.subject", json!(s));
+        }
+        if let Some(why) = subject_id_absent(r, false) {
+            add(&mut line, "sluis.data_subject_id_absent", json!(why));
+        }
+        return vec![line];
+    }
+    let n = unique.len();
+    unique
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let mut one = line.clone();
+            // The sealed id, when the record holds one, is its own
+            // subject's (`AccessRecord::subject`), never the others'.
+            if r.subject.as_ref() != Some(s)
+                && let Some(a) = one["attributes"].as_array_mut()
+            {
+                a.retain(|x| {
+                    x["key"] != "dpl.core.data_subject_id"
+                        && x["key"] != "dpl.core.data_subject_id_type"
+                });
+            }
+            add(&mut one, "sluis.subject", json!(s));
+            add(&mut one, "sluis.listing.part", json!(i + 1));
+            add(&mut one, "sluis.listing.subjects", json!(n));
+            let has_id = r.subject.as_ref() == Some(s)
+                && r.ldv.as_ref().is_some_and(|l| l.data_subject.is_some());
+            if !has_id && let Some(why) = subject_id_absent(r, true) {
+                add(&mut one, "sluis.data_subject_id_absent", json!(why));
+            }
+            one
+        })
+        .collect()
+}
+
 /// One record as an LDV log line. Records written before access record
 /// version 3 have no LDV fields: their `trace_id` is the request id's 16
 /// bytes (a UUID), their `span_id` the first 8 bytes of its SHA-256, their
 /// status derived from the gRPC status, start and end their one time, and
 /// `sluis.record_version` says so.
-pub(crate) fn ldv_line(index: i64, node: &str, r: &AccessRecord) -> Value {
+fn ldv_line(index: i64, node: &str, r: &AccessRecord) -> Value {
     let mut attributes: Vec<Value> = Vec::new();
     let mut attr = |k: &str, v: Value| attributes.push(json!({"key": k, "value": v}));
     let (trace_id, span_id, status, end, foreign, version) = match &r.ldv {

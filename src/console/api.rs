@@ -31,6 +31,17 @@ pub(crate) const TOKEN_HEADER: &str = "x-sluis-console-token";
 /// Most entries one page of the access log asks the node for.
 const MAX_PAGE: i32 = 10_000;
 
+/// Emergency alerts one page of the console's listing holds when the page
+/// names no size, and at most (AIP-158; the node's own bound is 1,000).
+const ALERTS_PAGE: i32 = 100;
+const MAX_ALERTS_PAGE: i32 = 1000;
+
+/// The most entries the charts and alerts may be computed over, and the
+/// default: the page reads the matching entries up to this many and says
+/// on the page when there were more.
+pub(crate) const MAX_CHART_ENTRIES: u32 = 100_000;
+pub(crate) const CHART_ENTRIES: u32 = 20_000;
+
 const INDEX_HTML: &str = include_str!("assets/index.html");
 const APP_JS: &str = include_str!("assets/app.js");
 const APP_CSS: &str = include_str!("assets/app.css");
@@ -46,11 +57,19 @@ struct Inner {
     /// The `Host` values a request may carry: the console's own address.
     hosts: Vec<String>,
     addr: SocketAddr,
+    /// How many matching entries the charts and alerts are computed over
+    /// at most (`--chart-entries`).
+    chart_entries: u32,
 }
 
 impl Console {
     /// A session with a fresh random token (128 bits, hex).
-    pub(crate) fn new(officer: Officer, node: String, addr: SocketAddr) -> Console {
+    pub(crate) fn new(
+        officer: Officer,
+        node: String,
+        addr: SocketAddr,
+        chart_entries: u32,
+    ) -> Console {
         let mut bytes = [0u8; 16];
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
             .expect("the system's random source works");
@@ -61,6 +80,7 @@ impl Console {
             token: hex::encode(bytes),
             hosts: vec![format!("127.0.0.1:{port}"), format!("localhost:{port}")],
             addr,
+            chart_entries,
         }))
     }
 
@@ -88,6 +108,7 @@ impl Console {
                 get(|| async { asset(APP_CSS, "text/css; charset=utf-8") }),
             )
             .route("/api/words", get(words))
+            .route("/api/settings", get(settings))
             .route("/api/entries", get(entries))
             .route("/api/entry", get(entry))
             .route("/api/checkpoint", get(checkpoint))
@@ -224,6 +245,13 @@ async fn words() -> Response {
         })
     };
     ok(serde_json::json!({ "en": table(Lang::En), "nl": table(Lang::Nl) }))
+}
+
+/// `GET /api/settings`: what this console session was started with that
+/// the page needs: `chart_entries`, the most matching entries its charts
+/// and alerts are computed over.
+async fn settings(State(c): State<Console>) -> Response {
+    ok(serde_json::json!({ "chart_entries": c.0.chart_entries }))
 }
 
 /// `GET /api/entries?since&until&participant&role&method&purpose&decision&case&request_id&start&limit`:
@@ -385,15 +413,40 @@ fn alert_json(a: &crate::rpc::officer::RemoteAlert) -> serde_json::Value {
     })
 }
 
-/// `GET /api/emergency?closed=1`: the alerts of emergency accesses, open
-/// ones only unless `closed` is given; each stays listed until an officer
-/// closes it.
+/// `GET /api/emergency?closed=1&page_size=N&page_token=T`: one page of
+/// the alerts of emergency accesses (AIP-158: `page_size` from 1 to
+/// [`MAX_ALERTS_PAGE`], default [`ALERTS_PAGE`]), open ones only unless
+/// `closed` is given, with `next_page_token` (empty after the last page);
+/// each open alert stays listed until an officer closes it.
 async fn emergency(State(c): State<Console>, RawQuery(q): RawQuery) -> Response {
-    let show_closed = params(q).contains_key("closed");
+    let p = params(q);
+    let show_closed = p.contains_key("closed");
+    let page_size = match p.get("page_size") {
+        None => ALERTS_PAGE,
+        Some(v) => match crate::model::canonical_decimal(v)
+            .and_then(|n| i32::try_from(n).ok())
+            .filter(|n| (1..=MAX_ALERTS_PAGE).contains(n))
+        {
+            Some(n) => n,
+            None => {
+                return invalid(format!(
+                    "page_size must be a whole number from 1 to {MAX_ALERTS_PAGE}"
+                ));
+            }
+        },
+    };
+    let page_token = p.get("page_token").cloned().unwrap_or_default();
+    if page_token.len() > 1024 {
+        return invalid("page_token is not one this console gave: pass next_page_token as given");
+    }
     let mut officer = c.0.officer.clone();
-    match officer.emergency_alerts(show_closed).await {
-        Ok(alerts) => ok(serde_json::json!({
+    match officer
+        .emergency_alerts(show_closed, page_size, page_token)
+        .await
+    {
+        Ok((alerts, next)) => ok(serde_json::json!({
             "alerts": alerts.iter().map(alert_json).collect::<Vec<_>>(),
+            "next_page_token": next,
         })),
         Err(s) => refused(&s),
     }

@@ -35,6 +35,11 @@ pub struct Command {
     /// The local port to serve the console on (0: any free port). It listens on 127.0.0.1 only.
     #[arg(long, default_value_t = 7480)]
     pub port: u16,
+    /// The most matching entries the charts and alerts are computed over (1 to 100000); the
+    /// page says when the filters match more, and over which entries it counted.
+    #[arg(long, value_name = "N", default_value_t = api::CHART_ENTRIES,
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(api::MAX_CHART_ENTRIES)))]
+    pub chart_entries: u32,
     #[command(flatten)]
     pub(crate) remote: Remote,
 }
@@ -51,7 +56,12 @@ pub async fn run(c: Command) -> anyhow::Result<std::process::ExitCode> {
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], c.port)))
         .await
         .with_context(|| format!("cannot listen on 127.0.0.1:{}", c.port))?;
-    let console = Console::new(connected.officer, connected.node, listener.local_addr()?);
+    let console = Console::new(
+        connected.officer,
+        connected.node,
+        listener.local_addr()?,
+        c.chart_entries,
+    );
     println!("{}", console.url());
     eprintln!(
         "sluis console for {} on {}; open the address above (it holds this session's token). Stop with Ctrl-C.",

@@ -727,6 +727,26 @@ impl Exchange {
         }
     }
 
+    /// The case of `case_id` for a method that works on its data or its
+    /// consents: named in `rec` (so even a refused attempt is in the
+    /// subject's access report), then `Erased` when it was crypto-erased,
+    /// before any other check or work — an erased case has nothing left
+    /// to read, change, share or refer, whoever asks. Every data-service
+    /// method that takes a case by id, or a consent of one, starts here;
+    /// the officer's reports use [`Self::case_by_id`], which finds an
+    /// erased case too. Errors: those of `case_by_id`, `Erased`.
+    pub(super) async fn live_case(
+        &self,
+        case_id: &str,
+        rec: &mut AccessRecord,
+    ) -> Result<CaseMeta, ExchangeError> {
+        let case = self.case_by_id(case_id).await?;
+        rec.case_id = Some(case.id.clone());
+        self.name_subject(rec, &case);
+        Self::not_erased(&case)?;
+        Ok(case)
+    }
+
     /// `Erased` for a case whose data was crypto-erased.
     pub(super) fn not_erased(case: &CaseMeta) -> Result<(), ExchangeError> {
         match case.erased_at {
@@ -1006,9 +1026,7 @@ impl Exchange {
         };
         let prepared = async {
             let caller = self.caller(ctx)?;
-            let case = self.case_by_id(&case_id).await?;
-            rec.case_id = Some(case.id.clone());
-            Self::not_erased(&case)?;
+            let case = self.live_case(&case_id, &mut rec).await?;
             let Some(case_key) = self.case_key(&case)? else {
                 // Moved under a key of its own when the node starts.
                 return Err(internal("a case from before per-case keys"));
@@ -1478,15 +1496,14 @@ impl Exchange {
     // ---- ConsentService ----
 
     /// The case, when the caller owns it; consent is managed by the owner.
+    /// An erased case is `Erased` first, for its owner and anyone else.
     async fn owned_case(
         &self,
         caller: &Caller,
         case_id: &str,
         rec: &mut AccessRecord,
     ) -> Result<CaseMeta, ExchangeError> {
-        let case = self.case_by_id(case_id).await?;
-        rec.case_id = Some(case.id.clone());
-        self.name_subject(rec, &case);
+        let case = self.live_case(case_id, rec).await?;
         if case.owner != caller.participant {
             return Err(ExchangeError::Forbidden(
                 "only the case owner records and reads consent for a case".into(),
@@ -1516,9 +1533,9 @@ impl Exchange {
         };
         let prepared = async {
             let caller = self.caller(ctx)?;
+            // Nothing left to share: consent to an erased case is refused
+            // (`owned_case`).
             let case = self.owned_case(caller, &req.case_id, &mut rec).await?;
-            // Nothing left to share: consent to an erased case is refused.
-            Self::not_erased(&case)?;
             // The evidence reference is in the subject's signed receipt.
             let names = self.case_names(&case, None).await;
             validate::free_line("evidence_ref", &req.evidence_ref, 256, &names)?;

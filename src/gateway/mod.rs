@@ -90,6 +90,7 @@ pub(crate) use exchange::{
 pub(crate) use forwarded::{Relayed, Target};
 pub(crate) use idempotency::IdempotencyKey;
 pub(crate) use referral::{Incoming, Outgoing, ReferCase};
+pub(crate) use retention::ERASE_METHOD;
 pub use retention::{Erased, KeyStatus, Progress};
 pub use statistics::{Released, StatisticsQuery};
 pub(crate) use tiles::{Served, tiles_method};

@@ -191,6 +191,10 @@ pub(crate) struct Access {
     /// The log position of the access that review is about, so the line
     /// names it (#N); `None` when not known.
     pub(crate) reviewed: Option<i64>,
+    /// On an erasure's line: the categories it erased (the record's
+    /// `asked`), so the subject reads what is gone, not only that
+    /// something is.
+    pub(crate) erased: Vec<Category>,
 }
 
 impl Access {
@@ -211,6 +215,13 @@ impl Access {
             bases: record.bases.clone(),
             review: record.review.clone(),
             reviewed: None,
+            erased: if record.method == crate::gateway::retention::ERASE_METHOD
+                && matches!(record.decision, Decision::Allowed)
+            {
+                record.asked.clone()
+            } else {
+                Vec::new()
+            },
         }
     }
 }
@@ -579,6 +590,14 @@ pub(crate) fn describe(a: &Access, lang: Lang) -> String {
                 held.join("; ")
             );
         }
+    } else if !a.erased.is_empty() {
+        let erased: Vec<&str> = a.erased.iter().map(|c| category_words(*c, lang)).collect();
+        let _ = write!(
+            s,
+            " {} {}.",
+            lang.pick("Erased:", "Gewist:"),
+            erased.join(", ")
+        );
     } else if let Some(r) = &a.review {
         if let Some(i) = a.reviewed {
             let _ = write!(

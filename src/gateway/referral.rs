@@ -135,7 +135,8 @@ impl Exchange {
     /// Errors: `Invalid` (ids), `FailedPrecondition` (no federation, its
     /// directory not valid), `Forbidden` (not the owner, a new owner the
     /// directory does not host there, no consent), `NotFound`/`Referred`,
-    /// the receiving node's answer (`PeerNode`), `AuditUnavailable`.
+    /// `Erased` (before anything else is looked at), the receiving node's
+    /// answer (`PeerNode`), `AuditUnavailable`.
     pub(crate) async fn refer_case(
         &self,
         ctx: &RequestCtx,
@@ -150,6 +151,9 @@ impl Exchange {
             validate::uuid("case_id", &r.case_id)?;
             validate::participant_id("to_node", &r.to_node)?;
             validate::participant_id("new_owner", &r.new_owner)?;
+            // An erased case is answered so before the federation or any
+            // peer is consulted: it has nothing left to refer.
+            self.live_case(&r.case_id, &mut rec).await?;
             let federation = self.federation.as_ref().ok_or_else(|| {
                 ExchangeError::FailedPrecondition(
                     "this node is not in a federation: a case is referred only to another federation node".into(),
@@ -183,7 +187,9 @@ impl Exchange {
             else {
                 return Err(self.not_held(&r.case_id).await);
             };
-            rec.case_id = Some(r.case_id.clone());
+            // Erased between the check above and this read: still refused
+            // here, never sent.
+            Self::not_erased(&export.meta)?;
             self.name_subject(&mut rec, &export.meta);
             if export.meta.owner != caller.participant {
                 return Err(ExchangeError::Forbidden(

@@ -149,6 +149,12 @@ impl pb::audit_service_server::AuditService for Api {
                                     organisation: e.access.organisation,
                                     summary: e.summary,
                                     bases: e.access.bases.iter().map(basis_pb).collect(),
+                                    erased: e
+                                        .access
+                                        .erased
+                                        .iter()
+                                        .map(|c| i32::from(c.code()))
+                                        .collect(),
                                     review: e.access.review.map(|v| pb::EmergencyReview {
                                         access_record_id: v.access_record_id,
                                         verdict: crate::rpc::convert::verdict_pb(v.verdict) as i32,

@@ -213,32 +213,33 @@ impl Officer {
         Ok((out, own))
     }
 
-    /// Every alert of an emergency access, open ones only unless
-    /// `show_closed`, page by page, in log order.
+    /// One page of the alerts of emergency accesses (AIP-158: at most
+    /// `page_size`, the node's bound applies), open ones only unless
+    /// `show_closed`, in log order from `page_token` on; with the next
+    /// page's token, empty after the last. Never more than one page in
+    /// memory: a log of years holds many closed alerts. Errors: the node's
+    /// status (`INVALID_ARGUMENT`: page size or token).
     pub(crate) async fn emergency_alerts(
         &mut self,
         show_closed: bool,
-    ) -> Result<Vec<RemoteAlert>, Status> {
-        let mut out = Vec::new();
-        let mut page_token = String::new();
-        loop {
-            let r = self
-                .client
-                .list_emergency_alerts(pb::ListEmergencyAlertsRequest {
-                    page_size: 1000,
-                    page_token,
-                    show_closed,
-                })
-                .await?
-                .into_inner();
-            for a in r.alerts {
-                out.push(alert_of(a)?);
-            }
-            if r.next_page_token.is_empty() {
-                return Ok(out);
-            }
-            page_token = r.next_page_token;
-        }
+        page_size: i32,
+        page_token: String,
+    ) -> Result<(Vec<RemoteAlert>, String), Status> {
+        let r = self
+            .client
+            .list_emergency_alerts(pb::ListEmergencyAlertsRequest {
+                page_size,
+                page_token,
+                show_closed,
+            })
+            .await?
+            .into_inner();
+        let alerts = r
+            .alerts
+            .into_iter()
+            .map(alert_of)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((alerts, r.next_page_token))
     }
 
     /// Closes the alert of the emergency access `access_record_id` with a
@@ -533,6 +534,11 @@ fn access_of(e: pb::ReportEntry) -> Result<Access, Status> {
             .iter()
             .filter_map(crate::rpc::convert::basis_from_pb)
             .collect(),
+        erased: e
+            .erased
+            .iter()
+            .map(|c| category(*c))
+            .collect::<Result<Vec<_>, _>>()?,
         reviewed: e
             .review
             .as_ref()

@@ -1102,6 +1102,14 @@ impl Store {
         on_store!(&self.backend, b => b.log_position(request_id).await)
     }
 
+    /// The versions of this binary's migrations the database has not had
+    /// (none: its schema is current), read without changing anything: a
+    /// store opened without migrating may be behind, and what reads it
+    /// says so rather than failing on a missing table.
+    pub(crate) async fn pending_migrations(&self) -> Result<Vec<i64>, StoreError> {
+        on_store!(&self.backend, b => b.pending_migrations().await)
+    }
+
     pub async fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
         on_store!(&self.backend, b => b.latest_checkpoint().await)
     }

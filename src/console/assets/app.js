@@ -7,7 +7,6 @@
 
 const TOKEN = new URLSearchParams(location.search).get('token') || '';
 const PAGE = 50;
-const CHART_MAX = 20000;
 
 const UI = {
   en: {
@@ -17,7 +16,7 @@ const UI = {
     purpose: 'Purpose', decision: 'Decision', case: 'Case', request_id: 'Request id', apply: 'Filter',
     at: 'Time (UTC)', released: 'Released', prev: 'Previous', next: 'Next', report_by: 'By',
     subject: 'Subject', make_report: 'Make report', print: 'Print / PDF',
-    charts_hint: "Over the entries that match the access log's filters (at most 20,000).",
+    charts_hint: "Over the entries that match the access log's filters.",
     alerts_hint: "Patterns worth a look, over the entries that match the access log's filters.",
     entries: 'entries', from_index: 'from entry', none: 'No entries match these filters.',
     entry: 'Entry', field: 'Field', value: 'Value', basis: 'Why each category was released',
@@ -41,6 +40,8 @@ const UI = {
     al_denials_why: (p, n) => `${p} was refused ${n} times in a row.`,
     al_special_why: (p, c) => `${p} received ${c}.`,
     unknown: 'unknown', loading: 'loading…', n_entries: n => `${n} entries`,
+    cut: (n, i, at) => `Counted over the first ${n.toLocaleString('en-GB')} matching entries only, through entry #${i} (${at}): more entries match these filters and are not in these figures. Narrow the time range or the filters to count the rest.`,
+    em_more: 'Show more emergency accesses',
     emergency: 'Emergency rule, without consent — justification:', b_consent: 'Consent',
     b_legal: 'Legal basis:', em_title: 'Emergency accesses awaiting review',
     em_none: 'No emergency access awaits review.', em_hint: 'Each stays here until you close it with a verdict; your verdict and note are recorded in the access log and shown in the subject’s report.',
@@ -59,7 +60,7 @@ const UI = {
     purpose: 'Doel', decision: 'Besluit', case: 'Dossier', request_id: 'Verzoek-id', apply: 'Filteren',
     at: 'Tijd (UTC)', released: 'Verstrekt', prev: 'Vorige', next: 'Volgende', report_by: 'Op',
     subject: 'Betrokkene', make_report: 'Overzicht maken', print: 'Afdrukken / PDF',
-    charts_hint: 'Over de regels die aan de filters van het toegangslogboek voldoen (ten hoogste 20.000).',
+    charts_hint: 'Over de regels die aan de filters van het toegangslogboek voldoen.',
     alerts_hint: 'Patronen om na te gaan, over de regels die aan de filters van het toegangslogboek voldoen.',
     entries: 'regels', from_index: 'vanaf regel', none: 'Geen regels voldoen aan deze filters.',
     entry: 'Regel', field: 'Veld', value: 'Waarde', basis: 'Waarom elke categorie werd verstrekt',
@@ -83,6 +84,8 @@ const UI = {
     al_denials_why: (p, n) => `${p} werd ${n} keer achter elkaar geweigerd.`,
     al_special_why: (p, c) => `${p} ontving ${c}.`,
     unknown: 'onbekend', loading: 'laden…', n_entries: n => `${n} regels`,
+    cut: (n, i, at) => `Alleen de eerste ${n.toLocaleString('nl-NL')} regels die aan de filters voldoen zijn meegeteld, tot en met regel #${i} (${at}): er voldoen meer regels, die niet in deze cijfers zitten. Beperk de periode of de filters om de rest te tellen.`,
+    em_more: 'Meer noodtoegang tonen',
     emergency: 'Noodregel, zonder toestemming — rechtvaardiging:', b_consent: 'Toestemming',
     b_legal: 'Wettelijke grondslag:', em_title: 'Noodtoegang die op beoordeling wacht',
     em_none: 'Er wacht geen noodtoegang op beoordeling.', em_hint: 'Elke noodtoegang blijft hier staan tot u hem sluit met een oordeel; uw oordeel en toelichting komen in het toegangslogboek en in het inzageoverzicht van de betrokkene.',
@@ -96,7 +99,10 @@ const UI = {
   },
 };
 
-const state = { lang: 'en', words: null, starts: [0], next: null, filters: {}, cache: null };
+// chartMax: the most matching entries charts and alerts count (the
+// console's --chart-entries); cut: where the count stopped when more
+// entries matched, null when it counted them all.
+const state = { lang: 'en', words: null, starts: [0], next: null, filters: {}, cache: null, chartMax: 20000, cut: null };
 const t = key => UI[state.lang][key];
 const $ = sel => document.querySelector(sel);
 
@@ -386,14 +392,27 @@ async function allFiltered() {
   if (state.cache) return state.cache;
   const out = [];
   let start = 0;
-  while (out.length < CHART_MAX) {
-    const page = await api('/api/entries', { ...state.filters, start, limit: Math.min(10000, CHART_MAX - out.length) });
+  let more = false;
+  while (out.length < state.chartMax) {
+    const page = await api('/api/entries', { ...state.filters, start, limit: Math.min(10000, state.chartMax - out.length) });
     out.push(...page.entries);
-    if (page.next === null || page.next === undefined) break;
+    more = page.next !== null && page.next !== undefined;
+    if (!more) break;
     start = page.next;
   }
+  // Stopped at the bound with entries left: the figures are of a part,
+  // and the page must say so.
+  const last = out[out.length - 1];
+  state.cut = more && last ? { n: out.length, index: last.index, at: last.at } : null;
   state.cache = out;
   return out;
+}
+
+// The notice that charts or alerts were counted over a part of the
+// matching entries; none when they were counted over all.
+function cutNotice(id) {
+  const c = state.cut;
+  return c ? [el('p', { class: 'cut', id, role: 'status' }, t('cut')(c.n, c.index, c.at))] : [];
 }
 
 const day = at => at.slice(0, 10);
@@ -466,6 +485,7 @@ async function charts() {
     const reads = all.filter(e => e.method === 'GetCase');
     const handshakes = all.filter(e => e.method === 'tls.handshake' || e.decision === 'handshake_failed');
     box.replaceChildren(
+      ...cutNotice('charts-cut'),
       stacked(t('ch_day_decision'), 'chart-decision', all, e => e.decision, s => w('decisions', s)),
       stacked(t('ch_day_role'), 'chart-role', all, e => e.role, s => w('roles', s)),
       hbars(t('ch_withheld'), 'chart-withheld', [...countBy(withheld, r => r)].sort((a, b) => b[1] - a[1]).map(([r, n]) => [w('reasons', r), n])),
@@ -532,42 +552,61 @@ async function emergencies() {
   const box = $('#emergency');
   box.replaceChildren(el('p', {}, t('loading')));
   try {
-    const { alerts } = await api('/api/emergency');
+    const { alerts, next_page_token: next } = await api('/api/emergency');
     const head = [el('h2', {}, t('em_title')), el('p', { class: 'hint' }, t('em_hint'))];
     if (!alerts.length) { box.replaceChildren(...head, el('p', { id: 'no-emergency' }, t('em_none'))); return; }
-    box.replaceChildren(...head, ...alerts.map(a => {
-      const e = a.access;
-      const note = el('input', { name: 'note', maxlength: '500', autocomplete: 'off' });
-      const verdict = el('select', { name: 'verdict' },
-        el('option', { value: 'justified' }, t('em_justified')),
-        el('option', { value: 'not_justified' }, t('em_not_justified')));
-      const msg = el('p', { class: 'error', role: 'alert' });
-      const form = el('form', { class: 'close-alert no-print', 'data-request-id': e.request_id },
-        el('label', {}, el('span', {}, t('em_verdict')), verdict),
-        el('label', {}, el('span', {}, t('em_note')), note),
-        el('button', { type: 'submit' }, t('em_close')), msg);
-      form.addEventListener('submit', async ev => {
-        ev.preventDefault();
-        msg.textContent = '';
-        try {
-          const body = new URLSearchParams({ request_id: e.request_id, verdict: verdict.value, note: note.value });
-          const res = await fetch('/api/emergency/close', { method: 'POST', headers: { 'x-sluis-console-token': TOKEN, 'content-type': 'application/x-www-form-urlencoded' }, body });
-          const r = await res.json();
-          if (!res.ok) throw new Error(r.error || res.statusText);
-          form.replaceWith(el('p', { class: 'closed' }, `${t('em_closed')} #${r.review ? r.review.index : ''}`));
-          state.cache = null;
-        } catch (err) { msg.textContent = err.message; }
-      });
-      return el('div', { class: 'alert emergency', 'data-kind': 'emergency', 'data-request-id': e.request_id },
-        el('strong', {}, t('em_by')(e.caller, w('roles', roleOf(e)), e.at)),
-        el('p', {}, `${t('em_released')}: ${e.released.map(c => w('categories', c)).join(', ')}`),
-        el('p', { class: 'justification' }, `${t('em_just')}: “${a.justification || ''}”`),
-        el('p', { class: 'links' }, el('a', { href: '#', class: 'entry-link', onclick: ev => { ev.preventDefault(); openEntry(e.index); } }, `#${e.index}`)),
-        form);
-    }));
+    box.replaceChildren(...head, ...alerts.map(emergencyAlert), ...moreEmergencies(box, next));
   } catch (e) {
     box.replaceChildren(el('p', { class: 'error' }, e.message));
   }
+}
+
+// One page of open alerts at a time (the console's bound); a button for
+// the next page when there is one.
+function moreEmergencies(box, token) {
+  if (!token) return [];
+  const button = el('button', { type: 'button', id: 'emergency-more', class: 'no-print' }, t('em_more'));
+  button.addEventListener('click', async () => {
+    button.disabled = true;
+    try {
+      const page = await api('/api/emergency', { page_token: token });
+      button.replaceWith(...page.alerts.map(emergencyAlert), ...moreEmergencies(box, page.next_page_token));
+    } catch (e) {
+      button.replaceWith(el('p', { class: 'error' }, e.message));
+    }
+  });
+  return [button];
+}
+
+function emergencyAlert(a) {
+  const e = a.access;
+  const note = el('input', { name: 'note', maxlength: '500', autocomplete: 'off' });
+  const verdict = el('select', { name: 'verdict' },
+    el('option', { value: 'justified' }, t('em_justified')),
+    el('option', { value: 'not_justified' }, t('em_not_justified')));
+  const msg = el('p', { class: 'error', role: 'alert' });
+  const form = el('form', { class: 'close-alert no-print', 'data-request-id': e.request_id },
+    el('label', {}, el('span', {}, t('em_verdict')), verdict),
+    el('label', {}, el('span', {}, t('em_note')), note),
+    el('button', { type: 'submit' }, t('em_close')), msg);
+  form.addEventListener('submit', async ev => {
+    ev.preventDefault();
+    msg.textContent = '';
+    try {
+      const body = new URLSearchParams({ request_id: e.request_id, verdict: verdict.value, note: note.value });
+      const res = await fetch('/api/emergency/close', { method: 'POST', headers: { 'x-sluis-console-token': TOKEN, 'content-type': 'application/x-www-form-urlencoded' }, body });
+      const r = await res.json();
+      if (!res.ok) throw new Error(r.error || res.statusText);
+      form.replaceWith(el('p', { class: 'closed' }, `${t('em_closed')} #${r.review ? r.review.index : ''}`));
+      state.cache = null;
+    } catch (err) { msg.textContent = err.message; }
+  });
+  return el('div', { class: 'alert emergency', 'data-kind': 'emergency', 'data-request-id': e.request_id },
+    el('strong', {}, t('em_by')(e.caller, w('roles', roleOf(e)), e.at)),
+    el('p', {}, `${t('em_released')}: ${e.released.map(c => w('categories', c)).join(', ')}`),
+    el('p', { class: 'justification' }, `${t('em_just')}: “${a.justification || ''}”`),
+    el('p', { class: 'links' }, el('a', { href: '#', class: 'entry-link', onclick: ev => { ev.preventDefault(); openEntry(e.index); } }, `#${e.index}`)),
+    form);
 }
 
 async function alerts() {
@@ -576,8 +615,8 @@ async function alerts() {
   box.replaceChildren(el('p', {}, t('loading')));
   try {
     const list = findAlerts(await allFiltered());
-    if (!list.length) { box.replaceChildren(el('p', {}, t('no_alerts'))); return; }
-    box.replaceChildren(...list.map(a => el('div', { class: `alert ${a.kind}`, 'data-kind': a.kind },
+    if (!list.length) { box.replaceChildren(...cutNotice('alerts-cut'), el('p', {}, t('no_alerts'))); return; }
+    box.replaceChildren(...cutNotice('alerts-cut'), ...list.map(a => el('div', { class: `alert ${a.kind}`, 'data-kind': a.kind },
       el('strong', {}, t(a.kind)), el('p', {}, a.why),
       el('p', { class: 'links' }, a.entries.slice(0, 50).map(i => el('a', { href: '#', class: 'entry-link', onclick: ev => { ev.preventDefault(); openEntry(i); } }, `#${i}`))))));
   } catch (e) {
@@ -701,6 +740,7 @@ function translate() {
 
 async function start() {
   state.words = await api('/api/words');
+  state.chartMax = (await api('/api/settings')).chart_entries;
   translate();
   for (const b of document.querySelectorAll('nav button')) b.addEventListener('click', () => showTab(b.dataset.tab));
   $('#lang').addEventListener('change', () => {
@@ -710,6 +750,8 @@ async function start() {
     loadLog(state.starts[state.starts.length - 1]);
     if ($('#report').childElementCount) report();
     if (!$('#tab-statistics').hidden) statistics();
+    if (!$('#tab-charts').hidden) charts();
+    if (!$('#tab-alerts').hidden) alerts();
   });
   $('#filters').addEventListener('submit', ev => {
     ev.preventDefault();

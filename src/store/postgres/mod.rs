@@ -218,6 +218,32 @@ impl PgStore {
             .map_err(|e| SchemaError::Migrator(DbError(Box::new(e))).into())
     }
 
+    /// The embedded migrations this database has not had, by the history
+    /// sqlx's migrator keeps (`_sqlx_migrations`; none at all in a database
+    /// no sluis has opened to write). Reads only.
+    pub(super) async fn pending_migrations(&self) -> Result<Vec<i64>, StoreError> {
+        let history: Option<String> = self
+            .one(
+                sqlx::query("SELECT to_regclass('_sqlx_migrations')::text"),
+                |r| r.opt_text(0),
+            )
+            .await?;
+        let applied: Vec<i64> = if history.is_some() {
+            self.all(
+                sqlx::query("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version"),
+                rows::int,
+            )
+            .await?
+        } else {
+            Vec::new()
+        };
+        Ok(migrations::POSTGRES
+            .iter()
+            .map(|m| m.version)
+            .filter(|v| !applied.contains(v))
+            .collect())
+    }
+
     pub(super) async fn database_name(&self) -> Result<String, StoreError> {
         self.one(sqlx::query("SELECT current_database()::text"), rows::text)
             .await

@@ -43,6 +43,21 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// The versions of this binary's migrations the database has not had, in
+/// order (none: up to date), read without changing anything. Errors: those
+/// of reading an sqlx-made history ([`SchemaError`]).
+pub(super) fn pending(conn: &Connection) -> Result<Vec<i64>, StoreError> {
+    let mut version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version == 0 {
+        version = adopt_sqlx(conn)?;
+    }
+    Ok(MIGRATIONS
+        .iter()
+        .map(|m| m.version)
+        .filter(|v| *v > version)
+        .collect())
+}
+
 /// The version sqlx brought the database to (0 if it never did).
 fn adopt_sqlx(tx: &Connection) -> Result<i64, StoreError> {
     let sqlx_table = tx

@@ -343,6 +343,11 @@ impl SqliteStore {
     }
 
     /// Runs a read on a reader thread.
+    /// The embedded migrations this database has not had (`migrate::pending`).
+    pub(super) async fn pending_migrations(&self) -> Result<Vec<i64>, StoreError> {
+        self.read(|c| migrate::pending(c)).await
+    }
+
     async fn read<T: Send + 'static>(
         &self,
         read: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
