@@ -91,5 +91,5 @@ pub(crate) use forwarded::{Relayed, Target};
 pub(crate) use idempotency::IdempotencyKey;
 pub(crate) use referral::{Incoming, Outgoing, ReferCase};
 pub use retention::{Erased, KeyStatus, Progress};
-pub use statistics::{Released, StatisticsQuery};
+pub use statistics::{National, Released, StatisticsQuery};
 pub(crate) use tiles::{Served, tiles_method};
