@@ -724,6 +724,17 @@ async fn the_officer_sees_the_published_statistics_as_charts() {
         .await
         .expect("the monitor's table")
         .into_inner();
+    // The quarter's outcomes too: another release of the quarter, with
+    // notes of its own.
+    let outcomes = monitor
+        .stats
+        .get_statistics(pb::GetStatisticsRequest {
+            table: pb::StatisticsTable::DurableSolutions as i32,
+            ..ask.clone()
+        })
+        .await
+        .expect("the monitor's outcome table")
+        .into_inner();
     let mut officer = node.client(OFFICER).await;
     let e = officer
         .stats
@@ -761,7 +772,19 @@ async fn the_officer_sees_the_published_statistics_as_charts() {
 
     let (mut child, url) = console(&node);
     let sha = got.release_sha256.clone();
+    let outcomes_sha = outcomes.release_sha256.clone();
+    let outcomes_note = outcomes
+        .text
+        .lines()
+        .find(|l| l.starts_with("< 10") || l.starts_with("x: every figure"))
+        .unwrap()
+        .to_string();
     let shown: Vec<String> = got.figures.iter().map(|f| f.shown.clone()).collect();
+    let english: Vec<String> = [&got.rows, &got.columns]
+        .into_iter()
+        .flat_map(|a| a.as_ref().unwrap().labels.iter().map(|l| l.words.clone()))
+        .chain([got.title.clone()])
+        .collect();
     let checked = tokio::task::spawn_blocking(move || {
         let b = Browser::start();
         b.go(&url);
@@ -786,11 +809,57 @@ async fn the_officer_sees_the_published_statistics_as_charts() {
             json!([]),
         );
         assert!(bars.as_u64().unwrap() > 0, "a chart of the figures");
-        let legend = b.js("return document.querySelector('#stats-legend').innerText", json!([]));
-        let legend = legend.as_str().unwrap();
+        // Each release has its own notes under it, the ones its text
+        // gives (for a release whose every figure is "x", the note that
+        // says so: `console::api`'s tests), and no page-wide legend.
+        let note = |sha: &str| {
+            let n = b.js(
+                &format!("return document.querySelector('#statistics .release[data-sha256=\"{sha}\"] .legend-text').innerText"),
+                json!([]),
+            );
+            n.as_str().unwrap().to_string()
+        };
+        let legend = note(&sha);
         assert!(legend.contains("< 10"), "{legend}");
         assert!(legend.contains("node total"), "{legend}");
+        let own = note(&outcomes_sha);
+        assert!(own.starts_with(&outcomes_note), "{own} / {outcomes_note}");
+        let page_wide = b.js("return document.querySelector('#stats-legend') === null", json!([]));
+        assert_eq!(page_wide, json!(true), "one legend for every release");
+        // No label of a chart is cut off at its edge: each lies within
+        // the chart's drawing.
+        let clipped = b.js(
+            "const out = []; for (const svg of document.querySelectorAll('svg.stat-chart')) { const w = svg.viewBox.baseVal.width; for (const t of svg.querySelectorAll('text')) { const bb = t.getBBox(); if (bb.x < 0 || bb.x + bb.width > w) out.push(t.textContent + ' ' + bb.x + '+' + bb.width + ' > ' + w); } } return out",
+            json!([]),
+        );
+        assert_eq!(clipped, json!([]), "labels cut off at the chart's edge");
         b.screenshot("statistics.png");
+        // In Dutch: every heading, title and note of the tab.
+        b.js("const s = document.querySelector('#lang'); s.value = 'nl'; s.dispatchEvent(new Event('change')); return true", json!([]));
+        b.wait(
+            "the Dutch tables",
+            "const h = document.querySelector('#statistics .release h3'); return h && h.innerText.startsWith('Instroom') && h.innerText",
+        );
+        let headings = b.js(
+            "return [...document.querySelectorAll('#tab-statistics th, #tab-statistics caption, #tab-statistics h3, #tab-statistics svg text.legend, #tab-statistics label, #tab-statistics .hint, #tab-statistics .legend-text, #tab-statistics .provenance')].map(e => e.textContent)",
+            json!([]),
+        );
+        let headings: Vec<String> = serde_json::from_value(headings).unwrap();
+        assert!(headings.len() > 10, "{headings:?}");
+        for h in &headings {
+            for en in &english {
+                // The municipality's own name is the same in both.
+                if en.is_empty() || en.starts_with("Gemeente") || en.starts_with("gemeente") {
+                    continue;
+                }
+                assert!(
+                    !h.split([':', ',', '—', '·']).any(|part| part.trim() == en.as_str()),
+                    "English {en:?} in the Dutch page: {h:?}"
+                );
+            }
+        }
+        assert!(note(&sha).contains("minder dan 10"), "{}", note(&sha));
+        b.screenshot("statistics-nl.png");
     })
     .await;
     let _ = child.kill();

@@ -96,6 +96,7 @@ enum Method {
     GetCheckpoint,
     GetInclusionProof,
     GetConsistencyProof,
+    ListStatisticsReleases,
 }
 
 impl Method {
@@ -114,6 +115,7 @@ impl Method {
             Method::GetCheckpoint => "/sluis.v1.AuditService/GetCheckpoint",
             Method::GetInclusionProof => "/sluis.v1.AuditService/GetInclusionProof",
             Method::GetConsistencyProof => "/sluis.v1.AuditService/GetConsistencyProof",
+            Method::ListStatisticsReleases => "/sluis.v1.AuditService/ListStatisticsReleases",
         }
     }
 }
@@ -599,6 +601,44 @@ fn message(k: &Known) -> BoxedStrategy<Call> {
             Method::GetConsistencyProof,
             pb::GetConsistencyProofRequest { old_size, new_size }.encode_to_vec()
         )),
+        // The statistics releases: a quarter as "2025Q3" or near it, any
+        // page size, page tokens never issued (refused unopened), by the
+        // officer and by a caller who is none.
+        (
+            prop_oneof![
+                field(&["2025Q1", "2025Q5", "2018Q4", "25Q1", "2025q1", "2025Q", ""]),
+                text()
+            ],
+            any::<bool>(),
+            prop_oneof![0i32..3, Just(-1), Just(101), any::<i32>()],
+            prop_oneof![
+                Just(String::new()),
+                fuzz::mutated_text(k.owner_token.clone()),
+                "[A-Za-z0-9_-]{0,80}".boxed(),
+                text(),
+            ],
+            proptest::sample::select(vec![OFFICER, DTV]),
+        )
+            .prop_map(
+                move |(quarter, include_own, page_size, page_token, who)| Call {
+                    who,
+                    method: Method::ListStatisticsReleases,
+                    // Only an officer's token is looked at; anyone else is
+                    // refused first.
+                    expect: if page_token.is_empty() || who != OFFICER {
+                        Expect::Any
+                    } else {
+                        Expect::NotOpened
+                    },
+                    bytes: pb::ListStatisticsReleasesRequest {
+                        quarter,
+                        include_own,
+                        page_size,
+                        page_token,
+                    }
+                    .encode_to_vec(),
+                }
+            ),
         // A pseudonym issued to the owner, used by DT&V: as if none existed.
         (
             prop_oneof![

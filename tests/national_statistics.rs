@@ -174,6 +174,44 @@ async fn network_figures_add_up_what_each_node_published() {
     assert_eq!(own[2].figures[total].kind, Kind::Suppressed as i32);
     assert_eq!(national.figures[total].kind, Kind::Suppressed as i32);
     assert!(!national.text.contains("INCOMPLETE"), "{}", national.text);
+    // Its headings and notes say what a national table is: the total of
+    // every node, and an "x" that is some node's own suppression.
+    let columns = national.columns.as_ref().unwrap();
+    assert_eq!(columns.labels[0].words, "all nodes of the federation");
+    assert!(
+        national
+            .text
+            .contains("at least one node shows this figure"),
+        "{}",
+        national.text
+    );
+    assert!(
+        !national
+            .text
+            .contains("that one municipality holds most of"),
+        "the node-level legend: {}",
+        national.text
+    );
+    assert_eq!(
+        national.text.matches("nodes added up").count(),
+        1,
+        "{}",
+        national.text
+    );
+    // The home node's record says the request was national and which
+    // nodes it added up, durable before the answer left.
+    let home = nodes[0].record(&national.access_record_id).await;
+    assert!(
+        home.detail.contains("network: 3 nodes added up, 0 missing"),
+        "{}",
+        home.detail
+    );
+    assert!(
+        home.detail
+            .contains(&format!("nodes added up (3): {A}, {B}, {C}")),
+        "{}",
+        home.detail
+    );
 
     // Every node that answered recorded the request under its id.
     for n in &nodes {
@@ -225,39 +263,66 @@ async fn network_figures_add_up_what_each_node_published() {
         partial.missing_nodes
     );
     assert!(partial.text.contains("INCOMPLETE"), "{}", partial.text);
+    let home = nodes[0].record(&partial.access_record_id).await;
+    assert!(
+        home.detail.contains("2 nodes added up, 1 missing")
+            && home.detail.contains("(INCOMPLETE)")
+            && home.detail.contains(&format!("missing (1): {C}: ")),
+        "{}",
+        home.detail
+    );
 
-    // The same from the command line: `sluis stats --network`.
+    // The same from the command line: `sluis stats --network`, whose exit
+    // status says the figures are incomplete; as text it names the nodes
+    // once.
     let pki = nodes[0].dir.path().join("pki");
     let addr = nodes[0].node.local_addr.to_string();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_sluis"))
-            .arg("stats")
-            .arg("--node")
-            .arg(&addr)
-            .arg("--ca")
-            .arg(pki.join("ca.pem"))
-            .arg("--cert")
-            .arg(pki.join(format!("clients/{MONITOR}.pem")))
-            .arg("--key")
-            .arg(pki.join(format!("clients/{MONITOR}.key")))
-            .args([
-                "--actor",
-                ACTOR,
-                "--table",
-                "inflow",
-                "--year",
-                "2025",
-                "--quarter",
-                "1",
-            ])
-            .args(["--network", "--format", "json"])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
+    let run = |format: &'static str| {
+        let (pki, addr) = (pki.clone(), addr.clone());
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_sluis"))
+                .arg("stats")
+                .arg("--node")
+                .arg(&addr)
+                .arg("--ca")
+                .arg(pki.join("ca.pem"))
+                .arg("--cert")
+                .arg(pki.join(format!("clients/{MONITOR}.pem")))
+                .arg("--key")
+                .arg(pki.join(format!("clients/{MONITOR}.key")))
+                .args([
+                    "--actor",
+                    ACTOR,
+                    "--table",
+                    "inflow",
+                    "--year",
+                    "2025",
+                    "--quarter",
+                    "1",
+                ])
+                .args(["--network", "--format", format])
+                .output()
+                .unwrap()
+        })
+    };
+    let text = run("text").await.unwrap();
+    let both = format!(
+        "{}{}",
+        String::from_utf8_lossy(&text.stdout),
+        String::from_utf8_lossy(&text.stderr)
+    );
+    assert_eq!(text.status.code(), Some(3), "{both}");
+    assert_eq!(both.matches("nodes added up").count(), 1, "{both}");
+    assert_eq!(both.matches("INCOMPLETE").count(), 1, "{both}");
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_sluis"))
+        .args(["stats", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(help.contains("3 (--network only)"), "{help}");
+    let out = run("json").await.unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["nodes"], serde_json::json!([A, B]), "{json}");
     assert!(

@@ -740,7 +740,7 @@ async fn a_sparse_quarter_is_answered_with_every_figure_suppressed() {
     assert_eq!(first.release_sha256.len(), 64);
     let rec = record_of(&node, &first_id).await;
     assert_eq!(rec.decision.as_str(), "allowed");
-    assert!(rec.detail.contains("x: "), "{}", rec.detail);
+    assert!(rec.detail.contains("cells x besides ("), "{}", rec.detail);
     // Asked again, after another outcome: the same release.
     let t = Truth {
         owner: GEMEENTE,

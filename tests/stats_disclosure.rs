@@ -690,3 +690,179 @@ fn suppression_over_forty_municipalities() {
         }
     }
 }
+
+/// The national table attacked (`stats::national`): three nodes, one of
+/// them thin (a few cases a quarter, so its small cells hide national
+/// cells), each protecting its own family. The attacker knows everything
+/// every node published — each node's every table and scope, as if it were
+/// the monitor at each — and the national table, so "the national total
+/// minus the other nodes' published figures" and every other combination
+/// is in its linear program (a national table that leaves a node out, an
+/// INCOMPLETE answer, is a sum of what it already knows). No small cell of
+/// any node, and no national cell whose true sum is below the threshold,
+/// may be narrowed to fewer than `protection` + 1 values.
+#[test]
+fn the_national_table_reveals_no_small_cell_of_any_node() {
+    let large = |seed, n, names: &[&str]| {
+        let muns: Vec<(String, String)> = names
+            .iter()
+            .map(|m| (m.to_string(), m.replace("gemeente-", "Gemeente ")))
+            .collect();
+        let owners: Owners = muns
+            .iter()
+            .zip([60, 25])
+            .map(|((id, _), w)| (id.clone(), w))
+            .collect();
+        (muns, population_of(seed, n, &owners))
+    };
+    let nodes = [
+        large(31, 3000, &["gemeente-utrecht", "gemeente-zeist"]),
+        large(32, 1500, &["gemeente-tilburg", "gemeente-breda"]),
+        // The thin node: about 15 intakes a quarter.
+        large(33, 240, &["gemeente-vlieland"]),
+    ];
+    let mut attacked = 0;
+    for (year, q) in [(2023, 2), (2024, 3), (2025, 1)] {
+        let q = Quarter::new(year, q).unwrap();
+        for pop in [Population::Intakes, Population::Outcomes] {
+            let fams: Vec<Family> = nodes
+                .iter()
+                .map(|(muns, facts)| {
+                    let mut f = Family::count(pop, q, muns, facts, EXACT);
+                    if f.protect().is_err() {
+                        f.suppress_all();
+                    }
+                    f
+                })
+                .collect();
+            attacked += attack_nationally(&fams);
+        }
+    }
+    assert!(attacked > 50, "the nodes must have small cells: {attacked}");
+}
+
+/// Attacks the nodes' families and their national sum; returns how many
+/// cells were attacked.
+fn attack_nationally(fams: &[Family]) -> usize {
+    let m = fams[0].dim_index(Dim::Municipality).unwrap();
+    // One municipality classification for the network: the national total
+    // (0), under it each node's total, under each its own classification.
+    let mut keys = vec!["national".to_string()];
+    let mut parent = vec![None];
+    let mut offset = Vec::new();
+    for (n, f) in fams.iter().enumerate() {
+        offset.push(keys.len());
+        for node in &f.dims()[m].nodes {
+            keys.push(format!("{n}/{}", node.key));
+            parent.push(Some(node.parent.map_or(0, |p| offset[n] + p)));
+        }
+    }
+    let mut dims: Vec<Tree> = model_of(&fams[0]).dims;
+    dims[m] = Tree { keys, parent };
+    let model = Model {
+        dims,
+        tables: fams[0].tables().to_vec(),
+    };
+    let at = |n: usize, mut key: Vec<usize>| {
+        key[m] += offset[n];
+        key
+    };
+    let mut attack = Attack::new(&model);
+    let t = f64::from(EXACT.threshold);
+    for (n, f) in fams.iter().enumerate() {
+        for i in f.members() {
+            let key = at(n, f.key(i));
+            // What each figure says, as `ranges_for` reads it: an "x" of
+            // a node total may hide a small count.
+            match f.figure(i) {
+                Figure::Count(c) => attack.learn(key, c as f64, c as f64),
+                Figure::Small => attack.learn(key, 0.0, t - 1.0),
+                Figure::Suppressed if f.key(i)[m] != 0 => attack.learn(key, t, f64::INFINITY),
+                Figure::Suppressed => attack.learn(key, 0.0, f64::INFINITY),
+            }
+        }
+    }
+    // The national cells: each node's total cells (municipality 0), added
+    // up as `stats::national` does — a count only where every node
+    // published one. A national table that leaves a node out (INCOMPLETE)
+    // is the sum of the other nodes' published counts, each already
+    // learnt above, so it adds nothing to the program.
+    let totals: Vec<usize> = fams[0]
+        .members()
+        .into_iter()
+        .filter(|&i| fams[0].key(i)[m] == 0)
+        .collect();
+    for &i in &totals {
+        let key = fams[0].key(i);
+        let parts: Option<Vec<u64>> = fams
+            .iter()
+            .map(|f| match f.figure(f.index(&key)) {
+                Figure::Count(c) => Some(c),
+                _ => None,
+            })
+            .collect();
+        let Some(parts) = parts else { continue };
+        let sum: u64 = parts.iter().sum();
+        assert!(
+            sum >= u64::from(EXACT.threshold),
+            "a national count below the threshold"
+        );
+        attack.learn(key, sum as f64, sum as f64);
+    }
+    // What is attacked: every node's small and masked cells and small
+    // residuals, and every national cell whose true sum is below the
+    // threshold.
+    let program = attack.program();
+    let mut cells = Vec::new();
+    let mut values = Vec::new();
+    for (n, f) in fams.iter().enumerate() {
+        let mut small: Vec<usize> = f
+            .members()
+            .into_iter()
+            .filter(|&i| matches!(f.status(i), Status::Small | Status::Masked) && f.value(i) < 10)
+            .collect();
+        small.extend(f.small_residuals());
+        for i in small {
+            cells.push(at(n, f.key(i)));
+            values.push(f.value(i) as f64);
+        }
+    }
+    for &i in &totals {
+        let key = fams[0].key(i);
+        let sum: u64 = fams.iter().map(|f| f.value(f.index(&key))).sum();
+        if sum < u64::from(EXACT.threshold) {
+            let mut k = key.clone();
+            k[m] = 0;
+            cells.push(k);
+            values.push(sum as f64);
+        }
+    }
+    // The true count of each of the attacker's unknowns: a finest cell of
+    // one node.
+    let node_of = |j: usize| offset.iter().rposition(|&o| o <= j).unwrap();
+    let truth = program.truth(|leaves| {
+        let n = node_of(leaves[m]);
+        let mut local = leaves.to_vec();
+        local[m] -= offset[n];
+        fams[n].value(fams[n].index(&local)) as f64
+    });
+    let need = f64::from(EXACT.protection);
+    let ranges = program.ranges(&cells, &truth, need);
+    for ((cell, r), v) in cells.iter().zip(&ranges).zip(&values) {
+        assert!(
+            r.lo <= v + 1e-6 && *v <= r.hi + 1e-6,
+            "{cell:?}: the truth {v} is inside [{}, {}]",
+            r.lo,
+            r.hi
+        );
+        assert!(
+            r.width() >= need - 1e-6,
+            "{:?} {:?}: cell {cell:?} (truly {v}) narrowed to [{}, {}] with the national table",
+            fams[0].quarter,
+            fams[0].population,
+            r.lo,
+            r.hi
+        );
+    }
+    cells.len()
+}

@@ -25,8 +25,18 @@ pub enum Format {
     Json,
 }
 
+/// `sluis stats --network`'s exit code when some node did not answer with
+/// its table: the figures printed leave its cases out.
+pub const EXIT_INCOMPLETE: u8 = 3;
+
 /// What `sluis stats` takes.
 #[derive(clap::Args)]
+#[command(
+    after_help = "Exit status: 0 the table was printed; 1 the node refused (the reason \
+    is printed) or could not be reached; 3 (--network only) the table was printed but is \
+    INCOMPLETE: at least one node did not answer with its table, and its cases are not in the \
+    figures (the missing nodes are named)."
+)]
 pub struct Command {
     /// The node's address.
     #[arg(long, default_value = "127.0.0.1:7443")]
@@ -60,7 +70,7 @@ pub struct Command {
     #[arg(long)]
     pub by_municipality: bool,
     /// The monitor only: the sum of every federation node's published table
-    /// (nodes that do not answer are named: INCOMPLETE).
+    /// (nodes that do not answer are named: INCOMPLETE, exit status 3).
     #[arg(long, conflicts_with = "by_municipality")]
     pub network: bool,
     #[arg(long, default_value = "monitoring")]
@@ -102,17 +112,25 @@ pub async fn run(c: Command) -> anyhow::Result<ExitCode> {
                     rfc3339_ms(at)
                 );
             }
-            if !a.nodes.is_empty() {
-                eprintln!("nodes added up: {}", a.nodes.join(", "));
-            }
-            if !a.missing_nodes.is_empty() {
-                eprintln!("INCOMPLETE: no table from {}", a.missing_nodes.join("; "));
+            // The text already ends with the nodes added up and any
+            // missing; CSV and JSON get them here, once.
+            if !matches!(c.format, Format::Text) {
+                if !a.nodes.is_empty() {
+                    eprintln!("nodes added up: {}", a.nodes.join(", "));
+                }
+                if !a.missing_nodes.is_empty() {
+                    eprintln!("INCOMPLETE: no table from {}", a.missing_nodes.join("; "));
+                }
             }
             eprintln!(
                 "request id {} (the access record of this request)",
                 a.request_id
             );
-            Ok(ExitCode::SUCCESS)
+            Ok(if a.missing_nodes.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_INCOMPLETE)
+            })
         }
         Err(s) => {
             eprintln!("refused: {:?}: {}", s.code(), s.message());

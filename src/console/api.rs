@@ -553,15 +553,30 @@ async fn report(State(c): State<Console>, RawQuery(q): RawQuery) -> Response {
     }))
 }
 
-/// What "< T" and "x" mean, and that counts are rounded, in both of the
-/// page's languages (the English words are the tables' own notes).
-fn legend(threshold: u32, rounding_base: u32) -> serde_json::Value {
-    let t = threshold;
-    let mut en = crate::stats::legend(t);
-    let mut nl = format!(
-        "< {t}: minder dan {t} dossiers (nul inbegrepen). x: weggelaten zodat geen \"< {t}\" uit de andere cijfers is af te leiden; of een totaal van het knooppunt onder {t} waarvan één gemeente het meeste heeft, die het met \"< {t}\" zou kunnen afbakenen."
-    );
-    if rounding_base > 1 {
+/// A release's own notes in both of the page's languages (the English
+/// words are the table's own notes, `Publication::render`): what "< T" and
+/// "x" mean and that counts are rounded; for a release whose every figure
+/// is suppressed, that note instead of the legend, since there an "x" says
+/// nothing.
+fn legend(p: &crate::stats::Publication) -> serde_json::Value {
+    let t = p.settings.threshold;
+    let rounding_base = p.settings.rounding_base;
+    let (mut en, mut nl) = if p.all_suppressed {
+        (
+            crate::stats::all_suppressed_note(t),
+            format!(
+                "x: elk cijfer is weggelaten. Dit kwartaal telt te weinig dossiers om een cijfer te tonen zonder dat een aantal onder {t} is af te leiden; er wordt dus niets getoond, ook niet welke cijfers onder {t} liggen."
+            ),
+        )
+    } else {
+        (
+            crate::stats::legend(t),
+            format!(
+                "< {t}: minder dan {t} dossiers (nul inbegrepen). x: weggelaten zodat geen \"< {t}\" uit de andere cijfers is af te leiden; of een totaal van het knooppunt onder {t} waarvan één gemeente het meeste heeft, die het met \"< {t}\" zou kunnen afbakenen."
+            ),
+        )
+    };
+    if rounding_base > 1 && !p.all_suppressed {
         en.push_str(&format!(
             " Counts are rounded to multiples of {rounding_base}; totals may differ from the sum of their parts."
         ));
@@ -572,11 +587,15 @@ fn legend(threshold: u32, rounding_base: u32) -> serde_json::Value {
     serde_json::json!({ "en": en, "nl": nl })
 }
 
-/// One axis of a table for the page: each heading's key and words.
+/// One axis of a table for the page: each heading's key and words, in
+/// English and Dutch (a municipality's name is the same in both).
 fn axis_json(a: &crate::stats::Axis) -> serde_json::Value {
     a.labels
         .iter()
-        .map(|l| serde_json::json!({ "key": l.key, "words": l.words }))
+        .map(|l| {
+            let nl = crate::stats::words_nl(a.dim, &l.key).unwrap_or(&l.words);
+            serde_json::json!({ "key": l.key, "words": { "en": l.words, "nl": nl } })
+        })
         .collect::<Vec<_>>()
         .into()
 }
@@ -584,8 +603,8 @@ fn axis_json(a: &crate::stats::Axis) -> serde_json::Value {
 /// `GET /api/statistics?quarter=2025Q3&own=1`: the statistics releases the
 /// node published for that quarter (default: the newest), the
 /// municipalities' own tables only with `own`, each with its figures as
-/// published, its SHA-256 and when it was computed; every quarter with
-/// releases; and the legend.
+/// published, its headings and notes in English and Dutch, its SHA-256 and
+/// when it was computed (RFC 3339); and every quarter with releases.
 async fn statistics(State(c): State<Console>, RawQuery(q): RawQuery) -> Response {
     use crate::stats::Figure;
     let p = params(q);
@@ -623,11 +642,6 @@ async fn statistics(State(c): State<Console>, RawQuery(q): RawQuery) -> Response
                 &b.scope,
             ))
     });
-    let settings = releases
-        .first()
-        .map_or(crate::stats::Settings::default(), |r| {
-            r.publication.settings
-        });
     let listed: Vec<serde_json::Value> = releases
         .iter()
         .map(|r| {
@@ -651,8 +665,9 @@ async fn statistics(State(c): State<Console>, RawQuery(q): RawQuery) -> Response
                 "scope": r.scope,
                 "as_of": rfc3339_ms(r.as_of),
                 "sha256": r.sha256,
-                "title": p.table.title(),
-                "scope_words": p.scope_words,
+                "title": { "en": p.table.title(), "nl": p.table.title_nl() },
+                "scope_words": { "en": p.scope_words, "nl": crate::stats::scope_words_nl(&p.scope_words) },
+                "legend": legend(p),
                 "rows": axis_json(&p.rows),
                 "columns": axis_json(&p.columns),
                 "blocks": axis_json(&p.blocks),
@@ -666,6 +681,70 @@ async fn statistics(State(c): State<Console>, RawQuery(q): RawQuery) -> Response
         "quarter": releases.first().map(|r| r.quarter.clone()).unwrap_or_else(|| quarter.to_string()),
         "quarters": quarters,
         "releases": listed,
-        "legend": legend(settings.threshold, settings.rounding_base),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::{Axis, Figure, Publication, Quarter, Settings, TableKind};
+
+    fn release(all_suppressed: bool) -> Publication {
+        let axis = Axis {
+            dim: None,
+            labels: vec![],
+        };
+        Publication {
+            table: TableKind::Outcomes,
+            quarter: Quarter::new(2025, 1).unwrap(),
+            scope_words: "all municipalities of this node".into(),
+            rows: axis.clone(),
+            columns: axis.clone(),
+            blocks: axis,
+            figures: vec![Figure::Suppressed],
+            settings: Settings::default(),
+            small: vec![],
+            suppressed: vec![],
+            all_suppressed,
+            national: false,
+        }
+    }
+
+    /// A release's own notes, in both languages: a release whose every
+    /// figure is "x" says so, and not the legend whose "x" would claim a
+    /// figure of at least 10; the others give the legend.
+    #[test]
+    fn each_release_has_its_own_notes() {
+        let all_x = legend(&release(true));
+        for lang in ["en", "nl"] {
+            let n = all_x[lang].as_str().unwrap();
+            assert!(n.starts_with("x: e"), "{n}");
+            assert!(!n.contains("< 10:"), "{n}");
+        }
+        assert!(
+            all_x["en"]
+                .as_str()
+                .unwrap()
+                .contains("every figure is suppressed")
+        );
+        assert!(
+            all_x["nl"]
+                .as_str()
+                .unwrap()
+                .contains("elk cijfer is weggelaten")
+        );
+        let ordinary = legend(&release(false));
+        assert!(
+            ordinary["en"]
+                .as_str()
+                .unwrap()
+                .starts_with("< 10: fewer than 10")
+        );
+        assert!(
+            ordinary["nl"]
+                .as_str()
+                .unwrap()
+                .starts_with("< 10: minder dan 10")
+        );
+    }
 }

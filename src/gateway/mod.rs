@@ -92,5 +92,5 @@ pub(crate) use idempotency::IdempotencyKey;
 pub(crate) use referral::{Incoming, Outgoing, ReferCase};
 pub(crate) use retention::ERASE_METHOD;
 pub use retention::{Erased, KeyStatus, Progress};
-pub use statistics::{Released, StatisticsQuery};
+pub use statistics::{National, Released, StatisticsQuery};
 pub(crate) use tiles::{Served, tiles_method};

@@ -18,6 +18,7 @@
 use crate::gateway::error::ExchangeError;
 use crate::gateway::exchange::{Exchange, RequestCtx};
 use crate::gateway::validate::Invalid;
+use crate::model::clock::rfc3339_ms;
 use crate::model::consent::Millis;
 use crate::model::{Category, Role};
 use crate::stats::{self, CaseFacts, Publication, Quarter, Scope, StatsError, TableKind};
@@ -92,13 +93,21 @@ impl Exchange {
     /// `refused`, a refusal the caller's layer found first (e.g. of a
     /// network request), recorded like these. Every refusal's record names
     /// the table and quarter asked for.
-    pub async fn statistics(
+    ///
+    /// `answer` makes the answer from the release once it is decided and
+    /// before the record is written: for network figures it asks the other
+    /// nodes and adds up their tables, and the [`National`] it returns goes
+    /// into this request's record (which nodes were added up, which were
+    /// missing and why), so the record is durable, and complete, before
+    /// the national table leaves.
+    pub async fn statistics<T>(
         &self,
         ctx: &RequestCtx,
         q: StatisticsQuery,
         read: FactsReader,
         refused: Option<ExchangeError>,
-    ) -> Result<Recorded<Released>, ExchangeError> {
+        answer: impl AsyncFnOnce(&Released) -> (T, Option<National>),
+    ) -> Result<Recorded<T>, ExchangeError> {
         let mut rec = self.record(ctx, "GetStatistics");
         let asked = q.asked();
         let result = async {
@@ -180,9 +189,10 @@ impl Exchange {
                 scope,
             };
             let released = self.release(request, read, rec.at).await?;
+            let (out, national) = answer(&released).await;
             rec.decision = Decision::Allowed;
-            rec.detail = detail(&released);
-            Ok(released)
+            rec.detail = detail(&released, national.as_ref());
+            Ok(out)
         }
         .await;
         self.finish_asked(rec, result, &asked).await
@@ -224,10 +234,9 @@ impl Exchange {
             // The quarter was published before this municipality was
             // registered: figures computed now could be subtracted from it.
             return Err(ExchangeError::FailedPrecondition(format!(
-                "the figures of {} were published on {} (as of {} ms since the epoch), before this municipality was registered; a quarter's figures are published once",
+                "the figures of {} were published at {}, before this municipality was registered; a quarter's figures are published once",
                 request.quarter,
-                day_of(r.as_of).map(|d| d.to_string()).unwrap_or_default(),
-                r.as_of
+                rfc3339_ms(r.as_of)
             )));
         }
         let facts = self.read_facts(read, request.table.population()).await?;
@@ -390,10 +399,18 @@ impl Exchange {
         let mut rec = self.record(ctx, "ListStatisticsReleases");
         let asked = format!(
             "asked: {}{}",
+            // A quarter as asked only if it is one: anything else is the
+            // caller's text, which the log does not keep (it could hold a
+            // name or a number).
             if quarter.is_empty() {
                 "every quarter".to_string()
+            } else if parse_quarter(quarter).is_some() {
+                format!("quarter {quarter}")
             } else {
-                format!("quarter {}", quarter.chars().take(16).collect::<String>())
+                format!(
+                    "a quarter that is none ({} characters)",
+                    quarter.chars().count()
+                )
             },
             if include_own {
                 ", with the municipalities' own tables"
@@ -621,45 +638,201 @@ fn day_of(ms: Millis) -> Result<time::Date, ExchangeError> {
         .map_err(|e| ExchangeError::internal("clock", &e))
 }
 
+/// What a network request's record adds to the home node's: the nodes
+/// whose published tables the national table adds up (this node first),
+/// those that did not answer with one, each with why, and how many cells
+/// the national table shows as "x".
+#[derive(Clone, Debug, Default)]
+pub struct National {
+    pub nodes: Vec<String>,
+    pub missing: Vec<String>,
+    pub suppressed: usize,
+}
+
+/// Longest reason a record keeps for one missing node, in characters.
+const MAX_WHY: usize = 200;
+
 /// What the access record says of a statistics answer: the table, its
-/// scope, the release (its SHA-256 and when it was computed), the method's
-/// settings, and which cells were suppressed — by name, never with a count
-/// — bounded in length.
-fn detail(r: &Released) -> String {
+/// scope, the release (its SHA-256 and when it was computed, RFC 3339),
+/// the method's settings, and which cells were suppressed — by name, never
+/// with a count; for network figures, the nodes added up and those
+/// missing. At most [`MAX_DETAIL`] bytes: each list says how many it has,
+/// and one cut short ends in "… and N more".
+fn detail(r: &Released, national: Option<&National>) -> String {
     let p = &r.publication;
     let s = p.settings;
     let mut d = format!(
-        "table {} {}; scope: {}; release sha256 {}, as of {} ms; threshold {}, protection {}, rounding {}; {} cells \"< {}\", {} suppressed besides",
+        "table {} {}; scope: {}; release sha256 {}, as of {}; threshold {}, protection {}, rounding {}",
         p.table,
         p.quarter,
         p.scope_words,
         r.sha256,
-        r.as_of,
+        rfc3339_ms(r.as_of),
         s.threshold,
         s.protection,
         s.rounding_base,
-        p.small.len(),
-        s.threshold,
-        p.suppressed.len()
     );
     if p.all_suppressed {
-        d.push_str(" (every figure: no pattern of suppressed cells protects this quarter)");
+        d.push_str("; every figure x (no pattern of suppressed cells protects this quarter)");
     }
-    let mut add = |label: &str, cells: &[String]| {
-        if cells.is_empty() {
+    // The national part first: it is short, and what a privacy officer
+    // looks for in a network request's record.
+    let mut lists: Vec<(String, Vec<String>)> = Vec::new();
+    if let Some(n) = national {
+        d.push_str(&format!(
+            "; network: {} nodes added up, {} missing, {} cells x in the national table",
+            n.nodes.len(),
+            n.missing.len(),
+            n.suppressed
+        ));
+        if !n.missing.is_empty() {
+            d.push_str(" (INCOMPLETE)");
+        }
+        lists.push(("nodes added up".into(), n.nodes.clone()));
+        lists.push((
+            "missing".into(),
+            n.missing
+                .iter()
+                .map(|m| bounded_chars(m, MAX_WHY))
+                .collect(),
+        ));
+    }
+    lists.push((format!("cells \"< {}\"", s.threshold), p.small.clone()));
+    lists.push(("cells x besides".into(), p.suppressed.clone()));
+    for (label, items) in &lists {
+        push_list(&mut d, label, items);
+    }
+    d
+}
+
+/// `s` cut to `max` characters, saying so.
+fn bounded_chars(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(max).collect();
+    out.push_str(" …");
+    out
+}
+
+/// Appends `; <label> (<count>): a; b; … and N more` to `d`, as many
+/// items as fit in [`MAX_DETAIL`] with room kept for the marker (and for
+/// the label and count of a list that comes later).
+fn push_list(d: &mut String, label: &str, items: &[String]) {
+    if items.is_empty() {
+        return;
+    }
+    // Room for " … and 1234567 more" and a later list's heading.
+    const KEEP: usize = 64;
+    let head = format!("; {label} ({}):", items.len());
+    if d.len() + head.len() + KEEP > MAX_DETAIL {
+        // Not even the heading fits with its marker: say the count.
+        let short = format!("; {label}: {} not listed", items.len());
+        if d.len() + short.len() <= MAX_DETAIL {
+            d.push_str(&short);
+        }
+        return;
+    }
+    d.push_str(&head);
+    for (i, c) in items.iter().enumerate() {
+        if d.len() + c.len() + 2 + KEEP > MAX_DETAIL {
+            d.push_str(&format!(" … and {} more", items.len() - i));
             return;
         }
-        d.push_str(label);
-        for (i, c) in cells.iter().enumerate() {
-            if d.len() + c.len() + 2 > MAX_DETAIL {
-                d.push_str(&format!(" … and {} more", cells.len() - i));
-                return;
-            }
-            d.push_str(if i == 0 { " " } else { "; " });
-            d.push_str(c);
+        d.push_str(if i == 0 { " " } else { ", " });
+        d.push_str(c);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::{Axis, Settings};
+
+    fn released(small: usize, suppressed: usize) -> Released {
+        let axis = Axis {
+            dim: None,
+            labels: vec![],
+        };
+        let name = |i: usize| format!("municipality=gemeente-{i:04} intake_scenario=legalisation");
+        Released {
+            publication: Publication {
+                table: TableKind::IntakeVsOutcome,
+                quarter: Quarter::new(2025, 1).unwrap(),
+                scope_words: "each municipality of this node, and their total".into(),
+                rows: axis.clone(),
+                columns: axis.clone(),
+                blocks: axis,
+                figures: vec![],
+                settings: Settings::default(),
+                small: (0..small).map(name).collect(),
+                suppressed: (small..small + suppressed).map(name).collect(),
+                all_suppressed: false,
+                national: false,
+            },
+            as_of: 1_743_465_600_123,
+            sha256: "ab".repeat(32),
         }
-    };
-    add(&format!(". \"< {}\":", s.threshold), &p.small);
-    add(". x:", &p.suppressed);
-    d
+    }
+
+    /// A record's lists of suppressed cells are bounded, and say so: each
+    /// gives its count, and one cut short says how many it left out — the
+    /// names listed and the "N more" add up to the count.
+    #[test]
+    fn long_cell_lists_are_bounded_and_say_how_many_they_leave_out() {
+        let national = National {
+            nodes: vec!["gm0344".into(), "gm0363".into()],
+            missing: vec![format!("gm0599: {}", "unreachable ".repeat(100))],
+            suppressed: 40,
+        };
+        for (small, suppressed, n) in [(200, 300, None), (3, 400, None), (200, 5, Some(&national))]
+        {
+            let d = detail(&released(small, suppressed), n);
+            assert!(d.len() <= MAX_DETAIL, "{} bytes: {d}", d.len());
+            for (label, count) in [
+                (format!("cells \"< 10\" ({small}):"), small),
+                (format!("cells x besides ({suppressed}):"), suppressed),
+            ] {
+                let Some(at) = d.find(&label) else {
+                    assert!(
+                        d.contains(&format!(
+                            "{}: {count} not listed",
+                            &label[..label.find(" (").unwrap()]
+                        )),
+                        "{label} in {d}"
+                    );
+                    continue;
+                };
+                let list = &d[at + label.len()..];
+                let list = list.split("; ").next().unwrap();
+                let named = list.matches("municipality=").count();
+                let more = list
+                    .split(" … and ")
+                    .nth(1)
+                    .map_or(0, |m| m.trim_end_matches(" more").parse::<usize>().unwrap());
+                assert_eq!(named + more, count, "{label} {list}");
+            }
+        }
+    }
+
+    /// When the figures were computed is an RFC 3339 time, not a count of
+    /// milliseconds; a network request's record says it was national and
+    /// which nodes were added up or missing.
+    #[test]
+    fn the_record_says_when_in_rfc_3339_and_what_a_national_answer_added_up() {
+        let d = detail(&released(1, 1), None);
+        assert!(d.contains("as of 2025-04-01T00:00:00.123Z"), "{d}");
+        assert!(!d.contains("1743465600123"), "{d}");
+        assert!(!d.contains("network"), "{d}");
+        let national = National {
+            nodes: vec!["gm0344".into(), "gm0363".into()],
+            missing: vec!["gm0599: unreachable".into()],
+            suppressed: 4,
+        };
+        let d = detail(&released(1, 1), Some(&national));
+        assert!(d.contains("network: 2 nodes added up, 1 missing"), "{d}");
+        assert!(d.contains("INCOMPLETE"), "{d}");
+        assert!(d.contains("nodes added up (2): gm0344, gm0363"), "{d}");
+        assert!(d.contains("missing (1): gm0599: unreachable"), "{d}");
+    }
 }

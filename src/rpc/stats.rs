@@ -8,7 +8,7 @@ use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use crate::gateway::Exchange;
-use crate::gateway::{ExchangeError, Released, StatisticsQuery};
+use crate::gateway::{ExchangeError, National, Released, StatisticsQuery};
 use crate::model::Role;
 use crate::net::identity::Peer;
 use crate::net::tls::ConnectionInfo;
@@ -148,19 +148,18 @@ fn network_refusal(
 }
 
 /// The national table: this node's published table plus each peer's, as
-/// `stats::national` adds them; a peer that did not answer, or answered
-/// with a table that does not add up with this node's, is named in
-/// `missing_nodes` (and in the text) and its cases are not in the figures.
+/// `stats::national` adds them; a peer that did not answer, answered with
+/// a table that does not add up with this node's, or protected its table
+/// under other settings than this node's, is named in `missing_nodes`
+/// (and in the text) and its cases are not in the figures. Returns what
+/// the request's access record says of it too.
 fn national(
     own: &Released,
     own_node: &str,
     peers: Vec<(String, Result<pb::GetStatisticsResponse, String>)>,
     request_id: &str,
-) -> pb::GetStatisticsResponse {
-    let mut total = national::start(
-        own.publication.clone(),
-        "every node of the federation".into(),
-    );
+) -> (pb::GetStatisticsResponse, National) {
+    let mut total = national::start(own.publication.clone());
     let mut nodes = vec![own_node.to_string()];
     let mut missing = Vec::new();
     for (node, answer) in peers {
@@ -173,6 +172,11 @@ fn national(
             Err(why) => missing.push(format!("{node}: {why}")),
         }
     }
+    let suppressed = total
+        .figures
+        .iter()
+        .filter(|f| !matches!(f, Figure::Count(_)))
+        .count();
     let released = Released {
         publication: total,
         as_of: own.as_of,
@@ -187,9 +191,16 @@ fn national(
             missing.join("; ")
         ));
     }
-    r.nodes = nodes;
-    r.missing_nodes = missing;
-    r
+    r.nodes = nodes.clone();
+    r.missing_nodes = missing.clone();
+    (
+        r,
+        National {
+            nodes,
+            missing,
+            suppressed,
+        },
+    )
 }
 
 #[tonic::async_trait]
@@ -222,16 +233,24 @@ impl pb::statistics_service_server::StatisticsService for Api {
                 ))
             },
             async |ex, ctx, (q, network)| {
-                let own = ex.statistics(ctx, q, case_facts, refusal).await?;
-                let Some(ask) = network else {
-                    return own.try_map(|p| Ok(publication_pb(&p, &ctx.request_id)));
-                };
-                let peers = super::federated::peer_statistics(ex, ctx, ask).await;
-                let own_node = ex
-                    .federation()
-                    .map(|f| f.node_id().to_string())
-                    .unwrap_or_default();
-                own.try_map(|p| Ok(national(&p, &own_node, peers, &ctx.request_id)))
+                // For network figures the peers are asked once this node
+                // has decided and released its own table, and before its
+                // record is written: the record names the nodes added up
+                // and those missing, and is durable before the national
+                // table leaves.
+                ex.statistics(ctx, q, case_facts, refusal, async |own: &Released| {
+                    let Some(ask) = network else {
+                        return (publication_pb(own, &ctx.request_id), None);
+                    };
+                    let peers = super::federated::peer_statistics(ex, ctx, ask).await;
+                    let own_node = ex
+                        .federation()
+                        .map(|f| f.node_id().to_string())
+                        .unwrap_or_default();
+                    let (r, n) = national(own, &own_node, peers, &ctx.request_id);
+                    (r, Some(n))
+                })
+                .await
             },
         )
         .await
@@ -374,6 +393,7 @@ pub(crate) fn publication_of(
         small: vec![],
         suppressed: vec![],
         all_suppressed: false,
+        national: false,
     };
     let cells = publication.rows.labels.len()
         * publication.columns.labels.len()

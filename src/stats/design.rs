@@ -335,6 +335,21 @@ impl TableKind {
         }
     }
 
+    /// The title in Dutch, for the officer's console.
+    pub fn title_nl(self) -> &'static str {
+        match self {
+            TableKind::Inflow => "Instroom: intakes naar het bij de intake afgesproken scenario",
+            TableKind::Perspective => "Intakes naar het perspectief waaraan nu wordt gewerkt",
+            TableKind::Shelter => "Intakes naar opvang aan het eind van het kwartaal",
+            TableKind::Outcomes => "Uitstroom: uitkomsten naar soort",
+            TableKind::DurableSolutions => "Bereikte duurzame oplossingen",
+            TableKind::TimeToOutcome => "Uitkomsten naar tijd sinds de intake",
+            TableKind::IntakeVsOutcome => {
+                "Uitkomsten: bij de intake afgesproken scenario tegen uitkomst"
+            }
+        }
+    }
+
     pub fn population(self) -> Population {
         match self {
             TableKind::Inflow | TableKind::Perspective | TableKind::Shelter => Population::Intakes,
@@ -432,6 +447,55 @@ pub fn classification(dim: Dim, municipalities: &[(String, String)]) -> Classifi
     }
 }
 
+/// A heading's words in Dutch, for the officer's console (the API and the
+/// tables' text keep the English `words`): `dim` is the axis's
+/// classification (`None` for an axis of one unnamed entry). `None` for a
+/// municipality's own name, which is the same in both.
+pub fn words_nl(dim: Option<Dim>, key: &str) -> Option<&'static str> {
+    Some(match (dim?, key) {
+        (Dim::Municipality, "total") => "alle gemeenten van dit knooppunt",
+        (Dim::Municipality, "other_registrants") => "geregistreerd door anderen",
+        (Dim::Municipality, _) => return None,
+        (Dim::OutcomeKind, "total") => "alle uitkomsten",
+        (_, "total") => "totaal",
+        (_, NOT_RECORDED) => "niet vastgelegd",
+        (Dim::IntakeScenario | Dim::Perspective, "undetermined") => "nog niet bepaald",
+        (Dim::IntakeScenario | Dim::Perspective, "return") => "terugkeer",
+        (_, "onward_migration") => "doormigratie",
+        (Dim::IntakeScenario | Dim::Perspective, "legalisation") => "legalisatie",
+        (Dim::Shelter, "in_shelter") => "in LVV-opvang",
+        (Dim::Shelter, "shelter_ended") => "opvang beëindigd",
+        (Dim::Shelter, "no_shelter") => "geen opvang vastgelegd",
+        (Dim::OutcomeKind, DURABLE_KEY) => "duurzame oplossingen",
+        (Dim::OutcomeKind, "not_durable") => "vertrokken zonder duurzame oplossing",
+        (Dim::OutcomeKind, "departure_independent") => "zelfstandig vertrek",
+        (Dim::OutcomeKind, "departure_forced") => "gedwongen vertrek",
+        (Dim::OutcomeKind, "departure_unsupervised") => "vertrek zonder toezicht",
+        (Dim::OutcomeKind, "legalisation") => "legalisatie (vergunning verleend)",
+        (Dim::OutcomeKind, "out_of_sight") => "uit beeld",
+        (Dim::TimeToOutcome, "under_3_months") => "minder dan 3 maanden",
+        (Dim::TimeToOutcome, "3_to_6_months") => "3 tot 6 maanden",
+        (Dim::TimeToOutcome, "6_to_12_months") => "6 tot 12 maanden",
+        (Dim::TimeToOutcome, "12_to_24_months") => "1 tot 2 jaar",
+        (Dim::TimeToOutcome, "24_months_or_more") => "2 jaar of langer",
+        _ => return None,
+    })
+}
+
+/// A table's scope words (`Publication::scope_words`) in Dutch.
+pub fn scope_words_nl(words: &str) -> String {
+    match words {
+        "all municipalities of this node" => "alle gemeenten van dit knooppunt".into(),
+        "each municipality of this node, and their total" => {
+            "elke gemeente van dit knooppunt, en hun totaal".into()
+        }
+        w => match w.strip_prefix("the cases of ") {
+            Some(name) => format!("de dossiers van {name}"),
+            None => w.into(),
+        },
+    }
+}
+
 /// Bins of whole months from intake to outcome: lower bound included.
 const TIME_BINS: [(&str, &str); 5] = [
     ("under_3_months", "less than 3 months"),
@@ -479,6 +543,27 @@ pub(crate) fn leaf_of(c: &Classification, f: &CaseFacts, quarter: Quarter) -> Op
 
 #[cfg(test)]
 mod tests {
+
+    /// Every heading the tables can show has Dutch words, except a
+    /// municipality's own name, and no two headings of one classification
+    /// share them.
+    #[test]
+    fn every_heading_has_dutch_words() {
+        let m = vec![("gemeente-a".to_string(), "A".to_string())];
+        for dim in Dim::ALL {
+            let c = classification(dim, &m);
+            let mut seen = std::collections::BTreeSet::new();
+            for n in &c.nodes {
+                let nl = words_nl(Some(dim), &n.key);
+                if dim == Dim::Municipality && n.key == "gemeente-a" {
+                    assert_eq!(nl, None);
+                    continue;
+                }
+                let nl = nl.unwrap_or_else(|| panic!("{dim} {} has no Dutch words", n.key));
+                assert!(seen.insert(nl), "{dim}: {nl} twice");
+            }
+        }
+    }
     use super::*;
 
     #[test]

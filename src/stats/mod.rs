@@ -29,10 +29,13 @@ pub mod national;
 mod protect;
 mod publish;
 
-pub use design::{Dim, Population, TableKind};
+pub use design::{Dim, Population, TableKind, scope_words_nl, words_nl};
 pub use facts::{CaseFacts, Quarter, months_between};
 pub use protect::{Family, Settings, Status, Unprotectable};
-pub use publish::{Axis, Figure, Label, NotAMunicipality, Publication, Request, Scope, legend};
+pub use publish::{
+    Axis, Figure, Label, NotAMunicipality, Publication, Request, Scope, all_suppressed_note,
+    legend, national_legend,
+};
 
 /// Why a table could not be computed.
 #[derive(Debug, thiserror::Error)]
@@ -47,7 +50,8 @@ pub enum StatsError {
 /// a fixed order. The same inputs always give the same table.
 ///
 /// Figures that no suppression pattern protects are answered with every
-/// figure suppressed ("x"), which shows nothing but the headings.
+/// figure suppressed ("x"): the headings, every cell "x", and a note that
+/// says so in place of the legend.
 ///
 /// Errors: [`StatsError::NotAMunicipality`] for an own-cases scope that names
 /// none of them.

@@ -97,6 +97,12 @@ pub struct Publication {
     /// Releases stored before this existed read as `false`.
     #[serde(default)]
     pub all_suppressed: bool,
+    /// A national table (`stats::national`): the sum of the federation's
+    /// nodes' published tables, whose "x" means what [`national_legend`]
+    /// says. Never stored: `false` in every node's own release, and then
+    /// not written, so a release's stored text (and SHA-256) is as before.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub national: bool,
 }
 
 /// The scope names no municipality of this node.
@@ -203,6 +209,7 @@ pub(crate) fn cut(fam: &Family, req: &Request) -> Result<Publication, NotAMunici
         small,
         suppressed,
         all_suppressed: fam.all_suppressed(),
+        national: false,
     })
 }
 
@@ -210,6 +217,20 @@ pub(crate) fn cut(fam: &Family, req: &Request) -> Result<Publication, NotAMunici
 pub fn legend(t: u32) -> String {
     format!(
         "< {t}: fewer than {t} cases (zero included). x: suppressed so that no \"< {t}\" can be worked out from the other figures; or a node total below {t} that one municipality holds most of, which \"< {t}\" would let that municipality narrow down."
+    )
+}
+
+/// What a table whose every figure is "x" says in place of the legend.
+pub fn all_suppressed_note(t: u32) -> String {
+    format!(
+        "x: every figure is suppressed. This quarter's cases are too few to show any figure without letting a count below {t} be worked out, so nothing is shown, not even which figures are below {t}."
+    )
+}
+
+/// What "x" means in a national table (and that its counts are sums).
+pub fn national_legend(t: u32) -> String {
+    format!(
+        "Each figure adds up the figures the nodes published. x: at least one node shows this figure as \"< {t}\" or \"x\" (each node's own suppression, including the cells it suppressed so that its \"< {t}\" cannot be worked out), so no national count is given; the national table reveals nothing beyond what each node published."
     )
 }
 
@@ -264,11 +285,10 @@ impl Publication {
             }
         }
         s.push('\n');
-        if self.all_suppressed {
-            let _ = writeln!(
-                s,
-                "x: every figure is suppressed. This quarter's cases are too few to show any figure without letting a count below {t} be worked out, so nothing is shown, not even which figures are below {t}."
-            );
+        if self.national {
+            let _ = writeln!(s, "{}", national_legend(t));
+        } else if self.all_suppressed {
+            let _ = writeln!(s, "{}", all_suppressed_note(t));
         } else {
             let _ = writeln!(s, "{}", legend(t));
         }

@@ -649,28 +649,39 @@ async function report() {
 
 // ---- statistics: the releases the node published ----
 
+// A heading's, title's or note's words in the page's language.
+const inLang = v => (v && typeof v === 'object') ? (v[state.lang] || v.en) : (v || '');
+
 // One release's chart: a bar per row and column of its first block (the
 // total where the table has blocks), drawn to scale for counts; a "< 10"
 // or an "x" is no count, so it gets a marker and its sign, never a length.
+// The bars leave room on the right for the longest label, so the largest
+// bar's label is never cut off.
 function statChart(r) {
   const cols = r.columns.length, rows = r.rows.length;
   const block = Math.max(0, r.blocks.findIndex(b => b.key === 'total'));
-  const W = 760, bar = 16, gap = 8, left = 260;
+  const W = 760, bar = 16, gap = 8, left = 260, CHAR = 7.5;
   const counts = r.figures.filter(f => f.kind === 'count').map(f => f.count);
   const max = Math.max(1, ...counts);
+  const labelOf = (c, f) => cols > 1 ? `${inLang(r.columns[c].words)}: ${f.shown}` : f.shown;
+  let longest = 0;
+  for (let i = 0; i < rows; i++) for (let c = 0; c < cols; c++) {
+    longest = Math.max(longest, labelOf(c, r.figures[(block * rows + i) * cols + c]).length);
+  }
+  const room = Math.min(W - left - 100, Math.ceil(longest * CHAR) + 12);
   const H = rows * (cols * bar + gap) + 10;
-  const svg = svgEl('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': r.title, class: 'stat-chart' });
+  const svg = svgEl('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': inLang(r.title), class: 'stat-chart' });
   for (let i = 0; i < rows; i++) {
     const y0 = 5 + i * (cols * bar + gap);
-    svg.append(svgEl('text', { x: left - 6, y: y0 + bar - 4, class: 'legend', 'text-anchor': 'end' }, r.rows[i].words));
+    svg.append(svgEl('text', { x: left - 6, y: y0 + bar - 4, class: 'legend', 'text-anchor': 'end' }, inLang(r.rows[i].words)));
     for (let c = 0; c < cols; c++) {
       const f = r.figures[(block * rows + i) * cols + c];
       const y = y0 + c * bar;
-      const label = cols > 1 ? `${r.columns[c].words}: ${f.shown}` : f.shown;
+      const label = labelOf(c, f);
       if (f.kind === 'count') {
-        const width = ((W - left - 90) * f.count) / max;
+        const width = ((W - left - room) * f.count) / max;
         const rect = svgEl('rect', { x: left, y, width, height: bar - 3, class: `bar s${c % 8}` });
-        rect.append(svgEl('title', {}, `${r.rows[i].words} · ${label}`));
+        rect.append(svgEl('title', {}, `${inLang(r.rows[i].words)} · ${label}`));
         svg.append(rect, svgEl('text', { x: left + width + 4, y: y + bar - 5, class: 'axis' }, label));
       } else {
         svg.append(svgEl('rect', { x: left, y, width: 6, height: bar - 3, class: `mark ${f.kind}` }),
@@ -684,9 +695,9 @@ function statChart(r) {
 function statTable(r) {
   const rows = r.rows.length, cols = r.columns.length;
   return r.blocks.map((b, bi) => el('table', { class: 'stat-table' },
-    b.words ? el('caption', {}, b.words) : '',
-    el('thead', {}, el('tr', {}, el('th', {}, ''), r.columns.map(c => el('th', {}, c.words || '')))),
-    el('tbody', {}, r.rows.map((row, ri) => el('tr', {}, el('th', {}, row.words),
+    inLang(b.words) ? el('caption', {}, inLang(b.words)) : '',
+    el('thead', {}, el('tr', {}, el('th', {}, ''), r.columns.map(c => el('th', {}, inLang(c.words))))),
+    el('tbody', {}, r.rows.map((row, ri) => el('tr', {}, el('th', {}, inLang(row.words)),
       r.columns.map((_, ci) => {
         const f = r.figures[(bi * rows + ri) * cols + ci];
         return el('td', { class: `f-${f.kind}` }, f.shown);
@@ -702,14 +713,16 @@ async function statistics() {
     const s = $('#stats-quarter');
     s.replaceChildren(...d.quarters.map(q => el('option', { value: q }, q)));
     s.value = d.quarter;
-    $('#stats-legend').textContent = d.legend[state.lang];
     if (!d.releases.length) { box.replaceChildren(el('p', { class: 'hint' }, t('st_none'))); return; }
+    // Each release with its own notes: one whose every figure is "x" says
+    // so instead of the legend of "< 10" and "x".
     box.replaceChildren(...d.releases.map(r => el('article', { class: 'release', 'data-sha256': r.sha256 },
-      el('h3', {}, `${r.title}, ${r.quarter}`),
-      el('p', { class: 'hint' }, `${t('st_for')[r.breakdown] || r.breakdown} — ${r.scope_words}`),
+      el('h3', {}, `${inLang(r.title)}, ${r.quarter}`),
+      el('p', { class: 'hint' }, `${t('st_for')[r.breakdown] || r.breakdown} — ${inLang(r.scope_words)}`),
       el('p', { class: 'provenance' }, `${t('st_as_of')} ${r.as_of} · ${t('st_sha')} `, el('code', {}, r.sha256)),
       statChart(r),
-      statTable(r))));
+      statTable(r),
+      el('p', { class: 'legend-text' }, inLang(r.legend)))));
   } catch (e) {
     box.replaceChildren();
     $('#stats-error').textContent = e.message;
