@@ -90,6 +90,20 @@ pub fn check(path: &Path) -> Report {
 /// Checks the node configured by the file at `path` as of `now` (seconds
 /// since the Unix epoch).
 pub fn check_at(path: &Path, now: i64) -> Report {
+    check_parts(path, now, Directory::Included)
+}
+
+/// Whether a check reads the federation directory: a reload takes the
+/// directory on its own ([`crate::node::Node::reload_federation`]), so a
+/// bad directory does not hold back participants, policy and TLS files,
+/// nor they the directory.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Directory {
+    Included,
+    Excluded,
+}
+
+fn check_parts(path: &Path, now: i64, directory: Directory) -> Report {
     let mut report = Report::default();
     let mut add = |severity, file: &Path, line, problem: String, fix: &str| {
         report.findings.push(Finding {
@@ -243,7 +257,7 @@ pub fn check_at(path: &Path, now: i64) -> Report {
         );
     }
 
-    for f in federation(&config, now, warn_secs) {
+    for f in federation(&config, now, warn_secs, directory) {
         let file = f.file.unwrap_or_else(|| path.to_path_buf());
         let at = f.at.and_then(|a| line(a).map(|l| (a, l)));
         let problem = match (&at, file == path) {
@@ -303,18 +317,26 @@ pub fn check_at(path: &Path, now: i64) -> Report {
 /// is a warning (the node checks again when it starts). What `sluis
 /// check-config` and `sluis serve` run.
 pub async fn check_with_log(path: &Path) -> Report {
-    against_log(path, None).await
+    against_log(path, None, Directory::Included).await
 }
 
 /// What a reload of a serving node runs: [`check_with_log`], asking the
 /// node's own store instead of opening the database again, so that a
-/// reload takes nothing `serve` would refuse at its next start.
+/// reload takes nothing `serve` would refuse at its next start — without
+/// the federation directory, which the reload takes (or refuses) on its
+/// own, so that a bad directory does not refuse participants, policy and
+/// TLS files.
 pub async fn check_with_store(path: &Path, store: &crate::store::Store) -> Report {
-    against_log(path, Some(store)).await
+    against_log(path, Some(store), Directory::Excluded).await
 }
 
-async fn against_log(path: &Path, running: Option<&crate::store::Store>) -> Report {
-    let mut report = check(path);
+async fn against_log(
+    path: &Path,
+    running: Option<&crate::store::Store>,
+    directory: Directory,
+) -> Report {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let mut report = check_parts(path, now, directory);
     // A configuration or key files with errors are reported above; the
     // log is checked against a node that could start otherwise.
     if report.has_errors() {
@@ -545,7 +567,12 @@ struct FederationFinding {
 /// certificates not carrying the key the directory pins for it — as
 /// warnings. Read with the loaders `serve` uses (`directory::verify`,
 /// `net::check`).
-fn federation(config: &Config, now: i64, warn_secs: i64) -> Vec<FederationFinding> {
+fn federation(
+    config: &Config,
+    now: i64,
+    warn_secs: i64,
+    directory: Directory,
+) -> Vec<FederationFinding> {
     use crate::federation::directory::{self, DirectoryError};
     use crate::tlog::note::NoteError;
     let Some(fed) = &config.federation else {
@@ -595,6 +622,9 @@ fn federation(config: &Config, now: i64, warn_secs: i64) -> Vec<FederationFindin
         }
     }
 
+    if directory == Directory::Excluded {
+        return out;
+    }
     // The key first, so that it is named even when the directory is
     // missing too (the key is parsed before the note is).
     if let Err(e @ NoteError::BadKey(_)) = crate::tlog::note::verify("", &fed.verifier_key) {

@@ -634,21 +634,46 @@ impl Node {
     }
 
     /// Reads the federation directory file again and takes it if it
-    /// verifies, names this node and has a serial no lower than the running
-    /// one nor than the highest this node has run with; its serial is kept
-    /// in the database **before** it is taken, so a restart never goes back
-    /// to an older directory (and its old pins). Otherwise the running one
-    /// stays. Returns the serial now running; `None` outside a federation.
-    /// Errors: `FederationError` saying why (`Unrecorded` when the database
-    /// did not keep the serial).
+    /// verifies, names this node, is valid now (not expired, not before its
+    /// `not_before`) and has a serial no lower than the running one nor
+    /// than the highest this node has run with; its serial is kept in the
+    /// database **before** it is taken, so a restart never goes back to an
+    /// older directory (and its old pins). Otherwise the running one stays.
+    /// Independent of [`Node::reload`]: a bad directory does not hold back
+    /// participants, policy and TLS files, nor they the directory. Either
+    /// outcome is recorded in the access log (method
+    /// `federation.directory`). Returns the serial now running; `None`
+    /// outside a federation. Errors: `FederationError` saying why
+    /// (`Unrecorded` when the database did not keep the serial).
     pub async fn reload_federation(
         &self,
     ) -> Result<Option<u64>, crate::federation::FederationError> {
-        use crate::federation::FederationError;
         let Some(f) = self.federation.as_deref() else {
             return Ok(None);
         };
-        let offered = f.offer()?;
+        let outcome = self.offer_federation(f).await;
+        let detail = match &outcome {
+            Ok(serial) => format!("federation directory serial {serial} taken"),
+            Err(e) => format!(
+                "federation directory not taken, serial {} stays: {e}",
+                f.serial()
+            ),
+        };
+        // The outcome stands whether or not it could be recorded; a
+        // failure to record is in the node's log (`record_directory`).
+        let _ = self
+            .exchange
+            .record_directory(outcome.is_ok(), detail)
+            .await;
+        outcome.map(Some)
+    }
+
+    async fn offer_federation(
+        &self,
+        f: &crate::federation::Federation,
+    ) -> Result<u64, crate::federation::FederationError> {
+        use crate::federation::FederationError;
+        let offered = f.offer(crate::model::clock::now_millis())?;
         let serial = offered.directory.serial;
         let seen = self
             .store
@@ -664,7 +689,7 @@ impl Node {
                 offered: serial,
             });
         }
-        f.take(offered).map(Some)
+        f.take(offered)
     }
 
     /// [`Node::reload_federation`], with its outcome in the node's log
@@ -673,7 +698,10 @@ impl Node {
         match self.reload_federation().await {
             Ok(Some(serial)) => tracing::info!(serial, "federation directory reloaded"),
             Ok(None) => {}
-            Err(e) => tracing::error!(error = %e, "federation directory not reloaded"),
+            Err(e) => tracing::error!(
+                error = %e,
+                "federation directory not reloaded; the node keeps its running directory (participants, policy and TLS files are reloaded on their own)"
+            ),
         }
     }
 
@@ -696,7 +724,9 @@ impl Node {
     /// policy, certificates, key and CRLs it names; puts them in force
     /// together, or none of them. Refused, with what `sluis check-config`
     /// would report (the log's questions too: a renamed node, a keys folder
-    /// behind the database), if the check finds an error; refused if the new
+    /// behind the database), if the check finds an error — the federation
+    /// directory aside, which [`Node::reload_federation`] takes or refuses
+    /// on its own; refused if the new
     /// policy or TLS files do not load, or the reload cannot be recorded.
     /// Recorded in the access log (method `node.reload`, with the new
     /// policy's SHA-256) before the first request sees it. New connections

@@ -29,6 +29,20 @@ fn demo_runs_the_scenario_and_passes() {
         assert!(stdout.contains(party), "{party} missing");
     }
     assert!(stdout.contains("consent_withdrawn"));
+    // The account shows pseudonyms and which identity fields arrived,
+    // never the migrant's name or V-number, on stdout or in the logs; and
+    // it says why the pseudonyms change form once the nodes federate.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let sample = sluis::dev::sample::case_data(1);
+    let id = sample.identity.unwrap();
+    for text in [&stdout, &stderr] {
+        assert!(!text.contains(&id.name), "the name is printed");
+        assert!(!text.contains(&id.v_number), "the V-number is printed");
+    }
+    assert!(
+        stdout.contains("the network's pseudonym (pf1.") && stdout.contains("still resolve"),
+        "{stdout}"
+    );
     // --data-dir keeps the node's files, and a second run reuses them.
     assert!(dir.path().join("sluis.toml").exists());
     assert!(dir.path().join("sluis.db").exists());

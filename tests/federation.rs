@@ -50,6 +50,9 @@ async fn forwarded_reads_forged_assertions_and_directory_lifetime() {
     let on_b = b.record(&id).await;
     assert_eq!(on_b.caller, IND);
     assert_eq!(on_b.role, "ind");
+    // B's record names the node that forwarded the call (and asserted
+    // IND), not only the participant.
+    assert_eq!(on_b.from_node.as_deref(), Some(A));
     assert_eq!(on_b.case_id.as_deref(), Some(case_id.as_str()));
     assert_eq!(on_b.decision, Decision::Partial);
     assert_eq!(on_b.purpose.as_deref(), Some("legalisation"));
@@ -59,6 +62,7 @@ async fn forwarded_reads_forged_assertions_and_directory_lifetime() {
     );
     let on_a = a.record(&id).await;
     assert_eq!(on_a.caller, IND);
+    assert_eq!(on_a.from_node, None, "IND called A itself");
     assert_eq!(on_a.method, "GetCase");
     assert_eq!(on_a.decision, Decision::Partial);
     assert_eq!(on_a.released, on_b.released);
@@ -116,6 +120,9 @@ async fn forwarded_reads_forged_assertions_and_directory_lifetime() {
     );
     let refused = b.record(&common::request_id_of(err.metadata())).await;
     assert_eq!(refused.caller, A, "the record names the node that asserted");
+    // A node, shown as one: not as a municipality.
+    assert_eq!(refused.role, "peer_node");
+    assert_eq!(refused.from_node.as_deref(), Some(A));
     assert_eq!(refused.decision, Decision::Denied);
     assert!(refused.detail.contains(NGO), "{}", refused.detail);
     assert!(refused.released.is_empty());

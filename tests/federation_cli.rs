@@ -21,6 +21,23 @@ fn text(o: &Output) -> String {
     )
 }
 
+/// `sluis federation sign --key fed.key --source SOURCE --out OUT` in `dir`.
+fn sign(source: &str, out: &str, dir: &Path) -> Output {
+    sluis(
+        &[
+            "federation",
+            "sign",
+            "--key",
+            "fed.key",
+            "--source",
+            source,
+            "--out",
+            out,
+        ],
+        dir,
+    )
+}
+
 fn source(network: &str, not_after: &str) -> String {
     format!(
         r#"network = "{network}"
@@ -142,22 +159,53 @@ fn keygen_sign_verify_show() {
     let out = sluis(&["federation", "show", "--key", &vkey, "bad.note"], d);
     assert!(!out.status.success(), "show --key refuses a bad signature");
 
-    // An expired directory verifies as signed but is not valid.
+    // A source whose validity has ended is not signed: no node would take
+    // it. Nothing is written.
     std::fs::write(d.join("old.toml"), source("lvv", "2021-01-01T00:00:00Z")).unwrap();
-    let out = sluis(
-        &[
-            "federation",
-            "sign",
-            "--key",
-            "fed.key",
-            "--source",
-            "old.toml",
-            "--out",
-            "old.note",
-        ],
-        d,
+    let out = sign("old.toml", "old.note", d);
+    assert!(!out.status.success(), "an expired source was signed");
+    assert!(
+        text(&out).contains("not_after 2021-01-01T00:00:00Z has passed"),
+        "{}",
+        text(&out)
     );
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(!d.join("old.note").exists());
+    // Nor one whose validity ends before it begins.
+    std::fs::write(
+        d.join("inverted.toml"),
+        source("lvv", "2099-01-01T00:00:00Z").replace(
+            "not_before = \"2020-01-01T00:00:00Z\"",
+            "not_before = \"2099-06-01T00:00:00Z\"",
+        ),
+    )
+    .unwrap();
+    let out = sign("inverted.toml", "inverted.note", d);
+    assert!(!out.status.success(), "an inverted source was signed");
+    assert!(
+        text(&out).contains("not_after") && text(&out).contains("later than not_before"),
+        "{}",
+        text(&out)
+    );
+    assert!(!d.join("inverted.note").exists());
+
+    // An expired directory (signed earlier, when it was current) verifies
+    // as signed but is not valid, and show says so.
+    let old = sluis::federation::directory::Directory::from_toml(
+        &std::fs::read_to_string(d.join("old.toml")).unwrap(),
+    )
+    .unwrap();
+    let key = sluis::federation::FederationKey::load(&d.join("fed.key")).unwrap();
+    std::fs::write(
+        d.join("old.note"),
+        sluis::federation::directory::sign(&old, &key).unwrap(),
+    )
+    .unwrap();
+    let out = sluis(&["federation", "show", "--key", &vkey, "old.note"], d);
+    assert!(
+        text(&out).contains("NOT valid: expired at 2021-01-01T00:00:00Z"),
+        "{}",
+        text(&out)
+    );
     let out = sluis(&["federation", "verify", "--key", &vkey, "old.note"], d);
     assert!(!out.status.success());
     assert!(

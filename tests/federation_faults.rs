@@ -209,6 +209,58 @@ async fn pins_both_ways_and_forwarding_failures_say_who_acts() {
     }
 }
 
+/// Nodes A (home of IND) and B (home of the municipality), started under
+/// one directory, with a case registered at B that IND has read through A;
+/// the directory's entries; the case id; IND's client at A.
+async fn two_nodes_and_a_forwarded_read(
+    key: &sluis::federation::FederationKey,
+) -> (
+    Vec<Started>,
+    Vec<sluis::federation::directory::DirectoryNode>,
+    String,
+    sluis::rpc::Clients,
+) {
+    let prepared = vec![
+        federated::prepare(A, vec![(IND, "ind")]).await,
+        federated::prepare(B, vec![(GEMEENTE, "municipality")]).await,
+    ];
+    let (nodes, entries) = federated::start(prepared, key, federated::others).await;
+    let mut gemeente = nodes[1].client(GEMEENTE).await;
+    let (case_id, _) = common::register(&mut gemeente).await;
+    let mut ind = nodes[0].client(IND).await;
+    ind.cases
+        .get_case(get_case(&case_id, B))
+        .await
+        .expect("forwarded");
+    (nodes, entries, case_id, ind)
+}
+
+/// A node's CA, read back from its folder.
+fn ca_of(n: &Started) -> sluis::net::pki::CertAuthority {
+    let read = |f: &str| std::fs::read_to_string(n.dir.path().join("pki").join(f)).unwrap();
+    sluis::net::pki::CertAuthority::from_pem(&read("ca.pem"), &read("ca.key")).unwrap()
+}
+
+/// The serial number of a node's certificate.
+fn serial_of(n: &Started) -> Vec<u8> {
+    let pem = std::fs::read_to_string(n.dir.path().join("node.pem")).unwrap();
+    let der = rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
+    sluis::net::x509::serial_number(&der).unwrap().to_vec()
+}
+
+/// Puts a CRL of `ca` revoking `serial` in `n`'s `peer_crl` and writes the
+/// configuration for a reload, returning its path.
+fn revoke(n: &Started, ca: &sluis::net::pki::CertAuthority, serial: Vec<u8>) -> std::path::PathBuf {
+    std::fs::write(
+        n.dir.path().join("peer-crl.pem"),
+        ca.crl_pem(&[serial], time::Duration::days(7)).unwrap(),
+    )
+    .unwrap();
+    let mut config = n.config.clone();
+    config.federation.as_mut().unwrap().peer_crl = vec!["peer-crl.pem".into()];
+    n.write_config(&config)
+}
+
 /// The review's example: a peer CRL revoking a node's certificate took
 /// effect on neither side until a restart (the federation listener kept
 /// the TLS files it started with; calls to peers kept the peer CAs and
@@ -218,44 +270,12 @@ async fn pins_both_ways_and_forwarding_failures_say_who_acts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_crl_counts_both_ways_from_the_reload() {
     let (_keys, key) = federated::federation_key();
-    let prepared = vec![
-        federated::prepare(A, vec![(IND, "ind")]).await,
-        federated::prepare(B, vec![(GEMEENTE, "municipality")]).await,
-    ];
-    let (nodes, _) = federated::start(prepared, &key, federated::others).await;
-    let cas: Vec<_> = nodes
-        .iter()
-        .map(|n| {
-            let read = |f: &str| std::fs::read_to_string(n.dir.path().join("pki").join(f)).unwrap();
-            sluis::net::pki::CertAuthority::from_pem(&read("ca.pem"), &read("ca.key")).unwrap()
-        })
-        .collect();
+    let (nodes, _, case_id, mut ind) = two_nodes_and_a_forwarded_read(&key).await;
+    let cas: Vec<_> = nodes.iter().map(ca_of).collect();
     let (a, b) = (&nodes[0], &nodes[1]);
-    let mut gemeente = b.client(GEMEENTE).await;
-    let (case_id, _) = common::register(&mut gemeente).await;
-    let mut ind = a.client(IND).await;
-    ind.cases
-        .get_case(get_case(&case_id, B))
-        .await
-        .expect("forwarded before any revocation");
 
     // B's operator revokes A's node certificate (a CRL of A's CA in B's
     // peer_crl) and reloads.
-    let serial_of = |n: &Started| {
-        let pem = std::fs::read_to_string(n.dir.path().join("node.pem")).unwrap();
-        let der = rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
-        sluis::net::x509::serial_number(&der).unwrap().to_vec()
-    };
-    let revoke = |n: &Started, ca: &sluis::net::pki::CertAuthority, serial: Vec<u8>| {
-        std::fs::write(
-            n.dir.path().join("peer-crl.pem"),
-            ca.crl_pem(&[serial], time::Duration::days(7)).unwrap(),
-        )
-        .unwrap();
-        let mut config = n.config.clone();
-        config.federation.as_mut().unwrap().peer_crl = vec!["peer-crl.pem".into()];
-        n.write_config(&config)
-    };
     let path = revoke(b, &cas[0], serial_of(a));
     b.node.reload(&path).await.expect("B reloads");
     let err = ind
@@ -453,4 +473,122 @@ async fn check_config_reads_the_directory_and_the_peer_crls() {
             && !refused.to_string().contains("tls.crl"),
         "{refused}"
     );
+}
+
+/// The directory's records of this node's log (`federation.directory`):
+/// (status, detail), oldest first.
+async fn directory_records(n: &Started) -> Vec<(String, String)> {
+    n.node
+        .store
+        .access_log(0, 100_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| sluis::tlog::AccessRecord::decode(&r.record).unwrap())
+        .filter(|r| r.method == "federation.directory")
+        .map(|r| (r.status, r.detail))
+        .collect()
+}
+
+/// A reload takes the directory and the rest of the configuration
+/// (participants, policy, TLS files) each on its own: a bad directory
+/// keeps the running one and the rest is taken; a bad policy keeps the
+/// running one and a newer directory is taken. A directory outside its
+/// validity (expired, or not yet valid) is not taken either. Each
+/// directory outcome is in the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_directory_and_the_rest_of_a_reload_are_taken_apart() {
+    let (_keys, key) = federated::federation_key();
+    let (nodes, entries, case_id, mut ind) = two_nodes_and_a_forwarded_read(&key).await;
+    let (a, b) = (&nodes[0], &nodes[1]);
+
+    // A's directory file is damaged and its operator revokes B's node
+    // certificate (a CRL of B's CA in A's peer_crl); SIGHUP.
+    let path = revoke(a, &ca_of(b), serial_of(b));
+    std::fs::write(a.dir.path().join("federation.note"), "not a signed note\n").unwrap();
+    a.node
+        .reload(&path)
+        .await
+        .expect("the CRL is taken though the directory is bad");
+    let err = a
+        .node
+        .reload_federation()
+        .await
+        .expect_err("the bad directory is not taken");
+    assert!(err.to_string().contains("is refused"), "{err}");
+    assert_eq!(a.node.federation().unwrap().serial(), 1);
+    let err = ind
+        .cases
+        .get_case(get_case(&case_id, B))
+        .await
+        .expect_err("A refuses B's revoked certificate");
+    assert!(
+        err.message().to_lowercase().contains("revoked"),
+        "{}",
+        err.message()
+    );
+    let recorded = directory_records(a).await;
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
+    assert_eq!(recorded[0].0, "FAILED_PRECONDITION");
+    assert!(
+        recorded[0].1.contains("not taken, serial 1 stays"),
+        "{recorded:?}"
+    );
+
+    // The other way round: a broken policy is refused, a newer directory
+    // is taken.
+    let policy = a.dir.path().join("policy.cedar");
+    let good_policy = std::fs::read_to_string(&policy).unwrap();
+    std::fs::write(&policy, "permit (principal, action, resource").unwrap();
+    std::fs::write(
+        a.dir.path().join("federation.note"),
+        sluis::federation::directory::sign(&federated::directory_of(&entries, 2), &key).unwrap(),
+    )
+    .unwrap();
+    a.node.reload(&path).await.expect_err("the broken policy");
+    assert_eq!(a.node.reload_federation().await.unwrap(), Some(2));
+    std::fs::write(&policy, good_policy).unwrap();
+
+    // A directory whose validity has ended, or not yet begun, is not
+    // taken however new its serial: the running one stays.
+    let now = time::OffsetDateTime::now_utc();
+    let mut expired = federated::directory_of(&entries, 3);
+    expired.not_before = federated::rfc3339(now - time::Duration::days(30));
+    expired.not_after = federated::rfc3339(now - time::Duration::days(1));
+    let mut early = federated::directory_of(&entries, 4);
+    early.not_before = federated::rfc3339(now + time::Duration::days(1));
+    for (d, says) in [
+        (&expired, "(serial 3) expired at"),
+        (&early, "(serial 4) is valid only from"),
+    ] {
+        std::fs::write(
+            a.dir.path().join("federation.note"),
+            sluis::federation::directory::sign(d, &key).unwrap(),
+        )
+        .unwrap();
+        let err = a
+            .node
+            .reload_federation()
+            .await
+            .expect_err("a directory outside its validity");
+        assert!(err.to_string().contains(says), "{err}");
+        assert!(err.to_string().contains("the running one stays"), "{err}");
+        assert_eq!(a.node.federation().unwrap().serial(), 2);
+    }
+    let recorded = directory_records(a).await;
+    let statuses: Vec<&str> = recorded.iter().map(|r| r.0.as_str()).collect();
+    assert_eq!(
+        statuses,
+        [
+            "FAILED_PRECONDITION",
+            "OK",
+            "FAILED_PRECONDITION",
+            "FAILED_PRECONDITION"
+        ],
+        "{recorded:?}"
+    );
+    assert!(recorded[1].1.contains("serial 2 taken"), "{recorded:?}");
+    for n in nodes {
+        n.node.shutdown().await.unwrap();
+    }
 }

@@ -488,7 +488,8 @@ fn record() -> impl Strategy<Value = AccessRecord> {
             proptest::option::of(ldv()),
             proptest::option::of(any::<[u8; 32]>()),
         ),
-        // Version 5: per-category bases and an officer's review.
+        // Version 5: per-category bases and an officer's review; version 6:
+        // the node a call came from.
         (
             proptest::collection::vec(
                 (
@@ -521,6 +522,8 @@ fn record() -> impl Strategy<Value = AccessRecord> {
                         note,
                     }),
             ),
+            // Version 6: the federation node a call came from.
+            proptest::option::of(text()),
         ),
     )
         .prop_map(
@@ -530,7 +533,7 @@ fn record() -> impl Strategy<Value = AccessRecord> {
                 (asked, released, withheld),
                 (decision, status, detail, rules, consents),
                 (ldv, policy),
-                (bases, review),
+                (bases, review, from_node),
             )| AccessRecord {
                 request_id,
                 at,
@@ -555,6 +558,7 @@ fn record() -> impl Strategy<Value = AccessRecord> {
                 policy,
                 bases,
                 review,
+                from_node,
             },
         )
 }

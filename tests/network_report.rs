@@ -279,6 +279,26 @@ async fn the_report_at_the_home_node_covers_every_node_that_served_the_case() {
         "{}",
         report.text
     );
+    // The holding node's line names the node that forwarded the read, and
+    // the participant it asserted; the forwarding node's line names none.
+    let line_at = |node: &str| {
+        report
+            .entries
+            .iter()
+            .find(|e| e.request_id == ind_read && e.node == node)
+            .unwrap()
+    };
+    let held = line_at(B);
+    assert_eq!(
+        (held.participant.as_str(), held.from_node.as_str()),
+        (IND, A)
+    );
+    assert!(
+        held.summary.contains(&format!("through node {A}")),
+        "{}",
+        held.summary
+    );
+    assert_eq!(line_at(A).from_node, "");
     let mut ngo_lines = lines(&report, &ngo_read);
     ngo_lines.sort();
     assert_eq!(ngo_lines, vec![(B, "GetCase"), (C, "GetCase")]);

@@ -94,6 +94,7 @@ fn caller() -> Caller {
         participant: "ngo-vluchtelingenwerk".into(),
         role: Role::Ngo,
         oin: Some("00000001000000000005".into()),
+        node: None,
     }
 }
 

@@ -1329,7 +1329,7 @@ fn csv_field(s: &str) -> String {
 }
 
 /// The CSV header: every field of a record, one column each.
-const CSV_HEADER: &str = "index,request_id,at,caller,role,method,case_id,subject,purpose,decision,status,asked,released,withheld,rules,consents,actor_hash,peer_fingerprint,detail,subjects,policy_sha256,bases,review";
+const CSV_HEADER: &str = "index,request_id,at,caller,role,method,case_id,subject,purpose,decision,status,asked,released,withheld,rules,consents,actor_hash,peer_fingerprint,detail,subjects,policy_sha256,bases,review,from_node";
 
 /// One record as a CSV line (lists joined with `;`, withheld as
 /// `category:reason`; `bases` and `review`, whose texts are free, as the
@@ -1373,6 +1373,7 @@ fn csv_line(index: i64, r: &AccessRecord) -> String {
             .as_ref()
             .map(|v| review_json(v).to_string())
             .unwrap_or_default(),
+        r.from_node.clone().unwrap_or_default(),
     ];
     let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
     line.join(",")
@@ -1405,6 +1406,7 @@ pub(crate) fn record_json(index: i64, r: &AccessRecord) -> serde_json::Value {
         "policy_sha256": r.policy.map(hex::encode),
         "bases": bases_json(r),
         "review": r.review.as_ref().map(review_json),
+        "from_node": r.from_node,
     })
 }
 
@@ -1439,11 +1441,12 @@ fn review_json(v: &crate::tlog::Review) -> serde_json::Value {
 /// reviews.
 fn text_line(index: i64, r: &AccessRecord, reviewed: Option<i64>, lang: Lang) -> String {
     let mut s = format!(
-        "{}  #{:<7} {} ({}) {}",
+        "{}  #{:<7} {} ({}{}) {}",
         rfc3339_ms(r.at),
         index,
         r.caller,
         oversight::role_words(oversight::shown_role(&r.caller, &r.role), lang),
+        oversight::via_node(r.from_node.as_deref(), &r.caller, lang),
         r.method,
     );
     if let Some(p) = &r.purpose {

@@ -46,7 +46,8 @@ pub enum Command {
         out: PathBuf,
     },
     /// Check a directory source (TOML) and sign it: writes the signed directory (a C2SP signed
-    /// note) that nodes load. The source's `network` must be the key's.
+    /// note) that nodes load. The source's `network` must be the key's; its `not_after` must be
+    /// later than its `not_before` and not yet passed.
     Sign {
         /// The federation key file (`sluis federation keygen`).
         #[arg(long, value_name = "FILE")]
@@ -119,6 +120,18 @@ pub(crate) fn run(command: Command) -> anyhow::Result<ExitCode> {
                     key.network()
                 );
             }
+            // A directory no node would take: its validity has ended (a
+            // reload refuses it and verify says it is not valid).
+            let validity = d
+                .check()
+                .with_context(|| format!("the directory source {} is refused", source.display()))?;
+            if validity.not_after <= now_millis() {
+                anyhow::bail!(
+                    "the directory source {} is refused: not_after {} has passed, so no node would take it; set not_after (and not_before) to the period the directory is to be valid",
+                    source.display(),
+                    d.not_after
+                );
+            }
             let signed = directory::sign(&d, &key)?;
             write_whole(&out, &signed)?;
             println!(
@@ -173,6 +186,23 @@ pub(crate) fn run(command: Command) -> anyhow::Result<ExitCode> {
                 None => (directory::unverified(&text)?, false),
             };
             print!("{}", show(&d, verified));
+            // Said after the listing, as verify says it: a node refuses
+            // federated calls under a directory outside its validity, and a
+            // reload does not take one.
+            if let Ok(v) = d.check() {
+                let now = now_millis();
+                if now >= v.not_after {
+                    println!(
+                        "\nNOT valid: expired at {}; nodes refuse federated calls under it",
+                        d.not_after
+                    );
+                } else if now < v.not_before {
+                    println!(
+                        "\nNOT valid yet: valid from {}; a reload does not take it before then",
+                        d.not_before
+                    );
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -176,6 +176,9 @@ fn ldv_line(index: i64, node: &str, r: &AccessRecord) -> Value {
     attr("sluis.decision", json!(r.decision.as_str()));
     attr("sluis.caller", json!(r.caller));
     attr("sluis.role", json!(r.role));
+    if let Some(n) = &r.from_node {
+        attr("sluis.from_node", json!(n));
+    }
     if let Some(p) = &r.policy {
         attr("sluis.policy_sha256", json!(hex::encode(p)));
     }

@@ -238,7 +238,7 @@ async fn words() -> Response {
                 .collect()
         };
         serde_json::json!({
-            "roles": map(crate::model::Role::ALL.iter().map(|r| r.as_str()).chain(["-", oversight::NODE_ROLE]).map(|r| (r.to_string(), oversight::role_words(r, lang).to_string())).collect()),
+            "roles": map(crate::model::Role::ALL.iter().map(|r| r.as_str()).chain(["-", oversight::NODE_ROLE, oversight::PEER_NODE_ROLE]).map(|r| (r.to_string(), oversight::role_words(r, lang).to_string())).collect()),
             "categories": map(Category::ALL.iter().map(|c| (c.as_str().to_string(), oversight::category_words(*c, lang).to_string())).collect()),
             "decisions": map(crate::tlog::Decision::ALL.iter().map(|d| (d.as_str().to_string(), oversight::decision_words(*d, lang).to_string())).collect()),
             "reasons": map(crate::model::WithholdReason::ALL.iter().map(|r| (r.as_str().to_string(), oversight::reason_words(r.as_str(), lang).to_string())).collect()),

@@ -223,6 +223,15 @@ pub(super) async fn run(
         clients_for(&second_dir, &second.config, &amsterdam_node, AMSTERDAM).await?;
 
     let before = read(&mut ind, case_id, "legalisation").await?;
+    // The pseudonyms change form here: say why, so that a reader who
+    // compares with step 3 is not misled.
+    println!(
+        "    with the federation's pseudonym key each party now gets the network's pseudonym (pf1.…),\n    the same on every node and across a referral; the node's own ones from step 3 (ps1.…) still resolve"
+    );
+    println!(
+        "    IND's pseudonym before the referral: {}",
+        before.subject_pseudonym
+    );
     println!("   a) the migrant consents that Gemeente Amsterdam receives the whole case");
     gemeente
         .consents

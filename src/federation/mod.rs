@@ -13,9 +13,11 @@
 //! - **Live replacement, never backwards.** `Node::reload_federation` reads
 //!   the file again (on SIGHUP) through [`Federation::offer`], keeps its
 //!   serial in the database, then [`Federation::take`]s it; a directory that
-//!   does not verify, does not name this node, or has a lower serial than
-//!   the running one (or than the highest the node has run with) is refused
-//!   and the running one kept.
+//!   does not verify, does not name this node, is outside its validity
+//!   (expired or not valid yet), or has a lower serial than the running one
+//!   (or than the highest the node has run with) is refused and the running
+//!   one kept — apart from the rest of the reload, which a bad directory
+//!   does not hold back.
 //!
 //! It exposes the directory format and its signing ([`directory`]), the
 //! operator's key ([`FederationKey`]), the node's `[federation]`
@@ -126,6 +128,18 @@ pub enum FederationError {
         "the federation directory (serial {serial}) is valid only from {from}: federated calls are refused until then"
     )]
     NotYetValid { serial: u64, from: String },
+    /// A reload offered a directory whose validity has ended: the
+    /// running one stays.
+    #[error(
+        "the federation directory offered (serial {serial}) expired at {at}: not taken, the running one stays; install a directory valid now and send SIGHUP again"
+    )]
+    OfferedExpired { serial: u64, at: String },
+    /// A reload offered a directory whose validity has not begun: the
+    /// running one stays.
+    #[error(
+        "the federation directory offered (serial {serial}) is valid only from {from}: not taken, the running one stays; send SIGHUP again once it is valid"
+    )]
+    OfferedNotYetValid { serial: u64, from: String },
     #[error("the federation key {path}: {message}")]
     Key { path: PathBuf, message: String },
     #[error("{0}")]
@@ -266,12 +280,26 @@ impl Federation {
     }
 
     /// Reads the directory file again and checks it: it verifies, names
-    /// this node and has a serial no lower than the running one. The
+    /// this node, is valid at `now` (ms since the epoch) and has a serial
+    /// no lower than the running one. The
     /// caller keeps its serial (`Node::reload_federation`, which keeps it in
     /// the database first) and then [`Federation::take`]s it; otherwise
     /// the running one stays. Errors say why.
-    pub(crate) fn offer(&self) -> Result<Running, FederationError> {
+    pub(crate) fn offer(&self, now: i64) -> Result<Running, FederationError> {
         let offered = read(&self.node, &self.path, &self.verifier_key)?;
+        let serial = offered.directory.serial;
+        if now >= offered.validity.not_after {
+            return Err(FederationError::OfferedExpired {
+                serial,
+                at: rfc3339(offered.validity.not_after),
+            });
+        }
+        if now < offered.validity.not_before {
+            return Err(FederationError::OfferedNotYetValid {
+                serial,
+                from: rfc3339(offered.validity.not_before),
+            });
+        }
         let running = self.serial();
         if offered.directory.serial < running {
             return Err(FederationError::Older {
@@ -463,7 +491,7 @@ fn peer_registry(d: &Directory) -> Arc<Registry> {
             spki_sha256: Some(n.tls_spki_sha256.clone()),
         })
         .collect();
-    Arc::new(Registry::new(&participants))
+    Arc::new(Registry::nodes(&participants))
 }
 
 fn read(node: &str, path: &Path, verifier_key: &str) -> Result<Running, FederationError> {
@@ -625,18 +653,31 @@ mod tests {
         d.serial = 4;
         write(dir.path(), &key, &d);
         assert!(matches!(
-            f.offer(),
+            f.offer(mid),
             Err(FederationError::Older {
                 running: 5,
                 offered: 4
             })
         ));
         std::fs::write(dir.path().join("directory.note"), "not a note").unwrap();
-        assert!(matches!(f.offer(), Err(FederationError::Directory { .. })));
+        assert!(matches!(
+            f.offer(mid),
+            Err(FederationError::Directory { .. })
+        ));
         assert_eq!(f.serial(), 5);
         d.serial = 6;
         write(dir.path(), &key, &d);
-        assert_eq!(f.take(f.offer().unwrap()).unwrap(), 6);
+        // Outside its validity, a newer directory is not taken either.
+        assert!(matches!(
+            f.offer(1_800_000_000_000),
+            Err(FederationError::OfferedExpired { serial: 6, .. })
+        ));
+        assert!(matches!(
+            f.offer(1_700_000_000_000),
+            Err(FederationError::OfferedNotYetValid { serial: 6, .. })
+        ));
+        assert_eq!(f.serial(), 5);
+        assert_eq!(f.take(f.offer(mid).unwrap()).unwrap(), 6);
         assert!(matches!(
             FederationKey::generate("lvv", &dir.path().join("fed.key")),
             Err(FederationError::Key { .. })

@@ -397,15 +397,7 @@ impl Exchange {
         registry: Arc<Registry>,
         detail: String,
     ) -> Result<(), ExchangeError> {
-        let mut rec = AccessRecord::new(
-            uuid::Uuid::now_v7().to_string(),
-            now_millis(),
-            "node.reload",
-        );
-        rec.caller = self.node_name.clone();
-        rec.decision = Decision::Allowed;
-        rec.status = Code::Ok.name().into();
-        rec.detail = detail;
+        let mut rec = self.own_step("node.reload", detail);
         rec.policy = Some(policy.sha256());
         self.audit.append(&rec).await.map_err(|e| {
             tracing::error!(error = %e, "the reload could not be recorded");
@@ -415,6 +407,41 @@ impl Exchange {
             .in_force
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = (policy, registry);
+        Ok(())
+    }
+
+    /// A record of one of the node's own steps (`method`), taken: the
+    /// node as the caller, a request id of its own, `detail` saying what.
+    fn own_step(&self, method: &str, detail: String) -> AccessRecord {
+        let mut rec = AccessRecord::new(uuid::Uuid::now_v7().to_string(), now_millis(), method);
+        rec.caller = self.node_name.clone();
+        rec.decision = Decision::Allowed;
+        rec.status = Code::Ok.name().into();
+        rec.detail = detail;
+        rec
+    }
+
+    /// Records what a reload did with the federation directory (method
+    /// `federation.directory`): taken (`Allowed`, OK) or refused and the
+    /// running one kept (`Invalid`, FAILED_PRECONDITION); `detail` says
+    /// which serial and why. It names directory serials, node ids and
+    /// participant ids (organisations), never a subject.
+    /// Errors: `AuditUnavailable` when the record cannot be written.
+    pub(crate) async fn record_directory(
+        &self,
+        taken: bool,
+        detail: String,
+    ) -> Result<(), ExchangeError> {
+        let mut rec = self.own_step("federation.directory", detail);
+        if !taken {
+            rec.decision = Decision::Invalid;
+            rec.status = Code::FailedPrecondition.name().into();
+        }
+        rec.policy = Some(self.policy().sha256());
+        self.audit.append(&rec).await.map_err(|e| {
+            tracing::error!(error = %e, "the directory reload could not be recorded");
+            ExchangeError::AuditUnavailable
+        })?;
         Ok(())
     }
 
@@ -435,6 +462,13 @@ impl Exchange {
                     .actor
                     .as_deref()
                     .map(|a| self.pseudonyms.actor_hash(&c.participant, a));
+                // A call from a peer node names that node: the participant
+                // it asserted is the caller, or — a node calling as itself —
+                // the node is, in the role no participant has.
+                rec.from_node = c.node.clone();
+                if c.node.as_deref() == Some(c.participant.as_str()) {
+                    rec.role = super::oversight::PEER_NODE_ROLE.into();
+                }
             }
             Peer::Unregistered { fingerprint } => {
                 rec.peer_fingerprint = Some(fingerprint.clone());

@@ -195,6 +195,10 @@ pub(crate) struct Access {
     /// `asked`), so the subject reads what is gone, not only that
     /// something is.
     pub(crate) erased: Vec<Category>,
+    /// The federation node the call came from (record version 6): the
+    /// node that forwarded the participant's call, or a node calling as
+    /// itself (then `participant` too).
+    pub(crate) from_node: Option<String>,
 }
 
 impl Access {
@@ -222,6 +226,7 @@ impl Access {
             } else {
                 Vec::new()
             },
+            from_node: record.from_node.clone(),
         }
     }
 }
@@ -358,6 +363,12 @@ pub(crate) fn shown_role<'a>(caller: &str, role: &'a str) -> &'a str {
 /// spelled so.
 pub(crate) const NODE_ROLE: &str = "node";
 
+/// The role a record gives a peer federation node calling as itself
+/// (witnessing, asking for a subject access report's lines; record
+/// version 6, with its id in `from_node` and `caller`): no participant
+/// role is spelled so.
+pub(crate) const PEER_NODE_ROLE: &str = "peer_node";
+
 /// A role in plain words ("-": not registered; [`NODE_ROLE`]: the node
 /// itself).
 pub(crate) fn role_words(role: &str, lang: Lang) -> &str {
@@ -371,6 +382,7 @@ pub(crate) fn role_words(role: &str, lang: Lang) -> &str {
         "privacy_officer" => ("privacy officer", "functionaris gegevensbescherming"),
         "-" => ("not registered", "niet geregistreerd"),
         NODE_ROLE => ("this node itself", "dit knooppunt zelf"),
+        PEER_NODE_ROLE => ("federation node", "knooppunt van de federatie"),
         other => return other,
     };
     lang.pick(en, nl)
@@ -510,12 +522,26 @@ pub(crate) fn decision_words(d: Decision, lang: Lang) -> &'static str {
     lang.pick(en, nl)
 }
 
+/// ", through node X" for a call a peer node forwarded for a participant;
+/// nothing for a node calling as itself (its role says so) or for the
+/// node's own participants.
+pub(crate) fn via_node(from_node: Option<&str>, caller: &str, lang: Lang) -> String {
+    match from_node {
+        Some(n) if n != caller => match lang {
+            Lang::En => format!(", through node {n}"),
+            Lang::Nl => format!(", via knooppunt {n}"),
+        },
+        _ => String::new(),
+    }
+}
+
 /// One access in plain words.
 pub(crate) fn describe(a: &Access, lang: Lang) -> String {
     let mut s = format!(
-        "{} ({}) {}",
+        "{} ({}{}) {}",
         a.organisation,
         role_words(&a.role, lang),
+        via_node(a.from_node.as_deref(), &a.participant, lang),
         method_words(&a.method, lang)
     );
     if let Some(p) = &a.purpose {

@@ -366,6 +366,7 @@ unless { context.actor_present };
             participant: id.into(),
             role,
             oin: None,
+            node: None,
         }
     }
 

@@ -190,9 +190,11 @@ pub(crate) fn line(field: &str, s: &str, max: usize) -> Result<(), Invalid> {
 /// as [`line`], and holding no raw identity: the log keeps what it holds
 /// for good and hands it to every privacy officer, and no person may be
 /// named in it in the clear (only pseudonyms and sealed ids). Refused:
-/// a number shaped like a V-number (ten digits or more in a row) or a BSN
-/// (nine digits passing the 11-check), however it is spaced or dotted
-/// (`1234.56.782`, `123 456 782`), and any of `names` — the case's own
+/// a number shaped like a V-number (ten digits or more) or a BSN (nine
+/// digits passing the 11-check), however its groups are separated
+/// (`1234.56.782`, `123 456 782`, `30-12-34-56-78`, `12/34/56/78/90`;
+/// [`digit_runs`], which reads dates, times and case references as what
+/// they are), and any of `names` — the case's own
 /// names, each part of three letters or more, matched as a whole word
 /// whatever its case and however its letters are spelled ([`folded`]:
 /// with or without accents, composed or not). The message names the
@@ -275,28 +277,78 @@ const NAME_PARTICLES: &[&str] = &[
     "van", "der", "den", "ter", "ten", "het", "bin", "ibn", "del", "los",
 ];
 
-/// The runs of digits in `s`, a single space or dot between two digits
-/// joining them (a BSN is often written `1234.56.782` or `123 456 782`);
-/// a hyphen or anything else ends a run, so that dates and times
-/// (`2026-11-30 12:00`) are not read as one number.
+/// The characters that people put between the digit groups of a
+/// V-number or BSN: space, dot, hyphen, slash, underscore, comma, middle
+/// dot, and the Unicode hyphens and dashes (U+2010–U+2015, minus U+2212).
+/// No-break and other spaces are folded to a space before
+/// ([`folded`], NFKD), full-width forms to their ASCII letters.
+fn digit_separator(c: char) -> bool {
+    matches!(
+        c,
+        ' ' | '.' | '-' | '/' | '_' | ',' | '\u{b7}' | '\u{2010}'..='\u{2015}' | '\u{2212}'
+    )
+}
+
+/// The numbers in `s` as an identity check reads them. Digit groups with
+/// one separator ([`digit_separator`]) between them, the same separator
+/// throughout, are one number (a BSN `1234.56.782`, `123 456 782`, a
+/// V-number `30-12-34-56-78`); a change of separator ends it, so a date
+/// and a time (`2026-11-30 12:00`, `30-11-2026 14.30`) are not read as
+/// one number. Two groups led by a year, joined by a hyphen or slash, are
+/// a case or request reference (`2026-001234`, `DMS-2024-00017`,
+/// `2026/000123`) and are read group by group. A single group is read as
+/// it is, so ten digits in a row are always a V-number's shape, in a
+/// reference too.
 fn digit_runs(s: &str) -> Vec<String> {
     let chars: Vec<char> = s.chars().collect();
-    let mut runs = Vec::new();
-    let mut run = String::new();
-    for (i, c) in chars.iter().enumerate() {
-        if c.is_ascii_digit() {
-            run.push(*c);
-        } else if (*c == ' ' || *c == '.')
-            && !run.is_empty()
-            && chars.get(i + 1).is_some_and(char::is_ascii_digit)
-        {
-            // Joins the digits on both sides.
-        } else if !run.is_empty() {
-            runs.push(std::mem::take(&mut run));
+    // Digit groups: (first char index, digits), and the one separator
+    // linking each group to the one before it, if any.
+    let mut groups: Vec<(usize, String, Option<char>)> = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        if !chars[i].is_ascii_digit() {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < chars.len() && chars[i].is_ascii_digit() {
+            i += 1;
+        }
+        let digits: String = chars[start..i].iter().collect();
+        let link = match groups.last() {
+            Some((prev_start, prev, _))
+                if start >= 1
+                    && prev_start + prev.len() + 1 == start
+                    && digit_separator(chars[start - 1]) =>
+            {
+                Some(chars[start - 1])
+            }
+            _ => None,
+        };
+        groups.push((start, digits, link));
+    }
+    // Chains of groups linked by one separator throughout.
+    let mut chains: Vec<(Option<char>, Vec<String>)> = Vec::new();
+    for (_, digits, link) in groups {
+        match (chains.last_mut(), link) {
+            (Some((sep, chain)), Some(l)) if sep.is_none_or(|s| s == l) => {
+                *sep = Some(l);
+                chain.push(digits);
+            }
+            _ => chains.push((None, vec![digits])),
         }
     }
-    if !run.is_empty() {
-        runs.push(run);
+    let mut runs = Vec::new();
+    for (sep, chain) in chains {
+        let year_led = chain.len() == 2
+            && matches!(sep, Some('-' | '/'))
+            && chain[0].len() == 4
+            && (chain[0].starts_with("19") || chain[0].starts_with("20"));
+        if year_led {
+            runs.extend(chain);
+        } else {
+            runs.push(chain.concat());
+        }
     }
     runs
 }
@@ -524,6 +576,7 @@ pub const METHODS: &[&str] = &[
     "case.erase",
     "keys.rotate_data",
     "federation.refused",
+    "federation.directory",
     "unknown",
 ];
 
@@ -774,6 +827,41 @@ mod tests {
         }
         // Nine digits that fail the 11-check are no BSN (an order number).
         ok("order 123456789").unwrap();
+        // Every common separator joins the groups of a V-number or BSN.
+        for bad in [
+            "vnr 30-12-34-56-78",
+            "vnr 30/12/34/56/78",
+            "vnr 12_34_56_78_90",
+            "vnr 1234-56-7890 confirmed",
+            "vnr 30\u{2013}12\u{2013}34\u{2013}56\u{2013}78",
+            "vnr 30\u{2011}12\u{2011}34\u{2011}56\u{2011}78",
+            "vnr 30\u{ff0d}12\u{ff0d}34\u{ff0d}56\u{ff0d}78",
+            "bsn 111-222-333",
+            "bsn 1112/22/333",
+            "bsn 111,222,333",
+            "on 2026-12-01 vnr 12 34 56 78 90",
+        ] {
+            let e = ok(bad).unwrap_err();
+            assert!(
+                e.to_string().starts_with("note must not name the person"),
+                "{bad}: {e}"
+            );
+        }
+        // Dates, times and case or request references are no identity.
+        for fine in [
+            "seen 2026-12-01",
+            "seen 2026-12-01 12:00",
+            "seen 2026-12-01 12.30 and 2026-12-02 09:15",
+            "seen 01-12-2026 14.30",
+            "seen 01/12/2026 14:30:00",
+            "from 12:00-13:00",
+            "zaak 2026-001234",
+            "request 2026/0004411",
+            "case file DMS-2024-00017/3",
+            "rooms 12-14, floor 3",
+        ] {
+            ok(fine).unwrap_or_else(|e| panic!("{fine}: {e}"));
+        }
         // A name with a number in it: the number is not a name part.
         let numbered = vec!["Proef Persoon 00000003".to_string()];
         free_line("note", "BENCH-00000003", 500, &numbered).unwrap();

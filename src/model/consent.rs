@@ -338,6 +338,7 @@ mod tests {
             participant: id.into(),
             role,
             oin: None,
+            node: None,
         }
     }
 

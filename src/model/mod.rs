@@ -247,6 +247,11 @@ pub struct Caller {
     pub role: Role,
     /// OIN when the participant is identified by one.
     pub oin: Option<String>,
+    /// The federation node the call came from: for a participant a peer
+    /// node asserted (a forwarded call), that node's directory id; for a
+    /// node calling as itself, its own id (then `participant` too).
+    /// `None` for this node's own participants.
+    pub node: Option<String>,
 }
 
 /// Why a category was not released. The names are the ones in the access log

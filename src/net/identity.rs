@@ -32,6 +32,18 @@ pub struct Registry {
 impl Registry {
     /// Participants must already be validated by the config loader.
     pub fn new(participants: &[Participant]) -> Registry {
+        Registry::build(participants, false)
+    }
+
+    /// The federation listener's registry: every entry is a peer node
+    /// (its directory id as `participant`), so each [`Caller`] it resolves
+    /// names its node (`Caller::node`) and the records of its calls show a
+    /// node, not a participant.
+    pub(crate) fn nodes(nodes: &[Participant]) -> Registry {
+        Registry::build(nodes, true)
+    }
+
+    fn build(participants: &[Participant], nodes: bool) -> Registry {
         let mut r = Registry::default();
         for p in participants {
             let Ok(role) = p.role.parse::<Role>() else {
@@ -41,6 +53,7 @@ impl Registry {
                 participant: p.id.clone(),
                 role,
                 oin: p.oin.clone(),
+                node: nodes.then(|| p.id.clone()),
             };
             if let Some(oin) = &p.oin {
                 r.by_oin.insert(oin.clone(), caller.clone());

@@ -380,6 +380,35 @@ fn ca_params(
     Ok(params)
 }
 
+/// The common name of a dev CA: `sluis development CA <folder> <random>`,
+/// `<folder>` the name of the node folder `dir` is in (printable ASCII,
+/// at most 32 characters) and `<random>` eight hex digits. Distinct per
+/// dev PKI because peers tell CAs apart by subject (RFC 5280 §4.1.2.6: a
+/// CRL and a chain name their CA by it) and `check-config` refuses two
+/// peer CAs under one subject: with one fixed name, dev nodes could not
+/// trust each other's CAs and so could not form a federation.
+fn dev_ca_name(dir: &Path) -> Result<String, CertError> {
+    let folder: String = dir
+        .parent()
+        .and_then(Path::file_name)
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        .take(32)
+        .collect();
+    let mut random = [0u8; 4];
+    ring::rand::SystemRandom::new()
+        .fill(&mut random)
+        .map_err(|_| rcgen::Error::RingUnspecified)?;
+    let random = hex::encode(random);
+    Ok(if folder.is_empty() {
+        format!("sluis development CA {random}")
+    } else {
+        format!("sluis development CA {folder} {random}")
+    })
+}
+
 /// 16 random bytes with the top bit clear and the first byte non-zero, so the
 /// DER INTEGER's content octets are exactly these bytes: what a CRL lists is
 /// then byte-for-byte what the certificate carries.
@@ -491,7 +520,8 @@ pub struct DevPki {
 
 /// Writes a whole dev PKI into `dir`: `ca.pem`, `ca.key`, `node.pem`,
 /// `node.key`, `crl.pem` (empty, valid a year) and `clients/<id>.pem` +
-/// `.key` for each (participant id, common name, OIN).
+/// `.key` for each (participant id, common name, OIN). The CA's subject
+/// is [`dev_ca_name`]'s, its own to each dev PKI.
 ///
 /// Refuses to run when `ca.key` already exists, so re-running `init` never
 /// silently replaces a PKI that participants may already trust. Everything is
@@ -517,7 +547,7 @@ pub fn write_dev_pki(
         }
     }
 
-    let ca = CertAuthority::generate("sluis development CA")?;
+    let ca = CertAuthority::generate(&dev_ca_name(dir)?)?;
     let node = ca.issue_server("sluis node", node_hosts)?;
     let crl = ca.crl_pem(&[], Duration::days(365))?;
     let clients = participants
@@ -932,6 +962,43 @@ mod tests {
         assert!(matches!(err, CertError::AlreadyExists { .. }), "{err}");
         assert!(err.to_string().contains("ca.key"), "{err}");
         assert_eq!(read(&pki.ca_key), ca_key_before);
+    }
+
+    /// Two dev PKIs, even of folders with one name, have CAs of distinct
+    /// subjects naming their node folder: peers can trust both.
+    #[test]
+    fn dev_cas_have_distinct_subjects() {
+        let tmp = tempfile::tempdir().unwrap();
+        let subject = |node: &str| {
+            let pki = write_dev_pki(
+                &tmp.path().join(node).join("pki"),
+                &["localhost".into()],
+                &[],
+            )
+            .unwrap();
+            let der = CertificateDer::from_pem_slice(
+                fs::read_to_string(&pki.ca_cert).unwrap().as_bytes(),
+            )
+            .unwrap();
+            crate::net::crl::issuer_name(x509::subject_name_der(&der).unwrap())
+        };
+        let (a, b) = (subject("node-a"), subject("node-b"));
+        assert!(a.contains("sluis development CA node-a "), "{a}");
+        assert!(b.contains("sluis development CA node-b "), "{b}");
+        let other = tempfile::tempdir().unwrap();
+        let again = write_dev_pki(
+            &other.path().join("node-a").join("pki"),
+            &["localhost".into()],
+            &[],
+        )
+        .unwrap();
+        let der =
+            CertificateDer::from_pem_slice(fs::read_to_string(&again.ca_cert).unwrap().as_bytes())
+                .unwrap();
+        assert_ne!(
+            crate::net::crl::issuer_name(x509::subject_name_der(&der).unwrap()),
+            a
+        );
     }
 
     #[test]

@@ -161,6 +161,7 @@ impl pb::audit_service_server::AuditService for Api {
                                         note: v.note,
                                         access_index: e.access.reviewed.map(|i| i as u64),
                                     }),
+                                    from_node: e.access.from_node.unwrap_or_default(),
                                     node: e.node,
                                     request_id: e.request_id,
                                     proof: e.proof.map(|p| pb::ReportEntryProof {

@@ -603,6 +603,7 @@ pub(crate) fn entry_pb(index: i64, leaf: Vec<u8>) -> Result<pb::AccessEntry, Exc
             note: v.note,
             access_index: None,
         }),
+        from_node: r.from_node.unwrap_or_default(),
     })
 }
 

@@ -278,9 +278,10 @@ impl Gate {
             )));
         }
         Ok(Caller {
-            participant: node,
+            participant: node.clone(),
             role: Role::Municipality,
             oin: None,
+            node: Some(node),
         })
     }
 
@@ -351,6 +352,7 @@ impl Gate {
                 participant: participant.to_string(),
                 role,
                 oin: None,
+                node: Some(node.to_string()),
             }),
             _ => Err(ExchangeError::Forbidden(format!(
                 "node '{node}' asserted participant '{participant}' as {role}, which the federation directory (serial {}) does not say it hosts",
@@ -560,6 +562,7 @@ impl Assertion {
                     participant: String::new(),
                     role: Role::Municipality,
                     oin: None,
+                    node: None,
                 },
             )
         }

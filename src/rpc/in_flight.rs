@@ -118,6 +118,7 @@ mod tests {
             participant: id.into(),
             role: Role::Dtv,
             oin: None,
+            node: None,
         })
     }
 

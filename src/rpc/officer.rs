@@ -512,10 +512,18 @@ fn access_of(e: pb::ReportEntry) -> Result<Access, Status> {
                 .find(|x| role_pb(x.as_str()) == r)
         })
         .map_or_else(
-            // No role: the node's own step when it names a caller.
-            || crate::gateway::oversight::shown_role(&e.participant, "").to_string(),
+            // No role: a peer node calling as itself, or else the node's
+            // own step when it names a caller.
+            || {
+                if e.from_node == e.participant {
+                    crate::gateway::oversight::PEER_NODE_ROLE.to_string()
+                } else {
+                    crate::gateway::oversight::shown_role(&e.participant, "").to_string()
+                }
+            },
             |r| r.as_str().to_string(),
         );
+    let from_node = (!e.from_node.is_empty()).then(|| e.from_node.clone());
     Ok(Access {
         at: e
             .at
@@ -524,6 +532,7 @@ fn access_of(e: pb::ReportEntry) -> Result<Access, Status> {
         participant: e.participant,
         organisation: e.organisation,
         role,
+        from_node,
         method: e.method,
         purpose: (!e.purpose.is_empty()).then_some(e.purpose),
         released,

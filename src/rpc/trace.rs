@@ -145,6 +145,7 @@ mod tests {
             participant: "dtv".into(),
             role: crate::model::Role::Dtv,
             oin: Some("00000001003214345000".into()),
+            node: None,
         };
         let peer = Peer::Registered(caller);
         let mut h = http::HeaderMap::new();

@@ -27,12 +27,19 @@ use crate::store::LogRow;
 ///   justification) and the privacy officer's review of an emergency access
 ///   ([`Review`]); the policy's hash behind a presence byte.
 ///
+/// - 6: adds the federation node the call came from (`from_node`), after
+///   the fields of version 5.
+///
 /// A record is written in the lowest version that holds its fields: without
-/// bases and review as version 4, without a policy version as version 3,
+/// the node as version 5, without bases and review as version 4, without a policy version as version 3,
 /// without [`Ldv`] fields too as version 2, so that every decoded record
 /// re-encodes to the bytes it came from (the leaf hash is over them). A
-/// read that released something is version 5.
-const RECORD_VERSION: u8 = 5;
+/// read that released something is version 5, a call a peer node
+/// forwarded or made as itself version 6.
+const RECORD_VERSION: u8 = 6;
+
+/// The version that added bases and review.
+const BASES_VERSION: u8 = 5;
 
 /// Longest emergency justification (or review note) a record holds, in
 /// characters (Unicode scalar values); the gateway
@@ -353,6 +360,12 @@ pub struct AccessRecord {
     /// The officer's review of an emergency access this call closed
     /// (version 5 on).
     pub review: Option<Review>,
+    /// The federation node the call came from (version 6 on): for a call
+    /// a peer node forwarded, that node's directory id (`caller` is the
+    /// participant it asserted); for a peer node calling as itself
+    /// (witnessing, a subject access report), its id (`caller` too).
+    /// `None` for this node's own participants and steps.
+    pub from_node: Option<String>,
 }
 
 impl AccessRecord {
@@ -381,6 +394,7 @@ impl AccessRecord {
             policy: None,
             bases: vec![],
             review: None,
+            from_node: None,
         }
     }
 
@@ -389,7 +403,8 @@ impl AccessRecord {
     /// version 1 lacks, so a record is never written as version 1).
     pub fn version(&self) -> u8 {
         match (&self.policy, &self.ldv) {
-            _ if !self.bases.is_empty() || self.review.is_some() => RECORD_VERSION,
+            _ if self.from_node.is_some() => RECORD_VERSION,
+            _ if !self.bases.is_empty() || self.review.is_some() => BASES_VERSION,
             (Some(_), _) => 4,
             (None, Some(_)) => 3,
             (None, None) => 2,
@@ -444,14 +459,14 @@ impl AccessRecord {
         }
         match (version, &self.policy) {
             (4, Some(p)) => b.extend_from_slice(p),
-            (RECORD_VERSION, None) => b.push(0),
-            (RECORD_VERSION, Some(p)) => {
+            (BASES_VERSION.., None) => b.push(0),
+            (BASES_VERSION.., Some(p)) => {
                 b.push(1);
                 b.extend_from_slice(p);
             }
             _ => {}
         }
-        if version == RECORD_VERSION {
+        if version >= BASES_VERSION {
             b.extend_from_slice(&(self.bases.len() as u32).to_be_bytes());
             for basis in &self.bases {
                 b.push(basis.category.code());
@@ -468,6 +483,9 @@ impl AccessRecord {
                     put_str(&mut b, &r.note);
                 }
             }
+        }
+        if let Some(node) = &self.from_node {
+            put_str(&mut b, node);
         }
         b
     }
@@ -592,6 +610,7 @@ pub(crate) struct RecordView<'a> {
     pub(crate) policy: Option<[u8; 32]>,
     pub(crate) bases: Vec<CategoryBasis>,
     pub(crate) review: Option<Review>,
+    pub(crate) from_node: Option<&'a str>,
 }
 
 impl<'a> RecordView<'a> {
@@ -648,14 +667,14 @@ impl<'a> RecordView<'a> {
         };
         let policy = match version {
             4 => Some(r.array()?),
-            RECORD_VERSION => match r.u8()? {
+            BASES_VERSION.. => match r.u8()? {
                 0 => None,
                 1 => Some(r.array()?),
                 _ => return None,
             },
             _ => None,
         };
-        let (bases, review) = if version == RECORD_VERSION {
+        let (bases, review) = if version >= BASES_VERSION {
             let n = r.u32()?;
             let mut bases = Vec::new();
             for _ in 0..n {
@@ -681,12 +700,17 @@ impl<'a> RecordView<'a> {
             };
             // Written only when there is something to write: the lowest
             // version that holds a record is its one encoding.
-            if bases.is_empty() && review.is_none() {
+            if version == BASES_VERSION && bases.is_empty() && review.is_none() {
                 return None;
             }
             (bases, review)
         } else {
             (Vec::new(), None)
+        };
+        let from_node = if version == RECORD_VERSION {
+            Some(r.str()?)
+        } else {
+            None
         };
         if !r.b.is_empty() {
             return None;
@@ -715,6 +739,7 @@ impl<'a> RecordView<'a> {
             policy,
             bases,
             review,
+            from_node,
         })
     }
 
@@ -776,6 +801,7 @@ impl<'a> RecordView<'a> {
             policy: self.policy,
             bases: self.bases.clone(),
             review: self.review.clone(),
+            from_node: owned(self.from_node),
         }
     }
 }
@@ -917,7 +943,7 @@ mod tests {
             text: "k1".into(),
         }];
         let bytes = r.encode();
-        assert_eq!(bytes[0], RECORD_VERSION);
+        assert_eq!(bytes[0], BASES_VERSION);
         assert_eq!(AccessRecord::decode(&bytes), Some(r.clone()));
         assert_eq!(bytes, r.encode());
         // Verification reads the same fields without allocating.
@@ -1027,6 +1053,38 @@ mod tests {
         assert_eq!(LdvStatus::of_grpc("OK"), LdvStatus::Ok);
         assert_eq!(LdvStatus::of_grpc("INVALID_ARGUMENT"), LdvStatus::Unset);
         assert_eq!(LdvStatus::of_grpc("UNAVAILABLE"), LdvStatus::Error);
+    }
+
+    /// Version 6 adds the node a call came from after version 5's fields;
+    /// a record without it keeps its version, byte for byte.
+    #[test]
+    fn version_6_names_the_node_a_call_came_from() {
+        let mut r = AccessRecord::new("0190-abc".into(), 1_700_000_000_000, "GetCase");
+        r.caller = "ind".into();
+        r.role = "ind".into();
+        r.policy = Some([0xab; 32]);
+        let v4 = r.encode();
+        assert_eq!(v4[0], 4);
+        r.from_node = Some("gm0344".into());
+        let v6 = r.encode();
+        assert_eq!(v6[0], RECORD_VERSION);
+        assert_eq!(AccessRecord::decode(&v6), Some(r.clone()));
+        assert_eq!(RecordView::parse(&v6).unwrap().from_node, Some("gm0344"));
+        for n in 0..v6.len() {
+            assert_eq!(AccessRecord::decode(&v6[..n]), None, "prefix {n}");
+        }
+        // With bases as well.
+        r.bases = vec![CategoryBasis {
+            category: Category::Safety,
+            kind: BasisKind::LegalBasis,
+            rules: vec!["ind-safety".into()],
+            text: "Vreemdelingenwet 2000".into(),
+        }];
+        let both = r.encode();
+        assert_eq!(both[0], RECORD_VERSION);
+        assert_eq!(AccessRecord::decode(&both), Some(r.clone()));
+        r.from_node = None;
+        assert_eq!(r.encode()[0], BASES_VERSION);
     }
 
     /// Version 5 adds the per-category bases and the review after version

@@ -206,7 +206,7 @@ function decodeLeaf(bytes) {
   const str = () => { const n = u32(); const s = dec.decode(bytes.subarray(o, o + n)); o += n; return s; };
   const opt = () => (bytes[o++] === 0 ? null : str());
   const cats = () => { const n = u32(); const c = []; for (let i = 0; i < n; i++) c.push(CATEGORIES[bytes[o++]]); return c; };
-  const r = { version: bytes[0] };
+  const r = { version: bytes[0], from_node: null };
   r.request_id = str();
   r.at = new Date(Number(dv.getBigInt64(o))).toISOString(); o += 8;
   r.caller = str(); r.role = str(); r.peer_fingerprint = opt(); r.actor_hash = opt();
@@ -237,11 +237,14 @@ function decodeLeaf(bytes) {
     const basis = KINDS[bytes[o++]];
     r.bases.push({ category, basis, rules: list(), text: str() });
   }
+  // The review, then (version 6) the federation node the call came from.
+  if (bytes[o++] === 1) { str(); skip(1); str(); }
+  if (r.version >= 6) r.from_node = str();
   return r;
 }
 
 const SHOWN = ['request_id', 'at', 'caller', 'role', 'peer_fingerprint', 'actor_hash', 'method', 'case_id', 'subject',
-  'purpose', 'asked', 'released', 'withheld', 'decision', 'status', 'detail', 'rules', 'consents'];
+  'purpose', 'asked', 'released', 'withheld', 'decision', 'status', 'detail', 'rules', 'consents', 'from_node'];
 
 // ---- integrity at a glance ----
 
