@@ -145,6 +145,11 @@ impl Exchange {
                 purpose,
                 actor_present,
             } => {
+                // A purpose the policy does not know is refused as for a
+                // case held here.
+                if let Err(e) = self.check_purpose(purpose) {
+                    return e;
+                }
                 let policy = self.policy();
                 let readable = Category::ALL.iter().any(|category| {
                     policy
