@@ -183,20 +183,7 @@ async fn the_report_at_the_home_node_covers_every_node_that_served_the_case() {
     let ngo_read = request_id(&r);
 
     // The migrant moves: referred to C with consent.
-    gemeente
-        .consents
-        .grant_consent(with_actor(pb::GrantConsentRequest {
-            request_id: String::new(),
-            case_id: case_id.clone(),
-            recipients: vec![common::participant(AMSTERDAM)],
-            categories: (1..=8).collect(),
-            purposes: vec!["case_consultation".into()],
-            valid_from: None,
-            valid_until: None,
-            evidence_ref: "DMS-verhuizing-7".into(),
-        }))
-        .await
-        .unwrap();
+    consent_to_move(&mut gemeente, &case_id).await;
     let r = gemeente
         .cases
         .refer_case(with_actor(pb::ReferCaseRequest {

@@ -147,25 +147,7 @@ async fn a_referral_moves_the_case_whole_and_only_with_consent() {
     assert_eq!(case_rows(b, &case_id).await, before);
 
     // The subject consents that Amsterdam receives the whole case.
-    let all: Vec<i32> = (1..=8).collect();
-    let consent_id = gemeente
-        .consents
-        .grant_consent(with_actor(pb::GrantConsentRequest {
-            request_id: String::new(),
-            case_id: case_id.clone(),
-            recipients: vec![common::participant(AMSTERDAM)],
-            categories: all,
-            purposes: vec!["case_consultation".into()],
-            valid_from: None,
-            valid_until: None,
-            evidence_ref: "DMS-verhuizing-7".into(),
-        }))
-        .await
-        .unwrap()
-        .into_inner()
-        .consent
-        .expect("the consent")
-        .consent_id;
+    let consent_id = consent_to_move(&mut gemeente, &case_id).await;
     let before = case_rows(b, &case_id).await;
 
     // A node the directory does not say hosts the new owner: refused.

@@ -24,14 +24,7 @@ use tonic_health::pb::health_client::HealthClient;
 /// interval): what came of it.
 async fn witness(witness: &Started, peer: &str) -> WitnessOutcome {
     for _ in 0..100 {
-        let outcome = witness
-            .node
-            .witness_now()
-            .await
-            .into_iter()
-            .find(|(n, _)| n == peer)
-            .map(|(_, o)| o)
-            .expect("the peer is in the directory");
+        let outcome = witness_round(witness, peer).await;
         match &outcome {
             WitnessOutcome::Failed(why) if why.contains("checkpoint") => {
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;

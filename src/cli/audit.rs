@@ -1018,6 +1018,7 @@ fn report_json(
                 "cosignatures_required": n.quorum.required,
                 "witnessed": n.witnessed,
                 "witness_note": n.witness_note,
+                "log_warning": n.log_warning,
             })
         })
         .collect();
@@ -1025,7 +1026,7 @@ fn report_json(
         "case_ids": case_ids,
         "entries": entries,
         "nodes": nodes,
-        "complete": nodes.iter().all(|n| n["answered"] == true),
+        "complete": oversight::complete(nodes_in),
         "witnessed": oversight::witnessed(nodes_in),
     })
 }

@@ -546,7 +546,7 @@ async fn report(State(c): State<Console>, RawQuery(q): RawQuery) -> Response {
         "case_ids": r.case_ids,
         "entries": entries,
         "text": oversight::report_text(&node, &r.case_ids, &r.entries, &r.nodes, lang),
-        "complete": r.nodes.iter().all(|n| n.answered),
+        "complete": oversight::complete(&r.nodes),
         "witnessed": oversight::witnessed(&r.nodes),
         "access_record_id": r.access_record_id,
         "node": node,

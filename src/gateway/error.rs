@@ -157,6 +157,12 @@ pub(crate) enum ExchangeError {
         "this case was referred to federation node '{0}', which holds it now: ask again with x-sluis-holding-node: {0}"
     )]
     Referred(String),
+    /// A case this node never held, about which it forwarded calls to
+    /// federation node `node`: the case's trail starts there.
+    #[error(
+        "this node holds no case with this case_id; it forwarded calls about it to federation node '{0}', which holds it or knows where it went: ask the subject access report at that node (it covers every node that served the case, this one included)"
+    )]
+    HeldAt(String),
     /// Categories asked for by name that only an emergency rule permits,
     /// in a request without a justification or without the acting
     /// employee: nothing was released.
@@ -454,7 +460,7 @@ impl ExchangeError {
             E::RateLimited { .. } => (Code::ResourceExhausted, Reason::RateLimited),
             E::Internal(_) => (Code::Internal, Reason::Internal),
             E::PeerNode { code, .. } => (*code, Reason::PeerNode),
-            E::Referred(_) => (Code::FailedPrecondition, Reason::CaseReferred),
+            E::Referred(_) | E::HeldAt(_) => (Code::FailedPrecondition, Reason::CaseReferred),
             E::JustificationRequired { .. } => {
                 (Code::FailedPrecondition, Reason::JustificationRequired)
             }

@@ -15,6 +15,7 @@ use crate::gateway::error::{Code, ExchangeError, Resource};
 use crate::gateway::idempotency::{IdempotencyKey, InFlight};
 use crate::gateway::officer::OfficerKey;
 use crate::gateway::pseudonym::Pseudonymiser;
+use crate::gateway::referral::Asking;
 use crate::gateway::release::{self, Asker, Holdings, Withheld};
 use crate::gateway::validate::{self, Invalid, SubjectKey};
 use crate::gateway::vault::{CaseKey, Keys};
@@ -228,6 +229,10 @@ fn page_token_aad(caller: &Caller, listing: &str) -> Vec<u8> {
 pub const REMEMBERED_PSEUDONYMS: usize = 65_536;
 
 const MAX_PAGE: u32 = 500;
+/// What a caller other than the owner is told of an update.
+const UPDATE_BY_OWNER: &str = "only the case owner can update a case";
+/// What a caller other than the owner is told of a case's consents.
+const CONSENT_BY_OWNER: &str = "only the case owner records and reads consent for a case";
 const DEFAULT_PAGE: u32 = 50;
 
 impl Exchange {
@@ -753,11 +758,18 @@ impl Exchange {
     /// The case of `case_id` on this node. Every method that takes a case
     /// by id finds it here, so a case referred away is `Referred` (naming
     /// the node that holds it now) for all of them, never `NotFound`.
-    pub(super) async fn case_by_id(&self, case_id: &str) -> Result<CaseMeta, ExchangeError> {
+    /// Told only to a caller `asking` what it could have had of the case
+    /// here (`Exchange::not_held`).
+    pub(super) async fn case_by_id(
+        &self,
+        caller: &Caller,
+        case_id: &str,
+        asking: Asking<'_>,
+    ) -> Result<CaseMeta, ExchangeError> {
         validate::uuid("case_id", case_id)?;
         match self.store.case_meta(case_id).await.map_err(stored)? {
             Some(case) => Ok(case),
-            None => Err(self.not_held(case_id).await),
+            None => Err(self.not_held(caller, case_id, asking).await),
         }
     }
 
@@ -771,10 +783,12 @@ impl Exchange {
     /// erased case too. Errors: those of `case_by_id`, `Erased`.
     pub(super) async fn live_case(
         &self,
+        caller: &Caller,
         case_id: &str,
+        asking: Asking<'_>,
         rec: &mut AccessRecord,
     ) -> Result<CaseMeta, ExchangeError> {
-        let case = self.case_by_id(case_id).await?;
+        let case = self.case_by_id(caller, case_id, asking).await?;
         rec.case_id = Some(case.id.clone());
         self.name_subject(rec, &case);
         Self::not_erased(&case)?;
@@ -1060,7 +1074,16 @@ impl Exchange {
         };
         let prepared = async {
             let caller = self.caller(ctx)?;
-            let case = self.live_case(&case_id, &mut rec).await?;
+            let case = self
+                .live_case(
+                    caller,
+                    &case_id,
+                    Asking::Owner {
+                        refusal: UPDATE_BY_OWNER,
+                    },
+                    &mut rec,
+                )
+                .await?;
             let Some(case_key) = self.case_key(&case)? else {
                 // Moved under a key of its own when the node starts.
                 return Err(internal("a case from before per-case keys"));
@@ -1078,7 +1101,7 @@ impl Exchange {
                 .collect();
             if case.owner != caller.participant {
                 return Err(ExchangeError::Forbidden(
-                    "only the case owner can update a case".into(),
+                    UPDATE_BY_OWNER.into(),
                 ));
             }
             if data.is_empty() && cleared.is_empty() {
@@ -1188,7 +1211,11 @@ impl Exchange {
         rec.asked = asked.clone();
 
         // Load: the case with its sealed data, then its consents.
-        let (case, sealed, by_id) = self.load_case(caller, &req.subject).await?;
+        let asking = Asking::Read {
+            purpose: &req.purpose,
+            actor_present: ctx.actor.is_some(),
+        };
+        let (case, sealed, by_id) = self.load_case(caller, &req.subject, asking).await?;
         rec.case_id = Some(case.id.clone());
         self.name_subject(rec, &case);
         // An erased case is answered so, to its owner too; the attempt is
@@ -1293,11 +1320,14 @@ impl Exchange {
         &self,
         caller: &Caller,
         subject: &CaseRef,
+        asking: Asking<'_>,
     ) -> Result<(CaseMeta, Vec<(Category, Vec<u8>)>, bool), ExchangeError> {
         match subject {
             CaseRef::Id(id) => {
                 let (case, sealed) = match self.case_with_data(id).await {
-                    Err(ExchangeError::NotFound(_)) => return Err(self.not_held(id).await),
+                    Err(ExchangeError::NotFound(_)) => {
+                        return Err(self.not_held(caller, id, asking).await);
+                    }
                     found => found?,
                 };
                 Ok((case, sealed, true))
@@ -1537,11 +1567,18 @@ impl Exchange {
         case_id: &str,
         rec: &mut AccessRecord,
     ) -> Result<CaseMeta, ExchangeError> {
-        let case = self.live_case(case_id, rec).await?;
+        let case = self
+            .live_case(
+                caller,
+                case_id,
+                Asking::Owner {
+                    refusal: CONSENT_BY_OWNER,
+                },
+                rec,
+            )
+            .await?;
         if case.owner != caller.participant {
-            return Err(ExchangeError::Forbidden(
-                "only the case owner records and reads consent for a case".into(),
-            ));
+            return Err(ExchangeError::Forbidden(CONSENT_BY_OWNER.into()));
         }
         Ok(case)
     }
@@ -1779,15 +1816,18 @@ impl Exchange {
         validate::uuid("consent_id", consent_id)?;
         let Some(consent) = self.store.consent(consent_id).await.map_err(stored)? else {
             // The consent left with its case: say where, as for the case.
-            if let Some((case_id, node)) = self
+            if let Some((case_id, _)) = self
                 .store
                 .consent_referred_to(consent_id)
                 .await
                 .map_err(stored)?
             {
                 rec.consents = vec![consent_id.to_string()];
-                rec.case_id = Some(case_id);
-                return Err(ExchangeError::Referred(node));
+                rec.case_id = Some(case_id.clone());
+                let asking = Asking::Owner {
+                    refusal: CONSENT_BY_OWNER,
+                };
+                return Err(self.not_held(caller, &case_id, asking).await);
             }
             return Err(ExchangeError::not_found(
                 Resource::Consent,

@@ -30,6 +30,16 @@ pub(crate) struct Target<'a> {
     pub(crate) case_id: Option<&'a str>,
 }
 
+/// How a forwarding record's detail begins; the node's id and a `'`
+/// follow ([`forwarded_to`] reads it back).
+const FORWARDED_TO: &str = "forwarded to federation node '";
+
+/// The node a forwarding record's `detail` names (see
+/// [`Exchange::forwarded`]); `None` for any other record.
+pub(crate) fn forwarded_to(detail: &str) -> Option<&str> {
+    detail.strip_prefix(FORWARDED_TO)?.split('\'').next()
+}
+
 impl Exchange {
     /// Whether `node` is this node's own id in its federation.
     pub(crate) fn is_this_node(&self, node: &str) -> bool {
@@ -69,7 +79,7 @@ impl Exchange {
                     "this node is not in a federation: send no x-sluis-holding-node".into(),
                 )
             })?;
-            rec.detail = format!("forwarded to federation node '{node}'");
+            rec.detail = format!("{FORWARDED_TO}{node}'");
             if let Some(id) = case_id {
                 validate::uuid("case_id", id)?;
                 rec.case_id = Some(id.to_string());

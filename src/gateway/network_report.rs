@@ -98,6 +98,9 @@ pub(crate) struct Part {
     pub(crate) entries: Vec<ProvenLeaf>,
     pub(crate) checkpoint: Option<(String, u64)>,
     pub(crate) links: Vec<Link>,
+    /// The node's latest signed checkpoint note ("" when none), to judge
+    /// whether its log went back since this node's witness cosigned it.
+    pub(crate) latest: String,
 }
 
 /// Why a node's answer is not taken into a report.
@@ -337,8 +340,39 @@ impl Exchange {
                 )
                 .into());
             }
+            // A count of this node's witnesses: more than the directory
+            // lists for it can never be met, so it is a mistake to say so,
+            // not a wish to round down.
+            let witnesses = crate::federation::witness::report_quorum(
+                &running.directory,
+                federation.node_id(),
+                None,
+            )
+            .witness_keys
+            .len();
+            if q.cosignatures as usize > witnesses {
+                return Err(Invalid::new(
+                    "cosignatures",
+                    format!(
+                        "cosignatures: at most {witnesses}, the witnesses the federation directory (serial {}) lists for node '{}'",
+                        running.directory.serial,
+                        federation.node_id()
+                    ),
+                )
+                .into());
+            }
             rec.case_id = Some(q.case_id.clone());
             rec.detail = format!("asked by federation node '{asking}'");
+            // Only a node of the case's trail, by this node's own records,
+            // is answered: a request id or a referral id alone is no
+            // right to the entries (ids travel in reports and logs).
+            let trail = self.trail_of(&q.case_id, &running.directory).await?;
+            if !trail.contains(asking) {
+                return Err(ExchangeError::Forbidden(format!(
+                    "node '{}' has no record of node '{asking}' on this case's trail (a referral to or from it, or a call about the case forwarded between them): it reports a case's entries only to the nodes of its trail",
+                    self.node_id()
+                )));
+            }
             let mut rows: BTreeMap<i64, LogRow> = BTreeMap::new();
             if let Some(referral) = &q.referral_id {
                 let made = match self.record_of(referral).await? {
@@ -424,7 +458,7 @@ impl Exchange {
             .filter(|l| l.node != asking || l.referral)
             .collect();
             let indexes: Vec<u64> = rows.keys().map(|i| *i as u64).collect();
-            let k = q.cosignatures.min(u32::try_from(running.directory.nodes.len()).unwrap_or(u32::MAX));
+            let k = q.cosignatures;
             let (cp, paths) = prove_cosigned(
                 &self.store,
                 &running.directory,
@@ -442,6 +476,13 @@ impl Exchange {
                     hashes,
                 })
                 .collect::<Vec<_>>();
+            let latest = self
+                .store
+                .latest_checkpoint()
+                .await
+                .map_err(stored)?
+                .map(|c| c.note)
+                .unwrap_or_default();
             rec.decision = Decision::Allowed;
             rec.detail = format!(
                 "{} entries of the case reported to federation node '{asking}'",
@@ -451,10 +492,63 @@ impl Exchange {
                 entries,
                 checkpoint: cp,
                 links,
+                latest,
             })
         }
         .await;
         self.finish(rec, result).await
+    }
+
+    /// The other nodes on the trail of case `case_id` by this node's own
+    /// records of it (at most [`MAX_PART_ENTRIES`] read): the node it
+    /// referred the case to and the one it took it from, the nodes whose
+    /// participants' calls about it were forwarded here, and the nodes this
+    /// node forwarded calls about it to.
+    async fn trail_of(
+        &self,
+        case_id: &str,
+        directory: &Directory,
+    ) -> Result<BTreeSet<String>, ExchangeError> {
+        let mut trail: BTreeSet<String> = self
+            .records_of_case(case_id, None)
+            .await?
+            .iter()
+            .filter_map(|r| trail_node(r, directory))
+            .collect();
+        trail.remove(self.node_id());
+        Ok(trail)
+    }
+
+    /// This node's records of case `case_id` (of `method` only, if named),
+    /// decoded, oldest first; at most [`MAX_PART_ENTRIES`] rows are read.
+    pub(super) async fn records_of_case(
+        &self,
+        case_id: &str,
+        method: Option<&str>,
+    ) -> Result<Vec<AccessRecord>, ExchangeError> {
+        let filter = crate::store::LogFilter {
+            case_id: Some(case_id.to_string()),
+            method: method.map(str::to_string),
+            ..Default::default()
+        };
+        let mut records = Vec::new();
+        let (mut start, mut read) = (0, 0);
+        while read < MAX_PART_ENTRIES {
+            let page = self
+                .store
+                .query_log(&filter, start, 1000)
+                .await
+                .map_err(stored)?;
+            let Some(last) = page.last() else { break };
+            start = last.seq + 1;
+            read += page.len();
+            records.extend(
+                page.iter()
+                    .filter_map(|row| AccessRecord::decode(&row.record))
+                    .filter(|r| r.case_id.as_deref() == Some(case_id)),
+            );
+        }
+        Ok(records)
     }
 
     /// The log row with this request id, decoded.
@@ -691,11 +785,103 @@ impl Exchange {
                 Ok((lines, n))
             });
         match checked {
-            Ok((lines, n)) => Ok((part.links, lines, n)),
+            Ok((lines, mut n)) => {
+                n.log_warning = self.log_warning(running, node, &part).await;
+                if !n.log_warning.is_empty() {
+                    tracing::warn!(node = %node, "a node's part of a subject access report may lack lines: its log went back or forked");
+                }
+                Ok((part.links, lines, n))
+            }
             Err(e) => {
                 tracing::warn!(node = %node, error = %e, "a node's part of a subject access report does not verify");
                 Err(format!("its answer does not verify: {e}"))
             }
+        }
+    }
+
+    /// Why lines of node `node`'s (verified) `part` may be missing, in
+    /// words for the officer ("" when nothing says so): a witness alarm
+    /// this node keeps about it (its log went back or forked, whatever it
+    /// signs since), or a latest checkpoint (the one it says it has now,
+    /// or the one its lines are proven against if larger) smaller than the
+    /// newest this node's witness cosigned for it, or of that size with
+    /// another root, or one that does not verify. A larger checkpoint is
+    /// judged by the witnesses' own rounds (consistency proofs), whose
+    /// alarms this reads.
+    async fn log_warning(
+        &self,
+        running: &crate::federation::Running,
+        node: &str,
+        part: &Part,
+    ) -> String {
+        match self.store.witness_alarms().await {
+            Ok(alarms) => {
+                if let Some(a) = alarms.iter().find(|a| a.node == node && a.open()) {
+                    let what = if a.kind == crate::federation::witness::AlarmKind::Rollback.as_str()
+                    {
+                        "its log went back"
+                    } else {
+                        "its log forked"
+                    };
+                    return format!(
+                        "node {node} is under a witness alarm ({} {}): {what}; lines from it may be missing",
+                        a.id, a.kind
+                    );
+                }
+            }
+            Err(e) => {
+                return format!(
+                    "node {node}: whether it is under a witness alarm could not be read ({e}); lines from it may be missing"
+                );
+            }
+        }
+        let seen = match self.store.witnessed(node).await {
+            Ok(Some(w)) => w,
+            Ok(None) => return String::new(),
+            Err(e) => {
+                return format!(
+                    "node {node}: the checkpoint this node's witness last cosigned for it could not be read ({e}); lines from it may be missing"
+                );
+            }
+        };
+        let Some(listed) = running.directory.node(node) else {
+            return String::new();
+        };
+        let Ok(seen) = Checkpoint::verify(&seen.note, &listed.log_key) else {
+            return String::new();
+        };
+        let proven = part
+            .checkpoint
+            .as_ref()
+            .and_then(|(note, _)| Checkpoint::verify(note, &listed.log_key).ok());
+        let latest = if part.latest.is_empty() {
+            None
+        } else {
+            match verify_checkpoint(node, &part.latest, &listed.log_key) {
+                Ok(cp) => Some(cp),
+                Err(e) => {
+                    return format!(
+                        "node {node}'s latest checkpoint does not verify ({e}); lines from it may be missing"
+                    );
+                }
+            }
+        };
+        // The larger of the two: a node proves against an older cosigned
+        // checkpoint, which is no sign of anything by itself.
+        let answered = match (proven, latest) {
+            (Some(p), Some(l)) => Some(if p.size > l.size { p } else { l }),
+            (p, l) => l.or(p),
+        };
+        match answered {
+            Some(cp) if cp.size < seen.size => format!(
+                "node {node} answered with its log at size {}, smaller than the size {} this node's witness already cosigned: its log went back; lines from it may be missing",
+                cp.size, seen.size
+            ),
+            Some(cp) if cp.size == seen.size && cp.root != seen.root => format!(
+                "node {node} answered with a checkpoint of size {} that differs from the one of that size this node's witness cosigned: its log forked; lines from it may be missing",
+                cp.size
+            ),
+            _ => String::new(),
         }
     }
 
@@ -767,6 +953,30 @@ impl Exchange {
         }
         Ok(lines)
     }
+}
+
+/// The other node a record of this node shows on its case's trail: the
+/// node a referral went to (`ReferCase`, as its record names it) or came
+/// from (`AcceptReferral`: the node the directory says hosts the handing
+/// owner), the node a call was forwarded to (`forwarded`'s record names
+/// it), or the home node of a caller another node hosts (a call that node
+/// forwarded here). Refused and failed calls are no trail.
+fn trail_node(r: &AccessRecord, directory: &Directory) -> Option<String> {
+    if r.decision == Decision::Error {
+        return None;
+    }
+    if let Some(node) = super::forwarded::forwarded_to(&r.detail) {
+        return Some(node.to_string());
+    }
+    if r.decision != Decision::Allowed
+        && matches!(r.method.as_str(), "ReferCase" | "AcceptReferral")
+    {
+        return None;
+    }
+    if r.method == "ReferCase" {
+        return super::referral::referred_to(&r.detail).map(str::to_string);
+    }
+    directory.home_of(&r.caller).map(|(n, _)| n.id.clone())
 }
 
 /// A node's signed checkpoint, verified with the key the directory lists

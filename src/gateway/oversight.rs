@@ -13,6 +13,7 @@ use std::fmt::Write as _;
 
 use crate::gateway::network_report::{self, AskPart};
 use crate::gateway::pseudonym::Pseudonymiser;
+use crate::gateway::referral::Asking;
 use crate::gateway::validate::{self, SubjectKey};
 use crate::gateway::{Exchange, ExchangeError, RequestCtx, Resource};
 use crate::model::{Category, Role};
@@ -88,6 +89,11 @@ pub(crate) struct ReportNode {
     /// Who cosigned, or why the checkpoint is not confirmed by witnesses
     /// ("" outside a federation).
     pub(crate) witness_note: String,
+    /// Why lines of this node may be missing although it answered: a
+    /// witness alarm this node keeps about it, or a checkpoint older than
+    /// (or inconsistent with) one this node's witness cosigned for it, in
+    /// words; "" when none. The report is then incomplete.
+    pub(crate) log_warning: String,
 }
 
 impl ReportNode {
@@ -245,7 +251,7 @@ pub(crate) struct SubjectReport {
 impl SubjectReport {
     /// Whether every node that served the cases answered.
     pub(crate) fn complete(&self) -> bool {
-        self.nodes.iter().all(|n| n.answered)
+        complete(&self.nodes)
     }
 
     /// Whether every node that answered proved its lines against a
@@ -254,6 +260,12 @@ impl SubjectReport {
     pub(crate) fn witnessed(&self) -> bool {
         witnessed(&self.nodes)
     }
+}
+
+/// [`SubjectReport::complete`] of a report's nodes: each answered, none
+/// whose log may have lost lines.
+pub(crate) fn complete(nodes: &[ReportNode]) -> bool {
+    nodes.iter().all(|n| n.answered && n.log_warning.is_empty())
 }
 
 /// [`SubjectReport::witnessed`] of a report's nodes.
@@ -704,6 +716,18 @@ pub(crate) fn report_text(
             ),
         };
     }
+    // A node that answered, but whose log went back or forked: its lines
+    // may be missing, and the officer is told so first.
+    for n in nodes.iter().filter(|n| !n.log_warning.is_empty()) {
+        let _ = match lang {
+            Lang::En => writeln!(text, "INCOMPLETE: {}", n.log_warning),
+            Lang::Nl => writeln!(
+                text,
+                "ONVOLLEDIG: knooppunt {} staat onder een getuigenalarm of gaf een ouder logboek dan eerder gezien; regels ervan kunnen ontbreken: {}",
+                n.node, n.log_warning
+            ),
+        };
+    }
     // Across a federation: whether each node's checkpoint is confirmed by
     // its witnesses (C2SP tlog-cosignature), the unconfirmed named.
     for n in nodes
@@ -1050,7 +1074,10 @@ impl Exchange {
         let result = async {
             self.officer(ctx)?;
             let case_ids = match subject {
-                SubjectRef::CaseId(id) => match self.case_by_id(&id).await {
+                SubjectRef::CaseId(id) => match self
+                    .case_by_id(self.caller(ctx)?, &id, Asking::Officer)
+                    .await
+                {
                     Ok(case) => vec![case.id],
                     // Referred away: its accesses here are still reported.
                     Err(e)
@@ -1063,6 +1090,14 @@ impl Exchange {
                     {
                         let _ = e;
                         vec![id]
+                    }
+                    // Never held here, but this node forwarded calls about
+                    // it: say where its trail starts, not "no case".
+                    Err(ExchangeError::NotFound(m)) => {
+                        return Err(match self.forwarded_for(&id).await? {
+                            Some(node) => ExchangeError::HeldAt(node),
+                            None => ExchangeError::NotFound(m),
+                        });
                     }
                     Err(e) => return Err(e),
                 },
@@ -1142,6 +1177,19 @@ impl Exchange {
         }
         .await;
         self.finish(rec, result).await
+    }
+
+    /// The node this node last forwarded a call about case `case_id` to,
+    /// by its own records (`records_of_case`).
+    async fn forwarded_for(&self, case_id: &str) -> Result<Option<String>, ExchangeError> {
+        Ok(self
+            .records_of_case(case_id, None)
+            .await?
+            .iter()
+            .filter(|r| r.decision != crate::tlog::Decision::Error)
+            .filter_map(|r| super::forwarded::forwarded_to(&r.detail))
+            .next_back()
+            .map(str::to_string))
     }
 
     /// This node's lines of a report with their inclusion proofs against

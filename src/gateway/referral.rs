@@ -33,6 +33,21 @@ use crate::tlog::{AccessRecord, Decision, Recorded};
 pub(crate) const MAX_REFERRED_CONSENTS: usize = 1_000;
 pub(crate) const MAX_REFERRED_PSEUDONYMS: usize = 10_000;
 
+/// What a caller asks of a case by id, to judge whether it may learn where
+/// the case went ([`Exchange::not_held`]).
+#[derive(Clone, Copy)]
+pub(crate) enum Asking<'a> {
+    /// A method of the case's owner; `refusal` is what anyone else is told.
+    Owner { refusal: &'a str },
+    /// A read for `purpose`.
+    Read {
+        purpose: &'a str,
+        actor_present: bool,
+    },
+    /// The privacy officer (already checked).
+    Officer,
+}
+
 /// What the owner asks: refer `case_id` to `new_owner` at `to_node`.
 pub(crate) struct ReferCase {
     pub(crate) case_id: String,
@@ -61,6 +76,15 @@ pub(crate) struct Incoming {
     pub(crate) subject_keys: Vec<SubjectKey>,
 }
 
+/// How a `ReferCase` record's detail begins; the node's id and a `'`
+/// follow ([`referred_to`] reads it back).
+const REFERRED_TO: &str = "referred to federation node '";
+
+/// The node a `ReferCase` record's `detail` names as where the case went.
+pub(crate) fn referred_to(detail: &str) -> Option<&str> {
+    detail.strip_prefix(REFERRED_TO)?.split('\'').next()
+}
+
 fn stored(e: crate::store::StoreError) -> ExchangeError {
     ExchangeError::store("storage", &e)
 }
@@ -85,14 +109,80 @@ impl Exchange {
 
     /// Why a case this node does not hold is not found: it was referred
     /// (`Referred`, naming the node), or it never was here (`NotFound`).
-    pub(super) async fn not_held(&self, case_id: &str) -> ExchangeError {
-        match self.store.referred_to(case_id).await {
-            Ok(Some(node)) => ExchangeError::Referred(node),
+    ///
+    /// Where a case went is told only to a caller who could have had what
+    /// it asks of the case here (`asking`): the owner who referred it, or a
+    /// reader whose role and purpose the policy gives some category of a
+    /// case (or the case's owner's). Anyone else gets the refusal it would
+    /// have had for the case here, and learns nothing of where the subject
+    /// moved.
+    pub(super) async fn not_held(
+        &self,
+        caller: &Caller,
+        case_id: &str,
+        asking: Asking<'_>,
+    ) -> ExchangeError {
+        let node = match self.store.referred_to(case_id).await {
+            Ok(Some(node)) => node,
             Ok(None) => {
-                ExchangeError::not_found(Resource::Case, Some(case_id), "no case with this case_id")
+                return ExchangeError::not_found(
+                    Resource::Case,
+                    Some(case_id),
+                    "no case with this case_id",
+                );
             }
-            Err(e) => stored(e),
+            Err(e) => return stored(e),
+        };
+        let was_owner = match self.referred_by(case_id).await {
+            Ok(owner) => owner.as_deref() == Some(caller.participant.as_str()),
+            Err(e) => return e,
+        };
+        match asking {
+            Asking::Officer => ExchangeError::Referred(node),
+            Asking::Owner { refusal } if !was_owner => ExchangeError::Forbidden(refusal.into()),
+            Asking::Owner { .. } => ExchangeError::Referred(node),
+            Asking::Read {
+                purpose,
+                actor_present,
+            } => {
+                // A purpose the policy does not know is refused as for a
+                // case held here.
+                if let Err(e) = self.check_purpose(purpose) {
+                    return e;
+                }
+                let policy = self.policy();
+                let readable = Category::ALL.iter().any(|category| {
+                    policy
+                        .decide(&crate::policy::Query {
+                            role: caller.role,
+                            category: *category,
+                            purpose,
+                            is_owner: was_owner,
+                            actor_present,
+                        })
+                        .allowed
+                });
+                if readable {
+                    ExchangeError::Referred(node)
+                } else {
+                    ExchangeError::Forbidden(format!(
+                        "the policy releases no category of a case to role '{}' for this purpose",
+                        caller.role
+                    ))
+                }
+            }
         }
+    }
+
+    /// The participant that referred case `case_id` away from this node
+    /// (the caller of its last allowed `ReferCase` record here).
+    async fn referred_by(&self, case_id: &str) -> Result<Option<String>, ExchangeError> {
+        Ok(self
+            .records_of_case(case_id, Some("ReferCase"))
+            .await?
+            .into_iter()
+            .rfind(|r| r.decision == Decision::Allowed)
+            .map(|r| r.caller))
     }
 
     /// The node that holds the case of `pseudonym`, which `recipient`
@@ -153,7 +243,15 @@ impl Exchange {
             validate::participant_id("new_owner", &r.new_owner)?;
             // An erased case is answered so before the federation or any
             // peer is consulted: it has nothing left to refer.
-            self.live_case(&r.case_id, &mut rec).await?;
+            self.live_case(
+                caller,
+                &r.case_id,
+                Asking::Owner {
+                    refusal: "only the case's owner may refer it",
+                },
+                &mut rec,
+            )
+            .await?;
             let federation = self.federation.as_ref().ok_or_else(|| {
                 ExchangeError::FailedPrecondition(
                     "this node is not in a federation: a case is referred only to another federation node".into(),
@@ -185,7 +283,15 @@ impl Exchange {
                 .await
                 .map_err(stored)?
             else {
-                return Err(self.not_held(&r.case_id).await);
+                return Err(self
+                    .not_held(
+                        caller,
+                        &r.case_id,
+                        Asking::Owner {
+                            refusal: "only the case's owner may refer it",
+                        },
+                    )
+                    .await);
             };
             // Erased between the check above and this read: still refused
             // here, never sent.
@@ -203,10 +309,7 @@ impl Exchange {
             rec.asked = present.clone();
             rec.released = present.clone();
             rec.rules = vec!["referral:consent-names-new-owner".into()];
-            rec.detail = format!(
-                "referred to federation node '{}', owner there '{}'",
-                r.to_node, r.new_owner
-            );
+            rec.detail = format!("{REFERRED_TO}{}', owner there '{}'", r.to_node, r.new_owner);
             let data = self.open_released(&export.meta, export.sealed, &present)?;
             pseudonyms = export.pseudonyms.clone();
             consent_ids = export.consents.iter().map(|c| c.id.clone()).collect();
@@ -313,6 +416,32 @@ impl Exchange {
         for (i, (recipient, pseudonym)) in c.pseudonyms.iter().enumerate() {
             validate::participant_id(&format!("pseudonyms[{i}].recipient"), recipient)?;
             validate::pseudonym(&format!("pseudonyms[{i}].pseudonym"), pseudonym)?;
+        }
+        // A pseudonym that names another case here already would, once
+        // stored, answer that recipient with one case for the other (or
+        // be dropped, and the recipient lose its pseudonym): refused,
+        // saying which row, before anything is stored.
+        let mut pairs = std::collections::BTreeSet::new();
+        for (i, (recipient, pseudonym)) in c.pseudonyms.iter().enumerate() {
+            let field = format!("pseudonyms[{i}]");
+            if !pairs.insert((recipient.as_str(), pseudonym.as_str())) {
+                return Err(Invalid::new(
+                    &field,
+                    format!("{field}: the same recipient and pseudonym are listed twice"),
+                )
+                .into());
+            }
+            let held = self
+                .store
+                .resolve_pseudonym(recipient, pseudonym)
+                .await
+                .map_err(stored)?;
+            if held.is_some_and(|held| held != c.case_id) {
+                return Err(ExchangeError::FailedPrecondition(format!(
+                    "{field}: recipient '{recipient}' holds this pseudonym for another case on node '{}' already: the referred case cannot keep it, and nothing was stored; the operators of both nodes must find out how one pseudonym came to name two cases",
+                    self.node_id()
+                )));
+            }
         }
         for (i, consent) in c.consents.iter().enumerate() {
             if consent.case_id != c.case_id {

@@ -120,6 +120,7 @@ impl pb::audit_service_server::AuditService for Api {
                                     witnesses: n.witnesses,
                                     witnessed: n.witnessed,
                                     witness_note: n.witness_note,
+                                    log_warning: n.log_warning,
                                 })
                                 .collect(),
                             case_ids: report.case_ids,

@@ -375,6 +375,10 @@ pub(crate) async fn forward_get_case(
         crate::gateway::CaseRef::Id(id) => Some(id.clone()),
         crate::gateway::CaseRef::Pseudonym(_) => None,
     };
+    let pseudonym = match &q.subject {
+        crate::gateway::CaseRef::Pseudonym(p) => Some(p.clone()),
+        crate::gateway::CaseRef::Id(_) => None,
+    };
     let message = pb::GetCaseRequest {
         subject: Some(match q.subject {
             crate::gateway::CaseRef::Id(id) => pb::get_case_request::Subject::CaseId(id),
@@ -387,63 +391,73 @@ pub(crate) async fn forward_get_case(
         emergency_justification: q.justification.clone().unwrap_or_default(),
     };
     let asked = q.categories.clone();
-    ex.forwarded(
-        ctx,
-        "GetCase",
-        Target {
-            node: &node,
-            case_id: case_id.as_deref(),
-        },
-        &q.purpose,
-        &asked,
-        async |federation: &Federation, caller: &Caller| {
-            let (channel, session) = federation.channel(&node).await.map_err(peer_unusable)?;
-            let assertion = Assertion::of(ctx, caller);
-            let mut client = pb::case_service_client::CaseServiceClient::new(
-                InterceptedService::new(channel, move |r| assertion.apply(r)),
-            );
-            let answer = client
-                .get_case(message)
-                .await
-                .map_err(|s| match session.refusal() {
-                    Some(refused) => peer_unusable(PeerError::Refused {
-                        node: node.clone(),
-                        serial: federation.serial(),
-                        server_name: String::new(),
-                        source: refused,
-                    }),
-                    None => peer_refused(&node, &s),
-                })?
-                .into_inner();
-            // Where this pseudonym's case is, for the caller's next
-            // request by it (`located`).
-            ex.remember_located(&caller.participant, &answer.subject_pseudonym, &node)
-                .await;
-            let relayed = Relayed {
-                case_id: Some(answer.case_id.clone()),
-                released: answer
-                    .released
-                    .iter()
-                    .map(|c| category("released", *c))
-                    .collect::<Result<Vec<Category>, _>>()
-                    .map_err(|_| peer_malformed(&node))?,
-                withheld: answer
-                    .withheld
-                    .iter()
-                    .map(|w| {
-                        let reason = pb::WithholdReason::try_from(w.reason)
-                            .map_err(|_| peer_malformed(&node))?;
-                        Ok((
-                            category("withheld", w.category).map_err(|_| peer_malformed(&node))?,
-                            reason_code(reason).ok_or_else(|| peer_malformed(&node))?,
-                        ))
-                    })
-                    .collect::<Result<Vec<_>, ExchangeError>>()?,
-            };
-            Ok((answer, relayed))
-        },
-    )
-    .await
+    let answer = ex
+        .forwarded(
+            ctx,
+            "GetCase",
+            Target {
+                node: &node,
+                case_id: case_id.as_deref(),
+            },
+            &q.purpose,
+            &asked,
+            async |federation: &Federation, caller: &Caller| {
+                let (channel, session) = federation.channel(&node).await.map_err(peer_unusable)?;
+                let assertion = Assertion::of(ctx, caller);
+                let mut client = pb::case_service_client::CaseServiceClient::new(
+                    InterceptedService::new(channel, move |r| assertion.apply(r)),
+                );
+                let answer = client
+                    .get_case(message)
+                    .await
+                    .map_err(|s| match session.refusal() {
+                        Some(refused) => peer_unusable(PeerError::Refused {
+                            node: node.clone(),
+                            serial: federation.serial(),
+                            server_name: String::new(),
+                            source: refused,
+                        }),
+                        None => peer_refused(&node, &s),
+                    })?
+                    .into_inner();
+                // Where this pseudonym's case is, for the caller's next
+                // request by it (`located`).
+                ex.remember_located(&caller.participant, &answer.subject_pseudonym, &node)
+                    .await;
+                let relayed = Relayed {
+                    case_id: Some(answer.case_id.clone()),
+                    released: answer
+                        .released
+                        .iter()
+                        .map(|c| category("released", *c))
+                        .collect::<Result<Vec<Category>, _>>()
+                        .map_err(|_| peer_malformed(&node))?,
+                    withheld: answer
+                        .withheld
+                        .iter()
+                        .map(|w| {
+                            let reason = pb::WithholdReason::try_from(w.reason)
+                                .map_err(|_| peer_malformed(&node))?;
+                            Ok((
+                                category("withheld", w.category)
+                                    .map_err(|_| peer_malformed(&node))?,
+                                reason_code(reason).ok_or_else(|| peer_malformed(&node))?,
+                            ))
+                        })
+                        .collect::<Result<Vec<_>, ExchangeError>>()?,
+                };
+                Ok((answer, relayed))
+            },
+        )
+        .await;
+    // The holding node referred the case on: the caller's next request by
+    // its pseudonym goes to the node that holds it now.
+    if let (Err(ExchangeError::Referred(holder)), Some(p), Peer::Registered(caller)) =
+        (&answer, &pseudonym, &ctx.peer)
+    {
+        ex.remember_located(&caller.participant, p, holder).await;
+    }
+    answer
 }
 
 /// What each other node of the running directory answered when asked, as
@@ -605,8 +619,19 @@ fn peer_malformed(node: &str) -> ExchangeError {
     }
 }
 
-/// The holding node's refusal, with its code and its message.
+/// The holding node's refusal, with its code and its message. A case the
+/// node referred on (`CASE_REFERRED`) keeps the node it names, so the
+/// caller learns the current holder, not only that its pointer is stale.
 fn peer_refused(node: &str, s: &tonic::Status) -> ExchangeError {
+    use tonic_types::StatusExt;
+    if s.code() == tonic::Code::FailedPrecondition
+        && let Some(info) = s.get_details_error_info()
+        && info.reason == "CASE_REFERRED"
+        && let Some(holder) = info.metadata.get("holding_node")
+        && validate::node_id("holding_node", holder).is_ok()
+    {
+        return ExchangeError::Referred(holder.clone());
+    }
     let code = match s.code() {
         tonic::Code::InvalidArgument => Code::InvalidArgument,
         tonic::Code::DeadlineExceeded => Code::DeadlineExceeded,
@@ -883,6 +908,7 @@ fn part_of(node: &str, m: pb::ReportCaseAccessesResponse) -> Result<Part, Exchan
                 referral: l.referral,
             })
             .collect(),
+        latest: m.latest_checkpoint,
     })
 }
 
@@ -925,6 +951,7 @@ impl pb::federation_service_server::FederationService for Api {
                             })
                             .collect(),
                         access_record_id: ctx.request_id.clone(),
+                        latest_checkpoint: part.latest,
                     })
                 })
         })

@@ -345,6 +345,7 @@ impl Officer {
                 witnesses: n.witnesses,
                 witnessed: n.witnessed,
                 witness_note: n.witness_note,
+                log_warning: n.log_warning,
             })
             .collect();
         check_report(&entries, &mut nodes, witnessing).map_err(|e| {

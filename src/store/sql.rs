@@ -111,6 +111,11 @@ pub(super) const INSERT_SUBJECT_INDEX: &str =
 pub(super) const INSERT_OWNER_PSEUDONYM: &str =
     "INSERT INTO pseudonyms (recipient, pseudonym, case_id) VALUES ($1, $2, $3)
      ON CONFLICT DO NOTHING";
+/// A pseudonym that arrives with a referred case: no conflict is let
+/// pass, so a row that would name another case fails the whole referral
+/// (the gateway checks first and says which).
+pub(super) const INSERT_REFERRED_PSEUDONYM: &str =
+    "INSERT INTO pseudonyms (recipient, pseudonym, case_id) VALUES ($1, $2, $3)";
 pub(super) const INSERT_CONSENT: &str =
     "INSERT INTO consents (id, case_id, recorded_by, categories, purposes, valid_from,
                            valid_until, evidence_ref, created_at)
@@ -395,6 +400,7 @@ pub(super) const WITH_PARAMETERS: &[&str] = &[
     SET_SUBJECT_ID,
     INSERT_SUBJECT_INDEX,
     INSERT_OWNER_PSEUDONYM,
+    INSERT_REFERRED_PSEUDONYM,
     INSERT_CONSENT,
     INSERT_RECIPIENT,
     INSERT_EVENT,

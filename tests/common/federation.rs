@@ -367,6 +367,29 @@ pub async fn case_at(n: &Started) -> (Clients, String, String) {
     (gemeente, case_id, pseudonym)
 }
 
+/// The migrant's consent that Amsterdam (on C) receives the whole case,
+/// for its referral there, recorded by the case's owner: its id.
+pub async fn consent_to_move(owner: &mut Clients, case_id: &str) -> String {
+    owner
+        .consents
+        .grant_consent(with_actor(pb::GrantConsentRequest {
+            request_id: String::new(),
+            case_id: case_id.into(),
+            recipients: vec![super::participant(AMSTERDAM)],
+            categories: (1..=8).collect(),
+            purposes: vec!["case_consultation".into()],
+            valid_from: None,
+            valid_until: None,
+            evidence_ref: "DMS-verhuizing-7".into(),
+        }))
+        .await
+        .expect("the consent to the referral")
+        .into_inner()
+        .consent
+        .expect("the consent")
+        .consent_id
+}
+
 /// A channel to `to`'s federation listener with `from`'s node certificate:
 /// what `from` itself would open when it calls `to`.
 pub async fn node_channel(from: &Started, to: &Started) -> tonic::transport::Channel {
@@ -380,4 +403,19 @@ pub async fn node_channel(from: &Started, to: &Started) -> tonic::transport::Cha
     sluis::net::client::connect(to.node.federation_addr.unwrap(), "localhost", &pem)
         .await
         .unwrap()
+}
+
+/// One witnessing round of `witness` on `peer`: what came of it.
+pub async fn witness_round(
+    witness: &Started,
+    peer: &str,
+) -> sluis::federation::witness::WitnessOutcome {
+    witness
+        .node
+        .witness_now()
+        .await
+        .into_iter()
+        .find(|(n, _)| n == peer)
+        .map(|(_, o)| o)
+        .expect("the peer is in the directory")
 }

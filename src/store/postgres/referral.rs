@@ -50,7 +50,7 @@ impl PgStore {
             put_consent(&mut tx, consent).await?;
         }
         for (recipient, pseudonym) in &case.pseudonyms {
-            sqlx::query(sql::INSERT_OWNER_PSEUDONYM)
+            sqlx::query(sql::INSERT_REFERRED_PSEUDONYM)
                 .bind(recipient)
                 .bind(pseudonym)
                 .bind(&case.id)

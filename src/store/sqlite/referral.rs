@@ -52,7 +52,7 @@ impl SqliteStore {
                     write::put_consent(&tx, consent)?;
                 }
                 for (recipient, pseudonym) in &case.pseudonyms {
-                    tx.prepare_cached(sql::INSERT_OWNER_PSEUDONYM)?
+                    tx.prepare_cached(sql::INSERT_REFERRED_PSEUDONYM)?
                         .execute(params![recipient, pseudonym, case.id])?;
                     tx.prepare_cached(sql::FORGET_LOCATED)?
                         .execute(params![recipient, pseudonym])?;
