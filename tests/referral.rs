@@ -441,3 +441,38 @@ async fn a_referral_moves_the_case_whole_and_only_with_consent() {
         assert!(report.entries > 0);
     }
 }
+
+/// Two referrals of one case at once: one moves it, the other is refused
+/// (the case is being referred, or is referred already) and is not
+/// recorded as allowed; the case lands on one node once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_referrals_of_one_case_at_once_move_it_once() {
+    let (_key, nodes, _) = started_network().await;
+    let (b, c) = (&nodes[1], &nodes[2]);
+    let (mut gemeente, case_id, _) = case_at(b).await;
+    consent_to_move(&mut gemeente, &case_id).await;
+    let mut other = b.client(GEMEENTE).await;
+    let (first, second) = tokio::join!(
+        gemeente.cases.refer_case(refer(&case_id, C, AMSTERDAM)),
+        other.cases.refer_case(refer(&case_id, C, AMSTERDAM)),
+    );
+    let (ok, refused) = match (first, second) {
+        (Ok(ok), Err(e)) | (Err(e), Ok(ok)) => (ok, e),
+        (a, b) => panic!("one referral goes through, one is refused: {a:?} / {b:?}"),
+    };
+    assert_eq!(
+        refused.code(),
+        tonic::Code::FailedPrecondition,
+        "{}",
+        refused.message()
+    );
+    let refused_record = b.record(&common::request_id_of(refused.metadata())).await;
+    assert_ne!(refused_record.decision, Decision::Allowed);
+    let moved = b.record(&request_id(&ok)).await;
+    assert_eq!(moved.decision, Decision::Allowed);
+    let at_c = case_rows(c, &case_id).await;
+    assert!(at_c.contains(&("cases", 1)), "{at_c:?}");
+    let at_b = case_rows(b, &case_id).await;
+    assert!(at_b.contains(&("cases", 0)), "{at_b:?}");
+    assert!(at_b.contains(&("referred_cases", 1)), "{at_b:?}");
+}

@@ -48,6 +48,42 @@ pub(crate) enum Asking<'a> {
     Officer,
 }
 
+/// A case this node is referring now ([`Exchange::referring`]); the claim
+/// ends when this is dropped.
+struct ReferralClaim<'a> {
+    referring: &'a std::sync::Mutex<std::collections::HashSet<String>>,
+    case_id: String,
+}
+
+impl<'a> ReferralClaim<'a> {
+    /// Claims `case_id`, or `FailedPrecondition` while another referral of
+    /// it is under way here.
+    fn take(
+        referring: &'a std::sync::Mutex<std::collections::HashSet<String>>,
+        case_id: &str,
+    ) -> Result<ReferralClaim<'a>, ExchangeError> {
+        let mut cases = referring.lock().unwrap_or_else(|e| e.into_inner());
+        if !cases.insert(case_id.to_string()) {
+            return Err(ExchangeError::FailedPrecondition(
+                "another ReferCase of this case is under way on this node: wait for its answer (once it is referred, the case is answered CASE_REFERRED here)".into(),
+            ));
+        }
+        Ok(ReferralClaim {
+            referring,
+            case_id: case_id.to_string(),
+        })
+    }
+}
+
+impl Drop for ReferralClaim<'_> {
+    fn drop(&mut self) {
+        self.referring
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.case_id);
+    }
+}
+
 /// What the owner asks: refer `case_id` to `new_owner` at `to_node`.
 pub(crate) struct ReferCase {
     pub(crate) case_id: String,
@@ -141,6 +177,10 @@ impl Exchange {
             Asking::Officer => ExchangeError::Referred(node),
             Asking::Owner { refusal } if !was_owner => ExchangeError::Forbidden(refusal.into()),
             Asking::Owner { .. } => ExchangeError::Referred(node),
+            // The owner that referred the case knows where it went: telling
+            // it again discloses nothing, whatever the read's purpose or
+            // actor.
+            Asking::Read { .. } if was_owner => ExchangeError::Referred(node),
             Asking::Read {
                 purpose,
                 actor_present,
@@ -151,19 +191,28 @@ impl Exchange {
                     return e;
                 }
                 let policy = self.policy();
-                let readable = Category::ALL.iter().any(|category| {
-                    policy
-                        .decide(&crate::policy::Query {
-                            role: caller.role,
-                            category: *category,
-                            purpose,
-                            is_owner: was_owner,
-                            actor_present,
-                        })
-                        .allowed
-                });
-                if readable {
+                let readable = |actor_present: bool| {
+                    Category::ALL.iter().any(|category| {
+                        policy
+                            .decide(&crate::policy::Query {
+                                role: caller.role,
+                                category: *category,
+                                purpose,
+                                is_owner: false,
+                                actor_present,
+                            })
+                            .allowed
+                    })
+                };
+                if readable(actor_present) {
                     ExchangeError::Referred(node)
+                } else if !actor_present && readable(true) {
+                    // The refusal a read of a held case gets: what to add,
+                    // not a policy that would in fact allow it.
+                    ExchangeError::Forbidden(format!(
+                        "role '{}' reads a case only with the acting employee named: send the x-sluis-actor header and retry",
+                        caller.role
+                    ))
                 } else {
                     ExchangeError::Forbidden(format!(
                         "the policy releases no category of a case to role '{}' for this purpose",
@@ -236,9 +285,12 @@ impl Exchange {
         let mut rec = self.record(ctx, "ReferCase");
         let mut pseudonyms = Vec::new();
         let mut consent_ids = Vec::new();
+        // Held until the referral is stored (or refused): dropped last.
+        let mut claim = None;
         let result = async {
             let caller = self.caller(ctx)?;
             validate::uuid("case_id", &r.case_id)?;
+            claim = Some(ReferralClaim::take(&self.referring, &r.case_id)?);
             validate::participant_id("to_node", &r.to_node)?;
             validate::participant_id("new_owner", &r.new_owner)?;
             // An erased case is answered so before the federation or any
