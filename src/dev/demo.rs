@@ -629,7 +629,7 @@ pub(crate) async fn run(data_dir: Option<&Path>) -> anyhow::Result<bool> {
         table.release_sha256.get(..16).unwrap_or_default(),
         table
             .as_of
-            .map(|t| t.seconds.to_string() + " s since the epoch")
+            .map(|t| crate::model::clock::rfc3339(t.seconds * 1000))
             .unwrap_or_default()
     );
     let again = monitor

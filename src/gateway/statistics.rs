@@ -680,8 +680,9 @@ fn detail(r: &Released, national: Option<&National>) -> String {
     let mut lists: Vec<(String, Vec<String>)> = Vec::new();
     if let Some(n) = national {
         d.push_str(&format!(
-            "; network: {} nodes added up, {} missing, {} cells x in the national table",
+            "; network: {} node{} added up, {} missing, {} cells x in the national table",
             n.nodes.len(),
+            if n.nodes.len() == 1 { "" } else { "s" },
             n.missing.len(),
             n.suppressed
         ));
