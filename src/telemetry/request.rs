@@ -190,21 +190,54 @@ fn status_name(code: i32) -> &'static str {
 }
 
 /// The trace context headers of a request, for the propagator.
+/// The request's headers as the W3C Trace Context propagator sees them:
+/// `traceparent` alone. `tracestate` is the caller's free text (vendor
+/// key-value pairs, W3C Trace Context §3.3) that the exported span would
+/// carry as it came, so a caller could put a name or a BSN there and have
+/// it leave in every span; the trace continues without it.
 struct TraceHeaders<'a>(&'a http::HeaderMap);
+
+const TRACEPARENT: &str = "traceparent";
 
 impl Extractor for TraceHeaders<'_> {
     fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).and_then(|v| v.to_str().ok())
+        (key == TRACEPARENT)
+            .then(|| self.0.get(TRACEPARENT))
+            .flatten()
+            .and_then(|v| v.to_str().ok())
     }
 
     fn keys(&self) -> Vec<&str> {
-        self.0.keys().map(http::HeaderName::as_str).collect()
+        self.0
+            .contains_key(TRACEPARENT)
+            .then_some(TRACEPARENT)
+            .into_iter()
+            .collect()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_callers_tracestate_is_not_taken() {
+        use opentelemetry::propagation::TextMapPropagator;
+        use opentelemetry::trace::TraceContextExt;
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+                .parse()
+                .unwrap(),
+        );
+        h.insert("tracestate", "bsn=111222333,name=Zwaantje".parse().unwrap());
+        let cx = opentelemetry_sdk::propagation::TraceContextPropagator::new()
+            .extract(&TraceHeaders(&h));
+        let sc = cx.span().span_context().clone();
+        assert!(sc.is_valid(), "the trace continues");
+        assert_eq!(sc.trace_state().header(), "");
+    }
 
     #[test]
     fn status_names_are_grpcs() {
