@@ -35,6 +35,24 @@ fn internal(e: impl std::fmt::Display) -> ExchangeError {
     ExchangeError::internal("storage", &e)
 }
 
+/// A case's key for one request: unwrapped by the first step that needs it
+/// (naming the subject for the privacy officer, opening what a read
+/// releases) and kept for the others — each unwrap is an AES-GCM open and
+/// an AES key schedule.
+pub(super) struct CaseKeyOnce<'a> {
+    case: &'a CaseMeta,
+    key: std::cell::OnceCell<Result<Option<CaseKey>, crate::gateway::vault::VaultError>>,
+}
+
+impl<'a> CaseKeyOnce<'a> {
+    pub(super) fn new(case: &'a CaseMeta) -> CaseKeyOnce<'a> {
+        CaseKeyOnce {
+            case,
+            key: std::cell::OnceCell::new(),
+        }
+    }
+}
+
 /// A store error: `UNAVAILABLE` when the database cannot be reached,
 /// internal otherwise.
 fn stored(e: StoreError) -> ExchangeError {
@@ -822,6 +840,25 @@ impl Exchange {
             .map_err(|e| ExchangeError::internal("case key", &e))
     }
 
+    /// The case's key from `once`, unwrapped on the first call (see
+    /// [`Exchange::case_key`]); an unwrap that failed fails every call.
+    fn case_key_once<'k>(
+        &self,
+        once: &'k CaseKeyOnce<'_>,
+    ) -> Result<Option<&'k CaseKey>, ExchangeError> {
+        once.key
+            .get_or_init(|| {
+                once.case
+                    .case_key
+                    .as_deref()
+                    .map(|w| self.keys.case_key(&once.case.id, w))
+                    .transpose()
+            })
+            .as_ref()
+            .map(Option::as_ref)
+            .map_err(|e| ExchangeError::internal("case key", e))
+    }
+
     /// The case and all its sealed data in one read, for `GetCase`.
     async fn case_with_data(
         &self,
@@ -888,6 +925,13 @@ impl Exchange {
     /// (`gateway::officer`): it opens on its own and links to no other
     /// record. The id is in the clear only in this function's memory.
     pub(super) fn name_subject(&self, rec: &mut AccessRecord, case: &CaseMeta) {
+        self.name_subject_keyed(rec, &CaseKeyOnce::new(case));
+    }
+
+    /// [`Exchange::name_subject`] of `key`'s case, unwrapping its key
+    /// through `key` (a read opens its data with the same unwrap).
+    fn name_subject_keyed(&self, rec: &mut AccessRecord, key: &CaseKeyOnce<'_>) {
+        let case = key.case;
         rec.subject = Some(self.subject_for_audit(case));
         let (Some(officer), Some(sealed), Some(ldv)) =
             (&self.ldv.officer, &case.subject_id, &mut rec.ldv)
@@ -895,11 +939,11 @@ impl Exchange {
             return;
         };
         let opened = self
-            .case_key(case)
+            .case_key_once(key)
             .ok()
             .and_then(|key| {
                 self.keys
-                    .open_case(key.as_ref(), subject_id_aad(&case.id).as_bytes(), sealed)
+                    .open_case(key, subject_id_aad(&case.id).as_bytes(), sealed)
                     .ok()
             })
             .and_then(|plain| {
@@ -1223,7 +1267,10 @@ impl Exchange {
         };
         let (case, sealed, by_id) = self.load_case(caller, &req.subject, asking).await?;
         rec.case_id = Some(case.id.clone());
-        self.name_subject(rec, &case);
+        // The case key is unwrapped once, for the subject's name and the
+        // data released alike.
+        let key = CaseKeyOnce::new(&case);
+        self.name_subject_keyed(rec, &key);
         // An erased case is answered so, to its owner too; the attempt is
         // in the subject's access report like any other.
         Self::not_erased(&case)?;
@@ -1311,7 +1358,7 @@ impl Exchange {
 
         // Pseudonymise, then open only what is released.
         let pseudonym = self.pseudonym_for(caller, &case);
-        let released = self.open_released(&case, sealed, &plan.released)?;
+        let released = self.open_released_keyed(&key, sealed, &plan.released)?;
         Ok(CaseView {
             case_id: by_id.then(|| case.id.clone()),
             pseudonym,
@@ -1371,6 +1418,17 @@ impl Exchange {
     pub(super) fn open_released(
         &self,
         case: &CaseMeta,
+        sealed: Vec<(Category, Vec<u8>)>,
+        release: &[Category],
+    ) -> Result<Vec<(Category, Vec<u8>)>, ExchangeError> {
+        self.open_released_keyed(&CaseKeyOnce::new(case), sealed, release)
+    }
+
+    /// [`Exchange::open_released`] of `key`'s case, unwrapping its key
+    /// through `key`.
+    fn open_released_keyed(
+        &self,
+        key: &CaseKeyOnce<'_>,
         mut sealed: Vec<(Category, Vec<u8>)>,
         release: &[Category],
     ) -> Result<Vec<(Category, Vec<u8>)>, ExchangeError> {
@@ -1378,12 +1436,13 @@ impl Exchange {
         if sealed.is_empty() {
             return Ok(Vec::new());
         }
-        let key = self.case_key(case)?;
+        let case = key.case;
+        let key = self.case_key_once(key)?;
         let mut released = sealed
             .into_iter()
             .map(|(cat, sealed)| {
                 self.keys
-                    .open_case(key.as_ref(), &Self::aad(&case.id, cat), &sealed)
+                    .open_case(key, &Self::aad(&case.id, cat), &sealed)
                     .map(|plain| (cat, plain))
                     .map_err(internal)
             })

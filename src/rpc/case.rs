@@ -119,7 +119,11 @@ impl pb::case_service_server::CaseService for Api {
                     (None, _) => None,
                 };
                 if let Some(node) = holding_node.filter(|n| !ex.is_this_node(n)) {
-                    return crate::rpc::federated::forward_get_case(ex, ctx, node, q).await;
+                    // Boxed: the call to the peer (a gRPC client call) is by
+                    // far the largest state of this method, and every
+                    // local read would otherwise carry and copy its room.
+                    return Box::pin(crate::rpc::federated::forward_get_case(ex, ctx, node, q))
+                        .await;
                 }
                 ex.get_case(ctx, q).await?.try_map(|view| {
                     Ok(pb::GetCaseResponse {

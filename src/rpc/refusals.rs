@@ -240,7 +240,9 @@ where
                         Full::Node(n) => ExchangeError::Busy(n),
                         Full::Caller(n) => ExchangeError::CallerBusy(n),
                     };
-                    let resp = observed.run(shared.refuse(&ctx, &label, busy)).await;
+                    let resp = observed
+                        .run(Box::pin(shared.refuse(&ctx, &label, busy)))
+                        .await;
                     observed.end(grpc_code(&resp));
                     return Ok(resp);
                 }
@@ -326,6 +328,12 @@ pub(crate) struct Started(pub(crate) Arc<tokio::sync::Notify>);
 
 impl Work {
     /// Returns the gRPC status code of the answer it gave.
+    ///
+    /// Its future is moved into a task of its own for every request (and
+    /// copied at its full size as it is): the refusal, tiles and
+    /// outside-`sluis.v1` paths' futures, each an access record's whole
+    /// append, are boxed where they are awaited, so that room for them is
+    /// taken only when one runs.
     async fn run<S>(self, mut inner: S, req: HttpRequest, answer: Answer<S::Error>) -> i32
     where
         S: tower::Service<HttpRequest, Response = HttpResponse>,
@@ -341,16 +349,26 @@ impl Work {
             // The same identity rules; then the read API answers in HTTP.
             let (resp, code) = match identity(&info) {
                 Some(refusal) => {
-                    let e = shared
-                        .ex
-                        .refuse(&ctx, &label, refusal.into(), Named::Nothing)
-                        .await;
+                    let e = Box::pin(shared.ex.refuse(
+                        &ctx,
+                        &label,
+                        refusal.into(),
+                        Named::Nothing,
+                    ))
+                    .await;
                     let code = e.code() as i32;
                     (http_error(e, &ctx.request_id), code)
                 }
                 None => {
                     let (method, path) = (req.method(), req.uri().path());
-                    super::tiles::serve(&shared.ex, &ctx, method, path, req.headers()).await
+                    Box::pin(super::tiles::serve(
+                        &shared.ex,
+                        &ctx,
+                        method,
+                        path,
+                        req.headers(),
+                    ))
+                    .await
                 }
             };
             let _ = answer.send(Ok(resp));
@@ -358,7 +376,7 @@ impl Work {
         }
         if let Some(refusal) = admission(&info, req.method(), req.headers()) {
             let unsupported_media = matches!(refusal, Refusal::ContentType(_));
-            let mut resp = shared.refuse(&ctx, &label, refusal.into()).await;
+            let mut resp = Box::pin(shared.refuse(&ctx, &label, refusal.into())).await;
             if unsupported_media {
                 *resp.status_mut() = http::StatusCode::UNSUPPORTED_MEDIA_TYPE;
             }
@@ -383,7 +401,7 @@ impl Work {
             () = started.notified() => call.await,
             () = tokio::time::sleep(shared.message_timeout) => {
                 let late = ExchangeError::MessageTimeout(shared.message_timeout.as_millis() as u64);
-                return reply(answer, Ok(shared.refuse(&ctx, &label, late).await));
+                return reply(answer, Ok(Box::pin(shared.refuse(&ctx, &label, late)).await));
             }
         };
         let mut resp = match result {
@@ -401,7 +419,7 @@ impl Work {
                 .map(|s| s.message().to_string())
                 .unwrap_or_default();
             let e = shared.before_handler(method.as_ref(), code, &message);
-            return reply(answer, Ok(shared.refuse(&ctx, &label, e).await));
+            return reply(answer, Ok(Box::pin(shared.refuse(&ctx, &label, e)).await));
         }
         // A service outside sluis.v1 answered. It releases no case data,
         // and health must be able to say NOT_SERVING while the log cannot
@@ -411,7 +429,7 @@ impl Work {
             resp.headers_mut().insert(REQUEST_ID_HEADER, v);
         }
         let code = reply(answer, Ok(resp));
-        if let Err(e) = shared.ex.admit(&ctx, &label).await {
+        if let Err(e) = Box::pin(shared.ex.admit(&ctx, &label)).await {
             tracing::warn!(request_id = %ctx.request_id, method = %label, error = %e, "answer outside sluis.v1 not recorded");
         }
         code

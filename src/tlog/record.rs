@@ -422,7 +422,10 @@ impl AccessRecord {
     /// `subjects` sorted, without repeats. Deterministic, so the same record
     /// always hashes the same.
     pub fn encode(&self) -> Vec<u8> {
-        let mut b = Vec::with_capacity(320);
+        // A read's record with its Logboek Dataverwerkingen fields and a
+        // sealed data subject id is ~940 bytes: room for it at once, where
+        // growing from less copied it twice.
+        let mut b = Vec::with_capacity(1024);
         let version = self.version();
         b.push(version);
         put_str(&mut b, &self.request_id);
