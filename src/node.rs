@@ -114,6 +114,17 @@ pub struct Node {
     witness_task: Option<JoinHandle<()>>,
 }
 
+/// The bounds of the plain probes listener, which anyone who reaches its
+/// port may connect to: a probe is one short call, so a few connections
+/// per source and a short idle time serve every orchestrator and load
+/// balancer, and a client that opens connections and sends nothing holds
+/// at most these (`net::plain`).
+const PROBE_LIMITS: crate::net::plain::PlainLimits = crate::net::plain::PlainLimits {
+    max_open: 256,
+    max_per_source: 32,
+    idle_timeout: Duration::from_secs(30),
+};
+
 /// The plain probes listener's stop signal and task.
 type Probes = (oneshot::Sender<()>, JoinHandle<Result<(), NodeError>>);
 
@@ -534,7 +545,7 @@ impl Node {
                 let task = tokio::spawn(async move {
                     router
                         .serve_with_incoming_shutdown(
-                            tokio_stream::wrappers::TcpListenerStream::new(listener),
+                            crate::net::plain::incoming(listener, PROBE_LIMITS),
                             async {
                                 let _ = stop_rx.await;
                             },

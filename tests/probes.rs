@@ -216,3 +216,40 @@ async fn health_is_not_serving_while_the_log_cannot_be_written() {
     assert!(logs.has("SERVING again"));
     node.node.shutdown().await.unwrap();
 }
+
+/// Anyone may connect to the probes port, so it is bounded like the mTLS
+/// one: connections that send nothing beyond a source's share are closed
+/// at once, and probes keep answering. (Before, every such connection was
+/// held open until the node ran out of file descriptors.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_cannot_take_the_probes_port() {
+    use tokio::io::AsyncReadExt;
+    let node = TestNode::start().await;
+    let addr = node.node.probes_addr.expect("a probes listener");
+    let mut idle = Vec::new();
+    for _ in 0..200 {
+        idle.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    // Those beyond the source's share are closed by the node: reading
+    // them ends (EOF or reset) without waiting for the idle timeout.
+    let mut closed = 0;
+    for s in &mut idle {
+        let mut b = [0u8; 1];
+        if let Ok(Ok(0) | Err(_)) =
+            tokio::time::timeout(Duration::from_millis(20), s.read(&mut b)).await
+        {
+            closed += 1;
+        }
+    }
+    assert!(
+        closed >= 150,
+        "only {closed} of 200 idle connections were closed"
+    );
+    // The node still answers on its mTLS port.
+    let mut c = node.client(GEMEENTE).await;
+    register(&mut c).await;
+    drop(idle);
+    // And, once the idle ones are gone, on its probes port.
+    let channel = plain(&node).await;
+    wait_health(&channel, ServingStatus::Serving).await;
+}

@@ -17,6 +17,9 @@
 //!   source and interval ([`sources`]), for one access record per source
 //!   and interval; a source has a bounded number of handshakes in progress
 //!   and a short time to send its first byte.
+//! - **The plain probes port is bounded too** ([`plain`]): connections in
+//!   all and per source, and an idle time, so a client that opens
+//!   connections and sends nothing cannot take the node's descriptors.
 //! - **No one holds the connection slots.** Whatever certificate it
 //!   presents, a source has at most `max_connections_per_source` open; a
 //!   connection on which no request runs is closed after
@@ -51,6 +54,7 @@ pub(crate) mod crl;
 pub mod identity;
 pub mod peer;
 pub mod pki;
+pub(crate) mod plain;
 pub mod sources;
 pub mod tls;
 pub mod x509;
