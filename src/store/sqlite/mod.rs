@@ -804,7 +804,7 @@ impl SqliteStore {
         self.read(move |c| {
             let p = params![
                 start, f.since, f.until, f.caller, f.role, f.method, f.purpose, f.decision,
-                f.case_id, f.subject, limit
+                f.case_id, f.case_subject, f.subject, limit
             ];
             all(c, sql::QUERY_LOG, p, rows::log_row)
         })
