@@ -217,7 +217,9 @@ fn dev_nodes_for_a_federation_trial_have_names_node_certificates_and_apart_probe
         let node = dir.path().join(name);
         let listen = format!("127.0.0.1:{}", 7443 + i);
         let out = sluis()
-            .args(["init", "--dev", "--name", name, "--listen", &listen, "--dir"])
+            .args([
+                "init", "--dev", "--name", name, "--listen", &listen, "--dir",
+            ])
             .arg(&node)
             .output()
             .unwrap();
@@ -235,10 +237,7 @@ fn dev_nodes_for_a_federation_trial_have_names_node_certificates_and_apart_probe
         let pem = std::fs::read(node.join("pki/node.pem")).unwrap();
         let der = rustls::pki_types::CertificateDer::from_pem_slice(&pem).unwrap();
         let purposes = sluis::net::x509::key_purposes(&der).unwrap();
-        assert!(
-            purposes.server_auth && purposes.client_auth,
-            "{purposes:?}"
-        );
+        assert!(purposes.server_auth && purposes.client_auth, "{purposes:?}");
     }
     let mut apart = taken.clone();
     apart.sort();

@@ -877,7 +877,11 @@ async fn resending_the_same_identity_fills_an_old_cases_subject_id() {
         .unwrap();
     let update = record_of(&node, &request_id(&updated)).await;
     assert_eq!(updated.into_inner().version, 1, "no new version");
-    assert!(update.ldv.unwrap().data_subject.is_some(), "{}", update.detail);
+    assert!(
+        update.ldv.unwrap().data_subject.is_some(),
+        "{}",
+        update.detail
+    );
     assert!(update.detail.contains("subject id"), "{}", update.detail);
 
     // Stored: the next record about the case carries it.

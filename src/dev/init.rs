@@ -82,11 +82,7 @@ pub async fn init(dir: &Path, listen: SocketAddr) -> Result<PathBuf, InitError> 
 /// checkpoints and receipts, and its node id in a federation trial, e.g.
 /// `gm0344`). Errors: `InitError::Name` for a name a node cannot have
 /// (as `sluis init --name` checks it), and those of [`init`].
-pub async fn init_named(
-    dir: &Path,
-    listen: SocketAddr,
-    name: &str,
-) -> Result<PathBuf, InitError> {
+pub async fn init_named(dir: &Path, listen: SocketAddr, name: &str) -> Result<PathBuf, InitError> {
     let config_path = dir.join(CONFIG_FILE);
     if config_path.exists() {
         return Err(InitError::Exists(dir.to_path_buf()));

@@ -27,7 +27,9 @@ use crate::net::identity::{Peer, Registry};
 use crate::net::sources::Summary;
 use crate::net::tls::HandshakeFailure;
 use crate::policy::Policy;
-use crate::store::{CaseChange, CaseMeta, CaseUpdate, IssuedPseudonym, NewCase, RequestKey, Store, StoreError};
+use crate::store::{
+    CaseChange, CaseMeta, CaseUpdate, IssuedPseudonym, NewCase, RequestKey, Store, StoreError,
+};
 use crate::tlog::note;
 use crate::tlog::{AccessRecord, AuditLog, Decision, LdvStatus, Recorded, SubjectIdType};
 
