@@ -249,7 +249,7 @@ fn names_in(text: &str, names: &[String]) -> bool {
                 0..=2 => false,
                 3 => {
                     let part = skeleton(part);
-                    runs.iter().any(|r| *r == part)
+                    runs.contains(&part)
                 }
                 _ => {
                     let part = skeleton(part);
