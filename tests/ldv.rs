@@ -675,15 +675,7 @@ async fn every_method_about_one_case_carries_its_subjects_sealed_id() {
         }))
         .await
         .unwrap();
-    let found = owner
-        .cases
-        .find_cases(with_actor(pb::FindCasesRequest {
-            scope: pb::find_cases_request::Scope::Own as i32,
-            ..Default::default()
-        }))
-        .await
-        .unwrap();
-    assert_eq!(found.into_inner().cases.len(), 1);
+    assert_eq!(find_own(&mut owner).await.into_inner().cases.len(), 1);
     let consent = grant(
         &mut owner,
         &case_id,
@@ -745,16 +737,7 @@ async fn every_method_about_one_case_carries_its_subjects_sealed_id() {
         })
         .await
         .unwrap();
-    let mut entries = officer
-        .audit
-        .query_access(pb::QueryAccessRequest {
-            case_id: case_id.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    while entries.message().await.unwrap().is_some() {}
+    query_case(&mut officer, &case_id).await;
     report_record(&node, &mut officer, &case_id).await;
 
     let config_path = node.config_path();
@@ -816,6 +799,36 @@ async fn register_as(owner: &mut sluis::rpc::Clients, name: &str, v: &str) -> St
         .unwrap()
         .into_inner()
         .case_id
+}
+
+/// The caller's `FindCases` of its own cases (one page).
+async fn find_own(owner: &mut sluis::rpc::Clients) -> tonic::Response<pb::FindCasesResponse> {
+    owner
+        .cases
+        .find_cases(with_actor(pb::FindCasesRequest {
+            scope: pb::find_cases_request::Scope::Own as i32,
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+}
+
+/// The access record ids of the officer's `QueryAccess` about `case_id`.
+async fn query_case(officer: &mut sluis::rpc::Clients, case_id: &str) -> Vec<String> {
+    let mut stream = officer
+        .audit
+        .query_access(pb::QueryAccessRequest {
+            case_id: case_id.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut ids = Vec::new();
+    while let Some(m) = stream.message().await.unwrap() {
+        ids.push(m.entry.unwrap().access_record_id);
+    }
+    ids
 }
 
 /// The record of the officer's subject access report of `case_id`.
@@ -897,32 +910,13 @@ async fn an_export_about_a_case_includes_the_listings_that_named_it() {
     for (name, v) in [("Amal Test", V_NUMBER), ("Oud Dossier", "2718281828")] {
         cases.push(register_as(&mut owner, name, v).await);
     }
-    let listed = owner
-        .cases
-        .find_cases(with_actor(pb::FindCasesRequest {
-            scope: pb::find_cases_request::Scope::Own as i32,
-            ..Default::default()
-        }))
-        .await
-        .unwrap();
+    let listed = find_own(&mut owner).await;
     let listing = request_id(&listed);
     assert_eq!(listed.into_inner().cases.len(), 2);
 
     // Over the node's QueryAccess, as the officer.
     let mut officer = node.client("fg-utrecht").await;
-    let mut stream = officer
-        .audit
-        .query_access(pb::QueryAccessRequest {
-            case_id: cases[0].clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let mut ids = Vec::new();
-    while let Some(m) = stream.message().await.unwrap() {
-        ids.push(m.entry.unwrap().access_record_id);
-    }
+    let ids = query_case(&mut officer, &cases[0]).await;
     assert!(ids.contains(&listing), "{ids:?}");
 
     // From the database, in every export format.
