@@ -968,14 +968,10 @@ impl Exchange {
             // name subjects, not cases).
             let mut filter = filter;
             if let Some(id) = &filter.case_id {
+                // The case's pseudonym, as `name_case` found it (its row,
+                // or its entries for a case referred away).
                 self.name_case(&mut rec, id).await;
-                filter.case_subject = match self.store.case_meta(id).await.map_err(internal)? {
-                    Some(meta) => Some(self.subject_for_audit(&meta)),
-                    None => reported_from_log(&self.store, id)
-                        .await
-                        .map_err(internal)?
-                        .map(|c| c.subject),
-                };
+                filter.case_subject = rec.subject.clone();
             }
             let mut rows = match &request_id {
                 None => self
