@@ -738,6 +738,26 @@ async fn every_method_about_one_case_carries_its_subjects_sealed_id() {
         .await
         .unwrap();
     query_case(&mut officer, &case_id).await;
+    // A read of a case this node does not hold.
+    let missing = uuid::Uuid::now_v7().to_string();
+    let e = owner
+        .cases
+        .get_case(with_actor(by_id(&missing, "shelter")))
+        .await
+        .unwrap_err();
+    let missing_read = request_id_of(e.metadata());
+    // An officer's query about it: it names the case id asked for, and
+    // says the case was not reached.
+    let e = officer
+        .audit
+        .query_access(pb::QueryAccessRequest {
+            case_id: missing.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound, "{e:?}");
+    let missing_query = request_id_of(e.metadata());
     report_record(&node, &mut officer, &case_id).await;
 
     let config_path = node.config_path();
@@ -775,6 +795,28 @@ async fn every_method_about_one_case_carries_its_subjects_sealed_id() {
             seen.insert(method.to_string());
         }
     }
+    let missing_line = lines
+        .iter()
+        .find(|l| attr(l, "sluis.request_id") == Some(&Value::from(missing_read.as_str())))
+        .expect("the refused read is in the export");
+    // It names no case and no subject, so it claims no absent id either.
+    for key in [
+        "sluis.case_id",
+        "sluis.subject",
+        "sluis.data_subject_id_absent",
+    ] {
+        assert!(attr(missing_line, key).is_none(), "{missing_line}");
+    }
+    let query_line = lines
+        .iter()
+        .find(|l| attr(l, "sluis.request_id") == Some(&Value::from(missing_query.as_str())))
+        .expect("the refused query is in the export");
+    assert!(
+        attr(query_line, "sluis.data_subject_id_absent")
+            .and_then(Value::as_str)
+            .is_some_and(|w| w.starts_with("case not reached")),
+        "{query_line}"
+    );
     // Every one-case method this node serves on its own (retention runs
     // on its schedule: `tests/retention.rs`), and the listings about one.
     let exercised = METHOD_SUBJECTS
