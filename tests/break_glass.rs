@@ -437,6 +437,13 @@ async fn free_text_that_names_the_person_is_refused_everywhere() {
         "bsn 1112.22.333 threatened staff",
         "Persoon threatened staff at the shelter",
         "mr PERSOON is in danger",
+        // Look-alike letters of another script (a Cyrillic "е"), a name
+        // glued to digits or letters, a number with mixed separators.
+        "P\u{435}rsoon threatened staff",
+        "Persoon2 threatened staff",
+        "mrPersoon threatened staff",
+        "subject 12.34-56.78.90 seen armed",
+        "bsn 111.222-333 threatened staff",
     ];
     let refused = |s: &tonic::Status, field: &str| {
         assert_eq!(s.code(), Code::InvalidArgument, "{s:?}");
@@ -697,6 +704,9 @@ async fn the_subjects_name_is_refused_in_any_spelling_of_its_letters() {
         (&registered.case_id, "ZOË threatened staff"),
         (&decomposed.case_id, "Amélie threatened staff"),
         (&decomposed.case_id, "Amelie threatened staff"),
+        // A part of four letters or more inside a longer word: a
+        // possessive or a name glued to another word is still the name.
+        (&registered.case_id, "threat at the Mullers' shed"),
     ] {
         refused_as_naming(&node, &mut avim, case_id, text).await;
     }
@@ -709,11 +719,12 @@ async fn the_subjects_name_is_refused_in_any_spelling_of_its_letters() {
         refused_as_naming(&node, &mut avim, &registered.case_id, text).await;
     }
     assert!(alerts(&mut officer, false).await.is_empty(), "no alert");
-    // Other words with the same letters in them still pass.
+    // A three-letter part inside another word, and words that share some
+    // letters with the name, still pass.
     avim.cases
         .get_case(emergency(
             &registered.case_id,
-            "a zoetic threat at the mullers' shed",
+            "a zoetic threat at the mule shed",
         ))
         .await
         .unwrap();

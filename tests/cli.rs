@@ -203,3 +203,59 @@ fn an_unreachable_postgresql_is_named_by_its_cause() {
         "{said}"
     );
 }
+
+/// Three dev nodes for a federation trial, on consecutive ports: each has
+/// the name given (its node id), a node certificate that serves and calls
+/// (serverAuth and clientAuth: peers call each other with it), and a
+/// probes port that is no other node's port or probes port.
+#[test]
+fn dev_nodes_for_a_federation_trial_have_names_node_certificates_and_apart_probes() {
+    use rustls::pki_types::pem::PemObject as _;
+    let dir = tempfile::tempdir().unwrap();
+    let mut taken = Vec::new();
+    for (i, name) in ["gm0344", "gm0363", "gm0518"].into_iter().enumerate() {
+        let node = dir.path().join(name);
+        let listen = format!("127.0.0.1:{}", 7443 + i);
+        let out = sluis()
+            .args([
+                "init", "--dev", "--name", name, "--listen", &listen, "--dir",
+            ])
+            .arg(&node)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let config = sluis::config::Config::load(&node.join("sluis.toml")).unwrap();
+        assert_eq!(config.node.name, name);
+        let probes = config.probes.listen.expect("a dev node has probes");
+        assert_eq!(probes.port(), 8443 + i as u16, "the node's port + 1000");
+        taken.push(config.node.listen);
+        taken.push(probes);
+        let pem = std::fs::read(node.join("pki/node.pem")).unwrap();
+        let der = rustls::pki_types::CertificateDer::from_pem_slice(&pem).unwrap();
+        let purposes = sluis::net::x509::key_purposes(&der).unwrap();
+        assert!(purposes.server_auth && purposes.client_auth, "{purposes:?}");
+    }
+    let mut apart = taken.clone();
+    apart.sort();
+    apart.dedup();
+    assert_eq!(apart.len(), taken.len(), "{taken:?}");
+
+    // A name a node cannot have: said, nothing written.
+    let bad = dir.path().join("bad");
+    let out = sluis()
+        .args(["init", "--dev", "--name", "two words", "--dir"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--name must be"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!bad.join("sluis.toml").exists());
+}

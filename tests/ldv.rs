@@ -471,16 +471,7 @@ async fn a_listing_is_one_line_per_subject_and_a_missing_subject_id_is_said() {
     let mut gemeente = node.client(GEMEENTE).await;
     let mut cases = Vec::new();
     for (name, v) in [("Amal Test", V_NUMBER), ("Oud Dossier", "2718281828")] {
-        let case = gemeente
-            .cases
-            .register_case(with_actor(pb::RegisterCaseRequest {
-                request_id: String::new(),
-                data: Some(full_case(name, v, "")),
-            }))
-            .await
-            .unwrap()
-            .into_inner()
-            .case_id;
+        let case = register_as(&mut gemeente, name, v).await;
         grant(
             &mut gemeente,
             &case,
@@ -582,4 +573,420 @@ async fn a_listing_is_one_line_per_subject_and_a_missing_subject_id_is_said() {
         "{}",
         old_line[0]
     );
+}
+
+/// What the entries of a method concern, for the export's subject id:
+/// every method the log records (`validate::METHODS`) is decided here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Concerns {
+    /// One case: every line of an answered call carries its subject's
+    /// sealed id.
+    OneCase,
+    /// One case, between federation nodes (`tests/federation_trail.rs`
+    /// exercises them): named as `OneCase`.
+    OneCaseFederated,
+    /// Entries or cases of several subjects: one line per subject, named
+    /// by pseudonym (one subject: that subject's sealed id when the call
+    /// was about one case).
+    Listing,
+    /// No data subject.
+    Nobody,
+}
+
+const METHOD_SUBJECTS: &[(&str, Concerns)] = &[
+    ("RegisterCase", Concerns::OneCase),
+    ("UpdateCase", Concerns::OneCase),
+    ("GetCase", Concerns::OneCase),
+    ("FindCases", Concerns::Listing),
+    ("GrantConsent", Concerns::OneCase),
+    ("WithdrawConsent", Concerns::OneCase),
+    ("ListConsents", Concerns::OneCase),
+    ("GetConsentReceipt", Concerns::OneCase),
+    ("QueryAccess", Concerns::Listing),
+    ("SubjectAccessReport", Concerns::OneCase),
+    ("GetCheckpoint", Concerns::Nobody),
+    ("GetInclusionProof", Concerns::OneCase),
+    ("GetConsistencyProof", Concerns::Nobody),
+    ("ListEmergencyAlerts", Concerns::Listing),
+    ("CloseEmergencyAlert", Concerns::OneCase),
+    ("AcknowledgeWitnessAlarm", Concerns::Nobody),
+    ("GetStatistics", Concerns::Nobody),
+    ("ListStatisticsReleases", Concerns::Nobody),
+    ("ReferCase", Concerns::OneCaseFederated),
+    ("AcceptReferral", Concerns::OneCaseFederated),
+    ("GetWitnessCheckpoint", Concerns::Nobody),
+    ("AddCosignature", Concerns::Nobody),
+    ("ReportCaseAccesses", Concerns::OneCaseFederated),
+    ("grpc.health.v1.Health/Check", Concerns::Nobody),
+    ("grpc.health.v1.Health/Watch", Concerns::Nobody),
+    (
+        "grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        Concerns::Nobody,
+    ),
+    (
+        "grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        Concerns::Nobody,
+    ),
+    ("tlog-tiles/checkpoint", Concerns::Nobody),
+    ("tlog-tiles/tile", Concerns::Listing),
+    ("tlog-tiles/entries", Concerns::Listing),
+    ("tls.handshake", Concerns::Nobody),
+    ("tls.unauthenticated", Concerns::Nobody),
+    ("tls.unregistered", Concerns::Nobody),
+    ("node.reload", Concerns::Nobody),
+    ("node.rotate_key", Concerns::Nobody),
+    ("node.rename", Concerns::Nobody),
+    ("node.rotate_pseudonym", Concerns::Nobody),
+    ("case.erase", Concerns::OneCase),
+    ("keys.rotate_data", Concerns::Nobody),
+    ("federation.refused", Concerns::Nobody),
+    ("federation.directory", Concerns::Nobody),
+    ("unknown", Concerns::Nobody),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_method_about_one_case_carries_its_subjects_sealed_id() {
+    use sluis::gateway::validate::METHODS;
+    let decided: Vec<&str> = METHOD_SUBJECTS.iter().map(|(m, _)| *m).collect();
+    for m in METHODS {
+        assert!(decided.contains(m), "{m}: decide what its entries concern");
+    }
+    for m in &decided {
+        assert!(METHODS.contains(m), "{m}: not a method the log records");
+    }
+
+    let node = TestNode::start_with(|c| c.node.checkpoint_interval_ms = 50).await;
+    let mut owner = node.client(GEMEENTE).await;
+    let mut avim = node.client("avim").await;
+    let mut officer = node.client("fg-utrecht").await;
+    // One case: the owner's listing of its own cases matches it alone.
+    let (case_id, _) = register(&mut owner).await;
+    let mut data = full_case("Test Persoon", "1234567890", "111222333");
+    data.shelter.as_mut().unwrap().location = "LVV West".into();
+    owner
+        .cases
+        .update_case(with_actor(pb::UpdateCaseRequest {
+            case_id: case_id.clone(),
+            data: Some(pb::CaseData {
+                shelter: data.shelter,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    assert_eq!(find_own(&mut owner).await.into_inner().cases.len(), 1);
+    let consent = grant(
+        &mut owner,
+        &case_id,
+        vec![participant(NGO)],
+        &[pb::Category::Shelter],
+        &["shelter"],
+    )
+    .await;
+    owner
+        .consents
+        .list_consents(with_actor(pb::ListConsentsRequest {
+            case_id: case_id.clone(),
+        }))
+        .await
+        .unwrap();
+    owner
+        .consents
+        .get_consent_receipt(with_actor(pb::GetConsentReceiptRequest {
+            consent_id: consent.consent_id.clone(),
+        }))
+        .await
+        .unwrap();
+    owner
+        .consents
+        .withdraw_consent(with_actor(pb::WithdrawConsentRequest {
+            consent_id: consent.consent_id.clone(),
+            note: String::new(),
+            request_id: String::new(),
+        }))
+        .await
+        .unwrap();
+    // An emergency read, its alert closed by the officer.
+    let read = avim
+        .cases
+        .get_case(with_actor(pb::GetCaseRequest {
+            categories: vec![pb::Category::Shelter as i32],
+            emergency_justification: "acute threat reported at the shelter location".into(),
+            ..by_id(&case_id, "case_consultation")
+        }))
+        .await
+        .unwrap();
+    let access_id = request_id(&read);
+    officer
+        .audit
+        .close_emergency_alert(pb::CloseEmergencyAlertRequest {
+            access_record_id: access_id.clone(),
+            verdict: pb::Verdict::Justified as i32,
+            note: "justified by the threat".into(),
+        })
+        .await
+        .unwrap();
+    officer
+        .audit
+        .get_inclusion_proof(pb::GetInclusionProofRequest {
+            entry: Some(pb::get_inclusion_proof_request::Entry::AccessRecordId(
+                access_id,
+            )),
+            tree_size: 0,
+        })
+        .await
+        .unwrap();
+    query_case(&mut officer, &case_id).await;
+    // A read of a case this node does not hold.
+    let missing = uuid::Uuid::now_v7().to_string();
+    let e = owner
+        .cases
+        .get_case(with_actor(by_id(&missing, "shelter")))
+        .await
+        .unwrap_err();
+    let missing_read = request_id_of(e.metadata());
+    // An officer's query about it: it names the case id asked for, and
+    // says the case was not reached.
+    let e = officer
+        .audit
+        .query_access(pb::QueryAccessRequest {
+            case_id: missing.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound, "{e:?}");
+    let missing_query = request_id_of(e.metadata());
+    report_record(&node, &mut officer, &case_id).await;
+
+    let config_path = node.config_path();
+    let node_dir = node.dir.path().to_path_buf();
+    node.node.shutdown().await.unwrap();
+    let (_, lines) = export_ldv(&config_path, &node_dir);
+    let mut seen = std::collections::BTreeSet::new();
+    for line in &lines {
+        let method = line["name"].as_str().unwrap();
+        let concerns = METHOD_SUBJECTS
+            .iter()
+            .find(|(m, _)| *m == method)
+            .map(|(_, c)| *c)
+            .unwrap_or_else(|| panic!("{method}: not decided"));
+        let ok = attr(line, "sluis.grpc_status") == Some(&Value::from("OK"));
+        let has_id = attr(line, "dpl.core.data_subject_id").is_some();
+        let absent = attr(line, "sluis.data_subject_id_absent");
+        // Never both, and never neither on a line about a subject.
+        assert!(!(has_id && absent.is_some()), "{line}");
+        if attr(line, "sluis.case_id").is_some() || attr(line, "sluis.subject").is_some() {
+            assert!(has_id || absent.is_some(), "{line}");
+        }
+        let listed = attr(line, "sluis.listing.subjects").is_some();
+        let one_case = match concerns {
+            Concerns::OneCase | Concerns::OneCaseFederated => true,
+            // A listing that matched one case, a query about one case.
+            Concerns::Listing => !listed && attr(line, "sluis.case_id").is_some(),
+            Concerns::Nobody => {
+                assert!(!has_id && absent.is_none(), "{line}");
+                false
+            }
+        };
+        if ok && (one_case || (method == "FindCases" && !listed)) {
+            assert!(has_id, "{method}: one case, yet no sealed id: {line}");
+            seen.insert(method.to_string());
+        }
+    }
+    let missing_line = lines
+        .iter()
+        .find(|l| attr(l, "sluis.request_id") == Some(&Value::from(missing_read.as_str())))
+        .expect("the refused read is in the export");
+    // It names no case and no subject, so it claims no absent id either.
+    for key in [
+        "sluis.case_id",
+        "sluis.subject",
+        "sluis.data_subject_id_absent",
+    ] {
+        assert!(attr(missing_line, key).is_none(), "{missing_line}");
+    }
+    let query_line = lines
+        .iter()
+        .find(|l| attr(l, "sluis.request_id") == Some(&Value::from(missing_query.as_str())))
+        .expect("the refused query is in the export");
+    assert!(
+        attr(query_line, "sluis.data_subject_id_absent")
+            .and_then(Value::as_str)
+            .is_some_and(|w| w.starts_with("case not reached")),
+        "{query_line}"
+    );
+    // Every one-case method this node serves on its own (retention runs
+    // on its schedule: `tests/retention.rs`), and the listings about one.
+    let exercised = METHOD_SUBJECTS
+        .iter()
+        .filter(|(m, c)| *c == Concerns::OneCase && *m != "case.erase")
+        .map(|(m, _)| *m)
+        .chain(["FindCases", "QueryAccess"]);
+    for m in exercised {
+        assert!(seen.contains(m), "{m}: no line with the sealed id");
+    }
+}
+
+/// Registers a case of `name` with V-number `v` (no BSN); its id.
+async fn register_as(owner: &mut sluis::rpc::Clients, name: &str, v: &str) -> String {
+    owner
+        .cases
+        .register_case(with_actor(pb::RegisterCaseRequest {
+            request_id: String::new(),
+            data: Some(full_case(name, v, "")),
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .case_id
+}
+
+/// The caller's `FindCases` of its own cases (one page).
+async fn find_own(owner: &mut sluis::rpc::Clients) -> tonic::Response<pb::FindCasesResponse> {
+    owner
+        .cases
+        .find_cases(with_actor(pb::FindCasesRequest {
+            scope: pb::find_cases_request::Scope::Own as i32,
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+}
+
+/// The access record ids of the officer's `QueryAccess` about `case_id`.
+async fn query_case(officer: &mut sluis::rpc::Clients, case_id: &str) -> Vec<String> {
+    let mut stream = officer
+        .audit
+        .query_access(pb::QueryAccessRequest {
+            case_id: case_id.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut ids = Vec::new();
+    while let Some(m) = stream.message().await.unwrap() {
+        ids.push(m.entry.unwrap().access_record_id);
+    }
+    ids
+}
+
+/// The record of the officer's subject access report of `case_id`.
+async fn report_record(
+    node: &TestNode,
+    officer: &mut sluis::rpc::Clients,
+    case_id: &str,
+) -> AccessRecord {
+    let r = officer
+        .audit
+        .subject_access_report(pb::SubjectAccessReportRequest {
+            subject: Some(pb::subject_access_report_request::Subject::CaseId(
+                case_id.into(),
+            )),
+        })
+        .await
+        .unwrap();
+    record_of(node, &request_id(&r)).await
+}
+
+/// A case registered before subject ids were sealed (its `subject_id`
+/// NULL): the node started on `config` again after the change.
+async fn forget_subject_id(node: TestNode, case_id: &str) -> TestNode {
+    let (dir, config) = (node.dir, node.config);
+    node.node.shutdown().await.unwrap();
+    let old = format!("UPDATE cases SET subject_id = NULL WHERE id = '{case_id}'");
+    exec_sql(&config.database_url().unwrap(), &old, &old).await;
+    TestNode {
+        node: Node::start(&config).await.unwrap(),
+        dir,
+        config,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resending_the_same_identity_fills_an_old_cases_subject_id() {
+    let node = TestNode::start().await;
+    let mut owner = node.client(GEMEENTE).await;
+    let (case_id, _) = register(&mut owner).await;
+    let node = forget_subject_id(node, &case_id).await;
+    let mut owner = node.client(GEMEENTE).await;
+    let mut officer = node.client("fg-utrecht").await;
+    let before = report_record(&node, &mut officer, &case_id).await;
+    assert!(before.ldv.unwrap().data_subject.is_none(), "an old case");
+
+    // The owner resends the identity the case holds: nothing else changes.
+    let same = full_case("Test Persoon", "1234567890", "111222333").identity;
+    let updated = owner
+        .cases
+        .update_case(with_actor(pb::UpdateCaseRequest {
+            case_id: case_id.clone(),
+            data: Some(pb::CaseData {
+                identity: same,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    let update = record_of(&node, &request_id(&updated)).await;
+    assert_eq!(updated.into_inner().version, 1, "no new version");
+    assert!(
+        update.ldv.unwrap().data_subject.is_some(),
+        "{}",
+        update.detail
+    );
+    assert!(update.detail.contains("subject id"), "{}", update.detail);
+
+    // Stored: the next record about the case carries it.
+    let after = report_record(&node, &mut officer, &case_id).await;
+    assert!(after.ldv.unwrap().data_subject.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_about_a_case_includes_the_listings_that_named_it() {
+    let node = TestNode::start().await;
+    let mut owner = node.client(GEMEENTE).await;
+    let mut cases = Vec::new();
+    for (name, v) in [("Amal Test", V_NUMBER), ("Oud Dossier", "2718281828")] {
+        cases.push(register_as(&mut owner, name, v).await);
+    }
+    let listed = find_own(&mut owner).await;
+    let listing = request_id(&listed);
+    assert_eq!(listed.into_inner().cases.len(), 2);
+
+    // Over the node's QueryAccess, as the officer.
+    let mut officer = node.client("fg-utrecht").await;
+    let ids = query_case(&mut officer, &cases[0]).await;
+    assert!(ids.contains(&listing), "{ids:?}");
+
+    // From the database, in every export format.
+    let config_path = node.config_path();
+    let node_dir = node.dir.path().to_path_buf();
+    node.node.shutdown().await.unwrap();
+    for format in ["jsonl", "csv", "ldv"] {
+        let out_file = node_dir.join(format!("case.{format}"));
+        let out = sluis(
+            &[
+                "audit",
+                "export",
+                "--format",
+                format,
+                "--case",
+                &cases[0],
+                "--out",
+                out_file.to_str().unwrap(),
+            ],
+            &config_path,
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = std::fs::read_to_string(&out_file).unwrap();
+        assert!(text.contains(&listing), "{format}: {text}");
+        assert!(text.contains(&cases[0]), "{format}: {text}");
+    }
 }

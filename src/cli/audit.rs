@@ -334,6 +334,7 @@ impl Filters {
                 purpose: self.purpose.clone(),
                 decision: self.decision.clone(),
                 case_id: self.case_id.clone(),
+                case_subject: None,
                 subject: None,
             },
             request_id: self.request_id.clone(),
@@ -505,14 +506,20 @@ impl Source {
                 .await
                 .map(|(rows, own)| (rows, Some(own)))
                 .map_err(refused),
-            Source::Local { store, .. } => {
+            Source::Local { config, store } => {
+                // Entries about a case include the listings that named it
+                // among others, as the node's QueryAccess does.
+                let mut filter = q.filter.clone();
+                if let Some(id) = &filter.case_id {
+                    filter.case_subject = case_subject(config, store, id).await?;
+                }
                 let rows = match &q.request_id {
-                    None => store.query_log(&q.filter, start, i64::from(PAGE)).await?,
+                    None => store.query_log(&filter, start, i64::from(PAGE)).await?,
                     Some(id) => {
                         let at = store.log_position(id).await?.with_context(
                             || "not found: no entry of the access log has this --request-id",
                         )?;
-                        let mut rows = store.query_log(&q.filter, at.max(start), 1).await?;
+                        let mut rows = store.query_log(&filter, at.max(start), 1).await?;
                         rows.retain(|r| r.seq == at);
                         rows
                     }
@@ -647,6 +654,26 @@ async fn open_local(config_path: &Path) -> anyhow::Result<(Config, Store)> {
     };
     let (store, _) = Store::open(&config.database_url()?, &settings, false).await?;
     Ok((config, store))
+}
+
+/// The audit pseudonym of case `case_id`'s subject, as the log names it
+/// (the node's pseudonym key; for a case referred away, the pseudonym its
+/// entries carry); `None` for a case the node never held.
+async fn case_subject(
+    config: &Config,
+    store: &Store,
+    case_id: &str,
+) -> anyhow::Result<Option<String>> {
+    Ok(match store.case_meta(case_id).await? {
+        Some(case) => {
+            let keys = Keys::load(&config.path(&config.node.keys_dir))
+                .context("entries about a case name its subject with the node's pseudonym key")?;
+            Some(oversight::ReportedCase::of(&case, keys.pseudonym_secret()).subject)
+        }
+        None => oversight::reported_from_log(store, case_id)
+            .await?
+            .map(|c| c.subject),
+    })
 }
 
 async fn source(config_path: &Path, remote: &Remote) -> anyhow::Result<Source> {

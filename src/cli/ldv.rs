@@ -29,17 +29,28 @@ use crate::tlog::{AccessRecord, LdvStatus, SubjectIdType};
 
 /// Why a line that concerns a data subject carries no
 /// `dpl.core.data_subject_id`, in `sluis.data_subject_id_absent`; `None`
-/// when it carries one or concerns no subject. A record holds the sealed
-/// id only when its case held a sealed V-number or BSN and the node had
-/// the officer's key when it wrote the record (`Exchange::name_subject`);
-/// a case registered before subject ids were sealed holds none, and no
-/// record of it has one until the case is updated with its identifiers.
+/// when it carries one or concerns no subject. `listing` is whether the
+/// line is one subject's of a record that names its subjects only by audit
+/// pseudonym. Every method that concerns one case names it as a read does
+/// (`Exchange::name_subject`: the audit pseudonym and, when the case holds
+/// a sealed V-number or BSN and the node has the officer's key, the sealed
+/// id); so the reason follows from the record alone:
+///
+/// - a listing's line (several subjects, or entries handed out that name
+///   subjects): named by pseudonym only;
+/// - a record before version 3: no processing-log fields;
+/// - a case id and no subject pseudonym: the request never reached the
+///   case (refused first, no such case here, or held at another node);
+/// - a subject pseudonym and no sealed id: the case held no sealed
+///   identifier (registered before they were sealed and not updated
+///   since, registered with neither, erased, or referred away from this
+///   node), or the node had no officer key.
 fn subject_id_absent(r: &AccessRecord, listing: bool) -> Option<String> {
     let concerns = r.case_id.is_some() || r.subject.is_some() || !r.subjects.is_empty();
     if !concerns {
         return None;
     }
-    if listing {
+    if listing || (r.subject.is_none() && r.case_id.is_none()) {
         return Some("listing: the record names each of its subjects by audit pseudonym (sluis.subject) only, not by a sealed id; the sealed id is on each subject's own case reads".into());
     }
     match &r.ldv {
@@ -47,10 +58,13 @@ fn subject_id_absent(r: &AccessRecord, listing: bool) -> Option<String> {
             "record version {}: written before records held processing-log fields",
             r.version()
         )),
-        Some(l) if l.data_subject.is_none() => Some(
-            "no sealed subject id: the case held no sealed V-number or BSN when this was recorded (registered before subject ids were sealed and not updated since with its identifiers, or registered without either), or the node had no processing_log.officer_key then".into(),
+        Some(l) if l.data_subject.is_some() => None,
+        Some(_) if r.subject.is_none() => Some(
+            "case not reached: the request was refused before its case was read, or names a case this node does not hold (none with this id, or held at another node); the record names the case id asked for only".into(),
         ),
-        Some(_) => None,
+        Some(_) => Some(
+            "no sealed subject id: the case held no sealed V-number or BSN on this node when this was recorded (registered before subject ids were sealed and not updated since with its identity, registered without either, erased, or referred away), or the node had no processing_log.officer_key then".into(),
+        ),
     }
 }
 

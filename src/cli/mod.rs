@@ -55,10 +55,11 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         dir: PathBuf,
         /// A development node: a dev CA, a localhost certificate and sample participants.
-        #[arg(long, conflicts_with_all = ["name", "cert", "key", "ca", "crl", "database", "keys_dir"])]
+        #[arg(long, conflicts_with_all = ["cert", "key", "ca", "crl", "database", "keys_dir"])]
         dev: bool,
         /// The node's name, e.g. sluis.gemeente.example: the origin of its signed receipts and
-        /// checkpoints (no spaces or '+').
+        /// checkpoints (no spaces or '+'); in a federation its node id (e.g. gm0344). With
+        /// --dev: default sluis-dev.example.
         #[arg(long, required_unless_present = "dev")]
         name: Option<String>,
         /// The node's certificate chain (PEM, its own certificate first).
@@ -379,10 +380,12 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             dir,
             dev: true,
             listen,
+            name,
             ..
         } => {
             let listen = listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 7443)));
-            let path = init::init(&dir, listen).await?;
+            let name = name.as_deref().unwrap_or(init::DEV_NAME);
+            let path = init::init_named(&dir, listen, name).await?;
             println!(
                 "wrote a development node to {}; start it with: sluis serve --config {}",
                 dir.display(),

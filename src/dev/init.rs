@@ -70,11 +70,25 @@ pub(crate) fn pki_participants() -> Vec<(String, String, Option<String>)> {
         .collect()
 }
 
+/// The name a dev node has unless `sluis init --dev --name` gives one.
+pub const DEV_NAME: &str = "sluis-dev.example";
+
 /// Writes a complete dev node into `dir` and returns its config path.
 pub async fn init(dir: &Path, listen: SocketAddr) -> Result<PathBuf, InitError> {
+    init_named(dir, listen, DEV_NAME).await
+}
+
+/// [`init`] with the node's name (`node.name`: the origin of its
+/// checkpoints and receipts, and its node id in a federation trial, e.g.
+/// `gm0344`). Errors: `InitError::Name` for a name a node cannot have
+/// (as `sluis init --name` checks it), and those of [`init`].
+pub async fn init_named(dir: &Path, listen: SocketAddr, name: &str) -> Result<PathBuf, InitError> {
     let config_path = dir.join(CONFIG_FILE);
     if config_path.exists() {
         return Err(InitError::Exists(dir.to_path_buf()));
+    }
+    if !crate::config::valid_node_name(name) || !crate::tlog::note::valid_key_name(name) {
+        return Err(InitError::Name);
     }
     let io = |path: &Path| {
         let path = path.to_path_buf();
@@ -95,7 +109,8 @@ pub async fn init(dir: &Path, listen: SocketAddr) -> Result<PathBuf, InitError> 
     let (officer_secret, officer_public) = crate::gateway::officer::OfficerSecret::generate();
     let officer_path = dir.join(OFFICER_KEY_FILE);
     write_private(&officer_path, &officer_secret).map_err(io(&officer_path))?;
-    std::fs::write(&config_path, config_text(listen, &officer_public)).map_err(io(&config_path))?;
+    std::fs::write(&config_path, config_text(name, listen, &officer_public))
+        .map_err(io(&config_path))?;
     let config = Config::load(&config_path)?;
     let (store, _) = Store::open_sqlite(&config.sqlite_path()?).await?;
     store.close().await;
@@ -115,23 +130,31 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     options.open(path)?.write_all(text.as_bytes())
 }
 
-/// The probes listener of a dev node: the port after the node's own (or
-/// any free port when the node's is chosen at start).
+/// How far a dev node's probes port is from its own: far enough that dev
+/// nodes on consecutive ports (7443, 7444, 7445 for a federation trial)
+/// do not take each other's probes port (7444 would be the first's probes
+/// and the second's own with an offset of one).
+pub const DEV_PROBES_OFFSET: u16 = 1000;
+
+/// The probes listener of a dev node: the node's port plus
+/// [`DEV_PROBES_OFFSET`] (minus it, for a port above 64535), or any free
+/// port when the node's is chosen at start.
 fn dev_probes(listen: SocketAddr) -> SocketAddr {
-    let port = if listen.port() == 0 {
-        0
-    } else {
-        listen.port().wrapping_add(1)
+    let port = match listen.port() {
+        0 => 0,
+        p => p
+            .checked_add(DEV_PROBES_OFFSET)
+            .unwrap_or(p - DEV_PROBES_OFFSET),
     };
     SocketAddr::new([127, 0, 0, 1].into(), port)
 }
 
 /// The configuration of a dev node: its own paths and participants, and
 /// every other setting at its default (see [`crate::init::config_text`]).
-fn config_text(listen: SocketAddr, officer_key: &str) -> String {
+fn config_text(name: &str, listen: SocketAddr, officer_key: &str) -> String {
     let mut s = crate::init::config_text(&Layout {
         made_by: "development node made by `sluis init --dev`",
-        name: "sluis-dev.example",
+        name,
         listen,
         database: "sqlite://sluis.db",
         keys_dir: "keys",
@@ -219,7 +242,7 @@ mod tests {
     #[test]
     fn init_writes_every_setting_at_its_default() {
         let (_, officer) = crate::gateway::officer::OfficerSecret::generate();
-        let text = config_text(dev_listen(), &officer);
+        let text = config_text(DEV_NAME, dev_listen(), &officer);
         let written: Config = toml::from_str(&text).expect("the written config parses");
         let defaults: Config = toml::from_str(&required_only()).expect("the minimal config parses");
         assert_eq!(
@@ -230,7 +253,7 @@ mod tests {
         assert_eq!(written.participants.len(), DEV_PARTICIPANTS.len());
         assert_eq!(
             written.probes.listen,
-            Some("127.0.0.1:7444".parse().unwrap())
+            Some("127.0.0.1:8443".parse().unwrap())
         );
         assert_eq!(
             written.processing_log.officer_key.as_deref(),

@@ -186,6 +186,11 @@ impl Exchange {
             // access was, refused ones too: their access report shows it.
             rec.case_id = record.case_id.clone();
             rec.subject = record.subject.clone();
+            // Named as the access itself was: with the subject's sealed id
+            // while the node holds the case.
+            if let Some(case_id) = &record.case_id {
+                self.name_case(&mut rec, case_id).await;
+            }
             if note.is_empty() {
                 return Err(Invalid::new(
                     "note",

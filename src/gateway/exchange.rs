@@ -27,7 +27,9 @@ use crate::net::identity::{Peer, Registry};
 use crate::net::sources::Summary;
 use crate::net::tls::HandshakeFailure;
 use crate::policy::Policy;
-use crate::store::{CaseMeta, CaseUpdate, IssuedPseudonym, NewCase, RequestKey, Store, StoreError};
+use crate::store::{
+    CaseChange, CaseMeta, CaseUpdate, IssuedPseudonym, NewCase, RequestKey, Store, StoreError,
+};
 use crate::tlog::note;
 use crate::tlog::{AccessRecord, AuditLog, Decision, LdvStatus, Recorded, SubjectIdType};
 
@@ -257,6 +259,16 @@ const UPDATE_BY_OWNER: &str = "only the case owner can update a case";
 /// What a caller other than the owner is told of a case's consents.
 const CONSENT_BY_OWNER: &str = "only the case owner records and reads consent for a case";
 const DEFAULT_PAGE: u32 = 50;
+
+/// What an owner's update writes once its record is durable.
+enum Fill {
+    /// The categories sealed, the new sealed subject id (when the update
+    /// sends identifiers) and the categories cleared: a new version.
+    Update(Vec<(Category, Vec<u8>)>, Option<Vec<u8>>, Vec<Category>),
+    /// Only the sealed subject id of a case that held none, from an
+    /// identity sent again unchanged: the version is kept.
+    SubjectId(Vec<u8>),
+}
 
 impl Exchange {
     pub(crate) fn new(
@@ -928,6 +940,32 @@ impl Exchange {
         self.name_subject_keyed(rec, &CaseKeyOnce::new(case));
     }
 
+    /// Names the case `case_id` in `rec` as a method that reads the case
+    /// does ([`Exchange::name_subject`]: its audit pseudonym and, when the
+    /// case holds one, its sealed subject id) — for the methods that
+    /// concern one case without reading it (an officer's report or query
+    /// about it, a proof or review of an entry about it). A case no longer
+    /// held here (referred away) is named by the pseudonym its entries
+    /// carry, with no sealed id: the node holds no identifier for it. A
+    /// lookup that fails leaves the subject unnamed (the record still
+    /// names the case id), never another error.
+    pub(super) async fn name_case(&self, rec: &mut AccessRecord, case_id: &str) {
+        if validate::uuid("case_id", case_id).is_err() {
+            return;
+        }
+        rec.case_id = Some(case_id.to_string());
+        match self.store.case_meta(case_id).await {
+            Ok(Some(case)) => self.name_subject(rec, &case),
+            Ok(None) => {
+                if let Ok(Some(r)) = super::oversight::reported_from_log(&self.store, case_id).await
+                {
+                    rec.subject = Some(r.subject);
+                }
+            }
+            Err(_) => {}
+        }
+    }
+
     /// [`Exchange::name_subject`] of `key`'s case, unwrapping its key
     /// through `key` (a read opens its data with the same unwrap).
     fn name_subject_keyed(&self, rec: &mut AccessRecord, key: &CaseKeyOnce<'_>) {
@@ -1096,9 +1134,12 @@ impl Exchange {
 
     /// Replaces the categories `data` sets and deletes the `cleared` ones
     /// (the field mask's categories `data` leaves unset, AIP-134), by the
-    /// owner; answers the new version. Errors: `Invalid` (id, nothing to
-    /// change), `NotFound`, `Erased`, `Forbidden` (not the owner),
-    /// `AuditUnavailable`, `Internal`.
+    /// owner; answers the new version. An update that changes nothing
+    /// keeps the version; when it sends the identity of a case that holds
+    /// no sealed subject id (registered before they were sealed), the id
+    /// is filled in, still at the same version. Errors: `Invalid` (id,
+    /// nothing to change), `NotFound`, `Erased`, `Forbidden` (not the
+    /// owner), `AuditUnavailable`, `Internal`.
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn update_case(
         &self,
@@ -1180,18 +1221,32 @@ impl Exchange {
                 })
             };
             if clears.is_empty() && data.iter().all(same) {
+                // A case kept from before subject ids were sealed gets its
+                // id when the owner resends its identity, changed or not:
+                // the identifiers are only in what the owner sends (the
+                // node never opens a case to rewrite it on its own). The
+                // content is the same, so the version is kept.
+                let fill = match (&case.subject_id, &new_subject_id) {
+                    (None, Some(sealed)) => Some(sealed.clone()),
+                    _ => None,
+                };
                 rec.detail = format!(
-                    "no change: version {} kept (the categories set hold these values already; those cleared are not held)",
-                    case.version
+                    "no change: version {} kept (the categories set hold these values already; those cleared are not held){}",
+                    case.version,
+                    if fill.is_some() {
+                        "; the case's sealed subject id filled from the identity sent"
+                    } else {
+                        ""
+                    }
                 );
-                return Ok((None, case.version));
+                return Ok((fill.map(Fill::SubjectId), case.version));
             }
             if !clears.is_empty() {
                 let names: Vec<String> = clears.iter().map(|c| c.to_string()).collect();
                 rec.detail = format!("cleared: {}", names.join(", "));
             }
             Ok((
-                Some((
+                Some(Fill::Update(
                     self.seal_all(&case_key, &case.id, &data)?,
                     new_subject_id,
                     clears,
@@ -1201,9 +1256,25 @@ impl Exchange {
         }
         .await;
         let ((prepared, version), durable) = self.finish(rec.clone(), prepared).await?.into_parts();
-        let Some((sealed, subject_id, cleared)) = prepared else {
+        let (sealed, subject_id, cleared) = match prepared {
+            Some(Fill::Update(sealed, subject_id, cleared)) => (sealed, subject_id, cleared),
+            Some(Fill::SubjectId(sealed)) => {
+                // Only the subject id, at the version read: a case updated
+                // meanwhile keeps what that update wrote.
+                let change = CaseChange {
+                    case_id: case_id.clone(),
+                    version,
+                    bump: false,
+                    subject_id: Some(Some(sealed)),
+                    ..CaseChange::default()
+                };
+                return match self.store.change_case(change).await {
+                    Ok(_) => Ok(durable.map(|()| version)),
+                    Err(e) => Err(self.failed_after_record(rec, stored(e)).await),
+                };
+            }
             // Nothing changed: the case's version as it is.
-            return Ok(durable.map(|()| version));
+            None => return Ok(durable.map(|()| version)),
         };
         let index = self.subject_index(&subject_keys);
         // The version is the store's to fill in.
@@ -1535,6 +1606,11 @@ impl Exchange {
             // Each case listed is an access to its subject: the record names
             // them all, so each subject's report shows the listing.
             rec.subjects = rows.iter().map(|c| self.subject_for_audit(c)).collect();
+            // A listing of one case concerns one subject: its line carries
+            // the subject's sealed id, as a read of the case does.
+            if let [only] = rows.as_slice() {
+                self.name_subject(&mut rec, only);
+            }
             for case in rows {
                 let pseudonym = self.pseudonym_for(caller, &case);
                 issued.push((pseudonym.clone(), case.id.clone()));

@@ -390,10 +390,15 @@ impl Exchange {
                     )));
                 }
                 let case = match self.store.case_meta(&q.case_id).await.map_err(stored)? {
-                    Some(meta) => Some(ReportedCase {
-                        case_id: meta.id.clone(),
-                        subject: self.subject_for_audit(&meta),
-                    }),
+                    Some(meta) => {
+                        // The report concerns this case's subject: named
+                        // with the sealed id, as a read of the case is.
+                        self.name_subject(&mut rec, &meta);
+                        Some(ReportedCase {
+                            case_id: meta.id.clone(),
+                            subject: self.subject_for_audit(&meta),
+                        })
+                    }
                     None => reported_from_log(&self.store, &q.case_id)
                         .await
                         .map_err(stored)?,

@@ -962,7 +962,17 @@ impl Exchange {
                 0 => 1000,
                 n => n.min(MAX_QUERY),
             };
-            rec.case_id = filter.case_id.clone();
+            // A query about one case concerns its subject: named with the
+            // sealed id, as a read of the case is. Its entries include the
+            // listings that named the case among others (their records
+            // name subjects, not cases).
+            let mut filter = filter;
+            if let Some(id) = &filter.case_id {
+                // The case's pseudonym, as `name_case` found it (its row,
+                // or its entries for a case referred away).
+                self.name_case(&mut rec, id).await;
+                filter.case_subject = rec.subject.clone();
+            }
             let mut rows = match &request_id {
                 None => self
                     .store
@@ -1129,8 +1139,8 @@ impl Exchange {
             }
             match cases.as_slice() {
                 [only] => {
-                    rec.case_id = Some(only.case_id.clone());
                     rec.subject = Some(only.subject.clone());
+                    self.name_case(&mut rec, &only.case_id).await;
                 }
                 all => rec.subjects = all.iter().map(|c| c.subject.clone()).collect(),
             }
@@ -1302,6 +1312,15 @@ impl Exchange {
                 }
             };
             rec.subjects = subjects_named(&proof.leaf);
+            // A proof of an entry about one case concerns that case's
+            // subject: named with the sealed id (a listing's entry names
+            // its subjects by pseudonym, as the listing itself does).
+            if let Some(view) = RecordView::parse(&proof.leaf)
+                && let Some(case_id) = view.case_id
+                && view.subjects().next().is_none()
+            {
+                self.name_case(&mut rec, case_id).await;
+            }
             rec.decision = crate::tlog::Decision::Allowed;
             rec.detail = format!("entry {} in tree of size {}", proof.index, proof.tree_size);
             Ok(proof)

@@ -253,7 +253,9 @@ impl Exchange {
                 done.postponed += 1;
                 let mut again = self.own_record(ERASE_METHOD);
                 again.case_id = rec.case_id.clone();
-                again.subject = rec.subject.clone();
+                // The case is still held (updated, not erased): named with
+                // its sealed id, as the record it follows is.
+                self.name_subject(&mut again, &case);
                 again.status = Code::Aborted.name().into();
                 again.decision = Decision::Error;
                 again.detail = format!(

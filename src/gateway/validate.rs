@@ -191,14 +191,21 @@ pub(crate) fn line(field: &str, s: &str, max: usize) -> Result<(), Invalid> {
 /// for good and hands it to every privacy officer, and no person may be
 /// named in it in the clear (only pseudonyms and sealed ids). Refused:
 /// a number shaped like a V-number (ten digits or more) or a BSN (nine
-/// digits passing the 11-check), however its groups are separated
-/// (`1234.56.782`, `123 456 782`, `30-12-34-56-78`, `12/34/56/78/90`;
-/// [`digit_runs`], which reads dates, times and case references as what
-/// they are), and any of `names` — the case's own
-/// names, each part of three letters or more, matched as a whole word
-/// whatever its case and however its letters are spelled ([`folded`]:
-/// with or without accents, composed or not). The message names the
-/// field, never the value.
+/// digits passing the 11-check), however its groups are separated, with
+/// one separator or a mix (`1234.56.782`, `123 456 782`, `30-12-34-56-78`,
+/// `12.34-56.78.90`; [`digit_runs`], which reads dates, times and case
+/// references as what they are), and any of `names` — the case's own
+/// names — however its letters are written: in any case, with or without
+/// accents, composed or not, in full-width or other compatibility forms
+/// (Unicode NFKC/NFKD), or with look-alike letters of another script (a
+/// Cyrillic `А` in `Аmira`: the UTS #39 confusable skeleton). Which
+/// parts of a name count ([`names_in`]): a part of four letters or more
+/// anywhere inside a run of letters (`Amira2`, `xAmira`: digits and other
+/// letters glued to it do not hide it); a part of three letters as a
+/// whole run of letters (`Ali`, `Ali2`, not the `ali` in `totalize`: a
+/// three-letter part inside longer words would refuse ordinary text); a
+/// part of one or two letters never (`el`, `Li`: they occur in almost
+/// every sentence). The message names the field, never the value.
 pub(crate) fn free_line(field: &str, s: &str, max: usize, names: &[String]) -> Result<(), Invalid> {
     line(field, s, max)?;
     let identity = |what: &str| {
@@ -219,27 +226,55 @@ pub(crate) fn free_line(field: &str, s: &str, max: usize, names: &[String]) -> R
             return Err(identity("a number shaped like a BSN"));
         }
     }
-    let words: Vec<&str> = name_parts(&text).collect();
-    let named = names.iter().any(|n| {
-        name_parts(&folded(n))
-            .filter(|part| {
-                // Three letters or more: a run of digits is not a name
-                // (numbers are judged by the V-number and BSN rules above).
-                part.chars().filter(|c| c.is_alphabetic()).count() >= 3
-                    && !NAME_PARTICLES.contains(part)
-            })
-            .any(|part| words.contains(&part))
-    });
-    if named {
+    if names_in(&text, names) {
         return Err(identity("a name of the case's subject"));
     }
     Ok(())
 }
 
-/// The words of `s` (split at everything that is not a letter or digit).
-fn name_parts(s: &str) -> impl Iterator<Item = &str> {
-    s.split(|c: char| !c.is_alphanumeric())
+/// Whether `text` (already [`folded`]) holds a part of one of `names`, by
+/// the rule [`free_line`] states: parts are the runs of letters of a name
+/// (digits in a name are not a name part: numbers are judged by the
+/// V-number and BSN rules), compared by their [`skeleton`]; four letters
+/// or more match inside a run of letters of the text, three letters match
+/// a whole run, name particles (`van`, `der`, …) and parts of one or two
+/// letters never match.
+fn names_in(text: &str, names: &[String]) -> bool {
+    let runs: Vec<String> = letter_runs(text).map(skeleton).collect();
+    names.iter().any(|n| {
+        let name = folded(n);
+        letter_runs(&name)
+            .filter(|part| !NAME_PARTICLES.contains(part))
+            .any(|part| match part.chars().count() {
+                0..=2 => false,
+                3 => {
+                    let part = skeleton(part);
+                    runs.contains(&part)
+                }
+                _ => {
+                    let part = skeleton(part);
+                    runs.iter().any(|r| r.contains(&part))
+                }
+            })
+    })
+}
+
+/// The runs of letters of `s` (split at everything that is not a letter:
+/// digits, spaces, punctuation).
+fn letter_runs(s: &str) -> impl Iterator<Item = &str> {
+    s.split(|c: char| !c.is_alphabetic())
         .filter(|w| !w.is_empty())
+}
+
+/// A run of letters as the name check compares it: its confusable
+/// skeleton (Unicode UTS #39 §4: a Cyrillic `а`, a Greek `ο` or a
+/// mathematical `𝐀` become the Latin letter they look like), [`folded`]
+/// again (the skeleton is in NFD and keeps case). Both sides of a
+/// comparison go through it, so a mapping of one Latin letter to another
+/// (`m` to `rn`) changes nothing.
+fn skeleton(run: &str) -> String {
+    let skel: String = unicode_security::skeleton(run).collect();
+    folded(&skel)
 }
 
 /// `s` as the name check compares it: one spelling for the ways a name's
@@ -290,15 +325,20 @@ fn digit_separator(c: char) -> bool {
 }
 
 /// The numbers in `s` as an identity check reads them. Digit groups with
-/// one separator ([`digit_separator`]) between them, the same separator
-/// throughout, are one number (a BSN `1234.56.782`, `123 456 782`, a
-/// V-number `30-12-34-56-78`); a change of separator ends it, so a date
-/// and a time (`2026-11-30 12:00`, `30-11-2026 14.30`) are not read as
-/// one number. Two groups led by a year, joined by a hyphen or slash, are
-/// a case or request reference (`2026-001234`, `DMS-2024-00017`,
-/// `2026/000123`) and are read group by group. A single group is read as
-/// it is, so ten digits in a row are always a V-number's shape, in a
-/// reference too.
+/// one separator ([`digit_separator`]) between each two form a chain,
+/// whatever the separators (a BSN `1234.56.782`, `123 456 782`, a
+/// V-number `30-12-34-56-78`, `12.34-56.78.90`). In a chain, a date
+/// (three groups with one separator `-`, `/` or `.`: a year of four digits
+/// and a valid month and day, in either order) and a case or request
+/// reference (two groups led by a year, joined by a hyphen or slash:
+/// `2026-001234`, `DMS-2024-00017`, `2026/000123`) are read group by
+/// group; the groups between them, whatever their separators, are one
+/// number — so `2026-11-30 12.00` is a date and a time, and
+/// `2026-11-30 12.34-56.78.90` a date and a V-number. A single group is
+/// read as it is, so ten digits in a row are always a V-number's shape,
+/// in a reference too. (A number written as a date followed by the rest
+/// is read as a date: the check refuses the shapes people write, not
+/// every encoding of a number.)
 fn digit_runs(s: &str) -> Vec<String> {
     let chars: Vec<char> = s.chars().collect();
     // Digit groups: (first char index, digits), and the one separator
@@ -327,30 +367,60 @@ fn digit_runs(s: &str) -> Vec<String> {
         };
         groups.push((start, digits, link));
     }
-    // Chains of groups linked by one separator throughout.
-    let mut chains: Vec<(Option<char>, Vec<String>)> = Vec::new();
+    // Stretches of groups with one separator throughout, each marked as
+    // linked to the one before (one chain) or not.
+    let mut stretches: Vec<(bool, Option<char>, Vec<String>)> = Vec::new();
     for (_, digits, link) in groups {
-        match (chains.last_mut(), link) {
-            (Some((sep, chain)), Some(l)) if sep.is_none_or(|s| s == l) => {
+        match (stretches.last_mut(), link) {
+            (Some((_, sep, stretch)), Some(l)) if sep.is_none_or(|s| s == l) => {
                 *sep = Some(l);
-                chain.push(digits);
+                stretch.push(digits);
             }
-            _ => chains.push((None, vec![digits])),
+            (_, l) => stretches.push((l.is_some(), None, vec![digits])),
         }
     }
     let mut runs = Vec::new();
-    for (sep, chain) in chains {
-        let year_led = chain.len() == 2
-            && matches!(sep, Some('-' | '/'))
-            && chain[0].len() == 4
-            && (chain[0].starts_with("19") || chain[0].starts_with("20"));
-        if year_led {
-            runs.extend(chain);
+    let mut number = String::new();
+    for (linked, sep, stretch) in stretches {
+        if !linked && !number.is_empty() {
+            runs.push(std::mem::take(&mut number));
+        }
+        if is_date(sep, &stretch) || is_reference(sep, &stretch) {
+            if !number.is_empty() {
+                runs.push(std::mem::take(&mut number));
+            }
+            runs.extend(stretch);
         } else {
-            runs.push(chain.concat());
+            number.push_str(&stretch.concat());
         }
     }
+    if !number.is_empty() {
+        runs.push(number);
+    }
     runs
+}
+
+/// Three digit groups with one separator (`-`, `/`, `.`) that are a date:
+/// year (four digits, 1900–2099), month, day, or day, month, year.
+fn is_date(sep: Option<char>, groups: &[String]) -> bool {
+    let [a, b, c] = groups else { return false };
+    if !matches!(sep, Some('-' | '/' | '.')) {
+        return false;
+    }
+    let year = |g: &str| g.len() == 4 && (g.starts_with("19") || g.starts_with("20"));
+    let within = |g: &str, max: u32| {
+        (1..=2).contains(&g.len()) && g.parse::<u32>().is_ok_and(|n| (1..=max).contains(&n))
+    };
+    (year(a) && within(b, 12) && within(c, 31)) || (within(a, 31) && within(b, 12) && year(c))
+}
+
+/// Two digit groups led by a year, joined by a hyphen or slash: a case or
+/// request reference (`2026-001234`, `2026/000123`).
+fn is_reference(sep: Option<char>, groups: &[String]) -> bool {
+    let [year, _] = groups else { return false };
+    matches!(sep, Some('-' | '/'))
+        && year.len() == 4
+        && (year.starts_with("19") || year.starts_with("20"))
 }
 
 /// A calendar date written `YYYY-MM-DD` (ISO 8601 extended, complete), or
@@ -862,6 +932,41 @@ mod tests {
         ] {
             ok(fine).unwrap_or_else(|e| panic!("{fine}: {e}"));
         }
+        // Mixed separators join a number too; a date before it does not
+        // hide it, a date and a time are no number.
+        for bad in [
+            "vnr 12.34-56.78.90",
+            "vnr 12 34-56/78.90",
+            "bsn 111.222-333",
+            "seen 2026-12-01 12.34-56.78.90",
+        ] {
+            let e = ok(bad).unwrap_err();
+            assert!(
+                e.to_string().starts_with("note must not name the person"),
+                "{bad}: {e}"
+            );
+        }
+        ok("seen 30-11-2026 14.30-15.00").unwrap();
+        // Look-alike letters, glued letters and digits, full width.
+        for bad in [
+            "\u{410}mina is at risk",
+            "\u{410}m\u{456}na is at risk",
+            "Amina2 is at risk",
+            "xAmina is at risk",
+            "contact idrissi_now",
+            "\u{ff21}\u{ff4d}\u{ff49}\u{ff4e}\u{ff41} is at risk",
+            "AMINA",
+        ] {
+            let e = ok(bad).unwrap_err();
+            assert!(
+                e.to_string().starts_with("note must not name the person"),
+                "{bad}: {e}"
+            );
+        }
+        // Three-letter parts match whole runs only; two letters never.
+        let short = vec!["Ali Li".to_string()];
+        free_line("note", "Ali2 at the door", 500, &short).unwrap_err();
+        free_line("note", "totalize the list; call Lisa", 500, &short).unwrap();
         // A name with a number in it: the number is not a name part.
         let numbered = vec!["Proef Persoon 00000003".to_string()];
         free_line("note", "BENCH-00000003", 500, &numbered).unwrap();

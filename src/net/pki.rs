@@ -548,7 +548,9 @@ pub fn write_dev_pki(
     }
 
     let ca = CertAuthority::generate(&dev_ca_name(dir)?)?;
-    let node = ca.issue_server("sluis node", node_hosts)?;
+    // A node certificate both ways: its listener's (serverAuth) and, in a
+    // federation, its calls to peer nodes (clientAuth), with one key.
+    let node = ca.issue_node("sluis node", node_hosts)?;
     let crl = ca.crl_pem(&[], Duration::days(365))?;
     let clients = participants
         .iter()

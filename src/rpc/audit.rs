@@ -43,6 +43,7 @@ impl pb::audit_service_server::AuditService for Api {
                     decision: decision_filter("decision", m.decision)?
                         .map(|d| d.as_str().to_string()),
                     case_id: nonempty(m.case_id),
+                    case_subject: None,
                     subject: nonempty(m.subject),
                 };
                 if m.start_index > i64::MAX as u64 {

@@ -514,6 +514,11 @@ pub(crate) struct LogFilter {
     pub(crate) purpose: Option<String>,
     pub(crate) decision: Option<String>,
     pub(crate) case_id: Option<String>,
+    /// The audit pseudonym of `case_id`'s subject: with it, `case_id` also
+    /// matches the entries that name the case among other subjects
+    /// (listings, whose records list their subjects' pseudonyms in
+    /// `access_log_subjects` and name no one case).
+    pub(crate) case_subject: Option<String>,
     pub(crate) subject: Option<String>,
 }
 

@@ -313,10 +313,12 @@ pub(super) const QUERY_LOG: &str = concat!(
        AND ($2 IS NULL OR at >= $2) AND ($3 IS NULL OR at < $3)
        AND ($4 IS NULL OR caller = $4) AND ($5 IS NULL OR role = $5)
        AND ($6 IS NULL OR method = $6) AND ($7 IS NULL OR purpose = $7)
-       AND ($8 IS NULL OR decision = $8) AND ($9 IS NULL OR case_id = $9)
-       AND ($10 IS NULL OR subject = $10
+       AND ($8 IS NULL OR decision = $8)
+       AND ($9 IS NULL OR case_id = $9
             OR seq IN (SELECT seq FROM access_log_subjects WHERE subject = $10))
-     ORDER BY seq LIMIT $11"
+       AND ($11 IS NULL OR subject = $11
+            OR seq IN (SELECT seq FROM access_log_subjects WHERE subject = $11))
+     ORDER BY seq LIMIT $12"
 );
 /// A subject's entries: its case's, and those naming it among their other
 /// subjects (`access_log_subjects`).

@@ -969,6 +969,7 @@ impl PgStore {
             .bind(&filter.purpose)
             .bind(&filter.decision)
             .bind(&filter.case_id)
+            .bind(&filter.case_subject)
             .bind(&filter.subject)
             .bind(limit);
         self.all(q, rows::log_row).await

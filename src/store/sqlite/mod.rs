@@ -803,8 +803,18 @@ impl SqliteStore {
         let f = filter.clone();
         self.read(move |c| {
             let p = params![
-                start, f.since, f.until, f.caller, f.role, f.method, f.purpose, f.decision,
-                f.case_id, f.subject, limit
+                start,
+                f.since,
+                f.until,
+                f.caller,
+                f.role,
+                f.method,
+                f.purpose,
+                f.decision,
+                f.case_id,
+                f.case_subject,
+                f.subject,
+                limit
             ];
             all(c, sql::QUERY_LOG, p, rows::log_row)
         })
