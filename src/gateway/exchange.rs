@@ -670,9 +670,16 @@ impl Exchange {
         if validate::uuid("case_id", &case_id).is_err() {
             return;
         }
-        if let Ok(Some(case)) = self.store.case_meta(&case_id).await {
-            rec.case_id = Some(case.id.clone());
-            self.name_subject(rec, &case);
+        match self.store.case_meta(&case_id).await {
+            Ok(Some(case)) => {
+                rec.case_id = Some(case.id.clone());
+                self.name_subject(rec, &case);
+            }
+            // A case that left is named too: the refusal is a line of it.
+            Ok(None) if matches!(self.store.referred_to(&case_id).await, Ok(Some(_))) => {
+                self.name_left_case(rec, &case_id).await;
+            }
+            _ => {}
         }
     }
 
@@ -789,11 +796,12 @@ impl Exchange {
         caller: &Caller,
         case_id: &str,
         asking: Asking<'_>,
+        rec: &mut AccessRecord,
     ) -> Result<CaseMeta, ExchangeError> {
         validate::uuid("case_id", case_id)?;
         match self.store.case_meta(case_id).await.map_err(stored)? {
             Some(case) => Ok(case),
-            None => Err(self.not_held(caller, case_id, asking).await),
+            None => Err(self.not_held(caller, case_id, asking, rec).await),
         }
     }
 
@@ -812,7 +820,7 @@ impl Exchange {
         asking: Asking<'_>,
         rec: &mut AccessRecord,
     ) -> Result<CaseMeta, ExchangeError> {
-        let case = self.case_by_id(caller, case_id, asking).await?;
+        let case = self.case_by_id(caller, case_id, asking, rec).await?;
         rec.case_id = Some(case.id.clone());
         self.name_subject(rec, &case);
         Self::not_erased(&case)?;
@@ -1265,7 +1273,7 @@ impl Exchange {
             purpose: &req.purpose,
             actor_present: ctx.actor.is_some(),
         };
-        let (case, sealed, by_id) = self.load_case(caller, &req.subject, asking).await?;
+        let (case, sealed, by_id) = self.load_case(caller, &req.subject, asking, rec).await?;
         rec.case_id = Some(case.id.clone());
         // The case key is unwrapped once, for the subject's name and the
         // data released alike.
@@ -1374,12 +1382,13 @@ impl Exchange {
         caller: &Caller,
         subject: &CaseRef,
         asking: Asking<'_>,
+        rec: &mut AccessRecord,
     ) -> Result<(CaseMeta, Vec<(Category, Vec<u8>)>, bool), ExchangeError> {
         match subject {
             CaseRef::Id(id) => {
                 let (case, sealed) = match self.case_with_data(id).await {
                     Err(ExchangeError::NotFound(_)) => {
-                        return Err(self.not_held(caller, id, asking).await);
+                        return Err(self.not_held(caller, id, asking, rec).await);
                     }
                     found => found?,
                 };
@@ -1397,8 +1406,10 @@ impl Exchange {
                 let Some(id) = id else {
                     // Its case is on another node, which this node knows
                     // only for a pseudonym the caller received through it.
+                    // Told only to a caller the policy would let read a
+                    // case for this purpose, as for a case named by id.
                     if let Some(node) = self.locate(&caller.participant, p).await? {
-                        return Err(ExchangeError::Referred(node));
+                        return Err(self.told_where(caller, node, asking, false));
                     }
                     // Never the pseudonym itself: it is the caller's
                     // handle on a person.
@@ -1888,11 +1899,10 @@ impl Exchange {
                 .map_err(stored)?
             {
                 rec.consents = vec![consent_id.to_string()];
-                rec.case_id = Some(case_id.clone());
                 let asking = Asking::Owner {
                     refusal: CONSENT_BY_OWNER,
                 };
-                return Err(self.not_held(caller, &case_id, asking).await);
+                return Err(self.not_held(caller, &case_id, asking, rec).await);
             }
             return Err(ExchangeError::not_found(
                 Resource::Consent,

@@ -95,6 +95,17 @@ impl Store {
         on_store!(&self.backend, b => b.referred_to(case_id).await)
     }
 
+    /// The cases this node referred away whose subject has the keyed
+    /// lookup (`kind`, `digest`) (as `subject_index` held it), each with
+    /// the node it went to.
+    pub(crate) async fn referred_by_subject(
+        &self,
+        kind: &str,
+        digest: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        on_store!(&self.backend, b => b.referred_by_subject(kind, digest).await)
+    }
+
     /// The case a consent was of and the node that case was referred to,
     /// if it left this node.
     pub(crate) async fn consent_referred_to(

@@ -239,6 +239,17 @@ pub(super) const REFERRED_TO: &str = "SELECT node FROM referred_cases WHERE case
 pub(super) const INSERT_REFERRED: &str =
     "INSERT INTO referred_cases (case_id, node, request_id, at) VALUES ($1, $2, $3, $4)";
 pub(super) const FORGET_REFERRED: &str = "DELETE FROM referred_cases WHERE case_id = $1";
+/// Keeps the keyed subject lookups of a case that leaves (migration 0023),
+/// before its `subject_index` rows are deleted with the case.
+pub(super) const KEEP_REFERRED_SUBJECTS: &str =
+    "INSERT INTO referred_subjects (kind, digest, case_id)
+     SELECT kind, digest, case_id FROM subject_index WHERE case_id = $1
+     ON CONFLICT DO NOTHING";
+/// The cases of a subject's keyed lookup that left this node, and the node
+/// each went to, while its pointer is kept.
+pub(super) const REFERRED_BY_SUBJECT: &str = "SELECT s.case_id, r.node FROM referred_subjects s
+     JOIN referred_cases r ON r.case_id = s.case_id
+     WHERE s.kind = $1 AND s.digest = $2 ORDER BY s.case_id";
 /// Keeps a consent of a case that leaves (one that came back and leaves
 /// again points at its case anew).
 pub(super) const INSERT_REFERRED_CONSENT: &str =
@@ -401,6 +412,8 @@ pub(super) const WITH_PARAMETERS: &[&str] = &[
     INSERT_SUBJECT_INDEX,
     INSERT_OWNER_PSEUDONYM,
     INSERT_REFERRED_PSEUDONYM,
+    KEEP_REFERRED_SUBJECTS,
+    REFERRED_BY_SUBJECT,
     INSERT_CONSENT,
     INSERT_RECIPIENT,
     INSERT_EVENT,
