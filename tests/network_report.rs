@@ -610,7 +610,28 @@ async fn after_a_referral_every_answer_is_reported_and_a_forwarder_gets_only_its
         err.message()
     );
     let monitor_after = common::request_id_of(err.metadata());
-    for id in [&ngo_after, &owner_after, &update_after, &monitor_after] {
+    // Refused as malformed before the case is looked up: named all the same.
+    let mut bad = get_case(&case_id, "case_consultation", None);
+    bad.get_mut().categories = vec![99];
+    let err = gemeente
+        .cases
+        .get_case(bad)
+        .await
+        .expect_err("an unknown category");
+    assert_eq!(
+        err.code(),
+        tonic::Code::InvalidArgument,
+        "{}",
+        err.message()
+    );
+    let bad_after = common::request_id_of(err.metadata());
+    for id in [
+        &ngo_after,
+        &owner_after,
+        &update_after,
+        &monitor_after,
+        &bad_after,
+    ] {
         let rec = b.record(id).await;
         assert_eq!(
             rec.case_id.as_deref(),
@@ -685,7 +706,13 @@ async fn after_a_referral_every_answer_is_reported_and_a_forwarder_gets_only_its
     let report = officer_report(c, &case_id, "the report at C").await;
     assert!(report.complete, "{}", report.text);
     let at_b = ids_at(&report, B);
-    for id in [&ngo_after, &owner_after, &update_after, &monitor_after] {
+    for id in [
+        &ngo_after,
+        &owner_after,
+        &update_after,
+        &monitor_after,
+        &bad_after,
+    ] {
         assert!(at_b.contains(id), "{id} missing at B: {}", report.text);
     }
     let mut after = lines(&report, &ngo_after);

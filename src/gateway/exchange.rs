@@ -663,7 +663,12 @@ impl Exchange {
                 }
                 match self.store.consent(&id).await {
                     Ok(Some(c)) => c.case_id,
-                    _ => return,
+                    // A consent that left with its case names the case.
+                    Ok(None) => match self.store.consent_referred_to(&id).await {
+                        Ok(Some((case_id, _))) => case_id,
+                        _ => return,
+                    },
+                    Err(_) => return,
                 }
             }
         };
