@@ -527,6 +527,12 @@ fn forge_cosignature(text: &str, by: &str) -> String {
         .collect()
 }
 
+/// The request id of a refusal with `code` (panics on another code).
+fn refused(err: &tonic::Status, code: tonic::Code) -> String {
+    assert_eq!(err.code(), code, "{}", err.message());
+    common::request_id_of(err.metadata())
+}
+
 /// The ids of the lines of node `node` in report `r`.
 fn ids_at(r: &pb::SubjectAccessReportResponse, node: &str) -> BTreeSet<String> {
     r.entries
@@ -566,25 +572,13 @@ async fn after_a_referral_every_answer_is_reported_and_a_forwarder_gets_only_its
         .get_case(get_case(&case_id, "guidance", Some(B)))
         .await
         .expect_err("the NGO reads at the old node");
-    assert_eq!(
-        err.code(),
-        tonic::Code::FailedPrecondition,
-        "{}",
-        err.message()
-    );
-    let ngo_after = common::request_id_of(err.metadata());
+    let ngo_after = refused(&err, tonic::Code::FailedPrecondition);
     let err = gemeente
         .cases
         .get_case(get_case(&case_id, "case_consultation", None))
         .await
         .expect_err("the owner reads the case it referred");
-    assert_eq!(
-        err.code(),
-        tonic::Code::FailedPrecondition,
-        "{}",
-        err.message()
-    );
-    let owner_after = common::request_id_of(err.metadata());
+    let owner_after = refused(&err, tonic::Code::FailedPrecondition);
     let err = gemeente
         .cases
         .update_case(with_actor(pb::UpdateCaseRequest {
@@ -603,13 +597,7 @@ async fn after_a_referral_every_answer_is_reported_and_a_forwarder_gets_only_its
         .get_case(get_case(&case_id, "monitoring", None))
         .await
         .expect_err("the monitor reads");
-    assert_eq!(
-        err.code(),
-        tonic::Code::PermissionDenied,
-        "{}",
-        err.message()
-    );
-    let monitor_after = common::request_id_of(err.metadata());
+    let monitor_after = refused(&err, tonic::Code::PermissionDenied);
     // Refused as malformed before the case is looked up: named all the same.
     let mut bad = get_case(&case_id, "case_consultation", None);
     bad.get_mut().categories = vec![99];
@@ -618,13 +606,7 @@ async fn after_a_referral_every_answer_is_reported_and_a_forwarder_gets_only_its
         .get_case(bad)
         .await
         .expect_err("an unknown category");
-    assert_eq!(
-        err.code(),
-        tonic::Code::InvalidArgument,
-        "{}",
-        err.message()
-    );
-    let bad_after = common::request_id_of(err.metadata());
+    let bad_after = refused(&err, tonic::Code::InvalidArgument);
     for id in [
         &ngo_after,
         &owner_after,
