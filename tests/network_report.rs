@@ -639,13 +639,11 @@ async fn after_a_referral_every_answer_is_reported_and_a_forwarder_gets_only_its
         }))
         .await
         .expect_err("IND by pseudonym for monitoring");
-    assert_eq!(
-        err.code(),
-        tonic::Code::PermissionDenied,
-        "{}",
-        err.message()
-    );
+    let by_pseudonym = refused(&err, tonic::Code::PermissionDenied);
     assert!(!err.message().contains(C), "{}", err.message());
+    // B's record of it names the case that left, as for a call by its id.
+    let rec = b.record(&by_pseudonym).await;
+    assert_eq!(rec.case_id.as_deref(), Some(case_id.as_str()));
     // A report by V-number at B, which holds no case of the subject now,
     // names the node that does.
     let err = b
@@ -694,6 +692,7 @@ async fn after_a_referral_every_answer_is_reported_and_a_forwarder_gets_only_its
         &update_after,
         &monitor_after,
         &bad_after,
+        &by_pseudonym,
     ] {
         assert!(at_b.contains(id), "{id} missing at B: {}", report.text);
     }

@@ -654,7 +654,16 @@ impl Exchange {
                 }
                 match self.store.resolve_pseudonym(&caller.participant, &p).await {
                     Ok(Some(id)) => id,
-                    _ => return,
+                    // The pseudonym of a case that left names that case.
+                    Ok(None) => match self
+                        .store
+                        .referred_pseudonym_case(&caller.participant, &p)
+                        .await
+                    {
+                        Ok(Some(id)) => id,
+                        _ => return,
+                    },
+                    Err(_) => return,
                 }
             }
             Named::Consent(id) => {
@@ -1414,6 +1423,14 @@ impl Exchange {
                     // Told only to a caller the policy would let read a
                     // case for this purpose, as for a case named by id.
                     if let Some(node) = self.locate(&caller.participant, p).await? {
+                        // A case that left this node is named in the record.
+                        if let Ok(Some(id)) = self
+                            .store
+                            .referred_pseudonym_case(&caller.participant, p)
+                            .await
+                        {
+                            self.name_left_case(rec, &id).await;
+                        }
                         return Err(self.told_where(caller, node, asking, false));
                     }
                     // Never the pseudonym itself: it is the caller's

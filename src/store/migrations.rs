@@ -88,6 +88,11 @@ pub(super) const SQLITE: &[Migration] = &[
         name: "referred subjects",
         sql: include_str!("../../migrations/sqlite/0023_referred_subjects.sql"),
     },
+    Migration {
+        version: 24,
+        name: "referred pseudonyms",
+        sql: include_str!("../../migrations/sqlite/0024_referred_pseudonyms.sql"),
+    },
 ];
 
 pub(super) const POSTGRES: &[Migration] = &[
@@ -165,6 +170,11 @@ pub(super) const POSTGRES: &[Migration] = &[
         version: 23,
         name: "referred subjects",
         sql: include_str!("../../migrations/postgres/0023_referred_subjects.sql"),
+    },
+    Migration {
+        version: 24,
+        name: "referred pseudonyms",
+        sql: include_str!("../../migrations/postgres/0024_referred_pseudonyms.sql"),
     },
 ];
 

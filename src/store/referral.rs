@@ -106,6 +106,16 @@ impl Store {
         on_store!(&self.backend, b => b.referred_by_subject(kind, digest).await)
     }
 
+    /// The case a pseudonym this node issued to `recipient` was of, if
+    /// that case left this node.
+    pub(crate) async fn referred_pseudonym_case(
+        &self,
+        recipient: &str,
+        pseudonym: &str,
+    ) -> Result<Option<String>, StoreError> {
+        on_store!(&self.backend, b => b.referred_pseudonym_case(recipient, pseudonym).await)
+    }
+
     /// The case a consent was of and the node that case was referred to,
     /// if it left this node.
     pub(crate) async fn consent_referred_to(

@@ -245,6 +245,17 @@ pub(super) const KEEP_REFERRED_SUBJECTS: &str =
     "INSERT INTO referred_subjects (kind, digest, case_id)
      SELECT kind, digest, case_id FROM subject_index WHERE case_id = $1
      ON CONFLICT DO NOTHING";
+/// Keeps the pseudonyms issued for a case that leaves (migration 0024),
+/// before its `pseudonyms` rows are deleted with the case.
+pub(super) const KEEP_REFERRED_PSEUDONYMS: &str =
+    "INSERT INTO referred_pseudonyms (recipient, pseudonym, case_id)
+     SELECT recipient, pseudonym, case_id FROM pseudonyms WHERE case_id = $1
+     ON CONFLICT (recipient, pseudonym) DO UPDATE SET case_id = excluded.case_id";
+/// The case a pseudonym issued here was of, while that case's pointer is
+/// kept (it left this node).
+pub(super) const REFERRED_PSEUDONYM_CASE: &str = "SELECT p.case_id FROM referred_pseudonyms p
+     JOIN referred_cases r ON r.case_id = p.case_id
+     WHERE p.recipient = $1 AND p.pseudonym = $2";
 /// The cases of a subject's keyed lookup that left this node, and the node
 /// each went to, while its pointer is kept.
 pub(super) const REFERRED_BY_SUBJECT: &str = "SELECT s.case_id, r.node FROM referred_subjects s
@@ -414,6 +425,8 @@ pub(super) const WITH_PARAMETERS: &[&str] = &[
     INSERT_REFERRED_PSEUDONYM,
     KEEP_REFERRED_SUBJECTS,
     REFERRED_BY_SUBJECT,
+    KEEP_REFERRED_PSEUDONYMS,
+    REFERRED_PSEUDONYM_CASE,
     INSERT_CONSENT,
     INSERT_RECIPIENT,
     INSERT_EVENT,

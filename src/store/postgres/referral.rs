@@ -98,6 +98,10 @@ impl PgStore {
             .bind(&out.case_id)
             .execute(&mut *tx)
             .await?;
+        sqlx::query(sql::KEEP_REFERRED_PSEUDONYMS)
+            .bind(&out.case_id)
+            .execute(&mut *tx)
+            .await?;
         for statement in sql::DELETE_CASE_ROWS {
             sqlx::query(statement)
                 .bind(&out.case_id)
@@ -133,6 +137,17 @@ impl PgStore {
             .bind(kind.to_owned())
             .bind(digest.to_owned());
         self.all(q, rows::text_pair).await
+    }
+
+    pub(in crate::store) async fn referred_pseudonym_case(
+        &self,
+        recipient: &str,
+        pseudonym: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let q = sqlx::query(sql::REFERRED_PSEUDONYM_CASE)
+            .bind(recipient.to_owned())
+            .bind(pseudonym.to_owned());
+        self.first(q, rows::text).await
     }
 
     pub(in crate::store) async fn located(
