@@ -428,6 +428,14 @@ async fn a_report_flags_a_node_whose_log_went_back() {
         .get_case(get_case(&case_id, "legalisation", Some(B)))
         .await
         .expect("IND's first read");
+    // Both its witnesses cosign A's log with it: a checkpoint "witnessed 2
+    // of 2" that the copy below keeps.
+    let size = nodes[0].node.store.log_size().await.unwrap() as u64;
+    for w in [1, 2] {
+        let WitnessOutcome::Cosigned { .. } = witness_until(&nodes[w], A, size).await else {
+            panic!("{} cosigns A", nodes[w].id)
+        };
+    }
 
     // A's database is copied as it is now.
     let a = nodes.remove(0);
@@ -462,14 +470,7 @@ async fn a_report_flags_a_node_whose_log_went_back() {
     // The report at B: A still answers (it has the first read), but with a
     // log smaller than the one B's witness cosigned. Flagged, incomplete.
     let b = &nodes[1];
-    let report = b
-        .client(OFFICER)
-        .await
-        .audit
-        .subject_access_report(report_of(&case_id))
-        .await
-        .expect("the report at B")
-        .into_inner();
+    let report = report_at(b, &case_id).await;
     let part = report.nodes.iter().find(|n| n.node == A).expect("A's part");
     assert!(part.answered, "{}", report.text);
     assert!(!report.complete, "{}", report.text);
@@ -485,20 +486,25 @@ async fn a_report_flags_a_node_whose_log_went_back() {
         "{}",
         report.text
     );
+    // Its old cosignatures are not counted as if they vouched for it.
+    assert!(!part.witnessed, "{}", part.witness_note);
+    assert!(
+        part.witness_note.contains("UNDER A WITNESS ALARM"),
+        "{}",
+        part.witness_note
+    );
+    assert!(
+        !report.text.contains(&format!("Witnessed: node {A}:")),
+        "{}",
+        report.text
+    );
 
     // B's witness catches the rollback: from then on the report names the
     // witness alarm, whatever A's log grows to.
     let WitnessOutcome::Alarm { .. } = witness_until(b, A, u64::MAX).await else {
         panic!("B raises an alarm on A")
     };
-    let report = b
-        .client(OFFICER)
-        .await
-        .audit
-        .subject_access_report(report_of(&case_id))
-        .await
-        .expect("the report at B")
-        .into_inner();
+    let report = report_at(b, &case_id).await;
     assert!(!report.complete, "{}", report.text);
     assert!(
         report
@@ -507,6 +513,91 @@ async fn a_report_flags_a_node_whose_log_went_back() {
             && report
                 .text
                 .contains("its log went back; lines from it may be missing"),
+        "{}",
+        report.text
+    );
+    let part = report.nodes.iter().find(|n| n.node == A).expect("A's part");
+    assert!(!part.witnessed, "{}", part.witness_note);
+    assert!(
+        report.text.contains(&format!(
+            "NOT CONFIRMED BY WITNESSES: node {A}: UNDER A WITNESS ALARM"
+        )),
+        "{}",
+        report.text
+    );
+    assert!(
+        !report.text.contains(&format!("Witnessed: node {A}:")),
+        "{}",
+        report.text
+    );
+}
+
+/// The subject access report of `case_id` asked at `n` by its officer.
+async fn report_at(n: &Started, case_id: &str) -> pb::SubjectAccessReportResponse {
+    n.client(OFFICER)
+        .await
+        .audit
+        .subject_access_report(report_of(case_id))
+        .await
+        .expect("the report")
+        .into_inner()
+}
+
+/// IND's read of `case_id` through its home node `a`, forwarded to B: its
+/// request id.
+async fn ind_reads_at_b(a: &Started, case_id: &str) -> String {
+    let r = a
+        .client(IND)
+        .await
+        .cases
+        .get_case(get_case(case_id, "legalisation", Some(B)))
+        .await
+        .expect("IND's read through A");
+    request_id(&r)
+}
+
+/// A node restarted on a copy of its database from before it forwarded a
+/// read, which no witness has seen yet: no checkpoint and no alarm say its
+/// log went back, but the node making the report holds its own record of
+/// that call with it, so the report flags the node and is incomplete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_flags_a_node_that_lacks_a_call_it_served() {
+    let (_key, mut nodes, _dir) = started_network().await;
+    let (_, case_id, _) = case_at(&nodes[1]).await;
+    let first = ind_reads_at_b(&nodes[0], &case_id).await;
+    let a = nodes.remove(0);
+    let (a, copy) = stop_copy_start(a).await;
+    nodes.insert(0, a);
+    let later = ind_reads_at_b(&nodes[0], &case_id).await;
+    // A goes back to the copy; no witness round has seen its newer log.
+    let a = nodes.remove(0);
+    let a = restart_on(a, &copy).await;
+    nodes.insert(0, a);
+    assert!(nodes[0].records(&later).await.is_empty());
+
+    let report = report_at(&nodes[1], &case_id).await;
+    assert!(!report.complete, "{}", report.text);
+    let part = report.nodes.iter().find(|n| n.node == A).expect("A's part");
+    assert!(part.answered, "{}", report.text);
+    assert!(
+        part.log_warning.contains(&later) && part.log_warning.contains("lines from it are missing"),
+        "{}",
+        part.log_warning
+    );
+    assert!(!part.witnessed, "{}", part.witness_note);
+    assert!(
+        report
+            .text
+            .contains(&format!("INCOMPLETE: node {A} answered without 1 call")),
+        "{}",
+        report.text
+    );
+    // A's line of the first read is there.
+    assert!(
+        report
+            .entries
+            .iter()
+            .any(|e| e.node == A && e.request_id == first),
         "{}",
         report.text
     );

@@ -2,9 +2,9 @@
 //! complete over every node that served the case. A case registered at B
 //! is read by IND through its home node A and by the NGO through C, then
 //! referred to C, then read at C. The report asked at C (the case's node
-//! now) lists the entries of all three nodes — the forwarded reads on the
-//! forwarding and the holding node, the referral on both, the reads at B
-//! before it — each with its node and request id, and each line's
+//! now) lists the entries of all three nodes — the forwarded reads C was
+//! party to on both nodes, the referral on both, every entry at B before
+//! it — each with its node and request id, and each line's
 //! inclusion proof verifies against that node's checkpoint, signed with the
 //! key the federation directory lists for it and cosigned by both its
 //! peers' witness keys (C2SP tlog-cosignature). A node whose checkpoint its
@@ -160,12 +160,23 @@ fn lines<'a>(r: &'a pb::SubjectAccessReportResponse, request_id: &str) -> Vec<(&
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_report_at_the_home_node_covers_every_node_that_served_the_case() {
-    let (_key, mut nodes, dir) = started_network().await;
-    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
+/// What [`served_then_referred`] did: the clients, the case, and the
+/// request ids of its calls.
+struct Served {
+    gemeente: sluis::rpc::Clients,
+    ind: sluis::rpc::Clients,
+    ngo: sluis::rpc::Clients,
+    case_id: String,
+    ind_read: String,
+    ind_pseudonym: String,
+    ngo_read: String,
+    referral: String,
+}
 
-    // Registered at B; IND reads through A, the NGO through C.
+/// A case registered at `b`, read by IND through `a` and by the NGO
+/// through `c` (both forwarded to `b`), then referred to `c` with the
+/// migrant's consent.
+async fn served_then_referred(a: &Started, b: &Started, c: &Started) -> Served {
     let (mut gemeente, case_id, _) = case_at(b).await;
     let mut ind = a.client(IND).await;
     let r = ind
@@ -174,6 +185,7 @@ async fn the_report_at_the_home_node_covers_every_node_that_served_the_case() {
         .await
         .expect("IND's forwarded read");
     let ind_read = request_id(&r);
+    let ind_pseudonym = r.into_inner().subject_pseudonym;
     let mut ngo = c.client(NGO).await;
     let r = ngo
         .cases
@@ -181,8 +193,6 @@ async fn the_report_at_the_home_node_covers_every_node_that_served_the_case() {
         .await
         .expect("the NGO's forwarded read");
     let ngo_read = request_id(&r);
-
-    // The migrant moves: referred to C with consent.
     consent_to_move(&mut gemeente, &case_id).await;
     let r = gemeente
         .cases
@@ -193,7 +203,33 @@ async fn the_report_at_the_home_node_covers_every_node_that_served_the_case() {
         }))
         .await
         .expect("the referral");
-    let referral = request_id(&r);
+    Served {
+        gemeente,
+        ind,
+        ngo,
+        ind_read,
+        ind_pseudonym,
+        ngo_read,
+        referral: request_id(&r),
+        case_id,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_report_at_the_home_node_covers_every_node_that_served_the_case() {
+    let (_key, mut nodes, dir) = started_network().await;
+    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
+
+    // Registered at B; IND reads through A, the NGO through C; the migrant
+    // moves: referred to C with consent.
+    let Served {
+        mut ind,
+        case_id,
+        ind_read,
+        ngo_read,
+        referral,
+        ..
+    } = served_then_referred(a, b, c).await;
 
     // After: IND reads at C through A.
     let r = ind
@@ -257,17 +293,14 @@ async fn the_report_at_the_home_node_covers_every_node_that_served_the_case() {
         .collect();
     assert!(at_b.contains(&"RegisterCase"), "{at_b:?}");
     assert!(at_b.contains(&"GrantConsent"), "{at_b:?}");
-    // Each forwarded read on the forwarding node and the holding node.
-    let mut ind_lines = lines(&report, &ind_read);
-    ind_lines.sort();
-    assert_eq!(
-        ind_lines,
-        vec![(A, "GetCase"), (B, "GetCase")],
-        "{}",
-        report.text
-    );
+    // A forwarded read with C as one end (the NGO's, IND's at C) is on
+    // both nodes; IND's read at B before the referral only on B, which
+    // answered it: A's line of that call is A's to give only to B, the
+    // node it forwarded it to (ARCHITECTURE.md, what each node learns).
+    let ind_lines = lines(&report, &ind_read);
+    assert_eq!(ind_lines, vec![(B, "GetCase")], "{}", report.text);
     // The holding node's line names the node that forwarded the read, and
-    // the participant it asserted; the forwarding node's line names none.
+    // the participant it asserted.
     let line_at = |node: &str| {
         report
             .entries
@@ -285,7 +318,6 @@ async fn the_report_at_the_home_node_covers_every_node_that_served_the_case() {
         "{}",
         held.summary
     );
-    assert_eq!(line_at(A).from_node, "");
     let mut ngo_lines = lines(&report, &ngo_read);
     ngo_lines.sort();
     assert_eq!(ngo_lines, vec![(B, "GetCase"), (C, "GetCase")]);
@@ -493,4 +525,260 @@ fn forge_cosignature(text: &str, by: &str) -> String {
             None => format!("{l}\n"),
         })
         .collect()
+}
+
+/// The request id of a refusal with `code` (panics on another code).
+fn refused(err: &tonic::Status, code: tonic::Code) -> String {
+    assert_eq!(err.code(), code, "{}", err.message());
+    common::request_id_of(err.metadata())
+}
+
+/// The ids of the lines of node `node` in report `r`.
+fn ids_at(r: &pb::SubjectAccessReportResponse, node: &str) -> BTreeSet<String> {
+    r.entries
+        .iter()
+        .filter(|e| e.node == node)
+        .map(|e| e.request_id.clone())
+        .collect()
+}
+
+/// A case registered at B, read by IND through A and by the NGO through C,
+/// then referred to C. Every answer about the case that left B — the
+/// `CASE_REFERRED` told to a reader or its owner, the refusal of one who
+/// may not learn where it went — is a line of the case at B, in the report
+/// asked at C; a report asked at B by V-number names C; A, which only
+/// forwarded IND's read to B, gets from B only the line of that read,
+/// whatever referral or request id it names; the home node's line of a
+/// forwarded read says where it went.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_referral_every_answer_is_reported_and_a_forwarder_gets_only_its_own_lines() {
+    let (_key, nodes, _dir) = started_network().await;
+    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
+    let Served {
+        mut gemeente,
+        mut ind,
+        mut ngo,
+        case_id,
+        ind_read,
+        ind_pseudonym,
+        ngo_read,
+        referral,
+    } = served_then_referred(a, b, c).await;
+
+    // After the referral, at B: the NGO (through C) and the owner are told
+    // where the case is; the monitor is refused without being told.
+    let err = ngo
+        .cases
+        .get_case(get_case(&case_id, "guidance", Some(B)))
+        .await
+        .expect_err("the NGO reads at the old node");
+    let ngo_after = refused(&err, tonic::Code::FailedPrecondition);
+    let err = gemeente
+        .cases
+        .get_case(get_case(&case_id, "case_consultation", None))
+        .await
+        .expect_err("the owner reads the case it referred");
+    let owner_after = refused(&err, tonic::Code::FailedPrecondition);
+    let err = gemeente
+        .cases
+        .update_case(with_actor(pb::UpdateCaseRequest {
+            case_id: case_id.clone(),
+            data: Some(pb::CaseData::default()),
+            request_id: String::new(),
+            update_mask: None,
+        }))
+        .await
+        .expect_err("the owner updates the case it referred");
+    let update_after = common::request_id_of(err.metadata());
+    let err = b
+        .client("monitor-jenv")
+        .await
+        .cases
+        .get_case(get_case(&case_id, "monitoring", None))
+        .await
+        .expect_err("the monitor reads");
+    let monitor_after = refused(&err, tonic::Code::PermissionDenied);
+    // Refused as malformed before the case is looked up: named all the same.
+    let mut bad = get_case(&case_id, "case_consultation", None);
+    bad.get_mut().categories = vec![99];
+    let err = gemeente
+        .cases
+        .get_case(bad)
+        .await
+        .expect_err("an unknown category");
+    let bad_after = refused(&err, tonic::Code::InvalidArgument);
+    for id in [
+        &ngo_after,
+        &owner_after,
+        &update_after,
+        &monitor_after,
+        &bad_after,
+    ] {
+        let rec = b.record(id).await;
+        assert_eq!(
+            rec.case_id.as_deref(),
+            Some(case_id.as_str()),
+            "{}",
+            rec.method
+        );
+        assert!(rec.subject.is_some(), "{} names the subject", rec.method);
+    }
+
+    // IND by its pseudonym, for a purpose the policy gives its role no
+    // category for: refused as for a case held here, not told where the
+    // case went.
+    let err = ind
+        .cases
+        .get_case(with_actor(pb::GetCaseRequest {
+            subject: Some(pb::get_case_request::Subject::SubjectPseudonym(
+                ind_pseudonym.clone(),
+            )),
+            purpose: "monitoring".into(),
+            categories: vec![],
+            emergency_justification: String::new(),
+        }))
+        .await
+        .expect_err("IND by pseudonym for monitoring");
+    let by_pseudonym = refused(&err, tonic::Code::PermissionDenied);
+    assert!(!err.message().contains(C), "{}", err.message());
+    // B's record of it names the case that left, as for a call by its id.
+    let rec = b.record(&by_pseudonym).await;
+    assert_eq!(rec.case_id.as_deref(), Some(case_id.as_str()));
+    // A report by V-number at B, which holds no case of the subject now,
+    // names the node that does.
+    let err = b
+        .client(OFFICER)
+        .await
+        .audit
+        .subject_access_report(pb::SubjectAccessReportRequest {
+            subject: Some(pb::subject_access_report_request::Subject::VNumber(
+                "1234567890".into(),
+            )),
+        })
+        .await
+        .expect_err("a report by V-number where the case left");
+    assert_eq!(
+        err.code(),
+        tonic::Code::FailedPrecondition,
+        "{}",
+        err.message()
+    );
+    {
+        use tonic_types::StatusExt;
+        let info = err.get_details_error_info().expect("ErrorInfo");
+        assert_eq!(info.reason, "CASE_REFERRED");
+        assert_eq!(
+            info.metadata.get("holding_node").map(String::as_str),
+            Some(C)
+        );
+    }
+    assert!(!err.message().contains("1234567890"), "{}", err.message());
+
+    // IND reads at C through A.
+    let r = ind
+        .cases
+        .get_case(get_case(&case_id, "legalisation", Some(C)))
+        .await
+        .expect("IND reads at C");
+    let ind_at_c = request_id(&r);
+
+    // The report at C lists every answer B gave after the referral.
+    let report = officer_report(c, &case_id, "the report at C").await;
+    assert!(report.complete, "{}", report.text);
+    let at_b = ids_at(&report, B);
+    for id in [
+        &ngo_after,
+        &owner_after,
+        &update_after,
+        &monitor_after,
+        &bad_after,
+        &by_pseudonym,
+    ] {
+        assert!(at_b.contains(id), "{id} missing at B: {}", report.text);
+    }
+    let mut after = lines(&report, &ngo_after);
+    after.sort();
+    assert_eq!(
+        after,
+        vec![(B, "GetCase"), (C, "GetCase")],
+        "{}",
+        report.text
+    );
+    // The home node's line of a forwarded read says where it went.
+    let home = report
+        .entries
+        .iter()
+        .find(|e| e.request_id == ind_at_c && e.node == A)
+        .expect("A's line of IND's read at C");
+    assert!(
+        home.summary.contains(&format!("forwarded to node {C}")),
+        "{}",
+        home.summary
+    );
+    let home = report
+        .entries
+        .iter()
+        .find(|e| e.request_id == ngo_read && e.node == C)
+        .expect("C's line of the NGO's read at B");
+    assert!(
+        home.summary.contains(&format!("forwarded to node {B}")),
+        "{}",
+        home.summary
+    );
+
+    // A, which only forwarded IND's read to B, with its own node key.
+    let mut a_to_b =
+        pb::federation_service_client::FederationServiceClient::new(node_channel(a, b).await);
+    let ask = |referral_id: &str, request_ids: Vec<String>| {
+        Request::new(pb::ReportCaseAccessesRequest {
+            case_id: case_id.clone(),
+            referral_id: referral_id.to_string(),
+            request_ids,
+            cosignatures: 0,
+        })
+    };
+    // The referral's id (it travels in reports) is no basis for A.
+    let err = a_to_b
+        .report_case_accesses(ask(&referral, vec![]))
+        .await
+        .expect_err("a forwarder names the referral");
+    assert_eq!(
+        err.code(),
+        tonic::Code::PermissionDenied,
+        "{}",
+        err.message()
+    );
+    let refused = b.record(&common::request_id_of(err.metadata())).await;
+    assert_eq!(
+        (refused.caller.as_str(), refused.decision),
+        (A, Decision::Denied)
+    );
+    // Nor the NGO's read, which C forwarded.
+    let err = a_to_b
+        .report_case_accesses(ask("", vec![ngo_read.clone(), ngo_after.clone()]))
+        .await
+        .expect_err("a forwarder names another node's calls");
+    assert_eq!(
+        err.code(),
+        tonic::Code::PermissionDenied,
+        "{}",
+        err.message()
+    );
+    // With its own read among them: that line only.
+    let part = a_to_b
+        .report_case_accesses(ask("", vec![ind_read.clone(), ngo_read.clone()]))
+        .await
+        .expect("A's own read")
+        .into_inner();
+    let got: Vec<String> = part
+        .entries
+        .iter()
+        .map(|e| {
+            sluis::tlog::AccessRecord::decode(&e.leaf)
+                .expect("leaf decodes")
+                .request_id
+        })
+        .collect();
+    assert_eq!(got, vec![ind_read.clone()]);
+    assert!(part.links.iter().all(|l| l.referral), "{:?}", part.links);
 }

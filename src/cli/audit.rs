@@ -1046,6 +1046,7 @@ fn report_json(
                 "witnessed": n.witnessed,
                 "witness_note": n.witness_note,
                 "log_warning": n.log_warning,
+                "witness_alarm": n.witness_alarm,
             })
         })
         .collect();

@@ -163,6 +163,13 @@ pub(crate) enum ExchangeError {
         "this node holds no case with this case_id; it forwarded calls about it to federation node '{0}', which holds it or knows where it went: ask the subject access report at that node (it covers every node that served the case, this one included)"
     )]
     HeldAt(String),
+    /// A subject (asked for by V-number or BSN) whose every case this node
+    /// held was referred away, the last to federation node `node`: the
+    /// report is asked there.
+    #[error(
+        "this node holds no case of this subject now: it referred the subject's case to federation node '{0}', which holds it now: ask the subject access report at that node (it covers every node that served the case, this one included)"
+    )]
+    SubjectReferred(String),
     /// Categories asked for by name that only an emergency rule permits,
     /// in a request without a justification or without the acting
     /// employee: nothing was released.
@@ -460,7 +467,9 @@ impl ExchangeError {
             E::RateLimited { .. } => (Code::ResourceExhausted, Reason::RateLimited),
             E::Internal(_) => (Code::Internal, Reason::Internal),
             E::PeerNode { code, .. } => (*code, Reason::PeerNode),
-            E::Referred(_) | E::HeldAt(_) => (Code::FailedPrecondition, Reason::CaseReferred),
+            E::Referred(_) | E::HeldAt(_) | E::SubjectReferred(_) => {
+                (Code::FailedPrecondition, Reason::CaseReferred)
+            }
             E::JustificationRequired { .. } => {
                 (Code::FailedPrecondition, Reason::JustificationRequired)
             }

@@ -666,7 +666,16 @@ impl Exchange {
                 }
                 match self.store.resolve_pseudonym(&caller.participant, &p).await {
                     Ok(Some(id)) => id,
-                    _ => return,
+                    // The pseudonym of a case that left names that case.
+                    Ok(None) => match self
+                        .store
+                        .referred_pseudonym_case(&caller.participant, &p)
+                        .await
+                    {
+                        Ok(Some(id)) => id,
+                        _ => return,
+                    },
+                    Err(_) => return,
                 }
             }
             Named::Consent(id) => {
@@ -675,16 +684,28 @@ impl Exchange {
                 }
                 match self.store.consent(&id).await {
                     Ok(Some(c)) => c.case_id,
-                    _ => return,
+                    // A consent that left with its case names the case.
+                    Ok(None) => match self.store.consent_referred_to(&id).await {
+                        Ok(Some((case_id, _))) => case_id,
+                        _ => return,
+                    },
+                    Err(_) => return,
                 }
             }
         };
         if validate::uuid("case_id", &case_id).is_err() {
             return;
         }
-        if let Ok(Some(case)) = self.store.case_meta(&case_id).await {
-            rec.case_id = Some(case.id.clone());
-            self.name_subject(rec, &case);
+        match self.store.case_meta(&case_id).await {
+            Ok(Some(case)) => {
+                rec.case_id = Some(case.id.clone());
+                self.name_subject(rec, &case);
+            }
+            // A case that left is named too: the refusal is a line of it.
+            Ok(None) if matches!(self.store.referred_to(&case_id).await, Ok(Some(_))) => {
+                self.name_left_case(rec, &case_id).await;
+            }
+            _ => {}
         }
     }
 
@@ -801,11 +822,12 @@ impl Exchange {
         caller: &Caller,
         case_id: &str,
         asking: Asking<'_>,
+        rec: &mut AccessRecord,
     ) -> Result<CaseMeta, ExchangeError> {
         validate::uuid("case_id", case_id)?;
         match self.store.case_meta(case_id).await.map_err(stored)? {
             Some(case) => Ok(case),
-            None => Err(self.not_held(caller, case_id, asking).await),
+            None => Err(self.not_held(caller, case_id, asking, rec).await),
         }
     }
 
@@ -824,7 +846,7 @@ impl Exchange {
         asking: Asking<'_>,
         rec: &mut AccessRecord,
     ) -> Result<CaseMeta, ExchangeError> {
-        let case = self.case_by_id(caller, case_id, asking).await?;
+        let case = self.case_by_id(caller, case_id, asking, rec).await?;
         rec.case_id = Some(case.id.clone());
         self.name_subject(rec, &case);
         Self::not_erased(&case)?;
@@ -1336,7 +1358,7 @@ impl Exchange {
             purpose: &req.purpose,
             actor_present: ctx.actor.is_some(),
         };
-        let (case, sealed, by_id) = self.load_case(caller, &req.subject, asking).await?;
+        let (case, sealed, by_id) = self.load_case(caller, &req.subject, asking, rec).await?;
         rec.case_id = Some(case.id.clone());
         // The case key is unwrapped once, for the subject's name and the
         // data released alike.
@@ -1445,12 +1467,13 @@ impl Exchange {
         caller: &Caller,
         subject: &CaseRef,
         asking: Asking<'_>,
+        rec: &mut AccessRecord,
     ) -> Result<(CaseMeta, Vec<(Category, Vec<u8>)>, bool), ExchangeError> {
         match subject {
             CaseRef::Id(id) => {
                 let (case, sealed) = match self.case_with_data(id).await {
                     Err(ExchangeError::NotFound(_)) => {
-                        return Err(self.not_held(caller, id, asking).await);
+                        return Err(self.not_held(caller, id, asking, rec).await);
                     }
                     found => found?,
                 };
@@ -1468,8 +1491,18 @@ impl Exchange {
                 let Some(id) = id else {
                     // Its case is on another node, which this node knows
                     // only for a pseudonym the caller received through it.
+                    // Told only to a caller the policy would let read a
+                    // case for this purpose, as for a case named by id.
                     if let Some(node) = self.locate(&caller.participant, p).await? {
-                        return Err(ExchangeError::Referred(node));
+                        // A case that left this node is named in the record.
+                        if let Ok(Some(id)) = self
+                            .store
+                            .referred_pseudonym_case(&caller.participant, p)
+                            .await
+                        {
+                            self.name_left_case(rec, &id).await;
+                        }
+                        return Err(self.told_where(caller, node, asking, false));
                     }
                     // Never the pseudonym itself: it is the caller's
                     // handle on a person.
@@ -1964,11 +1997,10 @@ impl Exchange {
                 .map_err(stored)?
             {
                 rec.consents = vec![consent_id.to_string()];
-                rec.case_id = Some(case_id.clone());
                 let asking = Asking::Owner {
                     refusal: CONSENT_BY_OWNER,
                 };
-                return Err(self.not_held(caller, &case_id, asking).await);
+                return Err(self.not_held(caller, &case_id, asking, rec).await);
             }
             return Err(ExchangeError::not_found(
                 Resource::Consent,

@@ -34,6 +34,10 @@ pub(crate) struct Target<'a> {
 /// follow ([`forwarded_to`] reads it back).
 const FORWARDED_TO: &str = "forwarded to federation node '";
 
+/// How the detail of a record of a call that did not reach node's answer
+/// begins (this node refused it first, or the node could not be asked).
+const NOT_ANSWERED_BY: &str = "not answered by federation node '";
+
 /// The node a forwarding record's `detail` names (see
 /// [`Exchange::forwarded`]); `None` for any other record.
 pub(crate) fn forwarded_to(detail: &str) -> Option<&str> {
@@ -79,7 +83,6 @@ impl Exchange {
                     "this node is not in a federation: send no x-sluis-holding-node".into(),
                 )
             })?;
-            rec.detail = format!("{FORWARDED_TO}{node}'");
             if let Some(id) = case_id {
                 validate::uuid("case_id", id)?;
                 rec.case_id = Some(id.to_string());
@@ -90,6 +93,18 @@ impl Exchange {
                 .current(self.now())
                 .map_err(|e| ExchangeError::FailedPrecondition(e.to_string()))?;
             let result = call(federation, caller).await;
+            // The record says the call was forwarded only once the holding
+            // node answered it (its records hold the call too): the report
+            // made here expects that node's line of every such call, and
+            // flags it when one is missing.
+            if matches!(
+                &result,
+                Ok(_) | Err(ExchangeError::PeerNode { .. } | ExchangeError::Referred(_))
+            ) {
+                rec.detail = format!("{FORWARDED_TO}{node}'");
+            } else {
+                rec.detail = format!("{NOT_ANSWERED_BY}{node}'");
+            }
             if let Err(e) = &result {
                 // The operator's side of a failed forwarding: which node, the
                 // code, and why (node ids and codes only, never whom it was for).

@@ -12,11 +12,14 @@
 //! ([`Exchange::report_case_accesses`], over `rpc::federated`), and
 //! following the links in their answers in turn.
 //!
-//! A node answers only for what the asking node shows a basis for: a
-//! referral of the case that the answering node made or took (then every
-//! entry of the case there), or request ids of its own records of calls
-//! about the case (then those records). Both are random ids only the nodes
-//! of the trail hold. Each answer carries its entries as leaves with their
+//! A node answers only for what the asking node shows a basis for, judged
+//! by its own records of that node (an id alone is no right: ids travel in
+//! reports): a referral of the case it made to, or took from, the asking
+//! node (then every entry of the case there), or request ids of calls the
+//! asking node was party to — forwarded here by it, or forwarded to it
+//! (then those records). The asking node expects a line of every call its
+//! own records show it served with a node, and flags a node whose answer
+//! lacks one (its log went back). Each answer carries its entries as leaves with their
 //! inclusion proofs against the answering node's signed checkpoint; the
 //! asking node checks the checkpoint's signature with the key the running
 //! directory lists for that node and every proof, and words the lines from
@@ -248,8 +251,9 @@ pub(crate) async fn prove_cosigned(
 
 /// The links to other nodes that records of a case on node `this` show: a
 /// referral it made (to the node its pointer names) or took (from the node
-/// the directory says hosts the handing owner), and a call by a
-/// participant another node hosts (which only that node forwards here).
+/// the directory says hosts the handing owner), a call by a participant
+/// another node hosts (which only that node forwards here), and a call
+/// this node forwarded (to the node that answered it).
 pub(crate) fn links_of<'a>(
     records: impl IntoIterator<Item = (&'a Access, &'a str)>,
     directory: &Directory,
@@ -261,10 +265,17 @@ pub(crate) fn links_of<'a>(
         if a.decision == Decision::Error || a.participant == "-" {
             continue;
         }
+        // A node that answered a forwarded call "no such case" holds no
+        // record of the case to answer for.
+        if a.forwarded_to.is_some() && a.decision == Decision::NotFound {
+            continue;
+        }
         let referral = matches!(a.method.as_str(), "ReferCase" | "AcceptReferral")
             && a.decision == Decision::Allowed;
         let node = match a.method.as_str() {
             "ReferCase" if referral => referred_to.map(str::to_string),
+            // A call this node forwarded: the node that answered it.
+            _ if a.forwarded_to.is_some() => a.forwarded_to.clone(),
             _ => directory.home_of(&a.participant).map(|(n, _)| n.id.clone()),
         };
         if let Some(node) = node.filter(|n| n != this) {
@@ -375,17 +386,22 @@ impl Exchange {
             }
             let mut rows: BTreeMap<i64, LogRow> = BTreeMap::new();
             if let Some(referral) = &q.referral_id {
+                // The whole of the case goes only to the other end of a
+                // referral this node made or took: a node that merely
+                // knows the referral's id (ids travel in reports) is not
+                // that node.
                 let made = match self.record_of(referral).await? {
                     Some((_, r)) => {
                         r.case_id.as_deref() == Some(q.case_id.as_str())
                             && matches!(r.method.as_str(), "ReferCase" | "AcceptReferral")
                             && r.decision == Decision::Allowed
+                            && trail_node(&r, &running.directory).as_deref() == Some(asking)
                     }
                     None => false,
                 };
                 if !made {
                     return Err(ExchangeError::Forbidden(format!(
-                        "node '{}' made or took no referral of this case with this referral_id: it reports a case's entries only to a node of the case's referral trail",
+                        "node '{}' made or took no referral of this case with node '{asking}' under this referral_id: it reports all of a case's entries only to the node it referred the case to or took it from",
                         self.node_id()
                     )));
                 }
@@ -427,8 +443,11 @@ impl Exchange {
             for id in &q.request_ids {
                 // A forwarded call's record names the case when the call
                 // did; one that failed before the case was known names none.
+                // Only the calls the asking node was party to: those it
+                // forwarded here, or this node forwarded to it.
                 if let Some((row, r)) = self.record_of(id).await?
                     && r.case_id.as_deref().is_none_or(|c| c == q.case_id)
+                    && party_to(&r, asking)
                 {
                     named += 1;
                     rows.insert(row.seq, row);
@@ -436,7 +455,7 @@ impl Exchange {
             }
             if q.referral_id.is_none() && named == 0 {
                 return Err(ExchangeError::Forbidden(format!(
-                    "node '{}' holds no record of these request ids about this case",
+                    "node '{}' holds no record of these request ids about this case of a call node '{asking}' forwarded here or this node forwarded to it: it reports to a node only the calls that node was party to",
                     self.node_id()
                 )));
             }
@@ -460,7 +479,10 @@ impl Exchange {
                 referred.as_deref(),
             )
             .into_iter()
-            .filter(|l| l.node != asking || l.referral)
+            // A call between this node and a third is no basis the asking
+            // node has there; a referral is named (the asking node says
+            // it could not follow it, rather than miss it silently).
+            .filter(|l| l.referral)
             .collect();
             let indexes: Vec<u64> = rows.keys().map(|i| *i as u64).collect();
             let k = q.cosignatures;
@@ -610,6 +632,10 @@ impl Exchange {
             asked: BTreeSet<String>,
         }
         let mut bases: BTreeMap<(String, String), Basis> = BTreeMap::new();
+        // Per node, the calls this node's own records show it served with
+        // that node (forwarded there, or forwarded here by it): its answer
+        // must hold a line of each.
+        let mut expected: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         let add = |bases: &mut BTreeMap<(String, String), Basis>, case: &str, l: Link| {
             if l.node == this {
                 return;
@@ -628,6 +654,12 @@ impl Exchange {
                 .map(|e| (&e.access, e.request_id.as_str()));
             let referred = self.store.referred_to(&case.case_id).await.ok().flatten();
             for l in links_of(records, &running.directory, &this, referred.as_deref()) {
+                if !l.referral {
+                    expected
+                        .entry(l.node.clone())
+                        .or_default()
+                        .insert(l.request_id.clone());
+                }
                 add(&mut bases, &case.case_id, l);
             }
         }
@@ -739,6 +771,51 @@ impl Exchange {
                 }
             }
         }
+        for (node, n) in answered.iter_mut() {
+            let Some(ids) = expected.get(node) else {
+                continue;
+            };
+            let asked: BTreeSet<&String> = bases
+                .iter()
+                .filter(|((n, _), _)| n == node)
+                .flat_map(|(_, b)| b.asked.iter())
+                .collect();
+            let lacking: Vec<&String> = ids
+                .iter()
+                .filter(|id| asked.contains(id))
+                .filter(|id| {
+                    !out.entries
+                        .iter()
+                        .any(|e| e.node == *node && e.request_id == **id)
+                })
+                .collect();
+            if lacking.is_empty() {
+                continue;
+            }
+            tracing::warn!(node = %node, lacking = lacking.len(), "a node's part of a subject access report lacks calls this node served with it");
+            let shown: Vec<&str> = lacking.iter().take(5).map(|id| id.as_str()).collect();
+            let warning = format!(
+                "node {node} answered without {} call{} this node's own records show it served with that node (request id{} {}{}): its log lacks them (it went back, or was restored from an older copy); lines from it are missing",
+                lacking.len(),
+                if lacking.len() == 1 { "" } else { "s" },
+                if lacking.len() == 1 { "" } else { "s" },
+                shown.join(", "),
+                if lacking.len() > shown.len() {
+                    ", …"
+                } else {
+                    ""
+                }
+            );
+            n.log_warning = if n.log_warning.is_empty() {
+                warning
+            } else {
+                format!("{}; {warning}", n.log_warning)
+            };
+            n.witness_alarm = true;
+            if let Err(e) = n.check_witnesses() {
+                tracing::warn!(node = %node, error = %e, "a node's cosignatures do not verify");
+            }
+        }
         for (node, n) in answered {
             if !missing.contains_key(&node) {
                 out.nodes.push(n);
@@ -769,39 +846,41 @@ impl Exchange {
             .map_err(|e| format!("it did not answer: {e}"))?;
         let checked = self
             .verified(&running.directory, node, case, &part)
-            .and_then(|lines| {
-                let mut n = ReportNode {
-                    node: node.to_string(),
-                    checkpoint: part
-                        .checkpoint
-                        .clone()
-                        .map(|(note, _)| note)
-                        .unwrap_or_default(),
-                    verifier_key: running
-                        .directory
-                        .node(node)
-                        .map(|n| n.log_key.clone())
-                        .unwrap_or_default(),
-                    answered: true,
-                    quorum: federation.report_quorum(&running.directory, node),
-                    ..ReportNode::default()
-                };
-                n.check_witnesses()?;
-                Ok((lines, n))
-            });
-        match checked {
-            Ok((lines, mut n)) => {
-                n.log_warning = self.log_warning(running, node, &part).await;
-                if !n.log_warning.is_empty() {
-                    tracing::warn!(node = %node, "a node's part of a subject access report may lack lines: its log went back or forked");
-                }
-                Ok((part.links, lines, n))
-            }
+            .map_err(|e| e.to_string());
+        let lines = match checked {
+            Ok(lines) => lines,
             Err(e) => {
                 tracing::warn!(node = %node, error = %e, "a node's part of a subject access report does not verify");
-                Err(format!("its answer does not verify: {e}"))
+                return Err(format!("its answer does not verify: {e}"));
             }
+        };
+        let (log_warning, witness_alarm) = self.log_warning(running, node, &part).await;
+        if !log_warning.is_empty() {
+            tracing::warn!(node = %node, "a node's part of a subject access report may lack lines: its log went back or forked");
         }
+        let mut n = ReportNode {
+            node: node.to_string(),
+            checkpoint: part
+                .checkpoint
+                .clone()
+                .map(|(note, _)| note)
+                .unwrap_or_default(),
+            verifier_key: running
+                .directory
+                .node(node)
+                .map(|n| n.log_key.clone())
+                .unwrap_or_default(),
+            answered: true,
+            quorum: federation.report_quorum(&running.directory, node),
+            log_warning,
+            witness_alarm,
+            ..ReportNode::default()
+        };
+        if let Err(e) = n.check_witnesses() {
+            tracing::warn!(node = %node, error = %e, "a node's part of a subject access report does not verify");
+            return Err(format!("its answer does not verify: {e}"));
+        }
+        Ok((part.links, lines, n))
     }
 
     /// Why lines of node `node`'s (verified) `part` may be missing, in
@@ -818,7 +897,7 @@ impl Exchange {
         running: &crate::federation::Running,
         node: &str,
         part: &Part,
-    ) -> String {
+    ) -> (String, bool) {
         match self.store.witness_alarms().await {
             Ok(alarms) => {
                 if let Some(a) = alarms.iter().find(|a| a.node == node && a.open()) {
@@ -828,32 +907,41 @@ impl Exchange {
                     } else {
                         "its log forked"
                     };
-                    return format!(
-                        "node {node} is under a witness alarm ({} {}): {what}; lines from it may be missing",
-                        a.id, a.kind
+                    return (
+                        format!(
+                            "node {node} is under a witness alarm ({} {}): {what}; lines from it may be missing",
+                            a.id, a.kind
+                        ),
+                        true,
                     );
                 }
             }
             Err(e) => {
-                return format!(
-                    "node {node}: whether it is under a witness alarm could not be read ({e}); lines from it may be missing"
+                return (
+                    format!(
+                        "node {node}: whether it is under a witness alarm could not be read ({e}); lines from it may be missing"
+                    ),
+                    false,
                 );
             }
         }
         let seen = match self.store.witnessed(node).await {
             Ok(Some(w)) => w,
-            Ok(None) => return String::new(),
+            Ok(None) => return (String::new(), false),
             Err(e) => {
-                return format!(
-                    "node {node}: the checkpoint this node's witness last cosigned for it could not be read ({e}); lines from it may be missing"
+                return (
+                    format!(
+                        "node {node}: the checkpoint this node's witness last cosigned for it could not be read ({e}); lines from it may be missing"
+                    ),
+                    false,
                 );
             }
         };
         let Some(listed) = running.directory.node(node) else {
-            return String::new();
+            return (String::new(), false);
         };
         let Ok(seen) = Checkpoint::verify(&seen.note, &listed.log_key) else {
-            return String::new();
+            return (String::new(), false);
         };
         let proven = part
             .checkpoint
@@ -865,8 +953,11 @@ impl Exchange {
             match verify_checkpoint(node, &part.latest, &listed.log_key) {
                 Ok(cp) => Some(cp),
                 Err(e) => {
-                    return format!(
-                        "node {node}'s latest checkpoint does not verify ({e}); lines from it may be missing"
+                    return (
+                        format!(
+                            "node {node}'s latest checkpoint does not verify ({e}); lines from it may be missing"
+                        ),
+                        true,
                     );
                 }
             }
@@ -878,15 +969,21 @@ impl Exchange {
             (p, l) => l.or(p),
         };
         match answered {
-            Some(cp) if cp.size < seen.size => format!(
-                "node {node} answered with its log at size {}, smaller than the size {} this node's witness already cosigned: its log went back; lines from it may be missing",
-                cp.size, seen.size
+            Some(cp) if cp.size < seen.size => (
+                format!(
+                    "node {node} answered with its log at size {}, smaller than the size {} this node's witness already cosigned: its log went back; lines from it may be missing",
+                    cp.size, seen.size
+                ),
+                true,
             ),
-            Some(cp) if cp.size == seen.size && cp.root != seen.root => format!(
-                "node {node} answered with a checkpoint of size {} that differs from the one of that size this node's witness cosigned: its log forked; lines from it may be missing",
-                cp.size
+            Some(cp) if cp.size == seen.size && cp.root != seen.root => (
+                format!(
+                    "node {node} answered with a checkpoint of size {} that differs from the one of that size this node's witness cosigned: its log forked; lines from it may be missing",
+                    cp.size
+                ),
+                true,
             ),
-            _ => String::new(),
+            _ => (String::new(), false),
         }
     }
 
@@ -958,6 +1055,14 @@ impl Exchange {
         }
         Ok(lines)
     }
+}
+
+/// Whether node `asking` was party to the call of record `r` on this
+/// node: it forwarded the call here (`from_node`), or this node forwarded
+/// the call to it (the forwarding record's detail names it).
+fn party_to(r: &AccessRecord, asking: &str) -> bool {
+    r.from_node.as_deref() == Some(asking)
+        || super::forwarded::forwarded_to(&r.detail) == Some(asking)
 }
 
 /// The other node a record of this node shows on its case's trail: the

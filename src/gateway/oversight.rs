@@ -94,6 +94,11 @@ pub(crate) struct ReportNode {
     /// (or inconsistent with) one this node's witness cosigned for it, in
     /// words; "" when none. The report is then incomplete.
     pub(crate) log_warning: String,
+    /// Whether the reporting node has evidence its log went back or forked
+    /// (a witness alarm, or a checkpoint behind or beside one its witness
+    /// cosigned): then the cosignatures on `checkpoint` confirm nothing,
+    /// and [`Self::check_witnesses`] says so instead of counting them.
+    pub(crate) witness_alarm: bool,
 }
 
 impl ReportNode {
@@ -151,6 +156,15 @@ impl ReportNode {
                 ),
             )
         };
+        if self.witness_alarm {
+            // Cosignatures given before the log went back or forked vouch
+            // for a log that is not the one answering now.
+            self.witnessed = false;
+            self.witness_note = format!(
+                "UNDER A WITNESS ALARM: its log went back or forked, so the cosignatures on its checkpoint (by {by}) confirm nothing; lines from it may be missing"
+            );
+            return Ok(());
+        }
         if q.required == 0 && !q.witness_keys.is_empty() {
             self.witness_note = format!(
                 "{}; cosignatures are not required (report_cosignatures = 0)",
@@ -205,6 +219,10 @@ pub(crate) struct Access {
     /// node that forwarded the participant's call, or a node calling as
     /// itself (then `participant` too).
     pub(crate) from_node: Option<String>,
+    /// The federation node this node forwarded the call to (the line of a
+    /// forwarding record), so the caller's home node's line says where the
+    /// call went.
+    pub(crate) forwarded_to: Option<String>,
 }
 
 impl Access {
@@ -233,6 +251,8 @@ impl Access {
                 Vec::new()
             },
             from_node: record.from_node.clone(),
+            forwarded_to: crate::gateway::forwarded::forwarded_to(&record.detail)
+                .map(str::to_string),
         }
     }
 }
@@ -547,14 +567,24 @@ pub(crate) fn via_node(from_node: Option<&str>, caller: &str, lang: Lang) -> Str
     }
 }
 
+/// ", forwarded to node X" on the line of a call this node forwarded.
+fn forwarded_words(forwarded_to: Option<&str>, lang: Lang) -> String {
+    match (forwarded_to, lang) {
+        (Some(n), Lang::En) => format!(", forwarded to node {n}"),
+        (Some(n), Lang::Nl) => format!(", doorgestuurd naar knooppunt {n}"),
+        (None, _) => String::new(),
+    }
+}
+
 /// One access in plain words.
 pub(crate) fn describe(a: &Access, lang: Lang) -> String {
     let mut s = format!(
-        "{} ({}{}) {}",
+        "{} ({}{}) {}{}",
         a.organisation,
         role_words(&a.role, lang),
         via_node(a.from_node.as_deref(), &a.participant, lang),
-        method_words(&a.method, lang)
+        method_words(&a.method, lang),
+        forwarded_words(a.forwarded_to.as_deref(), lang)
     );
     if let Some(p) = &a.purpose {
         let _ = match lang {
@@ -926,6 +956,27 @@ impl Exchange {
     }
 
     /// The cases registered for a subject, through the keyed index.
+    /// The subject's cases held here, for a report asked by V-number or
+    /// BSN. None held, but one referred away under the same keyed lookup:
+    /// `SubjectReferred` naming the node that holds it now, as a report by
+    /// case id at a node that only forwarded calls names the holder — not
+    /// "no case", which would hide that the subject's case was here.
+    async fn cases_or_holder(&self, key: &SubjectKey) -> Result<Vec<String>, ExchangeError> {
+        let held = self.cases_of(key).await?;
+        if !held.is_empty() {
+            return Ok(held);
+        }
+        let referred = self
+            .store
+            .referred_by_subject(key.kind(), &self.subject_digest(key))
+            .await
+            .map_err(internal)?;
+        match referred.into_iter().last() {
+            Some((_, node)) => Err(ExchangeError::SubjectReferred(node)),
+            None => Ok(held),
+        }
+    }
+
     async fn cases_of(&self, key: &SubjectKey) -> Result<Vec<String>, ExchangeError> {
         self.store
             .cases_by_subject(key.kind(), &self.subject_digest(key))
@@ -1085,7 +1136,7 @@ impl Exchange {
             self.officer(ctx)?;
             let case_ids = match subject {
                 SubjectRef::CaseId(id) => match self
-                    .case_by_id(self.caller(ctx)?, &id, Asking::Officer)
+                    .case_by_id(self.caller(ctx)?, &id, Asking::Officer, &mut rec)
                     .await
                 {
                     Ok(case) => vec![case.id],
@@ -1112,10 +1163,10 @@ impl Exchange {
                     Err(e) => return Err(e),
                 },
                 SubjectRef::VNumber(v) => {
-                    self.cases_of(&SubjectKey::v_number("v_number", &v)?)
+                    self.cases_or_holder(&SubjectKey::v_number("v_number", &v)?)
                         .await?
                 }
-                SubjectRef::Bsn(b) => self.cases_of(&SubjectKey::bsn("bsn", &b)?).await?,
+                SubjectRef::Bsn(b) => self.cases_or_holder(&SubjectKey::bsn("bsn", &b)?).await?,
             };
             if case_ids.is_empty() {
                 return Err(ExchangeError::not_found(

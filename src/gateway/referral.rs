@@ -152,14 +152,23 @@ impl Exchange {
     /// case (or the case's owner's). Anyone else gets the refusal it would
     /// have had for the case here, and learns nothing of where the subject
     /// moved.
+    ///
+    /// A case that left is still a case this node knows: `rec` is named
+    /// with its id (and the subject its earlier entries here name), so the
+    /// refusal or the `CASE_REFERRED` answer is in the subject's access
+    /// report like any other line of the case, whoever asked.
     pub(super) async fn not_held(
         &self,
         caller: &Caller,
         case_id: &str,
         asking: Asking<'_>,
+        rec: &mut AccessRecord,
     ) -> ExchangeError {
         let node = match self.store.referred_to(case_id).await {
-            Ok(Some(node)) => node,
+            Ok(Some(node)) => {
+                self.name_left_case(rec, case_id).await;
+                node
+            }
             Ok(None) => {
                 return ExchangeError::not_found(
                     Resource::Case,
@@ -173,6 +182,21 @@ impl Exchange {
             Ok(owner) => owner.as_deref() == Some(caller.participant.as_str()),
             Err(e) => return e,
         };
+        self.told_where(caller, node, asking, was_owner)
+    }
+
+    /// `Referred(node)` if the caller may learn where a case this node
+    /// does not hold is (`asking`, and whether it is the owner that
+    /// referred it); else the refusal it would have had for the case here.
+    /// The one judgement for a case asked by id ([`Self::not_held`]) and
+    /// by a pseudonym whose case is elsewhere.
+    pub(super) fn told_where(
+        &self,
+        caller: &Caller,
+        node: String,
+        asking: Asking<'_>,
+        was_owner: bool,
+    ) -> ExchangeError {
         match asking {
             Asking::Officer => ExchangeError::Referred(node),
             Asking::Owner { refusal } if !was_owner => ExchangeError::Forbidden(refusal.into()),
@@ -220,6 +244,19 @@ impl Exchange {
                     ))
                 }
             }
+        }
+    }
+
+    /// Names case `case_id`, which left this node, in `rec`: its id, and
+    /// the subject its earlier entries here name (the case's row is gone).
+    /// A log that cannot be read leaves the subject out; the id is enough
+    /// for the report to find the line.
+    pub(super) async fn name_left_case(&self, rec: &mut AccessRecord, case_id: &str) {
+        rec.case_id = Some(case_id.to_string());
+        if let Ok(Some(case)) =
+            crate::gateway::oversight::reported_from_log(&self.store, case_id).await
+        {
+            rec.subject = Some(case.subject);
         }
     }
 
@@ -342,6 +379,7 @@ impl Exchange {
                         Asking::Owner {
                             refusal: "only the case's owner may refer it",
                         },
+                        &mut rec,
                     )
                     .await);
             };

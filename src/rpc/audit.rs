@@ -122,6 +122,7 @@ impl pb::audit_service_server::AuditService for Api {
                                     witnessed: n.witnessed,
                                     witness_note: n.witness_note,
                                     log_warning: n.log_warning,
+                                    witness_alarm: n.witness_alarm,
                                 })
                                 .collect(),
                             case_ids: report.case_ids,
@@ -164,6 +165,7 @@ impl pb::audit_service_server::AuditService for Api {
                                         access_index: e.access.reviewed.map(|i| i as u64),
                                     }),
                                     from_node: e.access.from_node.unwrap_or_default(),
+                                    forwarded_to: e.access.forwarded_to.unwrap_or_default(),
                                     node: e.node,
                                     request_id: e.request_id,
                                     proof: e.proof.map(|p| pb::ReportEntryProof {

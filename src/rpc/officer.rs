@@ -346,6 +346,7 @@ impl Officer {
                 witnessed: n.witnessed,
                 witness_note: n.witness_note,
                 log_warning: n.log_warning,
+                witness_alarm: n.witness_alarm,
             })
             .collect();
         check_report(&entries, &mut nodes, witnessing).map_err(|e| {
@@ -525,7 +526,9 @@ fn access_of(e: pb::ReportEntry) -> Result<Access, Status> {
             |r| r.as_str().to_string(),
         );
     let from_node = (!e.from_node.is_empty()).then(|| e.from_node.clone());
+    let forwarded_to = (!e.forwarded_to.is_empty()).then(|| e.forwarded_to.clone());
     Ok(Access {
+        forwarded_to,
         at: e
             .at
             .map(|t| t.seconds * 1000 + i64::from(t.nanos / 1_000_000))

@@ -62,7 +62,9 @@ pub(crate) fn status(e: ExchangeError, request_id: &str) -> Status {
         ExchangeError::MessageTimeout(ms) => {
             metadata.insert("message_timeout_ms".to_string(), ms.to_string());
         }
-        ExchangeError::Referred(node) | ExchangeError::HeldAt(node) => {
+        ExchangeError::Referred(node)
+        | ExchangeError::HeldAt(node)
+        | ExchangeError::SubjectReferred(node) => {
             metadata.insert("holding_node".to_string(), node.clone());
         }
         ExchangeError::JustificationRequired { categories, rules } => {

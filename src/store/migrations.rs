@@ -83,6 +83,16 @@ pub(super) const SQLITE: &[Migration] = &[
         name: "node steps",
         sql: include_str!("../../migrations/sqlite/0021_node_steps.sql"),
     },
+    Migration {
+        version: 23,
+        name: "referred subjects",
+        sql: include_str!("../../migrations/sqlite/0023_referred_subjects.sql"),
+    },
+    Migration {
+        version: 24,
+        name: "referred pseudonyms",
+        sql: include_str!("../../migrations/sqlite/0024_referred_pseudonyms.sql"),
+    },
 ];
 
 pub(super) const POSTGRES: &[Migration] = &[
@@ -155,6 +165,16 @@ pub(super) const POSTGRES: &[Migration] = &[
         version: 21,
         name: "node steps",
         sql: include_str!("../../migrations/postgres/0021_node_steps.sql"),
+    },
+    Migration {
+        version: 23,
+        name: "referred subjects",
+        sql: include_str!("../../migrations/postgres/0023_referred_subjects.sql"),
+    },
+    Migration {
+        version: 24,
+        name: "referred pseudonyms",
+        sql: include_str!("../../migrations/postgres/0024_referred_pseudonyms.sql"),
     },
 ];
 

@@ -95,6 +95,27 @@ impl Store {
         on_store!(&self.backend, b => b.referred_to(case_id).await)
     }
 
+    /// The cases this node referred away whose subject has the keyed
+    /// lookup (`kind`, `digest`) (as `subject_index` held it), each with
+    /// the node it went to.
+    pub(crate) async fn referred_by_subject(
+        &self,
+        kind: &str,
+        digest: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        on_store!(&self.backend, b => b.referred_by_subject(kind, digest).await)
+    }
+
+    /// The case a pseudonym this node issued to `recipient` was of, if
+    /// that case left this node.
+    pub(crate) async fn referred_pseudonym_case(
+        &self,
+        recipient: &str,
+        pseudonym: &str,
+    ) -> Result<Option<String>, StoreError> {
+        on_store!(&self.backend, b => b.referred_pseudonym_case(recipient, pseudonym).await)
+    }
+
     /// The case a consent was of and the node that case was referred to,
     /// if it left this node.
     pub(crate) async fn consent_referred_to(

@@ -239,6 +239,28 @@ pub(super) const REFERRED_TO: &str = "SELECT node FROM referred_cases WHERE case
 pub(super) const INSERT_REFERRED: &str =
     "INSERT INTO referred_cases (case_id, node, request_id, at) VALUES ($1, $2, $3, $4)";
 pub(super) const FORGET_REFERRED: &str = "DELETE FROM referred_cases WHERE case_id = $1";
+/// Keeps the keyed subject lookups of a case that leaves (migration 0023),
+/// before its `subject_index` rows are deleted with the case.
+pub(super) const KEEP_REFERRED_SUBJECTS: &str =
+    "INSERT INTO referred_subjects (kind, digest, case_id)
+     SELECT kind, digest, case_id FROM subject_index WHERE case_id = $1
+     ON CONFLICT DO NOTHING";
+/// Keeps the pseudonyms issued for a case that leaves (migration 0024),
+/// before its `pseudonyms` rows are deleted with the case.
+pub(super) const KEEP_REFERRED_PSEUDONYMS: &str =
+    "INSERT INTO referred_pseudonyms (recipient, pseudonym, case_id)
+     SELECT recipient, pseudonym, case_id FROM pseudonyms WHERE case_id = $1
+     ON CONFLICT (recipient, pseudonym) DO UPDATE SET case_id = excluded.case_id";
+/// The case a pseudonym issued here was of, while that case's pointer is
+/// kept (it left this node).
+pub(super) const REFERRED_PSEUDONYM_CASE: &str = "SELECT p.case_id FROM referred_pseudonyms p
+     JOIN referred_cases r ON r.case_id = p.case_id
+     WHERE p.recipient = $1 AND p.pseudonym = $2";
+/// The cases of a subject's keyed lookup that left this node, and the node
+/// each went to, while its pointer is kept.
+pub(super) const REFERRED_BY_SUBJECT: &str = "SELECT s.case_id, r.node FROM referred_subjects s
+     JOIN referred_cases r ON r.case_id = s.case_id
+     WHERE s.kind = $1 AND s.digest = $2 ORDER BY s.case_id";
 /// Keeps a consent of a case that leaves (one that came back and leaves
 /// again points at its case anew).
 pub(super) const INSERT_REFERRED_CONSENT: &str =
@@ -403,6 +425,10 @@ pub(super) const WITH_PARAMETERS: &[&str] = &[
     INSERT_SUBJECT_INDEX,
     INSERT_OWNER_PSEUDONYM,
     INSERT_REFERRED_PSEUDONYM,
+    KEEP_REFERRED_SUBJECTS,
+    REFERRED_BY_SUBJECT,
+    KEEP_REFERRED_PSEUDONYMS,
+    REFERRED_PSEUDONYM_CASE,
     INSERT_CONSENT,
     INSERT_RECIPIENT,
     INSERT_EVENT,

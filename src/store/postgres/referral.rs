@@ -94,6 +94,14 @@ impl PgStore {
                 .execute(&mut *tx)
                 .await?;
         }
+        sqlx::query(sql::KEEP_REFERRED_SUBJECTS)
+            .bind(&out.case_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(sql::KEEP_REFERRED_PSEUDONYMS)
+            .bind(&out.case_id)
+            .execute(&mut *tx)
+            .await?;
         for statement in sql::DELETE_CASE_ROWS {
             sqlx::query(statement)
                 .bind(&out.case_id)
@@ -118,6 +126,28 @@ impl PgStore {
     ) -> Result<Option<(String, String)>, StoreError> {
         let q = sqlx::query(sql::CONSENT_REFERRED_TO).bind(consent_id.to_owned());
         self.first(q, rows::text_pair).await
+    }
+
+    pub(in crate::store) async fn referred_by_subject(
+        &self,
+        kind: &str,
+        digest: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let q = sqlx::query(sql::REFERRED_BY_SUBJECT)
+            .bind(kind.to_owned())
+            .bind(digest.to_owned());
+        self.all(q, rows::text_pair).await
+    }
+
+    pub(in crate::store) async fn referred_pseudonym_case(
+        &self,
+        recipient: &str,
+        pseudonym: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let q = sqlx::query(sql::REFERRED_PSEUDONYM_CASE)
+            .bind(recipient.to_owned())
+            .bind(pseudonym.to_owned());
+        self.first(q, rows::text).await
     }
 
     pub(in crate::store) async fn located(

@@ -86,6 +86,10 @@ impl SqliteStore {
                     tx.prepare_cached(sql::INSERT_REFERRED_CONSENT)?
                         .execute(params![consent_id, out.case_id])?;
                 }
+                tx.prepare_cached(sql::KEEP_REFERRED_SUBJECTS)?
+                    .execute(params![out.case_id])?;
+                tx.prepare_cached(sql::KEEP_REFERRED_PSEUDONYMS)?
+                    .execute(params![out.case_id])?;
                 for statement in sql::DELETE_CASE_ROWS {
                     tx.prepare_cached(statement)?
                         .execute(params![out.case_id])?;
@@ -116,6 +120,26 @@ impl SqliteStore {
     ) -> Result<Option<(String, String)>, StoreError> {
         let id = [consent_id.to_owned()];
         self.read(move |c| first(c, sql::CONSENT_REFERRED_TO, id, rows::text_pair))
+            .await
+    }
+
+    pub(in crate::store) async fn referred_by_subject(
+        &self,
+        kind: &str,
+        digest: &str,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let key = [kind.to_owned(), digest.to_owned()];
+        self.read(move |c| all(c, sql::REFERRED_BY_SUBJECT, key, rows::text_pair))
+            .await
+    }
+
+    pub(in crate::store) async fn referred_pseudonym_case(
+        &self,
+        recipient: &str,
+        pseudonym: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let key = [recipient.to_owned(), pseudonym.to_owned()];
+        self.read(move |c| first(c, sql::REFERRED_PSEUDONYM_CASE, key, rows::text))
             .await
     }
 
