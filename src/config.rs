@@ -1381,16 +1381,22 @@ pub(crate) fn http_url_problem(url: &str) -> Option<String> {
     if authority.as_str().contains('@') {
         return Some("carries a user or password: remove it (up to and including '@')".into());
     }
-    if let Some(port) = authority.port()
-        && !matches!(port.as_str().parse::<u16>(), Ok(1..))
-    {
-        return Some(format!(
-            "port '{}' is not a port: give one from 1 to 65535",
-            port.as_str()
-        ));
-    }
-    if authority.as_str().ends_with(':') {
-        return Some("has ':' but no port after it: give one from 1 to 65535".into());
+    // The port as written (`Authority::port` reads as absent one that
+    // does not fit in 16 bits): after the host, an IPv6 one in brackets.
+    let text = authority.as_str();
+    let after_host = match text.strip_prefix('[') {
+        Some(rest) => rest.split_once(']').map_or("", |(_, r)| r),
+        None => text,
+    };
+    if let Some((_, port)) = after_host.rsplit_once(':') {
+        if port.is_empty() {
+            return Some("has ':' but no port after it: give one from 1 to 65535".into());
+        }
+        if !matches!(port.parse::<u16>(), Ok(1..)) {
+            return Some(format!(
+                "port '{port}' is not a port: give one from 1 to 65535"
+            ));
+        }
     }
     None
 }
@@ -1445,9 +1451,9 @@ mod tests {
             let what = otlp_endpoint_problem(bad).unwrap_or_else(|| panic!("{bad}: taken"));
             assert!(what.contains(says), "{bad}: {what}");
         }
-        let e = load("name = \"ok\"\n[telemetry]\notlp_endpoint = \"http://\"")
-            .err()
-            .expect("an endpoint without a host is refused at load");
+        let Err(e) = load("name = \"ok\"\n[telemetry]\notlp_endpoint = \"http://\"") else {
+            panic!("an endpoint without a host is refused at load");
+        };
         assert!(e.to_string().contains("names no host"), "{e}");
     }
 

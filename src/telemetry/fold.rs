@@ -221,7 +221,10 @@ impl<L> FoldLayer<L> {
     pub(crate) fn new(inner: L) -> FoldLayer<L> {
         let folds = std::sync::Arc::new(Mutex::new(Folds::default()));
         let weak = std::sync::Arc::downgrade(&folds);
-        let started = std::thread::Builder::new()
+        // If no thread can be had, folding still bounds a flood (a kind is
+        // written again after twice the interval, `Folds::admit`); only the
+        // counts go unsaid. Nothing is printed: the log is not set up yet.
+        let _ = std::thread::Builder::new()
             .name("sluis-log-fold".into())
             .spawn(move || {
                 loop {
@@ -237,10 +240,6 @@ impl<L> FoldLayer<L> {
                     }
                 }
             });
-        if let Err(e) = started {
-            // Folding still works; only the counts go unsaid.
-            eprintln!("log folding: no thread for its summaries: {e}");
-        }
         FoldLayer { inner, folds }
     }
 }
