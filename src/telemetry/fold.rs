@@ -142,13 +142,26 @@ const MAX_SUMMARY_TEXT: usize = 300;
 pub(crate) struct FoldLayer<L> {
     inner: L,
     folds: std::sync::Arc<Mutex<Folds>>,
+    /// The subscriber this layer is part of, for the summaries: they go
+    /// to it, not to whatever the summary thread's default is.
+    dispatch: std::sync::Arc<Mutex<Option<tracing::dispatcher::WeakDispatch>>>,
 }
 
 /// The kinds of line seen within the interval: by a hash of call site and
 /// fields.
-#[derive(Default)]
 pub(crate) struct Folds {
+    /// The interval ([`FOLD_EVERY`] in the node).
+    every: Duration,
     seen: std::collections::HashMap<u64, Fold>,
+}
+
+impl Default for Folds {
+    fn default() -> Folds {
+        Folds {
+            every: FOLD_EVERY,
+            seen: std::collections::HashMap::new(),
+        }
+    }
 }
 
 struct Fold {
@@ -169,7 +182,7 @@ impl Folds {
         if let Some(f) = self.seen.get_mut(&key) {
             // Counted until the summary thread says them ([`Folds::due`]);
             // written again only if that thread is gone.
-            if now.saturating_duration_since(f.said_at) < 2 * FOLD_EVERY {
+            if now.saturating_duration_since(f.said_at) < 2 * self.every {
                 f.more += 1;
                 return false;
             }
@@ -199,7 +212,7 @@ impl Folds {
         let mut out = Vec::new();
         self.seen.retain(|_, f| {
             let age = now.saturating_duration_since(f.said_at);
-            if age < FOLD_EVERY {
+            if age < self.every {
                 return true;
             }
             if f.more == 0 {
@@ -219,7 +232,19 @@ impl<L> FoldLayer<L> {
     /// Folds the lines `inner` writes, and starts the thread that writes
     /// the summaries.
     pub(crate) fn new(inner: L) -> FoldLayer<L> {
-        let folds = std::sync::Arc::new(Mutex::new(Folds::default()));
+        FoldLayer::every(inner, FOLD_EVERY)
+    }
+
+    /// [`FoldLayer::new`] with another interval than [`FOLD_EVERY`].
+    fn every(inner: L, every: Duration) -> FoldLayer<L> {
+        let folds = std::sync::Arc::new(Mutex::new(Folds {
+            every,
+            ..Folds::default()
+        }));
+        let tick = every.min(Duration::from_secs(1));
+        let dispatch: std::sync::Arc<Mutex<Option<tracing::dispatcher::WeakDispatch>>> =
+            Default::default();
+        let to = dispatch.clone();
         let weak = std::sync::Arc::downgrade(&folds);
         // If no thread can be had, folding still bounds a flood (a kind is
         // written again after twice the interval, `Folds::admit`); only the
@@ -228,19 +253,33 @@ impl<L> FoldLayer<L> {
             .name("sluis-log-fold".into())
             .spawn(move || {
                 loop {
-                    std::thread::sleep(Duration::from_secs(1));
+                    std::thread::sleep(tick);
                     let Some(folds) = weak.upgrade() else { return };
                     let due = folds
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .due(Instant::now());
                     drop(folds);
-                    for (level, more, secs, message) in due {
-                        say_summary(level, more, secs, &message);
-                    }
+                    let Some(d) = to
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .as_ref()
+                        .and_then(|w| w.upgrade())
+                    else {
+                        continue;
+                    };
+                    tracing::dispatcher::with_default(&d, || {
+                        for (level, more, secs, message) in due {
+                            say_summary(level, more, secs, &message);
+                        }
+                    });
                 }
             });
-        FoldLayer { inner, folds }
+        FoldLayer {
+            inner,
+            folds,
+            dispatch,
+        }
     }
 }
 
@@ -291,6 +330,7 @@ where
     L: tracing_subscriber::Layer<S>,
 {
     fn on_register_dispatch(&self, subscriber: &tracing::Dispatch) {
+        *self.dispatch.lock().unwrap_or_else(|e| e.into_inner()) = Some(subscriber.downgrade());
         self.inner.on_register_dispatch(subscriber);
     }
 
@@ -472,5 +512,50 @@ mod layer_tests {
         assert!(f.due(t0 + FOLD_EVERY * 3).len() == 1);
         assert!(f.due(t0 + FOLD_EVERY * 5).is_empty());
         assert!(f.seen.is_empty());
+    }
+
+    /// Through a real subscriber: a thousand identical warnings are one
+    /// line and, after the interval, one summary with the count; lines
+    /// that differ are each written; request lines are never folded.
+    #[test]
+    fn the_layer_writes_a_flood_as_one_line_and_a_summary() {
+        use tracing_subscriber::layer::SubscriberExt;
+        #[derive(Clone, Default)]
+        struct Out(std::sync::Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Out {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let out = Out::default();
+        let writer = out.clone();
+        let fmt = tracing_subscriber::fmt::layer()
+            .with_ansi(false)
+            .with_writer(move || writer.clone());
+        let every = Duration::from_millis(300);
+        let subscriber = tracing_subscriber::registry().with(FoldLayer::every(fmt, every));
+        let dispatch = tracing::Dispatch::new(subscriber);
+        tracing::dispatcher::with_default(&dispatch, || {
+            for _ in 0..1000 {
+                tracing::warn!(error = "Too many open files (os error 24)", "accept failed");
+            }
+            for n in 0..3 {
+                tracing::warn!(n, "differs");
+                tracing::info!(target: crate::telemetry::request::TARGET, "request");
+                tracing::info!(target: crate::telemetry::request::TARGET, "request");
+            }
+        });
+        // The summary comes from the fold's thread, to this subscriber.
+        std::thread::sleep(every * 3);
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let count = |what: &str| text.lines().filter(|l| l.contains(what)).count();
+        assert_eq!(count("accept failed"), 2, "{text}");
+        assert_eq!(count("differs"), 3, "{text}");
+        assert_eq!(count(" request"), 6, "{text}");
+        assert_eq!(count("999 more like this in the last"), 1, "{text}");
     }
 }
