@@ -879,7 +879,19 @@ impl Config {
                         .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
                     && !rest.is_empty()
             });
-            if !scheme_ok || uri.len() > 512 || !uri.chars().all(|c| c.is_ascii_graphic()) {
+            let http_problem = uri
+                .split_once(':')
+                .filter(|(scheme, _)| {
+                    scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https")
+                })
+                .and_then(|_| http_url_problem(uri));
+            if let Some(what) = http_problem {
+                problem(
+                    format!("processing_log.activities.{purpose}"),
+                    format!("processing_log.activities.{purpose} '{uri}': {what}"),
+                    "use the register's URI, e.g. https://register.example/verwerkingsactiviteiten/1",
+                );
+            } else if !scheme_ok || uri.len() > 512 || !uri.chars().all(|c| c.is_ascii_graphic()) {
                 problem(
                     format!("processing_log.activities.{purpose}"),
                     format!(
@@ -897,12 +909,15 @@ impl Config {
             );
         }
         if let Some(endpoint) = &self.telemetry.otlp_endpoint
-            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+            && let Some(what) = otlp_endpoint_problem(endpoint)
         {
             problem(
                 "telemetry.otlp_endpoint".into(),
-                "telemetry.otlp_endpoint must be an http:// or https:// URL".into(),
-                "e.g. http://127.0.0.1:4317, or remove the line to export nothing",
+                format!(
+                    "telemetry.otlp_endpoint '{}': {what}",
+                    endpoint.escape_debug()
+                ),
+                "give the collector's OTLP/gRPC address as http://HOST:PORT or https://HOST:PORT, e.g. http://127.0.0.1:4317, or remove the line to export nothing",
             );
         }
         if let Some(name) = &self.telemetry.service_name
@@ -1335,9 +1350,123 @@ fn parse_message(text: &str, e: &toml::de::Error) -> String {
     message
 }
 
+/// What is wrong with `url` as an `http://` or `https://` URL of a
+/// server, if anything: a scheme other than those two, no host, a port
+/// that is not 1-65535, a user or password in it, or anything that is not
+/// a URL (RFC 3986 as the `http` crate reads it). In words that say what
+/// to change.
+pub(crate) fn http_url_problem(url: &str) -> Option<String> {
+    let uri: http::Uri = match url.parse() {
+        Ok(u) => u,
+        Err(_) if url.ends_with("://") => {
+            return Some("names no host: add the server's host name or address".into());
+        }
+        Err(e) => return Some(format!("is not a URL ({e})")),
+    };
+    match uri.scheme_str() {
+        Some(s) if s.eq_ignore_ascii_case("http") || s.eq_ignore_ascii_case("https") => {}
+        Some(s) => return Some(format!("scheme '{s}' is neither http nor https")),
+        None => return Some("has no scheme: start it with http:// or https://".into()),
+    }
+    let Some(authority) = uri.authority() else {
+        return Some("names no host: add the server's host name or address".into());
+    };
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    if host.is_empty() {
+        return Some("names no host: add the server's host name or address".into());
+    }
+    if authority.as_str().contains('@') {
+        return Some("carries a user or password: remove it (up to and including '@')".into());
+    }
+    // The port as written (`Authority::port` reads as absent one that
+    // does not fit in 16 bits): after the host, an IPv6 one in brackets.
+    let text = authority.as_str();
+    let after_host = match text.strip_prefix('[') {
+        Some(rest) => rest.split_once(']').map_or("", |(_, r)| r),
+        None => text,
+    };
+    if let Some((_, port)) = after_host.rsplit_once(':') {
+        if port.is_empty() {
+            return Some("has ':' but no port after it: give one from 1 to 65535".into());
+        }
+        if !matches!(port.parse::<u16>(), Ok(1..)) {
+            return Some(format!(
+                "port '{port}' is not a port: give one from 1 to 65535"
+            ));
+        }
+    }
+    None
+}
+
+/// What is wrong with `telemetry.otlp_endpoint`, if anything: it must be
+/// an http(s) URL of a server ([`http_url_problem`]) and, since OTLP/gRPC
+/// has fixed paths, carry no path or query.
+fn otlp_endpoint_problem(endpoint: &str) -> Option<String> {
+    if let Some(what) = http_url_problem(endpoint) {
+        return Some(what);
+    }
+    let uri: http::Uri = endpoint.parse().ok()?;
+    if uri.query().is_some() || !matches!(uri.path(), "" | "/") {
+        return Some(
+            "has a path or query: OTLP/gRPC sends to fixed paths, give scheme, host and port only"
+                .into(),
+        );
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An OTLP endpoint must say how to reach the collector: an http(s)
+    /// scheme, a host and, if given, a port that is one. (`http://` was
+    /// taken, and the node exported to nowhere.)
+    #[test]
+    fn otlp_endpoints_are_checked_in_full() {
+        for good in [
+            "http://127.0.0.1:4317",
+            "https://collector.example",
+            "http://[::1]:4317",
+            "http://collector.example:4317/",
+        ] {
+            assert_eq!(otlp_endpoint_problem(good), None, "{good}");
+        }
+        for (bad, says) in [
+            ("http://", "names no host"),
+            ("https://", "names no host"),
+            ("http://:4317", "names no host"),
+            ("http://collector:99999", "port"),
+            ("http://collector:0", "port"),
+            ("http://collector:", "no port"),
+            ("ftp://collector:4317", "neither http nor https"),
+            ("127.0.0.1:4317", "http"),
+            ("http://u:p@collector:4317", "user or password"),
+            ("http://collector:4317/v1/traces", "path"),
+            ("http://coll ector:4317", "not a URL"),
+        ] {
+            let what = otlp_endpoint_problem(bad).unwrap_or_else(|| panic!("{bad}: taken"));
+            assert!(what.contains(says), "{bad}: {what}");
+        }
+        let Err(e) = load("name = \"ok\"\n[telemetry]\notlp_endpoint = \"http://\"") else {
+            panic!("an endpoint without a host is refused at load");
+        };
+        assert!(e.to_string().contains("names no host"), "{e}");
+    }
+
+    /// A register URI that is an http(s) URL must name a host too.
+    #[test]
+    fn http_activity_uris_name_a_host() {
+        assert_eq!(
+            http_url_problem("https://register.example/verwerkingsactiviteiten/1"),
+            None
+        );
+        assert!(http_url_problem("https://").is_some());
+        assert!(http_url_problem("https:///verwerkingsactiviteiten/1").is_some());
+    }
 
     #[test]
     fn listeners_collide_on_one_port_of_one_or_any_address() {

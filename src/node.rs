@@ -213,14 +213,14 @@ async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), NodeError> 
 }
 
 /// What every mTLS listener does with a refused handshake that presented
-/// a certificate: counts it (telemetry) and records it in the access log,
+/// a certificate (counted by reason where it is refused, `net::tls`):
+/// records it in the access log,
 /// in a task of its own so the accept loop does not wait for the log.
 fn on_handshake_failure(
     exchange: &Arc<Exchange>,
 ) -> Arc<dyn Fn(tls::HandshakeFailure) + Send + Sync> {
     let ex = exchange.clone();
     Arc::new(move |f: tls::HandshakeFailure| {
-        crate::telemetry::metrics::certificate_refused();
         let ex = ex.clone();
         tokio::spawn(async move { ex.handshake_failed(f).await });
     })

@@ -233,7 +233,24 @@ impl MetricsService for Collector {
 }
 
 async fn collector() -> (SocketAddr, Collector) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    collector_at("127.0.0.1:0".parse().unwrap()).await
+}
+
+/// A node exporting to a collector at `at`, metrics every 200 ms.
+async fn exporting_to(at: SocketAddr) -> Served {
+    Served::start(|t| {
+        t.replace(
+            "# otlp_endpoint = \"http://127.0.0.1:4317\"",
+            &format!("otlp_endpoint = \"http://{at}\""),
+        )
+        .replace("export_interval_ms = 10000", "export_interval_ms = 200")
+    })
+    .await
+}
+
+/// A collector listening at `at` (port 0: any free port).
+async fn collector_at(at: SocketAddr) -> (SocketAddr, Collector) {
+    let listener = tokio::net::TcpListener::bind(at).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let c = Collector::default();
     let server = tonic::transport::Server::builder()
@@ -263,14 +280,7 @@ fn attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a KeyValue> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_and_metrics_reach_the_collector_without_identities() {
     let (at, received) = collector().await;
-    let node = Served::start(|t| {
-        t.replace(
-            "# otlp_endpoint = \"http://127.0.0.1:4317\"",
-            &format!("otlp_endpoint = \"http://{at}\""),
-        )
-        .replace("export_interval_ms = 10000", "export_interval_ms = 200")
-    })
-    .await;
+    let node = exporting_to(at).await;
     let traceparent = format!("00-{TRACE_ID}-{PARENT_SPAN_ID}-01");
     let (ids, pseudonyms) = traffic(&node, Some(&traceparent)).await;
     let (lines, folder) = node.stop_keeping_folder();
@@ -345,6 +355,25 @@ async fn spans_and_metrics_reach_the_collector_without_identities() {
         assert_eq!(record["trace_id"], TRACE_ID, "{record}");
         assert_eq!(record["span_id"], hex::encode(&span.span_id), "{record}");
     }
+    // Refusals the caller caused (bad input, no consent) are the node
+    // working, not failing: their spans' status stays unset (OpenTelemetry
+    // semantic conventions for gRPC server spans); only server failures
+    // are errors.
+    let refusals: Vec<_> = spans
+        .iter()
+        .filter(|s| {
+            attr(&s.attributes, "rpc.grpc.status_code")
+                .is_some_and(|a| ["3", "5", "7"].contains(&text(&a.value).as_str()))
+        })
+        .collect();
+    assert!(!refusals.is_empty(), "the traffic has refusals");
+    for s in refusals {
+        assert_ne!(
+            s.status.as_ref().map_or(0, |st| st.code),
+            2,
+            "a refusal marked as a server error: {s:?}"
+        );
+    }
     let names: Vec<&str> = received
         .metrics
         .iter()
@@ -366,4 +395,94 @@ async fn spans_and_metrics_reach_the_collector_without_identities() {
     // point and resource, as text.
     let all = format!("{:?}\n{:?}", received.spans, received.metrics);
     assert_no_identity(&all, &pseudonyms, "the exported telemetry");
+}
+
+/// A collector that is down is said in the node's log: the start-up line
+/// names the endpoint and what is exported; the first failed export is a
+/// warning, and the failures after it (an export every 200 ms) are not a
+/// line each; once the collector is up, a line says exports work again.
+/// (Before, the node said nothing of it until it stopped.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_that_is_down_is_said_once_and_its_recovery_too() {
+    let at: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let node = exporting_to(at).await;
+    let started = node
+        .wait_for_line("telemetry: exporting request spans and metrics", 1)
+        .await;
+    let message = started["fields"]["message"].as_str().unwrap();
+    assert!(message.contains(&format!("http://{at}")), "{started}");
+    assert_eq!(started["level"], "INFO", "{started}");
+    traffic(&node, None).await;
+    let failed = format!("telemetry export to http://{at} failed");
+    let warning = node.wait_for_line(&failed, 1).await;
+    assert_eq!(warning["level"], "WARN", "{warning}");
+    // Ten more metric exports fail meanwhile: still one line.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(node.lines_starting(&failed).len(), 1, "{:#?}", node.lines());
+
+    let (_, received) = collector_at(at).await;
+    node.wait_for_line(&format!("telemetry export to http://{at} works again"), 1)
+        .await;
+    assert!(!received.0.lock().unwrap().metrics.is_empty());
+    node.stop();
+}
+
+/// A configuration `serve` refuses is said in the format the file sets,
+/// like every other line of the node: under `[log] format = "json"` each
+/// line on stderr is a JSON object (each finding with its file, problem
+/// and fix), under "human" none is. (The findings were plain text under
+/// "json", and the closing line JSON under "human" on a pipe.)
+#[tokio::test]
+async fn a_refused_configuration_is_said_in_the_configured_format() {
+    for format in ["json", "human"] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = sluis::dev::init::init(dir.path(), "127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let text = std::fs::read_to_string(&config).unwrap();
+        let text = text
+            .replace(
+                "# otlp_endpoint = \"http://127.0.0.1:4317\"",
+                "otlp_endpoint = \"http://\"",
+            )
+            .replace("format = \"auto\"", &format!("format = \"{format}\""));
+        std::fs::write(&config, text).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_sluis"))
+            .args(["serve", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{format}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = stderr.lines().filter(|l| !l.is_empty()).collect();
+        assert!(
+            lines.iter().any(|l| l.contains("names no host")),
+            "{format}: the finding is said: {stderr}"
+        );
+        assert!(
+            !stderr.contains('\u{1b}'),
+            "{format}: ANSI on a pipe: {stderr}"
+        );
+        for line in &lines {
+            let json = serde_json::from_str::<serde_json::Value>(line).is_ok();
+            assert_eq!(json, format == "json", "{format}: {line}");
+        }
+        if format == "json" {
+            let finding = lines
+                .iter()
+                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                .find(|v| {
+                    v["fields"]["problem"]
+                        .as_str()
+                        .is_some_and(|p| p.contains("names no host"))
+                })
+                .expect("the finding as a JSON line with its fields");
+            assert_eq!(finding["level"], "ERROR", "{finding}");
+            assert!(
+                finding["fields"]["fix"]
+                    .as_str()
+                    .is_some_and(|f| !f.is_empty())
+            );
+        }
+    }
 }

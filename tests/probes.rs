@@ -171,17 +171,47 @@ async fn probes_answer_without_a_certificate_and_serve_nothing_else() {
     node.node.shutdown().await.unwrap();
 }
 
-/// While the access log cannot take records the node says NOT_SERVING on
-/// the probes listener, and logs why; once a record is written again it
-/// says SERVING.
-#[tokio::test]
-async fn health_is_not_serving_while_the_log_cannot_be_written() {
-    let logs = Captured::install("info");
+/// The node's log, captured once for this test binary.
+fn logs() -> &'static Captured {
+    static LOGS: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
+    LOGS.get_or_init(|| Captured::install("info"))
+}
+
+/// A node that says SERVING, its probes channel, the municipality's
+/// clients and a case it registered.
+async fn serving_with_a_case() -> (TestNode, Channel, sluis::rpc::Clients, String) {
     let node = TestNode::start().await;
     let channel = plain(&node).await;
     wait_health(&channel, ServingStatus::Serving).await;
     let mut gemeente = node.client(GEMEENTE).await;
     let (case_id, _) = register(&mut gemeente).await;
+    (node, channel, gemeente, case_id)
+}
+
+/// Health stays NOT_SERVING while the log stays unwritable: checked at
+/// each of `checks` health answers, half a second apart. (It used to turn
+/// SERVING ten seconds after the failed write although writes still
+/// failed; `checks` spans well past that.)
+async fn stays_not_serving(channel: &Channel, checks: u32) {
+    for i in 0..checks {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(
+            health(channel).await,
+            Some(ServingStatus::NotServing),
+            "health turned at check {i} of {checks} while the log still cannot be written"
+        );
+    }
+}
+
+/// While the access log cannot take records the node says NOT_SERVING on
+/// the probes listener, and logs why (no identity); it stays so for as
+/// long as writes fail, and comes back by itself once the database takes
+/// records again — with no request to try it, from the writer's own trial
+/// writes, which are rolled back and leave nothing in the log.
+#[tokio::test]
+async fn health_is_not_serving_while_the_log_cannot_be_written() {
+    let logs = logs();
+    let (node, channel, mut gemeente, case_id) = serving_with_a_case().await;
 
     block_log(&node, true).await;
     let e = gemeente
@@ -191,29 +221,103 @@ async fn health_is_not_serving_while_the_log_cannot_be_written() {
         .expect_err("fails closed while the log cannot be written");
     assert_eq!(e.code(), Code::Unavailable, "{e:?}");
     wait_health(&channel, ServingStatus::NotServing).await;
+    let before = node.log_len().await;
+    stays_not_serving(&channel, 26).await;
     assert!(
-        logs.has("NOT_SERVING: the last access log write failed"),
+        logs.has("NOT_SERVING: the access log cannot be written: the database refuses the write"),
         "the reason is logged"
     );
+    assert!(!logs.has(&case_id), "a log line names the case");
 
     block_log(&node, false).await;
-    // The next request is recorded again; health follows.
-    let mut answered = false;
-    for _ in 0..50 {
-        if gemeente
+    // No request: the node finds out by itself.
+    wait_health(&channel, ServingStatus::Serving).await;
+    assert!(logs.has("SERVING again"));
+    assert!(logs.has("the access log can be written again"));
+    assert_eq!(
+        node.log_len().await,
+        before,
+        "the trial writes left something in the log"
+    );
+    gemeente
+        .cases
+        .get_case(with_actor(by_id(&case_id, "return")))
+        .await
+        .expect("answered once the log takes records");
+    node.node.shutdown().await.unwrap();
+}
+
+/// Tests that need PostgreSQL: ignored (visibly) in a plain `cargo test`,
+/// run by the PostgreSQL pass (`-- --ignored postgres_only`).
+mod postgres_only {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs PostgreSQL: run with SLUIS_TEST_BACKEND=postgres and `-- --ignored postgres_only` (as .ci/run does)"]
+    async fn read_only_database_is_not_serving_until_it_takes_writes() {
+        super::read_only_database_is_not_serving_until_it_takes_writes().await;
+    }
+}
+
+/// Sets or resets `default_transaction_read_only` on the node's
+/// PostgreSQL database, and ends the node's sessions so that its pool
+/// opens new ones under the setting (as after a failover to a standby).
+async fn read_only(node: &TestNode, on: bool) {
+    use sqlx::{Connection, Executor};
+    let mut conn = sqlx::PgConnection::connect(&node.database_url())
+        .await
+        .unwrap();
+    conn.execute("SET default_transaction_read_only = off")
+        .await
+        .unwrap();
+    let db: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    let set = if on {
+        format!("ALTER DATABASE \"{db}\" SET default_transaction_read_only = on")
+    } else {
+        format!("ALTER DATABASE \"{db}\" RESET default_transaction_read_only")
+    };
+    conn.execute(sqlx::AssertSqlSafe(set)).await.unwrap();
+    conn.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .await
+    .unwrap();
+    conn.close().await.ok();
+}
+
+/// A PostgreSQL database that turns read-only (a failover to a standby, an
+/// operator's `default_transaction_read_only`): NOT_SERVING well past the
+/// ten seconds health used to clear after, SERVING by itself once the
+/// database takes writes again.
+async fn read_only_database_is_not_serving_until_it_takes_writes() {
+    require_postgres();
+    let logs = logs();
+    let (node, channel, mut gemeente, case_id) = serving_with_a_case().await;
+
+    read_only(&node, true).await;
+    // The first request may meet a session that was ended; the next ones
+    // meet the read-only database.
+    for _ in 0..3 {
+        let e = gemeente
             .cases
             .get_case(with_actor(by_id(&case_id, "return")))
             .await
-            .is_ok()
-        {
-            answered = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+            .expect_err("fails closed while the database is read-only");
+        assert_eq!(e.code(), Code::Unavailable, "{e:?}");
     }
-    assert!(answered, "requests are answered once the log takes records");
+    wait_health(&channel, ServingStatus::NotServing).await;
+    stays_not_serving(&channel, 26).await;
+    assert!(logs.has("NOT_SERVING: the access log cannot be written"));
+
+    read_only(&node, false).await;
     wait_health(&channel, ServingStatus::Serving).await;
-    assert!(logs.has("SERVING again"));
+    gemeente
+        .cases
+        .get_case(with_actor(by_id(&case_id, "return")))
+        .await
+        .expect("answered once the database takes writes");
     node.node.shutdown().await.unwrap();
 }
 

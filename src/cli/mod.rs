@@ -298,6 +298,23 @@ pub fn init_tracing() {
     let _ = crate::telemetry::init(crate::telemetry::LogFormat::Auto, None);
 }
 
+/// [`init_tracing`] in `format`; a second call does nothing.
+fn init_tracing_as(format: crate::telemetry::LogFormat) {
+    let _ = crate::telemetry::init(format, None);
+}
+
+/// The `[log] format` a configuration file sets, read on its own: for the
+/// lines that say why the rest of the file is refused, which are to be in
+/// the format the operator chose. `auto` if the file cannot be read, is no
+/// TOML, or sets no format, or none this binary knows.
+fn configured_log_format(path: &Path) -> crate::telemetry::LogFormat {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| text.parse::<toml::Table>().ok())
+        .and_then(|t| t.get("log")?.get("format")?.clone().try_into().ok())
+        .unwrap_or_default()
+}
+
 /// `sluis serve`: the configuration first, since it says how to log and
 /// where to export; then the node. Every message, errors included, goes
 /// through the one subscriber in the configured format.
@@ -323,8 +340,21 @@ async fn serve_command(dev: bool, dir: &Path, config: Option<PathBuf>) -> ExitCo
     // before it starts: the same check as `sluis check-config`.
     let report = crate::check::check_with_log(&path).await;
     if report.has_errors() {
+        // The configuration is refused, but its `[log] format` still says
+        // how the operator reads this node's lines.
+        init_tracing_as(configured_log_format(&path));
         for f in report.errors() {
-            eprintln!("{f}");
+            tracing::error!(
+                file = %f.file.display(),
+                line = f.line,
+                problem = %f.problem,
+                fix = %f.fix,
+                "configuration error: {}{}: {}; fix: {}",
+                f.file.display(),
+                f.line.map(|l| format!(":{l}")).unwrap_or_default(),
+                f.problem,
+                f.fix
+            );
         }
         let e = anyhow::anyhow!(
             "the node does not start: {} problem(s) in its configuration (above; `sluis check-config --config {}` lists them)",
@@ -335,7 +365,10 @@ async fn serve_command(dev: bool, dir: &Path, config: Option<PathBuf>) -> ExitCo
     }
     let config = match Config::load(&path) {
         Ok(c) => c,
-        Err(e) => return fail_to_start(None, &e.into()).await,
+        Err(e) => {
+            init_tracing_as(configured_log_format(&path));
+            return fail_to_start(None, &e.into()).await;
+        }
     };
     let telemetry = match crate::telemetry::init(config.log.format, config.otlp().as_ref()) {
         Ok(t) => t,

@@ -482,9 +482,14 @@ fn is_host_name(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b':' | b'[' | b']'))
 }
 
+/// `host:port` with a host that names something (a letter or digit in
+/// it: `[]:7443` or `::7443` name no host) and a port from 1 to 65535.
 fn is_endpoint(s: &str) -> bool {
-    s.rsplit_once(':')
-        .is_some_and(|(host, port)| is_host_name(host) && port.parse::<u16>().is_ok_and(|p| p > 0))
+    s.rsplit_once(':').is_some_and(|(host, port)| {
+        is_host_name(host)
+            && host.bytes().any(|b| b.is_ascii_alphanumeric())
+            && port.parse::<u16>().is_ok_and(|p| p > 0)
+    })
 }
 
 fn is_sha256_hex(s: &str) -> bool {
@@ -655,6 +660,18 @@ pub(crate) mod tests {
             ),
             (
                 |d| d.nodes[0].endpoint = "no-port".into(),
+                "node[0].endpoint",
+            ),
+            (
+                |d| d.nodes[0].endpoint = "[]:7443".into(),
+                "node[0].endpoint",
+            ),
+            (
+                |d| d.nodes[0].endpoint = "::7443".into(),
+                "node[0].endpoint",
+            ),
+            (
+                |d| d.nodes[0].endpoint = "sluis.example:70000".into(),
                 "node[0].endpoint",
             ),
             (

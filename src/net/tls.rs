@@ -733,6 +733,9 @@ impl Handshake {
             };
             return self.unauthenticated(kind, &reason);
         };
+        crate::telemetry::metrics::certificate_refused(refusal_reason(
+            error.as_ref().and_then(rustls_error),
+        ));
         if self
             .sources
             .record_refused_certificate(self.source, &fingerprint)
@@ -788,6 +791,83 @@ fn close_after_alert(mut tcp: TcpStream) {
 }
 
 /// The rustls error inside an I/O error from tokio-rustls, if it is one.
+/// Why a handshake that presented a certificate was refused, from a
+/// closed set: the `reason` of the `sluis.tls.refused.certificate`
+/// metric. `error`: the TLS error, `None` when the handshake did not
+/// finish in time.
+pub(crate) fn refusal_reason(error: Option<&rustls::Error>) -> &'static str {
+    use rustls::CertificateError as C;
+    match error {
+        None => "timeout",
+        Some(rustls::Error::NoCertificatesPresented) => "no_client_certificate",
+        Some(rustls::Error::InvalidCertificate(c)) => match c {
+            C::Expired | C::ExpiredContext { .. } => "expired",
+            C::NotValidYet | C::NotValidYetContext { .. } => "not_yet_valid",
+            C::UnknownIssuer => "unknown_ca",
+            C::Revoked => "revoked",
+            C::UnknownRevocationStatus
+            | C::ExpiredRevocationList
+            | C::ExpiredRevocationListContext { .. } => "revocation_unknown",
+            C::BadSignature
+            | C::UnsupportedSignatureAlgorithmContext { .. }
+            | C::UnsupportedSignatureAlgorithmForPublicKeyContext { .. } => "bad_signature",
+            C::InvalidPurpose | C::InvalidPurposeContext { .. } => "wrong_purpose",
+            C::ApplicationVerificationFailure | C::Other(_) => "not_accepted",
+            _ => "invalid_certificate",
+        },
+        Some(_) => "tls_error",
+    }
+}
+
 fn rustls_error(e: &io::Error) -> Option<&rustls::Error> {
     e.get_ref()?.downcast_ref::<rustls::Error>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::refusal_reason;
+    use rustls::{CertificateError as C, Error};
+
+    /// The metric's reason is one of a closed set, and says which fault
+    /// the operator has to look at.
+    #[test]
+    fn refused_certificates_are_counted_by_a_closed_set_of_reasons() {
+        let cases = [
+            (Some(Error::InvalidCertificate(C::Expired)), "expired"),
+            (
+                Some(Error::InvalidCertificate(C::NotValidYet)),
+                "not_yet_valid",
+            ),
+            (
+                Some(Error::InvalidCertificate(C::UnknownIssuer)),
+                "unknown_ca",
+            ),
+            (Some(Error::InvalidCertificate(C::Revoked)), "revoked"),
+            (
+                Some(Error::InvalidCertificate(C::ExpiredRevocationList)),
+                "revocation_unknown",
+            ),
+            (
+                Some(Error::InvalidCertificate(C::BadSignature)),
+                "bad_signature",
+            ),
+            (
+                Some(Error::InvalidCertificate(C::InvalidPurpose)),
+                "wrong_purpose",
+            ),
+            (
+                Some(Error::InvalidCertificate(C::BadEncoding)),
+                "invalid_certificate",
+            ),
+            (
+                Some(Error::NoCertificatesPresented),
+                "no_client_certificate",
+            ),
+            (Some(Error::DecryptError), "tls_error"),
+            (None, "timeout"),
+        ];
+        for (error, reason) in cases {
+            assert_eq!(refusal_reason(error.as_ref()), reason, "{error:?}");
+        }
+    }
 }

@@ -345,7 +345,8 @@ pub const WITNESS_HEALTH: &str = "sluis.witness";
 impl Health {
     /// Follows, every second, whether requests can be served: the
     /// database reachable and the access log taking records (its writer
-    /// running, its last batch written) — a request that cannot be recorded
+    /// running, its last write — a request's or the writer's own trial
+    /// write — gone through: `AuditLog::down`) — a request that cannot be recorded
     /// fails closed, so a load balancer should send it elsewhere. Each
     /// change is logged once, with its reason. Runs until the task is
     /// dropped.

@@ -570,6 +570,9 @@ struct Append<'a> {
     issued: &'a [IssuedPseudonym],
     nodes: &'a [(NodeId, Hash)],
     checkpoint: Option<&'a StoredCheckpoint>,
+    /// Roll the transaction back instead of committing it: a trial of
+    /// whether the log can be written ([`LogSink::try_append`]).
+    dry_run: bool,
 }
 
 #[derive(Clone)]
@@ -730,6 +733,7 @@ impl Store {
                     issued: &[],
                     nodes: &missing,
                     checkpoint: None,
+                    dry_run: false,
                 };
                 on_store!(&self.backend, b => b.append_log(&append).await)?;
             }
@@ -1222,6 +1226,26 @@ impl LogSink {
             issued,
             nodes,
             checkpoint,
+            dry_run: false,
+        };
+        on_store!(&self.backend, b => b.append_log(&append).await)
+    }
+
+    /// Whether the log can be written now: appends `row` at `first_seq`
+    /// the way [`LogSink::append`] does (same statements, same triggers,
+    /// same locks) in a transaction that is then rolled back, so nothing
+    /// is stored. For the writer to find out, after a failed append and
+    /// with no request to try, that the database takes records again.
+    ///
+    /// Errors: those of [`LogSink::append`].
+    pub(crate) async fn try_append(&self, first_seq: i64, row: &LogRow) -> Result<(), StoreError> {
+        let append = Append {
+            first_seq,
+            rows: std::slice::from_ref(row),
+            issued: &[],
+            nodes: &[],
+            checkpoint: None,
+            dry_run: true,
         };
         on_store!(&self.backend, b => b.append_log(&append).await)
     }

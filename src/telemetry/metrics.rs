@@ -6,7 +6,8 @@
 //! | `sluis.request.duration` | histogram | `s` | `rpc.method` |
 //! | `sluis.audit.append.duration` | histogram | `s` | — (one group commit) |
 //! | `sluis.audit.batch.size` | histogram | `{record}` | — |
-//! | `sluis.tls.refused` | counter | `{connection}` | `reason` |
+//! | `sluis.tls.refused` | counter | `{connection}` | `reason` (no accepted certificate: `silent`, `not TLS`, `no client certificate`, ...) |
+//! | `sluis.tls.refused.certificate` | counter | `{connection}` | `reason` (`expired`, `not_yet_valid`, `unknown_ca`, `revoked`, `revocation_unknown`, `bad_signature`, `wrong_purpose`, `not_accepted`, `invalid_certificate`, `no_client_certificate`, `tls_error`, `timeout`) |
 //! | `sluis.audit.log.size` | gauge | `{entry}` | — |
 //! | `sluis.audit.checkpoint.age` | gauge | `s` | — |
 //! | `sluis.db.pool.connections` | gauge | `{connection}` | `state` (`used`, `idle`; PostgreSQL) |
@@ -248,9 +249,10 @@ pub(crate) fn witness_alarm(peer: &str, kind: &'static str) {
     }
 }
 
-/// A TLS handshake that presented a certificate was refused.
-pub(crate) fn certificate_refused() {
+/// A TLS handshake that presented a certificate was refused, for
+/// `reason` (one of a closed set: `net::tls::refusal_reason`).
+pub(crate) fn certificate_refused(reason: &'static str) {
     if let Some(i) = instruments() {
-        i.refused.add(1, &[]);
+        i.refused.add(1, &[KeyValue::new("reason", reason)]);
     }
 }

@@ -13,6 +13,12 @@
 //!   terminal ([`LogFormat`]).
 //! - **Errors name their cause once** ([`chain`]): a cause whose text its
 //!   error already carries is not repeated.
+//! - **A flood is a line and a count** ([`fold`]): a line identical to one
+//!   written within the last ten seconds (a listener's accept failing, a
+//!   driver's reconnect noise) is counted, not written, and a summary "N
+//!   more like this in the last M s" follows; the request lines are never
+//!   folded. A collector that is down is one warning, then at most one a
+//!   minute, and a line when exports go through again.
 //! - **A span per request** (`otel.kind = server`, named by its method)
 //!   with the request id, method, caller organisation and role, decision
 //!   and gRPC status code; a W3C `traceparent` the caller sent is continued
@@ -37,6 +43,8 @@
 //! request's work under it; the gateway tells the outcome's decision
 //! ([`decided`]), the log writer and the node their figures ([`metrics`]).
 
+mod export;
+pub mod fold;
 mod json;
 pub mod metrics;
 mod request;
@@ -134,8 +142,10 @@ pub fn init(format: LogFormat, otlp: Option<&Otlp>) -> Result<Telemetry, Telemet
     } else {
         fmt.boxed()
     };
-    // The filter is the log's only: it does not stop request spans.
-    let fmt = fmt.with_filter(filter);
+    // Identical lines folded (`fold::FoldLayer`), inside the filter so
+    // that the filter's per-event state is its own. The filter is the
+    // log's only: it does not stop request spans.
+    let fmt = fold::FoldLayer::new(fmt).with_filter(filter);
     let Some(otlp) = otlp else {
         tracing_subscriber::registry()
             .with(fmt)
@@ -147,6 +157,7 @@ pub fn init(format: LogFormat, otlp: Option<&Otlp>) -> Result<Telemetry, Telemet
         endpoint: otlp.endpoint.clone(),
         message: e.to_string(),
     };
+    let health = export::ExportHealth::new(&otlp.endpoint);
     let resource = Resource::builder()
         .with_service_name(otlp.service_name.clone())
         .build();
@@ -157,13 +168,20 @@ pub fn init(format: LogFormat, otlp: Option<&Otlp>) -> Result<Telemetry, Telemet
         .map_err(|e| exporter_error(&e))?;
     let tracer_provider = SdkTracerProvider::builder()
         .with_resource(resource.clone())
-        .with_batch_exporter(spans)
+        .with_batch_exporter(export::Watched {
+            inner: spans,
+            health: health.clone(),
+        })
         .build();
     let metric_exporter = opentelemetry_otlp::MetricExporter::builder()
         .with_tonic()
         .with_endpoint(otlp.endpoint.clone())
         .build()
         .map_err(|e| exporter_error(&e))?;
+    let metric_exporter = export::Watched {
+        inner: metric_exporter,
+        health,
+    };
     let reader = opentelemetry_sdk::metrics::PeriodicReader::builder(metric_exporter)
         .with_interval(otlp.export_interval)
         .build();
@@ -197,6 +215,14 @@ pub fn init(format: LogFormat, otlp: Option<&Otlp>) -> Result<Telemetry, Telemet
         opentelemetry_sdk::propagation::TraceContextPropagator::new(),
     );
     metrics::install(&meter_provider);
+    tracing::info!(
+        endpoint = %otlp.endpoint,
+        service_name = %otlp.service_name,
+        metrics_every_s = otlp.export_interval.as_secs(),
+        "telemetry: exporting request spans and metrics over OTLP/gRPC to {} (metrics every {} s); a failing export is logged",
+        otlp.endpoint,
+        otlp.export_interval.as_secs()
+    );
     Ok(Telemetry {
         providers: Some((tracer_provider, meter_provider)),
     })

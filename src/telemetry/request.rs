@@ -128,7 +128,7 @@ impl Request {
         if !self.span.is_none() {
             self.span.record("decision", decision);
             self.span.record("rpc.grpc.status_code", code);
-            if code != 0 {
+            if server_error(code) {
                 self.span.record("otel.status_code", "ERROR");
             }
         }
@@ -216,9 +216,28 @@ impl Extractor for TraceHeaders<'_> {
     }
 }
 
+/// Whether a gRPC status code marks a server span as an error: UNKNOWN,
+/// DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE and DATA_LOSS,
+/// the codes that say the server failed (OpenTelemetry semantic
+/// conventions for gRPC, "gRPC Status", server spans). A refusal the
+/// caller caused (INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED, ...) is
+/// the node working as it should: its span status stays unset, and its
+/// code is in `rpc.grpc.status_code`.
+pub(crate) fn server_error(code: i32) -> bool {
+    matches!(code, 2 | 4 | 12 | 13 | 14 | 15)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Only the codes that say the server failed mark a span as an error
+    /// (OpenTelemetry semantic conventions for gRPC server spans).
+    #[test]
+    fn only_server_failures_are_span_errors() {
+        let errors: Vec<i32> = (0..=16).filter(|c| server_error(*c)).collect();
+        assert_eq!(errors, [2, 4, 12, 13, 14, 15]);
+    }
 
     #[test]
     fn the_callers_tracestate_is_not_taken() {

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::store::{IssuedPseudonym, LogRow, LogSink, Store, StoreError, StoredCheckpoint};
+use crate::telemetry::fold::Repeats;
 use crate::tlog::AccessRecord;
 use crate::tlog::checkpoint::Checkpoint;
 use crate::tlog::layout;
@@ -77,6 +78,35 @@ pub enum AuditError {
     },
 }
 
+impl AuditError {
+    /// What kept the log from taking records, in words that name no
+    /// record, caller or value: for health answers and their log line.
+    pub fn cause(&self) -> &'static str {
+        match self {
+            AuditError::WriterStopped => "the access log writer has stopped",
+            AuditError::Store(e) | AuditError::Refused(e) => match e.as_ref() {
+                StoreError::Unavailable(_) | StoreError::Open { .. } => {
+                    "the access log cannot be written: the database cannot be reached, is full or is locked"
+                }
+                StoreError::Db(_) => {
+                    "the access log cannot be written: the database refuses the write (read-only, a trigger, permissions)"
+                }
+                StoreError::WorkerStopped(_) => {
+                    "the access log cannot be written: the database thread stopped"
+                }
+                _ => "the access log cannot be written: the database failed",
+            },
+            AuditError::EntriesRemoved { .. }
+            | AuditError::TreeMismatch { .. }
+            | AuditError::NodesMissing { .. }
+            | AuditError::KeyReplaced { .. }
+            | AuditError::Renamed { .. } => {
+                "the access log does not match its checkpoints; run `sluis audit verify`"
+            }
+        }
+    }
+}
+
 impl From<StoreError> for AuditError {
     fn from(e: StoreError) -> Self {
         AuditError::Store(Arc::new(e))
@@ -110,16 +140,23 @@ pub struct Cosigner {
 pub struct AuditLog {
     tx: mpsc::Sender<Msg>,
     checkpoint_interval: Duration,
-    /// When the last batch failed (ms since the epoch), 0 once one has
-    /// been written since: what [`AuditLog::down`] reads.
-    failed_at: Arc<std::sync::atomic::AtomicI64>,
+    /// Why the last write failed, `None` once one has been written (or a
+    /// trial write succeeded) since: what [`AuditLog::down`] reads.
+    failing: Failing,
 }
 
-/// How long after a failed batch, with none written since, the log counts
-/// as down ([`AuditLog::down`]): long enough for a probe to see it, short
-/// enough that a node nobody sends requests to (because it said it was
-/// down) is tried again.
-const DOWN_AFTER_FAILURE_MS: i64 = 10_000;
+/// Why the log's last write failed, shared by the writer (which sets and
+/// clears it) and its handles (which read it for health answers).
+type Failing = Arc<std::sync::Mutex<Option<&'static str>>>;
+
+/// While the last write failed, how often the writer tries a write that
+/// it rolls back ([`LogSink::try_append`](crate::store::LogSink::try_append)),
+/// so that a node nobody sends requests to (because it said it was down)
+/// finds out by itself when the database takes records again. One trial
+/// at a time (the writer is one task), each bounded by [`TRIAL_TIMEOUT`].
+const TRIAL_EVERY: Duration = Duration::from_secs(1);
+/// The longest a trial write may take before it counts as failed.
+const TRIAL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How the log signs its checkpoints.
 #[derive(Clone, Debug)]
@@ -151,38 +188,48 @@ struct Writer {
     signed_size: u64,
     signed_at: Instant,
     failures: Failures,
-    failed_at: Arc<std::sync::atomic::AtomicI64>,
+    failing: Failing,
+    /// When the last trial write began (see [`TRIAL_EVERY`]).
+    tried_at: Instant,
 }
 
-/// Failed batches, logged at most once a second: while the database is
-/// unreachable requests fail at once, and each batch would log a line.
-#[derive(Default)]
+/// Failed batches, logged as the first of a run and then at most once
+/// every ten seconds with the count (`telemetry::fold`): while the
+/// database is unreachable requests fail at once, and each batch would
+/// log a line.
 struct Failures {
-    logged_at: Option<Instant>,
-    batches: u64,
+    repeats: Repeats,
     records: u64,
+}
+
+impl Default for Failures {
+    fn default() -> Failures {
+        Failures {
+            repeats: Repeats::new(Duration::from_secs(10)),
+            records: 0,
+        }
+    }
 }
 
 impl Failures {
     fn note(&mut self, e: &AuditError, records: usize) {
-        self.batches += 1;
         self.records += records as u64;
-        if self
-            .logged_at
-            .is_some_and(|at| at.elapsed() < Duration::from_secs(1))
-        {
+        let Some(say) = self.repeats.admit() else {
             return;
-        }
+        };
         tracing::error!(
             error = %e,
-            batches = self.batches,
+            batches = say.more() + 1,
             records = self.records,
-            "access log write failed; requests fail closed (counts since the last such line)"
+            "access log write failed; requests fail closed{say}"
         );
-        *self = Failures {
-            logged_at: Some(Instant::now()),
-            ..Failures::default()
-        };
+        self.records = 0;
+    }
+
+    /// A write went through: the next failure is a new run.
+    fn ended(&mut self) {
+        self.repeats.end();
+        self.records = 0;
     }
 }
 
@@ -237,9 +284,10 @@ impl AuditLog {
         crate::telemetry::metrics::log_opened(frontier.size(), latest.as_ref().map(|cp| cp.at));
         let (tx, rx) = mpsc::channel::<Msg>(4 * MAX_BATCH);
         let checkpoint_interval = settings.checkpoint_interval;
-        let failed_at = Arc::new(std::sync::atomic::AtomicI64::new(0));
+        let failing = Failing::default();
         let writer = Writer {
-            failed_at: failed_at.clone(),
+            failing: failing.clone(),
+            tried_at: Instant::now(),
             store,
             sink,
             signer,
@@ -254,21 +302,21 @@ impl AuditLog {
         Ok(AuditLog {
             tx,
             checkpoint_interval,
-            failed_at,
+            failing,
         })
     }
 
     /// Why the log cannot take records now, if it cannot: its writer has
-    /// stopped, or its last batch failed (within the last ten seconds,
-    /// with none written since). For health answers; the reason names no
-    /// record.
+    /// stopped, or its last write failed and none has succeeded since —
+    /// neither a request's nor the writer's trial write, which it makes
+    /// every [`TRIAL_EVERY`] while failing. For health answers; the reason
+    /// names no record. (It used to clear ten seconds after the failure
+    /// while writes still failed, and a probe then said SERVING.)
     pub fn down(&self) -> Option<&'static str> {
         if self.tx.is_closed() {
-            return Some("the access log writer has stopped");
+            return Some(AuditError::WriterStopped.cause());
         }
-        let at = self.failed_at.load(std::sync::atomic::Ordering::Relaxed);
-        (at != 0 && crate::model::clock::now_millis() - at < DOWN_AFTER_FAILURE_MS)
-            .then_some("the last access log write failed")
+        *self.failing.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Appends a record and waits until it is durable: the proof of that,
@@ -319,25 +367,82 @@ impl AuditLog {
 }
 
 impl Writer {
+    fn failing(&self) -> bool {
+        self.failing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
+    fn set_failing(&self, cause: Option<&'static str>) {
+        *self.failing.lock().unwrap_or_else(|e| e.into_inner()) = cause;
+    }
+
+    /// While the last write failed: tries a write of a record that names
+    /// no one at the end of the log, rolled back
+    /// ([`LogSink::try_append`]), within [`TRIAL_TIMEOUT`]. If the
+    /// database takes it, the log counts as writable again (health says
+    /// SERVING); otherwise it stays failing, and is tried again after
+    /// [`TRIAL_EVERY`]. Nothing is stored either way.
+    async fn trial(&mut self) {
+        self.tried_at = Instant::now();
+        let size = self.frontier.size() as i64;
+        let row = trial_row(size);
+        match tokio::time::timeout(TRIAL_TIMEOUT, self.sink.try_append(size, &row)).await {
+            Ok(Ok(())) => {
+                self.set_failing(None);
+                self.failures.ended();
+                tracing::info!(
+                    "the access log can be written again (a trial write, rolled back, was taken)"
+                );
+            }
+            Ok(Err(StoreError::Raced { size })) => {
+                // Another replica appended: the database takes records.
+                // Catch up, and let the next trial (or request) tell.
+                if let Err(e) = self.catch_up(size as u64).await {
+                    tracing::debug!(error = %e, "catching up with the log after a trial write failed");
+                }
+            }
+            Ok(Err(e)) => {
+                let e = AuditError::from(e);
+                self.set_failing(Some(e.cause()));
+                tracing::debug!(error = %e, "trial write of the access log failed");
+            }
+            Err(_) => tracing::debug!("trial write of the access log took too long"),
+        }
+    }
+
     async fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
         let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
         loop {
             // Entries not yet covered by a checkpoint get one within the
-            // interval even if no more entries arrive.
-            let first = if self.frontier.size() > self.signed_size {
-                let left = self
-                    .settings
+            // interval even if no more entries arrive; a failing log is
+            // tried every TRIAL_EVERY even if no request comes.
+            let unsigned = self.frontier.size() > self.signed_size;
+            let checkpoint_left = unsigned.then(|| {
+                self.settings
                     .checkpoint_interval
-                    .saturating_sub(self.signed_at.elapsed());
-                match tokio::time::timeout(left, rx.recv()).await {
+                    .saturating_sub(self.signed_at.elapsed())
+            });
+            let trial_left = self
+                .failing()
+                .then(|| TRIAL_EVERY.saturating_sub(self.tried_at.elapsed()));
+            let first = match checkpoint_left.into_iter().chain(trial_left).min() {
+                Some(left) => match tokio::time::timeout(left, rx.recv()).await {
                     Ok(first) => first,
                     Err(_) => {
-                        self.checkpoint_now().await;
+                        if self.failing() && self.tried_at.elapsed() >= TRIAL_EVERY {
+                            self.trial().await;
+                        }
+                        if self.frontier.size() > self.signed_size
+                            && self.signed_at.elapsed() >= self.settings.checkpoint_interval
+                        {
+                            self.checkpoint_now().await;
+                        }
                         continue;
                     }
-                }
-            } else {
-                rx.recv().await
+                },
+                None => rx.recv().await,
             };
             let first = match first {
                 Some(Msg::Append(p)) => *p,
@@ -470,15 +575,16 @@ impl Writer {
             }
             let _ = done.send(outcome);
         }
-        let failed_at = if failed.is_some() {
-            crate::model::clock::now_millis().max(1)
-        } else {
-            0
-        };
-        self.failed_at
-            .store(failed_at, std::sync::atomic::Ordering::Relaxed);
-        if let Some((e, n)) = failed {
-            self.failures.note(&e, n);
+        if let Some((e, n)) = &failed {
+            if !self.failing() {
+                // Trials start one interval after the failure.
+                self.tried_at = Instant::now();
+            }
+            self.set_failing(Some(e.cause()));
+            self.failures.note(e, *n);
+        } else if written > 0 {
+            self.set_failing(None);
+            self.failures.ended();
         }
         crate::telemetry::metrics::audit_appended(began.elapsed(), records, self.frontier.size());
     }
@@ -634,6 +740,27 @@ pub(crate) fn signed_by_this_key(
         name: name.to_string(),
         key,
     })
+}
+
+/// The row of a trial write ([`Writer::trial`]): the shape of an access
+/// record at position `seq`, naming no one; it is always rolled back.
+fn trial_row(seq: i64) -> LogRow {
+    LogRow {
+        seq,
+        request_id: "sluis-trial-write".into(),
+        at: crate::model::clock::now_millis(),
+        caller: "sluis".into(),
+        role: "node".into(),
+        method: "sluis.TrialWrite".into(),
+        case_id: None,
+        subject: None,
+        purpose: None,
+        decision: "trial".into(),
+        record: b"trial write, rolled back".to_vec(),
+        subjects: Vec::new(),
+        emergency: false,
+        closes: None,
+    }
 }
 
 /// Rebuilds the compact range of the stored tree. A log written before the

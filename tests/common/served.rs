@@ -94,20 +94,24 @@ impl Served {
         self.lines.lock().unwrap().clone()
     }
 
+    /// The JSON log lines so far whose message starts with `message`.
+    pub fn lines_starting(&self, message: &str) -> Vec<serde_json::Value> {
+        self.lines()
+            .iter()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| {
+                v["fields"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with(message))
+            })
+            .collect()
+    }
+
     /// Waits (up to a minute) for the `n`-th log line whose message starts
     /// with `message`, and returns it as JSON.
     pub async fn wait_for_line(&self, message: &str, n: usize) -> serde_json::Value {
         for _ in 0..600 {
-            let found: Vec<serde_json::Value> = self
-                .lines()
-                .iter()
-                .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-                .filter(|v| {
-                    v["fields"]["message"]
-                        .as_str()
-                        .is_some_and(|m| m.starts_with(message))
-                })
-                .collect();
+            let found = self.lines_starting(message);
             if found.len() >= n {
                 return found[n - 1].clone();
             }

@@ -665,6 +665,7 @@ impl PgStore {
             issued,
             nodes,
             checkpoint,
+            dry_run,
         } = *a;
         let mut tx = self.pool.begin().await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
@@ -760,7 +761,11 @@ impl PgStore {
                 .execute(&mut *tx)
                 .await?;
         }
-        tx.commit().await?;
+        if dry_run {
+            tx.rollback().await?;
+        } else {
+            tx.commit().await?;
+        }
         Ok(())
     }
 

@@ -488,6 +488,7 @@ impl SqliteStore {
             issued: a.issued.to_vec(),
             nodes: a.nodes.to_vec(),
             checkpoint: a.checkpoint.cloned(),
+            dry_run: a.dry_run,
         };
         self.write(move |c| write::append(c, &batch)).await
     }

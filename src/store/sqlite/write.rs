@@ -29,6 +29,8 @@ pub(super) struct Batch {
     pub issued: Vec<IssuedPseudonym>,
     pub nodes: Vec<(NodeId, Hash)>,
     pub checkpoint: Option<StoredCheckpoint>,
+    /// Roll back instead of committing (`LogSink::try_append`).
+    pub dry_run: bool,
 }
 
 /// Stores an issued pseudonym unless it is known; a case that does not
@@ -97,7 +99,11 @@ pub(super) fn append(conn: &mut Connection, b: &Batch) -> Result<(), StoreError>
         tx.prepare_cached(sql::INSERT_CHECKPOINT)?
             .execute(params![cp.size, cp.root, cp.at, cp.note])?;
     }
-    tx.commit()?;
+    if b.dry_run {
+        tx.rollback()?;
+    } else {
+        tx.commit()?;
+    }
     Ok(())
 }
 
