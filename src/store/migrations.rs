@@ -83,6 +83,11 @@ pub(super) const SQLITE: &[Migration] = &[
         name: "node steps",
         sql: include_str!("../../migrations/sqlite/0021_node_steps.sql"),
     },
+    Migration {
+        version: 22,
+        name: "log index by case",
+        sql: include_str!("../../migrations/sqlite/0022_log_index_case.sql"),
+    },
 ];
 
 pub(super) const POSTGRES: &[Migration] = &[
@@ -155,6 +160,11 @@ pub(super) const POSTGRES: &[Migration] = &[
         version: 21,
         name: "node steps",
         sql: include_str!("../../migrations/postgres/0021_node_steps.sql"),
+    },
+    Migration {
+        version: 22,
+        name: "log index by case",
+        sql: include_str!("../../migrations/postgres/0022_log_index_case.sql"),
     },
 ];
 

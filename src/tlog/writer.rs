@@ -136,6 +136,15 @@ pub struct LogSettings {
 const MAX_BATCH: usize = 1024;
 /// How often a batch may lose the race to another replica before it fails.
 const MAX_RACES: u32 = 32;
+/// The index of the log by case is brought up to date after this many
+/// entries (`LogSink::follow_index`), so that queries by case read at most
+/// about this many entries of the log beyond it.
+const FOLLOW_EVERY: u64 = 4096;
+/// Most entries the index takes in one transaction.
+const FOLLOW_MOST: i64 = 4 * FOLLOW_EVERY as i64;
+/// A writer that had nothing to write for this long brings the index up to
+/// date.
+const FOLLOW_IDLE: Duration = Duration::from_millis(200);
 
 /// The writer's state: the tree's compact range and the last checkpoint.
 struct Writer {
@@ -152,6 +161,10 @@ struct Writer {
     signed_at: Instant,
     failures: Failures,
     failed_at: Arc<std::sync::atomic::AtomicI64>,
+    /// How far the index of the log by case has caught up, as the last
+    /// [`Writer::follow`] found it (0 before the first: it reads the
+    /// store's own).
+    indexed: u64,
 }
 
 /// Failed batches, logged at most once a second: while the database is
@@ -249,6 +262,7 @@ impl AuditLog {
             frontier,
             signed_size,
             failures: Failures::default(),
+            indexed: 0,
         };
         tokio::spawn(writer.run(rx));
         Ok(AuditLog {
@@ -323,21 +337,27 @@ impl Writer {
         let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH);
         loop {
             // Entries not yet covered by a checkpoint get one within the
-            // interval even if no more entries arrive.
-            let first = if self.frontier.size() > self.signed_size {
-                let left = self
-                    .settings
+            // interval even if no more entries arrive; entries not yet in
+            // the index by case are indexed once the writer is idle.
+            let sign_in = (self.frontier.size() > self.signed_size).then(|| {
+                self.settings
                     .checkpoint_interval
-                    .saturating_sub(self.signed_at.elapsed());
-                match tokio::time::timeout(left, rx.recv()).await {
+                    .saturating_sub(self.signed_at.elapsed())
+            });
+            let follow_in = (self.frontier.size() > self.indexed).then_some(FOLLOW_IDLE);
+            let first = match sign_in.into_iter().chain(follow_in).min() {
+                Some(left) => match tokio::time::timeout(left, rx.recv()).await {
                     Ok(first) => first,
                     Err(_) => {
-                        self.checkpoint_now().await;
+                        if sign_in.is_some_and(|s| s <= left) {
+                            self.checkpoint_now().await;
+                        } else {
+                            self.follow().await;
+                        }
                         continue;
                     }
-                }
-            } else {
-                rx.recv().await
+                },
+                None => rx.recv().await,
             };
             let first = match first {
                 Some(Msg::Append(p)) => *p,
@@ -349,9 +369,15 @@ impl Writer {
                     continue;
                 }
                 None => {
-                    // All handles dropped: sign what is unsigned and stop.
+                    // All handles dropped: sign what is unsigned, index
+                    // what is not indexed, and stop.
                     if self.frontier.size() > self.signed_size {
                         self.checkpoint_now().await;
+                    }
+                    let mut rounds = 0;
+                    while self.frontier.size() > self.indexed && rounds < 16 {
+                        self.follow().await;
+                        rounds += 1;
                     }
                     return;
                 }
@@ -371,11 +397,30 @@ impl Writer {
                 }
             }
             self.write(&mut batch).await;
+            if self.frontier.size().saturating_sub(self.indexed) >= FOLLOW_EVERY {
+                self.follow().await;
+            }
             if let Some(done) = sign {
                 if self.frontier.size() > self.signed_size {
                     self.checkpoint_now().await;
                 }
                 let _ = done.send(());
+            }
+        }
+    }
+
+    /// Brings the index of the log by case up to date by one batch, between
+    /// the log's own batches: never in an append's transaction, so no
+    /// answer waits for it. A failure is logged and tried again after the
+    /// next [`FOLLOW_EVERY`] entries or the next idle time; queries stay
+    /// complete meanwhile (they read the entries the index lacks from the
+    /// log).
+    async fn follow(&mut self) {
+        match self.sink.follow_index(FOLLOW_MOST).await {
+            Ok((upto, _)) => self.indexed = upto.max(0) as u64,
+            Err(e) => {
+                tracing::warn!(error = %e, "the index of the log by case could not be brought up to date; queries by case read the entries it lacks from the log");
+                self.indexed = self.frontier.size();
             }
         }
     }

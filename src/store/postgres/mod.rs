@@ -958,20 +958,86 @@ impl PgStore {
         filter: &LogFilter,
         start: i64,
         limit: i64,
-    ) -> Result<Vec<LogRow>, StoreError> {
-        let q = sqlx::query(sql::QUERY_LOG)
-            .bind(start)
-            .bind(filter.since)
-            .bind(filter.until)
-            .bind(&filter.caller)
-            .bind(&filter.role)
-            .bind(&filter.method)
-            .bind(&filter.purpose)
-            .bind(&filter.decision)
-            .bind(&filter.case_id)
-            .bind(&filter.subject)
-            .bind(limit);
-        self.all(q, rows::log_row).await
+    ) -> Result<(Vec<LogRow>, Option<i64>), StoreError> {
+        let filtered = |stmt: &'static str| {
+            sqlx::query(stmt)
+                .bind(start)
+                .bind(filter.since)
+                .bind(filter.until)
+                .bind(&filter.caller)
+                .bind(&filter.role)
+                .bind(&filter.method)
+                .bind(&filter.purpose)
+                .bind(&filter.decision)
+                .bind(&filter.case_id)
+                .bind(&filter.subject)
+        };
+        if filter.case_id.is_some() {
+            // Read before the query: the index holds every entry below it
+            // (it only grows), and the query reads the log from there on.
+            let upto = self.index_upto().await?;
+            let q = filtered(sql::QUERY_LOG_BY_CASE).bind(upto).bind(limit);
+            return Ok((self.all(q, rows::log_row).await?, Some(upto)));
+        }
+        let q = filtered(sql::QUERY_LOG).bind(limit);
+        Ok((self.all(q, rows::log_row).await?, None))
+    }
+
+    async fn index_upto(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(sql::INDEX_UPTO)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    /// See `LogSink::follow_index`. Under the log's advisory lock, so that
+    /// replicas sharing the database follow one after the other and never
+    /// beside an append.
+    pub(super) async fn follow_index(&self, most: i64) -> Result<(i64, i64), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(LOG_LOCK)
+            .execute(&mut *tx)
+            .await?;
+        let upto: i64 = sqlx::query_scalar(sql::INDEX_UPTO)
+            .fetch_one(&mut *tx)
+            .await?;
+        let size: i64 = sqlx::query_scalar(sql::LOG_SIZE)
+            .fetch_one(&mut *tx)
+            .await?;
+        let to = size.min(upto.saturating_add(most.max(1)));
+        if to <= upto {
+            return Ok((upto, size));
+        }
+        sqlx::query(sql::INDEX_BATCH)
+            .bind(upto)
+            .bind(to)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(sql::SET_INDEX_UPTO)
+            .bind(to)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok((to, size))
+    }
+
+    /// See `Store::index_problems`.
+    pub(super) async fn index_problems(
+        &self,
+        limit: i64,
+    ) -> Result<(i64, Vec<i64>, Vec<i64>), StoreError> {
+        let upto = self.index_upto().await?;
+        let missing: Vec<i64> = sqlx::query_scalar(sql::INDEX_MISSING)
+            .bind(upto)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        let extra: Vec<i64> = sqlx::query_scalar(sql::INDEX_EXTRA)
+            .bind(upto)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok((upto, missing, extra))
     }
 
     pub(super) async fn emergency_alerts(
@@ -1001,13 +1067,15 @@ impl PgStore {
         subject: &str,
         start: i64,
         limit: i64,
-    ) -> Result<Vec<LogRow>, StoreError> {
+    ) -> Result<(Vec<LogRow>, i64), StoreError> {
+        let upto = self.index_upto().await?;
         let q = sqlx::query(sql::SUBJECT_LOG)
             .bind(start)
             .bind(case_id)
+            .bind(upto)
             .bind(subject)
             .bind(limit);
-        self.all(q, rows::log_row).await
+        Ok((self.all(q, rows::log_row).await?, upto))
     }
 
     pub(super) fn scan_log(&self) -> mpsc::Receiver<Result<Chunk, StoreError>> {
