@@ -533,6 +533,20 @@ pub struct Store {
     backend: Backend,
 }
 
+/// What `audit verify` finds of the index of the log by case, in one
+/// snapshot of the database ([`Store::index_problems`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct IndexProblems {
+    /// How far the index has caught up (entries below it are indexed).
+    pub upto: i64,
+    /// The log's size in the same snapshot.
+    pub size: i64,
+    /// Entries below `upto` with a case but no index row (the first few).
+    pub missing: Vec<i64>,
+    /// Index rows no entry below `upto` accounts for (the first few).
+    pub extra: Vec<i64>,
+}
+
 /// Rows read from the log, and how far the index behind the log had caught
 /// up when they were read (entries below `indexed_upto` were found through
 /// it, later ones in the log itself; `None` when the query used no such
@@ -1169,10 +1183,7 @@ impl Store {
     /// entry not yet indexed, for none, or naming another case). It is
     /// checked against the entries' `case_id` column, which the verifier
     /// checks against the signed records.
-    pub(crate) async fn index_problems(
-        &self,
-        limit: i64,
-    ) -> Result<(i64, Vec<i64>, Vec<i64>), StoreError> {
+    pub(crate) async fn index_problems(&self, limit: i64) -> Result<IndexProblems, StoreError> {
         on_store!(&self.backend, b => b.index_problems(limit).await)
     }
 
@@ -1402,9 +1413,11 @@ mod tests {
         }
         // Behind, part-way, caught up.
         assert_eq!(seen, vec![0, 5, 12]);
-        assert_eq!(
-            store.index_problems(10).await.unwrap(),
-            (12, vec![], vec![])
+        let found = store.index_problems(10).await.unwrap();
+        assert_eq!((found.upto, found.size), (12, 12));
+        assert!(
+            found.missing.is_empty() && found.extra.is_empty(),
+            "{found:?}"
         );
         // Another batch: behind again, answers still complete.
         sink.append(12, &[entry(Some(A), 12)], &[], &[], None)

@@ -366,7 +366,7 @@ pub async fn verify_log_history(
             "the trusted checkpoint of size 0 is not the empty tree".into(),
         );
     }
-    check_case_index(store, size, &mut problems).await?;
+    check_case_index(store, &mut problems).await?;
     Ok(finish(
         problems,
         frontier,
@@ -456,22 +456,18 @@ fn check_columns(
 /// that is not there. Rebuilt from the entries' `case_id` column, which
 /// [`check_columns`] holds to the signed records; each difference is
 /// reported at the entry it concerns.
-async fn check_case_index(
-    store: &Store,
-    size: u64,
-    problems: &mut Problems,
-) -> Result<(), StoreError> {
-    let (upto, missing, extra) = store.index_problems(MAX_PROBLEMS as i64).await?;
-    let upto = upto.max(0) as u64;
-    if upto > size {
+async fn check_case_index(store: &Store, problems: &mut Problems) -> Result<(), StoreError> {
+    let found = store.index_problems(MAX_PROBLEMS as i64).await?;
+    if found.upto > found.size {
         problems.add(
-            size,
+            found.size.max(0) as u64,
             format!(
-                "the index of the log by case claims {upto} entries but the log has {size}: entries were removed"
+                "the index of the log by case claims {} entries but the log has {}: entries were removed",
+                found.upto, found.size
             ),
         );
     }
-    for seq in missing {
+    for seq in found.missing {
         problems.add(
             seq.max(0) as u64,
             format!(
@@ -479,7 +475,7 @@ async fn check_case_index(
             ),
         );
     }
-    for seq in extra {
+    for seq in found.extra {
         problems.add(
             seq.max(0) as u64,
             format!(

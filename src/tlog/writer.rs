@@ -142,6 +142,8 @@ const MAX_RACES: u32 = 32;
 const FOLLOW_EVERY: u64 = 4096;
 /// Most entries the index takes in one transaction.
 const FOLLOW_MOST: i64 = 4 * FOLLOW_EVERY as i64;
+/// Most batches of the index at a clean stop ([`Writer::follow_all`]).
+const FOLLOW_ROUNDS: usize = 64;
 /// A writer that had nothing to write for this long brings the index up to
 /// date.
 const FOLLOW_IDLE: Duration = Duration::from_millis(200);
@@ -323,7 +325,9 @@ impl AuditLog {
     }
 
     /// Signs a checkpoint over every entry written so far, if any is not
-    /// yet covered; called on a clean stop so no tail stays unsigned.
+    /// yet covered, and brings the index of the log by case up to the
+    /// log's end; called on a clean stop so no tail stays unsigned or
+    /// unindexed.
     pub async fn sign_pending(&self) {
         let (done, wait) = oneshot::channel();
         if self.tx.send(Msg::Sign(done)).await.is_ok() {
@@ -365,6 +369,7 @@ impl Writer {
                     if self.frontier.size() > self.signed_size {
                         self.checkpoint_now().await;
                     }
+                    self.follow_all().await;
                     let _ = done.send(());
                     continue;
                 }
@@ -374,11 +379,7 @@ impl Writer {
                     if self.frontier.size() > self.signed_size {
                         self.checkpoint_now().await;
                     }
-                    let mut rounds = 0;
-                    while self.frontier.size() > self.indexed && rounds < 16 {
-                        self.follow().await;
-                        rounds += 1;
-                    }
+                    self.follow_all().await;
                     return;
                 }
             };
@@ -404,6 +405,7 @@ impl Writer {
                 if self.frontier.size() > self.signed_size {
                     self.checkpoint_now().await;
                 }
+                self.follow_all().await;
                 let _ = done.send(());
             }
         }
@@ -421,6 +423,23 @@ impl Writer {
             Err(e) => {
                 tracing::warn!(error = %e, "the index of the log by case could not be brought up to date; queries by case read the entries it lacks from the log");
                 self.indexed = self.frontier.size();
+            }
+        }
+    }
+
+    /// [`Writer::follow`] until the index has caught up with the log (at a
+    /// clean stop, so that the next start and the tools that read the
+    /// store without a node find it there), at most [`FOLLOW_ROUNDS`]
+    /// batches: a longer way to go is left to the next start.
+    async fn follow_all(&mut self) {
+        for _ in 0..FOLLOW_ROUNDS {
+            if self.indexed >= self.frontier.size() {
+                return;
+            }
+            let before = self.indexed;
+            self.follow().await;
+            if self.indexed <= before {
+                return;
             }
         }
     }

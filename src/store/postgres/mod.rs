@@ -32,9 +32,9 @@ use crate::store::rows::{
 };
 use crate::store::scan::{AHEAD, Chunk};
 use crate::store::{
-    Append, CaseChange, CaseMeta, CaseUpdate, CaseWithData, DbError, LogFilter, LogRow, NewCase,
-    PoolSettings, ReleaseKey, RequestKey, Rewrap, SchemaError, SealedCase, StoreError,
-    StoredCheckpoint, StoredRelease, Visible, migrations, redact_url, sql, tiles,
+    Append, CaseChange, CaseMeta, CaseUpdate, CaseWithData, DbError, IndexProblems, LogFilter,
+    LogRow, NewCase, PoolSettings, ReleaseKey, RequestKey, Rewrap, SchemaError, SealedCase,
+    StoreError, StoredCheckpoint, StoredRelease, Visible, migrations, redact_url, sql, tiles,
 };
 use crate::tlog::layout::TileId;
 use crate::tlog::merkle::{Hash, NodeId};
@@ -1022,22 +1022,36 @@ impl PgStore {
     }
 
     /// See `Store::index_problems`.
-    pub(super) async fn index_problems(
-        &self,
-        limit: i64,
-    ) -> Result<(i64, Vec<i64>, Vec<i64>), StoreError> {
-        let upto = self.index_upto().await?;
-        let missing: Vec<i64> = sqlx::query_scalar(sql::INDEX_MISSING)
-            .bind(upto)
-            .bind(limit)
-            .fetch_all(&self.pool)
+    pub(super) async fn index_problems(&self, limit: i64) -> Result<IndexProblems, StoreError> {
+        // One snapshot: a node may index more meanwhile.
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .execute(&mut *tx)
             .await?;
-        let extra: Vec<i64> = sqlx::query_scalar(sql::INDEX_EXTRA)
-            .bind(upto)
-            .bind(limit)
-            .fetch_all(&self.pool)
+        let upto: i64 = sqlx::query_scalar(sql::INDEX_UPTO)
+            .fetch_one(&mut *tx)
             .await?;
-        Ok((upto, missing, extra))
+        let size: i64 = sqlx::query_scalar(sql::LOG_SIZE)
+            .fetch_one(&mut *tx)
+            .await?;
+        let mut seqs = Vec::with_capacity(2);
+        for stmt in [sql::INDEX_MISSING, sql::INDEX_EXTRA] {
+            let found: Vec<i64> = sqlx::query_scalar(stmt)
+                .bind(upto)
+                .bind(limit)
+                .fetch_all(&mut *tx)
+                .await?;
+            seqs.push(found);
+        }
+        tx.commit().await?;
+        let extra = seqs.pop().unwrap_or_default();
+        let missing = seqs.pop().unwrap_or_default();
+        Ok(IndexProblems {
+            upto,
+            size,
+            missing,
+            extra,
+        })
     }
 
     pub(super) async fn emergency_alerts(

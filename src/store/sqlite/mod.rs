@@ -37,9 +37,9 @@ use crate::model::consent::{Consent, ConsentEvent, Millis};
 use crate::store::rows::{self, CaseFold, Columns, ConsentFold, StatisticsFold};
 use crate::store::scan::{AHEAD, Chunk};
 use crate::store::{
-    Append, CaseChange, CaseMeta, CaseUpdate, CaseWithData, DbError, LogFilter, LogRow, NewCase,
-    PoolSettings, ReleaseKey, RequestKey, Rewrap, SealedCase, StoreError, StoredCheckpoint,
-    StoredRelease, Visible, sql, tiles,
+    Append, CaseChange, CaseMeta, CaseUpdate, CaseWithData, DbError, IndexProblems, LogFilter,
+    LogRow, NewCase, PoolSettings, ReleaseKey, RequestKey, Rewrap, SealedCase, StoreError,
+    StoredCheckpoint, StoredRelease, Visible, sql, tiles,
 };
 use crate::tlog::layout::TileId;
 use crate::tlog::merkle::{Hash, NodeId};
@@ -833,15 +833,21 @@ impl SqliteStore {
     }
 
     /// See `Store::index_problems`.
-    pub(super) async fn index_problems(
-        &self,
-        limit: i64,
-    ) -> Result<(i64, Vec<i64>, Vec<i64>), StoreError> {
+    pub(super) async fn index_problems(&self, limit: i64) -> Result<IndexProblems, StoreError> {
         self.read(move |c| {
-            let upto: i64 = c.query_row(sql::INDEX_UPTO, [], |r| r.get(0))?;
-            let missing = all(c, sql::INDEX_MISSING, params![upto, limit], |r| r.int(0))?;
-            let extra = all(c, sql::INDEX_EXTRA, params![upto, limit], |r| r.int(0))?;
-            Ok((upto, missing, extra))
+            // One snapshot: the writer may index more meanwhile.
+            let tx = c.transaction()?;
+            let upto: i64 = tx.query_row(sql::INDEX_UPTO, [], |r| r.get(0))?;
+            let size: i64 = tx.query_row(sql::LOG_SIZE, [], |r| r.get(0))?;
+            let missing = all(&tx, sql::INDEX_MISSING, params![upto, limit], |r| r.int(0))?;
+            let extra = all(&tx, sql::INDEX_EXTRA, params![upto, limit], |r| r.int(0))?;
+            tx.commit()?;
+            Ok(IndexProblems {
+                upto,
+                size,
+                missing,
+                extra,
+            })
         })
         .await
     }
