@@ -360,6 +360,10 @@ pub(super) const SUBJECT_LOG: &str = concat!(
 /// position are in `log_index_case` (migration 0022).
 pub(super) const INDEX_UPTO: &str =
     "SELECT COALESCE((SELECT upto FROM log_index_progress WHERE name = 'case'), 0)";
+/// [`INDEX_UPTO`] and the log's size ([`LOG_SIZE`]), read together.
+pub(super) const INDEX_PROGRESS: &str =
+    "SELECT COALESCE((SELECT upto FROM log_index_progress WHERE name = 'case'), 0),
+            (SELECT COALESCE(MAX(seq) + 1, 0) FROM access_log)";
 /// The follower's batch: the entries `$1 .. $2` that have a case, inserted
 /// sorted as the index is, so that each leaf page of it is written once.
 /// A row already there (a batch redone) is kept.

@@ -998,10 +998,7 @@ impl PgStore {
             .bind(LOG_LOCK)
             .execute(&mut *tx)
             .await?;
-        let upto: i64 = sqlx::query_scalar(sql::INDEX_UPTO)
-            .fetch_one(&mut *tx)
-            .await?;
-        let size: i64 = sqlx::query_scalar(sql::LOG_SIZE)
+        let (upto, size): (i64, i64) = sqlx::query_as(sql::INDEX_PROGRESS)
             .fetch_one(&mut *tx)
             .await?;
         let to = size.min(upto.saturating_add(most.max(1)));
@@ -1028,10 +1025,7 @@ impl PgStore {
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             .execute(&mut *tx)
             .await?;
-        let upto: i64 = sqlx::query_scalar(sql::INDEX_UPTO)
-            .fetch_one(&mut *tx)
-            .await?;
-        let size: i64 = sqlx::query_scalar(sql::LOG_SIZE)
+        let (upto, size): (i64, i64) = sqlx::query_as(sql::INDEX_PROGRESS)
             .fetch_one(&mut *tx)
             .await?;
         let mut seqs = Vec::with_capacity(2);

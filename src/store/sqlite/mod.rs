@@ -837,8 +837,8 @@ impl SqliteStore {
         self.read(move |c| {
             // One snapshot: the writer may index more meanwhile.
             let tx = c.transaction()?;
-            let upto: i64 = tx.query_row(sql::INDEX_UPTO, [], |r| r.get(0))?;
-            let size: i64 = tx.query_row(sql::LOG_SIZE, [], |r| r.get(0))?;
+            let (upto, size): (i64, i64) =
+                tx.query_row(sql::INDEX_PROGRESS, [], |r| Ok((r.get(0)?, r.get(1)?)))?;
             let missing = all(&tx, sql::INDEX_MISSING, params![upto, limit], |r| r.int(0))?;
             let extra = all(&tx, sql::INDEX_EXTRA, params![upto, limit], |r| r.int(0))?;
             tx.commit()?;

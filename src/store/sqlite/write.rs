@@ -423,12 +423,9 @@ fn insert_event_with(
 /// a transaction of its own on the writer's connection, between appends.
 pub(super) fn follow_index(conn: &mut Connection, most: i64) -> Result<(i64, i64), StoreError> {
     let tx = begin(conn)?;
-    let upto: i64 = tx
-        .prepare_cached(sql::INDEX_UPTO)?
-        .query_row([], |r| r.get(0))?;
-    let size: i64 = tx
-        .prepare_cached(sql::LOG_SIZE)?
-        .query_row([], |r| r.get(0))?;
+    let (upto, size): (i64, i64) = tx
+        .prepare_cached(sql::INDEX_PROGRESS)?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
     let to = size.min(upto.saturating_add(most.max(1)));
     if to <= upto {
         return Ok((upto, size));
