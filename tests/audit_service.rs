@@ -382,3 +382,124 @@ async fn the_log_verifies_while_the_node_keeps_appending() {
         "verified several growing states: {sizes:?}"
     );
 }
+
+/// The index of the log by case follows the log in batches of its own, out
+/// of the requests' transactions. An officer's query by case and a
+/// subject's report read what it does not hold yet from the log itself, so
+/// they are complete whether or not it has caught up, and say how far it
+/// had; once the node is idle its log writer brings the index to the log's
+/// end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queries_by_case_are_complete_and_say_how_far_the_index_is() {
+    let node = TestNode::start().await;
+    let mut gemeente = node.client(GEMEENTE).await;
+    let (case_a, _) = register(&mut gemeente).await;
+    let (case_b, _) = register(&mut gemeente).await;
+    grant(
+        &mut gemeente,
+        &case_a,
+        vec![participant(NGO)],
+        &[C::Shelter],
+        &["shelter"],
+    )
+    .await;
+    let mut ngo = node.client(NGO).await;
+    let mut officer = node.client(OFFICER).await;
+    let by_case = |case_id: &str| pb::QueryAccessRequest {
+        case_id: case_id.into(),
+        ..Default::default()
+    };
+    let mut reads = 0;
+    let mut uptos = Vec::new();
+    for _ in 0..3 {
+        for _ in 0..4 {
+            ngo.cases.get_case(by_id(&case_a, "shelter")).await.unwrap();
+            reads += 1;
+        }
+        // Straight after the writes: the index may be behind.
+        let size = node.log_len().await as u64;
+        let mut stream = officer
+            .audit
+            .query_access(by_case(&case_a))
+            .await
+            .unwrap()
+            .into_inner();
+        let mut entries = Vec::new();
+        while let Some(m) = stream.next().await {
+            let m = m.unwrap();
+            let upto = m
+                .indexed_upto
+                .expect("a query by case says how far its index is");
+            assert!(upto <= size, "{upto} > {size}");
+            uptos.push(upto);
+            entries.push(m.entry.unwrap());
+        }
+        let gets = entries.iter().filter(|e| e.method == "GetCase").count();
+        assert_eq!(gets, reads, "every read of the case, indexed or not");
+        assert!(entries.iter().all(|e| e.case_id == case_a));
+        assert!(entries.iter().any(|e| e.method == "RegisterCase"));
+        let report = officer
+            .audit
+            .subject_access_report(pb::SubjectAccessReportRequest {
+                subject: Some(pb::subject_access_report_request::Subject::CaseId(
+                    case_a.clone(),
+                )),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(report.indexed_upto <= node.log_len().await as u64);
+        let reported: Vec<u64> = report.entries.iter().map(|e| e.index).collect();
+        for e in &entries {
+            assert!(
+                reported.contains(&e.index),
+                "{} missing from the report",
+                e.index
+            );
+        }
+    }
+    // The other case's query finds only its own entries.
+    let mut stream = officer
+        .audit
+        .query_access(by_case(&case_b))
+        .await
+        .unwrap()
+        .into_inner();
+    while let Some(m) = stream.next().await {
+        assert_eq!(m.unwrap().entry.unwrap().case_id, case_b);
+    }
+    // A query not by case reads no index and says nothing of one.
+    let mut stream = officer
+        .audit
+        .query_access(pb::QueryAccessRequest {
+            limit: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(stream.next().await.unwrap().unwrap().indexed_upto, None);
+    // Idle, the writer indexes up to the log's end.
+    let mut caught_up = false;
+    for _ in 0..30 {
+        // Longer than the writer waits idle before it indexes (each query
+        // is itself appended, and starts that wait again).
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let size = node.log_len().await as u64;
+        let mut stream = officer
+            .audit
+            .query_access(pb::QueryAccessRequest {
+                limit: 1,
+                ..by_case(&case_b)
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let m = stream.next().await.unwrap().unwrap();
+        if m.indexed_upto == Some(size) {
+            caught_up = true;
+            break;
+        }
+    }
+    assert!(caught_up, "the index never caught up; seen {uptos:?}");
+}

@@ -250,6 +250,7 @@ async fn attacker(node_dir: &Path) -> Db {
             "DROP TRIGGER access_log_append_only ON access_log",
             "DROP TRIGGER log_tiles_grow_only ON log_tiles",
             "DROP TRIGGER log_edge_append_only ON log_edge",
+            "DROP TRIGGER log_index_case_append_only ON log_index_case",
         ]
     } else {
         &[
@@ -259,6 +260,8 @@ async fn attacker(node_dir: &Path) -> Db {
             "DROP TRIGGER log_tiles_append_only_d",
             "DROP TRIGGER log_edge_append_only_u",
             "DROP TRIGGER log_edge_moved_only",
+            "DROP TRIGGER log_index_case_append_only_u",
+            "DROP TRIGGER log_index_case_append_only_d",
         ]
     };
     for sql in drops {
@@ -465,6 +468,13 @@ enum Tamper {
     /// Blank the case column of an entry about a case, hiding it from
     /// queries by case.
     NullCaseColumn(i64),
+    /// Remove the row of the index of the log by case (kept behind the
+    /// log) of the first indexed entry from `i`, hiding it from queries by
+    /// its case.
+    DeleteIndexRow(i64),
+    /// Add a row to the index of the log by case naming entry `i` under a
+    /// case it is not about, showing it in that case's queries.
+    AddIndexRow(i64),
     /// Add a hash no tree has: the edge row holding the entry gets one
     /// more, which overlaps the next row (or lies past the log's end).
     StrayNode(i64),
@@ -494,6 +504,12 @@ impl Tamper {
             Tamper::ChangeCaller(i) => format!("change the caller column of entry {i}"),
             Tamper::NullCaseColumn(i) => {
                 format!("blank the case column of the first entry about a case from {i}")
+            }
+            Tamper::DeleteIndexRow(i) => {
+                format!("delete the index-by-case row of the first indexed entry from {i}")
+            }
+            Tamper::AddIndexRow(i) => {
+                format!("add an index-by-case row naming entry {i} under another case")
             }
             Tamper::StrayNode(i) => format!("add a stray tree node at entry {i}"),
             Tamper::RecordNotBlob(i) => format!("store a number as the record of entry {i}"),
@@ -581,6 +597,30 @@ impl Tamper {
                 let changed =
                     exec(db, "UPDATE access_log SET case_id = NULL WHERE seq = ?", i).await;
                 assert_eq!(changed, 1);
+                i
+            }
+            Tamper::DeleteIndexRow(from) => {
+                let i: i64 = db
+                    .conn
+                    .query_one(
+                        "SELECT MIN(seq) FROM log_index_case WHERE seq >= ?",
+                        &[from.into()],
+                    )
+                    .await[0]
+                    .int();
+                let gone = exec(db, "DELETE FROM log_index_case WHERE seq = ?", i).await;
+                assert_eq!(gone, 1);
+                i
+            }
+            Tamper::AddIndexRow(i) => {
+                let added = db
+                    .conn
+                    .execute(
+                        "INSERT INTO log_index_case (case_id, seq) VALUES (?, ?)",
+                        &["0190f2a0-0000-7000-8000-00000000abcd".into(), i.into()],
+                    )
+                    .await;
+                assert_eq!(added, 1);
                 i
             }
             Tamper::StrayNode(i) => {
@@ -710,6 +750,8 @@ async fn every_edit_of_the_log_is_caught_at_its_index() {
         Tamper::RewriteLeafHash(p.n - 1),
         Tamper::ChangeCaller(i),
         Tamper::NullCaseColumn(i),
+        Tamper::DeleteIndexRow(i),
+        Tamper::AddIndexRow(j),
         Tamper::StrayNode(j),
     ];
     let sqlite_only = [Tamper::RecordNotBlob(i)];

@@ -99,6 +99,9 @@ fn to_previous_layout(db: &Path) {
          DROP TABLE referred_subjects;
          DROP TABLE referred_consents;
          DROP INDEX access_log_node_steps;
+         DROP TABLE log_index_case;
+         DROP TABLE log_index_progress;
+         CREATE INDEX access_log_by_case ON access_log (case_id, seq);
          DROP TABLE witness_alarm_acks;
          DROP TABLE federation_directory;
          DROP TABLE checkpoint_cosignatures;
@@ -196,6 +199,27 @@ async fn migrate_rebuilds_the_tree_as_tiles_and_proves_it_before_dropping_the_ol
         )
         .unwrap();
     assert_eq!(leaf_bytes, 32 * n, "one leaf hash per entry");
+    // Migration 0022 indexed the log by case up to its end, in place of
+    // the index in the log's own table.
+    let (indexed, with_case, upto): (i64, i64, i64) = c
+        .query_row(
+            "SELECT (SELECT COUNT(*) FROM log_index_case),
+                    (SELECT COUNT(*) FROM access_log WHERE case_id IS NOT NULL),
+                    (SELECT upto FROM log_index_progress WHERE name = 'case')",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert!(with_case > 0);
+    assert_eq!((indexed, upto), (with_case, n));
+    let old_index: i64 = c
+        .query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE name = 'access_log_by_case'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(old_index, 0);
     drop(c);
     let report = verify_log_of(&config).await;
     assert!(report.intact(), "{:?}", report.problems);

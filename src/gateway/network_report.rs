@@ -427,7 +427,8 @@ impl Exchange {
                             .store
                             .subject_log(&case.case_id, &case.subject, start, 1000)
                             .await
-                            .map_err(stored)?;
+                            .map_err(stored)?
+                            .rows;
                         let Some(last) = page.last() else { break };
                         start = last.seq + 1;
                         for row in page {

@@ -18,7 +18,7 @@ use crate::gateway::validate::{self, SubjectKey};
 use crate::gateway::{Exchange, ExchangeError, RequestCtx, Resource};
 use crate::model::{Category, Role};
 use crate::net::identity::Registry;
-use crate::store::{CaseMeta, LogFilter, LogRow, Store, StoreError, StoredCheckpoint};
+use crate::store::{CaseMeta, LogFilter, LogPage, LogRow, Store, StoreError, StoredCheckpoint};
 use crate::tlog::proof::{self, ConsistencyProof, InclusionProof, LeafRef, ProofError};
 use crate::tlog::{
     AccessRecord, BasisKind, CategoryBasis, Decision, RecordView, Recorded, Review, Verdict,
@@ -266,6 +266,10 @@ pub(crate) struct SubjectReport {
     /// Every node the report covers, this one first; those whose part is
     /// missing say why.
     pub(crate) nodes: Vec<ReportNode>,
+    /// How far this node's index of the log by case had caught up when the
+    /// report was read (the lowest over its reads): entries from there on
+    /// were found in the log itself, so the report is complete either way.
+    pub(crate) indexed_upto: Option<i64>,
 }
 
 impl SubjectReport {
@@ -823,6 +827,7 @@ pub(crate) fn reworded(report: SubjectReport, node_name: &str, lang: Lang) -> Su
         case_ids: report.case_ids,
         entries,
         nodes: report.nodes,
+        indexed_upto: report.indexed_upto,
     }
 }
 
@@ -852,7 +857,7 @@ pub(crate) async fn reported_from_log(
     store: &Store,
     case_id: &str,
 ) -> Result<Option<ReportedCase>, crate::store::StoreError> {
-    let rows = store.subject_log(case_id, "", 0, 100).await?;
+    let rows = store.subject_log(case_id, "", 0, 100).await?.rows;
     Ok(rows
         .into_iter()
         .filter(|r| r.case_id.as_deref() == Some(case_id))
@@ -873,12 +878,17 @@ pub(crate) async fn subject_report(
     cases: &[ReportedCase],
 ) -> Result<SubjectReport, ReportError> {
     let mut entries = Vec::new();
+    let mut indexed_upto: Option<i64> = None;
     for case in cases {
         let mut start = 0;
         loop {
-            let rows = store
+            let page = store
                 .subject_log(&case.case_id, &case.subject, start, 1000)
                 .await?;
+            if let Some(upto) = page.indexed_upto {
+                indexed_upto = Some(indexed_upto.map_or(upto, |u| u.min(upto)));
+            }
+            let rows = page.rows;
             let Some(last) = rows.last() else { break };
             start = last.seq + 1;
             for row in rows {
@@ -907,6 +917,7 @@ pub(crate) async fn subject_report(
         entries,
         text,
         nodes,
+        indexed_upto,
     })
 }
 
@@ -997,7 +1008,7 @@ impl Exchange {
         request_id: Option<String>,
         start: i64,
         limit: i64,
-    ) -> Result<Recorded<Vec<LogRow>>, ExchangeError> {
+    ) -> Result<Recorded<LogPage>, ExchangeError> {
         let mut rec = self.record(ctx, "QueryAccess");
         let result = async {
             self.officer(ctx)?;
@@ -1024,12 +1035,15 @@ impl Exchange {
                 self.name_case(&mut rec, id).await;
                 filter.case_subject = rec.subject.clone();
             }
-            let mut rows = match &request_id {
-                None => self
-                    .store
-                    .query_log(&filter, start, limit)
-                    .await
-                    .map_err(internal)?,
+            let (mut rows, indexed_upto) = match &request_id {
+                None => {
+                    let page = self
+                        .store
+                        .query_log_page(&filter, start, limit)
+                        .await
+                        .map_err(internal)?;
+                    (page.rows, page.indexed_upto)
+                }
                 Some(id) => {
                     validate::uuid("access_record_id", id)?;
                     let Some(at) = self.store.log_position(id).await.map_err(internal)? else {
@@ -1039,13 +1053,14 @@ impl Exchange {
                             "no entry of the access log has this access_record_id",
                         ));
                     };
-                    let mut rows = self
+                    let page = self
                         .store
-                        .query_log(&filter, at.max(start), 1)
+                        .query_log_page(&filter, at.max(start), 1)
                         .await
                         .map_err(internal)?;
+                    let mut rows = page.rows;
                     rows.retain(|r| r.seq == at);
-                    rows
+                    (rows, page.indexed_upto)
                 }
             };
             // A case id that names nothing is a typo or a case of another
@@ -1081,7 +1096,7 @@ impl Exchange {
             rec.subjects = named.into_iter().collect();
             rec.decision = crate::tlog::Decision::Allowed;
             rec.detail = format!("{} entries from index {start}", rows.len());
-            Ok(rows)
+            Ok(LogPage { rows, indexed_upto })
         }
         .await;
         self.finish(rec, result).await

@@ -59,12 +59,17 @@ impl pb::audit_service_server::AuditService for Api {
             async |ex, ctx, (filter, request_id, start, limit)| {
                 ex.query_access(ctx, filter, request_id, start, limit)
                     .await?
-                    .try_map(|rows| {
-                        let entries: Vec<Result<pb::QueryAccessResponse, Status>> = rows
+                    .try_map(|page| {
+                        let indexed_upto = page.indexed_upto.map(|u| u.max(0) as u64);
+                        let entries: Vec<Result<pb::QueryAccessResponse, Status>> = page
+                            .rows
                             .into_iter()
                             .map(|r| {
                                 entry_pb(r.seq, r.record)
-                                    .map(|entry| pb::QueryAccessResponse { entry: Some(entry) })
+                                    .map(|entry| pb::QueryAccessResponse {
+                                        entry: Some(entry),
+                                        indexed_upto,
+                                    })
                                     .map_err(|e| status(e, &ctx.request_id))
                             })
                             .collect();
@@ -107,6 +112,7 @@ impl pb::audit_service_server::AuditService for Api {
                         Ok(pb::SubjectAccessReportResponse {
                             complete,
                             witnessed,
+                            indexed_upto: report.indexed_upto.unwrap_or(0).max(0) as u64,
                             nodes: report
                                 .nodes
                                 .into_iter()

@@ -84,6 +84,11 @@ pub(super) const SQLITE: &[Migration] = &[
         sql: include_str!("../../migrations/sqlite/0021_node_steps.sql"),
     },
     Migration {
+        version: 22,
+        name: "log index by case",
+        sql: include_str!("../../migrations/sqlite/0022_log_index_case.sql"),
+    },
+    Migration {
         version: 23,
         name: "referred subjects",
         sql: include_str!("../../migrations/sqlite/0023_referred_subjects.sql"),
@@ -165,6 +170,11 @@ pub(super) const POSTGRES: &[Migration] = &[
         version: 21,
         name: "node steps",
         sql: include_str!("../../migrations/postgres/0021_node_steps.sql"),
+    },
+    Migration {
+        version: 22,
+        name: "log index by case",
+        sql: include_str!("../../migrations/postgres/0022_log_index_case.sql"),
     },
     Migration {
         version: 23,

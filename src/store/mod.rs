@@ -538,6 +538,30 @@ pub struct Store {
     backend: Backend,
 }
 
+/// What `audit verify` finds of the index of the log by case, in one
+/// snapshot of the database ([`Store::index_problems`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct IndexProblems {
+    /// How far the index has caught up (entries below it are indexed).
+    pub upto: i64,
+    /// The log's size in the same snapshot.
+    pub size: i64,
+    /// Entries below `upto` with a case but no index row (the first few).
+    pub missing: Vec<i64>,
+    /// Index rows no entry below `upto` accounts for (the first few).
+    pub extra: Vec<i64>,
+}
+
+/// Rows read from the log, and how far the index behind the log had caught
+/// up when they were read (entries below `indexed_upto` were found through
+/// it, later ones in the log itself; `None` when the query used no such
+/// index).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct LogPage {
+    pub rows: Vec<LogRow>,
+    pub indexed_upto: Option<i64>,
+}
+
 /// The one thing that appends to the access log. [`Store::open`] makes one
 /// per store and it cannot be cloned: the node gives it to the log's writer
 /// task (`tlog::AuditLog::start`), so no other code in the process can
@@ -1144,7 +1168,32 @@ impl Store {
         start: i64,
         limit: i64,
     ) -> Result<Vec<LogRow>, StoreError> {
-        on_store!(&self.backend, b => b.query_log(filter, start, limit).await)
+        Ok(self.query_log_page(filter, start, limit).await?.rows)
+    }
+
+    /// [`Store::query_log`], and for a query by case how far the index of
+    /// the log by case had caught up. The answer is complete either way:
+    /// entries the index does not hold yet are read from the log itself.
+    pub(crate) async fn query_log_page(
+        &self,
+        filter: &LogFilter,
+        start: i64,
+        limit: i64,
+    ) -> Result<LogPage, StoreError> {
+        let (rows, indexed_upto) =
+            on_store!(&self.backend, b => b.query_log(filter, start, limit).await)?;
+        Ok(LogPage { rows, indexed_upto })
+    }
+
+    /// What is wrong with the index of the log by case (migration 0022),
+    /// for `sluis audit verify`: how far it has caught up, the first
+    /// `limit` entries below that which have a case but no index row, and
+    /// the first `limit` index rows that no such entry accounts for (for an
+    /// entry not yet indexed, for none, or naming another case). It is
+    /// checked against the entries' `case_id` column, which the verifier
+    /// checks against the signed records.
+    pub(crate) async fn index_problems(&self, limit: i64) -> Result<IndexProblems, StoreError> {
+        on_store!(&self.backend, b => b.index_problems(limit).await)
     }
 
     /// Log rows that name a subject, from position `start` on, at most
@@ -1156,8 +1205,13 @@ impl Store {
         subject: &str,
         start: i64,
         limit: i64,
-    ) -> Result<Vec<LogRow>, StoreError> {
-        on_store!(&self.backend, b => b.subject_log(case_id, subject, start, limit).await)
+    ) -> Result<LogPage, StoreError> {
+        let (rows, upto) =
+            on_store!(&self.backend, b => b.subject_log(case_id, subject, start, limit).await)?;
+        Ok(LogPage {
+            rows,
+            indexed_upto: Some(upto),
+        })
     }
 
     /// The log rows of emergency accesses (their alerts, migration 0009),
@@ -1254,6 +1308,17 @@ impl LogSink {
     pub(crate) async fn append_checkpoint(&self, cp: &StoredCheckpoint) -> Result<(), StoreError> {
         self.append(0, &[], &[], &[], Some(cp)).await
     }
+
+    /// Brings the index of the log by case (`log_index_case`, migration
+    /// 0022) up by at most `most` entries, in a transaction of its own:
+    /// the index is kept behind the log, out of the transaction an answer
+    /// waits for, and queries read what it does not hold yet from the log.
+    /// The log's writer calls this between batches. A crash loses at most
+    /// this transaction, which the next call redoes. Returns how far the
+    /// index has caught up and the log's size, both in entries.
+    pub(crate) async fn follow_index(&self, most: i64) -> Result<(i64, i64), StoreError> {
+        on_store!(&self.backend, b => b.follow_index(most).await)
+    }
 }
 
 /// Copies the live SQLite database at `src` into the new file `dst`, as
@@ -1295,6 +1360,108 @@ mod tests {
         );
         assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
+    }
+
+    /// A store of the backend the tests run on (`SLUIS_TEST_BACKEND`): a
+    /// fresh SQLite file, or a fresh PostgreSQL database on the test server.
+    async fn test_store(dir: &Path) -> (Store, LogSink) {
+        if std::env::var("SLUIS_TEST_BACKEND").as_deref() == Ok("postgres") {
+            use sqlx::Connection;
+            let admin = std::env::var("SLUIS_TEST_POSTGRES_URL")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+            let name = format!("sluis_u_{}", uuid::Uuid::now_v7().simple());
+            let mut c = sqlx::PgConnection::connect(&admin).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .execute(&mut c)
+                .await
+                .unwrap();
+            let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
+            let url = format!("{base}/{name}");
+            return Store::open(&url, &PoolSettings::default(), true)
+                .await
+                .unwrap();
+        }
+        Store::open_sqlite(&dir.join("t.db")).await.unwrap()
+    }
+
+    fn entry(case_id: Option<&str>, n: usize) -> LogRow {
+        LogRow {
+            seq: 0,
+            request_id: format!("0190f2a0-0000-7000-8000-{n:012}"),
+            at: 1_700_000_000_000 + n as i64,
+            caller: "ngo".into(),
+            role: "ngo".into(),
+            method: "GetCase".into(),
+            case_id: case_id.map(str::to_string),
+            subject: None,
+            purpose: None,
+            decision: "allowed".into(),
+            record: vec![n as u8],
+            subjects: Vec::new(),
+            emergency: false,
+            closes: None,
+        }
+    }
+
+    /// The index of the log by case follows the log in batches of its own;
+    /// a query by case right after appends (the index behind) still finds
+    /// every entry of the case, and says how far the index had caught up.
+    #[tokio::test]
+    async fn a_query_by_case_is_complete_while_its_index_is_behind() {
+        const A: &str = "0190f2a0-0000-7000-8000-00000000000a";
+        const B: &str = "0190f2a0-0000-7000-8000-00000000000b";
+        let dir = tempfile::tempdir().unwrap();
+        let (store, sink) = test_store(dir.path()).await;
+        let rows: Vec<LogRow> = (0..12)
+            .map(|n| entry([Some(A), Some(B), None][n % 3], n))
+            .collect();
+        sink.append(0, &rows, &[], &[], None).await.unwrap();
+        let of_a: Vec<i64> = (0..12).filter(|n| n % 3 == 0).collect();
+        let by_a = LogFilter {
+            case_id: Some(A.into()),
+            ..LogFilter::default()
+        };
+        let seqs = |p: &LogPage| p.rows.iter().map(|r| r.seq).collect::<Vec<_>>();
+        let mut seen = Vec::new();
+        for step in [0, 5, 100] {
+            if step > 0 {
+                let (upto, size) = sink.follow_index(step).await.unwrap();
+                assert_eq!(size, 12);
+                assert!(upto <= 12, "{upto}");
+            }
+            let page = store.query_log_page(&by_a, 0, 100).await.unwrap();
+            assert_eq!(seqs(&page), of_a, "after following {step}");
+            let upto = page.indexed_upto.expect("a query by case says it");
+            seen.push(upto);
+            // From a later position, and a page at a time: the same.
+            let page = store.query_log_page(&by_a, 4, 2).await.unwrap();
+            assert_eq!(seqs(&page), vec![6, 9], "after following {step}");
+            let report = store.subject_log(A, "", 0, 100).await.unwrap();
+            assert_eq!(seqs(&report), of_a, "after following {step}");
+            assert_eq!(report.indexed_upto, Some(upto));
+        }
+        // Behind, part-way, caught up.
+        assert_eq!(seen, vec![0, 5, 12]);
+        let found = store.index_problems(10).await.unwrap();
+        assert_eq!((found.upto, found.size), (12, 12));
+        assert!(
+            found.missing.is_empty() && found.extra.is_empty(),
+            "{found:?}"
+        );
+        // Another batch: behind again, answers still complete.
+        sink.append(12, &[entry(Some(A), 12)], &[], &[], None)
+            .await
+            .unwrap();
+        let page = store.query_log_page(&by_a, 0, 100).await.unwrap();
+        assert_eq!(seqs(&page), vec![0, 3, 6, 9, 12]);
+        assert_eq!(page.indexed_upto, Some(12));
+        // A query not by case uses no such index and says nothing.
+        let all = store
+            .query_log_page(&LogFilter::default(), 0, 100)
+            .await
+            .unwrap();
+        assert_eq!(all.rows.len(), 13);
+        assert_eq!(all.indexed_upto, None);
     }
 
     #[tokio::test]

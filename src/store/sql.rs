@@ -327,10 +327,11 @@ pub(super) const LOG_COUNT: &str = "SELECT COUNT(*) FROM access_log";
 pub(super) const LOG_LEAVES: &str =
     "SELECT seq, record FROM access_log WHERE seq >= $1 ORDER BY seq LIMIT $2";
 pub(super) const LOG_POSITION: &str = "SELECT MIN(seq) FROM access_log WHERE request_id = $1";
-pub(super) const QUERY_LOG: &str = concat!(
-    "SELECT ",
-    log_columns!(),
-    " FROM access_log
+/// The filters of [`QUERY_LOG`], `$1` to `$11`: a case ($9) takes, besides
+/// its own entries, the listings that named it by its audit pseudonym ($10).
+macro_rules! log_filter {
+    () => {
+        " FROM access_log
      WHERE seq >= $1
        AND ($2 IS NULL OR at >= $2) AND ($3 IS NULL OR at < $3)
        AND ($4 IS NULL OR caller = $4) AND ($5 IS NULL OR role = $5)
@@ -339,19 +340,78 @@ pub(super) const QUERY_LOG: &str = concat!(
        AND ($9 IS NULL OR case_id = $9
             OR seq IN (SELECT seq FROM access_log_subjects WHERE subject = $10))
        AND ($11 IS NULL OR subject = $11
-            OR seq IN (SELECT seq FROM access_log_subjects WHERE subject = $11))
-     ORDER BY seq LIMIT $12"
+            OR seq IN (SELECT seq FROM access_log_subjects WHERE subject = $11))"
+    };
+}
+pub(super) const QUERY_LOG: &str = concat!(
+    "SELECT ",
+    log_columns!(),
+    log_filter!(),
+    " ORDER BY seq LIMIT $12"
 );
-/// A subject's entries: its case's, and those naming it among their other
-/// subjects (`access_log_subjects`).
+/// [`QUERY_LOG`] for one case ($9): the entries below `$12` through the
+/// index behind the log (`log_index_case`, migration 0022), those from
+/// `$12` on (not yet indexed) read from the log itself, so the answer is
+/// complete however far the index is behind; and the listings that named
+/// the case ($10, `access_log_subjects`). `$12` is the index's progress
+/// ([`INDEX_UPTO`]) read before; `$13` the limit. (SQLite numbers `$N`
+/// parameters in the order they first appear, so they appear in order.)
+pub(super) const QUERY_LOG_BY_CASE: &str = concat!(
+    "SELECT ",
+    log_columns!(),
+    log_filter!(),
+    " AND seq IN (SELECT seq FROM log_index_case WHERE case_id = $9 AND seq >= $1 AND seq < $12
+                   UNION ALL
+                   SELECT seq FROM access_log WHERE seq >= $12 AND seq >= $1 AND case_id = $9
+                   UNION ALL
+                   SELECT seq FROM access_log_subjects WHERE subject = $10 AND seq >= $1)
+     ORDER BY seq LIMIT $13"
+);
+/// A subject's entries: its case's (through the index behind the log
+/// below `$3`, from the log itself from `$3` on, as in
+/// [`QUERY_LOG_BY_CASE`]), and those naming it among their other subjects
+/// (`access_log_subjects`).
 pub(super) const SUBJECT_LOG: &str = concat!(
     "SELECT ",
     log_columns!(),
     " FROM access_log
      WHERE seq >= $1
-       AND (case_id = $2 OR seq IN (SELECT seq FROM access_log_subjects WHERE subject = $3))
-     ORDER BY seq LIMIT $4"
+       AND seq IN (SELECT seq FROM log_index_case WHERE case_id = $2 AND seq >= $1 AND seq < $3
+                   UNION ALL
+                   SELECT seq FROM access_log WHERE seq >= $3 AND seq >= $1 AND case_id = $2
+                   UNION ALL
+                   SELECT seq FROM access_log_subjects WHERE subject = $4 AND seq >= $1)
+     ORDER BY seq LIMIT $5"
 );
+/// How far the index of the log by case has caught up: entries below this
+/// position are in `log_index_case` (migration 0022).
+pub(super) const INDEX_UPTO: &str =
+    "SELECT COALESCE((SELECT upto FROM log_index_progress WHERE name = 'case'), 0)";
+/// [`INDEX_UPTO`] and the log's size ([`LOG_SIZE`]), read together.
+pub(super) const INDEX_PROGRESS: &str =
+    "SELECT COALESCE((SELECT upto FROM log_index_progress WHERE name = 'case'), 0),
+            (SELECT COALESCE(MAX(seq) + 1, 0) FROM access_log)";
+/// The follower's batch: the entries `$1 .. $2` that have a case, inserted
+/// sorted as the index is, so that each leaf page of it is written once.
+/// A row already there (a batch redone) is kept.
+pub(super) const INDEX_BATCH: &str = "INSERT INTO log_index_case (case_id, seq)
+     SELECT case_id, seq FROM access_log
+     WHERE seq >= $1 AND seq < $2 AND case_id IS NOT NULL ORDER BY case_id, seq
+     ON CONFLICT DO NOTHING";
+pub(super) const SET_INDEX_UPTO: &str = "INSERT INTO log_index_progress (name, upto)
+     VALUES ('case', $1) ON CONFLICT (name) DO UPDATE SET upto = excluded.upto";
+/// `audit verify`: entries below the index's progress that have a case
+/// but no row in the index (the first few, in order).
+pub(super) const INDEX_MISSING: &str = "SELECT a.seq FROM access_log a
+     WHERE a.seq < $1 AND a.case_id IS NOT NULL
+       AND NOT EXISTS (SELECT 1 FROM log_index_case i WHERE i.case_id = a.case_id AND i.seq = a.seq)
+     ORDER BY a.seq LIMIT $2";
+/// `audit verify`: index rows no entry below the progress accounts for
+/// (a row for a later entry, for no entry, or naming another case).
+pub(super) const INDEX_EXTRA: &str = "SELECT i.seq FROM log_index_case i
+     WHERE i.seq >= $1
+        OR NOT EXISTS (SELECT 1 FROM access_log a WHERE a.seq = i.seq AND a.case_id = i.case_id)
+     ORDER BY i.seq LIMIT $2";
 /// Alerts of emergency accesses (migration 0009): an emergency access's
 /// position and request id, stored with its entry; a review's position
 /// beside the access it closes, stored with the review's entry. One review

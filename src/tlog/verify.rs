@@ -366,6 +366,7 @@ pub async fn verify_log_history(
             "the trusted checkpoint of size 0 is not the empty tree".into(),
         );
     }
+    check_case_index(store, &mut problems).await?;
     Ok(finish(
         problems,
         frontier,
@@ -446,6 +447,43 @@ fn check_columns(
         );
     }
     Handover::parse(r.method, r.detail)
+}
+
+/// The index of the log by case (kept behind the log, migration 0022) must
+/// hold exactly the entries below its progress that have a case: a row
+/// missing would hide an access from a query by case or a subject's report
+/// (those read the index below its progress), a row added would show one
+/// that is not there. Rebuilt from the entries' `case_id` column, which
+/// [`check_columns`] holds to the signed records; each difference is
+/// reported at the entry it concerns.
+async fn check_case_index(store: &Store, problems: &mut Problems) -> Result<(), StoreError> {
+    let found = store.index_problems(MAX_PROBLEMS as i64).await?;
+    if found.upto > found.size {
+        problems.add(
+            found.size.max(0) as u64,
+            format!(
+                "the index of the log by case claims {} entries but the log has {}: entries were removed",
+                found.upto, found.size
+            ),
+        );
+    }
+    for seq in found.missing {
+        problems.add(
+            seq.max(0) as u64,
+            format!(
+                "entry {seq} is missing from the index of the log by case: a query by its case would not show it"
+            ),
+        );
+    }
+    for seq in found.extra {
+        problems.add(
+            seq.max(0) as u64,
+            format!(
+                "the index of the log by case has a row for entry {seq} that the entry does not account for: a row was added or changed"
+            ),
+        );
+    }
+    Ok(())
 }
 
 /// Which key signs the checkpoints at the point the scan has reached.

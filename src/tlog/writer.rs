@@ -173,6 +173,17 @@ pub struct LogSettings {
 const MAX_BATCH: usize = 1024;
 /// How often a batch may lose the race to another replica before it fails.
 const MAX_RACES: u32 = 32;
+/// The index of the log by case is brought up to date after this many
+/// entries (`LogSink::follow_index`), so that queries by case read at most
+/// about this many entries of the log beyond it.
+const FOLLOW_EVERY: u64 = 4096;
+/// Most entries the index takes in one transaction.
+const FOLLOW_MOST: i64 = 4 * FOLLOW_EVERY as i64;
+/// Most batches of the index at a clean stop ([`Writer::follow_all`]).
+const FOLLOW_ROUNDS: usize = 64;
+/// A writer that had nothing to write for this long brings the index up to
+/// date.
+const FOLLOW_IDLE: Duration = Duration::from_millis(200);
 
 /// The writer's state: the tree's compact range and the last checkpoint.
 struct Writer {
@@ -191,6 +202,10 @@ struct Writer {
     failing: Failing,
     /// When the last trial write began (see [`TRIAL_EVERY`]).
     tried_at: Instant,
+    /// How far the index of the log by case has caught up, as the last
+    /// [`Writer::follow`] found it (0 before the first: it reads the
+    /// store's own).
+    indexed: u64,
 }
 
 /// Failed batches, logged as the first of a run and then at most once
@@ -297,6 +312,7 @@ impl AuditLog {
             frontier,
             signed_size,
             failures: Failures::default(),
+            indexed: 0,
         };
         tokio::spawn(writer.run(rx));
         Ok(AuditLog {
@@ -357,7 +373,9 @@ impl AuditLog {
     }
 
     /// Signs a checkpoint over every entry written so far, if any is not
-    /// yet covered; called on a clean stop so no tail stays unsigned.
+    /// yet covered, and brings the index of the log by case up to the
+    /// log's end; called on a clean stop so no tail stays unsigned or
+    /// unindexed.
     pub async fn sign_pending(&self) {
         let (done, wait) = oneshot::channel();
         if self.tx.send(Msg::Sign(done)).await.is_ok() {
@@ -417,7 +435,8 @@ impl Writer {
         loop {
             // Entries not yet covered by a checkpoint get one within the
             // interval even if no more entries arrive; a failing log is
-            // tried every TRIAL_EVERY even if no request comes.
+            // tried every TRIAL_EVERY even if no request comes; entries not
+            // yet in the index by case are indexed once the writer is idle.
             let unsigned = self.frontier.size() > self.signed_size;
             let checkpoint_left = unsigned.then(|| {
                 self.settings
@@ -427,7 +446,14 @@ impl Writer {
             let trial_left = self
                 .failing()
                 .then(|| TRIAL_EVERY.saturating_sub(self.tried_at.elapsed()));
-            let first = match checkpoint_left.into_iter().chain(trial_left).min() {
+            let follow_left =
+                (!self.failing() && self.frontier.size() > self.indexed).then_some(FOLLOW_IDLE);
+            let first = match checkpoint_left
+                .into_iter()
+                .chain(trial_left)
+                .chain(follow_left)
+                .min()
+            {
                 Some(left) => match tokio::time::timeout(left, rx.recv()).await {
                     Ok(first) => first,
                     Err(_) => {
@@ -438,6 +464,8 @@ impl Writer {
                             && self.signed_at.elapsed() >= self.settings.checkpoint_interval
                         {
                             self.checkpoint_now().await;
+                        } else if follow_left.is_some_and(|f| f <= left) {
+                            self.follow().await;
                         }
                         continue;
                     }
@@ -450,14 +478,17 @@ impl Writer {
                     if self.frontier.size() > self.signed_size {
                         self.checkpoint_now().await;
                     }
+                    self.follow_all().await;
                     let _ = done.send(());
                     continue;
                 }
                 None => {
-                    // All handles dropped: sign what is unsigned and stop.
+                    // All handles dropped: sign what is unsigned, index
+                    // what is not indexed, and stop.
                     if self.frontier.size() > self.signed_size {
                         self.checkpoint_now().await;
                     }
+                    self.follow_all().await;
                     return;
                 }
             };
@@ -476,11 +507,48 @@ impl Writer {
                 }
             }
             self.write(&mut batch).await;
+            if self.frontier.size().saturating_sub(self.indexed) >= FOLLOW_EVERY {
+                self.follow().await;
+            }
             if let Some(done) = sign {
                 if self.frontier.size() > self.signed_size {
                     self.checkpoint_now().await;
                 }
+                self.follow_all().await;
                 let _ = done.send(());
+            }
+        }
+    }
+
+    /// Brings the index of the log by case up to date by one batch, between
+    /// the log's own batches: never in an append's transaction, so no
+    /// answer waits for it. A failure is logged and tried again after the
+    /// next [`FOLLOW_EVERY`] entries or the next idle time; queries stay
+    /// complete meanwhile (they read the entries the index lacks from the
+    /// log).
+    async fn follow(&mut self) {
+        match self.sink.follow_index(FOLLOW_MOST).await {
+            Ok((upto, _)) => self.indexed = upto.max(0) as u64,
+            Err(e) => {
+                tracing::warn!(error = %e, "the index of the log by case could not be brought up to date; queries by case read the entries it lacks from the log");
+                self.indexed = self.frontier.size();
+            }
+        }
+    }
+
+    /// [`Writer::follow`] until the index has caught up with the log (at a
+    /// clean stop, so that the next start and the tools that read the
+    /// store without a node find it there), at most [`FOLLOW_ROUNDS`]
+    /// batches: a longer way to go is left to the next start.
+    async fn follow_all(&mut self) {
+        for _ in 0..FOLLOW_ROUNDS {
+            if self.indexed >= self.frontier.size() {
+                return;
+            }
+            let before = self.indexed;
+            self.follow().await;
+            if self.indexed <= before {
+                return;
             }
         }
     }

@@ -32,9 +32,9 @@ use crate::store::rows::{
 };
 use crate::store::scan::{AHEAD, Chunk};
 use crate::store::{
-    Append, CaseChange, CaseMeta, CaseUpdate, CaseWithData, DbError, LogFilter, LogRow, NewCase,
-    PoolSettings, ReleaseKey, RequestKey, Rewrap, SchemaError, SealedCase, StoreError,
-    StoredCheckpoint, StoredRelease, Visible, migrations, redact_url, sql, tiles,
+    Append, CaseChange, CaseMeta, CaseUpdate, CaseWithData, DbError, IndexProblems, LogFilter,
+    LogRow, NewCase, PoolSettings, ReleaseKey, RequestKey, Rewrap, SchemaError, SealedCase,
+    StoreError, StoredCheckpoint, StoredRelease, Visible, migrations, redact_url, sql, tiles,
 };
 use crate::tlog::layout::TileId;
 use crate::tlog::merkle::{Hash, NodeId};
@@ -963,21 +963,95 @@ impl PgStore {
         filter: &LogFilter,
         start: i64,
         limit: i64,
-    ) -> Result<Vec<LogRow>, StoreError> {
-        let q = sqlx::query(sql::QUERY_LOG)
-            .bind(start)
-            .bind(filter.since)
-            .bind(filter.until)
-            .bind(&filter.caller)
-            .bind(&filter.role)
-            .bind(&filter.method)
-            .bind(&filter.purpose)
-            .bind(&filter.decision)
-            .bind(&filter.case_id)
-            .bind(&filter.case_subject)
-            .bind(&filter.subject)
-            .bind(limit);
-        self.all(q, rows::log_row).await
+    ) -> Result<(Vec<LogRow>, Option<i64>), StoreError> {
+        let filtered = |stmt: &'static str| {
+            sqlx::query(stmt)
+                .bind(start)
+                .bind(filter.since)
+                .bind(filter.until)
+                .bind(&filter.caller)
+                .bind(&filter.role)
+                .bind(&filter.method)
+                .bind(&filter.purpose)
+                .bind(&filter.decision)
+                .bind(&filter.case_id)
+                .bind(&filter.case_subject)
+                .bind(&filter.subject)
+        };
+        if filter.case_id.is_some() {
+            // Read before the query: the index holds every entry below it
+            // (it only grows), and the query reads the log from there on.
+            let upto = self.index_upto().await?;
+            let q = filtered(sql::QUERY_LOG_BY_CASE).bind(upto).bind(limit);
+            return Ok((self.all(q, rows::log_row).await?, Some(upto)));
+        }
+        let q = filtered(sql::QUERY_LOG).bind(limit);
+        Ok((self.all(q, rows::log_row).await?, None))
+    }
+
+    async fn index_upto(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar(sql::INDEX_UPTO)
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
+    /// See `LogSink::follow_index`. Under the log's advisory lock, so that
+    /// replicas sharing the database follow one after the other and never
+    /// beside an append.
+    pub(super) async fn follow_index(&self, most: i64) -> Result<(i64, i64), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(LOG_LOCK)
+            .execute(&mut *tx)
+            .await?;
+        let (upto, size): (i64, i64) = sqlx::query_as(sql::INDEX_PROGRESS)
+            .fetch_one(&mut *tx)
+            .await?;
+        let to = size.min(upto.saturating_add(most.max(1)));
+        if to <= upto {
+            return Ok((upto, size));
+        }
+        sqlx::query(sql::INDEX_BATCH)
+            .bind(upto)
+            .bind(to)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(sql::SET_INDEX_UPTO)
+            .bind(to)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok((to, size))
+    }
+
+    /// See `Store::index_problems`.
+    pub(super) async fn index_problems(&self, limit: i64) -> Result<IndexProblems, StoreError> {
+        // One snapshot: a node may index more meanwhile.
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+        let (upto, size): (i64, i64) = sqlx::query_as(sql::INDEX_PROGRESS)
+            .fetch_one(&mut *tx)
+            .await?;
+        let mut seqs = Vec::with_capacity(2);
+        for stmt in [sql::INDEX_MISSING, sql::INDEX_EXTRA] {
+            let found: Vec<i64> = sqlx::query_scalar(stmt)
+                .bind(upto)
+                .bind(limit)
+                .fetch_all(&mut *tx)
+                .await?;
+            seqs.push(found);
+        }
+        tx.commit().await?;
+        let extra = seqs.pop().unwrap_or_default();
+        let missing = seqs.pop().unwrap_or_default();
+        Ok(IndexProblems {
+            upto,
+            size,
+            missing,
+            extra,
+        })
     }
 
     pub(super) async fn emergency_alerts(
@@ -1007,13 +1081,15 @@ impl PgStore {
         subject: &str,
         start: i64,
         limit: i64,
-    ) -> Result<Vec<LogRow>, StoreError> {
+    ) -> Result<(Vec<LogRow>, i64), StoreError> {
+        let upto = self.index_upto().await?;
         let q = sqlx::query(sql::SUBJECT_LOG)
             .bind(start)
             .bind(case_id)
+            .bind(upto)
             .bind(subject)
             .bind(limit);
-        self.all(q, rows::log_row).await
+        Ok((self.all(q, rows::log_row).await?, upto))
     }
 
     pub(super) fn scan_log(&self) -> mpsc::Receiver<Result<Chunk, StoreError>> {

@@ -37,9 +37,9 @@ use crate::model::consent::{Consent, ConsentEvent, Millis};
 use crate::store::rows::{self, CaseFold, Columns, ConsentFold, StatisticsFold};
 use crate::store::scan::{AHEAD, Chunk};
 use crate::store::{
-    Append, CaseChange, CaseMeta, CaseUpdate, CaseWithData, DbError, LogFilter, LogRow, NewCase,
-    PoolSettings, ReleaseKey, RequestKey, Rewrap, SealedCase, StoreError, StoredCheckpoint,
-    StoredRelease, Visible, sql, tiles,
+    Append, CaseChange, CaseMeta, CaseUpdate, CaseWithData, DbError, IndexProblems, LogFilter,
+    LogRow, NewCase, PoolSettings, ReleaseKey, RequestKey, Rewrap, SealedCase, StoreError,
+    StoredCheckpoint, StoredRelease, Visible, sql, tiles,
 };
 use crate::tlog::layout::TileId;
 use crate::tlog::merkle::{Hash, NodeId};
@@ -795,14 +795,41 @@ impl SqliteStore {
             .await
     }
 
+    /// The rows, and for a query by case how far the index behind the log
+    /// had caught up (its entries below that position were read through
+    /// it, the rest from the log).
     pub(super) async fn query_log(
         &self,
         filter: &LogFilter,
         start: i64,
         limit: i64,
-    ) -> Result<Vec<LogRow>, StoreError> {
+    ) -> Result<(Vec<LogRow>, Option<i64>), StoreError> {
         let f = filter.clone();
         self.read(move |c| {
+            if f.case_id.is_some() {
+                let upto: i64 = c
+                    .prepare_cached(sql::INDEX_UPTO)?
+                    .query_row([], |r| r.get(0))?;
+                let p = params![
+                    start,
+                    f.since,
+                    f.until,
+                    f.caller,
+                    f.role,
+                    f.method,
+                    f.purpose,
+                    f.decision,
+                    f.case_id,
+                    f.case_subject,
+                    f.subject,
+                    upto,
+                    limit
+                ];
+                return Ok((
+                    all(c, sql::QUERY_LOG_BY_CASE, p, rows::log_row)?,
+                    Some(upto),
+                ));
+            }
             let p = params![
                 start,
                 f.since,
@@ -817,7 +844,32 @@ impl SqliteStore {
                 f.subject,
                 limit
             ];
-            all(c, sql::QUERY_LOG, p, rows::log_row)
+            Ok((all(c, sql::QUERY_LOG, p, rows::log_row)?, None))
+        })
+        .await
+    }
+
+    /// See `LogSink::follow_index`.
+    pub(super) async fn follow_index(&self, most: i64) -> Result<(i64, i64), StoreError> {
+        self.write(move |c| write::follow_index(c, most)).await
+    }
+
+    /// See `Store::index_problems`.
+    pub(super) async fn index_problems(&self, limit: i64) -> Result<IndexProblems, StoreError> {
+        self.read(move |c| {
+            // One snapshot: the writer may index more meanwhile.
+            let tx = c.transaction()?;
+            let (upto, size): (i64, i64) =
+                tx.query_row(sql::INDEX_PROGRESS, [], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            let missing = all(&tx, sql::INDEX_MISSING, params![upto, limit], |r| r.int(0))?;
+            let extra = all(&tx, sql::INDEX_EXTRA, params![upto, limit], |r| r.int(0))?;
+            tx.commit()?;
+            Ok(IndexProblems {
+                upto,
+                size,
+                missing,
+                extra,
+            })
         })
         .await
     }
@@ -854,11 +906,14 @@ impl SqliteStore {
         subject: &str,
         start: i64,
         limit: i64,
-    ) -> Result<Vec<LogRow>, StoreError> {
+    ) -> Result<(Vec<LogRow>, i64), StoreError> {
         let (case_id, subject) = (case_id.to_owned(), subject.to_owned());
         self.read(move |c| {
-            let p = params![start, case_id, subject, limit];
-            all(c, sql::SUBJECT_LOG, p, rows::log_row)
+            let upto: i64 = c
+                .prepare_cached(sql::INDEX_UPTO)?
+                .query_row([], |r| r.get(0))?;
+            let p = params![start, case_id, upto, subject, limit];
+            Ok((all(c, sql::SUBJECT_LOG, p, rows::log_row)?, upto))
         })
         .await
     }

@@ -424,3 +424,21 @@ fn insert_event_with(
         e.note
     ])?)
 }
+
+/// See `LogSink::follow_index`: one batch of the index behind the log, in
+/// a transaction of its own on the writer's connection, between appends.
+pub(super) fn follow_index(conn: &mut Connection, most: i64) -> Result<(i64, i64), StoreError> {
+    let tx = begin(conn)?;
+    let (upto, size): (i64, i64) = tx
+        .prepare_cached(sql::INDEX_PROGRESS)?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let to = size.min(upto.saturating_add(most.max(1)));
+    if to <= upto {
+        return Ok((upto, size));
+    }
+    tx.prepare_cached(sql::INDEX_BATCH)?
+        .execute(params![upto, to])?;
+    tx.prepare_cached(sql::SET_INDEX_UPTO)?.execute([to])?;
+    tx.commit()?;
+    Ok((to, size))
+}
