@@ -500,7 +500,9 @@ async fn replica_of(b: &Started) -> sluis::node::Node {
                 .unwrap(),
         );
     }
-    sluis::node::Node::start(&config).await.expect("replica starts")
+    sluis::node::Node::start(&config)
+        .await
+        .expect("replica starts")
 }
 
 /// Two replicas of B share no memory, only the database: a referral's
@@ -595,8 +597,10 @@ async fn a_claim_left_by_a_dead_process_holds_the_case_until_it_expires() {
     assert_eq!(case_rows(c, &case_id).await.first(), Some(&("cases", 0)));
     // The refusal leaves the other's claim alone.
     assert_eq!(claims(b, &case_id).await, 1);
-    b.sql(&format!("DELETE FROM referral_claims WHERE case_id = '{case_id}'"))
-        .await;
+    b.sql(&format!(
+        "DELETE FROM referral_claims WHERE case_id = '{case_id}'"
+    ))
+    .await;
     b.sql(&left(now - 1)).await;
     let moved = gemeente
         .cases
