@@ -476,3 +476,139 @@ async fn two_referrals_of_one_case_at_once_move_it_once() {
     assert!(at_b.contains(&("cases", 0)), "{at_b:?}");
     assert!(at_b.contains(&("referred_cases", 1)), "{at_b:?}");
 }
+
+/// Tests that need PostgreSQL: ignored (visibly) in a plain `cargo test`,
+/// run by the PostgreSQL pass (`-- --ignored postgres_only`).
+mod postgres_only {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore = "needs PostgreSQL: run with SLUIS_TEST_BACKEND=postgres and `-- --ignored postgres_only` (as .ci/run does)"]
+    async fn two_replicas_referring_one_case_at_once_move_it_once() {
+        super::two_replicas_referring_one_case_at_once_move_it_once().await;
+    }
+}
+
+/// A second process of node B on B's PostgreSQL database (a replica behind
+/// the same load balancer): B's config with listeners of its own.
+async fn replica_of(b: &Started) -> sluis::node::Node {
+    let mut config = b.config.clone();
+    config.node.listen = "127.0.0.1:0".parse().unwrap();
+    config.probes.listen = None;
+    if let Some(f) = config.federation.as_mut() {
+        f.listen = Some(
+            format!("127.0.0.1:{}", common::free_port())
+                .parse()
+                .unwrap(),
+        );
+    }
+    sluis::node::Node::start(&config)
+        .await
+        .expect("replica starts")
+}
+
+/// Two replicas of B share no memory, only the database: a referral's
+/// claim on its case is held there, so the second of two ReferCase calls
+/// of one case, each sent to another replica, is refused as on one
+/// process.
+async fn two_replicas_referring_one_case_at_once_move_it_once() {
+    common::require_postgres();
+    let (_key, nodes, _) = started_network().await;
+    let (b, c) = (&nodes[1], &nodes[2]);
+    let replica = replica_of(b).await;
+    let (mut gemeente, case_id, _) = case_at(b).await;
+    consent_to_move(&mut gemeente, &case_id).await;
+    let mut other = sluis::rpc::Clients::new(
+        common::channel_as(replica.local_addr, b.dir.path(), GEMEENTE)
+            .await
+            .unwrap(),
+    );
+    let (first, second) = tokio::join!(
+        gemeente.cases.refer_case(refer(&case_id, C, AMSTERDAM)),
+        other.cases.refer_case(refer(&case_id, C, AMSTERDAM)),
+    );
+    let (ok, refused) = match (first, second) {
+        (Ok(ok), Err(e)) | (Err(e), Ok(ok)) => (ok, e),
+        (a, b) => panic!("one referral goes through, one is refused: {a:?} / {b:?}"),
+    };
+    assert_eq!(
+        refused.code(),
+        tonic::Code::FailedPrecondition,
+        "{}",
+        refused.message()
+    );
+    let refused_record = b.record(&common::request_id_of(refused.metadata())).await;
+    assert_ne!(refused_record.decision, Decision::Allowed);
+    assert_eq!(b.record(&request_id(&ok)).await.decision, Decision::Allowed);
+    let at_c = case_rows(c, &case_id).await;
+    assert!(at_c.contains(&("cases", 1)), "{at_c:?}");
+    let at_b = case_rows(b, &case_id).await;
+    assert!(at_b.contains(&("cases", 0)), "{at_b:?}");
+    assert!(at_b.contains(&("referred_cases", 1)), "{at_b:?}");
+    // Stored or refused, no claim outlives its referral.
+    assert_eq!(claims(b, &case_id).await, 0);
+}
+
+/// Claims on `case_id` left in `n`'s database.
+async fn claims(n: &Started, case_id: &str) -> i64 {
+    let mut db = common::connect_database(&n.config.database_url().unwrap()).await;
+    let sql = "SELECT COUNT(*) FROM referral_claims WHERE case_id = ?";
+    let sql = if db.is_postgres() {
+        common::placeholders(sql)
+    } else {
+        sql.to_string()
+    };
+    let count = db.query_one(&sql, &[Val::from(case_id)]).await[0].int();
+    db.close().await;
+    count
+}
+
+/// A process that died mid-referral leaves its claim; it holds the case
+/// only until it expires (`gateway::referral::CLAIM_TTL`): while it is live
+/// the owner is refused as during any other referral, once expired the
+/// referral takes it over and moves the case.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_left_by_a_dead_process_holds_the_case_until_it_expires() {
+    let (_key, nodes, _) = started_network().await;
+    let (b, c) = (&nodes[1], &nodes[2]);
+    let (mut gemeente, case_id, _) = case_at(b).await;
+    consent_to_move(&mut gemeente, &case_id).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let left = |expires: i64| {
+        format!(
+            "INSERT INTO referral_claims (case_id, request_id, claimed_at_ms, expires_at_ms) \
+             VALUES ('{case_id}', 'dead-process', {}, {expires})",
+            now - 1_000
+        )
+    };
+    b.sql(&left(now + 600_000)).await;
+    let refused = gemeente
+        .cases
+        .refer_case(refer(&case_id, C, AMSTERDAM))
+        .await
+        .expect_err("a live claim holds the case");
+    assert_eq!(
+        refused.code(),
+        tonic::Code::FailedPrecondition,
+        "{}",
+        refused.message()
+    );
+    assert_eq!(case_rows(c, &case_id).await.first(), Some(&("cases", 0)));
+    // The refusal leaves the other's claim alone.
+    assert_eq!(claims(b, &case_id).await, 1);
+    b.sql(&format!(
+        "DELETE FROM referral_claims WHERE case_id = '{case_id}'"
+    ))
+    .await;
+    b.sql(&left(now - 1)).await;
+    let moved = gemeente
+        .cases
+        .refer_case(refer(&case_id, C, AMSTERDAM))
+        .await
+        .expect("an expired claim is taken over");
+    assert_eq!(moved.into_inner().holding_node, C);
+    let at_c = case_rows(c, &case_id).await;
+    assert!(at_c.contains(&("cases", 1)), "{at_c:?}");
+    assert_eq!(claims(b, &case_id).await, 0);
+}

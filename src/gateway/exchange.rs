@@ -223,11 +223,6 @@ pub(crate) struct Exchange {
     /// alert the second finds the first's review (`gateway::emergency`).
     /// Closes are an officer's rare steps; one at a time costs nothing.
     pub(super) closing: tokio::sync::Mutex<()>,
-    /// Cases a `ReferCase` is moving now, from before the case is read
-    /// until its referral is stored (`gateway::referral`): of two
-    /// referrals of one case at once, one is sent and the other refused,
-    /// so the case never lands on two nodes.
-    pub(super) referring: Mutex<HashSet<String>>,
 }
 
 /// What the Logboek Dataverwerkingen fields of a record are made from (the
@@ -303,7 +298,6 @@ impl Exchange {
             announced: super::retention::Announced::default(),
             identity_names: |_| Vec::new(),
             closing: tokio::sync::Mutex::new(()),
-            referring: Mutex::default(),
         }
     }
 

@@ -48,41 +48,17 @@ pub(crate) enum Asking<'a> {
     Officer,
 }
 
-/// A case this node is referring now ([`Exchange::referring`]); the claim
-/// ends when this is dropped.
-struct ReferralClaim<'a> {
-    referring: &'a std::sync::Mutex<std::collections::HashSet<String>>,
-    case_id: String,
-}
+/// How long the receiving node has to take a referred case (its
+/// `AcceptReferral` answer). Past it the referral fails `Unavailable` and
+/// the case stays here; if the case did arrive, the owner's next ReferCase
+/// to that node completes (the node answers that it has it already).
+const REFERRAL_SEND_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
 
-impl<'a> ReferralClaim<'a> {
-    /// Claims `case_id`, or `FailedPrecondition` while another referral of
-    /// it is under way here.
-    fn take(
-        referring: &'a std::sync::Mutex<std::collections::HashSet<String>>,
-        case_id: &str,
-    ) -> Result<ReferralClaim<'a>, ExchangeError> {
-        let mut cases = referring.lock().unwrap_or_else(|e| e.into_inner());
-        if !cases.insert(case_id.to_string()) {
-            return Err(ExchangeError::FailedPrecondition(
-                "another ReferCase of this case is under way on this node: wait for its answer (once it is referred, the case is answered CASE_REFERRED here)".into(),
-            ));
-        }
-        Ok(ReferralClaim {
-            referring,
-            case_id: case_id.to_string(),
-        })
-    }
-}
-
-impl Drop for ReferralClaim<'_> {
-    fn drop(&mut self) {
-        self.referring
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.case_id);
-    }
-}
+/// How long a referral's claim on its case lives (ms): the send deadline
+/// and as long again for the reads before it and the pointer after it. A
+/// process that dies mid-referral leaves its claim in the database; the
+/// case is refused to other referrals only until then.
+const CLAIM_TTL_MS: i64 = 2 * REFERRAL_SEND_DEADLINE.as_millis() as i64;
 
 /// What the owner asks: refer `case_id` to `new_owner` at `to_node`.
 pub(crate) struct ReferCase {
@@ -322,12 +298,24 @@ impl Exchange {
         let mut rec = self.record(ctx, "ReferCase");
         let mut pseudonyms = Vec::new();
         let mut consent_ids = Vec::new();
-        // Held until the referral is stored (or refused): dropped last.
-        let mut claim = None;
+        // Held until the referral is stored (or refused), in the database:
+        // every process serving it sees the claim.
+        let mut claimed = false;
         let result = async {
             let caller = self.caller(ctx)?;
             validate::uuid("case_id", &r.case_id)?;
-            claim = Some(ReferralClaim::take(&self.referring, &r.case_id)?);
+            let until = rec.at.saturating_add(CLAIM_TTL_MS);
+            if !self
+                .store
+                .claim_referral(&r.case_id, &ctx.request_id, rec.at, until)
+                .await
+                .map_err(stored)?
+            {
+                return Err(ExchangeError::FailedPrecondition(
+                    "another ReferCase of this case is under way on this node: wait for its answer (once it is referred, the case is answered CASE_REFERRED here)".into(),
+                ));
+            }
+            claimed = true;
             validate::participant_id("to_node", &r.to_node)?;
             validate::participant_id("new_owner", &r.new_owner)?;
             // An erased case is answered so before the federation or any
@@ -414,28 +402,50 @@ impl Exchange {
                 consents: export.consents,
                 pseudonyms: export.pseudonyms,
             };
-            send(federation, caller, outgoing).await?;
+            tokio::time::timeout(REFERRAL_SEND_DEADLINE, send(federation, caller, outgoing))
+                .await
+                .map_err(|_| ExchangeError::PeerNode {
+                    code: crate::gateway::error::Code::Unavailable,
+                    message: format!(
+                        "node '{}' did not take the case within {} s: the case stays here; refer it again",
+                        r.to_node,
+                        REFERRAL_SEND_DEADLINE.as_secs()
+                    ),
+                })??;
             rec.decision = Decision::Allowed;
             Ok(r.to_node.clone())
         }
         .await;
         let ok = result.is_ok();
-        let recorded = self.finish(rec.clone(), result).await?;
-        if !ok {
-            return Ok(recorded);
-        }
-        let out = ReferredOut {
-            case_id: r.case_id.clone(),
-            node: r.to_node.clone(),
-            request_id: ctx.request_id.clone(),
-            at: rec.at,
-            pseudonyms,
-            consent_ids,
+        let answer = match self.finish(rec.clone(), result).await {
+            Ok(recorded) if ok => {
+                let out = ReferredOut {
+                    case_id: r.case_id.clone(),
+                    node: r.to_node.clone(),
+                    request_id: ctx.request_id.clone(),
+                    at: rec.at,
+                    pseudonyms,
+                    consent_ids,
+                };
+                match self.store.refer_out(out).await {
+                    Ok(()) => Ok(recorded),
+                    Err(e) => Err(self.failed_after_record(rec, stored(e)).await),
+                }
+            }
+            other => other,
         };
-        match self.store.refer_out(out).await {
-            Ok(()) => Ok(recorded),
-            Err(e) => Err(self.failed_after_record(rec, stored(e)).await),
+        if claimed {
+            // A release that fails leaves the claim to expire: the case
+            // waits at most `CLAIM_TTL_MS`, nothing else is lost.
+            if let Err(e) = self
+                .store
+                .release_referral(&r.case_id, &ctx.request_id)
+                .await
+            {
+                tracing::warn!(error = %e, "a referral's claim was not released; it expires");
+            }
         }
+        answer
     }
 
     /// Takes a case another node refers here (see the module's doc). The

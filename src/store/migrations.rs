@@ -98,6 +98,11 @@ pub(super) const SQLITE: &[Migration] = &[
         name: "referred pseudonyms",
         sql: include_str!("../../migrations/sqlite/0024_referred_pseudonyms.sql"),
     },
+    Migration {
+        version: 27,
+        name: "referral claims",
+        sql: include_str!("../../migrations/sqlite/0027_referral_claims.sql"),
+    },
 ];
 
 pub(super) const POSTGRES: &[Migration] = &[
@@ -185,6 +190,11 @@ pub(super) const POSTGRES: &[Migration] = &[
         version: 24,
         name: "referred pseudonyms",
         sql: include_str!("../../migrations/postgres/0024_referred_pseudonyms.sql"),
+    },
+    Migration {
+        version: 27,
+        name: "referral claims",
+        sql: include_str!("../../migrations/postgres/0027_referral_claims.sql"),
     },
 ];
 

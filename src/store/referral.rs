@@ -144,6 +144,30 @@ impl Store {
         Ok(u64::try_from(highest).unwrap_or(0))
     }
 
+    /// Claims `case_id` for the referral `request_id` from `at` until
+    /// `expires_at` (unix ms), in one statement on the shared database, so
+    /// every process serving it sees the claim. `false`: another referral
+    /// holds a live claim (a claim expired by `at` is taken over).
+    pub(crate) async fn claim_referral(
+        &self,
+        case_id: &str,
+        request_id: &str,
+        at: Millis,
+        expires_at: Millis,
+    ) -> Result<bool, StoreError> {
+        on_store!(&self.backend, b => b.claim_referral(case_id, request_id, at, expires_at).await)
+    }
+
+    /// Ends the claim `request_id` holds on `case_id`; a claim another
+    /// referral took over after this one's expired is left alone.
+    pub(crate) async fn release_referral(
+        &self,
+        case_id: &str,
+        request_id: &str,
+    ) -> Result<(), StoreError> {
+        on_store!(&self.backend, b => b.release_referral(case_id, request_id).await)
+    }
+
     /// Remembers that `node` issued `pseudonym` to `recipient`.
     pub(crate) async fn remember_located(
         &self,

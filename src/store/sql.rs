@@ -275,6 +275,18 @@ pub(super) const RAISE_DIRECTORY_SERIAL: &str =
      ON CONFLICT (id) DO UPDATE SET serial = excluded.serial
      WHERE excluded.serial > federation_directory.serial";
 pub(super) const DIRECTORY_SERIAL: &str = "SELECT serial FROM federation_directory WHERE id = 1";
+/// Takes a referral's claim on a case ($1) for request $2 at $3 until $4
+/// (unix ms): one row, inserted, or taken over from a claim expired by $3;
+/// no row changed while another claim is live.
+pub(super) const CLAIM_REFERRAL: &str =
+    "INSERT INTO referral_claims (case_id, request_id, claimed_at_ms, expires_at_ms)
+     VALUES ($1, $2, $3, $4)
+     ON CONFLICT (case_id) DO UPDATE SET request_id = excluded.request_id,
+         claimed_at_ms = excluded.claimed_at_ms, expires_at_ms = excluded.expires_at_ms
+     WHERE referral_claims.expires_at_ms <= excluded.claimed_at_ms";
+/// Ends the claim request $2 holds on case $1 (never another's).
+pub(super) const RELEASE_REFERRAL: &str =
+    "DELETE FROM referral_claims WHERE case_id = $1 AND request_id = $2";
 /// A peer's cosignature of a checkpoint; a newer one by the same witness
 /// replaces it.
 pub(super) const PUT_COSIGNATURE: &str =
@@ -519,6 +531,8 @@ pub(super) const WITH_PARAMETERS: &[&str] = &[
     INSERT_REFERRED_CONSENT,
     CONSENT_REFERRED_TO,
     RAISE_DIRECTORY_SERIAL,
+    CLAIM_REFERRAL,
+    RELEASE_REFERRAL,
     PUT_COSIGNATURE,
     COSIGNATURES,
     WITNESSED,

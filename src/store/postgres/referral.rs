@@ -177,6 +177,37 @@ impl PgStore {
         Ok(highest)
     }
 
+    pub(in crate::store) async fn claim_referral(
+        &self,
+        case_id: &str,
+        request_id: &str,
+        at: Millis,
+        expires_at: Millis,
+    ) -> Result<bool, StoreError> {
+        let taken = sqlx::query(sql::CLAIM_REFERRAL)
+            .bind(case_id)
+            .bind(request_id)
+            .bind(at)
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        Ok(taken == 1)
+    }
+
+    pub(in crate::store) async fn release_referral(
+        &self,
+        case_id: &str,
+        request_id: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(sql::RELEASE_REFERRAL)
+            .bind(case_id)
+            .bind(request_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     pub(in crate::store) async fn remember_located(
         &self,
         recipient: &str,

@@ -170,6 +170,36 @@ impl SqliteStore {
         .await
     }
 
+    pub(in crate::store) async fn claim_referral(
+        &self,
+        case_id: &str,
+        request_id: &str,
+        at: Millis,
+        expires_at: Millis,
+    ) -> Result<bool, StoreError> {
+        let key = (case_id.to_owned(), request_id.to_owned());
+        self.write(move |c| {
+            let taken = c
+                .prepare_cached(sql::CLAIM_REFERRAL)?
+                .execute(params![key.0, key.1, at, expires_at])?;
+            Ok(taken == 1)
+        })
+        .await
+    }
+
+    pub(in crate::store) async fn release_referral(
+        &self,
+        case_id: &str,
+        request_id: &str,
+    ) -> Result<(), StoreError> {
+        let key = [case_id.to_owned(), request_id.to_owned()];
+        self.write(move |c| {
+            c.prepare_cached(sql::RELEASE_REFERRAL)?.execute(key)?;
+            Ok(())
+        })
+        .await
+    }
+
     pub(in crate::store) async fn remember_located(
         &self,
         recipient: &str,
