@@ -95,6 +95,7 @@ fn to_previous_layout(db: &Path) {
          BEGIN SELECT RAISE(ABORT, 'the log tree is append-only'); END;
          CREATE TRIGGER merkle_nodes_append_only_d BEFORE DELETE ON merkle_nodes
          BEGIN SELECT RAISE(ABORT, 'the log tree is append-only'); END;
+         DROP TABLE referral_claims;
          DROP TABLE referred_pseudonyms;
          DROP TABLE referred_subjects;
          DROP TABLE referred_consents;
